@@ -1,0 +1,294 @@
+package config
+
+// Config is one whole sidecar configuration: what a YAML file holds and what
+// a snapshot from the control plane carries. It is plain data; runtime
+// packages compile their part of a validated Config into immutable objects.
+type Config struct {
+	// Version names this configuration (a file's is its sha256 prefix unless
+	// set; the control plane sets its own). Shown by /config_dump.
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+	// Node identifies this sidecar (Wasm property `node`).
+	Node Node `yaml:"node,omitempty" json:"node,omitempty"`
+	// Admin is the admin server (/ready, /stats/prometheus, ...).
+	Admin Admin `yaml:"admin,omitempty" json:"admin,omitempty"`
+	// Listeners accept downstream traffic.
+	Listeners []Listener `yaml:"listeners" json:"listeners"`
+	// Clusters are the upstream services routes send to.
+	Clusters []Cluster `yaml:"clusters,omitempty" json:"clusters,omitempty"`
+	// Filters declares Wasm plugins; listeners and routes refer to them by name.
+	Filters []Filter `yaml:"filters,omitempty" json:"filters,omitempty"`
+}
+
+// Node describes the sidecar itself.
+type Node struct {
+	ID       string            `yaml:"id,omitempty" json:"id,omitempty"`
+	Cluster  string            `yaml:"cluster,omitempty" json:"cluster,omitempty"`
+	Metadata map[string]string `yaml:"metadata,omitempty" json:"metadata,omitempty"`
+}
+
+// Admin configures the admin server. An empty Address means the default
+// 127.0.0.1:9901; "off" disables it.
+type Admin struct {
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+}
+
+// Listener is one downstream port and what runs behind it.
+type Listener struct {
+	Name    string `yaml:"name" json:"name"`
+	Address string `yaml:"address" json:"address"`
+	// Direction is "outbound" (the local app calls the mesh) or "inbound"
+	// (other sidecars call the local app). Default outbound.
+	Direction string `yaml:"direction,omitempty" json:"direction,omitempty"`
+	Limits    Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// Filters are plugin names (from Config.Filters) run on every request of
+	// this listener, in order, before the route is chosen.
+	Filters      []string      `yaml:"filters,omitempty" json:"filters,omitempty"`
+	AccessLog    AccessLog     `yaml:"access_log,omitempty" json:"access_log,omitempty"`
+	VirtualHosts []VirtualHost `yaml:"virtual_hosts" json:"virtual_hosts"`
+}
+
+// Limits bound what one listener accepts. Zero values take the defaults
+// documented in docs/config.md.
+type Limits struct {
+	MaxHeaderBytes int      `yaml:"max_header_bytes,omitempty" json:"max_header_bytes,omitempty"` // default 64 KiB
+	MaxBodyBytes   int      `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`     // default 4 MiB
+	ReadTimeout    Duration `yaml:"read_timeout,omitempty" json:"read_timeout,omitempty"`         // default 30s
+	WriteTimeout   Duration `yaml:"write_timeout,omitempty" json:"write_timeout,omitempty"`       // default 30s
+	IdleTimeout    Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`         // default 90s
+	MaxConnections int      `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`   // default 10000
+}
+
+// AccessLog configures the per-request log line.
+type AccessLog struct {
+	Enabled bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// Path is a file, or "stdout" (default) or "stderr".
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// Format is "json" (default) or "console".
+	Format string `yaml:"format,omitempty" json:"format,omitempty"`
+	// Fields chosen from the documented set; empty means all.
+	Fields []string `yaml:"fields,omitempty" json:"fields,omitempty"`
+}
+
+// VirtualHost groups routes by the request's Host.
+type VirtualHost struct {
+	Name string `yaml:"name" json:"name"`
+	// Domains: exact ("api.local"), wildcard prefix ("*.local"), suffix
+	// ("api.*") or "*". A port in the Host header is ignored unless a domain
+	// names one.
+	Domains []string `yaml:"domains" json:"domains"`
+	Routes  []Route  `yaml:"routes" json:"routes"`
+}
+
+// Route is one match and what to do with a request that matches. Exactly one
+// of Route, Redirect, DirectResponse is set.
+type Route struct {
+	Name            string          `yaml:"name,omitempty" json:"name,omitempty"`
+	Match           Match           `yaml:"match" json:"match"`
+	Route           *RouteAction    `yaml:"route,omitempty" json:"route,omitempty"`
+	Redirect        *Redirect       `yaml:"redirect,omitempty" json:"redirect,omitempty"`
+	DirectResponse  *DirectResponse `yaml:"direct_response,omitempty" json:"direct_response,omitempty"`
+	RequestHeaders  HeaderMutation  `yaml:"request_headers,omitempty" json:"request_headers,omitempty"`
+	ResponseHeaders HeaderMutation  `yaml:"response_headers,omitempty" json:"response_headers,omitempty"`
+	// Filters are plugin names run for this route after the listener's.
+	Filters []string `yaml:"filters,omitempty" json:"filters,omitempty"`
+}
+
+// Match selects requests. Every set condition must hold.
+type Match struct {
+	// Exactly one of Prefix, Path, Regex; none means prefix "/".
+	Prefix  string          `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	Path    string          `yaml:"path,omitempty" json:"path,omitempty"`
+	Regex   string          `yaml:"regex,omitempty" json:"regex,omitempty"`
+	Methods []string        `yaml:"methods,omitempty" json:"methods,omitempty"`
+	Headers []HeaderMatcher `yaml:"headers,omitempty" json:"headers,omitempty"`
+	Query   []HeaderMatcher `yaml:"query,omitempty" json:"query,omitempty"`
+	Cookies []HeaderMatcher `yaml:"cookies,omitempty" json:"cookies,omitempty"`
+}
+
+// HeaderMatcher matches one header, query parameter or cookie by name.
+// Exactly one of Exact, Prefix, Regex, Present, Absent is set.
+type HeaderMatcher struct {
+	Name    string `yaml:"name" json:"name"`
+	Exact   string `yaml:"exact,omitempty" json:"exact,omitempty"`
+	Prefix  string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	Regex   string `yaml:"regex,omitempty" json:"regex,omitempty"`
+	Present bool   `yaml:"present,omitempty" json:"present,omitempty"`
+	Absent  bool   `yaml:"absent,omitempty" json:"absent,omitempty"`
+	// Invert negates the result.
+	Invert bool `yaml:"invert,omitempty" json:"invert,omitempty"`
+}
+
+// RouteAction forwards to a cluster. Exactly one of Cluster, WeightedClusters.
+type RouteAction struct {
+	Cluster          string            `yaml:"cluster,omitempty" json:"cluster,omitempty"`
+	WeightedClusters []WeightedCluster `yaml:"weighted_clusters,omitempty" json:"weighted_clusters,omitempty"`
+	// Mirror sends a copy of a share of the requests to a shadow cluster; its
+	// answer is discarded.
+	Mirror        *Mirror `yaml:"mirror,omitempty" json:"mirror,omitempty"`
+	PrefixRewrite string  `yaml:"prefix_rewrite,omitempty" json:"prefix_rewrite,omitempty"`
+	HostRewrite   string  `yaml:"host_rewrite,omitempty" json:"host_rewrite,omitempty"`
+	// Timeout bounds the whole request, retries included. Default 15s; "0s"
+	// is the same as unset (the default applies), so for a long-lived
+	// request set a long timeout such as "1h".
+	Timeout Duration     `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Retry   *RetryPolicy `yaml:"retry,omitempty" json:"retry,omitempty"`
+}
+
+// WeightedCluster is one share of a split. Weights must add up to 100.
+type WeightedCluster struct {
+	Cluster string `yaml:"cluster" json:"cluster"`
+	Weight  int    `yaml:"weight" json:"weight"`
+}
+
+// Mirror copies requests to a shadow cluster (fire and forget).
+type Mirror struct {
+	Cluster string  `yaml:"cluster" json:"cluster"`
+	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty"` // default 100
+}
+
+// RetryPolicy says when and how often a request is tried again.
+type RetryPolicy struct {
+	// Attempts is the number of retries after the first try (default 2 when a
+	// policy is present).
+	Attempts int `yaml:"attempts,omitempty" json:"attempts,omitempty"`
+	// On: "5xx", "gateway-error", "connect-failure", "reset",
+	// "retriable-status-codes".
+	On                   []string `yaml:"on,omitempty" json:"on,omitempty"`
+	RetriableStatusCodes []int    `yaml:"retriable_status_codes,omitempty" json:"retriable_status_codes,omitempty"`
+	PerTryTimeout        Duration `yaml:"per_try_timeout,omitempty" json:"per_try_timeout,omitempty"`
+	BackoffBase          Duration `yaml:"backoff_base,omitempty" json:"backoff_base,omitempty"` // default 25ms
+	BackoffMax           Duration `yaml:"backoff_max,omitempty" json:"backoff_max,omitempty"`   // default 10×base
+	RetryNonIdempotent   bool     `yaml:"retry_non_idempotent,omitempty" json:"retry_non_idempotent,omitempty"`
+	BudgetPercent        float64  `yaml:"budget_percent,omitempty" json:"budget_percent,omitempty"`                 // default 20 (% of active requests)
+	BudgetMinConcurrency int      `yaml:"budget_min_concurrency,omitempty" json:"budget_min_concurrency,omitempty"` // default 10
+}
+
+// Redirect answers with a 3xx.
+type Redirect struct {
+	Scheme     string `yaml:"scheme,omitempty" json:"scheme,omitempty"`
+	Host       string `yaml:"host,omitempty" json:"host,omitempty"`
+	Path       string `yaml:"path,omitempty" json:"path,omitempty"`
+	StatusCode int    `yaml:"status_code,omitempty" json:"status_code,omitempty"` // default 301
+}
+
+// DirectResponse answers locally.
+type DirectResponse struct {
+	Status int    `yaml:"status" json:"status"`
+	Body   string `yaml:"body,omitempty" json:"body,omitempty"`
+}
+
+// HeaderMutation edits headers. Remove runs first, then Set, then Add.
+type HeaderMutation struct {
+	Add    []Header `yaml:"add,omitempty" json:"add,omitempty"`
+	Set    []Header `yaml:"set,omitempty" json:"set,omitempty"`
+	Remove []string `yaml:"remove,omitempty" json:"remove,omitempty"`
+}
+
+// Header is a name and a value.
+type Header struct {
+	Name  string `yaml:"name" json:"name"`
+	Value string `yaml:"value" json:"value"`
+}
+
+// Cluster is a named upstream service.
+type Cluster struct {
+	Name string `yaml:"name" json:"name"`
+	// Endpoints are static; DNS resolves a name instead. One of them.
+	Endpoints []Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	DNS       *DNS       `yaml:"dns,omitempty" json:"dns,omitempty"`
+	// LB: "round_robin" (default, smooth weighted), "least_request", "random",
+	// "ring_hash".
+	LB     string  `yaml:"lb,omitempty" json:"lb,omitempty"`
+	HashOn *HashOn `yaml:"hash_on,omitempty" json:"hash_on,omitempty"`
+	// ConnectTimeout bounds dialing an endpoint (default 1s).
+	ConnectTimeout Duration `yaml:"connect_timeout,omitempty" json:"connect_timeout,omitempty"`
+	// MaxConnsPerEndpoint bounds the keep-alive pool (default 1024).
+	MaxConnsPerEndpoint int               `yaml:"max_conns_per_endpoint,omitempty" json:"max_conns_per_endpoint,omitempty"`
+	IdleTimeout         Duration          `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"` // default 60s
+	HealthCheck         *HealthCheck      `yaml:"health_check,omitempty" json:"health_check,omitempty"`
+	OutlierDetection    *OutlierDetection `yaml:"outlier_detection,omitempty" json:"outlier_detection,omitempty"`
+	CircuitBreakers     CircuitBreakers   `yaml:"circuit_breakers,omitempty" json:"circuit_breakers,omitempty"`
+	// PanicThreshold: when fewer than this percent of endpoints are healthy,
+	// balance across all of them. Default 50 (also when 0); -1 turns panic
+	// mode off.
+	PanicThreshold float64 `yaml:"panic_threshold,omitempty" json:"panic_threshold,omitempty"`
+}
+
+// Endpoint is one upstream address.
+type Endpoint struct {
+	Address string `yaml:"address" json:"address"`                   // host:port
+	Weight  int    `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
+}
+
+// DNS resolves a cluster's endpoints (A/AAAA) and refreshes them.
+type DNS struct {
+	Name    string   `yaml:"name" json:"name"`
+	Port    int      `yaml:"port" json:"port"`
+	Refresh Duration `yaml:"refresh,omitempty" json:"refresh,omitempty"` // default 30s
+}
+
+// HashOn picks the ring-hash key. Exactly one field is set.
+type HashOn struct {
+	Header   string `yaml:"header,omitempty" json:"header,omitempty"`
+	Cookie   string `yaml:"cookie,omitempty" json:"cookie,omitempty"`
+	SourceIP bool   `yaml:"source_ip,omitempty" json:"source_ip,omitempty"`
+}
+
+// HealthCheck is an active HTTP check per endpoint.
+type HealthCheck struct {
+	Path               string   `yaml:"path,omitempty" json:"path,omitempty"` // default /healthz
+	Host               string   `yaml:"host,omitempty" json:"host,omitempty"`
+	Interval           Duration `yaml:"interval,omitempty" json:"interval,omitempty"`                       // default 5s
+	Timeout            Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`                         // default 1s
+	HealthyThreshold   int      `yaml:"healthy_threshold,omitempty" json:"healthy_threshold,omitempty"`     // default 2
+	UnhealthyThreshold int      `yaml:"unhealthy_threshold,omitempty" json:"unhealthy_threshold,omitempty"` // default 3
+	ExpectedStatuses   []int    `yaml:"expected_statuses,omitempty" json:"expected_statuses,omitempty"`     // default 200-399
+}
+
+// OutlierDetection ejects endpoints that fail passively observed requests.
+type OutlierDetection struct {
+	Consecutive5xx           int      `yaml:"consecutive_5xx,omitempty" json:"consecutive_5xx,omitempty"`                       // default 5
+	ConsecutiveGatewayErrors int      `yaml:"consecutive_gateway_errors,omitempty" json:"consecutive_gateway_errors,omitempty"` // default 0 (off)
+	Interval                 Duration `yaml:"interval,omitempty" json:"interval,omitempty"`                                     // default 10s
+	BaseEjectionTime         Duration `yaml:"base_ejection_time,omitempty" json:"base_ejection_time,omitempty"`                 // default 30s
+	MaxEjectionTime          Duration `yaml:"max_ejection_time,omitempty" json:"max_ejection_time,omitempty"`                   // default 300s
+	MaxEjectionPercent       float64  `yaml:"max_ejection_percent,omitempty" json:"max_ejection_percent,omitempty"`             // default 10
+}
+
+// CircuitBreakers bound a cluster's concurrency. Zero takes the default
+// (1024 each; max_retries too, since the retry budget is the real guard).
+type CircuitBreakers struct {
+	MaxConnections int `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`
+	MaxPending     int `yaml:"max_pending,omitempty" json:"max_pending,omitempty"`
+	MaxRequests    int `yaml:"max_requests,omitempty" json:"max_requests,omitempty"`
+	MaxRetries     int `yaml:"max_retries,omitempty" json:"max_retries,omitempty"`
+}
+
+// Filter declares one Wasm plugin.
+type Filter struct {
+	Name   string `yaml:"name" json:"name"`
+	Module Module `yaml:"module" json:"module"`
+	RootID string `yaml:"root_id,omitempty" json:"root_id,omitempty"`
+	VMID   string `yaml:"vm_id,omitempty" json:"vm_id,omitempty"`
+	// VMConfig and Config are strings, or YAML values turned into JSON.
+	VMConfig RawConfig `yaml:"vm_config,omitempty" json:"vm_config,omitempty"`
+	Config   RawConfig `yaml:"config,omitempty" json:"config,omitempty"`
+	// FailurePolicy: "fail_closed" (default) or "fail_open".
+	FailurePolicy string `yaml:"failure_policy,omitempty" json:"failure_policy,omitempty"`
+	// PoolSize is the number of VMs (default GOMAXPROCS).
+	PoolSize int `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
+	// MemoryLimit per VM, in MiB (default 64).
+	MemoryLimitMiB int `yaml:"memory_limit_mib,omitempty" json:"memory_limit_mib,omitempty"`
+	// CallbackTimeout bounds one call into the guest (default 100ms).
+	CallbackTimeout Duration `yaml:"callback_timeout,omitempty" json:"callback_timeout,omitempty"`
+	// MaxBodyBytes bounds what is buffered for this filter (default 1 MiB).
+	MaxBodyBytes int `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
+}
+
+// Module locates a Wasm module: a path relative to the config file, or a URL
+// (fetched, then verified against SHA256, which a URL requires).
+type Module struct {
+	Path   string `yaml:"path,omitempty" json:"path,omitempty"`
+	URL    string `yaml:"url,omitempty" json:"url,omitempty"`
+	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+}

@@ -1,0 +1,200 @@
+package config
+
+import "time"
+
+// Defaults other packages compile against when they handle a config part on
+// its own (a route table built from one listener). The rest are documented
+// in docs/config.md and applied by ApplyDefaults.
+const (
+	// DefaultRouteTimeout bounds a forwarded request, all retries included.
+	DefaultRouteTimeout = 15 * time.Second
+	// DefaultRedirectStatus is the status of a redirect with no status_code.
+	DefaultRedirectStatus = 301
+	// DefaultMirrorPercent is the share of requests a mirror copies.
+	DefaultMirrorPercent = 100.0
+	// DefaultAdminAddress is where the admin server listens.
+	DefaultAdminAddress = "127.0.0.1:9901"
+)
+
+// The remaining defaults, in schema order.
+const (
+	defaultDirection      = "outbound"
+	defaultMaxHeaderBytes = 64 << 10
+	defaultMaxBodyBytes   = 4 << 20
+	defaultReadTimeout    = 30 * time.Second
+	defaultWriteTimeout   = 30 * time.Second
+	defaultIdleTimeout    = 90 * time.Second
+	defaultMaxConnections = 10000
+
+	defaultAccessLogPath   = "stdout"
+	defaultAccessLogFormat = "json"
+
+	defaultRetryAttempts        = 2
+	defaultBackoffBase          = 25 * time.Millisecond
+	defaultBackoffMaxFactor     = 10
+	defaultBudgetPercent        = 20.0
+	defaultBudgetMinConcurrency = 10
+
+	defaultLB                  = "round_robin"
+	defaultConnectTimeout      = time.Second
+	defaultMaxConnsPerEndpoint = 1024
+	defaultClusterIdleTimeout  = 60 * time.Second
+	defaultPanicThreshold      = 50.0
+	defaultEndpointWeight      = 1
+	defaultDNSRefresh          = 30 * time.Second
+
+	defaultHealthPath               = "/healthz"
+	defaultHealthInterval           = 5 * time.Second
+	defaultHealthTimeout            = time.Second
+	defaultHealthyThreshold         = 2
+	defaultUnhealthyThreshold       = 3
+	defaultConsecutive5xx           = 5
+	defaultOutlierInterval          = 10 * time.Second
+	defaultBaseEjectionTime         = 30 * time.Second
+	defaultMaxEjectionTime          = 300 * time.Second
+	defaultMaxEjectionPercent       = 10.0
+	defaultCircuitBreakerLimit      = 1024
+	defaultCircuitBreakerMaxRetries = 1024 // loose like Istio's; the retry budget guards
+
+	defaultFailurePolicy   = "fail_closed"
+	defaultMemoryLimitMiB  = 64
+	defaultCallbackTimeout = 100 * time.Millisecond
+	defaultFilterBodyBytes = 1 << 20
+)
+
+// defaultRetryOn is what a retry policy with no "on" retries.
+var defaultRetryOn = []string{"gateway-error", "connect-failure", "reset"}
+
+// ApplyDefaults fills every unset (zero) field that has a default, in place.
+// It is idempotent. Defaults that depend on the machine (a filter's
+// pool_size, GOMAXPROCS) are left at zero for the runtime to decide, so a
+// config defaulted by the control plane means the same on every sidecar.
+// Parse calls it; call it on a Config built in code or decoded from JSON.
+func (c *Config) ApplyDefaults() {
+	if c.Admin.Address == "" {
+		c.Admin.Address = DefaultAdminAddress
+	}
+	for i := range c.Listeners {
+		c.Listeners[i].applyDefaults()
+	}
+	for i := range c.Clusters {
+		c.Clusters[i].applyDefaults()
+	}
+	for i := range c.Filters {
+		c.Filters[i].applyDefaults()
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setDur(p *Duration, v time.Duration) {
+	if *p == 0 {
+		*p = Duration(v)
+	}
+}
+
+func setFloat(p *float64, v float64) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setStr(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func (l *Listener) applyDefaults() {
+	setStr(&l.Direction, defaultDirection)
+	setInt(&l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes)
+	setInt(&l.Limits.MaxBodyBytes, defaultMaxBodyBytes)
+	setDur(&l.Limits.ReadTimeout, defaultReadTimeout)
+	setDur(&l.Limits.WriteTimeout, defaultWriteTimeout)
+	setDur(&l.Limits.IdleTimeout, defaultIdleTimeout)
+	setInt(&l.Limits.MaxConnections, defaultMaxConnections)
+	setStr(&l.AccessLog.Path, defaultAccessLogPath)
+	setStr(&l.AccessLog.Format, defaultAccessLogFormat)
+	for i := range l.VirtualHosts {
+		for j := range l.VirtualHosts[i].Routes {
+			l.VirtualHosts[i].Routes[j].applyDefaults()
+		}
+	}
+}
+
+func (r *Route) applyDefaults() {
+	if m := &r.Match; m.Prefix == "" && m.Path == "" && m.Regex == "" {
+		m.Prefix = "/"
+	}
+	if a := r.Route; a != nil {
+		setDur(&a.Timeout, DefaultRouteTimeout)
+		if a.Mirror != nil {
+			setFloat(&a.Mirror.Percent, DefaultMirrorPercent)
+		}
+		if a.Retry != nil {
+			a.Retry.ApplyDefaults()
+		}
+	}
+	if r.Redirect != nil {
+		setInt(&r.Redirect.StatusCode, DefaultRedirectStatus)
+	}
+}
+
+// ApplyDefaults fills the unset fields of a retry policy: 2 attempts on
+// gateway-error, connect-failure and reset, backoff from 25ms up to ten times
+// the base, a budget of 20% of active requests with at least 10 concurrent
+// retries always allowed. It is idempotent.
+func (r *RetryPolicy) ApplyDefaults() {
+	setInt(&r.Attempts, defaultRetryAttempts)
+	if len(r.On) == 0 {
+		r.On = append([]string(nil), defaultRetryOn...)
+	}
+	setDur(&r.BackoffBase, defaultBackoffBase)
+	setDur(&r.BackoffMax, defaultBackoffMaxFactor*r.BackoffBase.D())
+	setFloat(&r.BudgetPercent, defaultBudgetPercent)
+	setInt(&r.BudgetMinConcurrency, defaultBudgetMinConcurrency)
+}
+
+func (c *Cluster) applyDefaults() {
+	for i := range c.Endpoints {
+		setInt(&c.Endpoints[i].Weight, defaultEndpointWeight)
+	}
+	if c.DNS != nil {
+		setDur(&c.DNS.Refresh, defaultDNSRefresh)
+	}
+	setStr(&c.LB, defaultLB)
+	setDur(&c.ConnectTimeout, defaultConnectTimeout)
+	setInt(&c.MaxConnsPerEndpoint, defaultMaxConnsPerEndpoint)
+	setDur(&c.IdleTimeout, defaultClusterIdleTimeout)
+	if h := c.HealthCheck; h != nil {
+		setStr(&h.Path, defaultHealthPath)
+		setDur(&h.Interval, defaultHealthInterval)
+		setDur(&h.Timeout, defaultHealthTimeout)
+		setInt(&h.HealthyThreshold, defaultHealthyThreshold)
+		setInt(&h.UnhealthyThreshold, defaultUnhealthyThreshold)
+	}
+	if o := c.OutlierDetection; o != nil {
+		setInt(&o.Consecutive5xx, defaultConsecutive5xx)
+		setDur(&o.Interval, defaultOutlierInterval)
+		setDur(&o.BaseEjectionTime, defaultBaseEjectionTime)
+		setDur(&o.MaxEjectionTime, defaultMaxEjectionTime)
+		setFloat(&o.MaxEjectionPercent, defaultMaxEjectionPercent)
+	}
+	cb := &c.CircuitBreakers
+	setInt(&cb.MaxConnections, defaultCircuitBreakerLimit)
+	setInt(&cb.MaxPending, defaultCircuitBreakerLimit)
+	setInt(&cb.MaxRequests, defaultCircuitBreakerLimit)
+	setInt(&cb.MaxRetries, defaultCircuitBreakerMaxRetries)
+	setFloat(&c.PanicThreshold, defaultPanicThreshold)
+}
+
+func (f *Filter) applyDefaults() {
+	setStr(&f.FailurePolicy, defaultFailurePolicy)
+	setInt(&f.MemoryLimitMiB, defaultMemoryLimitMiB)
+	setDur(&f.CallbackTimeout, defaultCallbackTimeout)
+	setInt(&f.MaxBodyBytes, defaultFilterBodyBytes)
+}

@@ -1,0 +1,128 @@
+package filter
+
+import (
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Status is what a filter callback tells the chain.
+type Status uint8
+
+const (
+	// Continue passes the stream to the next filter.
+	Continue Status = iota
+	// LocalReply stops the request path: the filter has written a local
+	// response into Stream.Response (status, headers, body). Later request
+	// filters and the upstream are skipped; response filters still run.
+	LocalReply
+)
+
+// Factory makes one StreamFilter per stream. A Factory is built once per
+// config snapshot (e.g. a Wasm plugin with its VM pool) and is safe for
+// concurrent use.
+type Factory interface {
+	// Name is the filter's configured name (for logs and metrics).
+	Name() string
+	// NewStreamFilter binds a filter instance to s. It may return nil when
+	// the filter has nothing to do for this stream.
+	NewStreamFilter(s *Stream) StreamFilter
+}
+
+// StreamFilter sees one stream. Callbacks run on the stream's goroutine; a
+// filter that must wait (an HTTP call-out, a timer) blocks inside its
+// callback until resumed, without holding anything other streams need.
+type StreamFilter interface {
+	// OnRequestHeaders sees the request headers (Stream.Request). endOfStream
+	// is true when the request has no body.
+	OnRequestHeaders(s *Stream, endOfStream bool) Status
+	// OnRequestBody sees the whole buffered request body (the proxy buffers
+	// bodies up to the listener's limit), called only when there is one.
+	OnRequestBody(s *Stream) Status
+	// OnResponseHeaders sees the response (upstream's or a local reply).
+	OnResponseHeaders(s *Stream, endOfStream bool) Status
+	// OnResponseBody sees the whole response body, called only when there is one.
+	OnResponseBody(s *Stream) Status
+	// OnLog runs once the response is written (or the stream aborted).
+	OnLog(s *Stream)
+	// OnDone releases the filter's per-stream state. Always called, once.
+	OnDone(s *Stream)
+}
+
+// Stream is one request/response exchange as filters see it. The proxy owns
+// it; filters read and change Request and Response in place.
+type Stream struct {
+	// Request is the downstream request; filters edit it in place before it
+	// is routed and sent upstream.
+	Request *fasthttp.Request
+	// Response is the upstream response, or the local reply a filter wrote.
+	Response *fasthttp.Response
+
+	// ID is the x-request-id.
+	ID []byte
+	// StartTime is when the request was read.
+	StartTime time.Time
+	// ConnID identifies the downstream connection.
+	ConnID uint64
+	// Source and Destination are the downstream peer and the local address.
+	Source      net.Addr
+	Destination net.Addr
+	// TLS is set when the downstream connection is TLS.
+	TLS *TLSInfo
+	// Listener, Direction ("inbound"/"outbound") are the listener's.
+	Listener  string
+	Direction string
+	// RouteName and ClusterName are set once the route is chosen (response
+	// filters and OnLog see them).
+	RouteName   string
+	ClusterName string
+	// UpstreamAddr is the endpoint that answered, if any.
+	UpstreamAddr string
+	// ResponseFlags describes why a response is what it is (Envoy-style
+	// short codes: "UH" no healthy upstream, "UO" overflow, "UT" timeout,
+	// "URX" retry limit, "LR" local reply...).
+	ResponseFlags string
+	// Retries is the number of retries the request took.
+	Retries int
+	// Node is the sidecar's metadata (Wasm property `node`).
+	NodeID       string
+	NodeMetadata map[string]string
+
+	// Attributes lets filters leave values for later filters and logs
+	// (Wasm proxy_set_property). Allocated on first use.
+	Attributes map[string][]byte
+}
+
+// TLSInfo describes the downstream TLS connection.
+type TLSInfo struct {
+	MTLS bool
+	// ServerName is the SNI the client asked for.
+	ServerName string
+	// PeerURISAN is the peer certificate's first URI SAN (its SPIFFE ID).
+	PeerURISAN string
+	// PeerSubject is the peer certificate's subject.
+	PeerSubject string
+}
+
+// SetAttribute stores a filter-set property.
+func (s *Stream) SetAttribute(key string, v []byte) {
+	if s.Attributes == nil {
+		s.Attributes = make(map[string][]byte)
+	}
+	s.Attributes[key] = v
+}
+
+// SendLocalReply writes a local response into s.Response. Filters return
+// LocalReply after calling it.
+func (s *Stream) SendLocalReply(status int, body []byte, headers [][2]string) {
+	s.Response.Reset()
+	s.Response.SetStatusCode(status)
+	for _, h := range headers {
+		s.Response.Header.Add(h[0], h[1])
+	}
+	s.Response.SetBody(body)
+	if s.ResponseFlags == "" {
+		s.ResponseFlags = "LR"
+	}
+}
