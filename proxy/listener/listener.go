@@ -1,0 +1,184 @@
+package listener
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// Defaults for zero limits.
+const (
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultMaxBodyBytes   = 4 << 20
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultIdleTimeout    = 90 * time.Second
+	DefaultMaxConnections = 10000
+)
+
+// Options configure one listener.
+type Options struct {
+	Name    string
+	Address string
+	Limits  config.Limits
+	Handler fasthttp.RequestHandler
+	// TLS, when set, makes the listener speak TLS with this config.
+	TLS    *tls.Config
+	Logger *zap.Logger
+}
+
+// Listener is a bound socket and the fasthttp server behind it.
+type Listener struct {
+	name   string
+	ln     net.Listener
+	srv    *fasthttp.Server
+	log    *zap.Logger
+	served chan struct{}
+}
+
+// Listen binds the address (so a busy port fails before any swap) and
+// prepares the server. Serve starts it.
+func Listen(o Options) (*Listener, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	ln, err := net.Listen("tcp", o.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", o.Name, err)
+	}
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS)
+	}
+	lim := o.Limits
+	srv := &fasthttp.Server{
+		Handler:                       guard(o.Handler),
+		Name:                          "weft",
+		ReadBufferSize:                orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		MaxRequestBodySize:            orInt(lim.MaxBodyBytes, DefaultMaxBodyBytes),
+		ReadTimeout:                   orDur(lim.ReadTimeout.D(), DefaultReadTimeout),
+		WriteTimeout:                  orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
+		IdleTimeout:                   orDur(lim.IdleTimeout.D(), DefaultIdleTimeout),
+		Concurrency:                   orInt(lim.MaxConnections, DefaultMaxConnections),
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		CloseOnShutdown:               true,
+		SecureErrorLogMessage:         true,
+		Logger:                        zapPrintf{o.Logger},
+		ErrorHandler:                  errorHandler,
+		HeaderReceived:                nil,
+		TCPKeepalive:                  true,
+		DisableHeaderNamesNormalizing: false,
+	}
+	return &Listener{name: o.Name, ln: ln, srv: srv, log: o.Logger, served: make(chan struct{})}, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Name is the listener's configured name.
+func (l *Listener) Name() string { return l.name }
+
+// Serve serves until Shutdown. It returns nil after a graceful shutdown.
+func (l *Listener) Serve() error {
+	defer close(l.served)
+	err := l.srv.Serve(l.ln)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("listener %q: %w", l.name, err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting, waits for in-flight requests to finish (until
+// ctx ends), then closes idle connections.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	err := l.srv.ShutdownWithContext(ctx)
+	select {
+	case <-l.served:
+	case <-ctx.Done():
+	}
+	return err
+}
+
+// errorHandler answers requests fasthttp could not parse. They never reach
+// the handler, so they never reach an upstream.
+func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		ctx.Error("request header fields too large", fasthttp.StatusRequestHeaderFieldsTooLarge)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
+			return
+		}
+		ctx.Error("bad request", fasthttp.StatusBadRequest)
+	}
+	ctx.SetConnectionClose()
+}
+
+func orInt(v, d int) int {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+func orDur(v, d time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+type zapPrintf struct{ l *zap.Logger }
+
+func (z zapPrintf) Printf(format string, args ...any) {
+	z.l.Debug("fasthttp", zap.String("msg", fmt.Sprintf(format, args...)))
+}
+
+// guard refuses what fasthttp parses leniently but a proxy must not pass
+// on: a request with both Content-Length and Transfer-Encoding (RFC 9112
+// §6.1 — the classic request-smuggling shape; Envoy refuses it too).
+// fasthttp keeps Content-Length visible only when the header was sent, so
+// requests without one pay nothing.
+func guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		h := &ctx.Request.Header
+		if len(h.Peek(fasthttp.HeaderContentLength)) > 0 && hasHeaderLine(h.RawHeaders(), "transfer-encoding") {
+			ctx.Error("both Content-Length and Transfer-Encoding", fasthttp.StatusBadRequest)
+			ctx.SetConnectionClose()
+			return
+		}
+		next(ctx)
+	}
+}
+
+// hasHeaderLine reports whether raw header bytes hold a line for name
+// (lower case), case-insensitively.
+func hasHeaderLine(raw []byte, name string) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], []byte(name)) {
+			return true
+		}
+	}
+	return false
+}

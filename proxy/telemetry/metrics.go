@@ -1,0 +1,129 @@
+package telemetry
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the proxy's metric families in its own registry.
+type Metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	active     *prometheus.GaugeVec
+	upstreamRq *prometheus.CounterVec
+	retries    *prometheus.CounterVec
+	timeouts   *prometheus.CounterVec
+	failures   *prometheus.CounterVec
+	overflow   *prometheus.CounterVec
+	reloads    *prometheus.CounterVec
+	cfgVersion *prometheus.GaugeVec
+}
+
+// Latency buckets in seconds: 100µs to 10s.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// NewMetrics makes the metric families and registers them, with the Go
+// runtime and process collectors, in a new registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_requests_total", Help: "Downstream requests by listener, route, cluster and status class.",
+		}, []string{"listener", "route", "cluster", "code_class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "weft_request_duration_seconds", Help: "Downstream request latency, from request read to response ready.",
+			Buckets: latencyBuckets,
+		}, []string{"listener", "route", "cluster"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_active_requests", Help: "Requests in flight per listener.",
+		}, []string{"listener"}),
+		upstreamRq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_upstream_requests_total", Help: "Tries sent to upstream endpoints (first tries and retries).",
+		}, []string{"cluster"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_upstream_retries_total", Help: "Retries sent.",
+		}, []string{"cluster"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_upstream_timeouts_total", Help: "Tries that hit the per-try or route timeout.",
+		}, []string{"cluster"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_upstream_failures_total", Help: "Tries that ended without a response, by kind.",
+		}, []string{"cluster", "kind"}),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_retry_budget_exhausted_total", Help: "Retries refused by the retry budget.",
+		}, []string{"cluster"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_config_reloads_total", Help: "Config reloads by result (applied, rejected).",
+		}, []string{"result"}),
+		cfgVersion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_config_info", Help: "The config version in force (value 1).",
+		}, []string{"version"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.active, m.upstreamRq, m.retries, m.timeouts,
+		m.failures, m.overflow, m.reloads, m.cfgVersion,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is where every Weft metric is registered; other packages add
+// their collectors (clusters, Wasm plugins) here.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// RouteStats are the handles for one (listener, route, cluster) triple.
+type RouteStats struct {
+	byClass [6]prometheus.Counter // 0: no status (aborted), 1xx..5xx
+	latency prometheus.Observer
+}
+
+// Route resolves the handles for one (listener, route, cluster).
+func (m *Metrics) Route(listener, route, cluster string) *RouteStats {
+	rs := &RouteStats{latency: m.duration.WithLabelValues(listener, route, cluster)}
+	for i, c := range [...]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"} {
+		rs.byClass[i] = m.requests.WithLabelValues(listener, route, cluster, c)
+	}
+	return rs
+}
+
+// Record counts one finished request.
+func (r *RouteStats) Record(status int, d time.Duration) {
+	c := status / 100
+	if c < 1 || c > 5 {
+		c = 0
+	}
+	r.byClass[c].Inc()
+	r.latency.Observe(d.Seconds())
+}
+
+// ClusterStats are the upstream handles of one cluster.
+type ClusterStats struct {
+	Requests, Retries, Timeouts, BudgetExhausted prometheus.Counter
+	ConnectFailures, Resets, NoHealthy           prometheus.Counter
+}
+
+// Cluster resolves the handles for one cluster.
+func (m *Metrics) Cluster(name string) *ClusterStats {
+	return &ClusterStats{
+		Requests:        m.upstreamRq.WithLabelValues(name),
+		Retries:         m.retries.WithLabelValues(name),
+		Timeouts:        m.timeouts.WithLabelValues(name),
+		BudgetExhausted: m.overflow.WithLabelValues(name),
+		ConnectFailures: m.failures.WithLabelValues(name, "connect_failure"),
+		Resets:          m.failures.WithLabelValues(name, "reset"),
+		NoHealthy:       m.failures.WithLabelValues(name, "no_healthy_upstream"),
+	}
+}
+
+// Active is the in-flight gauge of a listener.
+func (m *Metrics) Active(listener string) prometheus.Gauge { return m.active.WithLabelValues(listener) }
+
+// Reload counts a config reload by result ("applied" or "rejected").
+func (m *Metrics) Reload(result string) { m.reloads.WithLabelValues(result).Inc() }
+
+// SetVersion records the config version in force.
+func (m *Metrics) SetVersion(v string) {
+	m.cfgVersion.Reset()
+	m.cfgVersion.WithLabelValues(v).Set(1)
+}
