@@ -1,0 +1,119 @@
+package wasm
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// httpCallFuncs: proxy_http_call.
+func httpCallFuncs() []abiFunc {
+	return []abiFunc{
+		{"proxy_http_call", host(proxyHTTPCall), params(10)},
+	}
+}
+
+// defaultHTTPCallTimeout applies when the guest passes 0.
+const defaultHTTPCallTimeout = 5 * time.Second
+
+// proxy_http_call(cluster_ptr, cluster_len, headers_ptr, headers_len,
+// body_ptr, body_len, trailers_ptr, trailers_len, timeout_ms, ret_token_ptr)
+//
+// The request goes out through Env.Upstream in the background; its answer
+// is delivered with proxy_on_http_call_response to the calling context, on
+// the same VM.
+func proxyHTTPCall(v *vm, st []uint64) uint32 {
+	cluster, ok1 := v.read(uint32(st[0]), uint32(st[1]))
+	hdrs, ok2 := v.read(uint32(st[2]), uint32(st[3]))
+	body, ok3 := v.read(uint32(st[4]), uint32(st[5]))
+	_, ok4 := v.read(uint32(st[6]), uint32(st[7]))
+	tokenPtr := uint32(st[9])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !v.writable(tokenPtr, 4) {
+		return statusInvalidMemoryAccess
+	}
+	if v.p.env.Upstream == nil || len(cluster) == 0 {
+		return statusBadArgument
+	}
+	pairs, ok := parseMap(v.pairs[:0], hdrs)
+	v.pairs = pairs[:0]
+	if !ok {
+		return statusParseFailure
+	}
+	req := fasthttp.AcquireRequest()
+	var method, path, authority bool
+	for _, kv := range pairs {
+		k, val := kv[0], kv[1]
+		switch {
+		case bytes.Equal(k, pseudoMethod):
+			req.Header.SetMethodBytes(val)
+			method = true
+		case bytes.Equal(k, pseudoPath):
+			req.SetRequestURIBytes(val)
+			path = true
+		case bytes.Equal(k, pseudoAuthority):
+			req.Header.SetHostBytes(val)
+			authority = true
+		case len(k) > 0 && k[0] == ':':
+		default:
+			req.Header.AddBytesKV(k, val)
+		}
+	}
+	if !method || !path || !authority {
+		fasthttp.ReleaseRequest(req)
+		return statusBadArgument
+	}
+	req.SetBody(body)
+	timeout := time.Duration(uint32(st[8])) * time.Millisecond
+	if timeout == 0 {
+		timeout = defaultHTTPCallTimeout
+	}
+	token := v.nextToken
+	v.nextToken++
+	clusterName := string(cluster)
+	started := v.p.goAsync(func() { v.finishHTTPCall(clusterName, req, timeout, token) })
+	if !started {
+		fasthttp.ReleaseRequest(req)
+		return statusInternalFailure
+	}
+	v.writeU32(tokenPtr, token)
+	return statusOK
+}
+
+// finishHTTPCall sends the request and delivers the answer (a failed call
+// is delivered as 0 headers, 0 body, as Envoy does). Like Envoy, the call
+// belongs to the root context: proxy_on_http_call_response gets the root
+// context id, and the SDKs find the calling stream by token and switch to
+// it with proxy_set_effective_context.
+func (v *vm) finishHTTPCall(cluster string, req *fasthttp.Request, timeout time.Duration, token uint32) {
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	defer fasthttp.ReleaseRequest(req)
+	err := v.p.env.Upstream.Do(cluster, req, resp, timeout)
+	if err != nil {
+		v.p.log.Debug("wasm http call failed", zap.String("cluster", cluster), zap.Error(err))
+	}
+	if v.onHTTPCallResp == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.broken {
+		return
+	}
+	var nh, nb uint64
+	if err == nil {
+		v.callResp = resp
+		nh = uint64(headers{resp: &resp.Header}.count())
+		nb = uint64(len(resp.Body()))
+	}
+	v.cur = nil
+	_, cerr := v.invoke(v.onHTTPCallResp, uint64(v.rootID), uint64(token), nh, nb, 0)
+	v.cur = nil
+	v.callResp = nil
+	if cerr != nil {
+		v.breakLocked(fmt.Errorf("proxy_on_http_call_response: %w", cerr))
+	}
+}

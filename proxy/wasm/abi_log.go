@@ -1,0 +1,101 @@
+package wasm
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+type zapLevel = zapcore.Level
+
+// Proxy-Wasm log levels.
+const (
+	logTrace    = 0
+	logDebug    = 1
+	logInfo     = 2
+	logWarn     = 3
+	logError    = 4
+	logCritical = 5
+)
+
+// guestLogLevel is the lowest Proxy-Wasm level the logger would print.
+func guestLogLevel(l *zap.Logger) uint32 {
+	switch {
+	case l.Core().Enabled(zapcore.DebugLevel):
+		return logDebug
+	case l.Core().Enabled(zapcore.InfoLevel):
+		return logInfo
+	case l.Core().Enabled(zapcore.WarnLevel):
+		return logWarn
+	case l.Core().Enabled(zapcore.ErrorLevel):
+		return logError
+	}
+	return logCritical
+}
+
+func zapLevelOf(level uint32) zapcore.Level {
+	switch level {
+	case logTrace, logDebug:
+		return zapcore.DebugLevel
+	case logInfo:
+		return zapcore.InfoLevel
+	case logWarn:
+		return zapcore.WarnLevel
+	}
+	return zapcore.ErrorLevel
+}
+
+func zapLine(line uint32) zap.Field { return zap.Uint32("line", line) }
+
+// logFuncs: proxy_log, proxy_get_log_level, proxy_get_current_time_nanoseconds,
+// proxy_set_tick_period_milliseconds.
+func logFuncs() []abiFunc {
+	return []abiFunc{
+		{"proxy_log", host(proxyLog), params(3)},
+		{"proxy_get_log_level", host(proxyGetLogLevel), params(1)},
+		{"proxy_get_current_time_nanoseconds", host(proxyGetCurrentTime), params(1)},
+		{"proxy_set_tick_period_milliseconds", host(proxySetTickPeriod), params(1)},
+	}
+}
+
+// proxy_log(level, msg_ptr, msg_len)
+func proxyLog(v *vm, st []uint64) uint32 {
+	level := uint32(st[0])
+	if level > logCritical {
+		return statusBadArgument
+	}
+	msg, ok := v.read(uint32(st[1]), uint32(st[2]))
+	if !ok {
+		return statusInvalidMemoryAccess
+	}
+	if ce := v.p.log.Check(zapLevelOf(level), "wasm guest"); ce != nil {
+		ce.Write(zap.ByteString("msg", msg))
+	}
+	return statusOK
+}
+
+// proxy_get_log_level(ret_level_ptr)
+func proxyGetLogLevel(v *vm, st []uint64) uint32 {
+	if !v.writeU32(uint32(st[0]), v.p.logLevel) {
+		return statusInvalidMemoryAccess
+	}
+	return statusOK
+}
+
+// proxy_get_current_time_nanoseconds(ret_time_ptr)
+func proxyGetCurrentTime(v *vm, st []uint64) uint32 {
+	if !v.writeU64(uint32(st[0]), uint64(time.Now().UnixNano())) {
+		return statusInvalidMemoryAccess
+	}
+	return statusOK
+}
+
+// proxy_set_tick_period_milliseconds(ms): only the root context ticks.
+func proxySetTickPeriod(v *vm, st []uint64) uint32 {
+	ms := uint32(st[0])
+	v.tickPeriod.Store(int64(time.Duration(ms) * time.Millisecond))
+	v.tickReset.Store(true)
+	v.p.wakeTicks()
+	return statusOK
+}

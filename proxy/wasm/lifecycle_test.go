@@ -1,0 +1,374 @@
+package wasm
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/filter"
+)
+
+func TestLocalResponse(t *testing.T) {
+	rt := newRuntime(t)
+	cfg := serializeMap(nil, [][2][]byte{{[]byte("x-reason"), []byte("test")}})
+	p := load(t, rt, PluginSpec{Module: wat(t, "local"), PluginConfig: cfg}, Env{})
+	s := newStream("/")
+	o := runStream(p, s)
+	if o.req != filter.LocalReply || o.upstream {
+		t.Fatalf("outcome %+v, want a local reply", o)
+	}
+	if s.Response.StatusCode() != 403 || string(s.Response.Body()) != "denied by wasm" {
+		t.Errorf("response %d %q", s.Response.StatusCode(), s.Response.Body())
+	}
+	if got := string(s.Response.Header.Peek("X-Reason")); got != "test" {
+		t.Errorf("x-reason = %q", got)
+	}
+	// Response filters run on the local reply (Envoy behaviour).
+	if got := string(s.Response.Header.Peek("X-Seen")); got != "response" {
+		t.Errorf("x-seen = %q", got)
+	}
+}
+
+func TestPauseResumedFromTick(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "pause")}, Env{})
+	s := newStream("/")
+	o := runStream(p, s)
+	if o.req != filter.Continue || !o.upstream {
+		t.Fatalf("outcome %+v", o)
+	}
+	if got := string(s.Request.Header.Peek("X-Resumed")); got != "tick" {
+		t.Errorf("x-resumed = %q", got)
+	}
+
+	s = newStream("/", "X-Reply", "1")
+	o = runStream(p, s)
+	if o.req != filter.LocalReply || o.upstream {
+		t.Fatalf("outcome %+v, want the tick's local reply", o)
+	}
+	if s.Response.StatusCode() != 429 || string(s.Response.Body()) != "slow down" {
+		t.Errorf("response %d %q", s.Response.StatusCode(), s.Response.Body())
+	}
+}
+
+// fastUpstream implements Env.Upstream over a real fasthttp server.
+type fastUpstream struct {
+	addr string
+	hc   *fasthttp.HostClient
+	mu   sync.Mutex
+	seen []string
+}
+
+func (u *fastUpstream) Do(cluster string, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error {
+	u.mu.Lock()
+	u.seen = append(u.seen, cluster)
+	u.mu.Unlock()
+	if cluster != "upstream" {
+		return &net.AddrError{Err: "unknown cluster", Addr: cluster}
+	}
+	return u.hc.DoTimeout(req, resp, timeout)
+}
+
+func startUpstream(t *testing.T) *fastUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
+		c.Response.SetStatusCode(201)
+		c.Response.SetBodyString("pong:" + string(c.Method()) + ":" + string(c.Path()) + ":" + string(c.PostBody()))
+	}}
+	go srv.Serve(ln) //nolint:errcheck
+	up := &fastUpstream{addr: ln.Addr().String(), hc: &fasthttp.HostClient{Addr: ln.Addr().String()}}
+	t.Cleanup(func() {
+		up.hc.CloseIdleConnections()
+		_ = srv.Shutdown()
+	})
+	return up
+}
+
+func TestHTTPCallResumes(t *testing.T) {
+	up := startUpstream(t)
+	rt := newRuntime(t)
+	hdrs := serializeMap(nil, [][2][]byte{
+		{[]byte(":method"), []byte("POST")}, {[]byte(":path"), []byte("/auth")}, {[]byte(":authority"), []byte("auth.local")},
+	})
+	p := load(t, rt, PluginSpec{Module: wat(t, "httpcall"), PluginConfig: hdrs}, Env{Upstream: up})
+	s := newStream("/")
+	o := runStream(p, s)
+	if o.req != filter.Continue || !o.upstream {
+		t.Fatalf("outcome %+v", o)
+	}
+	if got := string(s.Request.Header.Peek("X-Call-Status")); got != "201" {
+		t.Errorf("x-call-status = %q", got)
+	}
+	if got := string(s.Request.Header.Peek("X-Call-Body")); got != "pong:POST:/auth:ping" {
+		t.Errorf("x-call-body = %q", got)
+	}
+}
+
+func TestHTTPCallMissingPseudoHeaders(t *testing.T) {
+	up := startUpstream(t)
+	rt := newRuntime(t)
+	hdrs := serializeMap(nil, [][2][]byte{{[]byte(":method"), []byte("GET")}})
+	p := load(t, rt, PluginSpec{Module: wat(t, "httpcall"), PluginConfig: hdrs}, Env{Upstream: up})
+	s := newStream("/")
+	o := runStream(p, s)
+	if o.req != filter.Continue || !o.upstream {
+		t.Fatalf("outcome %+v", o)
+	}
+	if got := string(s.Request.Header.Peek("X-Call-Error")); got != "dispatch" {
+		t.Errorf("x-call-error = %q (a call without :path/:authority must be refused)", got)
+	}
+}
+
+// trapCase names a callback made to trap and how the stream must end.
+type trapCase struct {
+	mode byte
+	name string
+}
+
+func TestTrapInLifecycleFailsLoad(t *testing.T) {
+	rt := newRuntime(t)
+	for _, c := range []trapCase{{'v', "on_vm_start"}, {'c', "on_configure"}, {'f', "false on_vm_start"}} {
+		_, err := rt.Load(context.Background(), PluginSpec{Name: c.name, Module: wat(t, "trap"), VMConfig: []byte{c.mode}, PoolSize: 1}, Env{})
+		if err == nil {
+			t.Errorf("%s: Load succeeded", c.name)
+		}
+	}
+}
+
+func TestTrapInStreamCallbacks(t *testing.T) {
+	rt := newRuntime(t)
+	cases := []struct {
+		mode byte
+		name string
+		// whether the failure hits before the upstream (request side)
+		request bool
+		// whether the stream's response is still the upstream's (on_log
+		// and on_done run after the response is final)
+		late bool
+	}{
+		{'x', "context_create", true, false},
+		{'h', "request_headers", true, false},
+		{'b', "request_body", true, false},
+		{'o', "out_of_bounds_load", true, false},
+		{'r', "response_headers", false, false},
+		{'B', "response_body", false, false},
+		{'l', "on_log", false, true},
+		{'d', "on_done", false, true},
+	}
+	for _, failOpen := range []bool{false, true} {
+		for _, c := range cases {
+			name := c.name + map[bool]string{false: "/fail_closed", true: "/fail_open"}[failOpen]
+			t.Run(name, func(t *testing.T) {
+				p := load(t, rt, PluginSpec{Name: name, Module: wat(t, "trap"), VMConfig: []byte{c.mode}, FailOpen: failOpen}, Env{})
+				s := newStream("/", "X-Boom", "1")
+				s.Request.SetBodyString("payload")
+				o := runStream(p, s)
+				switch {
+				case c.late:
+					if !o.upstream || s.Response.StatusCode() != 200 {
+						t.Errorf("a trap after the response must not change it: %+v %d", o, s.Response.StatusCode())
+					}
+				case failOpen:
+					if !o.upstream || s.Response.StatusCode() != 200 || string(s.Response.Body()) != "upstream" {
+						t.Errorf("fail_open: outcome %+v status %d body %q", o, s.Response.StatusCode(), s.Response.Body())
+					}
+				default:
+					if s.Response.StatusCode() != failStatus {
+						t.Errorf("fail_closed: status %d, want %d", s.Response.StatusCode(), failStatus)
+					}
+					if c.request && (o.upstream || o.req != filter.LocalReply) {
+						t.Errorf("fail_closed on the request side must stop it: %+v", o)
+					}
+					if !c.request && o.resp != filter.LocalReply {
+						t.Errorf("fail_closed on the response side must reply locally: %+v", o)
+					}
+				}
+				if n := p.events.n[eventTrap].Load(); n == 0 {
+					t.Errorf("trap not counted")
+				}
+				// The VM is replaced; the next stream works on the new one.
+				if !waitFor(func() bool { return p.slots[0].vm.Load() != nil }) {
+					t.Fatal("vm not replaced")
+				}
+				s2 := newStream("/")
+				o2 := runStream(p, s2)
+				if !o2.upstream || string(s2.Request.Header.Peek("X-Ok")) != "yes" || s2.Response.StatusCode() != 200 {
+					t.Errorf("next stream: %+v x-ok=%q status %d", o2, s2.Request.Header.Peek("X-Ok"), s2.Response.StatusCode())
+				}
+				if p.events.n[eventVMReplaced].Load() == 0 {
+					t.Errorf("replacement not counted")
+				}
+			})
+		}
+	}
+}
+
+func TestInfiniteLoopStoppedByDeadline(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "trap"), VMConfig: []byte{'L'}, CallbackTimeout: 50 * time.Millisecond}, Env{})
+	s := newStream("/", "X-Boom", "1")
+	o := runStream(p, s)
+	if o.upstream || o.req != filter.LocalReply || s.Response.StatusCode() != failStatus {
+		t.Fatalf("outcome %+v status %d: a runaway guest must fail the stream closed", o, s.Response.StatusCode())
+	}
+	if p.events.n[eventTimeout].Load() != 1 {
+		t.Errorf("timeouts = %d", p.events.n[eventTimeout].Load())
+	}
+	if !waitFor(func() bool { return p.slots[0].vm.Load() != nil }) {
+		t.Fatal("vm not replaced")
+	}
+	s2 := newStream("/")
+	if o2 := runStream(p, s2); !o2.upstream || string(s2.Request.Header.Peek("X-Ok")) != "yes" {
+		t.Errorf("next stream: %+v", o2)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	rt := newRuntime(t)
+	const limit = 40
+	p := load(t, rt, PluginSpec{Module: wat(t, "trap"), VMConfig: []byte{'m'}, MemoryLimitPages: limit}, Env{})
+	s := newStream("/", "X-Boom", "1")
+	o := runStream(p, s)
+	if !o.upstream {
+		t.Fatalf("outcome %+v", o)
+	}
+	if got := string(s.Request.Header.Peek("X-Grow")); got != "refused" {
+		t.Errorf("x-grow = %q: memory.grow past the limit must fail", got)
+	}
+	v := p.slots[0].vm.Load()
+	if pages := v.mem.Size() / 65536; pages > limit {
+		t.Errorf("memory %d pages > limit %d", pages, limit)
+	}
+	// A module whose initial memory exceeds the limit is refused.
+	if _, err := rt.Load(context.Background(), PluginSpec{Name: "small", Module: wat(t, "trap"), MemoryLimitPages: 1, PoolSize: 1}, Env{}); err == nil {
+		t.Errorf("Load with a 1-page limit for a 2-page module succeeded")
+	}
+}
+
+func TestOutOfBoundsHostCalls(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "oob"), VMConfig: []byte("vm-config")}, Env{Upstream: &fastUpstream{}})
+	s := newStream("/")
+	o := runStream(p, s)
+	if !o.upstream {
+		t.Fatalf("outcome %+v", o)
+	}
+	got := string(s.Request.Header.Peek("X-Oob"))
+	if want := strings.Repeat("6", 29); got != want {
+		for i := range got {
+			if got[i] != '6' {
+				t.Errorf("call %d answered status %d, want InvalidMemoryAccess", i, got[i]-'0')
+			}
+		}
+		t.Fatalf("x-oob = %q", got)
+	}
+	if p.events.n[eventTrap].Load() != 0 {
+		t.Errorf("bad pointers must not trap the guest")
+	}
+}
+
+func TestPoolSpreadsStreamsAndCloseDrains(t *testing.T) {
+	rt := newRuntime(t)
+	p, err := rt.Load(context.Background(), PluginSpec{Name: "pool", Module: wat(t, "headers"), PoolSize: 3}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs []filter.StreamFilter
+	var ss []*filter.Stream
+	used := map[*vm]bool{}
+	for i := 0; i < 3; i++ {
+		s := newStream("/")
+		f := p.NewStreamFilter(s)
+		used[f.(*streamFilter).v] = true
+		fs = append(fs, f)
+		ss = append(ss, s)
+	}
+	if len(used) != 3 {
+		t.Errorf("3 concurrent streams used %d VMs, want 3 (least loaded)", len(used))
+	}
+	p.Close()
+	if p.NewStreamFilter(newStream("/")) != nil {
+		t.Errorf("a closing plugin accepted a new stream")
+	}
+	// In-flight streams still work on the old VMs.
+	for i, f := range fs {
+		if st := f.OnRequestHeaders(ss[i], true); st != filter.Continue || string(ss[i].Request.Header.Peek("X-Wasm")) != "on" {
+			t.Errorf("in-flight stream %d after Close: %v", i, st)
+		}
+		f.OnLog(ss[i])
+		f.OnDone(ss[i])
+	}
+	if !waitFor(func() bool {
+		p.closeMu.Lock()
+		defer p.closeMu.Unlock()
+		return p.closed
+	}) {
+		t.Fatal("plugin did not finish closing after its streams ended")
+	}
+}
+
+func TestSharedStateAcrossReload(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop"), VMID: "shared"}, Env{})
+	v := p.slots[0].vm.Load()
+	if st := rt.shared.set("shared", []byte("k"), []byte("v1"), 0); st != statusOK {
+		t.Fatal(st)
+	}
+	_, cas, _ := rt.shared.get("shared", []byte("k"), nil)
+	if st := rt.shared.set("shared", []byte("k"), []byte("v2"), cas+1); st != statusCasMismatch {
+		t.Errorf("stale cas: %d", st)
+	}
+	if st := rt.shared.set("shared", []byte("k"), []byte("v2"), cas); st != statusOK {
+		t.Errorf("fresh cas: %d", st)
+	}
+	closeAndWait(p)
+	_ = v
+	p2 := load(t, rt, PluginSpec{Module: wat(t, "noop"), VMID: "shared", PluginConfig: []byte("new")}, Env{})
+	val, _, ok := rt.shared.get(p2.spec.VMID, []byte("k"), nil)
+	if !ok || string(val) != "v2" {
+		t.Errorf("after reload: %q %v", val, ok)
+	}
+	if p.Key() == p2.Key() {
+		t.Errorf("different configs gave equal keys")
+	}
+}
+
+func TestConcurrentStreams(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "headers"), PoolSize: 2}, Env{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 200)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				in := string(rune('a'+g)) + strings.Repeat("x", i%7)
+				s := newStream("/", "X-In", in)
+				o := runStream(p, s)
+				if !o.upstream || string(s.Request.Header.Peek("X-Echo")) != in {
+					errs <- in
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("stream with x-in %q was not filtered correctly", e)
+	}
+	for _, s := range p.slots {
+		if s.load.Load() != 0 {
+			t.Errorf("slot %d still has %d streams", s.idx, s.load.Load())
+		}
+	}
+}

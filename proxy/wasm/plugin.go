@@ -1,0 +1,385 @@
+package wasm
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/filter"
+)
+
+// Upstream is how the host sends proxy_http_call requests: the data plane
+// implements it over its clusters.
+type Upstream interface {
+	Do(cluster string, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error
+}
+
+// Env is what a plugin needs from the proxy around it.
+type Env struct {
+	Upstream     Upstream
+	NodeID       string
+	NodeMetadata map[string]string
+}
+
+// Plugin is a loaded Wasm filter: its compiled module and VM pool. It
+// implements filter.Factory.
+type Plugin struct {
+	rt       *Runtime
+	spec     PluginSpec
+	env      Env
+	key      string
+	log      *zap.Logger
+	events   *pluginEvents
+	engine   *engine
+	compiled wazero.CompiledModule
+	sum      [32]byte
+	abi      abiVersion
+	logLevel uint32
+
+	slots []*slot
+	rr    atomic.Uint32
+
+	closing  atomic.Bool
+	active   sync.WaitGroup // streams in flight
+	bg       sync.WaitGroup // tick loop, rebuilds, call-outs, queue notifications
+	stop     chan struct{}
+	tickWake chan struct{}
+	closeMu  sync.Mutex
+	closed   bool
+	stopOnce sync.Once
+	// pauseTimeout bounds a paused stream (PauseTimeout; tests shorten it).
+	pauseTimeout time.Duration
+
+	filters sync.Pool
+}
+
+// slot is one place in the pool: the VM serving it now (nil while it is
+// being rebuilt) and how many streams are bound to it.
+type slot struct {
+	p          *Plugin
+	idx        int
+	vm         atomic.Pointer[vm]
+	load       atomic.Int32
+	mu         sync.Mutex
+	rebuilding bool
+}
+
+// Load compiles (cached), builds the VM pool (each VM: instantiate,
+// _initialize, proxy_on_vm_start with the VM config, root context,
+// proxy_on_configure with the plugin config). A false on_vm_start /
+// on_configure, a trap, a missing/unknown ABI version export → error,
+// nothing half-built is left running.
+func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin, error) {
+	spec = spec.withDefaults()
+	if len(spec.Module) == 0 {
+		return nil, fmt.Errorf("wasm plugin %q: module is empty", spec.Name)
+	}
+	e, err := rt.engineFor(ctx, spec.MemoryLimitPages)
+	if err != nil {
+		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
+	}
+	cm, sum, err := e.compile(ctx, spec.Module)
+	if err != nil {
+		return nil, fmt.Errorf("wasm plugin %q: compile: %w", spec.Name, err)
+	}
+	abi, err := detectABI(cm.ExportedFunctions())
+	if err != nil {
+		e.release(sum)
+		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
+	}
+	log := rt.log.With(zap.String("plugin", spec.Name))
+	p := &Plugin{
+		rt: rt, spec: spec, env: env, key: spec.key(), log: log,
+		events: rt.metrics.eventsFor(spec.Name),
+		engine: e, compiled: cm, sum: sum, abi: abi,
+		logLevel: guestLogLevel(log),
+		stop:     make(chan struct{}),
+		tickWake: make(chan struct{}, 1),
+
+		pauseTimeout: PauseTimeout,
+	}
+	p.filters.New = func() any { return &streamFilter{wake: make(chan uint8, 1)} }
+	p.slots = make([]*slot, spec.PoolSize)
+	for i := range p.slots {
+		s := &slot{p: p, idx: i}
+		v, err := p.newVM(s)
+		if err != nil {
+			p.events.n[eventVMStartFailed].Add(1)
+			for _, s := range p.slots[:i] {
+				s.vm.Load().shutdown()
+			}
+			e.release(sum)
+			return nil, fmt.Errorf("wasm plugin %q: vm %d: %w", spec.Name, i, err)
+		}
+		s.vm.Store(v)
+		p.slots[i] = s
+	}
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		for _, s := range p.slots {
+			s.vm.Load().shutdown()
+		}
+		e.release(sum)
+		return nil, fmt.Errorf("wasm plugin %q: runtime is closed", spec.Name)
+	}
+	rt.plugins[p] = struct{}{}
+	rt.mu.Unlock()
+	p.bg.Add(1)
+	go p.tickLoop()
+	log.Info("wasm plugin loaded", zap.String("abi", abi.String()), zap.Int("vms", spec.PoolSize),
+		zap.Uint32("memory_limit_pages", spec.MemoryLimitPages))
+	return p, nil
+}
+
+// Name is the plugin's configured name.
+func (p *Plugin) Name() string { return p.spec.Name }
+
+// Key is a digest of everything in the spec (module sha256, configs,
+// limits): equal keys mean a snapshot swap may reuse the plugin as is.
+func (p *Plugin) Key() string { return p.key }
+
+// pick binds a new stream to the least-loaded healthy VM (ties broken round
+// robin so idle pools spread streams).
+func (p *Plugin) pick() (*slot, *vm) {
+	n := len(p.slots)
+	start := int(p.rr.Add(1))
+	var best *slot
+	var bestVM *vm
+	bestLoad := int32(1 << 30)
+	for i := 0; i < n; i++ {
+		s := p.slots[(start+i)%n]
+		v := s.vm.Load()
+		if v == nil {
+			continue
+		}
+		if l := s.load.Load(); l < bestLoad {
+			best, bestVM, bestLoad = s, v, l
+			if l == 0 {
+				break
+			}
+		}
+	}
+	return best, bestVM
+}
+
+// replace swaps out a broken VM: the slot is emptied at once and a new VM
+// is built in the background (retrying with backoff while the plugin lives).
+func (s *slot) replace(old *vm) {
+	s.vm.CompareAndSwap(old, nil)
+	s.mu.Lock()
+	if s.rebuilding {
+		s.mu.Unlock()
+		return
+	}
+	s.rebuilding = true
+	s.mu.Unlock()
+	p := s.p
+	started := p.goAsync(func() {
+		defer func() {
+			s.mu.Lock()
+			s.rebuilding = false
+			s.mu.Unlock()
+		}()
+		backoff := 50 * time.Millisecond
+		for {
+			if p.closing.Load() {
+				return
+			}
+			v, err := p.newVM(s)
+			if err == nil {
+				if p.closing.Load() {
+					v.shutdown()
+					return
+				}
+				s.vm.Store(v)
+				p.events.n[eventVMReplaced].Add(1)
+				p.log.Info("wasm vm replaced", zap.Int("slot", s.idx))
+				p.wakeTicks()
+				return
+			}
+			p.events.n[eventVMStartFailed].Add(1)
+			p.log.Warn("wasm vm rebuild failed", zap.Int("slot", s.idx), zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	})
+	if !started {
+		s.mu.Lock()
+		s.rebuilding = false
+		s.mu.Unlock()
+	}
+}
+
+// wakeTicks tells the tick loop that a period changed.
+func (p *Plugin) wakeTicks() {
+	select {
+	case p.tickWake <- struct{}{}:
+	default:
+	}
+}
+
+// tickLoop calls proxy_on_tick on each VM's root context at the period that
+// VM's guest set.
+func (p *Plugin) tickLoop() {
+	defer p.bg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		next := now.Add(time.Hour)
+		for _, s := range p.slots {
+			v := s.vm.Load()
+			if v == nil {
+				continue
+			}
+			period := time.Duration(v.tickPeriod.Load())
+			if period <= 0 {
+				continue
+			}
+			if v.tickReset.Swap(false) || v.nextTick.IsZero() {
+				v.nextTick = now.Add(period)
+			}
+			if !now.Before(v.nextTick) {
+				v.tick()
+				v.nextTick = now.Add(period)
+			}
+			if v.nextTick.Before(next) {
+				next = v.nextTick
+			}
+		}
+		t.Reset(time.Until(next))
+		select {
+		case <-p.stop:
+			return
+		case <-p.tickWake:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		case <-t.C:
+		}
+	}
+}
+
+// tick runs proxy_on_tick on v's root context.
+func (v *vm) tick() {
+	if v.onTick == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.broken {
+		return
+	}
+	v.cur = nil
+	if _, err := v.invoke(v.onTick, uint64(v.rootID)); err != nil {
+		v.breakLocked(fmt.Errorf("proxy_on_tick: %w", err))
+	}
+	v.cur = nil
+}
+
+// goAsync runs f in the background unless the plugin is shutting down; it
+// reports false when f will not run.
+func (p *Plugin) goAsync(f func()) bool {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		f()
+	}()
+	return true
+}
+
+// Close stops new streams, waits for in-flight streams to finish (in the
+// background), then closes the VMs.
+func (p *Plugin) Close() {
+	if !p.closing.CompareAndSwap(false, true) {
+		return
+	}
+	go p.drainAndClose()
+}
+
+// drainAndClose is Close's background part; tests call it directly to wait.
+func (p *Plugin) drainAndClose() {
+	p.active.Wait()
+	p.stopBackground()
+	for _, s := range p.slots {
+		if v := s.vm.Swap(nil); v != nil {
+			v.shutdown()
+		}
+	}
+	p.rt.queues.dropOwner(p)
+	p.engine.release(p.sum)
+	p.rt.mu.Lock()
+	delete(p.rt.plugins, p)
+	p.rt.mu.Unlock()
+	p.log.Info("wasm plugin closed")
+}
+
+// stopBackground refuses new background work, stops the tick loop and
+// rebuilds, and waits for call-outs and queue notifications to end.
+func (p *Plugin) stopBackground() {
+	p.closeMu.Lock()
+	p.closed = true
+	p.closeMu.Unlock()
+	p.stopOnce.Do(func() { close(p.stop) })
+	p.bg.Wait()
+}
+
+// NewStreamFilter binds a filter instance to s, on one VM of the pool. It
+// returns nil once the plugin is closing, and a filter that fails by policy
+// when no VM is healthy.
+func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
+	if p.closing.Load() {
+		return nil
+	}
+	p.active.Add(1)
+	if p.closing.Load() { // Close raced with us: don't start
+		p.active.Done()
+		return nil
+	}
+	f := p.filters.Get().(*streamFilter)
+	f.p, f.s = p, s
+	sl, v := p.pick()
+	if v == nil {
+		f.failNow = errNoVM
+		return f
+	}
+	f.slot, f.v = sl, v
+	sl.load.Add(1)
+	v.mu.Lock()
+	if v.broken {
+		v.mu.Unlock()
+		f.failNow = errVMBroken
+		return f
+	}
+	f.id = v.nextID
+	v.nextID++
+	v.contexts[f.id] = f
+	v.cur = f
+	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(v.rootID))
+	v.cur = nil
+	if err != nil {
+		v.breakLocked(fmt.Errorf("proxy_on_context_create: %w", err))
+		f.failNow = err
+	}
+	v.mu.Unlock()
+	return f
+}

@@ -1,0 +1,198 @@
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"go.uber.org/zap"
+)
+
+// RuntimeOptions configures a Runtime.
+type RuntimeOptions struct {
+	CacheDir string      // wazero compilation cache directory; "" = in-memory cache only
+	Logger   *zap.Logger // nil = zap.NewNop()
+}
+
+// Runtime hosts every Wasm plugin of a process: the wazero runtimes (one per
+// distinct memory limit, since wazero sets the limit per runtime), the
+// compilation cache they share, the state plugins share across VMs and
+// reloads (shared data, shared queues, guest metrics) and the event counters.
+type Runtime struct {
+	log   *zap.Logger
+	cache wazero.CompilationCache
+
+	mu     sync.Mutex
+	byPage map[uint32]*engine // by memory limit in pages
+	closed bool
+
+	plugins map[*Plugin]struct{} // loaded and not yet closed; guarded by mu
+
+	shared  sharedData
+	queues  sharedQueues
+	metrics *metricsRegistry
+}
+
+// engine is one wazero runtime with the host modules instantiated and the
+// guest modules it compiled.
+type engine struct {
+	r        wazero.Runtime
+	mu       sync.Mutex
+	compiled map[[32]byte]*compiledModule
+}
+
+type compiledModule struct {
+	cm   wazero.CompiledModule
+	refs int
+}
+
+// NewRuntime builds a Runtime. With o.CacheDir set, compiled code survives
+// restarts.
+func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var cache wazero.CompilationCache
+	if o.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(o.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm runtime: cache dir %q: %w", o.CacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	rt := &Runtime{
+		log:     log,
+		cache:   cache,
+		byPage:  make(map[uint32]*engine),
+		plugins: make(map[*Plugin]struct{}),
+		metrics: newMetricsRegistry(),
+	}
+	rt.shared.init()
+	rt.queues.init()
+	return rt, nil
+}
+
+// engineFor returns the wazero runtime for a memory limit, building it on
+// first use.
+func (rt *Runtime) engineFor(ctx context.Context, pages uint32) (*engine, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		return nil, errors.New("wasm runtime is closed")
+	}
+	if e := rt.byPage[pages]; e != nil {
+		return e, nil
+	}
+	cfg := wazero.NewRuntimeConfig().
+		WithCompilationCache(rt.cache).
+		WithMemoryLimitPages(pages).
+		WithCloseOnContextDone(true)
+	r := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if err := instantiateHostModules(ctx, r, rt); err != nil {
+		_ = r.Close(ctx)
+		return nil, fmt.Errorf("wasm runtime: host modules: %w", err)
+	}
+	e := &engine{r: r, compiled: make(map[[32]byte]*compiledModule)}
+	rt.byPage[pages] = e
+	return e, nil
+}
+
+// instantiateHostModules registers env (the Proxy-Wasm ABI and env.abort),
+// wasi_snapshot_preview1 and wasi_unstable in r.
+func instantiateHostModules(ctx context.Context, r wazero.Runtime, rt *Runtime) error {
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+		return fmt.Errorf("wasi_snapshot_preview1: %w", err)
+	}
+	// Old AssemblyScript (and @solo-io/proxy-runtime) import the
+	// pre-preview1 name; the functions they use kept their signatures.
+	wasiMod, err := wasi_snapshot_preview1.NewBuilder(r).Compile(ctx)
+	if err != nil {
+		return fmt.Errorf("wasi_unstable: %w", err)
+	}
+	if _, err := r.InstantiateModule(ctx, wasiMod, wazero.NewModuleConfig().WithName("wasi_unstable")); err != nil {
+		return fmt.Errorf("wasi_unstable: %w", err)
+	}
+	b := r.NewHostModuleBuilder("env")
+	registerABI(b)
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("env: %w", err)
+	}
+	return nil
+}
+
+// compile returns the compiled module for code, sharing it between plugins.
+func (e *engine) compile(ctx context.Context, code []byte) (wazero.CompiledModule, [32]byte, error) {
+	sum := sha256.Sum256(code)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.compiled[sum]; c != nil {
+		c.refs++
+		return c.cm, sum, nil
+	}
+	cm, err := e.r.CompileModule(ctx, code)
+	if err != nil {
+		return nil, sum, err
+	}
+	e.compiled[sum] = &compiledModule{cm: cm, refs: 1}
+	return cm, sum, nil
+}
+
+// release drops a plugin's reference to a compiled module.
+func (e *engine) release(sum [32]byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.compiled[sum]
+	if c == nil {
+		return
+	}
+	if c.refs--; c.refs <= 0 {
+		delete(e.compiled, sum)
+		_ = c.cm.Close(context.Background())
+	}
+}
+
+// Close stops every plugin still open (their ticks and background work;
+// streams still in flight fail), then closes every wazero runtime and the
+// compilation cache. Close plugins first to let their streams drain.
+func (rt *Runtime) Close(ctx context.Context) error {
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil
+	}
+	rt.closed = true
+	open := make([]*Plugin, 0, len(rt.plugins))
+	for p := range rt.plugins {
+		open = append(open, p)
+	}
+	rt.mu.Unlock()
+	for _, p := range open {
+		p.closing.Store(true)
+		p.stopBackground()
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var errs []error
+	for _, e := range rt.byPage {
+		if err := e.r.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := rt.cache.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Collector exports guest-defined metrics (proxy_define_metric:
+// counter/gauge/histogram) and host events (traps, callback timeouts, VM
+// replacements, fail-open/closed decisions) labelled by plugin.
+func (rt *Runtime) Collector() prometheus.Collector { return rt.metrics }

@@ -1,0 +1,156 @@
+package wasm
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// Defaults applied to a PluginSpec's zero values.
+const (
+	DefaultMemoryLimitPages = 1024 // 64 MiB
+	DefaultCallbackTimeout  = 100 * time.Millisecond
+	DefaultMaxBodyBytes     = 1 << 20
+	// PauseTimeout bounds how long a paused stream waits for the guest to
+	// resume it before it fails by the plugin's policy.
+	PauseTimeout = 30 * time.Second
+)
+
+// PluginSpec is one plugin compiled from config.
+type PluginSpec struct {
+	Name, RootID, VMID     string
+	Module                 []byte
+	VMConfig, PluginConfig []byte
+	FailOpen               bool          // default fail closed
+	PoolSize               int           // 0 = runtime.GOMAXPROCS(0)
+	MemoryLimitPages       uint32        // 0 = 1024 (64 MiB)
+	CallbackTimeout        time.Duration // 0 = 100ms
+	MaxBodyBytes           int           // 0 = 1 MiB
+}
+
+// withDefaults returns s with its zero values replaced by the defaults.
+func (s PluginSpec) withDefaults() PluginSpec {
+	if s.PoolSize <= 0 {
+		s.PoolSize = runtime.GOMAXPROCS(0)
+	}
+	if s.MemoryLimitPages == 0 {
+		s.MemoryLimitPages = DefaultMemoryLimitPages
+	}
+	if s.MemoryLimitPages > 65536 {
+		s.MemoryLimitPages = 65536
+	}
+	if s.CallbackTimeout <= 0 {
+		s.CallbackTimeout = DefaultCallbackTimeout
+	}
+	if s.MaxBodyBytes <= 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	return s
+}
+
+// key digests everything in s (with defaults applied).
+func (s PluginSpec) key() string {
+	h := sha256.New()
+	mod := sha256.Sum256(s.Module)
+	h.Write(mod[:])
+	for _, f := range [][]byte{[]byte(s.Name), []byte(s.RootID), []byte(s.VMID), s.VMConfig, s.PluginConfig} {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write(f)
+	}
+	fmt.Fprintf(h, "|%t|%d|%d|%d|%d", s.FailOpen, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.MaxBodyBytes)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SpecFromConfig reads f.Module (path relative to baseDir, or URL fetched and
+// verified against SHA256), and fills a PluginSpec with the config's values
+// and defaults. Errors name the filter and field.
+func SpecFromConfig(f config.Filter, baseDir string) (PluginSpec, error) {
+	var s PluginSpec
+	s.Name, s.RootID, s.VMID = f.Name, f.RootID, f.VMID
+	s.VMConfig, s.PluginConfig = []byte(f.VMConfig), []byte(f.Config)
+	switch f.FailurePolicy {
+	case "", "fail_closed":
+	case "fail_open":
+		s.FailOpen = true
+	default:
+		return s, fmt.Errorf("filter %q: failure_policy: %q is not fail_open or fail_closed", f.Name, f.FailurePolicy)
+	}
+	if f.PoolSize < 0 {
+		return s, fmt.Errorf("filter %q: pool_size: %d is negative", f.Name, f.PoolSize)
+	}
+	s.PoolSize = f.PoolSize
+	if f.MemoryLimitMiB < 0 || f.MemoryLimitMiB > 4096 {
+		return s, fmt.Errorf("filter %q: memory_limit_mib: %d is outside 0..4096", f.Name, f.MemoryLimitMiB)
+	}
+	s.MemoryLimitPages = uint32(f.MemoryLimitMiB) * 16 // 64 KiB pages
+	s.CallbackTimeout = f.CallbackTimeout.D()
+	if f.MaxBodyBytes < 0 {
+		return s, fmt.Errorf("filter %q: max_body_bytes: %d is negative", f.Name, f.MaxBodyBytes)
+	}
+	s.MaxBodyBytes = f.MaxBodyBytes
+
+	var err error
+	switch {
+	case f.Module.Path != "" && f.Module.URL != "":
+		return s, fmt.Errorf("filter %q: module: set path or url, not both", f.Name)
+	case f.Module.Path != "":
+		p := f.Module.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(baseDir, p)
+		}
+		if s.Module, err = os.ReadFile(p); err != nil {
+			return s, fmt.Errorf("filter %q: module.path: %w", f.Name, err)
+		}
+	case f.Module.URL != "":
+		if f.Module.SHA256 == "" {
+			return s, fmt.Errorf("filter %q: module.sha256: required with module.url", f.Name)
+		}
+		if s.Module, err = fetchModule(f.Module.URL); err != nil {
+			return s, fmt.Errorf("filter %q: module.url: %w", f.Name, err)
+		}
+	default:
+		return s, fmt.Errorf("filter %q: module: set path or url", f.Name)
+	}
+	if want := strings.ToLower(strings.TrimPrefix(f.Module.SHA256, "sha256:")); want != "" {
+		got := sha256.Sum256(s.Module)
+		if hex.EncodeToString(got[:]) != want {
+			return s, fmt.Errorf("filter %q: module.sha256: module digest is %x, config says %s", f.Name, got, want)
+		}
+	}
+	return s.withDefaults(), nil
+}
+
+// maxModuleBytes bounds a fetched module.
+const maxModuleBytes = 256 << 20
+
+func fetchModule(url string) ([]byte, error) {
+	c := &http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxModuleBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if len(b) > maxModuleBytes {
+		return nil, fmt.Errorf("GET %s: module larger than %d bytes", url, maxModuleBytes)
+	}
+	return b, nil
+}

@@ -1,0 +1,326 @@
+package wasm
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/filter"
+)
+
+// Outcomes that end a pause.
+const (
+	outcomeNone uint8 = iota
+	outcomeContinue
+	outcomeLocalReply
+	outcomeClose
+	outcomeFail
+)
+
+// Phases of a stream, for resuming the right direction.
+const (
+	phaseRequest uint8 = iota
+	phaseResponse
+)
+
+// failStatus is the local reply status of a failed filter under
+// fail_closed: Envoy's Context::failStream answers 503 (details
+// "wasm_fail_stream").
+const failStatus = 503
+
+// localReply is a pending proxy_send_local_response, copied out of guest
+// memory.
+type localReply struct {
+	status  int
+	details []byte
+	body    []byte
+	headers [][2]string
+}
+
+// streamFilter is one stream's context on one VM. It implements
+// filter.StreamFilter. Fields marked (mu) are guarded by v.mu.
+type streamFilter struct {
+	p    *Plugin
+	s    *filter.Stream
+	slot *slot
+	v    *vm
+	id   uint32
+
+	failNow error // the stream could not get a working context
+	skip    bool  // failed: no more header/body callbacks
+	phase   uint8
+
+	paused     bool        // (mu) the stream goroutine waits on wake
+	resumed    bool        // (mu) continue/close/local reply came before the callback returned
+	inCallback bool        // (mu) one of this stream's callbacks runs now
+	pending    uint8       // (mu) outcome decided while not paused
+	local      localReply  // (mu) valid when pending/outcome is outcomeLocalReply
+	wake       chan uint8  // outcome of a pause
+	timer      *time.Timer // pause deadline, reused
+	details    string      // response code details of our local reply
+}
+
+// OnRequestHeaders runs proxy_on_request_headers.
+func (f *streamFilter) OnRequestHeaders(s *filter.Stream, endOfStream bool) filter.Status {
+	f.phase = phaseRequest
+	if f.failNow != nil {
+		err := f.failNow
+		f.failNow = nil
+		return f.fail(err)
+	}
+	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onReqHeaders }), uint64(headers{req: &s.Request.Header, fullReq: s.Request}.count()), b2u(endOfStream))
+}
+
+// OnRequestBody runs proxy_on_request_body once with the whole body.
+func (f *streamFilter) OnRequestBody(s *filter.Stream) filter.Status {
+	f.phase = phaseRequest
+	n := len(s.Request.Body())
+	if f.skip || f.v == nil {
+		return filter.Continue
+	}
+	if n > f.p.spec.MaxBodyBytes {
+		f.p.events.n[eventBodyTooLarge].Add(1)
+		f.skip = true
+		s.SendLocalReply(413, []byte("Payload Too Large"), nil)
+		return filter.LocalReply
+	}
+	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onReqBody }), uint64(n), 1)
+}
+
+// OnResponseHeaders runs proxy_on_response_headers.
+func (f *streamFilter) OnResponseHeaders(s *filter.Stream, endOfStream bool) filter.Status {
+	f.phase = phaseResponse
+	if f.failNow != nil {
+		err := f.failNow
+		f.failNow = nil
+		return f.fail(err)
+	}
+	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onRespHeaders }), uint64(headers{resp: &s.Response.Header}.count()), b2u(endOfStream))
+}
+
+// OnResponseBody runs proxy_on_response_body once with the whole body.
+func (f *streamFilter) OnResponseBody(s *filter.Stream) filter.Status {
+	f.phase = phaseResponse
+	n := len(s.Response.Body())
+	if f.skip || f.v == nil {
+		return filter.Continue
+	}
+	if n > f.p.spec.MaxBodyBytes {
+		f.p.events.n[eventBodyTooLarge].Add(1)
+		f.skip = true
+		s.SendLocalReply(500, []byte("Internal Server Error"), nil)
+		return filter.LocalReply
+	}
+	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onRespBody }), uint64(n), 1)
+}
+
+// OnLog runs proxy_on_log.
+func (f *streamFilter) OnLog(s *filter.Stream) {
+	v := f.v
+	if v == nil || v.onLog == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.broken || v.contexts[f.id] != f {
+		return
+	}
+	v.cur = f
+	if _, err := v.invoke(v.onLog, uint64(f.id)); err != nil {
+		v.breakLocked(fmt.Errorf("proxy_on_log: %w", err))
+	}
+	v.cur = nil
+}
+
+// OnDone runs proxy_on_done and proxy_on_delete and releases the stream.
+func (f *streamFilter) OnDone(s *filter.Stream) {
+	p := f.p
+	if v := f.v; v != nil {
+		v.mu.Lock()
+		if !v.broken && v.contexts[f.id] == f {
+			v.cur = f
+			if v.onDone != nil {
+				if _, err := v.invoke(v.onDone, uint64(f.id)); err != nil {
+					v.breakLocked(fmt.Errorf("proxy_on_done: %w", err))
+				}
+			}
+			if v.onDelete != nil && !v.broken {
+				if _, err := v.invoke(v.onDelete, uint64(f.id)); err != nil {
+					v.breakLocked(fmt.Errorf("proxy_on_delete: %w", err))
+				}
+			}
+			v.cur = nil
+		}
+		delete(v.contexts, f.id)
+		v.mu.Unlock()
+		f.slot.load.Add(-1)
+	}
+	f.reset()
+	p.filters.Put(f)
+	p.active.Done()
+}
+
+func (f *streamFilter) reset() {
+	wake, timer := f.wake, f.timer
+	*f = streamFilter{wake: wake, timer: timer}
+	f.local.headers = f.local.headers[:0]
+	select {
+	case <-f.wake:
+	default:
+	}
+}
+
+// vOr returns the callback chosen by pick on the stream's VM, or nil.
+func (f *streamFilter) vOr(pick func(v *vm) *guestFunc) *guestFunc {
+	if f.v == nil {
+		return nil
+	}
+	return pick(f.v)
+}
+
+// run calls a header/body callback and applies its action: Continue,
+// Pause (block until resumed), or a local reply.
+func (f *streamFilter) run(g *guestFunc, a1, a2 uint64) filter.Status {
+	if f.skip || f.v == nil {
+		return filter.Continue
+	}
+	v := f.v
+	v.mu.Lock()
+	if v.broken {
+		v.mu.Unlock()
+		return f.fail(errVMBroken)
+	}
+	if g == nil {
+		v.mu.Unlock()
+		return filter.Continue
+	}
+	v.cur = f
+	f.inCallback = true
+	action, err := v.invoke(g, uint64(f.id), a1, a2)
+	f.inCallback = false
+	v.cur = nil
+	if err != nil {
+		v.breakLocked(err)
+		v.mu.Unlock()
+		return f.fail(err)
+	}
+	outcome := f.pending
+	f.pending, f.resumed = outcomeNone, false
+	if outcome == outcomeNone {
+		switch uint32(action) {
+		case actionPause, actionStopAllBuffer, actionStopAllWatermark:
+			f.paused = true
+			v.mu.Unlock()
+			outcome = f.waitResume()
+			v.mu.Lock()
+			f.paused = false
+		default:
+			outcome = outcomeContinue
+		}
+	}
+	var lr localReply
+	if outcome == outcomeLocalReply {
+		lr = f.local
+	}
+	v.mu.Unlock()
+	switch outcome {
+	case outcomeLocalReply:
+		f.applyLocal(&lr)
+		return filter.LocalReply
+	case outcomeClose:
+		// Envoy resets the stream; the closest a buffered HTTP/1.1 chain
+		// can do is a local reply that closes the connection.
+		f.skip = true
+		f.s.SendLocalReply(failStatus, nil, [][2]string{{"Connection", "close"}})
+		f.s.ResponseFlags = "LR"
+		return filter.LocalReply
+	case outcomeFail:
+		return f.fail(errVMBroken)
+	case outcomeNone:
+		f.p.events.n[eventPauseTimeout].Add(1)
+		return f.fail(errPauseTimeout)
+	}
+	return filter.Continue
+}
+
+// waitResume blocks until the guest resumes the stream or the pause
+// deadline passes (outcomeNone).
+func (f *streamFilter) waitResume() uint8 {
+	d := f.p.pauseTimeout
+	if f.timer == nil {
+		f.timer = time.NewTimer(d)
+	} else {
+		f.timer.Reset(d)
+	}
+	select {
+	case o := <-f.wake:
+		f.timer.Stop()
+		return o
+	case <-f.timer.C:
+		// The guest may resume at the last moment: take that.
+		select {
+		case o := <-f.wake:
+			return o
+		default:
+			return outcomeNone
+		}
+	}
+}
+
+// wakeLocked ends a pause (or records the outcome for the callback running
+// now). The caller holds f.v.mu.
+func (f *streamFilter) wakeLocked(outcome uint8) {
+	if f.paused {
+		f.paused = false
+		select {
+		case f.wake <- outcome:
+		default:
+		}
+		return
+	}
+	switch {
+	case outcome == outcomeFail:
+	case outcome == outcomeContinue:
+		// A continue outside a callback of this stream resumes nothing.
+		if f.inCallback && f.pending == outcomeNone {
+			f.pending = outcome
+		}
+	default:
+		// Local replies and closes win over a continue and wait for the
+		// stream's next callback if none is running.
+		f.pending = outcome
+	}
+}
+
+func (f *streamFilter) applyLocal(lr *localReply) {
+	f.s.SendLocalReply(lr.status, lr.body, lr.headers)
+	if len(lr.details) > 0 {
+		f.details = string(lr.details)
+	}
+}
+
+// fail applies the plugin's failure policy to the stream.
+func (f *streamFilter) fail(err error) filter.Status {
+	f.skip = true
+	p := f.p
+	if p.spec.FailOpen {
+		p.events.n[eventFailOpen].Add(1)
+		p.log.Warn("wasm filter failed; fail_open: skipping it for this stream", zap.Error(err))
+		return filter.Continue
+	}
+	p.events.n[eventFailClosed].Add(1)
+	p.log.Warn("wasm filter failed; fail_closed: answering 503", zap.Error(err))
+	f.details = "wasm_fail_stream"
+	f.s.SendLocalReply(failStatus, nil, nil)
+	return filter.LocalReply
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var _ filter.StreamFilter = (*streamFilter)(nil)

@@ -1,0 +1,83 @@
+// Command failure is a conformance guest for the host's failure handling
+// and start-up checks:
+//   - VM configuration "reject-vm" makes on_vm_start fail, plugin
+//     configuration "reject" makes on_configure fail; otherwise both are
+//     echoed upstream (x-vm-config, x-plugin-config);
+//   - a request with x-panic makes on_request_headers panic (a trap);
+//   - every other request gets x-filtered: yes.
+package main
+
+import (
+	"errors"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetVMContext(&vm{})
+}
+
+type vm struct {
+	types.DefaultVMContext
+	config string
+}
+
+func (v *vm) OnVMStart(int) types.OnVMStartStatus {
+	cfg, err := proxywasm.GetVMConfiguration()
+	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
+		proxywasm.LogCriticalf("failure: vm config: %v", err)
+		return types.OnVMStartStatusFailed
+	}
+	v.config = string(cfg)
+	if v.config == "reject-vm" {
+		return types.OnVMStartStatusFailed
+	}
+	return types.OnVMStartStatusOK
+}
+
+func (v *vm) NewPluginContext(uint32) types.PluginContext { return &root{vm: v} }
+
+type root struct {
+	types.DefaultPluginContext
+	vm     *vm
+	config string
+}
+
+func (r *root) OnPluginStart(int) types.OnPluginStartStatus {
+	cfg, err := proxywasm.GetPluginConfiguration()
+	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
+		proxywasm.LogCriticalf("failure: plugin config: %v", err)
+		return types.OnPluginStartStatusFailed
+	}
+	r.config = string(cfg)
+	if r.config == "reject" {
+		return types.OnPluginStartStatusFailed
+	}
+	return types.OnPluginStartStatusOK
+}
+
+func (r *root) NewHttpContext(uint32) types.HttpContext { return &stream{root: r} }
+
+type stream struct {
+	types.DefaultHttpContext
+	root *root
+}
+
+func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
+	if _, err := proxywasm.GetHttpRequestHeader("x-panic"); err == nil {
+		panic("failure guest: asked to panic")
+	}
+	must(proxywasm.AddHttpRequestHeader("x-filtered", "yes"))
+	must(proxywasm.AddHttpRequestHeader("x-vm-config", s.root.vm.config))
+	must(proxywasm.AddHttpRequestHeader("x-plugin-config", s.root.config))
+	return types.ActionContinue
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}

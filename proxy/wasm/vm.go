@@ -1,0 +1,358 @@
+package wasm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+var (
+	errGuestAbort    = errors.New("guest called abort")
+	errVMBroken      = errors.New("vm is broken")
+	errPauseTimeout  = errors.New("paused stream was not resumed in time")
+	errNoVM          = errors.New("no healthy vm")
+	errCallbackStuck = errors.New("callback deadline exceeded")
+)
+
+// abiVersion is the Proxy-Wasm ABI a module speaks.
+type abiVersion uint8
+
+const (
+	abi010 abiVersion = iota + 1
+	abi020
+	abi021
+)
+
+func (a abiVersion) String() string {
+	switch a {
+	case abi010:
+		return "0.1.0"
+	case abi020:
+		return "0.2.0"
+	case abi021:
+		return "0.2.1"
+	}
+	return "unknown"
+}
+
+// detectABI reads the version marker export.
+func detectABI(exports map[string]api.FunctionDefinition) (abiVersion, error) {
+	switch {
+	case exports["proxy_abi_version_0_2_1"] != nil:
+		return abi021, nil
+	case exports["proxy_abi_version_0_2_0"] != nil:
+		return abi020, nil
+	case exports["proxy_abi_version_0_1_0"] != nil:
+		return abi010, nil
+	}
+	for name := range exports {
+		if strings.HasPrefix(name, "proxy_abi_version_") {
+			return 0, fmt.Errorf("unsupported Proxy-Wasm ABI version %q (this host speaks 0.2.1, 0.2.0, 0.1.0)", strings.TrimPrefix(name, "proxy_abi_version_"))
+		}
+	}
+	return 0, errors.New("module exports no proxy_abi_version_* function: not a Proxy-Wasm module")
+}
+
+// guestFunc is an exported guest function with its arity cached.
+type guestFunc struct {
+	f          api.Function
+	np, nr     int
+	stackWidth int
+}
+
+func lookup(mod api.Module, name string) *guestFunc {
+	f := mod.ExportedFunction(name)
+	if f == nil {
+		return nil
+	}
+	d := f.Definition()
+	g := &guestFunc{f: f, np: len(d.ParamTypes()), nr: len(d.ResultTypes())}
+	g.stackWidth = max(g.np, g.nr)
+	return g
+}
+
+// vm is one instance of a plugin's module. Every call into it holds mu;
+// host functions run inside such calls, so they touch vm state freely.
+type vm struct {
+	p    *Plugin
+	slot *slot
+	mod  api.Module
+	mem  api.Memory
+
+	// ctx carries the vm to host functions; cancel stops a running callback
+	// (wazero closes the module when its context is done).
+	ctx      context.Context
+	cancel   context.CancelFunc
+	timer    *time.Timer
+	inCall   atomic.Bool
+	timedOut atomic.Bool
+
+	mu       sync.Mutex
+	broken   bool // guarded by mu
+	closed   bool // guarded by mu
+	stack    [8]uint64
+	allocStk [2]uint64
+
+	rootID   uint32
+	nextID   uint32
+	contexts map[uint32]*streamFilter
+	// cur is the stream context host calls act on (nil: the root context).
+	cur *streamFilter
+	// callResp is the HTTP call-out response during on_http_call_response.
+	callResp *fasthttp.Response
+
+	nextToken  uint32
+	tickPeriod atomic.Int64 // nanoseconds; 0 = no ticks
+	tickReset  atomic.Bool  // the period changed
+	nextTick   time.Time    // tick goroutine only
+
+	// rootAttrs holds properties set from the root context.
+	rootAttrs map[string][]byte
+
+	scratch []byte      // reused serialization buffer
+	propBuf []byte      // reused property key buffer
+	pairs   [][2][]byte // reused map parsing buffer
+
+	onContextCreate, onVMStart, onConfigure, onTick, onDone, onDelete, onLog    *guestFunc
+	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc
+	malloc                                                                      *guestFunc
+}
+
+// lifecycleTimeout bounds _initialize, on_vm_start and on_configure, which
+// may do real work (a Go guest's runtime start).
+func (p *Plugin) lifecycleTimeout() time.Duration {
+	return max(10*p.spec.CallbackTimeout, 2*time.Second)
+}
+
+// newVM instantiates the plugin's module and runs its start sequence:
+// _initialize (or _start), root context, on_vm_start, on_configure.
+func (p *Plugin) newVM(s *slot) (*vm, error) {
+	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter)}
+	v.ctx, v.cancel = context.WithCancel(context.WithValue(context.Background(), vmKey{}, v))
+	v.timer = time.AfterFunc(time.Hour, func() {
+		if v.inCall.Load() {
+			v.timedOut.Store(true)
+			v.cancel()
+		}
+	})
+	v.timer.Stop()
+	fail := func(err error) (*vm, error) {
+		v.timer.Stop()
+		v.cancel()
+		if v.mod != nil {
+			_ = v.mod.Close(context.Background())
+		}
+		return nil, err
+	}
+
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithStdout(&guestLogWriter{log: p.log, level: zap.InfoLevel}).
+		WithStderr(&guestLogWriter{log: p.log, level: zap.WarnLevel}).
+		WithArgs(p.spec.Name)
+	v.inCall.Store(true)
+	v.timer.Reset(p.lifecycleTimeout())
+	mod, err := p.engine.r.InstantiateModule(v.ctx, p.compiled, cfg)
+	v.timer.Stop()
+	v.inCall.Store(false)
+	if err != nil {
+		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
+	}
+	v.mod = mod
+	if v.mem = mod.ExportedMemory("memory"); v.mem == nil {
+		if v.mem = mod.Memory(); v.mem == nil {
+			return fail(errors.New("module exports no memory"))
+		}
+	}
+	v.onContextCreate = lookup(mod, "proxy_on_context_create")
+	v.onVMStart = lookup(mod, "proxy_on_vm_start")
+	v.onConfigure = lookup(mod, "proxy_on_configure")
+	v.onTick = lookup(mod, "proxy_on_tick")
+	v.onDone = lookup(mod, "proxy_on_done")
+	v.onDelete = lookup(mod, "proxy_on_delete")
+	v.onLog = lookup(mod, "proxy_on_log")
+	v.onReqHeaders = lookup(mod, "proxy_on_request_headers")
+	v.onReqBody = lookup(mod, "proxy_on_request_body")
+	v.onRespHeaders = lookup(mod, "proxy_on_response_headers")
+	v.onRespBody = lookup(mod, "proxy_on_response_body")
+	v.onHTTPCallResp = lookup(mod, "proxy_on_http_call_response")
+	v.onQueue = lookup(mod, "proxy_on_queue_ready")
+	if v.malloc = lookup(mod, "proxy_on_memory_allocate"); v.malloc == nil {
+		v.malloc = lookup(mod, "malloc")
+	}
+	if v.malloc == nil || v.malloc.np != 1 || v.malloc.nr != 1 {
+		return fail(errors.New("module exports no allocator (proxy_on_memory_allocate or malloc)"))
+	}
+	if v.onContextCreate == nil {
+		return fail(errors.New("module exports no proxy_on_context_create"))
+	}
+
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	lt := p.lifecycleTimeout()
+	if init := lookup(mod, "_initialize"); init != nil {
+		if _, err := v.invokeFor(lt, init); err != nil {
+			return fail(fmt.Errorf("_initialize: %w", err))
+		}
+	} else if start := lookup(mod, "_start"); start != nil {
+		if _, err := v.invokeFor(lt, start); err != nil {
+			return fail(fmt.Errorf("_start (build the module as a reactor: a command's _start exits): %w", err))
+		}
+	}
+	if _, err := v.invokeFor(lt, v.onContextCreate, uint64(v.rootID), 0); err != nil {
+		return fail(fmt.Errorf("proxy_on_context_create(root): %w", err))
+	}
+	if v.onVMStart != nil {
+		ok, err := v.invokeFor(lt, v.onVMStart, uint64(v.rootID), uint64(len(p.spec.VMConfig)))
+		if err != nil {
+			return fail(fmt.Errorf("proxy_on_vm_start: %w", err))
+		}
+		if uint32(ok) == 0 {
+			return fail(errors.New("proxy_on_vm_start returned false"))
+		}
+	}
+	if v.onConfigure != nil {
+		ok, err := v.invokeFor(lt, v.onConfigure, uint64(v.rootID), uint64(len(p.spec.PluginConfig)))
+		if err != nil {
+			return fail(fmt.Errorf("proxy_on_configure: %w", err))
+		}
+		if uint32(ok) == 0 {
+			return fail(errors.New("proxy_on_configure returned false"))
+		}
+	}
+	return v, nil
+}
+
+// invoke calls g with args under the plugin's callback deadline. The caller
+// holds v.mu. Extra args beyond g's arity are dropped (ABI 0.1.0 callbacks
+// have no end_of_stream).
+func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
+	return v.invokeFor(v.p.spec.CallbackTimeout, g, args...)
+}
+
+func (v *vm) invokeFor(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
+	st := v.stack[:g.stackWidth]
+	n := copy(st, args)
+	for i := n; i < len(st); i++ {
+		st[i] = 0
+	}
+	v.inCall.Store(true)
+	v.timer.Reset(d)
+	err := g.f.CallWithStack(v.ctx, st)
+	v.timer.Stop()
+	v.inCall.Store(false)
+	if err != nil {
+		return 0, v.explain(err)
+	}
+	if g.nr > 0 {
+		return st[0], nil
+	}
+	return 0, nil
+}
+
+// explain turns wazero's error for a stopped call into ours.
+func (v *vm) explain(err error) error {
+	if v.timedOut.Load() {
+		return fmt.Errorf("%w: %w", errCallbackStuck, err)
+	}
+	return err
+}
+
+// alloc asks the guest for n bytes. It is called from host functions, so
+// it uses its own stack.
+func (v *vm) alloc(n uint32) (uint32, bool) {
+	v.allocStk[0] = uint64(n)
+	if err := v.malloc.f.CallWithStack(v.ctx, v.allocStk[:1]); err != nil {
+		return 0, false
+	}
+	ptr := uint32(v.allocStk[0])
+	if ptr == 0 || !v.writable(ptr, n) {
+		return 0, false
+	}
+	return ptr, true
+}
+
+// breakLocked marks v broken after a failed call: it counts and logs the
+// event, fails the streams paused on it, closes the module and asks its slot
+// for a replacement. The caller holds v.mu.
+func (v *vm) breakLocked(cause error) {
+	if v.broken {
+		return
+	}
+	v.broken = true
+	p := v.p
+	if errors.Is(cause, errCallbackStuck) {
+		p.events.n[eventTimeout].Add(1)
+		p.log.Warn("wasm callback overran its deadline; replacing vm", zap.Duration("deadline", p.spec.CallbackTimeout), zap.Error(cause))
+	} else {
+		p.events.n[eventTrap].Add(1)
+		p.log.Warn("wasm guest failed; replacing vm", zap.Error(cause))
+	}
+	for _, f := range v.contexts {
+		f.wakeLocked(outcomeFail)
+	}
+	v.closeLocked()
+	if v.slot != nil {
+		v.slot.replace(v)
+	}
+}
+
+// closeLocked closes the module. The caller holds v.mu.
+func (v *vm) closeLocked() {
+	if v.closed {
+		return
+	}
+	v.closed = true
+	v.broken = true
+	v.timer.Stop()
+	v.cancel()
+	if v.mod != nil {
+		_ = v.mod.Close(context.Background())
+	}
+}
+
+// shutdown ends the root context (on_done, on_delete) and closes the VM.
+func (v *vm) shutdown() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.broken {
+		v.cur = nil
+		if v.onDone != nil {
+			if _, err := v.invoke(v.onDone, uint64(v.rootID)); err != nil {
+				v.p.log.Debug("wasm root proxy_on_done failed", zap.Error(err))
+			}
+		}
+		if v.onDelete != nil && !v.broken {
+			_, _ = v.invoke(v.onDelete, uint64(v.rootID))
+		}
+	}
+	v.closeLocked()
+}
+
+// guestLogWriter sends a guest's stdout/stderr to the plugin's logger.
+type guestLogWriter struct {
+	log   *zap.Logger
+	level zapLevel
+}
+
+func (w *guestLogWriter) Write(b []byte) (int, error) {
+	if ce := w.log.Check(w.level, "wasm guest output"); ce != nil {
+		ce.Write(zap.ByteString("text", b))
+	}
+	return len(b), nil
+}
