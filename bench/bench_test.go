@@ -1,0 +1,364 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/weftmesh/weft/bench/internal/leakcheck"
+	"github.com/weftmesh/weft/bench/loadgen"
+	"github.com/weftmesh/weft/bench/proc"
+	"github.com/weftmesh/weft/bench/report"
+	"github.com/weftmesh/weft/bench/upstream"
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// childEnv marks a test binary re-executed as `bench upstream|load`, the
+// way the weft binary runs them when pinning.
+const childEnv = "WEFT_BENCH_TEST_CHILD"
+
+// weftBinEnv names a built weft binary for the weft scenario's test.
+const weftBinEnv = "WEFT_BENCH_WEFT_BIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" && len(os.Args) > 2 && os.Args[1] == "bench" {
+		if err := Command(context.Background(), os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Setenv(childEnv, "1") // inherited by the subprocesses the tests start
+	os.Exit(leakcheck.Main(m))
+}
+
+// pidLog records every subprocess a run starts, and the members of their
+// process groups, so a test can check none is left.
+type pidLog struct {
+	mu   sync.Mutex
+	pids map[int]string
+}
+
+func (l *pidLog) trace(name string, pid int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pids == nil {
+		l.pids = map[int]string{}
+	}
+	l.pids[pid] = name
+}
+
+func (l *pidLog) addGroups(t *testing.T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for pgid, name := range l.pids {
+		members, err := proc.Group(pgid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range members {
+			l.pids[pid] = name + " (group member)"
+		}
+	}
+}
+
+func (l *pidLog) assertGone(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for pid, name := range l.pids {
+		if proc.Alive(pid) {
+			t.Errorf("%s (pid %d) is still running", name, pid)
+		}
+	}
+}
+
+func testRunner(t *testing.T, pin bool, log *pidLog) *runner {
+	t.Helper()
+	opts := Options{
+		Pin: pin, LoadCPUs: "0", ServerCPUs: "1", SelfBin: os.Args[0],
+		Upstream: upstream.Config{BodySize: 128},
+		Logger:   zap.NewNop(),
+	}
+	if log != nil {
+		opts.trace = log.trace
+	}
+	return &runner{opts: opts, tmp: t.TempDir()}
+}
+
+func needTaskset(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("taskset not installed")
+	}
+}
+
+// Each scenario starts, answers, and stops with no process left behind.
+func TestScenarioLifecycle(t *testing.T) {
+	tests := []struct {
+		sc    Scenario
+		pin   bool
+		procs int // subprocesses the scenario starts itself
+		needs string
+	}{
+		{Direct(), false, 0, ""},
+		{Direct(), true, 1, "taskset"},
+		{Nginx(), false, 1, "nginx"},
+		{Nginx(), true, 2, "nginx"},
+		{Weft(), false, 1, "weft"},
+		{Weft(), true, 2, "weft"},
+	}
+	for _, tt := range tests {
+		name := tt.sc.Name
+		if tt.pin {
+			name += "-pinned"
+		}
+		t.Run(name, func(t *testing.T) {
+			if tt.needs == "nginx" {
+				if _, err := lookPeer("nginx", "/usr/sbin/nginx"); err != nil {
+					t.Skip(err)
+				}
+			}
+			if tt.pin {
+				needTaskset(t)
+			}
+			var log pidLog
+			r := testRunner(t, tt.pin, &log)
+			if tt.needs == "weft" {
+				// Building cmd/weft (wazero and all) is too slow for every
+				// test run; point the variable at a built binary to test it.
+				if r.opts.WeftBin = os.Getenv(weftBinEnv); r.opts.WeftBin == "" {
+					t.Skip("set " + weftBinEnv + "=path/to/weft to test the weft scenario")
+				}
+			}
+			env := &Env{Dir: t.TempDir(), Logger: r.opts.Logger, name: tt.sc.Name, r: r}
+			url, err := tt.sc.Setup(context.Background(), env)
+			if err != nil {
+				env.close()
+				t.Fatal(err)
+			}
+			code, body, err := fasthttp.GetTimeout(nil, url, 5*time.Second)
+			if err != nil || code != 200 || len(body) != 128 {
+				env.close()
+				t.Fatalf("GET %s: %d, %d bytes, %v; want 200 with the upstream's 128 bytes", url, code, len(body), err)
+			}
+			if len(log.pids) != tt.procs {
+				t.Errorf("started %v, want %d subprocesses", log.pids, tt.procs)
+			}
+			log.addGroups(t)
+			if tt.sc.Name == "nginx" && len(log.pids) < tt.procs+1 {
+				t.Errorf("nginx group has %v: want master and worker", log.pids)
+			}
+			if err := env.close(); err != nil {
+				t.Fatal(err)
+			}
+			log.assertGone(t)
+			if _, _, err := fasthttp.GetTimeout(nil, url, time.Second); err == nil {
+				t.Errorf("%s still answers after teardown", url)
+			}
+		})
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func quickOptions(t *testing.T, log *pidLog, scenarios ...Scenario) Options {
+	return Options{
+		Scenarios: scenarios,
+		Load: loadgen.Config{Connections: 4, Warmup: 200 * time.Millisecond, Duration: 700 * time.Millisecond,
+			MaxRequests: 1_000_000, Timeout: 5 * time.Second},
+		Quick:    true,
+		SelfBin:  os.Args[0],
+		Progress: testWriter{t},
+		Logger:   newLogger(testWriter{t}, 0),
+		trace:    log.trace,
+	}
+}
+
+func TestRunQuickDirectAndNginx(t *testing.T) {
+	var log pidLog
+	scenarios := []Scenario{Direct(), Nginx(), {
+		Name: "absent-peer",
+		Setup: func(ctx context.Context, env *Env) (string, error) {
+			_, err := lookPeer("weft-bench-no-such-proxy")
+			return "", err
+		},
+	}}
+	rep, err := Run(context.Background(), quickOptions(t, &log, scenarios...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]report.Scenario{}
+	for _, s := range rep.Scenarios {
+		byName[s.Name] = s
+	}
+	d := byName["direct"]
+	if !d.OK() || d.Requests == 0 || d.CPU != nil || d.RPSRatio != 1 {
+		t.Fatalf("direct: %+v", d)
+	}
+	if s := byName["absent-peer"]; s.Status != report.StatusSkipped || !strings.Contains(s.Reason, "not installed") {
+		t.Fatalf("absent peer: %+v", s)
+	}
+	if n := byName["nginx"]; n.Status == report.StatusSkipped {
+		t.Logf("nginx skipped: %s", n.Reason)
+	} else {
+		if !n.OK() || n.Requests == 0 || n.CPU == nil || n.CPU.Seconds <= 0 || n.CPU.PeakRSSBytes <= 0 || n.RPSRatio <= 0 {
+			t.Fatalf("nginx: %+v cpu %+v", n, n.CPU)
+		}
+	}
+	log.assertGone(t)
+
+	dir := t.TempDir()
+	if _, err := rep.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, report.FileMarkdown))
+	if !strings.Contains(string(md), "| direct |") || !strings.Contains(string(md), "absent-peer: skipped") {
+		t.Fatalf("markdown:\n%s", md)
+	}
+}
+
+func TestRunPinnedUsesSubprocesses(t *testing.T) {
+	needTaskset(t)
+	var log pidLog
+	opts := quickOptions(t, &log, Direct())
+	opts.Pin, opts.LoadCPUs, opts.ServerCPUs = true, "0", "1"
+	rep, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Scenarios[0]
+	if !s.OK() || s.Requests == 0 || s.Latency.Count != s.Requests {
+		t.Fatalf("pinned direct: %+v", s)
+	}
+	names := map[string]bool{}
+	for _, n := range log.pids {
+		names[n] = true
+	}
+	if !names["upstream"] || !names["load"] {
+		t.Fatalf("subprocesses %v, want an upstream and a load generator", log.pids)
+	}
+	log.assertGone(t)
+}
+
+func TestQuickFailsOnErrors(t *testing.T) {
+	var log pidLog
+	flaky := Scenario{
+		Name: "flaky",
+		Setup: func(ctx context.Context, env *Env) (string, error) {
+			cfg := env.UpstreamConfig()
+			cfg.FailRate = 0.5
+			addr, err := env.StartUpstream(ctx, cfg)
+			return "http://" + addr + "/", err
+		},
+	}
+	rep, err := Run(context.Background(), quickOptions(t, &log, Direct(), flaky))
+	if err == nil || !strings.Contains(err.Error(), "flaky") {
+		t.Fatalf("err = %v, want the flaky scenario to fail the quick run", err)
+	}
+	if s := rep.Scenarios[1]; s.Status != report.StatusFailed || !strings.Contains(s.Reason, "not 2xx") {
+		t.Fatalf("flaky: %+v", s)
+	}
+	if !rep.Scenarios[0].OK() {
+		t.Fatalf("direct: %+v", rep.Scenarios[0])
+	}
+}
+
+func TestSetupFailureStopsWhatStarted(t *testing.T) {
+	var log pidLog
+	broken := Scenario{
+		Name: "broken",
+		Setup: func(ctx context.Context, env *Env) (string, error) {
+			if _, err := env.StartProcess("sleeper", "/bin/sleep", "30"); err != nil {
+				return "", err
+			}
+			return "", errors.New("config rejected")
+		},
+	}
+	rep, err := Run(context.Background(), quickOptions(t, &log, broken))
+	if err == nil || rep.Scenarios[0].Status != report.StatusFailed {
+		t.Fatalf("err %v, scenario %+v", err, rep.Scenarios[0])
+	}
+	if len(log.pids) != 1 {
+		t.Fatalf("started %v", log.pids)
+	}
+	log.assertGone(t)
+}
+
+func TestCommand(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	err := Command(context.Background(), []string{"-quick", "-scenarios", "direct", "-d", "1s", "-warmup", "100ms", "-out", out}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	for _, f := range []string{report.FileMarkdown, report.FileJSON, report.FileLatency, report.FileThroughput, report.FileCPU} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if !strings.Contains(stdout.String(), "| direct |") || !strings.Contains(stderr.String(), "bench direct: measure") {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+
+	stdout.Reset()
+	if err := Command(context.Background(), []string{"list"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range DefaultScenarios() {
+		if !strings.Contains(stdout.String(), s.Name) {
+			t.Errorf("list lacks %s", s.Name)
+		}
+	}
+	if err := Command(context.Background(), []string{"-scenarios", "nope"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWeftConfigIsValid(t *testing.T) {
+	cfg := WeftConfig("127.0.0.1:10000", "127.0.0.1:9901", "127.0.0.1:8081")
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := config.Parse("bench.yaml", data)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	l := back.Listeners[0]
+	if back.Admin.Address != "127.0.0.1:9901" || l.Address != "127.0.0.1:10000" ||
+		l.VirtualHosts[0].Domains[0] != "*" || l.VirtualHosts[0].Routes[0].Match.Prefix != "/" ||
+		l.VirtualHosts[0].Routes[0].Route.Cluster != "up" || back.Clusters[0].Endpoints[0].Address != "127.0.0.1:8081" {
+		t.Fatalf("config after a round trip:\n%s", data)
+	}
+}
+
+func TestPeerConfigs(t *testing.T) {
+	ng := nginxConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2")
+	for _, want := range []string{"worker_processes 1;", "daemon off;", "access_log off;", "keepalive 256;", "pid /tmp/x/nginx.pid;", "server 127.0.0.1:2;", "listen 127.0.0.1:1;", `proxy_set_header Connection "";`} {
+		if !strings.Contains(ng, want) {
+			t.Errorf("nginx config lacks %q", want)
+		}
+	}
+	if h := haproxyConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2"); !strings.Contains(h, "nbthread 1") || !strings.Contains(h, "server up1 127.0.0.1:2") {
+		t.Errorf("haproxy config:\n%s", h)
+	}
+	if c := caddyConfig("127.0.0.1:1", "127.0.0.1:2"); !strings.Contains(c, "reverse_proxy 127.0.0.1:2") || !strings.Contains(c, "admin off") {
+		t.Errorf("caddy config:\n%s", c)
+	}
+}

@@ -1,0 +1,327 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/weftmesh/weft/bench/proc"
+	"github.com/weftmesh/weft/bench/upstream"
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// stopGrace is how long a stopped process may take before SIGKILL.
+const stopGrace = 5 * time.Second
+
+// readyTimeout bounds waiting for a started server to answer.
+const readyTimeout = 20 * time.Second
+
+// Env is what a scenario's Setup works with: its own temp directory, and
+// helpers that start upstreams and processes so that the harness can pin,
+// measure and stop them.
+type Env struct {
+	// Dir is the scenario's own directory for configs and logs.
+	Dir string
+	// Logger logs setup steps (never per request).
+	Logger *zap.Logger
+
+	name     string
+	r        *runner
+	procs    []*proc.Process
+	measured []*proc.Process
+	closers  []func() error
+}
+
+// UpstreamConfig is the run's upstream settings (body size, delay); a
+// scenario may change a copy (e.g. a FailRate for a flaky upstream).
+func (e *Env) UpstreamConfig() upstream.Config { return e.r.opts.Upstream }
+
+// Pinned reports whether servers are pinned (to ServerCPUs).
+func (e *Env) Pinned() bool { return e.r.opts.Pin }
+
+// StartUpstream starts a built-in upstream and returns its host:port. When
+// pinning, it runs as a `weft bench upstream` subprocess on the server CPUs;
+// otherwise in-process. Either way it is not measured and is stopped after
+// the run.
+func (e *Env) StartUpstream(ctx context.Context, cfg upstream.Config) (string, error) {
+	if !e.r.opts.Pin {
+		s, err := upstream.Start(cfg)
+		if err != nil {
+			return "", fmt.Errorf("scenario %q: %w", e.name, err)
+		}
+		e.Cleanup(s.Close)
+		return s.Addr(), nil
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return "", err
+	}
+	args := append(e.r.selfArgs("upstream"), upstreamFlags(addr, cfg)...)
+	p, err := e.startProcess(procSpec{name: "upstream", path: e.r.opts.SelfBin, args: args}, false)
+	if err != nil {
+		return "", err
+	}
+	if err := e.WaitHTTP(ctx, "http://"+addr+"/", p, nil); err != nil {
+		return "", err
+	}
+	return addr, nil
+}
+
+// upstreamFlags are the `weft bench upstream` flags for cfg.
+func upstreamFlags(addr string, cfg upstream.Config) []string {
+	return []string{
+		"-addr", addr,
+		"-body-size", strconv.Itoa(cfg.BodySize),
+		"-delay", cfg.Delay.String(),
+		"-fail-rate", strconv.FormatFloat(cfg.FailRate, 'g', -1, 64),
+		"-stall-after", cfg.StallAfter.String(),
+		"-stall-for", cfg.StallFor.String(),
+	}
+}
+
+// StartProcess starts a server the scenario benchmarks (a proxy, a peer)
+// with its output in Dir/NAME.log, pinned to the server CPUs when pinning.
+// Its process group's CPU and peak RSS are reported for the scenario.
+func (e *Env) StartProcess(name, path string, args ...string) (*proc.Process, error) {
+	return e.startProcess(procSpec{name: name, path: path, args: args}, true)
+}
+
+// StartProcessEnv is StartProcess with extra environment variables.
+func (e *Env) StartProcessEnv(name string, env []string, path string, args ...string) (*proc.Process, error) {
+	return e.startProcess(procSpec{name: name, path: path, args: args, env: env}, true)
+}
+
+type procSpec struct {
+	name, path string
+	args, env  []string
+}
+
+func (e *Env) startProcess(s procSpec, measure bool) (*proc.Process, error) {
+	logPath := filepath.Join(e.Dir, s.name+".log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %q: %s: %w", e.name, s.name, err)
+	}
+	spec := proc.Spec{Name: s.name, Path: s.path, Args: s.args, Env: s.env, Dir: e.Dir, Stdout: log, Stderr: log}
+	if e.r.opts.Pin {
+		spec.CPUs = e.r.opts.ServerCPUs
+	}
+	p, err := proc.Start(spec)
+	if err != nil {
+		log.Close()
+		return nil, fmt.Errorf("scenario %q: %w", e.name, err)
+	}
+	e.Logger.Debug("started", zap.String("process", s.name), zap.Int("pid", p.PID()), zap.Strings("args", s.args))
+	if e.r.opts.trace != nil {
+		e.r.opts.trace(s.name, p.PID())
+	}
+	e.procs = append(e.procs, p)
+	if measure {
+		e.measured = append(e.measured, p)
+	}
+	e.Cleanup(log.Close)
+	return p, nil
+}
+
+// Cleanup registers f to run when the scenario ends, after its processes
+// are stopped, in reverse order of registration.
+func (e *Env) Cleanup(f func() error) { e.closers = append(e.closers, f) }
+
+// close stops every process (last started first), then runs the cleanups.
+func (e *Env) close() error {
+	var errs []error
+	for i := len(e.procs) - 1; i >= 0; i-- {
+		if err := e.procs[i].Stop(stopGrace); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.procs = nil
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		if err := e.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.closers = nil
+	return errors.Join(errs...)
+}
+
+// LogTail returns the last lines of a process's log in Dir, for errors.
+func (e *Env) LogTail(name string, lines int) string {
+	b, err := os.ReadFile(filepath.Join(e.Dir, name+".log"))
+	if err != nil {
+		return ""
+	}
+	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// WriteFile writes a file into Dir and returns its path.
+func (e *Env) WriteFile(name string, data []byte) (string, error) {
+	path := filepath.Join(e.Dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return "", fmt.Errorf("scenario %q: %w", e.name, err)
+	}
+	return path, nil
+}
+
+// WaitHTTP polls url until it answers with a status ok accepts (any status
+// below 500 when ok is nil). It fails early when p (if set) exits, and after
+// 20 s.
+func (e *Env) WaitHTTP(ctx context.Context, url string, p *proc.Process, ok func(status int) bool) error {
+	if ok == nil {
+		ok = func(s int) bool { return s < 500 }
+	}
+	deadline := time.Now().Add(readyTimeout)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.SetConnectionClose()
+	var lastErr error
+	for {
+		err := fasthttp.DoTimeout(req, resp, time.Second)
+		if err == nil && ok(resp.StatusCode()) {
+			return nil
+		}
+		if err == nil {
+			lastErr = fmt.Errorf("status %d", resp.StatusCode())
+		} else {
+			lastErr = err
+		}
+		name := ""
+		if p != nil {
+			name = p.Name()
+			select {
+			case <-p.Exited():
+				return fmt.Errorf("scenario %q: %s exited before %s answered (%v); its log:\n%s",
+					e.name, name, url, p.ExitErr(), e.LogTail(name, 20))
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("scenario %q: %s did not answer %s within %s: %v; log:\n%s",
+				e.name, name, url, readyTimeout, lastErr, e.LogTail(name, 20))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scenario %q: waiting for %s: %w", e.name, url, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago, for a
+// server that must be told its address (a proxy's listener).
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	return addr, nil
+}
+
+// WeftConfig is the simplest proxy config: one listener on listen routing
+// everything to cluster "up" at upstreamAddr, with the admin server on
+// admin. Scenarios add filters, TLS or retries to it.
+func WeftConfig(listen, admin, upstreamAddr string) *config.Config {
+	return &config.Config{
+		Admin: config.Admin{Address: admin},
+		Listeners: []config.Listener{{
+			Name:    "bench",
+			Address: listen,
+			VirtualHosts: []config.VirtualHost{{
+				Name:    "all",
+				Domains: []string{"*"},
+				Routes: []config.Route{{
+					Match: config.Match{Prefix: "/"},
+					Route: &config.RouteAction{Cluster: "up"},
+				}},
+			}},
+		}},
+		Clusters: []config.Cluster{{Name: "up", Endpoints: []config.Endpoint{{Address: upstreamAddr}}}},
+	}
+}
+
+// StartWeft writes cfg to Dir/NAME.yaml, checks it with config.Parse, runs
+// `weft proxy -c FILE` and waits for the admin server's /ready. The
+// process is measured like any StartProcess.
+func (e *Env) StartWeft(ctx context.Context, name string, cfg *config.Config) (*proc.Process, error) {
+	bin, err := e.r.weftBinary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %q: %s config: %w", e.name, name, err)
+	}
+	path, err := e.WriteFile(name+".yaml", data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := config.Parse(path, data); err != nil {
+		return nil, fmt.Errorf("scenario %q: %s config is not valid: %w", e.name, name, err)
+	}
+	if cfg.Admin.Address == "" || cfg.Admin.Address == "off" {
+		return nil, fmt.Errorf("scenario %q: %s config: set admin.address, the harness polls its /ready", e.name, name)
+	}
+	p, err := e.StartProcess(name, bin, "proxy", "-c", path)
+	if err != nil {
+		return nil, err
+	}
+	ready := func(s int) bool { return s == fasthttp.StatusOK }
+	if err := e.WaitHTTP(ctx, "http://"+cfg.Admin.Address+"/ready", p, ready); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// hasGoFiles reports whether a directory listing holds a .go file.
+func hasGoFiles(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".go") && !strings.HasSuffix(e.Name(), "_test.go") {
+			return true
+		}
+	}
+	return false
+}
+
+// moduleRoot finds the weft module's root from the working directory up.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/weftmesh/weft\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the weft source tree (no go.mod of github.com/weftmesh/weft above the working directory); pass -weft-bin")
+		}
+		dir = parent
+	}
+}

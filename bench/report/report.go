@@ -1,0 +1,202 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/weftmesh/weft/bench/loadgen"
+)
+
+// Scenario outcomes.
+const (
+	StatusOK      = "ok"
+	StatusSkipped = "skipped"
+	StatusFailed  = "failed"
+)
+
+// Report is one benchmark run: where and how it ran and what each scenario
+// measured.
+type Report struct {
+	Title     string     `json:"title"`
+	Started   time.Time  `json:"started"`
+	Host      Host       `json:"host"`
+	Settings  Settings   `json:"settings"`
+	Scenarios []Scenario `json:"scenarios"`
+	// Baseline names the scenario ratios are taken against ("direct").
+	Baseline string   `json:"baseline,omitempty"`
+	Notes    []string `json:"notes,omitempty"`
+}
+
+// Host describes the machine.
+type Host struct {
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+	CPUs      int    `json:"cpus"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel,omitempty"`
+}
+
+// Settings are the load parameters shared by every scenario of a run.
+type Settings struct {
+	Mode        loadgen.Mode `json:"mode"`
+	Connections int          `json:"connections"`
+	Rate        float64      `json:"rate,omitempty"`
+	Warmup      Seconds      `json:"warmup_s"`
+	Duration    Seconds      `json:"duration_s"`
+	MaxRequests int64        `json:"max_requests"`
+	BodySize    int          `json:"body_size"`
+	Delay       Seconds      `json:"upstream_delay_s,omitempty"`
+	Pinned      bool         `json:"pinned"`
+	LoadCPUs    string       `json:"load_cpus,omitempty"`
+	ServerCPUs  string       `json:"server_cpus,omitempty"`
+	Quick       bool         `json:"quick,omitempty"`
+}
+
+// Seconds is a duration written as a number of seconds.
+type Seconds float64
+
+// Secs converts d.
+func Secs(d time.Duration) Seconds { return Seconds(d.Seconds()) }
+
+// Scenario is one scenario's outcome.
+type Scenario struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Status is StatusOK, StatusSkipped or StatusFailed; Reason says why
+	// for the latter two.
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+
+	Requests    int64                `json:"requests"`
+	RPS         float64              `json:"rps"`
+	Elapsed     Seconds              `json:"elapsed_s"`
+	Errors      loadgen.ErrorCounts  `json:"errors"`
+	Statuses    loadgen.StatusCounts `json:"status_classes"`
+	Dropped     int64                `json:"dropped,omitempty"`
+	Latency     loadgen.Summary      `json:"latency"`
+	ServiceTime *loadgen.Summary     `json:"service_time,omitempty"`
+	// CPU is nil when no process was measured (the direct path).
+	CPU *CPU `json:"cpu,omitempty"`
+	// RPSRatio and P99Ratio compare with the baseline scenario (0 without).
+	RPSRatio float64 `json:"rps_ratio,omitempty"`
+	P99Ratio float64 `json:"p99_ratio,omitempty"`
+}
+
+// CPU is what the measured processes (proxy, peer) used over the window.
+type CPU struct {
+	// Processes names what was measured, e.g. ["weft"] or ["nginx"].
+	Processes        []string `json:"processes"`
+	Seconds          float64  `json:"seconds"`
+	MicrosPerRequest float64  `json:"us_per_request"`
+	SecondsPer10k    float64  `json:"seconds_per_10k"`
+	PeakRSSBytes     int64    `json:"peak_rss_bytes"`
+}
+
+// NewCPU derives the per-request figures from a CPU time over requests.
+func NewCPU(processes []string, cpu time.Duration, peakRSS, requests int64) *CPU {
+	c := &CPU{Processes: processes, Seconds: cpu.Seconds(), PeakRSSBytes: peakRSS}
+	if requests > 0 {
+		c.MicrosPerRequest = c.Seconds * 1e6 / float64(requests)
+		c.SecondsPer10k = c.Seconds * 1e4 / float64(requests)
+	}
+	return c
+}
+
+// OK reports whether s ran and measured.
+func (s *Scenario) OK() bool { return s.Status == StatusOK }
+
+// ComputeRatios fills RPSRatio and P99Ratio of every measured scenario
+// against the one named baseline, when that one ran.
+func (r *Report) ComputeRatios(baseline string) {
+	var base *Scenario
+	for i := range r.Scenarios {
+		if r.Scenarios[i].Name == baseline && r.Scenarios[i].OK() {
+			base = &r.Scenarios[i]
+		}
+	}
+	if base == nil {
+		return
+	}
+	r.Baseline = baseline
+	for i := range r.Scenarios {
+		s := &r.Scenarios[i]
+		if !s.OK() {
+			continue
+		}
+		if base.RPS > 0 {
+			s.RPSRatio = s.RPS / base.RPS
+		}
+		if base.Latency.P99 > 0 {
+			s.P99Ratio = float64(s.Latency.P99) / float64(base.Latency.P99)
+		}
+	}
+}
+
+// Measured returns the scenarios that ran, in order.
+func (r *Report) Measured() []Scenario {
+	var out []Scenario
+	for _, s := range r.Scenarios {
+		if s.OK() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// JSON writes the report as indented JSON.
+func (r *Report) JSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("report: json: %w", err)
+	}
+	return nil
+}
+
+// Files written by WriteFiles, relative to its directory.
+const (
+	FileMarkdown   = "report.md"
+	FileJSON       = "report.json"
+	FileLatency    = "latency.svg"
+	FileThroughput = "throughput.svg"
+	FileCPU        = "cpu.svg"
+)
+
+// WriteFiles writes the markdown, JSON and SVG charts into dir (created if
+// missing) and returns the paths written.
+func (r *Report) WriteFiles(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	outputs := []struct {
+		name  string
+		write func(io.Writer) error
+	}{
+		{FileMarkdown, r.Markdown},
+		{FileJSON, r.JSON},
+		{FileLatency, r.LatencySVG},
+		{FileThroughput, r.ThroughputSVG},
+		{FileCPU, r.CPUSVG},
+	}
+	var paths []string
+	for _, o := range outputs {
+		path := filepath.Join(dir, o.name)
+		f, err := os.Create(path)
+		if err != nil {
+			return paths, fmt.Errorf("report: %w", err)
+		}
+		err = o.write(f)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("report: %s: %w", path, cerr)
+		}
+		if err != nil {
+			return paths, err
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}

@@ -1,0 +1,91 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Scenario is one thing to benchmark: what to start and which URL to load.
+type Scenario struct {
+	// Name is what -scenarios selects and the report shows.
+	Name string
+	// Description is one line for the report and `weft bench list`.
+	Description string
+	// Setup writes configs and starts what the scenario needs through env
+	// (env.StartUpstream, env.StartProcess, env.StartWeft), and returns the
+	// URL the load generator loads. Processes started through env are
+	// measured and always stopped after the run, also when Setup fails.
+	// Return an error wrapping ErrSkip (see Skipf) when something the
+	// scenario needs is absent.
+	Setup func(ctx context.Context, env *Env) (url string, err error)
+	// Teardown, when set, runs before env stops the scenario's processes.
+	Teardown func(env *Env) error
+}
+
+// ErrSkip marks a scenario that cannot run here (a peer is not installed).
+var ErrSkip = errors.New("skipped")
+
+// Skipf returns an error wrapping ErrSkip with a reason for the report.
+func Skipf(format string, args ...any) error {
+	return &skipError{msg: fmt.Sprintf(format, args...)}
+}
+
+type skipError struct{ msg string }
+
+func (e *skipError) Error() string { return e.msg }
+func (e *skipError) Unwrap() error { return ErrSkip }
+
+// DefaultScenarios are the scenarios `weft bench` knows, in report order.
+// Add a scenario here.
+func DefaultScenarios() []Scenario {
+	return []Scenario{
+		Direct(),
+		Weft(),
+		Nginx(),
+		HAProxy(),
+		Caddy(),
+	}
+}
+
+// Direct loads the upstream with no proxy: the baseline every other
+// scenario is compared with.
+func Direct() Scenario {
+	return Scenario{
+		Name:        "direct",
+		Description: "client → upstream, no proxy (the baseline)",
+		Setup: func(ctx context.Context, env *Env) (string, error) {
+			addr, err := env.StartUpstream(ctx, env.UpstreamConfig())
+			if err != nil {
+				return "", err
+			}
+			return "http://" + addr + "/", nil
+		},
+	}
+}
+
+// Weft proxies through `weft proxy` with no filter.
+func Weft() Scenario {
+	return Scenario{
+		Name:        "weft",
+		Description: "client → weft proxy (no filter) → upstream",
+		Setup: func(ctx context.Context, env *Env) (string, error) {
+			up, err := env.StartUpstream(ctx, env.UpstreamConfig())
+			if err != nil {
+				return "", err
+			}
+			listen, err := FreeAddr()
+			if err != nil {
+				return "", err
+			}
+			admin, err := FreeAddr()
+			if err != nil {
+				return "", err
+			}
+			if _, err := env.StartWeft(ctx, "weft", WeftConfig(listen, admin, up)); err != nil {
+				return "", err
+			}
+			return "http://" + listen + "/", nil
+		},
+	}
+}

@@ -1,0 +1,184 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// MaxBodySize bounds a body asked for with ?size=N.
+const MaxBodySize = 1 << 20
+
+// DefaultBodySize is the body length when Config.BodySize is zero.
+const DefaultBodySize = 64
+
+// Config describes the upstream's behaviour.
+type Config struct {
+	// Addr to listen on; "127.0.0.1:0" when empty.
+	Addr string
+	// BodySize is the default response body length in bytes (DefaultBodySize
+	// when zero, none when negative). A request may ask for another length
+	// with the query parameter size=N (at most MaxBodySize).
+	BodySize int
+	// Delay holds every response for this long.
+	Delay time.Duration
+	// FailRate is the share of requests (0..1) answered 503, spread evenly:
+	// 0.1 fails every tenth request.
+	FailRate float64
+	// StallAfter and StallFor make the upstream stall once: every request
+	// that arrives during [first request + StallAfter, + StallFor) is held
+	// until that window ends. Zero StallFor disables it.
+	StallAfter time.Duration
+	StallFor   time.Duration
+}
+
+// Server is a running upstream.
+type Server struct {
+	cfg      Config
+	ln       net.Listener
+	srv      *fasthttp.Server
+	body     []byte
+	bodySize int
+	firstReq atomic.Int64 // unix ns of the first request, 0 before it
+	requests atomic.Uint64
+	failures atomic.Uint64
+	served   chan error
+}
+
+// Start listens on cfg.Addr and serves until Close.
+func Start(cfg Config) (*Server, error) {
+	if cfg.FailRate < 0 || cfg.FailRate > 1 {
+		return nil, fmt.Errorf("upstream: fail rate %v: want 0..1", cfg.FailRate)
+	}
+	if cfg.Delay < 0 || cfg.StallAfter < 0 || cfg.StallFor < 0 {
+		return nil, fmt.Errorf("upstream: delay and stall must not be negative")
+	}
+	if cfg.BodySize > MaxBodySize {
+		return nil, fmt.Errorf("upstream: body size %d: at most %d", cfg.BodySize, MaxBodySize)
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: listen %s: %w", addr, err)
+	}
+	s := &Server{cfg: cfg, ln: ln, served: make(chan error, 1)}
+	switch {
+	case cfg.BodySize == 0:
+		s.bodySize = DefaultBodySize
+	case cfg.BodySize > 0:
+		s.bodySize = cfg.BodySize
+	}
+	s.body = make([]byte, MaxBodySize)
+	for i := range s.body {
+		s.body[i] = 'a' + byte(i%26)
+	}
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		Name:                  "weft-bench-upstream",
+		NoDefaultServerHeader: true,
+		ReadTimeout:           time.Minute,
+		WriteTimeout:          time.Minute,
+		IdleTimeout:           time.Minute,
+		CloseOnShutdown:       true,
+	}
+	go func() { s.served <- s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Serve runs an upstream until ctx is done; ready (if set) is called with
+// the listening address once it accepts connections.
+func Serve(ctx context.Context, cfg Config, ready func(addr string)) error {
+	s, err := Start(cfg)
+	if err != nil {
+		return err
+	}
+	if ready != nil {
+		ready(s.Addr())
+	}
+	select {
+	case <-ctx.Done():
+		return s.Close()
+	case err := <-s.served:
+		return fmt.Errorf("upstream %s: %w", s.Addr(), err)
+	}
+}
+
+// Addr is the host:port the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is http://Addr/.
+func (s *Server) URL() string { return "http://" + s.Addr() + "/" }
+
+// Requests counts the requests received so far.
+func (s *Server) Requests() uint64 { return s.requests.Load() }
+
+// Failures counts the requests answered with an injected 503.
+func (s *Server) Failures() uint64 { return s.failures.Load() }
+
+// Close stops accepting, closes connections once their request is answered
+// (at most 5 s) and returns when the server has stopped.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.ShutdownWithContext(ctx)
+	<-s.served
+	if err != nil {
+		return fmt.Errorf("upstream %s: shutdown: %w", s.Addr(), err)
+	}
+	return nil
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	n := s.requests.Add(1)
+	if s.cfg.StallFor > 0 {
+		s.stall()
+	}
+	if s.cfg.Delay > 0 {
+		time.Sleep(s.cfg.Delay)
+	}
+	if s.cfg.FailRate > 0 && uint64(float64(n)*s.cfg.FailRate) != uint64(float64(n-1)*s.cfg.FailRate) {
+		s.failures.Add(1)
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("weft-bench upstream: injected failure\n")
+		return
+	}
+	size := s.bodySize
+	if v := ctx.QueryArgs().Peek("size"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v)) // string(v) in a call argument does not allocate
+		if err != nil || n < 0 || n > MaxBodySize {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetBodyString("size: want 0.." + strconv.Itoa(MaxBodySize) + "\n")
+			return
+		}
+		size = n
+	}
+	ctx.SetContentType("text/plain")
+	ctx.SetBody(s.body[:size])
+}
+
+// stall holds a request that arrives inside the one-off stall window until
+// the window ends.
+func (s *Server) stall() {
+	now := time.Now().UnixNano()
+	first := s.firstReq.Load()
+	if first == 0 {
+		if s.firstReq.CompareAndSwap(0, now) {
+			first = now
+		} else {
+			first = s.firstReq.Load()
+		}
+	}
+	from := first + int64(s.cfg.StallAfter)
+	until := from + int64(s.cfg.StallFor)
+	if now >= from && now < until {
+		time.Sleep(time.Duration(until - now))
+	}
+}
