@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"bytes"
+	"github.com/weftmesh/weft/proxy/httpheader"
 	"iter"
 	"strconv"
 
@@ -241,9 +242,9 @@ func (h headers) set(key, val []byte) uint32 {
 		if bytes.EqualFold(key, hostKey) {
 			return h.setPseudo(pseudoAuthority, val)
 		}
-		h.req.SetBytesKV(key, val)
+		httpheader.SetRequest(h.req, key, val)
 	} else {
-		h.resp.SetBytesKV(key, val)
+		httpheader.SetResponse(h.resp, key, val)
 	}
 	return statusOK
 }
@@ -268,9 +269,9 @@ func (h headers) del(key []byte) {
 		return // pseudo-headers can't be removed from an HTTP/1.1 message
 	}
 	if h.req != nil {
-		h.req.DelBytes(key)
+		httpheader.DelRequest(h.req, key)
 	} else {
-		h.resp.DelBytes(key)
+		httpheader.DelResponse(h.resp, key)
 	}
 }
 
