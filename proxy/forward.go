@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/cluster"
+	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/resilience"
+	"github.com/weftmesh/weft/proxy/route"
+)
+
+// Header set on responses the proxy makes itself for overload, saying why.
+const overflowHeader = "X-Weft-Overflow"
+
+// noDeadline stands for "no route timeout".
+const noDeadline = 24 * time.Hour
+
+// forward sends the request to cs with the route's timeout and retry
+// policy and leaves the answer in s.Response.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream) {
+	req, resp := s.Request, s.Response
+	if !cs.c.AcquireRequest() {
+		overflow(s, "max_requests")
+		return
+	}
+	defer cs.c.ReleaseRequest()
+	cs.budget.StartRequest()
+	defer cs.budget.EndRequest()
+
+	now := time.Now()
+	deadline := now.Add(noDeadline)
+	if r.Timeout > 0 {
+		deadline = now.Add(r.Timeout)
+	}
+	pol := rs.retry
+	perTry := pol.PerTryTimeout()
+	if r.PerTryTimeout > 0 {
+		perTry = r.PerTryTimeout
+	}
+	mayRetry := pol.Attempts() > 0 && pol.MethodAllowed(req.Header.Method())
+	key, hasKey := cs.c.HashKey(req, s.Source)
+
+	var prev *cluster.Endpoint
+	inRetry := false
+	endRetry := func() {
+		if inRetry {
+			cs.budget.EndRetry()
+			cs.c.ReleaseRetry()
+			inRetry = false
+		}
+	}
+	defer endRetry()
+	for attempt := 0; ; attempt++ {
+		fail, status := p.try(cs, req, resp, s, key, hasKey, prev, deadline, perTry, &prev)
+		endRetry()
+		if fail == resilience.NoFailure && !pol.Retriable(fail, status) {
+			return // success, or a failure the policy passes through
+		}
+		retry := mayRetry && attempt < pol.Attempts() && pol.Retriable(fail, status) && time.Now().Before(deadline)
+		if retry && !cs.c.AcquireRetry() {
+			retry = false
+			s.ResponseFlags = "UO"
+		}
+		if retry && !cs.budget.TryRetry(pol) {
+			cs.c.ReleaseRetry()
+			cs.stats.BudgetExhausted.Inc()
+			retry = false
+		}
+		if !retry {
+			if attempt > 0 && s.ResponseFlags == "" {
+				s.ResponseFlags = "URX"
+			}
+			if fail != resilience.NoFailure {
+				failResponse(s, fail)
+			}
+			return
+		}
+		inRetry = true
+		if b := pol.Backoff(attempt + 1); b > 0 {
+			if rem := time.Until(deadline); b > rem {
+				b = rem
+			}
+			time.Sleep(b)
+		}
+		cs.stats.Retries.Inc()
+		s.Retries++
+	}
+}
+
+// try sends one attempt and classifies its outcome.
+func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Response, s *filter.Stream,
+	key uint64, hasKey bool, prev *cluster.Endpoint, deadline time.Time, perTry time.Duration, used **cluster.Endpoint) (resilience.Failure, int) {
+	ep := cs.c.Pick(key, hasKey, prev)
+	if ep == nil {
+		cs.stats.NoHealthy.Inc()
+		return resilience.NoEndpoint, 0
+	}
+	*used = ep
+	s.UpstreamAddr = ep.Address()
+	d := deadline
+	if perTry > 0 {
+		if t := time.Now().Add(perTry); t.Before(d) {
+			d = t
+		}
+	}
+	cs.stats.Requests.Inc()
+	err := ep.Do(req, resp, d)
+	ep.Report(resp.StatusCode(), err)
+	if err == nil {
+		return resilience.NoFailure, resp.StatusCode()
+	}
+	switch cluster.Classify(err) {
+	case cluster.ConnectFailure:
+		cs.stats.ConnectFailures.Inc()
+		return resilience.ConnectFailure, 0
+	case cluster.Timeout:
+		cs.stats.Timeouts.Inc()
+		return resilience.Timeout, 0
+	default:
+		cs.stats.Resets.Inc()
+		return resilience.Reset, 0
+	}
+}
+
+// failResponse answers for a request that got no upstream response, the
+// way Envoy does: 503 for no endpoint or connect failure, 504 for a
+// timeout, 502 for a connection closed mid-response.
+func failResponse(s *filter.Stream, f resilience.Failure) {
+	flags := s.ResponseFlags
+	switch f {
+	case resilience.NoEndpoint:
+		s.SendLocalReply(fasthttp.StatusServiceUnavailable, []byte("no healthy upstream\n"), nil)
+		flags = "UH"
+	case resilience.ConnectFailure:
+		s.SendLocalReply(fasthttp.StatusServiceUnavailable, []byte("upstream connect error\n"), nil)
+		flags = "UF"
+	case resilience.Timeout:
+		s.SendLocalReply(fasthttp.StatusGatewayTimeout, []byte("upstream request timeout\n"), nil)
+		flags = "UT"
+	default:
+		s.SendLocalReply(fasthttp.StatusBadGateway, []byte("upstream reset before response complete\n"), nil)
+		flags = "UC"
+	}
+	if s.Retries > 0 {
+		flags += ",URX"
+	}
+	s.ResponseFlags = flags
+}
+
+// overflow answers 503 when a circuit breaker refuses, naming the limit.
+func overflow(s *filter.Stream, why string) {
+	s.SendLocalReply(fasthttp.StatusServiceUnavailable, []byte("upstream overflow: "+why+"\n"), [][2]string{{overflowHeader, why}})
+	s.ResponseFlags = "UO"
+}
+
+// mirror sends a copy of req to the route's shadow cluster, fire and
+// forget: its answer is discarded and it never delays the real request.
+// Copies beyond the concurrency bound are dropped.
+func (p *Proxy) mirror(snap *snapshot, r *route.Route, req *fasthttp.Request) {
+	m := r.Mirror
+	if !m.Sample(rand.Uint64()) {
+		return
+	}
+	select {
+	case p.mirrorSem <- struct{}{}:
+	default:
+		return
+	}
+	cs := snap.clusters[m.Index]
+	cp := fasthttp.AcquireRequest()
+	req.CopyTo(cp)
+	// Like Envoy, the shadow sees the Host with "-shadow" appended to the
+	// host name (before any port).
+	host := cp.Host()
+	port := []byte(nil)
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		host, port = host[:i], host[i:]
+	}
+	shadowHost := append(append(append(make([]byte, 0, 64), host...), "-shadow"...), port...)
+	cp.URI().SetHostBytes(shadowHost)
+	cp.Header.SetHostBytes(shadowHost)
+	go func() {
+		defer func() { <-p.mirrorSem }()
+		defer fasthttp.ReleaseRequest(cp)
+		resp := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseResponse(resp)
+		ep := cs.c.Pick(0, false, nil)
+		if ep == nil {
+			return
+		}
+		err := ep.Do(cp, resp, time.Now().Add(5*time.Second))
+		ep.Report(resp.StatusCode(), err)
+	}()
+}
+
+// upgrade passes an Upgrade (WebSocket) request through: it dials an
+// endpoint, forwards the request, and splices the two connections once the
+// client's connection is hijacked. The upstream's 101 (or refusal) reaches
+// the client as bytes.
+func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, cs *clusterState, s *filter.Stream) {
+	ep := cs.c.Pick(0, false, nil)
+	if ep == nil {
+		failResponse(s, resilience.NoEndpoint)
+		return
+	}
+	s.UpstreamAddr = ep.Address()
+	up, err := net.DialTimeout("tcp", ep.Address(), 5*time.Second)
+	if err != nil {
+		ep.Report(0, err)
+		failResponse(s, resilience.ConnectFailure)
+		return
+	}
+	w := bufio.NewWriter(up)
+	if err := s.Request.Write(w); err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		_ = up.Close()
+		failResponse(s, resilience.Reset)
+		return
+	}
+	log := p.log
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(down net.Conn) {
+		defer up.Close()
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(up, down); closeWrite(up); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(down, up); closeWrite(down); done <- struct{}{} }()
+		<-done
+		<-done
+		log.Debug("upgrade closed", zap.String("upstream", ep.Address()))
+	})
+	s.Response.SetStatusCode(fasthttp.StatusSwitchingProtocols)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}

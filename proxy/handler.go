@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/route"
+	"github.com/weftmesh/weft/proxy/telemetry"
+)
+
+// exchange is the per-request state, pooled so steady-state requests
+// allocate nothing of their own.
+type exchange struct {
+	stream filter.Stream
+	chain  filter.Chain
+	idBuf  [36]byte
+	xff    []byte
+	entry  telemetry.Entry
+	stats  *telemetry.RouteStats
+}
+
+var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
+
+func acquireExchange() *exchange { return exchangePool.Get().(*exchange) }
+
+func releaseExchange(x *exchange) {
+	x.chain.Reset()
+	x.stream = filter.Stream{}
+	x.stats = nil
+	exchangePool.Put(x)
+}
+
+// serve is the fasthttp handler of one listener: one request's whole path.
+func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
+	ls := rl.state.Load()
+	x := acquireExchange()
+	defer releaseExchange(x)
+	ls.active.Inc()
+	defer ls.active.Dec()
+
+	req, resp := &ctx.Request, &ctx.Response
+	s := &x.stream
+	s.Request, s.Response = req, resp
+	s.StartTime = time.Now()
+	s.ConnID = ctx.ConnID()
+	s.Source, s.Destination = ctx.RemoteAddr(), ctx.LocalAddr()
+	s.Listener, s.Direction = ls.name, ls.direction
+	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
+	s.ID = setRequestID(&req.Header, &x.idBuf)
+	x.xff = setForwarded(&req.Header, s.Source, ctx.IsTLS(), x.xff)
+	upgrade := isUpgrade(&req.Header)
+	stripHopByHopRequest(&req.Header, upgrade)
+
+	for _, f := range ls.filters {
+		x.chain.Add(f, s)
+	}
+	if x.chain.DecodeFrom(s, 0) == filter.Continue {
+		rl.route(ctx, ls, x, upgrade)
+	}
+	if !ctx.Hijacked() {
+		x.chain.Encode(s)
+		stripHopByHopResponse(&resp.Header)
+	}
+	rl.finish(ctx, ls, x)
+}
+
+// route matches the request and acts on the route.
+func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x *exchange, upgrade bool) {
+	s := &x.stream
+	r := ls.table.Match(s.Request)
+	if r == nil {
+		s.SendLocalReply(fasthttp.StatusNotFound, []byte("no route\n"), nil)
+		s.ResponseFlags = "NR"
+		return
+	}
+	rs := ls.routes[r]
+	s.RouteName = r.Name
+	x.stats = rs.noCluster
+	nListener := x.chain.Len()
+	for _, f := range rs.filters {
+		x.chain.Add(f, s)
+	}
+	if x.chain.DecodeFrom(s, nListener) != filter.Continue {
+		return
+	}
+	switch r.Kind {
+	case route.Direct:
+		r.WriteDirect(s.Response)
+	case route.Redirect:
+		r.WriteRedirect(s.Request, s.Response)
+	default:
+		t := r.PickCluster(rand.Uint64())
+		x.stats = rs.stats[slotOf(r, t)]
+		cs := ls.snap.clusters[t.Index]
+		s.ClusterName = cs.name
+		r.ApplyRequest(s.Request)
+		if r.Mirror != nil {
+			rl.p.mirror(ls.snap, r, s.Request)
+		}
+		if upgrade {
+			rl.p.upgrade(ctx, cs, s)
+			return
+		}
+		rl.p.forward(ctx, cs, r, rs, s)
+		r.ApplyResponse(s.Response)
+	}
+}
+
+// finish records metrics and the access log, then ends the filters.
+func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x *exchange) {
+	s := &x.stream
+	status := s.Response.StatusCode()
+	d := time.Since(s.StartTime)
+	if x.stats != nil {
+		x.stats.Record(status, d)
+	}
+	if ls.accessLog != nil {
+		e := &x.entry
+		*e = telemetry.Entry{
+			Start: s.StartTime, Method: s.Request.Header.Method(), Path: s.Request.URI().PathOriginal(),
+			Authority: s.Request.Host(), Protocol: s.Request.Header.Protocol(), Status: status,
+			ResponseFlags: s.ResponseFlags, BytesReceived: len(s.Request.Body()), BytesSent: len(s.Response.Body()),
+			Duration: d, UpstreamHost: s.UpstreamAddr, Cluster: s.ClusterName, Route: s.RouteName,
+			RequestID: s.ID, UserAgent: s.Request.Header.UserAgent(), XForwardedFor: s.Request.Header.Peek("X-Forwarded-For"),
+			Remote: s.Source.String(), Retries: s.Retries, TraceID: s.Request.Header.Peek("Traceparent"),
+		}
+		if s.TLS != nil {
+			e.PeerPrincipal = s.TLS.PeerURISAN
+		}
+		ls.accessLog.Log(e)
+	}
+	x.chain.Finish(s)
+}
+
+// slotOf is t's position among r's targets.
+func slotOf(r *route.Route, t *route.Target) int {
+	for i := range r.Clusters {
+		if &r.Clusters[i] == t {
+			return i
+		}
+	}
+	return 0
+}

@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/admin"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
+)
+
+// echoUpgradeServer answers an Upgrade with 101 and then echoes bytes.
+func echoUpgradeServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+					_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+					return
+				}
+				_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+				_, _ = io.Copy(c, br)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestWebSocketUpgradePassThrough(t *testing.T) {
+	ws := echoUpgradeServer(t)
+	_, url := startProxy(t, plainConfig, map[string]string{"up": ws})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = conn.Write([]byte("GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	for _, msg := range []string{"hello", "over the tunnel"} {
+		_, _ = conn.Write([]byte(msg))
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echo: %q %v", buf, err)
+		}
+	}
+}
+
+func TestGracefulShutdownDrainsInFlight(t *testing.T) {
+	up := testserver.Start(t, "up")
+	up.Delay.Store(int64(300 * time.Millisecond))
+	p, url := startProxy(t, plainConfig, map[string]string{"up": up.Addr})
+	var wg sync.WaitGroup
+	results := make(chan int, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, _, _ := get(t, &fasthttp.Client{}, url+"/")
+			results <- st
+		}()
+	}
+	eventually(t, 5*time.Second, "requests in flight", func() bool { return up.Hits.Load() == 4 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(results)
+	for st := range results {
+		if st != 200 {
+			t.Fatalf("in-flight request got %d during shutdown", st)
+		}
+	}
+	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), time.Second); err == nil {
+		t.Fatal("listener still accepting after shutdown")
+	}
+}
+
+func TestAdminEndpoints(t *testing.T) {
+	up := testserver.Start(t, "up")
+	p, url := startProxy(t, plainConfig, map[string]string{"up": up.Addr})
+	a, err := admin.Start("127.0.0.1:0", p, p.Metrics().Registry(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	c := &fasthttp.Client{}
+	for i := 0; i < 5; i++ {
+		get(t, c, url+"/x")
+	}
+	base := "http://" + a.Addr().String()
+	if st, body, _ := get(t, c, base+"/ready"); st != 200 {
+		t.Fatalf("/ready: %d %s", st, body)
+	}
+	st, body, _ := get(t, c, base+"/stats/prometheus")
+	if st != 200 || !strings.Contains(body, `weft_requests_total{cluster="up",code_class="2xx",listener="main",route="#0"} 5`) {
+		t.Fatalf("/stats/prometheus lacks the request count:\n%s", grepLines(body, "weft_requests_total"))
+	}
+	for _, m := range []string{"weft_request_duration_seconds_bucket", "weft_active_requests", "weft_upstream_requests_total", "weft_cluster_endpoints_healthy"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/stats/prometheus lacks %s", m)
+		}
+	}
+	_, body, _ = get(t, c, base+"/config_dump")
+	var dump map[string]any
+	if err := json.Unmarshal([]byte(body), &dump); err != nil || dump["version"] != p.Version() {
+		t.Fatalf("/config_dump: %v %s", err, body)
+	}
+	_, body, _ = get(t, c, base+"/clusters")
+	if !strings.Contains(body, up.Addr) {
+		t.Fatalf("/clusters lacks the endpoint: %s", body)
+	}
+	if st, _, _ := get(t, c, base+"/debug/pprof/"); st != 200 {
+		t.Fatalf("pprof: %d", st)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

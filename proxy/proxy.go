@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/listener"
+	"github.com/weftmesh/weft/proxy/telemetry"
+	"github.com/weftmesh/weft/proxy/wasm"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	Logger *zap.Logger
+	// WasmCacheDir keeps compiled Wasm modules across restarts ("" = memory).
+	WasmCacheDir string
+	// DrainTimeout bounds the graceful shutdown of a listener (default 30s).
+	DrainTimeout time.Duration
+}
+
+// Proxy is a running sidecar data plane.
+type Proxy struct {
+	log     *zap.Logger
+	metrics *telemetry.Metrics
+	wasm    *wasm.Runtime
+	drain   time.Duration
+
+	mu        sync.Mutex // serialises Apply
+	snap      atomic.Pointer[snapshot]
+	listeners map[string]*runningListener
+	wg        sync.WaitGroup
+	errs      chan error
+	// lastErr is the last rejected config's error, for /config_dump.
+	lastErr atomic.Pointer[string]
+	// mirrorSem bounds concurrent mirrored requests.
+	mirrorSem chan struct{}
+}
+
+// runningListener is a bound listener; its compiled state is swapped with
+// each snapshot while the socket stays open.
+type runningListener struct {
+	p       *Proxy
+	address string
+	l       *listener.Listener
+	state   atomic.Pointer[listenerState]
+}
+
+// New makes a proxy with no config; Apply gives it one.
+func New(ctx context.Context, o Options) (*Proxy, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeOptions{CacheDir: o.WasmCacheDir, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		log:       o.Logger,
+		metrics:   telemetry.NewMetrics(),
+		wasm:      rt,
+		drain:     o.DrainTimeout,
+		listeners: make(map[string]*runningListener),
+		errs:      make(chan error, 16),
+		mirrorSem: make(chan struct{}, 64),
+	}
+	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p})
+	return p, nil
+}
+
+// Metrics is the proxy's metric registry and handles.
+func (p *Proxy) Metrics() *telemetry.Metrics { return p.metrics }
+
+// Version is the config version in force ("" before the first Apply).
+func (p *Proxy) Version() string {
+	if s := p.snap.Load(); s != nil {
+		return s.version
+	}
+	return ""
+}
+
+// Apply compiles cfg and swaps it in. raw is the source text (for
+// /config_dump and the version); path locates relative module paths. On any
+// error nothing changes: the config in force keeps serving.
+func (p *Proxy) Apply(ctx context.Context, cfg *config.Config, raw []byte, path string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.apply(ctx, cfg, raw, path)
+	if err != nil {
+		msg := err.Error()
+		p.lastErr.Store(&msg)
+		p.metrics.Reload("rejected")
+		return err
+	}
+	p.lastErr.Store(nil)
+	p.metrics.Reload("applied")
+	return nil
+}
+
+func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path string) error {
+	prev := p.snap.Load()
+	next, err := p.build(ctx, cfg, raw, baseDirOf(path), prev)
+	if err != nil {
+		return err
+	}
+	// Bind new listeners before anything changes, so a busy port refuses
+	// the whole config.
+	added := map[string]*runningListener{}
+	for _, lc := range cfg.Listeners {
+		if rl, ok := p.listeners[lc.Name]; ok && rl.address == lc.Address {
+			continue
+		}
+		rl := &runningListener{p: p, address: lc.Address}
+		l, err := listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log})
+		if err != nil {
+			for _, a := range added {
+				_ = a.l.Shutdown(ctx)
+			}
+			release(next, prev)
+			return err
+		}
+		rl.l = l
+		added[lc.Name] = rl
+	}
+	// Swap: every listener's state first, then the snapshot pointer.
+	for name, ls := range next.listeners {
+		if rl, ok := added[name]; ok {
+			rl.state.Store(ls)
+			continue
+		}
+		p.listeners[name].state.Store(ls)
+	}
+	p.snap.Store(next)
+	p.metrics.SetVersion(next.version)
+	var gone []*runningListener
+	for name, rl := range p.listeners {
+		if a, ok := added[name]; ok && a != rl {
+			gone = append(gone, rl)
+		} else if _, ok := next.listeners[name]; !ok {
+			gone = append(gone, rl)
+			delete(p.listeners, name)
+		}
+	}
+	for name, rl := range added {
+		p.listeners[name] = rl
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			if err := rl.l.Serve(); err != nil {
+				select {
+				case p.errs <- err:
+				default:
+				}
+			}
+		}()
+		p.log.Info("listening", zap.String("listener", name), zap.String("address", rl.l.Addr().String()))
+	}
+	for _, rl := range gone {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), p.drain)
+			defer cancel()
+			_ = rl.l.Shutdown(ctx)
+		}()
+	}
+	// Old clusters and plugins close once requests on them drain; they
+	// hold their own in-flight accounting.
+	go func() {
+		time.Sleep(p.drainGrace())
+		release(prev, next)
+	}()
+	p.log.Info("config applied", zap.String("version", next.version))
+	return nil
+}
+
+// drainGrace is how long a replaced snapshot's clusters stay open for
+// requests still using them.
+func (p *Proxy) drainGrace() time.Duration {
+	if p.drain < 5*time.Second {
+		return p.drain
+	}
+	return 5 * time.Second
+}
+
+// ListenerAddr is the bound address of a listener (tests use port 0).
+func (p *Proxy) ListenerAddr(name string) net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rl, ok := p.listeners[name]; ok {
+		return rl.l.Addr()
+	}
+	return nil
+}
+
+// Errors reports listeners that stopped serving with an error.
+func (p *Proxy) Errors() <-chan error { return p.errs }
+
+// Shutdown drains every listener (in-flight requests finish, until ctx
+// ends), then closes clusters and plugins.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	errc := make(chan error, len(p.listeners))
+	for _, rl := range p.listeners {
+		go func() { errc <- rl.l.Shutdown(ctx) }()
+	}
+	var errs []error
+	for range p.listeners {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.wg.Wait()
+	if s := p.snap.Load(); s != nil {
+		release(s, &snapshot{})
+	}
+	if err := p.wasm.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Do implements wasm.Upstream: a Wasm filter's HTTP call-out to a cluster of
+// the config in force.
+func (p *Proxy) Do(clusterName string, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error {
+	s := p.snap.Load()
+	if s == nil {
+		return errors.New("no config")
+	}
+	cs, ok := s.byName[clusterName]
+	if !ok {
+		return fmt.Errorf("unknown cluster %q", clusterName)
+	}
+	ep := cs.c.Pick(0, false, nil)
+	if ep == nil {
+		return fmt.Errorf("cluster %q: no healthy endpoint", clusterName)
+	}
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	err := ep.Do(req, resp, time.Now().Add(timeout))
+	ep.Report(resp.StatusCode(), err)
+	return err
+}

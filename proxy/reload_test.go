@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
+)
+
+func reloadConfig(addr, cluster string, weightA int) string {
+	return fmt.Sprintf(`
+listeners:
+  - name: main
+    address: %s
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - name: r
+            match: {prefix: /}
+            route:
+              weighted_clusters: [{cluster: %s, weight: %d}, {cluster: b, weight: %d}]
+clusters:
+  - name: a
+    endpoints: [{address: "{{a}}"}]
+  - name: b
+    endpoints: [{address: "{{b}}"}]
+  - name: c
+    endpoints: [{address: "{{c}}"}]
+`, addr, cluster, weightA, 100-weightA)
+}
+
+// freePort reserves a loopback port for a listener that must keep its
+// address across reloads.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+func TestHotReloadUnderLoadAndInvalidReload(t *testing.T) {
+	a, b, c := testserver.Start(t, "a"), testserver.Start(t, "b"), testserver.Start(t, "c")
+	vars := map[string]string{"a": a.Addr, "b": b.Addr, "c": c.Addr}
+	addr := freePort(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, expand(reloadConfig(addr, "a", 100), vars))
+
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.Shutdown(ctx)
+	}()
+	if err := p.LoadFile(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.WatchFile(ctx, path, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr + "/"
+
+	var wg sync.WaitGroup
+	var total, failed atomic.Int64
+	stop := make(chan struct{})
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &fasthttp.Client{}
+			for i := 0; i < 20000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st, body, _ := get(t, cl, url)
+				total.Add(1)
+				if st != 200 {
+					failed.Add(1)
+					t.Logf("failed: %d %s", st, body)
+				}
+			}
+		}()
+	}
+	// Shift traffic a → c over several reloads while the load runs.
+	v0 := p.Version()
+	for i, w := range []int{90, 50, 10} {
+		writeConfig(t, dir, expand(reloadConfig(addr, "c", w), vars))
+		prev := p.Version()
+		eventually(t, 5*time.Second, fmt.Sprintf("reload %d", i), func() bool { return p.Version() != prev })
+	}
+	eventually(t, 5*time.Second, "traffic to c", func() bool { return c.Hits.Load() > 50 })
+
+	// An invalid file is refused; the config in force keeps serving.
+	good := p.Version()
+	writeConfig(t, dir, strings.Replace(expand(reloadConfig(addr, "c", 10), vars), "weight: 90", "weight: 80", 1))
+	eventually(t, 5*time.Second, "the rejection to be recorded", func() bool {
+		d := p.ConfigDump().(map[string]any)
+		_, rejected := d["last_rejected"]
+		return rejected
+	})
+	if p.Version() != good {
+		t.Fatalf("an invalid file changed the version %s → %s", good, p.Version())
+	}
+	msg := p.ConfigDump().(map[string]any)["last_rejected"].(string)
+	if !strings.Contains(msg, "weft.yaml") || !strings.Contains(msg, "weight") {
+		t.Fatalf("rejection message does not name the file and field: %s", msg)
+	}
+	// Kubernetes ConfigMap style: the file is a symlink into a ..data dir that is swapped.
+	n := total.Load()
+	eventually(t, 5*time.Second, "requests after the invalid reload", func() bool { return total.Load() > n+100 })
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed across reloads", failed.Load(), total.Load())
+	}
+	if v0 == p.Version() {
+		t.Fatal("version never changed")
+	}
+}
+
+func TestReloadConfigMapSymlinkSwap(t *testing.T) {
+	a, b, c := testserver.Start(t, "a"), testserver.Start(t, "b"), testserver.Start(t, "c")
+	vars := map[string]string{"a": a.Addr, "b": b.Addr, "c": c.Addr}
+	addr := freePort(t)
+	dir := t.TempDir()
+	// dir/..2026_1/weft.yaml, dir/..data -> ..2026_1, dir/weft.yaml -> ..data/weft.yaml
+	mk := func(name string, text string) {
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "weft.yaml"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("..2026_1", expand(reloadConfig(addr, "a", 100), vars))
+	if err := os.Symlink("..2026_1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "weft.yaml")
+	if err := os.Symlink("..data/weft.yaml", path); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Shutdown(context.Background()) }()
+	if err := p.LoadFile(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := p.WatchFile(ctx, path, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	cl := &fasthttp.Client{}
+	if _, body, _ := get(t, cl, "http://"+addr+"/"); body != "a" {
+		t.Fatalf("before swap: %q", body)
+	}
+	// The kubelet's swap: new dir, new ..data_tmp link, renamed over ..data.
+	mk("..2026_2", expand(reloadConfig(addr, "c", 100), vars))
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink("..2026_2", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the swapped config", func() bool {
+		_, body, _ := get(t, cl, "http://"+addr+"/")
+		return body == "c"
+	})
+}

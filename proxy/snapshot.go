@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/proxy/cluster"
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/resilience"
+	"github.com/weftmesh/weft/proxy/route"
+	"github.com/weftmesh/weft/proxy/telemetry"
+	"github.com/weftmesh/weft/proxy/wasm"
+)
+
+// snapshot is one config compiled. Nothing in it changes after it is built;
+// a reload builds a new one and swaps the pointer.
+type snapshot struct {
+	version   string
+	cfg       *config.Config
+	raw       []byte
+	clusters  []*clusterState
+	byName    map[string]*clusterState
+	plugins   map[string]*wasm.Plugin
+	pluginKey map[string]string
+	listeners map[string]*listenerState
+}
+
+// clusterState is a cluster with what the proxy keeps beside it.
+type clusterState struct {
+	c      *cluster.Cluster
+	name   string
+	budget resilience.Budget
+	stats  *telemetry.ClusterStats
+}
+
+// listenerState is one listener's compiled config.
+type listenerState struct {
+	name      string
+	direction string
+	table     *route.Table
+	filters   []filter.Factory
+	routes    map[*route.Route]*routeState
+	accessLog *telemetry.AccessLog
+	active    prometheus.Gauge
+	snap      *snapshot
+}
+
+// routeState is what the proxy keeps beside a compiled route.
+type routeState struct {
+	filters []filter.Factory
+	retry   *resilience.Policy
+	// stats per weighted target, by target index; noCluster for local answers.
+	stats     []*telemetry.RouteStats
+	noCluster *telemetry.RouteStats
+}
+
+// build compiles cfg into a snapshot, reusing from prev the clusters and
+// plugins whose config is unchanged (so health and outlier state, VMs and
+// compiled modules survive a reload). On error nothing new is left running.
+func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseDir string, prev *snapshot) (_ *snapshot, err error) {
+	s := &snapshot{
+		cfg:       cfg,
+		raw:       raw,
+		byName:    make(map[string]*clusterState, len(cfg.Clusters)),
+		plugins:   make(map[string]*wasm.Plugin, len(cfg.Filters)),
+		pluginKey: make(map[string]string, len(cfg.Filters)),
+		listeners: make(map[string]*listenerState, len(cfg.Listeners)),
+	}
+	s.version = cfg.Version
+	if s.version == "" {
+		sum := sha256.Sum256(raw)
+		s.version = hex.EncodeToString(sum[:6])
+	}
+	var fresh []*cluster.Cluster
+	var freshPlugins []*wasm.Plugin
+	defer func() {
+		if err != nil {
+			for _, c := range fresh {
+				c.Close()
+			}
+			for _, pl := range freshPlugins {
+				pl.Close()
+			}
+		}
+	}()
+
+	index := make(map[string]int, len(cfg.Clusters))
+	for i, cc := range cfg.Clusters {
+		c, err := cluster.New(cc, cluster.Options{Logger: p.log})
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", cc.Name, err)
+		}
+		if prev != nil {
+			if old, ok := prev.byName[cc.Name]; ok && old.c.Key() == c.Key() {
+				c = old.c
+			} else {
+				fresh = append(fresh, c)
+			}
+		} else {
+			fresh = append(fresh, c)
+		}
+		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name)}
+		s.clusters = append(s.clusters, cs)
+		s.byName[cc.Name] = cs
+		index[cc.Name] = i
+	}
+
+	for _, fc := range cfg.Filters {
+		spec, err := wasm.SpecFromConfig(fc, baseDir)
+		if err != nil {
+			return nil, err
+		}
+		key := specKey(spec)
+		s.pluginKey[fc.Name] = key
+		if prev != nil && prev.pluginKey[fc.Name] == key {
+			s.plugins[fc.Name] = prev.plugins[fc.Name]
+			continue
+		}
+		pl, err := p.wasm.Load(ctx, spec, wasm.Env{Upstream: p, NodeID: cfg.Node.ID, NodeMetadata: cfg.Node.Metadata})
+		if err != nil {
+			return nil, fmt.Errorf("filter %q: %w", fc.Name, err)
+		}
+		freshPlugins = append(freshPlugins, pl)
+		s.plugins[fc.Name] = pl
+	}
+	factories := func(names []string) []filter.Factory {
+		out := make([]filter.Factory, 0, len(names))
+		for _, n := range names {
+			out = append(out, s.plugins[n])
+		}
+		return out
+	}
+
+	for _, lc := range cfg.Listeners {
+		t, err := route.Compile(lc, index)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
+		al, err := telemetry.NewAccessLog(lc.AccessLog)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
+		ls := &listenerState{
+			name:      lc.Name,
+			direction: lc.Direction,
+			table:     t,
+			filters:   factories(lc.Filters),
+			routes:    make(map[*route.Route]*routeState),
+			accessLog: al,
+			active:    p.metrics.Active(lc.Name),
+			snap:      s,
+		}
+		if ls.direction == "" {
+			ls.direction = "outbound"
+		}
+		for _, r := range t.Routes() {
+			rs := &routeState{filters: factories(r.Filters), noCluster: p.metrics.Route(lc.Name, r.Name, "")}
+			if rs.retry, err = resilience.Compile(r.Retry); err != nil {
+				return nil, fmt.Errorf("listener %q: route %q: %w", lc.Name, r.Name, err)
+			}
+			for _, tg := range r.Clusters {
+				rs.stats = append(rs.stats, p.metrics.Route(lc.Name, r.Name, tg.Name))
+			}
+			ls.routes[r] = rs
+		}
+		s.listeners[lc.Name] = ls
+	}
+	for _, c := range fresh {
+		c.Start()
+	}
+	return s, nil
+}
+
+// release closes what old has and next does not share.
+func release(old, next *snapshot) {
+	if old == nil {
+		return
+	}
+	for name, cs := range old.byName {
+		if n, ok := next.byName[name]; !ok || n.c != cs.c {
+			cs.c.Close()
+		}
+	}
+	for name, pl := range old.plugins {
+		if n, ok := next.plugins[name]; !ok || n != pl {
+			pl.Close()
+		}
+	}
+	for name, ls := range old.listeners {
+		if n, ok := next.listeners[name]; !ok || n.accessLog != ls.accessLog {
+			ls.accessLog.Close()
+		}
+	}
+}
+
+// specKey digests everything in spec that shapes a plugin: equal keys mean
+// a reload may keep the running plugin.
+func specKey(spec wasm.PluginSpec) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q|%q|%q|%d|%d|%t|%d|%d|%d|", spec.Name, spec.RootID, spec.VMID, len(spec.VMConfig), len(spec.PluginConfig),
+		spec.FailOpen, spec.PoolSize, spec.MemoryLimitPages, spec.CallbackTimeout)
+	h.Write(spec.VMConfig)
+	h.Write([]byte{0})
+	h.Write(spec.PluginConfig)
+	h.Write([]byte{0})
+	fmt.Fprintf(h, "%d|", spec.MaxBodyBytes)
+	h.Write(spec.Module)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func baseDirOf(path string) string {
+	if path == "" {
+		return "."
+	}
+	return filepath.Dir(path)
+}

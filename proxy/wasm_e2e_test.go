@@ -1,0 +1,387 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
+)
+
+// guestFile builds the Go SDK guest name (proxy/wasm/testdata/guests/gosdk)
+// and writes it to dir/name.wasm, returning the path a config names.
+func guestFile(t testing.TB, dir, name string) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".wasm")
+	if err := os.WriteFile(path, guestbuild.GoSDK(t, name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// metricValue is the value of the counter or gauge name whose labels
+// include every pair in labels (name, value, name, value...); found is false
+// when there is none.
+func metricValue(t testing.TB, p *Proxy, name string, labels ...string) (v float64, found bool) {
+	t.Helper()
+	mfs, err := p.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !hasLabel(m, labels[i], labels[i+1]) {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+const wasmChainConfig = `
+filters:
+  - name: tag-listener
+    module: {path: "{{setheader}}"}
+    config: "x-tag=listener"
+    pool_size: 2
+  - name: tag-route
+    module: {path: "{{setheader}}"}
+    config: "x-tag=route"
+    pool_size: 1
+  - name: mark-route
+    module: {path: "{{setheader}}"}
+    config: "x-route-filter=ran"
+    pool_size: 1
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [tag-listener]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - name: api
+            match: {prefix: /api}
+            route: {cluster: up}
+            filters: [tag-route, mark-route]
+          - name: rest
+            match: {prefix: /}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+`
+
+// A listener filter runs on every request before routing, a route filter
+// only on its route and after the listener's: on /api the route filter's
+// value of x-tag reaches the upstream; response filters run in reverse, so
+// the client sees the listener filter's value last written.
+func TestWasmListenerAndRouteFilters(t *testing.T) {
+	up := testserver.Start(t, "up")
+	dir := t.TempDir()
+	p, url := startProxy(t, wasmChainConfig, map[string]string{"up": up.Addr, "setheader": guestFile(t, dir, "setheader")})
+	cl := &fasthttp.Client{}
+
+	st, body, h := get(t, cl, url+"/api/items")
+	if st != 200 || body != "up" {
+		t.Fatalf("/api: %d %q", st, body)
+	}
+	last := up.Last()
+	if got := string(last.Header.Peek("X-Tag")); got != "route" {
+		t.Errorf("/api: upstream saw x-tag %q, want the route filter's value (it runs after the listener's)", got)
+	}
+	if got := string(last.Header.Peek("X-Route-Filter")); got != "ran" {
+		t.Errorf("/api: upstream saw x-route-filter %q, want ran", got)
+	}
+	if got := string(h.Peek("X-Tag")); got != "listener" {
+		t.Errorf("/api: client saw x-tag %q, want listener (response filters run last first)", got)
+	}
+	if got := string(h.Peek("X-Route-Filter")); got != "ran" {
+		t.Errorf("/api: client saw x-route-filter %q, want ran", got)
+	}
+
+	st, _, h = get(t, cl, url+"/other")
+	if st != 200 {
+		t.Fatalf("/other: %d", st)
+	}
+	last = up.Last()
+	if got := string(last.Header.Peek("X-Tag")); got != "listener" {
+		t.Errorf("/other: upstream saw x-tag %q, want listener", got)
+	}
+	if last.Header.Peek("X-Route-Filter") != nil || h.Peek("X-Route-Filter") != nil {
+		t.Error("/other: the /api route's filter ran on another route")
+	}
+	if n, _ := metricValue(t, p, "weft_wasm_events_total", "plugin", "tag-listener", "event", "trap"); n != 0 {
+		t.Errorf("%v traps counted for a healthy filter", n)
+	}
+}
+
+const wasmRouterConfig = `
+filters:
+  - name: router
+    module: {path: "{{router}}"}
+    config: "alice, bob"
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [router]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - name: canary
+            match: {prefix: /, headers: [{name: x-route, exact: canary}]}
+            route: {cluster: canary}
+          - name: stable
+            match: {prefix: /}
+            route: {cluster: stable}
+clusters:
+  - name: canary
+    endpoints: [{address: "{{canary}}"}]
+  - name: stable
+    endpoints: [{address: "{{stable}}"}]
+`
+
+// Route matching sees the headers as the listener's filters left them: a
+// filter's decision steers the request to another cluster, and a header the
+// client forged is overwritten before the table looks at it.
+func TestWasmListenerFilterSteersRouting(t *testing.T) {
+	canary, stable := testserver.Start(t, "canary"), testserver.Start(t, "stable")
+	dir := t.TempDir()
+	_, url := startProxy(t, wasmRouterConfig, map[string]string{
+		"canary": canary.Addr, "stable": stable.Addr, "router": guestFile(t, dir, "router"),
+	})
+	cl := &fasthttp.Client{}
+	cases := []struct {
+		hdrs []string
+		want string
+	}{
+		{[]string{"X-User", "alice"}, "canary"},
+		{[]string{"X-User", "bob"}, "canary"},
+		{[]string{"X-User", "carol"}, "stable"},
+		{nil, "stable"},
+		{[]string{"X-User", "carol", "X-Route", "canary"}, "stable"}, // forged by the client
+	}
+	for _, c := range cases {
+		st, body, h := get(t, cl, url+"/", c.hdrs...)
+		if st != 200 || body != c.want {
+			t.Errorf("%v: %d %q, want the %s cluster", c.hdrs, st, body, c.want)
+			continue
+		}
+		if got := string(h.Peek("X-Route")); got != c.want {
+			t.Errorf("%v: response x-route %q, want %q", c.hdrs, got, c.want)
+		}
+	}
+	if canary.Hits.Load() != 2 || stable.Hits.Load() != 3 {
+		t.Errorf("hits canary=%d stable=%d, want 2 and 3", canary.Hits.Load(), stable.Hits.Load())
+	}
+}
+
+const wasmLocalReplyConfig = `
+filters:
+  - name: authz
+    module: {path: "{{localreply}}"}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [authz]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+`
+
+// A filter's local reply answers the client; the upstream is never asked
+// and the response callbacks still run on the local reply.
+func TestWasmLocalReplyThroughProxy(t *testing.T) {
+	up := testserver.Start(t, "up")
+	dir := t.TempDir()
+	_, url := startProxy(t, wasmLocalReplyConfig, map[string]string{"up": up.Addr, "localreply": guestFile(t, dir, "localreply")})
+	cl := &fasthttp.Client{}
+	for i := 0; i < 3; i++ {
+		st, body, h := get(t, cl, url+"/secret")
+		if st != 403 || body != "forbidden: missing x-api-key" {
+			t.Fatalf("without a key: %d %q", st, body)
+		}
+		if string(h.Peek("X-Denied-By")) != "localreply-guest" || string(h.Peek("X-Response-Filter-Ran")) != "yes" {
+			t.Fatalf("local reply headers: %s", h.String())
+		}
+	}
+	if n := up.Hits.Load(); n != 0 {
+		t.Fatalf("the upstream got %d requests a filter answered", n)
+	}
+	st, body, h := get(t, cl, url+"/secret", "X-Api-Key", "k")
+	if st != 200 || body != "up" || string(h.Peek("X-Response-Filter-Ran")) != "yes" {
+		t.Fatalf("with a key: %d %q %s", st, body, h.String())
+	}
+	if n := up.Hits.Load(); n != 1 {
+		t.Fatalf("upstream hits %d, want 1", n)
+	}
+}
+
+const wasmFailureConfig = `
+filters:
+  - name: strict
+    module: {path: "{{failure}}"}
+    failure_policy: fail_closed
+    pool_size: 1
+  - name: lenient
+    module: {path: "{{failure}}"}
+    failure_policy: fail_open
+    pool_size: 1
+  - name: counted
+    module: {path: "{{metrics}}"}
+    pool_size: 1
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [counted]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - name: closed
+            match: {prefix: /closed}
+            route: {cluster: up}
+            filters: [strict]
+          - name: open
+            match: {prefix: /open}
+            route: {cluster: up}
+            filters: [lenient]
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+`
+
+// A trapping filter under fail_closed answers 503 without asking the
+// upstream; under fail_open the request goes on without the filter. The
+// VM is replaced and later requests are filtered again. Host events and
+// guest metrics show at the proxy's registry.
+func TestWasmFailurePoliciesThroughProxyAndMetrics(t *testing.T) {
+	up := testserver.Start(t, "up")
+	dir := t.TempDir()
+	p, url := startProxy(t, wasmFailureConfig, map[string]string{
+		"up": up.Addr, "failure": guestFile(t, dir, "failure"), "metrics": guestFile(t, dir, "metrics"),
+	})
+	cl := &fasthttp.Client{}
+	requests := 0
+	send := func(path string, hdrs ...string) (int, string) {
+		requests++
+		st, body, _ := get(t, cl, url+path, hdrs...)
+		return st, body
+	}
+
+	// Healthy first: both filters run.
+	for _, path := range []string{"/closed", "/open"} {
+		if st, body := send(path); st != 200 || body != "up" {
+			t.Fatalf("%s: %d %q", path, st, body)
+		}
+		if got := string(up.Last().Header.Peek("X-Filtered")); got != "yes" {
+			t.Fatalf("%s: the filter did not run (x-filtered %q)", path, got)
+		}
+	}
+
+	hits := up.Hits.Load()
+	if st, _ := send("/closed", "X-Panic", "1"); st != 503 {
+		t.Fatalf("fail_closed trap: status %d, want 503", st)
+	}
+	if up.Hits.Load() != hits {
+		t.Fatal("fail_closed: the upstream got the request of a failed filter")
+	}
+	if st, body := send("/open", "X-Panic", "1"); st != 200 || body != "up" {
+		t.Fatalf("fail_open trap: %d %q, want the upstream's answer", st, body)
+	}
+	last := up.Last()
+	if last.Header.Peek("X-Panic") == nil || last.Header.Peek("X-Filtered") != nil {
+		t.Fatalf("fail_open: the upstream should get the request without the filter's changes: %s", last.Header.String())
+	}
+
+	// The broken VMs are replaced in the background; the filters run again.
+	for _, path := range []string{"/closed", "/open"} {
+		eventually(t, 10*time.Second, path+" filtered again", func() bool {
+			st, _ := send(path)
+			return st == 200 && string(up.Last().Header.Peek("X-Filtered")) == "yes"
+		})
+	}
+
+	want := []struct {
+		plugin, event string
+	}{
+		{"strict", "trap"}, {"strict", "fail_closed"}, {"strict", "vm_replaced"},
+		{"lenient", "trap"}, {"lenient", "fail_open"}, {"lenient", "vm_replaced"},
+	}
+	for _, w := range want {
+		if n, ok := metricValue(t, p, "weft_wasm_events_total", "plugin", w.plugin, "event", w.event); !ok || n < 1 {
+			t.Errorf("weft_wasm_events_total{plugin=%q,event=%q} = %v (found %t), want ≥ 1", w.plugin, w.event, n, ok)
+		}
+	}
+	if n, _ := metricValue(t, p, "weft_wasm_events_total", "plugin", "strict", "event", "fail_open"); n != 0 {
+		t.Errorf("a fail_closed filter counted %v fail_open decisions", n)
+	}
+	// The listener's metrics filter saw every request.
+	n, ok := metricValue(t, p, "weft_wasm_guest_counter_total", "plugin", "counted", "name", "conformance_requests_total")
+	if !ok || int(n) != requests {
+		t.Errorf("guest counter = %v (found %t), want %d requests", n, ok, requests)
+	}
+	// A guest metric name with dots is exported as is, as a label.
+	if !strings.Contains(gatherText(t, p), `weft_wasm_guest_counter_total{name="conformance.dotted.requests",plugin="counted"}`) {
+		t.Error("the dotted guest counter is not exported")
+	}
+}
+
+// gatherText is the registry in the text exposition format, names and
+// labels only (for presence checks).
+func gatherText(t testing.TB, p *Proxy) string {
+	t.Helper()
+	mfs, err := p.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			b.WriteString(mf.GetName())
+			b.WriteByte('{')
+			for i, l := range m.GetLabel() {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(l.GetName() + `="` + l.GetValue() + `"`)
+			}
+			b.WriteString("}\n")
+		}
+	}
+	return b.String()
+}
