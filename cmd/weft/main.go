@@ -1,0 +1,182 @@
+// Command weft is the Weft service-mesh sidecar, its tools and its demo.
+// This file only parses flags and wires packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/weftmesh/weft/bench"
+	"github.com/weftmesh/weft/examples/demo"
+	"github.com/weftmesh/weft/proxy"
+	"github.com/weftmesh/weft/proxy/admin"
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `weft — a WebAssembly-programmable service-mesh sidecar
+
+Usage:
+  weft proxy -c FILE        run the sidecar from a YAML config (hot reloaded)
+  weft validate FILE...     check config files; exit 1 with file:line errors
+  weft demo [--for 30s]     run a whole mesh on loopback from an embedded config
+  weft bench [flags]        benchmark the proxy against the direct path and peers
+  weft version              print the version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "proxy":
+		err = runProxy(ctx, os.Args[2:])
+	case "validate":
+		err = runValidate(os.Args[2:])
+	case "demo":
+		err = runDemo(ctx, os.Args[2:])
+	case "bench":
+		err = bench.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case "version", "--version", "-v":
+		fmt.Println("weft", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "weft: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "weft:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return cfg.Build()
+}
+
+func runProxy(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	file := fs.String("c", "", "config file (YAML); watched and hot reloaded")
+	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address; \"off\" disables)")
+	cacheDir := fs.String("wasm-cache", defaultCacheDir(), "directory for compiled Wasm modules (\"\" = memory only)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for in-flight requests")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("proxy: -c FILE is required")
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+	p, err := proxy.New(ctx, proxy.Options{Logger: log, WasmCacheDir: *cacheDir, DrainTimeout: *drain})
+	if err != nil {
+		return err
+	}
+	if err := p.LoadFile(ctx, *file); err != nil {
+		return err
+	}
+	addr := *adminAddr
+	if addr == "" {
+		if cfg, err := config.Load(*file); err == nil {
+			addr = cfg.Admin.Address
+		}
+	}
+	if addr != "off" {
+		a, err := admin.Start(addr, p, p.Metrics().Registry(), log)
+		if err != nil {
+			return err
+		}
+		defer a.Close(context.Background()) //nolint:errcheck
+		log.Info("admin listening", zap.String("address", a.Addr().String()))
+	}
+	if err := p.WatchFile(ctx, *file, 0); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-p.Errors():
+		log.Error("listener failed", zap.Error(err))
+	}
+	log.Info("shutting down: draining in-flight requests", zap.Duration("within", *drain))
+	sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	return p.Shutdown(sctx)
+}
+
+func runValidate(args []string) error {
+	if len(args) == 0 {
+		return errors.New("validate: name at least one config file")
+	}
+	bad := 0
+	for _, f := range args {
+		if _, err := config.Load(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			bad++
+			continue
+		}
+		fmt.Printf("%s: ok\n", f)
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d files invalid", bad, len(args))
+	}
+	return nil
+}
+
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
+	port := fs.Int("port", 10000, "the sidecar's listener port on 127.0.0.1 (0: any free port)")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	if *dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *dur)
+		defer cancel()
+	}
+	return demo.Run(ctx, demo.Options{Port: *port, Logger: log, Out: os.Stdout})
+}
+
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "weft", "wasm")
+	}
+	return ""
+}
