@@ -6,7 +6,7 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-		"net"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"text/template"

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/weftmesh/weft/proxy/wasm"
-	"github.com/weftmesh/weft/proxy/wasm/internal/guestbuild"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 )
 
 // TestAssemblyScriptHeaders: a filter written with @solo-io/proxy-runtime

@@ -19,7 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/wasm"
-	"github.com/weftmesh/weft/proxy/wasm/internal/guestbuild"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 )
 
 // idHeader carries a per-request id from the test client: the upstream files
