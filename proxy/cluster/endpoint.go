@@ -1,0 +1,175 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Endpoint is one upstream address of a cluster with its keep-alive
+// connection pool and its health, ejection and load counters. An Endpoint
+// that stays across DNS refreshes keeps all of them.
+type Endpoint struct {
+	addr   string
+	weight uint32
+	c      *Cluster
+	client *fasthttp.HostClient
+
+	active   atomic.Int64 // requests in Do now (least_request reads it)
+	total    atomic.Uint64
+	failures atomic.Uint64 // failed attempts fed to Report
+	conns    atomic.Int64  // open pooled connections
+
+	unhealthy atomic.Bool // set by active health checks
+	ejected   atomic.Bool // set by outlier detection
+	// ejectedUntil is the unix-nano time the current ejection ends.
+	ejectedUntil atomic.Int64
+
+	consec5xx     atomic.Int32
+	consecGateway atomic.Int32
+	// sinceSweep counts failed reports since the last outlier sweep; a
+	// clean interval lowers the ejection multiplier.
+	sinceSweep atomic.Int32
+
+	// Guarded by c.mu.
+	timesEjected int
+	ejectTimer   *time.Timer
+	hcStop       chan struct{}
+	retired      bool
+}
+
+func newEndpoint(c *Cluster, addr string, weight uint32) *Endpoint {
+	e := &Endpoint{addr: addr, weight: weight, c: c}
+	e.client = &fasthttp.HostClient{
+		Addr:        addr,
+		DialTimeout: e.dial,
+		MaxConns:    c.s.MaxConnsPerEndpoint,
+		// A request over MaxConns waits for a connection (it is pending)
+		// until its own deadline, or this long.
+		MaxConnWaitTimeout:  maxPendingWait,
+		MaxIdleConnDuration: c.s.IdleTimeout,
+		ReadBufferSize:      responseReadBuffer,
+		// The proxy forwards what it received: no default User-Agent, no
+		// header-name or path rewriting.
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		// Retries belong to the route's policy. The one exception is an
+		// idempotent request that met a pooled connection the upstream had
+		// closed while idle: it is sent again once on a new connection.
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr:                retryStaleConn,
+	}
+	return e
+}
+
+func retryStaleConn(req *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {
+	switch err.(type) {
+	case fasthttp.ErrNothingRead, *fasthttp.ErrNothingRead:
+	default:
+		if err != fasthttp.ErrConnectionClosed && err != io.EOF {
+			return false, false
+		}
+	}
+	h := &req.Header
+	return false, h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
+}
+
+// dial opens one pooled connection. It enforces the cluster-wide
+// max_connections breaker and connect_timeout, and counts connections.
+func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	c := e.c
+	if n := c.breakers.connections.Add(1); n > c.s.MaxConnections {
+		c.breakers.connections.Add(-1)
+		c.stats.RejectedConnections.Add(1)
+		return nil, fmt.Errorf("cluster %q: endpoint %s: max_connections %d reached: %w",
+			c.name, e.addr, c.s.MaxConnections, ErrOverflow)
+	}
+	if timeout <= 0 || timeout > c.s.ConnectTimeout {
+		timeout = c.s.ConnectTimeout
+	}
+	d := net.Dialer{Timeout: timeout, Resolver: c.resolver}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		c.breakers.connections.Add(-1)
+		return nil, &DialError{Addr: addr, Err: err}
+	}
+	c.stats.ConnectionsOpened.Add(1)
+	e.conns.Add(1)
+	return &countedConn{Conn: conn, e: e}, nil
+}
+
+// countedConn gives back its max_connections slot when closed.
+type countedConn struct {
+	net.Conn
+	e      *Endpoint
+	closed atomic.Bool
+}
+
+// Close closes the connection and frees its slot once.
+func (cc *countedConn) Close() error {
+	if cc.closed.CompareAndSwap(false, true) {
+		cc.e.conns.Add(-1)
+		cc.e.c.breakers.connections.Add(-1)
+	}
+	return cc.Conn.Close()
+}
+
+// Address returns the endpoint's host:port.
+func (e *Endpoint) Address() string { return e.addr }
+
+// Weight returns the endpoint's load-balancing weight.
+func (e *Endpoint) Weight() int { return int(e.weight) }
+
+// Active returns the number of requests in Do on this endpoint now.
+func (e *Endpoint) Active() int64 { return e.active.Load() }
+
+// Conns returns the number of open pooled connections to this endpoint.
+func (e *Endpoint) Conns() int64 { return e.conns.Load() }
+
+func (e *Endpoint) usable() bool { return !e.unhealthy.Load() && !e.ejected.Load() }
+
+// Do sends req to the endpoint over its keep-alive pool and reads the
+// answer into resp, giving up at deadline (zero: no deadline). req must
+// carry a RequestURI ("/path?q", or a full http URL) and its Host header;
+// Do does not rewrite either. Do counts the request as active (for
+// least_request) and enforces the cluster's max_pending breaker: a request
+// that finds all max_conns_per_endpoint connections busy is pending until
+// one frees. Do does not feed outlier detection: call Report with the
+// outcome. Errors classify with Classify.
+func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	c := e.c
+	e.total.Add(1)
+	limit := int64(c.s.MaxConnsPerEndpoint)
+	if e.active.Add(1) > limit {
+		// Every pooled connection is taken: this request waits.
+		if c.breakers.pending.Add(1) > c.s.MaxPending {
+			c.breakers.pending.Add(-1)
+			e.active.Add(-1)
+			c.stats.RejectedPending.Add(1)
+			return fmt.Errorf("cluster %q: endpoint %s: max_pending %d reached: %w",
+				c.name, e.addr, c.s.MaxPending, ErrOverflow)
+		}
+	}
+	if c.closed.Load() {
+		// The cluster was replaced: do not leave a keep-alive connection
+		// behind in a pool nobody will close.
+		req.SetConnectionClose()
+	}
+	var err error
+	if deadline.IsZero() {
+		err = e.client.Do(req, resp)
+	} else {
+		err = e.client.DoDeadline(req, resp, deadline)
+	}
+	// Pending is the number of requests beyond the pool's capacity; the
+	// count drops as the request that pushed it over leaves.
+	if e.active.Add(-1) >= limit {
+		c.breakers.pending.Add(-1)
+	}
+	return err
+}

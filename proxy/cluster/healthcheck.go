@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// healthSettings is health_check with defaults applied.
+type healthSettings struct {
+	Path               string
+	Host               string
+	Interval           time.Duration
+	Timeout            time.Duration
+	HealthyThreshold   int
+	UnhealthyThreshold int
+	ExpectedStatuses   []int // nil: 200-399
+}
+
+func compileHealthCheck(h config.HealthCheck) (*healthSettings, error) {
+	s := &healthSettings{
+		Path:               h.Path,
+		Host:               h.Host,
+		Interval:           orDuration(h.Interval, 5*time.Second),
+		Timeout:            orDuration(h.Timeout, time.Second),
+		HealthyThreshold:   h.HealthyThreshold,
+		UnhealthyThreshold: h.UnhealthyThreshold,
+	}
+	if s.Path == "" {
+		s.Path = "/healthz"
+	}
+	if !strings.HasPrefix(s.Path, "/") {
+		return nil, fmt.Errorf("path %q must start with /", s.Path)
+	}
+	if s.HealthyThreshold < 0 || s.UnhealthyThreshold < 0 {
+		return nil, fmt.Errorf("thresholds must not be negative (healthy %d, unhealthy %d)",
+			s.HealthyThreshold, s.UnhealthyThreshold)
+	}
+	if s.HealthyThreshold == 0 {
+		s.HealthyThreshold = 2
+	}
+	if s.UnhealthyThreshold == 0 {
+		s.UnhealthyThreshold = 3
+	}
+	for i, st := range h.ExpectedStatuses {
+		if st < 100 || st > 599 {
+			return nil, fmt.Errorf("expected_statuses[%d]: %d is not an HTTP status", i, st)
+		}
+	}
+	if len(h.ExpectedStatuses) > 0 {
+		s.ExpectedStatuses = slices.Clone(h.ExpectedStatuses)
+	}
+	return s, nil
+}
+
+func (h *healthSettings) expected(status int) bool {
+	if h.ExpectedStatuses == nil {
+		return status >= 200 && status < 400
+	}
+	return slices.Contains(h.ExpectedStatuses, status)
+}
+
+// startHealthCheckLocked starts e's checker goroutine (c.mu held). An
+// endpoint starts healthy (also one added by DNS): it takes
+// unhealthy_threshold failed checks to take it out, so a starting sidecar
+// sends traffic at once instead of waiting for a first round of checks.
+func (c *Cluster) startHealthCheckLocked(e *Endpoint) {
+	if e.hcStop != nil || e.retired {
+		return
+	}
+	e.hcStop = make(chan struct{})
+	c.wg.Add(1)
+	go c.healthCheckLoop(e, e.hcStop)
+}
+
+// healthCheckLoop checks e every interval (plus up to 10% jitter, so the
+// checks of many sidecars do not line up) until stop closes. Each check
+// opens its own connection ("Connection: close"): it tests that the
+// endpoint accepts connections, uses none of the request pool, and leaves
+// no idle connection behind.
+func (c *Cluster) healthCheckLoop(e *Endpoint, stop chan struct{}) {
+	defer c.wg.Done()
+	h := c.s.HealthCheck
+	client := &fasthttp.HostClient{
+		Addr: e.addr,
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			if timeout <= 0 || timeout > h.Timeout {
+				timeout = h.Timeout
+			}
+			d := net.Dialer{Timeout: timeout, Resolver: c.resolver}
+			return d.Dial("tcp", addr)
+		},
+		MaxConns:                  1,
+		NoDefaultUserAgentHeader:  true,
+		MaxIdemponentCallAttempts: 1,
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	resp.SkipBody = true
+
+	successes, failures := 0, 0
+	jitter := func() time.Duration { return time.Duration(rand.Int64N(int64(h.Interval)/10 + 1)) }
+	timer := time.NewTimer(jitter())
+	defer timer.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-timer.C:
+		}
+		req.Reset()
+		req.Header.SetMethod(fasthttp.MethodGet)
+		req.SetRequestURI(h.Path)
+		host := h.Host
+		if host == "" {
+			host = e.addr
+		}
+		req.Header.SetHost(host)
+		req.Header.Set("User-Agent", "weft-health-check")
+		req.SetConnectionClose()
+		err := client.DoTimeout(req, resp, h.Timeout)
+		ok := err == nil && h.expected(resp.StatusCode())
+		if ok {
+			successes, failures = successes+1, 0
+			if e.unhealthy.Load() && successes >= h.HealthyThreshold {
+				c.setHealth(e, true, resp.StatusCode(), nil)
+			}
+		} else {
+			successes, failures = 0, failures+1
+			c.stats.HealthCheckFailures.Add(1)
+			if !e.unhealthy.Load() && failures >= h.UnhealthyThreshold {
+				c.setHealth(e, false, resp.StatusCode(), err)
+			}
+		}
+		timer.Reset(h.Interval + jitter())
+	}
+}
+
+// setHealth records a health transition and republishes the view.
+func (c *Cluster) setHealth(e *Endpoint, healthy bool, status int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.retired || c.closed.Load() {
+		return
+	}
+	e.unhealthy.Store(!healthy)
+	if healthy {
+		c.log.Info("endpoint healthy", zap.String("endpoint", e.addr))
+	} else {
+		fields := []zap.Field{zap.String("endpoint", e.addr)}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		} else {
+			fields = append(fields, zap.Int("status", status))
+		}
+		c.log.Warn("endpoint unhealthy", fields...)
+	}
+	c.rebuildLocked()
+}

@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// sendAll sends n requests picked by the cluster and reports each result,
+// as the proxy does; it returns how many went to each address.
+func sendAll(t *testing.T, c *Cluster, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		e := c.Pick(0, false, nil)
+		if e == nil {
+			t.Fatal("no endpoint")
+		}
+		st, err := get(e, "/")
+		e.Report(st, err)
+		got[e.Address()]++
+	}
+	return got
+}
+
+func TestOutlierEjectsAfterConsecutive5xxAndReturns(t *testing.T) {
+	var badCode, goodCode atomic.Int32
+	badCode.Store(500)
+	goodCode.Store(200)
+	bad, good := statusServer(t, &badCode), statusServer(t, &goodCode)
+	c := start(t, config.Cluster{Name: "od", Endpoints: static(bad, good), OutlierDetection: &config.OutlierDetection{
+		Consecutive5xx:     3,
+		Interval:           config.Duration(time.Hour),
+		BaseEjectionTime:   config.Duration(150 * time.Millisecond),
+		MaxEjectionPercent: 50,
+	}}, Options{})
+	eb := endpointByAddr(c, bad)
+
+	// Round robin alternates: bad gets its 3rd 500 on the 5th request.
+	sendAll(t, c, 5)
+	if !eb.ejected.Load() || c.Stats().Ejections.Load() != 1 {
+		t.Fatalf("not ejected after 3 consecutive 500s (ejections %d)", c.Stats().Ejections.Load())
+	}
+	st := c.Status().Endpoints[0]
+	if !st.Ejected || st.EjectedUntil.IsZero() || st.Failures != 3 {
+		t.Fatalf("status %+v", st)
+	}
+	if got := sendAll(t, c, 20); got[bad] != 0 {
+		t.Fatalf("ejected endpoint still gets traffic: %v", got)
+	}
+	eventually(t, "return from ejection", func() bool { return !eb.ejected.Load() })
+	badCode.Store(200)
+	if got := sendAll(t, c, 20); got[bad] != 10 {
+		t.Fatalf("returned endpoint gets %v", got)
+	}
+}
+
+func TestOutlierSuccessResetsCount(t *testing.T) {
+	var code atomic.Int32
+	code.Store(200)
+	addr := statusServer(t, &code)
+	c := start(t, config.Cluster{Name: "od", Endpoints: static(addr, "127.0.0.1:9"), OutlierDetection: &config.OutlierDetection{Consecutive5xx: 3}}, Options{})
+	e := endpointByAddr(c, addr)
+	for range 10 {
+		e.Report(500, nil)
+		e.Report(500, nil)
+		e.Report(200, nil)
+	}
+	if e.ejected.Load() {
+		t.Fatal("ejected though no 3 failures were consecutive")
+	}
+	e.Report(404, nil) // a 4xx is a success for the upstream
+	e.Report(503, nil)
+	e.Report(500, nil)
+	e.Report(502, nil)
+	if !e.ejected.Load() {
+		t.Fatal("not ejected after 3 consecutive 5xx")
+	}
+}
+
+func TestOutlierGatewayErrorsFromRealFailures(t *testing.T) {
+	dead := closedAddr(t)
+	var code atomic.Int32
+	code.Store(200)
+	good := statusServer(t, &code)
+	c := start(t, config.Cluster{Name: "od", Endpoints: static(dead, good), OutlierDetection: &config.OutlierDetection{
+		Consecutive5xx:           100,
+		ConsecutiveGatewayErrors: 2,
+		BaseEjectionTime:         config.Duration(time.Minute),
+		MaxEjectionPercent:       50,
+	}}, Options{})
+	ed := endpointByAddr(c, dead)
+	for i := range 2 {
+		st, err := get(ed, "/")
+		if Classify(err) != ConnectFailure {
+			t.Fatalf("dial to a closed port: %d %v classified %v", st, err, Classify(err))
+		}
+		ed.Report(st, err)
+		if ed.ejected.Load() != (i == 1) {
+			t.Fatalf("after %d connect failures ejected=%v", i+1, ed.ejected.Load())
+		}
+	}
+	// Overflow is not the endpoint's fault.
+	eg := endpointByAddr(c, good)
+	for range 5 {
+		eg.Report(0, ErrOverflow)
+	}
+	if eg.ejected.Load() || eg.failures.Load() != 0 {
+		t.Fatal("overflow counted against the endpoint")
+	}
+}
+
+func TestOutlierMaxEjectionPercent(t *testing.T) {
+	addrs := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5"}
+	tests := []struct {
+		percent float64
+		want    int
+	}{
+		{10, 1}, // at least one may always be ejected
+		{40, 2},
+		{50, 2},
+		{100, 5},
+	}
+	for _, tt := range tests {
+		c := start(t, config.Cluster{Name: "od", Endpoints: static(addrs...), OutlierDetection: &config.OutlierDetection{
+			Consecutive5xx: 1, BaseEjectionTime: config.Duration(time.Minute), MaxEjectionPercent: tt.percent,
+		}}, Options{})
+		for _, e := range c.view.Load().set.endpoints {
+			e.Report(503, nil)
+		}
+		n := 0
+		for _, e := range c.Status().Endpoints {
+			if e.Ejected {
+				n++
+			}
+		}
+		if n != tt.want || int(c.Stats().Ejections.Load()) != tt.want || int(c.Stats().EjectionsOverflow.Load()) != 5-tt.want {
+			t.Errorf("max %g%%: %d ejected (stats %d, overflow %d), want %d", tt.percent, n,
+				c.Stats().Ejections.Load(), c.Stats().EjectionsOverflow.Load(), tt.want)
+		}
+	}
+}
+
+func TestOutlierEjectionTimeGrows(t *testing.T) {
+	base, maxT := 60*time.Millisecond, 150*time.Millisecond
+	c := start(t, config.Cluster{Name: "od", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
+		Consecutive5xx: 1, Interval: config.Duration(time.Hour), BaseEjectionTime: config.Duration(base),
+		MaxEjectionTime: config.Duration(maxT), MaxEjectionPercent: 50,
+	}}, Options{})
+	e := c.view.Load().set.endpoints[0]
+	for i, want := range []time.Duration{base, 2 * base, maxT, maxT} {
+		before := time.Now()
+		e.Report(500, nil)
+		until := c.Status().Endpoints[0].EjectedUntil
+		after := time.Now()
+		if until.Before(before.Add(want)) || until.After(after.Add(want)) {
+			t.Fatalf("ejection %d lasts until %v, want now+%v", i+1, until.Sub(before), want)
+		}
+		eventually(t, "return", func() bool { return !e.ejected.Load() })
+	}
+	if got := c.Stats().Ejections.Load(); got != 4 {
+		t.Fatalf("ejections %d", got)
+	}
+}
+
+func TestOutlierMultiplierDecays(t *testing.T) {
+	c := start(t, config.Cluster{Name: "od", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
+		Consecutive5xx: 1, Interval: config.Duration(20 * time.Millisecond), BaseEjectionTime: config.Duration(30 * time.Millisecond),
+		MaxEjectionPercent: 50,
+	}}, Options{})
+	e := c.view.Load().set.endpoints[0]
+	e.Report(500, nil)
+	eventually(t, "return", func() bool { return !e.ejected.Load() })
+	eventually(t, "multiplier back to 0 after clean intervals", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return e.timesEjected == 0
+	})
+}
