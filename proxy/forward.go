@@ -20,9 +20,6 @@ import (
 // Header set on responses the proxy makes itself for overload, saying why.
 const overflowHeader = "X-Weft-Overflow"
 
-// noDeadline stands for "no route timeout".
-const noDeadline = 24 * time.Hour
-
 // forward sends the request to cs with the route's timeout and retry
 // policy and leaves the answer in s.Response.
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream) {
@@ -35,10 +32,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 	cs.budget.StartRequest()
 	defer cs.budget.EndRequest()
 
-	now := time.Now()
-	deadline := now.Add(noDeadline)
+	var deadline time.Time // zero: no route timeout
 	if r.Timeout > 0 {
-		deadline = now.Add(r.Timeout)
+		deadline = time.Now().Add(r.Timeout)
 	}
 	pol := rs.retry
 	perTry := pol.PerTryTimeout()
@@ -64,7 +60,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 		if fail == resilience.NoFailure && !pol.Retriable(fail, status) {
 			return // success, or a failure the policy passes through
 		}
-		retry := mayRetry && attempt < pol.Attempts() && pol.Retriable(fail, status) && time.Now().Before(deadline)
+		if fail == resilience.Overflow {
+			overflow(s, "max_pending")
+			return
+		}
+		retry := mayRetry && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline))
 		if retry && !cs.c.AcquireRetry() {
 			retry = false
 			s.ResponseFlags = "UO"
@@ -85,7 +85,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 		}
 		inRetry = true
 		if b := pol.Backoff(attempt + 1); b > 0 {
-			if rem := time.Until(deadline); b > rem {
+			if rem := time.Until(deadline); !deadline.IsZero() && b > rem {
 				b = rem
 			}
 			time.Sleep(b)
@@ -107,7 +107,7 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 	s.UpstreamAddr = ep.Address()
 	d := deadline
 	if perTry > 0 {
-		if t := time.Now().Add(perTry); t.Before(d) {
+		if t := time.Now().Add(perTry); d.IsZero() || t.Before(d) {
 			d = t
 		}
 	}
@@ -124,6 +124,8 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 	case cluster.Timeout:
 		cs.stats.Timeouts.Inc()
 		return resilience.Timeout, 0
+	case cluster.Overflow:
+		return resilience.Overflow, 0
 	default:
 		cs.stats.Resets.Inc()
 		return resilience.Reset, 0

@@ -23,6 +23,8 @@ const (
 	Timeout
 	// NoEndpoint: no healthy endpoint was available.
 	NoEndpoint
+	// Overflow: a circuit breaker refused the try; never retried.
+	Overflow
 )
 
 // retry_on bits.
