@@ -1,0 +1,294 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// Applier applies a validated config; on error nothing may change. The
+// proxy (*proxy.Proxy) is one.
+type Applier interface {
+	Apply(ctx context.Context, cfg *config.Config, raw []byte, path string) error
+}
+
+// Defaults for Options.
+const (
+	DefaultWait       = 30 * time.Second
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 15 * time.Second
+)
+
+// Options configure Run.
+type Options struct {
+	// URL is the control plane's base URL (http://host:port).
+	URL string
+	// NodeID is this sidecar's node id (its Sidecar resource's name).
+	NodeID string
+	// CacheDir keeps the last applied snapshot ("" = no cache).
+	CacheDir string
+	Applier  Applier
+	Logger   *zap.Logger
+	// AdminAddr is reported to the control plane, which scrapes its
+	// /stats/prometheus for the mesh-wide telemetry ("" = not scraped).
+	AdminAddr string
+	// Wait is how long one watch request may wait for a change.
+	Wait time.Duration
+	// MinBackoff and MaxBackoff bound the delay between failed attempts.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Snapshot is what the control plane sends and what the cache file holds.
+type Snapshot struct {
+	Node    string `json:"node"`
+	Version string `json:"version"`
+	Config  string `json:"config"`
+}
+
+type ack struct {
+	Node    string `json:"node"`
+	Version string `json:"version"`
+	Error   string `json:"error,omitempty"`
+}
+
+type runner struct {
+	o    Options
+	log  *zap.Logger
+	http *http.Client
+	// have is the last version received (applied or refused): the watch
+	// asks for anything else, so a refused snapshot is not resent in a loop.
+	have    string
+	pending *ack // an ACK/NACK not yet delivered
+}
+
+// Run keeps the sidecar in sync with the control plane until ctx ends, then
+// returns nil. It returns an error at once only for bad Options.
+func Run(ctx context.Context, o Options) error {
+	if o.URL == "" || o.NodeID == "" || o.Applier == nil {
+		return errors.New("control client: URL, NodeID and Applier are required")
+	}
+	if _, err := url.Parse(o.URL); err != nil {
+		return fmt.Errorf("control client: URL: %w", err)
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Wait <= 0 {
+		o.Wait = DefaultWait
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}
+	defer tr.CloseIdleConnections()
+	r := &runner{o: o, log: o.Logger.With(zap.String("node", o.NodeID)), http: &http.Client{Transport: tr}}
+	r.loop(ctx)
+	return nil
+}
+
+func (r *runner) loop(ctx context.Context) {
+	reached := false // the control plane has answered since boot
+	failures := 0
+	for ctx.Err() == nil {
+		r.flushAck(ctx)
+		snap, err := r.poll(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if !reached && failures == 0 {
+				r.bootFromCache(ctx)
+			}
+			d := backoff(failures, r.o.MinBackoff, r.o.MaxBackoff)
+			failures++
+			r.log.Warn("control plane unreachable; the config in force keeps serving", zap.Error(err), zap.Int("attempt", failures), zap.Duration("retry_in", d))
+			if !sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			r.log.Info("control plane reachable again", zap.Int("after_attempts", failures))
+		}
+		failures = 0
+		reached = true
+		if snap != nil {
+			r.apply(ctx, snap, true)
+		}
+	}
+}
+
+// backoff is the delay before attempt n+1: min·2ⁿ capped at max, with
+// "equal jitter" (half fixed, half random) so a fleet does not reconnect
+// in step after a control plane restart.
+func backoff(n int, minD, maxD time.Duration) time.Duration {
+	d := minD
+	for i := 0; i < n && d < maxD; i++ {
+		d *= 2
+	}
+	d = min(d, maxD)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// poll is one watch request: a snapshot, nil when nothing changed within
+// the wait, or an error.
+func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
+	q := url.Values{"node": {r.o.NodeID}, "version": {r.have}, "wait": {r.o.Wait.String()}}
+	if r.o.AdminAddr != "" {
+		q.Set("admin", r.o.AdminAddr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.o.Wait+10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.o.URL+"/v1/watch?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return nil, nil
+	case http.StatusOK:
+		var s Snapshot
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&s); err != nil {
+			return nil, fmt.Errorf("watch: decoding snapshot: %w", err)
+		}
+		if s.Version == "" {
+			return nil, errors.New("watch: snapshot without a version")
+		}
+		return &s, nil
+	default:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("watch: status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+}
+
+// apply parses and applies a snapshot, then queues the ACK or NACK; a
+// snapshot from the control plane (not the cache) is saved when applied.
+func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
+	r.have = s.Version
+	raw := []byte(s.Config)
+	cfg, err := config.Parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
+	if err == nil {
+		err = r.o.Applier.Apply(ctx, cfg, raw, "")
+	}
+	if err != nil {
+		r.log.Error("snapshot refused (NACK); the config in force keeps serving", zap.String("version", s.Version), zap.Error(err))
+		r.pending = &ack{Node: r.o.NodeID, Version: s.Version, Error: err.Error()}
+		return false
+	}
+	r.log.Info("snapshot applied", zap.String("version", s.Version))
+	r.pending = &ack{Node: r.o.NodeID, Version: s.Version}
+	if save {
+		if err := r.saveCache(s); err != nil {
+			r.log.Warn("could not save the snapshot cache", zap.Error(err))
+		}
+	}
+	return true
+}
+
+// flushAck delivers a queued ACK/NACK; on failure it stays queued.
+func (r *runner) flushAck(ctx context.Context) {
+	if r.pending == nil {
+		return
+	}
+	b, _ := json.Marshal(r.pending)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.o.URL+"/v1/ack", bytes.NewReader(b))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		r.log.Debug("ack not delivered; will retry", zap.Error(err))
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		r.pending = nil
+	}
+}
+
+func (r *runner) cachePath() string {
+	return filepath.Join(r.o.CacheDir, r.o.NodeID+".snapshot.json")
+}
+
+func (r *runner) saveCache(s *Snapshot) error {
+	if r.o.CacheDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(r.o.CacheDir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	p := r.cachePath()
+	tmp, err := os.CreateTemp(r.o.CacheDir, "."+filepath.Base(p)+".*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(b)
+	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+// bootFromCache applies the saved snapshot, if any.
+func (r *runner) bootFromCache(ctx context.Context) {
+	if r.o.CacheDir == "" {
+		return
+	}
+	b, err := os.ReadFile(r.cachePath())
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("cannot read the snapshot cache", zap.Error(err))
+		}
+		return
+	}
+	var s Snapshot
+	if err := json.Unmarshal(b, &s); err != nil || s.Node != r.o.NodeID || s.Version == "" {
+		r.log.Warn("ignoring a bad snapshot cache", zap.String("path", r.cachePath()), zap.Error(err))
+		return
+	}
+	if r.apply(ctx, &s, false) {
+		r.log.Info("control plane unreachable at boot: serving the cached snapshot", zap.String("version", s.Version))
+	}
+}

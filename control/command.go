@@ -1,0 +1,73 @@
+package control
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/weftmesh/weft/control/server"
+)
+
+// Command runs `weft control`: it serves the control plane until ctx ends,
+// then shuts down gracefully. args exclude the command name.
+//
+//	weft control -data DIR [-dir DIR] [-addr ADDR] [-public-url URL]
+//	             [-scrape 10s] [-watch-timeout 30s] [-log-level info]
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("control", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", server.DefaultAddr, "listen address of the API and watch endpoints")
+	data := fs.String("data", "", "data directory: modules/, state.json, audit.log (required)")
+	dir := fs.String("dir", "", "directory of resource YAML files, watched and synced (optional)")
+	public := fs.String("public-url", "", "base URL sidecars reach this server at (default http://ADDR)")
+	scrape := fs.Duration("scrape", 10*time.Second, "how often to scrape sidecars' metrics (0 turns scraping off)")
+	watch := fs.Duration("watch-timeout", server.DefaultWatchTimeout, "longest a sidecar's watch request waits")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" {
+		fs.Usage()
+		return fmt.Errorf("control: -data DIR is required")
+	}
+	log, err := newLogger(*level, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+	interval := *scrape
+	if interval == 0 {
+		interval = -1
+	}
+	s, err := server.Start(ctx, server.Options{Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
+		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "weft control plane at %s (revision %d)\n", s.URL(), s.Store().Revision())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), lvl)
+	return zap.New(core), nil
+}

@@ -1,0 +1,262 @@
+// Package meshtest runs the real parts of a mesh on loopback for the control
+// plane's tests: fasthttp upstreams that answer with their name and count
+// hits, sidecars (a real proxy.Proxy kept in sync by control/client), a
+// control plane server, and Wasm modules built from testdata with wat2wasm.
+// Test-only: it must not be imported by non-test code.
+package meshtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/weftmesh/weft/control/client"
+	"github.com/weftmesh/weft/control/server"
+	"github.com/weftmesh/weft/proxy"
+	"github.com/weftmesh/weft/proxy/admin"
+)
+
+// Upstream is a real fasthttp server on 127.0.0.1 answering 200 with its
+// name.
+type Upstream struct {
+	Name string
+	Addr string
+	Hits atomic.Int64
+	srv  *fasthttp.Server
+}
+
+// StartUpstream starts an upstream, closed when the test ends.
+func StartUpstream(t testing.TB, name string) *Upstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &Upstream{Name: name, Addr: ln.Addr().String()}
+	u.srv = &fasthttp.Server{NoDefaultServerHeader: true, CloseOnShutdown: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		u.Hits.Add(1)
+		ctx.SetBodyString(u.Name)
+	}}
+	go func() { _ = u.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = u.srv.Shutdown() })
+	return u
+}
+
+// Logger is a test logger at warn level (info with -v and WEFT_TEST_LOG=1).
+func Logger(t testing.TB) *zap.Logger {
+	lvl := zap.WarnLevel
+	if os.Getenv("WEFT_TEST_LOG") != "" {
+		lvl = zap.DebugLevel
+	}
+	return zaptest.NewLogger(t, zaptest.Level(lvl))
+}
+
+// StartControl starts a control plane with fast settings for tests.
+func StartControl(t testing.TB, o server.Options) *server.Server {
+	t.Helper()
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
+	}
+	if o.Logger == nil {
+		o.Logger = Logger(t)
+	}
+	if o.Debounce == 0 {
+		o.Debounce = 50 * time.Millisecond
+	}
+	if o.ScrapeInterval == 0 {
+		o.ScrapeInterval = time.Hour // tests scrape with ScrapeNow
+	}
+	if o.WatchTimeout == 0 {
+		o.WatchTimeout = 5 * time.Second
+	}
+	s, err := server.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// FreeAddr returns a loopback address with a port free right now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Sidecar is a real proxy kept in sync with a control plane.
+type Sidecar struct {
+	ID       string
+	Outbound string // the outbound listener's address, as the mesh declares it
+	Proxy    *proxy.Proxy
+	Admin    *admin.Server
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// SidecarOptions configure StartSidecar.
+type SidecarOptions struct {
+	ID, URL, CacheDir, Outbound string
+	// WithAdmin starts an admin server on 127.0.0.1:0 and reports it.
+	WithAdmin bool
+}
+
+// StartSidecar starts a proxy and its control client; both stop when the
+// test ends (or at Stop).
+func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
+	t.Helper()
+	log := Logger(t).With(zap.String("sidecar", o.ID))
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := proxy.New(ctx, proxy.Options{Logger: log, DrainTimeout: time.Second})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	sc := &Sidecar{ID: o.ID, Outbound: o.Outbound, Proxy: p, cancel: cancel, done: make(chan struct{})}
+	adminAddr := ""
+	if o.WithAdmin {
+		a, err := admin.Start("127.0.0.1:0", p, p.Metrics().Registry(), log)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		sc.Admin = a
+		adminAddr = a.Addr().String()
+	}
+	go func() {
+		defer close(sc.done)
+		_ = client.Run(ctx, client.Options{
+			URL: o.URL, NodeID: o.ID, CacheDir: o.CacheDir, Applier: p, Logger: log, AdminAddr: adminAddr,
+			Wait: 5 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		})
+	}()
+	t.Cleanup(sc.Stop)
+	return sc
+}
+
+// Stop ends the client, the admin server and the proxy.
+func (s *Sidecar) Stop() {
+	s.once.Do(func() {
+		s.cancel()
+		<-s.done
+		if s.Admin != nil {
+			_ = s.Admin.Close(context.Background())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Proxy.Shutdown(ctx)
+	})
+}
+
+// HTTP is a client for requests through sidecars (no connection reuse
+// across tests).
+var HTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// Get sends GET path with the Host header host through the sidecar's
+// outbound listener and returns the status and body.
+func (s *Sidecar) Get(host, path string) (int, string, http.Header, error) {
+	addr := s.Outbound
+	if a := s.Proxy.ListenerAddr("outbound"); a != nil {
+		addr = a.String()
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.Host = host
+	resp, err := HTTP.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header, err
+}
+
+// Eventually polls cond every 10ms until it holds or 15s pass.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var (
+	wasmMu    sync.Mutex
+	wasmCache = map[string][]byte{}
+)
+
+// Wasm builds testdata/NAME.wat (relative to the control directory, given
+// as dir) with wat2wasm and returns the module; it skips the test when
+// wabt is not installed.
+func Wasm(t testing.TB, dir, name string) []byte {
+	t.Helper()
+	wasmMu.Lock()
+	defer wasmMu.Unlock()
+	if b, ok := wasmCache[name]; ok {
+		return b
+	}
+	bin, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Skip("wat2wasm (wabt) is not installed: apt-get install -y wabt")
+	}
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	if b, err := exec.Command(bin, filepath.Join(dir, "testdata", name+".wat"), "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm %s: %v\n%s", name, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasmCache[name] = b
+	return b
+}
+
+// Do sends an API request with a body and returns the status and body.
+func Do(t testing.TB, method, url, body string, hdr ...string) (int, string) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Sprintf is fmt.Sprintf, for building YAML fixtures.
+func Sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -1,0 +1,285 @@
+package mesh
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+const base = `kind: Service
+name: orders
+namespace: shop
+spec:
+  versions:
+    - {name: v1, endpoints: [{address: "10.0.0.1:80"}]}
+    - {name: v2, endpoints: [{address: "10.0.0.2:80"}, {address: "10.0.0.3:80", weight: 3}]}
+---
+kind: Service
+name: users
+namespace: shop
+spec:
+  dns: {name: users.internal, port: 8080}
+  hosts: [users.example]
+---
+kind: Sidecar
+name: web-1
+namespace: shop
+spec:
+  service: users
+  outbound: 127.0.0.1:15001
+  inbound: 127.0.0.1:15006
+  app: 127.0.0.1:8080
+`
+
+const digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+func decode(t *testing.T, docs ...string) *Mesh {
+	t.Helper()
+	rs, err := Decode("test.yaml", []byte(strings.Join(docs, "\n---\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(rs)
+}
+
+var opts = Options{
+	HasModule: func(d string) bool { return d == digest },
+	ModuleURL: func(d string) string { return "http://control:7070/v1/modules/" + d },
+}
+
+func TestDecodeStrict(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"kind: Service\nname: a\nspec: {endpoint: []}", "field endpoint not found"},
+		{"kind: Gateway\nname: a", `unknown kind "Gateway"`},
+		{"name: a", "kind is required"},
+		{"kind: Service\nname: a\nextra: 1", "field extra not found"},
+		{"kind: TrafficRule\nname: a\nspec: {routes: [{split: [{version: v1, weight: x}]}]}", "cannot unmarshal"},
+	} {
+		_, err := Decode("f.yaml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "f.yaml:1:") {
+			t.Errorf("%q: error %v, want one at f.yaml:1 saying %q", c.in, err, c.want)
+		}
+	}
+	rs, err := Decode("f.json", []byte(`[{"kind":"service","name":"a","spec":{"endpoints":[{"address":"1.2.3.4:80"}]}}]`))
+	if err != nil || len(rs) != 1 || rs[0].Kind != KindService || rs[0].Namespace != DefaultNamespace || rs[0].Service().Endpoints[0].Address != "1.2.3.4:80" {
+		t.Fatalf("JSON list: %v %+v", err, rs)
+	}
+}
+
+func TestValidateErrors(t *testing.T) {
+	cases := []struct {
+		name, doc, key, field, reason string
+	}{
+		{"split weights", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{split: [{version: v1, weight: 50}, {version: v2, weight: 40}]}]}",
+			"TrafficRule shop/r", "spec.routes[0].split", "weights add up to 90, want 100"},
+		{"unknown version", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{version: v3}]}",
+			"TrafficRule shop/r", "spec.routes[0].version", `has no version "v3"`},
+		{"dangling service", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: payments, routes: [{version: v1}]}",
+			"TrafficRule shop/r", "spec.service", `service "payments" does not exist`},
+		{"other namespace", "kind: TrafficRule\nname: r\nspec: {service: orders, routes: [{version: v1}]}",
+			"TrafficRule default/r", "spec.service", "no Service default/orders"},
+		{"shadowed route", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{version: v1}, {match: {prefix: /a}, version: v2}]}",
+			"TrafficRule shop/r", "spec.routes[1].match", "matches every request"},
+		{"same match", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{match: {prefix: /a}, version: v1}, {match: {prefix: /a}, version: v2}]}",
+			"TrafficRule shop/r", "spec.routes[1].match", "the same match as spec.routes[0]"},
+		{"unknown module", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + strings.Repeat("0", 64) + "}}",
+			"Filter shop/f", "spec.module.sha256", "not in the registry"},
+		{"bad digest", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: abc}}",
+			"Filter shop/f", "spec.module.sha256", "64 hex digits"},
+		{"empty selector", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, apply: {}}",
+			"Filter shop/f", "spec.apply", "set all: true, services or nodes"},
+		{"fault filter", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{version: v1, fault: {filter: nope, abort: {status: 503, percent: 10}}}]}",
+			"TrafficRule shop/r", "spec.routes[0].fault.filter", `filter "nope" does not exist`},
+		{"bad endpoint", "kind: Service\nname: s\nnamespace: shop\nspec: {endpoints: [{address: nohost}]}",
+			"Service s", "spec.endpoints[0].address", "not host:port"},
+		{"no instances", "kind: Service\nname: s\nnamespace: shop\nspec: {}",
+			"Service shop/s", "spec", "no instances"},
+		{"bad name", "kind: Service\nname: Bad_Name\nnamespace: shop\nspec: {endpoints: [{address: '1.1.1.1:1'}]}",
+			"Service shop/Bad_Name", "name", "not a valid name"},
+		{"policy ref", "kind: Policy\nname: p\nnamespace: shop\nspec: {services: [orders], allow: [{from: [ghost]}]}",
+			"Policy shop/p", "spec.allow[0].from[0]", `service "ghost" does not exist`},
+		{"inbound without app", "kind: Sidecar\nname: n2\nnamespace: shop\nspec: {outbound: '127.0.0.1:1', inbound: '127.0.0.1:2'}",
+			"Sidecar shop/n2", "spec.app", "needs app"},
+		{"duplicate host", "kind: Service\nname: s\nnamespace: shop\nspec: {endpoints: [{address: '1.1.1.1:1'}], hosts: [users.example]}",
+			"Service shop/", "spec.hosts[0]", "already a host of"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := Validate(decode(t, base, c.doc), opts)
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("want Errors, got %v", err)
+			}
+			for _, e := range es {
+				if strings.Contains(e.Key.String(), c.key) && e.Field == c.field && strings.Contains(e.Reason, c.reason) {
+					if !strings.HasPrefix(e.Error(), "test.yaml:") {
+						t.Errorf("error lacks its file and line: %s", e.Error())
+					}
+					return
+				}
+			}
+			t.Fatalf("no error {%s, %s, %s} in:\n%v", c.key, c.field, c.reason, err)
+		})
+	}
+}
+
+func TestCompile(t *testing.T) {
+	m := decode(t, base, `kind: TrafficRule
+name: orders
+namespace: shop
+spec:
+  service: orders
+  routes:
+    - name: canary
+      match: {prefix: /api, headers: [{name: x-canary, exact: "1"}]}
+      split: [{version: v1, weight: 90}, {version: v2, weight: 10}]
+      mirror: {service: users, percent: 5}
+      retry: {attempts: 3, on: [5xx]}
+      timeout: 2s
+      fault: {filter: fault, delay: {duration: 100ms, percent: 5}}
+      filters: [auth]
+`, `kind: Filter
+name: fault
+namespace: shop
+spec: {module: {sha256: `+digest+`}}
+`, `kind: Filter
+name: auth
+namespace: shop
+spec: {module: {sha256: `+strings.ToUpper(digest)+`}, config: {issuer: x}}
+`, `kind: Filter
+name: tag
+namespace: shop
+spec:
+  module: {sha256: `+digest+`}
+  apply: {services: [users], direction: both}
+`)
+	out, err := Compile(m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := out["web-1"]
+	if nc == nil || nc.Service != "shop/users" {
+		t.Fatalf("web-1: %+v", nc)
+	}
+	// What a sidecar receives parses as a config.
+	y, err := Render(nc.Config, "7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("web-1", y)
+	if err != nil {
+		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
+	}
+	if cfg.Version != "7" || cfg.Node.ID != "web-1" || len(cfg.Listeners) != 2 {
+		t.Fatalf("node/listeners: %+v", cfg)
+	}
+	out0, in := cfg.Listeners[0], cfg.Listeners[1]
+	if out0.Name != "outbound" || out0.Address != "127.0.0.1:15001" || in.Address != "127.0.0.1:15006" {
+		t.Fatalf("listeners: %+v %+v", out0, in)
+	}
+	if strings.Join(out0.Filters, ",") != "tag.shop" || strings.Join(in.Filters, ",") != "tag.shop" {
+		t.Fatalf("listener filters: %v / %v", out0.Filters, in.Filters)
+	}
+	var orders *config.VirtualHost
+	for i := range out0.VirtualHosts {
+		if out0.VirtualHosts[i].Name == "orders.shop" {
+			orders = &out0.VirtualHosts[i]
+		}
+	}
+	if orders == nil || strings.Join(orders.Domains, ",") != "orders,orders.shop,orders.shop.svc,orders.shop.svc.cluster.local" {
+		t.Fatalf("orders virtual host: %+v", orders)
+	}
+	if len(orders.Routes) != 2 || orders.Routes[1].Name != "orders.shop/default" || orders.Routes[1].Route.Cluster != "orders.shop" {
+		t.Fatalf("orders routes: %+v", orders.Routes)
+	}
+	r := orders.Routes[0]
+	if r.Name != "orders.shop/canary" || len(r.Route.WeightedClusters) != 2 ||
+		r.Route.WeightedClusters[0] != (config.WeightedCluster{Cluster: "orders.shop.v1", Weight: 90}) ||
+		r.Route.Mirror.Cluster != "users.shop" || r.Route.Timeout.D().String() != "2s" || r.Route.Retry.Attempts != 3 {
+		t.Fatalf("canary route: %+v %+v", r, r.Route)
+	}
+	if strings.Join(r.Filters, ",") != "auth.shop,fault.orders.shop.canary" {
+		t.Fatalf("route filters: %v", r.Filters)
+	}
+	filters := map[string]config.Filter{}
+	for _, f := range cfg.Filters {
+		filters[f.Name] = f
+	}
+	fault := filters["fault.orders.shop.canary"]
+	var fc map[string]any
+	if err := json.Unmarshal([]byte(fault.Config), &fc); err != nil || fc["delay"].(map[string]any)["duration"] != "100ms" {
+		t.Fatalf("fault config %q: %v", fault.Config, err)
+	}
+	if a := filters["auth.shop"]; a.Module.SHA256 != digest || a.Module.URL != "http://control:7070/v1/modules/"+digest || string(a.Config) != `{"issuer":"x"}` {
+		t.Fatalf("auth filter: %+v", a)
+	}
+	clusters := map[string]config.Cluster{}
+	for _, c := range cfg.Clusters {
+		clusters[c.Name] = c
+	}
+	if len(clusters["orders.shop"].Endpoints) != 3 || len(clusters["orders.shop.v2"].Endpoints) != 2 ||
+		clusters["users.shop"].DNS == nil || clusters[LocalAppCluster].Endpoints[0].Address != "127.0.0.1:8080" {
+		t.Fatalf("clusters: %+v", cfg.Clusters)
+	}
+	for name := range clusters {
+		if svc, _, ok := ServiceOfCluster(name); ok != (name != LocalAppCluster) || (ok && !strings.HasPrefix(svc, "shop/")) {
+			t.Errorf("ServiceOfCluster(%q) = %q, %v", name, svc, ok)
+		}
+	}
+}
+
+func TestCompileEgressAndDuplicateNode(t *testing.T) {
+	m := decode(t, base, "kind: Sidecar\nname: lonely\nnamespace: shop\nspec: {outbound: '127.0.0.1:0', egress: [orders]}")
+	out, err := Compile(m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, vh := range out["lonely"].Config.Listeners[0].VirtualHosts {
+		names = append(names, vh.Name)
+	}
+	if strings.Join(names, ",") != "orders.shop,unknown-host" {
+		t.Fatalf("egress-limited virtual hosts: %v", names)
+	}
+	m = decode(t, base, "kind: Sidecar\nname: web-1\nnamespace: other\nspec: {outbound: '127.0.0.1:0'}")
+	if _, err := Compile(m, opts); err == nil || !strings.Contains(err.Error(), `node id "web-1" is also Sidecar other/web-1`) {
+		t.Fatalf("duplicate node id: %v", err)
+	}
+}
+
+func TestCloneRoundTrip(t *testing.T) {
+	m := decode(t, base)
+	for _, r := range m.List("") {
+		c := r.Clone()
+		if c.Key() != r.Key() || string(mustYAML(t, c)) != string(mustYAML(t, r)) {
+			t.Fatalf("%s does not round-trip", r.Key())
+		}
+	}
+}
+
+func mustYAML(t *testing.T, r *Resource) []byte {
+	b, err := Encode([]*Resource{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// FuzzDecode: any input decodes or fails with an error, and what decodes
+// validates and compiles without panicking.
+func FuzzDecode(f *testing.F) {
+	f.Add(base)
+	f.Add("kind: TrafficRule\nname: r\nspec: {service: orders, routes: [{split: [{version: v1, weight: 100}]}]}")
+	f.Add(`[{"kind":"Filter","name":"f","spec":{"module":{"sha256":"` + digest + `"},"apply":{"all":true}}}]`)
+	f.Add("---\n---\nkind: Policy\nname: p\nspec: {services: [a]}")
+	f.Fuzz(func(t *testing.T, in string) {
+		rs, err := Decode("fuzz", []byte(in))
+		if err != nil {
+			return
+		}
+		_, _ = Compile(New(rs), opts)
+	})
+}

@@ -1,0 +1,471 @@
+package mesh
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// Kind names a resource type.
+type Kind string
+
+// The resource kinds.
+const (
+	KindService     Kind = "Service"
+	KindTrafficRule Kind = "TrafficRule"
+	KindFilter      Kind = "Filter"
+	KindPolicy      Kind = "Policy"
+	KindSidecar     Kind = "Sidecar"
+)
+
+// Kinds lists every kind, in the order a mesh is validated and listed.
+var Kinds = []Kind{KindService, KindTrafficRule, KindFilter, KindPolicy, KindSidecar}
+
+// DefaultNamespace is the namespace of a resource that names none.
+const DefaultNamespace = "default"
+
+// ParseKind accepts a kind in any case, singular or plural ("services",
+// "trafficrule", "Sidecar").
+func ParseKind(s string) (Kind, error) {
+	l := strings.TrimSuffix(strings.ToLower(s), "s")
+	for _, k := range Kinds {
+		if strings.ToLower(string(k)) == l {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("unknown kind %q; want one of %s", s, kindList())
+}
+
+func kindList() string {
+	var s []string
+	for _, k := range Kinds {
+		s = append(s, string(k))
+	}
+	return strings.Join(s, ", ")
+}
+
+// Aliases for the proxy schema types a mesh resource embeds unchanged.
+type (
+	// Endpoint is one instance address (config.Endpoint).
+	Endpoint = config.Endpoint
+	// DNS resolves instances by name (config.DNS).
+	DNS = config.DNS
+	// Match selects requests (config.Match).
+	Match = config.Match
+	// HeaderMatcher matches a header, query parameter or cookie.
+	HeaderMatcher = config.HeaderMatcher
+)
+
+// Key identifies a resource.
+type Key struct {
+	Kind      Kind
+	Namespace string
+	Name      string
+}
+
+// String is "Kind namespace/name".
+func (k Key) String() string { return fmt.Sprintf("%s %s/%s", k.Kind, k.Namespace, k.Name) }
+
+// Less orders keys by kind (in Kinds order), namespace, name.
+func (k Key) Less(o Key) bool {
+	if k.Kind != o.Kind {
+		return kindIndex(k.Kind) < kindIndex(o.Kind)
+	}
+	if k.Namespace != o.Namespace {
+		return k.Namespace < o.Namespace
+	}
+	return k.Name < o.Name
+}
+
+func kindIndex(k Kind) int {
+	for i, x := range Kinds {
+		if x == k {
+			return i
+		}
+	}
+	return len(Kinds)
+}
+
+// Resource is one mesh object. Spec holds the kind's spec type
+// (*ServiceSpec, *TrafficRuleSpec, *FilterSpec, *PolicySpec, *SidecarSpec).
+type Resource struct {
+	Kind      Kind   `yaml:"kind" json:"kind"`
+	Name      string `yaml:"name" json:"name"`
+	Namespace string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+	// ResourceVersion is the store revision that last wrote this resource.
+	// On a write, a non-zero value is a precondition: the write is refused
+	// (409) unless the stored resource still has this version.
+	ResourceVersion int64 `yaml:"resource_version,omitempty" json:"resource_version,omitempty"`
+	Spec            any   `yaml:"spec" json:"spec"`
+
+	// File and Line locate a resource read from a file (for errors).
+	File string `yaml:"-" json:"-"`
+	Line int    `yaml:"-" json:"-"`
+}
+
+// Key is the resource's identity.
+func (r *Resource) Key() Key { return Key{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name} }
+
+// Clone returns a deep copy (through YAML, which every spec round-trips).
+func (r *Resource) Clone() *Resource {
+	b, err := yaml.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("mesh: %s does not marshal: %v", r.Key(), err))
+	}
+	rs, err := Decode("clone", b)
+	if err != nil || len(rs) != 1 {
+		panic(fmt.Sprintf("mesh: %s does not round-trip: %v", r.Key(), err))
+	}
+	c := rs[0]
+	c.File, c.Line = r.File, r.Line
+	return c
+}
+
+// Service is the spec, or nil when r is another kind.
+func (r *Resource) Service() *ServiceSpec { s, _ := r.Spec.(*ServiceSpec); return s }
+
+// TrafficRule is the spec, or nil when r is another kind.
+func (r *Resource) TrafficRule() *TrafficRuleSpec { s, _ := r.Spec.(*TrafficRuleSpec); return s }
+
+// Filter is the spec, or nil when r is another kind.
+func (r *Resource) Filter() *FilterSpec { s, _ := r.Spec.(*FilterSpec); return s }
+
+// Policy is the spec, or nil when r is another kind.
+func (r *Resource) Policy() *PolicySpec { s, _ := r.Spec.(*PolicySpec); return s }
+
+// Sidecar is the spec, or nil when r is another kind.
+func (r *Resource) Sidecar() *SidecarSpec { s, _ := r.Spec.(*SidecarSpec); return s }
+
+// ServiceSpec is a mesh service: where its instances are, and its versions
+// (subsets) for traffic splitting.
+type ServiceSpec struct {
+	// Endpoints are instances that belong to no version. Set these, or DNS,
+	// or versions (or a mix of endpoints and versions).
+	Endpoints []config.Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	// DNS resolves the whole service by name instead.
+	DNS *config.DNS `yaml:"dns,omitempty" json:"dns,omitempty"`
+	// Versions are named subsets that traffic rules split between.
+	Versions []Version `yaml:"versions,omitempty" json:"versions,omitempty"`
+	// LB is the load balancer of every cluster of this service (see
+	// config.Cluster.LB). Default round_robin.
+	LB string `yaml:"lb,omitempty" json:"lb,omitempty"`
+	// ConnectTimeout bounds dialing an instance (default 1s).
+	ConnectTimeout config.Duration `yaml:"connect_timeout,omitempty" json:"connect_timeout,omitempty"`
+	// Hosts are extra Host names that reach this service through a sidecar,
+	// besides NAME, NAME.NAMESPACE and NAME.NAMESPACE.svc[.cluster.local].
+	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+}
+
+// Version is one subset of a service's instances.
+type Version struct {
+	Name      string            `yaml:"name" json:"name"`
+	Endpoints []config.Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	DNS       *config.DNS       `yaml:"dns,omitempty" json:"dns,omitempty"`
+	Labels    map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// TrafficRuleSpec routes the requests sent to one service. A service has at
+// most one rule; its routes are tried in order, and a request no route
+// matches goes to the whole service.
+type TrafficRuleSpec struct {
+	// Service is the service these routes apply to: "NAME" (same
+	// namespace) or "NAMESPACE/NAME".
+	Service string      `yaml:"service" json:"service"`
+	Routes  []RuleRoute `yaml:"routes" json:"routes"`
+}
+
+// RuleRoute is one match and where matching requests go.
+type RuleRoute struct {
+	Name  string       `yaml:"name,omitempty" json:"name,omitempty"`
+	Match config.Match `yaml:"match,omitempty" json:"match,omitempty"`
+	// Version sends every matching request to one version.
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+	// Split shares matching requests between versions; weights add to 100.
+	Split []Split `yaml:"split,omitempty" json:"split,omitempty"`
+	// Mirror copies a share of the requests to a service (or one version).
+	Mirror  *MirrorSpec         `yaml:"mirror,omitempty" json:"mirror,omitempty"`
+	Retry   *config.RetryPolicy `yaml:"retry,omitempty" json:"retry,omitempty"`
+	Timeout config.Duration     `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Fault injects delays or aborts through the fault plugin filter.
+	Fault *Fault `yaml:"fault,omitempty" json:"fault,omitempty"`
+	// Filters are Filter resources (same namespace) run for this route.
+	Filters []string `yaml:"filters,omitempty" json:"filters,omitempty"`
+}
+
+// Split is one version's share.
+type Split struct {
+	Version string `yaml:"version" json:"version"`
+	Weight  int    `yaml:"weight" json:"weight"`
+}
+
+// MirrorSpec sends a fire-and-forget copy of requests.
+type MirrorSpec struct {
+	Service string  `yaml:"service" json:"service"`
+	Version string  `yaml:"version,omitempty" json:"version,omitempty"`
+	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty"` // default 100
+}
+
+// Fault injects failures on a route by running the fault plugin
+// (plugins/fault): the Filter resource named by Filter (whose module is the
+// fault plugin), with its plugin configuration replaced by the JSON form of
+// Delay, Abort and Headers, the plugin's own schema:
+// {"delay":{"duration":"100ms","percent":5},"abort":{"status":503,"percent":10}}.
+type Fault struct {
+	Filter string      `yaml:"filter" json:"filter"`
+	Delay  *FaultDelay `yaml:"delay,omitempty" json:"delay,omitempty"`
+	Abort  *FaultAbort `yaml:"abort,omitempty" json:"abort,omitempty"`
+	// Headers limit the fault to requests carrying all of them (a value of
+	// "" accepts any value), so clients opt in.
+	Headers []FaultHeader `yaml:"headers,omitempty" json:"headers,omitempty"`
+}
+
+// FaultHeader is one header a request must carry to be faulted.
+type FaultHeader struct {
+	Name  string `yaml:"name" json:"name"`
+	Value string `yaml:"value,omitempty" json:"value,omitempty"`
+}
+
+// MaxFaultDelay is the longest delay the fault plugin accepts (under the
+// host's 30s pause deadline).
+const MaxFaultDelay = 25 * time.Second
+
+// FaultDelay holds a share of requests for a fixed time.
+type FaultDelay struct {
+	Duration config.Duration `yaml:"duration" json:"duration"`
+	Percent  float64         `yaml:"percent" json:"percent"`
+}
+
+// FaultAbort answers a share of requests with a status.
+type FaultAbort struct {
+	Status  int     `yaml:"status" json:"status"`
+	Percent float64 `yaml:"percent" json:"percent"`
+	Body    string  `yaml:"body,omitempty" json:"body,omitempty"`
+}
+
+// FilterSpec is a Wasm plugin known to the control plane: its module (by
+// digest, uploaded to the module registry), its configuration, and where it
+// runs.
+type FilterSpec struct {
+	Module          ModuleRef        `yaml:"module" json:"module"`
+	RootID          string           `yaml:"root_id,omitempty" json:"root_id,omitempty"`
+	VMID            string           `yaml:"vm_id,omitempty" json:"vm_id,omitempty"`
+	VMConfig        config.RawConfig `yaml:"vm_config,omitempty" json:"vm_config,omitempty"`
+	Config          config.RawConfig `yaml:"config,omitempty" json:"config,omitempty"`
+	FailurePolicy   string           `yaml:"failure_policy,omitempty" json:"failure_policy,omitempty"`
+	PoolSize        int              `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
+	MemoryLimitMiB  int              `yaml:"memory_limit_mib,omitempty" json:"memory_limit_mib,omitempty"`
+	CallbackTimeout config.Duration  `yaml:"callback_timeout,omitempty" json:"callback_timeout,omitempty"`
+	// Apply attaches the filter to sidecar listeners. Without it the filter
+	// runs only where a route names it (filters, fault.filter).
+	Apply *Selector `yaml:"apply,omitempty" json:"apply,omitempty"`
+	// Order sorts listener filters (lower first; then by name).
+	Order int `yaml:"order,omitempty" json:"order,omitempty"`
+}
+
+// ModuleRef names a module in the registry by its sha256 (64 hex digits).
+type ModuleRef struct {
+	SHA256 string `yaml:"sha256" json:"sha256"`
+}
+
+// Selector picks sidecars. At least one of All, Services, Nodes is set.
+type Selector struct {
+	All bool `yaml:"all,omitempty" json:"all,omitempty"`
+	// Services picks the sidecars fronting these services ("NAME" or
+	// "NAMESPACE/NAME").
+	Services []string `yaml:"services,omitempty" json:"services,omitempty"`
+	// Nodes picks sidecars by node id.
+	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
+	// Direction is the listener: "outbound" (default), "inbound" or "both".
+	Direction string `yaml:"direction,omitempty" json:"direction,omitempty"`
+}
+
+// PolicySpec is an access policy for services. It is validated (its
+// references must resolve) but not yet compiled into sidecar configs: the
+// data plane has no authorization filter to carry it.
+type PolicySpec struct {
+	Services []string `yaml:"services" json:"services"`
+	// MTLS is "strict", "permissive" or "disable".
+	MTLS  string      `yaml:"mtls,omitempty" json:"mtls,omitempty"`
+	Allow []AllowRule `yaml:"allow,omitempty" json:"allow,omitempty"`
+}
+
+// AllowRule admits requests from the named services.
+type AllowRule struct {
+	From []string `yaml:"from" json:"from"`
+}
+
+// SidecarSpec is one sidecar (a node): which service it fronts and where its
+// listeners are. The resource name is the node id.
+type SidecarSpec struct {
+	// Service is the service this sidecar fronts ("NAME" or
+	// "NAMESPACE/NAME"); optional for a client-only sidecar.
+	Service string `yaml:"service,omitempty" json:"service,omitempty"`
+	// Outbound is the address the local app sends mesh requests to.
+	Outbound string `yaml:"outbound" json:"outbound"`
+	// Inbound, when set, is where other sidecars reach the local app, which
+	// listens at App.
+	Inbound string `yaml:"inbound,omitempty" json:"inbound,omitempty"`
+	App     string `yaml:"app,omitempty" json:"app,omitempty"`
+	// Admin is the sidecar's admin address (config admin.address).
+	Admin string `yaml:"admin,omitempty" json:"admin,omitempty"`
+	// Egress limits the services this sidecar may call; empty means all.
+	Egress []string `yaml:"egress,omitempty" json:"egress,omitempty"`
+}
+
+// envelope is a resource as written, before its spec is typed.
+type envelope struct {
+	Kind            string    `yaml:"kind"`
+	Name            string    `yaml:"name"`
+	Namespace       string    `yaml:"namespace"`
+	ResourceVersion int64     `yaml:"resource_version"`
+	Spec            yaml.Node `yaml:"spec"`
+}
+
+func newSpec(k Kind) any {
+	switch k {
+	case KindService:
+		return &ServiceSpec{}
+	case KindTrafficRule:
+		return &TrafficRuleSpec{}
+	case KindFilter:
+		return &FilterSpec{}
+	case KindPolicy:
+		return &PolicySpec{}
+	case KindSidecar:
+		return &SidecarSpec{}
+	}
+	return nil
+}
+
+// Decode reads every resource in data: YAML documents separated by "---",
+// or JSON (a resource or a list of resources; JSON is read as YAML).
+// Decoding is strict: unknown fields and wrong types are errors that name
+// the source, line and resource. An empty namespace becomes "default".
+func Decode(name string, data []byte) ([]*Resource, error) {
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '[' {
+		var list []json.RawMessage
+		if err := json.Unmarshal(t, &list); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		var out []*Resource
+		for i, item := range list {
+			rs, err := Decode(fmt.Sprintf("%s[%d]", name, i), item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rs...)
+		}
+		return out, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var out []*Resource
+	for doc := 0; ; doc++ {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(n.Content) == 0 || (n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null") {
+			continue // an empty document
+		}
+		r, err := decodeDoc(name, &n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func decodeDoc(name string, n *yaml.Node) (*Resource, error) {
+	line := n.Line
+	if len(n.Content) > 0 {
+		line = n.Content[0].Line
+	}
+	where := fmt.Sprintf("%s:%d", name, line)
+	var env envelope
+	if err := strictDecode(n, &env); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if env.Kind == "" {
+		return nil, fmt.Errorf("%s: kind is required (one of %s)", where, kindList())
+	}
+	k, err := ParseKind(env.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kind: %w", where, err)
+	}
+	r := &Resource{Kind: k, Name: env.Name, Namespace: env.Namespace, ResourceVersion: env.ResourceVersion, File: name, Line: line}
+	if r.Namespace == "" {
+		r.Namespace = DefaultNamespace
+	}
+	r.Spec = newSpec(k)
+	if env.Spec.Kind != 0 && !(env.Spec.Kind == yaml.ScalarNode && env.Spec.Tag == "!!null") {
+		if err := strictDecode(&env.Spec, r.Spec); err != nil {
+			return nil, fmt.Errorf("%s: %s: spec: %w", where, r.Key(), err)
+		}
+	}
+	return r, nil
+}
+
+// strictDecode decodes n into v refusing unknown fields. yaml.v3 applies
+// KnownFields only to a Decoder, so the node is encoded and decoded again;
+// line numbers in errors are then relative, so they are removed.
+func strictDecode(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return cleanYAMLError(err)
+	}
+	return nil
+}
+
+// cleanYAMLError drops yaml.v3's "line N:" prefixes, which count from the
+// re-encoded fragment and would mislead.
+func cleanYAMLError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var msgs []string
+		for _, e := range te.Errors {
+			if i := strings.Index(e, ": "); strings.HasPrefix(e, "line ") && i > 0 {
+				e = e[i+2:]
+			}
+			msgs = append(msgs, e)
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return err
+}
+
+// Encode writes resources as YAML documents, in key order.
+func Encode(rs []*Resource) ([]byte, error) {
+	sorted := append([]*Resource(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Key().Less(sorted[j].Key()) })
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	for _, r := range sorted {
+		if err := enc.Encode(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Key(), err)
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

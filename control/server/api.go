@@ -1,0 +1,360 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/weftmesh/weft/control/filesource"
+	"github.com/weftmesh/weft/control/mesh"
+	"github.com/weftmesh/weft/control/registry"
+	"github.com/weftmesh/weft/control/store"
+)
+
+// UserHeader names who makes an API change (recorded in the audit log).
+const UserHeader = "X-Weft-User"
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /v1/resources", s.handleList)
+	mux.HandleFunc("GET /v1/resources/{kind}", s.handleList)
+	mux.HandleFunc("GET /v1/resources/{kind}/{namespace}/{name}", s.handleGet)
+	mux.HandleFunc("POST /v1/resources", s.handleCreate)
+	mux.HandleFunc("PUT /v1/resources/{kind}/{namespace}/{name}", s.handleReplace)
+	mux.HandleFunc("DELETE /v1/resources/{kind}/{namespace}/{name}", s.handleDelete)
+	mux.HandleFunc("POST /v1/apply", s.handleApply)
+	mux.HandleFunc("POST /v1/modules", s.handleModuleUpload)
+	mux.HandleFunc("GET /v1/modules", s.handleModuleList)
+	mux.HandleFunc("GET /v1/modules/{sha256}", s.handleModuleGet)
+	mux.HandleFunc("GET /v1/watch", s.handleWatch)
+	mux.HandleFunc("POST /v1/ack", s.handleAck)
+	mux.HandleFunc("GET /v1/status", s.handleStatus)
+	mux.HandleFunc("GET /v1/telemetry", s.handleTelemetry)
+	return mux
+}
+
+// ErrorBody is every error answer: a message and, for a refused change,
+// each problem with its resource and field.
+type ErrorBody struct {
+	Error    string         `json:"error"`
+	Problems []ProblemEntry `json:"problems,omitempty"`
+}
+
+// ProblemEntry is one validation problem.
+type ProblemEntry struct {
+	Resource string `json:"resource"`
+	Field    string `json:"field,omitempty"`
+	Reason   string `json:"reason"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+}
+
+// WriteResult answers an accepted change.
+type WriteResult struct {
+	Revision  int64            `json:"revision"`
+	Changed   []string         `json:"changed"`
+	Resources []*mesh.Resource `json:"resources,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, ErrorBody{Error: msg})
+}
+
+// writeStoreError maps a refused change to its status: 409 for a conflict,
+// 404 for a missing resource, 422 for an invalid mesh.
+func writeStoreError(w http.ResponseWriter, err error) {
+	var ce *store.ConflictError
+	var nf *store.NotFoundError
+	var me mesh.Errors
+	switch {
+	case errors.As(err, &ce):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.As(err, &nf):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.As(err, &me):
+		b := ErrorBody{Error: "change refused; nothing changed:\n" + me.Error()}
+		for _, e := range me {
+			b.Problems = append(b.Problems, ProblemEntry{Resource: e.Key.String(), Field: e.Field, Reason: e.Reason, File: e.File, Line: e.Line})
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, b)
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+// wantsYAML reports whether the client asked for YAML (Accept or ?format).
+func wantsYAML(r *http.Request) bool {
+	if f := r.URL.Query().Get("format"); f != "" {
+		return f == "yaml"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "yaml")
+}
+
+func writeResources(w http.ResponseWriter, r *http.Request, status int, rs []*mesh.Resource) {
+	if wantsYAML(r) {
+		b, err := mesh.Encode(rs)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		w.WriteHeader(status)
+		_, _ = w.Write(b)
+		return
+	}
+	if rs == nil {
+		rs = []*mesh.Resource{}
+	}
+	writeJSON(w, status, rs)
+}
+
+func who(r *http.Request) string {
+	if u := strings.TrimSpace(r.Header.Get(UserHeader)); u != "" {
+		return u
+	}
+	return "anonymous"
+}
+
+func pathKey(r *http.Request) (mesh.Key, error) {
+	k, err := mesh.ParseKind(r.PathValue("kind"))
+	if err != nil {
+		return mesh.Key{}, err
+	}
+	return mesh.Key{Kind: k, Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}, nil
+}
+
+// ifMatch reads the If-Match header as a resource_version (0 = none).
+func ifMatch(r *http.Request) (int64, error) {
+	v := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("If-Match: %q is not a resource_version", v)
+	}
+	return n, nil
+}
+
+func readResources(w http.ResponseWriter, r *http.Request) ([]*mesh.Resource, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "reading body: "+err.Error())
+		return nil, false
+	}
+	rs, err := mesh.Decode("request body", b)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	if len(rs) == 0 {
+		writeError(w, http.StatusBadRequest, "the body holds no resource")
+		return nil, false
+	}
+	return rs, true
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	var kind mesh.Kind
+	if ks := r.PathValue("kind"); ks != "" {
+		k, err := mesh.ParseKind(ks)
+		if err != nil {
+			writeError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		kind = k
+	}
+	var rs []*mesh.Resource
+	for _, o := range s.store.List(kind) {
+		rs = append(rs, o.Resource)
+	}
+	writeResources(w, r, http.StatusOK, rs)
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	k, err := pathKey(r)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	o, ok := s.store.Get(k)
+	if !ok {
+		writeError(w, http.StatusNotFound, (&store.NotFoundError{Key: k}).Error())
+		return
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(o.Resource.ResourceVersion, 10)))
+	w.Header().Set("X-Weft-Source", o.Source)
+	if wantsYAML(r) {
+		writeResources(w, r, http.StatusOK, []*mesh.Resource{o.Resource})
+		return
+	}
+	writeJSON(w, http.StatusOK, o.Resource)
+}
+
+func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, c store.Change) {
+	c.Who, c.Source = who(r), store.SourceAPI
+	res, err := s.store.Apply(c)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	out := WriteResult{Revision: res.Revision, Changed: []string{}}
+	for _, k := range res.Changed {
+		out.Changed = append(out.Changed, k.String())
+	}
+	for _, p := range c.Puts {
+		if o, ok := s.store.Get(p.Key()); ok {
+			out.Resources = append(out.Resources, o.Resource)
+		}
+	}
+	writeJSON(w, status, out)
+}
+
+// handleCreate creates the resources in the body; any that exists makes
+// the whole request a 409.
+func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	rs, ok := readResources(w, r)
+	if !ok {
+		return
+	}
+	s.write(w, r, http.StatusCreated, store.Change{Action: "create", Puts: rs, CreateOnly: true})
+}
+
+// handleApply creates or replaces the resources in the body, atomically.
+func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
+	rs, ok := readResources(w, r)
+	if !ok {
+		return
+	}
+	s.write(w, r, http.StatusOK, store.Change{Action: "apply", Puts: rs})
+}
+
+// handleReplace creates or replaces one resource. If-Match (or the body's
+// resource_version) makes it conditional: a stale version is a 409.
+func (s *Server) handleReplace(w http.ResponseWriter, r *http.Request) {
+	k, err := pathKey(r)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	rs, ok := readResources(w, r)
+	if !ok {
+		return
+	}
+	if len(rs) != 1 {
+		writeError(w, http.StatusBadRequest, "PUT takes one resource; use POST /v1/apply for several")
+		return
+	}
+	res := rs[0]
+	if res.Key() != k {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body is %s but the path names %s", res.Key(), k))
+		return
+	}
+	im, err := ifMatch(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if im != 0 {
+		if res.ResourceVersion != 0 && res.ResourceVersion != im {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("If-Match says %d but the body's resource_version is %d", im, res.ResourceVersion))
+			return
+		}
+		res.ResourceVersion = im
+	}
+	s.write(w, r, http.StatusOK, store.Change{Action: "replace", Puts: rs})
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	k, err := pathKey(r)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	im, err := ifMatch(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.write(w, r, http.StatusOK, store.Change{Action: "delete", Deletes: []store.Delete{{Key: k, ResourceVersion: im}}})
+}
+
+func (s *Server) handleModuleUpload(w http.ResponseWriter, r *http.Request) {
+	m, err := s.reg.Put(http.MaxBytesReader(w, r.Body, registry.MaxModuleBytes+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if s.audit != nil {
+		_ = s.audit.Write(store.AuditEntry{Who: who(r), Source: store.SourceAPI, Action: "module-upload", Resources: []string{"Module " + m.SHA256}, Revision: s.store.Revision(), Result: "applied"})
+	}
+	writeJSON(w, http.StatusCreated, m)
+}
+
+func (s *Server) handleModuleList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.reg.List())
+}
+
+func (s *Server) handleModuleGet(w http.ResponseWriter, r *http.Request) {
+	d := r.PathValue("sha256")
+	f, err := s.reg.Open(d)
+	if err != nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("module %s: %v", d, err))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/wasm")
+	w.Header().Set("ETag", strconv.Quote(d))
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Revision   int64              `json:"revision"`
+	Nodes      []NodeStatus       `json:"nodes"`
+	FileSource *filesource.Status `json:"file_source,omitempty"`
+	Modules    int                `json:"modules"`
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List())}
+	if st.Nodes == nil {
+		st.Nodes = []NodeStatus{}
+	}
+	if s.files != nil {
+		fs := s.files.Status()
+		st.FileSource = &fs
+	}
+	if wantsYAML(r) {
+		b, _ := yaml.Marshal(st)
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(b)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) handleTelemetry(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.Telemetry())
+}

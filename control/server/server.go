@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/control/filesource"
+	"github.com/weftmesh/weft/control/mesh"
+	"github.com/weftmesh/weft/control/registry"
+	"github.com/weftmesh/weft/control/store"
+	"github.com/weftmesh/weft/control/telemetry"
+)
+
+// Defaults.
+const (
+	DefaultAddr         = "127.0.0.1:7070"
+	DefaultWatchTimeout = 30 * time.Second
+	// MaxWatchTimeout bounds a watch request's wait parameter.
+	MaxWatchTimeout = 5 * time.Minute
+	// maxBodyBytes bounds a resource request body.
+	maxBodyBytes = 8 << 20
+)
+
+// Options configure a control plane server.
+type Options struct {
+	// Addr is the listen address (default 127.0.0.1:7070; port 0 picks one).
+	Addr string
+	// DataDir holds modules/, state.json and audit.log. Required.
+	DataDir string
+	// ConfigDir, when set, is a directory of resource files watched and
+	// synced into the store (the file source).
+	ConfigDir string
+	// Debounce is the file source's quiet period (default 200ms).
+	Debounce time.Duration
+	// PublicURL is the base URL sidecars use to reach this server (module
+	// URLs in compiled configs); default http://<bound address>.
+	PublicURL string
+	// WatchTimeout is the longest a watch request waits (default 30s).
+	WatchTimeout time.Duration
+	// ScrapeInterval is how often sidecars' metrics are scraped (default
+	// 10s; negative turns scraping off).
+	ScrapeInterval time.Duration
+	Logger         *zap.Logger
+}
+
+// Server is a running control plane.
+type Server struct {
+	o     Options
+	log   *zap.Logger
+	ln    net.Listener
+	srv   *http.Server
+	url   string
+	reg   *registry.Registry
+	audit *store.Audit
+	store *store.Store
+	files *filesource.Source
+	scr   *telemetry.Scraper
+	nodes *tracker
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// Start opens the data directory, loads the saved state, syncs the config
+// directory, and serves the API until Close or Shutdown.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("control: a data directory is required (-data DIR)")
+	}
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+	}
+	if o.WatchTimeout <= 0 {
+		o.WatchTimeout = DefaultWatchTimeout
+	}
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("control: data directory: %w", err)
+	}
+	s := &Server{o: o, log: o.Logger, closing: make(chan struct{}), nodes: newTracker()}
+	var err error
+	if s.reg, err = registry.Open(filepath.Join(o.DataDir, "modules")); err != nil {
+		return nil, err
+	}
+	if s.ln, err = net.Listen("tcp", o.Addr); err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	s.url = o.PublicURL
+	if s.url == "" {
+		s.url = "http://" + s.ln.Addr().String()
+	}
+	fail := func(err error) (*Server, error) {
+		_ = s.ln.Close()
+		if s.audit != nil {
+			_ = s.audit.Close()
+		}
+		return nil, err
+	}
+	if s.audit, err = store.OpenAudit(filepath.Join(o.DataDir, "audit.log")); err != nil {
+		return fail(err)
+	}
+	if s.store, err = store.Open(store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger}); err != nil {
+		return fail(err)
+	}
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if o.ConfigDir != "" {
+		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger}); err != nil {
+			s.cancel()
+			return fail(err)
+		}
+	}
+	if o.ScrapeInterval >= 0 {
+		s.scr = telemetry.New(telemetry.Options{Interval: o.ScrapeInterval, Targets: s.nodes.targets, Logger: o.Logger})
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.scr.Run(ctx)
+		}()
+	}
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(o.Logger)}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("control plane server failed", zap.Error(err))
+		}
+	}()
+	s.log.Info("control plane listening", zap.String("url", s.url), zap.Int64("revision", s.store.Revision()))
+	return s, nil
+}
+
+// compile validates and compiles a mesh with this server's registry and
+// module URLs.
+func (s *Server) compile(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
+	return mesh.Compile(m, mesh.Options{
+		HasModule: s.reg.Has,
+		ModuleURL: func(sha string) string { return s.url + "/v1/modules/" + sha },
+	})
+}
+
+// URL is the base URL of the API.
+func (s *Server) URL() string { return s.url }
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Store is the resource store.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Registry is the module registry.
+func (s *Server) Registry() *registry.Registry { return s.reg }
+
+// Telemetry is the current mesh-wide metrics view (empty when scraping is
+// off).
+func (s *Server) Telemetry() telemetry.View {
+	if s.scr == nil {
+		return telemetry.View{}
+	}
+	return s.scr.View()
+}
+
+// ScrapeNow scrapes every sidecar once, now (scraping must be on).
+func (s *Server) ScrapeNow(ctx context.Context) {
+	if s.scr != nil {
+		s.scr.ScrapeOnce(ctx)
+	}
+}
+
+func (s *Server) stopBackground() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.cancel()
+	if s.files != nil {
+		s.files.Close()
+	}
+}
+
+// Close stops the server at once: connections (watches included) are cut,
+// as when the process is killed.
+func (s *Server) Close() error {
+	s.stopBackground()
+	err := s.srv.Close()
+	s.wg.Wait()
+	return errors.Join(err, s.audit.Close())
+}
+
+// Shutdown ends pending watches (they answer "no change"), then stops
+// accepting and waits for requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopBackground()
+	err := s.srv.Shutdown(ctx)
+	s.wg.Wait()
+	return errors.Join(err, s.audit.Close())
+}

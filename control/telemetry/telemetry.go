@@ -1,0 +1,378 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/control/mesh"
+)
+
+// Metric names scraped from sidecars.
+const (
+	requestsMetric = "weft_requests_total"
+	durationMetric = "weft_request_duration_seconds"
+)
+
+// Target is one sidecar's admin address.
+type Target struct {
+	Node  string
+	Admin string // host:port
+}
+
+// Options configure a Scraper.
+type Options struct {
+	// Interval between scrapes (default 10s).
+	Interval time.Duration
+	// Timeout bounds one scrape (default 2s).
+	Timeout time.Duration
+	// Targets lists the sidecars to scrape now.
+	Targets func() []Target
+	Logger  *zap.Logger
+}
+
+// Scraper periodically scrapes sidecars and aggregates by service.
+type Scraper struct {
+	o      Options
+	log    *zap.Logger
+	client *http.Client
+
+	mu      sync.Mutex
+	samples map[string]*nodeSamples // by node
+}
+
+type nodeSamples struct {
+	admin      string
+	prev, last *sample
+	lastErr    string
+}
+
+// sample is one scrape of one sidecar, reduced to per-cluster counters.
+type sample struct {
+	at       time.Time
+	clusters map[string]*clusterCounts
+}
+
+type clusterCounts struct {
+	requests float64
+	errors   float64             // 5xx
+	buckets  map[float64]float64 // cumulative count by upper bound (+Inf included)
+	count    float64
+}
+
+// New makes a scraper; call Run to start it.
+func New(o Options) *Scraper {
+	if o.Interval <= 0 {
+		o.Interval = 10 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return &Scraper{o: o, log: o.Logger, client: &http.Client{Timeout: o.Timeout}, samples: map[string]*nodeSamples{}}
+}
+
+// Run scrapes every Interval until ctx ends.
+func (s *Scraper) Run(ctx context.Context) {
+	t := time.NewTicker(s.o.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.ScrapeOnce(ctx)
+		}
+	}
+}
+
+// ScrapeOnce scrapes every target now, concurrently.
+func (s *Scraper) ScrapeOnce(ctx context.Context) {
+	targets := s.o.Targets()
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		if t.Admin == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			smp, err := s.scrape(ctx, t.Admin)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			ns := s.samples[t.Node]
+			if ns == nil || ns.admin != t.Admin {
+				ns = &nodeSamples{admin: t.Admin} // a restarted sidecar's counters start over
+				s.samples[t.Node] = ns
+			}
+			if err != nil {
+				ns.lastErr = err.Error()
+				s.log.Debug("scrape failed", zap.String("node", t.Node), zap.String("admin", t.Admin), zap.Error(err))
+				return
+			}
+			ns.lastErr = ""
+			ns.prev, ns.last = ns.last, smp
+		}()
+	}
+	wg.Wait()
+	// Forget sidecars that are gone.
+	keep := map[string]bool{}
+	for _, t := range targets {
+		keep[t.Node] = true
+	}
+	s.mu.Lock()
+	for n := range s.samples {
+		if !keep[n] {
+			delete(s.samples, n)
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *Scraper) scrape(ctx context.Context, admin string) (*sample, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/stats/prometheus", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /stats/prometheus: status %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("parsing /stats/prometheus: %w", err)
+	}
+	return reduce(fams, time.Now()), nil
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// reduce keeps the request counters and latency histograms by cluster.
+func reduce(fams map[string]*dto.MetricFamily, at time.Time) *sample {
+	smp := &sample{at: at, clusters: map[string]*clusterCounts{}}
+	get := func(cl string) *clusterCounts {
+		c := smp.clusters[cl]
+		if c == nil {
+			c = &clusterCounts{buckets: map[float64]float64{}}
+			smp.clusters[cl] = c
+		}
+		return c
+	}
+	if f := fams[requestsMetric]; f != nil {
+		for _, m := range f.GetMetric() {
+			cl := label(m, "cluster")
+			if cl == "" {
+				continue
+			}
+			v := m.GetCounter().GetValue()
+			c := get(cl)
+			c.requests += v
+			if label(m, "code_class") == "5xx" {
+				c.errors += v
+			}
+		}
+	}
+	if f := fams[durationMetric]; f != nil {
+		for _, m := range f.GetMetric() {
+			cl := label(m, "cluster")
+			if cl == "" {
+				continue
+			}
+			h := m.GetHistogram()
+			c := get(cl)
+			c.count += float64(h.GetSampleCount())
+			hasInf := false
+			for _, b := range h.GetBucket() {
+				c.buckets[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+				hasInf = hasInf || math.IsInf(b.GetUpperBound(), 1)
+			}
+			if !hasInf { // the +Inf bucket is implicit in some expositions
+				c.buckets[math.Inf(1)] += float64(h.GetSampleCount())
+			}
+		}
+	}
+	return smp
+}
+
+// ServiceView is one service's traffic, as seen by the sidecars calling it.
+type ServiceView struct {
+	Service string `json:"service"` // NAMESPACE/NAME
+	// RequestsPerSecond and ErrorRate (share of 5xx) cover the last scrape
+	// interval of each sidecar.
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	ErrorRate         float64 `json:"error_rate"`
+	// P50Ms and P99Ms come from the latency histogram over the last
+	// interval, or over all time when the last interval had no requests
+	// (LatencyWindow says which).
+	P50Ms         float64 `json:"p50_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	LatencyWindow string  `json:"latency_window"`
+	// RequestsTotal is every request counted since the sidecars started.
+	RequestsTotal float64 `json:"requests_total"`
+	// Versions breaks requests/s down by version (routes to one version).
+	Versions map[string]float64 `json:"versions_requests_per_second,omitempty"`
+	// Sidecars is how many sidecars reported traffic to this service.
+	Sidecars int `json:"sidecars"`
+}
+
+// SidecarView is one scrape target's state.
+type SidecarView struct {
+	Node       string    `json:"node"`
+	Admin      string    `json:"admin"`
+	LastScrape time.Time `json:"last_scrape,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// View is the mesh-wide telemetry.
+type View struct {
+	Services []ServiceView `json:"services"`
+	Sidecars []SidecarView `json:"sidecars"`
+}
+
+type agg struct {
+	view                     ServiceView
+	windowBuckets, allBucket map[float64]float64
+	windowCount, allCount    float64
+	windowErrs, windowReqs   float64
+	nodes                    map[string]bool
+}
+
+// View aggregates the last samples by service.
+func (s *Scraper) View() View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byService := map[string]*agg{}
+	var v View
+	for node, ns := range s.samples {
+		sv := SidecarView{Node: node, Admin: ns.admin, LastError: ns.lastErr}
+		if ns.last != nil {
+			sv.LastScrape = ns.last.at
+		}
+		v.Sidecars = append(v.Sidecars, sv)
+		if ns.last == nil {
+			continue
+		}
+		secs := 0.0
+		if ns.prev != nil {
+			secs = ns.last.at.Sub(ns.prev.at).Seconds()
+		}
+		for cl, c := range ns.last.clusters {
+			svc, version, ok := mesh.ServiceOfCluster(cl)
+			if !ok {
+				continue
+			}
+			a := byService[svc]
+			if a == nil {
+				a = &agg{view: ServiceView{Service: svc, Versions: map[string]float64{}}, windowBuckets: map[float64]float64{}, allBucket: map[float64]float64{}, nodes: map[string]bool{}}
+				byService[svc] = a
+			}
+			if c.requests > 0 {
+				a.nodes[node] = true
+			}
+			a.view.RequestsTotal += c.requests
+			a.allCount += c.count
+			for ub, n := range c.buckets {
+				a.allBucket[ub] += n
+			}
+			if ns.prev == nil || secs <= 0 {
+				continue
+			}
+			p := ns.prev.clusters[cl]
+			if p == nil {
+				p = &clusterCounts{buckets: map[float64]float64{}}
+			}
+			dReq := math.Max(0, c.requests-p.requests)
+			a.windowReqs += dReq
+			a.windowErrs += math.Max(0, c.errors-p.errors)
+			a.view.RequestsPerSecond += dReq / secs
+			if version != "" {
+				a.view.Versions[version] += dReq / secs
+			}
+			a.windowCount += math.Max(0, c.count-p.count)
+			for ub, n := range c.buckets {
+				a.windowBuckets[ub] += math.Max(0, n-p.buckets[ub])
+			}
+		}
+	}
+	for _, a := range byService {
+		if a.windowReqs > 0 {
+			a.view.ErrorRate = a.windowErrs / a.windowReqs
+		}
+		buckets, count, window := a.windowBuckets, a.windowCount, "last_interval"
+		if count == 0 {
+			buckets, count, window = a.allBucket, a.allCount, "all_time"
+		}
+		if count > 0 {
+			a.view.P50Ms = Quantile(0.5, buckets) * 1000
+			a.view.P99Ms = Quantile(0.99, buckets) * 1000
+			a.view.LatencyWindow = window
+		}
+		if len(a.view.Versions) == 0 {
+			a.view.Versions = nil
+		}
+		a.view.Sidecars = len(a.nodes)
+		v.Services = append(v.Services, a.view)
+	}
+	sort.Slice(v.Services, func(i, j int) bool { return v.Services[i].Service < v.Services[j].Service })
+	sort.Slice(v.Sidecars, func(i, j int) bool { return v.Sidecars[i].Node < v.Sidecars[j].Node })
+	return v
+}
+
+// Quantile estimates the q-quantile (0..1) from cumulative bucket counts
+// keyed by upper bound, interpolating linearly inside the bucket, as
+// Prometheus' histogram_quantile does. A quantile in the +Inf bucket is the
+// highest finite bound. It returns NaN for an empty histogram.
+func Quantile(q float64, buckets map[float64]float64) float64 {
+	bounds := make([]float64, 0, len(buckets))
+	for ub := range buckets {
+		bounds = append(bounds, ub)
+	}
+	sort.Float64s(bounds)
+	if len(bounds) == 0 {
+		return math.NaN()
+	}
+	total := buckets[bounds[len(bounds)-1]]
+	if total <= 0 {
+		return math.NaN()
+	}
+	rank := q * total
+	prevBound, prevCount := 0.0, 0.0
+	for _, ub := range bounds {
+		c := buckets[ub]
+		if c >= rank {
+			if math.IsInf(ub, 1) {
+				return prevBound
+			}
+			if c == prevCount {
+				return ub
+			}
+			return prevBound + (ub-prevBound)*(rank-prevCount)/(c-prevCount)
+		}
+		prevBound, prevCount = ub, c
+	}
+	return prevBound
+}
