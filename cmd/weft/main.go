@@ -17,10 +17,14 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/weftmesh/weft/bench"
+	"github.com/weftmesh/weft/control"
+	"github.com/weftmesh/weft/control/client"
+	"github.com/weftmesh/weft/control/ctl"
 	"github.com/weftmesh/weft/examples/demo"
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/sdk/filtertest"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -30,6 +34,11 @@ const usage = `weft — a WebAssembly-programmable service-mesh sidecar
 
 Usage:
   weft proxy -c FILE        run the sidecar from a YAML config (hot reloaded)
+  weft proxy --control URL --node ID
+                            run the sidecar from the control plane's snapshots
+  weft control -data DIR    run the control plane (file- and API-driven)
+  weft ctl ...              operate the control plane (apply, get, status, set-weight, ...)
+  weft filter run|test F    run or test a Wasm filter on its own
   weft validate FILE...     check config files; exit 1 with file:line errors
   weft demo [--for 30s]     run a whole mesh on loopback from an embedded config
   weft bench [flags]        benchmark the proxy against the direct path and peers
@@ -53,6 +62,12 @@ func main() {
 		err = runDemo(ctx, os.Args[2:])
 	case "bench":
 		err = bench.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case "control":
+		err = control.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case "ctl":
+		err = ctl.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case "filter":
+		err = filtertest.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "version", "--version", "-v":
 		fmt.Println("weft", version)
 	case "help", "-h", "--help":
@@ -85,6 +100,9 @@ func newLogger(level string) (*zap.Logger, error) {
 func runProxy(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	file := fs.String("c", "", "config file (YAML); watched and hot reloaded")
+	controlURL := fs.String("control", "", "control plane URL: take config snapshots from it instead of -c")
+	nodeID := fs.String("node", "", "this sidecar's node id (with --control)")
+	snapDir := fs.String("snapshot-cache", defaultSnapshotDir(), "where the last good snapshot is kept (with --control)")
 	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address; \"off\" disables)")
 	cacheDir := fs.String("wasm-cache", defaultCacheDir(), "directory for compiled Wasm modules (\"\" = memory only)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -92,8 +110,11 @@ func runProxy(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *file == "" {
-		return errors.New("proxy: -c FILE is required")
+	if (*file == "") == (*controlURL == "") {
+		return errors.New("proxy: give -c FILE or --control URL --node ID")
+	}
+	if *controlURL != "" && *nodeID == "" {
+		return errors.New("proxy: --control needs --node ID")
 	}
 	log, err := newLogger(*logLevel)
 	if err != nil {
@@ -104,31 +125,50 @@ func runProxy(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := p.LoadFile(ctx, *file); err != nil {
-		return err
+	if *file != "" {
+		if err := p.LoadFile(ctx, *file); err != nil {
+			return err
+		}
 	}
 	addr := *adminAddr
-	if addr == "" {
+	if addr == "" && *file != "" {
 		if cfg, err := config.Load(*file); err == nil {
 			addr = cfg.Admin.Address
 		}
 	}
+	adminBound := ""
 	if addr != "off" {
 		a, err := admin.Start(addr, p, p.Metrics().Registry(), log)
 		if err != nil {
 			return err
 		}
 		defer a.Close(context.Background()) //nolint:errcheck
-		log.Info("admin listening", zap.String("address", a.Addr().String()))
+		adminBound = a.Addr().String()
+		log.Info("admin listening", zap.String("address", adminBound))
 	}
-	if err := p.WatchFile(ctx, *file, 0); err != nil {
-		return err
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	clientDone := make(chan error, 1)
+	if *file != "" {
+		if err := p.WatchFile(runCtx, *file, 0); err != nil {
+			return err
+		}
+	} else {
+		go func() {
+			clientDone <- client.Run(runCtx, client.Options{URL: *controlURL, NodeID: *nodeID,
+				CacheDir: *snapDir, Applier: p, Logger: log, AdminAddr: adminBound})
+		}()
 	}
 	select {
 	case <-ctx.Done():
 	case err := <-p.Errors():
 		log.Error("listener failed", zap.Error(err))
+	case err := <-clientDone:
+		if err != nil {
+			log.Error("control plane client stopped", zap.Error(err))
+		}
 	}
+	cancel()
 	log.Info("shutting down: draining in-flight requests", zap.Duration("within", *drain))
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
@@ -172,6 +212,13 @@ func runDemo(ctx context.Context, args []string) error {
 		defer cancel()
 	}
 	return demo.Run(ctx, demo.Options{Port: *port, Logger: log, Out: os.Stdout})
+}
+
+func defaultSnapshotDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "weft", "snapshots")
+	}
+	return ""
 }
 
 func defaultCacheDir() string {
