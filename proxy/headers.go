@@ -26,11 +26,13 @@ func stripHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) {
 	if keepUpgrade {
 		return
 	}
-	if c := h.Peek("Connection"); len(c) > 0 && !bytes.EqualFold(c, []byte("close")) && !bytes.EqualFold(c, []byte("keep-alive")) {
+	if c := h.PeekCanonical(s2b("Connection")); len(c) > 0 && !bytes.EqualFold(c, []byte("close")) && !bytes.EqualFold(c, []byte("keep-alive")) {
 		forEachToken(c, func(tok []byte) { httpheader.DelRequest(h, tok) })
 	}
 	for _, k := range hopByHop {
-		httpheader.DelRequest(h, s2b(k))
+		if h.PeekCanonical(s2b(k)) != nil { // canonical keys: no normalising per request
+			httpheader.DelRequest(h, s2b(k))
+		}
 	}
 	h.ResetConnectionClose()
 }
@@ -38,11 +40,13 @@ func stripHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) {
 // stripHopByHopResponse removes connection-scoped headers from an upstream
 // response before it goes downstream.
 func stripHopByHopResponse(h *fasthttp.ResponseHeader) {
-	if c := h.Peek("Connection"); len(c) > 0 && !bytes.EqualFold(c, []byte("close")) && !bytes.EqualFold(c, []byte("keep-alive")) {
+	if c := h.PeekCanonical(s2b("Connection")); len(c) > 0 && !bytes.EqualFold(c, []byte("close")) && !bytes.EqualFold(c, []byte("keep-alive")) {
 		forEachToken(c, func(tok []byte) { httpheader.DelResponse(h, tok) })
 	}
 	for _, k := range hopByHop {
-		httpheader.DelResponse(h, s2b(k))
+		if h.PeekCanonical(s2b(k)) != nil {
+			httpheader.DelResponse(h, s2b(k))
+		}
 	}
 	h.ResetConnectionClose()
 }
@@ -69,7 +73,7 @@ func forEachToken(v []byte, f func([]byte)) {
 // setRequestID keeps a client's x-request-id or generates a UUIDv4 one into
 // buf, and returns it.
 func setRequestID(h *fasthttp.RequestHeader, buf *[36]byte) []byte {
-	if id := h.Peek("X-Request-Id"); len(id) > 0 {
+	if id := h.PeekCanonical(s2b("X-Request-Id")); len(id) > 0 {
 		return id
 	}
 	// Request ids need to be unique, not secret: the runtime's per-thread
@@ -88,7 +92,7 @@ func setRequestID(h *fasthttp.RequestHeader, buf *[36]byte) []byte {
 	hex.Encode(buf[19:23], r[8:10])
 	buf[23] = '-'
 	hex.Encode(buf[24:36], r[10:16])
-	h.SetBytesV("X-Request-Id", buf[:])
+	h.SetCanonical(s2b("X-Request-Id"), buf[:])
 	return buf[:]
 }
 
@@ -100,7 +104,7 @@ func setForwarded(h *fasthttp.RequestHeader, remote net.Addr, tls bool, scratch 
 		ip = ta.IP
 	}
 	scratch = scratch[:0]
-	if prev := h.Peek("X-Forwarded-For"); len(prev) > 0 {
+	if prev := h.PeekCanonical(s2b("X-Forwarded-For")); len(prev) > 0 {
 		scratch = append(scratch, prev...)
 		scratch = append(scratch, ", "...)
 	}
@@ -109,11 +113,11 @@ func setForwarded(h *fasthttp.RequestHeader, remote net.Addr, tls bool, scratch 
 	} else {
 		scratch = append(scratch, "unknown"...)
 	}
-	h.SetBytesV("X-Forwarded-For", scratch)
+	h.SetCanonical(s2b("X-Forwarded-For"), scratch)
 	if tls {
-		h.Set("X-Forwarded-Proto", "https")
+		h.SetCanonical(s2b("X-Forwarded-Proto"), s2b("https"))
 	} else {
-		h.Set("X-Forwarded-Proto", "http")
+		h.SetCanonical(s2b("X-Forwarded-Proto"), s2b("http"))
 	}
 	return scratch
 }
