@@ -95,7 +95,7 @@ func (h headers) all() iter.Seq2[[]byte, []byte] {
 		switch {
 		case h.empty:
 		case h.req != nil:
-			if !yield(pseudoMethod, h.req.Method()) || !yield(pseudoPath, h.req.RequestURI()) ||
+			if !yield(pseudoMethod, h.req.Method()) || !yield(pseudoPath, originForm(h.req.RequestURI())) ||
 				!yield(pseudoAuthority, h.req.Host()) {
 				return
 			}
@@ -436,4 +436,25 @@ func lower(b []byte) {
 			b[i] = c + ('a' - 'A')
 		}
 	}
+}
+
+// originForm is the path and query of a request target: a proxy-style
+// absolute URI ("http://host/p?q") becomes "/p?q", as Envoy's :path is.
+func originForm(uri []byte) []byte {
+	var rest []byte
+	switch {
+	case len(uri) > 7 && bytes.EqualFold(uri[:7], []byte("http://")):
+		rest = uri[7:]
+	case len(uri) > 8 && bytes.EqualFold(uri[:8], []byte("https://")):
+		rest = uri[8:]
+	default:
+		return uri
+	}
+	if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+		if rest[i] == '?' {
+			return append([]byte("/"), rest[i:]...)
+		}
+		return rest[i:]
+	}
+	return []byte("/")
 }

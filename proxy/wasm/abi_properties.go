@@ -160,15 +160,15 @@ func (v *vm) property(key []byte, dst []byte) ([]byte, bool) {
 	req, resp := s.Request, s.Response
 	switch string(key) {
 	case "request.path":
-		return append(dst, req.RequestURI()...), true
+		return append(dst, originForm(req.RequestURI())...), true
 	case "request.url_path":
-		u := req.RequestURI()
+		u := originForm(req.RequestURI())
 		if i := bytes.IndexByte(u, '?'); i >= 0 {
 			u = u[:i]
 		}
 		return append(dst, u...), true
 	case "request.query":
-		u := req.RequestURI()
+		u := originForm(req.RequestURI())
 		if i := bytes.IndexByte(u, '?'); i >= 0 {
 			return append(dst, u[i+1:]...), true
 		}

@@ -353,3 +353,18 @@ func TestSharedQueueAndMetrics(t *testing.T) {
 		t.Errorf("no event counters for owner")
 	}
 }
+
+func TestOriginForm(t *testing.T) {
+	for in, want := range map[string]string{
+		"/a?b=1":                  "/a?b=1",
+		"http://h.example/a?b=1":  "/a?b=1",
+		"HTTPS://h.example:8443/": "/",
+		"http://h.example":        "/",
+		"http://h.example?q=1":    "/?q=1",
+		"*":                       "*",
+	} {
+		if got := string(originForm([]byte(in))); got != want {
+			t.Errorf("originForm(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -94,6 +94,7 @@ type vm struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	timer    *time.Timer
+	running  atomic.Pointer[api.Module] // what the deadline timer closes
 	inCall   atomic.Bool
 	timedOut atomic.Bool
 
@@ -138,11 +139,24 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // _initialize (or _start), root context, on_vm_start, on_configure.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter)}
-	v.ctx, v.cancel = context.WithCancel(context.WithValue(context.Background(), vmKey{}, v))
+	// Callbacks run with a context that is never done: wazero starts a
+	// watcher goroutine for every call whose context can be cancelled,
+	// which would cost a goroutine per callback. An overrun is stopped by
+	// closing the module from the deadline timer instead (the runtime is
+	// built WithCloseOnContextDone, which makes Close interrupt a running
+	// call). Only instantiation, before there is a module to close, uses
+	// a cancellable context.
+	v.ctx = context.WithValue(context.Background(), vmKey{}, v)
+	instCtx, cancelInst := context.WithCancel(v.ctx)
+	v.cancel = cancelInst
 	v.timer = time.AfterFunc(time.Hour, func() {
 		if v.inCall.Load() {
 			v.timedOut.Store(true)
-			v.cancel()
+			if m := v.running.Load(); m != nil {
+				_ = (*m).CloseWithExitCode(context.Background(), 1)
+			} else {
+				cancelInst()
+			}
 		}
 	})
 	v.timer.Stop()
@@ -167,13 +181,14 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		WithArgs(p.spec.Name)
 	v.inCall.Store(true)
 	v.timer.Reset(p.lifecycleTimeout())
-	mod, err := p.engine.r.InstantiateModule(v.ctx, p.compiled, cfg)
+	mod, err := p.engine.r.InstantiateModule(instCtx, p.compiled, cfg)
 	v.timer.Stop()
 	v.inCall.Store(false)
 	if err != nil {
 		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
 	}
 	v.mod = mod
+	v.running.Store(&mod)
 	if v.mem = mod.ExportedMemory("memory"); v.mem == nil {
 		if v.mem = mod.Memory(); v.mem == nil {
 			return fail(errors.New("module exports no memory"))
