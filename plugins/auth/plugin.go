@@ -1,0 +1,306 @@
+package main
+
+import (
+	"encoding/binary"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/sdk"
+)
+
+// plugin is the auth filter's state in one VM.
+type plugin struct {
+	cfg *compiled
+	v   validator
+
+	// keys is the key set in use: inline, or the last fetched one.
+	keys    *keySet
+	keysGen uint64
+	// fetchedAt is when the remote keys were fetched (zero: never).
+	fetchedAt time.Time
+	fetching  bool
+	fetchSent time.Time
+	waiting   []*sdk.Stream
+
+	cache tokenCache
+
+	allowed, denied, fetches, fetchErrors sdk.Counter
+}
+
+func newPlugin(raw []byte) (sdk.Plugin, error) {
+	cfg, err := parseConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	p := &plugin{cfg: cfg}
+	if j := cfg.JWT; j != nil {
+		p.v = validator{algs: cfg.algs, issuer: j.Issuer, audiences: j.Audiences, skew: cfg.skew}
+		p.keys = cfg.inlineKeys
+		p.cache.init(cfg.cacheSize)
+		if j.RemoteJWKS != nil {
+			// Ticks refresh the keys; the first request fetches them if no
+			// tick came first.
+			if err := sdk.SetTickPeriod(cfg.refresh); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for name, c := range map[string]*sdk.Counter{
+		"auth_allowed_total": &p.allowed, "auth_denied_total": &p.denied,
+		"auth_jwks_fetches_total": &p.fetches, "auth_jwks_fetch_errors_total": &p.fetchErrors,
+	} {
+		if *c, err = sdk.NewCounter(name); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// NewHTTPFilter implements sdk.Plugin.
+func (p *plugin) NewHTTPFilter(*sdk.Stream) sdk.HTTPFilter { return filter{p} }
+
+// OnTick refreshes the remote key set.
+func (p *plugin) OnTick() {
+	if p.cfg.JWT == nil || p.cfg.JWT.RemoteJWKS == nil {
+		return
+	}
+	p.fetch(false)
+}
+
+// sharedKey is where VMs of the plugin share the fetched key set.
+func (p *plugin) sharedKey() string {
+	r := p.cfg.JWT.RemoteJWKS
+	return "weft.auth.jwks:" + r.Cluster + ":" + r.Authority + r.Path
+}
+
+// fetch gets the key set: from shared data when another VM fetched it
+// recently (unless force), else through an HTTP call-out. Streams in
+// p.waiting are resumed when it ends.
+func (p *plugin) fetch(force bool) {
+	now := sdk.Now()
+	if !force {
+		if doc, _, err := sdk.GetSharedData(p.sharedKey()); err == nil && len(doc) > 8 {
+			at := time.Unix(0, int64(binary.LittleEndian.Uint64(doc)))
+			if at.After(p.fetchedAt) && now.Sub(at) < p.cfg.refresh {
+				if ks, err := parseJWKS(doc[8:]); err == nil {
+					p.setKeys(ks, at)
+					p.release()
+					return
+				}
+			}
+		}
+	}
+	// A fetch lost by the host (it answers every call, but be safe) must
+	// not block new ones forever.
+	if p.fetching && now.Sub(p.fetchSent) < 2*p.cfg.timeout {
+		return
+	}
+	r := p.cfg.JWT.RemoteJWKS
+	p.fetching, p.fetchSent = true, now
+	p.fetches.Inc()
+	_, err := sdk.DispatchPluginHTTPCall(r.Cluster, [][2]string{
+		{":method", "GET"}, {":path", r.Path}, {":authority", r.Authority}, {"accept", "application/json"},
+	}, nil, p.cfg.timeout, p.onJWKS)
+	if err != nil {
+		p.fetching = false
+		p.fetchErrors.Inc()
+		sdk.Warnf("auth: jwks fetch from cluster %q: %v", r.Cluster, err)
+		p.release()
+	}
+}
+
+func (p *plugin) onJWKS(resp *sdk.HTTPCallResponse) {
+	p.fetching = false
+	r := p.cfg.JWT.RemoteJWKS
+	switch {
+	case resp.Err != nil:
+		p.fetchErrors.Inc()
+		sdk.Warnf("auth: jwks fetch from cluster %q failed: %v", r.Cluster, resp.Err)
+	case resp.Status != 200:
+		p.fetchErrors.Inc()
+		sdk.Warnf("auth: jwks fetch from cluster %q: status %d", r.Cluster, resp.Status)
+	default:
+		ks, err := parseJWKS(resp.Body)
+		if err != nil {
+			p.fetchErrors.Inc()
+			sdk.Warnf("auth: jwks from cluster %q: %v", r.Cluster, err)
+			break
+		}
+		now := sdk.Now()
+		p.setKeys(ks, now)
+		doc := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(resp.Body)), uint64(now.UnixNano()))
+		_ = sdk.SetSharedData(p.sharedKey(), append(doc, resp.Body...), 0)
+	}
+	p.release()
+}
+
+func (p *plugin) setKeys(ks *keySet, at time.Time) {
+	p.keys, p.fetchedAt = ks, at
+	p.keysGen++
+	p.cache.clear()
+}
+
+// release resumes the streams that waited for keys: they validate again
+// with whatever keys there are now.
+func (p *plugin) release() {
+	w := p.waiting
+	p.waiting = nil
+	for _, s := range w {
+		f, ok := s.Filter().(filter)
+		if !ok {
+			continue
+		}
+		if f.check(s) {
+			_ = s.Resume()
+		}
+	}
+}
+
+// needsFetch reports whether a request must wait for remote keys.
+func (p *plugin) needsFetch() bool {
+	j := p.cfg.JWT
+	return j != nil && j.RemoteJWKS != nil && p.fetchedAt.IsZero() && p.keys == p.cfg.inlineKeys
+}
+
+// filter is one stream's view of the plugin (no per-stream state).
+type filter struct{ p *plugin }
+
+// OnRequestHeaders authenticates the request.
+func (f filter) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
+	p := f.p
+	if len(p.cfg.BypassPaths) > 0 {
+		path, _ := s.RequestHeaders().Get(":path")
+		for _, pre := range p.cfg.BypassPaths {
+			if strings.HasPrefix(path, pre) {
+				return sdk.Continue
+			}
+		}
+	}
+	if p.needsFetch() {
+		if _, ok := f.token(s); ok {
+			// Wait for the keys: fetch resumes or rejects s when they come
+			// (at once when another VM already shared them).
+			p.waiting = append(p.waiting, s)
+			p.fetch(false)
+			return sdk.Pause
+		}
+	}
+	if f.check(s) {
+		return sdk.Continue
+	}
+	return sdk.Pause
+}
+
+// token returns the request's bearer token.
+func (f filter) token(s *sdk.Stream) (string, bool) {
+	j := f.p.cfg.JWT
+	if j == nil {
+		return "", false
+	}
+	v, ok := s.RequestHeaders().Get(f.p.cfg.tokenHdr)
+	if !ok {
+		return "", false
+	}
+	pre := f.p.cfg.prefix
+	if pre != "" {
+		if len(v) < len(pre) || !strings.EqualFold(v[:len(pre)], pre) {
+			return "", false
+		}
+		v = v[len(pre):]
+	}
+	v = strings.TrimSpace(v)
+	return v, v != ""
+}
+
+// check authenticates s and either edits its headers (true: let it
+// through) or sends the rejection (false).
+func (f filter) check(s *sdk.Stream) bool {
+	p := f.p
+	c := p.cfg
+	h := s.RequestHeaders()
+	if a := c.APIKeys; a != nil {
+		if key, ok := h.Get(c.apiHdr); ok {
+			id, ok := a.Keys[key]
+			if !ok {
+				return f.reject(s, "invalid_token", "unknown API key")
+			}
+			_ = h.Remove(c.apiHdr)
+			_ = h.Set(c.identHdr, id)
+			p.allowed.Inc()
+			return true
+		}
+	}
+	if j := c.JWT; j != nil {
+		for _, ch := range j.ClaimsToHeaders {
+			_ = h.Remove(ch.Header) // never trust these from the client
+		}
+		if tok, ok := f.token(s); ok {
+			cl, err := p.validate(tok)
+			if err != nil {
+				sdk.Debugf("auth: token rejected: %v", err)
+				return f.reject(s, "invalid_token", err.Error())
+			}
+			for _, ch := range j.ClaimsToHeaders {
+				if v, ok := cl.headerValue(ch.Claim); ok && safeHeaderValue(v) {
+					_ = h.Set(ch.Header, v)
+				}
+			}
+			if !j.Forward {
+				_ = h.Remove(c.tokenHdr)
+			}
+			p.allowed.Inc()
+			return true
+		}
+	}
+	if c.AllowMissing {
+		return true
+	}
+	return f.reject(s, "", "")
+}
+
+// validate checks a token, through the cache of tokens already validated.
+func (p *plugin) validate(tok string) (claims, error) {
+	now := sdk.Now()
+	if cl, ok := p.cache.get(tok, now); ok {
+		return cl, nil
+	}
+	cl, exp, err := p.v.validate(tok, p.keys, now)
+	if err != nil {
+		return nil, err
+	}
+	p.cache.put(tok, cl, exp.Add(p.cfg.skew), now)
+	return cl, nil
+}
+
+// reject answers with the configured status and a Bearer challenge
+// (RFC 6750): no error attributes when credentials are missing.
+func (f filter) reject(s *sdk.Stream, code, desc string) bool {
+	c := f.p.cfg
+	f.p.denied.Inc()
+	challenge := c.challenge
+	if code != "" {
+		challenge += `, error="` + code + `"`
+		if desc != "" {
+			challenge += `, error_description="` + desc + `"`
+		}
+	}
+	body := "unauthorized\n"
+	if c.RejectStatus == 403 {
+		body = "forbidden\n"
+	}
+	_ = s.SendLocalResponseDetails(c.RejectStatus, "weft_auth_denied", []byte(body), [][2]string{
+		{"www-authenticate", challenge}, {"content-type", "text/plain"},
+	})
+	return false
+}
+
+// safeHeaderValue refuses control characters (a claim must not smuggle a
+// header line).
+func safeHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,294 @@
+//go:build wasip1
+
+package abi
+
+import "unsafe"
+
+// The raw imports. Pointers and strings are lowered to i32 (ptr, len) by the
+// compiler; a host writing a 32-bit pointer into an 8-byte Go pointer
+// variable leaves its (zero) upper half alone.
+
+//go:wasmimport env proxy_log
+func proxyLog(level uint32, msg string) uint32
+
+//go:wasmimport env proxy_get_log_level
+func proxyGetLogLevel(ret *uint32) uint32
+
+//go:wasmimport env proxy_get_current_time_nanoseconds
+func proxyGetCurrentTimeNanoseconds(ret *uint64) uint32
+
+//go:wasmimport env proxy_set_tick_period_milliseconds
+func proxySetTickPeriodMilliseconds(ms uint32) uint32
+
+//go:wasmimport env proxy_get_property
+func proxyGetProperty(path *byte, pathLen uint32, retPtr unsafe.Pointer, retLen *uint32) uint32
+
+//go:wasmimport env proxy_set_property
+func proxySetProperty(path *byte, pathLen uint32, val *byte, valLen uint32) uint32
+
+//go:wasmimport env proxy_get_header_map_pairs
+func proxyGetHeaderMapPairs(mapType uint32, retPtr unsafe.Pointer, retLen *uint32) uint32
+
+//go:wasmimport env proxy_set_header_map_pairs
+func proxySetHeaderMapPairs(mapType uint32, data *byte, size uint32) uint32
+
+//go:wasmimport env proxy_get_header_map_value
+func proxyGetHeaderMapValue(mapType uint32, key string, retPtr unsafe.Pointer, retLen *uint32) uint32
+
+//go:wasmimport env proxy_add_header_map_value
+func proxyAddHeaderMapValue(mapType uint32, key string, value string) uint32
+
+//go:wasmimport env proxy_replace_header_map_value
+func proxyReplaceHeaderMapValue(mapType uint32, key string, value string) uint32
+
+//go:wasmimport env proxy_remove_header_map_value
+func proxyRemoveHeaderMapValue(mapType uint32, key string) uint32
+
+//go:wasmimport env proxy_get_header_map_size
+func proxyGetHeaderMapSize(mapType uint32, ret *uint32) uint32
+
+//go:wasmimport env proxy_get_buffer_bytes
+func proxyGetBufferBytes(bufferType, start, maxSize uint32, retPtr unsafe.Pointer, retLen *uint32) uint32
+
+//go:wasmimport env proxy_set_buffer_bytes
+func proxySetBufferBytes(bufferType, start, size uint32, data *byte, dataLen uint32) uint32
+
+//go:wasmimport env proxy_continue_stream
+func proxyContinueStream(streamType uint32) uint32
+
+//go:wasmimport env proxy_close_stream
+func proxyCloseStream(streamType uint32) uint32
+
+//go:wasmimport env proxy_send_local_response
+func proxySendLocalResponse(status uint32, details string, body *byte, bodyLen uint32, headers *byte, headersLen uint32, grpcStatus int32) uint32
+
+//go:wasmimport env proxy_http_call
+func proxyHTTPCall(cluster string, headers *byte, headersLen uint32, body *byte, bodyLen uint32, trailers *byte, trailersLen uint32, timeoutMS uint32, retToken *uint32) uint32
+
+//go:wasmimport env proxy_get_shared_data
+func proxyGetSharedData(key string, retPtr unsafe.Pointer, retLen *uint32, retCas *uint32) uint32
+
+//go:wasmimport env proxy_set_shared_data
+func proxySetSharedData(key string, val *byte, valLen uint32, cas uint32) uint32
+
+//go:wasmimport env proxy_register_shared_queue
+func proxyRegisterSharedQueue(name string, retID *uint32) uint32
+
+//go:wasmimport env proxy_resolve_shared_queue
+func proxyResolveSharedQueue(vmID string, name string, retID *uint32) uint32
+
+//go:wasmimport env proxy_enqueue_shared_queue
+func proxyEnqueueSharedQueue(id uint32, val *byte, valLen uint32) uint32
+
+//go:wasmimport env proxy_dequeue_shared_queue
+func proxyDequeueSharedQueue(id uint32, retPtr unsafe.Pointer, retLen *uint32) uint32
+
+//go:wasmimport env proxy_define_metric
+func proxyDefineMetric(metricType uint32, name string, retID *uint32) uint32
+
+//go:wasmimport env proxy_increment_metric
+func proxyIncrementMetric(id uint32, delta int64) uint32
+
+//go:wasmimport env proxy_record_metric
+func proxyRecordMetric(id uint32, value uint64) uint32
+
+//go:wasmimport env proxy_get_metric
+func proxyGetMetric(id uint32, ret *uint64) uint32
+
+//go:wasmimport env proxy_set_effective_context
+func proxySetEffectiveContext(contextID uint32) uint32
+
+//go:wasmimport env proxy_done
+func proxyDone() uint32
+
+// ptr returns the address of b's first byte (nil when empty).
+func ptr(b []byte) *byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.SliceData(b)
+}
+
+// returned turns a (pointer, length) the host wrote into a slice. The bytes
+// were allocated by proxy_on_memory_allocate for this call alone, so the
+// slice owns them.
+func returned(p *byte, n uint32) []byte {
+	if p == nil || n == 0 {
+		return nil
+	}
+	return unsafe.Slice(p, n)
+}
+
+// Log is proxy_log.
+func Log(level uint32, msg string) uint32 { return proxyLog(level, msg) }
+
+// GetLogLevel is proxy_get_log_level.
+func GetLogLevel() (uint32, uint32) {
+	var l uint32
+	st := proxyGetLogLevel(&l)
+	return l, st
+}
+
+// CurrentTimeNanos is proxy_get_current_time_nanoseconds.
+func CurrentTimeNanos() uint64 {
+	var t uint64
+	proxyGetCurrentTimeNanoseconds(&t)
+	return t
+}
+
+// SetTickPeriod is proxy_set_tick_period_milliseconds.
+func SetTickPeriod(ms uint32) uint32 { return proxySetTickPeriodMilliseconds(ms) }
+
+// GetProperty is proxy_get_property; path is NUL-separated.
+func GetProperty(path []byte) ([]byte, uint32) {
+	var p *byte
+	var n uint32
+	st := proxyGetProperty(ptr(path), uint32(len(path)), unsafe.Pointer(&p), &n)
+	return returned(p, n), st
+}
+
+// SetProperty is proxy_set_property.
+func SetProperty(path, val []byte) uint32 {
+	return proxySetProperty(ptr(path), uint32(len(path)), ptr(val), uint32(len(val)))
+}
+
+// GetHeaderMapPairs is proxy_get_header_map_pairs (a serialized map).
+func GetHeaderMapPairs(mapType uint32) ([]byte, uint32) {
+	var p *byte
+	var n uint32
+	st := proxyGetHeaderMapPairs(mapType, unsafe.Pointer(&p), &n)
+	return returned(p, n), st
+}
+
+// SetHeaderMapPairs is proxy_set_header_map_pairs.
+func SetHeaderMapPairs(mapType uint32, data []byte) uint32 {
+	return proxySetHeaderMapPairs(mapType, ptr(data), uint32(len(data)))
+}
+
+// GetHeaderMapValue is proxy_get_header_map_value.
+func GetHeaderMapValue(mapType uint32, key string) ([]byte, uint32) {
+	var p *byte
+	var n uint32
+	st := proxyGetHeaderMapValue(mapType, key, unsafe.Pointer(&p), &n)
+	return returned(p, n), st
+}
+
+// AddHeaderMapValue is proxy_add_header_map_value.
+func AddHeaderMapValue(mapType uint32, key, value string) uint32 {
+	return proxyAddHeaderMapValue(mapType, key, value)
+}
+
+// ReplaceHeaderMapValue is proxy_replace_header_map_value.
+func ReplaceHeaderMapValue(mapType uint32, key, value string) uint32 {
+	return proxyReplaceHeaderMapValue(mapType, key, value)
+}
+
+// RemoveHeaderMapValue is proxy_remove_header_map_value.
+func RemoveHeaderMapValue(mapType uint32, key string) uint32 {
+	return proxyRemoveHeaderMapValue(mapType, key)
+}
+
+// GetHeaderMapSize is proxy_get_header_map_size.
+func GetHeaderMapSize(mapType uint32) (uint32, uint32) {
+	var n uint32
+	st := proxyGetHeaderMapSize(mapType, &n)
+	return n, st
+}
+
+// GetBufferBytes is proxy_get_buffer_bytes.
+func GetBufferBytes(bufferType, start, maxSize uint32) ([]byte, uint32) {
+	var p *byte
+	var n uint32
+	st := proxyGetBufferBytes(bufferType, start, maxSize, unsafe.Pointer(&p), &n)
+	return returned(p, n), st
+}
+
+// SetBufferBytes is proxy_set_buffer_bytes.
+func SetBufferBytes(bufferType, start, size uint32, data []byte) uint32 {
+	return proxySetBufferBytes(bufferType, start, size, ptr(data), uint32(len(data)))
+}
+
+// ContinueStream is proxy_continue_stream.
+func ContinueStream(streamType uint32) uint32 { return proxyContinueStream(streamType) }
+
+// CloseStream is proxy_close_stream.
+func CloseStream(streamType uint32) uint32 { return proxyCloseStream(streamType) }
+
+// SendLocalResponse is proxy_send_local_response; headers is a serialized map.
+func SendLocalResponse(status uint32, details string, body, headers []byte, grpcStatus int32) uint32 {
+	return proxySendLocalResponse(status, details, ptr(body), uint32(len(body)), ptr(headers), uint32(len(headers)), grpcStatus)
+}
+
+// HTTPCall is proxy_http_call; headers and trailers are serialized maps.
+func HTTPCall(cluster string, headers, body, trailers []byte, timeoutMS uint32) (uint32, uint32) {
+	var token uint32
+	st := proxyHTTPCall(cluster, ptr(headers), uint32(len(headers)), ptr(body), uint32(len(body)),
+		ptr(trailers), uint32(len(trailers)), timeoutMS, &token)
+	return token, st
+}
+
+// GetSharedData is proxy_get_shared_data.
+func GetSharedData(key string) ([]byte, uint32, uint32) {
+	var p *byte
+	var n, cas uint32
+	st := proxyGetSharedData(key, unsafe.Pointer(&p), &n, &cas)
+	return returned(p, n), cas, st
+}
+
+// SetSharedData is proxy_set_shared_data.
+func SetSharedData(key string, val []byte, cas uint32) uint32 {
+	return proxySetSharedData(key, ptr(val), uint32(len(val)), cas)
+}
+
+// RegisterSharedQueue is proxy_register_shared_queue.
+func RegisterSharedQueue(name string) (uint32, uint32) {
+	var id uint32
+	st := proxyRegisterSharedQueue(name, &id)
+	return id, st
+}
+
+// ResolveSharedQueue is proxy_resolve_shared_queue.
+func ResolveSharedQueue(vmID, name string) (uint32, uint32) {
+	var id uint32
+	st := proxyResolveSharedQueue(vmID, name, &id)
+	return id, st
+}
+
+// EnqueueSharedQueue is proxy_enqueue_shared_queue.
+func EnqueueSharedQueue(id uint32, val []byte) uint32 {
+	return proxyEnqueueSharedQueue(id, ptr(val), uint32(len(val)))
+}
+
+// DequeueSharedQueue is proxy_dequeue_shared_queue.
+func DequeueSharedQueue(id uint32) ([]byte, uint32) {
+	var p *byte
+	var n uint32
+	st := proxyDequeueSharedQueue(id, unsafe.Pointer(&p), &n)
+	return returned(p, n), st
+}
+
+// DefineMetric is proxy_define_metric.
+func DefineMetric(metricType uint32, name string) (uint32, uint32) {
+	var id uint32
+	st := proxyDefineMetric(metricType, name, &id)
+	return id, st
+}
+
+// IncrementMetric is proxy_increment_metric.
+func IncrementMetric(id uint32, delta int64) uint32 { return proxyIncrementMetric(id, delta) }
+
+// RecordMetric is proxy_record_metric.
+func RecordMetric(id uint32, value uint64) uint32 { return proxyRecordMetric(id, value) }
+
+// GetMetric is proxy_get_metric.
+func GetMetric(id uint32) (uint64, uint32) {
+	var v uint64
+	st := proxyGetMetric(id, &v)
+	return v, st
+}
+
+// SetEffectiveContext is proxy_set_effective_context.
+func SetEffectiveContext(contextID uint32) uint32 { return proxySetEffectiveContext(contextID) }
+
+// Done is proxy_done.
+func Done() uint32 { return proxyDone() }

@@ -1,0 +1,360 @@
+package sdk
+
+import "github.com/weftmesh/weft/sdk/internal/abi"
+
+// Proxy-Wasm enumerations the SDK uses.
+const (
+	mapRequestHeaders       = 0
+	mapRequestTrailers      = 1
+	mapResponseHeaders      = 2
+	mapResponseTrailers     = 3
+	mapHTTPCallRespHeaders  = 6
+	mapHTTPCallRespTrailers = 7
+
+	bufRequestBody      = 0
+	bufResponseBody     = 1
+	bufHTTPCallRespBody = 4
+	bufVMConfig         = 6
+	bufPluginConfig     = 7
+
+	streamRequest  = 0
+	streamResponse = 1
+)
+
+// rootContext is a plugin's root context in this VM.
+type rootContext struct {
+	id     uint32
+	plugin Plugin
+}
+
+// pendingCall is an HTTP call waiting for its answer.
+type pendingCall struct {
+	ctx uint32
+	cb  func(*HTTPCallResponse)
+}
+
+// vm is the guest's state: a Wasm instance is single-threaded, and every
+// callback runs to completion, so no locking.
+var vm struct {
+	newPlugin NewPluginFunc
+	roots     map[uint32]*rootContext
+	streams   map[uint32]*Stream
+	calls     map[uint32]pendingCall
+	// effective is the context host calls act on now.
+	effective uint32
+	vmConfig  []byte
+	logLevel  LogLevel
+}
+
+func init() {
+	resetVM()
+	abi.Exports = abi.Guest{
+		OnContextCreate:    onContextCreate,
+		OnVMStart:          onVMStart,
+		OnConfigure:        onConfigure,
+		OnTick:             onTick,
+		OnQueueReady:       onQueueReady,
+		OnRequestHeaders:   onRequestHeaders,
+		OnRequestBody:      onRequestBody,
+		OnRequestTrailers:  onRequestTrailers,
+		OnResponseHeaders:  onResponseHeaders,
+		OnResponseBody:     onResponseBody,
+		OnResponseTrailers: onResponseTrailers,
+		OnHTTPCallResponse: onHTTPCallResponse,
+		OnLog:              onLog,
+		OnDone:             onDone,
+		OnDelete:           onDelete,
+		Reset:              resetVM,
+		Plugin: func(root uint32) any {
+			if r := vm.roots[root]; r != nil && r.plugin != nil {
+				return r.plugin
+			}
+			return nil
+		},
+	}
+}
+
+func resetVM() {
+	vm.roots = make(map[uint32]*rootContext)
+	vm.streams = make(map[uint32]*Stream)
+	vm.calls = make(map[uint32]pendingCall)
+	vm.effective = 0
+	vm.vmConfig = nil
+	vm.logLevel = LogInfo
+}
+
+// enter records that a callback for context id runs now: the host's
+// effective context is id.
+func enter(id uint32) { vm.effective = id }
+
+// activate makes id the context host calls act on.
+func activate(id uint32) {
+	if vm.effective != id {
+		abi.SetEffectiveContext(id)
+		vm.effective = id
+	}
+}
+
+func onContextCreate(id, parent uint32) {
+	enter(id)
+	if parent == 0 {
+		vm.roots[id] = &rootContext{id: id}
+		return
+	}
+	s := &Stream{id: id, root: parent}
+	vm.streams[id] = s
+	r := vm.roots[parent]
+	if r == nil || r.plugin == nil {
+		return
+	}
+	defer recoverStream(s, "NewHTTPFilter")
+	s.filter = r.plugin.NewHTTPFilter(s)
+}
+
+func onVMStart(root, size uint32) bool {
+	enter(root)
+	if lvl, st := abi.GetLogLevel(); st == 0 {
+		vm.logLevel = LogLevel(lvl)
+	}
+	if size > 0 {
+		b, st := abi.GetBufferBytes(bufVMConfig, 0, size)
+		if st != 0 {
+			Errorf("reading the VM configuration: %v", Status(st))
+			return false
+		}
+		vm.vmConfig = b
+	}
+	return true
+}
+
+func onConfigure(root, size uint32) (ok bool) {
+	enter(root)
+	r := vm.roots[root]
+	if r == nil {
+		r = &rootContext{id: root}
+		vm.roots[root] = r
+	}
+	if vm.newPlugin == nil {
+		Criticalf("no plugin registered: call sdk.Register from an init function")
+		return false
+	}
+	var cfg []byte
+	if size > 0 {
+		b, st := abi.GetBufferBytes(bufPluginConfig, 0, size)
+		if st != 0 {
+			Errorf("reading the plugin configuration: %v", Status(st))
+			return false
+		}
+		cfg = b
+	}
+	defer func() {
+		if e := recover(); e != nil {
+			Criticalf("plugin constructor panicked: %v", e)
+			ok = false
+		}
+	}()
+	p, err := vm.newPlugin(cfg)
+	if err != nil {
+		Errorf("configuration refused: %v", err)
+		return false
+	}
+	if p == nil {
+		Errorf("configuration refused: the constructor returned no plugin")
+		return false
+	}
+	r.plugin = p
+	return true
+}
+
+func onTick(root uint32) {
+	enter(root)
+	r := vm.roots[root]
+	if r == nil || r.plugin == nil {
+		return
+	}
+	if t, ok := r.plugin.(Ticker); ok {
+		defer recoverRoot("OnTick")
+		t.OnTick()
+	}
+}
+
+func onQueueReady(root, queue uint32) {
+	enter(root)
+	r := vm.roots[root]
+	if r == nil || r.plugin == nil {
+		return
+	}
+	if q, ok := r.plugin.(QueueReceiver); ok {
+		defer recoverRoot("OnQueueReady")
+		q.OnQueueReady(Queue(queue))
+	}
+}
+
+// streamFor enters a stream callback: it returns the stream if its filter
+// is set.
+func streamFor(id uint32) *Stream {
+	enter(id)
+	s := vm.streams[id]
+	if s == nil || s.filter == nil {
+		return nil
+	}
+	return s
+}
+
+func onRequestHeaders(id, n uint32, eos bool) (a uint32) {
+	s := streamFor(id)
+	if s == nil {
+		return uint32(Continue)
+	}
+	s.phase = streamRequest
+	if f, ok := s.filter.(RequestHeadersFilter); ok {
+		defer recoverAction(s, "OnRequestHeaders", &a)
+		return uint32(f.OnRequestHeaders(s, eos))
+	}
+	return uint32(Continue)
+}
+
+func onRequestBody(id, size uint32, eos bool) (a uint32) {
+	s := streamFor(id)
+	if s == nil {
+		return uint32(Continue)
+	}
+	s.phase = streamRequest
+	if f, ok := s.filter.(RequestBodyFilter); ok {
+		defer recoverAction(s, "OnRequestBody", &a)
+		return uint32(f.OnRequestBody(s, int(size), eos))
+	}
+	return uint32(Continue)
+}
+
+func onRequestTrailers(id, n uint32) (a uint32) {
+	s := streamFor(id)
+	if s == nil {
+		return uint32(Continue)
+	}
+	s.phase = streamRequest
+	if f, ok := s.filter.(RequestTrailersFilter); ok {
+		defer recoverAction(s, "OnRequestTrailers", &a)
+		return uint32(f.OnRequestTrailers(s, int(n)))
+	}
+	return uint32(Continue)
+}
+
+func onResponseHeaders(id, n uint32, eos bool) (a uint32) {
+	s := streamFor(id)
+	if s == nil {
+		return uint32(Continue)
+	}
+	s.phase = streamResponse
+	if f, ok := s.filter.(ResponseHeadersFilter); ok {
+		defer recoverAction(s, "OnResponseHeaders", &a)
+		return uint32(f.OnResponseHeaders(s, eos))
+	}
+	return uint32(Continue)
+}
+
+func onResponseBody(id, size uint32, eos bool) (a uint32) {
+	s := streamFor(id)
+	if s == nil {
+		return uint32(Continue)
+	}
+	s.phase = streamResponse
+	if f, ok := s.filter.(ResponseBodyFilter); ok {
+		defer recoverAction(s, "OnResponseBody", &a)
+		return uint32(f.OnResponseBody(s, int(size), eos))
+	}
+	return uint32(Continue)
+}
+
+func onResponseTrailers(id, n uint32) (a uint32) {
+	s := streamFor(id)
+	if s == nil {
+		return uint32(Continue)
+	}
+	s.phase = streamResponse
+	if f, ok := s.filter.(ResponseTrailersFilter); ok {
+		defer recoverAction(s, "OnResponseTrailers", &a)
+		return uint32(f.OnResponseTrailers(s, int(n)))
+	}
+	return uint32(Continue)
+}
+
+func onLog(id uint32) {
+	s := streamFor(id)
+	if s == nil {
+		return
+	}
+	if f, ok := s.filter.(LogFilter); ok {
+		defer recoverStream(s, "OnLog")
+		f.OnLog(s)
+	}
+}
+
+func onDone(id uint32) bool {
+	enter(id)
+	if r := vm.roots[id]; r != nil {
+		if c, ok := r.plugin.(PluginCloser); ok {
+			defer recoverRoot("OnPluginDone")
+			c.OnPluginDone()
+		}
+		return true
+	}
+	s := vm.streams[id]
+	if s == nil || s.filter == nil {
+		return true
+	}
+	if f, ok := s.filter.(DoneFilter); ok {
+		defer recoverStream(s, "OnDone")
+		f.OnDone(s)
+	}
+	return true
+}
+
+func onDelete(id uint32) {
+	if vm.effective == id {
+		vm.effective = 0
+	}
+	if _, ok := vm.roots[id]; ok {
+		delete(vm.roots, id)
+		return
+	}
+	s := vm.streams[id]
+	if s == nil {
+		return
+	}
+	delete(vm.streams, id)
+	s.gone = true
+	if s.calls > 0 {
+		for tok, c := range vm.calls {
+			if c.ctx == id {
+				delete(vm.calls, tok)
+			}
+		}
+	}
+	s.filter = nil
+}
+
+// recoverAction turns a panic in a header/body callback into a 500 local
+// response, so one bad request does not take the VM down.
+func recoverAction(s *Stream, where string, a *uint32) {
+	if e := recover(); e != nil {
+		Criticalf("%s panicked: %v", where, e)
+		_ = s.SendLocalResponse(500, []byte("filter error\n"), nil)
+		*a = uint32(Pause)
+	}
+}
+
+func recoverStream(s *Stream, where string) {
+	if e := recover(); e != nil {
+		Criticalf("stream %d: %s panicked: %v", s.id, where, e)
+	}
+}
+
+func recoverRoot(where string) {
+	if e := recover(); e != nil {
+		Criticalf("%s panicked: %v", where, e)
+	}
+}
+
+// VMConfig returns the VM configuration (the filter's vm_config).
+func VMConfig() []byte { return vm.vmConfig }
