@@ -1,0 +1,140 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildWeft builds the binary once per test run.
+func buildWeft(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "weft")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildWeft(t)
+	dir := t.TempDir()
+
+	// An upstream for the proxy.
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond) // in flight when SIGTERM arrives
+		fmt.Fprint(w, "upstream says hi")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go up.Serve(ln)
+	defer up.Close()
+
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: main
+    address: %q
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: %q}]
+`, adminAddr, listen, ln.Addr().String())), 0o644)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listeners:\n  - name: main\n    address: nowhere\n    virtual_hosts: []\n    colour: blue\n"), 0o644)
+
+	t.Run("validate", func(t *testing.T) {
+		if out, err := exec.Command(bin, "validate", good).CombinedOutput(); err != nil {
+			t.Fatalf("good file refused: %v\n%s", err, out)
+		}
+		out, err := exec.Command(bin, "validate", bad).CombinedOutput()
+		if err == nil {
+			t.Fatal("bad file accepted")
+		}
+		if !strings.Contains(string(out), "bad.yaml:5") || !strings.Contains(string(out), "colour") {
+			t.Fatalf("error does not name file, line and field:\n%s", out)
+		}
+	})
+
+	t.Run("proxy drains on SIGTERM", func(t *testing.T) {
+		cmd := exec.Command(bin, "proxy", "-c", good, "-wasm-cache", "", "-log-level", "warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get("http://" + adminAddr + "/ready")
+			if err == nil && resp.StatusCode == 200 {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("proxy never became ready")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		type result struct {
+			status int
+			err    error
+		}
+		res := make(chan result, 1)
+		go func() {
+			resp, err := http.Get("http://" + listen + "/x")
+			if err != nil {
+				res <- result{err: err}
+				return
+			}
+			resp.Body.Close()
+			res <- result{status: resp.StatusCode}
+		}()
+		time.Sleep(50 * time.Millisecond) // the request is now waiting on the upstream
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		r := <-res
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("in-flight request during SIGTERM: %d %v", r.status, r.err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("proxy exited with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("proxy did not exit after SIGTERM")
+		}
+	})
+}
