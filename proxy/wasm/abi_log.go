@@ -70,7 +70,9 @@ func proxyLog(v *vm, st []uint64) uint32 {
 		return statusInvalidMemoryAccess
 	}
 	if ce := v.p.log.Check(zapLevelOf(level), "wasm guest"); ce != nil {
-		ce.Write(zap.ByteString("msg", msg))
+		// Copy: msg is guest memory, and a core may keep fields after Write
+		// returns (observers, buffered or async cores).
+		ce.Write(zap.String("msg", string(msg)))
 	}
 	return statusOK
 }
