@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/server"
 )
 
@@ -28,6 +29,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	scrape := fs.Duration("scrape", 10*time.Second, "how often to scrape sidecars' metrics (0 turns scraping off)")
 	watch := fs.Duration("watch-timeout", server.DefaultWatchTimeout, "longest a sidecar's watch request waits")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	trustDomain := fs.String("trust-domain", "", "run the certificate authority for this SPIFFE trust domain (e.g. weft.local); empty: no CA, plaintext mesh")
+	certTTL := fs.Duration("cert-ttl", 24*time.Hour, "lifetime of sidecar certificates (renewed at half-life)")
+	caCert := fs.String("ca-cert", "", "operator-supplied root CA certificate (PEM; with -ca-key); default: generated in DATA/ca")
+	caKey := fs.String("ca-key", "", "the root CA's private key (PEM)")
+	intermediate := fs.Bool("ca-intermediate", false, "sign sidecar certificates with an intermediate CA under the root")
+	propagation := fs.Duration("ca-propagation", time.Minute, "after POST /v1/ca/rotate, how long the new root is only trusted before it signs (longer than sidecars' -bundle-poll)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
 		fs.PrintDefaults()
@@ -48,8 +55,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if interval == 0 {
 		interval = -1
 	}
+	var caOpts *ca.Options
+	if *trustDomain != "" {
+		caOpts = &ca.Options{TrustDomain: *trustDomain, TTL: *certTTL, RootCertFile: *caCert, RootKeyFile: *caKey, Intermediate: *intermediate, Propagation: *propagation}
+	}
 	s, err := server.Start(ctx, server.Options{Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
-		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log})
+		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log, CA: caOpts})
 	if err != nil {
 		return err
 	}

@@ -107,6 +107,9 @@ func runProxy(ctx context.Context, args []string) error {
 	cacheDir := fs.String("wasm-cache", defaultCacheDir(), "directory for compiled Wasm modules (\"\" = memory only)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for in-flight requests")
+	joinToken := fs.String("join-token", "", "this node's join token: get a mesh certificate from the control plane's CA (with --control)")
+	joinTokenFile := fs.String("join-token-file", "", "read the join token from this file")
+	bundlePoll := fs.Duration("bundle-poll", 30*time.Second, "how often the trust bundle is polled (with a join token)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,7 +124,13 @@ func runProxy(ctx context.Context, args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
-	p, err := proxy.New(ctx, proxy.Options{Logger: log, WasmCacheDir: *cacheDir, DrainTimeout: *drain})
+	identityCtx, stopIdentity := context.WithCancel(ctx)
+	defer stopIdentity()
+	ident, err := meshIdentity(identityCtx, *controlURL, *nodeID, *joinToken, *joinTokenFile, *bundlePoll, log)
+	if err != nil {
+		return err
+	}
+	p, err := proxy.New(ctx, proxy.Options{Logger: log, WasmCacheDir: *cacheDir, DrainTimeout: *drain, Identity: ident})
 	if err != nil {
 		return err
 	}

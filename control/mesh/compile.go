@@ -155,6 +155,7 @@ func (n *nodeCompiler) compile() (*config.Config, error) {
 	if n.s.Inbound != "" {
 		in := config.Listener{Name: "inbound", Address: n.s.Inbound, Direction: "inbound"}
 		in.Filters = n.listenerFilters("inbound", self)
+		n.secureInbound(&in, self)
 		in.VirtualHosts = []config.VirtualHost{{
 			Name:    "local-app",
 			Domains: []string{"*"},
@@ -291,6 +292,7 @@ func (n *nodeCompiler) serviceCluster(k Key, version string) string {
 			}
 		}
 	}
+	n.secureCluster(&c, k)
 	n.cfg.Clusters = append(n.cfg.Clusters, c)
 	return name
 }

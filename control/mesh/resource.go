@@ -288,9 +288,9 @@ type Selector struct {
 	Direction string `yaml:"direction,omitempty" json:"direction,omitempty"`
 }
 
-// PolicySpec is an access policy for services. It is validated (its
-// references must resolve) but not yet compiled into sidecar configs: the
-// data plane has no authorization filter to carry it.
+// PolicySpec is an access policy for services: the mTLS mode of their
+// sidecars' inbound listeners and which peers may call them. It is
+// compiled when the control plane runs a CA (Options.TrustDomain set).
 type PolicySpec struct {
 	Services []string `yaml:"services" json:"services"`
 	// MTLS is "strict", "permissive" or "disable".
@@ -319,6 +319,10 @@ type SidecarSpec struct {
 	Admin string `yaml:"admin,omitempty" json:"admin,omitempty"`
 	// Egress limits the services this sidecar may call; empty means all.
 	Egress []string `yaml:"egress,omitempty" json:"egress,omitempty"`
+	// ServiceAccount is the workload's service account: its SPIFFE ID is
+	// spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT. Default: the
+	// fronted service's name, else the node id.
+	ServiceAccount string `yaml:"service_account,omitempty" json:"service_account,omitempty"`
 }
 
 // envelope is a resource as written, before its spec is typed.

@@ -59,6 +59,9 @@ type Options struct {
 	// ModuleURL is where sidecars fetch a module by digest (e.g.
 	// "http://control:7070/v1/modules/<sha256>").
 	ModuleURL func(sha256 string) string
+	// TrustDomain, when set (the control plane runs a CA), compiles mTLS
+	// and Policy resources into sidecar configs (security.go).
+	TrustDomain string
 }
 
 type checker struct {
@@ -515,6 +518,9 @@ func (c *checker) sidecar(s *SidecarSpec) {
 	}
 	for i, e := range s.Egress {
 		c.serviceRef(fmt.Sprintf("spec.egress[%d]", i), e)
+	}
+	if s.ServiceAccount != "" && !validSegment(s.ServiceAccount) {
+		c.errf("spec.service_account", "service account %q: use letters, digits, '.', '-', '_' (it is a SPIFFE ID path segment)", s.ServiceAccount)
 	}
 	if s.Inbound != "" && s.Inbound == s.Outbound && !strings.HasSuffix(s.Inbound, ":0") {
 		c.errf("spec.inbound", "inbound and outbound both use %q", s.Inbound)

@@ -15,6 +15,7 @@ import (
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
+	"github.com/weftmesh/weft/control/ui"
 )
 
 // UserHeader names who makes an API change (recorded in the audit log).
@@ -37,6 +38,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/ack", s.handleAck)
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
 	mux.HandleFunc("GET /v1/telemetry", s.handleTelemetry)
+	mux.Handle("GET /ui", ui.Handler()) // the mesh view
+	s.identityRoutes(mux)
 	return mux
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/filesource"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/registry"
@@ -49,7 +50,11 @@ type Options struct {
 	// ScrapeInterval is how often sidecars' metrics are scraped (default
 	// 10s; negative turns scraping off).
 	ScrapeInterval time.Duration
-	Logger         *zap.Logger
+	// CA, when set, runs the certificate authority (its Dir defaults to
+	// DATA/ca): sidecars get SVIDs, and compiled configs carry mTLS and
+	// Policy resources. Nil: no CA, plaintext mesh.
+	CA     *ca.Options
+	Logger *zap.Logger
 }
 
 // Server is a running control plane.
@@ -65,6 +70,9 @@ type Server struct {
 	files *filesource.Source
 	scr   *telemetry.Scraper
 	nodes *tracker
+	// ca and tokens are nil when the CA is off.
+	ca     *ca.CA
+	tokens *ca.Tokens
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -112,6 +120,21 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if s.audit, err = store.OpenAudit(filepath.Join(o.DataDir, "audit.log")); err != nil {
 		return fail(err)
 	}
+	if o.CA != nil {
+		co := *o.CA
+		if co.Dir == "" {
+			co.Dir = filepath.Join(o.DataDir, "ca")
+		}
+		if co.Logger == nil {
+			co.Logger = o.Logger
+		}
+		if s.ca, err = ca.Open(co); err != nil {
+			return fail(err)
+		}
+		if s.tokens, err = ca.OpenTokens(filepath.Join(co.Dir, "tokens.json")); err != nil {
+			return fail(err)
+		}
+	}
 	if s.store, err = store.Open(store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger}); err != nil {
 		return fail(err)
 	}
@@ -145,9 +168,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // compile validates and compiles a mesh with this server's registry and
 // module URLs.
 func (s *Server) compile(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
+	td := ""
+	if s.ca != nil {
+		td = s.ca.TrustDomain()
+	}
 	return mesh.Compile(m, mesh.Options{
-		HasModule: s.reg.Has,
-		ModuleURL: func(sha string) string { return s.url + "/v1/modules/" + sha },
+		TrustDomain: td,
+		HasModule:   s.reg.Has,
+		ModuleURL:   func(sha string) string { return s.url + "/v1/modules/" + sha },
 	})
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -25,6 +26,10 @@ type Options struct {
 	// Resolver resolves DNS clusters and host names in static endpoints.
 	// Nil means net.DefaultResolver.
 	Resolver *net.Resolver
+	// TLS, when set, makes every connection to the endpoints (requests and
+	// health checks) TLS with this config (see tls.go). It must be set
+	// exactly when the config's tls is in mtls mode.
+	TLS *tls.Config
 }
 
 // Defaults applied by New to zero config fields.
@@ -78,6 +83,7 @@ type Cluster struct {
 	hashOn   hashOn
 	dns      *config.DNS
 	statics  []config.Endpoint
+	tls      *tls.Config
 
 	view     atomic.Pointer[view]
 	breakers breakers
@@ -134,7 +140,7 @@ func New(c config.Cluster, o Options) (*Cluster, error) {
 	fail := func(format string, args ...any) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster %q: "+format, append([]any{c.Name}, args...)...)
 	}
-	cl := &Cluster{name: c.Name, log: o.Logger, resolver: o.Resolver}
+	cl := &Cluster{name: c.Name, log: o.Logger, resolver: o.Resolver, tls: o.TLS}
 	if cl.log == nil {
 		cl.log = zap.NewNop()
 	}
@@ -272,7 +278,8 @@ func New(c config.Cluster, o Options) (*Cluster, error) {
 		Endpoints []config.Endpoint
 		DNS       *config.DNS
 		Settings  settings
-	}{cl.name, cl.lbName, cl.hashOn, cl.statics, cl.dns, cl.s})
+		TLS       *config.ClusterTLS `json:",omitempty"`
+	}{cl.name, cl.lbName, cl.hashOn, cl.statics, cl.dns, cl.s, tlsKey(c.TLS)})
 	if err != nil {
 		return fail("digest: %w", err)
 	}

@@ -64,6 +64,7 @@ func newEndpoint(c *Cluster, addr string, weight uint32) *Endpoint {
 		MaxIdemponentCallAttempts: 2,
 		RetryIfErr:                retryStaleConn,
 	}
+	c.applyTLS(e.client)
 	return e
 }
 
@@ -160,6 +161,7 @@ func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 		// behind in a pool nobody will close.
 		req.SetConnectionClose()
 	}
+	c.setScheme(req)
 	var err error
 	if deadline.IsZero() {
 		err = e.client.Do(req, resp)

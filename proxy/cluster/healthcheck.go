@@ -102,6 +102,7 @@ func (c *Cluster) healthCheckLoop(e *Endpoint, stop chan struct{}) {
 		NoDefaultUserAgentHeader:  true,
 		MaxIdemponentCallAttempts: 1,
 	}
+	c.applyTLS(client)
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)

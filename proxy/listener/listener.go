@@ -32,8 +32,15 @@ type Options struct {
 	Limits  config.Limits
 	Handler fasthttp.RequestHandler
 	// TLS, when set, makes the listener speak TLS with this config.
-	TLS    *tls.Config
-	Logger *zap.Logger
+	TLS *tls.Config
+	// TLSMode is TLSStrict (default: every connection is TLS) or
+	// TLSPermissive (TLS and plaintext on the same port).
+	TLSMode string
+	// TLSSelect, when set, is asked per connection for the TLS mode and
+	// config (it wins over TLS and TLSMode): a config swap can turn TLS on
+	// or off without rebinding.
+	TLSSelect TLSSelector
+	Logger    *zap.Logger
 }
 
 // Listener is a bound socket and the fasthttp server behind it.
@@ -55,8 +62,15 @@ func Listen(o Options) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", o.Name, err)
 	}
-	if o.TLS != nil {
-		ln = tls.NewListener(ln, o.TLS)
+	switch {
+	case o.TLSSelect != nil:
+		ln = WrapTLS(ln, o.TLSSelect)
+	case o.TLS != nil:
+		mode, cfg := o.TLSMode, o.TLS
+		if mode == "" {
+			mode = TLSStrict
+		}
+		ln = WrapTLS(ln, func() (string, *tls.Config) { return mode, cfg })
 	}
 	lim := o.Limits
 	srv := &fasthttp.Server{

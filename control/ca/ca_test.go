@@ -1,0 +1,210 @@
+package ca
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func csr(t *testing.T, uris ...string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.CertificateRequest{}
+	for _, u := range uris {
+		p, _ := url.Parse(u)
+		tmpl.URIs = append(tmpl.URIs, p)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func verify(t *testing.T, is *Issued, roots []*x509.Certificate, at time.Time) error {
+	t.Helper()
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	for _, der := range is.Chain[1:] {
+		c, _ := x509.ParseCertificate(der)
+		inter.AddCert(c)
+	}
+	_, err := is.Leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err
+}
+
+const id = "spiffe://weft.test/ns/shop/sa/orders"
+
+func TestSignIssuesTheNodesIdentity(t *testing.T) {
+	for _, inter := range []bool{false, true} {
+		c, err := Open(Options{Dir: t.TempDir(), TrustDomain: "weft.test", TTL: time.Hour, Intermediate: inter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, req := range [][]byte{csr(t), csr(t, id)} {
+			is, err := c.Sign(Request{CSR: req, ID: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(is.Leaf.URIs) != 1 || is.Leaf.URIs[0].String() != id {
+				t.Fatalf("URI SANs %v, want %s", is.Leaf.URIs, id)
+			}
+			if life := is.Leaf.NotAfter.Sub(is.Leaf.NotBefore); life < time.Hour || life > time.Hour+2*time.Minute {
+				t.Fatalf("lifetime %s, want the 1h TTL (+ skew)", life)
+			}
+			if len(is.Chain) != map[bool]int{false: 1, true: 2}[inter] {
+				t.Fatalf("intermediate=%v: chain of %d", inter, len(is.Chain))
+			}
+			roots, _ := c.Bundle()
+			if err := verify(t, is, roots, time.Now()); err != nil {
+				t.Fatalf("intermediate=%v: does not verify against the bundle: %v", inter, err)
+			}
+			if err := verify(t, is, roots, time.Now().Add(2*time.Hour)); err == nil {
+				t.Fatal("still valid after its TTL")
+			}
+		}
+	}
+}
+
+func TestSignRefusesForeignIdentities(t *testing.T) {
+	c, err := Open(Options{Dir: t.TempDir(), TrustDomain: "weft.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, req := range map[string][]byte{
+		"other sa":      csr(t, "spiffe://weft.test/ns/shop/sa/payments"),
+		"two ids":       csr(t, id, "spiffe://weft.test/ns/shop/sa/payments"),
+		"other domain":  csr(t, "spiffe://evil.test/ns/shop/sa/orders"),
+		"not spiffe id": csr(t, "https://orders.shop"),
+	} {
+		if _, err := c.Sign(Request{CSR: req, ID: id}); !errors.Is(err, ErrForeignIdentity) {
+			t.Errorf("%s: err = %v, want ErrForeignIdentity", name, err)
+		}
+	}
+	if _, err := c.Sign(Request{CSR: csr(t), ID: "spiffe://other.test/ns/a/sa/b"}); err == nil {
+		t.Error("signed an identity outside the trust domain")
+	}
+	bad := csr(t)
+	bad[len(bad)-3] ^= 0xff // breaks the signature
+	if _, err := c.Sign(Request{CSR: bad, ID: id}); err == nil {
+		t.Error("signed a CSR with a broken signature")
+	}
+}
+
+func TestRootPersistsAndRotatesWithOverlap(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(Options{Dir: dir, TrustDomain: "weft.test", TTL: time.Hour, Propagation: 50 * time.Millisecond, Intermediate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots1, signer1 := c.Bundle()
+	old, _ := c.Sign(Request{CSR: csr(t), ID: id})
+
+	again, err := Open(Options{Dir: dir, TrustDomain: "weft.test", Intermediate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if roots, s := again.Bundle(); s != signer1 || len(roots) != 1 || !roots[0].Equal(roots1[0]) {
+		t.Fatal("a restart did not keep the root")
+	}
+
+	if err := c.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rotate(); err == nil {
+		t.Fatal("a second rotation while one is pending was accepted")
+	}
+	roots, s := c.Bundle()
+	if s != signer1 || len(roots) != 2 {
+		t.Fatalf("during propagation: signer changed=%v, %d roots; want the old signer and both roots", s != signer1, len(roots))
+	}
+	// A restart during propagation keeps the pending rotation.
+	mid, err := Open(Options{Dir: dir, TrustDomain: "weft.test", TTL: time.Hour, Intermediate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := mid.Bundle(); len(r) != 2 {
+		t.Fatalf("restart lost the pending root: %d roots", len(r))
+	}
+	time.Sleep(60 * time.Millisecond)
+	fresh, err := c.Sign(Request{CSR: csr(t), ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, s = c.Bundle()
+	if s == signer1 || len(roots) != 2 {
+		t.Fatalf("after propagation: signer changed=%v, %d roots; want a new signer and both roots (overlap)", s != signer1, len(roots))
+	}
+	if verify(t, old, roots, time.Now()) != nil || verify(t, fresh, roots, time.Now()) != nil {
+		t.Fatal("the overlap bundle must verify certificates of both roots")
+	}
+	if verify(t, fresh, roots1, time.Now()) == nil {
+		t.Fatal("a certificate of the new root verified against the old root alone")
+	}
+	after, err := Open(Options{Dir: dir, TrustDomain: "weft.test", TTL: time.Hour, Intermediate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, s2 := after.Bundle(); s2 != s || len(r) != 2 {
+		t.Fatalf("restart after rotation: signer kept=%v, %d roots", s2 == s, len(r))
+	}
+}
+
+func TestOperatorRootAndTokens(t *testing.T) {
+	gen := t.TempDir()
+	if _, err := Open(Options{Dir: gen, TrustDomain: "weft.test"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(Options{Dir: t.TempDir(), TrustDomain: "weft.test",
+		RootCertFile: filepath.Join(gen, "root-cert.pem"), RootKeyFile: filepath.Join(gen, "root-key.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rotate(); err == nil {
+		t.Fatal("rotated an operator-supplied root")
+	}
+	is, err := c.Sign(Request{CSR: csr(t), ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := is.Leaf.CheckSignatureFrom(is.Bundle[0]); err != nil {
+		t.Fatalf("not signed by the operator's root: %v", err)
+	}
+
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	tk, err := OpenTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := tk.Issue("orders-1")
+	b, _ := tk.Issue("web-1")
+	if !tk.Check("orders-1", a) || !tk.Check("web-1", b) {
+		t.Fatal("a node's own token was refused")
+	}
+	if tk.Check("orders-1", b) || tk.Check("orders-1", "") || tk.Check("ghost", a) {
+		t.Fatal("a token was accepted for another node")
+	}
+	reloaded, _ := OpenTokens(path)
+	if !reloaded.Check("orders-1", a) {
+		t.Fatal("tokens did not survive a restart")
+	}
+	a2, _ := reloaded.Issue("orders-1")
+	if reloaded.Check("orders-1", a) || !reloaded.Check("orders-1", a2) {
+		t.Fatal("re-issuing did not replace the old token")
+	}
+	_ = reloaded.Revoke("orders-1")
+	if reloaded.Check("orders-1", a2) {
+		t.Fatal("a revoked token was accepted")
+	}
+}

@@ -1,0 +1,141 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/identity"
+)
+
+// IdentityClient asks the control plane's CA for certificates and trust
+// bundles; it is the sidecar's identity.Signer. The join token proves the
+// node id; the control plane decides the identity from the node's Sidecar
+// resource.
+type IdentityClient struct {
+	// URL is the control plane's base URL.
+	URL    string
+	NodeID string
+	// Token is the node's join token (weft ctl token NODE, or POST /v1/tokens).
+	Token string
+	// HTTP is the client to use (default: one with a 10s timeout).
+	HTTP *http.Client
+}
+
+type certificateRequest struct {
+	Node string `json:"node"`
+	CSR  string `json:"csr"`
+}
+
+type bundleResponse struct {
+	TrustDomain string `json:"trust_domain"`
+	Bundle      string `json:"bundle"`
+	Version     string `json:"bundle_version"`
+	Signer      string `json:"signer"`
+}
+
+type certificateResponse struct {
+	SpiffeID string `json:"spiffe_id"`
+	Chain    string `json:"chain"`
+	bundleResponse
+}
+
+func (c *IdentityClient) client() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{Timeout: 10 * time.Second}
+}
+
+// Sign implements identity.Signer: POST /v1/certificate.
+func (c *IdentityClient) Sign(ctx context.Context, csrDER []byte) (*identity.Issued, error) {
+	body, _ := json.Marshal(certificateRequest{Node: c.NodeID, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.URL, "/")+"/v1/certificate", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	var cr certificateResponse
+	if err := c.do(req, &cr); err != nil {
+		return nil, fmt.Errorf("certificate for node %s: %w", c.NodeID, err)
+	}
+	certs, err := identity.ParseCertsPEM([]byte(cr.Chain))
+	if err != nil || len(certs) == 0 {
+		return nil, fmt.Errorf("certificate for node %s: bad chain: %v", c.NodeID, err)
+	}
+	b, err := identity.ParseBundlePEM(cr.TrustDomain, []byte(cr.Bundle))
+	if err != nil {
+		return nil, fmt.Errorf("certificate for node %s: %w", c.NodeID, err)
+	}
+	is := &identity.Issued{Bundle: b, Signer: cr.Signer}
+	for _, ct := range certs {
+		is.Chain = append(is.Chain, ct.Raw)
+	}
+	return is, nil
+}
+
+// FetchBundle implements identity.Signer: GET /v1/bundle.
+func (c *IdentityClient) FetchBundle(ctx context.Context) (*identity.Bundle, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.URL, "/")+"/v1/bundle", nil)
+	if err != nil {
+		return nil, "", err
+	}
+	var br bundleResponse
+	if err := c.do(req, &br); err != nil {
+		return nil, "", fmt.Errorf("trust bundle: %w", err)
+	}
+	b, err := identity.ParseBundlePEM(br.TrustDomain, []byte(br.Bundle))
+	if err != nil {
+		return nil, "", err
+	}
+	return b, br.Signer, nil
+}
+
+func (c *IdentityClient) do(req *http.Request, into any) error {
+	resp, err := c.client().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		if e.Error == "" {
+			e.Error = string(bytes.TrimSpace(b))
+		}
+		return &StatusError{Status: resp.StatusCode, Msg: e.Error}
+	}
+	if err := json.Unmarshal(b, into); err != nil {
+		return fmt.Errorf("decoding the answer: %w", err)
+	}
+	return nil
+}
+
+// StatusError is a refused identity request.
+type StatusError struct {
+	Status int
+	Msg    string
+}
+
+// Error is "status N: message".
+func (e *StatusError) Error() string { return fmt.Sprintf("status %d: %s", e.Status, e.Msg) }
+
+// IsStatus reports whether err is a StatusError with that status.
+func IsStatus(err error, status int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Status == status
+}

@@ -1,0 +1,183 @@
+package authz
+
+import (
+	"net"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/filter"
+)
+
+func stream(method, path, principal string, port int, hdrs ...string) *filter.Stream {
+	req := &fasthttp.Request{}
+	req.Header.SetMethod(method)
+	req.SetRequestURI(path)
+	for i := 0; i+1 < len(hdrs); i += 2 {
+		req.Header.Set(hdrs[i], hdrs[i+1])
+	}
+	s := &filter.Stream{Request: req, Response: &fasthttp.Response{}, Destination: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
+	if principal != "" {
+		s.TLS = &filter.TLSInfo{MTLS: true, PeerURISAN: principal}
+	}
+	return s
+}
+
+func policy(t testing.TB, def string, m *Metrics, rules ...config.AuthzRule) *Policy {
+	t.Helper()
+	a := &config.Authz{Default: def, Rules: rules}
+	p, err := Compile("inbound", a, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDenyWinsAndDefaults(t *testing.T) {
+	m := NewMetrics()
+	p := policy(t, "deny", m,
+		config.AuthzRule{Name: "payments", Action: "allow", Principals: []string{"spiffe://td/ns/payments/*"}},
+		config.AuthzRule{Name: "jwt-admin", Action: "allow", RequestPrincipals: []string{"issuer/admin*"}, Methods: []string{"POST"}},
+		config.AuthzRule{Name: "no-debug", Action: "deny", Paths: []string{"/debug*"}},
+		config.AuthzRule{Name: "only-8443-beta", Action: "deny", Ports: []int{9000}, Headers: []config.HeaderMatcher{{Name: "x-beta", Present: true}}},
+		config.AuthzRule{Name: "health", Action: "allow", Paths: []string{"/healthz"}},
+	)
+	cases := []struct {
+		name string
+		s    *filter.Stream
+		want string // "" allowed, else the rule
+	}{
+		{"namespace wildcard", stream("GET", "/x", "spiffe://td/ns/payments/sa/api", 80), ""},
+		{"other namespace", stream("GET", "/x", "spiffe://td/ns/web/sa/api", 80), "default"},
+		{"prefix is per segment", stream("GET", "/x", "spiffe://td/ns/payments-evil/sa/api", 80), "default"},
+		{"no principal", stream("GET", "/x", "", 80), "default"},
+		{"deny wins over allow", stream("GET", "/debug/pprof", "spiffe://td/ns/payments/sa/api", 80), "no-debug"},
+		{"deny by port and header", stream("GET", "/x", "spiffe://td/ns/payments/sa/api", 9000, "X-Beta", "1"), "only-8443-beta"},
+		{"other port", stream("GET", "/x", "spiffe://td/ns/payments/sa/api", 8443, "X-Beta", "1"), ""},
+		{"exact path", stream("GET", "/healthz", "", 80), ""},
+		{"exact path is exact", stream("GET", "/healthz/x", "", 80), "default"},
+		{"path normalized", stream("GET", "/a/../debug/x", "spiffe://td/ns/payments/sa/api", 80), "no-debug"},
+		{"jwt principal + method", stream("POST", "/x", "", 80, "X-Weft-Jwt-Sub", "issuer/admin-1"), ""},
+		{"jwt principal wrong method", stream("GET", "/x", "", 80, "X-Weft-Jwt-Sub", "issuer/admin-1"), "default"},
+		{"jwt principal mismatch", stream("POST", "/x", "", 80, "X-Weft-Jwt-Sub", "issuer/user"), "default"},
+	}
+	for _, c := range cases {
+		d := p.Check(c.s)
+		got := ""
+		if d != nil {
+			got = d.Rule
+			if string(d.Value) != "denied:"+d.Rule {
+				t.Errorf("%s: header value %q", c.name, d.Value)
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+	if n := count(m, "default"); n != 6 {
+		t.Errorf("default denials counted %v, want 6", n)
+	}
+	if n := count(m, "no-debug"); n != 2 {
+		t.Errorf("no-debug denials counted %v, want 2", n)
+	}
+}
+
+func TestDefaultAllowAndStrip(t *testing.T) {
+	p := policy(t, "allow", nil, config.AuthzRule{Name: "block", Action: "deny", Principals: []string{"*"}, Methods: []string{"DELETE"}})
+	if d := p.Check(stream("DELETE", "/x", "", 80)); d != nil {
+		t.Fatal("'*' matched a peer with no identity")
+	}
+	if d := p.Check(stream("DELETE", "/x", "spiffe://td/ns/a/sa/b", 80)); d == nil || d.Rule != "block" {
+		t.Fatalf("got %v, want block", d)
+	}
+	if d := p.Check(stream("GET", "/x", "spiffe://td/ns/a/sa/b", 80)); d != nil {
+		t.Fatal("default allow denied")
+	}
+	s := stream("GET", "/x", "", 80, "x-weft-jwt-sub", "forged")
+	p.StripRequestPrincipal(&s.Request.Header)
+	if v := s.Request.Header.Peek("X-Weft-Jwt-Sub"); v != nil {
+		t.Fatalf("forged principal header kept: %q", v)
+	}
+}
+
+func TestCheckAllocatesNothing(t *testing.T) {
+	p := policy(t, "deny", NewMetrics(),
+		config.AuthzRule{Name: "deny-h", Action: "deny", Headers: []config.HeaderMatcher{{Name: "x-block", Exact: "1"}}},
+		config.AuthzRule{Name: "payments", Action: "allow", Principals: []string{"spiffe://td/ns/payments/*"}, Paths: []string{"/api/*"}, Methods: []string{"GET"}},
+	)
+	ok := stream("GET", "/api/v1", "spiffe://td/ns/payments/sa/api", 80)
+	no := stream("GET", "/api/v1", "spiffe://td/ns/web/sa/api", 80)
+	if n := testing.AllocsPerRun(200, func() {
+		if p.Check(ok) != nil || p.Check(no) == nil {
+			panic("wrong decision")
+		}
+	}); n != 0 {
+		t.Fatalf("Check allocates %v per run, want 0", n)
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	p := policy(b, "deny", NewMetrics(),
+		config.AuthzRule{Name: "deny-h", Action: "deny", Headers: []config.HeaderMatcher{{Name: "x-block", Exact: "1"}}},
+		config.AuthzRule{Name: "payments", Action: "allow", Principals: []string{"spiffe://td/ns/payments/*"}, Paths: []string{"/api/*"}, Methods: []string{"GET"}},
+	)
+	s := stream("GET", "/api/v1", "spiffe://td/ns/payments/sa/api", 80)
+	b.ReportAllocs()
+	for b.Loop() {
+		if p.Check(s) != nil {
+			b.Fatal("denied")
+		}
+	}
+}
+
+// FuzzPolicy checks the matcher's invariants on arbitrary principals,
+// paths, methods and header values: no panic; deny wins (a request a deny
+// rule matches is never allowed); a wildcard principal pattern matches
+// exactly the IDs under its prefix; default deny denies what no allow rule
+// matches.
+func FuzzPolicy(f *testing.F) {
+	f.Add("spiffe://td/ns/payments/sa/api", "/api/v1", "GET", "1", "issuer/admin")
+	f.Add("spiffe://td/ns/payments", "/debug", "POST", "", "")
+	f.Add("", "/%2e%2e/debug", "DELETE", "0", "*")
+	f.Add("spiffe://td/ns/payments-x/sa/a", "//api", "get", "\x00", "issuer/admin\xff")
+	f.Fuzz(func(t *testing.T, principal, path, method, hv, jwt string) {
+		p := policy(t, "deny", nil,
+			config.AuthzRule{Name: "deny-debug", Action: "deny", Paths: []string{"/debug*"}},
+			config.AuthzRule{Name: "deny-h", Action: "deny", Headers: []config.HeaderMatcher{{Name: "x-block", Exact: "1"}}},
+			config.AuthzRule{Name: "payments", Action: "allow", Principals: []string{"spiffe://td/ns/payments/*"}},
+			config.AuthzRule{Name: "admin", Action: "allow", RequestPrincipals: []string{"issuer/admin*"}},
+		)
+		req := &fasthttp.Request{}
+		req.Header.SetMethod(method)
+		req.SetRequestURI(path)
+		req.Header.Set("X-Block", hv)
+		req.Header.Set("X-Weft-Jwt-Sub", jwt)
+		s := &filter.Stream{Request: req, Destination: &net.TCPAddr{Port: 80}}
+		if principal != "" {
+			s.TLS = &filter.TLSInfo{MTLS: true, PeerURISAN: principal}
+		}
+		d := p.Check(s)
+		normPath := string(req.URI().Path())
+		block := string(req.Header.Peek("X-Block")) == "1"
+		debug := len(normPath) >= 6 && normPath[:6] == "/debug"
+		if (debug || block) && (d == nil || (d.Rule != "deny-debug" && d.Rule != "deny-h")) {
+			t.Fatalf("a deny rule matched but the decision is %v", d)
+		}
+		wild := len(principal) > len("spiffe://td/ns/payments/") && principal[:len("spiffe://td/ns/payments/")] == "spiffe://td/ns/payments/"
+		gotJWT := string(req.Header.Peek("X-Weft-Jwt-Sub"))
+		admin := len(gotJWT) >= 12 && gotJWT[:12] == "issuer/admin"
+		if !debug && !block {
+			if allowed := d == nil; allowed != (wild || admin) {
+				t.Fatalf("principal %q jwt %q: allowed=%v, want %v", principal, gotJWT, allowed, wild || admin)
+			}
+		}
+	})
+}
+
+func count(m *Metrics, rule string) float64 {
+	var mm dto.Metric
+	_ = m.denied.WithLabelValues("inbound", rule).Write(&mm)
+	return mm.GetCounter().GetValue()
+}

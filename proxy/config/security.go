@@ -1,0 +1,145 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Security defaults (mTLS, authorization, TCP proxying).
+const (
+	defaultTLSMode          = "disabled"
+	defaultTLSMinVersion    = "1.2"
+	defaultAuthzDefault     = "allow"
+	DefaultRequestPrincipal = "x-weft-jwt-sub"
+)
+
+func (l *Listener) applySecurityDefaults() {
+	if t := l.TLS; t != nil {
+		setStr(&t.Mode, defaultTLSMode)
+		setStr(&t.MinVersion, defaultTLSMinVersion)
+	}
+	if a := l.Authz; a != nil {
+		setStr(&a.Default, defaultAuthzDefault)
+		setStr(&a.RequestPrincipalHeader, DefaultRequestPrincipal)
+	}
+}
+
+// listenerSecurity validates tls and authz. It reports whether the
+// listener needs no virtual hosts (never, until TCP listeners exist).
+func (v *validator) listenerSecurity(p string, l *Listener) bool {
+	if t := l.TLS; t != nil {
+		v.oneOf(p+".tls.mode", t.Mode, "disabled", "strict", "permissive")
+		v.tlsFiles(p+".tls", t.MinVersion, t.CertFile, t.KeyFile, t.CAFile)
+	}
+	if a := l.Authz; a != nil {
+		v.authz(p+".authz", a)
+	}
+	return false
+}
+
+func (v *validator) tlsFiles(p, minVersion, cert, key, ca string) {
+	v.oneOf(p+".min_version", minVersion, "1.2", "1.3")
+	set := 0
+	for _, f := range []string{cert, key, ca} {
+		if f != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		v.errf(p, "set all of cert_file, key_file, ca_file, or none (to use the mesh identity)")
+	}
+}
+
+func (v *validator) clusterTLS(p string, t *ClusterTLS) {
+	if t == nil {
+		return
+	}
+	v.oneOf(p+".mode", t.Mode, "mtls", "disabled")
+	v.tlsFiles(p, t.MinVersion, t.CertFile, t.KeyFile, t.CAFile)
+	for i, id := range t.ServerIDs {
+		if err := checkPrincipal(id); err != nil {
+			v.errf(fmt.Sprintf("%s.server_ids[%d]", p, i), "%v", err)
+		}
+	}
+}
+
+func (v *validator) authz(p string, a *Authz) {
+	v.oneOf(p+".default", a.Default, "allow", "deny")
+	if a.RequestPrincipalHeader != "" && !validToken(a.RequestPrincipalHeader) {
+		v.errf(p+".request_principal_header", "header name %q has characters a header name cannot have", a.RequestPrincipalHeader)
+	}
+	seen := names{}
+	for i := range a.Rules {
+		r := &a.Rules[i]
+		rp := fmt.Sprintf("%s.rules[%d]", p, i)
+		if v.required(rp+".name", "name", r.Name) {
+			v.unique(seen, rp+".name", "rule name", r.Name)
+			if strings.ContainsAny(r.Name, " \t\r\n,;") {
+				v.errf(rp+".name", "rule name %q: no spaces, commas or semicolons (it is sent in a header)", r.Name)
+			}
+		}
+		if v.required(rp+".action", "action (allow or deny)", r.Action) {
+			v.oneOf(rp+".action", r.Action, "allow", "deny")
+		}
+		for j, pr := range r.Principals {
+			if err := checkPrincipal(pr); err != nil {
+				v.errf(fmt.Sprintf("%s.principals[%d]", rp, j), "%v", err)
+			}
+		}
+		for j, pr := range r.RequestPrincipals {
+			if pr == "" {
+				v.errf(fmt.Sprintf("%s.request_principals[%d]", rp, j), "empty principal; use \"*\" for any")
+			}
+		}
+		for j, m := range r.Methods {
+			mp := fmt.Sprintf("%s.methods[%d]", rp, j)
+			if !validToken(m) {
+				v.errf(mp, "method %q is not an HTTP method name", m)
+			} else if strings.ToUpper(m) != m {
+				v.errf(mp, "method %q: methods are case-sensitive; write %q", m, strings.ToUpper(m))
+			}
+		}
+		for j, path := range r.Paths {
+			if !strings.HasPrefix(path, "/") {
+				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q must start with \"/\" (end it with \"*\" for a prefix)", path)
+			} else if i := strings.IndexByte(path, '*'); i >= 0 && i != len(path)-1 {
+				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q: \"*\" is only allowed at the end (a prefix)", path)
+			}
+		}
+		for j := range r.Headers {
+			v.matcher(fmt.Sprintf("%s.headers[%d]", rp, j), &r.Headers[j], true)
+		}
+		for j, port := range r.Ports {
+			if port < 1 || port > 65535 {
+				v.errf(fmt.Sprintf("%s.ports[%d]", rp, j), "port %d is not a number from 1 to 65535", port)
+			}
+		}
+	}
+}
+
+// checkPrincipal checks a SPIFFE ID pattern: spiffe://td/path, a prefix
+// ending in "/*", or "*". (proxy/identity has the full parser; config must
+// not import runtime packages.)
+func checkPrincipal(s string) error {
+	if s == "*" {
+		return nil
+	}
+	base := strings.TrimSuffix(s, "/*")
+	rest, ok := strings.CutPrefix(base, "spiffe://")
+	if !ok {
+		return fmt.Errorf("principal %q must be a SPIFFE ID (spiffe://TRUST-DOMAIN/...), a prefix ending in \"/*\", or \"*\"", s)
+	}
+	td, path, _ := strings.Cut(rest, "/")
+	if td == "" {
+		return fmt.Errorf("principal %q has no trust domain", s)
+	}
+	for _, c := range td {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("principal %q: trust domain may hold lower-case letters, digits, '.', '-', '_'", s)
+		}
+	}
+	if strings.Contains(path, "*") || strings.Contains(path, "//") || strings.HasSuffix(path, "/") {
+		return fmt.Errorf("principal %q: a wildcard is only a trailing \"/*\"; no empty path segments", s)
+	}
+	return nil
+}
