@@ -42,6 +42,10 @@ func DefaultScenarios() []Scenario {
 	return []Scenario{
 		Direct(),
 		Weft(),
+		WeftTracing(1),
+		WeftTracing(100),
+		WeftWasm(1),
+		WeftWasm(4),
 		Nginx(),
 		HAProxy(),
 		Caddy(),

@@ -10,6 +10,7 @@ import (
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/route"
 	"github.com/weftmesh/weft/proxy/telemetry"
+	"github.com/weftmesh/weft/proxy/tracing"
 )
 
 // exchange is the per-request state, pooled so steady-state requests
@@ -21,6 +22,7 @@ type exchange struct {
 	xff    []byte
 	entry  telemetry.Entry
 	stats  *telemetry.RouteStats
+	span   *tracing.Span // nil when tracing is off
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
@@ -31,6 +33,7 @@ func releaseExchange(x *exchange) {
 	x.chain.Reset()
 	x.stream = filter.Stream{}
 	x.stats = nil
+	x.span = nil
 	exchangePool.Put(x)
 }
 
@@ -48,17 +51,25 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	s.StartTime = time.Now()
 	s.ConnID = ctx.ConnID()
 	s.Source, s.Destination = ctx.RemoteAddr(), ctx.LocalAddr()
+	s.TLS = connTLS(ctx)
 	s.Listener, s.Direction = ls.name, ls.direction
 	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
 	s.ID = setRequestID(&req.Header, &x.idBuf)
 	x.xff = setForwarded(&req.Header, s.Source, ctx.IsTLS(), x.xff)
 	upgrade := isUpgrade(&req.Header)
 	stripHopByHopRequest(&req.Header, upgrade)
+	if tr := ls.snap.tracer; tr != nil {
+		x.span = tr.Start(&req.Header, ls.direction == "inbound", s.StartTime)
+		s.Trace = x.span
+	}
 
+	if ls.sec.authz != nil {
+		ls.sec.authz.StripRequestPrincipal(&req.Header)
+	}
 	for _, f := range ls.filters {
 		x.chain.Add(f, s)
 	}
-	if x.chain.DecodeFrom(s, 0) == filter.Continue {
+	if x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
 		rl.route(ctx, ls, x, upgrade)
 	}
 	if !ctx.Hijacked() {
@@ -126,7 +137,7 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 			ResponseFlags: s.ResponseFlags, BytesReceived: len(s.Request.Body()), BytesSent: len(s.Response.Body()),
 			Duration: d, UpstreamHost: s.UpstreamAddr, Cluster: s.ClusterName, Route: s.RouteName,
 			RequestID: s.ID, UserAgent: s.Request.Header.UserAgent(), XForwardedFor: s.Request.Header.Peek("X-Forwarded-For"),
-			Remote: s.Source.String(), Retries: s.Retries, TraceID: s.Request.Header.Peek("Traceparent"),
+			Remote: s.Source.String(), Retries: s.Retries, TraceID: traceID(x, s),
 		}
 		if s.TLS != nil {
 			e.PeerPrincipal = s.TLS.PeerURISAN
@@ -134,6 +145,10 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 		ls.accessLog.Log(e)
 	}
 	x.chain.Finish(s)
+	if x.span != nil {
+		x.span.End(s, s.StartTime.Add(d))
+		x.span = nil
+	}
 }
 
 // slotOf is t's position among r's targets.

@@ -12,9 +12,12 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/proxy/authz"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/listener"
 	"github.com/weftmesh/weft/proxy/telemetry"
+	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/wasm"
 )
 
@@ -25,6 +28,10 @@ type Options struct {
 	WasmCacheDir string
 	// DrainTimeout bounds the graceful shutdown of a listener (default 30s).
 	DrainTimeout time.Duration
+	// Identity is the sidecar's mesh identity (SVID and trust bundle, kept
+	// fresh by identity.Source.Rotate); listener and cluster tls blocks
+	// without files use it. Nil: only file identities.
+	Identity *identity.Source
 }
 
 // Proxy is a running sidecar data plane.
@@ -43,6 +50,11 @@ type Proxy struct {
 	lastErr atomic.Pointer[string]
 	// mirrorSem bounds concurrent mirrored requests.
 	mirrorSem chan struct{}
+	// identity is the mesh identity (nil: none); authzMetrics counts denials.
+	identity     *identity.Source
+	authzMetrics *authz.Metrics
+	// traceStats counts spans across exporters (nil until tracing is on).
+	traceStats *tracing.Stats
 }
 
 // runningListener is a bound listener; its compiled state is swapped with
@@ -75,7 +87,8 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		errs:      make(chan error, 16),
 		mirrorSem: make(chan struct{}, 64),
 	}
-	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p})
+	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
+	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector())
 	return p, nil
 }
 
@@ -122,7 +135,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 			continue
 		}
 		rl := &runningListener{p: p, address: lc.Address}
-		l, err := listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log})
+		l, err := listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect})
 		if err != nil {
 			for _, a := range added {
 				_ = a.l.Shutdown(ctx)
@@ -222,6 +235,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.wg.Wait()
 	if s := p.snap.Load(); s != nil {
+		if err := closeTracer(ctx, s, nil); err != nil { // flush spans within ctx
+			errs = append(errs, err)
+		}
 		release(s, &snapshot{})
 	}
 	if err := p.wasm.Close(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/weftmesh/weft/proxy/resilience"
 	"github.com/weftmesh/weft/proxy/route"
 	"github.com/weftmesh/weft/proxy/telemetry"
+	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/wasm"
 )
 
@@ -29,6 +30,9 @@ type snapshot struct {
 	plugins   map[string]*wasm.Plugin
 	pluginKey map[string]string
 	listeners map[string]*listenerState
+	// tracer is nil when tracing is off; traceKey is its exporter's settings.
+	tracer   *tracing.Tracer
+	traceKey string
 }
 
 // clusterState is a cluster with what the proxy keeps beside it.
@@ -49,6 +53,7 @@ type listenerState struct {
 	accessLog *telemetry.AccessLog
 	active    prometheus.Gauge
 	snap      *snapshot
+	sec       listenerSecurity // mTLS and authz (security.go)
 }
 
 // routeState is what the proxy keeps beside a compiled route.
@@ -92,7 +97,11 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 
 	index := make(map[string]int, len(cfg.Clusters))
 	for i, cc := range cfg.Clusters {
-		c, err := cluster.New(cc, cluster.Options{Logger: p.log})
+		ctls, err := p.clusterTLSConfig(&cc, baseDir)
+		if err != nil {
+			return nil, err
+		}
+		c, err := cluster.New(cc, cluster.Options{Logger: p.log, TLS: ctls})
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", cc.Name, err)
 		}
@@ -159,6 +168,9 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		if ls.direction == "" {
 			ls.direction = "outbound"
 		}
+		if ls.sec, err = p.compileSecurity(&lc, baseDir); err != nil {
+			return nil, err
+		}
 		for _, r := range t.Routes() {
 			rs := &routeState{filters: factories(r.Filters), noCluster: p.metrics.Route(lc.Name, r.Name, "")}
 			if rs.retry, err = resilience.Compile(r.Retry); err != nil {
@@ -171,6 +183,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		}
 		s.listeners[lc.Name] = ls
 	}
+	s.tracer, s.traceKey = p.buildTracer(cfg, prev) // after every step that can fail
 	for _, c := range fresh {
 		c.Start()
 	}
@@ -197,6 +210,7 @@ func release(old, next *snapshot) {
 			ls.accessLog.Close()
 		}
 	}
+	releaseTracer(old, next)
 }
 
 // specKey digests everything in spec that shapes a plugin: equal keys mean

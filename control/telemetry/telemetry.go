@@ -247,10 +247,30 @@ type SidecarView struct {
 	LastError  string    `json:"last_error,omitempty"`
 }
 
+// EdgeView is the traffic one sidecar sends to one service (an edge of
+// the mesh graph), over the sidecar's last scrape interval.
+type EdgeView struct {
+	FromNode          string  `json:"from_node"`
+	ToService         string  `json:"to_service"`
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	ErrorRate         float64 `json:"error_rate"`
+	// P99Ms is over the last interval, or all time when it had no requests.
+	P99Ms         float64 `json:"p99_ms"`
+	RequestsTotal float64 `json:"requests_total"`
+}
+
 // View is the mesh-wide telemetry.
 type View struct {
 	Services []ServiceView `json:"services"`
 	Sidecars []SidecarView `json:"sidecars"`
+	Edges    []EdgeView    `json:"edges"`
+}
+
+// edgeAgg accumulates one edge like agg does one service.
+type edgeAgg struct {
+	view                   EdgeView
+	windowBuckets, allBkts map[float64]float64
+	windowReqs, windowErrs float64
 }
 
 type agg struct {
@@ -266,6 +286,7 @@ func (s *Scraper) View() View {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	byService := map[string]*agg{}
+	byEdge := map[[2]string]*edgeAgg{}
 	var v View
 	for node, ns := range s.samples {
 		sv := SidecarView{Node: node, Admin: ns.admin, LastError: ns.lastErr}
@@ -293,6 +314,15 @@ func (s *Scraper) View() View {
 			if c.requests > 0 {
 				a.nodes[node] = true
 			}
+			e := byEdge[[2]string{node, svc}]
+			if e == nil {
+				e = &edgeAgg{view: EdgeView{FromNode: node, ToService: svc}, windowBuckets: map[float64]float64{}, allBkts: map[float64]float64{}}
+				byEdge[[2]string{node, svc}] = e
+			}
+			e.view.RequestsTotal += c.requests
+			for ub, n := range c.buckets {
+				e.allBkts[ub] += n
+			}
 			a.view.RequestsTotal += c.requests
 			a.allCount += c.count
 			for ub, n := range c.buckets {
@@ -315,7 +345,11 @@ func (s *Scraper) View() View {
 			a.windowCount += math.Max(0, c.count-p.count)
 			for ub, n := range c.buckets {
 				a.windowBuckets[ub] += math.Max(0, n-p.buckets[ub])
+				e.windowBuckets[ub] += math.Max(0, n-p.buckets[ub])
 			}
+			e.view.RequestsPerSecond += dReq / secs
+			e.windowReqs += dReq
+			e.windowErrs += math.Max(0, c.errors-p.errors)
 		}
 	}
 	for _, a := range byService {
@@ -337,6 +371,28 @@ func (s *Scraper) View() View {
 		a.view.Sidecars = len(a.nodes)
 		v.Services = append(v.Services, a.view)
 	}
+	for _, e := range byEdge {
+		if e.windowReqs > 0 {
+			e.view.ErrorRate = e.windowErrs / e.windowReqs
+		}
+		buckets := e.windowBuckets
+		if e.windowReqs == 0 {
+			buckets = e.allBkts
+		}
+		if q := Quantile(0.99, buckets); !math.IsNaN(q) {
+			e.view.P99Ms = q * 1000
+		}
+		v.Edges = append(v.Edges, e.view)
+	}
+	if v.Edges == nil {
+		v.Edges = []EdgeView{}
+	}
+	sort.Slice(v.Edges, func(i, j int) bool {
+		if v.Edges[i].FromNode != v.Edges[j].FromNode {
+			return v.Edges[i].FromNode < v.Edges[j].FromNode
+		}
+		return v.Edges[i].ToService < v.Edges[j].ToService
+	})
 	sort.Slice(v.Services, func(i, j int) bool { return v.Services[i].Service < v.Services[j].Service })
 	sort.Slice(v.Sidecars, func(i, j int) bool { return v.Sidecars[i].Node < v.Sidecars[j].Node })
 	return v

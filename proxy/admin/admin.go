@@ -56,6 +56,7 @@ func Start(addr string, src Source, reg *prometheus.Registry, log *zap.Logger) (
 	mux.HandleFunc("/config_dump", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, src.ConfigDump()) })
 	mux.HandleFunc("/clusters", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, src.Clusters()) })
 	mux.Handle("/stats/prometheus", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	uiRoutes(mux, reg)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -66,7 +67,7 @@ func Start(addr string, src Source, reg *prometheus.Registry, log *zap.Logger) (
 			http.NotFound(w, r)
 			return
 		}
-		_, _ = fmt.Fprint(w, "weft admin\n/ready\n/healthz\n/config_dump\n/clusters\n/stats/prometheus\n/debug/pprof/\n")
+		_, _ = fmt.Fprint(w, "weft admin\n/ready\n/healthz\n/config_dump\n/clusters\n/stats/prometheus\n/ui\n/debug/pprof/\n")
 	})
 	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
 	go func() {

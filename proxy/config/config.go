@@ -11,6 +11,8 @@ type Config struct {
 	Node Node `yaml:"node,omitempty" json:"node,omitempty"`
 	// Admin is the admin server (/ready, /stats/prometheus, ...).
 	Admin Admin `yaml:"admin,omitempty" json:"admin,omitempty"`
+	// Tracing propagates trace context and exports spans (off by default).
+	Tracing Tracing `yaml:"tracing,omitempty" json:"tracing,omitempty"`
 	// Listeners accept downstream traffic.
 	Listeners []Listener `yaml:"listeners" json:"listeners"`
 	// Clusters are the upstream services routes send to.
@@ -32,6 +34,29 @@ type Admin struct {
 	Address string `yaml:"address,omitempty" json:"address,omitempty"`
 }
 
+// Tracing configures distributed tracing: every request continues or starts
+// a trace (W3C traceparent, B3), and sampled hops are exported as OTLP spans.
+type Tracing struct {
+	Enabled bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// ServiceName is the OTLP resource's service.name (default node.id, or
+	// "weft" without one).
+	ServiceName string `yaml:"service_name,omitempty" json:"service_name,omitempty"`
+	// SamplingPercent is the share of new traces recorded, 0-100 (default
+	// 100). A caller's sampling decision is honoured; 0 records only traces
+	// the caller sampled or forced.
+	SamplingPercent *float64 `yaml:"sampling_percent,omitempty" json:"sampling_percent,omitempty"`
+	// ForceHeader names the request header whose value "force" records the
+	// trace whatever the ratio (default x-weft-trace).
+	ForceHeader string `yaml:"force_header,omitempty" json:"force_header,omitempty"`
+	// OTLPEndpoint is the OTLP/HTTP traces URL, e.g.
+	// http://127.0.0.1:4318/v1/traces. Required when enabled.
+	OTLPEndpoint  string   `yaml:"otlp_endpoint,omitempty" json:"otlp_endpoint,omitempty"`
+	BatchSize     int      `yaml:"batch_size,omitempty" json:"batch_size,omitempty"`         // default 512
+	QueueSize     int      `yaml:"queue_size,omitempty" json:"queue_size,omitempty"`         // default 4096
+	FlushInterval Duration `yaml:"flush_interval,omitempty" json:"flush_interval,omitempty"` // default 1s
+	ExportTimeout Duration `yaml:"export_timeout,omitempty" json:"export_timeout,omitempty"` // default 5s
+}
+
 // Listener is one downstream port and what runs behind it.
 type Listener struct {
 	Name    string `yaml:"name" json:"name"`
@@ -45,6 +70,11 @@ type Listener struct {
 	Filters      []string      `yaml:"filters,omitempty" json:"filters,omitempty"`
 	AccessLog    AccessLog     `yaml:"access_log,omitempty" json:"access_log,omitempty"`
 	VirtualHosts []VirtualHost `yaml:"virtual_hosts" json:"virtual_hosts"`
+	// TLS makes the listener accept mTLS (strict or permissive).
+	TLS *ListenerTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// Authz allows or denies requests by peer identity and request
+	// attributes, after the listener's filters and before routing.
+	Authz *Authz `yaml:"authz,omitempty" json:"authz,omitempty"`
 }
 
 // Limits bound what one listener accepts. Zero values take the defaults
@@ -212,6 +242,9 @@ type Cluster struct {
 	// balance across all of them. Default 50 (also when 0); -1 turns panic
 	// mode off.
 	PanicThreshold float64 `yaml:"panic_threshold,omitempty" json:"panic_threshold,omitempty"`
+	// TLS makes connections to the endpoints mTLS, checking the server's
+	// SPIFFE ID.
+	TLS *ClusterTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
 }
 
 // Endpoint is one upstream address.
@@ -291,4 +324,69 @@ type Module struct {
 	Path   string `yaml:"path,omitempty" json:"path,omitempty"`
 	URL    string `yaml:"url,omitempty" json:"url,omitempty"`
 	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+}
+
+// ListenerTLS configures mTLS on a listener.
+type ListenerTLS struct {
+	// Mode: "disabled" (default), "strict" (only mTLS with a client
+	// certificate chained to the trust bundle) or "permissive" (mTLS and
+	// plaintext on the same port).
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// MinVersion is "1.2" (default; TLS 1.3 is still preferred) or "1.3".
+	MinVersion string `yaml:"min_version,omitempty" json:"min_version,omitempty"`
+	// CertFile, KeyFile and CAFile are a static identity (PEM files: the
+	// chain with a SPIFFE URI SAN, its key, the trust bundle). Empty: the
+	// sidecar's mesh identity from the control plane's CA.
+	CertFile string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
+	CAFile   string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
+}
+
+// ClusterTLS configures mTLS from the proxy to a cluster's endpoints.
+type ClusterTLS struct {
+	// Mode: "mtls" (default when tls is present) or "disabled".
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// ServerIDs are the SPIFFE IDs the server may have: exact IDs or
+	// namespace wildcards (spiffe://td/ns/payments/*). Empty: any ID in
+	// the trust domain.
+	ServerIDs  []string `yaml:"server_ids,omitempty" json:"server_ids,omitempty"`
+	MinVersion string   `yaml:"min_version,omitempty" json:"min_version,omitempty"`
+	// CertFile, KeyFile, CAFile: as in a listener's tls.
+	CertFile string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
+	CAFile   string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
+}
+
+// Authz is a listener's authorization policy. A request matching a deny
+// rule is refused (deny wins); otherwise one matching an allow rule is
+// allowed; otherwise Default decides. A refusal is a 403 with header
+// x-weft-authz: denied:RULE (denied:default when no rule matched).
+type Authz struct {
+	// Default is "allow" (default) or "deny".
+	Default string `yaml:"default,omitempty" json:"default,omitempty"`
+	// RequestPrincipalHeader carries the JWT principal an auth filter
+	// verified (default x-weft-jwt-sub). The proxy removes it from the
+	// downstream request before the filters run, so only a filter can set
+	// it.
+	RequestPrincipalHeader string      `yaml:"request_principal_header,omitempty" json:"request_principal_header,omitempty"`
+	Rules                  []AuthzRule `yaml:"rules,omitempty" json:"rules,omitempty"`
+}
+
+// AuthzRule matches requests; every set condition must hold, and a list
+// condition holds when any of its entries matches.
+type AuthzRule struct {
+	Name string `yaml:"name" json:"name"`
+	// Action is "allow" or "deny".
+	Action string `yaml:"action" json:"action"`
+	// Principals are peer SPIFFE IDs: exact, a namespace wildcard
+	// (spiffe://td/ns/payments/*) or "*" (any mTLS peer).
+	Principals []string `yaml:"principals,omitempty" json:"principals,omitempty"`
+	// RequestPrincipals are JWT principals: exact, PREFIX* or "*" (any).
+	RequestPrincipals []string `yaml:"request_principals,omitempty" json:"request_principals,omitempty"`
+	Methods           []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	// Paths are exact ("/health") or prefixes ending in "*" ("/api/*").
+	Paths   []string        `yaml:"paths,omitempty" json:"paths,omitempty"`
+	Headers []HeaderMatcher `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// Ports are destination (listener) ports.
+	Ports []int `yaml:"ports,omitempty" json:"ports,omitempty"`
 }

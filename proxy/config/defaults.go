@@ -56,6 +56,14 @@ const (
 	defaultCircuitBreakerLimit      = 1024
 	defaultCircuitBreakerMaxRetries = 1024 // loose like Istio's; the retry budget guards
 
+	defaultTracingService       = "weft"
+	defaultTracingSampling      = 100.0
+	defaultTracingForceHeader   = "x-weft-trace"
+	defaultTracingBatchSize     = 512
+	defaultTracingQueueSize     = 4096
+	defaultTracingFlushInterval = time.Second
+	defaultTracingExportTimeout = 5 * time.Second
+
 	defaultFailurePolicy   = "fail_closed"
 	defaultMemoryLimitMiB  = 64
 	defaultCallbackTimeout = 100 * time.Millisecond
@@ -74,6 +82,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Admin.Address == "" {
 		c.Admin.Address = DefaultAdminAddress
 	}
+	c.Tracing.applyDefaults(c.Node.ID)
 	for i := range c.Listeners {
 		c.Listeners[i].applyDefaults()
 	}
@@ -109,6 +118,20 @@ func setStr(p *string, v string) {
 	}
 }
 
+func (t *Tracing) applyDefaults(nodeID string) {
+	setStr(&t.ServiceName, nodeID)
+	setStr(&t.ServiceName, defaultTracingService)
+	if t.SamplingPercent == nil {
+		p := defaultTracingSampling
+		t.SamplingPercent = &p
+	}
+	setStr(&t.ForceHeader, defaultTracingForceHeader)
+	setInt(&t.BatchSize, defaultTracingBatchSize)
+	setInt(&t.QueueSize, defaultTracingQueueSize)
+	setDur(&t.FlushInterval, defaultTracingFlushInterval)
+	setDur(&t.ExportTimeout, defaultTracingExportTimeout)
+}
+
 func (l *Listener) applyDefaults() {
 	setStr(&l.Direction, defaultDirection)
 	setInt(&l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes)
@@ -119,6 +142,7 @@ func (l *Listener) applyDefaults() {
 	setInt(&l.Limits.MaxConnections, defaultMaxConnections)
 	setStr(&l.AccessLog.Path, defaultAccessLogPath)
 	setStr(&l.AccessLog.Format, defaultAccessLogFormat)
+	l.applySecurityDefaults()
 	for i := range l.VirtualHosts {
 		for j := range l.VirtualHosts[i].Routes {
 			l.VirtualHosts[i].Routes[j].applyDefaults()
@@ -190,6 +214,10 @@ func (c *Cluster) applyDefaults() {
 	setInt(&cb.MaxRequests, defaultCircuitBreakerLimit)
 	setInt(&cb.MaxRetries, defaultCircuitBreakerMaxRetries)
 	setFloat(&c.PanicThreshold, defaultPanicThreshold)
+	if t := c.TLS; t != nil {
+		setStr(&t.Mode, "mtls")
+		setStr(&t.MinVersion, defaultTLSMinVersion)
+	}
 }
 
 func (f *Filter) applyDefaults() {

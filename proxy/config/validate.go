@@ -255,6 +255,7 @@ func (v *validator) config(c *Config) {
 	if a := c.Admin.Address; a != "" && a != "off" {
 		v.address("admin.address", a, true, false)
 	}
+	v.tracing("tracing", &c.Tracing)
 
 	// Clusters and filters first: listeners and routes refer to them.
 	v.clusters = map[string]bool{}
@@ -286,6 +287,32 @@ func (v *validator) config(c *Config) {
 			v.unique(seenAddrs, p+".address", "listener address", l.Address)
 		}
 		v.listener(p, l)
+	}
+}
+
+func (v *validator) tracing(p string, t *Tracing) {
+	if t.SamplingPercent != nil {
+		v.percent(p+".sampling_percent", *t.SamplingPercent)
+	}
+	if t.ForceHeader != "" && !validToken(t.ForceHeader) {
+		v.errf(p+".force_header", "header name %q has characters a header name cannot have", t.ForceHeader)
+	}
+	v.nonNegative(p+".batch_size", t.BatchSize)
+	v.nonNegative(p+".queue_size", t.QueueSize)
+	v.duration(p+".flush_interval", t.FlushInterval)
+	v.duration(p+".export_timeout", t.ExportTimeout)
+	if t.BatchSize > 0 && t.QueueSize > 0 && t.BatchSize > t.QueueSize {
+		v.errf(p+".batch_size", "batch_size %d is larger than queue_size %d; a batch could never fill", t.BatchSize, t.QueueSize)
+	}
+	if t.OTLPEndpoint == "" {
+		if t.Enabled {
+			v.errf(p+".otlp_endpoint", "otlp_endpoint is required when tracing is enabled (e.g. http://127.0.0.1:4318/v1/traces)")
+		}
+		return
+	}
+	u, err := url.Parse(t.OTLPEndpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errf(p+".otlp_endpoint", "%q is not an http:// or https:// URL (e.g. http://127.0.0.1:4318/v1/traces)", t.OTLPEndpoint)
 	}
 }
 
@@ -342,6 +369,9 @@ func (v *validator) listener(p string, l *Listener) {
 	v.duration(p+".limits.idle_timeout", l.Limits.IdleTimeout)
 	v.filterRefs(p+".filters", l.Filters)
 	v.accessLog(p+".access_log", &l.AccessLog)
+	if v.listenerSecurity(p, l) {
+		return // a tcp listener has no virtual hosts
+	}
 
 	if len(l.VirtualHosts) == 0 {
 		v.errf(p+".virtual_hosts", "at least one virtual host is required")
@@ -713,6 +743,7 @@ func (v *validator) cluster(p string, c *Cluster) {
 	if t := c.PanicThreshold; t != -1 && (math.IsNaN(t) || t < 0 || t > 100) {
 		v.errf(p+".panic_threshold", "must be between 0 and 100, or -1 to turn panic mode off; got %v", t)
 	}
+	v.clusterTLS(p+".tls", c.TLS)
 }
 
 // maxMemoryLimitMiB is what a 32-bit Wasm memory can address.

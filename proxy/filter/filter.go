@@ -92,6 +92,23 @@ type Stream struct {
 	// Attributes lets filters leave values for later filters and logs
 	// (Wasm proxy_set_property). Allocated on first use.
 	Attributes map[string][]byte
+
+	// Trace is the stream's trace context when tracing is on (nil when
+	// off). Attributes under "trace.attributes.<key>" become span attributes.
+	Trace TraceContext
+}
+
+// TraceContext is a stream's trace as filters see it. The byte slices
+// belong to the stream: copy them to keep them.
+type TraceContext interface {
+	// TraceID is the trace id in 32 lowercase hex digits.
+	TraceID() []byte
+	// SpanID is this hop's span id (the parent the upstream sees), 16 hex digits.
+	SpanID() []byte
+	// ParentSpanID is the caller's span id, nil when this hop started the trace.
+	ParentSpanID() []byte
+	// Sampled reports whether this hop's span is recorded.
+	Sampled() bool
 }
 
 // TLSInfo describes the downstream TLS connection.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/proxy/filter"
 )
 
 // propertyFuncs: proxy_get_property, proxy_set_property.
@@ -264,7 +266,7 @@ func (v *vm) property(key []byte, dst []byte) ([]byte, bool) {
 			return dst, true
 		}
 		return append(dst, s.TLS.ServerName...), true
-	case "connection.uri_san_peer_certificate":
+	case "connection.uri_san_peer_certificate", "source.principal":
 		if s.TLS == nil || s.TLS.PeerURISAN == "" {
 			return dst, false
 		}
@@ -303,6 +305,8 @@ func (v *vm) property(key []byte, dst []byte) ([]byte, bool) {
 		return appendInt(dst, 0), true
 	case "listener_name", "xds.listener_name":
 		return append(dst, s.Listener...), true
+	case "trace.trace_id", "trace.span_id", "trace.parent_span_id", "trace.sampled":
+		return traceProperty(s.Trace, key, dst)
 	}
 	if rest, ok := bytes.CutPrefix(key, []byte("request.headers.")); ok {
 		val, found := headers{req: &req.Header, fullReq: req, https: s.TLS != nil}.get(rest)
@@ -313,6 +317,27 @@ func (v *vm) property(key []byte, dst []byte) ([]byte, bool) {
 		return append(dst, val...), found
 	}
 	return dst, false
+}
+
+// traceProperty reads the stream's trace context: ids as hex strings,
+// sampled as a bool. Not found when tracing is off (or, for
+// trace.parent_span_id, when this hop started the trace). Writes to
+// trace.attributes.<key> land in Stream.Attributes like any property and
+// become span attributes.
+func traceProperty(tc filter.TraceContext, key, dst []byte) ([]byte, bool) {
+	if tc == nil {
+		return dst, false
+	}
+	switch string(key) {
+	case "trace.trace_id":
+		return append(dst, tc.TraceID()...), true
+	case "trace.span_id":
+		return append(dst, tc.SpanID()...), true
+	case "trace.parent_span_id":
+		p := tc.ParentSpanID()
+		return append(dst, p...), p != nil
+	}
+	return appendBool(dst, tc.Sampled()), true
 }
 
 func (p *Plugin) nodeID(f *streamFilter) string {
