@@ -46,6 +46,8 @@ func DefaultScenarios() []Scenario {
 		WeftTracing(100),
 		WeftWasm(1),
 		WeftWasm(4),
+		WeftWasmTrusted(1),
+		WeftWasmTrusted(4),
 		Nginx(),
 		HAProxy(),
 		Caddy(),

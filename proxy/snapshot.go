@@ -223,7 +223,7 @@ func specKey(spec wasm.PluginSpec) string {
 	h.Write([]byte{0})
 	h.Write(spec.PluginConfig)
 	h.Write([]byte{0})
-	fmt.Fprintf(h, "%d|", spec.MaxBodyBytes)
+	fmt.Fprintf(h, "%d|%t|", spec.MaxBodyBytes, spec.Trusted)
 	h.Write(spec.Module)
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -10,8 +10,13 @@ import (
 // bind to a VM (proxy_on_context_create), proxy_on_request_headers,
 // proxy_on_done + proxy_on_delete.
 func BenchmarkOnRequestHeaders(b *testing.B) {
+	b.Run("deadline", func(b *testing.B) { benchNoop(b, false) })
+	b.Run("trusted", func(b *testing.B) { benchNoop(b, true) })
+}
+
+func benchNoop(b *testing.B, trusted bool) {
 	rt := newRuntime(b)
-	p := load(b, rt, PluginSpec{Module: wat(b, "noop")}, Env{})
+	p := load(b, rt, PluginSpec{Module: wat(b, "noop"), Trusted: trusted}, Env{})
 	s := newStream("/bench", "X-A", "1", "X-B", "2")
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -80,7 +80,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	if len(spec.Module) == 0 {
 		return nil, fmt.Errorf("wasm plugin %q: module is empty", spec.Name)
 	}
-	e, err := rt.engineFor(ctx, spec.MemoryLimitPages)
+	e, err := rt.engineFor(ctx, spec.MemoryLimitPages, spec.Trusted)
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
 	}

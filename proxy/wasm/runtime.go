@@ -28,7 +28,7 @@ type Runtime struct {
 	cache wazero.CompilationCache
 
 	mu     sync.Mutex
-	byPage map[uint32]*engine // by memory limit in pages
+	byPage map[engineKey]*engine // by memory limit in pages and trust
 	closed bool
 
 	plugins map[*Plugin]struct{} // loaded and not yet closed; guarded by mu
@@ -71,7 +71,7 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	rt := &Runtime{
 		log:     log,
 		cache:   cache,
-		byPage:  make(map[uint32]*engine),
+		byPage:  make(map[engineKey]*engine),
 		plugins: make(map[*Plugin]struct{}),
 		metrics: newMetricsRegistry(),
 	}
@@ -80,28 +80,37 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	return rt, nil
 }
 
-// engineFor returns the wazero runtime for a memory limit, building it on
-// first use.
-func (rt *Runtime) engineFor(ctx context.Context, pages uint32) (*engine, error) {
+// engineKey tells wazero runtimes apart: the memory limit and the
+// termination checks are runtime-wide settings.
+type engineKey struct {
+	pages   uint32
+	trusted bool
+}
+
+// engineFor returns the wazero runtime for a memory limit and trust level,
+// building it on first use. Untrusted modules are compiled with
+// termination checks so a callback deadline can stop them.
+func (rt *Runtime) engineFor(ctx context.Context, pages uint32, trusted bool) (*engine, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.closed {
 		return nil, errors.New("wasm runtime is closed")
 	}
-	if e := rt.byPage[pages]; e != nil {
+	key := engineKey{pages, trusted}
+	if e := rt.byPage[key]; e != nil {
 		return e, nil
 	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(rt.cache).
 		WithMemoryLimitPages(pages).
-		WithCloseOnContextDone(true)
+		WithCloseOnContextDone(!trusted)
 	r := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if err := instantiateHostModules(ctx, r, rt); err != nil {
 		_ = r.Close(ctx)
 		return nil, fmt.Errorf("wasm runtime: host modules: %w", err)
 	}
 	e := &engine{r: r, compiled: make(map[[32]byte]*compiledModule)}
-	rt.byPage[pages] = e
+	rt.byPage[key] = e
 	return e, nil
 }
 

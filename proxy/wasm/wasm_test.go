@@ -58,3 +58,30 @@ func TestLinksEverySDKImport(t *testing.T) {
 		t.Errorf("0.1.0 guest: %+v", o)
 	}
 }
+
+// TestTrustedPluginRunsAndKeepsItsOwnEngine: a trusted plugin works like
+// any other, and does not share a wazero runtime with deadline-bound ones
+// (the termination checks are a runtime-wide setting).
+func TestTrustedPluginRunsAndKeepsItsOwnEngine(t *testing.T) {
+	rt := newRuntime(t)
+	code := wat(t, "headers")
+	trusted := load(t, rt, PluginSpec{Name: "t", Module: code, Trusted: true}, Env{})
+	bounded := load(t, rt, PluginSpec{Name: "b", Module: code}, Env{})
+	for _, p := range []*Plugin{trusted, bounded} {
+		s := newStream("/x")
+		f := p.NewStreamFilter(s)
+		if f.OnRequestHeaders(s, true) != filter.Continue {
+			t.Fatalf("%s: not continue", p.Name())
+		}
+		f.OnDone(s)
+		if len(s.Request.Header.Peek("X-Wasm")) == 0 {
+			t.Fatalf("%s: filter did not run", p.Name())
+		}
+	}
+	if trusted.engine == bounded.engine {
+		t.Fatal("trusted and deadline-bound plugins share a wazero runtime")
+	}
+	if trusted.Key() == bounded.Key() {
+		t.Fatal("trust is not part of the plugin key")
+	}
+}

@@ -3,8 +3,8 @@ package conformance_test
 import (
 	"testing"
 
-	"github.com/weftmesh/weft/proxy/wasm"
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
+	"github.com/weftmesh/weft/proxy/wasm"
 )
 
 // TestAssemblyScriptHeaders: a filter written with @solo-io/proxy-runtime

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/filter"
-	"github.com/weftmesh/weft/proxy/wasm"
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
+	"github.com/weftmesh/weft/proxy/wasm"
 )
 
 // idHeader carries a per-request id from the test client: the upstream files
