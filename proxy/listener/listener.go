@@ -116,6 +116,9 @@ func (l *Listener) Serve() error {
 // ctx ends), then closes idle connections.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	err := l.srv.ShutdownWithContext(ctx)
+	// Close the socket too: if Serve had not started yet when Shutdown
+	// ran, it would otherwise start afterwards and accept forever.
+	_ = l.ln.Close()
 	select {
 	case <-l.served:
 	case <-ctx.Done():

@@ -296,8 +296,15 @@ func TestPoolSpreadsStreamsAndCloseDrains(t *testing.T) {
 		t.Errorf("3 concurrent streams used %d VMs, want 3 (least loaded)", len(used))
 	}
 	p.Close()
-	if p.NewStreamFilter(newStream("/")) != nil {
-		t.Errorf("a closing plugin accepted a new stream")
+	// A stream that still refers to a closed fail_closed plugin is failed
+	// by policy, not let through unfiltered.
+	late := newStream("/")
+	lf := p.NewStreamFilter(late)
+	if _, ok := lf.(*streamFilter); ok {
+		t.Errorf("a closing plugin started a new stream on a VM")
+	}
+	if lf == nil || lf.OnRequestHeaders(late, true) != filter.LocalReply || late.Response.StatusCode() != failStatus {
+		t.Errorf("a late stream on a closed fail_closed plugin was not failed by policy")
 	}
 	// In-flight streams still work on the old VMs.
 	for i, f := range fs {

@@ -348,12 +348,12 @@ func (p *Plugin) stopBackground() {
 // when no VM is healthy.
 func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	if p.closing.Load() {
-		return nil
+		return p.closedFilter()
 	}
 	p.active.Add(1)
 	if p.closing.Load() { // Close raced with us: don't start
 		p.active.Done()
-		return nil
+		return p.closedFilter()
 	}
 	f := p.filters.Get().(*streamFilter)
 	f.p, f.s = p, s
@@ -383,3 +383,28 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	v.mu.Unlock()
 	return f
 }
+
+// closedFilter stands in for a plugin that was closed while a stream that
+// still refers to it started (a stream that loaded its config long before a
+// swap). A fail_closed filter must not be skipped silently, so the stream
+// fails by the plugin's policy as if the filter had failed.
+func (p *Plugin) closedFilter() filter.StreamFilter {
+	if p.spec.FailOpen {
+		p.events.n[eventFailOpen].Add(1)
+		return nil
+	}
+	return closedFilter{p}
+}
+
+type closedFilter struct{ p *Plugin }
+
+func (c closedFilter) OnRequestHeaders(s *filter.Stream, _ bool) filter.Status {
+	c.p.events.n[eventFailClosed].Add(1)
+	s.SendLocalReply(failStatus, nil, nil)
+	return filter.LocalReply
+}
+func (closedFilter) OnRequestBody(*filter.Stream) filter.Status           { return filter.Continue }
+func (closedFilter) OnResponseHeaders(*filter.Stream, bool) filter.Status { return filter.Continue }
+func (closedFilter) OnResponseBody(*filter.Stream) filter.Status          { return filter.Continue }
+func (closedFilter) OnLog(*filter.Stream)                                 {}
+func (closedFilter) OnDone(*filter.Stream)                                {}

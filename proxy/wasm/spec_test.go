@@ -105,8 +105,10 @@ func TestRuntimeCloseStopsPlugins(t *testing.T) {
 	if err := rt.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if p.NewStreamFilter(newStream("/")) != nil {
-		t.Errorf("stream accepted after Runtime.Close")
+	if f := p.NewStreamFilter(newStream("/")); f != nil {
+		if _, onVM := f.(*streamFilter); onVM {
+			t.Errorf("stream started on a VM after Runtime.Close")
+		}
 	}
 	if _, err := rt.Load(context.Background(), PluginSpec{Name: "q", Module: wat(t, "noop")}, Env{}); err == nil {
 		t.Errorf("Load after Close succeeded")
