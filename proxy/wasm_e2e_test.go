@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
@@ -41,7 +40,11 @@ func metricValue(t testing.TB, p *Proxy, name string, labels ...string) (v float
 	next:
 		for _, m := range mf.GetMetric() {
 			for i := 0; i+1 < len(labels); i += 2 {
-				if !hasLabel(m, labels[i], labels[i+1]) {
+				have := false
+				for _, l := range m.GetLabel() {
+					have = have || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+				}
+				if !have {
 					continue next
 				}
 			}
@@ -54,15 +57,6 @@ func metricValue(t testing.TB, p *Proxy, name string, labels ...string) (v float
 		}
 	}
 	return 0, false
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
 
 const wasmChainConfig = `

@@ -1,7 +1,8 @@
 // Package guestbuild builds the Proxy-Wasm test guests kept under
-// proxy/wasm/testdata/guests for tests of any package: Go guests written with
-// the public Proxy-Wasm Go SDK (GoSDK), AssemblyScript guests written with
-// @solo-io/proxy-runtime (AssemblyScript), and WAT fixtures (WAT).
+// proxy/wasm/testdata/guests for the tests of any package under proxy/ (Go's
+// internal rule): Go guests written with the public Proxy-Wasm Go SDK
+// (GoSDK), AssemblyScript guests written with @solo-io/proxy-runtime
+// (AssemblyScript), and WAT fixtures (WAT).
 //
 // Each guest is built at most once per test process, and the .wasm is cached
 // on disk by a digest of its sources and toolchain (in $WEFT_GUEST_CACHE, or
