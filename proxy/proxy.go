@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/listener"
+	"github.com/weftmesh/weft/proxy/tcpproxy"
 	"github.com/weftmesh/weft/proxy/telemetry"
 	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/wasm"
@@ -55,15 +56,34 @@ type Proxy struct {
 	authzMetrics *authz.Metrics
 	// traceStats counts spans across exporters (nil until tracing is on).
 	traceStats *tracing.Stats
+	// tcpMetrics counts the tcp listeners' connections and bytes.
+	tcpMetrics *tcpproxy.Metrics
 }
 
 // runningListener is a bound listener; its compiled state is swapped with
 // each snapshot while the socket stays open.
 type runningListener struct {
-	p       *Proxy
-	address string
-	l       *listener.Listener
-	state   atomic.Pointer[listenerState]
+	p        *Proxy
+	address  string
+	protocol string // "http" or "tcp"
+	l        boundListener
+	state    atomic.Pointer[listenerState]
+}
+
+// boundListener is an http (listener.Listener) or tcp (tcpproxy.Server)
+// listener.
+type boundListener interface {
+	Addr() net.Addr
+	Serve() error
+	Shutdown(ctx context.Context) error
+}
+
+// tcpRoute is a tcp listener's compiled config in force (its state's).
+func (rl *runningListener) tcpRoute() *tcpproxy.Route {
+	if ls := rl.state.Load(); ls != nil {
+		return ls.tcp
+	}
+	return nil
 }
 
 // New makes a proxy with no config; Apply gives it one.
@@ -89,6 +109,8 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	}
 	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
 	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector())
+	p.tcpMetrics = tcpproxy.NewMetrics()
+	p.metrics.Registry().MustRegister(p.tcpMetrics.Collectors()...)
 	return p, nil
 }
 
@@ -131,11 +153,22 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 	// the whole config.
 	added := map[string]*runningListener{}
 	for _, lc := range cfg.Listeners {
-		if rl, ok := p.listeners[lc.Name]; ok && rl.address == lc.Address {
+		proto := protocolOf(&lc)
+		old, ok := p.listeners[lc.Name]
+		if ok && old.address == lc.Address && old.protocol == proto {
 			continue
 		}
-		rl := &runningListener{p: p, address: lc.Address}
-		l, err := listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect})
+		rl := &runningListener{p: p, address: lc.Address, protocol: proto}
+		var l boundListener
+		var err error
+		if proto == "tcp" {
+			l, err = tcpproxy.Listen(tcpproxy.Options{Name: lc.Name, Address: lc.Address, Route: rl.tcpRoute, TLSSelect: rl.tlsSelect, Logger: p.log})
+		} else {
+			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect})
+		}
+		if err != nil && ok && old.address == lc.Address {
+			err = fmt.Errorf("%w (the listener changes protocol on the same address: remove it in one config and add it back in the next, or change its address)", err)
+		}
 		if err != nil {
 			for _, a := range added {
 				_ = a.l.Shutdown(ctx)
@@ -194,6 +227,14 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 	}()
 	p.log.Info("config applied", zap.String("version", next.version))
 	return nil
+}
+
+// protocolOf is a listener's protocol, "http" unless it says "tcp".
+func protocolOf(lc *config.Listener) string {
+	if lc.Protocol == "tcp" {
+		return "tcp"
+	}
+	return "http"
 }
 
 // drainGrace is how long a replaced snapshot's clusters stay open for

@@ -14,6 +14,7 @@ import (
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/resilience"
 	"github.com/weftmesh/weft/proxy/route"
+	"github.com/weftmesh/weft/proxy/tcpproxy"
 	"github.com/weftmesh/weft/proxy/telemetry"
 	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/wasm"
@@ -54,6 +55,8 @@ type listenerState struct {
 	active    prometheus.Gauge
 	snap      *snapshot
 	sec       listenerSecurity // mTLS and authz (security.go)
+	// tcp is a tcp listener's forwarding (table is then nil).
+	tcp *tcpproxy.Route
 }
 
 // routeState is what the proxy keeps beside a compiled route.
@@ -147,6 +150,14 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 	}
 
 	for _, lc := range cfg.Listeners {
+		if protocolOf(&lc) == "tcp" {
+			ls, err := p.buildTCPListener(&lc, s, baseDir)
+			if err != nil {
+				return nil, err
+			}
+			s.listeners[lc.Name] = ls
+			continue
+		}
 		t, err := route.Compile(lc, index)
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
@@ -188,6 +199,31 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		c.Start()
 	}
 	return s, nil
+}
+
+// buildTCPListener compiles a tcp listener: its security and forwarding.
+func (p *Proxy) buildTCPListener(lc *config.Listener, s *snapshot, baseDir string) (*listenerState, error) {
+	if lc.TCP == nil {
+		return nil, fmt.Errorf("listener %q: protocol tcp needs tcp: {cluster: NAME}", lc.Name)
+	}
+	cs, ok := s.byName[lc.TCP.Cluster]
+	if !ok {
+		return nil, fmt.Errorf("listener %q: tcp.cluster %q is not declared", lc.Name, lc.TCP.Cluster)
+	}
+	sec, err := p.compileSecurity(lc, baseDir)
+	if err != nil {
+		return nil, err
+	}
+	al, err := telemetry.NewAccessLog(lc.AccessLog)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+	}
+	r, err := tcpproxy.Compile(lc, tcpproxy.RouteOptions{Cluster: cs.c, Authz: sec.authz, AccessLog: al, Metrics: p.tcpMetrics})
+	if err != nil {
+		al.Close()
+		return nil, err
+	}
+	return &listenerState{name: lc.Name, direction: lc.Direction, accessLog: al, active: p.metrics.Active(lc.Name), snap: s, sec: sec, tcp: r}, nil
 }
 
 // release closes what old has and next does not share.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -118,6 +119,15 @@ func (cc *countedConn) Close() error {
 		cc.e.c.breakers.connections.Add(-1)
 	}
 	return cc.Conn.Close()
+}
+
+// CloseWrite half-closes the connection (a FIN), so a byte-forwarding
+// caller of Endpoint.Dial can pass a downstream's half-close on.
+func (cc *countedConn) CloseWrite() error {
+	if cw, ok := cc.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // Address returns the endpoint's host:port.

@@ -64,17 +64,37 @@ type Listener struct {
 	// Direction is "outbound" (the local app calls the mesh) or "inbound"
 	// (other sidecars call the local app). Default outbound.
 	Direction string `yaml:"direction,omitempty" json:"direction,omitempty"`
-	Limits    Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// Protocol is "http" (default: virtual hosts route each request) or
+	// "tcp" (every connection is forwarded to TCP.Cluster, bytes as is).
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	Limits   Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
 	// Filters are plugin names (from Config.Filters) run on every request of
 	// this listener, in order, before the route is chosen.
 	Filters      []string      `yaml:"filters,omitempty" json:"filters,omitempty"`
 	AccessLog    AccessLog     `yaml:"access_log,omitempty" json:"access_log,omitempty"`
-	VirtualHosts []VirtualHost `yaml:"virtual_hosts" json:"virtual_hosts"`
+	VirtualHosts []VirtualHost `yaml:"virtual_hosts,omitempty" json:"virtual_hosts,omitempty"`
+	// TCP is where a tcp listener forwards its connections (protocol tcp
+	// only; it replaces VirtualHosts).
+	TCP *TCPProxy `yaml:"tcp,omitempty" json:"tcp,omitempty"`
 	// TLS makes the listener accept mTLS (strict or permissive).
 	TLS *ListenerTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
 	// Authz allows or denies requests by peer identity and request
 	// attributes, after the listener's filters and before routing.
 	Authz *Authz `yaml:"authz,omitempty" json:"authz,omitempty"`
+}
+
+// TCPProxy forwards a tcp listener's connections to a cluster: one
+// endpoint per connection, picked by the cluster's load balancer, bytes
+// copied both ways (with the cluster's tls, if any).
+type TCPProxy struct {
+	// Cluster is the cluster connections go to.
+	Cluster string `yaml:"cluster" json:"cluster"`
+	// IdleTimeout closes a connection when no byte has moved either way
+	// for this long (default 1h).
+	IdleTimeout Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
+	// ConnectTimeout bounds connecting to the endpoint, TLS handshake
+	// included (default: the cluster's connect_timeout).
+	ConnectTimeout Duration `yaml:"connect_timeout,omitempty" json:"connect_timeout,omitempty"`
 }
 
 // Limits bound what one listener accepts. Zero values take the defaults

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Security defaults (mTLS, authorization, TCP proxying).
@@ -11,6 +12,10 @@ const (
 	defaultTLSMinVersion    = "1.2"
 	defaultAuthzDefault     = "allow"
 	DefaultRequestPrincipal = "x-weft-jwt-sub"
+	defaultProtocol         = "http"
+	// DefaultTCPIdleTimeout closes a tcp listener's connection when no
+	// byte moved either way for this long.
+	DefaultTCPIdleTimeout = time.Hour
 )
 
 func (l *Listener) applySecurityDefaults() {
@@ -22,10 +27,15 @@ func (l *Listener) applySecurityDefaults() {
 		setStr(&a.Default, defaultAuthzDefault)
 		setStr(&a.RequestPrincipalHeader, DefaultRequestPrincipal)
 	}
+	setStr(&l.Protocol, defaultProtocol)
+	if t := l.TCP; t != nil {
+		setDur(&t.IdleTimeout, DefaultTCPIdleTimeout)
+		// ConnectTimeout stays 0: the cluster's connect_timeout applies.
+	}
 }
 
-// listenerSecurity validates tls and authz. It reports whether the
-// listener needs no virtual hosts (never, until TCP listeners exist).
+// listenerSecurity validates tls, authz and a tcp listener's forwarding.
+// It reports whether the listener needs no virtual hosts (a tcp listener).
 func (v *validator) listenerSecurity(p string, l *Listener) bool {
 	if t := l.TLS; t != nil {
 		v.oneOf(p+".tls.mode", t.Mode, "disabled", "strict", "permissive")
@@ -34,7 +44,50 @@ func (v *validator) listenerSecurity(p string, l *Listener) bool {
 	if a := l.Authz; a != nil {
 		v.authz(p+".authz", a)
 	}
-	return false
+	v.oneOf(p+".protocol", l.Protocol, "http", "tcp")
+	if l.Protocol != "tcp" {
+		if l.TCP != nil {
+			v.errf(p+".tcp", "tcp only applies to a listener with protocol: tcp")
+		}
+		return false
+	}
+	v.tcpListener(p, l)
+	return true
+}
+
+// tcpListener checks what a tcp listener has instead of virtual hosts, and
+// refuses what only HTTP has: virtual hosts, Wasm filters (they see HTTP
+// requests) and authz conditions on requests.
+func (v *validator) tcpListener(p string, l *Listener) {
+	if len(l.VirtualHosts) > 0 {
+		v.errf(p+".virtual_hosts", "a tcp listener has no virtual_hosts; it forwards every connection to tcp.cluster")
+	}
+	if len(l.Filters) > 0 {
+		v.errf(p+".filters", "Wasm filters see HTTP requests; a tcp listener cannot run them")
+	}
+	t := l.TCP
+	if t == nil {
+		v.errf(p+".tcp", "a listener with protocol: tcp needs tcp: {cluster: NAME}")
+		return
+	}
+	v.clusterRef(p+".tcp.cluster", t.Cluster)
+	v.duration(p+".tcp.idle_timeout", t.IdleTimeout)
+	v.duration(p+".tcp.connect_timeout", t.ConnectTimeout)
+	if a := l.Authz; a != nil {
+		for i := range a.Rules {
+			r := &a.Rules[i]
+			rp := fmt.Sprintf("%s.authz.rules[%d]", p, i)
+			for _, f := range []struct {
+				name string
+				set  bool
+			}{{"request_principals", len(r.RequestPrincipals) > 0}, {"methods", len(r.Methods) > 0},
+				{"paths", len(r.Paths) > 0}, {"headers", len(r.Headers) > 0}} {
+				if f.set {
+					v.errf(rp+"."+f.name, "a tcp listener sees no HTTP requests; only principals and ports apply")
+				}
+			}
+		}
+	}
 }
 
 func (v *validator) tlsFiles(p, minVersion, cert, key, ca string) {

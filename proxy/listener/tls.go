@@ -191,3 +191,12 @@ func (c *peekedConn) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
+
+// CloseWrite half-closes the underlying TCP connection, so an L4 tunnel can
+// pass a FIN through a permissive listener's plaintext connection.
+func (c *peekedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
