@@ -66,7 +66,7 @@ const (
 
 	defaultFailurePolicy   = "fail_closed"
 	defaultMemoryLimitMiB  = 64
-	defaultCallbackTimeout = 100 * time.Millisecond
+	defaultCallbackTimeout = time.Second
 	defaultFilterBodyBytes = 1 << 20
 )
 

@@ -19,7 +19,7 @@ import (
 // Defaults applied to a PluginSpec's zero values.
 const (
 	DefaultMemoryLimitPages = 1024 // 64 MiB
-	DefaultCallbackTimeout  = 100 * time.Millisecond
+	DefaultCallbackTimeout  = time.Second
 	DefaultMaxBodyBytes     = 1 << 20
 	// PauseTimeout bounds how long a paused stream waits for the guest to
 	// resume it before it fails by the plugin's policy.
@@ -34,7 +34,7 @@ type PluginSpec struct {
 	FailOpen               bool          // default fail closed
 	PoolSize               int           // 0 = runtime.GOMAXPROCS(0)
 	MemoryLimitPages       uint32        // 0 = 1024 (64 MiB)
-	CallbackTimeout        time.Duration // 0 = 100ms
+	CallbackTimeout        time.Duration // 0 = 1s
 	MaxBodyBytes           int           // 0 = 1 MiB
 	// Trusted drops the callback deadline: the module is compiled without
 	// wazero's termination checks and calls skip the watcher wazero starts
