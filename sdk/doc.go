@@ -27,7 +27,9 @@
 // HTTP call-out's answer (DispatchHTTPCall), a tick, or a queue
 // notification. Package functions cover shared data with CAS
 // (GetSharedData, SetSharedData), shared queues, metrics (NewCounter,
-// NewGauge, NewHistogram), logging (Infof, ...) and the host clock (Now).
+// NewGauge, NewHistogram), logging (Infof, ...), the host clock (Now) and
+// host-specific foreign functions (CallForeignFunction; Weft offers
+// "weft.verify_signature", other hosts answer IsForeignFunctionMissing).
 //
 // Properties follow Envoy's attribute names, e.g. Property("request",
 // "path"), Property("response", "code") (8-byte little-endian integers:

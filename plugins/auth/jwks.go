@@ -18,6 +18,8 @@ type key struct {
 	rsa *rsa.PublicKey
 	ec  *ecdsa.PublicKey
 	hs  []byte
+	// jwk is the key in the form weft.verify_signature takes.
+	jwk []byte
 }
 
 // keySet is a parsed JWKS.
@@ -28,15 +30,15 @@ type keySet struct {
 
 type jwk struct {
 	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	K   string `json:"k"`
+	Kid string `json:"kid,omitempty"`
+	Alg string `json:"alg,omitempty"`
+	Use string `json:"use,omitempty"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
+	K   string `json:"k,omitempty"`
 }
 
 var b64 = base64.RawURLEncoding
@@ -117,6 +119,7 @@ func parseJWK(j jwk) (*key, error) {
 	default:
 		return nil, nil
 	}
+	k.jwk = hostJWK(j)
 	return k, nil
 }
 

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"math/big"
 	"strconv"
@@ -29,21 +27,89 @@ var (
 	errNoKeys      = errors.New("signing keys unavailable")
 )
 
-// claims are a validated token's claims.
-type claims map[string]any
+// claims are a validated token's claims: the payload's members, values
+// raw (decoded on use). A repeated name counts once, the last one, as with
+// encoding/json.
+type claims []member
+
+// get returns the raw value of claim name.
+func (c claims) get(name string) ([]byte, bool) {
+	for i := len(c) - 1; i >= 0; i-- {
+		if c[i].name == name {
+			return c[i].raw, true
+		}
+	}
+	return nil, false
+}
 
 // header is a JOSE header.
 type header struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
+	Alg string
+	Kid string
 }
 
-// validator checks tokens against one compiled config.
+// parseHeader reads alg and kid from a JOSE header (both strings when
+// present).
+func parseHeader(b []byte) (header, bool) {
+	var buf [8]member
+	ms, ok := parseObject(b, buf[:0])
+	if !ok {
+		return header{}, false
+	}
+	var h header
+	for _, m := range ms {
+		switch m.name {
+		case "alg":
+			if h.Alg, ok = rawString(m.raw); !ok {
+				return header{}, false
+			}
+		case "kid":
+			if h.Kid, ok = rawString(m.raw); !ok {
+				return header{}, false
+			}
+		}
+	}
+	return h, true
+}
+
+// validator checks tokens against one compiled config. It belongs to one
+// VM (its header cache is not safe for concurrent use).
 type validator struct {
 	algs      map[string]bool
 	issuer    string
 	audiences []string
 	skew      time.Duration
+	// host checks signatures through the host when it can (nil: always
+	// in the VM).
+	host *hostVerifier
+	// headers remembers parsed JOSE headers by their encoded form: a
+	// signer's tokens share a few headers, and parsing costs more in the
+	// VM than a lookup.
+	headers map[string]header
+}
+
+// maxHeaders bounds validator.headers; when full it starts over.
+const maxHeaders = 64
+
+// header decodes and parses the encoded JOSE header h64, through the
+// cache of headers already seen.
+func (v *validator) header(h64 string) (header, bool) {
+	if h, ok := v.headers[h64]; ok {
+		return h, true
+	}
+	hb, err := b64.DecodeString(h64)
+	if err != nil {
+		return header{}, false
+	}
+	h, ok := parseHeader(hb)
+	if !ok {
+		return header{}, false
+	}
+	if v.headers == nil || len(v.headers) >= maxHeaders {
+		v.headers = make(map[string]header)
+	}
+	v.headers[h64] = h
+	return h, true
 }
 
 // validate checks token's form, signature (with keys) and time and
@@ -57,12 +123,8 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 	if !ok || strings.IndexByte(s64, '.') >= 0 {
 		return nil, time.Time{}, errMalformed
 	}
-	hb, err := b64.DecodeString(h64)
-	if err != nil {
-		return nil, time.Time{}, errMalformed
-	}
-	var hdr header
-	if err := json.Unmarshal(hb, &hdr); err != nil {
+	hdr, ok := v.header(h64)
+	if !ok {
 		return nil, time.Time{}, errMalformed
 	}
 	if !v.algs[hdr.Alg] {
@@ -76,19 +138,18 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 		return nil, time.Time{}, errNoKeys
 	}
 	signed := token[:len(h64)+1+len(p64)]
-	if err := verify(hdr, signed, sig, keys); err != nil {
+	if err := verify(hdr, signed, sig, keys, v.host); err != nil {
 		return nil, time.Time{}, err
 	}
 	pb, err := b64.DecodeString(p64)
 	if err != nil {
 		return nil, time.Time{}, errMalformed
 	}
-	dec := json.NewDecoder(bytes.NewReader(pb))
-	dec.UseNumber()
-	var c claims
-	if err := dec.Decode(&c); err != nil || c == nil {
+	ms, ok := parseObject(pb, nil)
+	if !ok {
 		return nil, time.Time{}, errMalformed
 	}
+	c := claims(ms)
 	exp, hasExp, err := c.time("exp")
 	if err != nil {
 		return nil, time.Time{}, err
@@ -102,7 +163,7 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 		return nil, time.Time{}, errNotYetValid
 	}
 	if v.issuer != "" {
-		if iss, _ := c["iss"].(string); iss != v.issuer {
+		if raw, _ := c.get("iss"); !rawEquals(raw, v.issuer) {
 			return nil, time.Time{}, errIssuer
 		}
 	}
@@ -116,14 +177,15 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 }
 
 // verify checks sig over signed with the key the header names (by kid), or
-// with each key fitting the algorithm when there is no kid.
-func verify(h header, signed string, sig []byte, keys *keySet) error {
+// with each key fitting the algorithm when there is no kid; through hv
+// when it is set and the host can.
+func verify(h header, signed string, sig []byte, keys *keySet, hv *hostVerifier) error {
 	if h.Kid != "" {
 		k := keys.byKid[h.Kid]
 		if k == nil || !k.fits(h.Alg) {
 			return errNoKey
 		}
-		return verifyWith(k, h.Alg, signed, sig)
+		return verifyWith(k, h.Alg, signed, sig, hv)
 	}
 	tried := false
 	for _, k := range keys.keys {
@@ -131,7 +193,7 @@ func verify(h header, signed string, sig []byte, keys *keySet) error {
 			continue
 		}
 		tried = true
-		if verifyWith(k, h.Alg, signed, sig) == nil {
+		if verifyWith(k, h.Alg, signed, sig, hv) == nil {
 			return nil
 		}
 	}
@@ -141,7 +203,16 @@ func verify(h header, signed string, sig []byte, keys *keySet) error {
 	return errSignature
 }
 
-func verifyWith(k *key, alg, signed string, sig []byte) error {
+func verifyWith(k *key, alg, signed string, sig []byte, hv *hostVerifier) error {
+	if hv != nil {
+		if valid, done := hv.verify(k, alg, signed, sig); done {
+			if !valid {
+				return errSignature
+			}
+			return nil
+		}
+		hv.vm.Inc()
+	}
 	sum := sha256.Sum256([]byte(signed))
 	switch alg {
 	case "RS256":
@@ -171,15 +242,14 @@ func verifyWith(k *key, alg, signed string, sig []byte) error {
 
 // time reads a NumericDate claim.
 func (c claims) time(name string) (time.Time, bool, error) {
-	v, ok := c[name]
+	raw, ok := c.get(name)
 	if !ok {
 		return time.Time{}, false, nil
 	}
-	n, ok := v.(json.Number)
-	if !ok {
+	if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 		return time.Time{}, false, errMalformed
 	}
-	f, err := n.Float64()
+	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil {
 		return time.Time{}, false, errMalformed
 	}
@@ -189,46 +259,62 @@ func (c claims) time(name string) (time.Time, bool, error) {
 
 // hasAudience reports whether aud (a string or an array) names one of want.
 func (c claims) hasAudience(want []string) bool {
-	match := func(a string) bool {
+	match := func(raw []byte) bool {
 		for _, w := range want {
-			if a == w {
+			if rawEquals(raw, w) {
 				return true
 			}
 		}
 		return false
 	}
-	switch aud := c["aud"].(type) {
-	case string:
-		return match(aud)
-	case []any:
-		for _, a := range aud {
-			if s, ok := a.(string); ok && match(s) {
-				return true
-			}
-		}
+	raw, _ := c.get("aud")
+	if len(raw) > 0 && raw[0] == '"' {
+		return match(raw)
 	}
-	return false
+	found := false
+	rawArray(raw, func(e []byte) bool {
+		found = match(e)
+		return !found
+	})
+	return found
+}
+
+// rawEquals reports whether raw is the JSON string s.
+func rawEquals(raw []byte, s string) bool {
+	if len(raw) == len(s)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == s {
+		return true // the common case: no escapes
+	}
+	v, ok := rawString(raw)
+	return ok && v == s
 }
 
 // headerValue renders a claim for a request header: strings as is, numbers
-// and booleans in JSON form, arrays of strings comma-joined; objects are
-// skipped.
+// and booleans in JSON form, arrays of strings comma-joined; objects and
+// null are skipped.
 func (c claims) headerValue(name string) (string, bool) {
-	switch v := c[name].(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
-	case []any:
-		parts := make([]string, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
+	raw, ok := c.get(name)
+	if !ok || len(raw) == 0 {
+		return "", false
+	}
+	switch b := raw[0]; {
+	case b == '"':
+		return rawString(raw)
+	case b == 't' || b == 'f' || b == '-' || b >= '0' && b <= '9':
+		return string(raw), true
+	case b == '[':
+		var parts []string
+		all := true
+		rawArray(raw, func(e []byte) bool {
+			s, ok := rawString(e)
 			if !ok {
-				return "", false
+				all = false
+				return false
 			}
 			parts = append(parts, s)
+			return true
+		})
+		if !all {
+			return "", false
 		}
 		return strings.Join(parts, ","), true
 	}

@@ -23,6 +23,7 @@ type plugin struct {
 	waiting   []*sdk.Stream
 
 	cache tokenCache
+	hostv hostVerifier
 
 	allowed, denied, fetches, fetchErrors sdk.Counter
 }
@@ -34,7 +35,7 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 	}
 	p := &plugin{cfg: cfg}
 	if j := cfg.JWT; j != nil {
-		p.v = validator{algs: cfg.algs, issuer: j.Issuer, audiences: j.Audiences, skew: cfg.skew}
+		p.v = validator{algs: cfg.algs, issuer: j.Issuer, audiences: j.Audiences, skew: cfg.skew, host: &p.hostv}
 		p.keys = cfg.inlineKeys
 		p.cache.init(cfg.cacheSize)
 		if j.RemoteJWKS != nil {
@@ -48,6 +49,7 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 	for name, c := range map[string]*sdk.Counter{
 		"auth_allowed_total": &p.allowed, "auth_denied_total": &p.denied,
 		"auth_jwks_fetches_total": &p.fetches, "auth_jwks_fetch_errors_total": &p.fetchErrors,
+		"auth_signatures_host_total": &p.hostv.host, "auth_signatures_vm_total": &p.hostv.vm,
 	} {
 		if *c, err = sdk.NewCounter(name); err != nil {
 			return nil, err

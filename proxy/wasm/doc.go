@@ -7,9 +7,10 @@
 // calls into a VM are serialised), every host function of the ABI (module
 // `env`, one file per area: abi_log.go, abi_properties.go, abi_headers.go,
 // abi_buffers.go, abi_stream.go, abi_httpcall.go, abi_shared.go,
-// abi_metrics.go, abi_grpc.go), WASI for guests, and the bounds that keep a
-// guest from hurting the proxy: a memory limit per VM, a deadline per
-// callback, and the plugin's failure policy (fail_closed answers 503 like
+// abi_metrics.go, abi_grpc.go; foreign functions such as
+// weft.verify_signature in abi_foreign*.go), WASI for guests, and the
+// bounds that keep a guest from hurting the proxy: a memory limit per VM,
+// a deadline per callback, and the plugin's failure policy (fail_closed answers 503 like
 // Envoy's failStream; fail_open skips the filter for the rest of the stream).
 // A broken VM (trap, overrun deadline, bad state) is thrown away and
 // replaced in the background.

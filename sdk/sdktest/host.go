@@ -4,12 +4,14 @@ package sdktest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/sdk"
 	"github.com/weftmesh/weft/sdk/internal/abi"
 )
 
@@ -21,6 +23,7 @@ const (
 	stParse       = 4
 	stEmpty       = 7
 	stCasMismatch = 8
+	stInternal    = 10
 )
 
 // rootID is the root context's id.
@@ -41,6 +44,13 @@ type Options struct {
 	Now func() time.Time
 	// LogLevel is the host's log level (default trace: everything).
 	LogLevel uint32
+	// ForeignFunctions answer proxy_call_foreign_function by name. An
+	// sdk.Status error is returned to the guest as that status, any other
+	// error as InternalFailure. A name not listed answers NotFound, as in
+	// Weft and Envoy, so a nil map emulates a host without any (Weft's
+	// real functions, e.g. weft.verify_signature, are not emulated: test
+	// them with sdk/filtertest).
+	ForeignFunctions map[string]func(args []byte) ([]byte, error)
 }
 
 // Host is an emulated VM running the registered plugin.
@@ -61,6 +71,7 @@ type Host struct {
 	queues  map[string]uint32
 	qItems  map[uint32][][]byte
 	metrics []*Metric
+	foreign map[string]int // calls by name, offered or not
 }
 
 type shared struct {
@@ -138,6 +149,7 @@ func Start(o Options) (*Host, error) {
 		shared:    make(map[string]*shared),
 		queues:    make(map[string]uint32),
 		qItems:    make(map[uint32][][]byte),
+		foreign:   make(map[string]int),
 	}
 	if abi.Exports.Reset == nil {
 		return nil, fmt.Errorf("sdktest: package sdk is not linked in (import it)")
@@ -216,6 +228,10 @@ func (h *Host) SharedData(key string) ([]byte, bool) {
 	}
 	return s.val, true
 }
+
+// ForeignCalls returns how many times the filter called the foreign
+// function name (whether the host offers it or not).
+func (h *Host) ForeignCalls(name string) int { return h.foreign[name] }
 
 // PendingCalls returns the call-outs not answered yet.
 func (h *Host) PendingCalls() []*Call { return h.calls }
@@ -698,3 +714,21 @@ func remove(hs [][2]string, name string) [][2]string {
 }
 
 func i64(v int64) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(v)) }
+
+// CallForeignFunction implements abi.Host.
+func (h *Host) CallForeignFunction(name string, args []byte) ([]byte, uint32) {
+	h.foreign[name]++
+	f := h.o.ForeignFunctions[name]
+	if f == nil {
+		return nil, stNotFound
+	}
+	out, err := f(clone(args))
+	if err != nil {
+		var st sdk.Status
+		if errors.As(err, &st) && st != sdk.StatusOK {
+			return nil, uint32(st)
+		}
+		return nil, stInternal
+	}
+	return clone(out), stOK
+}

@@ -39,6 +39,7 @@ type Host interface {
 	GetMetric(id uint32) (uint64, uint32)
 	SetEffectiveContext(contextID uint32) uint32
 	Done() uint32
+	CallForeignFunction(name string, args []byte) ([]byte, uint32)
 }
 
 type hostBox struct{ h Host }
@@ -179,3 +180,8 @@ func SetEffectiveContext(contextID uint32) uint32 { return host().SetEffectiveCo
 
 // Done is proxy_done.
 func Done() uint32 { return host().Done() }
+
+// CallForeignFunction is proxy_call_foreign_function.
+func CallForeignFunction(name string, args []byte) ([]byte, uint32) {
+	return host().CallForeignFunction(name, args)
+}

@@ -101,6 +101,9 @@ func proxySetEffectiveContext(contextID uint32) uint32
 //go:wasmimport env proxy_done
 func proxyDone() uint32
 
+//go:wasmimport env proxy_call_foreign_function
+func proxyCallForeignFunction(name string, args *byte, argsLen uint32, retPtr unsafe.Pointer, retLen *uint32) uint32
+
 // ptr returns the address of b's first byte (nil when empty).
 func ptr(b []byte) *byte {
 	if len(b) == 0 {
@@ -292,3 +295,11 @@ func SetEffectiveContext(contextID uint32) uint32 { return proxySetEffectiveCont
 
 // Done is proxy_done.
 func Done() uint32 { return proxyDone() }
+
+// CallForeignFunction is proxy_call_foreign_function.
+func CallForeignFunction(name string, args []byte) ([]byte, uint32) {
+	var p *byte
+	var n uint32
+	st := proxyCallForeignFunction(name, ptr(args), uint32(len(args)), unsafe.Pointer(&p), &n)
+	return returned(p, n), st
+}
