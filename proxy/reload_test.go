@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
@@ -191,4 +192,31 @@ func TestReloadConfigMapSymlinkSwap(t *testing.T) {
 		_, body, _ := get(t, cl, "http://"+addr+"/")
 		return body == "c"
 	})
+}
+
+// TestFirstApplyWithBusyPortFails: a first config whose listener cannot
+// bind is refused with an error (not a panic), and nothing is left running.
+func TestFirstApplyWithBusyPortFails(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	up := testserver.Start(t, "up")
+	p, err := New(context.Background(), Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	raw := []byte(strings.Replace(expand(plainConfig, map[string]string{"up": up.Addr}), "127.0.0.1:0", busy.Addr().String(), 1))
+	cfg, err := config.Parse("busy.yaml", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(context.Background(), cfg, raw, ""); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("apply on a busy port: %v", err)
+	}
+	if p.Ready() {
+		t.Fatal("a refused first config left the proxy ready")
+	}
 }

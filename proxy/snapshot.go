@@ -231,6 +231,9 @@ func release(old, next *snapshot) {
 	if old == nil {
 		return
 	}
+	if next == nil { // nothing carried over: close everything old has
+		next = &snapshot{}
+	}
 	for name, cs := range old.byName {
 		if n, ok := next.byName[name]; !ok || n.c != cs.c {
 			cs.c.Close()

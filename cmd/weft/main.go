@@ -40,7 +40,7 @@ Usage:
   weft ctl ...              operate the control plane (apply, get, status, set-weight, ...)
   weft filter run|test F    run or test a Wasm filter on its own
   weft validate FILE...     check config files; exit 1 with file:line errors
-  weft demo [--for 30s]     run a whole mesh on loopback from an embedded config
+  weft demo [--for 30s]     run a mesh on loopback: sidecars, plugins, control plane, a live canary shift
   weft bench [flags]        benchmark the proxy against the direct path and peers
   weft version              print the version
 `
@@ -206,7 +206,7 @@ func runValidate(args []string) error {
 func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
-	port := fs.Int("port", 10000, "the sidecar's listener port on 127.0.0.1 (0: any free port)")
+	port := fs.Int("port", 10000, "first of five ports on 127.0.0.1: sidecar, its admin, the control plane, a second sidecar, its admin (0: free ports)")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err

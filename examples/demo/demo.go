@@ -32,8 +32,10 @@ var configTemplate string
 
 // Options configure the demo.
 type Options struct {
-	// Port is the sidecar's port on 127.0.0.1 (0: any free port); the admin
-	// server takes Port+1.
+	// Port is the sidecar's port on 127.0.0.1 (0: any free port for
+	// everything); its admin server takes Port+1, the control plane
+	// Port+2, the sidecar the control plane drives Port+3 and that
+	// sidecar's admin server Port+4.
 	Port   int
 	Logger *zap.Logger
 	Out    io.Writer
@@ -146,9 +148,11 @@ func Run(ctx context.Context, o Options) error {
 		svcs = append(svcs, s)
 	}
 	listenAddr, adminAddr := "127.0.0.1:0", "127.0.0.1:0"
+	maddrs := meshAddrs{control: "127.0.0.1:0", outbound: "127.0.0.1:0", admin: "127.0.0.1:0"}
 	if o.Port > 0 {
-		listenAddr = "127.0.0.1:" + strconv.Itoa(o.Port)
-		adminAddr = "127.0.0.1:" + strconv.Itoa(o.Port+1)
+		port := func(d int) string { return "127.0.0.1:" + strconv.Itoa(o.Port+d) }
+		listenAddr, adminAddr = port(0), port(1)
+		maddrs = meshAddrs{control: port(2), outbound: port(3), admin: port(4)}
 	}
 	data := ConfigData{Listener: listenAddr, Admin: adminAddr,
 		ReviewsV1: svcs[0].ln.Addr().String(), ReviewsV2: svcs[1].ln.Addr().String(),
@@ -207,10 +211,27 @@ func Run(ctx context.Context, o Options) error {
 	defer a.Close(context.Background()) //nolint:errcheck
 	sidecar := p.ListenerAddr("outbound").String()
 
+	// The control plane, in process, and the second sidecar it drives.
+	m, err := startMesh(ctx, o.Logger, maddrs, svcs)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+
 	fmt.Fprintf(o.Out, "weft demo: a sidecar on http://%s in front of reviews-v1, reviews-v2 (canary), ratings (fails 30%%) and accounts\n", sidecar)
-	fmt.Fprintf(o.Out, "admin on http://%s\n%s\n\n", a.Addr(), pluginNote)
-	t := &tourer{out: o.Out, c: &fasthttp.Client{}, url: "http://" + sidecar, admin: "http://" + a.Addr().String(), svcs: svcs}
+	fmt.Fprintf(o.Out, "admin on http://%s\n%s\n", a.Addr(), pluginNote)
+	m.intro(o.Out)
+	fmt.Fprintln(o.Out)
+
+	// The tour dials with its own net.Dialer (fasthttp's default dialer
+	// starts a process-wide goroutine that never ends).
+	dialer := &net.Dialer{Timeout: 3 * time.Second}
+	// A short idle time lets its cleaner goroutine end soon after the tour.
+	tc := &fasthttp.Client{Dial: func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }, MaxIdleConnDuration: time.Second}
+	defer tc.CloseIdleConnections()
+	t := &tourer{out: o.Out, c: tc, url: "http://" + sidecar, admin: "http://" + a.Addr().String(), svcs: svcs}
 	t.run(token)
+	m.tour(ctx, t)
 	fmt.Fprintf(o.Out, `
 Try:
   curl -s http://%[1]s/reviews                          # 90%% v1, 10%% v2 (canary)
@@ -227,6 +248,7 @@ Try:
   curl -s -H 'authorization: Bearer %[2]s' http://%[1]s/account
 `, sidecar, token, faultDelay, a.Addr())
 	}
+	m.try(o.Out)
 	fmt.Fprintf(o.Out, "Stop with Ctrl-C.\n")
 	<-ctx.Done()
 	return nil
@@ -279,10 +301,19 @@ type reply struct {
 }
 
 func (t *tourer) do(path string, hdrs ...string) reply {
+	return t.doAt(t.url, "", path, hdrs...)
+}
+
+// doAt sends GET base+path with the Host header host ("": base's host).
+func (t *tourer) doAt(base, host, path string, hdrs ...string) reply {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(t.url + path)
+	req.SetRequestURI(base + path)
+	if host != "" {
+		req.UseHostHeader = true
+		req.Header.SetHost(host)
+	}
 	for i := 0; i+1 < len(hdrs); i += 2 {
 		req.Header.Set(hdrs[i], hdrs[i+1])
 	}
@@ -299,9 +330,14 @@ func (t *tourer) do(path string, hdrs ...string) reply {
 
 // count sends n requests and counts the answers by service (or status).
 func (t *tourer) count(path string, n int, hdrs ...string) map[string]int {
+	return t.countAt(t.url, "", path, n, hdrs...)
+}
+
+// countAt is count through base with the Host header host.
+func (t *tourer) countAt(base, host, path string, n int, hdrs ...string) map[string]int {
 	got := map[string]int{}
 	for i := 0; i < n; i++ {
-		r := t.do(path, hdrs...)
+		r := t.doAt(base, host, path, hdrs...)
 		switch {
 		case r.err != nil:
 			got["error"]++

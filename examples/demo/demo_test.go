@@ -4,13 +4,21 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/weftmesh/weft/control/mesh"
+	"github.com/weftmesh/weft/proxy/config"
 )
 
 // runDemo runs the demo on free ports until its tour has printed and
@@ -22,6 +30,9 @@ func runDemo(t *testing.T, o Options) string {
 	defer cancel()
 	out.ready = cancel
 	o.Port, o.Out = 0, out
+	if o.Logger == nil {
+		o.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	}
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o) }()
 	if err := <-done; err != nil {
@@ -36,7 +47,7 @@ func runDemo(t *testing.T, o Options) string {
 
 func checkRouting(t *testing.T, text string) {
 	t.Helper()
-	m := regexp.MustCompile(`v1=(\d+) v2=(\d+)`).FindStringSubmatch(text)
+	m := regexp.MustCompile(`canary split over 200 requests to /reviews: v1=(\d+) v2=(\d+)`).FindStringSubmatch(text)
 	if m == nil {
 		t.Fatalf("no split line in:\n%s", text)
 	}
@@ -53,6 +64,69 @@ func checkRouting(t *testing.T, text string) {
 	}
 }
 
+// split reads the v1 and v2 counts of the first line matching re (whose
+// last two groups are the counts).
+func split(t *testing.T, text, re string) (v1, v2 int) {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no line matching %q in:\n%s", re, text)
+	}
+	v1, _ = strconv.Atoi(m[len(m)-2])
+	v2, _ = strconv.Atoi(m[len(m)-1])
+	return v1, v2
+}
+
+// checkLiveChange checks the control plane part of the tour: the sidecar it
+// drives split reviews about 90/10, the set-weight call was accepted, the
+// sidecar applied and ACKed exactly the revision it made, and the split
+// then moved to about 50/50. It also checks the control plane's temporary
+// data directory is gone once Run returned.
+func checkLiveChange(t *testing.T, text string) {
+	t.Helper()
+	v1, v2 := split(t, text, `200 requests to reviews through sidecar demo-app: v1=(\d+) v2=(\d+) \(TrafficRule reviews splits 90/10\)`)
+	// Binomial(200, 0.1): mean 20, sd 4.2; 3..45 is about 4 sd below and 6 above.
+	if v1+v2 != 200 || v2 < 3 || v2 > 45 {
+		t.Errorf("before the change: v1=%d v2=%d, want 200 requests about 90/10", v1, v2)
+	}
+	m := regexp.MustCompile(`set-weight reviews v1=50,v2=50 through its API \(as weft ctl does\): TrafficRule default/reviews: changed, revision (\d+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no accepted set-weight in:\n%s", text)
+	}
+	rev := m[1]
+	m = regexp.MustCompile(`sidecar demo-app applied version (\d+) \(was (\d+)\) and ACKed it, .* \(/v1/status: desired (\d+), applied (\d+), in_sync true\)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("the sidecar did not report applying the change:\n%s", text)
+	}
+	if m[1] != rev || m[3] != rev || m[4] != rev || m[2] == rev {
+		t.Errorf("applied version %s (was %s, desired %s, applied %s), want the set-weight revision %s", m[1], m[2], m[3], m[4], rev)
+	}
+	a1, a2 := split(t, text, `200 requests to reviews through sidecar demo-app after the change: v1=(\d+) v2=(\d+) \(now 50/50\)`)
+	// Binomial(200, 0.5): mean 100, sd 7.1; 60..140 is about 5.7 sd.
+	if a1+a2 != 200 || a1 < 60 || a2 < 60 {
+		t.Errorf("after the change: v1=%d v2=%d, want 200 requests about 50/50", a1, a2)
+	}
+	if a2 <= v2 {
+		t.Errorf("v2's share did not grow: %d of 200 before the change, %d after", v2, a2)
+	}
+	for _, want := range []string{
+		`go run ./cmd/weft ctl -server http://127\.0\.0\.1:\d+ set-weight reviews v1=50,v2=50 `,
+		`curl -s http://127\.0\.0\.1:\d+/v1/status`,
+		`  http://127\.0\.0\.1:\d+/ui +# in a browser: the mesh view`,
+	} {
+		if !regexp.MustCompile(want).MatchString(text) {
+			t.Errorf("the Try section lacks %q:\n%s", want, text)
+		}
+	}
+	d := regexp.MustCompile(`state in ([^,]+), removed at exit`).FindStringSubmatch(text)
+	if d == nil {
+		t.Fatalf("no data directory in:\n%s", text)
+	}
+	if _, err := os.Stat(d[1]); !os.IsNotExist(err) {
+		t.Errorf("the control plane's data directory %s is still there after Run returned (%v)", d[1], err)
+	}
+}
+
 // TestDemoRunsThePlugins runs the demo as `weft demo` does: it builds the
 // first-party plugins from plugins/ (cached by source digest) and its tour
 // shows each one working: the routing plugin's split, the auth plugin's
@@ -66,6 +140,7 @@ func TestDemoRunsThePlugins(t *testing.T) {
 		t.Fatalf("plugins not loaded:\n%s", text)
 	}
 	checkRouting(t, text)
+	checkLiveChange(t, text)
 	if !regexp.MustCompile(`chosen by the routing plugin`).MatchString(text) {
 		t.Errorf("split not credited to the routing plugin:\n%s", text)
 	}
@@ -102,7 +177,9 @@ func TestDemoWithoutPlugins(t *testing.T) {
 	if !regexp.MustCompile(`plugins: off`).MatchString(text) {
 		t.Fatalf("no plugin note:\n%s", text)
 	}
+	t.Logf("demo output:\n%s", text)
 	checkRouting(t, text)
+	checkLiveChange(t, text)
 	if !regexp.MustCompile(`chosen by the route table`).MatchString(text) {
 		t.Errorf("split not credited to the route table:\n%s", text)
 	}
@@ -158,5 +235,84 @@ func TestPluginsAreCachedBySource(t *testing.T) {
 		if err != nil || len(b) < 8 || string(b[:4]) != "\x00asm" {
 			t.Errorf("plugin %s: %s is not a Wasm module (%v)", n, second.paths[n], err)
 		}
+	}
+}
+
+// TestMeshResourcesCompile checks the embedded mesh the demo applies: it
+// decodes strictly and compiles to one sidecar config whose reviews host
+// sends testers (x-canary: always) to v2 and splits everyone else 90/10,
+// and whose ratings route retries.
+func TestMeshResourcesCompile(t *testing.T) {
+	b, err := meshResources(meshData{ReviewsV1: "127.0.0.1:1001", ReviewsV2: "127.0.0.1:1002", Ratings: "127.0.0.1:1003",
+		Accounts: "127.0.0.1:1004", Node: meshNode, Outbound: "127.0.0.1:0", V1Weight: canaryV1, V2Weight: canaryV2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := mesh.Decode("mesh.yaml.tmpl", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := mesh.Compile(mesh.New(rs), mesh.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := out[meshNode]
+	if len(out) != 1 || nc == nil {
+		t.Fatalf("want one sidecar config, for %s; got %d", meshNode, len(out))
+	}
+	routes := map[string]config.Route{}
+	for _, l := range nc.Config.Listeners {
+		for _, vh := range l.VirtualHosts {
+			for _, r := range vh.Routes {
+				routes[r.Name] = r
+			}
+		}
+	}
+	testers, canary, ratings := routes["reviews.default/testers"], routes["reviews.default/canary"], routes["ratings.default/all"]
+	if testers.Route == nil || testers.Route.Cluster != "reviews.default.v2" || len(testers.Match.Headers) != 1 {
+		t.Errorf("testers route: %+v", testers)
+	}
+	if canary.Route == nil || len(canary.Route.WeightedClusters) != 2 ||
+		canary.Route.WeightedClusters[0] != (config.WeightedCluster{Cluster: "reviews.default.v1", Weight: canaryV1}) ||
+		canary.Route.WeightedClusters[1] != (config.WeightedCluster{Cluster: "reviews.default.v2", Weight: canaryV2}) {
+		t.Errorf("canary route: %+v", canary.Route)
+	}
+	if ratings.Route == nil || ratings.Route.Retry == nil || ratings.Route.Retry.Attempts != 3 {
+		t.Errorf("ratings route: %+v", ratings.Route)
+	}
+}
+
+// TestMeshStartFailsCleanly starts the control plane part with the control
+// plane's port already taken (as when `weft demo` finds Port+2 in use):
+// startMesh says so, and what it made is gone (its data directory here,
+// goroutines in TestMain).
+func TestMeshStartFailsCleanly(t *testing.T) {
+	var svcs []*service
+	for _, n := range []string{"reviews-v1", "reviews-v2", "ratings", "accounts"} {
+		s, err := startService(n, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.srv.Shutdown() //nolint:errcheck
+		svcs = append(svcs, s)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "weft-demo-control-*"))
+	m, err := startMesh(t.Context(), zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)),
+		meshAddrs{control: taken.Addr().String(), outbound: "127.0.0.1:0", admin: "127.0.0.1:0"}, svcs)
+	if err == nil {
+		m.close()
+		t.Fatal("startMesh succeeded with the control plane's port taken")
+	}
+	if want := "control plane on " + taken.Addr().String(); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("error %q does not say %q and address already in use", err, want)
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "weft-demo-control-*"))
+	if len(after) > len(before) {
+		t.Fatalf("data directories left: before %v, after %v", before, after)
 	}
 }
