@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +41,54 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Setenv(childEnv, "1") // inherited by the subprocesses the tests start
-	os.Exit(leakcheck.Main(m))
+	code := leakcheck.Main(m)
+	if testWeftDir != "" {
+		os.RemoveAll(testWeftDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	testWeftOnce sync.Once
+	testWeftDir  string
+	testWeftBin  string
+	testWeftErr  error
+)
+
+// weftForTest returns a weft binary for the weft scenarios: $WEFT_BENCH_WEFT_BIN,
+// or ./cmd/weft built once per test run (mostly from the build cache that
+// `go test ./...` and `go vet` fill). Skipped with -short.
+func weftForTest(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv(weftBinEnv); bin != "" {
+		return bin
+	}
+	if testing.Short() {
+		t.Skip("-short: not building cmd/weft (set " + weftBinEnv + " to use a built one)")
+	}
+	testWeftOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			testWeftErr = err
+			return
+		}
+		if testWeftDir, err = os.MkdirTemp("", "weft-bench-test-"); err != nil {
+			testWeftErr = err
+			return
+		}
+		bin := filepath.Join(testWeftDir, "weft")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/weft")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			testWeftErr = fmt.Errorf("go build ./cmd/weft: %v\n%s", err, out)
+			return
+		}
+		testWeftBin = bin
+	})
+	if testWeftErr != nil {
+		t.Fatal(testWeftErr)
+	}
+	return testWeftBin
 }
 
 // pidLog records every subprocess a run starts, and the members of their
@@ -135,11 +183,7 @@ func TestScenarioLifecycle(t *testing.T) {
 			var log pidLog
 			r := testRunner(t, tt.pin, &log)
 			if tt.needs == "weft" {
-				// Building cmd/weft (wazero and all) is too slow for every
-				// test run; point the variable at a built binary to test it.
-				if r.opts.WeftBin = os.Getenv(weftBinEnv); r.opts.WeftBin == "" {
-					t.Skip("set " + weftBinEnv + "=path/to/weft to test the weft scenario")
-				}
+				r.opts.WeftBin = weftForTest(t)
 			}
 			env := &Env{Dir: t.TempDir(), Logger: r.opts.Logger, name: tt.sc.Name, r: r}
 			url, err := tt.sc.Setup(context.Background(), env)
@@ -355,7 +399,7 @@ func TestPeerConfigs(t *testing.T) {
 			t.Errorf("nginx config lacks %q", want)
 		}
 	}
-	if h := haproxyConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2"); !strings.Contains(h, "nbthread 1") || !strings.Contains(h, "server up1 127.0.0.1:2") {
+	if h := haproxyConfig("/tmp/x", "127.0.0.1:1", "127.0.0.1:2", 4096); !strings.Contains(h, "nbthread 1") || !strings.Contains(h, "maxconn 4096") || !strings.Contains(h, "server up1 127.0.0.1:2") {
 		t.Errorf("haproxy config:\n%s", h)
 	}
 	if c := caddyConfig("127.0.0.1:1", "127.0.0.1:2"); !strings.Contains(c, "reverse_proxy 127.0.0.1:2") || !strings.Contains(c, "admin off") {

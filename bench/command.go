@@ -30,10 +30,11 @@ const (
 
 // Command is `weft bench ARGS...`:
 //
-//	weft bench [flags]            run scenarios and write the report
-//	weft bench list               list the scenarios
-//	weft bench upstream [flags]   run the built-in upstream until interrupted
-//	weft bench load [flags]       run the load generator once, print JSON
+//	weft bench [flags]                      run scenarios and write the report
+//	weft bench filter [flags] FILE.wasm     weft with and without a filter
+//	weft bench list                         list the scenarios
+//	weft bench upstream [flags]             run the built-in upstream until interrupted
+//	weft bench load [flags]                 run the load generator once, print JSON
 //
 // It stops every process it started before returning, also on ctrl-C.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,96 +46,112 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return upstreamCommand(ctx, args[1:], stdout, stderr)
 		case "load":
 			return loadCommand(ctx, args[1:], stdout, stderr)
+		case "filter":
+			return filterCommand(ctx, args[1:], stdout, stderr)
 		case "list":
 			for _, s := range DefaultScenarios() {
-				fmt.Fprintf(stdout, "%-10s %s\n", s.Name, s.Description)
+				quick := " "
+				if s.Quick {
+					quick = "q"
+				}
+				fmt.Fprintf(stdout, "%-22s %s %s\n", s.Name, quick, s.Description)
 			}
+			fmt.Fprintln(stdout, "\nq: run by -quick unless -scenarios is given")
 			return nil
 		}
 	}
 	return runCommand(ctx, args, stdout, stderr)
 }
 
-func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("weft bench", flag.ContinueOnError)
+// runFlags are the flags of a benchmark run, shared by `weft bench` and
+// `weft bench filter`.
+type runFlags struct {
+	fs                        *flag.FlagSet
+	duration, warmup, timeout *time.Duration
+	delay                     *time.Duration
+	conns, bodySize           *int
+	rate                      *float64
+	maxReq                    *int64
+	out, loadCPUs, serverCPUs *string
+	weftBin, selfBin          *string
+	quick, pin, keep, verbose *bool
+}
+
+func newRunFlags(name string, stderr io.Writer) *runFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: weft bench [flags]\n       weft bench list | upstream [flags] | load [flags]\n\nRuns each scenario (see `weft bench list`) against the built-in upstream and writes\nreport.md, report.json and SVG charts to -out.\n\nflags:\n")
-		fs.PrintDefaults()
+	return &runFlags{
+		fs:         fs,
+		duration:   fs.Duration("d", 10*time.Second, "measured duration per scenario"),
+		warmup:     fs.Duration("warmup", 2*time.Second, "warm-up per scenario, not measured"),
+		conns:      fs.Int("c", 64, "connections (closed loop) or workers (open loop)"),
+		rate:       fs.Float64("rate", 0, "requests per second: open loop, latency from the intended send time (0: closed loop)"),
+		maxReq:     fs.Int64("n", 50_000_000, "at most this many measured requests per scenario"),
+		timeout:    fs.Duration("timeout", 10*time.Second, "per-request timeout"),
+		bodySize:   fs.Int("body-size", upstream.DefaultBodySize, "upstream response body bytes"),
+		delay:      fs.Duration("delay", 0, "upstream delay per response"),
+		out:        fs.String("out", "bench-out", "directory for report.md, report.json and the SVG charts"),
+		quick:      fs.Bool("quick", false, "CI mode: 2 s per scenario, 8 connections, the quick scenarios (see list) unless -scenarios; fails only if the harness does not work (no answers, errors); never judges speed"),
+		pin:        fs.Bool("pin", false, "pin the load generator to -load-cpus and upstream+proxy to -server-cpus (taskset; generator and upstream run as subprocesses)"),
+		loadCPUs:   fs.String("load-cpus", "0", "CPU list for the load generator with -pin"),
+		serverCPUs: fs.String("server-cpus", "1", "CPU list for the upstream and proxy with -pin"),
+		weftBin:    fs.String("weft-bin", "", "weft binary for the weft scenarios (default: go build ./cmd/weft once)"),
+		selfBin:    fs.String("self-bin", "", "binary that runs `bench upstream|load` subprocesses with -pin (default: this one)"),
+		keep:       fs.Bool("keep", false, "keep the temp dir with configs and process logs, and print its path"),
+		verbose:    fs.Bool("v", false, "log each process start"),
 	}
-	var names []string
-	for _, s := range DefaultScenarios() {
-		names = append(names, s.Name)
-	}
-	scenarios := fs.String("scenarios", strings.Join(names, ","), "comma-separated scenarios to run")
-	duration := fs.Duration("d", 10*time.Second, "measured duration per scenario")
-	warmup := fs.Duration("warmup", 2*time.Second, "warm-up per scenario, not measured")
-	conns := fs.Int("c", 64, "connections (closed loop) or workers (open loop)")
-	rate := fs.Float64("rate", 0, "requests per second: open loop, latency from the intended send time (0: closed loop)")
-	maxReq := fs.Int64("n", 50_000_000, "at most this many measured requests per scenario")
-	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
-	bodySize := fs.Int("body-size", upstream.DefaultBodySize, "upstream response body bytes")
-	delay := fs.Duration("delay", 0, "upstream delay per response")
-	out := fs.String("out", "bench-out", "directory for report.md, report.json and the SVG charts")
-	quick := fs.Bool("quick", false, "CI mode: 2 s per scenario, fails only if the harness does not work (no answers, errors); never judges speed")
-	pin := fs.Bool("pin", false, "pin the load generator to -load-cpus and upstream+proxy to -server-cpus (taskset; generator and upstream run as subprocesses)")
-	loadCPUs := fs.String("load-cpus", "0", "CPU list for the load generator with -pin")
-	serverCPUs := fs.String("server-cpus", "1", "CPU list for the upstream and proxy with -pin")
-	weftBin := fs.String("weft-bin", "", "weft binary for the weft scenarios (default: go build ./cmd/weft once)")
-	selfBin := fs.String("self-bin", "", "binary that runs `bench upstream|load` subprocesses with -pin (default: this one)")
-	keep := fs.Bool("keep", false, "keep the temp dir with configs and process logs, and print its path")
-	verbose := fs.Bool("v", false, "log each process start")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("weft bench: unexpected argument %q (see weft bench -h)", fs.Arg(0))
+}
+
+// parse parses args, applies the quick-mode defaults and reports which
+// flags were set.
+func (f *runFlags) parse(args []string) (map[string]bool, error) {
+	if err := f.fs.Parse(args); err != nil {
+		return nil, err
 	}
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *quick {
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if *f.quick {
 		if !set["d"] {
-			*duration = quickDuration
+			*f.duration = quickDuration
 		}
 		if !set["warmup"] {
-			*warmup = quickWarmup
+			*f.warmup = quickWarmup
 		}
 		if !set["c"] {
-			*conns = quickConnections
+			*f.conns = quickConnections
 		}
 	}
+	return set, nil
+}
 
-	selected, err := selectScenarios(*scenarios)
-	if err != nil {
-		return err
-	}
+// run runs the scenarios with the parsed flags, writes the report to -out
+// and prints it.
+func (f *runFlags) run(ctx context.Context, scenarios []Scenario, baseline string, stdout, stderr io.Writer) error {
 	level := zap.InfoLevel
-	if *verbose {
+	if *f.verbose {
 		level = zap.DebugLevel
 	}
 	logger := newLogger(stderr, level)
 	defer func() { _ = logger.Sync() }()
 
 	opts := Options{
-		Scenarios: selected,
+		Scenarios: scenarios,
+		Baseline:  baseline,
 		Load: loadgen.Config{
-			Connections: *conns, Rate: *rate, Warmup: *warmup, Duration: *duration,
-			MaxRequests: *maxReq, Timeout: *timeout,
+			Connections: *f.conns, Rate: *f.rate, Warmup: *f.warmup, Duration: *f.duration,
+			MaxRequests: *f.maxReq, Timeout: *f.timeout,
 		},
-		Upstream:   upstream.Config{BodySize: *bodySize, Delay: *delay},
-		Quick:      *quick,
-		Pin:        *pin,
-		LoadCPUs:   *loadCPUs,
-		ServerCPUs: *serverCPUs,
-		WeftBin:    *weftBin,
-		SelfBin:    *selfBin,
+		Upstream:   upstream.Config{BodySize: *f.bodySize, Delay: *f.delay},
+		Quick:      *f.quick,
+		Pin:        *f.pin,
+		LoadCPUs:   *f.loadCPUs,
+		ServerCPUs: *f.serverCPUs,
+		WeftBin:    *f.weftBin,
+		SelfBin:    *f.selfBin,
 		Progress:   stderr,
 		Logger:     logger,
 	}
-	if *keep {
+	if *f.keep {
 		dir, err := os.MkdirTemp("", "weft-bench-")
 		if err != nil {
 			return fmt.Errorf("weft bench: %w", err)
@@ -146,16 +163,86 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if rep == nil {
 		return runErr
 	}
-	paths, err := rep.WriteFiles(*out)
+	paths, err := rep.WriteFiles(*f.out)
 	if err != nil {
 		return errors.Join(runErr, err)
 	}
 	if err := rep.Markdown(stdout); err != nil {
 		return errors.Join(runErr, err)
 	}
-	abs, _ := filepath.Abs(*out)
+	abs, _ := filepath.Abs(*f.out)
 	fmt.Fprintf(stdout, "\nWrote %d files to %s: %s\n", len(paths), abs, strings.Join(baseNames(paths), ", "))
 	return runErr
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newRunFlags("weft bench", stderr)
+	f.fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: weft bench [flags]\n       weft bench filter [flags] FILE.wasm\n       weft bench list | upstream [flags] | load [flags]\n\nRuns each scenario (see `weft bench list`) against the built-in upstream and writes\nreport.md, report.json and SVG charts to -out.\n\nflags:\n")
+		f.fs.PrintDefaults()
+	}
+	scenarios := f.fs.String("scenarios", "", "comma-separated scenarios to run, or \"all\" (default: all; with -quick, the quick ones)")
+	if _, err := f.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if f.fs.NArg() > 0 {
+		return fmt.Errorf("weft bench: unexpected argument %q (see weft bench -h)", f.fs.Arg(0))
+	}
+	var selected []Scenario
+	switch {
+	case strings.TrimSpace(*scenarios) != "":
+		var err error
+		if selected, err = selectScenarios(*scenarios); err != nil {
+			return err
+		}
+	case *f.quick:
+		selected = QuickScenarios()
+	default:
+		selected = DefaultScenarios()
+	}
+	return f.run(ctx, selected, "direct", stdout, stderr)
+}
+
+// filterCommand is `weft bench filter [flags] FILE.wasm`: weft without and
+// with the user's filter, in the same run, with the ratio.
+func filterCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newRunFlags("weft bench filter", stderr)
+	f.fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: weft bench filter [flags] FILE.wasm [flags]\n\nMeasures a Proxy-Wasm filter: runs `weft` (no filter) and `weft-filter` (the filter on the\nlistener) in the same run and reports both, with the ratios against weft.\n\nflags:\n")
+		f.fs.PrintDefaults()
+	}
+	pluginConfig := f.fs.String("config", "", "the filter's configuration, passed to the guest as is (usually JSON)")
+	rootID := f.fs.String("root-id", "", "the filter's root_id")
+	trusted := f.fs.Bool("trusted", false, "run the filter trusted (no callback deadline)")
+	// The module may come before or after the flags.
+	var module string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		module, args = args[0], args[1:]
+	}
+	if _, err := f.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	rest := f.fs.Args()
+	if module == "" && len(rest) > 0 {
+		module, rest = rest[0], rest[1:]
+	}
+	if module == "" {
+		return errors.New("weft bench filter: name the filter module: weft bench filter FILE.wasm [-config JSON]")
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("weft bench filter: unexpected argument %q (flags go before or right after FILE.wasm)", rest[0])
+	}
+	if err := checkWasmFile(module); err != nil {
+		return fmt.Errorf("weft bench filter: %w", err)
+	}
+	scenarios := []Scenario{Weft(), WeftFilter(module, *pluginConfig, *rootID, *trusted)}
+	return f.run(ctx, scenarios, "weft", stdout, stderr)
 }
 
 func baseNames(paths []string) []string {
@@ -243,6 +330,14 @@ func loadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "measured duration")
 	fs.Int64Var(&cfg.MaxRequests, "n", 50_000_000, "at most this many measured requests")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.Func("H", "a request header `Name: value` (repeatable)", func(v string) error {
+		h, err := loadgen.ParseHeader(v)
+		if err != nil {
+			return err
+		}
+		cfg.Headers = append(cfg.Headers, h)
+		return nil
+	})
 	markers := fs.Bool("markers", false, "print measure-window markers on stdout (for the harness)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

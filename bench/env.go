@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftmesh/weft/bench/loadgen"
 	"github.com/weftmesh/weft/bench/proc"
 	"github.com/weftmesh/weft/bench/upstream"
 	"github.com/weftmesh/weft/proxy/config"
@@ -41,6 +42,13 @@ type Env struct {
 	procs    []*proc.Process
 	measured []*proc.Process
 	closers  []func() error
+	headers  []loadgen.Header
+}
+
+// AddLoadHeader makes the load generator send a header with every request
+// of this scenario (a bearer token for an auth filter).
+func (e *Env) AddLoadHeader(name, value string) {
+	e.headers = append(e.headers, loadgen.Header{Name: name, Value: value})
 }
 
 // UpstreamConfig is the run's upstream settings (body size, delay); a

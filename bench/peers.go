@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Peer proxies run with one worker (thread) so that they compare with a
@@ -19,6 +20,7 @@ func Nginx() Scenario {
 	return Scenario{
 		Name:        "nginx",
 		Description: "client → nginx (1 worker, keep-alive upstream pool) → upstream",
+		Quick:       true,
 		Setup: func(ctx context.Context, env *Env) (string, error) {
 			bin, err := lookPeer("nginx", "/usr/sbin/nginx")
 			if err != nil {
@@ -93,8 +95,9 @@ func HAProxy() Scenario {
 	return Scenario{
 		Name:        "haproxy",
 		Description: "client → HAProxy (1 thread, http-reuse always) → upstream",
+		Quick:       true,
 		Setup: func(ctx context.Context, env *Env) (string, error) {
-			bin, err := lookPeer("haproxy")
+			bin, err := lookPeer("haproxy", "/usr/sbin/haproxy")
 			if err != nil {
 				return "", err
 			}
@@ -106,7 +109,7 @@ func HAProxy() Scenario {
 			if err != nil {
 				return "", err
 			}
-			conf, err := env.WriteFile("haproxy.cfg", []byte(haproxyConfig(env.Dir, listen, up)))
+			conf, err := env.WriteFile("haproxy.cfg", []byte(haproxyConfig(env.Dir, listen, up, haproxyMaxConn())))
 			if err != nil {
 				return "", err
 			}
@@ -120,11 +123,26 @@ func HAProxy() Scenario {
 	}
 }
 
-func haproxyConfig(dir, listen, upstreamAddr string) string {
+// haproxyMaxConn is HAProxy's maxconn: 4096, or less when the file
+// descriptor limit is lower (HAProxy needs about two descriptors per
+// connection and refuses to start when it cannot raise its limit that far).
+func haproxyMaxConn() int {
+	const want = 4096
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 256
+	}
+	if lim.Max >= 2*want+64 { // also RLIM_INFINITY
+		return want
+	}
+	return max(int(lim.Max)/2-32, 16)
+}
+
+func haproxyConfig(dir, listen, upstreamAddr string, maxConn int) string {
 	return fmt.Sprintf(`global
     nbthread 1
     pidfile %[1]s/haproxy.pid
-    maxconn 10000
+    maxconn %[4]d
 
 defaults
     mode http
@@ -141,7 +159,7 @@ frontend bench
 backend up
     http-reuse always
     server up1 %[3]s
-`, dir, listen, upstreamAddr)
+`, dir, listen, upstreamAddr, maxConn)
 }
 
 // Caddy proxies through Caddy's reverse_proxy (GOMAXPROCS follows its CPU
@@ -150,6 +168,7 @@ func Caddy() Scenario {
 	return Scenario{
 		Name:        "caddy",
 		Description: "client → Caddy reverse_proxy → upstream",
+		Quick:       true,
 		Setup: func(ctx context.Context, env *Env) (string, error) {
 			bin, err := lookPeer("caddy")
 			if err != nil {
@@ -183,7 +202,6 @@ func caddyConfig(listen, upstreamAddr string) string {
 	return fmt.Sprintf(`{
 	admin off
 	auto_https off
-	persist_config off
 	log {
 		level ERROR
 	}

@@ -28,6 +28,9 @@ import (
 type Options struct {
 	// Scenarios to run, in order; DefaultScenarios when empty.
 	Scenarios []Scenario
+	// Baseline is the scenario every ratio is taken against ("direct"
+	// when empty).
+	Baseline string
 	// Load is the load every scenario gets (URL, Name and hooks are set per
 	// scenario).
 	Load loadgen.Config
@@ -135,7 +138,11 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 		}
 		rep.Scenarios = append(rep.Scenarios, res)
 	}
-	rep.ComputeRatios("direct")
+	if opts.Baseline == "" {
+		opts.Baseline = "direct"
+	}
+	rep.ComputeRatios(opts.Baseline)
+	rep.ComputeComparisons()
 	if ctx.Err() != nil {
 		return rep, fmt.Errorf("bench: interrupted: %w", ctx.Err())
 	}
@@ -152,13 +159,16 @@ type runner struct {
 	weftOnce sync.Once
 	weftBin  string
 	weftErr  error
+
+	guestsMu sync.Mutex
+	guests   map[string]*guestBuild // by module dir and package
 }
 
 // selfArgs is the argument list that makes SelfBin run `bench SUB`.
 func (r *runner) selfArgs(sub string) []string { return []string{"bench", sub} }
 
 func (r *runner) runScenario(ctx context.Context, sc Scenario) report.Scenario {
-	out := report.Scenario{Name: sc.Name, Description: sc.Description}
+	out := report.Scenario{Name: sc.Name, Description: sc.Description, Compare: sc.Compare}
 	log := r.opts.Logger.With(zap.String("scenario", sc.Name))
 	dir := filepath.Join(r.tmp, sc.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -199,7 +209,11 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) report.Scenario {
 		return fail(err)
 	}
 	if r.opts.Quick {
-		if err := quickCheck(&out); err != nil {
+		check := quickCheck
+		if sc.Check != nil {
+			check = sc.Check
+		}
+		if err := check(&out); err != nil {
 			return fail(err)
 		}
 	}
@@ -229,6 +243,7 @@ func quickCheck(s *report.Scenario) error {
 func (r *runner) measure(ctx context.Context, env *Env, url string, out *report.Scenario) error {
 	cfg := r.opts.Load
 	cfg.Name, cfg.URL, cfg.Progress = env.name, url, r.opts.Progress
+	cfg.Headers = append(append([]loadgen.Header(nil), cfg.Headers...), env.headers...)
 	before := make([]proc.Usage, len(env.measured))
 	after := make([]proc.Usage, len(env.measured))
 	var usageErr error
@@ -289,6 +304,11 @@ func (r *runner) measure(ctx context.Context, env *Env, url string, out *report.
 			names = append(names, p.Name())
 		}
 		out.CPU = report.NewCPU(names, cpu, rss, res.Requests)
+		if len(env.measured) > 1 {
+			for i, p := range env.measured {
+				out.CPU.AddProcess(p.Name(), after[i].CPU-before[i].CPU, after[i].PeakRSS, res.Requests)
+			}
+		}
 	}
 	return nil
 }
@@ -358,7 +378,7 @@ func (r *runner) loadSubprocess(ctx context.Context, env *Env, cfg loadgen.Confi
 
 // loadFlags are the `weft bench load` flags for cfg.
 func loadFlags(cfg loadgen.Config) []string {
-	return []string{
+	args := []string{
 		"-name", cfg.Name,
 		"-url", cfg.URL,
 		"-c", strconv.Itoa(cfg.Connections),
@@ -368,6 +388,10 @@ func loadFlags(cfg loadgen.Config) []string {
 		"-n", strconv.FormatInt(cfg.MaxRequests, 10),
 		"-timeout", cfg.Timeout.String(),
 	}
+	for _, h := range cfg.Headers {
+		args = append(args, "-H", h.String())
+	}
+	return args
 }
 
 // weftBinary returns -weft-bin, or builds ./cmd/weft once per run.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/weftmesh/weft/bench/report"
 )
 
 // Scenario is one thing to benchmark: what to start and which URL to load.
@@ -21,6 +23,17 @@ type Scenario struct {
 	Setup func(ctx context.Context, env *Env) (url string, err error)
 	// Teardown, when set, runs before env stops the scenario's processes.
 	Teardown func(env *Env) error
+	// Compare names the scenario of the same run this one adds something
+	// to (weft for a filter, weft-2hop-plain for mTLS); the report shows
+	// the ratios against it. Empty: only the ratios against direct.
+	Compare string
+	// Quick puts the scenario in the quick mode's default set (what CI
+	// runs): cheap to set up, and its check means something.
+	Quick bool
+	// Check, when set, replaces quick mode's default check (answers, no
+	// failed request) for a scenario whose failures are the point (a flaky
+	// upstream). It judges error rates, never speed.
+	Check func(s *report.Scenario) error
 }
 
 // ErrSkip marks a scenario that cannot run here (a peer is not installed).
@@ -48,10 +61,30 @@ func DefaultScenarios() []Scenario {
 		WeftWasm(4),
 		WeftWasmTrusted(1),
 		WeftWasmTrusted(4),
+		WeftPluginAuth(),
+		WeftPluginFault(),
+		WeftPluginRouting(),
+		WeftPluginTelemetry(),
+		DirectFlaky(),
+		WeftRetryFlaky(),
+		Weft2HopPlain(),
+		WeftMTLS(),
 		Nginx(),
 		HAProxy(),
 		Caddy(),
 	}
+}
+
+// QuickScenarios are the scenarios quick mode runs unless -scenarios is
+// given: those marked Quick, in report order.
+func QuickScenarios() []Scenario {
+	var out []Scenario
+	for _, s := range DefaultScenarios() {
+		if s.Quick {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Direct loads the upstream with no proxy: the baseline every other
@@ -60,6 +93,7 @@ func Direct() Scenario {
 	return Scenario{
 		Name:        "direct",
 		Description: "client → upstream, no proxy (the baseline)",
+		Quick:       true,
 		Setup: func(ctx context.Context, env *Env) (string, error) {
 			addr, err := env.StartUpstream(ctx, env.UpstreamConfig())
 			if err != nil {
@@ -75,6 +109,7 @@ func Weft() Scenario {
 	return Scenario{
 		Name:        "weft",
 		Description: "client → weft proxy (no filter) → upstream",
+		Quick:       true,
 		Setup: func(ctx context.Context, env *Env) (string, error) {
 			up, err := env.StartUpstream(ctx, env.UpstreamConfig())
 			if err != nil {

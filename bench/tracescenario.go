@@ -25,6 +25,8 @@ func WeftTracing(pct float64) Scenario {
 	return Scenario{
 		Name:        fmt.Sprintf("weft-trace-%g", pct),
 		Description: fmt.Sprintf("client → weft proxy, tracing at %g%% sampling, OTLP to a local sink → upstream", pct),
+		Compare:     "weft",
+		Quick:       pct == 1,
 		Setup: func(ctx context.Context, env *Env) (string, error) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -57,7 +59,7 @@ func WeftTracing(pct float64) Scenario {
 			return "http://" + listen + "/", nil
 		},
 		Teardown: func(env *Env) error {
-			env.Logger.Info("trace collector", zap.String("scenario", env.name), zap.Int64("exports", posts.Load()), zap.Int64("bytes", bytes.Load()))
+			env.Logger.Info("trace collector", zap.Int64("exports", posts.Load()), zap.Int64("bytes", bytes.Load()))
 			if srv == nil {
 				return nil
 			}

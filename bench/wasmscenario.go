@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,6 +37,8 @@ func weftWasm(n int, trusted bool) Scenario {
 	return Scenario{
 		Name:        name,
 		Description: fmt.Sprintf("client → weft proxy with %d no-op Go SDK Wasm filter(s)%s → upstream", n, what),
+		Compare:     "weft",
+		Quick:       n == 1 && !trusted,
 		Setup: func(ctx context.Context, env *Env) (string, error) {
 			module, err := buildNoopGuest(ctx, env)
 			if err != nil {
@@ -66,32 +70,71 @@ func weftWasm(n int, trusted bool) Scenario {
 	}
 }
 
-// buildNoopGuest builds gosdk/noop into the scenario's directory and
-// returns its file name there (configs name modules relative to
-// themselves).
+// buildNoopGuest builds gosdk/noop (once per run) and returns the
+// module's absolute path.
 func buildNoopGuest(ctx context.Context, env *Env) (string, error) {
+	return env.BuildGuest(ctx, guestsDir, "./gosdk/noop")
+}
+
+// BuildGuest builds the Go Proxy-Wasm guest pkg (a package path such as
+// "./plugins/auth") of the module at dir (relative to the weft module's
+// root) with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, once per run,
+// and returns the module's absolute path. Outside the source tree, or
+// without a Go toolchain, it returns a skip.
+func (e *Env) BuildGuest(ctx context.Context, dir, pkg string) (string, error) {
+	e.r.guestsMu.Lock()
+	if e.r.guests == nil {
+		e.r.guests = map[string]*guestBuild{}
+	}
+	key := dir + "\x00" + pkg
+	b := e.r.guests[key]
+	if b == nil {
+		b = &guestBuild{}
+		e.r.guests[key] = b
+	}
+	e.r.guestsMu.Unlock()
+	b.once.Do(func() { b.path, b.err = e.r.buildGuest(ctx, e.Logger, dir, pkg) })
+	if b.err != nil {
+		return "", fmt.Errorf("scenario %q: %w", e.name, b.err)
+	}
+	return b.path, nil
+}
+
+// guestBuild is one guest module built for the run.
+type guestBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func (r *runner) buildGuest(ctx context.Context, log *zap.Logger, dir, pkg string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", Skipf("go not found on PATH: needed to build the Wasm guest")
+		return "", Skipf("go not found on PATH: needed to build the Wasm guest %s", pkg)
 	}
 	root, err := moduleRoot()
 	if err != nil {
-		return "", Skipf("the Wasm guest is built from the source tree: %v", err)
+		return "", Skipf("the Wasm guest %s is built from the source tree: %v", pkg, err)
 	}
-	dir := filepath.Join(root, filepath.FromSlash(guestsDir))
-	if _, err := os.Stat(filepath.Join(dir, "gosdk", "noop")); err != nil {
+	modDir := filepath.Join(root, filepath.FromSlash(dir))
+	if _, err := os.Stat(filepath.Join(modDir, filepath.FromSlash(pkg))); err != nil {
 		return "", Skipf("no guest source: %v", err)
 	}
-	const name = "noop.wasm"
+	outDir := filepath.Join(r.tmp, "bin")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", err
+	}
+	name := strings.NewReplacer("./", "", "/", "-").Replace(filepath.ToSlash(filepath.Join(dir, pkg)))
+	out := filepath.Join(outDir, name+".wasm")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(env.Dir, name), "./gosdk/noop")
-	cmd.Dir = dir
+	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-trimpath", "-o", out, pkg)
+	cmd.Dir = modDir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("scenario %q: building the noop guest in %s: %w\n%s", env.name, dir, err, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the Wasm guest %s in %s: %w\n%s", pkg, modDir, err, b)
 	}
-	env.Logger.Info("built the noop Wasm guest", zap.String("scenario", env.name), zap.Duration("took", time.Since(start)))
-	return name, nil
+	log.Info("built a Wasm guest", zap.String("package", pkg), zap.String("module", out), zap.Duration("took", time.Since(start)))
+	return out, nil
 }

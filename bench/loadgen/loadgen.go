@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,8 @@ type Config struct {
 	// URL is loaded with GET (or Method); http or https.
 	URL    string
 	Method string
+	// Headers are sent with every request (an Authorization token, say).
+	Headers []Header
 	// Connections is the number of keep-alive connections (closed loop) or
 	// workers, hence the most requests in flight (open loop).
 	Connections int
@@ -69,6 +72,25 @@ type Config struct {
 	OnMeasureStart func()
 	OnMeasureEnd   func()
 }
+
+// Header is one request header the generator sends.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// ParseHeader parses "Name: value" (curl's -H form).
+func ParseHeader(s string) (Header, error) {
+	name, value, ok := strings.Cut(s, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n\x00") {
+		return Header{}, fmt.Errorf("header %q: want \"Name: value\"", s)
+	}
+	return Header{Name: name, Value: strings.TrimSpace(value)}, nil
+}
+
+// String is the header in "Name: value" form.
+func (h Header) String() string { return h.Name + ": " + h.Value }
 
 // ErrorCounts classifies transport errors (no response).
 type ErrorCounts struct {
@@ -185,6 +207,11 @@ func newGenerator(cfg Config) (*generator, error) {
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("loadgen %q: url %q: want http://host:port/path or https://...", cfg.Name, cfg.URL)
 	}
+	for i, h := range cfg.Headers {
+		if _, err := ParseHeader(h.String()); err != nil {
+			return nil, fmt.Errorf("loadgen %q: headers[%d]: %w", cfg.Name, i, err)
+		}
+	}
 	if cfg.Connections == 0 {
 		cfg.Connections = DefaultConnections
 	}
@@ -242,6 +269,9 @@ func newGenerator(cfg Config) (*generator, error) {
 		}
 		w.req.SetRequestURI(cfg.URL)
 		w.req.Header.SetMethod(cfg.Method)
+		for _, h := range cfg.Headers {
+			w.req.Header.Add(h.Name, h.Value)
+		}
 		g.workers = append(g.workers, w)
 	}
 	return g, nil

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/bench/upstream"
 )
@@ -299,5 +301,49 @@ func TestOpenLoopCountsDropped(t *testing.T) {
 	// 50 ms service time.
 	if lat := Summarize(res.Latency); lat.Max < 500_000 {
 		t.Fatalf("corrected max %d µs, want the growing backlog (≥ 500 ms)", lat.Max)
+	}
+}
+
+// Every request carries the configured headers; a malformed one is refused.
+func TestHeadersAreSent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var with, without atomic.Int64
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Request.Header.Peek("Authorization")) == "Bearer t0ken" && string(ctx.Request.Header.Peek("X-Two")) == "2" {
+			with.Add(1)
+			return
+		}
+		without.Add(1)
+		ctx.SetStatusCode(fasthttp.StatusUnauthorized)
+	}}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	defer func() { _ = srv.Shutdown(); <-done }()
+
+	auth, err := ParseHeader("Authorization: Bearer t0ken")
+	if err != nil || auth.Name != "Authorization" || auth.Value != "Bearer t0ken" {
+		t.Fatalf("ParseHeader: %+v, %v", auth, err)
+	}
+	res, err := Run(context.Background(), Config{
+		Name: "headers", URL: "http://" + ln.Addr().String() + "/", Connections: 2,
+		Duration: 300 * time.Millisecond, Headers: []Header{auth, {Name: "X-Two", Value: "2"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests == 0 || res.Status.C2xx != res.Requests || without.Load() != 0 || with.Load() < res.Requests {
+		t.Fatalf("requests %d, statuses %+v; server saw %d with the headers, %d without", res.Requests, res.Status, with.Load(), without.Load())
+	}
+
+	for _, bad := range []string{"no colon", ": empty name", "Bad Name: v", "X: a\r\nY: b"} {
+		if _, err := ParseHeader(bad); err == nil {
+			t.Errorf("ParseHeader(%q) accepted it", bad)
+		}
+	}
+	if _, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1/", Duration: time.Millisecond, Headers: []Header{{Name: "", Value: "x"}}}); err == nil {
+		t.Error("Run accepted a header with no name")
 	}
 }

@@ -55,15 +55,52 @@ func (r *Report) Markdown(w io.Writer) error {
 			cpu10k = fmt.Sprintf("%.3f", s.CPU.SecondsPer10k)
 			rss = fmtBytes(s.CPU.PeakRSSBytes)
 		}
-		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
+		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			mdEscape(s.Name), s.RPS,
 			fmtMillis(float64(l.P50)), fmtMillis(float64(l.P90)), fmtMillis(float64(l.P99)),
 			fmtMillis(float64(l.P999)), fmtMillis(float64(l.Max)),
 			cpuReq, cpu10k, rss, fmtRatio(s.RPSRatio), fmtRatio(s.P99Ratio),
-			s.Errors.Total()+s.Statuses.Non2xx())
+			fmtErrors(&s))
 	}
-	b.WriteString("\nLatencies in milliseconds. Errors: requests with no response plus non-2xx responses. ")
-	b.WriteString("CPU and peak RSS are the proxy's (all processes of its group); the direct path has none.\n")
+	b.WriteString("\nLatencies in milliseconds. Errors: requests with no response plus non-2xx responses (share of all requests). ")
+	b.WriteString("CPU and peak RSS are the proxy's (all processes of its group, summed over the processes of a chain); the direct path has none.\n")
+
+	var compared []Scenario
+	for _, s := range r.Measured() {
+		if s.Compare != "" && s.CompareRPSRatio > 0 {
+			compared = append(compared, s)
+		}
+	}
+	if len(compared) > 0 {
+		b.WriteString("\n### Against the scenario each one adds to (same run)\n\n")
+		b.WriteString("| scenario | compared with | rps × | p99 × | CPU µs/req × | errors | errors there |\n|---|---|---:|---:|---:|---:|---:|\n")
+		byName := map[string]Scenario{}
+		for _, s := range r.Measured() {
+			byName[s.Name] = s
+		}
+		for _, s := range compared {
+			base := byName[s.Compare]
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", mdEscape(s.Name), mdEscape(s.Compare),
+				fmtRatio(s.CompareRPSRatio), fmtRatio(s.CompareP99Ratio), fmtRatio(s.CompareCPURatio),
+				fmtErrors(&s), fmtErrors(&base))
+		}
+	}
+	var split []Scenario
+	for _, s := range r.Measured() {
+		if s.CPU != nil && len(s.CPU.Each) > 1 {
+			split = append(split, s)
+		}
+	}
+	if len(split) > 0 {
+		b.WriteString("\n### CPU by process\n\n")
+		for _, s := range split {
+			parts := make([]string, len(s.CPU.Each))
+			for i, p := range s.CPU.Each {
+				parts[i] = fmt.Sprintf("%s %.1f µs/req (%s)", mdEscape(p.Name), p.MicrosPerRequest, fmtBytes(p.PeakRSSBytes))
+			}
+			fmt.Fprintf(b, "- %s: %s\n", mdEscape(s.Name), strings.Join(parts, " + "))
+		}
+	}
 
 	if st.Mode == "open" {
 		b.WriteString("\n### Service time (open loop, from the actual send; not corrected for coordinated omission)\n\n")
@@ -113,6 +150,15 @@ func fmtMillis(us float64) string {
 	default:
 		return fmt.Sprintf("%.0f", ms)
 	}
+}
+
+// fmtErrors is the failed-request count with its share when non-zero.
+func fmtErrors(s *Scenario) string {
+	n := s.Failed()
+	if n == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%.2f%%)", n, 100*s.ErrorRate())
 }
 
 func fmtRatio(x float64) string {

@@ -84,6 +84,26 @@ type Scenario struct {
 	// RPSRatio and P99Ratio compare with the baseline scenario (0 without).
 	RPSRatio float64 `json:"rps_ratio,omitempty"`
 	P99Ratio float64 `json:"p99_ratio,omitempty"`
+	// Compare names the scenario of the same run this one adds something
+	// to ("weft" for weft with a filter, "weft-2hop-plain" for the mTLS
+	// hop); the Compare ratios are against it (0 when it did not run).
+	Compare         string  `json:"compare,omitempty"`
+	CompareRPSRatio float64 `json:"compare_rps_ratio,omitempty"`
+	CompareP99Ratio float64 `json:"compare_p99_ratio,omitempty"`
+	CompareCPURatio float64 `json:"compare_cpu_ratio,omitempty"`
+}
+
+// Failed counts the requests that got no response or a non-2xx one.
+func (s *Scenario) Failed() int64 { return s.Errors.Total() + s.Statuses.Non2xx() }
+
+// ErrorRate is the share of requests (0..1) the client saw fail: no
+// response, or a non-2xx one.
+func (s *Scenario) ErrorRate() float64 {
+	n := s.Requests + s.Errors.Total()
+	if n == 0 {
+		return 0
+	}
+	return float64(s.Failed()) / float64(n)
 }
 
 // CPU is what the measured processes (proxy, peer) used over the window.
@@ -94,6 +114,26 @@ type CPU struct {
 	MicrosPerRequest float64  `json:"us_per_request"`
 	SecondsPer10k    float64  `json:"seconds_per_10k"`
 	PeakRSSBytes     int64    `json:"peak_rss_bytes"`
+	// Each splits the figures by process when more than one was measured
+	// (two chained sidecars).
+	Each []ProcessCPU `json:"each,omitempty"`
+}
+
+// ProcessCPU is one measured process's share of a CPU figure.
+type ProcessCPU struct {
+	Name             string  `json:"name"`
+	Seconds          float64 `json:"seconds"`
+	MicrosPerRequest float64 `json:"us_per_request"`
+	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
+}
+
+// AddProcess appends one process's share to c.Each (requests as in NewCPU).
+func (c *CPU) AddProcess(name string, cpu time.Duration, peakRSS, requests int64) {
+	p := ProcessCPU{Name: name, Seconds: cpu.Seconds(), PeakRSSBytes: peakRSS}
+	if requests > 0 {
+		p.MicrosPerRequest = p.Seconds * 1e6 / float64(requests)
+	}
+	c.Each = append(c.Each, p)
 }
 
 // NewCPU derives the per-request figures from a CPU time over requests.
@@ -132,6 +172,34 @@ func (r *Report) ComputeRatios(baseline string) {
 		}
 		if base.Latency.P99 > 0 {
 			s.P99Ratio = float64(s.Latency.P99) / float64(base.Latency.P99)
+		}
+	}
+}
+
+// ComputeComparisons fills the Compare ratios of every measured scenario
+// whose Compare scenario was measured in the same run.
+func (r *Report) ComputeComparisons() {
+	byName := map[string]*Scenario{}
+	for i := range r.Scenarios {
+		if r.Scenarios[i].OK() {
+			byName[r.Scenarios[i].Name] = &r.Scenarios[i]
+		}
+	}
+	for i := range r.Scenarios {
+		s := &r.Scenarios[i]
+		s.CompareRPSRatio, s.CompareP99Ratio, s.CompareCPURatio = 0, 0, 0
+		base := byName[s.Compare]
+		if !s.OK() || base == nil || base == s {
+			continue
+		}
+		if base.RPS > 0 {
+			s.CompareRPSRatio = s.RPS / base.RPS
+		}
+		if base.Latency.P99 > 0 {
+			s.CompareP99Ratio = float64(s.Latency.P99) / float64(base.Latency.P99)
+		}
+		if s.CPU != nil && base.CPU != nil && base.CPU.MicrosPerRequest > 0 {
+			s.CompareCPURatio = s.CPU.MicrosPerRequest / base.CPU.MicrosPerRequest
 		}
 	}
 }

@@ -33,13 +33,29 @@ func sample() *Report {
 				CPU:      NewCPU([]string{"weft"}, 9*time.Second, 41<<20, 200000)},
 			{Name: `odd <&"> name`, Status: StatusOK, Requests: 100, RPS: 10, Elapsed: 10,
 				Latency: loadgen.Summary{Count: 100, P50: 50, P90: 60, P99: 70, P999: 80, Max: 90}},
+			{Name: "weft-mtls", Status: StatusOK, Requests: 100000, RPS: 10000, Elapsed: 10, Compare: "weft",
+				Statuses: loadgen.StatusCounts{C2xx: 100000},
+				Latency:  loadgen.Summary{Count: 100000, P50: 4000, P90: 6000, P99: 12000, P999: 20000, Max: 90000},
+				CPU:      twoSidecars()},
+			{Name: "weft-auth", Status: StatusOK, Requests: 10, RPS: 1, Elapsed: 10, Compare: "haproxy",
+				Statuses: loadgen.StatusCounts{C2xx: 10},
+				Latency:  loadgen.Summary{Count: 10, P50: 1, P90: 1, P99: 1, P999: 1, Max: 1}},
 			{Name: "haproxy", Status: StatusSkipped, Reason: "haproxy is not installed"},
 			{Name: "broken", Status: StatusFailed, Reason: "weft exited | early"},
 		},
 		Notes: []string{"a note"},
 	}
 	r.ComputeRatios("direct")
+	r.ComputeComparisons()
 	return r
+}
+
+// twoSidecars is 10 s + 8 s of CPU over 100k requests.
+func twoSidecars() *CPU {
+	c := NewCPU([]string{"sidecar-a", "sidecar-b"}, 18*time.Second, 80<<20, 100000)
+	c.AddProcess("sidecar-a", 10*time.Second, 40<<20, 100000)
+	c.AddProcess("sidecar-b", 8*time.Second, 40<<20, 100000)
+	return c
 }
 
 func TestRatiosAndCPU(t *testing.T) {
@@ -51,8 +67,26 @@ func TestRatiosAndCPU(t *testing.T) {
 	if w.CPU.MicrosPerRequest != 45 || w.CPU.SecondsPer10k != 0.45 {
 		t.Fatalf("cpu %+v: 9 s over 200k requests is 45 µs/req, 0.45 s/10k", w.CPU)
 	}
-	if r.Scenarios[3].RPSRatio != 0 {
+	if r.Scenarios[5].RPSRatio != 0 {
 		t.Fatal("a skipped scenario got a ratio")
+	}
+	m := r.Scenarios[3]
+	if m.CompareRPSRatio != 0.5 || m.CompareP99Ratio != 2 || m.CompareCPURatio != 4 {
+		t.Fatalf("weft-mtls against weft: rps %v p99 %v cpu %v; want 0.5, 2, 4 (180 µs/req over 45)", m.CompareRPSRatio, m.CompareP99Ratio, m.CompareCPURatio)
+	}
+	if a := r.Scenarios[4]; a.CompareRPSRatio != 0 || a.CompareP99Ratio != 0 {
+		t.Fatalf("compared with a skipped scenario: %+v", a)
+	}
+	if e := m.CPU.Each; len(e) != 2 || e[0].MicrosPerRequest != 100 || e[1].MicrosPerRequest != 80 {
+		t.Fatalf("per-process CPU %+v", e)
+	}
+	w.Errors, w.Statuses = loadgen.ErrorCounts{Reset: 10}, loadgen.StatusCounts{C2xx: 80, C5xx: 10}
+	w.Requests = 90
+	if w.Failed() != 20 || w.ErrorRate() != 0.2 {
+		t.Fatalf("failed %d, rate %v; want 20 of 100 requests", w.Failed(), w.ErrorRate())
+	}
+	if (&Scenario{}).ErrorRate() != 0 {
+		t.Fatal("error rate of nothing")
 	}
 	noBase := &Report{Scenarios: []Scenario{{Name: "weft", Status: StatusOK, RPS: 1}}}
 	noBase.ComputeRatios("direct")
@@ -92,7 +126,10 @@ func TestMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| scenario | rps | p50 | p90 | p99 | p99.9 | max | CPU µs/req | CPU s/10k | peak RSS | rps × direct | p99 × direct | errors |",
 		"| direct | 40000 | 0.900 | 1.50 | 3.00 | 9.00 | 21.0 | – | – | – | 1.00 | 1.00 | 0 |",
-		"| weft | 20000 | 2.10 | 3.50 | 6.00 | 15.0 | 80.0 | 45.0 | 0.450 | 41.0 MiB | 0.50 | 2.00 | 12 |",
+		"| weft | 20000 | 2.10 | 3.50 | 6.00 | 15.0 | 80.0 | 45.0 | 0.450 | 41.0 MiB | 0.50 | 2.00 | 12 (0.01%) |",
+		"| scenario | compared with | rps × | p99 × | CPU µs/req × | errors | errors there |",
+		"| weft-mtls | weft | 0.50 | 2.00 | 4.00 | 0 | 12 (0.01%) |",
+		"- weft-mtls: sidecar-a 100.0 µs/req (40.0 MiB) + sidecar-b 80.0 µs/req (40.0 MiB)",
 		"- haproxy: skipped — haproxy is not installed",
 		`- broken: failed — weft exited \| early`,
 		"pinned: load generator on CPU 0, proxy and upstream on CPU 1",
@@ -101,8 +138,12 @@ func TestMarkdown(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	// Every table row has the header's column count.
-	for _, l := range strings.Split(md, "\n") {
+	if strings.Contains(md, "| weft-auth | haproxy |") {
+		t.Error("a comparison with a scenario that did not run")
+	}
+	// Every row of the main table has the header's column count.
+	main, _, _ := strings.Cut(md, "### Against")
+	for _, l := range strings.Split(main, "\n") {
 		if strings.HasPrefix(l, "| ") && strings.Count(strings.ReplaceAll(l, `\|`, ""), "|") != 14 {
 			t.Errorf("row with a wrong column count: %s", l)
 		}
@@ -178,8 +219,8 @@ func TestSVGCharts(t *testing.T) {
 		}
 	}
 	// One line per measured scenario.
-	if n := bytes.Count(buf.Bytes(), []byte("<polyline")); n != 3 {
-		t.Errorf("%d lines, want 3", n)
+	if n, want := bytes.Count(buf.Bytes(), []byte("<polyline")), len(r.Measured()); n != want {
+		t.Errorf("%d lines, want %d", n, want)
 	}
 }
 

@@ -42,6 +42,7 @@ Usage:
   weft validate FILE...     check config files; exit 1 with file:line errors
   weft demo [--for 30s]     run a mesh on loopback: sidecars, plugins, control plane, a live canary shift
   weft bench [flags]        benchmark the proxy against the direct path and peers
+  weft bench filter F.wasm  what your own filter costs, against the same proxy without it
   weft version              print the version
 `
 
