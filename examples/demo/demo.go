@@ -135,6 +135,9 @@ func Run(ctx context.Context, o Options) error {
 	defer func() {
 		for _, s := range svcs {
 			_ = s.srv.Shutdown()
+			// Close the socket too: a Serve goroutine that had not started
+			// when Shutdown ran would otherwise accept forever.
+			_ = s.ln.Close()
 		}
 	}()
 	for _, sv := range []struct {

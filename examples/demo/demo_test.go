@@ -293,7 +293,7 @@ func TestMeshStartFailsCleanly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.srv.Shutdown() //nolint:errcheck
+		defer func() { _ = s.srv.Shutdown(); _ = s.ln.Close() }()
 		svcs = append(svcs, s)
 	}
 	taken, err := net.Listen("tcp", "127.0.0.1:0")

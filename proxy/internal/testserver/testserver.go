@@ -47,12 +47,16 @@ func Start(t testing.TB, name string) *Upstream {
 	u := &Upstream{Name: name, Addr: ln.Addr().String(), ln: ln}
 	u.srv = &fasthttp.Server{Handler: u.handle, NoDefaultServerHeader: true, CloseOnShutdown: true}
 	go func() { _ = u.srv.Serve(ln) }()
-	t.Cleanup(func() { _ = u.srv.Shutdown() })
+	t.Cleanup(u.Stop)
 	return u
 }
 
-// Stop closes the server now (a killed endpoint).
-func (u *Upstream) Stop() { _ = u.srv.Shutdown() }
+// Stop closes the server now (a killed endpoint). The socket is closed too,
+// so a Serve that had not started yet does not accept forever.
+func (u *Upstream) Stop() {
+	_ = u.srv.Shutdown()
+	_ = u.ln.Close()
+}
 
 func (u *Upstream) handle(ctx *fasthttp.RequestCtx) {
 	u.Hits.Add(1)
