@@ -17,7 +17,7 @@ import (
 // the upstream round trip through the pooled client) without a
 // downstream socket; the in-process upstream is fasthttp and allocates
 // nothing in steady state.
-func benchHandler(b *testing.B, cfg string) (func(*fasthttp.RequestCtx), *fasthttp.RequestCtx, *fasthttp.Request) {
+func benchHandler(b testing.TB, cfg string) (func(*fasthttp.RequestCtx), *fasthttp.RequestCtx, *fasthttp.Request) {
 	up := testserver.Start(b, "up")
 	p, _ := startProxy(b, cfg, map[string]string{"up": up.Addr})
 	_ = p
@@ -49,5 +49,29 @@ func BenchmarkProxyHandler(b *testing.B) {
 		if ctx.Response.StatusCode() != 200 {
 			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
+	}
+}
+
+// TestProxyHandlerAllocs holds the budget: at most 2 allocations
+// per proxied request in steady state, counted over the whole process (the
+// in-process test upstream's own recording of the path is one of them).
+func TestProxyHandlerAllocs(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation measurement (meaningless under -race: sync.Pool drops items)")
+	}
+	serve, ctx, req := benchHandler(t, strings.Replace(plainConfig, "limits: {max_header_bytes: 4096, max_body_bytes: 1024}", "", 1))
+	run := func() {
+		req.CopyTo(&ctx.Request)
+		ctx.Response.Reset()
+		serve(ctx)
+		if ctx.Response.StatusCode() != 200 {
+			t.Fatalf("status %d", ctx.Response.StatusCode())
+		}
+	}
+	for i := 0; i < 200; i++ {
+		run()
+	}
+	if n := testing.AllocsPerRun(2000, run); n > 2 {
+		t.Fatalf("%.2f allocations per proxied request, want at most 2", n)
 	}
 }
