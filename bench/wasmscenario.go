@@ -2,17 +2,17 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/sdk/wasmbuild"
 )
 
 // guestsDir is the nested Go module of the Proxy-Wasm test guests, from the
@@ -78,8 +78,9 @@ func buildNoopGuest(ctx context.Context, env *Env) (string, error) {
 
 // BuildGuest builds the Go Proxy-Wasm guest pkg (a package path such as
 // "./plugins/auth") of the module at dir (relative to the weft module's
-// root) with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, once per run,
-// and returns the module's absolute path. Outside the source tree, or
+// root) with wasmbuild.Go (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared,
+// cached by source digest in wasmbuild's cache), once per run, and returns
+// the module's absolute path. Outside the source tree, or
 // without a Go toolchain, it returns a skip.
 func (e *Env) BuildGuest(ctx context.Context, dir, pkg string) (string, error) {
 	e.r.guestsMu.Lock()
@@ -108,10 +109,6 @@ type guestBuild struct {
 }
 
 func (r *runner) buildGuest(ctx context.Context, log *zap.Logger, dir, pkg string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", Skipf("go not found on PATH: needed to build the Wasm guest %s", pkg)
-	}
 	root, err := moduleRoot()
 	if err != nil {
 		return "", Skipf("the Wasm guest %s is built from the source tree: %v", pkg, err)
@@ -120,21 +117,15 @@ func (r *runner) buildGuest(ctx context.Context, log *zap.Logger, dir, pkg strin
 	if _, err := os.Stat(filepath.Join(modDir, filepath.FromSlash(pkg))); err != nil {
 		return "", Skipf("no guest source: %v", err)
 	}
-	outDir := filepath.Join(r.tmp, "bin")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return "", err
-	}
-	name := strings.NewReplacer("./", "", "/", "-").Replace(filepath.ToSlash(filepath.Join(dir, pkg)))
-	out := filepath.Join(outDir, name+".wasm")
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-buildmode=c-shared", "-trimpath", "-o", out, pkg)
-	cmd.Dir = modDir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the Wasm guest %s in %s: %w\n%s", pkg, modDir, err, b)
+	m, err := wasmbuild.Go(ctx, wasmbuild.Options{Dir: modDir, Package: pkg})
+	if errors.Is(err, wasmbuild.ErrToolchainMissing) {
+		return "", Skipf("building the Wasm guest %s: %v", pkg, err)
 	}
-	log.Info("built a Wasm guest", zap.String("package", pkg), zap.String("module", out), zap.Duration("took", time.Since(start)))
-	return out, nil
+	if err != nil {
+		return "", fmt.Errorf("building the Wasm guest %s: %w", pkg, err)
+	}
+	log.Info("Wasm guest ready", zap.String("package", pkg), zap.String("module", m.Path),
+		zap.Bool("cached", m.Cached), zap.Duration("took", time.Since(start)))
+	return m.Path, nil
 }

@@ -23,7 +23,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/wasm"
-	"github.com/weftmesh/weft/sdk/internal/build"
+	"github.com/weftmesh/weft/sdk/wasmbuild"
 )
 
 // idHeader tags a request forwarded by the harness so the upstream server
@@ -91,17 +91,22 @@ func New(t testing.TB, wasmBytes []byte, cfg Config) *Harness {
 	return h
 }
 
-// BuildGo builds the Go guest package pkg of this module (an import path or
-// "./plugins/NAME" relative to the module root) with GOOS=wasip1
-// GOARCH=wasm -buildmode=c-shared, cached by a digest of its sources, and
-// fails t if it does not build.
+// BuildGo builds the Go guest package pkg of the module holding the
+// working directory (an import path or "./plugins/NAME" relative to the
+// module root) with wasmbuild.Go (GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared, cached by a digest of its sources), and fails t if
+// it does not build.
 func BuildGo(t testing.TB, pkg string) []byte {
 	t.Helper()
-	b, err := build.Go(pkg)
+	root, err := wasmbuild.FindModule("", "")
 	if err != nil {
 		t.Fatalf("filtertest: %v", err)
 	}
-	return b
+	m, err := wasmbuild.Go(context.Background(), wasmbuild.Options{Dir: root, Package: pkg})
+	if err != nil {
+		t.Fatalf("filtertest: %v", err)
+	}
+	return m.Wasm
 }
 
 // Start is New for callers without a testing.TB (the weft filter command).
