@@ -203,47 +203,127 @@ func (p *Proxy) mirror(snap *snapshot, r *route.Route, req *fasthttp.Request) {
 	}()
 }
 
-// upgrade passes an Upgrade (WebSocket) request through: it dials an
-// endpoint, forwards the request, and splices the two connections once the
-// client's connection is hijacked. The upstream's 101 (or refusal) reaches
-// the client as bytes.
+// upgradeHandshakeTimeout bounds the upstream's answer to an Upgrade.
+const upgradeHandshakeTimeout = 10 * time.Second
+
+// upgradeIdleTimeout closes an upgraded connection nobody uses.
+const upgradeIdleTimeout = time.Hour
+
+// upgrade passes an Upgrade (WebSocket) request through. It dials an
+// endpoint through the cluster (breakers, connect timeout, mTLS), forwards
+// the request and reads the upstream's answer. Only a 101 hijacks the
+// client's connection and splices the two; any other answer is an ordinary
+// response, so the client's connection stays under routing, filters and
+// authz for its next requests.
 func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, cs *clusterState, s *filter.Stream) {
+	if !cs.c.AcquireRequest() {
+		overflow(s, "max_requests")
+		return
+	}
+	hijacked := false
+	defer func() {
+		if !hijacked {
+			cs.c.ReleaseRequest()
+		}
+	}()
 	ep := cs.c.Pick(0, false, nil)
 	if ep == nil {
 		failResponse(s, resilience.NoEndpoint)
 		return
 	}
 	s.UpstreamAddr = ep.Address()
-	up, err := net.DialTimeout("tcp", ep.Address(), 5*time.Second)
+	up, err := ep.Dial()
 	if err != nil {
 		ep.Report(0, err)
 		failResponse(s, resilience.ConnectFailure)
 		return
 	}
+	_ = up.SetDeadline(time.Now().Add(upgradeHandshakeTimeout))
 	w := bufio.NewWriter(up)
 	if err := s.Request.Write(w); err == nil {
 		err = w.Flush()
 	}
+	br := bufio.NewReader(up)
+	if err == nil {
+		err = s.Response.Header.Read(br)
+	}
 	if err != nil {
 		_ = up.Close()
+		ep.Report(0, err)
 		failResponse(s, resilience.Reset)
 		return
 	}
-	log := p.log
+	if s.Response.StatusCode() != fasthttp.StatusSwitchingProtocols {
+		// Refused: an ordinary response, body and all.
+		err := s.Response.ReadBody(br, upgradeRefusalMaxBody)
+		_ = up.Close()
+		ep.Report(s.Response.StatusCode(), err)
+		if err != nil {
+			failResponse(s, resilience.Reset)
+		}
+		return
+	}
+	ep.Report(fasthttp.StatusSwitchingProtocols, nil)
+	_ = up.SetDeadline(time.Time{})
+	head := append([]byte(nil), s.Response.Header.Header()...)
+	hijacked = true
+	log, c := p.log, cs.c
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(down net.Conn) {
+		defer c.ReleaseRequest()
 		defer up.Close()
+		if _, err := down.Write(head); err != nil {
+			return
+		}
 		done := make(chan struct{}, 2)
-		go func() { _, _ = io.Copy(up, down); closeWrite(up); done <- struct{}{} }()
-		go func() { _, _ = io.Copy(down, up); closeWrite(down); done <- struct{}{} }()
+		go func() { _ = copyIdle(up, down, upgradeIdleTimeout); closeWrite(up); done <- struct{}{} }()
+		go func() {
+			_ = copyIdle(down, readerConn{br, up}, upgradeIdleTimeout)
+			closeWrite(down)
+			done <- struct{}{}
+		}()
 		<-done
 		<-done
 		log.Debug("upgrade closed", zap.String("upstream", ep.Address()))
 	})
-	s.Response.SetStatusCode(fasthttp.StatusSwitchingProtocols)
+}
+
+// upgradeRefusalMaxBody bounds the body of an upstream's refusal.
+const upgradeRefusalMaxBody = 1 << 20
+
+// readerConn reads through a bufio.Reader (bytes the upstream sent right
+// after its 101) but sets deadlines on the connection.
+type readerConn struct {
+	r *bufio.Reader
+	net.Conn
+}
+
+func (c readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// copyIdle copies src to dst until EOF or an error, giving up when src is
+// silent for idle.
+func copyIdle(dst io.Writer, src net.Conn, idle time.Duration) error {
+	buf := make([]byte, 32<<10)
+	for {
+		_ = src.SetReadDeadline(time.Now().Add(idle))
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func closeWrite(c net.Conn) {
+	// fasthttp's hijacked connection neither half-closes nor closes: reach
+	// the real one, so the peer sees our FIN.
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		c = u.UnsafeConn()
+	}
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 		return
