@@ -220,3 +220,50 @@ func TestFirstApplyWithBusyPortFails(t *testing.T) {
 		t.Fatal("a refused first config left the proxy ready")
 	}
 }
+
+// TestApplyWithOneBusyPortOfTwo: a config whose second listener cannot bind
+// is refused promptly (the first, bound but never served, is released) and
+// the proxy stays usable.
+func TestApplyWithOneBusyPortOfTwo(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	up := testserver.Start(t, "up")
+	p, err := New(context.Background(), Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	two := strings.Replace(expand(plainConfig, map[string]string{"up": up.Addr}), "listeners:\n", `listeners:
+  - name: second
+    address: `+busy.Addr().String()+`
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: up}
+`, 1)
+	// The busy listener comes second in the file order the proxy binds in.
+	raw := []byte(strings.Replace(two, "  - name: second", "  - name: zz-second", 1))
+	cfg, err := config.Parse("two.yaml", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listeners[0], cfg.Listeners[1] = cfg.Listeners[1], cfg.Listeners[0]
+	done := make(chan error, 1)
+	go func() { done <- p.Apply(context.Background(), cfg, raw, "") }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a config with a busy port was applied")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply hung on a busy second port")
+	}
+	if p.ListenerAddr("main") != nil {
+		t.Fatal("a listener of the refused config is still bound")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -45,11 +46,12 @@ type Options struct {
 
 // Listener is a bound socket and the fasthttp server behind it.
 type Listener struct {
-	name   string
-	ln     net.Listener
-	srv    *fasthttp.Server
-	log    *zap.Logger
-	served chan struct{}
+	name    string
+	ln      net.Listener
+	srv     *fasthttp.Server
+	log     *zap.Logger
+	served  chan struct{}
+	started atomic.Bool
 }
 
 // Listen binds the address (so a busy port fails before any swap) and
@@ -104,6 +106,7 @@ func (l *Listener) Name() string { return l.name }
 
 // Serve serves until Shutdown. It returns nil after a graceful shutdown.
 func (l *Listener) Serve() error {
+	l.started.Store(true)
 	defer close(l.served)
 	err := l.srv.Serve(l.ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -119,6 +122,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	// Close the socket too: if Serve had not started yet when Shutdown
 	// ran, it would otherwise start afterwards and accept forever.
 	_ = l.ln.Close()
+	if !l.started.Load() {
+		return err // never served (a config refused before its swap): nothing to wait for
+	}
 	select {
 	case <-l.served:
 	case <-ctx.Done():
