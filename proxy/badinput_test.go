@@ -80,3 +80,35 @@ func TestMalformedRequestsNeverReachUpstream(t *testing.T) {
 		t.Fatalf("after bad input: %d %v", st, err)
 	}
 }
+
+// An absolute-form target names the host (RFC 9112 §3.2.2): routing and
+// the upstream must both use it, whatever the Host header says.
+func TestAbsoluteFormTargetDecidesTheHost(t *testing.T) {
+	up := testserver.Start(t, "up")
+	_, url := startProxy(t, `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: admin
+        domains: [admin.example]
+        routes:
+          - match: {prefix: /}
+            direct_response: {status: 403, body: "admin is closed"}
+      - name: public
+        domains: [public.example]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+`, map[string]string{"up": up.Addr})
+	st, err := rawRequest(t, strings.TrimPrefix(url, "http://"), "GET http://admin.example/secret HTTP/1.1\r\nHost: public.example\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != 403 || up.Hits.Load() != 0 {
+		t.Fatalf("absolute-form admin.example with Host public.example: %d, upstream hits %d", st, up.Hits.Load())
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -54,6 +55,11 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	s.TLS = connTLS(ctx)
 	s.Listener, s.Direction = ls.name, ls.direction
 	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
+	// RFC 9112 §3.2.2: with an absolute-form target the URI's authority is
+	// the host; routing and the upstream must agree on it.
+	if u := req.URI().Host(); len(u) > 0 && !bytes.EqualFold(u, req.Header.Host()) {
+		req.Header.SetHostBytes(u)
+	}
 	s.ID = setRequestID(&req.Header, &x.idBuf)
 	x.xff = setForwarded(&req.Header, s.Source, ctx.IsTLS(), x.xff)
 	upgrade := isUpgrade(&req.Header)
