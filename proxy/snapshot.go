@@ -95,6 +95,9 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			for _, pl := range freshPlugins {
 				pl.Close()
 			}
+			for _, ls := range s.listeners { // access log files opened so far
+				ls.accessLog.Close()
+			}
 		}
 	}()
 
@@ -176,6 +179,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			active:    p.metrics.Active(lc.Name),
 			snap:      s,
 		}
+		s.listeners[lc.Name] = ls // from here on a failure closes its access log
 		if ls.direction == "" {
 			ls.direction = "outbound"
 		}
