@@ -101,30 +101,34 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 	for _, f := range rs.filters {
 		x.chain.Add(f, s)
 	}
-	if x.chain.DecodeFrom(s, nListener) != filter.Continue {
-		return
-	}
-	switch r.Kind {
-	case route.Direct:
-		r.WriteDirect(s.Response)
-	case route.Redirect:
-		r.WriteRedirect(s.Request, s.Response)
-	default:
-		t := r.PickCluster(rand.Uint64())
-		x.stats = rs.stats[slotOf(r, t)]
-		cs := ls.snap.clusters[t.Index]
-		s.ClusterName = cs.name
-		r.ApplyRequest(s.Request)
-		if r.Mirror != nil {
-			rl.p.mirror(ls.snap, r, s.Request)
+	if x.chain.DecodeFrom(s, nListener) == filter.Continue {
+		switch r.Kind {
+		case route.Direct:
+			r.WriteDirect(s.Response)
+		case route.Redirect:
+			r.WriteRedirect(s.Request, s.Response)
+		default:
+			t := r.PickCluster(rand.Uint64())
+			x.stats = rs.stats[slotOf(r, t)]
+			cs := ls.snap.clusters[t.Index]
+			s.ClusterName = cs.name
+			r.ApplyRequest(s.Request)
+			if r.Mirror != nil {
+				rl.p.mirror(ls.snap, r, s.Request)
+			}
+			if upgrade {
+				rl.p.upgrade(ctx, cs, s)
+				if ctx.Hijacked() {
+					return // the upstream's 101 went to the client as it was
+				}
+			} else {
+				rl.p.forward(ctx, cs, r, rs, s)
+			}
 		}
-		if upgrade {
-			rl.p.upgrade(ctx, cs, s)
-			return
-		}
-		rl.p.forward(ctx, cs, r, rs, s)
-		r.ApplyResponse(s.Response)
 	}
+	// The route's response edits apply to whatever answers: the upstream,
+	// a direct response, a redirect or a filter's local reply.
+	r.ApplyResponse(s.Response)
 }
 
 // finish records metrics and the access log, then ends the filters.

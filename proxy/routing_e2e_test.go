@@ -48,6 +48,8 @@ listeners:
           - name: teapot
             match: {path: /teapot, methods: [GET]}
             direct_response: {status: 418, body: "short and stout"}
+            response_headers:
+              set: [{name: x-route, value: teapot}]
 clusters:
   - name: v1
     endpoints: [{address: "{{v1}}"}]
@@ -154,9 +156,12 @@ func TestRewriteHeadersRedirectDirect(t *testing.T) {
 	if st != 302 || !strings.HasSuffix(string(h.Peek("Location")), "/elsewhere") {
 		t.Errorf("redirect: %d %q", st, h.Peek("Location"))
 	}
-	st, body, _ := get(t, c, url+"/teapot")
+	st, body, h := get(t, c, url+"/teapot")
 	if st != 418 || body != "short and stout" {
 		t.Errorf("direct response: %d %q", st, body)
+	}
+	if v := h.Peek("X-Route"); string(v) != "teapot" {
+		t.Errorf("response_headers not applied to a direct response: x-route %q", v)
 	}
 	st, _, _ = get(t, c, url+"/nowhere")
 	if st != 404 {
