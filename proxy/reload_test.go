@@ -267,3 +267,27 @@ func TestApplyWithOneBusyPortOfTwo(t *testing.T) {
 		t.Fatal("a listener of the refused config is still bound")
 	}
 }
+
+// TestReloadKeepsAClusterAndItsRetryBudget: an unchanged cluster survives
+// a reload with its state, retry budget included, so retries in flight on
+// the old snapshot stay counted.
+func TestReloadKeepsAClusterAndItsRetryBudget(t *testing.T) {
+	up := testserver.Start(t, "up")
+	p, _ := startProxy(t, plainConfig, map[string]string{"up": up.Addr})
+	before := p.snap.Load().byName["up"]
+	raw := []byte(strings.Replace(expand(plainConfig, map[string]string{"up": up.Addr}), "max_body_bytes: 1024", "max_body_bytes: 2048", 1))
+	cfg, err := config.Parse("again.yaml", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(context.Background(), cfg, raw, ""); err != nil {
+		t.Fatal(err)
+	}
+	after := p.snap.Load().byName["up"]
+	if before == after {
+		t.Fatal("the reload did not build a new snapshot")
+	}
+	if after.c != before.c || after.budget != before.budget {
+		t.Fatal("an unchanged cluster lost its state or retry budget across a reload")
+	}
+}

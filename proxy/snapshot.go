@@ -40,7 +40,9 @@ type snapshot struct {
 type clusterState struct {
 	c      *cluster.Cluster
 	name   string
-	budget resilience.Budget
+	// budget is shared by every snapshot that keeps this cluster, so
+	// requests and retries still running on an old snapshot stay counted.
+	budget *resilience.Budget
 	stats  *telemetry.ClusterStats
 }
 
@@ -111,16 +113,13 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", cc.Name, err)
 		}
-		if prev != nil {
-			if old, ok := prev.byName[cc.Name]; ok && old.c.Key() == c.Key() {
-				c = old.c
-			} else {
-				fresh = append(fresh, c)
-			}
+		budget := &resilience.Budget{}
+		if old, ok := prev.clusterNamed(cc.Name); ok && old.c.Key() == c.Key() {
+			c, budget = old.c, old.budget
 		} else {
 			fresh = append(fresh, c)
 		}
-		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name)}
+		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget}
 		s.clusters = append(s.clusters, cs)
 		s.byName[cc.Name] = cs
 		index[cc.Name] = i
@@ -276,4 +275,13 @@ func baseDirOf(path string) string {
 		return "."
 	}
 	return filepath.Dir(path)
+}
+
+// clusterNamed is the cluster of that name in s (a nil s has none).
+func (s *snapshot) clusterNamed(name string) (*clusterState, bool) {
+	if s == nil {
+		return nil, false
+	}
+	cs, ok := s.byName[name]
+	return cs, ok
 }
