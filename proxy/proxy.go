@@ -66,8 +66,19 @@ type runningListener struct {
 	p        *Proxy
 	address  string
 	protocol string // "http" or "tcp"
-	l        boundListener
-	state    atomic.Pointer[listenerState]
+	// limits are the ones the socket was bound with (header size,
+	// connections and idle timeout stay these).
+	limits config.Limits
+	l      boundListener
+	state  atomic.Pointer[listenerState]
+}
+
+// requestLimits are the limits of the config in force, read per request.
+func (rl *runningListener) requestLimits() config.Limits {
+	if ls := rl.state.Load(); ls != nil {
+		return ls.limits
+	}
+	return rl.limits
 }
 
 // boundListener is an http (listener.Listener) or tcp (tcpproxy.Server)
@@ -149,6 +160,16 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 	if err != nil {
 		return err
 	}
+	// Limits fixed at bind time cannot change on a listener that keeps its
+	// socket: refuse rather than pretend (the others apply per request).
+	for _, lc := range cfg.Listeners {
+		if old, ok := p.listeners[lc.Name]; ok && old.address == lc.Address && old.protocol == protocolOf(&lc) && old.protocol != "tcp" {
+			if what := listener.FixedLimitsChanged(old.limits, lc.Limits); what != "" {
+				release(next, prev)
+				return fmt.Errorf("listener %q: limits.%s cannot change while the listener keeps its address (it is fixed when the port is bound): restart the sidecar, or move the listener to a new address", lc.Name, what)
+			}
+		}
+	}
 	// Bind new listeners before anything changes, so a busy port refuses
 	// the whole config.
 	added := map[string]*runningListener{}
@@ -158,13 +179,13 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 		if ok && old.address == lc.Address && old.protocol == proto {
 			continue
 		}
-		rl := &runningListener{p: p, address: lc.Address, protocol: proto}
+		rl := &runningListener{p: p, address: lc.Address, protocol: proto, limits: lc.Limits}
 		var l boundListener
 		var err error
 		if proto == "tcp" {
 			l, err = tcpproxy.Listen(tcpproxy.Options{Name: lc.Name, Address: lc.Address, Route: rl.tcpRoute, TLSSelect: rl.tlsSelect, Logger: p.log})
 		} else {
-			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect})
+			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect, RequestLimits: rl.requestLimits})
 		}
 		if err != nil && ok && old.address == lc.Address {
 			err = fmt.Errorf("%w (the listener changes protocol on the same address: remove it in one config and add it back in the next, or change its address)", err)

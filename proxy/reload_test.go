@@ -291,3 +291,46 @@ func TestReloadKeepsAClusterAndItsRetryBudget(t *testing.T) {
 		t.Fatal("an unchanged cluster lost its state or retry budget across a reload")
 	}
 }
+
+// TestReloadLimits: per-request limits (body size, timeouts) change with a
+// reload on a kept listener; limits fixed at bind time are refused with a
+// reason instead of being ignored.
+func TestReloadLimits(t *testing.T) {
+	up := testserver.Start(t, "up")
+	addr := freePort(t)
+	vars := map[string]string{"up": up.Addr}
+	base := strings.Replace(expand(plainConfig, vars), "127.0.0.1:0", addr, 1)
+	p, _ := startProxy(t, base, nil)
+	post := func() int {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://" + addr + "/")
+		req.Header.SetMethod("POST")
+		req.SetBody(make([]byte, 100))
+		if err := (&fasthttp.Client{}).DoTimeout(req, resp, 5*time.Second); err != nil {
+			return 0
+		}
+		return resp.StatusCode()
+	}
+	if st := post(); st != 200 {
+		t.Fatalf("100-byte body under a 1024 limit: %d", st)
+	}
+	apply := func(text string) error {
+		cfg, err := config.Parse("limits.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Apply(context.Background(), cfg, []byte(text), "")
+	}
+	if err := apply(strings.Replace(base, "max_body_bytes: 1024", "max_body_bytes: 10", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if st := post(); st != 413 {
+		t.Fatalf("100-byte body after lowering the limit to 10: %d, want 413", st)
+	}
+	err := apply(strings.Replace(base, "max_header_bytes: 4096", "max_header_bytes: 8192", 1))
+	if err == nil || !strings.Contains(err.Error(), "max_header_bytes") {
+		t.Fatalf("changing a bind-time limit: %v", err)
+	}
+}

@@ -38,8 +38,8 @@ type snapshot struct {
 
 // clusterState is a cluster with what the proxy keeps beside it.
 type clusterState struct {
-	c      *cluster.Cluster
-	name   string
+	c    *cluster.Cluster
+	name string
 	// budget is shared by every snapshot that keeps this cluster, so
 	// requests and retries still running on an old snapshot stay counted.
 	budget *resilience.Budget
@@ -54,6 +54,7 @@ type listenerState struct {
 	filters   []filter.Factory
 	routes    map[*route.Route]*routeState
 	accessLog *telemetry.AccessLog
+	limits    config.Limits
 	active    prometheus.Gauge
 	snap      *snapshot
 	sec       listenerSecurity // mTLS and authz (security.go)
@@ -175,6 +176,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			filters:   factories(lc.Filters),
 			routes:    make(map[*route.Route]*routeState),
 			accessLog: al,
+			limits:    lc.Limits,
 			active:    p.metrics.Active(lc.Name),
 			snap:      s,
 		}

@@ -41,7 +41,12 @@ type Options struct {
 	// config (it wins over TLS and TLSMode): a config swap can turn TLS on
 	// or off without rebinding.
 	TLSSelect TLSSelector
-	Logger    *zap.Logger
+	// RequestLimits, when set, is read for every request: the body size
+	// and read/write timeouts it gives apply without rebinding, so a
+	// config swap can change them. (Header size, connection count and idle
+	// timeout are fixed when the listener is bound.)
+	RequestLimits func() config.Limits
+	Logger        *zap.Logger
 }
 
 // Listener is a bound socket and the fasthttp server behind it.
@@ -91,7 +96,7 @@ func Listen(o Options) (*Listener, error) {
 		SecureErrorLogMessage:         true,
 		Logger:                        zapPrintf{o.Logger},
 		ErrorHandler:                  errorHandler,
-		HeaderReceived:                nil,
+		HeaderReceived:                requestConfig(o.RequestLimits),
 		TCPKeepalive:                  true,
 		DisableHeaderNamesNormalizing: false,
 	}
@@ -204,4 +209,33 @@ func hasHeaderLine(raw []byte, name string) bool {
 		}
 	}
 	return false
+}
+
+// requestConfig turns per-request limits into fasthttp's per-request config.
+func requestConfig(limits func() config.Limits) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if limits == nil {
+		return nil
+	}
+	return func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		l := limits()
+		return fasthttp.RequestConfig{
+			ReadTimeout:        orDur(l.ReadTimeout.D(), DefaultReadTimeout),
+			WriteTimeout:       orDur(l.WriteTimeout.D(), DefaultWriteTimeout),
+			MaxRequestBodySize: orInt(l.MaxBodyBytes, DefaultMaxBodyBytes),
+		}
+	}
+}
+
+// FixedLimitsChanged reports, for a listener kept across a config swap,
+// which limits cannot change without rebinding it ("" when none did).
+func FixedLimitsChanged(was, now config.Limits) string {
+	switch {
+	case orInt(was.MaxHeaderBytes, DefaultMaxHeaderBytes) != orInt(now.MaxHeaderBytes, DefaultMaxHeaderBytes):
+		return "max_header_bytes"
+	case orInt(was.MaxConnections, DefaultMaxConnections) != orInt(now.MaxConnections, DefaultMaxConnections):
+		return "max_connections"
+	case orDur(was.IdleTimeout.D(), DefaultIdleTimeout) != orDur(now.IdleTimeout.D(), DefaultIdleTimeout):
+		return "idle_timeout"
+	}
+	return ""
 }
