@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -376,6 +377,36 @@ func TestConcurrentStreams(t *testing.T) {
 	for _, s := range p.slots {
 		if s.load.Load() != 0 {
 			t.Errorf("slot %d still has %d streams", s.idx, s.load.Load())
+		}
+	}
+}
+
+// TestStreamsRacingCloseNeverPanic: streams starting while Close drains are
+// refused or counted, never a WaitGroup misuse; the plugin still closes.
+func TestStreamsRacingCloseNeverPanic(t *testing.T) {
+	rt := newRuntime(t)
+	for round := 0; round < 20; round++ {
+		p := load(t, rt, PluginSpec{Name: fmt.Sprintf("race%d", round), Module: wat(t, "noop"), PoolSize: 1}, Env{})
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 50; i++ {
+					s := newStream("/")
+					if f := p.NewStreamFilter(s); f != nil {
+						f.OnRequestHeaders(s, true)
+						f.OnDone(s)
+					}
+				}
+			}()
+		}
+		p.Close()
+		wg.Wait()
+		select {
+		case <-p.active.drained():
+		case <-time.After(5 * time.Second):
+			t.Fatal("a closed plugin never drained")
 		}
 	}
 }

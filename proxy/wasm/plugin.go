@@ -46,7 +46,7 @@ type Plugin struct {
 	rr    atomic.Uint32
 
 	closing  atomic.Bool
-	active   sync.WaitGroup // streams in flight
+	active   inflight       // streams in flight
 	bg       sync.WaitGroup // tick loop, rebuilds, call-outs, queue notifications
 	stop     chan struct{}
 	tickWake chan struct{}
@@ -313,12 +313,14 @@ func (p *Plugin) Close() {
 	if !p.closing.CompareAndSwap(false, true) {
 		return
 	}
+	p.active.close()
 	go p.drainAndClose()
 }
 
 // drainAndClose is Close's background part; tests call it directly to wait.
 func (p *Plugin) drainAndClose() {
-	p.active.Wait()
+	p.active.close()
+	<-p.active.drained()
 	p.stopBackground()
 	for _, s := range p.slots {
 		if v := s.vm.Swap(nil); v != nil {
@@ -347,12 +349,7 @@ func (p *Plugin) stopBackground() {
 // returns nil once the plugin is closing, and a filter that fails by policy
 // when no VM is healthy.
 func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
-	if p.closing.Load() {
-		return p.closedFilter()
-	}
-	p.active.Add(1)
-	if p.closing.Load() { // Close raced with us: don't start
-		p.active.Done()
+	if !p.active.enter() { // closing
 		return p.closedFilter()
 	}
 	f := p.filters.Get().(*streamFilter)
@@ -408,3 +405,50 @@ func (closedFilter) OnResponseHeaders(*filter.Stream, bool) filter.Status { retu
 func (closedFilter) OnResponseBody(*filter.Stream) filter.Status          { return filter.Continue }
 func (closedFilter) OnLog(*filter.Stream)                                 {}
 func (closedFilter) OnDone(*filter.Stream)                                {}
+
+// inflight counts streams in flight without a lock, and tells Close when
+// the last one has left. Unlike a WaitGroup it may be entered while a close
+// is waiting (the entry is refused), so a stream racing Close cannot panic it.
+type inflight struct {
+	state atomic.Int64 // count of streams, plus closingBit once closing
+	once  sync.Once
+	done  chan struct{}
+	init  sync.Once
+}
+
+const closingBit = int64(1) << 62
+
+func (f *inflight) ch() chan struct{} {
+	f.init.Do(func() { f.done = make(chan struct{}) })
+	return f.done
+}
+
+// enter admits one stream; false once closing.
+func (f *inflight) enter() bool {
+	for {
+		v := f.state.Load()
+		if v&closingBit != 0 {
+			return false
+		}
+		if f.state.CompareAndSwap(v, v+1) {
+			return true
+		}
+	}
+}
+
+// leave ends a stream admitted by enter.
+func (f *inflight) leave() {
+	if f.state.Add(-1) == closingBit {
+		f.once.Do(func() { close(f.ch()) })
+	}
+}
+
+// close refuses new streams; drained is closed once none is left.
+func (f *inflight) close() {
+	if f.state.Or(closingBit)&^closingBit == 0 {
+		f.once.Do(func() { close(f.ch()) })
+	}
+}
+
+// drained is closed when the closed count reaches zero.
+func (f *inflight) drained() <-chan struct{} { return f.ch() }

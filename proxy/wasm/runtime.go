@@ -185,6 +185,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	rt.mu.Unlock()
 	for _, p := range open {
 		p.closing.Store(true)
+		p.active.close() // no new streams
 		p.stopBackground()
 	}
 	rt.mu.Lock()

@@ -158,7 +158,7 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 	}
 	f.reset()
 	p.filters.Put(f)
-	p.active.Done()
+	p.active.leave()
 }
 
 func (f *streamFilter) reset() {
