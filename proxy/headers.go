@@ -34,6 +34,11 @@ func stripHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) {
 			httpheader.DelRequest(h, s2b(k))
 		}
 	}
+	// The body is already read (and a 100 Continue already sent): asking
+	// the upstream to confirm again would only add a round trip.
+	if h.PeekCanonical(s2b("Expect")) != nil {
+		httpheader.DelRequest(h, s2b("Expect"))
+	}
 	h.ResetConnectionClose()
 }
 

@@ -52,6 +52,8 @@ const (
 	// responseReadBuffer is the per-connection read buffer; response
 	// headers must fit in it.
 	responseReadBuffer = 16 << 10
+	// maxResponseBodyBytes bounds a buffered upstream response.
+	maxResponseBodyBytes = 64 << 20
 )
 
 // settings is a cluster config with every default applied.

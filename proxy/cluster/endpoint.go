@@ -54,6 +54,10 @@ func newEndpoint(c *Cluster, addr string, weight uint32) *Endpoint {
 		MaxConnWaitTimeout:  maxPendingWait,
 		MaxIdleConnDuration: c.s.IdleTimeout,
 		ReadBufferSize:      responseReadBuffer,
+		// Responses are buffered whole: bound them, so a broken or hostile
+		// upstream cannot make the proxy hold an unbounded body (it becomes
+		// a 502 for that request).
+		MaxResponseBodySize: maxResponseBodyBytes,
 		// The proxy forwards what it received: no default User-Agent, no
 		// header-name or path rewriting.
 		NoDefaultUserAgentHeader:      true,
