@@ -437,17 +437,18 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 			}()
 		}
 		time.Sleep(2500 * time.Millisecond) // past a renewal (4s TTL: every 2s)
+		rotated := time.Now()
 		if c, b := apiDo("POST", "/v1/ca/rotate", "", ""); c != 200 {
 			t.Errorf("rotate: %d %s", c, b)
 		}
-		// Propagation (1s), then renewals on the new root: wait for web-1 to
-		// renew on it (bounded; the machine may be busy), with the load on.
+		// The CA signs with the new root once the propagation (1s) is over:
+		// wait (bounded; the machine may be busy), with the load on, for
+		// web-1 to hold a certificate issued after that. Either the bundle
+		// poll sees the new signer first ("signing root changed") or a
+		// scheduled renewal lands on it; both count.
 		renewed := false
-		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-			if logs, _ := os.ReadFile(filepath.Join(l.dir, "web-1.log")); bytes.Contains(logs, []byte("signing root changed")) {
-				renewed = true
-				break
-			}
+		for end := time.Now().Add(30 * time.Second); !renewed && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			renewed = renewedAfter(filepath.Join(l.dir, "web-1.log"), rotated.Add(1500*time.Millisecond))
 		}
 		time.Sleep(time.Second) // requests on the new certificates
 		close(stop)
@@ -486,4 +487,28 @@ func eventually(t *testing.T, l *lab, max time.Duration, what string, cond func(
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// renewedAfter reports whether a sidecar's log shows it switching to the
+// CA's new signing root, or renewing its certificate after t.
+func renewedAfter(logFile string, t time.Time) bool {
+	data, _ := os.ReadFile(logFile)
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if bytes.Contains(line, []byte("signing root changed")) {
+			return true
+		}
+		if !bytes.Contains(line, []byte(`"certificate renewed"`)) {
+			continue
+		}
+		var entry struct {
+			TS string `json:"ts"`
+		}
+		if json.Unmarshal(line, &entry) != nil {
+			continue
+		}
+		if ts, err := time.Parse("2006-01-02T15:04:05.000Z0700", entry.TS); err == nil && ts.After(t) {
+			return true
+		}
+	}
+	return false
 }
