@@ -4,38 +4,54 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // TestMain fails the run when anything the demo started outlives it:
 // goroutines (servers, the control plane and its watches and scraper, the
 // control client, proxies, Wasm plugins) or child processes (the go
-// commands that build the plugins). fasthttp's process-wide goroutines are
-// not counted (per-host connection cleaners end once idle connections
-// expire; the server date ticker and the worker-pool cleaner, which sleeps
-// up to 10s after a server stops, are shared).
+// commands that build the plugins). Both get up to 15s to end.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	opts := append([]goleak.Option{goleak.Cleanup(exitNoChildren)}, leakOptions...)
+	goleak.VerifyTestMain(settle{m}, opts...)
+}
+
+// leakOptions exempt fasthttp's process-wide goroutines: per-host
+// connection cleaners end once idle connections expire; the server date
+// ticker and the worker-pool cleaner, which sleeps up to 10s after a
+// server stops, are shared.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+}
+
+// settle runs the tests and, when they pass, gives their goroutines up to
+// 15s to end before goleak's own short retries look for leaks.
+type settle struct{ m *testing.M }
+
+// Run runs the tests and waits for their goroutines to end.
+func (s settle) Run() int {
+	code := s.m.Run()
+	deadline := time.Now().Add(15 * time.Second)
+	for code == 0 && goleak.Find(leakOptions...) != nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return code
+}
+
+// exitNoChildren exits with code, or with 1 when the run had passed but
+// child processes are still running 15s later.
+func exitNoChildren(code int) {
 	if code == 0 {
-		var left, kids []string
-		start, deadline := time.Now(), time.Now().Add(15*time.Second)
-		for {
-			left, kids = leftovers(), children()
-			if len(left)+len(kids) == 0 || time.Now().After(deadline) {
-				break
-			}
+		kids := children()
+		for deadline := time.Now().Add(15 * time.Second); len(kids) > 0 && time.Now().Before(deadline); kids = children() {
 			time.Sleep(50 * time.Millisecond)
-		}
-		if d := time.Since(start); d > time.Second {
-			fmt.Fprintf(os.Stderr, "goroutines and processes took %v to end\n", d)
-		}
-		if len(left) > 0 {
-			fmt.Fprintf(os.Stderr, "%d goroutines left behind:\n%s\n", len(left), strings.Join(left, "\n\n"))
-			code = 1
 		}
 		if len(kids) > 0 {
 			fmt.Fprintf(os.Stderr, "%d child processes left behind:\n%s\n", len(kids), strings.Join(kids, "\n"))
@@ -43,24 +59,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// leftovers lists the stacks of goroutines other than this one and
-// fasthttp's process-wide ones.
-func leftovers() []string {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		switch {
-		case strings.Contains(g, "testing.(*M).Run"), strings.Contains(g, "main.main"),
-			strings.Contains(g, "connsCleaner"), strings.Contains(g, "fasthttp.updateServerDate"),
-			strings.Contains(g, "fasthttp.(*workerPool).Start"):
-			continue
-		}
-		out = append(out, g)
-	}
-	return out
 }
 
 // children lists this process's child processes ("pid command"), from

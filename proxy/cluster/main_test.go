@@ -1,67 +1,43 @@
 package cluster
 
 import (
-	"bytes"
-	"fmt"
 	"net"
-	"os"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/weftmesh/weft/proxy/config"
 )
 
-// TestMain fails the run when a goroutine of this package or of fasthttp
-// outlives the tests (a Cluster or test server that did not stop).
+// TestMain fails the run when a goroutine outlives the tests by more than
+// 10s (a Cluster or test server that did not stop).
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if left := waitGoroutines(10 * time.Second); left != "" {
-			fmt.Fprintf(os.Stderr, "goroutines left behind:\n%s\n", left)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(settle{m}, leakOptions...)
 }
 
-// waitGoroutines polls until no goroutine runs code of this package or of
-// fasthttp (besides the test runner itself), and returns what remains.
-func waitGoroutines(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var left []string
-		for _, g := range bytes.Split(buf, []byte("\n\n")) {
-			s := string(g)
-			// fasthttp's process-wide Date header updater never stops.
-			if strings.Contains(s, "TestMain") || strings.Contains(s, "waitGoroutines") ||
-				strings.Contains(s, "fasthttp.updateServerDate") {
-				continue
-			}
-			if strings.Contains(s, "weft/proxy/cluster.") || strings.Contains(s, "valyala/fasthttp.") {
-				left = append(left, s)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			if len(left) > 0 || os.Getenv("LEAKDEBUG") != "" {
-				fmt.Fprintf(os.Stderr, "leak check at %v\n", time.Until(deadline))
-			}
-			return strings.Join(left, "\n\n")
-		}
-		if os.Getenv("LEAKDEBUG") != "" && len(left) > 0 {
-			fmt.Fprintf(os.Stderr, "still running:\n%s\n", strings.Join(left, "\n\n"))
-			os.Setenv("LEAKDEBUG", "")
-		}
+// leakOptions exempt fasthttp's process-wide Date header updater, which
+// never stops.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+}
+
+// settle runs the tests and, when they pass, gives goroutines up to 10s to
+// end before goleak's own short retries look for leaks.
+type settle struct{ m *testing.M }
+
+// Run runs the tests and waits for their goroutines to end.
+func (s settle) Run() int {
+	code := s.m.Run()
+	deadline := time.Now().Add(10 * time.Second)
+	for code == 0 && goleak.Find(leakOptions...) != nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	return code
 }
 
 // serve starts a real fasthttp server on 127.0.0.1:0 and returns its

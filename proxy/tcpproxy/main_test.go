@@ -1,47 +1,33 @@
 package tcpproxy_test
 
 import (
-	"bytes"
-	"fmt"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
-// TestMain fails the run when a goroutine of this package (or of its
-// tests' servers) outlives the tests: a connection handler, a splice
-// direction, a dial or an accept loop that did not stop.
+// TestMain fails the run when a goroutine outlives the tests by more than
+// 10s: a connection handler, a splice direction, a dial or an accept loop
+// (of the package or of its tests' servers) that did not stop.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if left := waitGoroutines(10 * time.Second); left != "" {
-			fmt.Fprintf(os.Stderr, "goroutines left behind:\n%s\n", left)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(settle{m}, leakOptions...)
 }
 
-func waitGoroutines(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var left []string
-		for _, g := range bytes.Split(buf, []byte("\n\n")) {
-			s := string(g)
-			if strings.Contains(s, "TestMain") || strings.Contains(s, "waitGoroutines") {
-				continue
-			}
-			if strings.Contains(s, "weft/proxy/tcpproxy.") || strings.Contains(s, "weft/proxy/tcpproxy_test.") {
-				left = append(left, s)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			return strings.Join(left, "\n\n")
-		}
+// leakOptions exempt nothing: the package and its tests start no
+// process-wide goroutines.
+var leakOptions []goleak.Option
+
+// settle runs the tests and, when they pass, gives goroutines up to 10s to
+// end before goleak's own short retries look for leaks.
+type settle struct{ m *testing.M }
+
+// Run runs the tests and waits for their goroutines to end.
+func (s settle) Run() int {
+	code := s.m.Run()
+	deadline := time.Now().Add(10 * time.Second)
+	for code == 0 && goleak.Find(leakOptions...) != nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	return code
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/filter"
@@ -37,55 +37,38 @@ var (
 	seq         atomic.Int64
 )
 
+// TestMain fails the run when goroutines are left 10s after the tests
+// passed and every plugin, server and the shared runtime closed.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	goleak.VerifyTestMain(settle{m}, leakOptions...)
+}
+
+// leakOptions exempt fasthttp's own package-level goroutines, started once
+// per process and never stopped: not leaks of ours.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+}
+
+// settle runs the tests, closes the shared runtime and, when both went
+// well, gives goroutines up to 10s to end before goleak's own short retries
+// look for leaks.
+type settle struct{ m *testing.M }
+
+// Run runs the tests, closes the runtime and waits for goroutines to end.
+func (s settle) Run() int {
+	code := s.m.Run()
 	if sharedRT != nil {
 		if err := sharedRT.Close(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, "closing the Wasm runtime:", err)
 			code = 1
 		}
 	}
-	if code == 0 {
-		if leaked := leftGoroutines(10 * time.Second); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutines left behind after every plugin, server and the runtime closed:\n%s", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// processWide are fasthttp's own package-level goroutines, started once per
-// process and never stopped: not leaks of ours.
-var processWide = []string{"fasthttp.updateServerDate", "fasthttp.(*TCPDialer).tcpAddrsClean"}
-
-// leftGoroutines waits up to bound for every goroutine but this one and
-// fasthttp's process-wide ones to end, and returns the stacks of those left.
-func leftGoroutines(bound time.Duration) string {
-	deadline := time.Now().Add(bound)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:goruntime.Stack(buf, true)]
-		var left []string
-		for i, g := range strings.Split(string(buf), "\n\n") {
-			if i == 0 { // the calling goroutine comes first
-				continue
-			}
-			known := false
-			for _, p := range processWide {
-				known = known || strings.Contains(g, p)
-			}
-			if !known {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(left, "\n\n")
-		}
+	deadline := time.Now().Add(10 * time.Second)
+	for code == 0 && goleak.Find(leakOptions...) != nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	return code
 }
 
 // runtime returns the Runtime every test shares (so each module compiles
