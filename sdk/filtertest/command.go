@@ -164,7 +164,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	res := h.Request(req)
 	if u := res.UpstreamRequest; u != nil {
 		fmt.Fprintf(stdout, "upstream received:\n  %s %s\n", u.Method, u.Path)
-		printHeaders(stdout, append([][2]string{{"host", u.Host}}, u.Headers...))
+		printHeaders(stdout, withHost(u.Host, u.Headers))
 		printBody(stdout, u.Body)
 	} else {
 		fmt.Fprintln(stdout, "upstream received: nothing (the filter answered)")
@@ -395,4 +395,14 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// withHost puts host first unless the headers already carry it.
+func withHost(host string, headers [][2]string) [][2]string {
+	for _, h := range headers {
+		if strings.EqualFold(h[0], "host") {
+			return headers
+		}
+	}
+	return append([][2]string{{"host", host}}, headers...)
 }
