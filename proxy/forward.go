@@ -34,7 +34,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 
 	var deadline time.Time // zero: no route timeout
 	if r.Timeout > 0 {
-		deadline = time.Now().Add(r.Timeout)
+		deadline = s.StartTime.Add(r.Timeout) // from when the request arrived
 	}
 	pol := rs.retry
 	perTry := pol.PerTryTimeout()

@@ -96,7 +96,7 @@ func Listen(o Options) (*Listener, error) {
 		SecureErrorLogMessage:         true,
 		Logger:                        zapPrintf{o.Logger},
 		ErrorHandler:                  errorHandler,
-		HeaderReceived:                requestConfig(o.RequestLimits),
+		HeaderReceived:                requestConfig(o.RequestLimits, o.Limits),
 		TCPKeepalive:                  true,
 		DisableHeaderNamesNormalizing: false,
 	}
@@ -212,17 +212,27 @@ func hasHeaderLine(raw []byte, name string) bool {
 }
 
 // requestConfig turns per-request limits into fasthttp's per-request config.
-func requestConfig(limits func() config.Limits) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+// Values equal to the ones the server was built with are left zero, so
+// fasthttp does not set an extra deadline per request for nothing.
+func requestConfig(limits func() config.Limits, bound config.Limits) func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 	if limits == nil {
 		return nil
 	}
+	bRead, bWrite := orDur(bound.ReadTimeout.D(), DefaultReadTimeout), orDur(bound.WriteTimeout.D(), DefaultWriteTimeout)
+	bBody := orInt(bound.MaxBodyBytes, DefaultMaxBodyBytes)
 	return func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 		l := limits()
-		return fasthttp.RequestConfig{
-			ReadTimeout:        orDur(l.ReadTimeout.D(), DefaultReadTimeout),
-			WriteTimeout:       orDur(l.WriteTimeout.D(), DefaultWriteTimeout),
-			MaxRequestBodySize: orInt(l.MaxBodyBytes, DefaultMaxBodyBytes),
+		var rc fasthttp.RequestConfig
+		if d := orDur(l.ReadTimeout.D(), DefaultReadTimeout); d != bRead {
+			rc.ReadTimeout = d
 		}
+		if d := orDur(l.WriteTimeout.D(), DefaultWriteTimeout); d != bWrite {
+			rc.WriteTimeout = d
+		}
+		if n := orInt(l.MaxBodyBytes, DefaultMaxBodyBytes); n != bBody {
+			rc.MaxRequestBodySize = n
+		}
+		return rc
 	}
 }
 
