@@ -30,8 +30,10 @@ func (c *Cluster) dnsLoop() {
 // pool); removed ones stop their checks and close their idle connections.
 // A failed or empty answer keeps the last good set.
 func (c *Cluster) refreshDNS() {
-	// c.ctx ends at Close, so Close never waits for a slow resolver.
-	ctx, cancel := context.WithTimeout(c.ctx, min(c.dns.Refresh.D(), dnsLookupTimeout))
+	// c.ctx ends at Close, so Close never waits for a slow resolver. The
+	// lookup gets its own bound, not the refresh interval: a short interval
+	// must not turn a slow (busy) resolver into a failed refresh.
+	ctx, cancel := context.WithTimeout(c.ctx, dnsLookupTimeout)
 	ips, err := c.resolver.LookupIPAddr(ctx, c.dns.Name)
 	cancel()
 	if err == nil && len(ips) == 0 {
