@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftmesh/weft/bench/internal/leaktest"
 	"github.com/weftmesh/weft/bench/loadgen"
 	"github.com/weftmesh/weft/bench/proc"
 	"github.com/weftmesh/weft/bench/report"
@@ -41,33 +42,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Setenv(childEnv, "1") // inherited by the subprocesses the tests start
-	goleak.VerifyTestMain(settle{m}, append([]goleak.Option{goleak.Cleanup(removeWeft)}, leakOptions...)...)
-}
-
-// leakOptions exempt fasthttp's process-wide goroutines, which are not the
-// harness's: per-host connection cleaners and a Client's host-client
-// cleaner (they end once idle connections expire), the server date ticker, the DNS cache cleaner and the
-// worker-pool cleaner each server leaves sleeping for up to 10s.
-var leakOptions = []goleak.Option{
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
-	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-}
-
-// settle runs the tests and, when they pass, gives goroutines up to 5s to
-// end before goleak's own short retries look for leaks.
-type settle struct{ m *testing.M }
-
-// Run runs the tests and waits for their goroutines to end.
-func (s settle) Run() int {
-	code := s.m.Run()
-	deadline := time.Now().Add(5 * time.Second)
-	for code == 0 && goleak.Find(leakOptions...) != nil && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	return code
+	leaktest.Main(m, goleak.Cleanup(removeWeft))
 }
 
 // removeWeft deletes the weft binary the tests built, then exits with code.
