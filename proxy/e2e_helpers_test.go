@@ -13,13 +13,15 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 )
 
 // startProxy applies yamlText (with {{name}} placeholders replaced from
 // vars) to a new proxy and returns it with its first listener's URL.
 func startProxy(t testing.TB, yamlText string, vars map[string]string) (*Proxy, string) {
 	t.Helper()
-	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second})
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second,
+		WasmCacheDir: guestbuild.CompileCacheDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,14 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
@@ -61,48 +60,32 @@ func TestHotReloadUnderLoadAndInvalidReload(t *testing.T) {
 	dir := t.TempDir()
 	path := writeConfig(t, dir, expand(reloadConfig(addr, "a", 100), vars))
 
-	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second})
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second,
+		WasmCacheDir: guestbuild.CompileCacheDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = p.Shutdown(ctx)
-	}()
+	})
 	if err := p.LoadFile(context.Background(), path); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := p.WatchFile(ctx, path, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	url := "http://" + addr + "/"
 
-	var wg sync.WaitGroup
-	var total, failed atomic.Int64
-	stop := make(chan struct{})
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := &fasthttp.Client{}
-			for i := 0; i < 20000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, body, _ := get(t, cl, url)
-				total.Add(1)
-				if st != 200 {
-					failed.Add(1)
-					t.Logf("failed: %d %s", st, body)
-				}
-			}
-		}()
-	}
+	ld := startLoad(t, 4, 20000, func(cl *fasthttp.Client) string {
+		if st, body, _ := get(t, cl, url); st != 200 {
+			return fmt.Sprintf("%d %s", st, body)
+		}
+		return ""
+	})
 	// Shift traffic a → c over several reloads while the load runs.
 	v0 := p.Version()
 	for i, w := range []int{90, 50, 10} {
@@ -128,12 +111,10 @@ func TestHotReloadUnderLoadAndInvalidReload(t *testing.T) {
 		t.Fatalf("rejection message does not name the file and field: %s", msg)
 	}
 	// Kubernetes ConfigMap style: the file is a symlink into a ..data dir that is swapped.
-	n := total.Load()
-	eventually(t, 5*time.Second, "requests after the invalid reload", func() bool { return total.Load() > n+100 })
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed across reloads", failed.Load(), total.Load())
+	n := ld.Total()
+	eventually(t, 5*time.Second, "requests after the invalid reload", func() bool { return ld.Total() > n+100 })
+	if ld.Failed() != 0 {
+		t.Fatalf("across reloads: %s", ld)
 	}
 	if v0 == p.Version() {
 		t.Fatal("version never changed")

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -187,37 +188,18 @@ func TestOutlierEjectionAndReturn(t *testing.T) {
 
 func TestKillEndpointUnderLoadNoClientErrors(t *testing.T) {
 	e := startResilience(t)
-	var wg sync.WaitGroup
-	var failures, total atomic.Int64
-	stop := make(chan struct{})
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &fasthttp.Client{}
-			for i := 0; i < 2000; i++ { // bounded
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, body, _ := get(t, c, e.url+"/pair")
-				total.Add(1)
-				if st != 200 {
-					failures.Add(1)
-					t.Logf("failure: %d %q", st, body)
-				}
-			}
-		}()
-	}
-	eventually(t, 5*time.Second, "load to start", func() bool { return total.Load() > 200 })
+	ld := startLoad(t, 8, 2000, func(c *fasthttp.Client) string {
+		if st, body, _ := get(t, c, e.url+"/pair"); st != 200 {
+			return fmt.Sprintf("%d %q", st, body)
+		}
+		return ""
+	})
+	eventually(t, 5*time.Second, "load to start", func() bool { return ld.Total() > 200 })
 	e.a.Stop()
-	n := total.Load()
-	eventually(t, 10*time.Second, "more load after the kill", func() bool { return total.Load() > n+500 })
-	close(stop)
-	wg.Wait()
-	if failures.Load() != 0 {
-		t.Fatalf("%d of %d requests failed after killing one endpoint", failures.Load(), total.Load())
+	n := ld.Total()
+	eventually(t, 10*time.Second, "more load after the kill", func() bool { return ld.Total() > n+500 })
+	if ld.Failed() != 0 {
+		t.Fatalf("after killing one endpoint: %s", ld)
 	}
 }
 

@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
@@ -58,20 +58,26 @@ func TestWasmHotSwapUnderLoad(t *testing.T) {
 	}
 	path := writeConfig(t, dir, swapConfig(addr, up.Addr, "setheader.wasm", "x-tag=v1"))
 
-	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second})
+	// A module swap compiles the new module before it flips. Compiled code
+	// comes from the shared on-disk cache the real sidecar also keeps
+	// (-wasm-cache): precompile the modules this test swaps in, so the swap
+	// is timed, not wazero's compiler (8 s for a Go guest under -race).
+	cache := guestbuild.CompileCacheDir(t)
+	guestbuild.Precompile(t, cache, filepath.Join(dir, "setheader.wasm"), filepath.Join(dir, "router.wasm"))
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second, WasmCacheDir: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = p.Shutdown(ctx)
-	}()
+	})
 	if err := p.LoadFile(context.Background(), path); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := p.WatchFile(ctx, path, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -80,34 +86,17 @@ func TestWasmHotSwapUnderLoad(t *testing.T) {
 	// seen counts, per observed behaviour, the responses the workers got.
 	var mu sync.Mutex
 	seen := map[string]int{}
-	var total, failed atomic.Int64
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := &fasthttp.Client{}
-			for i := 0; i < 50000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, body, h := get(t, cl, url, "X-User", "alice")
-				total.Add(1)
-				if st != 200 || body != "up" {
-					failed.Add(1)
-					t.Logf("failed: %d %q", st, body)
-					continue
-				}
-				key := "x-tag=" + string(h.Peek("X-Tag")) + " x-route=" + string(h.Peek("X-Route"))
-				mu.Lock()
-				seen[key]++
-				mu.Unlock()
-			}
-		}()
-	}
+	ld := startLoad(t, 4, 50000, func(cl *fasthttp.Client) string {
+		st, body, h := get(t, cl, url, "X-User", "alice")
+		if st != 200 || body != "up" {
+			return fmt.Sprintf("%d %q", st, body)
+		}
+		key := "x-tag=" + string(h.Peek("X-Tag")) + " x-route=" + string(h.Peek("X-Route"))
+		mu.Lock()
+		seen[key]++
+		mu.Unlock()
+		return ""
+	})
 	cl := &fasthttp.Client{}
 	behaviour := func() string {
 		_, _, h := get(t, cl, url, "X-User", "alice")
@@ -117,8 +106,8 @@ func TestWasmHotSwapUnderLoad(t *testing.T) {
 		return "x-tag=" + string(h.Peek("X-Tag")) + " x-route=" + string(h.Peek("X-Route"))
 	}
 	progress := func(what string) {
-		n := total.Load()
-		eventually(t, 10*time.Second, what, func() bool { return total.Load() > n+50 })
+		n := ld.Total()
+		eventually(t, 10*time.Second, what, func() bool { return ld.Total() > n+50 })
 	}
 	if b := behaviour(); b != "x-tag=v1 x-route=" {
 		t.Fatalf("before any swap: %q", b)
@@ -168,14 +157,13 @@ func TestWasmHotSwapUnderLoad(t *testing.T) {
 		}
 		progress("load after " + bad.name)
 	}
-	close(stop)
-	wg.Wait()
+	failed := ld.Failed()
 
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%d requests across 2 swaps and 2 rejected reloads; behaviours seen: %v", total.Load(), seen)
-	if failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed across the swaps", failed.Load(), total.Load())
+	t.Logf("%d requests across 2 swaps and 2 rejected reloads; behaviours seen: %v", ld.Total(), seen)
+	if failed != 0 {
+		t.Fatalf("across the swaps: %s", ld)
 	}
 	for _, b := range []string{"x-tag=v1 x-route=", "x-tag=v2 x-route=", "x-tag= x-route=canary"} {
 		if seen[b] == 0 {

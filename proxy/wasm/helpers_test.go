@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 )
 
 var (
@@ -53,7 +54,7 @@ func newRuntime(t testing.TB) *Runtime {
 	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
 		log = zaptest.NewLogger(tt)
 	}
-	rt, err := NewRuntime(context.Background(), RuntimeOptions{Logger: log})
+	rt, err := NewRuntime(context.Background(), RuntimeOptions{Logger: log, CacheDir: guestbuild.CompileCacheDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
