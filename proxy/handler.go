@@ -24,6 +24,7 @@ type exchange struct {
 	entry  telemetry.Entry
 	stats  *telemetry.RouteStats
 	span   *tracing.Span // nil when tracing is off
+	h2     *h2Exchange   // an HTTP/2 stream's state (nil for HTTP/1.1)
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
@@ -35,6 +36,7 @@ func releaseExchange(x *exchange) {
 	x.stream = filter.Stream{}
 	x.stats = nil
 	x.span = nil
+	x.h2 = nil
 	exchangePool.Put(x)
 }
 
@@ -53,6 +55,7 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	s.ConnID = ctx.ConnID()
 	s.Source, s.Destination = ctx.RemoteAddr(), ctx.LocalAddr()
 	s.TLS = connTLS(ctx)
+	s.GRPCStatus = -1
 	s.Listener, s.Direction = ls.name, ls.direction
 	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
 	// RFC 9112 §3.2.2: with an absolute-form target the URI's authority is
@@ -85,7 +88,8 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	rl.finish(ctx, ls, x)
 }
 
-// route matches the request and acts on the route.
+// route matches the request and acts on the route. ctx is nil for an
+// HTTP/2 stream (x.h2).
 func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x *exchange, upgrade bool) {
 	s := &x.stream
 	r := ls.table.Match(s.Request)
@@ -116,7 +120,9 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 			if r.Mirror != nil {
 				rl.p.mirror(ls.snap, r, s.Request)
 			}
-			if upgrade {
+			if x.h2 != nil {
+				rl.p.forwardStream(x, cs, r, rs)
+			} else if upgrade {
 				rl.p.upgrade(ctx, cs, s)
 				if ctx.Hijacked() {
 					return // the upstream's 101 went to the client as it was
@@ -131,7 +137,8 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 	r.ApplyResponse(s.Response)
 }
 
-// finish records metrics and the access log, then ends the filters.
+// finish records metrics and the access log, then ends the filters. ctx
+// is nil for an HTTP/2 stream.
 func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x *exchange) {
 	s := &x.stream
 	status := s.Response.StatusCode()
@@ -151,6 +158,10 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 		}
 		if s.TLS != nil {
 			e.PeerPrincipal = s.TLS.PeerURISAN
+		}
+		if x.h2 != nil {
+			e.BytesReceived, e.BytesSent = int(x.h2.bodyIn()), int(x.h2.out)
+			e.Protocol = protoHTTP2
 		}
 		ls.accessLog.Log(e)
 	}

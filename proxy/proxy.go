@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,9 @@ type Proxy struct {
 	traceStats *tracing.Stats
 	// tcpMetrics counts the tcp listeners' connections and bytes.
 	tcpMetrics *tcpproxy.Metrics
+	// h2Stats counts HTTP/2 connections and protocol errors over every
+	// listener.
+	h2Stats *listener.H2Stats
 }
 
 // runningListener is a bound listener; its compiled state is swapped with
@@ -69,6 +73,7 @@ type runningListener struct {
 	// limits are the ones the socket was bound with (header size,
 	// connections and idle timeout stay these).
 	limits config.Limits
+	http2  config.HTTP2 // the HTTP/2 settings it was bound with
 	l      boundListener
 	state  atomic.Pointer[listenerState]
 }
@@ -121,6 +126,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
 	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector())
 	p.tcpMetrics = tcpproxy.NewMetrics()
+	p.h2Stats = &listener.H2Stats{}
 	p.metrics.Registry().MustRegister(p.tcpMetrics.Collectors()...)
 	return p, nil
 }
@@ -168,6 +174,10 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 				release(next, prev)
 				return fmt.Errorf("listener %q: limits.%s cannot change while the listener keeps its address (it is fixed when the port is bound): restart the sidecar, or move the listener to a new address", lc.Name, what)
 			}
+			if old.http2 != lc.HTTP2 {
+				release(next, prev)
+				return fmt.Errorf("listener %q: http2 settings cannot change while the listener keeps its address (they are fixed when the port is bound): restart the sidecar, or move the listener to a new address", lc.Name)
+			}
 		}
 	}
 	// Bind new listeners before anything changes, so a busy port refuses
@@ -179,13 +189,14 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 		if ok && old.address == lc.Address && old.protocol == proto {
 			continue
 		}
-		rl := &runningListener{p: p, address: lc.Address, protocol: proto, limits: lc.Limits}
+		rl := &runningListener{p: p, address: lc.Address, protocol: proto, limits: lc.Limits, http2: lc.HTTP2}
 		var l boundListener
 		var err error
 		if proto == "tcp" {
 			l, err = tcpproxy.Listen(tcpproxy.Options{Name: lc.Name, Address: lc.Address, Route: rl.tcpRoute, TLSSelect: rl.tlsSelect, Logger: p.log})
 		} else {
-			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect, RequestLimits: rl.requestLimits})
+			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect, RequestLimits: rl.requestLimits,
+				H2: &listener.H2Options{Handler: http.HandlerFunc(rl.serveH2), Settings: lc.HTTP2, Stats: p.h2Stats}})
 		}
 		if err != nil && ok && old.address == lc.Address {
 			err = fmt.Errorf("%w (the listener changes protocol on the same address: remove it in one config and add it back in the next, or change its address)", err)

@@ -86,6 +86,7 @@ type Cluster struct {
 	dns      *config.DNS
 	statics  []config.Endpoint
 	tls      *tls.Config
+	protocol string // "" (HTTP/1.1), "http2" or "auto"
 
 	view     atomic.Pointer[view]
 	breakers breakers
@@ -142,7 +143,10 @@ func New(c config.Cluster, o Options) (*Cluster, error) {
 	fail := func(format string, args ...any) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster %q: "+format, append([]any{c.Name}, args...)...)
 	}
-	cl := &Cluster{name: c.Name, log: o.Logger, resolver: o.Resolver, tls: o.TLS}
+	cl := &Cluster{name: c.Name, log: o.Logger, resolver: o.Resolver, tls: o.TLS, protocol: c.Protocol}
+	if cl.protocol == "http1" {
+		cl.protocol = "" // the default: the digest stays what it was
+	}
 	if cl.log == nil {
 		cl.log = zap.NewNop()
 	}
@@ -281,7 +285,8 @@ func New(c config.Cluster, o Options) (*Cluster, error) {
 		DNS       *config.DNS
 		Settings  settings
 		TLS       *config.ClusterTLS `json:",omitempty"`
-	}{cl.name, cl.lbName, cl.hashOn, cl.statics, cl.dns, cl.s, tlsKey(c.TLS)})
+		Protocol  string             `json:",omitempty"`
+	}{cl.name, cl.lbName, cl.hashOn, cl.statics, cl.dns, cl.s, tlsKey(c.TLS), cl.protocol})
 	if err != nil {
 		return fail("digest: %w", err)
 	}
@@ -397,6 +402,7 @@ func (c *Cluster) Close() {
 	c.wg.Wait()
 	for _, e := range c.set.endpoints {
 		e.client.CloseIdleConnections()
+		e.closeStreamTransports()
 	}
 }
 

@@ -19,6 +19,9 @@ type Endpoint struct {
 	weight uint32
 	c      *Cluster
 	client *fasthttp.HostClient
+	// streams are the net/http transports for streamed requests and
+	// HTTP/2 (transport.go).
+	streams streamTransports
 
 	active   atomic.Int64 // requests in Do now (least_request reads it)
 	total    atomic.Uint64
@@ -174,6 +177,13 @@ func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 		// The cluster was replaced: do not leave a keep-alive connection
 		// behind in a pool nobody will close.
 		req.SetConnectionClose()
+	}
+	if c.UsesHTTP2(false) {
+		err := e.doStream(req, resp, deadline)
+		if e.active.Add(-1) >= limit {
+			c.breakers.pending.Add(-1)
+		}
+		return err
 	}
 	c.setScheme(req)
 	var err error

@@ -81,6 +81,32 @@ type Listener struct {
 	// Authz allows or denies requests by peer identity and request
 	// attributes, after the listener's filters and before routing.
 	Authz *Authz `yaml:"authz,omitempty" json:"authz,omitempty"`
+	// HTTP2 tunes the HTTP/2 an http listener speaks beside HTTP/1.1 on the
+	// same port (h2c with prior knowledge or Upgrade, h2 by ALPN over TLS).
+	HTTP2 HTTP2 `yaml:"http2,omitempty" json:"http2,omitempty"`
+}
+
+// HTTP2 are a listener's HTTP/2 settings. Zero values take the defaults in
+// docs/config.md.
+type HTTP2 struct {
+	// Disabled turns HTTP/2 off: the listener speaks HTTP/1.1 only.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// MaxConcurrentStreams per connection (default 250).
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams,omitempty" json:"max_concurrent_streams,omitempty"`
+	// InitialStreamWindowSize is the flow-control window a stream starts
+	// with, bounding what a peer may send ahead on one stream (default 1 MiB).
+	InitialStreamWindowSize int `yaml:"initial_stream_window_size,omitempty" json:"initial_stream_window_size,omitempty"`
+	// InitialConnectionWindowSize bounds what a peer may send ahead on the
+	// whole connection (default 4 MiB).
+	InitialConnectionWindowSize int `yaml:"initial_connection_window_size,omitempty" json:"initial_connection_window_size,omitempty"`
+	// MaxHeaderListSize bounds a request's decoded header list (default:
+	// the listener's limits.max_header_bytes).
+	MaxHeaderListSize int `yaml:"max_header_list_size,omitempty" json:"max_header_list_size,omitempty"`
+	// KeepaliveInterval sends a PING after this long without a frame from
+	// the peer; KeepaliveTimeout closes the connection when it is not
+	// answered (default 0: no pings; idle_timeout still closes idle ones).
+	KeepaliveInterval Duration `yaml:"keepalive_interval,omitempty" json:"keepalive_interval,omitempty"`
+	KeepaliveTimeout  Duration `yaml:"keepalive_timeout,omitempty" json:"keepalive_timeout,omitempty"` // default 20s
 }
 
 // TCPProxy forwards a tcp listener's connections to a cluster: one
@@ -153,6 +179,17 @@ type Match struct {
 	Headers []HeaderMatcher `yaml:"headers,omitempty" json:"headers,omitempty"`
 	Query   []HeaderMatcher `yaml:"query,omitempty" json:"query,omitempty"`
 	Cookies []HeaderMatcher `yaml:"cookies,omitempty" json:"cookies,omitempty"`
+	// GRPC matches a gRPC service (and method): it is the path
+	// /SERVICE/METHOD (or the prefix /SERVICE/) and a gRPC content type,
+	// in place of prefix, path and regex.
+	GRPC *GRPCMatch `yaml:"grpc,omitempty" json:"grpc,omitempty"`
+}
+
+// GRPCMatch names a gRPC service, e.g. helloworld.Greeter, and optionally
+// one of its methods, e.g. SayHello.
+type GRPCMatch struct {
+	Service string `yaml:"service" json:"service"`
+	Method  string `yaml:"method,omitempty" json:"method,omitempty"`
 }
 
 // HeaderMatcher matches one header, query parameter or cookie by name.
@@ -265,6 +302,12 @@ type Cluster struct {
 	// TLS makes connections to the endpoints mTLS, checking the server's
 	// SPIFFE ID.
 	TLS *ClusterTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// Protocol is what the proxy speaks to the endpoints: "http1" (default),
+	// "http2" (h2 over TLS, h2c in plaintext; one multiplexed connection
+	// carries many requests) or "auto" (over TLS: h2 when the endpoint
+	// offers it by ALPN, else HTTP/1.1; in plaintext: the downstream's
+	// protocol).
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 }
 
 // Endpoint is one upstream address.

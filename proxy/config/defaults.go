@@ -35,7 +35,13 @@ const (
 	defaultBudgetPercent        = 20.0
 	defaultBudgetMinConcurrency = 10
 
+	defaultH2MaxStreams       = 250
+	defaultH2StreamWindow     = 1 << 20
+	defaultH2ConnWindow       = 4 << 20
+	defaultH2KeepaliveTimeout = 20 * time.Second
+
 	defaultLB                  = "round_robin"
+	defaultClusterProtocol     = "http1"
 	defaultConnectTimeout      = time.Second
 	defaultMaxConnsPerEndpoint = 1024
 	defaultClusterIdleTimeout  = 60 * time.Second
@@ -134,6 +140,11 @@ func (t *Tracing) applyDefaults(nodeID string) {
 
 func (l *Listener) applyDefaults() {
 	setStr(&l.Direction, defaultDirection)
+	setInt(&l.HTTP2.MaxConcurrentStreams, defaultH2MaxStreams)
+	setInt(&l.HTTP2.InitialStreamWindowSize, defaultH2StreamWindow)
+	setInt(&l.HTTP2.InitialConnectionWindowSize, defaultH2ConnWindow)
+	setInt(&l.HTTP2.MaxHeaderListSize, orIntDefault(l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes))
+	setDur(&l.HTTP2.KeepaliveTimeout, defaultH2KeepaliveTimeout)
 	setInt(&l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes)
 	setInt(&l.Limits.MaxBodyBytes, defaultMaxBodyBytes)
 	setDur(&l.Limits.ReadTimeout, defaultReadTimeout)
@@ -152,7 +163,17 @@ func (l *Listener) applyDefaults() {
 
 func (r *Route) applyDefaults() {
 	if m := &r.Match; m.Prefix == "" && m.Path == "" && m.Regex == "" {
-		m.Prefix = "/"
+		if g := m.GRPC; g != nil {
+			// A gRPC match is a path match on a gRPC content type.
+			if g.Method != "" {
+				m.Path = g.Path()
+			} else {
+				m.Prefix = g.Path()
+			}
+			m.Headers = append(m.Headers, HeaderMatcher{Name: "content-type", Prefix: "application/grpc"})
+		} else {
+			m.Prefix = "/"
+		}
 	}
 	if a := r.Route; a != nil {
 		setDur(&a.Timeout, DefaultRouteTimeout)
@@ -191,6 +212,7 @@ func (c *Cluster) applyDefaults() {
 		setDur(&c.DNS.Refresh, defaultDNSRefresh)
 	}
 	setStr(&c.LB, defaultLB)
+	setStr(&c.Protocol, defaultClusterProtocol)
 	setDur(&c.ConnectTimeout, defaultConnectTimeout)
 	setInt(&c.MaxConnsPerEndpoint, defaultMaxConnsPerEndpoint)
 	setDur(&c.IdleTimeout, defaultClusterIdleTimeout)
@@ -225,4 +247,20 @@ func (f *Filter) applyDefaults() {
 	setInt(&f.MemoryLimitMiB, defaultMemoryLimitMiB)
 	setDur(&f.CallbackTimeout, defaultCallbackTimeout)
 	setInt(&f.MaxBodyBytes, defaultFilterBodyBytes)
+}
+
+func orIntDefault(v, d int) int {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+// Path is the gRPC path the match names: /SERVICE/METHOD, or the prefix
+// /SERVICE/ when no method is given.
+func (g *GRPCMatch) Path() string {
+	if g.Method != "" {
+		return "/" + g.Service + "/" + g.Method
+	}
+	return "/" + g.Service + "/"
 }

@@ -78,8 +78,10 @@ func (es Errors) Error() string {
 
 // Known values of the enumerated fields.
 var (
-	retryOnValues     = []string{"5xx", "gateway-error", "connect-failure", "reset", "retriable-status-codes"}
+	retryOnValues = []string{"5xx", "gateway-error", "connect-failure", "reset", "retriable-status-codes",
+		"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
 	lbPolicies        = []string{"round_robin", "least_request", "random", "ring_hash"}
+	clusterProtocols  = []string{"http1", "http2", "auto"}
 	redirectStatuses  = []int{301, 302, 303, 307, 308}
 	accessLogFieldSet = []string{
 		"start_time", "method", "path", "authority", "protocol", "status", "response_flags",
@@ -362,6 +364,18 @@ func (v *validator) listener(p string, l *Listener) {
 	}
 	v.oneOf(p+".direction", l.Direction, "outbound", "inbound")
 	v.nonNegative(p+".limits.max_header_bytes", l.Limits.MaxHeaderBytes)
+	v.nonNegative(p+".http2.max_concurrent_streams", l.HTTP2.MaxConcurrentStreams)
+	v.nonNegative(p+".http2.max_header_list_size", l.HTTP2.MaxHeaderListSize)
+	for _, w := range []struct {
+		field string
+		n     int
+	}{{"initial_stream_window_size", l.HTTP2.InitialStreamWindowSize}, {"initial_connection_window_size", l.HTTP2.InitialConnectionWindowSize}} {
+		if w.n != 0 && (w.n < 65535 || w.n > 1<<31-1) {
+			v.errf(p+".http2."+w.field, "%d is outside HTTP/2's window range 65535 to 2147483647", w.n)
+		}
+	}
+	v.duration(p+".http2.keepalive_interval", l.HTTP2.KeepaliveInterval)
+	v.duration(p+".http2.keepalive_timeout", l.HTTP2.KeepaliveTimeout)
 	v.nonNegative(p+".limits.max_body_bytes", l.Limits.MaxBodyBytes)
 	v.nonNegative(p+".limits.max_connections", l.Limits.MaxConnections)
 	v.duration(p+".limits.read_timeout", l.Limits.ReadTimeout)
@@ -489,6 +503,16 @@ func (v *validator) match(mp string, m *Match) {
 	}
 	if n > 1 {
 		v.errf(mp, "set only one of prefix, path, regex (none means prefix \"/\")")
+	}
+	if g := m.GRPC; g != nil {
+		switch {
+		case g.Service == "" || strings.ContainsAny(g.Service, "/ \t"):
+			v.errf(mp+".grpc.service", "service %q: want a fully qualified gRPC service name such as helloworld.Greeter", g.Service)
+		case strings.ContainsAny(g.Method, "/ \t"):
+			v.errf(mp+".grpc.method", "method %q: want a method name such as SayHello", g.Method)
+		case (g.Method != "" && (m.Path != g.Path() || m.Prefix != "")) || (g.Method == "" && (m.Prefix != g.Path() || m.Path != "")) || m.Regex != "":
+			v.errf(mp+".grpc", "grpc replaces prefix, path and regex: set only grpc")
+		}
 	}
 	if m.Prefix != "" && !strings.HasPrefix(m.Prefix, "/") {
 		v.errf(mp+".prefix", "prefix %q must start with \"/\"", m.Prefix)
@@ -679,6 +703,7 @@ func (v *validator) cluster(p string, c *Cluster) {
 		v.duration(p+".dns.refresh", d.Refresh)
 	}
 	v.oneOf(p+".lb", c.LB, lbPolicies...)
+	v.oneOf(p+".protocol", c.Protocol, clusterProtocols...)
 	if c.LB == "ring_hash" {
 		if c.HashOn == nil {
 			v.errf(p+".hash_on", "lb ring_hash needs hash_on (one of header, cookie, source_ip)")

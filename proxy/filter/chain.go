@@ -54,7 +54,7 @@ func (c *Chain) DecodeFrom(s *Stream, from int) Status {
 	body := len(s.Request.Body()) > 0
 	for i := from; i < c.n; i++ {
 		c.seen = i + 1
-		if c.At(i).OnRequestHeaders(s, !body) == LocalReply {
+		if c.At(i).OnRequestHeaders(s, !body && !s.RequestBodyStreamed) == LocalReply {
 			return LocalReply
 		}
 	}
@@ -74,7 +74,7 @@ func (c *Chain) DecodeFrom(s *Stream, from int) Status {
 func (c *Chain) Encode(s *Stream) Status {
 	body := len(s.Response.Body()) > 0
 	for i := c.seen - 1; i >= 0; i-- {
-		if c.At(i).OnResponseHeaders(s, !body) == LocalReply {
+		if c.At(i).OnResponseHeaders(s, !body && !s.ResponseBodyStreamed) == LocalReply {
 			return LocalReply
 		}
 	}

@@ -96,6 +96,16 @@ type Stream struct {
 	// Trace is the stream's trace context when tracing is on (nil when
 	// off). Attributes under "trace.attributes.<key>" become span attributes.
 	Trace TraceContext
+
+	// RequestBodyStreamed and ResponseBodyStreamed say a body follows the
+	// headers as a stream (HTTP/2 and gRPC) instead of being buffered in
+	// Request/Response: header callbacks get endOfStream false, and the
+	// body flows through without body callbacks.
+	RequestBodyStreamed  bool
+	ResponseBodyStreamed bool
+	// GRPCStatus is the gRPC status the stream ended with (-1: not gRPC or
+	// none seen), from the trailers or a trailers-only answer.
+	GRPCStatus int
 }
 
 // TraceContext is a stream's trace as filters see it. The byte slices

@@ -46,7 +46,10 @@ type Options struct {
 	// config swap can change them. (Header size, connection count and idle
 	// timeout are fixed when the listener is bound.)
 	RequestLimits func() config.Limits
-	Logger        *zap.Logger
+	// H2, when set (and its settings do not disable it), serves HTTP/2 on
+	// the same port: h2c by preface or Upgrade, h2 by ALPN over TLS.
+	H2     *H2Options
+	Logger *zap.Logger
 }
 
 // Listener is a bound socket and the fasthttp server behind it.
@@ -54,6 +57,7 @@ type Listener struct {
 	name    string
 	ln      net.Listener
 	srv     *fasthttp.Server
+	h2      *h2codec // nil: HTTP/1.1 only
 	log     *zap.Logger
 	served  chan struct{}
 	started atomic.Bool
@@ -69,19 +73,36 @@ func Listen(o Options) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", o.Name, err)
 	}
-	switch {
-	case o.TLSSelect != nil:
-		ln = WrapTLS(ln, o.TLSSelect)
-	case o.TLS != nil:
+	h2on := o.H2 != nil && o.H2.Handler != nil && !o.H2.Settings.Disabled
+	sel := o.TLSSelect
+	if sel == nil && o.TLS != nil {
 		mode, cfg := o.TLSMode, o.TLS
 		if mode == "" {
 			mode = TLSStrict
 		}
-		ln = WrapTLS(ln, func() (string, *tls.Config) { return mode, cfg })
+		sel = func() (string, *tls.Config) { return mode, cfg }
+	}
+	if sel != nil {
+		if h2on {
+			sel = alpnSelect(sel)
+		}
+		ln = WrapTLS(ln, sel)
 	}
 	lim := o.Limits
+	handler := o.Handler
+	var codec *h2codec
+	if h2on {
+		codec = newH2Codec(o.H2, lim, o.Logger)
+		ln = newH2Listener(ln, codec, orDur(lim.ReadTimeout.D(), DefaultReadTimeout))
+		next := handler
+		handler = func(ctx *fasthttp.RequestCtx) {
+			if !codec.h2cUpgrade(ctx) {
+				next(ctx)
+			}
+		}
+	}
 	srv := &fasthttp.Server{
-		Handler:                       guard(o.Handler),
+		Handler:                       guard(handler),
 		Name:                          "weft",
 		ReadBufferSize:                orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		MaxRequestBodySize:            orInt(lim.MaxBodyBytes, DefaultMaxBodyBytes),
@@ -100,7 +121,7 @@ func Listen(o Options) (*Listener, error) {
 		TCPKeepalive:                  true,
 		DisableHeaderNamesNormalizing: false,
 	}
-	return &Listener{name: o.Name, ln: ln, srv: srv, log: o.Logger, served: make(chan struct{})}, nil
+	return &Listener{name: o.Name, ln: ln, srv: srv, h2: codec, log: o.Logger, served: make(chan struct{})}, nil
 }
 
 // Addr is the bound address (useful with port 0).
@@ -123,6 +144,14 @@ func (l *Listener) Serve() error {
 // Shutdown stops accepting, waits for in-flight requests to finish (until
 // ctx ends), then closes idle connections.
 func (l *Listener) Shutdown(ctx context.Context) error {
+	h2done := make(chan struct{})
+	go func() {
+		defer close(h2done)
+		if l.h2 != nil {
+			l.h2.shutdown(ctx) // GOAWAY, then in-flight streams finish
+		}
+	}()
+	defer func() { <-h2done }()
 	err := l.srv.ShutdownWithContext(ctx)
 	// Close the socket too: if Serve had not started yet when Shutdown
 	// ran, it would otherwise start afterwards and accept forever.

@@ -48,6 +48,15 @@ type Policy struct {
 	nonIdempotent bool
 	budgetPercent float64
 	budgetMinConc int64
+	// grpc has bit n set when gRPC status n is retried (retry_on
+	// cancelled, deadline-exceeded, internal, resource-exhausted,
+	// unavailable: Envoy's names).
+	grpc uint32
+}
+
+// gRPC retry conditions and the status codes they name.
+var grpcRetryOn = map[string]uint32{
+	"cancelled": 1, "deadline-exceeded": 4, "resource-exhausted": 8, "internal": 13, "unavailable": 14,
 }
 
 // Compile turns a RetryPolicy into a Policy. nil gives nil (no retries).
@@ -98,7 +107,11 @@ func Compile(c *config.RetryPolicy) (*Policy, error) {
 		case "retriable-status-codes":
 			p.on |= onRetriableStatus
 		default:
-			return nil, fmt.Errorf("retry.on: unknown condition %q (want 5xx, gateway-error, connect-failure, reset, retriable-status-codes)", o)
+			code, ok := grpcRetryOn[o]
+			if !ok {
+				return nil, fmt.Errorf("retry.on: unknown condition %q (want 5xx, gateway-error, connect-failure, reset, retriable-status-codes, or a gRPC status: cancelled, deadline-exceeded, internal, resource-exhausted, unavailable)", o)
+			}
+			p.grpc |= 1 << code
 		}
 	}
 	if len(c.RetriableStatusCodes) > len(p.statuses) {
@@ -175,6 +188,17 @@ func (p *Policy) Retriable(f Failure, status int) bool {
 		}
 	}
 	return false
+}
+
+// GRPC reports whether the policy retries on any gRPC status: gRPC calls
+// (POST, not idempotent by method) are then retried by status, as the
+// operator asked for.
+func (p *Policy) GRPC() bool { return p != nil && p.grpc != 0 }
+
+// RetriableGRPC reports whether a call that ended with gRPC status code
+// (from a trailers-only answer) should be retried.
+func (p *Policy) RetriableGRPC(code int) bool {
+	return p != nil && code > 0 && code < 32 && p.grpc&(1<<uint(code)) != 0
 }
 
 // Backoff is the wait before retry n (1-based): full jitter over an

@@ -1,0 +1,282 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The streaming transport: requests whose bodies flow in chunks (HTTP/2
+// and gRPC streams) and requests to HTTP/2 upstreams go through net/http's
+// transport, one per endpoint and protocol, dialing through the endpoint
+// (max_connections breaker, connect_timeout, mTLS). HTTP/2 connections are
+// multiplexed: one carries many concurrent streams, and more are opened
+// only past the peer's MAX_CONCURRENT_STREAMS. Load balancing stays per
+// request: the proxy picks an endpoint, then its transport.
+
+// Protocols an endpoint's streaming transport speaks.
+const (
+	protoHTTP1 = iota
+	protoH2
+	protoAuto // TLS: by ALPN
+	numProtos
+)
+
+// streamTransports are an endpoint's transports, built on first use.
+type streamTransports struct {
+	mu sync.Mutex
+	t  [numProtos]*http.Transport
+}
+
+// UsesHTTP2 reports whether a request that arrived over HTTP/2 (h2down)
+// or HTTP/1.1 goes to this cluster's endpoints over HTTP/2 (or, for
+// protocol auto over TLS, may).
+func (c *Cluster) UsesHTTP2(h2down bool) bool {
+	switch c.protocol {
+	case "http2":
+		return true
+	case "auto":
+		return c.tls != nil || h2down
+	}
+	return false
+}
+
+// Protocol is the cluster's configured upstream protocol ("http1",
+// "http2" or "auto").
+func (c *Cluster) Protocol() string {
+	if c.protocol == "" {
+		return "http1"
+	}
+	return c.protocol
+}
+
+func (c *Cluster) protoFor(h2down bool) int {
+	switch c.protocol {
+	case "http2":
+		return protoH2
+	case "auto":
+		if c.tls != nil {
+			return protoAuto
+		}
+		if h2down {
+			return protoH2
+		}
+	}
+	return protoHTTP1
+}
+
+// RoundTrip sends a request whose body streams (req.Body is read as the
+// upstream takes it) and returns the response with its body still
+// streaming; trailers arrive in resp.Trailer after the body's EOF. h2down
+// says the request came over HTTP/2 (protocol auto follows it in
+// plaintext). The request's context bounds the whole exchange: its end
+// resets the upstream stream. The endpoint counts the request as active
+// until the response body is closed (or RoundTrip fails).
+func (e *Endpoint) RoundTrip(req *http.Request, h2down bool) (*http.Response, error) {
+	e.total.Add(1)
+	e.active.Add(1)
+	resp, err := e.roundTrip(req, h2down)
+	if err != nil {
+		e.active.Add(-1)
+		return nil, err
+	}
+	resp.Body = &activeBody{ReadCloser: resp.Body, e: e}
+	return resp, nil
+}
+
+func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, error) {
+	c := e.c
+	t := e.streamTransport(c.protoFor(h2down))
+	req.URL.Host = e.addr
+	if c.tls != nil {
+		req.URL.Scheme = "https"
+	} else {
+		req.URL.Scheme = "http"
+	}
+	if c.closed.Load() {
+		req.Close = true
+	}
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, classifyStreamErr(req.Context(), err)
+	}
+	return resp, nil
+}
+
+// activeBody ends the endpoint's active count when the body is closed.
+type activeBody struct {
+	io.ReadCloser
+	e    *Endpoint
+	once sync.Once
+}
+
+func (b *activeBody) Close() error {
+	b.once.Do(func() { b.e.active.Add(-1) })
+	return b.ReadCloser.Close()
+}
+
+// classifyStreamErr maps a transport error onto the errors Classify knows.
+func classifyStreamErr(ctx context.Context, err error) error {
+	var de *DialError
+	switch {
+	case errors.As(err, &de), errors.Is(err, ErrOverflow):
+		return err
+	case errors.Is(err, context.DeadlineExceeded) || (ctx.Err() == context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", fasthttp.ErrTimeout, err)
+	}
+	return err
+}
+
+func (e *Endpoint) streamTransport(proto int) *http.Transport {
+	st := &e.streams
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if t := st.t[proto]; t != nil {
+		return t
+	}
+	c := e.c
+	var p http.Protocols
+	var alpn []string
+	switch proto {
+	case protoHTTP1:
+		p.SetHTTP1(true)
+		alpn = []string{"http/1.1"}
+	case protoH2:
+		if c.tls != nil {
+			p.SetHTTP2(true)
+		} else {
+			p.SetUnencryptedHTTP2(true)
+		}
+		alpn = []string{"h2"}
+	case protoAuto:
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		alpn = []string{"h2", "http/1.1"}
+	}
+	t := &http.Transport{
+		Protocols:           &p,
+		MaxIdleConnsPerHost: c.s.MaxConnsPerEndpoint,
+		MaxConnsPerHost:     c.s.MaxConnsPerEndpoint,
+		IdleConnTimeout:     c.s.IdleTimeout,
+		DisableCompression:  true, // forward what the upstream sent
+		// Response headers bounded like the HTTP/1.1 pool's.
+		MaxResponseHeaderBytes: responseReadBuffer,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return e.dialContext(ctx)
+		},
+		HTTP2: &http.HTTP2Config{
+			// A stream that stops reading does not stall its connection's
+			// other streams for ever.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
+	}
+	if c.tls != nil {
+		cfg := c.tls.Clone()
+		cfg.NextProtos = alpn
+		t.TLSClientConfig = cfg
+		t.DialTLSContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			conn, err := e.dialContext(ctx)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(conn, cfg)
+			hctx, cancel := context.WithTimeout(ctx, c.s.ConnectTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				_ = conn.Close()
+				return nil, &DialError{Addr: e.addr, Err: err}
+			}
+			return tc, nil
+		}
+	}
+	st.t[proto] = t
+	return t
+}
+
+// dialContext opens a connection through the endpoint's dial (breakers,
+// connect timeout, counting), bounded also by ctx.
+func (e *Endpoint) dialContext(ctx context.Context) (net.Conn, error) {
+	timeout := time.Duration(0)
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+		if timeout <= 0 {
+			return nil, &DialError{Addr: e.addr, Err: context.DeadlineExceeded}
+		}
+	}
+	return e.dial(e.addr, timeout)
+}
+
+func (e *Endpoint) closeStreamTransports() {
+	e.streams.mu.Lock()
+	defer e.streams.mu.Unlock()
+	for _, t := range e.streams.t {
+		if t != nil {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
+// doStream sends a buffered fasthttp request through the streaming
+// transport (an HTTP/1.1 downstream calling an HTTP/2 cluster) and reads
+// the whole answer into resp, trailers appended as headers.
+func (e *Endpoint) doStream(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	ctx := context.Background()
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	var body io.Reader = http.NoBody
+	if b := req.Body(); len(b) > 0 {
+		body = bytes.NewReader(b)
+	}
+	hr, err := http.NewRequestWithContext(ctx, string(req.Header.Method()), "http://"+e.addr+string(req.RequestURI()), body)
+	if err != nil {
+		return err
+	}
+	hr.Host = string(req.Header.Host())
+	hr.ContentLength = int64(len(req.Body()))
+	for k, v := range req.Header.All() {
+		switch string(k) {
+		case "Host", "Content-Length", "Connection", "Transfer-Encoding":
+			continue
+		}
+		hr.Header.Add(string(k), string(v))
+	}
+	hresp, err := e.roundTrip(hr, false)
+	if err != nil {
+		return err
+	}
+	defer hresp.Body.Close()
+	resp.Reset()
+	resp.SetStatusCode(hresp.StatusCode)
+	for k, vs := range hresp.Header {
+		for _, v := range vs {
+			resp.Header.Add(k, v)
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(hresp.Body, maxResponseBodyBytes+1))
+	if err != nil {
+		return classifyStreamErr(ctx, err)
+	}
+	if len(b) > maxResponseBodyBytes {
+		return fasthttp.ErrBodyTooLarge
+	}
+	resp.SetBodyRaw(b)
+	for k, vs := range hresp.Trailer {
+		for _, v := range vs {
+			resp.Header.Add(k, v)
+		}
+	}
+	return nil
+}

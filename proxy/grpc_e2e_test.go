@@ -1,0 +1,229 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/grpclog"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/interop"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// grpc-go's interop cases (google.golang.org/grpc/interop) report a failed
+// expectation through grpclog's Fatal, which exits the process; this
+// logger turns it into a panic the test recovers as its failure.
+type panicLogger struct{ grpclog.LoggerV2 }
+
+type interopFailure struct{ msg string }
+
+func (panicLogger) Fatal(args ...any) { panic(interopFailure{fmt.Sprint(args...)}) }
+func (panicLogger) Fatalf(format string, args ...any) {
+	panic(interopFailure{fmt.Sprintf(format, args...)})
+}
+func (panicLogger) Fatalln(args ...any) { panic(interopFailure{fmt.Sprintln(args...)}) }
+func (l panicLogger) FatalDepth(_ int, args ...any) {
+	panic(interopFailure{fmt.Sprint(args...)})
+}
+func (panicLogger) InfoDepth(int, ...any)    {}
+func (panicLogger) WarningDepth(int, ...any) {}
+func (panicLogger) ErrorDepth(int, ...any)   {}
+
+func init() {
+	grpclog.SetLoggerV2(panicLogger{grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard)})
+}
+
+// startGRPCServer serves grpc-go's interop TestService and the health
+// service on loopback (plaintext HTTP/2).
+func startGRPCServer(t testing.TB) (string, *health.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, interop.NewTestServer())
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String(), hs
+}
+
+// grpcConfig routes everything to the gRPC upstream over HTTP/2.
+const grpcConfig = `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {grpc: {service: grpc.testing.TestService}}
+            route: {cluster: grpc, timeout: 5s}
+          - match: {grpc: {service: grpc.health.v1.Health, method: Check}}
+            route: {cluster: grpc}
+          - match: {prefix: /grpc.testing.UnimplementedService/}
+            direct_response: {status: 404}
+clusters:
+  - name: grpc
+    protocol: http2
+    endpoints: [{address: "{{grpc}}"}]
+`
+
+func dialGRPC(t testing.TB, url string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// Every RPC kind of grpc-go's interop suite, through the sidecar: unary
+// (empty and 271 KB), client, server and bidirectional streaming, custom
+// and binary (-bin) metadata echoed in headers and trailers, status codes
+// with percent-encoded messages, cancellation mid-stream and a deadline
+// on a server that sleeps.
+func TestGRPCInteropThroughSidecar(t *testing.T) {
+	addr, _ := startGRPCServer(t)
+	_, url := startProxy(t, grpcConfig, map[string]string{"grpc": addr})
+	cc := dialGRPC(t, url)
+	tc := testgrpc.NewTestServiceClient(cc)
+	for _, c := range []struct {
+		name string
+		run  func(context.Context)
+	}{
+		{"empty unary", func(ctx context.Context) { interop.DoEmptyUnaryCall(ctx, tc) }},
+		{"large unary", func(ctx context.Context) { interop.DoLargeUnaryCall(ctx, tc) }},
+		{"client streaming", func(ctx context.Context) { interop.DoClientStreaming(ctx, tc) }},
+		{"server streaming", func(ctx context.Context) { interop.DoServerStreaming(ctx, tc) }},
+		{"ping pong", func(ctx context.Context) { interop.DoPingPong(ctx, tc) }},
+		{"empty stream", func(ctx context.Context) { interop.DoEmptyStream(ctx, tc) }},
+		{"custom metadata", func(ctx context.Context) { interop.DoCustomMetadata(ctx, tc) }},
+		{"status code and message", func(ctx context.Context) { interop.DoStatusCodeAndMessage(ctx, tc) }},
+		{"special status message", func(ctx context.Context) { interop.DoSpecialStatusMessage(ctx, tc) }},
+		{"cancel after begin", func(ctx context.Context) { interop.DoCancelAfterBegin(ctx, tc) }},
+		{"cancel after first response", func(ctx context.Context) { interop.DoCancelAfterFirstResponse(ctx, tc) }},
+		{"timeout on sleeping server", func(ctx context.Context) { interop.DoTimeoutOnSleepingServer(ctx, tc) }},
+		{"unimplemented method", func(ctx context.Context) { interop.DoUnimplementedMethod(ctx, cc) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					if f, ok := r.(interopFailure); ok {
+						t.Fatalf("interop: %s", f.msg)
+					}
+					panic(r)
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c.run(ctx)
+		})
+	}
+}
+
+// What weft answers itself on a gRPC call is a trailers-only gRPC answer
+// with the matching status: no route is UNIMPLEMENTED, no healthy
+// endpoint UNAVAILABLE, a route timeout DEADLINE_EXCEEDED.
+func TestGRPCLocalRepliesAreGRPCStatuses(t *testing.T) {
+	addr, _ := startGRPCServer(t)
+	dead := freePort(t)
+	_, url := startProxy(t, `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {grpc: {service: grpc.testing.TestService, method: EmptyCall}}
+            route: {cluster: dead}
+          - match: {grpc: {service: grpc.testing.TestService, method: FullDuplexCall}}
+            route: {cluster: grpc, timeout: 200ms}
+clusters:
+  - name: grpc
+    protocol: http2
+    endpoints: [{address: "{{grpc}}"}]
+  - name: dead
+    protocol: http2
+    endpoints: [{address: "{{dead}}"}]
+`, map[string]string{"grpc": addr, "dead": dead})
+	tc := testgrpc.NewTestServiceClient(dialGRPC(t, url))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	st, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{})
+	if err == nil {
+		_, err = st.Recv() // a stream's status comes with its first receive
+	}
+	wantCode(t, "no route", err, codes.Unimplemented)
+
+	_, err = tc.EmptyCall(ctx, &testpb.Empty{})
+	wantCode(t, "connect failure", err, codes.Unavailable)
+
+	// The server answers only after 5 s; the route's 200 ms timeout ends
+	// the wait for its headers.
+	fd, err := tc.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fd.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 5_000_000}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = fd.Recv()
+	wantCode(t, "route timeout", err, codes.DeadlineExceeded)
+	if ctx.Err() != nil {
+		t.Fatal("the client's own deadline passed: the route timeout did not answer")
+	}
+}
+
+func wantCode(t *testing.T, what string, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("%s: got %v (%v), want %v", what, got, err, want)
+	}
+}
+
+// grpc-timeout bounds the call through the sidecar and reaches the
+// upstream shortened by the time already spent.
+func TestGRPCDeadlinePropagates(t *testing.T) {
+	addr, _ := startGRPCServer(t)
+	_, url := startProxy(t, grpcConfig, map[string]string{"grpc": addr})
+	tc := testgrpc.NewTestServiceClient(dialGRPC(t, url))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// FullDuplexCall with a response that the server sends only after a
+	// long interval: the caller's deadline ends the call.
+	st, err := tc.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 5_000_000}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Recv()
+	wantCode(t, "deadline", err, codes.DeadlineExceeded)
+
+	md := metadata.Pairs("x-weft-test", "1")
+	hctx, hcancel := context.WithTimeout(metadata.NewOutgoingContext(context.Background(), md), 5*time.Second)
+	defer hcancel()
+	resp, err := healthpb.NewHealthClient(dialGRPC(t, url)).Check(hctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check through the sidecar: %v %v", resp, err)
+	}
+}

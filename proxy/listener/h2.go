@@ -1,0 +1,399 @@
+package listener
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/filter"
+)
+
+// The HTTP/2 codec of a listener. Every http listener speaks HTTP/1.1 and
+// HTTP/2 on the same port, decided per connection with no config: over
+// TLS by ALPN ("h2" or "http/1.1"); in plaintext by the client's first
+// bytes (the HTTP/2 connection preface means h2c with prior knowledge), or
+// by an HTTP/1.1 request asking to Upgrade to h2c. HTTP/1.1 connections go
+// to fasthttp (the fast path) untouched; HTTP/2 connections are served by
+// golang.org/x/net/http2, one goroutine per stream, each handed to the
+// proxy's stream handler.
+
+// preface is what every HTTP/2 client sends first (RFC 9113 §3.4).
+const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// H2Options turn HTTP/2 on for a listener.
+type H2Options struct {
+	// Handler serves each HTTP/2 stream. The request's context carries the
+	// connection's facts (ConnInfoFrom).
+	Handler http.Handler
+	// Settings are the listener's http2 config (defaults applied).
+	Settings config.HTTP2
+	// Stats count what the codec refuses (nil: not counted).
+	Stats *H2Stats
+}
+
+// H2Stats counts HTTP/2 connections and protocol errors.
+type H2Stats struct {
+	Connections atomic.Int64 // HTTP/2 connections accepted
+	Upgrades    atomic.Int64 // of which h2c via Upgrade
+	Errors      atomic.Int64 // protocol errors the codec answered (GOAWAY/RST_STREAM)
+}
+
+// ConnInfo is what an HTTP/2 stream knows of its connection.
+type ConnInfo struct {
+	ID     uint64
+	Local  net.Addr
+	Remote net.Addr
+	TLS    *filter.TLSInfo // nil in plaintext
+}
+
+type connInfoKey struct{}
+
+// ConnInfoFrom returns the connection facts of an HTTP/2 stream's request.
+func ConnInfoFrom(ctx context.Context) *ConnInfo {
+	ci, _ := ctx.Value(connInfoKey{}).(*ConnInfo)
+	return ci
+}
+
+// h2codec serves a listener's HTTP/2 connections.
+type h2codec struct {
+	srv     *http2.Server
+	base    *http.Server
+	handler http.Handler
+	stats   *H2Stats
+	log     *zap.Logger
+	// idFloor numbers HTTP/2 connections apart from fasthttp's.
+	nextID atomic.Uint64
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+func newH2Codec(o *H2Options, lim config.Limits, log *zap.Logger) *h2codec {
+	s := o.Settings
+	srv := &http2.Server{
+		MaxConcurrentStreams:         uint32(orInt(s.MaxConcurrentStreams, 250)),
+		MaxUploadBufferPerStream:     int32(orInt(s.InitialStreamWindowSize, 1<<20)),
+		MaxUploadBufferPerConnection: int32(orInt(s.InitialConnectionWindowSize, 4<<20)),
+		IdleTimeout:                  orDur(lim.IdleTimeout.D(), DefaultIdleTimeout),
+		ReadIdleTimeout:              s.KeepaliveInterval.D(),
+		PingTimeout:                  s.KeepaliveTimeout.D(),
+		// A peer that stops reading is cut off, not waited on forever.
+		WriteByteTimeout: orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
+	}
+	c := &h2codec{srv: srv, handler: o.Handler, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
+	if c.stats == nil {
+		c.stats = &H2Stats{}
+	}
+	srv.CountError = func(string) { c.stats.Errors.Add(1) }
+	c.base = &http.Server{
+		MaxHeaderBytes: orInt(s.MaxHeaderListSize, orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes)),
+	}
+	if l, err := zap.NewStdLogAt(log, zap.DebugLevel); err == nil {
+		c.base.ErrorLog = l // per-connection protocol errors are not news
+	}
+	// Registers the graceful shutdown (GOAWAY to every connection served
+	// with base as its BaseConfig) on base.Shutdown.
+	_ = http2.ConfigureServer(c.base, srv)
+	c.nextID.Store(1 << 62)
+	return c
+}
+
+// serve runs one HTTP/2 connection to its end. upgrade is the h2c Upgrade
+// request (nil otherwise) with its decoded HTTP2-Settings.
+func (c *h2codec) serve(conn net.Conn, tlsInfo *filter.TLSInfo, upgrade *http.Request, settings []byte) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		_ = conn.Close()
+		return
+	}
+	c.conns[conn] = struct{}{}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.conns, conn)
+		c.mu.Unlock()
+		c.wg.Done()
+	}()
+	c.stats.Connections.Add(1)
+	ci := &ConnInfo{ID: c.nextID.Add(1), Local: conn.LocalAddr(), Remote: conn.RemoteAddr(), TLS: tlsInfo}
+	ctx := context.WithValue(context.Background(), connInfoKey{}, ci)
+	if upgrade != nil {
+		upgrade = upgrade.WithContext(ctx) // stream 1 knows its connection too
+	}
+	c.srv.ServeConn(conn, &http2.ServeConnOpts{
+		Context: ctx, BaseConfig: c.base, Handler: c.handler,
+		UpgradeRequest: upgrade, Settings: settings,
+	})
+}
+
+// shutdown sends GOAWAY on every connection, lets their streams finish
+// until ctx ends, then closes what is left.
+func (c *h2codec) shutdown(ctx context.Context) {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	sctx, cancel := context.WithCancel(ctx)
+	cancel() // base serves no listener: Shutdown only runs the GOAWAY hooks
+	_ = c.base.Shutdown(sctx)
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	for conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.mu.Unlock()
+	<-done
+}
+
+// h2Listener sits between the socket (TLS-wrapped or not) and fasthttp: it
+// hands HTTP/2 connections to the codec and the rest to fasthttp. Each
+// connection is classified in its own goroutine, bounded by the read
+// timeout, never in the accept loop.
+type h2Listener struct {
+	net.Listener
+	codec       *h2codec
+	readTimeout time.Duration
+	conns       chan net.Conn
+	done        chan struct{}
+	once        sync.Once
+	err         error
+	wg          sync.WaitGroup
+}
+
+func newH2Listener(ln net.Listener, codec *h2codec, readTimeout time.Duration) *h2Listener {
+	l := &h2Listener{Listener: ln, codec: codec, readTimeout: readTimeout, conns: make(chan net.Conn), done: make(chan struct{})}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+func (l *h2Listener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			l.closeWith(err)
+			return
+		}
+		go l.classify(c)
+	}
+}
+
+// classify decides a connection's protocol: ALPN over TLS, the preface in
+// plaintext.
+func (l *h2Listener) classify(c net.Conn) {
+	deadline := time.Now().Add(l.readTimeout)
+	if tc, ok := c.(*TLSConn); ok {
+		_ = tc.SetDeadline(deadline)
+		if err := tc.Handshake(); err != nil {
+			_ = c.Close()
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+		if tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
+			// x/net/http2 checks the TLS state through *tls.Conn.
+			l.codec.serve(tc.Conn, tc.TLSInfo(), nil, nil)
+			return
+		}
+		l.deliver(c)
+		return
+	}
+	_ = c.SetReadDeadline(deadline)
+	var buf [len(preface)]byte
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if !bytes.HasPrefix([]byte(preface), buf[:n]) {
+			break // not HTTP/2: the bytes so far go to fasthttp
+		}
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	pc := &prefixConn{Conn: c, prefix: append([]byte(nil), buf[:n]...)}
+	if n == len(preface) && string(buf[:]) == preface {
+		var tlsInfo *filter.TLSInfo
+		if ti, ok := c.(TLSInfoer); ok {
+			tlsInfo = ti.TLSInfo()
+		}
+		l.codec.serve(pc, tlsInfo, nil, nil)
+		return
+	}
+	l.deliver(pc)
+}
+
+func (l *h2Listener) deliver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+// Accept returns the next HTTP/1.1 connection.
+func (l *h2Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		if l.err != nil {
+			return nil, l.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting.
+func (l *h2Listener) Close() error { return l.closeWith(nil) }
+
+func (l *h2Listener) closeWith(cause error) error {
+	var err error
+	l.once.Do(func() {
+		l.err = cause
+		close(l.done)
+		err = l.Listener.Close()
+	})
+	return err
+}
+
+// prefixConn gives back the bytes read to classify the connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// TLSInfo passes through the wrapped connection's TLS facts.
+func (c *prefixConn) TLSInfo() *filter.TLSInfo {
+	if ti, ok := c.Conn.(TLSInfoer); ok {
+		return ti.TLSInfo()
+	}
+	return nil
+}
+
+// CloseWrite half-closes the wrapped connection.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// h2cUpgrade takes over an HTTP/1.1 request asking to switch to h2c (RFC
+// 7540 §3.2): a request with no body, "Upgrade: h2c", one HTTP2-Settings
+// header and both named in Connection. It answers 101, then serves the
+// connection as HTTP/2 with the request as stream 1. Anything else (a
+// body, TLS, a bad settings value) is served as HTTP/1.1, which the RFC
+// allows: a server may ignore Upgrade.
+func (c *h2codec) h2cUpgrade(ctx *fasthttp.RequestCtx) bool {
+	h := &ctx.Request.Header
+	if ctx.IsTLS() || !bytes.EqualFold(h.Peek("Upgrade"), []byte("h2c")) {
+		return false
+	}
+	conn := h.Peek("Connection")
+	if !tokenListHas(conn, "upgrade") || !tokenListHas(conn, "http2-settings") {
+		return false
+	}
+	raw := h.Peek("Http2-Settings")
+	settings, err := base64.RawURLEncoding.DecodeString(string(bytes.TrimRight(raw, "=")))
+	if err != nil || len(settings)%6 != 0 || len(ctx.Request.Body()) > 0 || h.ContentLength() > 0 {
+		return false
+	}
+	req, err := http.NewRequest(string(h.Method()), string(ctx.Request.URI().FullURI()), http.NoBody)
+	if err != nil {
+		return false
+	}
+	req.RequestURI = string(h.RequestURI())
+	req.Host = string(h.Host())
+	for k, v := range h.All() {
+		switch string(bytes.ToLower(k)) {
+		case "upgrade", "connection", "http2-settings", "host", "content-length", "transfer-encoding", "keep-alive", "proxy-connection":
+			continue
+		}
+		req.Header.Add(string(k), string(v))
+	}
+	req.RemoteAddr = ctx.RemoteAddr().String()
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(hc net.Conn) {
+		if _, err := hc.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")); err != nil {
+			return
+		}
+		c.stats.Upgrades.Add(1)
+		c.serve(hc, nil, req, settings)
+	})
+	return true
+}
+
+// tokenListHas reports whether a comma-separated header value lists tok
+// (case-insensitively).
+func tokenListHas(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			part, v = v, nil
+		}
+		if bytes.EqualFold(bytes.TrimSpace(part), []byte(tok)) {
+			return true
+		}
+	}
+	return false
+}
+
+// alpnSelect wraps a TLS selector so the configs it returns offer h2 and
+// http/1.1 by ALPN. The clone is made once per distinct config.
+func alpnSelect(sel TLSSelector) TLSSelector {
+	var mu sync.Mutex
+	var in, out *tls.Config
+	return func() (string, *tls.Config) {
+		mode, cfg := sel()
+		if cfg == nil {
+			return mode, nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if cfg != in {
+			in, out = cfg, cfg.Clone()
+			out.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
+		}
+		return mode, out
+	}
+}

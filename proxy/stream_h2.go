@@ -1,0 +1,578 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/cluster"
+	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/listener"
+	"github.com/weftmesh/weft/proxy/resilience"
+	"github.com/weftmesh/weft/proxy/route"
+)
+
+// The HTTP/2 side of the data plane. Each HTTP/2 stream (from the
+// listener's HTTP/2 codec) takes the same path as an HTTP/1.1 request:
+// its headers become the stream's Request headers, so request ids,
+// forwarding headers, tracing, the filter chain, authz, routing and the
+// route's edits run unchanged; then the body streams to the upstream and
+// the answer streams back, DATA frame by DATA frame, with trailers. gRPC
+// gets its own answers for what weft decides locally (trailers-only, with
+// a grpc-status), its deadline (grpc-timeout) and its retry conditions.
+
+// replayLimit is how much of a streamed request body is kept so a failed
+// try can be sent again; a longer body is not retried once it started.
+const replayLimit = 64 << 10
+
+// h2Exchange is an HTTP/2 stream's state beside the pooled exchange.
+type h2Exchange struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	grpc bool
+	// upstream is the answer whose body is still streaming (nil when the
+	// response is a local one, in Stream.Response).
+	upstream *http.Response
+	cancel   context.CancelCauseFunc
+	body     *replayBody
+	// bytes moved, for the access log
+	in, out int64
+}
+
+var protoHTTP2 = []byte("HTTP/2.0")
+
+// bodyIn is how many request body bytes went upstream (or were read).
+func (h *h2Exchange) bodyIn() int64 {
+	if h.body == nil {
+		return 0
+	}
+	return h.body.read.Load()
+}
+
+// serveH2 is the HTTP/2 stream handler of one listener.
+func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
+	ls := rl.state.Load()
+	if ls == nil {
+		http.Error(w, "listener is not configured", http.StatusServiceUnavailable)
+		return
+	}
+	x := acquireExchange()
+	defer releaseExchange(x)
+	ls.active.Inc()
+	defer ls.active.Dec()
+
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	resp.Header.SetNoDefaultContentType(true)
+	h2RequestHeaders(r, req)
+	s := &x.stream
+	s.Request, s.Response = req, resp
+	s.StartTime = time.Now()
+	s.GRPCStatus = -1
+	if ci := listener.ConnInfoFrom(r.Context()); ci != nil {
+		s.ConnID, s.Source, s.Destination, s.TLS = ci.ID, ci.Remote, ci.Local, ci.TLS
+	} else {
+		a, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+		if a == nil {
+			a = &net.TCPAddr{}
+		}
+		s.Source, s.Destination = a, a
+	}
+	s.Listener, s.Direction = ls.name, ls.direction
+	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
+	s.ID = setRequestID(&req.Header, &x.idBuf)
+	x.xff = setForwarded(&req.Header, s.Source, s.TLS != nil, x.xff)
+	if tr := ls.snap.tracer; tr != nil {
+		x.span = tr.Start(&req.Header, ls.direction == "inbound", s.StartTime)
+		s.Trace = x.span
+	}
+	h := &h2Exchange{w: w, r: r, grpc: isGRPC(&req.Header)}
+	x.h2 = h
+	defer func() {
+		if h.upstream != nil {
+			_ = h.upstream.Body.Close()
+		}
+		if h.cancel != nil {
+			h.cancel(nil)
+		}
+	}()
+	s.RequestBodyStreamed = r.Body != nil && r.Body != http.NoBody
+
+	if ls.sec.authz != nil {
+		ls.sec.authz.StripRequestPrincipal(&req.Header)
+	}
+	for _, f := range ls.filters {
+		x.chain.Add(f, s)
+	}
+	if x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
+		rl.route(nil, ls, x, false)
+	}
+	if h.upstream != nil {
+		s.ResponseBodyStreamed = true
+	}
+	if x.chain.Encode(s) == filter.LocalReply && h.upstream != nil {
+		// A response filter answered instead of the upstream.
+		_ = h.upstream.Body.Close()
+		h.upstream = nil
+		s.ResponseBodyStreamed = false
+	}
+	rl.writeH2(x)
+	rl.finish(nil, ls, x)
+}
+
+// h2RequestHeaders copies an HTTP/2 request's pseudo-headers and headers
+// into a fasthttp request header, which the filters, authz and the route
+// table read and edit in place.
+func h2RequestHeaders(r *http.Request, req *fasthttp.Request) {
+	req.Header.DisableNormalizing()
+	req.Header.SetMethod(r.Method)
+	uri := r.RequestURI
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	req.Header.SetRequestURI(uri)
+	req.Header.SetHost(r.Host)
+	req.Header.SetProtocol("HTTP/2.0")
+	req.URI().DisablePathNormalizing = true
+	for k, vs := range r.Header {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			req.Header.Add(lk, v)
+		}
+	}
+	if r.ContentLength > 0 {
+		req.Header.SetContentLength(int(r.ContentLength))
+	}
+}
+
+// forwardStream sends the stream to cs with the route's timeout and retry
+// policy. On success x.h2.upstream holds the answer (headers copied into
+// the stream's Response, body still streaming); otherwise the Response is
+// the local reply.
+func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs *routeState) {
+	s, h := &x.stream, x.h2
+	if !cs.c.AcquireRequest() {
+		overflow(s, "max_requests")
+		return
+	}
+	defer cs.c.ReleaseRequest()
+	cs.budget.StartRequest()
+	defer cs.budget.EndRequest()
+
+	// Deadlines: a gRPC caller's grpc-timeout bounds the whole call (and
+	// is passed on, shortened by the time spent here); the route timeout
+	// bounds the wait for the response headers, so a long stream is not
+	// cut while an upstream that never answers still is.
+	ctx, cancel := context.WithCancelCause(h.r.Context())
+	h.cancel = cancel
+	var callDeadline time.Time
+	if h.grpc {
+		if d, ok := grpcTimeout(s.Request.Header.Peek("grpc-timeout")); ok {
+			callDeadline = s.StartTime.Add(d)
+			var c2 context.CancelFunc
+			ctx, c2 = context.WithDeadline(ctx, callDeadline)
+			defer func() {
+				if h.upstream == nil {
+					c2()
+				}
+			}()
+			_ = c2 // released with the stream's context otherwise
+		}
+	}
+	var headerDeadline time.Time
+	if r.Timeout > 0 {
+		headerDeadline = s.StartTime.Add(r.Timeout)
+	}
+	pol := rs.retry
+	perTry := pol.PerTryTimeout()
+	if r.PerTryTimeout > 0 {
+		perTry = r.PerTryTimeout
+	}
+	mayRetry := pol.Attempts() > 0 && (pol.MethodAllowed(s.Request.Header.Method()) || (h.grpc && pol.GRPC()))
+	if s.RequestBodyStreamed {
+		h.body = newReplayBody(h.r.Body, mayRetry)
+	}
+	key, hasKey := cs.c.HashKey(s.Request, s.Source)
+	var prev *cluster.Endpoint
+	inRetry := false
+	endRetry := func() {
+		if inRetry {
+			cs.budget.EndRetry()
+			cs.c.ReleaseRetry()
+			inRetry = false
+		}
+	}
+	defer endRetry()
+	for attempt := 0; ; attempt++ {
+		fail, status, grpcStatus := p.tryStream(ctx, x, cs, key, hasKey, &prev, headerDeadline, callDeadline, perTry)
+		endRetry()
+		retriable := fail != resilience.NoFailure && pol.Retriable(fail, status) ||
+			fail == resilience.NoFailure && (pol.Retriable(fail, status) || (h.grpc && pol.RetriableGRPC(grpcStatus)))
+		if fail == resilience.Overflow {
+			overflow(s, "max_pending")
+			return
+		}
+		if !retriable {
+			if fail != resilience.NoFailure {
+				if attempt > 0 {
+					s.Retries = attempt
+				}
+				failResponse(s, fail)
+			}
+			return
+		}
+		retry := mayRetry && attempt < pol.Attempts() && (h.body == nil || h.body.replayable()) &&
+			(headerDeadline.IsZero() || time.Now().Before(headerDeadline)) && (callDeadline.IsZero() || time.Now().Before(callDeadline))
+		if retry && !cs.c.AcquireRetry() {
+			retry = false
+			s.ResponseFlags = "UO"
+		}
+		if retry && !cs.budget.TryRetry(pol) {
+			cs.c.ReleaseRetry()
+			cs.stats.BudgetExhausted.Inc()
+			retry = false
+		}
+		if !retry {
+			if attempt > 0 && s.ResponseFlags == "" {
+				s.ResponseFlags = "URX"
+			}
+			if fail != resilience.NoFailure {
+				failResponse(s, fail)
+			}
+			return // the last answer (in h.upstream) goes to the client
+		}
+		if h.upstream != nil {
+			_ = h.upstream.Body.Close()
+			h.upstream = nil
+		}
+		inRetry = true
+		if b := pol.Backoff(attempt + 1); b > 0 {
+			time.Sleep(b)
+		}
+		cs.stats.Retries.Inc()
+		s.Retries++
+	}
+}
+
+// errRouteTimeout ends a try whose response headers did not come within
+// the route (or per-try) timeout.
+var errRouteTimeout = errors.New("upstream response headers timeout")
+
+// tryStream sends one attempt; on an answer it leaves it in x.h2.upstream
+// with its status and headers copied into the stream's Response.
+func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState, key uint64, hasKey bool,
+	prev **cluster.Endpoint, headerDeadline, callDeadline time.Time, perTry time.Duration) (resilience.Failure, int, int) {
+	s, h := &x.stream, x.h2
+	ep := cs.c.Pick(key, hasKey, *prev)
+	if ep == nil {
+		cs.stats.NoHealthy.Inc()
+		return resilience.NoEndpoint, 0, -1
+	}
+	*prev = ep
+	s.UpstreamAddr = ep.Address()
+	d := headerDeadline
+	if perTry > 0 {
+		if t := time.Now().Add(perTry); d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	var timer *time.Timer
+	if !d.IsZero() {
+		timer = time.AfterFunc(time.Until(d), func() { cancel(errRouteTimeout) })
+	}
+	out, err := h.outbound(ctx, s, callDeadline)
+	if err != nil {
+		cancel(nil)
+		return resilience.Reset, 0, -1
+	}
+	cs.stats.Requests.Inc()
+	resp, err := ep.RoundTrip(out, true)
+	if timer != nil && !timer.Stop() && err == nil {
+		// The timer fired as the headers arrived: the try timed out.
+		_ = resp.Body.Close()
+		resp, err = nil, errRouteTimeout
+	}
+	if err != nil {
+		cancel(nil)
+		if errors.Is(context.Cause(ctx), errRouteTimeout) || errors.Is(err, errRouteTimeout) {
+			ep.Report(0, fasthttp.ErrTimeout)
+			cs.stats.Timeouts.Inc()
+			return resilience.Timeout, 0, -1
+		}
+		if parent.Err() != nil {
+			// The caller went away, or its grpc-timeout passed.
+			if errors.Is(parent.Err(), context.DeadlineExceeded) {
+				cs.stats.Timeouts.Inc()
+				return resilience.Timeout, 0, -1
+			}
+			return resilience.Reset, 0, -1
+		}
+		ep.Report(0, err)
+		switch cluster.Classify(err) {
+		case cluster.ConnectFailure:
+			cs.stats.ConnectFailures.Inc()
+			return resilience.ConnectFailure, 0, -1
+		case cluster.Timeout:
+			cs.stats.Timeouts.Inc()
+			return resilience.Timeout, 0, -1
+		case cluster.Overflow:
+			return resilience.Overflow, 0, -1
+		}
+		cs.stats.Resets.Inc()
+		return resilience.Reset, 0, -1
+	}
+	ep.Report(resp.StatusCode, nil)
+	// The stream keeps the try's context (its end resets the upstream).
+	prevCancel := h.cancel
+	h.cancel = func(cause error) { cancel(cause); prevCancel(cause) }
+	h.upstream = resp
+	rh := &s.Response.Header
+	s.Response.Reset()
+	rh.SetNoDefaultContentType(true)
+	rh.DisableNormalizing()
+	s.Response.SetStatusCode(resp.StatusCode)
+	for k, vs := range resp.Header {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			rh.Add(lk, v)
+		}
+	}
+	grpcStatus := -1
+	if v := resp.Header.Get("grpc-status"); v != "" {
+		grpcStatus, _ = strconv.Atoi(v)
+	}
+	return resilience.NoFailure, resp.StatusCode, grpcStatus
+}
+
+// outbound builds the upstream request from the stream's headers as the
+// filters and the route left them, with the body streaming from the
+// downstream (replayed on a retry).
+func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadline time.Time) (*http.Request, error) {
+	var body io.ReadCloser = http.NoBody
+	if h.body != nil {
+		body = h.body.reader()
+	}
+	out, err := http.NewRequestWithContext(ctx, string(s.Request.Header.Method()), "http://upstream"+string(s.Request.RequestURI()), body)
+	if err != nil {
+		return nil, err
+	}
+	out.Host = string(s.Request.Header.Host())
+	out.ContentLength = h.r.ContentLength
+	if body == http.NoBody {
+		out.ContentLength = 0
+	}
+	for k, v := range s.Request.Header.All() {
+		switch strings.ToLower(string(k)) {
+		case "host", "content-length", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			continue
+		}
+		out.Header.Add(string(k), string(v))
+	}
+	if !callDeadline.IsZero() {
+		out.Header.Set("grpc-timeout", formatGRPCTimeout(time.Until(callDeadline)))
+	}
+	if len(h.r.Trailer) > 0 {
+		out.Trailer = h.r.Trailer
+	}
+	return out, nil
+}
+
+// writeH2 writes the stream's answer: the upstream's, streamed with its
+// trailers, or the local one (as a trailers-only gRPC answer on a gRPC
+// request).
+func (rl *runningListener) writeH2(x *exchange) {
+	s, h := &x.stream, x.h2
+	w := h.w
+	wh := w.Header()
+	if h.upstream == nil {
+		if h.grpc && len(s.Response.Header.Peek("grpc-status")) == 0 {
+			code := grpcStatusFor(s.Response.StatusCode(), s.ResponseFlags)
+			msg := strings.TrimSpace(string(s.Response.Body()))
+			for k, v := range s.Response.Header.All() {
+				if lk := strings.ToLower(string(k)); lk != "content-type" && lk != "content-length" {
+					wh.Add(lk, string(v))
+				}
+			}
+			wh.Set("content-type", "application/grpc")
+			wh.Set("grpc-status", strconv.Itoa(code))
+			if msg != "" {
+				wh.Set("grpc-message", grpcPercentEncode(msg))
+			}
+			s.GRPCStatus = code
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		copyResponseHeaders(wh, &s.Response.Header)
+		body := s.Response.Body()
+		wh.Set("content-length", strconv.Itoa(len(body)))
+		w.WriteHeader(s.Response.StatusCode())
+		n, _ := w.Write(body)
+		h.out += int64(n)
+		if v := s.Response.Header.Peek("grpc-status"); len(v) > 0 {
+			s.GRPCStatus, _ = strconv.Atoi(string(v))
+		}
+		return
+	}
+	up := h.upstream
+	copyResponseHeaders(wh, &s.Response.Header)
+	if up.ContentLength >= 0 && len(s.Response.Header.Peek("content-length")) == 0 {
+		wh.Set("content-length", strconv.FormatInt(up.ContentLength, 10))
+	}
+	// Trailers are announced so net/http sends them after the body.
+	for k := range up.Trailer {
+		wh.Add("Trailer", k)
+	}
+	trailersOnly := false
+	if v := up.Header.Get("grpc-status"); v != "" {
+		// A trailers-only answer: one HEADERS frame that ends the stream,
+		// which is what net/http sends when nothing was flushed or written.
+		s.GRPCStatus, _ = strconv.Atoi(v)
+		trailersOnly = true
+	}
+	w.WriteHeader(s.Response.StatusCode())
+	rc := http.NewResponseController(w)
+	if !trailersOnly {
+		_ = rc.Flush() // the headers go now: a stream may send its body much later
+	}
+	buf := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(buf)
+	for {
+		n, err := up.Body.Read(*buf)
+		if n > 0 {
+			if _, werr := w.Write((*buf)[:n]); werr != nil {
+				h.cancel(werr) // the client went away: reset the upstream
+				panic(http.ErrAbortHandler)
+			}
+			h.out += int64(n)
+			_ = rc.Flush()
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// The upstream reset the stream or broke: reset the client's.
+			s.ResponseFlags = "UPE"
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vs := range up.Trailer {
+		for _, v := range vs {
+			wh.Add(http.TrailerPrefix+k, v)
+		}
+	}
+	if v := up.Trailer.Get("grpc-status"); v != "" {
+		s.GRPCStatus, _ = strconv.Atoi(v)
+	}
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyResponseHeaders copies a response's headers to an HTTP/2 answer,
+// minus what HTTP/2 forbids (connection-specific fields).
+func copyResponseHeaders(dst http.Header, src *fasthttp.ResponseHeader) {
+	for k, v := range src.All() {
+		switch strings.ToLower(string(k)) {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "trailer":
+			continue
+		}
+		dst.Add(string(k), string(v))
+	}
+}
+
+// replayBody reads a streamed request body for the upstream and keeps the
+// first replayLimit bytes, so a try that failed can be sent again with the
+// same body. Each try reads through its own reader; a later try replays
+// what was kept, then goes on with the live body.
+type replayBody struct {
+	mu       sync.Mutex
+	src      io.ReadCloser
+	keep     bool
+	buf      []byte
+	overflow bool // more than replayLimit was read: no replay
+	eof      error
+	cur      *replayReader
+	read     atomic.Int64 // bytes read from the downstream
+}
+
+func newReplayBody(src io.ReadCloser, keep bool) *replayBody {
+	return &replayBody{src: src, keep: keep}
+}
+
+// replayable reports whether a new try can send the whole body again.
+func (b *replayBody) replayable() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.keep && !b.overflow
+}
+
+// reader starts a try's view of the body; the previous one stops reading.
+func (b *replayBody) reader() io.ReadCloser {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur != nil {
+		b.cur.closed = true
+	}
+	b.cur = &replayReader{b: b}
+	return b.cur
+}
+
+type replayReader struct {
+	b      *replayBody
+	pos    int
+	closed bool
+}
+
+func (r *replayReader) Read(p []byte) (int, error) {
+	b := r.b
+	b.mu.Lock()
+	if r.closed {
+		b.mu.Unlock()
+		return 0, errors.New("request body: superseded by a retry")
+	}
+	if r.pos < len(b.buf) {
+		n := copy(p, b.buf[r.pos:])
+		r.pos += n
+		b.mu.Unlock()
+		return n, nil
+	}
+	if b.eof != nil {
+		b.mu.Unlock()
+		return 0, b.eof
+	}
+	b.mu.Unlock()
+	// Read the live body outside the lock: it may wait for the client.
+	n, err := b.src.Read(p)
+	b.read.Add(int64(n))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > 0 && b.keep && !b.overflow {
+		if len(b.buf)+n <= replayLimit {
+			b.buf = append(b.buf, p[:n]...)
+			r.pos += n
+		} else {
+			b.overflow = true
+		}
+	}
+	if err != nil {
+		b.eof = err
+	}
+	if r.closed && n > 0 && (b.overflow || !b.keep) {
+		// A superseded try took bytes nobody kept: the body is broken.
+		b.overflow = true
+		return 0, errors.New("request body: superseded by a retry")
+	}
+	return n, err
+}
+
+func (r *replayReader) Close() error { return nil }
