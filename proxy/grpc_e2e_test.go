@@ -143,7 +143,7 @@ func TestGRPCInteropThroughSidecar(t *testing.T) {
 func TestGRPCLocalRepliesAreGRPCStatuses(t *testing.T) {
 	addr, _ := startGRPCServer(t)
 	dead := freePort(t)
-	_, url := startProxy(t, `
+	p, url := startProxy(t, `
 listeners:
   - name: main
     address: 127.0.0.1:0
@@ -175,6 +175,9 @@ clusters:
 
 	_, err = tc.EmptyCall(ctx, &testpb.Empty{})
 	wantCode(t, "connect failure", err, codes.Unavailable)
+	if n, _ := metricValue(t, p, "weft_grpc_requests_total", "cluster", "dead", "grpc_status", "14"); n != 1 {
+		t.Fatalf("weft_grpc_requests_total{cluster=dead,grpc_status=14} = %v, want 1", n)
+	}
 
 	// The server answers only after 5 s; the route's 200 ms timeout ends
 	// the wait for its headers.

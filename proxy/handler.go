@@ -145,6 +145,9 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 	d := time.Since(s.StartTime)
 	if x.stats != nil {
 		x.stats.Record(status, d)
+		if s.GRPCStatus >= 0 {
+			x.stats.RecordGRPC(s.GRPCStatus)
+		}
 	}
 	if ls.accessLog != nil {
 		e := &x.entry

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
@@ -127,6 +128,13 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector())
 	p.tcpMetrics = tcpproxy.NewMetrics()
 	p.h2Stats = &listener.H2Stats{}
+	p.metrics.Registry().MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "weft_http2_connections_total", Help: "HTTP/2 connections accepted (h2 by ALPN, h2c by preface or Upgrade)."},
+			func() float64 { return float64(p.h2Stats.Connections.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "weft_http2_upgrades_total", Help: "HTTP/1.1 connections upgraded to h2c."},
+			func() float64 { return float64(p.h2Stats.Upgrades.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "weft_http2_protocol_errors_total", Help: "HTTP/2 protocol errors answered with RST_STREAM or GOAWAY."},
+			func() float64 { return float64(p.h2Stats.Errors.Load()) }))
 	p.metrics.Registry().MustRegister(p.tcpMetrics.Collectors()...)
 	return p, nil
 }

@@ -126,8 +126,12 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 		h.upstream = nil
 		s.ResponseBodyStreamed = false
 	}
-	rl.writeH2(x)
+	abort := rl.writeH2(x)
 	rl.finish(nil, ls, x)
+	if abort {
+		// Reset the client's stream (RST_STREAM): the answer broke midway.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // h2RequestHeaders copies an HTTP/2 request's pseudo-headers and headers
@@ -390,8 +394,9 @@ func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadlin
 
 // writeH2 writes the stream's answer: the upstream's, streamed with its
 // trailers, or the local one (as a trailers-only gRPC answer on a gRPC
-// request).
-func (rl *runningListener) writeH2(x *exchange) {
+// request). It reports whether the stream must be reset because the
+// upstream's answer or the client broke midway.
+func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	s, h := &x.stream, x.h2
 	w := h.w
 	wh := w.Header()
@@ -411,7 +416,7 @@ func (rl *runningListener) writeH2(x *exchange) {
 			}
 			s.GRPCStatus = code
 			w.WriteHeader(http.StatusOK)
-			return
+			return false
 		}
 		copyResponseHeaders(wh, &s.Response.Header)
 		body := s.Response.Body()
@@ -422,7 +427,7 @@ func (rl *runningListener) writeH2(x *exchange) {
 		if v := s.Response.Header.Peek("grpc-status"); len(v) > 0 {
 			s.GRPCStatus, _ = strconv.Atoi(string(v))
 		}
-		return
+		return false
 	}
 	up := h.upstream
 	copyResponseHeaders(wh, &s.Response.Header)
@@ -452,7 +457,8 @@ func (rl *runningListener) writeH2(x *exchange) {
 		if n > 0 {
 			if _, werr := w.Write((*buf)[:n]); werr != nil {
 				h.cancel(werr) // the client went away: reset the upstream
-				panic(http.ErrAbortHandler)
+				s.ResponseFlags = "DC"
+				return true
 			}
 			h.out += int64(n)
 			_ = rc.Flush()
@@ -463,7 +469,7 @@ func (rl *runningListener) writeH2(x *exchange) {
 		if err != nil {
 			// The upstream reset the stream or broke: reset the client's.
 			s.ResponseFlags = "UPE"
-			panic(http.ErrAbortHandler)
+			return true
 		}
 	}
 	for k, vs := range up.Trailer {
@@ -474,6 +480,7 @@ func (rl *runningListener) writeH2(x *exchange) {
 	if v := up.Trailer.Get("grpc-status"); v != "" {
 		s.GRPCStatus, _ = strconv.Atoi(v)
 	}
+	return false
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

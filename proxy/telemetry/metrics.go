@@ -1,6 +1,8 @@
 package telemetry
 
 import (
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,7 @@ type Metrics struct {
 	overflow   *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	cfgVersion *prometheus.GaugeVec
+	grpc       *prometheus.CounterVec
 }
 
 // Latency buckets in seconds: 100µs to 10s.
@@ -58,12 +61,15 @@ func NewMetrics() *Metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_config_reloads_total", Help: "Config reloads by result (applied, rejected).",
 		}, []string{"result"}),
+		grpc: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_grpc_requests_total", Help: "gRPC calls by listener, route, cluster and the gRPC status they ended with.",
+		}, []string{"listener", "route", "cluster", "grpc_status"}),
 		cfgVersion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_config_info", Help: "The config version in force (value 1).",
 		}, []string{"version"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.active, m.upstreamRq, m.retries, m.timeouts,
-		m.failures, m.overflow, m.reloads, m.cfgVersion,
+		m.failures, m.overflow, m.reloads, m.cfgVersion, m.grpc,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -76,11 +82,16 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 type RouteStats struct {
 	byClass [6]prometheus.Counter // 0: no status (aborted), 1xx..5xx
 	latency prometheus.Observer
+	// grpc counts calls by gRPC status 0-16 (17: any other), resolved on
+	// first use so a route that carries no gRPC shows no series.
+	grpc   [18]atomic.Pointer[prometheus.Counter]
+	m      *Metrics
+	labels [3]string
 }
 
 // Route resolves the handles for one (listener, route, cluster).
 func (m *Metrics) Route(listener, route, cluster string) *RouteStats {
-	rs := &RouteStats{latency: m.duration.WithLabelValues(listener, route, cluster)}
+	rs := &RouteStats{latency: m.duration.WithLabelValues(listener, route, cluster), m: m, labels: [3]string{listener, route, cluster}}
 	for i, c := range [...]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"} {
 		rs.byClass[i] = m.requests.WithLabelValues(listener, route, cluster, c)
 	}
@@ -95,6 +106,24 @@ func (r *RouteStats) Record(status int, d time.Duration) {
 	}
 	r.byClass[c].Inc()
 	r.latency.Observe(d.Seconds())
+}
+
+// RecordGRPC counts one gRPC call that ended with status code.
+func (r *RouteStats) RecordGRPC(code int) {
+	if code < 0 || code > 16 {
+		code = 17
+	}
+	c := r.grpc[code].Load()
+	if c == nil {
+		label := strconv.Itoa(code)
+		if code == 17 {
+			label = "other"
+		}
+		n := r.m.grpc.WithLabelValues(r.labels[0], r.labels[1], r.labels[2], label)
+		r.grpc[code].Store(&n)
+		c = &n
+	}
+	(*c).Inc()
 }
 
 // ClusterStats are the upstream handles of one cluster.
