@@ -48,10 +48,17 @@ type Server struct {
 	requests atomic.Uint64
 	failures atomic.Uint64
 	served   chan error
+	// now and sleep are time.Now and time.Sleep; the package's tests
+	// replace them, so they check the holds the server asks for without
+	// timing it.
+	now   func() time.Time
+	sleep func(time.Duration)
 }
 
 // Start listens on cfg.Addr and serves until Close.
-func Start(cfg Config) (*Server, error) {
+func Start(cfg Config) (*Server, error) { return newServer(cfg, time.Now, time.Sleep) }
+
+func newServer(cfg Config, now func() time.Time, sleep func(time.Duration)) (*Server, error) {
 	if cfg.FailRate < 0 || cfg.FailRate > 1 {
 		return nil, fmt.Errorf("upstream: fail rate %v: want 0..1", cfg.FailRate)
 	}
@@ -69,7 +76,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: listen %s: %w", addr, err)
 	}
-	s := &Server{cfg: cfg, ln: ln, served: make(chan error, 1)}
+	s := &Server{cfg: cfg, ln: ln, served: make(chan error, 1), now: now, sleep: sleep}
 	switch {
 	case cfg.BodySize == 0:
 		s.bodySize = DefaultBodySize
@@ -142,7 +149,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.stall()
 	}
 	if s.cfg.Delay > 0 {
-		time.Sleep(s.cfg.Delay)
+		s.sleep(s.cfg.Delay)
 	}
 	if s.cfg.FailRate > 0 && uint64(float64(n)*s.cfg.FailRate) != uint64(float64(n-1)*s.cfg.FailRate) {
 		s.failures.Add(1)
@@ -167,7 +174,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // stall holds a request that arrives inside the one-off stall window until
 // the window ends.
 func (s *Server) stall() {
-	now := time.Now().UnixNano()
+	now := s.now().UnixNano()
 	first := s.firstReq.Load()
 	if first == 0 {
 		if s.firstReq.CompareAndSwap(0, now) {
@@ -179,6 +186,6 @@ func (s *Server) stall() {
 	from := first + int64(s.cfg.StallAfter)
 	until := from + int64(s.cfg.StallFor)
 	if now >= from && now < until {
-		time.Sleep(time.Duration(until - now))
+		s.sleep(time.Duration(until - now))
 	}
 }

@@ -80,44 +80,100 @@ func TestFailRateIsExact(t *testing.T) {
 	}
 }
 
-func TestDelay(t *testing.T) {
-	s := start(t, Config{Delay: 30 * time.Millisecond})
-	t0 := time.Now()
-	if code, _ := get(t, s.URL()); code != 200 {
-		t.Fatalf("status %d", code)
+// fakeTime is the server's clock and sleep in tests: the clock moves only
+// when the test moves it, and sleeps are recorded, not slept.
+type fakeTime struct {
+	mu    sync.Mutex
+	now   time.Time
+	slept []time.Duration
+}
+
+func (f *fakeTime) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fakeTime) Sleep(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slept = append(f.slept, d)
+}
+
+func (f *fakeTime) Set(t time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = t
+}
+
+// Slept returns the sleeps recorded since the last call.
+func (f *fakeTime) Slept() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.slept
+	f.slept = nil
+	return d
+}
+
+// startFake starts a server on a fake clock set to t0.
+func startFake(t *testing.T, cfg Config, t0 time.Time) (*Server, *fakeTime) {
+	t.Helper()
+	ft := &fakeTime{now: t0}
+	s, err := newServer(cfg, ft.Now, ft.Sleep)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if d := time.Since(t0); d < 30*time.Millisecond {
-		t.Fatalf("answered after %v, before the 30 ms delay", d)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s, ft
+}
+
+func TestDelay(t *testing.T) {
+	s, ft := startFake(t, Config{Delay: 30 * time.Millisecond}, time.Unix(1000, 0))
+	for range 2 {
+		if code, _ := get(t, s.URL()); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if got := ft.Slept(); len(got) != 2 || got[0] != 30*time.Millisecond || got[1] != 30*time.Millisecond {
+		t.Fatalf("held %v, want each of the 2 responses held 30ms", got)
 	}
 }
 
+// TestStallHoldsRequestsOnce: the window opens StallAfter after the first
+// request and lasts StallFor; a request inside it is held until it ends,
+// and there is only ever one window.
 func TestStallHoldsRequestsOnce(t *testing.T) {
-	s := start(t, Config{StallAfter: 50 * time.Millisecond, StallFor: 300 * time.Millisecond})
-	get(t, s.URL()) // the first request starts the clock
-	time.Sleep(100 * time.Millisecond)
-	// Inside the window: held until it ends (about 250 ms from now).
-	var wg sync.WaitGroup
-	held := make([]time.Duration, 3)
-	for i := range held {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t0 := time.Now()
-			get(t, s.URL())
-			held[i] = time.Since(t0)
-		}()
-	}
-	wg.Wait()
-	for i, d := range held {
-		if d < 150*time.Millisecond {
-			t.Errorf("request %d in the stall window answered after %v, want held until the window ends", i, d)
+	t0 := time.Unix(1000, 0)
+	s, ft := startFake(t, Config{StallAfter: 50 * time.Millisecond, StallFor: 300 * time.Millisecond}, t0)
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		at   time.Duration // since the first request
+		hold time.Duration // 0: answered at once
+	}{
+		{0, 0}, // the first request starts the clock
+		{49 * ms, 0},
+		{50 * ms, 300 * ms}, // the window opens
+		{100 * ms, 250 * ms},
+		{100 * ms, 250 * ms},
+		{349 * ms, 1 * ms},
+		{350 * ms, 0}, // and closes
+		{time.Hour, 0},
+	} {
+		ft.Set(t0.Add(tc.at))
+		if code, _ := get(t, s.URL()); code != 200 {
+			t.Fatalf("at %v: status %d", tc.at, code)
 		}
-	}
-	// After the window: never again.
-	t0 := time.Now()
-	get(t, s.URL())
-	if d := time.Since(t0); d >= 250*time.Millisecond {
-		t.Errorf("request after the window took %v: stalled twice", d)
+		got := ft.Slept()
+		switch {
+		case tc.hold == 0 && len(got) != 0:
+			t.Errorf("at %v: held %v, want answered at once", tc.at, got)
+		case tc.hold != 0 && (len(got) != 1 || got[0] != tc.hold):
+			t.Errorf("at %v: held %v, want %v (to the end of the window)", tc.at, got, tc.hold)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,9 +41,18 @@ func TestBinary(t *testing.T) {
 	bin := buildWeft(t)
 	dir := t.TempDir()
 
-	// An upstream for the proxy.
+	// An upstream for the proxy. It holds each request until released, so
+	// the test decides when a request is in flight, not a timer.
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	defer releaseAll()
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond) // in flight when SIGTERM arrives
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
 		fmt.Fprint(w, "upstream says hi")
 	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -118,10 +128,29 @@ clusters:
 			resp.Body.Close()
 			res <- result{status: resp.StatusCode}
 		}()
-		time.Sleep(50 * time.Millisecond) // the request is now waiting on the upstream
+		select {
+		case <-arrived: // the request is now waiting on the upstream
+		case r := <-res:
+			t.Fatalf("request answered before reaching the upstream: %d %v", r.status, r.err)
+		}
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
+		// Draining has begun once the listener refuses new connections;
+		// only then may the in-flight request finish.
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.Dial("tcp", listen)
+			if err != nil {
+				break
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatal("the listener still accepts 10s after SIGTERM")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		releaseAll()
 		r := <-res
 		if r.err != nil || r.status != 200 {
 			t.Fatalf("in-flight request during SIGTERM: %d %v", r.status, r.err)

@@ -104,7 +104,7 @@ func TestSignRefusesForeignIdentities(t *testing.T) {
 
 func TestRootPersistsAndRotatesWithOverlap(t *testing.T) {
 	dir := t.TempDir()
-	c, err := Open(Options{Dir: dir, TrustDomain: "weft.test", TTL: time.Hour, Propagation: 50 * time.Millisecond, Intermediate: true})
+	c, err := Open(Options{Dir: dir, TrustDomain: "weft.test", TTL: time.Hour, Propagation: time.Hour, Intermediate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,13 @@ func TestRootPersistsAndRotatesWithOverlap(t *testing.T) {
 	if r, _ := mid.Bundle(); len(r) != 2 {
 		t.Fatalf("restart lost the pending root: %d roots", len(r))
 	}
-	time.Sleep(60 * time.Millisecond)
+	// The propagation delay ends: promote as the next Sign or Bundle would
+	// once the clock reaches it (no test waits an hour, nor races a short
+	// delay against a slow machine).
+	c.mu.RLock()
+	due := c.nextAt
+	c.mu.RUnlock()
+	c.promote(due)
 	fresh, err := c.Sign(Request{CSR: csr(t), ID: id})
 	if err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func Start(addr string, src Source, reg *prometheus.Registry, log *zap.Logger) (
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
 		if !src.Ready() {
-			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+			http.Error(w, "not ready", http.StatusServiceUnavailable) // Error adds the newline
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

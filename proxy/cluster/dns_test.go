@@ -243,7 +243,13 @@ func TestDNSCloseDuringSlowLookup(t *testing.T) {
 		c.Start()
 		close(started)
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// Close only once the lookup is under way (its query reached the
+	// resolver): closed first, the cluster never looks up and the test
+	// proves nothing.
+	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := pc.ReadFrom(make([]byte, 512)); err != nil {
+		t.Fatalf("no DNS query reached the resolver: %v", err)
+	}
 	c.Close()
 	<-started
 	if e := c.Pick(0, false, nil); e != nil {

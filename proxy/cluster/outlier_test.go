@@ -172,6 +172,13 @@ func TestOutlierMultiplierDecays(t *testing.T) {
 	}}, Options{})
 	e := c.view.Load().set.endpoints[0]
 	e.Report(500, nil)
+	// The ejection happens inside Report; its counter never goes back, so
+	// this holds however late the check runs (the ejection itself lasts
+	// only 30ms). Without it the rest of the test passes on a multiplier
+	// that was never raised.
+	if n := c.Stats().Ejections.Load(); n != 1 {
+		t.Fatalf("ejections = %d after one 500 with consecutive_5xx 1, want 1", n)
+	}
 	eventually(t, "return", func() bool { return !e.ejected.Load() })
 	eventually(t, "multiplier back to 0 after clean intervals", func() bool {
 		c.mu.Lock()
