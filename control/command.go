@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,6 +19,8 @@ import (
 // then shuts down gracefully. args exclude the command name.
 //
 //	weft control -data DIR [-dir DIR] [-addr ADDR] [-public-url URL]
+//	             [-tls-cert F -tls-key F | -tls-host NAME,...] [-users FILE]
+//	             [-join-token-ttl 1h] [-insecure-api]
 //	             [-scrape 10s] [-watch-timeout 30s] [-log-level info]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
@@ -25,7 +28,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	addr := fs.String("addr", server.DefaultAddr, "listen address of the API and watch endpoints")
 	data := fs.String("data", "", "data directory: modules/, state.json, audit.log (required)")
 	dir := fs.String("dir", "", "directory of resource YAML files, watched and synced (optional)")
-	public := fs.String("public-url", "", "base URL sidecars reach this server at (default http://ADDR)")
+	public := fs.String("public-url", "", "base URL sidecars reach this server at (default https://ADDR)")
+	insecure := fs.Bool("insecure-api", false, "serve plain HTTP with NO authentication (development only; sidecars cannot get certificates)")
+	tlsCert := fs.String("tls-cert", "", "the API's serving certificate (PEM; with -tls-key); default: issued by the mesh CA")
+	tlsKey := fs.String("tls-key", "", "the serving certificate's key (PEM)")
+	tlsHosts := fs.String("tls-host", "", "extra comma-separated DNS names or IPs for the issued serving certificate (beside the listen host, 127.0.0.1, localhost, the hostname and -public-url's host)")
+	usersFile := fs.String("users", "", "operators file: lines NAME ROLE sha256:HEX (a bearer token's sha256) or NAME ROLE cert; ROLE viewer, editor or admin")
+	joinTTL := fs.Duration("join-token-ttl", time.Hour, "default lifetime of join tokens")
 	scrape := fs.Duration("scrape", 10*time.Second, "how often to scrape sidecars' metrics (0 turns scraping off)")
 	watch := fs.Duration("watch-timeout", server.DefaultWatchTimeout, "longest a sidecar's watch request waits")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -59,12 +68,25 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *trustDomain != "" {
 		caOpts = &ca.Options{TrustDomain: *trustDomain, TTL: *certTTL, RootCertFile: *caCert, RootKeyFile: *caKey, Intermediate: *intermediate, Propagation: *propagation}
 	}
+	var hosts []string
+	for _, h := range strings.Split(*tlsHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
 	s, err := server.Start(ctx, server.Options{Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
-		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log, CA: caOpts})
+		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log, CA: caOpts,
+		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "weft control plane at %s (revision %d)\n", s.URL(), s.Store().Revision())
+	if s.Insecure() {
+		fmt.Fprintln(stdout, "WARNING: plain HTTP and no authentication (-insecure-api)")
+	} else {
+		fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: %s\n", s.CAFile(), s.CAFingerprint(), s.AdminTokenFile())
+		fmt.Fprintf(stdout, "  export WEFT_SERVER=%s WEFT_CA=%s WEFT_TOKEN_FILE=%s\n", s.URL(), s.CAFile(), s.AdminTokenFile())
+	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -3,12 +3,14 @@ package control_test
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/weftmesh/weft/control"
+	"github.com/weftmesh/weft/control/ctl"
 	"github.com/weftmesh/weft/control/internal/meshtest"
 )
 
@@ -37,20 +39,28 @@ func TestCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errw syncBuffer
 	done := make(chan error, 1)
+	data := t.TempDir()
 	go func() {
-		done <- control.Command(ctx, []string{"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-dir", t.TempDir(), "-log-level", "warn"}, &out, &errw)
+		done <- control.Command(ctx, []string{"-addr", "127.0.0.1:0", "-data", data, "-dir", t.TempDir(), "-log-level", "warn"}, &out, &errw)
 	}()
 	var url string
-	meshtest.Eventually(t, "the command to print its URL", func() bool {
+	meshtest.Eventually(t, "the command to print its URL and admin token", func() bool {
 		s := out.String()
-		if i := strings.Index(s, "http://"); i >= 0 {
+		if i := strings.Index(s, "https://"); i >= 0 && strings.Contains(s, "admin token: ") {
 			url = strings.Fields(s[i:])[0]
 			return true
 		}
 		return false
 	})
-	if code, body := meshtest.Do(t, "GET", url+"/v1/status", ""); code != 200 || !strings.Contains(body, `"file_source"`) {
-		t.Fatalf("status: %d %s", code, body)
+	// As an operator following the printed lines: ca.pem and admin.token.
+	for _, want := range []string{filepath.Join(data, "ca.pem"), filepath.Join(data, "admin.token"), "fingerprint sha256:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("the start-up output lacks %q:\n%s", want, out.String())
+		}
+	}
+	var status bytes.Buffer
+	if err := ctl.Command(ctx, []string{"-server", url, "-ca", filepath.Join(data, "ca.pem"), "-token-file", filepath.Join(data, "admin.token"), "status"}, &status, &status); err != nil || !strings.Contains(status.String(), "file source") {
+		t.Fatalf("status: %v %s", err, status.String())
 	}
 	cancel()
 	select {

@@ -3,6 +3,8 @@ package control_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -186,7 +188,7 @@ func count(t *testing.T, sc *meshtest.Sidecar, n int) map[string]int {
 }
 
 func putRule(t *testing.T, url string, w1, w2 int, rv int64) (int, string) {
-	return meshtest.Do(t, "PUT", url+"/v1/resources/TrafficRule/default/orders", ruleJSON(w1, w2, rv), "X-Weft-User", "alice")
+	return meshtest.Do(t, "PUT", url+"/v1/resources/TrafficRule/default/orders", ruleJSON(w1, w2, rv))
 }
 
 func TestAPIChangeSplitsTraffic(t *testing.T) {
@@ -428,7 +430,8 @@ func TestOptimisticConcurrency(t *testing.T) {
 	}
 	get := func() int64 {
 		req, _ := http.NewRequest("GET", cp.URL()+"/v1/resources/trafficrules/default/orders", nil)
-		resp, err := meshtest.HTTP.Do(req)
+		req.Header.Set("Authorization", "Bearer "+cp.AdminToken())
+		resp, err := meshtest.APIClient(t, cp).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -467,14 +470,20 @@ func TestOptimisticConcurrency(t *testing.T) {
 	}
 }
 
+// TestAuditLog: the audit log names the authenticated caller; a header
+// naming someone else is ignored.
 func TestAuditLog(t *testing.T) {
 	a, b := meshtest.StartUpstream(t, "a"), meshtest.StartUpstream(t, "b")
 	data := t.TempDir()
-	cp := meshtest.StartControl(t, server.Options{DataDir: data})
-	if code, out := meshtest.Do(t, "POST", cp.URL()+"/v1/apply", meshYAML(a.Addr, b.Addr, 100, 0, "s1"), "X-Weft-User", "bob"); code != 200 {
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("bob editor sha256:"+sha256Hex("bob-token")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp := meshtest.StartControl(t, server.Options{DataDir: data, UsersFile: users})
+	if code, out := meshtest.Do(t, "POST", cp.URL()+"/v1/apply", meshYAML(a.Addr, b.Addr, 100, 0, "s1"), "Authorization", "Bearer bob-token", "X-Weft-User", "mallory"); code != 200 {
 		t.Fatalf("apply: %d %s", code, out)
 	}
-	putRule(t, cp.URL(), 50, 50, 0)
+	putRule(t, cp.URL(), 50, 50, 0) // as the bootstrap admin
 	putRule(t, cp.URL(), 50, 40, 0) // refused
 	rev := cp.Store().Revision()
 	if err := cp.Close(); err != nil {
@@ -497,10 +506,10 @@ func TestAuditLog(t *testing.T) {
 	if len(es) != 3 {
 		t.Fatalf("want 3 audit lines, got %d: %+v", len(es), es)
 	}
-	if e := es[0]; e.Who != "bob" || e.Action != "apply" || e.Result != "applied" || len(e.Resources) != 3 || e.Time.IsZero() {
+	if e := es[0]; e.Who != "user:bob" || e.Action != "apply" || e.Result != "applied" || len(e.Resources) != 3 || e.Time.IsZero() {
 		t.Errorf("line 1: %+v", e)
 	}
-	if e := es[1]; e.Who != "alice" || e.Action != "replace" || e.Revision != rev || e.Resources[0] != "TrafficRule default/orders" {
+	if e := es[1]; e.Who != "user:admin" || e.Action != "replace" || e.Revision != rev || e.Resources[0] != "TrafficRule default/orders" {
 		t.Errorf("line 2: %+v (revision in force %d)", e, rev)
 	}
 	if e := es[2]; e.Result != "refused" || !strings.Contains(e.Error, "weights add up to 90") || e.Revision != rev {
@@ -516,7 +525,8 @@ func TestFilterModuleDistributed(t *testing.T) {
 	defer cp.Close()
 	upload := func(mod []byte) string {
 		req, _ := http.NewRequest("POST", cp.URL()+"/v1/modules", bytes.NewReader(mod))
-		resp, err := meshtest.HTTP.Do(req)
+		req.Header.Set("Authorization", "Bearer "+cp.AdminToken())
+		resp, err := meshtest.APIClient(t, cp).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -636,8 +646,9 @@ func TestTelemetry(t *testing.T) {
 	}
 }
 
-// TestUndeclaredSidecarWaits: a sidecar that watches before its Sidecar
-// resource exists is shown as undeclared and gets its config once declared.
+// TestUndeclaredSidecarWaits: a sidecar that joins before its Sidecar
+// resource exists gets no certificate (its identity is unknown), so no
+// config; it keeps trying and gets both once declared.
 func TestUndeclaredSidecarWaits(t *testing.T) {
 	a, b := meshtest.StartUpstream(t, "a"), meshtest.StartUpstream(t, "b")
 	cp := meshtest.StartControl(t, server.Options{DataDir: t.TempDir()})
@@ -645,22 +656,23 @@ func TestUndeclaredSidecarWaits(t *testing.T) {
 	if code, out := meshtest.Do(t, "POST", cp.URL()+"/v1/apply", meshYAML(a.Addr, b.Addr, 100, 0)); code != 200 {
 		t.Fatalf("apply: %d %s", code, out)
 	}
-	s9 := meshtest.StartSidecar(t, meshtest.SidecarOptions{ID: "s9", URL: cp.URL()})
-	meshtest.Eventually(t, "s9 listed as undeclared and watching", func() bool {
-		for _, n := range status(t, cp.URL()).Nodes {
-			if n.Node == "s9" {
-				return !n.Declared && n.Watching
-			}
-		}
-		return false
-	})
-	if s9.Proxy.Version() != "" {
-		t.Fatalf("an undeclared sidecar got config %s", s9.Proxy.Version())
+	id := meshtest.Join(t, cp, "s9")
+	s9 := meshtest.StartSidecar(t, meshtest.SidecarOptions{ID: "s9", URL: cp.URL(), Identity: id})
+	if id.SVID() != nil || s9.Proxy.Version() != "" {
+		t.Fatalf("an undeclared sidecar got a certificate or config %s", s9.Proxy.Version())
 	}
 	if code, out := meshtest.Do(t, "POST", cp.URL()+"/v1/resources", "kind: Sidecar\nname: s9\nspec: {outbound: '127.0.0.1:0'}"); code != 201 {
 		t.Fatalf("declare: %d %s", code, out)
 	}
 	waitBody(t, s9, "200 a")
+	if id.SVID() == nil || id.SVID().ID != "spiffe://weft.local/ns/default/sa/s9" {
+		t.Fatalf("s9's identity: %+v", id.SVID())
+	}
+}
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 // TestExampleMesh: the example in docs/control-plane.md compiles.

@@ -61,7 +61,8 @@ func TestMeshUI(t *testing.T) {
 	}
 	svc := v.Services[0]
 
-	page := browsertest.Render(t, cp.URL()+"/ui?refresh=100000", 3000*time.Millisecond)
+	// The page takes the operator's token from the URL's fragment.
+	page := browsertest.Render(t, cp.URL()+"/ui?refresh=100000#token="+cp.AdminToken(), 3000*time.Millisecond)
 	dom := page.DOM
 	if !strings.Contains(dom, `data-loaded="true"`) {
 		t.Fatalf("the page did not load its data:\n%s", dom)

@@ -34,7 +34,7 @@ const usage = `weft — a WebAssembly-programmable service-mesh sidecar
 
 Usage:
   weft proxy -c FILE        run the sidecar from a YAML config (hot reloaded)
-  weft proxy --control URL --node ID
+  weft proxy --control URL --node ID --control-ca ca.pem --join-token-file F
                             run the sidecar from the control plane's snapshots
   weft control -data DIR    run the control plane (file- and API-driven)
   weft ctl ...              operate the control plane (apply, get, status, set-weight, ...)
@@ -108,7 +108,8 @@ func runProxy(ctx context.Context, args []string) error {
 	cacheDir := fs.String("wasm-cache", defaultCacheDir(), "directory for compiled Wasm modules (\"\" = memory only)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for in-flight requests")
-	joinToken := fs.String("join-token", "", "this node's join token: get a mesh certificate from the control plane's CA (with --control)")
+	controlCA := fs.String("control-ca", "", "the control plane's CA bundle (its DATA/ca.pem): its API's certificate must chain to it (with an https --control)")
+	joinToken := fs.String("join-token", "", "this node's join token, spent on its first certificate (with --control; prefer --join-token-file)")
 	joinTokenFile := fs.String("join-token-file", "", "read the join token from this file")
 	bundlePoll := fs.Duration("bundle-poll", 30*time.Second, "how often the trust bundle is polled (with a join token)")
 	if err := fs.Parse(args); err != nil {
@@ -127,11 +128,11 @@ func runProxy(ctx context.Context, args []string) error {
 	defer log.Sync() //nolint:errcheck
 	identityCtx, stopIdentity := context.WithCancel(ctx)
 	defer stopIdentity()
-	ident, err := meshIdentity(identityCtx, *controlURL, *nodeID, *joinToken, *joinTokenFile, *bundlePoll, log)
+	ident, err := meshIdentity(identityCtx, *controlURL, *nodeID, *controlCA, *joinToken, *joinTokenFile, *bundlePoll, log)
 	if err != nil {
 		return err
 	}
-	p, err := proxy.New(ctx, proxy.Options{Logger: log, WasmCacheDir: *cacheDir, DrainTimeout: *drain, Identity: ident})
+	p, err := proxy.New(ctx, proxy.Options{Logger: log, WasmCacheDir: *cacheDir, DrainTimeout: *drain, Identity: ident.src})
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func runProxy(ctx context.Context, args []string) error {
 		}
 	} else {
 		go func() {
-			clientDone <- client.Run(runCtx, client.Options{URL: *controlURL, NodeID: *nodeID,
+			clientDone <- client.Run(runCtx, client.Options{URL: *controlURL, NodeID: *nodeID, TLS: ident.tls,
 				CacheDir: *snapDir, Applier: p, Logger: log, AdminAddr: adminBound})
 		}()
 	}

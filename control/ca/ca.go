@@ -418,7 +418,16 @@ type Request struct {
 	// ID is the SPIFFE ID to issue, derived by the caller from the node's
 	// resources (never from the CSR).
 	ID string
+	// Node is the node id the certificate is bound to (its subject
+	// CN, with OU NodeOU): the control plane authenticates the sidecar's
+	// watch, ACK and renewal by it. Several nodes share one SPIFFE ID (one
+	// service account); the node id tells them apart.
+	Node string
 }
+
+// NodeOU is the subject OU of the certificates Sign issues for a node.
+// Operator-supplied client certificates must not carry it.
+const NodeOU = "weft-node"
 
 // Issued is a signed certificate with what a sidecar needs beside it.
 type Issued struct {
@@ -461,6 +470,10 @@ func (c *CA) Sign(r Request) (*Issued, error) {
 	if len(csr.DNSNames)+len(csr.EmailAddresses)+len(csr.IPAddresses) > 0 {
 		return nil, fmt.Errorf("ca: CSR asks for DNS, e-mail or IP names; an SVID carries only its SPIFFE ID: %w", ErrForeignIdentity)
 	}
+	subject := pkix.Name{Organization: []string{"weft"}}
+	if r.Node != "" {
+		subject.OrganizationalUnit, subject.CommonName = []string{NodeOU}, r.Node
+	}
 	now := time.Now()
 	c.promote(now)
 	c.mu.RLock()
@@ -469,7 +482,7 @@ func (c *CA) Sign(r Request) (*Issued, error) {
 	c.mu.RUnlock()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{Organization: []string{"weft"}},
+		Subject:               subject,
 		NotBefore:             now.Add(-clockSkew),
 		NotAfter:              minTime(now.Add(c.o.TTL), a.cert.NotAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,

@@ -7,7 +7,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -188,29 +190,116 @@ func TestOperatorRootAndTokens(t *testing.T) {
 		t.Fatalf("not signed by the operator's root: %v", err)
 	}
 
+}
+
+func TestJoinTokens(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.json")
 	tk, err := OpenTokens(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := tk.Issue("orders-1")
-	b, _ := tk.Issue("web-1")
-	if !tk.Check("orders-1", a) || !tk.Check("web-1", b) {
-		t.Fatal("a node's own token was refused")
+	now := time.Now()
+	tk.now = func() time.Time { return now }
+	ok := func() error { return nil }
+	redeem := func(tk *Tokens, node, tok string) error { return tk.Redeem(node, tok, ok) }
+	a, _, _ := tk.Issue("orders-1", 0, 0)
+	b, exp, _ := tk.Issue("web-1", time.Minute, 2)
+	if !exp.Equal(now.Add(time.Minute).UTC()) {
+		t.Fatalf("expiry %s", exp)
 	}
-	if tk.Check("orders-1", b) || tk.Check("orders-1", "") || tk.Check("ghost", a) {
-		t.Fatal("a token was accepted for another node")
+	if raw, _ := os.ReadFile(path); strings.Contains(string(raw), a) || !strings.Contains(string(raw), digest(a)) {
+		t.Fatalf("tokens.json must hold digests only:\n%s", raw)
 	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("tokens.json mode %v", fi.Mode())
+	}
+	refused := func(err, want error) {
+		t.Helper()
+		var te *TokenError
+		if !errors.As(err, &te) || !errors.Is(err, want) {
+			t.Fatalf("got %v, want %v", err, want)
+		}
+	}
+	refused(redeem(tk, "orders-1", b), ErrTokenOtherNode)
+	refused(redeem(tk, "orders-1", ""), ErrTokenUnknown)
+	refused(redeem(tk, "orders-1", "wjt_nope"), ErrTokenUnknown)
+	// A failed use spends nothing.
+	if err := tk.Redeem("orders-1", a, func() error { return errors.New("bad CSR") }); err == nil || err.Error() != "bad CSR" {
+		t.Fatal(err)
+	}
+	if err := redeem(tk, "orders-1", a); err != nil {
+		t.Fatal(err)
+	}
+	refused(redeem(tk, "orders-1", a), ErrTokenUsed) // single-use by default
 	reloaded, _ := OpenTokens(path)
-	if !reloaded.Check("orders-1", a) {
-		t.Fatal("tokens did not survive a restart")
+	reloaded.now = tk.now
+	refused(redeem(reloaded, "orders-1", a), ErrTokenUsed) // and still after a restart
+	if redeem(reloaded, "web-1", b) != nil || redeem(reloaded, "web-1", b) != nil {
+		t.Fatal("a two-use token was refused")
 	}
-	a2, _ := reloaded.Issue("orders-1")
-	if reloaded.Check("orders-1", a) || !reloaded.Check("orders-1", a2) {
-		t.Fatal("re-issuing did not replace the old token")
+	refused(redeem(reloaded, "web-1", b), ErrTokenUsed)
+	c, _, _ := reloaded.Issue("web-1", time.Minute, 1)
+	now = now.Add(time.Minute)
+	refused(redeem(reloaded, "web-1", c), ErrTokenExpired)
+	d, _, _ := reloaded.Issue("web-1", time.Minute, 1)
+	refused(redeem(reloaded, "web-1", c), ErrTokenUnknown) // re-issuing replaced it
+	_ = reloaded.Revoke("web-1")
+	refused(redeem(reloaded, "web-1", d), ErrTokenUnknown)
+	for _, bad := range []struct {
+		ttl  time.Duration
+		uses int
+		want string
+	}{{time.Millisecond, 1, "ttl:"}, {MaxTokenTTL + 1, 1, "ttl:"}, {time.Hour, -1, "uses:"}, {time.Hour, MaxTokenUses + 1, "uses:"}} {
+		if _, _, err := tk.Issue("x", bad.ttl, bad.uses); err == nil || !strings.HasPrefix(err.Error(), bad.want) {
+			t.Fatalf("Issue(ttl %s, uses %d): %v", bad.ttl, bad.uses, err)
+		}
 	}
-	_ = reloaded.Revoke("orders-1")
-	if reloaded.Check("orders-1", a2) {
-		t.Fatal("a revoked token was accepted")
+}
+
+func TestNodeCertificatesAndServing(t *testing.T) {
+	c, err := Open(Options{Dir: t.TempDir(), TrustDomain: "weft.test", Intermediate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := c.Sign(Request{CSR: csr(t), ID: id, Node: "orders-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := []*x509.Certificate{is.Leaf}
+	for _, der := range is.Chain[1:] {
+		ic, _ := x509.ParseCertificate(der)
+		chain = append(chain, ic)
+	}
+	leaf, err := c.VerifyClient(chain)
+	if err != nil || NodeOf(leaf) != "orders-1" {
+		t.Fatalf("node certificate: %v, node %q", err, NodeOf(is.Leaf))
+	}
+	if _, err := c.VerifyClient(chain[:1]); err == nil {
+		t.Fatal("a chain without its intermediate verified")
+	}
+	plain, _ := c.Sign(Request{CSR: csr(t), ID: id})
+	if NodeOf(plain.Leaf) != "" {
+		t.Fatal("a certificate without a node names one")
+	}
+	srv, err := c.IssueServing([]string{"control.mesh", "127.0.0.1", "localhost", "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, _ := c.Bundle()
+	pool := x509.NewCertPool()
+	pool.AddCert(roots[0])
+	inter := x509.NewCertPool()
+	ic, _ := x509.ParseCertificate(srv.Certificate[1])
+	inter.AddCert(ic)
+	for _, host := range []string{"control.mesh", "127.0.0.1", "localhost"} {
+		if _, err := srv.Leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool, Intermediates: inter}); err != nil {
+			t.Fatalf("serving certificate for %s: %v", host, err)
+		}
+	}
+	if len(srv.Leaf.IPAddresses) != 1 || NodeOf(srv.Leaf) != "" {
+		t.Fatalf("serving certificate SANs %v %v", srv.Leaf.IPAddresses, srv.Leaf.DNSNames)
+	}
+	if _, err := c.VerifyClient([]*x509.Certificate{srv.Leaf, ic}); err == nil {
+		t.Fatal("a server-only certificate authenticated a client")
 	}
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -34,8 +36,15 @@ const (
 
 // Options configure Run.
 type Options struct {
-	// URL is the control plane's base URL (http://host:port).
+	// URL is the control plane's base URL (https://host:port).
 	URL string
+	// TLS is the client config for an https URL: the mesh CA and the
+	// node's certificate (TLSConfig makes it). The control plane answers a
+	// watch or ACK only to the node's own certificate.
+	TLS *tls.Config
+	// ModuleDir keeps modules fetched from the control plane (default
+	// CacheDir/modules, else a directory under the system's temp dir).
+	ModuleDir string
 	// NodeID is this sidecar's node id (its Sidecar resource's name).
 	NodeID string
 	// CacheDir keeps the last applied snapshot ("" = no cache).
@@ -95,7 +104,18 @@ func Run(ctx context.Context, o Options) error {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
 	}
+	if o.ModuleDir == "" {
+		o.ModuleDir = filepath.Join(os.TempDir(), "weft-modules")
+		if o.CacheDir != "" {
+			o.ModuleDir = filepath.Join(o.CacheDir, "modules")
+		}
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}
+	if o.TLS != nil {
+		// A copy: a transport may change its config's NextProtos, which
+		// must not leak into other transports sharing o.TLS.
+		tr.TLSClientConfig = o.TLS.Clone()
+	}
 	defer tr.CloseIdleConnections()
 	r := &runner{o: o, log: o.Logger.With(zap.String("node", o.NodeID)), http: &http.Client{Transport: tr}}
 	r.loop(ctx)
@@ -190,6 +210,12 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 		return &s, nil
 	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode == http.StatusUnauthorized {
+			// Not authenticated (no node certificate yet, or an expired
+			// one): the next attempt dials again and presents the current
+			// certificate.
+			r.http.CloseIdleConnections()
+		}
 		return nil, fmt.Errorf("watch: status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
 }
@@ -200,6 +226,9 @@ func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 	r.have = s.Version
 	raw := []byte(s.Config)
 	cfg, err := config.Parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
+	if err == nil {
+		err = localizeModules(ctx, r.http, strings.TrimSuffix(r.o.URL, "/"), r.o.ModuleDir, cfg)
+	}
 	if err == nil {
 		err = r.o.Applier.Apply(ctx, cfg, raw, "")
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/proxy/identity"
@@ -17,16 +18,25 @@ import (
 
 // IdentityClient asks the control plane's CA for certificates and trust
 // bundles; it is the sidecar's identity.Signer. The join token proves the
-// node id; the control plane decides the identity from the node's Sidecar
-// resource.
+// node id once, for the first certificate; renewals are authenticated by
+// the node's current certificate (HTTP must present Source's SVID:
+// TLSConfig does). The control plane decides the identity from the node's
+// Sidecar resource.
 type IdentityClient struct {
 	// URL is the control plane's base URL.
 	URL    string
 	NodeID string
-	// Token is the node's join token (weft ctl token NODE, or POST /v1/tokens).
+	// Token is the node's join token (weft ctl token NODE, or POST
+	// /v1/tokens); single-use unless minted for more uses.
 	Token string
+	// Source is the identity being renewed: while it holds a certificate
+	// that has not expired, the token is not sent.
+	Source *identity.Source
 	// HTTP is the client to use (default: one with a 10s timeout).
 	HTTP *http.Client
+
+	once sync.Once
+	def  *http.Client
 }
 
 type certificateRequest struct {
@@ -51,7 +61,19 @@ func (c *IdentityClient) client() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return &http.Client{Timeout: 10 * time.Second}
+	c.once.Do(func() { c.def = &http.Client{Timeout: 10 * time.Second} })
+	return c.def
+}
+
+// current is the Source's SVID while it is valid, else nil.
+func (c *IdentityClient) current() *identity.SVID {
+	if c.Source == nil {
+		return nil
+	}
+	if v := c.Source.SVID(); v != nil && time.Now().Before(v.NotAfter) {
+		return v
+	}
+	return nil
 }
 
 // Sign implements identity.Signer: POST /v1/certificate.
@@ -62,11 +84,16 @@ func (c *IdentityClient) Sign(ctx context.Context, csrDER []byte) (*identity.Iss
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if v := c.current(); v == nil && c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	var cr certificateResponse
 	if err := c.do(req, &cr); err != nil {
 		return nil, fmt.Errorf("certificate for node %s: %w", c.NodeID, err)
 	}
+	// Connections opened before this certificate do not present it: the
+	// next calls (a renewal) must open new ones.
+	c.client().CloseIdleConnections()
 	certs, err := identity.ParseCertsPEM([]byte(cr.Chain))
 	if err != nil || len(certs) == 0 {
 		return nil, fmt.Errorf("certificate for node %s: bad chain: %v", c.NodeID, err)

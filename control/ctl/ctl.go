@@ -21,10 +21,10 @@ import (
 )
 
 // DefaultServer is the control plane URL when neither -server nor
-// $WEFT_CONTROL is set.
-const DefaultServer = "http://127.0.0.1:7070"
+// $WEFT_SERVER is set.
+const DefaultServer = "https://127.0.0.1:7070"
 
-const usage = `usage: weft ctl [-server URL] [-user NAME] COMMAND
+const usage = `usage: weft ctl [-server URL] [-ca FILE] [-token TOKEN | -token-file FILE] [-cert F -key F] COMMAND
 
 commands:
   apply -f FILE                      create or replace every resource in FILE ("-" = stdin), atomically
@@ -37,20 +37,39 @@ commands:
   modules push FILE                  upload a .wasm module; prints its sha256
   modules list                       list uploaded modules
   telemetry                          requests/s, error rate, p50/p99 per service
+  token NODE [-ttl 1h] [-uses 1]     mint a join token for a sidecar (admin); printed once
+  ca-cert -fingerprint sha256:HEX [-o FILE]
+                                     fetch the mesh CA bundle, pinned by the fingerprint
+                                     weft control printed (no -ca needed)
 
 KIND is Service, TrafficRule, Filter, Policy or Sidecar (any case, plural ok).
+Flags default from the environment: WEFT_SERVER, WEFT_CA, WEFT_TOKEN, WEFT_TOKEN_FILE,
+WEFT_CERT, WEFT_KEY.
 `
+
+func env(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
 
 // Command runs `weft ctl`. args exclude the command name.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := os.Getenv("WEFT_CONTROL")
+	def := env("WEFT_SERVER", "WEFT_CONTROL")
 	if def == "" {
 		def = DefaultServer
 	}
-	srv := fs.String("server", def, "control plane URL ($WEFT_CONTROL)")
-	user := fs.String("user", os.Getenv("USER"), "who makes the change (audit log)")
+	srv := fs.String("server", def, "control plane URL ($WEFT_SERVER)")
+	caFile := fs.String("ca", env("WEFT_CA"), "CA bundle the server's certificate must chain to: the control plane's DATA/ca.pem ($WEFT_CA)")
+	token := fs.String("token", env("WEFT_TOKEN"), "bearer token ($WEFT_TOKEN)")
+	tokenFile := fs.String("token-file", env("WEFT_TOKEN_FILE"), "read the bearer token from this file, e.g. DATA/admin.token ($WEFT_TOKEN_FILE)")
+	certFile := fs.String("cert", env("WEFT_CERT"), "client certificate (PEM) instead of a token ($WEFT_CERT)")
+	keyFile := fs.String("key", env("WEFT_KEY"), "the client certificate's key ($WEFT_KEY)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -60,7 +79,24 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.Usage()
 		return errors.New("ctl: name a command")
 	}
-	c := &cli{base: strings.TrimRight(*srv, "/"), user: *user, out: stdout, errw: stderr, http: &http.Client{Timeout: 60 * time.Second}}
+	base := strings.TrimRight(*srv, "/")
+	if rest[0] == "ca-cert" {
+		return fetchCA(ctx, base, rest[1:], stdout, stderr)
+	}
+	tok := strings.TrimSpace(*token)
+	if tok == "" && *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("ctl: -token-file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	tc, err := tlsConfig(*caFile, *certFile, *keyFile)
+	if err != nil {
+		return err
+	}
+	c := &cli{base: base, token: tok, caFile: *caFile, out: stdout, errw: stderr,
+		http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}}
 	switch rest[0] {
 	case "apply":
 		return c.apply(ctx, rest[1:])
@@ -76,6 +112,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return c.modules(ctx, rest[1:])
 	case "telemetry":
 		return c.telemetry(ctx)
+	case "token":
+		return c.joinToken(ctx, rest[1:])
 	default:
 		fs.Usage()
 		return fmt.Errorf("ctl: unknown command %q", rest[0])
@@ -83,9 +121,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 type cli struct {
-	base, user string
-	out, errw  io.Writer
-	http       *http.Client
+	base, token, caFile string
+	out, errw           io.Writer
+	http                *http.Client
 }
 
 // apiError is a non-2xx answer.
@@ -113,15 +151,15 @@ func (c *cli) do(ctx context.Context, method, path string, body []byte, hdr map[
 	if err != nil {
 		return nil, err
 	}
-	if c.user != "" {
-		req.Header.Set(server.UserHeader, c.user)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("ctl: %w (is the control plane at %s? set -server or $WEFT_CONTROL)", err, c.base)
+		return nil, fmt.Errorf("ctl: %w (%s)", err, c.hint(err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -131,6 +169,9 @@ func (c *cli) do(ctx context.Context, method, path string, body []byte, hdr map[
 	if resp.StatusCode/100 != 2 {
 		e := &apiError{Status: resp.StatusCode}
 		_ = json.Unmarshal(b, &e.Body)
+		if e.Body.Error == "" {
+			e.Body.Error = strings.TrimSpace(string(b))
+		}
 		return resp.Header, e
 	}
 	if out != nil {

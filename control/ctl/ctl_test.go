@@ -14,10 +14,10 @@ import (
 	"github.com/weftmesh/weft/control/server"
 )
 
-func run(t *testing.T, url string, args ...string) (string, error) {
+func run(t *testing.T, cp *server.Server, args ...string) (string, error) {
 	t.Helper()
 	var out, errw bytes.Buffer
-	err := ctl.Command(context.Background(), append([]string{"-server", url, "-user", "carol"}, args...), &out, &errw)
+	err := ctl.Command(context.Background(), append([]string{"-server", cp.URL(), "-ca", cp.CAFile(), "-token-file", cp.AdminTokenFile()}, args...), &out, &errw)
 	return out.String() + errw.String(), err
 }
 
@@ -40,13 +40,13 @@ spec: {outbound: "127.0.0.1:0"}
 `, a.Addr, b.Addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(t, cp.URL(), "apply", "-f", file); err != nil || !strings.Contains(out, "Service default/orders: changed") {
+	if out, err := run(t, cp, "apply", "-f", file); err != nil || !strings.Contains(out, "Service default/orders: changed") {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
 	s1 := meshtest.StartSidecar(t, meshtest.SidecarOptions{ID: "s1", URL: cp.URL()})
 
 	// No rule yet: set-weight creates one.
-	if out, err := run(t, cp.URL(), "set-weight", "orders", "v1=0,v2=100"); err != nil || !strings.Contains(out, "TrafficRule default/orders: changed") {
+	if out, err := run(t, cp, "set-weight", "orders", "v1=0,v2=100"); err != nil || !strings.Contains(out, "TrafficRule default/orders: changed") {
 		t.Fatalf("set-weight: %v\n%s", err, out)
 	}
 	meshtest.Eventually(t, "traffic on v2", func() bool {
@@ -54,21 +54,21 @@ spec: {outbound: "127.0.0.1:0"}
 		return err == nil && body == "b"
 	})
 	// And then rewrites its split.
-	if out, err := run(t, cp.URL(), "set-weight", "orders", "v1=100,v2=0"); err != nil {
+	if out, err := run(t, cp, "set-weight", "orders", "v1=100,v2=0"); err != nil {
 		t.Fatalf("set-weight: %v\n%s", err, out)
 	}
 	meshtest.Eventually(t, "traffic on v1", func() bool {
 		_, body, _, err := s1.Get("orders", "/")
 		return err == nil && body == "a"
 	})
-	if _, err := run(t, cp.URL(), "set-weight", "orders", "v1=60,v2=30"); err == nil || !strings.Contains(err.Error(), "add up to 90") {
+	if _, err := run(t, cp, "set-weight", "orders", "v1=60,v2=30"); err == nil || !strings.Contains(err.Error(), "add up to 90") {
 		t.Fatalf("bad weights: %v", err)
 	}
-	if _, err := run(t, cp.URL(), "set-weight", "orders", "v1=50,v3=50"); err == nil || !strings.Contains(err.Error(), `no version "v3"`) {
+	if _, err := run(t, cp, "set-weight", "orders", "v1=50,v3=50"); err == nil || !strings.Contains(err.Error(), `no version "v3"`) {
 		t.Fatalf("unknown version: %v", err)
 	}
 
-	out, err := run(t, cp.URL(), "get", "trafficrules", "orders")
+	out, err := run(t, cp, "get", "trafficrules", "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +76,12 @@ spec: {outbound: "127.0.0.1:0"}
 	if err != nil || len(rs) != 1 || rs[0].TrafficRule().Routes[0].Split[0].Weight != 100 {
 		t.Fatalf("get: %v\n%s", err, out)
 	}
-	if out, err := run(t, cp.URL(), "get", "services", "-o", "json"); err != nil || !strings.HasPrefix(strings.TrimSpace(out), "[") {
+	if out, err := run(t, cp, "get", "services", "-o", "json"); err != nil || !strings.HasPrefix(strings.TrimSpace(out), "[") {
 		t.Fatalf("get -o json: %v\n%s", err, out)
 	}
 
 	meshtest.Eventually(t, "s1 in sync", func() bool {
-		out, err := run(t, cp.URL(), "status")
+		out, err := run(t, cp, "status")
 		return err == nil && strings.Contains(out, "s1") && strings.Contains(out, "yes")
 	})
 
@@ -89,18 +89,18 @@ spec: {outbound: "127.0.0.1:0"}
 	if err := os.WriteFile(wasm, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err = run(t, cp.URL(), "modules", "push", wasm)
+	out, err = run(t, cp, "modules", "push", wasm)
 	if err != nil || len(strings.TrimSpace(out)) != 64 || !cp.Registry().Has(strings.TrimSpace(out)) {
 		t.Fatalf("modules push: %v %q", err, out)
 	}
 
-	if out, err := run(t, cp.URL(), "delete", "trafficrule", "orders"); err != nil || !strings.Contains(out, "changed") {
+	if out, err := run(t, cp, "delete", "trafficrule", "orders"); err != nil || !strings.Contains(out, "changed") {
 		t.Fatalf("delete: %v\n%s", err, out)
 	}
-	if _, err := run(t, cp.URL(), "get", "trafficrule", "orders"); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := run(t, cp, "get", "trafficrule", "orders"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("get deleted: %v", err)
 	}
-	if _, err := run(t, cp.URL(), "frobnicate"); err == nil {
+	if _, err := run(t, cp, "frobnicate"); err == nil {
 		t.Fatal("an unknown command succeeded")
 	}
 }

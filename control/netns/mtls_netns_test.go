@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftmesh/weft/control/ca"
+	"github.com/weftmesh/weft/control/client"
 )
 
 // host is one network namespace with its address.
@@ -258,7 +259,7 @@ func expand(s string, l *lab) string {
 func TestMeshMTLSAcrossHosts(t *testing.T) {
 	l := newLab(t, "ctl", "orders", "web", "evil")
 	l.bin = buildWeft(t)
-	ctlURL := "http://" + l.hosts["ctl"].addr + ":7070"
+	ctlURL := "https://" + l.hosts["ctl"].addr + ":7070"
 	data, meshDir := filepath.Join(l.dir, "data"), filepath.Join(l.dir, "mesh")
 	_ = os.MkdirAll(meshDir, 0o755)
 	if err := os.WriteFile(filepath.Join(meshDir, "mesh.yaml"), []byte(expand(meshYAML, l)), 0o644); err != nil {
@@ -266,7 +267,22 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 	}
 	l.start("ctl", "control", "control", "-data", data, "-dir", meshDir, "-addr", l.hosts["ctl"].addr+":7070",
 		"-trust-domain", "weft.test", "-cert-ttl", "4s", "-ca-propagation", "1s", "-scrape", "0", "-log-level", "warn")
+	// As an operator on the control plane's host: trust DATA/ca.pem, act
+	// as the bootstrap admin (DATA/admin.token).
+	caFile, adminFile := filepath.Join(data, "ca.pem"), filepath.Join(data, "admin.token")
+	eventually(t, l, 20*time.Second, "the control plane's ca.pem and admin.token", func() bool {
+		_, e1 := os.Stat(caFile)
+		_, e2 := os.Stat(adminFile)
+		return e1 == nil && e2 == nil
+	})
+	roots, err := client.LoadCA(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminTok, _ := os.ReadFile(adminFile)
+	admin := strings.TrimSpace(string(adminTok))
 	api := l.client("ctl", false)
+	api.Transport.(*http.Transport).TLSClientConfig = client.TLSConfig(roots, nil)
 	apiDo := func(method, path, token, body string) (int, string) {
 		req, _ := http.NewRequest(method, ctlURL+path, strings.NewReader(body))
 		if token != "" {
@@ -283,7 +299,7 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 	eventually(t, l, 20*time.Second, "the control plane", func() bool { c, _ := apiDo("GET", "/healthz", "", ""); return c == 200 })
 	tokens := map[string]string{}
 	for _, node := range []string{"orders-1", "web-1", "evil-1"} {
-		code, b := apiDo("POST", "/v1/tokens", "", `{"node":"`+node+`"}`)
+		code, b := apiDo("POST", "/v1/tokens", admin, `{"node":"`+node+`"}`)
 		var tr struct{ Token string }
 		if code != 201 || json.Unmarshal([]byte(b), &tr) != nil {
 			t.Fatalf("token for %s: %d %s", node, code, b)
@@ -296,7 +312,7 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 	_ = os.WriteFile(appCfg, []byte(appYAML), 0o644)
 	l.start("orders", "app", "proxy", "-c", appCfg, "-wasm-cache", "", "-log-level", "warn")
 	for host, node := range map[string]string{"orders": "orders-1", "web": "web-1", "evil": "evil-1"} {
-		l.start(host, node, "proxy", "--control", ctlURL, "--node", node, "--join-token-file", filepath.Join(l.dir, node+".token"),
+		l.start(host, node, "proxy", "--control", ctlURL, "--control-ca", caFile, "--node", node, "--join-token-file", filepath.Join(l.dir, node+".token"),
 			"--bundle-poll", "200ms", "--snapshot-cache", filepath.Join(l.dir, node+"-cache"), "-wasm-cache", "", "-admin", "off", "-log-level", "info")
 	}
 	web := l.client("web", true)
@@ -396,11 +412,20 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 			b, _ := json.Marshal(map[string]string{"node": node, "csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
 			return string(b)
 		}
-		if c, b := apiDo("POST", "/v1/certificate", tokens["evil-1"], body("evil-1", "spiffe://weft.test/ns/shop/sa/orders")); c != 403 {
+		// evil-1's sidecar spent its token; the intruder gets a fresh one.
+		code, b := apiDo("POST", "/v1/tokens", admin, `{"node":"evil-1"}`)
+		var tr struct{ Token string }
+		if code != 201 || json.Unmarshal([]byte(b), &tr) != nil {
+			t.Fatalf("token for evil-1: %d %s", code, b)
+		}
+		if c, b := apiDo("POST", "/v1/certificate", tr.Token, body("evil-1", "spiffe://weft.test/ns/shop/sa/orders")); c != 403 {
 			t.Fatalf("evil-1 asking for orders' identity: %d %s", c, b)
 		}
-		if c, b := apiDo("POST", "/v1/certificate", tokens["evil-1"], body("orders-1")); c != 401 {
+		if c, b := apiDo("POST", "/v1/certificate", tr.Token, body("orders-1")); c != 403 {
 			t.Fatalf("evil-1's token for node orders-1: %d %s", c, b)
+		}
+		if c, b := apiDo("POST", "/v1/certificate", tokens["evil-1"], body("evil-1")); c != 401 {
+			t.Fatalf("evil-1's spent token: %d %s", c, b)
 		}
 		if c, b := apiDo("POST", "/v1/certificate", "", body("orders-1")); c != 401 {
 			t.Fatalf("no token: %d %s", c, b)
@@ -438,7 +463,7 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 		}
 		time.Sleep(2500 * time.Millisecond) // past a renewal (4s TTL: every 2s)
 		rotated := time.Now()
-		if c, b := apiDo("POST", "/v1/ca/rotate", "", ""); c != 200 {
+		if c, b := apiDo("POST", "/v1/ca/rotate", admin, ""); c != 200 {
 			t.Errorf("rotate: %d %s", c, b)
 		}
 		// The CA signs with the new root once the propagation (1s) is over:

@@ -18,27 +18,24 @@ import (
 	"github.com/weftmesh/weft/control/ui"
 )
 
-// UserHeader names who makes an API change (recorded in the audit log).
-const UserHeader = "X-Weft-User"
-
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /v1/resources", s.handleList)
-	mux.HandleFunc("GET /v1/resources/{kind}", s.handleList)
-	mux.HandleFunc("GET /v1/resources/{kind}/{namespace}/{name}", s.handleGet)
-	mux.HandleFunc("POST /v1/resources", s.handleCreate)
-	mux.HandleFunc("PUT /v1/resources/{kind}/{namespace}/{name}", s.handleReplace)
-	mux.HandleFunc("DELETE /v1/resources/{kind}/{namespace}/{name}", s.handleDelete)
-	mux.HandleFunc("POST /v1/apply", s.handleApply)
-	mux.HandleFunc("POST /v1/modules", s.handleModuleUpload)
-	mux.HandleFunc("GET /v1/modules", s.handleModuleList)
-	mux.HandleFunc("GET /v1/modules/{sha256}", s.handleModuleGet)
-	mux.HandleFunc("GET /v1/watch", s.handleWatch)
-	mux.HandleFunc("POST /v1/ack", s.handleAck)
-	mux.HandleFunc("GET /v1/status", s.handleStatus)
-	mux.HandleFunc("GET /v1/telemetry", s.handleTelemetry)
-	mux.Handle("GET /ui", ui.Handler()) // the mesh view
+	mux.HandleFunc("GET /v1/resources", s.guard(viewer, s.handleList))
+	mux.HandleFunc("GET /v1/resources/{kind}", s.guard(viewer, s.handleList))
+	mux.HandleFunc("GET /v1/resources/{kind}/{namespace}/{name}", s.guard(viewer, s.handleGet))
+	mux.HandleFunc("POST /v1/resources", s.guard(editor, s.handleCreate))
+	mux.HandleFunc("PUT /v1/resources/{kind}/{namespace}/{name}", s.guard(editor, s.handleReplace))
+	mux.HandleFunc("DELETE /v1/resources/{kind}/{namespace}/{name}", s.guard(editor, s.handleDelete))
+	mux.HandleFunc("POST /v1/apply", s.guard(editor, s.handleApply))
+	mux.HandleFunc("POST /v1/modules", s.guard(editor, s.handleModuleUpload))
+	mux.HandleFunc("GET /v1/modules", s.guard(viewer, s.handleModuleList))
+	mux.HandleFunc("GET /v1/modules/{sha256}", s.guard(nodeOrViewer, s.handleModuleGet))
+	mux.HandleFunc("GET /v1/watch", s.guard(nodeOnly, s.handleWatch))
+	mux.HandleFunc("POST /v1/ack", s.guard(nodeOnly, s.handleAck))
+	mux.HandleFunc("GET /v1/status", s.guard(viewer, s.handleStatus))
+	mux.HandleFunc("GET /v1/telemetry", s.guard(viewer, s.handleTelemetry))
+	mux.Handle("GET /ui", ui.Handler()) // the mesh view: a static page; its data calls are guarded
 	s.identityRoutes(mux)
 	return mux
 }
@@ -126,12 +123,8 @@ func writeResources(w http.ResponseWriter, r *http.Request, status int, rs []*me
 	writeJSON(w, status, rs)
 }
 
-func who(r *http.Request) string {
-	if u := strings.TrimSpace(r.Header.Get(UserHeader)); u != "" {
-		return u
-	}
-	return "anonymous"
-}
+// who names the authenticated caller for the audit log.
+func who(r *http.Request) string { return callerOf(r).String() }
 
 func pathKey(r *http.Request) (mesh.Key, error) {
 	k, err := mesh.ParseKind(r.PathValue("kind"))

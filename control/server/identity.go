@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -20,16 +21,24 @@ import (
 // TokenRequest asks for a node's join token (POST /v1/tokens).
 type TokenRequest struct {
 	Node string `json:"node"`
+	// TTL is how long the token is valid, e.g. "1h" (default: the
+	// server's -join-token-ttl).
+	TTL string `json:"ttl,omitempty"`
+	// Uses is how many certificates the token may obtain (default 1).
+	Uses int `json:"uses,omitempty"`
 }
 
 // TokenResponse carries a new join token; it is shown once.
 type TokenResponse struct {
-	Node  string `json:"node"`
-	Token string `json:"token"`
+	Node      string    `json:"node"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Uses      int       `json:"uses"`
 }
 
-// CertificateRequest is a sidecar's CSR (POST /v1/certificate, with
-// "Authorization: Bearer JOIN-TOKEN").
+// CertificateRequest is a sidecar's CSR (POST /v1/certificate): the
+// first with "Authorization: Bearer JOIN-TOKEN", renewals over mTLS with
+// the node's current certificate.
 type CertificateRequest struct {
 	Node string `json:"node"`
 	// CSR is a PEM "CERTIFICATE REQUEST".
@@ -58,53 +67,56 @@ type BundleResponse struct {
 }
 
 func (s *Server) identityRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/tokens", s.handleToken)
-	mux.HandleFunc("POST /v1/certificate", s.handleCertificate)
-	mux.HandleFunc("GET /v1/bundle", s.handleBundle)
-	mux.HandleFunc("POST /v1/ca/rotate", s.handleRotate)
+	mux.HandleFunc("POST /v1/tokens", s.guard(admin, s.handleToken))
+	mux.HandleFunc("POST /v1/certificate", s.guard(public, s.handleCertificate))
+	mux.HandleFunc("GET /v1/bundle", s.guard(public, s.handleBundle))
+	mux.HandleFunc("GET /v1/ca.pem", s.guard(public, s.handleCAFile))
+	mux.HandleFunc("POST /v1/ca/rotate", s.guard(admin, s.handleRotate))
 }
 
-// CA is the certificate authority, or nil when it is off.
+// CA is the certificate authority.
 func (s *Server) CA() *ca.CA { return s.ca }
 
-// IssueToken makes a new join token for node (what POST /v1/tokens does).
-func (s *Server) IssueToken(node, who string) (string, error) {
-	if s.tokens == nil {
-		return "", errors.New("the certificate authority is off (start weft control with -trust-domain)")
+// IssueToken makes a new join token for node (what POST /v1/tokens does),
+// valid ttl (0: the server's default) for uses certificates (0: one).
+func (s *Server) IssueToken(node string, ttl time.Duration, uses int, who string) (TokenResponse, error) {
+	if ttl == 0 {
+		ttl = s.o.JoinTokenTTL
 	}
-	tok, err := s.tokens.Issue(node)
+	tok, exp, err := s.tokens.Issue(node, ttl, uses)
 	res, msg := "applied", ""
 	if err != nil {
 		res, msg = "refused", err.Error()
 	}
 	_ = s.audit.Write(store.AuditEntry{Time: time.Now().UTC(), Who: who, Source: "api", Action: "issue-join-token",
 		Resources: []string{"node " + node}, Revision: s.store.Revision(), Result: res, Error: msg})
-	return tok, err
-}
-
-func (s *Server) caOff(w http.ResponseWriter) bool {
-	if s.ca == nil {
-		writeError(w, http.StatusNotFound, "the certificate authority is off (start weft control with -trust-domain)")
-		return true
+	if err != nil {
+		return TokenResponse{}, err
 	}
-	return false
+	return TokenResponse{Node: node, Token: tok, ExpiresAt: exp, Uses: max(uses, 1)}, nil
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	if s.caOff(w) {
-		return
-	}
 	var req TokenRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Node == "" {
-		writeError(w, http.StatusBadRequest, `body must be {"node": "NODE-ID"}`)
+		writeError(w, http.StatusBadRequest, `node: required; body must be {"node": "NODE-ID"[, "ttl": "1h"][, "uses": 1]}`)
 		return
 	}
-	tok, err := s.IssueToken(req.Node, who(r))
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl: %q is not a duration such as 1h", req.TTL))
+			return
+		}
+		ttl = d
+	}
+	tr, err := s.IssueToken(req.Node, ttl, req.Uses, who(r))
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusCreated, TokenResponse{Node: req.Node, Token: tok})
+	writeJSON(w, http.StatusCreated, tr)
 }
 
 func (s *Server) bundle() BundleResponse {
@@ -113,10 +125,15 @@ func (s *Server) bundle() BundleResponse {
 	return BundleResponse{TrustDomain: s.ca.TrustDomain(), Bundle: string(identity.EncodeCertsPEM(roots...)), Version: b.Version, Signer: signer}
 }
 
+// handleCAFile serves the CA bundle as PEM (what DATA/ca.pem holds), for
+// a first fetch pinned by fingerprint (weft ctl ca-cert).
+func (s *Server) handleCAFile(w http.ResponseWriter, r *http.Request) {
+	roots, _ := s.ca.Bundle()
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(identity.EncodeCertsPEM(roots...))
+}
+
 func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request) {
-	if s.caOff(w) {
-		return
-	}
 	b := s.bundle()
 	etag := `"` + b.Version + "-" + b.Signer + `"`
 	w.Header().Set("ETag", etag)
@@ -127,12 +144,15 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, b)
 }
 
-// handleCertificate signs a node's CSR. The join token proves the node;
-// the identity comes from the node's Sidecar resource (namespace and
-// service account), never from the CSR, and a CSR naming another identity
-// is refused.
+// handleCertificate signs a node's CSR. The caller proves it is the node
+// either with the certificate the CA issued to that node (a renewal, over
+// mTLS) or with a live join token for that node, which this spends. The
+// identity comes from the node's Sidecar resource (namespace and service
+// account), never from the CSR, and a CSR naming another identity is
+// refused.
 func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
-	if s.caOff(w) {
+	if s.o.Insecure {
+		writeError(w, http.StatusForbidden, "certificates are issued only over the TLS API; this control plane runs with -insecure-api")
 		return
 	}
 	var req CertificateRequest
@@ -140,25 +160,49 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `body must be {"node": "NODE-ID", "csr": "PEM"}`)
 		return
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || !s.tokens.Check(req.Node, strings.TrimSpace(tok)) {
-		s.log.Warn("certificate request refused: bad join token", zap.String("node", req.Node), zap.String("remote", r.RemoteAddr))
-		writeError(w, http.StatusUnauthorized, "a valid join token for node "+req.Node+" is required (Authorization: Bearer TOKEN)")
+	c := callerOf(r)
+	if c.Kind == "node" && c.Name != req.Node {
+		s.refuse(w, r, c, &authError{http.StatusForbidden, fmt.Sprintf("%s may only renew its own certificate, not node %q's", c, req.Node)})
 		return
 	}
 	sc := s.store.Mesh().SidecarOf(req.Node)
 	if sc == nil {
-		writeError(w, http.StatusForbidden, "node "+req.Node+" has no Sidecar resource: its identity is unknown")
+		s.refuse(w, r, c, &authError{http.StatusForbidden, "node " + req.Node + " has no Sidecar resource: its identity is unknown"})
 		return
 	}
 	blk, _ := pem.Decode([]byte(req.CSR))
 	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
-		writeError(w, http.StatusBadRequest, "csr must be a PEM CERTIFICATE REQUEST")
+		writeError(w, http.StatusBadRequest, "csr: must be a PEM CERTIFICATE REQUEST")
 		return
 	}
 	id := mesh.WorkloadID(s.ca.TrustDomain(), sc)
-	is, err := s.ca.Sign(ca.Request{CSR: blk.Bytes, ID: id})
-	if err != nil {
+	var is *ca.Issued
+	sign := func() (err error) {
+		is, err = s.ca.Sign(ca.Request{CSR: blk.Bytes, ID: id, Node: req.Node})
+		return err
+	}
+	var err error
+	how := "renewal"
+	if c.Kind == "node" {
+		err = sign()
+	} else {
+		how = "join token"
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			tok = ""
+		}
+		err = s.tokens.Redeem(req.Node, strings.TrimSpace(tok), sign)
+	}
+	var te *ca.TokenError
+	switch {
+	case errors.As(err, &te):
+		status := http.StatusUnauthorized
+		if errors.Is(err, ca.ErrTokenOtherNode) {
+			status = http.StatusForbidden
+		}
+		s.refuse(w, r, c, &authError{status, te.Msg})
+		return
+	case err != nil:
 		status := http.StatusBadRequest
 		if errors.Is(err, ca.ErrForeignIdentity) {
 			status = http.StatusForbidden
@@ -171,15 +215,16 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
 	for _, der := range is.Chain {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
-	s.log.Info("certificate issued", zap.String("node", req.Node), zap.String("spiffe_id", id), zap.Time("expires", is.Leaf.NotAfter))
+	s.log.Info("certificate issued", zap.String("node", req.Node), zap.String("spiffe_id", id), zap.String("by", how), zap.Time("expires", is.Leaf.NotAfter))
 	writeJSON(w, http.StatusOK, CertificateResponse{SpiffeID: id, Chain: string(chain), ExpiresAt: is.Leaf.NotAfter, BundleResponse: s.bundle()})
 }
 
 func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
-	if s.caOff(w) {
-		return
-	}
 	err := s.ca.Rotate()
+	if err == nil {
+		// Clients trust the new root from now on, before it signs.
+		err = s.writeCAFile()
+	}
 	res, msg := "applied", ""
 	if err != nil {
 		res, msg = "refused", err.Error()

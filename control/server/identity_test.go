@@ -70,12 +70,17 @@ func TestCertificateAuthorityAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	roots, err := client.LoadCA(s.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, nil)}}
 	do := func(method, path, token, body string) (int, string) {
 		req, _ := http.NewRequest(method, s.URL()+path, strings.NewReader(body))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,11 +88,12 @@ func TestCertificateAuthorityAPI(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, b := do("POST", "/v1/apply", "", securedMesh); code != 200 {
+	adm := s.AdminToken()
+	if code, b := do("POST", "/v1/apply", adm, securedMesh); code != 200 {
 		t.Fatalf("apply: %d %s", code, b)
 	}
 	token := func(node string) string {
-		code, b := do("POST", "/v1/tokens", "", `{"node":"`+node+`"}`)
+		code, b := do("POST", "/v1/tokens", adm, `{"node":"`+node+`","uses":5}`)
 		var tr TokenResponse
 		if code != 201 || json.Unmarshal([]byte(b), &tr) != nil || tr.Token == "" {
 			t.Fatalf("token: %d %s", code, b)
@@ -112,11 +118,14 @@ func TestCertificateAuthorityAPI(t *testing.T) {
 	if code, b := sign("web-1", web, csrPEM(t, "spiffe://weft.test/ns/shop/sa/orders")); code != 403 {
 		t.Fatalf("foreign CSR: %d %s", code, b)
 	}
-	// A stranger: no token, a wrong token, another node's token.
-	for _, tok := range []string{"", "wjt_nope", web} {
+	// A stranger: no token, a wrong token (401), another node's token (403).
+	for _, tok := range []string{"", "wjt_nope"} {
 		if code, _ := sign("orders-1", tok, csrPEM(t)); code != 401 {
 			t.Fatalf("token %q for orders-1: %d, want 401", tok, code)
 		}
+	}
+	if code, b := sign("orders-1", web, csrPEM(t)); code != 403 || !strings.Contains(b, `for node \"web-1\"`) {
+		t.Fatalf("web-1's token for orders-1: %d %s, want 403", code, b)
 	}
 	// A node with a token but no Sidecar resource.
 	ghost := token("ghost")
@@ -130,7 +139,9 @@ func TestCertificateAuthorityAPI(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = src.Rotate(ctx, identity.RotateOptions{Signer: &client.IdentityClient{URL: s.URL(), NodeID: "web-1", Token: web}, BundleInterval: 20 * time.Millisecond})
+		ic := &client.IdentityClient{URL: s.URL(), NodeID: "web-1", Token: web, Source: src,
+			HTTP: &http.Client{Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, src)}}}
+		_ = src.Rotate(ctx, identity.RotateOptions{Signer: ic, BundleInterval: 20 * time.Millisecond})
 	}()
 	defer func() { cancel(); <-done }()
 	<-src.Ready()
@@ -138,7 +149,7 @@ func TestCertificateAuthorityAPI(t *testing.T) {
 		t.Fatalf("client identity %s", src.SVID().ID)
 	}
 	first := src.SVID().Certificate.Leaf.Issuer.String()
-	if code, b := do("POST", "/v1/ca/rotate", "", ""); code != 200 || strings.Count(b, "BEGIN CERTIFICATE") != 2 {
+	if code, b := do("POST", "/v1/ca/rotate", adm, ""); code != 200 || strings.Count(b, "BEGIN CERTIFICATE") != 2 {
 		t.Fatalf("rotate: %d %s", code, b)
 	}
 	deadline := time.Now().Add(10 * time.Second)

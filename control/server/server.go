@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -50,29 +51,56 @@ type Options struct {
 	// ScrapeInterval is how often sidecars' metrics are scraped (default
 	// 10s; negative turns scraping off).
 	ScrapeInterval time.Duration
-	// CA, when set, runs the certificate authority (its Dir defaults to
-	// DATA/ca): sidecars get SVIDs, and compiled configs carry mTLS and
-	// Policy resources. Nil: no CA, plaintext mesh.
-	CA     *ca.Options
-	Logger *zap.Logger
+	// CA configures the certificate authority (its Dir defaults to
+	// DATA/ca). The CA always runs: it issues the API's serving
+	// certificate and the certificates sidecars authenticate with. When
+	// CA is set, compiled configs also carry mTLS between sidecars and
+	// Policy resources; nil: the CA runs with defaults (trust domain
+	// weft.local) and the mesh's data plane stays plaintext.
+	CA *ca.Options
+	// Insecure serves plain HTTP with no authentication at all (every
+	// caller may do everything) and no certificate endpoint: for a
+	// loopback-only development setup or behind a proxy that does both.
+	Insecure bool
+	// TLSCertFile and TLSKeyFile are an operator-supplied serving
+	// certificate (PEM); default one issued by the CA for TLSHosts.
+	TLSCertFile, TLSKeyFile string
+	// TLSHosts are extra names (DNS or IP) for the issued serving
+	// certificate, beside the listen host, 127.0.0.1, ::1, localhost and
+	// PublicURL's host.
+	TLSHosts []string
+	// UsersFile lists operators: NAME ROLE sha256:HEX (a bearer token's
+	// digest) or NAME ROLE cert (a client certificate). The bootstrap
+	// admin token in DATA/admin.token is always accepted.
+	UsersFile string
+	// JoinTokenTTL is a join token's default lifetime (default 1h).
+	JoinTokenTTL time.Duration
+	Logger       *zap.Logger
 }
 
 // Server is a running control plane.
 type Server struct {
-	o     Options
-	log   *zap.Logger
-	ln    net.Listener
-	srv   *http.Server
-	url   string
-	reg   *registry.Registry
-	audit *store.Audit
-	store *store.Store
-	files *filesource.Source
-	scr   *telemetry.Scraper
-	nodes *tracker
-	// ca and tokens are nil when the CA is off.
+	o      Options
+	log    *zap.Logger
+	ln     net.Listener
+	srv    *http.Server
+	url    string
+	reg    *registry.Registry
+	audit  *store.Audit
+	store  *store.Store
+	files  *filesource.Source
+	scr    *telemetry.Scraper
+	nodes  *tracker
 	ca     *ca.CA
 	tokens *ca.Tokens
+	// meshTLS compiles mTLS and Policy into sidecar configs (Options.CA set).
+	meshTLS bool
+	// serving is the API's TLS certificate (nil with Insecure).
+	serving *servingCert
+	users   *users
+	// adminToken is the bootstrap admin token and adminFile its file.
+	adminToken, adminFile string
+	caFile                string
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -95,6 +123,21 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.WatchTimeout <= 0 {
 		o.WatchTimeout = DefaultWatchTimeout
 	}
+	if o.JoinTokenTTL == 0 {
+		o.JoinTokenTTL = ca.DefaultTokenTTL
+	}
+	if o.JoinTokenTTL < time.Second || o.JoinTokenTTL > ca.MaxTokenTTL {
+		return nil, fmt.Errorf("control: join token ttl: %s is outside 1s..%s", o.JoinTokenTTL, ca.MaxTokenTTL)
+	}
+	if o.Insecure && o.CA != nil {
+		return nil, errors.New("control: mesh mTLS (a trust domain) needs the TLS API: sidecars get their certificates over it; drop -insecure-api")
+	}
+	if o.Insecure && (o.TLSCertFile != "" || o.TLSKeyFile != "") {
+		return nil, errors.New("control: -tls-cert/-tls-key and -insecure-api contradict each other")
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return nil, errors.New("control: give both -tls-cert and -tls-key, or neither")
+	}
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("control: data directory: %w", err)
 	}
@@ -108,7 +151,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.url = o.PublicURL
 	if s.url == "" {
-		s.url = "http://" + s.ln.Addr().String()
+		scheme := "https://"
+		if o.Insecure {
+			scheme = "http://"
+		}
+		s.url = scheme + s.ln.Addr().String()
 	}
 	fail := func(err error) (*Server, error) {
 		_ = s.ln.Close()
@@ -120,20 +167,28 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if s.audit, err = store.OpenAudit(filepath.Join(o.DataDir, "audit.log")); err != nil {
 		return fail(err)
 	}
+	var co ca.Options
 	if o.CA != nil {
-		co := *o.CA
-		if co.Dir == "" {
-			co.Dir = filepath.Join(o.DataDir, "ca")
-		}
-		if co.Logger == nil {
-			co.Logger = o.Logger
-		}
-		if s.ca, err = ca.Open(co); err != nil {
-			return fail(err)
-		}
-		if s.tokens, err = ca.OpenTokens(filepath.Join(co.Dir, "tokens.json")); err != nil {
-			return fail(err)
-		}
+		co, s.meshTLS = *o.CA, true
+	}
+	if co.Dir == "" {
+		co.Dir = filepath.Join(o.DataDir, "ca")
+	}
+	if co.Logger == nil {
+		co.Logger = o.Logger
+	}
+	if s.ca, err = ca.Open(co); err != nil {
+		return fail(err)
+	}
+	if s.tokens, err = ca.OpenTokens(filepath.Join(co.Dir, "tokens.json")); err != nil {
+		return fail(err)
+	}
+	s.caFile = filepath.Join(o.DataDir, CAFile)
+	if err := s.writeCAFile(); err != nil {
+		return fail(err)
+	}
+	if err := s.loadUsers(); err != nil {
+		return fail(err)
 	}
 	if s.store, err = store.Open(store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger}); err != nil {
 		return fail(err)
@@ -154,14 +209,26 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}()
 	}
 	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(o.Logger)}
+	serve := s.ln
+	if o.Insecure {
+		s.log.Warn("the API serves plain HTTP with NO authentication (-insecure-api): anyone who reaches " + s.ln.Addr().String() + " can change the mesh")
+	} else {
+		if s.serving, err = s.newServingCert(); err != nil {
+			s.cancel()
+			return fail(err)
+		}
+		s.srv.TLSConfig = s.tlsConfig()
+		serve = tls.NewListener(s.ln, s.srv.TLSConfig)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(serve); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("control plane server failed", zap.Error(err))
 		}
 	}()
-	s.log.Info("control plane listening", zap.String("url", s.url), zap.Int64("revision", s.store.Revision()))
+	s.log.Info("control plane listening", zap.String("url", s.url), zap.Int64("revision", s.store.Revision()),
+		zap.String("ca_file", s.caFile), zap.String("ca_fingerprint", s.CAFingerprint()), zap.Bool("tls", !o.Insecure))
 	return s, nil
 }
 
@@ -169,7 +236,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // module URLs.
 func (s *Server) compile(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
 	td := ""
-	if s.ca != nil {
+	if s.meshTLS {
 		td = s.ca.TrustDomain()
 	}
 	return mesh.Compile(m, mesh.Options{
@@ -178,6 +245,19 @@ func (s *Server) compile(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
 		ModuleURL:   func(sha string) string { return s.url + "/v1/modules/" + sha },
 	})
 }
+
+// CAFile is the path of the CA bundle clients trust (DATA/ca.pem).
+func (s *Server) CAFile() string { return s.caFile }
+
+// AdminToken is the bootstrap admin token (also in AdminTokenFile).
+func (s *Server) AdminToken() string { return s.adminToken }
+
+// AdminTokenFile is the path of the bootstrap admin token (DATA/admin.token).
+func (s *Server) AdminTokenFile() string { return s.adminFile }
+
+// Insecure reports whether the API serves plain HTTP without
+// authentication.
+func (s *Server) Insecure() bool { return s.o.Insecure }
 
 // URL is the base URL of the API.
 func (s *Server) URL() string { return s.url }

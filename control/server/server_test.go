@@ -9,8 +9,10 @@ import (
 	"time"
 )
 
+// TestWatchAndAckRequests checks the requests' shapes; authentication is
+// off (-insecure-api) so an undeclared node can watch and NACK.
 func TestWatchAndAckRequests(t *testing.T) {
-	s, err := Start(context.Background(), Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), ScrapeInterval: -1})
+	s, err := Start(context.Background(), Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), ScrapeInterval: -1, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,6 +157,9 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "node is required: /v1/watch?node=ID&version=V")
 		return
 	}
+	if !s.checkNode(w, r, node) {
+		return
+	}
 	have := q.Get("version")
 	wait := s.o.WatchTimeout
 	if ws := q.Get("wait"); ws != "" {
@@ -203,6 +206,9 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.Node == "" || a.Version == "" {
 		writeError(w, http.StatusBadRequest, "ack: node and version are required")
+		return
+	}
+	if !s.checkNode(w, r, a.Node) {
 		return
 	}
 	s.nodes.ack(a)

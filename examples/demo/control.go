@@ -21,6 +21,7 @@ import (
 	"github.com/weftmesh/weft/control/server"
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/admin"
+	"github.com/weftmesh/weft/proxy/identity"
 )
 
 //go:embed mesh.yaml.tmpl
@@ -38,7 +39,6 @@ const (
 	meshScrapeInterval  = 2 * time.Second
 	meshApplyWithin     = 15 * time.Second
 	meshStatusPollEvery = 5 * time.Millisecond
-	demoUserName        = "weft-demo" // who the audit log says made the demo's changes
 )
 
 // meshData fills the embedded mesh resources.
@@ -74,7 +74,11 @@ type meshDemo struct {
 	log     *zap.Logger
 	dataDir string
 	srv     *server.Server
+	// http calls the API as the bootstrap admin (the token in
+	// DATA/admin.token), trusting the mesh CA (DATA/ca.pem).
 	http    *http.Client
+	token   string
+	ident   *identity.Source // the sidecar's node certificate
 	proxy   *proxy.Proxy
 	admin   *admin.Server
 	cancel  context.CancelFunc // stops the control client
@@ -89,7 +93,7 @@ type meshDemo struct {
 func startMesh(ctx context.Context, log *zap.Logger, addrs meshAddrs, svcs []*service) (_ *meshDemo, err error) {
 	// m is not the named result: a failed return sets that to nil before
 	// the deferred close runs.
-	m := &meshDemo{log: log, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
+	m := &meshDemo{log: log}
 	defer func() {
 		if err != nil {
 			m.close()
@@ -103,6 +107,14 @@ func startMesh(ctx context.Context, log *zap.Logger, addrs meshAddrs, svcs []*se
 	if err != nil {
 		return nil, fmt.Errorf("control plane on %s: %w", addrs.control, err)
 	}
+	// As an operator would: trust DATA/ca.pem, authenticate with the
+	// bootstrap admin token in DATA/admin.token.
+	roots, err := client.LoadCA(m.srv.CAFile())
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	m.token = m.srv.AdminToken()
+	m.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4, TLSClientConfig: client.TLSConfig(roots, nil)}}
 	resources, err := meshResources(meshData{
 		ReviewsV1: svcs[0].ln.Addr().String(), ReviewsV2: svcs[1].ln.Addr().String(),
 		Ratings: svcs[2].ln.Addr().String(), Accounts: svcs[3].ln.Addr().String(),
@@ -122,13 +134,39 @@ func startMesh(ctx context.Context, log *zap.Logger, addrs meshAddrs, svcs []*se
 	if m.admin, err = admin.Start(addrs.admin, m.proxy, m.proxy.Metrics().Registry(), slog); err != nil {
 		return nil, fmt.Errorf("sidecar %s: admin: %w", meshNode, err)
 	}
+	// Like `weft ctl token demo-app` then `weft proxy --control URL --node
+	// demo-app --control-ca ca.pem --join-token-file F`: the join token buys
+	// the first certificate, which then authenticates the watch, the ACKs
+	// and the renewals (mTLS).
+	var jt server.TokenResponse
+	if err := m.call(ctx, http.MethodPost, "/v1/tokens", []byte(`{"node":"`+meshNode+`"}`), &jt); err != nil {
+		return nil, fmt.Errorf("sidecar %s: join token: %w", meshNode, err)
+	}
+	m.ident = identity.NewSource()
+	tc := client.TLSConfig(roots, m.ident)
+	ic := &client.IdentityClient{URL: m.srv.URL(), NodeID: meshNode, Token: jt.Token, Source: m.ident,
+		HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}
 	cctx, cancel := context.WithCancel(ctx)
 	m.cancel, m.done = cancel, make(chan struct{})
+	idDone := make(chan struct{})
+	go func() {
+		defer close(idDone)
+		_ = m.ident.Rotate(cctx, identity.RotateOptions{Signer: ic, Logger: slog.Named("identity")})
+	}()
+	select {
+	case <-m.ident.Ready():
+	case <-time.After(meshApplyWithin):
+		cancel()
+		<-idDone
+		m.cancel = nil
+		return nil, fmt.Errorf("sidecar %s: no certificate from the control plane within %v", meshNode, meshApplyWithin)
+	}
 	go func() {
 		defer close(m.done)
-		// Like `weft proxy --control URL --node demo-app`: watch, apply,
-		// ACK; the control plane scrapes the admin server it reports.
-		_ = client.Run(cctx, client.Options{URL: m.srv.URL(), NodeID: meshNode, CacheDir: filepath.Join(m.dataDir, "sidecar"),
+		defer func() { <-idDone }()
+		// Watch, apply, ACK over mTLS; the control plane scrapes the admin
+		// server it reports.
+		_ = client.Run(cctx, client.Options{URL: m.srv.URL(), NodeID: meshNode, TLS: tc, CacheDir: filepath.Join(m.dataDir, "sidecar"),
 			Applier: m.proxy, Logger: slog, AdminAddr: m.admin.Addr().String()})
 	}()
 	n, err := m.waitApplied(ctx, "")
@@ -159,7 +197,7 @@ func (m *meshDemo) call(ctx context.Context, method, path string, body []byte, o
 	if err != nil {
 		return err
 	}
-	req.Header.Set(server.UserHeader, demoUserName)
+	req.Header.Set("Authorization", "Bearer "+m.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/yaml")
 	}
@@ -242,7 +280,7 @@ func (m *meshDemo) tour(ctx context.Context, t *tourer) {
 	}
 	var said bytes.Buffer
 	start := time.Now()
-	err = ctl.Command(ctx, []string{"-server", m.URL(), "-user", demoUserName, "set-weight", liveService, liveWeights}, &said, &said)
+	err = ctl.Command(ctx, []string{"-server", m.URL(), "-ca", m.srv.CAFile(), "-token-file", m.srv.AdminTokenFile(), "set-weight", liveService, liveWeights}, &said, &said)
 	called := time.Since(start)
 	result := strings.ReplaceAll(strings.TrimSpace(said.String()), "\n", ", ")
 	if err != nil {
@@ -265,15 +303,16 @@ func (m *meshDemo) tour(ctx context.Context, t *tourer) {
 
 // intro says what runs: the control plane and the sidecar it drives.
 func (m *meshDemo) intro(w io.Writer) {
-	fmt.Fprintf(w, "control plane on %s (in process; state in %s, removed at exit)\n", m.URL(), m.dataDir)
-	fmt.Fprintf(w, "a second sidecar, %s, on http://%s (admin http://%s) takes its config from the control plane: version %s applied\n",
-		meshNode, m.sidecar, m.admin.Addr(), m.version)
+	fmt.Fprintf(w, "control plane on %s (in process, TLS from its mesh CA %s, operators by token; state in %s, removed at exit)\n", m.URL(), m.srv.CAFile(), m.dataDir)
+	fmt.Fprintf(w, "a second sidecar, %s, on http://%s (admin http://%s) joined with a single-use join token and takes its config over mTLS as %s: version %s applied\n",
+		meshNode, m.sidecar, m.admin.Addr(), m.ident.SVID().ID, m.version)
 }
 
 // try prints the commands to try against the control plane and its
 // sidecar, comments aligned.
 func (m *meshDemo) try(w io.Writer) {
-	ctlCmd := "go run ./cmd/weft ctl -server " + m.URL() + " "
+	ctlCmd := "go run ./cmd/weft ctl -server " + m.URL() + " -ca " + m.srv.CAFile() + " -token-file " + m.srv.AdminTokenFile() + " "
+	curlAPI := "curl -s --cacert " + m.srv.CAFile() + " -H \"Authorization: Bearer $(cat " + m.srv.AdminTokenFile() + ")\" "
 	lines := [][2]string{
 		{"curl -s -H 'Host: reviews' http://" + m.sidecar + "/", fmt.Sprintf("%d%% v1, %d%% v2 since the tour's live change", liveV1, liveV2)},
 		{"curl -s -H 'Host: ratings' http://" + m.sidecar + "/", "retried, as TrafficRule ratings says"},
@@ -281,8 +320,9 @@ func (m *meshDemo) try(w io.Writer) {
 		{ctlCmd + "set-weight " + liveService + " v1=0,v2=100", "promote v2, live"},
 		{ctlCmd + "get trafficrule " + liveService, "the rule set-weight rewrote"},
 		{ctlCmd + "status", "desired and applied version per sidecar"},
-		{"curl -s " + m.URL() + "/v1/status", "the same, as JSON"},
-		{m.URL() + "/ui", "in a browser: the mesh view, weights beside the observed split"},
+		{curlAPI + m.URL() + "/v1/status", "the same, as JSON"},
+		{"curl -si --cacert " + m.srv.CAFile() + " " + m.URL() + "/v1/status", "401: no token, no answer"},
+		{m.URL() + "/ui#token=" + m.token, "in a browser (trust " + m.srv.CAFile() + " or accept the warning): the mesh view"},
 	}
 	width := 0
 	for _, l := range lines {
@@ -319,7 +359,9 @@ func (m *meshDemo) close() {
 		}
 		cancel()
 	}
-	m.http.CloseIdleConnections()
+	if m.http != nil {
+		m.http.CloseIdleConnections()
+	}
 	if m.dataDir != "" {
 		if err := os.RemoveAll(m.dataDir); err != nil {
 			m.log.Warn("removing the control plane's data directory", zap.String("dir", m.dataDir), zap.Error(err))

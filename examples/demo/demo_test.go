@@ -110,9 +110,9 @@ func checkLiveChange(t *testing.T, text string) {
 		t.Errorf("v2's share did not grow: %d of 200 before the change, %d after", v2, a2)
 	}
 	for _, want := range []string{
-		`go run ./cmd/weft ctl -server http://127\.0\.0\.1:\d+ set-weight reviews v1=50,v2=50 `,
-		`curl -s http://127\.0\.0\.1:\d+/v1/status`,
-		`  http://127\.0\.0\.1:\d+/ui +# in a browser: the mesh view`,
+		`go run ./cmd/weft ctl -server https://127\.0\.0\.1:\d+ -ca \S+/ca\.pem -token-file \S+/admin\.token set-weight reviews v1=50,v2=50 `,
+		`curl -s --cacert \S+/ca\.pem -H "Authorization: Bearer \$\(cat \S+/admin\.token\)" https://127\.0\.0\.1:\d+/v1/status`,
+		`  https://127\.0\.0\.1:\d+/ui#token=wot_\S+ +# in a browser`,
 	} {
 		if !regexp.MustCompile(want).MatchString(text) {
 			t.Errorf("the Try section lacks %q:\n%s", want, text)

@@ -7,6 +7,8 @@ package meshtest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +30,7 @@ import (
 	"github.com/weftmesh/weft/control/server"
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/admin"
+	"github.com/weftmesh/weft/proxy/identity"
 )
 
 // Upstream is a real fasthttp server on 127.0.0.1 answering 200 with its
@@ -65,7 +68,43 @@ func Logger(t testing.TB) *zap.Logger {
 	return zaptest.NewLogger(t, zaptest.Level(lvl))
 }
 
-// StartControl starts a control plane with fast settings for tests.
+// controls are the running test control planes by URL, so Do and
+// StartSidecar can call them as an operator and as a node would: trusting
+// their CA and with their admin token.
+var (
+	controlsMu sync.Mutex
+	controls   = map[string]*server.Server{}
+)
+
+func controlAt(url string) *server.Server {
+	controlsMu.Lock()
+	defer controlsMu.Unlock()
+	for base, s := range controls {
+		if url == base || strings.HasPrefix(url, base+"/") {
+			return s
+		}
+	}
+	return nil
+}
+
+// Roots are a control plane's CA roots (what its ca.pem holds).
+func Roots(t testing.TB, s *server.Server) []*x509.Certificate {
+	t.Helper()
+	roots, err := client.LoadCA(s.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return roots
+}
+
+// APIClient is an HTTP client trusting the control plane's CA (presenting
+// no certificate).
+func APIClient(t testing.TB, s *server.Server) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(Roots(t, s), nil)}}
+}
+
+// StartControl starts a control plane with fast settings for tests, with
+// its TLS API on (unless o.Insecure).
 func StartControl(t testing.TB, o server.Options) *server.Server {
 	t.Helper()
 	if o.Addr == "" {
@@ -87,6 +126,16 @@ func StartControl(t testing.TB, o server.Options) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	controlsMu.Lock()
+	controls[s.URL()] = s
+	controlsMu.Unlock()
+	t.Cleanup(func() {
+		controlsMu.Lock()
+		defer controlsMu.Unlock()
+		if controls[s.URL()] == s {
+			delete(controls, s.URL())
+		}
+	})
 	return s
 }
 
@@ -118,15 +167,64 @@ type SidecarOptions struct {
 	ID, URL, CacheDir, Outbound string
 	// WithAdmin starts an admin server on 127.0.0.1:0 and reports it.
 	WithAdmin bool
+	// Identity, when set, is the sidecar's node identity (kept fresh by
+	// the caller); by default StartSidecar mints a join token for the node
+	// as the control plane's admin and joins with it, as weft proxy does.
+	Identity *identity.Source
+	// Roots are the CA roots to trust (default: the control plane's).
+	Roots []*x509.Certificate
+}
+
+// Join mints a join token for node (as the control plane's admin) and
+// starts keeping a node identity with it, until the test ends. It does not
+// wait for the certificate (the node's Sidecar may not exist yet).
+func Join(t testing.TB, s *server.Server, node string) *identity.Source {
+	t.Helper()
+	tr, err := s.IssueToken(node, 0, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return JoinWith(t, s.URL(), Roots(t, s), node, tr.Token)
+}
+
+// JoinWith keeps a node identity obtained with a join token from the
+// control plane at url, trusting roots, until the test ends.
+func JoinWith(t testing.TB, url string, roots []*x509.Certificate, node, token string) *identity.Source {
+	t.Helper()
+	src := identity.NewSource()
+	ic := &client.IdentityClient{URL: url, NodeID: node, Token: token, Source: src,
+		HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, src)}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = src.Rotate(ctx, identity.RotateOptions{Signer: ic, Logger: Logger(t).Named(node + ".identity"),
+			BundleInterval: time.Second, MinRetry: 20 * time.Millisecond, MaxRetry: 300 * time.Millisecond})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return src
 }
 
 // StartSidecar starts a proxy and its control client; both stop when the
-// test ends (or at Stop).
+// test ends (or at Stop). Against a TLS control plane the sidecar joins
+// with a join token and then watches over mTLS with its node certificate.
 func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 	t.Helper()
 	log := Logger(t).With(zap.String("sidecar", o.ID))
+	var tc *tls.Config
+	if cp := controlAt(o.URL); cp != nil && !cp.Insecure() {
+		if o.Identity == nil {
+			o.Identity = Join(t, cp, o.ID)
+		}
+		if o.Roots == nil {
+			o.Roots = Roots(t, cp)
+		}
+	}
+	if o.Identity != nil {
+		tc = client.TLSConfig(o.Roots, o.Identity)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := proxy.New(ctx, proxy.Options{Logger: log, DrainTimeout: time.Second})
+	p, err := proxy.New(ctx, proxy.Options{Logger: log, DrainTimeout: time.Second, Identity: o.Identity})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -145,7 +243,7 @@ func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 	go func() {
 		defer close(sc.done)
 		_ = client.Run(ctx, client.Options{
-			URL: o.URL, NodeID: o.ID, CacheDir: o.CacheDir, Applier: p, Logger: log, AdminAddr: adminAddr,
+			URL: o.URL, NodeID: o.ID, TLS: tc, CacheDir: o.CacheDir, Applier: p, Logger: log, AdminAddr: adminAddr,
 			Wait: 5 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
 		})
 	}()
@@ -236,6 +334,9 @@ func Wasm(t testing.TB, dir, name string) []byte {
 }
 
 // Do sends an API request with a body and returns the status and body.
+// To a control plane started by StartControl it goes over TLS trusting its
+// CA, as the bootstrap admin unless hdr sets Authorization ("" sends
+// none).
 func Do(t testing.TB, method, url, body string, hdr ...string) (int, string) {
 	t.Helper()
 	var r io.Reader
@@ -246,10 +347,19 @@ func Do(t testing.TB, method, url, body string, hdr ...string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hc := HTTP
+	if cp := controlAt(url); cp != nil && !cp.Insecure() {
+		hc = APIClient(t, cp)
+		defer hc.CloseIdleConnections()
+		req.Header.Set("Authorization", "Bearer "+cp.AdminToken())
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		}
 	}
-	resp, err := HTTP.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -26,22 +26,27 @@ type Page struct {
 	PNGBytes   []byte
 }
 
-// Render loads url (http://127.0.0.1...) in headless Chromium, lets its
+// Render loads url (http:// or https://127.0.0.1..., the latter with any
+// certificate accepted: a test's own CA) in headless Chromium, lets its
 // scripts run for budget of virtual time, and returns the DOM and a
 // screenshot. It skips t when Chromium is not installed. With
 // WEFT_SCREENSHOT_DIR set, the screenshot is also saved there.
 func Render(t testing.TB, url string, budget time.Duration) Page {
 	t.Helper()
-	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+	if !strings.HasPrefix(url, "http://127.0.0.1:") && !strings.HasPrefix(url, "https://127.0.0.1:") {
 		t.Fatalf("browsertest: %s is not a loopback URL", url)
+	}
+	var extra []string
+	if strings.HasPrefix(url, "https://") {
+		extra = append(extra, "--ignore-certificate-errors")
 	}
 	if _, err := os.Stat(Path); err != nil {
 		t.Skipf("browsertest: %s is missing (apt-get install -y chromium): %v", Path, err)
 	}
 	dir := t.TempDir()
 	shot := filepath.Join(dir, "shot.png")
-	dom := run(t, dir, "dom", budget, "--dump-dom", url)
-	run(t, dir, "shot", budget, "--screenshot="+shot, "--window-size=1280,900", url)
+	dom := run(t, dir, "dom", budget, append(extra, "--dump-dom", url)...)
+	run(t, dir, "shot", budget, append(extra, "--screenshot="+shot, "--window-size=1280,900", url)...)
 	b, err := os.ReadFile(shot)
 	if err != nil {
 		t.Fatalf("browsertest: no screenshot: %v", err)
