@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -264,7 +263,12 @@ func TestMTLSStrictMesh(t *testing.T) {
 	if st, _, err := rawGet(m.inbound, expired, "/healthz"); err != nil || st != 200 {
 		t.Fatalf("the short-lived certificate should work while valid: %d %v", st, err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Wait (on the clock, not a guess) until the certificate has expired.
+	leaf, err := x509.ParseCertificate(expired.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the 1s certificate to expire", func() bool { return time.Now().After(leaf.NotAfter) })
 	expired.ClientSessionCache = nil
 	if st, _, err := rawGet(m.inbound, expired, "/healthz"); err == nil {
 		t.Fatalf("an expired certificate got HTTP %d", st)
@@ -334,35 +338,20 @@ func TestMTLSRotationUnderLoad(t *testing.T) {
 	var renewed atomic.Int64
 	m := startMesh(t, "strict", 2*time.Second, &renewed)
 	startSigner := m.serverSrc.SVID().Certificate.Leaf.Issuer.String()
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &fasthttp.Client{MaxIdleConnDuration: 200 * time.Millisecond}
-			for i := 0; i < 20000; i++ { // bounded
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, body, _ := get(t, c, m.outbound+"/orders/1")
-				if st == 200 {
-					ok.Add(1)
-				} else {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", st, body))
-				}
-				if i%50 == 0 {
-					c.CloseIdleConnections() // new mTLS handshakes too
-				}
-			}
-		}()
-	}
-	time.Sleep(1200 * time.Millisecond)
+	var sent atomic.Int64
+	ld := startLoad(t, 4, 20000, func(c *fasthttp.Client) string {
+		if sent.Add(1)%50 == 0 {
+			c.CloseIdleConnections() // new mTLS handshakes too
+		}
+		if st, body, _ := get(t, c, m.outbound+"/orders/1"); st != 200 {
+			return fmt.Sprintf("%d %s", st, body)
+		}
+		return ""
+	})
+	// Each sidecar renews once on the old root under load (2 at start).
+	eventually(t, 15*time.Second, "a renewal of both sidecars under load", func() bool {
+		return renewed.Load() >= 4 && ld.Total() > 0
+	})
 	if err := m.ca.Rotate(); err != nil {
 		t.Fatal(err)
 	}
@@ -370,15 +359,16 @@ func TestMTLSRotationUnderLoad(t *testing.T) {
 		return m.serverSrc.SVID().Certificate.Leaf.Issuer.String() != startSigner &&
 			m.clientSrc.SVID().Certificate.Leaf.Issuer.String() != startSigner && renewed.Load() >= 8
 	})
-	time.Sleep(1200 * time.Millisecond) // load past a renewal on the new root
-	close(stop)
-	wg.Wait()
-	t.Logf("requests ok=%d failed=%d renewals=%d", ok.Load(), failed.Load(), renewed.Load())
-	if failed.Load() != 0 {
-		t.Fatalf("%d requests failed during rotation; first: %v", failed.Load(), firstErr.Load())
+	// Load past a renewal of both on the new root.
+	n := renewed.Load()
+	eventually(t, 15*time.Second, "a further renewal of both sidecars", func() bool { return renewed.Load() >= n+2 })
+	failed := ld.Failed()
+	t.Logf("requests %s; renewals=%d", ld, renewed.Load())
+	if failed != 0 {
+		t.Fatalf("requests failed during rotation: %s", ld)
 	}
-	if ok.Load() < 50 {
-		t.Fatalf("only %d requests ran", ok.Load())
+	if ld.Total() < 50 {
+		t.Fatalf("only %d requests ran", ld.Total())
 	}
 }
 

@@ -79,10 +79,16 @@ func TestKeyAndPauseTimeout(t *testing.T) {
 	// Stop the guest's ticks: the paused stream must fail by policy when
 	// the pause deadline passes.
 	a.pauseTimeout = 50 * time.Millisecond
-	time.Sleep(20 * time.Millisecond) // let the tick loop see the period first
 	a.slots[0].vm.Load().tickPeriod.Store(0)
-	a.wakeTicks()
-	time.Sleep(20 * time.Millisecond)
+	// Two wake-ups taken by the tick loop: it then ran a whole pass that
+	// started after the period became 0, so no tick is running or to come
+	// that could resume the stream below.
+	for range 2 {
+		a.wakeTicks()
+		if !waitFor(func() bool { return len(a.tickWake) == 0 }) {
+			t.Fatal("the tick loop does not take wake-ups")
+		}
+	}
 	s := newStream("/")
 	o := runStream(a, s)
 	if o.req != filter.LocalReply || o.upstream || s.Response.StatusCode() != failStatus {
