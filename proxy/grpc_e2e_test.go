@@ -230,3 +230,82 @@ func TestGRPCDeadlinePropagates(t *testing.T) {
 		t.Fatalf("health check through the sidecar: %v %v", resp, err)
 	}
 }
+
+// A Proxy-Wasm filter (public Go SDK) on a gRPC stream sees every body
+// chunk both ways with end_of_stream on the request's last, reads and
+// adds response trailers, and its local reply on a body chunk reaches
+// the gRPC client as PERMISSION_DENIED.
+func TestWasmFilterOnGRPCStreams(t *testing.T) {
+	addr, _ := startGRPCServer(t)
+	dir := t.TempDir()
+	module := guestFile(t, dir, "grpcwatch")
+	_, url := startProxy(t, `
+filters:
+  - name: watch
+    module: {path: {{module}}}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [watch]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {grpc: {service: grpc.testing.TestService}}
+            route: {cluster: grpc}
+clusters:
+  - name: grpc
+    protocol: http2
+    endpoints: [{address: "{{grpc}}"}]
+`, map[string]string{"grpc": addr, "module": module})
+	tc := testgrpc.NewTestServiceClient(dialGRPC(t, url))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	// Bidirectional: four messages each way, one at a time.
+	st, err := tc.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if err := st.Send(&testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 100}},
+			Payload:            &testpb.Payload{Body: make([]byte, 200)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("end of stream: %v", err)
+	}
+	seen := strings.Join(st.Trailer().Get("x-wasm-seen"), ",")
+	// 4 messages of over 200 bytes in 5-byte gRPC frames, in at least 4
+	// chunks (one per message), then the end of stream.
+	for _, want := range []string{"req_eos=true", "header_eos=false", "grpc_status=0"} {
+		if !strings.Contains(seen, want) {
+			t.Fatalf("the filter's trailer %q lacks %s", seen, want)
+		}
+	}
+	var chunks, respChunks, bytes int
+	if _, err := fmt.Sscanf(seen, "req_chunks=%d req_bytes=%d", &chunks, &bytes); err != nil || bytes < 4*205 {
+		t.Fatalf("the filter's trailer %q: %v: want req_bytes of at least %d", seen, err, 4*205)
+	}
+	fmt.Sscanf(seen[strings.Index(seen, "resp_chunks="):], "resp_chunks=%d", &respChunks)
+	if chunks < 4 || respChunks < 4 {
+		t.Fatalf("the filter saw %d request and %d response chunks, want at least 4 each (%s)", chunks, respChunks, seen)
+	}
+
+	// A local reply from a body callback.
+	dctx := metadata.AppendToOutgoingContext(ctx, "x-deny-body", "1")
+	_, err = tc.UnaryCall(dctx, &testpb.SimpleRequest{ResponseSize: 1})
+	wantCode(t, "body refused by the filter", err, codes.PermissionDenied)
+	if !strings.Contains(status.Convert(err).Message(), "body refused by wasm") {
+		t.Fatalf("message %q", status.Convert(err).Message())
+	}
+}

@@ -148,3 +148,55 @@ clusters:
 		t.Fatalf("the inbound sidecar did not log an HTTP/2 mTLS call (%s):\n%s", want, b)
 	}
 }
+
+// A filter that buffers (Pause until end_of_stream) sees an HTTP/2
+// request body sent in three chunks as one, and what it writes is what
+// the upstream gets; the same for the response on its way back.
+func TestWasmBuffersAStreamedBody(t *testing.T) {
+	up := testserver.Start(t, "up")
+	module := guestFile(t, t.TempDir(), "body")
+	_, url := startProxy(t, `
+filters:
+  - name: body
+    module: {path: {{module}}}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [body]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+`, map[string]string{"up": up.Addr, "module": module})
+	pr, pw := io.Pipe()
+	go func() {
+		for _, part := range []string{"first ", "second ", "third"} {
+			if _, err := pw.Write([]byte(part)); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // separate DATA frames
+		}
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest("POST", url+"/upload", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(body) != "<<up>>" {
+		t.Fatalf("response: %s %d %q", resp.Proto, resp.StatusCode, body)
+	}
+	if got := string(up.Last().Body()); got != "FIRST SECOND THIRD (rewritten by wasm)" {
+		t.Fatalf("the upstream got %q", got)
+	}
+}

@@ -42,11 +42,36 @@ type h2Exchange struct {
 	// upstream is the answer whose body is still streaming (nil when the
 	// response is a local one, in Stream.Response).
 	upstream *http.Response
-	cancel   context.CancelCauseFunc
-	body     *replayBody
+	// cancel ends the stream's upstream work (the stream goroutine only);
+	// stop ends the stream's context from any goroutine (set once).
+	cancel context.CancelCauseFunc
+	stop   context.CancelCauseFunc
+	body   *replayBody
 	// bytes moved, for the access log
 	in, out int64
+
+	// mu serialises the stream's filter callbacks: request body chunks
+	// arrive on the transport's goroutine while the response is handled
+	// on the stream's. finished (under mu) stops them once the filters
+	// have ended.
+	mu       sync.Mutex
+	finished bool
+	// bodyReply is set when a request body filter answered locally.
+	bodyReply bool
+	// filteredBody: the request body passes through the filters.
+	filteredBody bool
 }
+
+// replied reports whether a request body (or trailers) filter answered
+// locally.
+func (h *h2Exchange) replied() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bodyReply
+}
+
+// filtered reports whether the stream's bodies pass through filters.
+func (x *exchange) filtered() bool { return x.chain.Len() > 0 }
 
 var protoHTTP2 = []byte("HTTP/2.0")
 
@@ -120,13 +145,19 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 	if h.upstream != nil {
 		s.ResponseBodyStreamed = true
 	}
-	if x.chain.Encode(s) == filter.LocalReply && h.upstream != nil {
+	h.mu.Lock()
+	st := x.chain.Encode(s)
+	h.mu.Unlock()
+	if st == filter.LocalReply && h.upstream != nil {
 		// A response filter answered instead of the upstream.
 		_ = h.upstream.Body.Close()
 		h.upstream = nil
 		s.ResponseBodyStreamed = false
 	}
 	abort := rl.writeH2(x)
+	h.mu.Lock()
+	h.finished = true // a late request body chunk no longer reaches the filters
+	h.mu.Unlock()
 	rl.finish(nil, ls, x)
 	if abort {
 		// Reset the client's stream (RST_STREAM): the answer broke midway.
@@ -178,7 +209,7 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 	// bounds the wait for the response headers, so a long stream is not
 	// cut while an upstream that never answers still is.
 	ctx, cancel := context.WithCancelCause(h.r.Context())
-	h.cancel = cancel
+	h.cancel, h.stop = cancel, cancel
 	var callDeadline time.Time
 	if h.grpc {
 		if d, ok := grpcTimeout(s.Request.Header.Peek("grpc-timeout")); ok {
@@ -204,7 +235,12 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 	}
 	mayRetry := pol.Attempts() > 0 && (pol.MethodAllowed(s.Request.Header.Method()) || (h.grpc && pol.GRPC()))
 	if s.RequestBodyStreamed {
-		h.body = newReplayBody(h.r.Body, mayRetry)
+		var src io.ReadCloser = h.r.Body
+		if x.filtered() {
+			src = &filteredBody{x: x, src: h.r.Body}
+			h.filteredBody = true
+		}
+		h.body = newReplayBody(src, mayRetry)
 	}
 	key, hasKey := cs.c.HashKey(s.Request, s.Source)
 	var prev *cluster.Endpoint
@@ -220,6 +256,9 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 	for attempt := 0; ; attempt++ {
 		fail, status, grpcStatus := p.tryStream(ctx, x, cs, key, hasKey, &prev, headerDeadline, callDeadline, perTry)
 		endRetry()
+		if h.replied() {
+			return // a request body filter answered: its reply is the response
+		}
 		retriable := fail != resilience.NoFailure && pol.Retriable(fail, status) ||
 			fail == resilience.NoFailure && (pol.Retriable(fail, status) || (h.grpc && pol.RetriableGRPC(grpcStatus)))
 		if fail == resilience.Overflow {
@@ -340,6 +379,12 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 	// The stream keeps the try's context (its end resets the upstream).
 	prevCancel := h.cancel
 	h.cancel = func(cause error) { cancel(cause); prevCancel(cause) }
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bodyReply {
+		_ = resp.Body.Close()
+		return resilience.NoFailure, 0, -1
+	}
 	h.upstream = resp
 	rh := &s.Response.Header
 	s.Response.Reset()
@@ -375,10 +420,17 @@ func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadlin
 	out.ContentLength = h.r.ContentLength
 	if body == http.NoBody {
 		out.ContentLength = 0
+	} else if h.filteredBody {
+		out.ContentLength = -1 // body filters may change its length
 	}
 	for k, v := range s.Request.Header.All() {
 		switch strings.ToLower(string(k)) {
-		case "host", "content-length", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		case "content-length":
+			if !h.filteredBody {
+				out.Header.Add(string(k), string(v))
+			}
+			continue
+		case "host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 			continue
 		}
 		out.Header.Add(string(k), string(v))
@@ -430,13 +482,12 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 		return false
 	}
 	up := h.upstream
+	filtered := x.filtered()
 	copyResponseHeaders(wh, &s.Response.Header)
-	if up.ContentLength >= 0 && len(s.Response.Header.Peek("content-length")) == 0 {
+	if filtered {
+		wh.Del("content-length") // body filters may change its length
+	} else if up.ContentLength >= 0 && len(s.Response.Header.Peek("content-length")) == 0 {
 		wh.Set("content-length", strconv.FormatInt(up.ContentLength, 10))
-	}
-	// Trailers are announced so net/http sends them after the body.
-	for k := range up.Trailer {
-		wh.Add("Trailer", k)
 	}
 	trailersOnly := false
 	if v := up.Header.Get("grpc-status"); v != "" {
@@ -454,34 +505,174 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	defer copyBufPool.Put(buf)
 	for {
 		n, err := up.Body.Read(*buf)
-		if n > 0 {
-			if _, werr := w.Write((*buf)[:n]); werr != nil {
-				h.cancel(werr) // the client went away: reset the upstream
-				s.ResponseFlags = "DC"
-				return true
-			}
-			h.out += int64(n)
-			_ = rc.Flush()
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
+		if err != nil && err != io.EOF {
 			// The upstream reset the stream or broke: reset the client's.
 			s.ResponseFlags = "UPE"
 			return true
 		}
-	}
-	for k, vs := range up.Trailer {
-		for _, v := range vs {
-			wh.Add(http.TrailerPrefix+k, v)
+		eof := err == io.EOF
+		data := (*buf)[:n]
+		if filtered && (n > 0 || eof) {
+			var st filter.Status
+			data, st = h.encodeData(x, data, eof, eof && len(up.Trailer) > 0)
+			if st == filter.LocalReply {
+				// The answer has begun: a filter's reply can only reset it.
+				s.ResponseFlags = "LR"
+				return true
+			}
+		}
+		if len(data) > 0 {
+			if _, werr := w.Write(data); werr != nil {
+				h.cancel(werr) // the client went away: reset the upstream
+				s.ResponseFlags = "DC"
+				return true
+			}
+			h.out += int64(len(data))
+			_ = rc.Flush()
+		}
+		if eof {
+			break
 		}
 	}
-	if v := up.Trailer.Get("grpc-status"); v != "" {
-		s.GRPCStatus, _ = strconv.Atoi(v)
+	if len(up.Trailer) > 0 {
+		t := &fasthttp.ResponseHeader{}
+		t.SetNoDefaultContentType(true)
+		t.DisableNormalizing()
+		for k, vs := range up.Trailer {
+			lk := strings.ToLower(k)
+			for _, v := range vs {
+				t.Add(lk, v)
+			}
+		}
+		s.ResponseTrailers = t
+		if filtered {
+			h.mu.Lock()
+			st := x.chain.EncodeTrailers(s)
+			h.mu.Unlock()
+			if st == filter.LocalReply {
+				s.ResponseFlags = "LR"
+				return true
+			}
+		}
+		for k, v := range t.All() {
+			wh.Add(http.TrailerPrefix+string(k), string(v))
+		}
+		if v := t.Peek("grpc-status"); len(v) > 0 {
+			s.GRPCStatus, _ = strconv.Atoi(string(v))
+		}
 	}
 	return false
 }
+
+// encodeData runs the response body filters on one chunk and returns what
+// to send now. last is the body's end; trailers say trailers follow (the
+// filters then see endOfStream on the trailers, not here).
+func (h *h2Exchange) encodeData(x *exchange, chunk []byte, last, trailers bool) ([]byte, filter.Status) {
+	s := &x.stream
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.Response.SetBodyRaw(chunk)
+	st := x.chain.EncodeData(s, last && !trailers)
+	if st == filter.StopAndBuffer && last {
+		// The body ends here: what a filter held goes now.
+		s.Response.SetBodyRaw(nil)
+		st = x.chain.EncodeData(s, true)
+	}
+	switch st {
+	case filter.LocalReply:
+		return nil, st
+	case filter.StopAndBuffer:
+		return nil, st
+	}
+	return s.Response.Body(), filter.Continue
+}
+
+// errFilterReply ends an upstream request whose body a filter refused.
+var errFilterReply = errors.New("a request body filter answered locally")
+
+// filteredBody passes a streamed request body through the stream's body
+// (and trailers) filters on its way upstream.
+type filteredBody struct {
+	x    *exchange
+	src  io.ReadCloser
+	buf  []byte
+	out  []byte
+	done error
+}
+
+func (b *filteredBody) Read(p []byte) (int, error) {
+	x := b.x
+	h, s := x.h2, &x.stream
+	for len(b.out) == 0 {
+		if b.done != nil {
+			return 0, b.done
+		}
+		if b.buf == nil {
+			b.buf = make([]byte, 16<<10)
+		}
+		n, err := b.src.Read(b.buf)
+		if err != nil && err != io.EOF {
+			return 0, err
+		}
+		eof := err == io.EOF
+		trailers := eof && len(h.r.Trailer) > 0
+		h.mu.Lock()
+		if h.finished {
+			h.mu.Unlock()
+			return 0, errFilterReply
+		}
+		s.Request.SetBodyRaw(b.buf[:n])
+		st := x.chain.DecodeData(s, eof && !trailers)
+		if st == filter.StopAndBuffer && trailers {
+			s.Request.SetBodyRaw(nil)
+			st = x.chain.DecodeData(s, true)
+		}
+		switch st {
+		case filter.Continue:
+			b.out = append(b.out[:0], s.Request.Body()...)
+		case filter.LocalReply:
+			h.bodyReply = true
+			h.mu.Unlock()
+			b.done = errFilterReply
+			h.stop(errFilterReply)
+			return 0, errFilterReply
+		}
+		if trailers {
+			t := &fasthttp.ResponseHeader{}
+			t.SetNoDefaultContentType(true)
+			t.DisableNormalizing()
+			for k, vs := range h.r.Trailer {
+				for _, v := range vs {
+					t.Add(strings.ToLower(k), v)
+				}
+			}
+			s.RequestTrailers = t
+			if x.chain.DecodeTrailers(s) == filter.LocalReply {
+				h.bodyReply = true
+				h.mu.Unlock()
+				b.done = errFilterReply
+				h.stop(errFilterReply)
+				return 0, errFilterReply
+			}
+			// What goes upstream is the trailers as the filters left them.
+			for k := range h.r.Trailer {
+				delete(h.r.Trailer, k)
+			}
+			for k, v := range t.All() {
+				h.r.Trailer.Add(string(k), string(v))
+			}
+		}
+		h.mu.Unlock()
+		if eof {
+			b.done = io.EOF
+		}
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+func (b *filteredBody) Close() error { return b.src.Close() }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

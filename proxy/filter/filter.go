@@ -17,6 +17,10 @@ const (
 	// response into Stream.Response (status, headers, body). Later request
 	// filters and the upstream are skipped; response filters still run.
 	LocalReply
+	// StopAndBuffer, from a body callback on a chunk that is not the last,
+	// holds the body back: the chain keeps it and calls the filter again
+	// with the next chunk appended (Envoy's StopIterationAndBuffer).
+	StopAndBuffer
 )
 
 // Factory makes one StreamFilter per stream. A Factory is built once per
@@ -37,13 +41,23 @@ type StreamFilter interface {
 	// OnRequestHeaders sees the request headers (Stream.Request). endOfStream
 	// is true when the request has no body.
 	OnRequestHeaders(s *Stream, endOfStream bool) Status
-	// OnRequestBody sees the whole buffered request body (the proxy buffers
-	// bodies up to the listener's limit), called only when there is one.
-	OnRequestBody(s *Stream) Status
+	// OnRequestBody sees request body data in Stream.Request's body: on
+	// HTTP/1.1 the whole body at once (endOfStream true); on a stream
+	// (HTTP/2, gRPC) one chunk at a time, or what the filter asked to
+	// buffer so far, with endOfStream true on the last. Changing the body
+	// changes what goes upstream.
+	OnRequestBody(s *Stream, endOfStream bool) Status
+	// OnRequestTrailers sees the request trailers (Stream.RequestTrailers),
+	// called only on a stream that has them, after the last body chunk.
+	OnRequestTrailers(s *Stream) Status
 	// OnResponseHeaders sees the response (upstream's or a local reply).
 	OnResponseHeaders(s *Stream, endOfStream bool) Status
-	// OnResponseBody sees the whole response body, called only when there is one.
-	OnResponseBody(s *Stream) Status
+	// OnResponseBody sees response body data in Stream.Response's body, as
+	// OnRequestBody does for requests.
+	OnResponseBody(s *Stream, endOfStream bool) Status
+	// OnResponseTrailers sees the response trailers (Stream.ResponseTrailers),
+	// e.g. a gRPC call's grpc-status; changes reach the client.
+	OnResponseTrailers(s *Stream) Status
 	// OnLog runs once the response is written (or the stream aborted).
 	OnLog(s *Stream)
 	// OnDone releases the filter's per-stream state. Always called, once.
@@ -103,6 +117,10 @@ type Stream struct {
 	// body flows through without body callbacks.
 	RequestBodyStreamed  bool
 	ResponseBodyStreamed bool
+	// RequestTrailers and ResponseTrailers are a stream's trailers (nil
+	// when it has none); filters read and edit them in place.
+	RequestTrailers  *fasthttp.ResponseHeader
+	ResponseTrailers *fasthttp.ResponseHeader
 	// GRPCStatus is the gRPC status the stream ended with (-1: not gRPC or
 	// none seen), from the trailers or a trailers-only answer.
 	GRPCStatus int

@@ -41,6 +41,8 @@ type headers struct {
 	readOnly bool
 	empty    bool // a map that exists but holds nothing here (trailers)
 	https    bool
+	// trailer: resp is a trailer map (no :status).
+	trailer bool
 }
 
 // headerMap resolves a map type. ok is false when the map is not available
@@ -63,12 +65,20 @@ func (v *vm) headerMap(mt uint32) (h headers, ok bool) {
 		h.resp = &f.s.Response.Header
 		return h, true
 	case mapRequestTrailers, mapResponseTrailers:
-		// fasthttp buffers whole messages and the chain has no trailer
-		// callbacks: the maps exist and are empty.
+		// A stream's trailers (HTTP/2, gRPC); a message without any (every
+		// HTTP/1.1 one) has an empty map.
 		if f == nil {
 			return h, false
 		}
-		h.empty = true
+		t := f.s.RequestTrailers
+		if mt == mapResponseTrailers {
+			t = f.s.ResponseTrailers
+		}
+		if t == nil {
+			h.empty = true
+			return h, true
+		}
+		h.resp, h.trailer = t, true
 		return h, true
 	case mapHTTPCallHeaders:
 		if v.callResp == nil {
@@ -116,7 +126,7 @@ func (h headers) all() iter.Seq2[[]byte, []byte] {
 			}
 		case h.resp != nil:
 			var b [3]byte
-			if !yield(pseudoStatus, strconv.AppendUint(b[:0], uint64(h.resp.StatusCode()), 10)) {
+			if !h.trailer && !yield(pseudoStatus, strconv.AppendUint(b[:0], uint64(h.resp.StatusCode()), 10)) {
 				return
 			}
 			for k, val := range h.resp.All() {
@@ -222,7 +232,7 @@ func (h headers) setPseudo(key, val []byte) uint32 {
 		h.req.SetHostBytes(val)
 	case h.req != nil && bytes.Equal(key, pseudoScheme):
 		h.fullReq.URI().SetSchemeBytes(val)
-	case h.resp != nil && bytes.Equal(key, pseudoStatus):
+	case h.resp != nil && !h.trailer && bytes.Equal(key, pseudoStatus):
 		code, err := strconv.Atoi(string(val))
 		if err != nil || code < 100 || code > 999 {
 			return statusBadArgument

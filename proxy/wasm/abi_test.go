@@ -263,7 +263,7 @@ func TestBodies(t *testing.T) {
 	f.OnRequestHeaders(s2, true)
 	s2.Response.SetBodyString(strings.Repeat("y", 17))
 	f.OnResponseHeaders(s2, false)
-	if st := f.OnResponseBody(s2); st != filter.LocalReply || s2.Response.StatusCode() != 500 {
+	if st := f.OnResponseBody(s2, true); st != filter.LocalReply || s2.Response.StatusCode() != 500 {
 		t.Errorf("large response body: %v %d", st, s2.Response.StatusCode())
 	}
 	f.OnLog(s2)

@@ -128,7 +128,7 @@ func runStream(p *Plugin, s *filter.Stream) outcome {
 	body := len(s.Request.Body()) > 0
 	o.req = f.OnRequestHeaders(s, !body)
 	if o.req == filter.Continue && body {
-		o.req = f.OnRequestBody(s)
+		o.req = f.OnRequestBody(s, true)
 	}
 	if o.req == filter.Continue {
 		o.upstream = true
@@ -138,7 +138,7 @@ func runStream(p *Plugin, s *filter.Stream) outcome {
 	}
 	o.resp = f.OnResponseHeaders(s, len(s.Response.Body()) == 0)
 	if o.resp == filter.Continue && len(s.Response.Body()) > 0 {
-		o.resp = f.OnResponseBody(s)
+		o.resp = f.OnResponseBody(s, true)
 	}
 	f.OnLog(s)
 	f.OnDone(s)

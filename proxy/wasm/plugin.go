@@ -400,9 +400,11 @@ func (c closedFilter) OnRequestHeaders(s *filter.Stream, _ bool) filter.Status {
 	s.SendLocalReply(failStatus, nil, nil)
 	return filter.LocalReply
 }
-func (closedFilter) OnRequestBody(*filter.Stream) filter.Status           { return filter.Continue }
+func (closedFilter) OnRequestBody(*filter.Stream, bool) filter.Status     { return filter.Continue }
+func (closedFilter) OnRequestTrailers(*filter.Stream) filter.Status       { return filter.Continue }
 func (closedFilter) OnResponseHeaders(*filter.Stream, bool) filter.Status { return filter.Continue }
-func (closedFilter) OnResponseBody(*filter.Stream) filter.Status          { return filter.Continue }
+func (closedFilter) OnResponseBody(*filter.Stream, bool) filter.Status    { return filter.Continue }
+func (closedFilter) OnResponseTrailers(*filter.Stream) filter.Status      { return filter.Continue }
 func (closedFilter) OnLog(*filter.Stream)                                 {}
 func (closedFilter) OnDone(*filter.Stream)                                {}
 

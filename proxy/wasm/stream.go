@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/filter"
@@ -72,8 +73,10 @@ func (f *streamFilter) OnRequestHeaders(s *filter.Stream, endOfStream bool) filt
 	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onReqHeaders }), uint64(headers{req: &s.Request.Header, fullReq: s.Request}.count()), b2u(endOfStream))
 }
 
-// OnRequestBody runs proxy_on_request_body once with the whole body.
-func (f *streamFilter) OnRequestBody(s *filter.Stream) filter.Status {
+// OnRequestBody runs proxy_on_request_body with the body data the chain
+// gives (the whole body on HTTP/1.1; a chunk, or what the filter buffered,
+// on a stream). A Pause on data that is not the last buffers it.
+func (f *streamFilter) OnRequestBody(s *filter.Stream, endOfStream bool) filter.Status {
 	f.phase = phaseRequest
 	n := len(s.Request.Body())
 	if f.skip || f.v == nil {
@@ -85,7 +88,26 @@ func (f *streamFilter) OnRequestBody(s *filter.Stream) filter.Status {
 		s.SendLocalReply(413, []byte("Payload Too Large"), nil)
 		return filter.LocalReply
 	}
-	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onReqBody }), uint64(n), 1)
+	return f.runData(f.vOr(func(v *vm) *guestFunc { return v.onReqBody }), uint64(n), endOfStream)
+}
+
+// OnRequestTrailers runs proxy_on_request_trailers.
+func (f *streamFilter) OnRequestTrailers(s *filter.Stream) filter.Status {
+	f.phase = phaseRequest
+	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onReqTrailers }), uint64(trailerCount(s.RequestTrailers)), 0)
+}
+
+// OnResponseTrailers runs proxy_on_response_trailers.
+func (f *streamFilter) OnResponseTrailers(s *filter.Stream) filter.Status {
+	f.phase = phaseResponse
+	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onRespTrailers }), uint64(trailerCount(s.ResponseTrailers)), 0)
+}
+
+func trailerCount(t *fasthttp.ResponseHeader) int {
+	if t == nil {
+		return 0
+	}
+	return headers{resp: t, trailer: true}.count()
 }
 
 // OnResponseHeaders runs proxy_on_response_headers.
@@ -99,8 +121,8 @@ func (f *streamFilter) OnResponseHeaders(s *filter.Stream, endOfStream bool) fil
 	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onRespHeaders }), uint64(headers{resp: &s.Response.Header}.count()), b2u(endOfStream))
 }
 
-// OnResponseBody runs proxy_on_response_body once with the whole body.
-func (f *streamFilter) OnResponseBody(s *filter.Stream) filter.Status {
+// OnResponseBody runs proxy_on_response_body, as OnRequestBody does.
+func (f *streamFilter) OnResponseBody(s *filter.Stream, endOfStream bool) filter.Status {
 	f.phase = phaseResponse
 	n := len(s.Response.Body())
 	if f.skip || f.v == nil {
@@ -112,7 +134,7 @@ func (f *streamFilter) OnResponseBody(s *filter.Stream) filter.Status {
 		s.SendLocalReply(500, []byte("Internal Server Error"), nil)
 		return filter.LocalReply
 	}
-	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onRespBody }), uint64(n), 1)
+	return f.runData(f.vOr(func(v *vm) *guestFunc { return v.onRespBody }), uint64(n), endOfStream)
 }
 
 // OnLog runs proxy_on_log.
@@ -179,9 +201,20 @@ func (f *streamFilter) vOr(pick func(v *vm) *guestFunc) *guestFunc {
 	return pick(f.v)
 }
 
+// runData calls a body callback: a Pause on data that is not the last
+// asks the chain to buffer it (and call again with more) instead of
+// waiting for a resume.
+func (f *streamFilter) runData(g *guestFunc, size uint64, endOfStream bool) filter.Status {
+	return f.call(g, size, b2u(endOfStream), !endOfStream)
+}
+
 // run calls a header/body callback and applies its action: Continue,
 // Pause (block until resumed), or a local reply.
 func (f *streamFilter) run(g *guestFunc, a1, a2 uint64) filter.Status {
+	return f.call(g, a1, a2, false)
+}
+
+func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.Status {
 	if f.skip || f.v == nil {
 		return filter.Continue
 	}
@@ -210,6 +243,10 @@ func (f *streamFilter) run(g *guestFunc, a1, a2 uint64) filter.Status {
 	if outcome == outcomeNone {
 		switch uint32(action) {
 		case actionPause, actionStopAllBuffer, actionStopAllWatermark:
+			if mayBuffer {
+				v.mu.Unlock()
+				return filter.StopAndBuffer
+			}
 			f.paused = true
 			v.mu.Unlock()
 			outcome = f.waitResume()

@@ -126,6 +126,7 @@ type vm struct {
 
 	onContextCreate, onVMStart, onConfigure, onTick, onDone, onDelete, onLog    *guestFunc
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc
+	onReqTrailers, onRespTrailers                                               *guestFunc
 	malloc                                                                      *guestFunc
 }
 
@@ -206,6 +207,8 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v.onReqBody = lookup(mod, "proxy_on_request_body")
 	v.onRespHeaders = lookup(mod, "proxy_on_response_headers")
 	v.onRespBody = lookup(mod, "proxy_on_response_body")
+	v.onReqTrailers = lookup(mod, "proxy_on_request_trailers")
+	v.onRespTrailers = lookup(mod, "proxy_on_response_trailers")
 	v.onHTTPCallResp = lookup(mod, "proxy_on_http_call_response")
 	v.onQueue = lookup(mod, "proxy_on_queue_ready")
 	if v.malloc = lookup(mod, "proxy_on_memory_allocate"); v.malloc == nil {

@@ -346,7 +346,7 @@ func (h *Harness) serve(req *fasthttp.Request, resp *fasthttp.Response, id strin
 	reqEOS := len(req.Body()) == 0
 	st := f.OnRequestHeaders(s, reqEOS)
 	if st == filter.Continue && !reqEOS {
-		st = f.OnRequestBody(s)
+		st = f.OnRequestBody(s, true)
 	}
 	if st == filter.Continue {
 		s.RouteName, s.ClusterName = "filtertest", "upstream"
@@ -356,7 +356,7 @@ func (h *Harness) serve(req *fasthttp.Request, resp *fasthttp.Response, id strin
 	}
 	respEOS := len(resp.Body()) == 0
 	if f.OnResponseHeaders(s, respEOS) == filter.Continue && !respEOS {
-		f.OnResponseBody(s)
+		f.OnResponseBody(s, true)
 	}
 	f.OnLog(s)
 	return local

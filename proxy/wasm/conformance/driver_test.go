@@ -374,7 +374,7 @@ func (p *proxy) serve(ctx *fasthttp.RequestCtx) {
 	st := tr.RequestHeaders
 	if st == filter.Continue && !reqEOS {
 		call("OnRequestBody")
-		tr.RequestBody = f.OnRequestBody(s)
+		tr.RequestBody = f.OnRequestBody(s, true)
 		st = tr.RequestBody
 	}
 	if st == filter.Continue {
@@ -386,7 +386,7 @@ func (p *proxy) serve(ctx *fasthttp.RequestCtx) {
 	tr.ResponseHeaders = f.OnResponseHeaders(s, respEOS)
 	if tr.ResponseHeaders == filter.Continue && !respEOS {
 		call("OnResponseBody")
-		tr.ResponseBody = f.OnResponseBody(s)
+		tr.ResponseBody = f.OnResponseBody(s, true)
 	}
 	call("OnLog")
 	f.OnLog(s)
