@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"github.com/weftmesh/weft/control/internal/meshtest"
 	"github.com/weftmesh/weft/control/server"
 	"github.com/weftmesh/weft/proxy"
+	"github.com/weftmesh/weft/proxy/identity"
 )
 
 // meshFor declares a service and sidecar s1 whose outbound listener is at
@@ -74,21 +77,60 @@ func nodeStatus(t *testing.T, cp *server.Server, node string) server.NodeStatus 
 	return server.NodeStatus{}
 }
 
+// mintToken mints a single-use join token for node as the control plane's
+// admin, over the API (what weft ctl token NODE does).
+func mintToken(t *testing.T, cp *server.Server, node string) string {
+	t.Helper()
+	code, b := meshtest.Do(t, "POST", cp.URL()+"/v1/tokens", `{"node":"`+node+`"}`)
+	var tr server.TokenResponse
+	if code != 201 || json.Unmarshal([]byte(b), &tr) != nil || tr.Token == "" {
+		t.Fatalf("join token for %s: %d %s", node, code, b)
+	}
+	return tr.Token
+}
+
+// member is how a sidecar reaches the control plane, as weft proxy does:
+// it trusts the CA bundle (DATA/ca.pem), spends a join token for its node
+// on its first certificate and presents that certificate (mTLS) on its
+// watch and ACKs; the identity is kept until the test ends.
+type member struct {
+	tls *tls.Config
+	id  *identity.Source
+}
+
+// joinWith starts node's identity with the join token tok against the
+// control plane at url (up or down), trusting the CA bundle in caFile.
+func joinWith(t *testing.T, url, caFile, node, tok string) member {
+	t.Helper()
+	roots, err := client.LoadCA(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := meshtest.JoinWith(t, url, roots, node, tok)
+	return member{tls: client.TLSConfig(roots, id), id: id}
+}
+
+// join mints a join token for node and joins with it.
+func join(t *testing.T, cp *server.Server, node string) member {
+	t.Helper()
+	return joinWith(t, cp.URL(), cp.CAFile(), node, mintToken(t, cp, node))
+}
+
 // sidecar is a real proxy driven by client.Run until stop (or the test's end).
 type sidecar struct {
 	p    *proxy.Proxy
 	stop func()
 }
 
-func startSidecar(t *testing.T, o client.Options) *sidecar {
+func startSidecar(t *testing.T, m member, o client.Options) *sidecar {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := proxy.New(ctx, proxy.Options{Logger: zap.NewNop(), DrainTimeout: time.Second})
+	p, err := proxy.New(ctx, proxy.Options{Logger: zap.NewNop(), DrainTimeout: time.Second, Identity: m.id})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	o.Applier = p
+	o.Applier, o.TLS = p, m.tls
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -139,7 +181,7 @@ func TestRunAppliesAcksAndCaches(t *testing.T) {
 	cp := startControl(t, server.Options{})
 	apply(t, cp, meshFor("127.0.0.1:0"))
 	cache := t.TempDir()
-	sc := startSidecar(t, client.Options{URL: cp.URL(), NodeID: "s1", CacheDir: cache, AdminAddr: "127.0.0.1:9901"})
+	sc := startSidecar(t, join(t, cp, "s1"), client.Options{URL: cp.URL(), NodeID: "s1", CacheDir: cache, AdminAddr: "127.0.0.1:9901"})
 
 	var st server.NodeStatus
 	meshtest.Eventually(t, "s1 to ACK its config", func() bool {
@@ -178,7 +220,7 @@ func TestRunNacksASnapshotTheProxyRefuses(t *testing.T) {
 	cp := startControl(t, server.Options{})
 	apply(t, cp, meshFor(busy.Addr().String())) // valid, but the sidecar cannot bind it
 	cache := t.TempDir()
-	sc := startSidecar(t, client.Options{URL: cp.URL(), NodeID: "s1", CacheDir: cache})
+	sc := startSidecar(t, join(t, cp, "s1"), client.Options{URL: cp.URL(), NodeID: "s1", CacheDir: cache})
 
 	var st server.NodeStatus
 	meshtest.Eventually(t, "s1 to NACK", func() bool {
@@ -197,12 +239,19 @@ func TestRunBootsFromTheCacheWhenTheControlPlaneIsDown(t *testing.T) {
 	cp := startControl(t, server.Options{})
 	apply(t, cp, meshFor("127.0.0.1:0"))
 	cache := t.TempDir()
-	first := startSidecar(t, client.Options{URL: cp.URL(), NodeID: "s1", CacheDir: cache})
+	tok := mintToken(t, cp, "s1")
+	first := startSidecar(t, joinWith(t, cp.URL(), cp.CAFile(), "s1", tok), client.Options{URL: cp.URL(), NodeID: "s1", CacheDir: cache})
 	meshtest.Eventually(t, "s1 to ACK", func() bool { return nodeStatus(t, cp, "s1").InSync })
 	first.stop()
 
-	down := "http://" + meshtest.FreeAddr(t)
-	again := startSidecar(t, client.Options{URL: down, NodeID: "s1", CacheDir: cache})
+	// The control plane goes down and the sidecar restarts: it has no
+	// certificate (its identity lives in memory) and its join token is
+	// spent, yet it serves the snapshot it cached.
+	down, caFile := cp.URL(), cp.CAFile()
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := startSidecar(t, joinWith(t, down, caFile, "s1", tok), client.Options{URL: down, NodeID: "s1", CacheDir: cache})
 	meshtest.Eventually(t, "the cached config to be applied", again.p.Ready)
 	if again.p.ListenerAddr("outbound") == nil {
 		t.Fatal("booted from the cache without the outbound listener")
@@ -219,7 +268,7 @@ func TestRunBootsFromTheCacheWhenTheControlPlaneIsDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			core, logs := observer.New(zap.WarnLevel)
-			sc := startSidecar(t, client.Options{URL: down, NodeID: "s1", CacheDir: dir, Logger: zap.New(core)})
+			sc := startSidecar(t, joinWith(t, down, caFile, "s1", tok), client.Options{URL: down, NodeID: "s1", CacheDir: dir, Logger: zap.New(core)})
 			meshtest.Eventually(t, "the cache to be judged", func() bool {
 				return logs.FilterMessage("ignoring a bad snapshot cache").Len() > 0
 			})
@@ -241,20 +290,28 @@ kind: Sidecar
 name: orders-1
 namespace: shop
 spec: {service: orders, outbound: "127.0.0.1:0", admin: "off"}
+---
+kind: Sidecar
+name: orders-2
+namespace: shop
+spec: {service: orders, outbound: "127.0.0.1:0", admin: "off"}
 `)
-	code, b := meshtest.Do(t, "POST", cp.URL()+"/v1/tokens", `{"node":"orders-1"}`)
-	var tr server.TokenResponse
-	if code != 201 || json.Unmarshal([]byte(b), &tr) != nil {
-		t.Fatalf("token: %d %s", code, b)
-	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	// A joining sidecar trusts the mesh CA bundle and has no certificate
+	// yet: its join token proves its node.
+	roots, err := client.LoadCA(cp.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, nil)}}
+	tok := mintToken(t, cp, "orders-1")
 
-	ic := &client.IdentityClient{URL: cp.URL() + "/", NodeID: "orders-1", Token: tr.Token}
+	ic := &client.IdentityClient{URL: cp.URL() + "/", NodeID: "orders-1", Token: tok, HTTP: hc}
 	is, err := ic.Sign(ctx, csr)
 	if err != nil {
 		t.Fatal(err)
@@ -275,20 +332,24 @@ spec: {service: orders, outbound: "127.0.0.1:0", admin: "off"}
 	}
 
 	// Refusals are StatusErrors with the server's status and reason.
-	for _, tc := range []struct {
-		name   string
-		ic     *client.IdentityClient
-		status int
-	}{
-		{"wrong token", &client.IdentityClient{URL: cp.URL(), NodeID: "orders-1", Token: "wjt_nope"}, 401},
-		{"other node's token", &client.IdentityClient{URL: cp.URL(), NodeID: "web-1", Token: tr.Token}, 401},
-	} {
-		_, err := tc.ic.Sign(ctx, csr)
-		if !client.IsStatus(err, tc.status) || !strings.Contains(err.Error(), "certificate for node") {
-			t.Errorf("%s: %v, want status %d", tc.name, err, tc.status)
+	refused := func(name string, ic *client.IdentityClient, status int, reason string) {
+		t.Helper()
+		_, err := ic.Sign(ctx, csr)
+		if !client.IsStatus(err, status) || !strings.Contains(err.Error(), "certificate for node") || !strings.Contains(err.Error(), reason) {
+			t.Errorf("%s: %v, want status %d with %q", name, err, status, reason)
 		}
 	}
-	if _, err := (&client.IdentityClient{URL: "http://" + meshtest.FreeAddr(t), NodeID: "orders-1"}).Sign(ctx, csr); err == nil || client.IsStatus(err, 401) {
+	refused("wrong token", &client.IdentityClient{URL: cp.URL(), NodeID: "orders-1", Token: "wjt_nope", HTTP: hc}, 401, "not recognised")
+	refused("spent token", &client.IdentityClient{URL: cp.URL(), NodeID: "orders-1", Token: tok, HTTP: hc}, 401, `the join token for node "orders-1" was already used`)
+	// A new token replaces orders-1's spent one; unspent, only its node
+	// binding refuses it to orders-2.
+	unspent := mintToken(t, cp, "orders-1")
+	refused("other node's token", &client.IdentityClient{URL: cp.URL(), NodeID: "orders-2", Token: unspent, HTTP: hc}, 403, `this join token is for node "orders-1", not "orders-2"`)
+	// A client that does not trust the mesh CA does not talk to it.
+	if _, err := (&client.IdentityClient{URL: cp.URL(), NodeID: "orders-1", Token: unspent}).Sign(ctx, csr); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Errorf("without the CA bundle: %v, want an unknown authority", err)
+	}
+	if _, err := (&client.IdentityClient{URL: "https://" + meshtest.FreeAddr(t), NodeID: "orders-1", HTTP: hc}).Sign(ctx, csr); err == nil || client.IsStatus(err, 401) {
 		t.Errorf("unreachable control plane: %v", err)
 	}
 }
