@@ -136,7 +136,7 @@ func (c *h2codec) serve(conn net.Conn, tlsInfo *filter.TLSInfo, upgrade *http.Re
 	if upgrade != nil {
 		upgrade = upgrade.WithContext(ctx) // stream 1 knows its connection too
 	}
-	c.srv.ServeConn(conn, &http2.ServeConnOpts{
+	c.srv.ServeConn(newFrameGuard(conn), &http2.ServeConnOpts{
 		Context: ctx, BaseConfig: c.base, Handler: c.handler,
 		UpgradeRequest: upgrade, Settings: settings,
 	})
@@ -396,4 +396,72 @@ func alpnSelect(sel TLSSelector) TLSSelector {
 		}
 		return mode, out
 	}
+}
+
+// maxEmptyContinuations is how many empty CONTINUATION frames one header
+// block may carry. x/net/http2 bounds a header block by its bytes, so a
+// flood of CONTINUATION frames that carry some is cut; empty ones cost
+// nothing against that budget and would be read forever.
+const maxEmptyContinuations = 16
+
+// frameGuard watches the frames a client sends, ahead of x/net/http2's
+// framer, and ends the connection (GOAWAY ENHANCE_YOUR_CALM) on a flood of
+// empty CONTINUATION frames.
+type frameGuard struct {
+	net.Conn
+	skip  int     // preface bytes still to pass
+	hdr   [9]byte // the frame header being read
+	hdrN  int
+	left  int // payload bytes of the current frame still to pass
+	empty int // empty CONTINUATION frames in the current header block
+}
+
+func newFrameGuard(c net.Conn) net.Conn {
+	g := &frameGuard{Conn: c, skip: len(preface)}
+	if _, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return &tlsFrameGuard{g}
+	}
+	return g
+}
+
+func (g *frameGuard) Read(b []byte) (int, error) {
+	n, err := g.Conn.Read(b)
+	p := b[:n]
+	for len(p) > 0 {
+		switch {
+		case g.skip > 0:
+			k := min(g.skip, len(p))
+			g.skip -= k
+			p = p[k:]
+		case g.left > 0:
+			k := min(g.left, len(p))
+			g.left -= k
+			p = p[k:]
+		default:
+			k := copy(g.hdr[g.hdrN:], p)
+			g.hdrN += k
+			p = p[k:]
+			if g.hdrN < len(g.hdr) {
+				continue
+			}
+			g.hdrN = 0
+			g.left = int(g.hdr[0])<<16 | int(g.hdr[1])<<8 | int(g.hdr[2])
+			typ, flags := http2.FrameType(g.hdr[3]), http2.Flags(g.hdr[4])
+			if typ != http2.FrameContinuation || flags.Has(http2.FlagContinuationEndHeaders) {
+				g.empty = 0
+			} else if g.left == 0 {
+				if g.empty++; g.empty > maxEmptyContinuations {
+					return 0, http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+				}
+			}
+		}
+	}
+	return n, err
+}
+
+// tlsFrameGuard keeps the TLS state visible: x/net/http2 checks it.
+type tlsFrameGuard struct{ *frameGuard }
+
+func (g *tlsFrameGuard) ConnectionState() tls.ConnectionState {
+	return g.Conn.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState()
 }
