@@ -94,7 +94,7 @@ func newH2Codec(o *H2Options, lim config.Limits, log *zap.Logger) *h2codec {
 		// A peer that stops reading is cut off, not waited on forever.
 		WriteByteTimeout: orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
 	}
-	c := &h2codec{srv: srv, handler: o.Handler, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
+	c := &h2codec{srv: srv, handler: stallGuard{o.Handler, srv.WriteByteTimeout}, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
 	if c.stats == nil {
 		c.stats = &H2Stats{}
 	}
@@ -465,3 +465,57 @@ type tlsFrameGuard struct{ *frameGuard }
 func (g *tlsFrameGuard) ConnectionState() tls.ConnectionState {
 	return g.Conn.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState()
 }
+
+// stallGuard cuts a stream whose client does not take the response: each
+// write (and flush, and the final one after the handler returns) that
+// makes no progress for the listener's write_timeout resets the stream.
+// WriteByteTimeout covers a client that stops reading its socket; this
+// covers one that keeps its HTTP/2 flow-control window shut, which would
+// otherwise hold the stream, its handler and its upstream forever.
+type stallGuard struct {
+	h       http.Handler
+	timeout time.Duration
+}
+
+// stallChunk is how much is written under one deadline: the timeout
+// bounds a stall, not the time a large body takes.
+const stallChunk = 16 << 10
+
+func (g stallGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &stallWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: g.timeout}
+	// What the handler left buffered is written after it returns: under
+	// a deadline too (x/net stops it when the stream closes).
+	defer func() { _ = sw.rc.SetWriteDeadline(time.Now().Add(g.timeout)) }()
+	g.h.ServeHTTP(sw, r)
+}
+
+type stallWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *stallWriter) Write(p []byte) (n int, err error) {
+	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }() // a quiet stream is no stall
+	for len(p) > 0 {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+		m, err := w.ResponseWriter.Write(p[:min(len(p), stallChunk)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
+}
+
+func (w *stallWriter) FlushError() error {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }()
+	return w.rc.Flush()
+}
+
+func (w *stallWriter) Flush() { _ = w.FlushError() }
+
+// Unwrap lets http.ResponseController reach x/net's writer.
+func (w *stallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
