@@ -356,9 +356,72 @@ func (c *h2codec) h2cUpgrade(ctx *fasthttp.RequestCtx) bool {
 			return
 		}
 		c.stats.Upgrades.Add(1)
-		c.serve(hc, nil, req, settings)
+		dc := &detachConn{c: hc, local: hc.LocalAddr(), remote: hc.RemoteAddr()}
+		defer dc.detach()
+		c.serve(dc, nil, req, settings)
 	})
 	return true
+}
+
+// detachConn hands a hijacked connection to x/net/http2 for no longer
+// than the hijack handler runs. fasthttp reuses its hijacked-connection
+// object once the handler returns, but ServeConn may return while one of
+// its frame-writing goroutines still holds the connection (to set a write
+// deadline, or write): without this, that goroutine would reach whatever
+// connection the object was reused for. detach closes the connection,
+// waits for calls in flight and makes later ones fail.
+type detachConn struct {
+	mu            sync.RWMutex
+	c             net.Conn // nil once detached
+	local, remote net.Addr
+}
+
+func (d *detachConn) do(f func(net.Conn) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.c == nil {
+		return net.ErrClosed
+	}
+	return f(d.c)
+}
+
+func (d *detachConn) detach() {
+	d.mu.RLock()
+	c := d.c
+	d.mu.RUnlock()
+	if c != nil {
+		_ = c.Close() // ends reads and writes in flight
+	}
+	d.mu.Lock()
+	d.c = nil
+	d.mu.Unlock()
+}
+
+func (d *detachConn) Read(b []byte) (n int, err error) {
+	err = d.do(func(c net.Conn) error { n, err = c.Read(b); return err })
+	return n, err
+}
+
+func (d *detachConn) Write(b []byte) (n int, err error) {
+	err = d.do(func(c net.Conn) error { n, err = c.Write(b); return err })
+	return n, err
+}
+
+func (d *detachConn) Close() error { return d.do(net.Conn.Close) }
+
+func (d *detachConn) LocalAddr() net.Addr  { return d.local }
+func (d *detachConn) RemoteAddr() net.Addr { return d.remote }
+
+func (d *detachConn) SetDeadline(t time.Time) error {
+	return d.do(func(c net.Conn) error { return c.SetDeadline(t) })
+}
+
+func (d *detachConn) SetReadDeadline(t time.Time) error {
+	return d.do(func(c net.Conn) error { return c.SetReadDeadline(t) })
+}
+
+func (d *detachConn) SetWriteDeadline(t time.Time) error {
+	return d.do(func(c net.Conn) error { return c.SetWriteDeadline(t) })
 }
 
 // tokenListHas reports whether a comma-separated header value lists tok
