@@ -94,7 +94,7 @@ func newH2Codec(o *H2Options, lim config.Limits, log *zap.Logger) *h2codec {
 		// A peer that stops reading is cut off, not waited on forever.
 		WriteByteTimeout: orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
 	}
-	c := &h2codec{srv: srv, handler: o.Handler, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
+	c := &h2codec{srv: srv, handler: stallGuard{o.Handler, srv.WriteByteTimeout}, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
 	if c.stats == nil {
 		c.stats = &H2Stats{}
 	}
@@ -136,7 +136,7 @@ func (c *h2codec) serve(conn net.Conn, tlsInfo *filter.TLSInfo, upgrade *http.Re
 	if upgrade != nil {
 		upgrade = upgrade.WithContext(ctx) // stream 1 knows its connection too
 	}
-	c.srv.ServeConn(conn, &http2.ServeConnOpts{
+	c.srv.ServeConn(newFrameGuard(conn), &http2.ServeConnOpts{
 		Context: ctx, BaseConfig: c.base, Handler: c.handler,
 		UpgradeRequest: upgrade, Settings: settings,
 	})
@@ -356,9 +356,72 @@ func (c *h2codec) h2cUpgrade(ctx *fasthttp.RequestCtx) bool {
 			return
 		}
 		c.stats.Upgrades.Add(1)
-		c.serve(hc, nil, req, settings)
+		dc := &detachConn{c: hc, local: hc.LocalAddr(), remote: hc.RemoteAddr()}
+		defer dc.detach()
+		c.serve(dc, nil, req, settings)
 	})
 	return true
+}
+
+// detachConn hands a hijacked connection to x/net/http2 for no longer
+// than the hijack handler runs. fasthttp reuses its hijacked-connection
+// object once the handler returns, but ServeConn may return while one of
+// its frame-writing goroutines still holds the connection (to set a write
+// deadline, or write): without this, that goroutine would reach whatever
+// connection the object was reused for. detach closes the connection,
+// waits for calls in flight and makes later ones fail.
+type detachConn struct {
+	mu            sync.RWMutex
+	c             net.Conn // nil once detached
+	local, remote net.Addr
+}
+
+func (d *detachConn) do(f func(net.Conn) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.c == nil {
+		return net.ErrClosed
+	}
+	return f(d.c)
+}
+
+func (d *detachConn) detach() {
+	d.mu.RLock()
+	c := d.c
+	d.mu.RUnlock()
+	if c != nil {
+		_ = c.Close() // ends reads and writes in flight
+	}
+	d.mu.Lock()
+	d.c = nil
+	d.mu.Unlock()
+}
+
+func (d *detachConn) Read(b []byte) (n int, err error) {
+	err = d.do(func(c net.Conn) error { n, err = c.Read(b); return err })
+	return n, err
+}
+
+func (d *detachConn) Write(b []byte) (n int, err error) {
+	err = d.do(func(c net.Conn) error { n, err = c.Write(b); return err })
+	return n, err
+}
+
+func (d *detachConn) Close() error { return d.do(net.Conn.Close) }
+
+func (d *detachConn) LocalAddr() net.Addr  { return d.local }
+func (d *detachConn) RemoteAddr() net.Addr { return d.remote }
+
+func (d *detachConn) SetDeadline(t time.Time) error {
+	return d.do(func(c net.Conn) error { return c.SetDeadline(t) })
+}
+
+func (d *detachConn) SetReadDeadline(t time.Time) error {
+	return d.do(func(c net.Conn) error { return c.SetReadDeadline(t) })
+}
+
+func (d *detachConn) SetWriteDeadline(t time.Time) error {
+	return d.do(func(c net.Conn) error { return c.SetWriteDeadline(t) })
 }
 
 // tokenListHas reports whether a comma-separated header value lists tok
@@ -397,3 +460,125 @@ func alpnSelect(sel TLSSelector) TLSSelector {
 		return mode, out
 	}
 }
+
+// maxEmptyContinuations is how many empty CONTINUATION frames one header
+// block may carry. x/net/http2 bounds a header block by its bytes, so a
+// flood of CONTINUATION frames that carry some is cut; empty ones cost
+// nothing against that budget and would be read forever.
+const maxEmptyContinuations = 16
+
+// frameGuard watches the frames a client sends, ahead of x/net/http2's
+// framer, and ends the connection (GOAWAY ENHANCE_YOUR_CALM) on a flood of
+// empty CONTINUATION frames.
+type frameGuard struct {
+	net.Conn
+	skip  int     // preface bytes still to pass
+	hdr   [9]byte // the frame header being read
+	hdrN  int
+	left  int // payload bytes of the current frame still to pass
+	empty int // empty CONTINUATION frames in the current header block
+}
+
+func newFrameGuard(c net.Conn) net.Conn {
+	g := &frameGuard{Conn: c, skip: len(preface)}
+	if _, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return &tlsFrameGuard{g}
+	}
+	return g
+}
+
+func (g *frameGuard) Read(b []byte) (int, error) {
+	n, err := g.Conn.Read(b)
+	p := b[:n]
+	for len(p) > 0 {
+		switch {
+		case g.skip > 0:
+			k := min(g.skip, len(p))
+			g.skip -= k
+			p = p[k:]
+		case g.left > 0:
+			k := min(g.left, len(p))
+			g.left -= k
+			p = p[k:]
+		default:
+			k := copy(g.hdr[g.hdrN:], p)
+			g.hdrN += k
+			p = p[k:]
+			if g.hdrN < len(g.hdr) {
+				continue
+			}
+			g.hdrN = 0
+			g.left = int(g.hdr[0])<<16 | int(g.hdr[1])<<8 | int(g.hdr[2])
+			typ, flags := http2.FrameType(g.hdr[3]), http2.Flags(g.hdr[4])
+			if typ != http2.FrameContinuation || flags.Has(http2.FlagContinuationEndHeaders) {
+				g.empty = 0
+			} else if g.left == 0 {
+				if g.empty++; g.empty > maxEmptyContinuations {
+					return 0, http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+				}
+			}
+		}
+	}
+	return n, err
+}
+
+// tlsFrameGuard keeps the TLS state visible: x/net/http2 checks it.
+type tlsFrameGuard struct{ *frameGuard }
+
+func (g *tlsFrameGuard) ConnectionState() tls.ConnectionState {
+	return g.Conn.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState()
+}
+
+// stallGuard cuts a stream whose client does not take the response: each
+// write (and flush, and the final one after the handler returns) that
+// makes no progress for the listener's write_timeout resets the stream.
+// WriteByteTimeout covers a client that stops reading its socket; this
+// covers one that keeps its HTTP/2 flow-control window shut, which would
+// otherwise hold the stream, its handler and its upstream forever.
+type stallGuard struct {
+	h       http.Handler
+	timeout time.Duration
+}
+
+// stallChunk is how much is written under one deadline: the timeout
+// bounds a stall, not the time a large body takes.
+const stallChunk = 16 << 10
+
+func (g stallGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &stallWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: g.timeout}
+	// What the handler left buffered is written after it returns: under
+	// a deadline too (x/net stops it when the stream closes).
+	defer func() { _ = sw.rc.SetWriteDeadline(time.Now().Add(g.timeout)) }()
+	g.h.ServeHTTP(sw, r)
+}
+
+type stallWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *stallWriter) Write(p []byte) (n int, err error) {
+	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }() // a quiet stream is no stall
+	for len(p) > 0 {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+		m, err := w.ResponseWriter.Write(p[:min(len(p), stallChunk)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
+}
+
+func (w *stallWriter) FlushError() error {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }()
+	return w.rc.Flush()
+}
+
+func (w *stallWriter) Flush() { _ = w.FlushError() }
+
+// Unwrap lets http.ResponseController reach x/net's writer.
+func (w *stallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
