@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -20,6 +23,8 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 )
 
 // grpc-go's interop cases (google.golang.org/grpc/interop) report a failed
@@ -307,5 +312,60 @@ clusters:
 	wantCode(t, "body refused by the filter", err, codes.PermissionDenied)
 	if !strings.Contains(status.Convert(err).Message(), "body refused by wasm") {
 		t.Fatalf("message %q", status.Convert(err).Message())
+	}
+}
+
+// A filter (Weft's Go SDK) makes gRPC call-outs through the proxy's HTTP/2
+// cluster: a unary health check, a bidirectional stream with three
+// requests and the sending side closed, a stream cancelled at once (no
+// callback after it), and a call to an unknown cluster (UNAVAILABLE).
+func TestWasmGRPCCallouts(t *testing.T) {
+	addr, hs := startGRPCServer(t)
+	dir := t.TempDir()
+	module := filepath.Join(dir, "grpccallout.wasm")
+	if err := os.WriteFile(module, guestbuild.WeftSDK(t, "grpccallout"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, url := startProxy(t, `
+filters:
+  - name: callout
+    module: {path: {{module}}}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [callout]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            direct_response: {status: 404}
+clusters:
+  - name: grpc
+    protocol: http2
+    endpoints: [{address: "{{grpc}}"}]
+`, map[string]string{"grpc": addr, "module": module})
+	c := &fasthttp.Client{}
+	for _, tc := range []struct{ path, want string }{
+		{"/call", "status=0 serving=true message="},
+		{"/stream", "messages=3 bytes=42 initial_md=true trailing_md=true status=0"},
+		{"/cancel", "cancelled"},
+		{"/nocluster", "status=14 serving=false"},
+	} {
+		st, body, _ := get(t, c, url+tc.path)
+		if st != 200 || !strings.HasPrefix(body, tc.want) {
+			t.Fatalf("%s: %d %q, want %q", tc.path, st, body, tc.want)
+		}
+	}
+	// NOT_SERVING comes back in the message, with an OK status.
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	if st, body, _ := get(t, c, url+"/call"); st != 200 || !strings.HasPrefix(body, "status=0 serving=false") {
+		t.Fatalf("/call on a server NOT_SERVING: %d %q", st, body)
+	}
+	// No VM broke on the way (the cancelled stream got no callback).
+	for _, ev := range []string{"trap", "vm_replaced"} {
+		if n, _ := metricValue(t, p, "weft_wasm_events_total", "plugin", "callout", "event", ev); n != 0 {
+			t.Fatalf("%v %s events", n, ev)
+		}
 	}
 }

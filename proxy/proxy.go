@@ -349,3 +349,32 @@ func (p *Proxy) Do(clusterName string, req *fasthttp.Request, resp *fasthttp.Res
 	ep.Report(resp.StatusCode(), err)
 	return err
 }
+
+// Stream implements wasm.StreamUpstream: a Wasm filter's gRPC call-out to
+// a cluster of the config in force, over HTTP/2 (the cluster must speak
+// it: protocol http2, or auto).
+func (p *Proxy) Stream(clusterName string, req *http.Request) (*http.Response, error) {
+	s := p.snap.Load()
+	if s == nil {
+		return nil, errors.New("no config")
+	}
+	cs, ok := s.byName[clusterName]
+	if !ok {
+		return nil, fmt.Errorf("unknown cluster %q", clusterName)
+	}
+	if !cs.c.UsesHTTP2(true) {
+		return nil, fmt.Errorf("cluster %q speaks HTTP/1.1: a gRPC call-out needs protocol http2 (or auto)", clusterName)
+	}
+	ep := cs.c.Pick(0, false, nil)
+	if ep == nil {
+		return nil, fmt.Errorf("cluster %q: no healthy endpoint", clusterName)
+	}
+	req.Host = clusterName
+	resp, err := ep.RoundTrip(req, true)
+	if err != nil {
+		ep.Report(0, err)
+		return nil, err
+	}
+	ep.Report(resp.StatusCode, nil)
+	return resp, nil
+}

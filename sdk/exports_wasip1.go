@@ -72,3 +72,19 @@ func proxyOnDone(contextID uint32) bool { return onDone(contextID) }
 
 //go:wasmexport proxy_on_delete
 func proxyOnDelete(contextID uint32) { onDelete(contextID) }
+
+//go:wasmexport proxy_on_grpc_receive_initial_metadata
+func proxyOnGRPCReceiveInitialMetadata(contextID, token, numHeaders uint32) {
+	onGRPCInitialMetadata(contextID, token, numHeaders)
+}
+
+//go:wasmexport proxy_on_grpc_receive
+func proxyOnGRPCReceive(contextID, token, size uint32) { onGRPCReceive(contextID, token, size) }
+
+//go:wasmexport proxy_on_grpc_receive_trailing_metadata
+func proxyOnGRPCReceiveTrailingMetadata(contextID, token, numTrailers uint32) {
+	onGRPCTrailingMetadata(contextID, token, numTrailers)
+}
+
+//go:wasmexport proxy_on_grpc_close
+func proxyOnGRPCClose(contextID, token, status uint32) { onGRPCClose(contextID, token, status) }

@@ -40,6 +40,7 @@ var vm struct {
 	roots     map[uint32]*rootContext
 	streams   map[uint32]*Stream
 	calls     map[uint32]pendingCall
+	grpc      map[uint32]*grpcPending
 	// effective is the context host calls act on now.
 	effective uint32
 	vmConfig  []byte
@@ -49,22 +50,26 @@ var vm struct {
 func init() {
 	resetVM()
 	abi.Exports = abi.Guest{
-		OnContextCreate:    onContextCreate,
-		OnVMStart:          onVMStart,
-		OnConfigure:        onConfigure,
-		OnTick:             onTick,
-		OnQueueReady:       onQueueReady,
-		OnRequestHeaders:   onRequestHeaders,
-		OnRequestBody:      onRequestBody,
-		OnRequestTrailers:  onRequestTrailers,
-		OnResponseHeaders:  onResponseHeaders,
-		OnResponseBody:     onResponseBody,
-		OnResponseTrailers: onResponseTrailers,
-		OnHTTPCallResponse: onHTTPCallResponse,
-		OnLog:              onLog,
-		OnDone:             onDone,
-		OnDelete:           onDelete,
-		Reset:              resetVM,
+		OnContextCreate:        onContextCreate,
+		OnVMStart:              onVMStart,
+		OnConfigure:            onConfigure,
+		OnTick:                 onTick,
+		OnQueueReady:           onQueueReady,
+		OnRequestHeaders:       onRequestHeaders,
+		OnRequestBody:          onRequestBody,
+		OnRequestTrailers:      onRequestTrailers,
+		OnResponseHeaders:      onResponseHeaders,
+		OnResponseBody:         onResponseBody,
+		OnResponseTrailers:     onResponseTrailers,
+		OnHTTPCallResponse:     onHTTPCallResponse,
+		OnGRPCInitialMetadata:  onGRPCInitialMetadata,
+		OnGRPCReceive:          onGRPCReceive,
+		OnGRPCTrailingMetadata: onGRPCTrailingMetadata,
+		OnGRPCClose:            onGRPCClose,
+		OnLog:                  onLog,
+		OnDone:                 onDone,
+		OnDelete:               onDelete,
+		Reset:                  resetVM,
 		Plugin: func(root uint32) any {
 			if r := vm.roots[root]; r != nil && r.plugin != nil {
 				return r.plugin
@@ -78,6 +83,7 @@ func resetVM() {
 	vm.roots = make(map[uint32]*rootContext)
 	vm.streams = make(map[uint32]*Stream)
 	vm.calls = make(map[uint32]pendingCall)
+	vm.grpc = make(map[uint32]*grpcPending)
 	vm.effective = 0
 	vm.vmConfig = nil
 	vm.logLevel = LogInfo

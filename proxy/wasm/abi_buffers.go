@@ -31,6 +31,11 @@ func (v *vm) buffer(bt uint32) ([]byte, bool) {
 			return nil, false
 		}
 		return v.callResp.Body(), true
+	case bufferGrpcReceive:
+		if v.grpc == nil || v.grpc.recv == nil {
+			return nil, false
+		}
+		return v.grpc.recv, true
 	case bufferVMConfiguration:
 		return v.p.spec.VMConfig, true
 	case bufferPluginConfig:

@@ -80,6 +80,12 @@ func (v *vm) headerMap(mt uint32) (h headers, ok bool) {
 		}
 		h.resp, h.trailer = t, true
 		return h, true
+	case mapGrpcInitialMeta, mapGrpcTrailingMeta:
+		if v.grpc == nil || v.grpc.metaMap != mt || v.grpc.meta == nil {
+			return h, false
+		}
+		h.resp, h.trailer, h.readOnly = v.grpc.meta, true, true
+		return h, true
 	case mapHTTPCallHeaders:
 		if v.callResp == nil {
 			return h, false

@@ -116,10 +116,16 @@ func proxySetEffectiveContext(v *vm, st []uint64) uint32 {
 func proxyDone(*vm, []uint64) uint32 { return statusOK }
 
 // proxy_get_status(ret_code_ptr, ret_msg_ptr_ptr, ret_msg_len_ptr): the
-// status of the last gRPC call-out; there are none, so always OK and empty.
+// gRPC status (and message) of the call-out whose proxy_on_grpc_close runs
+// now; OK and empty elsewhere.
 func proxyGetStatus(v *vm, st []uint64) uint32 {
-	if !v.writeU32(uint32(st[0]), 0) {
+	var code uint32
+	var msg []byte
+	if g := v.grpc; g != nil {
+		code, msg = g.code, g.msg
+	}
+	if !v.writeU32(uint32(st[0]), code) {
 		return statusInvalidMemoryAccess
 	}
-	return v.copyOut(nil, uint32(st[1]), uint32(st[2]))
+	return v.copyOut(msg, uint32(st[1]), uint32(st[2]))
 }

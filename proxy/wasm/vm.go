@@ -127,7 +127,12 @@ type vm struct {
 	onContextCreate, onVMStart, onConfigure, onTick, onDone, onDelete, onLog    *guestFunc
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc
 	onReqTrailers, onRespTrailers                                               *guestFunc
-	malloc                                                                      *guestFunc
+	onGRPCInitialMeta, onGRPCReceive, onGRPCTrailingMeta, onGRPCClose           *guestFunc
+	// grpcCalls are the VM's gRPC call-outs in flight (abi_grpc.go); grpc
+	// is what the gRPC callback running now reads.
+	grpcCalls map[uint32]*grpcCall
+	grpc      *grpcState
+	malloc    *guestFunc
 }
 
 // lifecycleTimeout bounds _initialize, on_vm_start and on_configure, which
@@ -209,6 +214,10 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v.onRespBody = lookup(mod, "proxy_on_response_body")
 	v.onReqTrailers = lookup(mod, "proxy_on_request_trailers")
 	v.onRespTrailers = lookup(mod, "proxy_on_response_trailers")
+	v.onGRPCInitialMeta = lookup(mod, "proxy_on_grpc_receive_initial_metadata")
+	v.onGRPCReceive = lookup(mod, "proxy_on_grpc_receive")
+	v.onGRPCTrailingMeta = lookup(mod, "proxy_on_grpc_receive_trailing_metadata")
+	v.onGRPCClose = lookup(mod, "proxy_on_grpc_close")
 	v.onHTTPCallResp = lookup(mod, "proxy_on_http_call_response")
 	v.onQueue = lookup(mod, "proxy_on_queue_ready")
 	if v.malloc = lookup(mod, "proxy_on_memory_allocate"); v.malloc == nil {
@@ -334,6 +343,7 @@ func (v *vm) breakLocked(cause error) {
 	for _, f := range v.contexts {
 		f.wakeLocked(outcomeFail)
 	}
+	v.cancelGRPCLocked()
 	v.closeLocked()
 	if v.slot != nil {
 		v.slot.replace(v)
@@ -369,6 +379,7 @@ func (v *vm) shutdown() {
 			_, _ = v.invoke(v.onDelete, uint64(v.rootID))
 		}
 	}
+	v.cancelGRPCLocked()
 	v.closeLocked()
 }
 

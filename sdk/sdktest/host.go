@@ -17,13 +17,14 @@ import (
 
 // Status values the emulated host returns.
 const (
-	stOK          = 0
-	stNotFound    = 1
-	stBadArgument = 2
-	stParse       = 4
-	stEmpty       = 7
-	stCasMismatch = 8
-	stInternal    = 10
+	stOK            = 0
+	stNotFound      = 1
+	stBadArgument   = 2
+	stParse         = 4
+	stEmpty         = 7
+	stCasMismatch   = 8
+	stInternal      = 10
+	stUnimplemented = 12
 )
 
 // rootID is the root context's id.
@@ -732,3 +733,28 @@ func (h *Host) CallForeignFunction(name string, args []byte) ([]byte, uint32) {
 	}
 	return clone(out), stOK
 }
+
+// The emulated host does not run gRPC call-outs: they answer Unimplemented,
+// as a host without them does. Test them against the real host (proxy/wasm).
+
+// GRPCCall implements abi.Host.
+func (h *Host) GRPCCall(string, string, string, []byte, []byte, uint32) (uint32, uint32) {
+	return 0, stUnimplemented
+}
+
+// GRPCStream implements abi.Host.
+func (h *Host) GRPCStream(string, string, string, []byte) (uint32, uint32) {
+	return 0, stUnimplemented
+}
+
+// GRPCSend implements abi.Host.
+func (h *Host) GRPCSend(uint32, []byte, bool) uint32 { return stUnimplemented }
+
+// GRPCCancel implements abi.Host.
+func (h *Host) GRPCCancel(uint32) uint32 { return stUnimplemented }
+
+// GRPCClose implements abi.Host.
+func (h *Host) GRPCClose(uint32) uint32 { return stUnimplemented }
+
+// GetStatus implements abi.Host: no call-out ever closes here.
+func (h *Host) GetStatus() (uint32, []byte, uint32) { return 0, nil, stOK }

@@ -36,6 +36,22 @@ func GoSDK(t testing.TB, name string) []byte {
 	})
 }
 
+// WeftSDK returns the guest proxy/wasm/testdata/weftsdk/<name>, written
+// with Weft's own Go SDK (package sdk of this module), built like GoSDK.
+func WeftSDK(t testing.TB, name string) []byte {
+	t.Helper()
+	return finish(t, "Weft SDK guest "+name, func(ctx context.Context) (wasmbuild.Module, error) {
+		if _, err := guestsRoot(name); err != nil {
+			return wasmbuild.Module{}, err
+		}
+		root, err := wasmbuild.FindModule("", rootModule)
+		if err != nil {
+			return wasmbuild.Module{}, err
+		}
+		return wasmbuild.Go(ctx, wasmbuild.Options{Dir: root, Package: "./proxy/wasm/testdata/weftsdk/" + name})
+	})
+}
+
 // AssemblyScript returns the AssemblyScript guest guests/as/assembly/<name>.ts
 // built with the package's pinned assemblyscript and @solo-io/proxy-runtime.
 // It skips t when npm is missing and fails it when the build fails.

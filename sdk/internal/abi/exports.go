@@ -16,9 +16,15 @@ type Guest struct {
 	OnResponseBody     func(contextID, size uint32, endOfStream bool) uint32
 	OnResponseTrailers func(contextID, numTrailers uint32) uint32
 	OnHTTPCallResponse func(contextID, token, numHeaders, bodySize, numTrailers uint32)
-	OnLog              func(contextID uint32)
-	OnDone             func(contextID uint32) bool
-	OnDelete           func(contextID uint32)
+	// gRPC call-outs: proxy_on_grpc_receive_initial_metadata, _receive,
+	// _receive_trailing_metadata and _close.
+	OnGRPCInitialMetadata  func(contextID, token, numHeaders uint32)
+	OnGRPCReceive          func(contextID, token, size uint32)
+	OnGRPCTrailingMetadata func(contextID, token, numTrailers uint32)
+	OnGRPCClose            func(contextID, token, status uint32)
+	OnLog                  func(contextID uint32)
+	OnDone                 func(contextID uint32) bool
+	OnDelete               func(contextID uint32)
 	// Plugin returns the plugin value of a root context (nil if none).
 	Plugin func(rootID uint32) any
 	// Reset forgets every context and registration-independent state (host

@@ -27,6 +27,12 @@ type Host interface {
 	CloseStream(streamType uint32) uint32
 	SendLocalResponse(status uint32, details string, body, headers []byte, grpcStatus int32) uint32
 	HTTPCall(cluster string, headers, body, trailers []byte, timeoutMS uint32) (uint32, uint32)
+	GRPCCall(cluster, service, method string, md, msg []byte, timeoutMS uint32) (uint32, uint32)
+	GRPCStream(cluster, service, method string, md []byte) (uint32, uint32)
+	GRPCSend(token uint32, msg []byte, endStream bool) uint32
+	GRPCCancel(token uint32) uint32
+	GRPCClose(token uint32) uint32
+	GetStatus() (uint32, []byte, uint32)
 	GetSharedData(key string) ([]byte, uint32, uint32)
 	SetSharedData(key string, val []byte, cas uint32) uint32
 	RegisterSharedQueue(name string) (uint32, uint32)
@@ -185,3 +191,27 @@ func Done() uint32 { return host().Done() }
 func CallForeignFunction(name string, args []byte) ([]byte, uint32) {
 	return host().CallForeignFunction(name, args)
 }
+
+// GRPCCall is proxy_grpc_call; md is a serialized map, msg a protobuf message.
+func GRPCCall(cluster, service, method string, md, msg []byte, timeoutMS uint32) (uint32, uint32) {
+	return host().GRPCCall(cluster, service, method, md, msg, timeoutMS)
+}
+
+// GRPCStream is proxy_grpc_stream.
+func GRPCStream(cluster, service, method string, md []byte) (uint32, uint32) {
+	return host().GRPCStream(cluster, service, method, md)
+}
+
+// GRPCSend is proxy_grpc_send.
+func GRPCSend(token uint32, msg []byte, endStream bool) uint32 {
+	return host().GRPCSend(token, msg, endStream)
+}
+
+// GRPCCancel is proxy_grpc_cancel.
+func GRPCCancel(token uint32) uint32 { return host().GRPCCancel(token) }
+
+// GRPCClose is proxy_grpc_close.
+func GRPCClose(token uint32) uint32 { return host().GRPCClose(token) }
+
+// GetStatus is proxy_get_status.
+func GetStatus() (uint32, []byte, uint32) { return host().GetStatus() }

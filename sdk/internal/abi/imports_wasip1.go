@@ -65,6 +65,24 @@ func proxySendLocalResponse(status uint32, details string, body *byte, bodyLen u
 //go:wasmimport env proxy_http_call
 func proxyHTTPCall(cluster string, headers *byte, headersLen uint32, body *byte, bodyLen uint32, trailers *byte, trailersLen uint32, timeoutMS uint32, retToken *uint32) uint32
 
+//go:wasmimport env proxy_grpc_call
+func proxyGRPCCall(cluster, service, method string, md *byte, mdLen uint32, msg *byte, msgLen uint32, timeoutMS uint32, retToken *uint32) uint32
+
+//go:wasmimport env proxy_grpc_stream
+func proxyGRPCStream(cluster, service, method string, md *byte, mdLen uint32, retToken *uint32) uint32
+
+//go:wasmimport env proxy_grpc_send
+func proxyGRPCSend(token uint32, msg *byte, msgLen uint32, endStream uint32) uint32
+
+//go:wasmimport env proxy_grpc_cancel
+func proxyGRPCCancel(token uint32) uint32
+
+//go:wasmimport env proxy_grpc_close
+func proxyGRPCClose(token uint32) uint32
+
+//go:wasmimport env proxy_get_status
+func proxyGetStatus(retCode *uint32, retPtr unsafe.Pointer, retLen *uint32) uint32
+
 //go:wasmimport env proxy_get_shared_data
 func proxyGetSharedData(key string, retPtr unsafe.Pointer, retLen *uint32, retCas *uint32) uint32
 
@@ -228,6 +246,43 @@ func HTTPCall(cluster string, headers, body, trailers []byte, timeoutMS uint32) 
 	st := proxyHTTPCall(cluster, ptr(headers), uint32(len(headers)), ptr(body), uint32(len(body)),
 		ptr(trailers), uint32(len(trailers)), timeoutMS, &token)
 	return token, st
+}
+
+// GRPCCall is proxy_grpc_call; md is a serialized map, msg a protobuf message.
+func GRPCCall(cluster, service, method string, md, msg []byte, timeoutMS uint32) (uint32, uint32) {
+	var token uint32
+	st := proxyGRPCCall(cluster, service, method, ptr(md), uint32(len(md)), ptr(msg), uint32(len(msg)), timeoutMS, &token)
+	return token, st
+}
+
+// GRPCStream is proxy_grpc_stream.
+func GRPCStream(cluster, service, method string, md []byte) (uint32, uint32) {
+	var token uint32
+	st := proxyGRPCStream(cluster, service, method, ptr(md), uint32(len(md)), &token)
+	return token, st
+}
+
+// GRPCSend is proxy_grpc_send.
+func GRPCSend(token uint32, msg []byte, endStream bool) uint32 {
+	var end uint32
+	if endStream {
+		end = 1
+	}
+	return proxyGRPCSend(token, ptr(msg), uint32(len(msg)), end)
+}
+
+// GRPCCancel is proxy_grpc_cancel.
+func GRPCCancel(token uint32) uint32 { return proxyGRPCCancel(token) }
+
+// GRPCClose is proxy_grpc_close.
+func GRPCClose(token uint32) uint32 { return proxyGRPCClose(token) }
+
+// GetStatus is proxy_get_status: the gRPC status of the call closing now.
+func GetStatus() (uint32, []byte, uint32) {
+	var code, n uint32
+	var p *byte
+	st := proxyGetStatus(&code, unsafe.Pointer(&p), &n)
+	return code, returned(p, n), st
 }
 
 // GetSharedData is proxy_get_shared_data.
