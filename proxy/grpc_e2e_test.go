@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,5 +368,125 @@ clusters:
 		if n, _ := metricValue(t, p, "weft_wasm_events_total", "plugin", "callout", "event", ev); n != 0 {
 			t.Fatalf("%v %s events", n, ev)
 		}
+	}
+}
+
+// flakyHealth answers UNAVAILABLE to its first `fail` checks, then SERVING.
+type flakyHealth struct {
+	healthpb.UnimplementedHealthServer
+	fail  atomic.Int32
+	calls atomic.Int32
+}
+
+func (f *flakyHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	f.calls.Add(1)
+	if f.fail.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "warming up")
+	}
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+// Retries follow the gRPC status of a trailers-only answer: UNAVAILABLE is
+// retried (the call is a POST), a status not listed is not; an authz
+// denial is PERMISSION_DENIED.
+func TestGRPCRetriesOnStatusAndAuthzDenial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh := &flakyHealth{}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, fh)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	p, url := startProxy(t, `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    authz:
+      default: allow
+      rules:
+        - {name: no-watch, action: deny, paths: ["/grpc.health.v1.Health/Watch"]}
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {grpc: {service: grpc.health.v1.Health}}
+            route:
+              cluster: grpc
+              retry: {attempts: 3, on: [unavailable], backoff_base: 1ms}
+clusters:
+  - name: grpc
+    protocol: http2
+    endpoints: [{address: "{{grpc}}"}]
+`, map[string]string{"grpc": ln.Addr().String()})
+	hc := healthpb.NewHealthClient(dialGRPC(t, url))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	fh.fail.Store(2)
+	resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("two UNAVAILABLE then SERVING, with 3 retries: %v %v", resp, err)
+	}
+	if n := fh.calls.Load(); n != 3 {
+		t.Fatalf("the upstream saw %d calls, want 3", n)
+	}
+	if n, _ := metricValue(t, p, "weft_upstream_retries_total", "cluster", "grpc"); n != 2 {
+		t.Fatalf("weft_upstream_retries_total = %v, want 2", n)
+	}
+	// More failures than retries: the last status reaches the client.
+	fh.calls.Store(0)
+	fh.fail.Store(10)
+	_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{})
+	wantCode(t, "retries exhausted", err, codes.Unavailable)
+	if n := fh.calls.Load(); n != 4 {
+		t.Fatalf("the upstream saw %d calls, want 4 (1 + 3 retries)", n)
+	}
+	fh.fail.Store(0)
+
+	w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	wantCode(t, "authz denial", err, codes.PermissionDenied)
+}
+
+// A drain (GOAWAY) lets a stream in flight finish: the server keeps
+// streaming to the client after the sidecar began shutting down.
+func TestGRPCStreamSurvivesDrain(t *testing.T) {
+	addr, _ := startGRPCServer(t)
+	p, url := startProxy(t, grpcConfig, map[string]string{"grpc": addr})
+	tc := testgrpc.NewTestServiceClient(dialGRPC(t, url))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Five messages 100 ms apart.
+	params := make([]*testpb.ResponseParameters, 5)
+	for i := range params {
+		params[i] = &testpb.ResponseParameters{Size: 8, IntervalUs: 100_000}
+	}
+	st, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		done <- p.Shutdown(sctx)
+	}()
+	for i := 1; i < 5; i++ {
+		if _, err := st.Recv(); err != nil {
+			t.Fatalf("message %d after the drain began: %v", i, err)
+		}
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("end of stream: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }
