@@ -120,3 +120,33 @@ func grpcPercentEncode(s string) string {
 	}
 	return string(b)
 }
+
+// grpcToHTTP maps a gRPC status onto the HTTP status outlier detection and
+// metrics see for it (Envoy's Grpc::Utility::grpcToHttpStatus).
+func grpcToHTTP(code int) int {
+	switch code {
+	case 0:
+		return 200
+	case 1:
+		return 499
+	case 3, 9, 11:
+		return 400
+	case 4:
+		return 504
+	case 5:
+		return 404
+	case 6, 10:
+		return 409
+	case 7:
+		return 403
+	case 8:
+		return 429
+	case 12:
+		return 501
+	case 14:
+		return 503
+	case 16:
+		return 401
+	}
+	return 500
+}

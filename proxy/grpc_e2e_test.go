@@ -490,3 +490,56 @@ func TestGRPCStreamSurvivesDrain(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// Outlier detection counts a gRPC endpoint's UNAVAILABLE answers as the
+// 503s they map to and ejects it: calls then go to the healthy one.
+func TestGRPCOutlierDetectionEjectsUnavailableEndpoint(t *testing.T) {
+	good, _ := startGRPCServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &flakyHealth{}
+	bad.fail.Store(1 << 30)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, bad)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	_, url := startProxy(t, `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {grpc: {service: grpc.health.v1.Health}}
+            route: {cluster: grpc}
+clusters:
+  - name: grpc
+    protocol: http2
+    endpoints: [{address: "{{good}}"}, {address: "{{bad}}"}]
+    outlier_detection: {consecutive_5xx: 3, base_ejection_time: 1m, max_ejection_percent: 50}
+`, map[string]string{"good": good, "bad": ln.Addr().String()})
+	hc := healthpb.NewHealthClient(dialGRPC(t, url))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	failures := 0
+	for i := 0; i < 10; i++ {
+		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			failures++
+		}
+	}
+	if failures != 3 {
+		t.Fatalf("%d of 10 calls failed before and after the ejection, want the 3 that ejected it", failures)
+	}
+	before := bad.calls.Load()
+	for i := 0; i < 10; i++ {
+		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("call %d after the ejection: %v", i, err)
+		}
+	}
+	if bad.calls.Load() != before {
+		t.Fatalf("the ejected endpoint got %d more calls", bad.calls.Load()-before)
+	}
+}

@@ -60,6 +60,9 @@ type h2Exchange struct {
 	bodyReply bool
 	// filteredBody: the request body passes through the filters.
 	filteredBody bool
+	// reportTo is the endpoint whose gRPC answer's status is reported to
+	// outlier detection once its trailers arrive.
+	reportTo *cluster.Endpoint
 }
 
 // replied reports whether a request body (or trailers) filter answered
@@ -375,7 +378,19 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 		cs.stats.Resets.Inc()
 		return resilience.Reset, 0, -1
 	}
-	ep.Report(resp.StatusCode, nil)
+	// Outlier detection sees a gRPC call's status as the HTTP status it
+	// maps to (as Envoy's router reports it): a trailers-only answer now, a
+	// streamed one when its trailers arrive (writeH2).
+	if h.grpc && resp.StatusCode == http.StatusOK {
+		if v := resp.Header.Get("grpc-status"); v != "" {
+			code, _ := strconv.Atoi(v)
+			ep.Report(grpcToHTTP(code), nil)
+		} else {
+			h.reportTo = ep
+		}
+	} else {
+		ep.Report(resp.StatusCode, nil)
+	}
 	// The stream keeps the try's context (its end resets the upstream).
 	prevCancel := h.cancel
 	h.cancel = func(cause error) { cancel(cause); prevCancel(cause) }
@@ -560,6 +575,10 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 		if v := t.Peek("grpc-status"); len(v) > 0 {
 			s.GRPCStatus, _ = strconv.Atoi(string(v))
 		}
+	}
+	if h.reportTo != nil && s.GRPCStatus >= 0 {
+		h.reportTo.Report(grpcToHTTP(s.GRPCStatus), nil)
+		h.reportTo = nil
 	}
 	return false
 }
