@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/weftmesh/weft/bench/grpcupstream"
 	"github.com/weftmesh/weft/bench/loadgen"
 	"github.com/weftmesh/weft/bench/upstream"
 )
@@ -35,6 +37,7 @@ const (
 //	weft bench list                         list the scenarios
 //	weft bench upstream [flags]             run the built-in upstream until interrupted
 //	weft bench load [flags]                 run the load generator once, print JSON
+//	weft bench grpc-upstream [flags]        run the gRPC upstream until interrupted
 //
 // It stops every process it started before returning, also on ctrl-C.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +49,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return upstreamCommand(ctx, args[1:], stdout, stderr)
 		case "load":
 			return loadCommand(ctx, args[1:], stdout, stderr)
+		case "grpc-upstream":
+			return grpcUpstreamCommand(ctx, args[1:], stdout, stderr)
 		case "filter":
 			return filterCommand(ctx, args[1:], stdout, stderr)
 		case "list":
@@ -57,6 +62,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				fmt.Fprintf(stdout, "%-22s %s %s\n", s.Name, quick, s.Description)
 			}
 			fmt.Fprintln(stdout, "\nq: run by -quick unless -scenarios is given")
+			for _, g := range groupNames() {
+				fmt.Fprintf(stdout, "-scenarios %s: %s\n", g, strings.Join(scenarioGroups[g], ","))
+			}
 			return nil
 		}
 	}
@@ -271,9 +279,15 @@ func selectScenarios(list string) ([]Scenario, error) {
 		if n == "" {
 			continue
 		}
+		if group, ok := scenarioGroups[n]; ok {
+			for _, g := range group {
+				out = append(out, byName[g])
+			}
+			continue
+		}
 		s, ok := byName[n]
 		if !ok {
-			return nil, fmt.Errorf("weft bench: -scenarios: unknown scenario %q (have %s)", n, strings.Join(names, ", "))
+			return nil, fmt.Errorf("weft bench: -scenarios: unknown scenario %q (have %s; groups %s)", n, strings.Join(names, ", "), strings.Join(groupNames(), ", "))
 		}
 		out = append(out, s)
 	}
@@ -281,6 +295,15 @@ func selectScenarios(list string) ([]Scenario, error) {
 		return nil, errors.New("weft bench: -scenarios: none selected")
 	}
 	return out, nil
+}
+
+func groupNames() []string {
+	var out []string
+	for n := range scenarioGroups {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func newLogger(w io.Writer, level zapcore.Level) *zap.Logger {
@@ -324,6 +347,9 @@ func loadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&cfg.Name, "name", "load", "label for progress lines")
 	fs.StringVar(&cfg.URL, "url", "", "URL to load (http://127.0.0.1:PORT/)")
 	fs.StringVar(&cfg.Method, "method", "GET", "HTTP method")
+	fs.StringVar(&cfg.Protocol, "protocol", loadgen.HTTP1, "http1, h2c, grpc-unary (UnaryCall to the gRPC upstream) or grpc-stream (messages on one FullDuplexCall)")
+	fs.IntVar(&cfg.Conns, "conns", loadgen.DefaultConns, "connections the -c requests in flight share with h2c and grpc-unary")
+	fs.IntVar(&cfg.MessageSize, "message-size", upstream.DefaultBodySize, "gRPC payload bytes sent and asked back per call or message")
 	fs.IntVar(&cfg.Connections, "c", 64, "connections (closed loop) or workers (open loop)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second (open loop); 0 for closed loop")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "warm-up, not measured")
@@ -353,7 +379,7 @@ func loadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		cfg.OnMeasureStart = func() { fmt.Fprintln(stdout, markerMeasureStart) }
 		cfg.OnMeasureEnd = func() { fmt.Fprintln(stdout, markerMeasureEnd) }
 	}
-	res, err := loadgen.Run(ctx, cfg)
+	res, err := runLoad(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -363,4 +389,21 @@ func loadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", b)
 	return err
+}
+
+// grpcUpstreamCommand is `weft bench grpc-upstream`: the gRPC upstream
+// (bench/grpcupstream) as a process of its own, until interrupted.
+func grpcUpstreamCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("weft bench grpc-upstream", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8082", "listen address")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	return grpcupstream.Serve(ctx, *addr, func(addr string) {
+		fmt.Fprintf(stdout, "weft bench grpc-upstream: listening on %s\n", addr)
+	})
 }

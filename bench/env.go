@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftmesh/weft/bench/grpcupstream"
 	"github.com/weftmesh/weft/bench/loadgen"
 	"github.com/weftmesh/weft/bench/proc"
 	"github.com/weftmesh/weft/bench/upstream"
@@ -84,6 +85,65 @@ func (e *Env) StartUpstream(ctx context.Context, cfg upstream.Config) (string, e
 		return "", err
 	}
 	return addr, nil
+}
+
+// StartGRPCUpstream starts the gRPC upstream (bench/grpcupstream) and
+// returns its host:port once its health service answers; in-process, or
+// as a pinned `weft bench grpc-upstream` subprocess when pinning. Not
+// measured; stopped after the run.
+func (e *Env) StartGRPCUpstream(ctx context.Context) (string, error) {
+	if !e.r.opts.Pin {
+		s, err := grpcupstream.Start("")
+		if err != nil {
+			return "", fmt.Errorf("scenario %q: %w", e.name, err)
+		}
+		e.Cleanup(s.Close)
+		return s.Addr(), nil
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return "", err
+	}
+	args := append(e.r.selfArgs("grpc-upstream"), "-addr", addr)
+	p, err := e.startProcess(procSpec{name: "grpc-upstream", path: e.r.opts.SelfBin, args: args}, false)
+	if err != nil {
+		return "", err
+	}
+	if err := e.WaitGRPC(ctx, addr, p); err != nil {
+		return "", err
+	}
+	return addr, nil
+}
+
+// WaitGRPC waits until the gRPC health service at addr (an upstream, or a
+// proxy in front of one) answers SERVING; it fails early when p (if set)
+// exits, and after 20 s.
+func (e *Env) WaitGRPC(ctx context.Context, addr string, p *proc.Process) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	name := "grpc"
+	if p != nil {
+		name = p.Name()
+		go func() {
+			select {
+			case <-p.Exited():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	if err := grpcupstream.WaitReady(ctx, addr, readyTimeout); err != nil {
+		if p != nil {
+			select {
+			case <-p.Exited():
+				return fmt.Errorf("scenario %q: %s exited before %s answered (%v); its log:\n%s",
+					e.name, name, addr, p.ExitErr(), e.LogTail(name, 20))
+			default:
+			}
+		}
+		return fmt.Errorf("scenario %q: %s: %w; log:\n%s", e.name, name, err, e.LogTail(name, 20))
+	}
+	return nil
 }
 
 // upstreamFlags are the `weft bench upstream` flags for cfg.

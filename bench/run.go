@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/bench/grpcload"
 	"github.com/weftmesh/weft/bench/loadgen"
 	"github.com/weftmesh/weft/bench/proc"
 	"github.com/weftmesh/weft/bench/report"
@@ -195,7 +196,7 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) report.Scenario {
 	log.Info("setting up")
 	url, err := sc.Setup(ctx, env)
 	if err == nil {
-		err = r.measure(ctx, env, url, &out)
+		err = r.measure(ctx, env, sc, url, &out)
 	}
 	if sc.Teardown != nil {
 		if terr := sc.Teardown(env); terr != nil && err == nil {
@@ -240,9 +241,12 @@ func quickCheck(s *report.Scenario) error {
 
 // measure loads url and samples the measured processes' usage at both ends
 // of the measured window.
-func (r *runner) measure(ctx context.Context, env *Env, url string, out *report.Scenario) error {
+func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string, out *report.Scenario) error {
 	cfg := r.opts.Load
 	cfg.Name, cfg.URL, cfg.Progress = env.name, url, r.opts.Progress
+	cfg.Protocol, cfg.Conns = sc.Protocol, sc.Conns
+	cfg.MessageSize = max(orDefault(r.opts.Upstream.BodySize, upstream.DefaultBodySize), 0)
+	out.Protocol = orDefaultString(sc.Protocol, loadgen.HTTP1)
 	cfg.Headers = append(append([]loadgen.Header(nil), cfg.Headers...), env.headers...)
 	before := make([]proc.Usage, len(env.measured))
 	after := make([]proc.Usage, len(env.measured))
@@ -265,7 +269,7 @@ func (r *runner) measure(ctx context.Context, env *Env, url string, out *report.
 	if r.opts.Pin {
 		res, err = r.loadSubprocess(ctx, env, cfg)
 	} else {
-		res, err = loadgen.Run(ctx, cfg)
+		res, err = runLoad(ctx, cfg)
 	}
 	if err != nil {
 		return err
@@ -388,10 +392,28 @@ func loadFlags(cfg loadgen.Config) []string {
 		"-n", strconv.FormatInt(cfg.MaxRequests, 10),
 		"-timeout", cfg.Timeout.String(),
 	}
+	if cfg.Protocol != "" {
+		args = append(args, "-protocol", cfg.Protocol, "-conns", strconv.Itoa(cfg.Conns),
+			"-message-size", strconv.Itoa(cfg.MessageSize))
+	}
 	for _, h := range cfg.Headers {
 		args = append(args, "-H", h.String())
 	}
 	return args
+}
+
+// runLoad runs the load generator in this process with the client
+// cfg.Protocol needs (a gRPC one from bench/grpcload).
+func runLoad(ctx context.Context, cfg loadgen.Config) (*loadgen.Result, error) {
+	if grpcload.Is(cfg.Protocol) {
+		c, err := grpcload.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		cfg.Client = c
+	}
+	return loadgen.Run(ctx, cfg)
 }
 
 // weftBinary returns -weft-bin, or builds ./cmd/weft once per run.
@@ -436,6 +458,13 @@ func hostInfo() report.Host {
 		h.Kernel = strings.TrimSpace(string(b))
 	}
 	return h
+}
+
+func orDefaultString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func orDefault(v, def int) int {

@@ -21,6 +21,15 @@ type Scenario struct {
 	// Return an error wrapping ErrSkip (see Skipf) when something the
 	// scenario needs is absent.
 	Setup func(ctx context.Context, env *Env) (url string, err error)
+	// Protocol is what the load generator speaks to the URL: "" or
+	// loadgen.HTTP1 (HTTP/1.1, one request per connection at a time),
+	// loadgen.H2C (HTTP/2 without TLS), grpcload.Unary or grpcload.Stream
+	// (gRPC calls or messages on one stream; see bench/grpcload). The
+	// multiplexing ones put the -c requests in flight on Conns connections.
+	Protocol string
+	// Conns is the connections a multiplexing Protocol uses
+	// (loadgen.DefaultConns when zero).
+	Conns int
 	// Teardown, when set, runs before env stops the scenario's processes.
 	Teardown func(env *Env) error
 	// Compare names the scenario of the same run this one adds something
@@ -72,6 +81,12 @@ func DefaultScenarios() []Scenario {
 		Nginx(),
 		HAProxy(),
 		Caddy(),
+		WeftH2C(),
+		GRPCDirect(),
+		GRPCWeft(),
+		GRPCNginx(),
+		GRPCStreamDirect(),
+		GRPCStreamWeft(),
 	}
 }
 

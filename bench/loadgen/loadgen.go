@@ -34,18 +34,59 @@ const (
 	DefaultConnections = 16
 	DefaultTimeout     = 10 * time.Second
 	DefaultMaxRequests = 100_000_000
+	// DefaultConns is how many TCP connections a multiplexing protocol
+	// (h2c, gRPC) spreads its requests in flight over.
+	DefaultConns = 4
 	// HistogramMaxMicros is the largest latency recorded (60 s); larger
 	// values are clamped to it.
 	HistogramMaxMicros = 60_000_000
 )
 
+// Protocols the built-in clients speak (Config.Protocol).
+const (
+	// HTTP1 is HTTP/1.1 over Connections keep-alive connections (fasthttp).
+	HTTP1 = "http1"
+	// H2C is HTTP/2 without TLS (prior knowledge) through Go's
+	// golang.org/x/net/http2 client: Connections requests in flight over
+	// Conns connections.
+	H2C = "h2c"
+)
+
+// Client sends the requests of a run instead of the built-in HTTP client
+// (the gRPC generator in bench/grpcload is one).
+type Client interface {
+	// Do sends one request for worker w (0 <= w < Config.Connections) and
+	// waits for its answer, at most timeout. status is the HTTP status, or
+	// what the protocol's status maps to (gRPC OK is 200). err means no
+	// answer; an error with a Timeout() true method counts as a timeout.
+	// Do is called concurrently for different workers, never twice at once
+	// for the same worker.
+	Do(w int, timeout time.Duration) (status int, err error)
+	// Close releases the client's connections.
+	Close() error
+}
+
 // Config describes one load run.
 type Config struct {
 	// Name labels progress lines (the scenario name).
 	Name string
-	// URL is loaded with GET (or Method); http or https.
+	// URL is loaded with GET (or Method); http or https (http only for
+	// h2c). A Client takes its host:port from it.
 	URL    string
 	Method string
+	// Protocol is HTTP1 (the default) or H2C. A Client, when set, replaces
+	// both; Protocol then only names what it speaks (e.g. "grpc-unary").
+	Protocol string
+	// Conns is how many TCP connections the Connections requests in flight
+	// share with a multiplexing protocol (h2c, a gRPC Client):
+	// DefaultConns when zero, never more than Connections.
+	Conns int
+	// MessageSize is the payload a Client sends and asks back per request
+	// (gRPC), in bytes.
+	MessageSize int
+	// Client, when set, sends every request (see Client); Run does not
+	// close it.
+	Client Client
 	// Headers are sent with every request (an Authorization token, say).
 	Headers []Header
 	// Connections is the number of keep-alive connections (closed loop) or
@@ -166,19 +207,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer g.hc.CloseIdleConnections()
+	if g.ownClient {
+		defer g.client.Close()
+	}
 	return g.run(ctx), nil
 }
 
 type generator struct {
-	cfg      Config
-	mode     Mode
-	hc       *fasthttp.HostClient
-	timeout  time.Duration
-	max      int64
-	start    time.Time
-	warmEnd  time.Time
-	end      time.Time
-	hardStop time.Time
+	cfg  Config
+	mode Mode
+	hc   *fasthttp.HostClient
+	// client, when set, sends instead of hc; ownClient: Run closes it.
+	client    Client
+	ownClient bool
+	timeout   time.Duration
+	max       int64
+	start     time.Time
+	warmEnd   time.Time
+	end       time.Time
+	hardStop  time.Time
 
 	stop     atomic.Bool
 	stopCh   chan struct{}
@@ -207,6 +254,17 @@ func newGenerator(cfg Config) (*generator, error) {
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("loadgen %q: url %q: want http://host:port/path or https://...", cfg.Name, cfg.URL)
 	}
+	if cfg.Client == nil {
+		switch cfg.Protocol {
+		case "", HTTP1:
+		case H2C:
+			if u.Scheme != "http" {
+				return nil, fmt.Errorf("loadgen %q: url %q: h2c is HTTP/2 without TLS, want http://", cfg.Name, cfg.URL)
+			}
+		default:
+			return nil, fmt.Errorf("loadgen %q: protocol %q: want %s or %s", cfg.Name, cfg.Protocol, HTTP1, H2C)
+		}
+	}
 	for i, h := range cfg.Headers {
 		if _, err := ParseHeader(h.String()); err != nil {
 			return nil, fmt.Errorf("loadgen %q: headers[%d]: %w", cfg.Name, i, err)
@@ -227,6 +285,10 @@ func newGenerator(cfg Config) (*generator, error) {
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = time.Second
 	}
+	if cfg.Conns <= 0 {
+		cfg.Conns = DefaultConns
+	}
+	cfg.Conns = min(cfg.Conns, cfg.Connections)
 	g := &generator{
 		cfg:     cfg,
 		mode:    Closed,
@@ -255,8 +317,16 @@ func newGenerator(cfg Config) (*generator, error) {
 		// Benchmarks target local test servers with throwaway certificates.
 		g.hc.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback benchmark target
 	}
+	switch {
+	case cfg.Client != nil:
+		g.client = cfg.Client
+	case cfg.Protocol == H2C:
+		g.client = newH2CClient(cfg, u.Host)
+		g.ownClient = true
+	}
 	for i := 0; i < cfg.Connections; i++ {
 		w := &worker{
+			id:      i,
 			g:       g,
 			req:     fasthttp.AcquireRequest(),
 			resp:    fasthttp.AcquireResponse(),
@@ -425,6 +495,7 @@ func (g *generator) supervise(ctx context.Context, allDone <-chan struct{}) {
 // worker owns one request/response pair and its own histograms, so the
 // request loop shares nothing but a few atomics.
 type worker struct {
+	id       int
 	g        *generator
 	req      *fasthttp.Request
 	resp     *fasthttp.Response
@@ -453,8 +524,8 @@ func (w *worker) runClosed() {
 			g.halt()
 			return
 		}
-		err := g.hc.DoTimeout(w.req, w.resp, g.timeout)
-		w.record(measured, err, now, now, time.Now())
+		status, err := w.do()
+		w.record(measured, status, err, now, now, time.Now())
 	}
 }
 
@@ -485,12 +556,21 @@ func (w *worker) runOpen() {
 			return
 		}
 		w.sent++
-		err := g.hc.DoTimeout(w.req, w.resp, g.timeout)
-		w.record(!intended.Before(g.warmEnd), err, intended, sent, time.Now())
+		status, err := w.do()
+		w.record(!intended.Before(g.warmEnd), status, err, intended, sent, time.Now())
 	}
 }
 
-func (w *worker) record(measured bool, err error, intended, sent, finished time.Time) {
+// do sends one request and returns the answer's status.
+func (w *worker) do() (int, error) {
+	if c := w.g.client; c != nil {
+		return c.Do(w.id, w.g.timeout)
+	}
+	err := w.g.hc.DoTimeout(w.req, w.resp, w.g.timeout)
+	return w.resp.StatusCode(), err
+}
+
+func (w *worker) record(measured bool, code int, err error, intended, sent, finished time.Time) {
 	w.done.Add(1)
 	if err != nil {
 		w.errCount.Add(1)
@@ -504,7 +584,7 @@ func (w *worker) record(measured bool, err error, intended, sent, finished time.
 		return
 	}
 	w.measured++
-	switch code := w.resp.StatusCode(); {
+	switch {
 	case code >= 100 && code < 200:
 		w.status.C1xx++
 	case code >= 200 && code < 300:

@@ -90,16 +90,14 @@ func TestRecordSeparatesLatencyFromServiceTime(t *testing.T) {
 	w := g.workers[0]
 	t0 := time.Unix(1000, 0)
 	ms := time.Millisecond
-	w.resp.SetStatusCode(200)
 	// Due at t0, sent 400 ms late (the target was stalled), answered 50 ms later.
-	w.record(true, nil, t0, t0.Add(400*ms), t0.Add(450*ms))
+	w.record(true, 200, nil, t0, t0.Add(400*ms), t0.Add(450*ms))
 	// On time, 2 ms.
-	w.record(true, nil, t0.Add(10*ms), t0.Add(10*ms), t0.Add(12*ms))
+	w.record(true, 200, nil, t0.Add(10*ms), t0.Add(10*ms), t0.Add(12*ms))
 	// Warm-up and a refused request: counted, not measured.
-	w.record(false, nil, t0, t0, t0.Add(time.Second))
-	w.record(true, &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, t0, t0, t0.Add(time.Second))
-	w.resp.SetStatusCode(503)
-	w.record(true, nil, t0, t0, t0.Add(ms))
+	w.record(false, 200, nil, t0, t0, t0.Add(time.Second))
+	w.record(true, 0, &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, t0, t0, t0.Add(time.Second))
+	w.record(true, 503, nil, t0, t0, t0.Add(ms))
 
 	if w.measured != 3 || w.warm != 1 || w.errs.Refused != 1 || w.status.C2xx != 2 || w.status.C5xx != 1 || w.done.Load() != 5 {
 		t.Fatalf("measured %d warm %d errors %+v statuses %+v done %d", w.measured, w.warm, w.errs, w.status, w.done.Load())
@@ -311,8 +309,8 @@ func TestRequestPathDoesNotAllocate(t *testing.T) {
 	w := g.workers[0]
 	allocs := testing.AllocsPerRun(200, func() {
 		now := time.Now()
-		err := g.hc.DoTimeout(w.req, w.resp, g.timeout)
-		w.record(true, err, now, now, time.Now())
+		code, err := w.do()
+		w.record(true, code, err, now, now, time.Now())
 	})
 	if allocs != 0 || w.errs.Total() != 0 {
 		t.Fatalf("%.1f allocs per request (errors %+v), want 0", allocs, w.errs)
@@ -334,8 +332,8 @@ func BenchmarkClosedLoopRequest(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		now := time.Now()
-		err := g.hc.DoTimeout(w.req, w.resp, g.timeout)
-		w.record(true, err, now, now, time.Now())
+		code, err := w.do()
+		w.record(true, code, err, now, now, time.Now())
 	}
 }
 
@@ -345,11 +343,10 @@ func BenchmarkRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	w := g.workers[0]
-	w.resp.SetStatusCode(200)
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		w.record(true, nil, now, now, now.Add(123*time.Microsecond))
+		w.record(true, 200, nil, now, now, now.Add(123*time.Microsecond))
 	}
 }
 

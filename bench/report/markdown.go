@@ -64,6 +64,17 @@ func (r *Report) Markdown(w io.Writer) error {
 	}
 	b.WriteString("\nLatencies in milliseconds. Errors: requests with no response plus non-2xx responses (share of all requests). ")
 	b.WriteString("CPU and peak RSS are the proxy's (all processes of its group, summed over the processes of a chain); the direct path has none.\n")
+	var protos []string
+	for _, s := range r.Measured() {
+		if s.Protocol != "" && s.Protocol != "http1" {
+			protos = append(protos, mdEscape(s.Name)+" "+s.Protocol)
+		}
+	}
+	if len(protos) > 0 {
+		b.WriteString("\nNot HTTP/1.1: " + strings.Join(protos, ", ") + ". h2c and grpc-unary put the requests in flight on a few connections; " +
+			"grpc-unary counts a call as a request, grpc-stream one message answered on a single stream (CPU µs per message). " +
+			"No ratio against the baseline where the units differ.\n")
+	}
 
 	var compared []Scenario
 	for _, s := range r.Measured() {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/weftmesh/weft/bench/loadgen"
@@ -70,6 +71,10 @@ type Scenario struct {
 	// for the latter two.
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`
+	// Protocol is what the load generator spoke: http1, h2c, grpc-unary
+	// (one request is one call) or grpc-stream (one request is one
+	// message answered on a single stream).
+	Protocol string `json:"protocol,omitempty"`
 
 	Requests    int64                `json:"requests"`
 	RPS         float64              `json:"rps"`
@@ -150,7 +155,10 @@ func NewCPU(processes []string, cpu time.Duration, peakRSS, requests int64) *CPU
 func (s *Scenario) OK() bool { return s.Status == StatusOK }
 
 // ComputeRatios fills RPSRatio and P99Ratio of every measured scenario
-// against the one named baseline, when that one ran.
+// against the one named baseline, when that one ran, and when both count
+// the same things: a gRPC scenario (calls, or messages on a stream) only
+// against a baseline of the same protocol; HTTP/1.1 and h2c requests
+// compare.
 func (r *Report) ComputeRatios(baseline string) {
 	var base *Scenario
 	for i := range r.Scenarios {
@@ -164,7 +172,7 @@ func (r *Report) ComputeRatios(baseline string) {
 	r.Baseline = baseline
 	for i := range r.Scenarios {
 		s := &r.Scenarios[i]
-		if !s.OK() {
+		if !s.OK() || !comparable(s.Protocol, base.Protocol) {
 			continue
 		}
 		if base.RPS > 0 {
@@ -174,6 +182,17 @@ func (r *Report) ComputeRatios(baseline string) {
 			s.P99Ratio = float64(s.Latency.P99) / float64(base.Latency.P99)
 		}
 	}
+}
+
+// comparable reports whether requests of load protocols a and b are the
+// same unit: any HTTP ones ("", http1, h2c) are; a gRPC one only equals
+// itself.
+func comparable(a, b string) bool {
+	grpcA, grpcB := strings.HasPrefix(a, "grpc"), strings.HasPrefix(b, "grpc")
+	if grpcA || grpcB {
+		return a == b
+	}
+	return true
 }
 
 // ComputeComparisons fills the Compare ratios of every measured scenario

@@ -285,3 +285,29 @@ func TestMarkdownOpenLoop(t *testing.T) {
 		t.Errorf("chart subtitle lacks the settings:\n%s", texts)
 	}
 }
+
+// gRPC calls and stream messages are not HTTP requests: no ratio against
+// an HTTP/1.1 baseline, but against one of the same protocol; h2c
+// compares with HTTP/1.1. The markdown names the protocols.
+func TestRatiosOnlyBetweenTheSameUnits(t *testing.T) {
+	r := &Report{Scenarios: []Scenario{
+		{Name: "direct", Status: StatusOK, RPS: 100, Protocol: "http1", Latency: loadgen.Summary{P99: 10}},
+		{Name: "weft-h2c", Status: StatusOK, RPS: 50, Protocol: "h2c", Latency: loadgen.Summary{P99: 20}},
+		{Name: "grpc-weft", Status: StatusOK, RPS: 25, Protocol: "grpc-unary", Latency: loadgen.Summary{P99: 40}},
+	}}
+	r.ComputeRatios("direct")
+	if r.Scenarios[1].RPSRatio != 0.5 || r.Scenarios[2].RPSRatio != 0 || r.Scenarios[2].P99Ratio != 0 {
+		t.Fatalf("ratios %+v", r.Scenarios)
+	}
+	r.ComputeRatios("grpc-weft")
+	if r.Scenarios[2].RPSRatio != 1 {
+		t.Fatalf("ratios against grpc-weft %+v", r.Scenarios)
+	}
+	var b strings.Builder
+	if err := r.Markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Not HTTP/1.1: weft-h2c h2c, grpc-weft grpc-unary.") {
+		t.Fatalf("markdown:\n%s", b.String())
+	}
+}
