@@ -1,7 +1,7 @@
 // Command grpccall calls the gRPC service of `weft demo` through its
 // sidecar, with nothing to install but Go:
 //
-//	go run ./examples/demo/grpccall -addr 127.0.0.1:15000
+//	go run ./examples/demo/grpccall -addr 127.0.0.1:10000
 //
 // It makes unary calls (and says which endpoint answered each), one
 // server-streaming call and a health check, as grpcurl would.
@@ -18,7 +18,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:15000", "the demo sidecar's address (weft demo prints it)")
+	addr := flag.String("addr", "127.0.0.1:10000", "the demo sidecar's address (weft demo prints it)")
 	n := flag.Int("n", 6, "unary calls to make")
 	flag.Parse()
 	if err := run(*addr, *n); err != nil {
