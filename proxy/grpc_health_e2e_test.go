@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/interop"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/weftmesh/weft/proxy/cluster"
@@ -32,7 +31,7 @@ func countedGRPCServer(t testing.TB) (string, *health.Server, *atomic.Int64) {
 		}
 		return h(ctx, req)
 	}))
-	testgrpc.RegisterTestServiceServer(srv, interop.NewTestServer())
+	testpb.RegisterTestServiceServer(srv, interop.NewTestServer())
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	go func() { _ = srv.Serve(ln) }()
@@ -92,7 +91,7 @@ func TestGRPCHealthCheckSteersCallsThroughSidecar(t *testing.T) {
 		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	p, url := startProxy(t, grpcHealthConfig, map[string]string{"a": a, "b": b})
-	tc := testgrpc.NewTestServiceClient(dialGRPC(t, url))
+	tc := testpb.NewTestServiceClient(dialGRPC(t, url))
 	call := func(n int) (int64, int64) {
 		t.Helper()
 		a0, b0 := callsA.Load(), callsB.Load()
@@ -165,7 +164,7 @@ clusters:
     healthy_threshold: 1
     unhealthy_threshold: 2
 `, map[string]string{"orders": inbound, "server_id": ordersID})
-	tc := testgrpc.NewTestServiceClient(dialGRPC(t, "http://"+client.ListenerAddr("outbound").String()))
+	tc := testpb.NewTestServiceClient(dialGRPC(t, "http://"+client.ListenerAddr("outbound").String()))
 	empty := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -143,9 +143,10 @@ func TestDecodeHealthResponse(t *testing.T) {
 		{"serving", frame(serving), 1, false},
 		{"not serving", frame(notServing), 2, false},
 		{"empty message is UNKNOWN", frame(nil), 0, false},
-		// Unknown fields of every wire type before the status are skipped.
-		{"unknown fields", frame([]byte{2<<3 | 0, 0x96, 0x01, 3<<3 | 1, 1, 2, 3, 4, 5, 6, 7, 8, 4<<3 | 2, 2, 'h', 'i', 5<<3 | 5, 1, 2, 3, 4, 1<<3 | 0, 1}), 1, false},
-		{"last status wins", frame([]byte{1<<3 | 0, 2, 1<<3 | 0, 1}), 1, false},
+		// Unknown fields of every wire type before the status are skipped
+		// (a tag is field<<3 | wire type; varints are wire type 0).
+		{"unknown fields", frame([]byte{2 << 3, 0x96, 0x01, 3<<3 | 1, 1, 2, 3, 4, 5, 6, 7, 8, 4<<3 | 2, 2, 'h', 'i', 5<<3 | 5, 1, 2, 3, 4, 1 << 3, 1}), 1, false},
+		{"last status wins", frame([]byte{1 << 3, 2, 1 << 3, 1}), 1, false},
 		{"no frame", []byte{0, 0, 0}, 0, true},
 		{"compressed", []byte{1, 0, 0, 0, 0}, 0, true},
 		{"short frame", []byte{0, 0, 0, 0, 3, 8, 1}, 0, true},

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
@@ -52,7 +51,7 @@ func Start(name string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Name: name, ln: ln, srv: grpc.NewServer(), health: health.NewServer(), done: make(chan struct{})}
-	testgrpc.RegisterTestServiceServer(s.srv, &testService{name: name})
+	testpb.RegisterTestServiceServer(s.srv, &testService{name: name})
 	healthpb.RegisterHealthServer(s.srv, s.health)
 	reflection.Register(s.srv)
 	s.health.SetServingStatus(Service, healthpb.HealthCheckResponse_SERVING)
@@ -84,7 +83,7 @@ func (s *Server) Stop() {
 // testService answers the test service's unary and server-streaming
 // calls; the rest are grpc-go's Unimplemented answers.
 type testService struct {
-	testgrpc.UnimplementedTestServiceServer
+	testpb.UnimplementedTestServiceServer
 	name string
 }
 
@@ -103,7 +102,7 @@ func (t *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) 
 	return &testpb.SimpleResponse{Payload: payload(req.GetResponseSize()), ServerId: t.name}, nil
 }
 
-func (t *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream testgrpc.TestService_StreamingOutputCallServer) error {
+func (t *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream testpb.TestService_StreamingOutputCallServer) error {
 	if err := t.served(stream.Context()); err != nil {
 		return err
 	}
@@ -131,7 +130,7 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 // Unary makes n UnaryCalls and counts the answers by the server that gave
 // them.
 func Unary(ctx context.Context, cc *grpc.ClientConn, n int) (map[string]int, error) {
-	tc := testgrpc.NewTestServiceClient(cc)
+	tc := testpb.NewTestServiceClient(cc)
 	got := map[string]int{}
 	for range n {
 		var hdr metadata.MD
@@ -154,7 +153,7 @@ func Stream(ctx context.Context, cc *grpc.ClientConn, n int) (int, string, error
 	for i := range n {
 		req.ResponseParameters = append(req.ResponseParameters, &testpb.ResponseParameters{Size: int32(i + 1)})
 	}
-	stream, err := testgrpc.NewTestServiceClient(cc).StreamingOutputCall(ctx, req)
+	stream, err := testpb.NewTestServiceClient(cc).StreamingOutputCall(ctx, req)
 	if err != nil {
 		return 0, "", fmt.Errorf("StreamingOutputCall: %w", err)
 	}
