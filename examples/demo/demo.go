@@ -22,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/examples/demo/grpcsvc"
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
@@ -92,6 +93,8 @@ func (s *service) handle(ctx *fasthttp.RequestCtx) {
 type ConfigData struct {
 	Listener, Admin                         string
 	ReviewsV1, ReviewsV2, Ratings, Accounts string
+	// GRPCA and GRPCB are the two gRPC servers.
+	GRPCA, GRPCB string
 	// Plugins maps a plugin name (auth, fault, routing, telemetry) to its
 	// module file; nil renders the config without plugins.
 	Plugins map[string]string
@@ -150,6 +153,19 @@ func Run(ctx context.Context, o Options) error {
 		}
 		svcs = append(svcs, s)
 	}
+	var grpcs []*grpcsvc.Server
+	defer func() {
+		for _, g := range grpcs {
+			g.Stop()
+		}
+	}()
+	for _, name := range []string{"grpc-a", "grpc-b"} {
+		g, err := grpcsvc.Start(name)
+		if err != nil {
+			return err
+		}
+		grpcs = append(grpcs, g)
+	}
 	listenAddr, adminAddr := "127.0.0.1:0", "127.0.0.1:0"
 	maddrs := meshAddrs{control: "127.0.0.1:0", outbound: "127.0.0.1:0", admin: "127.0.0.1:0"}
 	if o.Port > 0 {
@@ -160,6 +176,7 @@ func Run(ctx context.Context, o Options) error {
 	data := ConfigData{Listener: listenAddr, Admin: adminAddr,
 		ReviewsV1: svcs[0].ln.Addr().String(), ReviewsV2: svcs[1].ln.Addr().String(),
 		Ratings: svcs[2].ln.Addr().String(), Accounts: svcs[3].ln.Addr().String(),
+		GRPCA: grpcs[0].Addr(), GRPCB: grpcs[1].Addr(),
 		Issuer: demoIssuer, FaultDelay: faultDelay.String()}
 
 	// The plugins: built from plugins/ (or taken from the cache). Without
@@ -221,7 +238,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer m.close()
 
-	fmt.Fprintf(o.Out, "weft demo: a sidecar on http://%s in front of reviews-v1, reviews-v2 (canary), ratings (fails 30%%) and accounts\n", sidecar)
+	fmt.Fprintf(o.Out, "weft demo: a sidecar on http://%s in front of reviews-v1, reviews-v2 (canary), ratings (fails 30%%), accounts and two gRPC servers (%s)\n", sidecar, grpcsvc.Service)
 	fmt.Fprintf(o.Out, "admin on http://%s\n%s\n", a.Addr(), pluginNote)
 	m.intro(o.Out)
 	fmt.Fprintln(o.Out)
@@ -234,6 +251,7 @@ func Run(ctx context.Context, o Options) error {
 	defer tc.CloseIdleConnections()
 	t := &tourer{out: o.Out, c: tc, url: "http://" + sidecar, admin: "http://" + a.Addr().String(), svcs: svcs}
 	t.run(token)
+	t.grpc(ctx, sidecar, grpcs)
 	m.tour(ctx, t)
 	fmt.Fprintf(o.Out, `
 Try:
@@ -251,6 +269,7 @@ Try:
   curl -s -H 'authorization: Bearer %[2]s' http://%[1]s/account
 `, sidecar, token, faultDelay, a.Addr())
 	}
+	tryGRPC(o.Out, sidecar)
 	m.try(o.Out)
 	fmt.Fprintf(o.Out, "Stop with Ctrl-C.\n")
 	<-ctx.Done()

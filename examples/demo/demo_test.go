@@ -64,6 +64,25 @@ func checkRouting(t *testing.T, text string) {
 	}
 }
 
+// checkGRPC checks the gRPC part of the tour: calls through the sidecar
+// balanced over both servers, one leaving the balancer while it says
+// NOT_SERVING and coming back, and the commands to try it.
+func checkGRPC(t *testing.T, text string) {
+	t.Helper()
+	for _, want := range []string{
+		`gRPC through the sidecar \(h2c, routed by service grpc\.testing\.TestService\): 10 UnaryCalls answered by grpc-a=5 grpc-b=5; a server stream of 3 messages from grpc-[ab]; Health/Check: SERVING\n`,
+		`gRPC health check: grpc-a set NOT_SERVING; the sidecar's checks took it out of the balancer in \S+; 10 UnaryCalls answered by grpc-b=10\n`,
+		`gRPC health check: grpc-a SERVING again; the sidecar's checks put it back in the balancer in \S+; 10 UnaryCalls answered by grpc-a=5 grpc-b=5\n`,
+		`grpcurl -plaintext 127\.0\.0\.1:\d+ list `,
+		`grpcurl -plaintext -v -d '\{"response_size": 3\}' 127\.0\.0\.1:\d+ grpc\.testing\.TestService/UnaryCall `,
+		`go run \./examples/demo/grpccall -addr 127\.0\.0\.1:\d+ `,
+	} {
+		if !regexp.MustCompile(want).MatchString(text) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, text)
+		}
+	}
+}
+
 // split reads the v1 and v2 counts of the first line matching re (whose
 // last two groups are the counts).
 func split(t *testing.T, text, re string) (v1, v2 int) {
@@ -140,6 +159,7 @@ func TestDemoRunsThePlugins(t *testing.T) {
 		t.Fatalf("plugins not loaded:\n%s", text)
 	}
 	checkRouting(t, text)
+	checkGRPC(t, text)
 	checkLiveChange(t, text)
 	if !regexp.MustCompile(`chosen by the routing plugin`).MatchString(text) {
 		t.Errorf("split not credited to the routing plugin:\n%s", text)
@@ -179,6 +199,7 @@ func TestDemoWithoutPlugins(t *testing.T) {
 	}
 	t.Logf("demo output:\n%s", text)
 	checkRouting(t, text)
+	checkGRPC(t, text)
 	checkLiveChange(t, text)
 	if !regexp.MustCompile(`chosen by the route table`).MatchString(text) {
 		t.Errorf("split not credited to the route table:\n%s", text)

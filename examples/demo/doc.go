@@ -10,6 +10,12 @@
 // command, not run from the source tree) or loaded, the demo says why and
 // runs without them.
 //
+// Two gRPC servers (package grpcsvc: grpc-go's test service, health and
+// reflection) sit behind the first sidecar, routed by gRPC service name to
+// an HTTP/2 cluster with a gRPC health check; the tour calls them through
+// the sidecar and flips one to NOT_SERVING and back to show the check at
+// work. examples/demo/grpccall is a client for them that needs only Go.
+//
 // The control plane (control/server, with a temporary data directory
 // removed at exit) starts with the demo services as mesh resources
 // (mesh.yaml.tmpl, applied through its API) and drives the second sidecar,

@@ -46,6 +46,15 @@
 // met a pooled connection the upstream closed while idle is sent once more
 // on a fresh connection. Every other retry is the route policy's.
 //
+// # Active health checks
+//
+// healthcheck.go runs one goroutine per endpoint: an HTTP GET of the
+// configured path on a connection of its own, or (grpchealth.go) a
+// grpc.health.v1.Health/Check call over the endpoint's HTTP/2 transport,
+// its two protobuf messages encoded by hand so the proxy does not import
+// grpc-go. Thresholds of consecutive results move the endpoint out of the
+// view and back.
+//
 // # Failures
 //
 // Classify sorts Do's errors into ConnectFailure, Timeout, Reset, Overflow
@@ -60,7 +69,8 @@
 //
 // It does not route, rewrite requests, retry, or apply timeouts of its own
 // beyond connect_timeout (the caller passes the deadline), and it does not
-// parse the wire or speak anything but HTTP/1.1 through fasthttp. It
+// speak any wire protocol but HTTP/1.1 (fasthttp) and HTTP/2 (net/http's
+// transport, transport.go); the gRPC it knows is the health check's. It
 // exports counters (Stats, Status) but registers no metrics and serves no
 // admin page. It never logs per request.
 package cluster

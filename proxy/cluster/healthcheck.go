@@ -16,13 +16,14 @@ import (
 
 // healthSettings is health_check with defaults applied.
 type healthSettings struct {
-	Path               string
+	Path               string `json:",omitempty"` // HTTP checks
 	Host               string
 	Interval           time.Duration
 	Timeout            time.Duration
 	HealthyThreshold   int
 	UnhealthyThreshold int
-	ExpectedStatuses   []int // nil: 200-399
+	ExpectedStatuses   []int       // nil: 200-399
+	GRPC               *grpcHealth `json:",omitempty"` // nil: HTTP checks
 }
 
 func compileHealthCheck(h config.HealthCheck) (*healthSettings, error) {
@@ -34,10 +35,14 @@ func compileHealthCheck(h config.HealthCheck) (*healthSettings, error) {
 		HealthyThreshold:   h.HealthyThreshold,
 		UnhealthyThreshold: h.UnhealthyThreshold,
 	}
-	if s.Path == "" {
+	if h.GRPC != nil {
+		// config.Validate refused path and expected_statuses with grpc.
+		s.GRPC = compileGRPCHealth(*h.GRPC)
+		s.Path = ""
+	} else if s.Path == "" {
 		s.Path = "/healthz"
 	}
-	if !strings.HasPrefix(s.Path, "/") {
+	if s.GRPC == nil && !strings.HasPrefix(s.Path, "/") {
 		return nil, fmt.Errorf("path %q must start with /", s.Path)
 	}
 	if s.HealthyThreshold < 0 || s.UnhealthyThreshold < 0 {
@@ -82,12 +87,50 @@ func (c *Cluster) startHealthCheckLocked(e *Endpoint) {
 }
 
 // healthCheckLoop checks e every interval (plus up to 10% jitter, so the
-// checks of many sidecars do not line up) until stop closes. Each check
-// opens its own connection ("Connection: close"): it tests that the
-// endpoint accepts connections, uses none of the request pool, and leaves
-// no idle connection behind.
+// checks of many sidecars do not line up) until stop closes.
 func (c *Cluster) healthCheckLoop(e *Endpoint, stop chan struct{}) {
 	defer c.wg.Done()
+	h := c.s.HealthCheck
+	var check func() error
+	if h.GRPC != nil {
+		check = func() error { return c.checkGRPC(e) }
+	} else {
+		var done func()
+		check, done = c.httpCheck(e)
+		defer done()
+	}
+
+	successes, failures := 0, 0
+	jitter := func() time.Duration { return time.Duration(rand.Int64N(int64(h.Interval)/10 + 1)) }
+	timer := time.NewTimer(jitter())
+	defer timer.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-timer.C:
+		}
+		if err := check(); err == nil {
+			successes, failures = successes+1, 0
+			if e.unhealthy.Load() && successes >= h.HealthyThreshold {
+				c.setHealth(e, true, nil)
+			}
+		} else {
+			successes, failures = 0, failures+1
+			c.stats.HealthCheckFailures.Add(1)
+			if !e.unhealthy.Load() && failures >= h.UnhealthyThreshold {
+				c.setHealth(e, false, err)
+			}
+		}
+		timer.Reset(h.Interval + jitter())
+	}
+}
+
+// httpCheck returns e's HTTP check (nil when it passed) and what releases
+// its buffers. Each check opens its own connection ("Connection: close"):
+// it tests that the endpoint accepts connections, uses none of the request
+// pool, and leaves no idle connection behind.
+func (c *Cluster) httpCheck(e *Endpoint) (check func() error, done func()) {
 	h := c.s.HealthCheck
 	client := &fasthttp.HostClient{
 		Addr: e.addr,
@@ -105,50 +148,39 @@ func (c *Cluster) healthCheckLoop(e *Endpoint, stop chan struct{}) {
 	c.applyTLS(client)
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
 	resp.SkipBody = true
-
-	successes, failures := 0, 0
-	jitter := func() time.Duration { return time.Duration(rand.Int64N(int64(h.Interval)/10 + 1)) }
-	timer := time.NewTimer(jitter())
-	defer timer.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-timer.C:
-		}
+	host := h.Host
+	if host == "" {
+		host = e.addr
+	}
+	check = func() error {
 		req.Reset()
 		req.Header.SetMethod(fasthttp.MethodGet)
 		req.SetRequestURI(h.Path)
-		host := h.Host
-		if host == "" {
-			host = e.addr
-		}
 		req.Header.SetHost(host)
-		req.Header.Set("User-Agent", "weft-health-check")
+		req.Header.Set("User-Agent", healthCheckUserAgent)
 		req.SetConnectionClose()
-		err := client.DoTimeout(req, resp, h.Timeout)
-		ok := err == nil && h.expected(resp.StatusCode())
-		if ok {
-			successes, failures = successes+1, 0
-			if e.unhealthy.Load() && successes >= h.HealthyThreshold {
-				c.setHealth(e, true, resp.StatusCode(), nil)
-			}
-		} else {
-			successes, failures = 0, failures+1
-			c.stats.HealthCheckFailures.Add(1)
-			if !e.unhealthy.Load() && failures >= h.UnhealthyThreshold {
-				c.setHealth(e, false, resp.StatusCode(), err)
-			}
+		if err := client.DoTimeout(req, resp, h.Timeout); err != nil {
+			return err
 		}
-		timer.Reset(h.Interval + jitter())
+		if !h.expected(resp.StatusCode()) {
+			return fmt.Errorf("status %d is not expected", resp.StatusCode())
+		}
+		return nil
 	}
+	done = func() {
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
+	return check, done
 }
 
-// setHealth records a health transition and republishes the view.
-func (c *Cluster) setHealth(e *Endpoint, healthy bool, status int, err error) {
+// healthCheckUserAgent names the checks in the endpoints' logs.
+const healthCheckUserAgent = "weft-health-check"
+
+// setHealth records a health transition (err: why the endpoint failed)
+// and republishes the view.
+func (c *Cluster) setHealth(e *Endpoint, healthy bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e.retired || c.closed.Load() {
@@ -158,13 +190,7 @@ func (c *Cluster) setHealth(e *Endpoint, healthy bool, status int, err error) {
 	if healthy {
 		c.log.Info("endpoint healthy", zap.String("endpoint", e.addr))
 	} else {
-		fields := []zap.Field{zap.String("endpoint", e.addr)}
-		if err != nil {
-			fields = append(fields, zap.Error(err))
-		} else {
-			fields = append(fields, zap.Int("status", status))
-		}
-		c.log.Warn("endpoint unhealthy", fields...)
+		c.log.Warn("endpoint unhealthy", zap.String("endpoint", e.addr), zap.Error(err))
 	}
 	c.rebuildLocked()
 }

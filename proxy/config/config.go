@@ -330,15 +330,27 @@ type HashOn struct {
 	SourceIP bool   `yaml:"source_ip,omitempty" json:"source_ip,omitempty"`
 }
 
-// HealthCheck is an active HTTP check per endpoint.
+// HealthCheck is an active check per endpoint: an HTTP GET of Path, or,
+// with GRPC set, a call of the gRPC health service.
 type HealthCheck struct {
-	Path               string   `yaml:"path,omitempty" json:"path,omitempty"` // default /healthz
-	Host               string   `yaml:"host,omitempty" json:"host,omitempty"`
+	Path               string   `yaml:"path,omitempty" json:"path,omitempty"`                               // default /healthz (HTTP checks)
+	Host               string   `yaml:"host,omitempty" json:"host,omitempty"`                               // Host (:authority) sent; default the endpoint's address
 	Interval           Duration `yaml:"interval,omitempty" json:"interval,omitempty"`                       // default 5s
 	Timeout            Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`                         // default 1s
 	HealthyThreshold   int      `yaml:"healthy_threshold,omitempty" json:"healthy_threshold,omitempty"`     // default 2
 	UnhealthyThreshold int      `yaml:"unhealthy_threshold,omitempty" json:"unhealthy_threshold,omitempty"` // default 3
 	ExpectedStatuses   []int    `yaml:"expected_statuses,omitempty" json:"expected_statuses,omitempty"`     // default 200-399
+	// GRPC makes each check a grpc.health.v1.Health/Check call over the
+	// cluster's HTTP/2 connections (the cluster's protocol must be http2
+	// or auto); the endpoint passes when it answers SERVING.
+	GRPC *GRPCHealthCheck `yaml:"grpc,omitempty" json:"grpc,omitempty"`
+}
+
+// GRPCHealthCheck is a gRPC health check (grpc.health.v1.Health/Check).
+type GRPCHealthCheck struct {
+	// Service is the service name the check asks about; "" asks about the
+	// server's overall health.
+	Service string `yaml:"service,omitempty" json:"service,omitempty"`
 }
 
 // OutlierDetection ejects endpoints that fail passively observed requests.

@@ -217,7 +217,9 @@ func (c *Cluster) applyDefaults() {
 	setInt(&c.MaxConnsPerEndpoint, defaultMaxConnsPerEndpoint)
 	setDur(&c.IdleTimeout, defaultClusterIdleTimeout)
 	if h := c.HealthCheck; h != nil {
-		setStr(&h.Path, defaultHealthPath)
+		if h.GRPC == nil {
+			setStr(&h.Path, defaultHealthPath)
+		}
 		setDur(&h.Interval, defaultHealthInterval)
 		setDur(&h.Timeout, defaultHealthTimeout)
 		setInt(&h.HealthyThreshold, defaultHealthyThreshold)

@@ -730,7 +730,7 @@ func (v *validator) cluster(p string, c *Cluster) {
 	v.duration(p+".idle_timeout", c.IdleTimeout)
 	if h := c.HealthCheck; h != nil {
 		hp := p + ".health_check"
-		if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
+		if h.GRPC == nil && h.Path != "" && !strings.HasPrefix(h.Path, "/") {
 			v.errf(hp+".path", "path %q must start with \"/\"", h.Path)
 		}
 		v.duration(hp+".interval", h.Interval)
@@ -746,6 +746,19 @@ func (v *validator) cluster(p string, c *Cluster) {
 		}
 		for i, s := range h.ExpectedStatuses {
 			v.status(fmt.Sprintf("%s.expected_statuses[%d]", hp, i), s)
+		}
+		if g := h.GRPC; g != nil {
+			// gRPC runs over HTTP/2 only, and its answer is a health
+			// status, not a path's HTTP status.
+			if c.Protocol != "http2" && c.Protocol != "auto" {
+				v.errf(hp+".grpc", "a gRPC health check needs the cluster's protocol to be http2 or auto, not %q", c.Protocol)
+			}
+			if h.Path != "" {
+				v.errf(hp+".path", "path does not apply to a gRPC health check (it calls /grpc.health.v1.Health/Check); remove it")
+			}
+			if len(h.ExpectedStatuses) > 0 {
+				v.errf(hp+".expected_statuses", "expected_statuses does not apply to a gRPC health check (it passes on SERVING); remove it")
+			}
 		}
 	}
 	if o := c.OutlierDetection; o != nil {

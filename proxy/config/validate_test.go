@@ -254,7 +254,8 @@ func TestDefaults(t *testing.T) {
     mirror: {cluster: c2}
 - redirect: {scheme: https}
 `
-	cluster := "- name: c3\n  dns: {name: c3.local, port: 80}\n  health_check: {}\n  outlier_detection: {}\n"
+	cluster := "- name: c3\n  dns: {name: c3.local, port: 80}\n  health_check: {}\n  outlier_detection: {}\n" +
+		"- name: c4\n  protocol: http2\n  endpoints: [{address: 1.2.3.4:80}]\n  health_check: {grpc: {}}\n"
 	c, err := Parse("min.yaml", []byte(baseListener+indent(routes, 10)+baseClusters+indent(cluster, 2)+baseFilters))
 	if err != nil {
 		t.Fatal(err)
@@ -297,6 +298,10 @@ func TestDefaults(t *testing.T) {
 		{"health.timeout", cl.HealthCheck.Timeout.D(), time.Second},
 		{"health.healthy_threshold", cl.HealthCheck.HealthyThreshold, 2},
 		{"health.unhealthy_threshold", cl.HealthCheck.UnhealthyThreshold, 3},
+		{"grpc health.path (none)", c.Clusters[3].HealthCheck.Path, ""},
+		{"grpc health.service (overall)", *c.Clusters[3].HealthCheck.GRPC, GRPCHealthCheck{}},
+		{"grpc health.interval", c.Clusters[3].HealthCheck.Interval.D(), 5 * time.Second},
+		{"grpc health.unhealthy_threshold", c.Clusters[3].HealthCheck.UnhealthyThreshold, 3},
 		{"outlier.consecutive_5xx", cl.OutlierDetection.Consecutive5xx, 5},
 		{"outlier.consecutive_gateway_errors", cl.OutlierDetection.ConsecutiveGatewayErrors, 0},
 		{"outlier.interval", cl.OutlierDetection.Interval.D(), 10 * time.Second},

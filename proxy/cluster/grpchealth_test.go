@@ -1,0 +1,193 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// grpcServer serves grpc-go's health service (plaintext HTTP/2) on
+// loopback until the test ends; withHealth false serves no service at all.
+func grpcServer(t testing.TB, withHealth bool) (string, *health.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	if withHealth {
+		healthpb.RegisterHealthServer(srv, hs)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(ln)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return ln.Addr().String(), hs
+}
+
+func grpcChecks(service string) *config.HealthCheck {
+	return &config.HealthCheck{
+		Interval:           config.Duration(20 * time.Millisecond),
+		Timeout:            config.Duration(500 * time.Millisecond),
+		HealthyThreshold:   2,
+		UnhealthyThreshold: 2,
+		GRPC:               &config.GRPCHealthCheck{Service: service},
+	}
+}
+
+// The real grpc-go health server flips a's service to NOT_SERVING: a
+// leaves the balancer (every pick is b) and rejoins it once SERVING again.
+func TestGRPCHealthCheckFollowsServingStatus(t *testing.T) {
+	const svc = "weft.test.Echo"
+	a, ha := grpcServer(t, true)
+	b, hb := grpcServer(t, true)
+	for _, hs := range []*health.Server{ha, hb} {
+		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	for _, protocol := range []string{"http2", "auto"} {
+		t.Run(protocol, func(t *testing.T) {
+			c := start(t, config.Cluster{Name: "g", Protocol: protocol, Endpoints: static(a, b), HealthCheck: grpcChecks(svc), PanicThreshold: -1}, Options{})
+			before := c.Stats().HealthCheckFailures.Load()
+			time.Sleep(100 * time.Millisecond) // a few rounds of passing checks
+			if got := c.Stats().HealthCheckFailures.Load(); got != before {
+				t.Fatalf("%d checks of SERVING endpoints failed", got-before)
+			}
+			ha.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+			eventually(t, "a unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy })
+			if got := picks(c, 100); got[a] != 0 || got[b] != 100 {
+				t.Fatalf("traffic while a is NOT_SERVING: %v", got)
+			}
+			ha.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+			eventually(t, "a healthy again", func() bool { return c.Status().Endpoints[0].Healthy })
+			if got := picks(c, 100); got[a] != 50 || got[b] != 50 {
+				t.Fatalf("traffic after a is SERVING again: %v", got)
+			}
+			// The checks were not counted as the endpoints' requests.
+			for _, e := range c.view.Load().set.endpoints {
+				if e.total.Load() != 0 || e.active.Load() != 0 {
+					t.Errorf("endpoint %s counts %d requests, %d active", e.addr, e.total.Load(), e.active.Load())
+				}
+			}
+		})
+	}
+}
+
+// Answers that are not SERVING fail: an unknown service, the overall
+// status set to NOT_SERVING, a server without the health service
+// (UNIMPLEMENTED), and a plain HTTP/1.1 server.
+func TestGRPCHealthCheckFailures(t *testing.T) {
+	overall, ho := grpcServer(t, true)
+	noHealth, _ := grpcServer(t, false)
+	http1 := serve(t, identity(new(string)))
+	tests := []struct {
+		name, service, addr string
+		setup               func()
+	}{
+		{"service unknown", "no.such.Service", overall, func() {}},
+		{"overall not serving", "", overall, func() { ho.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) }},
+		{"unimplemented", "", noHealth, func() {}},
+		{"http1 server", "", http1, func() {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.setup()
+			c := start(t, config.Cluster{Name: "g", Protocol: "http2", Endpoints: static(tt.addr), HealthCheck: grpcChecks(tt.service), PanicThreshold: -1}, Options{})
+			eventually(t, "endpoint unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy })
+			if e := c.Pick(0, false, nil); e != nil {
+				t.Fatalf("picked %s, the only endpoint, while it is unhealthy", e.Address())
+			}
+		})
+	}
+}
+
+func TestEncodeHealthRequestIsTheProtoEncoding(t *testing.T) {
+	for _, svc := range []string{"", "helloworld.Greeter", string(bytes.Repeat([]byte("s"), 300))} {
+		want, err := proto.Marshal(&healthpb.HealthCheckRequest{Service: svc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := encodeHealthRequest(svc)
+		if got[0] != 0 || int(got[1])<<24|int(got[2])<<16|int(got[3])<<8|int(got[4]) != len(want) || !bytes.Equal(got[5:], want) {
+			t.Errorf("service %.20q: frame % x, want the message % x", svc, got, want)
+		}
+	}
+}
+
+func TestDecodeHealthResponse(t *testing.T) {
+	frame := func(msg []byte) []byte {
+		return append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+	}
+	serving, _ := proto.Marshal(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING})
+	notServing, _ := proto.Marshal(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
+	tests := []struct {
+		name   string
+		body   []byte
+		status uint64
+		bad    bool
+	}{
+		{"serving", frame(serving), 1, false},
+		{"not serving", frame(notServing), 2, false},
+		{"empty message is UNKNOWN", frame(nil), 0, false},
+		// Unknown fields of every wire type before the status are skipped
+		// (a tag is field<<3 | wire type; varints are wire type 0).
+		{"unknown fields", frame([]byte{2 << 3, 0x96, 0x01, 3<<3 | 1, 1, 2, 3, 4, 5, 6, 7, 8, 4<<3 | 2, 2, 'h', 'i', 5<<3 | 5, 1, 2, 3, 4, 1 << 3, 1}), 1, false},
+		{"last status wins", frame([]byte{1 << 3, 2, 1 << 3, 1}), 1, false},
+		{"no frame", []byte{0, 0, 0}, 0, true},
+		{"compressed", []byte{1, 0, 0, 0, 0}, 0, true},
+		{"short frame", []byte{0, 0, 0, 0, 3, 8, 1}, 0, true},
+		{"two frames", append(frame(serving), frame(serving)...), 0, true},
+		{"field zero", frame([]byte{0 << 3, 1}), 0, true},
+		{"truncated varint", frame([]byte{1 << 3, 0x80}), 0, true},
+		{"length past end", frame([]byte{4<<3 | 2, 9, 'x'}), 0, true},
+		{"group wire type", frame([]byte{4<<3 | 3}), 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, err := decodeHealthResponse(tt.body)
+			if tt.bad {
+				if !errors.Is(err, errMalformedHealth) {
+					t.Fatalf("decoded % x as status %d, %v; want malformed", tt.body, status, err)
+				}
+				return
+			}
+			if err != nil || status != tt.status {
+				t.Fatalf("decoded % x as %d, %v; want %d", tt.body, status, err, tt.status)
+			}
+		})
+	}
+}
+
+// FuzzDecodeHealthResponse checks the decoder never panics and agrees
+// with the protobuf runtime on every message both accept.
+func FuzzDecodeHealthResponse(f *testing.F) {
+	f.Add([]byte{8, 1})
+	f.Add([]byte{8, 2, 0x12, 1, 'x'})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if len(msg) > 255 {
+			return
+		}
+		body := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+		status, err := decodeHealthResponse(body)
+		var m healthpb.HealthCheckResponse
+		perr := proto.Unmarshal(msg, &m)
+		if err == nil && perr == nil && uint64(uint32(m.Status)) != status&0xffffffff {
+			t.Fatalf("% x: decoded status %d, protobuf says %d", msg, status, m.Status)
+		}
+	})
+}
