@@ -136,7 +136,7 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 // way Envoy does: 503 for no endpoint or connect failure, 504 for a
 // timeout, 502 for a connection closed mid-response.
 func failResponse(s *filter.Stream, f resilience.Failure) {
-	flags := s.ResponseFlags
+	var flags string
 	switch f {
 	case resilience.NoEndpoint:
 		s.SendLocalReply(fasthttp.StatusServiceUnavailable, []byte("no healthy upstream\n"), nil)
@@ -240,7 +240,9 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, cs *clusterState, s *filter.St
 	}
 	_ = up.SetDeadline(time.Now().Add(upgradeHandshakeTimeout))
 	w := bufio.NewWriter(up)
-	if err := s.Request.Write(w); err == nil {
+	// One err for the whole handshake: a failed write must not be lost.
+	err = s.Request.Write(w)
+	if err == nil {
 		err = w.Flush()
 	}
 	br := bufio.NewReader(up)

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
 
 // BenchmarkGRPCUnary is one small unary call (grpc-go client and server on
@@ -18,7 +17,7 @@ func BenchmarkGRPCUnary(b *testing.B) {
 	for _, target := range []struct{ name, url string }{{"direct", "http://" + addr}, {"weft", url}} {
 		b.Run(target.name, func(b *testing.B) {
 			tc := testgrpc.NewTestServiceClient(dialGRPC(b, strings.TrimSuffix(target.url, "/")))
-			req := &testpb.SimpleRequest{ResponseSize: 64, Payload: &testpb.Payload{Body: make([]byte, 64)}}
+			req := &testgrpc.SimpleRequest{ResponseSize: 64, Payload: &testgrpc.Payload{Body: make([]byte, 64)}}
 			b.ReportAllocs()
 			b.SetParallelism(32)
 			b.RunParallel(func(pb *testing.PB) {

@@ -21,7 +21,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -173,13 +172,13 @@ clusters:
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	st, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{})
+	st, err := tc.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
 	if err == nil {
 		_, err = st.Recv() // a stream's status comes with its first receive
 	}
 	wantCode(t, "no route", err, codes.Unimplemented)
 
-	_, err = tc.EmptyCall(ctx, &testpb.Empty{})
+	_, err = tc.EmptyCall(ctx, &testgrpc.Empty{})
 	wantCode(t, "connect failure", err, codes.Unavailable)
 	if n, _ := metricValue(t, p, "weft_grpc_requests_total", "cluster", "dead", "grpc_status", "14"); n != 1 {
 		t.Fatalf("weft_grpc_requests_total{cluster=dead,grpc_status=14} = %v, want 1", n)
@@ -191,7 +190,7 @@ clusters:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fd.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 5_000_000}}}); err != nil {
+	if err := fd.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1, IntervalUs: 5_000_000}}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = fd.Recv()
@@ -222,7 +221,7 @@ func TestGRPCDeadlinePropagates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 5_000_000}}}); err != nil {
+	if err := st.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1, IntervalUs: 5_000_000}}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = st.Recv()
@@ -274,9 +273,9 @@ clusters:
 		t.Fatal(err)
 	}
 	for i := 0; i < 4; i++ {
-		if err := st.Send(&testpb.StreamingOutputCallRequest{
-			ResponseParameters: []*testpb.ResponseParameters{{Size: 100}},
-			Payload:            &testpb.Payload{Body: make([]byte, 200)},
+		if err := st.Send(&testgrpc.StreamingOutputCallRequest{
+			ResponseParameters: []*testgrpc.ResponseParameters{{Size: 100}},
+			Payload:            &testgrpc.Payload{Body: make([]byte, 200)},
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +308,7 @@ clusters:
 
 	// A local reply from a body callback.
 	dctx := metadata.AppendToOutgoingContext(ctx, "x-deny-body", "1")
-	_, err = tc.UnaryCall(dctx, &testpb.SimpleRequest{ResponseSize: 1})
+	_, err = tc.UnaryCall(dctx, &testgrpc.SimpleRequest{ResponseSize: 1})
 	wantCode(t, "body refused by the filter", err, codes.PermissionDenied)
 	if !strings.Contains(status.Convert(err).Message(), "body refused by wasm") {
 		t.Fatalf("message %q", status.Convert(err).Message())
@@ -461,11 +460,11 @@ func TestGRPCStreamSurvivesDrain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// Five messages 100 ms apart.
-	params := make([]*testpb.ResponseParameters, 5)
+	params := make([]*testgrpc.ResponseParameters, 5)
 	for i := range params {
-		params[i] = &testpb.ResponseParameters{Size: 8, IntervalUs: 100_000}
+		params[i] = &testgrpc.ResponseParameters{Size: 8, IntervalUs: 100_000}
 	}
-	st, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+	st, err := tc.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
 	if err != nil {
 		t.Fatal(err)
 	}

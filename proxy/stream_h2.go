@@ -47,8 +47,8 @@ type h2Exchange struct {
 	cancel context.CancelCauseFunc
 	stop   context.CancelCauseFunc
 	body   *replayBody
-	// bytes moved, for the access log
-	in, out int64
+	// out is the response body bytes sent, for the access log
+	out int64
 
 	// mu serialises the stream's filter callbacks: request body chunks
 	// arrive on the transport's goroutine while the response is handled

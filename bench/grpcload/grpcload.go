@@ -28,7 +28,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/bench/loadgen"
@@ -65,7 +64,7 @@ func New(cfg loadgen.Config) (loadgen.Client, error) {
 			n = min(n, cfg.Connections)
 		}
 		c := &unaryClient{size: int32(cfg.MessageSize),
-			req: &testpb.SimpleRequest{ResponseSize: int32(cfg.MessageSize), Payload: &testpb.Payload{Body: body}}}
+			req: &testgrpc.SimpleRequest{ResponseSize: int32(cfg.MessageSize), Payload: &testgrpc.Payload{Body: body}}}
 		for range n {
 			cc, err := dial(u.Host)
 			if err != nil {
@@ -83,9 +82,9 @@ func New(cfg loadgen.Config) (loadgen.Client, error) {
 		}
 		workers := max(cfg.Connections, loadgen.DefaultConnections)
 		c := &streamClient{cc: cc, tc: testgrpc.NewTestServiceClient(cc), size: cfg.MessageSize,
-			req: &testpb.StreamingOutputCallRequest{
-				ResponseParameters: []*testpb.ResponseParameters{{Size: int32(cfg.MessageSize)}},
-				Payload:            &testpb.Payload{Body: body},
+			req: &testgrpc.StreamingOutputCallRequest{
+				ResponseParameters: []*testgrpc.ResponseParameters{{Size: int32(cfg.MessageSize)}},
+				Payload:            &testgrpc.Payload{Body: body},
 			},
 			waiters: make([]waiter, workers)}
 		for i := range c.waiters {
@@ -164,7 +163,7 @@ var errShort = errors.New("grpcload: answer's payload is not the size asked for"
 type unaryClient struct {
 	conns   []*grpc.ClientConn
 	clients []testgrpc.TestServiceClient
-	req     *testpb.SimpleRequest
+	req     *testgrpc.SimpleRequest
 	size    int32
 }
 
@@ -196,7 +195,7 @@ func (c *unaryClient) Close() error {
 type streamClient struct {
 	cc   *grpc.ClientConn
 	tc   testgrpc.TestServiceClient
-	req  *testpb.StreamingOutputCallRequest
+	req  *testgrpc.StreamingOutputCallRequest
 	size int
 
 	mu      sync.Mutex // serialises sends and the opening of streams

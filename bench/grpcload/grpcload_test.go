@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/bench/grpcupstream"
@@ -144,11 +143,11 @@ func TestStreamUsesOneStream(t *testing.T) {
 // fakeService answers as a test directs.
 type fakeService struct {
 	testgrpc.UnimplementedTestServiceServer
-	unary   func(*testpb.SimpleRequest) (*testpb.SimpleResponse, error)
+	unary   func(*testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error)
 	streams atomic.Int64
 }
 
-func (f *fakeService) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (f *fakeService) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	return f.unary(req)
 }
 
@@ -167,7 +166,7 @@ func (f *fakeService) FullDuplexCall(st testgrpc.TestService_FullDuplexCallServe
 			continue
 		}
 		size := req.GetResponseParameters()[0].GetSize()
-		if err := st.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: make([]byte, size)}}); err != nil {
+		if err := st.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, size)}}); err != nil {
 			return err
 		}
 	}
@@ -202,26 +201,26 @@ func newClient(t *testing.T, url, protocol string) loadgen.Client {
 // A gRPC status counts as the HTTP status it maps to; an answer of the
 // wrong size is an error, not a success.
 func TestUnaryStatusesAndShortAnswers(t *testing.T) {
-	var answer func(*testpb.SimpleRequest) (*testpb.SimpleResponse, error)
-	url := startFake(t, &fakeService{unary: func(r *testpb.SimpleRequest) (*testpb.SimpleResponse, error) { return answer(r) }})
+	var answer func(*testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error)
+	url := startFake(t, &fakeService{unary: func(r *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) { return answer(r) }})
 	c := newClient(t, url, Unary)
 	for _, tc := range []struct {
 		name   string
-		answer func(*testpb.SimpleRequest) (*testpb.SimpleResponse, error)
+		answer func(*testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error)
 		status int
 		err    error
 	}{
-		{"ok", func(r *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
-			return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: make([]byte, r.GetResponseSize())}}, nil
+		{"ok", func(r *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+			return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, r.GetResponseSize())}}, nil
 		}, 200, nil},
-		{"unavailable", func(*testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+		{"unavailable", func(*testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 			return nil, status.Error(codes.Unavailable, "down")
 		}, 503, nil},
-		{"permission denied", func(*testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+		{"permission denied", func(*testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 			return nil, status.Error(codes.PermissionDenied, "no")
 		}, 403, nil},
-		{"short", func(*testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
-			return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: make([]byte, 3)}}, nil
+		{"short", func(*testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+			return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, 3)}}, nil
 		}, 0, errShort},
 	} {
 		answer = tc.answer

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 )
 
@@ -136,12 +135,12 @@ func (s *testService) body(size int32) ([]byte, error) {
 }
 
 // UnaryCall answers with a payload of req.ResponseSize bytes.
-func (s *testService) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (s *testService) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	b, err := s.body(req.GetResponseSize())
 	if err != nil {
 		return nil, err
 	}
-	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: b}}, nil
+	return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: b}}, nil
 }
 
 // FullDuplexCall answers every request message, in order, with one
@@ -161,7 +160,7 @@ func (s *testService) FullDuplexCall(stream testgrpc.TestService_FullDuplexCallS
 			if err != nil {
 				return err
 			}
-			if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: b}}); err != nil {
+			if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: b}}); err != nil {
 				return err
 			}
 		}
