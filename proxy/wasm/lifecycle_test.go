@@ -90,6 +90,9 @@ func startUpstream(t *testing.T) *fastUpstream {
 	t.Cleanup(func() {
 		up.hc.CloseIdleConnections()
 		_ = srv.Shutdown()
+		// Shutdown before Serve began leaves Serve to start afterwards and
+		// accept for ever: closing the socket ends it either way.
+		_ = ln.Close()
 	})
 	return up
 }

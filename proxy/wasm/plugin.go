@@ -11,6 +11,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/proxy/wasm/interrupt"
+
 	"github.com/weftmesh/weft/proxy/filter"
 )
 
@@ -41,6 +43,9 @@ type Plugin struct {
 	sum      [32]byte
 	abi      abiVersion
 	logLevel uint32
+	// interruptible: the module carries the interrupt flag its deadline
+	// sets (see Load).
+	interruptible bool
 
 	slots []*slot
 	rr    atomic.Uint32
@@ -80,11 +85,24 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	if len(spec.Module) == 0 {
 		return nil, fmt.Errorf("wasm plugin %q: module is empty", spec.Name)
 	}
-	e, err := rt.engineFor(ctx, spec.MemoryLimitPages, spec.Trusted)
+	// An untrusted module gets its interrupt flag (package interrupt): the
+	// callback deadline sets it and the guest traps at its next loop
+	// iteration, at the cost of a load and a branch per iteration instead
+	// of wazero's call into Go per iteration and goroutine per call. A
+	// module the rewrite cannot decode keeps wazero's termination checks.
+	code, interruptible := spec.Module, false
+	if !spec.Trusted {
+		if c, err := interrupt.Instrument(spec.Module); err == nil {
+			code, interruptible = c, true
+		} else {
+			rt.log.Info("wasm plugin: using wazero's termination checks", zap.String("plugin", spec.Name), zap.Error(err))
+		}
+	}
+	e, err := rt.engineFor(ctx, spec.MemoryLimitPages, spec.Trusted, interruptible)
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
 	}
-	cm, sum, err := e.compile(ctx, spec.Module)
+	cm, sum, err := e.compile(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: compile: %w", spec.Name, err)
 	}
@@ -97,7 +115,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	p := &Plugin{
 		rt: rt, spec: spec, env: env, key: spec.key(), log: log,
 		events: rt.metrics.eventsFor(spec.Name),
-		engine: e, compiled: cm, sum: sum, abi: abi,
+		engine: e, compiled: cm, sum: sum, abi: abi, interruptible: interruptible,
 		logLevel: guestLogLevel(log),
 		stop:     make(chan struct{}),
 		tickWake: make(chan struct{}, 1),

@@ -85,25 +85,30 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 type engineKey struct {
 	pages   uint32
 	trusted bool
+	// interrupt: modules rewritten by package interrupt, stopped by their
+	// own flag instead of wazero's termination checks.
+	interrupt bool
 }
 
 // engineFor returns the wazero runtime for a memory limit and trust level,
-// building it on first use. Untrusted modules are compiled with
-// termination checks so a callback deadline can stop them.
-func (rt *Runtime) engineFor(ctx context.Context, pages uint32, trusted bool) (*engine, error) {
+// building it on first use. Untrusted modules are stopped at their
+// callback deadline by their interrupt flag (interrupt: see package
+// interrupt), or, when a module could not be rewritten, by wazero's
+// termination checks.
+func (rt *Runtime) engineFor(ctx context.Context, pages uint32, trusted, interrupt bool) (*engine, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.closed {
 		return nil, errors.New("wasm runtime is closed")
 	}
-	key := engineKey{pages, trusted}
+	key := engineKey{pages, trusted, interrupt}
 	if e := rt.byPage[key]; e != nil {
 		return e, nil
 	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(rt.cache).
 		WithMemoryLimitPages(pages).
-		WithCloseOnContextDone(!trusted)
+		WithCloseOnContextDone(!trusted && !interrupt)
 	r := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if err := instantiateHostModules(ctx, r, rt); err != nil {
 		_ = r.Close(ctx)

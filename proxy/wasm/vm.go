@@ -14,6 +14,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/wasm/interrupt"
 )
 
 var (
@@ -91,12 +93,15 @@ type vm struct {
 
 	// ctx carries the vm to host functions; cancel stops a running callback
 	// (wazero closes the module when its context is done).
-	ctx      context.Context
-	cancel   context.CancelFunc
-	timer    *time.Timer
-	running  atomic.Pointer[api.Module] // what the deadline timer closes
-	inCall   atomic.Bool
-	timedOut atomic.Bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	timer   *time.Timer
+	running atomic.Pointer[api.Module] // what the deadline timer closes
+	// interrupt is the module's interrupt flag (nil: the timer closes the
+	// module instead).
+	interrupt atomic.Pointer[api.MutableGlobal]
+	inCall    atomic.Bool
+	timedOut  atomic.Bool
 
 	mu       sync.Mutex
 	broken   bool // guarded by mu
@@ -159,7 +164,9 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v.timer = time.AfterFunc(time.Hour, func() {
 		if v.inCall.Load() {
 			v.timedOut.Store(true)
-			if m := v.running.Load(); m != nil {
+			if g := v.interrupt.Load(); g != nil {
+				(*g).Set(1) // the guest traps at its next loop iteration
+			} else if m := v.running.Load(); m != nil {
 				_ = (*m).CloseWithExitCode(context.Background(), 1)
 			} else {
 				cancelInst()
@@ -196,6 +203,13 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	}
 	v.mod = mod
 	v.running.Store(&mod)
+	if p.interruptible {
+		g, ok := mod.ExportedGlobal(interrupt.GlobalName).(api.MutableGlobal)
+		if !ok {
+			return fail(errors.New("the interrupt flag is missing from the rewritten module"))
+		}
+		v.interrupt.Store(&g)
+	}
 	if v.mem = mod.ExportedMemory("memory"); v.mem == nil {
 		if v.mem = mod.Memory(); v.mem == nil {
 			return fail(errors.New("module exports no memory"))

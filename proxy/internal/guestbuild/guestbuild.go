@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/weftmesh/weft/proxy/wasm/interrupt"
 	"github.com/weftmesh/weft/sdk/wasmbuild"
 )
 
@@ -121,9 +122,10 @@ func CompileCacheDir(t testing.TB) string {
 }
 
 // Precompile compiles the modules at paths into the compilation cache dir
-// the way the proxy compiles a filter that is not trusted (with
-// termination checks, so its callback deadline can stop it). A later load
-// of the same bytes reads the machine code from dir instead of compiling.
+// the way the proxy compiles a filter that is not trusted (rewritten with
+// its interrupt flag, package interrupt, so its callback deadline can stop
+// it). A later load of the same module reads the machine code from dir
+// instead of compiling.
 func Precompile(t testing.TB, dir string, paths ...string) {
 	t.Helper()
 	ctx := context.Background()
@@ -132,12 +134,17 @@ func Precompile(t testing.TB, dir string, paths ...string) {
 		t.Fatalf("guestbuild: compile cache %s: %v", dir, err)
 	}
 	defer cache.Close(ctx)
-	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache).WithCloseOnContextDone(true))
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
 	defer r.Close(ctx)
 	for _, p := range paths {
 		code, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if c, err := interrupt.Instrument(code); err == nil {
+			code = c
+		} else {
+			t.Fatalf("guestbuild: precompile %s: %v", p, err)
 		}
 		start := time.Now()
 		if _, err := r.CompileModule(ctx, code); err != nil {
