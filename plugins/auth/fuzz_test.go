@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -129,6 +131,37 @@ func FuzzParseConfig(f *testing.F) {
 		c2, err2 := parseConfig(raw)
 		if (c2 == nil) != (c == nil) || (err != nil && err.Error() != err2.Error()) {
 			t.Fatalf("parseConfig(%q) answered %v then %v", raw, err, err2)
+		}
+	})
+}
+
+// FuzzParseHeader checks the JOSE header reader against encoding/json: it
+// accepts a valid object whose alg and kid (when present) are strings, and
+// reads the same alg and kid (the last of a repeated member).
+func FuzzParseHeader(f *testing.F) {
+	for _, s := range []string{`{"alg":"RS256","typ":"JWT"}`, `{"alg":"ES256","kid":"ec1"}`, `{"alg":"none"}`,
+		`{"alg":1}`, `{"kid":null,"alg":"HS256"}`, `{"alg":"HS256","alg":"RS256"}`, `{"ALG":"x"}`, `{"alg":"\u0052S256"}`,
+		`{}`, `[]`, ``, `{"alg":"RS256"`, `{"kid":["a"]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, ok := parseHeader(b)
+		var m map[string]json.RawMessage
+		valid := json.Unmarshal(b, &m) == nil && m != nil
+		want := header{}
+		for name, dst := range map[string]*string{"alg": &want.Alg, "kid": &want.Kid} {
+			if raw, present := m[name]; present && json.Unmarshal(raw, dst) != nil || string(raw) == "null" {
+				valid = false
+			}
+		}
+		if bytes.Count(b, []byte("[")) > maxJSONDepth || bytes.Count(b, []byte("{")) > maxJSONDepth {
+			if ok && !valid {
+				t.Fatalf("parseHeader accepted %q", b)
+			}
+			return // deep nesting may be refused
+		}
+		if ok != valid || ok && h != want {
+			t.Fatalf("parseHeader(%q) = %+v, %v; encoding/json %+v, %v", b, h, ok, want, valid)
 		}
 	})
 }
