@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -268,7 +269,9 @@ func mustYAML(t *testing.T, r *Resource) []byte {
 	return b
 }
 
-// FuzzDecode: any input decodes or fails with an error, and what decodes
+// FuzzDecode: any input decodes or fails with an error that names the
+// source; what decodes round-trips through Encode and Clone (which the
+// store relies on, and which panics when a resource does not) and
 // validates and compiles without panicking.
 func FuzzDecode(f *testing.F) {
 	f.Add(base)
@@ -278,7 +281,26 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		rs, err := Decode("fuzz", []byte(in))
 		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz") {
+				t.Fatalf("Decode(%q): error does not name the source: %v", in, err)
+			}
 			return
+		}
+		for _, r := range rs {
+			c := r.Clone() // panics when r does not round-trip
+			if c.Key() != r.Key() || c.ResourceVersion != r.ResourceVersion {
+				t.Fatalf("%s cloned as %s", r.Key(), c.Key())
+			}
+			b1, _ := Encode([]*Resource{r})
+			b2, _ := Encode([]*Resource{c})
+			if !bytes.Equal(b1, b2) {
+				t.Fatalf("%s does not round-trip:\n%s\n%s", r.Key(), b1, b2)
+			}
+		}
+		if b, err := Encode(rs); err != nil {
+			t.Fatalf("Encode of decoded resources: %v", err)
+		} else if again, err := Decode("again", b); err != nil || len(again) != len(rs) {
+			t.Fatalf("Encode output %q decodes to %d resources, %v", b, len(again), err)
 		}
 		_, _ = Compile(New(rs), opts)
 	})

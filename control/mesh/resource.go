@@ -458,6 +458,11 @@ func cleanYAMLError(err error) error {
 
 // Encode writes resources as YAML documents, in key order.
 func Encode(rs []*Resource) ([]byte, error) {
+	if len(rs) == 0 {
+		// No documents. yaml.v3's encoder refuses to close an empty stream
+		// ("expected STREAM-START").
+		return []byte{}, nil
+	}
 	sorted := append([]*Resource(nil), rs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Key().Less(sorted[j].Key()) })
 	var b bytes.Buffer

@@ -96,20 +96,65 @@ func (s *Server) IssueToken(node string, ttl time.Duration, uses int, who string
 	return TokenResponse{Node: node, Token: tok, ExpiresAt: exp, Uses: max(uses, 1)}, nil
 }
 
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+// maxRequestBody bounds the JSON bodies of identity requests.
+const maxRequestBody = 64 << 10
+
+// decodeTokenRequest reads a join token request and its TTL (0: the
+// server's default). Errors name the field at fault ("body" when the JSON
+// itself is bad).
+func decodeTokenRequest(body io.Reader) (TokenRequest, time.Duration, error) {
+	const form = `body must be {"node": "NODE-ID"[, "ttl": "1h"][, "uses": 1]}`
 	var req TokenRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Node == "" {
-		writeError(w, http.StatusBadRequest, `node: required; body must be {"node": "NODE-ID"[, "ttl": "1h"][, "uses": 1]}`)
-		return
+	if err := json.NewDecoder(io.LimitReader(body, maxRequestBody)).Decode(&req); err != nil {
+		return req, 0, jsonFieldError(err, form)
+	}
+	if req.Node == "" {
+		return req, 0, errors.New("node: required; " + form)
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl: %q is not a duration such as 1h", req.TTL))
-			return
+			return req, 0, fmt.Errorf("ttl: %q is not a duration such as 1h", req.TTL)
 		}
 		ttl = d
+	}
+	return req, ttl, nil
+}
+
+// decodeCertificateRequest reads a certificate request. Errors name the
+// field at fault ("body" when the JSON itself is bad). The CSR's PEM is
+// checked later, after the caller's authority over the node.
+func decodeCertificateRequest(body io.Reader) (CertificateRequest, error) {
+	const form = `body must be {"node": "NODE-ID", "csr": "PEM"}`
+	var req CertificateRequest
+	if err := json.NewDecoder(io.LimitReader(body, maxRequestBody)).Decode(&req); err != nil {
+		return req, jsonFieldError(err, form)
+	}
+	if req.Node == "" {
+		return req, errors.New("node: required; " + form)
+	}
+	if req.CSR == "" {
+		return req, errors.New("csr: required; " + form)
+	}
+	return req, nil
+}
+
+// jsonFieldError turns a JSON decoding error into one that names the
+// field (a member of the wrong type) or else the body.
+func jsonFieldError(err error, form string) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fmt.Errorf("%s: must be a JSON %s, not %s; %s", te.Field, te.Type, te.Value, form)
+	}
+	return fmt.Errorf("body: %v; %s", err, form)
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	req, ttl, err := decodeTokenRequest(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	tr, err := s.IssueToken(req.Node, ttl, req.Uses, who(r))
 	if err != nil {
@@ -155,9 +200,9 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "certificates are issued only over the TLS API; this control plane runs with -insecure-api")
 		return
 	}
-	var req CertificateRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Node == "" || req.CSR == "" {
-		writeError(w, http.StatusBadRequest, `body must be {"node": "NODE-ID", "csr": "PEM"}`)
+	req, err := decodeCertificateRequest(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	c := callerOf(r)
@@ -181,7 +226,6 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
 		is, err = s.ca.Sign(ca.Request{CSR: blk.Bytes, ID: id, Node: req.Node})
 		return err
 	}
-	var err error
 	how := "renewal"
 	if c.Kind == "node" {
 		err = sign()

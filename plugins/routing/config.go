@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -98,10 +99,16 @@ func parseConfig(raw []byte) (*Config, error) {
 		if len(s.Versions) == 0 {
 			return nil, errors.New("config: split.versions is empty")
 		}
+		sum := 0
 		for i, w := range s.Versions {
 			if !validVersion(w.Version) || w.Weight < 0 {
 				return nil, fmt.Errorf("config: split.versions[%d]: version %q weight %d", i, w.Version, w.Weight)
 			}
+			// pick maps draws onto the total: it must not wrap around.
+			if w.Weight > math.MaxInt-sum {
+				return nil, fmt.Errorf("config: split.versions[%d]: weight %d: the weights add up to more than %d", i, w.Weight, math.MaxInt)
+			}
+			sum += w.Weight
 		}
 		if total(s.Versions) == 0 {
 			return nil, errors.New("config: split: weights add up to 0")

@@ -250,6 +250,26 @@ func (h headers) setPseudo(key, val []byte) uint32 {
 	return statusOK
 }
 
+// check reports, without writing, the status add or set of key would
+// return: only pseudo-headers can be refused.
+func (h headers) check(key, val []byte) uint32 {
+	if len(key) == 0 || key[0] != ':' {
+		return statusOK
+	}
+	switch {
+	case h.req != nil && (bytes.Equal(key, pseudoMethod) || bytes.Equal(key, pseudoPath) ||
+		bytes.Equal(key, pseudoAuthority) || bytes.Equal(key, pseudoScheme)):
+	case h.resp != nil && !h.trailer && bytes.Equal(key, pseudoStatus):
+		code, err := strconv.Atoi(string(val))
+		if err != nil || code < 100 || code > 999 {
+			return statusBadArgument
+		}
+	default:
+		return statusBadArgument
+	}
+	return statusOK
+}
+
 func (h headers) set(key, val []byte) uint32 {
 	if len(key) > 0 && key[0] == ':' {
 		return h.setPseudo(key, val)
@@ -340,6 +360,12 @@ func proxySetHeaderMapPairs(v *vm, st []uint64) uint32 {
 	v.pairs = pairs[:0]
 	if !ok {
 		return statusParseFailure
+	}
+	// Refuse before the first write: a refused map must not half-apply.
+	for _, kv := range pairs {
+		if st := h.check(kv[0], kv[1]); st != statusOK {
+			return st
+		}
 	}
 	keys := h.clear(nil)
 	_ = keys

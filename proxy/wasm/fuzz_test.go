@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
 
@@ -125,4 +126,105 @@ func fuzzForeignArgs(t testing.TB) []byte {
 	k := testVerifyKeys(t)
 	input := []byte("eyJhbGciOiJIUzI1NiJ9.e30")
 	return verifyArgs(keyFormatJWK, "HS256", jwkOf(t, k.secret, "HS256"), input, jwsSign(t, "HS256", k.secret, input))
+}
+
+// fuzzPairs splits b into key/value pairs at '\n' (a trailing odd field is
+// a key with an empty value), so mutations reach empty keys, NULs and
+// arbitrary bytes in both.
+func fuzzPairs(b []byte) [][2][]byte {
+	if len(b) == 0 {
+		return nil
+	}
+	fields := bytes.Split(b, []byte("\n"))
+	var pairs [][2][]byte
+	for i := 0; i < len(fields); i += 2 {
+		kv := [2][]byte{fields[i], nil}
+		if i+1 < len(fields) {
+			kv[1] = fields[i+1]
+		}
+		pairs = append(pairs, kv)
+	}
+	return pairs
+}
+
+// within reports whether s is empty or a view of b's bytes (not a copy,
+// and not past len(b)).
+func within(s, b []byte) bool {
+	if len(s) == 0 {
+		return true
+	}
+	off := cap(b) - cap(s)
+	return off >= 0 && off+len(s) <= len(b) && &b[off] == &s[0]
+}
+
+// FuzzParseMap: the Proxy-Wasm map decoder the host applies to guest
+// bytes. parse(serialize(pairs)) gives the pairs back, any strict
+// truncation of a non-empty serialization is refused, and arbitrary bytes
+// decode (or not) without panicking into views that lie inside the input
+// and re-encode to the same pairs.
+func FuzzParseMap(f *testing.F) {
+	f.Add([]byte{}, []byte(":method\nGET\n:path\n/\nx-in\nfuzz"))
+	f.Add(serializeMap(nil, [][2][]byte{{[]byte(":status"), []byte("200")}, {[]byte("x-a"), []byte("b")}}), []byte("k\nv"))
+	f.Add(serializeMap(nil, [][2][]byte{{[]byte("x-reason"), []byte("test")}}), []byte("\n\n\n"))
+	f.Add(serializeMap(nil, [][2][]byte{{nil, nil}, {[]byte("a\x00b"), []byte("\x00")}}), []byte("a\x00b\n\x00\xff"))
+	f.Add([]byte{1, 0, 0, 0}, []byte("x"))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 1, 0, 0, 0, 'k', 0, 'v', 0}, []byte(""))
+	f.Add([]byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, []byte(""))
+	f.Add([]byte{2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'k', 0, 'v', 0}, []byte(""))
+	f.Fuzz(func(t *testing.T, raw, kv []byte) {
+		// Arbitrary bytes.
+		prefix := [][2][]byte{{[]byte("kept"), []byte("kept")}}
+		got, ok := parseMap(prefix, raw)
+		if len(got) < 1 || string(got[0][0]) != "kept" {
+			t.Fatalf("parseMap dropped what dst held: %q", got)
+		}
+		// Even on failure, the pairs appended before the bad one (which the
+		// callers discard) must be in bounds.
+		total := 0
+		for _, p := range got[1:] {
+			if !within(p[0], raw) || !within(p[1], raw) {
+				t.Fatalf("pair %q=%q points outside the %d-byte input", p[0], p[1], len(raw))
+			}
+			total += len(p[0]) + len(p[1]) + 2 + 8
+		}
+		if ok && len(raw) > 0 && 4+total > len(raw) {
+			t.Fatalf("decoded %d bytes of pairs from a %d-byte input", 4+total, len(raw))
+		}
+		if ok {
+			again, ok2 := parseMap(nil, serializeMap(nil, got[1:]))
+			if !ok2 || !equalPairs(again, got[1:]) {
+				t.Fatalf("re-encoding changed the map: %q -> %q (%v)", got[1:], again, ok2)
+			}
+		}
+
+		// Round trip of a map built from fuzzed pairs.
+		pairs := fuzzPairs(kv)
+		ser := serializeMap(nil, pairs)
+		back, ok := parseMap(nil, ser)
+		if !ok || !equalPairs(back, pairs) {
+			t.Fatalf("parse(serialize(%q)) = %q, %v", pairs, back, ok)
+		}
+		if len(pairs) > 0 {
+			for _, cut := range []int{1, len(ser) / 2, len(ser) - 1} {
+				if cut <= 0 || cut >= len(ser) {
+					continue
+				}
+				if p, ok := parseMap(nil, ser[:cut]); ok {
+					t.Fatalf("a %d-byte truncation of a %d-byte map parsed: %q", cut, len(ser), p)
+				}
+			}
+		}
+	})
+}
+
+func equalPairs(a, b [][2][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i][0], b[i][0]) || !bytes.Equal(a[i][1], b[i][1]) {
+			return false
+		}
+	}
+	return true
 }
