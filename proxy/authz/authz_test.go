@@ -2,6 +2,7 @@ package authz
 
 import (
 	"net"
+	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -235,5 +236,30 @@ func TestCanonicalHeaderName(t *testing.T) {
 	s.Request.Header.Set("X-Beta", "1")
 	if d := p.Check(s); d == nil || d.Rule != "beta" {
 		t.Errorf("X-Beta: 1 on a request that keeps names as sent: got %v, want denied by beta", d)
+	}
+}
+
+// TestHeaderRegex: a header regex must match the whole value, never
+// matches a missing header, and a bad one is refused when compiling.
+func TestHeaderRegex(t *testing.T) {
+	p := policy(t, "allow", nil, config.AuthzRule{Name: "canary", Action: "deny", Headers: []config.HeaderMatcher{{Name: "x-canary", Regex: "v[0-9]+"}}})
+	cases := []struct {
+		hdrs   []string
+		denied bool
+	}{
+		{[]string{"X-Canary", "v12"}, true},
+		{[]string{"X-Canary", "v12-beta"}, false},
+		{[]string{"X-Canary", "xv1"}, false},
+		{nil, false},
+	}
+	for _, c := range cases {
+		if got := p.Check(stream("GET", "/x", "", 80, c.hdrs...)) != nil; got != c.denied {
+			t.Errorf("headers %v: denied %v, want %v", c.hdrs, got, c.denied)
+		}
+	}
+	_, err := Compile("inbound", &config.Authz{Default: "allow", Rules: []config.AuthzRule{{Name: "bad", Action: "deny",
+		Headers: []config.HeaderMatcher{{Name: "x", Regex: "(a"}}}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "headers[0]") {
+		t.Errorf("bad header regex: got %v, want an error naming headers[0]", err)
 	}
 }
