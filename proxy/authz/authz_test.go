@@ -2,6 +2,7 @@ package authz
 
 import (
 	"net"
+	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -180,4 +181,85 @@ func count(m *Metrics, rule string) float64 {
 	var mm dto.Metric
 	_ = m.denied.WithLabelValues("inbound", rule).Write(&mm)
 	return mm.GetCounter().GetValue()
+}
+
+// TestRequestPrincipalPatterns covers the JWT principal patterns: exact,
+// PREFIX* (which matches the prefix itself) and "*", none of which match a
+// request without a principal.
+func TestRequestPrincipalPatterns(t *testing.T) {
+	cases := []struct {
+		pat, sub string
+		want     bool
+	}{
+		{"issuer/admin*", "issuer/admin-1", true},
+		{"issuer/admin*", "issuer/admin", true},
+		{"issuer/admin*", "issuer/admi", false},
+		{"issuer/admin*", "other/admin", false},
+		{"issuer/admin", "issuer/admin", true},
+		{"issuer/admin", "issuer/admin-1", false},
+		{"*", "anyone", true},
+		{"*", "", false},
+		{"issuer/*", "", false},
+	}
+	for _, c := range cases {
+		p := policy(t, "deny", nil, config.AuthzRule{Name: "jwt", Action: "allow", RequestPrincipals: []string{c.pat}})
+		var hdrs []string
+		if c.sub != "" {
+			hdrs = []string{"X-Weft-Jwt-Sub", c.sub}
+		}
+		if got := p.Check(stream("GET", "/x", "", 80, hdrs...)) == nil; got != c.want {
+			t.Errorf("pattern %q, principal %q: allowed %v, want %v", c.pat, c.sub, got, c.want)
+		}
+	}
+}
+
+// TestCanonicalHeaderName checks header names are written as fasthttp stores
+// them, so rules find headers on a server that does not normalise names.
+func TestCanonicalHeaderName(t *testing.T) {
+	for in, want := range map[string]string{
+		"x-weft-jwt-sub": "X-Weft-Jwt-Sub",
+		"X-BETA":         "X-Beta",
+		"a":              "A",
+		"z":              "Z",
+		"a-z":            "A-Z",
+		"x_env":          "X_env",
+		"1a-b":           "1a-B",
+	} {
+		if got := string(canonical(in)); got != want {
+			t.Errorf("canonical(%q) = %q, want %q", in, got, want)
+		}
+	}
+
+	p := policy(t, "allow", nil, config.AuthzRule{Name: "beta", Action: "deny", Headers: []config.HeaderMatcher{{Name: "x-beta", Exact: "1"}}})
+	s := stream("GET", "/x", "", 80)
+	s.Request.Header.DisableNormalizing()
+	s.Request.Header.Set("X-Beta", "1")
+	if d := p.Check(s); d == nil || d.Rule != "beta" {
+		t.Errorf("X-Beta: 1 on a request that keeps names as sent: got %v, want denied by beta", d)
+	}
+}
+
+// TestHeaderRegex: a header regex must match the whole value, never
+// matches a missing header, and a bad one is refused when compiling.
+func TestHeaderRegex(t *testing.T) {
+	p := policy(t, "allow", nil, config.AuthzRule{Name: "canary", Action: "deny", Headers: []config.HeaderMatcher{{Name: "x-canary", Regex: "v[0-9]+"}}})
+	cases := []struct {
+		hdrs   []string
+		denied bool
+	}{
+		{[]string{"X-Canary", "v12"}, true},
+		{[]string{"X-Canary", "v12-beta"}, false},
+		{[]string{"X-Canary", "xv1"}, false},
+		{nil, false},
+	}
+	for _, c := range cases {
+		if got := p.Check(stream("GET", "/x", "", 80, c.hdrs...)) != nil; got != c.denied {
+			t.Errorf("headers %v: denied %v, want %v", c.hdrs, got, c.denied)
+		}
+	}
+	_, err := Compile("inbound", &config.Authz{Default: "allow", Rules: []config.AuthzRule{{Name: "bad", Action: "deny",
+		Headers: []config.HeaderMatcher{{Name: "x", Regex: "(a"}}}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "headers[0]") {
+		t.Errorf("bad header regex: got %v, want an error naming headers[0]", err)
+	}
 }

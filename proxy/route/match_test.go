@@ -276,3 +276,155 @@ func TestCompileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestHostLookup covers the virtual host choice on the edges of its rules:
+// case folding of every letter from A to Z, a wildcard needing at least one
+// character in its place, and an exact domain with a port beating the same
+// name without one.
+func TestHostLookup(t *testing.T) {
+	direct := []config.Route{{DirectResponse: &config.DirectResponse{Status: 200}}}
+	vhosts := func(domains ...[]string) config.Listener {
+		l := config.Listener{Name: "l"}
+		for _, d := range domains {
+			l.VirtualHosts = append(l.VirtualHosts, config.VirtualHost{Name: d[0], Domains: d, Routes: direct})
+		}
+		return l
+	}
+	names := vhosts([]string{"alpha"}, []string{"zulu"}, []string{"api.local"}, []string{"*.local"}, []string{"api.*"}, []string{"*"})
+	// Only domains with a port, so nothing else turns the port lookup on.
+	ports := vhosts([]string{"api.local:8080"}, []string{"*"})
+	cases := []struct {
+		l    config.Listener
+		host string
+		want string
+	}{
+		{names, "alpha", "alpha"},
+		{names, "Alpha", "alpha"}, // the only capital is an A
+		{names, "Zulu", "zulu"},   // the only capital is a Z
+		{names, "ZULU", "zulu"},
+		{names, "API.LOCAL", "api.local"},
+		{names, "x.local", "*.local"},
+		{names, ".local", "*"}, // "*.local" needs a label before the dot
+		{names, "api.eu", "api.*"},
+		{names, "api..", "*"}, // "api.*" needs something after the dot ("api.." is "api." once the root dot goes)
+		{names, "api.local.", "api.local"},
+		{ports, "api.local:8080", "api.local:8080"},
+		{ports, "API.LOCAL:8080", "api.local:8080"},
+		{ports, "api.local:9090", "*"},
+		{ports, "api.local", "*"},
+	}
+	for _, c := range cases {
+		tbl, err := Compile(c.l, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tbl.Match(request(t, "GET", "/", c.host)); got == nil || got.VirtualHost != c.want {
+			t.Errorf("Host %q: got %s, want %s/#0", c.host, matchName(got), c.want)
+		}
+	}
+}
+
+// TestStripPort pins what counts as a port in a Host, IPv6 literals included.
+func TestStripPort(t *testing.T) {
+	for in, want := range map[string]string{
+		"a.local:80": "a.local",
+		"a.local":    "a.local",
+		"[::1]:80":   "[::1]",
+		"[::1]":      "[::1]",
+		"[fe80::1]:": "[fe80::1]",
+		"::1":        "::1",
+		"fe80::1":    "fe80::1",
+		":80":        "",
+	} {
+		if got := string(stripPort([]byte(in))); got != want {
+			t.Errorf("stripPort(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCanonicalHeader checks header names are written as fasthttp stores
+// them, which is what a header matcher looks up when a server does not
+// normalise names.
+func TestCanonicalHeader(t *testing.T) {
+	for in, want := range map[string]string{
+		"x-user-id": "X-User-Id",
+		"X-USER-ID": "X-User-Id",
+		"a":         "A",
+		"z":         "Z",
+		"a-z":       "A-Z",
+		"x_env":     "X_env",
+		"1a-b":      "1a-B",
+		"":          "",
+	} {
+		if got := canonicalHeader(in); got != want {
+			t.Errorf("canonicalHeader(%q) = %q, want %q", in, got, want)
+		}
+	}
+
+	tbl := compileOne(t,
+		config.Route{Name: "user", Match: config.Match{Headers: []config.HeaderMatcher{{Name: "x-user-id", Exact: "7"}}}, DirectResponse: &config.DirectResponse{Status: 200}},
+		config.Route{Name: "other", DirectResponse: &config.DirectResponse{Status: 404}},
+	)
+	var req fasthttp.Request
+	req.Header.DisableNormalizing()
+	raw := "GET / HTTP/1.1\r\nHost: a\r\nX-User-Id: 7\r\n\r\n"
+	if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		t.Fatal(err)
+	}
+	if got := matchName(tbl.Match(&req)); got != "v/user" {
+		t.Errorf("X-User-Id: 7 without normalising: got %s, want v/user", got)
+	}
+}
+
+// TestValueMatchEdges: a regex never matches a missing value, even one that
+// matches the empty string.
+func TestValueMatchEdges(t *testing.T) {
+	tbl := compileOne(t,
+		config.Route{Name: "any-opt", Match: config.Match{Headers: []config.HeaderMatcher{{Name: "x-opt", Regex: ".*"}}}, DirectResponse: &config.DirectResponse{Status: 200}},
+		config.Route{Name: "other", DirectResponse: &config.DirectResponse{Status: 404}},
+	)
+	cases := []struct {
+		headers []string
+		want    string
+	}{
+		{nil, "v/other"},
+		{[]string{"X-Opt", "1"}, "v/any-opt"},
+	}
+	for _, c := range cases {
+		if got := matchName(tbl.Match(request(t, "GET", "/", "a", c.headers...))); got != c.want {
+			t.Errorf("headers %v: got %s, want %s", c.headers, got, c.want)
+		}
+	}
+}
+
+// TestCompileMatchErrors covers the match errors TestCompileErrors does not:
+// two path matches at once, and a bad cookie regex; a regex error names the
+// pattern as written, not the anchored form compiled.
+func TestCompileMatchErrors(t *testing.T) {
+	direct := &config.DirectResponse{Status: 200}
+	cases := []struct {
+		name  string
+		match config.Match
+		want  string
+	}{
+		{"prefix and path", config.Match{Prefix: "/a", Path: "/b"}, "set only one of prefix, path, regex"},
+		{"path and regex", config.Match{Path: "/a", Regex: "/b"}, "set only one of prefix, path, regex"},
+		{"prefix and regex", config.Match{Prefix: "/a", Regex: "/b"}, "set only one of prefix, path, regex"},
+		{"regex as written", config.Match{Regex: "(a"}, "missing closing ): `(a`"},
+		{"bad cookie regex", config.Match{Cookies: []config.HeaderMatcher{{Name: "s", Regex: "(x"}}}, `match: cookie 0 ("s"): regex "(x"`},
+		{"bad query regex", config.Match{Query: []config.HeaderMatcher{{Name: "q", Regex: "(x"}}}, `match: query 0 ("q"): regex "(x"`},
+		{"cookie with two tests", config.Match{Cookies: []config.HeaderMatcher{{Name: "s", Exact: "a", Present: true}}}, `match: cookie 0 ("s"): needs a name and exactly one of`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Compile(config.Listener{Name: "l", VirtualHosts: []config.VirtualHost{{Name: "v", Domains: []string{"*"},
+				Routes: []config.Route{{Match: tc.match, DirectResponse: direct}}}}}, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v\nwant it to contain %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "^(?:") {
+				t.Errorf("error shows the anchored regex: %v", err)
+			}
+		})
+	}
+}

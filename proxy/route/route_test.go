@@ -366,3 +366,114 @@ func TestWriteDirect(t *testing.T) {
 		t.Errorf("got %d %q", empty.StatusCode(), empty.Body())
 	}
 }
+
+// TestMirrorSampleBoundary checks the sampling threshold exactly: at 50%
+// the lower half of the uint64 range is mirrored and the upper half not.
+func TestMirrorSampleBoundary(t *testing.T) {
+	r := compileOne(t, config.Route{Route: &config.RouteAction{Cluster: "a", Mirror: &config.Mirror{Cluster: "shadow", Percent: 50}}}).Routes()[0]
+	cases := []struct {
+		r    uint64
+		want bool
+	}{
+		{0, true},
+		{1<<63 - 1, true},
+		{1 << 63, false},
+		{math.MaxUint64, false},
+	}
+	for _, c := range cases {
+		if got := r.Mirror.Sample(c.r); got != c.want {
+			t.Errorf("Sample(%#x) at 50%% = %v, want %v", c.r, got, c.want)
+		}
+	}
+}
+
+// TestDirectResponseStatusRange checks the bounds of a direct response's
+// status are inclusive: 100 and 599 compile, 99 and 600 do not.
+func TestDirectResponseStatusRange(t *testing.T) {
+	for status, ok := range map[int]bool{99: false, 100: true, 200: true, 599: true, 600: false, 0: false} {
+		_, err := Compile(config.Listener{Name: "l", VirtualHosts: []config.VirtualHost{{Name: "v", Domains: []string{"*"},
+			Routes: []config.Route{{DirectResponse: &config.DirectResponse{Status: status}}}}}}, nil)
+		if (err == nil) != ok {
+			t.Errorf("direct_response status %d: err %v, want ok=%v", status, err, ok)
+		}
+	}
+}
+
+// TestPickClusterZeroWeights: a zero weight is allowed and never picked; a
+// negative one is refused; when every weight is zero the last cluster takes
+// the traffic rather than none.
+func TestPickClusterZeroWeights(t *testing.T) {
+	wc := func(ws ...int) *config.RouteAction {
+		var out []config.WeightedCluster
+		for i, w := range ws {
+			out = append(out, config.WeightedCluster{Cluster: []string{"a", "b", "c"}[i], Weight: w})
+		}
+		return &config.RouteAction{WeightedClusters: out}
+	}
+	cases := []struct {
+		name    string
+		action  *config.RouteAction
+		rnds    []uint64
+		want    string
+		wantErr string
+	}{
+		{"zero weight first", wc(0, 100), []uint64{0, 1 << 63, math.MaxUint64}, "b", ""},
+		{"zero weight last", wc(100, 0), []uint64{0, 1 << 63, math.MaxUint64}, "a", ""},
+		{"all zero", wc(0, 0, 0), []uint64{0, 1 << 63, math.MaxUint64}, "c", ""},
+		{"negative", wc(-1, 100), nil, "", `cluster "a": weight must not be negative, got -1`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl, err := Compile(config.Listener{Name: "l", VirtualHosts: []config.VirtualHost{{Name: "v", Domains: []string{"*"},
+				Routes: []config.Route{{Route: tc.action}}}}}, map[string]int{"a": 0, "b": 1, "c": 2})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := tbl.Routes()[0]
+			for _, rnd := range tc.rnds {
+				if got := r.PickCluster(rnd); got == nil || got.Name != tc.want {
+					t.Errorf("PickCluster(%#x) = %+v, want %s", rnd, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestApplyRequestWithoutRewrite: a route with no prefix_rewrite leaves the
+// path alone, prefix and exact matches alike.
+func TestApplyRequestWithoutRewrite(t *testing.T) {
+	tbl := compileOne(t,
+		config.Route{Match: config.Match{Prefix: "/api"}, Route: &config.RouteAction{Cluster: "a"}},
+		config.Route{Match: config.Match{Path: "/exact"}, Route: &config.RouteAction{Cluster: "a"}},
+	)
+	for _, target := range []string{"/api/users?x=1", "/exact?y=2"} {
+		req := request(t, "GET", target, "api.local")
+		r := tbl.Match(req)
+		if r == nil {
+			t.Fatalf("%s: no match", target)
+		}
+		r.ApplyRequest(req)
+		if got := string(req.URI().RequestURI()); got != target {
+			t.Errorf("%s became %q", target, got)
+		}
+	}
+}
+
+// TestWriteRedirectHostFromURI: with no Host header (a request built in
+// code) the redirect takes the host from the request URI.
+func TestWriteRedirectHostFromURI(t *testing.T) {
+	r := compileOne(t, config.Route{Redirect: &config.Redirect{Scheme: "https"}}).Routes()[0]
+	var req fasthttp.Request
+	req.SetRequestURI("http://a.local:8080/x?q=1")
+	var resp fasthttp.Response
+	r.WriteRedirect(&req, &resp)
+	if got := string(resp.Header.Peek("Location")); got != "https://a.local/x?q=1" {
+		t.Errorf("Location %q, want https://a.local/x?q=1", got)
+	}
+}
