@@ -106,6 +106,9 @@ type Resource struct {
 	// (409) unless the stored resource still has this version.
 	ResourceVersion int64 `yaml:"resource_version,omitempty" json:"resource_version,omitempty"`
 	Spec            any   `yaml:"spec" json:"spec"`
+	// Owner is shown by the API (read-only): "api", "file:PATH" or
+	// "file:PATH (orphaned…)". It is ignored on writes.
+	Owner string `yaml:"owner,omitempty" json:"owner,omitempty"`
 
 	// File and Line locate a resource read from a file (for errors).
 	File string `yaml:"-" json:"-"`
@@ -331,6 +334,7 @@ type envelope struct {
 	Name            string    `yaml:"name"`
 	Namespace       string    `yaml:"namespace"`
 	ResourceVersion int64     `yaml:"resource_version"`
+	Owner           string    `yaml:"owner"` // read-only, ignored
 	Spec            yaml.Node `yaml:"spec"`
 }
 
@@ -410,7 +414,7 @@ func decodeDoc(name string, n *yaml.Node) (*Resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: kind: %w", where, err)
 	}
-	r := &Resource{Kind: k, Name: env.Name, Namespace: env.Namespace, ResourceVersion: env.ResourceVersion, File: name, Line: line}
+	r := &Resource{Kind: k, Name: env.Name, Namespace: env.Namespace, ResourceVersion: env.ResourceVersion, Owner: env.Owner, File: name, Line: line}
 	if r.Namespace == "" {
 		r.Namespace = DefaultNamespace
 	}
