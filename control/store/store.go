@@ -47,7 +47,7 @@ type Options struct {
 	// resources a file source wrote earlier are orphans, and the API may
 	// replace or delete them (a replace makes the API their owner).
 	FileSource bool
-	Logger *zap.Logger
+	Logger     *zap.Logger
 }
 
 // Object is a stored resource and the source that owns it. The Resource
