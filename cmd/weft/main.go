@@ -104,7 +104,7 @@ func runProxy(ctx context.Context, args []string) error {
 	controlURL := fs.String("control", "", "control plane URL: take config snapshots from it instead of -c")
 	nodeID := fs.String("node", "", "this sidecar's node id (with --control)")
 	snapDir := fs.String("snapshot-cache", defaultSnapshotDir(), "where the last good snapshot is kept (with --control)")
-	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address; \"off\" disables)")
+	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address, or with --control the Sidecar resource's admin; \"off\" disables)")
 	cacheDir := fs.String("wasm-cache", defaultCacheDir(), "directory for compiled Wasm modules (\"\" = memory only)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for in-flight requests")
@@ -148,7 +148,12 @@ func runProxy(ctx context.Context, args []string) error {
 		}
 	}
 	adminBound := ""
-	if addr != "off" {
+	var lazy *adminOnApply
+	if addr == "" && *controlURL != "" {
+		// From the snapshot: the Sidecar resource's admin address.
+		lazy = &adminOnApply{Proxy: p, log: log}
+		defer lazy.Close()
+	} else if addr != "off" {
 		a, err := admin.Start(addr, p, p.Metrics().Registry(), log)
 		if err != nil {
 			return err
@@ -165,10 +170,12 @@ func runProxy(ctx context.Context, args []string) error {
 			return err
 		}
 	} else {
-		go func() {
-			clientDone <- client.Run(runCtx, client.Options{URL: *controlURL, NodeID: *nodeID, TLS: ident.tls,
-				CacheDir: *snapDir, Applier: p, Logger: log, AdminAddr: adminBound})
-		}()
+		o := client.Options{URL: *controlURL, NodeID: *nodeID, TLS: ident.tls,
+			CacheDir: *snapDir, Applier: p, Logger: log, AdminAddr: adminBound}
+		if lazy != nil {
+			o.Applier, o.AdminAddrFunc = lazy, lazy.Addr
+		}
+		go func() { clientDone <- client.Run(runCtx, o) }()
 	}
 	select {
 	case <-ctx.Done():
