@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -23,7 +24,14 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, b)
+	c, err := Parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckFiles(path, b, c, filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Parse decodes data strictly (unknown fields and wrong types are errors),
