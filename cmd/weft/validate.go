@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"gopkg.in/yaml.v3"
 
@@ -61,7 +62,11 @@ invalid.
 			resources = append(resources, rs...)
 			continue
 		}
-		if _, err := config.Load(f); err != nil {
+		c, err := config.Parse(f, b)
+		if err == nil {
+			err = config.CheckFiles(f, b, c, filepath.Dir(f))
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			bad++
 			continue

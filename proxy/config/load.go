@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -24,14 +23,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := Parse(path, b)
-	if err != nil {
-		return nil, err
-	}
-	if err := CheckFiles(path, b, c, filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return Parse(path, b)
 }
 
 // Parse decodes data strictly (unknown fields and wrong types are errors),
