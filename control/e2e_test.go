@@ -388,6 +388,24 @@ func TestControlPlaneRestart(t *testing.T) {
 		}
 		return w == 2
 	})
+	// Reconnected sidecars report what they applied: status tells the
+	// truth at once, not "applied -, in sync NO" until the next change.
+	deadline := time.Now().Add(time.Second)
+	for {
+		ok := 0
+		for _, n := range status(t, cp2.URL()).Nodes {
+			if n.Applied == version && n.InSync {
+				ok++
+			}
+		}
+		if ok == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("1s after both reconnected, status still does not show them in sync at %s: %+v", version, status(t, cp2.URL()).Nodes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if code, out := putRule(t, cp2.URL(), 0, 100, 0); code != 200 {
 		t.Fatalf("PUT: %d %s", code, out)
 	}

@@ -23,6 +23,9 @@ func (p *Proxy) LoadFile(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	if err := config.CheckFiles(path, raw, cfg, filepath.Dir(path)); err != nil {
+		return err
+	}
 	return p.Apply(ctx, cfg, raw, path)
 }
 

@@ -39,7 +39,7 @@ Usage:
   weft control -data DIR    run the control plane (file- and API-driven)
   weft ctl ...              operate the control plane (apply, get, status, set-weight, ...)
   weft filter run|test F    run or test a Wasm filter on its own
-  weft validate FILE...     check config files; exit 1 with file:line errors
+  weft validate FILE...     check sidecar configs and mesh resource files; exit 1 with file:line errors
   weft demo [--for 30s]     run a mesh on loopback: sidecars, plugins, control plane, a live canary shift
   weft bench [flags]        benchmark the proxy against the direct path and peers
   weft bench filter F.wasm  what your own filter costs, against the same proxy without it
@@ -58,7 +58,7 @@ func main() {
 	case "proxy":
 		err = runProxy(ctx, os.Args[2:])
 	case "validate":
-		err = runValidate(os.Args[2:])
+		err = runValidate(os.Args[2:], os.Stdout, os.Stderr)
 	case "demo":
 		err = runDemo(ctx, os.Args[2:])
 	case "bench":
@@ -77,10 +77,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "weft: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // -h/--help printed the usage
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "weft:", err)
-		}
+		fmt.Fprintln(os.Stderr, "weft:", err)
 		os.Exit(1)
 	}
 }
@@ -104,7 +105,7 @@ func runProxy(ctx context.Context, args []string) error {
 	controlURL := fs.String("control", "", "control plane URL: take config snapshots from it instead of -c")
 	nodeID := fs.String("node", "", "this sidecar's node id (with --control)")
 	snapDir := fs.String("snapshot-cache", defaultSnapshotDir(), "where the last good snapshot is kept (with --control)")
-	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address; \"off\" disables)")
+	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address, or with --control the Sidecar resource's admin; \"off\" disables)")
 	cacheDir := fs.String("wasm-cache", defaultCacheDir(), "directory for compiled Wasm modules (\"\" = memory only)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for in-flight requests")
@@ -148,7 +149,12 @@ func runProxy(ctx context.Context, args []string) error {
 		}
 	}
 	adminBound := ""
-	if addr != "off" {
+	var lazy *adminOnApply
+	if addr == "" && *controlURL != "" {
+		// From the snapshot: the Sidecar resource's admin address.
+		lazy = &adminOnApply{Proxy: p, log: log}
+		defer lazy.Close()
+	} else if addr != "off" {
 		a, err := admin.Start(addr, p, p.Metrics().Registry(), log)
 		if err != nil {
 			return err
@@ -165,10 +171,12 @@ func runProxy(ctx context.Context, args []string) error {
 			return err
 		}
 	} else {
-		go func() {
-			clientDone <- client.Run(runCtx, client.Options{URL: *controlURL, NodeID: *nodeID, TLS: ident.tls,
-				CacheDir: *snapDir, Applier: p, Logger: log, AdminAddr: adminBound})
-		}()
+		o := client.Options{URL: *controlURL, NodeID: *nodeID, TLS: ident.tls,
+			CacheDir: *snapDir, Applier: p, Logger: log, AdminAddr: adminBound}
+		if lazy != nil {
+			o.Applier, o.AdminAddrFunc = lazy, lazy.Addr
+		}
+		go func() { clientDone <- client.Run(runCtx, o) }()
 	}
 	select {
 	case <-ctx.Done():
@@ -184,25 +192,6 @@ func runProxy(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
 	return p.Shutdown(sctx)
-}
-
-func runValidate(args []string) error {
-	if len(args) == 0 {
-		return errors.New("validate: name at least one config file")
-	}
-	bad := 0
-	for _, f := range args {
-		if _, err := config.Load(f); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			bad++
-			continue
-		}
-		fmt.Printf("%s: ok\n", f)
-	}
-	if bad > 0 {
-		return fmt.Errorf("%d of %d files invalid", bad, len(args))
-	}
-	return nil
 }
 
 func runDemo(ctx context.Context, args []string) error {

@@ -14,15 +14,35 @@ import (
 	"time"
 )
 
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+	buildOut  []byte
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 // buildWeft builds the binary once per test run.
 func buildWeft(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "weft")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "weft-bin")
+		if buildErr != nil {
+			return
+		}
+		buildOut, buildErr = exec.Command("go", "build", "-o", filepath.Join(buildDir, "weft"), ".").CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v\n%s", buildErr, buildOut)
 	}
-	return bin
+	return filepath.Join(buildDir, "weft")
 }
 
 func freeAddr(t *testing.T) string {

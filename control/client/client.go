@@ -54,6 +54,10 @@ type Options struct {
 	// AdminAddr is reported to the control plane, which scrapes its
 	// /stats/prometheus for the mesh-wide telemetry ("" = not scraped).
 	AdminAddr string
+	// AdminAddrFunc, when set, is asked before every watch instead of
+	// AdminAddr (a sidecar whose admin listener starts with its first
+	// snapshot).
+	AdminAddrFunc func() string
 	// Wait is how long one watch request may wait for a change.
 	Wait time.Duration
 	// MinBackoff and MaxBackoff bound the delay between failed attempts.
@@ -79,7 +83,10 @@ type runner struct {
 	http *http.Client
 	// have is the last version received (applied or refused): the watch
 	// asks for anything else, so a refused snapshot is not resent in a loop.
-	have    string
+	have string
+	// applied is the version in force (last applied), reported with every
+	// watch so a restarted control plane knows it at once.
+	applied string
 	pending *ack // an ACK/NACK not yet delivered
 }
 
@@ -182,8 +189,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // the wait, or an error.
 func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 	q := url.Values{"node": {r.o.NodeID}, "version": {r.have}, "wait": {r.o.Wait.String()}}
-	if r.o.AdminAddr != "" {
-		q.Set("admin", r.o.AdminAddr)
+	if r.applied != "" {
+		q.Set("applied", r.applied)
+	}
+	admin := r.o.AdminAddr
+	if r.o.AdminAddrFunc != nil {
+		admin = r.o.AdminAddrFunc()
+	}
+	if admin != "" {
+		q.Set("admin", admin)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.o.Wait+10*time.Second)
 	defer cancel()
@@ -238,6 +252,7 @@ func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 		return false
 	}
 	r.log.Info("snapshot applied", zap.String("version", s.Version))
+	r.applied = s.Version
 	r.pending = &ack{Node: r.o.NodeID, Version: s.Version}
 	if save {
 		if err := r.saveCache(s); err != nil {

@@ -258,13 +258,13 @@ func (c *cli) get(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	fs.SetOutput(c.errw)
 	ns := fs.String("n", mesh.DefaultNamespace, "namespace")
-	format := fs.String("o", "yaml", "output: yaml or json")
+	format := fs.String("o", "", "output: table (default for a list), yaml (default for one) or json")
 	pos, err := interleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 || len(pos) > 2 {
-		return errors.New("get: usage: get KIND [NAME]")
+		return errors.New("get: usage: get KIND [NAME] [-o table|yaml|json]")
 	}
 	k, err := mesh.ParseKind(pos[0])
 	if err != nil {
@@ -275,13 +275,39 @@ func (c *cli) get(ctx context.Context, args []string) error {
 		n, name := splitName(pos[1], *ns)
 		path += "/" + n + "/" + name
 	}
-	path += "?format=" + *format
+	out := *format
+	if out == "" {
+		out = "yaml"
+		if len(pos) == 1 {
+			out = "table"
+		}
+	}
+	switch out {
+	case "table":
+		path += "?format=yaml"
+	case "yaml", "json":
+		path += "?format=" + out
+	default:
+		return fmt.Errorf("get: -o %q: want table, yaml or json", out)
+	}
 	var b []byte
 	if _, err := c.do(ctx, "GET", path, nil, nil, &b); err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
-	_, err = c.out.Write(b)
-	return err
+	if out != "table" {
+		_, err = c.out.Write(b)
+		return err
+	}
+	rs, err := mesh.Decode("answer", b)
+	if err != nil {
+		return fmt.Errorf("get: %w", err)
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tVERSION\tOWNER")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Kind, r.Namespace, r.Name, r.ResourceVersion, dash(r.Owner))
+	}
+	return tw.Flush()
 }
 
 func (c *cli) delete(ctx context.Context, args []string) error {
@@ -418,7 +444,7 @@ func (c *cli) setWeight(ctx context.Context, args []string) error {
 		var res server.WriteResult
 		_, err = c.do(ctx, method, path, body, map[string]string{"Content-Type": "application/json"}, &res)
 		var ae *apiError
-		if errors.As(err, &ae) && ae.Status == http.StatusConflict && i+1 < attempts {
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.Contains(ae.Body.Error, "resource_version") && i+1 < attempts {
 			continue // someone else wrote it: read again
 		}
 		if err != nil {

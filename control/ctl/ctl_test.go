@@ -104,3 +104,56 @@ spec: {outbound: "127.0.0.1:0"}
 		t.Fatal("an unknown command succeeded")
 	}
 }
+
+// Resources from a file source show their file as owner; a write through
+// the API names that file; restarted without -dir on the same data, the
+// API takes them over.
+func TestCtlOwnership(t *testing.T) {
+	a, b := meshtest.StartUpstream(t, "a"), meshtest.StartUpstream(t, "b")
+	data, dir := t.TempDir(), t.TempDir()
+	file := filepath.Join(dir, "reviews.yaml")
+	if err := os.WriteFile(file, []byte(meshtest.Sprintf(`kind: Service
+name: reviews
+spec:
+  versions:
+    - {name: v1, endpoints: [{address: %q}]}
+    - {name: v2, endpoints: [{address: %q}]}
+---
+kind: TrafficRule
+name: reviews
+spec:
+  service: reviews
+  routes: [{split: [{version: v1, weight: 100}, {version: v2, weight: 0}]}]
+`, a.Addr, b.Addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cp := meshtest.StartControl(t, server.Options{DataDir: data, ConfigDir: dir})
+	out, err := run(t, cp, "get", "services")
+	if err != nil || !strings.Contains(out, "OWNER") || !strings.Contains(out, "file:"+file) {
+		t.Fatalf("get services must show the owning file: %v\n%s", err, out)
+	}
+	_, err = run(t, cp, "set-weight", "reviews", "v1=50,v2=50")
+	if err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), file) {
+		t.Fatalf("set-weight over a file resource must name the file: %v", err)
+	}
+	if _, err := run(t, cp, "delete", "trafficrule", "reviews"); err == nil || !strings.Contains(err.Error(), file) {
+		t.Fatalf("delete over a file resource must name the file: %v", err)
+	}
+	cp.Close()
+
+	// Same data, no -dir: the file source is gone, the API takes over.
+	cp2 := meshtest.StartControl(t, server.Options{DataDir: data})
+	defer cp2.Close()
+	if out, err := run(t, cp2, "get", "trafficrules"); err != nil || !strings.Contains(out, "orphaned") {
+		t.Fatalf("get without a file source must say orphaned: %v\n%s", err, out)
+	}
+	if out, err := run(t, cp2, "set-weight", "reviews", "v1=50,v2=50"); err != nil {
+		t.Fatalf("set-weight on an orphan: %v\n%s", err, out)
+	}
+	if out, err := run(t, cp2, "get", "trafficrule", "reviews"); err != nil || !strings.Contains(out, "owner: api") {
+		t.Fatalf("after take-over: %v\n%s", err, out)
+	}
+	if out, err := run(t, cp2, "delete", "trafficrule", "reviews"); err != nil {
+		t.Fatalf("delete after take-over: %v\n%s", err, out)
+	}
+}

@@ -52,16 +52,16 @@ var opts = Options{
 }
 
 func TestDecodeStrict(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"kind: Service\nname: a\nspec: {endpoint: []}", "field endpoint not found"},
-		{"kind: Gateway\nname: a", `unknown kind "Gateway"`},
-		{"name: a", "kind is required"},
-		{"kind: Service\nname: a\nextra: 1", "field extra not found"},
-		{"kind: TrafficRule\nname: a\nspec: {routes: [{split: [{version: v1, weight: x}]}]}", "cannot unmarshal"},
+	for _, c := range []struct{ in, want, at string }{
+		{"kind: Service\nname: a\nspec: {endpoint: []}", `spec.endpoint: unknown field "endpoint"; known fields here: endpoints,`, "f.yaml:3:"},
+		{"kind: Gateway\nname: a", `unknown kind "Gateway"`, "f.yaml:1:"},
+		{"name: a", "kind is required", "f.yaml:1:"},
+		{"kind: Service\nname: a\nextra: 1", "field extra not found", "f.yaml:1:"},
+		{"kind: TrafficRule\nname: a\nspec: {routes: [{split: [{version: v1, weight: x}]}]}", `spec.routes[0].split[0].weight: want a whole number, got the string "x"`, "f.yaml:3:"},
 	} {
 		_, err := Decode("f.yaml", []byte(c.in))
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "f.yaml:1:") {
-			t.Errorf("%q: error %v, want one at f.yaml:1 saying %q", c.in, err, c.want)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), c.at) {
+			t.Errorf("%q: error %v, want one at %s saying %q", c.in, err, c.at, c.want)
 		}
 	}
 	rs, err := Decode("f.json", []byte(`[{"kind":"service","name":"a","spec":{"endpoints":[{"address":"1.2.3.4:80"}]}}]`))
@@ -304,4 +304,36 @@ func FuzzDecode(f *testing.F) {
 		}
 		_, _ = Compile(New(rs), opts)
 	})
+}
+
+// A typo deep in a spec is reported at its own line, with its YAML path and
+// the fields allowed there (not a Go type name), with every other problem.
+func TestDecodeTypoLineAndField(t *testing.T) {
+	src := `# a comment, and a blank line below
+
+kind: TrafficRule
+name: reviews
+spec:
+  service: reviews
+  routes:
+    - name: canary
+      splitt: [{version: v1, weight: 90}]
+      timeout: 5
+`
+	_, err := Decode("typo.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("typo accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`typo.yaml:9: TrafficRule default/reviews: spec.routes[0].splitt: unknown field "splitt"; known fields here: name, match, version, split`,
+		`typo.yaml:10: TrafficRule default/reviews: spec.routes[0].timeout: bad duration "5"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("want %q in:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "mesh.RuleRoute") {
+		t.Errorf("a Go type name in a user's error:\n%s", msg)
+	}
 }

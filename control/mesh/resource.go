@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,6 +109,9 @@ type Resource struct {
 	// (409) unless the stored resource still has this version.
 	ResourceVersion int64 `yaml:"resource_version,omitempty" json:"resource_version,omitempty"`
 	Spec            any   `yaml:"spec" json:"spec"`
+	// Owner is shown by the API (read-only): "api", "file:PATH" or
+	// "file:PATH (orphaned…)". It is ignored on writes.
+	Owner string `yaml:"owner,omitempty" json:"owner,omitempty"`
 
 	// File and Line locate a resource read from a file (for errors).
 	File string `yaml:"-" json:"-"`
@@ -331,6 +337,7 @@ type envelope struct {
 	Name            string    `yaml:"name"`
 	Namespace       string    `yaml:"namespace"`
 	ResourceVersion int64     `yaml:"resource_version"`
+	Owner           string    `yaml:"owner"` // read-only, ignored
 	Spec            yaml.Node `yaml:"spec"`
 }
 
@@ -410,14 +417,18 @@ func decodeDoc(name string, n *yaml.Node) (*Resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: kind: %w", where, err)
 	}
-	r := &Resource{Kind: k, Name: env.Name, Namespace: env.Namespace, ResourceVersion: env.ResourceVersion, File: name, Line: line}
+	r := &Resource{Kind: k, Name: env.Name, Namespace: env.Namespace, ResourceVersion: env.ResourceVersion, Owner: env.Owner, File: name, Line: line}
 	if r.Namespace == "" {
 		r.Namespace = DefaultNamespace
 	}
 	r.Spec = newSpec(k)
 	if env.Spec.Kind != 0 && !(env.Spec.Kind == yaml.ScalarNode && env.Spec.Tag == "!!null") {
-		if err := strictDecode(&env.Spec, r.Spec); err != nil {
-			return nil, fmt.Errorf("%s: %s: spec: %w", where, r.Key(), err)
+		if probs := strictDecodeAt(&env.Spec, r.Spec, "spec"); len(probs) > 0 {
+			var errs []error
+			for _, p := range probs {
+				errs = append(errs, fmt.Errorf("%s:%d: %s: %s: %s", name, p.line, r.Key(), p.path, p.reason))
+			}
+			return nil, errors.Join(errs...)
 		}
 	}
 	return r, nil
@@ -437,6 +448,233 @@ func strictDecode(n *yaml.Node, v any) error {
 		return cleanYAMLError(err)
 	}
 	return nil
+}
+
+// problem is one decode problem placed in the source.
+type problem struct {
+	line   int
+	path   string
+	reason string
+}
+
+var (
+	lineMsgRe   = regexp.MustCompile(`^line (\d+): (?s:(.*))$`)
+	notFoundRe  = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+	unmarshalRe = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+	quotedRe    = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
+)
+
+// strictDecodeAt is strictDecode that places every problem: yaml.v3's
+// lines count from the re-encoded fragment, so the fragment is parsed
+// again, the node at that line found, and the same steps taken in n give
+// the source line and the field path (prefix + ".routes[0].splitt"). An
+// unknown field is named with the fields allowed there, not a Go type.
+func strictDecodeAt(n *yaml.Node, v any, prefix string) []problem {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return []problem{{line: n.Line, path: prefix, reason: err.Error()}}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	err = dec.Decode(v)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	var frag yaml.Node
+	_ = yaml.Unmarshal(b, &frag)
+	var root *yaml.Node
+	if len(frag.Content) > 0 {
+		root = frag.Content[0]
+	}
+	var out []problem
+	for _, m := range msgs {
+		p := problem{line: n.Line, path: prefix, reason: m}
+		sm := lineMsgRe.FindStringSubmatch(m)
+		if sm == nil || root == nil {
+			out = append(out, p)
+			continue
+		}
+		rel, _ := strconv.Atoi(sm[1])
+		p.reason = sm[2]
+		field, value := "", ""
+		if f := notFoundRe.FindStringSubmatch(p.reason); f != nil {
+			field = f[1]
+			p.reason = fmt.Sprintf("unknown field %q; known fields here: %s", f[1], strings.Join(yamlFields(f[2]), ", "))
+		} else if f := unmarshalRe.FindStringSubmatch(p.reason); f != nil {
+			value = f[2]
+			p.reason = fmt.Sprintf("want %s, got %s", wantOf(f[3]), gotOf(f[1], f[2]))
+		} else if q := quotedRe.FindStringSubmatch(p.reason); q != nil {
+			value, _ = strconv.Unquote(`"` + q[1] + `"`)
+		}
+		if steps := findAt(root, rel, field, value); steps != nil {
+			orig, path := n, prefix
+			for _, st := range steps {
+				orig, path = st.follow(orig, path)
+				if orig == nil {
+					break
+				}
+			}
+			if orig != nil {
+				p.line, p.path = orig.Line, path
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// step is a mapping key or (key == "") a sequence index.
+type step struct {
+	key   string
+	index int
+}
+
+// follow takes the step in n, returning the key node for a key (its line is
+// the field's) or the element, and the path extended.
+func (s step) follow(n *yaml.Node, path string) (*yaml.Node, string) {
+	if s.key == "" {
+		if n.Kind != yaml.SequenceNode || s.index >= len(n.Content) {
+			return nil, path
+		}
+		return n.Content[s.index], fmt.Sprintf("%s[%d]", path, s.index)
+	}
+	if n.Kind == yaml.ScalarNode { // a key node from the step before: go to its value
+		return nil, path
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, path
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == s.key {
+			return keyed{n.Content[i], n.Content[i+1]}.node(), path + "." + s.key
+		}
+	}
+	return nil, path
+}
+
+// keyed pairs a key with its value; node returns the value with the key's
+// line, so the next step walks the value and the problem shows the key.
+type keyed struct{ k, v *yaml.Node }
+
+func (kv keyed) node() *yaml.Node {
+	c := *kv.v
+	c.Line = kv.k.Line
+	return &c
+}
+
+// findAt finds, under root, the field at line: the key named field, else
+// the deepest value starting on that line (preferring one whose text is
+// value). It returns the steps from root, or nil.
+func findAt(root *yaml.Node, line int, field, value string) []step {
+	var best []step
+	bestDepth, bestScore := -1, -1
+	var walk func(n *yaml.Node, path []step)
+	walk = func(n *yaml.Node, path []step) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := append(append([]step(nil), path...), step{key: k.Value})
+				score := -1
+				switch {
+				case field != "" && k.Value == field && k.Line == line:
+					score = 3
+				case field == "" && v.Line == line && v.Kind == yaml.ScalarNode && value != "" && v.Value == value:
+					score = 2
+				case field == "" && v.Line == line:
+					score = 1
+				}
+				if score > bestScore || (score == bestScore && score >= 0 && len(p) > bestDepth) {
+					best, bestDepth, bestScore = p, len(p), score
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, append(append([]step(nil), path...), step{index: i}))
+			}
+		}
+	}
+	walk(root, nil)
+	if bestScore < 0 {
+		return nil
+	}
+	return best
+}
+
+// yamlFields lists the YAML names of a spec type's fields, by the Go type
+// name yaml.v3 prints ("mesh.RuleRoute", "config.Match").
+func yamlFields(goType string) []string {
+	var found []string
+	seen := map[reflect.Type]bool{}
+	var visit func(t reflect.Type)
+	visit = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] || found != nil {
+			return
+		}
+		seen[t] = true
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if tag == "-" || !f.IsExported() {
+				continue
+			}
+			if tag == "" {
+				tag = strings.ToLower(f.Name)
+			}
+			names = append(names, tag)
+		}
+		if t.String() == goType {
+			found = names
+			return
+		}
+		for i := 0; i < t.NumField(); i++ {
+			visit(t.Field(i).Type)
+		}
+	}
+	for _, k := range Kinds {
+		visit(reflect.TypeOf(newSpec(k)))
+	}
+	return found
+}
+
+func wantOf(goType string) string {
+	switch {
+	case goType == "string" || goType == "config.RawConfig":
+		return "a string"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	}
+	return "a mapping"
+}
+
+func gotOf(tag, value string) string {
+	got := map[string]string{"str": "the string", "int": "the number", "float": "the number", "bool": "the boolean",
+		"null": "null", "seq": "a list", "map": "a mapping"}[tag]
+	if got == "" {
+		got = "!!" + tag
+	}
+	if value != "" {
+		got += " " + strconv.Quote(value)
+	}
+	return got
 }
 
 // cleanYAMLError drops yaml.v3's "line N:" prefixes, which count from the

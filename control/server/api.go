@@ -123,6 +123,13 @@ func writeResources(w http.ResponseWriter, r *http.Request, status int, rs []*me
 	writeJSON(w, status, rs)
 }
 
+// withOwner is a shallow copy of the stored resource showing its owner.
+func withOwner(o store.Object) *mesh.Resource {
+	r := *o.Resource
+	r.Owner = o.Owner()
+	return &r
+}
+
 // who names the authenticated caller for the audit log.
 func who(r *http.Request) string { return callerOf(r).String() }
 
@@ -177,7 +184,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	var rs []*mesh.Resource
 	for _, o := range s.store.List(kind) {
-		rs = append(rs, o.Resource)
+		rs = append(rs, withOwner(o))
 	}
 	writeResources(w, r, http.StatusOK, rs)
 }
@@ -195,11 +202,12 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(o.Resource.ResourceVersion, 10)))
 	w.Header().Set("X-Weft-Source", o.Source)
+	w.Header().Set("X-Weft-Owner", o.Owner())
 	if wantsYAML(r) {
-		writeResources(w, r, http.StatusOK, []*mesh.Resource{o.Resource})
+		writeResources(w, r, http.StatusOK, []*mesh.Resource{withOwner(o)})
 		return
 	}
-	writeJSON(w, http.StatusOK, o.Resource)
+	writeJSON(w, http.StatusOK, withOwner(o))
 }
 
 func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, c store.Change) {

@@ -190,7 +190,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.loadUsers(); err != nil {
 		return fail(err)
 	}
-	if s.store, err = store.Open(store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger}); err != nil {
+	if s.store, err = store.Open(store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != ""}); err != nil {
 		return fail(err)
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))

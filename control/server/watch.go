@@ -76,7 +76,10 @@ func (t *tracker) get(node string) *nodeState {
 }
 
 // watching records a watch request opening (delta 1) or closing (-1).
-func (t *tracker) watching(node, admin string, delta int) {
+// applied is the version the sidecar says is in force: after a control
+// plane restart, status shows it at the sidecar's first watch instead of
+// waiting for a change and its ACK.
+func (t *tracker) watching(node, admin, applied string, delta int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := t.get(node)
@@ -84,6 +87,9 @@ func (t *tracker) watching(node, admin string, delta int) {
 	n.LastSeen = time.Now().UTC()
 	if admin != "" {
 		n.Admin = admin
+	}
+	if applied != "" && n.Applied != applied {
+		n.Applied = applied
 	}
 }
 
@@ -170,8 +176,8 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, MaxWatchTimeout)
 	}
-	s.nodes.watching(node, q.Get("admin"), 1)
-	defer s.nodes.watching(node, "", -1)
+	s.nodes.watching(node, q.Get("admin"), q.Get("applied"), 1)
+	defer s.nodes.watching(node, "", "", -1)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

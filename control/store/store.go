@@ -41,8 +41,13 @@ type Options struct {
 	// Compile is required: no change is accepted unless it compiles.
 	Compile CompileFunc
 	// Audit records every accepted and refused change (nil: none).
-	Audit  *Audit
-	Logger *zap.Logger
+	Audit *Audit
+	// FileSource says a file source runs (weft control -dir): resources it
+	// owns can then be changed only through their files. Without one, the
+	// resources a file source wrote earlier are orphans, and the API may
+	// replace or delete them (a replace makes the API their owner).
+	FileSource bool
+	Logger     *zap.Logger
 }
 
 // Object is a stored resource and the source that owns it. The Resource
@@ -50,6 +55,27 @@ type Options struct {
 type Object struct {
 	Resource *mesh.Resource
 	Source   string
+	// File is the file a file-source resource was read from.
+	File string
+	// Orphaned is set on a file-source resource when no file source runs:
+	// the API may take it over.
+	Orphaned bool
+}
+
+// Owner describes who owns the resource: "api", "file:PATH", or
+// "file:PATH (orphaned: no file source runs; the API may take it over)".
+func (o Object) Owner() string {
+	if o.Source != SourceFile {
+		return o.Source
+	}
+	s := SourceFile
+	if o.File != "" {
+		s += ":" + o.File
+	}
+	if o.Orphaned {
+		s += " (orphaned: no file source runs; the API may take it over)"
+	}
+	return s
 }
 
 // Snapshot is one sidecar's compiled config at a version. Version is the
@@ -177,7 +203,13 @@ func (s *Store) Mesh() *mesh.Mesh { return s.state().mesh }
 // Get returns a stored resource.
 func (s *Store) Get(k mesh.Key) (Object, bool) {
 	o, ok := s.state().objs[k]
-	return o, ok
+	return s.view(o), ok
+}
+
+// view marks an object orphaned when its file source is gone.
+func (s *Store) view(o Object) Object {
+	o.Orphaned = o.Source == SourceFile && !s.o.FileSource
+	return o
 }
 
 // List returns the stored resources of kind k ("" = all) in key order.
@@ -186,7 +218,7 @@ func (s *Store) List(k mesh.Kind) []Object {
 	var out []Object
 	for key, o := range st.objs {
 		if k == "" || key.Kind == k {
-			out = append(out, o)
+			out = append(out, s.view(o))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Resource.Key().Less(out[j].Resource.Key()) })
@@ -250,14 +282,20 @@ func (s *Store) apply(c Change) (Result, error) {
 	}
 	var changed []mesh.Key
 	owned := func(k mesh.Key, o Object) error {
-		if o.Source != c.Source {
-			how := "change it through the API (weft ctl)"
-			if o.Source == SourceFile {
-				how = "edit its file in the watched directory"
-			}
-			return &ConflictError{Key: k, Reason: fmt.Sprintf("owned by the %s source; %s", o.Source, how)}
+		if o.Source == c.Source {
+			return nil
 		}
-		return nil
+		if o.Source == SourceFile && c.Source == SourceAPI && !s.o.FileSource {
+			return nil // an orphan: its file source is gone, the API takes it over
+		}
+		if o.Source == SourceFile {
+			file := "its file"
+			if o.File != "" {
+				file = o.File
+			}
+			return &ConflictError{Key: k, Reason: fmt.Sprintf("owned by the file source (%s); edit %s in the watched directory, or run weft control without -dir to let the API take it over", file, file)}
+		}
+		return &ConflictError{Key: k, Reason: fmt.Sprintf("owned by the %s source; change it through the API (weft ctl), or delete it there first", o.Source)}
 	}
 	for _, d := range c.Deletes {
 		o, ok := next[d.Key]
@@ -299,16 +337,21 @@ func (s *Store) apply(c Change) (Result, error) {
 			if err := owned(k, o); err != nil {
 				return Result{Revision: cur.rev}, err
 			}
-			if bytes.Equal(specBytes(o.Resource), specBytes(r)) {
+			sameFile := c.Source != SourceFile || o.File == r.File
+			if o.Source == c.Source && sameFile && bytes.Equal(specBytes(o.Resource), specBytes(r)) {
 				continue // unchanged: keep its version
 			}
 		}
 		nr := r.Clone()
 		nr.ResourceVersion = rev
-		if c.Source != SourceFile {
+		nr.Owner = "" // the store says who owns it, not the writer
+		file := ""
+		if c.Source == SourceFile {
+			file = nr.File
+		} else {
 			nr.File, nr.Line = "", 0 // a request body's lines mean nothing later
 		}
-		next[k] = Object{Resource: nr, Source: c.Source}
+		next[k] = Object{Resource: nr, Source: c.Source, File: file}
 		changed = append(changed, k)
 	}
 	if c.ReplaceSource {
@@ -381,6 +424,7 @@ type persisted struct {
 
 type persistedObject struct {
 	Source   string          `json:"source"`
+	File     string          `json:"file,omitempty"`
 	Resource json.RawMessage `json:"resource"`
 }
 
@@ -405,7 +449,7 @@ func (s *Store) save(st *state) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", k, err)
 		}
-		p.Objects = append(p.Objects, persistedObject{Source: o.Source, Resource: b})
+		p.Objects = append(p.Objects, persistedObject{Source: o.Source, File: o.File, Resource: b})
 	}
 	for id, n := range st.nodes {
 		p.Nodes[id] = persistedNode{Version: n.Version, ContentSHA256: n.contentSum}
@@ -441,7 +485,7 @@ func (s *Store) load() error {
 		}
 		r := dec[0]
 		r.File, r.Line = "", 0
-		objs[r.Key()] = Object{Resource: r, Source: po.Source}
+		objs[r.Key()] = Object{Resource: r, Source: po.Source, File: po.File}
 		rs = append(rs, r)
 	}
 	m := mesh.New(rs)

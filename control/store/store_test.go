@@ -80,7 +80,7 @@ func TestApplyVersionsAndPersistence(t *testing.T) {
 }
 
 func TestSourcesOwnTheirResources(t *testing.T) {
-	s, err := Open(Options{Compile: compile})
+	s, err := Open(Options{Compile: compile, FileSource: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestSourcesOwnTheirResources(t *testing.T) {
 	}
 	_, err = s.Apply(Change{Who: "u", Source: SourceAPI, Puts: res(t, "kind: Service\nname: a\nspec: {endpoints: [{address: '127.0.0.1:9'}]}")})
 	var ce *ConflictError
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "owned by the file source; edit its file") {
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "owned by the file source (t); edit t in the watched directory") {
 		t.Fatalf("API write over a file resource: %v", err)
 	}
 	// The API adds its own; a file re-sync leaves it alone but removes the
@@ -110,5 +110,61 @@ func TestSourcesOwnTheirResources(t *testing.T) {
 	var nf *NotFoundError
 	if !errors.As(err, &nf) || s.Revision() != rev {
 		t.Fatalf("delete missing: %v, revision %d→%d", err, rev, s.Revision())
+	}
+}
+
+// A file source's resources name their file; when the control plane runs
+// without a file source, they are orphans the API may take over.
+func TestOrphanedFileResourcesTakenOverByAPI(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{Dir: dir, Compile: compile, FileSource: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := mesh.Decode("mesh/a.yaml", []byte(svc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(Change{Who: "file", Source: SourceFile, Puts: rs, ReplaceSource: true}); err != nil {
+		t.Fatal(err)
+	}
+	a := mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "a"}
+	if o, _ := s.Get(a); o.Owner() != "file:mesh/a.yaml" {
+		t.Fatalf("owner %q, want file:mesh/a.yaml", o.Owner())
+	}
+	newA := "kind: Service\nname: a\nspec: {endpoints: [{address: '127.0.0.1:9'}]}"
+	_, err = s.Apply(Change{Who: "u", Source: SourceAPI, Puts: res(t, newA)})
+	if err == nil || !strings.Contains(err.Error(), "mesh/a.yaml") {
+		t.Fatalf("API write over a file resource must name its file: %v", err)
+	}
+
+	// Restarted on the same data with a file source: still locked, and the
+	// file is remembered.
+	s2, err := Open(Options{Dir: dir, Compile: compile, FileSource: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Apply(Change{Who: "u", Source: SourceAPI, Puts: res(t, newA)}); err == nil || !strings.Contains(err.Error(), "mesh/a.yaml") {
+		t.Fatalf("after a restart with a file source: %v", err)
+	}
+
+	// Restarted without one: orphans, shown so; the API replaces one (and
+	// owns it from then on) and deletes another.
+	s3, err := Open(Options{Dir: dir, Compile: compile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := s3.Get(a); !o.Orphaned || !strings.Contains(o.Owner(), "orphaned") {
+		t.Fatalf("owner without a file source: %q", o.Owner())
+	}
+	if _, err := s3.Apply(Change{Who: "u", Source: SourceAPI, Puts: res(t, newA)}); err != nil {
+		t.Fatalf("API takes over an orphan: %v", err)
+	}
+	if o, _ := s3.Get(a); o.Owner() != SourceAPI {
+		t.Fatalf("owner after take-over: %q", o.Owner())
+	}
+	n2 := mesh.Key{Kind: mesh.KindSidecar, Namespace: "default", Name: "n2"}
+	if _, err := s3.Apply(Change{Who: "u", Source: SourceAPI, Deletes: []Delete{{Key: n2}}}); err != nil {
+		t.Fatalf("API deletes an orphan: %v", err)
 	}
 }

@@ -266,6 +266,9 @@ var (
 	setTwiceRe  = regexp.MustCompile(`^field (\S+) already set in type \S+$`)
 	dupKeyRe    = regexp.MustCompile(`^mapping key "(.*)" already defined at line \d+$`)
 	unmarshalRe = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+	// quotedValueRe finds the value our own unmarshalers quote ("bad
+	// duration \"5\""), so a flow mapping's error lands on the right field.
+	quotedValueRe = regexp.MustCompile(`^(?:bad )?duration "((?:[^"\\]|\\.)*)"`)
 )
 
 // decodeErrors turns an error from yaml.v3's decoder into FieldErrors that
@@ -302,6 +305,11 @@ func decodeErrors(name string, data []byte, err error) Errors {
 				}
 				value = f[2]
 				fe.Reason = wrongTypeReason(f[1], f[2], f[3])
+			} else if f := quotedValueRe.FindStringSubmatch(fe.Reason); f != nil {
+				kind = yaml.ScalarNode
+				if v, err := strconv.Unquote(`"` + f[1] + `"`); err == nil {
+					value = v
+				}
 			}
 			fe.Path = ix.pathAt(fe.Line, field, kind, value)
 		}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sort"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -33,11 +35,18 @@ func Parse(name string, data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var c Config
+	var decodeErrs Errors
 	if err := dec.Decode(&c); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Reason: "empty config"}}
 		}
-		return nil, decodeErrors(name, data, err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, decodeErrors(name, data, err)
+		}
+		// yaml.v3 decodes everything else around a type error: validate
+		// that too, so every problem is reported at once.
+		decodeErrs = decodeErrors(name, data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -50,8 +59,45 @@ func Parse(name string, data []byte) (*Config, error) {
 		c.Version = hex.EncodeToString(sum[:])[:versionHexDigits]
 	}
 	c.ApplyDefaults()
-	if err := Validate(name, data, &c); err != nil {
-		return nil, err
+	if err := Validate(name, data, &c); err != nil || decodeErrs != nil {
+		return nil, mergeErrors(decodeErrs, err)
 	}
 	return &c, nil
+}
+
+// mergeErrors adds validation problems to decode problems, leaving out those
+// about a field that failed to decode (it holds its zero value), and sorts
+// them by line.
+func mergeErrors(decodeErrs Errors, err error) error {
+	var verrs Errors
+	if err != nil && !errors.As(err, &verrs) {
+		if decodeErrs == nil {
+			return err
+		}
+		return errors.Join(decodeErrs, err)
+	}
+	out := append(Errors(nil), decodeErrs...)
+	for _, v := range verrs {
+		dup := false
+		for _, d := range decodeErrs {
+			if d.Path != "" && related(v.Path, d.Path) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, v)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}
+
+// related reports whether path p is base or a field under it.
+func related(p, base string) bool {
+	if !strings.HasPrefix(p, base) {
+		return false
+	}
+	rest := p[len(base):]
+	return rest == "" || rest[0] == '.' || rest[0] == '['
 }

@@ -482,3 +482,48 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A bad value inside a flow mapping names its own field, and a type error
+// does not hide the problems validation finds elsewhere: all at once, by
+// line, each with its field path.
+func TestDecodeErrorsDoNotHideTheRest(t *testing.T) {
+	src := `listeners:
+  - name: main
+    address: 127.0.0.1:10000
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: c, timeout: 5}
+          - match: {prefix: /x}
+            route: {cluster: nope}
+clusters:
+  - name: c
+    endpoints: [{address: "127.0.0.1:1"}]
+    connect_timeout: 1x
+  - name: d
+    lb: bogus
+    endpoints: [{address: "nowhere"}]
+`
+	_, err := Parse("t.yaml", []byte(src))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	want := []string{
+		"t.yaml:9: listeners[0].virtual_hosts[0].routes[0].route.timeout: bad duration \"5\"",
+		"t.yaml:11: listeners[0].virtual_hosts[0].routes[1].route.cluster: cluster \"nope\"",
+		"t.yaml:15: clusters[0].connect_timeout: bad duration \"1x\"",
+		"t.yaml:17: clusters[1].lb: unknown value \"bogus\"",
+		"t.yaml:18: clusters[1].endpoints[0].address:",
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("want %d problems, got %d:\n%v", len(want), len(errs), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(errs[i].Error(), w) {
+			t.Errorf("problem %d: got %q, want it to start with %q", i, errs[i].Error(), w)
+		}
+	}
+}

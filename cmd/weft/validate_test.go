@@ -1,0 +1,91 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every subcommand's --help prints its usage and exits 0; validate does
+// not take --help for a file name.
+func TestHelpExitsZero(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildWeft(t)
+	for _, args := range [][]string{
+		{"proxy", "--help"}, {"control", "--help"}, {"ctl", "--help"}, {"ctl", "apply", "--help"},
+		{"demo", "--help"}, {"bench", "--help"}, {"filter", "--help"}, {"validate", "--help"}, {"validate", "-h"},
+	} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("weft %s: %v\n%s", strings.Join(args, " "), err, out)
+			continue
+		}
+		if !strings.Contains(strings.ToLower(string(out)), "usage") {
+			t.Errorf("weft %s printed no usage:\n%s", strings.Join(args, " "), out)
+		}
+		if strings.Contains(string(out), "no such file") {
+			t.Errorf("weft %s took the flag for a file:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}
+
+// validate finds a filter's missing .wasm file (with file:line and field),
+// and checks mesh resource files together as one mesh.
+func TestValidateWasmAndMesh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildWeft(t)
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := write("sidecar.yaml", `listeners:
+  - name: main
+    address: 127.0.0.1:10000
+    filters: [auth]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: c}
+clusters:
+  - name: c
+    endpoints: [{address: "127.0.0.1:1"}]
+filters:
+  - name: auth
+    module: {path: plugins-auth.wasm}
+`)
+	out, err := exec.Command(bin, "validate", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), cfg+":16: filters[0].module.path:") || !strings.Contains(string(out), "does not exist") {
+		t.Fatalf("missing .wasm: %v\n%s", err, out)
+	}
+	write("plugins-auth.wasm", "\x00asm\x01\x00\x00\x00")
+	if out, err := exec.Command(bin, "validate", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("with the module present: %v\n%s", err, out)
+	}
+
+	// The README's mesh is valid; a dangling reference across files is not.
+	if out, err := exec.Command(bin, "validate", "../../examples/mesh/reviews.yaml").CombinedOutput(); err != nil || !strings.Contains(string(out), "ok (mesh resources)") {
+		t.Fatalf("examples/mesh: %v\n%s", err, out)
+	}
+	rule := write("rule.yaml", `kind: TrafficRule
+name: ratings
+spec:
+  service: ratings
+  routes: [{version: v9}]
+`)
+	out, err = exec.Command(bin, "validate", "../../examples/mesh/reviews.yaml", rule).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), rule+":1:") || !strings.Contains(string(out), "ratings") {
+		t.Fatalf("dangling service: %v\n%s", err, out)
+	}
+}
