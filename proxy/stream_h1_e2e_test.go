@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -394,4 +395,30 @@ func TestH1StreamsTrailers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A retry decides on the status before any body byte went to the client:
+// an answer whose body is still streaming is dropped (its connection
+// closed) and the retry's answer is what the client gets.
+func TestH1RetryDropsAStreamingAnswer(t *testing.T) {
+	var n atomic.Int32
+	addr := bodyUpstream(t, func(c net.Conn) {
+		if n.Add(1) == 1 {
+			_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n")
+			time.Sleep(20 * time.Millisecond)
+			_, _ = chunkWriter{c}.Write([]byte("busy"))
+			_, _ = io.WriteString(c, "0\r\n\r\n")
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	})
+	cfg := strings.Replace(plainConfig, "route: {cluster: up}", "route: {cluster: up, retry: {attempts: 2, on: [5xx], backoff_base: 1ms}}", 1)
+	p, url := startProxy(t, cfg, map[string]string{"up": addr})
+	resp, _ := streamGet(t, url, "/")
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("%d %q %v", resp.StatusCode, b, err)
+	}
+	ep := p.snap.Load().byName["up"].c.Pick(0, false, nil)
+	eventually(t, 5*time.Second, "the upstream connections to close", func() bool { return ep.Conns() == 0 && ep.Active() == 0 })
 }
