@@ -373,7 +373,9 @@ func (b *h1Body[C]) Close() error {
 		return nil
 	}
 	b.hc.ReleaseReader(b.br)
-	if b.eof && b.keep && b.err == nil {
+	// A cluster replaced while the body streamed has closed its idle
+	// connections already: do not leave this one in its pool.
+	if b.eof && b.keep && b.err == nil && !b.e.c.closed.Load() {
 		b.releaseConn(b.hc, b.cc)
 	} else {
 		b.closeConn(b.hc, b.cc)

@@ -183,3 +183,26 @@ func TestDoStreamDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// A body that ends after its cluster was closed (replaced by a reload)
+// closes its connection instead of pooling it where nobody closes it.
+func TestDoStreamAfterClusterClosed(t *testing.T) {
+	addr := serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(strings.Repeat("x", 1<<20)) })
+	c := start(t, config.Cluster{Name: "s", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	req, resp := streamReq()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	body, err := e.DoStream(req, resp, time.Now().Add(5*time.Second))
+	if err != nil || body == nil {
+		t.Fatalf("body %v, %v", body, err)
+	}
+	c.Close()
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		t.Fatal(err)
+	}
+	_ = body.Close()
+	if e.Conns() != 0 {
+		t.Fatalf("%d connections left open", e.Conns())
+	}
+}
