@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -421,4 +422,45 @@ func TestH1RetryDropsAStreamingAnswer(t *testing.T) {
 	}
 	ep := p.snap.Load().byName["up"].c.Pick(0, false, nil)
 	eventually(t, 5*time.Second, "the upstream connections to close", func() bool { return ep.Conns() == 0 && ep.Active() == 0 })
+}
+
+// The access log counts a streamed body's bytes as they went, and says why
+// a streamed answer ended early.
+func TestH1StreamedAccessLog(t *testing.T) {
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		time.Sleep(10 * time.Millisecond)
+		for i := 0; i < 4; i++ {
+			_, _ = chunkWriter{c}.Write([]byte(strings.Repeat("a", 25000)))
+		}
+		_, _ = io.WriteString(c, "0\r\n\r\n")
+	})
+	brokenAddr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+		time.Sleep(10 * time.Millisecond)
+		_, _ = io.WriteString(c, strings.Repeat("b", 10000))
+	})
+	path := t.TempDir() + "/access.log"
+	cfg := strings.Replace(plainConfig, "    limits: {max_header_bytes: 4096, max_body_bytes: 1024}\n",
+		"    access_log: {enabled: true, path: "+path+", fields: [path, status, response_flags, bytes_sent]}\n", 1)
+	cfg = strings.Replace(cfg, "          - match: {prefix: /}\n", "          - match: {prefix: /broken}\n            route: {cluster: broken}\n          - match: {prefix: /}\n", 1)
+	cfg += "  - name: broken\n    endpoints: [{address: \"{{broken}}\"}]\n"
+	_, url := startProxy(t, cfg, map[string]string{"up": addr, "broken": brokenAddr})
+	resp, _ := streamGet(t, url, "/whole")
+	if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != 100000 {
+		t.Fatalf("%d, %v", n, err)
+	}
+	resp, _ = streamGet(t, url, "/broken")
+	_, _ = io.Copy(io.Discard, resp.Body)
+	var log string
+	eventually(t, 5*time.Second, "two access log lines", func() bool {
+		b, _ := os.ReadFile(path)
+		log = string(b)
+		return strings.Count(log, "\n") >= 2
+	})
+	for _, want := range []string{`"path":"/whole","status":200,"response_flags":"-","bytes_sent":100000`, `"path":"/broken","status":200,"response_flags":"UPE","bytes_sent":10000`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no %s in\n%s", want, log)
+		}
+	}
 }
