@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,4 +144,46 @@ func rssKiB(t *testing.T, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// TestH1EventLatencyFigures measures how long an SSE event takes from the
+// upstream's write to the client's read through weft (chunked), over 200
+// events 5 ms apart. Run with WEFT_DOWNLOAD_FIGURES set, as above.
+func TestH1EventLatencyFigures(t *testing.T) {
+	if os.Getenv("WEFT_DOWNLOAD_FIGURES") == "" {
+		t.Skip("set WEFT_DOWNLOAD_FIGURES to measure")
+	}
+	const events = 200
+	sent := make(chan time.Time, events)
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := 0; i < events; i++ {
+			time.Sleep(5 * time.Millisecond)
+			ev := fmt.Sprintf("data: %d\n\n", i)
+			sent <- time.Now()
+			if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(c, "0\r\n\r\n")
+	})
+	_, url := startProxy(t, plainConfig, map[string]string{"up": addr})
+	resp, _ := streamGet(t, url, "/events")
+	br := bufio.NewReader(resp.Body)
+	lat := make([]time.Duration, 0, events)
+	for i := 0; i < events; i++ {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\n" {
+				break
+			}
+		}
+		lat = append(lat, time.Since(<-sent))
+	}
+	slices.Sort(lat)
+	t.Logf("SSE event upstream write -> client read through weft, %d events: p50 %v, p99 %v, max %v",
+		events, lat[events/2], lat[events*99/100], lat[events-1])
 }
