@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // Streamed HTTP/1.1 response bodies, against raw loopback upstreams that
@@ -464,3 +466,57 @@ func TestH1StreamedAccessLog(t *testing.T) {
 		}
 	}
 }
+
+// Streamed answers that end every way leave no goroutine behind: read to
+// the end, upstream dead mid-body, upstream stalled past idle_timeout,
+// client gone mid-body.
+func TestH1StreamedBodiesLeaveNoGoroutines(t *testing.T) {
+	stall := make(chan struct{})
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		_, _ = chunkWriter{c}.Write([]byte(strings.Repeat("s", 1000)))
+		switch mode.Load() {
+		case 0: // whole
+			_, _ = io.WriteString(c, "0\r\n\r\n")
+		case 1: // dies: the deferred Close
+		case 2: // stalls
+			<-stall
+		case 3: // endless, until the client's departure reaches here
+			for {
+				if _, err := (chunkWriter{c}).Write([]byte(strings.Repeat("e", 32<<10))); err != nil {
+					return
+				}
+			}
+		}
+	})
+	cfg := strings.Replace(plainConfig, `endpoints: [{address: "{{up}}"}]`, `endpoints: [{address: "{{up}}"}]
+    idle_timeout: 200ms`, 1)
+	p, url := startProxy(t, cfg, map[string]string{"up": addr})
+	ep := p.snap.Load().byName["up"].c.Pick(0, false, nil)
+	mode.Store(0)
+	resp, _ := streamGet(t, url, "/warm")
+	_, _ = io.Copy(io.Discard, resp.Body)
+	leaks := []goleak.Option{goleak.IgnoreCurrent(),
+		// a server's idle worker, parked until its next connection (a busy
+		// one has the handler or the body copy on top instead)
+		goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc")}
+	for m, name := range []string{"whole", "dies", "stalls", "client gone"} {
+		mode.Store(int32(m))
+		resp, c := streamGet(t, url, "/"+name)
+		if m == 3 {
+			_, _ = io.ReadFull(resp.Body, make([]byte, 100<<10))
+			_ = c.Close()
+		} else {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = c.Close()
+		}
+		eventually(t, 5*time.Second, name+": the endpoint to be idle", func() bool { return ep.Active() == 0 })
+	}
+	close(stall)
+	if err := goleak.Find(leaks...); err != nil {
+		t.Fatalf("goroutines left: %v", err)
+	}
+}
+
+// mode picks TestH1StreamedBodiesLeaveNoGoroutines's upstream behaviour.
+var mode atomic.Int32
