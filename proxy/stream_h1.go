@@ -63,6 +63,14 @@ func (rl *runningListener) streamBody(ctx *fasthttp.RequestCtx, ls *listenerStat
 	size := x.up.ContentLength()
 	if b.filtered {
 		size = -1 // body filters may change its length
+	}
+	if size < 0 && !ctx.Request.Header.IsHTTP11() {
+		// An HTTP/1.0 client cannot take a chunked body (RFC 9112 §6.1):
+		// it gets the answer whole, with its length, as before streaming.
+		rl.wholeBody(x)
+		return false
+	}
+	if b.filtered {
 		if b.buf == nil {
 			b.buf = make([]byte, 32<<10)
 		}
@@ -107,6 +115,50 @@ func (rl *runningListener) streamBody(ctx *fasthttp.RequestCtx, ls *listenerStat
 	}
 	resp.SetBodyStream(b, size)
 	return true
+}
+
+// wholeLimit bounds an answer read whole for an HTTP/1.0 client (the old
+// buffered limit): a larger one is a 502.
+const wholeLimit = 64 << 20
+
+// wholeBody reads x.up to its end, through the filters when the stream has
+// any, into the response (an ordinary answer), and closes it. A broken or
+// oversized body becomes a 502 (nothing has been sent yet); a filter's
+// reply replaces the response.
+func (rl *runningListener) wholeBody(x *exchange) {
+	s, b := &x.stream, &x.h1
+	if b.buf == nil {
+		b.buf = make([]byte, 32<<10)
+	}
+	var body []byte // fresh: the response keeps it, the exchange does not
+	for {
+		n, err := x.up.Read(b.buf)
+		if err != nil && err != io.EOF {
+			rl.endUpstream(x)
+			failResponse(s, resilience.Reset)
+			return
+		}
+		eof := err == io.EOF
+		data := b.buf[:n]
+		if b.filtered && (n > 0 || eof) {
+			var st filter.Status
+			if data, st = b.encode(data, eof); st == filter.LocalReply {
+				rl.endUpstream(x)
+				return
+			}
+		}
+		if len(body)+len(data) > wholeLimit {
+			rl.endUpstream(x)
+			failResponse(s, resilience.Reset)
+			return
+		}
+		body = append(body, data...)
+		if eof {
+			rl.endUpstream(x)
+			s.Response.SetBodyRaw(body)
+			return
+		}
+	}
 }
 
 // endUpstream closes the upstream body of an answer that will not stream.

@@ -520,3 +520,30 @@ func TestH1StreamedBodiesLeaveNoGoroutines(t *testing.T) {
 
 // mode picks TestH1StreamedBodiesLeaveNoGoroutines's upstream behaviour.
 var mode atomic.Int32
+
+// An HTTP/1.0 client cannot take chunked framing: an answer that would go
+// chunked reaches it whole, with its length.
+func TestH1StreamToHTTP10Client(t *testing.T) {
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		time.Sleep(10 * time.Millisecond)
+		_, _ = chunkWriter{c}.Write([]byte("hello"))
+		_, _ = io.WriteString(c, "0\r\n\r\n")
+	})
+	_, url := startProxy(t, plainConfig, map[string]string{"up": addr})
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(c, "GET / HTTP/1.0\r\nHost: svc\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || string(b) != "hello" || len(resp.TransferEncoding) != 0 || resp.ContentLength != 5 {
+		t.Fatalf("%q %v: Transfer-Encoding %v, Content-Length %d", b, err, resp.TransferEncoding, resp.ContentLength)
+	}
+}
