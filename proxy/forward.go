@@ -21,8 +21,12 @@ import (
 const overflowHeader = "X-Weft-Overflow"
 
 // forward sends the request to cs with the route's timeout and retry
-// policy and leaves the answer in s.Response.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream) {
+// policy and leaves the answer in s.Response: its status and headers, and
+// its body unless the body is still streaming from the upstream (then in
+// *up, for the caller to pass on and close). The route timeout bounds the
+// wait for the response headers; retries decide on them, before any body
+// byte reaches the client.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream, up *cluster.ResponseBody) {
 	req, resp := s.Request, s.Response
 	if !cs.c.AcquireRequest() {
 		overflow(s, "max_requests")
@@ -55,7 +59,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 	}
 	defer endRetry()
 	for attempt := 0; ; attempt++ {
-		fail, status := p.try(cs, req, resp, s, key, hasKey, prev, deadline, perTry, &prev)
+		fail, status := p.try(cs, req, resp, s, key, hasKey, prev, deadline, perTry, &prev, up)
 		endRetry()
 		if fail == resilience.NoFailure && !pol.Retriable(fail, status) {
 			return // success, or a failure the policy passes through
@@ -97,7 +101,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 
 // try sends one attempt and classifies its outcome.
 func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Response, s *filter.Stream,
-	key uint64, hasKey bool, prev *cluster.Endpoint, deadline time.Time, perTry time.Duration, used **cluster.Endpoint) (resilience.Failure, int) {
+	key uint64, hasKey bool, prev *cluster.Endpoint, deadline time.Time, perTry time.Duration, used **cluster.Endpoint,
+	up *cluster.ResponseBody) (resilience.Failure, int) {
+	if *up != nil {
+		// A retry: the previous answer's body is not wanted.
+		_ = (*up).Close()
+		*up = nil
+	}
 	ep := cs.c.Pick(key, hasKey, prev)
 	if ep == nil {
 		cs.stats.NoHealthy.Inc()
@@ -112,7 +122,8 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 		}
 	}
 	cs.stats.Requests.Inc()
-	err := ep.Do(req, resp, d)
+	body, err := ep.DoStream(req, resp, d)
+	*up = body
 	ep.Report(resp.StatusCode(), err)
 	if err == nil {
 		return resilience.NoFailure, resp.StatusCode()

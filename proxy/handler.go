@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weftmesh/weft/proxy/cluster"
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/route"
 	"github.com/weftmesh/weft/proxy/telemetry"
@@ -25,6 +26,12 @@ type exchange struct {
 	stats  *telemetry.RouteStats
 	span   *tracing.Span // nil when tracing is off
 	h2     *h2Exchange   // an HTTP/2 stream's state (nil for HTTP/1.1)
+	// up is an HTTP/1.1 upstream answer's body still to read; h1 passes it
+	// to the client (stream_h1.go) with scratch as the stream's Response
+	// once the headers have gone.
+	up      cluster.ResponseBody
+	h1      h1Body
+	scratch fasthttp.Response
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
@@ -37,6 +44,8 @@ func releaseExchange(x *exchange) {
 	x.stats = nil
 	x.span = nil
 	x.h2 = nil
+	x.up = nil
+	x.scratch.Reset()
 	exchangePool.Put(x)
 }
 
@@ -44,9 +53,7 @@ func releaseExchange(x *exchange) {
 func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	ls := rl.state.Load()
 	x := acquireExchange()
-	defer releaseExchange(x)
 	ls.active.Inc()
-	defer ls.active.Dec()
 
 	req, resp := &ctx.Request, &ctx.Response
 	s := &x.stream
@@ -82,10 +89,23 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 		rl.route(ctx, ls, x, upgrade)
 	}
 	if !ctx.Hijacked() {
-		x.chain.Encode(s)
+		if x.up != nil {
+			s.ResponseBodyStreamed = true // header callbacks: a body follows
+		}
+		if x.chain.Encode(s) == filter.LocalReply && x.up != nil {
+			// A response filter answered instead of the upstream.
+			_ = x.up.Close()
+			x.up = nil
+			s.ResponseBodyStreamed = false
+		}
 		stripHopByHopResponse(&resp.Header)
+		if x.up != nil && rl.streamBody(ctx, ls, x) {
+			return // the body streams: its end finishes the exchange
+		}
 	}
 	rl.finish(ctx, ls, x)
+	releaseExchange(x)
+	ls.active.Dec()
 }
 
 // route matches the request and acts on the route. ctx is nil for an
@@ -128,7 +148,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 					return // the upstream's 101 went to the client as it was
 				}
 			} else {
-				rl.p.forward(ctx, cs, r, rs, s)
+				rl.p.forward(ctx, cs, r, rs, s, &x.up)
 			}
 		}
 	}
@@ -143,6 +163,11 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 	s := &x.stream
 	status := s.Response.StatusCode()
 	d := time.Since(s.StartTime)
+	if x.h2 != nil {
+		s.ResponseBytesSent = x.h2.out
+	} else if !s.ResponseBodyStreamed {
+		s.ResponseBytesSent = int64(len(s.Response.Body()))
+	}
 	if x.stats != nil {
 		x.stats.Record(status, d)
 		if s.GRPCStatus >= 0 {
@@ -154,7 +179,7 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 		*e = telemetry.Entry{
 			Start: s.StartTime, Method: s.Request.Header.Method(), Path: s.Request.URI().PathOriginal(),
 			Authority: s.Request.Host(), Protocol: s.Request.Header.Protocol(), Status: status,
-			ResponseFlags: s.ResponseFlags, BytesReceived: len(s.Request.Body()), BytesSent: len(s.Response.Body()),
+			ResponseFlags: s.ResponseFlags, BytesReceived: len(s.Request.Body()), BytesSent: int(s.ResponseBytesSent),
 			Duration: d, UpstreamHost: s.UpstreamAddr, Cluster: s.ClusterName, Route: s.RouteName,
 			RequestID: s.ID, UserAgent: s.Request.Header.UserAgent(), XForwardedFor: s.Request.Header.Peek("X-Forwarded-For"),
 			Remote: s.Source.String(), Retries: s.Retries, TraceID: traceID(x, s),
@@ -163,7 +188,7 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 			e.PeerPrincipal = s.TLS.PeerURISAN
 		}
 		if x.h2 != nil {
-			e.BytesReceived, e.BytesSent = int(x.h2.bodyIn()), int(x.h2.out)
+			e.BytesReceived = int(x.h2.bodyIn())
 			e.Protocol = protoHTTP2
 		}
 		ls.accessLog.Log(e)

@@ -169,8 +169,7 @@ func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 			c.breakers.pending.Add(-1)
 			e.active.Add(-1)
 			c.stats.RejectedPending.Add(1)
-			return fmt.Errorf("cluster %q: endpoint %s: max_pending %d reached: %w",
-				c.name, e.addr, c.s.MaxPending, ErrOverflow)
+			return errOverflowPending(c, e)
 		}
 	}
 	if c.closed.Load() {
@@ -198,4 +197,9 @@ func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 		c.breakers.pending.Add(-1)
 	}
 	return err
+}
+
+func errOverflowPending(c *Cluster, e *Endpoint) error {
+	return fmt.Errorf("cluster %q: endpoint %s: max_pending %d reached: %w",
+		c.name, e.addr, c.s.MaxPending, ErrOverflow)
 }

@@ -117,6 +117,10 @@ type Stream struct {
 	// body flows through without body callbacks.
 	RequestBodyStreamed  bool
 	ResponseBodyStreamed bool
+	// ResponseBytesSent is how many response body bytes went to the client,
+	// counted as they flow, on a streamed response (for logs and traces,
+	// which must not read a streamed body).
+	ResponseBytesSent int64
 	// RequestTrailers and ResponseTrailers are a stream's trailers (nil
 	// when it has none); filters read and edit them in place.
 	RequestTrailers  *fasthttp.ResponseHeader

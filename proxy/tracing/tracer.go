@@ -281,7 +281,12 @@ func (sp *Span) End(s *filter.Stream, end time.Time) {
 		sp.peer = s.TLS.PeerURISAN
 	}
 	sp.status, sp.retries = resp.StatusCode(), s.Retries
-	sp.reqBytes, sp.respBytes = len(req.Body()), len(resp.Body())
+	sp.reqBytes = len(req.Body())
+	if s.ResponseBodyStreamed {
+		sp.respBytes = int(s.ResponseBytesSent) // a streamed body is not read here
+	} else {
+		sp.respBytes = len(resp.Body())
+	}
 	sp.attrs = sp.attrs[:0]
 	for k, v := range s.Attributes { // values are the filter's own copies
 		if strings.HasPrefix(k, AttributePrefix) && len(k) > len(AttributePrefix) {

@@ -1,0 +1,388 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Streamed HTTP/1.1 responses. DoStream sends a request over the
+// endpoint's fasthttp pool like Do, but returns as soon as the response
+// headers are read: the body is read as the caller asks for it, through
+// the pooled connection, which goes back to the pool (or is closed) when
+// the body is closed. fasthttp's own Response.StreamBody allocates a
+// wrapper and closures per response; this path allocates nothing once
+// warm, so the proxy can stream every response.
+
+// ResponseBody is a response body still on its upstream connection.
+// Read returns io.EOF at the body's end (the trailers of a chunked body
+// are then in the response header) and any other error when the upstream
+// broke, was silent for the idle timeout, or sent a malformed body. Close
+// must be called exactly once: it returns the connection to the pool when
+// the body was read whole and the connection may be reused, and closes it
+// otherwise.
+type ResponseBody interface {
+	Read(p []byte) (int, error)
+	Close() error
+	// ContentLength is the body's declared length, -1 when it has none
+	// (chunked, or until the upstream closes).
+	ContentLength() int
+}
+
+// ErrBodyIdle is the error of a streamed body's Read when the upstream sent
+// nothing for the idle timeout.
+var ErrBodyIdle = errors.New("upstream response body: idle timeout")
+
+// errBadChunk is a malformed chunked body.
+var errBadChunk = fasthttp.ErrBrokenChunk{}
+
+// conn is what fasthttp's pooled connection (an unexported type) offers.
+type conn interface{ Conn() net.Conn }
+
+// DoStream sends req like Do, leaves the status and headers in resp and
+// returns the body still to read (nil when there is none or it was
+// already read whole: it then is in resp). deadline bounds the wait for
+// the response headers; then the body may be silent for the cluster's
+// idle_timeout at most between reads. resp gets no default Content-Type. The request counts as active on the endpoint until the
+// body is closed. On an HTTP/2 cluster the answer is read whole (Do).
+func (e *Endpoint) DoStream(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (ResponseBody, error) {
+	c := e.c
+	if c.UsesHTTP2(false) {
+		return nil, e.Do(req, resp, deadline)
+	}
+	e.total.Add(1)
+	limit := int64(c.s.MaxConnsPerEndpoint)
+	if e.active.Add(1) > limit {
+		if c.breakers.pending.Add(1) > c.s.MaxPending {
+			c.breakers.pending.Add(-1)
+			e.active.Add(-1)
+			c.stats.RejectedPending.Add(1)
+			return nil, errOverflowPending(c, e)
+		}
+	}
+	if c.closed.Load() {
+		req.SetConnectionClose()
+	}
+	c.setScheme(req)
+	req.URI().DisablePathNormalizing = true
+	body, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
+		(*fasthttp.HostClient).ReleaseConn, req, resp, deadline, c.s.IdleTimeout)
+	if body == nil {
+		e.done()
+	}
+	return body, err
+}
+
+// done ends a request's activity on the endpoint.
+func (e *Endpoint) done() {
+	if e.active.Add(-1) >= int64(e.c.s.MaxConnsPerEndpoint) {
+		e.c.breakers.pending.Add(-1)
+	}
+}
+
+// doH1 is DoStream's exchange on one pooled connection. It is generic only
+// to hold fasthttp's pooled connection, whose type is unexported: the
+// type parameter is inferred from the HostClient's methods.
+func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
+	acquire func(*fasthttp.HostClient, time.Duration, bool) (C, error),
+	closeConn, releaseConn func(*fasthttp.HostClient, C),
+	req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, idle time.Duration) (ResponseBody, error) {
+	for attempt := 0; ; attempt++ {
+		var wait time.Duration
+		if !deadline.IsZero() {
+			if wait = time.Until(deadline); wait <= 0 {
+				return nil, fasthttp.ErrTimeout
+			}
+		}
+		cc, err := acquire(hc, wait, req.ConnectionClose())
+		if err != nil {
+			return nil, err
+		}
+		cn := cc.Conn()
+		_ = cn.SetDeadline(deadline) // zero clears a previous one
+		bw := hc.AcquireWriter(cn)
+		err = req.Write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		hc.ReleaseWriter(bw)
+		resp.Reset()
+		resp.Header.SetNoDefaultContentType(true) // forward what the upstream sent
+		resp.Header.DisableNormalizing()
+		var br *bufio.Reader
+		if err == nil {
+			br = hc.AcquireReader(cn)
+			// Headers only (1xx skipped); the body is ours to read.
+			resp.SkipBody = true
+			err = resp.ReadLimitBody(br, 0)
+			resp.SkipBody = false
+		}
+		if err != nil {
+			if br != nil {
+				hc.ReleaseReader(br)
+			}
+			closeConn(hc, cc)
+			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+				return nil, fasthttp.ErrTimeout
+			}
+			// A pooled connection the upstream closed while idle: an
+			// idempotent request goes again once on a new one (as Do).
+			if attempt == 0 && staleConn(err) && idempotent(req) {
+				continue
+			}
+			if err == io.EOF {
+				err = fasthttp.ErrConnectionClosed
+			}
+			return nil, err
+		}
+		keep := !req.ConnectionClose() && !resp.Header.ConnectionClose()
+		cl := resp.Header.ContentLength()
+		st := resp.StatusCode()
+		if req.Header.IsHead() || st < 200 || st == fasthttp.StatusNoContent || st == fasthttp.StatusNotModified {
+			cl = 0
+			resp.SkipBody = req.Header.IsHead()
+		}
+		if cl >= 0 && br.Buffered() >= cl {
+			// The whole body came with the headers: take it now and free
+			// the connection (the common small answer; nothing to stream).
+			if cl > 0 {
+				b, _ := br.Peek(cl)
+				resp.SetBody(b)
+				_, _ = br.Discard(cl)
+			}
+			hc.ReleaseReader(br)
+			if keep {
+				releaseConn(hc, cc)
+			} else {
+				closeConn(hc, cc)
+			}
+			return nil, nil
+		}
+		if cl == -2 {
+			keep = false // the body ends when the upstream closes
+		}
+		b, _ := h1BodyPool.Get().(*h1Body[C])
+		if b == nil {
+			b = &h1Body[C]{}
+		}
+		*b = h1Body[C]{e: e, hc: hc, cc: cc, br: br, h: &resp.Header, closeConn: closeConn, releaseConn: releaseConn,
+			left: cl, cl: cl, keep: keep, idle: idle}
+		if cl == -1 {
+			b.chunked, b.left = true, 0
+		}
+		// The route deadline bounded the headers; the body has its idle
+		// bound, set per read.
+		_ = cn.SetReadDeadline(time.Time{})
+		return b, nil
+	}
+}
+
+func idempotent(req *fasthttp.Request) bool {
+	h := &req.Header
+	return h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
+}
+
+// staleConn is retryStaleConn's test: nothing came back on a connection
+// the upstream had closed.
+func staleConn(err error) bool {
+	switch err.(type) {
+	case fasthttp.ErrNothingRead, *fasthttp.ErrNothingRead:
+		return true
+	}
+	return err == fasthttp.ErrConnectionClosed || err == io.EOF
+}
+
+var h1BodyPool sync.Pool
+
+// h1Body reads one response body off its pooled connection.
+type h1Body[C conn] struct {
+	e                      *Endpoint
+	hc                     *fasthttp.HostClient
+	cc                     C
+	br                     *bufio.Reader
+	h                      *fasthttp.ResponseHeader // for a chunked body's trailers
+	closeConn, releaseConn func(*fasthttp.HostClient, C)
+
+	cl      int  // declared length: -1 chunked, -2 until close
+	left    int  // bytes left: of the body (length), of the chunk (chunked)
+	chunked bool // Transfer-Encoding: chunked
+	keep    bool // the connection may be reused once the body is read
+	eof     bool // the body was read to its end
+	err     error
+	idle    time.Duration
+	last    time.Time // when the read deadline was last pushed
+}
+
+func (b *h1Body[C]) ContentLength() int {
+	if b.cl < 0 {
+		return -1
+	}
+	return b.cl
+}
+
+func (b *h1Body[C]) Read(p []byte) (n int, err error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if b.idle > 0 && b.br.Buffered() == 0 {
+		// Push the read deadline ahead, but only once a tenth of the idle
+		// time has gone by: a fast body costs no clock read per chunk
+		// beyond time.Now.
+		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
+			b.last = now
+			_ = b.cc.Conn().SetReadDeadline(now.Add(b.idle))
+		}
+	}
+	switch {
+	case b.chunked:
+		n, err = b.readChunked(p)
+	case b.cl == -2:
+		n, err = b.br.Read(p)
+		if err == io.EOF {
+			b.eof = true
+			return n, io.EOF
+		}
+	default:
+		if b.left == 0 {
+			b.eof = true
+			return 0, io.EOF
+		}
+		if len(p) > b.left {
+			p = p[:b.left]
+		}
+		n, err = b.br.Read(p)
+		b.left -= n
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the upstream closed mid-body
+		}
+		if err == nil && b.left == 0 {
+			b.eof = true
+			err = io.EOF
+		}
+	}
+	if err != nil && err != io.EOF {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			err = ErrBodyIdle
+		}
+		b.err = err
+	}
+	return n, err
+}
+
+// readChunked reads from a chunked body: at most the current chunk.
+func (b *h1Body[C]) readChunked(p []byte) (int, error) {
+	if b.left == 0 {
+		size, err := readChunkSize(b.br)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			if err := b.h.ReadTrailer(b.br); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return 0, err
+			}
+			b.eof = true
+			return 0, io.EOF
+		}
+		b.left = size
+	}
+	if len(p) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.br.Read(p)
+	b.left -= n
+	if err == io.EOF {
+		return n, io.ErrUnexpectedEOF
+	}
+	if err == nil && b.left == 0 {
+		err = readCRLF(b.br)
+	}
+	return n, err
+}
+
+// readChunkSize reads a chunk-size line (RFC 9112 §7.1), extensions ignored.
+func readChunkSize(br *bufio.Reader) (int, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == bufio.ErrBufferFull {
+			err = errBadChunk
+		}
+		return 0, err
+	}
+	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, " \t")
+	if len(line) == 0 || len(line) > 15 {
+		return 0, errBadChunk
+	}
+	n := 0
+	for _, c := range line {
+		switch {
+		case c >= '0' && c <= '9':
+			n = n<<4 | int(c-'0')
+		case c >= 'a' && c <= 'f':
+			n = n<<4 | int(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			n = n<<4 | int(c-'A'+10)
+		default:
+			return 0, errBadChunk
+		}
+	}
+	return n, nil
+}
+
+func readCRLF(br *bufio.Reader) error {
+	for _, want := range [2]byte{'\r', '\n'} {
+		c, err := br.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if c != want {
+			return errBadChunk
+		}
+	}
+	return nil
+}
+
+// Close gives the connection back to the pool when the body was read whole
+// on a reusable connection, and closes it otherwise.
+func (b *h1Body[C]) Close() error {
+	if b.e == nil {
+		return nil
+	}
+	b.hc.ReleaseReader(b.br)
+	// A cluster replaced while the body streamed has closed its idle
+	// connections already: do not leave this one in its pool.
+	if b.eof && b.keep && b.err == nil && !b.e.c.closed.Load() {
+		b.releaseConn(b.hc, b.cc)
+	} else {
+		b.closeConn(b.hc, b.cc)
+	}
+	e := b.e
+	*b = h1Body[C]{}
+	h1BodyPool.Put(b)
+	e.done()
+	return nil
+}

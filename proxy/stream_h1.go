@@ -1,0 +1,308 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/cluster"
+	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/resilience"
+)
+
+// The HTTP/1.1 response body, streamed. When an upstream answer's body did
+// not come whole with its headers, cluster.Endpoint.DoStream leaves it on
+// the upstream connection; the listener's handler returns with the body
+// set as the response's body stream, and fasthttp's server writes it as it
+// is read: with the upstream's Content-Length when no filter can change
+// it, chunked (and flushed chunk by chunk) otherwise. With filters, each
+// chunk passes through filter.Chain.EncodeData, as on an HTTP/2 stream.
+// The exchange (metrics, access log, OnLog/OnDone, the span) finishes when
+// fasthttp closes the body stream, which it always does: after the last
+// byte, on a write error, or when the response is reset.
+
+// errReplyMidBody ends a response a body filter answered after its headers
+// had gone: the client's connection is closed (it cannot be answered).
+var errReplyMidBody = errors.New("a response body filter answered after the response began")
+
+// h1Body is the body stream of one HTTP/1.1 response (in the exchange).
+type h1Body struct {
+	x   *exchange
+	rl  *runningListener
+	ls  *listenerState
+	ctx *fasthttp.RequestCtx
+
+	filtered bool
+	done     bool // the upstream body was read to its end
+	err      error
+	buf      []byte // read buffer (filtered bodies), kept with the exchange
+	out      []byte // what the filters let through, kept with the exchange
+	pending  []byte // of out, still to send
+	sent     int64
+
+	wt   time.Duration // the listener's write timeout, pushed ahead as bytes go
+	last time.Time
+}
+
+// streamBody sets the upstream body (x.up) to stream to the client and
+// reports true; the exchange then finishes when the stream is closed. With
+// filters, the headers are held while the filters buffer (StopAndBuffer):
+// a filter that buffers the whole body gets it whole and the answer goes
+// as an ordinary one (false: x.up is then closed and the body in the
+// response), and one that answers before anything was sent replaces the
+// response (a 500 for a body over its max_body_bytes).
+func (rl *runningListener) streamBody(ctx *fasthttp.RequestCtx, ls *listenerState, x *exchange) bool {
+	s, resp := &x.stream, &ctx.Response
+	b := &x.h1
+	b.x, b.rl, b.ls, b.ctx = x, rl, ls, ctx
+	b.filtered = x.filtered()
+	b.wt = time.Duration(ls.limits.WriteTimeout)
+	size := x.up.ContentLength()
+	if b.filtered {
+		size = -1 // body filters may change its length
+	}
+	if size < 0 && !ctx.Request.Header.IsHTTP11() {
+		// An HTTP/1.0 client cannot take a chunked body (RFC 9112 §6.1):
+		// it gets the answer whole, with its length, as before streaming.
+		rl.wholeBody(x)
+		return false
+	}
+	if b.filtered {
+		if b.buf == nil {
+			b.buf = make([]byte, 32<<10)
+		}
+		for len(b.pending) == 0 {
+			n, err := x.up.Read(b.buf)
+			if err != nil && err != io.EOF {
+				// Nothing has been sent: the client gets a 502.
+				rl.endUpstream(x)
+				failResponse(s, resilience.Reset)
+				return false
+			}
+			eof := err == io.EOF
+			if n == 0 && !eof {
+				continue
+			}
+			data, st := b.encode(b.buf[:n], eof)
+			if st == filter.LocalReply {
+				rl.endUpstream(x) // the filter's reply is in s.Response
+				return false
+			}
+			if eof {
+				// The filters held it all: an ordinary answer, whole.
+				b.out = append(b.out[:0], data...)
+				resp.SetBody(b.out) // a copy: the exchange's buffers are reused
+				rl.endUpstream(x)
+				return false
+			}
+			if st == filter.Continue && len(data) > 0 {
+				b.out = append(b.out[:0], data...)
+				b.pending = b.out
+			}
+		}
+	}
+	// From here the headers are on their way: what filters and logs see
+	// of the response is a copy of them (the response itself streams).
+	resp.Header.CopyTo(&x.scratch.Header)
+	s.Response = &x.scratch
+	resp.ImmediateHeaderFlush = true // an event stream's headers go at once
+	if b.wt > 0 {
+		b.last = time.Now()
+		_ = ctx.SetWriteDeadline(b.last.Add(b.wt))
+	}
+	resp.SetBodyStream(b, size)
+	return true
+}
+
+// wholeLimit bounds an answer read whole for an HTTP/1.0 client (the old
+// buffered limit): a larger one is a 502.
+const wholeLimit = 64 << 20
+
+// wholeBody reads x.up to its end, through the filters when the stream has
+// any, into the response (an ordinary answer), and closes it. A broken or
+// oversized body becomes a 502 (nothing has been sent yet); a filter's
+// reply replaces the response.
+func (rl *runningListener) wholeBody(x *exchange) {
+	s, b := &x.stream, &x.h1
+	if b.buf == nil {
+		b.buf = make([]byte, 32<<10)
+	}
+	var body []byte // fresh: the response keeps it, the exchange does not
+	for {
+		n, err := x.up.Read(b.buf)
+		if err != nil && err != io.EOF {
+			rl.endUpstream(x)
+			failResponse(s, resilience.Reset)
+			return
+		}
+		eof := err == io.EOF
+		data := b.buf[:n]
+		if b.filtered && (n > 0 || eof) {
+			var st filter.Status
+			if data, st = b.encode(data, eof); st == filter.LocalReply {
+				rl.endUpstream(x)
+				return
+			}
+		}
+		if len(body)+len(data) > wholeLimit {
+			rl.endUpstream(x)
+			failResponse(s, resilience.Reset)
+			return
+		}
+		body = append(body, data...)
+		if eof {
+			rl.endUpstream(x)
+			s.Response.SetBodyRaw(body)
+			return
+		}
+	}
+}
+
+// endUpstream closes the upstream body of an answer that will not stream.
+func (rl *runningListener) endUpstream(x *exchange) {
+	_ = x.up.Close()
+	x.up = nil
+	x.stream.ResponseBodyStreamed = false
+}
+
+// encode runs the response body filters on one chunk and returns what to
+// send now, as h2Exchange.encodeData does.
+func (b *h1Body) encode(chunk []byte, last bool) ([]byte, filter.Status) {
+	x := b.x
+	s := &x.stream
+	s.Response.SetBodyRaw(chunk)
+	st := x.chain.EncodeData(s, last)
+	if st == filter.StopAndBuffer && last {
+		s.Response.SetBodyRaw(nil)
+		st = x.chain.EncodeData(s, true)
+	}
+	if st != filter.Continue {
+		return nil, st
+	}
+	return s.Response.Body(), filter.Continue
+}
+
+// Read gives fasthttp's server the next body bytes.
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.wt > 0 {
+		// The listener's write timeout bounds each write, not the whole
+		// body: push it ahead once a tenth of it has gone by.
+		if now := time.Now(); now.Sub(b.last) > b.wt/10 {
+			b.last = now
+			_ = b.ctx.SetWriteDeadline(now.Add(b.wt))
+		}
+	}
+	x := b.x
+	if !b.filtered {
+		n, err := x.up.Read(p)
+		b.sent += int64(n)
+		if err == io.EOF {
+			b.done = true
+		} else if err != nil {
+			b.fail(err)
+		}
+		return n, err
+	}
+	for len(b.pending) == 0 {
+		if b.done {
+			return 0, io.EOF
+		}
+		n, err := x.up.Read(b.buf)
+		if err != nil && err != io.EOF {
+			b.fail(err)
+			return 0, err
+		}
+		eof := err == io.EOF
+		if n == 0 && !eof {
+			continue
+		}
+		data, st := b.encode(b.buf[:n], eof)
+		if st == filter.LocalReply {
+			x.stream.ResponseFlags = "LR"
+			b.err = errReplyMidBody
+			return 0, b.err
+		}
+		b.done = eof
+		if st == filter.Continue && len(data) > 0 {
+			b.out = append(b.out[:0], data...)
+			b.pending = b.out
+		}
+	}
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	b.sent += int64(n)
+	return n, nil
+}
+
+// SupportsBodyWriteTo lets fasthttp's server use WriteTo, which does what
+// Read does with a larger buffer than the server's 4 KiB copy buffer:
+// fewer, larger reads and writes (a chunked body is still flushed chunk
+// by chunk).
+func (b *h1Body) SupportsBodyWriteTo() bool { return true }
+
+// h1CopyPool holds WriteTo's buffers, taken only while a body is copied.
+var h1CopyPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// WriteTo copies the body to w through Read.
+func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
+	bp := h1CopyPool.Get().(*[]byte)
+	defer h1CopyPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := b.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// fail records an upstream body that broke: the client's connection is
+// closed (fasthttp ends a response whose body stream fails).
+func (b *h1Body) fail(err error) {
+	b.err = err
+	s := &b.x.stream
+	if errors.Is(err, cluster.ErrBodyIdle) {
+		s.ResponseFlags = "SI" // Envoy's stream idle timeout
+	} else {
+		s.ResponseFlags = "UPE"
+	}
+}
+
+// Close ends the exchange: fasthttp calls it once the body is written, the
+// write failed, or the response was dropped.
+func (b *h1Body) Close() error {
+	x := b.x
+	if x == nil {
+		return nil
+	}
+	s := &x.stream
+	if !b.done && b.err == nil && s.ResponseFlags == "" {
+		s.ResponseFlags = "DC" // the client went away mid-body
+	}
+	_ = x.up.Close()
+	x.up = nil
+	s.ResponseBytesSent = b.sent
+	rl, ls, ctx := b.rl, b.ls, b.ctx
+	buf, out := b.buf, b.out
+	*b = h1Body{buf: buf, out: out[:0]}
+	rl.finish(ctx, ls, x)
+	releaseExchange(x)
+	ls.active.Dec()
+	return nil
+}

@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestH1DownloadFigures measures what docs/benchmarks.md reports for
+// streamed HTTP/1.1 bodies: the process's peak RSS while N clients each
+// download S MiB through weft at once (no body filter), and the
+// throughput of one large download through weft against the upstream
+// directly. The upstream, the clients and weft share this process, so the
+// RSS is an upper bound for weft's. It moves gigabytes: run it on demand,
+//
+//	WEFT_DOWNLOAD_FIGURES=100x100,1024 go test -count=1 -run TestH1DownloadFigures -v ./proxy/
+//
+// (100 clients × 100 MiB, then one 1024 MiB download).
+func TestH1DownloadFigures(t *testing.T) {
+	spec := os.Getenv("WEFT_DOWNLOAD_FIGURES")
+	if spec == "" {
+		t.Skip("set WEFT_DOWNLOAD_FIGURES=NxMiB,MiB to measure")
+	}
+	var n, mib, big int
+	if _, err := fmt.Sscanf(strings.Replace(spec, ",", " ", 1), "%dx%d %d", &n, &mib, &big); err != nil {
+		t.Fatalf("WEFT_DOWNLOAD_FIGURES=%q: %v", spec, err)
+	}
+	block := []byte(strings.Repeat("0123456789abcdef", 4096)) // 64 KiB
+	addr := bodyUpstream(t, func(c net.Conn) {
+		size := int64(mib) << 20
+		if big > 0 && sizeFor.Load() != 0 {
+			size = sizeFor.Load()
+		}
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", size)
+		for size > 0 {
+			b := block
+			if int64(len(b)) > size {
+				b = b[:size]
+			}
+			if _, err := c.Write(b); err != nil {
+				return
+			}
+			size -= int64(len(b))
+		}
+	})
+	_, url := startProxy(t, plainConfig, map[string]string{"up": addr})
+	proxyAddr := strings.TrimPrefix(url, "http://")
+
+	download := func(target string) (int64, error) {
+		c, err := net.Dial("tcp", target)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /f HTTP/1.1\r\nHost: svc\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return 0, err
+		}
+		buf := make([]byte, 64<<10)
+		return io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
+	}
+
+	runtime.GC()
+	base := rssKiB(t, "VmRSS")
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				if v := rssKiB(t, "VmRSS"); v > peak.Load() {
+					peak.Store(v)
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	var total atomic.Int64
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := download(proxyAddr)
+			total.Add(got)
+			if err != nil || got != int64(mib)<<20 {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	d := time.Since(start)
+	t.Logf("%d concurrent %d MiB downloads through weft: %d failed, %.0f MiB/s aggregate, RSS before %d MiB, peak %d MiB",
+		n, mib, failed.Load(), float64(total.Load())/(1<<20)/d.Seconds(), base>>10, peak.Load()>>10)
+	if failed.Load() != 0 {
+		t.Fatal("downloads failed")
+	}
+	if big > 0 {
+		sizeFor.Store(int64(big) << 20)
+		defer sizeFor.Store(0)
+		mib = big
+		for _, target := range []struct{ name, addr string }{{"direct", addr}, {"weft", proxyAddr}, {"direct", addr}, {"weft", proxyAddr}} {
+			s := time.Now()
+			got, err := download(target.addr)
+			if err != nil || got != int64(big)<<20 {
+				t.Fatalf("%s: %d bytes, %v", target.name, got, err)
+			}
+			t.Logf("one %d MiB download %s: %.0f MiB/s", big, target.name, float64(big)/time.Since(s).Seconds())
+		}
+	}
+}
+
+// sizeFor overrides the figures upstream's body size (the large download).
+var sizeFor atomic.Int64
+
+// rssKiB reads a Vm* line of /proc/self/status, in KiB.
+func rssKiB(t *testing.T, field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestH1EventLatencyFigures measures how long an SSE event takes from the
+// upstream's write to the client's read through weft (chunked), over 200
+// events 5 ms apart. Run with WEFT_DOWNLOAD_FIGURES set, as above.
+func TestH1EventLatencyFigures(t *testing.T) {
+	if os.Getenv("WEFT_DOWNLOAD_FIGURES") == "" {
+		t.Skip("set WEFT_DOWNLOAD_FIGURES to measure")
+	}
+	const events = 200
+	sent := make(chan time.Time, events)
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := 0; i < events; i++ {
+			time.Sleep(5 * time.Millisecond)
+			ev := fmt.Sprintf("data: %d\n\n", i)
+			sent <- time.Now()
+			if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(c, "0\r\n\r\n")
+	})
+	_, url := startProxy(t, plainConfig, map[string]string{"up": addr})
+	resp, _ := streamGet(t, url, "/events")
+	br := bufio.NewReader(resp.Body)
+	lat := make([]time.Duration, 0, events)
+	for i := 0; i < events; i++ {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\n" {
+				break
+			}
+		}
+		lat = append(lat, time.Since(<-sent))
+	}
+	slices.Sort(lat)
+	t.Logf("SSE event upstream write -> client read through weft, %d events: p50 %v, p99 %v, max %v",
+		events, lat[events/2], lat[events*99/100], lat[events-1])
+}
