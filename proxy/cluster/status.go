@@ -68,6 +68,11 @@ type EndpointStatus struct {
 
 // Status returns a snapshot of the cluster and its current endpoints.
 func (c *Cluster) Status() ClusterStatus {
+	// Health and ejection change under c.mu together with the view Pick
+	// reads: holding it, the status never shows a change the balancer has
+	// not taken yet.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	v := c.view.Load()
 	st := ClusterStatus{
 		Name:        c.name,
