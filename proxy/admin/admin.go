@@ -81,8 +81,16 @@ func Start(addr string, src Source, reg *prometheus.Registry, log *zap.Logger) (
 // Addr is the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Close stops the server.
-func (s *Server) Close(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// Close stops the server. It closes the socket itself too: a Shutdown that
+// runs before the serving goroutine has started does not know the listener
+// yet, which would keep the port open (and accepting into its backlog).
+func (s *Server) Close(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if cerr := s.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
+		err = cerr
+	}
+	return err
+}
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
