@@ -69,6 +69,13 @@ func proxyLog(v *vm, st []uint64) uint32 {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
+	if v.startLog != nil && level >= logWarn && len(v.startLog) < maxStartLog {
+		line := string(msg)
+		if len(line) > 300 {
+			line = line[:300] + "…"
+		}
+		v.startLog = append(v.startLog, line)
+	}
 	if ce := v.p.log.Check(zapLevelOf(level), "wasm guest"); ce != nil {
 		// Copy: msg is guest memory, and a core may keep fields after Write
 		// returns (observers, buffered or async cores).

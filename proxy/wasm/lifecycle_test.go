@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 )
 
 func TestLocalResponse(t *testing.T) {
@@ -410,6 +411,23 @@ func TestStreamsRacingCloseNeverPanic(t *testing.T) {
 		case <-p.active.drained():
 		case <-time.After(5 * time.Second):
 			t.Fatal("a closed plugin never drained")
+		}
+	}
+}
+
+// A guest that refuses its configuration says why in its log; the load
+// error carries that reason (weft filter run, a rejected config and a NACK
+// show it), not only "returned false".
+func TestRefusedConfigurationCarriesTheGuestsReason(t *testing.T) {
+	rt := newRuntime(t)
+	_, err := rt.Load(context.Background(), PluginSpec{Name: "setheader", Module: guestbuild.GoSDK(t, "setheader"),
+		PluginConfig: []byte("not a header assignment")}, Env{})
+	if err == nil {
+		t.Fatal("a refused configuration loaded")
+	}
+	for _, want := range []string{"proxy_on_configure returned false", `plugin configuration "not a header assignment" is not NAME=VALUE`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q lacks %q", err, want)
 		}
 	}
 }

@@ -133,6 +133,9 @@ type vm struct {
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc
 	onReqTrailers, onRespTrailers                                               *guestFunc
 	onGRPCInitialMeta, onGRPCReceive, onGRPCTrailingMeta, onGRPCClose           *guestFunc
+	// startLog collects the guest's warn+ log lines while it starts (nil
+	// otherwise).
+	startLog []string
 	// grpcCalls are the VM's gRPC call-outs in flight (abi_grpc.go); grpc
 	// is what the gRPC callback running now reads.
 	grpcCalls map[uint32]*grpcCall
@@ -259,13 +262,18 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	if _, err := v.invokeFor(lt, v.onContextCreate, uint64(v.rootID), 0); err != nil {
 		return fail(fmt.Errorf("proxy_on_context_create(root): %w", err))
 	}
+	// A guest that refuses its configuration says why in its log: keep
+	// what it logs at warn and above while starting, and put it in the
+	// error (which weft filter run, the rejected config and a NACK show).
+	v.startLog = []string{}
+	defer func() { v.startLog = nil }()
 	if v.onVMStart != nil {
 		ok, err := v.invokeFor(lt, v.onVMStart, uint64(v.rootID), uint64(len(p.spec.VMConfig)))
 		if err != nil {
 			return fail(fmt.Errorf("proxy_on_vm_start: %w", err))
 		}
 		if uint32(ok) == 0 {
-			return fail(errors.New("proxy_on_vm_start returned false"))
+			return fail(errors.New("proxy_on_vm_start returned false" + v.startReason()))
 		}
 	}
 	if v.onConfigure != nil {
@@ -274,10 +282,22 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 			return fail(fmt.Errorf("proxy_on_configure: %w", err))
 		}
 		if uint32(ok) == 0 {
-			return fail(errors.New("proxy_on_configure returned false"))
+			return fail(errors.New("proxy_on_configure returned false" + v.startReason()))
 		}
 	}
 	return v, nil
+}
+
+// maxStartLog bounds what the guest's start-up log contributes to an error.
+const maxStartLog = 3
+
+// startReason is what the guest logged at warn and above while starting,
+// as ": first; second" ("" when it logged nothing).
+func (v *vm) startReason() string {
+	if len(v.startLog) == 0 {
+		return ""
+	}
+	return ": the guest logged: " + strings.Join(v.startLog, "; ")
 }
 
 // invoke calls g with args under the plugin's callback deadline. The caller
