@@ -412,8 +412,14 @@ func TestH2BadInputRapidReset(t *testing.T) {
 	}
 	if o.goAway != nil {
 		t.Logf("GOAWAY %v after %d of %d streams sent; the upstream saw %d", o.goAway.ErrCode, sent, streams, b.up.Hits.Load())
-		if o.goAway.ErrCode != http2.ErrCodeEnhanceYourCalm && o.goAway.ErrCode != http2.ErrCodeProtocol {
-			t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", o.goAway.ErrCode)
+		// x/net's mitigation answers ENHANCE_YOUR_CALM when handlers
+		// pile up; a server that kept up with the resets instead ends the
+		// idle connection later with NO_ERROR. Either way what matters is
+		// below: the upstream saw few of the streams.
+		switch o.goAway.ErrCode {
+		case http2.ErrCodeEnhanceYourCalm, http2.ErrCodeProtocol, http2.ErrCodeNo:
+		default:
+			t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM (or NO_ERROR at the idle timeout)", o.goAway.ErrCode)
 		}
 	}
 	// The count is final once the connection and its handlers are gone.
