@@ -62,7 +62,11 @@ func TestExporterSendsOTLP(t *testing.T) {
 			}
 		}
 	}
-	if st := exp.Stats(); st.Exported.Load() != 10 || st.Dropped.Load() != 0 || st.Batches.Load() < 3 {
+	// The receiver has the spans before the exporter counts the batch that
+	// carried them (it counts when the POST returns): wait for the counts.
+	st := exp.Stats()
+	waitFor(t, "the exporter's counts", func() bool { return st.Exported.Load() == 10 })
+	if st.Dropped.Load() != 0 || st.Batches.Load() < 3 {
 		t.Fatalf("stats: exported %d dropped %d batches %d", st.Exported.Load(), st.Dropped.Load(), st.Batches.Load())
 	}
 	if err := exp.Close(t.Context()); err != nil {
