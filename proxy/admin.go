@@ -7,7 +7,9 @@ import (
 )
 
 // Ready implements admin.Source: a config is in force.
-func (p *Proxy) Ready() bool { return p.snap.Load() != nil }
+// A draining proxy is not ready: its listeners refuse new connections,
+// so load balancers and Kubernetes should stop sending it any.
+func (p *Proxy) Ready() bool { return p.snap.Load() != nil && !p.draining.Load() }
 
 // ConfigDump implements admin.Source.
 func (p *Proxy) ConfigDump() any {

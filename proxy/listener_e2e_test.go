@@ -90,9 +90,16 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 		}()
 	}
 	eventually(t, 5*time.Second, "requests in flight", func() bool { return up.Hits.Load() == 4 })
+	if !p.Ready() {
+		t.Fatal("not ready before the drain")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.Shutdown(ctx); err != nil {
+	shut := make(chan error, 1)
+	go func() { shut <- p.Shutdown(ctx) }()
+	// /ready answers 503 while draining, so nothing new is sent here.
+	eventually(t, 5*time.Second, "not ready while draining", func() bool { return !p.Ready() })
+	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()

@@ -63,6 +63,8 @@ type Proxy struct {
 	// h2Stats counts HTTP/2 connections and protocol errors over every
 	// listener.
 	h2Stats *listener.H2Stats
+	// draining is set when Shutdown begins (Ready is then false).
+	draining atomic.Bool
 }
 
 // runningListener is a bound listener; its compiled state is swapped with
@@ -302,6 +304,7 @@ func (p *Proxy) Errors() <-chan error { return p.errs }
 // Shutdown drains every listener (in-flight requests finish, until ctx
 // ends), then closes clusters and plugins.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.draining.Store(true) // /ready answers 503 from now on
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	errc := make(chan error, len(p.listeners))
