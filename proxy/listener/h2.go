@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -166,49 +165,20 @@ func (c *h2codec) shutdown(ctx context.Context) {
 	<-done
 }
 
-// h2Listener sits between the socket (TLS-wrapped or not) and fasthttp: it
-// hands HTTP/2 connections to the codec and the rest to fasthttp. Each
-// connection is classified in its own goroutine, bounded by the read
-// timeout, never in the accept loop.
-type h2Listener struct {
-	net.Listener
-	codec       *h2codec
-	readTimeout time.Duration
-	conns       chan net.Conn
-	done        chan struct{}
-	once        sync.Once
-	err         error
-	wg          sync.WaitGroup
-}
-
-func newH2Listener(ln net.Listener, codec *h2codec, readTimeout time.Duration) *h2Listener {
-	l := &h2Listener{Listener: ln, codec: codec, readTimeout: readTimeout, conns: make(chan net.Conn), done: make(chan struct{})}
-	l.wg.Add(1)
-	go l.acceptLoop()
-	return l
-}
-
-func (l *h2Listener) acceptLoop() {
-	defer l.wg.Done()
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			l.closeWith(err)
-			return
-		}
-		go l.classify(c)
-	}
+// newH2Listener sits between the socket (TLS-wrapped or not) and
+// fasthttp: it hands HTTP/2 connections to the codec and the rest to
+// fasthttp. Each connection is classified in its own goroutine, bounded by
+// the read timeout, never in the accept loop.
+func newH2Listener(ln net.Listener, codec *h2codec, readTimeout time.Duration) net.Listener {
+	return newHandoff(ln, func(h *handoff, c net.Conn) {
+		go codec.classify(h, c, readTimeout)
+	})
 }
 
 // classify decides a connection's protocol: ALPN over TLS, the preface in
-// plaintext.
-func (l *h2Listener) classify(c net.Conn) {
-	deadline := time.Now().Add(l.readTimeout)
+// plaintext. HTTP/2 connections are served here; the rest go to h.
+func (codec *h2codec) classify(h *handoff, c net.Conn, readTimeout time.Duration) {
+	deadline := time.Now().Add(readTimeout)
 	if tc, ok := c.(*TLSConn); ok {
 		_ = tc.SetDeadline(deadline)
 		if err := tc.Handshake(); err != nil {
@@ -218,10 +188,10 @@ func (l *h2Listener) classify(c net.Conn) {
 		_ = tc.SetDeadline(time.Time{})
 		if tc.ConnectionState().NegotiatedProtocol == http2.NextProtoTLS {
 			// x/net/http2 checks the TLS state through *tls.Conn.
-			l.codec.serve(tc.Conn, tc.TLSInfo(), nil, nil)
+			codec.serve(tc.Conn, tc.TLSInfo(), nil, nil)
 			return
 		}
-		l.deliver(c)
+		h.deliver(c)
 		return
 	}
 	_ = c.SetReadDeadline(deadline)
@@ -245,47 +215,15 @@ func (l *h2Listener) classify(c net.Conn) {
 		if ti, ok := c.(TLSInfoer); ok {
 			tlsInfo = ti.TLSInfo()
 		}
-		l.codec.serve(pc, tlsInfo, nil, nil)
+		codec.serve(pc, tlsInfo, nil, nil)
 		return
 	}
-	l.deliver(pc)
+	h.deliver(pc)
 }
 
-func (l *h2Listener) deliver(c net.Conn) {
-	select {
-	case l.conns <- c:
-	case <-l.done:
-		_ = c.Close()
-	}
-}
-
-// Accept returns the next HTTP/1.1 connection.
-func (l *h2Listener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		if l.err != nil {
-			return nil, l.err
-		}
-		return nil, net.ErrClosed
-	}
-}
-
-// Close stops accepting.
-func (l *h2Listener) Close() error { return l.closeWith(nil) }
-
-func (l *h2Listener) closeWith(cause error) error {
-	var err error
-	l.once.Do(func() {
-		l.err = cause
-		close(l.done)
-		err = l.Listener.Close()
-	})
-	return err
-}
-
-// prefixConn gives back the bytes read to classify the connection.
+// prefixConn gives back the bytes read to classify the connection (the
+// first byte of a permissive TLS listener's connection, the start of a
+// would-be HTTP/2 preface).
 type prefixConn struct {
 	net.Conn
 	prefix []byte

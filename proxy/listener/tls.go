@@ -2,9 +2,7 @@ package listener
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/proxy/filter"
@@ -69,61 +67,23 @@ type TLSSelector func() (mode string, cfg *tls.Config)
 // same port; the peek runs in the connection's own goroutine, bounded by
 // 10s, never in the accept loop.
 func WrapTLS(ln net.Listener, sel TLSSelector) net.Listener {
-	d := &dynamicTLS{Listener: ln, sel: sel, conns: make(chan net.Conn), done: make(chan struct{})}
-	d.wg.Add(1)
-	go d.acceptLoop()
-	return d
-}
-
-type dynamicTLS struct {
-	net.Listener
-	sel   TLSSelector
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-	err   error
-	wg    sync.WaitGroup
-}
-
-func (d *dynamicTLS) acceptLoop() {
-	defer d.wg.Done()
-	for {
-		c, err := d.Listener.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			d.closeWith(err)
-			return
-		}
-		mode, cfg := d.sel()
+	return newHandoff(ln, func(h *handoff, c net.Conn) {
+		mode, cfg := sel()
 		switch {
 		case cfg == nil || (mode != TLSStrict && mode != TLSPermissive):
-			d.deliver(c)
+			h.deliver(c)
 		case mode == TLSStrict:
-			d.deliver(&TLSConn{Conn: tls.Server(c, cfg)})
+			h.deliver(&TLSConn{Conn: tls.Server(c, cfg)})
 		default:
-			d.wg.Add(1)
 			go func() {
-				defer d.wg.Done()
 				if conn, ok := classify(c, cfg); ok {
-					d.deliver(conn)
+					h.deliver(conn)
 				} else {
 					_ = c.Close()
 				}
 			}()
 		}
-	}
-}
-
-func (d *dynamicTLS) deliver(c net.Conn) {
-	select {
-	case d.conns <- c:
-	case <-d.done:
-		_ = c.Close()
-	}
+	})
 }
 
 // classify reads the first byte and wraps the connection accordingly.
@@ -134,69 +94,9 @@ func classify(c net.Conn, cfg *tls.Config) (net.Conn, bool) {
 		return nil, false
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	pc := &peekedConn{Conn: c, first: b[0], has: true}
+	pc := &prefixConn{Conn: c, prefix: b[:]}
 	if b[0] == 0x16 {
 		return &TLSConn{Conn: tls.Server(pc, cfg)}, true
 	}
 	return pc, true
-}
-
-// Accept returns the next connection, TLS-wrapped as the mode says.
-func (d *dynamicTLS) Accept() (net.Conn, error) {
-	select {
-	case c := <-d.conns:
-		return c, nil
-	case <-d.done:
-		if d.err != nil {
-			return nil, d.err
-		}
-		return nil, net.ErrClosed
-	}
-}
-
-// Close stops accepting; connections not yet handed out are closed.
-func (d *dynamicTLS) Close() error { return d.closeWith(nil) }
-
-// closeWith closes once; cause (if first) is what Accept returns.
-func (d *dynamicTLS) closeWith(cause error) error {
-	var err error
-	d.once.Do(func() {
-		d.err = cause
-		close(d.done)
-		err = d.Listener.Close()
-	})
-	return err
-}
-
-// peekedConn gives back the byte read to classify the connection.
-type peekedConn struct {
-	net.Conn
-	first byte
-	has   bool
-}
-
-func (c *peekedConn) Read(b []byte) (int, error) {
-	if c.has && len(b) > 0 {
-		b[0] = c.first
-		c.has = false
-		if len(b) == 1 {
-			return 1, nil
-		}
-		n, err := c.Conn.Read(b[1:])
-		if err != nil && n == 0 {
-			// The byte is delivered now; the error comes with the next Read.
-			return 1, nil
-		}
-		return n + 1, err
-	}
-	return c.Conn.Read(b)
-}
-
-// CloseWrite half-closes the underlying TCP connection, so an L4 tunnel can
-// pass a FIN through a permissive listener's plaintext connection.
-func (c *peekedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
 }
