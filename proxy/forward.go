@@ -49,18 +49,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 	key, hasKey := cs.c.HashKey(req, s.Source)
 
 	var prev *cluster.Endpoint
-	inRetry := false
-	endRetry := func() {
-		if inRetry {
-			cs.budget.EndRetry()
-			cs.c.ReleaseRetry()
-			inRetry = false
-		}
-	}
-	defer endRetry()
+	claim := retryClaim{cs: cs}
+	defer claim.release()
 	for attempt := 0; ; attempt++ {
 		fail, status := p.try(cs, req, resp, s, key, hasKey, prev, deadline, perTry, &prev, up)
-		endRetry()
+		claim.release()
 		if fail == resilience.NoFailure && !pol.Retriable(fail, status) {
 			return // success, or a failure the policy passes through
 		}
@@ -69,33 +62,69 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 			return
 		}
 		retry := mayRetry && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline))
-		if retry && !cs.c.AcquireRetry() {
-			retry = false
-			s.ResponseFlags = "UO"
-		}
-		if retry && !cs.budget.TryRetry(pol) {
-			cs.c.ReleaseRetry()
-			cs.stats.BudgetExhausted.Inc()
-			retry = false
-		}
-		if !retry {
-			if attempt > 0 && s.ResponseFlags == "" {
-				s.ResponseFlags = "URX"
-			}
-			if fail != resilience.NoFailure {
-				failResponse(s, fail)
-			}
+		if !retry || !claim.admit(pol, s) {
+			giveUp(s, attempt, fail)
 			return
 		}
-		inRetry = true
-		if b := pol.Backoff(attempt + 1); b > 0 {
-			if rem := time.Until(deadline); !deadline.IsZero() && b > rem {
-				b = rem
-			}
-			time.Sleep(b)
-		}
+		waitBackoff(pol, attempt+1, deadline)
 		cs.stats.Retries.Inc()
 		s.Retries++
+	}
+}
+
+// retryClaim is a request's hold on its cluster's retry breaker
+// (max_retries) and retry budget while one of its retries is in flight.
+// The HTTP/1.1 and the stream retry loops share it.
+type retryClaim struct {
+	cs   *clusterState
+	held bool
+}
+
+// admit takes a retry slot: the max_retries breaker first (a refusal
+// flags the answer UO), then the retry budget (a refusal is counted).
+func (c *retryClaim) admit(pol *resilience.Policy, s *filter.Stream) bool {
+	if !c.cs.c.AcquireRetry() {
+		s.ResponseFlags = "UO"
+		return false
+	}
+	if !c.cs.budget.TryRetry(pol) {
+		c.cs.c.ReleaseRetry()
+		c.cs.stats.BudgetExhausted.Inc()
+		return false
+	}
+	c.held = true
+	return true
+}
+
+// release gives the slot back once the retry's try has ended.
+func (c *retryClaim) release() {
+	if c.held {
+		c.cs.budget.EndRetry()
+		c.cs.c.ReleaseRetry()
+		c.held = false
+	}
+}
+
+// giveUp ends a request's tries: URX when it had retried, and the local
+// answer for a last try that got no response.
+func giveUp(s *filter.Stream, attempt int, fail resilience.Failure) {
+	if attempt > 0 && s.ResponseFlags == "" {
+		s.ResponseFlags = "URX"
+	}
+	if fail != resilience.NoFailure {
+		failResponse(s, fail)
+	}
+}
+
+// waitBackoff waits the policy's backoff before retry n, never past
+// deadline (zero: none).
+func waitBackoff(pol *resilience.Policy, n int, deadline time.Time) {
+	b := pol.Backoff(n)
+	if rem := time.Until(deadline); !deadline.IsZero() && b > rem {
+		b = rem
+	}
+	if b > 0 {
+		time.Sleep(b)
 	}
 }
 

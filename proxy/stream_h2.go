@@ -217,14 +217,9 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 	if h.grpc {
 		if d, ok := grpcTimeout(s.Request.Header.Peek("grpc-timeout")); ok {
 			callDeadline = s.StartTime.Add(d)
-			var c2 context.CancelFunc
-			ctx, c2 = context.WithDeadline(ctx, callDeadline)
-			defer func() {
-				if h.upstream == nil {
-					c2()
-				}
-			}()
-			_ = c2 // released with the stream's context otherwise
+			var stopDeadline context.CancelFunc
+			ctx, stopDeadline = context.WithDeadline(ctx, callDeadline)
+			h.cancel = func(cause error) { stopDeadline(); cancel(cause) }
 		}
 	}
 	var headerDeadline time.Time
@@ -247,67 +242,45 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 	}
 	key, hasKey := cs.c.HashKey(s.Request, s.Source)
 	var prev *cluster.Endpoint
-	inRetry := false
-	endRetry := func() {
-		if inRetry {
-			cs.budget.EndRetry()
-			cs.c.ReleaseRetry()
-			inRetry = false
-		}
-	}
-	defer endRetry()
+	claim := retryClaim{cs: cs}
+	defer claim.release()
 	for attempt := 0; ; attempt++ {
 		fail, status, grpcStatus := p.tryStream(ctx, x, cs, key, hasKey, &prev, headerDeadline, callDeadline, perTry)
-		endRetry()
+		claim.release()
 		if h.replied() {
 			return // a request body filter answered: its reply is the response
 		}
-		retriable := fail != resilience.NoFailure && pol.Retriable(fail, status) ||
-			fail == resilience.NoFailure && (pol.Retriable(fail, status) || (h.grpc && pol.RetriableGRPC(grpcStatus)))
+		retriable := pol.Retriable(fail, status) || (fail == resilience.NoFailure && h.grpc && pol.RetriableGRPC(grpcStatus))
+		if fail == resilience.NoFailure && !retriable {
+			return // success, or an answer the policy passes through
+		}
 		if fail == resilience.Overflow {
 			overflow(s, "max_pending")
 			return
 		}
-		if !retriable {
-			if fail != resilience.NoFailure {
-				if attempt > 0 {
-					s.Retries = attempt
-				}
-				failResponse(s, fail)
-			}
-			return
-		}
-		retry := mayRetry && attempt < pol.Attempts() && (h.body == nil || h.body.replayable()) &&
-			(headerDeadline.IsZero() || time.Now().Before(headerDeadline)) && (callDeadline.IsZero() || time.Now().Before(callDeadline))
-		if retry && !cs.c.AcquireRetry() {
-			retry = false
-			s.ResponseFlags = "UO"
-		}
-		if retry && !cs.budget.TryRetry(pol) {
-			cs.c.ReleaseRetry()
-			cs.stats.BudgetExhausted.Inc()
-			retry = false
-		}
-		if !retry {
-			if attempt > 0 && s.ResponseFlags == "" {
-				s.ResponseFlags = "URX"
-			}
-			if fail != resilience.NoFailure {
-				failResponse(s, fail)
-			}
-			return // the last answer (in h.upstream) goes to the client
+		deadline := earliest(headerDeadline, callDeadline)
+		retry := mayRetry && retriable && attempt < pol.Attempts() && (h.body == nil || h.body.replayable()) &&
+			(deadline.IsZero() || time.Now().Before(deadline))
+		if !retry || !claim.admit(pol, s) {
+			giveUp(s, attempt, fail)
+			return // the last answer (in h.upstream), if any, goes to the client
 		}
 		if h.upstream != nil {
 			_ = h.upstream.Body.Close()
 			h.upstream = nil
 		}
-		inRetry = true
-		if b := pol.Backoff(attempt + 1); b > 0 {
-			time.Sleep(b)
-		}
+		waitBackoff(pol, attempt+1, deadline)
 		cs.stats.Retries.Inc()
 		s.Retries++
 	}
+}
+
+// earliest is the earlier of two deadlines (zero: none).
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // errRouteTimeout ends a try whose response headers did not come within
