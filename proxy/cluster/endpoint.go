@@ -160,10 +160,34 @@ func (e *Endpoint) usable() bool { return !e.unhealthy.Load() && !e.ejected.Load
 // one frees. Do does not feed outlier detection: call Report with the
 // outcome. Errors classify with Classify.
 func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	if err := e.admit(); err != nil {
+		return err
+	}
+	defer e.done()
+	c := e.c
+	if c.closed.Load() {
+		// The cluster was replaced: do not leave a keep-alive connection
+		// behind in a pool nobody will close.
+		req.SetConnectionClose()
+	}
+	if c.UsesHTTP2(false) {
+		return e.doStream(req, resp, deadline)
+	}
+	c.setScheme(req)
+	if deadline.IsZero() {
+		return e.client.Do(req, resp)
+	}
+	return e.client.DoDeadline(req, resp, deadline)
+}
+
+// admit counts a request active on the endpoint (least_request reads it)
+// and enforces the cluster's max_pending breaker: a request that finds all
+// max_conns_per_endpoint connections busy is pending until one frees, and
+// refused past max_pending. A request admitted ends with done.
+func (e *Endpoint) admit() error {
 	c := e.c
 	e.total.Add(1)
-	limit := int64(c.s.MaxConnsPerEndpoint)
-	if e.active.Add(1) > limit {
+	if e.active.Add(1) > int64(c.s.MaxConnsPerEndpoint) {
 		// Every pooled connection is taken: this request waits.
 		if c.breakers.pending.Add(1) > c.s.MaxPending {
 			c.breakers.pending.Add(-1)
@@ -172,31 +196,7 @@ func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 			return errOverflowPending(c, e)
 		}
 	}
-	if c.closed.Load() {
-		// The cluster was replaced: do not leave a keep-alive connection
-		// behind in a pool nobody will close.
-		req.SetConnectionClose()
-	}
-	if c.UsesHTTP2(false) {
-		err := e.doStream(req, resp, deadline)
-		if e.active.Add(-1) >= limit {
-			c.breakers.pending.Add(-1)
-		}
-		return err
-	}
-	c.setScheme(req)
-	var err error
-	if deadline.IsZero() {
-		err = e.client.Do(req, resp)
-	} else {
-		err = e.client.DoDeadline(req, resp, deadline)
-	}
-	// Pending is the number of requests beyond the pool's capacity; the
-	// count drops as the request that pushed it over leaves.
-	if e.active.Add(-1) >= limit {
-		c.breakers.pending.Add(-1)
-	}
-	return err
+	return nil
 }
 
 func errOverflowPending(c *Cluster, e *Endpoint) error {

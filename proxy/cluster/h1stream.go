@@ -56,15 +56,8 @@ func (e *Endpoint) DoStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 	if c.UsesHTTP2(false) {
 		return nil, e.Do(req, resp, deadline)
 	}
-	e.total.Add(1)
-	limit := int64(c.s.MaxConnsPerEndpoint)
-	if e.active.Add(1) > limit {
-		if c.breakers.pending.Add(1) > c.s.MaxPending {
-			c.breakers.pending.Add(-1)
-			e.active.Add(-1)
-			c.stats.RejectedPending.Add(1)
-			return nil, errOverflowPending(c, e)
-		}
+	if err := e.admit(); err != nil {
+		return nil, err
 	}
 	if c.closed.Load() {
 		req.SetConnectionClose()
@@ -79,7 +72,9 @@ func (e *Endpoint) DoStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 	return body, err
 }
 
-// done ends a request's activity on the endpoint.
+// done ends a request's activity on the endpoint (see admit): pending is
+// the number of requests beyond the pool's capacity, and drops as the
+// request that pushed it over leaves.
 func (e *Endpoint) done() {
 	if e.active.Add(-1) >= int64(e.c.s.MaxConnsPerEndpoint) {
 		e.c.breakers.pending.Add(-1)
