@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -69,15 +68,18 @@ type grpcCall struct {
 	stream bool
 	cancel context.CancelFunc
 	// out feeds a stream's request body (framed messages); closed on
-	// end_stream, close or cancel.
-	out       chan []byte
-	closeOnce sync.Once
-	cancelled bool // (vm.mu) no more callbacks
+	// end_stream, close or cancel. Every use holds vm.mu (host calls and
+	// the callbacks' delivery), which guards the flags below.
+	out        chan []byte
+	sendClosed bool // (vm.mu) out is closed
+	cancelled  bool // (vm.mu) no more callbacks
 }
 
+// closeSend ends the sending side once. The caller holds vm.mu.
 func (c *grpcCall) closeSend() {
-	if c.out != nil {
-		c.closeOnce.Do(func() { close(c.out) })
+	if c.out != nil && !c.sendClosed {
+		c.sendClosed = true
+		close(c.out)
 	}
 }
 
@@ -408,13 +410,12 @@ func proxyGRPCSend(v *vm, st []uint64) uint32 {
 }
 
 // sendFrame queues a framed message; false when the sending side is
-// closed or more than 128 messages wait (the guest should slow down).
-func (c *grpcCall) sendFrame(b []byte) (ok bool) {
-	defer func() {
-		if recover() != nil { // sent on a closed channel: the side is closed
-			ok = false
-		}
-	}()
+// closed or more than 128 messages wait (the guest should slow down). The
+// caller holds vm.mu.
+func (c *grpcCall) sendFrame(b []byte) bool {
+	if c.sendClosed {
+		return false
+	}
 	select {
 	case c.out <- b:
 		return true

@@ -151,7 +151,7 @@ func Instrument(module []byte) ([]byte, error) {
 	check = append(check, opEnd)
 
 	out := append([]byte(nil), module[:8]...)
-	haveGlobal, haveExport, haveCode := false, false, false
+	haveGlobal, haveExport := false, false
 	emit := func(id byte, body []byte) {
 		out = append(out, id)
 		out = appendU32(out, uint32(len(body)))
@@ -195,7 +195,6 @@ func Instrument(module []byte) ([]byte, error) {
 				return nil, err
 			}
 			emit(secCode, body)
-			haveCode = true
 		default:
 			emit(s.id, s.body)
 		}
@@ -206,7 +205,6 @@ func Instrument(module []byte) ([]byte, error) {
 	if !haveExport {
 		emit(secExport, append([]byte{1}, newExport...))
 	}
-	_ = haveCode
 	return out, nil
 }
 
