@@ -158,41 +158,13 @@ var scenarioGroups = map[string][]string{
 }
 
 // nginxGRPCConfig is nginx proxying gRPC: an h2c listener (HTTP/2 without
-// TLS) and grpc_pass to a keep-alive pool; keepalive_requests raised on
-// both sides so that nginx does not send GOAWAY every 1,000 calls.
+// TLS) and grpc_pass to a keep-alive pool.
 func nginxGRPCConfig(dir, listen, upstreamAddr string) string {
-	userLine := ""
-	if os.Geteuid() == 0 {
-		userLine = "user root;\n"
-	}
-	return userLine + fmt.Sprintf(`worker_processes 1;
-daemon off;
-master_process on;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events {
-    worker_connections 4096;
-}
-http {
-    access_log off;
-    client_body_temp_path %[1]s/client_body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    upstream grpcup {
-        server %[3]s;
-        keepalive 256;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen %[2]s http2;
+	return nginxMain(dir, "grpcup", upstreamAddr, fmt.Sprintf(`    server {
+        listen %s http2;
         location / {
             grpc_pass grpc://grpcup;
         }
     }
-}
-`, dir, listen, upstreamAddr)
+`, listen))
 }

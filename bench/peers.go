@@ -49,6 +49,22 @@ func Nginx() Scenario {
 }
 
 func nginxConfig(dir, listen, upstreamAddr string) string {
+	return nginxMain(dir, "up", upstreamAddr, fmt.Sprintf(`    server {
+        listen %s;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+`, listen))
+}
+
+// nginxMain is an nginx.conf for the harness: one worker in the
+// foreground, files in dir, keep-alive raised on both sides (so nginx does
+// not close connections every 1,000 requests), an upstream pool named
+// upstream to upstreamAddr, and server (the server block).
+func nginxMain(dir, upstream, upstreamAddr, server string) string {
 	userLine := ""
 	if os.Geteuid() == 0 {
 		// As root, nginx would switch its worker to "nobody", which cannot
@@ -72,21 +88,13 @@ http {
     scgi_temp_path %[1]s/scgi;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
-    upstream up {
+    upstream %[2]s {
         server %[3]s;
         keepalive 256;
         keepalive_requests 1000000;
     }
-    server {
-        listen %[2]s;
-        location / {
-            proxy_pass http://up;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-`, dir, listen, upstreamAddr)
+%[4]s}
+`, dir, upstream, upstreamAddr, server)
 }
 
 // HAProxy proxies through HAProxy: one thread, HTTP mode, keep-alive and
