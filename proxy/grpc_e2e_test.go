@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -540,5 +541,57 @@ clusters:
 	}
 	if bad.calls.Load() != before {
 		t.Fatalf("the ejected endpoint got %d more calls", bad.calls.Load()-before)
+	}
+}
+
+// weft itself enforces a gRPC call's grpc-timeout: against an upstream
+// that ignores the header and never answers, the call ends at its deadline
+// with DEADLINE_EXCEEDED, the upstream's stream is cancelled, and the
+// header it received was no longer than the caller's.
+func TestGRPCTimeoutEnforcedBySidecar(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	cancelled := make(chan struct{})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("grpc-timeout")
+		<-r.Context().Done() // never answers on its own
+		close(cancelled)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	_, url := startProxy(t, grpcConfig, map[string]string{"grpc": ln.Addr().String()})
+
+	req, err := http.NewRequest("POST", url+"/grpc.health.v1.Health/Check", strings.NewReader("\x00\x00\x00\x00\x00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("content-type", "application/grpc")
+	req.Header.Set("te", "trailers")
+	req.Header.Set("grpc-timeout", "200m")
+	resp, err := h2cClient().Do(req) // the client itself enforces nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	st := resp.Header.Get("grpc-status")
+	if st == "" {
+		st = resp.Trailer.Get("grpc-status")
+	}
+	if st != "4" {
+		t.Fatalf("grpc-status %q, want 4 (DEADLINE_EXCEEDED)", st)
+	}
+	if d, ok := grpcTimeout([]byte(<-got)); !ok || d > 200*time.Millisecond || d <= 0 {
+		t.Fatalf("the upstream got grpc-timeout %v (ok %v), want at most the caller's 200ms", d, ok)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream's stream was not cancelled at the deadline")
 	}
 }
