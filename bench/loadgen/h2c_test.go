@@ -88,8 +88,10 @@ func TestH2CConnsAtMostConnectionsAndStatuses(t *testing.T) {
 	if res.Status.C5xx != 40 || res.Errors.Total() != 0 {
 		t.Fatalf("statuses %+v, errors %+v, want 40 5xx", res.Status, res.Errors)
 	}
-	if got := srv.conns.Load(); got != 2 {
-		t.Fatalf("%d connections, want 2", got)
+	// One worker may finish all 40 before the other dials: at least one
+	// connection, never more than Connections (the 8 Conns would be idle).
+	if got := srv.conns.Load(); got < 1 || got > 2 {
+		t.Fatalf("%d connections, want 1 or 2 (at most Connections)", got)
 	}
 }
 
