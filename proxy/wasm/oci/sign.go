@@ -260,31 +260,41 @@ func LoadPublicKeys(files ...string) ([]crypto.PublicKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		n := 0
-		for {
-			var blk *pem.Block
-			blk, b = pem.Decode(b)
-			if blk == nil {
-				break
-			}
-			if blk.Type != "PUBLIC KEY" {
-				continue
-			}
-			k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			switch k.(type) {
-			case *ecdsa.PublicKey, *rsa.PublicKey, ed25519.PublicKey:
-			default:
-				return nil, fmt.Errorf("%s: key type %T is not ECDSA, RSA or Ed25519", f, k)
-			}
-			keys = append(keys, k)
-			n++
+		ks, err := ParsePublicKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if n == 0 {
-			return nil, fmt.Errorf("%s: no PEM \"PUBLIC KEY\" block", f)
+		keys = append(keys, ks...)
+	}
+	return keys, nil
+}
+
+// ParsePublicKeys parses the PEM "PUBLIC KEY" blocks of b (at least one):
+// ECDSA, RSA or Ed25519 keys.
+func ParsePublicKeys(b []byte) ([]crypto.PublicKey, error) {
+	var keys []crypto.PublicKey
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
 		}
+		if blk.Type != "PUBLIC KEY" {
+			continue
+		}
+		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		switch k.(type) {
+		case *ecdsa.PublicKey, *rsa.PublicKey, ed25519.PublicKey:
+		default:
+			return nil, fmt.Errorf("key type %T is not ECDSA, RSA or Ed25519", k)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no PEM \"PUBLIC KEY\" block")
 	}
 	return keys, nil
 }
