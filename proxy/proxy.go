@@ -345,11 +345,11 @@ func (p *Proxy) Do(clusterName string, req *fasthttp.Request, resp *fasthttp.Res
 	}
 	cs, ok := s.byName[clusterName]
 	if !ok {
-		return fmt.Errorf("unknown cluster %q", clusterName)
+		return fmt.Errorf("%w %q", wasm.ErrUnknownCluster, clusterName)
 	}
 	ep := cs.c.Pick(0, false, nil)
 	if ep == nil {
-		return fmt.Errorf("cluster %q: no healthy endpoint", clusterName)
+		return fmt.Errorf("cluster %q: %w", clusterName, wasm.ErrNoHealthyEndpoint)
 	}
 	if timeout <= 0 {
 		timeout = 5 * time.Second
