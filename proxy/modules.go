@@ -28,6 +28,8 @@ type moduleSource struct {
 	puller   *oci.Puller
 	log      *zap.Logger
 	refusals *prometheus.CounterVec // by filter and stage: pull, verify
+	// unavailable counts fail_open filters a config ran without.
+	unavailable *prometheus.CounterVec
 
 	mu       sync.Mutex
 	verified map[string]bool // manifest digest + key set
@@ -41,6 +43,10 @@ func newModuleSource(dir string, log *zap.Logger) *moduleSource {
 			Name: "weft_wasm_module_refusals_total",
 			Help: "Filter modules refused before loading, by filter and stage (pull, verify); the last good config kept serving.",
 		}, []string{"filter", "stage"}),
+		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_wasm_filter_unavailable_total",
+			Help: "Configs applied without a fail_open filter that could not be fetched, verified, compiled or started.",
+		}, []string{"filter"}),
 		verified: map[string]bool{},
 	}
 }

@@ -133,7 +133,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		mirrorSem: make(chan struct{}, 64),
 	}
 	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
-	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals)
+	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals, p.modules.unavailable)
 	p.tcpMetrics = tcpproxy.NewMetrics()
 	p.h2Stats = &listener.H2Stats{}
 	p.metrics.Registry().MustRegister(
