@@ -61,6 +61,7 @@ type pluginEvents struct {
 	plugin   string
 	n        [numEvents]atomic.Uint64
 	callouts [len(dispatchReasons)]atomic.Uint64 // failed call-outs, by reason
+	acct     accounting
 }
 
 // metricsRegistry holds guest metrics and host events; it is the Runtime's
@@ -151,6 +152,17 @@ func (m *metricsRegistry) eventsFor(plugin string) *pluginEvents {
 		m.events[plugin] = e
 	}
 	return e
+}
+
+// allEvents lists every plugin name's counters.
+func (m *metricsRegistry) allEvents() []*pluginEvents {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	evs := make([]*pluginEvents, 0, len(m.events))
+	for _, e := range m.events {
+		evs = append(evs, e)
+	}
+	return evs
 }
 
 // Describe implements prometheus.Collector.

@@ -119,6 +119,8 @@ type vm struct {
 	// callFailure is why the call-out failed (:dispatch_status), during
 	// on_http_call_response of a failed call.
 	callFailure string
+	// memBytes is the linear memory's size after the last call.
+	memBytes atomic.Uint64
 
 	nextToken  uint32
 	tickPeriod atomic.Int64 // nanoseconds; 0 = no ticks
@@ -311,6 +313,12 @@ func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
 }
 
 func (v *vm) invokeFor(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
+	r, err := v.call(d, g, args...)
+	v.account()
+	return r, err
+}
+
+func (v *vm) call(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
 	st := v.stack[:g.stackWidth]
 	n := copy(st, args)
 	for i := n; i < len(st); i++ {
