@@ -121,6 +121,8 @@ type vm struct {
 	callFailure string
 	// memBytes is the linear memory's size after the last call.
 	memBytes atomic.Uint64
+	// started is when the VM was built (a crash soon after is a crash loop).
+	started time.Time
 
 	nextToken  uint32
 	tickPeriod atomic.Int64 // nanoseconds; 0 = no ticks
@@ -157,7 +159,7 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // newVM instantiates the plugin's module and runs its start sequence:
 // _initialize (or _start), root context, on_vm_start, on_configure.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
-	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter)}
+	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter), started: time.Now()}
 	// Callbacks run with a context that is never done; an overrun is
 	// stopped by closing the module from the deadline timer (the runtime
 	// is built WithCloseOnContextDone, which makes Close interrupt a
