@@ -61,4 +61,17 @@ func TestFilterRegistryCommands(t *testing.T) {
 	if _, err := run("sign", ref); err == nil || !strings.Contains(err.Error(), "-key") {
 		t.Fatalf("sign without a key: %v", err)
 	}
+
+	// -go builds a filter from source (the fault plugin, from the module
+	// root) and pushes the result.
+	t.Chdir(filepath.Join("..", ".."))
+	out = mustRun("push", "-go", "./plugins/fault", strings.Replace(ref, ":v1", ":fault", 1))
+	if !strings.Contains(out, "module sha256:") {
+		t.Fatalf("push -go printed %q", out)
+	}
+	pulled = filepath.Join(dir, "fault.wasm")
+	mustRun("pull", "-o", pulled, strings.Replace(ref, ":v1", ":fault", 1))
+	if b, _ := os.ReadFile(pulled); !bytes.HasPrefix(b, []byte("\x00asm")) || len(b) < 100000 {
+		t.Fatalf("pulled fault plugin: %d bytes", len(b))
+	}
 }
