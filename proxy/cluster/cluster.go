@@ -267,7 +267,7 @@ func New(c config.Cluster, o Options) (*Cluster, error) {
 		}
 		s.HealthCheck = h
 	}
-	if c.OutlierDetection != nil {
+	if c.OutlierDetection != nil && !c.OutlierDetection.Disabled {
 		od, err := compileOutlier(*c.OutlierDetection)
 		if err != nil {
 			return fail("outlier_detection: %w", err)
