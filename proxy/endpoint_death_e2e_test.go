@@ -93,3 +93,41 @@ func TestEndpointDeathUnderLoadWithDefaults(t *testing.T) {
 		}
 	}
 }
+
+const previousHostsConfig = `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: svc}
+clusters:
+  - name: svc
+    lb: {{lb}}
+    endpoints: [{address: "{{dead1}}"}, {address: "{{dead2}}"}, {address: "{{live}}"}]
+    outlier_detection: {disabled: true}
+`
+
+// Each retry goes to an endpoint the request has not tried (Envoy's
+// previous_hosts predicate), so with two of three endpoints refusing
+// connections the default two retries always reach the live one, whatever
+// the balancer; avoiding only the last endpoint tried would go back to the
+// first dead one.
+func TestRetriesAvoidEveryEndpointTried(t *testing.T) {
+	for _, lb := range []string{"round_robin", "random", "least_request"} {
+		t.Run(lb, func(t *testing.T) {
+			live := testserver.Start(t, "live")
+			_, url := startProxy(t, previousHostsConfig, map[string]string{
+				"lb": lb, "dead1": closedAddr(t), "dead2": closedAddr(t), "live": live.Addr})
+			c := &fasthttp.Client{}
+			for i := range 200 {
+				if st, body, _ := get(t, c, url+"/"); st != 200 || body != "live" {
+					t.Fatalf("request %d: %d %q, want the live endpoint's answer", i, st, body)
+				}
+			}
+		})
+	}
+}

@@ -104,22 +104,9 @@ func (t *triedEndpoints) has(e *cluster.Endpoint) bool {
 	return false
 }
 
-// reselects bounds how often a pick that lands on a tried endpoint is
-// drawn again (Envoy's host_selection_retry_max_attempts); a cluster whose
-// every usable endpoint was tried gets one of them.
-const reselects = 4
-
 // pickUntried picks an endpoint for a retry, avoiding those tried.
 func pickUntried(c *cluster.Cluster, key uint64, hasKey bool, tried *triedEndpoints) *cluster.Endpoint {
-	var last *cluster.Endpoint
-	if tried.n > 0 {
-		last = tried.eps[tried.n-1]
-	}
-	ep := c.Pick(key, hasKey, last)
-	for i := 0; ep != nil && tried.has(ep) && i < reselects; i++ {
-		ep = c.Pick(key, hasKey, ep)
-	}
-	return ep
+	return c.PickUntried(key, hasKey, tried.eps[:tried.n])
 }
 
 // nextTry readies a retry and returns the endpoint it goes to (nil: none
