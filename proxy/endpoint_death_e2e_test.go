@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,5 +130,48 @@ func TestRetriesAvoidEveryEndpointTried(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A connect failure sent nothing, so the default policy retries it on
+// another endpoint whatever the method: a POST with a body reaches the live
+// endpoint whole, over HTTP/1.1 and h2c (where the body streams and is not
+// kept for replay, since POST is not retried otherwise).
+func TestConnectFailureRetriesAnyMethod(t *testing.T) {
+	live := testserver.Start(t, "live")
+	_, url := startProxy(t, previousHostsConfig, map[string]string{
+		"lb": "round_robin", "dead1": closedAddr(t), "dead2": closedAddr(t), "live": live.Addr})
+	h2 := h2cClient()
+	defer h2.CloseIdleConnections()
+	c := &fasthttp.Client{}
+	for i := range 30 {
+		body := fmt.Sprintf("payload %d", i)
+		var st int
+		if i%2 == 0 {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			req.SetRequestURI(url + "/post")
+			req.Header.SetMethod("POST")
+			req.SetBodyString(body)
+			if err := c.DoTimeout(req, resp, 10*time.Second); err != nil {
+				t.Fatalf("HTTP/1.1 POST %d: %v", i, err)
+			}
+			st = resp.StatusCode()
+			fasthttp.ReleaseRequest(req)
+			fasthttp.ReleaseResponse(resp)
+		} else {
+			resp, err := h2.Post(url+"/post", "text/plain", strings.NewReader(body))
+			if err != nil {
+				t.Fatalf("h2c POST %d: %v", i, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			st = resp.StatusCode
+		}
+		if st != 200 {
+			t.Fatalf("POST %d: %d, want the live endpoint's 200", i, st)
+		}
+		if got := string(live.Last().Body()); got != body {
+			t.Fatalf("POST %d: the live endpoint got body %q, want %q", i, got, body)
+		}
 	}
 }
