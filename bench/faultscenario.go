@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/weftmesh/weft/bench/loadgen"
 	"github.com/weftmesh/weft/bench/proc"
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -24,12 +25,27 @@ const KillAt = 0.3
 // time from the kill to the last failure; quick mode checks that at most
 // KillMaxFailShare of the requests failed.
 func WeftKillEndpoint() Scenario {
+	return killEndpoint("weft-kill-endpoint", "", "weft", true)
+}
+
+// WeftKillEndpointH2C is WeftKillEndpoint loaded by an h2c client: the
+// requests take weft's HTTP/2 stream path, whose retries are the same.
+func WeftKillEndpointH2C() Scenario {
+	return killEndpoint("weft-kill-endpoint-h2c", loadgen.H2C, "weft-h2c", false)
+}
+
+func killEndpoint(name, protocol, compare string, quick bool) Scenario {
 	var victim *proc.Process
+	client := "client"
+	if protocol == loadgen.H2C {
+		client = "h2c client"
+	}
 	return Scenario{
-		Name:        "weft-kill-endpoint",
-		Description: "client → weft (default config) → two upstream processes; one is killed -9 during the window",
-		Compare:     "weft",
-		Quick:       true,
+		Name:        name,
+		Description: client + " → weft (default config) → two upstream processes; one is killed -9 during the window",
+		Protocol:    protocol,
+		Compare:     compare,
+		Quick:       quick,
 		Check:       checkFailShare(0, KillMaxFailShare),
 		Fault: &Fault{
 			Description: "kill -9 one of the two upstreams",

@@ -16,7 +16,7 @@ import (
 func TestKillEndpointScenario(t *testing.T) {
 	weft := weftForTest(t)
 	var log pidLog
-	opts := quickOptions(t, &log, WeftKillEndpoint())
+	opts := quickOptions(t, &log, WeftKillEndpoint(), WeftKillEndpointH2C())
 	opts.WeftBin = weft
 	opts.Load.Connections = 16
 	opts.Load.Duration = time.Second
@@ -24,14 +24,15 @@ func TestKillEndpointScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := rep.Scenarios[0]
-	if !s.OK() || s.Fault == nil {
-		t.Fatalf("weft-kill-endpoint: %+v", s)
+	for _, s := range rep.Scenarios {
+		if !s.OK() || s.Fault == nil {
+			t.Fatalf("%s: %+v", s.Name, s)
+		}
+		if at := float64(s.Fault.At); at < KillAt*0.9 || at > 1 {
+			t.Fatalf("%s: the kill happened %.3fs into the 1s window, want about %.1fs", s.Name, at, KillAt)
+		}
+		t.Logf("%s: %d requests, %d failed; recovery %v", s.Name, s.Requests, s.Failed(), s.Fault.Recovery)
 	}
-	if at := float64(s.Fault.At); at < KillAt*0.9 || at > 1 {
-		t.Fatalf("the kill happened %.3fs into the 1s window, want about %.1fs", at, KillAt)
-	}
-	t.Logf("%d requests, %d failed; recovery %v", s.Requests, s.Failed(), s.Fault.Recovery)
 	log.assertGone(t)
 
 	lossy := report.Scenario{Name: "x", Requests: 1000, Statuses: loadgen.StatusCounts{C2xx: 990, C5xx: 10}}

@@ -99,6 +99,7 @@ func DefaultScenarios() []Scenario {
 		HAProxy(),
 		Caddy(),
 		WeftH2C(),
+		WeftKillEndpointH2C(),
 		GRPCDirect(),
 		GRPCWeft(),
 		GRPCNginx(),
