@@ -111,12 +111,12 @@ func pickUntried(c *cluster.Cluster, key uint64, hasKey bool, tried *triedEndpoi
 
 // nextTry readies a retry and returns the endpoint it goes to (nil: none
 // is usable, the try then fails as no healthy upstream), or false when the
-// breaker or the budget refused the retry. A connect
-// failure retried on an endpoint not tried yet goes at once and outside
-// the retry budget: the failed try reached no upstream, so the retry moves
-// the request's load instead of adding to it, and one dead endpoint does
-// not spend the budget healthy traffic needs. Every other retry takes a
-// budget slot and waits its backoff.
+// breaker or the budget refused the retry. A connect failure retried on an
+// endpoint not tried yet goes at once and outside the retry budget: the
+// failed try reached no upstream, so the retry moves the request's load
+// instead of adding to it, and one dead endpoint does not spend the budget
+// healthy traffic needs. Every other retry takes a budget slot and waits
+// its backoff. The HTTP/1.1 and the stream retry loops share it.
 func nextTry(cs *clusterState, pol *resilience.Policy, s *filter.Stream, claim *retryClaim,
 	fail resilience.Failure, key uint64, hasKey bool, tried *triedEndpoints, attempt int, deadline time.Time) (*cluster.Endpoint, bool) {
 	ep := pickUntried(cs.c, key, hasKey, tried)
