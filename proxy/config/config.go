@@ -233,10 +233,13 @@ type Mirror struct {
 	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty"` // default 100
 }
 
-// RetryPolicy says when and how often a request is tried again.
+// RetryPolicy says when and how often a request is tried again. A route
+// without one gets DefaultRetryOn: tries that got no answer (the endpoint
+// refused the connection, or it broke) are retried on another endpoint.
 type RetryPolicy struct {
-	// Attempts is the number of retries after the first try (default 2 when a
-	// policy is present).
+	// Disabled turns retries off, the default ones included.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Attempts is the number of retries after the first try (default 2).
 	Attempts int `yaml:"attempts,omitempty" json:"attempts,omitempty"`
 	// On: "5xx", "gateway-error", "connect-failure", "reset",
 	// "retriable-status-codes".
@@ -354,7 +357,10 @@ type GRPCHealthCheck struct {
 }
 
 // OutlierDetection ejects endpoints that fail passively observed requests.
+// It is on with its defaults when a cluster does not configure it.
 type OutlierDetection struct {
+	// Disabled turns passive ejection off.
+	Disabled                 bool     `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	Consecutive5xx           int      `yaml:"consecutive_5xx,omitempty" json:"consecutive_5xx,omitempty"`                       // default 5
 	ConsecutiveGatewayErrors int      `yaml:"consecutive_gateway_errors,omitempty" json:"consecutive_gateway_errors,omitempty"` // default 0 (off)
 	Interval                 Duration `yaml:"interval,omitempty" json:"interval,omitempty"`                                     // default 10s

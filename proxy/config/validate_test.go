@@ -332,6 +332,43 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// A route without a retry policy retries tries that got no answer, and a
+// cluster without outlier_detection has it with its defaults (issue 18 §3);
+// disabled: true keeps either off.
+func TestDefaultRetriesAndOutlierDetection(t *testing.T) {
+	routes := `- match: {prefix: /off}
+  route: {cluster: c2, retry: {disabled: true}}
+- match: {prefix: /}
+  route: {cluster: c1}
+- redirect: {scheme: https}
+`
+	cluster := "- name: c3\n  endpoints: [{address: 1.2.3.4:80}]\n  outlier_detection: {disabled: true}\n"
+	c, err := Parse("min.yaml", []byte(baseListener+indent(routes, 10)+baseClusters+indent(cluster, 2)+baseFilters))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := c.Listeners[0].VirtualHosts[0].Routes
+	if got, want := *rs[1].Route.Retry, (RetryPolicy{Attempts: 2, On: []string{"connect-failure", "reset"},
+		BackoffBase: Duration(25 * time.Millisecond), BackoffMax: Duration(250 * time.Millisecond),
+		BudgetPercent: 20, BudgetMinConcurrency: 10}); !reflect.DeepEqual(got, want) {
+		t.Errorf("a route without retry gets %+v, want %+v", got, want)
+	}
+	if got := *rs[0].Route.Retry; !reflect.DeepEqual(got, RetryPolicy{Disabled: true}) {
+		t.Errorf("retry: {disabled: true} became %+v", got)
+	}
+	if rs[2].Route != nil {
+		t.Errorf("a redirect got a route action: %+v", rs[2].Route)
+	}
+	want := OutlierDetection{Consecutive5xx: 5, Interval: Duration(10 * time.Second), BaseEjectionTime: Duration(30 * time.Second),
+		MaxEjectionTime: Duration(300 * time.Second), MaxEjectionPercent: 10}
+	if got := c.Clusters[0].OutlierDetection; got == nil || *got != want {
+		t.Errorf("a cluster without outlier_detection gets %+v, want %+v", got, want)
+	}
+	if got := c.Clusters[2].OutlierDetection; got == nil || *got != (OutlierDetection{Disabled: true}) {
+		t.Errorf("outlier_detection: {disabled: true} became %+v", got)
+	}
+}
+
 func TestApplyDefaultsIdempotent(t *testing.T) {
 	c, err := Load(filepath.Join("testdata", "full.yaml"))
 	if err != nil {
