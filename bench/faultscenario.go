@@ -3,9 +3,11 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/weftmesh/weft/bench/loadgen"
 	"github.com/weftmesh/weft/bench/proc"
+	"github.com/weftmesh/weft/bench/report"
 	"github.com/weftmesh/weft/proxy/config"
 )
 
@@ -13,6 +15,28 @@ import (
 // fail: one of two endpoints dying must cost healthy traffic next to
 // nothing with the default config (issue 18 §3).
 const KillMaxFailShare = 0.001
+
+// killInFlight bounds the failures a short window may show however large
+// their share: the kill resets at most one request in flight per client
+// connection (the pinned scenarios use 16).
+const killInFlight = 16
+
+// checkKill passes a run where at most KillMaxFailShare of the requests
+// failed, or, in a window too short for a share to mean anything (quick
+// mode), no more than the requests in flight at the kill.
+func checkKill(s *report.Scenario) error {
+	if s.Requests == 0 {
+		return fmt.Errorf("scenario %q: no request was answered", s.Name)
+	}
+	if n := s.Errors.Total(); n > 0 {
+		return fmt.Errorf("scenario %q: %d requests got no response (%+v)", s.Name, n, s.Errors)
+	}
+	if f := s.Failed(); float64(f) > max(KillMaxFailShare*float64(s.Requests), killInFlight) {
+		return fmt.Errorf("scenario %q: %d of %d requests failed (%.2f%%), want at most %.2f%% (or the %d in flight at the kill)",
+			s.Name, f, s.Requests, 100*float64(f)/float64(s.Requests), 100*KillMaxFailShare, killInFlight)
+	}
+	return nil
+}
 
 // KillAt is when weft-kill-endpoint kills its upstream, as a share of the
 // measured window: early, so the rest of the window shows the recovery.
@@ -46,7 +70,7 @@ func killEndpoint(name, protocol, compare string, quick bool) Scenario {
 		Protocol:    protocol,
 		Compare:     compare,
 		Quick:       quick,
-		Check:       checkFailShare(0, KillMaxFailShare),
+		Check:       checkKill,
 		Fault: &Fault{
 			Description: "kill -9 one of the two upstreams",
 			At:          KillAt,

@@ -16,9 +16,11 @@ import (
 func TestKillEndpointScenario(t *testing.T) {
 	weft := weftForTest(t)
 	var log pidLog
-	opts := quickOptions(t, &log, WeftKillEndpoint(), WeftKillEndpointH2C())
+	const conns = killInFlight
+	scs := []Scenario{WeftKillEndpoint(), WeftKillEndpointH2C()}
+	opts := quickOptions(t, &log, scs...)
 	opts.WeftBin = weft
-	opts.Load.Connections = 16
+	opts.Load.Connections = conns
 	opts.Load.Duration = time.Second
 	rep, err := Run(context.Background(), opts)
 	if err != nil {
@@ -35,9 +37,17 @@ func TestKillEndpointScenario(t *testing.T) {
 	}
 	log.assertGone(t)
 
-	lossy := report.Scenario{Name: "x", Requests: 1000, Statuses: loadgen.StatusCounts{C2xx: 990, C5xx: 10}}
+	lossy := report.Scenario{Name: "x", Requests: 100000, Statuses: loadgen.StatusCounts{C2xx: 99000, C5xx: 1000}}
 	if err := WeftKillEndpoint().Check(&lossy); err == nil {
 		t.Error("the kill check passed 1% failures")
+	}
+	short := report.Scenario{Name: "x", Requests: 1000, Statuses: loadgen.StatusCounts{C2xx: 980, C5xx: 20}}
+	if err := WeftKillEndpoint().Check(&short); err == nil {
+		t.Error("the kill check passed more failures than requests in flight")
+	}
+	ok := report.Scenario{Name: "x", Requests: 1000, Statuses: loadgen.StatusCounts{C2xx: 996, C5xx: 4}}
+	if err := WeftKillEndpoint().Check(&ok); err != nil {
+		t.Errorf("the kill check refused 4 failures in a short window: %v", err)
 	}
 }
 
