@@ -173,6 +173,8 @@ type SidecarOptions struct {
 	Identity *identity.Source
 	// Roots are the CA roots to trust (default: the control plane's).
 	Roots []*x509.Certificate
+	// MinBackoff and MaxBackoff override the client's short test backoff.
+	MinBackoff, MaxBackoff time.Duration
 }
 
 // Join mints a join token for node (as the control plane's admin) and
@@ -240,11 +242,14 @@ func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 		sc.Admin = a
 		adminAddr = a.Addr().String()
 	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff, o.MaxBackoff = 20*time.Millisecond, 300*time.Millisecond
+	}
 	go func() {
 		defer close(sc.done)
 		_ = client.Run(ctx, client.Options{
 			URL: o.URL, NodeID: o.ID, TLS: tc, CacheDir: o.CacheDir, Applier: p, Logger: log, AdminAddr: adminAddr,
-			Wait: 5 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+			Wait: 5 * time.Second, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 		})
 	}()
 	t.Cleanup(sc.Stop)
