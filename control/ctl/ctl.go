@@ -501,12 +501,13 @@ func (c *cli) modules(ctx context.Context, args []string) error {
 		var ms []struct {
 			SHA256 string `json:"sha256"`
 			Size   int64  `json:"size"`
+			Refs   int    `json:"refs"`
 		}
 		if _, err := c.do(ctx, "GET", "/v1/modules", nil, nil, &ms); err != nil {
 			return fmt.Errorf("modules list: %w", err)
 		}
 		for _, m := range ms {
-			fmt.Fprintf(c.out, "%s\t%d bytes\n", m.SHA256, m.Size)
+			fmt.Fprintf(c.out, "%s\t%d bytes\t%d refs\n", m.SHA256, m.Size, m.Refs)
 		}
 		return nil
 	}
