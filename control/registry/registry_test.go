@@ -70,13 +70,14 @@ func TestCollect(t *testing.T) {
 	if gone, err := r.Collect(map[string]int{used: 2}, grace); err != nil || len(gone) != 0 {
 		t.Fatalf("within the grace period: removed %v, %v", gone, err)
 	}
-	now = now.Add(grace)
-	// A sidecar is downloading "old" (open file) as the grace period ends.
+	// A sidecar started downloading "old" (a download restarts the grace
+	// period) and is still reading as the grace period ends.
 	f, err := r.Open(old)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	now = now.Add(grace)
 	r.has[fresh].seen = now.Add(-time.Minute) // re-uploaded a minute ago
 	gone, err := r.Collect(map[string]int{used: 2}, grace)
 	if err != nil || len(gone) != 1 || gone[0].SHA256 != old {
