@@ -187,6 +187,9 @@ func (c *cli) do(ctx context.Context, method, path string, body []byte, hdr map[
 }
 
 func (c *cli) printResult(res server.WriteResult) {
+	for _, w := range res.Warnings {
+		fmt.Fprintf(c.out, "warning: %s\n", w)
+	}
 	if len(res.Changed) == 0 {
 		fmt.Fprintf(c.out, "unchanged (revision %d)\n", res.Revision)
 		return

@@ -58,8 +58,6 @@ func kindList() string {
 
 // Aliases for the proxy schema types a mesh resource embeds unchanged.
 type (
-	// Endpoint is one instance address (config.Endpoint).
-	Endpoint = config.Endpoint
 	// DNS resolves instances by name (config.DNS).
 	DNS = config.DNS
 	// Match selects requests (config.Match).
@@ -156,7 +154,7 @@ func (r *Resource) Sidecar() *SidecarSpec { s, _ := r.Spec.(*SidecarSpec); retur
 type ServiceSpec struct {
 	// Endpoints are instances that belong to no version. Set these, or DNS,
 	// or versions (or a mix of endpoints and versions).
-	Endpoints []config.Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	Endpoints []Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
 	// DNS resolves the whole service by name instead.
 	DNS *config.DNS `yaml:"dns,omitempty" json:"dns,omitempty"`
 	// Versions are named subsets that traffic rules split between.
@@ -171,10 +169,22 @@ type ServiceSpec struct {
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
 }
 
+// Endpoint is one instance of a service: an address the proxy's cluster
+// balances over, and whether a weft sidecar fronts it.
+type Endpoint struct {
+	Address string `yaml:"address" json:"address"`                   // host:port
+	Weight  int    `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
+	// Sidecar says whether a weft sidecar listens at Address (so callers
+	// reach it over mTLS, with a trust domain). Unset: a sidecar is known
+	// there when a Sidecar resource fronting the service has this address
+	// as its inbound address (or this port on a wildcard host).
+	Sidecar *bool `yaml:"sidecar,omitempty" json:"sidecar,omitempty"`
+}
+
 // Version is one subset of a service's instances.
 type Version struct {
 	Name      string            `yaml:"name" json:"name"`
-	Endpoints []config.Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	Endpoints []Endpoint        `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
 	DNS       *config.DNS       `yaml:"dns,omitempty" json:"dns,omitempty"`
 	Labels    map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
 }

@@ -15,9 +15,11 @@ import (
 //     permissive), and, when any of them has allow rules, an authz block
 //     with default deny and one allow rule per Policy listing the SPIFFE IDs
 //     of the allowed services' sidecars.
-//   - A cluster of a service fronted by sidecars with an inbound listener
-//     gets tls {mode: mtls, server_ids: those sidecars' SPIFFE IDs}, unless
-//     the service's policy mode is disable.
+//   - A cluster of endpoints fronted by sidecars gets tls {mode: mtls,
+//     server_ids: the service's sidecars' SPIFFE IDs}, unless the service's
+//     policy mode is disable; endpoints without a sidecar stay plaintext
+//     (compile.go targets, sidecarAt), and a set mixing both is split in
+//     two clusters.
 
 // policiesFor lists the Policy resources naming service k.
 func (n *nodeCompiler) policiesFor(k Key) []*Resource {
@@ -101,15 +103,38 @@ func (n *nodeCompiler) secureInbound(in *config.Listener, self Key) {
 	}
 }
 
-// secureCluster sets a service cluster's tls when its instances are
-// sidecars that accept mTLS.
-func (n *nodeCompiler) secureCluster(c *config.Cluster, k Key) {
-	if n.o.TrustDomain == "" || n.mtlsMode(k) == "disabled" {
-		return
+// Warnings are problems that do not refuse a change but that the operator
+// should see: a Policy demanding strict mTLS for a service whose endpoint
+// has no sidecar (callers reach it in plaintext, and nothing there
+// enforces the policy). Compile's result does not depend on them.
+func Warnings(m *Mesh) Errors {
+	var out Errors
+	for _, r := range m.List(KindPolicy) {
+		p := r.Policy()
+		if p.MTLS != "strict" {
+			continue
+		}
+		for i, name := range p.Services {
+			k := ServiceRef(r.Namespace, name)
+			sr := m.Get(k)
+			if sr == nil || sr.Service() == nil {
+				continue
+			}
+			svc := sr.Service()
+			check := func(where string, eps []Endpoint) {
+				for _, e := range eps {
+					if sidecarAt(m, k, e) {
+						continue
+					}
+					out = append(out, Error{Key: r.Key(), Field: fmt.Sprintf("spec.services[%d]", i), File: r.File, Line: r.Line,
+						Reason: fmt.Sprintf("mtls is strict, but %s endpoint %s has no sidecar: callers reach it in plaintext and this policy is not enforced there (put a sidecar in front of it, or declare sidecar: true on the endpoint if one listens there)", where, e.Address)})
+				}
+			}
+			check("service "+k.Namespace+"/"+k.Name, svc.Endpoints)
+			for _, v := range svc.Versions {
+				check("service "+k.Namespace+"/"+k.Name+" version "+v.Name, v.Endpoints)
+			}
+		}
 	}
-	ids := n.frontIDs(k, true)
-	if len(ids) == 0 {
-		return // no sidecar in front of it: plaintext to the instances
-	}
-	c.TLS = &config.ClusterTLS{Mode: "mtls", ServerIDs: ids}
+	return out
 }

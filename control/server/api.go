@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftmesh/weft/control/filesource"
@@ -61,6 +62,9 @@ type WriteResult struct {
 	Revision  int64            `json:"revision"`
 	Changed   []string         `json:"changed"`
 	Resources []*mesh.Resource `json:"resources,omitempty"`
+	// Warnings are what mesh.Warnings finds in the mesh now in force:
+	// accepted, but worth a look.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -225,6 +229,10 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, c sto
 		if o, ok := s.store.Get(p.Key()); ok {
 			out.Resources = append(out.Resources, o.Resource)
 		}
+	}
+	for _, e := range mesh.Warnings(s.store.Mesh()) {
+		out.Warnings = append(out.Warnings, e.Error())
+		s.log.Warn("mesh warning", zap.String("warning", e.Error()))
 	}
 	writeJSON(w, status, out)
 }
