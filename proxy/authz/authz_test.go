@@ -263,3 +263,75 @@ func TestHeaderRegex(t *testing.T) {
 		t.Errorf("bad header regex: got %v, want an error naming headers[0]", err)
 	}
 }
+
+func TestPathGlobs(t *testing.T) {
+	p := policy(t, "deny", nil, config.AuthzRule{Name: "g", Action: "allow", Paths: []string{"/users/*/orders", "/v1/**/status", "/files/*.txt"}})
+	for path, want := range map[string]bool{
+		"/users/7/orders":       true,
+		"/users/7/8/orders":     false, // "*" stays within a segment
+		"/users/7/orders/x":     false,
+		"/v1/status":            false, // "/**/" needs the slashes around it
+		"/v1/a/status":          true,
+		"/v1/a/b/c/status":      true,
+		"/files/a.txt":          true,
+		"/files/dir/a.txt":      false,
+		"/files/a.txt.exe":      false,
+		"/users/7/orders?x=1":   true, // the query is not the path
+		"/users/%2e%2e/orders":  false,
+		"/users/7/../7/orders":  true, // normalized before matching
+		"/users/7/orders/../..": false,
+	} {
+		if got := p.Check(stream("GET", path, "", 80)) == nil; got != want {
+			t.Errorf("%s: allowed %v, want %v", path, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = matchGlob([]byte("/v1/**/x/*"), []byte("/v1/a/b/x/y")) }); n != 0 {
+		t.Fatalf("matchGlob allocates %v", n)
+	}
+}
+
+// TestDryRun checks that a dry-run policy refuses nothing, counts what it
+// would refuse in its own metric, and is consulted only for requests the
+// enforced policy allows.
+func TestDryRun(t *testing.T) {
+	m := NewMetrics()
+	a := &config.Authz{Default: "allow",
+		Rules: []config.AuthzRule{{Name: "no-delete", Action: "deny", Methods: []string{"DELETE"}}},
+		DryRun: &config.DryRunAuthz{Default: "deny", Rules: []config.AuthzRule{
+			{Name: "admin", Action: "deny", Paths: []string{"/admin*"}},
+			{Name: "reads", Action: "allow", Methods: []string{"GET"}},
+		}}}
+	p, err := Compile("inbound", a, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, path, deny, dry string
+	}{
+		{"GET", "/x", "", ""},
+		{"GET", "/admin/users", "", "admin"},
+		{"POST", "/x", "", "default"},
+		{"DELETE", "/x", "no-delete", ""}, // refused for real: not a dry-run matter
+	} {
+		s := stream(c.method, c.path, "", 80)
+		d := p.Check(s)
+		if (d == nil) != (c.deny == "") || (d != nil && d.Rule != c.deny) {
+			t.Errorf("%s %s: denied %v, want %q", c.method, c.path, d, c.deny)
+			continue
+		}
+		if d != nil {
+			continue
+		}
+		dd := p.DryRun(s)
+		if (dd == nil) != (c.dry == "") || (dd != nil && dd.Rule != c.dry) {
+			t.Errorf("%s %s: dry run %v, want %q", c.method, c.path, dd, c.dry)
+		}
+	}
+	var dm dto.Metric
+	if err := m.dryRun.WithLabelValues("inbound", "admin").Write(&dm); err != nil || dm.GetCounter().GetValue() != 1 {
+		t.Errorf("dry-run admin count %v, %v", dm.GetCounter().GetValue(), err)
+	}
+	if n := count(m, "admin"); n != 0 {
+		t.Errorf("a dry-run denial counted as a real one: %v", n)
+	}
+}
