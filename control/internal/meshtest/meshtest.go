@@ -175,6 +175,8 @@ type SidecarOptions struct {
 	Roots []*x509.Certificate
 	// MinBackoff and MaxBackoff override the client's short test backoff.
 	MinBackoff, MaxBackoff time.Duration
+	// Logger, when set, is the sidecar's logger (default Logger(t)).
+	Logger *zap.Logger
 }
 
 // Join mints a join token for node (as the control plane's admin) and
@@ -212,7 +214,10 @@ func JoinWith(t testing.TB, url string, roots []*x509.Certificate, node, token s
 // with a join token and then watches over mTLS with its node certificate.
 func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 	t.Helper()
-	log := Logger(t).With(zap.String("sidecar", o.ID))
+	if o.Logger == nil {
+		o.Logger = Logger(t)
+	}
+	log := o.Logger.With(zap.String("sidecar", o.ID))
 	var tc *tls.Config
 	if cp := controlAt(o.URL); cp != nil && !cp.Insecure() {
 		if o.Identity == nil {
