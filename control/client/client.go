@@ -65,6 +65,10 @@ type Options struct {
 	Wait time.Duration
 	// MinBackoff and MaxBackoff bound the delay between failed attempts.
 	MinBackoff, MaxBackoff time.Duration
+	// LookupHost resolves a replica's host name into its addresses
+	// (default net.DefaultResolver.LookupHost), again after every round in
+	// which no replica answered.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
 }
 
 // Snapshot is what the control plane sends and what the cache file holds.
@@ -124,6 +128,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	r := &runner{o: o, log: o.Logger.With(zap.String("node", o.NodeID)), eps: newReplicas(urls, o.TLS)}
+	if o.LookupHost != nil {
+		r.eps.lookup = o.LookupHost
+	}
 	defer r.eps.close()
 	r.eps.resolve(ctx)
 	r.loop(ctx)

@@ -1,11 +1,16 @@
 package client_test
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/control/client"
 	"github.com/weftmesh/weft/control/internal/meshtest"
 	"github.com/weftmesh/weft/control/server"
 )
@@ -110,4 +115,53 @@ spec:
 		t.Fatalf("%d of %d requests failed across the failover; last: %v", n, sent.Load(), lastErr.Load())
 	}
 	t.Logf("%d requests, 0 failed", sent.Load())
+}
+
+// TestFailoverAcrossTheAddressesOfOneName gives the sidecar one URL whose
+// host name resolves to two addresses, 127.0.0.1 and ::1, each a control
+// plane replica on the same port over the same state: killing the one it
+// watches moves it to the other, and TLS verifies the name throughout.
+func TestFailoverAcrossTheAddressesOfOneName(t *testing.T) {
+	const name = "control.mesh.test"
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	data := t.TempDir()
+	a := startControl(t, server.Options{DataDir: data, TLSHosts: []string{name}})
+	apply(t, a, meshFor("127.0.0.1:0"))
+	port := a.Addr().(*net.TCPAddr).Port
+	b := startControl(t, server.Options{DataDir: data, TLSHosts: []string{name}, Addr: net.JoinHostPort("::1", strconv.Itoa(port))})
+
+	m := join(t, a, "s1")
+	select {
+	case <-m.id.Ready():
+	case <-time.After(15 * time.Second):
+		t.Fatal("s1 got no certificate")
+	}
+	var lookups atomic.Int32
+	startSidecar(t, m, client.Options{URL: "https://" + net.JoinHostPort(name, strconv.Itoa(port)), NodeID: "s1",
+		LookupHost: func(_ context.Context, host string) ([]string, error) {
+			lookups.Add(1)
+			if host != name {
+				return nil, fmt.Errorf("unexpected lookup of %q", host)
+			}
+			return []string{"127.0.0.1", "::1"}, nil
+		}})
+	meshtest.Eventually(t, "s1 to watch the first address", func() bool {
+		st := nodeStatus(t, a, "s1")
+		return st.InSync && st.Watching
+	})
+	version := nodeStatus(t, a, "s1").Applied
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Eventually(t, "s1 to watch the second address", func() bool {
+		st := nodeStatus(t, b, "s1")
+		return st.Watching && st.Applied == version
+	})
+	if lookups.Load() == 0 {
+		t.Fatal("the name was never looked up")
+	}
 }
