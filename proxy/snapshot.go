@@ -127,7 +127,13 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 	}
 
 	for _, fc := range cfg.Filters {
-		spec, err := wasm.SpecFromConfig(fc, baseDir)
+		var spec wasm.PluginSpec
+		var err error
+		if fc.Module.OCI != "" {
+			spec, err = p.modules.spec(ctx, fc, baseDir)
+		} else {
+			spec, err = wasm.SpecFromConfig(fc, baseDir)
+		}
 		if err != nil {
 			return nil, err
 		}

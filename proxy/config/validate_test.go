@@ -165,7 +165,13 @@ func TestParseReportsFileLineAndPath(t *testing.T) {
 
 		// Filters.
 		{"failure policy", withFilter("- name: f2\n  module: {path: a.wasm}\n  failure_policy: ignore #<\n"), "filters[1].failure_policy", `unknown value "ignore"; want one of fail_closed, fail_open`},
-		{"module path and url", withFilter("- name: f2\n  module: {path: a.wasm, url: 'https://x/a.wasm'} #<\n"), "filters[1].module", "set path or url, not both"},
+		{"module path and url", withFilter("- name: f2\n  module: {path: a.wasm, url: 'https://x/a.wasm'} #<\n"), "filters[1].module", "set one of path, url and oci, not several"},
+		{"module path and oci", withFilter("- name: f2\n  module: {path: a.wasm, oci: 'r.local/a:v1'} #<\n"), "filters[1].module", "set one of path, url and oci, not several"},
+		{"oci reference", withFilter("- name: f2\n  module:\n    oci: 'R.local/UPPER:v1' #<\n"), "filters[1].module.oci", "is not an image reference"},
+		{"oci pull policy", withFilter("- name: f2\n  module:\n    oci: r.local/a:v1\n    pull_policy: sometimes #<\n"), "filters[1].module.pull_policy", `unknown value "sometimes"; want one of if_not_present, always`},
+		{"pull secret without oci", withFilter("- name: f2\n  module:\n    path: a.wasm\n    pull_secret: s.json #<\n"), "filters[1].module.pull_secret", "applies only to a module pulled by oci"},
+		{"verify without oci", withFilter("- name: f2\n  module:\n    path: a.wasm\n    verify: {keys: [k.pub]} #<\n"), "filters[1].module.verify", "signatures are checked only on a module pulled by oci"},
+		{"verify without keys", withFilter("- name: f2\n  module:\n    oci: r.local/a:v1\n    verify: {keys: []} #<\n"), "filters[1].module.verify.keys", "at least one public key"},
 		{"module neither", withFilter("- name: f2\n  module: {} #<\n"), "filters[1].module", "set path"},
 		{"url needs sha256", withFilter("- name: f2\n  module:\n    url: https://x.local/a.wasm #<\n"), "filters[1].module.url", "needs sha256"},
 		{"sha256 hex", withFilter("- name: f2\n  module:\n    path: a.wasm\n    sha256: abc123 #<\n"), "filters[1].module.sha256", `sha256 must be 64 hex digits, got "abc123"`},

@@ -58,8 +58,9 @@ var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "v
 
 // pluginEvents counts host events for one plugin name (kept across reloads).
 type pluginEvents struct {
-	plugin string
-	n      [numEvents]atomic.Uint64
+	plugin   string
+	n        [numEvents]atomic.Uint64
+	callouts [len(dispatchReasons)]atomic.Uint64 // failed call-outs, by reason
 }
 
 // metricsRegistry holds guest metrics and host events; it is the Runtime's
@@ -70,7 +71,7 @@ type metricsRegistry struct {
 	list   atomic.Pointer[[]*guestMetric] // id-1 → metric; copy on write
 	events map[string]*pluginEvents
 
-	descCounter, descGauge, descHist, descEvents *prometheus.Desc
+	descCounter, descGauge, descHist, descEvents, descCallouts *prometheus.Desc
 }
 
 func newMetricsRegistry() *metricsRegistry {
@@ -85,6 +86,8 @@ func newMetricsRegistry() *metricsRegistry {
 			"Histograms defined by Wasm filters (proxy_define_metric).", []string{"plugin", "name"}, nil),
 		descEvents: prometheus.NewDesc("weft_wasm_events_total",
 			"Wasm host events: traps, callback timeouts, VM replacements, failure-policy decisions.", []string{"plugin", "event"}, nil),
+		descCallouts: prometheus.NewDesc("weft_wasm_callout_failures_total",
+			"HTTP call-outs of Wasm filters that failed, by reason (the :dispatch_status the filter reads).", []string{"plugin", "reason"}, nil),
 	}
 	empty := []*guestMetric{}
 	m.list.Store(&empty)
@@ -156,6 +159,7 @@ func (m *metricsRegistry) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.descGauge
 	ch <- m.descHist
 	ch <- m.descEvents
+	ch <- m.descCallouts
 }
 
 // Collect implements prometheus.Collector.
@@ -185,6 +189,9 @@ func (m *metricsRegistry) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range evs {
 		for i := range e.n {
 			ch <- prometheus.MustNewConstMetric(m.descEvents, prometheus.CounterValue, float64(e.n[i].Load()), e.plugin, eventNames[i])
+		}
+		for i := range e.callouts {
+			ch <- prometheus.MustNewConstMetric(m.descCallouts, prometheus.CounterValue, float64(e.callouts[i].Load()), e.plugin, dispatchReasons[i])
 		}
 	}
 }

@@ -116,6 +116,9 @@ type vm struct {
 	cur *streamFilter
 	// callResp is the HTTP call-out response during on_http_call_response.
 	callResp *fasthttp.Response
+	// callFailure is why the call-out failed (:dispatch_status), during
+	// on_http_call_response of a failed call.
+	callFailure string
 
 	nextToken  uint32
 	tickPeriod atomic.Int64 // nanoseconds; 0 = no ticks
