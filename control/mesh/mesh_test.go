@@ -392,3 +392,28 @@ spec: {services: [orders], dry_run: true, deny: [{paths: ["/api/beta*"]}]}`
 		t.Fatalf("dry run %+v", a.DryRun)
 	}
 }
+
+func TestWarningsForStrictPolicyWithoutSidecars(t *testing.T) {
+	policy := "kind: Policy\nname: strict\nnamespace: shop\nspec: {services: [orders, users], mtls: strict}"
+	ws := Warnings(decode(t, base, policy))
+	var got []string
+	for _, w := range ws {
+		got = append(got, w.Error())
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"Policy shop/strict: spec.services[0]: mtls is strict, but service shop/orders version v1 endpoint 10.0.0.1:80 has no sidecar",
+		"service shop/orders version v2 endpoint 10.0.0.3:80 has no sidecar",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+	// users is resolved by DNS and fronted by web-1's inbound: no warning.
+	if len(ws) != 3 || strings.Contains(all, "users") {
+		t.Errorf("warnings:\n%s", all)
+	}
+	if ws := Warnings(decode(t, base, strings.Replace(policy, "strict}", "permissive}", 1))); len(ws) != 0 {
+		t.Errorf("a permissive policy warned: %v", ws)
+	}
+}

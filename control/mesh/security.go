@@ -182,7 +182,31 @@ func Warnings(m *Mesh) Errors {
 			for _, v := range svc.Versions {
 				check("service "+k.Namespace+"/"+k.Name+" version "+v.Name, v.Endpoints)
 			}
+			if (svc.DNS != nil || hasDNSVersion(svc)) && !hasInboundSidecar(m, k) {
+				out = append(out, Error{Key: r.Key(), Field: fmt.Sprintf("spec.services[%d]", i), File: r.File, Line: r.Line,
+					Reason: fmt.Sprintf("mtls is strict, but service %s/%s is resolved by DNS and no Sidecar with an inbound fronts it: callers reach it in plaintext and this policy is not enforced there", k.Namespace, k.Name)})
+			}
 		}
 	}
 	return out
+}
+
+func hasDNSVersion(svc *ServiceSpec) bool {
+	for _, v := range svc.Versions {
+		if v.DNS != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// hasInboundSidecar reports whether a Sidecar with an inbound listener
+// fronts service k.
+func hasInboundSidecar(m *Mesh, k Key) bool {
+	for _, r := range m.List(KindSidecar) {
+		if s := r.Sidecar(); s.Service != "" && s.Inbound != "" && ServiceRef(r.Namespace, s.Service) == k {
+			return true
+		}
+	}
+	return false
 }
