@@ -381,7 +381,10 @@ func (n *nodeCompiler) declareCluster(k Key, name string, eps []Endpoint, dns *c
 		c.DNS = &d
 	}
 	if mtls {
-		ids := n.frontIDs(k, false)
+		ids := n.frontIDs(k, true)
+		if len(ids) == 0 {
+			ids = n.frontIDs(k, false)
+		}
 		if len(ids) == 0 {
 			ids = []string{"spiffe://" + n.o.TrustDomain + "/ns/" + k.Namespace + "/sa/" + k.Name}
 		}
