@@ -99,7 +99,6 @@ type headerMatch struct {
 	value   []byte
 	re      *regexp.Regexp
 	invert  bool
-	present bool
 }
 
 const (
