@@ -94,11 +94,11 @@ type rule struct {
 }
 
 type headerMatch struct {
-	key     []byte // canonical
-	kind    uint8
-	value   []byte
-	re      *regexp.Regexp
-	invert  bool
+	key    []byte // canonical
+	kind   uint8
+	value  []byte
+	re     *regexp.Regexp
+	invert bool
 }
 
 const (
