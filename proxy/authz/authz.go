@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -87,7 +88,7 @@ type rule struct {
 	methods    [][]byte
 	exact      [][]byte
 	prefixes   [][]byte
-	globs      [][]byte
+	globs      []*regexp.Regexp
 	headers    []headerMatch
 	ports      []int
 	hit        *Denial
@@ -181,7 +182,10 @@ func compileRule(cr *config.AuthzRule) (*rule, error) {
 		case prefix && !strings.Contains(pre, "*"):
 			r.prefixes = append(r.prefixes, []byte(pre))
 		case strings.Contains(path, "*"):
-			r.globs = append(r.globs, []byte(path))
+			if !utf8.ValidString(path) {
+				return nil, fmt.Errorf("paths: %q is not UTF-8", path)
+			}
+			r.globs = append(r.globs, globRegexp(path))
 		default:
 			r.exact = append(r.exact, []byte(path))
 		}
@@ -335,7 +339,7 @@ func (r *rule) matches(p *Policy, req *fasthttp.Request, principal string, port 
 			if ok {
 				break
 			}
-			ok = matchGlob(g, path)
+			ok = g.Match(path)
 		}
 		if !ok {
 			return false
@@ -389,34 +393,30 @@ func (h *headerMatch) matches(hdr *fasthttp.RequestHeader) bool {
 	return ok != h.invert
 }
 
-// matchGlob matches a path against a glob: "*" stands for any run of
-// characters but "/" (within one segment), "**" for any run at all; every
-// other byte matches itself. It allocates nothing.
-func matchGlob(pat, s []byte) bool {
-	for len(pat) > 0 {
-		if pat[0] != '*' {
-			if len(s) == 0 || s[0] != pat[0] {
-				return false
+// globRegexp compiles a path glob: "*" stands for any run of characters
+// but "/" (within one segment), "**" for any run at all; every other byte
+// is itself (glob must be UTF-8). A regular expression (RE2) matches in time linear in the
+// path whatever the pattern, where backtracking over stars would not.
+func globRegexp(glob string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("(?s)^")
+	for i := 0; i < len(glob); {
+		switch {
+		case strings.HasPrefix(glob[i:], "**"):
+			b.WriteString(".*")
+			i += 2
+		case glob[i] == '*':
+			b.WriteString("[^/]*")
+			i++
+		default:
+			j := i
+			for j < len(glob) && glob[j] != '*' {
+				j++
 			}
-			pat, s = pat[1:], s[1:]
-			continue
+			b.WriteString(regexp.QuoteMeta(glob[i:j]))
+			i = j
 		}
-		deep := len(pat) > 1 && pat[1] == '*'
-		if deep {
-			pat = pat[2:]
-		} else {
-			pat = pat[1:]
-		}
-		// Try every split point the star may cover.
-		for i := 0; i <= len(s); i++ {
-			if matchGlob(pat, s[i:]) {
-				return true
-			}
-			if i < len(s) && !deep && s[i] == '/' {
-				return false
-			}
-		}
-		return false
 	}
-	return len(s) == 0
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
 }

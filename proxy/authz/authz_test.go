@@ -4,6 +4,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
@@ -285,8 +286,19 @@ func TestPathGlobs(t *testing.T) {
 			t.Errorf("%s: allowed %v, want %v", path, got, want)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { _ = matchGlob([]byte("/v1/**/x/*"), []byte("/v1/a/b/x/y")) }); n != 0 {
-		t.Fatalf("matchGlob allocates %v", n)
+	ok, no := stream("GET", "/v1/a/b/status", "", 80), stream("GET", "/users/7/8/orders", "", 80)
+	if n := testing.AllocsPerRun(100, func() {
+		if p.Check(ok) != nil || p.Check(no) == nil {
+			panic("wrong decision")
+		}
+	}); n != 0 {
+		t.Fatalf("Check with globs allocates %v per run", n)
+	}
+	// Many stars against a long path: linear, not backtracking.
+	deep := policy(t, "deny", nil, config.AuthzRule{Name: "d", Action: "allow", Paths: []string{"/**a**a**a**a**a**a**b"}})
+	long := stream("GET", "/"+strings.Repeat("a", 20000), "", 80)
+	if deep.Check(long) == nil {
+		t.Fatal("matched a path without b")
 	}
 }
 
@@ -334,4 +346,47 @@ func TestDryRun(t *testing.T) {
 	if n := count(m, "admin"); n != 0 {
 		t.Errorf("a dry-run denial counted as a real one: %v", n)
 	}
+}
+
+// FuzzPathGlob checks the compiled glob against a plain backtracking
+// matcher (fine for short inputs) on any pattern and path.
+func FuzzPathGlob(f *testing.F) {
+	f.Add("/users/*/orders", "/users/7/orders")
+	f.Add("/v1/**/status", "/v1/a/b/status")
+	f.Add("/a*b**c", "/axb/y/zc")
+	f.Add("/[x]?.(*)", "/[x]?.(yy)")
+	f.Fuzz(func(t *testing.T, glob, path string) {
+		if len(glob) > 24 || len(path) > 48 || !utf8.ValidString(glob) {
+			return
+		}
+		if got, want := globRegexp(glob).MatchString(path), refGlob(glob, path); got != want {
+			t.Fatalf("glob %q path %q: matched %v, want %v", glob, path, got, want)
+		}
+	})
+}
+
+func refGlob(pat, s string) bool {
+	if pat == "" {
+		return s == ""
+	}
+	if strings.HasPrefix(pat, "**") {
+		for i := 0; i <= len(s); i++ {
+			if refGlob(pat[2:], s[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if pat[0] == '*' {
+		for i := 0; i <= len(s); i++ {
+			if refGlob(pat[1:], s[i:]) {
+				return true
+			}
+			if i < len(s) && s[i] == '/' {
+				return false
+			}
+		}
+		return false
+	}
+	return s != "" && s[0] == pat[0] && refGlob(pat[1:], s[1:])
 }

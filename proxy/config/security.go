@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Security defaults (mTLS, authorization, TCP proxying).
@@ -158,6 +159,8 @@ func (v *validator) authz(p string, a *Authz) {
 		for j, path := range r.Paths {
 			if !strings.HasPrefix(path, "/") {
 				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q must start with \"/\" (end it with \"*\" for a prefix)", path)
+			} else if !utf8.ValidString(path) {
+				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q is not UTF-8", path)
 			} else if strings.Contains(path, "***") {
 				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q: use \"*\" (within a segment) or \"**\" (across segments), not \"***\"", path)
 			}
