@@ -178,6 +178,9 @@ func compileRule(cr *config.AuthzRule) (*rule, error) {
 	}
 	for _, path := range cr.Paths {
 		pre, prefix := strings.CutSuffix(path, "*")
+		if deep, ok := strings.CutSuffix(path, "**"); ok && !strings.Contains(deep, "*") {
+			pre, prefix = deep, true // "/api/**" is the prefix "/api/"
+		}
 		switch {
 		case prefix && !strings.Contains(pre, "*"):
 			r.prefixes = append(r.prefixes, []byte(pre))

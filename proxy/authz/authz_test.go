@@ -390,3 +390,24 @@ func refGlob(pat, s string) bool {
 	}
 	return s != "" && s[0] == pat[0] && refGlob(pat[1:], s[1:])
 }
+
+// BenchmarkCheckPaths compares a prefix rule with the glob that says the
+// same, and a glob with a star per segment.
+func BenchmarkCheckPaths(b *testing.B) {
+	for _, c := range []struct{ name, pattern, path string }{
+		{"prefix", "/api/*", "/api/v1/users/7/orders"},
+		{"glob-deep", "/api/**", "/api/v1/users/7/orders"},
+		{"glob-segments", "/api/*/users/*/orders", "/api/v1/users/7/orders"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p := policy(b, "deny", nil, config.AuthzRule{Name: "r", Action: "allow", Paths: []string{c.pattern}})
+			s := stream("GET", c.path, "", 80)
+			b.ReportAllocs()
+			for b.Loop() {
+				if p.Check(s) != nil {
+					b.Fatal("denied")
+				}
+			}
+		})
+	}
+}
