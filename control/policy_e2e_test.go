@@ -58,6 +58,8 @@ spec:
   deny:
     - name: no-admin
       paths: ["/api/admin*"]
+    - name: no-debug
+      headers: [{name: x-debug, present: true}]
 ---
 kind: Policy
 name: orders-tryout
@@ -103,19 +105,21 @@ spec: {service: batch, outbound: "127.0.0.1:0", admin: "off"}
 		method, path string
 		want         int
 		rule         string // x-weft-authz on a denial
+		hdr          []string
 	}{
-		{web, "GET", "/api/items", 200, ""},
-		{web, "GET", "/users/7/orders", 200, ""},
-		{web, "GET", "/users/7/8/orders", 403, "denied:default"}, // "*" is one segment
-		{web, "POST", "/api/items", 403, "denied:default"},       // web may only read
-		{web, "GET", "/api/admin/users", 403, "denied:orders-api.default.no-admin"},
-		{web, "GET", "/jobs/nightly/run", 403, "denied:default"},
-		{batch, "POST", "/jobs/nightly/run", 200, ""},
-		{batch, "GET", "/api/items", 403, "denied:default"},
-		{batch, "POST", "/api/admin/jobs", 403, "denied:orders-api.default.no-admin"},
-		{web, "GET", "/api/internal/x", 200, ""}, // dry run: logged, not refused
+		{web, "GET", "/api/items", 200, "", nil},
+		{web, "GET", "/users/7/orders", 200, "", nil},
+		{web, "GET", "/users/7/8/orders", 403, "denied:default", nil}, // "*" is one segment
+		{web, "POST", "/api/items", 403, "denied:default", nil},       // web may only read
+		{web, "GET", "/api/admin/users", 403, "denied:orders-api.default.no-admin", nil},
+		{web, "GET", "/jobs/nightly/run", 403, "denied:default", nil},
+		{batch, "POST", "/jobs/nightly/run", 200, "", nil},
+		{batch, "GET", "/api/items", 403, "denied:default", nil},
+		{batch, "POST", "/api/admin/jobs", 403, "denied:orders-api.default.no-admin", nil},
+		{web, "GET", "/api/internal/x", 200, "", nil}, // dry run: logged, not refused
+		{web, "GET", "/api/items", 403, "denied:orders-api.default.no-debug", []string{"X-Debug", "1"}},
 	} {
-		code, hdr := call(t, c.from, c.method, c.path, nil)
+		code, hdr := call(t, c.from, c.method, c.path, nil, c.hdr...)
 		if code != c.want || hdr.Get("X-Weft-Authz") != c.rule {
 			t.Errorf("%s %s %s: %d %q, want %d %q", c.from.ID, c.method, c.path, code, hdr.Get("X-Weft-Authz"), c.want, c.rule)
 		}
@@ -168,12 +172,16 @@ spec: {service: batch, outbound: "127.0.0.1:0", admin: "off"}
 	}
 }
 
-// call sends a request through a sidecar's outbound listener to orders.
-func call(t *testing.T, sc *meshtest.Sidecar, method, path string, body io.Reader) (int, http.Header) {
+// call sends a request (with headers as name, value pairs) through a
+// sidecar's outbound listener to orders.
+func call(t *testing.T, sc *meshtest.Sidecar, method, path string, body io.Reader, hdr ...string) (int, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+sc.Proxy.ListenerAddr("outbound").String()+path, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	req.Host = "orders"
 	resp, err := meshtest.HTTP.Do(req)

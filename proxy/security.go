@@ -140,6 +140,8 @@ func (ls *listenerState) dryRun(s *filter.Stream) {
 	if s.TLS != nil && s.TLS.MTLS {
 		peer = s.TLS.PeerURISAN
 	}
+	// Copies: the request's buffers are reused once it ends, and a log
+	// core may keep fields past this call.
 	ls.sec.log.Info("authz dry run: this request would be denied", zap.String("rule", d.Rule),
-		zap.ByteString("method", s.Request.Header.Method()), zap.ByteString("path", s.Request.URI().Path()), zap.String("peer", peer))
+		zap.String("method", string(s.Request.Header.Method())), zap.String("path", string(s.Request.URI().Path())), zap.String("peer", peer))
 }
