@@ -357,6 +357,9 @@ func (c *cli) status(ctx context.Context) error {
 		}
 		fmt.Fprintln(c.out)
 	}
+	for _, w := range st.Warnings {
+		fmt.Fprintf(c.out, "warning: %s\n", w)
+	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSERVICE\tDESIRED\tAPPLIED\tSYNC\tWATCHING\tLAST SEEN\tLAST NACK")
 	for _, n := range st.Nodes {

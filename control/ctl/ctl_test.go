@@ -179,4 +179,8 @@ spec: {services: [orders], mtls: strict}
 		!strings.Contains(out, "Policy default/strict: changed") {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
+	// status keeps showing it while it holds.
+	if out, err := run(t, cp, "status"); err != nil || !strings.Contains(out, "warning: Policy default/strict: spec.services[0]: mtls is strict") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
 }

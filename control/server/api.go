@@ -351,12 +351,18 @@ type Status struct {
 	Nodes      []NodeStatus       `json:"nodes"`
 	FileSource *filesource.Status `json:"file_source,omitempty"`
 	Modules    int                `json:"modules"`
+	// Warnings are mesh.Warnings of the mesh in force, whichever source
+	// wrote it.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List())}
 	if st.Nodes == nil {
 		st.Nodes = []NodeStatus{}
+	}
+	for _, e := range mesh.Warnings(s.store.Mesh()) {
+		st.Warnings = append(st.Warnings, e.Error())
 	}
 	if s.files != nil {
 		fs := s.files.Status()
