@@ -21,7 +21,7 @@ import (
 //	weft control -data DIR [-dir DIR] [-addr ADDR] [-public-url URL]
 //	             [-tls-cert F -tls-key F | -tls-host NAME,...] [-users FILE]
 //	             [-join-token-ttl 1h] [-insecure-api]
-//	             [-scrape 10s] [-watch-timeout 30s] [-log-level info]
+//	             [-scrape 10s] [-watch-timeout 30s] [-module-grace 10m] [-log-level info]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -37,6 +37,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	joinTTL := fs.Duration("join-token-ttl", time.Hour, "default lifetime of join tokens")
 	scrape := fs.Duration("scrape", 10*time.Second, "how often to scrape sidecars' metrics (0 turns scraping off)")
 	watch := fs.Duration("watch-timeout", server.DefaultWatchTimeout, "longest a sidecar's watch request waits")
+	moduleGrace := fs.Duration("module-grace", server.DefaultModuleGrace, "how long a module no resource or snapshot names is kept before it is garbage-collected (negative: never)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	trustDomain := fs.String("trust-domain", "", "run the certificate authority for this SPIFFE trust domain (e.g. weft.local); empty: no CA, plaintext mesh")
 	certTTL := fs.Duration("cert-ttl", 24*time.Hour, "lifetime of sidecar certificates (renewed at half-life)")
@@ -85,7 +86,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	s, err := server.Start(ctx, server.Options{RegistrySecret: *regSecret, RegistryCA: *regCA, VerifyKeys: keys, Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
 		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log, CA: caOpts,
-		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL})
+		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL, ModuleGrace: *moduleGrace})
 	if err != nil {
 		return err
 	}

@@ -272,9 +272,25 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 	go func() {
 		time.Sleep(p.drainGrace())
 		release(prev, next)
+		p.forgetClusters(prev)
 	}()
 	p.log.Info("config applied", zap.String("version", next.version))
 	return nil
+}
+
+// forgetClusters drops the metric series of prev's clusters that the
+// config now in force no longer has. It runs once requests on prev have
+// drained, so none of them re-creates a series.
+func (p *Proxy) forgetClusters(prev *snapshot) {
+	if prev == nil {
+		return
+	}
+	cur := p.snap.Load()
+	for name := range prev.byName {
+		if cur == nil || cur.byName[name] == nil {
+			p.metrics.ForgetCluster(name)
+		}
+	}
 }
 
 // protocolOf is a listener's protocol, "http" unless it says "tcp".

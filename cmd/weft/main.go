@@ -103,7 +103,7 @@ func newLogger(level string) (*zap.Logger, error) {
 func runProxy(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	file := fs.String("c", "", "config file (YAML); watched and hot reloaded")
-	controlURL := fs.String("control", "", "control plane URL: take config snapshots from it instead of -c")
+	controlURL := fs.String("control", "", "control plane URL, or several replicas' URLs separated by commas (failed over in order): take config snapshots from it instead of -c")
 	nodeID := fs.String("node", "", "this sidecar's node id (with --control)")
 	snapDir := fs.String("snapshot-cache", defaultSnapshotDir(), "where the last good snapshot is kept (with --control)")
 	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address, or with --control the Sidecar resource's admin; \"off\" disables)")

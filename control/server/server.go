@@ -77,6 +77,10 @@ type Options struct {
 	UsersFile string
 	// JoinTokenTTL is a join token's default lifetime (default 1h).
 	JoinTokenTTL time.Duration
+	// ModuleGrace is how long a module no resource or snapshot names is
+	// kept before it is garbage-collected (default DefaultModuleGrace;
+	// negative: never collected).
+	ModuleGrace time.Duration
 	// RegistrySecret (a docker config.json) and RegistryCA (PEM) are used
 	// to pull Filter modules named by oci.
 	RegistrySecret, RegistryCA string
@@ -137,6 +141,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.JoinTokenTTL == 0 {
 		o.JoinTokenTTL = ca.DefaultTokenTTL
+	}
+	if o.ModuleGrace == 0 {
+		o.ModuleGrace = DefaultModuleGrace
 	}
 	if o.JoinTokenTTL < time.Second || o.JoinTokenTTL > ca.MaxTokenTTL {
 		return nil, fmt.Errorf("control: join token ttl: %s is outside 1s..%s", o.JoinTokenTTL, ca.MaxTokenTTL)
@@ -218,6 +225,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.cancel()
 			return fail(err)
 		}
+	}
+	if o.ModuleGrace > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.collectModules(ctx)
+		}()
 	}
 	if o.ScrapeInterval >= 0 {
 		s.scr = telemetry.New(telemetry.Options{Interval: o.ScrapeInterval, Targets: s.nodes.targets, Logger: o.Logger})

@@ -478,6 +478,18 @@ type Authz struct {
 	// it.
 	RequestPrincipalHeader string      `yaml:"request_principal_header,omitempty" json:"request_principal_header,omitempty"`
 	Rules                  []AuthzRule `yaml:"rules,omitempty" json:"rules,omitempty"`
+	// DryRun is a policy checked, after this one, on the requests this one
+	// allows; what it would refuse is logged and counted
+	// (weft_authz_dry_run_denied_total), never refused. It is how a new
+	// policy is tried on live traffic.
+	DryRun *DryRunAuthz `yaml:"dry_run,omitempty" json:"dry_run,omitempty"`
+}
+
+// DryRunAuthz is an Authz tried without being enforced (Authz.DryRun); it
+// reads the request principal from its policy's header.
+type DryRunAuthz struct {
+	Default string      `yaml:"default,omitempty" json:"default,omitempty"`
+	Rules   []AuthzRule `yaml:"rules,omitempty" json:"rules,omitempty"`
 }
 
 // AuthzRule matches requests; every set condition must hold, and a list
@@ -492,7 +504,9 @@ type AuthzRule struct {
 	// RequestPrincipals are JWT principals: exact, PREFIX* or "*" (any).
 	RequestPrincipals []string `yaml:"request_principals,omitempty" json:"request_principals,omitempty"`
 	Methods           []string `yaml:"methods,omitempty" json:"methods,omitempty"`
-	// Paths are exact ("/health") or prefixes ending in "*" ("/api/*").
+	// Paths are exact ("/health"), prefixes ending in "*" ("/api/*"), or
+	// globs where "*" matches within one segment and "**" across
+	// segments ("/users/*/orders", "/v1/**/status").
 	Paths   []string        `yaml:"paths,omitempty" json:"paths,omitempty"`
 	Headers []HeaderMatcher `yaml:"headers,omitempty" json:"headers,omitempty"`
 	// Ports are destination (listener) ports.
