@@ -3,6 +3,7 @@ package listener
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -90,12 +91,56 @@ func TestShutdownBeforeServe(t *testing.T) {
 	}
 }
 
-func TestHasHeaderLine(t *testing.T) {
-	raw := []byte("Host: a\r\nX-Transfer-Encoding: x\r\nContent-Length: 1\r\n\r\n")
-	if hasHeaderLine(raw, "transfer-encoding") {
-		t.Error("matched a header that only ends with the name")
+// TestStrictHead is the listener's strict HTTP/1.1 table: each request is
+// answered at once with the status nginx and Envoy give it, and counted.
+func TestStrictHead(t *testing.T) {
+	rej := &Rejects{}
+	l, err := Listen(Options{Name: "t", Address: "127.0.0.1:0", Limits: config.Limits{MaxHeadersCount: 5}, Rejects: rej,
+		Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !hasHeaderLine([]byte("Transfer-Encoding: chunked\r\n"), "transfer-encoding") {
-		t.Error("missed the header")
+	go l.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+	})
+	addr := l.Addr().String()
+	hdrs := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "X-%d: v\r\n", i)
+		}
+		return b.String()
+	}
+	cases := []struct {
+		name, raw string
+		want      int
+		why       Reason // counted when want is not 200
+	}{
+		{"fine", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", 200, 0},
+		{"token punctuation", "GET / HTTP/1.1\r\nHost: a\r\nX-!#$%&'*+-.^_`|~: v\r\n\r\n", 200, 0},
+		{"space in name", "GET / HTTP/1.1\r\nHost: a\r\nX Bad: v\r\n\r\n", 400, RejectHeaderName},
+		{"space before colon", "GET / HTTP/1.1\r\nHost: a\r\nX-Bad : v\r\n\r\n", 400, RejectParse},
+		{"max headers", "GET / HTTP/1.1\r\nHost: a\r\n" + hdrs(4) + "\r\n", 200, 0},
+		{"one header over", "GET / HTTP/1.1\r\nHost: a\r\n" + hdrs(5) + "\r\n", 431, RejectHeaderCount},
+		{"HTTP/1.7", "GET / HTTP/1.7\r\nHost: a\r\n\r\n", 505, RejectVersion},
+		{"HTTP/2.0 on HTTP/1", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505, RejectVersion},
+		{"HTTP/0.9", "GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505, RejectVersion},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n", 400, RejectObsFold},
+		{"bare LF line, CRLF end", "GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n", 400, RejectBareLF},
+		{"CL and TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, RejectFraming},
+	}
+	for _, c := range cases {
+		before := rej.Count(c.why)
+		if got := send(t, addr, c.raw); got != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+			continue
+		}
+		if c.want != 200 && rej.Count(c.why) != before+1 {
+			t.Errorf("%s: %s counted %d times, want once more than %d", c.name, c.why, rej.Count(c.why), before)
+		}
 	}
 }
