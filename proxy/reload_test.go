@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,5 +314,75 @@ func TestReloadLimits(t *testing.T) {
 	err := apply(strings.Replace(base, "max_header_bytes: 4096", "max_header_bytes: 8192", 1))
 	if err == nil || !strings.Contains(err.Error(), "max_header_bytes") {
 		t.Fatalf("changing a bind-time limit: %v", err)
+	}
+}
+
+// TestReloadWithBusyNeighbour: another file in the config's directory
+// written without pause (an access log under load) neither holds back nor
+// triggers a reload: each edit of the config applies while it is written.
+// The time from an edit to the new version is logged, not asserted.
+func TestReloadWithBusyNeighbour(t *testing.T) {
+	a, b, c := testserver.Start(t, "a"), testserver.Start(t, "b"), testserver.Start(t, "c")
+	vars := map[string]string{"a": a.Addr, "b": b.Addr, "c": c.Addr}
+	addr := freePort(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, expand(reloadConfig(addr, "a", 100), vars))
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.LoadFile(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	// The watcher's default debounce (200 ms), as the sidecar runs it.
+	if err := p.WatchFile(ctx, path, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// The neighbour: appends lines without pause until the test ends (or a
+	// bound, so a stuck test cannot fill the disk).
+	log, err := os.Create(filepath.Join(dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	var writes atomic.Int64
+	go func() {
+		defer close(done)
+		line := []byte(strings.Repeat("x", 100) + "\n")
+		for i := 0; i < 5_000_000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := log.Write(line); err != nil {
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		_ = log.Close()
+	})
+	eventually(t, 5*time.Second, "the neighbour to be busy", func() bool { return writes.Load() > 1000 })
+
+	cl := &fasthttp.Client{}
+	for i, to := range []string{"c", "a", "c"} {
+		v := p.Version()
+		n := writes.Load()
+		start := time.Now()
+		writeConfig(t, dir, expand(reloadConfig(addr, to, 100-i), vars))
+		eventually(t, 10*time.Second, fmt.Sprintf("edit %d to apply while the neighbour is written", i), func() bool { return p.Version() != v })
+		took := time.Since(start)
+		if _, body, _ := get(t, cl, "http://"+addr+"/"); body != to && body != "b" {
+			t.Fatalf("edit %d: answered by %q, want %q", i, body, to)
+		}
+		t.Logf("edit %d applied in %v while the neighbour took %d writes", i, took.Round(time.Millisecond), writes.Load()-n)
 	}
 }
