@@ -240,6 +240,7 @@ var rejectMessages = [numReasons]string{
 	RejectObsFold:     "obsolete line folding in a header field",
 	RejectBareLF:      "header line not ended by CRLF",
 	RejectFraming:     "both Content-Length and Transfer-Encoding",
+	RejectTarget:      "userinfo in the request target",
 }
 
 // requestConfig turns per-request limits into fasthttp's per-request config.

@@ -132,6 +132,8 @@ func TestStrictHead(t *testing.T) {
 		{"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n", 400, RejectObsFold},
 		{"bare LF line, CRLF end", "GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n", 400, RejectBareLF},
 		{"CL and TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, RejectFraming},
+		{"userinfo", "GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, RejectTarget},
+		{"@ in the path", "GET http://a/u@p HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
 	}
 	for _, c := range cases {
 		before := rej.Count(c.why)

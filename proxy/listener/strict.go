@@ -32,12 +32,13 @@ const (
 	RejectObsFold                      // an obs-fold continuation line (400)
 	RejectBareLF                       // a line ended by LF alone (400)
 	RejectFraming                      // Content-Length with Transfer-Encoding (400)
+	RejectTarget                       // an absolute-form target with userinfo (400)
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"parse", "header_too_large", "body_too_large", "timeout", "version",
-	"header_name", "header_count", "obs_fold", "bare_lf", "framing",
+	"header_name", "header_count", "obs_fold", "bare_lf", "framing", "target",
 }
 
 // String is the reason's metric label.
@@ -89,6 +90,11 @@ func checkHead(h *fasthttp.RequestHeader, maxHeaders int) (status int, why Reaso
 	if p := h.Protocol(); !bytes.Equal(p, http11) && !bytes.Equal(p, http10) {
 		return fasthttp.StatusHTTPVersionNotSupported, RejectVersion, false
 	}
+	// RFC 9110 §4.2.4: userinfo in an http(s) URI is an error; fasthttp
+	// would turn it into an Authorization header the client never sent.
+	if hasUserinfo(h.RequestURI()) {
+		return fasthttp.StatusBadRequest, RejectTarget, false
+	}
 	raw := h.RawHeaders()
 	n := 0
 	te := false
@@ -129,7 +135,25 @@ func checkHead(h *fasthttp.RequestHeader, maxHeaders int) (status int, why Reaso
 	return 0, 0, true
 }
 
+// hasUserinfo reports whether an absolute-form target's authority holds
+// an "@" (origin-form and authority-form targets have none to hold).
+func hasUserinfo(target []byte) bool {
+	if len(target) == 0 || target[0] == '/' {
+		return false
+	}
+	i := bytes.Index(target, schemeSep)
+	if i < 0 {
+		return false
+	}
+	auth := target[i+len(schemeSep):]
+	if j := bytes.IndexAny(auth, "/?#"); j >= 0 {
+		auth = auth[:j]
+	}
+	return bytes.IndexByte(auth, '@') >= 0
+}
+
 var (
+	schemeSep        = []byte("://")
 	http11           = []byte("HTTP/1.1")
 	http10           = []byte("HTTP/1.0")
 	transferEncoding = []byte("transfer-encoding")
