@@ -127,6 +127,9 @@ func Listen(o Options) (*Listener, error) {
 		TCPKeepalive:                  true,
 		DisableHeaderNamesNormalizing: false,
 	}
+	// Every HTTP/1.1 connection's bytes pass the framer (h1frame.go) on
+	// their way to fasthttp; HTTP/2 ones were taken off above.
+	ln = strictListener{Listener: ln, maxHead: orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes)}
 	return &Listener{name: o.Name, ln: ln, srv: srv, h2: codec, log: o.Logger, served: make(chan struct{})}, nil
 }
 
@@ -182,6 +185,8 @@ func errorHandler(name string, log *zap.Logger, rej *Rejects) func(*fasthttp.Req
 		switch {
 		case errors.As(err, &small):
 			why, status, msg = RejectHeaderTooLarge, fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large"
+		case errors.Is(err, errBareLF):
+			why, status, msg = RejectBareLF, fasthttp.StatusBadRequest, rejectMessages[RejectBareLF]
 		case errors.Is(err, fasthttp.ErrBodyTooLarge):
 			why, status, msg = RejectBodyTooLarge, fasthttp.StatusRequestEntityTooLarge, "request body too large"
 		case errors.As(err, &te) && te.Timeout():
