@@ -6,6 +6,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/httpheader"
 )
 
 // Strict HTTP/1.1 (RFC 9110, RFC 9112). fasthttp parses the request head;
@@ -160,28 +162,4 @@ var (
 )
 
 // isToken reports whether b is an RFC 9110 §5.6.2 token.
-func isToken(b []byte) bool {
-	for _, c := range b {
-		if !IsTokenByte(c) {
-			return false
-		}
-	}
-	return len(b) > 0
-}
-
-// IsTokenByte reports whether c is an RFC 9110 tchar.
-func IsTokenByte(c byte) bool { return tchar[c] }
-
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+func isToken(b []byte) bool { return httpheader.ValidName(b) }

@@ -51,15 +51,19 @@ const (
 	eventFailClosed
 	eventPauseTimeout
 	eventBodyTooLarge
+	eventInvalidHeader
 	numEvents
 )
 
-var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large"}
+var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "invalid_header"}
 
 // pluginEvents counts host events for one plugin name (kept across reloads).
 type pluginEvents struct {
 	plugin string
 	n      [numEvents]atomic.Uint64
+	// loggedInvalidHeader: a filter's malformed header writes are logged
+	// once per plugin, not per request.
+	loggedInvalidHeader atomic.Bool
 }
 
 // metricsRegistry holds guest metrics and host events; it is the Runtime's
