@@ -244,3 +244,57 @@ clusters:
 		t.Fatalf("absolute-form admin.example with Host public.example: %d, upstream hits %d", st, up.Hits.Load())
 	}
 }
+
+// TestFilterCannotMakeAMalformedUpstreamRequest: a Wasm filter (a Go SDK
+// guest) that writes a header value with CR LF, or a :path with a space,
+// is refused; under fail_open the upstream receives the request as the
+// client sent it, under fail_closed nothing, and each write is counted.
+func TestFilterCannotMakeAMalformedUpstreamRequest(t *testing.T) {
+	up := testserver.StartRaw(t)
+	dir := t.TempDir()
+	p, url := startProxy(t, `
+filters:
+  - name: inject
+    module: {path: "{{setheader}}"}
+    config: "x-a=v\r\nx-injected: 1"
+    failure_policy: fail_closed
+  - name: badpath
+    module: {path: "{{setheader}}"}
+    config: ":path=/a b HTTP/1.1"
+    failure_policy: fail_open
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /closed}
+            route: {cluster: up}
+            filters: [inject]
+          - match: {prefix: /open}
+            route: {cluster: up}
+            filters: [badpath]
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+`, map[string]string{"up": up.Addr, "setheader": guestFile(t, dir, "setheader")})
+	addr := strings.TrimPrefix(url, "http://")
+	if st := exchangeRaw(t, addr, "GET /closed HTTP/1.1\r\nHost: a\r\nX-Request-Id: r1\r\n\r\n", 1); !slices.Equal(st, []int{503}) {
+		t.Fatalf("fail_closed: statuses %v, want [503]", st)
+	}
+	if reqs := up.Requests(); len(reqs) != 0 {
+		t.Fatalf("fail_closed: the upstream received %q", reqs)
+	}
+	if st := exchangeRaw(t, addr, "GET /open HTTP/1.1\r\nHost: a\r\nX-Request-Id: r1\r\n\r\n", 1); !slices.Equal(st, []int{200}) {
+		t.Fatalf("fail_open: statuses %v, want [200]", st)
+	}
+	if reqs, want := up.Requests(), []string{fwd("GET /open HTTP/1.1", "Host: a\r\n", "")}; !slices.Equal(reqs, want) {
+		t.Fatalf("fail_open: the upstream received\n%q\nwant\n%q", reqs, want)
+	}
+	for _, plugin := range []string{"inject", "badpath"} {
+		if v, _ := metricValue(t, p, "weft_wasm_events_total", "plugin", plugin, "event", "invalid_header"); v != 1 {
+			t.Errorf("%s: invalid_header = %v, want 1", plugin, v)
+		}
+	}
+}
