@@ -96,38 +96,48 @@ func (f *h1Framer) scan(p []byte) (int, bool) {
 				f.st = stChunkSize
 			}
 		default: // line-oriented: stHead, stChunkSize, stTrailer
-			c := p[i]
-			if c == '\n' {
-				if !f.cr {
-					if f.st == stChunkSize {
-						f.st = stPass // fasthttp refuses a bare LF there itself
-						continue
-					}
-					return i, false
+			// A line at a time (IndexByte is vectorised): heads are on every
+			// request's path.
+			j := bytes.IndexByte(p[i:], '\n')
+			seg := p[i:]
+			if j >= 0 {
+				seg = p[i : i+j]
+			}
+			if f.cr && len(seg) > 0 {
+				f.st = stPass // a CR inside a line: fasthttp refuses it
+				continue
+			}
+			crEnd := f.cr && j == 0
+			if k := bytes.IndexByte(seg, '\r'); k >= 0 {
+				if k != len(seg)-1 {
+					f.st = stPass // a CR inside a line: fasthttp refuses it
+					continue
 				}
-				i++
-				f.endLine()
-				continue
+				seg, crEnd = seg[:k], true
 			}
-			if f.cr { // a CR inside a line: fasthttp refuses it
-				f.st = stPass
-				continue
-			}
-			i++
 			if f.st == stHead {
-				if f.headLen++; f.maxHead > 0 && f.headLen > f.maxHead {
+				if f.headLen += len(seg) + 1; f.maxHead > 0 && f.headLen > f.maxHead {
 					f.st = stPass // fasthttp answers 431 and closes
 					continue
 				}
 			}
-			if c == '\r' {
-				f.cr = true
-				continue
-			}
 			if f.n < lineKeep {
-				f.line[f.n] = c
+				copy(f.line[f.n:], seg)
 			}
-			f.n++
+			f.n += len(seg)
+			if j < 0 {
+				f.cr = crEnd
+				return len(p), true
+			}
+			if !crEnd {
+				if f.st == stChunkSize {
+					f.st = stPass // fasthttp refuses a bare LF there itself
+					continue
+				}
+				return i + j, false
+			}
+			i += j + 1
+			f.endLine()
 		}
 	}
 	return len(p), true
@@ -195,16 +205,25 @@ func (f *h1Framer) headLine(line []byte, whole bool) {
 		f.st = stPass // fasthttp refuses it
 		return
 	}
-	name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
-	switch {
-	case bytes.EqualFold(name, []byte("content-length")):
-		n, ok := decimal(value)
+	// Only three names matter; their lengths differ, so most lines are
+	// passed over on a length compare.
+	name := line[:colon]
+	switch len(name) {
+	case len("content-length"):
+		if !bytes.EqualFold(name, []byte("content-length")) {
+			return
+		}
+		n, ok := decimal(trimOWS(line[colon+1:]))
 		if !whole || !ok || f.cl >= 0 {
 			f.st = stPass
 			return
 		}
 		f.cl = n
-	case bytes.EqualFold(name, []byte("transfer-encoding")):
+	case len("transfer-encoding"):
+		if !bytes.EqualFold(name, []byte("transfer-encoding")) {
+			return
+		}
+		value := trimOWS(line[colon+1:])
 		switch {
 		case whole && bytes.EqualFold(value, []byte("chunked")):
 			f.chunked = true
@@ -212,9 +231,22 @@ func (f *h1Framer) headLine(line []byte, whole bool) {
 		default:
 			f.st = stPass
 		}
-	case bytes.EqualFold(name, []byte("upgrade")):
-		f.upgrade = true
+	case len("upgrade"):
+		if bytes.EqualFold(name, []byte("upgrade")) {
+			f.upgrade = true
+		}
 	}
+}
+
+// trimOWS trims spaces and tabs from both ends.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // decimal parses a Content-Length value as fasthttp does: digits only.
