@@ -144,7 +144,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 	p.rejects = &listener.Rejects{}
 	for _, r := range listener.Reasons() {
 		p.metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "weft_http1_rejected_total", Help: "HTTP/1.1 requests refused before routing (malformed or over a listener limit), by reason.",
+			Name: "weft_downstream_rejected_total", Help: "Downstream requests refused before routing (malformed, or over a listener limit), by reason.",
 			ConstLabels: prometheus.Labels{"reason": r.String()},
 		}, func() float64 { return float64(p.rejects.Count(r)) }))
 	}

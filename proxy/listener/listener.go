@@ -76,6 +76,10 @@ func Listen(o Options) (*Listener, error) {
 		return nil, fmt.Errorf("listener %q: %w", o.Name, err)
 	}
 	h2on := o.H2 != nil && o.H2.Handler != nil && !o.H2.Settings.Disabled
+	rej := o.Rejects
+	if rej == nil {
+		rej = &Rejects{}
+	}
 	sel := o.TLSSelect
 	if sel == nil && o.TLS != nil {
 		mode, cfg := o.TLSMode, o.TLS
@@ -94,7 +98,9 @@ func Listen(o Options) (*Listener, error) {
 	handler := o.Handler
 	var codec *h2codec
 	if h2on {
-		codec = newH2Codec(o.H2, lim, o.Logger)
+		h2o := *o.H2
+		h2o.Handler = headerCountGuard(h2o.Handler, o.Name, o.Logger, rej, o.RequestLimits, o.Limits)
+		codec = newH2Codec(&h2o, lim, o.Logger)
 		ln = newH2Listener(ln, codec, orDur(lim.ReadTimeout.D(), DefaultReadTimeout))
 		next := handler
 		handler = func(ctx *fasthttp.RequestCtx) {
@@ -102,10 +108,6 @@ func Listen(o Options) (*Listener, error) {
 				next(ctx)
 			}
 		}
-	}
-	rej := o.Rejects
-	if rej == nil {
-		rej = &Rejects{}
 	}
 	srv := &fasthttp.Server{
 		Handler:                       guard(handler, o.Name, o.Logger, rej, o.RequestLimits, o.Limits),

@@ -3,6 +3,7 @@ package listener
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -151,5 +153,46 @@ func TestStrictHead(t *testing.T) {
 		if c.want != 200 && rej.Count(c.why) != before+1 {
 			t.Errorf("%s: %s counted %d times, want once more than %d", c.name, c.why, rej.Count(c.why), before)
 		}
+	}
+}
+
+// max_headers_count holds HTTP/2 requests too.
+func TestHTTP2HeaderCount(t *testing.T) {
+	rej := &Rejects{}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	l, err := Listen(Options{Name: "t", Address: "127.0.0.1:0", Limits: config.Limits{MaxHeadersCount: 8}, Rejects: rej,
+		Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, H2: &H2Options{Handler: ok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+	})
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	// n headers, plus the User-Agent and Accept-Encoding the client adds
+	// and :authority: 8 is the limit.
+	for _, c := range []struct{ n, want int }{{5, 200}, {6, 431}} {
+		req, _ := http.NewRequest("GET", "http://"+l.Addr().String()+"/", nil)
+		for i := range c.n {
+			req.Header.Set(fmt.Sprintf("X-%d", i), "v")
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want || resp.ProtoMajor != 2 {
+			t.Errorf("%d headers: %s %d, want HTTP/2 %d", c.n, resp.Proto, resp.StatusCode, c.want)
+		}
+	}
+	if rej.Count(RejectHeaderCount) != 1 {
+		t.Errorf("header_count counted %d, want 1", rej.Count(RejectHeaderCount))
 	}
 }

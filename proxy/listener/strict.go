@@ -2,11 +2,13 @@ package listener
 
 import (
 	"bytes"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/httpheader"
 )
 
@@ -75,9 +77,33 @@ func (s *Rejects) Count(r Reason) int64 { return s.n[r].Load() }
 func (s *Rejects) add(r Reason, listener string, log *zap.Logger, remote func() string) {
 	s.n[r].Add(1)
 	if !s.logged[r].Load() && s.logged[r].CompareAndSwap(false, true) {
-		log.Warn("refused a malformed HTTP/1.1 request (logged once per reason; counted in weft_http1_rejected_total)",
+		log.Warn("refused a malformed request (logged once per reason; counted in weft_downstream_rejected_total)",
 			zap.String("listener", listener), zap.Stringer("reason", r), zap.String("remote", remote()))
 	}
+}
+
+// headerCountGuard holds an HTTP/2 request to max_headers_count, as guard
+// holds an HTTP/1.1 one (x/net/http2 bounds only the header list's bytes).
+func headerCountGuard(next http.Handler, name string, log *zap.Logger, rej *Rejects, limits func() config.Limits, bound config.Limits) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l := bound
+		if limits != nil {
+			l = limits()
+		}
+		n, max := 0, orInt(l.MaxHeadersCount, DefaultMaxHeadersCount)
+		for _, vs := range r.Header {
+			n += len(vs)
+		}
+		if r.Host != "" {
+			n++ // :authority, which net/http keeps apart as Host
+		}
+		if n > max {
+			rej.add(RejectHeaderCount, name, log, func() string { return r.RemoteAddr })
+			http.Error(w, rejectMessages[RejectHeaderCount], http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // DefaultMaxHeadersCount is max_headers_count when it is zero (Envoy's
