@@ -3,7 +3,6 @@ package listener
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -171,9 +169,8 @@ func TestHTTP2HeaderCount(t *testing.T) {
 		defer cancel()
 		_ = l.Shutdown(ctx)
 	})
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true) // prior knowledge
 	t.Cleanup(tr.CloseIdleConnections)
 	cl := &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	// n headers, plus the User-Agent and Accept-Encoding the client adds
