@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -384,5 +385,72 @@ func TestReloadWithBusyNeighbour(t *testing.T) {
 			t.Fatalf("edit %d: answered by %q, want %q", i, body, to)
 		}
 		t.Logf("edit %d applied in %v while the neighbour took %d writes", i, took.Round(time.Millisecond), writes.Load()-n)
+	}
+}
+
+// TestReloadOnModuleEdit: the watcher tracks the Wasm modules the config
+// names, in another directory too; a module whose bytes change is
+// reloaded though the config file is untouched.
+func TestReloadOnModuleEdit(t *testing.T) {
+	bin, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Skip("wat2wasm (wabt) is not installed: apt-get install -y wabt")
+	}
+	mods := t.TempDir()
+	mod := filepath.Join(mods, "headers.wasm")
+	if b, err := exec.Command(bin, filepath.Join("wasm", "testdata", "headers.wat"), "-o", mod).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s", err, b)
+	}
+	up := testserver.Start(t, "up")
+	addr := freePort(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf(`
+filters:
+  - name: headers
+    module: {path: %q}
+listeners:
+  - name: main
+    address: %s
+    filters: [headers]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: %q}]
+`, mod, addr, up.Addr))
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: time.Second, WasmCacheDir: guestbuild.CompileCacheDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.LoadFile(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := p.WatchFile(ctx, path, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	applied := func() float64 { v, _ := metricValue(t, p, "weft_config_reloads_total", "result", "applied"); return v }
+	before := applied()
+	// The same module with a custom section appended: new bytes, same code.
+	b, err := os.ReadFile(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := mod + ".tmp"
+	if err := os.WriteFile(tmp, append(b, 0, 6, 4, 'w', 'e', 'f', 't', 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, mod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the module edit to be applied", func() bool { return applied() > before })
+	if _, _, h := get(t, &fasthttp.Client{}, "http://"+addr+"/"); h == nil || string(h.Peek("X-Resp")) != "on" {
+		t.Fatal("the reloaded module does not serve")
 	}
 }
