@@ -44,6 +44,12 @@ func (p *Proxy) WatchFile(ctx context.Context, path string, debounce time.Durati
 	if err != nil {
 		return err
 	}
+	// The config's own directory must be watchable; a module's directory
+	// that is not only costs its edits until the next config edit.
+	if err := w.Track([]string{path}, filepath.Dir(path)); err != nil {
+		_ = w.Close()
+		return err
+	}
 	raw, _ := os.ReadFile(path)
 	cfg, _ := config.Parse(path, raw)
 	modules := moduleFiles(path, cfg)

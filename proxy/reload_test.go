@@ -91,9 +91,11 @@ func TestHotReloadUnderLoadAndInvalidReload(t *testing.T) {
 	// Shift traffic a → c over several reloads while the load runs.
 	v0 := p.Version()
 	for i, w := range []int{90, 50, 10} {
-		writeConfig(t, dir, expand(reloadConfig(addr, "c", w), vars))
+		// The version before the write: the reload may land before this
+		// goroutine runs again.
 		prev := p.Version()
-		eventually(t, 5*time.Second, fmt.Sprintf("reload %d", i), func() bool { return p.Version() != prev })
+		writeConfig(t, dir, expand(reloadConfig(addr, "c", w), vars))
+		eventually(t, 10*time.Second, fmt.Sprintf("reload %d", i), func() bool { return p.Version() != prev })
 	}
 	eventually(t, 5*time.Second, "traffic to c", func() bool { return c.Hits.Load() > 50 })
 
