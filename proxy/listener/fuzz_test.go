@@ -3,6 +3,7 @@ package listener
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -86,6 +87,67 @@ func FuzzCheckHead(f *testing.F) {
 		// User-Agent, ...) and the Content-Length it computes.
 		if n > max+4 {
 			t.Fatalf("accepted %d fields, max %d", n, max)
+		}
+	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// FuzzH1FramerAgreesWithFasthttp: request by request, where fasthttp (as
+// the server reads: head, then the body its framing says) ends a request
+// the framer is at the start of a head too, unless it stopped framing; and
+// it refuses a request fasthttp parsed only at a bare LF.
+func FuzzH1FramerAgreesWithFasthttp(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n\n\nPOST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cr := &countingReader{r: bytes.NewReader(data)}
+		br := bufio.NewReaderSize(cr, 4096)
+		fr := h1Framer{maxHead: 4096, cl: -1}
+		off := 0
+		var req fasthttp.Request
+		for off < len(data) {
+			req.Reset()
+			err := req.Header.Read(br)
+			if err == nil {
+				err = req.ContinueReadBody(br, 1<<20, false)
+			}
+			if err != nil {
+				return
+			}
+			end := cr.n - br.Buffered()
+			k, ok := fr.scan(data[off:end])
+			if !ok {
+				// Only for a bare LF, which fasthttp accepts on the request
+				// line and checkHead cannot see there.
+				if i := off + k; data[i] != '\n' || (i > 0 && data[i-1] == '\r') {
+					t.Fatalf("the framer refused %q at %d: not a bare LF", data[off:end], k)
+				}
+				return
+			}
+			if fr.st == stPass {
+				return
+			}
+			if _, _, accepted := checkHead(&req.Header, 100); !accepted {
+				return // the listener closes the connection here
+			}
+			if fr.st != stHead || fr.lineNo != 0 || fr.n != 0 {
+				t.Fatalf("out of step after %q (fasthttp's request): state %d, line %d", data[off:end], fr.st, fr.lineNo)
+			}
+			off = end
 		}
 	})
 }
