@@ -127,17 +127,9 @@ func (w *Watcher) Run(ctx context.Context, changed func()) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	pending := false
-	var first time.Time
+	db := debounce{d: w.o.Debounce}
 	poke := func() {
-		now := time.Now()
-		if !pending {
-			pending, first = true, now
-			timer.Reset(w.o.Debounce)
-			return
-		}
-		// Push the deadline on, but never past the cap.
-		if now.Add(w.o.Debounce).Sub(first) <= maxWaitFactor*w.o.Debounce {
+		if db.event(time.Now()) {
 			timer.Stop()
 			timer.Reset(w.o.Debounce)
 		}
@@ -163,11 +155,32 @@ func (w *Watcher) Run(ctx context.Context, changed func()) {
 			}
 			w.o.Logger.Warn("file watch", zap.Error(err))
 		case <-timer.C:
-			pending = false
+			db.fired()
 			changed()
 		}
 	}
 }
+
+// debounce decides when a relevant event (re)arms the timer.
+type debounce struct {
+	d       time.Duration
+	pending bool
+	first   time.Time // the first event since the last change reported
+}
+
+// event reports whether an event at now arms the timer for d: the first
+// one does, and each later one pushes it on, but never past maxWaitFactor
+// debounces after the first.
+func (b *debounce) event(now time.Time) bool {
+	if !b.pending {
+		b.pending, b.first = true, now
+		return true
+	}
+	return now.Add(b.d).Sub(b.first) <= maxWaitFactor*b.d
+}
+
+// fired records that the timer went off (the change is being reported).
+func (b *debounce) fired() { b.pending = false }
 
 // linkChain is path (absolute, cleaned) with every symlink met on the way
 // to the file it names, the link targets, and the real path: an event on

@@ -146,3 +146,26 @@ func poll(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The debounce is capped: a stream of relevant events (a tracked file
+// written without pause) cannot hold a change back for ever.
+func TestDebounceIsCapped(t *testing.T) {
+	const d = 200 * time.Millisecond
+	t0 := time.Unix(1000, 0)
+	b := debounce{d: d}
+	if !b.event(t0) {
+		t.Fatal("the first event does not arm the timer")
+	}
+	// Events every 10 ms push the deadline on until first+5d.
+	var last time.Time
+	for at := t0.Add(10 * time.Millisecond); b.event(at); at = at.Add(10 * time.Millisecond) {
+		last = at
+	}
+	if want := t0.Add(4 * d); last.Before(want.Add(-10*time.Millisecond)) || last.After(want) {
+		t.Fatalf("events pushed the deadline on until %v after the first, want %v", last.Sub(t0), want.Sub(t0))
+	}
+	b.fired()
+	if !b.event(t0.Add(time.Hour)) {
+		t.Fatal("after a change is reported, the next event does not arm the timer")
+	}
+}
