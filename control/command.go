@@ -44,6 +44,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	caKey := fs.String("ca-key", "", "the root CA's private key (PEM)")
 	intermediate := fs.Bool("ca-intermediate", false, "sign sidecar certificates with an intermediate CA under the root")
 	propagation := fs.Duration("ca-propagation", time.Minute, "after POST /v1/ca/rotate, how long the new root is only trusted before it signs (longer than sidecars' -bundle-poll)")
+	regSecret := fs.String("registry-secret", "", "docker config.json with credentials for pulling Filter modules named by oci")
+	regCA := fs.String("registry-ca", "", "PEM bundle trusted for OCI registries' TLS, beside the system roots")
+	verifyKeys := fs.String("verify-key", "", "comma-separated PEM public keys: every Filter module pulled by oci must be signed (cosign format) by one of them")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
 		fs.PrintDefaults()
@@ -74,7 +77,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			hosts = append(hosts, h)
 		}
 	}
-	s, err := server.Start(ctx, server.Options{Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
+	var keys []string
+	for _, k := range strings.Split(*verifyKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	s, err := server.Start(ctx, server.Options{RegistrySecret: *regSecret, RegistryCA: *regCA, VerifyKeys: keys, Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
 		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log, CA: caOpts,
 		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL})
 	if err != nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
-	"github.com/weftmesh/weft/sdk/filtertest"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -39,6 +38,8 @@ Usage:
   weft control -data DIR    run the control plane (file- and API-driven)
   weft ctl ...              operate the control plane (apply, get, status, set-weight, ...)
   weft filter run|test F    run or test a Wasm filter on its own
+  weft filter push|pull|sign|verify|keygen
+                            Wasm modules in OCI registries, signed in cosign's format
   weft validate FILE...     check sidecar configs and mesh resource files; exit 1 with file:line errors
   weft demo [--for 30s]     run a mesh on loopback: sidecars, plugins, control plane, a live canary shift
   weft bench [flags]        benchmark the proxy against the direct path and peers
@@ -68,7 +69,7 @@ func main() {
 	case "ctl":
 		err = ctl.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "filter":
-		err = filtertest.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		err = runFilter(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "version", "--version", "-v":
 		fmt.Println("weft", version)
 	case "help", "-h", "--help":

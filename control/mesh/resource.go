@@ -277,9 +277,29 @@ type FilterSpec struct {
 	Order int `yaml:"order,omitempty" json:"order,omitempty"`
 }
 
-// ModuleRef names a module in the registry by its sha256 (64 hex digits).
+// ModuleRef names a module in the registry by its sha256 (64 hex digits),
+// or an OCI image the control plane pulls into its registry when the
+// resource is written; the write then pins SHA256 (the module) and Manifest
+// (the digest the reference resolved to), and sidecars get only the digest.
 type ModuleRef struct {
-	SHA256 string `yaml:"sha256" json:"sha256"`
+	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+	// OCI is an image reference (REGISTRY/REPO:TAG, @sha256:HEX, or both).
+	OCI string `yaml:"oci,omitempty" json:"oci,omitempty"`
+	// PullPolicy: "if_not_present" (default) or "always" (a tag is resolved
+	// again on every write of the resource).
+	PullPolicy string `yaml:"pull_policy,omitempty" json:"pull_policy,omitempty"`
+	// Manifest is the manifest digest OCI resolved to, set by the control
+	// plane (read-only; a value written is replaced).
+	Manifest string `yaml:"manifest,omitempty" json:"manifest,omitempty"`
+	// Verify requires a cosign-format signature of the manifest by one of
+	// these PEM public keys, beside any the control plane requires of every
+	// module (weft control -verify-key).
+	Verify *ModuleVerify `yaml:"verify,omitempty" json:"verify,omitempty"`
+}
+
+// ModuleVerify is a Filter's signature policy: PEM public keys, inline.
+type ModuleVerify struct {
+	Keys []string `yaml:"keys" json:"keys"`
 }
 
 // Selector picks sidecars. At least one of All, Services, Nodes is set.

@@ -3,6 +3,7 @@ package mesh
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/weftmesh/weft/proxy/wasm/oci"
 	"net"
 	"regexp"
 	"strconv"
@@ -435,6 +436,31 @@ func (c *checker) filterRef(field, name string) {
 
 func (c *checker) filter(f *FilterSpec) {
 	d := strings.ToLower(strings.TrimPrefix(f.Module.SHA256, "sha256:"))
+	if f.Module.OCI != "" {
+		if _, _, err := oci.ParseRef(f.Module.OCI); err != nil {
+			c.errf("spec.module.oci", "%q is not an image reference: %v", f.Module.OCI, err)
+		}
+		switch f.Module.PullPolicy {
+		case "", oci.IfNotPresent, oci.Always:
+		default:
+			c.errf("spec.module.pull_policy", "unknown value %q; want %s or %s", f.Module.PullPolicy, oci.IfNotPresent, oci.Always)
+		}
+		if v := f.Module.Verify; v != nil {
+			if len(v.Keys) == 0 {
+				c.errf("spec.module.verify.keys", "list at least one PEM public key")
+			}
+			for i, k := range v.Keys {
+				if _, err := oci.ParsePublicKeys([]byte(k)); err != nil {
+					c.errf(fmt.Sprintf("spec.module.verify.keys[%d]", i), "%v", err)
+				}
+			}
+		}
+		if d == "" && c.o.HasModule == nil {
+			return // offline validation: the control plane pulls it on write
+		}
+	} else if f.Module.PullPolicy != "" || f.Module.Verify != nil || f.Module.Manifest != "" {
+		c.errf("spec.module", "pull_policy, verify and manifest apply only to a module by oci")
+	}
 	if b, err := hex.DecodeString(d); err != nil || len(b) != 32 {
 		c.errf("spec.module.sha256", "sha256 must be 64 hex digits, got %q", f.Module.SHA256)
 	} else if c.o.HasModule != nil && !c.o.HasModule(d) {

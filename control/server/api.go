@@ -212,6 +212,10 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, c store.Change) {
 	c.Who, c.Source = who(r), store.SourceAPI
+	if err := s.resolveModules(r.Context(), c.Puts); err != nil {
+		writeStoreError(w, err)
+		return
+	}
 	res, err := s.store.Apply(c)
 	if err != nil {
 		writeStoreError(w, err)

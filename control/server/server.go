@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
 	"github.com/weftmesh/weft/control/telemetry"
+	"github.com/weftmesh/weft/proxy/wasm/oci"
 )
 
 // Defaults.
@@ -75,7 +77,13 @@ type Options struct {
 	UsersFile string
 	// JoinTokenTTL is a join token's default lifetime (default 1h).
 	JoinTokenTTL time.Duration
-	Logger       *zap.Logger
+	// RegistrySecret (a docker config.json) and RegistryCA (PEM) are used
+	// to pull Filter modules named by oci.
+	RegistrySecret, RegistryCA string
+	// VerifyKeys are PEM public-key files: when set, every module pulled by
+	// oci must carry a cosign-format signature by one of them.
+	VerifyKeys []string
+	Logger     *zap.Logger
 }
 
 // Server is a running control plane.
@@ -93,6 +101,10 @@ type Server struct {
 	nodes  *tracker
 	ca     *ca.CA
 	tokens *ca.Tokens
+	// modules pulls Filter modules named by oci (cache in DATA/oci);
+	// verifyKeys are the mesh-wide signature keys.
+	modules    *oci.Puller
+	verifyKeys []crypto.PublicKey
 	// meshTLS compiles mTLS and Policy into sidecar configs (Options.CA set).
 	meshTLS bool
 	// serving is the API's TLS certificate (nil with Insecure).
@@ -146,6 +158,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if s.reg, err = registry.Open(filepath.Join(o.DataDir, "modules")); err != nil {
 		return nil, err
 	}
+	s.modules = oci.NewPuller(oci.Options{CacheDir: filepath.Join(o.DataDir, "oci")})
+	if len(o.VerifyKeys) > 0 {
+		if s.verifyKeys, err = oci.LoadPublicKeys(o.VerifyKeys...); err != nil {
+			return nil, fmt.Errorf("control: -verify-key: %w", err)
+		}
+	}
 	if s.ln, err = net.Listen("tcp", o.Addr); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
@@ -195,7 +213,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if o.ConfigDir != "" {
-		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger}); err != nil {
+		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger,
+			Prepare: func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }}); err != nil {
 			s.cancel()
 			return fail(err)
 		}

@@ -234,10 +234,13 @@ type Mirror struct {
 	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty"` // default 100
 }
 
-// RetryPolicy says when and how often a request is tried again.
+// RetryPolicy says when and how often a request is tried again. A route
+// without one gets DefaultRetryOn: tries that got no answer (the endpoint
+// refused the connection, or it broke) are retried on another endpoint.
 type RetryPolicy struct {
-	// Attempts is the number of retries after the first try (default 2 when a
-	// policy is present).
+	// Disabled turns retries off, the default ones included.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Attempts is the number of retries after the first try (default 2).
 	Attempts int `yaml:"attempts,omitempty" json:"attempts,omitempty"`
 	// On: "5xx", "gateway-error", "connect-failure", "reset",
 	// "retriable-status-codes".
@@ -355,7 +358,10 @@ type GRPCHealthCheck struct {
 }
 
 // OutlierDetection ejects endpoints that fail passively observed requests.
+// It is on with its defaults when a cluster does not configure it.
 type OutlierDetection struct {
+	// Disabled turns passive ejection off.
+	Disabled                 bool     `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	Consecutive5xx           int      `yaml:"consecutive_5xx,omitempty" json:"consecutive_5xx,omitempty"`                       // default 5
 	ConsecutiveGatewayErrors int      `yaml:"consecutive_gateway_errors,omitempty" json:"consecutive_gateway_errors,omitempty"` // default 0 (off)
 	Interval                 Duration `yaml:"interval,omitempty" json:"interval,omitempty"`                                     // default 10s
@@ -399,12 +405,34 @@ type Filter struct {
 	MaxBodyBytes int `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
 }
 
-// Module locates a Wasm module: a path relative to the config file, or a URL
-// (fetched, then verified against SHA256, which a URL requires).
+// Module locates a Wasm module: a path relative to the config file, a URL
+// (fetched, then verified against SHA256, which a URL requires), or an OCI
+// image reference (pulled from its registry and cached by digest).
 type Module struct {
 	Path   string `yaml:"path,omitempty" json:"path,omitempty"`
 	URL    string `yaml:"url,omitempty" json:"url,omitempty"`
 	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+	// OCI is an image reference: REGISTRY/REPO:TAG, REGISTRY/REPO@sha256:HEX,
+	// or both (a tag pinned to a digest; refused if the tag has moved).
+	OCI string `yaml:"oci,omitempty" json:"oci,omitempty"`
+	// PullPolicy is "if_not_present" (default: a reference pulled before
+	// is served from the cache) or "always" (a tag is resolved again on
+	// every load; the blob is fetched only if its digest is new).
+	PullPolicy string `yaml:"pull_policy,omitempty" json:"pull_policy,omitempty"`
+	// PullSecret is a docker config.json with the registry's credentials
+	// (relative to the config file); empty: the user's docker config.
+	PullSecret string `yaml:"pull_secret,omitempty" json:"pull_secret,omitempty"`
+	// CAFile is a PEM bundle trusted for the registry's TLS, beside the
+	// system roots.
+	CAFile string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
+	// Verify requires a cosign-format signature of the module's manifest
+	// by one of these public keys (PEM files, relative to the config file).
+	Verify *ModuleVerify `yaml:"verify,omitempty" json:"verify,omitempty"`
+}
+
+// ModuleVerify is a module's signature policy.
+type ModuleVerify struct {
+	Keys []string `yaml:"keys" json:"keys"`
 }
 
 // ListenerTLS configures mTLS on a listener.
