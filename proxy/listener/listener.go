@@ -235,6 +235,10 @@ func guard(next fasthttp.RequestHandler, name string, log *zap.Logger, rej *Reje
 			ctx.SetConnectionClose()
 			return
 		}
+		// The request goes upstream as it came: fasthttp would otherwise
+		// write a Content-Type the client never sent on any request with a
+		// body (application/octet-stream).
+		ctx.Request.Header.SetNoDefaultContentType(true)
 		next(ctx)
 	}
 }
