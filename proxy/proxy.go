@@ -68,6 +68,9 @@ type Proxy struct {
 	// h2Stats counts HTTP/2 connections and protocol errors over every
 	// listener.
 	h2Stats *listener.H2Stats
+	// rejects counts HTTP/1.1 requests the listeners refused before the
+	// handler (malformed, over a limit), by reason.
+	rejects *listener.Rejects
 	// draining is set when Shutdown begins (Ready is then false).
 	draining atomic.Bool
 }
@@ -144,6 +147,13 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "weft_http2_protocol_errors_total", Help: "HTTP/2 protocol errors answered with RST_STREAM or GOAWAY."},
 			func() float64 { return float64(p.h2Stats.Errors.Load()) }))
 	p.metrics.Registry().MustRegister(p.tcpMetrics.Collectors()...)
+	p.rejects = &listener.Rejects{}
+	for _, r := range listener.Reasons() {
+		p.metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "weft_downstream_rejected_total", Help: "Downstream requests refused before routing (malformed, or over a listener limit), by reason.",
+			ConstLabels: prometheus.Labels{"reason": r.String()},
+		}, func() float64 { return float64(p.rejects.Count(r)) }))
+	}
 	return p, nil
 }
 
@@ -211,7 +221,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 		if proto == "tcp" {
 			l, err = tcpproxy.Listen(tcpproxy.Options{Name: lc.Name, Address: lc.Address, Route: rl.tcpRoute, TLSSelect: rl.tlsSelect, Logger: p.log})
 		} else {
-			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect, RequestLimits: rl.requestLimits,
+			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect, RequestLimits: rl.requestLimits, Rejects: p.rejects,
 				H2: &listener.H2Options{Handler: http.HandlerFunc(rl.serveH2), Settings: lc.HTTP2, Stats: p.h2Stats}})
 		}
 		if err != nil && ok && old.address == lc.Address {

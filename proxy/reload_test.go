@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,9 +91,11 @@ func TestHotReloadUnderLoadAndInvalidReload(t *testing.T) {
 	// Shift traffic a → c over several reloads while the load runs.
 	v0 := p.Version()
 	for i, w := range []int{90, 50, 10} {
-		writeConfig(t, dir, expand(reloadConfig(addr, "c", w), vars))
+		// The version before the write: the reload may land before this
+		// goroutine runs again.
 		prev := p.Version()
-		eventually(t, 5*time.Second, fmt.Sprintf("reload %d", i), func() bool { return p.Version() != prev })
+		writeConfig(t, dir, expand(reloadConfig(addr, "c", w), vars))
+		eventually(t, 10*time.Second, fmt.Sprintf("reload %d", i), func() bool { return p.Version() != prev })
 	}
 	eventually(t, 5*time.Second, "traffic to c", func() bool { return c.Hits.Load() > 50 })
 
@@ -313,6 +317,143 @@ func TestReloadLimits(t *testing.T) {
 	err := apply(strings.Replace(base, "max_header_bytes: 4096", "max_header_bytes: 8192", 1))
 	if err == nil || !strings.Contains(err.Error(), "max_header_bytes") {
 		t.Fatalf("changing a bind-time limit: %v", err)
+	}
+}
+
+// TestReloadWithBusyNeighbour: another file in the config's directory
+// written without pause (an access log under load) neither holds back nor
+// triggers a reload: each edit of the config applies while it is written.
+// The time from an edit to the new version is logged, not asserted.
+func TestReloadWithBusyNeighbour(t *testing.T) {
+	a, b, c := testserver.Start(t, "a"), testserver.Start(t, "b"), testserver.Start(t, "c")
+	vars := map[string]string{"a": a.Addr, "b": b.Addr, "c": c.Addr}
+	addr := freePort(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, expand(reloadConfig(addr, "a", 100), vars))
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.LoadFile(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	// The watcher's default debounce (200 ms), as the sidecar runs it.
+	if err := p.WatchFile(ctx, path, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// The neighbour: appends lines without pause until the test ends (or a
+	// bound, so a stuck test cannot fill the disk).
+	log, err := os.Create(filepath.Join(dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	var writes atomic.Int64
+	go func() {
+		defer close(done)
+		line := []byte(strings.Repeat("x", 100) + "\n")
+		for i := 0; i < 5_000_000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := log.Write(line); err != nil {
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		_ = log.Close()
+	})
+	eventually(t, 5*time.Second, "the neighbour to be busy", func() bool { return writes.Load() > 1000 })
+
+	cl := &fasthttp.Client{}
+	for i, to := range []string{"c", "a", "c"} {
+		v := p.Version()
+		n := writes.Load()
+		start := time.Now()
+		writeConfig(t, dir, expand(reloadConfig(addr, to, 100-i), vars))
+		eventually(t, 10*time.Second, fmt.Sprintf("edit %d to apply while the neighbour is written", i), func() bool { return p.Version() != v })
+		took := time.Since(start)
+		if _, body, _ := get(t, cl, "http://"+addr+"/"); body != to && body != "b" {
+			t.Fatalf("edit %d: answered by %q, want %q", i, body, to)
+		}
+		t.Logf("edit %d applied in %v while the neighbour took %d writes", i, took.Round(time.Millisecond), writes.Load()-n)
+	}
+}
+
+// TestReloadOnModuleEdit: the watcher tracks the Wasm modules the config
+// names, in another directory too; a module whose bytes change is
+// reloaded though the config file is untouched.
+func TestReloadOnModuleEdit(t *testing.T) {
+	bin, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Skip("wat2wasm (wabt) is not installed: apt-get install -y wabt")
+	}
+	mods := t.TempDir()
+	mod := filepath.Join(mods, "headers.wasm")
+	if b, err := exec.Command(bin, filepath.Join("wasm", "testdata", "headers.wat"), "-o", mod).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s", err, b)
+	}
+	up := testserver.Start(t, "up")
+	addr := freePort(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf(`
+filters:
+  - name: headers
+    module: {path: %q}
+listeners:
+  - name: main
+    address: %s
+    filters: [headers]
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: %q}]
+`, mod, addr, up.Addr))
+	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: time.Second, WasmCacheDir: guestbuild.CompileCacheDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	if err := p.LoadFile(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := p.WatchFile(ctx, path, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	applied := func() float64 { v, _ := metricValue(t, p, "weft_config_reloads_total", "result", "applied"); return v }
+	before := applied()
+	// The same module with a custom section appended: new bytes, same code.
+	b, err := os.ReadFile(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := mod + ".tmp"
+	if err := os.WriteFile(tmp, append(b, 0, 6, 4, 'w', 'e', 'f', 't', 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, mod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the module edit to be applied", func() bool { return applied() > before })
+	if _, _, h := get(t, &fasthttp.Client{}, "http://"+addr+"/"); h == nil || string(h.Peek("X-Resp")) != "on" {
+		t.Fatal("the reloaded module does not serve")
 	}
 }
 

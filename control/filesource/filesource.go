@@ -13,15 +13,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/store"
+	"github.com/weftmesh/weft/proxy/filewatch"
 )
 
-// DefaultDebounce is how long the directory must be quiet before a sync.
-const DefaultDebounce = 200 * time.Millisecond
+// DefaultDebounce is how long the source's files must be quiet before a
+// sync.
+const DefaultDebounce = filewatch.DefaultDebounce
 
 // Options configure a Source.
 type Options struct {
@@ -70,11 +71,18 @@ func Start(ctx context.Context, o Options) (*Source, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("file source: %s is not a directory", o.Dir)
 	}
-	w, err := fsnotify.NewWatcher()
+	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("file source: %w", err)
 	}
-	if err := w.Add(o.Dir); err != nil {
+	// Only the source's own files count: a log or any other busy file in
+	// the directory must not hold a sync back (filewatch).
+	w, err := filewatch.New(filewatch.Options{Debounce: o.Debounce, Logger: o.Logger,
+		Match: func(p string) bool { return filepath.Dir(p) == dir && ownFile(filepath.Base(p)) }})
+	if err != nil {
+		return nil, fmt.Errorf("file source: %w", err)
+	}
+	if err := w.Track(nil, dir); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("file source: watching %s: %w", o.Dir, err)
 	}
@@ -84,8 +92,51 @@ func Start(ctx context.Context, o Options) (*Source, error) {
 	if err := s.Sync(); err != nil {
 		s.log.Error("file source: directory refused; the config in force stays", zap.Error(err))
 	}
-	go s.watch(ctx, w)
+	s.track(w, dir)
+	go func() {
+		defer close(s.done)
+		w.Run(ctx, func() {
+			if err := s.Sync(); err != nil {
+				s.log.Error("file source: change refused; the config in force stays", zap.Error(err))
+			}
+			s.track(w, dir)
+		})
+	}()
 	return s, nil
+}
+
+// ownFile reports whether a directory entry is one of the source's files,
+// or the ConfigMap ..data link they go through.
+func ownFile(name string) bool {
+	if name == "..data" {
+		return true
+	}
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// track follows the source's files through their symlinks, so an edit of
+// a link's target in another directory is seen too.
+func (s *Source) track(w *filewatch.Watcher, dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var files []string
+	for _, e := range ents {
+		if ownFile(e.Name()) && e.Name() != "..data" {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	if err := w.Track(files, dir); err != nil {
+		s.log.Warn("file source: a linked file's directory cannot be watched", zap.Error(err))
+	}
 }
 
 // Close stops watching and waits for the watcher to end.
@@ -99,34 +150,6 @@ func (s *Source) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.status
-}
-
-func (s *Source) watch(ctx context.Context, w *fsnotify.Watcher) {
-	defer close(s.done)
-	defer w.Close()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-w.Events:
-			if !ok {
-				return
-			}
-			timer.Reset(s.o.Debounce)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return
-			}
-			s.log.Warn("file source: watch error", zap.Error(err))
-		case <-timer.C:
-			if err := s.Sync(); err != nil {
-				s.log.Error("file source: change refused; the config in force stays", zap.Error(err))
-			}
-		}
-	}
 }
 
 // Sync reads every *.yaml, *.yml and *.json file of the directory (hidden
@@ -167,12 +190,7 @@ func readDir(dir string) ([]*mesh.Resource, string, int, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") {
-			continue
-		}
-		switch strings.ToLower(filepath.Ext(n)) {
-		case ".yaml", ".yml", ".json":
+		if n := e.Name(); n != "..data" && ownFile(n) {
 			names = append(names, n)
 		}
 	}

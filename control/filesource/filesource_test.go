@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,5 +63,54 @@ func TestSyncDebounceAndErrors(t *testing.T) {
 	}
 	if !strings.Contains(src.Status().LastError, "given twice") {
 		t.Fatalf("status: %+v", src.Status())
+	}
+}
+
+// A file written without pause beside the resources (a log) does not hold
+// a sync back.
+func TestSyncWithBusyNeighbour(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yaml", svc("a", "127.0.0.1:1"))
+	st, err := store.Open(store.Options{Compile: func(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) { return mesh.Compile(m, mesh.Options{}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := Start(context.Background(), Options{Dir: dir, Store: st, Debounce: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	log, err := os.Create(filepath.Join(dir, "control.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	var writes atomic.Int64
+	go func() {
+		defer close(done)
+		for i := 0; i < 5_000_000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := log.WriteString("a line of log\n"); err != nil {
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done; _ = log.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for writes.Load() < 1000 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	write(t, dir, "a.yaml", svc("a", "127.0.0.1:2"))
+	deadline = time.Now().Add(10 * time.Second)
+	for st.Revision() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the edit did not sync while the neighbour was written (%d writes)", writes.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

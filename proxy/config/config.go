@@ -126,12 +126,13 @@ type TCPProxy struct {
 // Limits bound what one listener accepts. Zero values take the defaults
 // documented in docs/config.md.
 type Limits struct {
-	MaxHeaderBytes int      `yaml:"max_header_bytes,omitempty" json:"max_header_bytes,omitempty"` // default 64 KiB
-	MaxBodyBytes   int      `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`     // default 4 MiB
-	ReadTimeout    Duration `yaml:"read_timeout,omitempty" json:"read_timeout,omitempty"`         // default 30s
-	WriteTimeout   Duration `yaml:"write_timeout,omitempty" json:"write_timeout,omitempty"`       // default 30s
-	IdleTimeout    Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`         // default 90s
-	MaxConnections int      `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`   // default 10000
+	MaxHeaderBytes  int      `yaml:"max_header_bytes,omitempty" json:"max_header_bytes,omitempty"`   // default 64 KiB
+	MaxHeadersCount int      `yaml:"max_headers_count,omitempty" json:"max_headers_count,omitempty"` // default 100; 431 over it
+	MaxBodyBytes    int      `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`       // default 4 MiB
+	ReadTimeout     Duration `yaml:"read_timeout,omitempty" json:"read_timeout,omitempty"`           // default 30s
+	WriteTimeout    Duration `yaml:"write_timeout,omitempty" json:"write_timeout,omitempty"`         // default 30s
+	IdleTimeout     Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`           // default 90s
+	MaxConnections  int      `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`     // default 10000
 }
 
 // AccessLog configures the per-request log line.

@@ -18,13 +18,14 @@ const (
 
 // The remaining defaults, in schema order.
 const (
-	defaultDirection      = "outbound"
-	defaultMaxHeaderBytes = 64 << 10
-	defaultMaxBodyBytes   = 4 << 20
-	defaultReadTimeout    = 30 * time.Second
-	defaultWriteTimeout   = 30 * time.Second
-	defaultIdleTimeout    = 90 * time.Second
-	defaultMaxConnections = 10000
+	defaultDirection       = "outbound"
+	defaultMaxHeaderBytes  = 64 << 10
+	defaultMaxHeadersCount = 100
+	defaultMaxBodyBytes    = 4 << 20
+	defaultReadTimeout     = 30 * time.Second
+	defaultWriteTimeout    = 30 * time.Second
+	defaultIdleTimeout     = 90 * time.Second
+	defaultMaxConnections  = 10000
 
 	defaultAccessLogPath   = "stdout"
 	defaultAccessLogFormat = "json"
@@ -153,6 +154,7 @@ func (l *Listener) applyDefaults() {
 	setInt(&l.HTTP2.MaxHeaderListSize, orIntDefault(l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes))
 	setDur(&l.HTTP2.KeepaliveTimeout, defaultH2KeepaliveTimeout)
 	setInt(&l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes)
+	setInt(&l.Limits.MaxHeadersCount, defaultMaxHeadersCount)
 	setInt(&l.Limits.MaxBodyBytes, defaultMaxBodyBytes)
 	setDur(&l.Limits.ReadTimeout, defaultReadTimeout)
 	setDur(&l.Limits.WriteTimeout, defaultWriteTimeout)

@@ -366,6 +366,7 @@ func (v *validator) listener(p string, l *Listener) {
 	}
 	v.oneOf(p+".direction", l.Direction, "outbound", "inbound")
 	v.nonNegative(p+".limits.max_header_bytes", l.Limits.MaxHeaderBytes)
+	v.nonNegative(p+".limits.max_headers_count", l.Limits.MaxHeadersCount)
 	v.nonNegative(p+".http2.max_concurrent_streams", l.HTTP2.MaxConcurrentStreams)
 	v.nonNegative(p+".http2.max_header_list_size", l.HTTP2.MaxHeaderListSize)
 	for _, w := range []struct {

@@ -276,6 +276,7 @@ func TestDefaults(t *testing.T) {
 		{"admin.address", c.Admin.Address, "127.0.0.1:9901"},
 		{"direction", l.Direction, "outbound"},
 		{"max_header_bytes", l.Limits.MaxHeaderBytes, 64 << 10},
+		{"max_headers_count", l.Limits.MaxHeadersCount, 100},
 		{"max_body_bytes", l.Limits.MaxBodyBytes, 4 << 20},
 		{"read_timeout", l.Limits.ReadTimeout.D(), 30 * time.Second},
 		{"write_timeout", l.Limits.WriteTimeout.D(), 30 * time.Second},

@@ -3,7 +3,9 @@
 // reorders the rest; for fields that occur more than once (X-Forwarded-For,
 // Via, Cache-Control, Set-Cookie) the order is part of the meaning (RFC 9110
 // §5.3), so a proxy and its filters must delete and replace through here.
-// It must not know anything about routing or filters.
+// It also owns the syntax checks (valid.go) that the listener applies to a
+// client's request and the Wasm host to a filter's writes. It must not know
+// anything about routing or filters.
 package httpheader
 
 import (

@@ -1,7 +1,6 @@
 package listener
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -48,8 +47,11 @@ type Options struct {
 	RequestLimits func() config.Limits
 	// H2, when set (and its settings do not disable it), serves HTTP/2 on
 	// the same port: h2c by preface or Upgrade, h2 by ALPN over TLS.
-	H2     *H2Options
-	Logger *zap.Logger
+	H2 *H2Options
+	// Rejects, when set, counts the requests refused before the handler
+	// (strict.go); one value may serve every listener.
+	Rejects *Rejects
+	Logger  *zap.Logger
 }
 
 // Listener is a bound socket and the fasthttp server behind it.
@@ -74,6 +76,10 @@ func Listen(o Options) (*Listener, error) {
 		return nil, fmt.Errorf("listener %q: %w", o.Name, err)
 	}
 	h2on := o.H2 != nil && o.H2.Handler != nil && !o.H2.Settings.Disabled
+	rej := o.Rejects
+	if rej == nil {
+		rej = &Rejects{}
+	}
 	sel := o.TLSSelect
 	if sel == nil && o.TLS != nil {
 		mode, cfg := o.TLSMode, o.TLS
@@ -92,7 +98,9 @@ func Listen(o Options) (*Listener, error) {
 	handler := o.Handler
 	var codec *h2codec
 	if h2on {
-		codec = newH2Codec(o.H2, lim, o.Logger)
+		h2o := *o.H2
+		h2o.Handler = headerCountGuard(h2o.Handler, o.Name, o.Logger, rej, o.RequestLimits, o.Limits)
+		codec = newH2Codec(&h2o, lim, o.Logger)
 		ln = newH2Listener(ln, codec, orDur(lim.ReadTimeout.D(), DefaultReadTimeout))
 		next := handler
 		handler = func(ctx *fasthttp.RequestCtx) {
@@ -102,7 +110,7 @@ func Listen(o Options) (*Listener, error) {
 		}
 	}
 	srv := &fasthttp.Server{
-		Handler:                       guard(handler),
+		Handler:                       guard(handler, o.Name, o.Logger, rej, o.RequestLimits, o.Limits),
 		Name:                          "weft",
 		ReadBufferSize:                orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		MaxRequestBodySize:            orInt(lim.MaxBodyBytes, DefaultMaxBodyBytes),
@@ -116,11 +124,14 @@ func Listen(o Options) (*Listener, error) {
 		CloseOnShutdown:               true,
 		SecureErrorLogMessage:         true,
 		Logger:                        zapPrintf{o.Logger},
-		ErrorHandler:                  errorHandler,
+		ErrorHandler:                  errorHandler(o.Name, o.Logger, rej),
 		HeaderReceived:                requestConfig(o.RequestLimits, o.Limits),
 		TCPKeepalive:                  true,
 		DisableHeaderNamesNormalizing: false,
 	}
+	// Every HTTP/1.1 connection's bytes pass the framer (h1frame.go) on
+	// their way to fasthttp; HTTP/2 ones were taken off above.
+	ln = strictListener{Listener: ln, maxHead: orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes)}
 	return &Listener{name: o.Name, ln: ln, srv: srv, h2: codec, log: o.Logger, served: make(chan struct{})}, nil
 }
 
@@ -168,22 +179,25 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 
 // errorHandler answers requests fasthttp could not parse. They never reach
 // the handler, so they never reach an upstream.
-func errorHandler(ctx *fasthttp.RequestCtx, err error) {
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.As(err, &small):
-		ctx.Error("request header fields too large", fasthttp.StatusRequestHeaderFieldsTooLarge)
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		ctx.Error("request body too large", fasthttp.StatusRequestEntityTooLarge)
-	default:
+func errorHandler(name string, log *zap.Logger, rej *Rejects) func(*fasthttp.RequestCtx, error) {
+	return func(ctx *fasthttp.RequestCtx, err error) {
+		var small *fasthttp.ErrSmallBuffer
 		var te interface{ Timeout() bool }
-		if errors.As(err, &te) && te.Timeout() {
-			ctx.Error("request timeout", fasthttp.StatusRequestTimeout)
-			return
+		why, status, msg := RejectParse, fasthttp.StatusBadRequest, "bad request"
+		switch {
+		case errors.As(err, &small):
+			why, status, msg = RejectHeaderTooLarge, fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large"
+		case errors.Is(err, errBareLF):
+			why, status, msg = RejectBareLF, fasthttp.StatusBadRequest, rejectMessages[RejectBareLF]
+		case errors.Is(err, fasthttp.ErrBodyTooLarge):
+			why, status, msg = RejectBodyTooLarge, fasthttp.StatusRequestEntityTooLarge, "request body too large"
+		case errors.As(err, &te) && te.Timeout():
+			why, status, msg = RejectTimeout, fasthttp.StatusRequestTimeout, "request timeout"
 		}
-		ctx.Error("bad request", fasthttp.StatusBadRequest)
+		rej.add(why, name, log, ctx.RemoteAddr().String)
+		ctx.Error(msg, status)
+		ctx.SetConnectionClose()
 	}
-	ctx.SetConnectionClose()
 }
 
 func orInt(v, d int) int {
@@ -207,37 +221,37 @@ func (z zapPrintf) Printf(format string, args ...any) {
 }
 
 // guard refuses what fasthttp parses leniently but a proxy must not pass
-// on: a request with both Content-Length and Transfer-Encoding (RFC 9112
-// §6.1 — the classic request-smuggling shape; Envoy refuses it too).
-// fasthttp keeps Content-Length visible only when the header was sent, so
-// requests without one pay nothing.
-func guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+// on (strict.go). max_headers_count is read per request, as the body limit
+// is, so a config swap changes it without rebinding.
+func guard(next fasthttp.RequestHandler, name string, log *zap.Logger, rej *Rejects, limits func() config.Limits, bound config.Limits) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		h := &ctx.Request.Header
-		if len(h.Peek(fasthttp.HeaderContentLength)) > 0 && hasHeaderLine(h.RawHeaders(), "transfer-encoding") {
-			ctx.Error("both Content-Length and Transfer-Encoding", fasthttp.StatusBadRequest)
+		l := bound
+		if limits != nil {
+			l = limits()
+		}
+		if status, why, ok := checkHead(&ctx.Request.Header, orInt(l.MaxHeadersCount, DefaultMaxHeadersCount)); !ok {
+			rej.add(why, name, log, ctx.RemoteAddr().String)
+			ctx.Error(rejectMessages[why], status)
 			ctx.SetConnectionClose()
 			return
 		}
+		// The request goes upstream as it came: fasthttp would otherwise
+		// write a Content-Type the client never sent on any request with a
+		// body (application/octet-stream).
+		ctx.Request.Header.SetNoDefaultContentType(true)
 		next(ctx)
 	}
 }
 
-// hasHeaderLine reports whether raw header bytes hold a line for name
-// (lower case), case-insensitively.
-func hasHeaderLine(raw []byte, name string) bool {
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], []byte(name)) {
-			return true
-		}
-	}
-	return false
+// rejectMessages are the bodies of the refusals guard answers.
+var rejectMessages = [numReasons]string{
+	RejectVersion:     "HTTP version not supported: use HTTP/1.1",
+	RejectHeaderName:  "invalid header field name",
+	RejectHeaderCount: "too many header fields",
+	RejectObsFold:     "obsolete line folding in a header field",
+	RejectBareLF:      "header line not ended by CRLF",
+	RejectFraming:     "both Content-Length and Transfer-Encoding",
+	RejectTarget:      "userinfo in the request target",
 }
 
 // requestConfig turns per-request limits into fasthttp's per-request config.

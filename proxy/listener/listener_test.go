@@ -3,6 +3,7 @@ package listener
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -90,12 +91,105 @@ func TestShutdownBeforeServe(t *testing.T) {
 	}
 }
 
-func TestHasHeaderLine(t *testing.T) {
-	raw := []byte("Host: a\r\nX-Transfer-Encoding: x\r\nContent-Length: 1\r\n\r\n")
-	if hasHeaderLine(raw, "transfer-encoding") {
-		t.Error("matched a header that only ends with the name")
+// TestStrictHead is the listener's strict HTTP/1.1 table: each request is
+// answered at once with the status nginx and Envoy give it, and counted.
+func TestStrictHead(t *testing.T) {
+	rej := &Rejects{}
+	l, err := Listen(Options{Name: "t", Address: "127.0.0.1:0", Limits: config.Limits{MaxHeadersCount: 5}, Rejects: rej,
+		Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !hasHeaderLine([]byte("Transfer-Encoding: chunked\r\n"), "transfer-encoding") {
-		t.Error("missed the header")
+	go l.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+	})
+	addr := l.Addr().String()
+	hdrs := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "X-%d: v\r\n", i)
+		}
+		return b.String()
+	}
+	cases := []struct {
+		name, raw string
+		want      int
+		why       Reason // counted when want is not 200
+	}{
+		{"fine", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", 200, 0},
+		{"token punctuation", "GET / HTTP/1.1\r\nHost: a\r\nX-!#$%&'*+-.^_`|~: v\r\n\r\n", 200, 0},
+		{"space in name", "GET / HTTP/1.1\r\nHost: a\r\nX Bad: v\r\n\r\n", 400, RejectHeaderName},
+		{"space before colon", "GET / HTTP/1.1\r\nHost: a\r\nX-Bad : v\r\n\r\n", 400, RejectParse},
+		{"max headers", "GET / HTTP/1.1\r\nHost: a\r\n" + hdrs(4) + "\r\n", 200, 0},
+		{"one header over", "GET / HTTP/1.1\r\nHost: a\r\n" + hdrs(5) + "\r\n", 431, RejectHeaderCount},
+		{"HTTP/1.7", "GET / HTTP/1.7\r\nHost: a\r\n\r\n", 505, RejectVersion},
+		{"HTTP/2.0 on HTTP/1", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505, RejectVersion},
+		{"HTTP/0.9", "GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505, RejectVersion},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n", 400, RejectObsFold},
+		{"bare LF line, CRLF end", "GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n", 400, RejectBareLF},
+		{"bare LF only", "GET / HTTP/1.1\nHost: a\n\n", 400, RejectBareLF},
+		{"bare LF end", "GET / HTTP/1.1\r\nHost: a\r\n\n", 400, RejectBareLF},
+		{"bare LF before the request line", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400, RejectBareLF},
+		{"blank line before the request line", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
+		{"bare LFs in a body", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\na\n\nb\n\n", 200, 0},
+		{"bare LFs in chunks", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\n\n\n\n\n\r\n0\r\n\r\n", 200, 0},
+		{"bare LF in a trailer", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: 1\n\r\n", 400, RejectBareLF},
+		{"CL and TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, RejectFraming},
+		{"userinfo", "GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, RejectTarget},
+		{"@ in the path", "GET http://a/u@p HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
+	}
+	for _, c := range cases {
+		before := rej.Count(c.why)
+		if got := send(t, addr, c.raw); got != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+			continue
+		}
+		if c.want != 200 && rej.Count(c.why) != before+1 {
+			t.Errorf("%s: %s counted %d times, want once more than %d", c.name, c.why, rej.Count(c.why), before)
+		}
+	}
+}
+
+// max_headers_count holds HTTP/2 requests too.
+func TestHTTP2HeaderCount(t *testing.T) {
+	rej := &Rejects{}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	l, err := Listen(Options{Name: "t", Address: "127.0.0.1:0", Limits: config.Limits{MaxHeadersCount: 8}, Rejects: rej,
+		Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, H2: &H2Options{Handler: ok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+	})
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true) // prior knowledge
+	t.Cleanup(tr.CloseIdleConnections)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	// n headers, plus the User-Agent and Accept-Encoding the client adds
+	// and :authority: 8 is the limit.
+	for _, c := range []struct{ n, want int }{{5, 200}, {6, 431}} {
+		req, _ := http.NewRequest("GET", "http://"+l.Addr().String()+"/", nil)
+		for i := range c.n {
+			req.Header.Set(fmt.Sprintf("X-%d", i), "v")
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want || resp.ProtoMajor != 2 {
+			t.Errorf("%d headers: %s %d, want HTTP/2 %d", c.n, resp.Proto, resp.StatusCode, c.want)
+		}
+	}
+	if rej.Count(RejectHeaderCount) != 1 {
+		t.Errorf("header_count counted %d, want 1", rej.Count(RejectHeaderCount))
 	}
 }

@@ -379,6 +379,9 @@ func proxySetHeaderMapPairs(v *vm, st []uint64) uint32 {
 	}
 	// Refuse before the first write: a refused map must not half-apply.
 	for _, kv := range pairs {
+		if err := checkPair(kv[0], kv[1], h.req != nil); err != nil {
+			return v.refuseWrite(err)
+		}
 		if st := h.check(kv[0], kv[1]); st != statusOK {
 			return st
 		}
@@ -436,6 +439,9 @@ func proxyAddHeaderMapValue(v *vm, st []uint64) uint32 {
 	if s != statusOK {
 		return s
 	}
+	if err := checkPair(key, val, h.req != nil); err != nil {
+		return v.refuseWrite(err)
+	}
 	return h.add(key, val)
 }
 
@@ -444,6 +450,9 @@ func proxyReplaceHeaderMapValue(v *vm, st []uint64) uint32 {
 	h, key, val, s := v.headerKV(st)
 	if s != statusOK {
 		return s
+	}
+	if err := checkPair(key, val, h.req != nil); err != nil {
+		return v.refuseWrite(err)
 	}
 	return h.set(key, val)
 }

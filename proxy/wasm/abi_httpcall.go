@@ -42,6 +42,11 @@ func proxyHTTPCall(v *vm, st []uint64) uint32 {
 	if !ok {
 		return statusParseFailure
 	}
+	for _, kv := range pairs {
+		if err := checkPair(kv[0], kv[1], true); err != nil {
+			return v.refuseWrite(err)
+		}
+	}
 	req := fasthttp.AcquireRequest()
 	var method, path, authority bool
 	for _, kv := range pairs {

@@ -81,6 +81,11 @@ func proxySendLocalResponse(v *vm, st []uint64) uint32 {
 	if !ok {
 		return statusParseFailure
 	}
+	for _, kv := range pairs {
+		if err := checkPair(kv[0], kv[1], false); err != nil {
+			return v.refuseWrite(err)
+		}
+	}
 	lr := &f.local
 	lr.status = int(status)
 	lr.details = append(lr.details[:0], details...)

@@ -52,10 +52,11 @@ const (
 	eventPauseTimeout
 	eventBodyTooLarge
 	eventCrashBackoff
+	eventInvalidHeader
 	numEvents
 )
 
-var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "crash_backoff"}
+var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "crash_backoff", "invalid_header"}
 
 // pluginEvents counts host events for one plugin name (kept across reloads).
 type pluginEvents struct {
@@ -63,6 +64,9 @@ type pluginEvents struct {
 	n        [numEvents]atomic.Uint64
 	callouts [len(dispatchReasons)]atomic.Uint64 // failed call-outs, by reason
 	acct     accounting
+	// loggedInvalidHeader: a filter's malformed header writes are logged
+	// once per plugin, not per request.
+	loggedInvalidHeader atomic.Bool
 }
 
 // metricsRegistry holds guest metrics and host events; it is the Runtime's

@@ -48,9 +48,10 @@ type streamFilter struct {
 	v    *vm
 	id   uint32
 
-	failNow error // the stream could not get a working context
-	skip    bool  // failed: no more header/body callbacks
-	phase   uint8
+	failNow  error // the stream could not get a working context
+	badWrite error // (mu) a header write refused in a callback (abi_headers_check.go)
+	skip     bool  // failed: no more header/body callbacks
+	phase    uint8
 
 	paused     bool        // (mu) the stream goroutine waits on wake
 	resumed    bool        // (mu) continue/close/local reply came before the callback returned
@@ -240,6 +241,9 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 	}
 	outcome := f.pending
 	f.pending, f.resumed = outcomeNone, false
+	if outcome == outcomeNone && f.badWrite != nil {
+		outcome = outcomeFail // not paused: the filter already failed
+	}
 	if outcome == outcomeNone {
 		switch uint32(action) {
 		case actionPause, actionStopAllBuffer, actionStopAllWatermark:
@@ -255,6 +259,11 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 		default:
 			outcome = outcomeContinue
 		}
+	}
+	if err := f.badWrite; err != nil {
+		f.badWrite = nil
+		v.mu.Unlock()
+		return f.failWrite(err)
 	}
 	var lr localReply
 	if outcome == outcomeLocalReply {
@@ -339,15 +348,34 @@ func (f *streamFilter) applyLocal(lr *localReply) {
 
 // fail applies the plugin's failure policy to the stream.
 func (f *streamFilter) fail(err error) filter.Status {
+	return f.failLogged(err, true)
+}
+
+// failWrite fails the stream for a refused header write: counted per
+// write (refuseWrite), logged once per plugin.
+func (f *streamFilter) failWrite(err error) filter.Status {
+	first := f.p.events.loggedInvalidHeader.CompareAndSwap(false, true)
+	if first {
+		f.p.log.Warn("wasm filter wrote a malformed header; the write is refused and the filter fails under its failure_policy (logged once per plugin; counted as invalid_header)",
+			zap.Error(err))
+	}
+	return f.failLogged(err, false)
+}
+
+func (f *streamFilter) failLogged(err error, logIt bool) filter.Status {
 	f.skip = true
 	p := f.p
 	if p.spec.FailOpen {
 		p.events.n[eventFailOpen].Add(1)
-		p.log.Warn("wasm filter failed; fail_open: skipping it for this stream", zap.Error(err))
+		if logIt {
+			p.log.Warn("wasm filter failed; fail_open: skipping it for this stream", zap.Error(err))
+		}
 		return filter.Continue
 	}
 	p.events.n[eventFailClosed].Add(1)
-	p.log.Warn("wasm filter failed; fail_closed: answering 503", zap.Error(err))
+	if logIt {
+		p.log.Warn("wasm filter failed; fail_closed: answering 503", zap.Error(err))
+	}
 	f.details = "wasm_fail_stream"
 	f.s.SendLocalReply(failStatus, nil, nil)
 	return filter.LocalReply

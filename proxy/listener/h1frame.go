@@ -1,0 +1,380 @@
+package listener
+
+import (
+	"bytes"
+	"errors"
+	"net"
+
+	"github.com/weftmesh/weft/proxy/filter"
+)
+
+// A request head whose lines end with a bare LF: fasthttp parses such
+// lines but ends a head only at a CRLF CRLF, so a request written entirely
+// with bare LFs waited for the read timeout (30 s) and got a 408. RFC 9112
+// §2.2 lets a server accept a bare LF or refuse the message; weft refuses
+// it, at once, as Envoy does. fasthttp gives no hook before it parses, so
+// each HTTP/1.1 connection's bytes pass through h1Framer on their way in:
+// it follows the request framing fasthttp uses (heads, Content-Length and
+// chunked bodies) only far enough to know where heads are, and on a bare
+// LF in a head or trailer it stops the stream just before that LF. fasthttp
+// then holds an unfinished head and its next read fails with errBareLF,
+// which the error handler answers with 400 and closes the connection.
+//
+// The framer never changes a byte: it only ends the stream early. Where it
+// is unsure (an Upgrade or CONNECT, a chunk size or header it cannot read,
+// a head over max_header_bytes, which fasthttp refuses anyway) it stops
+// looking and passes everything through, so a disagreement with fasthttp
+// can cost a connection its bare-LF check, never its bytes.
+
+// errBareLF is the read error a connection returns once a head carried a
+// bare LF.
+var errBareLF = errors.New("a request line ended by LF without CR")
+
+const (
+	stHead        = iota // a request head (or the blank lines before one)
+	stBody               // left bytes of a Content-Length body
+	stChunkSize          // a chunk-size line
+	stChunkData          // left bytes of chunk data
+	stChunkCR            // the CR after chunk data
+	stChunkLF            // the LF after chunk data
+	stTrailer            // trailer lines, up to the blank line
+	stPass               // not framing any more: everything passes
+	lineKeep      = 64   // bytes of a line kept for the fields framing needs
+	maxChunkDigit = 15   // fasthttp's chunk sizes fit an int
+)
+
+// h1Framer follows one connection's request framing. The zero value is at
+// the start of a connection; maxHead bounds a head (0: no bound).
+type h1Framer struct {
+	st      int
+	left    int64
+	maxHead int
+	headLen int
+
+	line   [lineKeep]byte // the current line's first bytes (without CR)
+	n      int            // bytes of the current line, kept or not
+	cr     bool           // the last byte was a CR
+	lineNo int            // lines of this head so far (0: the request line next)
+
+	cl      int64 // Content-Length (-1: none)
+	chunked bool
+	upgrade bool // Upgrade header or CONNECT: the bytes after the head are not HTTP/1.1
+}
+
+// scan follows p, the next bytes of the connection. It returns how many of
+// them may go on: len(p), or fewer when a bare LF ends the stream (the
+// bytes before it go, then the connection reads errBareLF).
+func (f *h1Framer) scan(p []byte) (int, bool) {
+	for i := 0; i < len(p); {
+		switch f.st {
+		case stPass:
+			return len(p), true
+		case stBody, stChunkData:
+			k := int64(len(p) - i)
+			if k > f.left {
+				k = f.left
+			}
+			i += int(k)
+			if f.left -= k; f.left == 0 {
+				if f.st == stBody {
+					f.startHead()
+				} else {
+					f.st = stChunkCR
+				}
+			}
+		case stChunkCR, stChunkLF:
+			want := byte('\r')
+			if f.st == stChunkLF {
+				want = '\n'
+			}
+			if p[i] != want {
+				f.st = stPass // fasthttp refuses it
+				continue
+			}
+			i++
+			if f.st++; f.st > stChunkLF {
+				f.st = stChunkSize
+			}
+		default: // line-oriented: stHead, stChunkSize, stTrailer
+			// A line at a time (IndexByte is vectorised): heads are on every
+			// request's path.
+			j := bytes.IndexByte(p[i:], '\n')
+			seg := p[i:]
+			if j >= 0 {
+				seg = p[i : i+j]
+			}
+			if f.cr && len(seg) > 0 {
+				f.st = stPass // a CR inside a line: fasthttp refuses it
+				continue
+			}
+			crEnd := f.cr && j == 0
+			if k := bytes.IndexByte(seg, '\r'); k >= 0 {
+				if k != len(seg)-1 {
+					f.st = stPass // a CR inside a line: fasthttp refuses it
+					continue
+				}
+				seg, crEnd = seg[:k], true
+			}
+			if f.st == stHead {
+				if f.headLen += len(seg) + 1; f.maxHead > 0 && f.headLen > f.maxHead {
+					f.st = stPass // fasthttp answers 431 and closes
+					continue
+				}
+			}
+			if f.n < lineKeep {
+				copy(f.line[f.n:], seg)
+			}
+			f.n += len(seg)
+			if j < 0 {
+				f.cr = crEnd
+				return len(p), true
+			}
+			if !crEnd {
+				if f.st == stChunkSize {
+					f.st = stPass // fasthttp refuses a bare LF there itself
+					continue
+				}
+				return i + j, false
+			}
+			i += j + 1
+			f.endLine()
+		}
+	}
+	return len(p), true
+}
+
+func (f *h1Framer) startHead() {
+	*f = h1Framer{maxHead: f.maxHead, cl: -1}
+}
+
+// endLine acts on the line just ended by CRLF.
+func (f *h1Framer) endLine() {
+	line, whole := f.line[:min(f.n, lineKeep)], f.n <= lineKeep
+	f.n, f.cr = 0, false
+	switch f.st {
+	case stHead:
+		f.headLine(line, whole)
+	case stChunkSize:
+		size, ok := chunkSize(line, whole)
+		switch {
+		case !ok:
+			f.st = stPass
+		case size == 0:
+			f.st = stTrailer
+		default:
+			f.st, f.left = stChunkData, size
+		}
+	case stTrailer:
+		if len(line) == 0 {
+			f.startHead()
+		}
+	}
+}
+
+func (f *h1Framer) headLine(line []byte, whole bool) {
+	if f.lineNo == 0 {
+		if len(line) == 0 {
+			return // blank lines before a request line are skipped (RFC 9112 §2.2)
+		}
+		f.lineNo++
+		f.cl = -1
+		if bytes.HasPrefix(line, []byte("CONNECT ")) {
+			f.upgrade = true
+		}
+		return
+	}
+	f.lineNo++
+	if len(line) == 0 { // the end of the head
+		switch {
+		case f.upgrade || (f.chunked && f.cl >= 0):
+			f.st = stPass
+		case f.chunked:
+			f.st = stChunkSize
+		case f.cl > 0:
+			f.st, f.left = stBody, f.cl
+		default:
+			f.startHead()
+		}
+		return
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon < 0 {
+		if !whole {
+			return // a name over lineKeep bytes: not one framing needs
+		}
+		f.st = stPass // fasthttp refuses it
+		return
+	}
+	// Only three names matter; their lengths differ, so most lines are
+	// passed over on a length compare.
+	name := line[:colon]
+	switch len(name) {
+	case len("content-length"):
+		if !bytes.EqualFold(name, []byte("content-length")) {
+			return
+		}
+		n, ok := decimal(trimOWS(line[colon+1:]))
+		if !whole || !ok || f.cl >= 0 {
+			f.st = stPass
+			return
+		}
+		f.cl = n
+	case len("transfer-encoding"):
+		if !bytes.EqualFold(name, []byte("transfer-encoding")) {
+			return
+		}
+		value := trimOWS(line[colon+1:])
+		switch {
+		case whole && bytes.EqualFold(value, []byte("chunked")):
+			f.chunked = true
+		case whole && bytes.EqualFold(value, []byte("identity")):
+		default:
+			f.st = stPass
+		}
+	case len("upgrade"):
+		if bytes.EqualFold(name, []byte("upgrade")) {
+			f.upgrade = true
+		}
+	}
+}
+
+// trimOWS trims spaces and tabs from both ends.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// decimal parses a Content-Length value as fasthttp does: digits only.
+func decimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// chunkSize parses a chunk-size line (hex digits, then optional whitespace
+// and extensions); ok is false for anything fasthttp might read otherwise.
+func chunkSize(line []byte, whole bool) (int64, bool) {
+	var n int64
+	i := 0
+	for ; i < len(line); i++ {
+		d, ok := hexDigit(line[i])
+		if !ok {
+			break
+		}
+		if i == maxChunkDigit {
+			return 0, false
+		}
+		n = n<<4 | int64(d)
+	}
+	if i == 0 || (!whole && i == len(line)) {
+		return 0, false
+	}
+	for _, c := range line[i:] {
+		if c == ';' {
+			return n, true // an extension runs to the line's end
+		}
+		if c != ' ' && c != '\t' {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// strictConn is an HTTP/1.1 connection whose reads pass through an
+// h1Framer.
+type strictConn struct {
+	net.Conn
+	f   h1Framer
+	err error
+}
+
+func (c *strictConn) Read(p []byte) (int, error) {
+	return framedRead(c.Conn, &c.f, &c.err, p)
+}
+
+func framedRead(r net.Conn, f *h1Framer, stuck *error, p []byte) (int, error) {
+	if *stuck != nil {
+		return 0, *stuck
+	}
+	n, err := r.Read(p)
+	k, ok := f.scan(p[:n])
+	if !ok {
+		*stuck = errBareLF
+		if k == 0 {
+			return 0, errBareLF
+		}
+		return k, nil
+	}
+	return n, err
+}
+
+// TLSInfo passes through the wrapped connection's TLS facts.
+func (c *strictConn) TLSInfo() *filter.TLSInfo {
+	if ti, ok := c.Conn.(TLSInfoer); ok {
+		return ti.TLSInfo()
+	}
+	return nil
+}
+
+// CloseWrite half-closes the wrapped connection (an upgraded stream ends).
+func (c *strictConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// strictTLSConn is a strictConn over TLS: fasthttp and the proxy still see
+// a TLS connection (Handshake, ConnectionState, TLSInfo are TLSConn's).
+type strictTLSConn struct {
+	*TLSConn
+	f   h1Framer
+	err error
+}
+
+func (c *strictTLSConn) Read(p []byte) (int, error) {
+	return framedRead(c.TLSConn, &c.f, &c.err, p)
+}
+
+// strictListener frames every connection it accepts.
+type strictListener struct {
+	net.Listener
+	maxHead int
+}
+
+func (l strictListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	f := h1Framer{maxHead: l.maxHead, cl: -1}
+	if tc, ok := c.(*TLSConn); ok {
+		return &strictTLSConn{TLSConn: tc, f: f}, nil
+	}
+	return &strictConn{Conn: c, f: f}, nil
+}

@@ -1,0 +1,56 @@
+;; Writes one header pair taken from the plugin configuration, "OKEY\0VALUE":
+;; O is 'a' (add to the request), 'r' (replace in the request) or 'R'
+;; (replace in the response). The write's status is ignored, as a careless
+;; filter would.
+(module
+  (import "env" "proxy_get_buffer_bytes" (func $getbuf (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_replace_header_map_value" (func $replace (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  (global $op (mut i32) (i32.const 0))
+  (global $key (mut i32) (i32.const 0))
+  (global $keylen (mut i32) (i32.const 0))
+  (global $val (mut i32) (i32.const 0))
+  (global $vallen (mut i32) (i32.const 0))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32) (param $size i32) (result i32)
+    (local $cfg i32) (local $end i32) (local $i i32)
+    (if (i32.ne (call $getbuf (i32.const 7) (i32.const 0) (local.get $size) (i32.const 2048) (i32.const 2052)) (i32.const 0))
+      (then (return (i32.const 0))))
+    (local.set $cfg (i32.load (i32.const 2048)))
+    (local.set $end (i32.add (local.get $cfg) (i32.load (i32.const 2052))))
+    (global.set $op (i32.load8_u (local.get $cfg)))
+    (global.set $key (i32.add (local.get $cfg) (i32.const 1)))
+    (local.set $i (global.get $key))
+    (block $found
+      (loop $scan
+        (br_if $found (i32.ge_u (local.get $i) (local.get $end)))
+        (br_if $found (i32.eqz (i32.load8_u (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $scan)))
+    (global.set $keylen (i32.sub (local.get $i) (global.get $key)))
+    (global.set $val (i32.add (local.get $i) (i32.const 1)))
+    (global.set $vallen (i32.sub (local.get $end) (global.get $val)))
+    (if (i32.lt_s (global.get $vallen) (i32.const 0)) (then (global.set $vallen (i32.const 0))))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eq (global.get $op) (i32.const 97)) ;; 'a'
+      (then (drop (call $add (i32.const 0) (global.get $key) (global.get $keylen) (global.get $val) (global.get $vallen)))))
+    (if (i32.eq (global.get $op) (i32.const 114)) ;; 'r'
+      (then (drop (call $replace (i32.const 0) (global.get $key) (global.get $keylen) (global.get $val) (global.get $vallen)))))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eq (global.get $op) (i32.const 82)) ;; 'R'
+      (then (drop (call $replace (i32.const 2) (global.get $key) (global.get $keylen) (global.get $val) (global.get $vallen)))))
+    (i32.const 0))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32))
+)
