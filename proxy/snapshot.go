@@ -267,7 +267,7 @@ func specKey(spec wasm.PluginSpec) string {
 	h.Write([]byte{0})
 	h.Write(spec.PluginConfig)
 	h.Write([]byte{0})
-	fmt.Fprintf(h, "%d|%t|", spec.MaxBodyBytes, spec.Trusted)
+	fmt.Fprintf(h, "%d|%t|%t|", spec.MaxBodyBytes, spec.Trusted, spec.ShareVMs)
 	h.Write(spec.Module)
 	return hex.EncodeToString(h.Sum(nil))
 }

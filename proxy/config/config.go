@@ -396,6 +396,11 @@ type Filter struct {
 	Trusted bool `yaml:"trusted,omitempty" json:"trusted,omitempty"`
 	// MaxBodyBytes bounds what is buffered for this filter (default 1 MiB).
 	MaxBodyBytes int `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
+	// IsolateVM gives the filter VMs of its own. By default filters with
+	// the same vm_id, module, vm_config and VM limits (pool_size,
+	// memory_limit_mib, callback_timeout, trusted) share their VMs, each
+	// with its own root context, as Envoy shares one VM between plugins.
+	IsolateVM bool `yaml:"isolate_vm,omitempty" json:"isolate_vm,omitempty"`
 }
 
 // Module locates a Wasm module: a path relative to the config file, or a URL

@@ -276,6 +276,7 @@ func (v *validator) config(c *Config) {
 		v.filters[c.Filters[i].Name] = true
 		v.filter(p, &c.Filters[i])
 	}
+	v.vmIDs(c.Filters)
 
 	if len(c.Listeners) == 0 {
 		v.errf("listeners", "at least one listener is required")
@@ -786,6 +787,46 @@ func (v *validator) cluster(p string, c *Cluster) {
 
 // maxMemoryLimitMiB is what a 32-bit Wasm memory can address.
 const maxMemoryLimitMiB = 4096
+
+// vmIDs refuses filters that name the same vm_id but could not share its
+// VMs: Envoy runs one vm_config per vm_id, and a second one is a mistake.
+func (v *validator) vmIDs(fs []Filter) {
+	first := map[string]int{}
+	for i := range fs {
+		f := &fs[i]
+		if f.VMID == "" || f.IsolateVM {
+			continue
+		}
+		j, ok := first[f.VMID]
+		if !ok {
+			first[f.VMID] = i
+			continue
+		}
+		if diff := vmDifference(&fs[j], f); diff != "" {
+			v.errf(fmt.Sprintf("filters[%d].vm_id", i), "filters %q and %q share vm_id %q but differ in %s: give them the same VM settings, another vm_id, or isolate_vm: true",
+				fs[j].Name, f.Name, f.VMID, diff)
+		}
+	}
+}
+
+// vmDifference names the first VM setting a and b disagree on ("" when none).
+func vmDifference(a, b *Filter) string {
+	switch {
+	case a.Module != b.Module:
+		return "module"
+	case string(a.VMConfig) != string(b.VMConfig):
+		return "vm_config"
+	case a.PoolSize != b.PoolSize:
+		return "pool_size"
+	case a.MemoryLimitMiB != b.MemoryLimitMiB:
+		return "memory_limit_mib"
+	case a.CallbackTimeout != b.CallbackTimeout:
+		return "callback_timeout"
+	case a.Trusted != b.Trusted:
+		return "trusted"
+	}
+	return ""
+}
 
 func (v *validator) filter(p string, f *Filter) {
 	v.required(p+".name", "name", f.Name)

@@ -103,8 +103,14 @@ func proxyGetCurrentTime(v *vm, st []uint64) uint32 {
 // proxy_set_tick_period_milliseconds(ms): only the root context ticks.
 func proxySetTickPeriod(v *vm, st []uint64) uint32 {
 	ms := uint32(st[0])
-	v.tickPeriod.Store(int64(time.Duration(ms) * time.Millisecond))
-	v.tickReset.Store(true)
+	// Each root context ticks on its own (VMs may be shared): the period
+	// is the current root's.
+	r := v.root(v.p)
+	if r == nil {
+		return statusBadArgument
+	}
+	r.tickPeriod.Store(int64(time.Duration(ms) * time.Millisecond))
+	r.tickReset.Store(true)
 	v.p.wakeTicks()
 	return statusOK
 }

@@ -99,15 +99,15 @@ func proxySendLocalResponse(v *vm, st []uint64) uint32 {
 // proxy_set_effective_context(ctx): later calls act on that context.
 func proxySetEffectiveContext(v *vm, st []uint64) uint32 {
 	id := uint32(st[0])
-	if id == v.rootID {
-		v.cur = nil
+	if r, ok := v.roots.Load(id); ok {
+		v.enterRoot(r.(*rootState).p)
 		return statusOK
 	}
 	f, ok := v.contexts[id]
 	if !ok {
 		return statusBadArgument
 	}
-	v.cur = f
+	v.enterStream(f)
 	return statusOK
 }
 

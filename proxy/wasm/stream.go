@@ -148,7 +148,7 @@ func (f *streamFilter) OnLog(s *filter.Stream) {
 	if v.broken || v.contexts[f.id] != f {
 		return
 	}
-	v.cur = f
+	v.enterStream(f)
 	if _, err := v.invoke(v.onLog, uint64(f.id)); err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_log: %w", err))
 	}
@@ -161,7 +161,7 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 	if v := f.v; v != nil {
 		v.mu.Lock()
 		if !v.broken && v.contexts[f.id] == f {
-			v.cur = f
+			v.enterStream(f)
 			if v.onDone != nil {
 				if _, err := v.invoke(v.onDone, uint64(f.id)); err != nil {
 					v.breakLocked(fmt.Errorf("proxy_on_done: %w", err))
@@ -228,7 +228,7 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 		v.mu.Unlock()
 		return filter.Continue
 	}
-	v.cur = f
+	v.enterStream(f)
 	f.inCallback = true
 	action, err := v.invoke(g, uint64(f.id), a1, a2)
 	f.inCallback = false
