@@ -126,23 +126,32 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		index[cc.Name] = i
 	}
 
-	for _, fc := range cfg.Filters {
+	// Wasm services live beside the filters under a name no listener can
+	// refer to, so reuse on reload and closing after a swap are the same.
+	plugins := make([]config.Filter, 0, len(cfg.Filters)+len(cfg.WasmServices))
+	plugins = append(plugins, cfg.Filters...)
+	plugins = append(plugins, cfg.WasmServices...)
+	for i, fc := range plugins {
+		name, what := fc.Name, "filter"
+		if i >= len(cfg.Filters) {
+			name, what = serviceKeyPrefix+fc.Name, "wasm service"
+		}
 		spec, err := wasm.SpecFromConfig(fc, baseDir)
 		if err != nil {
 			return nil, err
 		}
 		key := specKey(spec)
-		s.pluginKey[fc.Name] = key
-		if prev != nil && prev.pluginKey[fc.Name] == key {
-			s.plugins[fc.Name] = prev.plugins[fc.Name]
+		s.pluginKey[name] = key
+		if prev != nil && prev.pluginKey[name] == key {
+			s.plugins[name] = prev.plugins[name]
 			continue
 		}
 		pl, err := p.wasm.Load(ctx, spec, wasm.Env{Upstream: p, NodeID: cfg.Node.ID, NodeMetadata: cfg.Node.Metadata})
 		if err != nil {
-			return nil, fmt.Errorf("filter %q: %w", fc.Name, err)
+			return nil, fmt.Errorf("%s %q: %w", what, fc.Name, err)
 		}
 		freshPlugins = append(freshPlugins, pl)
-		s.plugins[fc.Name] = pl
+		s.plugins[name] = pl
 	}
 	factories := func(names []string) []filter.Factory {
 		out := make([]filter.Factory, 0, len(names))
@@ -256,6 +265,10 @@ func release(old, next *snapshot) {
 	}
 	releaseTracer(old, next)
 }
+
+// serviceKeyPrefix keys wasm services in snapshot.plugins apart from
+// filters (a NUL no config name holds).
+const serviceKeyPrefix = "service\x00"
 
 // specKey digests everything in spec that shapes a plugin: equal keys mean
 // a reload may keep the running plugin.

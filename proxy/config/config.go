@@ -19,6 +19,11 @@ type Config struct {
 	Clusters []Cluster `yaml:"clusters,omitempty" json:"clusters,omitempty"`
 	// Filters declares Wasm plugins; listeners and routes refer to them by name.
 	Filters []Filter `yaml:"filters,omitempty" json:"filters,omitempty"`
+	// WasmServices are Wasm plugins that run on their own, on no listener
+	// (Envoy's bootstrap wasm extension): a root context with its ticks,
+	// shared queues and call-outs. Same fields as a filter; pool_size
+	// defaults to 1, a singleton.
+	WasmServices []Filter `yaml:"wasm_services,omitempty" json:"wasm_services,omitempty"`
 }
 
 // Node describes the sidecar itself.

@@ -276,7 +276,13 @@ func (v *validator) config(c *Config) {
 		v.filters[c.Filters[i].Name] = true
 		v.filter(p, &c.Filters[i])
 	}
-	v.vmIDs(c.Filters)
+	for i := range c.WasmServices {
+		p := fmt.Sprintf("wasm_services[%d]", i)
+		// Plugin names key guest metrics and logs: unique across both lists.
+		v.unique(seenFilters, p+".name", "filter or wasm service name", c.WasmServices[i].Name)
+		v.filter(p, &c.WasmServices[i])
+	}
+	v.vmIDs(append(append([]Filter(nil), c.Filters...), c.WasmServices...))
 
 	if len(c.Listeners) == 0 {
 		v.errf("listeners", "at least one listener is required")
@@ -788,8 +794,10 @@ func (v *validator) cluster(p string, c *Cluster) {
 // maxMemoryLimitMiB is what a 32-bit Wasm memory can address.
 const maxMemoryLimitMiB = 4096
 
-// vmIDs refuses filters that name the same vm_id but could not share its
-// VMs: Envoy runs one vm_config per vm_id, and a second one is a mistake.
+// vmIDs refuses filters that name the same vm_id with another module or
+// vm_config: a vm_id stands for one vm_config, as in Envoy. Different VM
+// limits (pool_size…) only mean separate VMs: a singleton wasm service and
+// the filters of its vm_id differ in pool_size.
 func (v *validator) vmIDs(fs []Filter) {
 	first := map[string]int{}
 	for i := range fs {
@@ -803,7 +811,7 @@ func (v *validator) vmIDs(fs []Filter) {
 			continue
 		}
 		if diff := vmDifference(&fs[j], f); diff != "" {
-			v.errf(fmt.Sprintf("filters[%d].vm_id", i), "filters %q and %q share vm_id %q but differ in %s: give them the same VM settings, another vm_id, or isolate_vm: true",
+			v.errf(fmt.Sprintf("filters[%d].vm_id", i), "filters %q and %q share vm_id %q but differ in %s: give them the same module and vm_config, another vm_id, or isolate_vm: true",
 				fs[j].Name, f.Name, f.VMID, diff)
 		}
 	}
@@ -816,14 +824,6 @@ func vmDifference(a, b *Filter) string {
 		return "module"
 	case string(a.VMConfig) != string(b.VMConfig):
 		return "vm_config"
-	case a.PoolSize != b.PoolSize:
-		return "pool_size"
-	case a.MemoryLimitMiB != b.MemoryLimitMiB:
-		return "memory_limit_mib"
-	case a.CallbackTimeout != b.CallbackTimeout:
-		return "callback_timeout"
-	case a.Trusted != b.Trusted:
-		return "trusted"
 	}
 	return ""
 }
