@@ -232,7 +232,8 @@ func (p *Proxy) buildTCPListener(lc *config.Listener, s *snapshot, baseDir strin
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
-	r, err := tcpproxy.Compile(lc, tcpproxy.RouteOptions{Cluster: cs.c, Authz: sec.authz, AccessLog: al, Metrics: p.tcpMetrics})
+	r, err := tcpproxy.Compile(lc, tcpproxy.RouteOptions{Cluster: cs.c, Authz: sec.authz, AccessLog: al, Metrics: p.tcpMetrics,
+		Filters: networkFilters(s, lc.Filters)})
 	if err != nil {
 		al.Close()
 		return nil, err

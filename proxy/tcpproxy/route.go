@@ -21,9 +21,14 @@ const (
 	ReasonOverflow       = "overflow"
 	ReasonConnectFailure = "connect_failure"
 	ReasonMaxConnections = "max_connections"
+	ReasonNetworkFilter  = "network_filter"
 )
 
-var reasons = [...]string{ReasonTLS, ReasonAuthzDenied, ReasonNoHealthy, ReasonOverflow, ReasonConnectFailure, ReasonMaxConnections}
+var reasons = [...]string{ReasonTLS, ReasonAuthzDenied, ReasonNoHealthy, ReasonOverflow, ReasonConnectFailure, ReasonMaxConnections, ReasonNetworkFilter}
+
+// flagFilterClosed is the access log flag of a connection a network
+// filter closed (Envoy's local reset).
+const flagFilterClosed = "LR"
 
 type reason uint8
 
@@ -34,6 +39,7 @@ const (
 	rOverflow
 	rConnect
 	rMaxConns
+	rFilter
 )
 
 // Metrics are the tcp listeners' metric families. Register Collectors once.
@@ -102,6 +108,7 @@ type Route struct {
 	authz          *authz.Policy
 	accessLog      *telemetry.AccessLog
 	stats          *stats
+	filters        []ConnFilterFactory
 }
 
 // RouteOptions are what Compile needs beside the listener's config: the
@@ -115,6 +122,8 @@ type RouteOptions struct {
 	AccessLog *telemetry.AccessLog
 	// Metrics receives the listener's counters; nil: NewMetrics (unregistered).
 	Metrics *Metrics
+	// Filters are the listener's network filters, in order.
+	Filters []ConnFilterFactory
 }
 
 // Compile compiles a tcp listener's config. It refuses what a tcp listener
@@ -155,6 +164,7 @@ func Compile(lc *config.Listener, o RouteOptions) (*Route, error) {
 		authz:          o.Authz,
 		accessLog:      o.AccessLog,
 		stats:          m.resolve(lc.Name, t.Cluster),
+		filters:        o.Filters,
 	}
 	if r.idleTimeout == 0 {
 		r.idleTimeout = config.DefaultTCPIdleTimeout

@@ -28,6 +28,16 @@ func (v *vm) resume(streamType uint32, outcome uint8) uint32 {
 	}
 	switch streamType {
 	case streamTypeHTTPRequest, streamTypeHTTPResponse:
+	case streamTypeDownstream, streamTypeUpstream:
+		if f.net == nil {
+			return statusBadArgument
+		}
+		// A network context: close ends the connection; a continue lets
+		// held bytes go with the next read (network.go).
+		if outcome == outcomeClose {
+			f.net.closeConn = true
+		}
+		return statusOK
 	default:
 		return statusBadArgument
 	}

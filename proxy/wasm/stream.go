@@ -60,6 +60,8 @@ type streamFilter struct {
 	wake       chan uint8  // outcome of a pause
 	timer      *time.Timer // pause deadline, reused
 	details    string      // response code details of our local reply
+	// net is set on a network (L4) context (network.go).
+	net *netState
 }
 
 // OnRequestHeaders runs proxy_on_request_headers.

@@ -135,6 +135,8 @@ type vm struct {
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc
 	onReqTrailers, onRespTrailers                                               *guestFunc
 	onGRPCInitialMeta, onGRPCReceive, onGRPCTrailingMeta, onGRPCClose           *guestFunc
+	// Network (L4) callbacks (network.go).
+	onNewConnection, onDownstreamData, onUpstreamData, onDownstreamClose, onUpstreamClose *guestFunc
 	// startLog collects the guest's warn+ log lines while it starts (nil
 	// otherwise).
 	startLog []string
@@ -241,6 +243,11 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v.onGRPCClose = lookup(mod, "proxy_on_grpc_close")
 	v.onHTTPCallResp = lookup(mod, "proxy_on_http_call_response")
 	v.onQueue = lookup(mod, "proxy_on_queue_ready")
+	v.onNewConnection = lookup(mod, "proxy_on_new_connection")
+	v.onDownstreamData = lookup(mod, "proxy_on_downstream_data")
+	v.onUpstreamData = lookup(mod, "proxy_on_upstream_data")
+	v.onDownstreamClose = lookup(mod, "proxy_on_downstream_connection_close")
+	v.onUpstreamClose = lookup(mod, "proxy_on_upstream_connection_close")
 	if v.malloc = lookup(mod, "proxy_on_memory_allocate"); v.malloc == nil {
 		v.malloc = lookup(mod, "malloc")
 	}
