@@ -36,13 +36,6 @@ type vmGroup struct {
 	dead    bool // the pool failed to build or its last member left
 }
 
-// maxRootID bounds root context ids; stream contexts are numbered from
-// firstStreamID so the two never meet.
-const (
-	maxRootID     = 1<<16 - 1
-	firstStreamID = 1 << 16
-)
-
 // rootState is one plugin's root context on one VM.
 type rootState struct {
 	p          *Plugin
@@ -100,21 +93,19 @@ func (rt *Runtime) joinGroup(p *Plugin) (g *vmGroup, build bool, err error) {
 	}
 }
 
-// freeRootID is the smallest root context id no member holds.
-func (g *vmGroup) freeRootID() (uint32, bool) {
-	for id := uint32(1); id <= maxRootID; id++ {
-		taken := false
-		for _, m := range g.members {
-			if m.rootCtx == id {
-				taken = true
-				break
-			}
-		}
-		if !taken {
-			return id, true
-		}
+// Context ids: as in Envoy, one counter per VM numbers root and stream
+// contexts alike (a lone plugin's root is 1 and its first stream 2). A
+// plugin's root id is the same in every VM of the pool: a VM is built with
+// its counter past every member's root, and a joining plugin takes an id
+// past every VM's counter (joinVMs).
+
+// nextIDAfter is the first stream id of a VM built with members' roots.
+func nextIDAfter(members []*Plugin) uint32 {
+	var top uint32
+	for _, m := range members {
+		top = max(top, m.rootCtx)
 	}
-	return 0, false
+	return top + 1
 }
 
 // dropLocked forgets the group in rt once it died. The caller holds g.mu.
@@ -200,40 +191,49 @@ func (v *vm) enterStream(f *streamFilter) {
 	v.cur, v.p, v.rootID = f, f.p, f.p.rootCtx
 }
 
-// joinVMs adds p's root context to every VM of a live pool. A VM being
-// rebuilt gets it from the rebuild, which waits for g.mu. On failure p's
-// root is ended where it was added. The caller holds g.mu.
+// joinVMs gives p a root context id past every VM's counter and adds the
+// root to every VM of a live pool, holding all their locks so no stream
+// takes the id meanwhile. A VM being rebuilt gets the root from the
+// rebuild, which waits for g.mu. On failure p's root is ended where it was
+// added. The caller holds g.mu.
 func (g *vmGroup) joinVMs(p *Plugin) error {
-	var done []*vm
+	var vms []*vm
+	id := nextIDAfter(g.members)
 	for _, s := range g.slots {
-		v := s.vm.Load()
-		if v == nil {
-			continue
+		if v := s.vm.Load(); v != nil {
+			v.mu.Lock()
+			if v.broken {
+				v.mu.Unlock()
+				continue
+			}
+			vms = append(vms, v)
+			id = max(id, v.nextID)
 		}
-		v.mu.Lock()
-		if v.broken {
+	}
+	defer func() {
+		for _, v := range vms {
 			v.mu.Unlock()
-			continue
 		}
+	}()
+	p.rootCtx = id
+	for i, v := range vms {
+		v.nextID = id + 1
 		v.startLog = []string{}
 		err := v.addRoot(p, p.lifecycleTimeout())
 		v.startLog = nil
-		if err != nil {
-			if !errors.Is(err, errConfigureRefused) { // a trap or a timeout
-				v.breakLocked(err)
-			}
-			v.endRoot(p) // the guest may hold a root it did not configure
-			v.enterRoot(g.leader())
-			v.mu.Unlock()
-			for _, d := range done {
-				d.mu.Lock()
-				d.endRoot(p)
-				d.mu.Unlock()
-			}
-			return fmt.Errorf("vm %d: %w", s.idx, err)
+		if err == nil {
+			continue
 		}
-		v.mu.Unlock()
-		done = append(done, v)
+		if !errors.Is(err, errConfigureRefused) { // a trap or a timeout
+			v.breakLocked(err)
+		}
+		v.endRoot(p) // the guest may hold a root it did not configure
+		v.enterRoot(g.leader())
+		for _, d := range vms[:i] {
+			d.endRoot(p)
+			d.enterRoot(g.leader())
+		}
+		return fmt.Errorf("vm %d: %w", v.slot.idx, err)
 	}
 	return nil
 }

@@ -155,13 +155,6 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 			g.slots[i] = s
 		}
 	} else {
-		id, ok := g.freeRootID()
-		if !ok {
-			g.mu.Unlock()
-			e.release(sum)
-			return nil, fmt.Errorf("wasm plugin %q: vm_id %q: too many plugins share its VMs", spec.Name, spec.VMID)
-		}
-		p.rootCtx = id
 		if err := g.joinVMs(p); err != nil {
 			g.mu.Unlock()
 			e.release(sum)

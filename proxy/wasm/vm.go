@@ -158,7 +158,7 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // context and on_configure (on_vm_start once, on the first). The caller
 // holds s.g.mu.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
-	v := &vm{p: p, slot: s, nextID: firstStreamID, rootID: p.rootCtx, nextToken: 1, contexts: make(map[uint32]*streamFilter)}
+	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, contexts: make(map[uint32]*streamFilter)}
 	// Callbacks run with a context that is never done; an overrun is
 	// stopped by closing the module from the deadline timer (the runtime
 	// is built WithCloseOnContextDone, which makes Close interrupt a

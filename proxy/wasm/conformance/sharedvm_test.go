@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -64,19 +65,24 @@ func TestSharedVM(t *testing.T) {
 		t.Fatal("a plugin whose on_configure fails joined the shared VM")
 	}
 
-	// A third plugin joins the running VM: no new on_vm_start, the next
-	// free root id; when b leaves, a and c stay.
+	// A third plugin joins the running VM: no new on_vm_start, a root id
+	// of its own (past every context id the VM gave out, as Envoy's one
+	// counter per VM does); when b leaves, a and c stay.
 	sc := spec("c", "c")
 	pc := loadPlugin(t, sc, wasm.Env{})
 	xc := startProxy(t, pc, up, wasm.Env{})
 	res := xc.mustDo(t, request{})
-	want(res, "c", "root", "3", "plugin-name", sc.Name, "vm-starts", "1", "roots", "3")
+	want(res, "c", "plugin-name", sc.Name, "vm-starts", "1", "roots", "3")
+	cRoot := res.Upstream.Get("x-c-root")
+	if n, err := strconv.Atoi(cRoot); err != nil || n <= 2 {
+		t.Errorf("c's root id %q, want one above a's and b's", cRoot)
+	}
 	pb.Close()
 	eventually(t, 20*time.Second, "b's root ended", func() (bool, string) {
 		res := xa.mustDo(t, request{})
 		return res.Upstream.Get("x-a-roots") == "2", "roots " + res.Upstream.Get("x-a-roots")
 	})
-	want(xc.mustDo(t, request{}), "c", "root", "3", "vm-starts", "1", "roots", "2")
+	want(xc.mustDo(t, request{}), "c", "root", cRoot, "vm-starts", "1", "roots", "2")
 
 	// The same module and vm_id without sharing: a VM of its own.
 	alone := spec("alone", "alone")
