@@ -44,6 +44,8 @@ type clusterState struct {
 	// requests and retries still running on an old snapshot stay counted.
 	budget *resilience.Budget
 	stats  *telemetry.ClusterStats
+	// metadata is the cluster's filter_metadata.
+	metadata map[string]map[string]any
 }
 
 // listenerState is one listener's compiled config.
@@ -60,6 +62,11 @@ type listenerState struct {
 	sec       listenerSecurity // mTLS and authz (security.go)
 	// tcp is a tcp listener's forwarding (table is then nil).
 	tcp *tcpproxy.Route
+	// metadata is the listener's filter_metadata; routeMetadata says a
+	// route has some, so streams look their route up before the listener's
+	// filters run (metadata.go).
+	metadata      map[string]map[string]any
+	routeMetadata bool
 }
 
 // routeState is what the proxy keeps beside a compiled route.
@@ -120,7 +127,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		} else {
 			fresh = append(fresh, c)
 		}
-		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget}
+		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget, metadata: filterMetadata(cc.Metadata)}
 		s.clusters = append(s.clusters, cs)
 		s.byName[cc.Name] = cs
 		index[cc.Name] = i
@@ -190,6 +197,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			snap:      s,
 		}
 		s.listeners[lc.Name] = ls // from here on a failure closes its access log
+		ls.metadata = filterMetadata(lc.Metadata)
 		if ls.direction == "" {
 			ls.direction = "outbound"
 		}
@@ -198,6 +206,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		}
 		for _, r := range t.Routes() {
 			rs := &routeState{filters: factories(r.Filters), noCluster: p.metrics.Route(lc.Name, r.Name, "")}
+			ls.routeMetadata = ls.routeMetadata || r.Metadata != nil
 			if rs.retry, err = resilience.Compile(r.Retry); err != nil {
 				return nil, fmt.Errorf("listener %q: route %q: %w", lc.Name, r.Name, err)
 			}
@@ -233,7 +242,7 @@ func (p *Proxy) buildTCPListener(lc *config.Listener, s *snapshot, baseDir strin
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
 	r, err := tcpproxy.Compile(lc, tcpproxy.RouteOptions{Cluster: cs.c, Authz: sec.authz, AccessLog: al, Metrics: p.tcpMetrics,
-		Filters: networkFilters(s, lc.Filters)})
+		Filters: networkFilters(s, lc.Filters), ListenerMetadata: filterMetadata(lc.Metadata), ClusterMetadata: cs.metadata})
 	if err != nil {
 		al.Close()
 		return nil, err

@@ -89,6 +89,8 @@ type Listener struct {
 	// HTTP2 tunes the HTTP/2 an http listener speaks beside HTTP/1.1 on the
 	// same port (h2c with prior knowledge or Upgrade, h2 by ALPN over TLS).
 	HTTP2 HTTP2 `yaml:"http2,omitempty" json:"http2,omitempty"`
+	// Metadata is what Wasm filters read as listener_metadata.
+	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // HTTP2 are a listener's HTTP/2 settings. Zero values take the defaults in
@@ -172,6 +174,16 @@ type Route struct {
 	ResponseHeaders HeaderMutation  `yaml:"response_headers,omitempty" json:"response_headers,omitempty"`
 	// Filters are plugin names run for this route after the listener's.
 	Filters []string `yaml:"filters,omitempty" json:"filters,omitempty"`
+	// Metadata is what Wasm filters read as route_metadata.
+	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
+}
+
+// Metadata is Envoy's core.Metadata: values filters read as properties
+// (route_metadata, cluster_metadata, listener_metadata), by namespace.
+type Metadata struct {
+	// FilterMetadata maps a namespace (by convention a filter's name, e.g.
+	// envoy.filters.http.wasm) to a map of values.
+	FilterMetadata map[string]map[string]any `yaml:"filter_metadata,omitempty" json:"filter_metadata,omitempty"`
 }
 
 // Match selects requests. Every set condition must hold.
@@ -313,6 +325,8 @@ type Cluster struct {
 	// offers it by ALPN, else HTTP/1.1; in plaintext: the downstream's
 	// protocol).
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// Metadata is what Wasm filters read as cluster_metadata.
+	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // Endpoint is one upstream address.

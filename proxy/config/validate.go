@@ -366,6 +366,7 @@ func declared(set map[string]bool) string {
 
 func (v *validator) listener(p string, l *Listener) {
 	v.required(p+".name", "name", l.Name)
+	v.metadata(p+".metadata", l.Metadata)
 	if v.required(p+".address", "address", l.Address) {
 		v.address(p+".address", l.Address, true, false)
 	}
@@ -477,6 +478,7 @@ func (v *validator) virtualHostRoutes(vp string, vh *VirtualHost) {
 
 func (v *validator) route(rp string, r *Route) {
 	v.match(rp+".match", &r.Match)
+	v.metadata(rp+".metadata", r.Metadata)
 
 	actions := 0
 	for _, set := range []bool{r.Route != nil, r.Redirect != nil, r.DirectResponse != nil} {
@@ -685,6 +687,7 @@ func (v *validator) headerMutation(p string, m *HeaderMutation) {
 
 func (v *validator) cluster(p string, c *Cluster) {
 	v.required(p+".name", "name", c.Name)
+	v.metadata(p+".metadata", c.Metadata)
 	switch {
 	case len(c.Endpoints) > 0 && c.DNS != nil:
 		v.errf(p, "set endpoints or dns, not both")
@@ -793,6 +796,51 @@ func (v *validator) cluster(p string, c *Cluster) {
 
 // maxMemoryLimitMiB is what a 32-bit Wasm memory can address.
 const maxMemoryLimitMiB = 4096
+
+// metadata refuses what filters could not read as Envoy metadata: an empty
+// namespace, a null, a map whose keys are not strings.
+func (v *validator) metadata(p string, m *Metadata) {
+	if m == nil {
+		return
+	}
+	fp := p + ".filter_metadata"
+	for ns, vals := range m.FilterMetadata {
+		if ns == "" {
+			v.errf(fp, "a namespace is empty")
+		}
+		for k, val := range vals {
+			if why := badMetadataValue(val); why != "" {
+				v.errf(fp, "namespace %q: key %q: %s", ns, k, why)
+			}
+		}
+	}
+}
+
+// badMetadataValue says why val is not a metadata value ("" when it is one:
+// a string, number, bool, list or string-keyed map of those).
+func badMetadataValue(val any) string {
+	switch x := val.(type) {
+	case string, bool, int, int64, uint64, float64:
+		return ""
+	case nil:
+		return "null is not a value; leave the key out"
+	case []any:
+		for _, e := range x {
+			if why := badMetadataValue(e); why != "" {
+				return why
+			}
+		}
+		return ""
+	case map[string]any:
+		for _, e := range x {
+			if why := badMetadataValue(e); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
+	return fmt.Sprintf("a %T is not a value; use strings as map keys", val)
+}
 
 // vmIDs refuses filters that name the same vm_id with another module or
 // vm_config: a vm_id stands for one vm_config, as in Envoy. Different VM

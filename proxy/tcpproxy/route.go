@@ -109,6 +109,7 @@ type Route struct {
 	accessLog      *telemetry.AccessLog
 	stats          *stats
 	filters        []ConnFilterFactory
+	metadata       [2]map[string]map[string]any // listener's, cluster's
 }
 
 // RouteOptions are what Compile needs beside the listener's config: the
@@ -124,6 +125,9 @@ type RouteOptions struct {
 	Metrics *Metrics
 	// Filters are the listener's network filters, in order.
 	Filters []ConnFilterFactory
+	// ListenerMetadata and ClusterMetadata are what network filters read
+	// as listener_metadata and cluster_metadata.
+	ListenerMetadata, ClusterMetadata map[string]map[string]any
 }
 
 // Compile compiles a tcp listener's config. It refuses what a tcp listener
@@ -165,6 +169,7 @@ func Compile(lc *config.Listener, o RouteOptions) (*Route, error) {
 		accessLog:      o.AccessLog,
 		stats:          m.resolve(lc.Name, t.Cluster),
 		filters:        o.Filters,
+		metadata:       [2]map[string]map[string]any{o.ListenerMetadata, o.ClusterMetadata},
 	}
 	if r.idleTimeout == 0 {
 		r.idleTimeout = config.DefaultTCPIdleTimeout

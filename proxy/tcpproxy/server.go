@@ -215,7 +215,8 @@ func (s *Server) handle(c net.Conn) {
 	}
 
 	ch := newChain(r.filters, filter.Stream{TLS: info, Source: c.RemoteAddr(), Destination: c.LocalAddr(),
-		Listener: r.listener, Direction: r.direction, StartTime: cn.start, ClusterName: r.cluster.Name()})
+		Listener: r.listener, Direction: r.direction, StartTime: cn.start, ClusterName: r.cluster.Name(),
+		ListenerMetadata: r.metadata[0], ClusterMetadata: r.metadata[1]})
 	if ch != nil {
 		defer ch.done()
 		if !ch.open() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,20 +145,23 @@ func staticServer(t *testing.T, body string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// net/http, not fasthttp: the examples send Hosts fasthttp's server
+	// refuses ("localhost:18000-canary"), which Envoy's direct responses
+	// take.
 	var n atomic.Int64
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		switch string(ctx.Path()) {
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
 		case "/fail":
-			ctx.SetStatusCode(503)
+			w.WriteHeader(503)
 		case "/uuid": // httpbin's: a new id each time
-			fmt.Fprintf(ctx, "{\n  \"uuid\": \"%08x-0000-4000-8000-%012x\"\n}\n", n.Add(1), n.Load()*7919)
+			fmt.Fprintf(w, "{\n  \"uuid\": \"%08x-0000-4000-8000-%012x\"\n}\n", n.Add(1), n.Load()*7919)
 		default:
-			ctx.SetBodyString(body)
+			_, _ = io.WriteString(w, body)
 		}
-	}}
+	})}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
+	t.Cleanup(func() { _ = srv.Close(); <-done })
 	return ln.Addr().String()
 }
 
