@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"regexp"
+
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/wasm"
 )
+
+// Metadata and stats tags: config the Wasm host reads through the proxy.
 
 // filterMetadata is m's filter_metadata (nil when m is).
 func filterMetadata(m *config.Metadata) map[string]map[string]any {
@@ -25,4 +30,15 @@ func (ls *listenerState) stampMetadata(s *filter.Stream) {
 			s.RouteMetadata = r.Metadata
 		}
 	}
+}
+
+// statsTags compiles the config's stats_tags (validated: they compile).
+func statsTags(cfg *config.Config) []wasm.StatsTag {
+	out := make([]wasm.StatsTag, 0, len(cfg.StatsTags))
+	for _, st := range cfg.StatsTags {
+		if re, err := regexp.Compile(st.Regex); err == nil {
+			out = append(out, wasm.StatsTag{Name: st.TagName, Regex: re})
+		}
+	}
+	return out
 }

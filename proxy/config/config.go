@@ -24,6 +24,17 @@ type Config struct {
 	// shared queues and call-outs. Same fields as a filter; pool_size
 	// defaults to 1, a singleton.
 	WasmServices []Filter `yaml:"wasm_services,omitempty" json:"wasm_services,omitempty"`
+	// StatsTags turn parts of Wasm guest metric names into labels (Envoy's
+	// stats_config.stats_tags). None: the convention NAME_KEY=VALUE.
+	StatsTags []StatsTag `yaml:"stats_tags,omitempty" json:"stats_tags,omitempty"`
+}
+
+// StatsTag is one tag extraction rule: the regex's first capture group is
+// cut out of a guest metric's name; the second (or the first, when it is
+// the only one) is the value of the label TagName.
+type StatsTag struct {
+	TagName string `yaml:"tag_name" json:"tag_name"`
+	Regex   string `yaml:"regex" json:"regex"`
 }
 
 // Node describes the sidecar itself.

@@ -283,6 +283,17 @@ func (v *validator) config(c *Config) {
 		v.filter(p, &c.WasmServices[i])
 	}
 	v.vmIDs(append(append([]Filter(nil), c.Filters...), c.WasmServices...))
+	for i, st := range c.StatsTags {
+		p := fmt.Sprintf("stats_tags[%d]", i)
+		if !promLabel.MatchString(st.TagName) {
+			v.errf(p+".tag_name", "tag_name %q is not a Prometheus label name (letters, digits, _; not starting with a digit or __)", st.TagName)
+		}
+		if re, err := regexp.Compile(st.Regex); err != nil {
+			v.errf(p+".regex", "regex: %v", err)
+		} else if re.NumSubexp() < 1 {
+			v.errf(p+".regex", "regex %q needs a capture group: the part of the name to cut out", st.Regex)
+		}
+	}
 
 	if len(c.Listeners) == 0 {
 		v.errf("listeners", "at least one listener is required")
@@ -841,6 +852,9 @@ func badMetadataValue(val any) string {
 	}
 	return fmt.Sprintf("a %T is not a value; use strings as map keys", val)
 }
+
+// promLabel is a Prometheus label name that is not reserved.
+var promLabel = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*$|^_[a-zA-Z0-9][a-zA-Z0-9_]*$`)
 
 // vmIDs refuses filters that name the same vm_id with another module or
 // vm_config: a vm_id stands for one vm_config, as in Envoy. Different VM

@@ -560,6 +560,9 @@ filters:
 clusters:
   - name: web_service
     endpoints: [{address: "{{static}}"}]
+    metadata:
+      filter_metadata:
+        location: {region: ap-northeast-1, cloud_provider: aws, az: ap-northeast-1a}
 `,
 		check: func(h *harness) string {
 			if _, err := h.tcpGet("main", "This-Is-Key", "this-is-value"); err != nil {
@@ -596,8 +599,14 @@ listeners:
       - name: all
         domains: ["*"]
         routes:
-          - {name: one, match: {prefix: /one}, route: {cluster: web_service}}
-          - {name: two, match: {prefix: /two}, route: {cluster: web_service}}
+          - name: one
+            match: {prefix: /one}
+            route: {cluster: web_service}
+            metadata: {filter_metadata: {envoy.filters.http.wasm: {auth: cookie}}}
+          - name: two
+            match: {prefix: /two}
+            route: {cluster: web_service}
+            metadata: {filter_metadata: {envoy.filters.http.wasm: {auth: authorization}}}
           - {name: three, match: {prefix: /three}, route: {cluster: web_service}}
 filters:
   - {name: f, module: {path: "{{wasm:properties}}"}}
