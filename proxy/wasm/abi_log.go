@@ -76,10 +76,12 @@ func proxyLog(v *vm, st []uint64) uint32 {
 		}
 		v.startLog = append(v.startLog, line)
 	}
-	if ce := v.p.log.Check(zapLevelOf(level), "wasm guest"); ce != nil {
-		// Copy: msg is guest memory, and a core may keep fields after Write
-		// returns (observers, buffered or async cores).
-		ce.Write(zap.String("msg", string(msg)))
+	if ce := v.p.log.Check(zapLevelOf(level), v.p.guestLogPrefix+string(msg)); ce != nil {
+		// The message is Envoy's line, "wasm log NAME ROOT_ID VM_ID: TEXT";
+		// the text alone is the guest field (a copy: msg is guest memory,
+		// and a core may keep fields after Write returns), with the root
+		// context and the VM id beside the plugin field.
+		ce.Write(zap.String("guest", string(msg)), zap.Uint32("root_context", v.rootID), zap.String("vm_id", v.p.spec.VMID))
 	}
 	return statusOK
 }
@@ -113,4 +115,15 @@ func proxySetTickPeriod(v *vm, st []uint64) uint32 {
 	r.tickReset.Store(true)
 	v.p.wakeTicks()
 	return statusOK
+}
+
+// envoyLogPrefix is Envoy's "wasm log{ name}{ root_id}{ vm_id}: ".
+func envoyLogPrefix(s PluginSpec) string {
+	p := "wasm log"
+	for _, part := range []string{s.Name, s.RootID, s.VMID} {
+		if part != "" {
+			p += " " + part
+		}
+	}
+	return p + ": "
 }

@@ -43,6 +43,9 @@ type Plugin struct {
 	sum      [32]byte
 	abi      abiVersion
 	logLevel uint32
+	// guestLogPrefix starts a guest log line as Envoy's does: "wasm log",
+	// then the name, root_id and vm_id that are set, then ": ".
+	guestLogPrefix string
 	// interruptible: the module carries the interrupt flag its deadline
 	// sets (see Load).
 	interruptible bool
@@ -121,9 +124,10 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 		rt: rt, spec: spec, env: env, key: spec.key(), log: log,
 		events: rt.metrics.eventsFor(spec.Name),
 		engine: e, compiled: cm, sum: sum, abi: abi, interruptible: interruptible,
-		logLevel: guestLogLevel(log),
-		stop:     make(chan struct{}),
-		tickWake: make(chan struct{}, 1),
+		logLevel:       guestLogLevel(log),
+		guestLogPrefix: envoyLogPrefix(spec),
+		stop:           make(chan struct{}),
+		tickWake:       make(chan struct{}, 1),
 
 		pauseTimeout: PauseTimeout,
 	}

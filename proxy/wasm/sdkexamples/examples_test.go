@@ -2,7 +2,6 @@ package sdkexamples_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -283,17 +281,35 @@ func (h *harness) get(listener, path string, status int, hdrs ...string) string 
 	return ""
 }
 
-// metricsText is the proxy's Prometheus exposition.
-func (h *harness) metricsText() string {
+// sample is the value of the counter or gauge name whose labels include
+// labels.
+func (h *harness) sample(name string, labels map[string]string) (float64, bool) {
 	mfs, err := h.p.Metrics().Registry().Gather()
 	if err != nil {
-		return ""
+		return 0, false
 	}
-	var b bytes.Buffer
 	for _, mf := range mfs {
-		_, _ = expfmt.MetricFamilyToText(&b, mf)
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue(), true
+			}
+			return m.GetGauge().GetValue(), true
+		}
 	}
-	return b.String()
+	return 0, false
 }
 
 func first(msgs ...string) string {
@@ -519,6 +535,11 @@ clusters:
 	{
 		name: "metrics", wasm: []string{"metrics"},
 		config: fmt.Sprintf(directListener, "f") + `
+stats_tags:
+  - tag_name: value
+    regex: '(_value=([a-zA-Z]+))'
+  - tag_name: reporter
+    regex: '(_reporter=([a-zA-Z]+))'
 filters:
   - {name: f, module: {path: "{{wasm:metrics}}"}}
 `,
@@ -535,11 +556,13 @@ filters:
 						}
 					}
 				}
-				text := h.metricsText()
+				// The e2e test greps Envoy's text for
+				// custom_header_value_counts{value="foo",reporter="wasmgosdk"} 3;
+				// Prometheus' exposition orders labels by name and weft adds
+				// plugin, so look the sample up by its labels instead.
 				for v, n := range map[string]int{"foo": 3, "bar": 5} {
-					want := fmt.Sprintf("custom_header_value_counts{value=%q,reporter=\"wasmgosdk\"} %d", v, n)
-					if !strings.Contains(text, want) {
-						return "metric " + want
+					if got, ok := h.sample("custom_header_value_counts", map[string]string{"value": v, "reporter": "wasmgosdk"}); !ok || got != float64(n) {
+						return fmt.Sprintf("custom_header_value_counts{value=%q,reporter=\"wasmgosdk\"} = %v (found %t), want %d", v, got, ok, n)
 					}
 				}
 				return ""
