@@ -64,6 +64,7 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	s.TLS = connTLS(ctx)
 	s.GRPCStatus = -1
 	s.Listener, s.Direction = ls.name, ls.direction
+	ls.stampMetadata(s)
 	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
 	// RFC 9112 §3.2.2: with an absolute-form target the URI's authority is
 	// the host; routing and the upstream must agree on it.
@@ -119,7 +120,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 		return
 	}
 	rs := ls.routes[r]
-	s.RouteName = r.Name
+	s.RouteName, s.RouteMetadata = r.Name, r.Metadata
 	x.stats = rs.noCluster
 	nListener := x.chain.Len()
 	for _, f := range rs.filters {
@@ -135,7 +136,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 			t := r.PickCluster(rand.Uint64())
 			x.stats = rs.stats[slotOf(r, t)]
 			cs := ls.snap.clusters[t.Index]
-			s.ClusterName = cs.name
+			s.ClusterName, s.ClusterMetadata = cs.name, cs.metadata
 			r.ApplyRequest(s.Request)
 			if r.Mirror != nil {
 				rl.p.mirror(ls.snap, r, s.Request)

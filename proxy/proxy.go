@@ -136,7 +136,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		mirrorSem: make(chan struct{}, 64),
 	}
 	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
-	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals, p.modules.unavailable)
+	p.metrics.Registry().MustRegister(rt.Collector(), rt.TaggedCollector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals, p.modules.unavailable)
 	p.tcpMetrics = tcpproxy.NewMetrics()
 	p.h2Stats = &listener.H2Stats{}
 	p.metrics.Registry().MustRegister(
@@ -192,6 +192,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 	if err != nil {
 		return err
 	}
+	p.wasm.SetStatsTags(statsTags(cfg))
 	// Limits fixed at bind time cannot change on a listener that keeps its
 	// socket: refuse rather than pretend (the others apply per request).
 	for _, lc := range cfg.Listeners {

@@ -48,6 +48,8 @@ type clusterState struct {
 	// requests and retries still running on an old snapshot stay counted.
 	budget *resilience.Budget
 	stats  *telemetry.ClusterStats
+	// metadata is the cluster's filter_metadata.
+	metadata map[string]map[string]any
 }
 
 // listenerState is one listener's compiled config.
@@ -64,6 +66,11 @@ type listenerState struct {
 	sec       listenerSecurity // mTLS and authz (security.go)
 	// tcp is a tcp listener's forwarding (table is then nil).
 	tcp *tcpproxy.Route
+	// metadata is the listener's filter_metadata; routeMetadata says a
+	// route has some, so streams look their route up before the listener's
+	// filters run (metadata.go).
+	metadata      map[string]map[string]any
+	routeMetadata bool
 }
 
 // routeState is what the proxy keeps beside a compiled route.
@@ -124,13 +131,22 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		} else {
 			fresh = append(fresh, c)
 		}
-		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget}
+		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget, metadata: filterMetadata(cc.Metadata)}
 		s.clusters = append(s.clusters, cs)
 		s.byName[cc.Name] = cs
 		index[cc.Name] = i
 	}
 
-	for _, fc := range cfg.Filters {
+	// Wasm services live beside the filters under a name no listener can
+	// refer to, so reuse on reload and closing after a swap are the same.
+	plugins := make([]config.Filter, 0, len(cfg.Filters)+len(cfg.WasmServices))
+	plugins = append(plugins, cfg.Filters...)
+	plugins = append(plugins, cfg.WasmServices...)
+	for i, fc := range plugins {
+		name, what := fc.Name, "filter"
+		if i >= len(cfg.Filters) {
+			name, what = serviceKeyPrefix+fc.Name, "wasm service"
+		}
 		var spec wasm.PluginSpec
 		var err error
 		stage := "load"
@@ -143,15 +159,15 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		var pl *wasm.Plugin
 		if err == nil {
 			key := specKey(spec)
-			s.pluginKey[fc.Name] = key
-			if prev != nil && prev.pluginKey[fc.Name] == key {
-				s.plugins[fc.Name] = prev.plugins[fc.Name]
+			s.pluginKey[name] = key
+			if prev != nil && prev.pluginKey[name] == key {
+				s.plugins[name] = prev.plugins[name]
 				continue
 			}
 			stage = "start"
 			pl, err = p.wasm.Load(ctx, spec, wasm.Env{Upstream: p, NodeID: cfg.Node.ID, NodeMetadata: cfg.Node.Metadata})
 			if err != nil {
-				err = fmt.Errorf("filter %q: %w", fc.Name, err)
+				err = fmt.Errorf("%s %q: %w", what, fc.Name, err)
 			}
 		}
 		if err != nil {
@@ -161,18 +177,18 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			// loads it. Any other failure refuses the config, so the last
 			// good one — this filter's last good version with it — keeps
 			// serving.
-			if fc.FailurePolicy != "fail_open" || (prev != nil && prev.plugins[fc.Name] != nil) {
+			if fc.FailurePolicy != "fail_open" || (prev != nil && prev.plugins[name] != nil) {
 				return nil, err
 			}
-			p.log.Warn("filter unavailable; fail_open: running without it until a config loads it",
+			p.log.Warn(what+" unavailable; fail_open: running without it until a config loads it",
 				zap.String("filter", fc.Name), zap.String("stage", stage), zap.Error(err))
 			p.modules.unavailable.WithLabelValues(fc.Name).Inc()
-			s.pluginKey[fc.Name] = "unavailable" // never equal to a spec key: the next config retries
-			s.failedOpen = append(s.failedOpen, fc.Name)
+			s.pluginKey[name] = "unavailable" // never equal to a spec key: the next config retries
+			s.failedOpen = append(s.failedOpen, name)
 			continue
 		}
 		freshPlugins = append(freshPlugins, pl)
-		s.plugins[fc.Name] = pl
+		s.plugins[name] = pl
 	}
 	factories := func(names []string) []filter.Factory {
 		out := make([]filter.Factory, 0, len(names))
@@ -213,6 +229,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			snap:      s,
 		}
 		s.listeners[lc.Name] = ls // from here on a failure closes its access log
+		ls.metadata = filterMetadata(lc.Metadata)
 		if ls.direction == "" {
 			ls.direction = "outbound"
 		}
@@ -221,6 +238,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		}
 		for _, r := range t.Routes() {
 			rs := &routeState{filters: factories(r.Filters), noCluster: p.metrics.Route(lc.Name, r.Name, "")}
+			ls.routeMetadata = ls.routeMetadata || r.Metadata != nil
 			if rs.retry, err = resilience.Compile(r.Retry); err != nil {
 				return nil, fmt.Errorf("listener %q: route %q: %w", lc.Name, r.Name, err)
 			}
@@ -255,7 +273,8 @@ func (p *Proxy) buildTCPListener(lc *config.Listener, s *snapshot, baseDir strin
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
-	r, err := tcpproxy.Compile(lc, tcpproxy.RouteOptions{Cluster: cs.c, Authz: sec.authz, AccessLog: al, Metrics: p.tcpMetrics})
+	r, err := tcpproxy.Compile(lc, tcpproxy.RouteOptions{Cluster: cs.c, Authz: sec.authz, AccessLog: al, Metrics: p.tcpMetrics,
+		Filters: networkFilters(s, lc.Filters), ListenerMetadata: filterMetadata(lc.Metadata), ClusterMetadata: cs.metadata})
 	if err != nil {
 		al.Close()
 		return nil, err
@@ -289,6 +308,10 @@ func release(old, next *snapshot) {
 	releaseTracer(old, next)
 }
 
+// serviceKeyPrefix keys wasm services in snapshot.plugins apart from
+// filters (a NUL no config name holds).
+const serviceKeyPrefix = "service\x00"
+
 // specKey digests everything in spec that shapes a plugin: equal keys mean
 // a reload may keep the running plugin.
 func specKey(spec wasm.PluginSpec) string {
@@ -299,7 +322,7 @@ func specKey(spec wasm.PluginSpec) string {
 	h.Write([]byte{0})
 	h.Write(spec.PluginConfig)
 	h.Write([]byte{0})
-	fmt.Fprintf(h, "%d|%t|", spec.MaxBodyBytes, spec.Trusted)
+	fmt.Fprintf(h, "%d|%t|%t|", spec.MaxBodyBytes, spec.Trusted, spec.ShareVMs)
 	h.Write(spec.Module)
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -117,6 +117,7 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 		s.Source, s.Destination = a, a
 	}
 	s.Listener, s.Direction = ls.name, ls.direction
+	ls.stampMetadata(s)
 	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
 	s.ID = setRequestID(&req.Header, &x.idBuf)
 	x.xff = setForwarded(&req.Header, s.Source, s.TLS != nil, x.xff)

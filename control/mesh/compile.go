@@ -228,6 +228,7 @@ func (n *nodeCompiler) declareFilter(name string, f *FilterSpec, cfgOverride str
 		PoolSize:        f.PoolSize,
 		MemoryLimitMiB:  f.MemoryLimitMiB,
 		CallbackTimeout: f.CallbackTimeout,
+		IsolateVM:       f.IsolateVM,
 	}
 	if cfgOverride != "" {
 		fc.Config = config.RawConfig(cfgOverride)

@@ -280,6 +280,9 @@ type FilterSpec struct {
 	PoolSize        int              `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
 	MemoryLimitMiB  int              `yaml:"memory_limit_mib,omitempty" json:"memory_limit_mib,omitempty"`
 	CallbackTimeout config.Duration  `yaml:"callback_timeout,omitempty" json:"callback_timeout,omitempty"`
+	// IsolateVM: VMs of its own instead of sharing them with the filters of
+	// the same vm_id, module and vm_config (the sidecar's isolate_vm).
+	IsolateVM bool `yaml:"isolate_vm,omitempty" json:"isolate_vm,omitempty"`
 	// Apply attaches the filter to sidecar listeners. Without it the filter
 	// runs only where a route names it (filters, fault.filter).
 	Apply *Selector `yaml:"apply,omitempty" json:"apply,omitempty"`

@@ -112,7 +112,7 @@ func runExample(t *testing.T, ex exbuild.Example, wasm []byte) {
 		}
 	}
 	// Every example logs one line through proxy_log when configured.
-	wantLog := `"msg":"` + ex.Name + ` example filter configured"`
+	wantLog := `"guest":"` + ex.Name + ` example filter configured"`
 	if text := logs.String(); !strings.Contains(text, wantLog) {
 		t.Errorf("no guest log line with %s; host logs:\n%s", wantLog, text)
 	}

@@ -19,6 +19,22 @@ type Config struct {
 	Clusters []Cluster `yaml:"clusters,omitempty" json:"clusters,omitempty"`
 	// Filters declares Wasm plugins; listeners and routes refer to them by name.
 	Filters []Filter `yaml:"filters,omitempty" json:"filters,omitempty"`
+	// WasmServices are Wasm plugins that run on their own, on no listener
+	// (Envoy's bootstrap wasm extension): a root context with its ticks,
+	// shared queues and call-outs. Same fields as a filter; pool_size
+	// defaults to 1, a singleton.
+	WasmServices []Filter `yaml:"wasm_services,omitempty" json:"wasm_services,omitempty"`
+	// StatsTags turn parts of Wasm guest metric names into labels (Envoy's
+	// stats_config.stats_tags). None: the convention NAME_KEY=VALUE.
+	StatsTags []StatsTag `yaml:"stats_tags,omitempty" json:"stats_tags,omitempty"`
+}
+
+// StatsTag is one tag extraction rule: the regex's first capture group is
+// cut out of a guest metric's name; the second (or the first, when it is
+// the only one) is the value of the label TagName.
+type StatsTag struct {
+	TagName string `yaml:"tag_name" json:"tag_name"`
+	Regex   string `yaml:"regex" json:"regex"`
 }
 
 // Node describes the sidecar itself.
@@ -84,6 +100,8 @@ type Listener struct {
 	// HTTP2 tunes the HTTP/2 an http listener speaks beside HTTP/1.1 on the
 	// same port (h2c with prior knowledge or Upgrade, h2 by ALPN over TLS).
 	HTTP2 HTTP2 `yaml:"http2,omitempty" json:"http2,omitempty"`
+	// Metadata is what Wasm filters read as listener_metadata.
+	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // HTTP2 are a listener's HTTP/2 settings. Zero values take the defaults in
@@ -168,6 +186,16 @@ type Route struct {
 	ResponseHeaders HeaderMutation  `yaml:"response_headers,omitempty" json:"response_headers,omitempty"`
 	// Filters are plugin names run for this route after the listener's.
 	Filters []string `yaml:"filters,omitempty" json:"filters,omitempty"`
+	// Metadata is what Wasm filters read as route_metadata.
+	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
+}
+
+// Metadata is Envoy's core.Metadata: values filters read as properties
+// (route_metadata, cluster_metadata, listener_metadata), by namespace.
+type Metadata struct {
+	// FilterMetadata maps a namespace (by convention a filter's name, e.g.
+	// envoy.filters.http.wasm) to a map of values.
+	FilterMetadata map[string]map[string]any `yaml:"filter_metadata,omitempty" json:"filter_metadata,omitempty"`
 }
 
 // Match selects requests. Every set condition must hold.
@@ -312,6 +340,8 @@ type Cluster struct {
 	// offers it by ALPN, else HTTP/1.1; in plaintext: the downstream's
 	// protocol).
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// Metadata is what Wasm filters read as cluster_metadata.
+	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // Endpoint is one upstream address.
@@ -403,6 +433,11 @@ type Filter struct {
 	Trusted bool `yaml:"trusted,omitempty" json:"trusted,omitempty"`
 	// MaxBodyBytes bounds what is buffered for this filter (default 1 MiB).
 	MaxBodyBytes int `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
+	// IsolateVM gives the filter VMs of its own. By default filters with
+	// the same vm_id, module, vm_config and VM limits (pool_size,
+	// memory_limit_mib, callback_timeout, trusted) share their VMs, each
+	// with its own root context, as Envoy shares one VM between plugins.
+	IsolateVM bool `yaml:"isolate_vm,omitempty" json:"isolate_vm,omitempty"`
 }
 
 // Module locates a Wasm module: a path relative to the config file, a URL

@@ -106,6 +106,10 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Filters {
 		c.Filters[i].applyDefaults()
 	}
+	for i := range c.WasmServices {
+		setInt(&c.WasmServices[i].PoolSize, 1) // a singleton, as Envoy's singleton: true
+		c.WasmServices[i].applyDefaults()
+	}
 }
 
 func setInt(p *int, v int) {

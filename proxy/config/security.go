@@ -57,14 +57,11 @@ func (v *validator) listenerSecurity(p string, l *Listener) bool {
 }
 
 // tcpListener checks what a tcp listener has instead of virtual hosts, and
-// refuses what only HTTP has: virtual hosts, Wasm filters (they see HTTP
-// requests) and authz conditions on requests.
+// refuses what only HTTP has: virtual hosts and authz conditions on
+// requests. Its filters run as network (L4) filters.
 func (v *validator) tcpListener(p string, l *Listener) {
 	if len(l.VirtualHosts) > 0 {
 		v.errf(p+".virtual_hosts", "a tcp listener has no virtual_hosts; it forwards every connection to tcp.cluster")
-	}
-	if len(l.Filters) > 0 {
-		v.errf(p+".filters", "Wasm filters see HTTP requests; a tcp listener cannot run them")
 	}
 	t := l.TCP
 	if t == nil {

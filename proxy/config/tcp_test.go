@@ -40,7 +40,7 @@ clusters:
 		"no cluster": {cfg("tcp", `tcp: {idle_timeout: 1s}`), "listeners[0].tcp.cluster: cluster is required"},
 		"unknown":    {cfg("tcp", `tcp: {cluster: nope}`), `test.yaml:6: listeners[0].tcp.cluster: cluster "nope" is not declared under clusters (declared: "app")`},
 		"vhosts":     {cfg("tcp", "tcp: {cluster: app}\n  virtual_hosts: [{name: a, domains: [\"*\"], routes: [{direct_response: {status: 200}}]}]"), "listeners[0].virtual_hosts: a tcp listener has no virtual_hosts"},
-		"filters":    {cfg("tcp", "tcp: {cluster: app}\n  filters: [f]"), "listeners[0].filters: Wasm filters see HTTP requests"},
+		"filters":    {cfg("tcp", "tcp: {cluster: app}\n  filters: [f]"), `listeners[0].filters[0]: filter "f" is not declared under filters`}, // network filters are allowed; they must exist
 		"http authz": {cfg("tcp", "tcp: {cluster: app}\n  authz: {rules: [{name: r, action: deny, paths: [/admin]}]}"), "listeners[0].authz.rules[0].paths: a tcp listener sees no HTTP requests"},
 		"tcp on http": {cfg("http", "tcp: {cluster: app}\n  virtual_hosts: [{name: a, domains: [\"*\"], routes: [{direct_response: {status: 200}}]}]"),
 			"listeners[0].tcp: tcp only applies to a listener with protocol: tcp"},

@@ -278,6 +278,24 @@ func (v *validator) config(c *Config) {
 		v.filters[c.Filters[i].Name] = true
 		v.filter(p, &c.Filters[i])
 	}
+	for i := range c.WasmServices {
+		p := fmt.Sprintf("wasm_services[%d]", i)
+		// Plugin names key guest metrics and logs: unique across both lists.
+		v.unique(seenFilters, p+".name", "filter or wasm service name", c.WasmServices[i].Name)
+		v.filter(p, &c.WasmServices[i])
+	}
+	v.vmIDs(append(append([]Filter(nil), c.Filters...), c.WasmServices...))
+	for i, st := range c.StatsTags {
+		p := fmt.Sprintf("stats_tags[%d]", i)
+		if !promLabel.MatchString(st.TagName) {
+			v.errf(p+".tag_name", "tag_name %q is not a Prometheus label name (letters, digits, _; not starting with a digit or __)", st.TagName)
+		}
+		if re, err := regexp.Compile(st.Regex); err != nil {
+			v.errf(p+".regex", "regex: %v", err)
+		} else if re.NumSubexp() < 1 {
+			v.errf(p+".regex", "regex %q needs a capture group: the part of the name to cut out", st.Regex)
+		}
+	}
 
 	if len(c.Listeners) == 0 {
 		v.errf("listeners", "at least one listener is required")
@@ -361,6 +379,7 @@ func declared(set map[string]bool) string {
 
 func (v *validator) listener(p string, l *Listener) {
 	v.required(p+".name", "name", l.Name)
+	v.metadata(p+".metadata", l.Metadata)
 	if v.required(p+".address", "address", l.Address) {
 		v.address(p+".address", l.Address, true, false)
 	}
@@ -473,6 +492,7 @@ func (v *validator) virtualHostRoutes(vp string, vh *VirtualHost) {
 
 func (v *validator) route(rp string, r *Route) {
 	v.match(rp+".match", &r.Match)
+	v.metadata(rp+".metadata", r.Metadata)
 
 	actions := 0
 	for _, set := range []bool{r.Route != nil, r.Redirect != nil, r.DirectResponse != nil} {
@@ -681,6 +701,7 @@ func (v *validator) headerMutation(p string, m *HeaderMutation) {
 
 func (v *validator) cluster(p string, c *Cluster) {
 	v.required(p+".name", "name", c.Name)
+	v.metadata(p+".metadata", c.Metadata)
 	switch {
 	case len(c.Endpoints) > 0 && c.DNS != nil:
 		v.errf(p, "set endpoints or dns, not both")
@@ -789,6 +810,88 @@ func (v *validator) cluster(p string, c *Cluster) {
 
 // maxMemoryLimitMiB is what a 32-bit Wasm memory can address.
 const maxMemoryLimitMiB = 4096
+
+// metadata refuses what filters could not read as Envoy metadata: an empty
+// namespace, a null, a map whose keys are not strings.
+func (v *validator) metadata(p string, m *Metadata) {
+	if m == nil {
+		return
+	}
+	fp := p + ".filter_metadata"
+	for ns, vals := range m.FilterMetadata {
+		if ns == "" {
+			v.errf(fp, "a namespace is empty")
+		}
+		for k, val := range vals {
+			if why := badMetadataValue(val); why != "" {
+				v.errf(fp, "namespace %q: key %q: %s", ns, k, why)
+			}
+		}
+	}
+}
+
+// badMetadataValue says why val is not a metadata value ("" when it is one:
+// a string, number, bool, list or string-keyed map of those).
+func badMetadataValue(val any) string {
+	switch x := val.(type) {
+	case string, bool, int, int64, uint64, float64:
+		return ""
+	case nil:
+		return "null is not a value; leave the key out"
+	case []any:
+		for _, e := range x {
+			if why := badMetadataValue(e); why != "" {
+				return why
+			}
+		}
+		return ""
+	case map[string]any:
+		for _, e := range x {
+			if why := badMetadataValue(e); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
+	return fmt.Sprintf("a %T is not a value; use strings as map keys", val)
+}
+
+// promLabel is a Prometheus label name that is not reserved.
+var promLabel = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*$|^_[a-zA-Z0-9][a-zA-Z0-9_]*$`)
+
+// vmIDs refuses filters that name the same vm_id with another module or
+// vm_config: a vm_id stands for one vm_config, as in Envoy. Different VM
+// limits (pool_size…) only mean separate VMs: a singleton wasm service and
+// the filters of its vm_id differ in pool_size.
+func (v *validator) vmIDs(fs []Filter) {
+	first := map[string]int{}
+	for i := range fs {
+		f := &fs[i]
+		if f.VMID == "" || f.IsolateVM {
+			continue
+		}
+		j, ok := first[f.VMID]
+		if !ok {
+			first[f.VMID] = i
+			continue
+		}
+		if diff := vmDifference(&fs[j], f); diff != "" {
+			v.errf(fmt.Sprintf("filters[%d].vm_id", i), "filters %q and %q share vm_id %q but differ in %s: give them the same module and vm_config, another vm_id, or isolate_vm: true",
+				fs[j].Name, f.Name, f.VMID, diff)
+		}
+	}
+}
+
+// vmDifference names the first VM setting a and b disagree on ("" when none).
+func vmDifference(a, b *Filter) string {
+	switch {
+	case a.Module != b.Module:
+		return "module"
+	case string(a.VMConfig) != string(b.VMConfig):
+		return "vm_config"
+	}
+	return ""
+}
 
 func (v *validator) filter(p string, f *Filter) {
 	v.required(p+".name", "name", f.Name)

@@ -177,6 +177,12 @@ func TestParseReportsFileLineAndPath(t *testing.T) {
 		{"sha256 hex", withFilter("- name: f2\n  module:\n    path: a.wasm\n    sha256: abc123 #<\n"), "filters[1].module.sha256", `sha256 must be 64 hex digits, got "abc123"`},
 		{"url scheme", withFilter("- name: f2\n  module:\n    url: ftp://x.local/a.wasm #<\n    sha256: " + strings.Repeat("ab", 32) + "\n"), "filters[1].module.url", "not an http(s) URL"},
 		{"memory limit", withFilter("- name: f2\n  module: {path: a.wasm}\n  memory_limit_mib: 5000 #<\n"), "filters[1].memory_limit_mib", "must be between 1 and 4096"},
+		{"vm_id shared with another module", withFilter("- name: f2\n  module: {path: a.wasm}\n  vm_id: v\n- name: f3\n  module: {path: b.wasm}\n  vm_id: v #<\n"), "filters[2].vm_id", `filters "f2" and "f3" share vm_id "v" but differ in module`},
+		{"metadata null", withCluster("- name: c3\n  endpoints: [{address: 1.2.3.4:80}]\n  metadata:\n    filter_metadata: #<\n      ns: {k: null}\n"), "clusters[2].metadata.filter_metadata", `namespace "ns": key "k": null is not a value`},
+		{"metadata key not a string", withCluster("- name: c3\n  endpoints: [{address: 1.2.3.4:80}]\n  metadata:\n    filter_metadata: #<\n      ns: {k: {1: a}}\n"), "clusters[2].metadata.filter_metadata", "use strings as map keys"},
+		{"stats tag regex", withFilter("") + "stats_tags:\n  - tag_name: v\n    regex: '_v=[a-z]+' #<\n", "stats_tags[0].regex", "needs a capture group"},
+		{"service named like a filter", withFilter("") + "wasm_services:\n  - name: f1 #<\n    module: {path: a.wasm}\n", "wasm_services[0].name", `duplicate filter or wasm service name "f1"`},
+		{"vm_id shared with another vm_config", withFilter("- name: f2\n  module: {path: a.wasm}\n  vm_id: v\n  vm_config: x\n- name: f3\n  module: {path: a.wasm}\n  vm_id: v #<\n"), "filters[2].vm_id", "differ in vm_config"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -93,6 +93,11 @@ type Stream struct {
 	ClusterName string
 	// UpstreamAddr is the endpoint that answered, if any.
 	UpstreamAddr string
+	// ListenerMetadata, RouteMetadata and ClusterMetadata are the
+	// filter_metadata (namespace → values) of the listener, the route and
+	// the cluster, for Wasm filters' properties. Before routing
+	// RouteMetadata is the route the request matches then.
+	ListenerMetadata, RouteMetadata, ClusterMetadata map[string]map[string]any
 	// ResponseFlags describes why a response is what it is (Envoy-style
 	// short codes: "UH" no healthy upstream, "UO" overflow, "UT" timeout,
 	// "URX" retry limit, "LR" local reply...).

@@ -293,6 +293,7 @@ func TestHostLookup(t *testing.T) {
 	names := vhosts([]string{"alpha"}, []string{"zulu"}, []string{"api.local"}, []string{"*.local"}, []string{"api.*"}, []string{"*"})
 	// Only domains with a port, so nothing else turns the port lookup on.
 	ports := vhosts([]string{"api.local:8080"}, []string{"*"})
+	canary := vhosts([]string{"*-canary"}, []string{"*"})
 	cases := []struct {
 		l    config.Listener
 		host string
@@ -312,6 +313,12 @@ func TestHostLookup(t *testing.T) {
 		{ports, "API.LOCAL:8080", "api.local:8080"},
 		{ports, "api.local:9090", "*"},
 		{ports, "api.local", "*"},
+		// Only digits make a port: a suffix wildcard sees anything else
+		// after the colon, as in Envoy (the SDK's http_routing example
+		// appends "-canary" to "localhost:18000").
+		{canary, "localhost:18000-canary", "*-canary"},
+		{canary, "localhost:18000", "*"},
+		{canary, "a-canary:80", "*-canary"},
 	}
 	for _, c := range cases {
 		tbl, err := Compile(c.l, nil)
@@ -335,6 +342,7 @@ func TestStripPort(t *testing.T) {
 		"::1":        "::1",
 		"fe80::1":    "fe80::1",
 		":80":        "",
+		"a:8000-x":   "a:8000-x",
 	} {
 		if got := string(stripPort([]byte(in))); got != want {
 			t.Errorf("stripPort(%q) = %q, want %q", in, got, want)

@@ -92,6 +92,8 @@ type Route struct {
 	// Filters are the route's plugin names, run after the listener's; the
 	// caller resolves them.
 	Filters []string
+	// Metadata is the route's filter_metadata (nil: none).
+	Metadata map[string]map[string]any
 
 	// Status is the status WriteRedirect or WriteDirect answers with.
 	Status int
@@ -135,6 +137,9 @@ func compileRoute(r *Route, vhost string, idx int, cr *config.Route, clusterInde
 	r.reqHeaders = compileMutation(&cr.RequestHeaders)
 	r.respHeaders = compileMutation(&cr.ResponseHeaders)
 	r.Filters = append([]string(nil), cr.Filters...)
+	if cr.Metadata != nil {
+		r.Metadata = cr.Metadata.FilterMetadata
+	}
 
 	switch {
 	case cr.Route != nil && cr.Redirect == nil && cr.DirectResponse == nil:

@@ -201,7 +201,11 @@ func toLower(dst, b []byte) []byte {
 	return dst
 }
 
-// lookupHost finds the virtual host for a lower-case Host.
+// lookupHost finds the virtual host for a lower-case Host: exact domains
+// (with the port, when a domain names one; then without), then suffix
+// wildcards, then prefix wildcards, then "*". Only digits after the last
+// colon are a port, so, as in Envoy, "*-canary" takes
+// "localhost:8000-canary".
 func (t *Table) lookupHost(lh []byte) *virtualHost {
 	if t.portDomains {
 		if vh := t.exact[string(lh)]; vh != nil {
@@ -229,7 +233,8 @@ func (t *Table) lookupHost(lh []byte) *virtualHost {
 }
 
 // stripPort drops a ":port" from a host: "a.local:80" → "a.local",
-// "[::1]:80" → "[::1]"; "[::1]" and a bare "::1" are left alone.
+// "[::1]:80" → "[::1]"; "[::1]", a bare "::1" and a ":" followed by
+// anything but digits are left alone.
 func stripPort(h []byte) []byte {
 	i := bytes.LastIndexByte(h, ':')
 	if i < 0 {
@@ -243,6 +248,11 @@ func stripPort(h []byte) []byte {
 	}
 	if bytes.IndexByte(h[:i], ':') >= 0 {
 		return h
+	}
+	for _, c := range h[i+1:] { // "host:8000-canary" has no port
+		if c < '0' || c > '9' {
+			return h
+		}
 	}
 	return h[:i]
 }

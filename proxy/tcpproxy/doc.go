@@ -8,7 +8,11 @@
 // pooled buffers, half-close passed on, idle timeout, abort on error),
 // and the connection metrics and access log line.
 //
-// It must not parse what it forwards (no HTTP, no Wasm filters), verify
+// Network filters (filters.go: a listener's ConnFilterFactory list, Wasm
+// network filters behind the proxy's glue) see the bytes each way and may
+// hold them back, rewrite them or close the connection.
+//
+// It must not parse what it forwards (no HTTP), know what a filter runs, verify
 // certificates or build TLS configs itself (proxy/identity and the
 // listener's TLS wrapping do), choose endpoints outside the cluster's
 // balancer, or keep a connection's goroutines past Shutdown.

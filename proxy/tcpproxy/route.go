@@ -21,9 +21,14 @@ const (
 	ReasonOverflow       = "overflow"
 	ReasonConnectFailure = "connect_failure"
 	ReasonMaxConnections = "max_connections"
+	ReasonNetworkFilter  = "network_filter"
 )
 
-var reasons = [...]string{ReasonTLS, ReasonAuthzDenied, ReasonNoHealthy, ReasonOverflow, ReasonConnectFailure, ReasonMaxConnections}
+var reasons = [...]string{ReasonTLS, ReasonAuthzDenied, ReasonNoHealthy, ReasonOverflow, ReasonConnectFailure, ReasonMaxConnections, ReasonNetworkFilter}
+
+// flagFilterClosed is the access log flag of a connection a network
+// filter closed (Envoy's local reset).
+const flagFilterClosed = "LR"
 
 type reason uint8
 
@@ -34,6 +39,7 @@ const (
 	rOverflow
 	rConnect
 	rMaxConns
+	rFilter
 )
 
 // Metrics are the tcp listeners' metric families. Register Collectors once.
@@ -102,6 +108,8 @@ type Route struct {
 	authz          *authz.Policy
 	accessLog      *telemetry.AccessLog
 	stats          *stats
+	filters        []ConnFilterFactory
+	metadata       [2]map[string]map[string]any // listener's, cluster's
 }
 
 // RouteOptions are what Compile needs beside the listener's config: the
@@ -115,6 +123,11 @@ type RouteOptions struct {
 	AccessLog *telemetry.AccessLog
 	// Metrics receives the listener's counters; nil: NewMetrics (unregistered).
 	Metrics *Metrics
+	// Filters are the listener's network filters, in order.
+	Filters []ConnFilterFactory
+	// ListenerMetadata and ClusterMetadata are what network filters read
+	// as listener_metadata and cluster_metadata.
+	ListenerMetadata, ClusterMetadata map[string]map[string]any
 }
 
 // Compile compiles a tcp listener's config. It refuses what a tcp listener
@@ -155,6 +168,8 @@ func Compile(lc *config.Listener, o RouteOptions) (*Route, error) {
 		authz:          o.Authz,
 		accessLog:      o.AccessLog,
 		stats:          m.resolve(lc.Name, t.Cluster),
+		filters:        o.Filters,
+		metadata:       [2]map[string]map[string]any{o.ListenerMetadata, o.ClusterMetadata},
 	}
 	if r.idleTimeout == 0 {
 		r.idleTimeout = config.DefaultTCPIdleTimeout

@@ -214,6 +214,17 @@ func (s *Server) handle(c net.Conn) {
 		}
 	}
 
+	ch := newChain(r.filters, filter.Stream{TLS: info, Source: c.RemoteAddr(), Destination: c.LocalAddr(),
+		Listener: r.listener, Direction: r.direction, StartTime: cn.start, ClusterName: r.cluster.Name(),
+		ListenerMetadata: r.metadata[0], ClusterMetadata: r.metadata[1]})
+	if ch != nil {
+		defer ch.done()
+		if !ch.open() {
+			cn.refuse(st, rFilter, flagFilterClosed)
+			return
+		}
+	}
+
 	req := fasthttp.AcquireRequest() // ring_hash on a header or cookie finds none: random
 	key, hasKey := r.cluster.HashKey(req, c.RemoteAddr())
 	fasthttp.ReleaseRequest(req)
@@ -223,6 +234,9 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	cn.upstream = ep.Address()
+	if ch != nil {
+		ch.s.UpstreamAddr = cn.upstream
+	}
 	up, err := s.dial(ep, r.connectTimeout)
 	if err != nil {
 		if errors.Is(err, cluster.ErrOverflow) {
@@ -236,6 +250,7 @@ func (s *Server) handle(c net.Conn) {
 	}
 	ep.Report(0, nil)
 	t := newTunnel(c, up, r.idleTimeout)
+	t.chain = ch
 	cn.in, cn.out, cn.flags = t.run(st.in, st.out)
 }
 

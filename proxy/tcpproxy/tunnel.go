@@ -27,6 +27,9 @@ type tunnel struct {
 	last atomic.Int64
 	once sync.Once
 	flag string // why the tunnel was aborted; written once, under once
+	// chain is the listener's network filters (nil: bytes go through as
+	// read).
+	chain *chain
 }
 
 func newTunnel(down, up net.Conn, idle time.Duration) *tunnel {
@@ -43,9 +46,9 @@ func (t *tunnel) run(inCtr, outCtr prometheus.Counter) (in, out int64, flag stri
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		out = t.pump(t.down, t.up, outCtr, "UC", "DC")
+		out = t.pump(t.down, t.up, outCtr, "UC", "DC", 1)
 	}()
-	in = t.pump(t.up, t.down, inCtr, "DC", "UC")
+	in = t.pump(t.up, t.down, inCtr, "DC", "UC", 0)
 	<-done
 	_ = t.down.Close()
 	_ = t.up.Close()
@@ -69,7 +72,9 @@ func (t *tunnel) abort(flag string) {
 // only when less than 90% of it is left, so a busy connection rarely
 // touches them, and a read that times out while the other direction moved
 // bytes waits again instead of ending.
-func (t *tunnel) pump(dst, src net.Conn, ctr prometheus.Counter, srcFlag, dstFlag string) int64 {
+// dir is 0 for the bytes from the downstream, 1 for those from the
+// upstream (what the network filters, if any, are told).
+func (t *tunnel) pump(dst, src net.Conn, ctr prometheus.Counter, srcFlag, dstFlag string, dir int) int64 {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -84,13 +89,26 @@ func (t *tunnel) pump(dst, src net.Conn, ctr prometheus.Counter, srcFlag, dstFla
 		}
 		nr, err := src.Read(buf)
 		now = time.Now()
+		out := buf[:nr]
+		if t.chain != nil && (nr > 0 || errors.Is(err, io.EOF)) {
+			var closeConn bool
+			if out, closeConn = t.chain.data(dir, out, errors.Is(err, io.EOF)); closeConn {
+				t.abort(flagFilterClosed)
+				return n
+			}
+			if errors.Is(err, io.EOF) {
+				t.chain.close(dir == 1)
+			}
+		}
 		if nr > 0 {
 			t.last.Store(now.UnixNano())
+		}
+		if len(out) > 0 {
 			if wdl.Sub(now) < refresh {
 				wdl = now.Add(t.idle)
 				_ = dst.SetWriteDeadline(wdl)
 			}
-			if _, werr := dst.Write(buf[:nr]); werr != nil {
+			if _, werr := dst.Write(out); werr != nil {
 				// A write stuck for the whole idle timeout: the peer stopped
 				// reading. (A TLS write that timed out is unusable anyway.)
 				if errors.Is(werr, os.ErrDeadlineExceeded) {
@@ -100,6 +118,8 @@ func (t *tunnel) pump(dst, src net.Conn, ctr prometheus.Counter, srcFlag, dstFla
 				}
 				return n
 			}
+		}
+		if nr > 0 {
 			n += int64(nr)
 			ctr.Add(float64(nr))
 		}

@@ -36,6 +36,11 @@ func (v *vm) buffer(bt uint32) ([]byte, bool) {
 			return nil, false
 		}
 		return v.grpc.recv, true
+	case bufferDownstreamData, bufferUpstreamData:
+		if f == nil || f.net == nil {
+			return nil, false
+		}
+		return f.net.data[bt-bufferDownstreamData], true
 	case bufferVMConfiguration:
 		return v.p.spec.VMConfig, true
 	case bufferPluginConfig:
@@ -83,6 +88,11 @@ func proxySetBufferBytes(v *vm, st []uint64) uint32 {
 			return statusNotFound
 		}
 		cur = f.s.Response.Body()
+	case bufferDownstreamData, bufferUpstreamData:
+		if f.net == nil {
+			return statusNotFound
+		}
+		cur = f.net.data[bt-bufferDownstreamData]
 	default:
 		return statusBadArgument
 	}
@@ -93,9 +103,12 @@ func proxySetBufferBytes(v *vm, st []uint64) uint32 {
 	nb = append(nb, cur[:start]...)
 	nb = append(nb, data...)
 	nb = append(nb, cur[end:]...)
-	if bt == bufferRequestBody {
+	switch bt {
+	case bufferDownstreamData, bufferUpstreamData:
+		f.net.data[bt-bufferDownstreamData] = nb
+	case bufferRequestBody:
 		f.s.Request.SetBodyRaw(nb)
-	} else {
+	default:
 		f.s.Response.SetBodyRaw(nb)
 	}
 	return statusOK

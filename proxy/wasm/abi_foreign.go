@@ -28,6 +28,8 @@ func newForeignRegistry() *foreignRegistry {
 	r := &foreignRegistry{keys: newKeyCache(maxForeignKeys)}
 	r.funcs = map[string]foreignFunc{
 		foreignVerifySignature: r.verifySignature,
+		"compress":             foreignCompress, // Envoy's (abi_foreign_zlib.go)
+		"uncompress":           foreignUncompress,
 	}
 	return r
 }

@@ -65,6 +65,9 @@ const maxGRPCMessage = 4 << 20
 // grpcCall is one call or stream in flight; calls lives in vm.grpcCalls
 // (guarded by vm.mu).
 type grpcCall struct {
+	// p is the plugin whose context made the call: its root context hears
+	// the callbacks (VMs may be shared).
+	p      *Plugin
 	stream bool
 	cancel context.CancelFunc
 	// out feeds a stream's request body (framed messages); closed on
@@ -187,6 +190,7 @@ func (v *vm) grpcStart(st []uint64, stream bool, body []byte, timeout time.Durat
 		v.grpcCalls = make(map[uint32]*grpcCall)
 	}
 	v.grpcCalls[token] = c
+	c.p = v.p
 	stop := v.p.stop
 	started := v.p.goAsync(func() {
 		done := make(chan struct{})
@@ -242,7 +246,7 @@ func grpcFrame(dst, msg []byte) []byte {
 func (v *vm) runGRPC(up StreamUpstream, cluster string, req *http.Request, token uint32, c *grpcCall) {
 	resp, err := up.Stream(cluster, req)
 	if err != nil {
-		v.p.log.Debug("wasm grpc call-out failed", zap.String("cluster", cluster), zap.Error(err))
+		c.p.log.Debug("wasm grpc call-out failed", zap.String("cluster", cluster), zap.Error(err))
 		code := uint32(grpcStatusUnavailable)
 		if errors.Is(err, context.Canceled) {
 			code = grpcStatusCancelled
@@ -368,19 +372,19 @@ func (v *vm) grpcDeliver(token uint32, c *grpcCall, g *guestFunc, s grpcState, l
 		}
 		c.closeSend()
 	}
-	if c.cancelled || v.broken || g == nil {
+	if c.cancelled || v.broken || g == nil || v.root(c.p) == nil {
 		return
 	}
-	v.cur = nil
+	v.enterRoot(c.p)
 	v.grpc = &s
 	var err error
 	switch g {
 	case v.onGRPCReceive:
-		_, err = v.invoke(g, uint64(v.rootID), uint64(token), uint64(len(s.recv)))
+		_, err = v.invoke(g, uint64(c.p.rootCtx), uint64(token), uint64(len(s.recv)))
 	case v.onGRPCClose:
-		_, err = v.invoke(g, uint64(v.rootID), uint64(token), uint64(s.code))
+		_, err = v.invoke(g, uint64(c.p.rootCtx), uint64(token), uint64(s.code))
 	default: // metadata
-		_, err = v.invoke(g, uint64(v.rootID), uint64(token), uint64(headers{resp: s.meta, trailer: true}.count()))
+		_, err = v.invoke(g, uint64(c.p.rootCtx), uint64(token), uint64(headers{resp: s.meta, trailer: true}.count()))
 	}
 	v.grpc = nil
 	if err != nil {

@@ -78,7 +78,8 @@ func proxyHTTPCall(v *vm, st []uint64) uint32 {
 	token := v.nextToken
 	v.nextToken++
 	clusterName := string(cluster)
-	started := v.p.goAsync(func() { v.finishHTTPCall(clusterName, req, timeout, token) })
+	p := v.p // the answer goes to this plugin's root context
+	started := p.goAsync(func() { v.finishHTTPCall(p, clusterName, req, timeout, token) })
 	if !started {
 		fasthttp.ReleaseRequest(req)
 		return statusInternalFailure
@@ -92,21 +93,21 @@ func proxyHTTPCall(v *vm, st []uint64) uint32 {
 // belongs to the root context: proxy_on_http_call_response gets the root
 // context id, and the SDKs find the calling stream by token and switch to
 // it with proxy_set_effective_context.
-func (v *vm) finishHTTPCall(cluster string, req *fasthttp.Request, timeout time.Duration, token uint32) {
+func (v *vm) finishHTTPCall(p *Plugin, cluster string, req *fasthttp.Request, timeout time.Duration, token uint32) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	defer fasthttp.ReleaseRequest(req)
-	err := v.p.env.Upstream.Do(cluster, req, resp, timeout)
+	err := p.env.Upstream.Do(cluster, req, resp, timeout)
 	if err != nil {
-		v.p.events.callouts[dispatchReason(err)].Add(1)
-		v.p.log.Debug("wasm http call failed", zap.String("cluster", cluster), zap.String("dispatch_status", DispatchStatus(err)), zap.Error(err))
+		p.events.callouts[dispatchReason(err)].Add(1)
+		p.log.Debug("wasm http call failed", zap.String("cluster", cluster), zap.String("dispatch_status", DispatchStatus(err)), zap.Error(err))
 	}
 	if v.onHTTPCallResp == nil {
 		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.broken {
+	if v.broken || v.root(p) == nil {
 		return
 	}
 	var nh, nb uint64
@@ -117,8 +118,8 @@ func (v *vm) finishHTTPCall(cluster string, req *fasthttp.Request, timeout time.
 	} else {
 		v.callFailure = DispatchStatus(err)
 	}
-	v.cur = nil
-	_, cerr := v.invoke(v.onHTTPCallResp, uint64(v.rootID), uint64(token), nh, nb, 0)
+	v.enterRoot(p)
+	_, cerr := v.invoke(v.onHTTPCallResp, uint64(p.rootCtx), uint64(token), nh, nb, 0)
 	v.cur = nil
 	v.callResp, v.callFailure = nil, ""
 	if cerr != nil {

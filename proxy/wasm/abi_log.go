@@ -76,10 +76,12 @@ func proxyLog(v *vm, st []uint64) uint32 {
 		}
 		v.startLog = append(v.startLog, line)
 	}
-	if ce := v.p.log.Check(zapLevelOf(level), "wasm guest"); ce != nil {
-		// Copy: msg is guest memory, and a core may keep fields after Write
-		// returns (observers, buffered or async cores).
-		ce.Write(zap.String("msg", string(msg)))
+	if ce := v.p.log.Check(zapLevelOf(level), v.p.guestLogPrefix+string(msg)); ce != nil {
+		// The message is Envoy's line, "wasm log NAME ROOT_ID VM_ID: TEXT";
+		// the text alone is the guest field (a copy: msg is guest memory,
+		// and a core may keep fields after Write returns), with the root
+		// context and the VM id beside the plugin field.
+		ce.Write(zap.String("guest", string(msg)), zap.Uint32("root_context", v.rootID), zap.String("vm_id", v.p.spec.VMID))
 	}
 	return statusOK
 }
@@ -103,8 +105,25 @@ func proxyGetCurrentTime(v *vm, st []uint64) uint32 {
 // proxy_set_tick_period_milliseconds(ms): only the root context ticks.
 func proxySetTickPeriod(v *vm, st []uint64) uint32 {
 	ms := uint32(st[0])
-	v.tickPeriod.Store(int64(time.Duration(ms) * time.Millisecond))
-	v.tickReset.Store(true)
+	// Each root context ticks on its own (VMs may be shared): the period
+	// is the current root's.
+	r := v.root(v.p)
+	if r == nil {
+		return statusBadArgument
+	}
+	r.tickPeriod.Store(int64(time.Duration(ms) * time.Millisecond))
+	r.tickReset.Store(true)
 	v.p.wakeTicks()
 	return statusOK
+}
+
+// envoyLogPrefix is Envoy's "wasm log{ name}{ root_id}{ vm_id}: ".
+func envoyLogPrefix(s PluginSpec) string {
+	p := "wasm log"
+	for _, part := range []string{s.Name, s.RootID, s.VMID} {
+		if part != "" {
+			p += " " + part
+		}
+	}
+	return p + ": "
 }

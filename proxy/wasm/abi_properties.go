@@ -41,6 +41,13 @@ func proxyGetProperty(v *vm, st []uint64) uint32 {
 	if !ok || !v.writable(uint32(st[2]), 4) || !v.writable(uint32(st[3]), 4) {
 		return statusInvalidMemoryAccess
 	}
+	if val, found, handled := v.metadataProperty(path, v.scratch[:0]); handled {
+		v.scratch = val[:0]
+		if !found {
+			return statusNotFound
+		}
+		return v.copyOut(val, uint32(st[2]), uint32(st[3]))
+	}
 	key := v.propertyKey(path)
 	val, found := v.property(key, v.scratch[:0])
 	v.scratch = val[:0]

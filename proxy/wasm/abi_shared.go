@@ -111,6 +111,9 @@ type sharedQueue struct {
 	id    uint32
 	items [][]byte
 	owner *vm
+	// ownerP is the plugin whose context registered it: its root context
+	// hears proxy_on_queue_ready (VMs may be shared).
+	ownerP *Plugin
 }
 
 func (q *sharedQueues) init() {
@@ -126,13 +129,13 @@ func (q *sharedQueues) register(owner *vm, name []byte) uint32 {
 	defer q.mu.Unlock()
 	k := queueKey(owner.p.spec.VMID, name)
 	if id, ok := q.byName[k]; ok {
-		q.byID[id].owner = owner
+		q.byID[id].owner, q.byID[id].ownerP = owner, owner.p
 		return id
 	}
 	id := q.nextID
 	q.nextID++
 	q.byName[k] = id
-	q.byID[id] = &sharedQueue{id: id, owner: owner}
+	q.byID[id] = &sharedQueue{id: id, owner: owner, ownerP: owner.p}
 	return id
 }
 
@@ -146,18 +149,18 @@ func (q *sharedQueues) resolve(vmID string, name []byte) (uint32, bool) {
 // maxQueueItems bounds a queue nobody drains.
 const maxQueueItems = 10000
 
-func (q *sharedQueues) enqueue(id uint32, val []byte) (*vm, uint32) {
+func (q *sharedQueues) enqueue(id uint32, val []byte) (*vm, *Plugin, uint32) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	sq := q.byID[id]
 	if sq == nil {
-		return nil, statusNotFound
+		return nil, nil, statusNotFound
 	}
 	if len(sq.items) >= maxQueueItems {
-		return nil, statusInternalFailure
+		return nil, nil, statusInternalFailure
 	}
 	sq.items = append(sq.items, append([]byte(nil), val...))
-	return sq.owner, statusOK
+	return sq.owner, sq.ownerP, statusOK
 }
 
 func (q *sharedQueues) dequeue(id uint32) ([]byte, uint32) {
@@ -182,8 +185,8 @@ func (q *sharedQueues) dropOwner(p *Plugin) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, sq := range q.byID {
-		if sq.owner != nil && sq.owner.p == p {
-			sq.owner = nil
+		if sq.ownerP == p {
+			sq.owner, sq.ownerP = nil, nil
 		}
 	}
 }
@@ -222,25 +225,25 @@ func proxyEnqueueSharedQueue(v *vm, st []uint64) uint32 {
 		return statusInvalidMemoryAccess
 	}
 	id := uint32(st[0])
-	owner, s := v.p.rt.queues.enqueue(id, val)
+	owner, ownerP, s := v.p.rt.queues.enqueue(id, val)
 	if s != statusOK {
 		return s
 	}
 	if owner != nil && owner.onQueue != nil {
-		owner.p.goAsync(func() { owner.queueReady(id) })
+		ownerP.goAsync(func() { owner.queueReady(ownerP, id) })
 	}
 	return statusOK
 }
 
-// queueReady runs proxy_on_queue_ready on v's root context.
-func (v *vm) queueReady(id uint32) {
+// queueReady runs proxy_on_queue_ready on p's root context on v.
+func (v *vm) queueReady(p *Plugin, id uint32) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.broken {
+	if v.broken || v.root(p) == nil {
 		return
 	}
-	v.cur = nil
-	if _, err := v.invoke(v.onQueue, uint64(v.rootID), uint64(id)); err != nil {
+	v.enterRoot(p)
+	if _, err := v.invoke(v.onQueue, uint64(p.rootCtx), uint64(id)); err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_queue_ready: %w", err))
 	}
 	v.cur = nil

@@ -28,6 +28,16 @@ func (v *vm) resume(streamType uint32, outcome uint8) uint32 {
 	}
 	switch streamType {
 	case streamTypeHTTPRequest, streamTypeHTTPResponse:
+	case streamTypeDownstream, streamTypeUpstream:
+		if f.net == nil {
+			return statusBadArgument
+		}
+		// A network context: close ends the connection; a continue lets
+		// held bytes go with the next read (network.go).
+		if outcome == outcomeClose {
+			f.net.closeConn = true
+		}
+		return statusOK
 	default:
 		return statusBadArgument
 	}
@@ -104,15 +114,15 @@ func proxySendLocalResponse(v *vm, st []uint64) uint32 {
 // proxy_set_effective_context(ctx): later calls act on that context.
 func proxySetEffectiveContext(v *vm, st []uint64) uint32 {
 	id := uint32(st[0])
-	if id == v.rootID {
-		v.cur = nil
+	if r, ok := v.roots.Load(id); ok {
+		v.enterRoot(r.(*rootState).p)
 		return statusOK
 	}
 	f, ok := v.contexts[id]
 	if !ok {
 		return statusBadArgument
 	}
-	v.cur = f
+	v.enterStream(f)
 	return statusOK
 }
 

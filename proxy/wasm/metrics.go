@@ -76,6 +76,9 @@ type metricsRegistry struct {
 	byKey  map[metricKey]uint32
 	list   atomic.Pointer[[]*guestMetric] // id-1 → metric; copy on write
 	events map[string]*pluginEvents
+	// tags are the stats_tags rules (metrics_tags.go); nil: the default
+	// convention.
+	tags atomic.Pointer[[]StatsTag]
 
 	descCounter, descGauge, descHist, descEvents, descCallouts *prometheus.Desc
 }
@@ -181,7 +184,11 @@ func (m *metricsRegistry) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *metricsRegistry) Collect(ch chan<- prometheus.Metric) {
+	rules := m.tagRules()
 	for _, g := range *m.list.Load() {
+		if _, _, _, tagged := splitTags(g.name, rules); tagged {
+			continue // exported by the TaggedCollector
+		}
 		switch g.typ {
 		case metricCounter:
 			ch <- prometheus.MustNewConstMetric(m.descCounter, prometheus.CounterValue, float64(g.val.Load()), g.plugin, g.name)

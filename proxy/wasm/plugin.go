@@ -43,12 +43,20 @@ type Plugin struct {
 	sum      [32]byte
 	abi      abiVersion
 	logLevel uint32
+	// guestLogPrefix starts a guest log line as Envoy's does: "wasm log",
+	// then the name, root_id and vm_id that are set, then ": ".
+	guestLogPrefix string
 	// interruptible: the module carries the interrupt flag its deadline
 	// sets (see Load).
 	interruptible bool
 
-	slots []*slot
-	rr    atomic.Uint32
+	// group is the pool of VMs the plugin runs in, maybe shared with
+	// other plugins (group.go); slots are the group's, rootCtx is the
+	// plugin's root context id in each of them.
+	group   *vmGroup
+	rootCtx uint32
+	slots   []*slot
+	rr      atomic.Uint32
 
 	closing  atomic.Bool
 	active   inflight       // streams in flight
@@ -67,7 +75,7 @@ type Plugin struct {
 // slot is one place in the pool: the VM serving it now (nil while it is
 // being rebuilt) and how many streams are bound to it.
 type slot struct {
-	p          *Plugin
+	g          *vmGroup
 	idx        int
 	vm         atomic.Pointer[vm]
 	load       atomic.Int32
@@ -135,34 +143,54 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 		rt: rt, spec: spec, env: env, key: spec.key(), log: log,
 		events: rt.metrics.eventsFor(spec.Name),
 		engine: e, compiled: cm, sum: sum, abi: abi, interruptible: interruptible,
-		logLevel: guestLogLevel(log),
-		stop:     make(chan struct{}),
-		tickWake: make(chan struct{}, 1),
+		logLevel:       guestLogLevel(log),
+		guestLogPrefix: envoyLogPrefix(spec),
+		stop:           make(chan struct{}),
+		tickWake:       make(chan struct{}, 1),
 
 		pauseTimeout: PauseTimeout,
 	}
 	p.filters.New = func() any { return &streamFilter{wake: make(chan uint8, 1)} }
-	p.slots = make([]*slot, spec.PoolSize)
-	for i := range p.slots {
-		s := &slot{p: p, idx: i}
-		v, err := p.newVM(s)
-		if err != nil {
-			p.events.n[eventVMStartFailed].Add(1)
-			for _, s := range p.slots[:i] {
-				s.vm.Load().shutdown()
-			}
-			e.release(sum)
-			return nil, fmt.Errorf("wasm plugin %q: vm %d: %w", spec.Name, i, err)
-		}
-		s.vm.Store(v)
-		p.slots[i] = s
+	g, build, err := rt.joinGroup(p)
+	if err != nil {
+		e.release(sum)
+		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
 	}
+	if build {
+		p.rootCtx = 1
+		g.members = []*Plugin{p}
+		g.slots = make([]*slot, spec.PoolSize)
+		for i := range g.slots {
+			s := &slot{g: g, idx: i}
+			v, err := p.newVM(s)
+			if err != nil {
+				p.events.n[eventVMStartFailed].Add(1)
+				for _, s := range g.slots[:i] {
+					s.vm.Load().shutdown()
+				}
+				g.members = nil
+				g.dropLocked(rt)
+				g.mu.Unlock()
+				e.release(sum)
+				return nil, fmt.Errorf("wasm plugin %q: vm %d: %w", spec.Name, i, err)
+			}
+			s.vm.Store(v)
+			g.slots[i] = s
+		}
+	} else {
+		if err := g.joinVMs(p); err != nil {
+			g.mu.Unlock()
+			e.release(sum)
+			return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
+		}
+		g.members = append(g.members, p)
+	}
+	p.group, p.slots = g, g.slots
+	g.mu.Unlock()
 	rt.mu.Lock()
 	if rt.closed {
 		rt.mu.Unlock()
-		for _, s := range p.slots {
-			s.vm.Load().shutdown()
-		}
+		p.leave()
 		e.release(sum)
 		return nil, fmt.Errorf("wasm plugin %q: runtime is closed", spec.Name)
 	}
@@ -210,6 +238,16 @@ func (p *Plugin) pick() (*slot, *vm) {
 // is built in the background (retrying with backoff while the plugin lives).
 func (s *slot) replace(old *vm) {
 	s.vm.CompareAndSwap(old, nil)
+	// The rebuild belongs to the plugin whose callback broke the VM; if it
+	// closes first, the group's next leader takes over (leave).
+	s.startRebuild(old.p, old)
+}
+
+// startRebuild builds a VM for the empty slot in the background, on p's
+// account, unless a rebuild already runs. old is the VM that broke (nil
+// when the slot was emptied for another reason): one that broke soon after
+// its start makes the rebuild wait (crashBackoff).
+func (s *slot) startRebuild(p *Plugin, old *vm) {
 	s.mu.Lock()
 	if s.rebuilding {
 		s.mu.Unlock()
@@ -223,7 +261,6 @@ func (s *slot) replace(old *vm) {
 	}
 	wait := crashBackoff(s.crashes)
 	s.mu.Unlock()
-	p := s.p
 	if wait > 0 {
 		p.events.n[eventCrashBackoff].Add(1)
 		p.log.Warn("wasm vm keeps crashing; waiting before the next rebuild", zap.Int("slot", s.idx),
@@ -247,16 +284,13 @@ func (s *slot) replace(old *vm) {
 			if p.closing.Load() {
 				return
 			}
-			v, err := p.newVM(s)
+			gone, err := s.rebuild()
+			if gone {
+				return
+			}
 			if err == nil {
-				if p.closing.Load() {
-					v.shutdown()
-					return
-				}
-				s.vm.Store(v)
 				p.events.n[eventVMReplaced].Add(1)
 				p.log.Info("wasm vm replaced", zap.Int("slot", s.idx))
-				p.wakeTicks()
 				return
 			}
 			p.events.n[eventVMStartFailed].Add(1)
@@ -298,19 +332,23 @@ func (p *Plugin) tickLoop() {
 			if v == nil {
 				continue
 			}
-			period := time.Duration(v.tickPeriod.Load())
+			r := v.root(p)
+			if r == nil {
+				continue
+			}
+			period := time.Duration(r.tickPeriod.Load())
 			if period <= 0 {
 				continue
 			}
-			if v.tickReset.Swap(false) || v.nextTick.IsZero() {
-				v.nextTick = now.Add(period)
+			if r.tickReset.Swap(false) || r.nextTick.IsZero() {
+				r.nextTick = now.Add(period)
 			}
-			if !now.Before(v.nextTick) {
-				v.tick()
-				v.nextTick = now.Add(period)
+			if !now.Before(r.nextTick) {
+				v.tick(p)
+				r.nextTick = now.Add(period)
 			}
-			if v.nextTick.Before(next) {
-				next = v.nextTick
+			if r.nextTick.Before(next) {
+				next = r.nextTick
 			}
 		}
 		t.Reset(time.Until(next))
@@ -329,8 +367,8 @@ func (p *Plugin) tickLoop() {
 	}
 }
 
-// tick runs proxy_on_tick on v's root context.
-func (v *vm) tick() {
+// tick runs proxy_on_tick on p's root context on v.
+func (v *vm) tick(p *Plugin) {
 	if v.onTick == nil {
 		return
 	}
@@ -339,8 +377,11 @@ func (v *vm) tick() {
 	if v.broken {
 		return
 	}
-	v.cur = nil
-	if _, err := v.invoke(v.onTick, uint64(v.rootID)); err != nil {
+	if v.root(p) == nil {
+		return
+	}
+	v.enterRoot(p)
+	if _, err := v.invoke(v.onTick, uint64(p.rootCtx)); err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_tick: %w", err))
 	}
 	v.cur = nil
@@ -377,11 +418,7 @@ func (p *Plugin) drainAndClose() {
 	p.active.close()
 	<-p.active.drained()
 	p.stopBackground()
-	for _, s := range p.slots {
-		if v := s.vm.Swap(nil); v != nil {
-			v.shutdown()
-		}
-	}
+	p.leave()
 	p.rt.queues.dropOwner(p)
 	p.engine.release(p.sum)
 	p.rt.mu.Lock()
@@ -425,8 +462,8 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	f.id = v.nextID
 	v.nextID++
 	v.contexts[f.id] = f
-	v.cur = f
-	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(v.rootID))
+	v.enterStream(f)
+	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
 	v.cur = nil
 	if err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_context_create: %w", err))

@@ -32,6 +32,7 @@ type Runtime struct {
 	closed bool
 
 	plugins map[*Plugin]struct{} // loaded and not yet closed; guarded by mu
+	groups  map[string]*vmGroup  // pools of shared VMs by groupKey; guarded by mu
 
 	shared  sharedData
 	queues  sharedQueues
@@ -73,6 +74,7 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 		cache:   cache,
 		byPage:  make(map[engineKey]*engine),
 		plugins: make(map[*Plugin]struct{}),
+		groups:  make(map[string]*vmGroup),
 		metrics: newMetricsRegistry(),
 	}
 	rt.shared.init()

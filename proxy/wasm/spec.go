@@ -42,6 +42,11 @@ type PluginSpec struct {
 	// guest stuck in a loop then holds its VM for good. For filters you
 	// wrote or audited.
 	Trusted bool
+	// ShareVMs lets the plugin run in the VMs of other plugins that share
+	// them and agree on VMID, Module, VMConfig, PoolSize, MemoryLimitPages,
+	// CallbackTimeout and Trusted, each with its own root context, as
+	// Envoy shares a VM between plugins of one vm_config (group.go).
+	ShareVMs bool
 }
 
 // withDefaults returns s with its zero values replaced by the defaults.
@@ -75,7 +80,7 @@ func (s PluginSpec) key() string {
 		h.Write(n[:])
 		h.Write(f)
 	}
-	fmt.Fprintf(h, "|%t|%d|%d|%d|%d|%t", s.FailOpen, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.MaxBodyBytes, s.Trusted)
+	fmt.Fprintf(h, "|%t|%d|%d|%d|%d|%t|%t", s.FailOpen, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.MaxBodyBytes, s.Trusted, s.ShareVMs)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -135,6 +140,7 @@ func SpecWithModule(f config.Filter, module []byte) (PluginSpec, error) {
 	s.MemoryLimitPages = uint32(f.MemoryLimitMiB) * 16 // 64 KiB pages
 	s.CallbackTimeout = f.CallbackTimeout.D()
 	s.Trusted = f.Trusted
+	s.ShareVMs = !f.IsolateVM
 	if f.MaxBodyBytes < 0 {
 		return s, fmt.Errorf("filter %q: max_body_bytes: %d is negative", f.Name, f.MaxBodyBytes)
 	}

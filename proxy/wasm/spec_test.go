@@ -79,7 +79,7 @@ func TestKeyAndPauseTimeout(t *testing.T) {
 	// Stop the guest's ticks: the paused stream must fail by policy when
 	// the pause deadline passes.
 	a.pauseTimeout = 50 * time.Millisecond
-	a.slots[0].vm.Load().tickPeriod.Store(0)
+	a.slots[0].vm.Load().root(a).tickPeriod.Store(0)
 	// Two wake-ups taken by the tick loop: it then ran a whole pass that
 	// started after the period became 0, so no tick is running or to come
 	// that could resume the stream below.

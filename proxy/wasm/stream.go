@@ -61,6 +61,8 @@ type streamFilter struct {
 	wake       chan uint8  // outcome of a pause
 	timer      *time.Timer // pause deadline, reused
 	details    string      // response code details of our local reply
+	// net is set on a network (L4) context (network.go).
+	net *netState
 }
 
 // OnRequestHeaders runs proxy_on_request_headers.
@@ -149,7 +151,7 @@ func (f *streamFilter) OnLog(s *filter.Stream) {
 	if v.broken || v.contexts[f.id] != f {
 		return
 	}
-	v.cur = f
+	v.enterStream(f)
 	if _, err := v.invoke(v.onLog, uint64(f.id)); err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_log: %w", err))
 	}
@@ -162,7 +164,7 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 	if v := f.v; v != nil {
 		v.mu.Lock()
 		if !v.broken && v.contexts[f.id] == f {
-			v.cur = f
+			v.enterStream(f)
 			if v.onDone != nil {
 				if _, err := v.invoke(v.onDone, uint64(f.id)); err != nil {
 					v.breakLocked(fmt.Errorf("proxy_on_done: %w", err))
@@ -229,7 +231,7 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 		v.mu.Unlock()
 		return filter.Continue
 	}
-	v.cur = f
+	v.enterStream(f)
 	f.inCallback = true
 	action, err := v.invoke(g, uint64(f.id), a1, a2)
 	f.inCallback = false

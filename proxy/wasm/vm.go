@@ -86,6 +86,8 @@ func lookup(mod api.Module, name string) *guestFunc {
 // vm is one instance of a plugin's module. Every call into it holds mu;
 // host functions run inside such calls, so they touch vm state freely.
 type vm struct {
+	// p is the plugin whose context runs now (guarded by mu; VMs may be
+	// shared, see group.go).
 	p    *Plugin
 	slot *slot
 	mod  api.Module
@@ -109,7 +111,10 @@ type vm struct {
 	stack    [8]uint64
 	allocStk [2]uint64
 
+	// rootID is the root context whose plugin (p) host calls act for now:
+	// VMs may be shared (group.go); roots holds each plugin's root state.
 	rootID   uint32
+	roots    sync.Map // root context id → *rootState
 	nextID   uint32
 	contexts map[uint32]*streamFilter
 	// cur is the stream context host calls act on (nil: the root context).
@@ -124,10 +129,7 @@ type vm struct {
 	// started is when the VM was built (a crash soon after is a crash loop).
 	started time.Time
 
-	nextToken  uint32
-	tickPeriod atomic.Int64 // nanoseconds; 0 = no ticks
-	tickReset  atomic.Bool  // the period changed
-	nextTick   time.Time    // tick goroutine only
+	nextToken uint32
 
 	// rootAttrs holds properties set from the root context.
 	rootAttrs map[string][]byte
@@ -140,6 +142,8 @@ type vm struct {
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc
 	onReqTrailers, onRespTrailers                                               *guestFunc
 	onGRPCInitialMeta, onGRPCReceive, onGRPCTrailingMeta, onGRPCClose           *guestFunc
+	// Network (L4) callbacks (network.go).
+	onNewConnection, onDownstreamData, onUpstreamData, onDownstreamClose, onUpstreamClose *guestFunc
 	// startLog collects the guest's warn+ log lines while it starts (nil
 	// otherwise).
 	startLog []string
@@ -157,9 +161,11 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 }
 
 // newVM instantiates the plugin's module and runs its start sequence:
-// _initialize (or _start), root context, on_vm_start, on_configure.
+// _initialize (or _start), then for each plugin of the group its root
+// context and on_configure (on_vm_start once, on the first). The caller
+// holds s.g.mu.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
-	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter), started: time.Now()}
+	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, contexts: make(map[uint32]*streamFilter), started: time.Now()}
 	// Callbacks run with a context that is never done; an overrun is
 	// stopped by closing the module from the deadline timer (the runtime
 	// is built WithCloseOnContextDone, which makes Close interrupt a
@@ -244,6 +250,11 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v.onGRPCClose = lookup(mod, "proxy_on_grpc_close")
 	v.onHTTPCallResp = lookup(mod, "proxy_on_http_call_response")
 	v.onQueue = lookup(mod, "proxy_on_queue_ready")
+	v.onNewConnection = lookup(mod, "proxy_on_new_connection")
+	v.onDownstreamData = lookup(mod, "proxy_on_downstream_data")
+	v.onUpstreamData = lookup(mod, "proxy_on_upstream_data")
+	v.onDownstreamClose = lookup(mod, "proxy_on_downstream_connection_close")
+	v.onUpstreamClose = lookup(mod, "proxy_on_upstream_connection_close")
 	if v.malloc = lookup(mod, "proxy_on_memory_allocate"); v.malloc == nil {
 		v.malloc = lookup(mod, "malloc")
 	}
@@ -266,32 +277,39 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 			return fail(fmt.Errorf("_start (build the module as a reactor: a command's _start exits): %w", err))
 		}
 	}
-	if _, err := v.invokeFor(lt, v.onContextCreate, uint64(v.rootID), 0); err != nil {
-		return fail(fmt.Errorf("proxy_on_context_create(root): %w", err))
-	}
 	// A guest that refuses its configuration says why in its log: keep
 	// what it logs at warn and above while starting, and put it in the
 	// error (which weft filter run, the rejected config and a NACK show).
 	v.startLog = []string{}
 	defer func() { v.startLog = nil }()
-	if v.onVMStart != nil {
-		ok, err := v.invokeFor(lt, v.onVMStart, uint64(v.rootID), uint64(len(p.spec.VMConfig)))
-		if err != nil {
-			return fail(fmt.Errorf("proxy_on_vm_start: %w", err))
+	// Every plugin of the group gets its root context; the first one's
+	// also hears proxy_on_vm_start, once per VM (group.go).
+	for i, m := range s.g.members {
+		v.roots.Store(m.rootCtx, &rootState{p: m})
+		v.enterRoot(m)
+		if _, err := v.invokeFor(lt, v.onContextCreate, uint64(m.rootCtx), 0); err != nil {
+			return fail(fmt.Errorf("proxy_on_context_create(root %d): %w", m.rootCtx, err))
 		}
-		if uint32(ok) == 0 {
-			return fail(errors.New("proxy_on_vm_start returned false" + v.startReason()))
+		if i == 0 && v.onVMStart != nil {
+			ok, err := v.invokeFor(lt, v.onVMStart, uint64(m.rootCtx), uint64(len(p.spec.VMConfig)))
+			if err != nil {
+				return fail(fmt.Errorf("proxy_on_vm_start: %w", err))
+			}
+			if uint32(ok) == 0 {
+				return fail(errors.New("proxy_on_vm_start returned false" + v.startReason()))
+			}
+		}
+		if v.onConfigure != nil {
+			ok, err := v.invokeFor(lt, v.onConfigure, uint64(m.rootCtx), uint64(len(m.spec.PluginConfig)))
+			if err != nil {
+				return fail(fmt.Errorf("proxy_on_configure: %w", err))
+			}
+			if uint32(ok) == 0 {
+				return fail(errors.New("proxy_on_configure returned false" + v.startReason()))
+			}
 		}
 	}
-	if v.onConfigure != nil {
-		ok, err := v.invokeFor(lt, v.onConfigure, uint64(v.rootID), uint64(len(p.spec.PluginConfig)))
-		if err != nil {
-			return fail(fmt.Errorf("proxy_on_configure: %w", err))
-		}
-		if uint32(ok) == 0 {
-			return fail(errors.New("proxy_on_configure returned false" + v.startReason()))
-		}
-	}
+	v.enterRoot(p)
 	return v, nil
 }
 
@@ -411,21 +429,14 @@ func (v *vm) closeLocked() {
 	}
 }
 
-// shutdown ends the root context (on_done, on_delete) and closes the VM.
+// shutdown ends the root contexts (on_done, on_delete) and closes the VM.
 func (v *vm) shutdown() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if !v.broken {
-		v.cur = nil
-		if v.onDone != nil {
-			if _, err := v.invoke(v.onDone, uint64(v.rootID)); err != nil {
-				v.p.log.Debug("wasm root proxy_on_done failed", zap.Error(err))
-			}
-		}
-		if v.onDelete != nil && !v.broken {
-			_, _ = v.invoke(v.onDelete, uint64(v.rootID))
-		}
-	}
+	v.roots.Range(func(_, r any) bool {
+		v.endRoot(r.(*rootState).p)
+		return true
+	})
 	v.cancelGRPCLocked()
 	v.closeLocked()
 }

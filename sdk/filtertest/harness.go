@@ -500,12 +500,12 @@ func (h *Harness) Logs() []LogEntry {
 	var out []LogEntry
 	for _, e := range h.logs.All() {
 		m := e.ContextMap()
-		switch e.Message {
-		case "wasm guest":
-			if s, ok := m["msg"].(string); ok {
+		switch {
+		case strings.HasPrefix(e.Message, "wasm log"):
+			if s, ok := m["guest"].(string); ok {
 				out = append(out, LogEntry{Level: e.Level, Message: s})
 			}
-		case "wasm guest output":
+		case e.Message == "wasm guest output":
 			if s, ok := m["text"].(string); ok {
 				out = append(out, LogEntry{Level: e.Level, Message: s})
 			}

@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
+)
+
+const metadataConfig = `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filters: [meta]
+    metadata:
+      filter_metadata:
+        team: {name: payments}
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - name: one
+            match: {prefix: /one}
+            route: {cluster: up}
+            metadata:
+              filter_metadata:
+                envoy.filters.http.wasm: {auth: cookie, weight: 2.5}
+          - name: other
+            match: {prefix: /}
+            route: {cluster: up}
+filters:
+  - name: meta
+    module: {path: "{{metadata}}"}
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+    metadata:
+      filter_metadata:
+        location: {region: ap-northeast-1, az: ap-northeast-1a}
+`
+
+// A listener filter reads the route's metadata (of the route the request
+// matches, before routing), the cluster's as a map, and the listener's,
+// in Envoy's encodings; a route without metadata reads NotFound.
+func TestWasmMetadataProperties(t *testing.T) {
+	up := testserver.Start(t, "up")
+	_, url := startProxy(t, metadataConfig, map[string]string{"up": up.Addr, "metadata": guestFile(t, t.TempDir(), "metadata")})
+	cl := &fasthttp.Client{}
+	for _, c := range []struct{ path, auth, weight string }{
+		{"/one", "cookie", "2.5"},
+		{"/two", "NOTFOUND", "NOTFOUND"},
+	} {
+		if st, body, _ := get(t, cl, url+c.path); st != 200 {
+			t.Fatalf("%s: %d %q", c.path, st, body)
+		}
+		h := &up.Last().Header
+		for k, want := range map[string]string{
+			"x-route-auth": c.auth, "x-route-weight": c.weight,
+			// The cluster is chosen after the listener's filters: not yet known.
+			"x-cluster-location": "NOTFOUND",
+			"x-listener-team":    "payments",
+		} {
+			if got := string(h.Peek(k)); got != want {
+				t.Errorf("%s: %s = %q, want %q", c.path, k, got, want)
+			}
+		}
+	}
+}

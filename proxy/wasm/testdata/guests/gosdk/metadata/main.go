@@ -1,0 +1,65 @@
+// Command metadata is a conformance guest for metadata properties. On
+// request headers it reads, and sends upstream:
+//   - x-route-auth: route_metadata.filter_metadata["envoy.filters.http.wasm"].auth
+//   - x-route-weight: ….weight, a number (an 8-byte double)
+//   - x-cluster-location: cluster_metadata.filter_metadata.location as a map, "k=v,…"
+//   - x-listener-team: xds.listener_metadata.filter_metadata.team.name
+//
+// A property that is not found reads "NOTFOUND".
+package main
+
+import (
+	"encoding/binary"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetHttpContext(func(uint32) types.HttpContext { return &stream{} })
+}
+
+type stream struct{ types.DefaultHttpContext }
+
+const ns = "envoy.filters.http.wasm"
+
+func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
+	set("x-route-auth", str([]string{"route_metadata", "filter_metadata", ns, "auth"}))
+	weight := "NOTFOUND"
+	if b, err := proxywasm.GetProperty([]string{"route_metadata", "filter_metadata", ns, "weight"}); err == nil && len(b) == 8 {
+		weight = strconv.FormatFloat(math.Float64frombits(binary.LittleEndian.Uint64(b)), 'g', -1, 64)
+	}
+	set("x-route-weight", weight)
+	loc := "NOTFOUND"
+	if m, err := proxywasm.GetPropertyMap([]string{"cluster_metadata", "filter_metadata", "location"}); err == nil {
+		var kv []string
+		for _, p := range m {
+			kv = append(kv, p[0]+"="+p[1])
+		}
+		sort.Strings(kv)
+		loc = strings.Join(kv, ",")
+	}
+	set("x-cluster-location", loc)
+	set("x-listener-team", str([]string{"xds", "listener_metadata", "filter_metadata", "team", "name"}))
+	return types.ActionContinue
+}
+
+func str(path []string) string {
+	b, err := proxywasm.GetProperty(path)
+	if err != nil {
+		return "NOTFOUND"
+	}
+	return string(b)
+}
+
+func set(k, v string) {
+	if err := proxywasm.AddHttpRequestHeader(k, v); err != nil {
+		panic(err)
+	}
+}
