@@ -25,8 +25,11 @@ const overflowHeader = "X-Weft-Overflow"
 // its body unless the body is still streaming from the upstream (then in
 // *up, for the caller to pass on and close). The route timeout bounds the
 // wait for the response headers; retries decide on them, before any body
-// byte reaches the client.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream, up *cluster.ResponseBody) {
+// byte reaches the client. in, when not nil, is the request body streaming
+// from the client: a try that failed is retried only while the retry
+// buffer holds all of the body it read, and a try the body itself ended
+// (in.broke) is left for the caller to answer.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream, up *cluster.ResponseBody, in *h1RequestBody) {
 	req, resp := s.Request, s.Response
 	if !cs.c.AcquireRequest() {
 		overflow(s, "max_requests")
@@ -47,13 +50,19 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 	}
 	mayRetry := pol.Attempts() > 0 && pol.MethodAllowed(req.Header.Method())
 	key, hasKey := cs.c.HashKey(req, s.Source)
+	if in != nil {
+		in.replay = newReplayBody(in, mayRetry)
+	}
 
 	var prev *cluster.Endpoint
 	claim := retryClaim{cs: cs}
 	defer claim.release()
 	for attempt := 0; ; attempt++ {
-		fail, status := p.try(cs, req, resp, s, key, hasKey, prev, deadline, perTry, &prev, up)
+		fail, status := p.try(cs, req, resp, s, key, hasKey, prev, deadline, perTry, &prev, up, in)
 		claim.release()
+		if in.broke() {
+			return // the client's body ended the try: the caller answers
+		}
 		if fail == resilience.NoFailure && !pol.Retriable(fail, status) {
 			return // success, or a failure the policy passes through
 		}
@@ -61,7 +70,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 			overflow(s, "max_pending")
 			return
 		}
-		retry := mayRetry && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline))
+		retry := mayRetry && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline)) &&
+			(in == nil || in.replay.replayable())
 		if !retry || !claim.admit(pol, s) {
 			giveUp(s, attempt, fail)
 			return
@@ -131,7 +141,7 @@ func waitBackoff(pol *resilience.Policy, n int, deadline time.Time) {
 // try sends one attempt and classifies its outcome.
 func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Response, s *filter.Stream,
 	key uint64, hasKey bool, prev *cluster.Endpoint, deadline time.Time, perTry time.Duration, used **cluster.Endpoint,
-	up *cluster.ResponseBody) (resilience.Failure, int) {
+	up *cluster.ResponseBody, in *h1RequestBody) (resilience.Failure, int) {
 	if *up != nil {
 		// A retry: the previous answer's body is not wanted.
 		_ = (*up).Close()
@@ -151,7 +161,22 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 		}
 	}
 	cs.stats.Requests.Inc()
-	body, err := ep.DoStream(req, resp, d)
+	var body cluster.ResponseBody
+	var err error
+	if in != nil {
+		src, size := in.upstream()
+		body, err = ep.DoStreamBody(req, src, size, resp, d)
+		if in.broke() {
+			// The client's body failed, not the upstream: nothing to
+			// report against the endpoint.
+			if body != nil {
+				_ = body.Close()
+			}
+			return resilience.Reset, 0
+		}
+	} else {
+		body, err = ep.DoStream(req, resp, d)
+	}
 	*up = body
 	ep.Report(resp.StatusCode(), err)
 	if err == nil {

@@ -32,6 +32,9 @@ type exchange struct {
 	up      cluster.ResponseBody
 	h1      h1Body
 	scratch fasthttp.Response
+	// in is an HTTP/1.1 request body streaming from the client
+	// (stream_h1_request.go); in.active is false when the body is whole.
+	in h1RequestBody
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
@@ -46,6 +49,7 @@ func releaseExchange(x *exchange) {
 	x.h2 = nil
 	x.up = nil
 	x.scratch.Reset()
+	x.in.reset()
 	exchangePool.Put(x)
 }
 
@@ -85,8 +89,16 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	for _, f := range ls.filters {
 		x.chain.Add(f, s)
 	}
-	if x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
+	if rl.startRequestBody(ctx, ls, x) && x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
 		rl.route(ctx, ls, x, upgrade)
+	}
+	if x.in.failed(ctx, rl, ls) {
+		// The request body, not the upstream, ended the exchange.
+		x.closeUp()
+	} else if !x.in.finished() {
+		// A body nobody read (a local answer, a refusal): close rather
+		// than read it all to reach the connection's next request.
+		ctx.SetConnectionClose()
 	}
 	if !ctx.Hijacked() {
 		if x.up != nil {
@@ -137,7 +149,9 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 			cs := ls.snap.clusters[t.Index]
 			s.ClusterName = cs.name
 			r.ApplyRequest(s.Request)
-			if r.Mirror != nil {
+			if r.Mirror != nil && !(x.h2 == nil && s.RequestBodyStreamed) {
+				// (A streamed HTTP/1.1 body is not mirrored: the copy
+				// would need the whole body.)
 				rl.p.mirror(ls.snap, r, s.Request)
 			}
 			if x.h2 != nil {
@@ -148,7 +162,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 					return // the upstream's 101 went to the client as it was
 				}
 			} else {
-				rl.p.forward(ctx, cs, r, rs, s, &x.up)
+				rl.p.forward(ctx, cs, r, rs, s, &x.up, x.streamedBody())
 			}
 		}
 	}
@@ -179,7 +193,7 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 		*e = telemetry.Entry{
 			Start: s.StartTime, Method: s.Request.Header.Method(), Path: s.Request.URI().PathOriginal(),
 			Authority: s.Request.Host(), Protocol: s.Request.Header.Protocol(), Status: status,
-			ResponseFlags: s.ResponseFlags, BytesReceived: len(s.Request.Body()), BytesSent: int(s.ResponseBytesSent),
+			ResponseFlags: s.ResponseFlags, BytesReceived: x.bytesReceived(), BytesSent: int(s.ResponseBytesSent),
 			Duration: d, UpstreamHost: s.UpstreamAddr, Cluster: s.ClusterName, Route: s.RouteName,
 			RequestID: s.ID, UserAgent: s.Request.Header.UserAgent(), XForwardedFor: s.Request.Header.Peek("X-Forwarded-For"),
 			Remote: s.Source.String(), Retries: s.Retries, TraceID: traceID(x, s),
@@ -197,6 +211,32 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 	if x.span != nil {
 		x.span.End(s, s.StartTime.Add(d))
 		x.span = nil
+	}
+}
+
+// bytesReceived is the request body's size as the access log counts it:
+// what was read of a streamed body, the body otherwise.
+func (x *exchange) bytesReceived() int {
+	if x.in.active {
+		return int(x.in.read)
+	}
+	return len(x.stream.Request.Body())
+}
+
+// streamedBody is the HTTP/1.1 request body streaming from the client,
+// nil when the body is whole.
+func (x *exchange) streamedBody() *h1RequestBody {
+	if x.in.active {
+		return &x.in
+	}
+	return nil
+}
+
+// closeUp drops an upstream answer that will not be sent.
+func (x *exchange) closeUp() {
+	if x.up != nil {
+		_ = x.up.Close()
+		x.up = nil
 	}
 }
 

@@ -60,6 +60,9 @@ type listenerState struct {
 	sec       listenerSecurity // mTLS and authz (security.go)
 	// tcp is a tcp listener's forwarding (table is then nil).
 	tcp *tcpproxy.Route
+	// bodyTooLarge counts requests refused (413) for a body over
+	// limits.max_body_bytes.
+	bodyTooLarge prometheus.Counter
 }
 
 // routeState is what the proxy keeps beside a compiled route.
@@ -179,6 +182,8 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			limits:    lc.Limits,
 			active:    p.metrics.Active(lc.Name),
 			snap:      s,
+
+			bodyTooLarge: p.metrics.Refused(lc.Name, "body_too_large"),
 		}
 		s.listeners[lc.Name] = ls // from here on a failure closes its access log
 		if ls.direction == "" {

@@ -102,10 +102,14 @@ func Listen(o Options) (*Listener, error) {
 		}
 	}
 	srv := &fasthttp.Server{
-		Handler:                       guard(handler),
-		Name:                          "weft",
-		ReadBufferSize:                orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
-		MaxRequestBodySize:            orInt(lim.MaxBodyBytes, DefaultMaxBodyBytes),
+		Handler:            guard(handler),
+		Name:               "weft",
+		ReadBufferSize:     orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		MaxRequestBodySize: orInt(lim.MaxBodyBytes, DefaultMaxBodyBytes),
+		// The handler gets a request once its headers are read and the
+		// body streams from the connection as the proxy forwards it (the
+		// proxy enforces max_body_bytes on it).
+		StreamRequestBody:             true,
 		ReadTimeout:                   orDur(lim.ReadTimeout.D(), DefaultReadTimeout),
 		WriteTimeout:                  orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
 		IdleTimeout:                   orDur(lim.IdleTimeout.D(), DefaultIdleTimeout),
@@ -209,12 +213,15 @@ func (z zapPrintf) Printf(format string, args ...any) {
 // guard refuses what fasthttp parses leniently but a proxy must not pass
 // on: a request with both Content-Length and Transfer-Encoding (RFC 9112
 // §6.1 — the classic request-smuggling shape; Envoy refuses it too).
-// fasthttp keeps Content-Length visible only when the header was sent, so
-// requests without one pay nothing.
+// fasthttp keeps Content-Length visible only when the header was sent, and
+// a chunked body (-1) hides it while the body streams, so requests with
+// neither pay nothing.
 func guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		h := &ctx.Request.Header
-		if len(h.Peek(fasthttp.HeaderContentLength)) > 0 && hasHeaderLine(h.RawHeaders(), "transfer-encoding") {
+		cl := len(h.Peek(fasthttp.HeaderContentLength)) > 0
+		if (cl && hasHeaderLine(h.RawHeaders(), "transfer-encoding")) ||
+			(!cl && h.ContentLength() == -1 && hasHeaderLine(h.RawHeaders(), "content-length")) {
 			ctx.Error("both Content-Length and Transfer-Encoding", fasthttp.StatusBadRequest)
 			ctx.SetConnectionClose()
 			return
