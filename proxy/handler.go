@@ -35,6 +35,8 @@ type exchange struct {
 	// in is an HTTP/1.1 request body streaming from the client
 	// (stream_h1_request.go); in.active is false when the body is whole.
 	in h1RequestBody
+	// closeDown closes the client's connection after this answer.
+	closeDown bool
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
@@ -50,6 +52,7 @@ func releaseExchange(x *exchange) {
 	x.up = nil
 	x.scratch.Reset()
 	x.in.reset()
+	x.closeDown = false
 	exchangePool.Put(x)
 }
 
@@ -95,11 +98,11 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	if x.in.failed(ctx, rl, ls) {
 		// The request body, not the upstream, ended the exchange.
 		x.closeUp()
-	} else if !x.in.finished() {
-		// A body nobody read (a local answer, a refusal): close rather
-		// than read it all to reach the connection's next request.
-		ctx.SetConnectionClose()
 	}
+	// A body not read to its end (a local answer, a refusal, an upstream
+	// that answered without it): close rather than read it all to reach
+	// the connection's next request.
+	x.closeDown = x.closeDown || !x.in.finished()
 	if !ctx.Hijacked() {
 		if x.up != nil {
 			s.ResponseBodyStreamed = true // header callbacks: a body follows
@@ -111,6 +114,9 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 			s.ResponseBodyStreamed = false
 		}
 		stripHopByHopResponse(&resp.Header)
+		if x.closeDown {
+			ctx.SetConnectionClose()
+		}
 		if x.up != nil && rl.streamBody(ctx, ls, x) {
 			return // the body streams: its end finishes the exchange
 		}

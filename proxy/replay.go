@@ -103,3 +103,12 @@ func (r *replayReader) Read(p []byte) (int, error) {
 }
 
 func (r *replayReader) Close() error { return nil }
+
+// Abort cuts short a Read that waits for the client, when the body's
+// source can (an HTTP/1.1 request body): the transport that reads it
+// gave up on the body.
+func (r *replayReader) Abort() {
+	if a, ok := r.b.src.(interface{ Abort() }); ok {
+		a.Abort()
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -38,6 +39,9 @@ var (
 	errRequestTooLarge = errors.New("request body larger than the listener's max_body_bytes")
 	// errBodyFilterReply ends a streamed request body a filter answered.
 	errBodyFilterReply = errors.New("a request body filter answered locally")
+	// errBodyAborted ends a body the upstream's transport gave up on (the
+	// upstream answered without it, or the try failed).
+	errBodyAborted = errors.New("request body: no longer wanted upstream")
 )
 
 // h1RequestBody is an HTTP/1.1 request body streaming from the client. It
@@ -57,6 +61,10 @@ type h1RequestBody struct {
 	ctx  *fasthttp.RequestCtx
 	rt   time.Duration
 	last time.Time
+
+	// aborted is set (from the transport's goroutine) when the upstream
+	// no longer wants the body.
+	aborted atomic.Bool
 
 	read    int64 // bytes read from the client
 	eof     bool  // the client's body ended
@@ -112,11 +120,11 @@ func (rl *runningListener) startRequestBody(ctx *fasthttp.RequestCtx, ls *listen
 const defaultMaxBodyBytes = 4 << 20
 
 // refuseBody answers 413 for a body over max_body_bytes, counted, and
-// closes the connection (its body is not read).
+// has the connection closed (its body is not read).
 func (rl *runningListener) refuseBody(ctx *fasthttp.RequestCtx, ls *listenerState, x *exchange) {
 	s := &x.stream
 	s.SendLocalReply(fasthttp.StatusRequestEntityTooLarge, []byte("request body too large\n"), nil)
-	ctx.SetConnectionClose()
+	x.closeDown = true
 	if ls.bodyTooLarge != nil {
 		ls.bodyTooLarge.Inc()
 	}
@@ -190,10 +198,20 @@ func (b *h1RequestBody) account(n int, err error) error {
 	switch {
 	case err == io.EOF:
 		b.eof = true
+	case err != nil && b.aborted.Load():
+		b.err = errBodyAborted
+		return b.err
 	case err != nil:
 		b.err = err
 	}
 	return err
+}
+
+// Abort cuts short a read waiting for the client: the upstream's transport
+// gave up on the body (the client's connection will close).
+func (b *h1RequestBody) Abort() {
+	b.aborted.Store(true)
+	_ = b.ctx.SetReadDeadline(time.Now())
 }
 
 // Close is a no-op: fasthttp's server owns the client's connection.
@@ -205,7 +223,9 @@ func (b *h1RequestBody) finished() bool { return !b.active || b.eof }
 
 // broke reports whether the body, not the upstream, ended a try: the
 // client's body failed, grew too large, or a filter answered.
-func (b *h1RequestBody) broke() bool { return b != nil && b.active && b.err != nil }
+func (b *h1RequestBody) broke() bool {
+	return b != nil && b.active && b.err != nil && b.err != errBodyAborted
+}
 
 // upstream is what a try sends: the body through the retry buffer, and its
 // length (-1: chunked, when filters may change it).
@@ -238,7 +258,7 @@ func (b *h1RequestBody) failed(ctx *fasthttp.RequestCtx, rl *runningListener, ls
 		s.SendLocalReply(fasthttp.StatusBadRequest, []byte("request body: "+b.err.Error()+"\n"), nil)
 		s.ResponseFlags = "DPE" // Envoy's downstream protocol error
 	}
-	ctx.SetConnectionClose()
+	x.closeDown = true
 	return true
 }
 

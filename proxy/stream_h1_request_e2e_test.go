@@ -68,13 +68,19 @@ func hashBody(r *http.Request) (int, string) {
 // method /path with the extra header lines; the test then writes the body.
 func upload(t *testing.T, proxyURL, method, headers string) (net.Conn, *bufio.Reader) {
 	t.Helper()
+	return uploadTo(t, proxyURL, method, "/up", headers)
+}
+
+// uploadTo is upload to path.
+func uploadTo(t *testing.T, proxyURL, method, path, headers string) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(proxyURL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second)) // a safety net: a hang fails
-	if _, err := fmt.Fprintf(c, "%s /up HTTP/1.1\r\nHost: svc\r\n%s\r\n", method, headers); err != nil {
+	if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: svc\r\n%s\r\n", method, path, headers); err != nil {
 		t.Fatal(err)
 	}
 	return c, bufio.NewReader(c)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -298,12 +299,11 @@ func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size i
 	}
 	var rd io.Reader = http.NoBody
 	length := int64(0)
+	var sent *sentBody
 	switch {
-	case body != nil:
-		rd, length = body, int64(size)
-		if size == 0 {
-			rd = http.NoBody
-		}
+	case body != nil && size != 0:
+		sent = &sentBody{r: body, done: make(chan struct{})}
+		rd, length = sent, int64(size)
 	case len(req.Body()) > 0:
 		rd, length = bytes.NewReader(req.Body()), int64(len(req.Body()))
 	}
@@ -322,6 +322,13 @@ func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size i
 		hr.Header.Add(string(k), string(v))
 	}
 	hresp, err := e.roundTrip(hr, false)
+	if sent != nil {
+		// Half duplex, as on HTTP/1.1 upstreams: the answer goes on once
+		// the transport is done with the body (sent, or closed when the
+		// try failed or the upstream answered without it), so the body
+		// and its filters are never read again after the caller moved on.
+		<-sent.done
+	}
 	if headerTimer != nil && !headerTimer.Stop() && err == nil {
 		// The deadline passed as the headers arrived: the try timed out.
 		_ = hresp.Body.Close()
@@ -358,6 +365,52 @@ func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size i
 		b.timer = time.AfterFunc(b.idle, func() { cancel(ErrBodyIdle) })
 	}
 	return b, nil
+}
+
+// sentBody is a streamed request body handed to net/http's transport,
+// which reads it on a goroutine of its own and closes it when done, maybe
+// while a Read waits for the client. done is closed once the body ended or
+// was closed and no Read is running.
+type sentBody struct {
+	r       io.Reader
+	mu      sync.Mutex // held by a running Read
+	reading atomic.Bool
+	closed  atomic.Bool
+	done    chan struct{}
+	once    sync.Once
+}
+
+// errSentBodyClosed is a Read after the transport closed the body.
+var errSentBodyClosed = errors.New("request body: closed by the transport")
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return 0, errSentBodyClosed
+	}
+	b.reading.Store(true)
+	n, err := b.r.Read(p)
+	b.reading.Store(false)
+	if err != nil {
+		b.once.Do(func() { close(b.done) })
+	}
+	return n, err
+}
+
+// Close ends the body; a Read waiting for the client is cut short when the
+// body can be aborted (interface{ Abort() }), and waited for.
+func (b *sentBody) Close() error {
+	b.closed.Store(true)
+	if b.reading.Load() {
+		if a, ok := b.r.(interface{ Abort() }); ok {
+			a.Abort()
+		}
+	}
+	b.mu.Lock()
+	b.once.Do(func() { close(b.done) })
+	b.mu.Unlock()
+	return nil
 }
 
 func addTrailers(h *fasthttp.ResponseHeader, t http.Header) {
