@@ -70,6 +70,7 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	s.Source, s.Destination = ctx.RemoteAddr(), ctx.LocalAddr()
 	s.TLS = connTLS(ctx)
 	s.GRPCStatus = -1
+	s.Limits = ls.filterLimits()
 	s.Listener, s.Direction = ls.name, ls.direction
 	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
 	// RFC 9112 §3.2.2: with an absolute-form target the URI's authority is

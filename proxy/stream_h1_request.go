@@ -89,10 +89,7 @@ func (rl *runningListener) startRequestBody(ctx *fasthttp.RequestCtx, ls *listen
 	if !req.IsBodyStream() {
 		return true
 	}
-	limit := ls.limits.MaxBodyBytes
-	if limit <= 0 {
-		limit = defaultMaxBodyBytes
-	}
+	limit := orDefault(ls.limits.MaxBodyBytes, listener.DefaultMaxBodyBytes)
 	size := req.Header.ContentLength()
 	if size > limit {
 		rl.refuseBody(ctx, ls, x)
@@ -114,10 +111,6 @@ func (rl *runningListener) startRequestBody(ctx *fasthttp.RequestCtx, ls *listen
 	x.stream.RequestBodyStreamed = true
 	return true
 }
-
-// defaultMaxBodyBytes is limits.max_body_bytes when a listener's config
-// was not defaulted (tests that build limits by hand).
-const defaultMaxBodyBytes = 4 << 20
 
 // refuseBody answers 413 for a body over max_body_bytes, counted, and
 // has the connection closed (its body is not read).

@@ -102,6 +102,7 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 	s.Request, s.Response = req, resp
 	s.StartTime = time.Now()
 	s.GRPCStatus = -1
+	s.Limits = ls.filterLimits()
 	if ci := listener.ConnInfoFrom(r.Context()); ci != nil {
 		s.ConnID, s.Source, s.Destination, s.TLS = ci.ID, ci.Remote, ci.Local, ci.TLS
 	} else {

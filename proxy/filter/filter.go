@@ -128,6 +128,24 @@ type Stream struct {
 	// GRPCStatus is the gRPC status the stream ended with (-1: not gRPC or
 	// none seen), from the trailers or a trailers-only answer.
 	GRPCStatus int
+	// Limits bound what filters may add to the stream (the listener's).
+	Limits Limits
+}
+
+// Limits are the listener's bounds on what filters add to a stream: a
+// filter cannot make a message larger than a peer could have sent it.
+// Going over is the filter's error (its failure policy applies). Zero
+// values mean no bound.
+type Limits struct {
+	// MaxHeaderBytes bounds the header bytes (name, value and 4 bytes of
+	// framing per field) filters write into one direction's headers and
+	// trailers, whether they add or replace.
+	MaxHeaderBytes int
+	// MaxHeaders bounds the header fields filters write into one
+	// direction's headers and trailers.
+	MaxHeaders int
+	// MaxBodyBytes bounds a body (or body chunk) as a filter rewrites it.
+	MaxBodyBytes int
 }
 
 // TraceContext is a stream's trace as filters see it. The byte slices

@@ -362,10 +362,15 @@ func proxySetHeaderMapPairs(v *vm, st []uint64) uint32 {
 		return statusParseFailure
 	}
 	// Refuse before the first write: a refused map must not half-apply.
+	n := 0
 	for _, kv := range pairs {
 		if st := h.check(kv[0], kv[1]); st != statusOK {
 			return st
 		}
+		n += len(kv[0]) + len(kv[1])
+	}
+	if !v.admitHeaders(uint32(st[0]), len(pairs), n) {
+		return statusBadArgument
 	}
 	keys := h.clear(nil)
 	_ = keys
@@ -420,6 +425,9 @@ func proxyAddHeaderMapValue(v *vm, st []uint64) uint32 {
 	if s != statusOK {
 		return s
 	}
+	if !v.admitHeaders(uint32(st[0]), 1, len(key)+len(val)) {
+		return statusBadArgument
+	}
 	return h.add(key, val)
 }
 
@@ -428,6 +436,9 @@ func proxyReplaceHeaderMapValue(v *vm, st []uint64) uint32 {
 	h, key, val, s := v.headerKV(st)
 	if s != statusOK {
 		return s
+	}
+	if !v.admitHeaders(uint32(st[0]), 1, len(key)+len(val)) {
+		return statusBadArgument
 	}
 	return h.set(key, val)
 }
