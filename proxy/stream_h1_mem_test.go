@@ -224,30 +224,31 @@ func TestH1UploadFigures(t *testing.T) {
 		if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
 			return err
 		}
-		bw := bufio.NewWriterSize(c, 80<<10)
-		for left := size; left > 0; {
-			b := block
-			if int64(len(b)) > left {
-				b = b[:left]
+		werr := make(chan error, 1)
+		go func() {
+			bw := bufio.NewWriterSize(c, 80<<10)
+			for left := size; left > 0; {
+				b := block
+				if int64(len(b)) > left {
+					b = b[:left]
+				}
+				_, _ = fmt.Fprintf(bw, "%x\r\n", len(b))
+				_, _ = bw.Write(b)
+				_, _ = bw.WriteString("\r\n")
+				left -= int64(len(b))
 			}
-			_, _ = fmt.Fprintf(bw, "%x\r\n", len(b))
-			_, _ = bw.Write(b)
-			_, _ = bw.WriteString("\r\n")
-			left -= int64(len(b))
-		}
-		_, _ = bw.WriteString("0\r\n\r\n")
-		if err := bw.Flush(); err != nil {
-			return err
-		}
+			_, _ = bw.WriteString("0\r\n\r\n")
+			werr <- bw.Flush()
+		}()
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			return err
 		}
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 || string(b) != strconv.FormatInt(size, 10) {
-			return fmt.Errorf("%d %q", resp.StatusCode, b)
+			return fmt.Errorf("%d %q %v", resp.StatusCode, b, resp.Header)
 		}
-		return nil
+		return <-werr
 	}
 
 	runtime.GC()

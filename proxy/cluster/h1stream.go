@@ -235,7 +235,7 @@ func writeStreamed(bw *bufio.Writer, cn net.Conn, idle time.Duration, req *fasth
 	return err
 }
 
-var firstChunkPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var firstChunkPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // flushReader hands out a body's first chunk, then reads the rest,
 // flushing the writer before each read.
