@@ -96,7 +96,7 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	if rl.startRequestBody(ctx, ls, x) && x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
 		rl.route(ctx, ls, x, upgrade)
 	}
-	if x.in.failed(ctx, rl, ls) {
+	if x.in.failed(ls) {
 		// The request body, not the upstream, ended the exchange.
 		x.closeUp()
 	}

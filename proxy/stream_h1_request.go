@@ -92,7 +92,7 @@ func (rl *runningListener) startRequestBody(ctx *fasthttp.RequestCtx, ls *listen
 	limit := orDefault(ls.limits.MaxBodyBytes, listener.DefaultMaxBodyBytes)
 	size := req.Header.ContentLength()
 	if size > limit {
-		rl.refuseBody(ctx, ls, x)
+		refuseBody(ls, x)
 		return false
 	}
 	if size >= 0 && size <= wholeRequestBody {
@@ -114,7 +114,7 @@ func (rl *runningListener) startRequestBody(ctx *fasthttp.RequestCtx, ls *listen
 
 // refuseBody answers 413 for a body over max_body_bytes, counted, and
 // has the connection closed (its body is not read).
-func (rl *runningListener) refuseBody(ctx *fasthttp.RequestCtx, ls *listenerState, x *exchange) {
+func refuseBody(ls *listenerState, x *exchange) {
 	s := &x.stream
 	s.SendLocalReply(fasthttp.StatusRequestEntityTooLarge, []byte("request body too large\n"), nil)
 	x.closeDown = true
@@ -232,9 +232,9 @@ func (b *h1RequestBody) upstream() (io.Reader, int) {
 
 // failed answers for a streamed request whose try ended because of its
 // body, not the upstream: a filter's reply, a body over the listener's
-// limit (413, counted), or a client that broke off (400; the connection
-// closes). It reports false when the body is not the cause.
-func (b *h1RequestBody) failed(ctx *fasthttp.RequestCtx, rl *runningListener, ls *listenerState) bool {
+// limit (413, counted), or a client that broke off (400) or went silent
+// past the listener's read_timeout (408); the connection closes. It reports false when the body is not the cause.
+func (b *h1RequestBody) failed(ls *listenerState) bool {
 	if !b.broke() {
 		return false
 	}
@@ -246,9 +246,13 @@ func (b *h1RequestBody) failed(ctx *fasthttp.RequestCtx, rl *runningListener, ls
 		fasthttp.ReleaseResponse(b.reply)
 		b.reply = nil
 	case errRequestTooLarge:
-		rl.refuseBody(ctx, ls, x)
+		refuseBody(ls, x)
 	default:
-		s.SendLocalReply(fasthttp.StatusBadRequest, []byte("request body: "+b.err.Error()+"\n"), nil)
+		status := fasthttp.StatusBadRequest
+		if ne, ok := b.err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+			status = fasthttp.StatusRequestTimeout // silent past read_timeout
+		}
+		s.SendLocalReply(status, []byte("request body: "+b.err.Error()+"\n"), nil)
 		s.ResponseFlags = "DPE" // Envoy's downstream protocol error
 	}
 	x.closeDown = true

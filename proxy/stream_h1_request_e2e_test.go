@@ -361,3 +361,26 @@ func TestH1StreamedUploadRetry(t *testing.T) {
 		})
 	}
 }
+
+// A client that breaks off mid-body: the upstream's request is cut too
+// (it sees the body end early, never a complete request).
+func TestH1UploadClientGoneCutsUpstream(t *testing.T) {
+	cut := make(chan error, 1)
+	addr := uploadUpstream(t, func(r *http.Request) (int, string) {
+		_, err := io.Copy(io.Discard, r.Body)
+		cut <- err
+		return 200, "complete"
+	})
+	_, url := startProxy(t, uploadConfig, uploadVars(addr))
+	c, _ := upload(t, url, "POST", "Transfer-Encoding: chunked\r\n")
+	_, _ = chunkWriter{c}.Write([]byte(strings.Repeat("x", 10000)))
+	_ = c.Close()
+	select {
+	case err := <-cut:
+		if err == nil {
+			t.Fatal("the upstream got a complete body from a client that broke off")
+		}
+	case <-time.After(30 * time.Second): // a safety net, not a measurement
+		t.Fatal("the upstream's request was not cut")
+	}
+}
