@@ -384,3 +384,26 @@ func TestH1UploadClientGoneCutsUpstream(t *testing.T) {
 		t.Fatal("the upstream's request was not cut")
 	}
 }
+
+// An HTTP/1.1 upstream that answers before taking the body (here a 401,
+// then it closes) has its answer passed on, not a 502; the client's
+// connection closes, its body unread.
+func TestH1UploadEarlyAnswer(t *testing.T) {
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied")
+	})
+	_, url := startProxy(t, uploadConfig, uploadVars(addr))
+	c, br := upload(t, url, "POST", "Transfer-Encoding: chunked\r\n")
+	go func() {
+		_, _ = patterned(chunkWriter{c}, 16<<20, 1) // more than the sockets hold
+		_, _ = io.WriteString(c, "0\r\n\r\n")
+	}()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 401 || string(b) != "denied" || !resp.Close {
+		t.Fatalf("%d %q close=%t", resp.StatusCode, b, resp.Close)
+	}
+}

@@ -138,6 +138,13 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 		}
 		hc.ReleaseWriter(bw)
 		_ = cn.SetDeadline(deadline)
+		early := err != nil && body != nil && !isBodyError(err)
+		if early {
+			// The upstream stopped taking a streamed body: it may have
+			// answered early (a 401 or 413 before reading an upload), an
+			// answer Envoy passes on too. Read it; the connection is done.
+			err = nil
+		}
 		resp.Reset()
 		resp.Header.SetNoDefaultContentType(true) // forward what the upstream sent
 		resp.Header.DisableNormalizing()
@@ -167,7 +174,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			}
 			return nil, err
 		}
-		keep := !req.ConnectionClose() && !resp.Header.ConnectionClose()
+		keep := !early && !req.ConnectionClose() && !resp.Header.ConnectionClose()
 		cl := resp.Header.ContentLength()
 		st := resp.StatusCode()
 		if req.Header.IsHead() || st < 200 || st == fasthttp.StatusNoContent || st == fasthttp.StatusNotModified {
@@ -307,6 +314,11 @@ type BodyError struct{ Err error }
 
 func (e *BodyError) Error() string { return "request body: " + e.Err.Error() }
 func (e *BodyError) Unwrap() error { return e.Err }
+
+func isBodyError(err error) bool {
+	var be *BodyError
+	return errors.As(err, &be)
+}
 
 func idempotent(req *fasthttp.Request) bool {
 	h := &req.Header
