@@ -1,6 +1,7 @@
 // Package bench owns `weft bench`, the benchmark harness: scenarios (direct,
 // weft, weft with Wasm filters and the first-party plugins, tracing, retries
-// over a flaky upstream, two sidecars chained over mTLS, peer proxies such
+// over a flaky upstream, an upstream killed with SIGKILL under load (a
+// Fault, with the time to recover), two sidecars chained over mTLS, peer proxies such
 // as nginx, HAProxy and Caddy, and `weft bench filter` for a user's own
 // filter), their setup and
 // teardown, the measured run of each through bench/loadgen, CPU and memory

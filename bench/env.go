@@ -87,6 +87,33 @@ func (e *Env) StartUpstream(ctx context.Context, cfg upstream.Config) (string, e
 	return addr, nil
 }
 
+// StartUpstreamProcess starts a built-in upstream as its own process
+// (`weft bench upstream`, pinned to the server CPUs when pinning), so that
+// a fault scenario can kill it; it returns the process and its host:port.
+// It is not measured, and is stopped after the run.
+func (e *Env) StartUpstreamProcess(ctx context.Context, name string, cfg upstream.Config) (*proc.Process, string, error) {
+	bin := e.r.opts.SelfBin
+	if bin == "" {
+		var err error
+		if bin, err = e.r.weftBinary(ctx); err != nil {
+			return nil, "", err
+		}
+	}
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	args := append(e.r.selfArgs("upstream"), upstreamFlags(addr, cfg)...)
+	p, err := e.startProcess(procSpec{name: name, path: bin, args: args}, false)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := e.WaitHTTP(ctx, "http://"+addr+"/", p, nil); err != nil {
+		return nil, "", err
+	}
+	return p, addr, nil
+}
+
 // StartGRPCUpstream starts the gRPC upstream (bench/grpcupstream) and
 // returns its host:port once its health service answers; in-process, or
 // as a pinned `weft bench grpc-upstream` subprocess when pinning. Not

@@ -263,6 +263,12 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 		}
 	}
 	cfg.OnMeasureStart, cfg.OnMeasureEnd = sample(before), sample(after)
+	var fault *faultRun
+	if sc.Fault != nil {
+		fault = &faultRun{f: sc.Fault, env: env, after: time.Duration(float64(cfg.Duration) * sc.Fault.At), loadDone: make(chan struct{})}
+		measureStart := cfg.OnMeasureStart
+		cfg.OnMeasureStart = func() { measureStart(); fault.start(ctx) }
+	}
 
 	var res *loadgen.Result
 	var err error
@@ -270,6 +276,11 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 		res, err = r.loadSubprocess(ctx, env, cfg)
 	} else {
 		res, err = runLoad(ctx, cfg)
+	}
+	if fault != nil {
+		if ferr := fault.wait(); ferr != nil && err == nil {
+			err = fmt.Errorf("scenario %q: fault: %w", env.name, ferr)
+		}
 	}
 	if err != nil {
 		return err
@@ -295,6 +306,9 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 		s := loadgen.Summarize(res.ServiceTime)
 		out.ServiceTime = &s
 	}
+	if fault != nil {
+		out.Fault = fault.report(res)
+	}
 	if len(env.measured) > 0 {
 		if usageErr != nil {
 			return fmt.Errorf("scenario %q: measuring CPU: %w", env.name, usageErr)
@@ -315,6 +329,63 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 		}
 	}
 	return nil
+}
+
+// faultRun does a scenario's Fault during its measured window.
+type faultRun struct {
+	f        *Fault
+	env      *Env
+	after    time.Duration // into the measured window
+	loadDone chan struct{}
+
+	started bool
+	done    chan struct{}
+	at      time.Duration // when it happened, from the window's start
+	err     error
+}
+
+// start schedules the fault; the load generator calls it as the measured
+// window opens.
+func (fr *faultRun) start(ctx context.Context) {
+	fr.started = true
+	fr.done = make(chan struct{})
+	begin := time.Now()
+	go func() {
+		defer close(fr.done)
+		t := time.NewTimer(fr.after)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-fr.loadDone:
+			fr.err = fmt.Errorf("the load ended before the fault, %s into the window", fr.after)
+			return
+		case <-ctx.Done():
+			fr.err = ctx.Err()
+			return
+		}
+		fr.at = time.Since(begin)
+		fr.err = fr.f.Do(fr.env)
+	}()
+}
+
+// wait returns the fault's outcome once the load has ended.
+func (fr *faultRun) wait() error {
+	close(fr.loadDone)
+	if !fr.started {
+		return errors.New("the measured window never opened")
+	}
+	<-fr.done
+	return fr.err
+}
+
+// report places the load's failures against the fault.
+func (fr *faultRun) report(res *loadgen.Result) *report.Fault {
+	out := &report.Fault{Description: fr.f.Description, At: report.Secs(fr.at)}
+	if res.LastFailure > fr.at {
+		out.FailedAfter = true
+		out.Recovery = report.Secs(res.LastFailure - fr.at)
+	}
+	return out
 }
 
 // Markers the `bench load` subprocess prints on stdout around the measured

@@ -43,6 +43,22 @@ type Scenario struct {
 	// failed request) for a scenario whose failures are the point (a flaky
 	// upstream). It judges error rates, never speed.
 	Check func(s *report.Scenario) error
+	// Fault, when set, is done to the scenario's own processes while it is
+	// measured; the report says how many requests failed and how long
+	// after the fault the last one did (the time to recover).
+	Fault *Fault
+}
+
+// Fault is something that goes wrong during a scenario's measured window,
+// on purpose (an upstream killed with SIGKILL).
+type Fault struct {
+	// Description says what happens, for the report.
+	Description string
+	// At is when it happens, as a share (0..1) of the measured window.
+	At float64
+	// Do makes it happen. It runs once, on its own goroutine, with the
+	// scenario's Env (whose processes Setup started).
+	Do func(env *Env) error
 }
 
 // ErrSkip marks a scenario that cannot run here (a peer is not installed).
@@ -76,12 +92,14 @@ func DefaultScenarios() []Scenario {
 		WeftPluginTelemetry(),
 		DirectFlaky(),
 		WeftRetryFlaky(),
+		WeftKillEndpoint(),
 		Weft2HopPlain(),
 		WeftMTLS(),
 		Nginx(),
 		HAProxy(),
 		Caddy(),
 		WeftH2C(),
+		WeftKillEndpointH2C(),
 		GRPCDirect(),
 		GRPCWeft(),
 		GRPCNginx(),

@@ -21,7 +21,7 @@ import (
 //	weft control -data DIR [-dir DIR] [-addr ADDR] [-public-url URL]
 //	             [-tls-cert F -tls-key F | -tls-host NAME,...] [-users FILE]
 //	             [-join-token-ttl 1h] [-insecure-api]
-//	             [-scrape 10s] [-watch-timeout 30s] [-log-level info]
+//	             [-scrape 10s] [-watch-timeout 30s] [-module-grace 10m] [-log-level info]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -37,6 +37,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	joinTTL := fs.Duration("join-token-ttl", time.Hour, "default lifetime of join tokens")
 	scrape := fs.Duration("scrape", 10*time.Second, "how often to scrape sidecars' metrics (0 turns scraping off)")
 	watch := fs.Duration("watch-timeout", server.DefaultWatchTimeout, "longest a sidecar's watch request waits")
+	moduleGrace := fs.Duration("module-grace", server.DefaultModuleGrace, "how long a module no resource or snapshot names is kept before it is garbage-collected (negative: never)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	trustDomain := fs.String("trust-domain", "", "run the certificate authority for this SPIFFE trust domain (e.g. weft.local); empty: no CA, plaintext mesh")
 	certTTL := fs.Duration("cert-ttl", 24*time.Hour, "lifetime of sidecar certificates (renewed at half-life)")
@@ -44,6 +45,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	caKey := fs.String("ca-key", "", "the root CA's private key (PEM)")
 	intermediate := fs.Bool("ca-intermediate", false, "sign sidecar certificates with an intermediate CA under the root")
 	propagation := fs.Duration("ca-propagation", time.Minute, "after POST /v1/ca/rotate, how long the new root is only trusted before it signs (longer than sidecars' -bundle-poll)")
+	regSecret := fs.String("registry-secret", "", "docker config.json with credentials for pulling Filter modules named by oci")
+	regCA := fs.String("registry-ca", "", "PEM bundle trusted for OCI registries' TLS, beside the system roots")
+	verifyKeys := fs.String("verify-key", "", "comma-separated PEM public keys: every Filter module pulled by oci must be signed (cosign format) by one of them")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
 		fs.PrintDefaults()
@@ -74,9 +78,15 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			hosts = append(hosts, h)
 		}
 	}
-	s, err := server.Start(ctx, server.Options{Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
+	var keys []string
+	for _, k := range strings.Split(*verifyKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	s, err := server.Start(ctx, server.Options{RegistrySecret: *regSecret, RegistryCA: *regCA, VerifyKeys: keys, Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
 		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log, CA: caOpts,
-		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL})
+		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL, ModuleGrace: *moduleGrace})
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ type clusterCollector struct{ p *Proxy }
 
 var (
 	descEjections = prometheus.NewDesc("weft_outlier_ejections_total", "Endpoints ejected by outlier detection.", []string{"cluster"}, nil)
+	descRefused   = prometheus.NewDesc("weft_outlier_ejections_refused_total", "Ejections refused by max_ejection_percent or to keep the last usable endpoint.", []string{"cluster"}, nil)
 	descHCFail    = prometheus.NewDesc("weft_health_check_failures_total", "Failed active health checks.", []string{"cluster"}, nil)
 	descCBReject  = prometheus.NewDesc("weft_circuit_breaker_rejections_total", "Requests refused by a circuit breaker.", []string{"cluster", "limit"}, nil)
 	descConns     = prometheus.NewDesc("weft_upstream_connections", "Open upstream connections.", []string{"cluster"}, nil)
@@ -51,7 +52,7 @@ var (
 )
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEjections, descHCFail, descCBReject, descConns, descHealthy, descConnsOpened} {
+	for _, d := range []*prometheus.Desc{descEjections, descRefused, descHCFail, descCBReject, descConns, descHealthy, descConnsOpened} {
 		ch <- d
 	}
 }
@@ -72,6 +73,7 @@ func collectCluster(ch chan<- prometheus.Metric, cs *clusterState) {
 	st := cs.c.Stats()
 	n := cs.name
 	ch <- prometheus.MustNewConstMetric(descEjections, prometheus.CounterValue, float64(st.Ejections.Load()), n)
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.EjectionsOverflow.Load()), n)
 	ch <- prometheus.MustNewConstMetric(descHCFail, prometheus.CounterValue, float64(st.HealthCheckFailures.Load()), n)
 	for _, l := range []struct {
 		limit string

@@ -15,9 +15,15 @@ import (
 
 const adminUIConfig = `
 node: {id: ui-node}
+filters:
+  - name: tagger
+    module: {path: "{{setheader}}"}
+    config: "x-tag=ui"
+    pool_size: 1
 listeners:
   - name: main
     address: 127.0.0.1:0
+    filters: [tagger]
     virtual_hosts:
       - name: all
         domains: ["*"]
@@ -38,7 +44,7 @@ clusters:
 // counts, and that it draws something.
 func TestAdminUI(t *testing.T) {
 	up := testserver.Start(t, "up")
-	p, url := startProxy(t, adminUIConfig, map[string]string{"up": up.Addr})
+	p, url := startProxy(t, adminUIConfig, map[string]string{"up": up.Addr, "setheader": guestFile(t, t.TempDir(), "setheader")})
 	a, err := admin.Start("127.0.0.1:0", p, p.Metrics().Registry(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +82,10 @@ func TestAdminUI(t *testing.T) {
 	}
 	if r := row(`<tr data-cluster="up">.*?</tr>`); !strings.Contains(r, up.Addr) || !strings.Contains(r, `class="num sent">30<`) {
 		t.Fatalf("cluster row: %s", r)
+	}
+	// The plugin's accounting: one VM, its memory, no traps.
+	if r := row(`<tr data-plugin="tagger">.*?</tr>`); !strings.Contains(r, `<td>tagger</td><td class="num">1</td>`) || !strings.Contains(r, " MiB") {
+		t.Fatalf("plugin row: %s", r)
 	}
 	if !strings.Contains(dom, "node ui-node · config "+p.Version()) {
 		t.Fatalf("header does not name the node and version %s", p.Version())

@@ -54,12 +54,14 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 		in.replay = newReplayBody(in, mayRetry)
 	}
 
-	var prev *cluster.Endpoint
+	var tried triedEndpoints
+	ep := cs.c.Pick(key, hasKey, nil)
 	claim := retryClaim{cs: cs}
 	defer claim.release()
 	for attempt := 0; ; attempt++ {
-		fail, status := p.try(cs, req, resp, s, key, hasKey, prev, deadline, perTry, &prev, up, in)
+		fail, status := p.try(cs, req, resp, s, ep, deadline, perTry, up, in)
 		claim.release()
+		tried.add(ep)
 		if in.broke() {
 			return // the client's body ended the try: the caller answers
 		}
@@ -70,37 +72,100 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 			overflow(s, "max_pending")
 			return
 		}
-		retry := mayRetry && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline)) &&
-			(in == nil || in.replay.replayable())
-		if !retry || !claim.admit(pol, s) {
+		// A connect failure sent nothing, so any method may be retried.
+		allowed := mayRetry || (fail == resilience.ConnectFailure && pol.Attempts() > 0)
+		retry := allowed && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline)) &&
+			(in == nil || in.replay.replayable() || in.replay.untouched())
+		if !retry {
 			giveUp(s, attempt, fail)
 			return
 		}
-		waitBackoff(pol, attempt+1, deadline)
+		var ok bool
+		if ep, ok = nextTry(cs, pol, s, &claim, fail, key, hasKey, &tried, attempt, deadline); !ok {
+			giveUp(s, attempt, fail)
+			return
+		}
 		cs.stats.Retries.Inc()
 		s.Retries++
 	}
 }
 
+// triedEndpoints are the endpoints a request has tried, so that a retry
+// goes to another one when it can (Envoy's previous_hosts predicate). It
+// keeps the first few: every try under any sane attempts.
+type triedEndpoints struct {
+	eps [8]*cluster.Endpoint
+	n   int
+}
+
+func (t *triedEndpoints) add(e *cluster.Endpoint) {
+	if e != nil && t.n < len(t.eps) && !t.has(e) {
+		t.eps[t.n] = e
+		t.n++
+	}
+}
+
+func (t *triedEndpoints) has(e *cluster.Endpoint) bool {
+	for _, x := range t.eps[:t.n] {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// pickUntried picks an endpoint for a retry, avoiding those tried.
+func pickUntried(c *cluster.Cluster, key uint64, hasKey bool, tried *triedEndpoints) *cluster.Endpoint {
+	return c.PickUntried(key, hasKey, tried.eps[:tried.n])
+}
+
+// nextTry readies a retry and returns the endpoint it goes to (nil: none
+// is usable, the try then fails as no healthy upstream), or false when the
+// breaker or the budget refused the retry. A connect failure retried on an
+// endpoint not tried yet goes at once and outside the retry budget: the
+// failed try reached no upstream, so the retry moves the request's load
+// instead of adding to it, and one dead endpoint does not spend the budget
+// healthy traffic needs. Every other retry takes a budget slot and waits
+// its backoff. The HTTP/1.1 and the stream retry loops share it.
+func nextTry(cs *clusterState, pol *resilience.Policy, s *filter.Stream, claim *retryClaim,
+	fail resilience.Failure, key uint64, hasKey bool, tried *triedEndpoints, attempt int, deadline time.Time) (*cluster.Endpoint, bool) {
+	ep := pickUntried(cs.c, key, hasKey, tried)
+	moved := fail == resilience.ConnectFailure && ep != nil && !tried.has(ep)
+	if !claim.admit(pol, s, moved) {
+		return nil, false
+	}
+	if !moved {
+		waitBackoff(pol, attempt+1, deadline)
+		ep = pickUntried(cs.c, key, hasKey, tried) // the view may have changed meanwhile
+	}
+	return ep, true
+}
+
 // retryClaim is a request's hold on its cluster's retry breaker
-// (max_retries) and retry budget while one of its retries is in flight.
-// The HTTP/1.1 and the stream retry loops share it.
+// (max_retries) and, unless the retry is free, its retry budget while one
+// of its retries is in flight. The HTTP/1.1 and the stream retry loops
+// share it.
 type retryClaim struct {
-	cs   *clusterState
-	held bool
+	cs       *clusterState
+	held     bool
+	budgeted bool
 }
 
 // admit takes a retry slot: the max_retries breaker first (a refusal
-// flags the answer UO), then the retry budget (a refusal is counted).
-func (c *retryClaim) admit(pol *resilience.Policy, s *filter.Stream) bool {
+// flags the answer UO), then, unless free, the retry budget (a refusal
+// is counted).
+func (c *retryClaim) admit(pol *resilience.Policy, s *filter.Stream, free bool) bool {
 	if !c.cs.c.AcquireRetry() {
 		s.ResponseFlags = "UO"
 		return false
 	}
-	if !c.cs.budget.TryRetry(pol) {
-		c.cs.c.ReleaseRetry()
-		c.cs.stats.BudgetExhausted.Inc()
-		return false
+	if !free {
+		if !c.cs.budget.TryRetry(pol) {
+			c.cs.c.ReleaseRetry()
+			c.cs.stats.BudgetExhausted.Inc()
+			return false
+		}
+		c.budgeted = true
 	}
 	c.held = true
 	return true
@@ -109,9 +174,11 @@ func (c *retryClaim) admit(pol *resilience.Policy, s *filter.Stream) bool {
 // release gives the slot back once the retry's try has ended.
 func (c *retryClaim) release() {
 	if c.held {
-		c.cs.budget.EndRetry()
+		if c.budgeted {
+			c.cs.budget.EndRetry()
+		}
 		c.cs.c.ReleaseRetry()
-		c.held = false
+		c.held, c.budgeted = false, false
 	}
 }
 
@@ -138,21 +205,19 @@ func waitBackoff(pol *resilience.Policy, n int, deadline time.Time) {
 	}
 }
 
-// try sends one attempt and classifies its outcome.
+// try sends one attempt to ep (nil: no usable endpoint) and classifies
+// its outcome.
 func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Response, s *filter.Stream,
-	key uint64, hasKey bool, prev *cluster.Endpoint, deadline time.Time, perTry time.Duration, used **cluster.Endpoint,
-	up *cluster.ResponseBody, in *h1RequestBody) (resilience.Failure, int) {
+	ep *cluster.Endpoint, deadline time.Time, perTry time.Duration, up *cluster.ResponseBody, in *h1RequestBody) (resilience.Failure, int) {
 	if *up != nil {
 		// A retry: the previous answer's body is not wanted.
 		_ = (*up).Close()
 		*up = nil
 	}
-	ep := cs.c.Pick(key, hasKey, prev)
 	if ep == nil {
 		cs.stats.NoHealthy.Inc()
 		return resilience.NoEndpoint, 0
 	}
-	*used = ep
 	s.UpstreamAddr = ep.Address()
 	d := deadline
 	if perTry > 0 {

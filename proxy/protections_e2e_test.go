@@ -206,13 +206,15 @@ listeners:
         domains: ["*"]
         routes:
           - match: {prefix: /unhealthy}
-            route: {cluster: unhealthy}
+            route: {cluster: unhealthy, retry: {disabled: true}}
           - match: {prefix: /refused-retried}
             route:
               cluster: refused
               retry: {attempts: 2, on: [connect-failure], backoff_base: 1ms}
-          - match: {prefix: /refused}
+          - match: {prefix: /refused-default}
             route: {cluster: refused}
+          - match: {prefix: /refused}
+            route: {cluster: refused, retry: {disabled: true}}
 clusters:
   - name: unhealthy
     endpoints: [{address: "{{up}}"}]
@@ -259,6 +261,8 @@ func TestLocalRepliesForMissingUpstream(t *testing.T) {
 		{"/refused", "upstream connect error\n", "UF", "connect_failure", 1, "refused"},
 		// Two retries: three connect failures in all.
 		{"/refused-retried", "upstream connect error\n", "UF,URX", "connect_failure", 4, "refused"},
+		// No retry policy: the default retries a connect failure twice.
+		{"/refused-default", "upstream connect error\n", "UF,URX", "connect_failure", 7, "refused"},
 	}
 	for i, tc := range cases {
 		st, body, _ := get(t, c, url+tc.path)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,9 @@ type Options struct {
 	Logger *zap.Logger
 	// WasmCacheDir keeps compiled Wasm modules across restarts ("" = memory).
 	WasmCacheDir string
+	// ModuleCacheDir keeps modules pulled from OCI registries, by digest
+	// (default WasmCacheDir/oci; "" with no WasmCacheDir = memory).
+	ModuleCacheDir string
 	// DrainTimeout bounds the graceful shutdown of a listener (default 30s).
 	DrainTimeout time.Duration
 	// Identity is the sidecar's mesh identity (SVID and trust bundle, kept
@@ -42,6 +46,7 @@ type Proxy struct {
 	log     *zap.Logger
 	metrics *telemetry.Metrics
 	wasm    *wasm.Runtime
+	modules *moduleSource
 	drain   time.Duration
 
 	mu        sync.Mutex // serialises Apply
@@ -121,13 +126,14 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		log:       o.Logger,
 		metrics:   telemetry.NewMetrics(),
 		wasm:      rt,
+		modules:   newModuleSource(moduleCacheDir(o), o.Logger),
 		drain:     o.DrainTimeout,
 		listeners: make(map[string]*runningListener),
 		errs:      make(chan error, 16),
 		mirrorSem: make(chan struct{}, 64),
 	}
 	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
-	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector())
+	p.metrics.Registry().MustRegister(rt.Collector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals, p.modules.unavailable)
 	p.tcpMetrics = tcpproxy.NewMetrics()
 	p.h2Stats = &listener.H2Stats{}
 	p.metrics.Registry().MustRegister(
@@ -266,9 +272,25 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 	go func() {
 		time.Sleep(p.drainGrace())
 		release(prev, next)
+		p.forgetClusters(prev)
 	}()
 	p.log.Info("config applied", zap.String("version", next.version))
 	return nil
+}
+
+// forgetClusters drops the metric series of prev's clusters that the
+// config now in force no longer has. It runs once requests on prev have
+// drained, so none of them re-creates a series.
+func (p *Proxy) forgetClusters(prev *snapshot) {
+	if prev == nil {
+		return
+	}
+	cur := p.snap.Load()
+	for name := range prev.byName {
+		if cur == nil || cur.byName[name] == nil {
+			p.metrics.ForgetCluster(name)
+		}
+	}
 }
 
 // protocolOf is a listener's protocol, "http" unless it says "tcp".
@@ -339,11 +361,11 @@ func (p *Proxy) Do(clusterName string, req *fasthttp.Request, resp *fasthttp.Res
 	}
 	cs, ok := s.byName[clusterName]
 	if !ok {
-		return fmt.Errorf("unknown cluster %q", clusterName)
+		return fmt.Errorf("%w %q", wasm.ErrUnknownCluster, clusterName)
 	}
 	ep := cs.c.Pick(0, false, nil)
 	if ep == nil {
-		return fmt.Errorf("cluster %q: no healthy endpoint", clusterName)
+		return fmt.Errorf("cluster %q: %w", clusterName, wasm.ErrNoHealthyEndpoint)
 	}
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -380,4 +402,11 @@ func (p *Proxy) Stream(clusterName string, req *http.Request) (*http.Response, e
 	}
 	ep.Report(resp.StatusCode, nil)
 	return resp, nil
+}
+
+func moduleCacheDir(o Options) string {
+	if o.ModuleCacheDir != "" || o.WasmCacheDir == "" {
+		return o.ModuleCacheDir
+	}
+	return filepath.Join(o.WasmCacheDir, "oci")
 }

@@ -315,3 +315,71 @@ func TestReloadLimits(t *testing.T) {
 		t.Fatalf("changing a bind-time limit: %v", err)
 	}
 }
+
+// TestReloadForgetsRemovedClusterMetrics: once a reload drops a cluster
+// and requests on the old config have drained, its series leave
+// /stats/prometheus; a kept cluster's stay.
+func TestReloadForgetsRemovedClusterMetrics(t *testing.T) {
+	up := testserver.Start(t, "up")
+	two := `
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - name: to-old
+            match: {prefix: /old}
+            route: {cluster: old}
+          - name: to-kept
+            match: {prefix: /}
+            route: {cluster: kept}
+clusters:
+  - name: kept
+    endpoints: [{address: "{{up}}"}]
+  - name: old
+    endpoints: [{address: "{{up}}"}]
+`
+	p, url := startProxy(t, two, map[string]string{"up": up.Addr})
+	c := &fasthttp.Client{}
+	for _, path := range []string{"/old", "/"} {
+		if st, body, _ := get(t, c, url+path); st != 200 {
+			t.Fatalf("%s: %d %s", path, st, body)
+		}
+	}
+	series := func(cluster string) int {
+		mfs, err := p.Metrics().Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "cluster" && l.GetValue() == cluster {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	if series("old") == 0 || series("kept") == 0 {
+		t.Fatalf("series before the reload: old %d, kept %d", series("old"), series("kept"))
+	}
+	raw := []byte(expand(strings.Replace(strings.Replace(two, "          - name: to-old\n            match: {prefix: /old}\n            route: {cluster: old}\n", "", 1),
+		"  - name: old\n    endpoints: [{address: \"{{up}}\"}]\n", "", 1), map[string]string{"up": up.Addr}))
+	cfg, err := config.Parse("one.yaml", raw)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, raw)
+	}
+	keptBefore := series("kept")
+	if err := p.Apply(context.Background(), cfg, raw, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the removed cluster's series to go", func() bool { return series("old") == 0 })
+	if got := series("kept"); got != keptBefore {
+		t.Fatalf("the kept cluster has %d series, had %d", got, keptBefore)
+	}
+}

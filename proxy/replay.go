@@ -43,6 +43,11 @@ func (b *replayBody) replayable() bool {
 	return b.keep && !b.overflow
 }
 
+// untouched reports whether no body byte was read yet, so a try that
+// failed before sending any can be sent again whether or not the body is
+// kept.
+func (b *replayBody) untouched() bool { return b.read.Load() == 0 }
+
 // reader starts a try's view of the body; the previous one stops reading.
 func (b *replayBody) reader() io.ReadCloser {
 	b.mu.Lock()

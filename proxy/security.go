@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/authz"
 	"github.com/weftmesh/weft/proxy/config"
@@ -20,6 +21,7 @@ type listenerSecurity struct {
 	tlsMode string      // "" or "disabled": plaintext
 	tlsCfg  *tls.Config // nil when plaintext
 	authz   *authz.Policy
+	log     *zap.Logger // for dry-run denials
 }
 
 // ErrNoIdentity is returned when a config asks for mTLS with the mesh
@@ -80,7 +82,7 @@ func (p *Proxy) compileSecurity(lc *config.Listener, baseDir string) (listenerSe
 		if err != nil {
 			return sec, err
 		}
-		sec.authz = pol
+		sec.authz, sec.log = pol, p.log.With(zap.String("listener", lc.Name))
 	}
 	return sec, nil
 }
@@ -111,6 +113,9 @@ func (ls *listenerState) authorize(s *filter.Stream) bool {
 	}
 	d := ls.sec.authz.Check(s)
 	if d == nil {
+		if ls.sec.authz.HasDryRun() {
+			ls.dryRun(s)
+		}
 		return true
 	}
 	resp := s.Response
@@ -121,4 +126,22 @@ func (ls *listenerState) authorize(s *filter.Stream) bool {
 	resp.SetBodyString("RBAC: access denied\n")
 	s.ResponseFlags = "UAEX"
 	return false
+}
+
+// dryRun logs what the dry-run policy would have refused: the policy being
+// tried on live traffic. Logged at info (it is what the operator asked to
+// see), once per such request.
+func (ls *listenerState) dryRun(s *filter.Stream) {
+	d := ls.sec.authz.DryRun(s)
+	if d == nil {
+		return
+	}
+	peer := ""
+	if s.TLS != nil && s.TLS.MTLS {
+		peer = s.TLS.PeerURISAN
+	}
+	// Copies: the request's buffers are reused once it ends, and a log
+	// core may keep fields past this call.
+	ls.sec.log.Info("authz dry run: this request would be denied", zap.String("rule", d.Rule),
+		zap.String("method", string(s.Request.Header.Method())), zap.String("path", string(s.Request.URI().Path())), zap.String("peer", peer))
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/cluster"
 	"github.com/weftmesh/weft/proxy/config"
@@ -30,7 +31,10 @@ type snapshot struct {
 	byName    map[string]*clusterState
 	plugins   map[string]*wasm.Plugin
 	pluginKey map[string]string
-	listeners map[string]*listenerState
+	// failedOpen are fail_open filters that could not be loaded: their
+	// chains run without them.
+	failedOpen []string
+	listeners  map[string]*listenerState
 	// tracer is nil when tracing is off; traceKey is its exporter's settings.
 	tracer   *tracing.Tracer
 	traceKey string
@@ -130,19 +134,45 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 	}
 
 	for _, fc := range cfg.Filters {
-		spec, err := wasm.SpecFromConfig(fc, baseDir)
-		if err != nil {
-			return nil, err
+		var spec wasm.PluginSpec
+		var err error
+		stage := "load"
+		if fc.Module.OCI != "" {
+			spec, err = p.modules.spec(ctx, fc, baseDir)
+			stage = "pull"
+		} else {
+			spec, err = wasm.SpecFromConfig(fc, baseDir)
 		}
-		key := specKey(spec)
-		s.pluginKey[fc.Name] = key
-		if prev != nil && prev.pluginKey[fc.Name] == key {
-			s.plugins[fc.Name] = prev.plugins[fc.Name]
+		var pl *wasm.Plugin
+		if err == nil {
+			key := specKey(spec)
+			s.pluginKey[fc.Name] = key
+			if prev != nil && prev.pluginKey[fc.Name] == key {
+				s.plugins[fc.Name] = prev.plugins[fc.Name]
+				continue
+			}
+			stage = "start"
+			pl, err = p.wasm.Load(ctx, spec, wasm.Env{Upstream: p, NodeID: cfg.Node.ID, NodeMetadata: cfg.Node.Metadata})
+			if err != nil {
+				err = fmt.Errorf("filter %q: %w", fc.Name, err)
+			}
+		}
+		if err != nil {
+			// A filter that never loaded and says fail_open does not keep
+			// the sidecar from starting (or the rest of a change from
+			// applying): it runs without the filter until a later config
+			// loads it. Any other failure refuses the config, so the last
+			// good one — this filter's last good version with it — keeps
+			// serving.
+			if fc.FailurePolicy != "fail_open" || (prev != nil && prev.plugins[fc.Name] != nil) {
+				return nil, err
+			}
+			p.log.Warn("filter unavailable; fail_open: running without it until a config loads it",
+				zap.String("filter", fc.Name), zap.String("stage", stage), zap.Error(err))
+			p.modules.unavailable.WithLabelValues(fc.Name).Inc()
+			s.pluginKey[fc.Name] = "unavailable" // never equal to a spec key: the next config retries
+			s.failedOpen = append(s.failedOpen, fc.Name)
 			continue
-		}
-		pl, err := p.wasm.Load(ctx, spec, wasm.Env{Upstream: p, NodeID: cfg.Node.ID, NodeMetadata: cfg.Node.Metadata})
-		if err != nil {
-			return nil, fmt.Errorf("filter %q: %w", fc.Name, err)
 		}
 		freshPlugins = append(freshPlugins, pl)
 		s.plugins[fc.Name] = pl
@@ -150,7 +180,9 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 	factories := func(names []string) []filter.Factory {
 		out := make([]filter.Factory, 0, len(names))
 		for _, n := range names {
-			out = append(out, s.plugins[n])
+			if pl := s.plugins[n]; pl != nil {
+				out = append(out, pl)
+			}
 		}
 		return out
 	}
@@ -250,7 +282,7 @@ func release(old, next *snapshot) {
 		}
 	}
 	for name, pl := range old.plugins {
-		if n, ok := next.plugins[name]; !ok || n != pl {
+		if n, ok := next.plugins[name]; pl != nil && (!ok || n != pl) {
 			pl.Close()
 		}
 	}

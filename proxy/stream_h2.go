@@ -237,12 +237,14 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 		h.body = newReplayBody(src, mayRetry)
 	}
 	key, hasKey := cs.c.HashKey(s.Request, s.Source)
-	var prev *cluster.Endpoint
+	var tried triedEndpoints
+	ep := cs.c.Pick(key, hasKey, nil)
 	claim := retryClaim{cs: cs}
 	defer claim.release()
 	for attempt := 0; ; attempt++ {
-		fail, status, grpcStatus := p.tryStream(ctx, x, cs, key, hasKey, &prev, headerDeadline, callDeadline, perTry)
+		fail, status, grpcStatus := p.tryStream(ctx, x, cs, ep, headerDeadline, callDeadline, perTry)
 		claim.release()
+		tried.add(ep)
 		if h.replied() {
 			return // a request body filter answered: its reply is the response
 		}
@@ -254,10 +256,13 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 			overflow(s, "max_pending")
 			return
 		}
+		// A connect failure sent nothing (no body byte either, when none
+		// was read yet), so any method may be retried.
+		unsent := fail == resilience.ConnectFailure && pol.Attempts() > 0 && (h.body == nil || h.body.untouched())
 		deadline := earliest(headerDeadline, callDeadline)
-		retry := mayRetry && retriable && attempt < pol.Attempts() && (h.body == nil || h.body.replayable()) &&
+		retry := (mayRetry || unsent) && retriable && attempt < pol.Attempts() && (h.body == nil || h.body.replayable() || unsent) &&
 			(deadline.IsZero() || time.Now().Before(deadline))
-		if !retry || !claim.admit(pol, s) {
+		if !retry {
 			giveUp(s, attempt, fail)
 			return // the last answer (in h.upstream), if any, goes to the client
 		}
@@ -265,7 +270,11 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 			_ = h.upstream.Body.Close()
 			h.upstream = nil
 		}
-		waitBackoff(pol, attempt+1, deadline)
+		var ok bool
+		if ep, ok = nextTry(cs, pol, s, &claim, fail, key, hasKey, &tried, attempt, deadline); !ok {
+			giveUp(s, attempt, fail)
+			return
+		}
 		cs.stats.Retries.Inc()
 		s.Retries++
 	}
@@ -283,17 +292,16 @@ func earliest(a, b time.Time) time.Time {
 // the route (or per-try) timeout.
 var errRouteTimeout = errors.New("upstream response headers timeout")
 
-// tryStream sends one attempt; on an answer it leaves it in x.h2.upstream
-// with its status and headers copied into the stream's Response.
-func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState, key uint64, hasKey bool,
-	prev **cluster.Endpoint, headerDeadline, callDeadline time.Time, perTry time.Duration) (resilience.Failure, int, int) {
+// tryStream sends one attempt to ep (nil: no usable endpoint); on an
+// answer it leaves it in x.h2.upstream with its status and headers copied
+// into the stream's Response.
+func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState, ep *cluster.Endpoint,
+	headerDeadline, callDeadline time.Time, perTry time.Duration) (resilience.Failure, int, int) {
 	s, h := &x.stream, x.h2
-	ep := cs.c.Pick(key, hasKey, *prev)
 	if ep == nil {
 		cs.stats.NoHealthy.Inc()
 		return resilience.NoEndpoint, 0, -1
 	}
-	*prev = ep
 	s.UpstreamAddr = ep.Address()
 	d := headerDeadline
 	if perTry > 0 {

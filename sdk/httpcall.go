@@ -22,6 +22,10 @@ type HTTPCallResponse struct {
 	Body []byte
 	// Err is ErrCallFailed when there is no answer.
 	Err error
+	// Reason says why there is no answer, when the host tells
+	// (:dispatch_status in weft): timeout, connect_failure, no_cluster,
+	// no_healthy_endpoint, reset or failure. Empty on a host that does not.
+	Reason string
 }
 
 // Header returns the first value of name in the answer.
@@ -80,6 +84,14 @@ func onHTTPCallResponse(ctx, token, numHeaders, bodySize, numTrailers uint32) {
 	resp := &HTTPCallResponse{}
 	if numHeaders == 0 {
 		resp.Err = ErrCallFailed
+		if b, st := abi.GetHeaderMapPairs(mapHTTPCallRespHeaders); st == 0 {
+			failed, _ := abi.ParsePairs(nil, b)
+			for _, h := range failed {
+				if h[0] == ":dispatch_status" {
+					resp.Reason = h[1]
+				}
+			}
+		}
 	} else {
 		if b, st := abi.GetHeaderMapPairs(mapHTTPCallRespHeaders); st == 0 {
 			resp.Headers, _ = abi.ParsePairs(nil, b)

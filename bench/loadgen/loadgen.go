@@ -186,6 +186,11 @@ type Result struct {
 	// ServiceTime, in microseconds, always from the actual send. In the
 	// closed loop it equals Latency.
 	ServiceTime *hdrhistogram.Histogram
+	// FirstFailure and LastFailure are when the first and the last
+	// measured request that failed (no response, or not 2xx) finished,
+	// from the start of the measured window; both zero when none failed.
+	// A fault scenario reads its time to recover from them.
+	FirstFailure, LastFailure time.Duration
 }
 
 // RPS is the measured throughput: responses per second of the window.
@@ -406,6 +411,7 @@ func (g *generator) run(ctx context.Context) *Result {
 	if finished.After(g.warmEnd) {
 		res.Elapsed = finished.Sub(g.warmEnd)
 	}
+	anyFailed := false
 	for _, w := range g.workers {
 		res.Latency.Merge(w.latency)
 		res.ServiceTime.Merge(w.service)
@@ -421,6 +427,14 @@ func (g *generator) run(ctx context.Context) *Result {
 		res.Status.C4xx += w.status.C4xx
 		res.Status.C5xx += w.status.C5xx
 		res.Status.Other += w.status.Other
+		if !w.firstFail.IsZero() {
+			first, last := w.firstFail.Sub(g.warmEnd), w.lastFail.Sub(g.warmEnd)
+			if !anyFailed || first < res.FirstFailure {
+				res.FirstFailure = first
+			}
+			res.LastFailure = max(res.LastFailure, last)
+			anyFailed = true
+		}
 		fasthttp.ReleaseRequest(w.req)
 		fasthttp.ReleaseResponse(w.resp)
 	}
@@ -512,6 +526,9 @@ type worker struct {
 	sent     int64 // open loop: slots sent
 	errs     ErrorCounts
 	status   StatusCounts
+	// firstFail and lastFail are when this worker's first and last failed
+	// measured request finished (zero: none failed).
+	firstFail, lastFail time.Time
 	// done and errCount are read by the progress line while the run goes on.
 	done     atomic.Int64
 	errCount atomic.Int64
@@ -594,6 +611,12 @@ func (w *worker) record(measured bool, code int, err error, intended, sent, fini
 	if !measured {
 		w.warm++
 		return
+	}
+	if err != nil || code < 200 || code >= 300 {
+		if w.firstFail.IsZero() {
+			w.firstFail = finished
+		}
+		w.lastFail = finished
 	}
 	if err != nil {
 		classify(&w.errs, err)

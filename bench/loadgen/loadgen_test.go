@@ -279,6 +279,33 @@ func TestMeasureHooksAndResultJSON(t *testing.T) {
 		!back.Latency.Equals(res.Latency) || Summarize(back.Latency) != Summarize(res.Latency) {
 		t.Fatalf("round trip changed the result:\n%+v\n%+v", back, res)
 	}
+	if res.FirstFailure != 0 || res.LastFailure != 0 {
+		t.Fatalf("no request failed, yet failures at %v..%v", res.FirstFailure, res.LastFailure)
+	}
+}
+
+// The first and last failures are placed in the measured window, and a
+// subprocess's JSON result carries them.
+func TestFailureTimes(t *testing.T) {
+	up := startUpstream(t, upstream.Config{FailRate: 0.5})
+	res, err := Run(context.Background(), Config{URL: up.URL(), Connections: 2, Duration: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status.C5xx == 0 || res.FirstFailure <= 0 || res.LastFailure < res.FirstFailure || res.LastFailure > res.Elapsed {
+		t.Fatalf("%d failed: first %v, last %v, window %v", res.Status.C5xx, res.FirstFailure, res.LastFailure, res.Elapsed)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.FirstFailure != res.FirstFailure || back.LastFailure != res.LastFailure {
+		t.Fatalf("round trip: failures %v..%v, want %v..%v", back.FirstFailure, back.LastFailure, res.FirstFailure, res.LastFailure)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {

@@ -56,6 +56,8 @@ type wireResult struct {
 	ElapsedNS      int64        `json:"elapsed_ns"`
 	Latency        string       `json:"latency_hdr"`
 	ServiceTime    string       `json:"service_time_hdr"`
+	FirstFailureNS int64        `json:"first_failure_ns,omitempty"`
+	LastFailureNS  int64        `json:"last_failure_ns,omitempty"`
 }
 
 // MarshalJSON encodes r with its histograms.
@@ -64,6 +66,7 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		Name: r.Name, Mode: r.Mode, Connections: r.Connections, Rate: r.Rate,
 		Requests: r.Requests, Errors: r.Errors, Status: r.Status, Dropped: r.Dropped,
 		WarmupRequests: r.WarmupRequests, ElapsedNS: int64(r.Elapsed),
+		FirstFailureNS: int64(r.FirstFailure), LastFailureNS: int64(r.LastFailure),
 	}
 	var err error
 	if w.Latency, err = encodeHistogram(r.Latency); err != nil {
@@ -94,6 +97,7 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 		Requests: w.Requests, Errors: w.Errors, Status: w.Status, Dropped: w.Dropped,
 		WarmupRequests: w.WarmupRequests, Elapsed: time.Duration(w.ElapsedNS),
 		Latency: lat, ServiceTime: svc,
+		FirstFailure: time.Duration(w.FirstFailureNS), LastFailure: time.Duration(w.LastFailureNS),
 	}
 	return nil
 }

@@ -125,6 +125,21 @@ func (p *Process) Stop(grace time.Duration) error {
 	}
 }
 
+// Kill ends the whole process group at once with SIGKILL, as a crash
+// would (a fault scenario's kill -9), and waits up to 10 s for the leader
+// to exit. Stop afterwards reaps what is left.
+func (p *Process) Kill() error {
+	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("process %q: kill: %w", p.name, err)
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("process %q: still running 10s after SIGKILL", p.name)
+	}
+}
+
 // Alive reports whether a process with this PID exists and is not a zombie.
 func Alive(pid int) bool {
 	st, err := readStat(pid)

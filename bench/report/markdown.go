@@ -96,6 +96,25 @@ func (r *Report) Markdown(w io.Writer) error {
 				fmtErrors(&s), fmtErrors(&base))
 		}
 	}
+	var faulted []Scenario
+	for _, s := range r.Measured() {
+		if s.Fault != nil {
+			faulted = append(faulted, s)
+		}
+	}
+	if len(faulted) > 0 {
+		b.WriteString("\n### Faults\n\n")
+		b.WriteString("| scenario | fault | at | failed requests | time to recover |\n|---|---|---:|---:|---:|\n")
+		for _, s := range faulted {
+			recovery := "nothing failed after it"
+			if s.Fault.FailedAfter {
+				recovery = fmtMillis(float64(s.Fault.Recovery)*1e6) + " ms"
+			}
+			fmt.Fprintf(b, "| %s | %s | %.2f s | %s | %s |\n", mdEscape(s.Name), mdEscape(s.Fault.Description),
+				float64(s.Fault.At), fmtErrors(&s), recovery)
+		}
+		b.WriteString("\nTime to recover: from the fault to the last request that failed (no response, or not 2xx).\n")
+	}
 	var split []Scenario
 	for _, s := range r.Measured() {
 		if s.CPU != nil && len(s.CPU.Each) > 1 {

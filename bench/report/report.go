@@ -96,6 +96,20 @@ type Scenario struct {
 	CompareRPSRatio float64 `json:"compare_rps_ratio,omitempty"`
 	CompareP99Ratio float64 `json:"compare_p99_ratio,omitempty"`
 	CompareCPURatio float64 `json:"compare_cpu_ratio,omitempty"`
+	// Fault is what a fault scenario did while measured, and what followed.
+	Fault *Fault `json:"fault,omitempty"`
+}
+
+// Fault is a fault a scenario caused during its measured window.
+type Fault struct {
+	Description string `json:"description"`
+	// At is when it happened, from the start of the measured window.
+	At Seconds `json:"at_s"`
+	// Recovery is the time from the fault to the last failed request (0:
+	// none failed after it).
+	Recovery Seconds `json:"recovery_s"`
+	// FailedAfter reports whether any request failed after the fault.
+	FailedAfter bool `json:"failed_after"`
 }
 
 // Failed counts the requests that got no response or a non-2xx one.

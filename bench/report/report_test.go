@@ -311,3 +311,29 @@ func TestRatiosOnlyBetweenTheSameUnits(t *testing.T) {
 		t.Fatalf("markdown:\n%s", b.String())
 	}
 }
+
+// A fault scenario gets a row in the Faults table: when the fault
+// happened, what failed, and the time to recover.
+func TestMarkdownFaults(t *testing.T) {
+	r := &Report{Settings: Settings{Mode: loadgen.Closed, Connections: 16, Duration: 10}, Scenarios: []Scenario{
+		{Name: "clean", Status: StatusOK, Requests: 1000, RPS: 100, Elapsed: 10,
+			Statuses: loadgen.StatusCounts{C2xx: 1000},
+			Fault:    &Fault{Description: "kill -9 one", At: 3}},
+		{Name: "lossy", Status: StatusOK, Requests: 1000, RPS: 100, Elapsed: 10,
+			Statuses: loadgen.StatusCounts{C2xx: 900, C5xx: 100},
+			Fault:    &Fault{Description: "kill -9 one", At: 3, Recovery: 0.25, FailedAfter: true}},
+	}}
+	var b bytes.Buffer
+	if err := r.Markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"### Faults",
+		"| clean | kill -9 one | 3.00 s | 0 | nothing failed after it |",
+		"| lossy | kill -9 one | 3.00 s | 100 (10.00%) | 250 ms |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -43,7 +43,20 @@ func meshIdentity(ctx context.Context, controlURL, node, caFile, token, tokenFil
 		}
 		return controlIdentity{}, nil
 	}
-	if strings.HasPrefix(controlURL, "http://") {
+	urls, err := client.SplitURLs(controlURL)
+	if err != nil {
+		return controlIdentity{}, fmt.Errorf("proxy: --control: %w", err)
+	}
+	plain := 0
+	for _, u := range urls {
+		if strings.HasPrefix(u, "http://") {
+			plain++
+		}
+	}
+	if plain > 0 && plain < len(urls) {
+		return controlIdentity{}, errors.New("proxy: --control mixes http:// and https:// replicas; give the same scheme for all")
+	}
+	if plain > 0 {
 		if token != "" {
 			return controlIdentity{}, errors.New("proxy: a join token is sent only over https; this --control URL is plain http")
 		}

@@ -24,7 +24,6 @@ import (
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
-	"github.com/weftmesh/weft/sdk/filtertest"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -39,6 +38,8 @@ Usage:
   weft control -data DIR    run the control plane (file- and API-driven)
   weft ctl ...              operate the control plane (apply, get, status, set-weight, ...)
   weft filter run|test F    run or test a Wasm filter on its own
+  weft filter push|pull|sign|verify|keygen
+                            Wasm modules in OCI registries, signed in cosign's format
   weft validate FILE...     check sidecar configs and mesh resource files; exit 1 with file:line errors
   weft demo [--for 30s]     run a mesh on loopback: sidecars, plugins, control plane, a live canary shift
   weft bench [flags]        benchmark the proxy against the direct path and peers
@@ -68,7 +69,7 @@ func main() {
 	case "ctl":
 		err = ctl.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "filter":
-		err = filtertest.Command(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		err = runFilter(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "version", "--version", "-v":
 		fmt.Println("weft", version)
 	case "help", "-h", "--help":
@@ -102,7 +103,7 @@ func newLogger(level string) (*zap.Logger, error) {
 func runProxy(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	file := fs.String("c", "", "config file (YAML); watched and hot reloaded")
-	controlURL := fs.String("control", "", "control plane URL: take config snapshots from it instead of -c")
+	controlURL := fs.String("control", "", "control plane URL, or several replicas' URLs separated by commas (failed over in order): take config snapshots from it instead of -c")
 	nodeID := fs.String("node", "", "this sidecar's node id (with --control)")
 	snapDir := fs.String("snapshot-cache", defaultSnapshotDir(), "where the last good snapshot is kept (with --control)")
 	adminAddr := fs.String("admin", "", "admin address (overrides the config's admin.address, or with --control the Sidecar resource's admin; \"off\" disables)")

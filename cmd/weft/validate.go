@@ -74,9 +74,13 @@ invalid.
 		fmt.Fprintf(stdout, "%s: ok\n", f)
 	}
 	if len(meshFiles) > 0 {
-		_, err := mesh.Compile(mesh.New(resources), mesh.Options{ModuleURL: func(d string) string { return "https://control.invalid/v1/modules/" + d }})
+		m := mesh.New(resources)
+		_, err := mesh.Compile(m, mesh.Options{ModuleURL: func(d string) string { return "https://control.invalid/v1/modules/" + d }})
 		if err != nil {
 			fmt.Fprintln(stderr, err)
+		}
+		for _, w := range mesh.Warnings(m) {
+			fmt.Fprintf(stderr, "warning: %v\n", w)
 		}
 		// A problem is reported against the file of its resource; files
 		// without one are fine (as far as the whole mesh goes).

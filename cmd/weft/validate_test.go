@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,5 +88,33 @@ spec:
 	out, err = exec.Command(bin, "validate", "../../examples/mesh/reviews.yaml", rule).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), rule+":1:") || !strings.Contains(string(out), "ratings") {
 		t.Fatalf("dangling service: %v\n%s", err, out)
+	}
+}
+
+// TestValidateWarnsOfStrictPolicyWithoutSidecar: a valid mesh whose strict
+// Policy covers an endpoint with no sidecar passes, with a warning naming
+// the file, the Policy and the endpoint.
+func TestValidateWarnsOfStrictPolicyWithoutSidecar(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(f, []byte(`kind: Service
+name: orders
+spec:
+  versions:
+    - {name: v1, endpoints: [{address: "10.0.0.1:15006", sidecar: true}]}
+    - {name: v2, endpoints: [{address: "10.0.0.2:8080"}]}
+---
+kind: Policy
+name: strict
+spec: {services: [orders], mtls: strict}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errw bytes.Buffer
+	if err := runValidate([]string{f}, &out, &errw); err != nil {
+		t.Fatalf("validate: %v\n%s%s", err, &out, &errw)
+	}
+	want := "warning: " + f + ":8: Policy default/strict: spec.services[0]: mtls is strict, but service default/orders version v2 endpoint 10.0.0.2:8080 has no sidecar"
+	if !strings.Contains(errw.String(), want) || strings.Contains(errw.String(), "10.0.0.1") || !strings.Contains(out.String(), "ok (mesh resources)") {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s\nwant %q", &out, &errw, want)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,7 +35,11 @@ const (
 
 // Options configure Run.
 type Options struct {
-	// URL is the control plane's base URL (https://host:port).
+	// URL is the control plane's base URL (https://host:port), or the
+	// base URLs of several replicas separated by commas. The client
+	// watches one replica at a time and fails over to the next when it
+	// stops answering; a host name resolving to several addresses counts
+	// as one replica per address.
 	URL string
 	// TLS is the client config for an https URL: the mesh CA and the
 	// node's certificate (TLSConfig makes it). The control plane answers a
@@ -62,6 +65,10 @@ type Options struct {
 	Wait time.Duration
 	// MinBackoff and MaxBackoff bound the delay between failed attempts.
 	MinBackoff, MaxBackoff time.Duration
+	// LookupHost resolves a replica's host name into its addresses
+	// (default net.DefaultResolver.LookupHost), again after every round in
+	// which no replica answered.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
 }
 
 // Snapshot is what the control plane sends and what the cache file holds.
@@ -78,9 +85,11 @@ type ack struct {
 }
 
 type runner struct {
-	o    Options
-	log  *zap.Logger
-	http *http.Client
+	o   Options
+	log *zap.Logger
+	// eps are the replicas; the one in use answers watches, ACKs and
+	// module downloads.
+	eps *replicas
 	// have is the last version received (applied or refused): the watch
 	// asks for anything else, so a refused snapshot is not resent in a loop.
 	have string
@@ -96,7 +105,8 @@ func Run(ctx context.Context, o Options) error {
 	if o.URL == "" || o.NodeID == "" || o.Applier == nil {
 		return errors.New("control client: URL, NodeID and Applier are required")
 	}
-	if _, err := url.Parse(o.URL); err != nil {
+	urls, err := SplitURLs(o.URL)
+	if err != nil {
 		return fmt.Errorf("control client: URL: %w", err)
 	}
 	if o.Logger == nil {
@@ -117,43 +127,55 @@ func Run(ctx context.Context, o Options) error {
 			o.ModuleDir = filepath.Join(o.CacheDir, "modules")
 		}
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}
-	if o.TLS != nil {
-		// A copy: a transport may change its config's NextProtos, which
-		// must not leak into other transports sharing o.TLS.
-		tr.TLSClientConfig = o.TLS.Clone()
+	r := &runner{o: o, log: o.Logger.With(zap.String("node", o.NodeID)), eps: newReplicas(urls, o.TLS)}
+	if o.LookupHost != nil {
+		r.eps.lookup = o.LookupHost
 	}
-	defer tr.CloseIdleConnections()
-	r := &runner{o: o, log: o.Logger.With(zap.String("node", o.NodeID)), http: &http.Client{Transport: tr}}
+	defer r.eps.close()
+	r.eps.resolve(ctx)
 	r.loop(ctx)
 	return nil
 }
 
+// loop watches the replica in use. A failed watch moves to the next
+// replica at once; only when every replica failed in turn (a round) does
+// it back off, re-resolve the addresses and start the next round.
 func (r *runner) loop(ctx context.Context) {
 	reached := false // the control plane has answered since boot
-	failures := 0
+	rounds := 0      // whole rounds failed in a row
+	missed := 0      // replicas failed in this round
 	for ctx.Err() == nil {
 		r.flushAck(ctx)
+		ep := r.eps.current()
 		snap, err := r.poll(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			if !reached && failures == 0 {
+			missed++
+			if missed < len(r.eps.list) {
+				r.log.Warn("control plane replica unreachable; trying the next one", zap.String("replica", ep.String()), zap.Error(err))
+				r.eps.next()
+				continue
+			}
+			if !reached && rounds == 0 {
 				r.bootFromCache(ctx)
 			}
-			d := backoff(failures, r.o.MinBackoff, r.o.MaxBackoff)
-			failures++
-			r.log.Warn("control plane unreachable; the config in force keeps serving", zap.Error(err), zap.Int("attempt", failures), zap.Duration("retry_in", d))
+			d := backoff(rounds, r.o.MinBackoff, r.o.MaxBackoff)
+			rounds++
+			missed = 0
+			r.log.Warn("control plane unreachable; the config in force keeps serving", zap.String("replica", ep.String()), zap.Error(err), zap.Int("attempt", rounds), zap.Duration("retry_in", d))
 			if !sleep(ctx, d) {
 				return
 			}
+			r.eps.next()
+			r.eps.resolve(ctx)
 			continue
 		}
-		if failures > 0 {
-			r.log.Info("control plane reachable again", zap.Int("after_attempts", failures))
+		if rounds > 0 || missed > 0 {
+			r.log.Info("control plane reachable", zap.String("replica", ep.String()), zap.Int("after_rounds", rounds), zap.Int("replicas_missed", missed))
 		}
-		failures = 0
+		rounds, missed = 0, 0
 		reached = true
 		if snap != nil {
 			r.apply(ctx, snap, true)
@@ -201,11 +223,12 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.o.Wait+10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.o.URL+"/v1/watch?"+q.Encode(), nil)
+	ep := r.eps.current()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.base+"/v1/watch?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := r.http.Do(req)
+	resp, err := ep.hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +251,7 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 			// Not authenticated (no node certificate yet, or an expired
 			// one): the next attempt dials again and presents the current
 			// certificate.
-			r.http.CloseIdleConnections()
+			ep.hc.CloseIdleConnections()
 		}
 		return nil, fmt.Errorf("watch: status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
@@ -241,7 +264,7 @@ func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 	raw := []byte(s.Config)
 	cfg, err := config.Parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
 	if err == nil {
-		err = localizeModules(ctx, r.http, strings.TrimSuffix(r.o.URL, "/"), r.o.ModuleDir, cfg)
+		err = localizeModules(ctx, r.eps.current().hc, r.eps.moduleURL, r.o.ModuleDir, cfg)
 	}
 	if err == nil {
 		err = r.o.Applier.Apply(ctx, cfg, raw, "")
@@ -270,12 +293,13 @@ func (r *runner) flushAck(ctx context.Context) {
 	b, _ := json.Marshal(r.pending)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.o.URL+"/v1/ack", bytes.NewReader(b))
+	ep := r.eps.current()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.base+"/v1/ack", bytes.NewReader(b))
 	if err != nil {
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.http.Do(req)
+	resp, err := ep.hc.Do(req)
 	if err != nil {
 		r.log.Debug("ack not delivered; will retry", zap.Error(err))
 		return

@@ -8,9 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/proxy/identity"
@@ -23,7 +24,9 @@ import (
 // TLSConfig does). The control plane decides the identity from the node's
 // Sidecar resource.
 type IdentityClient struct {
-	// URL is the control plane's base URL.
+	// URL is the control plane's base URL, or several replicas' separated
+	// by commas: a replica that cannot be reached (or answers 5xx) is left
+	// for the next one.
 	URL    string
 	NodeID string
 	// Token is the node's join token (weft ctl token NODE, or POST
@@ -37,6 +40,8 @@ type IdentityClient struct {
 
 	once sync.Once
 	def  *http.Client
+	// good is the index of the replica that answered last.
+	good atomic.Int32
 }
 
 type certificateRequest struct {
@@ -79,16 +84,12 @@ func (c *IdentityClient) current() *identity.SVID {
 // Sign implements identity.Signer: POST /v1/certificate.
 func (c *IdentityClient) Sign(ctx context.Context, csrDER []byte) (*identity.Issued, error) {
 	body, _ := json.Marshal(certificateRequest{Node: c.NodeID, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.URL, "/")+"/v1/certificate", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
+	hdr := http.Header{"Content-Type": {"application/json"}}
 	if v := c.current(); v == nil && c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+		hdr.Set("Authorization", "Bearer "+c.Token)
 	}
 	var cr certificateResponse
-	if err := c.do(req, &cr); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/v1/certificate", hdr, body, &cr); err != nil {
 		return nil, fmt.Errorf("certificate for node %s: %w", c.NodeID, err)
 	}
 	// Connections opened before this certificate do not present it: the
@@ -111,12 +112,8 @@ func (c *IdentityClient) Sign(ctx context.Context, csrDER []byte) (*identity.Iss
 
 // FetchBundle implements identity.Signer: GET /v1/bundle.
 func (c *IdentityClient) FetchBundle(ctx context.Context) (*identity.Bundle, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.URL, "/")+"/v1/bundle", nil)
-	if err != nil {
-		return nil, "", err
-	}
 	var br bundleResponse
-	if err := c.do(req, &br); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/v1/bundle", nil, nil, &br); err != nil {
 		return nil, "", fmt.Errorf("trust bundle: %w", err)
 	}
 	b, err := identity.ParseBundlePEM(br.TrustDomain, []byte(br.Bundle))
@@ -126,7 +123,41 @@ func (c *IdentityClient) FetchBundle(ctx context.Context) (*identity.Bundle, str
 	return b, br.Signer, nil
 }
 
-func (c *IdentityClient) do(req *http.Request, into any) error {
+// do sends the request to the replica that answered last, then to the
+// others in turn while they cannot be reached or answer 5xx.
+func (c *IdentityClient) do(ctx context.Context, method, path string, hdr http.Header, body []byte, into any) error {
+	urls, err := SplitURLs(c.URL)
+	if err != nil {
+		return err
+	}
+	first := int(c.good.Load()) % len(urls)
+	var errs []error
+	for i := range urls {
+		n := (first + i) % len(urls)
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, urls[n]+path, rd)
+		if err != nil {
+			return err
+		}
+		maps.Copy(req.Header, hdr)
+		err = c.doOne(req, into)
+		var se *StatusError
+		if err == nil || ctx.Err() != nil || (errors.As(err, &se) && se.Status < 500) {
+			c.good.Store(int32(n))
+			return err
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", urls[n], err))
+	}
+	if len(errs) == 1 {
+		return errors.Unwrap(errs[0])
+	}
+	return errors.Join(errs...)
+}
+
+func (c *IdentityClient) doOne(req *http.Request, into any) error {
 	resp, err := c.client().Do(req)
 	if err != nil {
 		return err

@@ -187,6 +187,9 @@ func (c *cli) do(ctx context.Context, method, path string, body []byte, hdr map[
 }
 
 func (c *cli) printResult(res server.WriteResult) {
+	for _, w := range res.Warnings {
+		fmt.Fprintf(c.out, "warning: %s\n", w)
+	}
 	if len(res.Changed) == 0 {
 		fmt.Fprintf(c.out, "unchanged (revision %d)\n", res.Revision)
 		return
@@ -354,6 +357,9 @@ func (c *cli) status(ctx context.Context) error {
 		}
 		fmt.Fprintln(c.out)
 	}
+	for _, w := range st.Warnings {
+		fmt.Fprintf(c.out, "warning: %s\n", w)
+	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSERVICE\tDESIRED\tAPPLIED\tSYNC\tWATCHING\tLAST SEEN\tLAST NACK")
 	for _, n := range st.Nodes {
@@ -501,12 +507,13 @@ func (c *cli) modules(ctx context.Context, args []string) error {
 		var ms []struct {
 			SHA256 string `json:"sha256"`
 			Size   int64  `json:"size"`
+			Refs   int    `json:"refs"`
 		}
 		if _, err := c.do(ctx, "GET", "/v1/modules", nil, nil, &ms); err != nil {
 			return fmt.Errorf("modules list: %w", err)
 		}
 		for _, m := range ms {
-			fmt.Fprintf(c.out, "%s\t%d bytes\n", m.SHA256, m.Size)
+			fmt.Fprintf(c.out, "%s\t%d bytes\t%d refs\n", m.SHA256, m.Size, m.Refs)
 		}
 		return nil
 	}

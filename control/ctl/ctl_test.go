@@ -157,3 +157,30 @@ spec:
 		t.Fatalf("delete after take-over: %v\n%s", err, out)
 	}
 }
+
+// TestCtlApplyPrintsWarnings: a change the control plane accepts with a
+// warning (a strict Policy over an endpoint without a sidecar) prints it.
+func TestCtlApplyPrintsWarnings(t *testing.T) {
+	cp := meshtest.StartControl(t, server.Options{DataDir: t.TempDir()})
+	defer cp.Close()
+	file := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(file, []byte(`kind: Service
+name: orders
+spec: {endpoints: [{address: "127.0.0.1:9"}]}
+---
+kind: Policy
+name: strict
+spec: {services: [orders], mtls: strict}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, cp, "apply", "-f", file)
+	if err != nil || !strings.Contains(out, "warning: Policy default/strict: spec.services[0]: mtls is strict, but service default/orders endpoint 127.0.0.1:9 has no sidecar") ||
+		!strings.Contains(out, "Policy default/strict: changed") {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	// status keeps showing it while it holds.
+	if out, err := run(t, cp, "status"); err != nil || !strings.Contains(out, "warning: Policy default/strict: spec.services[0]: mtls is strict") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+}

@@ -29,6 +29,9 @@ type Options struct {
 	Store    *store.Store
 	Debounce time.Duration
 	Logger   *zap.Logger
+	// Prepare, when set, sees the resources read before they are applied
+	// (the server pulls OCI modules there); an error refuses the sync.
+	Prepare func([]*mesh.Resource) error
 }
 
 // Status is the file source's last sync, for /v1/status.
@@ -136,6 +139,9 @@ func (s *Source) Sync() error {
 	rs, digest, files, err := readDir(s.o.Dir)
 	if err == nil && digest == s.lastGood {
 		return nil
+	}
+	if err == nil && s.o.Prepare != nil {
+		err = s.o.Prepare(rs)
 	}
 	if err == nil {
 		var res store.Result

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 
@@ -248,53 +249,204 @@ func normalDigest(s string) string {
 	return string(b)
 }
 
-// serviceCluster declares the cluster of a whole service (version "") or
-// of one version, and returns its name.
-func (n *nodeCompiler) serviceCluster(k Key, version string) string {
+// instances are the endpoints (or DNS) of a whole service (version "")
+// or of one version.
+func (n *nodeCompiler) instances(k Key, version string) ([]Endpoint, *config.DNS) {
 	svc := n.m.Get(k).Service()
+	if version != "" {
+		for _, v := range svc.Versions {
+			if v.Name == version {
+				return v.Endpoints, v.DNS
+			}
+		}
+		return nil, nil
+	}
+	if svc.DNS != nil {
+		return nil, svc.DNS
+	}
+	var eps []Endpoint
+	seen := map[string]bool{}
+	for _, list := range append([][]Endpoint{svc.Endpoints}, versionEndpoints(svc)...) {
+		for _, e := range list {
+			if !seen[e.Address] {
+				seen[e.Address] = true
+				eps = append(eps, e)
+			}
+		}
+	}
+	return eps, nil
+}
+
+func versionEndpoints(svc *ServiceSpec) [][]Endpoint {
+	out := make([][]Endpoint, len(svc.Versions))
+	for i, v := range svc.Versions {
+		out[i] = v.Endpoints
+	}
+	return out
+}
+
+// targets declares the clusters that carry traffic to service k (version
+// "" is the whole service) and returns them with their shares of it. With
+// mesh mTLS, an endpoint fronted by a sidecar is reached over mTLS and one
+// without over plaintext; a proxy cluster has one transport, so a set
+// mixing both compiles to two clusters, CLUSTER~mtls and CLUSTER~plain,
+// shared by endpoint weight. Otherwise there is one cluster, share 1.
+func (n *nodeCompiler) targets(k Key, version string) []config.WeightedCluster {
 	name := ClusterName(k)
 	if version != "" {
 		name = VersionClusterName(k, version)
 	}
+	eps, dns := n.instances(k, version)
+	secure := n.o.TrustDomain != "" && n.mtlsMode(k) != "disabled"
+	if dns != nil || !secure {
+		// Behind a DNS name the instances are not known one by one: they
+		// are sidecars when the service has sidecars with an inbound.
+		n.declareCluster(k, name, eps, dns, secure && dns != nil && len(n.frontIDs(k, true)) > 0)
+		return []config.WeightedCluster{{Cluster: name, Weight: 1}}
+	}
+	var withSidecar, plain []Endpoint
+	for _, e := range eps {
+		if n.sidecarAt(k, e) {
+			withSidecar = append(withSidecar, e)
+		} else {
+			plain = append(plain, e)
+		}
+	}
+	if len(plain) == 0 || len(withSidecar) == 0 {
+		n.declareCluster(k, name, eps, nil, len(plain) == 0)
+		return []config.WeightedCluster{{Cluster: name, Weight: 1}}
+	}
+	n.declareCluster(k, name+MTLSPart, withSidecar, nil, true)
+	n.declareCluster(k, name+PlainPart, plain, nil, false)
+	return []config.WeightedCluster{{Cluster: name + MTLSPart, Weight: weightOf(withSidecar)}, {Cluster: name + PlainPart, Weight: weightOf(plain)}}
+}
+
+// Suffixes of the two halves of a cluster whose endpoints are partly
+// fronted by sidecars (see targets).
+const (
+	MTLSPart  = "~mtls"
+	PlainPart = "~plain"
+)
+
+func weightOf(eps []Endpoint) int {
+	w := 0
+	for _, e := range eps {
+		w += max(e.Weight, 1)
+	}
+	return w
+}
+
+// sidecarAt reports whether a sidecar fronts endpoint e of service k: as
+// the endpoint declares, else when a Sidecar resource fronting k listens
+// (inbound) at its address, or at its port on a wildcard host.
+func (n *nodeCompiler) sidecarAt(k Key, e Endpoint) bool { return sidecarAt(n.m, k, e) }
+
+func sidecarAt(m *Mesh, k Key, e Endpoint) bool {
+	if e.Sidecar != nil {
+		return *e.Sidecar
+	}
+	host, port, err := net.SplitHostPort(e.Address)
+	if err != nil {
+		return false
+	}
+	for _, r := range m.List(KindSidecar) {
+		s := r.Sidecar()
+		if s.Service == "" || s.Inbound == "" || ServiceRef(r.Namespace, s.Service) != k {
+			continue
+		}
+		ih, ip, err := net.SplitHostPort(s.Inbound)
+		if err != nil || ip != port {
+			continue
+		}
+		if ih == host || ih == "" || ih == "0.0.0.0" || ih == "::" {
+			return true
+		}
+	}
+	return false
+}
+
+// declareCluster adds a cluster of service k once.
+func (n *nodeCompiler) declareCluster(k Key, name string, eps []Endpoint, dns *config.DNS, mtls bool) {
 	if n.clusters[name] {
-		return name
+		return
 	}
 	n.clusters[name] = true
+	svc := n.m.Get(k).Service()
 	c := config.Cluster{Name: name, LB: svc.LB, ConnectTimeout: svc.ConnectTimeout}
-	if version == "" {
-		if svc.DNS != nil {
-			d := *svc.DNS
-			c.DNS = &d
-		} else {
-			seen := map[string]bool{}
-			add := func(eps []Endpoint) {
-				for _, e := range eps {
-					if !seen[e.Address] {
-						seen[e.Address] = true
-						c.Endpoints = append(c.Endpoints, e)
-					}
-				}
-			}
-			add(svc.Endpoints)
-			for _, v := range svc.Versions {
-				add(v.Endpoints)
-			}
+	for _, e := range eps {
+		c.Endpoints = append(c.Endpoints, config.Endpoint{Address: e.Address, Weight: e.Weight})
+	}
+	if dns != nil {
+		d := *dns
+		c.DNS = &d
+	}
+	if mtls {
+		ids := n.frontIDs(k, true)
+		if len(ids) == 0 {
+			ids = n.frontIDs(k, false)
 		}
-	} else {
-		for _, v := range svc.Versions {
-			if v.Name != version {
-				continue
-			}
-			c.Endpoints = append(c.Endpoints, v.Endpoints...)
-			if v.DNS != nil {
-				d := *v.DNS
-				c.DNS = &d
-			}
+		if len(ids) == 0 {
+			ids = []string{"spiffe://" + n.o.TrustDomain + "/ns/" + k.Namespace + "/sa/" + k.Name}
+		}
+		c.TLS = &config.ClusterTLS{Mode: "mtls", ServerIDs: ids}
+	}
+	n.cfg.Clusters = append(n.cfg.Clusters, c)
+}
+
+// routeTo points a route action at the given shares of versions (one
+// share of 100 for a single target): a single cluster when it is one, else
+// weighted clusters whose weights add up to 100 (largest remainder).
+func (n *nodeCompiler) routeTo(a *config.RouteAction, k Key, split []Split) {
+	type share struct {
+		cluster string
+		w       float64
+	}
+	var shares []share
+	for _, sp := range split {
+		parts := n.targets(k, sp.Version)
+		total := 0
+		for _, p := range parts {
+			total += p.Weight
+		}
+		for _, p := range parts {
+			shares = append(shares, share{p.Cluster, float64(sp.Weight) * float64(p.Weight) / float64(total)})
 		}
 	}
-	n.secureCluster(&c, k)
-	n.cfg.Clusters = append(n.cfg.Clusters, c)
-	return name
+	if len(shares) == 1 {
+		a.Cluster = shares[0].cluster
+		return
+	}
+	left := 100
+	rem := make([]float64, len(shares))
+	for i, s := range shares {
+		w := int(s.w)
+		a.WeightedClusters = append(a.WeightedClusters, config.WeightedCluster{Cluster: s.cluster, Weight: w})
+		left -= w
+		rem[i] = s.w - float64(w)
+	}
+	for ; left > 0; left-- {
+		best := 0
+		for i := range rem {
+			if rem[i] > rem[best] {
+				best = i
+			}
+		}
+		a.WeightedClusters[best].Weight++
+		rem[best] = -1
+	}
+}
+
+// oneCluster is the cluster a mirror copies to: a mixed target's larger
+// half.
+func (n *nodeCompiler) oneCluster(k Key, version string) string {
+	parts := n.targets(k, version)
+	best := parts[0]
+	for _, p := range parts[1:] {
+		if p.Weight > best.Weight {
+			best = p
+		}
+	}
+	return best.Cluster
 }
 
 func domainsOf(k Key, own string, svc *ServiceSpec) []string {
@@ -321,18 +473,14 @@ func (n *nodeCompiler) virtualHost(k Key, rule *Resource) (config.VirtualHost, e
 			}
 			a := &config.RouteAction{Timeout: rr.Timeout}
 			switch {
-			case rr.Version != "":
-				a.Cluster = n.serviceCluster(k, rr.Version)
 			case len(rr.Split) > 0:
-				for _, sp := range rr.Split {
-					a.WeightedClusters = append(a.WeightedClusters, config.WeightedCluster{Cluster: n.serviceCluster(k, sp.Version), Weight: sp.Weight})
-				}
+				n.routeTo(a, k, rr.Split)
 			default:
-				a.Cluster = n.wholeService(k)
+				n.routeTo(a, k, []Split{{Version: rr.Version, Weight: 100}})
 			}
 			if m := rr.Mirror; m != nil {
 				mk := ServiceRef(rule.Namespace, m.Service)
-				a.Mirror = &config.Mirror{Cluster: n.serviceCluster(mk, m.Version), Percent: m.Percent}
+				a.Mirror = &config.Mirror{Cluster: n.oneCluster(mk, m.Version), Percent: m.Percent}
 			}
 			if rr.Retry != nil {
 				rp := *rr.Retry
@@ -366,13 +514,12 @@ func (n *nodeCompiler) virtualHost(k Key, rule *Resource) (config.VirtualHost, e
 		}
 	}
 	if !catchAll {
-		vh.Routes = append(vh.Routes, config.Route{Name: prefix + "default", Match: Match{Prefix: "/"}, Route: &config.RouteAction{Cluster: n.wholeService(k)}})
+		a := &config.RouteAction{}
+		n.routeTo(a, k, []Split{{Weight: 100}})
+		vh.Routes = append(vh.Routes, config.Route{Name: prefix + "default", Match: Match{Prefix: "/"}, Route: a})
 	}
 	return vh, nil
 }
-
-// serviceCluster with no version is the whole service.
-func (n *nodeCompiler) wholeService(k Key) string { return n.serviceCluster(k, "") }
 
 func isCatchAll(m Match) bool {
 	return (m.Prefix == "" || m.Prefix == "/") && m.Path == "" && m.Regex == "" &&

@@ -58,8 +58,10 @@ func VersionClusterName(svc Key, version string) string {
 
 // ServiceOfCluster maps a cluster name made by the compiler back to its
 // service ("NAMESPACE/NAME") and version ("" for the whole service). ok is
-// false for other clusters (the inbound local app).
+// false for other clusters (the inbound local app). The halves of a cluster
+// split by transport (CLUSTER~mtls, CLUSTER~plain) map to the cluster's.
 func ServiceOfCluster(cluster string) (service, version string, ok bool) {
+	cluster, _, _ = strings.Cut(cluster, "~") // the ~mtls or ~plain half
 	parts := strings.Split(cluster, ".")
 	switch len(parts) {
 	case 2:

@@ -337,3 +337,83 @@ spec:
 		t.Errorf("a Go type name in a user's error:\n%s", msg)
 	}
 }
+
+// TestPolicyAccessRules checks the Policy's endpoint rules: each problem
+// is named by field, and a good policy compiles into the fronting
+// sidecar's inbound authz (deny rules first, default deny with allow
+// rules, from as SPIFFE IDs) with dry-run policies in authz.dry_run.
+func TestPolicyAccessRules(t *testing.T) {
+	sidecars := "kind: Sidecar\nname: orders-1\nnamespace: shop\nspec: {service: orders, outbound: '127.0.0.1:0', inbound: '10.0.0.1:80', app: '127.0.0.1:8080'}"
+	bad := "kind: Policy\nname: p\nnamespace: shop\nspec:\n  services: [orders]\n  allow:\n" +
+		"    - {name: Bad_Name, paths: [api, '/a***'], methods: [get], principals: [orders], request_principals: [''], ports: [0], headers: [{exact: x}]}\n" +
+		"  deny:\n    - {name: dup}\n    - {name: dup, from: [ghost]}\n"
+	err := Validate(decode(t, base, sidecars, bad), opts)
+	for _, want := range []string{
+		`spec.allow[0].name: "Bad_Name" is not a valid rule name`,
+		`spec.allow[0].paths[0]: path "api" must start with "/"`,
+		`spec.allow[0].paths[1]: path "/a***"`,
+		`spec.allow[0].methods[0]: method "get": write an upper-case HTTP method`,
+		`spec.allow[0].principals[0]: principal "orders" must be a SPIFFE ID`,
+		`spec.allow[0].request_principals[0]: empty principal`,
+		`spec.allow[0].ports[0]: port 0`,
+		`spec.allow[0].headers[0].name: a header name is required`,
+		`spec.deny[1].name: rule name "dup" is also spec.deny[0]'s`,
+		`spec.deny[1].from[0]: service "ghost" does not exist`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+
+	good := `kind: Policy
+name: api
+namespace: shop
+spec:
+  services: [orders]
+  allow: [{from: [users], methods: [GET], paths: ["/api/*"]}]
+  deny: [{name: admin, paths: ["/admin/**"]}]
+---
+kind: Policy
+name: try
+namespace: shop
+spec: {services: [orders], dry_run: true, deny: [{paths: ["/api/beta*"]}]}`
+	o := opts
+	o.TrustDomain = "td"
+	out, err := Compile(decode(t, base, sidecars, good), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := out["orders-1"].Config.Listeners[1].Authz
+	if a == nil || a.Default != "deny" || len(a.Rules) != 2 || a.Rules[0].Name != "api.shop.admin" || a.Rules[0].Action != "deny" ||
+		a.Rules[1].Name != "api.shop.allow0" || strings.Join(a.Rules[1].Principals, ",") != "spiffe://td/ns/shop/sa/users" {
+		t.Fatalf("authz %+v", a)
+	}
+	if d := a.DryRun; d == nil || d.Default != "deny" || len(d.Rules) != 3 || d.Rules[1].Name != "try.shop.deny0" {
+		t.Fatalf("dry run %+v", a.DryRun)
+	}
+}
+
+func TestWarningsForStrictPolicyWithoutSidecars(t *testing.T) {
+	policy := "kind: Policy\nname: strict\nnamespace: shop\nspec: {services: [orders, users], mtls: strict}"
+	ws := Warnings(decode(t, base, policy))
+	var got []string
+	for _, w := range ws {
+		got = append(got, w.Error())
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"Policy shop/strict: spec.services[0]: mtls is strict, but service shop/orders version v1 endpoint 10.0.0.1:80 has no sidecar",
+		"service shop/orders version v2 endpoint 10.0.0.3:80 has no sidecar",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+	// users is resolved by DNS and fronted by web-1's inbound: no warning.
+	if len(ws) != 3 || strings.Contains(all, "users") {
+		t.Errorf("warnings:\n%s", all)
+	}
+	if ws := Warnings(decode(t, base, strings.Replace(policy, "strict}", "permissive}", 1))); len(ws) != 0 {
+		t.Errorf("a permissive policy warned: %v", ws)
+	}
+}

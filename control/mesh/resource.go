@@ -58,8 +58,6 @@ func kindList() string {
 
 // Aliases for the proxy schema types a mesh resource embeds unchanged.
 type (
-	// Endpoint is one instance address (config.Endpoint).
-	Endpoint = config.Endpoint
 	// DNS resolves instances by name (config.DNS).
 	DNS = config.DNS
 	// Match selects requests (config.Match).
@@ -156,7 +154,7 @@ func (r *Resource) Sidecar() *SidecarSpec { s, _ := r.Spec.(*SidecarSpec); retur
 type ServiceSpec struct {
 	// Endpoints are instances that belong to no version. Set these, or DNS,
 	// or versions (or a mix of endpoints and versions).
-	Endpoints []config.Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	Endpoints []Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
 	// DNS resolves the whole service by name instead.
 	DNS *config.DNS `yaml:"dns,omitempty" json:"dns,omitempty"`
 	// Versions are named subsets that traffic rules split between.
@@ -171,10 +169,22 @@ type ServiceSpec struct {
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
 }
 
+// Endpoint is one instance of a service: an address the proxy's cluster
+// balances over, and whether a weft sidecar fronts it.
+type Endpoint struct {
+	Address string `yaml:"address" json:"address"`                   // host:port
+	Weight  int    `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
+	// Sidecar says whether a weft sidecar listens at Address (so callers
+	// reach it over mTLS, with a trust domain). Unset: a sidecar is known
+	// there when a Sidecar resource fronting the service has this address
+	// as its inbound address (or this port on a wildcard host).
+	Sidecar *bool `yaml:"sidecar,omitempty" json:"sidecar,omitempty"`
+}
+
 // Version is one subset of a service's instances.
 type Version struct {
 	Name      string            `yaml:"name" json:"name"`
-	Endpoints []config.Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	Endpoints []Endpoint        `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
 	DNS       *config.DNS       `yaml:"dns,omitempty" json:"dns,omitempty"`
 	Labels    map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
 }
@@ -277,9 +287,29 @@ type FilterSpec struct {
 	Order int `yaml:"order,omitempty" json:"order,omitempty"`
 }
 
-// ModuleRef names a module in the registry by its sha256 (64 hex digits).
+// ModuleRef names a module in the registry by its sha256 (64 hex digits),
+// or an OCI image the control plane pulls into its registry when the
+// resource is written; the write then pins SHA256 (the module) and Manifest
+// (the digest the reference resolved to), and sidecars get only the digest.
 type ModuleRef struct {
-	SHA256 string `yaml:"sha256" json:"sha256"`
+	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+	// OCI is an image reference (REGISTRY/REPO:TAG, @sha256:HEX, or both).
+	OCI string `yaml:"oci,omitempty" json:"oci,omitempty"`
+	// PullPolicy: "if_not_present" (default) or "always" (a tag is resolved
+	// again on every write of the resource).
+	PullPolicy string `yaml:"pull_policy,omitempty" json:"pull_policy,omitempty"`
+	// Manifest is the manifest digest OCI resolved to, set by the control
+	// plane (read-only; a value written is replaced).
+	Manifest string `yaml:"manifest,omitempty" json:"manifest,omitempty"`
+	// Verify requires a cosign-format signature of the manifest by one of
+	// these PEM public keys, beside any the control plane requires of every
+	// module (weft control -verify-key).
+	Verify *ModuleVerify `yaml:"verify,omitempty" json:"verify,omitempty"`
+}
+
+// ModuleVerify is a Filter's signature policy: PEM public keys, inline.
+type ModuleVerify struct {
+	Keys []string `yaml:"keys" json:"keys"`
 }
 
 // Selector picks sidecars. At least one of All, Services, Nodes is set.
@@ -295,18 +325,50 @@ type Selector struct {
 }
 
 // PolicySpec is an access policy for services: the mTLS mode of their
-// sidecars' inbound listeners and which peers may call them. It is
-// compiled when the control plane runs a CA (Options.TrustDomain set).
+// sidecars' inbound listeners, and which callers may reach which of their
+// endpoints (Istio's AuthorizationPolicy, flattened). It is compiled when
+// the control plane runs a CA (Options.TrustDomain set) into the inbound
+// listeners' authz of the services' sidecars.
 type PolicySpec struct {
 	Services []string `yaml:"services" json:"services"`
 	// MTLS is "strict", "permissive" or "disable".
-	MTLS  string      `yaml:"mtls,omitempty" json:"mtls,omitempty"`
-	Allow []AllowRule `yaml:"allow,omitempty" json:"allow,omitempty"`
+	MTLS string `yaml:"mtls,omitempty" json:"mtls,omitempty"`
+	// Allow rules: when any policy of a service has one, a request must
+	// match an allow rule (of any of them) or it is refused.
+	Allow []AccessRule `yaml:"allow,omitempty" json:"allow,omitempty"`
+	// Deny rules: a request matching one is refused, whatever allows it.
+	Deny []AccessRule `yaml:"deny,omitempty" json:"deny,omitempty"`
+	// DryRun tries the policy without enforcing it: what it would refuse
+	// (together with the enforced policies) is logged by the sidecar and
+	// counted in weft_authz_dry_run_denied_total; nothing is refused.
+	DryRun bool `yaml:"dry_run,omitempty" json:"dry_run,omitempty"`
 }
 
-// AllowRule admits requests from the named services.
-type AllowRule struct {
-	From []string `yaml:"from" json:"from"`
+// AccessRule matches requests: every condition set must hold, and a list
+// holds when any of its entries matches. A rule with no condition matches
+// every request.
+type AccessRule struct {
+	// Name names the rule in x-weft-authz: denied:RULE and the denial
+	// metrics, as POLICY.NAMESPACE.NAME (default allowN or denyN).
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// From are calling services ("NAME" or "NAMESPACE/NAME"): the SPIFFE
+	// IDs of their sidecars (mTLS peers).
+	From []string `yaml:"from,omitempty" json:"from,omitempty"`
+	// Principals are peer SPIFFE IDs besides From's: exact, a namespace
+	// wildcard (spiffe://td/ns/payments/*) or "*" (any mTLS peer).
+	Principals []string `yaml:"principals,omitempty" json:"principals,omitempty"`
+	// RequestPrincipals are JWT principals the auth plugin verified
+	// (issuer/subject): exact, PREFIX* or "*" (any).
+	RequestPrincipals []string `yaml:"request_principals,omitempty" json:"request_principals,omitempty"`
+	// Paths are exact ("/health"), prefixes ("/api/*") or globs ("*"
+	// within a segment, "**" across: "/users/*/orders").
+	Paths []string `yaml:"paths,omitempty" json:"paths,omitempty"`
+	// Methods are upper-case HTTP methods.
+	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	// Headers match request headers (the proxy's matchers).
+	Headers []config.HeaderMatcher `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// Ports are the sidecar's inbound (destination) ports.
+	Ports []int `yaml:"ports,omitempty" json:"ports,omitempty"`
 }
 
 // SidecarSpec is one sidecar (a node): which service it fronts and where its

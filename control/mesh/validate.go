@@ -3,6 +3,7 @@ package mesh
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/weftmesh/weft/proxy/wasm/oci"
 	"net"
 	"regexp"
 	"strconv"
@@ -435,6 +436,31 @@ func (c *checker) filterRef(field, name string) {
 
 func (c *checker) filter(f *FilterSpec) {
 	d := strings.ToLower(strings.TrimPrefix(f.Module.SHA256, "sha256:"))
+	if f.Module.OCI != "" {
+		if _, _, err := oci.ParseRef(f.Module.OCI); err != nil {
+			c.errf("spec.module.oci", "%q is not an image reference: %v", f.Module.OCI, err)
+		}
+		switch f.Module.PullPolicy {
+		case "", oci.IfNotPresent, oci.Always:
+		default:
+			c.errf("spec.module.pull_policy", "unknown value %q; want %s or %s", f.Module.PullPolicy, oci.IfNotPresent, oci.Always)
+		}
+		if v := f.Module.Verify; v != nil {
+			if len(v.Keys) == 0 {
+				c.errf("spec.module.verify.keys", "list at least one PEM public key")
+			}
+			for i, k := range v.Keys {
+				if _, err := oci.ParsePublicKeys([]byte(k)); err != nil {
+					c.errf(fmt.Sprintf("spec.module.verify.keys[%d]", i), "%v", err)
+				}
+			}
+		}
+		if d == "" && c.o.HasModule == nil {
+			return // offline validation: the control plane pulls it on write
+		}
+	} else if f.Module.PullPolicy != "" || f.Module.Verify != nil || f.Module.Manifest != "" {
+		c.errf("spec.module", "pull_policy, verify and manifest apply only to a module by oci")
+	}
 	if b, err := hex.DecodeString(d); err != nil || len(b) != 32 {
 		c.errf("spec.module.sha256", "sha256 must be 64 hex digits, got %q", f.Module.SHA256)
 	} else if c.o.HasModule != nil && !c.o.HasModule(d) {
@@ -492,9 +518,62 @@ func (c *checker) policy(p *PolicySpec) {
 	default:
 		c.errf("spec.mtls", "unknown value %q; want strict, permissive or disable", p.MTLS)
 	}
-	for i, a := range p.Allow {
-		for j, s := range a.From {
-			c.serviceRef(fmt.Sprintf("spec.allow[%d].from[%d]", i, j), s)
+	names := map[string]string{}
+	for _, list := range []struct {
+		field string
+		rules []AccessRule
+	}{{"spec.allow", p.Allow}, {"spec.deny", p.Deny}} {
+		for i := range list.rules {
+			f := fmt.Sprintf("%s[%d]", list.field, i)
+			c.accessRule(f, &list.rules[i])
+			if n := list.rules[i].Name; n != "" {
+				if other, dup := names[n]; dup {
+					c.errf(f+".name", "rule name %q is also %s's; names are unique within a policy", n, other)
+				}
+				names[n] = f
+			}
+		}
+	}
+}
+
+func (c *checker) accessRule(f string, a *AccessRule) {
+	if a.Name != "" && !labelRE.MatchString(a.Name) {
+		c.errf(f+".name", "%q is not a valid rule name: %s", a.Name, labelRule)
+	}
+	for j, s := range a.From {
+		c.serviceRef(fmt.Sprintf("%s.from[%d]", f, j), s)
+	}
+	for j, pr := range a.Principals {
+		if pr != "*" && !strings.HasPrefix(pr, "spiffe://") {
+			c.errf(fmt.Sprintf("%s.principals[%d]", f, j), "principal %q must be a SPIFFE ID (spiffe://TRUST-DOMAIN/ns/NS/sa/SA, or .../ns/NS/* for a namespace) or \"*\"; name calling services in from", pr)
+		}
+	}
+	for j, pr := range a.RequestPrincipals {
+		if pr == "" {
+			c.errf(fmt.Sprintf("%s.request_principals[%d]", f, j), "empty principal; use \"*\" for any verified token")
+		}
+	}
+	for j, path := range a.Paths {
+		switch {
+		case !strings.HasPrefix(path, "/"):
+			c.errf(fmt.Sprintf("%s.paths[%d]", f, j), "path %q must start with \"/\"", path)
+		case strings.Contains(path, "***"):
+			c.errf(fmt.Sprintf("%s.paths[%d]", f, j), "path %q: use \"*\" (within a segment) or \"**\" (across segments)", path)
+		}
+	}
+	for j, m := range a.Methods {
+		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/:") {
+			c.errf(fmt.Sprintf("%s.methods[%d]", f, j), "method %q: write an upper-case HTTP method (GET, POST, ...)", m)
+		}
+	}
+	for j, h := range a.Headers {
+		if h.Name == "" {
+			c.errf(fmt.Sprintf("%s.headers[%d].name", f, j), "a header name is required")
+		}
+	}
+	for j, port := range a.Ports {
+		if port < 1 || port > 65535 {
+			c.errf(fmt.Sprintf("%s.ports[%d]", f, j), "port %d is not a number from 1 to 65535", port)
 		}
 	}
 }

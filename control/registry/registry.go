@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // MaxModuleBytes bounds an uploaded module (the data plane's fetch limit).
@@ -27,13 +28,29 @@ var ErrNotFound = errors.New("module not found")
 type Module struct {
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	// Refs is how many resources and snapshots named the module at the
+	// last collection (Collect); 0 before the first.
+	Refs int `json:"refs"`
+	// UnusedSince is when the module was last uploaded, looked up (Has)
+	// or named (Collect): it is collected a grace period after that.
+	UnusedSince time.Time `json:"unused_since"`
+}
+
+// entry is what the registry knows of one stored module.
+type entry struct {
+	size int64
+	refs int
+	// seen is the last time the module was uploaded, looked up or
+	// referenced; the grace period runs from it.
+	seen time.Time
 }
 
 // Registry stores modules as DIR/<sha256>.wasm.
 type Registry struct {
 	dir string
-	mu  sync.RWMutex
-	has map[string]int64 // digest → size
+	mu  sync.Mutex
+	has map[string]*entry
+	now func() time.Time
 }
 
 // Open uses (and creates) dir, indexing the modules already there.
@@ -41,7 +58,7 @@ func Open(dir string) (*Registry, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	r := &Registry{dir: dir, has: map[string]int64{}}
+	r := &Registry{dir: dir, has: map[string]*entry{}, now: time.Now}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
@@ -51,8 +68,10 @@ func Open(dir string) (*Registry, error) {
 		if !ok || !validDigest(d) {
 			continue
 		}
+		// A restart gives every module a whole grace period: whatever
+		// named it before is not known yet.
 		if info, err := e.Info(); err == nil {
-			r.has[d] = info.Size()
+			r.has[d] = &entry{size: info.Size(), seen: r.now()}
 		}
 	}
 	return r, nil
@@ -81,7 +100,8 @@ func (r *Registry) Put(body io.Reader) (Module, error) {
 	m := Module{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(b))}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.has[m.SHA256]; ok {
+	if e, ok := r.has[m.SHA256]; ok {
+		e.seen = r.now()
 		return m, nil
 	}
 	tmp, err := os.CreateTemp(r.dir, ".upload-*")
@@ -97,36 +117,86 @@ func (r *Registry) Put(body io.Reader) (Module, error) {
 		_ = os.Remove(tmp.Name())
 		return Module{}, fmt.Errorf("registry: %w", err)
 	}
-	r.has[m.SHA256] = m.Size
+	r.has[m.SHA256] = &entry{size: m.Size, seen: r.now()}
 	return m, nil
 }
 
 func (r *Registry) path(d string) string { return filepath.Join(r.dir, d+".wasm") }
 
-// Has reports whether digest (64 lower-case hex digits) is stored.
+// Has reports whether digest (64 lower-case hex digits) is stored. A
+// module looked up (a change being validated names it) starts a new grace
+// period, so it cannot be collected between validation and commit.
 func (r *Registry) Has(digest string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, ok := r.has[digest]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.has[digest]
+	if ok {
+		e.seen = r.now()
+	}
 	return ok
 }
 
-// Open returns the module's file; the caller closes it.
+// Open returns the module's file; the caller closes it. A download
+// restarts the module's grace period, and a module removed by Collect
+// after Open stays readable through the open file.
 func (r *Registry) Open(digest string) (*os.File, error) {
-	if !r.Has(digest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.has[digest]
+	if !ok {
 		return nil, ErrNotFound
 	}
+	e.seen = r.now()
 	return os.Open(r.path(digest))
 }
 
 // List returns every stored module, by digest.
 func (r *Registry) List() []Module {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	out := make([]Module, 0, len(r.has))
-	for d, n := range r.has {
-		out = append(out, Module{SHA256: d, Size: n})
+	for d, e := range r.has {
+		out = append(out, e.module(d))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SHA256 < out[j].SHA256 })
 	return out
+}
+
+func (e *entry) module(digest string) Module {
+	return Module{SHA256: digest, Size: e.size, Refs: e.refs, UnusedSince: e.seen}
+}
+
+// Collect is the registry's garbage collection. refs counts, per digest,
+// the resources and snapshots that name a module now (every one the
+// control plane holds: a module a Filter resource names stays even when no
+// sidecar runs it). A module with references is kept and its grace period
+// restarts; one without any that was neither uploaded, looked up nor
+// referenced for grace is deleted. The grace period protects a sidecar
+// still downloading a module its previous snapshot named, and an upload
+// whose Filter is not applied yet. Collect returns what it deleted; a
+// module it could not delete is kept and reported in the error.
+func (r *Registry) Collect(refs map[string]int, grace time.Duration) ([]Module, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	var gone []Module
+	var errs []error
+	for d, e := range r.has {
+		e.refs = refs[d]
+		if e.refs > 0 {
+			e.seen = now
+			continue
+		}
+		if now.Sub(e.seen) < grace {
+			continue
+		}
+		if err := os.Remove(r.path(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("registry: removing unused module %s: %w", d, err))
+			continue
+		}
+		gone = append(gone, e.module(d))
+		delete(r.has, d)
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i].SHA256 < gone[j].SHA256 })
+	return gone, errors.Join(errs...)
 }

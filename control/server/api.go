@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftmesh/weft/control/filesource"
@@ -61,6 +62,9 @@ type WriteResult struct {
 	Revision  int64            `json:"revision"`
 	Changed   []string         `json:"changed"`
 	Resources []*mesh.Resource `json:"resources,omitempty"`
+	// Warnings are what mesh.Warnings finds in the mesh now in force:
+	// accepted, but worth a look.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -212,6 +216,10 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, c store.Change) {
 	c.Who, c.Source = who(r), store.SourceAPI
+	if err := s.resolveModules(r.Context(), c.Puts); err != nil {
+		writeStoreError(w, err)
+		return
+	}
 	res, err := s.store.Apply(c)
 	if err != nil {
 		writeStoreError(w, err)
@@ -225,6 +233,10 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, c sto
 		if o, ok := s.store.Get(p.Key()); ok {
 			out.Resources = append(out.Resources, o.Resource)
 		}
+	}
+	for _, e := range mesh.Warnings(s.store.Mesh()) {
+		out.Warnings = append(out.Warnings, e.Error())
+		s.log.Warn("mesh warning", zap.String("warning", e.Error()))
 	}
 	writeJSON(w, status, out)
 }
@@ -339,12 +351,18 @@ type Status struct {
 	Nodes      []NodeStatus       `json:"nodes"`
 	FileSource *filesource.Status `json:"file_source,omitempty"`
 	Modules    int                `json:"modules"`
+	// Warnings are mesh.Warnings of the mesh in force, whichever source
+	// wrote it.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List())}
 	if st.Nodes == nil {
 		st.Nodes = []NodeStatus{}
+	}
+	for _, e := range mesh.Warnings(s.store.Mesh()) {
+		st.Warnings = append(st.Warnings, e.Error())
 	}
 	if s.files != nil {
 		fs := s.files.Status()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
 	"github.com/weftmesh/weft/control/telemetry"
+	"github.com/weftmesh/weft/proxy/wasm/oci"
 )
 
 // Defaults.
@@ -75,7 +77,17 @@ type Options struct {
 	UsersFile string
 	// JoinTokenTTL is a join token's default lifetime (default 1h).
 	JoinTokenTTL time.Duration
-	Logger       *zap.Logger
+	// ModuleGrace is how long a module no resource or snapshot names is
+	// kept before it is garbage-collected (default DefaultModuleGrace;
+	// negative: never collected).
+	ModuleGrace time.Duration
+	// RegistrySecret (a docker config.json) and RegistryCA (PEM) are used
+	// to pull Filter modules named by oci.
+	RegistrySecret, RegistryCA string
+	// VerifyKeys are PEM public-key files: when set, every module pulled by
+	// oci must carry a cosign-format signature by one of them.
+	VerifyKeys []string
+	Logger     *zap.Logger
 }
 
 // Server is a running control plane.
@@ -93,6 +105,10 @@ type Server struct {
 	nodes  *tracker
 	ca     *ca.CA
 	tokens *ca.Tokens
+	// modules pulls Filter modules named by oci (cache in DATA/oci);
+	// verifyKeys are the mesh-wide signature keys.
+	modules    *oci.Puller
+	verifyKeys []crypto.PublicKey
 	// meshTLS compiles mTLS and Policy into sidecar configs (Options.CA set).
 	meshTLS bool
 	// serving is the API's TLS certificate (nil with Insecure).
@@ -126,6 +142,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.JoinTokenTTL == 0 {
 		o.JoinTokenTTL = ca.DefaultTokenTTL
 	}
+	if o.ModuleGrace == 0 {
+		o.ModuleGrace = DefaultModuleGrace
+	}
 	if o.JoinTokenTTL < time.Second || o.JoinTokenTTL > ca.MaxTokenTTL {
 		return nil, fmt.Errorf("control: join token ttl: %s is outside 1s..%s", o.JoinTokenTTL, ca.MaxTokenTTL)
 	}
@@ -145,6 +164,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	var err error
 	if s.reg, err = registry.Open(filepath.Join(o.DataDir, "modules")); err != nil {
 		return nil, err
+	}
+	s.modules = oci.NewPuller(oci.Options{CacheDir: filepath.Join(o.DataDir, "oci")})
+	if len(o.VerifyKeys) > 0 {
+		if s.verifyKeys, err = oci.LoadPublicKeys(o.VerifyKeys...); err != nil {
+			return nil, fmt.Errorf("control: -verify-key: %w", err)
+		}
 	}
 	if s.ln, err = net.Listen("tcp", o.Addr); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
@@ -195,10 +220,18 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if o.ConfigDir != "" {
-		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger}); err != nil {
+		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger,
+			Prepare: func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }}); err != nil {
 			s.cancel()
 			return fail(err)
 		}
+	}
+	if o.ModuleGrace > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.collectModules(ctx)
+		}()
 	}
 	if o.ScrapeInterval >= 0 {
 		s.scr = telemetry.New(telemetry.Options{Interval: o.ScrapeInterval, Targets: s.nodes.targets, Logger: o.Logger})

@@ -60,6 +60,13 @@ type nodeSamples struct {
 type sample struct {
 	at       time.Time
 	clusters map[string]*clusterCounts
+	plugins  map[string]*pluginCounts
+}
+
+// pluginCounts is one Wasm plugin's accounting on one sidecar.
+type pluginCounts struct {
+	calls, guestSeconds, memory, highWater, traps, timeouts, restarts, calloutFailures float64
+	growing                                                                            bool
 }
 
 type clusterCounts struct {
@@ -173,7 +180,7 @@ func label(m *dto.Metric, name string) string {
 
 // reduce keeps the request counters and latency histograms by cluster.
 func reduce(fams map[string]*dto.MetricFamily, at time.Time) *sample {
-	smp := &sample{at: at, clusters: map[string]*clusterCounts{}}
+	smp := &sample{at: at, clusters: map[string]*clusterCounts{}, plugins: reducePlugins(fams)}
 	get := func(cl string) *clusterCounts {
 		c := smp.clusters[cl]
 		if c == nil {
@@ -216,6 +223,72 @@ func reduce(fams map[string]*dto.MetricFamily, at time.Time) *sample {
 		}
 	}
 	return smp
+}
+
+// reducePlugins keeps each Wasm plugin's accounting (weft_wasm_plugin_*,
+// its traps, timeouts, VM restarts and failed call-outs).
+func reducePlugins(fams map[string]*dto.MetricFamily) map[string]*pluginCounts {
+	out := map[string]*pluginCounts{}
+	each := func(name string, f func(c *pluginCounts, m *dto.Metric, v float64)) {
+		fam := fams[name]
+		if fam == nil {
+			return
+		}
+		for _, m := range fam.GetMetric() {
+			pl := label(m, "plugin")
+			if pl == "" {
+				continue
+			}
+			c := out[pl]
+			if c == nil {
+				c = &pluginCounts{}
+				out[pl] = c
+			}
+			v := m.GetCounter().GetValue()
+			if m.Gauge != nil {
+				v = m.GetGauge().GetValue()
+			}
+			f(c, m, v)
+		}
+	}
+	each("weft_wasm_plugin_calls_total", func(c *pluginCounts, _ *dto.Metric, v float64) { c.calls = v })
+	each("weft_wasm_plugin_guest_seconds_total", func(c *pluginCounts, _ *dto.Metric, v float64) { c.guestSeconds = v })
+	each("weft_wasm_plugin_memory_bytes", func(c *pluginCounts, _ *dto.Metric, v float64) { c.memory = v })
+	each("weft_wasm_plugin_memory_high_water_bytes", func(c *pluginCounts, _ *dto.Metric, v float64) { c.highWater = v })
+	each("weft_wasm_plugin_memory_growing", func(c *pluginCounts, _ *dto.Metric, v float64) { c.growing = v == 1 })
+	each("weft_wasm_callout_failures_total", func(c *pluginCounts, _ *dto.Metric, v float64) { c.calloutFailures += v })
+	each("weft_wasm_events_total", func(c *pluginCounts, m *dto.Metric, v float64) {
+		switch label(m, "event") {
+		case "trap":
+			c.traps = v
+		case "callback_timeout":
+			c.timeouts = v
+		case "vm_replaced":
+			c.restarts = v
+		}
+	})
+	return out
+}
+
+// PluginView is one Wasm plugin across the mesh: summed over the sidecars
+// that run it.
+type PluginView struct {
+	Plugin   string `json:"plugin"`
+	Sidecars int    `json:"sidecars"`
+	// CallsPerSecond and GuestMsPerSecond cover each sidecar's last scrape
+	// interval: the second is the plugin's CPU cost, in ms of guest code
+	// per second.
+	CallsPerSecond   float64 `json:"calls_per_second"`
+	GuestMsPerSecond float64 `json:"guest_ms_per_second"`
+	MemoryBytes      float64 `json:"memory_bytes"`
+	// HighWaterBytes is the largest VM on any sidecar.
+	HighWaterBytes  float64 `json:"memory_high_water_bytes"`
+	Traps           float64 `json:"traps"`
+	Timeouts        float64 `json:"callback_timeouts"`
+	VMRestarts      float64 `json:"vm_restarts"`
+	CalloutFailures float64 `json:"callout_failures"`
+	// MemoryGrowing lists the sidecars where its memory only grows.
+	MemoryGrowing []string `json:"memory_growing,omitempty"`
 }
 
 // ServiceView is one service's traffic, as seen by the sidecars calling it.
@@ -264,6 +337,7 @@ type View struct {
 	Services []ServiceView `json:"services"`
 	Sidecars []SidecarView `json:"sidecars"`
 	Edges    []EdgeView    `json:"edges"`
+	Plugins  []PluginView  `json:"plugins"`
 }
 
 // edgeAgg accumulates one edge like agg does one service.
@@ -287,6 +361,7 @@ func (s *Scraper) View() View {
 	defer s.mu.Unlock()
 	byService := map[string]*agg{}
 	byEdge := map[[2]string]*edgeAgg{}
+	byPlugin := map[string]*PluginView{}
 	var v View
 	for node, ns := range s.samples {
 		sv := SidecarView{Node: node, Admin: ns.admin, LastError: ns.lastErr}
@@ -300,6 +375,27 @@ func (s *Scraper) View() View {
 		secs := 0.0
 		if ns.prev != nil {
 			secs = ns.last.at.Sub(ns.prev.at).Seconds()
+		}
+		for name, c := range ns.last.plugins {
+			pv := byPlugin[name]
+			if pv == nil {
+				pv = &PluginView{Plugin: name}
+				byPlugin[name] = pv
+			}
+			pv.Sidecars++
+			pv.MemoryBytes += c.memory
+			pv.HighWaterBytes = math.Max(pv.HighWaterBytes, c.highWater)
+			pv.Traps += c.traps
+			pv.Timeouts += c.timeouts
+			pv.VMRestarts += c.restarts
+			pv.CalloutFailures += c.calloutFailures
+			if c.growing {
+				pv.MemoryGrowing = append(pv.MemoryGrowing, node)
+			}
+			if p := ns.prev; p != nil && secs > 0 && p.plugins[name] != nil {
+				pv.CallsPerSecond += math.Max(0, c.calls-p.plugins[name].calls) / secs
+				pv.GuestMsPerSecond += 1000 * math.Max(0, c.guestSeconds-p.plugins[name].guestSeconds) / secs
+			}
 		}
 		for cl, c := range ns.last.clusters {
 			svc, version, ok := mesh.ServiceOfCluster(cl)
@@ -394,6 +490,11 @@ func (s *Scraper) View() View {
 		return v.Edges[i].ToService < v.Edges[j].ToService
 	})
 	sort.Slice(v.Services, func(i, j int) bool { return v.Services[i].Service < v.Services[j].Service })
+	for _, pv := range byPlugin {
+		sort.Strings(pv.MemoryGrowing)
+		v.Plugins = append(v.Plugins, *pv)
+	}
+	sort.Slice(v.Plugins, func(i, j int) bool { return v.Plugins[i].Plugin < v.Plugins[j].Plugin })
 	sort.Slice(v.Sidecars, func(i, j int) bool { return v.Sidecars[i].Node < v.Sidecars[j].Node })
 	return v
 }

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -68,5 +69,59 @@ func TestAggregate(t *testing.T) {
 	if got.Service != "shop/orders" || got.RequestsPerSecond != 50 || got.ErrorRate != 0.2 || got.RequestsTotal != 200 ||
 		got.Versions["v1"] != 50 || got.LatencyWindow != "last_interval" || math.Abs(got.P50Ms-10) > 1e-9 || got.Sidecars != 1 {
 		t.Fatalf("view: %+v", got)
+	}
+}
+
+func pluginExposition(calls, guest, mem float64, growing int) string {
+	return fmt.Sprintf(`# TYPE weft_wasm_plugin_calls_total counter
+weft_wasm_plugin_calls_total{plugin="authz"} %v
+# TYPE weft_wasm_plugin_guest_seconds_total counter
+weft_wasm_plugin_guest_seconds_total{plugin="authz"} %v
+# TYPE weft_wasm_plugin_memory_bytes gauge
+weft_wasm_plugin_memory_bytes{plugin="authz"} %v
+# TYPE weft_wasm_plugin_memory_high_water_bytes gauge
+weft_wasm_plugin_memory_high_water_bytes{plugin="authz"} %v
+# TYPE weft_wasm_plugin_memory_growing gauge
+weft_wasm_plugin_memory_growing{plugin="authz"} %d
+# TYPE weft_wasm_events_total counter
+weft_wasm_events_total{event="trap",plugin="authz"} 2
+weft_wasm_events_total{event="callback_timeout",plugin="authz"} 1
+weft_wasm_events_total{event="vm_replaced",plugin="authz"} 3
+# TYPE weft_wasm_callout_failures_total counter
+weft_wasm_callout_failures_total{plugin="authz",reason="timeout"} 4
+weft_wasm_callout_failures_total{plugin="authz",reason="no_cluster"} 1
+`, calls, guest, mem, mem, growing)
+}
+
+// Plugins are aggregated across the sidecars that run them: rates over the
+// last interval, memory summed, failures added, leaks named by sidecar.
+func TestAggregatePlugins(t *testing.T) {
+	parse := func(s string) *sample {
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(strings.NewReader(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reduce(fams, time.Time{})
+	}
+	t0 := time.Now()
+	s := New(Options{Targets: func() []Target { return nil }})
+	for _, n := range []struct {
+		node    string
+		growing int
+	}{{"n1", 0}, {"n2", 1}} {
+		first, second := parse(pluginExposition(1000, 1, 1<<20, n.growing)), parse(pluginExposition(3000, 1.5, 2<<20, n.growing))
+		first.at, second.at = t0, t0.Add(2*time.Second)
+		s.samples[n.node] = &nodeSamples{admin: "x", prev: first, last: second}
+	}
+	v := s.View()
+	if len(v.Plugins) != 1 {
+		t.Fatalf("plugins: %+v", v.Plugins)
+	}
+	got := v.Plugins[0]
+	want := PluginView{Plugin: "authz", Sidecars: 2, CallsPerSecond: 2000, GuestMsPerSecond: 500, MemoryBytes: 4 << 20,
+		HighWaterBytes: 2 << 20, Traps: 4, Timeouts: 2, VMRestarts: 6, CalloutFailures: 10, MemoryGrowing: []string{"n2"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("plugin view\n got %+v\nwant %+v", got, want)
 	}
 }

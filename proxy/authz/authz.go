@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -21,21 +22,42 @@ const Header = "X-Weft-Authz"
 // DefaultRule is the rule name of a denial no rule matched.
 const DefaultRule = "default"
 
-// Metrics counts denials (weft_authz_denied_total{listener,rule}).
+// Metrics counts denials (weft_authz_denied_total{listener,rule}) and
+// dry-run denials (weft_authz_dry_run_denied_total{listener,rule}).
 type Metrics struct {
-	denied *prometheus.CounterVec
+	denied, dryRun *prometheus.CounterVec
 }
 
-// NewMetrics makes the denial counter; register Collector once.
+// NewMetrics makes the denial counters; register Collector once.
 func NewMetrics() *Metrics {
-	return &Metrics{denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "weft_authz_denied_total",
-		Help: "Requests refused by a listener's authorization policy, by listener and rule (default: no rule matched).",
-	}, []string{"listener", "rule"})}
+	return &Metrics{
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_authz_denied_total",
+			Help: "Requests refused by a listener's authorization policy, by listener and rule (default: no rule matched).",
+		}, []string{"listener", "rule"}),
+		dryRun: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_authz_dry_run_denied_total",
+			Help: "Requests a listener's dry-run authorization policy would have refused (and did not), by listener and rule.",
+		}, []string{"listener", "rule"}),
+	}
 }
 
 // Collector is what to register with a Prometheus registry.
-func (m *Metrics) Collector() prometheus.Collector { return m.denied }
+func (m *Metrics) Collector() prometheus.Collector { return collectors{m.denied, m.dryRun} }
+
+type collectors []prometheus.Collector
+
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
+}
 
 // Policy is one listener's compiled authorization. Safe for concurrent use.
 type Policy struct {
@@ -45,6 +67,9 @@ type Policy struct {
 	deny       []*rule
 	allow      []*rule
 	defaultHit *Denial
+	// dryRun is checked on what this policy allows; its denials are only
+	// counted (in the dry-run metric) and reported by DryRun.
+	dryRun *Policy
 }
 
 // Denial is why a request was refused.
@@ -63,18 +88,18 @@ type rule struct {
 	methods    [][]byte
 	exact      [][]byte
 	prefixes   [][]byte
+	globs      []*regexp.Regexp
 	headers    []headerMatch
 	ports      []int
 	hit        *Denial
 }
 
 type headerMatch struct {
-	key     []byte // canonical
-	kind    uint8
-	value   []byte
-	re      *regexp.Regexp
-	invert  bool
-	present bool
+	key    []byte // canonical
+	kind   uint8
+	value  []byte
+	re     *regexp.Regexp
+	invert bool
 }
 
 const (
@@ -88,12 +113,27 @@ const (
 // Compile builds a listener's policy. a must be validated (config.Validate);
 // Compile still refuses what it cannot compile. m may be nil (no metrics).
 func Compile(listener string, a *config.Authz, m *Metrics) (*Policy, error) {
+	p, err := compile(listener, a, m, false)
+	if err != nil {
+		return nil, err
+	}
+	if a.DryRun != nil {
+		if p.dryRun, err = compile(listener, &config.Authz{Default: a.DryRun.Default, Rules: a.DryRun.Rules}, m, true); err != nil {
+			return nil, fmt.Errorf("dry_run: %w", err)
+		}
+		p.dryRun.jwtHeader = p.jwtHeader
+	}
+	return p, nil
+}
+
+func compile(listener string, a *config.Authz, m *Metrics, dry bool) (*Policy, error) {
 	p := &Policy{listener: listener, defaultOK: a.Default != "deny"}
 	h := a.RequestPrincipalHeader
 	if h == "" {
 		h = config.DefaultRequestPrincipal
 	}
 	p.jwtHeader = canonical(h)
+	newDenial := func(listener, name string, m *Metrics) *Denial { return newDenial(listener, name, m, dry) }
 	p.defaultHit = newDenial(listener, DefaultRule, m)
 	for i := range a.Rules {
 		cr := &a.Rules[i]
@@ -114,9 +154,12 @@ func Compile(listener string, a *config.Authz, m *Metrics) (*Policy, error) {
 	return p, nil
 }
 
-func newDenial(listener, name string, m *Metrics) *Denial {
+func newDenial(listener, name string, m *Metrics, dry bool) *Denial {
 	d := &Denial{Rule: name, Value: []byte("denied:" + name)}
-	if m != nil {
+	switch {
+	case m != nil && dry:
+		d.counter = m.dryRun.WithLabelValues(listener, name)
+	case m != nil:
 		d.counter = m.denied.WithLabelValues(listener, name)
 	}
 	return d
@@ -134,9 +177,19 @@ func compileRule(cr *config.AuthzRule) (*rule, error) {
 		r.methods = append(r.methods, []byte(m))
 	}
 	for _, path := range cr.Paths {
-		if pre, ok := strings.CutSuffix(path, "*"); ok {
+		pre, prefix := strings.CutSuffix(path, "*")
+		if deep, ok := strings.CutSuffix(path, "**"); ok && !strings.Contains(deep, "*") {
+			pre, prefix = deep, true // "/api/**" is the prefix "/api/"
+		}
+		switch {
+		case prefix && !strings.Contains(pre, "*"):
 			r.prefixes = append(r.prefixes, []byte(pre))
-		} else {
+		case strings.Contains(path, "*"):
+			if !utf8.ValidString(path) {
+				return nil, fmt.Errorf("paths: %q is not UTF-8", path)
+			}
+			r.globs = append(r.globs, globRegexp(path))
+		default:
 			r.exact = append(r.exact, []byte(path))
 		}
 	}
@@ -218,6 +271,19 @@ func (p *Policy) Check(s *filter.Stream) *Denial {
 	return p.defaultHit
 }
 
+// HasDryRun reports whether the policy has a dry-run policy.
+func (p *Policy) HasDryRun() bool { return p.dryRun != nil }
+
+// DryRun checks s, which Check allowed, against the dry-run policy: nil
+// when it would be allowed too, else the denial it would have had (counted
+// in weft_authz_dry_run_denied_total, and not enforced).
+func (p *Policy) DryRun(s *filter.Stream) *Denial {
+	if p.dryRun == nil {
+		return nil
+	}
+	return p.dryRun.Check(s)
+}
+
 func (r *rule) matches(p *Policy, req *fasthttp.Request, principal string, port int) bool {
 	if len(r.principals) > 0 {
 		ok := false
@@ -257,7 +323,7 @@ func (r *rule) matches(p *Policy, req *fasthttp.Request, principal string, port 
 			return false
 		}
 	}
-	if len(r.exact)+len(r.prefixes) > 0 {
+	if len(r.exact)+len(r.prefixes)+len(r.globs) > 0 {
 		path := req.URI().Path()
 		ok := false
 		for _, e := range r.exact {
@@ -271,6 +337,12 @@ func (r *rule) matches(p *Policy, req *fasthttp.Request, principal string, port 
 				break
 			}
 			ok = bytes.HasPrefix(path, pre)
+		}
+		for _, g := range r.globs {
+			if ok {
+				break
+			}
+			ok = g.Match(path)
 		}
 		if !ok {
 			return false
@@ -322,4 +394,32 @@ func (h *headerMatch) matches(hdr *fasthttp.RequestHeader) bool {
 		ok = v == nil
 	}
 	return ok != h.invert
+}
+
+// globRegexp compiles a path glob: "*" stands for any run of characters
+// but "/" (within one segment), "**" for any run at all; every other byte
+// is itself (glob must be UTF-8). A regular expression (RE2) matches in time linear in the
+// path whatever the pattern, where backtracking over stars would not.
+func globRegexp(glob string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("(?s)^")
+	for i := 0; i < len(glob); {
+		switch {
+		case strings.HasPrefix(glob[i:], "**"):
+			b.WriteString(".*")
+			i += 2
+		case glob[i] == '*':
+			b.WriteString("[^/]*")
+			i++
+		default:
+			j := i
+			for j < len(glob) && glob[j] != '*' {
+				j++
+			}
+			b.WriteString(regexp.QuoteMeta(glob[i:j]))
+			i = j
+		}
+	}
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
 }

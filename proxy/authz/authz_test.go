@@ -4,6 +4,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
@@ -261,5 +262,152 @@ func TestHeaderRegex(t *testing.T) {
 		Headers: []config.HeaderMatcher{{Name: "x", Regex: "(a"}}}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "headers[0]") {
 		t.Errorf("bad header regex: got %v, want an error naming headers[0]", err)
+	}
+}
+
+func TestPathGlobs(t *testing.T) {
+	p := policy(t, "deny", nil, config.AuthzRule{Name: "g", Action: "allow", Paths: []string{"/users/*/orders", "/v1/**/status", "/files/*.txt"}})
+	for path, want := range map[string]bool{
+		"/users/7/orders":       true,
+		"/users/7/8/orders":     false, // "*" stays within a segment
+		"/users/7/orders/x":     false,
+		"/v1/status":            false, // "/**/" needs the slashes around it
+		"/v1/a/status":          true,
+		"/v1/a/b/c/status":      true,
+		"/files/a.txt":          true,
+		"/files/dir/a.txt":      false,
+		"/files/a.txt.exe":      false,
+		"/users/7/orders?x=1":   true, // the query is not the path
+		"/users/%2e%2e/orders":  false,
+		"/users/7/../7/orders":  true, // normalized before matching
+		"/users/7/orders/../..": false,
+	} {
+		if got := p.Check(stream("GET", path, "", 80)) == nil; got != want {
+			t.Errorf("%s: allowed %v, want %v", path, got, want)
+		}
+	}
+	ok, no := stream("GET", "/v1/a/b/status", "", 80), stream("GET", "/users/7/8/orders", "", 80)
+	if n := testing.AllocsPerRun(100, func() {
+		if p.Check(ok) != nil || p.Check(no) == nil {
+			panic("wrong decision")
+		}
+	}); n != 0 && !raceEnabled {
+		t.Fatalf("Check with globs allocates %v per run", n)
+	}
+	// Many stars against a long path: linear, not backtracking.
+	deep := policy(t, "deny", nil, config.AuthzRule{Name: "d", Action: "allow", Paths: []string{"/**a**a**a**a**a**a**b"}})
+	long := stream("GET", "/"+strings.Repeat("a", 20000), "", 80)
+	if deep.Check(long) == nil {
+		t.Fatal("matched a path without b")
+	}
+}
+
+// TestDryRun checks that a dry-run policy refuses nothing, counts what it
+// would refuse in its own metric, and is consulted only for requests the
+// enforced policy allows.
+func TestDryRun(t *testing.T) {
+	m := NewMetrics()
+	a := &config.Authz{Default: "allow",
+		Rules: []config.AuthzRule{{Name: "no-delete", Action: "deny", Methods: []string{"DELETE"}}},
+		DryRun: &config.DryRunAuthz{Default: "deny", Rules: []config.AuthzRule{
+			{Name: "admin", Action: "deny", Paths: []string{"/admin*"}},
+			{Name: "reads", Action: "allow", Methods: []string{"GET"}},
+		}}}
+	p, err := Compile("inbound", a, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, path, deny, dry string
+	}{
+		{"GET", "/x", "", ""},
+		{"GET", "/admin/users", "", "admin"},
+		{"POST", "/x", "", "default"},
+		{"DELETE", "/x", "no-delete", ""}, // refused for real: not a dry-run matter
+	} {
+		s := stream(c.method, c.path, "", 80)
+		d := p.Check(s)
+		if (d == nil) != (c.deny == "") || (d != nil && d.Rule != c.deny) {
+			t.Errorf("%s %s: denied %v, want %q", c.method, c.path, d, c.deny)
+			continue
+		}
+		if d != nil {
+			continue
+		}
+		dd := p.DryRun(s)
+		if (dd == nil) != (c.dry == "") || (dd != nil && dd.Rule != c.dry) {
+			t.Errorf("%s %s: dry run %v, want %q", c.method, c.path, dd, c.dry)
+		}
+	}
+	var dm dto.Metric
+	if err := m.dryRun.WithLabelValues("inbound", "admin").Write(&dm); err != nil || dm.GetCounter().GetValue() != 1 {
+		t.Errorf("dry-run admin count %v, %v", dm.GetCounter().GetValue(), err)
+	}
+	if n := count(m, "admin"); n != 0 {
+		t.Errorf("a dry-run denial counted as a real one: %v", n)
+	}
+}
+
+// FuzzPathGlob checks the compiled glob against a plain backtracking
+// matcher (fine for short inputs) on any pattern and path.
+func FuzzPathGlob(f *testing.F) {
+	f.Add("/users/*/orders", "/users/7/orders")
+	f.Add("/v1/**/status", "/v1/a/b/status")
+	f.Add("/a*b**c", "/axb/y/zc")
+	f.Add("/[x]?.(*)", "/[x]?.(yy)")
+	f.Fuzz(func(t *testing.T, glob, path string) {
+		if len(glob) > 24 || len(path) > 48 || !utf8.ValidString(glob) {
+			return
+		}
+		if got, want := globRegexp(glob).MatchString(path), refGlob(glob, path); got != want {
+			t.Fatalf("glob %q path %q: matched %v, want %v", glob, path, got, want)
+		}
+	})
+}
+
+func refGlob(pat, s string) bool {
+	if pat == "" {
+		return s == ""
+	}
+	if strings.HasPrefix(pat, "**") {
+		for i := 0; i <= len(s); i++ {
+			if refGlob(pat[2:], s[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if pat[0] == '*' {
+		for i := 0; i <= len(s); i++ {
+			if refGlob(pat[1:], s[i:]) {
+				return true
+			}
+			if i < len(s) && s[i] == '/' {
+				return false
+			}
+		}
+		return false
+	}
+	return s != "" && s[0] == pat[0] && refGlob(pat[1:], s[1:])
+}
+
+// BenchmarkCheckPaths compares a prefix rule with the glob that says the
+// same, and a glob with a star per segment.
+func BenchmarkCheckPaths(b *testing.B) {
+	for _, c := range []struct{ name, pattern, path string }{
+		{"prefix", "/api/*", "/api/v1/users/7/orders"},
+		{"glob-deep", "/api/**", "/api/v1/users/7/orders"},
+		{"glob-segments", "/api/*/users/*/orders", "/api/v1/users/7/orders"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p := policy(b, "deny", nil, config.AuthzRule{Name: "r", Action: "allow", Paths: []string{c.pattern}})
+			s := stream("GET", c.path, "", 80)
+			b.ReportAllocs()
+			for b.Loop() {
+				if p.Check(s) != nil {
+					b.Fatal("denied")
+				}
+			}
+		})
 	}
 }

@@ -50,6 +50,18 @@ func TestDataPathDoesNotAllocate(t *testing.T) {
 				if allocs != 0 {
 					t.Fatalf("Pick allocates %v times", allocs)
 				}
+				var tried [2]*Endpoint
+				allocs = testing.AllocsPerRun(1000, func() {
+					k += 0x9e3779b97f4a7c15
+					tried[0] = c.Pick(k, true, nil)
+					tried[1] = c.PickUntried(k, true, tried[:1])
+					if c.PickUntried(k, true, tried[:]) == nil {
+						t.Fatal("nil pick")
+					}
+				})
+				if allocs != 0 {
+					t.Fatalf("PickUntried allocates %v times", allocs)
+				}
 			})
 		}
 	}

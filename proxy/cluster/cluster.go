@@ -267,7 +267,7 @@ func New(c config.Cluster, o Options) (*Cluster, error) {
 		}
 		s.HealthCheck = h
 	}
-	if c.OutlierDetection != nil {
+	if c.OutlierDetection != nil && !c.OutlierDetection.Disabled {
 		od, err := compileOutlier(*c.OutlierDetection)
 		if err != nil {
 			return fail("outlier_detection: %w", err)
@@ -467,4 +467,62 @@ func (c *Cluster) Pick(key uint64, hasKey bool, exclude *Endpoint) *Endpoint {
 		return v.hosts[0]
 	}
 	return c.lb.pick(v, key, hasKey, exclude)
+}
+
+// reselects bounds how often PickUntried draws again from the balancer
+// when a draw lands on a tried endpoint (Envoy's
+// host_selection_retry_max_attempts), before it looks for one itself.
+const reselects = 3
+
+// PickUntried chooses an endpoint for a retry: like Pick, but avoiding
+// every endpoint in tried (Envoy's previous_hosts retry predicate), so a
+// request that met one dead endpoint does not meet it again while another
+// is usable. When every usable endpoint was tried it returns the
+// balancer's choice among them, avoiding the last one tried. It does not
+// allocate.
+func (c *Cluster) PickUntried(key uint64, hasKey bool, tried []*Endpoint) *Endpoint {
+	v := c.view.Load()
+	if len(v.hosts) == 0 {
+		return nil
+	}
+	var last *Endpoint
+	if len(tried) > 0 {
+		last = tried[len(tried)-1]
+	}
+	if len(v.hosts) == 1 {
+		return v.hosts[0]
+	}
+	first := c.lb.pick(v, key, hasKey, last)
+	ep := first
+	for i := 0; i < reselects && isIn(ep, tried); i++ {
+		ep = c.lb.pick(v, key, hasKey, ep)
+	}
+	if !isIn(ep, tried) {
+		return ep
+	}
+	// The balancer keeps landing on tried endpoints (they hold most of
+	// the weight, or the hash points at them): take the first untried
+	// one after the balancer's choice, in host order.
+	start := 0
+	for i, h := range v.hosts {
+		if h == first {
+			start = i
+			break
+		}
+	}
+	for i := 1; i <= len(v.hosts); i++ {
+		if h := v.hosts[(start+i)%len(v.hosts)]; !isIn(h, tried) {
+			return h
+		}
+	}
+	return first
+}
+
+func isIn(e *Endpoint, set []*Endpoint) bool {
+	for _, x := range set {
+		if x == e {
+			return true
+		}
+	}
+	return false
 }

@@ -38,6 +38,9 @@ type Endpoint struct {
 	// sinceSweep counts failed reports since the last outlier sweep; a
 	// clean interval lowers the ejection multiplier.
 	sinceSweep atomic.Int32
+	// refusalLogged is set once a refused ejection was logged, until the
+	// endpoint succeeds or is ejected.
+	refusalLogged atomic.Bool
 
 	// Guarded by c.mu.
 	timesEjected int

@@ -68,6 +68,9 @@ func (e *Endpoint) Report(status int, err error) {
 	}
 	od := e.c.s.Outlier
 	if !failed {
+		if e.refusalLogged.Load() {
+			e.refusalLogged.Store(false)
+		}
 		if e.consec5xx.Load() != 0 {
 			e.consec5xx.Store(0)
 		}
@@ -98,7 +101,9 @@ func (e *Endpoint) Report(status int, err error) {
 // eject takes e out of rotation for base_ejection_time × the number of
 // times it was ejected (capped at max_ejection_time), unless that would
 // eject more than max_ejection_percent of the cluster (at least one
-// endpoint may always be ejected).
+// endpoint may always be ejected) or leave no usable endpoint: a cluster
+// never ejects all it has, since an endpoint that might answer beats
+// "no healthy upstream" for every request.
 func (c *Cluster) eject(e *Endpoint) {
 	od := c.s.Outlier
 	c.mu.Lock()
@@ -109,19 +114,34 @@ func (c *Cluster) eject(e *Endpoint) {
 	e.consec5xx.Store(0)
 	e.consecGateway.Store(0)
 	n := len(c.set.endpoints)
-	ejected := 0
+	ejected, others := 0, 0
 	for _, o := range c.set.endpoints {
 		if o.ejected.Load() {
 			ejected++
 		}
+		if o != e && o.usable() {
+			others++
+		}
 	}
-	if ejected > 0 && float64(ejected+1)*100 > od.MaxEjectionPercent*float64(n) {
+	why := ""
+	switch {
+	case others == 0:
+		why = "it is the last usable endpoint"
+	case ejected > 0 && float64(ejected+1)*100 > od.MaxEjectionPercent*float64(n):
+		why = "max_ejection_percent reached"
+	}
+	if why != "" {
 		c.stats.EjectionsOverflow.Add(1)
-		c.log.Warn("outlier not ejected: max_ejection_percent reached",
-			zap.String("endpoint", e.addr), zap.Int("ejected", ejected), zap.Int("endpoints", n),
-			zap.Float64("max_ejection_percent", od.MaxEjectionPercent))
+		// Once per run of refusals, not per failure: a lone dead endpoint
+		// would otherwise log every few requests.
+		if !e.refusalLogged.Swap(true) {
+			c.log.Warn("outlier not ejected: "+why,
+				zap.String("endpoint", e.addr), zap.Int("ejected", ejected), zap.Int("endpoints", n),
+				zap.Float64("max_ejection_percent", od.MaxEjectionPercent))
+		}
 		return
 	}
+	e.refusalLogged.Store(false)
 	e.timesEjected++
 	d := min(od.BaseEjectionTime*time.Duration(e.timesEjected), od.MaxEjectionTime)
 	e.ejectedUntil.Store(time.Now().Add(d).UnixNano())

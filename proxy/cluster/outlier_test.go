@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,7 +122,7 @@ func TestOutlierMaxEjectionPercent(t *testing.T) {
 		{10, 1}, // at least one may always be ejected
 		{40, 2},
 		{50, 2},
-		{100, 5},
+		{100, 4}, // never the last usable endpoint
 	}
 	for _, tt := range tests {
 		c := start(t, config.Cluster{Name: "od", Endpoints: static(addrs...), OutlierDetection: &config.OutlierDetection{
@@ -185,4 +186,51 @@ func TestOutlierMultiplierDecays(t *testing.T) {
 		defer c.mu.Unlock()
 		return e.timesEjected == 0
 	})
+}
+
+// A cluster never ejects its last usable endpoint, whatever
+// max_ejection_percent says: a lone endpoint that fails stays the one
+// requests go to, rather than none.
+func TestOutlierNeverEjectsTheLastUsableEndpoint(t *testing.T) {
+	c := start(t, config.Cluster{Name: "od", Endpoints: static("127.0.0.1:1"), PanicThreshold: -1,
+		OutlierDetection: &config.OutlierDetection{
+			Consecutive5xx: 1, BaseEjectionTime: config.Duration(time.Minute), MaxEjectionPercent: 100,
+		}}, Options{})
+	e := c.view.Load().set.endpoints[0]
+	for range 3 {
+		e.Report(503, nil)
+	}
+	if e.ejected.Load() || c.Stats().Ejections.Load() != 0 || c.Stats().EjectionsOverflow.Load() != 3 {
+		t.Fatalf("lone endpoint: ejected=%v ejections=%d refused=%d, want not ejected, 3 refused",
+			e.ejected.Load(), c.Stats().Ejections.Load(), c.Stats().EjectionsOverflow.Load())
+	}
+	if c.Pick(0, false, nil) != e {
+		t.Fatal("the lone failing endpoint is not picked")
+	}
+}
+
+// Outlier detection is on when a cluster does not configure it, and
+// outlier_detection: {disabled: true} turns it off.
+func TestOutlierOnByDefault(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		od    *config.OutlierDetection
+		eject bool
+	}{
+		{"default", nil, true},
+		{"disabled", &config.OutlierDetection{Disabled: true}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Config{Clusters: []config.Cluster{{Name: "od", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: tt.od}}}
+			cfg.ApplyDefaults()
+			c := start(t, cfg.Clusters[0], Options{})
+			e := c.view.Load().set.endpoints[0]
+			for range 5 { // the default consecutive_5xx
+				e.Report(0, &DialError{Addr: e.Address(), Err: syscall.ECONNREFUSED})
+			}
+			if e.ejected.Load() != tt.eject {
+				t.Fatalf("after 5 connect failures ejected=%v, want %v", e.ejected.Load(), tt.eject)
+			}
+		})
+	}
 }

@@ -188,3 +188,31 @@ func BenchmarkPickRoundRobinLocked(b *testing.B) {
 		})
 	})
 }
+
+// PickUntried avoids every endpoint tried while an untried one is usable,
+// with every balancer (a ring hash key keeps pointing at its owner, a
+// heavy weight keeps winning the draw), and falls back to the tried ones
+// when nothing else is left.
+func TestPickUntried(t *testing.T) {
+	for _, lb := range []string{"round_robin", "least_request", "random", "ring_hash"} {
+		t.Run(lb, func(t *testing.T) {
+			// The first two hold nearly all the weight.
+			eps := []config.Endpoint{{Address: "127.0.0.1:1", Weight: 1000}, {Address: "127.0.0.1:2", Weight: 1000},
+				{Address: "127.0.0.1:3", Weight: 1}}
+			c := start(t, config.Cluster{Name: "u", LB: lb, Endpoints: eps}, Options{})
+			all := c.view.Load().set.endpoints
+			for k := range uint64(200) {
+				key := k * 0x9e3779b97f4a7c15
+				if got := c.PickUntried(key, true, all[:2]); got != all[2] {
+					t.Fatalf("key %d: tried the first two, got %s", k, got.Address())
+				}
+				if got := c.PickUntried(key, true, []*Endpoint{all[2], all[0]}); got != all[1] {
+					t.Fatalf("key %d: tried the third and first, got %s", k, got.Address())
+				}
+				if got := c.PickUntried(key, true, all); got == nil || got == all[2] {
+					t.Fatalf("key %d: every endpoint tried: got %v, want one of them other than the last tried", k, got)
+				}
+			}
+		})
+	}
+}

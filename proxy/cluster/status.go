@@ -11,7 +11,8 @@ type Stats struct {
 	// Ejections counts endpoints ejected by outlier detection.
 	Ejections atomic.Uint64
 	// EjectionsOverflow counts ejections skipped because
-	// max_ejection_percent of the cluster was already ejected.
+	// max_ejection_percent of the cluster was already ejected, or the
+	// endpoint was the last usable one.
 	EjectionsOverflow atomic.Uint64
 	// HealthCheckFailures counts failed active health checks.
 	HealthCheckFailures atomic.Uint64

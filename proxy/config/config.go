@@ -233,10 +233,13 @@ type Mirror struct {
 	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty"` // default 100
 }
 
-// RetryPolicy says when and how often a request is tried again.
+// RetryPolicy says when and how often a request is tried again. A route
+// without one gets DefaultRetryOn: tries that got no answer (the endpoint
+// refused the connection, or it broke) are retried on another endpoint.
 type RetryPolicy struct {
-	// Attempts is the number of retries after the first try (default 2 when a
-	// policy is present).
+	// Disabled turns retries off, the default ones included.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// Attempts is the number of retries after the first try (default 2).
 	Attempts int `yaml:"attempts,omitempty" json:"attempts,omitempty"`
 	// On: "5xx", "gateway-error", "connect-failure", "reset",
 	// "retriable-status-codes".
@@ -354,7 +357,10 @@ type GRPCHealthCheck struct {
 }
 
 // OutlierDetection ejects endpoints that fail passively observed requests.
+// It is on with its defaults when a cluster does not configure it.
 type OutlierDetection struct {
+	// Disabled turns passive ejection off.
+	Disabled                 bool     `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	Consecutive5xx           int      `yaml:"consecutive_5xx,omitempty" json:"consecutive_5xx,omitempty"`                       // default 5
 	ConsecutiveGatewayErrors int      `yaml:"consecutive_gateway_errors,omitempty" json:"consecutive_gateway_errors,omitempty"` // default 0 (off)
 	Interval                 Duration `yaml:"interval,omitempty" json:"interval,omitempty"`                                     // default 10s
@@ -398,12 +404,34 @@ type Filter struct {
 	MaxBodyBytes int `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
 }
 
-// Module locates a Wasm module: a path relative to the config file, or a URL
-// (fetched, then verified against SHA256, which a URL requires).
+// Module locates a Wasm module: a path relative to the config file, a URL
+// (fetched, then verified against SHA256, which a URL requires), or an OCI
+// image reference (pulled from its registry and cached by digest).
 type Module struct {
 	Path   string `yaml:"path,omitempty" json:"path,omitempty"`
 	URL    string `yaml:"url,omitempty" json:"url,omitempty"`
 	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+	// OCI is an image reference: REGISTRY/REPO:TAG, REGISTRY/REPO@sha256:HEX,
+	// or both (a tag pinned to a digest; refused if the tag has moved).
+	OCI string `yaml:"oci,omitempty" json:"oci,omitempty"`
+	// PullPolicy is "if_not_present" (default: a reference pulled before
+	// is served from the cache) or "always" (a tag is resolved again on
+	// every load; the blob is fetched only if its digest is new).
+	PullPolicy string `yaml:"pull_policy,omitempty" json:"pull_policy,omitempty"`
+	// PullSecret is a docker config.json with the registry's credentials
+	// (relative to the config file); empty: the user's docker config.
+	PullSecret string `yaml:"pull_secret,omitempty" json:"pull_secret,omitempty"`
+	// CAFile is a PEM bundle trusted for the registry's TLS, beside the
+	// system roots.
+	CAFile string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
+	// Verify requires a cosign-format signature of the module's manifest
+	// by one of these public keys (PEM files, relative to the config file).
+	Verify *ModuleVerify `yaml:"verify,omitempty" json:"verify,omitempty"`
+}
+
+// ModuleVerify is a module's signature policy.
+type ModuleVerify struct {
+	Keys []string `yaml:"keys" json:"keys"`
 }
 
 // ListenerTLS configures mTLS on a listener.
@@ -450,6 +478,18 @@ type Authz struct {
 	// it.
 	RequestPrincipalHeader string      `yaml:"request_principal_header,omitempty" json:"request_principal_header,omitempty"`
 	Rules                  []AuthzRule `yaml:"rules,omitempty" json:"rules,omitempty"`
+	// DryRun is a policy checked, after this one, on the requests this one
+	// allows; what it would refuse is logged and counted
+	// (weft_authz_dry_run_denied_total), never refused. It is how a new
+	// policy is tried on live traffic.
+	DryRun *DryRunAuthz `yaml:"dry_run,omitempty" json:"dry_run,omitempty"`
+}
+
+// DryRunAuthz is an Authz tried without being enforced (Authz.DryRun); it
+// reads the request principal from its policy's header.
+type DryRunAuthz struct {
+	Default string      `yaml:"default,omitempty" json:"default,omitempty"`
+	Rules   []AuthzRule `yaml:"rules,omitempty" json:"rules,omitempty"`
 }
 
 // AuthzRule matches requests; every set condition must hold, and a list
@@ -464,7 +504,9 @@ type AuthzRule struct {
 	// RequestPrincipals are JWT principals: exact, PREFIX* or "*" (any).
 	RequestPrincipals []string `yaml:"request_principals,omitempty" json:"request_principals,omitempty"`
 	Methods           []string `yaml:"methods,omitempty" json:"methods,omitempty"`
-	// Paths are exact ("/health") or prefixes ending in "*" ("/api/*").
+	// Paths are exact ("/health"), prefixes ending in "*" ("/api/*"), or
+	// globs where "*" matches within one segment and "**" across
+	// segments ("/users/*/orders", "/v1/**/status").
 	Paths   []string        `yaml:"paths,omitempty" json:"paths,omitempty"`
 	Headers []HeaderMatcher `yaml:"headers,omitempty" json:"headers,omitempty"`
 	// Ports are destination (listener) ports.

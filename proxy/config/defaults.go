@@ -79,6 +79,13 @@ const (
 // defaultRetryOn is what a retry policy with no "on" retries.
 var defaultRetryOn = []string{"gateway-error", "connect-failure", "reset"}
 
+// DefaultRetryOn is what a route with no retry policy retries: tries that
+// got no answer. A connect failure never reached the upstream, so it is
+// retried whatever the method (on another endpoint, see docs/config.md); a
+// reset only for idempotent methods, as RFC 9110 §9.2.2 allows. An answer,
+// even a 503, is the upstream's and passes through.
+var DefaultRetryOn = []string{"connect-failure", "reset"}
+
 // ApplyDefaults fills every unset (zero) field that has a default, in place.
 // It is idempotent. Defaults that depend on the machine (a filter's
 // pool_size, GOMAXPROCS) are left at zero for the runtime to decide, so a
@@ -180,9 +187,10 @@ func (r *Route) applyDefaults() {
 		if a.Mirror != nil {
 			setFloat(&a.Mirror.Percent, DefaultMirrorPercent)
 		}
-		if a.Retry != nil {
-			a.Retry.ApplyDefaults()
+		if a.Retry == nil {
+			a.Retry = &RetryPolicy{On: append([]string(nil), DefaultRetryOn...)}
 		}
+		a.Retry.ApplyDefaults()
 	}
 	if r.Redirect != nil {
 		setInt(&r.Redirect.StatusCode, DefaultRedirectStatus)
@@ -192,8 +200,11 @@ func (r *Route) applyDefaults() {
 // ApplyDefaults fills the unset fields of a retry policy: 2 attempts on
 // gateway-error, connect-failure and reset, backoff from 25ms up to ten times
 // the base, a budget of 20% of active requests with at least 10 concurrent
-// retries always allowed. It is idempotent.
+// retries always allowed. It is idempotent. A disabled policy stays as it is.
 func (r *RetryPolicy) ApplyDefaults() {
+	if r.Disabled {
+		return
+	}
 	setInt(&r.Attempts, defaultRetryAttempts)
 	if len(r.On) == 0 {
 		r.On = append([]string(nil), defaultRetryOn...)
@@ -225,7 +236,12 @@ func (c *Cluster) applyDefaults() {
 		setInt(&h.HealthyThreshold, defaultHealthyThreshold)
 		setInt(&h.UnhealthyThreshold, defaultUnhealthyThreshold)
 	}
-	if o := c.OutlierDetection; o != nil {
+	if c.OutlierDetection == nil {
+		// On by default, like Linkerd's failure accrual: an endpoint that
+		// refuses connections or keeps failing leaves the balancer.
+		c.OutlierDetection = &OutlierDetection{}
+	}
+	if o := c.OutlierDetection; !o.Disabled {
 		setInt(&o.Consecutive5xx, defaultConsecutive5xx)
 		setDur(&o.Interval, defaultOutlierInterval)
 		setDur(&o.BaseEjectionTime, defaultBaseEjectionTime)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Security defaults (mTLS, authorization, TCP proxying).
@@ -117,6 +118,9 @@ func (v *validator) clusterTLS(p string, t *ClusterTLS) {
 }
 
 func (v *validator) authz(p string, a *Authz) {
+	if d := a.DryRun; d != nil {
+		v.authz(p+".dry_run", &Authz{Default: d.Default, Rules: d.Rules})
+	}
 	v.oneOf(p+".default", a.Default, "allow", "deny")
 	if a.RequestPrincipalHeader != "" && !validToken(a.RequestPrincipalHeader) {
 		v.errf(p+".request_principal_header", "header name %q has characters a header name cannot have", a.RequestPrincipalHeader)
@@ -155,8 +159,10 @@ func (v *validator) authz(p string, a *Authz) {
 		for j, path := range r.Paths {
 			if !strings.HasPrefix(path, "/") {
 				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q must start with \"/\" (end it with \"*\" for a prefix)", path)
-			} else if i := strings.IndexByte(path, '*'); i >= 0 && i != len(path)-1 {
-				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q: \"*\" is only allowed at the end (a prefix)", path)
+			} else if !utf8.ValidString(path) {
+				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q is not UTF-8", path)
+			} else if strings.Contains(path, "***") {
+				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q: use \"*\" (within a segment) or \"**\" (across segments), not \"***\"", path)
 			}
 		}
 		for j := range r.Headers {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/proxy/wasm/oci"
 )
 
 // FieldError is one problem in a config and its place: the file, the line in
@@ -791,11 +793,21 @@ func (v *validator) filter(p string, f *Filter) {
 	v.required(p+".name", "name", f.Name)
 	m := f.Module
 	mp := p + ".module"
+	set := 0
+	for _, s := range []string{m.Path, m.URL, m.OCI} {
+		if s != "" {
+			set++
+		}
+	}
 	switch {
-	case m.Path != "" && m.URL != "":
-		v.errf(mp, "set path or url, not both")
-	case m.Path == "" && m.URL == "":
-		v.errf(mp, "set path (a .wasm file, relative to the config file) or url")
+	case set > 1:
+		v.errf(mp, "set one of path, url and oci, not several")
+	case set == 0:
+		v.errf(mp, "set path (a .wasm file, relative to the config file), url or oci (an image reference)")
+	case m.OCI != "":
+		if _, _, err := oci.ParseRef(m.OCI); err != nil {
+			v.errf(mp+".oci", "%q is not an image reference: %v", m.OCI, err)
+		}
 	case m.URL != "":
 		u, err := url.Parse(m.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -804,6 +816,20 @@ func (v *validator) filter(p string, f *Filter) {
 		if m.SHA256 == "" {
 			v.errf(mp+".url", "a module fetched by url needs sha256 (the hex digest of the .wasm file)")
 		}
+	}
+	if m.OCI == "" {
+		for _, f := range [][2]string{{"pull_policy", m.PullPolicy}, {"pull_secret", m.PullSecret}, {"ca_file", m.CAFile}} {
+			if f[1] != "" {
+				v.errf(mp+"."+f[0], "applies only to a module pulled by oci")
+			}
+		}
+		if m.Verify != nil {
+			v.errf(mp+".verify", "signatures are checked only on a module pulled by oci")
+		}
+	}
+	v.oneOf(mp+".pull_policy", m.PullPolicy, oci.IfNotPresent, oci.Always)
+	if m.Verify != nil && len(m.Verify.Keys) == 0 {
+		v.errf(mp+".verify.keys", "list at least one public key file (PEM)")
 	}
 	if m.SHA256 != "" {
 		if b, err := hex.DecodeString(m.SHA256); err != nil || len(b) != 32 {

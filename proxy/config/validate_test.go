@@ -165,7 +165,13 @@ func TestParseReportsFileLineAndPath(t *testing.T) {
 
 		// Filters.
 		{"failure policy", withFilter("- name: f2\n  module: {path: a.wasm}\n  failure_policy: ignore #<\n"), "filters[1].failure_policy", `unknown value "ignore"; want one of fail_closed, fail_open`},
-		{"module path and url", withFilter("- name: f2\n  module: {path: a.wasm, url: 'https://x/a.wasm'} #<\n"), "filters[1].module", "set path or url, not both"},
+		{"module path and url", withFilter("- name: f2\n  module: {path: a.wasm, url: 'https://x/a.wasm'} #<\n"), "filters[1].module", "set one of path, url and oci, not several"},
+		{"module path and oci", withFilter("- name: f2\n  module: {path: a.wasm, oci: 'r.local/a:v1'} #<\n"), "filters[1].module", "set one of path, url and oci, not several"},
+		{"oci reference", withFilter("- name: f2\n  module:\n    oci: 'R.local/UPPER:v1' #<\n"), "filters[1].module.oci", "is not an image reference"},
+		{"oci pull policy", withFilter("- name: f2\n  module:\n    oci: r.local/a:v1\n    pull_policy: sometimes #<\n"), "filters[1].module.pull_policy", `unknown value "sometimes"; want one of if_not_present, always`},
+		{"pull secret without oci", withFilter("- name: f2\n  module:\n    path: a.wasm\n    pull_secret: s.json #<\n"), "filters[1].module.pull_secret", "applies only to a module pulled by oci"},
+		{"verify without oci", withFilter("- name: f2\n  module:\n    path: a.wasm\n    verify: {keys: [k.pub]} #<\n"), "filters[1].module.verify", "signatures are checked only on a module pulled by oci"},
+		{"verify without keys", withFilter("- name: f2\n  module:\n    oci: r.local/a:v1\n    verify: {keys: []} #<\n"), "filters[1].module.verify.keys", "at least one public key"},
 		{"module neither", withFilter("- name: f2\n  module: {} #<\n"), "filters[1].module", "set path"},
 		{"url needs sha256", withFilter("- name: f2\n  module:\n    url: https://x.local/a.wasm #<\n"), "filters[1].module.url", "needs sha256"},
 		{"sha256 hex", withFilter("- name: f2\n  module:\n    path: a.wasm\n    sha256: abc123 #<\n"), "filters[1].module.sha256", `sha256 must be 64 hex digits, got "abc123"`},
@@ -323,6 +329,43 @@ func TestDefaults(t *testing.T) {
 		if !reflect.DeepEqual(ch.got, ch.want) {
 			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
 		}
+	}
+}
+
+// A route without a retry policy retries tries that got no answer, and a
+// cluster without outlier_detection has it with its defaults (issue 18 §3);
+// disabled: true keeps either off.
+func TestDefaultRetriesAndOutlierDetection(t *testing.T) {
+	routes := `- match: {prefix: /off}
+  route: {cluster: c2, retry: {disabled: true}}
+- match: {prefix: /}
+  route: {cluster: c1}
+- redirect: {scheme: https}
+`
+	cluster := "- name: c3\n  endpoints: [{address: 1.2.3.4:80}]\n  outlier_detection: {disabled: true}\n"
+	c, err := Parse("min.yaml", []byte(baseListener+indent(routes, 10)+baseClusters+indent(cluster, 2)+baseFilters))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := c.Listeners[0].VirtualHosts[0].Routes
+	if got, want := *rs[1].Route.Retry, (RetryPolicy{Attempts: 2, On: []string{"connect-failure", "reset"},
+		BackoffBase: Duration(25 * time.Millisecond), BackoffMax: Duration(250 * time.Millisecond),
+		BudgetPercent: 20, BudgetMinConcurrency: 10}); !reflect.DeepEqual(got, want) {
+		t.Errorf("a route without retry gets %+v, want %+v", got, want)
+	}
+	if got := *rs[0].Route.Retry; !reflect.DeepEqual(got, RetryPolicy{Disabled: true}) {
+		t.Errorf("retry: {disabled: true} became %+v", got)
+	}
+	if rs[2].Route != nil {
+		t.Errorf("a redirect got a route action: %+v", rs[2].Route)
+	}
+	want := OutlierDetection{Consecutive5xx: 5, Interval: Duration(10 * time.Second), BaseEjectionTime: Duration(30 * time.Second),
+		MaxEjectionTime: Duration(300 * time.Second), MaxEjectionPercent: 10}
+	if got := c.Clusters[0].OutlierDetection; got == nil || *got != want {
+		t.Errorf("a cluster without outlier_detection gets %+v, want %+v", got, want)
+	}
+	if got := c.Clusters[2].OutlierDetection; got == nil || *got != (OutlierDetection{Disabled: true}) {
+		t.Errorf("outlier_detection: {disabled: true} became %+v", got)
 	}
 }
 

@@ -59,9 +59,10 @@ var grpcRetryOn = map[string]uint32{
 	"cancelled": 1, "deadline-exceeded": 4, "resource-exhausted": 8, "internal": 13, "unavailable": 14,
 }
 
-// Compile turns a RetryPolicy into a Policy. nil gives nil (no retries).
+// Compile turns a RetryPolicy into a Policy. nil or a disabled policy
+// gives nil (no retries).
 func Compile(c *config.RetryPolicy) (*Policy, error) {
-	if c == nil {
+	if c == nil || c.Disabled {
 		return nil, nil
 	}
 	p := &Policy{

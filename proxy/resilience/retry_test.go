@@ -363,3 +363,15 @@ func TestBudgetFollowsActiveRequests(t *testing.T) {
 		t.Error("a nil policy admitted a retry")
 	}
 }
+
+// A disabled policy compiles to none: no retries, the default ones
+// included.
+func TestCompileDisabled(t *testing.T) {
+	p, err := Compile(&config.RetryPolicy{Disabled: true, Attempts: 3, On: []string{"connect-failure"}})
+	if err != nil || p != nil {
+		t.Fatalf("disabled policy compiled to %+v, %v; want nil", p, err)
+	}
+	if p.Attempts() != 0 || p.Retriable(ConnectFailure, 0) {
+		t.Fatal("a nil policy retries")
+	}
+}

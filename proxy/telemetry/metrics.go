@@ -149,6 +149,19 @@ func (m *Metrics) Cluster(name string) *ClusterStats {
 	}
 }
 
+// ForgetCluster deletes every series labelled with a cluster the config no
+// longer has, so a scrape does not go on reporting it (and a re-added
+// cluster starts from zero, as Prometheus expects of a new series).
+func (m *Metrics) ForgetCluster(name string) {
+	l := prometheus.Labels{"cluster": name}
+	m.requests.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+	m.grpc.DeletePartialMatch(l)
+	for _, v := range []*prometheus.CounterVec{m.upstreamRq, m.retries, m.timeouts, m.failures, m.overflow} {
+		v.DeletePartialMatch(l)
+	}
+}
+
 // Active is the in-flight gauge of a listener.
 func (m *Metrics) Active(listener string) prometheus.Gauge { return m.active.WithLabelValues(listener) }
 

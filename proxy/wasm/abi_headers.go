@@ -23,14 +23,15 @@ func headerFuncs() []abiFunc {
 }
 
 var (
-	pseudoMethod    = []byte(":method")
-	pseudoPath      = []byte(":path")
-	pseudoAuthority = []byte(":authority")
-	pseudoScheme    = []byte(":scheme")
-	pseudoStatus    = []byte(":status")
-	hostKey         = []byte("host")
-	schemeHTTP      = []byte("http")
-	schemeHTTPS     = []byte("https")
+	pseudoMethod      = []byte(":method")
+	pseudoPath        = []byte(":path")
+	pseudoAuthority   = []byte(":authority")
+	pseudoScheme      = []byte(":scheme")
+	pseudoStatus      = []byte(":status")
+	dispatchStatusKey = []byte(dispatchStatus)
+	hostKey           = []byte("host")
+	schemeHTTP        = []byte("http")
+	schemeHTTPS       = []byte("https")
 )
 
 // headers is what a header map type resolves to for the current context.
@@ -43,6 +44,9 @@ type headers struct {
 	https    bool
 	// trailer: resp is a trailer map (no :status).
 	trailer bool
+	// failure is a failed call-out's reason: the map then holds only
+	// :dispatch_status.
+	failure []byte
 }
 
 // headerMap resolves a map type. ok is false when the map is not available
@@ -87,6 +91,13 @@ func (v *vm) headerMap(mt uint32) (h headers, ok bool) {
 		h.resp, h.trailer, h.readOnly = v.grpc.meta, true, true
 		return h, true
 	case mapHTTPCallHeaders:
+		if v.callResp == nil && v.callFailure != "" {
+			// The callback was told 0 headers, as Envoy does, so filters
+			// that test for that keep working; one that reads the map
+			// learns why (Kong's :dispatch_status).
+			h.failure, h.readOnly = []byte(v.callFailure), true
+			return h, true
+		}
 		if v.callResp == nil {
 			return h, false
 		}
@@ -110,6 +121,8 @@ func (h headers) all() iter.Seq2[[]byte, []byte] {
 	return func(yield func([]byte, []byte) bool) {
 		switch {
 		case h.empty:
+		case h.failure != nil:
+			yield(dispatchStatusKey, h.failure)
 		case h.req != nil:
 			if !yield(pseudoMethod, h.req.Method()) || !yield(pseudoPath, originForm(h.req.RequestURI())) ||
 				!yield(pseudoAuthority, h.req.Host()) {
@@ -212,6 +225,9 @@ func (h headers) get(key []byte) ([]byte, bool) {
 				return val, true
 			}
 		}
+		return nil, false
+	}
+	if h.resp == nil { // a failed call-out's map: :dispatch_status only
 		return nil, false
 	}
 	if val := h.resp.PeekBytes(key); val != nil {

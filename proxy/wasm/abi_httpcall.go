@@ -93,7 +93,8 @@ func (v *vm) finishHTTPCall(cluster string, req *fasthttp.Request, timeout time.
 	defer fasthttp.ReleaseRequest(req)
 	err := v.p.env.Upstream.Do(cluster, req, resp, timeout)
 	if err != nil {
-		v.p.log.Debug("wasm http call failed", zap.String("cluster", cluster), zap.Error(err))
+		v.p.events.callouts[dispatchReason(err)].Add(1)
+		v.p.log.Debug("wasm http call failed", zap.String("cluster", cluster), zap.String("dispatch_status", DispatchStatus(err)), zap.Error(err))
 	}
 	if v.onHTTPCallResp == nil {
 		return
@@ -108,11 +109,13 @@ func (v *vm) finishHTTPCall(cluster string, req *fasthttp.Request, timeout time.
 		v.callResp = resp
 		nh = uint64(headers{resp: &resp.Header}.count())
 		nb = uint64(len(resp.Body()))
+	} else {
+		v.callFailure = DispatchStatus(err)
 	}
 	v.cur = nil
 	_, cerr := v.invoke(v.onHTTPCallResp, uint64(v.rootID), uint64(token), nh, nb, 0)
 	v.cur = nil
-	v.callResp = nil
+	v.callResp, v.callFailure = nil, ""
 	if cerr != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_http_call_response: %w", cerr))
 	}

@@ -431,3 +431,33 @@ func TestRefusedConfigurationCarriesTheGuestsReason(t *testing.T) {
 		}
 	}
 }
+
+// A VM that breaks again soon after its rebuild is in a crash loop: its
+// next rebuild waits, doubling, and each wait is counted. The slot still
+// comes back, and streams fail by the policy meanwhile.
+func TestCrashLoopBacksOff(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Name: "crashloop", Module: wat(t, "trap"), VMConfig: []byte{'h'}, FailOpen: true}, Env{})
+	for i := 1; i <= 3; i++ {
+		if !waitFor(func() bool { return p.slots[0].vm.Load() != nil }) {
+			t.Fatalf("crash %d: the slot never came back", i)
+		}
+		before := p.events.n[eventVMReplaced].Load()
+		o := runStream(p, newStream("/", "X-Boom", "1"))
+		if !o.upstream {
+			t.Fatalf("crash %d: fail_open did not let the stream through: %+v", i, o)
+		}
+		// The first crash is rebuilt at once; each later one in a row waits.
+		if got, want := p.events.n[eventCrashBackoff].Load(), uint64(i-1); got != want {
+			t.Fatalf("after crash %d: crash_backoff %d, want %d", i, got, want)
+		}
+		if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() > before }) {
+			t.Fatalf("crash %d: not rebuilt", i)
+		}
+	}
+	for n, want := range map[int]time.Duration{1: 0, 2: 100 * time.Millisecond, 3: 200 * time.Millisecond, 10: 25600 * time.Millisecond, 11: 30 * time.Second, 100: 30 * time.Second} {
+		if got := crashBackoff(n); got != want {
+			t.Errorf("crashBackoff(%d) = %v, want %v", n, got, want)
+		}
+	}
+}

@@ -51,16 +51,19 @@ const (
 	eventFailClosed
 	eventPauseTimeout
 	eventBodyTooLarge
+	eventCrashBackoff
 	eventOverLimits
 	numEvents
 )
 
-var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "over_limits"}
+var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "crash_backoff", "over_limits"}
 
 // pluginEvents counts host events for one plugin name (kept across reloads).
 type pluginEvents struct {
-	plugin string
-	n      [numEvents]atomic.Uint64
+	plugin   string
+	n        [numEvents]atomic.Uint64
+	callouts [len(dispatchReasons)]atomic.Uint64 // failed call-outs, by reason
+	acct     accounting
 }
 
 // metricsRegistry holds guest metrics and host events; it is the Runtime's
@@ -71,7 +74,7 @@ type metricsRegistry struct {
 	list   atomic.Pointer[[]*guestMetric] // id-1 → metric; copy on write
 	events map[string]*pluginEvents
 
-	descCounter, descGauge, descHist, descEvents *prometheus.Desc
+	descCounter, descGauge, descHist, descEvents, descCallouts *prometheus.Desc
 }
 
 func newMetricsRegistry() *metricsRegistry {
@@ -86,6 +89,8 @@ func newMetricsRegistry() *metricsRegistry {
 			"Histograms defined by Wasm filters (proxy_define_metric).", []string{"plugin", "name"}, nil),
 		descEvents: prometheus.NewDesc("weft_wasm_events_total",
 			"Wasm host events: traps, callback timeouts, VM replacements, failure-policy decisions.", []string{"plugin", "event"}, nil),
+		descCallouts: prometheus.NewDesc("weft_wasm_callout_failures_total",
+			"HTTP call-outs of Wasm filters that failed, by reason (the :dispatch_status the filter reads).", []string{"plugin", "reason"}, nil),
 	}
 	empty := []*guestMetric{}
 	m.list.Store(&empty)
@@ -151,12 +156,24 @@ func (m *metricsRegistry) eventsFor(plugin string) *pluginEvents {
 	return e
 }
 
+// allEvents lists every plugin name's counters.
+func (m *metricsRegistry) allEvents() []*pluginEvents {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	evs := make([]*pluginEvents, 0, len(m.events))
+	for _, e := range m.events {
+		evs = append(evs, e)
+	}
+	return evs
+}
+
 // Describe implements prometheus.Collector.
 func (m *metricsRegistry) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.descCounter
 	ch <- m.descGauge
 	ch <- m.descHist
 	ch <- m.descEvents
+	ch <- m.descCallouts
 }
 
 // Collect implements prometheus.Collector.
@@ -186,6 +203,9 @@ func (m *metricsRegistry) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range evs {
 		for i := range e.n {
 			ch <- prometheus.MustNewConstMetric(m.descEvents, prometheus.CounterValue, float64(e.n[i].Load()), e.plugin, eventNames[i])
+		}
+		for i := range e.callouts {
+			ch <- prometheus.MustNewConstMetric(m.descCallouts, prometheus.CounterValue, float64(e.callouts[i].Load()), e.plugin, dispatchReasons[i])
 		}
 	}
 }

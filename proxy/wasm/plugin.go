@@ -73,6 +73,25 @@ type slot struct {
 	load       atomic.Int32
 	mu         sync.Mutex
 	rebuilding bool
+	// crashes counts VMs of this slot in a row that broke within
+	// crashLoopWindow of their start; each one doubles the wait before the
+	// next rebuild (guarded by mu).
+	crashes int
+}
+
+// crashLoopWindow: a VM that breaks this soon after it started is part of
+// a crash loop, and its replacement waits (crashBackoff).
+const crashLoopWindow = 10 * time.Second
+
+// crashBackoff is the wait before rebuilding a slot whose VMs broke n times
+// in a row soon after starting: none for the first, then 100 ms doubling to
+// 30 s, so a filter that traps on every request is not rebuilt (a full Go
+// runtime start) hundreds of times a second.
+func crashBackoff(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	return min(100*time.Millisecond<<min(n-2, 20), 30*time.Second)
 }
 
 // Load compiles (cached), builds the VM pool (each VM: instantiate,
@@ -197,14 +216,32 @@ func (s *slot) replace(old *vm) {
 		return
 	}
 	s.rebuilding = true
+	if old != nil && time.Since(old.started) < crashLoopWindow {
+		s.crashes++
+	} else {
+		s.crashes = 0
+	}
+	wait := crashBackoff(s.crashes)
 	s.mu.Unlock()
 	p := s.p
+	if wait > 0 {
+		p.events.n[eventCrashBackoff].Add(1)
+		p.log.Warn("wasm vm keeps crashing; waiting before the next rebuild", zap.Int("slot", s.idx),
+			zap.Int("crashes_in_a_row", s.crashes), zap.Duration("wait", wait))
+	}
 	started := p.goAsync(func() {
 		defer func() {
 			s.mu.Lock()
 			s.rebuilding = false
 			s.mu.Unlock()
 		}()
+		if wait > 0 {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(wait):
+			}
+		}
 		backoff := 50 * time.Millisecond
 		for {
 			if p.closing.Load() {

@@ -210,4 +210,4 @@ func (rt *Runtime) Close(ctx context.Context) error {
 // Collector exports guest-defined metrics (proxy_define_metric:
 // counter/gauge/histogram) and host events (traps, callback timeouts, VM
 // replacements, fail-open/closed decisions) labelled by plugin.
-func (rt *Runtime) Collector() prometheus.Collector { return rt.metrics }
+func (rt *Runtime) Collector() prometheus.Collector { return runtimeCollector{rt} }

@@ -81,8 +81,40 @@ func (s PluginSpec) key() string {
 
 // SpecFromConfig reads f.Module (path relative to baseDir, or URL fetched and
 // verified against SHA256), and fills a PluginSpec with the config's values
-// and defaults. Errors name the filter and field.
+// and defaults. Errors name the filter and field. A module by oci is pulled
+// by the caller (it owns the registry cache), then given to SpecWithModule.
 func SpecFromConfig(f config.Filter, baseDir string) (PluginSpec, error) {
+	var mod []byte
+	var err error
+	switch {
+	case f.Module.OCI != "":
+		return PluginSpec{}, fmt.Errorf("filter %q: module.oci: pulled by the proxy, not here", f.Name)
+	case f.Module.Path != "" && f.Module.URL != "":
+		return PluginSpec{}, fmt.Errorf("filter %q: module: set path or url, not both", f.Name)
+	case f.Module.Path != "":
+		p := f.Module.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(baseDir, p)
+		}
+		if mod, err = os.ReadFile(p); err != nil {
+			return PluginSpec{}, fmt.Errorf("filter %q: module.path: %w", f.Name, err)
+		}
+	case f.Module.URL != "":
+		if f.Module.SHA256 == "" {
+			return PluginSpec{}, fmt.Errorf("filter %q: module.sha256: required with module.url", f.Name)
+		}
+		if mod, err = fetchModule(f.Module.URL); err != nil {
+			return PluginSpec{}, fmt.Errorf("filter %q: module.url: %w", f.Name, err)
+		}
+	default:
+		return PluginSpec{}, fmt.Errorf("filter %q: module: set path or url", f.Name)
+	}
+	return SpecWithModule(f, mod)
+}
+
+// SpecWithModule fills a PluginSpec from f's values and defaults around a
+// module already read, checked against f.Module.SHA256 when that is set.
+func SpecWithModule(f config.Filter, module []byte) (PluginSpec, error) {
 	var s PluginSpec
 	s.Name, s.RootID, s.VMID = f.Name, f.RootID, f.VMID
 	s.VMConfig, s.PluginConfig = []byte(f.VMConfig), []byte(f.Config)
@@ -107,29 +139,7 @@ func SpecFromConfig(f config.Filter, baseDir string) (PluginSpec, error) {
 		return s, fmt.Errorf("filter %q: max_body_bytes: %d is negative", f.Name, f.MaxBodyBytes)
 	}
 	s.MaxBodyBytes = f.MaxBodyBytes
-
-	var err error
-	switch {
-	case f.Module.Path != "" && f.Module.URL != "":
-		return s, fmt.Errorf("filter %q: module: set path or url, not both", f.Name)
-	case f.Module.Path != "":
-		p := f.Module.Path
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(baseDir, p)
-		}
-		if s.Module, err = os.ReadFile(p); err != nil {
-			return s, fmt.Errorf("filter %q: module.path: %w", f.Name, err)
-		}
-	case f.Module.URL != "":
-		if f.Module.SHA256 == "" {
-			return s, fmt.Errorf("filter %q: module.sha256: required with module.url", f.Name)
-		}
-		if s.Module, err = fetchModule(f.Module.URL); err != nil {
-			return s, fmt.Errorf("filter %q: module.url: %w", f.Name, err)
-		}
-	default:
-		return s, fmt.Errorf("filter %q: module: set path or url", f.Name)
-	}
+	s.Module = module
 	if want := strings.ToLower(strings.TrimPrefix(f.Module.SHA256, "sha256:")); want != "" {
 		got := sha256.Sum256(s.Module)
 		if hex.EncodeToString(got[:]) != want {

@@ -116,6 +116,13 @@ type vm struct {
 	cur *streamFilter
 	// callResp is the HTTP call-out response during on_http_call_response.
 	callResp *fasthttp.Response
+	// callFailure is why the call-out failed (:dispatch_status), during
+	// on_http_call_response of a failed call.
+	callFailure string
+	// memBytes is the linear memory's size after the last call.
+	memBytes atomic.Uint64
+	// started is when the VM was built (a crash soon after is a crash loop).
+	started time.Time
 
 	nextToken  uint32
 	tickPeriod atomic.Int64 // nanoseconds; 0 = no ticks
@@ -152,7 +159,7 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // newVM instantiates the plugin's module and runs its start sequence:
 // _initialize (or _start), root context, on_vm_start, on_configure.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
-	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter)}
+	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter), started: time.Now()}
 	// Callbacks run with a context that is never done; an overrun is
 	// stopped by closing the module from the deadline timer (the runtime
 	// is built WithCloseOnContextDone, which makes Close interrupt a
@@ -308,6 +315,12 @@ func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
 }
 
 func (v *vm) invokeFor(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
+	r, err := v.call(d, g, args...)
+	v.account()
+	return r, err
+}
+
+func (v *vm) call(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
 	st := v.stack[:g.stackWidth]
 	n := copy(st, args)
 	for i := n; i < len(st); i++ {

@@ -208,7 +208,7 @@ func (h *Harness) Close() {
 func (h *Harness) Do(name string, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error {
 	c := h.clusters[name]
 	if c == nil {
-		return fmt.Errorf("cluster %q: not configured in filtertest.Config", name)
+		return fmt.Errorf("cluster %q: not configured in filtertest.Config: %w", name, wasm.ErrUnknownCluster)
 	}
 	c.calls.Add(1)
 	if err := c.client.DoTimeout(req, resp, timeout); err != nil {

@@ -92,6 +92,10 @@ func TestHTTPCallOutFailure(t *testing.T) {
 	if res.Response.Status != 502 || res.UpstreamRequest != nil {
 		t.Fatalf("response = %d %q, forwarded %v", res.Response.Status, res.Response.Body, res.UpstreamRequest != nil)
 	}
+	// The SDK hands the guest the host's reason (:dispatch_status).
+	if got := string(res.Response.Body); got != "call-out failed: connect_failure\n" {
+		t.Errorf("body %q, want the reason connect_failure", got)
+	}
 }
 
 func TestTickResumesPausedStreams(t *testing.T) {

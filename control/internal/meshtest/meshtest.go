@@ -173,6 +173,10 @@ type SidecarOptions struct {
 	Identity *identity.Source
 	// Roots are the CA roots to trust (default: the control plane's).
 	Roots []*x509.Certificate
+	// MinBackoff and MaxBackoff override the client's short test backoff.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger, when set, is the sidecar's logger (default Logger(t)).
+	Logger *zap.Logger
 }
 
 // Join mints a join token for node (as the control plane's admin) and
@@ -210,7 +214,10 @@ func JoinWith(t testing.TB, url string, roots []*x509.Certificate, node, token s
 // with a join token and then watches over mTLS with its node certificate.
 func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 	t.Helper()
-	log := Logger(t).With(zap.String("sidecar", o.ID))
+	if o.Logger == nil {
+		o.Logger = Logger(t)
+	}
+	log := o.Logger.With(zap.String("sidecar", o.ID))
 	var tc *tls.Config
 	if cp := controlAt(o.URL); cp != nil && !cp.Insecure() {
 		if o.Identity == nil {
@@ -240,11 +247,14 @@ func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 		sc.Admin = a
 		adminAddr = a.Addr().String()
 	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff, o.MaxBackoff = 20*time.Millisecond, 300*time.Millisecond
+	}
 	go func() {
 		defer close(sc.done)
 		_ = client.Run(ctx, client.Options{
 			URL: o.URL, NodeID: o.ID, TLS: tc, CacheDir: o.CacheDir, Applier: p, Logger: log, AdminAddr: adminAddr,
-			Wait: 5 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+			Wait: 5 * time.Second, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 		})
 	}()
 	t.Cleanup(sc.Stop)

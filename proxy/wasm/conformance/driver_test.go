@@ -253,7 +253,7 @@ func (c *clusters) Do(cluster string, req *fasthttp.Request, resp *fasthttp.Resp
 	hc := c.m[cluster]
 	c.mu.Unlock()
 	if hc == nil {
-		return fmt.Errorf("cluster %q: no such cluster", cluster)
+		return fmt.Errorf("cluster %q: %w", cluster, wasm.ErrUnknownCluster)
 	}
 	if err := hc.DoTimeout(req, resp, timeout); err != nil {
 		return fmt.Errorf("cluster %q: %w", cluster, err)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/filter"
@@ -111,9 +112,9 @@ func TestHTTPCall(t *testing.T) {
 		}
 	})
 
-	for _, tc := range []struct{ name, cluster string }{
-		{"unknown cluster", "nope"},
-		{"connection refused", "down"},
+	for _, tc := range []struct{ name, cluster, reason string }{
+		{"unknown cluster", "nope", "no_cluster"},
+		{"connection refused", "down", "connect_failure"},
 	} {
 		t.Run(tc.name+": the guest gets a call response without headers", func(t *testing.T) {
 			res := px.mustDo(t, request{Header: [][2]string{{"X-User", "bob"}, {"X-Auth-Cluster", tc.cluster}}})
@@ -124,6 +125,10 @@ func TestHTTPCall(t *testing.T) {
 			case 503:
 				if res.Get("x-auth-failure") != "no-response" {
 					t.Errorf("503 without the guest's x-auth-failure header: %v", res.Header)
+				}
+				// The guest read why from :dispatch_status.
+				if got := res.Get("x-dispatch-status"); got != tc.reason {
+					t.Errorf("x-dispatch-status %q, want %q", got, tc.reason)
 				}
 			case 500:
 				if res.Get("x-dispatch-error") == "" {
@@ -138,6 +143,13 @@ func TestHTTPCall(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("failed call-outs are counted by reason", func(t *testing.T) {
+		got := calloutFailures(t, plugin.Name())
+		if got["no_cluster"] != 1 || got["connect_failure"] != 1 || got["timeout"] != 0 {
+			t.Errorf("weft_wasm_callout_failures_total %v, want no_cluster 1, connect_failure 1", got)
+		}
+	})
 
 	t.Run("concurrent calls resume the right streams", func(t *testing.T) {
 		const n = 24
@@ -166,4 +178,33 @@ func TestHTTPCall(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// calloutFailures gathers weft_wasm_callout_failures_total of one plugin.
+func calloutFailures(t *testing.T, plugin string) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(runtime(t).Collector()); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "weft_wasm_callout_failures_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["plugin"] == plugin {
+				out[labels["reason"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
 }

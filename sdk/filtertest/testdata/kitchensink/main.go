@@ -110,7 +110,7 @@ func (f *filter) OnRequestHeaders(s *sdk.Stream, eos bool) sdk.Action {
 			{":method", "GET"}, {":path", "/info"}, {":authority", "backend.test"}, {"x-from", "kitchensink"},
 		}, nil, 2*time.Second, func(r *sdk.HTTPCallResponse) {
 			if r.Err != nil {
-				_ = s.SendLocalResponse(502, []byte("call-out failed\n"), nil)
+				_ = s.SendLocalResponse(502, []byte("call-out failed: "+r.Reason+"\n"), nil)
 				return
 			}
 			_ = s.RequestHeaders().Set("x-callout-status", strconv.Itoa(r.Status))

@@ -48,8 +48,13 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 func (s *stream) onAuthResponse(numHeaders, bodySize, _ int) {
 	if numHeaders == 0 {
 		// The host could not get a response (connection refused, timeout,
-		// unknown cluster): fail closed with our own answer.
-		must(proxywasm.SendHttpResponse(503, [][2]string{{"x-auth-failure", "no-response"}}, []byte("auth unavailable"), -1))
+		// unknown cluster): fail closed with our own answer, and the reason
+		// when the host gives one (weft's and Kong's :dispatch_status).
+		hs, _ := proxywasm.GetHttpCallResponseHeaders()
+		must(proxywasm.SendHttpResponse(503, [][2]string{
+			{"x-auth-failure", "no-response"},
+			{"x-dispatch-status", lookup(hs, ":dispatch_status")},
+		}, []byte("auth unavailable"), -1))
 		return
 	}
 	headers, err := proxywasm.GetHttpCallResponseHeaders()
