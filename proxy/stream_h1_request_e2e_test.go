@@ -407,3 +407,33 @@ func TestH1UploadEarlyAnswer(t *testing.T) {
 		t.Fatalf("%d %q close=%t", resp.StatusCode, b, resp.Close)
 	}
 }
+
+// A try that could not connect read none of the body: a streamed upload
+// goes to the other endpoint, whatever its method and length.
+func TestH1StreamedUploadAfterConnectFailure(t *testing.T) {
+	live := uploadUpstream(t, hashBody)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close() // refuses connections from now on
+	cfg := strings.Replace(uploadConfig, `endpoints: [{address: "{{up}}"}]`, `endpoints: [{address: "{{up}}"}, {address: "{{dead}}"}]`, 1)
+	vars := uploadVars(live)
+	vars["dead"] = dead
+	_, url := startProxy(t, cfg, vars)
+	for i := 0; i < 4; i++ { // round robin: both orders
+		c, br := upload(t, url, "POST", "Transfer-Encoding: chunked\r\n")
+		sent := make(chan [32]byte, 1)
+		go func() {
+			sum, _ := patterned(chunkWriter{c}, 200<<10, uint64(i))
+			_, _ = io.WriteString(c, "0\r\n\r\n")
+			sent <- sum
+		}()
+		status, body := readAnswer(t, br)
+		sum := <-sent
+		if want := fmt.Sprintf("%x %d", sum, 200<<10); status != 200 || body != want {
+			t.Fatalf("upload %d: %d %q, want %q", i, status, body, want)
+		}
+	}
+}
