@@ -61,6 +61,11 @@ func TestH1ClientStreamsFromHTTP2Cluster(t *testing.T) {
 		case "/download":
 			w.Header().Set("Content-Length", strconv.Itoa(download))
 			_, _ = patterned(w, download, 5)
+		case "/trailers":
+			w.Header().Set("Trailer", "X-Checksum")
+			_, _ = io.WriteString(w, "body")
+			w.(http.Flusher).Flush()
+			w.Header().Set("X-Checksum", "abc")
 		case "/early":
 			// Answers before reading the body, and never reads it.
 			_, _ = io.WriteString(w, "early")
@@ -105,6 +110,13 @@ func TestH1ClientStreamsFromHTTP2Cluster(t *testing.T) {
 		want, _ := patterned(io.Discard, download, 5)
 		if err != nil || n != download || string(h.Sum(nil)) != string(want[:]) {
 			t.Fatalf("%d bytes, %v, sum match %t", n, err, string(h.Sum(nil)) == string(want[:]))
+		}
+	})
+	t.Run("trailers", func(t *testing.T) {
+		resp, _ := streamGet(t, url, "/trailers")
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || string(b) != "body" || resp.Trailer.Get("X-Checksum") != "abc" {
+			t.Fatalf("%q %v trailers %v", b, err, resp.Trailer)
 		}
 	})
 	t.Run("upload", func(t *testing.T) {

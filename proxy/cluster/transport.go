@@ -413,9 +413,14 @@ func (b *sentBody) Close() error {
 	return nil
 }
 
+// addTrailers puts an HTTP/2 answer's trailers in h as trailers (sent
+// after a chunked body), as ReadTrailer does for an HTTP/1.1 one.
 func addTrailers(h *fasthttp.ResponseHeader, t http.Header) {
 	for k, vs := range t {
 		lk := strings.ToLower(k)
+		if h.AddTrailer(lk) != nil {
+			continue // a field that may not be a trailer
+		}
 		for _, v := range vs {
 			h.Add(lk, v)
 		}
