@@ -54,14 +54,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		case "filter":
 			return filterCommand(ctx, args[1:], stdout, stderr)
 		case "list":
-			for _, s := range DefaultScenarios() {
+			for _, s := range append(DefaultScenarios(), OnDemandScenarios()...) {
 				quick := " "
 				if s.Quick {
 					quick = "q"
 				}
 				fmt.Fprintf(stdout, "%-22s %s %s\n", s.Name, quick, s.Description)
 			}
-			fmt.Fprintln(stdout, "\nq: run by -quick unless -scenarios is given")
+			fmt.Fprintln(stdout, "\nq: run by -quick unless -scenarios is given; direct-download and weft-download only when named")
 			for _, g := range groupNames() {
 				fmt.Fprintf(stdout, "-scenarios %s: %s\n", g, strings.Join(scenarioGroups[g], ","))
 			}
@@ -269,7 +269,7 @@ func selectScenarios(list string) ([]Scenario, error) {
 	}
 	byName := map[string]Scenario{}
 	var names []string
-	for _, s := range all {
+	for _, s := range append(all, OnDemandScenarios()...) {
 		byName[s.Name] = s
 		names = append(names, s.Name)
 	}
@@ -347,7 +347,7 @@ func loadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&cfg.Name, "name", "load", "label for progress lines")
 	fs.StringVar(&cfg.URL, "url", "", "URL to load (http://127.0.0.1:PORT/)")
 	fs.StringVar(&cfg.Method, "method", "GET", "HTTP method")
-	fs.StringVar(&cfg.Protocol, "protocol", loadgen.HTTP1, "http1, h2c, grpc-unary (UnaryCall to the gRPC upstream) or grpc-stream (messages on one FullDuplexCall)")
+	fs.StringVar(&cfg.Protocol, "protocol", loadgen.HTTP1, "http1, http1-stream (bodies read as they come), h2c, grpc-unary (UnaryCall to the gRPC upstream) or grpc-stream (messages on one FullDuplexCall)")
 	fs.IntVar(&cfg.Conns, "conns", loadgen.DefaultConns, "connections the -c requests in flight share with h2c and grpc-unary")
 	fs.IntVar(&cfg.MessageSize, "message-size", upstream.DefaultBodySize, "gRPC payload bytes sent and asked back per call or message")
 	fs.IntVar(&cfg.Connections, "c", 64, "connections (closed loop) or workers (open loop)")

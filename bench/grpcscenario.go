@@ -155,6 +155,8 @@ func grpcWeftSetup(ctx context.Context, env *Env) (string, error) {
 var scenarioGroups = map[string][]string{
 	"grpc": {"grpc-direct", "grpc-weft", "grpc-nginx", "grpc-stream-direct", "grpc-stream-weft"},
 	"h2":   {"weft", "weft-h2c"},
+	// download: the on-demand streaming scenarios (streamscenario.go).
+	"download": {"direct-download", "weft-download"},
 }
 
 // nginxGRPCConfig is nginx proxying gRPC: an h2c listener (HTTP/2 without

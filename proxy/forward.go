@@ -25,8 +25,11 @@ const overflowHeader = "X-Weft-Overflow"
 // its body unless the body is still streaming from the upstream (then in
 // *up, for the caller to pass on and close). The route timeout bounds the
 // wait for the response headers; retries decide on them, before any body
-// byte reaches the client.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream, up *cluster.ResponseBody) {
+// byte reaches the client. in, when not nil, is the request body streaming
+// from the client: a try that failed is retried only while the retry
+// buffer holds all of the body it read, and a try the body itself ended
+// (in.broke) is left for the caller to answer.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Route, rs *routeState, s *filter.Stream, up *cluster.ResponseBody, in *h1RequestBody) {
 	req, resp := s.Request, s.Response
 	if !cs.c.AcquireRequest() {
 		overflow(s, "max_requests")
@@ -47,15 +50,21 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 	}
 	mayRetry := pol.Attempts() > 0 && pol.MethodAllowed(req.Header.Method())
 	key, hasKey := cs.c.HashKey(req, s.Source)
+	if in != nil {
+		in.replay = newReplayBody(in, mayRetry)
+	}
 
 	var tried triedEndpoints
 	ep := cs.c.Pick(key, hasKey, nil)
 	claim := retryClaim{cs: cs}
 	defer claim.release()
 	for attempt := 0; ; attempt++ {
-		fail, status := p.try(cs, req, resp, s, ep, deadline, perTry, up)
+		fail, status := p.try(cs, req, resp, s, ep, deadline, perTry, up, in)
 		claim.release()
 		tried.add(ep)
+		if in.broke() {
+			return // the client's body ended the try: the caller answers
+		}
 		if fail == resilience.NoFailure && !pol.Retriable(fail, status) {
 			return // success, or a failure the policy passes through
 		}
@@ -65,7 +74,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 		}
 		// A connect failure sent nothing, so any method may be retried.
 		allowed := mayRetry || (fail == resilience.ConnectFailure && pol.Attempts() > 0)
-		retry := allowed && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline))
+		retry := allowed && attempt < pol.Attempts() && pol.Retriable(fail, status) && (deadline.IsZero() || time.Now().Before(deadline)) &&
+			(in == nil || in.replay.replayable() || in.replay.untouched())
 		if !retry {
 			giveUp(s, attempt, fail)
 			return
@@ -198,7 +208,7 @@ func waitBackoff(pol *resilience.Policy, n int, deadline time.Time) {
 // try sends one attempt to ep (nil: no usable endpoint) and classifies
 // its outcome.
 func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Response, s *filter.Stream,
-	ep *cluster.Endpoint, deadline time.Time, perTry time.Duration, up *cluster.ResponseBody) (resilience.Failure, int) {
+	ep *cluster.Endpoint, deadline time.Time, perTry time.Duration, up *cluster.ResponseBody, in *h1RequestBody) (resilience.Failure, int) {
 	if *up != nil {
 		// A retry: the previous answer's body is not wanted.
 		_ = (*up).Close()
@@ -216,7 +226,22 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 		}
 	}
 	cs.stats.Requests.Inc()
-	body, err := ep.DoStream(req, resp, d)
+	var body cluster.ResponseBody
+	var err error
+	if in != nil {
+		src, size := in.upstream()
+		body, err = ep.DoStreamBody(req, src, size, resp, d)
+		if in.broke() {
+			// The client's body failed, not the upstream: nothing to
+			// report against the endpoint.
+			if body != nil {
+				_ = body.Close()
+			}
+			return resilience.Reset, 0
+		}
+	} else {
+		body, err = ep.DoStream(req, resp, d)
+	}
 	*up = body
 	ep.Report(resp.StatusCode(), err)
 	if err == nil {

@@ -32,6 +32,11 @@ type exchange struct {
 	up      cluster.ResponseBody
 	h1      h1Body
 	scratch fasthttp.Response
+	// in is an HTTP/1.1 request body streaming from the client
+	// (stream_h1_request.go); in.active is false when the body is whole.
+	in h1RequestBody
+	// closeDown closes the client's connection after this answer.
+	closeDown bool
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
@@ -46,6 +51,8 @@ func releaseExchange(x *exchange) {
 	x.h2 = nil
 	x.up = nil
 	x.scratch.Reset()
+	x.in.reset()
+	x.closeDown = false
 	exchangePool.Put(x)
 }
 
@@ -63,6 +70,7 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	s.Source, s.Destination = ctx.RemoteAddr(), ctx.LocalAddr()
 	s.TLS = connTLS(ctx)
 	s.GRPCStatus = -1
+	s.Limits = ls.filterLimits()
 	s.Listener, s.Direction = ls.name, ls.direction
 	ls.stampMetadata(s)
 	s.NodeID, s.NodeMetadata = ls.snap.cfg.Node.ID, ls.snap.cfg.Node.Metadata
@@ -86,9 +94,17 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	for _, f := range ls.filters {
 		x.chain.Add(f, s)
 	}
-	if x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
+	if rl.startRequestBody(ctx, ls, x) && x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
 		rl.route(ctx, ls, x, upgrade)
 	}
+	if x.in.failed(ls) {
+		// The request body, not the upstream, ended the exchange.
+		x.closeUp()
+	}
+	// A body not read to its end (a local answer, a refusal, an upstream
+	// that answered without it): close rather than read it all to reach
+	// the connection's next request.
+	x.closeDown = x.closeDown || !x.in.finished()
 	if !ctx.Hijacked() {
 		if x.up != nil {
 			s.ResponseBodyStreamed = true // header callbacks: a body follows
@@ -100,6 +116,9 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 			s.ResponseBodyStreamed = false
 		}
 		stripHopByHopResponse(&resp.Header)
+		if x.closeDown {
+			ctx.SetConnectionClose()
+		}
 		if x.up != nil && rl.streamBody(ctx, ls, x) {
 			return // the body streams: its end finishes the exchange
 		}
@@ -138,7 +157,9 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 			cs := ls.snap.clusters[t.Index]
 			s.ClusterName, s.ClusterMetadata = cs.name, cs.metadata
 			r.ApplyRequest(s.Request)
-			if r.Mirror != nil {
+			if r.Mirror != nil && !(x.h2 == nil && s.RequestBodyStreamed) {
+				// (A streamed HTTP/1.1 body is not mirrored: the copy
+				// would need the whole body.)
 				rl.p.mirror(ls.snap, r, s.Request)
 			}
 			if x.h2 != nil {
@@ -149,7 +170,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 					return // the upstream's 101 went to the client as it was
 				}
 			} else {
-				rl.p.forward(ctx, cs, r, rs, s, &x.up)
+				rl.p.forward(ctx, cs, r, rs, s, &x.up, x.streamedBody())
 			}
 		}
 	}
@@ -180,7 +201,7 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 		*e = telemetry.Entry{
 			Start: s.StartTime, Method: s.Request.Header.Method(), Path: s.Request.URI().PathOriginal(),
 			Authority: s.Request.Host(), Protocol: s.Request.Header.Protocol(), Status: status,
-			ResponseFlags: s.ResponseFlags, BytesReceived: len(s.Request.Body()), BytesSent: int(s.ResponseBytesSent),
+			ResponseFlags: s.ResponseFlags, BytesReceived: x.bytesReceived(), BytesSent: int(s.ResponseBytesSent),
 			Duration: d, UpstreamHost: s.UpstreamAddr, Cluster: s.ClusterName, Route: s.RouteName,
 			RequestID: s.ID, UserAgent: s.Request.Header.UserAgent(), XForwardedFor: s.Request.Header.Peek("X-Forwarded-For"),
 			Remote: s.Source.String(), Retries: s.Retries, TraceID: traceID(x, s),
@@ -198,6 +219,32 @@ func (rl *runningListener) finish(ctx *fasthttp.RequestCtx, ls *listenerState, x
 	if x.span != nil {
 		x.span.End(s, s.StartTime.Add(d))
 		x.span = nil
+	}
+}
+
+// bytesReceived is the request body's size as the access log counts it:
+// what was read of a streamed body, the body otherwise.
+func (x *exchange) bytesReceived() int {
+	if x.in.active {
+		return int(x.in.read)
+	}
+	return len(x.stream.Request.Body())
+}
+
+// streamedBody is the HTTP/1.1 request body streaming from the client,
+// nil when the body is whole.
+func (x *exchange) streamedBody() *h1RequestBody {
+	if x.in.active {
+		return &x.in
+	}
+	return nil
+}
+
+// closeUp drops an upstream answer that will not be sent.
+func (x *exchange) closeUp() {
+	if x.up != nil {
+		_ = x.up.Close()
+		x.up = nil
 	}
 }
 

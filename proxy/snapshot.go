@@ -71,6 +71,9 @@ type listenerState struct {
 	// filters run (metadata.go).
 	metadata      map[string]map[string]any
 	routeMetadata bool
+	// bodyTooLarge counts requests refused (413) for a body over
+	// limits.max_body_bytes.
+	bodyTooLarge prometheus.Counter
 }
 
 // routeState is what the proxy keeps beside a compiled route.
@@ -227,6 +230,8 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			limits:    lc.Limits,
 			active:    p.metrics.Active(lc.Name),
 			snap:      s,
+
+			bodyTooLarge: p.metrics.Refused(lc.Name, "body_too_large"),
 		}
 		s.listeners[lc.Name] = ls // from here on a failure closes its access log
 		ls.metadata = filterMetadata(lc.Metadata)

@@ -187,3 +187,117 @@ func TestH1EventLatencyFigures(t *testing.T) {
 	t.Logf("SSE event upstream write -> client read through weft, %d events: p50 %v, p99 %v, max %v",
 		events, lat[events/2], lat[events*99/100], lat[events-1])
 }
+
+// TestH1UploadFigures is TestH1DownloadFigures for streamed request
+// bodies: the process's peak RSS while N clients each upload S MiB
+// through weft at once (generated as they are sent, chunked, no body
+// filter; the upstream discards them), then one large upload through weft
+// against the upstream directly. On demand:
+//
+//	WEFT_UPLOAD_FIGURES=16x256,1024 go test -count=1 -run TestH1UploadFigures -v ./proxy/
+func TestH1UploadFigures(t *testing.T) {
+	spec := os.Getenv("WEFT_UPLOAD_FIGURES")
+	if spec == "" {
+		t.Skip("set WEFT_UPLOAD_FIGURES=NxMiB,MiB to measure")
+	}
+	var n, mib, big int
+	if _, err := fmt.Sscanf(strings.Replace(spec, ",", " ", 1), "%dx%d %d", &n, &mib, &big); err != nil {
+		t.Fatalf("WEFT_UPLOAD_FIGURES=%q: %v", spec, err)
+	}
+	addr := uploadUpstream(t, func(r *http.Request) (int, string) {
+		got, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r.Body}, make([]byte, 64<<10))
+		if err != nil {
+			return 500, err.Error()
+		}
+		return 200, strconv.FormatInt(got, 10)
+	})
+	_, url := startProxy(t, uploadConfig, uploadVars(addr, "max", strconv.Itoa(64<<30)))
+	proxyAddr := strings.TrimPrefix(url, "http://")
+	block := []byte(strings.Repeat("0123456789abcdef", 4096)) // 64 KiB
+
+	send := func(target string, size int64) error {
+		c, err := net.Dial("tcp", target)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+			return err
+		}
+		werr := make(chan error, 1)
+		go func() {
+			bw := bufio.NewWriterSize(c, 80<<10)
+			for left := size; left > 0; {
+				b := block
+				if int64(len(b)) > left {
+					b = b[:left]
+				}
+				_, _ = fmt.Fprintf(bw, "%x\r\n", len(b))
+				_, _ = bw.Write(b)
+				_, _ = bw.WriteString("\r\n")
+				left -= int64(len(b))
+			}
+			_, _ = bw.WriteString("0\r\n\r\n")
+			werr <- bw.Flush()
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != strconv.FormatInt(size, 10) {
+			return fmt.Errorf("%d %q %v", resp.StatusCode, b, resp.Header)
+		}
+		return <-werr
+	}
+
+	runtime.GC()
+	base := rssKiB(t, "VmRSS")
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				if v := rssKiB(t, "VmRSS"); v > peak.Load() {
+					peak.Store(v)
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := send(proxyAddr, int64(mib)<<20); err != nil {
+				t.Log(err)
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	d := time.Since(start)
+	t.Logf("%d concurrent %d MiB uploads through weft: %d failed, %.0f MiB/s aggregate, RSS before %d MiB, peak %d MiB",
+		n, mib, failed.Load(), float64(n*mib)/d.Seconds(), base>>10, peak.Load()>>10)
+	if failed.Load() != 0 {
+		t.Fatal("uploads failed")
+	}
+	if big > 0 {
+		for _, target := range []struct{ name, addr string }{{"direct", addr}, {"weft", proxyAddr}, {"direct", addr}, {"weft", proxyAddr}} {
+			s := time.Now()
+			if err := send(target.addr, int64(big)<<20); err != nil {
+				t.Fatalf("%s: %v", target.name, err)
+			}
+			t.Logf("one %d MiB upload %s: %.0f MiB/s", big, target.name, float64(big)/time.Since(s).Seconds())
+		}
+	}
+}

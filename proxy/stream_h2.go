@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -29,10 +28,6 @@ import (
 // the answer streams back, DATA frame by DATA frame, with trailers. gRPC
 // gets its own answers for what weft decides locally (trailers-only, with
 // a grpc-status), its deadline (grpc-timeout) and its retry conditions.
-
-// replayLimit is how much of a streamed request body is kept so a failed
-// try can be sent again; a longer body is not retried once it started.
-const replayLimit = 64 << 10
 
 // h2Exchange is an HTTP/2 stream's state beside the pooled exchange.
 type h2Exchange struct {
@@ -107,6 +102,7 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 	s.Request, s.Response = req, resp
 	s.StartTime = time.Now()
 	s.GRPCStatus = -1
+	s.Limits = ls.filterLimits()
 	if ci := listener.ConnInfoFrom(r.Context()); ci != nil {
 		s.ConnID, s.Source, s.Destination, s.TLS = ci.ID, ci.Remote, ci.Local, ci.TLS
 	} else {
@@ -688,95 +684,3 @@ func copyResponseHeaders(dst http.Header, src *fasthttp.ResponseHeader) {
 		dst.Add(string(k), string(v))
 	}
 }
-
-// replayBody reads a streamed request body for the upstream and keeps the
-// first replayLimit bytes, so a try that failed can be sent again with the
-// same body. Each try reads through its own reader; a later try replays
-// what was kept, then goes on with the live body.
-type replayBody struct {
-	mu       sync.Mutex
-	src      io.ReadCloser
-	keep     bool
-	buf      []byte
-	overflow bool // more than replayLimit was read: no replay
-	eof      error
-	cur      *replayReader
-	read     atomic.Int64 // bytes read from the downstream
-}
-
-func newReplayBody(src io.ReadCloser, keep bool) *replayBody {
-	return &replayBody{src: src, keep: keep}
-}
-
-// replayable reports whether a new try can send the whole body again.
-func (b *replayBody) replayable() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.keep && !b.overflow
-}
-
-// untouched reports whether no body byte was read yet, so a try that
-// failed before sending any can be sent again whether or not the body is
-// kept.
-func (b *replayBody) untouched() bool { return b.read.Load() == 0 }
-
-// reader starts a try's view of the body; the previous one stops reading.
-func (b *replayBody) reader() io.ReadCloser {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cur != nil {
-		b.cur.closed = true
-	}
-	b.cur = &replayReader{b: b}
-	return b.cur
-}
-
-type replayReader struct {
-	b      *replayBody
-	pos    int
-	closed bool
-}
-
-func (r *replayReader) Read(p []byte) (int, error) {
-	b := r.b
-	b.mu.Lock()
-	if r.closed {
-		b.mu.Unlock()
-		return 0, errors.New("request body: superseded by a retry")
-	}
-	if r.pos < len(b.buf) {
-		n := copy(p, b.buf[r.pos:])
-		r.pos += n
-		b.mu.Unlock()
-		return n, nil
-	}
-	if b.eof != nil {
-		b.mu.Unlock()
-		return 0, b.eof
-	}
-	b.mu.Unlock()
-	// Read the live body outside the lock: it may wait for the client.
-	n, err := b.src.Read(p)
-	b.read.Add(int64(n))
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n > 0 && b.keep && !b.overflow {
-		if len(b.buf)+n <= replayLimit {
-			b.buf = append(b.buf, p[:n]...)
-			r.pos += n
-		} else {
-			b.overflow = true
-		}
-	}
-	if err != nil {
-		b.eof = err
-	}
-	if r.closed && n > 0 && (b.overflow || !b.keep) {
-		// A superseded try took bytes nobody kept: the body is broken.
-		b.overflow = true
-		return 0, errors.New("request body: superseded by a retry")
-	}
-	return n, err
-}
-
-func (r *replayReader) Close() error { return nil }

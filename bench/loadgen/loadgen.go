@@ -50,6 +50,10 @@ const (
 	// golang.org/x/net/http2 client: Connections requests in flight over
 	// Conns connections.
 	H2C = "h2c"
+	// HTTP1Stream is HTTP1 with each answer's body read as it comes and
+	// discarded (downloads of any size); a request's latency runs to the
+	// body's last byte.
+	HTTP1Stream = "http1-stream"
 )
 
 // Client sends the requests of a run instead of the built-in HTTP client
@@ -261,13 +265,13 @@ func newGenerator(cfg Config) (*generator, error) {
 	}
 	if cfg.Client == nil {
 		switch cfg.Protocol {
-		case "", HTTP1:
+		case "", HTTP1, HTTP1Stream:
 		case H2C:
 			if u.Scheme != "http" {
 				return nil, fmt.Errorf("loadgen %q: url %q: h2c is HTTP/2 without TLS, want http://", cfg.Name, cfg.URL)
 			}
 		default:
-			return nil, fmt.Errorf("loadgen %q: protocol %q: want %s or %s", cfg.Name, cfg.Protocol, HTTP1, H2C)
+			return nil, fmt.Errorf("loadgen %q: protocol %q: want %s, %s or %s", cfg.Name, cfg.Protocol, HTTP1, HTTP1Stream, H2C)
 		}
 	}
 	for i, h := range cfg.Headers {
@@ -317,6 +321,7 @@ func newGenerator(cfg Config) (*generator, error) {
 		MaxIdemponentCallAttempts:     1, // a retry would hide an error
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
+		StreamResponseBody:            cfg.Protocol == HTTP1Stream,
 	}
 	if g.hc.IsTLS {
 		// Benchmarks target local test servers with throwaway certificates.
@@ -513,6 +518,7 @@ type worker struct {
 	g        *generator
 	req      *fasthttp.Request
 	resp     *fasthttp.Response
+	buf      []byte // HTTP1Stream's body copy buffer
 	latency  *hdrhistogram.Histogram
 	service  *hdrhistogram.Histogram
 	measured int64
@@ -584,6 +590,16 @@ func (w *worker) do() (int, error) {
 		return c.Do(w.id, w.g.timeout)
 	}
 	err := w.g.hc.DoTimeout(w.req, w.resp, w.g.timeout)
+	if err == nil && w.resp.IsBodyStream() {
+		// HTTP1Stream: the body, read to its end, is part of the request.
+		if w.buf == nil {
+			w.buf = make([]byte, 64<<10)
+		}
+		_, err = io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{w.resp.BodyStream()}, w.buf)
+		if cerr := w.resp.CloseBodyStream(); err == nil {
+			err = cerr
+		}
+	}
 	return w.resp.StatusCode(), err
 }
 

@@ -442,3 +442,18 @@ func TestHeadersAreSent(t *testing.T) {
 		t.Error("Run accepted a header with no name")
 	}
 }
+
+// HTTP1Stream reads each answer's body to its end as it comes: 20 MiB
+// bodies (more than fasthttp would read whole) all count as answers.
+func TestHTTP1StreamReadsBodiesToTheEnd(t *testing.T) {
+	up := startUpstream(t, upstream.Config{})
+	res, err := Run(context.Background(), Config{
+		URL: up.URL() + "?stream=20971520", Protocol: HTTP1Stream, Connections: 2, Duration: time.Minute, MaxRequests: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 4 || res.Errors.Total() != 0 || res.Status.C2xx != 4 {
+		t.Fatalf("requests %d, errors %+v, statuses %+v", res.Requests, res.Errors, res.Status)
+	}
+}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -157,6 +158,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString("weft-bench upstream: injected failure\n")
 		return
 	}
+	if v := ctx.QueryArgs().Peek("stream"); len(v) > 0 {
+		// A body of any length, written as it is read (downloads).
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil || n < 0 {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetBodyString("stream: want a byte count\n")
+			return
+		}
+		ctx.SetContentType("application/octet-stream")
+		ctx.SetBodyStream(&repeatReader{block: s.body, left: n}, int(n))
+		return
+	}
 	size := s.bodySize
 	if v := ctx.QueryArgs().Peek("size"); len(v) > 0 {
 		n, err := strconv.Atoi(string(v)) // string(v) in a call argument does not allocate
@@ -169,6 +182,26 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType("text/plain")
 	ctx.SetBody(s.body[:size])
+}
+
+// repeatReader reads left bytes of block, over and over.
+type repeatReader struct {
+	block []byte
+	off   int
+	left  int64
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n := copy(p, r.block[r.off:])
+	r.off = (r.off + n) % len(r.block)
+	r.left -= int64(n)
+	return n, nil
 }
 
 // stall holds a request that arrives inside the one-off stall window until

@@ -62,7 +62,14 @@ func TestBodies(t *testing.T) {
 	if code, body := get(t, none.URL()); code != 200 || len(body) != 0 {
 		t.Fatalf("no body: %d, %d bytes", code, len(body))
 	}
-	if s.Requests() != uint64(len(tests)) {
+	// ?stream=N: a body of any length, written as it is read.
+	if code, body := get(t, s.URL()+"?stream=3000000"); code != 200 || len(body) != 3000000 || body[MaxBodySize] != 'a' {
+		t.Fatalf("stream: %d, %d bytes", code, len(body))
+	}
+	if code, _ := get(t, s.URL()+"?stream=x"); code != 400 {
+		t.Fatalf("stream=x: %d", code)
+	}
+	if s.Requests() != uint64(len(tests))+2 {
 		t.Fatalf("Requests() = %d, want %d", s.Requests(), len(tests))
 	}
 }

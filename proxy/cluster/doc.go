@@ -44,7 +44,8 @@
 //
 // fasthttp's own retries are off except one: an idempotent request that
 // met a pooled connection the upstream closed while idle is sent once more
-// on a fresh connection. Every other retry is the route policy's.
+// on a fresh connection (not one whose body streams: it is read once).
+// Every other retry is the route policy's.
 //
 // # Active health checks
 //

@@ -49,27 +49,44 @@ type conn interface{ Conn() net.Conn }
 // returns the body still to read (nil when there is none or it was
 // already read whole: it then is in resp). deadline bounds the wait for
 // the response headers; then the body may be silent for the cluster's
-// idle_timeout at most between reads. resp gets no default Content-Type. The request counts as active on the endpoint until the
-// body is closed. On an HTTP/2 cluster the answer is read whole (Do).
+// idle_timeout at most between reads. resp gets no default Content-Type.
+// The request counts as active on the endpoint until the body is closed.
+// On an HTTP/2 cluster the answer streams too, from net/http's transport.
 func (e *Endpoint) DoStream(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (ResponseBody, error) {
+	return e.DoStreamBody(req, nil, 0, resp, deadline)
+}
+
+// DoStreamBody is DoStream with the request body streamed from body
+// instead of req's: size bytes (Content-Length), or chunked when size is
+// -1, each read flushed upstream as it comes. req's own body is ignored
+// when body is not nil. The whole body is sent before the answer is read
+// (an upstream that answers early sees its answer only once the body has
+// gone). A streamed body is read once: a pooled connection that turns out
+// stale is not tried again here (the caller's retry policy decides, with
+// what it kept of the body).
+func (e *Endpoint) DoStreamBody(req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time) (ResponseBody, error) {
 	c := e.c
-	if c.UsesHTTP2(false) {
-		return nil, e.Do(req, resp, deadline)
-	}
 	if err := e.admit(); err != nil {
 		return nil, err
 	}
 	if c.closed.Load() {
 		req.SetConnectionClose()
 	}
+	if c.UsesHTTP2(false) {
+		rb, err := e.roundTripStream(req, body, size, resp, deadline)
+		if rb == nil {
+			e.done()
+		}
+		return rb, err
+	}
 	c.setScheme(req)
 	req.URI().DisablePathNormalizing = true
-	body, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
-		(*fasthttp.HostClient).ReleaseConn, req, resp, deadline, c.s.IdleTimeout)
-	if body == nil {
+	rb, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
+		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, deadline, c.s.IdleTimeout)
+	if rb == nil {
 		e.done()
 	}
-	return body, err
+	return rb, err
 }
 
 // done ends a request's activity on the endpoint (see admit): pending is
@@ -87,7 +104,7 @@ func (e *Endpoint) done() {
 func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 	acquire func(*fasthttp.HostClient, time.Duration, bool) (C, error),
 	closeConn, releaseConn func(*fasthttp.HostClient, C),
-	req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, idle time.Duration) (ResponseBody, error) {
+	req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time, idle time.Duration) (ResponseBody, error) {
 	for attempt := 0; ; attempt++ {
 		var wait time.Duration
 		if !deadline.IsZero() {
@@ -100,13 +117,34 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			return nil, err
 		}
 		cn := cc.Conn()
-		_ = cn.SetDeadline(deadline) // zero clears a previous one
 		bw := hc.AcquireWriter(cn)
-		err = req.Write(bw)
+		if body != nil {
+			// A streamed body comes at the client's pace: the wait for
+			// the answer gets what was left of the deadline when the body
+			// began (as Envoy's route timeout starts once the request is
+			// complete), and each write may take the idle timeout.
+			left := wait
+			_ = cn.SetDeadline(time.Time{})
+			err = writeStreamed(bw, cn, idle, req, body, size)
+			if !deadline.IsZero() {
+				deadline = time.Now().Add(left)
+			}
+		} else {
+			_ = cn.SetDeadline(deadline) // zero clears a previous one
+			err = req.Write(bw)
+		}
 		if err == nil {
 			err = bw.Flush()
 		}
 		hc.ReleaseWriter(bw)
+		_ = cn.SetDeadline(deadline)
+		early := err != nil && body != nil && !isBodyError(err)
+		if early {
+			// The upstream stopped taking a streamed body: it may have
+			// answered early (a 401 or 413 before reading an upload), an
+			// answer Envoy passes on too. Read it; the connection is done.
+			err = nil
+		}
 		resp.Reset()
 		resp.Header.SetNoDefaultContentType(true) // forward what the upstream sent
 		resp.Header.DisableNormalizing()
@@ -128,7 +166,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			}
 			// A pooled connection the upstream closed while idle: an
 			// idempotent request goes again once on a new one (as Do).
-			if attempt == 0 && staleConn(err) && idempotent(req) {
+			if attempt == 0 && body == nil && staleConn(err) && idempotent(req) {
 				continue
 			}
 			if err == io.EOF {
@@ -136,7 +174,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			}
 			return nil, err
 		}
-		keep := !req.ConnectionClose() && !resp.Header.ConnectionClose()
+		keep := !early && !req.ConnectionClose() && !resp.Header.ConnectionClose()
 		cl := resp.Header.ContentLength()
 		st := resp.StatusCode()
 		if req.Header.IsHead() || st < 200 || st == fasthttp.StatusNoContent || st == fasthttp.StatusNotModified {
@@ -176,6 +214,110 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 		_ = cn.SetReadDeadline(time.Time{})
 		return b, nil
 	}
+}
+
+// writeStreamed writes req with its body read from body: size bytes, or
+// chunked (size -1). The headers wait for the first body bytes (filters
+// that buffer a body may still change them until it is released); then,
+// before each read of body, whatever is buffered is flushed, so the
+// upstream has every byte the client sent before weft waits for the next.
+func writeStreamed(bw *bufio.Writer, cn net.Conn, idle time.Duration, req *fasthttp.Request, body io.Reader, size int) error {
+	bp := firstChunkPool.Get().(*[]byte)
+	defer firstChunkPool.Put(bp)
+	fr := flushReader{bw: bw, cn: cn, idle: idle, r: body}
+	var n int
+	var err error
+	for n == 0 && err == nil {
+		n, err = body.Read(*bp)
+	}
+	if err != nil && err != io.EOF {
+		return &BodyError{Err: err}
+	}
+	fr.first, fr.firstErr = (*bp)[:n], err
+	req.SetBodyStream(&fr, size)
+	err = req.Write(bw)
+	if fr.err != nil {
+		return &BodyError{Err: fr.err}
+	}
+	return err
+}
+
+var firstChunkPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// flushReader hands out a body's first chunk, then reads the rest,
+// flushing the writer before each read.
+type flushReader struct {
+	bw       *bufio.Writer
+	cn       net.Conn
+	idle     time.Duration
+	r        io.Reader
+	first    []byte
+	firstErr error // what the read of the first chunk returned with it
+	err      error // the body's own error, told apart from the upstream's
+}
+
+// SupportsBodyWriteTo makes fasthttp copy the body with WriteTo, not
+// through bufio.Writer.ReadFrom: Read flushes that writer, which must not
+// happen while ReadFrom reads into its buffer.
+func (f *flushReader) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo copies the body to w (which writes to f.bw) through Read.
+func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
+	bp := firstChunkPool.Get().(*[]byte)
+	defer firstChunkPool.Put(bp)
+	var total int64
+	for {
+		n, err := f.Read(*bp)
+		if n > 0 {
+			if _, werr := w.Write((*bp)[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+func (f *flushReader) Read(p []byte) (int, error) {
+	if len(f.first) > 0 {
+		n := copy(p, f.first)
+		f.first = f.first[n:]
+		return n, nil
+	}
+	if f.firstErr != nil {
+		return 0, f.firstErr
+	}
+	if f.bw.Buffered() > 0 {
+		if f.idle > 0 {
+			_ = f.cn.SetWriteDeadline(time.Now().Add(f.idle))
+		}
+		if err := f.bw.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		f.err = err
+	}
+	return n, err
+}
+
+// BodyError is a request body that could not be read from its source
+// (the downstream, or a filter that refused it) while it was being sent:
+// the upstream is not at fault.
+type BodyError struct{ Err error }
+
+func (e *BodyError) Error() string { return "request body: " + e.Err.Error() }
+func (e *BodyError) Unwrap() error { return e.Err }
+
+func isBodyError(err error) bool {
+	var be *BodyError
+	return errors.As(err, &be)
 }
 
 func idempotent(req *fasthttp.Request) bool {

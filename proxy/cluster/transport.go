@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -279,4 +281,205 @@ func (e *Endpoint) doStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 		}
 	}
 	return nil
+}
+
+// roundTripStream sends a fasthttp request through the streaming
+// transport (an HTTP/1.1 downstream calling an HTTP/2 cluster) and leaves
+// the answer's status and headers in resp. The body is sent from body
+// (size bytes, -1 unknown) or, when body is nil, from req; the answer's
+// body is returned still streaming (nil when it is empty), its trailers
+// appended to resp's headers at its end, as DoStream's HTTP/1.1 bodies do.
+// deadline bounds the wait for the response headers only; then the body
+// may be silent for the cluster's idle_timeout between reads.
+func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time) (ResponseBody, error) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	var headerTimer *time.Timer
+	if !deadline.IsZero() {
+		headerTimer = time.AfterFunc(time.Until(deadline), func() { cancel(fasthttp.ErrTimeout) })
+	}
+	var rd io.Reader = http.NoBody
+	length := int64(0)
+	var sent *sentBody
+	switch {
+	case body != nil && size != 0:
+		sent = &sentBody{r: body, done: make(chan struct{})}
+		rd, length = sent, int64(size)
+	case len(req.Body()) > 0:
+		rd, length = bytes.NewReader(req.Body()), int64(len(req.Body()))
+	}
+	hr, err := http.NewRequestWithContext(ctx, string(req.Header.Method()), "http://"+e.addr+string(req.RequestURI()), rd)
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	hr.Host = string(req.Header.Host())
+	hr.ContentLength = length
+	for k, v := range req.Header.All() {
+		switch strings.ToLower(string(k)) {
+		case "host", "content-length", "connection", "transfer-encoding", "keep-alive", "proxy-connection", "upgrade":
+			continue
+		}
+		hr.Header.Add(string(k), string(v))
+	}
+	hresp, err := e.roundTrip(hr, false)
+	if sent != nil {
+		// Half duplex, as on HTTP/1.1 upstreams: the answer goes on once
+		// the transport is done with the body (sent, or closed when the
+		// try failed or the upstream answered without it), so the body
+		// and its filters are never read again after the caller moved on.
+		<-sent.done
+	}
+	if headerTimer != nil && !headerTimer.Stop() && err == nil {
+		// The deadline passed as the headers arrived: the try timed out.
+		_ = hresp.Body.Close()
+		hresp, err = nil, fasthttp.ErrTimeout
+	}
+	if err != nil {
+		cancel(nil)
+		if errors.Is(context.Cause(ctx), fasthttp.ErrTimeout) {
+			return nil, fasthttp.ErrTimeout
+		}
+		return nil, err
+	}
+	resp.Reset()
+	resp.Header.SetNoDefaultContentType(true)
+	resp.Header.DisableNormalizing()
+	resp.SetStatusCode(hresp.StatusCode)
+	for k, vs := range hresp.Header {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			resp.Header.Add(lk, v)
+		}
+	}
+	if req.Header.IsHead() || hresp.ContentLength == 0 {
+		_ = hresp.Body.Close()
+		cancel(nil)
+		addTrailers(&resp.Header, hresp.Trailer)
+		return nil, nil
+	}
+	if hresp.ContentLength > 0 {
+		resp.Header.SetContentLength(int(hresp.ContentLength))
+	}
+	b := &h2Body{resp: hresp, h: &resp.Header, cancel: cancel, idle: e.c.s.IdleTimeout, e: e}
+	if b.idle > 0 {
+		b.timer = time.AfterFunc(b.idle, func() { cancel(ErrBodyIdle) })
+	}
+	return b, nil
+}
+
+// sentBody is a streamed request body handed to net/http's transport,
+// which reads it on a goroutine of its own and closes it when done, maybe
+// while a Read waits for the client. done is closed once the body ended or
+// was closed and no Read is running.
+type sentBody struct {
+	r       io.Reader
+	mu      sync.Mutex // held by a running Read
+	reading atomic.Bool
+	closed  atomic.Bool
+	done    chan struct{}
+	once    sync.Once
+}
+
+// errSentBodyClosed is a Read after the transport closed the body.
+var errSentBodyClosed = errors.New("request body: closed by the transport")
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return 0, errSentBodyClosed
+	}
+	b.reading.Store(true)
+	n, err := b.r.Read(p)
+	b.reading.Store(false)
+	if err != nil {
+		b.once.Do(func() { close(b.done) })
+	}
+	return n, err
+}
+
+// Close ends the body; a Read waiting for the client is cut short when the
+// body can be aborted (interface{ Abort() }), and waited for.
+func (b *sentBody) Close() error {
+	b.closed.Store(true)
+	if b.reading.Load() {
+		if a, ok := b.r.(interface{ Abort() }); ok {
+			a.Abort()
+		}
+	}
+	b.mu.Lock()
+	b.once.Do(func() { close(b.done) })
+	b.mu.Unlock()
+	return nil
+}
+
+// addTrailers puts an HTTP/2 answer's trailers in h as trailers (sent
+// after a chunked body), as ReadTrailer does for an HTTP/1.1 one.
+func addTrailers(h *fasthttp.ResponseHeader, t http.Header) {
+	for k, vs := range t {
+		lk := strings.ToLower(k)
+		if h.AddTrailer(lk) != nil {
+			continue // a field that may not be a trailer
+		}
+		for _, v := range vs {
+			h.Add(lk, v)
+		}
+	}
+}
+
+// h2Body is an HTTP/2 upstream answer's body streaming to an HTTP/1.1
+// client.
+type h2Body struct {
+	resp   *http.Response
+	h      *fasthttp.ResponseHeader
+	cancel context.CancelCauseFunc
+	e      *Endpoint
+	idle   time.Duration
+	timer  *time.Timer // fires after idle without a read returning
+	last   time.Time
+	eof    bool
+}
+
+func (b *h2Body) ContentLength() int {
+	if b.resp.ContentLength < 0 {
+		return -1
+	}
+	return int(b.resp.ContentLength)
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.timer != nil {
+		// Push the idle deadline ahead once a tenth of it has passed.
+		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
+			b.last = now
+			b.timer.Reset(b.idle)
+		}
+	}
+	n, err := b.resp.Body.Read(p)
+	if err == io.EOF {
+		b.eof = true
+		addTrailers(b.h, b.resp.Trailer)
+		return n, io.EOF
+	}
+	if err != nil && errors.Is(context.Cause(b.resp.Request.Context()), ErrBodyIdle) {
+		err = ErrBodyIdle
+	}
+	return n, err
+}
+
+func (b *h2Body) Close() error {
+	if b.e == nil {
+		return nil
+	}
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	err := b.resp.Body.Close()
+	b.cancel(nil)
+	b.e.done()
+	b.e = nil
+	return err
 }

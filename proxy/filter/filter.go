@@ -41,11 +41,11 @@ type StreamFilter interface {
 	// OnRequestHeaders sees the request headers (Stream.Request). endOfStream
 	// is true when the request has no body.
 	OnRequestHeaders(s *Stream, endOfStream bool) Status
-	// OnRequestBody sees request body data in Stream.Request's body: on
-	// HTTP/1.1 the whole body at once (endOfStream true); on a stream
-	// (HTTP/2, gRPC) one chunk at a time, or what the filter asked to
-	// buffer so far, with endOfStream true on the last. Changing the body
-	// changes what goes upstream.
+	// OnRequestBody sees request body data in Stream.Request's body: a
+	// body that came whole with the headers at once (endOfStream true); a
+	// streamed one (HTTP/1.1 or HTTP/2) one chunk at a time, or what the
+	// filter asked to buffer so far, with endOfStream true on the last.
+	// Changing the body changes what goes upstream.
 	OnRequestBody(s *Stream, endOfStream bool) Status
 	// OnRequestTrailers sees the request trailers (Stream.RequestTrailers),
 	// called only on a stream that has them, after the last body chunk.
@@ -117,9 +117,9 @@ type Stream struct {
 	Trace TraceContext
 
 	// RequestBodyStreamed and ResponseBodyStreamed say a body follows the
-	// headers as a stream (HTTP/2 and gRPC) instead of being buffered in
-	// Request/Response: header callbacks get endOfStream false, and the
-	// body flows through without body callbacks.
+	// headers as a stream instead of being whole in Request/Response:
+	// header callbacks get endOfStream false, and the body reaches the
+	// body callbacks chunk by chunk (Chain.DecodeData, EncodeData).
 	RequestBodyStreamed  bool
 	ResponseBodyStreamed bool
 	// ResponseBytesSent is how many response body bytes went to the client,
@@ -133,6 +133,24 @@ type Stream struct {
 	// GRPCStatus is the gRPC status the stream ended with (-1: not gRPC or
 	// none seen), from the trailers or a trailers-only answer.
 	GRPCStatus int
+	// Limits bound what filters may add to the stream (the listener's).
+	Limits Limits
+}
+
+// Limits are the listener's bounds on what filters add to a stream: a
+// filter cannot make a message larger than a peer could have sent it.
+// Going over is the filter's error (its failure policy applies). Zero
+// values mean no bound.
+type Limits struct {
+	// MaxHeaderBytes bounds the header bytes (name, value and 4 bytes of
+	// framing per field) filters write into one direction's headers and
+	// trailers, whether they add or replace.
+	MaxHeaderBytes int
+	// MaxHeaders bounds the header fields filters write into one
+	// direction's headers and trailers.
+	MaxHeaders int
+	// MaxBodyBytes bounds a body (or body chunk) as a filter rewrites it.
+	MaxBodyBytes int
 }
 
 // TraceContext is a stream's trace as filters see it. The byte slices

@@ -271,7 +271,9 @@ func (c *h2codec) h2cUpgrade(ctx *fasthttp.RequestCtx) bool {
 	}
 	raw := h.Peek("Http2-Settings")
 	settings, err := base64.RawURLEncoding.DecodeString(string(bytes.TrimRight(raw, "=")))
-	if err != nil || len(settings)%6 != 0 || len(ctx.Request.Body()) > 0 || h.ContentLength() > 0 {
+	// The length first: a streamed body (chunked, -1) must not be read
+	// whole just to see it is there.
+	if err != nil || len(settings)%6 != 0 || h.ContentLength() > 0 || h.ContentLength() == -1 || len(ctx.Request.Body()) > 0 {
 		return false
 	}
 	req, err := http.NewRequest(string(h.Method()), string(ctx.Request.URI().FullURI()), http.NoBody)

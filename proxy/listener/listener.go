@@ -110,10 +110,14 @@ func Listen(o Options) (*Listener, error) {
 		}
 	}
 	srv := &fasthttp.Server{
-		Handler:                       guard(handler, o.Name, o.Logger, rej, o.RequestLimits, o.Limits),
-		Name:                          "weft",
-		ReadBufferSize:                orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
-		MaxRequestBodySize:            orInt(lim.MaxBodyBytes, DefaultMaxBodyBytes),
+		Handler:            guard(handler, o.Name, o.Logger, rej, o.RequestLimits, o.Limits),
+		Name:               "weft",
+		ReadBufferSize:     orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		MaxRequestBodySize: orInt(lim.MaxBodyBytes, DefaultMaxBodyBytes),
+		// The handler gets a request once its headers are read and the
+		// body streams from the connection as the proxy forwards it (the
+		// proxy enforces max_body_bytes on it).
+		StreamRequestBody:             true,
 		ReadTimeout:                   orDur(lim.ReadTimeout.D(), DefaultReadTimeout),
 		WriteTimeout:                  orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
 		IdleTimeout:                   orDur(lim.IdleTimeout.D(), DefaultIdleTimeout),

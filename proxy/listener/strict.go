@@ -125,7 +125,7 @@ func checkHead(h *fasthttp.RequestHeader, maxHeaders int) (status int, why Reaso
 	}
 	raw := h.RawHeaders()
 	n := 0
-	te := false
+	te, cl := false, false
 	for len(raw) > 0 {
 		i := bytes.IndexByte(raw, '\n')
 		if i < 0 {
@@ -153,11 +153,14 @@ func checkHead(h *fasthttp.RequestHeader, maxHeaders int) (status int, why Reaso
 		if colon == len(transferEncoding) && bytes.EqualFold(line[:colon], transferEncoding) {
 			te = true
 		}
+		if colon == len(contentLength) && bytes.EqualFold(line[:colon], contentLength) {
+			cl = true
+		}
 	}
 	// RFC 9112 §6.1: both framings is the classic smuggling shape (Envoy
-	// refuses it too). fasthttp keeps Content-Length visible only when the
-	// header was sent.
-	if te && len(h.Peek(fasthttp.HeaderContentLength)) > 0 {
+	// refuses it too). The raw lines decide: with a chunked body streaming
+	// (StreamRequestBody), fasthttp hides Content-Length.
+	if te && (cl || len(h.Peek(fasthttp.HeaderContentLength)) > 0) {
 		return fasthttp.StatusBadRequest, RejectFraming, false
 	}
 	return 0, 0, true
@@ -185,6 +188,7 @@ var (
 	http11           = []byte("HTTP/1.1")
 	http10           = []byte("HTTP/1.0")
 	transferEncoding = []byte("transfer-encoding")
+	contentLength    = []byte("content-length")
 )
 
 // isToken reports whether b is an RFC 9110 §5.6.2 token.

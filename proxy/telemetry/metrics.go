@@ -23,6 +23,7 @@ type Metrics struct {
 	reloads    *prometheus.CounterVec
 	cfgVersion *prometheus.GaugeVec
 	grpc       *prometheus.CounterVec
+	refused    *prometheus.CounterVec
 }
 
 // Latency buckets in seconds: 100µs to 10s.
@@ -64,12 +65,15 @@ func NewMetrics() *Metrics {
 		grpc: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_grpc_requests_total", Help: "gRPC calls by listener, route, cluster and the gRPC status they ended with.",
 		}, []string{"listener", "route", "cluster", "grpc_status"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_downstream_refused_total", Help: "Requests a listener refused over its limits, by reason (body_too_large, filter_limits).",
+		}, []string{"listener", "reason"}),
 		cfgVersion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_config_info", Help: "The config version in force (value 1).",
 		}, []string{"version"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.active, m.upstreamRq, m.retries, m.timeouts,
-		m.failures, m.overflow, m.reloads, m.cfgVersion, m.grpc,
+		m.failures, m.overflow, m.reloads, m.cfgVersion, m.grpc, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -160,6 +164,11 @@ func (m *Metrics) ForgetCluster(name string) {
 
 // Active is the in-flight gauge of a listener.
 func (m *Metrics) Active(listener string) prometheus.Gauge { return m.active.WithLabelValues(listener) }
+
+// Refused counts a listener's requests refused for reason.
+func (m *Metrics) Refused(listener, reason string) prometheus.Counter {
+	return m.refused.WithLabelValues(listener, reason)
+}
 
 // Reload counts a config reload by result ("applied" or "rejected").
 func (m *Metrics) Reload(result string) { m.reloads.WithLabelValues(result).Inc() }

@@ -99,6 +99,9 @@ func proxySetBufferBytes(v *vm, st []uint64) uint32 {
 	size := uint64(len(cur))
 	start := min(uint64(uint32(st[1])), size)
 	end := min(start+uint64(uint32(st[2])), size)
+	if !v.admitBody(f.s, int(size-(end-start))+len(data)) {
+		return statusBadArgument
+	}
 	nb := make([]byte, 0, size-(end-start)+uint64(len(data)))
 	nb = append(nb, cur[:start]...)
 	nb = append(nb, data...)

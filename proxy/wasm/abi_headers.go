@@ -378,6 +378,7 @@ func proxySetHeaderMapPairs(v *vm, st []uint64) uint32 {
 		return statusParseFailure
 	}
 	// Refuse before the first write: a refused map must not half-apply.
+	n := 0
 	for _, kv := range pairs {
 		if err := checkPair(kv[0], kv[1], h.req != nil); err != nil {
 			return v.refuseWrite(err)
@@ -385,6 +386,10 @@ func proxySetHeaderMapPairs(v *vm, st []uint64) uint32 {
 		if st := h.check(kv[0], kv[1]); st != statusOK {
 			return st
 		}
+		n += len(kv[0]) + len(kv[1])
+	}
+	if !v.admitHeaders(uint32(st[0]), len(pairs), n) {
+		return statusBadArgument
 	}
 	keys := h.clear(nil)
 	_ = keys
@@ -442,6 +447,9 @@ func proxyAddHeaderMapValue(v *vm, st []uint64) uint32 {
 	if err := checkPair(key, val, h.req != nil); err != nil {
 		return v.refuseWrite(err)
 	}
+	if !v.admitHeaders(uint32(st[0]), 1, len(key)+len(val)) {
+		return statusBadArgument
+	}
 	return h.add(key, val)
 }
 
@@ -453,6 +461,9 @@ func proxyReplaceHeaderMapValue(v *vm, st []uint64) uint32 {
 	}
 	if err := checkPair(key, val, h.req != nil); err != nil {
 		return v.refuseWrite(err)
+	}
+	if !v.admitHeaders(uint32(st[0]), 1, len(key)+len(val)) {
+		return statusBadArgument
 	}
 	return h.set(key, val)
 }

@@ -18,8 +18,10 @@
 // Envoy behaviours kept on purpose: proxy_http_call belongs to the root
 // context (the answer comes to proxy_on_http_call_response with the root
 // id; SDKs switch to the calling stream themselves); a local reply ends the
-// request path but the response callbacks still run on it; bodies are seen
-// once, whole (413 over MaxBodyBytes for requests, 500 for responses).
+// request path but the response callbacks still run on it; a streamed body
+// is seen chunk by chunk and buffered only on Pause (413 over MaxBodyBytes
+// for requests, 500 for responses). What a filter writes is held to the
+// listener's limits (limits.go).
 // Each call into a guest costs three small allocations inside wazero (the
 // watcher that enforces the callback deadline); host functions themselves
 // allocate nothing in steady state.

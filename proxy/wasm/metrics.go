@@ -53,10 +53,11 @@ const (
 	eventBodyTooLarge
 	eventCrashBackoff
 	eventInvalidHeader
+	eventOverLimits
 	numEvents
 )
 
-var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "crash_backoff", "invalid_header"}
+var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "crash_backoff", "invalid_header", "over_limits"}
 
 // pluginEvents counts host events for one plugin name (kept across reloads).
 type pluginEvents struct {

@@ -63,6 +63,12 @@ type streamFilter struct {
 	details    string      // response code details of our local reply
 	// net is set on a network (L4) context (network.go).
 	net *netState
+
+	// added counts what the filter wrote into each direction's headers
+	// and trailers (limits.go); overLimits is set by a write refused for
+	// going past the listener's limits, and fails the callback.
+	added      [2]addedHeaders
+	overLimits error
 }
 
 // OnRequestHeaders runs proxy_on_request_headers.
@@ -239,6 +245,14 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 	if err != nil {
 		v.breakLocked(err)
 		v.mu.Unlock()
+		return f.fail(err)
+	}
+	if err := f.overLimits; err != nil {
+		// The guest went past the listener's limits: a filter error.
+		f.overLimits = nil
+		f.pending, f.resumed = outcomeNone, false
+		v.mu.Unlock()
+		f.p.events.n[eventOverLimits].Add(1)
 		return f.fail(err)
 	}
 	outcome := f.pending
