@@ -76,12 +76,16 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // writeStoreError maps a refused change to its status: 409 for a conflict,
-// 404 for a missing resource, 422 for an invalid mesh.
+// 404 for a missing resource, 422 for an invalid mesh, 503 when the store
+// cannot commit (etcd without a quorum).
 func writeStoreError(w http.ResponseWriter, err error) {
 	var ce *store.ConflictError
 	var nf *store.NotFoundError
 	var me mesh.Errors
+	var ue *store.UnavailableError
 	switch {
+	case errors.As(err, &ue):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.As(err, &ce):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.As(err, &nf):
