@@ -1,0 +1,184 @@
+// Package etcdtest runs a real etcd cluster in-process for the control
+// plane's tests: members started with go.etcd.io/etcd/server/v3/embed on
+// loopback, with random ports and temporary data directories, which a test
+// can stop and restart to lose and regain a quorum.
+// Test-only: it must not be imported by non-test code.
+package etcdtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Cluster is a running etcd cluster.
+type Cluster struct {
+	t       testing.TB
+	Members []*Member
+}
+
+// Member is one etcd member.
+type Member struct {
+	Name      string
+	Dir       string
+	ClientURL string
+	peerURL   string
+	initial   string
+	etcd      *embed.Etcd
+}
+
+// Start starts an n-member cluster and stops it when the test ends.
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var c *Cluster
+		if c, err = start(t, n); err == nil {
+			t.Cleanup(c.stopAll)
+			return c
+		}
+		// A port picked free was taken by someone else before etcd bound it.
+		t.Logf("etcd cluster start (attempt %d): %v", attempt+1, err)
+	}
+	t.Fatalf("etcd: %v", err)
+	return nil
+}
+
+func start(t testing.TB, n int) (*Cluster, error) {
+	c := &Cluster{t: t}
+	var initial []string
+	for i := 0; i < n; i++ {
+		m := &Member{Name: fmt.Sprintf("m%d", i), Dir: t.TempDir(), ClientURL: "http://" + freeAddr(t), peerURL: "http://" + freeAddr(t)}
+		c.Members = append(c.Members, m)
+		initial = append(initial, m.Name+"="+m.peerURL)
+	}
+	errs := make(chan error, n)
+	for _, m := range c.Members {
+		m.initial = strings.Join(initial, ",")
+		go func() { errs <- m.start("new") }()
+	}
+	var firstErr error
+	for range c.Members {
+		if err := <-errs; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		c.stopAll()
+		return nil, firstErr
+	}
+	return c, nil
+}
+
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (m *Member) start(state string) error {
+	cfg := embed.NewConfig()
+	cfg.Name, cfg.Dir = m.Name, m.Dir
+	cu, _ := url.Parse(m.ClientURL)
+	pu, _ := url.Parse(m.peerURL)
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster, cfg.ClusterState, cfg.InitialClusterToken = m.initial, state, "weft-test"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Shared, loaded test machines: a longer election timeout keeps a
+	// slow heartbeat from costing the leader; fsync buys tests nothing.
+	cfg.TickMs, cfg.ElectionMs = 100, 2500
+	cfg.UnsafeNoFsync = true
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("member %s: %w", m.Name, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		m.etcd = e
+		return nil
+	case err := <-e.Err():
+		e.Close()
+		return fmt.Errorf("member %s: %w", m.Name, err)
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return fmt.Errorf("member %s: not ready after 60s", m.Name)
+	}
+}
+
+// Endpoints are the members' client URLs.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.ClientURL)
+	}
+	return out
+}
+
+// Client returns a client of every member, closed when the test ends.
+func (c *Cluster) Client() *clientv3.Client {
+	c.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// Stop stops member i (as a crash would, without leaving the cluster).
+func (c *Cluster) Stop(i int) {
+	if m := c.Members[i]; m.etcd != nil {
+		m.etcd.Close()
+		m.etcd = nil
+	}
+}
+
+// Restart starts a stopped member i again on its data directory. Members
+// restarted together regain a quorum together, so they start concurrently.
+func (c *Cluster) Restart(is ...int) {
+	c.t.Helper()
+	errs := make(chan error, len(is))
+	for _, i := range is {
+		m := c.Members[i]
+		go func() { errs <- m.start("existing") }()
+	}
+	for range is {
+		if err := <-errs; err != nil {
+			c.t.Fatalf("etcd restart: %v", err)
+		}
+	}
+}
+
+func (c *Cluster) stopAll() {
+	for i := range c.Members {
+		c.Stop(i)
+	}
+}
+
+// WaitWritable waits until a write through cli succeeds.
+func WaitWritable(ctx context.Context, cli *clientv3.Client) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := cli.Put(wctx, "/etcdtest/ping", "")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("etcd never became writable: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
