@@ -18,6 +18,9 @@ type Backend interface {
 	// and returns the revision w was committed at. When another writer
 	// committed since base it returns ErrStale and writes nothing.
 	Commit(ctx context.Context, base int64, w Write) (int64, error)
+	// Revision is the latest committed revision, read from the backend
+	// itself (not a cache), so a writer can tell whether its view is current.
+	Revision(ctx context.Context) (int64, error)
 	// Watch calls fn, in revision order, with the records after every
 	// commit (its own included, possibly more than once) until ctx ends.
 	// A backend no other process writes to returns at once.

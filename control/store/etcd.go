@@ -108,6 +108,19 @@ func (b *EtcdBackend) load(ctx context.Context) (*mirror, int64, error) {
 	return m, resp.Header.Revision, nil
 }
 
+// Revision reads mesh/rev's mod revision (a linearizable read: a quorum
+// answers it).
+func (b *EtcdBackend) Revision(ctx context.Context) (int64, error) {
+	resp, err := b.cli.Get(ctx, b.revKey())
+	if err != nil {
+		return 0, etcdError("reading "+b.revKey(), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
 // Commit writes w in one transaction that succeeds only if mesh/rev was
 // last written at base.
 func (b *EtcdBackend) Commit(ctx context.Context, base int64, w Write) (int64, error) {

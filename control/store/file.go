@@ -88,6 +88,13 @@ func (b *FileBackend) Commit(_ context.Context, base int64, w Write) (int64, err
 	return rev, nil
 }
 
+// Revision is the last committed revision.
+func (b *FileBackend) Revision(context.Context) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cur.Revision, nil
+}
+
 // Watch returns at once: nothing else writes the state file.
 func (b *FileBackend) Watch(context.Context, func(*Records)) {}
 

@@ -417,9 +417,22 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, error) {
 		cur := s.state()
 		p, err := s.plan(cur, c)
 		if err != nil || len(p.changed) == 0 {
-			return Result{Revision: cur.rev}, err
+			// A refusal or a no-op is only true of the latest state: this
+			// replica may not have seen another's last commit yet.
+			latest, rerr := s.b.Revision(ctx)
+			if rerr != nil {
+				return Result{Revision: cur.rev}, &UnavailableError{Err: rerr}
+			}
+			if latest == cur.rev {
+				return Result{Revision: cur.rev}, err
+			}
 		}
-		rev, err := s.b.Commit(ctx, cur.rev, p.write)
+		var rev int64
+		if err == nil && len(p.changed) > 0 {
+			rev, err = s.b.Commit(ctx, cur.rev, p.write)
+		} else {
+			err = ErrStale
+		}
 		if errors.Is(err, ErrStale) {
 			// Another replica committed first: catch up and plan again.
 			recs, lerr := s.b.Load(ctx)

@@ -8,9 +8,11 @@ package etcdtest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,12 +29,17 @@ type Cluster struct {
 
 // Member is one etcd member.
 type Member struct {
-	Name      string
-	Dir       string
+	Name string
+	Dir  string
+	// ClientURL is where clients reach the member: a TCP relay that Stop
+	// cuts, so clients see a crash (connections reset) at once.
 	ClientURL string
+	relay     *relay
+	etcdURL   string
 	peerURL   string
 	initial   string
 	etcd      *embed.Etcd
+	closed    chan struct{} // closed when a stopped member has let go of its ports
 }
 
 // Start starts an n-member cluster and stops it when the test ends.
@@ -56,7 +63,12 @@ func start(t testing.TB, n int) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := 0; i < n; i++ {
-		m := &Member{Name: fmt.Sprintf("m%d", i), Dir: t.TempDir(), ClientURL: "http://" + freeAddr(t), peerURL: "http://" + freeAddr(t)}
+		m := &Member{Name: fmt.Sprintf("m%d", i), Dir: t.TempDir(), etcdURL: "http://" + freeAddr(t), peerURL: "http://" + freeAddr(t)}
+		r, err := newRelay(strings.TrimPrefix(m.etcdURL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.relay, m.ClientURL = r, "http://"+r.addr()
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.peerURL)
 	}
@@ -90,7 +102,7 @@ func freeAddr(t testing.TB) string {
 func (m *Member) start(state string) error {
 	cfg := embed.NewConfig()
 	cfg.Name, cfg.Dir = m.Name, m.Dir
-	cu, _ := url.Parse(m.ClientURL)
+	cu, _ := url.Parse(m.etcdURL)
 	pu, _ := url.Parse(m.peerURL)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
@@ -137,12 +149,22 @@ func (c *Cluster) Client() *clientv3.Client {
 	return cli
 }
 
-// Stop stops member i (as a crash would, without leaving the cluster).
+// Stop stops member i as a crash would: its raft node stops at once and
+// it stays a member. The rest of Close (which waits up to etcd's request
+// timeout, ten seconds, for clients' watch streams) goes on behind.
 func (c *Cluster) Stop(i int) {
-	if m := c.Members[i]; m.etcd != nil {
-		m.etcd.Close()
-		m.etcd = nil
+	m := c.Members[i]
+	if m.etcd == nil {
+		return
 	}
+	e, done := m.etcd, make(chan struct{})
+	m.etcd, m.closed = nil, done
+	e.Server.HardStop()
+	m.relay.cut()
+	go func() {
+		defer close(done)
+		e.Close()
+	}()
 }
 
 // Restart starts a stopped member i again on its data directory. Members
@@ -152,7 +174,10 @@ func (c *Cluster) Restart(is ...int) {
 	errs := make(chan error, len(is))
 	for _, i := range is {
 		m := c.Members[i]
-		go func() { errs <- m.start("existing") }()
+		go func() {
+			<-m.closed
+			errs <- m.start("existing")
+		}()
 	}
 	for range is {
 		if err := <-errs; err != nil {
@@ -162,8 +187,12 @@ func (c *Cluster) Restart(is ...int) {
 }
 
 func (c *Cluster) stopAll() {
-	for i := range c.Members {
+	for i, m := range c.Members {
 		c.Stop(i)
+		if m.closed != nil {
+			<-m.closed
+		}
+		m.relay.close()
 	}
 }
 
@@ -181,4 +210,74 @@ func WaitWritable(ctx context.Context, cli *clientv3.Client) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// relay forwards TCP connections to a member; cut resets every one.
+type relay struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newRelay(target string) (*relay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	r.wg.Add(1)
+	go r.accept()
+	return r, nil
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) accept() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", r.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		r.mu.Lock()
+		r.conns[c], r.conns[u] = true, true
+		r.mu.Unlock()
+		r.wg.Add(2)
+		go r.pipe(c, u)
+		go r.pipe(u, c)
+	}
+}
+
+func (r *relay) pipe(dst, src net.Conn) {
+	defer r.wg.Done()
+	_, _ = io.Copy(dst, src)
+	_ = dst.Close()
+	_ = src.Close()
+	r.mu.Lock()
+	delete(r.conns, dst)
+	delete(r.conns, src)
+	r.mu.Unlock()
+}
+
+// cut closes every relayed connection; new ones are accepted (and fail
+// to dial while the member is down).
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		_ = c.Close()
+	}
+}
+
+func (r *relay) close() {
+	_ = r.ln.Close()
+	r.cut()
+	r.wg.Wait()
 }
