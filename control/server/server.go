@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/control/ca"
@@ -75,24 +76,37 @@ type Options struct {
 	UsersFile string
 	// JoinTokenTTL is a join token's default lifetime (default 1h).
 	JoinTokenTTL time.Duration
-	Logger       *zap.Logger
+	// Etcd, when set, keeps the mesh in etcd, shared with every replica
+	// on the same cluster and prefix, instead of DATA/state.json. The
+	// caller closes it after the server.
+	Etcd *clientv3.Client
+	// EtcdPrefix is the replicas' key prefix (default /weft/).
+	EtcdPrefix string
+	// EtcdMaxTxnOps is etcd's --max-txn-ops (default 128).
+	EtcdMaxTxnOps int
+	// CAEncryptionKey (32 bytes) encrypts the CA's keys in etcd (AES-256-GCM).
+	// Required with Etcd: replicas share one CA through etcd.
+	CAEncryptionKey []byte
+	Logger          *zap.Logger
 }
 
 // Server is a running control plane.
 type Server struct {
-	o      Options
-	log    *zap.Logger
-	ln     net.Listener
-	srv    *http.Server
-	url    string
-	reg    *registry.Registry
-	audit  *store.Audit
-	store  *store.Store
-	files  *filesource.Source
-	scr    *telemetry.Scraper
-	nodes  *tracker
-	ca     *ca.CA
-	tokens *ca.Tokens
+	o     Options
+	log   *zap.Logger
+	ln    net.Listener
+	srv   *http.Server
+	url   string
+	reg   *registry.Registry
+	audit *store.Audit
+	store *store.Store
+	files *filesource.Source
+	scr   *telemetry.Scraper
+	nodes *tracker
+	ca    *ca.CA
+	// secrets keeps the CA sealed in etcd (nil on the file store).
+	secrets *store.Secrets
+	tokens  *ca.Tokens
 	// meshTLS compiles mTLS and Policy into sidecar configs (Options.CA set).
 	meshTLS bool
 	// serving is the API's TLS certificate (nil with Insecure).
@@ -159,6 +173,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	fail := func(err error) (*Server, error) {
 		_ = s.ln.Close()
+		if s.store != nil {
+			_ = s.store.Close()
+		}
 		if s.audit != nil {
 			_ = s.audit.Close()
 		}
@@ -177,7 +194,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if co.Logger == nil {
 		co.Logger = o.Logger
 	}
-	if s.ca, err = ca.Open(co); err != nil {
+	if o.Etcd != nil {
+		s.ca, err = s.openSharedCA(ctx, co)
+	} else {
+		s.ca, err = ca.Open(co)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if s.tokens, err = ca.OpenTokens(filepath.Join(co.Dir, "tokens.json")); err != nil {
@@ -190,7 +212,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.loadUsers(); err != nil {
 		return fail(err)
 	}
-	if s.store, err = store.Open(store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != ""}); err != nil {
+	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != ""}
+	if o.Etcd != nil {
+		so.Backend = store.NewEtcdBackend(o.Etcd, store.EtcdOptions{Prefix: o.EtcdPrefix, MaxTxnOps: o.EtcdMaxTxnOps, Logger: o.Logger})
+	}
+	if s.store, err = store.Open(so); err != nil {
 		return fail(err)
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -301,7 +327,7 @@ func (s *Server) Close() error {
 	s.stopBackground()
 	err := s.srv.Close()
 	s.wg.Wait()
-	return errors.Join(err, s.audit.Close())
+	return errors.Join(err, s.store.Close(), s.audit.Close())
 }
 
 // Shutdown ends pending watches (they answer "no change"), then stops
@@ -310,5 +336,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopBackground()
 	err := s.srv.Shutdown(ctx)
 	s.wg.Wait()
-	return errors.Join(err, s.audit.Close())
+	return errors.Join(err, s.store.Close(), s.audit.Close())
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -277,7 +278,11 @@ func (m *mirror) records() *Records {
 // etcdError says what failed, and what to check when etcd has no quorum
 // or cannot be reached.
 func etcdError(what string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	noQuorum := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	for _, e := range []error{rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrNoLeader, rpctypes.ErrLeaderChanged} {
+		noQuorum = noQuorum || errors.Is(err, e)
+	}
+	if noQuorum {
 		return fmt.Errorf("etcd: %s: no answer in time (is a majority of the etcd members up and reachable?): %w", what, err)
 	}
 	return fmt.Errorf("etcd: %s: %w", what, err)

@@ -175,7 +175,7 @@ func applyEventually(t *testing.T, s *Store, rs []*mesh.Resource) (Result, error
 	for {
 		r, err := s.Apply(Change{Who: "t", Source: SourceAPI, Puts: rs})
 		var ue *UnavailableError
-			if err == nil || !errors.As(err, &ue) || time.Now().After(deadline) {
+		if err == nil || !errors.As(err, &ue) || time.Now().After(deadline) {
 			return r, err
 		}
 		time.Sleep(200 * time.Millisecond)
