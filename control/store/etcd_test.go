@@ -53,7 +53,7 @@ func waitRev(t *testing.T, s *Store, rev int64) {
 	}
 }
 
-func split(t *testing.T, v2 int) []*mesh.Resource {
+func split(t testing.TB, v2 int) []*mesh.Resource {
 	return res(t, fmt.Sprintf(`kind: TrafficRule
 name: web
 spec:
