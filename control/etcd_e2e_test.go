@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/control/client"
 	"github.com/weftmesh/weft/control/internal/etcdtest"
 	"github.com/weftmesh/weft/control/internal/meshtest"
 	"github.com/weftmesh/weft/control/server"
@@ -55,6 +56,19 @@ func TestReplicasOnEtcd(t *testing.T) {
 	_, err = server.Start(context.Background(), server.Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: caKey(t)})
 	if err == nil || !strings.Contains(err.Error(), "cannot decrypt") {
 		t.Fatalf("a replica with the wrong CA key: %v", err)
+	}
+
+	// A rotation on A is sealed into etcd, and B follows it: both bundles
+	// then hold the old and the new root.
+	if code, out := meshtest.Do(t, "POST", a.URL()+"/v1/ca/rotate", ""); code != 200 {
+		t.Fatalf("rotate on A: %d %s", code, out)
+	}
+	meshtest.Eventually(t, "B to trust A's new root", func() bool {
+		roots, err := client.LoadCA(b.CAFile())
+		return err == nil && len(roots) == 2
+	})
+	if ra, rb := meshtest.Roots(t, a), meshtest.Roots(t, b); len(ra) != 2 || !ra[0].Equal(rb[0]) && !ra[0].Equal(rb[1]) {
+		t.Fatalf("after a rotation the replicas' bundles differ: %d and %d roots", len(ra), len(rb))
 	}
 
 	up1, up2 := meshtest.StartUpstream(t, "a"), meshtest.StartUpstream(t, "b")

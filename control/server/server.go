@@ -226,6 +226,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return fail(err)
 		}
 	}
+	if s.secrets != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followCA(ctx)
+		}()
+	}
 	if o.ScrapeInterval >= 0 {
 		s.scr = telemetry.New(telemetry.Options{Interval: o.ScrapeInterval, Targets: s.nodes.targets, Logger: o.Logger})
 		s.wg.Add(1)

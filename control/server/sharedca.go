@@ -65,6 +65,25 @@ func (s *Server) openSharedCA(ctx context.Context, co ca.Options) (*ca.CA, error
 	return c, nil
 }
 
+// followCA reloads the CA when another replica seals a new one (a
+// rotation), so every replica trusts and signs with the same roots.
+func (s *Server) followCA(ctx context.Context) {
+	s.secrets.Watch(ctx, caSecret, func(b []byte, err error) {
+		if err == nil {
+			err = unpackDir(s.ca.Dir(), b)
+		}
+		if err == nil {
+			err = s.ca.Reload()
+		}
+		if err == nil {
+			err = s.writeCAFile()
+		}
+		if err != nil {
+			s.log.Error("following the CA sealed in etcd failed; this replica keeps its CA", zap.Error(err))
+		}
+	})
+}
+
 // sealCA writes the CA directory, sealed, to etcd.
 func (s *Server) sealCA(ctx context.Context, dir string) error {
 	b, err := packDir(dir)

@@ -119,6 +119,26 @@ func (s *Secrets) Put(ctx context.Context, name string, plain []byte) error {
 	return nil
 }
 
+// Watch calls fn with a secret each time it is written from now on, until
+// ctx ends; a value that does not decrypt comes with an error.
+func (s *Secrets) Watch(ctx context.Context, name string, fn func(plain []byte, err error)) {
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for resp := range s.cli.Watch(wctx, s.key(name)) {
+			if resp.Err() != nil {
+				break
+			}
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypePut {
+					fn(s.open(name, ev.Kv.Value))
+				}
+			}
+		}
+		cancel()
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
 // Leader runs single-writer jobs: fn runs only while this process holds
 // the lock PREFIX/leader/NAME (an etcd concurrency mutex on a session
 // lease), so among all replicas one at a time does the job. When the
