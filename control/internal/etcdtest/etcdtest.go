@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -40,6 +41,7 @@ type Member struct {
 	initial   string
 	etcd      *embed.Etcd
 	fsync     bool
+	tls       *TLSFiles
 	closed    chan struct{} // closed when a stopped member has let go of its ports
 }
 
@@ -48,6 +50,9 @@ type Options struct {
 	// Fsync makes members sync their WAL as production etcd does (off by
 	// default: tests lose nothing by skipping it and run faster).
 	Fsync bool
+	// TLS, when set, serves clients over TLS and requires their
+	// certificates (etcd --client-cert-auth); Endpoints are then https.
+	TLS *TLSFiles
 }
 
 // Start starts an n-member cluster and stops it when the test ends.
@@ -83,13 +88,17 @@ func start(t testing.TB, n int, o Options) (*Cluster, error) {
 			t.Fatal(err)
 		}
 		m.relay, m.ClientURL = r, "http://"+r.addr()
+		if o.TLS != nil {
+			m.etcdURL = "https://" + strings.TrimPrefix(m.etcdURL, "http://")
+			m.ClientURL = "https://" + r.addr()
+		}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.peerURL)
 	}
 	errs := make(chan error, n)
 	for _, m := range c.Members {
 		m.initial = strings.Join(initial, ",")
-		m.fsync = o.Fsync
+		m.fsync, m.tls = o.Fsync, o.TLS
 		go func() { errs <- m.start("new") }()
 	}
 	var firstErr error
@@ -127,6 +136,9 @@ func (m *Member) start(state string) error {
 	// slow heartbeat from costing the leader; fsync buys tests nothing.
 	cfg.TickMs, cfg.ElectionMs = 100, 2500
 	cfg.UnsafeNoFsync = !m.fsync
+	if m.tls != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: m.tls.ServerCert, KeyFile: m.tls.ServerKey, TrustedCAFile: m.tls.CA, ClientCertAuth: true}
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("member %s: %w", m.Name, err)
