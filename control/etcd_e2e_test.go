@@ -36,7 +36,7 @@ func TestReplicasOnEtcd(t *testing.T) {
 	key := caKey(t)
 	a := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key})
 	defer a.Close()
-	b := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key})
+	b := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key, StoreWriteTimeout: 3 * time.Second})
 	defer b.Close()
 	if a.CAFingerprint() != b.CAFingerprint() {
 		t.Fatalf("replicas run different CAs: %s and %s", a.CAFingerprint(), b.CAFingerprint())

@@ -84,6 +84,9 @@ type Options struct {
 	EtcdPrefix string
 	// EtcdMaxTxnOps is etcd's --max-txn-ops (default 128).
 	EtcdMaxTxnOps int
+	// StoreWriteTimeout bounds one write to the store, retries included
+	// (default 15s): how long a write waits for etcd before answering 503.
+	StoreWriteTimeout time.Duration
 	// CAEncryptionKey (32 bytes) encrypts the CA's keys in etcd (AES-256-GCM).
 	// Required with Etcd: replicas share one CA through etcd.
 	CAEncryptionKey []byte
@@ -212,7 +215,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.loadUsers(); err != nil {
 		return fail(err)
 	}
-	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != ""}
+	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != "", WriteTimeout: o.StoreWriteTimeout}
 	if o.Etcd != nil {
 		so.Backend = store.NewEtcdBackend(o.Etcd, store.EtcdOptions{Prefix: o.EtcdPrefix, MaxTxnOps: o.EtcdMaxTxnOps, Logger: o.Logger})
 	}
