@@ -343,10 +343,12 @@ type Status struct {
 	Nodes      []NodeStatus       `json:"nodes"`
 	FileSource *filesource.Status `json:"file_source,omitempty"`
 	Modules    int                `json:"modules"`
+	// Store is where the mesh is kept, and whether this replica is behind.
+	Store store.BackendStatus `json:"store"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List())}
+	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List()), Store: s.store.Status()}
 	if st.Nodes == nil {
 		st.Nodes = []NodeStatus{}
 	}

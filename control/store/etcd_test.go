@@ -243,3 +243,45 @@ func TestEtcdReplicaKilledUnderWeightChanges(t *testing.T) {
 	}
 	t.Logf("observer saw %d of %d weights, in order", len(ws), n)
 }
+
+// A revision another replica committed that does not compile here (a
+// module only that replica has) leaves this replica on its last good
+// state, says so in Status, and it catches up with the next revision.
+func TestEtcdReplicaBehindSaysSo(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	strict := func(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
+		if m.Get(mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "b"}) != nil {
+			return nil, errors.New("service b needs a module this replica lacks")
+		}
+		return compile(m)
+	}
+	a, _ := replicaOn(t, c, Options{Compile: strict})
+	b, _ := replicaOn(t, c, Options{})
+	r1, err := b.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, svc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRev(t, a, r1.Revision)
+	r2, err := b.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, "kind: Service\nname: b\nspec: {endpoints: [{address: '127.0.0.1:2'}]}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Status().StuckAt != r2.Revision {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica A's status: %+v", a.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := a.Status(); st.Backend != "etcd" || !strings.Contains(st.Error, "lacks") || a.Revision() != r1.Revision {
+		t.Fatalf("replica A: %+v at revision %d", st, a.Revision())
+	}
+	r3, err := b.Apply(Change{Who: "t", Source: SourceAPI, Deletes: []Delete{{Key: mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "b"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRev(t, a, r3.Revision)
+	if st := a.Status(); st.StuckAt != 0 || st.Error != "" {
+		t.Fatalf("replica A caught up but says %+v", st)
+	}
+}

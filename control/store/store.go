@@ -160,6 +160,34 @@ type Store struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	followMu  sync.Mutex
+	followErr *BackendStatus // the last revision that did not compile here
+}
+
+// BackendStatus says where the store is kept and whether this process
+// serves the latest revision committed there.
+type BackendStatus struct {
+	// Backend is "file" or "etcd".
+	Backend string `json:"backend"`
+	// StuckAt is a revision committed by another replica that does not
+	// compile here (Error says why): this replica serves an older one.
+	StuckAt int64  `json:"stuck_at,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Status reports the backend and whether this replica is behind it.
+func (s *Store) Status() BackendStatus {
+	st := BackendStatus{Backend: "file"}
+	if _, ok := s.b.(*EtcdBackend); ok {
+		st.Backend = "etcd"
+	}
+	s.followMu.Lock()
+	defer s.followMu.Unlock()
+	if e := s.followErr; e != nil && e.StuckAt > s.Revision() {
+		st.StuckAt, st.Error = e.StuckAt, e.Error
+	}
+	return st
 }
 
 type state struct {
@@ -230,8 +258,11 @@ func (s *Store) follow(r *Records) {
 	if err != nil {
 		// Another replica validated this mesh; failing here means the
 		// replicas run different versions. Keep serving the last good one.
-		s.log.Error("a committed revision does not compile here; keeping the previous one (are all replicas the same weft version?)",
+		s.log.Error("a committed revision does not compile here; keeping the previous one (are all replicas the same weft version, with the same modules?)",
 			zap.Int64("revision", r.Revision), zap.Error(err))
+		s.followMu.Lock()
+		s.followErr = &BackendStatus{StuckAt: r.Revision, Error: err.Error()}
+		s.followMu.Unlock()
 		return
 	}
 	if s.install(st) {
