@@ -276,6 +276,13 @@ func TestEtcdReplicaBehindSaysSo(t *testing.T) {
 	if st := a.Status(); st.Backend != "etcd" || !strings.Contains(st.Error, "lacks") || a.Revision() != r1.Revision {
 		t.Fatalf("replica A: %+v at revision %d", st, a.Revision())
 	}
+	// A write through the stuck replica is refused, saying why, rather
+	// than planned on a state that is no longer the latest.
+	_, err = a.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, "kind: Service\nname: c\nspec: {endpoints: [{address: '127.0.0.1:3'}]}")})
+	var ue *UnavailableError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "cannot load revision") {
+		t.Fatalf("a write through a replica behind: %v", err)
+	}
 	r3, err := b.Apply(Change{Who: "t", Source: SourceAPI, Deletes: []Delete{{Key: mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "b"}}}})
 	if err != nil {
 		t.Fatal(err)

@@ -472,9 +472,13 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, error) {
 			}
 			s.follow(recs)
 			if s.state().rev <= cur.rev {
-				if err := ctx.Err(); err != nil {
-					return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("after %d attempts: %w", attempt, err)}
-				}
+				// The latest revision does not compile here: planning on
+				// the old one again would only fail again.
+				st := s.Status()
+				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("this replica cannot load revision %d, committed elsewhere: %s", st.StuckAt, st.Error)}
+			}
+			if err := ctx.Err(); err != nil {
+				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("after %d attempts: %w", attempt, err)}
 			}
 			continue
 		}
