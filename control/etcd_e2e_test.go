@@ -15,6 +15,7 @@ import (
 	"github.com/weftmesh/weft/control/client"
 	"github.com/weftmesh/weft/control/internal/etcdtest"
 	"github.com/weftmesh/weft/control/internal/meshtest"
+	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/server"
 )
 
@@ -70,6 +71,25 @@ func TestReplicasOnEtcd(t *testing.T) {
 	if ra, rb := meshtest.Roots(t, a), meshtest.Roots(t, b); len(ra) != 2 || !ra[0].Equal(rb[0]) && !ra[0].Equal(rb[1]) {
 		t.Fatalf("after a rotation the replicas' bundles differ: %d and %d roots", len(ra), len(rb))
 	}
+
+	// Concurrent applies through both replicas' APIs: none is lost.
+	var wg sync.WaitGroup
+	const applies = 24
+	for i := 0; i < applies; i++ {
+		rep := []*server.Server{a, b}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			y := fmt.Sprintf("kind: Service\nname: c%02d\nspec: {endpoints: [{address: '127.0.0.1:%d'}]}", i, 2000+i)
+			if code, out := meshtest.Do(t, "POST", rep.URL()+"/v1/apply", y, "Content-Type", "application/yaml"); code != 200 {
+				t.Errorf("apply %d: %d %s", i, code, out)
+			}
+		}()
+	}
+	wg.Wait()
+	meshtest.Eventually(t, "both replicas to hold every applied service", func() bool {
+		return len(a.Store().List(mesh.KindService)) == applies && len(b.Store().List(mesh.KindService)) == applies
+	})
 
 	up1, up2 := meshtest.StartUpstream(t, "a"), meshtest.StartUpstream(t, "b")
 	if code, out := meshtest.Do(t, "POST", b.URL()+"/v1/apply", meshYAML(up1.Addr, up2.Addr, 100, 0, "s1", "s2")); code != 200 {
