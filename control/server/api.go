@@ -77,13 +77,17 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 
 // writeStoreError maps a refused change to its status: 409 for a conflict,
 // 404 for a missing resource, 422 for an invalid mesh, 503 when the store
-// cannot commit (etcd without a quorum).
+// cannot commit (etcd without a quorum), 413 for a change too big for one
+// etcd transaction.
 func writeStoreError(w http.ResponseWriter, err error) {
 	var ce *store.ConflictError
 	var nf *store.NotFoundError
 	var me mesh.Errors
 	var ue *store.UnavailableError
+	var tb *store.TooBigError
 	switch {
+	case errors.As(err, &tb):
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.As(err, &ue):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.As(err, &ce):

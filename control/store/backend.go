@@ -50,14 +50,14 @@ type NodeRecord struct {
 	Sum     string
 }
 
-// Write is one commit: resources written or deleted, and the nodes whose
-// compiled content changed (new sum) or that no longer exist. The backend
-// stamps written resources and nodes with the commit's revision.
+// Write is one commit: resources written or deleted, and every node's
+// record after it. The backend stamps written resources, and nodes whose
+// Version is "" (their compiled content changed), with the commit's
+// revision.
 type Write struct {
-	Puts        []Object
-	Deletes     []mesh.Key
-	Nodes       map[string]string
-	DeleteNodes []string
+	Puts    []Object
+	Deletes []mesh.Key
+	Nodes   map[string]NodeRecord
 }
 
 func emptyRecords() *Records {

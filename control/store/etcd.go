@@ -24,17 +24,19 @@ const DefaultEtcdPrefix = "/weft/"
 // EtcdBackend keeps the records in etcd, shared by every control-plane
 // replica. Its keys, under the prefix:
 //
-//	mesh/rev                     written by every commit: its mod revision
-//	                             is the store revision
+//	mesh/head                    written by every commit: its mod revision
+//	                             is the store revision, its value every
+//	                             node's content sha256 and version
 //	mesh/res/KIND/NS/NAME        {"source","file","resource"}; the key's mod
 //	                             revision is the resource_version
-//	mesh/node/ID                 the node's content sha256; its mod revision
-//	                             is the node's snapshot version
 //
 // A commit is one etcd transaction guarded by the mod revision of
-// mesh/rev, so two replicas can never both commit on the same revision.
+// mesh/head, so two replicas can never both commit on the same revision.
 // Versions are etcd revisions, so every replica reports the same version
-// for the same state.
+// for the same state. A node whose config changed in a commit has version
+// 0 in mesh/head, read as the head's mod revision: the commit's revision,
+// unknown until etcd assigns it. One key for all nodes keeps a change that
+// touches every sidecar to two keys plus the resources it writes.
 type EtcdBackend struct {
 	cli    *clientv3.Client
 	prefix string
@@ -69,15 +71,28 @@ func NewEtcdBackend(cli *clientv3.Client, o EtcdOptions) *EtcdBackend {
 }
 
 func (b *EtcdBackend) meshPrefix() string { return b.prefix + "mesh/" }
-func (b *EtcdBackend) revKey() string     { return b.prefix + "mesh/rev" }
+func (b *EtcdBackend) headKey() string    { return b.prefix + "mesh/head" }
 func (b *EtcdBackend) resPrefix() string  { return b.prefix + "mesh/res/" }
-func (b *EtcdBackend) nodePrefix() string { return b.prefix + "mesh/node/" }
 
 func (b *EtcdBackend) resKey(k mesh.Key) string {
 	return b.resPrefix() + url.PathEscape(string(k.Kind)) + "/" + url.PathEscape(k.Namespace) + "/" + url.PathEscape(k.Name)
 }
 
-func (b *EtcdBackend) nodeKey(id string) string { return b.nodePrefix() + url.PathEscape(id) }
+// TooBigError is a change that writes more etcd keys than one transaction
+// may hold (HTTP 413). Nothing was sent.
+type TooBigError struct{ Keys, Max int }
+
+// Error says what to do.
+func (e *TooBigError) Error() string {
+	return fmt.Sprintf("the change writes %d etcd keys (one per resource, plus one) but one etcd transaction holds at most %d: split it, or raise etcd's --max-txn-ops and weft's -etcd-max-txn-ops", e.Keys, e.Max)
+}
+
+// etcdNode is a node's entry in mesh/head; Version 0 is the head's own mod
+// revision.
+type etcdNode struct {
+	Sum     string `json:"sha256"`
+	Version int64  `json:"version,omitempty"`
+}
 
 // etcdObject is a resource's value in etcd.
 type etcdObject struct {
@@ -109,12 +124,12 @@ func (b *EtcdBackend) load(ctx context.Context) (*mirror, int64, error) {
 	return m, resp.Header.Revision, nil
 }
 
-// Revision reads mesh/rev's mod revision (a linearizable read: a quorum
+// Revision reads mesh/head's mod revision (a linearizable read: a quorum
 // answers it).
 func (b *EtcdBackend) Revision(ctx context.Context) (int64, error) {
-	resp, err := b.cli.Get(ctx, b.revKey())
+	resp, err := b.cli.Get(ctx, b.headKey())
 	if err != nil {
-		return 0, etcdError("reading "+b.revKey(), err)
+		return 0, etcdError("reading "+b.headKey(), err)
 	}
 	if len(resp.Kvs) == 0 {
 		return 0, nil
@@ -122,10 +137,10 @@ func (b *EtcdBackend) Revision(ctx context.Context) (int64, error) {
 	return resp.Kvs[0].ModRevision, nil
 }
 
-// Commit writes w in one transaction that succeeds only if mesh/rev was
+// Commit writes w in one transaction that succeeds only if mesh/head was
 // last written at base.
 func (b *EtcdBackend) Commit(ctx context.Context, base int64, w Write) (int64, error) {
-	ops := make([]clientv3.Op, 0, len(w.Puts)+len(w.Deletes)+len(w.Nodes)+len(w.DeleteNodes)+1)
+	ops := make([]clientv3.Op, 0, len(w.Puts)+len(w.Deletes)+1)
 	for _, k := range w.Deletes {
 		ops = append(ops, clientv3.OpDelete(b.resKey(k)))
 	}
@@ -142,18 +157,27 @@ func (b *EtcdBackend) Commit(ctx context.Context, base int64, w Write) (int64, e
 		}
 		ops = append(ops, clientv3.OpPut(b.resKey(r.Key()), string(v)))
 	}
-	for _, id := range w.DeleteNodes {
-		ops = append(ops, clientv3.OpDelete(b.nodeKey(id)))
+	head := make(map[string]etcdNode, len(w.Nodes))
+	for id, n := range w.Nodes {
+		v := int64(0)
+		if n.Version != "" {
+			var err error
+			if v, err = strconv.ParseInt(n.Version, 10, 64); err != nil {
+				return 0, fmt.Errorf("node %q: version %q is not an etcd revision", id, n.Version)
+			}
+		}
+		head[id] = etcdNode{Sum: n.Sum, Version: v}
 	}
-	for id, sum := range w.Nodes {
-		ops = append(ops, clientv3.OpPut(b.nodeKey(id), sum))
+	hb, err := json.Marshal(head)
+	if err != nil {
+		return 0, err
 	}
-	ops = append(ops, clientv3.OpPut(b.revKey(), ""))
+	ops = append(ops, clientv3.OpPut(b.headKey(), string(hb)))
 	if len(ops) > b.maxOps {
-		return 0, fmt.Errorf("the change writes %d etcd keys (resources and sidecar versions) but one etcd transaction holds at most %d: split it, or raise etcd's --max-txn-ops and weft's -etcd-max-txn-ops", len(ops), b.maxOps)
+		return 0, &TooBigError{Keys: len(ops), Max: b.maxOps}
 	}
 	resp, err := b.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(b.revKey()), "=", base)).
+		If(clientv3.Compare(clientv3.ModRevision(b.headKey()), "=", base)).
 		Then(ops...).
 		Commit()
 	if err != nil {
@@ -206,7 +230,7 @@ func (b *EtcdBackend) follow(ctx context.Context, m *mirror, from int64, fn func
 			}
 		}
 		// etcd never splits one revision's events across responses, so a
-		// new mesh/rev means a whole commit has arrived.
+		// new mesh/head means a whole commit has arrived.
 		if m.rev != before {
 			fn(m.records())
 		}
@@ -230,14 +254,19 @@ type mirror struct {
 func (m *mirror) put(key string, value []byte, modRev int64) error {
 	m.cached = nil
 	switch {
-	case key == m.b.revKey():
-		m.rev = modRev
-	case strings.HasPrefix(key, m.b.nodePrefix()):
-		id, err := url.PathUnescape(strings.TrimPrefix(key, m.b.nodePrefix()))
-		if err != nil {
+	case key == m.b.headKey():
+		var head map[string]etcdNode
+		if err := json.Unmarshal(value, &head); err != nil {
 			return fmt.Errorf("etcd key %s: %w", key, err)
 		}
-		m.nodes[id] = NodeRecord{Version: strconv.FormatInt(modRev, 10), Sum: string(value)}
+		m.rev = modRev
+		m.nodes = make(map[string]NodeRecord, len(head))
+		for id, n := range head {
+			if n.Version == 0 {
+				n.Version = modRev
+			}
+			m.nodes[id] = NodeRecord{Version: strconv.FormatInt(n.Version, 10), Sum: n.Sum}
+		}
 	case strings.HasPrefix(key, m.b.resPrefix()):
 		var eo etcdObject
 		if err := json.Unmarshal(value, &eo); err != nil {
@@ -256,11 +285,6 @@ func (m *mirror) put(key string, value []byte, modRev int64) error {
 
 func (m *mirror) del(key string) {
 	m.cached = nil
-	if strings.HasPrefix(key, m.b.nodePrefix()) {
-		id, _ := url.PathUnescape(strings.TrimPrefix(key, m.b.nodePrefix()))
-		delete(m.nodes, id)
-		return
-	}
 	if k, ok := m.keys[key]; ok {
 		delete(m.objs, k)
 		delete(m.keys, key)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,7 +149,7 @@ func TestEtcdQuorumLossAndRecovery(t *testing.T) {
 	last := a.Node("n1")
 	_, err = a.Apply(Change{Who: "t", Source: SourceAPI, Puts: split(t, 20)})
 	var ue *UnavailableError
-	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "nothing changed") {
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "majority") {
 		t.Fatalf("a write without a quorum: %v", err)
 	}
 	t.Logf("without a quorum: %v", err)
@@ -290,5 +291,32 @@ func TestEtcdReplicaBehindSaysSo(t *testing.T) {
 	waitRev(t, a, r3.Revision)
 	if st := a.Status(); st.StuckAt != 0 || st.Error != "" {
 		t.Fatalf("replica A caught up but says %+v", st)
+	}
+}
+
+// A change bigger than one etcd transaction is refused before it is sent;
+// one that changes every sidecar's config is still two keys.
+func TestEtcdChangeTooBig(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	s := openStore(t, Options{Backend: NewEtcdBackend(c.Client(), EtcdOptions{MaxTxnOps: 3})})
+	_, err := s.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, svc)}) // 3 resources + head
+	var tb *TooBigError
+	if !errors.As(err, &tb) || tb.Keys != 4 || tb.Max != 3 || s.Revision() != 0 {
+		t.Fatalf("a 4-key change with --max-txn-ops 3: %v", err)
+	}
+	var sidecars strings.Builder
+	for i := 0; i < 2; i++ {
+		fmt.Fprintf(&sidecars, "kind: Sidecar\nname: n%d\nspec: {outbound: '127.0.0.1:0'}\n---\n", i)
+	}
+	if _, err := s.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, sidecars.String())}); err != nil {
+		t.Fatal(err)
+	}
+	// A new service changes both sidecars' configs: one resource and the head.
+	r, err := s.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, "kind: Service\nname: a\nspec: {endpoints: [{address: '127.0.0.1:1'}]}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := strconv.FormatInt(r.Revision, 10); s.Node("n0").Version != v || s.Node("n1").Version != v {
+		t.Fatalf("node versions %s/%s, want %s", s.Node("n0").Version, s.Node("n1").Version, v)
 	}
 }

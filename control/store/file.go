@@ -64,7 +64,7 @@ func (b *FileBackend) Commit(_ context.Context, base int64, w Write) (int64, err
 		return 0, ErrStale
 	}
 	rev := base + 1
-	next := &Records{Revision: rev, Objects: maps.Clone(b.cur.Objects), Nodes: maps.Clone(b.cur.Nodes)}
+	next := &Records{Revision: rev, Objects: maps.Clone(b.cur.Objects)}
 	for _, k := range w.Deletes {
 		delete(next.Objects, k)
 	}
@@ -74,12 +74,12 @@ func (b *FileBackend) Commit(_ context.Context, base int64, w Write) (int64, err
 		o.Resource = &r
 		next.Objects[r.Key()] = o
 	}
-	for _, id := range w.DeleteNodes {
-		delete(next.Nodes, id)
-	}
-	v := strconv.FormatInt(rev, 10)
-	for id, sum := range w.Nodes {
-		next.Nodes[id] = NodeRecord{Version: v, Sum: sum}
+	next.Nodes = make(map[string]NodeRecord, len(w.Nodes))
+	for id, n := range w.Nodes {
+		if n.Version == "" {
+			n.Version = strconv.FormatInt(rev, 10)
+		}
+		next.Nodes[id] = n
 	}
 	if err := b.write(next); err != nil {
 		return 0, fmt.Errorf("store: saving state: %w", err)

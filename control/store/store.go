@@ -395,8 +395,8 @@ func specBytes(r *mesh.Resource) []byte {
 
 // Apply validates the change against the whole mesh it would make and, if
 // everything compiles, commits it atomically. A refused change returns
-// *ConflictError, *NotFoundError or mesh.Errors and changes nothing; a
-// backend that cannot commit (etcd without a quorum) returns
+// *ConflictError, *NotFoundError, mesh.Errors or *TooBigError and changes
+// nothing; a backend that cannot commit (etcd without a quorum) returns
 // *UnavailableError.
 //
 // On a shared backend a change is planned on this replica's view and
@@ -432,11 +432,21 @@ func (s *Store) Apply(c Change) (Result, error) {
 }
 
 // UnavailableError is a change that could not be committed because the
-// backend is unreachable or has no quorum (HTTP 503). Nothing changed.
-type UnavailableError struct{ Err error }
+// backend is unreachable or has no quorum (HTTP 503).
+type UnavailableError struct {
+	Err error
+	// Unconfirmed is set when the commit was sent but not answered: etcd
+	// may still apply it once it has a quorum again. Retrying is safe (a
+	// change already applied is then a no-op).
+	Unconfirmed bool
+}
 
-// Error says the store could not commit and why.
+// Error says the store could not commit, why, and whether anything may
+// have changed.
 func (e *UnavailableError) Error() string {
+	if e.Unconfirmed {
+		return fmt.Sprintf("store unavailable, the change is not confirmed (it may still apply when the store recovers; retrying is safe): %v", e.Err)
+	}
 	return fmt.Sprintf("store unavailable, nothing changed: %v", e.Err)
 }
 
@@ -482,8 +492,12 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, error) {
 			}
 			continue
 		}
+		var tooBig *TooBigError
+		if errors.As(err, &tooBig) {
+			return Result{Revision: cur.rev}, err
+		}
 		if err != nil {
-			return Result{Revision: cur.rev}, &UnavailableError{Err: err}
+			return Result{Revision: cur.rev}, &UnavailableError{Err: err, Unconfirmed: true}
 		}
 		st, err := s.stamp(cur, p, rev)
 		if err != nil {
@@ -614,20 +628,16 @@ func (s *Store) plan(cur *state, c Change) (*plan, error) {
 		return nil, err
 	}
 	p.sums = make(map[string]string, len(p.compiled))
-	p.write.Nodes = map[string]string{}
+	p.write.Nodes = make(map[string]NodeRecord, len(p.compiled))
 	for id, nc := range p.compiled {
 		cs := sum(nc.Content)
 		p.sums[id] = cs
-		if old := cur.nodes[id]; old == nil || old.contentSum != cs {
-			p.write.Nodes[id] = cs
+		n := NodeRecord{Sum: cs} // changed: the commit's revision
+		if old := cur.nodes[id]; old != nil && old.contentSum == cs {
+			n.Version = old.Version
 		}
+		p.write.Nodes[id] = n
 	}
-	for id := range cur.nodes {
-		if _, ok := p.compiled[id]; !ok {
-			p.write.DeleteNodes = append(p.write.DeleteNodes, id)
-		}
-	}
-	sort.Strings(p.write.DeleteNodes)
 	return p, nil
 }
 
