@@ -186,6 +186,7 @@ func (c *Cluster) Stop(i int) {
 	}
 	e, done := m.etcd, make(chan struct{})
 	m.etcd, m.closed = nil, done
+	m.relay.setDown(true)
 	e.Server.HardStop()
 	m.relay.cut()
 	go func() {
@@ -203,6 +204,7 @@ func (c *Cluster) Restart(is ...int) {
 		m := c.Members[i]
 		go func() {
 			<-m.closed
+			m.relay.setDown(false)
 			errs <- m.start("existing")
 		}()
 	}
@@ -244,6 +246,7 @@ type relay struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
+	down   bool // refuse connections: the member is stopped
 	conns  map[net.Conn]bool
 	wg     sync.WaitGroup
 }
@@ -267,6 +270,13 @@ func (r *relay) accept() {
 		c, err := r.ln.Accept()
 		if err != nil {
 			return
+		}
+		r.mu.Lock()
+		down := r.down
+		r.mu.Unlock()
+		if down {
+			_ = c.Close() // as a crashed member's port would
+			continue
 		}
 		u, err := net.Dial("tcp", r.target)
 		if err != nil {
@@ -293,8 +303,13 @@ func (r *relay) pipe(dst, src net.Conn) {
 	r.mu.Unlock()
 }
 
-// cut closes every relayed connection; new ones are accepted (and fail
-// to dial while the member is down).
+func (r *relay) setDown(down bool) {
+	r.mu.Lock()
+	r.down = down
+	r.mu.Unlock()
+}
+
+// cut closes every relayed connection.
 func (r *relay) cut() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
