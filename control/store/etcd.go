@@ -192,15 +192,18 @@ func (b *EtcdBackend) Commit(ctx context.Context, base int64, w Write) (int64, e
 // Watch follows the mesh keys from a fresh read, and reads again whenever
 // the watch is compacted away or breaks.
 func (b *EtcdBackend) Watch(ctx context.Context, fn func(*Records)) {
+	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		m, rev, err := b.load(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				b.log.Warn("etcd: reading the mesh failed; retrying", zap.Error(err))
-				sleep(ctx, time.Second)
+				b.log.Warn("etcd: reading the mesh failed; serving the last state read, retrying", zap.Duration("retry_in", backoff), zap.Error(err))
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, 5*time.Second)
 			}
 			continue
 		}
+		backoff = 100 * time.Millisecond
 		fn(m.records())
 		b.follow(ctx, m, rev+1, fn)
 	}
