@@ -2,9 +2,11 @@ package control
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/server"
+	"github.com/weftmesh/weft/control/store"
 )
 
 // Command runs `weft control`: it serves the control plane until ctx ends,
@@ -22,6 +25,8 @@ import (
 //	             [-tls-cert F -tls-key F | -tls-host NAME,...] [-users FILE]
 //	             [-join-token-ttl 1h] [-insecure-api]
 //	             [-scrape 10s] [-watch-timeout 30s] [-module-grace 10m] [-log-level info]
+//	             [-store etcd://HOST:PORT,... -etcd-ca F [-etcd-cert F -etcd-key F]
+//	              | -etcd-insecure] [-etcd-prefix /weft/] [-ca-encryption-key-file F]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -48,6 +53,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	regSecret := fs.String("registry-secret", "", "docker config.json with credentials for pulling Filter modules named by oci")
 	regCA := fs.String("registry-ca", "", "PEM bundle trusted for OCI registries' TLS, beside the system roots")
 	verifyKeys := fs.String("verify-key", "", "comma-separated PEM public keys: every Filter module pulled by oci must be signed (cosign format) by one of them")
+	storeURL := fs.String("store", "", "where the mesh is kept: empty = DATA/state.json on this machine; etcd://HOST:PORT,HOST:PORT,... = an etcd cluster that every replica shares")
+	etcdCA := fs.String("etcd-ca", "", "CA certificate (PEM) of etcd's serving certificates (with -store etcd://)")
+	etcdCert := fs.String("etcd-cert", "", "client certificate (PEM) for etcd --client-cert-auth")
+	etcdKey := fs.String("etcd-key", "", "the client certificate's key (PEM)")
+	etcdInsecure := fs.Bool("etcd-insecure", false, "talk plain HTTP to etcd (development only: anyone on the path can read and rewrite the mesh)")
+	etcdPrefix := fs.String("etcd-prefix", "/weft/", "prefix of weft's keys in etcd: replicas of one control plane share it")
+	etcdMaxTxnOps := fs.Int("etcd-max-txn-ops", 128, "etcd's --max-txn-ops: a change writing more keys is refused with a clear error")
+	caKeyFile := fs.String("ca-encryption-key-file", "", "file with the base64 of 32 random bytes that encrypts the CA's keys in etcd (AES-256-GCM); default $WEFT_CA_ENCRYPTION_KEY; required with -store etcd://")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
 		fs.PrintDefaults()
@@ -84,13 +97,39 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			keys = append(keys, k)
 		}
 	}
-	s, err := server.Start(ctx, server.Options{RegistrySecret: *regSecret, RegistryCA: *regCA, VerifyKeys: keys, Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
+	so := server.Options{Addr: *addr, DataDir: *data, ConfigDir: *dir, PublicURL: *public,
 		ScrapeInterval: interval, WatchTimeout: *watch, Logger: log, CA: caOpts,
-		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL, ModuleGrace: *moduleGrace})
+		Insecure: *insecure, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSHosts: hosts, UsersFile: *usersFile, JoinTokenTTL: *joinTTL, ModuleGrace: *moduleGrace,
+		RegistrySecret: *regSecret, RegistryCA: *regCA, VerifyKeys: keys}
+	if *storeURL != "" {
+		eps, err := store.ParseEtcdURL(*storeURL)
+		if err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		if so.CAEncryptionKey, err = store.ReadEncryptionKey(*caKeyFile); err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		cli, err := store.DialEtcd(store.EtcdClientConfig{Endpoints: eps, CAFile: *etcdCA, CertFile: *etcdCert, KeyFile: *etcdKey, Insecure: *etcdInsecure, Logger: log})
+		if err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		defer cli.Close()
+		so.Etcd, so.EtcdPrefix, so.EtcdMaxTxnOps = cli, *etcdPrefix, *etcdMaxTxnOps
+		if !strings.HasPrefix(so.EtcdPrefix, "/") || !strings.HasSuffix(so.EtcdPrefix, "/") {
+			return fmt.Errorf("control: -etcd-prefix %q: want a path that starts and ends with /", so.EtcdPrefix)
+		}
+	} else if *etcdCA != "" || *etcdCert != "" || *etcdInsecure || *caKeyFile != "" {
+		return errors.New("control: -etcd-*/-ca-encryption-key-file flags need -store etcd://…")
+	}
+	s, err := server.Start(ctx, so)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "weft control plane at %s (revision %d)\n", s.URL(), s.Store().Revision())
+	where := "store " + filepath.Join(*data, "state.json")
+	if *storeURL != "" {
+		where = "store " + *storeURL + " prefix " + *etcdPrefix
+	}
+	fmt.Fprintf(stdout, "weft control plane at %s (revision %d, %s)\n", s.URL(), s.Store().Revision(), where)
 	if s.Insecure() {
 		fmt.Fprintln(stdout, "WARNING: plain HTTP and no authentication (-insecure-api)")
 	} else {

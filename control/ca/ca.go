@@ -580,6 +580,20 @@ func (c *CA) Rotate() error {
 	return nil
 }
 
+// Reload reads the CA's files in Dir again and makes them current: another
+// control-plane replica rotated the CA and its files were replaced.
+func (c *CA) Reload() error {
+	n, err := Open(c.o)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.signer, c.retired, c.next, c.nextAt = n.signer, n.retired, n.next, n.nextAt
+	c.mu.Unlock()
+	c.log.Info("CA reloaded", zap.String("signer", fingerprint(n.signer.root)))
+	return nil
+}
+
 // promote makes a pending rotation's authority the signer once due, and
 // retires the old root for the overlap.
 func (c *CA) promote(now time.Time) {

@@ -80,12 +80,20 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // writeStoreError maps a refused change to its status: 409 for a conflict,
-// 404 for a missing resource, 422 for an invalid mesh.
+// 404 for a missing resource, 422 for an invalid mesh, 503 when the store
+// cannot commit (etcd without a quorum), 413 for a change too big for one
+// etcd transaction.
 func writeStoreError(w http.ResponseWriter, err error) {
 	var ce *store.ConflictError
 	var nf *store.NotFoundError
 	var me mesh.Errors
+	var ue *store.UnavailableError
+	var tb *store.TooBigError
 	switch {
+	case errors.As(err, &tb):
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.As(err, &ue):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.As(err, &ce):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.As(err, &nf):
@@ -354,10 +362,12 @@ type Status struct {
 	// Warnings are mesh.Warnings of the mesh in force, whichever source
 	// wrote it.
 	Warnings []string `json:"warnings,omitempty"`
+	// Store is where the mesh is kept, and whether this replica is behind.
+	Store store.BackendStatus `json:"store"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List())}
+	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List()), Store: s.store.Status()}
 	if st.Nodes == nil {
 		st.Nodes = []NodeStatus{}
 	}

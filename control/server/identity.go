@@ -264,7 +264,7 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
-	err := s.ca.Rotate()
+	err := s.rotateShared()
 	if err == nil {
 		// Clients trust the new root from now on, before it signs.
 		err = s.writeCAFile()

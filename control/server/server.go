@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/control/ca"
@@ -87,24 +88,40 @@ type Options struct {
 	// VerifyKeys are PEM public-key files: when set, every module pulled by
 	// oci must carry a cosign-format signature by one of them.
 	VerifyKeys []string
-	Logger     *zap.Logger
+	// Etcd, when set, keeps the mesh in etcd, shared with every replica
+	// on the same cluster and prefix, instead of DATA/state.json. The
+	// caller closes it after the server.
+	Etcd *clientv3.Client
+	// EtcdPrefix is the replicas' key prefix (default /weft/).
+	EtcdPrefix string
+	// EtcdMaxTxnOps is etcd's --max-txn-ops (default 128).
+	EtcdMaxTxnOps int
+	// StoreWriteTimeout bounds one write to the store, retries included
+	// (default 15s): how long a write waits for etcd before answering 503.
+	StoreWriteTimeout time.Duration
+	// CAEncryptionKey (32 bytes) encrypts the CA's keys in etcd (AES-256-GCM).
+	// Required with Etcd: replicas share one CA through etcd.
+	CAEncryptionKey []byte
+	Logger          *zap.Logger
 }
 
 // Server is a running control plane.
 type Server struct {
-	o      Options
-	log    *zap.Logger
-	ln     net.Listener
-	srv    *http.Server
-	url    string
-	reg    *registry.Registry
-	audit  *store.Audit
-	store  *store.Store
-	files  *filesource.Source
-	scr    *telemetry.Scraper
-	nodes  *tracker
-	ca     *ca.CA
-	tokens *ca.Tokens
+	o     Options
+	log   *zap.Logger
+	ln    net.Listener
+	srv   *http.Server
+	url   string
+	reg   *registry.Registry
+	audit *store.Audit
+	store *store.Store
+	files *filesource.Source
+	scr   *telemetry.Scraper
+	nodes *tracker
+	ca    *ca.CA
+	// secrets keeps the CA sealed in etcd (nil on the file store).
+	secrets *store.Secrets
+	tokens  *ca.Tokens
 	// modules pulls Filter modules named by oci (cache in DATA/oci);
 	// verifyKeys are the mesh-wide signature keys.
 	modules    *oci.Puller
@@ -184,6 +201,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	fail := func(err error) (*Server, error) {
 		_ = s.ln.Close()
+		if s.store != nil {
+			_ = s.store.Close()
+		}
 		if s.audit != nil {
 			_ = s.audit.Close()
 		}
@@ -202,7 +222,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if co.Logger == nil {
 		co.Logger = o.Logger
 	}
-	if s.ca, err = ca.Open(co); err != nil {
+	if o.Etcd != nil {
+		s.ca, err = s.openSharedCA(ctx, co)
+	} else {
+		s.ca, err = ca.Open(co)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if s.tokens, err = ca.OpenTokens(filepath.Join(co.Dir, "tokens.json")); err != nil {
@@ -215,7 +240,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.loadUsers(); err != nil {
 		return fail(err)
 	}
-	if s.store, err = store.Open(store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != ""}); err != nil {
+	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != "", WriteTimeout: o.StoreWriteTimeout}
+	if o.Etcd != nil {
+		so.Backend = store.NewEtcdBackend(o.Etcd, store.EtcdOptions{Prefix: o.EtcdPrefix, MaxTxnOps: o.EtcdMaxTxnOps, Logger: o.Logger})
+	}
+	if s.store, err = store.Open(so); err != nil {
 		return fail(err)
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -231,6 +260,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		go func() {
 			defer s.wg.Done()
 			s.collectModules(ctx)
+		}()
+	}
+	if s.secrets != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followCA(ctx)
 		}()
 	}
 	if o.ScrapeInterval >= 0 {
@@ -334,7 +370,7 @@ func (s *Server) Close() error {
 	s.stopBackground()
 	err := s.srv.Close()
 	s.wg.Wait()
-	return errors.Join(err, s.audit.Close())
+	return errors.Join(err, s.store.Close(), s.audit.Close())
 }
 
 // Shutdown ends pending watches (they answer "no change"), then stops
@@ -343,5 +379,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopBackground()
 	err := s.srv.Shutdown(ctx)
 	s.wg.Wait()
-	return errors.Join(err, s.audit.Close())
+	return errors.Join(err, s.store.Close(), s.audit.Close())
 }

@@ -2,16 +2,15 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
@@ -27,17 +26,20 @@ const (
 	SourceFile = "file"
 )
 
-// stateFile holds the store (resources, revision, node versions) in the
-// data directory, so a restarted control plane serves what it served.
-const stateFile = "state.json"
-
 // CompileFunc validates a whole mesh and compiles every sidecar's config.
 type CompileFunc func(*mesh.Mesh) (map[string]*mesh.NodeConfig, error)
 
 // Options configure a Store.
 type Options struct {
-	// Dir keeps the state file; "" keeps the store in memory only.
+	// Backend keeps the records (an EtcdBackend shared by replicas); nil:
+	// a FileBackend on Dir.
+	Backend Backend
+	// Dir keeps the state file when Backend is nil; "" keeps the store in
+	// memory only.
 	Dir string
+	// WriteTimeout bounds one Apply, retries on a busy shared backend
+	// included (default 15s).
+	WriteTimeout time.Duration
 	// Compile is required: no change is accepted unless it compiles.
 	Compile CompileFunc
 	// Audit records every accepted and refused change (nil: none).
@@ -145,14 +147,47 @@ type Result struct {
 }
 
 // Store is the versioned set of mesh resources and the per-node snapshots
-// compiled from it. Reads are lock-free on an immutable state.
+// compiled from it. Readers take a read lock only to load the current
+// immutable state; everything they read from it is never modified.
 type Store struct {
 	o   Options
 	log *zap.Logger
+	b   Backend
 
-	mu  sync.Mutex // serialises writers
+	mu  sync.Mutex // serialises this process's writers
 	cur *state
-	rd  sync.RWMutex // guards cur for readers
+	rd  sync.RWMutex // guards cur; held to swap it, never while compiling
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	followMu  sync.Mutex
+	followErr *BackendStatus // the last revision that did not compile here
+}
+
+// BackendStatus says where the store is kept and whether this process
+// serves the latest revision committed there.
+type BackendStatus struct {
+	// Backend is "file" or "etcd".
+	Backend string `json:"backend"`
+	// StuckAt is a revision committed by another replica that does not
+	// compile here (Error says why): this replica serves an older one.
+	StuckAt int64  `json:"stuck_at,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Status reports the backend and whether this replica is behind it.
+func (s *Store) Status() BackendStatus {
+	st := BackendStatus{Backend: "file"}
+	if _, ok := s.b.(*EtcdBackend); ok {
+		st.Backend = "etcd"
+	}
+	s.followMu.Lock()
+	defer s.followMu.Unlock()
+	if e := s.followErr; e != nil && e.StuckAt > s.Revision() {
+		st.StuckAt, st.Error = e.StuckAt, e.Error
+	}
+	return st
 }
 
 type state struct {
@@ -163,7 +198,8 @@ type state struct {
 	changed chan struct{} // closed when a newer state replaces this one
 }
 
-// Open makes a store, loading Dir/state.json when it exists.
+// Open makes a store on its backend, loads the committed records and, for
+// a shared backend, follows the commits of other writers until Close.
 func Open(o Options) (*Store, error) {
 	if o.Compile == nil {
 		return nil, errors.New("store: Options.Compile is required")
@@ -171,18 +207,115 @@ func Open(o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	s := &Store{o: o, log: o.Logger}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 15 * time.Second
+	}
+	b := o.Backend
+	if b == nil {
+		fb, err := NewFileBackend(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		b = fb
+	}
+	s := &Store{o: o, log: o.Logger, b: b, done: make(chan struct{})}
 	s.cur = &state{objs: map[mesh.Key]Object{}, mesh: mesh.New(nil), nodes: map[string]*Snapshot{}, changed: make(chan struct{})}
-	if o.Dir == "" {
-		return s, nil
+	ctx, cancel := context.WithTimeout(context.Background(), o.WriteTimeout)
+	recs, err := b.Load(ctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("store: loading: %w", err)
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+	st, err := s.build(recs, s.cur)
+	if err != nil {
+		return nil, fmt.Errorf("store: the saved mesh (revision %d) no longer compiles: %w", recs.Revision, err)
 	}
-	if err := s.load(); err != nil {
-		return nil, fmt.Errorf("store: %s: %w", filepath.Join(o.Dir, stateFile), err)
-	}
+	s.cur = st
+	s.log.Info("store loaded", zap.Int64("revision", st.rev), zap.Int("resources", len(st.objs)), zap.Int("nodes", len(st.nodes)))
+	var wctx context.Context
+	wctx, s.cancel = context.WithCancel(context.Background())
+	go func() {
+		defer close(s.done)
+		b.Watch(wctx, s.follow)
+	}()
 	return s, nil
+}
+
+// Close stops following the backend and closes it.
+func (s *Store) Close() error {
+	s.cancel()
+	<-s.done
+	return s.b.Close()
+}
+
+// follow installs records another writer committed.
+func (s *Store) follow(r *Records) {
+	cur := s.state()
+	if r.Revision <= cur.rev {
+		return
+	}
+	st, err := s.build(r, cur)
+	if err != nil {
+		// Another replica validated this mesh; failing here means the
+		// replicas run different versions. Keep serving the last good one.
+		s.log.Error("a committed revision does not compile here; keeping the previous one (are all replicas the same weft version, with the same modules?)",
+			zap.Int64("revision", r.Revision), zap.Error(err))
+		s.followMu.Lock()
+		s.followErr = &BackendStatus{StuckAt: r.Revision, Error: err.Error()}
+		s.followMu.Unlock()
+		return
+	}
+	if s.install(st) {
+		s.log.Info("mesh changed", zap.Int64("revision", st.rev), zap.String("by", "another replica"))
+	}
+}
+
+// install makes st current unless a newer state already is.
+func (s *Store) install(st *state) bool {
+	s.rd.Lock()
+	old := s.cur
+	if st.rev <= old.rev {
+		s.rd.Unlock()
+		return false
+	}
+	s.cur = st
+	s.rd.Unlock()
+	close(old.changed)
+	return true
+}
+
+// build compiles the records into a state, reusing prev's snapshots of
+// nodes whose version and content are unchanged.
+func (s *Store) build(r *Records, prev *state) (*state, error) {
+	rs := make([]*mesh.Resource, 0, len(r.Objects))
+	for _, o := range r.Objects {
+		rs = append(rs, o.Resource)
+	}
+	m := mesh.New(rs)
+	compiled, err := s.o.Compile(m)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make(map[string]*Snapshot, len(compiled))
+	for id, nc := range compiled {
+		cs := sum(nc.Content)
+		v := strconv.FormatInt(r.Revision, 10)
+		if nr, ok := r.Nodes[id]; ok && nr.Sum == cs {
+			v = nr.Version
+		} else if ok {
+			s.log.Warn("a node's stored content differs from this replica's compilation (are all replicas the same weft version?)", zap.String("node", id))
+		}
+		if p := prev.nodes[id]; p != nil && p.Version == v && p.contentSum == cs {
+			nodes[id] = p
+			continue
+		}
+		y, err := mesh.Render(nc.Config, v)
+		if err != nil {
+			return nil, fmt.Errorf("node %q: %w", id, err)
+		}
+		nodes[id] = &Snapshot{Node: id, Service: nc.Service, Version: v, YAML: y, Config: nc.Config, contentSum: cs}
+	}
+	return &state{rev: r.Revision, objs: r.Objects, mesh: m, nodes: nodes, changed: make(chan struct{})}, nil
 }
 
 func (s *Store) state() *state {
@@ -196,6 +329,21 @@ func (s *Store) Revision() int64 { return s.state().rev }
 
 // Changed returns a channel closed at the next accepted change.
 func (s *Store) Changed() <-chan struct{} { return s.state().changed }
+
+// WaitRevision waits until the store is at revision rev or later.
+func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
+	for {
+		st := s.state()
+		if st.rev >= rev {
+			return nil
+		}
+		select {
+		case <-st.changed:
+		case <-ctx.Done():
+			return fmt.Errorf("store: waiting for revision %d (at %d): %w", rev, st.rev, ctx.Err())
+		}
+	}
+}
 
 // Mesh is the mesh in force.
 func (s *Store) Mesh() *mesh.Mesh { return s.state().mesh }
@@ -247,18 +395,28 @@ func specBytes(r *mesh.Resource) []byte {
 
 // Apply validates the change against the whole mesh it would make and, if
 // everything compiles, commits it atomically. A refused change returns
-// *ConflictError, *NotFoundError or mesh.Errors and changes nothing.
+// *ConflictError, *NotFoundError, mesh.Errors or *TooBigError and changes
+// nothing; a backend that cannot commit (etcd without a quorum) returns
+// *UnavailableError.
+//
+// On a shared backend a change is planned on this replica's view and
+// committed only if no other replica committed since (compare-and-swap on
+// the revision); otherwise the view is refreshed and the change planned
+// again, so concurrent writers never lose each other's updates and
+// preconditions are checked against the latest state.
 func (s *Store) Apply(c Change) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, err := s.apply(c)
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.WriteTimeout)
+	defer cancel()
+	res, err := s.applyRetrying(ctx, c)
 	if s.o.Audit != nil && (err != nil || len(res.Changed) > 0) {
 		e := AuditEntry{Who: c.Who, Source: c.Source, Action: c.Action, Revision: res.Revision, Result: "applied"}
 		for _, k := range res.Changed {
 			e.Resources = append(e.Resources, k.String())
 		}
 		if err != nil {
-			e.Result, e.Error, e.Revision = "refused", err.Error(), s.cur.rev
+			e.Result, e.Error, e.Revision = "refused", err.Error(), s.Revision()
 			for _, r := range c.Puts {
 				e.Resources = append(e.Resources, r.Key().String())
 			}
@@ -273,14 +431,101 @@ func (s *Store) Apply(c Change) (Result, error) {
 	return res, err
 }
 
-func (s *Store) apply(c Change) (Result, error) {
-	cur := s.cur
-	rev := cur.rev + 1
+// UnavailableError is a change that could not be committed because the
+// backend is unreachable or has no quorum (HTTP 503).
+type UnavailableError struct {
+	Err error
+	// Unconfirmed is set when the commit was sent but not answered: etcd
+	// may still apply it once it has a quorum again. Retrying is safe (a
+	// change already applied is then a no-op).
+	Unconfirmed bool
+}
+
+// Error says the store could not commit, why, and whether anything may
+// have changed.
+func (e *UnavailableError) Error() string {
+	if e.Unconfirmed {
+		return fmt.Sprintf("store unavailable, the change is not confirmed (it may still apply when the store recovers; retrying is safe): %v", e.Err)
+	}
+	return fmt.Sprintf("store unavailable, nothing changed: %v", e.Err)
+}
+
+// Unwrap returns the backend's error.
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, error) {
+	for attempt := 1; ; attempt++ {
+		cur := s.state()
+		p, err := s.plan(cur, c)
+		if err != nil || len(p.changed) == 0 {
+			// A refusal or a no-op is only true of the latest state: this
+			// replica may not have seen another's last commit yet.
+			latest, rerr := s.b.Revision(ctx)
+			if rerr != nil {
+				return Result{Revision: cur.rev}, &UnavailableError{Err: rerr}
+			}
+			if latest == cur.rev {
+				return Result{Revision: cur.rev}, err
+			}
+		}
+		var rev int64
+		if err == nil && len(p.changed) > 0 {
+			rev, err = s.b.Commit(ctx, cur.rev, p.write)
+		} else {
+			err = ErrStale
+		}
+		if errors.Is(err, ErrStale) {
+			// Another replica committed first: catch up and plan again.
+			recs, lerr := s.b.Load(ctx)
+			if lerr != nil {
+				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("reading the store after a concurrent change: %w", lerr)}
+			}
+			s.follow(recs)
+			if s.state().rev <= cur.rev {
+				// The latest revision does not compile here: planning on
+				// the old one again would only fail again.
+				st := s.Status()
+				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("this replica cannot load revision %d, committed elsewhere: %s", st.StuckAt, st.Error)}
+			}
+			if err := ctx.Err(); err != nil {
+				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("after %d attempts: %w", attempt, err)}
+			}
+			continue
+		}
+		var tooBig *TooBigError
+		if errors.As(err, &tooBig) {
+			return Result{Revision: cur.rev}, err
+		}
+		if err != nil {
+			return Result{Revision: cur.rev}, &UnavailableError{Err: err, Unconfirmed: true}
+		}
+		st, err := s.stamp(cur, p, rev)
+		if err != nil {
+			return Result{Revision: cur.rev}, err
+		}
+		s.install(st)
+		s.log.Info("mesh changed", zap.Int64("revision", rev), zap.String("who", c.Who), zap.String("action", c.Action), zap.Int("resources", len(p.changed)))
+		return Result{Revision: rev, Changed: p.changed}, nil
+	}
+}
+
+// plan is a change checked and compiled against one state, not yet
+// committed.
+type plan struct {
+	changed  []mesh.Key
+	next     map[mesh.Key]Object // written resources carry ResourceVersion 0
+	mesh     *mesh.Mesh
+	compiled map[string]*mesh.NodeConfig
+	sums     map[string]string
+	write    Write
+}
+
+func (s *Store) plan(cur *state, c Change) (*plan, error) {
 	next := make(map[mesh.Key]Object, len(cur.objs)+len(c.Puts))
 	for k, o := range cur.objs {
 		next[k] = o
 	}
-	var changed []mesh.Key
+	p := &plan{}
 	owned := func(k mesh.Key, o Object) error {
 		if o.Source == c.Source {
 			return nil
@@ -300,16 +545,17 @@ func (s *Store) apply(c Change) (Result, error) {
 	for _, d := range c.Deletes {
 		o, ok := next[d.Key]
 		if !ok {
-			return Result{Revision: cur.rev}, &NotFoundError{Key: d.Key}
+			return nil, &NotFoundError{Key: d.Key}
 		}
 		if d.ResourceVersion != 0 && d.ResourceVersion != o.Resource.ResourceVersion {
-			return Result{Revision: cur.rev}, &ConflictError{Key: d.Key, Reason: fmt.Sprintf("resource_version is %d, the request expected %d; read it again", o.Resource.ResourceVersion, d.ResourceVersion)}
+			return nil, &ConflictError{Key: d.Key, Reason: fmt.Sprintf("resource_version is %d, the request expected %d; read it again", o.Resource.ResourceVersion, d.ResourceVersion)}
 		}
 		if err := owned(d.Key, o); err != nil {
-			return Result{Revision: cur.rev}, err
+			return nil, err
 		}
 		delete(next, d.Key)
-		changed = append(changed, d.Key)
+		p.changed = append(p.changed, d.Key)
+		p.write.Deletes = append(p.write.Deletes, d.Key)
 	}
 	put := map[mesh.Key]bool{}
 	for _, r := range c.Puts {
@@ -318,24 +564,24 @@ func (s *Store) apply(c Change) (Result, error) {
 		}
 		k := r.Key()
 		if put[k] {
-			return Result{Revision: cur.rev}, mesh.Errors{{Key: k, Reason: "given twice in one change", File: r.File, Line: r.Line}}
+			return nil, mesh.Errors{{Key: k, Reason: "given twice in one change", File: r.File, Line: r.Line}}
 		}
 		put[k] = true
 		o, exists := next[k]
 		if exists && c.CreateOnly {
-			return Result{Revision: cur.rev}, &ConflictError{Key: k, Reason: fmt.Sprintf("already exists (resource_version %d); replace it instead", o.Resource.ResourceVersion)}
+			return nil, &ConflictError{Key: k, Reason: fmt.Sprintf("already exists (resource_version %d); replace it instead", o.Resource.ResourceVersion)}
 		}
 		if r.ResourceVersion != 0 {
 			if !exists {
-				return Result{Revision: cur.rev}, &ConflictError{Key: k, Reason: fmt.Sprintf("the request expected resource_version %d but the resource does not exist", r.ResourceVersion)}
+				return nil, &ConflictError{Key: k, Reason: fmt.Sprintf("the request expected resource_version %d but the resource does not exist", r.ResourceVersion)}
 			}
 			if r.ResourceVersion != o.Resource.ResourceVersion {
-				return Result{Revision: cur.rev}, &ConflictError{Key: k, Reason: fmt.Sprintf("resource_version is %d, the request expected %d; read it again", o.Resource.ResourceVersion, r.ResourceVersion)}
+				return nil, &ConflictError{Key: k, Reason: fmt.Sprintf("resource_version is %d, the request expected %d; read it again", o.Resource.ResourceVersion, r.ResourceVersion)}
 			}
 		}
 		if exists {
 			if err := owned(k, o); err != nil {
-				return Result{Revision: cur.rev}, err
+				return nil, err
 			}
 			sameFile := c.Source != SourceFile || o.File == r.File
 			if o.Source == c.Source && sameFile && bytes.Equal(specBytes(o.Resource), specBytes(r)) {
@@ -343,8 +589,8 @@ func (s *Store) apply(c Change) (Result, error) {
 			}
 		}
 		nr := r.Clone()
-		nr.ResourceVersion = rev
-		nr.Owner = "" // the store says who owns it, not the writer
+		nr.ResourceVersion = 0 // the commit's revision, once known
+		nr.Owner = ""          // the store says who owns it, not the writer
 		file := ""
 		if c.Source == SourceFile {
 			file = nr.File
@@ -352,185 +598,84 @@ func (s *Store) apply(c Change) (Result, error) {
 			nr.File, nr.Line = "", 0 // a request body's lines mean nothing later
 		}
 		next[k] = Object{Resource: nr, Source: c.Source, File: file}
-		changed = append(changed, k)
+		p.changed = append(p.changed, k)
 	}
 	if c.ReplaceSource {
 		for k, o := range next {
 			if o.Source == c.Source && !put[k] {
 				delete(next, k)
-				changed = append(changed, k)
+				p.changed = append(p.changed, k)
+				p.write.Deletes = append(p.write.Deletes, k)
 			}
 		}
 	}
-	if len(changed) == 0 {
-		return Result{Revision: cur.rev}, nil
+	if len(p.changed) == 0 {
+		return p, nil
 	}
-	sort.Slice(changed, func(i, j int) bool { return changed[i].Less(changed[j]) })
+	sort.Slice(p.changed, func(i, j int) bool { return p.changed[i].Less(p.changed[j]) })
+	for _, k := range p.changed {
+		if o, ok := next[k]; ok {
+			p.write.Puts = append(p.write.Puts, o)
+		}
+	}
 	rs := make([]*mesh.Resource, 0, len(next))
 	for _, o := range next {
 		rs = append(rs, o.Resource)
 	}
-	m := mesh.New(rs)
-	compiled, err := s.o.Compile(m)
-	if err != nil {
-		return Result{Revision: cur.rev}, err
+	p.mesh, p.next = mesh.New(rs), next
+	var err error
+	if p.compiled, err = s.o.Compile(p.mesh); err != nil {
+		return nil, err
 	}
-	nodes, err := versionNodes(compiled, cur.nodes, strconv.FormatInt(rev, 10))
-	if err != nil {
-		return Result{Revision: cur.rev}, err
+	p.sums = make(map[string]string, len(p.compiled))
+	p.write.Nodes = make(map[string]NodeRecord, len(p.compiled))
+	for id, nc := range p.compiled {
+		cs := sum(nc.Content)
+		p.sums[id] = cs
+		n := NodeRecord{Sum: cs} // changed: the commit's revision
+		if old := cur.nodes[id]; old != nil && old.contentSum == cs {
+			n.Version = old.Version
+		}
+		p.write.Nodes[id] = n
 	}
-	st := &state{rev: rev, objs: next, mesh: m, nodes: nodes, changed: make(chan struct{})}
-	if err := s.save(st); err != nil {
-		return Result{Revision: cur.rev}, fmt.Errorf("store: saving state: %w", err)
+	return p, nil
+}
+
+// stamp is the state a committed plan makes: written resources and changed
+// nodes carry the commit's revision, the rest keep theirs.
+func (s *Store) stamp(cur *state, p *plan, rev int64) (*state, error) {
+	v := strconv.FormatInt(rev, 10)
+	objs := p.next
+	for _, k := range p.changed {
+		o, ok := objs[k]
+		if !ok {
+			continue
+		}
+		r := *o.Resource
+		r.ResourceVersion = rev
+		o.Resource = &r
+		objs[k] = o
 	}
-	s.rd.Lock()
-	s.cur = st
-	s.rd.Unlock()
-	close(cur.changed)
-	s.log.Info("mesh changed", zap.Int64("revision", rev), zap.String("who", c.Who), zap.String("action", c.Action), zap.Int("resources", len(changed)))
-	return Result{Revision: rev, Changed: changed}, nil
+	nodes := make(map[string]*Snapshot, len(p.compiled))
+	for id, nc := range p.compiled {
+		if old := cur.nodes[id]; old != nil && old.contentSum == p.sums[id] {
+			nodes[id] = old
+			continue
+		}
+		y, err := mesh.Render(nc.Config, v)
+		if err != nil {
+			return nil, fmt.Errorf("node %q: %w", id, err)
+		}
+		nodes[id] = &Snapshot{Node: id, Service: nc.Service, Version: v, YAML: y, Config: nc.Config, contentSum: p.sums[id]}
+	}
+	rs := make([]*mesh.Resource, 0, len(objs))
+	for _, o := range objs {
+		rs = append(rs, o.Resource)
+	}
+	return &state{rev: rev, objs: objs, mesh: mesh.New(rs), nodes: nodes, changed: make(chan struct{})}, nil
 }
 
 func sum(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
-}
-
-// versionNodes gives each compiled node a version: its previous one when
-// its content is unchanged, else version.
-func versionNodes(compiled map[string]*mesh.NodeConfig, prev map[string]*Snapshot, version string) (map[string]*Snapshot, error) {
-	out := make(map[string]*Snapshot, len(compiled))
-	for id, nc := range compiled {
-		cs := sum(nc.Content)
-		if p := prev[id]; p != nil && p.contentSum == cs {
-			out[id] = p
-			continue
-		}
-		y, err := mesh.Render(nc.Config, version)
-		if err != nil {
-			return nil, fmt.Errorf("node %q: %w", id, err)
-		}
-		out[id] = &Snapshot{Node: id, Service: nc.Service, Version: version, YAML: y, Config: nc.Config, contentSum: cs}
-	}
-	return out, nil
-}
-
-// persisted is the state file's shape.
-type persisted struct {
-	Revision int64                    `json:"revision"`
-	Objects  []persistedObject        `json:"objects"`
-	Nodes    map[string]persistedNode `json:"nodes"`
-}
-
-type persistedObject struct {
-	Source   string          `json:"source"`
-	File     string          `json:"file,omitempty"`
-	Resource json.RawMessage `json:"resource"`
-}
-
-type persistedNode struct {
-	Version       string `json:"version"`
-	ContentSHA256 string `json:"content_sha256"`
-}
-
-func (s *Store) save(st *state) error {
-	if s.o.Dir == "" {
-		return nil
-	}
-	p := persisted{Revision: st.rev, Nodes: map[string]persistedNode{}}
-	keys := make([]mesh.Key, 0, len(st.objs))
-	for k := range st.objs {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
-	for _, k := range keys {
-		o := st.objs[k]
-		b, err := json.Marshal(o.Resource)
-		if err != nil {
-			return fmt.Errorf("%s: %w", k, err)
-		}
-		p.Objects = append(p.Objects, persistedObject{Source: o.Source, File: o.File, Resource: b})
-	}
-	for id, n := range st.nodes {
-		p.Nodes[id] = persistedNode{Version: n.Version, ContentSHA256: n.contentSum}
-	}
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(s.o.Dir, stateFile), b)
-}
-
-func (s *Store) load() error {
-	b, err := os.ReadFile(filepath.Join(s.o.Dir, stateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var p persisted
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	objs := map[mesh.Key]Object{}
-	var rs []*mesh.Resource
-	for i, po := range p.Objects {
-		dec, err := mesh.Decode(fmt.Sprintf("%s: objects[%d]", stateFile, i), po.Resource)
-		if err != nil {
-			return err
-		}
-		if len(dec) != 1 {
-			return fmt.Errorf("objects[%d]: want one resource", i)
-		}
-		r := dec[0]
-		r.File, r.Line = "", 0
-		objs[r.Key()] = Object{Resource: r, Source: po.Source, File: po.File}
-		rs = append(rs, r)
-	}
-	m := mesh.New(rs)
-	compiled, err := s.o.Compile(m)
-	if err != nil {
-		return fmt.Errorf("the saved mesh no longer compiles: %w", err)
-	}
-	prev := map[string]*Snapshot{}
-	for id, n := range p.Nodes {
-		prev[id] = &Snapshot{Node: id, Version: n.Version, contentSum: n.ContentSHA256}
-	}
-	// A node whose content is unchanged keeps its saved version; its
-	// snapshot still has to be rendered.
-	nodes := map[string]*Snapshot{}
-	for id, nc := range compiled {
-		v := strconv.FormatInt(p.Revision, 10)
-		if pn := prev[id]; pn != nil && pn.contentSum == sum(nc.Content) {
-			v = pn.Version
-		}
-		one, err := versionNodes(map[string]*mesh.NodeConfig{id: nc}, nil, v)
-		if err != nil {
-			return err
-		}
-		nodes[id] = one[id]
-	}
-	s.cur = &state{rev: p.Revision, objs: objs, mesh: m, nodes: nodes, changed: make(chan struct{})}
-	s.log.Info("store loaded", zap.Int64("revision", p.Revision), zap.Int("resources", len(objs)), zap.Int("nodes", len(nodes)))
-	return nil
-}
-
-// writeFileAtomic writes b to a temporary file beside path and renames it
-// over path, so a reader never sees half a file.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(b)
-	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	return nil
 }

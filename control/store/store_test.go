@@ -12,7 +12,7 @@ func compile(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
 	return mesh.Compile(m, mesh.Options{})
 }
 
-func res(t *testing.T, y string) []*mesh.Resource {
+func res(t testing.TB, y string) []*mesh.Resource {
 	t.Helper()
 	rs, err := mesh.Decode("t", []byte(y))
 	if err != nil {

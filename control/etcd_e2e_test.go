@@ -1,0 +1,266 @@
+package control_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/control/client"
+	"github.com/weftmesh/weft/control/internal/etcdtest"
+	"github.com/weftmesh/weft/control/internal/meshtest"
+	"github.com/weftmesh/weft/control/mesh"
+	"github.com/weftmesh/weft/control/server"
+)
+
+func caKey(t *testing.T) []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Two control-plane replicas on a three-member etcd: they share one CA,
+// sealed in etcd; sidecars watching replica A apply changes written
+// through replica B; with a majority of etcd down, writes fail with 503
+// and a clear message while sidecars keep serving; once etcd is back,
+// writes succeed and sidecars converge.
+func TestReplicasOnEtcd(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	key := caKey(t)
+	a := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key})
+	defer a.Close()
+	b := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key, StoreWriteTimeout: 3 * time.Second})
+	defer b.Close()
+	if a.CAFingerprint() != b.CAFingerprint() {
+		t.Fatalf("replicas run different CAs: %s and %s", a.CAFingerprint(), b.CAFingerprint())
+	}
+	resp, err := c.Client().Get(context.Background(), "/weft/secrets/ca")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the sealed CA in etcd: %v", err)
+	}
+	if v := string(resp.Kvs[0].Value); strings.Contains(v, "PRIVATE KEY") || strings.Contains(v, "BEGIN") || !strings.HasPrefix(v, "weft-sealed-v1:") {
+		t.Fatalf("the CA is not sealed in etcd: %.60q", v)
+	}
+	// A replica without the key, or with another, refuses to start.
+	_, err = server.Start(context.Background(), server.Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Etcd: c.Client()})
+	if err == nil || !strings.Contains(err.Error(), "-ca-encryption-key-file") {
+		t.Fatalf("a replica without the CA key: %v", err)
+	}
+	_, err = server.Start(context.Background(), server.Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: caKey(t)})
+	if err == nil || !strings.Contains(err.Error(), "cannot decrypt") {
+		t.Fatalf("a replica with the wrong CA key: %v", err)
+	}
+
+	// A rotation on A is sealed into etcd, and B follows it: both bundles
+	// then hold the old and the new root.
+	if code, out := meshtest.Do(t, "POST", a.URL()+"/v1/ca/rotate", ""); code != 200 {
+		t.Fatalf("rotate on A: %d %s", code, out)
+	}
+	meshtest.Eventually(t, "B to trust A's new root", func() bool {
+		roots, err := client.LoadCA(b.CAFile())
+		return err == nil && len(roots) == 2
+	})
+	if ra, rb := meshtest.Roots(t, a), meshtest.Roots(t, b); len(ra) != 2 || !ra[0].Equal(rb[0]) && !ra[0].Equal(rb[1]) {
+		t.Fatalf("after a rotation the replicas' bundles differ: %d and %d roots", len(ra), len(rb))
+	}
+
+	// Concurrent applies through both replicas' APIs: none is lost.
+	var wg sync.WaitGroup
+	const applies = 24
+	for i := 0; i < applies; i++ {
+		rep := []*server.Server{a, b}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			y := fmt.Sprintf("kind: Service\nname: c%02d\nspec: {endpoints: [{address: '127.0.0.1:%d'}]}", i, 2000+i)
+			if code, out := meshtest.Do(t, "POST", rep.URL()+"/v1/apply", y, "Content-Type", "application/yaml"); code != 200 {
+				t.Errorf("apply %d: %d %s", i, code, out)
+			}
+		}()
+	}
+	wg.Wait()
+	meshtest.Eventually(t, "both replicas to hold every applied service", func() bool {
+		return len(a.Store().List(mesh.KindService)) == applies && len(b.Store().List(mesh.KindService)) == applies
+	})
+
+	up1, up2 := meshtest.StartUpstream(t, "a"), meshtest.StartUpstream(t, "b")
+	if code, out := meshtest.Do(t, "POST", b.URL()+"/v1/apply", meshYAML(up1.Addr, up2.Addr, 100, 0, "s1", "s2")); code != 200 {
+		t.Fatalf("apply through B: %d %s", code, out)
+	}
+	s1 := meshtest.StartSidecar(t, meshtest.SidecarOptions{ID: "s1", URL: a.URL()})
+	s2 := meshtest.StartSidecar(t, meshtest.SidecarOptions{ID: "s2", URL: a.URL()})
+	waitBody(t, s1, "200 a")
+	waitBody(t, s2, "200 a")
+
+	if code, out := putRule(t, b.URL(), 0, 100, 0); code != 200 {
+		t.Fatalf("PUT through B: %d %s", code, out)
+	}
+	want := strconv.FormatInt(b.Store().Revision(), 10)
+	meshtest.Eventually(t, "sidecars on A to apply B's change", func() bool { return s1.Proxy.Version() == want && s2.Proxy.Version() == want })
+	waitBody(t, s1, "200 b")
+
+	c.Stop(0)
+	c.Stop(1)
+	code, out := putRule(t, b.URL(), 100, 0, 0)
+	if code != 503 || !strings.Contains(out, "majority") || !strings.Contains(out, "store unavailable") {
+		t.Fatalf("a write without an etcd quorum: %d %s", code, out)
+	}
+	t.Logf("without a quorum: %d %s", code, strings.TrimSpace(out))
+	for i := 0; i < 20; i++ {
+		if got := body(t, s1, "orders"); got != "200 b" {
+			t.Fatalf("a sidecar stopped serving its last config without a quorum: %q", got)
+		}
+	}
+
+	c.Restart(0, 1)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, out = putRule(t, b.URL(), 100, 0, 0)
+		if code == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 200 {
+		t.Fatalf("a write after etcd recovered: %d %s", code, out)
+	}
+	want = strconv.FormatInt(b.Store().Revision(), 10)
+	meshtest.Eventually(t, "sidecars to converge after etcd recovered", func() bool { return s1.Proxy.Version() == want && s2.Proxy.Version() == want })
+	waitBody(t, s2, "200 a")
+}
+
+// TestPropagationReplicas measures, in one run, how long a weight change
+// takes from the API call to every sidecar applying it: one replica on the
+// file store, one replica on etcd, and written through replica B of three
+// on etcd while the sidecars watch replica A (all in this one process, on
+// the same cores as the sidecars and the load). Figures are logged
+// (go test -run PropagationReplicas -v ./control/), not asserted; no
+// request through the sidecars may fail.
+func TestPropagationReplicas(t *testing.T) {
+	const changes = 20
+	// WEFT_PROPAGATION_SIDECARS=100 measures the 100 sidecars (a
+	// minute or more on two cores); the default keeps go test ./... quick.
+	sidecars := 10
+	if n, err := strconv.Atoi(os.Getenv("WEFT_PROPAGATION_SIDECARS")); err == nil && n > 0 {
+		sidecars = n
+	}
+	up1, up2 := meshtest.StartUpstream(t, "a"), meshtest.StartUpstream(t, "b")
+	c := etcdtest.Start(t, 3)
+	key := caKey(t)
+	file := meshtest.StartControl(t, server.Options{DataDir: t.TempDir()})
+	defer file.Close()
+	// The single etcd replica has a prefix of its own: replicas on one
+	// prefix all compile every revision, and in this test they share the
+	// machine's cores.
+	single := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key, EtcdPrefix: "/single/"})
+	defer single.Close()
+	var reps []*server.Server
+	for i := 0; i < 3; i++ {
+		r := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key, EtcdPrefix: "/prop/"})
+		defer r.Close()
+		reps = append(reps, r)
+	}
+	for _, run := range []struct {
+		name         string
+		write, watch *server.Server
+	}{
+		{"file store, one replica", file, file},
+		{"etcd, one replica", single, single},
+		{"etcd, written on B, sidecars on A (3 replicas)", reps[1], reps[0]},
+	} {
+		p50, p99, api, sent := propagate(t, run.write, run.watch, up1.Addr, up2.Addr, run.name, sidecars, changes)
+		t.Logf("%s: %d sidecars, %d changes, %d requests meanwhile, none failed: p50 %v, p99 %v (the API call alone: p50 %v)", run.name, sidecars, changes, sent, p50, p99, api)
+	}
+}
+
+var runSeq atomic.Int64
+
+func propagate(t *testing.T, write, watch *server.Server, v1, v2, name string, n, changes int) (p50, p99, api50 time.Duration, sent int64) {
+	t.Helper()
+	seq := runSeq.Add(1)
+	var ids []string
+	for i := 0; i < n; i++ {
+		ids = append(ids, fmt.Sprintf("r%d-s%02d", seq, i))
+	}
+	if code, out := meshtest.Do(t, "POST", write.URL()+"/v1/apply", meshYAML(v1, v2, 100, 0, ids...)); code != 200 {
+		t.Fatalf("%s: apply: %d %s", name, code, out)
+	}
+	var scs []*meshtest.Sidecar
+	for _, id := range ids {
+		scs = append(scs, meshtest.StartSidecar(t, meshtest.SidecarOptions{ID: id, URL: watch.URL()}))
+	}
+	defer func() {
+		// Leave the mesh as it was, so each run compiles the same mesh.
+		for _, s := range scs {
+			s.Stop()
+			if code, out := meshtest.Do(t, "DELETE", write.URL()+"/v1/resources/Sidecar/default/"+s.ID, ""); code != 200 {
+				t.Errorf("%s: delete sidecar %s: %d %s", name, s.ID, code, out)
+			}
+		}
+	}()
+	for _, s := range scs {
+		waitBody(t, s, "200 a")
+	}
+	var total, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; total.Load() < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				total.Add(1)
+				code, _, _, err := scs[i%n].Get("orders", "/")
+				if err != nil || code != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d, %v", code, err))
+				}
+			}
+		}()
+	}
+	var took, api []time.Duration
+	for i := 0; i < changes; i++ {
+		w1 := []int{0, 100}[i%2]
+		t0 := time.Now()
+		if code, out := putRule(t, write.URL(), w1, 100-w1, 0); code != 200 {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("%s: change %d: %d %s", name, i, code, out)
+		}
+		api = append(api, time.Since(t0))
+		want := strconv.FormatInt(write.Store().Revision(), 10)
+		deadline := time.Now().Add(30 * time.Second)
+		for !allApplied(scs, want) {
+			if time.Now().After(deadline) {
+				close(stop)
+				wg.Wait()
+				t.Fatalf("%s: change %d (version %s) not applied everywhere after 30s", name, i, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		took = append(took, time.Since(t0))
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%s: %d of %d requests failed; first: %v", name, failed.Load(), total.Load(), firstErr.Load())
+	}
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	sort.Slice(api, func(i, j int) bool { return api[i] < api[j] })
+	return took[len(took)/2], took[len(took)*99/100], api[len(api)/2], total.Load()
+}
