@@ -33,6 +33,7 @@ type PluginCost struct {
 	MemoryBytes     float64 `json:"memory_bytes"`
 	HighWaterBytes  float64 `json:"memory_high_water_bytes"`
 	VMs             float64 `json:"vms"`
+	HostBytes       float64 `json:"host_memory_bytes"`
 	MemoryGrowing   bool    `json:"memory_growing"`
 	Traps           float64 `json:"traps"`
 	Timeouts        float64 `json:"callback_timeouts"`
@@ -160,7 +161,7 @@ func pluginCosts(fams []*dto.MetricFamily) []PluginCost {
 			switch f.GetName() {
 			case "weft_wasm_plugin_calls_total", "weft_wasm_plugin_guest_seconds_total", "weft_wasm_plugin_memory_bytes",
 				"weft_wasm_plugin_memory_high_water_bytes", "weft_wasm_plugin_vms", "weft_wasm_plugin_memory_growing",
-				"weft_wasm_events_total", "weft_wasm_callout_failures_total":
+				"weft_wasm_events_total", "weft_wasm_callout_failures_total", "weft_wasm_plugin_host_memory_bytes":
 				if c = get(m); c == nil {
 					continue
 				}
@@ -178,6 +179,8 @@ func pluginCosts(fams []*dto.MetricFamily) []PluginCost {
 				c.HighWaterBytes = v
 			case "weft_wasm_plugin_vms":
 				c.VMs = v
+			case "weft_wasm_plugin_host_memory_bytes":
+				c.HostBytes = v
 			case "weft_wasm_plugin_memory_growing":
 				c.MemoryGrowing = v == 1
 			case "weft_wasm_callout_failures_total":

@@ -29,6 +29,9 @@ type accounting struct {
 	calls      atomic.Uint64
 	guestNanos atomic.Uint64
 	memHigh    atomic.Uint64 // the most linear memory one VM of the plugin had
+	// hostBytes is the body data the host holds for the plugin's streams
+	// (what they buffered, or the chunk in hand).
+	hostBytes atomic.Int64
 
 	growMu   sync.Mutex
 	lastAt   time.Time
@@ -98,13 +101,15 @@ var (
 		"The most linear memory one VM of the plugin has had.", []string{"plugin"}, nil)
 	descVMs = prometheus.NewDesc("weft_wasm_plugin_vms",
 		"Live VMs of the plugin.", []string{"plugin"}, nil)
+	descHostMemory = prometheus.NewDesc("weft_wasm_plugin_host_memory_bytes",
+		"Body data the host holds for the plugin's streams (buffered for it, or the chunk its callback sees).", []string{"plugin"}, nil)
 	descGrowing = prometheus.NewDesc("weft_wasm_plugin_memory_growing",
 		"1 when the plugin's memory grew at each of its last samples (a leak, or a cache without a bound).", []string{"plugin"}, nil)
 )
 
 func (c runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.rt.metrics.Describe(ch)
-	for _, d := range []*prometheus.Desc{descCalls, descGuestSeconds, descMemory, descMemoryHigh, descVMs, descGrowing} {
+	for _, d := range []*prometheus.Desc{descCalls, descGuestSeconds, descMemory, descMemoryHigh, descVMs, descGrowing, descHostMemory} {
 		ch <- d
 	}
 }
@@ -137,6 +142,7 @@ func (c runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(a.calls.Load()), e.plugin)
 		ch <- prometheus.MustNewConstMetric(descGuestSeconds, prometheus.CounterValue, float64(a.guestNanos.Load())/1e9, e.plugin)
 		ch <- prometheus.MustNewConstMetric(descMemoryHigh, prometheus.GaugeValue, float64(a.memHigh.Load()), e.plugin)
+		ch <- prometheus.MustNewConstMetric(descHostMemory, prometheus.GaugeValue, float64(a.hostBytes.Load()), e.plugin)
 		l := byName[e.plugin]
 		if l == nil {
 			continue // no live plugin of that name: its gauges are gone
@@ -159,6 +165,7 @@ type PluginCost struct {
 	MemoryBytes   uint64  `json:"memory_bytes"`
 	HighWater     uint64  `json:"memory_high_water_bytes"`
 	VMs           int     `json:"vms"`
+	HostBytes     int64   `json:"host_memory_bytes"`
 	Traps         uint64  `json:"traps"`
 	Timeouts      uint64  `json:"callback_timeouts"`
 	VMReplaced    uint64  `json:"vm_replaced"`
@@ -175,7 +182,7 @@ func (rt *Runtime) Costs() []PluginCost {
 		if c == nil {
 			e := p.events
 			c = &PluginCost{Plugin: p.spec.Name, Calls: e.acct.calls.Load(), GuestSeconds: float64(e.acct.guestNanos.Load()) / 1e9,
-				HighWater: e.acct.memHigh.Load(), Traps: e.n[eventTrap].Load(), Timeouts: e.n[eventTimeout].Load(),
+				HighWater: e.acct.memHigh.Load(), HostBytes: e.acct.hostBytes.Load(), Traps: e.n[eventTrap].Load(), Timeouts: e.n[eventTimeout].Load(),
 				VMReplaced: e.n[eventVMReplaced].Load()}
 			for i := range e.callouts {
 				c.CalloutFailed += e.callouts[i].Load()

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,22 @@ func TestPluginAccounting(t *testing.T) {
 	}
 	if vms, _ := gather(t, rt, "weft_wasm_plugin_vms", "steady"); vms != 1 {
 		t.Errorf("vms %v, want 1", vms)
+	}
+
+	// The body the chain holds for a stream is the plugin's host memory
+	// while the stream lives.
+	s := newStream("/")
+	s.Request.SetBodyString(strings.Repeat("b", 5000))
+	f := steady.NewStreamFilter(s)
+	f.OnRequestHeaders(s, false)
+	f.OnRequestBody(s, true)
+	if h := gatherAll(t, rt)["steady"]["weft_wasm_plugin_host_memory_bytes"]; h != 5000 {
+		t.Errorf("host memory while the stream holds 5000 body bytes: %v", h)
+	}
+	f.OnLog(s)
+	f.OnDone(s)
+	if h := gatherAll(t, rt)["steady"]["weft_wasm_plugin_host_memory_bytes"]; h != 0 {
+		t.Errorf("host memory after the stream: %v, want 0", h)
 	}
 
 	// Loaded now, so every collection below is one of its samples.

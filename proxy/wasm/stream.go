@@ -48,6 +48,10 @@ type streamFilter struct {
 	v    *vm
 	id   uint32
 
+	// held is the body the chain holds for this filter at its last body
+	// callback (what it buffered), counted in its plugin's host memory.
+	held int
+
 	failNow  error // the stream could not get a working context
 	badWrite error // (mu) a header write refused in a callback (abi_headers_check.go)
 	skip     bool  // failed: no more header/body callbacks
@@ -91,6 +95,7 @@ func (f *streamFilter) OnRequestBody(s *filter.Stream, endOfStream bool) filter.
 	if f.skip || f.v == nil {
 		return filter.Continue
 	}
+	f.hold(n)
 	if n > f.p.spec.MaxBodyBytes {
 		f.p.events.n[eventBodyTooLarge].Add(1)
 		f.skip = true
@@ -137,6 +142,7 @@ func (f *streamFilter) OnResponseBody(s *filter.Stream, endOfStream bool) filter
 	if f.skip || f.v == nil {
 		return filter.Continue
 	}
+	f.hold(n)
 	if n > f.p.spec.MaxBodyBytes {
 		f.p.events.n[eventBodyTooLarge].Add(1)
 		f.skip = true
@@ -187,9 +193,20 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 		v.mu.Unlock()
 		f.slot.load.Add(-1)
 	}
+	f.hold(0)
 	f.reset()
 	p.filters.Put(f)
 	p.active.leave()
+}
+
+// hold records that the chain holds n body bytes for this filter now (the
+// data of its body callback: a chunk, or what it buffered), so the
+// plugin's host memory is what its streams hold.
+func (f *streamFilter) hold(n int) {
+	if d := n - f.held; d != 0 {
+		f.p.events.acct.hostBytes.Add(int64(d))
+		f.held = n
+	}
 }
 
 func (f *streamFilter) reset() {
