@@ -3,10 +3,13 @@ package listener
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,11 +94,31 @@ func TestShutdownBeforeServe(t *testing.T) {
 }
 
 // TestStrictHead is the listener's strict HTTP/1.1 table: each request is
-// answered at once with the status nginx and Envoy give it, and counted.
+// answered at once with the status nginx and Envoy give it, and counted
+// (but for the bare LF in a trailer, below). The handler reads the whole body stream, as the proxy does, and answers
+// 400 when that read fails: a chunked body streams (StreamRequestBody), so
+// what the framer finds in its trailer surfaces there, in the handler, as
+// the body's read error, not in the listener's error handler.
 func TestStrictHead(t *testing.T) {
 	rej := &Rejects{}
+	var mu sync.Mutex
+	var bodyErr error // the last body read error the handler saw
 	l, err := Listen(Options{Name: "t", Address: "127.0.0.1:0", Limits: config.Limits{MaxHeadersCount: 5}, Rejects: rej,
-		Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }})
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			var err error
+			if body := ctx.RequestBodyStream(); body != nil { // nil: no body, or one read whole
+				_, err = io.Copy(io.Discard, body)
+			}
+			mu.Lock()
+			bodyErr = err
+			mu.Unlock()
+			if err != nil {
+				ctx.Error("request body: "+err.Error(), fasthttp.StatusBadRequest)
+				ctx.SetConnectionClose()
+				return
+			}
+			ctx.SetBodyString("ok")
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +129,7 @@ func TestStrictHead(t *testing.T) {
 		_ = l.Shutdown(ctx)
 	})
 	addr := l.Addr().String()
+	const inBody Reason = -1
 	hdrs := func(n int) string {
 		var b strings.Builder
 		for i := range n {
@@ -116,7 +140,7 @@ func TestStrictHead(t *testing.T) {
 	cases := []struct {
 		name, raw string
 		want      int
-		why       Reason // counted when want is not 200
+		why       Reason // counted when want is not 200 (inBody: the handler's body read fails, nothing counted)
 	}{
 		{"fine", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
 		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", 200, 0},
@@ -136,16 +160,48 @@ func TestStrictHead(t *testing.T) {
 		{"blank line before the request line", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
 		{"bare LFs in a body", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\na\n\nb\n\n", 200, 0},
 		{"bare LFs in chunks", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\n\n\n\n\n\r\n0\r\n\r\n", 200, 0},
-		{"bare LF in a trailer", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: 1\n\r\n", 400, RejectBareLF},
+		// A chunked body streams: the framer still stops the connection
+		// before the trailer's bare LF, but the handler is reading the
+		// body then, so the read fails with errBareLF and the handler
+		// answers 400. The listener's error handler never sees it, so no
+		// refusal is counted (the proxy answers it as a broken body: 400,
+		// the upstream request cut).
+		{"bare LF in a trailer", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: 1\n\r\n", 400, inBody},
 		{"CL and TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, RejectFraming},
 		{"userinfo", "GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, RejectTarget},
 		{"@ in the path", "GET http://a/u@p HTTP/1.1\r\nHost: a\r\n\r\n", 200, 0},
 	}
+	total := func() (n int64) {
+		for _, r := range Reasons() {
+			n += rej.Count(r)
+		}
+		return n
+	}
 	for _, c := range cases {
-		before := rej.Count(c.why)
+		var before int64
+		if c.why != inBody {
+			before = rej.Count(c.why)
+		}
+		all := total()
 		if got := send(t, addr, c.raw); got != c.want {
 			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
 			continue
+		}
+		mu.Lock()
+		gotErr := bodyErr
+		bodyErr = nil
+		mu.Unlock()
+		if c.why == inBody {
+			if !errors.Is(gotErr, errBareLF) {
+				t.Errorf("%s: the handler's body read failed with %v, want %v", c.name, gotErr, errBareLF)
+			}
+			if n := total(); n != all {
+				t.Errorf("%s: %d refusals counted, want none (the handler answered)", c.name, n-all)
+			}
+			continue
+		}
+		if gotErr != nil {
+			t.Errorf("%s: the handler's body read failed: %v", c.name, gotErr)
 		}
 		if c.want != 200 && rej.Count(c.why) != before+1 {
 			t.Errorf("%s: %s counted %d times, want once more than %d", c.name, c.why, rej.Count(c.why), before)
