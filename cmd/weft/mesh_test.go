@@ -17,7 +17,14 @@ import (
 // weftProc runs the binary in the background until the test ends.
 func weftProc(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
+	return weftProcDir(t, bin, "", env, args...)
+}
+
+// weftProcDir is weftProc in the working directory dir.
+func weftProcDir(t *testing.T, bin, dir string, env []string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
