@@ -188,7 +188,8 @@ func TestSplitShellLine(t *testing.T) {
 //     tree), both `weft validate`s, `weft filter run`, and the "Run a
 //     sidecar" trio (bench upstream, proxy -c examples/sidecar.yaml, curl)
 //     on free ports instead of the fixed ones;
-//   - the "Run a mesh" block: run by TestReadmeMesh;
+//   - the "Run a mesh" block: run by TestReadmeMesh, which reads it from
+//     this README (ports, /tmp/weft and token files moved);
 //   - flags only: `go run ./cmd/weft demo` and `weft proxy -c
 //     examples/grpc/sidecar.yaml` run with -h appended, which proves every
 //     flag is the real command's and stops before serving (the demo itself
