@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ listeners:
     filters: [tagger]
     virtual_hosts:
       - name: all
-        domains: ["*"]
+        domains: ["*", {{domains}}]
         routes:
           - name: api
             match: {prefix: /api}
@@ -40,11 +42,16 @@ clusters:
 `
 
 // TestAdminUI renders the sidecar's /ui in headless Chromium after real
-// traffic and checks that the page shows its routes, clusters and request
-// counts, and that it draws something.
+// traffic and checks that the page shows its routes, clusters, request
+// counts, a rate and latency at its first poll, that a long domain list
+// does not widen the page past 1280 px, and that it draws something.
 func TestAdminUI(t *testing.T) {
 	up := testserver.Start(t, "up")
-	p, url := startProxy(t, adminUIConfig, map[string]string{"up": up.Addr, "setheader": guestFile(t, t.TempDir(), "setheader")})
+	var domains []string
+	for i := 0; i < 12; i++ {
+		domains = append(domains, fmt.Sprintf("%q", fmt.Sprintf("service-%02d.a-rather-long-namespace.svc.cluster.local", i)))
+	}
+	p, url := startProxy(t, adminUIConfig, map[string]string{"up": up.Addr, "setheader": guestFile(t, t.TempDir(), "setheader"), "domains": strings.Join(domains, ", ")})
 	a, err := admin.Start("127.0.0.1:0", p, p.Metrics().Registry(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +66,9 @@ func TestAdminUI(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		get(t, c, url+"/tea")
 	}
-	page := browsertest.Render(t, "http://"+a.Addr().String()+"/ui?refresh=400", 2500*time.Millisecond)
+	// One poll only (refresh far beyond the budget): rates and latency
+	// must not wait for a second one.
+	page := browsertest.Render(t, "http://"+a.Addr().String()+"/ui?refresh=100000", 2500*time.Millisecond)
 	dom := page.DOM
 	if !strings.Contains(dom, `data-loaded="true"`) {
 		t.Fatalf("the page did not load its data:\n%s", dom)
@@ -71,20 +80,40 @@ func TestAdminUI(t *testing.T) {
 		}
 		return m[0]
 	}
-	if r := row(`<tr data-route="api" data-cluster="up">.*?</tr>`); !strings.Contains(r, `class="num requests">30<`) || !strings.Contains(r, `class="num rps">`) {
+	r := row(`<tr data-route="api" data-cluster="up">.*?</tr>`)
+	if !strings.Contains(r, `class="num requests">30<`) {
 		t.Fatalf("api traffic row: %s", r)
+	}
+	for _, re := range []string{`class="num rps"[^>]*>([0-9.]+)<`, `class="num p50">([0-9.]+) ms<`, `class="num p99">([0-9.]+) ms<`} {
+		m := regexp.MustCompile(re).FindStringSubmatch(r)
+		if m == nil {
+			t.Fatalf("api traffic row has no number for %s at the first poll: %s", re, r)
+		}
+		if v, err := strconv.ParseFloat(m[1], 64); err != nil || v <= 0 {
+			t.Fatalf("api traffic row: %s is %q, want > 0: %s", re, m[1], r)
+		}
 	}
 	if r := row(`<tr data-route="teapot" data-cluster="">.*?</tr>`); !strings.Contains(r, `class="num requests">4<`) {
 		t.Fatalf("teapot traffic row: %s", r)
 	}
-	if r := row(`<tr data-route="api"><td>main</td>.*?</tr>`); !strings.Contains(r, "prefix /api") || !strings.Contains(r, `class="target">up<`) {
+	r = row(`<tr data-route="api"><td><span class="clip" title="main">main</span></td>.*?</tr>`)
+	if !strings.Contains(r, "prefix /api") || !strings.Contains(r, `class="target"><span class="clip" title="up">up<`) {
 		t.Fatalf("api route row: %s", r)
+	}
+	// The long domain list is cut to one line, all of it in the tooltip.
+	if !regexp.MustCompile(`class="vhost"><span class="clip" title="all \(\*, [^"]*service-11\.a-rather-long-namespace\.svc\.cluster\.local\)">`).MatchString(r) {
+		t.Fatalf("api route row does not clip the domain list with a tooltip: %s", r)
+	}
+	if m := regexp.MustCompile(`<body data-width="(\d+)"`).FindStringSubmatch(dom); m == nil {
+		t.Fatalf("the page did not record its width:\n%s", dom)
+	} else if w, _ := strconv.Atoi(m[1]); w > 1280 {
+		t.Fatalf("the page is %d px wide in a 1280 px window: it scrolls sideways", w)
 	}
 	if r := row(`<tr data-cluster="up">.*?</tr>`); !strings.Contains(r, up.Addr) || !strings.Contains(r, `class="num sent">30<`) {
 		t.Fatalf("cluster row: %s", r)
 	}
 	// The plugin's accounting: one VM, its memory, no traps.
-	if r := row(`<tr data-plugin="tagger">.*?</tr>`); !strings.Contains(r, `<td>tagger</td><td class="num">1</td>`) || !strings.Contains(r, " MiB") {
+	if r := row(`<tr data-plugin="tagger">.*?</tr>`); !strings.Contains(r, `<td><span class="clip" title="tagger">tagger</span></td><td class="num">1</td>`) || !strings.Contains(r, " MiB") {
 		t.Fatalf("plugin row: %s", r)
 	}
 	if !strings.Contains(dom, "node ui-node · config "+p.Version()) {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,7 +15,14 @@ import (
 // weftProc runs the binary in the background until the test ends.
 func weftProc(t *testing.T, bin string, env []string, args ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
+	return weftProcDir(t, bin, "", env, args...)
+}
+
+// weftProcDir is weftProc in the working directory dir.
+func weftProcDir(t *testing.T, bin, dir string, env []string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -78,11 +83,14 @@ func httpStatus(url, host string) int {
 	return resp.StatusCode
 }
 
-// TestReadmeMesh runs README.md's "Run a mesh" with examples/mesh: the
-// control plane, ctl apply, join tokens, two sidecars on one machine (each
-// on the admin address its Sidecar resource names), set-weight, status,
-// and status after a control-plane restart. Only the ports are changed, to
-// free ones.
+// TestReadmeMesh runs README.md's "Run a mesh" block, read from the
+// README, with examples/mesh: the apps, the control plane, ctl apply, join
+// tokens, two sidecars on one machine (web-1 on the admin address its
+// Sidecar resource names, web-2 on --admin), set-weight, status, and
+// status after a control-plane restart. What it changes: the ports (to
+// free ones), /tmp/weft and the token files (to the test's directory),
+// -addr for the control plane (its default port may be taken), and each
+// sidecar's caches and log level.
 func TestReadmeMesh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs a mesh")
@@ -93,39 +101,44 @@ func TestReadmeMesh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The apps: two upstreams for reviews v1 and v2.
 	ports := map[string]string{}
-	for _, p := range []string{"127.0.0.1:9081", "127.0.0.1:9082"} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := p
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, name) })}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-		ports[p] = ln.Addr().String()
-	}
-	for _, p := range []string{"127.0.0.1:15001", "127.0.0.1:15901", "127.0.0.1:15002", "127.0.0.1:15902"} {
-		ports[p] = freeAddr(t)
-	}
 	meshFile := string(example)
-	for from, to := range ports {
-		if !strings.Contains(meshFile, from) {
-			t.Fatalf("examples/mesh/reviews.yaml no longer has %s", from)
+	for _, p := range []string{"127.0.0.1:9081", "127.0.0.1:9082", "127.0.0.1:15001", "127.0.0.1:15901", "127.0.0.1:15002", "127.0.0.1:15902"} {
+		ports[p] = freeAddr(t)
+		if !strings.Contains(meshFile, p) {
+			t.Fatalf("examples/mesh/reviews.yaml no longer has %s", p)
 		}
-		meshFile = strings.ReplaceAll(meshFile, from, to)
+		meshFile = strings.ReplaceAll(meshFile, p, ports[p])
 	}
 	meshPath := filepath.Join(dir, "reviews.yaml")
 	if err := os.WriteFile(meshPath, []byte(meshFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
 	data, controlAddr := filepath.Join(dir, "data"), freeAddr(t)
+	ports["127.0.0.1:7070"] = controlAddr
+	moved := func(args []string) []string {
+		out := make([]string, len(args))
+		for i, a := range args {
+			for from, to := range ports {
+				a = strings.ReplaceAll(a, from, to)
+			}
+			a = strings.ReplaceAll(a, "/tmp/weft", data)
+			switch {
+			case a == "examples/mesh/reviews.yaml":
+				a = meshPath
+			case strings.HasSuffix(a, ".token") && !strings.Contains(a, "/"):
+				a = filepath.Join(dir, a)
+			}
+			out[i] = a
+		}
+		return out
+	}
+
 	var control *exec.Cmd
+	var controlArgs []string
 	startControl := func() {
 		var out *bufio.Scanner
-		control, out = weftProc(t, bin, nil, "control", "-data", data, "-addr", controlAddr, "-log-level", "warn")
+		control, out = weftProc(t, bin, nil, controlArgs...)
 		ready := make(chan struct{})
 		go func() {
 			for out.Scan() {
@@ -140,33 +153,72 @@ func TestReadmeMesh(t *testing.T) {
 			t.Fatal("weft control did not start")
 		}
 	}
-	startControl()
-	url := "https://" + controlAddr
-	env := []string{"WEFT_SERVER=" + url, "WEFT_CA=" + filepath.Join(data, "ca.pem"), "WEFT_TOKEN_FILE=" + filepath.Join(data, "admin.token")}
+	var env []string
 	ctl := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(bin, append([]string{"ctl"}, args...)...)
+		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), env...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output() // stdout only, as with `> web-1.token`
 		if err != nil {
-			t.Fatalf("weft ctl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+			t.Fatalf("weft %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 		}
 		return string(out)
 	}
-	ctl("apply", "-f", meshPath)
-	if out := ctl("get", "sidecars"); !strings.Contains(out, "web-1") || !strings.Contains(out, "api") {
-		t.Fatalf("ctl get sidecars:\n%s", out)
-	}
-	for _, node := range []string{"web-1", "web-2"} {
-		tok := filepath.Join(dir, node+".token")
-		if err := os.WriteFile(tok, []byte(ctl("token", node)), 0o600); err != nil {
-			t.Fatal(err)
+	ran := map[string]bool{}
+	for _, c := range readmeCommands(t) {
+		if c.Section != "Run a mesh" {
+			continue
 		}
-		weftProc(t, bin, nil, "proxy", "--control", url, "--control-ca", filepath.Join(data, "ca.pem"),
-			"--node", node, "--join-token-file", tok,
-			"--snapshot-cache", filepath.Join(dir, node+"-cache"), "--wasm-cache", "", "--log-level", "warn")
+		args := moved(c.Args[1:])
+		switch {
+		case c.Args[0] == "export":
+			env = append(env, args...)
+		case c.Args[0] == "umask":
+			// The token files are written 0600 below.
+		case c.Args[0] == "curl":
+			url, host := args[len(args)-1], ""
+			for i, a := range args {
+				if a == "-H" && strings.HasPrefix(strings.ToLower(args[i+1]), "host: ") {
+					host = args[i+1][len("host: "):]
+				}
+			}
+			waitFor(t, c.String(), 20*time.Second, func() bool { return httpStatus(url, host) == http.StatusOK })
+		case c.Args[0] != "bin/weft":
+			t.Fatalf("README.md: %s: TestReadmeMesh does not know how to run it", c)
+		case args[0] == "bench" && c.Background:
+			weftProcIn(t, dir, bin, args...)
+		case args[0] == "control":
+			controlArgs = append(args, "-addr", controlAddr, "-log-level", "warn")
+			startControl()
+		case args[0] == "proxy" && c.Background:
+			node := ""
+			for i, a := range args {
+				if i > 0 && args[i-1] == "--node" {
+					node = a
+				}
+			}
+			weftProc(t, bin, nil, append(args, "--snapshot-cache", filepath.Join(dir, node+"-cache"), "--wasm-cache", "", "--log-level", "warn")...)
+		case args[0] == "ctl":
+			out := ctl(args...)
+			if c.Stdout != "" {
+				if err := os.WriteFile(moved([]string{c.Stdout})[0], []byte(out), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(args) > 1 && args[1] == "get" && (!strings.Contains(out, "web-1") || !strings.Contains(out, "api")) {
+				t.Fatalf("%s:\n%s", c, out)
+			}
+		default:
+			t.Fatalf("README.md: %s: TestReadmeMesh does not know how to run it", c)
+		}
+		ran[strings.Join(c.Args[:min(3, len(c.Args))], " ")] = true
+	}
+	for _, want := range []string{"bin/weft control -data", "bin/weft ctl apply", "bin/weft ctl token", "bin/weft proxy --control", "bin/weft ctl set-weight", "bin/weft ctl status", "curl -H host: reviews"} {
+		if !ran[want] {
+			t.Fatalf("README.md's \"Run a mesh\" no longer has %q (ran %v)", want, ran)
+		}
 	}
 	// Each sidecar on its own admin address (from its Sidecar resource),
 	// and both route to reviews.
@@ -175,7 +227,6 @@ func TestReadmeMesh(t *testing.T) {
 		waitFor(t, "admin "+adm+" ready", 20*time.Second, func() bool { return httpStatus("http://"+adm+"/ready", "") == 200 })
 		waitFor(t, "reviews through "+out, 10*time.Second, func() bool { return httpStatus("http://"+out+"/", "reviews") == 200 })
 	}
-	ctl("set-weight", "reviews", "v1=50,v2=50")
 	inSync := func() bool {
 		cmd := exec.Command(bin, "ctl", "status")
 		cmd.Env = append(os.Environ(), env...)

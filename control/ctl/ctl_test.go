@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/control/ctl"
 	"github.com/weftmesh/weft/control/internal/meshtest"
@@ -182,5 +184,54 @@ spec: {services: [orders], mtls: strict}
 	// status keeps showing it while it holds.
 	if out, err := run(t, cp, "status"); err != nil || !strings.Contains(out, "warning: Policy default/strict: spec.services[0]: mtls is strict") {
 		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
+// TestCtlToken mints a join token with ctl, as the README does, and a
+// sidecar joins the mesh with it: stdout is the token alone (for
+// `> web-1.token`), stderr says until when and for how many certificates.
+func TestCtlToken(t *testing.T) {
+	up := meshtest.StartUpstream(t, "a")
+	cp := meshtest.StartControl(t, server.Options{DataDir: t.TempDir()})
+	defer cp.Close()
+	if code, out := meshtest.Do(t, "POST", cp.URL()+"/v1/apply", meshtest.Sprintf(`kind: Service
+name: orders
+spec:
+  versions: [{name: v1, endpoints: [{address: %q}]}]
+---
+kind: Sidecar
+name: s1
+spec: {outbound: "127.0.0.1:0"}
+`, up.Addr)); code != 200 {
+		t.Fatalf("apply: %d %s", code, out)
+	}
+	var out, errw bytes.Buffer
+	before := time.Now()
+	err := ctl.Command(context.Background(), []string{"-server", cp.URL(), "-ca", cp.CAFile(), "-token-file", cp.AdminTokenFile(),
+		"token", "s1", "-ttl", "10m", "-uses", "2"}, &out, &errw)
+	if err != nil {
+		t.Fatalf("token: %v\n%s", err, errw.String())
+	}
+	token := strings.TrimSpace(out.String())
+	if token == "" || strings.ContainsAny(token, " \n") {
+		t.Fatalf("stdout is not one token: %q", out.String())
+	}
+	m := regexp.MustCompile(`^join token for node s1: valid until (\S+) for 2 certificate\(s\); shown once\n$`).FindStringSubmatch(errw.String())
+	if m == nil {
+		t.Fatalf("stderr: %q", errw.String())
+	}
+	if until, err := time.Parse(time.RFC3339, m[1]); err != nil || until.Before(before.Add(10*time.Minute).Truncate(time.Second)) || until.After(time.Now().Add(10*time.Minute)) {
+		t.Fatalf("valid until %s (%v), want 10m after %s", m[1], err, before.Format(time.RFC3339))
+	}
+
+	src := meshtest.JoinWith(t, cp.URL(), meshtest.Roots(t, cp), "s1", token)
+	s1 := meshtest.StartSidecar(t, meshtest.SidecarOptions{ID: "s1", URL: cp.URL(), Identity: src})
+	meshtest.Eventually(t, "s1, joined with the ctl token, answering", func() bool {
+		code, body, _, err := s1.Get("orders", "/")
+		return err == nil && code == 200 && body == "a"
+	})
+
+	if err := ctl.Command(context.Background(), []string{"-server", cp.URL(), "-ca", cp.CAFile(), "-token-file", cp.AdminTokenFile(), "token"}, &out, &errw); err == nil || !strings.Contains(err.Error(), "usage: token NODE") {
+		t.Fatalf("token without a node: %v", err)
 	}
 }

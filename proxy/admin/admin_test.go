@@ -121,8 +121,17 @@ func TestPrometheusAndUIStats(t *testing.T) {
 		{Listener: "in", Route: "cart", Cluster: "cart", Requests: 1, Errors: 0},
 		{Listener: "in", Route: "orders", Cluster: "orders-v1", Requests: 3, Errors: 1},
 	}
-	if len(got.Routes) != len(want) || got.Routes[0] != want[0] || got.Routes[1] != want[1] || got.At.IsZero() {
+	if len(got.Routes) != len(want) || got.At.IsZero() {
 		t.Fatalf("/ui/stats = %+v, want %+v", got, want)
+	}
+	for i, w := range want {
+		g := got.Routes[i]
+		// The first poll already has a rate (since the admin server
+		// started) and a latency: 1ms lies in the (0.5ms, 1ms] bucket.
+		if g.Listener != w.Listener || g.Route != w.Route || g.Cluster != w.Cluster || g.Requests != w.Requests || g.Errors != w.Errors ||
+			g.RequestsPerSecond <= 0 || g.P50Ms <= 0.5 || g.P50Ms > 1 || g.P99Ms < g.P50Ms || g.P99Ms > 1 || g.LatencyWindow == "" {
+			t.Errorf("/ui/stats route %d = %+v, want %+v with a rate and p50/p99 in (0.5, 1] ms", i, g, w)
+		}
 	}
 
 	st, h, body := fetch(t, url+"/ui")
@@ -175,5 +184,50 @@ func TestCloseStopsServing(t *testing.T) {
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()
 		t.Fatal("still accepting after Close")
+	}
+}
+
+// TestUIStatsRateWindow steps a clock through polls: the first poll has a
+// rate since the start, polls closer than rateWindow share one base, and
+// the base moves on once the newer sample is rateWindow old; latency is
+// over the window, or since the start when the window saw no request.
+func TestUIStatsRateWindow(t *testing.T) {
+	m := telemetry.NewMetrics()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	u := newUIStats(m.Registry(), func() time.Time { return at })
+	r := m.Route("in", "orders", "orders")
+	read := func() RouteTraffic {
+		t.Helper()
+		st, err := u.read()
+		if err != nil || len(st.Routes) != 1 {
+			t.Fatalf("read: %v %+v", err, st)
+		}
+		return st.Routes[0]
+	}
+	for i := 0; i < 10; i++ {
+		r.Record(200, 2*time.Millisecond)
+	}
+	at = at.Add(time.Second)
+	if g := read(); g.RequestsPerSecond != 10 || g.LatencyWindow != "window" || g.P99Ms <= 1 || g.P99Ms > 2.5 {
+		t.Fatalf("first poll, 1s after the start: %+v, want 10 req/s and p99 in (1, 2.5] ms", g)
+	}
+	at = at.Add(time.Second) // 2s: the newer sample becomes this one
+	if g := read(); g.RequestsPerSecond != 5 {
+		t.Fatalf("2s after the start: %v req/s, want 5", g.RequestsPerSecond)
+	}
+	for i := 0; i < 20; i++ {
+		r.Record(200, 200*time.Millisecond)
+	}
+	at = at.Add(500 * time.Millisecond) // base still the start
+	if g := read(); g.RequestsPerSecond != 30/2.5 {
+		t.Fatalf("2.5s: %v req/s, want 12", g.RequestsPerSecond)
+	}
+	at = at.Add(1500 * time.Millisecond) // 4s: base moves to the 2s sample
+	if g := read(); g.RequestsPerSecond != 20.0/2 || g.P50Ms < 100 || g.P50Ms > 250 {
+		t.Fatalf("4s: %+v, want 10 req/s over [2s, 4s] and p50 in [100, 250] ms", g)
+	}
+	at = at.Add(2 * time.Second) // 6s: base is the 4s sample, no request since
+	if g := read(); g.RequestsPerSecond != 0 || g.LatencyWindow != "since_start" || g.P50Ms < 100 {
+		t.Fatalf("6s: %+v, want 0 req/s and latency since the start", g)
 	}
 }

@@ -45,7 +45,9 @@ func Render(t testing.TB, url string, budget time.Duration) Page {
 	}
 	dir := t.TempDir()
 	shot := filepath.Join(dir, "shot.png")
-	dom := run(t, dir, "dom", budget, append(extra, "--dump-dom", url)...)
+	// Both at the screenshot's size, so what the DOM says of the layout
+	// (a width a page records) holds for the picture.
+	dom := run(t, dir, "dom", budget, append(extra, "--window-size=1280,900", "--dump-dom", url)...)
 	run(t, dir, "shot", budget, append(extra, "--screenshot="+shot, "--window-size=1280,900", url)...)
 	b, err := os.ReadFile(shot)
 	if err != nil {
