@@ -219,7 +219,7 @@ func TestTrapInStreamCallbacks(t *testing.T) {
 
 func TestInfiniteLoopStoppedByDeadline(t *testing.T) {
 	rt := newRuntime(t)
-	p := load(t, rt, PluginSpec{Module: wat(t, "trap"), VMConfig: []byte{'L'}, CallbackTimeout: 50 * time.Millisecond}, Env{})
+	p := load(t, rt, PluginSpec{Module: wat(t, "trap"), VMConfig: []byte{'L'}}, Env{}) // the default deadline
 	s := newStream("/", "X-Boom", "1")
 	o := runStream(p, s)
 	if o.upstream || o.req != filter.LocalReply || s.Response.StatusCode() != failStatus {

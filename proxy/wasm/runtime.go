@@ -36,6 +36,8 @@ type Runtime struct {
 	shared  sharedData
 	queues  sharedQueues
 	metrics *metricsRegistry
+	// watchdog enforces every VM's callback deadline (deadline.go).
+	watchdog watchdog
 }
 
 // engine is one wazero runtime with the host modules instantiated and the
@@ -204,6 +206,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	if err := rt.cache.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	rt.watchdog.stop()
 	return errors.Join(errs...)
 }
 

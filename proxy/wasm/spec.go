@@ -19,8 +19,16 @@ import (
 // Defaults applied to a PluginSpec's zero values.
 const (
 	DefaultMemoryLimitPages = 1024 // 64 MiB
-	DefaultCallbackTimeout  = time.Second
-	DefaultMaxBodyBytes     = 1 << 20
+	// DefaultCallbackTimeout bounds one call into a guest. A no-op Go
+	// filter's callback takes microseconds; the watchdog does not charge a
+	// guest for time the whole process was not scheduled (deadline.go), so
+	// a busy machine is not taken for a runaway guest.
+	DefaultCallbackTimeout = 50 * time.Millisecond
+	// DefaultStartTimeout is the least a VM's start (_initialize,
+	// on_vm_start, on_configure) gets: twenty callback deadlines, at least
+	// this.
+	DefaultStartTimeout = 10 * time.Second
+	DefaultMaxBodyBytes = 1 << 20
 	// PauseTimeout bounds how long a paused stream waits for the guest to
 	// resume it before it fails by the plugin's policy.
 	PauseTimeout = 30 * time.Second
@@ -34,7 +42,7 @@ type PluginSpec struct {
 	FailOpen               bool          // default fail closed
 	PoolSize               int           // 0 = runtime.GOMAXPROCS(0)
 	MemoryLimitPages       uint32        // 0 = 1024 (64 MiB)
-	CallbackTimeout        time.Duration // 0 = 1s
+	CallbackTimeout        time.Duration // 0 = 50ms
 	MaxBodyBytes           int           // 0 = 1 MiB
 	// Trusted drops the callback deadline: the module is compiled without
 	// wazero's termination checks and calls skip the watcher wazero starts

@@ -91,17 +91,11 @@ type vm struct {
 	mod  api.Module
 	mem  api.Memory
 
-	// ctx carries the vm to host functions; cancel stops a running callback
-	// (wazero closes the module when its context is done).
-	ctx     context.Context
-	cancel  context.CancelFunc
-	timer   *time.Timer
-	running atomic.Pointer[api.Module] // what the deadline timer closes
-	// interrupt is the module's interrupt flag (nil: the timer closes the
-	// module instead).
-	interrupt atomic.Pointer[api.MutableGlobal]
-	inCall    atomic.Bool
-	timedOut  atomic.Bool
+	// ctx carries the vm to host functions. It is never done: a call that
+	// overruns its deadline is stopped by the Runtime's watchdog
+	// (deadline.go), which sets the module's interrupt flag.
+	ctx context.Context
+	vmDeadline
 
 	mu       sync.Mutex
 	broken   bool // guarded by mu
@@ -144,43 +138,23 @@ type vm struct {
 }
 
 // lifecycleTimeout bounds _initialize, on_vm_start and on_configure, which
-// may do real work (a Go guest's runtime start).
+// may do real work (a Go guest's runtime start) and run where nothing waits
+// on them (a load, a VM rebuilt in the background), so they get far more
+// than a callback.
 func (p *Plugin) lifecycleTimeout() time.Duration {
-	return max(10*p.spec.CallbackTimeout, 2*time.Second)
+	return max(20*p.spec.CallbackTimeout, DefaultStartTimeout)
 }
 
 // newVM instantiates the plugin's module and runs its start sequence:
 // _initialize (or _start), root context, on_vm_start, on_configure.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v := &vm{p: p, slot: s, nextID: 2, rootID: 1, nextToken: 1, contexts: make(map[uint32]*streamFilter)}
-	// Callbacks run with a context that is never done; an overrun is
-	// stopped by closing the module from the deadline timer (the runtime
-	// is built WithCloseOnContextDone, which makes Close interrupt a
-	// running call). wazero 1.12 still starts a watcher goroutine per call
-	// whenever termination checks are on, whatever the context; trusted
-	// plugins run without them (see PluginSpec.Trusted). Only
-	// instantiation, before there is a module to close, uses a
-	// cancellable context.
 	v.ctx = context.WithValue(context.Background(), vmKey{}, v)
-	instCtx, cancelInst := context.WithCancel(v.ctx)
-	v.cancel = cancelInst
-	v.timer = time.AfterFunc(time.Hour, func() {
-		if v.inCall.Load() {
-			v.timedOut.Store(true)
-			if g := v.interrupt.Load(); g != nil {
-				(*g).Set(1) // the guest traps at its next loop iteration
-			} else if m := v.running.Load(); m != nil {
-				_ = (*m).CloseWithExitCode(context.Background(), 1)
-			} else {
-				cancelInst()
-			}
-		}
-	})
-	v.timer.Stop()
+	// Instantiation runs no guest code (no start function): only the
+	// calls below need the watchdog.
 	fail := func(err error) (*vm, error) {
-		v.timer.Stop()
-		v.cancel()
 		if v.mod != nil {
+			p.rt.watchdog.remove(v)
 			_ = v.mod.Close(context.Background())
 		}
 		return nil, err
@@ -196,16 +170,13 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		WithStdout(&guestLogWriter{log: p.log, level: zap.InfoLevel}).
 		WithStderr(&guestLogWriter{log: p.log, level: zap.WarnLevel}).
 		WithArgs(p.spec.Name)
-	v.inCall.Store(true)
-	v.timer.Reset(p.lifecycleTimeout())
-	mod, err := p.engine.r.InstantiateModule(instCtx, p.compiled, cfg)
-	v.timer.Stop()
-	v.inCall.Store(false)
+	mod, err := p.engine.r.InstantiateModule(v.ctx, p.compiled, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
 	}
 	v.mod = mod
 	v.running.Store(&mod)
+	p.rt.watchdog.add(v)
 	if p.interruptible {
 		g, ok := mod.ExportedGlobal(interrupt.GlobalName).(api.MutableGlobal)
 		if !ok {
@@ -249,17 +220,18 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	lt := p.lifecycleTimeout()
+	v.starting.Store(true)
+	defer v.starting.Store(false)
 	if init := lookup(mod, "_initialize"); init != nil {
-		if _, err := v.invokeFor(lt, init); err != nil {
+		if _, err := v.invoke(init); err != nil {
 			return fail(fmt.Errorf("_initialize: %w", err))
 		}
 	} else if start := lookup(mod, "_start"); start != nil {
-		if _, err := v.invokeFor(lt, start); err != nil {
+		if _, err := v.invoke(start); err != nil {
 			return fail(fmt.Errorf("_start (build the module as a reactor: a command's _start exits): %w", err))
 		}
 	}
-	if _, err := v.invokeFor(lt, v.onContextCreate, uint64(v.rootID), 0); err != nil {
+	if _, err := v.invoke(v.onContextCreate, uint64(v.rootID), 0); err != nil {
 		return fail(fmt.Errorf("proxy_on_context_create(root): %w", err))
 	}
 	// A guest that refuses its configuration says why in its log: keep
@@ -268,7 +240,7 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v.startLog = []string{}
 	defer func() { v.startLog = nil }()
 	if v.onVMStart != nil {
-		ok, err := v.invokeFor(lt, v.onVMStart, uint64(v.rootID), uint64(len(p.spec.VMConfig)))
+		ok, err := v.invoke(v.onVMStart, uint64(v.rootID), uint64(len(p.spec.VMConfig)))
 		if err != nil {
 			return fail(fmt.Errorf("proxy_on_vm_start: %w", err))
 		}
@@ -277,7 +249,7 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		}
 	}
 	if v.onConfigure != nil {
-		ok, err := v.invokeFor(lt, v.onConfigure, uint64(v.rootID), uint64(len(p.spec.PluginConfig)))
+		ok, err := v.invoke(v.onConfigure, uint64(v.rootID), uint64(len(p.spec.PluginConfig)))
 		if err != nil {
 			return fail(fmt.Errorf("proxy_on_configure: %w", err))
 		}
@@ -300,33 +272,24 @@ func (v *vm) startReason() string {
 	return ": the guest logged: " + strings.Join(v.startLog, "; ")
 }
 
-// invoke calls g with args under the plugin's callback deadline. The caller
-// holds v.mu. Extra args beyond g's arity are dropped (ABI 0.1.0 callbacks
-// have no end_of_stream).
+// invoke calls g with args under the plugin's callback deadline (the
+// start deadline while v.starting), which the Runtime's watchdog enforces.
+// The caller holds v.mu. Extra args beyond g's arity are dropped (ABI 0.1.0
+// callbacks have no end_of_stream).
 func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
-	return v.invokeFor(v.p.spec.CallbackTimeout, g, args...)
-}
-
-func (v *vm) invokeFor(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
 	st := v.stack[:g.stackWidth]
 	n := copy(st, args)
 	for i := n; i < len(st); i++ {
 		st[i] = 0
 	}
-	if v.p.spec.Trusted { // no deadline: nothing could stop the call anyway
-		if err := g.f.CallWithStack(v.ctx, st); err != nil {
-			return 0, v.explain(err)
-		}
-		if g.nr > 0 {
-			return st[0], nil
-		}
-		return 0, nil
+	trusted := v.p.spec.Trusted // no deadline: nothing could stop the call anyway
+	if !trusted {
+		v.enter()
 	}
-	v.inCall.Store(true)
-	v.timer.Reset(d)
 	err := g.f.CallWithStack(v.ctx, st)
-	v.timer.Stop()
-	v.inCall.Store(false)
+	if !trusted {
+		v.leave()
+	}
 	if err != nil {
 		return 0, v.explain(err)
 	}
@@ -391,8 +354,7 @@ func (v *vm) closeLocked() {
 	}
 	v.closed = true
 	v.broken = true
-	v.timer.Stop()
-	v.cancel()
+	v.p.rt.watchdog.remove(v)
 	if v.mod != nil {
 		_ = v.mod.Close(context.Background())
 	}
