@@ -383,7 +383,8 @@ type Filter struct {
 	Config   RawConfig `yaml:"config,omitempty" json:"config,omitempty"`
 	// FailurePolicy: "fail_closed" (default) or "fail_open".
 	FailurePolicy string `yaml:"failure_policy,omitempty" json:"failure_policy,omitempty"`
-	// PoolSize is the number of VMs (default GOMAXPROCS).
+	// PoolSize is the number of VMs (default GOMAXPROCS-1, at least 1),
+	// which also bounds the plugin's guest calls running at once.
 	PoolSize int `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
 	// MemoryLimit per VM, in MiB (default 64).
 	MemoryLimitMiB int `yaml:"memory_limit_mib,omitempty" json:"memory_limit_mib,omitempty"`

@@ -51,10 +51,13 @@ const (
 	eventFailClosed
 	eventPauseTimeout
 	eventBodyTooLarge
+	eventRunawayBackoff
+	eventVMBusy
+	eventOverloaded
 	numEvents
 )
 
-var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large"}
+var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "runaway_backoff", "vm_busy", "overloaded"}
 
 // pluginEvents counts host events for one plugin name (kept across reloads).
 type pluginEvents struct {

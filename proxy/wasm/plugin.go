@@ -60,6 +60,9 @@ type Plugin struct {
 	stopOnce sync.Once
 	// pauseTimeout bounds a paused stream (PauseTimeout; tests shorten it).
 	pauseTimeout time.Duration
+	// runawayBackoff is the first hold of a runaway VM's replacement
+	// (runawayBackoff; tests lengthen it).
+	runawayBackoff time.Duration
 
 	filters sync.Pool
 }
@@ -73,6 +76,38 @@ type slot struct {
 	load       atomic.Int32
 	mu         sync.Mutex
 	rebuilding bool
+	// strikes counts the slot's VMs stopped for overrunning their deadline
+	// in a row (none for strikeMemory before the last); lastStrike is when
+	// the last was. Guarded by mu.
+	strikes    int
+	lastStrike time.Time
+}
+
+// Rebuilding a VM stopped for overrunning its deadline waits
+// runawayBackoff << (strikes-2), at most maxRunawayBackoff: the first
+// runaway is replaced at once, a guest that keeps spinning is held back
+// longer each time, so it cannot take a core by looping on every request
+// (issue 18 §4). Meanwhile streams go to the pool's other VMs, or fail by
+// the plugin's policy when it has none, without entering the guest.
+const (
+	runawayBackoff    = 100 * time.Millisecond
+	maxRunawayBackoff = 5 * time.Second
+	// strikeMemory: a slot whose last runaway is this old starts afresh.
+	strikeMemory = 30 * time.Second
+)
+
+// strike records a runaway VM of s and returns how long to wait before
+// building its replacement. The caller holds s.mu.
+func (s *slot) strike(now time.Time) time.Duration {
+	if now.Sub(s.lastStrike) > strikeMemory {
+		s.strikes = 0
+	}
+	s.strikes++
+	s.lastStrike = now
+	if s.strikes < 2 {
+		return 0
+	}
+	return min(s.p.runawayBackoff<<min(s.strikes-2, 16), max(maxRunawayBackoff, s.p.runawayBackoff))
 }
 
 // Load compiles (cached), builds the VM pool (each VM: instantiate,
@@ -120,7 +155,8 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 		stop:     make(chan struct{}),
 		tickWake: make(chan struct{}, 1),
 
-		pauseTimeout: PauseTimeout,
+		pauseTimeout:   PauseTimeout,
+		runawayBackoff: runawayBackoff,
 	}
 	p.filters.New = func() any { return &streamFilter{wake: make(chan uint8, 1)} }
 	p.slots = make([]*slot, spec.PoolSize)
@@ -188,10 +224,16 @@ func (p *Plugin) pick() (*slot, *vm) {
 }
 
 // replace swaps out a broken VM: the slot is emptied at once and a new VM
-// is built in the background (retrying with backoff while the plugin lives).
-func (s *slot) replace(old *vm) {
+// is built in the background (retrying with backoff while the plugin
+// lives). A VM stopped for overrunning its deadline (runaway) is replaced
+// after the slot's runaway backoff.
+func (s *slot) replace(old *vm, runaway bool) {
 	s.vm.CompareAndSwap(old, nil)
 	s.mu.Lock()
+	var hold time.Duration
+	if runaway {
+		hold = s.strike(time.Now())
+	}
 	if s.rebuilding {
 		s.mu.Unlock()
 		return
@@ -205,6 +247,16 @@ func (s *slot) replace(old *vm) {
 			s.rebuilding = false
 			s.mu.Unlock()
 		}()
+		if hold > 0 {
+			p.events.n[eventRunawayBackoff].Add(1)
+			p.log.Warn("wasm vm keeps overrunning its callback deadline; holding its replacement back",
+				zap.Int("slot", s.idx), zap.Duration("for", hold))
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(hold):
+			}
+		}
 		backoff := 50 * time.Millisecond
 		for {
 			if p.closing.Load() {
@@ -377,9 +429,13 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 		f.failNow = errNoVM
 		return f
 	}
+	if !v.lockQueued() {
+		// Not bound to the VM: its log and done need no turn on it either.
+		f.failNow = errOverloaded
+		return f
+	}
 	f.slot, f.v = sl, v
 	sl.load.Add(1)
-	v.mu.Lock()
 	if v.broken {
 		v.mu.Unlock()
 		f.failNow = errVMBroken

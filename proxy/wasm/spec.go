@@ -34,13 +34,23 @@ const (
 	PauseTimeout = 30 * time.Second
 )
 
+// DefaultPoolSize is a plugin's VM count when its config sets none: one
+// fewer than GOMAXPROCS, at least one. Calls into a VM are serialised, so
+// the pool size bounds how many of the plugin's guest calls run at once; a
+// plugin whose guest spins on every request (until each call's deadline)
+// then leaves a core to everything else (issue 18 §4). It also keeps idle
+// memory down: a Go guest's VM is about 2.5 MiB.
+func DefaultPoolSize() int {
+	return max(1, runtime.GOMAXPROCS(0)-1)
+}
+
 // PluginSpec is one plugin compiled from config.
 type PluginSpec struct {
 	Name, RootID, VMID     string
 	Module                 []byte
 	VMConfig, PluginConfig []byte
 	FailOpen               bool          // default fail closed
-	PoolSize               int           // 0 = runtime.GOMAXPROCS(0)
+	PoolSize               int           // 0 = DefaultPoolSize()
 	MemoryLimitPages       uint32        // 0 = 1024 (64 MiB)
 	CallbackTimeout        time.Duration // 0 = 50ms
 	MaxBodyBytes           int           // 0 = 1 MiB
@@ -55,7 +65,7 @@ type PluginSpec struct {
 // withDefaults returns s with its zero values replaced by the defaults.
 func (s PluginSpec) withDefaults() PluginSpec {
 	if s.PoolSize <= 0 {
-		s.PoolSize = runtime.GOMAXPROCS(0)
+		s.PoolSize = DefaultPoolSize()
 	}
 	if s.MemoryLimitPages == 0 {
 		s.MemoryLimitPages = DefaultMemoryLimitPages

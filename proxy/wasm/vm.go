@@ -24,6 +24,7 @@ var (
 	errPauseTimeout  = errors.New("paused stream was not resumed in time")
 	errNoVM          = errors.New("no healthy vm")
 	errCallbackStuck = errors.New("callback deadline exceeded")
+	errOverloaded    = errors.New("too many streams wait for the vm")
 )
 
 // abiVersion is the Proxy-Wasm ABI a module speaks.
@@ -98,8 +99,9 @@ type vm struct {
 	vmDeadline
 
 	mu       sync.Mutex
-	broken   bool // guarded by mu
-	closed   bool // guarded by mu
+	waiters  atomic.Int32 // streams waiting for mu (lockQueued)
+	broken   bool         // guarded by mu
+	closed   bool         // guarded by mu
 	stack    [8]uint64
 	allocStk [2]uint64
 
@@ -343,7 +345,7 @@ func (v *vm) breakLocked(cause error) {
 	v.cancelGRPCLocked()
 	v.closeLocked()
 	if v.slot != nil {
-		v.slot.replace(v)
+		v.slot.replace(v, errors.Is(cause, errCallbackStuck))
 	}
 }
 
