@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
@@ -91,6 +92,9 @@ type vm struct {
 	slot *slot
 	mod  api.Module
 	mem  api.Memory
+	// linear keeps the linear memory's reservation mapped as long as the
+	// VM can be reached (memory_unix.go).
+	linear any
 
 	// ctx carries the vm to host functions. It is never done: a call that
 	// overruns its deadline is stopped by the Runtime's watchdog
@@ -172,7 +176,7 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		WithStdout(&guestLogWriter{log: p.log, level: zap.InfoLevel}).
 		WithStderr(&guestLogWriter{log: p.log, level: zap.WarnLevel}).
 		WithArgs(p.spec.Name)
-	mod, err := p.engine.r.InstantiateModule(v.ctx, p.compiled, cfg)
+	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(v.ctx, v.linearMemory()), p.compiled, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
 	}
