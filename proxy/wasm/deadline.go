@@ -25,7 +25,10 @@ const maxTickCredit = 4 * watchdogTick
 // sixth of a no-op Go filter's cost). Each VM numbers its calls (callSeq,
 // odd while a call runs); at every tick the watchdog adds the time since
 // the last tick to a call it saw running at the last tick, and stops it
-// once that exceeds its deadline. It runs only while VMs exist.
+// once that exceeds its deadline. A tick in which the guest ran no loop
+// iteration (its countdown did not move) is charged an eighth: a thread
+// the OS did not schedule on a busy machine is not taken for a spinning
+// guest. It runs only while VMs exist.
 type watchdog struct {
 	mu      sync.Mutex
 	vms     map[*vm]*watchState // guarded by mu
@@ -36,7 +39,15 @@ type watchdog struct {
 type watchState struct {
 	seq   uint64        // the call seen running at the last tick (odd), or 0
 	spent time.Duration // its running time, as the watchdog counted it
+	count uint64        // the guest's countdown at the last tick
 }
+
+// idleShare is the part of a tick charged to a call whose guest ran no
+// loop iteration during it (its countdown did not move): its thread was
+// not scheduled (a busy machine), or it waits in a host function (a guest
+// sleeping in poll_oneoff). The first must not pass for a runaway, the
+// second must still end: it is stopped after idleShare × its deadline.
+const idleShare = 8
 
 // add starts watching v.
 func (w *watchdog) add(v *vm) {
@@ -87,11 +98,20 @@ func (w *watchdog) loop() {
 				st.seq, st.spent = 0, 0
 				continue
 			}
+			var count uint64
+			if g := v.countdown.Load(); g != nil {
+				count = (*g).Get()
+			}
 			if seq != st.seq { // a call that began since the last tick
-				st.seq, st.spent = seq, 0
+				st.seq, st.spent, st.count = seq, 0, count
 				continue
 			}
-			st.spent += credit
+			if count != st.count || v.countdown.Load() == nil {
+				st.spent += credit
+			} else {
+				st.spent += credit / idleShare
+			}
+			st.count = count
 			if st.spent >= v.callLimit() {
 				v.interruptCall(seq)
 				st.spent = 0 // once per call
@@ -149,5 +169,7 @@ type vmDeadline struct {
 	// interrupt is the module's interrupt flag (nil: a module compiled with
 	// wazero's termination checks, which the watchdog closes instead).
 	interrupt atomic.Pointer[api.MutableGlobal]
+	// countdown is the module's loop countdown (nil without the flag).
+	countdown atomic.Pointer[api.Global]
 	running   atomic.Pointer[api.Module]
 }

@@ -189,6 +189,9 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 			return fail(errors.New("the interrupt flag is missing from the rewritten module"))
 		}
 		v.interrupt.Store(&g)
+		if c := mod.ExportedGlobal(interrupt.CountdownName); c != nil {
+			v.countdown.Store(&c)
+		}
 	}
 	if v.mem = mod.ExportedMemory("memory"); v.mem == nil {
 		if v.mem = mod.Memory(); v.mem == nil {
