@@ -84,14 +84,15 @@ type slot struct {
 }
 
 // Rebuilding a VM stopped for overrunning its deadline waits
-// runawayBackoff << (strikes-2), at most maxRunawayBackoff: the first
+// runawayBackoff << (strikes-2), at most maxRunawayBackoff (1 s, 2 s, 4 s
+// … 10 s): the first
 // runaway is replaced at once, a guest that keeps spinning is held back
 // longer each time, so it cannot take a core by looping on every request
 // (issue 18 §4). Meanwhile streams go to the pool's other VMs, or fail by
 // the plugin's policy when it has none, without entering the guest.
 const (
-	runawayBackoff    = 100 * time.Millisecond
-	maxRunawayBackoff = 5 * time.Second
+	runawayBackoff    = time.Second
+	maxRunawayBackoff = 10 * time.Second
 	// strikeMemory: a slot whose last runaway is this old starts afresh.
 	strikeMemory = 30 * time.Second
 )
