@@ -393,11 +393,13 @@ func (p *Plugin) drainAndClose() {
 	p.active.close()
 	<-p.active.drained()
 	p.stopBackground()
+	p.rt.shutdowns.RLock()
 	for _, s := range p.slots {
 		if v := s.vm.Swap(nil); v != nil {
 			v.shutdown()
 		}
 	}
+	p.rt.shutdowns.RUnlock()
 	p.rt.queues.dropOwner(p)
 	p.engine.release(p.sum)
 	p.rt.mu.Lock()

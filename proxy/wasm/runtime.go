@@ -38,6 +38,10 @@ type Runtime struct {
 	metrics *metricsRegistry
 	// watchdog enforces every VM's callback deadline (deadline.go).
 	watchdog watchdog
+	// shutdowns is read-held while a closing plugin ends its VMs (calls
+	// into their guests); Close write-holds it to close the wazero
+	// runtimes, so it never closes a module under a guest call.
+	shutdowns sync.RWMutex
 }
 
 // engine is one wazero runtime with the host modules instantiated and the
@@ -195,6 +199,8 @@ func (rt *Runtime) Close(ctx context.Context) error {
 		p.active.close() // no new streams
 		p.stopBackground()
 	}
+	rt.shutdowns.Lock()
+	defer rt.shutdowns.Unlock()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	var errs []error
