@@ -290,6 +290,7 @@ filters:
     failure_policy: fail_closed
   - name: badpath
     module: {path: "{{setheader}}"}
+    isolate_vm: true # inject's guest panics: its VM is rebuilt, and this plugin must not wait for that
     config: ":path=/a b HTTP/1.1"
     failure_policy: fail_open
 listeners:

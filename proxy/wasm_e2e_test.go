@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,4 +383,119 @@ func gatherText(t testing.TB, p *Proxy) string {
 		}
 	}
 	return b.String()
+}
+
+// wasmRunawayConfig has the failure guest under both policies with every
+// bound at its default (the callback deadline included), and a route with
+// no filter.
+const wasmRunawayConfig = `
+filters:
+  - name: strict
+    module: {path: "{{failure}}"}
+    failure_policy: fail_closed
+  - name: lenient
+    module: {path: "{{failure}}"}
+    failure_policy: fail_open
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - name: closed
+            match: {prefix: /closed}
+            route: {cluster: up}
+            filters: [strict]
+          - name: open
+            match: {prefix: /open}
+            route: {cluster: up}
+            filters: [lenient]
+          - name: free
+            match: {prefix: /free}
+            route: {cluster: up}
+clusters:
+  - name: up
+    endpoints: [{address: "{{up}}"}]
+`
+
+// A Go filter spinning for ever in on_request_headers, with the default
+// callback deadline: the client gets the policy's answer (fail_closed: 503
+// and the upstream is not asked; fail_open: the upstream's answer without
+// the filter), the stop is counted, the VM is replaced and filters again,
+// and requests on other routes and plugins keep being answered meanwhile.
+func TestWasmRunawayFilterStoppedByDefaultDeadline(t *testing.T) {
+	up := testserver.Start(t, "up")
+	p, url := startProxy(t, wasmRunawayConfig, map[string]string{"up": up.Addr, "failure": guestFile(t, t.TempDir(), "failure")})
+	cl := &fasthttp.Client{}
+
+	// Other streams, on a route without the filter and on the other
+	// plugin, all the while.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var others, otherFailures atomic.Int64
+	for _, path := range []string{"/free", "/open"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &fasthttp.Client{}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if st, body, _ := get(t, c, url+path); st != 200 || body != "up" {
+					otherFailures.Add(1)
+					t.Errorf("%s while a filter spins: %d %q", path, st, body)
+				}
+				others.Add(1)
+			}
+		}()
+	}
+
+	if st, _, _ := get(t, cl, url+"/closed/loop", "X-Loop", "1"); st != 503 {
+		t.Fatalf("fail_closed runaway: status %d, want 503", st)
+	}
+	if st, body, _ := get(t, cl, url+"/open/loop", "X-Loop", "1"); st != 200 || body != "up" {
+		t.Fatalf("fail_open runaway: %d %q, want the upstream's answer", st, body)
+	}
+	close(stop)
+	wg.Wait()
+	if others.Load() == 0 || otherFailures.Load() != 0 {
+		t.Errorf("other streams while the filters spun: %d answered, %d failed", others.Load(), otherFailures.Load())
+	}
+	openLoop := false
+	for _, path := range up.Paths() {
+		if path == "/closed/loop" {
+			t.Error("fail_closed: the upstream got the request of a stopped filter")
+		}
+		openLoop = openLoop || path == "/open/loop"
+	}
+	if !openLoop {
+		t.Error("fail_open: the request of a stopped filter did not reach the upstream")
+	}
+
+	// The stopped VMs are replaced; the filters run again.
+	for _, path := range []string{"/closed", "/open"} {
+		eventually(t, 10*time.Second, path+" filtered again", func() bool {
+			st, _, _ := get(t, cl, url+path)
+			return st == 200 && string(up.Last().Header.Peek("X-Filtered")) == "yes"
+		})
+	}
+
+	for _, w := range []struct {
+		plugin, event string
+		min           float64
+	}{
+		{"strict", "callback_timeout", 1}, {"strict", "fail_closed", 1}, {"strict", "vm_replaced", 1},
+		{"lenient", "callback_timeout", 1}, {"lenient", "fail_open", 1}, {"lenient", "vm_replaced", 1},
+	} {
+		if n, _ := metricValue(t, p, "weft_wasm_events_total", "plugin", w.plugin, "event", w.event); n < w.min {
+			t.Errorf("weft_wasm_events_total{plugin=%q,event=%q} = %v, want ≥ %v", w.plugin, w.event, n, w.min)
+		}
+	}
+	if n, _ := metricValue(t, p, "weft_wasm_events_total", "plugin", "strict", "event", "trap"); n != 0 {
+		t.Errorf("a stopped runaway was counted as %v traps, want callback_timeout only", n)
+	}
 }

@@ -420,13 +420,14 @@ type Filter struct {
 	Config   RawConfig `yaml:"config,omitempty" json:"config,omitempty"`
 	// FailurePolicy: "fail_closed" (default) or "fail_open".
 	FailurePolicy string `yaml:"failure_policy,omitempty" json:"failure_policy,omitempty"`
-	// PoolSize is the number of VMs (default GOMAXPROCS).
+	// PoolSize is the number of VMs (default GOMAXPROCS-1, at least 1),
+	// which also bounds the plugin's guest calls running at once.
 	PoolSize int `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
 	// MemoryLimit per VM, in MiB (default 64).
 	MemoryLimitMiB int `yaml:"memory_limit_mib,omitempty" json:"memory_limit_mib,omitempty"`
-	// CallbackTimeout bounds one call into the guest, in wall-clock time
-	// (default 1s: generous, so a callback descheduled on a busy machine is
-	// not taken for a runaway guest).
+	// CallbackTimeout bounds one call into the guest (default 50ms). Time
+	// the whole process was not scheduled is not charged to the guest, so a
+	// busy machine is not taken for a runaway guest.
 	CallbackTimeout Duration `yaml:"callback_timeout,omitempty" json:"callback_timeout,omitempty"`
 	// Trusted runs the filter without a callback deadline: calls are several
 	// times cheaper, but a guest stuck in a loop holds its VM for good.

@@ -73,7 +73,7 @@ const (
 
 	defaultFailurePolicy   = "fail_closed"
 	defaultMemoryLimitMiB  = 64
-	defaultCallbackTimeout = time.Second
+	defaultCallbackTimeout = 50 * time.Millisecond
 	defaultFilterBodyBytes = 1 << 20
 )
 

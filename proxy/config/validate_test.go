@@ -329,7 +329,7 @@ func TestDefaults(t *testing.T) {
 		{"filter failure_policy", c.Filters[0].FailurePolicy, "fail_closed"},
 		{"filter pool_size (runtime decides)", c.Filters[0].PoolSize, 0},
 		{"filter memory_limit_mib", c.Filters[0].MemoryLimitMiB, 64},
-		{"filter callback_timeout", c.Filters[0].CallbackTimeout.D(), time.Second},
+		{"filter callback_timeout", c.Filters[0].CallbackTimeout.D(), 50 * time.Millisecond},
 		{"filter max_body_bytes", c.Filters[0].MaxBodyBytes, 1 << 20},
 	}
 	for _, ch := range checks {

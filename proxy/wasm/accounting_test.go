@@ -161,3 +161,23 @@ func BenchmarkAccounting(b *testing.B) {
 		v.account()
 	}
 }
+
+// Time in guest code is sampled by the deadline watchdog: a call stopped
+// at its deadline is charged at least the deadline, to its own plugin.
+func TestGuestTimeIsSampled(t *testing.T) {
+	rt := newRuntime(t)
+	spin := load(t, rt, PluginSpec{Name: "spin", Module: wat(t, "trap"), VMConfig: []byte{'L'}, CallbackTimeout: 50 * time.Millisecond}, Env{})
+	idle := load(t, rt, PluginSpec{Name: "idle", Module: wat(t, "noop")}, Env{})
+	runStream(spin, newStream("/", "X-Boom", "1"))
+	if n := spin.events.n[eventTimeout].Load(); n != 1 {
+		t.Fatalf("the spinning call was not stopped by its deadline (timeouts %d)", n)
+	}
+	all := gatherAll(t, rt)
+	if s := all["spin"]["weft_wasm_plugin_guest_seconds_total"]; s < 0.05 {
+		t.Errorf("a call stopped at its 50 ms deadline was charged %v s", s)
+	}
+	if s := all["idle"]["weft_wasm_plugin_guest_seconds_total"]; s >= 0.05 {
+		t.Errorf("a plugin that ran nothing long was charged %v s", s)
+	}
+	_ = idle
+}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 )
 
 // BenchmarkOnRequestHeaders is one no-op filter round trip per stream:
@@ -77,5 +78,28 @@ func TestHostCallsDoNotAllocate(t *testing.T) {
 	}
 	if n, _ := v.mem.ReadUint32Le(retLen); n == 0 {
 		t.Errorf("header map size not written")
+	}
+}
+
+// BenchmarkGoGuestStream is a whole no-op stream through the Go SDK noop
+// guest (proxy/wasm/testdata/guests/gosdk/noop), every callback a stream
+// makes through one filter: context create, request headers, response
+// headers, log, done, delete. It is the per-filter cost `weft bench`
+// measures end to end, without the network.
+func BenchmarkGoGuestStream(b *testing.B) {
+	rt := newRuntime(b)
+	p := load(b, rt, PluginSpec{Module: guestbuild.GoSDK(b, "noop")}, Env{})
+	s := newStream("/bench", "X-A", "1", "X-B", "2")
+	s.Response.SetStatusCode(200)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f := p.NewStreamFilter(s)
+		ok := f.OnRequestHeaders(s, true) == filter.Continue && f.OnResponseHeaders(s, true) == filter.Continue
+		f.OnLog(s)
+		f.OnDone(s) // before failing: Close waits for the stream
+		if !ok {
+			b.Fatal("not continue")
+		}
 	}
 }

@@ -132,14 +132,17 @@ func (g *vmGroup) leader() *Plugin {
 
 // addRoot creates p's root context on v and configures it. The caller
 // holds v.mu.
-func (v *vm) addRoot(p *Plugin, d time.Duration) error {
+func (v *vm) addRoot(p *Plugin) error {
 	v.roots.Store(p.rootCtx, &rootState{p: p})
 	v.enterRoot(p)
-	if _, err := v.invokeFor(d, v.onContextCreate, uint64(p.rootCtx), 0); err != nil {
+	// Under the start deadline, as on_configure is when a VM starts.
+	v.starting.Store(true)
+	defer v.starting.Store(false)
+	if _, err := v.invoke(v.onContextCreate, uint64(p.rootCtx), 0); err != nil {
 		return fmt.Errorf("proxy_on_context_create(root %d): %w", p.rootCtx, err)
 	}
 	if v.onConfigure != nil {
-		ok, err := v.invokeFor(d, v.onConfigure, uint64(p.rootCtx), uint64(len(p.spec.PluginConfig)))
+		ok, err := v.invoke(v.onConfigure, uint64(p.rootCtx), uint64(len(p.spec.PluginConfig)))
 		if err != nil {
 			return fmt.Errorf("proxy_on_configure: %w", err)
 		}
@@ -219,7 +222,7 @@ func (g *vmGroup) joinVMs(p *Plugin) error {
 	for i, v := range vms {
 		v.nextID = id + 1
 		v.startLog = []string{}
-		err := v.addRoot(p, p.lifecycleTimeout())
+		err := v.addRoot(p)
 		v.startLog = nil
 		if err == nil {
 			continue
@@ -266,7 +269,7 @@ func (p *Plugin) leave() {
 			v.mu.Unlock()
 		} else {
 			// p's own rebuild stopped with p; hand the slot to the others.
-			s.startRebuild(g.leader(), nil)
+			s.startRebuild(g.leader(), nil, false)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -219,7 +220,7 @@ func TestTrapInStreamCallbacks(t *testing.T) {
 
 func TestInfiniteLoopStoppedByDeadline(t *testing.T) {
 	rt := newRuntime(t)
-	p := load(t, rt, PluginSpec{Module: wat(t, "trap"), VMConfig: []byte{'L'}, CallbackTimeout: 50 * time.Millisecond}, Env{})
+	p := load(t, rt, PluginSpec{Module: wat(t, "trap"), VMConfig: []byte{'L'}}, Env{}) // the default deadline
 	s := newStream("/", "X-Boom", "1")
 	o := runStream(p, s)
 	if o.upstream || o.req != filter.LocalReply || s.Response.StatusCode() != failStatus {
@@ -459,5 +460,100 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		if got := crashBackoff(n); got != want {
 			t.Errorf("crashBackoff(%d) = %v, want %v", n, got, want)
 		}
+	}
+}
+
+// A guest that overruns its deadline again on its replacement VM is held
+// back: the first runaway is replaced at once, the second's replacement
+// waits (here for an hour), and meanwhile streams fail by policy without
+// entering a guest. The default pool leaves a core free of the plugin.
+func TestRunawayVMHeldBack(t *testing.T) {
+	if n := runtime.GOMAXPROCS(0); n > 1 && DefaultPoolSize() >= n {
+		t.Errorf("default pool of %d VMs with GOMAXPROCS %d: one plugin's guests could take every core", DefaultPoolSize(), n)
+	}
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "trap"), VMConfig: []byte{'L'}}, Env{})
+	p.runawayBackoff = time.Hour
+	spin := func() {
+		t.Helper()
+		s := newStream("/", "X-Boom", "1")
+		if o := runStream(p, s); o.upstream || s.Response.StatusCode() != failStatus {
+			t.Fatalf("runaway stream: %+v status %d", o, s.Response.StatusCode())
+		}
+	}
+	spin()
+	if !waitFor(func() bool { return p.slots[0].vm.Load() != nil }) {
+		t.Fatal("the first runaway VM was not replaced")
+	}
+	spin()
+	if !waitFor(func() bool { return p.events.n[eventRunawayBackoff].Load() == 1 }) {
+		t.Fatalf("runaway_backoff = %d, want 1", p.events.n[eventRunawayBackoff].Load())
+	}
+	for i := 0; i < 3; i++ {
+		s := newStream("/")
+		if o := runStream(p, s); o.upstream || s.Response.StatusCode() != failStatus {
+			t.Errorf("a stream while the runaway is held back: %+v status %d", o, s.Response.StatusCode())
+		}
+	}
+	if n := p.events.n[eventTimeout].Load(); n != 2 {
+		t.Errorf("callback timeouts = %d, want 2 (no guest entered while held back)", n)
+	}
+	if p.slots[0].vm.Load() != nil {
+		t.Error("the held-back slot has a VM")
+	}
+}
+
+func TestRunawayStrikes(t *testing.T) {
+	s := &slot{}
+	now := time.Unix(1000, 0)
+	want := []time.Duration{0, runawayBackoff, 2 * runawayBackoff, 4 * runawayBackoff}
+	for i, w := range want {
+		if got := s.strike(now.Add(time.Duration(i)*time.Second), runawayBackoff); got != w {
+			t.Errorf("strike %d: hold %v, want %v", i+1, got, w)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		s.strike(now.Add(10*time.Second), runawayBackoff)
+	}
+	if got := s.strike(now.Add(11*time.Second), runawayBackoff); got != maxRunawayBackoff {
+		t.Errorf("hold after many strikes %v, want the cap %v", got, maxRunawayBackoff)
+	}
+	if got := s.strike(now.Add(11*time.Second+strikeMemory+time.Second), runawayBackoff); got != 0 {
+		t.Errorf("a runaway long after the last: hold %v, want 0", got)
+	}
+}
+
+// Streams that find their VM busy wait for it, counted (vm_busy); once
+// maxVMWaiters wait, more fail by policy at once (overloaded) instead of
+// piling up behind a guest that may spin until its deadline.
+func TestBusyVMQueueIsBounded(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "headers")}, Env{})
+	v := p.slots[0].vm.Load()
+	v.mu.Lock() // a call in progress
+	done := make(chan outcome)
+	go func() { done <- runStream(p, newStream("/")) }()
+	if !waitFor(func() bool { return v.waiters.Load() == 1 }) {
+		v.mu.Unlock()
+		t.Fatal("the stream did not wait for the busy VM")
+	}
+	if p.events.n[eventVMBusy].Load() == 0 {
+		t.Error("the wait was not counted")
+	}
+	v.waiters.Add(maxVMWaiters - 1) // as if the queue were full
+	s := newStream("/")
+	if o := runStream(p, s); o.upstream || s.Response.StatusCode() != failStatus {
+		t.Errorf("a stream beyond the queue bound: %+v status %d, want failed by policy", o, s.Response.StatusCode())
+	}
+	if p.events.n[eventOverloaded].Load() != 1 {
+		t.Errorf("overloaded = %d, want 1", p.events.n[eventOverloaded].Load())
+	}
+	v.waiters.Add(-(maxVMWaiters - 1))
+	v.mu.Unlock()
+	if o := <-done; !o.upstream {
+		t.Errorf("the waiting stream: %+v", o)
+	}
+	if p.events.n[eventTrap].Load()+p.events.n[eventTimeout].Load() != 0 || p.slots[0].vm.Load() != v {
+		t.Error("an overloaded VM must not be replaced")
 	}
 }

@@ -54,10 +54,13 @@ const (
 	eventCrashBackoff
 	eventInvalidHeader
 	eventOverLimits
+	eventRunawayBackoff
+	eventVMBusy
+	eventOverloaded
 	numEvents
 )
 
-var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "crash_backoff", "invalid_header", "over_limits"}
+var eventNames = [numEvents]string{"trap", "callback_timeout", "vm_replaced", "vm_start_failed", "fail_open", "fail_closed", "pause_timeout", "body_too_large", "crash_backoff", "invalid_header", "over_limits", "runaway_backoff", "vm_busy", "overloaded"}
 
 // pluginEvents counts host events for one plugin name (kept across reloads).
 type pluginEvents struct {

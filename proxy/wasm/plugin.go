@@ -68,6 +68,9 @@ type Plugin struct {
 	stopOnce sync.Once
 	// pauseTimeout bounds a paused stream (PauseTimeout; tests shorten it).
 	pauseTimeout time.Duration
+	// runawayBackoff is the first hold of a runaway VM's replacement
+	// (runawayBackoff; tests lengthen it).
+	runawayBackoff time.Duration
 
 	filters sync.Pool
 }
@@ -85,6 +88,11 @@ type slot struct {
 	// crashLoopWindow of their start; each one doubles the wait before the
 	// next rebuild (guarded by mu).
 	crashes int
+	// strikes counts the slot's VMs stopped for overrunning their deadline
+	// in a row (none for strikeMemory before the last); lastStrike is when
+	// the last was. Guarded by mu.
+	strikes    int
+	lastStrike time.Time
 }
 
 // crashLoopWindow: a VM that breaks this soon after it started is part of
@@ -100,6 +108,35 @@ func crashBackoff(n int) time.Duration {
 		return 0
 	}
 	return min(100*time.Millisecond<<min(n-2, 20), 30*time.Second)
+}
+
+// Rebuilding a VM stopped for overrunning its deadline waits
+// runawayBackoff << (strikes-2), at most maxRunawayBackoff (1 s, 2 s, 4 s
+// … 10 s): the first
+// runaway is replaced at once, a guest that keeps spinning is held back
+// longer each time, so it cannot take a core by looping on every request
+// (issue 18 §4). Meanwhile streams go to the pool's other VMs, or fail by
+// the plugin's policy when it has none, without entering the guest.
+const (
+	runawayBackoff    = time.Second
+	maxRunawayBackoff = 10 * time.Second
+	// strikeMemory: a slot whose last runaway is this old starts afresh.
+	strikeMemory = 30 * time.Second
+)
+
+// strike records a runaway VM of s and returns how long to wait before
+// building its replacement (base is the plugin's runawayBackoff). The
+// caller holds s.mu.
+func (s *slot) strike(now time.Time, base time.Duration) time.Duration {
+	if now.Sub(s.lastStrike) > strikeMemory {
+		s.strikes = 0
+	}
+	s.strikes++
+	s.lastStrike = now
+	if s.strikes < 2 {
+		return 0
+	}
+	return min(base<<min(s.strikes-2, 16), max(maxRunawayBackoff, base))
 }
 
 // Load compiles (cached), builds the VM pool (each VM: instantiate,
@@ -148,7 +185,8 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 		stop:           make(chan struct{}),
 		tickWake:       make(chan struct{}, 1),
 
-		pauseTimeout: PauseTimeout,
+		pauseTimeout:   PauseTimeout,
+		runawayBackoff: runawayBackoff,
 	}
 	p.filters.New = func() any { return &streamFilter{wake: make(chan uint8, 1)} }
 	g, build, err := rt.joinGroup(p)
@@ -235,20 +273,27 @@ func (p *Plugin) pick() (*slot, *vm) {
 }
 
 // replace swaps out a broken VM: the slot is emptied at once and a new VM
-// is built in the background (retrying with backoff while the plugin lives).
-func (s *slot) replace(old *vm) {
+// is built in the background (retrying with backoff while the plugin
+// lives). A VM stopped for overrunning its deadline (runaway) is replaced
+// after the slot's runaway backoff.
+func (s *slot) replace(old *vm, runaway bool) {
 	s.vm.CompareAndSwap(old, nil)
 	// The rebuild belongs to the plugin whose callback broke the VM; if it
 	// closes first, the group's next leader takes over (leave).
-	s.startRebuild(old.p, old)
+	s.startRebuild(old.p, old, runaway)
 }
 
 // startRebuild builds a VM for the empty slot in the background, on p's
 // account, unless a rebuild already runs. old is the VM that broke (nil
 // when the slot was emptied for another reason): one that broke soon after
-// its start makes the rebuild wait (crashBackoff).
-func (s *slot) startRebuild(p *Plugin, old *vm) {
+// its start makes the rebuild wait (crashBackoff), and one stopped for
+// overrunning its deadline again (runaway) waits longer (strike).
+func (s *slot) startRebuild(p *Plugin, old *vm, runaway bool) {
 	s.mu.Lock()
+	var hold time.Duration
+	if runaway {
+		hold = s.strike(time.Now(), p.runawayBackoff)
+	}
 	if s.rebuilding {
 		s.mu.Unlock()
 		return
@@ -260,11 +305,18 @@ func (s *slot) startRebuild(p *Plugin, old *vm) {
 		s.crashes = 0
 	}
 	wait := crashBackoff(s.crashes)
+	crashes := s.crashes
 	s.mu.Unlock()
-	if wait > 0 {
+	switch {
+	case hold > 0:
+		wait = max(wait, hold)
+		p.events.n[eventRunawayBackoff].Add(1)
+		p.log.Warn("wasm vm keeps overrunning its callback deadline; holding its replacement back",
+			zap.Int("slot", s.idx), zap.Duration("for", wait))
+	case wait > 0:
 		p.events.n[eventCrashBackoff].Add(1)
 		p.log.Warn("wasm vm keeps crashing; waiting before the next rebuild", zap.Int("slot", s.idx),
-			zap.Int("crashes_in_a_row", s.crashes), zap.Duration("wait", wait))
+			zap.Int("crashes_in_a_row", crashes), zap.Duration("wait", wait))
 	}
 	started := p.goAsync(func() {
 		defer func() {
@@ -418,7 +470,11 @@ func (p *Plugin) drainAndClose() {
 	p.active.close()
 	<-p.active.drained()
 	p.stopBackground()
+	// Runtime.Close waits for this: it must not close the wazero
+	// runtimes while a leaving plugin still runs on_done in its VMs.
+	p.rt.shutdowns.RLock()
 	p.leave()
+	p.rt.shutdowns.RUnlock()
 	p.rt.queues.dropOwner(p)
 	p.engine.release(p.sum)
 	p.rt.mu.Lock()
@@ -451,9 +507,13 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 		f.failNow = errNoVM
 		return f
 	}
+	if !v.lockQueued(p) {
+		// Not bound to the VM: its log and done need no turn on it either.
+		f.failNow = errOverloaded
+		return f
+	}
 	f.slot, f.v = sl, v
 	sl.load.Add(1)
-	v.mu.Lock()
 	if v.broken {
 		v.mu.Unlock()
 		f.failNow = errVMBroken

@@ -37,6 +37,12 @@ type Runtime struct {
 	shared  sharedData
 	queues  sharedQueues
 	metrics *metricsRegistry
+	// watchdog enforces every VM's callback deadline (deadline.go).
+	watchdog watchdog
+	// shutdowns is read-held while a closing plugin ends its VMs (calls
+	// into their guests); Close write-holds it to close the wazero
+	// runtimes, so it never closes a module under a guest call.
+	shutdowns sync.RWMutex
 }
 
 // engine is one wazero runtime with the host modules instantiated and the
@@ -195,6 +201,8 @@ func (rt *Runtime) Close(ctx context.Context) error {
 		p.active.close() // no new streams
 		p.stopBackground()
 	}
+	rt.shutdowns.Lock()
+	defer rt.shutdowns.Unlock()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	var errs []error
@@ -206,6 +214,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 	if err := rt.cache.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	rt.watchdog.stop()
 	return errors.Join(errs...)
 }
 

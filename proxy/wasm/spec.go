@@ -19,12 +19,30 @@ import (
 // Defaults applied to a PluginSpec's zero values.
 const (
 	DefaultMemoryLimitPages = 1024 // 64 MiB
-	DefaultCallbackTimeout  = time.Second
-	DefaultMaxBodyBytes     = 1 << 20
+	// DefaultCallbackTimeout bounds one call into a guest. A no-op Go
+	// filter's callback takes microseconds; the watchdog does not charge a
+	// guest for time the whole process was not scheduled (deadline.go), so
+	// a busy machine is not taken for a runaway guest.
+	DefaultCallbackTimeout = 50 * time.Millisecond
+	// DefaultStartTimeout is the least a VM's start (_initialize,
+	// on_vm_start, on_configure) gets: twenty callback deadlines, at least
+	// this.
+	DefaultStartTimeout = 10 * time.Second
+	DefaultMaxBodyBytes = 1 << 20
 	// PauseTimeout bounds how long a paused stream waits for the guest to
 	// resume it before it fails by the plugin's policy.
 	PauseTimeout = 30 * time.Second
 )
+
+// DefaultPoolSize is a plugin's VM count when its config sets none: one
+// fewer than GOMAXPROCS, at least one. Calls into a VM are serialised, so
+// the pool size bounds how many of the plugin's guest calls run at once; a
+// plugin whose guest spins on every request (until each call's deadline)
+// then leaves a core to everything else (issue 18 §4). It also keeps idle
+// memory down: a Go guest's VM is about 2.5 MiB.
+func DefaultPoolSize() int {
+	return max(1, runtime.GOMAXPROCS(0)-1)
+}
 
 // PluginSpec is one plugin compiled from config.
 type PluginSpec struct {
@@ -32,9 +50,9 @@ type PluginSpec struct {
 	Module                 []byte
 	VMConfig, PluginConfig []byte
 	FailOpen               bool          // default fail closed
-	PoolSize               int           // 0 = runtime.GOMAXPROCS(0)
+	PoolSize               int           // 0 = DefaultPoolSize()
 	MemoryLimitPages       uint32        // 0 = 1024 (64 MiB)
-	CallbackTimeout        time.Duration // 0 = 1s
+	CallbackTimeout        time.Duration // 0 = 50ms
 	MaxBodyBytes           int           // 0 = 1 MiB
 	// Trusted drops the callback deadline: the module is compiled without
 	// wazero's termination checks and calls skip the watcher wazero starts
@@ -52,7 +70,7 @@ type PluginSpec struct {
 // withDefaults returns s with its zero values replaced by the defaults.
 func (s PluginSpec) withDefaults() PluginSpec {
 	if s.PoolSize <= 0 {
-		s.PoolSize = runtime.GOMAXPROCS(0)
+		s.PoolSize = DefaultPoolSize()
 	}
 	if s.MemoryLimitPages == 0 {
 		s.MemoryLimitPages = DefaultMemoryLimitPages

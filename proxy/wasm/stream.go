@@ -245,7 +245,9 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 		return filter.Continue
 	}
 	v := f.v
-	v.mu.Lock()
+	if !v.lockQueued(f.p) {
+		return f.fail(errOverloaded)
+	}
 	if v.broken {
 		v.mu.Unlock()
 		return f.fail(errVMBroken)
@@ -400,18 +402,49 @@ func (f *streamFilter) failLogged(err error, logIt bool) filter.Status {
 	p := f.p
 	if p.spec.FailOpen {
 		p.events.n[eventFailOpen].Add(1)
-		if logIt {
+		if logIt && logFailure(err) {
 			p.log.Warn("wasm filter failed; fail_open: skipping it for this stream", zap.Error(err))
 		}
 		return filter.Continue
 	}
 	p.events.n[eventFailClosed].Add(1)
-	if logIt {
+	if logIt && logFailure(err) {
 		p.log.Warn("wasm filter failed; fail_closed: answering 503", zap.Error(err))
 	}
 	f.details = "wasm_fail_stream"
 	f.s.SendLocalReply(failStatus, nil, nil)
 	return filter.LocalReply
+}
+
+// logFailure tells the failures worth a log line per stream from those
+// that come in floods and are logged once where they begin (a pool with no
+// VM while a runaway is held back, a VM with a full queue): those are only
+// counted.
+func logFailure(err error) bool {
+	return err != errNoVM && err != errOverloaded
+}
+
+// maxVMWaiters bounds the streams waiting for one VM; more fail by the
+// plugin's policy at once (counted as overloaded) instead of piling up
+// behind a guest that spins until its deadline.
+const maxVMWaiters = 256
+
+// lockQueued takes v.mu for a stream. A busy VM is a wait, counted
+// (vm_busy); false when maxVMWaiters streams wait already.
+func (v *vm) lockQueued(p *Plugin) bool {
+	if v.mu.TryLock() {
+		return true
+	}
+	ev := &p.events.n // the stream's plugin: v.p is the last callback's, read under v.mu
+	ev[eventVMBusy].Add(1)
+	if v.waiters.Add(1) > maxVMWaiters {
+		v.waiters.Add(-1)
+		ev[eventOverloaded].Add(1)
+		return false
+	}
+	v.mu.Lock()
+	v.waiters.Add(-1)
+	return true
 }
 
 func b2u(b bool) uint64 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
@@ -24,6 +25,7 @@ var (
 	errPauseTimeout  = errors.New("paused stream was not resumed in time")
 	errNoVM          = errors.New("no healthy vm")
 	errCallbackStuck = errors.New("callback deadline exceeded")
+	errOverloaded    = errors.New("too many streams wait for the vm")
 )
 
 // abiVersion is the Proxy-Wasm ABI a module speaks.
@@ -92,22 +94,20 @@ type vm struct {
 	slot *slot
 	mod  api.Module
 	mem  api.Memory
+	// linear keeps the linear memory's reservation mapped as long as the
+	// VM can be reached (memory_unix.go).
+	linear any
 
-	// ctx carries the vm to host functions; cancel stops a running callback
-	// (wazero closes the module when its context is done).
-	ctx     context.Context
-	cancel  context.CancelFunc
-	timer   *time.Timer
-	running atomic.Pointer[api.Module] // what the deadline timer closes
-	// interrupt is the module's interrupt flag (nil: the timer closes the
-	// module instead).
-	interrupt atomic.Pointer[api.MutableGlobal]
-	inCall    atomic.Bool
-	timedOut  atomic.Bool
+	// ctx carries the vm to host functions. It is never done: a call that
+	// overruns its deadline is stopped by the Runtime's watchdog
+	// (deadline.go), which sets the module's interrupt flag.
+	ctx context.Context
+	vmDeadline
 
 	mu       sync.Mutex
-	broken   bool // guarded by mu
-	closed   bool // guarded by mu
+	waiters  atomic.Int32 // streams waiting for mu (lockQueued)
+	broken   bool         // guarded by mu
+	closed   bool         // guarded by mu
 	stack    [8]uint64
 	allocStk [2]uint64
 
@@ -155,9 +155,11 @@ type vm struct {
 }
 
 // lifecycleTimeout bounds _initialize, on_vm_start and on_configure, which
-// may do real work (a Go guest's runtime start).
+// may do real work (a Go guest's runtime start) and run where nothing waits
+// on them (a load, a VM rebuilt in the background), so they get far more
+// than a callback.
 func (p *Plugin) lifecycleTimeout() time.Duration {
-	return max(10*p.spec.CallbackTimeout, 2*time.Second)
+	return max(20*p.spec.CallbackTimeout, DefaultStartTimeout)
 }
 
 // newVM instantiates the plugin's module and runs its start sequence:
@@ -166,34 +168,12 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // holds s.g.mu.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, contexts: make(map[uint32]*streamFilter), started: time.Now()}
-	// Callbacks run with a context that is never done; an overrun is
-	// stopped by closing the module from the deadline timer (the runtime
-	// is built WithCloseOnContextDone, which makes Close interrupt a
-	// running call). wazero 1.12 still starts a watcher goroutine per call
-	// whenever termination checks are on, whatever the context; trusted
-	// plugins run without them (see PluginSpec.Trusted). Only
-	// instantiation, before there is a module to close, uses a
-	// cancellable context.
 	v.ctx = context.WithValue(context.Background(), vmKey{}, v)
-	instCtx, cancelInst := context.WithCancel(v.ctx)
-	v.cancel = cancelInst
-	v.timer = time.AfterFunc(time.Hour, func() {
-		if v.inCall.Load() {
-			v.timedOut.Store(true)
-			if g := v.interrupt.Load(); g != nil {
-				(*g).Set(1) // the guest traps at its next loop iteration
-			} else if m := v.running.Load(); m != nil {
-				_ = (*m).CloseWithExitCode(context.Background(), 1)
-			} else {
-				cancelInst()
-			}
-		}
-	})
-	v.timer.Stop()
+	// Instantiation runs no guest code (no start function): only the
+	// calls below need the watchdog.
 	fail := func(err error) (*vm, error) {
-		v.timer.Stop()
-		v.cancel()
 		if v.mod != nil {
+			p.rt.watchdog.remove(v)
 			_ = v.mod.Close(context.Background())
 		}
 		return nil, err
@@ -209,22 +189,22 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		WithStdout(&guestLogWriter{log: p.log, level: zap.InfoLevel}).
 		WithStderr(&guestLogWriter{log: p.log, level: zap.WarnLevel}).
 		WithArgs(p.spec.Name)
-	v.inCall.Store(true)
-	v.timer.Reset(p.lifecycleTimeout())
-	mod, err := p.engine.r.InstantiateModule(instCtx, p.compiled, cfg)
-	v.timer.Stop()
-	v.inCall.Store(false)
+	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(v.ctx, v.linearMemory()), p.compiled, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
 	}
 	v.mod = mod
 	v.running.Store(&mod)
+	p.rt.watchdog.add(v)
 	if p.interruptible {
 		g, ok := mod.ExportedGlobal(interrupt.GlobalName).(api.MutableGlobal)
 		if !ok {
 			return fail(errors.New("the interrupt flag is missing from the rewritten module"))
 		}
 		v.interrupt.Store(&g)
+		if c := mod.ExportedGlobal(interrupt.CountdownName); c != nil {
+			v.countdown.Store(&c)
+		}
 	}
 	if v.mem = mod.ExportedMemory("memory"); v.mem == nil {
 		if v.mem = mod.Memory(); v.mem == nil {
@@ -267,13 +247,14 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	lt := p.lifecycleTimeout()
+	v.starting.Store(true)
+	defer v.starting.Store(false)
 	if init := lookup(mod, "_initialize"); init != nil {
-		if _, err := v.invokeFor(lt, init); err != nil {
+		if _, err := v.invoke(init); err != nil {
 			return fail(fmt.Errorf("_initialize: %w", err))
 		}
 	} else if start := lookup(mod, "_start"); start != nil {
-		if _, err := v.invokeFor(lt, start); err != nil {
+		if _, err := v.invoke(start); err != nil {
 			return fail(fmt.Errorf("_start (build the module as a reactor: a command's _start exits): %w", err))
 		}
 	}
@@ -287,11 +268,11 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	for i, m := range s.g.members {
 		v.roots.Store(m.rootCtx, &rootState{p: m})
 		v.enterRoot(m)
-		if _, err := v.invokeFor(lt, v.onContextCreate, uint64(m.rootCtx), 0); err != nil {
+		if _, err := v.invoke(v.onContextCreate, uint64(m.rootCtx), 0); err != nil {
 			return fail(fmt.Errorf("proxy_on_context_create(root %d): %w", m.rootCtx, err))
 		}
 		if i == 0 && v.onVMStart != nil {
-			ok, err := v.invokeFor(lt, v.onVMStart, uint64(m.rootCtx), uint64(len(p.spec.VMConfig)))
+			ok, err := v.invoke(v.onVMStart, uint64(m.rootCtx), uint64(len(p.spec.VMConfig)))
 			if err != nil {
 				return fail(fmt.Errorf("proxy_on_vm_start: %w", err))
 			}
@@ -300,7 +281,7 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 			}
 		}
 		if v.onConfigure != nil {
-			ok, err := v.invokeFor(lt, v.onConfigure, uint64(m.rootCtx), uint64(len(m.spec.PluginConfig)))
+			ok, err := v.invoke(v.onConfigure, uint64(m.rootCtx), uint64(len(m.spec.PluginConfig)))
 			if err != nil {
 				return fail(fmt.Errorf("proxy_on_configure: %w", err))
 			}
@@ -325,39 +306,33 @@ func (v *vm) startReason() string {
 	return ": the guest logged: " + strings.Join(v.startLog, "; ")
 }
 
-// invoke calls g with args under the plugin's callback deadline. The caller
-// holds v.mu. Extra args beyond g's arity are dropped (ABI 0.1.0 callbacks
-// have no end_of_stream).
+// invoke calls g with args under the plugin's callback deadline (the
+// start deadline while v.starting), which the Runtime's watchdog enforces.
+// The caller holds v.mu. Extra args beyond g's arity are dropped (ABI 0.1.0
+// callbacks have no end_of_stream).
 func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
-	return v.invokeFor(v.p.spec.CallbackTimeout, g, args...)
-}
-
-func (v *vm) invokeFor(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
-	r, err := v.call(d, g, args...)
+	r, err := v.call(g, args...)
 	v.account()
 	return r, err
 }
 
-func (v *vm) call(d time.Duration, g *guestFunc, args ...uint64) (uint64, error) {
+func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 	st := v.stack[:g.stackWidth]
 	n := copy(st, args)
 	for i := n; i < len(st); i++ {
 		st[i] = 0
 	}
-	if v.p.spec.Trusted { // no deadline: nothing could stop the call anyway
-		if err := g.f.CallWithStack(v.ctx, st); err != nil {
-			return 0, v.explain(err)
+	trusted := v.p.spec.Trusted // no deadline: nothing could stop the call anyway
+	if !trusted {
+		if v.charged.Load() != v.p {
+			v.charged.Store(v.p)
 		}
-		if g.nr > 0 {
-			return st[0], nil
-		}
-		return 0, nil
+		v.enter()
 	}
-	v.inCall.Store(true)
-	v.timer.Reset(d)
 	err := g.f.CallWithStack(v.ctx, st)
-	v.timer.Stop()
-	v.inCall.Store(false)
+	if !trusted {
+		v.leave()
+	}
 	if err != nil {
 		return 0, v.explain(err)
 	}
@@ -411,7 +386,7 @@ func (v *vm) breakLocked(cause error) {
 	v.cancelGRPCLocked()
 	v.closeLocked()
 	if v.slot != nil {
-		v.slot.replace(v)
+		v.slot.replace(v, errors.Is(cause, errCallbackStuck))
 	}
 }
 
@@ -422,8 +397,7 @@ func (v *vm) closeLocked() {
 	}
 	v.closed = true
 	v.broken = true
-	v.timer.Stop()
-	v.cancel()
+	v.p.rt.watchdog.remove(v)
 	if v.mod != nil {
 		_ = v.mod.Close(context.Background())
 	}

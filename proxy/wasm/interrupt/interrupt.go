@@ -51,6 +51,12 @@ import (
 // GlobalName is the export name of the interrupt flag.
 const GlobalName = "weft_interrupt"
 
+// CountdownName is the export name of the countdown. A host reading it at
+// two moments sees whether the guest ran loop iterations in between (a
+// guest that is spinning) or not (it was not scheduled, or it waits in a
+// host function).
+const CountdownName = "weft_countdown"
+
 // YieldEvery is how many loop iterations run between two exits into Go.
 const YieldEvery = 1000
 
@@ -128,7 +134,7 @@ func Instrument(module []byte) ([]byte, error) {
 				return nil, fmt.Errorf("interrupt: global section: %w", sr.err)
 			}
 		case secExport:
-			if bytes.Contains(s.body, []byte(GlobalName)) {
+			if bytes.Contains(s.body, []byte(GlobalName)) || bytes.Contains(s.body, []byte(CountdownName)) {
 				return nil, errors.New("interrupt: the module already exports " + GlobalName)
 			}
 		}
@@ -163,6 +169,9 @@ func Instrument(module []byte) ([]byte, error) {
 	newExport := appendName(nil, GlobalName)
 	newExport = append(newExport, kindGlobal)
 	newExport = appendU32(newExport, idx)
+	newExport = appendName(newExport, CountdownName)
+	newExport = append(newExport, kindGlobal)
+	newExport = appendU32(newExport, count)
 	for _, s := range secs {
 		if s.id != secCustom {
 			if !haveGlobal && order(s.id) > order(secGlobal) {
@@ -170,7 +179,7 @@ func Instrument(module []byte) ([]byte, error) {
 				haveGlobal = true
 			}
 			if !haveExport && order(s.id) > order(secExport) {
-				emit(secExport, append([]byte{1}, newExport...))
+				emit(secExport, append([]byte{2}, newExport...))
 				haveExport = true
 			}
 		}
@@ -183,7 +192,7 @@ func Instrument(module []byte) ([]byte, error) {
 			emit(secGlobal, body)
 			haveGlobal = true
 		case secExport:
-			body, err := appendToVec(s.body, newExport, 1)
+			body, err := appendToVec(s.body, newExport, 2)
 			if err != nil {
 				return nil, fmt.Errorf("interrupt: export section: %w", err)
 			}
@@ -203,7 +212,7 @@ func Instrument(module []byte) ([]byte, error) {
 		emit(secGlobal, append([]byte{2}, newGlobal...))
 	}
 	if !haveExport {
-		emit(secExport, append([]byte{1}, newExport...))
+		emit(secExport, append([]byte{2}, newExport...))
 	}
 	return out, nil
 }

@@ -4,6 +4,8 @@
 //     configuration "reject" makes on_configure fail; otherwise both are
 //     echoed upstream (x-vm-config, x-plugin-config);
 //   - a request with x-panic makes on_request_headers panic (a trap);
+//   - a request with x-loop makes on_request_headers spin for ever (a
+//     runaway guest, stopped by the callback deadline);
 //   - every other request gets x-filtered: yes.
 package main
 
@@ -70,6 +72,9 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	if _, err := proxywasm.GetHttpRequestHeader("x-panic"); err == nil {
 		panic("failure guest: asked to panic")
 	}
+	if _, err := proxywasm.GetHttpRequestHeader("x-loop"); err == nil {
+		spin()
+	}
 	must(proxywasm.AddHttpRequestHeader("x-filtered", "yes"))
 	must(proxywasm.AddHttpRequestHeader("x-vm-config", s.root.vm.config))
 	must(proxywasm.AddHttpRequestHeader("x-plugin-config", s.root.config))
@@ -79,5 +84,17 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 func must(err error) {
 	if err != nil {
 		panic(err)
+	}
+}
+
+// spins counts spin's iterations where the compiler cannot drop them.
+var spins uint64
+
+// spin never returns.
+//
+//go:noinline
+func spin() {
+	for {
+		spins++
 	}
 }

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package wasm
+
+import "github.com/tetratelabs/wazero/experimental"
+
+// linearMemory is wazero's default allocator where mmap is not available.
+func (v *vm) linearMemory() experimental.MemoryAllocator { return nil }
