@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +25,27 @@ func TestTCPScenarios(t *testing.T) {
 			codes, body := s.get(s.url, 20)
 			s.wantOK(codes, body, 20)
 		})
+	}
+}
+
+// The tcp scenarios run only when named: -scenarios tcp selects them with
+// direct and weft to compare against; neither the full nor the quick run
+// includes them.
+func TestTCPScenariosOnDemand(t *testing.T) {
+	got, err := selectScenarios("tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range got {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "direct,weft,weft-tcp,weft-tcp-wasm-1,weft-tcp-wasm-4" {
+		t.Fatalf("selected %v", names)
+	}
+	for _, s := range append(DefaultScenarios(), QuickScenarios()...) {
+		if strings.HasPrefix(s.Name, "weft-tcp") {
+			t.Errorf("%s runs without being named", s.Name)
+		}
 	}
 }
