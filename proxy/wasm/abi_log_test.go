@@ -118,3 +118,33 @@ func TestLogLevelRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestPluginLogLevelWeftSDK: Weft's SDK, which drops lines below the
+// host's level before calling proxy_log, keeps each plugin's lines when two
+// plugins with different log_level share its VM, whichever loads first.
+func TestPluginLogLevelWeftSDK(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	rt, err := NewRuntime(context.Background(), RuntimeOptions{Logger: zap.New(core), CacheDir: guestbuild.CompileCacheDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	module := guestbuild.WeftSDK(t, "loglevel")
+	quiet := load(t, rt, PluginSpec{Name: "quiet", Module: module, PoolSize: 1, ShareVMs: true, LogLevel: "error"}, Env{})
+	chatty := load(t, rt, PluginSpec{Name: "chatty", Module: module, PoolSize: 1, ShareVMs: true, LogLevel: "debug"}, Env{})
+	if quiet.group != chatty.group {
+		t.Fatal("the two plugins do not share their VM")
+	}
+	runStream(quiet, newStream("/"))
+	runStream(chatty, newStream("/"))
+	for line, want := range map[string]int{
+		"wasm log quiet: weftsdk debug line":  0,
+		"wasm log quiet: weftsdk error line":  1,
+		"wasm log chatty: weftsdk debug line": 1,
+		"wasm log chatty: weftsdk error line": 1,
+	} {
+		if n := logs.FilterMessage(line).Len(); n != want {
+			t.Errorf("%q written %d times, want %d", line, n, want)
+		}
+	}
+}
