@@ -61,7 +61,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				}
 				fmt.Fprintf(stdout, "%-22s %s %s\n", s.Name, quick, s.Description)
 			}
-			fmt.Fprintln(stdout, "\nq: run by -quick unless -scenarios is given; direct-download and weft-download only when named")
+			fmt.Fprintln(stdout, "\nq: run by -quick unless -scenarios is given; the download and tcp scenarios only when named")
 			for _, g := range groupNames() {
 				fmt.Fprintf(stdout, "-scenarios %s: %s\n", g, strings.Join(scenarioGroups[g], ","))
 			}

@@ -157,6 +157,8 @@ var scenarioGroups = map[string][]string{
 	"h2":   {"weft", "weft-h2c"},
 	// download: the on-demand streaming scenarios (streamscenario.go).
 	"download": {"direct-download", "weft-download"},
+	// tcp: the L4 path with and without network filters (tcpscenario.go).
+	"tcp": {"direct", "weft", "weft-tcp", "weft-tcp-wasm-1", "weft-tcp-wasm-4"},
 }
 
 // nginxGRPCConfig is nginx proxying gRPC: an h2c listener (HTTP/2 without

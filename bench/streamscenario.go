@@ -7,13 +7,16 @@ import (
 	"github.com/weftmesh/weft/bench/loadgen"
 )
 
-// OnDemandScenarios run only when -scenarios names them (or their group,
-// "download"): each request moves 100 MiB, so they want their own -c and
-// -timeout (the whole body must arrive within it), e.g.
+// OnDemandScenarios run only when -scenarios names them (or their group).
+// The downloads ("download") move 100 MiB per request, so they want their
+// own -c and -timeout (the whole body must arrive within it), e.g.
 //
 //	weft bench -scenarios download -c 100 -d 20s -timeout 300s
+//
+// The L4 ones ("tcp", tcpscenario.go) measure the tcp listener and its
+// network filters: weft bench -scenarios tcp.
 func OnDemandScenarios() []Scenario {
-	return []Scenario{DirectDownload(), WeftDownload()}
+	return []Scenario{DirectDownload(), WeftDownload(), WeftTCP(), WeftTCPWasm(1), WeftTCPWasm(4)}
 }
 
 // DownloadSize is the body each request of the download scenarios reads:

@@ -161,7 +161,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		}
 		var pl *wasm.Plugin
 		if err == nil {
-			key := specKey(spec)
+			key := spec.Key()
 			s.pluginKey[name] = key
 			if prev != nil && prev.pluginKey[name] == key {
 				s.plugins[name] = prev.plugins[name]
@@ -316,21 +316,6 @@ func release(old, next *snapshot) {
 // serviceKeyPrefix keys wasm services in snapshot.plugins apart from
 // filters (a NUL no config name holds).
 const serviceKeyPrefix = "service\x00"
-
-// specKey digests everything in spec that shapes a plugin: equal keys mean
-// a reload may keep the running plugin.
-func specKey(spec wasm.PluginSpec) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%q|%q|%q|%d|%d|%t|%d|%d|%d|", spec.Name, spec.RootID, spec.VMID, len(spec.VMConfig), len(spec.PluginConfig),
-		spec.FailOpen, spec.PoolSize, spec.MemoryLimitPages, spec.CallbackTimeout)
-	h.Write(spec.VMConfig)
-	h.Write([]byte{0})
-	h.Write(spec.PluginConfig)
-	h.Write([]byte{0})
-	fmt.Fprintf(h, "%d|%t|%t|", spec.MaxBodyBytes, spec.Trusted, spec.ShareVMs)
-	h.Write(spec.Module)
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 func baseDirOf(path string) string {
 	if path == "" {

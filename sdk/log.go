@@ -19,8 +19,9 @@ const (
 	LogCritical
 )
 
-// LogEnabled reports whether the host would print messages at level (read
-// once when the VM starts), so hot paths can skip formatting.
+// LogEnabled reports whether the host would print messages at level for
+// some plugin of the VM (read when the VM starts and when each plugin is
+// configured), so hot paths can skip formatting.
 func LogEnabled(level LogLevel) bool { return level >= vm.logLevel }
 
 // Log sends msg to the host's log at level.

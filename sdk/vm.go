@@ -135,6 +135,12 @@ func onVMStart(root, size uint32) bool {
 
 func onConfigure(root, size uint32) (ok bool) {
 	enter(root)
+	// Plugins sharing the VM may each have their own level (weft's
+	// log_level): keep the lowest, so no plugin's lines are dropped here;
+	// the host drops what a plugin's own level does not let through.
+	if lvl, st := abi.GetLogLevel(); st == 0 && LogLevel(lvl) < vm.logLevel {
+		vm.logLevel = LogLevel(lvl)
+	}
 	r := vm.roots[root]
 	if r == nil {
 		r = &rootContext{id: root}

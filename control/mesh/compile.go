@@ -229,6 +229,7 @@ func (n *nodeCompiler) declareFilter(name string, f *FilterSpec, cfgOverride str
 		MemoryLimitMiB:  f.MemoryLimitMiB,
 		CallbackTimeout: f.CallbackTimeout,
 		IsolateVM:       f.IsolateVM,
+		LogLevel:        f.LogLevel,
 	}
 	if cfgOverride != "" {
 		fc.Config = config.RawConfig(cfgOverride)

@@ -88,6 +88,8 @@ func TestValidateErrors(t *testing.T) {
 			"TrafficRule shop/r", "spec.routes[1].match", "the same match as spec.routes[0]"},
 		{"unknown module", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + strings.Repeat("0", 64) + "}}",
 			"Filter shop/f", "spec.module.sha256", "not in the registry"},
+		{"log level", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, log_level: loud}",
+			"Filter shop/f", "spec.log_level", `unknown value "loud"; want one of trace, debug, info, warn, error, critical`},
 		{"bad digest", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: abc}}",
 			"Filter shop/f", "spec.module.sha256", "64 hex digits"},
 		{"empty selector", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, apply: {}}",
@@ -415,5 +417,43 @@ func TestWarningsForStrictPolicyWithoutSidecars(t *testing.T) {
 	}
 	if ws := Warnings(decode(t, base, strings.Replace(policy, "strict}", "permissive}", 1))); len(ws) != 0 {
 		t.Errorf("a permissive policy warned: %v", ws)
+	}
+}
+
+// Filter resources carry vm_id (shared VMs, as in the sidecar YAML) and
+// log_level to the compiled filters; two that name one vm_id with
+// different modules are refused when compiled, naming both.
+func TestCompileSharedVMFiltersAndLogLevel(t *testing.T) {
+	other := strings.Repeat("ab", 32)
+	o := opts
+	o.HasModule = func(d string) bool { return d == digest || d == other }
+	filter := func(name, module, extra string) string {
+		return "kind: Filter\nname: " + name + "\nnamespace: shop\nspec:\n  module: {sha256: " + module + "}\n  vm_id: shared\n  apply: {all: true}\n" + extra
+	}
+	m := decode(t, base, filter("a", digest, "  log_level: debug\n"), filter("b", digest, ""))
+	out, err := Compile(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := Render(out["web-1"].Config, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("web-1", y)
+	if err != nil {
+		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
+	}
+	got := map[string]config.Filter{}
+	for _, f := range cfg.Filters {
+		got[f.Name] = f
+	}
+	if a, b := got["a.shop"], got["b.shop"]; a.VMID != "shared" || b.VMID != "shared" || a.IsolateVM || b.IsolateVM ||
+		a.LogLevel != "debug" || b.LogLevel != "" {
+		t.Fatalf("filters: %+v", cfg.Filters)
+	}
+
+	_, err = Compile(decode(t, base, filter("a", digest, ""), filter("b", other, "")), o)
+	if err == nil || !strings.Contains(err.Error(), `filters "a.shop" and "b.shop" share vm_id "shared" but differ in module`) {
+		t.Fatalf("err = %v", err)
 	}
 }

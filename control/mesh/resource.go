@@ -283,6 +283,9 @@ type FilterSpec struct {
 	// IsolateVM: VMs of its own instead of sharing them with the filters of
 	// the same vm_id, module and vm_config (the sidecar's isolate_vm).
 	IsolateVM bool `yaml:"isolate_vm,omitempty" json:"isolate_vm,omitempty"`
+	// LogLevel is the sidecar filter's log_level (trace … critical,
+	// default info).
+	LogLevel string `yaml:"log_level,omitempty" json:"log_level,omitempty"`
 	// Apply attaches the filter to sidecar listeners. Without it the filter
 	// runs only where a route names it (filters, fault.filter).
 	Apply *Selector `yaml:"apply,omitempty" json:"apply,omitempty"`

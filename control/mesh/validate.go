@@ -3,13 +3,16 @@ package mesh
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/weftmesh/weft/proxy/wasm/oci"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/wasm/oci"
 )
 
 // Error is one problem in a mesh: the resource, the field path inside it
@@ -470,6 +473,9 @@ func (c *checker) filter(f *FilterSpec) {
 	case "", "fail_closed", "fail_open":
 	default:
 		c.errf("spec.failure_policy", "unknown value %q; want fail_closed or fail_open", f.FailurePolicy)
+	}
+	if f.LogLevel != "" && !slices.Contains(config.GuestLogLevels, f.LogLevel) {
+		c.errf("spec.log_level", "unknown value %q; want one of %s", f.LogLevel, strings.Join(config.GuestLogLevels, ", "))
 	}
 	if f.PoolSize < 0 {
 		c.errf("spec.pool_size", "must not be negative, got %d", f.PoolSize)

@@ -439,6 +439,11 @@ type Filter struct {
 	// memory_limit_mib, callback_timeout, trusted) share their VMs, each
 	// with its own root context, as Envoy shares one VM between plugins.
 	IsolateVM bool `yaml:"isolate_vm,omitempty" json:"isolate_vm,omitempty"`
+	// LogLevel is the lowest level of the guest's log lines that are
+	// written, and what proxy_get_log_level answers: trace, debug, info
+	// (default), warn, error or critical. The sidecar's own -log-level
+	// still applies on top.
+	LogLevel string `yaml:"log_level,omitempty" json:"log_level,omitempty"`
 }
 
 // Module locates a Wasm module: a path relative to the config file, a URL

@@ -893,6 +893,10 @@ func vmDifference(a, b *Filter) string {
 	return ""
 }
 
+// GuestLogLevels are the values of a filter's log_level, Proxy-Wasm's log
+// levels from the lowest (0) to the highest (5).
+var GuestLogLevels = []string{"trace", "debug", "info", "warn", "error", "critical"}
+
 func (v *validator) filter(p string, f *Filter) {
 	v.required(p+".name", "name", f.Name)
 	m := f.Module
@@ -941,6 +945,7 @@ func (v *validator) filter(p string, f *Filter) {
 		}
 	}
 	v.oneOf(p+".failure_policy", f.FailurePolicy, "fail_closed", "fail_open")
+	v.oneOf(p+".log_level", f.LogLevel, GuestLogLevels...)
 	v.nonNegative(p+".pool_size", f.PoolSize)
 	if f.MemoryLimitMiB < 0 || f.MemoryLimitMiB > maxMemoryLimitMiB {
 		v.errf(p+".memory_limit_mib", "must be between 1 and %d (MiB), got %d", maxMemoryLimitMiB, f.MemoryLimitMiB)

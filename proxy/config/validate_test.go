@@ -164,6 +164,7 @@ func TestParseReportsFileLineAndPath(t *testing.T) {
 		{"panic threshold", withCluster("- name: c3\n  endpoints: [{address: 1.2.3.4:80}]\n  panic_threshold: 200 #<\n"), "clusters[2].panic_threshold", "or -1 to turn panic mode off"},
 
 		// Filters.
+		{"log level", withFilter("- name: f2\n  module: {path: a.wasm}\n  log_level: verbose #<\n"), "filters[1].log_level", `unknown value "verbose"; want one of trace, debug, info, warn, error, critical`},
 		{"failure policy", withFilter("- name: f2\n  module: {path: a.wasm}\n  failure_policy: ignore #<\n"), "filters[1].failure_policy", `unknown value "ignore"; want one of fail_closed, fail_open`},
 		{"module path and url", withFilter("- name: f2\n  module: {path: a.wasm, url: 'https://x/a.wasm'} #<\n"), "filters[1].module", "set one of path, url and oci, not several"},
 		{"module path and oci", withFilter("- name: f2\n  module: {path: a.wasm, oci: 'r.local/a:v1'} #<\n"), "filters[1].module", "set one of path, url and oci, not several"},

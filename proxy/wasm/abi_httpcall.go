@@ -43,6 +43,11 @@ func proxyHTTPCall(v *vm, st []uint64) uint32 {
 		return statusParseFailure
 	}
 	for _, kv := range pairs {
+		// Envoy takes an empty :authority (the SDK's multiple_dispatches
+		// example sends one); it becomes the cluster's name below.
+		if len(kv[1]) == 0 && bytes.Equal(kv[0], pseudoAuthority) {
+			continue
+		}
 		if err := checkPair(kv[0], kv[1], true); err != nil {
 			return v.refuseWrite(err)
 		}
@@ -59,6 +64,11 @@ func proxyHTTPCall(v *vm, st []uint64) uint32 {
 			req.SetRequestURIBytes(val)
 			path = true
 		case bytes.Equal(k, pseudoAuthority):
+			if len(val) == 0 {
+				// HTTP/1.1 would send an empty Host (RFC 9112 §3.2); the
+				// client refuses one, so the call names its cluster.
+				val = cluster
+			}
 			req.Header.SetHostBytes(val)
 			authority = true
 		case len(k) > 0 && k[0] == ':':

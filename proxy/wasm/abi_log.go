@@ -5,6 +5,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/weftmesh/weft/proxy/config"
 )
 
 type zapLevel = zapcore.Level
@@ -19,11 +21,13 @@ const (
 	logCritical = 5
 )
 
-// guestLogLevel is the lowest Proxy-Wasm level the logger would print.
+// guestLogLevel is the lowest Proxy-Wasm level the logger would print: a
+// plugin's proxy_get_log_level answers the higher of it and the plugin's
+// log_level, so a guest never formats a line that would be dropped.
 func guestLogLevel(l *zap.Logger) uint32 {
 	switch {
 	case l.Core().Enabled(zapcore.DebugLevel):
-		return logDebug
+		return logTrace // zap has no lower level: trace lines print at debug
 	case l.Core().Enabled(zapcore.InfoLevel):
 		return logInfo
 	case l.Core().Enabled(zapcore.WarnLevel):
@@ -32,6 +36,27 @@ func guestLogLevel(l *zap.Logger) uint32 {
 		return logError
 	}
 	return logCritical
+}
+
+// guestLogLevelNamed is the Proxy-Wasm level of a log_level name ("" is
+// info, Envoy's default).
+func guestLogLevelNamed(name string) (uint32, bool) {
+	if name == "" {
+		return logInfo, true
+	}
+	for i, n := range config.GuestLogLevels {
+		if n == name {
+			return uint32(i), true
+		}
+	}
+	return 0, false
+}
+
+// pluginLogLevel is the level spec's log_level asks for; an unknown name
+// (refused by SpecWithModule and config validation) is info.
+func pluginLogLevel(spec PluginSpec) uint32 {
+	l, _ := guestLogLevelNamed(spec.LogLevel)
+	return l
 }
 
 func zapLevelOf(level uint32) zapcore.Level {
@@ -75,6 +100,9 @@ func proxyLog(v *vm, st []uint64) uint32 {
 			line = line[:300] + "…"
 		}
 		v.startLog = append(v.startLog, line)
+	}
+	if level < v.p.logLevel {
+		return statusOK // below the plugin's log_level, as Envoy drops it
 	}
 	if ce := v.p.log.Check(zapLevelOf(level), v.p.guestLogPrefix+string(msg)); ce != nil {
 		// The message is Envoy's line, "wasm log NAME ROOT_ID VM_ID: TEXT";

@@ -67,7 +67,7 @@ func proxySetProperty(v *vm, st []uint64) uint32 {
 		return statusInvalidMemoryAccess
 	}
 	key := v.propertyKey(path)
-	if len(key) == 0 {
+	if len(key) == 0 || !v.settable(key) {
 		return statusBadArgument
 	}
 	cp := append([]byte(nil), val...)

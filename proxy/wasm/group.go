@@ -42,6 +42,9 @@ type rootState struct {
 	tickPeriod atomic.Int64 // nanoseconds; 0 = no ticks
 	tickReset  atomic.Bool  // the period changed
 	nextTick   time.Time    // the plugin's tick goroutine only
+	// props are the properties the root declared (declare_property);
+	// guarded by the VM's mu.
+	props map[string]propertyDecl
 }
 
 // groupKey names the pool a spec may share: "" when it runs alone.

@@ -45,7 +45,7 @@ func splitTags(name string, rules []StatsTag) (base string, keys, values []strin
 	base = name
 	for _, r := range rules {
 		m := r.Regex.FindStringSubmatchIndex(base)
-		if m == nil || len(m) < 4 || m[2] < 0 {
+		if len(m) < 4 || m[2] < 0 {
 			continue
 		}
 		val := base[m[2]:m[3]]

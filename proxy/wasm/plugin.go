@@ -177,10 +177,10 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	}
 	log := rt.log.With(zap.String("plugin", spec.Name))
 	p := &Plugin{
-		rt: rt, spec: spec, env: env, key: spec.key(), log: log,
+		rt: rt, spec: spec, env: env, key: spec.Key(), log: log,
 		events: rt.metrics.eventsFor(spec.Name),
 		engine: e, compiled: cm, sum: sum, abi: abi, interruptible: interruptible,
-		logLevel:       guestLogLevel(log),
+		logLevel:       max(pluginLogLevel(spec), guestLogLevel(log)),
 		guestLogPrefix: envoyLogPrefix(spec),
 		stop:           make(chan struct{}),
 		tickWake:       make(chan struct{}, 1),

@@ -65,6 +65,10 @@ type PluginSpec struct {
 	// CallbackTimeout and Trusted, each with its own root context, as
 	// Envoy shares a VM between plugins of one vm_config (group.go).
 	ShareVMs bool
+	// LogLevel is the lowest Proxy-Wasm log level of the guest lines that
+	// are written and what proxy_get_log_level answers: one of
+	// config.GuestLogLevels, "" for info.
+	LogLevel string
 }
 
 // withDefaults returns s with its zero values replaced by the defaults.
@@ -87,8 +91,9 @@ func (s PluginSpec) withDefaults() PluginSpec {
 	return s
 }
 
-// key digests everything in s (with defaults applied).
-func (s PluginSpec) key() string {
+// Key digests everything in s (with defaults applied): equal keys mean a
+// reload may keep the plugin loaded from s running.
+func (s PluginSpec) Key() string {
 	h := sha256.New()
 	mod := sha256.Sum256(s.Module)
 	h.Write(mod[:])
@@ -98,7 +103,7 @@ func (s PluginSpec) key() string {
 		h.Write(n[:])
 		h.Write(f)
 	}
-	fmt.Fprintf(h, "|%t|%d|%d|%d|%d|%t|%t", s.FailOpen, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.MaxBodyBytes, s.Trusted, s.ShareVMs)
+	fmt.Fprintf(h, "|%t|%d|%d|%d|%d|%t|%t|%q", s.FailOpen, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.MaxBodyBytes, s.Trusted, s.ShareVMs, s.LogLevel)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -159,6 +164,10 @@ func SpecWithModule(f config.Filter, module []byte) (PluginSpec, error) {
 	s.CallbackTimeout = f.CallbackTimeout.D()
 	s.Trusted = f.Trusted
 	s.ShareVMs = !f.IsolateVM
+	if _, ok := guestLogLevelNamed(f.LogLevel); !ok {
+		return s, fmt.Errorf("filter %q: log_level: %q is not one of %s", f.Name, f.LogLevel, strings.Join(config.GuestLogLevels, ", "))
+	}
+	s.LogLevel = f.LogLevel
 	if f.MaxBodyBytes < 0 {
 		return s, fmt.Errorf("filter %q: max_body_bytes: %d is negative", f.Name, f.MaxBodyBytes)
 	}

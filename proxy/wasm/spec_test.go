@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,34 @@ func TestRuntimeCloseStopsPlugins(t *testing.T) {
 	}
 	if _, err := rt.Load(context.Background(), PluginSpec{Name: "q", Module: wat(t, "noop")}, Env{}); err == nil {
 		t.Errorf("Load after Close succeeded")
+	}
+}
+
+// TestKeyCoversEveryField: changing any field of a PluginSpec changes its
+// Key, so a reload never keeps a plugin whose spec changed (a field added
+// later and forgotten in Key fails here).
+func TestKeyCoversEveryField(t *testing.T) {
+	base := PluginSpec{Module: []byte("m")}.withDefaults()
+	rv := reflect.ValueOf(&base).Elem()
+	for i := 0; i < rv.NumField(); i++ {
+		s := base
+		f := reflect.ValueOf(&s).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Slice:
+			f.SetBytes(append(append([]byte(nil), f.Bytes()...), 'x'))
+		case reflect.Bool:
+			f.SetBool(!f.Bool())
+		case reflect.Int, reflect.Int64:
+			f.SetInt(f.Int() + 1)
+		case reflect.Uint32:
+			f.SetUint(f.Uint() + 1)
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", rv.Type().Field(i).Name, f.Kind())
+		}
+		if s.Key() == base.Key() {
+			t.Errorf("field %s does not change Key", rv.Type().Field(i).Name)
+		}
 	}
 }

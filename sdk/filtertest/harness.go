@@ -58,6 +58,10 @@ type Config struct {
 	NodeMetadata map[string]string
 	// Logger also receives the host's and guest's logs (nil: only captured).
 	Logger *zap.Logger
+	// LogLevel is the plugin's log_level (trace, debug, info, warn, error,
+	// critical). Default trace, unlike the sidecar's info: a test sees
+	// every line the filter logs.
+	LogLevel string
 }
 
 // Harness is one loaded filter with its upstream and call-out servers.
@@ -171,6 +175,10 @@ func Start(ctx context.Context, wasmBytes []byte, cfg Config) (*Harness, error) 
 		FailOpen:        cfg.FailOpen,
 		PoolSize:        cfg.PoolSize,
 		CallbackTimeout: cfg.CallbackTimeout,
+		LogLevel:        cfg.LogLevel,
+	}
+	if spec.LogLevel == "" {
+		spec.LogLevel = "trace"
 	}
 	h.plugin, err = h.rt.Load(ctx, spec, wasm.Env{Upstream: h, NodeID: cfg.NodeID, NodeMetadata: cfg.NodeMetadata})
 	if err != nil {

@@ -93,6 +93,24 @@ func TestHTTPCall(t *testing.T) {
 		}
 	})
 
+	t.Run("an empty :authority is accepted and names the cluster", func(t *testing.T) {
+		res := px.mustDo(t, request{Path: "/orders", Header: [][2]string{{"X-User", "erin"}, {"X-Empty-Authority", "1"}}})
+		if res.Status != 200 || res.Upstream == nil || res.Upstream.Get("x-auth-identity") != "user:erin" {
+			t.Fatalf("status %d, body %q, dispatch error %q, status %q", res.Status, res.Body, res.Get("x-dispatch-error"), res.Get("x-dispatch-status"))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range calls {
+			if c.URI == "/check?user=erin" {
+				if c.Host != "auth" {
+					t.Errorf("auth server saw Host %q, want the cluster's name, auth", c.Host)
+				}
+				return
+			}
+		}
+		t.Errorf("auth server never got the call; it got %+v", calls)
+	})
+
 	t.Run("denied: the call response makes a local reply", func(t *testing.T) {
 		res := px.mustDo(t, request{Path: "/orders", Header: [][2]string{{"X-User", "mallory"}}})
 		if res.Status != 401 {

@@ -1,7 +1,8 @@
 // Command httpcall is a conformance guest: on request headers it asks the
 // "auth" cluster (or the one named by x-auth-cluster) about the x-user
 // header, pauses, and on the call's response either resumes the request with
-// the headers the auth service returned or answers locally.
+// the headers the auth service returned or answers locally. With
+// x-empty-authority the call's :authority is empty.
 package main
 
 import (
@@ -32,10 +33,14 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	} else if err != nil {
 		panic(err)
 	}
+	authority := "auth.internal"
+	if _, err := proxywasm.GetHttpRequestHeader("x-empty-authority"); err == nil {
+		authority = "" // as the SDK's multiple_dispatches example sends it
+	}
 	headers := [][2]string{
 		{":method", "POST"},
 		{":path", "/check?user=" + user},
-		{":authority", "auth.internal"},
+		{":authority", authority},
 		{"x-call-origin", "httpcall-guest"},
 	}
 	_, err = proxywasm.DispatchHttpCall(cluster, headers, []byte("who="+user), nil, 5000, s.onAuthResponse)
