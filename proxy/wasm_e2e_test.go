@@ -396,6 +396,9 @@ filters:
   - name: lenient
     module: {path: "{{failure}}"}
     failure_policy: fail_open
+    # Its own VMs: strict's runaway replaces the VMs it runs in, and each
+    # plugin's stop and replacement are counted here on its own.
+    isolate_vm: true
 listeners:
   - name: main
     address: 127.0.0.1:0
