@@ -624,6 +624,9 @@ func TestTelemetry(t *testing.T) {
 		return true
 	})
 	ctx := t.Context()
+	// Every request the upstreams saw is recorded before each scrape, so
+	// the second scrape's window holds exactly the 120 below.
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
 	cp.ScrapeNow(ctx)
 	before := a.Hits.Load() + b.Hits.Load()
 	for i := 0; i < 60; i++ {
@@ -631,7 +634,7 @@ func TestTelemetry(t *testing.T) {
 		body(t, s2, "orders")
 	}
 	sent := a.Hits.Load() + b.Hits.Load() - before
-	time.Sleep(50 * time.Millisecond)
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
 	cp.ScrapeNow(ctx)
 	code, out := meshtest.Do(t, "GET", cp.URL()+"/v1/telemetry", "")
 	if code != 200 {

@@ -41,6 +41,7 @@ func TestMeshUI(t *testing.T) {
 		}
 		return true
 	})
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
 	cp.ScrapeNow(t.Context())
 	for i := 0; i < 80; i++ {
 		body(t, s1, "orders")
@@ -48,7 +49,9 @@ func TestMeshUI(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		body(t, s2, "orders")
 	}
-	time.Sleep(50 * time.Millisecond) // a scrape interval the rates are computed over
+	// The rates are computed over the two scrapes' window, which holds
+	// every one of these requests once the sidecars have recorded them.
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
 	cp.ScrapeNow(t.Context())
 
 	code, out := meshtest.Do(t, "GET", cp.URL()+"/v1/telemetry", "")
