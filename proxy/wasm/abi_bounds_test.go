@@ -40,3 +40,46 @@ func TestReturnPointersAtTheEndOfMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferSlices: get_buffer_bytes returns [start, start+max) clamped to
+// the buffer; set_buffer_bytes writes the response body only once there is
+// one (the response phase).
+func TestBufferSlices(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{})
+	s := newStream("/")
+	s.Request.SetBodyString("abcdefg")
+	h := newHostEnv(t, p, s)
+	for _, tc := range []struct {
+		start, max uint64
+		want       string
+		status     uint32
+	}{
+		{0, 3, "abc", statusOK},
+		{2, 3, "cde", statusOK},
+		{5, 100, "fg", statusOK},
+		{6, 1, "g", statusOK},
+		{7, 1, "", statusNotFound},
+		{3, 0, "", statusNotFound},
+		{8, 1, "", statusBadArgument},
+	} {
+		st := h.call("proxy_get_buffer_bytes", bufferRequestBody, tc.start, tc.max, retPtr, retLen)
+		if st != tc.status || (st == statusOK && string(h.ret()) != tc.want) {
+			t.Errorf("get [%d, +%d): status %d, want %d %q", tc.start, tc.max, st, tc.status, tc.want)
+		}
+	}
+
+	dp, dn := h.put([]byte("NEW"))
+	h.f.phase = phaseRequest
+	if st := h.call("proxy_set_buffer_bytes", bufferResponseBody, 0, 0xffffffff, dp, dn); st != statusNotFound {
+		t.Errorf("set the response body before the response: status %d, want NotFound", st)
+	}
+	s.Response.SetBodyString("old body")
+	h.f.phase = phaseResponse
+	if st := h.call("proxy_set_buffer_bytes", bufferResponseBody, 4, 4, dp, dn); st != statusOK || string(s.Response.Body()) != "old NEW" {
+		t.Errorf("set response body [4, 8): status %d, body %q, want \"old NEW\"", st, s.Response.Body())
+	}
+	if st := h.call("proxy_set_buffer_bytes", bufferHTTPCallBody, 0, 0, dp, dn); st != statusBadArgument {
+		t.Errorf("set a read-only buffer: status %d, want BadArgument", st)
+	}
+}
