@@ -2,6 +2,8 @@ package wasm
 
 import (
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestReturnPointersAtTheEndOfMemory: a host function stores its result's
@@ -81,5 +83,49 @@ func TestBufferSlices(t *testing.T) {
 	}
 	if st := h.call("proxy_set_buffer_bytes", bufferHTTPCallBody, 0, 0, dp, dn); st != statusBadArgument {
 		t.Errorf("set a read-only buffer: status %d, want BadArgument", st)
+	}
+}
+
+// pairsOf reads a header map the way a guest does.
+func pairsOf(t *testing.T, h *hostEnv, mt uint64) (map[string]string, uint32) {
+	t.Helper()
+	st := h.call("proxy_get_header_map_pairs", mt, retPtr, retLen)
+	if st != statusOK {
+		return nil, st
+	}
+	got := map[string]string{}
+	b := h.ret()
+	pairs, ok := parseMap(nil, b)
+	if !ok {
+		t.Fatalf("map %d: unparsable %q", mt, b)
+	}
+	for _, kv := range pairs {
+		got[string(kv[0])] = string(kv[1])
+	}
+	return got, st
+}
+
+// TestTrailerMaps: a stream's trailer maps exist in its context: empty
+// for a message without trailers (every HTTP/1.1 one), with no :status.
+func TestTrailerMaps(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{})
+	s := newStream("/")
+	h := newHostEnv(t, p, s)
+	for _, mt := range []uint64{mapRequestTrailers, mapResponseTrailers} {
+		if got, st := pairsOf(t, h, mt); st != statusOK || len(got) != 0 {
+			t.Errorf("map %d without trailers: %v, status %d; want an empty map", mt, got, st)
+		}
+	}
+	s.RequestTrailers, s.ResponseTrailers = new(fasthttp.ResponseHeader), new(fasthttp.ResponseHeader)
+	s.RequestTrailers.SetNoDefaultContentType(true) // as the HTTP/2 codec makes them
+	s.ResponseTrailers.SetNoDefaultContentType(true)
+	s.RequestTrailers.Set("X-Req-Sum", "1")
+	s.ResponseTrailers.Set("Grpc-Status", "0")
+	for mt, want := range map[uint64]string{mapRequestTrailers: "x-req-sum", mapResponseTrailers: "grpc-status"} {
+		got, st := pairsOf(t, h, mt)
+		if st != statusOK || len(got) != 1 || got[want] == "" {
+			t.Errorf("map %d: %v, status %d; want just %s", mt, got, st, want)
+		}
 	}
 }
