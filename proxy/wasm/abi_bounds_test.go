@@ -129,3 +129,29 @@ func TestTrailerMaps(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPCallMaps: an http_call's answer is readable as maps only while
+// its callback runs: its headers (with :status) and an empty trailer map.
+func TestHTTPCallMaps(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{})
+	h := newHostEnv(t, p, newStream("/"))
+	for _, mt := range []uint64{mapHTTPCallHeaders, mapHTTPCallTrailers} {
+		if _, st := pairsOf(t, h, mt); st != statusNotFound {
+			t.Errorf("map %d with no call answered: status %d, want NotFound", mt, st)
+		}
+	}
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	resp.SetStatusCode(201)
+	resp.Header.SetNoDefaultContentType(true)
+	resp.Header.Set("X-Up", "1")
+	h.v.callResp = resp // as during on_http_call_response
+	defer func() { h.v.callResp = nil }()
+	if got, st := pairsOf(t, h, mapHTTPCallHeaders); st != statusOK || got[":status"] != "201" || got["x-up"] != "1" {
+		t.Errorf("call headers: %v, status %d", got, st)
+	}
+	if got, st := pairsOf(t, h, mapHTTPCallTrailers); st != statusOK || len(got) != 0 {
+		t.Errorf("call trailers: %v, status %d; want an empty map", got, st)
+	}
+}
