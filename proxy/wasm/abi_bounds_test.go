@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -153,5 +154,40 @@ func TestHTTPCallMaps(t *testing.T) {
 	}
 	if got, st := pairsOf(t, h, mapHTTPCallTrailers); st != statusOK || len(got) != 0 {
 		t.Errorf("call trailers: %v, status %d; want an empty map", got, st)
+	}
+}
+
+// TestStatusPseudoHeaderRange: :status takes a three-digit code, 100 to
+// 999, whether written alone or in a whole map; anything else is refused
+// and leaves the status as it was.
+func TestStatusPseudoHeaderRange(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{})
+	s := newStream("/")
+	h := newHostEnv(t, p, s)
+	h.f.phase = phaseResponse
+	kp, kn := h.put([]byte(":status"))
+	for _, tc := range []struct {
+		code string
+		ok   bool
+	}{{"99", false}, {"100", true}, {"999", true}, {"1000", false}, {"20x", false}} {
+		want := uint32(statusBadArgument)
+		if tc.ok {
+			want = statusOK
+		}
+		s.Response.SetStatusCode(200)
+		vp, vn := h.put([]byte(tc.code))
+		st := h.call("proxy_replace_header_map_value", mapResponseHeaders, kp, kn, vp, vn)
+		if st != want || (tc.ok && fmt.Sprint(s.Response.StatusCode()) != tc.code) || (!tc.ok && s.Response.StatusCode() != 200) {
+			t.Errorf("replace :status %s: status %d, response %d", tc.code, st, s.Response.StatusCode())
+		}
+		s.Response.SetStatusCode(200)
+		s.Response.Header.Set("X-Kept", "1")
+		mp, mn := h.put(serializeMap(nil, [][2][]byte{{[]byte(":status"), []byte(tc.code)}, {[]byte("x-new"), []byte("n")}}))
+		st = h.call("proxy_set_header_map_pairs", mapResponseHeaders, mp, mn)
+		kept := string(s.Response.Header.Peek("X-Kept")) == "1"
+		if st != want || (tc.ok && (fmt.Sprint(s.Response.StatusCode()) != tc.code || kept)) || (!tc.ok && (s.Response.StatusCode() != 200 || !kept)) {
+			t.Errorf("set_header_map_pairs with :status %s: status %d, response %d, old header kept %v", tc.code, st, s.Response.StatusCode(), kept)
+		}
 	}
 }
