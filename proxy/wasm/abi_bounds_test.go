@@ -191,3 +191,68 @@ func TestStatusPseudoHeaderRange(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderNamesEdgeCases: an empty name is no pseudo-header (and no
+// crash), a request without Host has no "host", set_header_map_pairs
+// keeps the Host when the new map has no :authority, and names reach the
+// guest in lower case.
+func TestHeaderNamesEdgeCases(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{})
+	s := newStream("/", "Zone-A", "1")
+	h := newHostEnv(t, p, s)
+	empty, _ := h.put([]byte("x"))
+	vp, vn := h.put([]byte("v"))
+	if st := h.call("proxy_get_header_map_value", mapRequestHeaders, empty, 0, retPtr, retLen); st != statusNotFound {
+		t.Errorf("get an empty name: status %d, want NotFound", st)
+	}
+	for _, fn := range []string{"proxy_add_header_map_value", "proxy_replace_header_map_value"} {
+		if st := h.call(fn, mapRequestHeaders, empty, 0, vp, vn); st != statusOK {
+			t.Errorf("%s with an empty name: status %d", fn, st)
+		}
+	}
+	if st := h.call("proxy_remove_header_map_value", mapRequestHeaders, empty, 0); st != statusOK {
+		t.Errorf("remove an empty name: status %d", st)
+	}
+
+	got, _ := pairsOf(t, h, mapRequestHeaders)
+	if got["zone-a"] != "1" {
+		t.Errorf("header names not in lower case: %v", got)
+	}
+
+	// Replacing the whole map without :authority keeps the Host.
+	mp, mn := h.put(serializeMap(nil, [][2][]byte{{[]byte("x-only"), []byte("1")}}))
+	if st := h.call("proxy_set_header_map_pairs", mapRequestHeaders, mp, mn); st != statusOK {
+		t.Fatalf("set_header_map_pairs: %d", st)
+	}
+	if got, _ := pairsOf(t, h, mapRequestHeaders); got[":authority"] != "svc.local" || got["x-only"] != "1" || got["zone-a"] != "" {
+		t.Errorf("after set_header_map_pairs: %v", got)
+	}
+	hk, hn := h.put([]byte("host"))
+	if st := h.call("proxy_get_header_map_value", mapRequestHeaders, hk, hn, retPtr, retLen); st != statusOK || string(h.ret()) != "svc.local" {
+		t.Errorf("host: status %d", st)
+	}
+	noHost := newHostEnv(t, p, newStream("/"))
+	noHost.s.Request.Header.SetHost("")
+	noHost.s.Request.URI().SetHost("")
+	hk, hn = noHost.put([]byte("host"))
+	if st := noHost.call("proxy_get_header_map_value", mapRequestHeaders, hk, hn, retPtr, retLen); st != statusNotFound {
+		t.Errorf("host of a request without one: status %d, want NotFound", st)
+	}
+}
+
+func TestOriginFormEdges(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://?q=1":     "/?q=1",
+		"https://h?q":     "/?q",
+		"http:///p":       "/p",
+		"HTTP://h/p?x":    "/p?x",
+		"http://h":        "/",
+		"/already/origin": "/already/origin",
+		"http://":         "http://",
+	} {
+		if got := string(originForm([]byte(in))); got != want {
+			t.Errorf("originForm(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
