@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"fmt"
+	"net"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -253,6 +254,35 @@ func TestOriginFormEdges(t *testing.T) {
 	} {
 		if got := string(originForm([]byte(in))); got != want {
 			t.Errorf("originForm(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// strAddr is a net.Addr of another kind than TCP or UDP.
+type strAddr string
+
+func (a strAddr) Network() string { return "test" }
+func (a strAddr) String() string  { return string(a) }
+
+// TestSplitAddr: an address property has its port whatever the kind of
+// net.Addr (the port is parsed from the text when the type does not say).
+func TestSplitAddr(t *testing.T) {
+	for _, tc := range []struct {
+		a    net.Addr
+		s    string
+		port int64
+		ok   bool
+	}{
+		{nil, "", 0, false},
+		{&net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 80}, "10.0.0.1:80", 80, true},
+		{&net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 53}, "10.0.0.2:53", 53, true},
+		{strAddr("10.0.0.3:8443"), "10.0.0.3:8443", 8443, true},
+		{strAddr("[::1]:9"), "[::1]:9", 9, true},
+		{strAddr("/run/weft.sock"), "/run/weft.sock", 0, true},
+	} {
+		s, port, ok := splitAddr(tc.a)
+		if s != tc.s || port != tc.port || ok != tc.ok {
+			t.Errorf("splitAddr(%v) = %q, %d, %v; want %q, %d, %v", tc.a, s, port, ok, tc.s, tc.port, tc.ok)
 		}
 	}
 }
