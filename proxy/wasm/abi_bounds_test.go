@@ -286,3 +286,111 @@ func TestSplitAddr(t *testing.T) {
 		}
 	}
 }
+
+// rootCall runs a host function from the root context (no stream).
+func (h *hostEnv) rootCall(name string, args ...uint64) uint32 {
+	h.t.Helper()
+	fn := h.funcs[name]
+	st := make([]uint64, max(len(args), 1))
+	copy(st, args)
+	h.v.mu.Lock()
+	defer h.v.mu.Unlock()
+	h.v.cur = nil
+	fn.fn(h.v.ctx, h.v.mod, st)
+	return uint32(st[0])
+}
+
+// TestRequestAndResponseProperties: the properties that depend on the
+// phase or on what the request carries.
+func TestRequestAndResponseProperties(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{})
+	s := newStream("/p/q?x=1&y=2")
+	s.Request.SetBodyString("body!")
+	h := newHostEnv(t, p, s)
+	str := func(path string) (string, uint32) {
+		b, st := h.property(path)
+		return string(b), st
+	}
+	if got, _ := str("request.query"); got != "x=1&y=2" {
+		t.Errorf("request.query = %q", got)
+	}
+	if got, _ := str("request.url_path"); got != "/p/q" {
+		t.Errorf("request.url_path = %q", got)
+	}
+	s.Request.SetRequestURI("/noquery")
+	if got, st := str("request.query"); got != "" || st != statusOK {
+		t.Errorf("request.query without one = %q (status %d)", got, st)
+	}
+	size, _ := h.property("request.size")
+	total, _ := h.property("request.total_size")
+	if le64(size) != 5 || le64(total) != 5+int64(len(s.Request.Header.RawHeaders())) {
+		t.Errorf("request.size %d, total_size %d (raw headers %d)", le64(size), le64(total), len(s.Request.Header.RawHeaders()))
+	}
+
+	// request.id: the stream's, else the header's, else none.
+	s.ID = []byte("from-stream")
+	if got, _ := str("request.id"); got != "from-stream" {
+		t.Errorf("request.id = %q", got)
+	}
+	s.ID = nil
+	s.Request.Header.Set("X-Request-Id", "from-header")
+	if got, _ := str("request.id"); got != "from-header" {
+		t.Errorf("request.id from the header = %q", got)
+	}
+	s.Request.Header.Del("X-Request-Id")
+	if _, st := str("request.id"); st != statusNotFound {
+		t.Errorf("request.id with none: status %d, want NotFound", st)
+	}
+
+	// Response properties exist from the response phase on.
+	s.Response.SetStatusCode(503)
+	s.Response.SetBodyString("unavailable")
+	for _, path := range []string{"response.code", "response.code_details", "response.headers", "response.size", "response.total_size"} {
+		if _, st := h.property(path); st != statusNotFound {
+			t.Errorf("%s in the request phase: status %d, want NotFound", path, st)
+		}
+	}
+	h.f.phase = phaseResponse
+	if got, _ := str("response.code_details"); got != "via_upstream" {
+		t.Errorf("response.code_details = %q, want via_upstream", got)
+	}
+	s.ResponseFlags = "UH,LR"
+	if got, _ := str("response.code_details"); got != "local_reply" {
+		t.Errorf("response.code_details of a local reply = %q", got)
+	}
+	h.f.details = "wasm_fail_closed"
+	if got, _ := str("response.code_details"); got != "wasm_fail_closed" {
+		t.Errorf("response.code_details set by the host = %q", got)
+	}
+	if got, _ := h.property("response.size"); le64(got) != int64(len("unavailable")) {
+		t.Errorf("response.size = %d", le64(got))
+	}
+	if got, st := h.property("response.headers"); st != statusOK {
+		t.Errorf("response.headers: status %d", st)
+	} else if pairs, ok := parseMap(nil, got); !ok || len(pairs) == 0 || string(pairs[0][0]) != ":status" || string(pairs[0][1]) != "503" {
+		t.Errorf("response.headers = %q", got)
+	}
+}
+
+// TestRootContextAttributes: set_property outside a stream keeps the
+// value in the root context's own map, which streams do not see.
+func TestRootContextAttributes(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{})
+	h := newHostEnv(t, p, newStream("/"))
+	kp, kn := h.put([]byte("my\x00root"))
+	vp, vn := h.put([]byte("root-value"))
+	if st := h.rootCall("proxy_get_property", kp, kn, retPtr, retLen); st != statusNotFound {
+		t.Errorf("unset root attribute: status %d", st)
+	}
+	if st := h.rootCall("proxy_set_property", kp, kn, vp, vn); st != statusOK {
+		t.Fatalf("set in the root context: %d", st)
+	}
+	if st := h.rootCall("proxy_get_property", kp, kn, retPtr, retLen); st != statusOK || string(h.ret()) != "root-value" {
+		t.Errorf("root attribute read back: status %d", st)
+	}
+	if _, st := h.property("my.root"); st != statusNotFound {
+		t.Errorf("a stream sees the root context's attribute: status %d", st)
+	}
+}
