@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/filter"
 )
 
 // TestReturnPointersAtTheEndOfMemory: a host function stores its result's
@@ -392,5 +394,83 @@ func TestRootContextAttributes(t *testing.T) {
 	}
 	if _, st := h.property("my.root"); st != statusNotFound {
 		t.Errorf("a stream sees the root context's attribute: status %d", st)
+	}
+}
+
+// parentTrace is a trace context continued from a parent span.
+type parentTrace struct{ fuzzTrace }
+
+func (parentTrace) ParentSpanID() []byte { return []byte("fedcba9876543210") }
+
+// TestConnectionTraceAndNodeProperties: properties that exist only when
+// the stream has what they describe, and the node as the stream (or else
+// the plugin's environment) names it.
+func TestConnectionTraceAndNodeProperties(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "noop")}, Env{NodeID: "env-node", NodeMetadata: map[string]string{"zone": "env"}})
+	s := newStream("/")
+	s.Response.Header.Set("X-Up", "1") // there, but not readable before the response phase
+	h := newHostEnv(t, p, s)
+	str := func(path string) (string, uint32) {
+		b, st := h.property(path)
+		return string(b), st
+	}
+	for _, path := range []string{"connection.tls_version", "connection.subject_peer_certificate", "trace.trace_id", "trace.sampled", "response.headers.x-up"} {
+		if _, st := str(path); st != statusNotFound {
+			t.Errorf("%s on a plain stream with no trace, in the request phase: status %d, want NotFound", path, st)
+		}
+	}
+	if got, _ := str("request.headers.:scheme"); got != "http" {
+		t.Errorf("request.headers.:scheme = %q, want http", got)
+	}
+	if got, _ := str("node.id"); got != "env-node" {
+		t.Errorf("node.id = %q, want the environment's", got)
+	}
+	if got, _ := str("node.metadata.zone"); got != "env" {
+		t.Errorf("node.metadata.zone = %q, want the environment's", got)
+	}
+
+	s.TLS = &filter.TLSInfo{}
+	if _, st := str("connection.tls_version"); st != statusOK {
+		t.Errorf("connection.tls_version over TLS: status %d", st)
+	}
+	if _, st := str("connection.subject_peer_certificate"); st != statusNotFound {
+		t.Errorf("subject of a peer without a certificate: status %d, want NotFound", st)
+	}
+	s.TLS.PeerSubject = "CN=peer"
+	if got, _ := str("connection.subject_peer_certificate"); got != "CN=peer" {
+		t.Errorf("connection.subject_peer_certificate = %q", got)
+	}
+	if got, _ := str("request.headers.:scheme"); got != "https" {
+		t.Errorf("request.headers.:scheme over TLS = %q", got)
+	}
+
+	s.Trace = fuzzTrace{}
+	if got, _ := str("trace.trace_id"); got != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("trace.trace_id = %q", got)
+	}
+	if _, st := str("trace.parent_span_id"); st != statusNotFound {
+		t.Errorf("trace.parent_span_id of a trace started here: status %d, want NotFound", st)
+	}
+	s.Trace = parentTrace{}
+	if got, _ := str("trace.parent_span_id"); got != "fedcba9876543210" {
+		t.Errorf("trace.parent_span_id = %q", got)
+	}
+
+	s.NodeID, s.NodeMetadata = "stream-node", map[string]string{"zone": "stream"}
+	if got, _ := str("node.id"); got != "stream-node" {
+		t.Errorf("node.id = %q, want the stream's", got)
+	}
+	if got, _ := str("node.metadata.zone"); got != "stream" {
+		t.Errorf("node.metadata.zone = %q, want the stream's", got)
+	}
+
+	s.Response.SetBodyString("0123")
+	h.f.phase = phaseResponse
+	if got, _ := str("response.headers.x-up"); got != "1" {
+		t.Errorf("response.headers.x-up = %q", got)
+	}
+	if got, _ := h.property("response.total_size"); le64(got) != int64(len(s.Response.Header.Header())+4) {
+		t.Errorf("response.total_size = %d, want headers %d + body 4", le64(got), len(s.Response.Header.Header()))
 	}
 }
