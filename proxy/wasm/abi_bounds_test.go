@@ -444,6 +444,18 @@ func TestConnectionTraceAndNodeProperties(t *testing.T) {
 	if got, _ := str("request.headers.:scheme"); got != "https" {
 		t.Errorf("request.headers.:scheme over TLS = %q", got)
 	}
+	if b, _ := h.property("request.headers"); true {
+		pairs, _ := parseMap(nil, b)
+		scheme := ""
+		for _, kv := range pairs {
+			if string(kv[0]) == ":scheme" {
+				scheme = string(kv[1])
+			}
+		}
+		if scheme != "https" {
+			t.Errorf("request.headers map over TLS has :scheme %q", scheme)
+		}
+	}
 
 	s.Trace = fuzzTrace{}
 	if got, _ := str("trace.trace_id"); got != "0123456789abcdef0123456789abcdef" {
