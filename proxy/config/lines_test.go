@@ -46,6 +46,12 @@ func TestLineThroughMerges(t *testing.T) {
 	b.WriteString("y: &y {q: 2}\n")         // line 15
 	b.WriteString("both: {<<: [*x, *y]}\n") // line 16
 	b.WriteString("list: [one]\n")          // line 17
+	b.WriteString("s0: &s0 {k: 1}\n")       // line 18
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&b, "s%d: &s%d {<<: [*s%d]}\n", i, i, i-1) // lines 19-28: merges of lists
+	}
+	b.WriteString("n10: {<<: [*s9]}\n")  // line 29
+	b.WriteString("n11: {<<: [*s10]}\n") // line 30
 	ix := newLineIndex([]byte(b.String()))
 	for path, want := range map[string]int{
 		"m10.k":   1,
@@ -56,6 +62,8 @@ func TestLineThroughMerges(t *testing.T) {
 		"list[0]": 17,
 		"list[1]": 17,
 		"list[9]": 17,
+		"n10.k":   18,
+		"n11.k":   30, // too deep through lists too
 	} {
 		if got := ix.line(path); got != want {
 			t.Errorf("line(%q) = %d, want %d", path, got, want)
