@@ -252,6 +252,7 @@ func TestBadChangeRefused(t *testing.T) {
 	}
 	rev := cp.Store().Revision()
 	versions := []string{sc[0].Proxy.Version(), sc[1].Proxy.Version()}
+	applied := []int64{configsApplied(t, sc[0]), configsApplied(t, sc[1])}
 
 	bad := []struct {
 		name, method, path, body string
@@ -294,11 +295,21 @@ func TestBadChangeRefused(t *testing.T) {
 	if cp.Store().Revision() != rev {
 		t.Fatalf("refused changes moved the revision %d → %d", rev, cp.Store().Revision())
 	}
-	// Give a wrongly sent snapshot time to arrive, then check nothing moved.
-	time.Sleep(200 * time.Millisecond)
 	for i, s := range sc {
 		if s.Proxy.Version() != versions[i] || body(t, s, "orders") != "200 a" {
 			t.Fatalf("sidecar %s changed after refused changes: version %s→%s", s.ID, versions[i], s.Proxy.Version())
+		}
+	}
+	// A good change behind the refused ones: once it has arrived, so has
+	// any snapshot wrongly sent before it, and it must be the one config
+	// each sidecar applied (or rejected) since.
+	if code, out := putRule(t, cp.URL(), 0, 100, 0); code != 200 {
+		t.Fatalf("PUT: %d %s", code, out)
+	}
+	for i, s := range sc {
+		waitBody(t, s, "200 b")
+		if got := configsApplied(t, s); got != applied[i]+1 {
+			t.Fatalf("sidecar %s took %d configs after refused changes and one good one, want 1", s.ID, got-applied[i])
 		}
 	}
 }
@@ -624,6 +635,9 @@ func TestTelemetry(t *testing.T) {
 		return true
 	})
 	ctx := t.Context()
+	// Every request the upstreams saw is recorded before each scrape, so
+	// the second scrape's window holds exactly the 120 below.
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
 	cp.ScrapeNow(ctx)
 	before := a.Hits.Load() + b.Hits.Load()
 	for i := 0; i < 60; i++ {
@@ -631,7 +645,7 @@ func TestTelemetry(t *testing.T) {
 		body(t, s2, "orders")
 	}
 	sent := a.Hits.Load() + b.Hits.Load() - before
-	time.Sleep(50 * time.Millisecond)
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
 	cp.ScrapeNow(ctx)
 	code, out := meshtest.Do(t, "GET", cp.URL()+"/v1/telemetry", "")
 	if code != 200 {

@@ -77,9 +77,13 @@ func TestWebSocketUpgradePassThrough(t *testing.T) {
 
 func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 	up := testserver.Start(t, "up")
-	up.Delay.Store(int64(300 * time.Millisecond))
 	p, url := startProxy(t, plainConfig, map[string]string{"up": up.Addr})
 	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // after the release below (cleanups run last first)
+	// The upstream holds the 4 requests until the drain has begun, so they
+	// are surely in flight during it (a fixed delay may run out first on a
+	// busy machine).
+	release := up.Hold(t)
 	results := make(chan int, 4)
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
@@ -99,6 +103,7 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 	go func() { shut <- p.Shutdown(ctx) }()
 	// /ready answers 503 while draining, so nothing new is sent here.
 	eventually(t, 5*time.Second, "not ready while draining", func() bool { return !p.Ready() })
+	release()
 	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ listeners:
             route:
               cluster: slowpair
               timeout: 5s
-              retry: {attempts: 2, on: [5xx], per_try_timeout: 100ms, backoff_base: 1ms}
+              retry: {attempts: 2, on: [5xx], per_try_timeout: 500ms, backoff_base: 1ms}
           - name: guarded
             match: {prefix: /guarded}
             route: {cluster: guarded}
@@ -111,7 +111,9 @@ func TestRetriesTurnFailuresIntoSuccess(t *testing.T) {
 func TestRouteTimeoutAndPerTryTimeout(t *testing.T) {
 	e := startResilience(t)
 	c := &fasthttp.Client{}
-	e.slow.Delay.Store(int64(time.Second))
+	// Slow enough for both timeouts; the fast endpoint has the per-try
+	// timeout's 500ms to answer, which a busy machine still meets.
+	e.slow.Delay.Store(int64(2 * time.Second))
 	st, _, h := get(t, c, e.url+"/slow")
 	if st != 504 {
 		t.Fatalf("route timeout: %d, want 504", st)
@@ -132,8 +134,12 @@ func TestRouteTimeoutAndPerTryTimeout(t *testing.T) {
 
 func TestCircuitBreakerRejectsPastLimit(t *testing.T) {
 	e := startResilience(t)
-	e.slow.Delay.Store(int64(300 * time.Millisecond))
+	// The upstream holds the requests it gets until the rejections are in:
+	// with a fixed delay, a request that starts late on a busy machine
+	// could find a slot already freed.
 	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)        // runs after the release below, whatever the outcome
+	release := e.slow.Hold(t) // (cleanups run last registered first)
 	var ok, rejected, other atomic.Int64
 	var why atomic.Value
 	for i := 0; i < 6; i++ {
@@ -152,8 +158,10 @@ func TestCircuitBreakerRejectsPastLimit(t *testing.T) {
 			}
 		}()
 	}
+	eventually(t, 10*time.Second, "four requests answered while two are held", func() bool { return rejected.Load()+other.Load() >= 4 })
+	release()
 	wg.Wait()
-	if ok.Load() > 2 || rejected.Load() < 4 || other.Load() != 0 {
+	if ok.Load() != 2 || rejected.Load() != 4 || other.Load() != 0 {
 		t.Fatalf("max_requests 2 with 6 concurrent: ok=%d rejected=%d other=%d", ok.Load(), rejected.Load(), other.Load())
 	}
 	if why.Load() != "max_requests" {

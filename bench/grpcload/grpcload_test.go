@@ -29,19 +29,25 @@ type counted struct {
 	unary    atomic.Int64
 	streams  atomic.Int64
 	messages atomic.Int64 // sent on streams
+
+	// holdConns, when not zero, holds each unary call until the server has
+	// accepted that many connections (enough is then closed), or until the
+	// call's deadline.
+	holdConns int64
+	enough    chan struct{}
 }
 
 type countingListener struct {
 	net.Listener
-	n *atomic.Int64
+	c *counted
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
+	conn, err := l.Listener.Accept()
+	if err == nil && l.c.conns.Add(1) == l.c.holdConns {
+		close(l.c.enough)
 	}
-	return c, err
+	return conn, err
 }
 
 type countingStream struct {
@@ -57,17 +63,25 @@ func (s countingStream) SendMsg(m any) error {
 	return err
 }
 
-func startCounted(t *testing.T) *counted {
+// startCounted starts a counted upstream; holdConns as in counted.
+func startCounted(t *testing.T, holdConns int64) *counted {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &counted{url: "http://" + ln.Addr().String() + "/"}
-	srv := grpcupstream.StartOn(countingListener{ln, &c.conns},
+	c := &counted{url: "http://" + ln.Addr().String() + "/", holdConns: holdConns, enough: make(chan struct{})}
+	srv := grpcupstream.StartOn(countingListener{ln, c},
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if info.FullMethod == "/grpc.testing.TestService/UnaryCall" {
 				c.unary.Add(1)
+			}
+			if c.holdConns > 0 {
+				select {
+				case <-c.enough:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
 			}
 			return h(ctx, req)
 		}),
@@ -107,9 +121,13 @@ func wantAllOK(t *testing.T, res *loadgen.Result, n int64) {
 }
 
 // Unary: Connections calls in flight on exactly Conns connections; every
-// call the server answered is counted once, warm-up apart.
+// call the server answered is counted once, warm-up apart. The client
+// dials a connection on its first call, so one fast worker could finish
+// the run before another one calls; the server holds the calls until both
+// connections are open, so every worker gets its turn however the
+// goroutines are scheduled.
 func TestUnarySharesConnsAndCountsEveryCall(t *testing.T) {
-	up := startCounted(t)
+	up := startCounted(t, 2)
 	res := run(t, loadgen.Config{
 		Name: "unary", URL: up.url, Protocol: Unary, Connections: 8, Conns: 2, MessageSize: 64,
 		Warmup: 20 * time.Millisecond, Duration: time.Minute, MaxRequests: 500,
@@ -126,7 +144,7 @@ func TestUnarySharesConnsAndCountsEveryCall(t *testing.T) {
 // Stream: every worker's message goes on one stream and each answer is
 // counted once.
 func TestStreamUsesOneStream(t *testing.T) {
-	up := startCounted(t)
+	up := startCounted(t, 0)
 	res := run(t, loadgen.Config{
 		Name: "stream", URL: up.url, Protocol: Stream, Connections: 16, MessageSize: 100,
 		Warmup: 20 * time.Millisecond, Duration: time.Minute, MaxRequests: 2000,

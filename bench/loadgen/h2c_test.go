@@ -13,15 +13,25 @@ import (
 // h2cServer serves HTTP/2 with prior knowledge only (an HTTP/1.1 request
 // gets no answer it could parse as one), answering 505 to a request that
 // did not come over HTTP/2, and counts connections and requests.
+//
+// The client dials a connection on the first request that needs it, so
+// one fast worker could finish a run before another one has dialed. With
+// holdConns set, the server holds every request until it has accepted that
+// many connections (or the request is cancelled): each worker then gets
+// its turn however the goroutines are scheduled, and a test can ask for an
+// exact count.
 type h2cServer struct {
 	url      string
 	conns    atomic.Int64
 	requests atomic.Int64
+
+	holdConns int64
+	enough    chan struct{} // closed at holdConns connections
 }
 
-func startH2CServer(t *testing.T, status int) *h2cServer {
+func startH2CServer(t *testing.T, status int, holdConns int64) *h2cServer {
 	t.Helper()
-	s := &h2cServer{}
+	s := &h2cServer{holdConns: holdConns, enough: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +42,13 @@ func startH2CServer(t *testing.T, status int) *h2cServer {
 		Protocols: &protocols,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s.requests.Add(1)
+			if s.holdConns > 0 {
+				select {
+				case <-s.enough:
+				case <-r.Context().Done():
+					return
+				}
+			}
 			if r.ProtoMajor != 2 {
 				w.WriteHeader(http.StatusHTTPVersionNotSupported)
 				return
@@ -40,8 +57,8 @@ func startH2CServer(t *testing.T, status int) *h2cServer {
 			_, _ = w.Write(make([]byte, 64))
 		}),
 		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				s.conns.Add(1)
+			if st == http.StateNew && s.conns.Add(1) == s.holdConns {
+				close(s.enough)
 			}
 		},
 	}
@@ -55,7 +72,7 @@ func startH2CServer(t *testing.T, status int) *h2cServer {
 // H2C puts Connections requests in flight on exactly Conns HTTP/2
 // connections, and counts every answer the server gave.
 func TestH2CSharesConns(t *testing.T) {
-	srv := startH2CServer(t, http.StatusOK)
+	srv := startH2CServer(t, http.StatusOK, 3)
 	res, err := Run(context.Background(), Config{
 		Name: "h2c", URL: srv.url, Protocol: H2C, Connections: 6, Conns: 3,
 		Duration: time.Minute, MaxRequests: 300,
@@ -78,7 +95,7 @@ func TestH2CSharesConns(t *testing.T) {
 // More Conns than requests in flight would leave connections idle: there
 // are at most Connections; statuses are counted as with HTTP/1.1.
 func TestH2CConnsAtMostConnectionsAndStatuses(t *testing.T) {
-	srv := startH2CServer(t, http.StatusServiceUnavailable)
+	srv := startH2CServer(t, http.StatusServiceUnavailable, 2)
 	res, err := Run(context.Background(), Config{
 		URL: srv.url, Protocol: H2C, Connections: 2, Conns: 8, Duration: time.Minute, MaxRequests: 40,
 	})
@@ -88,10 +105,10 @@ func TestH2CConnsAtMostConnectionsAndStatuses(t *testing.T) {
 	if res.Status.C5xx != 40 || res.Errors.Total() != 0 {
 		t.Fatalf("statuses %+v, errors %+v, want 40 5xx", res.Status, res.Errors)
 	}
-	// One worker may finish all 40 before the other dials: at least one
-	// connection, never more than Connections (the 8 Conns would be idle).
-	if got := srv.conns.Load(); got < 1 || got > 2 {
-		t.Fatalf("%d connections, want 1 or 2 (at most Connections)", got)
+	// Both workers dial (the server holds requests until they have); none
+	// of the other 6 Conns, which would be idle.
+	if got := srv.conns.Load(); got != 2 {
+		t.Fatalf("%d connections, want 2 (one per worker, at most Connections)", got)
 	}
 }
 

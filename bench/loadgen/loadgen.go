@@ -111,6 +111,9 @@ type Config struct {
 	// for none.
 	Progress         io.Writer
 	ProgressInterval time.Duration
+	// progressTicks, when set, replaces the ProgressInterval ticker (tests
+	// deliver ticks, and their times, themselves).
+	progressTicks <-chan time.Time
 	// OnMeasureStart and OnMeasureEnd, when set, are called as the measured
 	// window opens and once every request has finished, so that a caller
 	// can sample process CPU over exactly that window.
@@ -457,8 +460,12 @@ func (g *generator) run(ctx context.Context) *Result {
 // supervise fires the measure-start hook, prints progress and stops the
 // workers on ctx or at the hard stop, until every worker has returned.
 func (g *generator) supervise(ctx context.Context, allDone <-chan struct{}) {
-	tick := time.NewTicker(g.cfg.ProgressInterval)
-	defer tick.Stop()
+	ticks := g.cfg.progressTicks
+	if ticks == nil {
+		tick := time.NewTicker(g.cfg.ProgressInterval)
+		defer tick.Stop()
+		ticks = tick.C
+	}
 	warm := time.NewTimer(time.Until(g.warmEnd))
 	defer warm.Stop()
 	hard := time.NewTimer(time.Until(g.hardStop))
@@ -488,7 +495,7 @@ func (g *generator) supervise(ctx context.Context, allDone <-chan struct{}) {
 			g.halt()
 		case <-ctx.Done():
 			g.halt()
-		case now := <-tick.C:
+		case now := <-ticks:
 			if g.cfg.Progress == nil {
 				continue
 			}

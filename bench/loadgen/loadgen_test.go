@@ -237,19 +237,42 @@ func TestStatusClassesAndErrors(t *testing.T) {
 	}
 }
 
+// TestProgressLines: each progress tick prints one line, labelled with
+// the phase the tick's time falls in. The test delivers the ticks itself
+// (a warm-up one, then two in the measured window) and ends the run only
+// after the last, so no line depends on how fast the machine is.
 func TestProgressLines(t *testing.T) {
 	up := startUpstream(t, upstream.Config{})
 	var buf bytes.Buffer
-	_, err := Run(context.Background(), Config{
-		Name: "prog", URL: up.URL(), Connections: 2, Rate: 200, Warmup: 200 * time.Millisecond,
-		Duration: 500 * time.Millisecond, Progress: &buf, ProgressInterval: 100 * time.Millisecond,
+	ticks := make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		defer cancel()
+		start := time.Now()
+		for _, at := range []time.Time{start.Add(-time.Hour), start.Add(2 * time.Hour), start.Add(3 * time.Hour)} {
+			select {
+			case ticks <- at:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	_, err := Run(ctx, Config{
+		Name: "prog", URL: up.URL(), Connections: 2, Rate: 200, Warmup: time.Hour,
+		Duration: time.Hour, Progress: &buf, progressTicks: ticks,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := buf.String()
-	if strings.Count(out, "bench prog:") < 3 || !strings.Contains(out, "warm-up") || !strings.Contains(out, "measure") {
-		t.Fatalf("progress output:\n%s", out)
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d progress lines, want one per tick (3):\n%s", len(lines), buf.String())
+	}
+	for i, want := range []string{"bench prog: warm-up", "bench prog: measure", "bench prog: measure"} {
+		if !strings.HasPrefix(lines[i], want) || !strings.Contains(lines[i], " req/s ") {
+			t.Errorf("line %d: %q, want %q...req/s", i, lines[i], want)
+		}
 	}
 }
 

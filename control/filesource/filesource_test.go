@@ -41,19 +41,28 @@ func TestSyncDebounceAndErrors(t *testing.T) {
 	if st.Revision() != 1 || src.Status().Files != 1 || src.Status().LastError != "" {
 		t.Fatalf("initial sync: revision %d, %+v", st.Revision(), src.Status())
 	}
-	// A burst of writes settles into one change.
+	// A burst of writes (back to back, well inside the debounce) settles
+	// into one change. Wait for the burst's last content: a sync in the
+	// middle of the burst would have landed before it, so the revision
+	// then tells whether there was one.
 	for i := 2; i <= 6; i++ {
 		write(t, dir, "a.yaml", svc("a", "127.0.0.1:"+string(rune('0'+i))))
-		time.Sleep(10 * time.Millisecond)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for st.Revision() == 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	key := mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "a"}
+	endpoint := func() string {
+		o, ok := st.Get(key)
+		if !ok || len(o.Resource.Service().Endpoints) == 0 {
+			return ""
+		}
+		return o.Resource.Service().Endpoints[0].Address
 	}
-	time.Sleep(500 * time.Millisecond) // a second sync, if any, would land by now
-	o, _ := st.Get(mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "a"})
-	if st.Revision() != 2 || o.Resource.Service().Endpoints[0].Address != "127.0.0.1:6" {
-		t.Fatalf("after a burst: revision %d (want 2), endpoint %v", st.Revision(), o.Resource.Service().Endpoints)
+	for deadline := time.Now().Add(10 * time.Second); endpoint() != "127.0.0.1:6"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the burst's last write never synced: revision %d, endpoint %q", st.Revision(), endpoint())
+		}
+	}
+	if st.Revision() != 2 {
+		t.Fatalf("after a burst: revision %d, want 2 (one change)", st.Revision())
 	}
 	// The same resource in two files is refused, naming the file.
 	write(t, dir, "b.yaml", svc("a", "127.0.0.1:9"))

@@ -436,6 +436,10 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 		var first atomic.Value
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
+		var stopOnce sync.Once
+		stopLoad := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+		t.Cleanup(stopLoad) // also when a wait below fails
+		loadStart := time.Now()
 		for w := 0; w < 3; w++ {
 			wg.Add(1)
 			go func() {
@@ -461,7 +465,12 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(2500 * time.Millisecond) // past a renewal (4s TTL: every 2s)
+		// Past a renewal under load (4s TTL: every 2s), however busy the
+		// machine is.
+		webLog := filepath.Join(l.dir, "web-1.log")
+		eventually(t, l, 30*time.Second, "a renewal of web-1 under load", func() bool {
+			return ok.Load() > 0 && scheduledRenewalAfter(webLog, loadStart)
+		})
 		rotated := time.Now()
 		if c, b := apiDo("POST", "/v1/ca/rotate", admin, ""); c != 200 {
 			t.Errorf("rotate: %d %s", c, b)
@@ -473,11 +482,12 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 		// scheduled renewal lands on it; both count.
 		renewed := false
 		for end := time.Now().Add(30 * time.Second); !renewed && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-			renewed = renewedAfter(filepath.Join(l.dir, "web-1.log"), rotated.Add(1500*time.Millisecond))
+			renewed = renewedAfter(webLog, rotated.Add(1500*time.Millisecond))
 		}
-		time.Sleep(time.Second) // requests on the new certificates
-		close(stop)
-		wg.Wait()
+		// Requests on the new certificates.
+		okAtRenewal := ok.Load()
+		eventually(t, l, 30*time.Second, "requests after the renewal", func() bool { return ok.Load() >= okAtRenewal+20 || failed.Load() > 0 })
+		stopLoad()
 		t.Logf("requests ok=%d failed=%d", ok.Load(), failed.Load())
 		if failed.Load() != 0 || ok.Load() < 20 {
 			t.Fatalf("ok=%d failed=%d (first: %v)\n%s", ok.Load(), failed.Load(), first.Load(), l.logs())
@@ -516,6 +526,27 @@ func eventually(t *testing.T, l *lab, max time.Duration, what string, cond func(
 
 // renewedAfter reports whether a sidecar's log shows it switching to the
 // CA's new signing root, or renewing its certificate after t.
+// scheduledRenewalAfter reports whether logFile shows a "certificate
+// renewed" after t (a scheduled renewal, whatever the signer).
+func scheduledRenewalAfter(logFile string, t time.Time) bool {
+	data, _ := os.ReadFile(logFile)
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"certificate renewed"`)) {
+			continue
+		}
+		var entry struct {
+			TS string `json:"ts"`
+		}
+		if json.Unmarshal(line, &entry) != nil {
+			continue
+		}
+		if ts, err := time.Parse("2006-01-02T15:04:05.000Z0700", entry.TS); err == nil && ts.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
 func renewedAfter(logFile string, t time.Time) bool {
 	data, _ := os.ReadFile(logFile)
 	for _, line := range bytes.Split(data, []byte("\n")) {

@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,14 +21,35 @@ import (
 // loopback until the test ends; withHealth false serves no service at all.
 func grpcServer(t testing.TB, withHealth bool) (string, *health.Server) {
 	t.Helper()
+	addr, hs, _ := countedGRPCServer(t, withHealth)
+	return addr, hs
+}
+
+// countingHealth is grpc-go's health service counting the checks it
+// answers.
+type countingHealth struct {
+	*health.Server
+	checks *atomic.Int64
+}
+
+func (h countingHealth) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	defer h.checks.Add(1)
+	return h.Server.Check(ctx, req)
+}
+
+// countedGRPCServer is grpcServer, also returning how many health checks
+// it has answered.
+func countedGRPCServer(t testing.TB, withHealth bool) (string, *health.Server, *atomic.Int64) {
+	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
 	hs := health.NewServer()
+	checks := new(atomic.Int64)
 	if withHealth {
-		healthpb.RegisterHealthServer(srv, hs)
+		healthpb.RegisterHealthServer(srv, countingHealth{hs, checks})
 	}
 	done := make(chan struct{})
 	go func() {
@@ -37,7 +60,7 @@ func grpcServer(t testing.TB, withHealth bool) (string, *health.Server) {
 		srv.Stop()
 		<-done
 	})
-	return ln.Addr().String(), hs
+	return ln.Addr().String(), hs, checks
 }
 
 func grpcChecks(service string) *config.HealthCheck {
@@ -54,8 +77,8 @@ func grpcChecks(service string) *config.HealthCheck {
 // leaves the balancer (every pick is b) and rejoins it once SERVING again.
 func TestGRPCHealthCheckFollowsServingStatus(t *testing.T) {
 	const svc = "weft.test.Echo"
-	a, ha := grpcServer(t, true)
-	b, hb := grpcServer(t, true)
+	a, ha, checksA := countedGRPCServer(t, true)
+	b, hb, checksB := countedGRPCServer(t, true)
 	for _, hs := range []*health.Server{ha, hb} {
 		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
@@ -63,7 +86,11 @@ func TestGRPCHealthCheckFollowsServingStatus(t *testing.T) {
 		t.Run(protocol, func(t *testing.T) {
 			c := start(t, config.Cluster{Name: "g", Protocol: protocol, Endpoints: static(a, b), HealthCheck: grpcChecks(svc), PanicThreshold: -1}, Options{})
 			before := c.Stats().HealthCheckFailures.Load()
-			time.Sleep(100 * time.Millisecond) // a few rounds of passing checks
+			// A few rounds of passing checks: once a third check of each
+			// endpoint has been answered, the cluster has the results of
+			// at least two (an endpoint's checks run one after another).
+			a0, b0 := checksA.Load(), checksB.Load()
+			eventually(t, "three checks of each endpoint", func() bool { return checksA.Load() >= a0+3 && checksB.Load() >= b0+3 })
 			if got := c.Stats().HealthCheckFailures.Load(); got != before {
 				t.Fatalf("%d checks of SERVING endpoints failed", got-before)
 			}

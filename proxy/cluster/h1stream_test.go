@@ -123,10 +123,13 @@ func TestDoStreamBadChunks(t *testing.T) {
 // An idempotent request that meets a pooled connection the upstream had
 // closed goes again on a new one, as with Do.
 func TestDoStreamRetriesStaleConn(t *testing.T) {
+	closed := make(chan struct{}, 2)
 	addr := rawServer(t, func(conn net.Conn) {
 		readRequest(conn)
 		_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		// then close: the pooled connection is stale
+		_ = conn.Close()
+		closed <- struct{}{}
 	})
 	c := start(t, config.Cluster{Name: "s", Endpoints: static(addr)}, Options{})
 	e := c.Pick(0, false, nil)
@@ -136,7 +139,11 @@ func TestDoStreamRetriesStaleConn(t *testing.T) {
 		if err != nil || body != nil || string(resp.Body()) != "ok" {
 			t.Fatalf("try %d: %v, body %v, %q", i, err, body, resp.Body())
 		}
-		time.Sleep(20 * time.Millisecond) // let the close arrive
+		select { // the upstream has closed the connection now pooled
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the upstream never closed the connection")
+		}
 	}
 }
 

@@ -46,6 +46,32 @@ type RotateOptions struct {
 	MinRetry, MaxRetry time.Duration
 	// Renewed, when set, is called after each successful renewal.
 	Renewed func(*SVID)
+
+	// clock is the time source (tests substitute a fake one; nil is the
+	// real clock).
+	clock clock
+}
+
+// clock is what Rotate needs of time: the present, a one-shot timer and a
+// ticker, each with the function that stops it.
+type clock interface {
+	Now() time.Time
+	Timer(d time.Duration) (<-chan time.Time, func() bool)
+	Ticker(d time.Duration) (<-chan time.Time, func())
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
+}
+
+func (realClock) Ticker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
 }
 
 // Rotate keeps the source's SVID fresh until ctx ends: it obtains one at
@@ -70,23 +96,27 @@ func (s *Source) Rotate(ctx context.Context, o RotateOptions) error {
 	if o.MaxRetry < o.MinRetry {
 		o.MaxRetry = max(30*time.Second, o.MinRetry)
 	}
+	clk := o.clock
+	if clk == nil {
+		clk = realClock{}
+	}
 	signer := ""
-	renewAt := time.Now()
+	renewAt := clk.Now()
 	failures := 0
-	poll := time.NewTicker(o.BundleInterval)
-	defer poll.Stop()
+	poll, stopPoll := clk.Ticker(o.BundleInterval)
+	defer stopPoll()
 	for {
-		wait := time.Until(renewAt)
+		wait := renewAt.Sub(clk.Now())
 		if wait < 0 {
 			wait = 0
 		}
-		t := time.NewTimer(wait)
+		fired, stop := clk.Timer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			stop()
 			return ctx.Err()
-		case <-poll.C:
-			t.Stop()
+		case <-poll:
+			stop()
 			b, sg, err := o.Signer.FetchBundle(ctx)
 			if err != nil {
 				o.Logger.Warn("trust bundle poll failed; keeping the bundle in force", zap.Error(err))
@@ -98,27 +128,27 @@ func (s *Source) Rotate(ctx context.Context, o RotateOptions) error {
 			}
 			if signer != "" && sg != signer {
 				o.Logger.Info("the CA's signing root changed: renewing the certificate now")
-				renewAt = time.Now()
+				renewAt = clk.Now()
 			}
-		case <-t.C:
+		case <-fired:
 			v, sg, err := s.renew(ctx, o.Signer)
 			if err != nil {
 				d := o.MinRetry << min(failures, 16)
 				d = min(d, o.MaxRetry)
 				if cur := s.SVID(); cur != nil {
 					// Never wait past the current certificate's end.
-					d = min(d, max(time.Until(cur.NotAfter)/4, o.MinRetry))
+					d = min(d, max(cur.NotAfter.Sub(clk.Now())/4, o.MinRetry))
 				}
 				failures++
 				o.Logger.Warn("certificate renewal failed; retrying", zap.Error(err), zap.Int("attempt", failures), zap.Duration("retry_in", d))
-				renewAt = time.Now().Add(d)
+				renewAt = clk.Now().Add(d)
 				continue
 			}
 			failures = 0
 			signer = sg
 			// Half of the remaining life (NotBefore is backdated for clock
 			// skew, so it does not count).
-			now := time.Now()
+			now := clk.Now()
 			renewAt = now.Add(v.NotAfter.Sub(now) / 2)
 			o.Logger.Info("certificate renewed", zap.String("spiffe_id", v.ID), zap.Time("not_after", v.NotAfter), zap.Time("renew_at", renewAt))
 			if o.Renewed != nil {

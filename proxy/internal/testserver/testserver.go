@@ -31,6 +31,8 @@ type Upstream struct {
 	Delay atomic.Int64
 	// CutMidResponse makes the server announce a body and close early.
 	CutMidResponse atomic.Bool
+	// hold, when set, holds every answer until it is closed (see Hold).
+	hold atomic.Pointer[chan struct{}]
 
 	mu   sync.Mutex
 	last *fasthttp.Request
@@ -67,6 +69,9 @@ func (u *Upstream) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Request.CopyTo(u.last)
 	u.seen = append(u.seen, string(ctx.Path()))
 	u.mu.Unlock()
+	if h := u.hold.Load(); h != nil {
+		<-*h
+	}
 	if d := u.Delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
@@ -85,6 +90,23 @@ func (u *Upstream) handle(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Response.Header.Set("X-Upstream", u.Name)
 	ctx.SetBodyString(u.Name)
+}
+
+// Hold makes the upstream hold every answer until release is called (at
+// the latest when the test ends), so that a test decides when the requests
+// in flight end instead of guessing a delay long enough on a busy machine.
+func (u *Upstream) Hold(t testing.TB) (release func()) {
+	ch := make(chan struct{})
+	u.hold.Store(&ch)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			u.hold.Store(nil)
+			close(ch)
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
 
 // Last is a copy of the last request received (nil when none).
