@@ -53,7 +53,7 @@ func TestMeshUI(t *testing.T) {
 		}
 		return true
 	})
-	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2, s3)
 	cp.ScrapeNow(t.Context())
 	for s, n := range map[*meshtest.Sidecar]int{s1: 80, s2: 20, s3: 30} {
 		for i := 0; i < n; i++ {
@@ -62,7 +62,7 @@ func TestMeshUI(t *testing.T) {
 	}
 	// The rates are computed over the two scrapes' window, which holds
 	// every one of these requests once the sidecars have recorded them.
-	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2)
+	waitRecorded(t, a.Hits.Load()+b.Hits.Load(), s1, s2, s3)
 	cp.ScrapeNow(t.Context())
 
 	code, out := meshtest.Do(t, "GET", cp.URL()+"/v1/telemetry", "")

@@ -209,9 +209,11 @@ func TestHeaderNamesEdgeCases(t *testing.T) {
 	if st := h.call("proxy_get_header_map_value", mapRequestHeaders, empty, 0, retPtr, retLen); st != statusNotFound {
 		t.Errorf("get an empty name: status %d, want NotFound", st)
 	}
+	// An empty name is not an RFC 9110 token: the write is refused
+	// (BadArgument) and counted, as every malformed header write is.
 	for _, fn := range []string{"proxy_add_header_map_value", "proxy_replace_header_map_value"} {
-		if st := h.call(fn, mapRequestHeaders, empty, 0, vp, vn); st != statusOK {
-			t.Errorf("%s with an empty name: status %d", fn, st)
+		if st := h.call(fn, mapRequestHeaders, empty, 0, vp, vn); st != statusBadArgument {
+			t.Errorf("%s with an empty name: status %d, want BadArgument", fn, st)
 		}
 	}
 	if st := h.call("proxy_remove_header_map_value", mapRequestHeaders, empty, 0); st != statusOK {
