@@ -360,6 +360,9 @@ func (c *cli) status(ctx context.Context) error {
 	for _, w := range st.Warnings {
 		fmt.Fprintf(c.out, "warning: %s\n", w)
 	}
+	for _, r := range st.ModuleRefusals {
+		fmt.Fprintf(c.out, "module refused %s: %s %s (%s): %s\n", ago(r.At), r.Filter, r.Ref, r.Field, r.Reason)
+	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSERVICE\tDESIRED\tAPPLIED\tSYNC\tWATCHING\tLAST SEEN\tLAST NACK")
 	for _, n := range st.Nodes {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
@@ -364,10 +365,23 @@ type Status struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Store is where the mesh is kept, and whether this replica is behind.
 	Store store.BackendStatus `json:"store"`
+	// ModuleRefusals are the last Filter modules this replica refused to
+	// pull or admit (an unreachable registry, a bad signature), newest
+	// last; each refused write kept the mesh in force.
+	ModuleRefusals []ModuleRefusal `json:"module_refusals,omitempty"`
+}
+
+// ModuleRefusal is one Filter module the control plane would not admit.
+type ModuleRefusal struct {
+	At     time.Time `json:"at"`
+	Filter string    `json:"filter"`
+	Ref    string    `json:"ref"`
+	Field  string    `json:"field"`
+	Reason string    `json:"reason"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List()), Store: s.store.Status()}
+	st := Status{Revision: s.store.Revision(), Nodes: s.status(), Modules: len(s.reg.List()), Store: s.store.Status(), ModuleRefusals: s.moduleRefusals()}
 	if st.Nodes == nil {
 		st.Nodes = []NodeStatus{}
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -29,6 +31,7 @@ func (s *Server) resolveModules(ctx context.Context, rs []*mesh.Resource) error 
 		}
 		if field, err := s.resolveModule(ctx, f); err != nil {
 			errs = append(errs, mesh.Error{Key: r.Key(), Field: field, Reason: err.Error(), File: r.File, Line: r.Line})
+			s.refuseModule(ModuleRefusal{At: time.Now().UTC(), Filter: r.Key().String(), Ref: f.Module.OCI, Field: field, Reason: err.Error()})
 			s.log.Warn("filter module refused", zap.String("filter", r.Key().String()), zap.String("ref", f.Module.OCI), zap.Error(err))
 		}
 	}
@@ -78,4 +81,23 @@ func (s *Server) resolveModule(ctx context.Context, f *mesh.FilterSpec) (field s
 		s.log.Info("pulled filter module", zap.String("ref", f.Module.OCI), zap.String("manifest", m.Manifest), zap.String("sha256", m.SHA256))
 	}
 	return "", nil
+}
+
+// maxModuleRefusals is how many refusals /v1/status keeps.
+const maxModuleRefusals = 10
+
+// refuseModule records a refused module for /v1/status and ctl status.
+func (s *Server) refuseModule(r ModuleRefusal) {
+	s.refusalsMu.Lock()
+	defer s.refusalsMu.Unlock()
+	s.refusals = append(s.refusals, r)
+	if len(s.refusals) > maxModuleRefusals {
+		s.refusals = s.refusals[len(s.refusals)-maxModuleRefusals:]
+	}
+}
+
+func (s *Server) moduleRefusals() []ModuleRefusal {
+	s.refusalsMu.Lock()
+	defer s.refusalsMu.Unlock()
+	return slices.Clone(s.refusals)
 }

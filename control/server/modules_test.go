@@ -63,6 +63,10 @@ func TestFilterModulesFromOCI(t *testing.T) {
 	if s.Registry().Has(sha256Hex(module)) {
 		t.Fatal("a refused module entered the registry")
 	}
+	// The refusal shows in /v1/status (and so in ctl status).
+	if code, st := do("GET", "/v1/status", ""); code != 200 || !strings.Contains(st, `"module_refusals"`) || !strings.Contains(st, "not signed") || !strings.Contains(st, ref) {
+		t.Fatalf("status after a refusal: %d %s", code, st)
+	}
 	sign := func(key string) {
 		k, err := oci.LoadPrivateKey(key + ".key")
 		if err != nil {

@@ -126,6 +126,8 @@ type Server struct {
 	// verifyKeys are the mesh-wide signature keys.
 	modules    *oci.Puller
 	verifyKeys []crypto.PublicKey
+	refusalsMu sync.Mutex
+	refusals   []ModuleRefusal // the last module refusals, for /v1/status
 	// meshTLS compiles mTLS and Policy into sidecar configs (Options.CA set).
 	meshTLS bool
 	// serving is the API's TLS certificate (nil with Insecure).
