@@ -296,7 +296,7 @@ func TestH1UploadOverListenerLimit(t *testing.T) {
 	body := strings.Repeat("x", 20000)
 
 	c, br := upload(t, url, "POST", "Content-Length: 20000\r\n")
-	go func() { _, _ = io.WriteString(c, body) }() // the server reads its first 8 KiB with the headers
+	go func(c net.Conn) { _, _ = io.WriteString(c, body) }(c) // the server reads its first 8 KiB with the headers
 	if status, _ := readAnswer(t, br); status != 413 {
 		t.Fatalf("content-length: status %d, want 413", status)
 	}
@@ -306,7 +306,7 @@ func TestH1UploadOverListenerLimit(t *testing.T) {
 	}
 
 	c, br = upload(t, url, "POST", "Transfer-Encoding: chunked\r\n")
-	go func() { _, _ = chunkWriter{c}.Write([]byte(body)); _, _ = io.WriteString(c, "0\r\n\r\n") }()
+	go func(c net.Conn) { _, _ = chunkWriter{c}.Write([]byte(body)); _, _ = io.WriteString(c, "0\r\n\r\n") }(c)
 	if status, _ := readAnswer(t, br); status != 413 {
 		t.Fatalf("chunked: status %d, want 413", status)
 	}
