@@ -329,3 +329,19 @@ clusters:
 		}
 	}
 }
+
+// A bare LF in the trailers of a streamed chunked body is the same
+// refusal as one in a head: a 400, and counted under bare_lf.
+func TestBareLFInStreamedTrailersIsCounted(t *testing.T) {
+	up := testserver.StartRaw(t)
+	p, url := startProxy(t, plainConfig, map[string]string{"up": up.Addr})
+	addr := strings.TrimPrefix(url, "http://")
+	before, _ := metricValue(t, p, "weft_downstream_rejected_total", "reason", "bare_lf")
+	st := exchangeRaw(t, addr, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: 1\n\r\n", 1)
+	if !slices.Equal(st, []int{400}) {
+		t.Fatalf("statuses %v, want [400]", st)
+	}
+	if n, _ := metricValue(t, p, "weft_downstream_rejected_total", "reason", "bare_lf"); n != before+1 {
+		t.Fatalf("bare_lf refusals %v, want %v", n, before+1)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/listener"
@@ -234,9 +235,14 @@ func (b *h1RequestBody) upstream() (io.Reader, int) {
 // body, not the upstream: a filter's reply, a body over the listener's
 // limit (413, counted), or a client that broke off (400) or went silent
 // past the listener's read_timeout (408); the connection closes. It reports false when the body is not the cause.
-func (b *h1RequestBody) failed(ls *listenerState) bool {
+func (b *h1RequestBody) failed(ls *listenerState, rej *listener.Rejects, log *zap.Logger, remote string) bool {
 	if !b.broke() {
 		return false
+	}
+	if errors.Is(b.err, listener.ErrBareLF) && rej != nil {
+		// The listener's framer cut the trailers at a bare LF: the
+		// same refusal as in a head, counted as one.
+		rej.Add(listener.RejectBareLF, ls.name, log, remote)
 	}
 	x := b.x
 	s := &x.stream

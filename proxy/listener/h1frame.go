@@ -30,6 +30,10 @@ import (
 // bare LF.
 var errBareLF = errors.New("a request line ended by LF without CR")
 
+// ErrBareLF is the read error of a connection whose request carried a bare
+// LF: a streamed body whose trailers do ends with it.
+var ErrBareLF = errBareLF
+
 const (
 	stHead        = iota // a request head (or the blank lines before one)
 	stBody               // left bytes of a Content-Length body

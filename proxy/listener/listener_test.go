@@ -98,7 +98,8 @@ func TestShutdownBeforeServe(t *testing.T) {
 // (but for the bare LF in a trailer, below). The handler reads the whole body stream, as the proxy does, and answers
 // 400 when that read fails: a chunked body streams (StreamRequestBody), so
 // what the framer finds in its trailer surfaces there, in the handler, as
-// the body's read error, not in the listener's error handler.
+// the body's read error, not in the listener's error handler (the proxy's
+// handler counts it: TestBareLFInStreamedTrailersIsCounted).
 func TestStrictHead(t *testing.T) {
 	rej := &Rejects{}
 	var mu sync.Mutex

@@ -72,6 +72,12 @@ type Rejects struct {
 // Count is how many requests were refused for r.
 func (s *Rejects) Count(r Reason) int64 { return s.n[r].Load() }
 
+// Add counts a refusal the proxy made past the listener (a bare LF in the
+// trailers of a streamed body), logged like the listener's own.
+func (s *Rejects) Add(r Reason, listener string, log *zap.Logger, remote string) {
+	s.add(r, listener, log, func() string { return remote })
+}
+
 // add counts one refusal and logs the first of each reason: a peer
 // sending garbage must not turn into a log line per request.
 func (s *Rejects) add(r Reason, listener string, log *zap.Logger, remote func() string) {
