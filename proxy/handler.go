@@ -97,7 +97,7 @@ func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	if rl.startRequestBody(ctx, ls, x) && x.chain.DecodeFrom(s, 0) == filter.Continue && ls.authorize(s) {
 		rl.route(ctx, ls, x, upgrade)
 	}
-	if x.in.failed(ls, rl.p.rejects, rl.p.log, ctx.RemoteAddr().String()) {
+	if x.in.failed(ls, rl.p.rejects, rl.p.log, ctx) {
 		// The request body, not the upstream, ended the exchange.
 		x.closeUp()
 	}

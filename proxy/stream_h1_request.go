@@ -235,14 +235,14 @@ func (b *h1RequestBody) upstream() (io.Reader, int) {
 // body, not the upstream: a filter's reply, a body over the listener's
 // limit (413, counted), or a client that broke off (400) or went silent
 // past the listener's read_timeout (408); the connection closes. It reports false when the body is not the cause.
-func (b *h1RequestBody) failed(ls *listenerState, rej *listener.Rejects, log *zap.Logger, remote string) bool {
+func (b *h1RequestBody) failed(ls *listenerState, rej *listener.Rejects, log *zap.Logger, ctx *fasthttp.RequestCtx) bool {
 	if !b.broke() {
 		return false
 	}
 	if errors.Is(b.err, listener.ErrBareLF) && rej != nil {
 		// The listener's framer cut the trailers at a bare LF: the
 		// same refusal as in a head, counted as one.
-		rej.Add(listener.RejectBareLF, ls.name, log, remote)
+		rej.Add(listener.RejectBareLF, ls.name, log, ctx.RemoteAddr().String())
 	}
 	x := b.x
 	s := &x.stream
