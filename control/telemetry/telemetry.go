@@ -3,8 +3,10 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -61,13 +63,7 @@ type nodeSamples struct {
 type sample struct {
 	at       time.Time
 	clusters map[string]*clusterCounts
-	plugins  map[string]*pluginCounts
-}
-
-// pluginCounts is one Wasm plugin's accounting on one sidecar.
-type pluginCounts struct {
-	calls, guestSeconds, memory, highWater, traps, timeouts, restarts, calloutFailures float64
-	growing                                                                            bool
+	plugins  map[string]*ptelemetry.PluginCounters
 }
 
 type clusterCounts struct {
@@ -181,7 +177,7 @@ func label(m *dto.Metric, name string) string {
 
 // reduce keeps the request counters and latency histograms by cluster.
 func reduce(fams map[string]*dto.MetricFamily, at time.Time) *sample {
-	smp := &sample{at: at, clusters: map[string]*clusterCounts{}, plugins: reducePlugins(fams)}
+	smp := &sample{at: at, clusters: map[string]*clusterCounts{}, plugins: ptelemetry.ReadPluginCounters(slices.Collect(maps.Values(fams)))}
 	get := func(cl string) *clusterCounts {
 		c := smp.clusters[cl]
 		if c == nil {
@@ -224,51 +220,6 @@ func reduce(fams map[string]*dto.MetricFamily, at time.Time) *sample {
 		}
 	}
 	return smp
-}
-
-// reducePlugins keeps each Wasm plugin's accounting (weft_wasm_plugin_*,
-// its traps, timeouts, VM restarts and failed call-outs).
-func reducePlugins(fams map[string]*dto.MetricFamily) map[string]*pluginCounts {
-	out := map[string]*pluginCounts{}
-	each := func(name string, f func(c *pluginCounts, m *dto.Metric, v float64)) {
-		fam := fams[name]
-		if fam == nil {
-			return
-		}
-		for _, m := range fam.GetMetric() {
-			pl := label(m, "plugin")
-			if pl == "" {
-				continue
-			}
-			c := out[pl]
-			if c == nil {
-				c = &pluginCounts{}
-				out[pl] = c
-			}
-			v := m.GetCounter().GetValue()
-			if m.Gauge != nil {
-				v = m.GetGauge().GetValue()
-			}
-			f(c, m, v)
-		}
-	}
-	each("weft_wasm_plugin_calls_total", func(c *pluginCounts, _ *dto.Metric, v float64) { c.calls = v })
-	each("weft_wasm_plugin_guest_seconds_total", func(c *pluginCounts, _ *dto.Metric, v float64) { c.guestSeconds = v })
-	each("weft_wasm_plugin_memory_bytes", func(c *pluginCounts, _ *dto.Metric, v float64) { c.memory = v })
-	each("weft_wasm_plugin_memory_high_water_bytes", func(c *pluginCounts, _ *dto.Metric, v float64) { c.highWater = v })
-	each("weft_wasm_plugin_memory_growing", func(c *pluginCounts, _ *dto.Metric, v float64) { c.growing = v == 1 })
-	each("weft_wasm_callout_failures_total", func(c *pluginCounts, _ *dto.Metric, v float64) { c.calloutFailures += v })
-	each("weft_wasm_events_total", func(c *pluginCounts, m *dto.Metric, v float64) {
-		switch label(m, "event") {
-		case "trap":
-			c.traps = v
-		case "callback_timeout":
-			c.timeouts = v
-		case "vm_replaced":
-			c.restarts = v
-		}
-	})
-	return out
 }
 
 // PluginView is one Wasm plugin across the mesh: summed over the sidecars
@@ -384,18 +335,18 @@ func (s *Scraper) View() View {
 				byPlugin[name] = pv
 			}
 			pv.Sidecars++
-			pv.MemoryBytes += c.memory
-			pv.HighWaterBytes = math.Max(pv.HighWaterBytes, c.highWater)
-			pv.Traps += c.traps
-			pv.Timeouts += c.timeouts
-			pv.VMRestarts += c.restarts
-			pv.CalloutFailures += c.calloutFailures
-			if c.growing {
+			pv.MemoryBytes += c.MemoryBytes
+			pv.HighWaterBytes = math.Max(pv.HighWaterBytes, c.HighWaterBytes)
+			pv.Traps += c.Traps
+			pv.Timeouts += c.Timeouts
+			pv.VMRestarts += c.VMReplaced
+			pv.CalloutFailures += c.CalloutFailures
+			if c.MemoryGrowing {
 				pv.MemoryGrowing = append(pv.MemoryGrowing, node)
 			}
 			if p := ns.prev; p != nil && secs > 0 && p.plugins[name] != nil {
-				pv.CallsPerSecond += math.Max(0, c.calls-p.plugins[name].calls) / secs
-				pv.GuestMsPerSecond += 1000 * math.Max(0, c.guestSeconds-p.plugins[name].guestSeconds) / secs
+				pv.CallsPerSecond += math.Max(0, c.Calls-p.plugins[name].Calls) / secs
+				pv.GuestMsPerSecond += 1000 * math.Max(0, c.GuestSeconds-p.plugins[name].GuestSeconds) / secs
 			}
 		}
 		for cl, c := range ns.last.clusters {

@@ -41,18 +41,8 @@ type RouteTraffic struct {
 // PluginCost is one Wasm plugin's accounting, read from its
 // weft_wasm_plugin_* and weft_wasm_events_total metrics.
 type PluginCost struct {
-	Plugin          string  `json:"plugin"`
-	Calls           float64 `json:"calls"`
-	GuestSeconds    float64 `json:"guest_seconds"`
-	MemoryBytes     float64 `json:"memory_bytes"`
-	HighWaterBytes  float64 `json:"memory_high_water_bytes"`
-	VMs             float64 `json:"vms"`
-	HostBytes       float64 `json:"host_memory_bytes"`
-	MemoryGrowing   bool    `json:"memory_growing"`
-	Traps           float64 `json:"traps"`
-	Timeouts        float64 `json:"callback_timeouts"`
-	VMReplaced      float64 `json:"vm_replaced"`
-	CalloutFailures float64 `json:"callout_failures"`
+	Plugin string `json:"plugin"`
+	telemetry.PluginCounters
 	// CallsPerSecond and GuestMsPerSecond are over the rate window.
 	CallsPerSecond   float64 `json:"calls_per_second"`
 	GuestMsPerSecond float64 `json:"guest_ms_per_second"`
@@ -260,74 +250,10 @@ func label(m *dto.Metric, name string) string {
 
 // pluginCosts reads each plugin's accounting out of the gathered metrics.
 func pluginCosts(fams []*dto.MetricFamily) []PluginCost {
-	byName := map[string]*PluginCost{}
-	get := func(m *dto.Metric) *PluginCost {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "plugin" {
-				c := byName[l.GetValue()]
-				if c == nil {
-					c = &PluginCost{Plugin: l.GetValue()}
-					byName[l.GetValue()] = c
-				}
-				return c
-			}
-		}
-		return nil
-	}
-	for _, f := range fams {
-		for _, m := range f.GetMetric() {
-			var v float64
-			switch {
-			case m.Counter != nil:
-				v = m.Counter.GetValue()
-			case m.Gauge != nil:
-				v = m.Gauge.GetValue()
-			default:
-				continue
-			}
-			var c *PluginCost
-			switch f.GetName() {
-			case "weft_wasm_plugin_calls_total", "weft_wasm_plugin_guest_seconds_total", "weft_wasm_plugin_memory_bytes",
-				"weft_wasm_plugin_memory_high_water_bytes", "weft_wasm_plugin_vms", "weft_wasm_plugin_memory_growing",
-				"weft_wasm_events_total", "weft_wasm_callout_failures_total", "weft_wasm_plugin_host_memory_bytes":
-				if c = get(m); c == nil {
-					continue
-				}
-			default:
-				continue
-			}
-			switch f.GetName() {
-			case "weft_wasm_plugin_calls_total":
-				c.Calls = v
-			case "weft_wasm_plugin_guest_seconds_total":
-				c.GuestSeconds = v
-			case "weft_wasm_plugin_memory_bytes":
-				c.MemoryBytes = v
-			case "weft_wasm_plugin_memory_high_water_bytes":
-				c.HighWaterBytes = v
-			case "weft_wasm_plugin_vms":
-				c.VMs = v
-			case "weft_wasm_plugin_host_memory_bytes":
-				c.HostBytes = v
-			case "weft_wasm_plugin_memory_growing":
-				c.MemoryGrowing = v == 1
-			case "weft_wasm_callout_failures_total":
-				c.CalloutFailures += v
-			case "weft_wasm_events_total":
-				switch label(m, "event") {
-				case "trap":
-					c.Traps = v
-				case "callback_timeout":
-					c.Timeouts = v
-				case "vm_replaced":
-					c.VMReplaced = v
-				}
-			}
-		}
-	}
+	byName := telemetry.ReadPluginCounters(fams)
 	out := make([]PluginCost, 0, len(byName))
-	for _, c := range byName {
-		out = append(out, *c)
+	for name, c := range byName {
+		out = append(out, PluginCost{Plugin: name, PluginCounters: *c})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Plugin < out[j].Plugin })
 	return out
