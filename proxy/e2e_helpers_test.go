@@ -98,3 +98,28 @@ func eventually(t *testing.T, max time.Duration, what string, cond func() bool) 
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// newModuleProxy makes a proxy with no config yet, sharing the tests'
+// compile cache and keeping OCI modules in moduleCache; tryApply gives it
+// one.
+func newModuleProxy(t testing.TB, moduleCache string) *Proxy {
+	t.Helper()
+	p, err := New(context.Background(), Options{Logger: testLogger(t), WasmCacheDir: guestbuild.CompileCacheDir(t), ModuleCacheDir: moduleCache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	return p
+}
+
+// tryApply applies yamlText (placeholders replaced from vars) to p and
+// returns Apply's answer; a config that does not parse fails the test.
+func tryApply(t testing.TB, p *Proxy, yamlText string, vars map[string]string) error {
+	t.Helper()
+	raw := []byte(expand(yamlText, vars))
+	cfg, err := config.Parse("test.yaml", raw)
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, raw)
+	}
+	return p.Apply(context.Background(), cfg, raw, "")
+}

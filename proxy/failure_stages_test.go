@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/weftmesh/weft/proxy/config"
-	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
@@ -56,18 +53,9 @@ func TestFailurePolicyAtFetchAndCompile(t *testing.T) {
 	os.WriteFile(corrupt, []byte("\x00asm\x01\x00\x00\x00garbage"), 0o644)
 	good := guestFile(t, dir, "setheader")
 
-	p, err := New(context.Background(), Options{Logger: testLogger(t), WasmCacheDir: guestbuild.CompileCacheDir(t), ModuleCacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	p := newModuleProxy(t, t.TempDir())
 	apply := func(module, policy string) error {
-		raw := []byte(expand(stagesConfig, map[string]string{"module": module, "policy": policy, "up": up.Addr}))
-		cfg, err := config.Parse("stages.yaml", raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p.Apply(context.Background(), cfg, raw, "")
+		return tryApply(t, p, stagesConfig, map[string]string{"module": module, "policy": policy, "up": up.Addr})
 	}
 	fetch := `{oci: "` + down + `/filters/tag:v1"}`
 	compile := `{path: "` + corrupt + `"}`

@@ -108,7 +108,7 @@ func (m *moduleSource) verify(ctx context.Context, mod oci.Module, src oci.Sourc
 func keySetID(keys []crypto.PublicKey) string {
 	ids := make([]string, 0, len(keys))
 	for _, k := range keys {
-		der, err := marshalPKIX(k)
+		der, err := x509.MarshalPKIXPublicKey(k)
 		if err != nil {
 			continue
 		}
@@ -118,5 +118,3 @@ func keySetID(keys []crypto.PublicKey) string {
 	sort.Strings(ids)
 	return strings.Join(ids, ",")
 }
-
-func marshalPKIX(k crypto.PublicKey) ([]byte, error) { return x509.MarshalPKIXPublicKey(k) }

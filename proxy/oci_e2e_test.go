@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/valyala/fasthttp"
 
-	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 	"github.com/weftmesh/weft/proxy/internal/testserver"
 	"github.com/weftmesh/weft/proxy/wasm/oci"
@@ -77,19 +76,8 @@ func TestFilterFromOCIRegistryWithSignatures(t *testing.T) {
 
 	// Unsigned: the first config is refused outright.
 	modCache := t.TempDir()
-	p, err := New(ctx, Options{Logger: testLogger(t), WasmCacheDir: guestbuild.CompileCacheDir(t), ModuleCacheDir: modCache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	apply := func(vars map[string]string) error {
-		raw := []byte(expand(ociFilterConfig, vars))
-		cfg, err := config.Parse("oci.yaml", raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p.Apply(ctx, cfg, raw, "")
-	}
+	p := newModuleProxy(t, modCache)
+	apply := func(vars map[string]string) error { return tryApply(t, p, ociFilterConfig, vars) }
 	if err := apply(vars); err == nil || !strings.Contains(err.Error(), "not signed") || !strings.Contains(err.Error(), `filter "tag"`) {
 		t.Fatalf("unsigned module: %v", err)
 	}
@@ -118,12 +106,7 @@ func TestFilterFromOCIRegistryWithSignatures(t *testing.T) {
 	}
 	always := strings.Replace(ociFilterConfig, `oci: "{{ref}}"`, `oci: "{{ref}}"
       pull_policy: always`, 1)
-	raw := []byte(expand(always, map[string]string{"ref": ref, "key": trusted + ".pub", "up": up.Addr, "tag": "v2"}))
-	cfg, err := config.Parse("oci.yaml", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Apply(ctx, cfg, raw, ""); err == nil || !strings.Contains(err.Error(), "not signed") {
+	if err := tryApply(t, p, always, map[string]string{"ref": ref, "key": trusted + ".pub", "up": up.Addr, "tag": "v2"}); err == nil || !strings.Contains(err.Error(), "not signed") {
 		t.Fatalf("moved tag to an unsigned module: %v", err)
 	}
 	if st, _, _ := get(t, cl, url+"/"); st != 200 || string(up.Last().Header.Peek("X-Tag")) != "v1" {
@@ -133,16 +116,10 @@ func TestFilterFromOCIRegistryWithSignatures(t *testing.T) {
 	// The registry gone, a sidecar restarted on the same cache serves the
 	// module it pulled before (if_not_present), without a round trip.
 	srv.Close()
-	p2, err := New(ctx, Options{Logger: testLogger(t), WasmCacheDir: guestbuild.CompileCacheDir(t), ModuleCacheDir: modCache})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p2.Shutdown(context.Background()) })
+	p2 := newModuleProxy(t, modCache)
 	noVerify := strings.Replace(ociFilterConfig, `      verify: {keys: ["{{key}}"]}
 `, "", 1)
-	raw = []byte(expand(noVerify, vars))
-	cfg, _ = config.Parse("oci.yaml", raw)
-	if err := p2.Apply(ctx, cfg, raw, ""); err != nil {
+	if err := tryApply(t, p2, noVerify, vars); err != nil {
 		t.Fatalf("cached module with the registry down: %v", err)
 	}
 	if st, _, _ := get(t, cl, "http://"+p2.ListenerAddr("main").String()+"/"); st != 200 {

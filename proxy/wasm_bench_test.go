@@ -111,11 +111,7 @@ func swapProxy(b *testing.B, cacheDir, module, pluginConfig string) *Proxy {
 
 func applyText(b *testing.B, p *Proxy, text string) {
 	b.Helper()
-	cfg, err := config.Parse("swap.yaml", []byte(text))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := p.Apply(context.Background(), cfg, []byte(text), ""); err != nil {
+	if err := tryApply(b, p, text, nil); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,53 +154,4 @@ func (c runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descGrowing, prometheus.GaugeValue, growing, e.plugin)
 	}
-}
-
-// PluginCost is one plugin's accounting, for the admin UI.
-type PluginCost struct {
-	Plugin        string  `json:"plugin"`
-	Calls         uint64  `json:"calls"`
-	GuestSeconds  float64 `json:"guest_seconds"`
-	MemoryBytes   uint64  `json:"memory_bytes"`
-	HighWater     uint64  `json:"memory_high_water_bytes"`
-	VMs           int     `json:"vms"`
-	HostBytes     int64   `json:"host_memory_bytes"`
-	Traps         uint64  `json:"traps"`
-	Timeouts      uint64  `json:"callback_timeouts"`
-	VMReplaced    uint64  `json:"vm_replaced"`
-	CalloutFailed uint64  `json:"callout_failures"`
-}
-
-// Costs returns the accounting of every live plugin, by name.
-func (rt *Runtime) Costs() []PluginCost {
-	byName := map[string]*PluginCost{}
-	var order []string
-	rt.mu.Lock()
-	for p := range rt.plugins {
-		c := byName[p.spec.Name]
-		if c == nil {
-			e := p.events
-			c = &PluginCost{Plugin: p.spec.Name, Calls: e.acct.calls.Load(), GuestSeconds: float64(e.acct.guestNanos.Load()) / 1e9,
-				HighWater: e.acct.memHigh.Load(), HostBytes: e.acct.hostBytes.Load(), Traps: e.n[eventTrap].Load(), Timeouts: e.n[eventTimeout].Load(),
-				VMReplaced: e.n[eventVMReplaced].Load()}
-			for i := range e.callouts {
-				c.CalloutFailed += e.callouts[i].Load()
-			}
-			byName[p.spec.Name] = c
-			order = append(order, p.spec.Name)
-		}
-		for _, s := range p.slots {
-			if v := s.vm.Load(); v != nil {
-				c.MemoryBytes += v.memBytes.Load()
-				c.VMs++
-			}
-		}
-	}
-	rt.mu.Unlock()
-	slices.Sort(order)
-	out := make([]PluginCost, 0, len(order))
-	for _, n := range order {
-		out = append(out, *byName[n])
-	}
-	return out
 }

@@ -138,11 +138,6 @@ func TestPluginAccounting(t *testing.T) {
 	if hw, _ := gather(t, rt, "weft_wasm_plugin_memory_high_water_bytes", "leak"); hw != mem[len(mem)-1] {
 		t.Errorf("high water %v, want %v", hw, mem[len(mem)-1])
 	}
-	costs := rt.Costs()
-	if len(costs) != 2 || costs[0].Plugin != "leak" || costs[0].MemoryBytes != uint64(mem[len(mem)-1]) || costs[1].Calls == 0 {
-		t.Errorf("Costs() = %+v", costs)
-	}
-	_ = time.Now
 }
 
 func BenchmarkTimeNow(b *testing.B) {
@@ -167,7 +162,7 @@ func BenchmarkAccounting(b *testing.B) {
 func TestGuestTimeIsSampled(t *testing.T) {
 	rt := newRuntime(t)
 	spin := load(t, rt, PluginSpec{Name: "spin", Module: wat(t, "trap"), VMConfig: []byte{'L'}, CallbackTimeout: 50 * time.Millisecond}, Env{})
-	idle := load(t, rt, PluginSpec{Name: "idle", Module: wat(t, "noop")}, Env{})
+	load(t, rt, PluginSpec{Name: "idle", Module: wat(t, "noop")}, Env{})
 	runStream(spin, newStream("/", "X-Boom", "1"))
 	if n := spin.events.n[eventTimeout].Load(); n != 1 {
 		t.Fatalf("the spinning call was not stopped by its deadline (timeouts %d)", n)
@@ -179,5 +174,4 @@ func TestGuestTimeIsSampled(t *testing.T) {
 	if s := all["idle"]["weft_wasm_plugin_guest_seconds_total"]; s >= 0.05 {
 		t.Errorf("a plugin that ran nothing long was charged %v s", s)
 	}
-	_ = idle
 }

@@ -336,7 +336,7 @@ func LoadPrivateKey(file string) (crypto.Signer, error) {
 // GenerateKey writes a new ECDSA P-256 key pair (PKCS#8 private key with
 // mode 0600, PKIX public key), the key type cosign generates.
 func GenerateKey(privFile, pubFile string) error {
-	k, err := ecdsa.GenerateKey(ellipticP256(), rand.Reader)
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
@@ -353,5 +353,3 @@ func GenerateKey(privFile, pubFile string) error {
 	}
 	return os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
 }
-
-func ellipticP256() elliptic.Curve { return elliptic.P256() }
