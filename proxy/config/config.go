@@ -411,10 +411,15 @@ type CircuitBreakers struct {
 
 // Filter declares one Wasm plugin.
 type Filter struct {
-	Name   string `yaml:"name" json:"name"`
-	Module Module `yaml:"module" json:"module"`
-	RootID string `yaml:"root_id,omitempty" json:"root_id,omitempty"`
-	VMID   string `yaml:"vm_id,omitempty" json:"vm_id,omitempty"`
+	Name string `yaml:"name" json:"name"`
+	// PluginName is the name the guest sees as Envoy's plugin name (the
+	// plugin_name property, and the NAME of "wasm log NAME ROOT_ID VM_ID:"
+	// lines). Unset: the filter's name. "" is an unnamed plugin, as Envoy
+	// runs one whose PluginConfig has no name ("wasm log: TEXT").
+	PluginName *string `yaml:"plugin_name,omitempty" json:"plugin_name,omitempty"`
+	Module     Module  `yaml:"module" json:"module"`
+	RootID     string  `yaml:"root_id,omitempty" json:"root_id,omitempty"`
+	VMID       string  `yaml:"vm_id,omitempty" json:"vm_id,omitempty"`
 	// VMConfig and Config are strings, or YAML values turned into JSON.
 	VMConfig RawConfig `yaml:"vm_config,omitempty" json:"vm_config,omitempty"`
 	Config   RawConfig `yaml:"config,omitempty" json:"config,omitempty"`

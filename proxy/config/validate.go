@@ -286,14 +286,8 @@ func (v *validator) config(c *Config) {
 	}
 	v.vmIDs(append(append([]Filter(nil), c.Filters...), c.WasmServices...))
 	for i, st := range c.StatsTags {
-		p := fmt.Sprintf("stats_tags[%d]", i)
-		if !promLabel.MatchString(st.TagName) {
-			v.errf(p+".tag_name", "tag_name %q is not a Prometheus label name (letters, digits, _; not starting with a digit or __)", st.TagName)
-		}
-		if re, err := regexp.Compile(st.Regex); err != nil {
-			v.errf(p+".regex", "regex: %v", err)
-		} else if re.NumSubexp() < 1 {
-			v.errf(p+".regex", "regex %q needs a capture group: the part of the name to cut out", st.Regex)
+		for _, pr := range CheckStatsTag(st) {
+			v.errf(fmt.Sprintf("stats_tags[%d].%s", i, pr.Field), "%s", pr.Reason)
 		}
 	}
 
@@ -814,20 +808,61 @@ const maxMemoryLimitMiB = 4096
 // metadata refuses what filters could not read as Envoy metadata: an empty
 // namespace, a null, a map whose keys are not strings.
 func (v *validator) metadata(p string, m *Metadata) {
-	if m == nil {
-		return
+	for _, pr := range CheckMetadata(m) {
+		v.errf(p+"."+pr.Field, "%s", pr.Reason)
 	}
-	fp := p + ".filter_metadata"
-	for ns, vals := range m.FilterMetadata {
+}
+
+// FieldProblem is one problem of a value checked on its own: Field is the
+// path inside the value ("filter_metadata", "regex").
+type FieldProblem struct{ Field, Reason string }
+
+// CheckMetadata lists what filters could not read in m as Envoy metadata:
+// an empty namespace, a null, a map whose keys are not strings. The control
+// plane checks its resources' metadata with it.
+func CheckMetadata(m *Metadata) []FieldProblem {
+	if m == nil {
+		return nil
+	}
+	var out []FieldProblem
+	nss := make([]string, 0, len(m.FilterMetadata))
+	for ns := range m.FilterMetadata {
+		nss = append(nss, ns)
+	}
+	sort.Strings(nss)
+	for _, ns := range nss {
 		if ns == "" {
-			v.errf(fp, "a namespace is empty")
+			out = append(out, FieldProblem{"filter_metadata", "a namespace is empty"})
 		}
-		for k, val := range vals {
-			if why := badMetadataValue(val); why != "" {
-				v.errf(fp, "namespace %q: key %q: %s", ns, k, why)
+		vals := m.FilterMetadata[ns]
+		keys := make([]string, 0, len(vals))
+		for k := range vals {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if why := badMetadataValue(vals[k]); why != "" {
+				out = append(out, FieldProblem{"filter_metadata", fmt.Sprintf("namespace %q: key %q: %s", ns, k, why)})
 			}
 		}
 	}
+	return out
+}
+
+// CheckStatsTag lists what is wrong with one stats_tags rule: a tag name
+// that is not a Prometheus label name, a regex that does not compile or
+// has no capture group.
+func CheckStatsTag(st StatsTag) []FieldProblem {
+	var out []FieldProblem
+	if !promLabel.MatchString(st.TagName) {
+		out = append(out, FieldProblem{"tag_name", fmt.Sprintf("tag_name %q is not a Prometheus label name (letters, digits, _; not starting with a digit or __)", st.TagName)})
+	}
+	if re, err := regexp.Compile(st.Regex); err != nil {
+		out = append(out, FieldProblem{"regex", fmt.Sprintf("regex: %v", err)})
+	} else if re.NumSubexp() < 1 {
+		out = append(out, FieldProblem{"regex", fmt.Sprintf("regex %q needs a capture group: the part of the name to cut out", st.Regex)})
+	}
+	return out
 }
 
 // badMetadataValue says why val is not a metadata value ("" when it is one:

@@ -148,7 +148,7 @@ func proxySetTickPeriod(v *vm, st []uint64) uint32 {
 // envoyLogPrefix is Envoy's "wasm log{ name}{ root_id}{ vm_id}: ".
 func envoyLogPrefix(s PluginSpec) string {
 	p := "wasm log"
-	for _, part := range []string{s.Name, s.RootID, s.VMID} {
+	for _, part := range []string{s.guestName(), s.RootID, s.VMID} {
 		if part != "" {
 			p += " " + part
 		}

@@ -43,6 +43,22 @@ func TestGuestLogLine(t *testing.T) {
 	if n := len(got[0].Context); n != 4 {
 		t.Errorf("%d fields, want 4 (each key once): %v", n, got[0].Context)
 	}
+
+	// An unnamed plugin (plugin_name: "") prints Envoy's bare "wasm log:"
+	// prefix; the plugin field still names the filter.
+	unnamed := ""
+	spec, err := SpecWithModule(config.Filter{Name: "anon", PluginName: &unnamed, PoolSize: 1}, guestbuild.GoSDK(t, "headers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runStream(load(t, rt, spec, Env{}), newStream("/anon", "x-log", "1"))
+	got = logs.FilterMessage("wasm log: headers guest saw /anon").All()
+	if len(got) != 1 {
+		t.Fatalf("no unnamed Envoy-shaped guest line; have %v", logs.All())
+	}
+	if f := got[0].ContextMap(); f["plugin"] != "anon" {
+		t.Errorf("unnamed plugin's field plugin = %v, want anon", f["plugin"])
+	}
 }
 
 // TestEnvoyLogPrefix: the parts that are empty are left out, as Envoy does.
@@ -55,12 +71,17 @@ func TestEnvoyLogPrefix(t *testing.T) {
 		{PluginSpec{Name: "f"}, "wasm log f: "},
 		{PluginSpec{Name: "f", VMID: "v"}, "wasm log f v: "},
 		{PluginSpec{Name: "f", RootID: "r", VMID: "v"}, "wasm log f r v: "},
+		{PluginSpec{Name: "f", PluginName: new(string)}, "wasm log: "},
+		{PluginSpec{Name: "f", PluginName: new(string), VMID: "v"}, "wasm log v: "},
+		{PluginSpec{Name: "f", PluginName: ptr("envoy-name")}, "wasm log envoy-name: "},
 	} {
 		if got := envoyLogPrefix(c.s); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.s, got, c.want)
 		}
 	}
 }
+
+func ptr(s string) *string { return &s }
 
 // TestPluginLogLevel: a plugin's log_level is what proxy_get_log_level
 // answers and the lowest guest line written; two plugins sharing one VM

@@ -146,7 +146,7 @@ func (v *vm) property(key []byte, dst []byte) ([]byte, bool) {
 	// Properties of the plugin and the node, available everywhere.
 	switch string(key) {
 	case "plugin_name":
-		return append(dst, p.spec.Name...), true
+		return append(dst, p.spec.guestName()...), true
 	case "plugin_root_id":
 		return append(dst, p.spec.RootID...), true
 	case "plugin_vm_id":

@@ -69,6 +69,18 @@ type PluginSpec struct {
 	// are written and what proxy_get_log_level answers: one of
 	// config.GuestLogLevels, "" for info.
 	LogLevel string
+	// PluginName, when set, is the plugin's name as the guest sees it (the
+	// plugin_name property and the Envoy log prefix; "" is unnamed);
+	// nil: Name.
+	PluginName *string
+}
+
+// guestName is the plugin's name as the guest sees it.
+func (s PluginSpec) guestName() string {
+	if s.PluginName != nil {
+		return *s.PluginName
+	}
+	return s.Name
 }
 
 // withDefaults returns s with its zero values replaced by the defaults.
@@ -104,6 +116,7 @@ func (s PluginSpec) Key() string {
 		h.Write(f)
 	}
 	fmt.Fprintf(h, "|%t|%d|%d|%d|%d|%t|%t|%q", s.FailOpen, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.MaxBodyBytes, s.Trusted, s.ShareVMs, s.LogLevel)
+	fmt.Fprintf(h, "|%t|%q", s.PluginName != nil, s.guestName())
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -145,6 +158,10 @@ func SpecFromConfig(f config.Filter, baseDir string) (PluginSpec, error) {
 func SpecWithModule(f config.Filter, module []byte) (PluginSpec, error) {
 	var s PluginSpec
 	s.Name, s.RootID, s.VMID = f.Name, f.RootID, f.VMID
+	if f.PluginName != nil {
+		name := *f.PluginName
+		s.PluginName = &name
+	}
 	s.VMConfig, s.PluginConfig = []byte(f.VMConfig), []byte(f.Config)
 	switch f.FailurePolicy {
 	case "", "fail_closed":

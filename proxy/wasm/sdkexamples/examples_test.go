@@ -748,7 +748,7 @@ clusters:
 		name: "multiple_dispatches", wasm: []string{"multiple_dispatches"},
 		config: fmt.Sprintf(clusterListener, "f", "httpbin") + `
 filters:
-  - {name: f, module: {path: "{{wasm:multiple_dispatches}}"}}
+  - {name: f, plugin_name: "", module: {path: "{{wasm:multiple_dispatches}}"}}
 clusters:
   - {name: httpbin, endpoints: [{address: "{{static}}"}]}
 `,
