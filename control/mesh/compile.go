@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -133,7 +134,7 @@ func (n *nodeCompiler) compile() (*config.Config, error) {
 	for _, r := range n.m.List(KindTrafficRule) {
 		rules[ServiceRef(r.Namespace, r.TrafficRule().Service)] = r
 	}
-	out := config.Listener{Name: "outbound", Address: n.s.Outbound, Direction: "outbound"}
+	out := config.Listener{Name: "outbound", Address: n.s.Outbound, Direction: "outbound", Metadata: cloneMetadata(n.s.Metadata)}
 	out.Filters = n.listenerFilters("outbound", self)
 	for _, k := range reach {
 		vh, err := n.virtualHost(k, rules[k])
@@ -154,7 +155,7 @@ func (n *nodeCompiler) compile() (*config.Config, error) {
 	n.cfg.Listeners = append(n.cfg.Listeners, out)
 
 	if n.s.Inbound != "" {
-		in := config.Listener{Name: "inbound", Address: n.s.Inbound, Direction: "inbound"}
+		in := config.Listener{Name: "inbound", Address: n.s.Inbound, Direction: "inbound", Metadata: cloneMetadata(n.s.Metadata)}
 		in.Filters = n.listenerFilters("inbound", self)
 		n.secureInbound(&in, self)
 		in.VirtualHosts = []config.VirtualHost{{
@@ -165,6 +166,7 @@ func (n *nodeCompiler) compile() (*config.Config, error) {
 		n.cfg.Listeners = append(n.cfg.Listeners, in)
 		n.cfg.Clusters = append(n.cfg.Clusters, config.Cluster{Name: LocalAppCluster, Endpoints: []config.Endpoint{{Address: n.s.App}}})
 	}
+	n.wasmServices(self)
 	sort.SliceStable(n.cfg.Clusters, func(i, j int) bool { return n.cfg.Clusters[i].Name < n.cfg.Clusters[j].Name })
 	sort.SliceStable(n.cfg.Filters, func(i, j int) bool { return n.cfg.Filters[i].Name < n.cfg.Filters[j].Name })
 	return n.cfg, nil
@@ -176,7 +178,7 @@ func (n *nodeCompiler) listenerFilters(direction string, self Key) []string {
 	var picked []*Resource
 	for _, r := range n.m.List(KindFilter) {
 		a := r.Filter().Apply
-		if a == nil {
+		if a == nil || r.Filter().Singleton {
 			continue
 		}
 		d := a.Direction
@@ -186,14 +188,7 @@ func (n *nodeCompiler) listenerFilters(direction string, self Key) []string {
 		if d != "both" && d != direction {
 			continue
 		}
-		ok := a.All
-		for _, node := range a.Nodes {
-			ok = ok || node == n.r.Name
-		}
-		for _, s := range a.Services {
-			ok = ok || (self != Key{} && ServiceRef(r.Namespace, s) == self)
-		}
-		if ok {
+		if n.picks(r, self) {
 			picked = append(picked, r)
 		}
 	}
@@ -205,6 +200,47 @@ func (n *nodeCompiler) listenerFilters(direction string, self Key) []string {
 	return names
 }
 
+// picks reports whether filter r's apply selector picks this sidecar
+// (whatever the direction).
+func (n *nodeCompiler) picks(r *Resource, self Key) bool {
+	a := r.Filter().Apply
+	if a == nil {
+		return false
+	}
+	ok := a.All
+	for _, node := range a.Nodes {
+		ok = ok || node == n.r.Name
+	}
+	for _, s := range a.Services {
+		ok = ok || (self != Key{} && ServiceRef(r.Namespace, s) == self)
+	}
+	return ok
+}
+
+// wasmServices declares the singleton filters whose selector picks this
+// sidecar as its wasm_services, in (order, namespace, name) order.
+func (n *nodeCompiler) wasmServices(self Key) {
+	var picked []*Resource
+	for _, r := range n.m.List(KindFilter) {
+		if r.Filter().Singleton && n.picks(r, self) {
+			picked = append(picked, r)
+		}
+	}
+	sort.SliceStable(picked, func(i, j int) bool { return picked[i].Filter().Order < picked[j].Filter().Order })
+	for _, r := range picked {
+		n.cfg.WasmServices = append(n.cfg.WasmServices, n.proxyFilter(filterName(r.Key()), r.Filter()))
+	}
+}
+
+// addStatsTags adds tags to the sidecar's stats_tags, each rule once.
+func (n *nodeCompiler) addStatsTags(tags []config.StatsTag) {
+	for _, t := range tags {
+		if !slices.Contains(n.cfg.StatsTags, t) {
+			n.cfg.StatsTags = append(n.cfg.StatsTags, t)
+		}
+	}
+}
+
 // declareFilter adds a proxy filter for spec (with cfgOverride as its
 // plugin config when set) once, and returns its name.
 func (n *nodeCompiler) declareFilter(name string, f *FilterSpec, cfgOverride string) string {
@@ -212,6 +248,18 @@ func (n *nodeCompiler) declareFilter(name string, f *FilterSpec, cfgOverride str
 		return name
 	}
 	n.filters[name] = true
+	fc := n.proxyFilter(name, f)
+	if cfgOverride != "" {
+		fc.Config = config.RawConfig(cfgOverride)
+	}
+	n.cfg.Filters = append(n.cfg.Filters, fc)
+	return name
+}
+
+// proxyFilter is the sidecar's filter (or wasm service) for f; the
+// sidecar takes f's stats_tags too.
+func (n *nodeCompiler) proxyFilter(name string, f *FilterSpec) config.Filter {
+	n.addStatsTags(f.StatsTags)
 	sha := normalDigest(f.Module.SHA256)
 	url := ""
 	if n.o.ModuleURL != nil {
@@ -231,11 +279,58 @@ func (n *nodeCompiler) declareFilter(name string, f *FilterSpec, cfgOverride str
 		IsolateVM:       f.IsolateVM,
 		LogLevel:        f.LogLevel,
 	}
-	if cfgOverride != "" {
-		fc.Config = config.RawConfig(cfgOverride)
+	if f.PluginName != nil {
+		name := *f.PluginName
+		fc.PluginName = &name
 	}
-	n.cfg.Filters = append(n.cfg.Filters, fc)
-	return name
+	return fc
+}
+
+// cloneMetadata is a deep copy of m (nil stays nil), so compiled configs
+// share nothing with the mesh.
+func cloneMetadata(m *config.Metadata) *config.Metadata {
+	return mergeMetadata(nil, m)
+}
+
+// mergeMetadata is base with over's keys laid over it, namespace by
+// namespace (nil when both are nil); values are deep copies.
+func mergeMetadata(base, over *config.Metadata) *config.Metadata {
+	if base == nil && over == nil {
+		return nil
+	}
+	out := &config.Metadata{FilterMetadata: map[string]map[string]any{}}
+	for _, m := range []*config.Metadata{base, over} {
+		if m == nil {
+			continue
+		}
+		for ns, vals := range m.FilterMetadata {
+			if out.FilterMetadata[ns] == nil {
+				out.FilterMetadata[ns] = map[string]any{}
+			}
+			for k, v := range vals {
+				out.FilterMetadata[ns][k] = deepCopy(v)
+			}
+		}
+	}
+	return out
+}
+
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case []any:
+		c := make([]any, len(x))
+		for i, e := range x {
+			c[i] = deepCopy(e)
+		}
+		return c
+	case map[string]any:
+		c := make(map[string]any, len(x))
+		for k, e := range x {
+			c[k] = deepCopy(e)
+		}
+		return c
+	}
+	return v
 }
 
 func normalDigest(s string) string {
@@ -303,7 +398,7 @@ func (n *nodeCompiler) targets(k Key, version string) []config.WeightedCluster {
 	if dns != nil || !secure {
 		// Behind a DNS name the instances are not known one by one: they
 		// are sidecars when the service has sidecars with an inbound.
-		n.declareCluster(k, name, eps, dns, secure && dns != nil && len(n.frontIDs(k, true)) > 0)
+		n.declareCluster(k, version, name, eps, dns, secure && dns != nil && len(n.frontIDs(k, true)) > 0)
 		return []config.WeightedCluster{{Cluster: name, Weight: 1}}
 	}
 	var withSidecar, plain []Endpoint
@@ -315,11 +410,11 @@ func (n *nodeCompiler) targets(k Key, version string) []config.WeightedCluster {
 		}
 	}
 	if len(plain) == 0 || len(withSidecar) == 0 {
-		n.declareCluster(k, name, eps, nil, len(plain) == 0)
+		n.declareCluster(k, version, name, eps, nil, len(plain) == 0)
 		return []config.WeightedCluster{{Cluster: name, Weight: 1}}
 	}
-	n.declareCluster(k, name+MTLSPart, withSidecar, nil, true)
-	n.declareCluster(k, name+PlainPart, plain, nil, false)
+	n.declareCluster(k, version, name+MTLSPart, withSidecar, nil, true)
+	n.declareCluster(k, version, name+PlainPart, plain, nil, false)
 	return []config.WeightedCluster{{Cluster: name + MTLSPart, Weight: weightOf(withSidecar)}, {Cluster: name + PlainPart, Weight: weightOf(plain)}}
 }
 
@@ -367,14 +462,20 @@ func sidecarAt(m *Mesh, k Key, e Endpoint) bool {
 	return false
 }
 
-// declareCluster adds a cluster of service k once.
-func (n *nodeCompiler) declareCluster(k Key, name string, eps []Endpoint, dns *config.DNS, mtls bool) {
+// declareCluster adds a cluster of service k (of one version, or "" for
+// the whole service) once.
+func (n *nodeCompiler) declareCluster(k Key, version, name string, eps []Endpoint, dns *config.DNS, mtls bool) {
 	if n.clusters[name] {
 		return
 	}
 	n.clusters[name] = true
 	svc := n.m.Get(k).Service()
-	c := config.Cluster{Name: name, LB: svc.LB, ConnectTimeout: svc.ConnectTimeout}
+	c := config.Cluster{Name: name, LB: svc.LB, ConnectTimeout: svc.ConnectTimeout, Metadata: cloneMetadata(svc.Metadata)}
+	for _, v := range svc.Versions {
+		if version != "" && v.Name == version {
+			c.Metadata = mergeMetadata(svc.Metadata, v.Metadata)
+		}
+	}
 	for _, e := range eps {
 		c.Endpoints = append(c.Endpoints, config.Endpoint{Address: e.Address, Weight: e.Weight})
 	}
@@ -490,7 +591,7 @@ func (n *nodeCompiler) virtualHost(k Key, rule *Resource) (config.VirtualHost, e
 				rp.RetriableStatusCodes = append([]int(nil), rr.Retry.RetriableStatusCodes...)
 				a.Retry = &rp
 			}
-			route := config.Route{Name: prefix + name, Match: rr.Match, Route: a}
+			route := config.Route{Name: prefix + name, Match: rr.Match, Route: a, Metadata: cloneMetadata(rr.Metadata)}
 			for _, f := range rr.Filters {
 				fk := Key{Kind: KindFilter, Namespace: rule.Namespace, Name: f}
 				route.Filters = append(route.Filters, n.declareFilter(filterName(fk), n.m.Get(fk).Filter(), ""))

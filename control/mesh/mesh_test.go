@@ -108,6 +108,27 @@ func TestValidateErrors(t *testing.T) {
 			"Sidecar shop/n2", "spec.app", "needs app"},
 		{"duplicate host", "kind: Service\nname: s\nnamespace: shop\nspec: {endpoints: [{address: '1.1.1.1:1'}], hosts: [users.example]}",
 			"Service shop/", "spec.hosts[0]", "already a host of"},
+		{"singleton without apply", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, singleton: true}",
+			"Filter shop/f", "spec.apply", "a singleton runs on the sidecars apply picks"},
+		{"singleton direction", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, singleton: true, apply: {all: true, direction: inbound}}",
+			"Filter shop/f", "spec.apply.direction", "a singleton runs on no listener"},
+		{"singleton on a route", "kind: Filter\nname: svc\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, singleton: true, apply: {all: true}}\n---\n" +
+			"kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{version: v1, filters: [svc]}]}",
+			"TrafficRule shop/r", "spec.routes[0].filters[0]", `filter "svc" is a singleton`},
+		{"stats tag regex", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, stats_tags: [{tag_name: user, regex: '_user=('}]}",
+			"Filter shop/f", "spec.stats_tags[0].regex", "regex: error parsing regexp"},
+		{"stats tag group", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, stats_tags: [{tag_name: user, regex: '_user=x'}]}",
+			"Filter shop/f", "spec.stats_tags[0].regex", "needs a capture group"},
+		{"stats tag name", "kind: Filter\nname: f\nnamespace: shop\nspec: {module: {sha256: " + digest + "}, stats_tags: [{tag_name: 'a-b', regex: '_x=(.*)'}]}",
+			"Filter shop/f", "spec.stats_tags[0].tag_name", "not a Prometheus label name"},
+		{"service metadata null", "kind: Service\nname: s\nnamespace: shop\nspec: {endpoints: [{address: '1.1.1.1:1'}], metadata: {filter_metadata: {ns: {k: null}}}}",
+			"Service shop/s", "spec.metadata.filter_metadata", `namespace "ns": key "k": null is not a value`},
+		{"version metadata", "kind: Service\nname: s\nnamespace: shop\nspec: {versions: [{name: v1, endpoints: [{address: '1.1.1.1:1'}], metadata: {filter_metadata: {'': {k: 1}}}}]}",
+			"Service shop/s", "spec.versions[0].metadata.filter_metadata", "a namespace is empty"},
+		{"route metadata", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{version: v1, metadata: {filter_metadata: {ns: {k: [1, null]}}}}]}",
+			"TrafficRule shop/r", "spec.routes[0].metadata.filter_metadata", `key "k": null is not a value`},
+		{"sidecar metadata", "kind: Sidecar\nname: n2\nnamespace: shop\nspec: {outbound: '127.0.0.1:1', metadata: {filter_metadata: {ns: {k: {1: x}}}}}",
+			"Sidecar shop/n2", "spec.metadata.filter_metadata", "use strings as map keys"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -455,5 +476,115 @@ func TestCompileSharedVMFiltersAndLogLevel(t *testing.T) {
 	_, err = Compile(decode(t, base, filter("a", digest, ""), filter("b", other, "")), o)
 	if err == nil || !strings.Contains(err.Error(), `filters "a.shop" and "b.shop" share vm_id "shared" but differ in module`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCompileWasmServicesTagsMetadata: a singleton Filter becomes the
+// wasm_services of the sidecars it applies to (and of no listener), stats
+// tags of the filters a sidecar runs become its stats_tags (each once),
+// and service, version, route and sidecar metadata land on the clusters,
+// routes and listeners filters read them from.
+func TestCompileWasmServicesTagsMetadata(t *testing.T) {
+	tag := "  stats_tags: [{tag_name: user, regex: '(_user=([a-z]+))'}]\n"
+	m := decode(t, `kind: Service
+name: orders
+namespace: shop
+spec:
+  metadata: {filter_metadata: {location: {region: eu, zone: a}}}
+  versions:
+    - {name: v1, endpoints: [{address: "10.0.0.1:80"}], metadata: {filter_metadata: {location: {zone: b}}}}
+    - {name: v2, endpoints: [{address: "10.0.0.2:80"}]}
+---
+kind: TrafficRule
+name: orders
+namespace: shop
+spec:
+  service: orders
+  routes:
+    - {name: api, match: {prefix: /api}, version: v1, metadata: {filter_metadata: {envoy.filters.http.wasm: {auth: required, weight: 2.5}}}}
+---
+kind: Sidecar
+name: web-1
+namespace: shop
+spec:
+  outbound: 127.0.0.1:15001
+  metadata: {filter_metadata: {team: {name: payments}}}
+---
+kind: Filter
+name: svc
+namespace: shop
+spec:
+  module: {sha256: `+digest+`}
+  singleton: true
+  plugin_name: ""
+  config: service
+  apply: {nodes: [web-1]}
+`+tag+`---
+kind: Filter
+name: tagged
+namespace: shop
+spec:
+  module: {sha256: `+digest+`}
+  apply: {all: true}
+  stats_tags:
+    - {tag_name: user, regex: '(_user=([a-z]+))'}
+    - {tag_name: method, regex: '(_method=([A-Z]+))'}
+`)
+	out, err := Compile(m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := Render(out["web-1"].Config, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("web-1", y)
+	if err != nil {
+		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
+	}
+	if len(cfg.WasmServices) != 1 || cfg.WasmServices[0].Name != "svc.shop" || string(cfg.WasmServices[0].Config) != "service" ||
+		cfg.WasmServices[0].PluginName == nil || *cfg.WasmServices[0].PluginName != "" {
+		t.Errorf("wasm_services: %+v", cfg.WasmServices)
+	}
+	for _, f := range cfg.Filters {
+		if f.Name == "svc.shop" {
+			t.Errorf("the singleton is also a listener filter")
+		}
+	}
+	if got := cfg.Listeners[0].Filters; len(got) != 1 || got[0] != "tagged.shop" {
+		t.Errorf("outbound filters: %v", got)
+	}
+	wantTags := []config.StatsTag{{TagName: "user", Regex: "(_user=([a-z]+))"}, {TagName: "method", Regex: "(_method=([A-Z]+))"}}
+	if len(cfg.StatsTags) != 2 || cfg.StatsTags[0] != wantTags[0] || cfg.StatsTags[1] != wantTags[1] {
+		t.Errorf("stats_tags: %+v, want %+v", cfg.StatsTags, wantTags)
+	}
+	if md := cfg.Listeners[0].Metadata; md == nil || md.FilterMetadata["team"]["name"] != "payments" {
+		t.Errorf("listener metadata: %+v", md)
+	}
+	clusters := map[string]map[string]any{}
+	for _, c := range cfg.Clusters {
+		if c.Metadata != nil {
+			clusters[c.Name] = c.Metadata.FilterMetadata["location"]
+		}
+	}
+	for name, want := range map[string]string{"orders.shop": "eu/a", "orders.shop.v1": "eu/b"} {
+		if got := clusters[name]; got == nil || got["region"].(string)+"/"+got["zone"].(string) != want {
+			t.Errorf("cluster %s metadata location = %v, want %s", name, got, want)
+		}
+	}
+	var api *config.Route
+	for i, r := range cfg.Listeners[0].VirtualHosts[0].Routes {
+		if r.Name == "orders.shop/api" {
+			api = &cfg.Listeners[0].VirtualHosts[0].Routes[i]
+		}
+	}
+	if api == nil || api.Metadata == nil || api.Metadata.FilterMetadata["envoy.filters.http.wasm"]["auth"] != "required" ||
+		api.Metadata.FilterMetadata["envoy.filters.http.wasm"]["weight"] != 2.5 {
+		t.Errorf("route metadata: %+v", api)
+	}
+	// The mesh itself is not changed by compiling (the version's metadata
+	// was merged into a copy).
+	if z := m.Get(Key{Kind: KindService, Namespace: "shop", Name: "orders"}).Service().Metadata.FilterMetadata["location"]["zone"]; z != "a" {
+		t.Errorf("compiling changed the service's metadata: zone %v", z)
 	}
 }

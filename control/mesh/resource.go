@@ -167,6 +167,9 @@ type ServiceSpec struct {
 	// Hosts are extra Host names that reach this service through a sidecar,
 	// besides NAME, NAME.NAMESPACE and NAME.NAMESPACE.svc[.cluster.local].
 	Hosts []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	// Metadata is what Wasm filters read as cluster_metadata on every
+	// cluster of this service (Envoy's Cluster.metadata).
+	Metadata *config.Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // Endpoint is one instance of a service: an address the proxy's cluster
@@ -187,6 +190,9 @@ type Version struct {
 	Endpoints []Endpoint        `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
 	DNS       *config.DNS       `yaml:"dns,omitempty" json:"dns,omitempty"`
 	Labels    map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// Metadata is merged over the service's metadata (key by key within a
+	// namespace) as the cluster_metadata of this version's cluster.
+	Metadata *config.Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // TrafficRuleSpec routes the requests sent to one service. A service has at
@@ -215,6 +221,8 @@ type RuleRoute struct {
 	Fault *Fault `yaml:"fault,omitempty" json:"fault,omitempty"`
 	// Filters are Filter resources (same namespace) run for this route.
 	Filters []string `yaml:"filters,omitempty" json:"filters,omitempty"`
+	// Metadata is what Wasm filters read as route_metadata.
+	Metadata *config.Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // Split is one version's share.
@@ -286,6 +294,18 @@ type FilterSpec struct {
 	// LogLevel is the sidecar filter's log_level (trace … critical,
 	// default info).
 	LogLevel string `yaml:"log_level,omitempty" json:"log_level,omitempty"`
+	// PluginName is the name the guest sees (the sidecar filter's
+	// plugin_name; unset: the compiled filter's name, "" unnamed).
+	PluginName *string `yaml:"plugin_name,omitempty" json:"plugin_name,omitempty"`
+	// Singleton runs the plugin as a Wasm service (Envoy's bootstrap wasm
+	// extension with singleton: true): a root context of its own, on no
+	// listener, on the sidecars Apply picks (direction does not apply).
+	// Routes cannot name it.
+	Singleton bool `yaml:"singleton,omitempty" json:"singleton,omitempty"`
+	// StatsTags are added to the stats_tags of every sidecar that runs
+	// this filter (as a filter or a singleton). Like Envoy's, they apply to
+	// every guest metric of that sidecar.
+	StatsTags []config.StatsTag `yaml:"stats_tags,omitempty" json:"stats_tags,omitempty"`
 	// Apply attaches the filter to sidecar listeners. Without it the filter
 	// runs only where a route names it (filters, fault.filter).
 	Apply *Selector `yaml:"apply,omitempty" json:"apply,omitempty"`
@@ -397,6 +417,9 @@ type SidecarSpec struct {
 	// spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT. Default: the
 	// fronted service's name, else the node id.
 	ServiceAccount string `yaml:"service_account,omitempty" json:"service_account,omitempty"`
+	// Metadata is what Wasm filters read as listener_metadata on this
+	// sidecar's listeners (outbound and inbound).
+	Metadata *config.Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // envelope is a resource as written, before its spec is typed.

@@ -252,8 +252,10 @@ func (c *checker) service(s *ServiceSpec, hosts map[string]Key) {
 		}
 		c.endpoints(f+".endpoints", v.Endpoints)
 		c.dns(f+".dns", v.DNS)
+		c.metadata(f+".metadata", v.Metadata)
 		static += len(v.Endpoints)
 	}
+	c.metadata("spec.metadata", s.Metadata)
 	if s.DNS == nil && static == 0 {
 		c.errf("spec", "the service has no instances: set endpoints, dns, or versions with endpoints")
 	}
@@ -359,6 +361,7 @@ func (c *checker) trafficRule(t *TrafficRuleSpec, ruleOf map[Key]Key) {
 		for j, fl := range rr.Filters {
 			c.filterRef(fmt.Sprintf("%s.filters[%d]", f, j), fl)
 		}
+		c.metadata(f+".metadata", rr.Metadata)
 		if ft := rr.Fault; ft != nil {
 			c.filterRef(f+".fault.filter", ft.Filter)
 			if ft.Delay == nil && ft.Abort == nil {
@@ -432,8 +435,18 @@ func (c *checker) filterRef(field, name string) {
 		c.errf(field, "filter name is required")
 		return
 	}
-	if c.m.Get(Key{Kind: KindFilter, Namespace: c.r.Namespace, Name: name}) == nil {
+	r := c.m.Get(Key{Kind: KindFilter, Namespace: c.r.Namespace, Name: name})
+	if r == nil {
 		c.errf(field, "filter %q does not exist (no Filter %s/%s)", name, c.r.Namespace, name)
+	} else if f := r.Filter(); f != nil && f.Singleton {
+		c.errf(field, "filter %q is a singleton (a Wasm service on no listener); a route cannot run it", name)
+	}
+}
+
+// metadata checks Envoy metadata as the sidecar will (config.CheckMetadata).
+func (c *checker) metadata(field string, m *config.Metadata) {
+	for _, p := range config.CheckMetadata(m) {
+		c.errf(field+"."+p.Field, "%s", p.Reason)
 	}
 }
 
@@ -482,6 +495,19 @@ func (c *checker) filter(f *FilterSpec) {
 	}
 	if f.MemoryLimitMiB < 0 || f.MemoryLimitMiB > 4096 {
 		c.errf("spec.memory_limit_mib", "%d is outside 0..4096", f.MemoryLimitMiB)
+	}
+	for i, st := range f.StatsTags {
+		for _, p := range config.CheckStatsTag(st) {
+			c.errf(fmt.Sprintf("spec.stats_tags[%d].%s", i, p.Field), "%s", p.Reason)
+		}
+	}
+	if f.Singleton {
+		switch {
+		case f.Apply == nil:
+			c.errf("spec.apply", "a singleton runs on the sidecars apply picks: set all: true, services or nodes")
+		case f.Apply.Direction != "":
+			c.errf("spec.apply.direction", "a singleton runs on no listener; remove direction")
+		}
 	}
 	if a := f.Apply; a != nil {
 		if !a.All && len(a.Services) == 0 && len(a.Nodes) == 0 {
@@ -607,6 +633,7 @@ func (c *checker) sidecar(s *SidecarSpec) {
 	if s.ServiceAccount != "" && !validSegment(s.ServiceAccount) {
 		c.errf("spec.service_account", "service account %q: use letters, digits, '.', '-', '_' (it is a SPIFFE ID path segment)", s.ServiceAccount)
 	}
+	c.metadata("spec.metadata", s.Metadata)
 	if s.Inbound != "" && s.Inbound == s.Outbound && !strings.HasSuffix(s.Inbound, ":0") {
 		c.errf("spec.inbound", "inbound and outbound both use %q", s.Inbound)
 	}
