@@ -42,7 +42,8 @@ clusters:
 
 // A listener filter reads the route's metadata (of the route the request
 // matches, before routing), the cluster's as a map, and the listener's,
-// in Envoy's encodings; a route without metadata reads NotFound.
+// in Envoy's encodings; a route without metadata reads NotFound. The
+// cluster's metadata is read again on response headers.
 func TestWasmMetadataProperties(t *testing.T) {
 	up := testserver.Start(t, "up")
 	_, url := startProxy(t, metadataConfig, map[string]string{"up": up.Addr, "metadata": guestFile(t, t.TempDir(), "metadata")})
@@ -51,8 +52,13 @@ func TestWasmMetadataProperties(t *testing.T) {
 		{"/one", "cookie", "2.5"},
 		{"/two", "NOTFOUND", "NOTFOUND"},
 	} {
-		if st, body, _ := get(t, cl, url+c.path); st != 200 {
+		st, body, rh := get(t, cl, url+c.path)
+		if st != 200 {
 			t.Fatalf("%s: %d %q", c.path, st, body)
+		}
+		// Once the cluster is chosen (response headers) it reads as a map.
+		if got := string(rh.Peek("x-cluster-location")); got != "az=ap-northeast-1a,region=ap-northeast-1" {
+			t.Errorf("%s: response x-cluster-location = %q", c.path, got)
 		}
 		h := &up.Last().Header
 		for k, want := range map[string]string{

@@ -89,30 +89,35 @@ func verifyServer(cs tls.ConnectionState, roots []*x509.Certificate, id *identit
 	return nil
 }
 
-// localizeModules fetches the filters' modules served by the control
-// plane (over this client's authenticated connection), checks their
-// sha256, keeps them in dir and points the config at the files, so the
-// proxy never needs the control plane's credentials. onControl says whether
-// a module URL is the control plane's and where to fetch it now (the
-// replica in use).
+// localizeModules fetches the modules of the filters and Wasm services
+// served by the control plane (over this client's authenticated
+// connection), checks their sha256, keeps them in dir and points the config
+// at the files, so the proxy never needs the control plane's credentials.
+// onControl says whether a module URL is the control plane's and where to
+// fetch it now (the replica in use).
 func localizeModules(ctx context.Context, hc *http.Client, onControl func(string) (string, bool), dir string, cfg *config.Config) error {
-	for i := range cfg.Filters {
-		m := &cfg.Filters[i].Module
-		if m.URL == "" {
-			continue
-		}
-		u, ok := onControl(m.URL)
-		if !ok {
-			continue
-		}
-		sha := strings.ToLower(strings.TrimPrefix(m.SHA256, "sha256:"))
-		path := filepath.Join(dir, sha+".wasm")
-		if _, err := os.Stat(path); err != nil {
-			if err := fetchModule(ctx, hc, u, sha, path); err != nil {
-				return fmt.Errorf("filter %q: module: %w", cfg.Filters[i].Name, err)
+	for _, list := range []struct {
+		what string
+		fs   []config.Filter
+	}{{"filter", cfg.Filters}, {"wasm service", cfg.WasmServices}} {
+		for i := range list.fs {
+			m := &list.fs[i].Module
+			if m.URL == "" {
+				continue
 			}
+			u, ok := onControl(m.URL)
+			if !ok {
+				continue
+			}
+			sha := strings.ToLower(strings.TrimPrefix(m.SHA256, "sha256:"))
+			path := filepath.Join(dir, sha+".wasm")
+			if _, err := os.Stat(path); err != nil {
+				if err := fetchModule(ctx, hc, u, sha, path); err != nil {
+					return fmt.Errorf("%s %q: module: %w", list.what, list.fs[i].Name, err)
+				}
+			}
+			m.Path, m.URL = path, ""
 		}
-		m.Path, m.URL = path, ""
 	}
 	return nil
 }

@@ -177,6 +177,9 @@ type SidecarOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger, when set, is the sidecar's logger (default Logger(t)).
 	Logger *zap.Logger
+	// WasmCacheDir is the proxy's wazero compilation cache (weft proxy
+	// -wasm-cache); "" compiles every module in memory.
+	WasmCacheDir string
 }
 
 // Join mints a join token for node (as the control plane's admin) and
@@ -231,7 +234,7 @@ func StartSidecar(t testing.TB, o SidecarOptions) *Sidecar {
 		tc = client.TLSConfig(o.Roots, o.Identity)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := proxy.New(ctx, proxy.Options{Logger: log, DrainTimeout: time.Second, Identity: o.Identity})
+	p, err := proxy.New(ctx, proxy.Options{Logger: log, DrainTimeout: time.Second, Identity: o.Identity, WasmCacheDir: o.WasmCacheDir})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

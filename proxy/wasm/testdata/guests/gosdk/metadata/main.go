@@ -5,6 +5,9 @@
 //   - x-cluster-location: cluster_metadata.filter_metadata.location as a map, "k=v,…"
 //   - x-listener-team: xds.listener_metadata.filter_metadata.team.name
 //
+// On response headers, once the cluster is chosen, it answers
+// x-cluster-location (the same read) to the client.
+//
 // A property that is not found reads "NOTFOUND".
 package main
 
@@ -36,18 +39,31 @@ func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
 		weight = strconv.FormatFloat(math.Float64frombits(binary.LittleEndian.Uint64(b)), 'g', -1, 64)
 	}
 	set("x-route-weight", weight)
-	loc := "NOTFOUND"
-	if m, err := proxywasm.GetPropertyMap([]string{"cluster_metadata", "filter_metadata", "location"}); err == nil {
-		var kv []string
-		for _, p := range m {
-			kv = append(kv, p[0]+"="+p[1])
-		}
-		sort.Strings(kv)
-		loc = strings.Join(kv, ",")
-	}
-	set("x-cluster-location", loc)
+	set("x-cluster-location", clusterLocation())
 	set("x-listener-team", str([]string{"xds", "listener_metadata", "filter_metadata", "team", "name"}))
 	return types.ActionContinue
+}
+
+func (*stream) OnHttpResponseHeaders(int, bool) types.Action {
+	if err := proxywasm.AddHttpResponseHeader("x-cluster-location", clusterLocation()); err != nil {
+		panic(err)
+	}
+	return types.ActionContinue
+}
+
+// clusterLocation reads cluster_metadata.filter_metadata.location as a
+// map: "k=v,…" sorted, or NOTFOUND.
+func clusterLocation() string {
+	m, err := proxywasm.GetPropertyMap([]string{"cluster_metadata", "filter_metadata", "location"})
+	if err != nil {
+		return "NOTFOUND"
+	}
+	var kv []string
+	for _, p := range m {
+		kv = append(kv, p[0]+"="+p[1])
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
 }
 
 func str(path []string) string {
