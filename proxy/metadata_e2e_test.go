@@ -45,31 +45,35 @@ clusters:
 // in Envoy's encodings; a route without metadata reads NotFound. The
 // cluster's metadata is read again on response headers.
 func TestWasmMetadataProperties(t *testing.T) {
-	up := testserver.Start(t, "up")
-	_, url := startProxy(t, metadataConfig, map[string]string{"up": up.Addr, "metadata": guestFile(t, t.TempDir(), "metadata")})
-	cl := &fasthttp.Client{}
-	for _, c := range []struct{ path, auth, weight string }{
-		{"/one", "cookie", "2.5"},
-		{"/two", "NOTFOUND", "NOTFOUND"},
-	} {
-		st, body, rh := get(t, cl, url+c.path)
-		if st != 200 {
-			t.Fatalf("%s: %d %q", c.path, st, body)
-		}
-		// Once the cluster is chosen (response headers) it reads as a map.
-		if got := string(rh.Peek("x-cluster-location")); got != "az=ap-northeast-1a,region=ap-northeast-1" {
-			t.Errorf("%s: response x-cluster-location = %q", c.path, got)
-		}
-		h := &up.Last().Header
-		for k, want := range map[string]string{
-			"x-route-auth": c.auth, "x-route-weight": c.weight,
-			// The cluster is chosen after the listener's filters: not yet known.
-			"x-cluster-location": "NOTFOUND",
-			"x-listener-team":    "payments",
-		} {
-			if got := string(h.Peek(k)); got != want {
-				t.Errorf("%s: %s = %q, want %q", c.path, k, got, want)
+	for _, lang := range guestLanguages {
+		t.Run(lang, func(t *testing.T) {
+			up := testserver.Start(t, "up")
+			_, url := startProxy(t, metadataConfig, map[string]string{"up": up.Addr, "metadata": guestFileIn(t, t.TempDir(), lang, "metadata")})
+			cl := &fasthttp.Client{}
+			for _, c := range []struct{ path, auth, weight string }{
+				{"/one", "cookie", "2.5"},
+				{"/two", "NOTFOUND", "NOTFOUND"},
+			} {
+				st, body, rh := get(t, cl, url+c.path)
+				if st != 200 {
+					t.Fatalf("%s: %d %q", c.path, st, body)
+				}
+				// Once the cluster is chosen (response headers) it reads as a map.
+				if got := string(rh.Peek("x-cluster-location")); got != "az=ap-northeast-1a,region=ap-northeast-1" {
+					t.Errorf("%s: response x-cluster-location = %q", c.path, got)
+				}
+				h := &up.Last().Header
+				for k, want := range map[string]string{
+					"x-route-auth": c.auth, "x-route-weight": c.weight,
+					// The cluster is chosen after the listener's filters: not yet known.
+					"x-cluster-location": "NOTFOUND",
+					"x-listener-team":    "payments",
+				} {
+					if got := string(h.Peek(k)); got != want {
+						t.Errorf("%s: %s = %q, want %q", c.path, k, got, want)
+					}
+				}
 			}
-		}
+		})
 	}
 }

@@ -15,6 +15,26 @@ import (
 	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
+// guestLanguages are the languages of the conformance guests that have a
+// twin in C (proxy/wasm/testdata/guests/c, over sdk/c/proxy_wasm.h) beside
+// the Go SDK one: the tests of shared VMs, Wasm services, network filters,
+// metadata and tagged metrics run each with the same assertions.
+var guestLanguages = []string{"go", "c"}
+
+// guestFileIn builds guest name in lang ("go": gosdk/NAME, "c": c/NAME.c)
+// and writes it to dir/name.wasm, returning the path a config names.
+func guestFileIn(t testing.TB, dir, lang, name string) string {
+	t.Helper()
+	if lang == "go" {
+		return guestFile(t, dir, name)
+	}
+	path := filepath.Join(dir, name+".wasm")
+	if err := os.WriteFile(path, guestbuild.C(t, name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // guestFile builds the Go SDK guest name (proxy/wasm/testdata/guests/gosdk)
 // and writes it to dir/name.wasm, returning the path a config names.
 func guestFile(t testing.TB, dir, name string) string {

@@ -79,13 +79,24 @@ typedef enum {
 typedef enum {
   PROXY_BUFFER_REQUEST_BODY = 0,
   PROXY_BUFFER_RESPONSE_BODY = 1,
+  PROXY_BUFFER_DOWNSTREAM_DATA = 2, /* network filters: bytes from the client */
+  PROXY_BUFFER_UPSTREAM_DATA = 3,   /* network filters: bytes from the upstream */
   PROXY_BUFFER_HTTP_CALL_RESPONSE_BODY = 4,
   PROXY_BUFFER_VM_CONFIGURATION = 6,
   PROXY_BUFFER_PLUGIN_CONFIGURATION = 7,
 } proxy_buffer_type_t;
 
-/* Streams, for proxy_continue_stream and proxy_close_stream. */
-typedef enum { PROXY_STREAM_REQUEST = 0, PROXY_STREAM_RESPONSE = 1 } proxy_stream_type_t;
+/* Streams, for proxy_continue_stream and proxy_close_stream (downstream
+ * and upstream: the connections of a network filter). */
+typedef enum {
+  PROXY_STREAM_REQUEST = 0,
+  PROXY_STREAM_RESPONSE = 1,
+  PROXY_STREAM_DOWNSTREAM = 2,
+  PROXY_STREAM_UPSTREAM = 3,
+} proxy_stream_type_t;
+
+/* Who closed a connection, in the connection-close callbacks. */
+typedef enum { PROXY_PEER_UNKNOWN = 0, PROXY_PEER_LOCAL = 1, PROXY_PEER_REMOTE = 2 } proxy_peer_type_t;
 
 /* Metric kinds. */
 typedef enum { PROXY_METRIC_COUNTER = 0, PROXY_METRIC_GAUGE = 1, PROXY_METRIC_HISTOGRAM = 2 } proxy_metric_type_t;
@@ -156,6 +167,16 @@ PROXY_WASM_IMPORT(proxy_set_shared_data)
 proxy_status_t proxy_set_shared_data(const char *key, size_t key_len, const char *val, size_t val_len,
                                      uint32_t cas);
 
+PROXY_WASM_IMPORT(proxy_register_shared_queue)
+proxy_status_t proxy_register_shared_queue(const char *name, size_t name_len, uint32_t *ret_id);
+PROXY_WASM_IMPORT(proxy_resolve_shared_queue)
+proxy_status_t proxy_resolve_shared_queue(const char *vm_id, size_t vm_id_len, const char *name, size_t name_len,
+                                          uint32_t *ret_id);
+PROXY_WASM_IMPORT(proxy_enqueue_shared_queue)
+proxy_status_t proxy_enqueue_shared_queue(uint32_t id, const char *val, size_t val_len);
+PROXY_WASM_IMPORT(proxy_dequeue_shared_queue)
+proxy_status_t proxy_dequeue_shared_queue(uint32_t id, char **ret_val, size_t *ret_len);
+
 PROXY_WASM_IMPORT(proxy_define_metric)
 proxy_status_t proxy_define_metric(proxy_metric_type_t type, const char *name, size_t name_len,
                                    uint32_t *ret_id);
@@ -209,6 +230,22 @@ static inline char *proxy_plugin_config(size_t size) {
   size_t len = 0;
   if (size == 0 || proxy_get_buffer_bytes(PROXY_BUFFER_PLUGIN_CONFIGURATION, 0, size, &ptr, &len) != PROXY_OK)
     return NULL;
+  char *s = (char *)malloc(len + 1);
+  if (s != NULL) {
+    if (len > 0) memcpy(s, ptr, len);
+    s[len] = '\0';
+  }
+  free(ptr);
+  return s;
+}
+
+/* proxy_property_get returns a property (path segments joined by NUL, as
+ * the ABI wants: "upstream\0address") as a malloc'd NUL-terminated string
+ * (free it), or NULL when it is not found. path_len counts every byte. */
+static inline char *proxy_property_get(const char *path, size_t path_len) {
+  char *ptr = NULL;
+  size_t len = 0;
+  if (proxy_get_property(path, path_len, &ptr, &len) != PROXY_OK) return NULL;
   char *s = (char *)malloc(len + 1);
   if (s != NULL) {
     if (len > 0) memcpy(s, ptr, len);

@@ -67,6 +67,26 @@ func AssemblyScript(t testing.TB, name string) []byte {
 	})
 }
 
+// C returns the C guest guests/c/<name>.c, built with clang for
+// wasm32-wasi against Weft's C binding (sdk/c/proxy_wasm.h) and the guests'
+// guest.h. It skips t when clang, wasm-ld or wasi-libc is missing and fails
+// it when the build fails.
+func C(t testing.TB, name string) []byte {
+	t.Helper()
+	return finish(t, "C guest "+name, func(ctx context.Context) (wasmbuild.Module, error) {
+		dir, err := guestsRoot(name)
+		if err != nil {
+			return wasmbuild.Module{}, err
+		}
+		root, err := wasmbuild.FindModule("", rootModule)
+		if err != nil {
+			return wasmbuild.Module{}, err
+		}
+		return wasmbuild.C(ctx, wasmbuild.Options{Dir: dir, Package: "c/" + name + ".c",
+			Include: []string{filepath.Join(root, "sdk", "c"), filepath.Join(dir, "c")}})
+	})
+}
+
 // WAT returns the module assembled from the WAT file at path (absolute, or
 // relative to the test's working directory) with wat2wasm. It skips t when
 // wat2wasm is missing and fails it when the file does not assemble.

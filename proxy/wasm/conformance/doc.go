@@ -2,8 +2,9 @@
 // host (package proxy/wasm). It holds tests only.
 //
 // Every test builds a real filter in the test run — with the public
-// Proxy-Wasm Go SDK (github.com/proxy-wasm/proxy-wasm-go-sdk) or with
-// AssemblyScript's @solo-io/proxy-runtime, sources under
+// Proxy-Wasm Go SDK (github.com/proxy-wasm/proxy-wasm-go-sdk), with
+// AssemblyScript's @solo-io/proxy-runtime, or in C over sdk/c/proxy_wasm.h
+// (twins of some Go guests, held to the same assertions), sources under
 // proxy/wasm/testdata/guests — loads it with wasm.Runtime.Load, and sends
 // requests through a small stand-in of the data plane (driver_test.go): a
 // real fasthttp listener on 127.0.0.1 whose handler runs the filter's

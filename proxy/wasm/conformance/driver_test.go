@@ -130,6 +130,16 @@ func loadPlugin(t testing.TB, spec wasm.PluginSpec, env wasm.Env) *wasm.Plugin {
 // goGuest builds a Go SDK guest (once per process).
 func goGuest(t testing.TB, name string) []byte { return guestbuild.GoSDK(t, name) }
 
+// guestIn builds guest name in lang: "go" (gosdk/NAME, the public Go SDK)
+// or "c" (c/NAME.c over sdk/c/proxy_wasm.h), its twin for issue 17's
+// features.
+func guestIn(t testing.TB, lang, name string) []byte {
+	if lang == "c" {
+		return guestbuild.C(t, name)
+	}
+	return goGuest(t, name)
+}
+
 // seenRequest is a request as the upstream server read it off the wire.
 type seenRequest struct {
 	Method, URI, Host string

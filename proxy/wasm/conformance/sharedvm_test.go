@@ -15,9 +15,16 @@ import (
 // them; each root keeps its own plugin config, plugin_name and ticks. A
 // plugin that fails to configure does not join; one that leaves ends only
 // its own root; a plugin that does not share gets its own VM.
+// The guest is written twice, with the public Go SDK and in C, and both
+// are held to the same assertions.
 func TestSharedVM(t *testing.T) {
 	t.Parallel()
-	mod := goGuest(t, "sharedvm")
+	for _, lang := range []string{"go", "c"} {
+		t.Run(lang, func(t *testing.T) { testSharedVM(t, guestIn(t, lang, "sharedvm")) })
+	}
+}
+
+func testSharedVM(t *testing.T, mod []byte) {
 	vmID := unique("vm-sharedvm")
 	spec := func(name, cfg string) wasm.PluginSpec {
 		return wasm.PluginSpec{Name: unique(name), Module: mod, VMID: vmID, PoolSize: 1, ShareVMs: true, PluginConfig: []byte(cfg)}
