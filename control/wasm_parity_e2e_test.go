@@ -68,7 +68,8 @@ func echoUpstream(t *testing.T) string {
 // sidecar runs them: a singleton Filter becomes a Wasm service that ticks
 // and drains a shared queue a listener filter of its vm_id fills; Service,
 // TrafficRule route and Sidecar metadata are what filters read as
-// cluster_metadata, route_metadata and listener_metadata; a Filter's
+// cluster_metadata, route_metadata and listener_metadata, an endpoint's is
+// upstream_host_metadata; a Filter's
 // stats_tags turn parts of guest metric names into Prometheus labels. A
 // bad value is refused with the field named, and what was in force stays.
 func TestWasmParityResources(t *testing.T) {
@@ -88,7 +89,7 @@ func TestWasmParityResources(t *testing.T) {
 		return fmt.Sprintf(`kind: Service
 name: orders
 spec:
-  endpoints: [{address: %q}]
+  endpoints: [{address: %q, metadata: {filter_metadata: {host: {zone: z1}}}}]
   metadata: {filter_metadata: {location: {region: eu, zone: a}}}
 ---
 kind: TrafficRule
@@ -168,6 +169,8 @@ spec:
 		// cluster_metadata, read on response headers (weft picks the
 		// cluster after the request's filters).
 		"X-Cluster-Location": "region=eu,zone=a",
+		// upstream_host_metadata: the endpoint's, once it answered.
+		"X-Host-Zone": "z1",
 	} {
 		if got := h.Get(k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)

@@ -155,7 +155,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 			t := r.PickCluster(rand.Uint64())
 			x.stats = rs.stats[slotOf(r, t)]
 			cs := ls.snap.clusters[t.Index]
-			s.ClusterName, s.ClusterMetadata = cs.name, cs.metadata
+			s.ClusterName, s.ClusterMetadata, s.HostMetadata = cs.name, cs.metadata, cs.hostMetadata
 			r.ApplyRequest(s.Request)
 			if r.Mirror != nil && !(x.h2 == nil && s.RequestBodyStreamed) {
 				// (A streamed HTTP/1.1 body is not mirrored: the copy

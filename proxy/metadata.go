@@ -18,6 +18,22 @@ func filterMetadata(m *config.Metadata) map[string]map[string]any {
 	return m.FilterMetadata
 }
 
+// hostMetadata maps the endpoints that have metadata to its
+// filter_metadata (nil when none has).
+func hostMetadata(eps []config.Endpoint) map[string]map[string]map[string]any {
+	var out map[string]map[string]map[string]any
+	for _, e := range eps {
+		if e.Metadata == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]map[string]map[string]any{}
+		}
+		out[e.Address] = e.Metadata.FilterMetadata
+	}
+	return out
+}
+
 // stampMetadata gives a new stream its listener's metadata and, when a
 // route of the listener has metadata, the metadata of the route the
 // request matches now: Envoy chooses the route before the HTTP filters

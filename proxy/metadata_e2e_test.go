@@ -34,7 +34,9 @@ filters:
     module: {path: "{{metadata}}"}
 clusters:
   - name: up
-    endpoints: [{address: "{{up}}"}]
+    endpoints:
+      - address: "{{up}}"
+        metadata: {filter_metadata: {host: {zone: z1}}}
     metadata:
       filter_metadata:
         location: {region: ap-northeast-1, az: ap-northeast-1a}
@@ -43,7 +45,8 @@ clusters:
 // A listener filter reads the route's metadata (of the route the request
 // matches, before routing), the cluster's as a map, and the listener's,
 // in Envoy's encodings; a route without metadata reads NotFound. The
-// cluster's metadata is read again on response headers.
+// cluster's metadata is read again on response headers, with the
+// metadata of the endpoint that answered (upstream_host_metadata).
 func TestWasmMetadataProperties(t *testing.T) {
 	for _, lang := range guestLanguages {
 		t.Run(lang, func(t *testing.T) {
@@ -61,6 +64,10 @@ func TestWasmMetadataProperties(t *testing.T) {
 				// Once the cluster is chosen (response headers) it reads as a map.
 				if got := string(rh.Peek("x-cluster-location")); got != "az=ap-northeast-1a,region=ap-northeast-1" {
 					t.Errorf("%s: response x-cluster-location = %q", c.path, got)
+				}
+				// And the endpoint that answered, its metadata.
+				if got := string(rh.Peek("x-host-zone")); got != "z1" {
+					t.Errorf("%s: response x-host-zone = %q, want z1", c.path, got)
 				}
 				h := &up.Last().Header
 				for k, want := range map[string]string{

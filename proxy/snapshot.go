@@ -50,6 +50,9 @@ type clusterState struct {
 	stats  *telemetry.ClusterStats
 	// metadata is the cluster's filter_metadata.
 	metadata map[string]map[string]any
+	// hostMetadata is its endpoints' filter_metadata by address (nil
+	// when none has any).
+	hostMetadata map[string]map[string]map[string]any
 }
 
 // listenerState is one listener's compiled config.
@@ -134,7 +137,8 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		} else {
 			fresh = append(fresh, c)
 		}
-		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget, metadata: filterMetadata(cc.Metadata)}
+		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget, metadata: filterMetadata(cc.Metadata),
+			hostMetadata: hostMetadata(cc.Endpoints)}
 		s.clusters = append(s.clusters, cs)
 		s.byName[cc.Name] = cs
 		index[cc.Name] = i
@@ -279,7 +283,7 @@ func (p *Proxy) buildTCPListener(lc *config.Listener, s *snapshot, baseDir strin
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
 	r, err := tcpproxy.Compile(lc, tcpproxy.RouteOptions{Cluster: cs.c, Authz: sec.authz, AccessLog: al, Metrics: p.tcpMetrics,
-		Filters: networkFilters(s, lc.Filters), ListenerMetadata: filterMetadata(lc.Metadata), ClusterMetadata: cs.metadata})
+		Filters: networkFilters(s, lc.Filters), ListenerMetadata: filterMetadata(lc.Metadata), ClusterMetadata: cs.metadata, HostMetadata: cs.hostMetadata})
 	if err != nil {
 		al.Close()
 		return nil, err

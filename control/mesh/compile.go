@@ -477,7 +477,7 @@ func (n *nodeCompiler) declareCluster(k Key, version, name string, eps []Endpoin
 		}
 	}
 	for _, e := range eps {
-		c.Endpoints = append(c.Endpoints, config.Endpoint{Address: e.Address, Weight: e.Weight})
+		c.Endpoints = append(c.Endpoints, config.Endpoint{Address: e.Address, Weight: e.Weight, Metadata: cloneMetadata(e.Metadata)})
 	}
 	if dns != nil {
 		d := *dns

@@ -127,6 +127,8 @@ func TestValidateErrors(t *testing.T) {
 			"Service shop/s", "spec.versions[0].metadata.filter_metadata", "a namespace is empty"},
 		{"route metadata", "kind: TrafficRule\nname: r\nnamespace: shop\nspec: {service: orders, routes: [{version: v1, metadata: {filter_metadata: {ns: {k: [1, null]}}}}]}",
 			"TrafficRule shop/r", "spec.routes[0].metadata.filter_metadata", `key "k": null is not a value`},
+		{"endpoint metadata", "kind: Service\nname: s\nnamespace: shop\nspec: {endpoints: [{address: '1.1.1.1:1', metadata: {filter_metadata: {ns: {k: null}}}}]}",
+			"Service shop/s", "spec.endpoints[0].metadata.filter_metadata", `key "k": null is not a value`},
 		{"sidecar metadata", "kind: Sidecar\nname: n2\nnamespace: shop\nspec: {outbound: '127.0.0.1:1', metadata: {filter_metadata: {ns: {k: {1: x}}}}}",
 			"Sidecar shop/n2", "spec.metadata.filter_metadata", "use strings as map keys"},
 	}
@@ -492,7 +494,7 @@ namespace: shop
 spec:
   metadata: {filter_metadata: {location: {region: eu, zone: a}}}
   versions:
-    - {name: v1, endpoints: [{address: "10.0.0.1:80"}], metadata: {filter_metadata: {location: {zone: b}}}}
+    - {name: v1, endpoints: [{address: "10.0.0.1:80", metadata: {filter_metadata: {host: {rack: r7}}}}], metadata: {filter_metadata: {location: {zone: b}}}}
     - {name: v2, endpoints: [{address: "10.0.0.2:80"}]}
 ---
 kind: TrafficRule
@@ -570,6 +572,13 @@ spec:
 	for name, want := range map[string]string{"orders.shop": "eu/a", "orders.shop.v1": "eu/b"} {
 		if got := clusters[name]; got == nil || got["region"].(string)+"/"+got["zone"].(string) != want {
 			t.Errorf("cluster %s metadata location = %v, want %s", name, got, want)
+		}
+	}
+	for _, c := range cfg.Clusters {
+		if c.Name == "orders.shop.v1" {
+			if md := c.Endpoints[0].Metadata; md == nil || md.FilterMetadata["host"]["rack"] != "r7" {
+				t.Errorf("endpoint metadata of %s: %+v", c.Name, md)
+			}
 		}
 	}
 	var api *config.Route

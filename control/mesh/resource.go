@@ -182,6 +182,9 @@ type Endpoint struct {
 	// there when a Sidecar resource fronting the service has this address
 	// as its inbound address (or this port on a wildcard host).
 	Sidecar *bool `yaml:"sidecar,omitempty" json:"sidecar,omitempty"`
+	// Metadata is what Wasm filters read as upstream_host_metadata once
+	// this instance is the one a request went to.
+	Metadata *config.Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // Version is one subset of a service's instances.

@@ -212,6 +212,7 @@ func (c *checker) endpoints(field string, eps []Endpoint) {
 		if e.Weight < 0 {
 			c.errf(fmt.Sprintf("%s[%d].weight", field, i), "weight must be at least 1, got %d", e.Weight)
 		}
+		c.metadata(fmt.Sprintf("%s[%d].metadata", field, i), e.Metadata)
 	}
 }
 

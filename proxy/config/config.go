@@ -348,6 +348,10 @@ type Cluster struct {
 type Endpoint struct {
 	Address string `yaml:"address" json:"address"`                   // host:port
 	Weight  int    `yaml:"weight,omitempty" json:"weight,omitempty"` // default 1
+	// Metadata is what Wasm filters read as upstream_host_metadata once
+	// this endpoint is the one the request or connection went to (Envoy's
+	// LbEndpoint.metadata).
+	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
 }
 
 // DNS resolves a cluster's endpoints (A/AAAA) and refreshes them.

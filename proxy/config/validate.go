@@ -712,6 +712,7 @@ func (v *validator) cluster(p string, c *Cluster) {
 		if e.Weight < 0 {
 			v.errf(ep+".weight", "weight must be at least 1, got %d", e.Weight)
 		}
+		v.metadata(ep+".metadata", e.Metadata)
 	}
 	if d := c.DNS; d != nil {
 		v.required(p+".dns.name", "name", d.Name)

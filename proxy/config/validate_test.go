@@ -180,6 +180,7 @@ func TestParseReportsFileLineAndPath(t *testing.T) {
 		{"memory limit", withFilter("- name: f2\n  module: {path: a.wasm}\n  memory_limit_mib: 5000 #<\n"), "filters[1].memory_limit_mib", "must be between 1 and 4096"},
 		{"vm_id shared with another module", withFilter("- name: f2\n  module: {path: a.wasm}\n  vm_id: v\n- name: f3\n  module: {path: b.wasm}\n  vm_id: v #<\n"), "filters[2].vm_id", `filters "f2" and "f3" share vm_id "v" but differ in module`},
 		{"metadata null", withCluster("- name: c3\n  endpoints: [{address: 1.2.3.4:80}]\n  metadata:\n    filter_metadata: #<\n      ns: {k: null}\n"), "clusters[2].metadata.filter_metadata", `namespace "ns": key "k": null is not a value`},
+		{"endpoint metadata null", withCluster("- name: c3\n  endpoints:\n    - address: 1.2.3.4:80\n      metadata:\n        filter_metadata: #<\n          ns: {k: null}\n"), "clusters[2].endpoints[0].metadata.filter_metadata", `namespace "ns": key "k": null is not a value`},
 		{"metadata key not a string", withCluster("- name: c3\n  endpoints: [{address: 1.2.3.4:80}]\n  metadata:\n    filter_metadata: #<\n      ns: {k: {1: a}}\n"), "clusters[2].metadata.filter_metadata", "use strings as map keys"},
 		{"stats tag regex", withFilter("") + "stats_tags:\n  - tag_name: v\n    regex: '_v=[a-z]+' #<\n", "stats_tags[0].regex", "needs a capture group"},
 		{"service named like a filter", withFilter("") + "wasm_services:\n  - name: f1 #<\n    module: {path: a.wasm}\n", "wasm_services[0].name", `duplicate filter or wasm service name "f1"`},

@@ -98,6 +98,9 @@ type Stream struct {
 	// the cluster, for Wasm filters' properties. Before routing
 	// RouteMetadata is the route the request matches then.
 	ListenerMetadata, RouteMetadata, ClusterMetadata map[string]map[string]any
+	// HostMetadata is the filter_metadata of the cluster's endpoints, by
+	// address: upstream_host_metadata is UpstreamAddr's.
+	HostMetadata map[string]map[string]map[string]any
 	// ResponseFlags describes why a response is what it is (Envoy-style
 	// short codes: "UH" no healthy upstream, "UO" overflow, "UT" timeout,
 	// "URX" retry limit, "LR" local reply...).

@@ -109,7 +109,8 @@ type Route struct {
 	accessLog      *telemetry.AccessLog
 	stats          *stats
 	filters        []ConnFilterFactory
-	metadata       [2]map[string]map[string]any // listener's, cluster's
+	metadata       [2]map[string]map[string]any         // listener's, cluster's
+	hostMetadata   map[string]map[string]map[string]any // endpoints' by address
 }
 
 // RouteOptions are what Compile needs beside the listener's config: the
@@ -128,6 +129,9 @@ type RouteOptions struct {
 	// ListenerMetadata and ClusterMetadata are what network filters read
 	// as listener_metadata and cluster_metadata.
 	ListenerMetadata, ClusterMetadata map[string]map[string]any
+	// HostMetadata is the cluster's endpoints' metadata by address
+	// (upstream_host_metadata).
+	HostMetadata map[string]map[string]map[string]any
 }
 
 // Compile compiles a tcp listener's config. It refuses what a tcp listener
@@ -170,6 +174,7 @@ func Compile(lc *config.Listener, o RouteOptions) (*Route, error) {
 		stats:          m.resolve(lc.Name, t.Cluster),
 		filters:        o.Filters,
 		metadata:       [2]map[string]map[string]any{o.ListenerMetadata, o.ClusterMetadata},
+		hostMetadata:   o.HostMetadata,
 	}
 	if r.idleTimeout == 0 {
 		r.idleTimeout = config.DefaultTCPIdleTimeout

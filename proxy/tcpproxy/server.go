@@ -216,7 +216,7 @@ func (s *Server) handle(c net.Conn) {
 
 	ch := newChain(r.filters, filter.Stream{TLS: info, Source: c.RemoteAddr(), Destination: c.LocalAddr(),
 		Listener: r.listener, Direction: r.direction, StartTime: cn.start, ClusterName: r.cluster.Name(),
-		ListenerMetadata: r.metadata[0], ClusterMetadata: r.metadata[1]})
+		ListenerMetadata: r.metadata[0], ClusterMetadata: r.metadata[1], HostMetadata: r.hostMetadata})
 	if ch != nil {
 		defer ch.done()
 		if !ch.open() {

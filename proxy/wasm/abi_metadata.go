@@ -36,8 +36,8 @@ func (v *vm) metadataProperty(path, dst []byte) (out []byte, found, handled bool
 		which = 1
 	case "cluster_metadata":
 		which = 2
-	case "upstream_host_metadata": // endpoints carry no metadata yet
-		return dst, false, true
+	case "upstream_host_metadata":
+		which = 3
 	default:
 		return dst, false, false
 	}
@@ -45,7 +45,17 @@ func (v *vm) metadataProperty(path, dst []byte) (out []byte, found, handled bool
 	if f == nil {
 		return dst, false, true
 	}
-	md := [...]map[string]map[string]any{f.s.ListenerMetadata, f.s.RouteMetadata, f.s.ClusterMetadata}[which]
+	var md map[string]map[string]any
+	switch which {
+	case 0:
+		md = f.s.ListenerMetadata
+	case 1:
+		md = f.s.RouteMetadata
+	case 2:
+		md = f.s.ClusterMetadata
+	default: // the endpoint the request went to, once there is one
+		md = f.s.HostMetadata[f.s.UpstreamAddr]
+	}
 	if md == nil {
 		return dst, false, true
 	}

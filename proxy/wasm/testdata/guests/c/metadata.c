@@ -6,8 +6,9 @@
  *   x-cluster-location: cluster_metadata.filter_metadata.location as a
  *     Proxy-Wasm map, "k=v,…" sorted
  *   x-listener-team: xds.listener_metadata.filter_metadata.team.name
- * On response headers, once the cluster is chosen, it answers
- * x-cluster-location (the same read) to the client. A property that is not
+ * On response headers, once the cluster and endpoint are chosen, it answers
+ * x-cluster-location (the same read) and x-host-zone
+ * (upstream_host_metadata.filter_metadata.host.zone) to the client. A property that is not
  * found reads "NOTFOUND".
  */
 #define PROXY_WASM_IMPLEMENTATION
@@ -114,6 +115,9 @@ proxy_action_t proxy_on_response_headers(uint32_t id, uint32_t headers, uint32_t
   char *loc = cluster_location();
   must(proxy_header_add(PROXY_MAP_RESPONSE_HEADERS, "x-cluster-location", loc));
   free(loc);
+  char *zone = str(PATH("upstream_host_metadata\0filter_metadata\0host\0zone"));
+  must(proxy_header_add(PROXY_MAP_RESPONSE_HEADERS, "x-host-zone", zone));
+  free(zone);
   return PROXY_CONTINUE;
 }
 

@@ -5,8 +5,9 @@
 //   - x-cluster-location: cluster_metadata.filter_metadata.location as a map, "k=v,…"
 //   - x-listener-team: xds.listener_metadata.filter_metadata.team.name
 //
-// On response headers, once the cluster is chosen, it answers
-// x-cluster-location (the same read) to the client.
+// On response headers, once the cluster and endpoint are chosen, it
+// answers x-cluster-location (the same read) and x-host-zone
+// (upstream_host_metadata.filter_metadata.host.zone) to the client.
 //
 // A property that is not found reads "NOTFOUND".
 package main
@@ -46,6 +47,9 @@ func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
 
 func (*stream) OnHttpResponseHeaders(int, bool) types.Action {
 	if err := proxywasm.AddHttpResponseHeader("x-cluster-location", clusterLocation()); err != nil {
+		panic(err)
+	}
+	if err := proxywasm.AddHttpResponseHeader("x-host-zone", str([]string{"upstream_host_metadata", "filter_metadata", "host", "zone"})); err != nil {
 		panic(err)
 	}
 	return types.ActionContinue
