@@ -38,7 +38,9 @@ listeners:
     tcp: {cluster: echo, idle_timeout: 30s}
 clusters:
   - name: echo
-    endpoints: [{address: "{{echo}}"}]
+    endpoints:
+      - address: "{{echo}}"
+        metadata: {filter_metadata: {host: {zone: z1}}}
 `
 
 // startTCPEcho serves a line-agnostic echo (bytes back as they come; EOF
@@ -90,9 +92,10 @@ func startTCPEcho(t *testing.T) string {
 
 // A Wasm network filter on a tcp listener sees and rewrites the bytes both
 // ways (downstream upper-cased, upstream PING → PONG, the upstream.address
-// property), holds bytes back on Pause until more arrive, closes the
-// connection with close_stream, and hears both close callbacks and the
-// end of every connection.
+// property and the endpoint's upstream_host_metadata), holds bytes back on
+// Pause until more arrive, closes the connection with close_stream, and
+// hears both close callbacks and the end of every connection. The guest is
+// written with the Go SDK and in C, held to the same assertions.
 func TestWasmNetworkFilterOnTCPListener(t *testing.T) {
 	for _, lang := range guestLanguages {
 		t.Run(lang, func(t *testing.T) {
@@ -125,6 +128,10 @@ func TestWasmNetworkFilterOnTCPListener(t *testing.T) {
 			}
 			if got := line("addr?\n"); got != "ADDR?@"+echo+"\n" {
 				t.Errorf("addr: got %q, want the upstream address %s", got, echo)
+			}
+			// The endpoint's metadata, as upstream_host_metadata.
+			if got := line("zone?\n"); got != "ZONE?@z1\n" {
+				t.Errorf("zone: got %q, want the endpoint's metadata z1", got)
 			}
 			// "hold:" is held back; it goes with the next bytes, rewritten as one.
 			if _, err := io.WriteString(c, "hold:"); err != nil {

@@ -3,7 +3,9 @@
  * upper-cases downstream data, holds back data ending in ':' until more
  * comes, closes the connection on "close-me" and traps on "panic"; it
  * rewrites PING to PONG upstream and appends '@' and the upstream.address
- * property to a line with "ADDR?". It counts both close callbacks and
+ * property to a line with "ADDR?", '@' and the endpoint's metadata
+ * upstream_host_metadata.filter_metadata.host.zone (or NOTFOUND) to one with
+ * "ZONE?". It counts both close callbacks and
  * finished connections (net_downstream_closes, net_upstream_closes,
  * net_connections_done).
  */
@@ -84,6 +86,17 @@ proxy_action_t proxy_on_upstream_data(uint32_t id, size_t size, uint32_t end_of_
   char *d = data(PROXY_BUFFER_UPSTREAM_DATA, size, &n);
   for (size_t i = 0; i + 4 <= n; i++)
     if (memcmp(d + i, "PING", 4) == 0) memcpy(d + i, "PONG", 4);
+  if (contains(d, n, "ZONE?")) {
+    char *zone = proxy_property_get("upstream_host_metadata\0filter_metadata\0host\0zone",
+                                    sizeof("upstream_host_metadata\0filter_metadata\0host\0zone") - 1);
+    while (n > 0 && d[n - 1] == '\n') n--;
+    d[n] = '\0';
+    char *z = concat(d, "@", zone != NULL ? zone : "NOTFOUND", "\n", NULL);
+    free(zone);
+    free(d);
+    d = z;
+    n = strlen(d);
+  }
   char *out = d;
   if (contains(d, n, "ADDR?")) {
     char *addr = proxy_property_get("upstream\0address", strlen("upstream") + 1 + strlen("address"));

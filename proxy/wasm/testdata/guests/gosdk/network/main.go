@@ -6,7 +6,9 @@
 //     data containing "PANIC" traps;
 //   - upstream data has "PING" replaced by "PONG" (the UpstreamData buffer)
 //     and the upstream.address property appended as "@ADDR" when the data
-//     contains "ADDR?";
+//     contains "ADDR?", the answering endpoint's metadata
+//     (upstream_host_metadata.filter_metadata.host.zone) as "@ZONE" when it
+//     contains "ZONE?";
 //   - the close callbacks and the end of the connection count in guest
 //     counters net_downstream_closes, net_upstream_closes, net_connections_done.
 package main
@@ -77,6 +79,14 @@ func (c *conn) OnUpstreamData(size int, _ bool) types.Action {
 	data, err := proxywasm.GetUpstreamData(0, size)
 	must(err)
 	out := bytes.ReplaceAll(data, []byte("PING"), []byte("PONG"))
+	if bytes.Contains(out, []byte("ZONE?")) {
+		zone, err := proxywasm.GetProperty([]string{"upstream_host_metadata", "filter_metadata", "host", "zone"})
+		if err != nil {
+			zone = []byte("NOTFOUND")
+		}
+		out = append(append(bytes.TrimRight(out, "\n"), '@'), zone...)
+		out = append(out, '\n')
+	}
 	if bytes.Contains(out, []byte("ADDR?")) {
 		addr, err := proxywasm.GetProperty([]string{"upstream", "address"})
 		must(err)
