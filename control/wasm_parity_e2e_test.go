@@ -166,9 +166,9 @@ spec:
 	})
 	for k, want := range map[string]string{
 		"Echo-X-Route-Auth": "required", "Echo-X-Route-Weight": "2.5", "Echo-X-Listener-Team": "payments",
-		// cluster_metadata, read on response headers (weft picks the
-		// cluster after the request's filters).
-		"X-Cluster-Location": "region=eu,zone=a",
+		// cluster_metadata, read on request headers (the route's one
+		// cluster) and again on response headers.
+		"Echo-X-Cluster-Location": "region=eu,zone=a", "X-Cluster-Location": "region=eu,zone=a",
 		// upstream_host_metadata: the endpoint's, once it answered.
 		"X-Host-Zone": "z1",
 	} {

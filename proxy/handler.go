@@ -139,7 +139,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 		return
 	}
 	rs := ls.routes[r]
-	s.RouteName, s.RouteMetadata = r.Name, r.Metadata
+	s.RouteName, s.RouteMetadata, s.ClusterMetadata = r.Name, r.Metadata, rs.clusterMetadata
 	x.stats = rs.noCluster
 	nListener := x.chain.Len()
 	for _, f := range rs.filters {

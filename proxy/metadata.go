@@ -35,8 +35,8 @@ func hostMetadata(eps []config.Endpoint) map[string]map[string]map[string]any {
 }
 
 // stampMetadata gives a new stream its listener's metadata and, when a
-// route of the listener has metadata, the metadata of the route the
-// request matches now: Envoy chooses the route before the HTTP filters
+// route of the listener (or the one cluster of a route) has metadata, the
+// metadata of the route the request matches now and of its cluster: Envoy chooses the route before the HTTP filters
 // run, so they read route_metadata in on_request_headers; weft's listener
 // filters run before routing, and routing sets it again afterwards.
 func (ls *listenerState) stampMetadata(s *filter.Stream) {
@@ -44,6 +44,9 @@ func (ls *listenerState) stampMetadata(s *filter.Stream) {
 	if ls.routeMetadata && ls.table != nil {
 		if r := ls.table.Match(s.Request); r != nil {
 			s.RouteMetadata = r.Metadata
+			if rs := ls.routes[r]; rs != nil {
+				s.ClusterMetadata = rs.clusterMetadata
+			}
 		}
 	}
 }

@@ -26,6 +26,9 @@ listeners:
             metadata:
               filter_metadata:
                 envoy.filters.http.wasm: {auth: cookie, weight: 2.5}
+          - name: split
+            match: {prefix: /split}
+            route: {weighted_clusters: [{cluster: up, weight: 50}, {cluster: up-b, weight: 50}]}
           - name: other
             match: {prefix: /}
             route: {cluster: up}
@@ -40,10 +43,16 @@ clusters:
     metadata:
       filter_metadata:
         location: {region: ap-northeast-1, az: ap-northeast-1a}
+  - name: up-b
+    endpoints: [{address: "{{up}}"}]
+    metadata:
+      filter_metadata:
+        location: {region: ap-northeast-1, az: ap-northeast-1a}
 `
 
 // A listener filter reads the route's metadata (of the route the request
-// matches, before routing), the cluster's as a map, and the listener's,
+// matches, before routing), the cluster's as a map (of the route's one
+// cluster; weighted clusters only once one is picked), and the listener's,
 // in Envoy's encodings; a route without metadata reads NotFound. The
 // cluster's metadata is read again on response headers, with the
 // metadata of the endpoint that answered (upstream_host_metadata).
@@ -72,14 +81,26 @@ func TestWasmMetadataProperties(t *testing.T) {
 				h := &up.Last().Header
 				for k, want := range map[string]string{
 					"x-route-auth": c.auth, "x-route-weight": c.weight,
-					// The cluster is chosen after the listener's filters: not yet known.
-					"x-cluster-location": "NOTFOUND",
+					// The route's one cluster is known before the filters run, as in Envoy.
+					"x-cluster-location": "az=ap-northeast-1a,region=ap-northeast-1",
 					"x-listener-team":    "payments",
 				} {
 					if got := string(h.Peek(k)); got != want {
 						t.Errorf("%s: %s = %q, want %q", c.path, k, got, want)
 					}
 				}
+			}
+			// Weighted clusters: which one is not known until it is picked,
+			// after the request's filters.
+			st, body, rh := get(t, cl, url+"/split")
+			if st != 200 {
+				t.Fatalf("/split: %d %q", st, body)
+			}
+			if got := string(up.Last().Header.Peek("x-cluster-location")); got != "NOTFOUND" {
+				t.Errorf("/split: request x-cluster-location = %q, want NOTFOUND", got)
+			}
+			if got := string(rh.Peek("x-cluster-location")); got != "az=ap-northeast-1a,region=ap-northeast-1" {
+				t.Errorf("/split: response x-cluster-location = %q", got)
 			}
 		})
 	}

@@ -70,8 +70,8 @@ type listenerState struct {
 	// tcp is a tcp listener's forwarding (table is then nil).
 	tcp *tcpproxy.Route
 	// metadata is the listener's filter_metadata; routeMetadata says a
-	// route has some, so streams look their route up before the listener's
-	// filters run (metadata.go).
+	// route or the one cluster of a route has some, so streams look their
+	// route up before the listener's filters run (metadata.go).
 	metadata      map[string]map[string]any
 	routeMetadata bool
 	// bodyTooLarge counts requests refused (413) for a body over
@@ -86,6 +86,11 @@ type routeState struct {
 	// stats per weighted target, by target index; noCluster for local answers.
 	stats     []*telemetry.RouteStats
 	noCluster *telemetry.RouteStats
+	// clusterMetadata is the filter_metadata of the route's cluster when
+	// it has one cluster (known before the cluster is picked, so filters
+	// read cluster_metadata in their request callbacks, as in Envoy); nil
+	// for weighted clusters, known only once one is picked.
+	clusterMetadata map[string]map[string]any
 }
 
 // build compiles cfg into a snapshot, reusing from prev the clusters and
@@ -247,7 +252,10 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		}
 		for _, r := range t.Routes() {
 			rs := &routeState{filters: factories(r.Filters), noCluster: p.metrics.Route(lc.Name, r.Name, "")}
-			ls.routeMetadata = ls.routeMetadata || r.Metadata != nil
+			if len(r.Clusters) == 1 {
+				rs.clusterMetadata = s.clusters[r.Clusters[0].Index].metadata
+			}
+			ls.routeMetadata = ls.routeMetadata || r.Metadata != nil || rs.clusterMetadata != nil
 			if rs.retry, err = resilience.Compile(r.Retry); err != nil {
 				return nil, fmt.Errorf("listener %q: route %q: %w", lc.Name, r.Name, err)
 			}
