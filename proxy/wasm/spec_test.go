@@ -142,6 +142,8 @@ func TestKeyCoversEveryField(t *testing.T) {
 			f.SetInt(f.Int() + 1)
 		case reflect.Uint32:
 			f.SetUint(f.Uint() + 1)
+		case reflect.Pointer: // *string (PluginName): unset → set to ""
+			f.Set(reflect.New(f.Type().Elem()))
 		default:
 			t.Fatalf("field %s: kind %s not covered by this test", rv.Type().Field(i).Name, f.Kind())
 		}
