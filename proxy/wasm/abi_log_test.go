@@ -85,9 +85,21 @@ func ptr(s string) *string { return &s }
 
 // TestPluginLogLevel: a plugin's log_level is what proxy_get_log_level
 // answers and the lowest guest line written; two plugins sharing one VM
-// keep their own levels; the sidecar's logger still applies on top.
+// keep their own levels; the sidecar's logger still applies on top. The
+// guest is written with the Go SDK and in C, held to the same assertions.
 func TestPluginLogLevel(t *testing.T) {
-	module := guestbuild.GoSDK(t, "loglevel")
+	for _, lang := range []string{"go", "c"} {
+		t.Run(lang, func(t *testing.T) {
+			if lang == "c" {
+				testPluginLogLevel(t, guestbuild.C(t, "loglevel"))
+			} else {
+				testPluginLogLevel(t, guestbuild.GoSDK(t, "loglevel"))
+			}
+		})
+	}
+}
+
+func testPluginLogLevel(t *testing.T, module []byte) {
 	for _, tc := range []struct {
 		name       string
 		sidecar    zapcore.Level

@@ -177,6 +177,10 @@ proxy_status_t proxy_enqueue_shared_queue(uint32_t id, const char *val, size_t v
 PROXY_WASM_IMPORT(proxy_dequeue_shared_queue)
 proxy_status_t proxy_dequeue_shared_queue(uint32_t id, char **ret_val, size_t *ret_len);
 
+PROXY_WASM_IMPORT(proxy_call_foreign_function)
+proxy_status_t proxy_call_foreign_function(const char *name, size_t name_len, const char *args, size_t args_len,
+                                           char **ret_ptr, size_t *ret_len);
+
 PROXY_WASM_IMPORT(proxy_define_metric)
 proxy_status_t proxy_define_metric(proxy_metric_type_t type, const char *name, size_t name_len,
                                    uint32_t *ret_id);

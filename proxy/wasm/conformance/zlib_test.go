@@ -13,9 +13,17 @@ import (
 // TestForeignCompress: Envoy's compress and uncompress foreign functions
 // round-trip, the compressed bytes are a zlib stream any reader takes, and
 // garbage given to uncompress is an error, not a trap.
+// The guest is written with the Go SDK and in C, held to the same
+// assertions.
 func TestForeignCompress(t *testing.T) {
 	t.Parallel()
-	plugin := loadPlugin(t, wasm.PluginSpec{Module: goGuest(t, "zlib")}, wasm.Env{})
+	for _, lang := range []string{"go", "c"} {
+		t.Run(lang, func(t *testing.T) { testForeignCompress(t, guestIn(t, lang, "zlib")) })
+	}
+}
+
+func testForeignCompress(t *testing.T, mod []byte) {
+	plugin := loadPlugin(t, wasm.PluginSpec{Module: mod}, wasm.Env{})
 	up := startBackend(t, nil)
 	px := startProxy(t, plugin, up, wasm.Env{})
 
