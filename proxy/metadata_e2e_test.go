@@ -57,7 +57,7 @@ clusters:
 // cluster's metadata is read again on response headers, with the
 // metadata of the endpoint that answered (upstream_host_metadata).
 func TestWasmMetadataProperties(t *testing.T) {
-	for _, lang := range guestLanguages {
+	for _, lang := range httpGuestLanguages {
 		t.Run(lang, func(t *testing.T) {
 			up := testserver.Start(t, "up")
 			_, url := startProxy(t, metadataConfig, map[string]string{"up": up.Addr, "metadata": guestFileIn(t, t.TempDir(), lang, "metadata")})

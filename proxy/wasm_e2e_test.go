@@ -17,19 +17,33 @@ import (
 
 // guestLanguages are the languages of the conformance guests that have a
 // twin in C (proxy/wasm/testdata/guests/c, over sdk/c/proxy_wasm.h) beside
-// the Go SDK one: the tests of shared VMs, Wasm services, network filters,
-// metadata and tagged metrics run each with the same assertions.
-var guestLanguages = []string{"go", "c"}
+// the Go SDK one: the tests of Wasm services, network filters, metadata and
+// tagged metrics run each with the same assertions. httpGuestLanguages
+// adds Weft's own Go SDK (proxy/wasm/testdata/weftsdk), which has no
+// network filters.
+var (
+	guestLanguages     = []string{"go", "c"}
+	httpGuestLanguages = []string{"go", "c", "weft"}
+)
 
-// guestFileIn builds guest name in lang ("go": gosdk/NAME, "c": c/NAME.c)
-// and writes it to dir/name.wasm, returning the path a config names.
+// guestFileIn builds guest name in lang ("go": gosdk/NAME, "c": c/NAME.c,
+// "weft": weftsdk/NAME) and writes it to dir/name.wasm, returning the path
+// a config names.
 func guestFileIn(t testing.TB, dir, lang, name string) string {
 	t.Helper()
-	if lang == "go" {
+	var mod []byte
+	switch lang {
+	case "go":
 		return guestFile(t, dir, name)
+	case "c":
+		mod = guestbuild.C(t, name)
+	case "weft":
+		mod = guestbuild.WeftSDK(t, name)
+	default:
+		t.Fatalf("no guest language %q", lang)
 	}
 	path := filepath.Join(dir, name+".wasm")
-	if err := os.WriteFile(path, guestbuild.C(t, name), 0o644); err != nil {
+	if err := os.WriteFile(path, mod, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -42,7 +42,7 @@ clusters:
 // cluster out and drains a shared queue that a filter of the same vm_id
 // fills; the filter reports what the service left in shared data.
 func TestWasmServiceRunsOnItsOwn(t *testing.T) {
-	for _, lang := range guestLanguages {
+	for _, lang := range httpGuestLanguages {
 		t.Run(lang, func(t *testing.T) {
 			up := testserver.Start(t, "up")
 			dir := t.TempDir()

@@ -35,7 +35,7 @@ clusters:
 // of the guest's type, with the tags (by the stats_tags rules) and plugin
 // as labels.
 func TestWasmTaggedMetrics(t *testing.T) {
-	for _, lang := range guestLanguages {
+	for _, lang := range httpGuestLanguages {
 		t.Run(lang, func(t *testing.T) {
 			up := testserver.Start(t, "up")
 			p, url := startProxy(t, taggedConfig, map[string]string{"up": up.Addr, "tagged": guestFileIn(t, t.TempDir(), lang, "tagged")})
