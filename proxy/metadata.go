@@ -18,7 +18,7 @@ func filterMetadata(m *config.Metadata) map[string]map[string]any {
 	return m.FilterMetadata
 }
 
-// hostMetadata maps the endpoints that have metadata to its
+// hostMetadata maps each endpoint that has metadata to its
 // filter_metadata (nil when none has).
 func hostMetadata(eps []config.Endpoint) map[string]map[string]map[string]any {
 	var out map[string]map[string]map[string]any
@@ -36,9 +36,11 @@ func hostMetadata(eps []config.Endpoint) map[string]map[string]map[string]any {
 
 // stampMetadata gives a new stream its listener's metadata and, when a
 // route of the listener (or the one cluster of a route) has metadata, the
-// metadata of the route the request matches now and of its cluster: Envoy chooses the route before the HTTP filters
-// run, so they read route_metadata in on_request_headers; weft's listener
-// filters run before routing, and routing sets it again afterwards.
+// metadata of the route the request matches now and of its cluster: Envoy
+// chooses the route (and so a single cluster) before the HTTP filters run,
+// so they read route_metadata and cluster_metadata in on_request_headers;
+// weft's listener filters run before routing, and routing sets both again
+// afterwards.
 func (ls *listenerState) stampMetadata(s *filter.Stream) {
 	s.ListenerMetadata = ls.metadata
 	if ls.routeMetadata && ls.table != nil {
