@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/control/internal/meshtest"
 	"github.com/weftmesh/weft/control/server"
@@ -160,10 +161,15 @@ spec:
 
 	// Metadata, by the property paths Envoy's filters read.
 	var h http.Header
-	meshtest.Eventually(t, "the sidecar running the control plane's filters", func() bool {
-		h = get("/api/x", "x-user", "alice")
-		return h != nil && h.Get("Echo-X-Route-Auth") != ""
-	})
+	// The sidecar fetches three Go modules and compiles them (seconds each
+	// on a busy machine with a cold compilation cache, more under -race).
+	deadline := time.Now().Add(2 * time.Minute)
+	for h = get("/api/x", "x-user", "alice"); h == nil || h.Get("Echo-X-Route-Auth") == ""; h = get("/api/x", "x-user", "alice") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar never ran the control plane's filters (version %q)", s1.Proxy.Version())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for k, want := range map[string]string{
 		"Echo-X-Route-Auth": "required", "Echo-X-Route-Weight": "2.5", "Echo-X-Listener-Team": "payments",
 		// cluster_metadata, read on request headers (the route's one
