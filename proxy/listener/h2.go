@@ -60,6 +60,12 @@ type ConnInfo struct {
 
 type connInfoKey struct{}
 
+// WithConnInfo returns ctx carrying ci, for a request served as an HTTP/2
+// stream that came another way (a gRPC-Web call over HTTP/1.1).
+func WithConnInfo(ctx context.Context, ci *ConnInfo) context.Context {
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
 // ConnInfoFrom returns the connection facts of an HTTP/2 stream's request.
 func ConnInfoFrom(ctx context.Context) *ConnInfo {
 	ci, _ := ctx.Value(connInfoKey{}).(*ConnInfo)
