@@ -2,14 +2,17 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 )
@@ -336,5 +339,75 @@ func TestGRPCWebTextBodyDecodesPaddedChunks(t *testing.T) {
 	}
 	if _, err := io.ReadAll(&base64Body{src: io.NopCloser(strings.NewReader("ab!d"))}); err == nil {
 		t.Fatal("a body with '!' decoded")
+	}
+}
+
+// The same calls made by a gRPC-Web client nobody here wrote: connect-go's
+// (connectrpc.com/connect, WithGRPCWeb: application/grpc-web+proto, over
+// HTTP/1.1 and h2c), against grpc-go's interop server through the sidecar.
+func TestGRPCWebConnectClient(t *testing.T) {
+	grpcAddr, _ := startGRPCServer(t)
+	_, url := startProxy(t, grpcWebConfig, map[string]string{"grpc": grpcAddr})
+	for name, hc := range map[string]*http.Client{
+		"http1": {Timeout: 10 * time.Second, Transport: &http.Transport{}},
+		"h2c":   h2cClient(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			unary := connect.NewClient[testpb.SimpleRequest, testpb.SimpleResponse](hc,
+				url+"/grpc.testing.TestService/UnaryCall", connect.WithGRPCWeb())
+			req := connect.NewRequest(&testpb.SimpleRequest{ResponseSize: 314, Payload: &testpb.Payload{Body: make([]byte, 271)}})
+			req.Header().Set("x-grpc-test-echo-initial", "initial value")
+			req.Header().Set("x-grpc-test-echo-trailing-bin", connect.EncodeBinaryHeader([]byte{0, 1, 0xfe, 0xff}))
+			resp, err := unary.CallUnary(ctx, req)
+			if err != nil {
+				t.Fatalf("UnaryCall: %v", err)
+			}
+			if n := len(resp.Msg.GetPayload().GetBody()); n != 314 {
+				t.Fatalf("payload of %d bytes, want 314", n)
+			}
+			if got := resp.Header().Get("x-grpc-test-echo-initial"); got != "initial value" {
+				t.Errorf("initial metadata %q", got)
+			}
+			bin, err := connect.DecodeBinaryHeader(resp.Trailer().Get("x-grpc-test-echo-trailing-bin"))
+			if err != nil || !bytes.Equal(bin, []byte{0, 1, 0xfe, 0xff}) {
+				t.Errorf("trailing -bin metadata %x (%v)", bin, err)
+			}
+
+			_, err = unary.CallUnary(ctx, connect.NewRequest(&testpb.SimpleRequest{
+				ResponseStatus: &testpb.EchoStatus{Code: int32(connect.CodeResourceExhausted), Message: "quota: 100% used"}}))
+			if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "quota: 100% used") {
+				t.Fatalf("error call: %v, want resource_exhausted with its message", err)
+			}
+
+			stream := connect.NewClient[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse](hc,
+				url+"/grpc.testing.TestService/StreamingOutputCall", connect.WithGRPCWeb())
+			sizes := []int32{31415, 9, 2653, 58979}
+			sreq := &testpb.StreamingOutputCallRequest{}
+			for _, s := range sizes {
+				sreq.ResponseParameters = append(sreq.ResponseParameters, &testpb.ResponseParameters{Size: s})
+			}
+			ss, err := stream.CallServerStream(ctx, connect.NewRequest(sreq))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int
+			for ss.Receive() {
+				got = append(got, len(ss.Msg().GetPayload().GetBody()))
+			}
+			if err := ss.Err(); err != nil {
+				t.Fatalf("stream: %v", err)
+			}
+			_ = ss.Close()
+			if fmt.Sprint(got) != fmt.Sprint(sizes) {
+				t.Fatalf("stream messages %v, want %v", got, sizes)
+			}
+
+			none := connect.NewClient[testpb.Empty, testpb.Empty](hc,
+				url+"/grpc.testing.UnimplementedService/UnimplementedCall", connect.WithGRPCWeb())
+			if _, err := none.CallUnary(ctx, connect.NewRequest(&testpb.Empty{})); connect.CodeOf(err) != connect.CodeUnimplemented {
+				t.Fatalf("weft's own answer: %v, want unimplemented", err)
+			}
+		})
 	}
 }
