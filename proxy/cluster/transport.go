@@ -54,6 +54,11 @@ func (c *Cluster) UsesHTTP2(h2down bool) bool {
 	return false
 }
 
+// AlwaysHTTP2 reports whether a request that arrived over HTTP/2 (h2down)
+// or HTTP/1.1 surely goes to this cluster's endpoints over HTTP/2 (not
+// protocol auto over TLS, which ALPN decides per connection).
+func (c *Cluster) AlwaysHTTP2(h2down bool) bool { return c.protoFor(h2down) == protoH2 }
+
 // Protocol is the cluster's configured upstream protocol ("http1",
 // "http2" or "auto").
 func (c *Cluster) Protocol() string {
