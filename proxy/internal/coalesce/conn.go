@@ -1,5 +1,10 @@
-// Package coalesce batches what HTTP/2 codecs write to a connection into
-// fewer syscalls.
+// Package coalesce batches what HTTP/2 codecs read and write on a
+// connection into fewer syscalls.
+//
+// golang.org/x/net/http2's server reads each frame with two read(2) calls,
+// its 9-byte header and then its payload; a Conn reads through a 4 KiB
+// buffer, so the frames that arrived together come in one call (a read
+// larger than the buffer goes straight to the socket).
 //
 // golang.org/x/net/http2's server and net/http's HTTP/2 client flush their
 // buffer after nearly every frame: a gRPC answer's HEADERS, DATA and
@@ -11,12 +16,13 @@
 // writes all that piled up in one syscall, and repeats until the buffer is
 // empty. Ordering is kept: bytes leave in the order they were written.
 //
-// The package owns write batching only: it reads nothing, parses nothing,
+// The package owns syscall batching only: it parses nothing,
 // and adds no timer (a lone write leaves as soon as the scheduler gets to
 // the drain goroutine, not after a delay).
 package coalesce
 
 import (
+	"bufio"
 	"crypto/tls"
 	"net"
 	"runtime"
@@ -32,10 +38,11 @@ const maxPending = 256 << 10
 // an answer) drain before it closes the socket anyway.
 const closeWait = time.Second
 
-// Conn is a net.Conn whose writes are coalesced. Reads and the read
-// deadline pass through untouched.
+// Conn is a net.Conn whose reads are buffered and whose writes are
+// coalesced. The read deadline passes through untouched.
 type Conn struct {
 	net.Conn
+	r *bufio.Reader
 	// timeout bounds each syscall of the drain (no progress for that
 	// long fails the connection); 0: none.
 	timeout time.Duration
@@ -73,10 +80,17 @@ func Wrap(c net.Conn, timeout time.Duration) net.Conn {
 }
 
 func newConn(c net.Conn, timeout time.Duration) *Conn {
-	cc := &Conn{Conn: c, timeout: timeout}
+	cc := &Conn{Conn: c, r: bufio.NewReaderSize(c, readBuffer), timeout: timeout}
 	cc.progress = sync.NewCond(&cc.mu)
 	return cc
 }
+
+// readBuffer is the read buffer's size: net/http's HTTP/2 client reads
+// through a 4 KiB bufio.Reader of its own, whose reads then bypass this one.
+const readBuffer = 4 << 10
+
+// Read reads from the buffer, refilled with one syscall when empty.
+func (c *Conn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 // Write queues b and returns; it blocks only while maxPending bytes wait.
 // A failure of an earlier drain is returned here.

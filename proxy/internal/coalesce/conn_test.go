@@ -117,3 +117,30 @@ func TestStuckPeerFailsWithinTimeout(t *testing.T) {
 		t.Fatalf("%d bytes pending, want at most %d", pending, maxPending)
 	}
 }
+
+// Reads through the buffer return the bytes in order, small reads and
+// reads larger than the buffer alike.
+func TestReadsArriveInOrder(t *testing.T) {
+	w, peer := pair(t, 0)
+	want := make([]byte, 100000)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	go func() { _, _ = peer.Write(want); _ = peer.Close() }()
+	var got []byte
+	for _, size := range []int{9, 1, 20000, 3, 9000} {
+		buf := make([]byte, size)
+		n, err := io.ReadFull(w, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	rest, err := io.ReadAll(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got = append(got, rest...); !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, want %d, or out of order", len(got), len(want))
+	}
+}
