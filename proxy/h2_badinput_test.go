@@ -579,7 +579,8 @@ func h2ServerGone() bool {
 
 // h2LeakIgnores are goroutines that outlive a request by design.
 var h2LeakIgnores = []goleak.Option{
-	goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc"), // idle, no connection
+	goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc"),       // idle, no connection
+	goleak.IgnoreTopFunction("github.com/weftmesh/weft/proxy/listener.(*warmStacks).work"), // idle HTTP/2 stream worker
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),

@@ -59,6 +59,9 @@ func releaseExchange(x *exchange) {
 // serve is the fasthttp handler of one listener: one request's whole path.
 func (rl *runningListener) serve(ctx *fasthttp.RequestCtx) {
 	ls := rl.state.Load()
+	if ls.grpcWeb != nil && rl.serveGRPCWebH1(ctx, ls) {
+		return // a gRPC-Web call goes the HTTP/2 stream path (grpcweb_serve.go)
+	}
 	x := acquireExchange()
 	ls.active.Inc()
 

@@ -223,7 +223,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 			l, err = tcpproxy.Listen(tcpproxy.Options{Name: lc.Name, Address: lc.Address, Route: rl.tcpRoute, TLSSelect: rl.tlsSelect, Logger: p.log})
 		} else {
 			l, err = listener.Listen(listener.Options{Name: lc.Name, Address: lc.Address, Limits: lc.Limits, Handler: rl.serve, Logger: p.log, TLSSelect: rl.tlsSelect, RequestLimits: rl.requestLimits, Rejects: p.rejects,
-				H2: &listener.H2Options{Handler: http.HandlerFunc(rl.serveH2), Settings: lc.HTTP2, Stats: p.h2Stats}})
+				H2: &listener.H2Options{Handler: http.HandlerFunc(rl.serveHTTP2), Settings: lc.HTTP2, Stats: p.h2Stats}})
 		}
 		if err != nil && ok && old.address == lc.Address {
 			err = fmt.Errorf("%w (the listener changes protocol on the same address: remove it in one config and add it back in the next, or change its address)", err)

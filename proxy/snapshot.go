@@ -77,6 +77,8 @@ type listenerState struct {
 	// bodyTooLarge counts requests refused (413) for a body over
 	// limits.max_body_bytes.
 	bodyTooLarge prometheus.Counter
+	// grpcWeb translates gRPC-Web calls (grpcweb.go); nil: off.
+	grpcWeb *grpcWeb
 }
 
 // routeState is what the proxy keeps beside a compiled route.
@@ -241,6 +243,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 			snap:      s,
 
 			bodyTooLarge: p.metrics.Refused(lc.Name, "body_too_large"),
+			grpcWeb:      compileGRPCWeb(lc.GRPCWeb),
 		}
 		s.listeners[lc.Name] = ls // from here on a failure closes its access log
 		ls.metadata = filterMetadata(lc.Metadata)

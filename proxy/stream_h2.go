@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -315,7 +316,7 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 	if !d.IsZero() {
 		timer = time.AfterFunc(time.Until(d), func() { cancel(errRouteTimeout) })
 	}
-	out, err := h.outbound(ctx, s, callDeadline)
+	out, err := h.outbound(ctx, s, callDeadline, cs.c.AlwaysHTTP2(true))
 	if err != nil {
 		cancel(nil)
 		return resilience.Reset, 0, -1
@@ -399,17 +400,39 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 
 // outbound builds the upstream request from the stream's headers as the
 // filters and the route left them, with the body streaming from the
-// downstream (replayed on a retry).
-func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadline time.Time) (*http.Request, error) {
+// downstream (replayed on a retry). It builds the request by hand: the
+// target is kept as sent (no url.Parse). To an HTTP/2 upstream header
+// names go as the stream has them (net/http's HTTP/2 client lowercases
+// them anyway, and matches its own headers in any case); net/http's
+// HTTP/1.1 writer finds User-Agent and Content-Length only by their
+// canonical names, so for it names are canonicalized.
+func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadline time.Time, h2up bool) (*http.Request, error) {
 	var body io.ReadCloser = http.NoBody
 	if h.body != nil {
 		body = h.body.reader()
 	}
-	out, err := http.NewRequestWithContext(ctx, string(s.Request.Header.Method()), "http://upstream"+string(s.Request.RequestURI()), body)
-	if err != nil {
-		return nil, err
+	target := string(s.Request.RequestURI())
+	u := &url.URL{Scheme: "http", Host: "upstream"}
+	path, query, hasQuery := strings.Cut(target, "?")
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
+		pu, err := url.ParseRequestURI(target)
+		if err != nil {
+			return nil, err
+		}
+		u.Path, u.RawPath, u.RawQuery, u.ForceQuery = pu.Path, pu.RawPath, pu.RawQuery, pu.ForceQuery
+	} else {
+		u.Opaque, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
 	}
-	out.Host = string(s.Request.Header.Host())
+	out := (&http.Request{
+		Method:     string(s.Request.Header.Method()),
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header, s.Request.Header.Len()),
+		Body:       body,
+		Host:       string(s.Request.Header.Host()),
+	}).WithContext(ctx)
 	out.ContentLength = h.r.ContentLength
 	if body == http.NoBody {
 		out.ContentLength = 0
@@ -417,19 +440,34 @@ func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadlin
 		out.ContentLength = -1 // body filters may change its length
 	}
 	for k, v := range s.Request.Header.All() {
-		switch strings.ToLower(string(k)) {
+		name := string(k)
+		switch strings.ToLower(name) {
 		case "content-length":
-			if !h.filteredBody {
-				out.Header.Add(string(k), string(v))
+			if h.filteredBody {
+				continue
 			}
-			continue
 		case "host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 			continue
+		case "te":
+			if !strings.EqualFold(string(v), "trailers") {
+				continue // the only TE HTTP/2 allows
+			}
+		case "grpc-timeout":
+			if !callDeadline.IsZero() {
+				continue // replaced below by what is left of it
+			}
 		}
-		out.Header.Add(string(k), string(v))
+		if !h2up {
+			name = http.CanonicalHeaderKey(name)
+		}
+		out.Header[name] = append(out.Header[name], string(v))
 	}
 	if !callDeadline.IsZero() {
-		out.Header.Set("grpc-timeout", formatGRPCTimeout(time.Until(callDeadline)))
+		name := "grpc-timeout"
+		if !h2up {
+			name = "Grpc-Timeout"
+		}
+		out.Header[name] = []string{formatGRPCTimeout(time.Until(callDeadline))}
 	}
 	if len(h.r.Trailer) > 0 {
 		out.Trailer = h.r.Trailer

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/internal/coalesce"
 )
 
 // The streaming transport: requests whose bodies flow in chunks (HTTP/2
@@ -51,6 +53,11 @@ func (c *Cluster) UsesHTTP2(h2down bool) bool {
 	}
 	return false
 }
+
+// AlwaysHTTP2 reports whether a request that arrived over HTTP/2 (h2down)
+// or HTTP/1.1 surely goes to this cluster's endpoints over HTTP/2 (not
+// protocol auto over TLS, which ALPN decides per connection).
+func (c *Cluster) AlwaysHTTP2(h2down bool) bool { return c.protoFor(h2down) == protoH2 }
 
 // Protocol is the cluster's configured upstream protocol ("http1",
 // "http2" or "auto").
@@ -173,7 +180,14 @@ func (e *Endpoint) streamTransport(proto int) *http.Transport {
 		// Response headers bounded like the HTTP/1.1 pool's.
 		MaxResponseHeaderBytes: responseReadBuffer,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return e.dialContext(ctx)
+			conn, err := e.dialContext(ctx)
+			if err != nil || proto == protoHTTP1 {
+				return conn, err
+			}
+			// net/http's HTTP/2 client writes a request's HEADERS and
+			// DATA in separate syscalls: batch them, and those of the
+			// connection's other streams.
+			return coalesce.Wrap(conn, 0), nil
 		},
 		HTTP2: &http.HTTP2Config{
 			// A stream that stops reading does not stall its connection's
@@ -190,6 +204,9 @@ func (e *Endpoint) streamTransport(proto int) *http.Transport {
 			conn, err := e.dialContext(ctx)
 			if err != nil {
 				return nil, err
+			}
+			if proto != protoHTTP1 {
+				conn = coalesce.Wrap(conn, 0) // as above, under TLS's records
 			}
 			tc := tls.Client(conn, cfg)
 			hctx, cancel := context.WithTimeout(ctx, c.s.ConnectTimeout)

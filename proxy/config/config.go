@@ -102,6 +102,38 @@ type Listener struct {
 	HTTP2 HTTP2 `yaml:"http2,omitempty" json:"http2,omitempty"`
 	// Metadata is what Wasm filters read as listener_metadata.
 	Metadata *Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
+	// GRPCWeb translates gRPC-Web calls from browsers into gRPC to the
+	// upstream (Envoy's envoy.filters.http.grpc_web); nil: off.
+	GRPCWeb *GRPCWeb `yaml:"grpc_web,omitempty" json:"grpc_web,omitempty"`
+}
+
+// GRPCWeb turns on gRPC-Web on an http listener: requests with content-type
+// application/grpc-web, application/grpc-web+proto or
+// application/grpc-web-text (base64) go upstream as gRPC, and their answers
+// come back as gRPC-Web, trailers in the body. The empty block ({}) turns
+// it on.
+type GRPCWeb struct {
+	// CORS answers browsers' preflight requests and marks answers for the
+	// allowed origins (nil: no CORS headers, preflights are routed).
+	CORS *CORS `yaml:"cors,omitempty" json:"cors,omitempty"`
+}
+
+// CORS is a cross-origin policy for browser callers.
+type CORS struct {
+	// AllowOrigins are the origins allowed ("https://app.example.com"), or
+	// "*" for any.
+	AllowOrigins []string `yaml:"allow_origins" json:"allow_origins"`
+	// AllowHeaders are the request headers allowed; empty: whatever the
+	// preflight asks for.
+	AllowHeaders []string `yaml:"allow_headers,omitempty" json:"allow_headers,omitempty"`
+	// ExposeHeaders are response headers the page may read, beyond
+	// grpc-status and grpc-message (always exposed).
+	ExposeHeaders []string `yaml:"expose_headers,omitempty" json:"expose_headers,omitempty"`
+	// MaxAge is how long a browser may cache a preflight's answer (0: the
+	// browser's default).
+	MaxAge Duration `yaml:"max_age,omitempty" json:"max_age,omitempty"`
+	// AllowCredentials lets the page send cookies and Authorization.
+	AllowCredentials bool `yaml:"allow_credentials,omitempty" json:"allow_credentials,omitempty"`
 }
 
 // HTTP2 are a listener's HTTP/2 settings. Zero values take the defaults in

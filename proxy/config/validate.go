@@ -400,8 +400,12 @@ func (v *validator) listener(p string, l *Listener) {
 	v.filterRefs(p+".filters", l.Filters)
 	v.accessLog(p+".access_log", &l.AccessLog)
 	if v.listenerSecurity(p, l) {
+		if l.GRPCWeb != nil {
+			v.errf(p+".grpc_web", "gRPC-Web needs an http listener, not protocol tcp")
+		}
 		return // a tcp listener has no virtual hosts
 	}
+	v.grpcWeb(p+".grpc_web", l.GRPCWeb)
 
 	if len(l.VirtualHosts) == 0 {
 		v.errf(p+".virtual_hosts", "at least one virtual host is required")
@@ -424,6 +428,36 @@ func (v *validator) listener(p string, l *Listener) {
 		}
 		v.virtualHostRoutes(vp, vh)
 	}
+}
+
+// grpcWeb checks a listener's gRPC-Web block and its CORS policy.
+func (v *validator) grpcWeb(p string, g *GRPCWeb) {
+	if g == nil || g.CORS == nil {
+		return
+	}
+	c, cp := g.CORS, p+".cors"
+	if len(c.AllowOrigins) == 0 {
+		v.errf(cp+".allow_origins", "at least one origin is required (\"*\" allows any)")
+	}
+	for i, o := range c.AllowOrigins {
+		op := fmt.Sprintf("%s.allow_origins[%d]", cp, i)
+		switch {
+		case o == "*":
+			if c.AllowCredentials {
+				v.errf(op, "\"*\" cannot be used with allow_credentials: browsers refuse it; list the origins")
+			}
+		case !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://"),
+			strings.TrimRight(o[strings.Index(o, "://")+3:], "/") == "", strings.Count(o, "/") > 2:
+			v.errf(op, "%q is not an origin: want scheme://host[:port], e.g. https://app.example.com, or \"*\"", o)
+		}
+	}
+	for i, h := range c.AllowHeaders {
+		v.headerName(fmt.Sprintf("%s.allow_headers[%d]", cp, i), h)
+	}
+	for i, h := range c.ExposeHeaders {
+		v.headerName(fmt.Sprintf("%s.expose_headers[%d]", cp, i), h)
+	}
+	v.duration(cp+".max_age", c.MaxAge)
 }
 
 // domain checks one virtual host domain: "api.local", "api.local:8080",

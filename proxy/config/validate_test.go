@@ -57,6 +57,13 @@ func withCluster(cluster string) string {
 	return baseListener + indent(okRoute, 10) + baseClusters + indent(cluster, 2) + baseFilters
 }
 
+// grpcWebListener is the base config whose listener has grpc_web set to
+// block (YAML, indented under grpc_web).
+func grpcWebListener(block string) string {
+	return "listeners:\n  - name: main\n    address: 127.0.0.1:0\n    grpc_web:\n" + indent(block, 6) +
+		"    virtual_hosts: [{name: v, domains: ['*'], routes: [{route: {cluster: c1}}]}]\n" + baseClusters
+}
+
 // withFilter is the base config with one more filter.
 func withFilter(filter string) string {
 	return baseListener + indent(okRoute, 10) + baseClusters + baseFilters + indent(filter, 2)
@@ -106,6 +113,14 @@ func TestParseReportsFileLineAndPath(t *testing.T) {
 		{"endpoint port", withCluster("- name: c3\n  endpoints:\n    - address: 10.0.0.1:99999 #<\n"), "clusters[2].endpoints[0].address", `address "10.0.0.1:99999": port "99999" is not a number from 1 to 65535`},
 		{"endpoint port zero", withCluster("- name: c3\n  endpoints:\n    - address: 10.0.0.1:0 #<\n"), "clusters[2].endpoints[0].address", `address "10.0.0.1:0": port "0"`},
 		{"admin address", "admin: {address: nope} #<\n" + withRoute(okRoute), "admin.address", "not host:port"},
+
+		// gRPC-Web.
+		{"grpc_web origins required", grpcWebListener("cors: {max_age: 1m} #<"), "listeners[0].grpc_web.cors.allow_origins", `at least one origin is required ("*" allows any)`},
+		{"grpc_web origin form", grpcWebListener("cors:\n  allow_origins: [app.example] #<"), "listeners[0].grpc_web.cors.allow_origins[0]", `"app.example" is not an origin: want scheme://host[:port]`},
+		{"grpc_web origin path", grpcWebListener("cors:\n  allow_origins: ['https://a.example/x'] #<"), "listeners[0].grpc_web.cors.allow_origins[0]", `is not an origin`},
+		{"grpc_web any origin with credentials", grpcWebListener("cors:\n  allow_credentials: true\n  allow_origins: ['*'] #<"), "listeners[0].grpc_web.cors.allow_origins[0]", `"*" cannot be used with allow_credentials`},
+		{"grpc_web expose header", grpcWebListener("cors:\n  allow_origins: ['*']\n  expose_headers: ['x y'] #<"), "listeners[0].grpc_web.cors.expose_headers[0]", "cannot have"},
+		{"grpc_web on tcp", "listeners:\n  - name: t\n    address: 127.0.0.1:0\n    protocol: tcp\n    tcp: {cluster: c1}\n    grpc_web: {} #<\n" + baseClusters, "listeners[0].grpc_web", "gRPC-Web needs an http listener, not protocol tcp"},
 
 		// Matching.
 		{"prefix and path", withRoute("- match: {prefix: /a, path: /b} #<\n  route: {cluster: c1}\n"), "listeners[0].virtual_hosts[0].routes[0].match", "set only one of prefix, path, regex"},

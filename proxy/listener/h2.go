@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/internal/coalesce"
 )
 
 // The HTTP/2 codec of a listener. Every http listener speaks HTTP/1.1 and
@@ -59,6 +60,12 @@ type ConnInfo struct {
 
 type connInfoKey struct{}
 
+// WithConnInfo returns ctx carrying ci, for a request served as an HTTP/2
+// stream that came another way (a gRPC-Web call over HTTP/1.1).
+func WithConnInfo(ctx context.Context, ci *ConnInfo) context.Context {
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
 // ConnInfoFrom returns the connection facts of an HTTP/2 stream's request.
 func ConnInfoFrom(ctx context.Context) *ConnInfo {
 	ci, _ := ctx.Value(connInfoKey{}).(*ConnInfo)
@@ -70,6 +77,7 @@ type h2codec struct {
 	srv     *http2.Server
 	base    *http.Server
 	handler http.Handler
+	workers *warmStacks // handler, whose idle workers stop on shutdown
 	stats   *H2Stats
 	log     *zap.Logger
 	// idFloor numbers HTTP/2 connections apart from fasthttp's.
@@ -93,7 +101,8 @@ func newH2Codec(o *H2Options, lim config.Limits, log *zap.Logger) *h2codec {
 		// A peer that stops reading is cut off, not waited on forever.
 		WriteByteTimeout: orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
 	}
-	c := &h2codec{srv: srv, handler: stallGuard{o.Handler, srv.WriteByteTimeout}, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
+	workers := newWarmStacks(stallGuard{o.Handler, srv.WriteByteTimeout})
+	c := &h2codec{srv: srv, handler: workers, workers: workers, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
 	if c.stats == nil {
 		c.stats = &H2Stats{}
 	}
@@ -135,7 +144,9 @@ func (c *h2codec) serve(conn net.Conn, tlsInfo *filter.TLSInfo, upgrade *http.Re
 	if upgrade != nil {
 		upgrade = upgrade.WithContext(ctx) // stream 1 knows its connection too
 	}
-	c.srv.ServeConn(newFrameGuard(conn), &http2.ServeConnOpts{
+	// Frames written on this connection leave in batches (x/net/http2
+	// flushes after nearly every frame).
+	c.srv.ServeConn(newFrameGuard(coalesce.Wrap(conn, c.srv.WriteByteTimeout)), &http2.ServeConnOpts{
 		Context: ctx, BaseConfig: c.base, Handler: c.handler,
 		UpgradeRequest: upgrade, Settings: settings,
 	})
@@ -147,6 +158,7 @@ func (c *h2codec) shutdown(ctx context.Context) {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
+	defer c.workers.stop()
 	sctx, cancel := context.WithCancel(ctx)
 	cancel() // base serves no listener: Shutdown only runs the GOAWAY hooks
 	_ = c.base.Shutdown(sctx)
@@ -469,26 +481,41 @@ func (g *tlsFrameGuard) ConnectionState() tls.ConnectionState {
 	return g.Conn.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState()
 }
 
-// stallGuard cuts a stream whose client does not take the response: each
-// write (and flush, and the final one after the handler returns) that
-// makes no progress for the listener's write_timeout resets the stream.
-// WriteByteTimeout covers a client that stops reading its socket; this
-// covers one that keeps its HTTP/2 flow-control window shut, which would
-// otherwise hold the stream, its handler and its upstream forever.
+// stallGuard cuts a stream whose client does not take the response: a
+// write (or flush) that makes no progress for the listener's
+// write_timeout resets the stream, and so does the final one after the
+// handler returns. WriteByteTimeout covers a client that stops reading its
+// socket; this covers one that keeps its HTTP/2 flow-control window shut,
+// which would otherwise hold the stream, its handler and its upstream
+// forever.
+//
+// Each x/net write deadline change is a message to the connection's serve
+// loop and a timer; setting and clearing one around every write cost a
+// unary gRPC answer seven of them. So the guard keeps one timer of its
+// own per stream, armed while writes go on, and only a stalled write
+// turns into a deadline (one in the past: x/net resets the stream at once).
 type stallGuard struct {
 	h       http.Handler
 	timeout time.Duration
 }
 
-// stallChunk is how much is written under one deadline: the timeout
-// bounds a stall, not the time a large body takes.
+// stallChunk is how much is written under one check: the timeout bounds a
+// stall, not the time a large body takes.
 const stallChunk = 16 << 10
 
 func (g stallGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &stallWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: g.timeout}
-	// What the handler left buffered is written after it returns: under
-	// a deadline too (x/net stops it when the stream closes).
-	defer func() { _ = sw.rc.SetWriteDeadline(time.Now().Add(g.timeout)) }()
+	defer func() {
+		sw.mu.Lock()
+		sw.done = true
+		if sw.timer != nil {
+			sw.timer.Stop()
+		}
+		sw.mu.Unlock()
+		// What the handler left buffered is written after it returns:
+		// under a deadline too (x/net stops it when the stream closes).
+		_ = sw.rc.SetWriteDeadline(time.Now().Add(g.timeout))
+	}()
 	g.h.ServeHTTP(sw, r)
 }
 
@@ -496,13 +523,61 @@ type stallWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+
+	mu      sync.Mutex
+	timer   *time.Timer // armed while a write may be going on
+	armed   bool
+	busy    int    // writes in progress
+	seq     uint64 // counts write starts and ends: progress
+	checked uint64 // seq when the timer was armed
+	done    bool
+}
+
+// begin and end bracket one write.
+func (w *stallWriter) begin() {
+	w.mu.Lock()
+	w.busy++
+	w.seq++
+	if !w.armed && !w.done {
+		w.armed, w.checked = true, w.seq
+		if w.timer == nil {
+			w.timer = time.AfterFunc(w.timeout, w.check)
+		} else {
+			w.timer.Reset(w.timeout)
+		}
+	}
+	w.mu.Unlock()
+}
+
+func (w *stallWriter) end() {
+	w.mu.Lock()
+	w.busy--
+	w.seq++
+	w.mu.Unlock()
+}
+
+// check runs when the timer fires: a write that began before it was armed
+// and has not ended since has stalled for a whole timeout.
+func (w *stallWriter) check() {
+	w.mu.Lock()
+	stalled := w.busy > 0 && w.seq == w.checked && !w.done
+	if w.busy > 0 && !stalled && !w.done {
+		w.checked = w.seq
+		w.timer.Reset(w.timeout) // writes go on: watch the next window
+	} else {
+		w.armed = false
+	}
+	w.mu.Unlock()
+	if stalled {
+		_ = w.rc.SetWriteDeadline(time.Unix(1, 0)) // x/net resets the stream now
+	}
 }
 
 func (w *stallWriter) Write(p []byte) (n int, err error) {
-	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }() // a quiet stream is no stall
 	for len(p) > 0 {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+		w.begin()
 		m, err := w.ResponseWriter.Write(p[:min(len(p), stallChunk)])
+		w.end()
 		n += m
 		if err != nil {
 			return n, err
@@ -513,8 +588,8 @@ func (w *stallWriter) Write(p []byte) (n int, err error) {
 }
 
 func (w *stallWriter) FlushError() error {
-	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
-	defer func() { _ = w.rc.SetWriteDeadline(time.Time{}) }()
+	w.begin()
+	defer w.end()
 	return w.rc.Flush()
 }
 
@@ -522,3 +597,78 @@ func (w *stallWriter) Flush() { _ = w.FlushError() }
 
 // Unwrap lets http.ResponseController reach x/net's writer.
 func (w *stallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// warmStacks runs each stream's handler on a worker goroutine that served
+// streams before, instead of on the goroutine x/net/http2 starts per
+// stream. Proxying a stream goes deep (filters, routing, net/http's client
+// encoding the upstream headers): a new goroutine's stack grew, by copying,
+// several times per stream (10% of weft's CPU per gRPC call); a worker's
+// stays grown. Workers idle for workerIdle exit, so a burst's pool shrinks
+// back.
+type warmStacks struct {
+	h    http.Handler
+	jobs chan *streamJob
+	quit chan struct{} // closed when the listener shuts down: idle workers exit
+	once sync.Once
+}
+
+type streamJob struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	done  chan struct{}
+	panic any
+}
+
+const workerIdle = 10 * time.Second
+
+var streamJobPool = sync.Pool{New: func() any { return &streamJob{done: make(chan struct{}, 1)} }}
+
+func newWarmStacks(h http.Handler) *warmStacks {
+	return &warmStacks{h: h, jobs: make(chan *streamJob), quit: make(chan struct{})}
+}
+
+// stop makes idle workers exit; a busy one exits when its stream ends.
+func (p *warmStacks) stop() { p.once.Do(func() { close(p.quit) }) }
+
+func (p *warmStacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	j := streamJobPool.Get().(*streamJob)
+	j.w, j.r, j.panic = w, r, nil
+	select {
+	case p.jobs <- j: // an idle worker took it
+	case <-p.quit:
+		go p.run(j) // shutting down: no worker stays for later streams
+	default:
+		go p.work(j)
+	}
+	<-j.done
+	pv := j.panic
+	j.w, j.r, j.panic = nil, nil, nil
+	streamJobPool.Put(j)
+	if pv != nil {
+		panic(pv) // x/net resets the stream (http.ErrAbortHandler) here
+	}
+}
+
+func (p *warmStacks) work(j *streamJob) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		p.run(j)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-p.jobs:
+		case <-idle.C:
+			return
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+func (p *warmStacks) run(j *streamJob) {
+	defer func() {
+		j.panic = recover()
+		j.done <- struct{}{}
+	}()
+	p.h.ServeHTTP(j.w, j.r)
+}
