@@ -19,6 +19,7 @@ import (
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/server"
 	"github.com/weftmesh/weft/control/store"
+	"github.com/weftmesh/weft/proxy/config"
 )
 
 // meshYAML is a service "orders" with versions v1 and v2, a rule splitting
@@ -606,11 +607,15 @@ spec:
 	if err != nil || code != 503 || out != "fault injected" {
 		t.Fatalf("fault route: %d %q %v", code, out, err)
 	}
-	cfg := string(cp.Store().Node("s1").YAML)
-	for _, w := range []string{cp.URL() + "/v1/modules/" + abortSHA, `{"abort":{"status":503,"percent":100}}`, "fault.orders.default.broken"} {
-		if !strings.Contains(cfg, w) {
-			t.Errorf("compiled config lacks %q:\n%s", w, cfg)
+	cfg := cp.Store().Node("s1").Config
+	var fault *config.Filter
+	for i, f := range cfg.Filters {
+		if f.Name == "fault.orders.default.broken" {
+			fault = &cfg.Filters[i]
 		}
+	}
+	if fault == nil || fault.Module.URL != cp.URL()+"/v1/modules/"+abortSHA || string(fault.Config) != `{"abort":{"status":503,"percent":100}}` {
+		t.Errorf("compiled config lacks the fault filter (module %s, config {abort...}): %s", abortSHA, cp.Store().Node("s1").Body)
 	}
 }
 

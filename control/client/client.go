@@ -76,6 +76,9 @@ type Snapshot struct {
 	Node    string `json:"node"`
 	Version string `json:"version"`
 	Config  string `json:"config"`
+	// Format is "json" for a Config in JSON, read with the faster
+	// config.ParseJSON; otherwise Config is YAML.
+	Format string `json:"format,omitempty"`
 }
 
 type ack struct {
@@ -262,7 +265,11 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 	r.have = s.Version
 	raw := []byte(s.Config)
-	cfg, err := config.Parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
+	parse := config.Parse
+	if s.Format == "json" {
+		parse = config.ParseJSON
+	}
+	cfg, err := parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
 	if err == nil {
 		err = localizeModules(ctx, r.eps.current().hc, r.eps.moduleURL, r.o.ModuleDir, cfg)
 	}

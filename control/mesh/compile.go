@@ -1,14 +1,16 @@
 package mesh
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sort"
 	"strconv"
-
-	"gopkg.in/yaml.v3"
+	"sync"
+	"sync/atomic"
 
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -24,70 +26,121 @@ type NodeConfig struct {
 	Service string
 	// Config has defaults applied and no Version: the store versions it.
 	Config *config.Config
-	// Content is Config rendered without a version; equal Content means an
-	// equal config.
+	// Content is Config as JSON without a version (see Stamp); equal
+	// Content means an equal config.
 	Content []byte
 }
 
-// Render sets cfg.Version and writes cfg as the YAML a sidecar parses.
-func Render(cfg *config.Config, version string) ([]byte, error) {
-	cfg.Version = version
-	return yaml.Marshal(cfg)
+// Stamp returns content (a NodeConfig's) with its version set: the config
+// as a sidecar reads it (config.ParseJSON; JSON is YAML too, so
+// config.Parse reads it the same). Version is the first field of a config,
+// so stamping is a splice rather than a second encoding.
+func Stamp(content []byte, version string) []byte {
+	v, _ := json.Marshal(version)
+	out := make([]byte, 0, len(content)+len(v)+12)
+	out = append(out, `{"version":`...)
+	out = append(out, v...)
+	if rest := bytes.TrimPrefix(content, []byte("{")); len(bytes.TrimSpace(rest)) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+		out = append(out, rest...)
+	} else {
+		out = append(out, '}')
+	}
+	return out
 }
 
 // Compile validates m as a whole and compiles one config per Sidecar. Each
-// config is checked with config.Parse exactly as the sidecar will read it;
-// a problem is reported against the Sidecar it was compiled for.
+// config is validated as the sidecar will validate it (config.Validate,
+// after the same defaults); a problem is reported against the Sidecar it
+// was compiled for. Sidecars compile in parallel, on up to GOMAXPROCS
+// goroutines: each reads the mesh and writes only its own config.
 func Compile(m *Mesh, o Options) (map[string]*NodeConfig, error) {
 	if err := Validate(m, o); err != nil {
 		return nil, err
 	}
-	out := map[string]*NodeConfig{}
+	// Errors are reported in Sidecar order, as they would be one by one.
+	todo := m.List(KindSidecar)
+	results := make([]*NodeConfig, len(todo))
+	nodeErrs := make([]Errors, len(todo))
 	owner := map[string]Key{}
-	var errs Errors
-	for _, r := range m.List(KindSidecar) {
-		fail := func(field, format string, args ...any) {
-			errs = append(errs, Error{Key: r.Key(), Field: field, Reason: fmt.Sprintf(format, args...), File: r.File, Line: r.Line})
-		}
+	for i, r := range todo {
 		if other, dup := owner[r.Name]; dup {
-			fail("name", "node id %q is also %s; node ids are unique across namespaces", r.Name, other)
+			nodeErrs[i] = Errors{{Key: r.Key(), Field: "name", Reason: fmt.Sprintf("node id %q is also %s; node ids are unique across namespaces", r.Name, other), File: r.File, Line: r.Line}}
 			continue
 		}
 		owner[r.Name] = r.Key()
-		nc := &nodeCompiler{m: m, o: o, r: r, s: r.Sidecar(), clusters: map[string]bool{}, filters: map[string]bool{}}
-		cfg, err := nc.compile()
-		if err != nil {
-			fail("", "%v", err)
-			continue
-		}
-		cfg.ApplyDefaults()
-		content, err := Render(cfg, "")
-		if err != nil {
-			fail("", "rendering the compiled config: %v", err)
-			continue
-		}
-		if _, err := config.Parse("node "+r.Name, content); err != nil {
-			var ces config.Errors
-			if errors.As(err, &ces) {
-				for _, ce := range ces {
-					fail("compiled config: "+ce.Path, "%s", ce.Reason)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(todo) {
+					return
 				}
-			} else {
-				fail("compiled config", "%v", err)
+				if nodeErrs[i] == nil {
+					results[i], nodeErrs[i] = compileNode(m, o, todo[i])
+				}
 			}
-			continue
+		}()
+	}
+	wg.Wait()
+	var errs Errors
+	out := make(map[string]*NodeConfig, len(todo))
+	for i, r := range todo {
+		errs = append(errs, nodeErrs[i]...)
+		if results[i] != nil {
+			out[r.Name] = results[i]
 		}
-		svc := ""
-		if nc.s.Service != "" {
-			k := ServiceRef(r.Namespace, nc.s.Service)
-			svc = k.Namespace + "/" + k.Name
-		}
-		out[r.Name] = &NodeConfig{Node: r.Name, Service: svc, Config: cfg, Content: content}
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return out, nil
+}
+
+// compileNode compiles, encodes and validates one Sidecar's config.
+func compileNode(m *Mesh, o Options, r *Resource) (*NodeConfig, Errors) {
+	var errs Errors
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, Error{Key: r.Key(), Field: field, Reason: fmt.Sprintf(format, args...), File: r.File, Line: r.Line})
+	}
+	nc := &nodeCompiler{m: m, o: o, r: r, s: r.Sidecar(), clusters: map[string]bool{}, filters: map[string]bool{}}
+	cfg, err := nc.compile()
+	if err != nil {
+		fail("", "%v", err)
+		return nil, errs
+	}
+	cfg.ApplyDefaults()
+	content, err := json.Marshal(cfg)
+	if err != nil {
+		fail("", "encoding the compiled config: %v", err)
+		return nil, errs
+	}
+	// The sidecar decodes content to this very config (encoding/json
+	// round-trips its own output), then validates it: so does this, without
+	// decoding again.
+	if err := config.Validate("node "+r.Name, content, cfg); err != nil {
+		var ces config.Errors
+		if errors.As(err, &ces) {
+			for _, ce := range ces {
+				fail("compiled config: "+ce.Path, "%s", ce.Reason)
+			}
+		} else {
+			fail("compiled config", "%v", err)
+		}
+		return nil, errs
+	}
+	svc := ""
+	if nc.s.Service != "" {
+		k := ServiceRef(r.Namespace, nc.s.Service)
+		svc = k.Namespace + "/" + k.Name
+	}
+	return &NodeConfig{Node: r.Name, Service: svc, Config: cfg, Content: content}, nil
 }
 
 type nodeCompiler struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -167,14 +168,21 @@ spec:
 	if nc == nil || nc.Service != "shop/users" {
 		t.Fatalf("web-1: %+v", nc)
 	}
-	// What a sidecar receives parses as a config.
-	y, err := Render(nc.Config, "7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse("web-1", y)
+	// What a sidecar receives decodes to the compiled config, whether it
+	// reads it as JSON (ParseJSON) or as YAML (Parse, an older sidecar).
+	y := Stamp(nc.Content, "7")
+	cfg, err := config.ParseJSON("web-1", y)
 	if err != nil {
 		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
+	}
+	viaYAML, err := config.Parse("web-1", y)
+	if err != nil {
+		t.Fatalf("the compiled config does not parse as YAML: %v\n%s", err, y)
+	}
+	want := *nc.Config
+	want.Version = "7"
+	if !reflect.DeepEqual(cfg, &want) || !reflect.DeepEqual(viaYAML, &want) {
+		t.Fatalf("the config a sidecar reads differs from the compiled one:\ncompiled %+v\nJSON     %+v\nYAML     %+v", &want, cfg, viaYAML)
 	}
 	if cfg.Version != "7" || cfg.Node.ID != "web-1" || len(cfg.Listeners) != 2 {
 		t.Fatalf("node/listeners: %+v", cfg)
@@ -435,11 +443,8 @@ func TestCompileSharedVMFiltersAndLogLevel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	y, err := Render(out["web-1"].Config, "1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse("web-1", y)
+	y := Stamp(out["web-1"].Content, "1")
+	cfg, err := config.ParseJSON("web-1", y)
 	if err != nil {
 		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
 	}
@@ -455,5 +460,21 @@ func TestCompileSharedVMFiltersAndLogLevel(t *testing.T) {
 	_, err = Compile(decode(t, base, filter("a", digest, ""), filter("b", other, "")), o)
 	if err == nil || !strings.Contains(err.Error(), `filters "a.shop" and "b.shop" share vm_id "shared" but differ in module`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestStamp(t *testing.T) {
+	cfg := &config.Config{Node: config.Node{ID: "n"}, Listeners: []config.Listener{{Name: "l"}}}
+	content, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Version = `4"2`
+	want, _ := json.Marshal(cfg)
+	if got := Stamp(content, `4"2`); !bytes.Equal(got, want) {
+		t.Fatalf("Stamp = %s, want %s (json.Marshal with the version)", got, want)
+	}
+	if got := string(Stamp([]byte("{}"), "1")); got != `{"version":"1"}` {
+		t.Fatalf("Stamp of an empty object = %s", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/control/store"
 	"github.com/weftmesh/weft/control/telemetry"
 )
 
@@ -16,8 +17,21 @@ import (
 type WatchResponse struct {
 	Node    string `json:"node"`
 	Version string `json:"version"`
-	// Config is the sidecar config YAML (config.Parse reads it).
+	// Config is the sidecar config: JSON when Format is "json"
+	// (config.ParseJSON reads it, and so does config.Parse, JSON being
+	// YAML), else YAML.
 	Config string `json:"config"`
+	Format string `json:"format,omitempty"`
+}
+
+// watchBody is a snapshot's watch answer, encoded once per snapshot
+// however many times it is sent.
+func watchBody(snap *store.Snapshot) []byte {
+	b, err := json.Marshal(WatchResponse{Node: snap.Node, Version: snap.Version, Config: string(snap.Body), Format: "json"})
+	if err != nil {
+		panic(err) // strings only: cannot fail
+	}
+	return append(b, '\n')
 }
 
 // Ack is a sidecar's answer to a snapshot: Error is empty for an ACK.
@@ -185,7 +199,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		if snap := s.store.Node(node); snap != nil && snap.Version != have {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
-			if err := json.NewEncoder(w).Encode(WatchResponse{Node: node, Version: snap.Version, Config: string(snap.YAML)}); err != nil {
+			if err := json.NewEncoder(w).Encode(WatchResponse{Node: node, Version: snap.Version, Config: string(snap.Body)}); err != nil {
 				s.log.Debug("watch: writing snapshot", zap.String("node", node), zap.Error(err))
 			}
 			return

@@ -87,11 +87,22 @@ type Snapshot struct {
 	Node    string
 	Service string
 	Version string
-	// YAML is the config as sent to the sidecar (with Version).
-	YAML   []byte
+	// Body is the config as sent to the sidecar, with Version: JSON
+	// (config.ParseJSON), which YAML readers (config.Parse) read the same.
+	Body   []byte
 	Config *config.Config
 
 	contentSum string
+
+	encOnce sync.Once
+	enc     []byte
+}
+
+// Encoded returns encode(s), computed once per snapshot: the watch answer
+// every sidecar polling this version gets, encoded once for all of them.
+func (s *Snapshot) Encoded(encode func(*Snapshot) []byte) []byte {
+	s.encOnce.Do(func() { s.enc = encode(s) })
+	return s.enc
 }
 
 // ConflictError is a write refused by a precondition (HTTP 409): a stale
@@ -309,11 +320,7 @@ func (s *Store) build(r *Records, prev *state) (*state, error) {
 			nodes[id] = p
 			continue
 		}
-		y, err := mesh.Render(nc.Config, v)
-		if err != nil {
-			return nil, fmt.Errorf("node %q: %w", id, err)
-		}
-		nodes[id] = &Snapshot{Node: id, Service: nc.Service, Version: v, YAML: y, Config: nc.Config, contentSum: cs}
+		nodes[id] = newSnapshot(nc, v, cs)
 	}
 	return &state{rev: r.Revision, objs: r.Objects, mesh: m, nodes: nodes, changed: make(chan struct{})}, nil
 }
@@ -662,17 +669,21 @@ func (s *Store) stamp(cur *state, p *plan, rev int64) (*state, error) {
 			nodes[id] = old
 			continue
 		}
-		y, err := mesh.Render(nc.Config, v)
-		if err != nil {
-			return nil, fmt.Errorf("node %q: %w", id, err)
-		}
-		nodes[id] = &Snapshot{Node: id, Service: nc.Service, Version: v, YAML: y, Config: nc.Config, contentSum: p.sums[id]}
+		nodes[id] = newSnapshot(nc, v, p.sums[id])
 	}
 	rs := make([]*mesh.Resource, 0, len(objs))
 	for _, o := range objs {
 		rs = append(rs, o.Resource)
 	}
 	return &state{rev: rev, objs: objs, mesh: mesh.New(rs), nodes: nodes, changed: make(chan struct{})}, nil
+}
+
+// newSnapshot versions a node's compiled config. The Config is shared with
+// the compilation (nobody modifies it), with its Version set.
+func newSnapshot(nc *mesh.NodeConfig, version, contentSum string) *Snapshot {
+	cfg := *nc.Config
+	cfg.Version = version
+	return &Snapshot{Node: nc.Node, Service: nc.Service, Version: version, Body: mesh.Stamp(nc.Content, version), Config: &cfg, contentSum: contentSum}
 }
 
 func sum(b []byte) string {
