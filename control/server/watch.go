@@ -199,7 +199,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		if snap := s.store.Node(node); snap != nil && snap.Version != have {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
-			if err := json.NewEncoder(w).Encode(WatchResponse{Node: node, Version: snap.Version, Config: string(snap.Body)}); err != nil {
+			if _, err := w.Write(snap.Encoded(watchBody)); err != nil {
 				s.log.Debug("watch: writing snapshot", zap.String("node", node), zap.Error(err))
 			}
 			return
