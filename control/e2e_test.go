@@ -516,6 +516,15 @@ func TestAuditLog(t *testing.T) {
 	putRule(t, cp.URL(), 50, 50, 0) // as the bootstrap admin
 	putRule(t, cp.URL(), 50, 40, 0) // refused
 	rev := cp.Store().Revision()
+	// GET /v1/audit answers the last entries, for admins only.
+	code, out := meshtest.Do(t, "GET", cp.URL()+"/v1/audit?limit=2", "")
+	var last []store.AuditEntry
+	if code != 200 || json.Unmarshal([]byte(out), &last) != nil || len(last) != 2 || last[0].Action != "replace" || last[1].Result != "refused" {
+		t.Fatalf("GET /v1/audit?limit=2: %d %s", code, out)
+	}
+	if code, out := meshtest.Do(t, "GET", cp.URL()+"/v1/audit", "", "Authorization", "Bearer bob-token"); code != 403 {
+		t.Fatalf("an editor reading the audit log: %d %s", code, out)
+	}
 	if err := cp.Close(); err != nil {
 		t.Fatal(err)
 	}
