@@ -122,4 +122,3 @@ func (t *Tokens) findShared(ctx context.Context, d string) (*tokenEntry, error) 
 	}
 	return found, nil
 }
-
