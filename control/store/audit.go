@@ -71,11 +71,37 @@ func (a *Audit) Share(cli *clientv3.Client, prefix string) {
 	a.cli, a.prefix = cli, prefix+"audit/"
 }
 
-// Write appends e as one line (its Time set now when zero) and syncs.
+// Write appends e as one line (its Time set now when zero) and syncs;
+// shared, it also writes e to etcd.
 func (a *Audit) Write(e AuditEntry) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	if err := a.writeFile(e); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	shared := a.cli != nil
+	a.mu.Unlock()
+	if !shared {
+		return nil
+	}
+	// Short: a refused change is audited too, and without an etcd quorum
+	// its answer should not wait long for this.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	op, err := a.sharedOp(ctx, e)
+	if err != nil {
+		return err
+	}
+	if _, err := a.cli.Do(ctx, *op); err != nil {
+		return fmt.Errorf("audit log: %w", etcdError("writing "+string(op.KeyBytes()), err))
+	}
+	return nil
+}
+
+// writeFile appends e to this replica's file and syncs.
+func (a *Audit) writeFile(e AuditEntry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -88,29 +114,36 @@ func (a *Audit) Write(e AuditEntry) error {
 	if err := a.f.Sync(); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
+	return nil
+}
+
+// sharedOp is the etcd put of e (nil when not shared). A Revision of 0
+// is read back as the key's own mod revision: an entry committed in the
+// change's own transaction does not know its revision yet.
+func (a *Audit) sharedOp(ctx context.Context, e AuditEntry) (*clientv3.Op, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.cli == nil {
-		return nil
+		return nil, nil
 	}
-	// Short: a refused change is audited too, and without an etcd quorum
-	// its answer should not wait long for this.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	if a.lease == 0 || time.Since(a.leaseAt) > time.Hour {
 		l, err := a.cli.Grant(ctx, int64(AuditRetention/time.Second))
 		if err != nil {
-			return fmt.Errorf("audit log: %w", etcdError("granting a lease", err))
+			return nil, fmt.Errorf("audit log: %w", etcdError("granting a lease", err))
 		}
 		a.lease, a.leaseAt = l.ID, time.Now()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
 	}
 	// Keys sort by time; the random tail keeps two replicas' entries of
 	// the same nanosecond apart.
 	var tail [4]byte
 	_, _ = rand.Read(tail[:])
 	key := fmt.Sprintf("%s%020d-%s", a.prefix, e.Time.UnixNano(), hex.EncodeToString(tail[:]))
-	if _, err := a.cli.Put(ctx, key, string(b), clientv3.WithLease(a.lease)); err != nil {
-		return fmt.Errorf("audit log: %w", etcdError("writing "+key, err))
-	}
-	return nil
+	op := clientv3.OpPut(key, string(b), clientv3.WithLease(a.lease))
+	return &op, nil
 }
 
 // MaxAuditRead bounds one Read.
@@ -124,6 +157,7 @@ func (a *Audit) Read(ctx context.Context, n int) ([]AuditEntry, error) {
 	cli, prefix := a.cli, a.prefix
 	a.mu.Unlock()
 	var lines [][]byte
+	var revs []int64 // the keys' mod revisions, from etcd
 	if cli != nil {
 		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(n)))
 		if err != nil {
@@ -131,6 +165,7 @@ func (a *Audit) Read(ctx context.Context, n int) ([]AuditEntry, error) {
 		}
 		for i := len(resp.Kvs) - 1; i >= 0; i-- {
 			lines = append(lines, resp.Kvs[i].Value)
+			revs = append(revs, resp.Kvs[i].ModRevision)
 		}
 	} else {
 		b, err := os.ReadFile(a.path)
@@ -144,10 +179,13 @@ func (a *Audit) Read(ctx context.Context, n int) ([]AuditEntry, error) {
 		lines = lines[max(0, len(lines)-n):]
 	}
 	out := make([]AuditEntry, 0, len(lines))
-	for _, l := range lines {
+	for i, l := range lines {
 		var e AuditEntry
 		if err := json.Unmarshal(l, &e); err != nil {
 			return nil, fmt.Errorf("audit log: an entry does not decode: %w", err)
+		}
+		if e.Revision == 0 && revs != nil {
+			e.Revision = revs[i] // committed with the change it records
 		}
 		out = append(out, e)
 	}
