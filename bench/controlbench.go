@@ -343,6 +343,7 @@ func (r *replica) do(method, path, body string, into any) error {
 type benchSidecar struct {
 	id     string
 	p      *proxy.Proxy
+	hc     *http.Client // the identity client's
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -385,15 +386,15 @@ func (cb *controlBench) startSidecar(r *replica, id string) (*benchSidecar, erro
 	}
 	log := zap.NewNop()
 	src := identity.NewSource()
-	ic := &client.IdentityClient{URL: r.url, NodeID: id, Token: tr.Token, Source: src,
-		HTTP: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, src)}}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, src)}}
+	ic := &client.IdentityClient{URL: r.url, NodeID: id, Token: tr.Token, Source: src, HTTP: hc}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := proxy.New(ctx, proxy.Options{Logger: log, DrainTimeout: time.Second, Identity: src})
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	s := &benchSidecar{id: id, p: p, cancel: cancel, done: make(chan struct{}), applied: map[string]time.Time{}, changed: make(chan struct{})}
+	s := &benchSidecar{id: id, p: p, hc: hc, cancel: cancel, done: make(chan struct{}), applied: map[string]time.Time{}, changed: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -412,6 +413,7 @@ func (cb *controlBench) startSidecar(r *replica, id string) (*benchSidecar, erro
 func (s *benchSidecar) stop() {
 	s.cancel()
 	<-s.done
+	s.hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.p.Shutdown(ctx)
@@ -455,7 +457,10 @@ func (cb *controlBench) run(ctx context.Context, setup string, etcd []string, re
 		if err != nil {
 			return res, err
 		}
-		defer func() { _ = r.p.Stop(5 * time.Second) }()
+		defer func() {
+			_ = r.p.Stop(5 * time.Second)
+			r.hc.CloseIdleConnections()
+		}()
 		reps = append(reps, r)
 	}
 	w, wa := reps[write], reps[watch]
@@ -583,16 +588,33 @@ func readVmRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS")
 }
 
-// startEchoUpstream answers every request 200 "ok".
-func startEchoUpstream() (net.Listener, error) {
+// echoUpstream answers every request 200 "ok".
+type echoUpstream struct {
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{}
+}
+
+func startEchoUpstream() (*echoUpstream, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
+	u := &echoUpstream{ln: ln, done: make(chan struct{}),
+		srv: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })}}
 	go func() {
-		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+		defer close(u.done)
+		_ = u.srv.Serve(ln)
 	}()
-	return ln, nil
+	return u, nil
+}
+
+func (u *echoUpstream) Addr() net.Addr { return u.ln.Addr() }
+
+func (u *echoUpstream) Close() error {
+	err := u.srv.Close()
+	<-u.done
+	return err
 }
 
 // controlWeftBinary is -weft-bin, else a build of ./cmd/weft, else this

@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -63,12 +66,30 @@ func Compile(m *Mesh, o Options) (map[string]*NodeConfig, error) {
 	results := make([]*NodeConfig, len(todo))
 	nodeErrs := make([]Errors, len(todo))
 	owner := map[string]Key{}
+	// Sidecars of one shape compile to one config but for the node id:
+	// the first (the leader) is compiled, the others copy it.
+	leaderOf := make([]int, len(todo))
+	shapes := map[string]int{}
+	byName := filtersByNode(m)
 	for i, r := range todo {
+		leaderOf[i] = i
 		if other, dup := owner[r.Name]; dup {
 			nodeErrs[i] = Errors{{Key: r.Key(), Field: "name", Reason: fmt.Sprintf("node id %q is also %s; node ids are unique across namespaces", r.Name, other), File: r.File, Line: r.Line}}
 			continue
 		}
 		owner[r.Name] = r.Key()
+		k := shapeKey(r, byName[r.Name])
+		if l, ok := shapes[k]; ok {
+			leaderOf[i] = l
+		} else {
+			shapes[k] = i
+		}
+	}
+	shared := make([]bool, len(todo)) // a leader with followers
+	for i, l := range leaderOf {
+		if l != i {
+			shared[l] = true
+		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(todo))
 	var next atomic.Int64
@@ -82,13 +103,36 @@ func Compile(m *Mesh, o Options) (map[string]*NodeConfig, error) {
 				if i >= len(todo) {
 					return
 				}
-				if nodeErrs[i] == nil {
-					results[i], nodeErrs[i] = compileNode(m, o, todo[i])
+				switch {
+				case nodeErrs[i] != nil || leaderOf[i] != i:
+				case shared[i]:
+					// The shape's template, named by the placeholder.
+					results[i], nodeErrs[i] = compileNode(m, o, todo[i], nodePlaceholder)
+				default:
+					results[i], nodeErrs[i] = compileNode(m, o, todo[i], todo[i].Name)
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	templates := map[int]*NodeConfig{}
+	for i := range todo {
+		if shared[i] {
+			templates[i] = results[i]
+		}
+	}
+	for i, r := range todo {
+		l := leaderOf[i]
+		if !shared[l] || (l != i && nodeErrs[i] != nil) {
+			continue
+		}
+		if templates[l] == nil {
+			// The template failed: compile each for its own errors.
+			results[i], nodeErrs[i] = compileNode(m, o, r, r.Name)
+			continue
+		}
+		results[i] = templates[l].forNode(r.Name)
+	}
 	var errs Errors
 	out := make(map[string]*NodeConfig, len(todo))
 	for i, r := range todo {
@@ -103,13 +147,65 @@ func Compile(m *Mesh, o Options) (map[string]*NodeConfig, error) {
 	return out, nil
 }
 
+// filtersByNode lists, per node id, the Filters whose apply names it.
+func filtersByNode(m *Mesh) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range m.List(KindFilter) {
+		if a := r.Filter().Apply; a != nil {
+			for _, node := range a.Nodes {
+				out[node] = append(out[node], r.Key().String())
+			}
+		}
+	}
+	return out
+}
+
+// shapeKey is what a Sidecar's compiled config depends on besides the
+// rest of the mesh and its node id: its namespace, its spec, and the
+// Filters that pick it by name. (The node id appears in the config only
+// as node.id; config validation does not look at it.)
+func shapeKey(r *Resource, filters []string) string {
+	spec, err := json.Marshal(r.Sidecar())
+	if err != nil {
+		return "\x00unique:" + r.Key().String() // never shared
+	}
+	return r.Namespace + "\x00" + string(spec) + "\x00" + strings.Join(filters, ",")
+}
+
+// nodePlaceholder names a shape's template: a node id no Sidecar has (a
+// NUL cannot be in a resource name) and no other string in a compiled
+// config holds, so every place the node id reaches — node.id, and the
+// defaults derived from it, such as tracing.service_name — can be found
+// and replaced in the encoded config.
+var nodePlaceholder = func() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "\x00weft-node-" + hex.EncodeToString(b[:]) + "\x00"
+}()
+
+// forNode is a shape's template (compiled for nodePlaceholder) made into
+// node name's config: the config shared but for the fields the node id
+// reaches, the content with every encoded placeholder replaced.
+func (nc *NodeConfig) forNode(name string) *NodeConfig {
+	cfg := *nc.Config
+	cfg.Node.ID = name
+	if cfg.Tracing.ServiceName == nodePlaceholder {
+		cfg.Tracing.ServiceName = name
+	}
+	ph, _ := json.Marshal(nodePlaceholder)
+	id, _ := json.Marshal(name)
+	return &NodeConfig{Node: name, Service: nc.Service, Config: &cfg, Content: bytes.ReplaceAll(nc.Content, ph, id)}
+}
+
 // compileNode compiles, encodes and validates one Sidecar's config.
-func compileNode(m *Mesh, o Options, r *Resource) (*NodeConfig, Errors) {
+// id is the node id written in the config (r.Name, or nodePlaceholder for
+// a shape's template).
+func compileNode(m *Mesh, o Options, r *Resource, id string) (*NodeConfig, Errors) {
 	var errs Errors
 	fail := func(field, format string, args ...any) {
 		errs = append(errs, Error{Key: r.Key(), Field: field, Reason: fmt.Sprintf(format, args...), File: r.File, Line: r.Line})
 	}
-	nc := &nodeCompiler{m: m, o: o, r: r, s: r.Sidecar(), clusters: map[string]bool{}, filters: map[string]bool{}}
+	nc := &nodeCompiler{m: m, o: o, r: r, id: id, s: r.Sidecar(), clusters: map[string]bool{}, filters: map[string]bool{}}
 	cfg, err := nc.compile()
 	if err != nil {
 		fail("", "%v", err)
@@ -140,13 +236,14 @@ func compileNode(m *Mesh, o Options, r *Resource) (*NodeConfig, Errors) {
 		k := ServiceRef(r.Namespace, nc.s.Service)
 		svc = k.Namespace + "/" + k.Name
 	}
-	return &NodeConfig{Node: r.Name, Service: svc, Config: cfg, Content: content}, nil
+	return &NodeConfig{Node: id, Service: svc, Config: cfg, Content: content}, nil
 }
 
 type nodeCompiler struct {
 	m        *Mesh
 	o        Options
 	r        *Resource
+	id       string // the node id written in the config
 	s        *SidecarSpec
 	cfg      *config.Config
 	clusters map[string]bool
@@ -155,7 +252,7 @@ type nodeCompiler struct {
 
 func (n *nodeCompiler) compile() (*config.Config, error) {
 	n.cfg = &config.Config{
-		Node:  config.Node{ID: n.r.Name, Metadata: map[string]string{"namespace": n.r.Namespace}},
+		Node:  config.Node{ID: n.id, Metadata: map[string]string{"namespace": n.r.Namespace}},
 		Admin: config.Admin{Address: n.s.Admin},
 	}
 	var self Key

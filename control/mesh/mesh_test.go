@@ -478,3 +478,40 @@ func TestStamp(t *testing.T) {
 		t.Fatalf("Stamp of an empty object = %s", got)
 	}
 }
+
+// Sidecars of one shape are compiled once and copied; every copy is what
+// compiling that Sidecar alone gives, content byte for byte.
+func TestCompileSharesShapes(t *testing.T) {
+	sc := func(name, ns, extra string) string {
+		return "kind: Sidecar\nname: " + name + "\nnamespace: " + ns + "\nspec:\n  outbound: 127.0.0.1:0\n" + extra
+	}
+	o := opts
+	o.TrustDomain = "weft.test"
+	m := decode(t, base,
+		sc("c1", "shop", ""), sc("c2", "shop", ""), sc("c3", "shop", ""),
+		sc("n1", "shop", ""), // picked by name by a filter below
+		sc("o1", "other", ""), sc("o2", "other", ""),
+		sc("w1", "shop", "  service: users\n  inbound: 127.0.0.1:7001\n  app: 127.0.0.1:8001\n"),
+		sc("w2", "shop", "  service: users\n  inbound: 127.0.0.1:7001\n  app: 127.0.0.1:8001\n"),
+		"kind: Filter\nname: pick\nnamespace: shop\nspec:\n  module: {sha256: "+digest+"}\n  apply: {nodes: [n1]}\n")
+	out, err := Compile(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 9 { // with base's web-1
+		t.Fatalf("%d nodes compiled, want 9", len(out))
+	}
+	for _, r := range m.List(KindSidecar) {
+		alone, errs := compileNode(m, o, r, r.Name)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		got := out[r.Name]
+		if !bytes.Equal(got.Content, alone.Content) || !reflect.DeepEqual(got.Config, alone.Config) || got.Service != alone.Service {
+			t.Errorf("%s: compiled with its shape:\n%s\nalone:\n%s", r.Name, got.Content, alone.Content)
+		}
+	}
+	if len(out["n1"].Config.Filters) != 1 || len(out["c1"].Config.Filters) != 0 {
+		t.Errorf("the filter picking n1 by name: n1 has %d filters, c1 %d", len(out["n1"].Config.Filters), len(out["c1"].Config.Filters))
+	}
+}
