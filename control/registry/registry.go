@@ -58,8 +58,12 @@ type Shared interface {
 	Delete(ctx context.Context, digest string) error
 }
 
-// sharedTimeout bounds one exchange with the shared store.
-const sharedTimeout = 30 * time.Second
+// sharedTimeout bounds an upload to the shared store; fetchTimeout a
+// fetch from it, which a compilation waits for.
+const (
+	sharedTimeout = 30 * time.Second
+	fetchTimeout  = 10 * time.Second
+)
 
 // reshareAfter is how often a module looked up is checked to still be in
 // the shared store (another replica's collection may have removed it).
@@ -175,7 +179,7 @@ func (r *Registry) fetch(digest string) bool {
 	if r.shared == nil || !validDigest(digest) {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 	b, err := r.shared.Get(ctx, digest)
 	if err != nil {
@@ -191,7 +195,8 @@ func (r *Registry) fetch(digest string) bool {
 }
 
 // reshare puts a module back into the shared store if another replica's
-// collection removed it while this one still names it.
+// collection removed it while this one still names it: at most once a
+// minute per module, in the background (a compilation does not wait).
 func (r *Registry) reshare(digest string) {
 	r.mu.Lock()
 	e, ok := r.has[digest]
@@ -203,13 +208,15 @@ func (r *Registry) reshare(digest string) {
 	if !due {
 		return
 	}
-	b, err := os.ReadFile(r.path(digest))
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
-	defer cancel()
-	_ = r.shared.Put(ctx, digest, b)
+	go func() {
+		b, err := os.ReadFile(r.path(digest))
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		_ = r.shared.Put(ctx, digest, b)
+	}()
 }
 
 func (r *Registry) path(d string) string { return filepath.Join(r.dir, d+".wasm") }
