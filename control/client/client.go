@@ -283,7 +283,10 @@ func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 	}
 	r.log.Info("snapshot applied", zap.String("version", s.Version))
 	r.applied = s.Version
-	r.pending = &ack{Node: r.o.NodeID, Version: s.Version}
+	// The ACK rides on the next watch, sent at once (applied=VERSION):
+	// one request fewer per change than a POST /v1/ack first. A NACK
+	// queued for an earlier version is superseded.
+	r.pending = nil
 	if save {
 		if err := r.saveCache(s); err != nil {
 			r.log.Warn("could not save the snapshot cache", zap.Error(err))

@@ -90,9 +90,10 @@ func (t *tracker) get(node string) *nodeState {
 }
 
 // watching records a watch request opening (delta 1) or closing (-1).
-// applied is the version the sidecar says is in force: after a control
-// plane restart, status shows it at the sidecar's first watch instead of
-// waiting for a change and its ACK.
+// applied is the version the sidecar says is in force: its ACK of the
+// snapshot it applied since its last watch (sidecars send it instead of
+// POST /v1/ack), and after a control plane restart what status shows at
+// the sidecar's first watch.
 func (t *tracker) watching(node, admin, applied string, delta int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -104,6 +105,7 @@ func (t *tracker) watching(node, admin, applied string, delta int) {
 	}
 	if applied != "" && n.Applied != applied {
 		n.Applied = applied
+		n.LastAck = n.LastSeen
 	}
 }
 
