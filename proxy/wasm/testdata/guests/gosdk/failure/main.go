@@ -6,6 +6,9 @@
 //   - a request with x-panic makes on_request_headers panic (a trap);
 //   - a request with x-loop makes on_request_headers spin for ever (a
 //     runaway guest, stopped by the callback deadline);
+//   - a request with x-hog makes on_request_headers allocate memory,
+//     writing to every page, until the Go runtime runs out (it dies at
+//     the VM's memory limit);
 //   - every other request gets x-filtered: yes.
 package main
 
@@ -75,6 +78,9 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	if _, err := proxywasm.GetHttpRequestHeader("x-loop"); err == nil {
 		spin()
 	}
+	if _, err := proxywasm.GetHttpRequestHeader("x-hog"); err == nil {
+		hog()
+	}
 	must(proxywasm.AddHttpRequestHeader("x-filtered", "yes"))
 	must(proxywasm.AddHttpRequestHeader("x-vm-config", s.root.vm.config))
 	must(proxywasm.AddHttpRequestHeader("x-plugin-config", s.root.config))
@@ -96,5 +102,20 @@ var spins uint64
 func spin() {
 	for {
 		spins++
+	}
+}
+
+// hogged keeps what hog allocated reachable.
+var hogged [][]byte
+
+// hog allocates 1 MiB blocks, writing to each 4 KiB page (fresh memory
+// is not resident until written), until the runtime fails.
+func hog() {
+	for {
+		b := make([]byte, 1<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		hogged = append(hogged, b)
 	}
 }
