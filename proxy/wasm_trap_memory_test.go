@@ -20,7 +20,9 @@ import (
 // wasmHogConfig runs a hostile filter with two VMs of 64 MiB each: on a
 // request carrying its trigger header it fills its memory to the limit,
 // writing every page, and dies there (trap.wat's mode M: unreachable; the
-// Go failure guest's x-hog: the Go runtime's out-of-memory exit).
+// Go failure guest's x-hog: the Go runtime's out-of-memory exit). The
+// callback deadline is long enough for a hog to touch all 64 MiB on a
+// loaded machine, so each VM dies full: the worst case for RSS.
 const wasmHogConfig = `
 filters:
   - name: hog
@@ -28,6 +30,7 @@ filters:
     vm_config: "{{vmconfig}}"
     pool_size: 2
     memory_limit_mib: 64
+    callback_timeout: 2s
     failure_policy: fail_open
 listeners:
   - name: in
