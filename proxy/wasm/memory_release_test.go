@@ -57,11 +57,22 @@ func TestTrappedVMsReleaseMemory(t *testing.T) {
 			t.Errorf("a fresh VM has %.2f MiB of its linear memory resident, want its start's few pages", mib)
 		}
 	}
+	p.engine.mu.Lock()
+	modules := len(p.engine.compiled)
+	p.engine.mu.Unlock()
+	if modules != 1 {
+		t.Errorf("%d compiled modules after %d replacements, want the plugin's one", modules, traps)
+	}
 	closeAndWait(p)
 	eventuallyTrue(t, 60*time.Second, "nothing open or mapped after the plugin closed", func() bool {
 		runtime.GC()
 		return rt.linear.open.Load() == 0 && rt.linear.mapped.Load() == 0
 	})
+	p.engine.mu.Lock()
+	defer p.engine.mu.Unlock()
+	if n := len(p.engine.compiled); n != 0 {
+		t.Errorf("%d compiled modules left after the plugin closed", n)
+	}
 }
 
 // eventuallyTrue polls cond until it holds or max passes.
