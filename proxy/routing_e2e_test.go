@@ -213,4 +213,20 @@ func TestMirrorStreamedBody(t *testing.T) {
 	if v1.Hits.Load() != 2 || sh.Hits.Load() != 1 {
 		t.Fatalf("hits: upstream %d (want 2), shadow %d (want 1)", v1.Hits.Load(), sh.Hits.Load())
 	}
+
+	// The same over HTTP/2: the copy has the stream's body.
+	mid := body(64 << 10)
+	resp, err := h2cClient().Post(url+"/mirror/h2", "application/octet-stream", bytes.NewReader(mid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != "v1" {
+		t.Fatalf("mirrored HTTP/2 upload answered %d %q", resp.StatusCode, got)
+	}
+	eventually(t, 30*time.Second, "the mirrored HTTP/2 copy", func() bool { return sh.Hits.Load() == 2 })
+	if last := sh.Last(); !bytes.Equal(last.Body(), mid) {
+		t.Fatalf("the shadow got %d bytes of the HTTP/2 body, want %d", len(last.Body()), len(mid))
+	}
 }
