@@ -376,15 +376,13 @@ func (m *mirrorCopy) add(b []byte) {
 // outgrew the limit.
 func (m *mirrorCopy) bodyEnded() {
 	m.mu.Lock()
-	over := m.over
-	m.mu.Unlock()
-	if over {
-		m.drop(true)
-		return
-	}
-	m.mu.Lock()
 	if m.done {
 		m.mu.Unlock()
+		return
+	}
+	if m.over {
+		m.mu.Unlock()
+		m.drop(true)
 		return
 	}
 	m.done = true
@@ -393,7 +391,7 @@ func (m *mirrorCopy) bodyEnded() {
 	m.req.Header.Del("Trailer")
 	m.req.Header.Del("Transfer-Encoding")
 	m.req.SetBodyRaw(m.body)
-	m.sendLocked()
+	m.launch()
 }
 
 // drop gives the mirror up (its body outgrew the limit, failed, or was not
@@ -418,10 +416,11 @@ func (m *mirrorCopy) send() {
 	m.mu.Lock()
 	m.done = true
 	m.mu.Unlock()
-	m.sendLocked()
+	m.launch()
 }
 
-func (m *mirrorCopy) sendLocked() {
+// launch sends m.req on its own goroutine, then gives its place back.
+func (m *mirrorCopy) launch() {
 	p, cs, cp := m.p, m.cs, m.req
 	go func() {
 		defer func() { <-p.mirrorSem }()
