@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -96,5 +97,23 @@ func TestH1WasmFilterSeesRequestTrailers(t *testing.T) {
 				t.Fatalf("%d %q, want the filter's 403", status, body)
 			}
 		})
+	}
+}
+
+// A Trailer header goes upstream with a chunked request only: a body with
+// a Content-Length has no trailers on HTTP/1.1, and keeps its framing
+// (whole, and streamed).
+func TestTrailerHeaderOnlyOnChunkedRequests(t *testing.T) {
+	up := uploadUpstream(t, func(r *http.Request) (int, string) {
+		b, _ := io.ReadAll(r.Body)
+		return 200, fmt.Sprintf("%d chunked=%v trailer=%q", len(b), len(r.TransferEncoding) > 0, r.Header.Get("Trailer"))
+	})
+	_, url := startProxy(t, uploadConfig, uploadVars(up))
+	for _, n := range []int{100, 20000} {
+		c, br := upload(t, url, "POST", fmt.Sprintf("Content-Length: %d\r\nTrailer: X-Sum\r\n", n))
+		_, _ = io.WriteString(c, strings.Repeat("a", n))
+		if st, body := readAnswer(t, br); st != 200 || body != fmt.Sprintf("%d chunked=false trailer=\"\"", n) {
+			t.Fatalf("%d bytes: %d %q", n, st, body)
+		}
 	}
 }
