@@ -320,6 +320,7 @@ type mirrorCopy struct {
 	req  *fasthttp.Request
 	mu   sync.Mutex
 	body []byte
+	want int  // the body's Content-Length (-1: unknown, it ends at EOF)
 	over bool // the body outgrew mirrorBodyLimit
 	done bool // sent or dropped
 }
@@ -337,9 +338,14 @@ func (p *Proxy) startMirror(snap *snapshot, r *route.Route, req *fasthttp.Reques
 		p.mirrorsSaturated.Inc()
 		return nil
 	}
-	m := &mirrorCopy{p: p, cs: snap.clusters[r.Mirror.Index], req: fasthttp.AcquireRequest()}
+	m := &mirrorCopy{p: p, cs: snap.clusters[r.Mirror.Index], req: fasthttp.AcquireRequest(), want: req.Header.ContentLength()}
 	req.CopyTo(m.req)
 	m.fixHost()
+	if m.want > mirrorBodyLimit {
+		m.over = true // known too long: give up at once
+		m.drop()
+		return nil
+	}
 	return m
 }
 
@@ -358,18 +364,21 @@ func (m *mirrorCopy) fixHost() {
 }
 
 // add copies a piece of the streamed body; past mirrorBodyLimit the copy
-// is given up (the mirror is dropped when the body ends).
-func (m *mirrorCopy) add(b []byte) {
+// is given up (the mirror is dropped when the body ends). It reports
+// whether the body is complete: its Content-Length reached (a reader of
+// a body with a length need not read on to its EOF).
+func (m *mirrorCopy) add(b []byte) (complete bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.done || m.over {
-		return
+		return false
 	}
 	if len(m.body)+len(b) > mirrorBodyLimit {
 		m.over, m.body = true, nil
-		return
+		return false
 	}
 	m.body = append(m.body, b...)
+	return m.want >= 0 && len(m.body) == m.want
 }
 
 // bodyEnded sends the copy with the whole body, or drops it when the body
@@ -382,7 +391,7 @@ func (m *mirrorCopy) bodyEnded() {
 	}
 	if m.over {
 		m.mu.Unlock()
-		m.drop(true)
+		m.drop()
 		return
 	}
 	m.done = true
@@ -394,17 +403,18 @@ func (m *mirrorCopy) bodyEnded() {
 	m.launch()
 }
 
-// drop gives the mirror up (its body outgrew the limit, failed, or was not
-// read to its end); tooLarge counts it.
-func (m *mirrorCopy) drop(tooLarge bool) {
+// drop gives the mirror up: its body outgrew the limit (counted), failed,
+// or was not read to its end.
+func (m *mirrorCopy) drop() {
 	m.mu.Lock()
 	if m.done {
 		m.mu.Unlock()
 		return
 	}
 	m.done = true
+	over := m.over
 	m.mu.Unlock()
-	if tooLarge {
+	if over {
 		m.p.mirrorsTooLarge.Inc()
 	}
 	fasthttp.ReleaseRequest(m.req)

@@ -166,6 +166,9 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 					// The copy takes the body as the tries read it, and
 					// goes once it ended (replayBody).
 					x.mirror = rl.p.startMirror(ls.snap, r, s.Request)
+					if x.mirror != nil && x.filtered() {
+						x.mirror.want = -1 // filters may change the length: wait for the end
+					}
 				} else {
 					rl.p.mirror(ls.snap, r, s.Request)
 				}
@@ -181,7 +184,7 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 				rl.p.forward(ctx, cs, r, rs, s, &x.up, x.streamedBody())
 			}
 			if x.mirror != nil {
-				x.mirror.drop(false) // unless the body ended and it went
+				x.mirror.drop() // unless the body ended and it went
 				x.mirror = nil
 			}
 		}

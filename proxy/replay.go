@@ -100,16 +100,14 @@ func (r *replayReader) Read(p []byte) (int, error) {
 		}
 	}
 	if m := b.mirror; m != nil {
-		if n > 0 {
-			m.add(p[:n])
-		}
+		complete := n > 0 && m.add(p[:n])
 		switch {
-		case err == io.EOF:
+		case err == io.EOF || (err == nil && complete):
 			b.mirror = nil
 			m.bodyEnded()
 		case err != nil:
 			b.mirror = nil
-			m.drop(false)
+			m.drop()
 		}
 	}
 	if err != nil {
