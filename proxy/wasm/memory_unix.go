@@ -23,15 +23,26 @@ func (v *vm) linearMemory() experimental.MemoryAllocator {
 		if err != nil {
 			return &heapMemory{}
 		}
-		m := &mmapMemory{buf: b}
-		runtime.AddCleanup(m, func(b []byte) { _ = syscall.Munmap(b) }, b)
+		acct := &v.p.rt.linear
+		acct.open.Add(1)
+		acct.mapped.Add(int64(len(b)))
+		m := &mmapMemory{buf: b, acct: acct}
+		runtime.AddCleanup(m, func(b []byte) {
+			if syscall.Munmap(b) == nil {
+				acct.mapped.Add(-int64(len(b)))
+			}
+		}, b)
 		v.linear = m
 		return m
 	})
 }
 
 type mmapMemory struct {
-	buf []byte // the whole reservation
+	buf  []byte // the whole reservation
+	acct *linearAccount
+	// freed: Free ran (wazero calls it once per module; kept so the
+	// accounting never counts a memory twice).
+	freed bool
 }
 
 // Reallocate implements experimental.LinearMemory. memory.grow by 0 pages,
@@ -51,7 +62,13 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 // running on it: wazero forgets the allocator's object when it closes the
 // module, but code holding the VM may still hold its api.Memory.
 func (m *mmapMemory) Free() {
-	_ = syscall.Madvise(m.buf, syscall.MADV_DONTNEED)
+	if m.freed {
+		return
+	}
+	m.freed = true
+	if syscall.Madvise(m.buf, syscall.MADV_DONTNEED) == nil {
+		m.acct.open.Add(-1)
+	}
 }
 
 // heapMemory is a linear memory on the Go heap, grown as wazero's own.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
@@ -43,6 +44,18 @@ type Runtime struct {
 	// into their guests); Close write-holds it to close the wazero
 	// runtimes, so it never closes a module under a guest call.
 	shutdowns sync.RWMutex
+	// linear accounts for VMs' linear memories (memory_unix.go).
+	linear linearAccount
+}
+
+// linearAccount counts the linear memories the Runtime's VMs allocated
+// off the Go heap: open ones (their pages may be resident; a closed VM's
+// are given back at once) and the address space still reserved for them
+// (unmapped once their VM is unreachable). A VM replaced after a trap
+// must leave neither behind: tests read these after many replacements.
+type linearAccount struct {
+	open   atomic.Int64 // memories allocated and not yet freed
+	mapped atomic.Int64 // bytes reserved and not yet unmapped
 }
 
 // engine is one wazero runtime with the host modules instantiated and the
