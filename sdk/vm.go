@@ -25,6 +25,10 @@ const (
 type rootContext struct {
 	id     uint32
 	plugin Plugin
+	// callbacks are the stream callbacks last declared to the host for
+	// this root's streams (declareCallbacks), valid when declared is set.
+	callbacks uint32
+	declared  bool
 }
 
 // pendingCall is an HTTP call waiting for its answer.
@@ -87,6 +91,7 @@ func resetVM() {
 	vm.effective = 0
 	vm.vmConfig = nil
 	vm.logLevel = LogInfo
+	noCallbacksHost = false
 }
 
 // enter records that a callback for context id runs now: the host's
@@ -110,11 +115,18 @@ func onContextCreate(id, parent uint32) {
 	s := &Stream{id: id, root: parent}
 	vm.streams[id] = s
 	r := vm.roots[parent]
-	if r == nil || r.plugin == nil {
+	if r == nil {
 		return
 	}
+	if r.plugin != nil {
+		newFilter(r.plugin, s)
+	}
+	declareCallbacks(r, callbacksOf(s.filter))
+}
+
+func newFilter(p Plugin, s *Stream) {
 	defer recoverStream(s, "NewHTTPFilter")
-	s.filter = r.plugin.NewHTTPFilter(s)
+	s.filter = p.NewHTTPFilter(s)
 }
 
 func onVMStart(root, size uint32) bool {

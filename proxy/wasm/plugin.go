@@ -523,7 +523,10 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	v.nextID++
 	v.contexts[f.id] = f
 	v.enterStream(f)
+	f.callbacks = v.streamCallbacks(p)
+	v.creating = true
 	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
+	v.creating = false
 	v.cur = nil
 	if err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_context_create: %w", err))

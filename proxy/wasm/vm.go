@@ -119,6 +119,8 @@ type vm struct {
 	contexts map[uint32]*streamFilter
 	// cur is the stream context host calls act on (nil: the root context).
 	cur *streamFilter
+	// creating is set during a stream's proxy_on_context_create.
+	creating bool
 	// callResp is the HTTP call-out response during on_http_call_response.
 	callResp *fasthttp.Response
 	// callFailure is why the call-out failed (:dispatch_status), during
