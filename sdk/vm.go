@@ -42,7 +42,7 @@ type pendingCall struct {
 var vm struct {
 	newPlugin NewPluginFunc
 	roots     map[uint32]*rootContext
-	streams   map[uint32]*Stream
+	streams   streamTable
 	calls     map[uint32]pendingCall
 	grpc      map[uint32]*grpcPending
 	// effective is the context host calls act on now.
@@ -85,7 +85,7 @@ func init() {
 
 func resetVM() {
 	vm.roots = make(map[uint32]*rootContext)
-	vm.streams = make(map[uint32]*Stream)
+	vm.streams = streamTable{}
 	vm.calls = make(map[uint32]pendingCall)
 	vm.grpc = make(map[uint32]*grpcPending)
 	vm.effective = 0
@@ -113,7 +113,7 @@ func onContextCreate(id, parent uint32) {
 		return
 	}
 	s := &Stream{id: id, root: parent}
-	vm.streams[id] = s
+	vm.streams.put(s)
 	r := vm.roots[parent]
 	if r == nil {
 		return
@@ -218,7 +218,7 @@ func onQueueReady(root, queue uint32) {
 // is set.
 func streamFor(id uint32) *Stream {
 	enter(id)
-	s := vm.streams[id]
+	s := vm.streams.get(id)
 	if s == nil || s.filter == nil {
 		return nil
 	}
@@ -323,7 +323,7 @@ func onDone(id uint32) bool {
 		}
 		return true
 	}
-	s := vm.streams[id]
+	s := vm.streams.get(id)
 	if s == nil || s.filter == nil {
 		return true
 	}
@@ -342,11 +342,11 @@ func onDelete(id uint32) {
 		delete(vm.roots, id)
 		return
 	}
-	s := vm.streams[id]
+	s := vm.streams.get(id)
 	if s == nil {
 		return
 	}
-	delete(vm.streams, id)
+	vm.streams.remove(id)
 	s.gone = true
 	if s.calls > 0 {
 		for tok, c := range vm.calls {
