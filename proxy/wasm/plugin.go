@@ -224,6 +224,9 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 		g.members = append(g.members, p)
 	}
 	p.group, p.slots = g, g.slots
+	// The module is compiled and the keys computed: its bytes (2–3 MB for
+	// a Go guest, one copy per filter that names it) are not read again.
+	p.spec.Module = nil
 	g.mu.Unlock()
 	rt.mu.Lock()
 	if rt.closed {
@@ -236,6 +239,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	rt.mu.Unlock()
 	p.bg.Add(1)
 	go p.tickLoop()
+	rt.release.soon()
 	log.Info("wasm plugin loaded", zap.String("abi", abi.String()), zap.Int("vms", spec.PoolSize),
 		zap.Uint32("memory_limit_pages", spec.MemoryLimitPages))
 	return p, nil

@@ -39,6 +39,9 @@ type Runtime struct {
 	metrics *metricsRegistry
 	// watchdog enforces every VM's callback deadline (deadline.go).
 	watchdog watchdog
+	// release gives the heap a burst of loads left behind back to the OS
+	// (release.go).
+	release heapRelease
 	// shutdowns is read-held while a closing plugin ends its VMs (calls
 	// into their guests); Close write-holds it to close the wazero
 	// runtimes, so it never closes a module under a guest call.
@@ -191,6 +194,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	rt.closed = true
+	rt.release.stop()
 	open := make([]*Plugin, 0, len(rt.plugins))
 	for p := range rt.plugins {
 		open = append(open, p)
