@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/proxy/wasm/dataimage"
 	"github.com/weftmesh/weft/proxy/wasm/interrupt"
 
 	"github.com/weftmesh/weft/proxy/filter"
@@ -41,6 +42,10 @@ type Plugin struct {
 	engine   *engine
 	compiled wazero.CompiledModule
 	sum      [32]byte
+	// image is the initial content of the VMs' linear memory when the
+	// module's data segments were taken out of it (nil: wazero copies
+	// them in).
+	image    *dataImage
 	abi      abiVersion
 	logLevel uint32
 	// guestLogPrefix starts a guest log line as Envoy's does: "wasm log",
@@ -166,7 +171,15 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
 	}
-	cm, sum, err := e.compile(ctx, code)
+	// A module whose data segments can start each VM's memory as a shared
+	// copy-on-write image leaves them out (package dataimage).
+	var image []byte
+	if imagesSupported {
+		if c, img, ok, _ := dataimage.Split(code); ok {
+			code, image = c, img
+		}
+	}
+	cm, img, sum, err := e.compile(ctx, code, image)
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: compile: %w", spec.Name, err)
 	}
@@ -179,7 +192,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	p := &Plugin{
 		rt: rt, spec: spec, env: env, key: spec.Key(), log: log,
 		events: rt.metrics.eventsFor(spec.Name),
-		engine: e, compiled: cm, sum: sum, abi: abi, interruptible: interruptible,
+		engine: e, compiled: cm, image: img, sum: sum, abi: abi, interruptible: interruptible,
 		logLevel:       max(pluginLogLevel(spec), guestLogLevel(log)),
 		guestLogPrefix: envoyLogPrefix(spec),
 		stop:           make(chan struct{}),

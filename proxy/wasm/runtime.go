@@ -57,8 +57,11 @@ type engine struct {
 }
 
 type compiledModule struct {
-	cm   wazero.CompiledModule
-	refs int
+	cm wazero.CompiledModule
+	// image is the initial memory the module's data segments make, when
+	// they were taken out of the module (package dataimage); nil otherwise.
+	image *dataImage
+	refs  int
 }
 
 // NewRuntime builds a Runtime. With o.CacheDir set, compiled code survives
@@ -153,21 +156,39 @@ func instantiateHostModules(ctx context.Context, r wazero.Runtime, rt *Runtime) 
 	return nil
 }
 
-// compile returns the compiled module for code, sharing it between plugins.
-func (e *engine) compile(ctx context.Context, code []byte) (wazero.CompiledModule, [32]byte, error) {
+// compile returns the compiled module for code, sharing it between plugins,
+// with the data image its VMs' memories start from (image: the data
+// segments taken out of code; nil when code keeps them).
+func (e *engine) compile(ctx context.Context, code, image []byte) (wazero.CompiledModule, *dataImage, [32]byte, error) {
 	sum := sha256.Sum256(code)
+	if image != nil { // the same code with other data is another module
+		h := sha256.New()
+		h.Write(sum[:])
+		h.Write(image)
+		h.Sum(sum[:0])
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c := e.compiled[sum]; c != nil {
 		c.refs++
-		return c.cm, sum, nil
+		return c.cm, c.image, sum, nil
+	}
+	var img *dataImage
+	if image != nil {
+		var err error
+		if img, err = newDataImage(image); err != nil {
+			return nil, nil, sum, err
+		}
 	}
 	cm, err := e.r.CompileModule(ctx, code)
 	if err != nil {
-		return nil, sum, err
+		if img != nil {
+			img.close()
+		}
+		return nil, nil, sum, err
 	}
-	e.compiled[sum] = &compiledModule{cm: cm, refs: 1}
-	return cm, sum, nil
+	e.compiled[sum] = &compiledModule{cm: cm, image: img, refs: 1}
+	return cm, img, sum, nil
 }
 
 // release drops a plugin's reference to a compiled module.
@@ -181,6 +202,9 @@ func (e *engine) release(sum [32]byte) {
 	if c.refs--; c.refs <= 0 {
 		delete(e.compiled, sum)
 		_ = c.cm.Close(context.Background())
+		if c.image != nil {
+			c.image.close() // the VMs' mappings keep the memory they use
+		}
 	}
 }
 

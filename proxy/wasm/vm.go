@@ -191,7 +191,7 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		WithStdout(&guestLogWriter{log: p.log, level: zap.InfoLevel}).
 		WithStderr(&guestLogWriter{log: p.log, level: zap.WarnLevel}).
 		WithArgs(p.spec.Name)
-	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(v.ctx, v.linearMemory()), p.compiled, cfg)
+	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(v.ctx, v.linearMemory(p.image)), p.compiled, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
 	}
