@@ -112,7 +112,7 @@ func onContextCreate(id, parent uint32) {
 		vm.roots[id] = &rootContext{id: id}
 		return
 	}
-	s := &Stream{id: id, root: parent}
+	s := newStream(id, parent)
 	vm.streams.put(s)
 	r := vm.roots[parent]
 	if r == nil {
