@@ -86,6 +86,8 @@ func DefaultScenarios() []Scenario {
 		WeftWasm(4),
 		WeftWasmTrusted(1),
 		WeftWasmTrusted(4),
+		WeftWasmWeftSDK(1),
+		WeftWasmWeftSDK(4),
 		WeftWasmHogIdle(),
 		WeftWasmHog(),
 		WeftPluginAuth(),

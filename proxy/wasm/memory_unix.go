@@ -17,11 +17,16 @@ import (
 // (32 → 46 pages): reserving saves about a third of an idle Go VM's RSS.
 // The memory is also off the Go heap, so guests' memory does not drive the
 // host's garbage collector. Where mmap fails, the memory is on the Go heap.
-func (v *vm) linearMemory() experimental.MemoryAllocator {
+// With image (the module's data segments, taken out of it), the memory
+// starts as a copy-on-write mapping of the image.
+func (v *vm) linearMemory(image *dataImage) experimental.MemoryAllocator {
 	return experimental.MemoryAllocatorFunc(func(_, max uint64) experimental.LinearMemory {
 		b, err := syscall.Mmap(-1, 0, int(max), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 		if err != nil {
-			return &heapMemory{}
+			return &heapMemory{image: image}
+		}
+		if image != nil {
+			image.mapInto(b)
 		}
 		acct := &v.p.rt.linear
 		acct.open.Add(1)
@@ -56,7 +61,8 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 
 // Free implements experimental.LinearMemory; wazero calls it when the
 // module closes. It gives the pages back to the OS at once (reads then see
-// zeros: whatever still holds the closed module cannot fault on it) and
+// zeros, or the data image where one is mapped: whatever still holds the
+// closed module cannot fault on it) and
 // leaves the reservation to the cleanup linearMemory attached, which
 // unmaps it once the VM is unreachable (v.linear), so no code can be
 // running on it: wazero forgets the allocator's object when it closes the
@@ -72,9 +78,18 @@ func (m *mmapMemory) Free() {
 }
 
 // heapMemory is a linear memory on the Go heap, grown as wazero's own.
-type heapMemory struct{ buf []byte }
+type heapMemory struct {
+	buf   []byte
+	image *dataImage // copied in at the first allocation
+}
 
 func (m *heapMemory) Reallocate(size uint64) []byte {
+	if m.image != nil {
+		m.buf = make([]byte, size)
+		m.image.readInto(m.buf)
+		m.image = nil
+		return m.buf
+	}
 	if size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
 	} else {
