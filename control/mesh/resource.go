@@ -185,6 +185,10 @@ type Endpoint struct {
 	// Metadata is what Wasm filters read as upstream_host_metadata once
 	// this instance is the one a request went to.
 	Metadata *config.Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
+	// Zone is the instance's zone (topology.kubernetes.io/zone of a
+	// Kubernetes endpoint): informational, the proxy does not balance by
+	// zone yet.
+	Zone string `yaml:"zone,omitempty" json:"zone,omitempty"`
 }
 
 // Version is one subset of a service's instances.

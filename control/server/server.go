@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/filesource"
+	"github.com/weftmesh/weft/control/kube"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
@@ -102,7 +103,17 @@ type Options struct {
 	// CAEncryptionKey (32 bytes) encrypts the CA's keys in etcd (AES-256-GCM).
 	// Required with Etcd: replicas share one CA through etcd.
 	CAEncryptionKey []byte
-	Logger          *zap.Logger
+	// Kube, when set, makes a Kubernetes cluster a source of the mesh
+	// (control/kube): Config and Translators come from the caller; the
+	// server sets Store, Prepare and Logger. Its resources can then be
+	// changed only in the cluster.
+	Kube *kube.Options
+	// KubeAudience is the audience of the projected service-account
+	// tokens sidecars join with when Kube is set (default
+	// kube.DefaultAudience): POST /v1/certificate then accepts such a
+	// token, checked with the TokenReview API, instead of a join token.
+	KubeAudience string
+	Logger       *zap.Logger
 }
 
 // Server is a running control plane.
@@ -116,9 +127,12 @@ type Server struct {
 	audit *store.Audit
 	store *store.Store
 	files *filesource.Source
-	scr   *telemetry.Scraper
-	nodes *tracker
-	ca    *ca.CA
+	kube  *kube.Source
+	// review checks sidecars' service-account tokens (Kube set).
+	review *kube.Reviewer
+	scr    *telemetry.Scraper
+	nodes  *tracker
+	ca     *ca.CA
 	// secrets keeps the CA sealed in etcd (nil on the file store).
 	secrets *store.Secrets
 	tokens  *ca.Tokens
@@ -252,7 +266,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.loadUsers(); err != nil {
 		return fail(err)
 	}
-	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != "", WriteTimeout: o.StoreWriteTimeout}
+	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != "", KubeSource: o.Kube != nil, WriteTimeout: o.StoreWriteTimeout}
 	if o.Etcd != nil {
 		so.Backend = store.NewEtcdBackend(o.Etcd, store.EtcdOptions{Prefix: o.EtcdPrefix, MaxTxnOps: o.EtcdMaxTxnOps, Logger: o.Logger})
 	}
@@ -266,6 +280,16 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.cancel()
 			return fail(err)
 		}
+	}
+	if o.Kube != nil {
+		ko := *o.Kube
+		ko.Store, ko.Logger = s.store, o.Logger
+		ko.Prepare = func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }
+		if s.kube, err = kube.Start(ctx, ko); err != nil {
+			s.stopBackground()
+			return fail(err)
+		}
+		s.review = kube.NewReviewer(s.kube.Client(), o.KubeAudience)
 	}
 	if o.ModuleGrace > 0 {
 		s.wg.Add(1)
@@ -371,6 +395,9 @@ func (s *Server) ScrapeNow(ctx context.Context) {
 func (s *Server) stopBackground() {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.cancel()
+	if s.kube != nil {
+		s.kube.Close()
+	}
 	if s.files != nil {
 		s.files.Close()
 	}
