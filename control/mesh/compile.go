@@ -550,6 +550,6 @@ func cloneMutation(m config.HeaderMutation) config.HeaderMutation {
 }
 
 func isCatchAll(m Match) bool {
-	return (m.Prefix == "" || m.Prefix == "/") && m.Path == "" && m.Regex == "" &&
+	return (m.Prefix == "" || m.Prefix == "/") && m.Path == "" && m.Regex == "" && m.GRPC == nil &&
 		len(m.Methods) == 0 && len(m.Headers) == 0 && len(m.Query) == 0 && len(m.Cookies) == 0
 }
