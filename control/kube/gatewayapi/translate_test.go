@@ -401,3 +401,58 @@ reviews.shop/no-route-matched prefix=/ -> 404
 		t.Fatalf("routes:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// A status is merged into what is stored: other controllers' entries stay,
+// an unchanged condition keeps its time (and nothing is written), a stale
+// view writes nothing.
+func TestMergeStatus(t *testing.T) {
+	res := Translate(input(httpRoute("r", "2026-01-01T00:00:00Z", parentReviews+"  rules: [{backendRefs: [{name: reviews, port: 9080}]}]\n")))
+	ours := res.Statuses[0]
+	other := gwv1.RouteParentStatus{ParentRef: gwv1.ParentReference{Name: "edge"}, ControllerName: "example.com/gateway",
+		Conditions: []metav1.Condition{{Type: "Accepted", Status: "True", Reason: "Accepted"}}}
+	t1 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t2 := metav1.NewTime(t1.Add(time.Hour))
+
+	merged, write := MergeStatus([]gwv1.RouteParentStatus{other}, ours, t1)
+	if !write || len(merged) != 2 || merged[0].ControllerName != "example.com/gateway" || merged[1].ControllerName != ControllerName ||
+		!merged[1].Conditions[0].LastTransitionTime.Equal(&t1) {
+		t.Fatalf("first write: %v %+v", write, merged)
+	}
+	again, write := MergeStatus(merged, ours, t2)
+	if write || !equalTimes(again[1].Conditions, t1) {
+		t.Fatalf("an unchanged status is written again: %+v", again)
+	}
+	// The backend disappears: ResolvedRefs turns False at t2; Accepted
+	// keeps its time.
+	broken := Translate(Input{HTTPRoutes: input(httpRoute("r", "2026-01-01T00:00:00Z", parentReviews+"  rules: [{backendRefs: [{name: nope, port: 9080}]}]\n")).HTTPRoutes,
+		Service: input().Service})
+	changed, write := MergeStatus(merged, broken.Statuses[0], t2)
+	if !write || !changed[1].Conditions[0].LastTransitionTime.Equal(&t1) || !changed[1].Conditions[1].LastTransitionTime.Equal(&t2) ||
+		changed[1].Conditions[1].Status != metav1.ConditionFalse {
+		t.Fatalf("changed status: %+v", changed[1].Conditions)
+	}
+	// A stored condition from a newer generation: this view is stale.
+	stale := ours
+	stale.Parents = append([]gwv1.RouteParentStatus(nil), ours.Parents...)
+	stale.Parents[0].Conditions = append([]metav1.Condition(nil), ours.Parents[0].Conditions...)
+	for i := range stale.Parents[0].Conditions {
+		stale.Parents[0].Conditions[i].ObservedGeneration = 1
+	}
+	if _, write := MergeStatus(changed, stale, t2); write {
+		t.Fatal("a stale view overwrote a newer status")
+	}
+	// The Service parentRef is removed: weft's entry goes, the other stays.
+	gone, write := MergeStatus(changed, RouteStatus{Route: ours.Route, Generation: 4}, t2)
+	if !write || len(gone) != 1 || gone[0].ControllerName != "example.com/gateway" {
+		t.Fatalf("after the parentRef went: %+v", gone)
+	}
+}
+
+func equalTimes(cs []metav1.Condition, at metav1.Time) bool {
+	for _, c := range cs {
+		if !c.LastTransitionTime.Equal(&at) {
+			return false
+		}
+	}
+	return true
+}
