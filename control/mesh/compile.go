@@ -487,7 +487,7 @@ func (n *nodeCompiler) virtualHost(k Key, rule *Resource) (config.VirtualHost, e
 				n.routeTo(a, rule.Namespace, k, []Split{{Version: rr.Version, Weight: 100}})
 			}
 			if rw := rr.Rewrite; rw != nil && a != nil {
-				a.PrefixRewrite, a.HostRewrite = rw.Prefix, rw.Host
+				a.PrefixRewrite, a.PathRewrite, a.HostRewrite = rw.Prefix, rw.Path, rw.Host
 			}
 			if m := rr.Mirror; m != nil && a != nil {
 				mk := ServiceRef(rule.Namespace, m.Service)

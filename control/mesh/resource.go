@@ -219,8 +219,8 @@ type RuleRoute struct {
 	// are forwarded; ResponseHeaders edits their responses' headers.
 	RequestHeaders  config.HeaderMutation `yaml:"request_headers,omitempty" json:"request_headers,omitempty"`
 	ResponseHeaders config.HeaderMutation `yaml:"response_headers,omitempty" json:"response_headers,omitempty"`
-	// Rewrite changes the path (the matched prefix, or the whole path of
-	// an exact-path match) or the host of matching requests.
+	// Rewrite changes the path (the matched prefix, or the whole path) or
+	// the host of matching requests.
 	Rewrite *Rewrite `yaml:"rewrite,omitempty" json:"rewrite,omitempty"`
 	// Redirect answers matching requests with a redirect instead of
 	// forwarding them; DirectResponse answers them locally. At most one
@@ -234,6 +234,8 @@ type Rewrite struct {
 	// Prefix replaces the matched path prefix (the whole path of an exact
 	// path match); it needs a prefix or path match, not a regex.
 	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	// Path replaces the whole path, whatever the match (not with Prefix).
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Host replaces the Host header.
 	Host string `yaml:"host,omitempty" json:"host,omitempty"`
 }

@@ -435,8 +435,14 @@ func (c *checker) routeAnswer(f string, rr RuleRoute) {
 		c.errf(f+".direct_response.status", "status %d is not between 200 and 599", d.Status)
 	}
 	if rw := rr.Rewrite; rw != nil {
-		if rw.Prefix == "" && rw.Host == "" {
-			c.errf(f+".rewrite", "set prefix, host or both")
+		if rw.Prefix == "" && rw.Path == "" && rw.Host == "" {
+			c.errf(f+".rewrite", "set prefix or path, host, or both")
+		}
+		if rw.Prefix != "" && rw.Path != "" {
+			c.errf(f+".rewrite", "set prefix or path, not both")
+		}
+		if rw.Path != "" && (!strings.HasPrefix(rw.Path, "/") || strings.ContainsAny(rw.Path, "?#")) {
+			c.errf(f+".rewrite.path", "%q must start with / and hold no query", rw.Path)
 		}
 		if rw.Prefix != "" && !strings.HasPrefix(rw.Prefix, "/") {
 			c.errf(f+".rewrite.prefix", "%q must start with /", rw.Prefix)

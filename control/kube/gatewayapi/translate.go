@@ -712,7 +712,7 @@ func toRedirect(f *gwv1.HTTPRequestRedirectFilter, m match, part int) (*config.R
 			if p.ReplacePrefixMatch == nil {
 				return nil, problemf(gwv1.RouteReasonUnsupportedValue, "requestRedirect.path.replacePrefixMatch is missing")
 			}
-			if !m.exactPath && !(m.isPrefix && part == 0) {
+			if !m.exactPath {
 				return nil, problemf(gwv1.RouteReasonUnsupportedValue, "requestRedirect.path.replacePrefixMatch is supported by weft only with an Exact path match; use replaceFullPath")
 			}
 			rd.Path = *p.ReplacePrefixMatch
@@ -745,10 +745,10 @@ func toRewrite(f *gwv1.HTTPURLRewriteFilter, m match, part int) (*mesh.Rewrite, 
 			if p.ReplaceFullPath == nil {
 				return nil, problemf(gwv1.RouteReasonUnsupportedValue, "urlRewrite.path.replaceFullPath is missing")
 			}
-			if !m.exactPath {
-				return nil, problemf(gwv1.RouteReasonUnsupportedValue, "urlRewrite.path.replaceFullPath is supported by weft only with an Exact path match")
+			rw.Path = *p.ReplaceFullPath
+			if rw.Path == "" {
+				rw.Path = "/"
 			}
-			v = *p.ReplaceFullPath
 		case gwv1.PrefixMatchHTTPPathModifier:
 			if p.ReplacePrefixMatch == nil {
 				return nil, problemf(gwv1.RouteReasonUnsupportedValue, "urlRewrite.path.replacePrefixMatch is missing")
@@ -764,15 +764,15 @@ func toRewrite(f *gwv1.HTTPURLRewriteFilter, m match, part int) (*mesh.Rewrite, 
 				// The prefix "/" itself: the new prefix goes before the path.
 				v = strings.TrimSuffix(v, "/") + "/"
 			}
+			if v == "" {
+				v = "/"
+			}
 		default:
 			return nil, problemf(gwv1.RouteReasonUnsupportedValue, "urlRewrite.path.type %q is not supported", p.Type)
 		}
-		if v == "" {
-			v = "/"
-		}
 		rw.Prefix = v
 	}
-	if rw.Host == "" && rw.Prefix == "" {
+	if rw.Host == "" && rw.Prefix == "" && rw.Path == "" {
 		return nil, nil
 	}
 	return rw, nil

@@ -136,6 +136,9 @@ func routeSummary(rs []config.Route) string {
 		if r.Route != nil && r.Route.PrefixRewrite != "" {
 			b.WriteString(" rewrite=" + r.Route.PrefixRewrite)
 		}
+		if r.Route != nil && r.Route.PathRewrite != "" {
+			b.WriteString(" path_rewrite=" + r.Route.PathRewrite)
+		}
 		b.WriteString("\n")
 	}
 	return b.String()
@@ -232,11 +235,16 @@ func TestFiltersAndTimeouts(t *testing.T) {
     - {type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Filter, name: authz}}
     backendRefs: [{name: reviews, port: 9080}]
     timeouts: {request: 3s, backendRequest: 1s}
+  - matches: [{path: {type: PathPrefix, value: /legacy}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /current}}}]
+    backendRefs: [{name: reviews, port: 9080}]
 `)))
 	assertConditions(t, res.Statuses[0], "Accepted=True/Accepted", "ResolvedRefs=True/ResolvedRefs")
 	rs := compile(t, res.Rules)
 	got := routeSummary(rs)
-	want := `reviews.shop/http-f-0-0-0 path=/old -> redirect https://example.com 301
+	want := `reviews.shop/http-f-2-0-0 path=/legacy -> reviews.shop path_rewrite=/current
+reviews.shop/http-f-2-0-1 prefix=/legacy/ -> reviews.shop path_rewrite=/current
+reviews.shop/http-f-0-0-0 path=/old -> redirect https://example.com 301
 reviews.shop/http-f-0-0-1 prefix=/old/ -> redirect https://example.com 301
 reviews.shop/http-f-1-0-0 path=/v1 -> reviews.shop rewrite=/v2
 reviews.shop/http-f-1-0-1 prefix=/v1/ -> reviews.shop rewrite=/v2/
@@ -245,7 +253,7 @@ reviews.shop/no-route-matched prefix=/ -> 404
 	if got != want {
 		t.Fatalf("routes:\n%s\nwant:\n%s", got, want)
 	}
-	r := rs[3]
+	r := rs[5]
 	if r.Route.HostRewrite != "reviews.internal" || r.Route.Timeout.D() != 3*time.Second || r.Route.Retry.PerTryTimeout.D() != time.Second ||
 		r.Route.Mirror == nil || r.Route.Mirror.Cluster != "shadow.shop" || r.Route.Mirror.Percent != 25 ||
 		len(r.RequestHeaders.Set) != 1 || r.RequestHeaders.Add[0].Name != "x-b" || r.RequestHeaders.Remove[0] != "x-c" ||
@@ -291,9 +299,8 @@ func TestStatusReasons(t *testing.T) {
 `, []string{"Accepted=True/Accepted", "ResolvedRefs=True/ResolvedRefs", "PartiallyInvalid=True/UnsupportedValue"},
 			"Dropped Rule(s): rule 0: filters[0]: the CORS filter is not supported by weft", "reviews.shop/http-r-1-0 prefix=/ -> reviews.shop\n"},
 		{"no usable rule", parentReviews + `  rules:
-  - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /x}}}]
-    backendRefs: [{name: reviews, port: 9080}]
-`, []string{"Accepted=False/UnsupportedValue", "ResolvedRefs=True/ResolvedRefs"}, "no rule is usable: rule 0: urlRewrite.path.replaceFullPath is supported by weft only with an Exact path match", ""},
+  - filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /x}}}]
+`, []string{"Accepted=False/UnsupportedValue", "ResolvedRefs=True/ResolvedRefs"}, "no rule is usable: rule 0: requestRedirect.path.replacePrefixMatch is supported by weft only with an Exact path match", ""},
 		{"incompatible filters", parentReviews + `  rules:
   - filters:
     - {type: URLRewrite, urlRewrite: {hostname: a.example}}
