@@ -200,8 +200,7 @@ func testStatusWriteBack(t *testing.T, env *kubetest.Env) {
 	}
 	o := mesh.Options{HasModule: func(d string) bool { return d == digest }, ModuleURL: func(d string) string { return "http://c/" + d }}
 	eventually(t, "the Filters' conditions", func() (bool, string) {
-		_, verdicts := admit(wo.list(), nil, nil, o)
-		wo.writeStatus(ctx, verdicts)
+		wo.writeStatus(ctx, admit(wo.list(), nil, nil, nil, o).Verdicts)
 		var got []string
 		for _, name := range []string{"bad", "good"} {
 			x, err := dyn.Resource(filter.Resource()).Namespace(ns).Get(ctx, name, metav1.GetOptions{})

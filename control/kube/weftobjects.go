@@ -120,13 +120,26 @@ type verdict struct {
 	kept bool
 }
 
-// admit decides which resources the weft objects contribute to the mesh:
-// a valid object as it is; an invalid one (bad decoding, or a problem the
-// whole-mesh validation or a sidecar's compiled config finds in it) not at
-// all, except that its last accepted version, stored(key), keeps serving.
-// others are the mesh's other resources (other sources, Services and
-// routes from the cluster).
-func admit(objs []weftObject, others []*mesh.Resource, stored func(mesh.Key) *mesh.Resource, o mesh.Options) ([]*mesh.Resource, []verdict) {
+// admission is what admit decided.
+type admission struct {
+	// Puts are the resources the weft objects and routes contribute.
+	Puts []*mesh.Resource
+	// Verdicts are the weft objects', in their order.
+	Verdicts []verdict
+	// RefusedRules are the route rules left out (TrafficRule key → why).
+	RefusedRules map[mesh.Key]string
+}
+
+// admit decides which resources the weft objects and the rules translated
+// from routes contribute to the mesh, so that one bad object never holds
+// up the others (nor the Services' endpoints): a valid object as it is; an
+// invalid one (bad decoding, or a problem the whole-mesh validation or a
+// sidecar's compiled config finds in it) not at all, except that its last
+// accepted version, stored(key), keeps serving; a rule that does not fit
+// the mesh (another source already routes that Service) is left out.
+// others are the mesh's other resources (other sources, the cluster's
+// Services).
+func admit(objs []weftObject, rules []*mesh.Resource, others []*mesh.Resource, stored func(mesh.Key) *mesh.Resource, o mesh.Options) admission {
 	verdicts := make([]verdict, len(objs))
 	decoded := make([]*mesh.Resource, len(objs))
 	for i, ob := range objs {
@@ -134,51 +147,78 @@ func admit(objs []weftObject, others []*mesh.Resource, stored func(mesh.Key) *me
 		spec, _, _ := unstructured.NestedMap(ob.obj.Object, "spec")
 		decoded[i], verdicts[i].err = weftcrd.Decode(ob.kind, ob.obj.GetNamespace(), ob.obj.GetName(), spec)
 	}
+	refused := map[mesh.Key]string{}
+	lastGood := func(k mesh.Key) *mesh.Resource {
+		if stored == nil {
+			return nil
+		}
+		return stored(k)
+	}
 	candidate := func() []*mesh.Resource {
 		rs := append([]*mesh.Resource(nil), others...)
 		for i, v := range verdicts {
 			switch {
 			case v.err == nil:
 				rs = append(rs, decoded[i])
-			case stored != nil && stored(v.obj.key()) != nil:
-				rs = append(rs, stored(v.obj.key()))
+			case lastGood(v.obj.key()) != nil:
+				rs = append(rs, lastGood(v.obj.key()))
+			}
+		}
+		for _, r := range rules {
+			if _, no := refused[r.Key()]; !no {
+				rs = append(rs, r)
 			}
 		}
 		return rs
 	}
 	// Most changes are valid: one compile says so. Otherwise each object
-	// is checked against the rest, and refused ones leave the candidate,
-	// until it compiles or no object is to blame.
+	// and rule is checked against the rest, and refused ones leave the
+	// candidate, until it compiles or none is to blame.
 	for round := 0; round < 3; round++ {
 		rs := candidate()
 		if _, err := mesh.Compile(mesh.New(rs), o); err == nil {
 			break
 		}
+		m := mesh.New(rs)
 		blamed := false
 		for i := range verdicts {
 			if verdicts[i].err != nil {
 				continue
 			}
-			if err := weftcrd.Check(decoded[i], mesh.New(rs), o); err != nil {
+			if err := weftcrd.Check(decoded[i], m, o); err != nil {
 				verdicts[i].err = err
 				blamed = true
 			}
 		}
+		for _, r := range rules {
+			if _, no := refused[r.Key()]; no {
+				continue
+			}
+			if err := weftcrd.Check(r, m, o); err != nil {
+				refused[r.Key()] = weftcrd.Message(r.Key(), err)
+				blamed = true
+			}
+		}
 		if !blamed {
-			break // not the weft objects' doing: the store reports it
+			break // not the weft objects' nor the routes' doing: the store reports it
 		}
 	}
-	var out []*mesh.Resource
+	a := admission{Verdicts: verdicts, RefusedRules: refused}
 	for i, v := range verdicts {
 		switch {
 		case v.err == nil:
-			out = append(out, decoded[i])
-		case stored != nil && stored(v.obj.key()) != nil:
+			a.Puts = append(a.Puts, decoded[i])
+		case lastGood(v.obj.key()) != nil:
 			verdicts[i].kept = true
-			out = append(out, stored(v.obj.key()))
+			a.Puts = append(a.Puts, lastGood(v.obj.key()))
 		}
 	}
-	return out, verdicts
+	for _, r := range rules {
+		if _, no := refused[r.Key()]; !no {
+			a.Puts = append(a.Puts, r)
+		}
+	}
+	return a
 }
 
 // condition is an object's Accepted condition for its verdict.

@@ -36,15 +36,30 @@ func TestAdmitWeftObjects(t *testing.T) {
 		}
 		return nil
 	}
-	puts, verdicts := admit([]weftObject{good, badField, badRef, sidecar}, []*mesh.Resource{svc}, stored, o)
+	// A rule for a Service that a weft TrafficRule (another source's)
+	// already routes is left out; one for another Service goes in.
+	svc2 := &mesh.Resource{Kind: mesh.KindService, Namespace: "shop", Name: "orders", Spec: &mesh.ServiceSpec{Endpoints: []mesh.Endpoint{{Address: "127.0.0.1:81"}}}}
+	native := &mesh.Resource{Kind: mesh.KindTrafficRule, Namespace: "shop", Name: "native", Spec: &mesh.TrafficRuleSpec{Service: "cart",
+		Routes: []mesh.RuleRoute{{Match: mesh.Match{Prefix: "/"}, Split: []mesh.Split{{Service: "cart", Weight: 100}}}}}}
+	rule := func(svc string) *mesh.Resource {
+		return &mesh.Resource{Kind: mesh.KindTrafficRule, Namespace: "shop", Name: svc, Spec: &mesh.TrafficRuleSpec{Service: svc,
+			Routes: []mesh.RuleRoute{{Name: "a", Match: mesh.Match{Path: "/a"}, Split: []mesh.Split{{Service: svc, Weight: 100}}}}}}
+	}
+	a := admit([]weftObject{good, badField, badRef, sidecar}, []*mesh.Resource{rule("cart"), rule("orders")}, []*mesh.Resource{svc, svc2, native}, stored, o)
+	puts, verdicts := a.Puts, a.Verdicts
+	if len(a.RefusedRules) != 1 || !strings.Contains(a.RefusedRules[rule("cart").Key()], "conflicting rules") {
+		t.Fatalf("refused rules: %v", a.RefusedRules)
+	}
+	svc = &mesh.Resource{Kind: mesh.KindService, Namespace: "shop", Name: "cart", Spec: svc.Spec}
+	others := []*mesh.Resource{svc, svc2, native}
 	var keys []string
 	for _, r := range puts {
 		keys = append(keys, r.Key().String())
 	}
-	if strings.Join(keys, ",") != "Filter shop/authz,Filter shop/tagger,Sidecar shop/cart-1" || puts[1] != lastGood {
+	if strings.Join(keys, ",") != "Filter shop/authz,Filter shop/tagger,Sidecar shop/cart-1,TrafficRule shop/orders" || puts[1] != lastGood {
 		t.Fatalf("admitted %v", keys)
 	}
-	if _, err := mesh.Compile(mesh.New(append(puts, svc)), o); err != nil {
+	if _, err := mesh.Compile(mesh.New(append(puts, others...)), o); err != nil {
 		t.Fatalf("the admitted mesh does not compile: %v", err)
 	}
 	want := []struct{ status, reason, msg string }{
