@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/weftmesh/weft/control/ca"
+	"github.com/weftmesh/weft/control/kube"
 	"github.com/weftmesh/weft/control/server"
 	"github.com/weftmesh/weft/control/store"
 )
@@ -27,6 +28,7 @@ import (
 //	             [-scrape 10s] [-watch-timeout 30s] [-module-grace 10m] [-log-level info]
 //	             [-store etcd://HOST:PORT,... -etcd-ca F [-etcd-cert F -etcd-key F]
 //	              | -etcd-insecure] [-etcd-prefix /weft/] [-ca-encryption-key-file F]
+//	             [-kubeconfig PATH|in-cluster | -kubernetes] [-kube-context NAME]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -61,6 +63,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	etcdPrefix := fs.String("etcd-prefix", "/weft/", "prefix of weft's keys in etcd: replicas of one control plane share it")
 	etcdMaxTxnOps := fs.Int("etcd-max-txn-ops", 128, "etcd's --max-txn-ops: a change writing more keys is refused with a clear error")
 	caKeyFile := fs.String("ca-encryption-key-file", "", "file with the base64 of 32 random bytes that encrypts the CA's keys in etcd (AES-256-GCM); default $WEFT_CA_ENCRYPTION_KEY; required with -store etcd://")
+	kubeconfig := fs.String("kubeconfig", "", "watch this Kubernetes cluster (Services, EndpointSlices, routes) as a source of the mesh: a kubeconfig file, or \"in-cluster\" for the pod's service account")
+	kubernetes := fs.Bool("kubernetes", false, "watch the Kubernetes cluster kubectl would use: $KUBECONFIG or ~/.kube/config, else the in-cluster config when running in a pod")
+	kubeContext := fs.String("kube-context", "", "the kubeconfig context to use (default its current context)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
 		fs.PrintDefaults()
@@ -121,6 +126,15 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if *etcdCA != "" || *etcdCert != "" || *etcdInsecure || *caKeyFile != "" {
 		return errors.New("control: -etcd-*/-ca-encryption-key-file flags need -store etcd://…")
 	}
+	if *kubeconfig != "" || *kubernetes {
+		cfg, err := kube.LoadConfig(*kubeconfig, *kubeContext)
+		if err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		so.Kube = &kube.Options{Config: cfg, Translators: KubeTranslators()}
+	} else if *kubeContext != "" {
+		return errors.New("control: -kube-context needs -kubeconfig or -kubernetes")
+	}
 	s, err := server.Start(ctx, so)
 	if err != nil {
 		return err
@@ -128,6 +142,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	where := "store " + filepath.Join(*data, "state.json")
 	if *storeURL != "" {
 		where = "store " + *storeURL + " prefix " + *etcdPrefix
+	}
+	if so.Kube != nil {
+		where += ", kubernetes " + so.Kube.Config.Host
 	}
 	fmt.Fprintf(stdout, "weft control plane at %s (revision %d, %s)\n", s.URL(), s.Store().Revision(), where)
 	if s.Insecure() {
@@ -140,6 +157,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.Shutdown(sctx)
+}
+
+// KubeTranslators are the Kubernetes source's translators, in order:
+// discovery (Services, EndpointSlices), then routes and weft's own
+// resources.
+func KubeTranslators() []kube.Translator {
+	return []kube.Translator{kube.Discovery()}
 }
 
 func newLogger(level string, w io.Writer) (*zap.Logger, error) {

@@ -179,6 +179,10 @@ type Endpoint struct {
 	// there when a Sidecar resource fronting the service has this address
 	// as its inbound address (or this port on a wildcard host).
 	Sidecar *bool `yaml:"sidecar,omitempty" json:"sidecar,omitempty"`
+	// Zone is the instance's zone (topology.kubernetes.io/zone of a
+	// Kubernetes endpoint): informational, the proxy does not balance by
+	// zone yet.
+	Zone string `yaml:"zone,omitempty" json:"zone,omitempty"`
 }
 
 // Version is one subset of a service's instances.

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftmesh/weft/control/filesource"
+	"github.com/weftmesh/weft/control/kube"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
@@ -359,7 +360,10 @@ type Status struct {
 	Revision   int64              `json:"revision"`
 	Nodes      []NodeStatus       `json:"nodes"`
 	FileSource *filesource.Status `json:"file_source,omitempty"`
-	Modules    int                `json:"modules"`
+	// KubeSource is the Kubernetes source's last sync (weft control
+	// -kubeconfig).
+	KubeSource *kube.Status `json:"kube_source,omitempty"`
+	Modules    int          `json:"modules"`
 	// Warnings are mesh.Warnings of the mesh in force, whichever source
 	// wrote it.
 	Warnings []string `json:"warnings,omitempty"`
@@ -391,6 +395,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if s.files != nil {
 		fs := s.files.Status()
 		st.FileSource = &fs
+	}
+	if s.kube != nil {
+		ks := s.kube.Status()
+		st.KubeSource = &ks
 	}
 	if wantsYAML(r) {
 		b, _ := yaml.Marshal(st)

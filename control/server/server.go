@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/filesource"
+	"github.com/weftmesh/weft/control/kube"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
@@ -102,7 +103,12 @@ type Options struct {
 	// CAEncryptionKey (32 bytes) encrypts the CA's keys in etcd (AES-256-GCM).
 	// Required with Etcd: replicas share one CA through etcd.
 	CAEncryptionKey []byte
-	Logger          *zap.Logger
+	// Kube, when set, makes a Kubernetes cluster a source of the mesh
+	// (control/kube): Config and Translators come from the caller; the
+	// server sets Store, Prepare and Logger. Its resources can then be
+	// changed only in the cluster.
+	Kube   *kube.Options
+	Logger *zap.Logger
 }
 
 // Server is a running control plane.
@@ -116,6 +122,7 @@ type Server struct {
 	audit *store.Audit
 	store *store.Store
 	files *filesource.Source
+	kube  *kube.Source
 	scr   *telemetry.Scraper
 	nodes *tracker
 	ca    *ca.CA
@@ -242,7 +249,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.loadUsers(); err != nil {
 		return fail(err)
 	}
-	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != "", WriteTimeout: o.StoreWriteTimeout}
+	so := store.Options{Dir: o.DataDir, Compile: s.compile, Audit: s.audit, Logger: o.Logger, FileSource: o.ConfigDir != "", KubeSource: o.Kube != nil, WriteTimeout: o.StoreWriteTimeout}
 	if o.Etcd != nil {
 		so.Backend = store.NewEtcdBackend(o.Etcd, store.EtcdOptions{Prefix: o.EtcdPrefix, MaxTxnOps: o.EtcdMaxTxnOps, Logger: o.Logger})
 	}
@@ -254,6 +261,15 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger,
 			Prepare: func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }}); err != nil {
 			s.cancel()
+			return fail(err)
+		}
+	}
+	if o.Kube != nil {
+		ko := *o.Kube
+		ko.Store, ko.Logger = s.store, o.Logger
+		ko.Prepare = func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }
+		if s.kube, err = kube.Start(ctx, ko); err != nil {
+			s.stopBackground()
 			return fail(err)
 		}
 	}
@@ -361,6 +377,9 @@ func (s *Server) ScrapeNow(ctx context.Context) {
 func (s *Server) stopBackground() {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.cancel()
+	if s.kube != nil {
+		s.kube.Close()
+	}
 	if s.files != nil {
 		s.files.Close()
 	}

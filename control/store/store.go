@@ -20,10 +20,13 @@ import (
 )
 
 // Sources of a change. A resource belongs to the source that wrote it; the
-// other source cannot replace or delete it.
+// other sources cannot replace or delete it.
 const (
 	SourceAPI  = "api"
 	SourceFile = "file"
+	// SourceKube is a Kubernetes cluster (control/kube): resources
+	// translated from Services, EndpointSlices, routes and weft's CRDs.
+	SourceKube = "kube"
 )
 
 // CompileFunc validates a whole mesh and compiles every sidecar's config.
@@ -49,6 +52,10 @@ type Options struct {
 	// resources a file source wrote earlier are orphans, and the API may
 	// replace or delete them (a replace makes the API their owner).
 	FileSource bool
+	// KubeSource says a Kubernetes source runs (weft control -kubeconfig):
+	// resources it owns can then be changed only in the cluster. Without
+	// one, they are orphans the API may replace or delete, as file ones.
+	KubeSource bool
 	Logger     *zap.Logger
 }
 
@@ -57,25 +64,28 @@ type Options struct {
 type Object struct {
 	Resource *mesh.Resource
 	Source   string
-	// File is the file a file-source resource was read from.
+	// File is the file a file-source resource was read from, or the
+	// Kubernetes object a kube-source resource was translated from
+	// ("Service default/web").
 	File string
-	// Orphaned is set on a file-source resource when no file source runs:
-	// the API may take it over.
+	// Orphaned is set on a file- or kube-source resource when its source
+	// does not run: the API may take it over.
 	Orphaned bool
 }
 
-// Owner describes who owns the resource: "api", "file:PATH", or
-// "file:PATH (orphaned: no file source runs; the API may take it over)".
+// Owner describes who owns the resource: "api", "file:PATH",
+// "kube:Service NS/NAME", or either of the last two followed by
+// " (orphaned: no file source runs; the API may take it over)".
 func (o Object) Owner() string {
-	if o.Source != SourceFile {
+	if o.Source != SourceFile && o.Source != SourceKube {
 		return o.Source
 	}
-	s := SourceFile
+	s := o.Source
 	if o.File != "" {
 		s += ":" + o.File
 	}
 	if o.Orphaned {
-		s += " (orphaned: no file source runs; the API may take it over)"
+		s += " (orphaned: no " + o.Source + " source runs; the API may take it over)"
 	}
 	return s
 }
@@ -122,7 +132,8 @@ type Delete struct {
 type Change struct {
 	// Who made it (audit): a user from the API, "file" for the file source.
 	Who string
-	// Source owns the written resources: SourceAPI or SourceFile.
+	// Source owns the written resources: SourceAPI, SourceFile or
+	// SourceKube. A file or kube put's Resource.File names its origin.
 	Source string
 	// Action names it in the audit log: create, replace, delete, apply, sync.
 	Action string
@@ -354,10 +365,14 @@ func (s *Store) Get(k mesh.Key) (Object, bool) {
 	return s.view(o), ok
 }
 
-// view marks an object orphaned when its file source is gone.
+// view marks an object orphaned when its file or kube source is gone.
 func (s *Store) view(o Object) Object {
-	o.Orphaned = o.Source == SourceFile && !s.o.FileSource
+	o.Orphaned = s.orphaned(o)
 	return o
+}
+
+func (s *Store) orphaned(o Object) bool {
+	return o.Source == SourceFile && !s.o.FileSource || o.Source == SourceKube && !s.o.KubeSource
 }
 
 // List returns the stored resources of kind k ("" = all) in key order.
@@ -530,8 +545,11 @@ func (s *Store) plan(cur *state, c Change) (*plan, error) {
 		if o.Source == c.Source {
 			return nil
 		}
-		if o.Source == SourceFile && c.Source == SourceAPI && !s.o.FileSource {
-			return nil // an orphan: its file source is gone, the API takes it over
+		if c.Source == SourceAPI && s.orphaned(o) {
+			return nil // an orphan: its source is gone, the API takes it over
+		}
+		if o.Source == SourceKube {
+			return &ConflictError{Key: k, Reason: fmt.Sprintf("owned by the kube source (translated from %s); change that object in the Kubernetes cluster, or run weft control without -kubeconfig to let the API take it over", o.File)}
 		}
 		if o.Source == SourceFile {
 			file := "its file"
@@ -583,7 +601,7 @@ func (s *Store) plan(cur *state, c Change) (*plan, error) {
 			if err := owned(k, o); err != nil {
 				return nil, err
 			}
-			sameFile := c.Source != SourceFile || o.File == r.File
+			sameFile := c.Source == SourceAPI || o.File == r.File
 			if o.Source == c.Source && sameFile && bytes.Equal(specBytes(o.Resource), specBytes(r)) {
 				continue // unchanged: keep its version
 			}
@@ -592,9 +610,10 @@ func (s *Store) plan(cur *state, c Change) (*plan, error) {
 		nr.ResourceVersion = 0 // the commit's revision, once known
 		nr.Owner = ""          // the store says who owns it, not the writer
 		file := ""
-		if c.Source == SourceFile {
+		if c.Source == SourceFile || c.Source == SourceKube {
 			file = nr.File
-		} else {
+		}
+		if c.Source == SourceAPI {
 			nr.File, nr.Line = "", 0 // a request body's lines mean nothing later
 		}
 		next[k] = Object{Resource: nr, Source: c.Source, File: file}
