@@ -37,16 +37,21 @@ const (
 	KindGRPCRoute = "GRPCRoute"
 )
 
-// Service is what the translator needs of a Kubernetes Service that is in
-// the mesh: its ports.
+// Service is what the translator needs of a Kubernetes Service: its TCP
+// ports, the first one first.
 type Service struct {
 	Ports []ServicePort
 }
 
-// ServicePort is one port of a Service.
+// ServicePort is one port of a Service and the mesh Service it is (each
+// port of a Kubernetes Service is a mesh Service of its own, see
+// kube.Discovery).
 type ServicePort struct {
 	Name string
 	Port int32
+	// Mesh is the port's mesh Service name; "" while the port has no
+	// ready endpoint (and so no mesh Service).
+	Mesh string
 }
 
 // Input is everything the routes are read against.
@@ -54,7 +59,7 @@ type Input struct {
 	HTTPRoutes []*gwv1.HTTPRoute
 	GRPCRoutes []*gwv1.GRPCRoute
 	Grants     []*gwv1beta1.ReferenceGrant
-	// Service looks up a Service of the mesh; ok is false when there is none.
+	// Service looks up a Kubernetes Service; ok is false when there is none.
 	Service func(namespace, name string) (Service, bool)
 	// Filter reports whether a weft Filter resource exists (for
 	// ExtensionRef filters); nil: none exists.
@@ -78,15 +83,16 @@ type RouteStatus struct {
 	Route      RouteRef
 	Generation int64
 	Parents    []gwv1.RouteParentStatus
-	// Services are the Services (as TrafficRule keys) whose rule carries
+	// Services are the mesh Services' rules (TrafficRule keys) that carry
 	// this route's matches.
 	Services []mesh.Key
 }
 
 // Result is the translation of every route.
 type Result struct {
-	// Rules are TrafficRule resources, one per Service with an accepted
-	// route, named and namespaced as the Service, in key order.
+	// Rules are TrafficRule resources, one per mesh Service with an
+	// accepted route, named and namespaced as the mesh Service, in key
+	// order; File names the routes they come from.
 	Rules []*mesh.Resource
 	// Statuses are in route order (kind, namespace, name).
 	Statuses []RouteStatus
@@ -113,7 +119,18 @@ func Translate(in Input) Result {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Less(keys[j]) })
 	for _, k := range keys {
-		res.Rules = append(res.Rules, buildRule(k, t.byService[k]))
+		r := buildRule(k, t.byService[k])
+		seen := map[RouteRef]bool{}
+		var from []string
+		for _, x := range t.byService[k] {
+			if !seen[x.ref] {
+				seen[x.ref] = true
+				from = append(from, x.ref.String())
+			}
+		}
+		sort.Strings(from)
+		r.File = strings.Join(from, ", ")
+		res.Rules = append(res.Rules, r)
 	}
 	return res
 }
@@ -264,8 +281,13 @@ func (t *translator) route(r *route) RouteStatus {
 			continue // a Gateway's, or another controller's
 		}
 		ps := gwv1.RouteParentStatus{ParentRef: pr, ControllerName: ControllerName}
-		accepted := condition(gwv1.RouteConditionAccepted, r.generation, nil, gwv1.RouteReasonAccepted, "weft routes the Service's requests by this route")
-		if p := t.parent(r, pr); p != nil {
+		ports, p := t.parent(r, pr)
+		okMsg := "weft routes the Service's requests by this route"
+		if p == nil && len(ports) == 0 {
+			okMsg = "the Service has no ready endpoint yet: weft routes its requests by this route once it has"
+		}
+		accepted := condition(gwv1.RouteConditionAccepted, r.generation, nil, gwv1.RouteReasonAccepted, okMsg)
+		if p != nil {
 			accepted = condition(gwv1.RouteConditionAccepted, r.generation, p, "", "")
 		} else if len(rrs) == 0 && ruleProblem != nil {
 			accepted = condition(gwv1.RouteConditionAccepted, r.generation, problemf(ruleProblem.reason, "no rule is usable: %s", strings.Join(dropped, "; ")), "", "")
@@ -280,9 +302,10 @@ func (t *translator) route(r *route) RouteStatus {
 		}
 		st.Parents = append(st.Parents, ps)
 		if accepted.Status == metav1.ConditionTrue {
-			k := serviceKey(r.ref.Namespace, pr)
-			t.byService[k] = append(t.byService[k], rrs...)
-			st.Services = append(st.Services, k)
+			for _, k := range ports {
+				t.byService[k] = append(t.byService[k], rrs...)
+				st.Services = append(st.Services, k)
+			}
 		}
 	}
 	return st
@@ -307,34 +330,37 @@ func isService(pr gwv1.ParentReference) bool {
 	return pr.Group != nil && *pr.Group == "" && pr.Kind != nil && *pr.Kind == "Service"
 }
 
-func serviceKey(routeNS string, pr gwv1.ParentReference) mesh.Key {
-	ns := routeNS
+// parent returns the rules (of the mesh Services of the parent's ports)
+// a Service parentRef attaches the route to: the port it names (by number,
+// or by name as sectionName), else every port; or why it does not take
+// the route. A port with no ready endpoint has no mesh Service yet.
+func (t *translator) parent(r *route, pr gwv1.ParentReference) ([]mesh.Key, *problem) {
+	ns, name := r.ref.Namespace, string(pr.Name)
 	if pr.Namespace != nil && *pr.Namespace != "" {
 		ns = string(*pr.Namespace)
 	}
-	return mesh.Key{Kind: mesh.KindTrafficRule, Namespace: ns, Name: string(pr.Name)}
-}
-
-// parent says why a Service parentRef does not take the route, or nil.
-func (t *translator) parent(r *route, pr gwv1.ParentReference) *problem {
-	k := serviceKey(r.ref.Namespace, pr)
-	if k.Namespace != r.ref.Namespace {
-		return problemf(gwv1.RouteReasonUnsupportedValue, "consumer routes (a parentRef to Service %s/%s in another namespace than the route's) are not supported by weft; create the route in namespace %s", k.Namespace, k.Name, k.Namespace)
+	if ns != r.ref.Namespace {
+		return nil, problemf(gwv1.RouteReasonUnsupportedValue, "consumer routes (a parentRef to Service %s/%s in another namespace than the route's) are not supported by weft; create the route in namespace %s", ns, name, ns)
 	}
-	svc, ok := t.lookup(k.Namespace, k.Name)
+	svc, ok := t.lookup(ns, name)
 	if !ok {
-		return problemf(gwv1.RouteReasonNoMatchingParent, "Service %s/%s does not exist or is not in the mesh", k.Namespace, k.Name)
+		return nil, problemf(gwv1.RouteReasonNoMatchingParent, "Service %s/%s does not exist", ns, name)
 	}
-	if pr.Port == nil && pr.SectionName == nil {
-		return nil
-	}
+	var keys []mesh.Key
+	found := false
 	for _, p := range svc.Ports {
 		if (pr.Port == nil || *pr.Port == p.Port) && (pr.SectionName == nil || string(*pr.SectionName) == p.Name) {
-			if len(svc.Ports) > 1 {
-				return problemf(gwv1.RouteReasonUnsupportedValue, "Service %s/%s has %d ports: weft routes a Service's requests whatever the port, so a route for one port of several is not supported; drop port and sectionName from the parentRef", k.Namespace, k.Name, len(svc.Ports))
+			found = true
+			if p.Mesh != "" {
+				keys = append(keys, mesh.Key{Kind: mesh.KindTrafficRule, Namespace: ns, Name: p.Mesh})
 			}
-			return nil
 		}
+	}
+	if found {
+		return keys, nil
+	}
+	if pr.Port == nil && pr.SectionName == nil {
+		return nil, problemf(gwv1.RouteReasonNoMatchingParent, "Service %s/%s has no TCP port", ns, name)
 	}
 	what := []string{}
 	if pr.Port != nil {
@@ -343,7 +369,7 @@ func (t *translator) parent(r *route, pr gwv1.ParentReference) *problem {
 	if pr.SectionName != nil {
 		what = append(what, fmt.Sprintf("port name %q", *pr.SectionName))
 	}
-	return problemf(gwv1.RouteReasonNoMatchingParent, "Service %s/%s has no %s", k.Namespace, k.Name, strings.Join(what, " and "))
+	return nil, problemf(gwv1.RouteReasonNoMatchingParent, "Service %s/%s has no %s", ns, name, strings.Join(what, " and "))
 }
 
 func (t *translator) lookup(ns, name string) (Service, bool) {
@@ -395,11 +421,11 @@ func (t *translator) rule(r *route, i int, ru rule) ([]ruleRoute, *problem, *pro
 				return nil, nil, problemf(gwv1.RouteReasonUnsupportedValue, "filters[%d]: requestMirror is missing", j)
 			}
 			svc, p := t.backend(r, m.BackendRef, fmt.Sprintf("filters[%d].requestMirror.backendRef", j))
-			if p != nil {
-				if refp == nil {
-					refp = p
-				}
-				continue
+			if p != nil && refp == nil {
+				refp = p
+			}
+			if svc == "" {
+				continue // nothing to mirror to now
 			}
 			pct := 100.0
 			switch {
@@ -558,8 +584,9 @@ func (t *translator) timeouts(a *mesh.RuleRoute, ru rule) *problem {
 	return nil
 }
 
-// backend resolves a backendRef (or a mirror's) to a Service of the mesh,
-// as "NAMESPACE/NAME".
+// backend resolves a backendRef (or a mirror's) to the mesh Service of the
+// Service port it names, as "NAMESPACE/NAME"; "" with no problem when the
+// port has no ready endpoint (no mesh Service) now.
 func (t *translator) backend(r *route, b gwv1.BackendObjectReference, field string) (string, *problem) {
 	group, kind := "", "Service"
 	if b.Group != nil {
@@ -580,18 +607,20 @@ func (t *translator) backend(r *route, b gwv1.BackendObjectReference, field stri
 	}
 	svc, ok := t.lookup(ns, string(b.Name))
 	if !ok {
-		return "", problemf(gwv1.RouteReasonBackendNotFound, "%s: Service %s/%s does not exist or is not in the mesh", field, ns, b.Name)
+		return "", problemf(gwv1.RouteReasonBackendNotFound, "%s: Service %s/%s does not exist", field, ns, b.Name)
 	}
-	if b.Port != nil {
-		found := false
-		for _, p := range svc.Ports {
-			found = found || p.Port == *b.Port
-		}
-		if !found {
-			return "", problemf(gwv1.RouteReasonBackendNotFound, "%s: Service %s/%s has no port %d", field, ns, b.Name, *b.Port)
+	for i, p := range svc.Ports {
+		if (b.Port == nil && i == 0) || (b.Port != nil && p.Port == *b.Port) {
+			if p.Mesh == "" {
+				return "", nil
+			}
+			return ns + "/" + p.Mesh, nil
 		}
 	}
-	return ns + "/" + string(b.Name), nil
+	if b.Port == nil {
+		return "", problemf(gwv1.RouteReasonBackendNotFound, "%s: Service %s/%s has no TCP port", field, ns, b.Name)
+	}
+	return "", problemf(gwv1.RouteReasonBackendNotFound, "%s: Service %s/%s has no TCP port %d", field, ns, b.Name, *b.Port)
 }
 
 func (t *translator) granted(from RouteRef, ns, name string) bool {
@@ -616,8 +645,9 @@ func (t *translator) granted(from RouteRef, ns, name string) bool {
 }
 
 // backends turns the weighted backendRefs into the route's split. Invalid
-// backends are left out (their share goes to the valid ones) and reported;
-// with no valid backend, or only zero weights, requests get a 500.
+// backends are left out (their share goes to the valid ones) and reported,
+// and so are backends with no ready endpoint; with no backend left,
+// requests get a 503 when some had no ready endpoint, else a 500.
 func (t *translator) backends(r *route, a *mesh.RuleRoute, refs []gwv1.HTTPBackendRef) (*problem, *problem) {
 	var refp *problem
 	type share struct {
@@ -626,6 +656,7 @@ func (t *translator) backends(r *route, a *mesh.RuleRoute, refs []gwv1.HTTPBacke
 	}
 	var shares []share
 	total := int64(0)
+	unavailable := false
 	for j, b := range refs {
 		if len(b.Filters) > 0 {
 			return nil, problemf(gwv1.RouteReasonUnsupportedValue, "backendRefs[%d].filters: filters on one backend are not supported by weft; put them on the rule", j)
@@ -644,6 +675,10 @@ func (t *translator) backends(r *route, a *mesh.RuleRoute, refs []gwv1.HTTPBacke
 		if w <= 0 {
 			continue
 		}
+		if svc == "" {
+			unavailable = true
+			continue
+		}
 		for k := range shares {
 			if shares[k].svc == svc {
 				shares[k].w += w
@@ -657,6 +692,9 @@ func (t *translator) backends(r *route, a *mesh.RuleRoute, refs []gwv1.HTTPBacke
 	}
 	if total == 0 {
 		a.DirectResponse = &config.DirectResponse{Status: 500, Body: "weft: this route has no usable backend\n"}
+		if unavailable {
+			a.DirectResponse = &config.DirectResponse{Status: 503, Body: "weft: no backend of this route has a ready endpoint\n"}
+		}
 		return refp, nil
 	}
 	// Whole percents adding up to 100, by largest remainder.

@@ -18,12 +18,13 @@ import (
 // services are the mesh's Services, in namespace shop unless named
 // NAMESPACE/NAME.
 var services = map[string]Service{
-	"shop/reviews":    {Ports: []ServicePort{{Name: "http", Port: 9080}}},
-	"shop/reviews-v1": {Ports: []ServicePort{{Name: "http", Port: 9080}}},
-	"shop/reviews-v2": {Ports: []ServicePort{{Name: "http", Port: 9080}}},
-	"shop/shadow":     {Ports: []ServicePort{{Name: "http", Port: 80}}},
-	"shop/multi":      {Ports: []ServicePort{{Name: "http", Port: 80}, {Name: "admin", Port: 81}}},
-	"other/ratings":   {Ports: []ServicePort{{Name: "http", Port: 80}}},
+	"shop/reviews":    {Ports: []ServicePort{{Name: "http", Port: 9080, Mesh: "reviews"}}},
+	"shop/reviews-v1": {Ports: []ServicePort{{Name: "http", Port: 9080, Mesh: "reviews-v1"}}},
+	"shop/reviews-v2": {Ports: []ServicePort{{Name: "http", Port: 9080, Mesh: "reviews-v2"}}},
+	"shop/shadow":     {Ports: []ServicePort{{Name: "http", Port: 80, Mesh: "shadow"}}},
+	"shop/multi":      {Ports: []ServicePort{{Name: "http", Port: 80, Mesh: "multi"}, {Name: "admin", Port: 81, Mesh: "multi-admin"}}},
+	"shop/idle":       {Ports: []ServicePort{{Name: "http", Port: 80}}}, // no ready endpoint
+	"other/ratings":   {Ports: []ServicePort{{Name: "http", Port: 80, Mesh: "ratings"}}},
 }
 
 func input(docs ...string) Input {
@@ -74,10 +75,14 @@ const parentReviews = "  parentRefs: [{group: \"\", kind: Service, name: reviews
 func compile(t *testing.T, rules []*mesh.Resource) []config.Route {
 	t.Helper()
 	rs := append([]*mesh.Resource(nil), rules...)
-	for k := range services {
-		ns, name, _ := strings.Cut(k, "/")
-		rs = append(rs, &mesh.Resource{Kind: mesh.KindService, Namespace: ns, Name: name,
-			Spec: &mesh.ServiceSpec{Endpoints: []mesh.Endpoint{{Address: "127.0.0.1:1"}}}})
+	for k, s := range services {
+		ns, _, _ := strings.Cut(k, "/")
+		for _, p := range s.Ports {
+			if p.Mesh != "" {
+				rs = append(rs, &mesh.Resource{Kind: mesh.KindService, Namespace: ns, Name: p.Mesh,
+					Spec: &mesh.ServiceSpec{Endpoints: []mesh.Endpoint{{Address: "127.0.0.1:1"}}}})
+			}
+		}
 	}
 	rs = append(rs, &mesh.Resource{Kind: mesh.KindFilter, Namespace: "shop", Name: "authz",
 		Spec: &mesh.FilterSpec{Module: mesh.ModuleRef{SHA256: strings.Repeat("a", 64)}}})
@@ -276,6 +281,9 @@ func TestStatusReasons(t *testing.T) {
   - backendRefs: [{name: reviews-v1, port: 9080}, {name: nope, port: 9080}]
 `, []string{"Accepted=True/Accepted", "ResolvedRefs=False/BackendNotFound"}, "backendRefs[1]: Service shop/nope does not exist",
 			"reviews.shop/http-r-0-0 prefix=/ -> reviews-v1.shop\n"},
+		{"backend without ready endpoints", parentReviews + `  rules:
+  - backendRefs: [{name: idle, port: 80}]
+`, []string{"Accepted=True/Accepted", "ResolvedRefs=True/ResolvedRefs"}, "", "reviews.shop/http-r-0-0 prefix=/ -> 503\n"},
 		{"all backends missing", parentReviews + `  rules:
   - backendRefs: [{name: nope, port: 9080}]
 `, []string{"Accepted=True/Accepted", "ResolvedRefs=False/BackendNotFound"}, "Service shop/nope does not exist",
@@ -290,7 +298,7 @@ func TestStatusReasons(t *testing.T) {
 			"reviews.shop/http-r-0-0 prefix=/ -> 500\n"},
 		{"wrong port", parentReviews + `  rules:
   - backendRefs: [{name: reviews-v1, port: 1}]
-`, []string{"Accepted=True/Accepted", "ResolvedRefs=False/BackendNotFound"}, "has no port 1", "reviews.shop/http-r-0-0 prefix=/ -> 500\n"},
+`, []string{"Accepted=True/Accepted", "ResolvedRefs=False/BackendNotFound"}, "has no TCP port 1", "reviews.shop/http-r-0-0 prefix=/ -> 500\n"},
 		{"unsupported filter drops the rule", parentReviews + `  rules:
   - matches: [{path: {type: PathPrefix, value: /a}}]
     filters: [{type: CORS, cors: {allowOrigins: ["https://x.example"]}}]
@@ -312,9 +320,6 @@ func TestStatusReasons(t *testing.T) {
 		{"parent port", `  parentRefs: [{group: "", kind: Service, name: reviews, port: 81}]
   rules: [{backendRefs: [{name: reviews, port: 9080}]}]
 `, []string{"Accepted=False/NoMatchingParent", "ResolvedRefs=True/ResolvedRefs"}, "Service shop/reviews has no port 81", ""},
-		{"one port of several", `  parentRefs: [{group: "", kind: Service, name: multi, port: 81}]
-  rules: [{backendRefs: [{name: reviews, port: 9080}]}]
-`, []string{"Accepted=False/UnsupportedValue", "ResolvedRefs=True/ResolvedRefs"}, "a route for one port of several is not supported", ""},
 		{"consumer route", `  parentRefs: [{group: "", kind: Service, name: ratings, namespace: other}]
   rules: [{backendRefs: [{name: reviews, port: 9080}]}]
 `, []string{"Accepted=False/UnsupportedValue", "ResolvedRefs=True/ResolvedRefs"}, "consumer routes", ""},
@@ -332,6 +337,9 @@ func TestStatusReasons(t *testing.T) {
 			assertConditions(t, st, c.conds...)
 			msg := ""
 			for _, cd := range st.Parents[0].Conditions {
+				if c.msg == "" {
+					break
+				}
 				if cd.Status == metav1.ConditionFalse || cd.Type == "PartiallyInvalid" {
 					msg = cd.Message
 					break
@@ -462,4 +470,33 @@ func equalTimes(cs []metav1.Condition, at metav1.Time) bool {
 		}
 	}
 	return true
+}
+
+// Each port of a Service is a mesh Service: a parentRef's port (or
+// sectionName) picks that port's, none picks every port's; a Service with
+// no ready endpoint takes the route once it has one.
+func TestParentPorts(t *testing.T) {
+	rule := "  rules: [{backendRefs: [{name: reviews, port: 9080}]}]\n"
+	for _, c := range []struct{ parent, rules, msg string }{
+		{`{group: "", kind: Service, name: multi, port: 81}`, "TrafficRule shop/multi-admin", "weft routes"},
+		{`{group: "", kind: Service, name: multi, sectionName: http}`, "TrafficRule shop/multi", "weft routes"},
+		{`{group: "", kind: Service, name: multi}`, "TrafficRule shop/multi TrafficRule shop/multi-admin", "weft routes"},
+		{`{group: "", kind: Service, name: idle}`, "", "no ready endpoint yet"},
+	} {
+		res := Translate(input(httpRoute("r", "2026-01-01T00:00:00Z", "  parentRefs: ["+c.parent+"]\n"+rule)))
+		var keys []string
+		for _, r := range res.Rules {
+			keys = append(keys, r.Key().String())
+			if r.File != "HTTPRoute shop/r" {
+				t.Errorf("%s: rule from %q", r.Key(), r.File)
+			}
+		}
+		if strings.Join(keys, " ") != c.rules {
+			t.Errorf("%s: rules %v, want %s", c.parent, keys, c.rules)
+		}
+		assertConditions(t, res.Statuses[0], "Accepted=True/Accepted", "ResolvedRefs=True/ResolvedRefs")
+		if m := message(res.Statuses[0], "Accepted"); !strings.Contains(m, c.msg) {
+			t.Errorf("%s: Accepted message %q", c.parent, m)
+		}
+	}
 }
