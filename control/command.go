@@ -28,7 +28,7 @@ import (
 //	             [-scrape 10s] [-watch-timeout 30s] [-module-grace 10m] [-log-level info]
 //	             [-store etcd://HOST:PORT,... -etcd-ca F [-etcd-cert F -etcd-key F]
 //	              | -etcd-insecure] [-etcd-prefix /weft/] [-ca-encryption-key-file F]
-//	             [-kubeconfig PATH|in-cluster | -kubernetes] [-kube-context NAME]
+//	             [-kubeconfig PATH|in-cluster | -kubernetes] [-kube-context NAME] [-kube-audience weft]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -66,6 +66,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kubeconfig := fs.String("kubeconfig", "", "watch this Kubernetes cluster (Services, EndpointSlices, routes) as a source of the mesh: a kubeconfig file, or \"in-cluster\" for the pod's service account")
 	kubernetes := fs.Bool("kubernetes", false, "watch the Kubernetes cluster kubectl would use: $KUBECONFIG or ~/.kube/config, else the in-cluster config when running in a pod")
 	kubeContext := fs.String("kube-context", "", "the kubeconfig context to use (default its current context)")
+	kubeAudience := fs.String("kube-audience", kube.DefaultAudience, "with a Kubernetes source: sidecars may join with a projected service-account token for this audience (checked with the TokenReview API) instead of a join token")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
 		fs.PrintDefaults()
@@ -132,6 +133,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("control: %w", err)
 		}
 		so.Kube = &kube.Options{Config: cfg, Translators: KubeTranslators()}
+		so.KubeAudience = *kubeAudience
 	} else if *kubeContext != "" {
 		return errors.New("control: -kube-context needs -kubeconfig or -kubernetes")
 	}

@@ -75,7 +75,7 @@ func meshIdentity(ctx context.Context, controlURL, node, caFile, token, tokenFil
 	}
 	src := identity.NewSource()
 	tc := client.TLSConfig(roots, src)
-	ic := &client.IdentityClient{URL: controlURL, NodeID: node, Token: token, Source: src,
+	ic := &client.IdentityClient{URL: controlURL, NodeID: node, Token: token, TokenFile: tokenFile, Source: src,
 		HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc.Clone()}}}
 	go func() {
 		_ = src.Rotate(ctx, identity.RotateOptions{Signer: ic, Logger: log.Named("identity"), BundleInterval: bundlePoll})

@@ -20,6 +20,10 @@ import (
 // secret scanners.
 const tokenPrefix = "wjt_"
 
+// IsJoinToken reports whether tok has a join token's form (as opposed to
+// another bearer token, such as a Kubernetes service-account JWT).
+func IsJoinToken(tok string) bool { return strings.HasPrefix(tok, tokenPrefix) }
+
 // Join token limits.
 const (
 	// DefaultTokenTTL is how long a join token stays valid by default.

@@ -10,6 +10,8 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,10 @@ type IdentityClient struct {
 	// Token is the node's join token (weft ctl token NODE, or POST
 	// /v1/tokens); single-use unless minted for more uses.
 	Token string
+	// TokenFile, when set, is read for the token at every join instead:
+	// a Kubernetes projected service-account token, which the kubelet
+	// rotates in place.
+	TokenFile string
 	// Source is the identity being renewed: while it holds a certificate
 	// that has not expired, the token is not sent.
 	Source *identity.Source
@@ -85,8 +91,18 @@ func (c *IdentityClient) current() *identity.SVID {
 func (c *IdentityClient) Sign(ctx context.Context, csrDER []byte) (*identity.Issued, error) {
 	body, _ := json.Marshal(certificateRequest{Node: c.NodeID, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))})
 	hdr := http.Header{"Content-Type": {"application/json"}}
-	if v := c.current(); v == nil && c.Token != "" {
-		hdr.Set("Authorization", "Bearer "+c.Token)
+	if v := c.current(); v == nil {
+		tok := c.Token
+		if c.TokenFile != "" {
+			b, err := os.ReadFile(c.TokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("certificate for node %s: join token: %w", c.NodeID, err)
+			}
+			tok = strings.TrimSpace(string(b))
+		}
+		if tok != "" {
+			hdr.Set("Authorization", "Bearer "+tok)
+		}
 	}
 	var cr certificateResponse
 	if err := c.do(ctx, http.MethodPost, "/v1/certificate", hdr, body, &cr); err != nil {

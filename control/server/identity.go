@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/control/ca"
+	"github.com/weftmesh/weft/control/kube"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/store"
 	"github.com/weftmesh/weft/proxy/identity"
@@ -227,15 +229,23 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
 		return err
 	}
 	how := "renewal"
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		tok = ""
+	}
+	tok = strings.TrimSpace(tok)
 	if c.Kind == "node" {
+		err = sign()
+	} else if s.review != nil && tok != "" && !ca.IsJoinToken(tok) {
+		how = "service-account token"
+		if aerr := s.reviewJoin(r.Context(), tok, req.Node, sc); aerr != nil {
+			s.refuse(w, r, c, aerr)
+			return
+		}
 		err = sign()
 	} else {
 		how = "join token"
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			tok = ""
-		}
-		err = s.tokens.Redeem(req.Node, strings.TrimSpace(tok), sign)
+		err = s.tokens.Redeem(req.Node, tok, sign)
 	}
 	var te *ca.TokenError
 	switch {
@@ -261,6 +271,30 @@ func (s *Server) handleCertificate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("certificate issued", zap.String("node", req.Node), zap.String("spiffe_id", id), zap.String("by", how), zap.Time("expires", is.Leaf.NotAfter))
 	writeJSON(w, http.StatusOK, CertificateResponse{SpiffeID: id, Chain: string(chain), ExpiresAt: is.Leaf.NotAfter, BundleResponse: s.bundle()})
+}
+
+// reviewJoin checks a sidecar's projected service-account token with the
+// TokenReview API: it must be valid for the audience, of a live pod when
+// bound to one, and of the namespace and service account of the node's
+// Sidecar resource, whose SPIFFE ID the certificate then carries.
+func (s *Server) reviewJoin(ctx context.Context, tok, node string, sc *mesh.Resource) *authError {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	wl, err := s.review.Review(ctx, tok)
+	switch {
+	case kube.IsReviewError(err):
+		return &authError{http.StatusUnauthorized, err.Error()}
+	case err != nil:
+		s.log.Error("TokenReview failed", zap.String("node", node), zap.Error(err))
+		return &authError{http.StatusServiceUnavailable, "cannot check the service-account token with the Kubernetes API now: " + err.Error()}
+	}
+	if wl.Namespace != sc.Namespace || wl.ServiceAccount != mesh.ServiceAccountOf(sc) {
+		return &authError{http.StatusForbidden, fmt.Sprintf("the token is service account %s/%s's; node %s is service account %s/%s's (its Sidecar resource's namespace and service_account)",
+			wl.Namespace, wl.ServiceAccount, node, sc.Namespace, mesh.ServiceAccountOf(sc))}
+	}
+	s.log.Info("service-account token accepted", zap.String("node", node), zap.String("namespace", wl.Namespace),
+		zap.String("service_account", wl.ServiceAccount), zap.String("pod", wl.Pod))
+	return nil
 }
 
 func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {

@@ -107,8 +107,13 @@ type Options struct {
 	// (control/kube): Config and Translators come from the caller; the
 	// server sets Store, Prepare and Logger. Its resources can then be
 	// changed only in the cluster.
-	Kube   *kube.Options
-	Logger *zap.Logger
+	Kube *kube.Options
+	// KubeAudience is the audience of the projected service-account
+	// tokens sidecars join with when Kube is set (default
+	// kube.DefaultAudience): POST /v1/certificate then accepts such a
+	// token, checked with the TokenReview API, instead of a join token.
+	KubeAudience string
+	Logger       *zap.Logger
 }
 
 // Server is a running control plane.
@@ -123,9 +128,11 @@ type Server struct {
 	store *store.Store
 	files *filesource.Source
 	kube  *kube.Source
-	scr   *telemetry.Scraper
-	nodes *tracker
-	ca    *ca.CA
+	// review checks sidecars' service-account tokens (Kube set).
+	review *kube.Reviewer
+	scr    *telemetry.Scraper
+	nodes  *tracker
+	ca     *ca.CA
 	// secrets keeps the CA sealed in etcd (nil on the file store).
 	secrets *store.Secrets
 	tokens  *ca.Tokens
@@ -272,6 +279,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.stopBackground()
 			return fail(err)
 		}
+		s.review = kube.NewReviewer(s.kube.Client(), o.KubeAudience)
 	}
 	if o.ModuleGrace > 0 {
 		s.wg.Add(1)
