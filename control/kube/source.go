@@ -268,6 +268,9 @@ func (s *Source) Close() {
 	s.inf.Factory.Shutdown()
 }
 
+// Client is the source's Kubernetes client.
+func (s *Source) Client() kubernetes.Interface { return s.inf.Client }
+
 // Status reports the last sync.
 func (s *Source) Status() Status {
 	s.mu.Lock()
