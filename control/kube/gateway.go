@@ -220,33 +220,37 @@ func statusDigest(st gatewayapi.RouteStatus) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// writeStatus merges weft's entries into the route's stored status (read
-// afresh) and writes it when it changed.
+// writeStatus merges weft's entries into the route's status (as the
+// informer holds it: the control plane may only list and watch routes) and
+// writes it when it changed. A write that conflicts with a newer version
+// fails; the informer brings that version and the next sync writes again.
 func (g *gatewayTranslator) writeStatus(ctx context.Context, st gatewayapi.RouteStatus) error {
 	now := metav1.Now()
 	ns, name := st.Route.Namespace, st.Route.Name
 	switch st.Route.Kind {
 	case gatewayapi.KindHTTPRoute:
-		cur, err := g.client.GatewayV1().HTTPRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		cached, err := g.http.HTTPRoutes(ns).Get(name)
 		if err != nil {
 			return ignoreNotFound(err)
 		}
-		merged, write := gatewayapi.MergeStatus(cur.Status.Parents, st, now)
+		merged, write := gatewayapi.MergeStatus(cached.Status.Parents, st, now)
 		if !write {
 			return nil
 		}
+		cur := cached.DeepCopy()
 		cur.Status.Parents = merged
 		_, err = g.client.GatewayV1().HTTPRoutes(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return ignoreNotFound(err)
 	case gatewayapi.KindGRPCRoute:
-		cur, err := g.client.GatewayV1().GRPCRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		cached, err := g.grpc.GRPCRoutes(ns).Get(name)
 		if err != nil {
 			return ignoreNotFound(err)
 		}
-		merged, write := gatewayapi.MergeStatus(cur.Status.Parents, st, now)
+		merged, write := gatewayapi.MergeStatus(cached.Status.Parents, st, now)
 		if !write {
 			return nil
 		}
+		cur := cached.DeepCopy()
 		cur.Status.Parents = merged
 		_, err = g.client.GatewayV1().GRPCRoutes(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return ignoreNotFound(err)

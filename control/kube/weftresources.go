@@ -146,14 +146,20 @@ func acceptedCondition(key mesh.Key, gen int64, err error, kept bool) metav1.Con
 	return c
 }
 
-// writeStatus sets the object's Accepted condition (read afresh) when it
+// writeStatus sets the object's Accepted condition (on the object as the
+// informer holds it: the control plane may only list and watch) when it
 // changed.
 func (w *weftTranslator) writeStatus(ctx context.Context, k weftcrd.Kind, obj *unstructured.Unstructured, want metav1.Condition) error {
 	rc := w.client.Resource(k.Resource()).Namespace(obj.GetNamespace())
-	cur, err := rc.Get(ctx, obj.GetName(), metav1.GetOptions{})
+	cached, err := w.listers[k.Mesh].ByNamespace(obj.GetNamespace()).Get(obj.GetName())
 	if err != nil {
 		return ignoreNotFound(err)
 	}
+	u, ok := cached.(*unstructured.Unstructured)
+	if !ok {
+		return nil
+	}
+	cur := u.DeepCopy()
 	if cur.GetUID() != obj.GetUID() || cur.GetGeneration() > want.ObservedGeneration {
 		return nil // replaced or changed since: the next sync writes its status
 	}
