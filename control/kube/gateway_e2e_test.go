@@ -235,6 +235,39 @@ func TestGatewayAPIRoutes(t *testing.T) {
 		}
 	}
 
+	// A GRPCRoute on the same Service: its method match merges with the
+	// HTTPRoute's rules (an exact method before the catch-all).
+	grpcRoute := &gwv1.GRPCRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reviews-grpc"},
+		Spec: gwv1.GRPCRouteSpec{
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{
+				{Group: ptr(gwv1.Group("")), Kind: ptr(gwv1.Kind("Service")), Name: "reviews"}}},
+			Rules: []gwv1.GRPCRouteRule{{
+				Matches:     []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Service: ptr("reviews.Reviews"), Method: ptr("Get")}}},
+				BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: backend("reviews-v2", 1).BackendRef}}}},
+		}}
+	if _, err := gw.GatewayV1().GRPCRoutes(ns).Create(ctx, grpcRoute, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gwEventually(t, "the GRPCRoute's status and routing", func() (string, bool) {
+		r, err := gw.GatewayV1().GRPCRoutes(ns).Get(ctx, "reviews-grpc", metav1.GetOptions{})
+		if err != nil || len(r.Status.Parents) != 1 {
+			return fmt.Sprint(err), false
+		}
+		var cs []string
+		for _, c := range r.Status.Parents[0].Conditions {
+			cs = append(cs, fmt.Sprintf("%s=%s/%s@%d", c.Type, c.Status, c.Reason, c.ObservedGeneration))
+		}
+		got := render(sample(sc, host, "/reviews.Reviews/Get", 5, "content-type", "application/grpc"))
+		s := strings.Join(cs, " ") + "; " + got
+		return s, s == "Accepted=True/Accepted@1 ResolvedRefs=True/ResolvedRefs@1; 200 v2×5"
+	})
+	if got := render(sample(sc, host, "/reviews.Reviews/List", 5, "content-type", "application/grpc")); got != "200 v1×5" {
+		t.Errorf("another gRPC method: %s, want the HTTPRoute's default (v1)", got)
+	}
+	if err := gw.GatewayV1().GRPCRoutes(ns).Delete(ctx, "reviews-grpc", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The canary under load: 100/0 → 50/50 → 0/100, not one request lost.
 	l := startLoad(t, host, sc)
 	setWeights := func(w1, w2 int32) {
@@ -269,6 +302,28 @@ func TestGatewayAPIRoutes(t *testing.T) {
 		s, gen := routeConditions(ctx, gw, ns, "reviews")
 		return s, gen == 3 && s == "weftmesh.io/control reviews: Accepted=True/Accepted@3 ResolvedRefs=True/ResolvedRefs@3"
 	})
+	// A status is written only when it changes: a sync for another reason
+	// (a new Service) leaves the route as it is.
+	before, err := gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "reviews", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ratings"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	if _, err := e.Client.CoreV1().Services(ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slices.Create(ctx, upstreamSlice(t, ns, "ratings", v1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gwEventually(t, "ratings in the mesh", func() (string, bool) {
+		_, ok := cp.Store().Get(mesh.Key{Kind: mesh.KindService, Namespace: ns, Name: "ratings"})
+		return fmt.Sprint(ok), ok
+	})
+	time.Sleep(200 * time.Millisecond) // let a status write, if any, land
+	if after, err := gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "reviews", metav1.GetOptions{}); err != nil || after.ResourceVersion != before.ResourceVersion {
+		t.Fatalf("an unchanged status was written again (resourceVersion %s → %s, %v)", before.ResourceVersion, after.ResourceVersion, err)
+	}
 
 	// A route naming a Service that does not exist: accepted, the
 	// reference reported, its requests answered 500.
