@@ -1,8 +1,10 @@
 package weftcrd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 
@@ -77,4 +79,82 @@ func Check(r *mesh.Resource, m *mesh.Mesh, o mesh.Options) error {
 // without the "Kind namespace/name: " every line repeats.
 func Message(r mesh.Key, err error) string {
 	return strings.ReplaceAll(err.Error(), r.String()+": ", "")
+}
+
+// IsManifest reports whether data's first YAML document is a custom
+// resource of weft's group (apiVersion weftmesh.io/...).
+func IsManifest(data []byte) bool {
+	var head struct {
+		APIVersion string `yaml:"apiVersion"`
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&head); err != nil {
+		return false
+	}
+	return strings.HasPrefix(head.APIVersion, Group+"/")
+}
+
+// DecodeManifests reads weft's custom resources from YAML documents as
+// kubectl applies them (apiVersion, kind, metadata, spec), with Decode's
+// strictness: each problem is "FILE:LINE: Kind namespace/name: spec.field:
+// reason" at the document's line. A namespace left out is "default".
+func DecodeManifests(file string, data []byte) ([]*mesh.Resource, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var out []*mesh.Resource
+	var errs []error
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if len(n.Content) == 0 || n.Content[0].Kind != yaml.MappingNode {
+			continue
+		}
+		line := n.Content[0].Line
+		var doc struct {
+			APIVersion string `yaml:"apiVersion"`
+			Kind       string `yaml:"kind"`
+			Metadata   struct {
+				Name      string `yaml:"name"`
+				Namespace string `yaml:"namespace"`
+			} `yaml:"metadata"`
+			Spec map[string]any `yaml:"spec"`
+		}
+		if err := n.Decode(&doc); err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", file, line, err))
+			continue
+		}
+		if doc.APIVersion != Group+"/"+Version {
+			errs = append(errs, fmt.Errorf("%s:%d: apiVersion %q: want %s/%s", file, line, doc.APIVersion, Group, Version))
+			continue
+		}
+		var kind *Kind
+		for i := range Kinds {
+			if string(Kinds[i].Mesh) == doc.Kind {
+				kind = &Kinds[i]
+			}
+		}
+		if kind == nil {
+			errs = append(errs, fmt.Errorf("%s:%d: kind %q is not one of weft's custom resources (Filter, Policy, Sidecar)", file, line, doc.Kind))
+			continue
+		}
+		ns := doc.Metadata.Namespace
+		if ns == "" {
+			ns = mesh.DefaultNamespace
+		}
+		r, err := Decode(*kind, ns, doc.Metadata.Name, doc.Spec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", file, line, err))
+			continue
+		}
+		r.File, r.Line = file, line
+		out = append(out, r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
 }
