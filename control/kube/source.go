@@ -355,6 +355,7 @@ func (s *Source) sync(first bool) {
 			s.bodies[k] = tr.body[k]
 		}
 	}
+	translated := time.Since(start)
 	refused := map[mesh.Key]error{}
 	var rev int64
 	if first {
@@ -382,7 +383,7 @@ func (s *Source) sync(first bool) {
 	if len(errs) > 0 {
 		s.log.Error("kube source: part of the cluster was not applied; what was in force stays", zap.Error(errors.Join(errs...)))
 	}
-	s.log.Debug("kube source synced", zap.Int("resources", n), zap.Duration("took", time.Since(start)))
+	s.log.Debug("kube source synced", zap.Int("resources", n), zap.Duration("translate", translated), zap.Duration("took", time.Since(start)))
 	for _, tr := range ts {
 		for _, u := range tr.status {
 			s.status.queue(u, refused)

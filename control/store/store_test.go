@@ -168,3 +168,49 @@ func TestOrphanedFileResourcesTakenOverByAPI(t *testing.T) {
 		t.Fatalf("API deletes an orphan: %v", err)
 	}
 }
+
+// A kube-owned resource names its object as owner; the API cannot change
+// it while a kube source runs, and may take it over when none does.
+func TestKubeSourceOwnership(t *testing.T) {
+	dir := t.TempDir()
+	kubeSvc := func() []*mesh.Resource {
+		rs := res(t, "kind: Service\nname: web\nspec: {endpoints: [{address: '10.0.0.1:80'}]}")
+		rs[0].File = "Service default/web"
+		return rs
+	}
+	s, err := Open(Options{Dir: dir, Compile: compile, KubeSource: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(Change{Who: "kube", Source: SourceKube, Puts: kubeSvc()}); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := s.Get(mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "web"})
+	if o.Owner() != "kube:Service default/web" {
+		t.Fatalf("owner %q", o.Owner())
+	}
+	apiPut := Change{Who: "t", Source: SourceAPI, Puts: res(t, "kind: Service\nname: web\nspec: {endpoints: [{address: '10.0.0.2:80'}]}")}
+	var ce *ConflictError
+	if _, err := s.Apply(apiPut); !errors.As(err, &ce) || !strings.Contains(ce.Reason, "Service default/web") {
+		t.Fatalf("an API write of a kube-owned resource: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Without a kube source: an orphan the API takes over.
+	s, err = Open(Options{Dir: dir, Compile: compile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	o, _ = s.Get(mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "web"})
+	if !o.Orphaned || !strings.Contains(o.Owner(), "orphaned: no kube source runs") {
+		t.Fatalf("owner without a kube source: %q", o.Owner())
+	}
+	if _, err := s.Apply(apiPut); err != nil {
+		t.Fatalf("the API taking an orphan over: %v", err)
+	}
+	if o, _ = s.Get(mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "web"}); o.Owner() != "api" {
+		t.Fatalf("owner after the take-over: %q", o.Owner())
+	}
+}
