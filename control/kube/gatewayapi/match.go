@@ -14,7 +14,7 @@ func fromHTTP(r *gwv1.HTTPRoute) *route {
 	out := &route{ref: RouteRef{Kind: KindHTTPRoute, Namespace: r.Namespace, Name: r.Name},
 		generation: r.Generation, created: r.CreationTimestamp, parents: r.Spec.ParentRefs}
 	for _, ru := range r.Spec.Rules {
-		x := rule{filters: ru.Filters, backends: ru.BackendRefs, timeouts: ru.Timeouts, retry: ru.Retry}
+		x := rule{filters: ru.Filters, backends: ru.BackendRefs, timeouts: ru.Timeouts, retry: ru.Retry, sessions: ru.SessionPersistence != nil}
 		if ru.Name != nil {
 			x.name = string(*ru.Name)
 		}
@@ -99,7 +99,7 @@ func fromGRPC(r *gwv1.GRPCRoute) *route {
 	out := &route{ref: RouteRef{Kind: KindGRPCRoute, Namespace: r.Namespace, Name: r.Name},
 		generation: r.Generation, created: r.CreationTimestamp, parents: r.Spec.ParentRefs}
 	for _, ru := range r.Spec.Rules {
-		x := rule{}
+		x := rule{sessions: ru.SessionPersistence != nil}
 		if ru.Name != nil {
 			x.name = string(*ru.Name)
 		}

@@ -161,6 +161,7 @@ type rule struct {
 	backends []gwv1.HTTPBackendRef
 	timeouts *gwv1.HTTPRouteTimeouts
 	retry    *gwv1.HTTPRouteRetry
+	sessions bool // sessionPersistence is set
 }
 
 // match is one Gateway API match as weft matches, in precedence order, and
@@ -389,6 +390,9 @@ func (t *translator) rule(r *route, i int, ru rule) ([]ruleRoute, *problem, *pro
 	var refp *problem
 	var redirect *gwv1.HTTPRequestRedirectFilter
 	var rewrite *gwv1.HTTPURLRewriteFilter
+	if ru.sessions {
+		return nil, nil, problemf(gwv1.RouteReasonUnsupportedValue, "sessionPersistence is not supported by weft")
+	}
 	for j, f := range ru.filters {
 		if seen[f.Type] && f.Type != gwv1.HTTPRouteFilterExtensionRef {
 			return nil, nil, problemf(gwv1.RouteReasonIncompatibleFilters, "filters[%d]: a second %s filter; weft applies one of each type per rule", j, f.Type)

@@ -309,6 +309,10 @@ func TestStatusReasons(t *testing.T) {
 		{"no usable rule", parentReviews + `  rules:
   - filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /x}}}]
 `, []string{"Accepted=False/UnsupportedValue", "ResolvedRefs=True/ResolvedRefs"}, "no rule is usable: rule 0: requestRedirect.path.replacePrefixMatch is supported by weft only with an Exact path match", ""},
+		{"session persistence", parentReviews + `  rules:
+  - sessionPersistence: {sessionName: s, type: Cookie}
+    backendRefs: [{name: reviews, port: 9080}]
+`, []string{"Accepted=False/UnsupportedValue", "ResolvedRefs=True/ResolvedRefs"}, "rule 0: sessionPersistence is not supported by weft", ""},
 		{"incompatible filters", parentReviews + `  rules:
   - filters:
     - {type: URLRewrite, urlRewrite: {hostname: a.example}}
