@@ -165,7 +165,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // discovery (Services, EndpointSlices), then routes and weft's own
 // resources.
 func KubeTranslators() []kube.Translator {
-	return []kube.Translator{kube.Discovery()}
+	return []kube.Translator{kube.Discovery(), kube.WeftResources(), kube.GatewayAPI()}
 }
 
 func newLogger(level string, w io.Writer) (*zap.Logger, error) {

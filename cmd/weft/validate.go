@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftmesh/weft/control/kube/weftcrd"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -27,7 +28,8 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 
 Checks sidecar configs (weft proxy -c FILE), including the Wasm module files
 their filters name, and mesh resource files (weft control -dir, weft ctl apply;
-documents with a kind:), all mesh files together as one mesh. Every problem is
+documents with a kind:, or weft's Kubernetes custom resources, apiVersion
+weftmesh.io/v1alpha1), all mesh files together as one mesh. Every problem is
 printed as FILE:LINE: field.path: reason; the exit status is 1 if any file is
 invalid.
 `)
@@ -52,7 +54,11 @@ invalid.
 			continue
 		}
 		if isMeshFile(b) {
-			rs, err := mesh.Decode(f, b)
+			decode := mesh.Decode
+			if weftcrd.IsManifest(b) { // weft's custom resources, as kubectl applies them
+				decode = weftcrd.DecodeManifests
+			}
+			rs, err := decode(f, b)
 			if err != nil {
 				fmt.Fprintln(stderr, err)
 				bad++

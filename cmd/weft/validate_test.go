@@ -118,3 +118,45 @@ spec: {services: [orders], mtls: strict}
 		t.Fatalf("stdout:\n%s\nstderr:\n%s\nwant %q", &out, &errw, want)
 	}
 }
+
+// weft validate reads weft's Kubernetes custom resources (as kubectl
+// applies them) with the same validator, beside mesh files, and places
+// each problem at its document's line.
+func TestValidateCustomResources(t *testing.T) {
+	dir := t.TempDir()
+	svc := filepath.Join(dir, "mesh.yaml")
+	crs := filepath.Join(dir, "crs.yaml")
+	if err := os.WriteFile(svc, []byte("kind: Service\nname: cart\nnamespace: shop\nspec: {endpoints: [{address: \"10.0.0.1:80\"}]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(policyServices string) {
+		t.Helper()
+		if err := os.WriteFile(crs, []byte(`apiVersion: weftmesh.io/v1alpha1
+kind: Filter
+metadata: {name: authz, namespace: shop}
+spec:
+  module: {sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+  apply: {services: [cart]}
+---
+apiVersion: weftmesh.io/v1alpha1
+kind: Policy
+metadata: {name: cart, namespace: shop}
+spec: {services: [`+policyServices+`], mtls: permissive}
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cart")
+	var out, errw bytes.Buffer
+	if err := runValidate([]string{svc, crs}, &out, &errw); err != nil || !strings.Contains(out.String(), crs+": ok (mesh resources)") {
+		t.Fatalf("valid custom resources: %v\n%s%s", err, &out, &errw)
+	}
+	write("nope")
+	out.Reset()
+	errw.Reset()
+	err := runValidate([]string{svc, crs}, &out, &errw)
+	want := crs + `:8: Policy shop/cart: spec.services[0]: service "nope" does not exist`
+	if err == nil || !strings.Contains(errw.String(), want) {
+		t.Fatalf("an invalid Policy: %v\nstderr:\n%s\nwant %q", err, &errw, want)
+	}
+}

@@ -649,14 +649,18 @@ func (n *nodeCompiler) declareCluster(k Key, version, name string, eps []Endpoin
 // routeTo points a route action at the given shares of versions (one
 // share of 100 for a single target): a single cluster when it is one, else
 // weighted clusters whose weights add up to 100 (largest remainder).
-func (n *nodeCompiler) routeTo(a *config.RouteAction, k Key, split []Split) {
+func (n *nodeCompiler) routeTo(a *config.RouteAction, ns string, k Key, split []Split) {
 	type share struct {
 		cluster string
 		w       float64
 	}
 	var shares []share
 	for _, sp := range split {
-		parts := n.targets(k, sp.Version)
+		tk := k
+		if sp.Service != "" {
+			tk = ServiceRef(ns, sp.Service)
+		}
+		parts := n.targets(tk, sp.Version)
 		total := 0
 		for _, p := range parts {
 			total += p.Weight
@@ -726,22 +730,36 @@ func (n *nodeCompiler) virtualHost(k Key, rule *Resource) (config.VirtualHost, e
 			}
 			a := &config.RouteAction{Timeout: rr.Timeout}
 			switch {
+			case rr.Redirect != nil || rr.DirectResponse != nil:
+				a = nil
 			case len(rr.Split) > 0:
-				n.routeTo(a, k, rr.Split)
+				n.routeTo(a, rule.Namespace, k, rr.Split)
 			default:
-				n.routeTo(a, k, []Split{{Version: rr.Version, Weight: 100}})
+				n.routeTo(a, rule.Namespace, k, []Split{{Version: rr.Version, Weight: 100}})
 			}
-			if m := rr.Mirror; m != nil {
+			if rw := rr.Rewrite; rw != nil && a != nil {
+				a.PrefixRewrite, a.PathRewrite, a.HostRewrite = rw.Prefix, rw.Path, rw.Host
+			}
+			if m := rr.Mirror; m != nil && a != nil {
 				mk := ServiceRef(rule.Namespace, m.Service)
 				a.Mirror = &config.Mirror{Cluster: n.oneCluster(mk, m.Version), Percent: m.Percent}
 			}
-			if rr.Retry != nil {
+			if rr.Retry != nil && a != nil {
 				rp := *rr.Retry
 				rp.On = append([]string(nil), rr.Retry.On...)
 				rp.RetriableStatusCodes = append([]int(nil), rr.Retry.RetriableStatusCodes...)
 				a.Retry = &rp
 			}
-			route := config.Route{Name: prefix + name, Match: rr.Match, Route: a, Metadata: cloneMetadata(rr.Metadata)}
+			route := config.Route{Name: prefix + name, Match: rr.Match, Route: a, Metadata: cloneMetadata(rr.Metadata),
+				RequestHeaders: cloneMutation(rr.RequestHeaders), ResponseHeaders: cloneMutation(rr.ResponseHeaders)}
+			if r := rr.Redirect; r != nil {
+				c := *r
+				route.Redirect = &c
+			}
+			if d := rr.DirectResponse; d != nil {
+				c := *d
+				route.DirectResponse = &c
+			}
 			for _, f := range rr.Filters {
 				fk := Key{Kind: KindFilter, Namespace: rule.Namespace, Name: f}
 				route.Filters = append(route.Filters, n.declareFilter(filterName(fk), n.m.Get(fk).Filter(), ""))
@@ -768,13 +786,21 @@ func (n *nodeCompiler) virtualHost(k Key, rule *Resource) (config.VirtualHost, e
 	}
 	if !catchAll {
 		a := &config.RouteAction{}
-		n.routeTo(a, k, []Split{{Weight: 100}})
+		n.routeTo(a, k.Namespace, k, []Split{{Weight: 100}})
 		vh.Routes = append(vh.Routes, config.Route{Name: prefix + "default", Match: Match{Prefix: "/"}, Route: a})
 	}
 	return vh, nil
 }
 
+func cloneMutation(m config.HeaderMutation) config.HeaderMutation {
+	return config.HeaderMutation{
+		Add:    append([]config.Header(nil), m.Add...),
+		Set:    append([]config.Header(nil), m.Set...),
+		Remove: append([]string(nil), m.Remove...),
+	}
+}
+
 func isCatchAll(m Match) bool {
-	return (m.Prefix == "" || m.Prefix == "/") && m.Path == "" && m.Regex == "" &&
+	return (m.Prefix == "" || m.Prefix == "/") && m.Path == "" && m.Regex == "" && m.GRPC == nil &&
 		len(m.Methods) == 0 && len(m.Headers) == 0 && len(m.Query) == 0 && len(m.Cookies) == 0
 }

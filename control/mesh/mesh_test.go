@@ -652,3 +652,85 @@ func TestCompileSharesShapes(t *testing.T) {
 		t.Errorf("the filter picking n1 by name: n1 has %d filters, c1 %d", len(out["n1"].Config.Filters), len(out["c1"].Config.Filters))
 	}
 }
+
+// Routes split to other services (Gateway API backendRefs), edit headers,
+// rewrite, redirect and answer locally; what cannot go together is refused
+// naming the field.
+func TestRuleRouteBackendsAndAnswers(t *testing.T) {
+	svc := func(name, addr string) string {
+		return "kind: Service\nname: " + name + "\nnamespace: shop\nspec: {endpoints: [{address: \"" + addr + "\"}]}\n"
+	}
+	rule := `kind: TrafficRule
+name: reviews
+namespace: shop
+spec:
+  service: reviews
+  routes:
+    - name: moved
+      match: {path: /old}
+      redirect: {path: /new, status_code: 302}
+      response_headers: {set: [{name: x-moved, value: "1"}]}
+    - name: gone
+      match: {prefix: /gone/}
+      direct_response: {status: 500}
+    - name: canary
+      match: {prefix: /api/}
+      split: [{service: reviews-v1, weight: 90}, {service: reviews-v2, weight: 10}]
+      rewrite: {prefix: /v2/, host: reviews.internal}
+      request_headers: {add: [{name: x-canary, value: yes}], remove: [x-debug]}
+`
+	m := decode(t, base, svc("reviews", "10.0.1.1:80"), svc("reviews-v1", "10.0.1.2:80"), svc("reviews-v2", "10.0.1.3:80"), rule)
+	out, err := Compile(m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vh *config.VirtualHost
+	for i, v := range out["web-1"].Config.Listeners[0].VirtualHosts {
+		if v.Name == "reviews.shop" {
+			vh = &out["web-1"].Config.Listeners[0].VirtualHosts[i]
+		}
+	}
+	if vh == nil || len(vh.Routes) != 4 {
+		t.Fatalf("reviews virtual host: %+v", vh)
+	}
+	moved, gone, canary := vh.Routes[0], vh.Routes[1], vh.Routes[2]
+	if moved.Route != nil || moved.Redirect == nil || *moved.Redirect != (config.Redirect{Path: "/new", StatusCode: 302}) ||
+		len(moved.ResponseHeaders.Set) != 1 || moved.ResponseHeaders.Set[0].Name != "x-moved" {
+		t.Fatalf("redirect route: %+v", moved)
+	}
+	if gone.Route != nil || gone.DirectResponse == nil || gone.DirectResponse.Status != 500 {
+		t.Fatalf("direct route: %+v", gone)
+	}
+	a := canary.Route
+	if a == nil || len(a.WeightedClusters) != 2 ||
+		a.WeightedClusters[0] != (config.WeightedCluster{Cluster: "reviews-v1.shop", Weight: 90}) ||
+		a.WeightedClusters[1] != (config.WeightedCluster{Cluster: "reviews-v2.shop", Weight: 10}) ||
+		a.PrefixRewrite != "/v2/" || a.HostRewrite != "reviews.internal" ||
+		len(canary.RequestHeaders.Add) != 1 || canary.RequestHeaders.Remove[0] != "x-debug" {
+		t.Fatalf("canary route: %+v %+v", canary, a)
+	}
+
+	for _, c := range []struct{ route, field, reason string }{
+		{"{redirect: {path: /x}, split: [{service: reviews-v1, weight: 100}]}", "spec.routes[0].split", "answers locally"},
+		{"{redirect: {path: /x}, direct_response: {status: 500}}", "spec.routes[0]", "not both"},
+		{"{split: [{service: nope, weight: 100}]}", "spec.routes[0].split[0].service", `service "nope" does not exist`},
+		{"{split: [{service: reviews-v1, version: v9, weight: 100}]}", "spec.routes[0].split[0].version", `has no version "v9"`},
+		{"{split: [{service: reviews-v1, weight: 50}, {service: reviews-v1, weight: 50}]}", "spec.routes[0].split[1]", "split twice"},
+		{"{match: {regex: /a.*}, rewrite: {prefix: /b}}", "spec.routes[0].rewrite.prefix", "not regex"},
+		{"{direct_response: {status: 99}}", "spec.routes[0].direct_response.status", "not between 200 and 599"},
+	} {
+		bad := "kind: TrafficRule\nname: reviews\nnamespace: shop\nspec: {service: reviews, routes: [" + c.route + "]}\n"
+		_, err := Compile(decode(t, base, svc("reviews", "10.0.1.1:80"), svc("reviews-v1", "10.0.1.2:80"), bad), opts)
+		var es Errors
+		if !errors.As(err, &es) {
+			t.Fatalf("%s: error %v, want Errors", c.route, err)
+		}
+		found := false
+		for _, e := range es {
+			found = found || (e.Field == c.field && strings.Contains(e.Reason, c.reason))
+		}
+		if !found {
+			t.Errorf("%s: errors %v, want %s: %s", c.route, err, c.field, c.reason)
+		}
+	}
+}

@@ -230,11 +230,40 @@ type RuleRoute struct {
 	Filters []string `yaml:"filters,omitempty" json:"filters,omitempty"`
 	// Metadata is what Wasm filters read as route_metadata.
 	Metadata *config.Metadata `yaml:"metadata,omitempty" json:"metadata,omitempty"`
+	// RequestHeaders edits the headers of matching requests before they
+	// are forwarded; ResponseHeaders edits their responses' headers.
+	RequestHeaders  config.HeaderMutation `yaml:"request_headers,omitempty" json:"request_headers,omitempty"`
+	ResponseHeaders config.HeaderMutation `yaml:"response_headers,omitempty" json:"response_headers,omitempty"`
+	// Rewrite changes the path (the matched prefix, or the whole path) or
+	// the host of matching requests.
+	Rewrite *Rewrite `yaml:"rewrite,omitempty" json:"rewrite,omitempty"`
+	// Redirect answers matching requests with a redirect instead of
+	// forwarding them; DirectResponse answers them locally. At most one
+	// of them, and neither with version, split, mirror, retry or timeout.
+	Redirect       *config.Redirect       `yaml:"redirect,omitempty" json:"redirect,omitempty"`
+	DirectResponse *config.DirectResponse `yaml:"direct_response,omitempty" json:"direct_response,omitempty"`
 }
 
-// Split is one version's share.
+// Rewrite edits a request before it is forwarded.
+type Rewrite struct {
+	// Prefix replaces the matched path prefix (the whole path of an exact
+	// path match); it needs a prefix or path match, not a regex.
+	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	// Path replaces the whole path, whatever the match (not with Prefix).
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// Host replaces the Host header.
+	Host string `yaml:"host,omitempty" json:"host,omitempty"`
+}
+
+// Split is one share of a route's requests: a version of the rule's
+// service, or (Service set) another service, or one of its versions.
 type Split struct {
-	Version string `yaml:"version" json:"version"`
+	// Service is another service ("NAME" or "NAMESPACE/NAME") that takes
+	// this share, as a Gateway API backendRef names one; "" is the rule's.
+	Service string `yaml:"service,omitempty" json:"service,omitempty"`
+	// Version is a version of the service; "" with Service set is the
+	// whole of that service.
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
 	Weight  int    `yaml:"weight" json:"weight"`
 }
 

@@ -331,13 +331,22 @@ func (c *checker) trafficRule(t *TrafficRuleSpec, ruleOf map[Key]Key) {
 			seen := map[string]bool{}
 			for j, sp := range rr.Split {
 				sf := fmt.Sprintf("%s.split[%d]", f, j)
-				if svc != nil && !hasVersion(svc, sp.Version) {
-					c.errf(sf+".version", "service %s/%s has no version %q (versions: %s)", sk.Namespace, sk.Name, sp.Version, versionNames(svc))
+				tk, ts := sk, svc
+				if sp.Service != "" {
+					tk, ts = c.serviceRef(sf+".service", sp.Service)
 				}
-				if seen[sp.Version] {
-					c.errf(sf+".version", "version %q is split twice", sp.Version)
+				if ts != nil && (sp.Service == "" || sp.Version != "") && !hasVersion(ts, sp.Version) {
+					c.errf(sf+".version", "service %s/%s has no version %q (versions: %s)", tk.Namespace, tk.Name, sp.Version, versionNames(ts))
 				}
-				seen[sp.Version] = true
+				target := tk.Namespace + "/" + tk.Name + ":" + sp.Version
+				if seen[target] {
+					if sp.Service != "" {
+						c.errf(sf, "service %q (version %q) is split twice", sp.Service, sp.Version)
+					} else {
+						c.errf(sf+".version", "version %q is split twice", sp.Version)
+					}
+				}
+				seen[target] = true
 				if sp.Weight < 0 || sp.Weight > 100 {
 					c.errf(sf+".weight", "weight %d is not between 0 and 100", sp.Weight)
 				}
@@ -356,6 +365,7 @@ func (c *checker) trafficRule(t *TrafficRuleSpec, ruleOf map[Key]Key) {
 				c.errf(f+".mirror.percent", "must be between 0 and 100, got %v", m.Percent)
 			}
 		}
+		c.routeAnswer(f, rr)
 		if rr.Retry != nil && rr.Retry.Attempts < 0 {
 			c.errf(f+".retry.attempts", "must not be negative, got %d", rr.Retry.Attempts)
 		}
@@ -388,6 +398,78 @@ func (c *checker) trafficRule(t *TrafficRuleSpec, ruleOf map[Key]Key) {
 				if a.Percent < 0 || a.Percent > 100 {
 					c.errf(f+".fault.abort.percent", "must be between 0 and 100, got %v", a.Percent)
 				}
+			}
+		}
+	}
+}
+
+// routeAnswer checks what a route does besides forwarding: rewrites,
+// header edits, and answering locally (redirect, direct_response), which
+// excludes everything about forwarding.
+func (c *checker) routeAnswer(f string, rr RuleRoute) {
+	local := ""
+	switch {
+	case rr.Redirect != nil && rr.DirectResponse != nil:
+		c.errf(f, "set redirect or direct_response, not both")
+	case rr.Redirect != nil:
+		local = "redirect"
+	case rr.DirectResponse != nil:
+		local = "direct_response"
+	}
+	if local != "" {
+		for _, x := range []struct {
+			name string
+			set  bool
+		}{{"version", rr.Version != ""}, {"split", len(rr.Split) > 0}, {"mirror", rr.Mirror != nil},
+			{"retry", rr.Retry != nil}, {"timeout", rr.Timeout != 0}, {"rewrite", rr.Rewrite != nil}} {
+			if x.set {
+				c.errf(f+"."+x.name, "a route with %s answers locally: it cannot also set %s", local, x.name)
+			}
+		}
+	}
+	if r := rr.Redirect; r != nil {
+		if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
+			c.errf(f+".redirect.path", "%q must start with /", r.Path)
+		}
+		if r.StatusCode != 0 && (r.StatusCode < 300 || r.StatusCode > 399) {
+			c.errf(f+".redirect.status_code", "status %d is not a redirect (300-399)", r.StatusCode)
+		}
+	}
+	if d := rr.DirectResponse; d != nil && (d.Status < 200 || d.Status > 599) {
+		c.errf(f+".direct_response.status", "status %d is not between 200 and 599", d.Status)
+	}
+	if rw := rr.Rewrite; rw != nil {
+		if rw.Prefix == "" && rw.Path == "" && rw.Host == "" {
+			c.errf(f+".rewrite", "set prefix or path, host, or both")
+		}
+		if rw.Prefix != "" && rw.Path != "" {
+			c.errf(f+".rewrite", "set prefix or path, not both")
+		}
+		if rw.Path != "" && (!strings.HasPrefix(rw.Path, "/") || strings.ContainsAny(rw.Path, "?#")) {
+			c.errf(f+".rewrite.path", "%q must start with / and hold no query", rw.Path)
+		}
+		if rw.Prefix != "" && !strings.HasPrefix(rw.Prefix, "/") {
+			c.errf(f+".rewrite.prefix", "%q must start with /", rw.Prefix)
+		}
+		if rw.Prefix != "" && rr.Match.Regex != "" {
+			c.errf(f+".rewrite.prefix", "a prefix rewrite needs a prefix or path match, not regex")
+		}
+		if rw.Host != "" && strings.ContainsAny(rw.Host, " \t\r\n/?#@") {
+			c.errf(f+".rewrite.host", "%q is not a host", rw.Host)
+		}
+	}
+	for _, hm := range []struct {
+		name string
+		m    config.HeaderMutation
+	}{{"request_headers", rr.RequestHeaders}, {"response_headers", rr.ResponseHeaders}} {
+		for j, h := range append(append([]config.Header(nil), hm.m.Set...), hm.m.Add...) {
+			if h.Name == "" || strings.ContainsAny(h.Name, " \t\r\n:") {
+				c.errf(fmt.Sprintf("%s.%s", f, hm.name), "header %d: %q is not a header name", j, h.Name)
+			}
+		}
+		for j, n := range hm.m.Remove {
+			if n == "" {
+				c.errf(fmt.Sprintf("%s.%s.remove[%d]", f, hm.name, j), "header name is required")
 			}
 		}
 	}

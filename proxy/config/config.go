@@ -274,7 +274,10 @@ type RouteAction struct {
 	// answer is discarded.
 	Mirror        *Mirror `yaml:"mirror,omitempty" json:"mirror,omitempty"`
 	PrefixRewrite string  `yaml:"prefix_rewrite,omitempty" json:"prefix_rewrite,omitempty"`
-	HostRewrite   string  `yaml:"host_rewrite,omitempty" json:"host_rewrite,omitempty"`
+	// PathRewrite replaces the whole path (the query is kept); not with
+	// PrefixRewrite.
+	PathRewrite string `yaml:"path_rewrite,omitempty" json:"path_rewrite,omitempty"`
+	HostRewrite string `yaml:"host_rewrite,omitempty" json:"host_rewrite,omitempty"`
 	// Timeout bounds the whole request, retries included. Default 15s; "0s"
 	// is the same as unset (the default applies), so for a long-lived
 	// request set a long timeout such as "1h".

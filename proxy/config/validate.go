@@ -660,6 +660,14 @@ func (v *validator) routeAction(p string, a *RouteAction, m *Match) {
 			v.errf(p+".prefix_rewrite", "prefix_rewrite needs a prefix or path match, not regex")
 		}
 	}
+	if a.PathRewrite != "" {
+		if !strings.HasPrefix(a.PathRewrite, "/") || strings.ContainsAny(a.PathRewrite, "?#") {
+			v.errf(p+".path_rewrite", "path_rewrite %q must start with \"/\" and hold no query", a.PathRewrite)
+		}
+		if a.PrefixRewrite != "" {
+			v.errf(p+".path_rewrite", "set prefix_rewrite or path_rewrite, not both")
+		}
+	}
 	if a.HostRewrite != "" && strings.ContainsAny(a.HostRewrite, " \t\r\n/?#@") {
 		v.errf(p+".host_rewrite", "host_rewrite %q is not a host", a.HostRewrite)
 	}

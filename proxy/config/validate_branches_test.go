@@ -64,6 +64,8 @@ func TestParseRefusesMore(t *testing.T) {
 
 		// Route actions.
 		{"prefix rewrite slash", withRoute("- route:\n    cluster: c1\n    prefix_rewrite: b #<\n"), r0 + ".route.prefix_rewrite", `prefix_rewrite "b" must start with "/"`},
+		{"path rewrite query", withRoute("- route:\n    cluster: c1\n    path_rewrite: /b?x=1 #<\n"), r0 + ".route.path_rewrite", `must start with "/" and hold no query`},
+		{"path and prefix rewrite", withRoute("- route:\n    cluster: c1\n    prefix_rewrite: /a\n    path_rewrite: /b #<\n"), r0 + ".route.path_rewrite", "not both"},
 		{"host rewrite", withRoute("- route:\n    cluster: c1\n    host_rewrite: 'a b' #<\n"), r0 + ".route.host_rewrite", `host_rewrite "a b" is not a host`},
 		{"host rewrite CR LF", withRoute("- route:\n    cluster: c1\n    host_rewrite: \"a\\r\\nx: y\" #<\n"), r0 + ".route.host_rewrite", "is not a host"},
 		{"codes without on", withRoute("- route:\n    cluster: c1\n    retry:\n      on: [5xx]\n      retriable_status_codes: [503] #<\n"), r0 + ".route.retry.retriable_status_codes", "has no effect unless on includes retriable-status-codes"},

@@ -103,6 +103,7 @@ type Route struct {
 	total uint64
 
 	prefixRewrite []byte
+	pathRewrite   []byte
 	hostRewrite   string
 	reqHeaders    headerMutation
 	respHeaders   headerMutation
@@ -239,6 +240,12 @@ func (r *Route) compileForward(a *config.RouteAction, clusterIndex map[string]in
 		}
 		r.prefixRewrite = []byte(a.PrefixRewrite)
 	}
+	if a.PathRewrite != "" {
+		if a.PrefixRewrite != "" {
+			return fmt.Errorf("set prefix_rewrite or path_rewrite, not both")
+		}
+		r.pathRewrite = []byte(a.PathRewrite)
+	}
 	r.hostRewrite = a.HostRewrite
 	return nil
 }
@@ -276,12 +283,15 @@ func (r *Route) PickCluster(rnd uint64) *Target {
 const maxRewriteLen = 512
 
 // ApplyRequest edits req for the upstream: the prefix rewrite (the matched
-// prefix, or the whole path of an exact-path route, is replaced), the host
-// rewrite, then the request header mutation (remove, set, add). Call it
-// after Match returned r for req.
+// prefix, or the whole path of an exact-path route, is replaced) or the
+// path rewrite (the whole path), the host rewrite, then the request header
+// mutation (remove, set, add). Call it after Match returned r for req.
 func (r *Route) ApplyRequest(req *fasthttp.Request) {
 	if len(r.prefixRewrite) > 0 {
 		r.rewritePath(req.URI())
+	}
+	if len(r.pathRewrite) > 0 {
+		req.URI().SetPathBytes(r.pathRewrite)
 	}
 	if r.hostRewrite != "" {
 		req.URI().SetHost(r.hostRewrite)

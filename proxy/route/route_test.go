@@ -477,3 +477,23 @@ func TestWriteRedirectHostFromURI(t *testing.T) {
 		t.Errorf("Location %q, want https://a.local/x?q=1", got)
 	}
 }
+
+// TestApplyRequestPathRewrite: path_rewrite replaces the whole path,
+// whatever the match, and keeps the query.
+func TestApplyRequestPathRewrite(t *testing.T) {
+	tbl := compileOne(t,
+		config.Route{Match: config.Match{Prefix: "/api/"}, Route: &config.RouteAction{Cluster: "a", PathRewrite: "/users"}},
+		config.Route{Match: config.Match{Regex: "/v[0-9]+/.*"}, Route: &config.RouteAction{Cluster: "a", PathRewrite: "/latest"}},
+	)
+	for target, want := range map[string]string{"/api/users/7?x=1": "/users?x=1", "/api/": "/users", "/v2/a/b": "/latest"} {
+		req := request(t, "GET", target, "api.local")
+		r := tbl.Match(req)
+		if r == nil {
+			t.Fatalf("%s: no match", target)
+		}
+		r.ApplyRequest(req)
+		if got := string(req.URI().RequestURI()); got != want {
+			t.Errorf("%s became %q, want %q", target, got, want)
+		}
+	}
+}
