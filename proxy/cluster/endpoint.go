@@ -91,6 +91,15 @@ func retryStaleConn(req *fasthttp.Request, _ int, err error) (resetTimeout, retr
 	return false, h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
 }
 
+// connectTimeout bounds a dial that has timeout left for it (0 or less:
+// no bound of its own) by the cluster's connect_timeout.
+func (c *Cluster) connectTimeout(timeout time.Duration) time.Duration {
+	if timeout <= 0 || timeout > c.s.ConnectTimeout {
+		return c.s.ConnectTimeout
+	}
+	return timeout
+}
+
 // dial opens one pooled connection. It enforces the cluster-wide
 // max_connections breaker and connect_timeout, and counts connections.
 func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
@@ -101,10 +110,7 @@ func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
 		return nil, fmt.Errorf("cluster %q: endpoint %s: max_connections %d reached: %w",
 			c.name, e.addr, c.s.MaxConnections, ErrOverflow)
 	}
-	if timeout <= 0 || timeout > c.s.ConnectTimeout {
-		timeout = c.s.ConnectTimeout
-	}
-	d := net.Dialer{Timeout: timeout, Resolver: c.resolver}
+	d := net.Dialer{Timeout: c.connectTimeout(timeout), Resolver: c.resolver}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		c.breakers.connections.Add(-1)

@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// closedPort is a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestDialFailureFreesConnectionSlot: a refused connection gives its
+// max_connections slot back, so with max_connections 1 a live endpoint is
+// still reachable after a dead one refused a connection.
+func TestDialFailureFreesConnectionSlot(t *testing.T) {
+	dead := closedPort(t)
+	live := serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200) })
+	c := start(t, config.Cluster{Name: "mc", Endpoints: static(dead, live), PanicThreshold: -1,
+		OutlierDetection: &config.OutlierDetection{Disabled: true},
+		CircuitBreakers:  config.CircuitBreakers{MaxConnections: 1}}, Options{})
+	if _, err := get(endpointByAddr(c, dead), "/"); Classify(err) != ConnectFailure {
+		t.Fatalf("dead endpoint: %v, want a connect failure", err)
+	}
+	if n := c.breakers.connections.Load(); n != 0 {
+		t.Fatalf("%d connections counted after a refused dial, want 0", n)
+	}
+	if st, err := get(endpointByAddr(c, live), "/"); err != nil || st != 200 {
+		t.Fatalf("live endpoint after a refused dial: %d %v, want 200 (max_connections 1 is free again)", st, err)
+	}
+	if n := c.Stats().RejectedConnections.Load(); n != 0 {
+		t.Fatalf("%d connections rejected by max_connections, want 0", n)
+	}
+}
+
+// TestConnectTimeoutBound: a dial with less time left than
+// connect_timeout gets that time; one with none, or more, gets
+// connect_timeout.
+func TestConnectTimeoutBound(t *testing.T) {
+	c := start(t, config.Cluster{Name: "ct", Endpoints: static("127.0.0.1:1"), ConnectTimeout: config.Duration(2 * time.Second)}, Options{})
+	for _, tc := range []struct{ in, want time.Duration }{
+		{0, 2 * time.Second},
+		{-time.Second, 2 * time.Second},
+		{time.Nanosecond, time.Nanosecond},
+		{time.Second, time.Second},
+		{2 * time.Second, 2 * time.Second},
+		{3 * time.Second, 2 * time.Second},
+	} {
+		if got := c.connectTimeout(tc.in); got != tc.want {
+			t.Errorf("connectTimeout(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestClassifyDepthBound: Classify follows a wrap chain 16 links deep and
+// no deeper (a cyclic chain cannot hold it).
+func TestClassifyDepthBound(t *testing.T) {
+	wrap := func(n int) error {
+		var err error = &DialError{Addr: "a", Err: syscall.ECONNREFUSED}
+		for range n {
+			err = fmt.Errorf("w: %w", err)
+		}
+		return err
+	}
+	if k := Classify(wrap(15)); k != ConnectFailure {
+		t.Fatalf("dial error under 15 wraps: %v, want ConnectFailure", k)
+	}
+	if k := Classify(wrap(16)); k != Other {
+		t.Fatalf("dial error under 16 wraps: %v, want Other (past the depth bound)", k)
+	}
+	if k := Classify(cyclic{}); k != Other {
+		t.Fatalf("cyclic chain: %v, want Other", k)
+	}
+}
+
+// cyclic unwraps to itself forever.
+type cyclic struct{}
+
+func (cyclic) Error() string { return "cyclic" }
+func (cyclic) Unwrap() error { return cyclic{} }
+
+// TestHashKeySourceIPForms: an IPv4 source hashes the same in its 4- and
+// 16-byte forms (a v4-mapped address is the same client), and an IPv6
+// source has a key of its own.
+func TestHashKeySourceIPForms(t *testing.T) {
+	c := start(t, config.Cluster{Name: "h", LB: "ring_hash", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), HashOn: &config.HashOn{SourceIP: true}}, Options{})
+	var req fasthttp.Request
+	v4, ok4 := c.HashKey(&req, &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3).To4(), Port: 1})
+	v4in16, ok16 := c.HashKey(&req, &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 2})
+	if !ok4 || !ok16 || v4 != v4in16 {
+		t.Fatalf("10.1.2.3 as 4 bytes %x (%v), as 16 bytes %x (%v): want one key", v4, ok4, v4in16, ok16)
+	}
+	if v4 != hash64([]byte{10, 1, 2, 3}) {
+		t.Fatal("an IPv4 source is not keyed on its 4 bytes")
+	}
+	v6, ok6 := c.HashKey(&req, &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 1})
+	if !ok6 || v6 != hash64(net.ParseIP("2001:db8::1")) {
+		t.Fatalf("IPv6 source: key %x ok %v, want the hash of its 16 bytes", v6, ok6)
+	}
+}
+
+// TestHealthCheckExpectedStatusBounds: expected_statuses take 100..599;
+// an empty list means the default 200-399, not "nothing is healthy".
+func TestHealthCheckExpectedStatusBounds(t *testing.T) {
+	for _, st := range []int{100, 599} {
+		if _, err := compileHealthCheck(config.HealthCheck{ExpectedStatuses: []int{st}}); err != nil {
+			t.Errorf("expected status %d refused: %v", st, err)
+		}
+	}
+	for _, st := range []int{99, 600} {
+		if _, err := compileHealthCheck(config.HealthCheck{ExpectedStatuses: []int{200, st}}); err == nil || !strings.Contains(err.Error(), "expected_statuses[1]") {
+			t.Errorf("expected status %d: %v, want refused naming expected_statuses[1]", st, err)
+		}
+	}
+	h, err := compileHealthCheck(config.HealthCheck{ExpectedStatuses: []int{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.expected(200) || !h.expected(399) || h.expected(400) || h.expected(199) {
+		t.Fatal("an empty expected_statuses is not the default 200-399")
+	}
+}
+
+// TestRetryStaleConn: fasthttp retries a request on a pooled connection
+// the upstream had closed (nothing read, connection closed, EOF) only when
+// the method is idempotent; any other error is not retried.
+func TestRetryStaleConn(t *testing.T) {
+	stale := []error{fasthttp.ErrNothingRead{}, &fasthttp.ErrNothingRead{}, fasthttp.ErrConnectionClosed, io.EOF}
+	other := []error{errors.New("boom"), io.ErrUnexpectedEOF, syscall.ECONNRESET}
+	for _, m := range []string{"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH"} {
+		var req fasthttp.Request
+		req.Header.SetMethod(m)
+		idempotent := m != "POST" && m != "PATCH"
+		for _, err := range stale {
+			if reset, retry := retryStaleConn(&req, 1, err); reset || retry != idempotent {
+				t.Errorf("%s after %T %v: retry %v, want %v", m, err, err, retry, idempotent)
+			}
+		}
+		for _, err := range other {
+			if _, retry := retryStaleConn(&req, 1, err); retry {
+				t.Errorf("%s after %v: retried", m, err)
+			}
+		}
+	}
+}
