@@ -160,3 +160,45 @@ func TestRetryStaleConn(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRunThresholds: an unhealthy endpoint comes back after exactly
+// healthy_threshold passed checks in a row, a healthy one goes after
+// exactly unhealthy_threshold failed ones; a check of the other kind
+// restarts the count.
+func TestCheckRunThresholds(t *testing.T) {
+	h := &healthSettings{HealthyThreshold: 2, UnhealthyThreshold: 3}
+	var r checkRun
+	steps := []struct {
+		passed, unhealthy, flip bool
+	}{
+		{false, false, false}, {false, false, false}, {true, false, false}, // a pass restarts the failures
+		{false, false, false}, {false, false, false}, {false, false, true}, // the third failure in a row
+		{true, true, false}, {false, true, false}, // a failure restarts the passes
+		{true, true, false}, {true, true, true}, // the second pass in a row
+		{true, false, false}, {true, false, false}, // passes while healthy flip nothing
+	}
+	for i, s := range steps {
+		if got := r.record(h, s.passed, s.unhealthy); got != s.flip {
+			t.Fatalf("step %d (passed %v, unhealthy %v): flip %v, want %v (run %+v)", i, s.passed, s.unhealthy, got, s.flip, r)
+		}
+	}
+	// Failures while unhealthy flip nothing either.
+	for i := range 5 {
+		if r.record(h, false, true) {
+			t.Fatalf("failure %d while unhealthy flipped the endpoint", i)
+		}
+	}
+}
+
+// TestHealthCheckJitter: the jitter is at most a tenth of the interval,
+// and an interval under ten nanoseconds has none.
+func TestHealthCheckJitter(t *testing.T) {
+	for range 200 {
+		if j := jitter(5 * time.Second); j < 0 || j > 500*time.Millisecond {
+			t.Fatalf("jitter(5s) = %s, want 0..500ms", j)
+		}
+		if j := jitter(9); j != 0 {
+			t.Fatalf("jitter(9ns) = %s, want 0", j)
+		}
+	}
+}
