@@ -50,11 +50,10 @@ func TestDialFailureFreesConnectionSlot(t *testing.T) {
 	}
 }
 
-// TestConnectTimeoutBound: a dial with less time left than
-// connect_timeout gets that time; one with none, or more, gets
-// connect_timeout.
-func TestConnectTimeoutBound(t *testing.T) {
-	c := start(t, config.Cluster{Name: "ct", Endpoints: static("127.0.0.1:1"), ConnectTimeout: config.Duration(2 * time.Second)}, Options{})
+// TestDialTimeoutBound: a dial with less time left than its bound
+// (connect_timeout, or a health check's timeout) gets that time; one with
+// none, or more, gets the bound.
+func TestDialTimeoutBound(t *testing.T) {
 	for _, tc := range []struct{ in, want time.Duration }{
 		{0, 2 * time.Second},
 		{-time.Second, 2 * time.Second},
@@ -63,8 +62,8 @@ func TestConnectTimeoutBound(t *testing.T) {
 		{2 * time.Second, 2 * time.Second},
 		{3 * time.Second, 2 * time.Second},
 	} {
-		if got := c.connectTimeout(tc.in); got != tc.want {
-			t.Errorf("connectTimeout(%s) = %s, want %s", tc.in, got, tc.want)
+		if got := dialTimeout(tc.in, 2*time.Second); got != tc.want {
+			t.Errorf("dialTimeout(%s, 2s) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
 }
@@ -199,6 +198,34 @@ func TestHealthCheckJitter(t *testing.T) {
 		}
 		if j := jitter(9); j != 0 {
 			t.Fatalf("jitter(9ns) = %s, want 0", j)
+		}
+		if d := nextCheck(5 * time.Second); d < 5*time.Second || d > 5500*time.Millisecond {
+			t.Fatalf("nextCheck(5s) = %s, want 5s..5.5s", d)
+		}
+	}
+}
+
+// TestLeastRequestComparesLoadPerWeight: of two candidates the one with
+// fewer active requests per unit of weight wins, whichever is drawn
+// first; with an endpoint excluded (a retry) the other two are still
+// compared.
+func TestLeastRequestComparesLoadPerWeight(t *testing.T) {
+	c := start(t, config.Cluster{Name: "lr", LB: "least_request", Endpoints: weighted(2, 4)}, Options{})
+	w2, w4 := endpointByAddr(c, "127.0.0.1:1"), endpointByAddr(c, "127.0.0.1:2")
+	w2.active.Add(3) // 1.5 a unit of weight
+	w4.active.Add(4) // 1 a unit
+	t.Cleanup(func() { w2.active.Add(-3); w4.active.Add(-4) })
+	if got := picks(c, 500); got[w4.addr] != 500 {
+		t.Fatalf("picks %v, want every one on the weight-4 endpoint (less loaded per unit of weight)", got)
+	}
+
+	c3 := start(t, config.Cluster{Name: "lr3", LB: "least_request", Endpoints: weighted(1, 1, 1)}, Options{})
+	a, b, x := endpointByAddr(c3, "127.0.0.1:1"), endpointByAddr(c3, "127.0.0.1:2"), endpointByAddr(c3, "127.0.0.1:3")
+	b.active.Add(2)
+	t.Cleanup(func() { b.active.Add(-2) })
+	for range 500 {
+		if e := c3.Pick(0, false, x); e != a {
+			t.Fatalf("picked %s with %s excluded, want the idle %s", e.addr, x.addr, a.addr)
 		}
 	}
 }

@@ -91,11 +91,12 @@ func retryStaleConn(req *fasthttp.Request, _ int, err error) (resetTimeout, retr
 	return false, h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
 }
 
-// connectTimeout bounds a dial that has timeout left for it (0 or less:
-// no bound of its own) by the cluster's connect_timeout.
-func (c *Cluster) connectTimeout(timeout time.Duration) time.Duration {
-	if timeout <= 0 || timeout > c.s.ConnectTimeout {
-		return c.s.ConnectTimeout
+// dialTimeout bounds a dial that has timeout left for it (0 or less: no
+// bound of its own) by bound: the cluster's connect_timeout, or a health
+// check's timeout.
+func dialTimeout(timeout, bound time.Duration) time.Duration {
+	if timeout <= 0 || timeout > bound {
+		return bound
 	}
 	return timeout
 }
@@ -110,7 +111,7 @@ func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
 		return nil, fmt.Errorf("cluster %q: endpoint %s: max_connections %d reached: %w",
 			c.name, e.addr, c.s.MaxConnections, ErrOverflow)
 	}
-	d := net.Dialer{Timeout: c.connectTimeout(timeout), Resolver: c.resolver}
+	d := net.Dialer{Timeout: dialTimeout(timeout, c.s.ConnectTimeout), Resolver: c.resolver}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		c.breakers.connections.Add(-1)

@@ -116,9 +116,12 @@ func (c *Cluster) healthCheckLoop(e *Endpoint, stop chan struct{}) {
 		if run.record(h, err == nil, e.unhealthy.Load()) {
 			c.setHealth(e, err == nil, err)
 		}
-		timer.Reset(h.Interval + jitter(h.Interval))
+		timer.Reset(nextCheck(h.Interval))
 	}
 }
+
+// nextCheck is the wait for the next check: interval plus jitter.
+func nextCheck(interval time.Duration) time.Duration { return interval + jitter(interval) }
 
 // jitter is a random delay of up to a tenth of interval.
 func jitter(interval time.Duration) time.Duration {
@@ -149,10 +152,7 @@ func (c *Cluster) httpCheck(e *Endpoint) (check func() error, done func()) {
 	client := &fasthttp.HostClient{
 		Addr: e.addr,
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			if timeout <= 0 || timeout > h.Timeout {
-				timeout = h.Timeout
-			}
-			d := net.Dialer{Timeout: timeout, Resolver: c.resolver}
+			d := net.Dialer{Timeout: dialTimeout(timeout, h.Timeout), Resolver: c.resolver}
 			return d.Dial("tcp", addr)
 		},
 		MaxConns:                  1,

@@ -32,6 +32,9 @@ func TestValidationLimitsAccepted(t *testing.T) {
 		{"panic threshold 0", false, c3("  panic_threshold: 0\n"), ""},
 		{"panic threshold 100", false, c3("  panic_threshold: 100\n"), ""},
 		{"panic threshold -0.5", false, c3("  panic_threshold: -0.5\n"), "or -1 to turn panic mode off"},
+		{"memory limit 4096 MiB", false, withFilter("- name: f2\n  module: {path: a.wasm}\n  memory_limit_mib: 4096\n"), ""},
+		{"memory limit unset", true, withFilter("- name: f2\n  module: {path: a.wasm}\n"), ""},
+		{"memory limit -1", true, withFilter("- name: f2\n  module: {path: a.wasm}\n  memory_limit_mib: -1\n"), "must be between 1 and 4096"},
 		{"metadata in a namespace", false, c3("  metadata:\n    filter_metadata:\n      envoy.lb: {canary: true, zone: z1}\n"), ""},
 		{"metadata in an empty namespace", false, c3("  metadata:\n    filter_metadata:\n      '': {zone: z1}\n"), "a namespace is empty"},
 	} {
