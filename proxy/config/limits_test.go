@@ -36,6 +36,9 @@ func TestValidationLimitsAccepted(t *testing.T) {
 		{"memory limit unset", true, withFilter("- name: f2\n  module: {path: a.wasm}\n"), ""},
 		{"memory limit -1", true, withFilter("- name: f2\n  module: {path: a.wasm}\n  memory_limit_mib: -1\n"), "must be between 1 and 4096"},
 		{"metadata in a namespace", false, c3("  metadata:\n    filter_metadata:\n      envoy.lb: {canary: true, zone: z1}\n"), ""},
+		{"metadata lists and maps", false, c3("  metadata:\n    filter_metadata:\n      ns: {l: [1, a, {m: [true, 2.5]}], m: {a: [x]}}\n"), ""},
+		{"metadata null in a list", false, c3("  metadata:\n    filter_metadata:\n      ns: {l: [1, null]}\n"), `key "l": null is not a value`},
+		{"metadata null in a map", false, c3("  metadata:\n    filter_metadata:\n      ns: {m: {a: [x], b: null}}\n"), `key "m": null is not a value`},
 		{"metadata in an empty namespace", false, c3("  metadata:\n    filter_metadata:\n      '': {zone: z1}\n"), "a namespace is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
