@@ -229,3 +229,36 @@ func TestLeastRequestComparesLoadPerWeight(t *testing.T) {
 		}
 	}
 }
+
+// TestOutlierGatewayStatuses: 502, 503 and 504 count as gateway errors
+// (consecutive_gateway_errors ejects after them), other 5xx do not.
+func TestOutlierGatewayStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		eject  bool
+	}{{500, false}, {501, false}, {502, true}, {503, true}, {504, true}, {505, false}} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			c := start(t, config.Cluster{Name: "gw", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
+				Consecutive5xx: 100, ConsecutiveGatewayErrors: 2, Interval: config.Duration(time.Hour),
+				BaseEjectionTime: config.Duration(time.Hour), MaxEjectionTime: config.Duration(time.Hour), MaxEjectionPercent: 50,
+			}}, Options{})
+			e := c.view.Load().set.endpoints[0]
+			e.Report(tc.status, nil)
+			e.Report(tc.status, nil)
+			if e.ejected.Load() != tc.eject {
+				t.Fatalf("two %d answers: ejected %v, want %v", tc.status, e.ejected.Load(), tc.eject)
+			}
+		})
+	}
+}
+
+// TestOutlierEjectionTimeBounds: max_ejection_time may equal
+// base_ejection_time, not be shorter.
+func TestOutlierEjectionTimeBounds(t *testing.T) {
+	if _, err := compileOutlier(config.OutlierDetection{BaseEjectionTime: config.Duration(time.Minute), MaxEjectionTime: config.Duration(time.Minute)}); err != nil {
+		t.Fatalf("equal base and max ejection times refused: %v", err)
+	}
+	if _, err := compileOutlier(config.OutlierDetection{BaseEjectionTime: config.Duration(time.Minute), MaxEjectionTime: config.Duration(time.Minute - 1)}); err == nil {
+		t.Fatal("a max ejection time under the base accepted")
+	}
+}
