@@ -262,3 +262,31 @@ func TestOutlierEjectionTimeBounds(t *testing.T) {
 		t.Fatal("a max ejection time under the base accepted")
 	}
 }
+
+// TestNewLimits: an endpoint weight of maxWeight and a DNS port of 1 or
+// 65535 are accepted, one past them refused.
+func TestNewLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    config.Cluster
+		ok   bool
+	}{
+		{"weight max", config.Cluster{Endpoints: []config.Endpoint{{Address: "127.0.0.1:1", Weight: maxWeight}}}, true},
+		{"weight over max", config.Cluster{Endpoints: []config.Endpoint{{Address: "127.0.0.1:1", Weight: maxWeight + 1}}}, false},
+		{"dns port 1", config.Cluster{DNS: &config.DNS{Name: "localhost", Port: 1}}, true},
+		{"dns port 65535", config.Cluster{DNS: &config.DNS{Name: "localhost", Port: 65535}}, true},
+		{"dns port 0", config.Cluster{DNS: &config.DNS{Name: "localhost", Port: 0}}, false},
+		{"dns port 65536", config.Cluster{DNS: &config.DNS{Name: "localhost", Port: 65536}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.Name = "lim"
+			cl, err := New(tc.c, Options{Logger: logger(t)})
+			if err == nil {
+				cl.Close()
+			}
+			if (err == nil) != tc.ok {
+				t.Fatalf("New: %v, want accepted %v", err, tc.ok)
+			}
+		})
+	}
+}
