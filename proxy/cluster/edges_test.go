@@ -290,3 +290,27 @@ func TestNewLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestOutlierSuccessEndsGatewayRun: a success between two gateway errors
+// starts the count again, as a plain 500 does.
+func TestOutlierSuccessEndsGatewayRun(t *testing.T) {
+	for _, between := range []int{200, 500} {
+		t.Run(fmt.Sprint(between), func(t *testing.T) {
+			c := start(t, config.Cluster{Name: "gw", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
+				Consecutive5xx: 100, ConsecutiveGatewayErrors: 2, Interval: config.Duration(time.Hour),
+				BaseEjectionTime: config.Duration(time.Hour), MaxEjectionTime: config.Duration(time.Hour), MaxEjectionPercent: 50,
+			}}, Options{})
+			e := c.view.Load().set.endpoints[0]
+			e.Report(502, nil)
+			e.Report(between, nil)
+			e.Report(502, nil)
+			if e.ejected.Load() {
+				t.Fatalf("502, %d, 502 ejected with consecutive_gateway_errors 2", between)
+			}
+			e.Report(502, nil)
+			if !e.ejected.Load() {
+				t.Fatal("two 502 in a row did not eject")
+			}
+		})
+	}
+}
