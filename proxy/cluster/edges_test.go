@@ -263,8 +263,8 @@ func TestOutlierEjectionTimeBounds(t *testing.T) {
 	}
 }
 
-// TestNewLimits: an endpoint weight of maxWeight and a DNS port of 1 or
-// 65535 are accepted, one past them refused.
+// TestNewLimits: an endpoint weight of maxWeight and ports (an
+// endpoint's, DNS's) of 1 or 65535 are accepted, one past them refused.
 func TestNewLimits(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -273,6 +273,10 @@ func TestNewLimits(t *testing.T) {
 	}{
 		{"weight max", config.Cluster{Endpoints: []config.Endpoint{{Address: "127.0.0.1:1", Weight: maxWeight}}}, true},
 		{"weight over max", config.Cluster{Endpoints: []config.Endpoint{{Address: "127.0.0.1:1", Weight: maxWeight + 1}}}, false},
+		{"endpoint port 1", config.Cluster{Endpoints: static("127.0.0.1:1")}, true},
+		{"endpoint port 65535", config.Cluster{Endpoints: static("127.0.0.1:65535")}, true},
+		{"endpoint port 0", config.Cluster{Endpoints: static("127.0.0.1:0")}, false},
+		{"endpoint port 65536", config.Cluster{Endpoints: static("127.0.0.1:65536")}, false},
 		{"dns port 1", config.Cluster{DNS: &config.DNS{Name: "localhost", Port: 1}}, true},
 		{"dns port 65535", config.Cluster{DNS: &config.DNS{Name: "localhost", Port: 65535}}, true},
 		{"dns port 0", config.Cluster{DNS: &config.DNS{Name: "localhost", Port: 0}}, false},
