@@ -318,3 +318,22 @@ func TestOutlierSuccessEndsGatewayRun(t *testing.T) {
 		})
 	}
 }
+
+// TestOutlierGatewayErrorsOff: with consecutive_gateway_errors unset (0)
+// gateway errors eject only through consecutive_5xx.
+func TestOutlierGatewayErrorsOff(t *testing.T) {
+	c := start(t, config.Cluster{Name: "gw", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
+		Consecutive5xx: 3, Interval: config.Duration(time.Hour),
+		BaseEjectionTime: config.Duration(time.Hour), MaxEjectionTime: config.Duration(time.Hour), MaxEjectionPercent: 50,
+	}}, Options{})
+	e := c.view.Load().set.endpoints[0]
+	e.Report(502, nil)
+	e.Report(503, nil)
+	if e.ejected.Load() {
+		t.Fatal("two gateway errors ejected with consecutive_gateway_errors off and consecutive_5xx 3")
+	}
+	e.Report(504, nil)
+	if !e.ejected.Load() {
+		t.Fatal("three 5xx in a row did not eject")
+	}
+}
