@@ -91,6 +91,16 @@ func retryStaleConn(req *fasthttp.Request, _ int, err error) (resetTimeout, retr
 	return false, h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
 }
 
+// dialTimeout bounds a dial that has timeout left for it (0 or less: no
+// bound of its own) by bound: the cluster's connect_timeout, or a health
+// check's timeout.
+func dialTimeout(timeout, bound time.Duration) time.Duration {
+	if timeout <= 0 || timeout > bound {
+		return bound
+	}
+	return timeout
+}
+
 // dial opens one pooled connection. It enforces the cluster-wide
 // max_connections breaker and connect_timeout, and counts connections.
 func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
@@ -101,10 +111,7 @@ func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
 		return nil, fmt.Errorf("cluster %q: endpoint %s: max_connections %d reached: %w",
 			c.name, e.addr, c.s.MaxConnections, ErrOverflow)
 	}
-	if timeout <= 0 || timeout > c.s.ConnectTimeout {
-		timeout = c.s.ConnectTimeout
-	}
-	d := net.Dialer{Timeout: timeout, Resolver: c.resolver}
+	d := net.Dialer{Timeout: dialTimeout(timeout, c.s.ConnectTimeout), Resolver: c.resolver}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		c.breakers.connections.Add(-1)

@@ -100,9 +100,8 @@ func (c *Cluster) healthCheckLoop(e *Endpoint, stop chan struct{}) {
 		defer done()
 	}
 
-	successes, failures := 0, 0
-	jitter := func() time.Duration { return time.Duration(rand.Int64N(int64(h.Interval)/10 + 1)) }
-	timer := time.NewTimer(jitter())
+	var run checkRun
+	timer := time.NewTimer(jitter(h.Interval))
 	defer timer.Stop()
 	for {
 		select {
@@ -110,20 +109,38 @@ func (c *Cluster) healthCheckLoop(e *Endpoint, stop chan struct{}) {
 			return
 		case <-timer.C:
 		}
-		if err := check(); err == nil {
-			successes, failures = successes+1, 0
-			if e.unhealthy.Load() && successes >= h.HealthyThreshold {
-				c.setHealth(e, true, nil)
-			}
-		} else {
-			successes, failures = 0, failures+1
+		err := check()
+		if err != nil {
 			c.stats.HealthCheckFailures.Add(1)
-			if !e.unhealthy.Load() && failures >= h.UnhealthyThreshold {
-				c.setHealth(e, false, err)
-			}
 		}
-		timer.Reset(h.Interval + jitter())
+		if run.record(h, err == nil, e.unhealthy.Load()) {
+			c.setHealth(e, err == nil, err)
+		}
+		timer.Reset(nextCheck(h.Interval))
 	}
+}
+
+// nextCheck is the wait for the next check: interval plus jitter.
+func nextCheck(interval time.Duration) time.Duration { return interval + jitter(interval) }
+
+// jitter is a random delay of up to a tenth of interval.
+func jitter(interval time.Duration) time.Duration {
+	return time.Duration(rand.Int64N(int64(interval)/10 + 1))
+}
+
+// checkRun counts an endpoint's consecutive passed and failed checks.
+type checkRun struct{ successes, failures int }
+
+// record adds one check's outcome and reports whether the endpoint's
+// health flips: an unhealthy endpoint after healthy_threshold passes in a
+// row, a healthy one after unhealthy_threshold failures in a row.
+func (r *checkRun) record(h *healthSettings, passed, unhealthy bool) bool {
+	if passed {
+		r.successes, r.failures = r.successes+1, 0
+		return unhealthy && r.successes >= h.HealthyThreshold
+	}
+	r.successes, r.failures = 0, r.failures+1
+	return !unhealthy && r.failures >= h.UnhealthyThreshold
 }
 
 // httpCheck returns e's HTTP check (nil when it passed) and what releases
@@ -135,10 +152,7 @@ func (c *Cluster) httpCheck(e *Endpoint) (check func() error, done func()) {
 	client := &fasthttp.HostClient{
 		Addr: e.addr,
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			if timeout <= 0 || timeout > h.Timeout {
-				timeout = h.Timeout
-			}
-			d := net.Dialer{Timeout: timeout, Resolver: c.resolver}
+			d := net.Dialer{Timeout: dialTimeout(timeout, h.Timeout), Resolver: c.resolver}
 			return d.Dial("tcp", addr)
 		},
 		MaxConns:                  1,

@@ -183,14 +183,21 @@ func (c *Cluster) outlierLoop() {
 		case <-c.stop:
 			return
 		case <-t.C:
-			c.mu.Lock()
-			for _, e := range c.set.endpoints {
-				clean := e.sinceSweep.Swap(0) == 0
-				if clean && !e.ejected.Load() && e.timesEjected > 0 {
-					e.timesEjected--
-				}
-			}
-			c.mu.Unlock()
+			c.sweepOutliers()
+		}
+	}
+}
+
+// sweepOutliers ends an outlier interval: each endpoint in rotation that
+// had no failure since the last sweep has its ejection multiplier lowered
+// by one.
+func (c *Cluster) sweepOutliers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.set.endpoints {
+		clean := e.sinceSweep.Swap(0) == 0
+		if clean && !e.ejected.Load() && e.timesEjected > 0 {
+			e.timesEjected--
 		}
 	}
 }

@@ -234,3 +234,51 @@ func TestOutlierOnByDefault(t *testing.T) {
 		})
 	}
 }
+
+// TestOutlierSweepLowersOnlyCleanEndpoints drives the outlier interval's
+// sweep by hand (the interval is an hour, so the loop never fires): an
+// ejected endpoint keeps its multiplier, an endpoint that failed during
+// the interval keeps it for that interval, a clean interval lowers it by
+// one, and it never goes below zero.
+func TestOutlierSweepLowersOnlyCleanEndpoints(t *testing.T) {
+	c := start(t, config.Cluster{Name: "od", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
+		Consecutive5xx: 2, Interval: config.Duration(time.Hour), BaseEjectionTime: config.Duration(time.Hour), MaxEjectionTime: config.Duration(2 * time.Hour),
+		MaxEjectionPercent: 50,
+	}}, Options{})
+	e := c.view.Load().set.endpoints[0]
+	times := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return e.timesEjected
+	}
+	e.Report(500, nil)
+	e.Report(500, nil)
+	if !e.ejected.Load() || times() != 1 {
+		t.Fatalf("after two 500s: ejected=%v times=%d, want ejected once", e.ejected.Load(), times())
+	}
+	c.sweepOutliers() // not clean: the two 500s
+	c.sweepOutliers() // clean, but ejected
+	if times() != 1 {
+		t.Fatalf("a sweep while ejected lowered the multiplier to %d", times())
+	}
+	c.unEject(e)
+	if e.ejected.Load() {
+		t.Fatal("not returned")
+	}
+	e.Report(500, nil) // one failure: not enough to eject, enough to spoil the interval
+	if e.ejected.Load() {
+		t.Fatal("ejected after one 500 with consecutive_5xx 2")
+	}
+	c.sweepOutliers()
+	if times() != 1 {
+		t.Fatalf("an interval with a failure lowered the multiplier to %d", times())
+	}
+	c.sweepOutliers()
+	if times() != 0 {
+		t.Fatalf("after a clean interval the multiplier is %d, want 0", times())
+	}
+	c.sweepOutliers()
+	if times() != 0 {
+		t.Fatalf("a clean interval at multiplier 0 made it %d", times())
+	}
+}

@@ -66,14 +66,16 @@ func TestGetBufferStatus(t *testing.T) {
 }
 
 // TestNodeProperty: "node" (and Envoy's "xds.node") is the node as a map:
-// its id and each metadata entry under "metadata.".
+// its id and each metadata entry under "metadata."; "node.metadata" (and
+// "xds.node.metadata") is the metadata alone as a map.
 func TestNodeProperty(t *testing.T) {
 	rt := newRuntime(t)
 	p := load(t, rt, PluginSpec{Module: wat(t, "noop")},
 		Env{NodeID: "node-1", NodeMetadata: map[string]string{"zone": "z1", "app": "shop"}})
 	h := newHostEnv(t, p, newStream("/"))
-	want := [][2]string{{"id", "node-1"}, {"metadata.app", "shop"}, {"metadata.zone", "z1"}}
-	for _, path := range []string{"node", "xds.node"} {
+	node := [][2]string{{"id", "node-1"}, {"metadata.app", "shop"}, {"metadata.zone", "z1"}}
+	metadata := [][2]string{{"app", "shop"}, {"zone", "z1"}}
+	for path, want := range map[string][][2]string{"node": node, "xds.node": node, "node.metadata": metadata, "xds.node.metadata": metadata} {
 		got, st := h.property(path)
 		if st != statusOK {
 			t.Fatalf("%s: status %d", path, st)
