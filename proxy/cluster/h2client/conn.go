@@ -31,9 +31,10 @@ type conn struct {
 
 	// wmu orders writes: the framer's, and the HPACK encoder's state with
 	// the stream IDs (a stream's HEADERS go out in ID order).
-	wmu  sync.Mutex
-	henc *hpack.Encoder
-	hbuf bytes.Buffer
+	wmu      sync.Mutex
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	interned map[string]string
 
 	mu       sync.Mutex
 	streams  map[uint32]*stream

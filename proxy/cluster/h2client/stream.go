@@ -1,6 +1,7 @@
 package h2client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
@@ -58,6 +60,10 @@ func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	s := &stream{c: c, req: req, headers: make(chan struct{})}
 	s.readCond = sync.NewCond(&c.mu)
 
+	if err := validate(req); err != nil {
+		c.release()
+		return nil, err
+	}
 	c.wmu.Lock()
 	c.mu.Lock()
 	if c.closed || c.goingAway {
@@ -83,8 +89,9 @@ func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.mu.Unlock()
 	c.hbuf.Reset()
 	if err := c.encodeHeaders(req, hasBody); err != nil {
-		// The encoder's table may now hold fields the server never
-		// saw: the connection cannot be used any more.
+		// validate passed, so this is not the request's fault; the
+		// encoder's table may hold fields the server never saw: the
+		// connection cannot be used any more.
 		c.wmu.Unlock()
 		s.fail(err, false)
 		c.goAwayAndClose(http2.ErrCodeInternal, err)
@@ -109,7 +116,9 @@ func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 		<-s.headers
 		return nil, s.errResult()
 	}
-	if ctx := req.Context(); ctx.Done() != nil {
+	// AfterFunc registers with the context without a goroutine (and
+	// without making its Done channel, which Done would).
+	if ctx := req.Context(); ctx != context.Background() {
 		stop := context.AfterFunc(ctx, func() { s.cancel(ctx) })
 		c.mu.Lock()
 		if s.finished {
@@ -150,6 +159,66 @@ func (s *stream) errResult() error {
 	return err
 }
 
+// validate checks what encodeHeaders will encode, so that a malformed
+// request fails alone, before it touches the connection's HPACK state.
+func validate(req *http.Request) error {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !httpguts.ValidHostHeader(host) {
+		return fmt.Errorf("h2client: invalid authority %q", host)
+	}
+	for k, vs := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("h2client: invalid header name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("h2client: invalid value for header %q", k)
+			}
+		}
+	}
+	for k, vs := range req.Trailer {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("h2client: invalid trailer name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("h2client: invalid value for trailer %q", k)
+			}
+		}
+	}
+	if f, ok := req.Context().Value(fieldsKey{}).(Fields); ok {
+		var err error
+		f.VisitFields(func(name, value []byte) {
+			if err == nil {
+				err = validField(name, value)
+			}
+		})
+		return err
+	}
+	return nil
+}
+
+// validField checks a field given as bytes.
+func validField(name, value []byte) error {
+	if len(name) == 0 {
+		return errors.New("h2client: empty header name")
+	}
+	for _, b := range name {
+		if !validNameByte(b) {
+			return fmt.Errorf("h2client: invalid header name %q", name)
+		}
+	}
+	for _, b := range value {
+		if (b < ' ' && b != '\t') || b == 0x7f {
+			return fmt.Errorf("h2client: invalid value for header %q", name)
+		}
+	}
+	return nil
+}
+
 // perCall are request headers whose values differ on every call: they are
 // sent as never-indexed literals, keeping the HPACK table for the values
 // calls repeat.
@@ -173,9 +242,6 @@ func (c *conn) encodeHeaders(req *http.Request, hasBody bool) error {
 	if method == "" {
 		method = http.MethodGet
 	}
-	if !httpguts.ValidHostHeader(host) {
-		return fmt.Errorf("h2client: invalid authority %q", host)
-	}
 	c.field(":method", method, false)
 	if method != http.MethodConnect {
 		scheme := req.URL.Scheme
@@ -189,19 +255,24 @@ func (c *conn) encodeHeaders(req *http.Request, hasBody bool) error {
 	} else {
 		c.field(":authority", host, false)
 	}
-	for k, vs := range req.Header {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return fmt.Errorf("h2client: invalid header name %q", k)
+	if f, ok := req.Context().Value(fieldsKey{}).(Fields); ok {
+		var err error
+		f.VisitFields(func(name, value []byte) {
+			if err == nil {
+				err = c.byteField(name, value)
+			}
+		})
+		if err != nil {
+			return err
 		}
+	}
+	for k, vs := range req.Header {
 		lk := lower(k)
 		switch lk {
 		case "host", "connection", "proxy-connection", "transfer-encoding", "upgrade", "keep-alive", "content-length":
 			continue
 		}
 		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return fmt.Errorf("h2client: invalid value for header %q", k)
-			}
 			if lk == "te" && v != "trailers" {
 				continue
 			}
@@ -212,6 +283,85 @@ func (c *conn) encodeHeaders(req *http.Request, hasBody bool) error {
 		c.field("content-length", strconv.FormatInt(cl, 10), true)
 	}
 	return nil
+}
+
+// Fields lists a request's header fields as bytes, for a caller whose
+// headers are not an http.Header (weft's streams keep fasthttp's): a
+// request whose context carries one (WithFields) sends its fields, then
+// those of req.Header. The client drops the connection-specific ones
+// (Connection, Host, Transfer-Encoding, ...) and Content-Length (it sends
+// req.ContentLength); the caller drops the rest it does not want sent.
+type Fields interface {
+	VisitFields(emit func(name, value []byte))
+}
+
+type fieldsKey struct{}
+
+// WithFields returns ctx carrying f for the request it is the context of.
+func WithFields(ctx context.Context, f Fields) context.Context {
+	return context.WithValue(ctx, fieldsKey{}, f)
+}
+
+// maxInterned bounds a connection's interned header strings.
+const maxInterned = 512
+
+// byteField encodes one field given as bytes: names lower-cased, both
+// validated; names and values calls repeat are interned per connection so
+// that encoding them allocates nothing, per-call values are never-indexed
+// literals whose bytes are copied into the block and not kept.
+func (c *conn) byteField(name, value []byte) error {
+	var lb [64]byte
+	lname, copied := name, false
+	for i, b := range name {
+		if 'A' <= b && b <= 'Z' {
+			if !copied {
+				lname, copied = append(lb[:0], name...), true
+			}
+			lname[i] = b + 'a' - 'A'
+		}
+	}
+	switch string(lname) {
+	case "host", "connection", "proxy-connection", "transfer-encoding", "upgrade", "keep-alive", "content-length":
+		return nil
+	case "te":
+		if !bytes.EqualFold(value, []byte("trailers")) {
+			return nil
+		}
+		c.field("te", "trailers", false)
+		return nil
+	}
+	n := c.intern(lname)
+	if perCall[n] {
+		if len(value) == 0 {
+			c.field(n, "", true)
+			return nil
+		}
+		// Never indexed: the encoder copies the bytes and keeps nothing.
+		c.field(n, unsafe.String(&value[0], len(value)), true)
+		return nil
+	}
+	c.field(n, c.intern(value), false)
+	return nil
+}
+
+// intern returns b as a string, the same one each time while the
+// connection's table of them has room. Called under wmu.
+func (c *conn) intern(b []byte) string {
+	if s, ok := c.interned[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(c.interned) < maxInterned && len(b) <= 256 {
+		if c.interned == nil {
+			c.interned = make(map[string]string)
+		}
+		c.interned[s] = s
+	}
+	return s
+}
+
+func validNameByte(b byte) bool {
+	return b < 0x80 && httpguts.IsTokenRune(rune(b))
 }
 
 // lower returns s in lower case, allocating only when it has upper case.
@@ -446,6 +596,10 @@ func canonical(name string) string {
 		return "Grpc-Status"
 	case "grpc-message":
 		return "Grpc-Message"
+	case "grpc-encoding":
+		return "Grpc-Encoding"
+	case "grpc-accept-encoding":
+		return "Grpc-Accept-Encoding"
 	case "content-length":
 		return "Content-Length"
 	case "date":

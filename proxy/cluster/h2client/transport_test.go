@@ -509,3 +509,67 @@ func TestMaxConcurrentStreams(t *testing.T) {
 		t.Fatalf("at most %d streams on a connection (want 2), %d dials with MaxConns 1 (want 1)", maxPerConn, dials1.Load())
 	}
 }
+
+// byteFields is a Fields from name/value pairs.
+type byteFields [][2]string
+
+func (f byteFields) VisitFields(emit func(name, value []byte)) {
+	for _, kv := range f {
+		emit([]byte(kv[0]), []byte(kv[1]))
+	}
+}
+
+// TestFieldsFromContext: fields given as bytes are sent lower-cased (the
+// connection-specific ones dropped, TE only as trailers), the same on
+// every call of a connection; invalid ones fail the request, not the
+// process.
+func TestFieldsFromContext(t *testing.T) {
+	addr, _ := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var names []string
+		for k, vs := range r.Header {
+			names = append(names, k+"="+strings.Join(vs, ","))
+		}
+		w.Header().Set("X-Seen", strings.Join(sortStrings(names), ";"))
+	}), nil, nil)
+	tr, dials := newTransport(t, addr, Config{})
+	send := func(f byteFields) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(WithFields(context.Background(), f), http.MethodGet, "http://"+addr+"/", nil)
+		return tr.RoundTrip(req)
+	}
+	for i := range 3 {
+		f := byteFields{{"X-App", "v1"}, {"x-request-id", "id-" + strconv.Itoa(i)}, {"Connection", "close"},
+			{"host", "elsewhere"}, {"te", "Trailers"}, {"Content-Length", "99"}}
+		resp, err := send(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		want := "Te=trailers;X-App=v1;X-Request-Id=id-" + strconv.Itoa(i)
+		if got := resp.Header.Get("X-Seen"); got != want {
+			t.Fatalf("call %d: server saw %q, want %q", i, got, want)
+		}
+	}
+	for _, bad := range []byteFields{{{"bad name", "v"}}, {{"x-ok", "line\nbreak"}}, {{"", "v"}}} {
+		if resp, err := send(bad); err == nil {
+			_ = resp.Body.Close()
+			t.Fatalf("fields %q: sent, want an error", bad)
+		}
+	}
+	resp, err := send(byteFields{{"x-after", "ok"}})
+	if err != nil {
+		t.Fatalf("after refused fields: %v", err)
+	}
+	_ = resp.Body.Close()
+	if got := resp.Header.Get("X-Seen"); got != "X-After=ok" || dials.Load() != 1 {
+		t.Fatalf("after refused fields the server saw %q over %d dials (want 1: a bad request does not cost the connection)", got, dials.Load())
+	}
+}
+
+func sortStrings(s []string) []string {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}
