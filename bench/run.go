@@ -323,8 +323,10 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 	if usageErr != nil {
 		return fmt.Errorf("scenario %q: measuring CPU: %w", env.name, usageErr)
 	}
-	if client != nil && client.err == nil && client.sampled == 2 {
-		out.Client = report.NewProcessCPU("load", client.after.CPU-client.before.CPU, client.after.PeakRSS, res.Requests)
+	if client != nil {
+		if cpu, ok := client.cpu(); ok {
+			out.Client = report.NewProcessCPU("load", cpu, client.after.PeakRSS, res.Requests)
+		}
 	}
 	if len(env.upstreams) > 0 {
 		var cpu time.Duration
@@ -416,6 +418,9 @@ func (fr *faultRun) report(res *loadgen.Result) *report.Fault {
 const (
 	markerMeasureStart = "weft-bench-load: measure start"
 	markerMeasureEnd   = "weft-bench-load: measure end"
+	// markerCPU precedes the generator's own CPU over the window, in
+	// nanoseconds (before the end marker).
+	markerCPU = "weft-bench-load: cpu ns"
 )
 
 // clientUsage is the load generator process's usage at both ends of the
@@ -424,6 +429,21 @@ type clientUsage struct {
 	before, after proc.Usage
 	sampled       int // markers seen
 	err           error
+	// reported is the CPU the generator measured itself (getrusage), which
+	// /proc may miss when the markers are read after it exited.
+	reported    time.Duration
+	hasReported bool
+}
+
+// cpu is the generator's CPU over the window.
+func (c *clientUsage) cpu() (time.Duration, bool) {
+	if c.hasReported {
+		return c.reported, true
+	}
+	if c.err != nil || c.sampled != 2 || c.after.Procs == 0 {
+		return 0, false
+	}
+	return c.after.CPU - c.before.CPU, true
 }
 
 func (c *clientUsage) sample(p *proc.Process, dst *proc.Usage) {
@@ -473,6 +493,10 @@ func (r *runner) loadSubprocess(ctx context.Context, env *Env, cfg loadgen.Confi
 		case line == markerMeasureStart:
 			client.sample(p, &client.before)
 			cfg.OnMeasureStart()
+		case strings.HasPrefix(line, markerCPU+" "):
+			if ns, err := strconv.ParseInt(strings.TrimPrefix(line, markerCPU+" "), 10, 64); err == nil {
+				client.reported, client.hasReported = time.Duration(ns), true
+			}
 		case line == markerMeasureEnd:
 			client.sample(p, &client.after)
 			cfg.OnMeasureEnd()
