@@ -114,8 +114,8 @@ func newConn(t *Transport, nc net.Conn) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.timer = time.AfterFunc(c.tick(), c.onTimer) // before the reader, whose close stops it
 	go c.readLoop()
-	c.timer = time.AfterFunc(c.tick(), c.onTimer)
 	return c, nil
 }
 
