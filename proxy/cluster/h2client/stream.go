@@ -26,7 +26,7 @@ type stream struct {
 	req *http.Request
 
 	headers  chan struct{} // closed when resp or err is set
-	readCond *sync.Cond    // on c.mu: body data, end or error arrived
+	readCond sync.Cond     // on c.mu: body data, end or error arrived
 	// bodyState: 0 not read yet, 1 the writer reads it, 2 left to a retry.
 	bodyState     atomic.Int32
 	reqBodyClosed atomic.Bool
@@ -58,7 +58,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }
 func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	s := &stream{c: c, req: req, headers: make(chan struct{})}
-	s.readCond = sync.NewCond(&c.mu)
+	s.readCond.L = &c.mu
 
 	if err := validate(req); err != nil {
 		c.release()
@@ -557,7 +557,7 @@ func (s *stream) onHeaders(f *http2.MetaHeadersFrame) error {
 		Header:        h,
 		Request:       s.req,
 		ContentLength: -1,
-		Body:          &body{s: s},
+		Body:          (*body)(s),
 	}
 	if v := h["Content-Length"]; len(v) == 1 {
 		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
@@ -708,15 +708,14 @@ func (s *stream) finish() {
 	c.forget(s)
 }
 
-// body is a response body: what the reader goroutine buffered.
-type body struct {
-	s *stream
-}
+// body is a response body: what the reader goroutine buffered (the
+// stream itself, so that it costs no allocation of its own).
+type body stream
 
 var errBodyClosed = errors.New("h2client: read on closed response body")
 
 func (b *body) Read(p []byte) (int, error) {
-	s := b.s
+	s := (*stream)(b)
 	c := s.c
 	c.mu.Lock()
 	for len(s.buf) == s.off && !s.remoteDone && s.err == nil && !s.bodyClosed {
@@ -751,7 +750,7 @@ func (b *body) Read(p []byte) (int, error) {
 
 // Close ends the body; before the stream's end it resets the stream.
 func (b *body) Close() error {
-	s := b.s
+	s := (*stream)(b)
 	c := s.c
 	c.mu.Lock()
 	if s.bodyClosed {
