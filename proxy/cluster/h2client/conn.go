@@ -181,6 +181,15 @@ func (c *conn) reserve() bool {
 	return true
 }
 
+// reserveOrRefusing is reserve, also reporting whether the connection is
+// open but its server allows no stream at all now.
+func (c *conn) reserveOrRefusing() (ok, refusing bool) {
+	c.mu.Lock()
+	refusing = !c.closed && !c.goingAway && c.maxSlots == 0
+	c.mu.Unlock()
+	return c.reserve(), refusing
+}
+
 // release gives a slot back.
 func (c *conn) release() {
 	c.mu.Lock()

@@ -159,13 +159,18 @@ func (t *Transport) getConn(ctx context.Context) (*conn, error) {
 			t.mu.Unlock()
 			return nil, ErrClosed
 		}
+		refusing := false
 		for _, c := range t.conns {
-			if c.reserve() {
+			ok, zero := c.reserveOrRefusing()
+			if ok {
 				t.mu.Unlock()
 				return c, nil
 			}
+			refusing = refusing || zero
 		}
-		if !t.dialing && (t.cfg.MaxConns <= 0 || len(t.conns) < t.cfg.MaxConns) {
+		// A server that allows no stream now (SETTINGS_MAX_CONCURRENT_STREAMS
+		// 0) is waited for, not answered with one connection after another.
+		if !t.dialing && !refusing && (t.cfg.MaxConns <= 0 || len(t.conns) < t.cfg.MaxConns) {
 			t.dialing = true
 			t.mu.Unlock()
 			c, err := t.dial(ctx)
