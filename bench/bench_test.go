@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -409,5 +410,44 @@ func TestPeerConfigs(t *testing.T) {
 	}
 	if c := caddyConfig("127.0.0.1:1", "127.0.0.1:2"); !strings.Contains(c, "reverse_proxy 127.0.0.1:2") || !strings.Contains(c, "admin off") {
 		t.Errorf("caddy config:\n%s", c)
+	}
+}
+
+// weft bench control end to end, small: real control planes (and etcd
+// members when an etcd binary is installed), real sidecars; every run
+// reports its figures and the report is written.
+func TestControlCommand(t *testing.T) {
+	weft := weftForTest(t)
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	err := Command(context.Background(), []string{"control", "-weft-bin", weft, "-sidecars", "3", "-sizes", "3,2", "-changes", "3", "-idle", "200ms", "-out", out}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "control.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []controlResult
+	if err := json.Unmarshal(b, &rs); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"file store, 1 replica/3"}
+	if _, err := exec.LookPath("etcd"); err == nil {
+		want = append(want, "etcd (3 members), 1 replica/3", "etcd (3 members), 3 replicas, written on B, sidecars on A/3")
+	}
+	want = append(want, "file store, 1 replica/2")
+	var got []string
+	for _, r := range rs {
+		got = append(got, fmt.Sprintf("%s/%d", r.Setup, r.Sidecars))
+		if r.P50 <= 0 || r.P99 < r.P50 || r.API50 <= 0 || r.RSS <= 0 || r.Changes != 3 {
+			t.Errorf("%s: %+v", r.Setup, r)
+		}
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("runs %v, want %v\n%s", got, want, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "| file store, 1 replica | 3 |") {
+		t.Fatalf("stdout:\n%s", stdout.String())
 	}
 }

@@ -34,6 +34,7 @@ const (
 //
 //	weft bench [flags]                      run scenarios and write the report
 //	weft bench filter [flags] FILE.wasm     weft with and without a filter
+//	weft bench control [flags]              control-plane propagation, CPU and memory
 //	weft bench list                         list the scenarios
 //	weft bench upstream [flags]             run the built-in upstream until interrupted
 //	weft bench load [flags]                 run the load generator once, print JSON
@@ -53,6 +54,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return grpcUpstreamCommand(ctx, args[1:], stdout, stderr)
 		case "filter":
 			return filterCommand(ctx, args[1:], stdout, stderr)
+		case "control":
+			return controlCommand(ctx, args[1:], stdout, stderr)
 		case "list":
 			for _, s := range append(DefaultScenarios(), OnDemandScenarios()...) {
 				quick := " "

@@ -195,6 +195,20 @@ func TestPluginTelemetryScenario(t *testing.T) {
 	}
 }
 
+// Four filters written with Weft's SDK are on the path and let every
+// request through.
+func TestWeftSDKScenario(t *testing.T) {
+	s := startScenario(t, WeftWasmWeftSDK(4))
+	codes, body := s.get(s.url, 20)
+	s.wantOK(codes, body, 20)
+	if f := s.proxyConfig("weft"); len(f.Listeners[0].Filters) != 4 || f.Filters[0].Config != "headers" {
+		t.Fatalf("listener filters %v, filter config %q", f.Listeners[0].Filters, f.Filters[0].Config)
+	}
+	if n := s.metric("weft", `weft_wasm_events_total{event="trap"`); n != 0 {
+		t.Fatalf("the filters trapped %v times", n)
+	}
+}
+
 // Two sidecars chained: with mTLS, B refuses plaintext and A's config
 // pins B's SPIFFE ID; without, B answers plaintext.
 func TestTwoHopScenarios(t *testing.T) {

@@ -2,9 +2,18 @@ package control_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +27,7 @@ import (
 	"github.com/weftmesh/weft/control/internal/meshtest"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/server"
+	"github.com/weftmesh/weft/control/store"
 )
 
 func caKey(t *testing.T) []byte {
@@ -263,4 +273,119 @@ func propagate(t *testing.T, write, watch *server.Server, v1, v2, name string, n
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
 	sort.Slice(api, func(i, j int) bool { return api[i] < api[j] })
 	return took[len(took)/2], took[len(took)*99/100], api[len(api)/2], total.Load()
+}
+
+// Replicas on etcd share what used to be each one's own: a join token
+// minted through A is redeemed through B, once across both (even when two
+// redemptions race on A and B); the audit log written through A is read
+// through B; a module uploaded through A (larger than one etcd value, so
+// chunked) is served by B and compiles there.
+func TestReplicasShareTokensAuditAndModules(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	key := caKey(t)
+	a := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), Etcd: c.Client(), CAEncryptionKey: key})
+	defer a.Close()
+	bDir := t.TempDir()
+	b := meshtest.StartControl(t, server.Options{DataDir: bDir, Etcd: c.Client(), CAEncryptionKey: key})
+	defer b.Close()
+	if code, out := meshtest.Do(t, "POST", a.URL()+"/v1/apply", servicesYAML("127.0.0.1:1", "127.0.0.1:2", "j1", "j2")); code != 200 {
+		t.Fatalf("apply through A: %d %s", code, out)
+	}
+	if err := b.Store().WaitRevision(context.Background(), a.Store().Revision()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Join tokens.
+	sign := func(rep *server.Server, node, token string) error {
+		ic := &client.IdentityClient{URL: rep.URL(), NodeID: node, Token: token,
+			HTTP: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(meshtest.Roots(t, rep), nil)}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ic.Sign(ctx, csr)
+		return err
+	}
+	tr, err := a.IssueToken("j1", 0, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sign(b, "j1", tr.Token); err != nil {
+		t.Fatalf("a token minted on A, redeemed on B: %v", err)
+	}
+	if err := sign(a, "j1", tr.Token); err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("the same token replayed on A: %v", err)
+	}
+	if err := sign(a, "j2", tr.Token); err == nil || !strings.Contains(err.Error(), `is for node "j1"`) {
+		t.Fatalf("j1's token for j2: %v", err)
+	}
+	tr2, err := b.IssueToken("j2", 0, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, rep := range []*server.Server{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = sign(rep, "j2", tr2.Token)
+		}()
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("a single-use token redeemed on A and B at once: want one success, got %v and %v", errs[0], errs[1])
+	}
+	for _, err := range errs {
+		if err != nil && !strings.Contains(err.Error(), "already used") {
+			t.Fatalf("the losing redemption: %v", err)
+		}
+	}
+
+	// Modules: 2.5 MiB, three etcd values.
+	mod := make([]byte, 5<<19)
+	copy(mod, "\x00asm\x01\x00\x00\x00")
+	if _, err := rand.Read(mod[8:]); err != nil {
+		t.Fatal(err)
+	}
+	code, out := meshtest.Do(t, "POST", a.URL()+"/v1/modules", string(mod))
+	if code != 201 {
+		t.Fatalf("upload through A: %d %s", code, out)
+	}
+	sum := sha256.Sum256(mod)
+	sha := hex.EncodeToString(sum[:])
+	if code, got := meshtest.Do(t, "GET", b.URL()+"/v1/modules/"+sha, ""); code != 200 || got != string(mod) {
+		t.Fatalf("B serving the module uploaded through A: %d, %d bytes (want %d)", code, len(got), len(mod))
+	}
+	filter := fmt.Sprintf("kind: Filter\nname: big\nspec:\n  module: {sha256: %s}\n  apply: {all: true}\n", sha)
+	if code, out := meshtest.Do(t, "POST", b.URL()+"/v1/apply", filter); code != 200 {
+		t.Fatalf("a Filter naming A's module, applied through B: %d %s", code, out)
+	}
+
+	// The audit log, read through B: A's apply and upload are there.
+	code, out = meshtest.Do(t, "GET", b.URL()+"/v1/audit?limit=50", "")
+	if code != 200 {
+		t.Fatalf("GET /v1/audit on B: %d %s", code, out)
+	}
+	var es []store.AuditEntry
+	if err := json.Unmarshal([]byte(out), &es); err != nil {
+		t.Fatal(err)
+	}
+	var sawApply, sawUpload bool
+	for _, e := range es {
+		sawApply = sawApply || e.Action == "apply" && slices.Contains(e.Resources, "Sidecar default/j1")
+		sawUpload = sawUpload || e.Action == "module-upload" && slices.Contains(e.Resources, "Module "+sha)
+	}
+	if !sawApply || !sawUpload {
+		t.Fatalf("B's audit log lacks A's apply (%v) or upload (%v):\n%s", sawApply, sawUpload, out)
+	}
+	if local, err := os.ReadFile(filepath.Join(bDir, "audit.log")); err != nil || strings.Contains(string(local), "Sidecar default/j1") {
+		t.Fatalf("B's own audit.log holds A's apply (so the test proves nothing): %v", err)
+	}
 }

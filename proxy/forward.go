@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -52,6 +53,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, cs *clusterState, r *route.Rou
 	key, hasKey := cs.c.HashKey(req, s.Source)
 	if in != nil {
 		in.replay = newReplayBody(in, mayRetry)
+		in.replay.mirror = in.x.mirror
 	}
 
 	var tried triedEndpoints
@@ -293,24 +295,64 @@ func overflow(s *filter.Stream, why string) {
 	s.ResponseFlags = "UO"
 }
 
-// mirror sends a copy of req to the route's shadow cluster, fire and
-// forget: its answer is discarded and it never delays the real request.
-// Copies beyond the concurrency bound are dropped.
+// mirror sends a copy of req, body included, to the route's shadow
+// cluster, fire and forget: its answer is discarded and it never delays
+// the real request. Copies beyond the concurrency bound are dropped.
 func (p *Proxy) mirror(snap *snapshot, r *route.Route, req *fasthttp.Request) {
-	m := r.Mirror
-	if !m.Sample(rand.Uint64()) {
-		return
+	if m := p.startMirror(snap, r, req); m != nil {
+		m.send()
+	}
+}
+
+// mirrorBodyLimit bounds the copy of a streamed request body a mirror
+// keeps (Envoy mirrors the body it buffered, up to its buffer limit): a
+// longer body is not mirrored. With at most cap(mirrorSem) mirrors at
+// once, mirrors hold at most 64 × 256 KiB.
+const mirrorBodyLimit = 256 << 10
+
+// mirrorCopy is a mirror of a request whose body streams: it takes a copy
+// of the body as the upstream tries read it (replayBody), and is sent when
+// the body ends, or dropped when the body outgrows mirrorBodyLimit, fails,
+// or is not read to its end. It holds a place in p.mirrorSem until then.
+type mirrorCopy struct {
+	p    *Proxy
+	cs   *clusterState
+	req  *fasthttp.Request
+	mu   sync.Mutex
+	body []byte
+	want int  // the body's Content-Length (-1: unknown, it ends at EOF)
+	over bool // the body outgrew mirrorBodyLimit
+	done bool // sent or dropped
+}
+
+// startMirror samples the route's mirror and takes a place for it: nil
+// when this request is not mirrored (not sampled, or mirrors saturated).
+// The copy is req as it is now (a streamed body is not in it yet).
+func (p *Proxy) startMirror(snap *snapshot, r *route.Route, req *fasthttp.Request) *mirrorCopy {
+	if !r.Mirror.Sample(rand.Uint64()) {
+		return nil
 	}
 	select {
 	case p.mirrorSem <- struct{}{}:
 	default:
-		return
+		p.mirrorsSaturated.Inc()
+		return nil
 	}
-	cs := snap.clusters[m.Index]
-	cp := fasthttp.AcquireRequest()
-	req.CopyTo(cp)
-	// Like Envoy, the shadow sees the Host with "-shadow" appended to the
-	// host name (before any port).
+	m := &mirrorCopy{p: p, cs: snap.clusters[r.Mirror.Index], req: fasthttp.AcquireRequest(), want: req.Header.ContentLength()}
+	req.CopyTo(m.req)
+	m.fixHost()
+	if m.want > mirrorBodyLimit {
+		m.over = true // known too long: give up at once
+		m.drop()
+		return nil
+	}
+	return m
+}
+
+// fixHost gives the copy the shadow's Host: like Envoy, the host name with
+// "-shadow" appended (before any port).
+func (m *mirrorCopy) fixHost() {
+	cp := m.req
 	host := cp.Host()
 	port := []byte(nil)
 	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
@@ -319,6 +361,77 @@ func (p *Proxy) mirror(snap *snapshot, r *route.Route, req *fasthttp.Request) {
 	shadowHost := append(append(append(make([]byte, 0, 64), host...), "-shadow"...), port...)
 	cp.URI().SetHostBytes(shadowHost)
 	cp.Header.SetHostBytes(shadowHost)
+}
+
+// add copies a piece of the streamed body; past mirrorBodyLimit the copy
+// is given up (the mirror is dropped when the body ends). It reports
+// whether the body is complete: its Content-Length reached (a reader of
+// a body with a length need not read on to its EOF).
+func (m *mirrorCopy) add(b []byte) (complete bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.done || m.over {
+		return false
+	}
+	if len(m.body)+len(b) > mirrorBodyLimit {
+		m.over, m.body = true, nil
+		return false
+	}
+	m.body = append(m.body, b...)
+	return m.want >= 0 && len(m.body) == m.want
+}
+
+// bodyEnded sends the copy with the whole body, or drops it when the body
+// outgrew the limit.
+func (m *mirrorCopy) bodyEnded() {
+	m.mu.Lock()
+	if m.done {
+		m.mu.Unlock()
+		return
+	}
+	if m.over {
+		m.mu.Unlock()
+		m.drop()
+		return
+	}
+	m.done = true
+	m.mu.Unlock()
+	// The copy goes with a Content-Length; the trailers are not mirrored.
+	m.req.Header.Del("Trailer")
+	m.req.Header.Del("Transfer-Encoding")
+	m.req.SetBodyRaw(m.body)
+	m.launch()
+}
+
+// drop gives the mirror up: its body outgrew the limit (counted), failed,
+// or was not read to its end.
+func (m *mirrorCopy) drop() {
+	m.mu.Lock()
+	if m.done {
+		m.mu.Unlock()
+		return
+	}
+	m.done = true
+	over := m.over
+	m.mu.Unlock()
+	if over {
+		m.p.mirrorsTooLarge.Inc()
+	}
+	fasthttp.ReleaseRequest(m.req)
+	<-m.p.mirrorSem
+}
+
+// send sends a copy whose body is already in m.req.
+func (m *mirrorCopy) send() {
+	m.mu.Lock()
+	m.done = true
+	m.mu.Unlock()
+	m.launch()
+}
+
+// launch sends m.req on its own goroutine, then gives its place back.
+func (m *mirrorCopy) launch() {
+	p, cs, cp := m.p, m.cs, m.req
 	go func() {
 		defer func() { <-p.mirrorSem }()
 		defer fasthttp.ReleaseRequest(cp)

@@ -37,6 +37,9 @@ type exchange struct {
 	in h1RequestBody
 	// closeDown closes the client's connection after this answer.
 	closeDown bool
+	// mirror is the mirror of a streamed request body, sent when the body
+	// has been read to its end (nil: none).
+	mirror *mirrorCopy
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{xff: make([]byte, 0, 64)} }}
@@ -53,6 +56,7 @@ func releaseExchange(x *exchange) {
 	x.scratch.Reset()
 	x.in.reset()
 	x.closeDown = false
+	x.mirror = nil
 	exchangePool.Put(x)
 }
 
@@ -160,10 +164,17 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 			cs := ls.snap.clusters[t.Index]
 			s.ClusterName, s.ClusterMetadata, s.HostMetadata = cs.name, cs.metadata, cs.hostMetadata
 			r.ApplyRequest(s.Request)
-			if r.Mirror != nil && !(x.h2 == nil && s.RequestBodyStreamed) {
-				// (A streamed HTTP/1.1 body is not mirrored: the copy
-				// would need the whole body.)
-				rl.p.mirror(ls.snap, r, s.Request)
+			if r.Mirror != nil {
+				if s.RequestBodyStreamed {
+					// The copy takes the body as the tries read it, and
+					// goes once it ended (replayBody).
+					x.mirror = rl.p.startMirror(ls.snap, r, s.Request)
+					if x.mirror != nil && x.filtered() {
+						x.mirror.want = -1 // filters may change the length: wait for the end
+					}
+				} else {
+					rl.p.mirror(ls.snap, r, s.Request)
+				}
 			}
 			if x.h2 != nil {
 				rl.p.forwardStream(x, cs, r, rs)
@@ -174,6 +185,10 @@ func (rl *runningListener) route(ctx *fasthttp.RequestCtx, ls *listenerState, x 
 				}
 			} else {
 				rl.p.forward(ctx, cs, r, rs, s, &x.up, x.streamedBody())
+			}
+			if x.mirror != nil {
+				x.mirror.drop() // unless the body ended and it went
+				x.mirror = nil
 			}
 		}
 	}

@@ -19,6 +19,13 @@ import (
 // fasthttp's own framing.
 var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer", "Upgrade"}
 
+// hopByHopRequest is hopByHop less Trailer, which announces a request's
+// trailers end to end (RFC 9110 §6.6.2), as Envoy forwards it: an HTTP/2
+// upstream such as Go's drops trailers it was not told of. It is kept on
+// a chunked request only: a body with a length has no trailers on
+// HTTP/1.1, and fasthttp would turn one announcing them into chunked.
+var hopByHopRequest = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Upgrade"}
+
 // stripHopByHopRequest removes connection-scoped headers, including those the
 // Connection header names. keepUpgrade keeps Connection/Upgrade for a
 // WebSocket pass-through.
@@ -29,10 +36,13 @@ func stripHopByHopRequest(h *fasthttp.RequestHeader, keepUpgrade bool) {
 	if c := h.PeekCanonical(s2b("Connection")); len(c) > 0 && !bytes.EqualFold(c, []byte("close")) && !bytes.EqualFold(c, []byte("keep-alive")) {
 		forEachToken(c, func(tok []byte) { httpheader.DelRequest(h, tok) })
 	}
-	for _, k := range hopByHop {
+	for _, k := range hopByHopRequest {
 		if h.PeekCanonical(s2b(k)) != nil { // canonical keys: no normalising per request
 			httpheader.DelRequest(h, s2b(k))
 		}
+	}
+	if h.ContentLength() >= 0 && h.PeekCanonical(s2b("Trailer")) != nil {
+		httpheader.DelRequest(h, s2b("Trailer"))
 	}
 	// The body is already read (and a 100 Continue already sent): asking
 	// the upstream to confirm again would only add a round trip.

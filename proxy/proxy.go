@@ -56,8 +56,11 @@ type Proxy struct {
 	errs      chan error
 	// lastErr is the last rejected config's error, for /config_dump.
 	lastErr atomic.Pointer[string]
-	// mirrorSem bounds concurrent mirrored requests.
-	mirrorSem chan struct{}
+	// mirrorSem bounds concurrent mirrored requests; mirrorsSaturated
+	// counts those dropped for it, mirrorsTooLarge those whose streamed
+	// body outgrew mirrorBodyLimit.
+	mirrorSem                         chan struct{}
+	mirrorsSaturated, mirrorsTooLarge prometheus.Counter
 	// identity is the mesh identity (nil: none); authzMetrics counts denials.
 	identity     *identity.Source
 	authzMetrics *authz.Metrics
@@ -134,9 +137,13 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		listeners: make(map[string]*runningListener),
 		errs:      make(chan error, 16),
 		mirrorSem: make(chan struct{}, 64),
+		mirrorsSaturated: prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_mirror_dropped_total",
+			Help: "Mirror copies not sent, by reason.", ConstLabels: prometheus.Labels{"reason": "saturated"}}),
+		mirrorsTooLarge: prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_mirror_dropped_total",
+			Help: "Mirror copies not sent, by reason.", ConstLabels: prometheus.Labels{"reason": "body_too_large"}}),
 	}
 	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
-	p.metrics.Registry().MustRegister(rt.Collector(), rt.TaggedCollector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals, p.modules.unavailable)
+	p.metrics.Registry().MustRegister(rt.Collector(), rt.TaggedCollector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals, p.modules.unavailable, p.mirrorsSaturated, p.mirrorsTooLarge)
 	p.tcpMetrics = tcpproxy.NewMetrics()
 	p.h2Stats = &listener.H2Stats{}
 	p.metrics.Registry().MustRegister(

@@ -30,6 +30,9 @@ type replayBody struct {
 	eof      error
 	cur      *replayReader
 	read     atomic.Int64 // bytes read from the downstream
+	// mirror, when set, gets a copy of the body as it is read from the
+	// downstream, and is sent once it ended (guarded by mu).
+	mirror *mirrorCopy
 }
 
 func newReplayBody(src io.ReadCloser, keep bool) *replayBody {
@@ -94,6 +97,17 @@ func (r *replayReader) Read(p []byte) (int, error) {
 			r.pos += n
 		} else {
 			b.overflow = true
+		}
+	}
+	if m := b.mirror; m != nil {
+		complete := n > 0 && m.add(p[:n])
+		switch {
+		case err == io.EOF || (err == nil && complete):
+			b.mirror = nil
+			m.bodyEnded()
+		case err != nil:
+			b.mirror = nil
+			m.drop()
 		}
 	}
 	if err != nil {

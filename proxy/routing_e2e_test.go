@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"math"
 	"strings"
 	"testing"
@@ -166,5 +169,64 @@ func TestRewriteHeadersRedirectDirect(t *testing.T) {
 	st, _, _ = get(t, c, url+"/nowhere")
 	if st != 404 {
 		t.Errorf("no route: %d, want 404", st)
+	}
+}
+
+// A request whose body streams (chunked, or over 8 KiB) is mirrored with
+// its whole body once it has been read, up to mirrorBodyLimit; a longer
+// body is not mirrored (counted), and the real request is not touched.
+func TestMirrorStreamedBody(t *testing.T) {
+	v1, v2, sh := testserver.Start(t, "v1"), testserver.Start(t, "v2"), testserver.Start(t, "shadow")
+	p, url := startProxy(t, splitConfig, map[string]string{"v1": v1.Addr, "v2": v2.Addr, "shadow": sh.Addr})
+	body := func(n int) []byte { return bytes.Repeat([]byte("0123456789abcdef"), n/16) }
+
+	// Chunked, under the limit: the shadow gets the body whole, with a
+	// Content-Length.
+	small := body(96 << 10)
+	c, br := uploadTo(t, url, "POST", "/mirror/up", "Transfer-Encoding: chunked\r\n")
+	for i := 0; i < len(small); i += 16 << 10 {
+		_, _ = chunkWriter{c}.Write(small[i : i+16<<10])
+	}
+	_, _ = io.WriteString(c, "0\r\n\r\n")
+	if st, got := readAnswer(t, br); st != 200 || got != "v1" {
+		t.Fatalf("mirrored upload answered %d %q", st, got)
+	}
+	eventually(t, 30*time.Second, "the mirrored copy", func() bool { return sh.Hits.Load() == 1 })
+	last := sh.Last()
+	if !bytes.Equal(last.Body(), small) || last.Header.ContentLength() != len(small) {
+		t.Fatalf("the shadow got %d bytes (Content-Length %d), want the %d sent", len(last.Body()), last.Header.ContentLength(), len(small))
+	}
+	if h := string(last.Header.Host()); !strings.Contains(h, "-shadow") {
+		t.Fatalf("shadow saw Host %q, want a -shadow suffix", h)
+	}
+
+	// Content-Length over the limit: the real request goes, the copy not.
+	big := body(mirrorBodyLimit + 64<<10)
+	c, br = uploadTo(t, url, "POST", "/mirror/up", fmt.Sprintf("Content-Length: %d\r\n", len(big)))
+	_, _ = c.Write(big)
+	if st, got := readAnswer(t, br); st != 200 || got != "v1" {
+		t.Fatalf("upload over the mirror limit answered %d %q", st, got)
+	}
+	if n, _ := metricValue(t, p, "weft_mirror_dropped_total", "reason", "body_too_large"); n != 1 {
+		t.Fatalf("weft_mirror_dropped_total{reason=body_too_large} = %v, want 1", n)
+	}
+	if v1.Hits.Load() != 2 || sh.Hits.Load() != 1 {
+		t.Fatalf("hits: upstream %d (want 2), shadow %d (want 1)", v1.Hits.Load(), sh.Hits.Load())
+	}
+
+	// The same over HTTP/2: the copy has the stream's body.
+	mid := body(64 << 10)
+	resp, err := h2cClient().Post(url+"/mirror/h2", "application/octet-stream", bytes.NewReader(mid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != "v1" {
+		t.Fatalf("mirrored HTTP/2 upload answered %d %q", resp.StatusCode, got)
+	}
+	eventually(t, 30*time.Second, "the mirrored HTTP/2 copy", func() bool { return sh.Hits.Load() == 2 })
+	if last := sh.Last(); !bytes.Equal(last.Body(), mid) {
+		t.Fatalf("the shadow got %d bytes of the HTTP/2 body, want %d", len(last.Body()), len(mid))
 	}
 }

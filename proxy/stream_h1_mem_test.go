@@ -195,6 +195,11 @@ func TestH1EventLatencyFigures(t *testing.T) {
 // against the upstream directly. On demand:
 //
 //	WEFT_UPLOAD_FIGURES=16x256,1024 go test -count=1 -run TestH1UploadFigures -v ./proxy/
+//
+// With WEFT_UPLOAD_WRITE_FIRST=1 a client writes its whole body before it
+// reads the answer (as the run that once saw uploads reset did), instead
+// of reading while it writes. Failures log the client's error, and weft's
+// counters of answers and upstream failures are logged after the run.
 func TestH1UploadFigures(t *testing.T) {
 	spec := os.Getenv("WEFT_UPLOAD_FIGURES")
 	if spec == "" {
@@ -211,9 +216,11 @@ func TestH1UploadFigures(t *testing.T) {
 		}
 		return 200, strconv.FormatInt(got, 10)
 	})
-	_, url := startProxy(t, uploadConfig, uploadVars(addr, "max", strconv.Itoa(64<<30)))
+	p, url := startProxy(t, uploadConfig, uploadVars(addr, "max", strconv.Itoa(64<<30)))
 	proxyAddr := strings.TrimPrefix(url, "http://")
 	block := []byte(strings.Repeat("0123456789abcdef", 4096)) // 64 KiB
+	writeFirst := os.Getenv("WEFT_UPLOAD_WRITE_FIRST") != ""
+	defer logCounters(t, p, "weft_requests_total", "weft_upstream_failures_total", "weft_upstream_retries_total", "weft_upstream_timeouts_total", "weft_downstream_refused_total")
 
 	send := func(target string, size int64) error {
 		c, err := net.Dial("tcp", target)
@@ -225,7 +232,7 @@ func TestH1UploadFigures(t *testing.T) {
 			return err
 		}
 		werr := make(chan error, 1)
-		go func() {
+		write := func() {
 			bw := bufio.NewWriterSize(c, 80<<10)
 			for left := size; left > 0; {
 				b := block
@@ -239,10 +246,19 @@ func TestH1UploadFigures(t *testing.T) {
 			}
 			_, _ = bw.WriteString("0\r\n\r\n")
 			werr <- bw.Flush()
-		}()
+		}
+		if writeFirst {
+			write()
+			if err := <-werr; err != nil {
+				return fmt.Errorf("writing the body: %w", err)
+			}
+			werr <- nil
+		} else {
+			go write()
+		}
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading the answer: %w", err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 || string(b) != strconv.FormatInt(size, 10) {
@@ -298,6 +314,29 @@ func TestH1UploadFigures(t *testing.T) {
 				t.Fatalf("%s: %v", target.name, err)
 			}
 			t.Logf("one %d MiB upload %s: %.0f MiB/s", big, target.name, float64(big)/time.Since(s).Seconds())
+		}
+	}
+}
+
+// logCounters logs the non-zero series of the named metric families.
+func logCounters(t *testing.T, p *Proxy, names ...string) {
+	mfs, err := p.Metrics().Registry().Gather()
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for _, mf := range mfs {
+		if !slices.Contains(names, mf.GetName()) {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if v := m.GetCounter().GetValue(); v != 0 {
+				var labels []string
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				t.Logf("%s{%s} %v", mf.GetName(), strings.Join(labels, ","), v)
+			}
 		}
 	}
 }

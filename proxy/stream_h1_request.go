@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/httpheader"
 	"github.com/weftmesh/weft/proxy/listener"
 )
 
@@ -160,16 +162,36 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 		}
 		x := b.x
 		s := &x.stream
+		// A chunked body's trailers came with its last chunk (fasthttp
+		// read them into the request's header): as in Envoy, the body
+		// then ends without end_of_stream and the trailers callbacks
+		// end the stream.
+		var trailers *fasthttp.ResponseHeader
+		if b.eof && b.size < 0 {
+			trailers = requestTrailerMap(&s.Request.Header)
+		}
 		s.Request.SetBodyRaw(b.buf[:n])
-		st := x.chain.DecodeData(s, b.eof)
+		st := x.chain.DecodeData(s, b.eof && trailers == nil)
+		if st == filter.StopAndBuffer && trailers != nil {
+			// A filter buffering to the end gets it before the trailers.
+			s.Request.SetBodyRaw(nil)
+			st = x.chain.DecodeData(s, true)
+		}
 		switch st {
 		case filter.Continue:
 			b.out = append(b.out[:0], s.Request.Body()...)
 			b.pending = b.out
+			if trailers != nil {
+				s.RequestTrailers = trailers
+				if x.chain.DecodeTrailers(s) == filter.LocalReply {
+					b.replied()
+					break
+				}
+				// What goes upstream is the trailers as the filters left them.
+				httpheader.SetRequestTrailers(&s.Request.Header, trailers.All())
+			}
 		case filter.LocalReply:
-			b.reply = fasthttp.AcquireResponse()
-			s.Response.CopyTo(b.reply)
-			b.err = errBodyFilterReply
+			b.replied()
 		}
 		s.Request.SetBodyRaw(nil) // nothing of ours stays in the request
 		if b.err != nil {
@@ -179,6 +201,30 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 	n := copy(p, b.pending)
 	b.pending = b.pending[n:]
 	return n, nil
+}
+
+// replied ends the body with a filter's local reply (in the stream's
+// Response, which the upstream try then resets: keep a copy).
+func (b *h1RequestBody) replied() {
+	b.reply = fasthttp.AcquireResponse()
+	b.x.stream.Response.CopyTo(b.reply)
+	b.err = errBodyFilterReply
+}
+
+// requestTrailerMap is a copy of the trailers read after a chunked request
+// body, for filters to read and edit (nil when there are none). Names are
+// lower case, as HTTP/2's, so a filter sees one spelling.
+func requestTrailerMap(h *fasthttp.RequestHeader) *fasthttp.ResponseHeader {
+	var t *fasthttp.ResponseHeader
+	for k, v := range httpheader.RequestTrailers(h) {
+		if t == nil {
+			t = &fasthttp.ResponseHeader{}
+			t.SetNoDefaultContentType(true)
+			t.DisableNormalizing()
+		}
+		t.AddBytesKV(bytes.ToLower(k), v)
+	}
+	return t
 }
 
 // account counts n bytes read from the client and turns the read's error

@@ -238,6 +238,7 @@ func (p *Proxy) forwardStream(x *exchange, cs *clusterState, r *route.Route, rs 
 			h.filteredBody = true
 		}
 		h.body = newReplayBody(src, mayRetry)
+		h.body.mirror = x.mirror
 	}
 	key, hasKey := cs.c.HashKey(s.Request, s.Source)
 	var tried triedEndpoints

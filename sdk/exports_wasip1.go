@@ -9,10 +9,7 @@ package sdk
 func proxyABIVersion021() {}
 
 //go:wasmexport proxy_on_memory_allocate
-func proxyOnMemoryAllocate(size uint32) *byte {
-	buf := make([]byte, max(size, 1))
-	return &buf[0]
-}
+func proxyOnMemoryAllocate(size uint32) *byte { return hostBuffer(size) }
 
 //go:wasmexport proxy_on_context_create
 func proxyOnContextCreate(contextID, parentID uint32) { onContextCreate(contextID, parentID) }

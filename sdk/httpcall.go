@@ -52,7 +52,7 @@ func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, timeout 
 		return 0, Status(st)
 	}
 	vm.calls[token] = pendingCall{ctx: ctx, cb: cb}
-	if s := vm.streams[ctx]; s != nil {
+	if s := vm.streams.get(ctx); s != nil {
 		s.calls++
 	}
 	return token, nil
@@ -64,7 +64,7 @@ func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, timeout 
 // fetch several streams wait for). cb runs with the root context current;
 // resume waiting streams with Stream.Resume.
 func DispatchPluginHTTPCall(cluster string, headers [][2]string, body []byte, timeout time.Duration, cb func(*HTTPCallResponse)) (uint32, error) {
-	if s := vm.streams[vm.effective]; s != nil {
+	if s := vm.streams.get(vm.effective); s != nil {
 		activate(s.root)
 	}
 	return DispatchHTTPCall(cluster, headers, body, timeout, cb)
@@ -77,7 +77,7 @@ func onHTTPCallResponse(ctx, token, numHeaders, bodySize, numTrailers uint32) {
 		return
 	}
 	delete(vm.calls, token)
-	s := vm.streams[ctx]
+	s := vm.streams.get(ctx)
 	if s != nil {
 		s.calls--
 	}

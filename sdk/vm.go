@@ -25,6 +25,10 @@ const (
 type rootContext struct {
 	id     uint32
 	plugin Plugin
+	// callbacks are the stream callbacks last declared to the host for
+	// this root's streams (declareCallbacks), valid when declared is set.
+	callbacks uint32
+	declared  bool
 }
 
 // pendingCall is an HTTP call waiting for its answer.
@@ -38,7 +42,7 @@ type pendingCall struct {
 var vm struct {
 	newPlugin NewPluginFunc
 	roots     map[uint32]*rootContext
-	streams   map[uint32]*Stream
+	streams   streamTable
 	calls     map[uint32]pendingCall
 	grpc      map[uint32]*grpcPending
 	// effective is the context host calls act on now.
@@ -81,12 +85,13 @@ func init() {
 
 func resetVM() {
 	vm.roots = make(map[uint32]*rootContext)
-	vm.streams = make(map[uint32]*Stream)
+	vm.streams = streamTable{}
 	vm.calls = make(map[uint32]pendingCall)
 	vm.grpc = make(map[uint32]*grpcPending)
 	vm.effective = 0
 	vm.vmConfig = nil
 	vm.logLevel = LogInfo
+	noCallbacksHost = false
 }
 
 // enter records that a callback for context id runs now: the host's
@@ -107,14 +112,21 @@ func onContextCreate(id, parent uint32) {
 		vm.roots[id] = &rootContext{id: id}
 		return
 	}
-	s := &Stream{id: id, root: parent}
-	vm.streams[id] = s
+	s := newStream(id, parent)
+	vm.streams.put(s)
 	r := vm.roots[parent]
-	if r == nil || r.plugin == nil {
+	if r == nil {
 		return
 	}
+	if r.plugin != nil {
+		newFilter(r.plugin, s)
+	}
+	declareCallbacks(r, callbacksOf(s.filter))
+}
+
+func newFilter(p Plugin, s *Stream) {
 	defer recoverStream(s, "NewHTTPFilter")
-	s.filter = r.plugin.NewHTTPFilter(s)
+	s.filter = p.NewHTTPFilter(s)
 }
 
 func onVMStart(root, size uint32) bool {
@@ -206,7 +218,7 @@ func onQueueReady(root, queue uint32) {
 // is set.
 func streamFor(id uint32) *Stream {
 	enter(id)
-	s := vm.streams[id]
+	s := vm.streams.get(id)
 	if s == nil || s.filter == nil {
 		return nil
 	}
@@ -311,7 +323,7 @@ func onDone(id uint32) bool {
 		}
 		return true
 	}
-	s := vm.streams[id]
+	s := vm.streams.get(id)
 	if s == nil || s.filter == nil {
 		return true
 	}
@@ -330,11 +342,11 @@ func onDelete(id uint32) {
 		delete(vm.roots, id)
 		return
 	}
-	s := vm.streams[id]
+	s := vm.streams.get(id)
 	if s == nil {
 		return
 	}
-	delete(vm.streams, id)
+	vm.streams.remove(id)
 	s.gone = true
 	if s.calls > 0 {
 		for tok, c := range vm.calls {

@@ -104,6 +104,9 @@ type CA struct {
 	// nextAt on.
 	next   *authority
 	nextAt time.Time
+
+	// verified are the client chains VerifyClient accepted.
+	verified verifiedChains
 }
 
 // Open loads the CA from Dir, creating the root (and intermediate) on first

@@ -277,6 +277,25 @@ func TestNodeCertificatesAndServing(t *testing.T) {
 	if _, err := c.VerifyClient(chain[:1]); err == nil {
 		t.Fatal("a chain without its intermediate verified")
 	}
+	// A chain verified once is remembered, but its validity period is
+	// still checked at every use.
+	if _, err := c.VerifyClient(chain); err != nil {
+		t.Fatalf("the same chain again: %v", err)
+	}
+	expired := *chain[0]
+	expired.NotAfter = time.Now().Add(-time.Minute)
+	if _, err := c.VerifyClient(append([]*x509.Certificate{&expired}, chain[1:]...)); err == nil {
+		t.Fatal("an expired leaf verified (remembered from when it was valid)")
+	}
+	other, err := Open(Options{Dir: t.TempDir(), TrustDomain: "weft.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := other.VerifyClient(chain); err == nil {
+			t.Fatalf("attempt %d: another CA accepted the chain", i+1)
+		}
+	}
 	plain, _ := c.Sign(Request{CSR: csr(t), ID: id})
 	if NodeOf(plain.Leaf) != "" {
 		t.Fatal("a certificate without a node names one")

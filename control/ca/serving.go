@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -71,12 +72,30 @@ func (c *CA) IssueServing(hosts []string) (*tls.Certificate, error) {
 
 // VerifyClient checks a TLS client's certificate chain (leaf first)
 // against the current trust bundle, now, for client authentication, and
-// returns the leaf.
+// returns the leaf. A chain verified against the same bundle is
+// remembered, so the requests a sidecar makes over one connection (every
+// watch and ACK) cost one signature check, not one each; the validity
+// period is still checked at every call.
 func (c *CA) VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error) {
 	if len(chain) == 0 {
 		return nil, errors.New("no client certificate")
 	}
 	roots, _ := c.Bundle()
+	key := verifiedKey(roots, chain)
+	now := time.Now()
+	if c.verified.has(key) {
+		for _, cert := range chain {
+			if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+				c.verified.forget(key)
+				return c.verifyClient(roots, chain, key)
+			}
+		}
+		return chain[0], nil
+	}
+	return c.verifyClient(roots, chain, key)
+}
+
+func (c *CA) verifyClient(roots, chain []*x509.Certificate, key [sha256.Size]byte) (*x509.Certificate, error) {
 	opts := x509.VerifyOptions{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	for _, r := range roots {
@@ -88,7 +107,54 @@ func (c *CA) VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error) 
 	if _, err := chain[0].Verify(opts); err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
 	}
+	c.verified.add(key)
 	return chain[0], nil
+}
+
+// verifiedKey names a chain checked against a bundle: a new bundle (a
+// rotation) makes every chain new.
+func verifiedKey(roots, chain []*x509.Certificate) [sha256.Size]byte {
+	h := sha256.New()
+	for _, set := range [][]*x509.Certificate{roots, chain} {
+		for _, cert := range set {
+			h.Write(cert.Raw)
+		}
+		h.Write([]byte{0})
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// verifiedChains remembers chains that verified; bounded, it starts over
+// when full.
+type verifiedChains struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]struct{}
+}
+
+const maxVerifiedChains = 16384
+
+func (v *verifiedChains) has(k [sha256.Size]byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.m[k]
+	return ok
+}
+
+func (v *verifiedChains) add(k [sha256.Size]byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil || len(v.m) >= maxVerifiedChains {
+		v.m = map[[sha256.Size]byte]struct{}{}
+	}
+	v.m[k] = struct{}{}
+}
+
+func (v *verifiedChains) forget(k [sha256.Size]byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.m, k)
 }
 
 // NodeOf is the node id a certificate issued by Sign is bound to, or ""

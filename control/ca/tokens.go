@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -75,6 +76,8 @@ type Tokens struct {
 	path     string
 	mu       sync.Mutex
 	byDigest map[string]*tokenEntry
+	// kv, when set, keeps the tokens instead of path (OpenSharedTokens).
+	kv TokenKV
 	// now is the clock (tests move it).
 	now func() time.Time
 }
@@ -126,6 +129,9 @@ func (t *Tokens) Issue(node string, ttl time.Duration, uses int) (string, time.T
 		return "", time.Time{}, err
 	}
 	tok := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	if t.kv != nil {
+		return t.issueShared(node, tok, ttl, uses)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	prev := t.copyLocked()
@@ -145,6 +151,11 @@ func (t *Tokens) Issue(node string, ttl time.Duration, uses int) (string, time.T
 
 // Revoke removes node's tokens.
 func (t *Tokens) Revoke(node string) error {
+	if t.kv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+		defer cancel()
+		return t.kv.Delete(ctx, node)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	prev := t.copyLocked()
@@ -166,9 +177,31 @@ func (t *Tokens) Revoke(node string) error {
 // is returned as is and spends nothing. Redemptions are serialised, so a
 // single-use token obtains one certificate however many requests race.
 func (t *Tokens) Redeem(node, tok string, use func() error) error {
+	if t.kv != nil {
+		return t.redeemShared(node, tok, use)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.findLocked(tok)
+	if err := t.refuse(e, node); err != nil {
+		return err
+	}
+	if err := use(); err != nil {
+		return err
+	}
+	prev := *e
+	e.UsesLeft--
+	e.UsedAt = t.now().UTC()
+	if err := t.saveLocked(); err != nil {
+		*e = prev
+		return err
+	}
+	return nil
+}
+
+// refuse says why e (nil: no such token) cannot be redeemed by node now,
+// or returns nil.
+func (t *Tokens) refuse(e *tokenEntry, node string) error {
 	now := t.now()
 	switch {
 	case e == nil:
@@ -179,16 +212,6 @@ func (t *Tokens) Redeem(node, tok string, use func() error) error {
 		return &TokenError{Err: ErrTokenExpired, Msg: fmt.Sprintf("the join token for node %q expired at %s; mint a new one with weft ctl token %s", node, e.ExpiresAt.Format(time.RFC3339), node)}
 	case e.UsesLeft <= 0:
 		return &TokenError{Err: ErrTokenUsed, Msg: fmt.Sprintf("the join token for node %q was already used at %s (join tokens are single-use; a joined sidecar renews with its certificate); mint a new one with weft ctl token %s", node, e.UsedAt.Format(time.RFC3339), node)}
-	}
-	if err := use(); err != nil {
-		return err
-	}
-	prev := *e
-	e.UsesLeft--
-	e.UsedAt = now.UTC()
-	if err := t.saveLocked(); err != nil {
-		*e = prev
-		return err
 	}
 	return nil
 }

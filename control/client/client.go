@@ -76,6 +76,9 @@ type Snapshot struct {
 	Node    string `json:"node"`
 	Version string `json:"version"`
 	Config  string `json:"config"`
+	// Format is "json" for a Config in JSON, read with the faster
+	// config.ParseJSON; otherwise Config is YAML.
+	Format string `json:"format,omitempty"`
 }
 
 type ack struct {
@@ -262,7 +265,11 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 	r.have = s.Version
 	raw := []byte(s.Config)
-	cfg, err := config.Parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
+	parse := config.Parse
+	if s.Format == "json" {
+		parse = config.ParseJSON
+	}
+	cfg, err := parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
 	if err == nil {
 		err = localizeModules(ctx, r.eps.current().hc, r.eps.moduleURL, r.o.ModuleDir, cfg)
 	}
@@ -276,7 +283,10 @@ func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 	}
 	r.log.Info("snapshot applied", zap.String("version", s.Version))
 	r.applied = s.Version
-	r.pending = &ack{Node: r.o.NodeID, Version: s.Version}
+	// The ACK rides on the next watch, sent at once (applied=VERSION):
+	// one request fewer per change than a POST /v1/ack first. A NACK
+	// queued for an earlier version is superseded.
+	r.pending = nil
 	if save {
 		if err := r.saveCache(s); err != nil {
 			r.log.Warn("could not save the snapshot cache", zap.Error(err))

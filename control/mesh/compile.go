@@ -1,15 +1,20 @@
 package mesh
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
-
-	"gopkg.in/yaml.v3"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -25,65 +30,117 @@ type NodeConfig struct {
 	Service string
 	// Config has defaults applied and no Version: the store versions it.
 	Config *config.Config
-	// Content is Config rendered without a version; equal Content means an
-	// equal config.
+	// Content is Config as JSON without a version (see Stamp); equal
+	// Content means an equal config.
 	Content []byte
 }
 
-// Render sets cfg.Version and writes cfg as the YAML a sidecar parses.
-func Render(cfg *config.Config, version string) ([]byte, error) {
-	cfg.Version = version
-	return yaml.Marshal(cfg)
+// Stamp returns content (a NodeConfig's) with its version set: the config
+// as a sidecar reads it (config.ParseJSON; JSON is YAML too, so
+// config.Parse reads it the same). Version is the first field of a config,
+// so stamping is a splice rather than a second encoding.
+func Stamp(content []byte, version string) []byte {
+	v, _ := json.Marshal(version)
+	out := make([]byte, 0, len(content)+len(v)+12)
+	out = append(out, `{"version":`...)
+	out = append(out, v...)
+	if rest := bytes.TrimPrefix(content, []byte("{")); len(bytes.TrimSpace(rest)) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+		out = append(out, rest...)
+	} else {
+		out = append(out, '}')
+	}
+	return out
 }
 
 // Compile validates m as a whole and compiles one config per Sidecar. Each
-// config is checked with config.Parse exactly as the sidecar will read it;
-// a problem is reported against the Sidecar it was compiled for.
+// config is validated as the sidecar will validate it (config.Validate,
+// after the same defaults); a problem is reported against the Sidecar it
+// was compiled for. Sidecars compile in parallel, on up to GOMAXPROCS
+// goroutines: each reads the mesh and writes only its own config.
 func Compile(m *Mesh, o Options) (map[string]*NodeConfig, error) {
 	if err := Validate(m, o); err != nil {
 		return nil, err
 	}
-	out := map[string]*NodeConfig{}
+	// Errors are reported in Sidecar order, as they would be one by one.
+	todo := m.List(KindSidecar)
+	results := make([]*NodeConfig, len(todo))
+	nodeErrs := make([]Errors, len(todo))
 	owner := map[string]Key{}
-	var errs Errors
-	for _, r := range m.List(KindSidecar) {
-		fail := func(field, format string, args ...any) {
-			errs = append(errs, Error{Key: r.Key(), Field: field, Reason: fmt.Sprintf(format, args...), File: r.File, Line: r.Line})
-		}
+	// Sidecars of one shape compile to one config but for the node id:
+	// the first (the leader) is compiled, the others copy it.
+	leaderOf := make([]int, len(todo))
+	shapes := map[string]int{}
+	byName := filtersByNode(m)
+	for i, r := range todo {
+		leaderOf[i] = i
 		if other, dup := owner[r.Name]; dup {
-			fail("name", "node id %q is also %s; node ids are unique across namespaces", r.Name, other)
+			nodeErrs[i] = Errors{{Key: r.Key(), Field: "name", Reason: fmt.Sprintf("node id %q is also %s; node ids are unique across namespaces", r.Name, other), File: r.File, Line: r.Line}}
 			continue
 		}
 		owner[r.Name] = r.Key()
-		nc := &nodeCompiler{m: m, o: o, r: r, s: r.Sidecar(), clusters: map[string]bool{}, filters: map[string]bool{}}
-		cfg, err := nc.compile()
-		if err != nil {
-			fail("", "%v", err)
-			continue
+		k := shapeKey(r, byName[r.Name])
+		if l, ok := shapes[k]; ok {
+			leaderOf[i] = l
+		} else {
+			shapes[k] = i
 		}
-		cfg.ApplyDefaults()
-		content, err := Render(cfg, "")
-		if err != nil {
-			fail("", "rendering the compiled config: %v", err)
-			continue
+	}
+	shared := make([]bool, len(todo)) // a leader with followers
+	for i, l := range leaderOf {
+		if l != i {
+			shared[l] = true
 		}
-		if _, err := config.Parse("node "+r.Name, content); err != nil {
-			var ces config.Errors
-			if errors.As(err, &ces) {
-				for _, ce := range ces {
-					fail("compiled config: "+ce.Path, "%s", ce.Reason)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(todo) {
+					return
 				}
-			} else {
-				fail("compiled config", "%v", err)
+				switch {
+				case nodeErrs[i] != nil || leaderOf[i] != i:
+				case shared[i]:
+					// The shape's template, named by the placeholder.
+					results[i], nodeErrs[i] = compileNode(m, o, todo[i], nodePlaceholder)
+				default:
+					results[i], nodeErrs[i] = compileNode(m, o, todo[i], todo[i].Name)
+				}
 			}
+		}()
+	}
+	wg.Wait()
+	templates := map[int]*NodeConfig{}
+	for i := range todo {
+		if shared[i] {
+			templates[i] = results[i]
+		}
+	}
+	for i, r := range todo {
+		l := leaderOf[i]
+		if !shared[l] || (l != i && nodeErrs[i] != nil) {
 			continue
 		}
-		svc := ""
-		if nc.s.Service != "" {
-			k := ServiceRef(r.Namespace, nc.s.Service)
-			svc = k.Namespace + "/" + k.Name
+		if templates[l] == nil {
+			// The template failed: compile each for its own errors.
+			results[i], nodeErrs[i] = compileNode(m, o, r, r.Name)
+			continue
 		}
-		out[r.Name] = &NodeConfig{Node: r.Name, Service: svc, Config: cfg, Content: content}
+		results[i] = templates[l].forNode(r.Name)
+	}
+	var errs Errors
+	out := make(map[string]*NodeConfig, len(todo))
+	for i, r := range todo {
+		errs = append(errs, nodeErrs[i]...)
+		if results[i] != nil {
+			out[r.Name] = results[i]
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -91,10 +148,103 @@ func Compile(m *Mesh, o Options) (map[string]*NodeConfig, error) {
 	return out, nil
 }
 
+// filtersByNode lists, per node id, the Filters whose apply names it.
+func filtersByNode(m *Mesh) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range m.List(KindFilter) {
+		if a := r.Filter().Apply; a != nil {
+			for _, node := range a.Nodes {
+				out[node] = append(out[node], r.Key().String())
+			}
+		}
+	}
+	return out
+}
+
+// shapeKey is what a Sidecar's compiled config depends on besides the
+// rest of the mesh and its node id: its namespace, its spec, and the
+// Filters that pick it by name. (The node id appears in the config only
+// as node.id; config validation does not look at it.)
+func shapeKey(r *Resource, filters []string) string {
+	spec, err := json.Marshal(r.Sidecar())
+	if err != nil {
+		return "\x00unique:" + r.Key().String() // never shared
+	}
+	return r.Namespace + "\x00" + string(spec) + "\x00" + strings.Join(filters, ",")
+}
+
+// nodePlaceholder names a shape's template: a node id no Sidecar has (a
+// NUL cannot be in a resource name) and no other string in a compiled
+// config holds, so every place the node id reaches — node.id, and the
+// defaults derived from it, such as tracing.service_name — can be found
+// and replaced in the encoded config.
+var nodePlaceholder = func() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "\x00weft-node-" + hex.EncodeToString(b[:]) + "\x00"
+}()
+
+// forNode is a shape's template (compiled for nodePlaceholder) made into
+// node name's config: the config shared but for the fields the node id
+// reaches, the content with every encoded placeholder replaced.
+func (nc *NodeConfig) forNode(name string) *NodeConfig {
+	cfg := *nc.Config
+	cfg.Node.ID = name
+	if cfg.Tracing.ServiceName == nodePlaceholder {
+		cfg.Tracing.ServiceName = name
+	}
+	ph, _ := json.Marshal(nodePlaceholder)
+	id, _ := json.Marshal(name)
+	return &NodeConfig{Node: name, Service: nc.Service, Config: &cfg, Content: bytes.ReplaceAll(nc.Content, ph, id)}
+}
+
+// compileNode compiles, encodes and validates one Sidecar's config.
+// id is the node id written in the config (r.Name, or nodePlaceholder for
+// a shape's template).
+func compileNode(m *Mesh, o Options, r *Resource, id string) (*NodeConfig, Errors) {
+	var errs Errors
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, Error{Key: r.Key(), Field: field, Reason: fmt.Sprintf(format, args...), File: r.File, Line: r.Line})
+	}
+	nc := &nodeCompiler{m: m, o: o, r: r, id: id, s: r.Sidecar(), clusters: map[string]bool{}, filters: map[string]bool{}}
+	cfg, err := nc.compile()
+	if err != nil {
+		fail("", "%v", err)
+		return nil, errs
+	}
+	cfg.ApplyDefaults()
+	content, err := json.Marshal(cfg)
+	if err != nil {
+		fail("", "encoding the compiled config: %v", err)
+		return nil, errs
+	}
+	// The sidecar decodes content to this very config (encoding/json
+	// round-trips its own output), then validates it: so does this, without
+	// decoding again.
+	if err := config.Validate("node "+r.Name, content, cfg); err != nil {
+		var ces config.Errors
+		if errors.As(err, &ces) {
+			for _, ce := range ces {
+				fail("compiled config: "+ce.Path, "%s", ce.Reason)
+			}
+		} else {
+			fail("compiled config", "%v", err)
+		}
+		return nil, errs
+	}
+	svc := ""
+	if nc.s.Service != "" {
+		k := ServiceRef(r.Namespace, nc.s.Service)
+		svc = k.Namespace + "/" + k.Name
+	}
+	return &NodeConfig{Node: id, Service: svc, Config: cfg, Content: content}, nil
+}
+
 type nodeCompiler struct {
 	m        *Mesh
 	o        Options
 	r        *Resource
+	id       string // the node id written in the config
 	s        *SidecarSpec
 	cfg      *config.Config
 	clusters map[string]bool
@@ -103,7 +253,7 @@ type nodeCompiler struct {
 
 func (n *nodeCompiler) compile() (*config.Config, error) {
 	n.cfg = &config.Config{
-		Node:  config.Node{ID: n.r.Name, Metadata: map[string]string{"namespace": n.r.Namespace}},
+		Node:  config.Node{ID: n.id, Metadata: map[string]string{"namespace": n.r.Namespace}},
 		Admin: config.Admin{Address: n.s.Admin},
 	}
 	var self Key

@@ -2,21 +2,36 @@ package mesh
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
 
-// Mesh is a whole set of resources, indexed by key. It is not safe for
-// concurrent mutation; the store builds a new one per change.
+// Mesh is a whole set of resources, indexed by key. It never changes once
+// made (the store builds a new one per change), so any number of
+// goroutines may read it.
 type Mesh struct {
 	byKey map[Key]*Resource
+	// all is every resource in key order, byKind those of each kind:
+	// compiling reads the lists of a kind once per sidecar, so they are
+	// sorted once here rather than on every List.
+	all    []*Resource
+	byKind map[Kind][]*Resource
 }
 
 // New indexes rs; a later resource with the same key replaces an earlier one.
 func New(rs []*Resource) *Mesh {
-	m := &Mesh{byKey: make(map[Key]*Resource, len(rs))}
+	m := &Mesh{byKey: make(map[Key]*Resource, len(rs)), byKind: map[Kind][]*Resource{}}
 	for _, r := range rs {
 		m.byKey[r.Key()] = r
+	}
+	m.all = make([]*Resource, 0, len(m.byKey))
+	for _, r := range m.byKey {
+		m.all = append(m.all, r)
+	}
+	sort.Slice(m.all, func(i, j int) bool { return m.all[i].Key().Less(m.all[j].Key()) })
+	for _, r := range m.all {
+		m.byKind[r.Kind] = append(m.byKind[r.Kind], r)
 	}
 	return m
 }
@@ -28,15 +43,12 @@ func (m *Mesh) Get(k Key) *Resource { return m.byKey[k] }
 func (m *Mesh) Len() int { return len(m.byKey) }
 
 // List returns the resources of kind k ("" = every kind), in key order.
+// The slice is the caller's.
 func (m *Mesh) List(k Kind) []*Resource {
-	var out []*Resource
-	for key, r := range m.byKey {
-		if k == "" || key.Kind == k {
-			out = append(out, r)
-		}
+	if k == "" {
+		return slices.Clone(m.all)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key().Less(out[j].Key()) })
-	return out
+	return slices.Clone(m.byKind[k])
 }
 
 // ServiceRef resolves a reference written in namespace ns: "NAME" or

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -190,14 +191,21 @@ spec:
 	if nc == nil || nc.Service != "shop/users" {
 		t.Fatalf("web-1: %+v", nc)
 	}
-	// What a sidecar receives parses as a config.
-	y, err := Render(nc.Config, "7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse("web-1", y)
+	// What a sidecar receives decodes to the compiled config, whether it
+	// reads it as JSON (ParseJSON) or as YAML (Parse, an older sidecar).
+	y := Stamp(nc.Content, "7")
+	cfg, err := config.ParseJSON("web-1", y)
 	if err != nil {
 		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
+	}
+	viaYAML, err := config.Parse("web-1", y)
+	if err != nil {
+		t.Fatalf("the compiled config does not parse as YAML: %v\n%s", err, y)
+	}
+	want := *nc.Config
+	want.Version = "7"
+	if !reflect.DeepEqual(cfg, &want) || !reflect.DeepEqual(viaYAML, &want) {
+		t.Fatalf("the config a sidecar reads differs from the compiled one:\ncompiled %+v\nJSON     %+v\nYAML     %+v", &want, cfg, viaYAML)
 	}
 	if cfg.Version != "7" || cfg.Node.ID != "web-1" || len(cfg.Listeners) != 2 {
 		t.Fatalf("node/listeners: %+v", cfg)
@@ -458,11 +466,8 @@ func TestCompileSharedVMFiltersAndLogLevel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	y, err := Render(out["web-1"].Config, "1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse("web-1", y)
+	y := Stamp(out["web-1"].Content, "1")
+	cfg, err := config.ParseJSON("web-1", y)
 	if err != nil {
 		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
 	}
@@ -536,10 +541,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	y, err := Render(out["web-1"].Config, "1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	y := Stamp(out["web-1"].Content, "1")
 	cfg, err := config.Parse("web-1", y)
 	if err != nil {
 		t.Fatalf("the compiled config does not parse: %v\n%s", err, y)
@@ -595,5 +597,58 @@ spec:
 	// was merged into a copy).
 	if z := m.Get(Key{Kind: KindService, Namespace: "shop", Name: "orders"}).Service().Metadata.FilterMetadata["location"]["zone"]; z != "a" {
 		t.Errorf("compiling changed the service's metadata: zone %v", z)
+	}
+}
+
+func TestStamp(t *testing.T) {
+	cfg := &config.Config{Node: config.Node{ID: "n"}, Listeners: []config.Listener{{Name: "l"}}}
+	content, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Version = `4"2`
+	want, _ := json.Marshal(cfg)
+	if got := Stamp(content, `4"2`); !bytes.Equal(got, want) {
+		t.Fatalf("Stamp = %s, want %s (json.Marshal with the version)", got, want)
+	}
+	if got := string(Stamp([]byte("{}"), "1")); got != `{"version":"1"}` {
+		t.Fatalf("Stamp of an empty object = %s", got)
+	}
+}
+
+// Sidecars of one shape are compiled once and copied; every copy is what
+// compiling that Sidecar alone gives, content byte for byte.
+func TestCompileSharesShapes(t *testing.T) {
+	sc := func(name, ns, extra string) string {
+		return "kind: Sidecar\nname: " + name + "\nnamespace: " + ns + "\nspec:\n  outbound: 127.0.0.1:0\n" + extra
+	}
+	o := opts
+	o.TrustDomain = "weft.test"
+	m := decode(t, base,
+		sc("c1", "shop", ""), sc("c2", "shop", ""), sc("c3", "shop", ""),
+		sc("n1", "shop", ""), // picked by name by a filter below
+		sc("o1", "other", ""), sc("o2", "other", ""),
+		sc("w1", "shop", "  service: users\n  inbound: 127.0.0.1:7001\n  app: 127.0.0.1:8001\n"),
+		sc("w2", "shop", "  service: users\n  inbound: 127.0.0.1:7001\n  app: 127.0.0.1:8001\n"),
+		"kind: Filter\nname: pick\nnamespace: shop\nspec:\n  module: {sha256: "+digest+"}\n  apply: {nodes: [n1]}\n")
+	out, err := Compile(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 9 { // with base's web-1
+		t.Fatalf("%d nodes compiled, want 9", len(out))
+	}
+	for _, r := range m.List(KindSidecar) {
+		alone, errs := compileNode(m, o, r, r.Name)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		got := out[r.Name]
+		if !bytes.Equal(got.Content, alone.Content) || !reflect.DeepEqual(got.Config, alone.Config) || got.Service != alone.Service {
+			t.Errorf("%s: compiled with its shape:\n%s\nalone:\n%s", r.Name, got.Content, alone.Content)
+		}
+	}
+	if len(out["n1"].Config.Filters) != 1 || len(out["c1"].Config.Filters) != 0 {
+		t.Errorf("the filter picking n1 by name: n1 has %d filters, c1 %d", len(out["n1"].Config.Filters), len(out["c1"].Config.Filters))
 	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -43,15 +44,45 @@ type entry struct {
 	// seen is the last time the module was uploaded, looked up or
 	// referenced; the grace period runs from it.
 	seen time.Time
+	// sharedAt is when the module was last known to be in the shared
+	// store.
+	sharedAt time.Time
 }
 
-// Registry stores modules as DIR/<sha256>.wasm.
-type Registry struct {
-	dir string
-	mu  sync.Mutex
-	has map[string]*entry
-	now func() time.Time
+// Shared keeps module blobs where every control-plane replica reads them
+// (store.EtcdBlobs). Put of a module already there does nothing.
+type Shared interface {
+	Put(ctx context.Context, digest string, b []byte) error
+	// Get returns ErrNotFound for a module that is not there.
+	Get(ctx context.Context, digest string) ([]byte, error)
+	Delete(ctx context.Context, digest string) error
 }
+
+// sharedTimeout bounds an upload to the shared store; fetchTimeout a
+// fetch from it, which a compilation waits for.
+const (
+	sharedTimeout = 30 * time.Second
+	fetchTimeout  = 10 * time.Second
+)
+
+// reshareAfter is how often a module looked up is checked to still be in
+// the shared store (another replica's collection may have removed it).
+const reshareAfter = time.Minute
+
+// Registry stores modules as DIR/<sha256>.wasm, and, when shared (Share),
+// also in a store every replica reads: a module uploaded through one
+// replica is fetched from there by another the first time it is looked up
+// or downloaded.
+type Registry struct {
+	dir    string
+	mu     sync.Mutex
+	has    map[string]*entry
+	shared Shared
+	now    func() time.Time
+}
+
+// Share keeps the modules in s as well. Call it before any other use.
+func (r *Registry) Share(s Shared) { r.shared = s }
 
 // Open uses (and creates) dir, indexing the modules already there.
 func Open(dir string) (*Registry, error) {
@@ -98,27 +129,94 @@ func (r *Registry) Put(body io.Reader) (Module, error) {
 	}
 	sum := sha256.Sum256(b)
 	m := Module{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(b))}
+	if r.shared != nil {
+		// First, so that no replica names a module the others cannot get.
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		err := r.shared.Put(ctx, m.SHA256, b)
+		cancel()
+		if err != nil {
+			return Module{}, fmt.Errorf("registry: storing the module for the other replicas: %w", err)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return m, r.storeLocked(m, b)
+}
+
+// storeLocked writes a module's file, unless it is there.
+func (r *Registry) storeLocked(m Module, b []byte) error {
 	if e, ok := r.has[m.SHA256]; ok {
 		e.seen = r.now()
-		return m, nil
+		if r.shared != nil {
+			e.sharedAt = r.now()
+		}
+		return nil
 	}
 	tmp, err := os.CreateTemp(r.dir, ".upload-*")
 	if err != nil {
-		return Module{}, fmt.Errorf("registry: %w", err)
+		return fmt.Errorf("registry: %w", err)
 	}
 	_, werr := tmp.Write(b)
 	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
 		_ = os.Remove(tmp.Name())
-		return Module{}, fmt.Errorf("registry: writing module: %w", err)
+		return fmt.Errorf("registry: writing module: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), r.path(m.SHA256)); err != nil {
 		_ = os.Remove(tmp.Name())
-		return Module{}, fmt.Errorf("registry: %w", err)
+		return fmt.Errorf("registry: %w", err)
 	}
-	r.has[m.SHA256] = &entry{size: m.Size, seen: r.now()}
-	return m, nil
+	e := &entry{size: m.Size, seen: r.now()}
+	if r.shared != nil {
+		e.sharedAt = e.seen
+	}
+	r.has[m.SHA256] = e
+	return nil
+}
+
+// fetch copies a module this replica lacks from the shared store, checking
+// its digest; false when it is not there either (or cannot be read).
+func (r *Registry) fetch(digest string) bool {
+	if r.shared == nil || !validDigest(digest) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	b, err := r.shared.Get(ctx, digest)
+	if err != nil {
+		return false
+	}
+	sum := sha256.Sum256(b)
+	if hex.EncodeToString(sum[:]) != digest {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.storeLocked(Module{SHA256: digest, Size: int64(len(b))}, b) == nil
+}
+
+// reshare puts a module back into the shared store if another replica's
+// collection removed it while this one still names it: at most once a
+// minute per module, in the background (a compilation does not wait).
+func (r *Registry) reshare(digest string) {
+	r.mu.Lock()
+	e, ok := r.has[digest]
+	due := ok && r.shared != nil && r.now().Sub(e.sharedAt) >= reshareAfter
+	if due {
+		e.sharedAt = r.now()
+	}
+	r.mu.Unlock()
+	if !due {
+		return
+	}
+	go func() {
+		b, err := os.ReadFile(r.path(digest))
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		_ = r.shared.Put(ctx, digest, b)
+	}()
 }
 
 func (r *Registry) path(d string) string { return filepath.Join(r.dir, d+".wasm") }
@@ -126,20 +224,33 @@ func (r *Registry) path(d string) string { return filepath.Join(r.dir, d+".wasm"
 // Has reports whether digest (64 lower-case hex digits) is stored. A
 // module looked up (a change being validated names it) starts a new grace
 // period, so it cannot be collected between validation and commit.
+//
+// Shared, a module only another replica stored is fetched now, and one
+// held here is put back in the shared store if it went missing there.
 func (r *Registry) Has(digest string) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	e, ok := r.has[digest]
 	if ok {
 		e.seen = r.now()
 	}
-	return ok
+	r.mu.Unlock()
+	if ok {
+		r.reshare(digest)
+		return true
+	}
+	return r.fetch(digest)
 }
 
 // Open returns the module's file; the caller closes it. A download
 // restarts the module's grace period, and a module removed by Collect
 // after Open stays readable through the open file.
 func (r *Registry) Open(digest string) (*os.File, error) {
+	r.mu.Lock()
+	_, ok := r.has[digest]
+	r.mu.Unlock()
+	if !ok && !r.fetch(digest) {
+		return nil, ErrNotFound
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.has[digest]
@@ -193,6 +304,17 @@ func (r *Registry) Collect(refs map[string]int, grace time.Duration) ([]Module, 
 		if err := os.Remove(r.path(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("registry: removing unused module %s: %w", d, err))
 			continue
+		}
+		if r.shared != nil {
+			// Every replica counts the same references (the mesh is
+			// shared); one that still needs the module puts it back
+			// (reshare).
+			ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+			err := r.shared.Delete(ctx, d)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("registry: removing unused module %s from the shared store: %w", d, err))
+			}
 		}
 		gone = append(gone, e.module(d))
 		delete(r.has, d)

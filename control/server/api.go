@@ -37,6 +37,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/ack", s.guard(nodeOnly, s.handleAck))
 	mux.HandleFunc("GET /v1/status", s.guard(viewer, s.handleStatus))
 	mux.HandleFunc("GET /v1/telemetry", s.guard(viewer, s.handleTelemetry))
+	mux.HandleFunc("GET /v1/audit", s.guard(admin, s.handleAudit))
 	mux.Handle("GET /ui", ui.Handler()) // the mesh view: a static page; its data calls are guarded
 	s.identityRoutes(mux)
 	return mux
@@ -399,6 +400,26 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// handleAudit answers the last ?limit=N (default 100) audit entries,
+// oldest first: every replica's with -store etcd://, else this one's.
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	n := 100
+	if l := r.URL.Query().Get("limit"); l != "" {
+		v, err := strconv.Atoi(l)
+		if err != nil || v < 1 || v > store.MaxAuditRead {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: want a number of entries from 1 to %d", store.MaxAuditRead))
+			return
+		}
+		n = v
+	}
+	es, err := s.audit.Read(r.Context(), n)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, es)
 }
 
 func (s *Server) handleTelemetry(w http.ResponseWriter, r *http.Request) {

@@ -162,7 +162,7 @@ func TestCertificateAuthorityAPI(t *testing.T) {
 
 	// The compiled configs carry mTLS and the Policy.
 	snap := s.Store().Node("orders-1")
-	cfg, err := config.Parse("orders-1", snap.YAML)
+	cfg, err := config.Parse("orders-1", snap.Body)
 	if err != nil {
 		t.Fatal(err)
 	}

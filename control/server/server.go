@@ -184,6 +184,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if s.reg, err = registry.Open(filepath.Join(o.DataDir, "modules")); err != nil {
 		return nil, err
 	}
+	if o.Etcd != nil {
+		// Uploaded through any replica, served by every one.
+		s.reg.Share(store.NewEtcdBlobs(o.Etcd, o.EtcdPrefix))
+	}
 	s.modules = oci.NewPuller(oci.Options{CacheDir: filepath.Join(o.DataDir, "oci")})
 	if len(o.VerifyKeys) > 0 {
 		if s.verifyKeys, err = oci.LoadPublicKeys(o.VerifyKeys...); err != nil {
@@ -214,6 +218,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if s.audit, err = store.OpenAudit(filepath.Join(o.DataDir, "audit.log")); err != nil {
 		return fail(err)
 	}
+	if o.Etcd != nil {
+		s.audit.Share(o.Etcd, o.EtcdPrefix)
+	}
 	var co ca.Options
 	if o.CA != nil {
 		co, s.meshTLS = *o.CA, true
@@ -232,7 +239,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if s.tokens, err = ca.OpenTokens(filepath.Join(co.Dir, "tokens.json")); err != nil {
+	if o.Etcd != nil {
+		// Shared by the replicas: minted on one, redeemed on any, spent once.
+		s.tokens = ca.OpenSharedTokens(store.NewEtcdKV(o.Etcd, o.EtcdPrefix, "tokens"))
+	} else if s.tokens, err = ca.OpenTokens(filepath.Join(co.Dir, "tokens.json")); err != nil {
 		return fail(err)
 	}
 	s.caFile = filepath.Join(o.DataDir, CAFile)

@@ -18,8 +18,9 @@ import (
 // caSecret names the sealed copy of the CA's files in etcd.
 const caSecret = "ca"
 
-// notShared are CA directory files each replica keeps to itself: join
-// tokens are redeemed where they were minted.
+// notShared are CA directory files not sealed into etcd: with etcd, join
+// tokens live in etcd's tokens/ keys (ca.OpenSharedTokens), and a
+// tokens.json left from a single-machine start is not shared.
 var notShared = map[string]bool{"tokens.json": true}
 
 // openSharedCA opens the CA that every replica on the same etcd shares. The

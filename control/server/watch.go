@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/control/store"
 	"github.com/weftmesh/weft/control/telemetry"
 )
 
@@ -16,8 +17,21 @@ import (
 type WatchResponse struct {
 	Node    string `json:"node"`
 	Version string `json:"version"`
-	// Config is the sidecar config YAML (config.Parse reads it).
+	// Config is the sidecar config: JSON when Format is "json"
+	// (config.ParseJSON reads it, and so does config.Parse, JSON being
+	// YAML), else YAML.
 	Config string `json:"config"`
+	Format string `json:"format,omitempty"`
+}
+
+// watchBody is a snapshot's watch answer, encoded once per snapshot
+// however many times it is sent.
+func watchBody(snap *store.Snapshot) []byte {
+	b, err := json.Marshal(WatchResponse{Node: snap.Node, Version: snap.Version, Config: string(snap.Body), Format: "json"})
+	if err != nil {
+		panic(err) // strings only: cannot fail
+	}
+	return append(b, '\n')
 }
 
 // Ack is a sidecar's answer to a snapshot: Error is empty for an ACK.
@@ -76,9 +90,10 @@ func (t *tracker) get(node string) *nodeState {
 }
 
 // watching records a watch request opening (delta 1) or closing (-1).
-// applied is the version the sidecar says is in force: after a control
-// plane restart, status shows it at the sidecar's first watch instead of
-// waiting for a change and its ACK.
+// applied is the version the sidecar says is in force: its ACK of the
+// snapshot it applied since its last watch (sidecars send it instead of
+// POST /v1/ack), and after a control plane restart what status shows at
+// the sidecar's first watch.
 func (t *tracker) watching(node, admin, applied string, delta int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -90,6 +105,7 @@ func (t *tracker) watching(node, admin, applied string, delta int) {
 	}
 	if applied != "" && n.Applied != applied {
 		n.Applied = applied
+		n.LastAck = n.LastSeen
 	}
 }
 
@@ -185,7 +201,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		if snap := s.store.Node(node); snap != nil && snap.Version != have {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
-			if err := json.NewEncoder(w).Encode(WatchResponse{Node: node, Version: snap.Version, Config: string(snap.YAML)}); err != nil {
+			if _, err := w.Write(snap.Encoded(watchBody)); err != nil {
 				s.log.Debug("watch: writing snapshot", zap.String("node", node), zap.Error(err))
 			}
 			return

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/weftmesh/weft/control/mesh"
 )
 
@@ -58,6 +60,9 @@ type Write struct {
 	Puts    []Object
 	Deletes []mesh.Key
 	Nodes   map[string]NodeRecord
+	// Audit is the change's entry in a shared audit log, committed in the
+	// same transaction (etcd only; other backends ignore it).
+	Audit *clientv3.Op
 }
 
 func emptyRecords() *Records {

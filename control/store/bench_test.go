@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/weftmesh/weft/control/internal/etcdtest"
@@ -41,4 +43,30 @@ func BenchmarkApply(b *testing.B) {
 		c := etcdtest.Start(b, 3)
 		run(b, Options{Backend: NewEtcdBackend(c.Client(), EtcdOptions{})})
 	})
+}
+
+// BenchmarkApply100Sidecars is one weight change that every one of 100
+// sidecars sees, on the file store: the control plane's whole cost of a
+// change before the watches answer.
+func BenchmarkApply100Sidecars(b *testing.B) {
+	s, err := Open(Options{Dir: b.TempDir(), Compile: compile})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var y strings.Builder
+	y.WriteString(web)
+	for i := 2; i <= 100; i++ {
+		fmt.Fprintf(&y, "---\nkind: Sidecar\nname: n%d\nspec: {outbound: \"127.0.0.1:0\"}\n", i)
+	}
+	if _, err := s.Apply(Change{Who: "b", Source: SourceAPI, Puts: res(b, y.String())}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Apply(Change{Who: "b", Source: SourceAPI, Puts: split(b, i%100)}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -8,8 +8,10 @@
 // process) or EtcdBackend (an etcd cluster shared by control-plane
 // replicas, commits guarded by compare-and-swap on the revision, other
 // replicas' commits followed by a watch). The package also keeps secrets
-// sealed in etcd under the operator's key (Secrets) and runs single-writer
-// jobs under an etcd lock (Leader).
+// sealed in etcd under the operator's key (Secrets), runs single-writer
+// jobs under an etcd lock (Leader), and gives replicas what they share
+// beside the mesh: join tokens (EtcdKV), module blobs (EtcdBlobs) and the
+// audit log (Audit.Share).
 //
 // It must not watch files, serve HTTP or talk to sidecars: sources call
 // Apply, and distribution reads Node and Changed.

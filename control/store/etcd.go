@@ -175,6 +175,9 @@ func (b *EtcdBackend) Commit(ctx context.Context, base int64, w Write) (int64, e
 		return 0, err
 	}
 	ops = append(ops, clientv3.OpPut(b.headKey(), string(hb)))
+	if w.Audit != nil {
+		ops = append(ops, *w.Audit)
+	}
 	if len(ops) > b.maxOps {
 		return 0, &TooBigError{Keys: len(ops), Max: b.maxOps}
 	}

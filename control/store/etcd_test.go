@@ -98,7 +98,7 @@ func TestEtcdReplicasPropagate(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRev(t, a, r.Revision)
-	if a.Node("n1").Version != b.Node("n1").Version || string(a.Node("n1").YAML) != string(b.Node("n1").YAML) {
+	if a.Node("n1").Version != b.Node("n1").Version || string(a.Node("n1").Body) != string(b.Node("n1").Body) {
 		t.Fatalf("replicas disagree: A %s, B %s", a.Node("n1").Version, b.Node("n1").Version)
 	}
 	const n = 40

@@ -87,11 +87,22 @@ type Snapshot struct {
 	Node    string
 	Service string
 	Version string
-	// YAML is the config as sent to the sidecar (with Version).
-	YAML   []byte
+	// Body is the config as sent to the sidecar, with Version: JSON
+	// (config.ParseJSON), which YAML readers (config.Parse) read the same.
+	Body   []byte
 	Config *config.Config
 
 	contentSum string
+
+	encOnce sync.Once
+	enc     []byte
+}
+
+// Encoded returns encode(s), computed once per snapshot: the watch answer
+// every sidecar polling this version gets, encoded once for all of them.
+func (s *Snapshot) Encoded(encode func(*Snapshot) []byte) []byte {
+	s.encOnce.Do(func() { s.enc = encode(s) })
+	return s.enc
 }
 
 // ConflictError is a write refused by a precondition (HTTP 409): a stale
@@ -236,7 +247,7 @@ func Open(o Options) (*Store, error) {
 	wctx, s.cancel = context.WithCancel(context.Background())
 	go func() {
 		defer close(s.done)
-		b.Watch(wctx, s.follow)
+		b.Watch(wctx, s.followWatch)
 	}()
 	return s, nil
 }
@@ -248,7 +259,20 @@ func (s *Store) Close() error {
 	return s.b.Close()
 }
 
-// follow installs records another writer committed.
+// followWatch installs records the backend's watch reports. It waits for
+// this process's write in flight, if any: the watch reports that write's
+// own commit too, which the writer installs itself (compiling the mesh
+// again here would only take the cores the writer needs).
+func (s *Store) followWatch(r *Records) {
+	if r.Revision <= s.state().rev {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.follow(r)
+}
+
+// follow installs records another writer committed (s.mu held).
 func (s *Store) follow(r *Records) {
 	cur := s.state()
 	if r.Revision <= cur.rev {
@@ -309,11 +333,7 @@ func (s *Store) build(r *Records, prev *state) (*state, error) {
 			nodes[id] = p
 			continue
 		}
-		y, err := mesh.Render(nc.Config, v)
-		if err != nil {
-			return nil, fmt.Errorf("node %q: %w", id, err)
-		}
-		nodes[id] = &Snapshot{Node: id, Service: nc.Service, Version: v, YAML: y, Config: nc.Config, contentSum: cs}
+		nodes[id] = newSnapshot(nc, v, cs)
 	}
 	return &state{rev: r.Revision, objs: r.Objects, mesh: m, nodes: nodes, changed: make(chan struct{})}, nil
 }
@@ -409,11 +429,20 @@ func (s *Store) Apply(c Change) (Result, error) {
 	defer s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.WriteTimeout)
 	defer cancel()
-	res, err := s.applyRetrying(ctx, c)
+	res, audited, err := s.applyRetrying(ctx, c)
 	if s.o.Audit != nil && (err != nil || len(res.Changed) > 0) {
 		e := AuditEntry{Who: c.Who, Source: c.Source, Action: c.Action, Revision: res.Revision, Result: "applied"}
 		for _, k := range res.Changed {
 			e.Resources = append(e.Resources, k.String())
+		}
+		if err == nil && !audited.IsZero() {
+			// The shared log has it, committed with the change: only
+			// this replica's file is left.
+			e.Time = audited
+			if aerr := s.o.Audit.writeFile(e); aerr != nil {
+				s.log.Error("audit log write failed", zap.Error(aerr))
+			}
+			return res, nil
 		}
 		if err != nil {
 			e.Result, e.Error, e.Revision = "refused", err.Error(), s.Revision()
@@ -453,7 +482,10 @@ func (e *UnavailableError) Error() string {
 // Unwrap returns the backend's error.
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
-func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, error) {
+// applyRetrying commits c. On a backend that keeps a shared audit log it
+// commits the change's audit entry in the same transaction and returns
+// the entry's time (zero otherwise).
+func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, time.Time, error) {
 	for attempt := 1; ; attempt++ {
 		cur := s.state()
 		p, err := s.plan(cur, c)
@@ -462,14 +494,28 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, error) {
 			// replica may not have seen another's last commit yet.
 			latest, rerr := s.b.Revision(ctx)
 			if rerr != nil {
-				return Result{Revision: cur.rev}, &UnavailableError{Err: rerr}
+				return Result{Revision: cur.rev}, time.Time{}, &UnavailableError{Err: rerr}
 			}
 			if latest == cur.rev {
-				return Result{Revision: cur.rev}, err
+				return Result{Revision: cur.rev}, time.Time{}, err
 			}
 		}
 		var rev int64
+		var audited time.Time
 		if err == nil && len(p.changed) > 0 {
+			// (Unless it would take the transaction's last free op.)
+			if eb, etcd := s.b.(*EtcdBackend); etcd && s.o.Audit != nil && len(p.write.Puts)+len(p.write.Deletes)+2 <= eb.maxOps {
+				// The entry is committed with the change: no change
+				// without its entry, and no second etcd round trip.
+				audited = time.Now().UTC()
+				e := AuditEntry{Time: audited, Who: c.Who, Source: c.Source, Action: c.Action, Result: "applied"}
+				for _, k := range p.changed {
+					e.Resources = append(e.Resources, k.String())
+				}
+				if p.write.Audit, err = s.o.Audit.sharedOp(ctx, e); err != nil || p.write.Audit == nil {
+					audited, p.write.Audit, err = time.Time{}, nil, nil // the entry goes the usual way
+				}
+			}
 			rev, err = s.b.Commit(ctx, cur.rev, p.write)
 		} else {
 			err = ErrStale
@@ -478,34 +524,34 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, error) {
 			// Another replica committed first: catch up and plan again.
 			recs, lerr := s.b.Load(ctx)
 			if lerr != nil {
-				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("reading the store after a concurrent change: %w", lerr)}
+				return Result{Revision: cur.rev}, time.Time{}, &UnavailableError{Err: fmt.Errorf("reading the store after a concurrent change: %w", lerr)}
 			}
 			s.follow(recs)
 			if s.state().rev <= cur.rev {
 				// The latest revision does not compile here: planning on
 				// the old one again would only fail again.
 				st := s.Status()
-				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("this replica cannot load revision %d, committed elsewhere: %s", st.StuckAt, st.Error)}
+				return Result{Revision: cur.rev}, time.Time{}, &UnavailableError{Err: fmt.Errorf("this replica cannot load revision %d, committed elsewhere: %s", st.StuckAt, st.Error)}
 			}
 			if err := ctx.Err(); err != nil {
-				return Result{Revision: cur.rev}, &UnavailableError{Err: fmt.Errorf("after %d attempts: %w", attempt, err)}
+				return Result{Revision: cur.rev}, time.Time{}, &UnavailableError{Err: fmt.Errorf("after %d attempts: %w", attempt, err)}
 			}
 			continue
 		}
 		var tooBig *TooBigError
 		if errors.As(err, &tooBig) {
-			return Result{Revision: cur.rev}, err
+			return Result{Revision: cur.rev}, time.Time{}, err
 		}
 		if err != nil {
-			return Result{Revision: cur.rev}, &UnavailableError{Err: err, Unconfirmed: true}
+			return Result{Revision: cur.rev}, time.Time{}, &UnavailableError{Err: err, Unconfirmed: true}
 		}
 		st, err := s.stamp(cur, p, rev)
 		if err != nil {
-			return Result{Revision: cur.rev}, err
+			return Result{Revision: cur.rev}, time.Time{}, err
 		}
 		s.install(st)
 		s.log.Info("mesh changed", zap.Int64("revision", rev), zap.String("who", c.Who), zap.String("action", c.Action), zap.Int("resources", len(p.changed)))
-		return Result{Revision: rev, Changed: p.changed}, nil
+		return Result{Revision: rev, Changed: p.changed}, audited, nil
 	}
 }
 
@@ -662,17 +708,21 @@ func (s *Store) stamp(cur *state, p *plan, rev int64) (*state, error) {
 			nodes[id] = old
 			continue
 		}
-		y, err := mesh.Render(nc.Config, v)
-		if err != nil {
-			return nil, fmt.Errorf("node %q: %w", id, err)
-		}
-		nodes[id] = &Snapshot{Node: id, Service: nc.Service, Version: v, YAML: y, Config: nc.Config, contentSum: p.sums[id]}
+		nodes[id] = newSnapshot(nc, v, p.sums[id])
 	}
 	rs := make([]*mesh.Resource, 0, len(objs))
 	for _, o := range objs {
 		rs = append(rs, o.Resource)
 	}
 	return &state{rev: rev, objs: objs, mesh: mesh.New(rs), nodes: nodes, changed: make(chan struct{})}, nil
+}
+
+// newSnapshot versions a node's compiled config. The Config is shared with
+// the compilation (nobody modifies it), with its Version set.
+func newSnapshot(nc *mesh.NodeConfig, version, contentSum string) *Snapshot {
+	cfg := *nc.Config
+	cfg.Version = version
+	return &Snapshot{Node: nc.Node, Service: nc.Service, Version: version, Body: mesh.Stamp(nc.Content, version), Config: &cfg, contentSum: contentSum}
 }
 
 func sum(b []byte) string {

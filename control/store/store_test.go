@@ -74,7 +74,7 @@ func TestApplyVersionsAndPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s2.Revision() != 2 || len(s2.List("")) != 4 || s2.Node("n1").Version != "2" || s2.Node("n2").Version != "1" ||
-		string(s2.Node("n1").YAML) != string(s.Node("n1").YAML) {
+		string(s2.Node("n1").Body) != string(s.Node("n1").Body) {
 		t.Fatalf("reloaded: revision %d, %d resources, n1 %s, n2 %s", s2.Revision(), len(s2.List("")), s2.Node("n1").Version, s2.Node("n2").Version)
 	}
 }

@@ -132,7 +132,7 @@ func suiteVersionsAndReopen(t *testing.T, l location) {
 
 	s2 := l.reopen(t, Options{})
 	if s2.Revision() != r3.Revision || len(s2.List("")) != 4 || s2.Node("n1").Version != v3 || s2.Node("n2").Version != v1 ||
-		string(s2.Node("n1").YAML) != string(s.Node("n1").YAML) {
+		string(s2.Node("n1").Body) != string(s.Node("n1").Body) {
 		t.Fatalf("reopened: revision %d, %d resources, n1 %s, n2 %s", s2.Revision(), len(s2.List("")), s2.Node("n1").Version, s2.Node("n2").Version)
 	}
 	if o, _ := s2.Get(a); o.Resource.ResourceVersion != r1.Revision {

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/cluster/h2client"
+	"github.com/weftmesh/weft/proxy/httpheader"
 	"github.com/weftmesh/weft/proxy/internal/coalesce"
 )
 
@@ -387,6 +388,14 @@ func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size i
 	}
 	hr.Host = string(req.Header.Host())
 	hr.ContentLength = length
+	if sent != nil && size < 0 {
+		// A chunked body may end with trailers (read into req's header
+		// with its last chunk): they go upstream as a trailers HEADERS
+		// frame. A non-nil Trailer keeps the body's last DATA frame open
+		// for them; the transport reads the map once the body has ended.
+		hr.Trailer = http.Header{}
+		sent.trailers, sent.from = hr.Trailer, &req.Header
+	}
 	for k, v := range req.Header.All() {
 		switch strings.ToLower(string(k)) {
 		case "host", "content-length", "connection", "transfer-encoding", "keep-alive", "proxy-connection", "upgrade":
@@ -445,12 +454,16 @@ func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size i
 // while a Read waits for the client. done is closed once the body ended or
 // was closed and no Read is running.
 type sentBody struct {
-	r       io.Reader
-	mu      sync.Mutex // held by a running Read
-	reading atomic.Bool
-	closed  atomic.Bool
-	done    chan struct{}
-	once    sync.Once
+	r io.Reader
+	// trailers is filled from from's trailer section when the body ends
+	// (nil: the body is not chunked).
+	trailers http.Header
+	from     *fasthttp.RequestHeader
+	mu       sync.Mutex // held by a running Read
+	reading  atomic.Bool
+	closed   atomic.Bool
+	done     chan struct{}
+	once     sync.Once
 }
 
 // errSentBodyClosed is a Read after the transport closed the body.
@@ -465,6 +478,12 @@ func (b *sentBody) Read(p []byte) (int, error) {
 	b.reading.Store(true)
 	n, err := b.r.Read(p)
 	b.reading.Store(false)
+	if err == io.EOF && b.from != nil {
+		for k, v := range httpheader.RequestTrailers(b.from) {
+			b.trailers.Add(string(k), string(v))
+		}
+		b.from = nil
+	}
 	if err != nil {
 		b.once.Do(func() { close(b.done) })
 	}

@@ -106,14 +106,14 @@ func Validate(name string, data []byte, c *Config) error {
 	if c == nil {
 		return Errors{{File: name, Reason: "no config"}}
 	}
-	v := &validator{ix: newLineIndex(data)}
+	v := &validator{data: data}
 	v.config(c)
 	if len(v.errs) == 0 {
 		return nil
 	}
 	for i := range v.errs {
 		v.errs[i].File = name
-		v.errs[i].Line = v.ix.line(v.errs[i].Path)
+		v.errs[i].Line = v.index().line(v.errs[i].Path)
 	}
 	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
 	return v.errs
@@ -121,10 +121,21 @@ func Validate(name string, data []byte, c *Config) error {
 
 // validator collects problems while walking a config.
 type validator struct {
+	// data is the source; ix indexes its lines, built only when a problem
+	// needs a line number (a valid config, the common case, never pays
+	// for a second parse).
+	data     []byte
 	ix       *lineIndex
 	errs     Errors
 	clusters map[string]bool
 	filters  map[string]bool
+}
+
+func (v *validator) index() *lineIndex {
+	if v.ix == nil {
+		v.ix = newLineIndex(v.data)
+	}
+	return v.ix
 }
 
 func (v *validator) errf(path, format string, args ...any) {
@@ -142,7 +153,7 @@ func (v *validator) unique(seen names, path, what, name string) {
 	}
 	if first, dup := seen[name]; dup {
 		where := first
-		if l := v.ix.line(first); l > 0 {
+		if l := v.index().line(first); l > 0 {
 			where = fmt.Sprintf("%s (line %d)", first, l)
 		}
 		v.errf(path, "duplicate %s %q: %s already uses it", what, name, where)

@@ -31,6 +31,7 @@ func newForeignRegistry() *foreignRegistry {
 		"compress":             foreignCompress, // Envoy's (abi_foreign_zlib.go)
 		"uncompress":           foreignUncompress,
 		"declare_property":     foreignDeclareProperty, // Envoy's (abi_foreign_property.go)
+		foreignStreamCallbacks: foreignSetStreamCallbacks,
 	}
 	return r
 }

@@ -103,3 +103,30 @@ func BenchmarkGoGuestStream(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWeftSDKStream is a whole stream through a filter written with
+// Weft's SDK (proxy/wasm/testdata/weftsdk/callbacks): "noop" implements no
+// callback, "headers" sets one request header. The SDK declares the callbacks the filter implements, so the host
+// skips the others (weft.stream_callbacks).
+func BenchmarkWeftSDKStream(b *testing.B) {
+	module := guestbuild.WeftSDK(b, "callbacks")
+	for _, kind := range []string{"noop", "headers"} {
+		b.Run(kind, func(b *testing.B) {
+			rt := newRuntime(b)
+			p := load(b, rt, PluginSpec{Module: module, PluginConfig: []byte(kind)}, Env{})
+			s := newStream("/bench", "X-A", "1", "X-B", "2")
+			s.Response.SetStatusCode(200)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				f := p.NewStreamFilter(s)
+				ok := f.OnRequestHeaders(s, true) == filter.Continue && f.OnResponseHeaders(s, true) == filter.Continue
+				f.OnLog(s)
+				f.OnDone(s)
+				if !ok {
+					b.Fatal("not continue")
+				}
+			}
+		})
+	}
+}

@@ -45,6 +45,11 @@ type rootState struct {
 	// props are the properties the root declared (declare_property);
 	// guarded by the VM's mu.
 	props map[string]propertyDecl
+	// callbacks are the stream callbacks the root's streams need, as the
+	// guest said last (weft.stream_callbacks, abi_foreign_callbacks.go);
+	// guarded by the VM's mu.
+	callbacks    uint16
+	callbacksSet bool
 }
 
 // groupKey names the pool a spec may share: "" when it runs alone.

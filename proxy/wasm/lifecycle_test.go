@@ -210,7 +210,8 @@ func TestTrapInStreamCallbacks(t *testing.T) {
 				if !o2.upstream || string(s2.Request.Header.Peek("X-Ok")) != "yes" || s2.Response.StatusCode() != 200 {
 					t.Errorf("next stream: %+v x-ok=%q status %d", o2, s2.Request.Header.Peek("X-Ok"), s2.Response.StatusCode())
 				}
-				if p.events.n[eventVMReplaced].Load() == 0 {
+				// Counted just after the slot gets its VM: poll.
+				if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() != 0 }) {
 					t.Errorf("replacement not counted")
 				}
 			})

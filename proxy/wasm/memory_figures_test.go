@@ -45,6 +45,21 @@ func TestVMMemoryFigures(t *testing.T) {
 		t.Fatal("no VmRSS")
 		return 0
 	}
+	// PSS counts a page mapped by several VMs (a shared data image) once in
+	// all; VmRSS counts it in each VM that touched it.
+	pss := func() float64 {
+		b, err := os.ReadFile("/proc/self/smaps_rollup")
+		if err != nil {
+			return -1
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if f := bytes.Fields(line); len(f) >= 2 && string(f[0]) == "Pss:" {
+				kb, _ := strconv.Atoi(string(f[1]))
+				return float64(kb) / 1024
+			}
+		}
+		return -1
+	}
 	base := rss()
 	rt := newRuntime(t)
 	one, err := rt.Load(context.Background(), PluginSpec{Name: "one", Module: mod, PoolSize: 1}, Env{})
@@ -52,11 +67,13 @@ func TestVMMemoryFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := rss()
+	firstPss := pss()
 	many, err := rt.Load(context.Background(), PluginSpec{Name: "many", Module: mod, PoolSize: n}, Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	all := rss()
+	allPss := pss()
 	v := many.slots[0].vm.Load()
 	pages := v.mem.Size() / 65536
 	buf, _ := v.mem.Read(0, v.mem.Size())
@@ -66,6 +83,7 @@ func TestVMMemoryFigures(t *testing.T) {
 	per := (all - first) / float64(n)
 	t.Logf("RSS: %.1f MiB before, %.1f MiB with one VM (+%.1f: wazero, the compiled module, the VM), %.1f MiB with %d more VMs: %.2f MiB per VM; linear memory %d pages (%.2f MiB) after start",
 		base, first, first-base, all, n, per, pages, float64(pages)/16)
+	t.Logf("PSS: %.1f MiB with one VM, %.1f MiB with %d more: %.2f MiB per VM", firstPss, allPss, n, (allPss-firstPss)/float64(n))
 	fmt.Fprintf(os.Stderr, "per-vm-mib: %.2f\n", per)
 }
 

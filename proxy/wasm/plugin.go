@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/weftmesh/weft/proxy/wasm/dataimage"
 	"github.com/weftmesh/weft/proxy/wasm/interrupt"
 
 	"github.com/weftmesh/weft/proxy/filter"
@@ -41,6 +42,10 @@ type Plugin struct {
 	engine   *engine
 	compiled wazero.CompiledModule
 	sum      [32]byte
+	// image is the initial content of the VMs' linear memory when the
+	// module's data segments were taken out of it (nil: wazero copies
+	// them in).
+	image    *dataImage
 	abi      abiVersion
 	logLevel uint32
 	// guestLogPrefix starts a guest log line as Envoy's does: "wasm log",
@@ -166,7 +171,15 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
 	}
-	cm, sum, err := e.compile(ctx, code)
+	// A module whose data segments can start each VM's memory as a shared
+	// copy-on-write image leaves them out (package dataimage).
+	var image []byte
+	if imagesSupported {
+		if c, img, ok, _ := dataimage.Split(code); ok {
+			code, image = c, img
+		}
+	}
+	cm, img, sum, err := e.compile(ctx, code, image)
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: compile: %w", spec.Name, err)
 	}
@@ -179,7 +192,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	p := &Plugin{
 		rt: rt, spec: spec, env: env, key: spec.Key(), log: log,
 		events: rt.metrics.eventsFor(spec.Name),
-		engine: e, compiled: cm, sum: sum, abi: abi, interruptible: interruptible,
+		engine: e, compiled: cm, image: img, sum: sum, abi: abi, interruptible: interruptible,
 		logLevel:       max(pluginLogLevel(spec), guestLogLevel(log)),
 		guestLogPrefix: envoyLogPrefix(spec),
 		stop:           make(chan struct{}),
@@ -224,6 +237,9 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 		g.members = append(g.members, p)
 	}
 	p.group, p.slots = g, g.slots
+	// The module is compiled and the keys computed: its bytes (2–3 MB for
+	// a Go guest, one copy per filter that names it) are not read again.
+	p.spec.Module = nil
 	g.mu.Unlock()
 	rt.mu.Lock()
 	if rt.closed {
@@ -236,6 +252,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	rt.mu.Unlock()
 	p.bg.Add(1)
 	go p.tickLoop()
+	rt.release.soon()
 	log.Info("wasm plugin loaded", zap.String("abi", abi.String()), zap.Int("vms", spec.PoolSize),
 		zap.Uint32("memory_limit_pages", spec.MemoryLimitPages))
 	return p, nil
@@ -523,7 +540,10 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	v.nextID++
 	v.contexts[f.id] = f
 	v.enterStream(f)
+	f.callbacks = v.streamCallbacks(p)
+	v.creating = true
 	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
+	v.creating = false
 	v.cur = nil
 	if err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_context_create: %w", err))

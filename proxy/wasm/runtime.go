@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
@@ -39,10 +40,25 @@ type Runtime struct {
 	metrics *metricsRegistry
 	// watchdog enforces every VM's callback deadline (deadline.go).
 	watchdog watchdog
+	// release gives the heap a burst of loads left behind back to the OS
+	// (release.go).
+	release heapRelease
 	// shutdowns is read-held while a closing plugin ends its VMs (calls
 	// into their guests); Close write-holds it to close the wazero
 	// runtimes, so it never closes a module under a guest call.
 	shutdowns sync.RWMutex
+	// linear accounts for VMs' linear memories (memory_unix.go).
+	linear linearAccount
+}
+
+// linearAccount counts the linear memories the Runtime's VMs allocated
+// off the Go heap: open ones (their pages may be resident; a closed VM's
+// are given back at once) and the address space still reserved for them
+// (unmapped once their VM is unreachable). A VM replaced after a trap
+// must leave neither behind: tests read these after many replacements.
+type linearAccount struct {
+	open   atomic.Int64 // memories allocated and not yet freed
+	mapped atomic.Int64 // bytes reserved and not yet unmapped
 }
 
 // engine is one wazero runtime with the host modules instantiated and the
@@ -54,8 +70,11 @@ type engine struct {
 }
 
 type compiledModule struct {
-	cm   wazero.CompiledModule
-	refs int
+	cm wazero.CompiledModule
+	// image is the initial memory the module's data segments make, when
+	// they were taken out of the module (package dataimage); nil otherwise.
+	image *dataImage
+	refs  int
 }
 
 // NewRuntime builds a Runtime. With o.CacheDir set, compiled code survives
@@ -150,21 +169,39 @@ func instantiateHostModules(ctx context.Context, r wazero.Runtime, rt *Runtime) 
 	return nil
 }
 
-// compile returns the compiled module for code, sharing it between plugins.
-func (e *engine) compile(ctx context.Context, code []byte) (wazero.CompiledModule, [32]byte, error) {
+// compile returns the compiled module for code, sharing it between plugins,
+// with the data image its VMs' memories start from (image: the data
+// segments taken out of code; nil when code keeps them).
+func (e *engine) compile(ctx context.Context, code, image []byte) (wazero.CompiledModule, *dataImage, [32]byte, error) {
 	sum := sha256.Sum256(code)
+	if image != nil { // the same code with other data is another module
+		h := sha256.New()
+		h.Write(sum[:])
+		h.Write(image)
+		h.Sum(sum[:0])
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c := e.compiled[sum]; c != nil {
 		c.refs++
-		return c.cm, sum, nil
+		return c.cm, c.image, sum, nil
+	}
+	var img *dataImage
+	if image != nil {
+		var err error
+		if img, err = newDataImage(image); err != nil {
+			return nil, nil, sum, err
+		}
 	}
 	cm, err := e.r.CompileModule(ctx, code)
 	if err != nil {
-		return nil, sum, err
+		if img != nil {
+			img.close()
+		}
+		return nil, nil, sum, err
 	}
-	e.compiled[sum] = &compiledModule{cm: cm, refs: 1}
-	return cm, sum, nil
+	e.compiled[sum] = &compiledModule{cm: cm, image: img, refs: 1}
+	return cm, img, sum, nil
 }
 
 // release drops a plugin's reference to a compiled module.
@@ -178,6 +215,9 @@ func (e *engine) release(sum [32]byte) {
 	if c.refs--; c.refs <= 0 {
 		delete(e.compiled, sum)
 		_ = c.cm.Close(context.Background())
+		if c.image != nil {
+			c.image.close() // the VMs' mappings keep the memory they use
+		}
 	}
 }
 
@@ -191,6 +231,7 @@ func (rt *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	rt.closed = true
+	rt.release.stop()
 	open := make([]*Plugin, 0, len(rt.plugins))
 	for p := range rt.plugins {
 		open = append(open, p)

@@ -52,6 +52,12 @@ type streamFilter struct {
 	// callback (what it buffered), counted in its plugin's host memory.
 	held int
 
+	// callbacks are the stream callbacks the guest needs
+	// (weft.stream_callbacks, abi_foreign_callbacks.go); the others
+	// continue without entering the guest. Set while the context is
+	// created, on the stream's goroutine.
+	callbacks uint16
+
 	failNow  error // the stream could not get a working context
 	badWrite error // (mu) a header write refused in a callback (abi_headers_check.go)
 	skip     bool  // failed: no more header/body callbacks
@@ -83,7 +89,11 @@ func (f *streamFilter) OnRequestHeaders(s *filter.Stream, endOfStream bool) filt
 		f.failNow = nil
 		return f.fail(err)
 	}
-	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onReqHeaders }), uint64(headers{req: &s.Request.Header, fullReq: s.Request}.count()), b2u(endOfStream))
+	g := f.vOr(callbackRequestHeaders, func(v *vm) *guestFunc { return v.onReqHeaders })
+	if g == nil {
+		return f.run(nil, 0, 0)
+	}
+	return f.run(g, uint64(headers{req: &s.Request.Header, fullReq: s.Request}.count()), b2u(endOfStream))
 }
 
 // OnRequestBody runs proxy_on_request_body with the body data the chain
@@ -102,19 +112,27 @@ func (f *streamFilter) OnRequestBody(s *filter.Stream, endOfStream bool) filter.
 		s.SendLocalReply(413, []byte("Payload Too Large"), nil)
 		return filter.LocalReply
 	}
-	return f.runData(f.vOr(func(v *vm) *guestFunc { return v.onReqBody }), uint64(n), endOfStream)
+	return f.runData(f.vOr(callbackRequestBody, func(v *vm) *guestFunc { return v.onReqBody }), uint64(n), endOfStream)
 }
 
 // OnRequestTrailers runs proxy_on_request_trailers.
 func (f *streamFilter) OnRequestTrailers(s *filter.Stream) filter.Status {
 	f.phase = phaseRequest
-	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onReqTrailers }), uint64(trailerCount(s.RequestTrailers)), 0)
+	g := f.vOr(callbackRequestTrailers, func(v *vm) *guestFunc { return v.onReqTrailers })
+	if g == nil {
+		return f.run(nil, 0, 0)
+	}
+	return f.run(g, uint64(trailerCount(s.RequestTrailers)), 0)
 }
 
 // OnResponseTrailers runs proxy_on_response_trailers.
 func (f *streamFilter) OnResponseTrailers(s *filter.Stream) filter.Status {
 	f.phase = phaseResponse
-	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onRespTrailers }), uint64(trailerCount(s.ResponseTrailers)), 0)
+	g := f.vOr(callbackResponseTrailers, func(v *vm) *guestFunc { return v.onRespTrailers })
+	if g == nil {
+		return f.run(nil, 0, 0)
+	}
+	return f.run(g, uint64(trailerCount(s.ResponseTrailers)), 0)
 }
 
 func trailerCount(t *fasthttp.ResponseHeader) int {
@@ -132,7 +150,11 @@ func (f *streamFilter) OnResponseHeaders(s *filter.Stream, endOfStream bool) fil
 		f.failNow = nil
 		return f.fail(err)
 	}
-	return f.run(f.vOr(func(v *vm) *guestFunc { return v.onRespHeaders }), uint64(headers{resp: &s.Response.Header}.count()), b2u(endOfStream))
+	g := f.vOr(callbackResponseHeaders, func(v *vm) *guestFunc { return v.onRespHeaders })
+	if g == nil {
+		return f.run(nil, 0, 0)
+	}
+	return f.run(g, uint64(headers{resp: &s.Response.Header}.count()), b2u(endOfStream))
 }
 
 // OnResponseBody runs proxy_on_response_body, as OnRequestBody does.
@@ -149,13 +171,13 @@ func (f *streamFilter) OnResponseBody(s *filter.Stream, endOfStream bool) filter
 		s.SendLocalReply(500, []byte("Internal Server Error"), nil)
 		return filter.LocalReply
 	}
-	return f.runData(f.vOr(func(v *vm) *guestFunc { return v.onRespBody }), uint64(n), endOfStream)
+	return f.runData(f.vOr(callbackResponseBody, func(v *vm) *guestFunc { return v.onRespBody }), uint64(n), endOfStream)
 }
 
 // OnLog runs proxy_on_log.
 func (f *streamFilter) OnLog(s *filter.Stream) {
 	v := f.v
-	if v == nil || v.onLog == nil {
+	if v == nil || v.onLog == nil || f.callbacks&callbackLog == 0 {
 		return
 	}
 	v.mu.Lock()
@@ -177,7 +199,7 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 		v.mu.Lock()
 		if !v.broken && v.contexts[f.id] == f {
 			v.enterStream(f)
-			if v.onDone != nil {
+			if v.onDone != nil && f.callbacks&callbackDone != 0 {
 				if _, err := v.invoke(v.onDone, uint64(f.id)); err != nil {
 					v.breakLocked(fmt.Errorf("proxy_on_done: %w", err))
 				}
@@ -219,9 +241,10 @@ func (f *streamFilter) reset() {
 	}
 }
 
-// vOr returns the callback chosen by pick on the stream's VM, or nil.
-func (f *streamFilter) vOr(pick func(v *vm) *guestFunc) *guestFunc {
-	if f.v == nil {
+// vOr returns the callback chosen by pick on the stream's VM, or nil when
+// there is no VM or the guest does not need the callback (bit).
+func (f *streamFilter) vOr(bit uint16, pick func(v *vm) *guestFunc) *guestFunc {
+	if f.v == nil || f.callbacks&bit == 0 {
 		return nil
 	}
 	return pick(f.v)

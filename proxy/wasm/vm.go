@@ -119,6 +119,8 @@ type vm struct {
 	contexts map[uint32]*streamFilter
 	// cur is the stream context host calls act on (nil: the root context).
 	cur *streamFilter
+	// creating is set during a stream's proxy_on_context_create.
+	creating bool
 	// callResp is the HTTP call-out response during on_http_call_response.
 	callResp *fasthttp.Response
 	// callFailure is why the call-out failed (:dispatch_status), during
@@ -189,7 +191,7 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		WithStdout(&guestLogWriter{log: p.log, level: zap.InfoLevel}).
 		WithStderr(&guestLogWriter{log: p.log, level: zap.WarnLevel}).
 		WithArgs(p.spec.Name)
-	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(v.ctx, v.linearMemory()), p.compiled, cfg)
+	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(v.ctx, v.linearMemory(p.image)), p.compiled, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
 	}

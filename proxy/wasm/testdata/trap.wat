@@ -8,6 +8,8 @@
 ;;   L endless loop in request headers
 ;;   o out-of-bounds load in request headers
 ;;   m grow memory until refused, then add x-grow: refused and continue
+;;   M grow memory until refused, write to every 4 KiB page of it (so it is
+;;     resident), then trap: a hog that dies at its limit
 ;; Stream callbacks misbehave only when the request has an x-boom header,
 ;; so the next stream without it shows the replacement VM works.
 (module
@@ -35,6 +37,18 @@
   (func $maybe (param $m i32)
     (if (i32.and (i32.eq (global.get $mode) (local.get $m)) (call $boom))
       (then unreachable)))
+  (func $hog
+    (local $p i32)
+    (block $full (loop $grow
+      (br_if $full (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+      (br $grow)))
+    (local.set $p (i32.const 131072))
+    (block $done (loop $touch
+      (br_if $done (i32.ge_u (local.get $p) (i32.mul (memory.size) (i32.const 65536))))
+      (i32.store8 (local.get $p) (i32.const 1))
+      (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+      (br $touch)))
+    unreachable)
   (func (export "proxy_on_context_create") (param $ctx i32) (param $root i32)
     (if (local.get $root) (then
       (global.set $heap (i32.const 65536))
@@ -59,6 +73,8 @@
           (br_if $done (i32.eq (memory.grow (i32.const 16)) (i32.const -1)))
           (br $grow)))
         (drop (call $add (i32.const 0) (i32.const 1040) (i32.const 6) (i32.const 1056) (i32.const 7)))))
+    (if (i32.and (i32.eq (global.get $mode) (i32.const 77)) (call $boom)) ;; 'M'
+      (then (call $hog)))
     (drop (call $add (i32.const 0) (i32.const 1072) (i32.const 4) (i32.const 1088) (i32.const 3)))
     (i32.const 0))
   (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)

@@ -3,7 +3,10 @@
 // body chunks it is shown and whether the request's last one said
 // end_of_stream, and reports them in a response trailer beside the
 // grpc-status it read there. With request header x-deny-body it refuses
-// the first body chunk with a local 403.
+// the first body chunk with a local 403. In the request's trailers it
+// adds x-wasm-trailer: what it read of x-checksum there, and whether the
+// body's last chunk said end_of_stream (it must not: the trailers end the
+// stream); with x-deny-trailers there, it answers a local 403.
 package main
 
 import (
@@ -43,6 +46,24 @@ func (s *stream) OnHttpRequestBody(bodySize int, endOfStream bool) types.Action 
 			panic(err)
 		}
 		return types.ActionPause
+	}
+	return types.ActionContinue
+}
+
+func (s *stream) OnHttpRequestTrailers(int) types.Action {
+	if _, err := proxywasm.GetHttpRequestTrailer("x-deny-trailers"); err == nil {
+		if err := proxywasm.SendHttpResponse(403, nil, []byte("trailers refused by wasm"), -1); err != nil {
+			panic(err)
+		}
+		return types.ActionPause
+	}
+	sum, err := proxywasm.GetHttpRequestTrailer("x-checksum")
+	if err != nil {
+		sum = "none"
+	}
+	seen := "checksum=" + sum + " body_eos=" + strconv.FormatBool(s.reqEOS)
+	if err := proxywasm.AddHttpRequestTrailer("x-wasm-trailer", seen); err != nil {
+		panic(err)
 	}
 	return types.ActionContinue
 }

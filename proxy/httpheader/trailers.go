@@ -1,0 +1,52 @@
+package httpheader
+
+import (
+	"bytes"
+	"iter"
+
+	"github.com/valyala/fasthttp"
+)
+
+// RequestTrailers is the trailer section fasthttp read after a request's
+// chunked body (into h, apart from its headers), field by field in the
+// order received. It is empty until the body has been read to its end.
+// The slices are a copy, valid after h changes.
+func RequestTrailers(h *fasthttp.RequestHeader) iter.Seq2[[]byte, []byte] {
+	raw := h.TrailerHeader() // "name: value\r\n" each, then "\r\n"
+	if len(raw) <= 2 {
+		return func(func([]byte, []byte) bool) {}
+	}
+	raw = bytes.Clone(raw) // TrailerHeader's buffer is h's, reused
+	return func(yield func([]byte, []byte) bool) {
+		for line := range bytes.SplitSeq(raw, []byte("\r\n")) {
+			k, v, ok := bytes.Cut(line, []byte(":"))
+			if !ok || len(k) == 0 {
+				continue
+			}
+			if !yield(k, bytes.TrimLeft(v, " \t")) {
+				return
+			}
+		}
+	}
+}
+
+// SetRequestTrailers replaces h's trailer section (what RequestTrailers
+// reads, and what fasthttp writes after a chunked body) with fields. A
+// field that may not be a trailer (RFC 9110 §6.5.1: framing, routing,
+// authentication) is left out. The headers are not touched, unless one
+// has the name of a trailer being replaced.
+func SetRequestTrailers(h *fasthttp.RequestHeader, fields iter.Seq2[[]byte, []byte]) {
+	var old [][]byte
+	for k := range RequestTrailers(h) {
+		old = append(old, k)
+	}
+	for _, k := range old {
+		h.DelBytes(k)
+	}
+	for k, v := range fields {
+		if h.AddTrailerBytes(k) != nil {
+			continue
+		}
+		h.AddBytesKV(k, v)
+	}
+}

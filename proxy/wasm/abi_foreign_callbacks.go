@@ -1,0 +1,59 @@
+package wasm
+
+import "encoding/binary"
+
+// weft.stream_callbacks: a guest says which stream callbacks its filter for
+// the stream being created needs, so the host does not enter the guest for
+// the others (each entry into a Go guest costs more than the callback's own
+// work when the SDK would only answer Continue). Called from
+// proxy_on_context_create of a stream with one little-endian uint32 of
+// callback bits (callbacks*); a cleared bit means: the guest would answer
+// Continue (or, for log and done, do nothing) without looking at anything,
+// so the host acts as if it had. The bits hold for this stream and for the
+// streams of the same root context created in this VM after it, until the
+// guest says otherwise. proxy_on_context_create and proxy_on_delete are
+// always called.
+const foreignStreamCallbacks = "weft.stream_callbacks"
+
+// Callback bits of weft.stream_callbacks.
+const (
+	callbackRequestHeaders = 1 << iota
+	callbackRequestBody
+	callbackRequestTrailers
+	callbackResponseHeaders
+	callbackResponseBody
+	callbackResponseTrailers
+	callbackLog
+	callbackDone
+
+	callbacksAll = 1<<iota - 1
+)
+
+// foreignSetStreamCallbacks is weft.stream_callbacks. Outside a stream's
+// proxy_on_context_create it answers BadArgument: the bits belong to the
+// stream the guest is creating.
+func foreignSetStreamCallbacks(v *vm, args []byte) ([]byte, uint32) {
+	f := v.cur
+	if !v.creating || f == nil || len(args) != 4 {
+		return nil, statusBadArgument
+	}
+	bits := uint16(binary.LittleEndian.Uint32(args) & callbacksAll)
+	f.callbacks = bits
+	if r, ok := v.roots.Load(f.p.rootCtx); ok {
+		rs := r.(*rootState)
+		rs.callbacks, rs.callbacksSet = bits, true
+	}
+	return nil, statusOK
+}
+
+// streamCallbacks is what the streams of p's root context in v start with:
+// what the guest said last (weft.stream_callbacks), or every callback.
+// The caller holds v.mu.
+func (v *vm) streamCallbacks(p *Plugin) uint16 {
+	if r, ok := v.roots.Load(p.rootCtx); ok {
+		if rs := r.(*rootState); rs.callbacksSet {
+			return rs.callbacks
+		}
+	}
+	return callbacksAll
+}
