@@ -469,6 +469,18 @@ func (s *stream) sendData(data []byte, end bool) error {
 
 func (s *stream) sendTrailers() error {
 	c := s.c
+	// The trailers may have been filled as the body ended (after
+	// validate ran): check them before they touch the encoder.
+	for k, vs := range s.req.Trailer {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("h2client: invalid trailer name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("h2client: invalid value for trailer %q", k)
+			}
+		}
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.hbuf.Reset()
