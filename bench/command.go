@@ -379,8 +379,18 @@ func loadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	cfg.Progress = stderr
 	if *markers {
-		cfg.OnMeasureStart = func() { fmt.Fprintln(stdout, markerMeasureStart) }
-		cfg.OnMeasureEnd = func() { fmt.Fprintln(stdout, markerMeasureEnd) }
+		// The generator's own CPU over the window, from getrusage: the
+		// harness may read its markers after the process has exited, too
+		// late for /proc.
+		var cpu0 time.Duration
+		cfg.OnMeasureStart = func() {
+			cpu0 = selfCPU()
+			fmt.Fprintln(stdout, markerMeasureStart)
+		}
+		cfg.OnMeasureEnd = func() {
+			fmt.Fprintf(stdout, "%s %d\n", markerCPU, int64(selfCPU()-cpu0))
+			fmt.Fprintln(stdout, markerMeasureEnd)
+		}
 	}
 	res, err := runLoad(ctx, cfg)
 	if err != nil {
@@ -409,4 +419,13 @@ func grpcUpstreamCommand(ctx context.Context, args []string, stdout, stderr io.W
 	return grpcupstream.Serve(ctx, *addr, func(addr string) {
 		fmt.Fprintf(stdout, "weft bench grpc-upstream: listening on %s\n", addr)
 	})
+}
+
+// selfCPU is this process's user+system CPU time so far (0 if unknown).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

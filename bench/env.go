@@ -42,8 +42,11 @@ type Env struct {
 	r        *runner
 	procs    []*proc.Process
 	measured []*proc.Process
-	closers  []func() error
-	headers  []loadgen.Header
+	// upstreams are the upstream processes whose CPU is reported beside
+	// the proxy's (pinned runs only: otherwise upstreams run in-process).
+	upstreams []*proc.Process
+	closers   []func() error
+	headers   []loadgen.Header
 }
 
 // AddLoadHeader makes the load generator send a header with every request
@@ -61,7 +64,8 @@ func (e *Env) Pinned() bool { return e.r.opts.Pin }
 
 // StartUpstream starts a built-in upstream and returns its host:port. When
 // pinning, it runs as a `weft bench upstream` subprocess on the server CPUs;
-// otherwise in-process. Either way it is not measured and is stopped after
+// otherwise in-process. Either way it is not measured as the proxy (when
+// pinned its own CPU is reported as the upstream's) and is stopped after
 // the run.
 func (e *Env) StartUpstream(ctx context.Context, cfg upstream.Config) (string, error) {
 	if !e.r.opts.Pin {
@@ -84,6 +88,7 @@ func (e *Env) StartUpstream(ctx context.Context, cfg upstream.Config) (string, e
 	if err := e.WaitHTTP(ctx, "http://"+addr+"/", p, nil); err != nil {
 		return "", err
 	}
+	e.upstreams = append(e.upstreams, p)
 	return addr, nil
 }
 
@@ -117,7 +122,8 @@ func (e *Env) StartUpstreamProcess(ctx context.Context, name string, cfg upstrea
 // StartGRPCUpstream starts the gRPC upstream (bench/grpcupstream) and
 // returns its host:port once its health service answers; in-process, or
 // as a pinned `weft bench grpc-upstream` subprocess when pinning. Not
-// measured; stopped after the run.
+// measured as the proxy; when pinned its own CPU is reported as the
+// upstream's. Stopped after the run.
 func (e *Env) StartGRPCUpstream(ctx context.Context) (string, error) {
 	if !e.r.opts.Pin {
 		s, err := grpcupstream.Start("")
@@ -139,6 +145,7 @@ func (e *Env) StartGRPCUpstream(ctx context.Context) (string, error) {
 	if err := e.WaitGRPC(ctx, addr, p); err != nil {
 		return "", err
 	}
+	e.upstreams = append(e.upstreams, p)
 	return addr, nil
 }
 

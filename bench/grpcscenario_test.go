@@ -47,6 +47,20 @@ func TestGRPCAndH2CScenarios(t *testing.T) {
 				if measured := s.Name != "grpc-direct"; measured != (s.CPU != nil) {
 					t.Errorf("%s: CPU %+v", s.Name, s.CPU)
 				}
+				// Pinned, the generator and the upstream are processes of
+				// their own: their CPU is reported beside the proxy's, and
+				// a proxied unary row is set against direct's.
+				if pin != (s.Client != nil && s.Upstream != nil) {
+					t.Errorf("%s (pinned %v): client CPU %+v, upstream CPU %+v", s.Name, pin, s.Client, s.Upstream)
+				} else if pin && (s.Client.Seconds <= 0 || s.Upstream.Seconds < 0) {
+					// The generator's own count is exact; /proc counts the
+					// upstream's in 10 ms ticks, which a quick run may not
+					// fill.
+					t.Errorf("%s: client %v s, upstream %v s of CPU: want > 0 and >= 0", s.Name, s.Client.Seconds, s.Upstream.Seconds)
+				}
+				if wantEnds := pin && s.Name == "grpc-weft"; wantEnds != (s.Endpoints != nil) {
+					t.Errorf("%s (pinned %v): endpoint comparison %+v", s.Name, pin, s.Endpoints)
+				}
 			}
 			if pin {
 				names := map[string]bool{}

@@ -250,8 +250,10 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 	cfg.Headers = append(append([]loadgen.Header(nil), cfg.Headers...), env.headers...)
 	before := make([]proc.Usage, len(env.measured))
 	after := make([]proc.Usage, len(env.measured))
+	upBefore := make([]proc.Usage, len(env.upstreams))
+	upAfter := make([]proc.Usage, len(env.upstreams))
 	var usageErr error
-	sample := func(dst []proc.Usage) func() {
+	sample := func(dst, upDst []proc.Usage) func() {
 		return func() {
 			for i, p := range env.measured {
 				u, err := p.Usage()
@@ -260,9 +262,16 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 				}
 				dst[i] = u
 			}
+			for i, p := range env.upstreams {
+				u, err := p.Usage()
+				if err != nil && usageErr == nil {
+					usageErr = err
+				}
+				upDst[i] = u
+			}
 		}
 	}
-	cfg.OnMeasureStart, cfg.OnMeasureEnd = sample(before), sample(after)
+	cfg.OnMeasureStart, cfg.OnMeasureEnd = sample(before, upBefore), sample(after, upAfter)
 	var fault *faultRun
 	if sc.Fault != nil {
 		fault = &faultRun{f: sc.Fault, env: env, after: time.Duration(float64(cfg.Duration) * sc.Fault.At), loadDone: make(chan struct{})}
@@ -271,9 +280,11 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 	}
 
 	var res *loadgen.Result
+	var client *clientUsage
 	var err error
 	if r.opts.Pin {
-		res, err = r.loadSubprocess(ctx, env, cfg)
+		client = new(clientUsage)
+		res, err = r.loadSubprocess(ctx, env, cfg, client)
 	} else {
 		res, err = runLoad(ctx, cfg)
 	}
@@ -309,10 +320,24 @@ func (r *runner) measure(ctx context.Context, env *Env, sc Scenario, url string,
 	if fault != nil {
 		out.Fault = fault.report(res)
 	}
-	if len(env.measured) > 0 {
-		if usageErr != nil {
-			return fmt.Errorf("scenario %q: measuring CPU: %w", env.name, usageErr)
+	if usageErr != nil {
+		return fmt.Errorf("scenario %q: measuring CPU: %w", env.name, usageErr)
+	}
+	if client != nil {
+		if cpu, ok := client.cpu(); ok {
+			out.Client = report.NewProcessCPU("load", cpu, client.after.PeakRSS, res.Requests)
 		}
+	}
+	if len(env.upstreams) > 0 {
+		var cpu time.Duration
+		var rss int64
+		for i := range env.upstreams {
+			cpu += upAfter[i].CPU - upBefore[i].CPU
+			rss += upAfter[i].PeakRSS
+		}
+		out.Upstream = report.NewProcessCPU(env.upstreams[0].Name(), cpu, rss, res.Requests)
+	}
+	if len(env.measured) > 0 {
 		var cpu time.Duration
 		var rss int64
 		var names []string
@@ -393,11 +418,47 @@ func (fr *faultRun) report(res *loadgen.Result) *report.Fault {
 const (
 	markerMeasureStart = "weft-bench-load: measure start"
 	markerMeasureEnd   = "weft-bench-load: measure end"
+	// markerCPU precedes the generator's own CPU over the window, in
+	// nanoseconds (before the end marker).
+	markerCPU = "weft-bench-load: cpu ns"
 )
 
+// clientUsage is the load generator process's usage at both ends of the
+// measured window.
+type clientUsage struct {
+	before, after proc.Usage
+	sampled       int // markers seen
+	err           error
+	// reported is the CPU the generator measured itself (getrusage), which
+	// /proc may miss when the markers are read after it exited.
+	reported    time.Duration
+	hasReported bool
+}
+
+// cpu is the generator's CPU over the window.
+func (c *clientUsage) cpu() (time.Duration, bool) {
+	if c.hasReported {
+		return c.reported, true
+	}
+	if c.err != nil || c.sampled != 2 || c.after.Procs == 0 {
+		return 0, false
+	}
+	return c.after.CPU - c.before.CPU, true
+}
+
+func (c *clientUsage) sample(p *proc.Process, dst *proc.Usage) {
+	u, err := p.Usage()
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	*dst = u
+	c.sampled++
+}
+
 // loadSubprocess runs the load generator as `SelfBin bench load` pinned to
-// LoadCPUs, relaying its progress and its measure markers.
-func (r *runner) loadSubprocess(ctx context.Context, env *Env, cfg loadgen.Config) (*loadgen.Result, error) {
+// LoadCPUs, relaying its progress and its measure markers; it samples the
+// generator's own CPU into client at the markers.
+func (r *runner) loadSubprocess(ctx context.Context, env *Env, cfg loadgen.Config, client *clientUsage) (*loadgen.Result, error) {
 	args := append(r.selfArgs("load"), loadFlags(cfg)...)
 	args = append(args, "-markers")
 	pr, pw := io.Pipe()
@@ -430,8 +491,14 @@ func (r *runner) loadSubprocess(ctx context.Context, env *Env, cfg loadgen.Confi
 		line := sc.Text()
 		switch {
 		case line == markerMeasureStart:
+			client.sample(p, &client.before)
 			cfg.OnMeasureStart()
+		case strings.HasPrefix(line, markerCPU+" "):
+			if ns, err := strconv.ParseInt(strings.TrimPrefix(line, markerCPU+" "), 10, 64); err == nil {
+				client.reported, client.hasReported = time.Duration(ns), true
+			}
 		case line == markerMeasureEnd:
+			client.sample(p, &client.after)
 			cfg.OnMeasureEnd()
 		case strings.HasPrefix(line, "{"):
 			res = new(loadgen.Result)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -375,4 +376,46 @@ func TestMTLSRotationUnderLoad(t *testing.T) {
 func readFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
+}
+
+// TestMTLSHopOverHTTP2Cluster: a client sidecar whose cluster to the
+// server sidecar has protocol http2 speaks HTTP/2 on the mTLS hop (weft's
+// own HTTP/2 client, h2 by ALPN, which refuses a hop that did not
+// negotiate h2): requests reach the app, many at once over the hop's
+// multiplexed connections, and the server sidecar sees the client's
+// identity.
+func TestMTLSHopOverHTTP2Cluster(t *testing.T) {
+	c := newCA(t, time.Hour)
+	serverSrc := rotatingIdentity(t, c, ordersID, nil)
+	clientSrc := rotatingIdentity(t, c, webID, nil)
+	logPath := t.TempDir() + "/access.log"
+	server := startProxyWith(t, serverSrc, serverSidecar, map[string]string{"mode": "strict", "app": appServer(t), "log": logPath})
+	h2Client := strings.Replace(clientSidecar, "  tls: {server_ids:", "  protocol: http2\n  tls: {server_ids:", 1)
+	cli := startProxyWith(t, clientSrc, h2Client, map[string]string{"orders": server.ListenerAddr("inbound").String(), "server_id": ordersID})
+	outbound := "http://" + cli.ListenerAddr("outbound").String()
+	fc := &fasthttp.Client{}
+	var wg sync.WaitGroup
+	errs := make(chan string, 32)
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := fmt.Sprintf("/orders/%d", i)
+			if st, body, _ := get(t, fc, outbound+path); st != 200 || body != "app "+path {
+				errs <- fmt.Sprintf("%s: %d %q", path, st, body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if st, _, h := get(t, fc, outbound+"/admin/x"); st != 403 || h == nil || string(h.Peek("X-Weft-Authz")) != "denied:no-admin" {
+		t.Fatalf("policy denial over the h2 hop: %d", st)
+	}
+	eventually(t, 10*time.Second, "the peer principal in the server's access log", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), webID)
+	})
 }

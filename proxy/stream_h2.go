@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/cluster"
+	"github.com/weftmesh/weft/proxy/cluster/h2client"
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/listener"
 	"github.com/weftmesh/weft/proxy/resilience"
@@ -362,7 +363,7 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 	// maps to (as Envoy's router reports it): a trailers-only answer now, a
 	// streamed one when its trailers arrive (writeH2).
 	if h.grpc && resp.StatusCode == http.StatusOK {
-		if v := resp.Header.Get("grpc-status"); v != "" {
+		if v := headerValue(resp.Header, "Grpc-Status"); v != "" {
 			code, _ := strconv.Atoi(v)
 			ep.Report(grpcToHTTP(code), nil)
 		} else {
@@ -386,14 +387,15 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 	rh.SetNoDefaultContentType(true)
 	rh.DisableNormalizing()
 	s.Response.SetStatusCode(resp.StatusCode)
+	var kb [64]byte
 	for k, vs := range resp.Header {
-		lk := strings.ToLower(k)
+		lk := appendLower(kb[:0], k)
 		for _, v := range vs {
-			rh.Add(lk, v)
+			rh.AddBytesK(lk, v)
 		}
 	}
 	grpcStatus := -1
-	if v := resp.Header.Get("grpc-status"); v != "" {
+	if v := headerValue(resp.Header, "Grpc-Status"); v != "" {
 		grpcStatus, _ = strconv.Atoi(v)
 	}
 	return resilience.NoFailure, resp.StatusCode, grpcStatus
@@ -424,22 +426,35 @@ func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadlin
 	} else {
 		u.Opaque, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
 	}
-	out := (&http.Request{
+	out := &http.Request{
 		Method:     string(s.Request.Header.Method()),
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header, s.Request.Header.Len()),
 		Body:       body,
 		Host:       string(s.Request.Header.Host()),
-	}).WithContext(ctx)
+	}
 	out.ContentLength = h.r.ContentLength
 	if body == http.NoBody {
 		out.ContentLength = 0
 	} else if h.filteredBody {
 		out.ContentLength = -1 // body filters may change its length
 	}
+	if len(h.r.Trailer) > 0 {
+		out.Trailer = h.r.Trailer
+	}
+	if h2up {
+		// weft's HTTP/2 client encodes the fields straight from the
+		// stream's header: no http.Header in between.
+		f := &h2Fields{h: &s.Request.Header}
+		if !callDeadline.IsZero() {
+			f.timeout = formatGRPCTimeout(time.Until(callDeadline))
+		}
+		return out.WithContext(h2client.WithFields(ctx, f)), nil
+	}
+	out = out.WithContext(ctx)
+	out.Header = make(http.Header, s.Request.Header.Len())
 	for k, v := range s.Request.Header.All() {
 		name := string(k)
 		switch strings.ToLower(name) {
@@ -470,10 +485,33 @@ func (h *h2Exchange) outbound(ctx context.Context, s *filter.Stream, callDeadlin
 		}
 		out.Header[name] = []string{formatGRPCTimeout(time.Until(callDeadline))}
 	}
-	if len(h.r.Trailer) > 0 {
-		out.Trailer = h.r.Trailer
-	}
 	return out, nil
+}
+
+// h2Fields are the upstream request's header fields for weft's HTTP/2
+// client, read from the stream's header with outbound's rules (the client
+// drops the connection-specific ones and Content-Length itself).
+type h2Fields struct {
+	h       *fasthttp.RequestHeader
+	timeout string // grpc-timeout in place of the client's ("": as sent)
+}
+
+var grpcTimeoutName = []byte("grpc-timeout")
+
+func (f *h2Fields) VisitFields(emit func(name, value []byte)) {
+	for k, v := range f.h.All() {
+		if len(k) == len("grpc-timeout") && f.timeout != "" && asciiEqualFold(k, "grpc-timeout") {
+			continue // replaced below by what is left of it
+		}
+		if len(k) == 2 && asciiEqualFold(k, "te") && !asciiEqualFold(v, "trailers") {
+			continue // the only TE HTTP/2 allows
+		}
+		emit(k, v)
+	}
+	if f.timeout != "" {
+		var vb [16]byte
+		emit(grpcTimeoutName, append(vb[:0], f.timeout...))
+	}
 }
 
 // writeH2 writes the stream's answer: the upstream's, streamed with its
@@ -522,7 +560,7 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 		wh.Set("content-length", strconv.FormatInt(up.ContentLength, 10))
 	}
 	trailersOnly := false
-	if v := up.Header.Get("grpc-status"); v != "" {
+	if v := headerValue(up.Header, "Grpc-Status"); v != "" {
 		// A trailers-only answer: one HEADERS frame that ends the stream,
 		// which is what net/http sends when nothing was flushed or written.
 		s.GRPCStatus, _ = strconv.Atoi(v)
@@ -570,10 +608,11 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 		t := &fasthttp.ResponseHeader{}
 		t.SetNoDefaultContentType(true)
 		t.DisableNormalizing()
+		var kb [64]byte
 		for k, vs := range up.Trailer {
-			lk := strings.ToLower(k)
+			lk := appendLower(kb[:0], k)
 			for _, v := range vs {
-				t.Add(lk, v)
+				t.AddBytesK(lk, v)
 			}
 		}
 		s.ResponseTrailers = t
@@ -587,7 +626,8 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 			}
 		}
 		for k, v := range t.All() {
-			wh.Add(http.TrailerPrefix+string(k), string(v))
+			key := trailerKey(k)
+			wh[key] = append(wh[key], string(v))
 		}
 		if v := t.Peek("grpc-status"); len(v) > 0 {
 			s.GRPCStatus, _ = strconv.Atoi(string(v))
@@ -716,10 +756,98 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // minus what HTTP/2 forbids (connection-specific fields).
 func copyResponseHeaders(dst http.Header, src *fasthttp.ResponseHeader) {
 	for k, v := range src.All() {
-		switch strings.ToLower(string(k)) {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "trailer":
+		if hopHeader(k) {
 			continue
 		}
-		dst.Add(string(k), string(v))
+		key := headerKey(k)
+		dst[key] = append(dst[key], string(v))
 	}
+}
+
+// hopHeader reports whether k (any case) is a connection-specific header
+// no HTTP/2 answer carries.
+func hopHeader(k []byte) bool {
+	switch len(k) {
+	case 7:
+		return asciiEqualFold(k, "upgrade") || asciiEqualFold(k, "trailer")
+	case 10:
+		return asciiEqualFold(k, "connection") || asciiEqualFold(k, "keep-alive")
+	case 16:
+		return asciiEqualFold(k, "proxy-connection")
+	case 17:
+		return asciiEqualFold(k, "transfer-encoding")
+	}
+	return false
+}
+
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// headerKey is net/http's canonical key for header name k, without an
+// allocation for the names gRPC answers carry.
+func headerKey(k []byte) string {
+	switch string(k) {
+	case "content-type", "Content-Type":
+		return "Content-Type"
+	case "content-length", "Content-Length":
+		return "Content-Length"
+	case "grpc-status":
+		return "Grpc-Status"
+	case "grpc-message":
+		return "Grpc-Message"
+	case "grpc-encoding":
+		return "Grpc-Encoding"
+	case "grpc-accept-encoding":
+		return "Grpc-Accept-Encoding"
+	case "date", "Date":
+		return "Date"
+	case "server", "Server":
+		return "Server"
+	}
+	return http.CanonicalHeaderKey(string(k))
+}
+
+// trailerKey is the response writer's key that sends k as a trailer.
+func trailerKey(k []byte) string {
+	switch string(k) {
+	case "grpc-status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "grpc-message":
+		return http.TrailerPrefix + "Grpc-Message"
+	}
+	return http.TrailerPrefix + http.CanonicalHeaderKey(string(k))
+}
+
+// headerValue is h's first value under the canonical key, without
+// canonicalizing it again.
+func headerValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// appendLower appends s in lower case to b.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }

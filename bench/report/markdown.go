@@ -96,6 +96,40 @@ func (r *Report) Markdown(w io.Writer) error {
 				fmtErrors(&s), fmtErrors(&base))
 		}
 	}
+	var ends []Scenario
+	for _, s := range r.Measured() {
+		if s.Client != nil || s.Upstream != nil {
+			ends = append(ends, s)
+		}
+	}
+	if len(ends) > 0 {
+		b.WriteString("\n### Client and upstream CPU (each its own process)\n\n")
+		b.WriteString("| scenario | client CPU µs/req | upstream CPU µs/req | proxy CPU µs/req | direct's client+upstream | proxy × that | added by the proxy (all processes) | added × that |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, s := range ends {
+			client, up, proxy := "–", "–", "–"
+			if s.Client != nil {
+				client = fmt.Sprintf("%.1f", s.Client.MicrosPerRequest)
+			}
+			if s.Upstream != nil {
+				up = fmt.Sprintf("%.1f", s.Upstream.MicrosPerRequest)
+			}
+			if s.CPU != nil {
+				proxy = fmt.Sprintf("%.1f", s.CPU.MicrosPerRequest)
+			}
+			direct, proxyX, added, addedX := "–", "–", "–", "–"
+			if e := s.Endpoints; e != nil {
+				direct = fmt.Sprintf("%.1f", e.Direct)
+				proxyX = fmtRatio(e.ProxyRatio)
+				added = fmt.Sprintf("%.1f", e.Added)
+				addedX = fmtRatio(e.AddedRatio)
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", mdEscape(s.Name), client, up, proxy, direct, proxyX, added, addedX)
+		}
+		b.WriteString("\nThe load generator's and the upstream's own CPU per request over the same window (each a separate process, read from /proc). " +
+			"\"direct's client+upstream\" is that sum on the direct scenario the row compares with; \"proxy × that\" is the proxy's CPU per request against it " +
+			"(the target \"within 1.5x of direct's client+server\" reads this column); \"added by the proxy\" is the proxy's CPU plus the change in the client's and upstream's.\n")
+	}
 	var faulted []Scenario
 	for _, s := range r.Measured() {
 		if s.Fault != nil {

@@ -86,6 +86,16 @@ type Scenario struct {
 	ServiceTime *loadgen.Summary     `json:"service_time,omitempty"`
 	// CPU is nil when no process was measured (the direct path).
 	CPU *CPU `json:"cpu,omitempty"`
+	// Client and Upstream are the load generator's and the upstream's CPU
+	// over the window, when each ran as its own process (pinned runs of
+	// the scenarios that observe them); nil otherwise. They are not part
+	// of CPU.
+	Client   *ProcessCPU `json:"client_cpu,omitempty"`
+	Upstream *ProcessCPU `json:"upstream_cpu,omitempty"`
+	// Endpoints compares the proxy's CPU with the client's and upstream's
+	// of the Compare scenario when that one is a direct path (no proxy)
+	// and both observed their endpoints; nil otherwise.
+	Endpoints *EndpointCPU `json:"endpoint_cpu,omitempty"`
 	// RPSRatio and P99Ratio compare with the baseline scenario (0 without).
 	RPSRatio float64 `json:"rps_ratio,omitempty"`
 	P99Ratio float64 `json:"p99_ratio,omitempty"`
@@ -144,6 +154,44 @@ type ProcessCPU struct {
 	Seconds          float64 `json:"seconds"`
 	MicrosPerRequest float64 `json:"us_per_request"`
 	PeakRSSBytes     int64   `json:"peak_rss_bytes"`
+}
+
+// EndpointCPU sets a proxy's CPU per request against what the client and
+// the upstream cost per request on the direct path of the same run: the
+// target "the proxy's CPU within 1.5x of direct's client+server" reads
+// ProxyRatio.
+type EndpointCPU struct {
+	// Direct is the direct scenario's client+upstream CPU µs/request.
+	Direct float64 `json:"direct_us_per_request"`
+	// Proxied is this scenario's client+upstream CPU µs/request (the
+	// endpoints' own cost, changed by the proxy in between).
+	Proxied float64 `json:"proxied_us_per_request"`
+	// Proxy is the proxy's CPU µs/request (CPU.MicrosPerRequest).
+	Proxy float64 `json:"proxy_us_per_request"`
+	// Added is the whole system's CPU µs/request this scenario adds to the
+	// direct one: Proxy + Proxied - Direct.
+	Added float64 `json:"added_us_per_request"`
+	// ProxyRatio is Proxy/Direct; AddedRatio is Added/Direct.
+	ProxyRatio float64 `json:"proxy_ratio"`
+	AddedRatio float64 `json:"added_ratio"`
+}
+
+// NewProcessCPU is one process's CPU over requests.
+func NewProcessCPU(name string, cpu time.Duration, peakRSS, requests int64) *ProcessCPU {
+	p := &ProcessCPU{Name: name, Seconds: cpu.Seconds(), PeakRSSBytes: peakRSS}
+	if requests > 0 {
+		p.MicrosPerRequest = p.Seconds * 1e6 / float64(requests)
+	}
+	return p
+}
+
+// endpointsCPU is the client's plus the upstream's CPU µs/request, and
+// whether both were observed.
+func (s *Scenario) endpointsCPU() (float64, bool) {
+	if s.Client == nil || s.Upstream == nil {
+		return 0, false
+	}
+	return s.Client.MicrosPerRequest + s.Upstream.MicrosPerRequest, true
 }
 
 // AddProcess appends one process's share to c.Each (requests as in NewCPU).
@@ -221,6 +269,7 @@ func (r *Report) ComputeComparisons() {
 	for i := range r.Scenarios {
 		s := &r.Scenarios[i]
 		s.CompareRPSRatio, s.CompareP99Ratio, s.CompareCPURatio = 0, 0, 0
+		s.Endpoints = nil
 		base := byName[s.Compare]
 		if !s.OK() || base == nil || base == s {
 			continue
@@ -233,6 +282,14 @@ func (r *Report) ComputeComparisons() {
 		}
 		if s.CPU != nil && base.CPU != nil && base.CPU.MicrosPerRequest > 0 {
 			s.CompareCPURatio = s.CPU.MicrosPerRequest / base.CPU.MicrosPerRequest
+		}
+		direct, okBase := base.endpointsCPU()
+		proxied, okS := s.endpointsCPU()
+		if s.CPU != nil && base.CPU == nil && okBase && okS && direct > 0 && s.Protocol == base.Protocol {
+			e := &EndpointCPU{Direct: direct, Proxied: proxied, Proxy: s.CPU.MicrosPerRequest}
+			e.Added = e.Proxy + e.Proxied - e.Direct
+			e.ProxyRatio, e.AddedRatio = e.Proxy/e.Direct, e.Added/e.Direct
+			s.Endpoints = e
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -334,6 +335,43 @@ func TestMarkdownFaults(t *testing.T) {
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestEndpointCPU(t *testing.T) {
+	lat := loadgen.Summary{P50: 1000, P99: 2000}
+	r := &Report{Scenarios: []Scenario{
+		{Name: "grpc-direct", Status: StatusOK, Protocol: "grpc-unary", Requests: 100000, RPS: 10000, Latency: lat,
+			Client:   NewProcessCPU("load", 3*time.Second, 1, 100000),           // 30 µs/call
+			Upstream: NewProcessCPU("grpc-upstream", 2*time.Second, 1, 100000)}, // 20 µs/call
+		{Name: "grpc-weft", Status: StatusOK, Protocol: "grpc-unary", Compare: "grpc-direct", Requests: 50000, RPS: 5000, Latency: lat,
+			CPU:      NewCPU([]string{"weft"}, 4*time.Second, 1, 50000),                // 80 µs/call
+			Client:   NewProcessCPU("load", 1500*time.Millisecond, 1, 50000),           // 30 µs/call
+			Upstream: NewProcessCPU("grpc-upstream", 1250*time.Millisecond, 1, 50000)}, // 25 µs/call
+		{Name: "weft-noends", Status: StatusOK, Protocol: "grpc-unary", Compare: "grpc-direct", Requests: 1, RPS: 1, Latency: lat,
+			CPU: NewCPU([]string{"weft"}, time.Second, 1, 1)},
+	}}
+	r.ComputeComparisons()
+	e := r.Scenarios[1].Endpoints
+	if e == nil {
+		t.Fatal("no endpoint comparison for grpc-weft")
+	}
+	want := EndpointCPU{Direct: 50, Proxied: 55, Proxy: 80, Added: 85, ProxyRatio: 1.6, AddedRatio: 1.7}
+	if math.Abs(e.Direct-want.Direct) > 1e-9 || math.Abs(e.Proxied-want.Proxied) > 1e-9 || math.Abs(e.Proxy-want.Proxy) > 1e-9 ||
+		math.Abs(e.Added-want.Added) > 1e-9 || math.Abs(e.ProxyRatio-want.ProxyRatio) > 1e-9 || math.Abs(e.AddedRatio-want.AddedRatio) > 1e-9 {
+		t.Fatalf("endpoint CPU %+v, want %+v", *e, want)
+	}
+	if r.Scenarios[2].Endpoints != nil {
+		t.Fatal("a scenario whose endpoints were not observed got an endpoint comparison")
+	}
+	var b strings.Builder
+	if err := r.Markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"### Client and upstream CPU", "| grpc-weft | 30.0 | 25.0 | 80.0 | 50.0 | 1.60 | 85.0 | 1.70 |", "| grpc-direct | 30.0 | 20.0 | – | – | – | – | – |"} {
+		if !strings.Contains(b.String(), s) {
+			t.Fatalf("markdown lacks %q:\n%s", s, b.String())
 		}
 	}
 }

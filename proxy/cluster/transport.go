@@ -16,6 +16,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weftmesh/weft/proxy/cluster/h2client"
 	"github.com/weftmesh/weft/proxy/httpheader"
 	"github.com/weftmesh/weft/proxy/internal/coalesce"
 )
@@ -39,7 +40,14 @@ const (
 // streamTransports are an endpoint's transports, built on first use.
 type streamTransports struct {
 	mu sync.Mutex
-	t  [numProtos]*http.Transport
+	t  [numProtos]roundTripper
+}
+
+// roundTripper is net/http's transport (HTTP/1.1, and auto by ALPN) or
+// weft's own HTTP/2 client (h2client) for protocol http2.
+type roundTripper interface {
+	RoundTrip(*http.Request) (*http.Response, error)
+	CloseIdleConnections()
 }
 
 // UsesHTTP2 reports whether a request that arrived over HTTP/2 (h2down)
@@ -146,7 +154,7 @@ func classifyStreamErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (e *Endpoint) streamTransport(proto int) *http.Transport {
+func (e *Endpoint) streamTransport(proto int) roundTripper {
 	st := &e.streams
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -154,6 +162,11 @@ func (e *Endpoint) streamTransport(proto int) *http.Transport {
 		return t
 	}
 	c := e.c
+	if proto == protoH2 {
+		t := e.h2Transport()
+		st.t[proto] = t
+		return t
+	}
 	var p http.Protocols
 	var alpn []string
 	switch proto {
@@ -221,6 +234,49 @@ func (e *Endpoint) streamTransport(proto int) *http.Transport {
 	}
 	st.t[proto] = t
 	return t
+}
+
+// h2Transport is weft's HTTP/2 client for a cluster whose protocol is
+// http2: its connections dial through the endpoint (breakers, connect
+// timeout, mTLS with ALPN h2), their writes coalesced.
+func (e *Endpoint) h2Transport() *h2client.Transport {
+	c := e.c
+	var tlsCfg *tls.Config
+	if c.tls != nil {
+		tlsCfg = c.tls.Clone()
+		tlsCfg.NextProtos = []string{"h2"}
+	}
+	return h2client.New(h2client.Config{
+		MaxConns:               c.s.MaxConnsPerEndpoint,
+		IdleTimeout:            c.s.IdleTimeout,
+		MaxResponseHeaderBytes: responseReadBuffer,
+		// A stream that stops reading does not stall its connection's
+		// other streams for ever.
+		PingAfter:   30 * time.Second,
+		PingTimeout: 15 * time.Second,
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			conn, err := e.dialContext(ctx)
+			if err != nil {
+				return nil, err
+			}
+			conn = coalesce.Wrap(conn, 0)
+			if tlsCfg == nil {
+				return conn, nil
+			}
+			tc := tls.Client(conn, tlsCfg)
+			hctx, cancel := context.WithTimeout(ctx, c.s.ConnectTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				_ = conn.Close()
+				return nil, &DialError{Addr: e.addr, Err: err}
+			}
+			if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+				_ = tc.Close()
+				return nil, &DialError{Addr: e.addr, Err: fmt.Errorf("the upstream did not negotiate h2 by ALPN (got %q); set the cluster's protocol to auto or http1", p)}
+			}
+			return tc, nil
+		},
+	})
 }
 
 // dialContext opens a connection through the endpoint's dial (breakers,
