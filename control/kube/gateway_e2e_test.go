@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/rest"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
@@ -272,12 +273,18 @@ func TestGatewayAPIRoutes(t *testing.T) {
 	l := startLoad(t, host, sc)
 	setWeights := func(w1, w2 int32) {
 		t.Helper()
-		r, err := gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "reviews", metav1.GetOptions{})
+		// The control plane writes the route's status meanwhile: on a
+		// conflict, read it again and retry, as a controller would.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			r, err := gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "reviews", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			r.Spec.Rules[2].BackendRefs = []gwv1.HTTPBackendRef{backend("reviews-v1", w1), backend("reviews-v2", w2)}
+			_, err = gw.GatewayV1().HTTPRoutes(ns).Update(ctx, r, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		r.Spec.Rules[2].BackendRefs = []gwv1.HTTPBackendRef{backend("reviews-v1", w1), backend("reviews-v2", w2)}
-		if _, err := gw.GatewayV1().HTTPRoutes(ns).Update(ctx, r, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -465,12 +472,15 @@ func TestWeftCRDs(t *testing.T) {
 		s, _ := accepted(mesh.KindPolicy, "cart")
 		return s, s == "Accepted=True/Accepted@1"
 	})
-	p, err := res(mesh.KindPolicy).Get(ctx, "cart", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = unstructured.SetNestedSlice(p.Object, []any{"cart", "nope"}, "spec", "services")
-	if _, err := res(mesh.KindPolicy).Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := res(mesh.KindPolicy).Get(ctx, "cart", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		_ = unstructured.SetNestedSlice(p.Object, []any{"cart", "nope"}, "spec", "services")
+		_, err = res(mesh.KindPolicy).Update(ctx, p, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	gwEventually(t, "the Policy refused", func() (string, bool) {

@@ -138,6 +138,10 @@ func schemaOf(t reflect.Type, docs map[string]string, active map[reflect.Type]bo
 		return apiextv1.JSONSchemaProps{XPreserveUnknownFields: ptr(true)}
 	}
 	switch t.Kind() {
+	case reflect.Interface:
+		// Any JSON value (metadata values): kept as written, checked by
+		// weft's validator behind the CRD.
+		return apiextv1.JSONSchemaProps{XPreserveUnknownFields: ptr(true)}
 	case reflect.String:
 		return apiextv1.JSONSchemaProps{Type: "string"}
 	case reflect.Bool:
