@@ -278,6 +278,7 @@ func (s *Store) follow(r *Records) {
 	if r.Revision <= cur.rev {
 		return
 	}
+	began := time.Now()
 	st, err := s.build(r, cur)
 	if err != nil {
 		// Another replica validated this mesh; failing here means the
@@ -290,7 +291,7 @@ func (s *Store) follow(r *Records) {
 		return
 	}
 	if s.install(st) {
-		s.log.Info("mesh changed", zap.Int64("revision", st.rev), zap.String("by", "another replica"))
+		s.log.Info("mesh changed", zap.Int64("revision", st.rev), zap.String("by", "another replica"), zap.Duration("build", time.Since(began)))
 	}
 }
 
@@ -502,6 +503,7 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, time.Time,
 		}
 		var rev int64
 		var audited time.Time
+		var committing time.Duration
 		if err == nil && len(p.changed) > 0 {
 			// (Unless it would take the transaction's last free op.)
 			if eb, etcd := s.b.(*EtcdBackend); etcd && s.o.Audit != nil && len(p.write.Puts)+len(p.write.Deletes)+2 <= eb.maxOps {
@@ -516,7 +518,9 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, time.Time,
 					audited, p.write.Audit, err = time.Time{}, nil, nil // the entry goes the usual way
 				}
 			}
+			began := time.Now()
 			rev, err = s.b.Commit(ctx, cur.rev, p.write)
+			committing = time.Since(began)
 		} else {
 			err = ErrStale
 		}
@@ -550,7 +554,8 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, time.Time,
 			return Result{Revision: cur.rev}, time.Time{}, err
 		}
 		s.install(st)
-		s.log.Info("mesh changed", zap.Int64("revision", rev), zap.String("who", c.Who), zap.String("action", c.Action), zap.Int("resources", len(p.changed)))
+		s.log.Info("mesh changed", zap.Int64("revision", rev), zap.String("who", c.Who), zap.String("action", c.Action), zap.Int("resources", len(p.changed)),
+			zap.Duration("commit", committing))
 		return Result{Revision: rev, Changed: p.changed}, audited, nil
 	}
 }
