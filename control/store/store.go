@@ -351,6 +351,11 @@ func (s *Store) Revision() int64 { return s.state().rev }
 // Changed returns a channel closed at the next accepted change.
 func (s *Store) Changed() <-chan struct{} { return s.state().changed }
 
+// Latest is the latest revision committed to the backend, read from the
+// backend itself (on etcd, a quorum read): a replica that has installed it
+// (WaitRevision) holds the same state as every other.
+func (s *Store) Latest(ctx context.Context) (int64, error) { return s.b.Revision(ctx) }
+
 // WaitRevision waits until the store is at revision rev or later.
 func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
 	for {
