@@ -413,7 +413,9 @@ func (r *replica) connect() error {
 	if err != nil {
 		return err
 	}
-	r.token = strings.TrimSpace(string(tok))
+	if r.token = strings.TrimSpace(string(tok)); r.token == "" {
+		return errors.New("admin.token not written yet") // read before its write landed
+	}
 	r.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, nil)}}
 	return nil
 }
