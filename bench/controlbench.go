@@ -174,7 +174,7 @@ type stageTimes struct {
 	LastReceived  time.Duration `json:"last_received_ns"`
 	LastApplied   time.Duration `json:"last_applied_ns"`
 	SlowestApply  time.Duration `json:"slowest_apply_ns"`
-	// Install99 and LastReceived99 are the p99s, to place the outliers.
+	// Installed99 and LastReceived99 are the p99s, to place the outliers.
 	Installed99    time.Duration `json:"installed_p99_ns"`
 	LastReceived99 time.Duration `json:"last_received_p99_ns"`
 }
