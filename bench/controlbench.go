@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ func controlCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	etcdBin := fs.String("etcd-bin", "etcd", "etcd binary for the runs on a three-member etcd (skipped when not found)")
 	weftBin := fs.String("weft-bin", "", "weft binary for `weft control` (default: go build ./cmd/weft, or this binary outside the source tree)")
 	out := fs.String("out", "bench-out", "directory for control.md and control.json")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the sidecars' side) over the change bursts to this file")
 	keep := fs.Bool("keep", false, "keep the temp dir (data directories, process logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -74,6 +76,14 @@ func controlCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		defer os.RemoveAll(tmp)
 	}
 	cb := &controlBench{tmp: tmp, stderr: stderr, changes: *changes, idle: *idle}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cb.profile = f
+	}
 	defer cb.stopAll()
 	if cb.weft, err = controlWeftBinary(ctx, *weftBin, tmp, stderr); err != nil {
 		return err
@@ -147,6 +157,98 @@ type controlResult struct {
 	// RSS and PeakRSS of the watched replica after the burst.
 	RSS     int64 `json:"rss_bytes"`
 	PeakRSS int64 `json:"peak_rss_bytes"`
+	// Stages is where a change's time goes (p50 over the changes).
+	Stages stageTimes `json:"stages"`
+}
+
+// stageTimes are the p50s over the changes of each stage of a change, from
+// sending the API write: the store's commit (etcd txn or file fsync, as
+// the writer timed it), the watched replica installing the revision (its
+// "mesh changed" log line; ms resolution), the first and last sidecar
+// receiving it (parsed, before the proxy applies it), the last sidecar
+// applying it, and the slowest sidecar's apply alone.
+type stageTimes struct {
+	Commit        time.Duration `json:"commit_ns"`
+	Installed     time.Duration `json:"installed_ns"`
+	FirstReceived time.Duration `json:"first_received_ns"`
+	LastReceived  time.Duration `json:"last_received_ns"`
+	LastApplied   time.Duration `json:"last_applied_ns"`
+	SlowestApply  time.Duration `json:"slowest_apply_ns"`
+	// Installed99 and LastReceived99 are the p99s, to place the outliers.
+	Installed99    time.Duration `json:"installed_p99_ns"`
+	LastReceived99 time.Duration `json:"last_received_p99_ns"`
+}
+
+type changeMarks struct {
+	start time.Time
+	api   time.Duration
+	rev   int64
+}
+
+// meshChanged reads a replica's "mesh changed" log lines: when it
+// installed each revision, and the commit's duration where it wrote it.
+func (cb *controlBench) meshChanged(r *replica) (at map[int64]time.Time, commit map[int64]time.Duration) {
+	at, commit = map[int64]time.Time{}, map[int64]time.Duration{}
+	b, _ := os.ReadFile(filepath.Join(cb.tmp, r.name+".log"))
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if !bytes.Contains(l, []byte(`"mesh changed"`)) {
+			continue
+		}
+		var e struct {
+			TS       string  `json:"ts"`
+			Revision int64   `json:"revision"`
+			Commit   float64 `json:"commit"`
+		}
+		if json.Unmarshal(l, &e) != nil {
+			continue
+		}
+		t, err := time.Parse("2006-01-02T15:04:05.000Z0700", e.TS)
+		if err != nil {
+			continue
+		}
+		at[e.Revision] = t
+		if e.Commit > 0 {
+			commit[e.Revision] = time.Duration(e.Commit * float64(time.Second))
+		}
+	}
+	return at, commit
+}
+
+func (cb *controlBench) stages(marks []changeMarks, w, wa *replica, scs []*benchSidecar) stageTimes {
+	_, commits := cb.meshChanged(w)
+	installs, _ := cb.meshChanged(wa)
+	var commit, installed, first, lastGot, lastApplied, slowest []time.Duration
+	for _, m := range marks {
+		v := strconv.FormatInt(m.rev, 10)
+		if d, ok := commits[m.rev]; ok {
+			commit = append(commit, d)
+		}
+		if t, ok := installs[m.rev]; ok {
+			installed = append(installed, max(0, t.Sub(m.start)))
+		}
+		var f, lg, la, sl time.Duration
+		f = time.Hour
+		for _, s := range scs {
+			s.mu.Lock()
+			g, a := s.got[v], s.applied[v]
+			s.mu.Unlock()
+			if g.IsZero() || a.IsZero() {
+				continue
+			}
+			f, lg, la, sl = min(f, g.Sub(m.start)), max(lg, g.Sub(m.start)), max(la, a.Sub(m.start)), max(sl, a.Sub(g))
+		}
+		first, lastGot, lastApplied, slowest = append(first, f), append(lastGot, lg), append(lastApplied, la), append(slowest, sl)
+	}
+	q := func(ds []time.Duration, p int) time.Duration {
+		if len(ds) == 0 {
+			return 0
+		}
+		ds = append([]time.Duration(nil), ds...)
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		return ds[min(len(ds)-1, len(ds)*p/100)]
+	}
+	return stageTimes{Commit: q(commit, 50), Installed: q(installed, 50), FirstReceived: q(first, 50), LastReceived: q(lastGot, 50),
+		LastApplied: q(lastApplied, 50), SlowestApply: q(slowest, 50), Installed99: q(installed, 99), LastReceived99: q(lastGot, 99)}
 }
 
 type controlBench struct {
@@ -157,6 +259,7 @@ type controlBench struct {
 	changes  int
 	idle     time.Duration
 	seq      int
+	profile  io.Writer // CPU profile of the change bursts, or nil
 
 	mu    sync.Mutex
 	procs []*proc.Process
@@ -259,7 +362,8 @@ func (cb *controlBench) startControl(ctx context.Context, name string, etcd []st
 		return nil, err
 	}
 	data := filepath.Join(cb.tmp, name)
-	args := []string{"control", "-data", data, "-addr", addr, "-log-level", "warn", "-scrape", "0"}
+	// Info: its "mesh changed" lines time the stages of a change.
+	args := []string{"control", "-data", data, "-addr", addr, "-log-level", "info", "-scrape", "0"}
 	if etcd != nil {
 		var hosts []string
 		for _, e := range etcd {
@@ -309,7 +413,9 @@ func (r *replica) connect() error {
 	if err != nil {
 		return err
 	}
-	r.token = strings.TrimSpace(string(tok))
+	if r.token = strings.TrimSpace(string(tok)); r.token == "" {
+		return errors.New("admin.token not written yet") // read before its write landed
+	}
 	r.hc = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: client.TLSConfig(roots, nil)}}
 	return nil
 }
@@ -349,16 +455,21 @@ type benchSidecar struct {
 
 	mu      sync.Mutex
 	applied map[string]time.Time
+	// got is when the control client handed the version over (received
+	// and parsed), before the proxy applied it.
+	got     map[string]time.Time
 	changed chan struct{}
 }
 
 // Apply applies a snapshot to the proxy and records when.
 func (s *benchSidecar) Apply(ctx context.Context, cfg *config.Config, raw []byte, path string) error {
+	got := time.Now()
 	if err := s.p.Apply(ctx, cfg, raw, path); err != nil {
 		return err
 	}
 	now := time.Now()
 	s.mu.Lock()
+	s.got[cfg.Version] = got
 	s.applied[cfg.Version] = now
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -394,7 +505,7 @@ func (cb *controlBench) startSidecar(r *replica, id string) (*benchSidecar, erro
 		cancel()
 		return nil, err
 	}
-	s := &benchSidecar{id: id, p: p, hc: hc, cancel: cancel, done: make(chan struct{}), applied: map[string]time.Time{}, changed: make(chan struct{})}
+	s := &benchSidecar{id: id, p: p, hc: hc, cancel: cancel, done: make(chan struct{}), applied: map[string]time.Time{}, got: map[string]time.Time{}, changed: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -515,6 +626,11 @@ func (cb *controlBench) run(ctx context.Context, setup string, etcd []string, re
 	res.IdleCPUPerMin = (u1.CPU - u0.CPU).Seconds() / time.Since(t0).Minutes()
 
 	var took, api []time.Duration
+	var marks []changeMarks
+	if cb.profile != nil && pprof.StartCPUProfile(cb.profile) == nil {
+		defer pprof.StopCPUProfile()
+		cb.profile = nil // one profile: the first burst
+	}
 	for i := 0; i < cb.changes; i++ {
 		w1 := []int{0, 100}[i%2]
 		start := time.Now()
@@ -528,7 +644,9 @@ func (cb *controlBench) run(ctx context.Context, setup string, etcd []string, re
 			return res, fmt.Errorf("change %d: %w", i, err)
 		}
 		took = append(took, last.Sub(start))
+		marks = append(marks, changeMarks{start: start, api: api[len(api)-1], rev: wr.Revision})
 	}
+	res.Stages = cb.stages(marks, w, wa, scs)
 	u2, err := wa.p.Usage()
 	if err != nil {
 		return res, err
@@ -647,6 +765,13 @@ func writeControlReport(dir string, rs []*controlResult, stdout io.Writer) error
 	for _, r := range rs {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.3f | %.1f ms | %.1f MiB | %.1f MiB |\n", r.Setup, r.Sidecars, ms(r.P50), ms(r.P99), ms(r.API50),
 			r.IdleCPUPerMin, r.CPUPerChange*1000, float64(r.RSS)/(1<<20), float64(r.PeakRSS)/(1<<20))
+	}
+	b.WriteString("\nWhere a change's time goes (p50 over the changes, from sending the API write; p99 in brackets):\n\n" +
+		"| setup | commit (txn/fsync) | installed on watched replica | first sidecar received | last received | last applied | slowest apply | API answered |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		st := r.Stages
+		fmt.Fprintf(&b, "| %s | %s | %s (%s) | %s | %s (%s) | %s | %s | %s |\n", r.Setup, ms(st.Commit), ms(st.Installed), ms(st.Installed99),
+			ms(st.FirstReceived), ms(st.LastReceived), ms(st.LastReceived99), ms(st.LastApplied), ms(st.SlowestApply), ms(r.API50))
 	}
 	fmt.Fprint(stdout, b.String())
 	if err := os.MkdirAll(dir, 0o755); err != nil {

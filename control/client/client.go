@@ -231,6 +231,9 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The config itself as the body, not quoted in a WatchResponse: a
+	// control plane that does not know this answers a WatchResponse.
+	req.Header.Set("Accept", ConfigMediaType+", application/json")
 	resp, err := ep.hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -240,6 +243,9 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 	case http.StatusNoContent:
 		return nil, nil
 	case http.StatusOK:
+		if resp.Header.Get("Content-Type") == ConfigMediaType {
+			return readConfigAnswer(resp)
+		}
 		var s Snapshot
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&s); err != nil {
 			return nil, fmt.Errorf("watch: decoding snapshot: %w", err)
@@ -258,6 +264,23 @@ func (r *runner) poll(ctx context.Context) (*Snapshot, error) {
 		}
 		return nil, fmt.Errorf("watch: status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
+}
+
+// ConfigMediaType asks the watch for the config itself as the answer's
+// body (server.ConfigMediaType: the two packages do not import each other).
+const ConfigMediaType = "application/vnd.weft.config+json"
+
+// readConfigAnswer reads a watch answer whose body is the config itself.
+func readConfigAnswer(resp *http.Response) (*Snapshot, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("watch: reading snapshot: %w", err)
+	}
+	s := &Snapshot{Node: resp.Header.Get("X-Weft-Node"), Version: resp.Header.Get("X-Weft-Version"), Config: string(b), Format: "json"}
+	if s.Version == "" {
+		return nil, errors.New("watch: snapshot without a version (no X-Weft-Version)")
+	}
+	return s, nil
 }
 
 // apply parses and applies a snapshot, then queues the ACK or NACK; a

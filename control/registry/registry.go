@@ -287,6 +287,19 @@ func (e *entry) module(digest string) Module {
 // whose Filter is not applied yet. Collect returns what it deleted; a
 // module it could not delete is kept and reported in the error.
 func (r *Registry) Collect(refs map[string]int, grace time.Duration) ([]Module, error) {
+	return r.collect(refs, grace, r.shared != nil)
+}
+
+// CollectLocal is Collect on this replica's copies only: the shared store
+// keeps its blobs. A shared registry's replicas that do not lead the
+// collection use it; the one that does uses Collect, on the latest shared
+// state, so a replica a revision behind never takes a module from the
+// others.
+func (r *Registry) CollectLocal(refs map[string]int, grace time.Duration) ([]Module, error) {
+	return r.collect(refs, grace, false)
+}
+
+func (r *Registry) collect(refs map[string]int, grace time.Duration, shared bool) ([]Module, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -305,10 +318,10 @@ func (r *Registry) Collect(refs map[string]int, grace time.Duration) ([]Module, 
 			errs = append(errs, fmt.Errorf("registry: removing unused module %s: %w", d, err))
 			continue
 		}
-		if r.shared != nil {
-			// Every replica counts the same references (the mesh is
-			// shared); one that still needs the module puts it back
-			// (reshare).
+		if shared {
+			// The collecting replica counted the references of the
+			// latest shared mesh; one that still needs the module (a
+			// change committed since) puts it back (reshare).
 			ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 			err := r.shared.Delete(ctx, d)
 			cancel()

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/weftmesh/weft/control/internal/etcdtest"
 	"github.com/weftmesh/weft/control/registry"
 )
 
@@ -86,4 +88,100 @@ func has(ms []registry.Module, sha string) bool {
 		}
 	}
 	return false
+}
+
+// TestModuleCollectionOnEtcd: replicas A and B share one etcd. A replica
+// that does not lead the collection removes only its own copies, so a
+// module it no longer sees named stays in the shared store for the
+// others; the leader counts references on the latest committed revision
+// (a Filter applied through A an instant earlier keeps its module) and
+// collects shared blobs it never held a copy of.
+func TestModuleCollectionOnEtcd(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	key := make([]byte, 32)
+	start := func() *Server {
+		s, err := Start(context.Background(), Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), ScrapeInterval: -1, Insecure: true,
+			ModuleGrace: -1, Etcd: c.Client(), CAEncryptionKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := start(), start()
+	call := func(s *Server, method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.URL()+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	upload := func(tag string) string {
+		t.Helper()
+		code, out := call(a, "POST", "/v1/modules", "\x00asm\x01\x00\x00\x00"+tag)
+		var m registry.Module
+		if code != 201 || json.Unmarshal([]byte(out), &m) != nil {
+			t.Fatalf("upload: %d %s", code, out)
+		}
+		return m.SHA256
+	}
+	inShared := func(sha string) bool {
+		t.Helper()
+		ds, err := a.gc.blobs.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(ds, sha)
+	}
+	meshWith := func(sha string) string {
+		return "kind: Service\nname: orders\nspec: {endpoints: [{address: \"127.0.0.1:9\"}]}\n---\n" +
+			"kind: Sidecar\nname: s1\nspec: {outbound: \"127.0.0.1:0\", admin: \"off\"}\n---\n" +
+			"kind: Filter\nname: tag\nspec:\n  module: {sha256: " + sha + "}\n  apply: {all: true}\n"
+	}
+
+	// A, not the leader, collects an unnamed module: its copy only.
+	m1 := upload("one")
+	if gone, err := a.collect(0); err != nil || !has(gone, m1) {
+		t.Fatalf("A collected %v, %v; want its copy of %s", gone, err, m1)
+	}
+	if !inShared(m1) {
+		t.Fatal("a replica that does not lead the collection removed a module from the shared store")
+	}
+	if code, _ := call(b, "GET", "/v1/modules/"+m1, ""); code != 200 {
+		t.Fatalf("B serving %s after A dropped its copy: %d", m1, code)
+	}
+
+	// B leads. A Filter naming m2 is applied through A and B collects at
+	// once: it counts on the revision A committed, so m2 stays.
+	b.gc.leader.Store(true)
+	m2 := upload("two")
+	if code, out := call(a, "POST", "/v1/apply", meshWith(m2)); code != 200 {
+		t.Fatalf("apply through A: %d %s", code, out)
+	}
+	gone, err := b.collect(0)
+	if err != nil || has(gone, m2) || !inShared(m2) {
+		t.Fatalf("the leader collected %v, %v: it must keep %s, which the latest revision names (in the shared store: %v)", gone, err, m2, inShared(m2))
+	}
+	if !has(gone, m1) || inShared(m1) {
+		t.Fatalf("the leader collected %v: want %s, unnamed, out of the shared store too", gone, m1)
+	}
+
+	// m3 was only ever uploaded through A: the leader holds no copy, and
+	// collects it from the shared store all the same.
+	m3 := upload("three")
+	if gone, err := b.collect(0); err != nil || !has(gone, m3) || inShared(m3) || !inShared(m2) {
+		t.Fatalf("the leader collected %v, %v; want %s (never held by it) out of the shared store and %s kept", gone, err, m3, m2)
+	}
+
+	// The Filter goes: m2 goes from the shared store.
+	if code, out := call(a, "DELETE", "/v1/resources/Filter/default/tag", ""); code/100 != 2 {
+		t.Fatalf("delete the Filter through A: %d %s", code, out)
+	}
+	if gone, err := b.collect(0); err != nil || !has(gone, m2) || inShared(m2) {
+		t.Fatalf("the leader collected %v, %v; want %s, no longer named", gone, err, m2)
+	}
 }

@@ -150,6 +150,8 @@ type Server struct {
 	// adminToken is the bootstrap admin token and adminFile its file.
 	adminToken, adminFile string
 	caFile                string
+	// gc is the module collection's state shared by replicas (etcd only).
+	gc sharedGC
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -200,7 +202,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.Etcd != nil {
 		// Uploaded through any replica, served by every one.
-		s.reg.Share(store.NewEtcdBlobs(o.Etcd, o.EtcdPrefix))
+		s.gc.blobs = store.NewEtcdBlobs(o.Etcd, o.EtcdPrefix)
+		s.reg.Share(s.gc.blobs)
 	}
 	s.modules = oci.NewPuller(oci.Options{CacheDir: filepath.Join(o.DataDir, "oci")})
 	if len(o.VerifyKeys) > 0 {

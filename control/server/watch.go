@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,15 @@ func watchBody(snap *store.Snapshot) []byte {
 	}
 	return append(b, '\n')
 }
+
+// ConfigMediaType is the watch answer a sidecar asks for with Accept: the
+// config itself as the body (JSON, version stamped in), with the node and
+// version in the X-Weft-Node and X-Weft-Version headers. A sidecar then
+// reads the config as it arrives instead of unquoting it from a
+// WatchResponse first, and the control plane writes the snapshot's body
+// as compiled, with nothing encoded per answer. A sidecar that does not
+// ask gets a WatchResponse.
+const ConfigMediaType = "application/vnd.weft.config+json"
 
 // Ack is a sidecar's answer to a snapshot: Error is empty for an ACK.
 type Ack struct {
@@ -192,6 +202,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, MaxWatchTimeout)
 	}
+	raw := accepts(r, ConfigMediaType)
 	s.nodes.watching(node, q.Get("admin"), q.Get("applied"), 1)
 	defer s.nodes.watching(node, "", "", -1)
 	timer := time.NewTimer(wait)
@@ -199,9 +210,18 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	for {
 		changed := s.store.Changed() // before reading, so no change is missed
 		if snap := s.store.Node(node); snap != nil && snap.Version != have {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Cache-Control", "no-store")
-			if _, err := w.Write(snap.Encoded(watchBody)); err != nil {
+			h := w.Header()
+			h.Set("Cache-Control", "no-store")
+			body := snap.Body
+			if raw {
+				h.Set("Content-Type", ConfigMediaType)
+				h.Set("X-Weft-Node", snap.Node)
+				h.Set("X-Weft-Version", snap.Version)
+			} else {
+				h.Set("Content-Type", "application/json")
+				body = snap.Encoded(watchBody)
+			}
+			if _, err := w.Write(body); err != nil {
 				s.log.Debug("watch: writing snapshot", zap.String("node", node), zap.Error(err))
 			}
 			return
@@ -218,6 +238,19 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// accepts reports whether the request's Accept header lists mediaType.
+func accepts(r *http.Request, mediaType string) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for _, mt := range strings.Split(v, ",") {
+			mt, _, _ = strings.Cut(mt, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), mediaType) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {

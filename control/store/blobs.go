@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -100,6 +101,21 @@ func (b *EtcdBlobs) Get(ctx context.Context, digest string) ([]byte, error) {
 	}
 	if len(out) != m.Size {
 		return nil, registry.ErrNotFound
+	}
+	return out, nil
+}
+
+// List returns the digests of the blobs that are whole (have a meta key).
+func (b *EtcdBlobs) List(ctx context.Context) ([]string, error) {
+	resp, err := b.cli.Get(ctx, b.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, etcdError("reading "+b.prefix, err)
+	}
+	var out []string
+	for _, kv := range resp.Kvs {
+		if d, ok := strings.CutSuffix(strings.TrimPrefix(string(kv.Key), b.prefix), "/meta"); ok && !strings.Contains(d, "/") {
+			out = append(out, d)
+		}
 	}
 	return out, nil
 }

@@ -289,6 +289,7 @@ func (s *Store) follow(r *Records) {
 	if r.Revision <= cur.rev {
 		return
 	}
+	began := time.Now()
 	st, err := s.build(r, cur)
 	if err != nil {
 		// Another replica validated this mesh; failing here means the
@@ -301,7 +302,7 @@ func (s *Store) follow(r *Records) {
 		return
 	}
 	if s.install(st) {
-		s.log.Info("mesh changed", zap.Int64("revision", st.rev), zap.String("by", "another replica"))
+		s.log.Info("mesh changed", zap.Int64("revision", st.rev), zap.String("by", "another replica"), zap.Duration("build", time.Since(began)))
 	}
 }
 
@@ -360,6 +361,11 @@ func (s *Store) Revision() int64 { return s.state().rev }
 
 // Changed returns a channel closed at the next accepted change.
 func (s *Store) Changed() <-chan struct{} { return s.state().changed }
+
+// Latest is the latest revision committed to the backend, read from the
+// backend itself (on etcd, a quorum read): a replica that has installed it
+// (WaitRevision) holds the same state as every other.
+func (s *Store) Latest(ctx context.Context) (int64, error) { return s.b.Revision(ctx) }
 
 // WaitRevision waits until the store is at revision rev or later.
 func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
@@ -517,6 +523,7 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, time.Time,
 		}
 		var rev int64
 		var audited time.Time
+		var committing time.Duration
 		if err == nil && len(p.changed) > 0 {
 			// (Unless it would take the transaction's last free op.)
 			if eb, etcd := s.b.(*EtcdBackend); etcd && s.o.Audit != nil && len(p.write.Puts)+len(p.write.Deletes)+2 <= eb.maxOps {
@@ -531,7 +538,9 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, time.Time,
 					audited, p.write.Audit, err = time.Time{}, nil, nil // the entry goes the usual way
 				}
 			}
+			began := time.Now()
 			rev, err = s.b.Commit(ctx, cur.rev, p.write)
+			committing = time.Since(began)
 		} else {
 			err = ErrStale
 		}
@@ -565,7 +574,8 @@ func (s *Store) applyRetrying(ctx context.Context, c Change) (Result, time.Time,
 			return Result{Revision: cur.rev}, time.Time{}, err
 		}
 		s.install(st)
-		s.log.Info("mesh changed", zap.Int64("revision", rev), zap.String("who", c.Who), zap.String("action", c.Action), zap.Int("resources", len(p.changed)))
+		s.log.Info("mesh changed", zap.Int64("revision", rev), zap.String("who", c.Who), zap.String("action", c.Action), zap.Int("resources", len(p.changed)),
+			zap.Duration("commit", committing))
 		return Result{Revision: rev, Changed: p.changed}, audited, nil
 	}
 }
