@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,6 +50,11 @@ type h1Body struct {
 
 	wt   time.Duration // the listener's write timeout, pushed ahead as bytes go
 	last time.Time
+
+	chunked bool        // the client gets the body chunked
+	head    [18]byte    // a chunk's size line, written around fasthttp's writer
+	vec     [3][]byte   // size line, data, CRLF: one writev
+	bufs    net.Buffers // over vec
 }
 
 // streamBody sets the upstream body (x.up) to stream to the client and
@@ -120,6 +127,7 @@ func (rl *runningListener) streamBody(ctx *fasthttp.RequestCtx, ls *listenerStat
 		b.last = time.Now()
 		_ = ctx.SetWriteDeadline(b.last.Add(b.wt))
 	}
+	b.chunked = size < 0
 	resp.SetBodyStream(b, size)
 	return true
 }
@@ -306,11 +314,26 @@ func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
 	bp := h1CopyPool.Get().(*[]byte)
 	defer h1CopyPool.Put(bp)
 	buf := *bp
+	// A chunked body goes to a plain TCP client one writev per chunk (size
+	// line, data, CRLF): fasthttp's chunk writer, through its 4 KiB
+	// buffer, took three writes for each. Its buffer is empty (the headers
+	// were flushed, and nothing else goes through it until the body's
+	// end, when it writes the last chunk and the trailers).
+	var dst *net.TCPConn
+	if b.chunked {
+		dst = listener.TCPConn(b.ctx.Conn())
+	}
 	var total int64
 	for {
 		n, err := b.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			var werr error
+			if dst != nil {
+				werr = b.writeChunk(dst, buf[:n])
+			} else {
+				_, werr = w.Write(buf[:n])
+			}
+			if werr != nil {
 				return total, werr
 			}
 			total += int64(n)
@@ -323,6 +346,18 @@ func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 }
+
+// writeChunk writes p to the client as one chunk, in one writev.
+func (b *h1Body) writeChunk(dst *net.TCPConn, p []byte) error {
+	head := strconv.AppendInt(b.head[:0], int64(len(p)), 16)
+	head = append(head, '\r', '\n')
+	b.vec = [3][]byte{head, p, crlf}
+	b.bufs = b.vec[:] // a field: a local would escape, once per chunk
+	_, err := b.bufs.WriteTo(dst)
+	return err
+}
+
+var crlf = []byte("\r\n")
 
 // pushWriteDeadline moves the client's write deadline ahead: the
 // listener's write timeout bounds each write, not the whole body. It

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -70,6 +72,51 @@ func TestH1SplicedDownload(t *testing.T) {
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("no %s in\n%s", want, log)
+		}
+	}
+}
+
+// A chunked answer with no body filter goes to a plain TCP client a chunk
+// per writev, written around fasthttp's writer: it arrives byte for byte,
+// with the last chunk and trailers fasthttp writes after it, and the
+// connection serves the next request.
+func TestH1ChunkedDownloadWrittenDirect(t *testing.T) {
+	body := make([]byte, 2<<20+333)
+	for i := range body {
+		body[i] = byte(i*13 + i>>9)
+	}
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for rest := body; len(rest) > 0; {
+			n := min(len(rest), 50000)
+			_, _ = chunkWriter{c}.Write(rest[:n])
+			rest = rest[n:]
+		}
+		_, _ = io.WriteString(c, "0\r\nX-Sum: end\r\n\r\n")
+	})
+	_, url := startProxy(t, plainConfig, map[string]string{"up": addr})
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	// Twice on one connection: the framing ended where it should.
+	for i := 0; i < 2; i++ {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, body) || resp.ContentLength != -1 {
+			t.Fatalf("request %d: %d, %d bytes (want %d, equal %v, length %d), %v", i, resp.StatusCode, len(got), len(body), bytes.Equal(got, body), resp.ContentLength, err)
+		}
+		if v := resp.Trailer.Get("X-Sum"); v != "end" {
+			t.Fatalf("request %d: trailers %v, want x-sum end", i, resp.Trailer)
 		}
 	}
 }
