@@ -7,7 +7,7 @@ import (
 
 // Zero-copy response bodies. A Content-Length body that no filter reads
 // goes from the upstream's socket to the client's without passing through
-// weft's memory: on Linux, through a pipe with splice(2), up to 1 MiB per
+// weft's memory: on Linux, through a pipe with splice(2), up to 256 KiB per
 // call each way (what the HTTP/1.1 path otherwise copies 64 KiB at a time
 // through user space). Go's own io.Copy between two *net.TCPConn splices
 // too, but cannot tell which side failed; this copy can, so an upstream

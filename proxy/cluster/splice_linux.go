@@ -10,7 +10,7 @@ import (
 
 const (
 	spliceOK       = true
-	splicePipeSize = 1 << 20
+	splicePipeSize = 256 << 10 // bounds the kernel memory a transfer holds
 	fSetPipeSz     = 1031      // F_SETPIPE_SZ
 	spliceFlags    = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 )
