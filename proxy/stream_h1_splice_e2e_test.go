@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // A Content-Length body of at least cluster's splice threshold, with no
@@ -118,5 +121,78 @@ func TestH1ChunkedDownloadWrittenDirect(t *testing.T) {
 		if v := resp.Trailer.Get("X-Sum"); v != "end" {
 			t.Fatalf("request %d: trailers %v, want x-sum end", i, resp.Trailer)
 		}
+	}
+}
+
+// A spliced answer that ends every way leaves no goroutine behind and is
+// logged for what ended it: read to the end (-), upstream dead mid-body
+// (UPE), upstream stalled past idle_timeout (SI), client gone mid-body (DC).
+func TestH1SplicedBodiesEndEveryWay(t *testing.T) {
+	var how atomic.Int32
+	stall := make(chan struct{})
+	part := bytes.Repeat([]byte("s"), 512<<10)
+	addr := bodyUpstream(t, func(c net.Conn) {
+		m := how.Load()
+		size := 4 << 20
+		if m == 3 {
+			size = 1 << 30 // more than the client's socket buffers can hold
+		}
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
+		switch m {
+		case 0: // whole
+			for i := 0; i < 8; i++ {
+				_, _ = c.Write(part)
+			}
+		case 1: // dies: the deferred Close
+			_, _ = c.Write(part)
+		case 2: // stalls
+			_, _ = c.Write(part)
+			<-stall
+		case 3: // until the client's departure reaches here
+			for {
+				if _, err := c.Write(part); err != nil {
+					return
+				}
+			}
+		}
+	})
+	path := t.TempDir() + "/access.log"
+	cfg := strings.Replace(plainConfig, "    limits: {max_header_bytes: 4096, max_body_bytes: 1024}\n",
+		"    access_log: {enabled: true, path: "+path+", fields: [path, response_flags]}\n", 1)
+	cfg = strings.Replace(cfg, `endpoints: [{address: "{{up}}"}]`, `endpoints: [{address: "{{up}}"}]
+    idle_timeout: 200ms`, 1)
+	p, url := startProxy(t, cfg, map[string]string{"up": addr})
+	ep := p.snap.Load().byName["up"].c.Pick(0, false, nil)
+	resp, _ := streamGet(t, url, "/warm")
+	_, _ = io.Copy(io.Discard, resp.Body)
+	leaks := []goleak.Option{goleak.IgnoreCurrent(),
+		goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc")}
+	names := []string{"whole", "dies", "stalls", "gone"}
+	for m, name := range names {
+		how.Store(int32(m))
+		resp, c := streamGet(t, url, "/"+name)
+		if m == 3 {
+			_, _ = io.ReadFull(resp.Body, make([]byte, 100<<10))
+			_ = c.Close()
+		} else {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = c.Close()
+		}
+		eventually(t, 10*time.Second, name+": the endpoint to be idle", func() bool { return ep.Active() == 0 })
+	}
+	close(stall)
+	var log string
+	eventually(t, 10*time.Second, "five access log lines", func() bool {
+		b, _ := os.ReadFile(path)
+		log = string(b)
+		return strings.Count(log, "\n") >= 5
+	})
+	for i, flags := range []string{"-", "UPE", "SI", "DC"} {
+		if want := fmt.Sprintf(`"path":"/%s","response_flags":"%s"`, names[i], flags); !strings.Contains(log, want) {
+			t.Errorf("no %s in\n%s", want, log)
+		}
+	}
+	if err := goleak.Find(leaks...); err != nil {
+		t.Fatalf("goroutines left: %v", err)
 	}
 }
