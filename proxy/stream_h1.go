@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -10,6 +13,8 @@ import (
 
 	"github.com/weftmesh/weft/proxy/cluster"
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/httpheader"
+	"github.com/weftmesh/weft/proxy/listener"
 	"github.com/weftmesh/weft/proxy/resilience"
 )
 
@@ -45,6 +50,11 @@ type h1Body struct {
 
 	wt   time.Duration // the listener's write timeout, pushed ahead as bytes go
 	last time.Time
+
+	chunked bool        // the client gets the body chunked
+	head    [18]byte    // a chunk's size line, written around fasthttp's writer
+	vec     [3][]byte   // size line, data, CRLF: one writev
+	bufs    net.Buffers // over vec
 }
 
 // streamBody sets the upstream body (x.up) to stream to the client and
@@ -74,7 +84,7 @@ func (rl *runningListener) streamBody(ctx *fasthttp.RequestCtx, ls *listenerStat
 		if b.buf == nil {
 			b.buf = make([]byte, 32<<10)
 		}
-		for len(b.pending) == 0 {
+		for len(b.pending) == 0 && !b.done {
 			n, err := x.up.Read(b.buf)
 			if err != nil && err != io.EOF {
 				// Nothing has been sent: the client gets a 502.
@@ -91,7 +101,11 @@ func (rl *runningListener) streamBody(ctx *fasthttp.RequestCtx, ls *listenerStat
 				rl.endUpstream(x) // the filter's reply is in s.Response
 				return false
 			}
-			if eof {
+			if eof && len(resp.Header.TrailerHeader()) > 2 {
+				// The whole body came at once, with trailers: it streams
+				// (chunked), as only that framing carries them.
+				b.done = true
+			} else if eof {
 				// The filters held it all: an ordinary answer, whole.
 				b.out = append(b.out[:0], data...)
 				resp.SetBody(b.out) // a copy: the exchange's buffers are reused
@@ -113,6 +127,7 @@ func (rl *runningListener) streamBody(ctx *fasthttp.RequestCtx, ls *listenerStat
 		b.last = time.Now()
 		_ = ctx.SetWriteDeadline(b.last.Add(b.wt))
 	}
+	b.chunked = size < 0
 	resp.SetBodyStream(b, size)
 	return true
 }
@@ -169,20 +184,51 @@ func (rl *runningListener) endUpstream(x *exchange) {
 }
 
 // encode runs the response body filters on one chunk and returns what to
-// send now, as h2Exchange.encodeData does.
+// send now, as h2Exchange.encodeData does. A chunked body's trailers came
+// with its last chunk (the upstream's reader put them in the response's
+// header): as on HTTP/2, the body then ends without end_of_stream, the
+// trailers callbacks end the stream, and what goes to the client is the
+// trailers as the filters left them.
 func (b *h1Body) encode(chunk []byte, last bool) ([]byte, filter.Status) {
 	x := b.x
 	s := &x.stream
+	var trailers *fasthttp.ResponseHeader
+	if last {
+		trailers = responseTrailerMap(&b.ctx.Response.Header)
+	}
 	s.Response.SetBodyRaw(chunk)
-	st := x.chain.EncodeData(s, last)
+	st := x.chain.EncodeData(s, last && trailers == nil)
 	if st == filter.StopAndBuffer && last {
+		// The body ends here: what a filter held goes now.
 		s.Response.SetBodyRaw(nil)
 		st = x.chain.EncodeData(s, true)
 	}
 	if st != filter.Continue {
 		return nil, st
 	}
-	return s.Response.Body(), filter.Continue
+	data := s.Response.Body()
+	if trailers != nil {
+		s.ResponseTrailers = trailers
+		if x.chain.EncodeTrailers(s) == filter.LocalReply {
+			return nil, filter.LocalReply
+		}
+		httpheader.SetResponseTrailers(&b.ctx.Response.Header, trailers.All())
+	}
+	return data, filter.Continue
+}
+
+// responseTrailerMap is requestTrailerMap for a response's trailers.
+func responseTrailerMap(h *fasthttp.ResponseHeader) *fasthttp.ResponseHeader {
+	var t *fasthttp.ResponseHeader
+	for k, v := range httpheader.ResponseTrailers(h) {
+		if t == nil {
+			t = &fasthttp.ResponseHeader{}
+			t.SetNoDefaultContentType(true)
+			t.DisableNormalizing()
+		}
+		t.AddBytesKV(bytes.ToLower(k), v)
+	}
+	return t
 }
 
 // Read gives fasthttp's server the next body bytes.
@@ -190,14 +236,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.wt > 0 {
-		// The listener's write timeout bounds each write, not the whole
-		// body: push it ahead once a tenth of it has gone by.
-		if now := time.Now(); now.Sub(b.last) > b.wt/10 {
-			b.last = now
-			_ = b.ctx.SetWriteDeadline(now.Add(b.wt))
-		}
-	}
+	b.pushWriteDeadline()
 	x := b.x
 	if !b.filtered {
 		n, err := x.up.Read(p)
@@ -249,16 +288,52 @@ func (b *h1Body) SupportsBodyWriteTo() bool { return true }
 // h1CopyPool holds WriteTo's buffers, taken only while a body is copied.
 var h1CopyPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-// WriteTo copies the body to w through Read.
+// WriteTo copies the body to w through Read, or, for a Content-Length
+// body no filter reads between two plain TCP connections, splices it from
+// the upstream's socket to the client's (cluster.Splicer): the headers are
+// flushed already (ImmediateHeaderFlush), so nothing of fasthttp's writer
+// is bypassed.
 func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
+	if !b.filtered {
+		if sp, ok := b.x.up.(cluster.Splicer); ok {
+			if dst := listener.TCPConn(b.ctx.Conn()); dst != nil {
+				n, ok, err := sp.SpliceTo(dst, b.pushWriteDeadline)
+				if ok {
+					b.sent += n
+					switch {
+					case err == nil:
+						b.done = true
+					case !cluster.IsWriteError(err):
+						b.fail(err)
+					}
+					return n, err
+				}
+			}
+		}
+	}
 	bp := h1CopyPool.Get().(*[]byte)
 	defer h1CopyPool.Put(bp)
 	buf := *bp
+	// A chunked body goes to a plain TCP client one writev per chunk (size
+	// line, data, CRLF): fasthttp's chunk writer, through its 4 KiB
+	// buffer, took three writes for each. Its buffer is empty (the headers
+	// were flushed, and nothing else goes through it until the body's
+	// end, when it writes the last chunk and the trailers).
+	var dst *net.TCPConn
+	if b.chunked {
+		dst = listener.TCPConn(b.ctx.Conn())
+	}
 	var total int64
 	for {
 		n, err := b.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			var werr error
+			if dst != nil {
+				werr = b.writeChunk(dst, buf[:n])
+			} else {
+				_, werr = w.Write(buf[:n])
+			}
+			if werr != nil {
 				return total, werr
 			}
 			total += int64(n)
@@ -268,6 +343,30 @@ func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
 		}
 		if err != nil {
 			return total, err
+		}
+	}
+}
+
+// writeChunk writes p to the client as one chunk, in one writev.
+func (b *h1Body) writeChunk(dst *net.TCPConn, p []byte) error {
+	head := strconv.AppendInt(b.head[:0], int64(len(p)), 16)
+	head = append(head, '\r', '\n')
+	b.vec = [3][]byte{head, p, crlf}
+	b.bufs = b.vec[:] // a field: a local would escape, once per chunk
+	_, err := b.bufs.WriteTo(dst)
+	return err
+}
+
+var crlf = []byte("\r\n")
+
+// pushWriteDeadline moves the client's write deadline ahead: the
+// listener's write timeout bounds each write, not the whole body. It
+// moves once a tenth of it has gone by.
+func (b *h1Body) pushWriteDeadline() {
+	if b.wt > 0 {
+		if now := time.Now(); now.Sub(b.last) > b.wt/10 {
+			b.last = now
+			_ = b.ctx.SetWriteDeadline(now.Add(b.wt))
 		}
 	}
 }

@@ -117,7 +117,7 @@ func TestH1DownloadFigures(t *testing.T) {
 		sizeFor.Store(int64(big) << 20)
 		defer sizeFor.Store(0)
 		mib = big
-		for _, target := range []struct{ name, addr string }{{"direct", addr}, {"weft", proxyAddr}, {"direct", addr}, {"weft", proxyAddr}} {
+		for _, target := range figureLegs(addr, proxyAddr) {
 			s := time.Now()
 			got, err := download(target.addr)
 			if err != nil || got != int64(big)<<20 {
@@ -126,6 +126,19 @@ func TestH1DownloadFigures(t *testing.T) {
 			t.Logf("one %d MiB download %s: %.0f MiB/s", big, target.name, float64(big)/time.Since(s).Seconds())
 		}
 	}
+}
+
+// figureLegs is the order of the large transfers: direct, weft, direct,
+// weft; or, with WEFT_FIGURES_LEGS=direct or =weft, that one path once (to
+// count one transfer's syscalls, strace -c -f).
+func figureLegs(direct, weft string) []struct{ name, addr string } {
+	switch os.Getenv("WEFT_FIGURES_LEGS") {
+	case "direct":
+		return []struct{ name, addr string }{{"direct", direct}}
+	case "weft":
+		return []struct{ name, addr string }{{"weft", weft}}
+	}
+	return []struct{ name, addr string }{{"direct", direct}, {"weft", weft}, {"direct", direct}, {"weft", weft}}
 }
 
 // sizeFor overrides the figures upstream's body size (the large download).
@@ -308,7 +321,7 @@ func TestH1UploadFigures(t *testing.T) {
 		t.Fatal("uploads failed")
 	}
 	if big > 0 {
-		for _, target := range []struct{ name, addr string }{{"direct", addr}, {"weft", proxyAddr}, {"direct", addr}, {"weft", proxyAddr}} {
+		for _, target := range figureLegs(addr, proxyAddr) {
 			s := time.Now()
 			if err := send(target.addr, int64(big)<<20); err != nil {
 				t.Fatalf("%s: %v", target.name, err)

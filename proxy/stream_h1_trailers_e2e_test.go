@@ -3,10 +3,12 @@ package proxy
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // trailerEcho answers what the upstream received: the body, then each
@@ -114,6 +116,84 @@ func TestTrailerHeaderOnlyOnChunkedRequests(t *testing.T) {
 		_, _ = io.WriteString(c, strings.Repeat("a", n))
 		if st, body := readAnswer(t, br); st != 200 || body != fmt.Sprintf("%d chunked=false trailer=\"\"", n) {
 			t.Fatalf("%d bytes: %d %q", n, st, body)
+		}
+	}
+}
+
+// A chunked HTTP/1.1 response's trailers reach the client, and a Wasm
+// filter sees them in on_http_response_trailers (what it adds there goes
+// too): when the whole body came with the headers, and when it streamed in
+// parts. Without a filter they pass through as the upstream sent them.
+func TestH1WasmFilterSeesResponseTrailers(t *testing.T) {
+	const trailers = "0\r\nGrpc-Status: 7\r\nX-Sum: abc\r\n\r\n"
+	whole := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Grpc-Status, X-Sum\r\n\r\n5\r\nfirst\r\n6\r\nsecond\r\n"+trailers)
+	})
+	next := make(chan struct{}, 1)
+	split := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+		select {
+		case <-next: // the client has the first part: the body streams
+		case <-time.After(20 * time.Second):
+			return
+		}
+		_, _ = io.WriteString(c, "6\r\nsecond\r\n"+trailers)
+	})
+	module := guestFile(t, t.TempDir(), "grpcwatch")
+	cfg := `
+filters:
+  - name: watch
+    module: {path: {{module}}}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    {{filters}}
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes:
+          - match: {prefix: /split}
+            route: {cluster: split}
+          - match: {prefix: /}
+            route: {cluster: whole}
+clusters:
+  - name: whole
+    endpoints: [{address: "{{whole}}"}]
+  - name: split
+    endpoints: [{address: "{{split}}"}]
+`
+	for _, filtered := range []bool{true, false} {
+		vars := map[string]string{"module": module, "whole": whole, "split": split, "filters": ""}
+		if filtered {
+			vars["filters"] = "filters: [watch]"
+		}
+		_, url := startProxy(t, cfg, vars)
+		for _, path := range []string{"/whole", "/split"} {
+			t.Run(fmt.Sprintf("%s filtered=%v", path, filtered), func(t *testing.T) {
+				resp, _ := streamGet(t, url, path)
+				first := make([]byte, 5)
+				if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first" {
+					t.Fatalf("%q %v", first, err)
+				}
+				if path == "/split" {
+					next <- struct{}{}
+				}
+				rest, err := io.ReadAll(resp.Body)
+				if err != nil || string(rest) != "second" {
+					t.Fatalf("%q %v", rest, err)
+				}
+				if g, s := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("X-Sum"); g != "7" || s != "abc" {
+					t.Fatalf("upstream trailers %v, want grpc-status 7 and x-sum abc", resp.Trailer)
+				}
+				seen := resp.Trailer.Get("X-Wasm-Seen")
+				switch {
+				case !filtered && seen != "":
+					t.Fatalf("x-wasm-seen %q without a filter", seen)
+				case filtered && (!strings.HasPrefix(seen, "req_chunks=0 req_bytes=0 req_eos=false header_eos=true resp_chunks=") ||
+					!strings.HasSuffix(seen, " grpc_status=7")):
+					t.Fatalf("x-wasm-seen %q: the filter's response trailers callback did not see grpc-status 7 (trailers %v)", seen, resp.Trailer)
+				}
+			})
 		}
 	}
 }

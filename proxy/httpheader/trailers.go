@@ -12,6 +12,24 @@ import (
 // order received. It is empty until the body has been read to its end.
 // The slices are a copy, valid after h changes.
 func RequestTrailers(h *fasthttp.RequestHeader) iter.Seq2[[]byte, []byte] {
+	return trailers(h)
+}
+
+// ResponseTrailers is RequestTrailers for the trailer section read after
+// a response's chunked body.
+func ResponseTrailers(h *fasthttp.ResponseHeader) iter.Seq2[[]byte, []byte] {
+	return trailers(h)
+}
+
+// trailerHeader is what request and response headers share of trailers.
+type trailerHeader interface {
+	TrailerHeader() []byte
+	DelBytes(key []byte)
+	AddTrailerBytes(key []byte) error
+	AddBytesKV(key, value []byte)
+}
+
+func trailers(h trailerHeader) iter.Seq2[[]byte, []byte] {
 	raw := h.TrailerHeader() // "name: value\r\n" each, then "\r\n"
 	if len(raw) <= 2 {
 		return func(func([]byte, []byte) bool) {}
@@ -36,8 +54,18 @@ func RequestTrailers(h *fasthttp.RequestHeader) iter.Seq2[[]byte, []byte] {
 // authentication) is left out. The headers are not touched, unless one
 // has the name of a trailer being replaced.
 func SetRequestTrailers(h *fasthttp.RequestHeader, fields iter.Seq2[[]byte, []byte]) {
+	setTrailers(h, fields)
+}
+
+// SetResponseTrailers is SetRequestTrailers for a response's trailer
+// section (what fasthttp's server writes after a chunked body).
+func SetResponseTrailers(h *fasthttp.ResponseHeader, fields iter.Seq2[[]byte, []byte]) {
+	setTrailers(h, fields)
+}
+
+func setTrailers(h trailerHeader, fields iter.Seq2[[]byte, []byte]) {
 	var old [][]byte
-	for k := range RequestTrailers(h) {
+	for k := range trailers(h) {
 		old = append(old, k)
 	}
 	for _, k := range old {

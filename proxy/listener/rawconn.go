@@ -1,0 +1,26 @@
+package listener
+
+import "net"
+
+// TCPConn is the plain TCP connection under a client connection the
+// listener accepted, for a response body written around fasthttp's
+// writer (spliced): nil over TLS, or while bytes read ahead for protocol
+// detection are still to be read. The wrappers only act on reads, so a
+// write to it is a write to the client.
+func TCPConn(c net.Conn) *net.TCPConn {
+	for {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			return v
+		case *strictConn:
+			c = v.Conn
+		case *prefixConn:
+			if len(v.prefix) > 0 {
+				return nil
+			}
+			c = v.Conn
+		default:
+			return nil
+		}
+	}
+}
