@@ -49,7 +49,7 @@ func TestRouteCardinalityCap(t *testing.T) {
 	p := h.Plugin().(*plugin)
 	p.cfg.MaxRoutes = 2
 	for _, r := range []string{"a", "b", "c", "d"} {
-		p.counter(r, "200").Inc()
+		p.counter(p.routeOf([]byte(r)), 200).Inc()
 	}
 	// "unknown" and "a" fill the cap; b, c, d are "other".
 	if m := h.Metric("http_requests_total{route=other,code=200}"); m == nil || m.Value != 3 {
