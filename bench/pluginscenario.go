@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"crypto"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -58,6 +61,44 @@ func WeftPluginAuth() Scenario {
 				},
 			})
 		}, nil)
+}
+
+// WeftPluginAuthRS256 runs the auth plugin validating an RS256 JWT (a
+// 2048-bit key generated at setup, inline JWKS) with its validated-token
+// cache off (cache_size -1): every request pays what a token never seen
+// before costs, the signature check (by the host, through
+// weft.verify_signature) and the guest's parsing.
+func WeftPluginAuthRS256() Scenario {
+	s := pluginScenario("auth", "JWT RS256, inline JWKS, token cache off: every request checked as a new token", false,
+		func(env *Env) (string, error) {
+			key, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				return "", err
+			}
+			token, err := rs256Token(key, map[string]any{
+				"iss": benchIssuer, "aud": benchAudience, "sub": benchSubject,
+				"iat": time.Now().Unix(), "exp": time.Now().Add(24 * time.Hour).Unix(),
+			})
+			if err != nil {
+				return "", err
+			}
+			env.AddLoadHeader("Authorization", "Bearer "+token)
+			e := big.NewInt(int64(key.E)).Bytes()
+			return jsonConfig(map[string]any{
+				"jwt": map[string]any{
+					"issuer":     benchIssuer,
+					"audiences":  []string{benchAudience},
+					"algorithms": []string{"RS256"},
+					"cache_size": -1,
+					"jwks": map[string]any{"keys": []any{map[string]string{
+						"kty": "RSA", "kid": benchKID, "alg": "RS256", "n": b64url(key.N.Bytes()), "e": b64url(e),
+					}}},
+					"claims_to_headers": []any{map[string]string{"claim": "sub", "header": "x-user"}},
+				},
+			})
+		}, nil)
+	s.Name += "-rs256"
+	return s
 }
 
 // WeftPluginFault runs the fault plugin configured to inject nothing: an
@@ -197,6 +238,25 @@ func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // hs256Token signs claims as a compact JWT with HMAC-SHA256 and kid
 // benchKID.
+// rs256Token signs claims with key (RS256, kid benchKID).
+func rs256Token(key *rsa.PrivateKey, claims map[string]any) (string, error) {
+	header, err := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": benchKID})
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	signed := b64url(header) + "." + b64url(payload)
+	sum := sha256.Sum256([]byte(signed))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		return "", err
+	}
+	return signed + "." + b64url(sig), nil
+}
+
 func hs256Token(secret []byte, claims map[string]any) (string, error) {
 	header, err := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT", "kid": benchKID})
 	if err != nil {

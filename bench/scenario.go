@@ -91,6 +91,7 @@ func DefaultScenarios() []Scenario {
 		WeftWasmHogIdle(),
 		WeftWasmHog(),
 		WeftPluginAuth(),
+		WeftPluginAuthRS256(),
 		WeftPluginFault(),
 		WeftPluginRouting(),
 		WeftPluginTelemetry(),

@@ -152,6 +152,21 @@ func TestPluginAuthScenario(t *testing.T) {
 	}
 }
 
+// The RS256 auth scenario lets its token through with the cache off, each
+// request's signature checked by the host.
+func TestPluginAuthRS256Scenario(t *testing.T) {
+	s := startScenario(t, WeftPluginAuthRS256())
+	codes, body := s.get(s.url, 5)
+	s.wantOK(codes, body, 5)
+	s.env.headers = nil
+	if codes, _ := s.get(s.url, 1); codes[401] != 1 {
+		t.Fatalf("without the token: %v, want 401", codes)
+	}
+	if n := s.metric("weft", `weft_wasm_guest_counter_total{name="auth_signatures_host_total"`); n != 5 {
+		t.Fatalf("auth_signatures_host_total = %v, want 5 (one per request, cache off)", n)
+	}
+}
+
 // The fault plugin is on the path and injects nothing.
 func TestPluginFaultScenario(t *testing.T) {
 	s := startScenario(t, WeftPluginFault())

@@ -34,7 +34,10 @@
 // Properties follow Envoy's attribute names, e.g. Property("request",
 // "path"), Property("response", "code") (8-byte little-endian integers:
 // PropertyInt64), Property("route_name"), Property("plugin_name"),
-// Property("node", "metadata", "key").
+// Property("node", "metadata", "key"). A filter that reads the same
+// properties on every stream builds a PropertyQuery once and reads them
+// with Stream.Properties: one host call on Weft (weft.get_properties)
+// instead of one call and one allocation per property.
 //
 // The same code runs natively under `go test`: outside GOOS=wasip1 the host
 // calls go to the emulated host of package sdk/sdktest, so filter logic is

@@ -130,6 +130,15 @@ func (s *Stream) Property(path ...string) ([]byte, error) {
 	return Property(path...)
 }
 
+// Properties reads q's properties of this stream into vals (see
+// PropertyQuery.Read).
+func (s *Stream) Properties(q *PropertyQuery, vals [][]byte) error {
+	if err := s.use(); err != nil {
+		return err
+	}
+	return q.Read(vals)
+}
+
 // SetProperty stores a property on this stream for later filters and logs.
 func (s *Stream) SetProperty(value []byte, path ...string) error {
 	if err := s.use(); err != nil {

@@ -120,6 +120,9 @@ type compiled struct {
 	identHdr   string
 	challenge  string
 	cacheSize  int
+	// claimHdrsDistinct: no two claims_to_headers name the same header,
+	// so each can be set or removed on its own (one host call, not two).
+	claimHdrsDistinct bool
 }
 
 // parseConfig reads and validates raw (JSON).
@@ -210,6 +213,14 @@ func parseConfig(raw []byte) (*compiled, error) {
 				return nil, fmt.Errorf("config: jwt.claims_to_headers[%d]: claim and header are required", i)
 			}
 			j.ClaimsToHeaders[i].Header = strings.ToLower(ch.Header)
+		}
+		cc.claimHdrsDistinct = true
+		seen := map[string]bool{}
+		for _, ch := range j.ClaimsToHeaders {
+			if seen[ch.Header] {
+				cc.claimHdrsDistinct = false
+			}
+			seen[ch.Header] = true
 		}
 		cc.cacheSize = j.CacheSize
 		if cc.cacheSize == 0 {

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/sdk"
 	"github.com/weftmesh/weft/sdk/filtertest"
@@ -184,5 +185,29 @@ func TestHostRefusalFallsBackPerCall(t *testing.T) {
 	}
 	if calls != 4 || h.Metric("auth_signatures_vm_total").Value != 4 {
 		t.Errorf("host asked %d times, VM checked %d", calls, h.Metric("auth_signatures_vm_total").Value)
+	}
+}
+
+// BenchmarkValidateHostStub is the guest's own work for a new RS256 token,
+// compiled natively, with the host's signature check answered at once
+// (sdktest): what remains to cut in the VM besides the host's RSA.
+func BenchmarkValidateHostStub(b *testing.B) {
+	sdk.Register(newPlugin)
+	sdktest.New(b, sdktest.Options{PluginConfig: []byte(`{"jwt":{"jwks":` + jwksJSON(b) + `}}`),
+		ForeignFunctions: map[string]func([]byte) ([]byte, error){
+			hostVerifyFunc: func([]byte) ([]byte, error) { return []byte{1}, nil },
+		}})
+	ks, err := parseJWKS([]byte(jwksJSON(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := &validator{algs: map[string]bool{"RS256": true}, issuer: "https://idp.test", audiences: []string{"api"}, skew: time.Minute, host: &hostVerifier{}}
+	tok := sign(b, "RS256", "rsa1", std())
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := v.validate(tok, ks, now); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // A small strict JSON scanner for token headers and claims. encoding/json
@@ -24,6 +25,8 @@ type member struct {
 
 // parseObject returns the members of the JSON object b, in order, or false
 // when b is not exactly one valid JSON object (whitespace around allowed).
+// Names (and strings from rawString) may point into b: b must not change
+// while they are in use.
 func parseObject(b []byte, dst []member) ([]member, bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -238,7 +241,13 @@ func scanLiteral(b []byte, i int, lit string) int {
 // escaped ones go through encoding/json.
 func stringValue(tok []byte, escaped bool) (string, bool) {
 	if !escaped && utf8.Valid(tok) {
-		return string(tok[1 : len(tok)-1]), true
+		// A view, not a copy: an allocation costs more in the VM than
+		// the rest of a claim's parsing, and the callers' buffers (a
+		// decoded token or header) never change once parsed.
+		if len(tok) == 2 {
+			return "", true
+		}
+		return unsafe.String(&tok[1], len(tok)-2), true
 	}
 	var s string
 	if err := json.Unmarshal(tok, &s); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Validation failures. They are shown to clients (error_description) and
@@ -86,6 +87,8 @@ type validator struct {
 	// signer's tokens share a few headers, and parsing costs more in the
 	// VM than a lookup.
 	headers map[string]header
+	// sigBuf holds the decoded signature of the token being checked.
+	sigBuf []byte
 }
 
 // maxHeaders bounds validator.headers; when full it starts over.
@@ -130,10 +133,15 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 	if !v.algs[hdr.Alg] {
 		return nil, time.Time{}, errAlgorithm
 	}
-	sig, err := b64.DecodeString(s64)
+	// The signature is not kept: decode it into the validator's buffer.
+	if n := b64.DecodedLen(len(s64)); cap(v.sigBuf) < n {
+		v.sigBuf = make([]byte, n)
+	}
+	sn, err := b64.Decode(v.sigBuf[:cap(v.sigBuf)], unsafe.Slice(unsafe.StringData(s64), len(s64)))
 	if err != nil {
 		return nil, time.Time{}, errMalformed
 	}
+	sig := v.sigBuf[:sn]
 	if keys == nil {
 		return nil, time.Time{}, errNoKeys
 	}
@@ -145,7 +153,9 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 	if err != nil {
 		return nil, time.Time{}, errMalformed
 	}
-	ms, ok := parseObject(pb, nil)
+	// The claims are kept (in the token cache): one allocation for a
+	// typical payload's members instead of the append's doublings.
+	ms, ok := parseObject(pb, make([]member, 0, 16))
 	if !ok {
 		return nil, time.Time{}, errMalformed
 	}
@@ -249,12 +259,31 @@ func (c claims) time(name string) (time.Time, bool, error) {
 	if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 		return time.Time{}, false, errMalformed
 	}
+	if sec, ok := smallInt(raw); ok {
+		return time.Unix(sec, 0), true, nil // the common case: no allocation
+	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil {
 		return time.Time{}, false, errMalformed
 	}
 	sec := int64(f)
 	return time.Unix(sec, int64((f-float64(sec))*1e9)), true, nil
+}
+
+// smallInt parses raw when it is a non-negative integer of at most 15
+// digits (exactly what float parsing would give).
+func smallInt(raw []byte) (int64, bool) {
+	if len(raw) == 0 || len(raw) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range raw {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // hasAudience reports whether aud (a string or an array) names one of want.

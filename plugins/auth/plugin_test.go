@@ -183,3 +183,35 @@ func count(hs [][2]string, name string) int {
 	}
 	return n
 }
+
+// TestClaimHeadersNeverFromClient: a client's value of a claim header is
+// dropped whether the token lacks the claim (distinct headers: replaced or
+// removed one by one) or two claims share the header (all removed first,
+// then the claims present set, the last one winning).
+func TestClaimHeadersNeverFromClient(t *testing.T) {
+	for _, c := range []struct {
+		name, mapping string
+		want          string // "" absent
+	}{
+		{"claim missing", `[{"claim":"sub","header":"x-user"},{"claim":"team","header":"x-team"}]`, ""},
+		{"shared header, second claim missing", `[{"claim":"sub","header":"x-team"},{"claim":"team","header":"x-team"}]`, "user-1"},
+		{"shared header, first claim missing", `[{"claim":"team","header":"x-team"},{"claim":"sub","header":"x-team"}]`, "user-1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := `{"jwt":{"issuer":"https://idp.test","audiences":["api"],"algorithms":["ES256"],
+				"claims_to_headers":` + c.mapping + `,"jwks":` + jwksJSON(t) + `}}`
+			h := sdktest.New(t, sdktest.Options{PluginConfig: []byte(cfg)})
+			s := h.NewStream(sdktest.Req{Headers: [][2]string{
+				{"authorization", "Bearer " + sign(t, "ES256", "ec1", std())}, {"x-team", "spoofed"},
+			}})
+			s.Run(nil)
+			if !s.Forwarded() {
+				t.Fatalf("not forwarded: %+v", s.Local)
+			}
+			v, ok := s.Request.Header("x-team")
+			if c.want == "" && ok || c.want != "" && v != c.want || count(s.Request.Headers, "x-team") > 1 {
+				t.Errorf("x-team = %q (present %v, %d values), want %q", v, ok, count(s.Request.Headers, "x-team"), c.want)
+			}
+		})
+	}
+}

@@ -8,14 +8,45 @@ import (
 )
 
 type plugin struct {
-	cfg      *Config
-	rng      *rand.Rand
-	counters map[string]sdk.Counter // by route, status
-	routes   map[string]bool
+	cfg *Config
+	rng *rand.Rand
+	// routes holds each route's counters; routes beyond MaxRoutes are
+	// counted under "other".
+	routes   map[string]*routeCounters
+	other    *routeCounters
 	reqSize  sdk.Histogram
 	respSize sdk.Histogram
 	latency  sdk.Histogram
 	sampled  sdk.Counter
+
+	// logged is what OnLog reads, in one host call (props indexes it).
+	logged *sdk.PropertyQuery
+	vals   [nProps][]byte
+
+	// logOnly is the filter of every stream when nothing is logged per
+	// request: it has no per-stream state, so it is shared.
+	logOnly logFilter
+	// filters is a slab of the filters that remember requests for logs.
+	filters []filter
+}
+
+// The properties OnLog reads, in plugin.logged.
+const (
+	propCode = iota
+	propRoute
+	propReqSize
+	propRespSize
+	propDuration
+	nProps
+)
+
+// routeCounters are one route's request counters by status (or status
+// class), defined on first use.
+type routeCounters struct {
+	name    string
+	classes [8]sdk.Counter // by code/100 (StatusClasses); 0 "unknown"
+	defined [8]bool
+	codes   map[int]sdk.Counter // by code (not StatusClasses)
 }
 
 func newPlugin(raw []byte) (sdk.Plugin, error) {
@@ -24,7 +55,11 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 		return nil, err
 	}
 	p := &plugin{cfg: cfg, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		counters: map[string]sdk.Counter{}, routes: map[string]bool{}}
+		routes: map[string]*routeCounters{}, other: &routeCounters{name: "other"}}
+	p.logOnly = logFilter{p}
+	p.logged = sdk.NewPropertyQuery(
+		[]string{"response", "code"}, []string{"route_name"}, []string{"request", "size"},
+		[]string{"response", "size"}, []string{"request", "duration"})
 	for name, h := range map[string]*sdk.Histogram{
 		"_request_bytes": &p.reqSize, "_response_bytes": &p.respSize, "_request_duration_us": &p.latency,
 	} {
@@ -38,32 +73,77 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 	return p, nil
 }
 
-// NewHTTPFilter implements sdk.Plugin.
-func (p *plugin) NewHTTPFilter(*sdk.Stream) sdk.HTTPFilter { return &filter{p: p} }
-
-// counter returns the request counter for route and status, defining it on
-// first use; routes beyond MaxRoutes are folded into "other".
-func (p *plugin) counter(route, status string) sdk.Counter {
-	if !p.routes[route] {
-		if len(p.routes) >= p.cfg.MaxRoutes {
-			route = "other"
-		} else {
-			p.routes[route] = true
-		}
+// NewHTTPFilter implements sdk.Plugin. Without request logs a stream needs
+// only OnLog and no state of its own; with them, its filter remembers the
+// request (from a slab: an allocation in the VM costs as much as the rest
+// of the callback).
+func (p *plugin) NewHTTPFilter(*sdk.Stream) sdk.HTTPFilter {
+	if p.cfg.SampleRate <= 0 && !p.cfg.LogErrors {
+		return p.logOnly
 	}
-	key := route + "\x00" + status
-	c, ok := p.counters[key]
-	if !ok {
-		var err error
-		if c, err = sdk.NewCounter(p.cfg.requestsName(route, status)); err != nil {
-			sdk.Warnf("telemetry: defining a counter: %v", err)
+	if len(p.filters) == 0 {
+		p.filters = make([]filter, 32)
+	}
+	f := &p.filters[0]
+	p.filters = p.filters[1:]
+	f.p = p
+	return f
+}
+
+// routeOf returns the counters of the route named r (bytes the host
+// returned), defining the route on first use.
+func (p *plugin) routeOf(r []byte) *routeCounters {
+	if rc, ok := p.routes[string(r)]; ok { // no allocation: a map index
+		return rc
+	}
+	if len(p.routes) >= p.cfg.MaxRoutes {
+		return p.other
+	}
+	rc := &routeCounters{name: string(r)}
+	p.routes[rc.name] = rc
+	return rc
+}
+
+// counter returns rc's request counter for status code, defining it on
+// first use.
+func (p *plugin) counter(rc *routeCounters, code int) sdk.Counter {
+	if p.cfg.StatusClasses {
+		i := 0 // "unknown"
+		if code >= 100 && code <= 599 {
+			i = code / 100
 		}
-		p.counters[key] = c
+		if !rc.defined[i] {
+			rc.classes[i] = p.newCounter(rc.name, code)
+			rc.defined[i] = true
+		}
+		return rc.classes[i]
+	}
+	c, ok := rc.codes[code]
+	if !ok {
+		if rc.codes == nil {
+			rc.codes = map[int]sdk.Counter{}
+		}
+		c = p.newCounter(rc.name, code)
+		rc.codes[code] = c
 	}
 	return c
 }
 
-// filter remembers what the request looked like for OnLog.
+func (p *plugin) newCounter(route string, code int) sdk.Counter {
+	c, err := sdk.NewCounter(p.cfg.requestsName(route, p.cfg.statusLabel(code)))
+	if err != nil {
+		sdk.Warnf("telemetry: defining a counter: %v", err)
+	}
+	return c
+}
+
+// logFilter is a stream's filter when no request is logged: metrics only.
+type logFilter struct{ p *plugin }
+
+// OnLog implements sdk.LogFilter.
+func (f logFilter) OnLog(s *sdk.Stream) { f.p.record(s, nil) }
+
+// filter remembers what the request looked like for a log line.
 type filter struct {
 	p       *plugin
 	method  string
@@ -89,33 +169,43 @@ func (f *filter) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
 	return sdk.Continue
 }
 
-func int64Property(s *sdk.Stream, path ...string) (int64, bool) {
-	b, err := s.Property(path...)
-	if err != nil || len(b) != 8 {
+// OnLog implements sdk.LogFilter.
+func (f *filter) OnLog(s *sdk.Stream) { f.p.record(s, f) }
+
+func int64Value(b []byte) (int64, bool) {
+	if len(b) != 8 {
 		return 0, false
 	}
 	return int64(binary.LittleEndian.Uint64(b)), true
 }
 
-// OnLog records the metrics and the log line once the response is done.
-func (f *filter) OnLog(s *sdk.Stream) {
-	p := f.p
-	code, _ := int64Property(s, "response", "code")
-	route := "unknown"
-	if r, err := s.Property("route_name"); err == nil && len(r) > 0 {
-		route = string(r)
+// record records the metrics of the stream that ended and, when f is
+// set, its log line.
+func (p *plugin) record(s *sdk.Stream, f *filter) {
+	v := p.vals[:]
+	if err := s.Properties(p.logged, v); err != nil {
+		clear(v)
 	}
-	p.counter(route, p.cfg.statusLabel(int(code))).Inc()
-	if n, ok := int64Property(s, "request", "size"); ok {
+	code, _ := int64Value(v[propCode])
+	r := v[propRoute]
+	if len(r) == 0 {
+		r = unknownRoute
+	}
+	rc := p.routeOf(r)
+	p.counter(rc, int(code)).Inc()
+	if n, ok := int64Value(v[propReqSize]); ok {
 		p.reqSize.Record(uint64(n))
 	}
-	if n, ok := int64Property(s, "response", "size"); ok {
+	if n, ok := int64Value(v[propRespSize]); ok {
 		p.respSize.Record(uint64(n))
 	}
-	dur, _ := int64Property(s, "request", "duration")
+	dur, _ := int64Value(v[propDuration])
 	p.latency.Record(uint64(dur / 1000))
-	if f.sample || (p.cfg.LogErrors && code >= 500) {
+	if f != nil && (f.sample || (p.cfg.LogErrors && code >= 500)) {
 		p.sampled.Inc()
-		sdk.Log(sdk.LogInfo, logLine(f.method, f.path, int(code), dur/1000, route, f.headers))
+		sdk.Log(sdk.LogInfo, logLine(f.method, f.path, int(code), dur/1000, rc.name, f.headers))
 	}
+	clear(v) // the values point into a buffer the next stream replaces
 }
+
+var unknownRoute = []byte("unknown")

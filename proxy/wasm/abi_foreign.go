@@ -32,6 +32,7 @@ func newForeignRegistry() *foreignRegistry {
 		"uncompress":           foreignUncompress,
 		"declare_property":     foreignDeclareProperty, // Envoy's (abi_foreign_property.go)
 		foreignStreamCallbacks: foreignSetStreamCallbacks,
+		foreignGetProperties:   foreignGetPropertiesFunc,
 	}
 	return r
 }

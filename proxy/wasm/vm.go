@@ -136,9 +136,11 @@ type vm struct {
 	// rootAttrs holds properties set from the root context.
 	rootAttrs map[string][]byte
 
-	scratch []byte      // reused serialization buffer
-	propBuf []byte      // reused property key buffer
-	pairs   [][2][]byte // reused map parsing buffer
+	scratch []byte // reused serialization buffer
+	propBuf []byte // reused property key buffer
+	// batchBuf is weft.get_properties' reused result.
+	batchBuf []byte
+	pairs    [][2][]byte // reused map parsing buffer
 
 	onContextCreate, onVMStart, onConfigure, onTick, onDone, onDelete, onLog    *guestFunc
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc

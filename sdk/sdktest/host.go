@@ -50,8 +50,12 @@ type Options struct {
 	// error as InternalFailure. A name not listed answers NotFound, as in
 	// Weft and Envoy, so a nil map emulates a host without any (Weft's
 	// real functions, e.g. weft.verify_signature, are not emulated: test
-	// them with sdk/filtertest).
+	// them with sdk/filtertest), except weft.get_properties.
 	ForeignFunctions map[string]func(args []byte) ([]byte, error)
+	// NoBatchProperties removes weft.get_properties, the one Weft foreign
+	// function the emulated host has (for sdk.PropertyQuery), unless
+	// ForeignFunctions names it.
+	NoBatchProperties bool
 }
 
 // Host is an emulated VM running the registered plugin.
@@ -720,6 +724,9 @@ func i64(v int64) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(v
 func (h *Host) CallForeignFunction(name string, args []byte) ([]byte, uint32) {
 	h.foreign[name]++
 	f := h.o.ForeignFunctions[name]
+	if f == nil && name == "weft.get_properties" && !h.o.NoBatchProperties {
+		return h.getProperties(args)
+	}
 	if f == nil {
 		return nil, stNotFound
 	}
@@ -732,6 +739,41 @@ func (h *Host) CallForeignFunction(name string, args []byte) ([]byte, uint32) {
 		return nil, stInternal
 	}
 	return clone(out), stOK
+}
+
+// getProperties is Weft's weft.get_properties: the properties at each
+// path, as GetProperty finds them, in one result.
+func (h *Host) getProperties(args []byte) ([]byte, uint32) {
+	if len(args) < 4 {
+		return nil, stBadArgument
+	}
+	n := binary.LittleEndian.Uint32(args)
+	rest := args[4:]
+	var out []byte
+	for range n {
+		if len(rest) < 4 {
+			return nil, stBadArgument
+		}
+		l := binary.LittleEndian.Uint32(rest)
+		if uint64(l) > uint64(len(rest)-4) {
+			return nil, stBadArgument
+		}
+		v, st := h.GetProperty(rest[4 : 4+l])
+		rest = rest[4+l:]
+		switch st {
+		case stOK:
+			out = binary.LittleEndian.AppendUint32(out, uint32(len(v)))
+			out = append(out, v...)
+		case stNotFound:
+			out = binary.LittleEndian.AppendUint32(out, 0xFFFFFFFF)
+		default:
+			return nil, st
+		}
+	}
+	if len(rest) != 0 {
+		return nil, stBadArgument
+	}
+	return out, stOK
 }
 
 // The emulated host does not run gRPC call-outs: they answer Unimplemented,

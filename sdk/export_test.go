@@ -1,0 +1,4 @@
+package sdk
+
+// ResetBatchProperties forgets that a host lacked weft.get_properties.
+func ResetBatchProperties() { noBatchPropertiesHost = false }
