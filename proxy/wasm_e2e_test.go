@@ -16,14 +16,14 @@ import (
 )
 
 // guestLanguages are the languages of the conformance guests that have a
-// twin in C (proxy/wasm/testdata/guests/c, over sdk/c/proxy_wasm.h) beside
-// the Go SDK one: the tests of Wasm services, network filters, metadata and
-// tagged metrics run each with the same assertions. httpGuestLanguages
-// adds Weft's own Go SDK (proxy/wasm/testdata/weftsdk), which has no
-// network filters.
+// twin in C (proxy/wasm/testdata/guests/c, over sdk/c/proxy_wasm.h) and in
+// Weft's own Go SDK (proxy/wasm/testdata/weftsdk) beside the public Go SDK
+// one: the tests of network filters run each with the same assertions.
+// httpGuestLanguages are those of the tests of Wasm services, metadata and
+// tagged metrics: the same three.
 var (
-	guestLanguages     = []string{"go", "c"}
-	httpGuestLanguages = []string{"go", "c", "weft"}
+	guestLanguages     = []string{"go", "c", "weft"}
+	httpGuestLanguages = guestLanguages
 )
 
 // guestFileIn builds guest name in lang ("go": gosdk/NAME, "c": c/NAME.c,

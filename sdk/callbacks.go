@@ -10,6 +10,9 @@ import (
 // stream's filter does not implement would only answer Continue, so the
 // host skips them instead of entering the guest (weft.stream_callbacks,
 // docs/wasm.md). proxy_on_context_create and proxy_on_delete always run.
+// A connection of a tcp listener (a NetworkPlugin's context) declares
+// nothing: the host calls every network callback, and a declaration made
+// for it would change what the root's later HTTP streams start with.
 const (
 	callbackRequestHeaders = 1 << iota
 	callbackRequestBody

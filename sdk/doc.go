@@ -20,6 +20,19 @@
 // also implement Ticker (SetTickPeriod), QueueReceiver, HTTPCallReceiver
 // and PluginCloser.
 //
+// Network (L4) filters on tcp listeners: a Plugin that implements
+// NetworkPlugin makes one NetworkFilter per connection; that value
+// implements any of NewConnectionFilter, DownstreamDataFilter,
+// UpstreamDataFilter, DownstreamCloseFilter, UpstreamCloseFilter and
+// ConnectionDoneFilter, and reads and rewrites the bytes through its
+// *Connection (DownstreamData, SetDownstreamData, UpstreamData,
+// SetUpstreamData, Close).
+//
+// Plugins that share one VM each have a root context: RegisterRoot (instead
+// of Register) tells the constructor its root context id, Stream.RootID and
+// Connection.RootID name the root of a context, and RegisterVMStart runs
+// once when the VM starts.
+//
 // Through a *Stream a filter reads and edits headers (HeaderMap: Get, Set,
 // Add, Remove, All, Replace; pseudo-headers :method, :path, :authority,
 // :scheme, :status included), bodies, and properties; answers locally
@@ -44,9 +57,10 @@
 // unit-tested without building Wasm; sdk/filtertest runs the built module
 // in Weft's real host.
 //
-// A panic in a callback is recovered: the SDK logs it at critical level and
-// answers the stream with a 500 local response, so one bad request does not
-// take the VM down.
+// A panic in an HTTP callback is recovered: the SDK logs it at critical
+// level and answers the stream with a 500 local response, so one bad request
+// does not take the VM down. A panic in a network callback traps the VM, so
+// the host applies the filter's failure policy to the connection.
 //
 // The SDK owns the guest side of the ABI: exports, the context table, the
 // encoding of maps and paths. It must not import net/http or other heavy

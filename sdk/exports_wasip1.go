@@ -85,3 +85,26 @@ func proxyOnGRPCReceiveTrailingMetadata(contextID, token, numTrailers uint32) {
 
 //go:wasmexport proxy_on_grpc_close
 func proxyOnGRPCClose(contextID, token, status uint32) { onGRPCClose(contextID, token, status) }
+
+//go:wasmexport proxy_on_new_connection
+func proxyOnNewConnection(contextID uint32) uint32 { return onNewConnection(contextID) }
+
+//go:wasmexport proxy_on_downstream_data
+func proxyOnDownstreamData(contextID, size uint32, endOfStream bool) uint32 {
+	return onDownstreamData(contextID, size, endOfStream)
+}
+
+//go:wasmexport proxy_on_upstream_data
+func proxyOnUpstreamData(contextID, size uint32, endOfStream bool) uint32 {
+	return onUpstreamData(contextID, size, endOfStream)
+}
+
+//go:wasmexport proxy_on_downstream_connection_close
+func proxyOnDownstreamConnectionClose(contextID, peerType uint32) {
+	onDownstreamClose(contextID, peerType)
+}
+
+//go:wasmexport proxy_on_upstream_connection_close
+func proxyOnUpstreamConnectionClose(contextID, peerType uint32) {
+	onUpstreamClose(contextID, peerType)
+}

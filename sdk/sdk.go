@@ -61,7 +61,9 @@ func statusErr(st uint32) error {
 // asks it for one HTTP filter per stream.
 //
 // A Plugin may also implement Ticker (with SetTickPeriod), QueueReceiver,
-// HTTPCallReceiver and PluginCloser.
+// HTTPCallReceiver, PluginCloser and NetworkPlugin (network filters on tcp
+// listeners). Several Plugins may share one VM, each in a root context of
+// its own (RegisterRoot tells the constructor its id).
 type Plugin interface {
 	// NewHTTPFilter returns the filter for one stream, or nil to let the
 	// stream pass untouched. The value implements any of the callback
@@ -149,5 +151,25 @@ type NewPluginFunc func(config []byte) (Plugin, error)
 // Register installs the plugin constructor. Call it from an init function of
 // the filter's main package (c-shared modules do not run main).
 func Register(newPlugin NewPluginFunc) {
+	vm.newPlugin = func(_ uint32, config []byte) (Plugin, error) { return newPlugin(config) }
+}
+
+// NewRootPluginFunc is NewPluginFunc told the plugin's root context id.
+// Plugins that share one VM (weft's share_vms) each have a root context of
+// their own, with its own id, configuration and plugin_name property; the
+// id is how the guest's code tells them apart.
+type NewRootPluginFunc func(rootID uint32, config []byte) (Plugin, error)
+
+// RegisterRoot installs a plugin constructor that is told the root context
+// id of each plugin it builds (instead of Register).
+func RegisterRoot(newPlugin NewRootPluginFunc) {
 	vm.newPlugin = newPlugin
+}
+
+// RegisterVMStart installs f to run once when the VM starts
+// (proxy_on_vm_start), before any plugin is configured, with the VM
+// configuration (vm_config). An error refuses the VM. Plugins sharing the
+// VM see one VM start.
+func RegisterVMStart(f func(vmConfig []byte) error) {
+	vm.onVMStart = f
 }

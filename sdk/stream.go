@@ -26,6 +26,9 @@ type Stream struct {
 // ID is the stream's context id (unique within the VM while it lives).
 func (s *Stream) ID() uint32 { return s.id }
 
+// RootID is the root context id of the plugin that filters the stream.
+func (s *Stream) RootID() uint32 { return s.root }
+
 // Filter returns the value the Plugin made for this stream.
 func (s *Stream) Filter() HTTPFilter { return s.filter }
 

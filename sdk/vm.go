@@ -40,9 +40,11 @@ type pendingCall struct {
 // vm is the guest's state: a Wasm instance is single-threaded, and every
 // callback runs to completion, so no locking.
 var vm struct {
-	newPlugin NewPluginFunc
+	newPlugin func(root uint32, config []byte) (Plugin, error)
+	onVMStart func(vmConfig []byte) error
 	roots     map[uint32]*rootContext
 	streams   streamTable
+	conns     map[uint32]*Connection
 	calls     map[uint32]pendingCall
 	grpc      map[uint32]*grpcPending
 	// effective is the context host calls act on now.
@@ -70,6 +72,11 @@ func init() {
 		OnGRPCReceive:          onGRPCReceive,
 		OnGRPCTrailingMetadata: onGRPCTrailingMetadata,
 		OnGRPCClose:            onGRPCClose,
+		OnNewConnection:        onNewConnection,
+		OnDownstreamData:       onDownstreamData,
+		OnUpstreamData:         onUpstreamData,
+		OnDownstreamClose:      onDownstreamClose,
+		OnUpstreamClose:        onUpstreamClose,
 		OnLog:                  onLog,
 		OnDone:                 onDone,
 		OnDelete:               onDelete,
@@ -86,6 +93,7 @@ func init() {
 func resetVM() {
 	vm.roots = make(map[uint32]*rootContext)
 	vm.streams = streamTable{}
+	vm.conns = make(map[uint32]*Connection)
 	vm.calls = make(map[uint32]pendingCall)
 	vm.grpc = make(map[uint32]*grpcPending)
 	vm.effective = 0
@@ -112,9 +120,14 @@ func onContextCreate(id, parent uint32) {
 		vm.roots[id] = &rootContext{id: id}
 		return
 	}
+	r := vm.roots[parent]
+	// A connection of a tcp listener declares no stream callbacks: the
+	// host calls every network callback.
+	if r != nil && r.plugin != nil && newConnection(r, id) {
+		return
+	}
 	s := newStream(id, parent)
 	vm.streams.put(s)
-	r := vm.roots[parent]
 	if r == nil {
 		return
 	}
@@ -129,7 +142,7 @@ func newFilter(p Plugin, s *Stream) {
 	s.filter = p.NewHTTPFilter(s)
 }
 
-func onVMStart(root, size uint32) bool {
+func onVMStart(root, size uint32) (ok bool) {
 	enter(root)
 	if lvl, st := abi.GetLogLevel(); st == 0 {
 		vm.logLevel = LogLevel(lvl)
@@ -141,6 +154,19 @@ func onVMStart(root, size uint32) bool {
 			return false
 		}
 		vm.vmConfig = b
+	}
+	if vm.onVMStart == nil {
+		return true
+	}
+	defer func() {
+		if e := recover(); e != nil {
+			Criticalf("VM start panicked: %v", e)
+			ok = false
+		}
+	}()
+	if err := vm.onVMStart(vm.vmConfig); err != nil {
+		Errorf("VM start refused: %v", err)
+		return false
 	}
 	return true
 }
@@ -177,7 +203,7 @@ func onConfigure(root, size uint32) (ok bool) {
 			ok = false
 		}
 	}()
-	p, err := vm.newPlugin(cfg)
+	p, err := vm.newPlugin(root, cfg)
 	if err != nil {
 		Errorf("configuration refused: %v", err)
 		return false
@@ -304,6 +330,10 @@ func onResponseTrailers(id, n uint32) (a uint32) {
 }
 
 func onLog(id uint32) {
+	if c := connFor(id); c != nil {
+		connLog(c)
+		return
+	}
 	s := streamFor(id)
 	if s == nil {
 		return
@@ -340,6 +370,12 @@ func onDelete(id uint32) {
 	}
 	if _, ok := vm.roots[id]; ok {
 		delete(vm.roots, id)
+		return
+	}
+	if c := vm.conns[id]; c != nil {
+		delete(vm.conns, id)
+		c.gone = true
+		c.filter = nil
 		return
 	}
 	s := vm.streams.get(id)

@@ -64,6 +64,7 @@ type Host struct {
 	effective uint32
 	nextID    uint32
 	streams   map[uint32]*Stream
+	conns     map[uint32]*Conn
 	rootProps map[string][]byte
 
 	logs       []Log
@@ -463,6 +464,9 @@ func (h *Host) buffer(bt uint32) (*[]byte, bool) {
 		}
 		return &h.inCall.Body, true
 	}
+	if c := h.conns[h.effective]; c != nil && (bt == 2 || bt == 3) {
+		return &c.data[bt-2], true
+	}
 	s := h.cur()
 	if s == nil {
 		return nil, false
@@ -494,7 +498,7 @@ func (h *Host) GetBufferBytes(bt, start, maxSize uint32) ([]byte, uint32) {
 
 // SetBufferBytes implements abi.Host.
 func (h *Host) SetBufferBytes(bt, start, size uint32, data []byte) uint32 {
-	if bt > 1 {
+	if bt > 3 {
 		return stBadArgument
 	}
 	b, ok := h.buffer(bt)
@@ -521,6 +525,13 @@ func (h *Host) ContinueStream(streamType uint32) uint32 {
 
 // CloseStream implements abi.Host.
 func (h *Host) CloseStream(streamType uint32) uint32 {
+	if c := h.conns[h.effective]; c != nil {
+		if streamType != 2 && streamType != 3 {
+			return stBadArgument
+		}
+		c.Closed = true
+		return stOK
+	}
 	s := h.cur()
 	if s == nil {
 		return stNotFound
@@ -677,7 +688,8 @@ func (h *Host) GetMetric(id uint32) (uint64, uint32) {
 // SetEffectiveContext implements abi.Host.
 func (h *Host) SetEffectiveContext(id uint32) uint32 {
 	if id != rootID {
-		if _, ok := h.streams[id]; !ok {
+		_, ok := h.streams[id]
+		if _, conn := h.conns[id]; !ok && !conn {
 			return stBadArgument
 		}
 	}

@@ -130,12 +130,15 @@ func loadPlugin(t testing.TB, spec wasm.PluginSpec, env wasm.Env) *wasm.Plugin {
 // goGuest builds a Go SDK guest (once per process).
 func goGuest(t testing.TB, name string) []byte { return guestbuild.GoSDK(t, name) }
 
-// guestIn builds guest name in lang: "go" (gosdk/NAME, the public Go SDK)
-// or "c" (c/NAME.c over sdk/c/proxy_wasm.h), its twin for issue 17's
-// features.
+// guestIn builds guest name in lang: "go" (gosdk/NAME, the public Go SDK),
+// "c" (c/NAME.c over sdk/c/proxy_wasm.h) or "weft" (weftsdk/NAME, Weft's
+// own Go SDK), its twins for issue 17's features.
 func guestIn(t testing.TB, lang, name string) []byte {
-	if lang == "c" {
+	switch lang {
+	case "c":
 		return guestbuild.C(t, name)
+	case "weft":
+		return guestbuild.WeftSDK(t, name)
 	}
 	return goGuest(t, name)
 }

@@ -15,11 +15,11 @@ import (
 // them; each root keeps its own plugin config, plugin_name and ticks. A
 // plugin that fails to configure does not join; one that leaves ends only
 // its own root; a plugin that does not share gets its own VM.
-// The guest is written twice, with the public Go SDK and in C, and both
-// are held to the same assertions.
+// The guest is written three times, with the public Go SDK, in C and with
+// Weft's own Go SDK (sdk/), and all are held to the same assertions.
 func TestSharedVM(t *testing.T) {
 	t.Parallel()
-	for _, lang := range []string{"go", "c"} {
+	for _, lang := range []string{"go", "c", "weft"} {
 		t.Run(lang, func(t *testing.T) { testSharedVM(t, guestIn(t, lang, "sharedvm")) })
 	}
 }

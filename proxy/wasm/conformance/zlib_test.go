@@ -13,11 +13,11 @@ import (
 // TestForeignCompress: Envoy's compress and uncompress foreign functions
 // round-trip, the compressed bytes are a zlib stream any reader takes, and
 // garbage given to uncompress is an error, not a trap.
-// The guest is written with the Go SDK and in C, held to the same
-// assertions.
+// The guest is written with the public Go SDK, in C and with Weft's own Go
+// SDK, held to the same assertions.
 func TestForeignCompress(t *testing.T) {
 	t.Parallel()
-	for _, lang := range []string{"go", "c"} {
+	for _, lang := range []string{"go", "c", "weft"} {
 		t.Run(lang, func(t *testing.T) { testForeignCompress(t, guestIn(t, lang, "zlib")) })
 	}
 }

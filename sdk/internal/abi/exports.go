@@ -22,9 +22,18 @@ type Guest struct {
 	OnGRPCReceive          func(contextID, token, size uint32)
 	OnGRPCTrailingMetadata func(contextID, token, numTrailers uint32)
 	OnGRPCClose            func(contextID, token, status uint32)
-	OnLog                  func(contextID uint32)
-	OnDone                 func(contextID uint32) bool
-	OnDelete               func(contextID uint32)
+	// Network (L4) filters: proxy_on_new_connection,
+	// proxy_on_downstream_data, proxy_on_upstream_data,
+	// proxy_on_downstream_connection_close and
+	// proxy_on_upstream_connection_close.
+	OnNewConnection   func(contextID uint32) uint32
+	OnDownstreamData  func(contextID, size uint32, endOfStream bool) uint32
+	OnUpstreamData    func(contextID, size uint32, endOfStream bool) uint32
+	OnDownstreamClose func(contextID, peerType uint32)
+	OnUpstreamClose   func(contextID, peerType uint32)
+	OnLog             func(contextID uint32)
+	OnDone            func(contextID uint32) bool
+	OnDelete          func(contextID uint32)
 	// Plugin returns the plugin value of a root context (nil if none).
 	Plugin func(rootID uint32) any
 	// Reset forgets every context and registration-independent state (host
