@@ -71,6 +71,19 @@ func portServiceName(svc *corev1.Service, p corev1.ServicePort, primary bool) st
 	return svc.Name + "-" + strconv.Itoa(int(p.Port))
 }
 
+// portMeshName is the mesh Service name of svc's TCP port p (the i-th):
+// the first port always has the Service's own name; another port has none
+// ("") when its name is taken by another Service or longer than 63
+// characters. Discovery and the Gateway API translator both use it, so a
+// backendRef resolves to exactly the Services discovery made.
+func portMeshName(svc *corev1.Service, p corev1.ServicePort, i int, taken func(name string) bool) string {
+	name := portServiceName(svc, p, i == 0)
+	if i > 0 && (taken(name) || len(name) > 63) {
+		return ""
+	}
+	return name
+}
+
 func translateDiscovery(c *Cache) (Output, error) {
 	svcs, err := c.Services.List(labels.Everything())
 	if err != nil {
@@ -98,9 +111,9 @@ func translateDiscovery(c *Cache) (Output, error) {
 		sl := bySvc[nsName{svc.Namespace, svc.Name}]
 		sort.Slice(sl, func(i, j int) bool { return sl[i].Name < sl[j].Name })
 		for i, p := range tcpPorts(svc) {
-			name := portServiceName(svc, p, i == 0)
-			if i > 0 && (names[nsName{svc.Namespace, name}] || len(name) > 63) {
-				out.Warnings = append(out.Warnings, fmt.Sprintf("%s: port %d (%q): its mesh Service name %q is taken by another Service or longer than 63 characters; the port is not in the mesh", origin, p.Port, p.Name, name))
+			name := portMeshName(svc, p, i, func(n string) bool { return names[nsName{svc.Namespace, n}] })
+			if name == "" {
+				out.Warnings = append(out.Warnings, fmt.Sprintf("%s: port %d (%q): its mesh Service name %q is taken by another Service or longer than 63 characters; the port is not in the mesh", origin, p.Port, p.Name, portServiceName(svc, p, false)))
 				continue
 			}
 			spec := &mesh.ServiceSpec{}

@@ -166,12 +166,10 @@ func routeService(c *Cache, ns, name string) (gatewayapi.Service, bool) {
 	}
 	var out gatewayapi.Service
 	for i, p := range tcpPorts(svc) {
-		sp := gatewayapi.ServicePort{Name: p.Name, Port: p.Port, Mesh: portServiceName(svc, p, i == 0)}
-		if i > 0 {
-			if _, err := c.Services.Services(ns).Get(sp.Mesh); err == nil || len(sp.Mesh) > 63 {
-				sp.Mesh = ""
-			}
-		}
+		sp := gatewayapi.ServicePort{Name: p.Name, Port: p.Port, Mesh: portMeshName(svc, p, i, func(n string) bool {
+			_, err := c.Services.Services(ns).Get(n)
+			return err == nil
+		})}
 		switch {
 		case svc.Spec.Type == corev1.ServiceTypeExternalName:
 			if svc.Spec.ExternalName == "" {
