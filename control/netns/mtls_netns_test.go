@@ -387,15 +387,23 @@ func TestMeshMTLSAcrossHosts(t *testing.T) {
 		}
 	})
 	t.Run("expired certificate refused", func(t *testing.T) {
-		short, err := ca.Open(ca.Options{Dir: filepath.Join(data, "ca"), TrustDomain: "weft.test", TTL: time.Second})
+		// Certificate times have whole-second precision, so a 1 s lifetime
+		// can be over before the first handshake: 3 s leaves at least 2.
+		short, err := ca.Open(ca.Options{Dir: filepath.Join(data, "ca"), TrustDomain: "weft.test", TTL: 3 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		cfg := clientCert(t, short, "spiffe://weft.test/ns/shop/sa/web")
+		leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
 		if c, err := rawGet(cfg); err != nil || c != 200 {
 			t.Fatalf("while valid: %d %v (a certificate of the mesh CA for web must be accepted)", c, err)
 		}
-		time.Sleep(1500 * time.Millisecond)
+		// Wait until the certificate's own NotAfter has passed, not a
+		// fixed time.
+		time.Sleep(time.Until(leaf.NotAfter) + 1100*time.Millisecond)
 		if c, err := rawGet(cfg); err == nil {
 			t.Fatalf("an expired certificate got HTTP %d", c)
 		}
