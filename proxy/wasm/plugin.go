@@ -278,9 +278,9 @@ func (p *Plugin) Name() string { return p.spec.Name }
 func (p *Plugin) Key() string { return p.key }
 
 // pick binds a new stream to the least-loaded healthy VM (ties broken round
-// robin so idle pools spread streams). When every VM has a stream and a
-// growing pool has room, it starts building one more VM for the streams
-// after this one.
+// robin so idle pools spread streams). A growing pool with no live VM
+// starts building one for the streams after this one (lockQueued grows it
+// when a stream has to wait for a busy VM).
 func (p *Plugin) pick() (*slot, *vm) {
 	n := len(p.slots)
 	start := int(p.rr.Add(1))
@@ -300,14 +300,15 @@ func (p *Plugin) pick() (*slot, *vm) {
 			}
 		}
 	}
-	if bestLoad > 0 && p.group.unbuilt.Load() > 0 {
+	if bestVM == nil && p.group.unbuilt.Load() > 0 {
 		p.grow()
 	}
 	return best, bestVM
 }
 
 // grow builds the first VM of one unbuilt slot of a growing pool, in the
-// background, as a replacement is built.
+// background, as a replacement is built. It does nothing once the pool is
+// full.
 func (p *Plugin) grow() {
 	for _, s := range p.slots {
 		if s.unbuilt.CompareAndSwap(true, false) {

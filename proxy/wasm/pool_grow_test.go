@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -8,8 +9,10 @@ import (
 )
 
 // A pool whose size was defaulted starts with one VM and builds another
-// only when a new stream finds every VM busy, up to its size; a pool_size
-// from the config is built whole at load. Growth is not a replacement.
+// only when a stream has to wait for a busy VM, up to its size; streams
+// that merely stay bound to an idle VM (waiting for their upstream) build
+// nothing. A pool_size from the config is built whole at load. Growth is
+// not a replacement.
 func TestPoolGrowsOnDemand(t *testing.T) {
 	if s := (PluginSpec{}).withDefaults(); !s.GrowPool || s.PoolSize != DefaultPoolSize() {
 		t.Fatalf("a spec with no pool size: PoolSize %d, GrowPool %t; want the default size, grown on demand", s.PoolSize, s.GrowPool)
@@ -27,36 +30,67 @@ func TestPoolGrowsOnDemand(t *testing.T) {
 	if n := builtVMs(p); n != 1 {
 		t.Fatalf("a growing pool started %d VMs, want 1", n)
 	}
-	type open struct {
-		s *filter.Stream
-		f filter.StreamFilter
-	}
-	var streams []open
+
+	// Streams bound to the VM between callbacks, as while their upstream
+	// answers: no contention, no growth.
+	var mu sync.Mutex
+	var open []*filter.Stream
+	var filters []filter.StreamFilter
+	var wg sync.WaitGroup
 	begin := func() {
+		defer wg.Done()
 		s := newStream("/")
 		f := p.NewStreamFilter(s)
 		if a := f.OnRequestHeaders(s, true); a != filter.Continue {
-			t.Fatalf("request headers: %v", a)
+			t.Errorf("request headers: %v", a)
 		}
-		streams = append(streams, open{s, f})
+		mu.Lock()
+		open, filters = append(open, s), append(filters, f)
+		mu.Unlock()
 	}
 	t.Cleanup(func() {
-		for _, o := range streams {
-			o.f.OnLog(o.s)
-			o.f.OnDone(o.s)
+		wg.Wait()
+		for i, f := range filters {
+			f.OnLog(open[i])
+			f.OnDone(open[i])
 		}
 	})
-	begin() // VM 0 was idle: no growth
-	if n := builtVMs(p); n != 1 {
-		t.Fatalf("one stream on an idle VM built more VMs: %d", n)
-	}
-	begin() // VM 0 busy: a second VM is built for the streams after this one
-	eventuallyTrue(t, 60*time.Second, "a second VM", func() bool { return builtVMs(p) == 2 })
-	begin() // goes to the new, idle VM: no growth
-	begin() // both busy: the third
-	eventuallyTrue(t, 60*time.Second, "a third VM", func() bool { return builtVMs(p) == size })
 	for range 3 {
-		begin() // all busy, the pool full
+		wg.Add(1)
+		begin()
+	}
+	if n := builtVMs(p); n != 1 {
+		t.Fatalf("streams that never waited built %d VMs, want 1", n)
+	}
+
+	// A stream that has to wait for a busy VM (its lock held, as by a
+	// call in progress) builds one more, until the pool is full.
+	for want := 2; want <= size+1; want++ {
+		var held []*vm
+		for _, s := range p.slots {
+			if v := s.vm.Load(); v != nil {
+				v.mu.Lock()
+				held = append(held, v)
+			}
+		}
+		wg.Add(1)
+		go begin() // waits for a VM, and asks for another
+		if want <= size {
+			eventuallyTrue(t, 60*time.Second, "one more VM", func() bool { return builtVMs(p) == want })
+		} else {
+			eventuallyTrue(t, 60*time.Second, "the stream waiting", func() bool {
+				for _, v := range held {
+					if v.waiters.Load() > 0 {
+						return true
+					}
+				}
+				return false
+			})
+		}
+		for _, v := range held {
+			v.mu.Unlock()
+		}
+		wg.Wait()
 	}
 	if n, u := builtVMs(p), p.group.unbuilt.Load(); n != size || u != 0 {
 		t.Fatalf("%d VMs built, %d unbuilt; want the pool's %d and none", n, u, size)

@@ -39,7 +39,7 @@ const (
 // the pool size bounds how many of the plugin's guest calls run at once; a
 // plugin whose guest spins on every request (until each call's deadline)
 // then leaves a core to everything else (issue 18 §4). A default pool
-// starts with one VM and adds the others as streams need them (GrowPool):
+// starts with one VM and adds the others as streams contend (GrowPool):
 // an idle Go guest's VM is 1.0–1.3 MiB of PSS, 1.9–2.5 MiB of RSS.
 func DefaultPoolSize() int {
 	return max(1, runtime.GOMAXPROCS(0)-1)
@@ -75,7 +75,8 @@ type PluginSpec struct {
 	// nil: Name.
 	PluginName *string
 	// GrowPool starts the pool with one VM and builds the others, up to
-	// PoolSize, when a new stream finds every VM busy (Plugin.pick). Set
+	// PoolSize, one each time a stream has to wait for a busy VM
+	// (lockQueued), or when no VM is left (Plugin.pick). Set
 	// when PoolSize is defaulted; a pool_size from the config is built
 	// whole at load.
 	GrowPool bool
