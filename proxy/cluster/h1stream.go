@@ -261,6 +261,10 @@ type flushReader struct {
 	head []byte    // a chunk's size line
 	arr  [3][]byte // the backing of vec, so that a write allocates nothing
 	vec  net.Buffers
+
+	pipe kpipe       // for a spliced body (spliceNext), opened at its first splice
+	tick BodySplicer // the body being spliced, during a splice
+	last time.Time   // when the upstream's write deadline was last pushed
 }
 
 // SupportsBodyWriteTo makes fasthttp copy the body with WriteTo, not
@@ -272,13 +276,30 @@ func (f *flushReader) SupportsBodyWriteTo() bool { return true }
 // the writer holds nothing, a chunk goes straight to a plain TCP upstream
 // in one write (writev of its size line, data and CRLF): through w, a
 // 64 KiB chunk took three writes (the writer's 4 KiB buffer, the rest,
-// then the CRLF at the flush).
+// then the CRLF at the flush). And when the body can hand its next bytes
+// over on the client's socket (a BodySplicer), they are spliced socket to
+// socket instead of read and written.
 func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 	bp := firstChunkPool.Get().(*[]byte)
 	defer firstChunkPool.Put(bp)
+	defer f.pipe.close()
 	tc := upstreamTCP(f.cn)
+	sp, _ := f.r.(BodySplicer)
+	if tc == nil || !spliceOK {
+		sp = nil
+	}
 	var total int64
 	for {
+		if sp != nil && len(f.first) == 0 && f.firstErr == nil {
+			n, done, err := f.spliceNext(sp, tc, total)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if done {
+				continue // more may follow the same way
+			}
+		}
 		n, err := f.Read(*bp)
 		if n > 0 {
 			p := (*bp)[:n]
@@ -300,6 +321,113 @@ func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// BodySplicer is a streamed request body whose next bytes can be moved
+// from the client's socket to the upstream's in the kernel, because
+// nothing needs to see them: no filter, no mirror, no retry that could
+// replay them.
+type BodySplicer interface {
+	// BodySocket returns the client socket the body's next n bytes are
+	// on, unread, with nothing of the body held before them; ok is false
+	// when they cannot be spliced now (the caller then reads the body).
+	BodySocket() (src *net.TCPConn, n int64, ok bool)
+	// BodySpliced records that n bytes were taken from src around the
+	// reader; err is why the splice stopped on src's side (nil if it did
+	// not). It returns the body's error, if it now has one (a read that
+	// failed, a body over its limit).
+	BodySpliced(n int64, err error) error
+	// BodyTick is called before each splice step: it pushes the client
+	// socket's read deadline ahead.
+	BodyTick()
+}
+
+// uploadSpliceMin is the smallest stretch of a request body spliced: a
+// Content-Length rest or a chunk's data. Below it the pipe's two calls
+// cost more than the copies they save.
+const uploadSpliceMin = 16 << 10
+
+// spliceNext splices the body's next stretch to the upstream, when it
+// offers one: as it is for a Content-Length body, as one chunk of the
+// same size for a chunked one. done reports whether it did.
+func (f *flushReader) spliceNext(sp BodySplicer, tc *net.TCPConn, total int64) (n int64, done bool, err error) {
+	src, k, ok := sp.BodySocket()
+	if f.size >= 0 {
+		k = min(k, f.size-total)
+	}
+	if !ok || k < uploadSpliceMin {
+		return 0, false, nil
+	}
+	if !f.pipe.open {
+		if err := f.pipe.openPipe(); err != nil {
+			return 0, false, nil // no pipe: copy as before
+		}
+	}
+	if f.bw.Buffered() > 0 {
+		// The headers (and the first chunk) go first.
+		if f.idle > 0 {
+			_ = f.cn.SetWriteDeadline(time.Now().Add(f.idle))
+		}
+		if err := f.bw.Flush(); err != nil {
+			return 0, false, err
+		}
+	}
+	if f.size < 0 {
+		f.head = strconv.AppendInt(f.head[:0], k, 16)
+		f.head = append(f.head, '\r', '\n')
+		if err := f.writeUp(tc, f.head); err != nil {
+			return 0, false, err
+		}
+	}
+	f.tick = sp
+	in, out, err := f.pipe.move(src, tc, k, f.stepUpload)
+	f.tick = nil
+	if berr := sp.BodySpliced(in, readSideErr(err)); berr != nil {
+		f.err = berr
+		return out, false, berr
+	}
+	if err != nil {
+		var we *WriteError
+		if errors.As(err, &we) {
+			err = we.Err // the upstream's
+		}
+		return out, false, err
+	}
+	if f.size < 0 {
+		if err := f.writeUp(tc, crlf); err != nil {
+			return out, false, err
+		}
+	}
+	return out, true, nil
+}
+
+// stepUpload pushes both deadlines ahead before a splice step.
+func (f *flushReader) stepUpload() {
+	f.tick.BodyTick()
+	if f.idle > 0 {
+		if now := time.Now(); now.Sub(f.last) > f.idle/10 {
+			f.last = now
+			_ = f.cn.SetWriteDeadline(now.Add(f.idle))
+		}
+	}
+}
+
+// writeUp writes p to the upstream, under the idle bound.
+func (f *flushReader) writeUp(tc *net.TCPConn, p []byte) error {
+	if f.idle > 0 {
+		_ = tc.SetWriteDeadline(time.Now().Add(f.idle))
+	}
+	_, err := tc.Write(p)
+	return err
+}
+
+// readSideErr is err when it came from the splice's source (the client),
+// nil when it was the destination's or there was none.
+func readSideErr(err error) error {
+	if err == nil || IsWriteError(err) {
+		return nil
+	}
+	return err
 }
 
 // writeDirect writes p to the upstream as the next piece of the body:
