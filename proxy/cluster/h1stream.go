@@ -135,10 +135,18 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			err = req.Write(bw)
 		}
 		if err == nil {
+			// The request's last write waits for the answer (answerwait.go).
+			cc, _ := cn.(*countedConn)
+			armed := cc != nil && body == nil && cc.armAnswerWait()
 			err = bw.Flush()
+			if armed {
+				cc.disarmAnswerWait()
+			}
 		}
 		hc.ReleaseWriter(bw)
-		_ = cn.SetDeadline(deadline)
+		if body != nil {
+			_ = cn.SetDeadline(deadline)
+		}
 		early := err != nil && body != nil && !isBodyError(err)
 		if early {
 			// The upstream stopped taking a streamed body: it may have
