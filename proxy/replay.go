@@ -130,6 +130,7 @@ type bodySplicer interface {
 	BodySocket() (*net.TCPConn, int64, bool)
 	BodySpliced(n int64, err error) error
 	BodyTick()
+	BodyHeld() int64
 }
 
 // BodySocket offers the live body's next bytes for splicing, once nothing
@@ -149,6 +150,23 @@ func (r *replayReader) BodySocket() (*net.TCPConn, int64, bool) {
 		return nil, 0, false
 	}
 	return sp.BodySocket()
+}
+
+// BodyHeld is what the live body holds in memory, once this try reads it
+// live (0 while it replays, or when the source cannot tell).
+func (r *replayReader) BodyHeld() int64 {
+	b := r.b
+	sp, ok := b.src.(bodySplicer)
+	if !ok {
+		return 0
+	}
+	b.mu.Lock()
+	live := !r.closed && b.eof == nil && r.pos >= len(b.buf)
+	b.mu.Unlock()
+	if !live {
+		return 0
+	}
+	return sp.BodyHeld()
 }
 
 // BodySpliced counts what was spliced as read from the downstream.

@@ -272,6 +272,20 @@ func (b *h1RequestBody) BodySocket() (*net.TCPConn, int64, bool) {
 	return tc, left, true
 }
 
+// BodyHeld is how many of the body's bytes wait in fasthttp's reader (0
+// when unknown): a Read of up to that many returns without waiting for
+// the client.
+func (b *h1RequestBody) BodyHeld() int64 {
+	if b.filtered || b.eof || b.err != nil {
+		return 0
+	}
+	passed, ok := listener.BodyRead(b.ctx.Conn(), b.ctx.ConnRequestNum())
+	if !ok || passed <= b.read {
+		return 0
+	}
+	return passed - b.read
+}
+
 // BodySpliced counts n bytes spliced from the client's socket as read:
 // fasthttp's stream is moved past them (listener.SkipBody, then reads that
 // touch no socket) so that the connection can serve its next request.

@@ -303,3 +303,92 @@ func TestH1SplicedUploadLimit(t *testing.T) {
 		t.Fatalf("refusals counted %v (%t), want 1", n, ok)
 	}
 }
+
+// Small chunks of an unfiltered chunked upload that reach weft together go
+// upstream as fewer, larger chunks (what one read of the client's socket
+// brought), the bytes unchanged.
+func TestH1ChunkedUploadGathersChunks(t *testing.T) {
+	type seen struct {
+		chunks int
+		body   []byte
+		err    error
+	}
+	got := make(chan seen, 1)
+	addr := bodyUpstreamRaw(t, func(c net.Conn, br *bufio.Reader) {
+		var s seen
+		for s.err == nil {
+			var line string
+			if line, s.err = br.ReadString('\n'); s.err != nil {
+				break
+			}
+			var size int
+			if _, s.err = fmt.Sscanf(line, "%x", &size); s.err != nil || size == 0 {
+				_, _ = br.ReadString('\n') // the blank line after the last chunk
+				break
+			}
+			s.chunks++
+			chunk := make([]byte, size+2)
+			if _, s.err = io.ReadFull(br, chunk); s.err == nil {
+				s.body = append(s.body, chunk[:size]...)
+			}
+		}
+		got <- s
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	_, url := startProxy(t, uploadConfig, uploadVars(addr))
+	c, br := upload(t, url, "POST", "Transfer-Encoding: chunked\r\n")
+	var all, framed bytes.Buffer
+	for i := 0; i < 200; i++ {
+		piece := bytes.Repeat([]byte{byte('a' + i%26)}, 1000)
+		all.Write(piece)
+		_, _ = chunkWriter{&framed}.Write(piece)
+	}
+	framed.WriteString("0\r\n\r\n")
+	if _, err := c.Write(framed.Bytes()); err != nil { // at once
+		t.Fatal(err)
+	}
+	if status, body := readAnswer(t, br); status != 200 || body != "ok" {
+		t.Fatalf("%d %q", status, body)
+	}
+	s := <-got
+	if s.err != nil || !bytes.Equal(s.body, all.Bytes()) {
+		t.Fatalf("the upstream got %d bytes (equal %t), %v", len(s.body), bytes.Equal(s.body, all.Bytes()), s.err)
+	}
+	if s.chunks > 100 {
+		t.Fatalf("%d chunks upstream for 200 sent at once, want them gathered", s.chunks)
+	}
+}
+
+// bodyUpstreamRaw serves each connection's first request head, then
+// serve with the connection and its reader (the body still to read).
+func bodyUpstreamRaw(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				serve(c, br)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}

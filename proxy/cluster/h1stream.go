@@ -309,6 +309,12 @@ func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 		n, err := f.Read(*bp)
+		if sp != nil && f.size < 0 && err == nil && n > 0 && f.bw.Buffered() == 0 {
+			// Pieces of a chunked body that are in memory already go up
+			// as one chunk: the client's chunks are often smaller than
+			// what one read of its socket brings.
+			n, err = f.gather(sp, *bp, n)
+		}
 		if n > 0 {
 			p := (*bp)[:n]
 			var werr error
@@ -331,6 +337,26 @@ func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
+// gather reads on into buf[n:] while the body has bytes in memory, and
+// returns how much buf now holds (and the last read's error).
+func (f *flushReader) gather(sp BodySplicer, buf []byte, n int) (int, error) {
+	for n < len(buf) {
+		held := sp.BodyHeld()
+		if held <= 0 {
+			return n, nil
+		}
+		k, err := f.r.Read(buf[n:min(len(buf), n+int(min(held, int64(len(buf)))))])
+		if err != nil && err != io.EOF {
+			f.err = err
+		}
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 // BodySplicer is a streamed request body whose next bytes can be moved
 // from the client's socket to the upstream's in the kernel, because
 // nothing needs to see them: no filter, no mirror, no retry that could
@@ -348,6 +374,9 @@ type BodySplicer interface {
 	// BodyTick is called before each splice step: it pushes the client
 	// socket's read deadline ahead.
 	BodyTick()
+	// BodyHeld is how many of the body's next bytes are in memory already
+	// (0 when unknown): a Read of up to that many does not wait.
+	BodyHeld() int64
 }
 
 // uploadSpliceMin is the smallest stretch of a request body spliced: a

@@ -172,6 +172,16 @@ func (f *h1Framer) inBody(req uint64) (data, left int64, ok bool) {
 	return f.data, f.left, true
 }
 
+// bodyData reports the body bytes (chunk data) of request number req that
+// have passed, anywhere inside that body's framing; ok is false outside it.
+func (f *h1Framer) bodyData(req uint64) (data int64, ok bool) {
+	switch f.st {
+	case stBody, stChunkSize, stChunkData, stChunkCR, stChunkLF, stTrailer:
+		return f.data, f.heads == req
+	}
+	return 0, false
+}
+
 // skip passes n body bytes that went around the framer (spliced): they
 // are the next n of the current stretch (inBody's left).
 func (f *h1Framer) skip(n int64) {
@@ -394,6 +404,20 @@ func BodyOnSocket(c net.Conn, req uint64) (tc *net.TCPConn, passed, left int64, 
 	}
 	passed, left, ok = sc.f.inBody(req)
 	return tc, passed, left, ok
+}
+
+// BodyRead reports how many bytes of the request body being read on c
+// (request number req on the connection, as for BodyOnSocket) have gone
+// from the socket to fasthttp's reader so far; ok is false when that is
+// not known (not a plain HTTP/1.1 connection, or past that body). A caller
+// that has read fewer knows the rest waits in the reader: reading it does
+// not wait for the client.
+func BodyRead(c net.Conn, req uint64) (passed int64, ok bool) {
+	sc, _ := c.(*strictConn)
+	if sc == nil || sc.err != nil || sc.skipped > 0 {
+		return 0, false
+	}
+	return sc.f.bodyData(req)
 }
 
 // SkipBody records that the caller took the next n bytes of the request
