@@ -19,6 +19,7 @@ import (
 	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/filesource"
 	"github.com/weftmesh/weft/control/kube"
+	"github.com/weftmesh/weft/control/kube/inject"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
@@ -113,7 +114,13 @@ type Options struct {
 	// kube.DefaultAudience): POST /v1/certificate then accepts such a
 	// token, checked with the TokenReview API, instead of a join token.
 	KubeAudience string
-	Logger       *zap.Logger
+	// Inject, when set (with Kube), serves the sidecar injection webhook
+	// at POST /inject on the API's TLS listener (control/kube/inject): no
+	// client authentication, since it reads and changes no mesh state. Its
+	// ControlURL defaults to the server's URL and its Audience to
+	// KubeAudience.
+	Inject *inject.Values
+	Logger *zap.Logger
 }
 
 // Server is a running control plane.
@@ -130,6 +137,8 @@ type Server struct {
 	kube  *kube.Source
 	// review checks sidecars' service-account tokens (Kube set).
 	review *kube.Reviewer
+	// inject is the sidecar injection webhook (Options.Inject set).
+	inject http.Handler
 	scr    *telemetry.Scraper
 	nodes  *tracker
 	ca     *ca.CA
@@ -188,6 +197,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Insecure && o.CA != nil {
 		return nil, errors.New("control: mesh mTLS (a trust domain) needs the TLS API: sidecars get their certificates over it; drop -insecure-api")
 	}
+	if o.Inject != nil && (o.Kube == nil || o.Insecure) {
+		return nil, errors.New("control: sidecar injection needs the Kubernetes source (-kubeconfig or -kubernetes) and the TLS API (the API server calls webhooks over https only)")
+	}
 	if o.Insecure && (o.TLSCertFile != "" || o.TLSKeyFile != "") {
 		return nil, errors.New("control: -tls-cert/-tls-key and -insecure-api contradict each other")
 	}
@@ -233,6 +245,23 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			_ = s.audit.Close()
 		}
 		return nil, err
+	}
+	if o.Inject != nil {
+		v := *o.Inject
+		if v.ControlURL == "" {
+			v.ControlURL = s.url
+		}
+		if v.Audience == "" {
+			v.Audience = o.KubeAudience
+		}
+		if v.Audience == "" {
+			v.Audience = kube.DefaultAudience
+		}
+		in, err := inject.New(v)
+		if err != nil {
+			return fail(fmt.Errorf("control: -inject: %w", err))
+		}
+		s.inject = in.Handler(o.Logger)
 	}
 	if s.audit, err = store.OpenAudit(filepath.Join(o.DataDir, "audit.log")); err != nil {
 		return fail(err)
