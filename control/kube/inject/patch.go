@@ -108,7 +108,10 @@ func (in *Injector) Patch(pod *corev1.Pod) (ops []Op, skip string, err error) {
 	}
 	node := pod.Spec.ServiceAccountName
 	if node == "" {
-		node = "default" // the ServiceAccount admission plugin's choice too
+		// The ServiceAccount admission plugin sets it before webhooks run;
+		// without it, the API server refuses a projected token.
+		node = "default"
+		ops = append(ops, Op{"add", "/spec/serviceAccountName", node})
 	}
 	if a, ok := pod.Annotations[AnnotationNode]; ok {
 		node = a

@@ -189,6 +189,9 @@ spec:
   containers: [{name: app, image: example.com/app:1}]
 `)
 	got, _ := applyPatch(t, in, pod)
+	if got.Spec.ServiceAccountName != "default" {
+		t.Fatalf("a pod without a service account gets the default one (the projected token needs one): %q", got.Spec.ServiceAccountName)
+	}
 	if len(got.Spec.InitContainers) != 0 || len(got.Spec.Containers) != 2 || got.Spec.Containers[0].Name != "app" {
 		t.Fatalf("containers: %+v", got.Spec.Containers)
 	}

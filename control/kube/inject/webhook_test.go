@@ -42,6 +42,7 @@ func TestWebhook(t *testing.T) {
 	srv := httptest.NewServer(in.Handler(nil))
 	t.Cleanup(srv.Close)
 	pod := `{"metadata":{"name":"p"},"spec":{"serviceAccountName":"cart","containers":[{"name":"app","image":"a"}]}}`
+	// (A pod without serviceAccountName gets "default" too: TestPatchValuesAndAnnotations.)
 
 	code, r := post(t, srv.URL, review("u1", "CREATE", "pods", pod))
 	if code != 200 || r.UID != "u1" || !r.Allowed || r.PatchType == nil || *r.PatchType != admissionv1.PatchTypeJSONPatch {
