@@ -3,16 +3,20 @@ package kube_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	admregv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
@@ -69,6 +73,56 @@ func registerInjector(t *testing.T, e *kubetest.Env, name, url, caFile, ns strin
 	})
 }
 
+// manifestValues are the injection values of control-plane.yaml: the
+// weft-inject ConfigMap, mounted where the Deployment's -inject-config
+// reads it.
+func manifestValues(t *testing.T) inject.Values {
+	t.Helper()
+	var file, mount, arg string
+	for _, o := range manifestObjects(t, "control-plane.yaml") {
+		switch o.GetKind() {
+		case "ConfigMap":
+			if o.GetName() == "weft-inject" {
+				file, _, _ = unstructured.NestedString(o.Object, "data", "values.yaml")
+			}
+		case "Deployment":
+			var d appsv1.Deployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
+				t.Fatal(err)
+			}
+			vols := map[string]string{}
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.ConfigMap != nil {
+					vols[v.Name] = v.ConfigMap.Name
+				}
+			}
+			c := d.Spec.Template.Spec.Containers[0]
+			for _, m := range c.VolumeMounts {
+				if vols[m.Name] == "weft-inject" {
+					mount = m.MountPath
+				}
+			}
+			for _, a := range c.Args {
+				if v, ok := strings.CutPrefix(a, "-inject-config="); ok {
+					arg = v
+				}
+			}
+		}
+	}
+	if file == "" || mount == "" || arg != mount+"/values.yaml" {
+		t.Fatalf("control-plane.yaml: the weft-inject ConfigMap's values.yaml (%d bytes), mounted at %q, must be what -inject-config=%q reads", len(file), mount, arg)
+	}
+	path := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := inject.LoadValues(path)
+	if err != nil {
+		t.Fatalf("control-plane.yaml weft-inject: %v", err)
+	}
+	return v
+}
+
 func sidecarOf(p *corev1.Pod) *corev1.Container {
 	for i, c := range p.Spec.InitContainers {
 		if c.Name == inject.ContainerName {
@@ -119,9 +173,10 @@ func TestSidecarInjection(t *testing.T) {
 		}
 	}
 
+	values := manifestValues(t)
 	cp := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), CA: &ca.Options{TrustDomain: "td.test"},
 		Kube: &kube.Options{Config: controlPlaneConfig(t, e)}, KubeAudience: "weft-test",
-		Inject: &inject.Values{Image: "example.com/weft:test"}})
+		Inject: &values})
 	var closeOnce sync.Once
 	closeCP := func() { closeOnce.Do(func() { _ = cp.Close() }) }
 	t.Cleanup(closeCP)
@@ -165,7 +220,10 @@ func TestSidecarInjection(t *testing.T) {
 	no, yes, uid := false, true, int64(65532)
 	wantSC := &corev1.SecurityContext{AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes, RunAsNonRoot: &yes, RunAsUser: &uid,
 		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
-	if sc.Image != "example.com/weft:test" || !equality.Semantic.DeepEqual(sc.Args, wantArgs) ||
+	wantRes := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(values.CPURequest), corev1.ResourceMemory: resource.MustParse(values.MemoryRequest)},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(values.MemoryLimit)}}
+	if sc.Image != values.Image || sc.ImagePullPolicy != corev1.PullPolicy(values.ImagePullPolicy) || !equality.Semantic.DeepEqual(sc.Resources, wantRes) || !equality.Semantic.DeepEqual(sc.Args, wantArgs) ||
 		sc.RestartPolicy == nil || *sc.RestartPolicy != corev1.ContainerRestartPolicyAlways ||
 		len(sc.Ports) != 1 || sc.Ports[0] != (corev1.ContainerPort{Name: "weft-inbound", ContainerPort: 15006, Protocol: corev1.ProtocolTCP}) ||
 		!equality.Semantic.DeepEqual(sc.SecurityContext, wantSC) || len(sc.VolumeMounts) != 3 {
@@ -198,6 +256,40 @@ func TestSidecarInjection(t *testing.T) {
 	}
 	if id := src.SVID().ID; id != "spiffe://td.test/ns/"+on+"/sa/cart" {
 		t.Fatalf("SPIFFE ID %s", id)
+	}
+
+	// The example Deployment's pod: injected, its node the service
+	// account, its Service's targetPort the sidecar's port.
+	for _, o := range manifestObjects(t, "example-injected.yaml") {
+		switch o.GetKind() {
+		case "Deployment":
+			var d appsv1.Deployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Client.CoreV1().ServiceAccounts(on).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: d.Spec.Template.Spec.ServiceAccountName}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			p := &corev1.Pod{ObjectMeta: *d.Spec.Template.ObjectMeta.DeepCopy(), Spec: d.Spec.Template.Spec}
+			p.Name = "reviews-1"
+			if _, err := pods(on).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("the example's pod: %v", err)
+			}
+			if p, err = pods(on).Get(ctx, "reviews-1", metav1.GetOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if sc := sidecarOf(p); sc == nil || sc.Args[3] != "--node=reviews" || sc.Ports[0].Name != "weft-inbound" {
+				t.Fatalf("the example's pod:\n%s", toYAML(t, p.Spec))
+			}
+		case "Service":
+			if tp := o.Object["spec"].(map[string]any)["ports"].([]any)[0].(map[string]any)["targetPort"]; tp != inject.InboundPortName {
+				t.Fatalf("the example's Service targets %v, not the sidecar's port %s", tp, inject.InboundPortName)
+			}
+		case "Namespace":
+			if o.GetLabels()[inject.LabelInject] != "enabled" {
+				t.Fatalf("the example's namespace is not labelled for injection: %v", o.GetLabels())
+			}
+		}
 	}
 
 	// Annotations pick the node id, the image and the inbound port.
