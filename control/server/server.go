@@ -367,7 +367,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 	}()
 	s.log.Info("control plane listening", zap.String("url", s.url), zap.Int64("revision", s.store.Revision()),
-		zap.String("ca_file", s.caFile), zap.String("ca_fingerprint", s.CAFingerprint()), zap.Bool("tls", !o.Insecure))
+		zap.String("ca_file", s.caFile), zap.String("ca_fingerprint", s.CAFingerprint()), zap.Bool("tls", !o.Insecure), zap.Bool("inject", s.inject != nil))
 	return s, nil
 }
 
