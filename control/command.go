@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -145,6 +146,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if so.Inject, err = injectValues(fs, *injectOn, *injectConfig, *injectImage, so.Kube != nil, *insecure); err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
+	if so.Inject != nil && !explicitInject(fs) && *public == "" && unspecifiedHost(*addr) {
+		// On only by default, with no URL a pod could dial: a start that
+		// worked before injection existed keeps working, without it.
+		log.Warn("sidecar injection is off: the API listens on " + *addr + " and no -public-url says where pods reach it (set -public-url to turn it on)")
+		so.Inject = nil
+	}
 	s, err := server.Start(ctx, so)
 	if err != nil {
 		return err
@@ -198,6 +205,24 @@ func injectValues(fs *flag.FlagSet, on bool, file, image string, kubeOn, insecur
 		v.Image = image
 	}
 	return &v, nil
+}
+
+// explicitInject reports whether any injection flag was given.
+func explicitInject(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || strings.HasPrefix(f.Name, "inject") })
+	return set
+}
+
+// unspecifiedHost reports whether addr listens on every address
+// (0.0.0.0, ::, or no host).
+func unspecifiedHost(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return h == "" || ip != nil && ip.IsUnspecified()
 }
 
 // KubeTranslators are the Kubernetes source's translators, in order:

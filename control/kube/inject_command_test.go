@@ -57,6 +57,7 @@ current-context: c
 		{[]string{"-kubeconfig", kc, "-inject-config", unknown}, []string{unknown, "imag"}},
 		{[]string{"-kubeconfig", kc, "-inject-image", "Weft:latest"}, []string{"-inject", "image", "lower case"}},
 		{[]string{"-kubeconfig", kc, "-public-url", "http://weft-control.weft-system.svc:7070"}, []string{"control_url", "want https://"}},
+		{[]string{"-kubeconfig", kc, "-inject", "-addr", "0.0.0.0:0"}, []string{"control_url", "is a listen address, not one a pod can dial; set -public-url"}},
 	} {
 		err := control.Command(context.Background(), append([]string{"-data", t.TempDir(), "-addr", "127.0.0.1:0"}, tc.args...), &bytes.Buffer{}, &bytes.Buffer{})
 		for _, w := range tc.want {
@@ -64,6 +65,40 @@ current-context: c
 				t.Errorf("%v: %v, want an error containing %q", tc.args, err, w)
 			}
 		}
+	}
+}
+
+// On only by default, injection stays off (with a warning) rather than
+// refuse a start that has no URL pods could dial.
+func TestCommandInjectOffWithoutURL(t *testing.T) {
+	e := kubetest.Shared(t)
+	kc := e.WriteKubeconfig(controlPlaneConfig(t, e))
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errw syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- control.Command(ctx, []string{"-data", t.TempDir(), "-addr", "0.0.0.0:0", "-kubeconfig", kc, "-scrape", "0"}, &out, &errw)
+	}()
+	deadline := time.Now().Add(gwWait)
+	for !strings.Contains(out.String(), "kubernetes "+e.URL) {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("weft control exited: %v\n%s", err, errw.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("weft control did not start: %s\n%s", out.String(), errw.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errw.String(), "sidecar injection is off") || !strings.Contains(errw.String(), `"inject":false`) {
+		t.Fatalf("no warning that injection is off:\n%s", errw.String())
 	}
 }
 
