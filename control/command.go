@@ -31,7 +31,7 @@ import (
 //	             [-store etcd://HOST:PORT,... -etcd-ca F [-etcd-cert F -etcd-key F]
 //	              | -etcd-insecure] [-etcd-prefix /weft/] [-ca-encryption-key-file F]
 //	             [-kubeconfig PATH|in-cluster | -kubernetes] [-kube-context NAME] [-kube-audience weft]
-//	             [-inject=false | -inject-config FILE] [-inject-image IMAGE]
+//	             [-inject=false | -inject-config FILE] [-inject-image IMAGE] [-inject-webhook NAME]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -72,6 +72,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kubeAudience := fs.String("kube-audience", kube.DefaultAudience, "with a Kubernetes source: sidecars may join with a projected service-account token for this audience (checked with the TokenReview API) instead of a join token")
 	injectOn := fs.Bool("inject", false, "serve the sidecar injection webhook at /inject (on by default with a Kubernetes source and the TLS API; -inject=false turns it off)")
 	injectConfig := fs.String("inject-config", "", "injection values (YAML: image, control_url, ca_configmap, inbound_port, ...; see docs/kubernetes.md), e.g. the weft-inject ConfigMap mounted as a file; read at start")
+	injectWebhook := fs.String("inject-webhook", "", "keep the caBundle of this MutatingWebhookConfiguration (e.g. weft-inject) equal to the CA's roots; needs get and patch on it")
 	injectImage := fs.String("inject-image", "", "the injected sidecar's image (overrides the values' image; default "+inject.DefaultImage+")")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
@@ -146,6 +147,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if so.Inject, err = injectValues(fs, *injectOn, *injectConfig, *injectImage, so.Kube != nil, *insecure); err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
+	if *injectWebhook != "" && so.Inject == nil {
+		return errors.New("control: -inject-webhook needs sidecar injection on (with -kubeconfig or -kubernetes, the TLS API, and not -inject=false)")
+	}
+	so.InjectWebhook = *injectWebhook
 	if so.Inject != nil && !explicitInject(fs) && *public == "" && unspecifiedHost(*addr) {
 		// On only by default, with no URL a pod could dial: a start that
 		// worked before injection existed keeps working, without it.

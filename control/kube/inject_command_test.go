@@ -57,6 +57,8 @@ current-context: c
 		{[]string{"-kubeconfig", kc, "-inject-config", unknown}, []string{unknown, "imag"}},
 		{[]string{"-kubeconfig", kc, "-inject-image", "Weft:latest"}, []string{"-inject", "image", "lower case"}},
 		{[]string{"-kubeconfig", kc, "-public-url", "http://weft-control.weft-system.svc:7070"}, []string{"control_url", "want https://"}},
+		{[]string{"-inject-webhook", "weft-inject"}, []string{"-inject-webhook needs sidecar injection on"}},
+		{[]string{"-kubeconfig", kc, "-inject-webhook", "weft-inject", "-tls-cert", values, "-tls-key", values}, []string{"-inject-webhook needs", "not -tls-cert"}},
 		{[]string{"-kubeconfig", kc, "-inject", "-addr", "0.0.0.0:0"}, []string{"control_url", "is a listen address, not one a pod can dial; set -public-url"}},
 	} {
 		err := control.Command(context.Background(), append([]string{"-data", t.TempDir(), "-addr", "127.0.0.1:0"}, tc.args...), &bytes.Buffer{}, &bytes.Buffer{})

@@ -31,10 +31,10 @@ import (
 )
 
 // registerInjector registers deploy/kubernetes/inject.yaml's webhook
-// (its selector, failure policy, timeout) with the client config pointed
-// at url and trusting caFile, and waits until the API server calls it
-// (probing with dry-run pods in ns). It is deleted when the test ends.
-func registerInjector(t *testing.T, e *kubetest.Env, name, url, caFile, ns string) {
+// configuration (its name, selector, failure policy, timeout, empty
+// caBundle) with the client config pointed at url. It is deleted when the
+// test ends.
+func registerInjector(t *testing.T, e *kubetest.Env, url string) *admregv1.MutatingWebhookConfiguration {
 	t.Helper()
 	objs := manifestObjects(t, "inject.yaml")
 	if len(objs) != 1 {
@@ -44,13 +44,12 @@ func registerInjector(t *testing.T, e *kubetest.Env, name, url, caFile, ns strin
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[0].Object, &mwc); err != nil {
 		t.Fatal(err)
 	}
-	bundle, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
+	if len(mwc.Webhooks) != 1 || len(mwc.Webhooks[0].ClientConfig.CABundle) != 0 {
+		t.Fatalf("inject.yaml: want one webhook with an empty caBundle (the control plane fills it in): %+v", mwc.Webhooks)
 	}
-	mwc.Name = name
-	mwc.Webhooks[0].ClientConfig = admregv1.WebhookClientConfig{URL: &url, CABundle: bundle}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*gwWait)
+	name := mwc.Name
+	mwc.Webhooks[0].ClientConfig = admregv1.WebhookClientConfig{URL: &url}
+	ctx, cancel := context.WithTimeout(context.Background(), gwWait)
 	defer cancel()
 	if _, err := e.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -62,7 +61,16 @@ func registerInjector(t *testing.T, e *kubetest.Env, name, url, caFile, ns strin
 			t.Errorf("deleting the webhook configuration: %v", err)
 		}
 	})
-	// The API server picks the configuration up from its own informer.
+	return &mwc
+}
+
+// waitInjecting waits until the API server sends ns's pods to the webhook
+// and takes its answer (probing with dry-run pods): its informer has the
+// configuration, with a caBundle that verifies the control plane.
+func waitInjecting(t *testing.T, e *kubetest.Env, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*gwWait)
+	defer cancel()
 	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}}}
 	gwEventually(t, "the API server calling the webhook", func() (string, bool) {
 		got, err := e.Client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -174,9 +182,14 @@ func TestSidecarInjection(t *testing.T) {
 	}
 
 	values := manifestValues(t)
-	cp := meshtest.StartControl(t, server.Options{DataDir: t.TempDir(), CA: &ca.Options{TrustDomain: "td.test"},
+	// The configuration is there first, with an empty caBundle, as after
+	// kubectl apply -f inject.yaml; the control plane, as the manifests'
+	// service account, fills it in (-inject-webhook).
+	addr := meshtest.FreeAddr(t)
+	mwc := registerInjector(t, e, "https://"+addr+"/inject")
+	cp := meshtest.StartControl(t, server.Options{Addr: addr, DataDir: t.TempDir(), CA: &ca.Options{TrustDomain: "td.test"},
 		Kube: &kube.Options{Config: controlPlaneConfig(t, e)}, KubeAudience: "weft-test",
-		Inject: &values})
+		Inject: &values, InjectWebhook: mwc.Name})
 	var closeOnce sync.Once
 	closeCP := func() { closeOnce.Do(func() { _ = cp.Close() }) }
 	t.Cleanup(closeCP)
@@ -185,7 +198,15 @@ func TestSidecarInjection(t *testing.T) {
 		Spec: &mesh.SidecarSpec{Outbound: "127.0.0.1:0", ServiceAccount: "cart"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	registerInjector(t, e, "weft-inject-"+on, cp.URL()+"/inject", cp.CAFile(), on)
+	waitInjecting(t, e, on)
+	caPEM, err := os.ReadFile(cp.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := e.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, mwc.Name, metav1.GetOptions{})
+	if err != nil || string(stored.Webhooks[0].ClientConfig.CABundle) != string(caPEM) {
+		t.Fatalf("the caBundle the control plane wrote is not its ca.pem: %v\n%s", err, stored.Webhooks[0].ClientConfig.CABundle)
+	}
 
 	pods := e.Client.CoreV1().Pods
 	create := func(ns, name string, annotations map[string]string, containers ...corev1.Container) (*corev1.Pod, error) {

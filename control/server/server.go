@@ -24,6 +24,7 @@ import (
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
 	"github.com/weftmesh/weft/control/telemetry"
+	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/wasm/oci"
 )
 
@@ -33,6 +34,10 @@ const (
 	DefaultWatchTimeout = 30 * time.Second
 	// MaxWatchTimeout bounds a watch request's wait parameter.
 	MaxWatchTimeout = 5 * time.Minute
+	// caBundleInterval is how often the injection webhook's caBundle is
+	// compared with the CA's roots (well inside -ca-propagation's default
+	// minute, so a rotation's new root is trusted before it signs).
+	caBundleInterval = 15 * time.Second
 	// maxBodyBytes bounds a resource request body.
 	maxBodyBytes = 8 << 20
 )
@@ -120,7 +125,11 @@ type Options struct {
 	// ControlURL defaults to the server's URL and its Audience to
 	// KubeAudience.
 	Inject *inject.Values
-	Logger *zap.Logger
+	// InjectWebhook, with Inject, names the MutatingWebhookConfiguration
+	// whose caBundle the server keeps equal to its CA's roots
+	// (kube.KeepWebhookCABundle); "" leaves caBundle to the operator.
+	InjectWebhook string
+	Logger        *zap.Logger
 }
 
 // Server is a running control plane.
@@ -199,6 +208,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.Inject != nil && (o.Kube == nil || o.Insecure) {
 		return nil, errors.New("control: sidecar injection needs the Kubernetes source (-kubeconfig or -kubernetes) and the TLS API (the API server calls webhooks over https only)")
+	}
+	if o.InjectWebhook != "" && (o.Inject == nil || o.TLSCertFile != "") {
+		return nil, errors.New("control: -inject-webhook needs sidecar injection on and the serving certificate the CA issues (not -tls-cert: the CA's roots would not verify it)")
 	}
 	if o.Insecure && (o.TLSCertFile != "" || o.TLSKeyFile != "") {
 		return nil, errors.New("control: -tls-cert/-tls-key and -insecure-api contradict each other")
@@ -324,6 +336,16 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return fail(err)
 		}
 		s.review = kube.NewReviewer(s.kube.Client(), o.KubeAudience)
+		if o.InjectWebhook != "" {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				kube.KeepWebhookCABundle(ctx, s.kube.Client(), o.InjectWebhook, func() []byte {
+					roots, _ := s.ca.Bundle()
+					return identity.EncodeCertsPEM(roots...)
+				}, caBundleInterval, o.Logger)
+			}()
+		}
 	}
 	if o.ModuleGrace > 0 {
 		s.wg.Add(1)
