@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/proxy/cluster"
 	"github.com/weftmesh/weft/proxy/cluster/h2client"
@@ -99,7 +100,7 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	resp.Header.SetNoDefaultContentType(true)
-	h2RequestHeaders(r, req)
+	h2RequestHeaders(w, r, req)
 	s := &x.stream
 	s.Request, s.Response = req, resp
 	s.StartTime = time.Now()
@@ -170,7 +171,7 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 // h2RequestHeaders copies an HTTP/2 request's pseudo-headers and headers
 // into a fasthttp request header, which the filters, authz and the route
 // table read and edit in place.
-func h2RequestHeaders(r *http.Request, req *fasthttp.Request) {
+func h2RequestHeaders(w http.ResponseWriter, r *http.Request, req *fasthttp.Request) {
 	req.Header.DisableNormalizing()
 	req.Header.SetMethod(r.Method)
 	uri := r.RequestURI
@@ -181,6 +182,18 @@ func h2RequestHeaders(r *http.Request, req *fasthttp.Request) {
 	req.Header.SetHost(r.Host)
 	req.Header.SetProtocol("HTTP/2.0")
 	req.URI().DisablePathNormalizing = true
+	if fields := listener.RequestFields(w, r); fields != nil && !repeatsCookie(fields) {
+		// weft's own HTTP/2 server: the names are lower case already.
+		for _, f := range fields {
+			if f.Name != "host" && f.Name != "trailer" { // as r.Header has them
+				req.Header.Add(f.Name, f.Value)
+			}
+		}
+		if r.ContentLength > 0 {
+			req.Header.SetContentLength(int(r.ContentLength))
+		}
+		return
+	}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
 		for _, v := range vs {
@@ -190,6 +203,18 @@ func h2RequestHeaders(r *http.Request, req *fasthttp.Request) {
 	if r.ContentLength > 0 {
 		req.Header.SetContentLength(int(r.ContentLength))
 	}
+}
+
+// repeatsCookie reports whether a request has more than one cookie field
+// (which r.Header has joined into one, RFC 9113 §8.2.3).
+func repeatsCookie(fields []hpack.HeaderField) bool {
+	n := 0
+	for _, f := range fields {
+		if f.Name == "cookie" {
+			n++
+		}
+	}
+	return n > 1
 }
 
 // forwardStream sends the stream to cs with the route's timeout and retry

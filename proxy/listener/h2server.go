@@ -124,10 +124,13 @@ type h2conn struct {
 // h2stream is one request and its response; it is the handler's
 // http.ResponseWriter. Fields below mu are guarded by the connection's mu.
 type h2stream struct {
-	c      *h2conn
-	id     uint32
-	req    *http.Request
-	cancel context.CancelCauseFunc
+	c   *h2conn
+	id  uint32
+	req *http.Request
+	url url.URL // req.URL (one allocation with the stream)
+	// fields are the request's regular header fields as they came
+	// (RequestFields).
+	fields []hpack.HeaderField
 	// Response state, used by the handler's goroutine only.
 	hdr         http.Header
 	status      int
@@ -151,6 +154,13 @@ type h2stream struct {
 	closed      bool  // reset, or both sides done: out of c.streams
 	err         error // why the stream ended early
 	stalled     bool
+	// The stream is its request's context (context.go's afterFuncer: a
+	// child context registers a callback here, not a map entry and not a
+	// goroutine). It ends with the stream: reset, connection closed, or
+	// the handler returned.
+	done       chan struct{} // made when asked for
+	ctxErr     error
+	afterFuncs []*func()
 }
 
 // h2workers runs stream handlers on goroutines that ran handlers before:
@@ -261,7 +271,7 @@ func (c *h2conn) serve(upgrade *http.Request, settings []byte) {
 		c.maxClientID = 1
 		s := c.newStream(1, true)
 		c.mu.Unlock()
-		s.req = upgrade.WithContext(c.streamContext(s))
+		s.req = upgrade.WithContext(s)
 		s.req.RemoteAddr = c.remote
 		s.declaredLen = -1
 		c.startHandler(s)
@@ -547,14 +557,17 @@ func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		s.endResponse()
 		return nil
 	}
-	req, declared, err := c.newRequest(f)
+	c.mu.Lock()
+	s := c.newStream(id, f.StreamEnded())
+	c.mu.Unlock()
+	req, declared, err := c.newRequest(s, f)
 	if err != nil {
+		c.closeStream(s, errStreamReset)
 		c.codec.stats.Errors.Add(1)
 		c.writeRST(id, http2.ErrCodeProtocol)
 		return nil
 	}
 	c.mu.Lock()
-	s := c.newStream(id, f.StreamEnded())
 	s.declaredLen = declared
 	c.mu.Unlock()
 	if f.StreamEnded() {
@@ -568,7 +581,7 @@ func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		req.Body = (*h2body)(s)
 		req.ContentLength = declared
 	}
-	s.req = req.WithContext(c.streamContext(s))
+	s.req = req
 	c.startHandler(s)
 	return nil
 }
@@ -594,10 +607,80 @@ func (c *h2conn) newStream(id uint32, ended bool) *h2stream {
 	return s
 }
 
-func (c *h2conn) streamContext(s *h2stream) context.Context {
-	ctx, cancel := context.WithCancelCause(c.ctx)
-	s.cancel = cancel
-	return ctx
+// Deadline: a stream has none of its own.
+func (s *h2stream) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done is closed when the stream ends.
+func (s *h2stream) Done() <-chan struct{} {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.done == nil {
+		s.done = make(chan struct{})
+		if s.ctxErr != nil {
+			close(s.done)
+		}
+	}
+	return s.done
+}
+
+// Err is context.Canceled once the stream ended.
+func (s *h2stream) Err() error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.ctxErr
+}
+
+// Value is the connection's values (ConnInfo).
+func (s *h2stream) Value(key any) any { return s.c.ctx.Value(key) }
+
+// AfterFunc runs f once the stream's context ends (at once if it has);
+// stop unregisters it.
+func (s *h2stream) AfterFunc(f func()) (stop func() bool) {
+	c := s.c
+	c.mu.Lock()
+	if s.ctxErr != nil {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	fp := &f
+	s.afterFuncs = append(s.afterFuncs, fp)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, g := range s.afterFuncs {
+			if g == fp {
+				s.afterFuncs[i] = nil
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// cancel ends the stream's context.
+func (s *h2stream) cancel() {
+	c := s.c
+	c.mu.Lock()
+	if s.ctxErr != nil {
+		c.mu.Unlock()
+		return
+	}
+	s.ctxErr = context.Canceled
+	if s.done != nil {
+		close(s.done)
+	}
+	fs := s.afterFuncs
+	s.afterFuncs = nil
+	c.mu.Unlock()
+	for _, f := range fs {
+		if f != nil {
+			(*f)()
+		}
+	}
 }
 
 func (c *h2conn) startHandler(s *h2stream) {
@@ -620,7 +703,7 @@ func connectionSpecific(name string) bool {
 // newRequest builds a stream's request from its header block, refusing
 // what RFC 9113 §8.3.1 calls malformed. It returns the declared
 // content-length (-1: none).
-func (c *h2conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, error) {
+func (c *h2conn) newRequest(s *h2stream, f *http2.MetaHeadersFrame) (*http.Request, int64, error) {
 	var method, scheme, authority, path string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -647,9 +730,13 @@ func (c *h2conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, er
 		return nil, 0, errors.New("bad :path")
 	}
 	regular := f.RegularFields()
+	s.fields = regular
 	h := make(http.Header, len(regular))
+	// One backing array for the values (x/net does the same): a field
+	// costs no []string of its own.
+	vals := make([]string, len(regular))
 	declared := int64(-1)
-	for _, hf := range regular {
+	for i, hf := range regular {
 		if connectionSpecific(hf.Name) || (hf.Name == "te" && hf.Value != "trailers") {
 			return nil, 0, fmt.Errorf("connection-specific header %s", hf.Name)
 		}
@@ -661,7 +748,12 @@ func (c *h2conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, er
 			declared = n
 		}
 		k := c.canonical(hf.Name)
-		h[k] = append(h[k], hf.Value)
+		if vs := h[k]; len(vs) > 0 {
+			h[k] = append(vs, hf.Value)
+		} else {
+			vals[i] = hf.Value
+			h[k] = vals[i : i+1 : i+1]
+		}
 	}
 	if cookies := h["Cookie"]; len(cookies) > 1 {
 		h["Cookie"] = []string{strings.Join(cookies, "; ")} // RFC 9113 §8.2.3
@@ -670,7 +762,7 @@ func (c *h2conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, er
 		authority = h.Get("Host")
 	}
 	delete(h, "Host")
-	u := &url.URL{}
+	u := &s.url
 	if method == http.MethodConnect {
 		u.Host = authority
 		path = authority
@@ -689,7 +781,7 @@ func (c *h2conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, er
 		}
 		u = pu
 	}
-	req := &http.Request{
+	req := http.Request{
 		Method:     method,
 		URL:        u,
 		Proto:      "HTTP/2.0",
@@ -711,7 +803,7 @@ func (c *h2conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, er
 		}
 		delete(h, "Trailer")
 	}
-	return req, declared, nil
+	return req.WithContext(s), declared, nil
 }
 
 // canonical is net/http's key for a wire header name, without an
@@ -898,8 +990,8 @@ func (c *h2conn) closeStream(s *h2stream, err error) bool {
 	if unread > 0 {
 		c.credit(nil, unread)
 	}
-	if s.cancel != nil && err != nil {
-		s.cancel(err)
+	if err != nil {
+		s.cancel()
 	}
 	return true
 }
@@ -1065,9 +1157,7 @@ func (s *h2stream) serve(h http.Handler) (ok bool) {
 		}
 		s.handlerDone = true
 		s.c.resetStream(s, http2.ErrCodeInternal, errStreamClosed)
-		if s.cancel != nil {
-			s.cancel(nil)
-		}
+		s.cancel()
 	}()
 	h.ServeHTTP(s, s.req)
 	return true
@@ -1082,10 +1172,10 @@ func (s *h2stream) endResponse() {
 	if !s.wroteHeader {
 		s.WriteHeader(http.StatusOK)
 	}
-	trailers := s.trailerFields()
-	err := s.flushOut(len(trailers) == 0)
-	if err == nil && len(trailers) > 0 {
-		err = s.writeHeaderBlock(trailers, true)
+	trailers := s.hasTrailers()
+	err := s.flushOut(!trailers)
+	if err == nil && trailers {
+		err = s.writeHeaderBlock(true, true)
 	}
 	c.mu.Lock()
 	open := !s.closed && !s.remoteDone
@@ -1094,9 +1184,7 @@ func (s *h2stream) endResponse() {
 		c.resetStream(s, http2.ErrCodeNo, errStreamClosed)
 	}
 	c.closeStream(s, nil)
-	if s.cancel != nil {
-		s.cancel(nil)
-	}
+	s.cancel()
 	if s.pending != nil {
 		putPending(s.pending)
 		s.pending = nil
@@ -1187,7 +1275,7 @@ func (s *h2stream) flushOut(end bool) error {
 	if !s.sentHeaders {
 		s.sentHeaders = true
 		only := end && len(s.pending) == 0
-		if err := s.writeHeaderBlock(nil, only); err != nil {
+		if err := s.writeHeaderBlock(false, only); err != nil {
 			return err
 		}
 		if only {
@@ -1272,28 +1360,37 @@ func putPending(b []byte) {
 	}
 }
 
-// trailerFields are the handler's trailers: keys with http.TrailerPrefix
-// and those it declared in a Trailer header.
-func (s *h2stream) trailerFields() []hpack.HeaderField {
-	var out []hpack.HeaderField
-	for k, vs := range s.hdr {
-		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
-		if !ok {
-			continue
-		}
-		for _, v := range vs {
-			out = append(out, hpack.HeaderField{Name: name, Value: v})
+// hasTrailers reports whether the handler set trailers: keys with
+// http.TrailerPrefix, or declared in a Trailer header.
+func (s *h2stream) hasTrailers() bool {
+	if len(s.hdr["Trailer"]) > 0 {
+		return true
+	}
+	for k := range s.hdr {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
 		}
 	}
-	for _, decl := range s.hdr["Trailer"] {
-		for _, k := range strings.Split(decl, ",") {
-			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			for _, v := range s.hdr[k] {
-				out = append(out, hpack.HeaderField{Name: k, Value: v})
+	return false
+}
+
+// visitTrailers calls emit for each trailer field.
+func (s *h2stream) visitTrailers(emit func(k, v string)) {
+	for k, vs := range s.hdr {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			for _, v := range vs {
+				emit(name, v)
 			}
 		}
 	}
-	return out
+	for _, decl := range s.hdr["Trailer"] {
+		for k := range strings.SplitSeq(decl, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			for _, v := range s.hdr[k] {
+				emit(k, v)
+			}
+		}
+	}
 }
 
 // statusValues are :status values for the codes answers mostly carry.
@@ -1310,16 +1407,16 @@ func neverIndexed(name string) bool {
 	return false
 }
 
-// writeHeaderBlock encodes and sends the response headers (trailers nil)
-// or the trailers, with END_STREAM when end.
-func (s *h2stream) writeHeaderBlock(trailers []hpack.HeaderField, end bool) error {
+// writeHeaderBlock encodes and sends the response headers, or the
+// trailers, with END_STREAM when end.
+func (s *h2stream) writeHeaderBlock(trailers, end bool) error {
 	c := s.c
 	c.mu.Lock()
 	maxFrame := c.peerMaxFrame
 	c.mu.Unlock()
 	c.wmu.Lock()
 	c.hbuf.Reset()
-	if trailers == nil {
+	if !trailers {
 		st, ok := statusValues[s.status]
 		if !ok {
 			st = strconv.Itoa(s.status)
@@ -1341,13 +1438,13 @@ func (s *h2stream) writeHeaderBlock(trailers []hpack.HeaderField, end bool) erro
 			}
 		}
 	} else {
-		for _, f := range trailers {
-			name := c.wireName(f.Name)
-			if name == "" || connectionSpecific(name) || !httpguts.ValidHeaderFieldValue(f.Value) {
-				continue
+		s.visitTrailers(func(k, v string) {
+			name := c.wireName(k)
+			if name == "" || connectionSpecific(name) || !httpguts.ValidHeaderFieldValue(v) {
+				return
 			}
-			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: f.Value, Sensitive: neverIndexed(name)})
-		}
+			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v, Sensitive: neverIndexed(name)})
+		})
 	}
 	block := c.hbuf.Bytes()
 	first := block[:min(len(block), maxFrame)]
@@ -1383,6 +1480,20 @@ func (c *h2conn) wireName(k string) string {
 }
 
 const maxInternedNames = 256
+
+// RequestFields returns the regular header fields of a request weft's
+// HTTP/2 server made, as they came on the wire (lower-case names, in
+// order, cookies not joined), when w is that server's own writer for it;
+// nil otherwise: the proxy copies them into its own header without going
+// through r.Header's canonical keys. A handler that rewrites r.Header
+// (gRPC-Web's translation) answers through a writer of its own, so the
+// fields, which do not have its edits, are not used for it.
+func RequestFields(w http.ResponseWriter, r *http.Request) []hpack.HeaderField {
+	if s, ok := w.(*h2stream); ok && r.Context() == context.Context(s) {
+		return s.fields
+	}
+	return nil
+}
 
 // h2body is a stream's request body: what the reader goroutine buffered.
 type h2body h2stream
