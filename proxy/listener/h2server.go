@@ -1216,6 +1216,9 @@ func (s *h2stream) Write(p []byte) (int, error) {
 	if err := s.streamErr(); err != nil {
 		return 0, err
 	}
+	if s.req != nil && s.req.Method == http.MethodHead {
+		return len(p), nil // an answer to HEAD has no body (RFC 9110 §9.3.2)
+	}
 	if len(s.pending)+len(p) <= h2PendingMax {
 		if s.pending == nil {
 			s.pending = getPending()
