@@ -503,3 +503,65 @@ func TestH2ServerTrailers(t *testing.T) {
 		t.Fatalf("status %q body %q trailers %v", status, body, trailers)
 	}
 }
+
+// A connection without streams for idle_timeout gets GOAWAY (NO_ERROR)
+// and is closed; one whose client goes silent is pinged after
+// keepalive_interval and closed when the PING is not answered within
+// keepalive_timeout.
+func TestH2ServerIdleAndKeepalive(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	t.Run("idle timeout", func(t *testing.T) {
+		l := startH2(t, config.HTTP2{}, config.Limits{IdleTimeout: config.Duration(300 * time.Millisecond)}, ok)
+		fc := dialFrames(t, l.Addr().String())
+		fc.headers(1, "GET", "/", true)
+		if a := fc.await(1); a.status != "200" {
+			t.Fatalf("%+v", a)
+		}
+		var goAway *http2.GoAwayFrame
+		for {
+			f, err := fc.fr.ReadFrame()
+			if err != nil {
+				break // closed
+			}
+			if ga, ok := f.(*http2.GoAwayFrame); ok {
+				goAway = ga
+			}
+		}
+		if goAway == nil || goAway.ErrCode != http2.ErrCodeNo || goAway.LastStreamID != 1 {
+			t.Fatalf("idle connection closed with GOAWAY %+v, want NO_ERROR naming stream 1", goAway)
+		}
+	})
+	t.Run("keep-alive PING unanswered", func(t *testing.T) {
+		l := startH2(t, config.HTTP2{KeepaliveInterval: config.Duration(200 * time.Millisecond), KeepaliveTimeout: config.Duration(300 * time.Millisecond)},
+			config.Limits{}, ok)
+		fc := dialFrames(t, l.Addr().String())
+		pinged := false
+		for {
+			f, err := fc.fr.ReadFrame()
+			if err != nil {
+				break // closed
+			}
+			if p, ok := f.(*http2.PingFrame); ok && !p.IsAck() {
+				pinged = true // and not answered
+			}
+		}
+		if !pinged {
+			t.Fatal("the connection was closed without a keep-alive PING first")
+		}
+	})
+	t.Run("keep-alive PING answered", func(t *testing.T) {
+		l := startH2(t, config.HTTP2{KeepaliveInterval: config.Duration(100 * time.Millisecond), KeepaliveTimeout: config.Duration(5 * time.Second)},
+			config.Limits{}, ok)
+		fc := dialFrames(t, l.Addr().String())
+		for answered := 0; answered < 3; {
+			if p, ok := fc.read().(*http2.PingFrame); ok && !p.IsAck() {
+				fc.must(fc.fr.WritePing(true, p.Data))
+				answered++
+			}
+		}
+		fc.headers(1, "GET", "/", true)
+		if a := fc.await(1); a.status != "200" {
+			t.Fatalf("after three answered PINGs: %+v", a)
+		}
+	})
+}
