@@ -127,15 +127,15 @@ func newH2Codec(o *H2Options, lim config.Limits, log *zap.Logger) *h2codec {
 	workers := newWarmStacks(stallGuard{o.Handler, srv.WriteByteTimeout})
 	c := &h2codec{srv: srv, handler: workers, workers: workers, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
 	c.weft = s.Server != config.H2ServerXNet
-	c.cfg = &h2config{
-		maxStreams:    srv.MaxConcurrentStreams,
-		streamWindow:  int64(srv.MaxUploadBufferPerStream),
-		connWindow:    int64(srv.MaxUploadBufferPerConnection),
+	c.cfg = &h2config{ // the same values as srv's
+		maxStreams:    uint32(orInt(s.MaxConcurrentStreams, 250)),
+		streamWindow:  int64(orInt(s.InitialStreamWindowSize, 1<<20)),
+		connWindow:    int64(orInt(s.InitialConnectionWindowSize, 4<<20)),
 		maxHeaderList: uint32(orInt(s.MaxHeaderListSize, orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes))),
-		idleTimeout:   srv.IdleTimeout,
+		idleTimeout:   orDur(lim.IdleTimeout.D(), DefaultIdleTimeout),
 		pingAfter:     s.KeepaliveInterval.D(),
 		pingTimeout:   orDur(s.KeepaliveTimeout.D(), 20*time.Second),
-		writeTimeout:  srv.WriteByteTimeout,
+		writeTimeout:  orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
 	}
 	c.h2workers = newH2Workers(o.Handler)
 	c.weftConns = make(map[*h2conn]struct{})

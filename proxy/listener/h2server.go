@@ -137,6 +137,7 @@ type h2stream struct {
 	wroteHeader bool
 	sentHeaders bool
 	pending     []byte
+	pendingBuf  *[]byte // pending's pooled buffer
 	handlerDone bool
 
 	readCond sync.Cond // on c.mu: body data, its end, or a reset
@@ -1185,9 +1186,12 @@ func (s *h2stream) endResponse() {
 	}
 	c.closeStream(s, nil)
 	s.cancel()
-	if s.pending != nil {
-		putPending(s.pending)
-		s.pending = nil
+	if s.pendingBuf != nil {
+		if cap(s.pending) <= h2PendingMax {
+			*s.pendingBuf = s.pending[:0]
+			pendingPool.Put(s.pendingBuf)
+		}
+		s.pending, s.pendingBuf = nil, nil
 	}
 }
 
@@ -1220,8 +1224,9 @@ func (s *h2stream) Write(p []byte) (int, error) {
 		return len(p), nil // an answer to HEAD has no body (RFC 9110 §9.3.2)
 	}
 	if len(s.pending)+len(p) <= h2PendingMax {
-		if s.pending == nil {
-			s.pending = getPending()
+		if s.pendingBuf == nil {
+			s.pendingBuf = pendingPool.Get().(*[]byte)
+			s.pending = (*s.pendingBuf)[:0]
 		}
 		s.pending = append(s.pending, p...)
 		return len(p), nil
@@ -1353,15 +1358,7 @@ func (s *h2stream) sendData(data []byte, end bool) error {
 	}
 }
 
-var pendingPool = sync.Pool{New: func() any { return make([]byte, 0, 1024) }}
-
-func getPending() []byte { return pendingPool.Get().([]byte)[:0] }
-
-func putPending(b []byte) {
-	if cap(b) <= h2PendingMax {
-		pendingPool.Put(b[:0]) //nolint:staticcheck // a slice header is small
-	}
-}
+var pendingPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // hasTrailers reports whether the handler set trailers: keys with
 // http.TrailerPrefix, or declared in a Trailer header.

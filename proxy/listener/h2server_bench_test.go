@@ -3,15 +3,12 @@ package listener
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -48,9 +45,8 @@ func BenchmarkH2Server(b *testing.B) {
 				defer cancel()
 				_ = l.Shutdown(ctx)
 			}()
-			tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, addr)
-			}}
+			tr := &http.Transport{Protocols: new(http.Protocols)}
+			tr.Protocols.SetUnencryptedHTTP2(true) // prior knowledge
 			defer tr.CloseIdleConnections()
 			url := "http://" + l.Addr().String() + "/grpc.testing.TestService/UnaryCall"
 			b.ReportAllocs()
