@@ -546,8 +546,8 @@ func (f *h2Fields) VisitFields(emit func(name, value []byte)) {
 func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	s, h := &x.stream, x.h2
 	w := h.w
-	wh := w.Header()
 	if h.upstream == nil {
+		wh := w.Header()
 		if h.grpc && len(s.Response.Header.Peek("grpc-status")) == 0 {
 			code := grpcStatusFor(s.Response.StatusCode(), s.ResponseFlags)
 			msg := strings.TrimSpace(string(s.Response.Body()))
@@ -578,12 +578,6 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	}
 	up := h.upstream
 	filtered := x.filtered()
-	copyResponseHeaders(wh, &s.Response.Header)
-	if filtered {
-		wh.Del("content-length") // body filters may change its length
-	} else if up.ContentLength >= 0 && len(s.Response.Header.Peek("content-length")) == 0 {
-		wh.Set("content-length", strconv.FormatInt(up.ContentLength, 10))
-	}
 	trailersOnly := false
 	if v := headerValue(up.Header, "Grpc-Status"); v != "" {
 		// A trailers-only answer: one HEADERS frame that ends the stream,
@@ -591,9 +585,48 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 		s.GRPCStatus, _ = strconv.Atoi(v)
 		trailersOnly = true
 	}
-	w.WriteHeader(s.Response.StatusCode())
+	fw, direct := w.(fieldWriter)
+	direct = direct && !trailersOnly
+	var wh http.Header
+	if direct {
+		// weft's HTTP/2 server: the headers go now (a stream may send its
+		// body much later), encoded from the stream's header as it is.
+		err := fw.WriteHeaderFields(s.Response.StatusCode(), func(emit func(name, value []byte)) {
+			hasLength := false
+			for k, v := range s.Response.Header.All() {
+				if hopHeader(k) {
+					continue
+				}
+				if len(k) == len("content-length") && asciiEqualFold(k, "content-length") {
+					if filtered || hasLength {
+						continue // body filters may change the length; one field
+					}
+					hasLength = true
+				}
+				emit(k, v)
+			}
+			if !filtered && !hasLength && up.ContentLength >= 0 {
+				var nb [20]byte
+				emit(contentLengthName, strconv.AppendInt(nb[:0], up.ContentLength, 10))
+			}
+		})
+		if err != nil {
+			h.cancel(err) // the client went away: reset the upstream
+			s.ResponseFlags = "DC"
+			return true
+		}
+	} else {
+		wh = w.Header()
+		copyResponseHeaders(wh, &s.Response.Header)
+		if filtered {
+			wh.Del("content-length") // body filters may change its length
+		} else if up.ContentLength >= 0 && len(s.Response.Header.Peek("content-length")) == 0 {
+			wh.Set("content-length", strconv.FormatInt(up.ContentLength, 10))
+		}
+		w.WriteHeader(s.Response.StatusCode())
+	}
 	rc := http.NewResponseController(w)
-	if !trailersOnly {
+	if !trailersOnly && !direct {
 		_ = rc.Flush() // the headers go now: a stream may send its body much later
 	}
 	buf := copyBufPool.Get().(*[]byte)
@@ -650,9 +683,17 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 				return true
 			}
 		}
-		for k, v := range t.All() {
-			key := trailerKey(k)
-			wh[key] = append(wh[key], string(v))
+		if direct {
+			_ = fw.WriteTrailerFields(func(emit func(name, value []byte)) {
+				for k, v := range t.All() {
+					emit(k, v)
+				}
+			})
+		} else {
+			for k, v := range t.All() {
+				key := trailerKey(k)
+				wh[key] = append(wh[key], string(v))
+			}
 		}
 		if v := t.Peek("grpc-status"); len(v) > 0 {
 			s.GRPCStatus, _ = strconv.Atoi(string(v))
@@ -664,6 +705,18 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	}
 	return false
 }
+
+// fieldWriter is what weft's HTTP/2 server's ResponseWriter offers
+// beyond http.ResponseWriter (listener/h2server.go): an answer's headers
+// and trailers encoded straight from the stream's own header, with no
+// http.Header in between. Writers that translate the answer (gRPC-Web's)
+// do not have it.
+type fieldWriter interface {
+	WriteHeaderFields(status int, visit func(emit func(name, value []byte))) error
+	WriteTrailerFields(visit func(emit func(name, value []byte))) error
+}
+
+var contentLengthName = []byte("content-length")
 
 // encodeData runs the response body filters on one chunk and returns what
 // to send now. last is the body's end; trailers say trailers follow (the

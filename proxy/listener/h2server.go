@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
@@ -89,10 +90,11 @@ type h2conn struct {
 
 	// wmu orders writes: the framer's buffer and the HPACK encoder's
 	// state (header blocks leave in the order they were encoded).
-	wmu   sync.Mutex
-	henc  *hpack.Encoder
-	hbuf  bytes.Buffer
-	names map[string]string // canonical header key -> wire name
+	wmu    sync.Mutex
+	henc   *hpack.Encoder
+	hbuf   bytes.Buffer
+	names  map[string]string // header key as given -> wire name
+	values map[string]string // response values, interned (internValue)
 
 	mu       sync.Mutex
 	sendCond *sync.Cond // send windows opened, or a stream/the connection ended
@@ -136,6 +138,7 @@ type h2stream struct {
 	status      int
 	wroteHeader bool
 	sentHeaders bool
+	ended       bool // END_STREAM sent (WriteTrailerFields)
 	pending     []byte
 	pendingBuf  *[]byte // pending's pooled buffer
 	handlerDone bool
@@ -216,6 +219,7 @@ func (c *h2codec) serveWeft(nc net.Conn, ctx context.Context, upgrade *http.Requ
 		remote:         nc.RemoteAddr().String(),
 		log:            c.log,
 		names:          make(map[string]string),
+		values:         make(map[string]string),
 		streams:        make(map[uint32]*h2stream),
 		sendWindow:     h2DefaultWindow,
 		peerInitWindow: h2DefaultWindow,
@@ -1173,10 +1177,13 @@ func (s *h2stream) endResponse() {
 	if !s.wroteHeader {
 		s.WriteHeader(http.StatusOK)
 	}
-	trailers := s.hasTrailers()
-	err := s.flushOut(!trailers)
-	if err == nil && trailers {
-		err = s.writeHeaderBlock(true, true)
+	var err error
+	if !s.ended {
+		trailers := s.hasTrailers()
+		err = s.flushOut(!trailers)
+		if err == nil && trailers {
+			err = s.writeHeaderBlock(true, true)
+		}
 	}
 	c.mu.Lock()
 	open := !s.closed && !s.remoteDone
@@ -1493,6 +1500,125 @@ func RequestFields(w http.ResponseWriter, r *http.Request) []hpack.HeaderField {
 		return s.fields
 	}
 	return nil
+}
+
+// WriteHeaderFields sends the response headers now, read from visit
+// (names in any case; connection-specific fields and invalid ones are
+// dropped), without END_STREAM: the proxy's answers go from its own
+// header to the wire with no http.Header in between. It fails once
+// headers were written.
+func (s *h2stream) WriteHeaderFields(status int, visit func(emit func(name, value []byte))) error {
+	if s.wroteHeader {
+		return errors.New("http2: response headers already written")
+	}
+	if err := s.streamErr(); err != nil {
+		return err
+	}
+	s.wroteHeader, s.sentHeaders, s.status = true, true, status
+	return s.writeFieldBlock(visit, true, false)
+}
+
+// WriteTrailerFields sends what was written and not yet sent, then the
+// trailers read from visit with END_STREAM: the answer is complete.
+func (s *h2stream) WriteTrailerFields(visit func(emit func(name, value []byte))) error {
+	if !s.wroteHeader {
+		s.WriteHeader(http.StatusOK)
+	}
+	if err := s.flushOut(false); err != nil {
+		return err
+	}
+	s.ended = true
+	return s.writeFieldBlock(visit, false, true)
+}
+
+// writeFieldBlock encodes fields from visit (after :status when status)
+// and sends them as one header block.
+func (s *h2stream) writeFieldBlock(visit func(emit func(name, value []byte)), status, end bool) error {
+	c := s.c
+	c.mu.Lock()
+	maxFrame := c.peerMaxFrame
+	c.mu.Unlock()
+	c.wmu.Lock()
+	c.hbuf.Reset()
+	if status {
+		st, ok := statusValues[s.status]
+		if !ok {
+			st = strconv.Itoa(s.status)
+		}
+		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: st})
+	}
+	visit(func(k, v []byte) {
+		name := c.wireNameBytes(k)
+		if name == "" || connectionSpecific(name) || (name == "te" && string(v) != "trailers") || !validFieldValue(v) {
+			return
+		}
+		if neverIndexed(name) {
+			// Not kept by the encoder: the bytes can be read in place.
+			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: unsafeString(v), Sensitive: true})
+			return
+		}
+		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: c.internValue(v)})
+	})
+	err := s.sendBlockLocked(c.hbuf.Bytes(), maxFrame, end)
+	c.wmu.Unlock()
+	if err != nil {
+		c.close(err)
+	}
+	return err
+}
+
+// sendBlockLocked writes a header block as HEADERS and CONTINUATION
+// frames (under wmu).
+func (s *h2stream) sendBlockLocked(block []byte, maxFrame int, end bool) error {
+	c := s.c
+	first := block[:min(len(block), maxFrame)]
+	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: first,
+		EndStream: end, EndHeaders: len(first) == len(block)})
+	for rest := block[len(first):]; err == nil && len(rest) > 0; {
+		chunk := rest[:min(len(rest), maxFrame)]
+		rest = rest[len(chunk):]
+		err = c.fr.WriteContinuation(s.id, len(rest) == 0, chunk)
+	}
+	return err
+}
+
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func validFieldValue(v []byte) bool {
+	for _, b := range v {
+		if (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// wireNameBytes is wireName for a name given as bytes (any case).
+// Called under wmu.
+func (c *h2conn) wireNameBytes(k []byte) string {
+	if n, ok := c.names[string(k)]; ok {
+		return n
+	}
+	return c.wireName(string(k))
+}
+
+// internValue returns v as a string, the same one each time while the
+// connection's table of them has room (values the HPACK encoder indexes
+// are kept by it, so they must be real strings). Called under wmu.
+func (c *h2conn) internValue(v []byte) string {
+	if s, ok := c.values[string(v)]; ok {
+		return s
+	}
+	s := string(v)
+	if len(c.values) < maxInternedNames && len(v) <= 256 {
+		c.values[s] = s
+	}
+	return s
 }
 
 // h2body is a stream's request body: what the reader goroutine buffered.
