@@ -28,6 +28,8 @@ func newForeignRegistry() *foreignRegistry {
 	r := &foreignRegistry{keys: newKeyCache(maxForeignKeys)}
 	r.funcs = map[string]foreignFunc{
 		foreignVerifySignature: r.verifySignature,
+		foreignJWSKeys:         r.jwsKeys,
+		foreignJWSVerify:       r.jwsVerify,
 		"compress":             foreignCompress, // Envoy's (abi_foreign_zlib.go)
 		"uncompress":           foreignUncompress,
 		"declare_property":     foreignDeclareProperty, // Envoy's (abi_foreign_property.go)
