@@ -26,6 +26,9 @@ type plugin struct {
 	hostv hostVerifier
 
 	allowed, denied, fetches, fetchErrors sdk.Counter
+	// hostTokens counts the tokens the host decoded and checked whole
+	// (weft.jws_verify).
+	hostTokens sdk.Counter
 }
 
 func newPlugin(raw []byte) (sdk.Plugin, error) {
@@ -36,6 +39,19 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 	p := &plugin{cfg: cfg}
 	if j := cfg.JWT; j != nil {
 		p.v = validator{algs: cfg.algs, issuer: j.Issuer, audiences: j.Audiences, skew: cfg.skew, host: &p.hostv}
+		// The host returns the claims the filter reads: iss and aud when
+		// checked, and those copied to headers.
+		var names []string
+		if j.Issuer != "" {
+			names = append(names, "iss")
+		}
+		if len(j.Audiences) > 0 {
+			names = append(names, "aud")
+		}
+		for _, ch := range j.ClaimsToHeaders {
+			names = append(names, ch.Claim)
+		}
+		p.v.jws = newHostJWS(names, &p.hostv.host, &p.hostTokens)
 		p.keys = cfg.inlineKeys
 		p.cache.init(cfg.cacheSize)
 		if j.RemoteJWKS != nil {
@@ -50,6 +66,7 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 		"auth_allowed_total": &p.allowed, "auth_denied_total": &p.denied,
 		"auth_jwks_fetches_total": &p.fetches, "auth_jwks_fetch_errors_total": &p.fetchErrors,
 		"auth_signatures_host_total": &p.hostv.host, "auth_signatures_vm_total": &p.hostv.vm,
+		"auth_tokens_host_total": &p.hostTokens,
 	} {
 		if *c, err = sdk.NewCounter(name); err != nil {
 			return nil, err

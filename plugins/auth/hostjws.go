@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"github.com/weftmesh/weft/sdk"
+)
+
+// Weft's foreign functions that check a whole token in the host
+// (docs/wasm.md, "weft.jws_keys and weft.jws_verify"): base64url, the JOSE
+// header, the algorithm allow-list, the key by kid, the signature, exp and
+// nbf, by the same rules and in the same order as validator.validate. The
+// guest then decodes nothing: it gets back the few claims it uses (iss,
+// aud, claims_to_headers) and checks iss and aud itself.
+const (
+	hostJWSKeysFunc   = "weft.jws_keys"
+	hostJWSVerifyFunc = "weft.jws_verify"
+	hostJWSVersion    = 1
+)
+
+// Outcomes of weft.jws_verify, in its order of checks.
+var hostJWSErrors = [...]error{1: errMalformed, 2: errAlgorithm, 3: errNoKey, 4: errSignature, 5: errExpired, 6: errNotYetValid}
+
+// hostJWS checks tokens through the host when it offers weft.jws_verify,
+// and remembers (per VM) when it does not; the validator then does the
+// work in the VM, so the filter runs unmodified on other hosts (Envoy).
+type hostJWS struct {
+	state int8 // 0 not tried yet, hostOffered, hostAbsent
+	// keys is the key set the host holds as handle (0: the host refused
+	// that set; the VM checks its tokens).
+	keys   *keySet
+	handle uint32
+	// claims are the claims the host returns, in order.
+	claims []string
+	buf    []byte
+	// sigs counts the signatures the host checked (with
+	// weft.verify_signature's), tokens the tokens it checked whole.
+	sigs, tokens *sdk.Counter
+}
+
+// newHostJWS returns the host path of a validator with claims (each
+// once) to read back.
+func newHostJWS(claims []string, sigs, tokens *sdk.Counter) *hostJWS {
+	var cs []string
+	for _, c := range claims {
+		if !slices.Contains(cs, c) {
+			cs = append(cs, c)
+		}
+	}
+	return &hostJWS{claims: cs, sigs: sigs, tokens: tokens}
+}
+
+// validate checks token with keys at now through the host. done is false
+// when the host cannot (absent, or it refused the key set or the call):
+// the caller checks in the VM.
+func (h *hostJWS) validate(v *validator, token string, keys *keySet, now time.Time) (cl claims, exp time.Time, err error, done bool) {
+	if h.state == hostAbsent || !h.register(v, keys) {
+		return nil, time.Time{}, nil, false
+	}
+	b := append(h.buf[:0], hostJWSVersion)
+	b = binary.LittleEndian.AppendUint32(b, h.handle)
+	b = binary.LittleEndian.AppendUint64(b, uint64(now.UnixNano()))
+	b = append(b, token...)
+	h.buf = b
+	out, callErr := sdk.CallForeignFunction(hostJWSVerifyFunc, b)
+	if callErr != nil || len(out) == 0 || int(out[0]) >= len(hostJWSErrors) {
+		sdk.Debugf("auth: %s: %v (%d bytes): checking in the VM", hostJWSVerifyFunc, callErr, len(out))
+		return nil, time.Time{}, nil, false
+	}
+	h.tokens.Inc()
+	if code := out[0]; code != 0 {
+		if code >= 4 { // the signature was checked
+			h.sigs.Inc()
+		}
+		return nil, time.Time{}, hostJWSErrors[code], true
+	}
+	h.sigs.Inc()
+	cl, exp, ok := h.parseResult(out[1:])
+	if !ok {
+		// A host that answers what it was not asked is not trusted.
+		return nil, time.Time{}, errMalformed, true
+	}
+	if err := v.checkIdentity(cl); err != nil {
+		return nil, time.Time{}, err, true
+	}
+	return cl, exp, nil, true
+}
+
+// parseResult reads a valid token's exp and claims. The values are views
+// of out, which the host filled in a buffer of the guest's own.
+func (h *hostJWS) parseResult(out []byte) (claims, time.Time, bool) {
+	if len(out) < 1+8+4 || out[0] > 1 {
+		return nil, time.Time{}, false
+	}
+	var exp time.Time
+	if out[0] == 1 {
+		exp = time.Unix(int64(binary.LittleEndian.Uint64(out[1:])), int64(binary.LittleEndian.Uint32(out[9:])))
+	}
+	rest := out[13:]
+	cl := make(claims, 0, len(h.claims))
+	for _, name := range h.claims {
+		if len(rest) < 4 {
+			return nil, time.Time{}, false
+		}
+		n := binary.LittleEndian.Uint32(rest)
+		rest = rest[4:]
+		if n == 0xFFFFFFFF {
+			continue
+		}
+		if uint64(n) > uint64(len(rest)) {
+			return nil, time.Time{}, false
+		}
+		cl = append(cl, member{name: name, raw: rest[:n:n]})
+		rest = rest[n:]
+	}
+	return cl, exp, len(rest) == 0
+}
+
+// register hands keys to the host when it does not hold them yet, and
+// reports whether it does.
+func (h *hostJWS) register(v *validator, keys *keySet) bool {
+	if h.keys == keys {
+		return h.handle != 0
+	}
+	b := append(h.buf[:0], hostJWSVersion)
+	b = binary.LittleEndian.AppendUint32(b, h.handle) // released
+	b = binary.LittleEndian.AppendUint64(b, uint64(v.skew))
+	algs := make([]string, 0, len(v.algs))
+	for a, ok := range v.algs {
+		if ok {
+			algs = append(algs, a)
+		}
+	}
+	slices.Sort(algs)
+	b = append(b, byte(len(algs)))
+	for _, a := range algs {
+		b = append(append(b, byte(len(a))), a...)
+	}
+	b = append(b, byte(len(h.claims)))
+	for _, c := range h.claims {
+		b = append(append(b, byte(len(c))), c...)
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(keys.keys)))
+	usable := len(h.claims) <= 255 && len(algs) > 0
+	for _, k := range keys.keys {
+		if k.jwk == nil || len(k.kid) > 1024 {
+			usable = false
+			break
+		}
+		b = appendField(b, k.kid)
+		b = appendField(b, k.jwk)
+	}
+	for _, c := range h.claims {
+		usable = usable && len(c) <= 255
+	}
+	h.buf = b
+	h.keys, h.handle = keys, 0
+	if !usable {
+		return false
+	}
+	out, err := sdk.CallForeignFunction(hostJWSKeysFunc, b)
+	switch {
+	case err == nil && len(out) == 4:
+		h.state = hostOffered
+		h.handle = binary.LittleEndian.Uint32(out)
+	case sdk.IsForeignFunctionMissing(err):
+		h.state = hostAbsent
+		sdk.Infof("auth: the host does not offer %s: tokens are decoded in the VM", hostJWSKeysFunc)
+	default:
+		// The host refused the set (e.g. a key it finds too weak): the VM
+		// checks this set's tokens.
+		sdk.Infof("auth: %s refused the key set: %v: tokens are decoded in the VM", hostJWSKeysFunc, err)
+	}
+	return h.handle != 0
+}
