@@ -34,7 +34,13 @@ type hostJWS struct {
 	handle uint32
 	// claims are the claims the host returns, in order.
 	claims []string
-	buf    []byte
+	// cacheSize, header and prefix go to the host with the keys: its
+	// cache of valid tokens, and where it reads a request's token.
+	cacheSize      int
+	header, prefix string
+	buf            []byte
+	// reqClaims holds the claims of checkRequest's token (not kept).
+	reqClaims claims
 	// sigs counts the signatures the host checked (with
 	// weft.verify_signature's), tokens the tokens it checked whole.
 	sigs, tokens *sdk.Counter
@@ -42,15 +48,42 @@ type hostJWS struct {
 
 // newHostJWS returns the host path of a validator with claims (each
 // once) to read back.
-func newHostJWS(claims []string, sigs, tokens *sdk.Counter) *hostJWS {
+func newHostJWS(cfg *compiled, claims []string, sigs, tokens *sdk.Counter) *hostJWS {
 	var cs []string
 	for _, c := range claims {
 		if !slices.Contains(cs, c) {
 			cs = append(cs, c)
 		}
 	}
-	return &hostJWS{claims: cs, sigs: sigs, tokens: tokens}
+	return &hostJWS{claims: cs, sigs: sigs, tokens: tokens, cacheSize: max(cfg.cacheSize, 0), header: cfg.tokenHdr, prefix: cfg.prefix}
 }
+
+// checkRequest has the host read the current request's token and check
+// it with keys, through the host's cache of valid tokens: no token crosses
+// into the VM. present is false when the request has no token. done is
+// false when the host cannot: the caller reads the token and checks it in
+// the VM.
+func (h *hostJWS) checkRequest(v *validator, keys *keySet) (cl claims, present bool, err error, done bool) {
+	if h.state == hostAbsent || !h.register(v, keys) {
+		return nil, false, nil, false
+	}
+	b := append(h.buf[:0], hostJWSVersion)
+	b = binary.LittleEndian.AppendUint32(b, h.handle)
+	b = binary.LittleEndian.AppendUint64(b, 0) // the host's clock
+	h.buf = b
+	out, callErr := sdk.CallForeignFunction(hostJWSVerifyFunc, b)
+	if callErr == nil && len(out) == 1 && out[0] == hostJWSNoToken {
+		return nil, false, nil, true
+	}
+	cl, _, err, done = h.answer(v, out, callErr, h.reqClaims[:0])
+	if cl != nil {
+		h.reqClaims = cl[:0]
+	}
+	return cl, true, err, done
+}
+
+// hostJWSNoToken is weft.jws_verify's code for a request without a token.
+const hostJWSNoToken = 7
 
 // validate checks token with keys at now through the host. done is false
 // when the host cannot (absent, or it refused the key set or the call):
@@ -65,6 +98,11 @@ func (h *hostJWS) validate(v *validator, token string, keys *keySet, now time.Ti
 	b = append(b, token...)
 	h.buf = b
 	out, callErr := sdk.CallForeignFunction(hostJWSVerifyFunc, b)
+	return h.answer(v, out, callErr, make(claims, 0, len(h.claims)))
+}
+
+// answer reads weft.jws_verify's answer; the claims are appended to cl.
+func (h *hostJWS) answer(v *validator, out []byte, callErr error, cl claims) (_ claims, exp time.Time, err error, done bool) {
 	if callErr != nil || len(out) == 0 || int(out[0]) >= len(hostJWSErrors) {
 		sdk.Debugf("auth: %s: %v (%d bytes): checking in the VM", hostJWSVerifyFunc, callErr, len(out))
 		return nil, time.Time{}, nil, false
@@ -77,7 +115,7 @@ func (h *hostJWS) validate(v *validator, token string, keys *keySet, now time.Ti
 		return nil, time.Time{}, hostJWSErrors[code], true
 	}
 	h.sigs.Inc()
-	cl, exp, ok := h.parseResult(out[1:])
+	cl, exp, ok := h.parseResult(out[1:], cl)
 	if !ok {
 		// A host that answers what it was not asked is not trusted.
 		return nil, time.Time{}, errMalformed, true
@@ -90,7 +128,7 @@ func (h *hostJWS) validate(v *validator, token string, keys *keySet, now time.Ti
 
 // parseResult reads a valid token's exp and claims. The values are views
 // of out, which the host filled in a buffer of the guest's own.
-func (h *hostJWS) parseResult(out []byte) (claims, time.Time, bool) {
+func (h *hostJWS) parseResult(out []byte, cl claims) (claims, time.Time, bool) {
 	if len(out) < 1+8+4 || out[0] > 1 {
 		return nil, time.Time{}, false
 	}
@@ -99,7 +137,6 @@ func (h *hostJWS) parseResult(out []byte) (claims, time.Time, bool) {
 		exp = time.Unix(int64(binary.LittleEndian.Uint64(out[1:])), int64(binary.LittleEndian.Uint32(out[9:])))
 	}
 	rest := out[13:]
-	cl := make(claims, 0, len(h.claims))
 	for _, name := range h.claims {
 		if len(rest) < 4 {
 			return nil, time.Time{}, false
@@ -142,8 +179,11 @@ func (h *hostJWS) register(v *validator, keys *keySet) bool {
 	for _, c := range h.claims {
 		b = append(append(b, byte(len(c))), c...)
 	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(h.cacheSize))
+	b = append(append(b, byte(len(h.header))), h.header...)
+	b = append(append(b, byte(len(h.prefix))), h.prefix...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(keys.keys)))
-	usable := len(h.claims) <= 255 && len(algs) > 0
+	usable := len(h.claims) <= 255 && len(algs) > 0 && len(h.header) <= 255 && len(h.prefix) <= 255
 	for _, k := range keys.keys {
 		if k.jwk == nil || len(k.kid) > 1024 {
 			usable = false

@@ -51,7 +51,7 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 		for _, ch := range j.ClaimsToHeaders {
 			names = append(names, ch.Claim)
 		}
-		p.v.jws = newHostJWS(names, &p.hostv.host, &p.hostTokens)
+		p.v.jws = newHostJWS(cfg, names, &p.hostv.host, &p.hostTokens)
 		p.keys = cfg.inlineKeys
 		p.cache.init(cfg.cacheSize)
 		if j.RemoteJWKS != nil {
@@ -169,7 +169,7 @@ func (p *plugin) release() {
 		if !ok {
 			continue
 		}
-		if f.check(s) {
+		if f.check(s, false) {
 			_ = s.Resume()
 		}
 	}
@@ -204,7 +204,7 @@ func (f filter) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
 			return sdk.Pause
 		}
 	}
-	if f.check(s) {
+	if f.check(s, true) {
 		return sdk.Continue
 	}
 	return sdk.Pause
@@ -232,8 +232,9 @@ func (f filter) token(s *sdk.Stream) (string, bool) {
 }
 
 // check authenticates s and either edits its headers (true: let it
-// through) or sends the rejection (false).
-func (f filter) check(s *sdk.Stream) bool {
+// through) or sends the rejection (false). current is set when s is the
+// context host calls act on now (its own callback).
+func (f filter) check(s *sdk.Stream, current bool) bool {
 	p := f.p
 	c := p.cfg
 	h := s.RequestHeaders()
@@ -253,14 +254,13 @@ func (f filter) check(s *sdk.Stream) bool {
 		// Never trust the claim headers from the client. With a token
 		// and distinct headers, each is replaced by its claim or removed
 		// below: one host call per header instead of two.
-		tok, ok := f.token(s)
+		cl, ok, err := f.jwt(s, current)
 		if !ok || !c.claimHdrsDistinct {
 			for _, ch := range j.ClaimsToHeaders {
 				_ = h.Remove(ch.Header)
 			}
 		}
 		if ok {
-			cl, err := p.validate(tok)
 			if err != nil {
 				sdk.Debugf("auth: token rejected: %v", err)
 				return f.reject(s, "invalid_token", err.Error())
@@ -283,6 +283,25 @@ func (f filter) check(s *sdk.Stream) bool {
 		return true
 	}
 	return f.reject(s, "", "")
+}
+
+// jwt finds and checks the request's token: in the host when it can read
+// and check it there (weft.jws_verify, with the host's cache; only from
+// s's own callback, where the host's current context is s), else in the
+// VM through the VM's cache. ok is false when there is no token.
+func (f filter) jwt(s *sdk.Stream, current bool) (cl claims, ok bool, err error) {
+	p := f.p
+	if current && p.keys != nil {
+		if cl, ok, err, done := p.v.jws.checkRequest(&p.v, p.keys); done {
+			return cl, ok, err
+		}
+	}
+	tok, ok := f.token(s)
+	if !ok {
+		return nil, false, nil
+	}
+	cl, err = p.validate(tok)
+	return cl, true, err
 }
 
 // validate checks a token, through the cache of tokens already validated.

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -25,6 +26,11 @@ import (
 //	u64 clock skew on exp and nbf, nanoseconds
 //	u8  n, then n × (u8 len, alg)        algorithms allowed (no "none")
 //	u8  n, then n × (u8 len, claim)      claims weft.jws_verify returns
+//	u32 cache entries (0: none; at most jws.MaxCacheEntries are kept)
+//	u8  len, header      request header weft.jws_verify reads the token
+//	                     from when given none ("": always given)
+//	u8  len, prefix      before the token in that header, matched without
+//	                     case ("Bearer "; "": none)
 //	u32 n, then n × (u32 len, kid; u32 len, JWK)   the keys, in order
 //
 // and nothing after. Result: u32 handle (never 0). BadArgument when the
@@ -33,10 +39,14 @@ import (
 // the VM holds maxJWSSets sets already.
 //
 // weft.jws_verify checks one token. Arguments: u8 version 1, u32 handle,
-// i64 now (Unix nanoseconds: the guest's clock, so the guest's token cache
-// and the host agree), then the token (the rest, at most maxJWSToken
-// bytes). Result: u8 code (jws.Code: 0 valid, 1 malformed, 2 algorithm not
-// allowed, 3 no key, 4 bad signature, 5 expired, 6 not yet valid); when
+// i64 now (Unix nanoseconds; 0: the host's clock), then the token (the
+// rest, at most maxJWSToken bytes). With no token, the host reads it from
+// the set's header of the current stream's request: the first value, less
+// the prefix, spaces trimmed, as the auth plugin reads it; none there
+// answers code 7. A token found valid before (the set's cache) is not
+// checked again until its exp plus the skew. Result: u8 code (jws.Code: 0
+// valid, 1 malformed, 2 algorithm not allowed, 3 no key, 4 bad signature,
+// 5 expired, 6 not yet valid, 7 no token); when
 // valid, also u8 flags (1: the token has exp), i64 exp seconds, u32 exp
 // nanoseconds, and for each claim of the set in order u32 len and its raw
 // JSON value, or u32 0xFFFFFFFF when the payload has no such member.
@@ -57,10 +67,16 @@ const (
 // jwsState is a VM's key sets. Only the VM's own calls use it, serialised
 // by v.mu, so it needs no lock.
 type jwsState struct {
-	sets   map[uint32]*jws.Set
+	sets   map[uint32]*jwsSet
 	next   uint32
 	result jws.Result
 	out    []byte
+}
+
+// jwsSet is a set of weft.jws_keys and where its tokens are read from.
+type jwsSet struct {
+	*jws.Set
+	header, prefix []byte
 }
 
 // jwsKeys is weft.jws_keys.
@@ -77,7 +93,7 @@ func (r *foreignRegistry) jwsKeys(v *vm, args []byte) ([]byte, uint32) {
 		return nil, statusBadArgument
 	}
 	if st.sets == nil {
-		st.sets = make(map[uint32]*jws.Set)
+		st.sets = make(map[uint32]*jwsSet)
 	}
 	st.next++
 	if st.next == 0 {
@@ -149,7 +165,7 @@ func (rd *jwsReader) strings(n int, lenBytes, max uint32) []string {
 	return out
 }
 
-func (r *foreignRegistry) parseJWSKeys(args []byte) (uint32, *jws.Set, error) {
+func (r *foreignRegistry) parseJWSKeys(args []byte) (uint32, *jwsSet, error) {
 	rd := jwsReader{b: args}
 	if rd.u8() != jwsVersion {
 		return 0, nil, errors.New("bad version")
@@ -158,6 +174,8 @@ func (r *foreignRegistry) parseJWSKeys(args []byte) (uint32, *jws.Set, error) {
 	skew := rd.u64()
 	algs := rd.strings(int(rd.u8()), 1, maxVerifyAlg)
 	claims := rd.strings(int(rd.u8()), 1, math.MaxUint8)
+	entries := rd.u32()
+	src := rd.strings(2, 1, math.MaxUint8) // header, prefix
 	n := rd.u32()
 	if rd.err != nil {
 		return 0, nil, rd.err
@@ -193,7 +211,11 @@ func (r *foreignRegistry) parseJWSKeys(args []byte) (uint32, *jws.Set, error) {
 		return 0, nil, errors.New("trailing bytes")
 	}
 	set, err := jws.NewSet(algs, time.Duration(skew), claims, kids, keys)
-	return release, set, err
+	if err != nil {
+		return 0, nil, err
+	}
+	set.SetCache(int(min(entries, jws.MaxCacheEntries)))
+	return release, &jwsSet{Set: set, header: []byte(src[0]), prefix: []byte(src[1])}, nil
 }
 
 // jwsVerify is weft.jws_verify.
@@ -206,9 +228,19 @@ func (r *foreignRegistry) jwsVerify(v *vm, args []byte) ([]byte, uint32) {
 	if set == nil {
 		return nil, statusBadArgument
 	}
-	now := time.Unix(0, int64(binary.LittleEndian.Uint64(args[5:])))
+	now := time.Now()
+	if ns := int64(binary.LittleEndian.Uint64(args[5:])); ns != 0 {
+		now = time.Unix(0, ns)
+	}
+	token := args[13:]
+	if len(token) == 0 {
+		var ok bool
+		if token, ok = v.requestToken(set); !ok {
+			return append(st.out[:0], byte(jws.NoToken)), statusOK
+		}
+	}
 	res := &st.result
-	code := set.Verify(args[13:], now, res)
+	code := set.VerifyCached(token, now, res)
 	out := append(st.out[:0], byte(code))
 	if code == jws.OK {
 		var flags byte
@@ -229,6 +261,31 @@ func (r *foreignRegistry) jwsVerify(v *vm, args []byte) ([]byte, uint32) {
 	}
 	st.out = out[:0]
 	return out, statusOK
+}
+
+// requestToken reads the token of the current stream's request from the
+// set's header: its first value, less the prefix (any case), spaces
+// trimmed. A set without a header, or a call outside a stream, finds none.
+func (v *vm) requestToken(set *jwsSet) ([]byte, bool) {
+	if len(set.header) == 0 || v.cur == nil {
+		return nil, false
+	}
+	h, ok := v.headerMap(mapRequestHeaders)
+	if !ok {
+		return nil, false
+	}
+	val, ok := h.get(set.header)
+	if !ok {
+		return nil, false
+	}
+	if p := set.prefix; len(p) > 0 {
+		if len(val) < len(p) || !bytes.EqualFold(val[:len(p)], p) {
+			return nil, false
+		}
+		val = val[len(p):]
+	}
+	val = bytes.TrimSpace(val)
+	return val, len(val) > 0
 }
 
 // Fits implements jws.Key: k has the type (and curve) alg needs, and its

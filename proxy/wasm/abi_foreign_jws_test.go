@@ -17,8 +17,14 @@ type jwsKey struct {
 	jwk []byte
 }
 
-// jwsKeysArgs encodes weft.jws_keys' arguments.
+// jwsKeysArgs encodes weft.jws_keys' arguments, with no cache and no
+// token header.
 func jwsKeysArgs(release uint32, skew time.Duration, algs, claims []string, keys []jwsKey) []byte {
+	return jwsKeysArgsFrom(release, skew, algs, claims, 0, "", "", keys)
+}
+
+// jwsKeysArgsFrom encodes weft.jws_keys' arguments.
+func jwsKeysArgsFrom(release uint32, skew time.Duration, algs, claims []string, cache uint32, header, prefix string, keys []jwsKey) []byte {
 	b := binary.LittleEndian.AppendUint32([]byte{jwsVersion}, release)
 	b = binary.LittleEndian.AppendUint64(b, uint64(skew))
 	for _, list := range [][]string{algs, claims} {
@@ -27,6 +33,9 @@ func jwsKeysArgs(release uint32, skew time.Duration, algs, claims []string, keys
 			b = append(append(b, byte(len(s))), s...)
 		}
 	}
+	b = binary.LittleEndian.AppendUint32(b, cache)
+	b = append(append(b, byte(len(header))), header...)
+	b = append(append(b, byte(len(prefix))), prefix...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(keys)))
 	for _, k := range keys {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(k.kid)))
@@ -130,6 +139,63 @@ func TestForeignJWS(t *testing.T) {
 	}
 	if st, _ := h.callForeign(foreignJWSVerify, jwsVerifyArgs(handle+1, now, good)); st != statusBadArgument {
 		t.Errorf("an unknown handle: status %d", st)
+	}
+}
+
+// TestForeignJWSRequestToken: given no token, weft.jws_verify reads it
+// from the set's header of the current request, as the auth plugin does
+// (first value, prefix in any case, spaces trimmed), and answers 7 when
+// there is none; a token it found valid comes from its cache until its
+// exp plus the skew.
+func TestForeignJWSRequestToken(t *testing.T) {
+	k := testVerifyKeys(t)
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "headers")}, Env{})
+	now := time.Now()
+	tok := jwsToken(t, `{"alg":"RS256","kid":"rsa1"}`, `{"sub":"u","exp":`+jsonInt(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa)
+	register := func(h *hostEnv) uint32 {
+		st, res := h.callForeign(foreignJWSKeys, jwsKeysArgsFrom(0, time.Minute, []string{"RS256"}, []string{"sub"}, 8, "authorization", "Bearer ", testJWSKeys(t)))
+		if st != statusOK || len(res) != 4 {
+			t.Fatalf("weft.jws_keys: %d %v", st, res)
+		}
+		return binary.LittleEndian.Uint32(res)
+	}
+	for _, c := range []struct {
+		name  string
+		value string // "" no header
+		want  jws.Code
+	}{
+		{"bearer", "Bearer " + tok, jws.OK},
+		{"prefix in another case, spaces", "bEARER   " + tok + "  ", jws.OK},
+		{"no header", "", jws.NoToken},
+		{"another scheme", "Basic " + tok, jws.NoToken},
+		{"prefix only", "Bearer   ", jws.NoToken},
+		{"forged", "Bearer " + tok[:len(tok)-4] + "AAAA", jws.BadSignature},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newStream("/")
+			if c.value != "" {
+				s.Request.Header.Set("Authorization", c.value)
+			}
+			h := newHostEnv(t, p, s)
+			handle := register(h)
+			for range 2 { // the second from the cache when valid
+				st, res := h.callForeign(foreignJWSVerify, jwsVerifyArgs(handle, time.Unix(0, 0), ""))
+				if st != statusOK || len(res) == 0 || jws.Code(res[0]) != c.want {
+					t.Fatalf("status %d result %v, want code %d", st, res, c.want)
+				}
+				if c.want == jws.OK && !bytes.HasSuffix(res, []byte(`"u"`)) {
+					t.Fatalf("result %q", res)
+				}
+			}
+			// The cached token expires with its exp plus the skew.
+			if c.want == jws.OK {
+				st, res := h.callForeign(foreignJWSVerify, jwsVerifyArgs(handle, now.Add(time.Hour+time.Minute+time.Second), ""))
+				if st != statusOK || jws.Code(res[0]) != jws.Expired {
+					t.Fatalf("after exp: status %d result %v", st, res)
+				}
+			}
+		})
 	}
 }
 

@@ -23,6 +23,9 @@ const (
 	BadSignature       // no fitting key verifies the signature
 	Expired            // exp + skew is not after now
 	NotYetValid        // nbf is after now + skew
+	// NoToken is weft.jws_verify's answer when it reads the token from a
+	// request header and there is none (Verify never returns it).
+	NoToken
 )
 
 // Key is one parsed public key (or HMAC secret) of a set.
@@ -59,6 +62,8 @@ type Set struct {
 	// members found in them.
 	hdr, sig, payload []byte
 	members           []member
+
+	cache *tokenCache // nil: none (SetCache)
 }
 
 // NewSet returns a set of keys (kids[i] names keys[i], "" for none)

@@ -281,3 +281,59 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// countingKey counts the signatures it checks (and accepts them all).
+type countingKey struct{ n int }
+
+func (*countingKey) Fits(string) bool { return true }
+func (k *countingKey) Verify(string, []byte, []byte) (bool, error) {
+	k.n++
+	return true, nil
+}
+
+// TestVerifyCached: a valid token is checked once until its exp plus the
+// skew; refused tokens are not remembered; a full cache starts over.
+func TestVerifyCached(t *testing.T) {
+	key := &countingKey{}
+	s, err := NewSet([]string{"HS256"}, time.Minute, []string{"sub"}, []string{""}, []Key{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetCache(2)
+	now := time.Unix(1_800_000_000, 0)
+	tok := func(payload string) []byte {
+		return []byte(b64.EncodeToString([]byte(`{"alg":"HS256"}`)) + "." + b64.EncodeToString([]byte(payload)) + ".AAAA")
+	}
+	a := tok(`{"sub":"a","exp":1800000100}`)
+	var r Result
+	for i := range 3 {
+		if c := s.VerifyCached(a, now, &r); c != OK || string(r.Values[0]) != `"a"` || !r.HasExp || r.ExpSec != 1800000100 {
+			t.Fatalf("call %d: %d %+v", i, c, r)
+		}
+	}
+	if key.n != 1 {
+		t.Errorf("%d signature checks for one token", key.n)
+	}
+	if c := s.VerifyCached(a, now.Add(160*time.Second), &r); c != Expired {
+		t.Errorf("after exp+skew: %d", c)
+	}
+	expired := tok(`{"exp":1}`)
+	for range 2 {
+		if c := s.VerifyCached(expired, now, &r); c != Expired {
+			t.Fatalf("expired: %d", c)
+		}
+	}
+	key.n = 0
+	for _, p := range []string{`{"sub":"b"}`, `{"sub":"c"}`, `{"sub":"d"}`, `{"sub":"b"}`} {
+		if c := s.VerifyCached(tok(p), now, &r); c != OK {
+			t.Fatalf("%s: %d", p, c)
+		}
+	}
+	if key.n != 4 { // b, c, d (starting over), b again
+		t.Errorf("%d signature checks, want 4", key.n)
+	}
+	b := tok(`{"sub":"b"}`)
+	if n := testing.AllocsPerRun(50, func() { s.VerifyCached(b, now, &r) }); n != 0 {
+		t.Errorf("a cache hit allocates %v times", n)
+	}
+}
