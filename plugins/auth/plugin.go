@@ -184,6 +184,14 @@ func (p *plugin) needsFetch() bool {
 // filter is one stream's view of the plugin (no per-stream state).
 type filter struct{ p *plugin }
 
+// Stateless implements sdk.StatelessFilter: one value serves every stream
+// (Weft then creates no context in the VM per stream), except with remote
+// keys, where a stream may wait for them paused and is resumed later.
+func (f filter) Stateless() bool {
+	j := f.p.cfg.JWT
+	return j == nil || j.RemoteJWKS == nil
+}
+
 // OnRequestHeaders authenticates the request.
 func (f filter) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
 	p := f.p
