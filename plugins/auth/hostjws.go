@@ -107,15 +107,18 @@ func (h *hostJWS) answer(v *validator, out []byte, callErr error, cl claims) (_ 
 		sdk.Debugf("auth: %s: %v (%d bytes): checking in the VM", hostJWSVerifyFunc, callErr, len(out))
 		return nil, time.Time{}, nil, false
 	}
-	h.tokens.Inc()
 	if code := out[0]; code != 0 {
+		h.tokens.Inc()
 		if code >= 4 { // the signature was checked
 			h.sigs.Inc()
 		}
 		return nil, time.Time{}, hostJWSErrors[code], true
 	}
-	h.sigs.Inc()
 	cl, exp, ok := h.parseResult(out[1:], cl)
+	if len(out) > 1 && out[1]&2 == 0 { // not from the host's cache
+		h.tokens.Inc()
+		h.sigs.Inc()
+	}
 	if !ok {
 		// A host that answers what it was not asked is not trusted.
 		return nil, time.Time{}, errMalformed, true
@@ -129,11 +132,11 @@ func (h *hostJWS) answer(v *validator, out []byte, callErr error, cl claims) (_ 
 // parseResult reads a valid token's exp and claims. The values are views
 // of out, which the host filled in a buffer of the guest's own.
 func (h *hostJWS) parseResult(out []byte, cl claims) (claims, time.Time, bool) {
-	if len(out) < 1+8+4 || out[0] > 1 {
+	if len(out) < 1+8+4 || out[0] > 3 {
 		return nil, time.Time{}, false
 	}
 	var exp time.Time
-	if out[0] == 1 {
+	if out[0]&1 != 0 {
 		exp = time.Unix(int64(binary.LittleEndian.Uint64(out[1:])), int64(binary.LittleEndian.Uint32(out[9:])))
 	}
 	rest := out[13:]

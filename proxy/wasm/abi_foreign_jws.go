@@ -47,7 +47,8 @@ import (
 // checked again until its exp plus the skew. Result: u8 code (jws.Code: 0
 // valid, 1 malformed, 2 algorithm not allowed, 3 no key, 4 bad signature,
 // 5 expired, 6 not yet valid, 7 no token); when
-// valid, also u8 flags (1: the token has exp), i64 exp seconds, u32 exp
+// valid, also u8 flags (1: the token has exp; 2: from the cache, no
+// signature checked now), i64 exp seconds, u32 exp
 // nanoseconds, and for each claim of the set in order u32 len and its raw
 // JSON value, or u32 0xFFFFFFFF when the payload has no such member.
 // BadArgument for malformed arguments or an unknown handle.
@@ -246,6 +247,9 @@ func (r *foreignRegistry) jwsVerify(v *vm, args []byte) ([]byte, uint32) {
 		var flags byte
 		if res.HasExp {
 			flags = 1
+		}
+		if res.Cached {
+			flags |= 2
 		}
 		out = append(out, flags)
 		out = binary.LittleEndian.AppendUint64(out, uint64(res.ExpSec))

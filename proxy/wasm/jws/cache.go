@@ -57,6 +57,7 @@ func (s *Set) VerifyCached(token []byte, now time.Time, r *Result) Code {
 	if e := c.m[h]; e != nil && bytes.Equal(e.token, token) {
 		if e.until.IsZero() || now.Before(e.until) {
 			*r = e.res
+			r.Cached = true
 			return OK
 		}
 		c.bytes -= e.size

@@ -95,6 +95,9 @@ func (s *Set) Claims() []string { return s.claims }
 // claims (nil: absent). The values point into the set's buffers: use them
 // before the next Verify.
 type Result struct {
+	// Cached is set when the token came from the set's cache (no
+	// signature was checked for it now).
+	Cached  bool
 	HasExp  bool
 	ExpSec  int64
 	ExpNsec int64

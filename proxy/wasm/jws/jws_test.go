@@ -311,8 +311,8 @@ func TestVerifyCached(t *testing.T) {
 			t.Fatalf("call %d: %d %+v", i, c, r)
 		}
 	}
-	if key.n != 1 {
-		t.Errorf("%d signature checks for one token", key.n)
+	if key.n != 1 || !r.Cached {
+		t.Errorf("%d signature checks for one token; cached %v", key.n, r.Cached)
 	}
 	if c := s.VerifyCached(a, now.Add(160*time.Second), &r); c != Expired {
 		t.Errorf("after exp+skew: %d", c)
