@@ -108,6 +108,7 @@ func resetVM() {
 	vm.logLevel = LogInfo
 	vm.noContext = nil
 	noCallbacksHost = false
+	noEditHeadersHost = false
 }
 
 // enter records that a callback for context id runs now: the host's

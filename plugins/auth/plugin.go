@@ -29,6 +29,8 @@ type plugin struct {
 	// hostTokens counts the tokens the host decoded and checked whole
 	// (weft.jws_verify).
 	hostTokens sdk.Counter
+	// edits is the reused list of a request's header writes.
+	edits []sdk.HeaderEdit
 }
 
 func newPlugin(raw []byte) (sdk.Plugin, error) {
@@ -263,9 +265,12 @@ func (f filter) check(s *sdk.Stream, current bool) bool {
 		// and distinct headers, each is replaced by its claim or removed
 		// below: one host call per header instead of two.
 		cl, ok, err := f.jwt(s, current)
+		// The header writes go to the host in one call (sdk's Edit:
+		// weft.edit_headers on Weft, one call each elsewhere).
+		edits := p.edits[:0]
 		if !ok || !c.claimHdrsDistinct {
 			for _, ch := range j.ClaimsToHeaders {
-				_ = h.Remove(ch.Header)
+				edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderRemove, Name: ch.Header})
 			}
 		}
 		if ok {
@@ -275,17 +280,19 @@ func (f filter) check(s *sdk.Stream, current bool) bool {
 			}
 			for _, ch := range j.ClaimsToHeaders {
 				if v, ok := cl.headerValue(ch.Claim); ok && safeHeaderValue(v) {
-					_ = h.Set(ch.Header, v)
+					edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderSet, Name: ch.Header, Value: v})
 				} else if c.claimHdrsDistinct {
-					_ = h.Remove(ch.Header)
+					edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderRemove, Name: ch.Header})
 				}
 			}
 			if !j.Forward {
-				_ = h.Remove(c.tokenHdr)
+				edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderRemove, Name: c.tokenHdr})
 			}
+			f.edit(h, edits)
 			p.allowed.Inc()
 			return true
 		}
+		f.edit(h, edits)
 	}
 	if c.AllowMissing {
 		return true
@@ -324,6 +331,22 @@ func (p *plugin) validate(tok string) (claims, error) {
 	}
 	p.cache.put(tok, cl, exp.Add(p.cfg.skew), now)
 	return cl, nil
+}
+
+// edit applies edits (sets and removes only) to h, keeping their storage
+// for the next request. A batch stops at a refused write (a claim value
+// the host finds invalid); then every edit is applied again one by one,
+// errors ignored, so the writes after it (the token's removal) still
+// happen, as they did before the writes were batched.
+func (f filter) edit(h sdk.HeaderMap, edits []sdk.HeaderEdit) {
+	if err := h.Edit(edits...); err != nil {
+		sdk.Debugf("auth: header edit: %v", err)
+		for _, e := range edits {
+			_ = h.Edit(e)
+		}
+	}
+	clear(edits) // no claim value kept past the request
+	f.p.edits = edits[:0]
 }
 
 // reject answers with the configured status and a Bearer challenge

@@ -30,6 +30,7 @@ func newForeignRegistry() *foreignRegistry {
 		foreignVerifySignature: r.verifySignature,
 		foreignJWSKeys:         r.jwsKeys,
 		foreignJWSVerify:       r.jwsVerify,
+		foreignEditHeaders:     foreignEditHeadersFunc,
 		"compress":             foreignCompress, // Envoy's (abi_foreign_zlib.go)
 		"uncompress":           foreignUncompress,
 		"declare_property":     foreignDeclareProperty, // Envoy's (abi_foreign_property.go)

@@ -141,7 +141,9 @@ type vm struct {
 	// batchBuf is weft.get_properties' reused result.
 	batchBuf []byte
 	// jws holds the key sets of weft.jws_keys (abi_foreign_jws.go).
-	jws   jwsState
+	jws jwsState
+	// edits is weft.edit_headers' reused list.
+	edits []headerEdit
 	pairs [][2][]byte // reused map parsing buffer
 
 	onContextCreate, onVMStart, onConfigure, onTick, onDone, onDelete, onLog    *guestFunc
