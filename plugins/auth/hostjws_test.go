@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/proxy/wasm/jws"
+	"github.com/weftmesh/weft/sdk"
 	"github.com/weftmesh/weft/sdk/filtertest"
 	"github.com/weftmesh/weft/sdk/sdktest"
 )
@@ -232,4 +233,25 @@ func hugeDate(payload []byte) bool {
 		}
 	}
 	return false
+}
+
+// TestFilterStateless: with inline keys the filter serves every stream
+// from one value (sdk.StatelessFilter); with remote keys a stream may wait
+// for them paused, so it is not.
+func TestFilterStateless(t *testing.T) {
+	for cfg, want := range map[string]bool{
+		string(inlineConfig(t, "")):                 true,
+		`{"api_keys":{"keys":{"k":"id"}}}`:          true,
+		`{"jwt":{"remote_jwks":{"cluster":"idp"}}}`: false,
+	} {
+		sdktest.New(t, sdktest.Options{PluginConfig: []byte(cfg)}) // a host for the constructor's calls
+		p, err := newPlugin([]byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := p.NewHTTPFilter(nil).(sdk.StatelessFilter)
+		if !ok || f.Stateless() != want {
+			t.Errorf("%.60s: stateless %v, want %v", cfg, ok && f.Stateless(), want)
+		}
+	}
 }
