@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 	"time"
@@ -41,6 +42,9 @@ type hostJWS struct {
 	buf            []byte
 	// reqClaims holds the claims of checkRequest's token (not kept).
 	reqClaims claims
+	// answer is where the host writes weft.jws_verify's answers (u32
+	// length, then the answer): no call into the VM to allocate them.
+	answer []byte
 	// sigs counts the signatures the host checked (with
 	// weft.verify_signature's), tokens the tokens it checked whole.
 	sigs, tokens *sdk.Counter
@@ -71,11 +75,11 @@ func (h *hostJWS) checkRequest(v *validator, keys *keySet) (cl claims, present b
 	b = binary.LittleEndian.AppendUint32(b, h.handle)
 	b = binary.LittleEndian.AppendUint64(b, 0) // the host's clock
 	h.buf = b
-	out, callErr := sdk.CallForeignFunction(hostJWSVerifyFunc, b)
+	out, callErr := h.call(b)
 	if callErr == nil && len(out) == 1 && out[0] == hostJWSNoToken {
 		return nil, false, nil, true
 	}
-	cl, _, err, done = h.answer(v, out, callErr, h.reqClaims[:0])
+	cl, _, err, done = h.read(v, out, callErr, h.reqClaims[:0])
 	if cl != nil {
 		h.reqClaims = cl[:0]
 	}
@@ -97,12 +101,37 @@ func (h *hostJWS) validate(v *validator, token string, keys *keySet, now time.Ti
 	b = binary.LittleEndian.AppendUint64(b, uint64(now.UnixNano()))
 	b = append(b, token...)
 	h.buf = b
-	out, callErr := sdk.CallForeignFunction(hostJWSVerifyFunc, b)
-	return h.answer(v, out, callErr, make(claims, 0, len(h.claims)))
+	out, callErr := h.call(b)
+	// The claims are kept (the token cache): not views of the answer
+	// buffer, which the next call overwrites.
+	out = bytes.Clone(out)
+	return h.read(v, out, callErr, make(claims, 0, len(h.claims)))
 }
 
-// answer reads weft.jws_verify's answer; the claims are appended to cl.
-func (h *hostJWS) answer(v *validator, out []byte, callErr error, cl claims) (_ claims, exp time.Time, err error, done bool) {
+// answerSize is the answer buffer's size: a token's claims for headers are
+// short; a longer answer is returned the usual way.
+const answerSize = 1024
+
+// call calls weft.jws_verify with args and returns its answer: from the
+// answer buffer when the host wrote it there, a view valid until the next
+// call.
+func (h *hostJWS) call(args []byte) ([]byte, error) {
+	out, err := sdk.CallForeignFunction(hostJWSVerifyFunc, args)
+	if err != nil || len(out) > 0 {
+		return out, err
+	}
+	if len(h.answer) < 4 {
+		return nil, sdk.StatusSerializationFailure
+	}
+	n := binary.LittleEndian.Uint32(h.answer)
+	if uint64(n) > uint64(len(h.answer)-4) {
+		return nil, sdk.StatusSerializationFailure
+	}
+	return h.answer[4 : 4+n : 4+n], nil
+}
+
+// read reads weft.jws_verify's answer; the claims are appended to cl.
+func (h *hostJWS) read(v *validator, out []byte, callErr error, cl claims) (_ claims, exp time.Time, err error, done bool) {
 	if callErr != nil || len(out) == 0 || int(out[0]) >= len(hostJWSErrors) {
 		sdk.Debugf("auth: %s: %v (%d bytes): checking in the VM", hostJWSVerifyFunc, callErr, len(out))
 		return nil, time.Time{}, nil, false
@@ -185,6 +214,12 @@ func (h *hostJWS) register(v *validator, keys *keySet) bool {
 	b = binary.LittleEndian.AppendUint32(b, uint32(h.cacheSize))
 	b = append(append(b, byte(len(h.header))), h.header...)
 	b = append(append(b, byte(len(h.prefix))), h.prefix...)
+	if h.answer == nil {
+		h.answer = make([]byte, answerSize)
+	}
+	ptr, n := bufferAddress(h.answer)
+	b = binary.LittleEndian.AppendUint32(b, ptr)
+	b = binary.LittleEndian.AppendUint32(b, n)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(keys.keys)))
 	usable := len(h.claims) <= 255 && len(algs) > 0 && len(h.header) <= 255 && len(h.prefix) <= 255
 	for _, k := range keys.keys {

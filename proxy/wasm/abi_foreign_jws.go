@@ -31,6 +31,11 @@ import (
 //	                     from when given none ("": always given)
 //	u8  len, prefix      before the token in that header, matched without
 //	                     case ("Bearer "; "": none)
+//	u32 answer pointer, u32 answer capacity   a buffer in the guest's
+//	                     memory where weft.jws_verify writes its answer
+//	                     (u32 length, then the answer) instead of
+//	                     returning it, when it fits: no call into the guest
+//	                     to allocate (0, 0: none)
 //	u32 n, then n × (u32 len, kid; u32 len, JWK)   the keys, in order
 //
 // and nothing after. Result: u32 handle (never 0). BadArgument when the
@@ -40,7 +45,9 @@ import (
 //
 // weft.jws_verify checks one token. Arguments: u8 version 1, u32 handle,
 // i64 now (Unix nanoseconds; 0: the host's clock), then the token (the
-// rest, at most maxJWSToken bytes). With no token, the host reads it from
+// rest, at most maxJWSToken bytes). The answer goes into the set's answer
+// buffer when it has one and the answer fits (the call then returns no
+// data), else it is returned. With no token, the host reads it from
 // the set's header of the current stream's request: the first value, less
 // the prefix, spaces trimmed, as the auth plugin reads it; none there
 // answers code 7. A token found valid before (the set's cache) is not
@@ -78,12 +85,14 @@ type jwsState struct {
 type jwsSet struct {
 	*jws.Set
 	header, prefix []byte
+	// ansPtr and ansCap are the guest's answer buffer (ansCap 0: none).
+	ansPtr, ansCap uint32
 }
 
 // jwsKeys is weft.jws_keys.
 func (r *foreignRegistry) jwsKeys(v *vm, args []byte) ([]byte, uint32) {
 	release, set, err := r.parseJWSKeys(args)
-	if err != nil {
+	if err != nil || set.ansCap > 0 && (set.ansCap < 4 || v.mem == nil || !v.writable(set.ansPtr, set.ansCap)) {
 		return nil, statusBadArgument
 	}
 	st := &v.jws
@@ -177,6 +186,7 @@ func (r *foreignRegistry) parseJWSKeys(args []byte) (uint32, *jwsSet, error) {
 	claims := rd.strings(int(rd.u8()), 1, math.MaxUint8)
 	entries := rd.u32()
 	src := rd.strings(2, 1, math.MaxUint8) // header, prefix
+	ansPtr, ansCap := rd.u32(), rd.u32()
 	n := rd.u32()
 	if rd.err != nil {
 		return 0, nil, rd.err
@@ -216,7 +226,7 @@ func (r *foreignRegistry) parseJWSKeys(args []byte) (uint32, *jwsSet, error) {
 		return 0, nil, err
 	}
 	set.SetCache(int(min(entries, jws.MaxCacheEntries)))
-	return release, &jwsSet{Set: set, header: []byte(src[0]), prefix: []byte(src[1])}, nil
+	return release, &jwsSet{Set: set, header: []byte(src[0]), prefix: []byte(src[1]), ansPtr: ansPtr, ansCap: ansCap}, nil
 }
 
 // jwsVerify is weft.jws_verify.
@@ -264,6 +274,14 @@ func (r *foreignRegistry) jwsVerify(v *vm, args []byte) ([]byte, uint32) {
 		}
 	}
 	st.out = out[:0]
+	if uint64(len(out))+4 <= uint64(set.ansCap) {
+		var n [4]byte
+		binary.LittleEndian.PutUint32(n[:], uint32(len(out)))
+		if v.mem.Write(set.ansPtr, n[:]) && v.mem.Write(set.ansPtr+4, out) {
+			return nil, statusOK
+		}
+		return nil, statusInvalidMemoryAccess
+	}
 	return out, statusOK
 }
 

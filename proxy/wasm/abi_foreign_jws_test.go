@@ -20,11 +20,11 @@ type jwsKey struct {
 // jwsKeysArgs encodes weft.jws_keys' arguments, with no cache and no
 // token header.
 func jwsKeysArgs(release uint32, skew time.Duration, algs, claims []string, keys []jwsKey) []byte {
-	return jwsKeysArgsFrom(release, skew, algs, claims, 0, "", "", keys)
+	return jwsKeysArgsFrom(release, skew, algs, claims, 0, "", "", 0, 0, keys)
 }
 
 // jwsKeysArgsFrom encodes weft.jws_keys' arguments.
-func jwsKeysArgsFrom(release uint32, skew time.Duration, algs, claims []string, cache uint32, header, prefix string, keys []jwsKey) []byte {
+func jwsKeysArgsFrom(release uint32, skew time.Duration, algs, claims []string, cache uint32, header, prefix string, ansPtr, ansCap uint32, keys []jwsKey) []byte {
 	b := binary.LittleEndian.AppendUint32([]byte{jwsVersion}, release)
 	b = binary.LittleEndian.AppendUint64(b, uint64(skew))
 	for _, list := range [][]string{algs, claims} {
@@ -36,6 +36,8 @@ func jwsKeysArgsFrom(release uint32, skew time.Duration, algs, claims []string, 
 	b = binary.LittleEndian.AppendUint32(b, cache)
 	b = append(append(b, byte(len(header))), header...)
 	b = append(append(b, byte(len(prefix))), prefix...)
+	b = binary.LittleEndian.AppendUint32(b, ansPtr)
+	b = binary.LittleEndian.AppendUint32(b, ansCap)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(keys)))
 	for _, k := range keys {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(k.kid)))
@@ -154,7 +156,7 @@ func TestForeignJWSRequestToken(t *testing.T) {
 	now := time.Now()
 	tok := jwsToken(t, `{"alg":"RS256","kid":"rsa1"}`, `{"sub":"u","exp":`+jsonInt(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa)
 	register := func(h *hostEnv) uint32 {
-		st, res := h.callForeign(foreignJWSKeys, jwsKeysArgsFrom(0, time.Minute, []string{"RS256"}, []string{"sub"}, 8, "authorization", "Bearer ", testJWSKeys(t)))
+		st, res := h.callForeign(foreignJWSKeys, jwsKeysArgsFrom(0, time.Minute, []string{"RS256"}, []string{"sub"}, 8, "authorization", "Bearer ", 0, 0, testJWSKeys(t)))
 		if st != statusOK || len(res) != 4 {
 			t.Fatalf("weft.jws_keys: %d %v", st, res)
 		}
@@ -196,6 +198,44 @@ func TestForeignJWSRequestToken(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestForeignJWSAnswerBuffer: with an answer buffer the answer is
+// written there (u32 length first) and the call returns no data; one too
+// long for it is returned as usual; a buffer outside memory is refused.
+func TestForeignJWSAnswerBuffer(t *testing.T) {
+	k := testVerifyKeys(t)
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "headers")}, Env{})
+	h := newHostEnv(t, p, newStream("/"))
+	const ans = testArea + 60000 // past what callForeign uses
+	keys := testJWSKeys(t)
+	if st, _ := h.callForeign(foreignJWSKeys, jwsKeysArgsFrom(0, 0, []string{"RS256"}, nil, 0, "", "", h.v.mem.Size()-8, 16, keys)); st != statusBadArgument {
+		t.Errorf("a buffer past the end of memory: status %d", st)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	tok := jwsToken(t, `{"alg":"RS256","kid":"rsa1"}`, `{"sub":"user-1"}`, "RS256", k.rsa)
+	for _, c := range []struct {
+		cap  uint32
+		into bool
+	}{{64, true}, {18, false}} { // the answer is 1+1+8+4+4+8 = 26 bytes
+		st, res := h.callForeign(foreignJWSKeys, jwsKeysArgsFrom(0, 0, []string{"RS256"}, []string{"sub"}, 0, "", "", ans, c.cap, keys))
+		if st != statusOK {
+			t.Fatalf("weft.jws_keys: %d", st)
+		}
+		st, res = h.callForeign(foreignJWSVerify, jwsVerifyArgs(binary.LittleEndian.Uint32(res), now, tok))
+		if st != statusOK || (len(res) == 0) != c.into {
+			t.Fatalf("cap %d: status %d, %d bytes returned", c.cap, st, len(res))
+		}
+		if !c.into {
+			continue
+		}
+		n, _ := h.v.mem.ReadUint32Le(ans)
+		got, _ := h.v.mem.Read(ans+4, n)
+		if n != 26 || got[0] != 0 || !bytes.HasSuffix(got, []byte(`"user-1"`)) {
+			t.Errorf("answer buffer: %d bytes %q", n, got)
+		}
 	}
 }
 
@@ -281,7 +321,7 @@ func FuzzForeignJWSArgs(f *testing.F) {
 		switch {
 		case st == statusBadArgument && res == nil:
 			return
-		case st != statusOK || len(res) == 0 || res[0] > byte(jws.NotYetValid):
+		case st != statusOK || len(res) == 0 || res[0] > byte(jws.NoToken):
 			t.Fatalf("weft.jws_verify: status %d result %v", st, res)
 		case res[0] != byte(jws.OK):
 			if len(res) != 1 {
