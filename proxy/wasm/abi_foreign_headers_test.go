@@ -71,6 +71,26 @@ func TestForeignEditHeaders(t *testing.T) {
 	}
 }
 
+// TestForeignEditHeadersAllocs: a batch of a set and a remove allocates
+// nothing on the host once the header storage has grown.
+func TestForeignEditHeadersAllocs(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "headers")}, Env{})
+	s := newStream("/", "Authorization", "Bearer x")
+	h := newHostEnv(t, p, s)
+	args := editArgs(mapRequestHeaders, [3]string{"0", "x-user", "user-1"}, [3]string{"1", "authorization", ""})
+	h.v.cur = h.f
+	defer func() { h.v.cur = nil }()
+	if n := testing.AllocsPerRun(100, func() {
+		if _, st := foreignEditHeadersFunc(h.v, args); st != statusOK {
+			t.Fatalf("status %d", st)
+		}
+		h.f.added = [2]addedHeaders{} // the limits count every run's write
+	}); n != 0 {
+		t.Errorf("%v allocations per batch", n)
+	}
+}
+
 // FuzzForeignEditHeaders: arbitrary arguments answer OK, BadArgument or
 // NotFound and never panic.
 func FuzzForeignEditHeaders(f *testing.F) {

@@ -244,15 +244,17 @@ func (r *foreignRegistry) jwsVerify(v *vm, args []byte) ([]byte, uint32) {
 		now = time.Unix(0, ns)
 	}
 	token := args[13:]
-	if len(token) == 0 {
-		var ok bool
-		if token, ok = v.requestToken(set); !ok {
-			return append(st.out[:0], byte(jws.NoToken)), statusOK
-		}
-	}
+	// out is a u32 length (for the answer buffer) and the answer.
+	out := append(st.out[:0], 0, 0, 0, 0)
+	code := jws.NoToken
 	res := &st.result
-	code := set.VerifyCached(token, now, res)
-	out := append(st.out[:0], byte(code))
+	if len(token) == 0 {
+		token, _ = v.requestToken(set)
+	}
+	if len(token) > 0 {
+		code = set.VerifyCached(token, now, res)
+	}
+	out = append(out, byte(code))
 	if code == jws.OK {
 		var flags byte
 		if res.HasExp {
@@ -274,15 +276,14 @@ func (r *foreignRegistry) jwsVerify(v *vm, args []byte) ([]byte, uint32) {
 		}
 	}
 	st.out = out[:0]
-	if uint64(len(out))+4 <= uint64(set.ansCap) {
-		var n [4]byte
-		binary.LittleEndian.PutUint32(n[:], uint32(len(out)))
-		if v.mem.Write(set.ansPtr, n[:]) && v.mem.Write(set.ansPtr+4, out) {
-			return nil, statusOK
+	binary.LittleEndian.PutUint32(out, uint32(len(out)-4))
+	if uint64(len(out)) <= uint64(set.ansCap) {
+		if !v.mem.Write(set.ansPtr, out) {
+			return nil, statusInvalidMemoryAccess
 		}
-		return nil, statusInvalidMemoryAccess
+		return nil, statusOK
 	}
-	return out, statusOK
+	return out[4:], statusOK
 }
 
 // requestToken reads the token of the current stream's request from the

@@ -239,6 +239,36 @@ func TestForeignJWSAnswerBuffer(t *testing.T) {
 	}
 }
 
+// TestForeignJWSCachedAllocs: a token from the set's cache, read from
+// the request and answered into the guest's buffer, allocates nothing on
+// the host (the proxy's zero-allocation path).
+func TestForeignJWSCachedAllocs(t *testing.T) {
+	k := testVerifyKeys(t)
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "headers")}, Env{})
+	s := newStream("/")
+	s.Request.Header.Set("Authorization", "Bearer "+jwsToken(t, `{"alg":"RS256","kid":"rsa1"}`, `{"sub":"user-1"}`, "RS256", k.rsa))
+	h := newHostEnv(t, p, s)
+	r := newForeignRegistry()
+	res, st := r.jwsKeys(h.v, jwsKeysArgsFrom(0, time.Minute, []string{"RS256"}, []string{"sub"}, 8, "authorization", "Bearer ", testArea+60000, 256, testJWSKeys(t)))
+	if st != statusOK {
+		t.Fatalf("weft.jws_keys: %d", st)
+	}
+	args := jwsVerifyArgs(binary.LittleEndian.Uint32(res), time.Unix(0, 0), "")
+	h.v.cur = h.f // the stream's callback
+	defer func() { h.v.cur = nil }()
+	if out, st := r.jwsVerify(h.v, args); st != statusOK || len(out) != 0 {
+		t.Fatalf("first check: %d %v", st, out)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if out, st := r.jwsVerify(h.v, args); st != statusOK || len(out) != 0 {
+			t.Fatalf("%d %v", st, out)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per cached check", n)
+	}
+}
+
 // TestForeignJWSKeysRefuses: a set the host cannot hold as asked is
 // refused whole, and a VM holds a bounded number of sets.
 func TestForeignJWSKeysRefuses(t *testing.T) {
