@@ -40,6 +40,10 @@ type watchState struct {
 	seq   uint64        // the call seen running at the last tick (odd), or 0
 	spent time.Duration // its running time, as the watchdog counted it
 	count uint64        // the guest's countdown at the last tick
+	// thread ran the call at the last tick (0: not known), which had used
+	// cpu then (threadCPU).
+	thread int32
+	cpu    time.Duration
 }
 
 // idleShare is the part of a tick charged to a call whose guest ran no
@@ -110,15 +114,18 @@ func (w *watchdog) loop() {
 				count = (*g).Get()
 			}
 			if seq != st.seq { // a call that began since the last tick
-				st.seq, st.spent, st.count = seq, 0, count
+				st.seq, st.spent, st.count, st.thread = seq, 0, count, 0
+				v.askThread(seq)
 				continue
 			}
 			if count != st.count || v.countdown.Load() == nil {
-				st.spent += credit
+				st.spent += st.ran(v, seq, credit)
 			} else {
 				st.spent += credit / idleShare
+				st.thread = 0
 			}
 			st.count = count
+			v.askThread(seq)
 			if st.spent >= v.callLimit() {
 				v.interruptCall(seq)
 				st.spent = 0 // once per call
@@ -126,6 +133,64 @@ func (w *watchdog) loop() {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// ran is what a tick adds to a call that ran loop iterations during it:
+// the tick (credit), or less when the thread that runs the guest used less
+// CPU than that since the last tick. On a machine with more runnable
+// threads than CPUs a guest thread runs in slices, and a call that needs a
+// few milliseconds of CPU (a Go guest's garbage collection, its first
+// touch of its memory) spans many ticks with progress in each: charged by
+// the clock, it passed for a runaway. The thread is known only when the
+// guest stepped out into Go since the last tick (askThread) on the same
+// thread as at the last tick; otherwise the tick is charged whole, so a
+// guest that waits in host calls between a few iterations, or moves
+// between threads, is still stopped by the clock.
+func (st *watchState) ran(v *vm, seq uint64, credit time.Duration) time.Duration {
+	tid, fresh := v.threadOf(seq)
+	if !fresh {
+		st.thread = 0
+		return credit
+	}
+	cpu, ok := threadCPU(tid)
+	if !ok {
+		st.thread = 0
+		return credit
+	}
+	prevTid, prevCPU := st.thread, st.cpu
+	st.thread, st.cpu = tid, cpu
+	if prevTid != tid || cpu < prevCPU {
+		return credit
+	}
+	return min(credit, cpu-prevCPU)
+}
+
+// askThread asks call seq of v to say which thread runs it at its next
+// step out into Go (noteThread).
+func (v *vm) askThread(seq uint64) {
+	v.threadWanted.Store(seq)
+}
+
+// noteThread records the thread running v's guest now, if the watchdog
+// asked since the last tick. It runs on the guest's own thread when a
+// rewritten module steps out into Go (memory.grow 0, package interrupt):
+// every YieldEvery loop iterations, never on a short callback's path.
+func (d *vmDeadline) noteThread() {
+	if seq := d.threadWanted.Load(); seq != 0 && seq == d.callSeq.Load() {
+		d.thread.Store(currentThread())
+		d.threadSeq.Store(seq)
+		d.threadWanted.Store(0)
+	}
+}
+
+// threadOf is the thread that call seq ran on when it last stepped out
+// into Go, and whether that was since the watchdog last asked.
+func (v *vm) threadOf(seq uint64) (int32, bool) {
+	if v.threadWanted.Load() != 0 || v.threadSeq.Load() != seq {
+		return 0, false
+	}
+	tid := v.thread.Load()
+	return tid, tid != 0
 }
 
 // callLimit is the deadline of the call v runs now, by the plugin whose
@@ -187,4 +252,10 @@ type vmDeadline struct {
 	// countdown is the module's loop countdown (nil without the flag).
 	countdown atomic.Pointer[api.Global]
 	running   atomic.Pointer[api.Module]
+	// threadWanted is the call the watchdog asked to name its thread (0:
+	// none); thread and threadSeq are the answer: the thread's id and the
+	// call it ran (ran, noteThread).
+	threadWanted atomic.Uint64
+	thread       atomic.Int32
+	threadSeq    atomic.Uint64
 }
