@@ -207,7 +207,8 @@ func (v *vm) callLimit() time.Duration {
 }
 
 // interruptCall stops call seq of v: it sets the module's interrupt flag
-// (the guest traps at its next loop iteration) or, for a module without
+// and its countdown to 1 (the guest traps at its next loop iteration, or
+// at the latest YieldEvery iterations later) or, for a module without
 // one, closes it (wazero's termination checks then stop the call).
 func (v *vm) interruptCall(seq uint64) {
 	v.timedOut.Store(true)
@@ -219,6 +220,13 @@ func (v *vm) interruptCall(seq uint64) {
 		return
 	}
 	(*g).Set(1)
+	// The rewritten loops read the flag only when their countdown reaches
+	// zero: bring that to the next iteration (package interrupt).
+	if c := v.countdown.Load(); c != nil {
+		if mc, ok := (*c).(api.MutableGlobal); ok {
+			mc.Set(1)
+		}
+	}
 	// The call may have ended between the watchdog's look and the flag:
 	// then the flag would stop the VM's next call, which did nothing wrong.
 	// Take it back. (A call that begins and sees the flag in the few
