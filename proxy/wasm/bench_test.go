@@ -2,7 +2,6 @@ package wasm
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ func benchNoop(b *testing.B, trusted bool) {
 	s := newStream("/bench", "X-A", "1", "X-B", "2")
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU(b)
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		f := p.NewStreamFilter(s)
 		if f.OnRequestHeaders(s, true) != filter.Continue {
@@ -103,7 +102,7 @@ func benchGoGuestStream(b *testing.B, trusted bool) {
 	s.Response.SetStatusCode(200)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU(b)
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		f := p.NewStreamFilter(s)
 		ok := f.OnRequestHeaders(s, true) == filter.Continue && f.OnResponseHeaders(s, true) == filter.Continue
@@ -116,20 +115,11 @@ func benchGoGuestStream(b *testing.B, trusted bool) {
 	reportCPU(b, cpu0)
 }
 
-// processCPU is the test process's CPU time so far (user and system).
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // reportCPU reports the process's CPU per op since cpu0 (cpu-ns/op): on a
 // shared machine it moves less than ns/op, which counts the time the
 // benchmark waited for a CPU.
 func reportCPU(b *testing.B, cpu0 time.Duration) {
-	if cpu := processCPU(b) - cpu0; cpu > 0 {
+	if cpu := processCPU() - cpu0; cpu > 0 && cpu0 >= 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }
@@ -148,7 +138,7 @@ func BenchmarkWeftSDKStream(b *testing.B) {
 			s.Response.SetStatusCode(200)
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := processCPU(b)
+			cpu0 := processCPU()
 			for i := 0; i < b.N; i++ {
 				f := p.NewStreamFilter(s)
 				ok := f.OnRequestHeaders(s, true) == filter.Continue && f.OnResponseHeaders(s, true) == filter.Continue

@@ -31,7 +31,7 @@ func (v *vm) linearMemory(image *dataImage) experimental.MemoryAllocator {
 		acct := &v.p.rt.linear
 		acct.open.Add(1)
 		acct.mapped.Add(int64(len(b)))
-		m := &mmapMemory{buf: b, acct: acct, dl: &v.vmDeadline}
+		m := &mmapMemory{buf: b, acct: acct}
 		runtime.AddCleanup(m, func(b []byte) {
 			if syscall.Munmap(b) == nil {
 				acct.mapped.Add(-int64(len(b)))
@@ -45,7 +45,6 @@ func (v *vm) linearMemory(image *dataImage) experimental.MemoryAllocator {
 type mmapMemory struct {
 	buf  []byte // the whole reservation
 	acct *linearAccount
-	dl   *vmDeadline // told which thread runs the guest (deadline.go)
 	// freed: Free ran (wazero calls it once per module; kept so the
 	// accounting never counts a memory twice).
 	freed bool
@@ -54,7 +53,6 @@ type mmapMemory struct {
 // Reallocate implements experimental.LinearMemory. memory.grow by 0 pages,
 // the interrupt rewrite's step out into Go, lands here: it must be cheap.
 func (m *mmapMemory) Reallocate(size uint64) []byte {
-	m.dl.noteThread()
 	if size > uint64(len(m.buf)) {
 		return nil
 	}

@@ -355,6 +355,9 @@ func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 // explain turns wazero's error for a stopped call into ours.
 func (v *vm) explain(err error) error {
 	if v.timedOut.Load() {
+		if d := v.stopDetail.Load(); d != nil {
+			return fmt.Errorf("%w (%s): %w", errCallbackStuck, *d, err)
+		}
 		return fmt.Errorf("%w: %w", errCallbackStuck, err)
 	}
 	return err
