@@ -140,6 +140,8 @@ type Server struct {
 	// verifyKeys are the mesh-wide signature keys.
 	modules    *oci.Puller
 	verifyKeys []crypto.PublicKey
+	// verifier remembers the signatures already checked.
+	verifier   oci.Verifier
 	refusalsMu sync.Mutex
 	refusals   []ModuleRefusal // the last module refusals, for /v1/status
 	// meshTLS compiles mTLS and Policy into sidecar configs (Options.CA set).
