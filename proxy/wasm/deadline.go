@@ -191,9 +191,12 @@ func (w *watchdog) loop() {
 // alone, it passed for a runaway (a no-op Go guest in the micro-benchmarks
 // at load 25 on 2 cores). The guest's thread cannot have run longer than
 // its process, so a spinning guest is still charged at least what it ran.
+// The charge is never below an idle tick's (credit / idleShare): a guest
+// that sleeps in a host call between a few iterations, in an otherwise
+// idle process, is stopped as a guest blocked in one is.
 func ran(credit, procCPU time.Duration) (time.Duration, byte) {
 	if procCPU >= 0 && procCPU < credit {
-		return procCPU, chargeCPU
+		return max(procCPU, credit/idleShare), chargeCPU
 	}
 	return credit, chargeClock
 }

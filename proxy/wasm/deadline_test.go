@@ -7,7 +7,8 @@ import (
 
 // A tick in which the guest ran is charged the tick, or the CPU its
 // process used during it when that is less (the guest's thread cannot
-// have run longer); an unknown process CPU leaves the tick.
+// have run longer) but never less than an idle tick; an unknown process
+// CPU leaves the tick.
 func TestWatchdogChargesAtMostTheProcessCPU(t *testing.T) {
 	const tick = 5 * time.Millisecond
 	for _, c := range []struct {
@@ -17,8 +18,11 @@ func TestWatchdogChargesAtMostTheProcessCPU(t *testing.T) {
 	}{
 		{procCPU: 2 * tick, want: tick, how: chargeClock}, // two threads busy
 		{procCPU: tick, want: tick, how: chargeClock},
-		{procCPU: tick / 10, want: tick / 10, how: chargeCPU}, // the process was starved
-		{procCPU: 0, want: 0, how: chargeCPU},
+		{procCPU: tick / 2, want: tick / 2, how: chargeCPU}, // the process was starved
+		// Never below an idle tick: a guest sleeping between iterations
+		// in an idle process is still stopped.
+		{procCPU: tick / 100, want: tick / idleShare, how: chargeCPU},
+		{procCPU: 0, want: tick / idleShare, how: chargeCPU},
 		{procCPU: -1, want: tick, how: chargeClock}, // not known
 	} {
 		if got, how := ran(tick, c.procCPU); got != c.want || how != c.how {
