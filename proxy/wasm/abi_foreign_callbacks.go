@@ -65,10 +65,19 @@ func foreignSetStreamCallbacks(v *vm, args []byte) ([]byte, uint32) {
 // what the guest said last (weft.stream_callbacks), or every callback.
 // The caller holds v.mu.
 func (v *vm) streamCallbacks(p *Plugin) uint16 {
-	if r, ok := v.roots.Load(p.rootCtx); ok {
-		if rs := r.(*rootState); rs.callbacksSet {
-			return rs.callbacks
+	// Every stream asks: keep the root state found last (a VM serves one
+	// plugin, or a few), instead of a sync.Map lookup per stream.
+	rs := v.lastRoot
+	if rs == nil || rs.p != p {
+		r, ok := v.roots.Load(p.rootCtx)
+		if !ok {
+			return callbacksAll
 		}
+		rs = r.(*rootState)
+		v.lastRoot = rs
+	}
+	if rs.callbacksSet {
+		return rs.callbacks
 	}
 	return callbacksAll
 }

@@ -145,6 +145,7 @@ func (g *vmGroup) leader() *Plugin {
 // holds v.mu.
 func (v *vm) addRoot(p *Plugin) error {
 	v.roots.Store(p.rootCtx, &rootState{p: p})
+	v.forgetRoot(p)
 	v.enterRoot(p)
 	// Under the start deadline, as on_configure is when a VM starts.
 	v.starting.Store(true)
@@ -182,6 +183,15 @@ func (v *vm) endRoot(p *Plugin) {
 		}
 	}
 	v.roots.Delete(p.rootCtx)
+	v.forgetRoot(p)
+}
+
+// forgetRoot drops streamCallbacks' cached root state of p (its root
+// context was replaced or ended). The caller holds v.mu.
+func (v *vm) forgetRoot(p *Plugin) {
+	if v.lastRoot != nil && v.lastRoot.p == p {
+		v.lastRoot = nil
+	}
 }
 
 // root is p's root context state on v (nil when p has none there).
