@@ -93,10 +93,7 @@ var DefaultRetryOn = []string{"connect-failure", "reset"}
 // config defaulted by the control plane means the same on every sidecar.
 // Parse calls it; call it on a Config built in code or decoded from JSON.
 func (c *Config) ApplyDefaults() {
-	if c.Admin.Address == "" {
-		c.Admin.Address = DefaultAdminAddress
-	}
-	c.Tracing.applyDefaults(c.Node.ID)
+	c.applyOwnDefaults()
 	for i := range c.Listeners {
 		c.Listeners[i].applyDefaults()
 	}
@@ -107,9 +104,14 @@ func (c *Config) ApplyDefaults() {
 		c.Filters[i].applyDefaults()
 	}
 	for i := range c.WasmServices {
-		setInt(&c.WasmServices[i].PoolSize, 1) // a singleton, as Envoy's singleton: true
-		c.WasmServices[i].applyDefaults()
+		c.WasmServices[i].applyServiceDefaults()
 	}
+}
+
+// applyOwnDefaults defaults the config's fields that are not lists.
+func (c *Config) applyOwnDefaults() {
+	setStr(&c.Admin.Address, DefaultAdminAddress)
+	c.Tracing.applyDefaults(c.Node.ID)
 }
 
 func setInt(p *int, v int) {
@@ -151,6 +153,14 @@ func (t *Tracing) applyDefaults(nodeID string) {
 }
 
 func (l *Listener) applyDefaults() {
+	l.applyOwnDefaults()
+	for i := range l.VirtualHosts {
+		l.VirtualHosts[i].applyDefaults()
+	}
+}
+
+// applyOwnDefaults defaults a listener's fields but its virtual hosts.
+func (l *Listener) applyOwnDefaults() {
 	setStr(&l.Direction, defaultDirection)
 	setInt(&l.HTTP2.MaxConcurrentStreams, defaultH2MaxStreams)
 	setInt(&l.HTTP2.InitialStreamWindowSize, defaultH2StreamWindow)
@@ -167,10 +177,11 @@ func (l *Listener) applyDefaults() {
 	setStr(&l.AccessLog.Path, defaultAccessLogPath)
 	setStr(&l.AccessLog.Format, defaultAccessLogFormat)
 	l.applySecurityDefaults()
-	for i := range l.VirtualHosts {
-		for j := range l.VirtualHosts[i].Routes {
-			l.VirtualHosts[i].Routes[j].applyDefaults()
-		}
+}
+
+func (vh *VirtualHost) applyDefaults() {
+	for i := range vh.Routes {
+		vh.Routes[i].applyDefaults()
 	}
 }
 
@@ -264,6 +275,13 @@ func (c *Cluster) applyDefaults() {
 		setStr(&t.Mode, "mtls")
 		setStr(&t.MinVersion, defaultTLSMinVersion)
 	}
+}
+
+// applyServiceDefaults defaults a wasm service: a filter that is a
+// singleton by default, as Envoy's singleton: true.
+func (f *Filter) applyServiceDefaults() {
+	setInt(&f.PoolSize, 1)
+	f.applyDefaults()
 }
 
 func (f *Filter) applyDefaults() {
