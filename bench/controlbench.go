@@ -356,12 +356,23 @@ type replica struct {
 	hc    *http.Client
 }
 
-func (cb *controlBench) startControl(ctx context.Context, name string, etcd []string, prefix, keyFile string) (*replica, error) {
+// startControl starts a replica; adminToken, when set, is the admin token
+// the replicas on its etcd share (made by the first), copied into its data
+// directory as an operator would.
+func (cb *controlBench) startControl(ctx context.Context, name string, etcd []string, prefix, keyFile, adminToken string) (*replica, error) {
 	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	data := filepath.Join(cb.tmp, name)
+	if adminToken != "" {
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(data, "admin.token"), []byte(adminToken+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	// Info: its "mesh changed" lines time the stages of a change.
 	args := []string{"control", "-data", data, "-addr", addr, "-log-level", "info", "-scrape", "0"}
 	if etcd != nil {
@@ -563,11 +574,13 @@ func (cb *controlBench) run(ctx context.Context, setup string, etcd []string, re
 	}
 	prefix := fmt.Sprintf("/run%d/", cb.seq)
 	var reps []*replica
+	adminToken := ""
 	for i := 0; i < replicas; i++ {
-		r, err := cb.startControl(ctx, fmt.Sprintf("run%d-control%d", cb.seq, i), etcd, prefix, keyFile)
+		r, err := cb.startControl(ctx, fmt.Sprintf("run%d-control%d", cb.seq, i), etcd, prefix, keyFile, adminToken)
 		if err != nil {
 			return res, err
 		}
+		adminToken = r.token
 		defer func() {
 			_ = r.p.Stop(5 * time.Second)
 			r.hc.CloseIdleConnections()

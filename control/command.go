@@ -152,8 +152,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if s.Insecure() {
 		fmt.Fprintln(stdout, "WARNING: plain HTTP and no authentication (-insecure-api)")
 	} else {
-		fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: %s\n", s.CAFile(), s.CAFingerprint(), s.AdminTokenFile())
-		fmt.Fprintf(stdout, "  export WEFT_SERVER=%s WEFT_CA=%s WEFT_TOKEN_FILE=%s\n", s.URL(), s.CAFile(), s.AdminTokenFile())
+		if tf := s.AdminTokenFile(); tf != "" {
+			fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: %s\n", s.CAFile(), s.CAFingerprint(), tf)
+			fmt.Fprintf(stdout, "  export WEFT_SERVER=%s WEFT_CA=%s WEFT_TOKEN_FILE=%s\n", s.URL(), s.CAFile(), tf)
+		} else {
+			// A replica on etcd that joined after another made the token.
+			fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: shared through etcd; it is in admin.token in the data directory of the replica that made it (copy it to %s to have it here)\n",
+				s.CAFile(), s.CAFingerprint(), filepath.Join(*data, "admin.token"))
+		}
 	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
