@@ -195,8 +195,9 @@ func (r *Registry) fetch(digest string) bool {
 }
 
 // reshare puts a module back into the shared store if another replica's
-// collection removed it while this one still names it: at most once a
-// minute per module, in the background (a compilation does not wait).
+// collection removed it while this one still names it: at once after a
+// removal was seen (SharedDeleted), else at most once a minute per
+// module, in the background (a compilation does not wait).
 func (r *Registry) reshare(digest string) {
 	r.mu.Lock()
 	e, ok := r.has[digest]
@@ -217,6 +218,26 @@ func (r *Registry) reshare(digest string) {
 		defer cancel()
 		_ = r.shared.Put(ctx, digest, b)
 	}()
+}
+
+// SharedDeleted is told that a module was removed from the shared store
+// (by the replica that collects it). If this replica holds the module and
+// it is named here (named) or was looked up or downloaded within recent
+// — a change that names it may be between its validation here and its
+// commit, which the collecting replica could not count — it is put back
+// at once, so the other replicas can compile that change. Otherwise it is
+// put back the next time it is looked up.
+func (r *Registry) SharedDeleted(digest string, named bool, recent time.Duration) {
+	r.mu.Lock()
+	e, ok := r.has[digest]
+	if ok {
+		e.sharedAt = time.Time{} // not shared: the next lookup puts it back
+	}
+	now := ok && (named || r.now().Sub(e.seen) < recent)
+	r.mu.Unlock()
+	if now {
+		r.reshare(digest)
+	}
 }
 
 func (r *Registry) path(d string) string { return filepath.Join(r.dir, d+".wasm") }

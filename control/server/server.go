@@ -284,6 +284,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.followSharedAdmin(ctx)
 		}()
 	}
+	if s.gc.blobs != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followBlobs(ctx)
+		}()
+	}
 	if o.ConfigDir != "" {
 		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger,
 			Prepare: func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }}); err != nil {
