@@ -186,6 +186,14 @@ func (vh *VirtualHost) applyDefaults() {
 }
 
 func (r *Route) applyDefaults() {
+	r.applyOwnDefaults()
+	if a := r.Route; a != nil {
+		a.applyDefaults()
+	}
+}
+
+// applyOwnDefaults defaults a route's fields but its forwarding action.
+func (r *Route) applyOwnDefaults() {
 	if m := &r.Match; m.Prefix == "" && m.Path == "" && m.Regex == "" {
 		if g := m.GRPC; g != nil {
 			// A gRPC match is a path match on a gRPC content type.
@@ -199,19 +207,22 @@ func (r *Route) applyDefaults() {
 			m.Prefix = "/"
 		}
 	}
-	if a := r.Route; a != nil {
-		setDur(&a.Timeout, DefaultRouteTimeout)
-		if a.Mirror != nil {
-			setFloat(&a.Mirror.Percent, DefaultMirrorPercent)
-		}
-		if a.Retry == nil {
-			a.Retry = &RetryPolicy{On: append([]string(nil), DefaultRetryOn...)}
-		}
-		a.Retry.ApplyDefaults()
-	}
 	if r.Redirect != nil {
 		setInt(&r.Redirect.StatusCode, DefaultRedirectStatus)
 	}
+}
+
+// applyDefaults defaults a forwarding action; its weighted clusters have
+// none.
+func (a *RouteAction) applyDefaults() {
+	setDur(&a.Timeout, DefaultRouteTimeout)
+	if a.Mirror != nil {
+		setFloat(&a.Mirror.Percent, DefaultMirrorPercent)
+	}
+	if a.Retry == nil {
+		a.Retry = &RetryPolicy{On: append([]string(nil), DefaultRetryOn...)}
+	}
+	a.Retry.ApplyDefaults()
 }
 
 // ApplyDefaults fills the unset fields of a retry policy: 2 attempts on

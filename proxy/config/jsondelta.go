@@ -13,9 +13,10 @@ import (
 // the config it parsed last: a listener, virtual host, route, cluster,
 // filter or wasm service whose JSON text is byte for byte the one at the
 // same place before is taken from the config before, already decoded and
-// defaulted, and so are the fields of a listener, a virtual host or the
-// config itself when their own text (all but their lists) is unchanged. A
-// weight change decodes one route. The whole result is then validated, as
+// defaulted, and so are the fields of a listener, a virtual host, a route,
+// a route's action or the config itself when their own text (all but
+// their lists) is unchanged. A weight change decodes one route's weighted
+// clusters. The whole result is then validated, as
 // ParseJSON does, but for the checks of an unchanged cluster on its own.
 //
 // The result equals ParseJSON(name, data) whatever the input
@@ -80,7 +81,19 @@ type listenerText struct {
 type vhostText struct {
 	whole  []byte
 	own    []jsonMember // all but routes
-	routes [][]byte
+	routes []*routeText
+}
+
+type routeText struct {
+	whole  []byte
+	own    []jsonMember // all but route
+	action *actionText  // nil: no route member
+}
+
+type actionText struct {
+	whole    []byte
+	own      []jsonMember // all but weighted_clusters
+	weighted []byte       // nil: no weighted_clusters member
 }
 
 // configLists are the members of a config decoded apart from its own
@@ -228,17 +241,75 @@ func decodeVirtualHost(b []byte, prev *VirtualHost, pt *vhostText, decoding bool
 	} else if decoding && !decodeStrict(joinObject(own), &vh) {
 		return vh, nil, false
 	}
-	vh.Routes, t.routes, ok = deltaSlice(vals[0], prev.Routes, pt.routes, func(b []byte) []byte { return b },
-		func(b []byte, _ *Route, _ []byte) (r Route, _ []byte, ok bool) {
-			if !decoding {
-				return r, b, true
-			}
-			if ok = decodeStrict(b, &r); ok {
-				r.applyDefaults()
-			}
-			return r, b, ok
+	vh.Routes, t.routes, ok = deltaSlice(vals[0], prev.Routes, pt.routes, func(rt *routeText) []byte { return rt.whole },
+		func(b []byte, p *Route, rt *routeText) (Route, *routeText, bool) {
+			return decodeRoute(b, p, rt, decoding)
 		})
 	return vh, t, ok
+}
+
+// decodeRoute is decodeListener two levels down: a route's own fields,
+// then its forwarding action's own fields, then its weighted clusters (a
+// weight change decodes those alone).
+func decodeRoute(b []byte, prev *Route, pt *routeText, decoding bool) (Route, *routeText, bool) {
+	var r Route
+	members, ok := splitObject(b)
+	if !ok {
+		return r, nil, false
+	}
+	vals, own, ok := takeMembers(members, []string{"route"})
+	if !ok {
+		return r, nil, false
+	}
+	t := &routeText{whole: b, own: own}
+	if prev != nil && pt != nil && membersEqual(own, pt.own) {
+		r = *prev
+	} else if decoding {
+		if !decodeStrict(joinObject(own), &r) {
+			return r, nil, false
+		}
+		r.applyOwnDefaults()
+	}
+	r.Route = nil
+	if vals[0] == nil {
+		return r, t, true
+	}
+	var prevAction *RouteAction
+	var pat *actionText
+	if prev != nil && pt != nil && pt.action != nil && prev.Route != nil {
+		prevAction, pat = prev.Route, pt.action
+		if bytes.Equal(vals[0], pat.whole) {
+			r.Route, t.action = prevAction, pat
+			return r, t, true
+		}
+	}
+	members, ok = splitObject(vals[0])
+	if !ok {
+		return r, nil, false
+	}
+	wvals, aown, ok := takeMembers(members, []string{"weighted_clusters"})
+	if !ok {
+		return r, nil, false
+	}
+	t.action = &actionText{whole: vals[0], own: aown, weighted: wvals[0]}
+	if !decoding {
+		return r, t, true
+	}
+	var a RouteAction
+	if prevAction != nil && membersEqual(aown, pat.own) {
+		a = *prevAction
+	} else {
+		if !decodeStrict(joinObject(aown), &a) {
+			return r, nil, false
+		}
+		a.applyDefaults()
+	}
+	a.WeightedClusters = nil
+	if wvals[0] != nil && !decodeStrict(wvals[0], &a.WeightedClusters) {
+		return r, nil, false
+	}
+	r.Route = &a
+	return r, t, true
 }
 
 // deltaSlice decodes the JSON array text (nil: the member is absent)
@@ -309,12 +380,16 @@ type jsonMember struct {
 // matches keys case-insensitively), a key given twice, and a null value.
 func takeMembers(members []jsonMember, names []string) (vals [][]byte, rest []jsonMember, ok bool) {
 	vals = make([][]byte, len(names))
-	seen := make(map[string]bool, len(members))
-	for _, m := range members {
-		if strings.IndexByte(m.key, '\\') >= 0 || seen[strings.ToLower(m.key)] {
+	rest = make([]jsonMember, 0, len(members))
+	for i, m := range members {
+		if strings.IndexByte(m.key, '\\') >= 0 {
 			return nil, nil, false
 		}
-		seen[strings.ToLower(m.key)] = true
+		for _, o := range members[:i] { // a few keys: cheaper than a map
+			if strings.EqualFold(o.key, m.key) {
+				return nil, nil, false
+			}
+		}
 		taken := false
 		for i, n := range names {
 			if m.key == n {
@@ -362,7 +437,7 @@ func splitObject(data []byte) ([]jsonMember, bool) {
 	if i >= len(data) || data[i] != '{' {
 		return nil, false
 	}
-	var out []jsonMember
+	out := make([]jsonMember, 0, 8)
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
 		return out, skipSpace(data, i+1) == len(data)

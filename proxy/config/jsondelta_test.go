@@ -48,6 +48,10 @@ func deltaCorpus(tb testing.TB) [][]byte {
 		swap(mesh, `"max_connections":10000`, `"max_connections":100`),                // a listener's own field
 		swap(mesh, `"domains":["orders",`, `"domains":["orders.example",`),            // a virtual host's own field
 		swap(mesh, `"name":"orders.default/split"`, `"name":"orders.default/other"`),  // a route
+		swap(mesh, `"timeout":"15s"`, `"timeout":"10s"`),                              // a route action's own field
+		swap(mesh, `"timeout":"15s",`, ``),                                            // ... back to its default
+		swap(mesh, `"status":404`, `"status":403`),                                    // a route's own field
+		swap(mesh, `"weighted_clusters":[`, `"weighted_clusters":[],"x":[`),           // unknown field in an action
 		swap(mesh, `"weight":30}`, `"weight":30,"bogus":1}`),                          // unknown field in a changed host
 		swap(mesh, `"weight":30}`, `"weight":"30"}`),                                  // wrong type
 		swap(mesh, split, `"weight":60},{"cluster":"orders.default.v2","weight":30}`), // invalid: adds to 90
