@@ -275,7 +275,16 @@ const ConfigMediaType = "application/vnd.weft.config+json"
 
 // readConfigAnswer reads a watch answer whose body is the config itself.
 func readConfigAnswer(resp *http.Response) (*Snapshot, error) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	var b []byte
+	var err error
+	if n := resp.ContentLength; n > 0 && n <= 64<<20 {
+		// One buffer of the announced size (net/http checks the body
+		// is exactly that long).
+		b = make([]byte, n)
+		_, err = io.ReadFull(resp.Body, b)
+	} else {
+		b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("watch: reading snapshot: %w", err)
 	}
