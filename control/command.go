@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -66,6 +68,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kubeconfig := fs.String("kubeconfig", "", "watch this Kubernetes cluster (Services, EndpointSlices, routes) as a source of the mesh: a kubeconfig file, or \"in-cluster\" for the pod's service account")
 	kubernetes := fs.Bool("kubernetes", false, "watch the Kubernetes cluster kubectl would use: $KUBECONFIG or ~/.kube/config, else the in-cluster config when running in a pod")
 	kubeContext := fs.String("kube-context", "", "the kubeconfig context to use (default its current context)")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile to this file until it exits (for profiling, as weft bench control -control-cpuprofile does)")
 	kubeAudience := fs.String("kube-audience", kube.DefaultAudience, "with a Kubernetes source: sidecars may join with a projected service-account token for this audience (checked with the TokenReview API) instead of a join token")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
@@ -83,6 +86,17 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("control: -cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("control: -cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	interval := *scrape
 	if interval == 0 {
 		interval = -1
