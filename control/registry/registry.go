@@ -195,9 +195,9 @@ func (r *Registry) fetch(digest string) bool {
 }
 
 // reshare puts a module back into the shared store if another replica's
-// collection removed it while this one still names it: at once after a
-// removal was seen (SharedDeleted), else at most once a minute per
-// module, in the background (a compilation does not wait).
+// collection removed it while this one still names it: at the first
+// lookup after a removal was seen (SharedDeleted), else at most once a
+// minute per module, in the background (a compilation does not wait).
 func (r *Registry) reshare(digest string) {
 	r.mu.Lock()
 	e, ok := r.has[digest]
@@ -221,24 +221,23 @@ func (r *Registry) reshare(digest string) {
 }
 
 // SharedDeleted is told that a module was removed from the shared store
-// (by the replica that collects it). If this replica holds the module and
-// it is named here (named) or was looked up or downloaded within recent
-// — a change that names it may be between its validation here and its
-// commit, which the collecting replica could not count — it is put back
-// at once, so the other replicas can compile that change. Otherwise it is
-// put back the next time it is looked up.
-func (r *Registry) SharedDeleted(digest string, named bool, recent time.Duration) {
+// (by the replica that collects it). A module this replica holds is
+// marked as no longer shared, so the next lookup of it puts it back
+// (Reshare does so now); it reports whether this replica holds it.
+func (r *Registry) SharedDeleted(digest string) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	e, ok := r.has[digest]
 	if ok {
-		e.sharedAt = time.Time{} // not shared: the next lookup puts it back
+		e.sharedAt = time.Time{}
 	}
-	now := ok && (named || r.now().Sub(e.seen) < recent)
-	r.mu.Unlock()
-	if now {
-		r.reshare(digest)
-	}
+	return ok
 }
+
+// Reshare puts a module this replica holds back into the shared store
+// now (in the background) unless it was put or found there within the
+// last minute.
+func (r *Registry) Reshare(digest string) { r.reshare(digest) }
 
 func (r *Registry) path(d string) string { return filepath.Join(r.dir, d+".wasm") }
 

@@ -153,23 +153,25 @@ func (s *Server) collectShared(grace time.Duration) ([]registry.Module, error) {
 
 // followBlobs follows the shared module store until ctx ends, so the
 // race between the collecting replica's count and another's commit costs
-// no replica more than an etcd round trip or two: a module removed there
-// that this replica still names (or was validating a change with) is put
-// back at once, and a module put there lets this replica compile a
-// revision it could not for want of it, at once rather than at the next
-// commit.
+// no replica more than an etcd round trip or two. A module removed there
+// that this replica holds is put back at once if this replica names it
+// once the changes it was writing are done (one of them may have named it
+// after the collector counted), and at its next lookup otherwise; a
+// module put there lets this replica compile a revision it could not for
+// want of it, at once rather than at the next commit.
 func (s *Server) followBlobs(ctx context.Context) {
-	recent := s.o.StoreWriteTimeout // how long a validated change can take to commit
-	if recent <= 0 {
-		recent = 15 * time.Second
-	}
 	s.gc.blobs.Watch(ctx, func(digest string, deleted bool) {
 		if !deleted {
 			s.store.Retry()
 			return
 		}
-		named := moduleRefs(s.store.Mesh(), s.store.Nodes())[digest] > 0
-		s.reg.SharedDeleted(digest, named, recent)
+		if !s.reg.SharedDeleted(digest) {
+			return
+		}
+		s.store.WaitWrites()
+		if moduleRefs(s.store.Mesh(), s.store.Nodes())[digest] > 0 {
+			s.reg.Reshare(digest)
+		}
 	})
 }
 

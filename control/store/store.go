@@ -324,6 +324,15 @@ func (s *Store) Retry() {
 	s.follow(r)
 }
 
+// WaitWrites returns once every change this process was validating or
+// committing when it was called is installed or refused (and any commit
+// of another writer it was compiling is installed).
+func (s *Store) WaitWrites() {
+	s.mu.Lock()
+	//lint:ignore SA2001 an empty critical section: waiting for the writers is the point
+	s.mu.Unlock()
+}
+
 // install makes st current unless a newer state already is.
 func (s *Store) install(st *state) bool {
 	s.rd.Lock()
