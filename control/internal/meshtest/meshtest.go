@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,8 +76,8 @@ func Logger(t testing.TB) *zap.Logger {
 var (
 	controlsMu sync.Mutex
 	controls   = map[string]*server.Server{}
-	// adminTokens are the admin tokens replicas on one etcd (client and
-	// prefix) share.
+	// adminTokens are the admin tokens replicas on one etcd (endpoints
+	// and prefix) share.
 	adminTokens = map[string]string{}
 )
 
@@ -131,7 +132,13 @@ func StartControl(t testing.TB, o server.Options) *server.Server {
 	// each with its own AdminToken.
 	shareKey := ""
 	if o.Etcd != nil {
-		shareKey = fmt.Sprintf("%p %s", o.Etcd, o.EtcdPrefix)
+		prefix := o.EtcdPrefix
+		if prefix == "" {
+			prefix = "/weft/"
+		}
+		eps := append([]string(nil), o.Etcd.Endpoints()...)
+		sort.Strings(eps)
+		shareKey = strings.Join(eps, ",") + " " + prefix
 		controlsMu.Lock()
 		tok := adminTokens[shareKey]
 		controlsMu.Unlock()
