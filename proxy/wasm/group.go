@@ -28,6 +28,9 @@ import (
 type vmGroup struct {
 	key   string
 	slots []*slot
+	// unbuilt counts the slots of a growing pool that never had a VM
+	// (GrowPool): pick builds one when every VM is busy.
+	unbuilt atomic.Int32
 
 	// mu guards members and is held while a VM of the group is built, so
 	// a VM is always built with every member's root context.
@@ -60,7 +63,7 @@ func (s PluginSpec) groupKey() string {
 	h := sha256.New()
 	mod := sha256.Sum256(s.Module)
 	h.Write(mod[:])
-	fmt.Fprintf(h, "|%q|%q|%d|%d|%d|%t", s.VMID, s.VMConfig, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.Trusted)
+	fmt.Fprintf(h, "|%q|%q|%d|%t|%d|%d|%t", s.VMID, s.VMConfig, s.PoolSize, s.GrowPool, s.MemoryLimitPages, s.CallbackTimeout, s.Trusted)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -275,7 +278,7 @@ func (p *Plugin) leave() {
 			v.mu.Lock()
 			v.endRoot(p)
 			v.mu.Unlock()
-		} else {
+		} else if !s.unbuilt.Load() {
 			// p's own rebuild stopped with p; hand the slot to the others.
 			s.startRebuild(g.leader(), nil, false)
 		}
