@@ -26,7 +26,7 @@ func TestWebhookCABundle(t *testing.T) {
 		return admregv1.MutatingWebhook{Name: n, AdmissionReviewVersions: []string{"v1"}, SideEffects: &none, FailurePolicy: &fail,
 			ClientConfig: admregv1.WebhookClientConfig{URL: &url},
 			// No namespace has this label: nothing is sent to it.
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"weft.dev/never": "x"}}}
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"weftmesh.io/never": "x"}}}
 	}
 	bundleOf := func() []string {
 		t.Helper()
@@ -50,7 +50,7 @@ func TestWebhookCABundle(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	if _, err := api.Create(ctx, &admregv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Webhooks: []admregv1.MutatingWebhook{hook("a.weft.dev"), hook("b.weft.dev")}}, metav1.CreateOptions{}); err != nil {
+		Webhooks: []admregv1.MutatingWebhook{hook("a.weftmesh.io"), hook("b.weftmesh.io")}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = api.Delete(context.Background(), name, metav1.DeleteOptions{}) })

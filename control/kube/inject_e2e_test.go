@@ -338,7 +338,7 @@ func TestSidecarInjection(t *testing.T) {
 	}
 	// A pod whose port is the sidecar's is refused, with the reason.
 	_, err = create(on, "clash", nil, corev1.Container{Name: "app", Image: "example.com/cart:1", Ports: []corev1.ContainerPort{{ContainerPort: 15006}}})
-	if err == nil || !strings.Contains(err.Error(), `admission webhook "inject.weft.dev" denied the request`) || !strings.Contains(err.Error(), "port 15006 is the sidecar's inbound port") {
+	if err == nil || !strings.Contains(err.Error(), `admission webhook "inject.weftmesh.io" denied the request`) || !strings.Contains(err.Error(), "port 15006 is the sidecar's inbound port") {
 		t.Fatalf("a pod on the sidecar's port: %v", err)
 	}
 

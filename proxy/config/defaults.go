@@ -167,6 +167,7 @@ func (l *Listener) applyOwnDefaults() {
 	setInt(&l.HTTP2.InitialConnectionWindowSize, defaultH2ConnWindow)
 	setInt(&l.HTTP2.MaxHeaderListSize, orIntDefault(l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes))
 	setDur(&l.HTTP2.KeepaliveTimeout, defaultH2KeepaliveTimeout)
+	setStr(&l.HTTP2.Server, H2ServerWeft)
 	setInt(&l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes)
 	setInt(&l.Limits.MaxHeadersCount, defaultMaxHeadersCount)
 	setInt(&l.Limits.MaxBodyBytes, defaultMaxBodyBytes)

@@ -415,6 +415,7 @@ func (v *validator) listener(p string, l *Listener) {
 	}
 	v.duration(p+".http2.keepalive_interval", l.HTTP2.KeepaliveInterval)
 	v.duration(p+".http2.keepalive_timeout", l.HTTP2.KeepaliveTimeout)
+	v.oneOf(p+".http2.server", l.HTTP2.Server, H2ServerWeft, H2ServerXNet)
 	v.nonNegative(p+".limits.max_body_bytes", l.Limits.MaxBodyBytes)
 	v.nonNegative(p+".limits.max_connections", l.Limits.MaxConnections)
 	v.duration(p+".limits.read_timeout", l.Limits.ReadTimeout)

@@ -110,7 +110,7 @@ func BenchmarkGoGuestStream(b *testing.B) {
 // skips the others (weft.stream_callbacks).
 func BenchmarkWeftSDKStream(b *testing.B) {
 	module := guestbuild.WeftSDK(b, "callbacks")
-	for _, kind := range []string{"noop", "headers"} {
+	for _, kind := range []string{"noop", "headers", "stateless"} {
 		b.Run(kind, func(b *testing.B) {
 			rt := newRuntime(b)
 			p := load(b, rt, PluginSpec{Module: module, PluginConfig: []byte(kind)}, Env{})

@@ -582,6 +582,13 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	v.contexts[f.id] = f
 	v.enterStream(f)
 	f.callbacks = v.streamCallbacks(p)
+	if f.callbacks&callbackNoContext != 0 {
+		// The guest serves the root's streams without a context of
+		// their own (weft.stream_callbacks).
+		v.cur = nil
+		v.mu.Unlock()
+		return f
+	}
 	v.creating = true
 	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
 	v.creating = false

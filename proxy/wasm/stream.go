@@ -204,7 +204,7 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 					v.breakLocked(fmt.Errorf("proxy_on_done: %w", err))
 				}
 			}
-			if v.onDelete != nil && !v.broken {
+			if v.onDelete != nil && !v.broken && f.callbacks&callbackNoContext == 0 {
 				if _, err := v.invoke(v.onDelete, uint64(f.id)); err != nil {
 					v.breakLocked(fmt.Errorf("proxy_on_delete: %w", err))
 				}

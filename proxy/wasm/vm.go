@@ -140,7 +140,11 @@ type vm struct {
 	propBuf []byte // reused property key buffer
 	// batchBuf is weft.get_properties' reused result.
 	batchBuf []byte
-	pairs    [][2][]byte // reused map parsing buffer
+	// jws holds the key sets of weft.jws_keys (abi_foreign_jws.go).
+	jws jwsState
+	// edits is weft.edit_headers' reused list.
+	edits []headerEdit
+	pairs [][2][]byte // reused map parsing buffer
 
 	onContextCreate, onVMStart, onConfigure, onTick, onDone, onDelete, onLog    *guestFunc
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc

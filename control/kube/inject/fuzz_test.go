@@ -12,10 +12,10 @@ import (
 // decoded review gets an answer for its uid, and a patch in it applies to
 // the request's pod and leaves it with exactly one weft container.
 func FuzzDecodeReview(f *testing.F) {
-	pod := `{"metadata":{"name":"p","annotations":{"weft.dev/node":"n"}},"spec":{"containers":[{"name":"app","image":"a"}],"volumes":[{"name":"v","emptyDir":{}}]}}`
+	pod := `{"metadata":{"name":"p","annotations":{"weftmesh.io/node":"n"}},"spec":{"containers":[{"name":"app","image":"a"}],"volumes":[{"name":"v","emptyDir":{}}]}}`
 	f.Add([]byte(review("u", "CREATE", "pods", pod)))
 	f.Add([]byte(review("u", "CREATE", "pods", `{"spec":{"initContainers":[{"name":"i"}],"containers":null}}`)))
-	f.Add([]byte(review("u", "CREATE", "pods", `{"metadata":{"annotations":{"weft.dev/inbound-port":"99999"}}}`)))
+	f.Add([]byte(review("u", "CREATE", "pods", `{"metadata":{"annotations":{"weftmesh.io/inbound-port":"99999"}}}`)))
 	f.Add([]byte(review("u", "DELETE", "pods", `null`)))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","resource":{"version":"v1","resource":"pods"},"operation":"CREATE"}}`))
 	f.Add([]byte(`{"request":null}`))

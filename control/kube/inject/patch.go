@@ -16,18 +16,18 @@ import (
 const (
 	// LabelInject, set to "enabled" on a namespace, opts its pods in (the
 	// webhook's namespaceSelector).
-	LabelInject = "weft.dev/inject"
+	LabelInject = "weftmesh.io/inject"
 	// AnnotationInject "false" (or "disabled") on a pod opts it out;
 	// "true" or "enabled" is the same as no annotation.
-	AnnotationInject = "weft.dev/inject"
+	AnnotationInject = "weftmesh.io/inject"
 	// AnnotationNode is the sidecar's node id (--node); default the pod's
 	// service account name.
-	AnnotationNode = "weft.dev/node"
+	AnnotationNode = "weftmesh.io/node"
 	// AnnotationImage is the sidecar's image for this pod.
-	AnnotationImage = "weft.dev/image"
+	AnnotationImage = "weftmesh.io/image"
 	// AnnotationInboundPort is the sidecar's inbound port for this pod
 	// (the container port weft-inbound).
-	AnnotationInboundPort = "weft.dev/inbound-port"
+	AnnotationInboundPort = "weftmesh.io/inbound-port"
 
 	// ContainerName is the sidecar container's name: a pod that has a
 	// container of that name is left as it is.

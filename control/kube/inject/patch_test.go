@@ -72,7 +72,7 @@ func podYAML(t *testing.T, s string) *corev1.Pod {
 }
 
 const appPod = `
-metadata: {name: cart-1, namespace: shop, annotations: {weft.dev/node: cart-v2}}
+metadata: {name: cart-1, namespace: shop, annotations: {weftmesh.io/node: cart-v2}}
 spec:
   serviceAccountName: cart
   containers:
@@ -83,7 +83,7 @@ spec:
 // The sidecar of deploy/kubernetes/example-workload.yaml, as the patch
 // adds it: a native sidecar (first init container, restartPolicy Always).
 const wantNative = `
-metadata: {name: cart-1, namespace: shop, annotations: {weft.dev/node: cart-v2}}
+metadata: {name: cart-1, namespace: shop, annotations: {weftmesh.io/node: cart-v2}}
 spec:
   serviceAccountName: cart
   initContainers:
@@ -184,7 +184,7 @@ func TestPatchValuesAndAnnotations(t *testing.T) {
 	pod := podYAML(t, `
 metadata:
   name: p
-  annotations: {weft.dev/image: "example.com/weft:canary", weft.dev/inbound-port: "17006", weft.dev/inject: "true"}
+  annotations: {weftmesh.io/image: "example.com/weft:canary", weftmesh.io/inbound-port: "17006", weftmesh.io/inject: "true"}
 spec:
   containers: [{name: app, image: example.com/app:1}]
 `)
@@ -216,8 +216,8 @@ spec:
 func TestPatchSkips(t *testing.T) {
 	in := newInjector(t, Values{})
 	for _, tc := range []struct{ name, pod, why string }{
-		{"opted out", `{metadata: {annotations: {weft.dev/inject: "false"}}, spec: {containers: [{name: app, image: a}]}}`, "weft.dev/inject: false"},
-		{"opted out (disabled)", `{metadata: {annotations: {weft.dev/inject: disabled}}, spec: {containers: [{name: app, image: a}]}}`, "weft.dev/inject: disabled"},
+		{"opted out", `{metadata: {annotations: {weftmesh.io/inject: "false"}}, spec: {containers: [{name: app, image: a}]}}`, "weftmesh.io/inject: false"},
+		{"opted out (disabled)", `{metadata: {annotations: {weftmesh.io/inject: disabled}}, spec: {containers: [{name: app, image: a}]}}`, "weftmesh.io/inject: disabled"},
 		{"a hand-written sidecar", `{spec: {containers: [{name: app, image: a}, {name: weft, image: b}]}}`, "already has a weft container"},
 		{"a hand-written native sidecar", `{spec: {initContainers: [{name: weft, image: b}], containers: [{name: app, image: a}]}}`, "already has a weft container"},
 		{"host network", `{spec: {hostNetwork: true, containers: [{name: app, image: a}]}}`, "host's network"},
@@ -232,10 +232,10 @@ func TestPatchSkips(t *testing.T) {
 func TestPatchRefuses(t *testing.T) {
 	in := newInjector(t, Values{})
 	for _, tc := range []struct{ name, pod, want string }{
-		{"a typo in the opt-out", `{metadata: {annotations: {weft.dev/inject: "flase"}}, spec: {containers: [{name: app, image: a}]}}`, `weft.dev/inject: "flase"`},
-		{"a bad node id", `{metadata: {annotations: {weft.dev/node: "a b"}}, spec: {containers: [{name: app, image: a}]}}`, `node id "a b"`},
-		{"a bad image", `{metadata: {annotations: {weft.dev/image: ""}}, spec: {containers: [{name: app, image: a}]}}`, "weft.dev/image: empty"},
-		{"a bad port", `{metadata: {annotations: {weft.dev/inbound-port: "0x10"}}, spec: {containers: [{name: app, image: a}]}}`, `weft.dev/inbound-port: "0x10"`},
+		{"a typo in the opt-out", `{metadata: {annotations: {weftmesh.io/inject: "flase"}}, spec: {containers: [{name: app, image: a}]}}`, `weftmesh.io/inject: "flase"`},
+		{"a bad node id", `{metadata: {annotations: {weftmesh.io/node: "a b"}}, spec: {containers: [{name: app, image: a}]}}`, `node id "a b"`},
+		{"a bad image", `{metadata: {annotations: {weftmesh.io/image: ""}}, spec: {containers: [{name: app, image: a}]}}`, "weftmesh.io/image: empty"},
+		{"a bad port", `{metadata: {annotations: {weftmesh.io/inbound-port: "0x10"}}, spec: {containers: [{name: app, image: a}]}}`, `weftmesh.io/inbound-port: "0x10"`},
 		{"a port taken", `{spec: {containers: [{name: app, image: a, ports: [{containerPort: 15006}]}]}}`, `container "app": port 15006`},
 		{"a port name taken", `{spec: {containers: [{name: app, image: a, ports: [{name: weft-inbound, containerPort: 80}]}]}}`, `port name "weft-inbound"`},
 		{"a volume name taken", `{spec: {containers: [{name: app, image: a}], volumes: [{name: weft-ca, emptyDir: {}}]}}`, `volume "weft-ca"`},

@@ -35,7 +35,7 @@ const (
 // plane) and flags. Zero fields take their defaults in Validate.
 type Values struct {
 	// Image is the sidecar's image (default DefaultImage); a pod may pick
-	// another with the weft.dev/image annotation.
+	// another with the weftmesh.io/image annotation.
 	Image string `yaml:"image"`
 	// ImagePullPolicy is Always, IfNotPresent (default) or Never.
 	ImagePullPolicy string `yaml:"image_pull_policy"`
@@ -47,7 +47,7 @@ type Values struct {
 	CAConfigMap string `yaml:"ca_configmap"`
 	// InboundPort is the sidecar's inbound listener port, declared as the
 	// container port weft-inbound (it must be the port of the Sidecar
-	// resource's inbound); weft.dev/inbound-port overrides it per pod.
+	// resource's inbound); weftmesh.io/inbound-port overrides it per pod.
 	InboundPort int32 `yaml:"inbound_port"`
 	// TokenExpirationSeconds is the projected token's lifetime (at least
 	// 600; default 3600).

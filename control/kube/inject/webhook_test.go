@@ -55,7 +55,7 @@ func TestWebhook(t *testing.T) {
 	for _, tc := range []struct{ name, body string }{
 		{"an update", review("u2", "UPDATE", "pods", pod)},
 		{"another resource", review("u3", "CREATE", "services", `{}`)},
-		{"an opted-out pod", review("u4", "CREATE", "pods", `{"metadata":{"annotations":{"weft.dev/inject":"false"}},"spec":{"containers":[{"name":"app","image":"a"}]}}`)},
+		{"an opted-out pod", review("u4", "CREATE", "pods", `{"metadata":{"annotations":{"weftmesh.io/inject":"false"}},"spec":{"containers":[{"name":"app","image":"a"}]}}`)},
 	} {
 		code, r := post(t, srv.URL, tc.body)
 		if code != 200 || !r.Allowed || r.Patch != nil {
