@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -69,6 +71,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kubeconfig := fs.String("kubeconfig", "", "watch this Kubernetes cluster (Services, EndpointSlices, routes) as a source of the mesh: a kubeconfig file, or \"in-cluster\" for the pod's service account")
 	kubernetes := fs.Bool("kubernetes", false, "watch the Kubernetes cluster kubectl would use: $KUBECONFIG or ~/.kube/config, else the in-cluster config when running in a pod")
 	kubeContext := fs.String("kube-context", "", "the kubeconfig context to use (default its current context)")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile to this file until it exits (for profiling, as weft bench control -control-cpuprofile does)")
 	kubeAudience := fs.String("kube-audience", kube.DefaultAudience, "with a Kubernetes source: sidecars may join with a projected service-account token for this audience (checked with the TokenReview API) instead of a join token")
 	injectOn := fs.Bool("inject", false, "serve the sidecar injection webhook at /inject (on by default with a Kubernetes source and the TLS API; -inject=false turns it off)")
 	injectConfig := fs.String("inject-config", "", "injection values (YAML: image, control_url, ca_configmap, inbound_port, ...; see docs/kubernetes.md), e.g. the weft-inject ConfigMap mounted as a file; read at start")
@@ -90,6 +93,17 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("control: -cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("control: -cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	interval := *scrape
 	if interval == 0 {
 		interval = -1
@@ -172,8 +186,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if s.Insecure() {
 		fmt.Fprintln(stdout, "WARNING: plain HTTP and no authentication (-insecure-api)")
 	} else {
-		fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: %s\n", s.CAFile(), s.CAFingerprint(), s.AdminTokenFile())
-		fmt.Fprintf(stdout, "  export WEFT_SERVER=%s WEFT_CA=%s WEFT_TOKEN_FILE=%s\n", s.URL(), s.CAFile(), s.AdminTokenFile())
+		if tf := s.AdminTokenFile(); tf != "" {
+			fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: %s\n", s.CAFile(), s.CAFingerprint(), tf)
+			fmt.Fprintf(stdout, "  export WEFT_SERVER=%s WEFT_CA=%s WEFT_TOKEN_FILE=%s\n", s.URL(), s.CAFile(), tf)
+		} else {
+			// A replica on etcd that joined after another made the token.
+			fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: shared through etcd; it is in admin.token in the data directory of the replica that made it (copy it to %s to have it here)\n",
+				s.CAFile(), s.CAFingerprint(), filepath.Join(*data, "admin.token"))
+		}
 	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

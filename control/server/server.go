@@ -320,6 +320,20 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return fail(err)
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if o.Etcd != nil && !o.Insecure {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followSharedAdmin(ctx)
+		}()
+	}
+	if s.gc.blobs != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followBlobs(ctx)
+		}()
+	}
 	if o.ConfigDir != "" {
 		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger,
 			Prepare: func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }}); err != nil {
@@ -410,11 +424,24 @@ func (s *Server) compile(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
 // CAFile is the path of the CA bundle clients trust (DATA/ca.pem).
 func (s *Server) CAFile() string { return s.caFile }
 
-// AdminToken is the bootstrap admin token (also in AdminTokenFile).
-func (s *Server) AdminToken() string { return s.adminToken }
+// AdminToken is the bootstrap admin token (also in AdminTokenFile); ""
+// on a replica on etcd that does not hold the token the replicas share
+// (it was made by another, and not copied here) or no longer does.
+func (s *Server) AdminToken() string {
+	if d := s.users.admin.Load(); s.adminToken == "" || d == nil || *d != hashToken(s.adminToken) {
+		return ""
+	}
+	return s.adminToken
+}
 
-// AdminTokenFile is the path of the bootstrap admin token (DATA/admin.token).
-func (s *Server) AdminTokenFile() string { return s.adminFile }
+// AdminTokenFile is the path of the bootstrap admin token
+// (DATA/admin.token); "" when AdminToken is.
+func (s *Server) AdminTokenFile() string {
+	if s.AdminToken() == "" {
+		return ""
+	}
+	return s.adminFile
+}
 
 // Insecure reports whether the API serves plain HTTP without
 // authentication.
