@@ -362,13 +362,16 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 			cs.stats.Timeouts.Inc()
 			return resilience.Timeout, 0, -1
 		}
+		// The caller's grpc-timeout passed: the upstream was given the
+		// same deadline (never an earlier one), and its reset can arrive
+		// before parent's own timer has fired on a busy machine, so the
+		// clock decides, not parent.Err alone.
+		if errors.Is(parent.Err(), context.DeadlineExceeded) || (!callDeadline.IsZero() && !time.Now().Before(callDeadline)) {
+			cs.stats.Timeouts.Inc()
+			return resilience.Timeout, 0, -1
+		}
 		if parent.Err() != nil {
-			// The caller went away, or its grpc-timeout passed.
-			if errors.Is(parent.Err(), context.DeadlineExceeded) {
-				cs.stats.Timeouts.Inc()
-				return resilience.Timeout, 0, -1
-			}
-			return resilience.Reset, 0, -1
+			return resilience.Reset, 0, -1 // the caller went away
 		}
 		ep.Report(0, err)
 		switch cluster.Classify(err) {
