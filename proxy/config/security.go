@@ -37,18 +37,18 @@ func (l *Listener) applySecurityDefaults() {
 
 // listenerSecurity validates tls, authz and a tcp listener's forwarding.
 // It reports whether the listener needs no virtual hosts (a tcp listener).
-func (v *validator) listenerSecurity(p string, l *Listener) bool {
+func (v *validator) listenerSecurity(p fpath, l *Listener) bool {
 	if t := l.TLS; t != nil {
-		v.oneOf(p+".tls.mode", t.Mode, "disabled", "strict", "permissive")
-		v.tlsFiles(p+".tls", t.MinVersion, t.CertFile, t.KeyFile, t.CAFile)
+		v.oneOf(p.f(".tls.mode"), t.Mode, "disabled", "strict", "permissive")
+		v.tlsFiles(p.f(".tls"), t.MinVersion, t.CertFile, t.KeyFile, t.CAFile)
 	}
 	if a := l.Authz; a != nil {
-		v.authz(p+".authz", a)
+		v.authz(p.f(".authz"), a)
 	}
-	v.oneOf(p+".protocol", l.Protocol, "http", "tcp")
+	v.oneOf(p.f(".protocol"), l.Protocol, "http", "tcp")
 	if l.Protocol != "tcp" {
 		if l.TCP != nil {
-			v.errf(p+".tcp", "tcp only applies to a listener with protocol: tcp")
+			v.errf(p.f(".tcp"), "tcp only applies to a listener with protocol: tcp")
 		}
 		return false
 	}
@@ -59,37 +59,37 @@ func (v *validator) listenerSecurity(p string, l *Listener) bool {
 // tcpListener checks what a tcp listener has instead of virtual hosts, and
 // refuses what only HTTP has: virtual hosts and authz conditions on
 // requests. Its filters run as network (L4) filters.
-func (v *validator) tcpListener(p string, l *Listener) {
+func (v *validator) tcpListener(p fpath, l *Listener) {
 	if len(l.VirtualHosts) > 0 {
-		v.errf(p+".virtual_hosts", "a tcp listener has no virtual_hosts; it forwards every connection to tcp.cluster")
+		v.errf(p.f(".virtual_hosts"), "a tcp listener has no virtual_hosts; it forwards every connection to tcp.cluster")
 	}
 	t := l.TCP
 	if t == nil {
-		v.errf(p+".tcp", "a listener with protocol: tcp needs tcp: {cluster: NAME}")
+		v.errf(p.f(".tcp"), "a listener with protocol: tcp needs tcp: {cluster: NAME}")
 		return
 	}
-	v.clusterRef(p+".tcp.cluster", t.Cluster)
-	v.duration(p+".tcp.idle_timeout", t.IdleTimeout)
-	v.duration(p+".tcp.connect_timeout", t.ConnectTimeout)
+	v.clusterRef(p.f(".tcp.cluster"), t.Cluster)
+	v.duration(p.f(".tcp.idle_timeout"), t.IdleTimeout)
+	v.duration(p.f(".tcp.connect_timeout"), t.ConnectTimeout)
 	if a := l.Authz; a != nil {
 		for i := range a.Rules {
 			r := &a.Rules[i]
-			rp := fmt.Sprintf("%s.authz.rules[%d]", p, i)
+			rp := p.at(".authz.rules", i)
 			for _, f := range []struct {
 				name string
 				set  bool
 			}{{"request_principals", len(r.RequestPrincipals) > 0}, {"methods", len(r.Methods) > 0},
 				{"paths", len(r.Paths) > 0}, {"headers", len(r.Headers) > 0}} {
 				if f.set {
-					v.errf(rp+"."+f.name, "a tcp listener sees no HTTP requests; only principals and ports apply")
+					v.errf(rp.f("."+f.name), "a tcp listener sees no HTTP requests; only principals and ports apply")
 				}
 			}
 		}
 	}
 }
 
-func (v *validator) tlsFiles(p, minVersion, cert, key, ca string) {
-	v.oneOf(p+".min_version", minVersion, "1.2", "1.3")
+func (v *validator) tlsFiles(p fpath, minVersion, cert, key, ca string) {
+	v.oneOf(p.f(".min_version"), minVersion, "1.2", "1.3")
 	set := 0
 	for _, f := range []string{cert, key, ca} {
 		if f != "" {
@@ -101,52 +101,52 @@ func (v *validator) tlsFiles(p, minVersion, cert, key, ca string) {
 	}
 }
 
-func (v *validator) clusterTLS(p string, t *ClusterTLS) {
+func (v *validator) clusterTLS(p fpath, t *ClusterTLS) {
 	if t == nil {
 		return
 	}
-	v.oneOf(p+".mode", t.Mode, "mtls", "disabled")
+	v.oneOf(p.f(".mode"), t.Mode, "mtls", "disabled")
 	v.tlsFiles(p, t.MinVersion, t.CertFile, t.KeyFile, t.CAFile)
 	for i, id := range t.ServerIDs {
 		if err := checkPrincipal(id); err != nil {
-			v.errf(fmt.Sprintf("%s.server_ids[%d]", p, i), "%v", err)
+			v.errf(p.at(".server_ids", i), "%v", err)
 		}
 	}
 }
 
-func (v *validator) authz(p string, a *Authz) {
+func (v *validator) authz(p fpath, a *Authz) {
 	if d := a.DryRun; d != nil {
-		v.authz(p+".dry_run", &Authz{Default: d.Default, Rules: d.Rules})
+		v.authz(p.f(".dry_run"), &Authz{Default: d.Default, Rules: d.Rules})
 	}
-	v.oneOf(p+".default", a.Default, "allow", "deny")
+	v.oneOf(p.f(".default"), a.Default, "allow", "deny")
 	if a.RequestPrincipalHeader != "" && !validToken(a.RequestPrincipalHeader) {
-		v.errf(p+".request_principal_header", "header name %q has characters a header name cannot have", a.RequestPrincipalHeader)
+		v.errf(p.f(".request_principal_header"), "header name %q has characters a header name cannot have", a.RequestPrincipalHeader)
 	}
 	seen := names{}
 	for i := range a.Rules {
 		r := &a.Rules[i]
-		rp := fmt.Sprintf("%s.rules[%d]", p, i)
-		if v.required(rp+".name", "name", r.Name) {
-			v.unique(seen, rp+".name", "rule name", r.Name)
+		rp := p.at(".rules", i)
+		if v.required(rp.f(".name"), "name", r.Name) {
+			v.unique(&seen, rp.f(".name"), "rule name", r.Name)
 			if strings.ContainsAny(r.Name, " \t\r\n,;") {
-				v.errf(rp+".name", "rule name %q: no spaces, commas or semicolons (it is sent in a header)", r.Name)
+				v.errf(rp.f(".name"), "rule name %q: no spaces, commas or semicolons (it is sent in a header)", r.Name)
 			}
 		}
-		if v.required(rp+".action", "action (allow or deny)", r.Action) {
-			v.oneOf(rp+".action", r.Action, "allow", "deny")
+		if v.required(rp.f(".action"), "action (allow or deny)", r.Action) {
+			v.oneOf(rp.f(".action"), r.Action, "allow", "deny")
 		}
 		for j, pr := range r.Principals {
 			if err := checkPrincipal(pr); err != nil {
-				v.errf(fmt.Sprintf("%s.principals[%d]", rp, j), "%v", err)
+				v.errf(rp.at(".principals", j), "%v", err)
 			}
 		}
 		for j, pr := range r.RequestPrincipals {
 			if pr == "" {
-				v.errf(fmt.Sprintf("%s.request_principals[%d]", rp, j), "empty principal; use \"*\" for any")
+				v.errf(rp.at(".request_principals", j), "empty principal; use \"*\" for any")
 			}
 		}
 		for j, m := range r.Methods {
-			mp := fmt.Sprintf("%s.methods[%d]", rp, j)
+			mp := rp.at(".methods", j)
 			if !validToken(m) {
 				v.errf(mp, "method %q is not an HTTP method name", m)
 			} else if strings.ToUpper(m) != m {
@@ -155,19 +155,19 @@ func (v *validator) authz(p string, a *Authz) {
 		}
 		for j, path := range r.Paths {
 			if !strings.HasPrefix(path, "/") {
-				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q must start with \"/\" (end it with \"*\" for a prefix)", path)
+				v.errf(rp.at(".paths", j), "path %q must start with \"/\" (end it with \"*\" for a prefix)", path)
 			} else if !utf8.ValidString(path) {
-				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q is not UTF-8", path)
+				v.errf(rp.at(".paths", j), "path %q is not UTF-8", path)
 			} else if strings.Contains(path, "***") {
-				v.errf(fmt.Sprintf("%s.paths[%d]", rp, j), "path %q: use \"*\" (within a segment) or \"**\" (across segments), not \"***\"", path)
+				v.errf(rp.at(".paths", j), "path %q: use \"*\" (within a segment) or \"**\" (across segments), not \"***\"", path)
 			}
 		}
 		for j := range r.Headers {
-			v.matcher(fmt.Sprintf("%s.headers[%d]", rp, j), &r.Headers[j], true)
+			v.matcher(rp.at(".headers", j), &r.Headers[j], true)
 		}
 		for j, port := range r.Ports {
 			if port < 1 || port > 65535 {
-				v.errf(fmt.Sprintf("%s.ports[%d]", rp, j), "port %d is not a number from 1 to 65535", port)
+				v.errf(rp.at(".ports", j), "port %d is not a number from 1 to 65535", port)
 			}
 		}
 	}

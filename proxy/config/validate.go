@@ -106,14 +106,49 @@ func Validate(name string, data []byte, c *Config) error {
 	return validate(name, data, c, nil)
 }
 
-// validate is Validate, told which clusters are known valid (checked in a
-// config before, unchanged since): the checks of a cluster on its own
-// are skipped for those, those against the rest of the config are not.
-func validate(name string, data []byte, c *Config, validClusters []bool) error {
+// knownValid says which parts of a config passed their checks in a config
+// before and are unchanged since (DeltaParser knows it from their text).
+// The checks a part makes on its own and against what it refers to are
+// skipped for those; the checks across parts (unique names, addresses,
+// domains) are always made.
+type knownValid struct {
+	// clusters[i]: clusters[i] needs no checks of its own (a cluster
+	// refers to nothing).
+	clusters []bool
+	// sameRefs: the config's cluster and filter names are those of the
+	// config before, in the same order, so what refers to them (listeners,
+	// routes) resolves as it did; the fields below count only with it.
+	sameRefs bool
+	// listeners[i]: listeners[i] needs no checks of its own, nor do its
+	// virtual hosts and routes.
+	listeners []bool
+	// routes[i][j][k]: listeners[i].virtual_hosts[j].routes[k] needs no
+	// checks of its own (in a listener that changed elsewhere).
+	routes [][][]bool
+}
+
+func (k *knownValid) cluster(i int) bool {
+	return k != nil && i < len(k.clusters) && k.clusters[i]
+}
+
+func (k *knownValid) listener(i int) bool {
+	return k != nil && k.sameRefs && i < len(k.listeners) && k.listeners[i]
+}
+
+// routesOf is what is known of listeners[i].virtual_hosts[j]'s routes.
+func (k *knownValid) routesOf(i, j int) []bool {
+	if k == nil || !k.sameRefs || i >= len(k.routes) || j >= len(k.routes[i]) {
+		return nil
+	}
+	return k.routes[i][j]
+}
+
+// validate is Validate, told which parts are known valid (nil: none).
+func validate(name string, data []byte, c *Config, known *knownValid) error {
 	if c == nil {
 		return Errors{{File: name, Reason: "no config"}}
 	}
-	v := &validator{data: data, validClusters: validClusters}
+	v := &validator{data: data, known: known}
 	v.config(c)
 	if len(v.errs) == 0 {
 		return nil
@@ -136,8 +171,8 @@ type validator struct {
 	errs     Errors
 	clusters map[string]bool
 	filters  map[string]bool
-	// validClusters[i] says clusters[i] needs no checks of its own.
-	validClusters []bool
+	// known is what needs no checks of its own; nil: everything does.
+	known *knownValid
 }
 
 func (v *validator) index() *lineIndex {
@@ -147,20 +182,55 @@ func (v *validator) index() *lineIndex {
 	return v.ix
 }
 
-func (v *validator) errf(path, format string, args ...any) {
-	v.errs = append(v.errs, FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
+func (v *validator) errf(path fpath, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{Path: path.String(), Reason: fmt.Sprintf(format, args...)})
 }
 
-// names tracks one namespace of unique names.
-type names map[string]string // name → path of its first use
+// names tracks one namespace of unique names: name → path of its first
+// use. The first few are kept inline, so a small namespace (most are)
+// allocates nothing.
+type names struct {
+	n     int
+	small [4]nameAt
+	more  map[string]fpath
+}
+
+type nameAt struct {
+	name string
+	path fpath
+}
+
+// first returns the path where name was recorded, if it was.
+func (s *names) first(name string) (fpath, bool) {
+	for i := range s.small[:s.n] {
+		if s.small[i].name == name {
+			return s.small[i].path, true
+		}
+	}
+	p, ok := s.more[name]
+	return p, ok
+}
+
+func (s *names) add(name string, p fpath) {
+	if s.n < len(s.small) {
+		s.small[s.n] = nameAt{name, p}
+		s.n++
+		return
+	}
+	if s.more == nil {
+		s.more = map[string]fpath{}
+	}
+	s.more[name] = p
+}
 
 // unique records name at path and reports a duplicate. Empty names are
 // reported by the caller as missing, not here.
-func (v *validator) unique(seen names, path, what, name string) {
+func (v *validator) unique(seen *names, path fpath, what, name string) {
 	if name == "" {
 		return
 	}
-	if first, dup := seen[name]; dup {
+	if firstPath, dup := seen.first(name); dup {
+		first := firstPath.String()
 		where := first
 		if l := v.index().line(first); l > 0 {
 			where = fmt.Sprintf("%s (line %d)", first, l)
@@ -168,10 +238,10 @@ func (v *validator) unique(seen names, path, what, name string) {
 		v.errf(path, "duplicate %s %q: %s already uses it", what, name, where)
 		return
 	}
-	seen[name] = path
+	seen.add(name, path)
 }
 
-func (v *validator) required(path, what, value string) bool {
+func (v *validator) required(path fpath, what, value string) bool {
 	if strings.TrimSpace(value) == "" {
 		v.errf(path, "%s is required", what)
 		return false
@@ -179,25 +249,25 @@ func (v *validator) required(path, what, value string) bool {
 	return true
 }
 
-func (v *validator) nonNegative(path string, n int) {
+func (v *validator) nonNegative(path fpath, n int) {
 	if n < 0 {
 		v.errf(path, "must not be negative, got %d", n)
 	}
 }
 
-func (v *validator) duration(path string, d Duration) {
+func (v *validator) duration(path fpath, d Duration) {
 	if d < 0 {
 		v.errf(path, "must not be negative, got %s", time.Duration(d))
 	}
 }
 
-func (v *validator) percent(path string, p float64) {
+func (v *validator) percent(path fpath, p float64) {
 	if math.IsNaN(p) || p < 0 || p > 100 {
 		v.errf(path, "must be between 0 and 100, got %v", p)
 	}
 }
 
-func (v *validator) oneOf(path, value string, allowed ...string) {
+func (v *validator) oneOf(path fpath, value string, allowed ...string) {
 	if value == "" {
 		return
 	}
@@ -209,7 +279,7 @@ func (v *validator) oneOf(path, value string, allowed ...string) {
 	v.errf(path, "unknown value %q; want one of %s", value, strings.Join(allowed, ", "))
 }
 
-func (v *validator) status(path string, s int) {
+func (v *validator) status(path fpath, s int) {
 	if s < 100 || s > 599 {
 		v.errf(path, "status %d is not between 100 and 599", s)
 	}
@@ -217,7 +287,7 @@ func (v *validator) status(path string, s int) {
 
 // address checks a host:port. A listener may use port 0 (any free port);
 // an upstream may not.
-func (v *validator) address(path, addr string, allowPortZero, requireHost bool) {
+func (v *validator) address(path fpath, addr string, allowPortZero, requireHost bool) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		v.errf(path, "address %q is not host:port (e.g. 127.0.0.1:8080): %v", addr, unwrapAddrErr(err))
@@ -260,7 +330,7 @@ func validToken(s string) bool {
 	return true
 }
 
-func (v *validator) headerName(path, name string) {
+func (v *validator) headerName(path fpath, name string) {
 	if !v.required(path, "name", name) {
 		return
 	}
@@ -269,7 +339,7 @@ func (v *validator) headerName(path, name string) {
 	}
 }
 
-func (v *validator) regex(path, re string) {
+func (v *validator) regex(path fpath, re string) {
 	if _, err := regexp.Compile(re); err != nil {
 		v.errf(path, "regex %q does not compile (Go RE2 syntax: no backreferences or lookaround): %v", re, err)
 	}
@@ -277,18 +347,18 @@ func (v *validator) regex(path, re string) {
 
 func (v *validator) config(c *Config) {
 	if a := c.Admin.Address; a != "" && a != "off" {
-		v.address("admin.address", a, true, false)
+		v.address(field("admin.address"), a, true, false)
 	}
-	v.tracing("tracing", &c.Tracing)
+	v.tracing(field("tracing"), &c.Tracing)
 
 	// Clusters and filters first: listeners and routes refer to them.
 	v.clusters = map[string]bool{}
 	seenClusters := names{}
 	for i := range c.Clusters {
-		p := fmt.Sprintf("clusters[%d]", i)
-		v.unique(seenClusters, p+".name", "cluster name", c.Clusters[i].Name)
+		p := rootAt("clusters", i)
+		v.unique(&seenClusters, p.f(".name"), "cluster name", c.Clusters[i].Name)
 		v.clusters[c.Clusters[i].Name] = true
-		if i < len(v.validClusters) && v.validClusters[i] {
+		if v.known.cluster(i) {
 			continue
 		}
 		v.cluster(p, &c.Clusters[i])
@@ -296,68 +366,71 @@ func (v *validator) config(c *Config) {
 	v.filters = map[string]bool{}
 	seenFilters := names{}
 	for i := range c.Filters {
-		p := fmt.Sprintf("filters[%d]", i)
-		v.unique(seenFilters, p+".name", "filter name", c.Filters[i].Name)
+		p := rootAt("filters", i)
+		v.unique(&seenFilters, p.f(".name"), "filter name", c.Filters[i].Name)
 		v.filters[c.Filters[i].Name] = true
 		v.filter(p, &c.Filters[i])
 	}
 	for i := range c.WasmServices {
-		p := fmt.Sprintf("wasm_services[%d]", i)
+		p := rootAt("wasm_services", i)
 		// Plugin names key guest metrics and logs: unique across both lists.
-		v.unique(seenFilters, p+".name", "filter or wasm service name", c.WasmServices[i].Name)
+		v.unique(&seenFilters, p.f(".name"), "filter or wasm service name", c.WasmServices[i].Name)
 		v.filter(p, &c.WasmServices[i])
 	}
 	v.vmIDs(append(append([]Filter(nil), c.Filters...), c.WasmServices...))
 	for i, st := range c.StatsTags {
 		for _, pr := range CheckStatsTag(st) {
-			v.errf(fmt.Sprintf("stats_tags[%d].%s", i, pr.Field), "%s", pr.Reason)
+			v.errf(rootAt("stats_tags", i).f("."+pr.Field), "%s", pr.Reason)
 		}
 	}
 
 	if len(c.Listeners) == 0 {
-		v.errf("listeners", "at least one listener is required")
+		v.errf(field("listeners"), "at least one listener is required")
 	}
 	seenListeners, seenAddrs := names{}, names{}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
-		p := fmt.Sprintf("listeners[%d]", i)
-		v.unique(seenListeners, p+".name", "listener name", l.Name)
+		p := rootAt("listeners", i)
+		v.unique(&seenListeners, p.f(".name"), "listener name", l.Name)
 		if _, port, err := net.SplitHostPort(l.Address); err == nil && port != "0" {
-			v.unique(seenAddrs, p+".address", "listener address", l.Address)
+			v.unique(&seenAddrs, p.f(".address"), "listener address", l.Address)
 		}
-		v.listener(p, l)
+		if v.known.listener(i) {
+			continue
+		}
+		v.listener(p, l, i)
 	}
 }
 
-func (v *validator) tracing(p string, t *Tracing) {
+func (v *validator) tracing(p fpath, t *Tracing) {
 	if t.SamplingPercent != nil {
-		v.percent(p+".sampling_percent", *t.SamplingPercent)
+		v.percent(p.f(".sampling_percent"), *t.SamplingPercent)
 	}
 	if t.ForceHeader != "" && !validToken(t.ForceHeader) {
-		v.errf(p+".force_header", "header name %q has characters a header name cannot have", t.ForceHeader)
+		v.errf(p.f(".force_header"), "header name %q has characters a header name cannot have", t.ForceHeader)
 	}
-	v.nonNegative(p+".batch_size", t.BatchSize)
-	v.nonNegative(p+".queue_size", t.QueueSize)
-	v.duration(p+".flush_interval", t.FlushInterval)
-	v.duration(p+".export_timeout", t.ExportTimeout)
+	v.nonNegative(p.f(".batch_size"), t.BatchSize)
+	v.nonNegative(p.f(".queue_size"), t.QueueSize)
+	v.duration(p.f(".flush_interval"), t.FlushInterval)
+	v.duration(p.f(".export_timeout"), t.ExportTimeout)
 	if t.BatchSize > 0 && t.QueueSize > 0 && t.BatchSize > t.QueueSize {
-		v.errf(p+".batch_size", "batch_size %d is larger than queue_size %d; a batch could never fill", t.BatchSize, t.QueueSize)
+		v.errf(p.f(".batch_size"), "batch_size %d is larger than queue_size %d; a batch could never fill", t.BatchSize, t.QueueSize)
 	}
 	if t.OTLPEndpoint == "" {
 		if t.Enabled {
-			v.errf(p+".otlp_endpoint", "otlp_endpoint is required when tracing is enabled (e.g. http://127.0.0.1:4318/v1/traces)")
+			v.errf(p.f(".otlp_endpoint"), "otlp_endpoint is required when tracing is enabled (e.g. http://127.0.0.1:4318/v1/traces)")
 		}
 		return
 	}
 	u, err := url.Parse(t.OTLPEndpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.errf(p+".otlp_endpoint", "%q is not an http:// or https:// URL (e.g. http://127.0.0.1:4318/v1/traces)", t.OTLPEndpoint)
+		v.errf(p.f(".otlp_endpoint"), "%q is not an http:// or https:// URL (e.g. http://127.0.0.1:4318/v1/traces)", t.OTLPEndpoint)
 	}
 }
 
-func (v *validator) filterRefs(path string, refs []string) {
+func (v *validator) filterRefs(path fpath, refs []string) {
 	for i, f := range refs {
-		fp := fmt.Sprintf("%s[%d]", path, i)
+		fp := path.at("", i)
 		if !v.required(fp, "filter name", f) {
 			continue
 		}
@@ -367,7 +440,7 @@ func (v *validator) filterRefs(path string, refs []string) {
 	}
 }
 
-func (v *validator) clusterRef(path, name string) {
+func (v *validator) clusterRef(path fpath, name string) {
 	if !v.required(path, "cluster", name) {
 		return
 	}
@@ -394,77 +467,78 @@ func declared(set map[string]bool) string {
 	return strings.Join(ns, ", ")
 }
 
-func (v *validator) listener(p string, l *Listener) {
-	v.required(p+".name", "name", l.Name)
-	v.metadata(p+".metadata", l.Metadata)
-	if v.required(p+".address", "address", l.Address) {
-		v.address(p+".address", l.Address, true, false)
+// listener checks listeners[li], l.
+func (v *validator) listener(p fpath, l *Listener, li int) {
+	v.required(p.f(".name"), "name", l.Name)
+	v.metadata(p.f(".metadata"), l.Metadata)
+	if v.required(p.f(".address"), "address", l.Address) {
+		v.address(p.f(".address"), l.Address, true, false)
 	}
-	v.oneOf(p+".direction", l.Direction, "outbound", "inbound")
-	v.nonNegative(p+".limits.max_header_bytes", l.Limits.MaxHeaderBytes)
-	v.nonNegative(p+".limits.max_headers_count", l.Limits.MaxHeadersCount)
-	v.nonNegative(p+".http2.max_concurrent_streams", l.HTTP2.MaxConcurrentStreams)
-	v.nonNegative(p+".http2.max_header_list_size", l.HTTP2.MaxHeaderListSize)
+	v.oneOf(p.f(".direction"), l.Direction, "outbound", "inbound")
+	v.nonNegative(p.f(".limits.max_header_bytes"), l.Limits.MaxHeaderBytes)
+	v.nonNegative(p.f(".limits.max_headers_count"), l.Limits.MaxHeadersCount)
+	v.nonNegative(p.f(".http2.max_concurrent_streams"), l.HTTP2.MaxConcurrentStreams)
+	v.nonNegative(p.f(".http2.max_header_list_size"), l.HTTP2.MaxHeaderListSize)
 	for _, w := range []struct {
 		field string
 		n     int
 	}{{"initial_stream_window_size", l.HTTP2.InitialStreamWindowSize}, {"initial_connection_window_size", l.HTTP2.InitialConnectionWindowSize}} {
 		if w.n != 0 && (w.n < 65535 || w.n > 1<<31-1) {
-			v.errf(p+".http2."+w.field, "%d is outside HTTP/2's window range 65535 to 2147483647", w.n)
+			v.errf(p.f(".http2."+w.field), "%d is outside HTTP/2's window range 65535 to 2147483647", w.n)
 		}
 	}
-	v.duration(p+".http2.keepalive_interval", l.HTTP2.KeepaliveInterval)
-	v.duration(p+".http2.keepalive_timeout", l.HTTP2.KeepaliveTimeout)
-	v.oneOf(p+".http2.server", l.HTTP2.Server, H2ServerWeft, H2ServerXNet)
-	v.nonNegative(p+".limits.max_body_bytes", l.Limits.MaxBodyBytes)
-	v.nonNegative(p+".limits.max_connections", l.Limits.MaxConnections)
-	v.duration(p+".limits.read_timeout", l.Limits.ReadTimeout)
-	v.duration(p+".limits.write_timeout", l.Limits.WriteTimeout)
-	v.duration(p+".limits.idle_timeout", l.Limits.IdleTimeout)
-	v.filterRefs(p+".filters", l.Filters)
-	v.accessLog(p+".access_log", &l.AccessLog)
+	v.duration(p.f(".http2.keepalive_interval"), l.HTTP2.KeepaliveInterval)
+	v.duration(p.f(".http2.keepalive_timeout"), l.HTTP2.KeepaliveTimeout)
+	v.oneOf(p.f(".http2.server"), l.HTTP2.Server, H2ServerWeft, H2ServerXNet)
+	v.nonNegative(p.f(".limits.max_body_bytes"), l.Limits.MaxBodyBytes)
+	v.nonNegative(p.f(".limits.max_connections"), l.Limits.MaxConnections)
+	v.duration(p.f(".limits.read_timeout"), l.Limits.ReadTimeout)
+	v.duration(p.f(".limits.write_timeout"), l.Limits.WriteTimeout)
+	v.duration(p.f(".limits.idle_timeout"), l.Limits.IdleTimeout)
+	v.filterRefs(p.f(".filters"), l.Filters)
+	v.accessLog(p.f(".access_log"), &l.AccessLog)
 	if v.listenerSecurity(p, l) {
 		if l.GRPCWeb != nil {
-			v.errf(p+".grpc_web", "gRPC-Web needs an http listener, not protocol tcp")
+			v.errf(p.f(".grpc_web"), "gRPC-Web needs an http listener, not protocol tcp")
 		}
 		return // a tcp listener has no virtual hosts
 	}
-	v.grpcWeb(p+".grpc_web", l.GRPCWeb)
+	v.grpcWeb(p.f(".grpc_web"), l.GRPCWeb)
 
 	if len(l.VirtualHosts) == 0 {
-		v.errf(p+".virtual_hosts", "at least one virtual host is required")
+		v.errf(p.f(".virtual_hosts"), "at least one virtual host is required")
 	}
 	seenVH, seenDomains := names{}, names{}
 	for i := range l.VirtualHosts {
 		vh := &l.VirtualHosts[i]
-		vp := fmt.Sprintf("%s.virtual_hosts[%d]", p, i)
-		if v.required(vp+".name", "name", vh.Name) {
-			v.unique(seenVH, vp+".name", "virtual host name", vh.Name)
+		vp := p.at(".virtual_hosts", i)
+		if v.required(vp.f(".name"), "name", vh.Name) {
+			v.unique(&seenVH, vp.f(".name"), "virtual host name", vh.Name)
 		}
 		if len(vh.Domains) == 0 {
-			v.errf(vp+".domains", "at least one domain is required (\"*\" matches every host)")
+			v.errf(vp.f(".domains"), "at least one domain is required (\"*\" matches every host)")
 		}
 		for j, d := range vh.Domains {
-			dp := fmt.Sprintf("%s.domains[%d]", vp, j)
+			dp := vp.at(".domains", j)
 			if v.domain(dp, d) {
-				v.unique(seenDomains, dp, "domain", strings.ToLower(d))
+				v.unique(&seenDomains, dp, "domain", strings.ToLower(d))
 			}
 		}
-		v.virtualHostRoutes(vp, vh)
+		v.virtualHostRoutes(vp, vh, v.known.routesOf(li, i))
 	}
 }
 
 // grpcWeb checks a listener's gRPC-Web block and its CORS policy.
-func (v *validator) grpcWeb(p string, g *GRPCWeb) {
+func (v *validator) grpcWeb(p fpath, g *GRPCWeb) {
 	if g == nil || g.CORS == nil {
 		return
 	}
-	c, cp := g.CORS, p+".cors"
+	c, cp := g.CORS, p.f(".cors")
 	if len(c.AllowOrigins) == 0 {
-		v.errf(cp+".allow_origins", "at least one origin is required (\"*\" allows any)")
+		v.errf(cp.f(".allow_origins"), "at least one origin is required (\"*\" allows any)")
 	}
 	for i, o := range c.AllowOrigins {
-		op := fmt.Sprintf("%s.allow_origins[%d]", cp, i)
+		op := cp.at(".allow_origins", i)
 		switch {
 		case o == "*":
 			if c.AllowCredentials {
@@ -476,17 +550,17 @@ func (v *validator) grpcWeb(p string, g *GRPCWeb) {
 		}
 	}
 	for i, h := range c.AllowHeaders {
-		v.headerName(fmt.Sprintf("%s.allow_headers[%d]", cp, i), h)
+		v.headerName(cp.at(".allow_headers", i), h)
 	}
 	for i, h := range c.ExposeHeaders {
-		v.headerName(fmt.Sprintf("%s.expose_headers[%d]", cp, i), h)
+		v.headerName(cp.at(".expose_headers", i), h)
 	}
-	v.duration(cp+".max_age", c.MaxAge)
+	v.duration(cp.f(".max_age"), c.MaxAge)
 }
 
 // domain checks one virtual host domain: "api.local", "api.local:8080",
 // "*.local", "api.*" or "*".
-func (v *validator) domain(p, d string) bool {
+func (v *validator) domain(p fpath, d string) bool {
 	if d == "" {
 		v.errf(p, "domain is empty")
 		return false
@@ -512,11 +586,11 @@ func (v *validator) domain(p, d string) bool {
 	return true
 }
 
-func (v *validator) accessLog(p string, a *AccessLog) {
-	v.oneOf(p+".format", a.Format, "json", "console")
+func (v *validator) accessLog(p fpath, a *AccessLog) {
+	v.oneOf(p.f(".format"), a.Format, "json", "console")
 	seen := names{}
 	for i, f := range a.Fields {
-		fp := fmt.Sprintf("%s.fields[%d]", p, i)
+		fp := p.at(".fields", i)
 		known := false
 		for _, k := range accessLogFieldSet {
 			known = known || f == k
@@ -525,26 +599,31 @@ func (v *validator) accessLog(p string, a *AccessLog) {
 			v.errf(fp, "unknown access log field %q; known fields: %s", f, strings.Join(accessLogFieldSet, ", "))
 			continue
 		}
-		v.unique(seen, fp, "access log field", f)
+		v.unique(&seen, fp, "access log field", f)
 	}
 }
 
-func (v *validator) virtualHostRoutes(vp string, vh *VirtualHost) {
+// virtualHostRoutes checks vh's routes but for the checks of its own of
+// a route that known[i] says is known valid.
+func (v *validator) virtualHostRoutes(vp fpath, vh *VirtualHost, known []bool) {
 	if len(vh.Routes) == 0 {
-		v.errf(vp+".routes", "at least one route is required")
+		v.errf(vp.f(".routes"), "at least one route is required")
 	}
 	seen := names{}
 	for i := range vh.Routes {
 		r := &vh.Routes[i]
-		rp := fmt.Sprintf("%s.routes[%d]", vp, i)
-		v.unique(seen, rp+".name", "route name", r.Name)
+		rp := vp.at(".routes", i)
+		v.unique(&seen, rp.f(".name"), "route name", r.Name)
+		if i < len(known) && known[i] {
+			continue
+		}
 		v.route(rp, r)
 	}
 }
 
-func (v *validator) route(rp string, r *Route) {
-	v.match(rp+".match", &r.Match)
-	v.metadata(rp+".metadata", r.Metadata)
+func (v *validator) route(rp fpath, r *Route) {
+	v.match(rp.f(".match"), &r.Match)
+	v.metadata(rp.f(".metadata"), r.Metadata)
 
 	actions := 0
 	for _, set := range []bool{r.Route != nil, r.Redirect != nil, r.DirectResponse != nil} {
@@ -556,20 +635,20 @@ func (v *validator) route(rp string, r *Route) {
 		v.errf(rp, "set exactly one of route, redirect, direct_response (found %d)", actions)
 	}
 	if r.Route != nil {
-		v.routeAction(rp+".route", r.Route, &r.Match)
+		v.routeAction(rp.f(".route"), r.Route, &r.Match)
 	}
 	if r.Redirect != nil {
-		v.redirect(rp+".redirect", r.Redirect)
+		v.redirect(rp.f(".redirect"), r.Redirect)
 	}
 	if d := r.DirectResponse; d != nil {
-		v.status(rp+".direct_response.status", d.Status)
+		v.status(rp.f(".direct_response.status"), d.Status)
 	}
-	v.headerMutation(rp+".request_headers", &r.RequestHeaders)
-	v.headerMutation(rp+".response_headers", &r.ResponseHeaders)
-	v.filterRefs(rp+".filters", r.Filters)
+	v.headerMutation(rp.f(".request_headers"), &r.RequestHeaders)
+	v.headerMutation(rp.f(".response_headers"), &r.ResponseHeaders)
+	v.filterRefs(rp.f(".filters"), r.Filters)
 }
 
-func (v *validator) match(mp string, m *Match) {
+func (v *validator) match(mp fpath, m *Match) {
 	n := 0
 	for _, s := range []string{m.Prefix, m.Path, m.Regex} {
 		if s != "" {
@@ -582,24 +661,24 @@ func (v *validator) match(mp string, m *Match) {
 	if g := m.GRPC; g != nil {
 		switch {
 		case g.Service == "" || strings.ContainsAny(g.Service, "/ \t"):
-			v.errf(mp+".grpc.service", "service %q: want a fully qualified gRPC service name such as helloworld.Greeter", g.Service)
+			v.errf(mp.f(".grpc.service"), "service %q: want a fully qualified gRPC service name such as helloworld.Greeter", g.Service)
 		case strings.ContainsAny(g.Method, "/ \t"):
-			v.errf(mp+".grpc.method", "method %q: want a method name such as SayHello", g.Method)
+			v.errf(mp.f(".grpc.method"), "method %q: want a method name such as SayHello", g.Method)
 		case (g.Method != "" && (m.Path != g.Path() || m.Prefix != "")) || (g.Method == "" && (m.Prefix != g.Path() || m.Path != "")) || m.Regex != "":
-			v.errf(mp+".grpc", "grpc replaces prefix, path and regex: set only grpc")
+			v.errf(mp.f(".grpc"), "grpc replaces prefix, path and regex: set only grpc")
 		}
 	}
 	if m.Prefix != "" && !strings.HasPrefix(m.Prefix, "/") {
-		v.errf(mp+".prefix", "prefix %q must start with \"/\"", m.Prefix)
+		v.errf(mp.f(".prefix"), "prefix %q must start with \"/\"", m.Prefix)
 	}
 	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
-		v.errf(mp+".path", "path %q must start with \"/\"", m.Path)
+		v.errf(mp.f(".path"), "path %q must start with \"/\"", m.Path)
 	}
 	if m.Regex != "" {
-		v.regex(mp+".regex", m.Regex)
+		v.regex(mp.f(".regex"), m.Regex)
 	}
 	for i, meth := range m.Methods {
-		p := fmt.Sprintf("%s.methods[%d]", mp, i)
+		p := mp.at(".methods", i)
 		switch {
 		case !validToken(meth):
 			v.errf(p, "method %q is not an HTTP method name", meth)
@@ -608,21 +687,21 @@ func (v *validator) match(mp string, m *Match) {
 		}
 	}
 	for i := range m.Headers {
-		v.matcher(fmt.Sprintf("%s.headers[%d]", mp, i), &m.Headers[i], true)
+		v.matcher(mp.at(".headers", i), &m.Headers[i], true)
 	}
 	for i := range m.Query {
-		v.matcher(fmt.Sprintf("%s.query[%d]", mp, i), &m.Query[i], false)
+		v.matcher(mp.at(".query", i), &m.Query[i], false)
 	}
 	for i := range m.Cookies {
-		v.matcher(fmt.Sprintf("%s.cookies[%d]", mp, i), &m.Cookies[i], false)
+		v.matcher(mp.at(".cookies", i), &m.Cookies[i], false)
 	}
 }
 
-func (v *validator) matcher(p string, h *HeaderMatcher, header bool) {
+func (v *validator) matcher(p fpath, h *HeaderMatcher, header bool) {
 	if header {
-		v.headerName(p+".name", h.Name)
+		v.headerName(p.f(".name"), h.Name)
 	} else {
-		v.required(p+".name", "name", h.Name)
+		v.required(p.f(".name"), "name", h.Name)
 	}
 	n := 0
 	for _, set := range []bool{h.Exact != "", h.Prefix != "", h.Regex != "", h.Present, h.Absent} {
@@ -634,98 +713,98 @@ func (v *validator) matcher(p string, h *HeaderMatcher, header bool) {
 		v.errf(p, "set exactly one of exact, prefix, regex, present, absent (found %d)", n)
 	}
 	if h.Regex != "" {
-		v.regex(p+".regex", h.Regex)
+		v.regex(p.f(".regex"), h.Regex)
 	}
 }
 
-func (v *validator) routeAction(p string, a *RouteAction, m *Match) {
+func (v *validator) routeAction(p fpath, a *RouteAction, m *Match) {
 	switch {
 	case a.Cluster != "" && len(a.WeightedClusters) > 0:
 		v.errf(p, "set cluster or weighted_clusters, not both")
 	case a.Cluster == "" && len(a.WeightedClusters) == 0:
 		v.errf(p, "set cluster or weighted_clusters")
 	case a.Cluster != "":
-		v.clusterRef(p+".cluster", a.Cluster)
+		v.clusterRef(p.f(".cluster"), a.Cluster)
 	default:
 		sum, seen := 0, names{}
 		for i, w := range a.WeightedClusters {
-			wp := fmt.Sprintf("%s.weighted_clusters[%d]", p, i)
-			v.clusterRef(wp+".cluster", w.Cluster)
-			v.unique(seen, wp+".cluster", "cluster in split", w.Cluster)
+			wp := p.at(".weighted_clusters", i)
+			v.clusterRef(wp.f(".cluster"), w.Cluster)
+			v.unique(&seen, wp.f(".cluster"), "cluster in split", w.Cluster)
 			if w.Weight < 0 {
-				v.errf(wp+".weight", "weight must not be negative, got %d (0 takes a version out of the split)", w.Weight)
+				v.errf(wp.f(".weight"), "weight must not be negative, got %d (0 takes a version out of the split)", w.Weight)
 			}
 			sum += w.Weight
 		}
 		if sum != 100 {
-			v.errf(p+".weighted_clusters", "weights add up to %d, want 100", sum)
+			v.errf(p.f(".weighted_clusters"), "weights add up to %d, want 100", sum)
 		}
 	}
 	if mr := a.Mirror; mr != nil {
-		v.clusterRef(p+".mirror.cluster", mr.Cluster)
-		v.percent(p+".mirror.percent", mr.Percent)
+		v.clusterRef(p.f(".mirror.cluster"), mr.Cluster)
+		v.percent(p.f(".mirror.percent"), mr.Percent)
 	}
 	if a.PrefixRewrite != "" {
 		if !strings.HasPrefix(a.PrefixRewrite, "/") {
-			v.errf(p+".prefix_rewrite", "prefix_rewrite %q must start with \"/\"", a.PrefixRewrite)
+			v.errf(p.f(".prefix_rewrite"), "prefix_rewrite %q must start with \"/\"", a.PrefixRewrite)
 		}
 		if m.Regex != "" {
-			v.errf(p+".prefix_rewrite", "prefix_rewrite needs a prefix or path match, not regex")
+			v.errf(p.f(".prefix_rewrite"), "prefix_rewrite needs a prefix or path match, not regex")
 		}
 	}
 	if a.PathRewrite != "" {
 		if !strings.HasPrefix(a.PathRewrite, "/") || strings.ContainsAny(a.PathRewrite, "?#") {
-			v.errf(p+".path_rewrite", "path_rewrite %q must start with \"/\" and hold no query", a.PathRewrite)
+			v.errf(p.f(".path_rewrite"), "path_rewrite %q must start with \"/\" and hold no query", a.PathRewrite)
 		}
 		if a.PrefixRewrite != "" {
-			v.errf(p+".path_rewrite", "set prefix_rewrite or path_rewrite, not both")
+			v.errf(p.f(".path_rewrite"), "set prefix_rewrite or path_rewrite, not both")
 		}
 	}
 	if a.HostRewrite != "" && strings.ContainsAny(a.HostRewrite, " \t\r\n/?#@") {
-		v.errf(p+".host_rewrite", "host_rewrite %q is not a host", a.HostRewrite)
+		v.errf(p.f(".host_rewrite"), "host_rewrite %q is not a host", a.HostRewrite)
 	}
-	v.duration(p+".timeout", a.Timeout)
+	v.duration(p.f(".timeout"), a.Timeout)
 	if rp := a.Retry; rp != nil {
-		v.retry(p+".retry", rp, a.Timeout)
+		v.retry(p.f(".retry"), rp, a.Timeout)
 	}
 }
 
-func (v *validator) retry(p string, r *RetryPolicy, routeTimeout Duration) {
-	v.nonNegative(p+".attempts", r.Attempts)
+func (v *validator) retry(p fpath, r *RetryPolicy, routeTimeout Duration) {
+	v.nonNegative(p.f(".attempts"), r.Attempts)
 	wantCodes := false
 	for i, on := range r.On {
-		v.oneOf(fmt.Sprintf("%s.on[%d]", p, i), on, retryOnValues...)
+		v.oneOf(p.at(".on", i), on, retryOnValues...)
 		wantCodes = wantCodes || on == "retriable-status-codes"
 	}
 	for i, s := range r.RetriableStatusCodes {
-		v.status(fmt.Sprintf("%s.retriable_status_codes[%d]", p, i), s)
+		v.status(p.at(".retriable_status_codes", i), s)
 	}
 	switch {
 	case wantCodes && len(r.RetriableStatusCodes) == 0:
-		v.errf(p+".on", "on includes retriable-status-codes; list the codes in retriable_status_codes")
+		v.errf(p.f(".on"), "on includes retriable-status-codes; list the codes in retriable_status_codes")
 	case !wantCodes && len(r.RetriableStatusCodes) > 0:
-		v.errf(p+".retriable_status_codes", "has no effect unless on includes retriable-status-codes")
+		v.errf(p.f(".retriable_status_codes"), "has no effect unless on includes retriable-status-codes")
 	}
-	v.duration(p+".per_try_timeout", r.PerTryTimeout)
-	v.duration(p+".backoff_base", r.BackoffBase)
-	v.duration(p+".backoff_max", r.BackoffMax)
+	v.duration(p.f(".per_try_timeout"), r.PerTryTimeout)
+	v.duration(p.f(".backoff_base"), r.BackoffBase)
+	v.duration(p.f(".backoff_max"), r.BackoffMax)
 	if r.PerTryTimeout > 0 && routeTimeout > 0 && r.PerTryTimeout > routeTimeout {
-		v.errf(p+".per_try_timeout", "per_try_timeout %s is longer than the route timeout %s", r.PerTryTimeout.D(), routeTimeout.D())
+		v.errf(p.f(".per_try_timeout"), "per_try_timeout %s is longer than the route timeout %s", r.PerTryTimeout.D(), routeTimeout.D())
 	}
 	if r.BackoffBase > 0 && r.BackoffMax > 0 && r.BackoffMax < r.BackoffBase {
-		v.errf(p+".backoff_max", "backoff_max %s is shorter than backoff_base %s", r.BackoffMax.D(), r.BackoffBase.D())
+		v.errf(p.f(".backoff_max"), "backoff_max %s is shorter than backoff_base %s", r.BackoffMax.D(), r.BackoffBase.D())
 	}
-	v.percent(p+".budget_percent", r.BudgetPercent)
-	v.nonNegative(p+".budget_min_concurrency", r.BudgetMinConcurrency)
+	v.percent(p.f(".budget_percent"), r.BudgetPercent)
+	v.nonNegative(p.f(".budget_min_concurrency"), r.BudgetMinConcurrency)
 }
 
-func (v *validator) redirect(p string, r *Redirect) {
-	v.oneOf(p+".scheme", r.Scheme, "http", "https")
+func (v *validator) redirect(p fpath, r *Redirect) {
+	v.oneOf(p.f(".scheme"), r.Scheme, "http", "https")
 	if r.Host != "" && strings.ContainsAny(r.Host, " \t\r\n/?#@") {
-		v.errf(p+".host", "host %q is not a host", r.Host)
+		v.errf(p.f(".host"), "host %q is not a host", r.Host)
 	}
 	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
-		v.errf(p+".path", "path %q must start with \"/\"", r.Path)
+		v.errf(p.f(".path"), "path %q must start with \"/\"", r.Path)
 	}
 	if r.Scheme == "" && r.Host == "" && r.Path == "" {
 		v.errf(p, "a redirect must change at least one of scheme, host, path")
@@ -736,65 +815,65 @@ func (v *validator) redirect(p string, r *Redirect) {
 			ok = ok || r.StatusCode == s
 		}
 		if !ok {
-			v.errf(p+".status_code", "status_code %d is not a redirect; want 301, 302, 303, 307 or 308", r.StatusCode)
+			v.errf(p.f(".status_code"), "status_code %d is not a redirect; want 301, 302, 303, 307 or 308", r.StatusCode)
 		}
 	}
 }
 
-func (v *validator) headerMutation(p string, m *HeaderMutation) {
+func (v *validator) headerMutation(p fpath, m *HeaderMutation) {
 	for _, list := range []struct {
 		key     string
 		headers []Header
 	}{{"add", m.Add}, {"set", m.Set}} {
 		for i, h := range list.headers {
-			hp := fmt.Sprintf("%s.%s[%d]", p, list.key, i)
-			v.headerName(hp+".name", h.Name)
+			hp := p.at("."+list.key, i)
+			v.headerName(hp.f(".name"), h.Name)
 			if strings.ContainsAny(h.Value, "\r\n\x00") {
-				v.errf(hp+".value", "header value must not contain CR, LF or NUL")
+				v.errf(hp.f(".value"), "header value must not contain CR, LF or NUL")
 			}
 		}
 	}
 	for i, name := range m.Remove {
-		v.headerName(fmt.Sprintf("%s.remove[%d]", p, i), name)
+		v.headerName(p.at(".remove", i), name)
 	}
 }
 
-func (v *validator) cluster(p string, c *Cluster) {
-	v.required(p+".name", "name", c.Name)
-	v.metadata(p+".metadata", c.Metadata)
+func (v *validator) cluster(p fpath, c *Cluster) {
+	v.required(p.f(".name"), "name", c.Name)
+	v.metadata(p.f(".metadata"), c.Metadata)
 	switch {
 	case len(c.Endpoints) > 0 && c.DNS != nil:
 		v.errf(p, "set endpoints or dns, not both")
 	case len(c.Endpoints) == 0 && c.DNS == nil:
-		v.errf(p+".endpoints", "at least one endpoint is required (or set dns)")
+		v.errf(p.f(".endpoints"), "at least one endpoint is required (or set dns)")
 	}
 	seen := names{}
 	for i, e := range c.Endpoints {
-		ep := fmt.Sprintf("%s.endpoints[%d]", p, i)
-		if v.required(ep+".address", "address", e.Address) {
-			v.address(ep+".address", e.Address, false, true)
-			v.unique(seen, ep+".address", "endpoint address", e.Address)
+		ep := p.at(".endpoints", i)
+		if v.required(ep.f(".address"), "address", e.Address) {
+			v.address(ep.f(".address"), e.Address, false, true)
+			v.unique(&seen, ep.f(".address"), "endpoint address", e.Address)
 		}
 		if e.Weight < 0 {
-			v.errf(ep+".weight", "weight must be at least 1, got %d", e.Weight)
+			v.errf(ep.f(".weight"), "weight must be at least 1, got %d", e.Weight)
 		}
-		v.metadata(ep+".metadata", e.Metadata)
+		v.metadata(ep.f(".metadata"), e.Metadata)
 	}
 	if d := c.DNS; d != nil {
-		v.required(p+".dns.name", "name", d.Name)
+		v.required(p.f(".dns.name"), "name", d.Name)
 		if d.Port < 1 || d.Port > 65535 {
-			v.errf(p+".dns.port", "port %d is not a number from 1 to 65535", d.Port)
+			v.errf(p.f(".dns.port"), "port %d is not a number from 1 to 65535", d.Port)
 		}
-		v.duration(p+".dns.refresh", d.Refresh)
+		v.duration(p.f(".dns.refresh"), d.Refresh)
 	}
-	v.oneOf(p+".lb", c.LB, lbPolicies...)
-	v.oneOf(p+".protocol", c.Protocol, clusterProtocols...)
+	v.oneOf(p.f(".lb"), c.LB, lbPolicies...)
+	v.oneOf(p.f(".protocol"), c.Protocol, clusterProtocols...)
 	if c.LB == "ring_hash" {
 		if c.HashOn == nil {
-			v.errf(p+".hash_on", "lb ring_hash needs hash_on (one of header, cookie, source_ip)")
+			v.errf(p.f(".hash_on"), "lb ring_hash needs hash_on (one of header, cookie, source_ip)")
 		}
 	} else if c.HashOn != nil {
-		v.errf(p+".hash_on", "hash_on only applies to lb ring_hash")
+		v.errf(p.f(".hash_on"), "hash_on only applies to lb ring_hash")
 	}
 	if h := c.HashOn; h != nil {
 		n := 0
@@ -804,69 +883,69 @@ func (v *validator) cluster(p string, c *Cluster) {
 			}
 		}
 		if n != 1 {
-			v.errf(p+".hash_on", "set exactly one of header, cookie, source_ip (found %d)", n)
+			v.errf(p.f(".hash_on"), "set exactly one of header, cookie, source_ip (found %d)", n)
 		}
 		if h.Header != "" && !validToken(h.Header) {
-			v.errf(p+".hash_on.header", "header name %q has characters a header name cannot have", h.Header)
+			v.errf(p.f(".hash_on.header"), "header name %q has characters a header name cannot have", h.Header)
 		}
 	}
-	v.duration(p+".connect_timeout", c.ConnectTimeout)
-	v.nonNegative(p+".max_conns_per_endpoint", c.MaxConnsPerEndpoint)
-	v.duration(p+".idle_timeout", c.IdleTimeout)
+	v.duration(p.f(".connect_timeout"), c.ConnectTimeout)
+	v.nonNegative(p.f(".max_conns_per_endpoint"), c.MaxConnsPerEndpoint)
+	v.duration(p.f(".idle_timeout"), c.IdleTimeout)
 	if h := c.HealthCheck; h != nil {
-		hp := p + ".health_check"
+		hp := p.f(".health_check")
 		if h.GRPC == nil && h.Path != "" && !strings.HasPrefix(h.Path, "/") {
-			v.errf(hp+".path", "path %q must start with \"/\"", h.Path)
+			v.errf(hp.f(".path"), "path %q must start with \"/\"", h.Path)
 		}
-		v.duration(hp+".interval", h.Interval)
-		v.duration(hp+".timeout", h.Timeout)
+		v.duration(hp.f(".interval"), h.Interval)
+		v.duration(hp.f(".timeout"), h.Timeout)
 		if h.Interval > 0 && h.Timeout > h.Interval {
-			v.errf(hp+".timeout", "timeout %s is longer than interval %s", h.Timeout.D(), h.Interval.D())
+			v.errf(hp.f(".timeout"), "timeout %s is longer than interval %s", h.Timeout.D(), h.Interval.D())
 		}
 		if h.HealthyThreshold < 0 {
-			v.errf(hp+".healthy_threshold", "must be at least 1, got %d", h.HealthyThreshold)
+			v.errf(hp.f(".healthy_threshold"), "must be at least 1, got %d", h.HealthyThreshold)
 		}
 		if h.UnhealthyThreshold < 0 {
-			v.errf(hp+".unhealthy_threshold", "must be at least 1, got %d", h.UnhealthyThreshold)
+			v.errf(hp.f(".unhealthy_threshold"), "must be at least 1, got %d", h.UnhealthyThreshold)
 		}
 		for i, s := range h.ExpectedStatuses {
-			v.status(fmt.Sprintf("%s.expected_statuses[%d]", hp, i), s)
+			v.status(hp.at(".expected_statuses", i), s)
 		}
 		if g := h.GRPC; g != nil {
 			// gRPC runs over HTTP/2 only, and its answer is a health
 			// status, not a path's HTTP status.
 			if c.Protocol != "http2" && c.Protocol != "auto" {
-				v.errf(hp+".grpc", "a gRPC health check needs the cluster's protocol to be http2 or auto, not %q", c.Protocol)
+				v.errf(hp.f(".grpc"), "a gRPC health check needs the cluster's protocol to be http2 or auto, not %q", c.Protocol)
 			}
 			if h.Path != "" {
-				v.errf(hp+".path", "path does not apply to a gRPC health check (it calls /grpc.health.v1.Health/Check); remove it")
+				v.errf(hp.f(".path"), "path does not apply to a gRPC health check (it calls /grpc.health.v1.Health/Check); remove it")
 			}
 			if len(h.ExpectedStatuses) > 0 {
-				v.errf(hp+".expected_statuses", "expected_statuses does not apply to a gRPC health check (it passes on SERVING); remove it")
+				v.errf(hp.f(".expected_statuses"), "expected_statuses does not apply to a gRPC health check (it passes on SERVING); remove it")
 			}
 		}
 	}
 	if o := c.OutlierDetection; o != nil {
-		op := p + ".outlier_detection"
-		v.nonNegative(op+".consecutive_5xx", o.Consecutive5xx)
-		v.nonNegative(op+".consecutive_gateway_errors", o.ConsecutiveGatewayErrors)
-		v.duration(op+".interval", o.Interval)
-		v.duration(op+".base_ejection_time", o.BaseEjectionTime)
-		v.duration(op+".max_ejection_time", o.MaxEjectionTime)
+		op := p.f(".outlier_detection")
+		v.nonNegative(op.f(".consecutive_5xx"), o.Consecutive5xx)
+		v.nonNegative(op.f(".consecutive_gateway_errors"), o.ConsecutiveGatewayErrors)
+		v.duration(op.f(".interval"), o.Interval)
+		v.duration(op.f(".base_ejection_time"), o.BaseEjectionTime)
+		v.duration(op.f(".max_ejection_time"), o.MaxEjectionTime)
 		if o.BaseEjectionTime > 0 && o.MaxEjectionTime > 0 && o.MaxEjectionTime < o.BaseEjectionTime {
-			v.errf(op+".max_ejection_time", "max_ejection_time %s is shorter than base_ejection_time %s", o.MaxEjectionTime.D(), o.BaseEjectionTime.D())
+			v.errf(op.f(".max_ejection_time"), "max_ejection_time %s is shorter than base_ejection_time %s", o.MaxEjectionTime.D(), o.BaseEjectionTime.D())
 		}
-		v.percent(op+".max_ejection_percent", o.MaxEjectionPercent)
+		v.percent(op.f(".max_ejection_percent"), o.MaxEjectionPercent)
 	}
 	cb := c.CircuitBreakers
-	v.nonNegative(p+".circuit_breakers.max_connections", cb.MaxConnections)
-	v.nonNegative(p+".circuit_breakers.max_pending", cb.MaxPending)
-	v.nonNegative(p+".circuit_breakers.max_requests", cb.MaxRequests)
-	v.nonNegative(p+".circuit_breakers.max_retries", cb.MaxRetries)
+	v.nonNegative(p.f(".circuit_breakers.max_connections"), cb.MaxConnections)
+	v.nonNegative(p.f(".circuit_breakers.max_pending"), cb.MaxPending)
+	v.nonNegative(p.f(".circuit_breakers.max_requests"), cb.MaxRequests)
+	v.nonNegative(p.f(".circuit_breakers.max_retries"), cb.MaxRetries)
 	if t := c.PanicThreshold; t != -1 && (math.IsNaN(t) || t < 0 || t > 100) {
-		v.errf(p+".panic_threshold", "must be between 0 and 100, or -1 to turn panic mode off; got %v", t)
+		v.errf(p.f(".panic_threshold"), "must be between 0 and 100, or -1 to turn panic mode off; got %v", t)
 	}
-	v.clusterTLS(p+".tls", c.TLS)
+	v.clusterTLS(p.f(".tls"), c.TLS)
 }
 
 // maxMemoryLimitMiB is what a 32-bit Wasm memory can address.
@@ -874,9 +953,9 @@ const maxMemoryLimitMiB = 4096
 
 // metadata refuses what filters could not read as Envoy metadata: an empty
 // namespace, a null, a map whose keys are not strings.
-func (v *validator) metadata(p string, m *Metadata) {
+func (v *validator) metadata(p fpath, m *Metadata) {
 	for _, pr := range CheckMetadata(m) {
-		v.errf(p+"."+pr.Field, "%s", pr.Reason)
+		v.errf(p.f("."+pr.Field), "%s", pr.Reason)
 	}
 }
 
@@ -978,7 +1057,7 @@ func (v *validator) vmIDs(fs []Filter) {
 			continue
 		}
 		if diff := vmDifference(&fs[j], f); diff != "" {
-			v.errf(fmt.Sprintf("filters[%d].vm_id", i), "filters %q and %q share vm_id %q but differ in %s: give them the same module and vm_config, another vm_id, or isolate_vm: true",
+			v.errf(rootAt("filters", i).f(".vm_id"), "filters %q and %q share vm_id %q but differ in %s: give them the same module and vm_config, another vm_id, or isolate_vm: true",
 				fs[j].Name, f.Name, f.VMID, diff)
 		}
 	}
@@ -999,10 +1078,10 @@ func vmDifference(a, b *Filter) string {
 // levels from the lowest (0) to the highest (5).
 var GuestLogLevels = []string{"trace", "debug", "info", "warn", "error", "critical"}
 
-func (v *validator) filter(p string, f *Filter) {
-	v.required(p+".name", "name", f.Name)
+func (v *validator) filter(p fpath, f *Filter) {
+	v.required(p.f(".name"), "name", f.Name)
 	m := f.Module
-	mp := p + ".module"
+	mp := p.f(".module")
 	set := 0
 	for _, s := range []string{m.Path, m.URL, m.OCI} {
 		if s != "" {
@@ -1016,42 +1095,42 @@ func (v *validator) filter(p string, f *Filter) {
 		v.errf(mp, "set path (a .wasm file, relative to the config file), url or oci (an image reference)")
 	case m.OCI != "":
 		if _, _, err := oci.ParseRef(m.OCI); err != nil {
-			v.errf(mp+".oci", "%q is not an image reference: %v", m.OCI, err)
+			v.errf(mp.f(".oci"), "%q is not an image reference: %v", m.OCI, err)
 		}
 	case m.URL != "":
 		u, err := url.Parse(m.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.errf(mp+".url", "url %q is not an http(s) URL", m.URL)
+			v.errf(mp.f(".url"), "url %q is not an http(s) URL", m.URL)
 		}
 		if m.SHA256 == "" {
-			v.errf(mp+".url", "a module fetched by url needs sha256 (the hex digest of the .wasm file)")
+			v.errf(mp.f(".url"), "a module fetched by url needs sha256 (the hex digest of the .wasm file)")
 		}
 	}
 	if m.OCI == "" {
 		for _, f := range [][2]string{{"pull_policy", m.PullPolicy}, {"pull_secret", m.PullSecret}, {"ca_file", m.CAFile}} {
 			if f[1] != "" {
-				v.errf(mp+"."+f[0], "applies only to a module pulled by oci")
+				v.errf(mp.f("."+f[0]), "applies only to a module pulled by oci")
 			}
 		}
 		if m.Verify != nil {
-			v.errf(mp+".verify", "signatures are checked only on a module pulled by oci")
+			v.errf(mp.f(".verify"), "signatures are checked only on a module pulled by oci")
 		}
 	}
-	v.oneOf(mp+".pull_policy", m.PullPolicy, oci.IfNotPresent, oci.Always)
+	v.oneOf(mp.f(".pull_policy"), m.PullPolicy, oci.IfNotPresent, oci.Always)
 	if m.Verify != nil && len(m.Verify.Keys) == 0 {
-		v.errf(mp+".verify.keys", "list at least one public key file (PEM)")
+		v.errf(mp.f(".verify.keys"), "list at least one public key file (PEM)")
 	}
 	if m.SHA256 != "" {
 		if b, err := hex.DecodeString(m.SHA256); err != nil || len(b) != 32 {
-			v.errf(mp+".sha256", "sha256 must be 64 hex digits, got %q", m.SHA256)
+			v.errf(mp.f(".sha256"), "sha256 must be 64 hex digits, got %q", m.SHA256)
 		}
 	}
-	v.oneOf(p+".failure_policy", f.FailurePolicy, "fail_closed", "fail_open")
-	v.oneOf(p+".log_level", f.LogLevel, GuestLogLevels...)
-	v.nonNegative(p+".pool_size", f.PoolSize)
+	v.oneOf(p.f(".failure_policy"), f.FailurePolicy, "fail_closed", "fail_open")
+	v.oneOf(p.f(".log_level"), f.LogLevel, GuestLogLevels...)
+	v.nonNegative(p.f(".pool_size"), f.PoolSize)
 	if f.MemoryLimitMiB < 0 || f.MemoryLimitMiB > maxMemoryLimitMiB {
-		v.errf(p+".memory_limit_mib", "must be between 1 and %d (MiB), got %d", maxMemoryLimitMiB, f.MemoryLimitMiB)
+		v.errf(p.f(".memory_limit_mib"), "must be between 1 and %d (MiB), got %d", maxMemoryLimitMiB, f.MemoryLimitMiB)
 	}
-	v.duration(p+".callback_timeout", f.CallbackTimeout)
-	v.nonNegative(p+".max_body_bytes", f.MaxBodyBytes)
+	v.duration(p.f(".callback_timeout"), f.CallbackTimeout)
+	v.nonNegative(p.f(".max_body_bytes"), f.MaxBodyBytes)
 }
