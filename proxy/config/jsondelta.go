@@ -17,7 +17,10 @@ import (
 // a route's action or the config itself when their own text (all but
 // their lists) is unchanged. A weight change decodes one route's weighted
 // clusters. The whole result is then validated, as
-// ParseJSON does, but for the checks of an unchanged cluster on its own.
+// ParseJSON does, but for the checks of an unchanged part on its own: an
+// unchanged cluster's always, an unchanged listener's or route's while
+// the cluster and filter names they refer to are those before (checks
+// across parts, such as unique names, are always made).
 //
 // The result equals ParseJSON(name, data) whatever the input
 // (FuzzDeltaParser checks it): text the splitter does not take apart
@@ -40,13 +43,7 @@ func (d *DeltaParser) Parse(name string, data []byte) (*Config, error) {
 				sum := sha256.Sum256(data)
 				c.Version = hex.EncodeToString(sum[:])[:versionHexDigits]
 			}
-			// A cluster whose text is unchanged passed its own checks
-			// in the config before.
-			valid := make([]bool, len(t.clusters))
-			for i := range valid {
-				valid[i] = i < len(d.text.clusters) && bytes.Equal(t.clusters[i], d.text.clusters[i])
-			}
-			if err := validate(name, data, c, valid); err != nil {
+			if err := validate(name, data, c, d.knownValid(c, t)); err != nil {
 				return nil, err
 			}
 			d.last, d.text = c, t
@@ -60,6 +57,65 @@ func (d *DeltaParser) Parse(name string, data []byte) (*Config, error) {
 	d.last = c
 	d.text, _ = (&DeltaParser{}).split(data)
 	return c, nil
+}
+
+// knownValid says which parts of c (whose text is t) passed their checks
+// in d.last and are unchanged since: their text is byte for byte the one
+// at the same place in d.last's, and a part's checks depend only on the
+// part and on the names of the clusters and filters (sameRefs). d.last was
+// validated whole (ParseJSON) or the same way, so by induction every part
+// it skips did pass all its checks.
+func (d *DeltaParser) knownValid(c *Config, t *configText) *knownValid {
+	pt := d.text
+	k := &knownValid{clusters: make([]bool, len(t.clusters)), sameRefs: sameNames(c, d.last)}
+	for i := range k.clusters {
+		k.clusters[i] = i < len(pt.clusters) && bytes.Equal(t.clusters[i], pt.clusters[i])
+	}
+	if !k.sameRefs {
+		return k
+	}
+	k.listeners = make([]bool, len(t.listeners))
+	k.routes = make([][][]bool, len(t.listeners))
+	for i, lt := range t.listeners {
+		if i >= len(pt.listeners) {
+			break
+		}
+		plt := pt.listeners[i]
+		if k.listeners[i] = bytes.Equal(lt.whole, plt.whole); k.listeners[i] {
+			continue
+		}
+		k.routes[i] = make([][]bool, len(lt.vhosts))
+		for j, vt := range lt.vhosts {
+			if j >= len(plt.vhosts) {
+				break
+			}
+			pvt := plt.vhosts[j]
+			k.routes[i][j] = make([]bool, len(vt.routes))
+			for r, rt := range vt.routes {
+				k.routes[i][j][r] = r < len(pvt.routes) && bytes.Equal(rt.whole, pvt.routes[r].whole)
+			}
+		}
+	}
+	return k
+}
+
+// sameNames reports whether a and b name the same clusters and filters in
+// the same order: what a listener or route refers to resolves alike.
+func sameNames(a, b *Config) bool {
+	if len(a.Clusters) != len(b.Clusters) || len(a.Filters) != len(b.Filters) {
+		return false
+	}
+	for i := range a.Clusters {
+		if a.Clusters[i].Name != b.Clusters[i].Name {
+			return false
+		}
+	}
+	for i := range a.Filters {
+		if a.Filters[i].Name != b.Filters[i].Name {
+			return false
+		}
+	}
+	return true
 }
 
 // configText is a config's JSON text taken apart: its own fields (all but

@@ -44,18 +44,20 @@ func deltaCorpus(tb testing.TB) [][]byte {
 		swap(mesh, split, `"weight":70},{"cluster":"orders.default.v2","weight":30}`),
 		swap(mesh, `"127.0.0.1:1001"`, `"127.0.0.1:1003"`), // a cluster's endpoint
 		swap(mesh, `{"node":`, `{"version":"7","node":`),
-		swap(mesh, `"id":"s000"`, `"id":"s001"`),                                      // tracing's default service name follows
-		swap(mesh, `"max_connections":10000`, `"max_connections":100`),                // a listener's own field
-		swap(mesh, `"domains":["orders",`, `"domains":["orders.example",`),            // a virtual host's own field
-		swap(mesh, `"name":"orders.default/split"`, `"name":"orders.default/other"`),  // a route
-		swap(mesh, `"timeout":"15s"`, `"timeout":"10s"`),                              // a route action's own field
-		swap(mesh, `"timeout":"15s",`, ``),                                            // ... back to its default
-		swap(mesh, `"status":404`, `"status":403`),                                    // a route's own field
-		swap(mesh, `"weighted_clusters":[`, `"weighted_clusters":[],"x":[`),           // unknown field in an action
-		swap(mesh, `"weight":30}`, `"weight":30,"bogus":1}`),                          // unknown field in a changed host
-		swap(mesh, `"weight":30}`, `"weight":"30"}`),                                  // wrong type
-		swap(mesh, split, `"weight":60},{"cluster":"orders.default.v2","weight":30}`), // invalid: adds to 90
-		swap(mesh, `"listeners":`, `"Listeners":`),                                    // encoding/json matches it anyway
+		swap(mesh, `"id":"s000"`, `"id":"s001"`),                                                         // tracing's default service name follows
+		swap(mesh, `"max_connections":10000`, `"max_connections":100`),                                   // a listener's own field
+		swap(mesh, `"domains":["orders",`, `"domains":["orders.example",`),                               // a virtual host's own field
+		swap(mesh, `"name":"orders.default/split"`, `"name":"orders.default/other"`),                     // a route
+		swap(mesh, `"timeout":"15s"`, `"timeout":"10s"`),                                                 // a route action's own field
+		swap(mesh, `"timeout":"15s",`, ``),                                                               // ... back to its default
+		swap(mesh, `"status":404`, `"status":403`),                                                       // a route's own field
+		swap(mesh, `"weighted_clusters":[`, `"weighted_clusters":[],"x":[`),                              // unknown field in an action
+		swap(mesh, `"weight":30}`, `"weight":30,"bogus":1}`),                                             // unknown field in a changed host
+		swap(mesh, `"weight":30}`, `"weight":"30"}`),                                                     // wrong type
+		swap(mesh, split, `"weight":60},{"cluster":"orders.default.v2","weight":30}`),                    // invalid: adds to 90
+		swap(mesh, `{"name":"orders.default.v2","endpoints"`, `{"name":"orders.default.v3","endpoints"`), // invalid: an unchanged route names it
+		swap(mesh, `"domains":["*"]`, `"domains":["*","orders"]`),                                        // invalid: a domain twice, routes unchanged
+		swap(mesh, `"listeners":`, `"Listeners":`),                                                       // encoding/json matches it anyway
 		swap(mesh, `"clusters":[`, `"clusters":null,"clusters":[`),
 		swap(mesh, `"virtual_hosts":`, `"virtual_hosts":[],"virtual_hosts":`),
 		swap(mesh, `"clusters":[`, `"cl\u0075sters":[`),
@@ -105,6 +107,42 @@ func TestDeltaParserIsParseJSON(t *testing.T) {
 	// runs at all, not only the fallback).
 	if reused == 0 {
 		t.Fatal("no parse reused a decoded cluster")
+	}
+}
+
+// TestDeltaParserKnowsWhatIsValid: after a weight change only the changed
+// route is checked on its own; once a cluster is renamed, every listener
+// and route is, and an unchanged route naming the old name is refused.
+func TestDeltaParserKnowsWhatIsValid(t *testing.T) {
+	corpus := deltaCorpus(t)
+	mesh, weights, renamed := corpus[1], corpus[2], corpus[16]
+	if !bytes.Contains(renamed, []byte(`"orders.default.v3"`)) {
+		t.Fatal("corpus[16] is not the renamed cluster")
+	}
+	var d DeltaParser
+	if _, err := d.Parse("prev", mesh); err != nil {
+		t.Fatal(err)
+	}
+	c, text, ok := d.delta(weights)
+	if !ok {
+		t.Fatal("a weight change fell back to ParseJSON")
+	}
+	k := d.knownValid(c, text)
+	if !k.sameRefs || !reflect.DeepEqual(k.clusters, []bool{true, true}) || !reflect.DeepEqual(k.listeners, []bool{false}) ||
+		!reflect.DeepEqual(k.routes, [][][]bool{{{false}, {true}}}) {
+		t.Fatalf("weight change: known valid %+v; want both clusters and the second virtual host's route only", *k)
+	}
+	c, text, ok = d.delta(renamed)
+	if !ok {
+		t.Fatal("a renamed cluster fell back to ParseJSON")
+	}
+	if k := d.knownValid(c, text); k.sameRefs || k.listeners != nil || k.routes != nil || !reflect.DeepEqual(k.clusters, []bool{true, false}) {
+		t.Fatalf("renamed cluster: known valid %+v; want only the first cluster", *k)
+	}
+	_, err := d.Parse("next", renamed)
+	want := `listeners[0].virtual_hosts[0].routes[0].route.weighted_clusters[1].cluster: cluster "orders.default.v2" is not declared under clusters`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("renamed cluster: error %v; want one saying %s", err, want)
 	}
 }
 
