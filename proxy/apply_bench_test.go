@@ -114,3 +114,20 @@ func BenchmarkApplyWeightChange(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkValidate is config.Validate alone on the config of
+// BenchmarkApplyWeightChange (already parsed and defaulted), valid as it
+// is: the work every parse of a change repeats, whole or delta.
+func BenchmarkValidate(b *testing.B) {
+	c, err := config.ParseJSON("bench", weightChange(b, 1, 30))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := config.Validate("bench", nil, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
