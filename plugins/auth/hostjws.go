@@ -40,6 +40,9 @@ type hostJWS struct {
 	cacheSize      int
 	header, prefix string
 	buf            []byte
+	// reqArgs are checkRequest's arguments for handle: version, handle,
+	// 0 for the host's clock, no token (the host reads the request's).
+	reqArgs [1 + 4 + 8]byte
 	// reqClaims holds the claims of checkRequest's token (not kept).
 	reqClaims claims
 	// answer is where the host writes weft.jws_verify's answers (u32
@@ -71,11 +74,7 @@ func (h *hostJWS) checkRequest(v *validator, keys *keySet) (cl claims, present b
 	if h.state == hostAbsent || !h.register(v, keys) {
 		return nil, false, nil, false
 	}
-	b := append(h.buf[:0], hostJWSVersion)
-	b = binary.LittleEndian.AppendUint32(b, h.handle)
-	b = binary.LittleEndian.AppendUint64(b, 0) // the host's clock
-	h.buf = b
-	out, callErr := h.call(b)
+	out, callErr := h.call(h.reqArgs[:])
 	if callErr == nil && len(out) == 1 && out[0] == hostJWSNoToken {
 		return nil, false, nil, true
 	}
@@ -243,6 +242,8 @@ func (h *hostJWS) register(v *validator, keys *keySet) bool {
 	case err == nil && len(out) == 4:
 		h.state = hostOffered
 		h.handle = binary.LittleEndian.Uint32(out)
+		h.reqArgs = [1 + 4 + 8]byte{0: hostJWSVersion}
+		binary.LittleEndian.PutUint32(h.reqArgs[1:], h.handle)
 	case sdk.IsForeignFunctionMissing(err):
 		h.state = hostAbsent
 		sdk.Infof("auth: the host does not offer %s: tokens are decoded in the VM", hostJWSKeysFunc)
