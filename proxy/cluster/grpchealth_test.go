@@ -3,8 +3,11 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,6 +185,17 @@ func TestDecodeHealthResponse(t *testing.T) {
 		{"truncated varint", frame([]byte{1 << 3, 0x80}), 0, true},
 		{"length past end", frame([]byte{4<<3 | 2, 9, 'x'}), 0, true},
 		{"group wire type", frame([]byte{4<<3 | 3}), 0, true},
+		// Each wire type's value cut off at the very end of the message
+		// (nothing after the tag, one byte short), and exactly long
+		// enough as the last field.
+		{"varint missing", frame([]byte{1 << 3, 1, 1 << 3}), 0, true},
+		{"fixed64 one short", frame([]byte{1 << 3, 1, 3<<3 | 1, 1, 2, 3, 4, 5, 6, 7}), 0, true},
+		{"fixed64 last", frame([]byte{1 << 3, 1, 3<<3 | 1, 1, 2, 3, 4, 5, 6, 7, 8}), 1, false},
+		{"fixed32 one short", frame([]byte{1 << 3, 1, 5<<3 | 5, 1, 2, 3}), 0, true},
+		{"fixed32 last", frame([]byte{1 << 3, 1, 5<<3 | 5, 1, 2, 3, 4}), 1, false},
+		{"length missing", frame([]byte{1 << 3, 1, 4<<3 | 2}), 0, true},
+		{"length one past end", frame([]byte{1 << 3, 1, 4<<3 | 2, 2, 'x'}), 0, true},
+		{"length to the end", frame([]byte{1 << 3, 1, 4<<3 | 2, 1, 'x'}), 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,4 +231,74 @@ func FuzzDecodeHealthResponse(f *testing.F) {
 			t.Fatalf("% x: decoded status %d, protobuf says %d", msg, status, m.Status)
 		}
 	})
+}
+
+// rawGRPCHealth serves Health/Check over h2c with net/http, answering
+// SERVING in a message padded (an unknown field) to a whole response of
+// size bytes, and records the :authority of each check.
+func rawGRPCHealth(t *testing.T, size *atomic.Int64, host *atomic.Value) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host.Store(r.Host)
+		_, _ = io.Copy(io.Discard, r.Body)
+		// 5 bytes of frame, 2 of status, then field 4 with a 2-byte
+		// length and pad bytes.
+		pad := int(size.Load()) - 5 - 2 - 1 - 2
+		msg := []byte{1 << 3, grpcServing, 4<<3 | 2}
+		msg = binary.AppendUvarint(msg, uint64(pad))
+		msg = append(msg, bytes.Repeat([]byte{'p'}, pad)...)
+		frame := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = w.Write(append(frame, msg...))
+		w.Header().Set("Grpc-Status", "0")
+	})}
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(ln)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// A check sends the configured host as :authority (else the endpoint's
+// address), and reads an answer of up to 1 KiB whole: 1024 bytes pass,
+// 1025 are refused as no HealthCheckResponse.
+func TestGRPCHealthCheckHostAndSizeBound(t *testing.T) {
+	var size atomic.Int64
+	var host atomic.Value
+	size.Store(1024)
+	addr := rawGRPCHealth(t, &size, &host)
+	for _, want := range []string{"", "health.weft.test"} {
+		hc := grpcChecks("")
+		hc.Interval = config.Duration(time.Hour) // only the checks below
+		hc.Timeout = config.Duration(30 * time.Second)
+		hc.Host = want
+		c := start(t, config.Cluster{Name: "g", Protocol: "http2", Endpoints: static(addr), HealthCheck: hc, PanicThreshold: -1}, Options{})
+		e := endpointByAddr(c, addr)
+		size.Store(1024)
+		if err := c.checkGRPC(e); err != nil {
+			t.Fatalf("host %q: a 1024-byte SERVING answer: %v", want, err)
+		}
+		if want == "" {
+			want = addr
+		}
+		if got := host.Load(); got != want {
+			t.Errorf("the check's :authority is %q, want %q", got, want)
+		}
+		size.Store(1025)
+		if err := c.checkGRPC(e); !errors.Is(err, errMalformedHealth) {
+			t.Fatalf("a 1025-byte answer: %v, want it refused as malformed", err)
+		}
+	}
 }

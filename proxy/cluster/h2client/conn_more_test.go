@@ -1,0 +1,52 @@
+package h2client
+
+import (
+	"testing"
+	"time"
+)
+
+// tick is half the shortest of the idle, ping and ping-answer times,
+// never under 100 ms.
+func TestConnTick(t *testing.T) {
+	for _, tt := range []struct {
+		idle, after, timeout, want time.Duration
+	}{
+		{10 * time.Second, 4 * time.Second, 6 * time.Second, 2 * time.Second},
+		{3 * time.Second, 30 * time.Second, 15 * time.Second, 1500 * time.Millisecond},
+		{time.Minute, time.Minute, 400 * time.Millisecond, 200 * time.Millisecond},
+		{100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond},
+		{time.Millisecond, time.Second, time.Second, 100 * time.Millisecond},
+	} {
+		c := &conn{t: &Transport{cfg: Config{IdleTimeout: tt.idle, PingAfter: tt.after, PingTimeout: tt.timeout}}}
+		if got := c.tick(); got != tt.want {
+			t.Errorf("tick with idle %v, ping after %v, ping timeout %v: %v, want %v", tt.idle, tt.after, tt.timeout, got, tt.want)
+		}
+	}
+}
+
+// A connection takes streams up to the server's limit, and none once its
+// stream IDs run out (the last client stream ID is 2^31-1), is closed or
+// going away.
+func TestConnReserveBounds(t *testing.T) {
+	c := &conn{maxSlots: 2, nextID: 1}
+	if !c.reserve() || !c.reserve() {
+		t.Fatal("two slots of two refused")
+	}
+	if c.reserve() {
+		t.Fatal("a third slot of two given")
+	}
+	for _, tt := range []struct {
+		nextID uint32
+		ok     bool
+	}{{1<<31 - 5, true}, {1<<31 - 3, true}, {1<<31 + 1, false}, {1<<32 - 1, false}} {
+		c := &conn{maxSlots: 10, nextID: tt.nextID}
+		if got := c.reserve(); got != tt.ok {
+			t.Errorf("next stream ID %d: reserve %v, want %v", tt.nextID, got, tt.ok)
+		}
+	}
+	for _, c := range []*conn{{maxSlots: 10, nextID: 1, closed: true}, {maxSlots: 10, nextID: 1, goingAway: true}} {
+		if c.reserve() {
+			t.Errorf("closed %v, going away %v: a slot given", c.closed, c.goingAway)
+		}
+	}
+}
