@@ -50,3 +50,21 @@ func TestConnReserveBounds(t *testing.T) {
 		}
 	}
 }
+
+// A connection is idle from the moment its last stream slot is given
+// back, not from an earlier one.
+func TestConnIdleSinceLastRelease(t *testing.T) {
+	c := &conn{t: New(Config{}), maxSlots: 2, nextID: 1}
+	if !c.reserve() || !c.reserve() {
+		t.Fatal("two slots of two refused")
+	}
+	c.release()
+	if !c.idleSince.IsZero() {
+		t.Fatalf("idle since %v with a stream still open", c.idleSince)
+	}
+	before := time.Now()
+	c.release()
+	if c.slots != 0 || c.idleSince.Before(before) {
+		t.Fatalf("%d slots, idle since %v: want 0, idle from the last release (%v)", c.slots, c.idleSince, before)
+	}
+}

@@ -1,0 +1,338 @@
+package h2client
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// peer is the server end of one HTTP/2 connection, written and read frame
+// by frame by the test: it sees exactly what the client sends.
+type peer struct {
+	nc   net.Conn
+	fr   *http2.Framer
+	hbuf bytes.Buffer
+	henc *hpack.Encoder
+}
+
+// rawServer accepts connections on loopback and hands each to the test
+// once the client's preface is read. The decoder of the client's header
+// blocks has a dynamic table of tableSize bytes.
+func rawServer(t *testing.T, tableSize uint32) (string, <-chan *peer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := make(chan *peer, 4)
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+			_ = nc.SetDeadline(time.Now().Add(wait))
+			pre := make([]byte, len(http2.ClientPreface))
+			if _, err := io.ReadFull(nc, pre); err != nil || string(pre) != http2.ClientPreface {
+				_ = nc.Close()
+				continue
+			}
+			p := &peer{nc: nc, fr: http2.NewFramer(nc, nc)}
+			p.fr.ReadMetaHeaders = hpack.NewDecoder(tableSize, nil)
+			p.henc = hpack.NewEncoder(&p.hbuf)
+			peers <- p
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String(), peers
+}
+
+// next is the next peer, within the generous deadline.
+func next(t *testing.T, peers <-chan *peer) *peer {
+	t.Helper()
+	select {
+	case p := <-peers:
+		return p
+	case <-time.After(wait):
+		t.Fatal("the client never connected")
+		return nil
+	}
+}
+
+// read returns the client's next frame (the connection's deadline, set
+// at accept, bounds it).
+func (p *peer) read(t *testing.T) http2.Frame {
+	t.Helper()
+	f, err := p.fr.ReadFrame()
+	if err != nil {
+		t.Fatalf("reading the client's frames: %v", err)
+	}
+	return f
+}
+
+// readUntil reads frames, skipping the client's SETTINGS ACKs, WINDOW_UPDATEs
+// and PINGs, until one satisfying keep.
+func (p *peer) readUntil(t *testing.T, what string, keep func(http2.Frame) bool) http2.Frame {
+	t.Helper()
+	for {
+		f := p.read(t)
+		if keep(f) {
+			return f
+		}
+		switch f.(type) {
+		case *http2.SettingsFrame, *http2.WindowUpdateFrame, *http2.PingFrame:
+			continue
+		}
+		t.Fatalf("waiting for %s, the client sent %v", what, f)
+	}
+}
+
+// respond sends a response's HEADERS (:status 200), ending the stream.
+func (p *peer) respond(t *testing.T, id uint32) {
+	t.Helper()
+	p.hbuf.Reset()
+	_ = p.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.hbuf.Bytes(), EndHeaders: true, EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// result is a request's outcome, from the goroutine that sent it.
+type result struct {
+	resp *http.Response
+	err  error
+}
+
+// send starts req on tr in a goroutine; its result arrives on the channel.
+func send(tr *Transport, method, body string, hdr ...string) <-chan result {
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), method, "http://weft.test/x", r)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	out := make(chan result, 1)
+	go func() {
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		out <- result{resp, err}
+	}()
+	return out
+}
+
+func await(t *testing.T, res <-chan result) result {
+	t.Helper()
+	select {
+	case r := <-res:
+		return r
+	case <-time.After(wait):
+		t.Fatal("the request never ended")
+		return result{}
+	}
+}
+
+// The client opens with its SETTINGS (push off, its stream window, 1 MiB
+// frames, its header list bound) and then widens the connection's window
+// from HTTP/2's 65535 to ConnWindow, in one WINDOW_UPDATE; with
+// ConnWindow 65535 there is nothing to widen, and its first request comes
+// next.
+func TestOpeningFrames(t *testing.T) {
+	for _, tt := range []struct {
+		stream, conn int32
+		update       uint32
+	}{{1 << 20, 8 << 20, 8<<20 - 65535}, {65536, 65536, 1}, {65535, 65535, 0}, {1000, 65535, 0}} {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{StreamWindow: tt.stream, ConnWindow: tt.conn, MaxResponseHeaderBytes: 64 << 10})
+		res := send(tr, "GET", "")
+		p := next(t, peers)
+		sf, ok := p.read(t).(*http2.SettingsFrame)
+		if !ok || sf.IsAck() {
+			t.Fatalf("windows %d/%d: the client's first frame is not its SETTINGS", tt.stream, tt.conn)
+		}
+		got := map[http2.SettingID]uint32{}
+		_ = sf.ForeachSetting(func(s http2.Setting) error { got[s.ID] = s.Val; return nil })
+		want := map[http2.SettingID]uint32{http2.SettingEnablePush: 0, http2.SettingInitialWindowSize: uint32(tt.stream),
+			http2.SettingMaxFrameSize: 1 << 20, http2.SettingMaxHeaderListSize: 64 << 10}
+		if len(got) != len(want) {
+			t.Errorf("windows %d/%d: SETTINGS %v, want %v", tt.stream, tt.conn, got, want)
+		}
+		for id, v := range want {
+			if got[id] != v {
+				t.Errorf("windows %d/%d: SETTINGS %v = %d, want %d", tt.stream, tt.conn, id, got[id], v)
+			}
+		}
+		if err := p.fr.WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		f := p.read(t)
+		if tt.update > 0 {
+			wu, ok := f.(*http2.WindowUpdateFrame)
+			if !ok || wu.StreamID != 0 || wu.Increment != tt.update {
+				t.Fatalf("windows %d/%d: after SETTINGS %v, want the connection's WINDOW_UPDATE of %d", tt.stream, tt.conn, f, tt.update)
+			}
+			f = p.read(t)
+		}
+		if _, ok := f.(*http2.SettingsFrame); ok { // the ACK of ours
+			f = p.read(t)
+		}
+		h, ok := f.(*http2.MetaHeadersFrame)
+		if !ok {
+			t.Fatalf("windows %d/%d: %v where the request's HEADERS belong", tt.stream, tt.conn, f)
+		}
+		p.respond(t, h.StreamID)
+		if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+			t.Fatalf("windows %d/%d: %+v", tt.stream, tt.conn, r)
+		}
+	}
+}
+
+// The server's SETTINGS_INITIAL_WINDOW_SIZE bounds what a request body
+// may send before a WINDOW_UPDATE, and a change of it mid-stream moves an
+// open stream's window by the difference (RFC 9113 section 6.9.2): the
+// client never sends past what the server allowed. The largest legal
+// value (2^31-1) is taken, one more is a FLOW_CONTROL_ERROR.
+func TestServerInitialWindow(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{})
+	body := strings.Repeat("b", 100)
+	res := send(tr, "POST", body)
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10}); err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var id uint32
+	readData := func(allowed int, what string) {
+		t.Helper()
+		for got < allowed {
+			switch f := p.read(t).(type) {
+			case *http2.MetaHeadersFrame:
+				id = f.StreamID
+			case *http2.DataFrame:
+				got += len(f.Data())
+				if got > allowed {
+					t.Fatalf("%s: the client sent %d body bytes, the server allowed %d", what, got, allowed)
+				}
+			case *http2.SettingsFrame, *http2.WindowUpdateFrame, *http2.PingFrame:
+			default:
+				t.Fatalf("waiting for %s, the client sent %v", what, f)
+			}
+		}
+	}
+	readData(10, "the first 10 bytes")
+	// 10 → 30: 20 more for the open stream, not 30 (nor 40).
+	if err := p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 30}); err != nil {
+		t.Fatal(err)
+	}
+	readData(30, "20 bytes more after the window grew to 30")
+	if err := p.fr.WriteWindowUpdate(id, 70); err != nil {
+		t.Fatal(err)
+	}
+	readData(100, "the rest after a WINDOW_UPDATE")
+	p.respond(t, id)
+	if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("%+v", r)
+	}
+
+	for _, tt := range []struct {
+		val uint32
+		ok  bool
+	}{{1<<31 - 1, true}, {1 << 31, false}} {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{})
+		res := send(tr, "GET", "")
+		p := next(t, peers)
+		if err := p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: tt.val}); err != nil {
+			t.Fatal(err)
+		}
+		if !tt.ok {
+			ga := p.readUntil(t, "GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+			if ga.ErrCode != http2.ErrCodeFlowControl {
+				t.Errorf("initial window %d: GOAWAY %v, want FLOW_CONTROL_ERROR", tt.val, ga.ErrCode)
+			}
+			if r := await(t, res); r.err == nil {
+				t.Errorf("initial window %d: the request went through", tt.val)
+			}
+			continue
+		}
+		h := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+		p.respond(t, h.Header().StreamID)
+		if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+			t.Fatalf("initial window %d: %+v", tt.val, r)
+		}
+	}
+}
+
+// A server that keeps no HPACK dynamic table (SETTINGS_HEADER_TABLE_SIZE
+// 0) gets header blocks that do not refer to one: its decoder, with no
+// table, reads every request's fields.
+func TestServerHeaderTableSize(t *testing.T) {
+	addr, peers := rawServer(t, 0)
+	tr, _ := newTransport(t, addr, Config{})
+	p := (*peer)(nil)
+	for i := 0; i < 3; i++ {
+		res := send(tr, "GET", "", "X-Repeated", "the same value every time")
+		if p == nil {
+			p = next(t, peers)
+			if err := p.fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := p.fr.ReadFrame()
+		for err == nil {
+			if _, ok := f.(*http2.MetaHeadersFrame); ok {
+				break
+			}
+			f, err = p.fr.ReadFrame()
+		}
+		if err != nil {
+			t.Fatalf("request %d: the server cannot decode the client's frames: %v", i, err)
+		}
+		h := f.(*http2.MetaHeadersFrame)
+		if v := h.PseudoValue("method"); v != "GET" {
+			t.Fatalf("request %d: :method %q", i, v)
+		}
+		var got string
+		for _, hf := range h.RegularFields() {
+			if hf.Name == "x-repeated" {
+				got = hf.Value
+			}
+		}
+		if got != "the same value every time" {
+			t.Fatalf("request %d: x-repeated %q", i, got)
+		}
+		p.respond(t, h.StreamID)
+		if r := await(t, res); r.err != nil {
+			t.Fatalf("request %d: %v", i, r.err)
+		}
+	}
+}
