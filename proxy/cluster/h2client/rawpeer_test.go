@@ -336,3 +336,64 @@ func TestServerHeaderTableSize(t *testing.T) {
 		}
 	}
 }
+
+// WINDOW_UPDATEs may bring a window to 2^31-1 exactly; one byte more is a
+// FLOW_CONTROL_ERROR: of the connection (GOAWAY) for its window, of the
+// stream alone (RST_STREAM) for a stream's.
+func TestWindowUpdateBounds(t *testing.T) {
+	const max = 1<<31 - 1
+	t.Run("connection", func(t *testing.T) {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{})
+		res := send(tr, "GET", "")
+		p := next(t, peers)
+		if err := p.fr.WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.fr.WriteWindowUpdate(0, max-65535); err != nil {
+			t.Fatal(err)
+		}
+		h := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+		p.respond(t, h.Header().StreamID)
+		if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+			t.Fatalf("with the connection window at 2^31-1: %+v", r)
+		}
+		if err := p.fr.WriteWindowUpdate(0, 1); err != nil {
+			t.Fatal(err)
+		}
+		ga := p.readUntil(t, "GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+		if ga.ErrCode != http2.ErrCodeFlowControl {
+			t.Fatalf("GOAWAY %v, want FLOW_CONTROL_ERROR", ga.ErrCode)
+		}
+	})
+	t.Run("stream", func(t *testing.T) {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{})
+		res := send(tr, "POST", strings.Repeat("b", 100))
+		p := next(t, peers)
+		if err := p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+			t.Fatal(err)
+		}
+		id := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+		if err := p.fr.WriteWindowUpdate(id, max); err != nil {
+			t.Fatal(err)
+		}
+		for got, end := 0, false; !end; {
+			d := p.readUntil(t, "the body", func(f http2.Frame) bool { _, ok := f.(*http2.DataFrame); return ok }).(*http2.DataFrame)
+			got += len(d.Data())
+			if end = d.StreamEnded(); end && got != 100 {
+				t.Fatalf("the body ended after %d bytes, want 100", got)
+			}
+		}
+		if err := p.fr.WriteWindowUpdate(id, 101); err != nil {
+			t.Fatal(err)
+		}
+		rst := p.readUntil(t, "RST_STREAM", func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+		if rst.StreamID != id || rst.ErrCode != http2.ErrCodeFlowControl {
+			t.Fatalf("RST_STREAM %v on stream %d, want FLOW_CONTROL_ERROR on %d", rst.ErrCode, rst.StreamID, id)
+		}
+		if r := await(t, res); r.err == nil {
+			t.Fatal("the request whose stream window overflowed went through")
+		}
+	})
+}
