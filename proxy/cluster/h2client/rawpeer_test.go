@@ -3,6 +3,8 @@ package h2client
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -396,4 +398,114 @@ func TestWindowUpdateBounds(t *testing.T) {
 			t.Fatal("the request whose stream window overflowed went through")
 		}
 	})
+}
+
+// sync sends a PING and returns the client's frames read before its ACK:
+// everything the client wrote before it read the PING.
+func (p *peer) sync(t *testing.T) []http2.Frame {
+	t.Helper()
+	if err := p.fr.WritePing(false, [8]byte{'s', 'y', 'n', 'c'}); err != nil {
+		t.Fatal(err)
+	}
+	var before []http2.Frame
+	for {
+		f := p.read(t)
+		if pf, ok := f.(*http2.PingFrame); ok && pf.IsAck() && pf.Data == [8]byte{'s', 'y', 'n', 'c'} {
+			return before
+		}
+		before = append(before, f)
+	}
+}
+
+// The connection's receive window is credited back, padding included (at
+// once) and data as the body is read, in one WINDOW_UPDATE once half the
+// window (32767 of 65535) is used: a response of 32766 flow-controlled
+// bytes gets none, one of 32767 gets exactly 32767.
+func TestReceiveWindowCredit(t *testing.T) {
+	for _, total := range []int{32766, 32767} {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{StreamWindow: 65535, ConnWindow: 65535})
+		res := send(tr, "GET", "")
+		p := next(t, peers)
+		if err := p.fr.WriteSettings(); err != nil {
+			t.Fatal(err)
+		}
+		id := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+		p.hbuf.Reset()
+		_ = p.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.hbuf.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		// Frames of 256 flow-controlled bytes: the pad length byte, 100
+		// bytes of data, 155 of padding; the last one makes up the total.
+		data := bytes.Repeat([]byte{'d'}, 100)
+		for left := total; left > 0; {
+			n := min(left, 256)
+			left -= n
+			if err := p.fr.WriteDataPadded(id, left == 0, data, make([]byte, n-1-len(data))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+			t.Fatalf("total %d: %+v", total, r)
+		}
+		var updates []uint32
+		for _, f := range p.sync(t) {
+			if wu, ok := f.(*http2.WindowUpdateFrame); ok && wu.StreamID == 0 {
+				updates = append(updates, wu.Increment)
+			}
+		}
+		want := []uint32(nil)
+		if total >= 32767 {
+			want = []uint32{uint32(total)}
+		}
+		if fmt.Sprint(updates) != fmt.Sprint(want) {
+			t.Errorf("%d flow-controlled bytes read: connection WINDOW_UPDATEs %v, want %v", total, updates, want)
+		}
+	}
+}
+
+// GOAWAY: streams up to its last stream ID finish on the connection; the
+// ones after it were not processed and go again on a new connection; a
+// connection with no stream left closes.
+func TestGoAwayLastStream(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, dials := newTransport(t, addr, Config{})
+	first := send(tr, "GET", "")
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	id1 := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+	second := send(tr, "GET", "")
+	id2 := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+	if err := p.fr.WriteGoAway(id1, http2.ErrCodeNo, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The second request goes again, on a new connection.
+	p2 := next(t, peers)
+	if err := p2.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	h := p2.readUntil(t, "the retried HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	p2.respond(t, h.Header().StreamID)
+	if r := await(t, second); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("stream %d, after GOAWAY's last stream %d: %+v", id2, id1, r)
+	}
+	// The first finishes where it is, then its connection closes.
+	p.respond(t, id1)
+	if r := await(t, first); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("stream %d, GOAWAY's last stream: %+v", id1, r)
+	}
+	for {
+		if _, err := p.fr.ReadFrame(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("the connection that went away did not close: %v", err)
+			}
+			break
+		}
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials, want 2", n)
+	}
 }
