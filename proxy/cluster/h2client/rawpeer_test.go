@@ -509,3 +509,45 @@ func TestGoAwayLastStream(t *testing.T) {
 		t.Fatalf("%d dials, want 2", n)
 	}
 }
+
+// A stream's receive window is credited back as its body is read, in one
+// WINDOW_UPDATE once half of it (32767 of 65535) is read.
+func TestStreamReceiveWindowCredit(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{StreamWindow: 65535, ConnWindow: 1 << 20})
+	res := send(tr, "GET", "")
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	id := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+	p.hbuf.Reset()
+	_ = p.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	for left := 32767; left > 0; left -= 10000 {
+		if err := p.fr.WriteData(id, false, bytes.Repeat([]byte{'d'}, min(left, 10000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The client reads the body at its own pace: wait for the update
+	// (the connection's deadline bounds the wait).
+	var updates []uint32
+	for len(updates) == 0 {
+		for _, f := range p.sync(t) {
+			if wu, ok := f.(*http2.WindowUpdateFrame); ok && wu.StreamID == id {
+				updates = append(updates, wu.Increment)
+			}
+		}
+	}
+	if len(updates) != 1 || updates[0] != 32767 {
+		t.Fatalf("stream WINDOW_UPDATEs %v, want [32767]", updates)
+	}
+	if err := p.fr.WriteData(id, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("%+v", r)
+	}
+}
