@@ -551,3 +551,53 @@ func TestStreamReceiveWindowCredit(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// DATA nobody will read (its stream's body was closed) is still credited
+// to the connection: once half its window came that way, the connection's
+// WINDOW_UPDATE says so.
+func TestUnreadDataCreditsTheConnection(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{StreamWindow: 65535, ConnWindow: 65535})
+	got := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://weft.test/x", nil)
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			err = resp.Body.Close() // before any of it is read
+		}
+		got <- err
+	}()
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	id := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+	p.hbuf.Reset()
+	_ = p.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the request never returned")
+	}
+	// The body is closed: what comes now is read by no one.
+	for left := 32767; left > 0; left -= 10000 {
+		if err := p.fr.WriteData(id, false, bytes.Repeat([]byte{'d'}, min(left, 10000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var updates []uint32
+	for _, f := range p.sync(t) {
+		if wu, ok := f.(*http2.WindowUpdateFrame); ok && wu.StreamID == 0 {
+			updates = append(updates, wu.Increment)
+		}
+	}
+	if len(updates) != 1 || updates[0] != 32767 {
+		t.Fatalf("connection WINDOW_UPDATEs %v after 32767 unread bytes, want [32767]", updates)
+	}
+}
