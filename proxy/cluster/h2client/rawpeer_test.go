@@ -601,3 +601,35 @@ func TestUnreadDataCreditsTheConnection(t *testing.T) {
 		t.Fatalf("connection WINDOW_UPDATEs %v after 32767 unread bytes, want [32767]", updates)
 	}
 }
+
+// A request header block larger than the server's frame size goes as
+// HEADERS and CONTINUATION frames, whole.
+func TestLargeHeaderBlockContinues(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{})
+	big := strings.Repeat("v", 40000) // past 16384, the server's frame size
+	res := send(tr, "GET", "", "X-Big", big)
+	p := next(t, peers)
+	p.fr.ReadMetaHeaders.SetMaxStringLength(1 << 20)
+	p.fr.MaxHeaderListSize = 1 << 20
+	if err := p.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	h := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).(*http2.MetaHeadersFrame)
+	if got := h.Header().Length; got > 16384 {
+		t.Fatalf("a HEADERS frame of %d bytes, past the server's 16384", got)
+	}
+	var v string
+	for _, f := range h.RegularFields() {
+		if f.Name == "x-big" {
+			v = f.Value
+		}
+	}
+	if v != big {
+		t.Fatalf("x-big arrived with %d bytes, want %d", len(v), len(big))
+	}
+	p.respond(t, h.StreamID)
+	if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("%+v", r)
+	}
+}
