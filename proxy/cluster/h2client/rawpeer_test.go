@@ -633,3 +633,76 @@ func TestLargeHeaderBlockContinues(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// A stream the server refused (REFUSED_STREAM: not processed) after its
+// body went out goes again with a fresh body from GetBody.
+func TestRefusedStreamRetriedWithGetBody(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{})
+	res := send(tr, "POST", "the whole body")
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	// Each try: its HEADERS, then its body to END_STREAM.
+	try := func() (uint32, string) {
+		t.Helper()
+		id := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+		var b []byte
+		for {
+			d := p.readUntil(t, "the body", func(f http2.Frame) bool { _, ok := f.(*http2.DataFrame); return ok }).(*http2.DataFrame)
+			b = append(b, d.Data()...)
+			if d.StreamEnded() {
+				return id, string(b)
+			}
+		}
+	}
+	id1, b1 := try()
+	if err := p.fr.WriteRSTStream(id1, http2.ErrCodeRefusedStream); err != nil {
+		t.Fatal(err)
+	}
+	id2, b2 := try()
+	if b1 != "the whole body" || b2 != "the whole body" || id2 == id1 {
+		t.Fatalf("stream %d sent %q, then stream %d %q: want the whole body twice", id1, b1, id2, b2)
+	}
+	p.respond(t, id2)
+	if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("the retried request: %+v", r)
+	}
+}
+
+// A request whose Host is not a valid authority fails alone, before its
+// HEADERS: its URL's host is not checked in its place, and the connection
+// serves the next request.
+func TestInvalidHostRefused(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{})
+	req, _ := http.NewRequest("GET", "http://weft.test/x", nil)
+	req.Host = "bad host"
+	bad := make(chan error, 1)
+	go func() {
+		_, err := tr.RoundTrip(req)
+		bad <- err
+	}()
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-bad:
+		if err == nil || !strings.Contains(err.Error(), "invalid authority") {
+			t.Fatalf("Host %q: %v, want an invalid authority", req.Host, err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the request never returned")
+	}
+	res := send(tr, "GET", "")
+	h := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).(*http2.MetaHeadersFrame)
+	if a := h.PseudoValue("authority"); a != "weft.test" {
+		t.Fatalf("the next request's :authority is %q", a)
+	}
+	p.respond(t, h.StreamID)
+	if r := await(t, res); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("the request after: %+v", r)
+	}
+}
