@@ -68,3 +68,18 @@ func TestConnIdleSinceLastRelease(t *testing.T) {
 		t.Fatalf("%d slots, idle since %v: want 0, idle from the last release (%v)", c.slots, c.idleSince, before)
 	}
 }
+
+// A field value may hold spaces, tabs and any byte from 0x80; control
+// characters and DEL are refused.
+func TestValidFieldValueBytes(t *testing.T) {
+	for _, v := range []string{"a b", "a\tb", " ", "\t", "~", "caf\xc3\xa9", "\x80\xff"} {
+		if err := validField([]byte("x"), []byte(v)); err != nil {
+			t.Errorf("value %q refused: %v", v, err)
+		}
+	}
+	for _, v := range []string{"\x00", "\x1f", "a\nb", "a\rb", "\x7f", "\x08"} {
+		if err := validField([]byte("x"), []byte(v)); err == nil {
+			t.Errorf("value %q accepted", v)
+		}
+	}
+}

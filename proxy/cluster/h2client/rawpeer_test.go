@@ -706,3 +706,70 @@ func TestInvalidHostRefused(t *testing.T) {
 		t.Fatalf("the request after: %+v", r)
 	}
 }
+
+// What a request's HEADERS carry: the pseudo-headers (:authority from
+// Host, else the URL's host; :scheme http when the URL has none), the
+// fields from the context and then req.Header's. A request with an
+// invalid field sends nothing at all.
+func TestRequestHeaderBlock(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{})
+	type sent struct{ pseudo, fields string }
+	var p *peer
+	roundTrip := func(req *http.Request) (sent, error) {
+		t.Helper()
+		errc := make(chan error, 1)
+		go func() {
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errc <- err
+		}()
+		if p == nil {
+			p = next(t, peers)
+			if err := p.fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if req.Header.Get("X-Expect-Error") != "" {
+			select {
+			case err := <-errc:
+				return sent{}, err
+			case <-time.After(wait):
+				t.Fatal("a request with an invalid field went out")
+			}
+		}
+		h := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).(*http2.MetaHeadersFrame)
+		var s sent
+		for _, f := range h.Fields {
+			if f.IsPseudo() {
+				s.pseudo += f.Name + "=" + f.Value + " "
+			} else {
+				s.fields += f.Name + "=" + f.Value + " "
+			}
+		}
+		p.respond(t, h.StreamID)
+		return s, <-errc
+	}
+	a, _ := http.NewRequestWithContext(WithFields(context.Background(), byteFields{{"X-Field", "f"}}), "GET", "http://weft.test/x?q=1", nil)
+	a.Host = "other.test"
+	a.Header.Set("X-Header", "h")
+	if s, err := roundTrip(a); err != nil || s.pseudo != ":method=GET :scheme=http :authority=other.test :path=/x?q=1 " || s.fields != "x-field=f x-header=h " {
+		t.Fatalf("with Host and fields: %+v %v", s, err)
+	}
+	b, _ := http.NewRequest("GET", "http://weft.test/y", nil)
+	b.Host, b.URL.Scheme = "", ""
+	if s, err := roundTrip(b); err != nil || s.pseudo != ":method=GET :scheme=http :authority=weft.test :path=/y " {
+		t.Fatalf("with no Host nor scheme: %+v %v", s, err)
+	}
+	c, _ := http.NewRequestWithContext(WithFields(context.Background(), byteFields{{"X-Ok", "fine"}, {"X-Bad", "line\nbreak"}}), "GET", "http://weft.test/z", nil)
+	c.Header.Set("X-Expect-Error", "1")
+	if _, err := roundTrip(c); err == nil || !strings.Contains(err.Error(), "invalid") {
+		t.Fatalf("an invalid field: %v, want it refused", err)
+	}
+	d, _ := http.NewRequest("GET", "http://weft.test/after", nil)
+	if s, err := roundTrip(d); err != nil || !strings.Contains(s.pseudo, ":path=/after ") {
+		t.Fatalf("the HEADERS after a refused request: %+v %v (the refused one was sent?)", s, err)
+	}
+}
