@@ -1,6 +1,8 @@
 package h2client
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,5 +83,27 @@ func TestValidFieldValueBytes(t *testing.T) {
 		if err := validField([]byte("x"), []byte(v)); err == nil {
 			t.Errorf("value %q accepted", v)
 		}
+	}
+}
+
+// A connection interns up to 512 header strings of up to 256 bytes each,
+// and hands back the interned string for bytes it has seen.
+func TestInternBounds(t *testing.T) {
+	c := &conn{}
+	long := strings.Repeat("v", 256)
+	if c.intern([]byte(long)) != long || len(c.interned) != 1 {
+		t.Fatalf("a 256-byte value not interned: %d", len(c.interned))
+	}
+	if c.intern([]byte(long + "w")); len(c.interned) != 1 {
+		t.Fatalf("a 257-byte value interned")
+	}
+	for i := 0; len(c.interned) < maxInterned; i++ {
+		c.intern([]byte(strconv.Itoa(i)))
+	}
+	if c.intern([]byte("one more")) != "one more" || len(c.interned) != maxInterned {
+		t.Fatalf("%d interned, want the bound %d", len(c.interned), maxInterned)
+	}
+	if s := c.intern([]byte("7")); s != "7" {
+		t.Fatalf("interned %q", s)
 	}
 }

@@ -740,22 +740,37 @@ func TestRequestHeaderBlock(t *testing.T) {
 				t.Fatal("a request with an invalid field went out")
 			}
 		}
-		h := p.readUntil(t, "HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).(*http2.MetaHeadersFrame)
+		// (the last request's body may still be coming)
+		h := p.readUntil(t, "HEADERS", func(f http2.Frame) bool {
+			_, data := f.(*http2.DataFrame)
+			_, ok := f.(*http2.MetaHeadersFrame)
+			return ok || data
+		})
+		for {
+			if _, ok := h.(*http2.DataFrame); !ok {
+				break
+			}
+			h = p.readUntil(t, "HEADERS", func(f http2.Frame) bool {
+				_, data := f.(*http2.DataFrame)
+				_, ok := f.(*http2.MetaHeadersFrame)
+				return ok || data
+			})
+		}
 		var s sent
-		for _, f := range h.Fields {
+		for _, f := range h.(*http2.MetaHeadersFrame).Fields {
 			if f.IsPseudo() {
 				s.pseudo += f.Name + "=" + f.Value + " "
 			} else {
 				s.fields += f.Name + "=" + f.Value + " "
 			}
 		}
-		p.respond(t, h.StreamID)
+		p.respond(t, h.Header().StreamID)
 		return s, <-errc
 	}
-	a, _ := http.NewRequestWithContext(WithFields(context.Background(), byteFields{{"X-Field", "f"}}), "GET", "http://weft.test/x?q=1", nil)
+	a, _ := http.NewRequestWithContext(WithFields(context.Background(), byteFields{{"X-Field", "f"}, {"AZ-az", "z"}}), "GET", "http://weft.test/x?q=1", nil)
 	a.Host = "other.test"
 	a.Header.Set("X-Header", "h")
-	if s, err := roundTrip(a); err != nil || s.pseudo != ":method=GET :scheme=http :authority=other.test :path=/x?q=1 " || s.fields != "x-field=f x-header=h " {
+	if s, err := roundTrip(a); err != nil || s.pseudo != ":method=GET :scheme=http :authority=other.test :path=/x?q=1 " || s.fields != "x-field=f az-az=z x-header=h " {
 		t.Fatalf("with Host and fields: %+v %v", s, err)
 	}
 	b, _ := http.NewRequest("GET", "http://weft.test/y", nil)
@@ -767,6 +782,19 @@ func TestRequestHeaderBlock(t *testing.T) {
 	c.Header.Set("X-Expect-Error", "1")
 	if _, err := roundTrip(c); err == nil || !strings.Contains(err.Error(), "invalid") {
 		t.Fatalf("an invalid field: %v, want it refused", err)
+	}
+	// content-length: the body's when known, none when unknown (chunks
+	// of DATA), 0 for an empty body that is still a body.
+	for _, tt := range []struct {
+		cl   int64
+		want string
+	}{{5, "content-length=5 "}, {-1, ""}, {0, "content-length=0 "}} {
+		r, _ := http.NewRequest("POST", "http://weft.test/body", io.NopCloser(strings.NewReader("hello"[:max(tt.cl, 0)])))
+		r.ContentLength = tt.cl
+		s, err := roundTrip(r)
+		if err != nil || s.fields != tt.want {
+			t.Fatalf("ContentLength %d: fields %q, want %q (%v)", tt.cl, s.fields, tt.want, err)
+		}
 	}
 	d, _ := http.NewRequest("GET", "http://weft.test/after", nil)
 	if s, err := roundTrip(d); err != nil || !strings.Contains(s.pseudo, ":path=/after ") {
