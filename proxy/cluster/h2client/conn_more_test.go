@@ -107,3 +107,15 @@ func TestInternBounds(t *testing.T) {
 		t.Fatalf("interned %q", s)
 	}
 }
+
+// lower lowers A to Z only, anywhere in the string.
+func TestLower(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", "abc": "abc", "A": "a", "Z": "z", "xZ": "xz", "X-Request-ID": "x-request-id",
+		"@[`{AZ": "@[`{az", "a@Z[": "a@z[", "é": "é",
+	} {
+		if got := lower(in); got != want {
+			t.Errorf("lower(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
