@@ -177,3 +177,36 @@ func TestDoStreamShortBodyAfterHeadersKeepsConnection(t *testing.T) {
 		t.Fatalf("%d connections opened, want 1 reused", n)
 	}
 }
+
+// A body the upstream stops sending is cut at the cluster's idle_timeout:
+// the read fails instead of waiting for ever.
+func TestDoStreamStalledBodyCutAtIdleTimeout(t *testing.T) {
+	release := make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		readRequest(c)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		<-release
+	})
+	t.Cleanup(func() { close(release) }) // before the server's cleanup waits for it
+	c := start(t, config.Cluster{Name: "s", Endpoints: static(addr), IdleTimeout: config.Duration(300 * time.Millisecond)}, Options{})
+	e := c.Pick(0, false, nil)
+	req, resp := streamReq()
+	body, err := e.DoStream(req, resp, time.Now().Add(30*time.Second))
+	if err != nil || body == nil {
+		t.Fatalf("%v, body %v", err, body != nil)
+	}
+	t.Cleanup(func() { _ = body.Close() })
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(body)
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Fatal("a stalled body read to its end")
+		}
+	case <-time.After(30 * time.Second): // a safety net, not a measurement
+		t.Fatal("a stalled body was not cut at the idle timeout")
+	}
+}
