@@ -47,6 +47,7 @@ func controlCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	etcdBin := fs.String("etcd-bin", "etcd", "etcd binary for the runs on a three-member etcd (skipped when not found)")
 	weftBin := fs.String("weft-bin", "", "weft binary for `weft control` (default: go build ./cmd/weft, or this binary outside the source tree)")
 	out := fs.String("out", "bench-out", "directory for control.md and control.json")
+	controlProfile := fs.String("control-cpuprofile", "", "write the watched replica's CPU profile (whole run, one file per setup: FILE.1, FILE.2, ...) to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the sidecars' side) over the change bursts to this file")
 	keep := fs.Bool("keep", false, "keep the temp dir (data directories, process logs) and print its path")
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +76,7 @@ func controlCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	} else {
 		defer os.RemoveAll(tmp)
 	}
-	cb := &controlBench{tmp: tmp, stderr: stderr, changes: *changes, idle: *idle}
+	cb := &controlBench{tmp: tmp, stderr: stderr, changes: *changes, idle: *idle, controlProfile: *controlProfile}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -260,6 +261,9 @@ type controlBench struct {
 	idle     time.Duration
 	seq      int
 	profile  io.Writer // CPU profile of the change bursts, or nil
+	// controlProfile is where the watched replica writes its CPU profile
+	// ("": none), suffixed by the run's number.
+	controlProfile string
 
 	mu    sync.Mutex
 	procs []*proc.Process
@@ -356,14 +360,28 @@ type replica struct {
 	hc    *http.Client
 }
 
-func (cb *controlBench) startControl(ctx context.Context, name string, etcd []string, prefix, keyFile string) (*replica, error) {
+// startControl starts a replica; adminToken, when set, is the admin token
+// the replicas on its etcd share (made by the first), copied into its data
+// directory as an operator would.
+func (cb *controlBench) startControl(ctx context.Context, name string, etcd []string, prefix, keyFile, adminToken, profile string) (*replica, error) {
 	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	data := filepath.Join(cb.tmp, name)
+	if adminToken != "" {
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(data, "admin.token"), []byte(adminToken+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	// Info: its "mesh changed" lines time the stages of a change.
 	args := []string{"control", "-data", data, "-addr", addr, "-log-level", "info", "-scrape", "0"}
+	if profile != "" {
+		args = append(args, "-cpuprofile", profile)
+	}
 	if etcd != nil {
 		var hosts []string
 		for _, e := range etcd {
@@ -563,11 +581,17 @@ func (cb *controlBench) run(ctx context.Context, setup string, etcd []string, re
 	}
 	prefix := fmt.Sprintf("/run%d/", cb.seq)
 	var reps []*replica
+	adminToken := ""
 	for i := 0; i < replicas; i++ {
-		r, err := cb.startControl(ctx, fmt.Sprintf("run%d-control%d", cb.seq, i), etcd, prefix, keyFile)
+		profile := ""
+		if i == watch && cb.controlProfile != "" {
+			profile = fmt.Sprintf("%s.%d", cb.controlProfile, cb.seq)
+		}
+		r, err := cb.startControl(ctx, fmt.Sprintf("run%d-control%d", cb.seq, i), etcd, prefix, keyFile, adminToken, profile)
 		if err != nil {
 			return res, err
 		}
+		adminToken = r.token
 		defer func() {
 			_ = r.p.Stop(5 * time.Second)
 			r.hc.CloseIdleConnections()

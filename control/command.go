@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/kube"
+	"github.com/weftmesh/weft/control/kube/inject"
 	"github.com/weftmesh/weft/control/server"
 	"github.com/weftmesh/weft/control/store"
 )
@@ -29,6 +33,7 @@ import (
 //	             [-store etcd://HOST:PORT,... -etcd-ca F [-etcd-cert F -etcd-key F]
 //	              | -etcd-insecure] [-etcd-prefix /weft/] [-ca-encryption-key-file F]
 //	             [-kubeconfig PATH|in-cluster | -kubernetes] [-kube-context NAME] [-kube-audience weft]
+//	             [-inject=false | -inject-config FILE] [-inject-image IMAGE] [-inject-webhook NAME]
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("control", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -66,7 +71,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kubeconfig := fs.String("kubeconfig", "", "watch this Kubernetes cluster (Services, EndpointSlices, routes) as a source of the mesh: a kubeconfig file, or \"in-cluster\" for the pod's service account")
 	kubernetes := fs.Bool("kubernetes", false, "watch the Kubernetes cluster kubectl would use: $KUBECONFIG or ~/.kube/config, else the in-cluster config when running in a pod")
 	kubeContext := fs.String("kube-context", "", "the kubeconfig context to use (default its current context)")
+	cpuProfile := fs.String("cpuprofile", "", "write this process's CPU profile to this file until it exits (for profiling, as weft bench control -control-cpuprofile does)")
 	kubeAudience := fs.String("kube-audience", kube.DefaultAudience, "with a Kubernetes source: sidecars may join with a projected service-account token for this audience (checked with the TokenReview API) instead of a join token")
+	injectOn := fs.Bool("inject", false, "serve the sidecar injection webhook at /inject (on by default with a Kubernetes source and the TLS API; -inject=false turns it off)")
+	injectConfig := fs.String("inject-config", "", "injection values (YAML: image, control_url, ca_configmap, inbound_port, ...; see docs/kubernetes.md), e.g. the weft-inject ConfigMap mounted as a file; read at start")
+	injectWebhook := fs.String("inject-webhook", "", "keep the caBundle of this MutatingWebhookConfiguration (e.g. weft-inject) equal to the CA's roots; needs get and patch on it")
+	injectImage := fs.String("inject-image", "", "the injected sidecar's image (overrides the values' image; default "+inject.DefaultImage+")")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weft control -data DIR [-dir DIR] [-addr ADDR] [flags]")
 		fs.PrintDefaults()
@@ -83,6 +93,17 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("control: -cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("control: -cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	interval := *scrape
 	if interval == 0 {
 		interval = -1
@@ -137,6 +158,19 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if *kubeContext != "" {
 		return errors.New("control: -kube-context needs -kubeconfig or -kubernetes")
 	}
+	if so.Inject, err = injectValues(fs, *injectOn, *injectConfig, *injectImage, so.Kube != nil, *insecure); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	if *injectWebhook != "" && so.Inject == nil {
+		return errors.New("control: -inject-webhook needs sidecar injection on (with -kubeconfig or -kubernetes, the TLS API, and not -inject=false)")
+	}
+	so.InjectWebhook = *injectWebhook
+	if so.Inject != nil && !explicitInject(fs) && *public == "" && unspecifiedHost(*addr) {
+		// On only by default, with no URL a pod could dial: a start that
+		// worked before injection existed keeps working, without it.
+		log.Warn("sidecar injection is off: the API listens on " + *addr + " and no -public-url says where pods reach it (set -public-url to turn it on)")
+		so.Inject = nil
+	}
 	s, err := server.Start(ctx, so)
 	if err != nil {
 		return err
@@ -152,13 +186,68 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if s.Insecure() {
 		fmt.Fprintln(stdout, "WARNING: plain HTTP and no authentication (-insecure-api)")
 	} else {
-		fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: %s\n", s.CAFile(), s.CAFingerprint(), s.AdminTokenFile())
-		fmt.Fprintf(stdout, "  export WEFT_SERVER=%s WEFT_CA=%s WEFT_TOKEN_FILE=%s\n", s.URL(), s.CAFile(), s.AdminTokenFile())
+		if tf := s.AdminTokenFile(); tf != "" {
+			fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: %s\n", s.CAFile(), s.CAFingerprint(), tf)
+			fmt.Fprintf(stdout, "  export WEFT_SERVER=%s WEFT_CA=%s WEFT_TOKEN_FILE=%s\n", s.URL(), s.CAFile(), tf)
+		} else {
+			// A replica on etcd that joined after another made the token.
+			fmt.Fprintf(stdout, "CA bundle: %s (fingerprint %s)\nadmin token: shared through etcd; it is in admin.token in the data directory of the replica that made it (copy it to %s to have it here)\n",
+				s.CAFile(), s.CAFingerprint(), filepath.Join(*data, "admin.token"))
+		}
 	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.Shutdown(sctx)
+}
+
+// injectValues decides whether the injection webhook runs and reads its
+// values: on by default with a Kubernetes source (unless the API is plain
+// HTTP, which the API server cannot call); asked for explicitly without
+// one, or given values while off, it is an error.
+func injectValues(fs *flag.FlagSet, on bool, file, image string, kubeOn, insecure bool) (*inject.Values, error) {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "inject" })
+	switch {
+	case set && on && !kubeOn:
+		return nil, errors.New("-inject needs the Kubernetes source (-kubeconfig or -kubernetes)")
+	case set && on && insecure:
+		return nil, errors.New("-inject needs the TLS API (the API server calls webhooks over https only): drop -insecure-api")
+	case set && !on, !kubeOn, insecure:
+		if file != "" || image != "" {
+			return nil, errors.New("-inject-config/-inject-image need sidecar injection on (with -kubeconfig or -kubernetes, the TLS API, and not -inject=false)")
+		}
+		return nil, nil
+	}
+	v := inject.Values{}
+	if file != "" {
+		var err error
+		if v, err = inject.LoadValues(file); err != nil {
+			return nil, err
+		}
+	}
+	if image != "" {
+		v.Image = image
+	}
+	return &v, nil
+}
+
+// explicitInject reports whether any injection flag was given.
+func explicitInject(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || strings.HasPrefix(f.Name, "inject") })
+	return set
+}
+
+// unspecifiedHost reports whether addr listens on every address
+// (0.0.0.0, ::, or no host).
+func unspecifiedHost(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return h == "" || ip != nil && ip.IsUnspecified()
 }
 
 // KubeTranslators are the Kubernetes source's translators, in order:

@@ -574,13 +574,15 @@ func pollUntil(max time.Duration, cond func() bool) bool {
 func h2ServerGone() bool {
 	buf := make([]byte, 8<<20)
 	n := runtime.Stack(buf, true)
-	return !bytes.Contains(buf[:n], []byte("http2.(*serverConn).serve("))
+	return !bytes.Contains(buf[:n], []byte("http2.(*serverConn).serve(")) && // x/net's server
+		!bytes.Contains(buf[:n], []byte("listener.(*h2conn).serve(")) // weft's
 }
 
 // h2LeakIgnores are goroutines that outlive a request by design.
 var h2LeakIgnores = []goleak.Option{
 	goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc"),       // idle, no connection
 	goleak.IgnoreTopFunction("github.com/weftmesh/weft/proxy/listener.(*warmStacks).work"), // idle HTTP/2 stream worker
+	goleak.IgnoreTopFunction("github.com/weftmesh/weft/proxy/listener.(*h2workers).work"),  // the same, weft's server
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),

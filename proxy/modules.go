@@ -2,15 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
-	"sort"
-	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -31,8 +24,7 @@ type moduleSource struct {
 	// unavailable counts fail_open filters a config ran without.
 	unavailable *prometheus.CounterVec
 
-	mu       sync.Mutex
-	verified map[string]bool // manifest digest + key set
+	verifier oci.Verifier
 }
 
 func newModuleSource(dir string, log *zap.Logger) *moduleSource {
@@ -47,7 +39,6 @@ func newModuleSource(dir string, log *zap.Logger) *moduleSource {
 			Name: "weft_wasm_filter_unavailable_total",
 			Help: "Configs applied without a fail_open filter that could not be fetched, verified, compiled or started.",
 		}, []string{"filter"}),
-		verified: map[string]bool{},
 	}
 }
 
@@ -88,33 +79,5 @@ func (m *moduleSource) verify(ctx context.Context, mod oci.Module, src oci.Sourc
 	if err != nil {
 		return err
 	}
-	key := mod.Repository + "@" + mod.Manifest + " " + keySetID(keys)
-	m.mu.Lock()
-	ok := m.verified[key]
-	m.mu.Unlock()
-	if ok {
-		return nil
-	}
-	if err := oci.Verify(ctx, mod.Repository, mod.Manifest, keys, src, 0); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.verified[key] = true
-	m.mu.Unlock()
-	return nil
-}
-
-// keySetID names a set of public keys by their digests, order-independent.
-func keySetID(keys []crypto.PublicKey) string {
-	ids := make([]string, 0, len(keys))
-	for _, k := range keys {
-		der, err := x509.MarshalPKIXPublicKey(k)
-		if err != nil {
-			continue
-		}
-		s := sha256.Sum256(der)
-		ids = append(ids, hex.EncodeToString(s[:8]))
-	}
-	sort.Strings(ids)
-	return strings.Join(ids, ",")
+	return m.verifier.Verify(ctx, mod.Repository, mod.Manifest, keys, src, 0)
 }

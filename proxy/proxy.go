@@ -76,6 +76,9 @@ type Proxy struct {
 	rejects *listener.Rejects
 	// draining is set when Shutdown begins (Ready is then false).
 	draining atomic.Bool
+	// settle gives memory back after a start or a reload that loaded
+	// code (settle.go).
+	settle settler
 }
 
 // runningListener is a bound listener; its compiled state is swapped with
@@ -142,6 +145,7 @@ func New(ctx context.Context, o Options) (*Proxy, error) {
 		mirrorsTooLarge: prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_mirror_dropped_total",
 			Help: "Mirror copies not sent, by reason.", ConstLabels: prometheus.Labels{"reason": "body_too_large"}}),
 	}
+	p.settle.log = o.Logger
 	p.identity, p.authzMetrics = o.Identity, authz.NewMetrics()
 	p.metrics.Registry().MustRegister(rt.Collector(), rt.TaggedCollector(), &clusterCollector{p: p}, p.authzMetrics.Collector(), p.modules.refusals, p.modules.unavailable, p.mirrorsSaturated, p.mirrorsTooLarge)
 	p.tcpMetrics = tcpproxy.NewMetrics()
@@ -292,8 +296,25 @@ func (p *Proxy) apply(ctx context.Context, cfg *config.Config, raw []byte, path 
 		release(prev, next)
 		p.forgetClusters(prev)
 	}()
+	if loadedCode(prev, next) {
+		p.settle.soon()
+	}
 	p.log.Info("config applied", zap.String("version", next.version))
 	return nil
+}
+
+// loadedCode reports whether next is the first config or loaded a Wasm
+// plugin prev did not have: a start-up or compile burst to settle after.
+func loadedCode(prev, next *snapshot) bool {
+	if prev == nil {
+		return true
+	}
+	for name, pl := range next.plugins {
+		if prev.plugins[name] != pl {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetClusters drops the metric series of prev's clusters that the
@@ -345,6 +366,7 @@ func (p *Proxy) Errors() <-chan error { return p.errs }
 // ends), then closes clusters and plugins.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.draining.Store(true) // /ready answers 503 from now on
+	p.settle.stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	errc := make(chan error, len(p.listeners))

@@ -259,7 +259,8 @@ func TestApplyWithOneBusyPortOfTwo(t *testing.T) {
 func TestReloadKeepsAClusterAndItsRetryBudget(t *testing.T) {
 	up := testserver.Start(t, "up")
 	p, _ := startProxy(t, plainConfig, map[string]string{"up": up.Addr})
-	before := p.snap.Load().byName["up"]
+	snap := p.snap.Load()
+	before := snap.byName["up"]
 	raw := []byte(strings.Replace(expand(plainConfig, map[string]string{"up": up.Addr}), "max_body_bytes: 1024", "max_body_bytes: 2048", 1))
 	cfg, err := config.Parse("again.yaml", raw)
 	if err != nil {
@@ -268,10 +269,10 @@ func TestReloadKeepsAClusterAndItsRetryBudget(t *testing.T) {
 	if err := p.Apply(context.Background(), cfg, raw, ""); err != nil {
 		t.Fatal(err)
 	}
-	after := p.snap.Load().byName["up"]
-	if before == after {
+	if p.snap.Load() == snap {
 		t.Fatal("the reload did not build a new snapshot")
 	}
+	after := p.snap.Load().byName["up"]
 	if after.c != before.c || after.budget != before.budget {
 		t.Fatal("an unchanged cluster lost its state or retry budget across a reload")
 	}

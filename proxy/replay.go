@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 )
@@ -122,6 +123,67 @@ func (r *replayReader) Read(p []byte) (int, error) {
 }
 
 func (r *replayReader) Close() error { return nil }
+
+// bodySplicer is what the downstream body offers for splicing
+// (cluster.BodySplicer; h1RequestBody).
+type bodySplicer interface {
+	BodySocket() (*net.TCPConn, int64, bool)
+	BodySpliced(n int64, err error) error
+	BodyTick()
+	BodyHeld() int64
+}
+
+// BodySocket offers the live body's next bytes for splicing, once nothing
+// needs to see them: this try is the live one, the retry buffer keeps
+// nothing more (it overflowed, or the request is not retried) and was
+// replayed, and no mirror takes a copy.
+func (r *replayReader) BodySocket() (*net.TCPConn, int64, bool) {
+	b := r.b
+	sp, ok := b.src.(bodySplicer)
+	if !ok {
+		return nil, 0, false
+	}
+	b.mu.Lock()
+	free := !r.closed && b.eof == nil && b.mirror == nil && r.pos >= len(b.buf) && (!b.keep || b.overflow)
+	b.mu.Unlock()
+	if !free {
+		return nil, 0, false
+	}
+	return sp.BodySocket()
+}
+
+// BodyHeld is what the live body holds in memory, once this try reads it
+// live (0 while it replays, or when the source cannot tell).
+func (r *replayReader) BodyHeld() int64 {
+	b := r.b
+	sp, ok := b.src.(bodySplicer)
+	if !ok {
+		return 0
+	}
+	b.mu.Lock()
+	live := !r.closed && b.eof == nil && r.pos >= len(b.buf)
+	b.mu.Unlock()
+	if !live {
+		return 0
+	}
+	return sp.BodyHeld()
+}
+
+// BodySpliced counts what was spliced as read from the downstream.
+func (r *replayReader) BodySpliced(n int64, err error) error {
+	b := r.b
+	b.read.Add(n)
+	berr := b.src.(bodySplicer).BodySpliced(n, err)
+	if berr != nil {
+		b.mu.Lock()
+		b.eof = berr
+		b.mu.Unlock()
+	}
+	return berr
+}
+
+// BodyTick pushes the downstream's read deadline ahead.
+func (r *replayReader) BodyTick() { r.b.src.(bodySplicer).BodyTick() }
 
 // Abort cuts short a Read that waits for the client, when the body's
 // source can (an HTTP/1.1 request body): the transport that reads it

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"reflect"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -44,6 +45,8 @@ type snapshot struct {
 type clusterState struct {
 	c    *cluster.Cluster
 	name string
+	// cfg is the config it was compiled from.
+	cfg config.Cluster
 	// budget is shared by every snapshot that keeps this cluster, so
 	// requests and retries still running on an old snapshot stay counted.
 	budget *resilience.Budget
@@ -130,6 +133,14 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 
 	index := make(map[string]int, len(cfg.Clusters))
 	for i, cc := range cfg.Clusters {
+		if old, ok := prev.clusterNamed(cc.Name); ok && sameCluster(&old.cfg, &cc) {
+			// Unchanged: keep it whole, stats handles and metadata with
+			// it (a weight change touches routes, not clusters).
+			s.clusters = append(s.clusters, old)
+			s.byName[cc.Name] = old
+			index[cc.Name] = i
+			continue
+		}
 		ctls, err := p.clusterTLSConfig(&cc, baseDir)
 		if err != nil {
 			return nil, err
@@ -144,7 +155,7 @@ func (p *Proxy) build(ctx context.Context, cfg *config.Config, raw []byte, baseD
 		} else {
 			fresh = append(fresh, c)
 		}
-		cs := &clusterState{c: c, name: cc.Name, stats: p.metrics.Cluster(cc.Name), budget: budget, metadata: filterMetadata(cc.Metadata),
+		cs := &clusterState{c: c, name: cc.Name, cfg: cc, stats: p.metrics.Cluster(cc.Name), budget: budget, metadata: filterMetadata(cc.Metadata),
 			hostMetadata: hostMetadata(cc.Endpoints)}
 		s.clusters = append(s.clusters, cs)
 		s.byName[cc.Name] = cs
@@ -337,6 +348,17 @@ func baseDirOf(path string) string {
 		return "."
 	}
 	return filepath.Dir(path)
+}
+
+// sameCluster reports whether a cluster compiled from old can serve for
+// next as it is: the same config, and no files to read again (a cluster
+// whose tls names files is compiled again, so a missing file still
+// refuses the config).
+func sameCluster(old, next *config.Cluster) bool {
+	if t := next.TLS; t != nil && (t.CertFile != "" || t.KeyFile != "" || t.CAFile != "") {
+		return false
+	}
+	return reflect.DeepEqual(old, next)
 }
 
 // clusterNamed is the cluster of that name in s (a nil s has none).

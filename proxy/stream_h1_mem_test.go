@@ -233,6 +233,8 @@ func TestH1UploadFigures(t *testing.T) {
 	proxyAddr := strings.TrimPrefix(url, "http://")
 	block := []byte(strings.Repeat("0123456789abcdef", 4096)) // 64 KiB
 	writeFirst := os.Getenv("WEFT_UPLOAD_WRITE_FIRST") != ""
+	// WEFT_UPLOAD_CL=1 sends Content-Length bodies instead of chunked ones.
+	withLength := os.Getenv("WEFT_UPLOAD_CL") != ""
 	defer logCounters(t, p, "weft_requests_total", "weft_upstream_failures_total", "weft_upstream_retries_total", "weft_upstream_timeouts_total", "weft_downstream_refused_total")
 
 	send := func(target string, size int64) error {
@@ -241,7 +243,11 @@ func TestH1UploadFigures(t *testing.T) {
 			return err
 		}
 		defer c.Close()
-		if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+		framing := "Transfer-Encoding: chunked"
+		if withLength {
+			framing = "Content-Length: " + strconv.FormatInt(size, 10)
+		}
+		if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: svc\r\n"+framing+"\r\n\r\n"); err != nil {
 			return err
 		}
 		werr := make(chan error, 1)
@@ -252,12 +258,18 @@ func TestH1UploadFigures(t *testing.T) {
 				if int64(len(b)) > left {
 					b = b[:left]
 				}
-				_, _ = fmt.Fprintf(bw, "%x\r\n", len(b))
-				_, _ = bw.Write(b)
-				_, _ = bw.WriteString("\r\n")
+				if withLength {
+					_, _ = bw.Write(b)
+				} else {
+					_, _ = fmt.Fprintf(bw, "%x\r\n", len(b))
+					_, _ = bw.Write(b)
+					_, _ = bw.WriteString("\r\n")
+				}
 				left -= int64(len(b))
 			}
-			_, _ = bw.WriteString("0\r\n\r\n")
+			if !withLength {
+				_, _ = bw.WriteString("0\r\n\r\n")
+			}
 			werr <- bw.Flush()
 		}
 		if writeFirst {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -245,6 +247,104 @@ func (b *h1RequestBody) account(n int, err error) error {
 		b.err = err
 	}
 	return err
+}
+
+// BodySocket offers the body's next bytes on the client's socket for
+// splicing to the upstream (cluster.BodySplicer): only for a body no
+// filter reads, on a plain TCP connection, when everything read from the
+// socket so far has been read from fasthttp's stream (it holds none of
+// the body), and never past the listener's max_body_bytes (the byte over
+// it is read, and refused, the ordinary way).
+func (b *h1RequestBody) BodySocket() (*net.TCPConn, int64, bool) {
+	if b.filtered || b.eof || b.err != nil {
+		return nil, 0, false
+	}
+	tc, passed, left, ok := listener.BodyOnSocket(b.ctx.Conn(), b.ctx.ConnRequestNum())
+	if !ok || passed != b.read {
+		return nil, 0, false
+	}
+	if room := int64(b.limit) - b.read; left > room {
+		left = room
+	}
+	if left <= 0 {
+		return nil, 0, false
+	}
+	return tc, left, true
+}
+
+// BodyHeld is how many of the body's bytes wait in fasthttp's reader (0
+// when unknown): a Read of up to that many returns without waiting for
+// the client.
+func (b *h1RequestBody) BodyHeld() int64 {
+	if b.filtered || b.eof || b.err != nil {
+		return 0
+	}
+	passed, ok := listener.BodyRead(b.ctx.Conn(), b.ctx.ConnRequestNum())
+	if !ok || passed <= b.read {
+		return 0
+	}
+	return passed - b.read
+}
+
+// BodySpliced counts n bytes spliced from the client's socket as read:
+// fasthttp's stream is moved past them (listener.SkipBody, then reads that
+// touch no socket) so that the connection can serve its next request.
+// err is the socket's read error, if the splice stopped on it.
+func (b *h1RequestBody) BodySpliced(n int64, err error) error {
+	splicedRequestBytes.Add(n)
+	if n > 0 {
+		listener.SkipBody(b.ctx.Conn(), n)
+		if derr := b.discard(n); derr != nil {
+			err = derr
+		}
+	}
+	if err == nil {
+		err = b.account(0, nil)
+	} else {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the client closed mid-body
+		}
+		err = b.account(0, err)
+	}
+	if err == io.EOF {
+		return nil
+	}
+	return err
+}
+
+// discard reads n bytes of fasthttp's body stream that were spliced (they
+// read no socket) and counts them.
+func (b *h1RequestBody) discard(n int64) error {
+	bp := spliceDiscardPool.Get().(*[]byte)
+	defer spliceDiscardPool.Put(bp)
+	for n > 0 {
+		k, err := b.src.Read((*bp)[:min(int64(len(*bp)), n)])
+		n -= int64(k)
+		if err = b.account(k, err); err != nil && (err != io.EOF || n > 0) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// splicedRequestBytes counts the request body bytes spliced since the
+// process started: the tests' evidence that the path ran.
+var splicedRequestBytes atomic.Int64
+
+// spliceDiscardPool holds the buffers discard passes to fasthttp's stream:
+// as large as its reader's default buffer, so that the reads go straight
+// through it.
+var spliceDiscardPool = sync.Pool{New: func() any { b := make([]byte, listener.DefaultMaxHeaderBytes); return &b }}
+
+// BodyTick pushes the client's read deadline ahead, as Read does.
+func (b *h1RequestBody) BodyTick() {
+	if now := time.Now(); now.Sub(b.last) > b.rt/10 {
+		b.last = now
+		_ = b.ctx.SetReadDeadline(now.Add(b.rt))
+	}
 }
 
 // Abort cuts short a read waiting for the client: the upstream's transport

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/proxy/cluster"
 	"github.com/weftmesh/weft/proxy/cluster/h2client"
@@ -99,7 +100,7 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	resp.Header.SetNoDefaultContentType(true)
-	h2RequestHeaders(r, req)
+	h2RequestHeaders(w, r, req)
 	s := &x.stream
 	s.Request, s.Response = req, resp
 	s.StartTime = time.Now()
@@ -170,7 +171,7 @@ func (rl *runningListener) serveH2(w http.ResponseWriter, r *http.Request) {
 // h2RequestHeaders copies an HTTP/2 request's pseudo-headers and headers
 // into a fasthttp request header, which the filters, authz and the route
 // table read and edit in place.
-func h2RequestHeaders(r *http.Request, req *fasthttp.Request) {
+func h2RequestHeaders(w http.ResponseWriter, r *http.Request, req *fasthttp.Request) {
 	req.Header.DisableNormalizing()
 	req.Header.SetMethod(r.Method)
 	uri := r.RequestURI
@@ -181,6 +182,18 @@ func h2RequestHeaders(r *http.Request, req *fasthttp.Request) {
 	req.Header.SetHost(r.Host)
 	req.Header.SetProtocol("HTTP/2.0")
 	req.URI().DisablePathNormalizing = true
+	if fields := listener.RequestFields(w, r); fields != nil && !repeatsCookie(fields) {
+		// weft's own HTTP/2 server: the names are lower case already.
+		for _, f := range fields {
+			if f.Name != "host" && f.Name != "trailer" { // as r.Header has them
+				req.Header.Add(f.Name, f.Value)
+			}
+		}
+		if r.ContentLength > 0 {
+			req.Header.SetContentLength(int(r.ContentLength))
+		}
+		return
+	}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
 		for _, v := range vs {
@@ -190,6 +203,18 @@ func h2RequestHeaders(r *http.Request, req *fasthttp.Request) {
 	if r.ContentLength > 0 {
 		req.Header.SetContentLength(int(r.ContentLength))
 	}
+}
+
+// repeatsCookie reports whether a request has more than one cookie field
+// (which r.Header has joined into one, RFC 9113 §8.2.3).
+func repeatsCookie(fields []hpack.HeaderField) bool {
+	n := 0
+	for _, f := range fields {
+		if f.Name == "cookie" {
+			n++
+		}
+	}
+	return n > 1
 }
 
 // forwardStream sends the stream to cs with the route's timeout and retry
@@ -337,13 +362,16 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 			cs.stats.Timeouts.Inc()
 			return resilience.Timeout, 0, -1
 		}
+		// The caller's grpc-timeout passed: the upstream was given the
+		// same deadline (never an earlier one), and its reset can arrive
+		// before parent's own timer has fired on a busy machine, so the
+		// clock decides, not parent.Err alone.
+		if errors.Is(parent.Err(), context.DeadlineExceeded) || (!callDeadline.IsZero() && !time.Now().Before(callDeadline)) {
+			cs.stats.Timeouts.Inc()
+			return resilience.Timeout, 0, -1
+		}
 		if parent.Err() != nil {
-			// The caller went away, or its grpc-timeout passed.
-			if errors.Is(parent.Err(), context.DeadlineExceeded) {
-				cs.stats.Timeouts.Inc()
-				return resilience.Timeout, 0, -1
-			}
-			return resilience.Reset, 0, -1
+			return resilience.Reset, 0, -1 // the caller went away
 		}
 		ep.Report(0, err)
 		switch cluster.Classify(err) {
@@ -521,8 +549,8 @@ func (f *h2Fields) VisitFields(emit func(name, value []byte)) {
 func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	s, h := &x.stream, x.h2
 	w := h.w
-	wh := w.Header()
 	if h.upstream == nil {
+		wh := w.Header()
 		if h.grpc && len(s.Response.Header.Peek("grpc-status")) == 0 {
 			code := grpcStatusFor(s.Response.StatusCode(), s.ResponseFlags)
 			msg := strings.TrimSpace(string(s.Response.Body()))
@@ -553,12 +581,6 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	}
 	up := h.upstream
 	filtered := x.filtered()
-	copyResponseHeaders(wh, &s.Response.Header)
-	if filtered {
-		wh.Del("content-length") // body filters may change its length
-	} else if up.ContentLength >= 0 && len(s.Response.Header.Peek("content-length")) == 0 {
-		wh.Set("content-length", strconv.FormatInt(up.ContentLength, 10))
-	}
 	trailersOnly := false
 	if v := headerValue(up.Header, "Grpc-Status"); v != "" {
 		// A trailers-only answer: one HEADERS frame that ends the stream,
@@ -566,9 +588,48 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 		s.GRPCStatus, _ = strconv.Atoi(v)
 		trailersOnly = true
 	}
-	w.WriteHeader(s.Response.StatusCode())
+	fw, direct := w.(fieldWriter)
+	direct = direct && !trailersOnly
+	var wh http.Header
+	if direct {
+		// weft's HTTP/2 server: the headers go now (a stream may send its
+		// body much later), encoded from the stream's header as it is.
+		err := fw.WriteHeaderFields(s.Response.StatusCode(), func(emit func(name, value []byte)) {
+			hasLength := false
+			for k, v := range s.Response.Header.All() {
+				if hopHeader(k) {
+					continue
+				}
+				if len(k) == len("content-length") && asciiEqualFold(k, "content-length") {
+					if filtered || hasLength {
+						continue // body filters may change the length; one field
+					}
+					hasLength = true
+				}
+				emit(k, v)
+			}
+			if !filtered && !hasLength && up.ContentLength >= 0 {
+				var nb [20]byte
+				emit(contentLengthName, strconv.AppendInt(nb[:0], up.ContentLength, 10))
+			}
+		})
+		if err != nil {
+			h.cancel(err) // the client went away: reset the upstream
+			s.ResponseFlags = "DC"
+			return true
+		}
+	} else {
+		wh = w.Header()
+		copyResponseHeaders(wh, &s.Response.Header)
+		if filtered {
+			wh.Del("content-length") // body filters may change its length
+		} else if up.ContentLength >= 0 && len(s.Response.Header.Peek("content-length")) == 0 {
+			wh.Set("content-length", strconv.FormatInt(up.ContentLength, 10))
+		}
+		w.WriteHeader(s.Response.StatusCode())
+	}
 	rc := http.NewResponseController(w)
-	if !trailersOnly {
+	if !trailersOnly && !direct {
 		_ = rc.Flush() // the headers go now: a stream may send its body much later
 	}
 	buf := copyBufPool.Get().(*[]byte)
@@ -625,9 +686,17 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 				return true
 			}
 		}
-		for k, v := range t.All() {
-			key := trailerKey(k)
-			wh[key] = append(wh[key], string(v))
+		if direct {
+			_ = fw.WriteTrailerFields(func(emit func(name, value []byte)) {
+				for k, v := range t.All() {
+					emit(k, v)
+				}
+			})
+		} else {
+			for k, v := range t.All() {
+				key := trailerKey(k)
+				wh[key] = append(wh[key], string(v))
+			}
 		}
 		if v := t.Peek("grpc-status"); len(v) > 0 {
 			s.GRPCStatus, _ = strconv.Atoi(string(v))
@@ -639,6 +708,18 @@ func (rl *runningListener) writeH2(x *exchange) (abort bool) {
 	}
 	return false
 }
+
+// fieldWriter is what weft's HTTP/2 server's ResponseWriter offers
+// beyond http.ResponseWriter (listener/h2server.go): an answer's headers
+// and trailers encoded straight from the stream's own header, with no
+// http.Header in between. Writers that translate the answer (gRPC-Web's)
+// do not have it.
+type fieldWriter interface {
+	WriteHeaderFields(status int, visit func(emit func(name, value []byte))) error
+	WriteTrailerFields(visit func(emit func(name, value []byte))) error
+}
+
+var contentLengthName = []byte("content-length")
 
 // encodeData runs the response body filters on one chunk and returns what
 // to send now. last is the body's end; trailers say trailers follow (the

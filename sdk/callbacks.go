@@ -24,6 +24,10 @@ const (
 	callbackDone
 
 	callbacksAll = 1<<iota - 1
+
+	// callbackNoContext asks the host not to create nor delete a context
+	// for the root's later streams: its StatelessFilter serves them.
+	callbackNoContext = 1 << 8
 )
 
 const foreignStreamCallbacks = "weft.stream_callbacks"

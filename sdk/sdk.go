@@ -120,6 +120,25 @@ type DoneFilter interface {
 	OnDone(s *Stream)
 }
 
+// StatelessFilter is a filter one value of which may serve every stream of
+// its plugin. When the value NewHTTPFilter returns says Stateless, Weft
+// stops creating and deleting a context in the VM for the plugin's later
+// streams there (weft.stream_callbacks, docs/wasm.md) and the SDK calls
+// that same value for them: two entries into the VM fewer per stream. The
+// plugin's later streams in that VM all get that value, whatever
+// NewHTTPFilter would return. Other hosts (Envoy) call NewHTTPFilter for
+// every stream as before.
+//
+// A stateless filter keeps nothing per stream, uses the *Stream only
+// during its callback (it does not keep it, resume it later, or dispatch
+// an HTTP or gRPC call-out from it), and returns Pause only after
+// SendLocalResponse. In each VM one plugin at most is served this way (the
+// first to ask); the others keep a context per stream.
+type StatelessFilter interface {
+	HTTPFilter
+	Stateless() bool
+}
+
 // HTTPCallReceiver receives the answers of HTTP calls dispatched with a nil
 // callback from its context (a stream's filter, or the Plugin for calls made
 // outside streams).

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 
@@ -231,4 +232,82 @@ func (h HeaderMap) Len() (int, error) {
 	}
 	n, st := abi.GetHeaderMapSize(h.mt)
 	return int(n), statusErr(st)
+}
+
+// HeaderOp is what a HeaderEdit does.
+type HeaderOp uint8
+
+// Header edits.
+const (
+	HeaderSet    HeaderOp = iota // replace every value of Name with Value
+	HeaderRemove                 // remove every value of Name
+	HeaderAdd                    // append a value of Name
+)
+
+// HeaderEdit is one write of HeaderMap.Edit.
+type HeaderEdit struct {
+	Op          HeaderOp
+	Name, Value string
+}
+
+const foreignEditHeaders = "weft.edit_headers"
+
+// noEditHeadersHost is set once the host answered that it has no
+// weft.edit_headers: Edit writes one header at a time.
+var noEditHeadersHost bool
+
+// editBuf is reused for weft.edit_headers' arguments.
+var editBuf []byte
+
+// Edit applies edits in order, as Set, Remove and Add would one by one: on
+// Weft in one host call (weft.edit_headers, docs/wasm.md), on other hosts
+// one call each. It stops at the first write the host refuses and returns
+// its error (the writes before it stay).
+func (h HeaderMap) Edit(edits ...HeaderEdit) error {
+	if err := h.use(); err != nil || len(edits) == 0 {
+		return err
+	}
+	for _, e := range edits {
+		if e.Op > HeaderAdd {
+			return StatusBadArgument
+		}
+	}
+	if !noEditHeadersHost && len(edits) <= 64 {
+		b := binary.LittleEndian.AppendUint32(editBuf[:0], h.mt)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(edits)))
+		for _, e := range edits {
+			b = append(b, byte(e.Op))
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(e.Name)))
+			b = append(b, e.Name...)
+			v := e.Value
+			if e.Op == HeaderRemove {
+				v = ""
+			}
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
+		}
+		editBuf = b
+		_, st := abi.CallForeignFunction(foreignEditHeaders, b)
+		switch Status(st) {
+		case StatusNotFound, StatusUnimplemented:
+			noEditHeadersHost = true
+		default:
+			return statusErr(st)
+		}
+	}
+	for _, e := range edits {
+		var err error
+		switch e.Op {
+		case HeaderSet:
+			err = h.Set(e.Name, e.Value)
+		case HeaderRemove:
+			err = h.Remove(e.Name)
+		default:
+			err = h.Add(e.Name, e.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -29,6 +29,9 @@ type rootContext struct {
 	// this root's streams (declareCallbacks), valid when declared is set.
 	callbacks uint32
 	declared  bool
+	// shared serves the root's streams the host creates no context for
+	// (a StatelessFilter, declared with callbackNoContext).
+	shared HTTPFilter
 }
 
 // pendingCall is an HTTP call waiting for its answer.
@@ -51,6 +54,10 @@ var vm struct {
 	effective uint32
 	vmConfig  []byte
 	logLevel  LogLevel
+	// noContext is the one root whose streams the host does not create
+	// (callbackNoContext): a callback for a context the VM never saw is
+	// one of its streams.
+	noContext *rootContext
 }
 
 func init() {
@@ -99,7 +106,9 @@ func resetVM() {
 	vm.effective = 0
 	vm.vmConfig = nil
 	vm.logLevel = LogInfo
+	vm.noContext = nil
 	noCallbacksHost = false
+	noEditHeadersHost = false
 }
 
 // enter records that a callback for context id runs now: the host's
@@ -134,7 +143,29 @@ func onContextCreate(id, parent uint32) {
 	if r.plugin != nil {
 		newFilter(r.plugin, s)
 	}
-	declareCallbacks(r, callbacksOf(s.filter))
+	bits := callbacksOf(s.filter)
+	if stateless(s.filter) && (vm.noContext == nil || vm.noContext == r) {
+		r.shared = s.filter
+		bits |= callbackNoContext
+	}
+	declareCallbacks(r, bits)
+	if r.declared && r.callbacks&callbackNoContext != 0 {
+		vm.noContext = r
+	}
+}
+
+// stateless reports whether f is a StatelessFilter that says so.
+func stateless(f HTTPFilter) (ok bool) {
+	sf, is := f.(StatelessFilter)
+	if !is {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return sf.Stateless()
 }
 
 func newFilter(p Plugin, s *Stream) {
@@ -245,9 +276,25 @@ func onQueueReady(root, queue uint32) {
 func streamFor(id uint32) *Stream {
 	enter(id)
 	s := vm.streams.get(id)
-	if s == nil || s.filter == nil {
+	if s == nil {
+		return contextless(id)
+	}
+	if s.filter == nil {
 		return nil
 	}
+	return s
+}
+
+// contextless returns a Stream for a callback of context id the host never
+// created: a stream of the root whose StatelessFilter serves such streams
+// (callbackNoContext). The Stream lives for this callback only.
+func contextless(id uint32) *Stream {
+	r := vm.noContext
+	if r == nil || r.shared == nil || vm.conns[id] != nil {
+		return nil
+	}
+	s := newStream(id, r.id)
+	s.filter = r.shared
 	return s
 }
 
@@ -354,6 +401,9 @@ func onDone(id uint32) bool {
 		return true
 	}
 	s := vm.streams.get(id)
+	if s == nil {
+		s = contextless(id)
+	}
 	if s == nil || s.filter == nil {
 		return true
 	}
@@ -368,7 +418,10 @@ func onDelete(id uint32) {
 	if vm.effective == id {
 		vm.effective = 0
 	}
-	if _, ok := vm.roots[id]; ok {
+	if r, ok := vm.roots[id]; ok {
+		if vm.noContext == r {
+			vm.noContext = nil
+		}
 		delete(vm.roots, id)
 		return
 	}

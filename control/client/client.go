@@ -100,6 +100,9 @@ type runner struct {
 	// watch so a restarted control plane knows it at once.
 	applied string
 	pending *ack // an ACK/NACK not yet delivered
+	// parser decodes of each JSON snapshot only what differs from the
+	// one before.
+	parser config.DeltaParser
 }
 
 // Run keeps the sidecar in sync with the control plane until ctx ends, then
@@ -272,7 +275,16 @@ const ConfigMediaType = "application/vnd.weft.config+json"
 
 // readConfigAnswer reads a watch answer whose body is the config itself.
 func readConfigAnswer(resp *http.Response) (*Snapshot, error) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	var b []byte
+	var err error
+	if n := resp.ContentLength; n > 0 && n <= 64<<20 {
+		// One buffer of the announced size (net/http checks the body
+		// is exactly that long).
+		b = make([]byte, n)
+		_, err = io.ReadFull(resp.Body, b)
+	} else {
+		b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("watch: reading snapshot: %w", err)
 	}
@@ -288,11 +300,19 @@ func readConfigAnswer(resp *http.Response) (*Snapshot, error) {
 func (r *runner) apply(ctx context.Context, s *Snapshot, save bool) bool {
 	r.have = s.Version
 	raw := []byte(s.Config)
-	parse := config.Parse
+	name := fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version)
+	var cfg *config.Config
+	var err error
 	if s.Format == "json" {
-		parse = config.ParseJSON
+		cfg, err = r.parser.Parse(name, raw)
+		if err == nil {
+			// The parser keeps it as parsed: what follows changes a copy.
+			c := *cfg
+			cfg = &c
+		}
+	} else {
+		cfg, err = config.Parse(name, raw)
 	}
-	cfg, err := parse(fmt.Sprintf("control snapshot %s@%s", r.o.NodeID, s.Version), raw)
 	if err == nil {
 		err = localizeModules(ctx, r.eps.current().hc, r.eps.moduleURL, r.o.ModuleDir, cfg)
 	}

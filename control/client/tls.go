@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/weftmesh/weft/proxy/config"
@@ -98,10 +99,11 @@ func verifyServer(cs tls.ConnectionState, roots []*x509.Certificate, id *identit
 func localizeModules(ctx context.Context, hc *http.Client, onControl func(string) (string, bool), dir string, cfg *config.Config) error {
 	for _, list := range []struct {
 		what string
-		fs   []config.Filter
-	}{{"filter", cfg.Filters}, {"wasm service", cfg.WasmServices}} {
-		for i := range list.fs {
-			m := &list.fs[i].Module
+		fs   *[]config.Filter
+	}{{"filter", &cfg.Filters}, {"wasm service", &cfg.WasmServices}} {
+		copied := false
+		for i := range *list.fs {
+			m := (*list.fs)[i].Module
 			if m.URL == "" {
 				continue
 			}
@@ -113,10 +115,15 @@ func localizeModules(ctx context.Context, hc *http.Client, onControl func(string
 			path := filepath.Join(dir, sha+".wasm")
 			if _, err := os.Stat(path); err != nil {
 				if err := fetchModule(ctx, hc, u, sha, path); err != nil {
-					return fmt.Errorf("%s %q: module: %w", list.what, list.fs[i].Name, err)
+					return fmt.Errorf("%s %q: module: %w", list.what, (*list.fs)[i].Name, err)
 				}
 			}
-			m.Path, m.URL = path, ""
+			if !copied {
+				// The list may be shared with the config parsed before
+				// (config.ParseJSONAfter): change a copy.
+				*list.fs, copied = slices.Clone(*list.fs), true
+			}
+			(*list.fs)[i].Module.Path, (*list.fs)[i].Module.URL = path, ""
 		}
 	}
 	return nil

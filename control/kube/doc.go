@@ -7,7 +7,9 @@
 //
 // The discovery translator (discovery.go) turns Services and their
 // EndpointSlices into mesh Services; other translators (the Gateway API,
-// weft's CRDs) plug in through Translator. The package must not compile
+// weft's CRDs) plug in through Translator. The sidecar injector is in
+// inject/; KeepWebhookCABundle (cabundle.go) keeps its webhook
+// configuration's caBundle equal to the control plane's CA roots. The package must not compile
 // sidecar configs or validate meshes itself: the store does, and refuses a
 // translation that does not compile, keeping the last good one.
 package kube

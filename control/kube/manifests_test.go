@@ -146,6 +146,13 @@ func TestManifests(t *testing.T) {
 	if _, err := sa.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the control plane's service account listing pods (it only gets the one a token names): %v, want forbidden", err)
 	}
+	// Its injection webhook's configuration only: no other, no listing.
+	if _, err := sa.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the control plane's service account listing webhook configurations: %v, want forbidden", err)
+	}
+	if _, err := sa.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "another-webhook", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the control plane's service account reading another webhook configuration: %v, want forbidden", err)
+	}
 	// The example's namespace must exist for a dry run of its objects.
 	e.EnsureNamespace("weft-demo")
 	apply(t, e.Config, true, objs...)

@@ -195,7 +195,8 @@ func (r *Registry) fetch(digest string) bool {
 }
 
 // reshare puts a module back into the shared store if another replica's
-// collection removed it while this one still names it: at most once a
+// collection removed it while this one still names it: at the first
+// lookup after a removal was seen (SharedDeleted), else at most once a
 // minute per module, in the background (a compilation does not wait).
 func (r *Registry) reshare(digest string) {
 	r.mu.Lock()
@@ -218,6 +219,25 @@ func (r *Registry) reshare(digest string) {
 		_ = r.shared.Put(ctx, digest, b)
 	}()
 }
+
+// SharedDeleted is told that a module was removed from the shared store
+// (by the replica that collects it). A module this replica holds is
+// marked as no longer shared, so the next lookup of it puts it back
+// (Reshare does so now); it reports whether this replica holds it.
+func (r *Registry) SharedDeleted(digest string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.has[digest]
+	if ok {
+		e.sharedAt = time.Time{}
+	}
+	return ok
+}
+
+// Reshare puts a module this replica holds back into the shared store
+// now (in the background) unless it was put or found there within the
+// last minute.
+func (r *Registry) Reshare(digest string) { r.reshare(digest) }
 
 func (r *Registry) path(d string) string { return filepath.Join(r.dir, d+".wasm") }
 

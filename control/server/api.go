@@ -41,6 +41,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/audit", s.guard(admin, s.handleAudit))
 	mux.Handle("GET /ui", ui.Handler()) // the mesh view: a static page; its data calls are guarded
 	s.identityRoutes(mux)
+	if s.inject != nil {
+		// Unauthenticated by design: the answer is a patch computed from the
+		// request alone (control/kube/inject).
+		mux.Handle("POST /inject", s.inject)
+	}
 	return mux
 }
 

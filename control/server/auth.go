@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -106,6 +107,9 @@ type user struct {
 // users are the operators the server knows.
 type users struct {
 	list []user
+	// admin is the digest of the bootstrap admin token ("" or nil: none
+	// accepted); on etcd, the one every replica shares, kept current.
+	admin atomic.Pointer[string]
 }
 
 // byToken finds the user whose token is tok, comparing digests in
@@ -114,6 +118,9 @@ func (u *users) byToken(tok string) (user, bool) {
 	got := hashToken(tok)
 	var found user
 	ok := false
+	if d := u.admin.Load(); d != nil && *d != "" && subtle.ConstantTimeCompare([]byte(*d), []byte(got)) == 1 {
+		found, ok = user{name: "admin", role: RoleAdmin, digest: *d}, true
+	}
 	for _, x := range u.list {
 		if x.digest != "" && subtle.ConstantTimeCompare([]byte(x.digest), []byte(got)) == 1 {
 			found, ok = x, true

@@ -151,6 +151,30 @@ func (s *Server) collectShared(grace time.Duration) ([]registry.Module, error) {
 	return gone, errors.Join(append([]error{err}, errs...)...)
 }
 
+// followBlobs follows the shared module store until ctx ends, so the
+// race between the collecting replica's count and another's commit costs
+// no replica more than an etcd round trip or two. A module removed there
+// that this replica holds is put back at once if this replica names it
+// once the changes it was writing are done (one of them may have named it
+// after the collector counted), and at its next lookup otherwise; a
+// module put there lets this replica compile a revision it could not for
+// want of it, at once rather than at the next commit.
+func (s *Server) followBlobs(ctx context.Context) {
+	s.gc.blobs.Watch(ctx, func(digest string, deleted bool) {
+		if !deleted {
+			s.store.Retry()
+			return
+		}
+		if !s.reg.SharedDeleted(digest) {
+			return
+		}
+		s.store.WaitWrites()
+		if moduleRefs(s.store.Mesh(), s.store.Nodes())[digest] > 0 {
+			s.reg.Reshare(digest)
+		}
+	})
+}
+
 // collectModules runs CollectModules every half grace period (at most a
 // minute) until ctx ends. On etcd it also stands for the module-gc lock,
 // and holds it while it runs: the holder collects the shared store.

@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/control/internal/etcdtest"
 	"github.com/weftmesh/weft/control/registry"
@@ -184,4 +186,89 @@ func TestModuleCollectionOnEtcd(t *testing.T) {
 	if gone, err := b.collect(0); err != nil || !has(gone, m2) || inShared(m2) {
 		t.Fatalf("the leader collected %v, %v; want %s, no longer named", gone, err, m2)
 	}
+}
+
+// TestModuleCollectionRaceOnEtcd is the race the leader's count cannot see:
+// a change naming a module is validated on replica C (which holds the
+// module) while the collecting replica removes the module's blob from the
+// shared store, counting on the revision before. Replica A, which never
+// held the module, must compile C's commit all the same, at once — not at
+// C's next periodic check a minute later: C puts the blob back as soon as
+// it sees it removed, and A compiles again as soon as the blob is back.
+func TestModuleCollectionRaceOnEtcd(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	key := make([]byte, 32)
+	start := func() *Server {
+		s, err := Start(context.Background(), Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), ScrapeInterval: -1, Insecure: true,
+			ModuleGrace: -1, Etcd: c.Client(), CAEncryptionKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, cr := start(), start()
+	call := func(s *Server, method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.URL()+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	inShared := func(sha string) bool {
+		t.Helper()
+		ds, err := a.gc.blobs.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(ds, sha)
+	}
+	// Deadlines are generous for a loaded machine, and still well under
+	// the minute the periodic check would take.
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 30s: %s", what)
+			}
+		}
+	}
+	base := "kind: Service\nname: orders\nspec: {endpoints: [{address: \"127.0.0.1:9\"}]}\n---\n" +
+		"kind: Sidecar\nname: s1\nspec: {outbound: \"127.0.0.1:0\", admin: \"off\"}\n"
+	if code, out := call(cr, "POST", "/v1/apply", base); code != 200 {
+		t.Fatalf("apply: %d %s", code, out)
+	}
+	code, out := call(cr, "POST", "/v1/modules", "\x00asm\x01\x00\x00\x00race")
+	var m registry.Module
+	if code != 201 || json.Unmarshal([]byte(out), &m) != nil {
+		t.Fatalf("upload through C: %d %s", code, out)
+	}
+
+	// The collecting replica removes the blob (its count did not see the
+	// change below), and the change naming it commits through C.
+	if err := cr.gc.blobs.Delete(context.Background(), m.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	filter := base + "---\nkind: Filter\nname: race\nspec:\n  module: {sha256: " + m.SHA256 + "}\n  apply: {all: true}\n"
+	if code, out := call(cr, "POST", "/v1/apply", filter); code != 200 {
+		t.Fatalf("apply the Filter through C: %d %s", code, out)
+	}
+	rev := cr.Store().Revision()
+	eventually(fmt.Sprintf("replica A to install revision %d, which names a module whose blob was collected (A: revision %d, %+v)", rev, a.Store().Revision(), a.Store().Status()),
+		func() bool { return a.Store().Revision() >= rev })
+	if st := a.Store().Status(); st.StuckAt != 0 {
+		t.Fatalf("replica A: %+v", st)
+	}
+	eventually("the blob back in the shared store", func() bool { return inShared(m.SHA256) })
+
+	// Collected again while named (the collector a revision behind): C
+	// puts it back at once.
+	if err := a.gc.blobs.Delete(context.Background(), m.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	eventually("C to put back a blob the mesh names", func() bool { return inShared(m.SHA256) })
 }

@@ -69,7 +69,7 @@ func (s *Server) resolveModule(ctx context.Context, f *mesh.FilterSpec) (field s
 		if len(p.keys) == 0 {
 			continue
 		}
-		if err := oci.Verify(ctx, m.Repository, m.Manifest, p.keys, src, 0); err != nil {
+		if err := s.verifier.Verify(ctx, m.Repository, m.Manifest, p.keys, src, 0); err != nil {
 			return p.field, fmt.Errorf("%s (%s): signature: %w", f.Module.OCI, m.Manifest, err)
 		}
 	}

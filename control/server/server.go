@@ -19,10 +19,12 @@ import (
 	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/control/filesource"
 	"github.com/weftmesh/weft/control/kube"
+	"github.com/weftmesh/weft/control/kube/inject"
 	"github.com/weftmesh/weft/control/mesh"
 	"github.com/weftmesh/weft/control/registry"
 	"github.com/weftmesh/weft/control/store"
 	"github.com/weftmesh/weft/control/telemetry"
+	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/wasm/oci"
 )
 
@@ -32,6 +34,10 @@ const (
 	DefaultWatchTimeout = 30 * time.Second
 	// MaxWatchTimeout bounds a watch request's wait parameter.
 	MaxWatchTimeout = 5 * time.Minute
+	// caBundleInterval is how often the injection webhook's caBundle is
+	// compared with the CA's roots (well inside -ca-propagation's default
+	// minute, so a rotation's new root is trusted before it signs).
+	caBundleInterval = 15 * time.Second
 	// maxBodyBytes bounds a resource request body.
 	maxBodyBytes = 8 << 20
 )
@@ -113,7 +119,17 @@ type Options struct {
 	// kube.DefaultAudience): POST /v1/certificate then accepts such a
 	// token, checked with the TokenReview API, instead of a join token.
 	KubeAudience string
-	Logger       *zap.Logger
+	// Inject, when set (with Kube), serves the sidecar injection webhook
+	// at POST /inject on the API's TLS listener (control/kube/inject): no
+	// client authentication, since it reads and changes no mesh state. Its
+	// ControlURL defaults to the server's URL and its Audience to
+	// KubeAudience.
+	Inject *inject.Values
+	// InjectWebhook, with Inject, names the MutatingWebhookConfiguration
+	// whose caBundle the server keeps equal to its CA's roots
+	// (kube.KeepWebhookCABundle); "" leaves caBundle to the operator.
+	InjectWebhook string
+	Logger        *zap.Logger
 }
 
 // Server is a running control plane.
@@ -130,6 +146,8 @@ type Server struct {
 	kube  *kube.Source
 	// review checks sidecars' service-account tokens (Kube set).
 	review *kube.Reviewer
+	// inject is the sidecar injection webhook (Options.Inject set).
+	inject http.Handler
 	scr    *telemetry.Scraper
 	nodes  *tracker
 	ca     *ca.CA
@@ -140,6 +158,8 @@ type Server struct {
 	// verifyKeys are the mesh-wide signature keys.
 	modules    *oci.Puller
 	verifyKeys []crypto.PublicKey
+	// verifier remembers the signatures already checked.
+	verifier   oci.Verifier
 	refusalsMu sync.Mutex
 	refusals   []ModuleRefusal // the last module refusals, for /v1/status
 	// meshTLS compiles mTLS and Policy into sidecar configs (Options.CA set).
@@ -185,6 +205,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.Insecure && o.CA != nil {
 		return nil, errors.New("control: mesh mTLS (a trust domain) needs the TLS API: sidecars get their certificates over it; drop -insecure-api")
+	}
+	if o.Inject != nil && (o.Kube == nil || o.Insecure) {
+		return nil, errors.New("control: sidecar injection needs the Kubernetes source (-kubeconfig or -kubernetes) and the TLS API (the API server calls webhooks over https only)")
+	}
+	if o.InjectWebhook != "" && (o.Inject == nil || o.TLSCertFile != "") {
+		return nil, errors.New("control: -inject-webhook needs sidecar injection on and the serving certificate the CA issues (not -tls-cert: the CA's roots would not verify it)")
 	}
 	if o.Insecure && (o.TLSCertFile != "" || o.TLSKeyFile != "") {
 		return nil, errors.New("control: -tls-cert/-tls-key and -insecure-api contradict each other")
@@ -232,6 +258,23 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 		return nil, err
 	}
+	if o.Inject != nil {
+		v := *o.Inject
+		if v.ControlURL == "" {
+			v.ControlURL = s.url
+		}
+		if v.Audience == "" {
+			v.Audience = o.KubeAudience
+		}
+		if v.Audience == "" {
+			v.Audience = kube.DefaultAudience
+		}
+		in, err := inject.New(v)
+		if err != nil {
+			return fail(fmt.Errorf("control: -inject: %w", err))
+		}
+		s.inject = in.Handler(o.Logger)
+	}
 	if s.audit, err = store.OpenAudit(filepath.Join(o.DataDir, "audit.log")); err != nil {
 		return fail(err)
 	}
@@ -277,6 +320,20 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return fail(err)
 	}
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if o.Etcd != nil && !o.Insecure {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followSharedAdmin(ctx)
+		}()
+	}
+	if s.gc.blobs != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.followBlobs(ctx)
+		}()
+	}
 	if o.ConfigDir != "" {
 		if s.files, err = filesource.Start(ctx, filesource.Options{Dir: o.ConfigDir, Store: s.store, Debounce: o.Debounce, Logger: o.Logger,
 			Prepare: func(rs []*mesh.Resource) error { return s.resolveModules(ctx, rs) }}); err != nil {
@@ -293,6 +350,16 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return fail(err)
 		}
 		s.review = kube.NewReviewer(s.kube.Client(), o.KubeAudience)
+		if o.InjectWebhook != "" {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				kube.KeepWebhookCABundle(ctx, s.kube.Client(), o.InjectWebhook, func() []byte {
+					roots, _ := s.ca.Bundle()
+					return identity.EncodeCertsPEM(roots...)
+				}, caBundleInterval, o.Logger)
+			}()
+		}
 	}
 	if o.ModuleGrace > 0 {
 		s.wg.Add(1)
@@ -336,7 +403,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 	}()
 	s.log.Info("control plane listening", zap.String("url", s.url), zap.Int64("revision", s.store.Revision()),
-		zap.String("ca_file", s.caFile), zap.String("ca_fingerprint", s.CAFingerprint()), zap.Bool("tls", !o.Insecure))
+		zap.String("ca_file", s.caFile), zap.String("ca_fingerprint", s.CAFingerprint()), zap.Bool("tls", !o.Insecure), zap.Bool("inject", s.inject != nil))
 	return s, nil
 }
 
@@ -357,11 +424,24 @@ func (s *Server) compile(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
 // CAFile is the path of the CA bundle clients trust (DATA/ca.pem).
 func (s *Server) CAFile() string { return s.caFile }
 
-// AdminToken is the bootstrap admin token (also in AdminTokenFile).
-func (s *Server) AdminToken() string { return s.adminToken }
+// AdminToken is the bootstrap admin token (also in AdminTokenFile); ""
+// on a replica on etcd that does not hold the token the replicas share
+// (it was made by another, and not copied here) or no longer does.
+func (s *Server) AdminToken() string {
+	if d := s.users.admin.Load(); s.adminToken == "" || d == nil || *d != hashToken(s.adminToken) {
+		return ""
+	}
+	return s.adminToken
+}
 
-// AdminTokenFile is the path of the bootstrap admin token (DATA/admin.token).
-func (s *Server) AdminTokenFile() string { return s.adminFile }
+// AdminTokenFile is the path of the bootstrap admin token
+// (DATA/admin.token); "" when AdminToken is.
+func (s *Server) AdminTokenFile() string {
+	if s.AdminToken() == "" {
+		return ""
+	}
+	return s.adminFile
+}
 
 // Insecure reports whether the API serves plain HTTP without
 // authentication.

@@ -130,12 +130,19 @@ func (s *Server) loadUsers() error {
 	if s.o.Insecure {
 		return nil
 	}
-	tok, path, err := bootstrapAdmin(s.o.DataDir, s.log)
-	if err != nil {
-		return fmt.Errorf("control: %w", err)
+	if s.o.Etcd != nil {
+		if err := s.shareAdmin(); err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+	} else {
+		tok, path, err := bootstrapAdmin(s.o.DataDir, s.log)
+		if err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		s.adminToken, s.adminFile = tok, path
+		d := hashToken(tok)
+		s.users.admin.Store(&d)
 	}
-	s.adminToken, s.adminFile = tok, path
-	s.users.list = append(s.users.list, user{name: "admin", role: RoleAdmin, digest: hashToken(tok)})
 	if s.o.UsersFile != "" {
 		list, err := loadUsers(s.o.UsersFile)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -221,6 +222,10 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 				h.Set("Content-Type", "application/json")
 				body = snap.Encoded(watchBody)
 			}
+			// Known length: one write, not chunks (a config is over
+			// net/http's 2 KB chunking threshold), and no chunk parsing
+			// on the sidecar.
+			h.Set("Content-Length", strconv.Itoa(len(body)))
 			if _, err := w.Write(body); err != nil {
 				s.log.Debug("watch: writing snapshot", zap.String("node", node), zap.Error(err))
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -129,4 +130,29 @@ func (b *EtcdBlobs) Delete(ctx context.Context, digest string) error {
 		return etcdError("deleting "+b.dir(digest), err)
 	}
 	return nil
+}
+
+// Watch calls fn for every blob that becomes whole (its meta key written;
+// deleted false) or is removed (deleted true), until ctx ends. After a
+// broken watch it starts again from the present, and reports a put with
+// an empty digest: something may have been missed meanwhile.
+func (b *EtcdBlobs) Watch(ctx context.Context, fn func(digest string, deleted bool)) {
+	for ctx.Err() == nil {
+		for wr := range b.cli.Watch(clientv3.WithRequireLeader(ctx), b.prefix, clientv3.WithPrefix()) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				d, ok := strings.CutSuffix(strings.TrimPrefix(string(ev.Kv.Key), b.prefix), "/meta")
+				if !ok || strings.Contains(d, "/") {
+					continue
+				}
+				fn(d, ev.Type == clientv3.EventTypeDelete)
+			}
+		}
+		if ctx.Err() == nil {
+			sleep(ctx, 100*time.Millisecond)
+			fn("", false)
+		}
+	}
 }

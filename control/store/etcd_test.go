@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,5 +319,43 @@ func TestEtcdChangeTooBig(t *testing.T) {
 	}
 	if v := strconv.FormatInt(r.Revision, 10); s.Node("n0").Version != v || s.Node("n1").Version != v {
 		t.Fatalf("node versions %s/%s, want %s", s.Node("n0").Version, s.Node("n1").Version, v)
+	}
+}
+
+// TestEtcdReplicaBehindRetries: a replica that could not compile a
+// revision committed elsewhere (it lacked a module) installs it as soon as
+// Retry is called once what it lacked is there, without a new commit.
+func TestEtcdReplicaBehindRetries(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	var lacks atomic.Bool
+	lacks.Store(true)
+	strict := func(m *mesh.Mesh) (map[string]*mesh.NodeConfig, error) {
+		if lacks.Load() && m.Get(mesh.Key{Kind: mesh.KindService, Namespace: "default", Name: "b"}) != nil {
+			return nil, errors.New("service b needs a module this replica lacks")
+		}
+		return compile(m)
+	}
+	a, _ := replicaOn(t, c, Options{Compile: strict})
+	b, _ := replicaOn(t, c, Options{})
+	a.Retry() // not behind: nothing to do
+	r, err := b.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, "kind: Service\nname: b\nspec: {endpoints: [{address: '127.0.0.1:2'}]}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Status().StuckAt != r.Revision {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica A's status: %+v", a.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.Retry() // still lacking: still behind
+	if a.Revision() >= r.Revision || a.Status().StuckAt != r.Revision {
+		t.Fatalf("replica A at %d, status %+v: a retry that still fails moved it", a.Revision(), a.Status())
+	}
+	lacks.Store(false)
+	a.Retry()
+	if a.Revision() != r.Revision || a.Status().StuckAt != 0 {
+		t.Fatalf("replica A at %d, status %+v after the retry; want revision %d", a.Revision(), a.Status(), r.Revision)
 	}
 }

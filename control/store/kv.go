@@ -84,3 +84,46 @@ func (k *EtcdKV) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// Create writes key, with no lease, unless it exists; false when it does.
+func (k *EtcdKV) Create(ctx context.Context, key string, value []byte) (bool, error) {
+	resp, err := k.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k.key(key)), "=", 0)).
+		Then(clientv3.OpPut(k.key(key), string(value))).
+		Commit()
+	if err != nil {
+		return false, etcdError("writing "+k.key(key), err)
+	}
+	return resp.Succeeded, nil
+}
+
+// Watch calls fn with key's value now and at every change (nil when it
+// is deleted) until ctx ends. It reads the key again whenever the watch
+// breaks, so fn sees the latest value after a reconnect.
+func (k *EtcdKV) Watch(ctx context.Context, key string, fn func(value []byte)) {
+	for ctx.Err() == nil {
+		resp, err := k.cli.Get(ctx, k.key(key))
+		if err != nil {
+			sleep(ctx, time.Second)
+			continue
+		}
+		var v []byte
+		if len(resp.Kvs) > 0 {
+			v = resp.Kvs[0].Value
+		}
+		fn(v)
+		for wr := range k.cli.Watch(clientv3.WithRequireLeader(ctx), k.key(key), clientv3.WithRev(resp.Header.Revision+1)) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					fn(nil)
+				} else {
+					fn(ev.Kv.Value)
+				}
+			}
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}

@@ -185,6 +185,7 @@ type Store struct {
 
 	followMu  sync.Mutex
 	followErr *BackendStatus // the last revision that did not compile here
+	stuck     *Records       // its records, for Retry
 }
 
 // BackendStatus says where the store is kept and whether this process
@@ -298,12 +299,38 @@ func (s *Store) follow(r *Records) {
 			zap.Int64("revision", r.Revision), zap.Error(err))
 		s.followMu.Lock()
 		s.followErr = &BackendStatus{StuckAt: r.Revision, Error: err.Error()}
+		s.stuck = r
 		s.followMu.Unlock()
 		return
 	}
 	if s.install(st) {
 		s.log.Info("mesh changed", zap.Int64("revision", st.rev), zap.String("by", "another replica"), zap.Duration("build", time.Since(began)))
 	}
+}
+
+// Retry compiles again the latest revision committed elsewhere that did
+// not compile here, if this replica is still behind it: call it when what
+// it lacked may have come (a module blob put back in the shared store),
+// rather than waiting for the next commit.
+func (s *Store) Retry() {
+	s.followMu.Lock()
+	r := s.stuck
+	s.followMu.Unlock()
+	if r == nil || r.Revision <= s.Revision() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.follow(r)
+}
+
+// WaitWrites returns once every change this process was validating or
+// committing when it was called is installed or refused (and any commit
+// of another writer it was compiling is installed).
+func (s *Store) WaitWrites() {
+	s.mu.Lock()
+	//lint:ignore SA2001 an empty critical section: waiting for the writers is the point
+	s.mu.Unlock()
 }
 
 // install makes st current unless a newer state already is.

@@ -83,6 +83,8 @@ type validator struct {
 	// host checks signatures through the host when it can (nil: always
 	// in the VM).
 	host *hostVerifier
+	// jws checks whole tokens through the host when it can (nil: never).
+	jws *hostJWS
 	// headers remembers parsed JOSE headers by their encoded form: a
 	// signer's tokens share a few headers, and parsing costs more in the
 	// VM than a lookup.
@@ -118,6 +120,11 @@ func (v *validator) header(h64 string) (header, bool) {
 // validate checks token's form, signature (with keys) and time and
 // identity claims at now, and returns its claims.
 func (v *validator) validate(token string, keys *keySet, now time.Time) (claims, time.Time, error) {
+	if v.jws != nil && keys != nil {
+		if cl, exp, err, done := v.jws.validate(v, token, keys, now); done {
+			return cl, exp, err
+		}
+	}
 	h64, rest, ok := strings.Cut(token, ".")
 	if !ok {
 		return nil, time.Time{}, errMalformed
@@ -172,18 +179,27 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 	} else if ok && now.Add(v.skew).Before(nbf) {
 		return nil, time.Time{}, errNotYetValid
 	}
-	if v.issuer != "" {
-		if raw, _ := c.get("iss"); !rawEquals(raw, v.issuer) {
-			return nil, time.Time{}, errIssuer
-		}
-	}
-	if len(v.audiences) > 0 && !c.hasAudience(v.audiences) {
-		return nil, time.Time{}, errAudience
+	if err := v.checkIdentity(c); err != nil {
+		return nil, time.Time{}, err
 	}
 	if !hasExp {
 		exp = time.Time{}
 	}
 	return c, exp, nil
+}
+
+// checkIdentity checks the iss and aud claims of a token whose signature
+// and times are good.
+func (v *validator) checkIdentity(c claims) error {
+	if v.issuer != "" {
+		if raw, _ := c.get("iss"); !rawEquals(raw, v.issuer) {
+			return errIssuer
+		}
+	}
+	if len(v.audiences) > 0 && !c.hasAudience(v.audiences) {
+		return errAudience
+	}
+	return nil
 }
 
 // verify checks sig over signed with the key the header names (by kid), or

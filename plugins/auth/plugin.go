@@ -26,6 +26,11 @@ type plugin struct {
 	hostv hostVerifier
 
 	allowed, denied, fetches, fetchErrors sdk.Counter
+	// hostTokens counts the tokens the host decoded and checked whole
+	// (weft.jws_verify).
+	hostTokens sdk.Counter
+	// edits is the reused list of a request's header writes.
+	edits []sdk.HeaderEdit
 }
 
 func newPlugin(raw []byte) (sdk.Plugin, error) {
@@ -36,6 +41,19 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 	p := &plugin{cfg: cfg}
 	if j := cfg.JWT; j != nil {
 		p.v = validator{algs: cfg.algs, issuer: j.Issuer, audiences: j.Audiences, skew: cfg.skew, host: &p.hostv}
+		// The host returns the claims the filter reads: iss and aud when
+		// checked, and those copied to headers.
+		var names []string
+		if j.Issuer != "" {
+			names = append(names, "iss")
+		}
+		if len(j.Audiences) > 0 {
+			names = append(names, "aud")
+		}
+		for _, ch := range j.ClaimsToHeaders {
+			names = append(names, ch.Claim)
+		}
+		p.v.jws = newHostJWS(cfg, names, &p.hostv.host, &p.hostTokens)
 		p.keys = cfg.inlineKeys
 		p.cache.init(cfg.cacheSize)
 		if j.RemoteJWKS != nil {
@@ -50,6 +68,7 @@ func newPlugin(raw []byte) (sdk.Plugin, error) {
 		"auth_allowed_total": &p.allowed, "auth_denied_total": &p.denied,
 		"auth_jwks_fetches_total": &p.fetches, "auth_jwks_fetch_errors_total": &p.fetchErrors,
 		"auth_signatures_host_total": &p.hostv.host, "auth_signatures_vm_total": &p.hostv.vm,
+		"auth_tokens_host_total": &p.hostTokens,
 	} {
 		if *c, err = sdk.NewCounter(name); err != nil {
 			return nil, err
@@ -152,7 +171,7 @@ func (p *plugin) release() {
 		if !ok {
 			continue
 		}
-		if f.check(s) {
+		if f.check(s, false) {
 			_ = s.Resume()
 		}
 	}
@@ -166,6 +185,14 @@ func (p *plugin) needsFetch() bool {
 
 // filter is one stream's view of the plugin (no per-stream state).
 type filter struct{ p *plugin }
+
+// Stateless implements sdk.StatelessFilter: one value serves every stream
+// (Weft then creates no context in the VM per stream), except with remote
+// keys, where a stream may wait for them paused and is resumed later.
+func (f filter) Stateless() bool {
+	j := f.p.cfg.JWT
+	return j == nil || j.RemoteJWKS == nil
+}
 
 // OnRequestHeaders authenticates the request.
 func (f filter) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
@@ -187,7 +214,7 @@ func (f filter) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
 			return sdk.Pause
 		}
 	}
-	if f.check(s) {
+	if f.check(s, true) {
 		return sdk.Continue
 	}
 	return sdk.Pause
@@ -215,8 +242,9 @@ func (f filter) token(s *sdk.Stream) (string, bool) {
 }
 
 // check authenticates s and either edits its headers (true: let it
-// through) or sends the rejection (false).
-func (f filter) check(s *sdk.Stream) bool {
+// through) or sends the rejection (false). current is set when s is the
+// context host calls act on now (its own callback).
+func (f filter) check(s *sdk.Stream, current bool) bool {
 	p := f.p
 	c := p.cfg
 	h := s.RequestHeaders()
@@ -236,36 +264,59 @@ func (f filter) check(s *sdk.Stream) bool {
 		// Never trust the claim headers from the client. With a token
 		// and distinct headers, each is replaced by its claim or removed
 		// below: one host call per header instead of two.
-		tok, ok := f.token(s)
+		cl, ok, err := f.jwt(s, current)
+		// The header writes go to the host in one call (sdk's Edit:
+		// weft.edit_headers on Weft, one call each elsewhere).
+		edits := p.edits[:0]
 		if !ok || !c.claimHdrsDistinct {
 			for _, ch := range j.ClaimsToHeaders {
-				_ = h.Remove(ch.Header)
+				edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderRemove, Name: ch.Header})
 			}
 		}
 		if ok {
-			cl, err := p.validate(tok)
 			if err != nil {
 				sdk.Debugf("auth: token rejected: %v", err)
 				return f.reject(s, "invalid_token", err.Error())
 			}
 			for _, ch := range j.ClaimsToHeaders {
 				if v, ok := cl.headerValue(ch.Claim); ok && safeHeaderValue(v) {
-					_ = h.Set(ch.Header, v)
+					edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderSet, Name: ch.Header, Value: v})
 				} else if c.claimHdrsDistinct {
-					_ = h.Remove(ch.Header)
+					edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderRemove, Name: ch.Header})
 				}
 			}
 			if !j.Forward {
-				_ = h.Remove(c.tokenHdr)
+				edits = append(edits, sdk.HeaderEdit{Op: sdk.HeaderRemove, Name: c.tokenHdr})
 			}
+			f.edit(h, edits)
 			p.allowed.Inc()
 			return true
 		}
+		f.edit(h, edits)
 	}
 	if c.AllowMissing {
 		return true
 	}
 	return f.reject(s, "", "")
+}
+
+// jwt finds and checks the request's token: in the host when it can read
+// and check it there (weft.jws_verify, with the host's cache; only from
+// s's own callback, where the host's current context is s), else in the
+// VM through the VM's cache. ok is false when there is no token.
+func (f filter) jwt(s *sdk.Stream, current bool) (cl claims, ok bool, err error) {
+	p := f.p
+	if current && p.keys != nil {
+		if cl, ok, err, done := p.v.jws.checkRequest(&p.v, p.keys); done {
+			return cl, ok, err
+		}
+	}
+	tok, ok := f.token(s)
+	if !ok {
+		return nil, false, nil
+	}
+	cl, err = p.validate(tok)
+	return cl, true, err
 }
 
 // validate checks a token, through the cache of tokens already validated.
@@ -280,6 +331,22 @@ func (p *plugin) validate(tok string) (claims, error) {
 	}
 	p.cache.put(tok, cl, exp.Add(p.cfg.skew), now)
 	return cl, nil
+}
+
+// edit applies edits (sets and removes only) to h, keeping their storage
+// for the next request. A batch stops at a refused write (a claim value
+// the host finds invalid); then every edit is applied again one by one,
+// errors ignored, so the writes after it (the token's removal) still
+// happen, as they did before the writes were batched.
+func (f filter) edit(h sdk.HeaderMap, edits []sdk.HeaderEdit) {
+	if err := h.Edit(edits...); err != nil {
+		sdk.Debugf("auth: header edit: %v", err)
+		for _, e := range edits {
+			_ = h.Edit(e)
+		}
+	}
+	clear(edits) // no claim value kept past the request
+	f.p.edits = edits[:0]
 }
 
 // reject answers with the configured status and a Bearer challenge

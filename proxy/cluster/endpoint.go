@@ -127,6 +127,7 @@ type countedConn struct {
 	net.Conn
 	e      *Endpoint
 	closed atomic.Bool
+	aw     *answerWait // answerwait.go; nil until first used
 }
 
 // Close closes the connection and frees its slot once.

@@ -135,10 +135,18 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			err = req.Write(bw)
 		}
 		if err == nil {
+			// The request's last write waits for the answer (answerwait.go).
+			cc, _ := cn.(*countedConn)
+			armed := cc != nil && body == nil && cc.armAnswerWait()
 			err = bw.Flush()
+			if armed {
+				cc.disarmAnswerWait()
+			}
 		}
 		hc.ReleaseWriter(bw)
-		_ = cn.SetDeadline(deadline)
+		if body != nil {
+			_ = cn.SetDeadline(deadline)
+		}
 		early := err != nil && body != nil && !isBodyError(err)
 		if early {
 			// The upstream stopped taking a streamed body: it may have
@@ -261,6 +269,10 @@ type flushReader struct {
 	head []byte    // a chunk's size line
 	arr  [3][]byte // the backing of vec, so that a write allocates nothing
 	vec  net.Buffers
+
+	pipe kpipe       // for a spliced body (spliceNext), opened at its first splice
+	tick BodySplicer // the body being spliced, during a splice
+	last time.Time   // when the upstream's write deadline was last pushed
 }
 
 // SupportsBodyWriteTo makes fasthttp copy the body with WriteTo, not
@@ -272,14 +284,37 @@ func (f *flushReader) SupportsBodyWriteTo() bool { return true }
 // the writer holds nothing, a chunk goes straight to a plain TCP upstream
 // in one write (writev of its size line, data and CRLF): through w, a
 // 64 KiB chunk took three writes (the writer's 4 KiB buffer, the rest,
-// then the CRLF at the flush).
+// then the CRLF at the flush). And when the body can hand its next bytes
+// over on the client's socket (a BodySplicer), they are spliced socket to
+// socket instead of read and written.
 func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 	bp := firstChunkPool.Get().(*[]byte)
 	defer firstChunkPool.Put(bp)
+	defer f.pipe.close()
 	tc := upstreamTCP(f.cn)
+	sp, _ := f.r.(BodySplicer)
+	if tc == nil || !spliceOK {
+		sp = nil
+	}
 	var total int64
 	for {
+		if sp != nil && len(f.first) == 0 && f.firstErr == nil {
+			n, done, err := f.spliceNext(sp, tc, total)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if done {
+				continue // more may follow the same way
+			}
+		}
 		n, err := f.Read(*bp)
+		if sp != nil && f.size < 0 && err == nil && n > 0 && f.bw.Buffered() == 0 {
+			// Pieces of a chunked body that are in memory already go up
+			// as one chunk: the client's chunks are often smaller than
+			// what one read of its socket brings.
+			n, err = f.gather(sp, *bp, n)
+		}
 		if n > 0 {
 			p := (*bp)[:n]
 			var werr error
@@ -300,6 +335,136 @@ func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// gather reads on into buf[n:] while the body has bytes in memory, and
+// returns how much buf now holds (and the last read's error).
+func (f *flushReader) gather(sp BodySplicer, buf []byte, n int) (int, error) {
+	for n < len(buf) {
+		held := sp.BodyHeld()
+		if held <= 0 {
+			return n, nil
+		}
+		k, err := f.r.Read(buf[n:min(len(buf), n+int(min(held, int64(len(buf)))))])
+		if err != nil && err != io.EOF {
+			f.err = err
+		}
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// BodySplicer is a streamed request body whose next bytes can be moved
+// from the client's socket to the upstream's in the kernel, because
+// nothing needs to see them: no filter, no mirror, no retry that could
+// replay them.
+type BodySplicer interface {
+	// BodySocket returns the client socket the body's next n bytes are
+	// on, unread, with nothing of the body held before them; ok is false
+	// when they cannot be spliced now (the caller then reads the body).
+	BodySocket() (src *net.TCPConn, n int64, ok bool)
+	// BodySpliced records that n bytes were taken from src around the
+	// reader; err is why the splice stopped on src's side (nil if it did
+	// not). It returns the body's error, if it now has one (a read that
+	// failed, a body over its limit).
+	BodySpliced(n int64, err error) error
+	// BodyTick is called before each splice step: it pushes the client
+	// socket's read deadline ahead.
+	BodyTick()
+	// BodyHeld is how many of the body's next bytes are in memory already
+	// (0 when unknown): a Read of up to that many does not wait.
+	BodyHeld() int64
+}
+
+// uploadSpliceMin is the smallest stretch of a request body spliced: a
+// Content-Length rest or a chunk's data. Below it the pipe's two calls
+// cost more than the copies they save.
+const uploadSpliceMin = 16 << 10
+
+// spliceNext splices the body's next stretch to the upstream, when it
+// offers one: as it is for a Content-Length body, as one chunk of the
+// same size for a chunked one. done reports whether it did.
+func (f *flushReader) spliceNext(sp BodySplicer, tc *net.TCPConn, total int64) (n int64, done bool, err error) {
+	src, k, ok := sp.BodySocket()
+	if f.size >= 0 {
+		k = min(k, f.size-total)
+	}
+	if !ok || k < uploadSpliceMin {
+		return 0, false, nil
+	}
+	if !f.pipe.open {
+		if err := f.pipe.openPipe(); err != nil {
+			return 0, false, nil // no pipe: copy as before
+		}
+	}
+	if f.bw.Buffered() > 0 {
+		// The headers (and the first chunk) go first.
+		if f.idle > 0 {
+			_ = f.cn.SetWriteDeadline(time.Now().Add(f.idle))
+		}
+		if err := f.bw.Flush(); err != nil {
+			return 0, false, err
+		}
+	}
+	if f.size < 0 {
+		f.head = strconv.AppendInt(f.head[:0], k, 16)
+		f.head = append(f.head, '\r', '\n')
+		if err := f.writeUp(tc, f.head); err != nil {
+			return 0, false, err
+		}
+	}
+	f.tick = sp
+	in, out, err := f.pipe.move(src, tc, k, f.stepUpload)
+	f.tick = nil
+	if berr := sp.BodySpliced(in, readSideErr(err)); berr != nil {
+		f.err = berr
+		return out, false, berr
+	}
+	if err != nil {
+		var we *WriteError
+		if errors.As(err, &we) {
+			err = we.Err // the upstream's
+		}
+		return out, false, err
+	}
+	if f.size < 0 {
+		if err := f.writeUp(tc, crlf); err != nil {
+			return out, false, err
+		}
+	}
+	return out, true, nil
+}
+
+// stepUpload pushes both deadlines ahead before a splice step.
+func (f *flushReader) stepUpload() {
+	f.tick.BodyTick()
+	if f.idle > 0 {
+		if now := time.Now(); now.Sub(f.last) > f.idle/10 {
+			f.last = now
+			_ = f.cn.SetWriteDeadline(now.Add(f.idle))
+		}
+	}
+}
+
+// writeUp writes p to the upstream, under the idle bound.
+func (f *flushReader) writeUp(tc *net.TCPConn, p []byte) error {
+	if f.idle > 0 {
+		_ = tc.SetWriteDeadline(time.Now().Add(f.idle))
+	}
+	_, err := tc.Write(p)
+	return err
+}
+
+// readSideErr is err when it came from the splice's source (the client),
+// nil when it was the destination's or there was none.
+func readSideErr(err error) error {
+	if err == nil || IsWriteError(err) {
+		return nil
+	}
+	return err
 }
 
 // writeDirect writes p to the upstream as the next piece of the body:

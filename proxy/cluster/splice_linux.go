@@ -15,43 +15,58 @@ const (
 	spliceFlags    = 0x1 | 0x2 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 )
 
-// splice moves b.left bytes from src to dst through a pipe, pushing src's
-// read deadline ahead as the body's idle bound asks.
-func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
-		return 0, &WriteError{Err: os.NewSyscallError("pipe2", err)}
+// kpipe is a kernel pipe that bytes cross on their way from one socket
+// to another. The zero value is not open.
+type kpipe struct {
+	r, w int
+	size int // its capacity: the most one step moves
+	open bool
+}
+
+// openPipe opens the pipe, as large as splicePipeSize when the kernel
+// lets it grow.
+func (p *kpipe) openPipe() error {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		return os.NewSyscallError("pipe2", err)
 	}
-	pr, pw := p[0], p[1]
-	defer syscall.Close(pr)
-	defer syscall.Close(pw)
-	size := 64 << 10 // a pipe's default capacity
-	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(pw), fSetPipeSz, splicePipeSize); e == 0 {
-		size = splicePipeSize
+	p.r, p.w, p.size, p.open = fds[0], fds[1], 64<<10, true // a pipe's default capacity
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(p.w), fSetPipeSz, splicePipeSize); e == 0 {
+		p.size = splicePipeSize
 	}
+	return nil
+}
+
+func (p *kpipe) close() {
+	if p.open {
+		_ = syscall.Close(p.r)
+		_ = syscall.Close(p.w)
+		p.open = false
+	}
+}
+
+// move moves n bytes from src to dst through the pipe, calling before
+// ahead of each step (to push deadlines). in is what was taken from src,
+// out what reached dst (less than in only when dst failed). An error
+// from dst's side is a *WriteError; src closing before n bytes is
+// io.ErrUnexpectedEOF.
+func (p *kpipe) move(src, dst *net.TCPConn, n int64, before func()) (in, out int64, err error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	wc, err := dst.SyscallConn()
 	if err != nil {
-		return 0, &WriteError{Err: err}
+		return 0, 0, &WriteError{Err: err}
 	}
-	var total int64
-	for b.left > 0 {
-		tick()
-		if b.idle > 0 {
-			if now := time.Now(); now.Sub(b.last) > b.idle/10 {
-				b.last = now
-				_ = src.SetReadDeadline(now.Add(b.idle))
-			}
-		}
-		// Upstream socket -> pipe.
-		var n int64
+	for in < n {
+		before()
+		// Source socket -> pipe.
+		var k int64
 		var serr error
 		rerr := rc.Read(func(fd uintptr) bool {
 			for {
-				n, serr = syscall.Splice(int(fd), nil, pw, nil, min(b.left, size), spliceFlags)
+				k, serr = syscall.Splice(int(fd), nil, p.w, nil, int(min(n-in, int64(p.size))), spliceFlags)
 				if serr != syscall.EINTR {
 					return serr != syscall.EAGAIN
 				}
@@ -61,21 +76,19 @@ func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
 			rerr = os.NewSyscallError("splice", serr)
 		}
 		if rerr != nil {
-			if t, ok := rerr.(interface{ Timeout() bool }); ok && t.Timeout() {
-				rerr = ErrBodyIdle
-			}
-			return total, rerr
+			return in, out, rerr
 		}
-		if n == 0 {
-			return total, io.ErrUnexpectedEOF // the upstream closed mid-body
+		if k == 0 {
+			return in, out, io.ErrUnexpectedEOF // the source closed mid-body
 		}
-		// Pipe -> client socket.
-		for left := int(n); left > 0; {
-			var k int64
+		in += k
+		// Pipe -> destination socket.
+		for left := k; left > 0; {
+			var w int64
 			var werr error
 			err := wc.Write(func(fd uintptr) bool {
 				for {
-					k, werr = syscall.Splice(pr, nil, int(fd), nil, left, spliceFlags)
+					w, werr = syscall.Splice(p.r, nil, int(fd), nil, int(left), spliceFlags)
 					if werr != syscall.EINTR {
 						return werr != syscall.EAGAIN
 					}
@@ -85,13 +98,39 @@ func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
 				err = os.NewSyscallError("splice", werr)
 			}
 			if err != nil {
-				return total, &WriteError{Err: err}
+				return in, out, &WriteError{Err: err}
 			}
-			left -= int(k)
-			total += k
+			left -= w
+			out += w
 		}
-		b.left -= int(n)
+	}
+	return in, out, nil
+}
+
+// splice moves b.left bytes from src to dst through a pipe, pushing src's
+// read deadline ahead as the body's idle bound asks.
+func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
+	var p kpipe
+	if err := p.openPipe(); err != nil {
+		return 0, &WriteError{Err: err}
+	}
+	defer p.close()
+	_, out, err := p.move(src, dst, int64(b.left), func() {
+		tick()
+		if b.idle > 0 {
+			if now := time.Now(); now.Sub(b.last) > b.idle/10 {
+				b.last = now
+				_ = src.SetReadDeadline(now.Add(b.idle))
+			}
+		}
+	})
+	b.left -= int(out)
+	if err != nil {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() && !IsWriteError(err) {
+			err = ErrBodyIdle
+		}
+		return out, err
 	}
 	b.eof = true
-	return total, nil
+	return out, nil
 }

@@ -136,6 +136,12 @@ type CORS struct {
 	AllowCredentials bool `yaml:"allow_credentials,omitempty" json:"allow_credentials,omitempty"`
 }
 
+// The values of HTTP2.Server.
+const (
+	H2ServerWeft = "weft"
+	H2ServerXNet = "x/net"
+)
+
 // HTTP2 are a listener's HTTP/2 settings. Zero values take the defaults in
 // docs/config.md.
 type HTTP2 struct {
@@ -157,6 +163,10 @@ type HTTP2 struct {
 	// answered (default 0: no pings; idle_timeout still closes idle ones).
 	KeepaliveInterval Duration `yaml:"keepalive_interval,omitempty" json:"keepalive_interval,omitempty"`
 	KeepaliveTimeout  Duration `yaml:"keepalive_timeout,omitempty" json:"keepalive_timeout,omitempty"` // default 20s
+	// Server is the HTTP/2 server implementation: "weft" (default: weft's
+	// own, proxy/listener/h2server.go) or "x/net" (golang.org/x/net/http2's,
+	// the one before it, kept as a fallback).
+	Server string `yaml:"server,omitempty" json:"server,omitempty"`
 }
 
 // TCPProxy forwards a tcp listener's connections to a cluster: one

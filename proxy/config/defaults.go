@@ -93,10 +93,7 @@ var DefaultRetryOn = []string{"connect-failure", "reset"}
 // config defaulted by the control plane means the same on every sidecar.
 // Parse calls it; call it on a Config built in code or decoded from JSON.
 func (c *Config) ApplyDefaults() {
-	if c.Admin.Address == "" {
-		c.Admin.Address = DefaultAdminAddress
-	}
-	c.Tracing.applyDefaults(c.Node.ID)
+	c.applyOwnDefaults()
 	for i := range c.Listeners {
 		c.Listeners[i].applyDefaults()
 	}
@@ -107,9 +104,14 @@ func (c *Config) ApplyDefaults() {
 		c.Filters[i].applyDefaults()
 	}
 	for i := range c.WasmServices {
-		setInt(&c.WasmServices[i].PoolSize, 1) // a singleton, as Envoy's singleton: true
-		c.WasmServices[i].applyDefaults()
+		c.WasmServices[i].applyServiceDefaults()
 	}
+}
+
+// applyOwnDefaults defaults the config's fields that are not lists.
+func (c *Config) applyOwnDefaults() {
+	setStr(&c.Admin.Address, DefaultAdminAddress)
+	c.Tracing.applyDefaults(c.Node.ID)
 }
 
 func setInt(p *int, v int) {
@@ -151,12 +153,21 @@ func (t *Tracing) applyDefaults(nodeID string) {
 }
 
 func (l *Listener) applyDefaults() {
+	l.applyOwnDefaults()
+	for i := range l.VirtualHosts {
+		l.VirtualHosts[i].applyDefaults()
+	}
+}
+
+// applyOwnDefaults defaults a listener's fields but its virtual hosts.
+func (l *Listener) applyOwnDefaults() {
 	setStr(&l.Direction, defaultDirection)
 	setInt(&l.HTTP2.MaxConcurrentStreams, defaultH2MaxStreams)
 	setInt(&l.HTTP2.InitialStreamWindowSize, defaultH2StreamWindow)
 	setInt(&l.HTTP2.InitialConnectionWindowSize, defaultH2ConnWindow)
 	setInt(&l.HTTP2.MaxHeaderListSize, orIntDefault(l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes))
 	setDur(&l.HTTP2.KeepaliveTimeout, defaultH2KeepaliveTimeout)
+	setStr(&l.HTTP2.Server, H2ServerWeft)
 	setInt(&l.Limits.MaxHeaderBytes, defaultMaxHeaderBytes)
 	setInt(&l.Limits.MaxHeadersCount, defaultMaxHeadersCount)
 	setInt(&l.Limits.MaxBodyBytes, defaultMaxBodyBytes)
@@ -167,14 +178,23 @@ func (l *Listener) applyDefaults() {
 	setStr(&l.AccessLog.Path, defaultAccessLogPath)
 	setStr(&l.AccessLog.Format, defaultAccessLogFormat)
 	l.applySecurityDefaults()
-	for i := range l.VirtualHosts {
-		for j := range l.VirtualHosts[i].Routes {
-			l.VirtualHosts[i].Routes[j].applyDefaults()
-		}
+}
+
+func (vh *VirtualHost) applyDefaults() {
+	for i := range vh.Routes {
+		vh.Routes[i].applyDefaults()
 	}
 }
 
 func (r *Route) applyDefaults() {
+	r.applyOwnDefaults()
+	if a := r.Route; a != nil {
+		a.applyDefaults()
+	}
+}
+
+// applyOwnDefaults defaults a route's fields but its forwarding action.
+func (r *Route) applyOwnDefaults() {
 	if m := &r.Match; m.Prefix == "" && m.Path == "" && m.Regex == "" {
 		if g := m.GRPC; g != nil {
 			// A gRPC match is a path match on a gRPC content type.
@@ -188,19 +208,22 @@ func (r *Route) applyDefaults() {
 			m.Prefix = "/"
 		}
 	}
-	if a := r.Route; a != nil {
-		setDur(&a.Timeout, DefaultRouteTimeout)
-		if a.Mirror != nil {
-			setFloat(&a.Mirror.Percent, DefaultMirrorPercent)
-		}
-		if a.Retry == nil {
-			a.Retry = &RetryPolicy{On: append([]string(nil), DefaultRetryOn...)}
-		}
-		a.Retry.ApplyDefaults()
-	}
 	if r.Redirect != nil {
 		setInt(&r.Redirect.StatusCode, DefaultRedirectStatus)
 	}
+}
+
+// applyDefaults defaults a forwarding action; its weighted clusters have
+// none.
+func (a *RouteAction) applyDefaults() {
+	setDur(&a.Timeout, DefaultRouteTimeout)
+	if a.Mirror != nil {
+		setFloat(&a.Mirror.Percent, DefaultMirrorPercent)
+	}
+	if a.Retry == nil {
+		a.Retry = &RetryPolicy{On: append([]string(nil), DefaultRetryOn...)}
+	}
+	a.Retry.ApplyDefaults()
 }
 
 // ApplyDefaults fills the unset fields of a retry policy: 2 attempts on
@@ -264,6 +287,13 @@ func (c *Cluster) applyDefaults() {
 		setStr(&t.Mode, "mtls")
 		setStr(&t.MinVersion, defaultTLSMinVersion)
 	}
+}
+
+// applyServiceDefaults defaults a wasm service: a filter that is a
+// singleton by default, as Envoy's singleton: true.
+func (f *Filter) applyServiceDefaults() {
+	setInt(&f.PoolSize, 1)
+	f.applyDefaults()
 }
 
 func (f *Filter) applyDefaults() {

@@ -103,10 +103,17 @@ func AccessLogFields() []string { return append([]string(nil), accessLogFieldSet
 // received as JSON), and then problems carry only the field path. Validate
 // accepts a config with or without defaults applied; it does not change c.
 func Validate(name string, data []byte, c *Config) error {
+	return validate(name, data, c, nil)
+}
+
+// validate is Validate, told which clusters are known valid (checked in a
+// config before, unchanged since): the checks of a cluster on its own
+// are skipped for those, those against the rest of the config are not.
+func validate(name string, data []byte, c *Config, validClusters []bool) error {
 	if c == nil {
 		return Errors{{File: name, Reason: "no config"}}
 	}
-	v := &validator{data: data}
+	v := &validator{data: data, validClusters: validClusters}
 	v.config(c)
 	if len(v.errs) == 0 {
 		return nil
@@ -129,6 +136,8 @@ type validator struct {
 	errs     Errors
 	clusters map[string]bool
 	filters  map[string]bool
+	// validClusters[i] says clusters[i] needs no checks of its own.
+	validClusters []bool
 }
 
 func (v *validator) index() *lineIndex {
@@ -279,6 +288,9 @@ func (v *validator) config(c *Config) {
 		p := fmt.Sprintf("clusters[%d]", i)
 		v.unique(seenClusters, p+".name", "cluster name", c.Clusters[i].Name)
 		v.clusters[c.Clusters[i].Name] = true
+		if i < len(v.validClusters) && v.validClusters[i] {
+			continue
+		}
 		v.cluster(p, &c.Clusters[i])
 	}
 	v.filters = map[string]bool{}
@@ -403,6 +415,7 @@ func (v *validator) listener(p string, l *Listener) {
 	}
 	v.duration(p+".http2.keepalive_interval", l.HTTP2.KeepaliveInterval)
 	v.duration(p+".http2.keepalive_timeout", l.HTTP2.KeepaliveTimeout)
+	v.oneOf(p+".http2.server", l.HTTP2.Server, H2ServerWeft, H2ServerXNet)
 	v.nonNegative(p+".limits.max_body_bytes", l.Limits.MaxBodyBytes)
 	v.nonNegative(p+".limits.max_connections", l.Limits.MaxConnections)
 	v.duration(p+".limits.read_timeout", l.Limits.ReadTimeout)

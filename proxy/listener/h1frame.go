@@ -63,6 +63,14 @@ type h1Framer struct {
 	cl      int64 // Content-Length (-1: none)
 	chunked bool
 	upgrade bool // Upgrade header or CONNECT: the bytes after the head are not HTTP/1.1
+
+	// data counts the body bytes (chunk data for a chunked body) of the
+	// current request that have passed, so a caller that splices the
+	// body around the reader can tell what the reader still holds.
+	data int64
+	// heads counts the request heads that ended on the connection (it
+	// survives startHead): inside a body, the number of its request.
+	heads uint64
 }
 
 // scan follows p, the next bytes of the connection. It returns how many of
@@ -79,6 +87,7 @@ func (f *h1Framer) scan(p []byte) (int, bool) {
 				k = f.left
 			}
 			i += int(k)
+			f.data += k
 			if f.left -= k; f.left == 0 {
 				if f.st == stBody {
 					f.startHead()
@@ -148,7 +157,46 @@ func (f *h1Framer) scan(p []byte) (int, bool) {
 }
 
 func (f *h1Framer) startHead() {
-	*f = h1Framer{maxHead: f.maxHead, cl: -1}
+	*f = h1Framer{maxHead: f.maxHead, cl: -1, heads: f.heads}
+}
+
+// inBody reports, inside the body of the connection's request number
+// req (1 for the first), the body bytes that have passed (data) and how
+// many more of the same stretch are still to come on the connection
+// (left: the rest of a Content-Length body, or of the current chunk's
+// data); ok is false anywhere else.
+func (f *h1Framer) inBody(req uint64) (data, left int64, ok bool) {
+	if (f.st != stBody && f.st != stChunkData) || f.left <= 0 || f.heads != req {
+		return 0, 0, false
+	}
+	return f.data, f.left, true
+}
+
+// bodyData reports the body bytes (chunk data) of request number req that
+// have passed, anywhere inside that body's framing; ok is false outside it.
+func (f *h1Framer) bodyData(req uint64) (data int64, ok bool) {
+	switch f.st {
+	case stBody, stChunkSize, stChunkData, stChunkCR, stChunkLF, stTrailer:
+		return f.data, f.heads == req
+	}
+	return 0, false
+}
+
+// skip passes n body bytes that went around the framer (spliced): they
+// are the next n of the current stretch (inBody's left).
+func (f *h1Framer) skip(n int64) {
+	if (f.st != stBody && f.st != stChunkData) || n > f.left {
+		f.st = stPass // cannot happen through SkipBody; never guess
+		return
+	}
+	f.data += n
+	if f.left -= n; f.left == 0 {
+		if f.st == stBody {
+			f.startHead()
+		} else {
+			f.st = stChunkCR
+		}
+	}
 }
 
 // endLine acts on the line just ended by CRLF.
@@ -189,6 +237,7 @@ func (f *h1Framer) headLine(line []byte, whole bool) {
 	}
 	f.lineNo++
 	if len(line) == 0 { // the end of the head
+		f.heads++
 		switch {
 		case f.upgrade || (f.chunked && f.cl >= 0):
 			f.st = stPass
@@ -315,10 +364,73 @@ type strictConn struct {
 	net.Conn
 	f   h1Framer
 	err error
+	// skipped is how many body bytes were taken off the socket around
+	// the reader (SkipBody): the next reads return that many bytes
+	// without reading the socket, so fasthttp's count of the body stays
+	// right. Their contents are whatever p held: the caller that spliced
+	// them discards them.
+	skipped int64
 }
 
 func (c *strictConn) Read(p []byte) (int, error) {
+	if c.skipped > 0 && c.err == nil {
+		n := int(min(int64(len(p)), c.skipped))
+		c.skipped -= int64(n)
+		return n, nil
+	}
 	return framedRead(c.Conn, &c.f, &c.err, p)
+}
+
+// BodyOnSocket reports where the request body being read on c, a
+// connection the listener accepted, stands on its socket: passed is how
+// many of its bytes (chunk data for a chunked body) went from the socket
+// to fasthttp's reader so far, left how many more of the same stretch
+// (the rest of a Content-Length body, or of the current chunk) are still
+// on the socket, in order and unread. A caller that has read passed bytes
+// of the body knows the reader holds none of it, and may move up to left
+// bytes from tc itself, then calls SkipBody. ok is false when c is not a
+// plain TCP HTTP/1.1 connection, or its framer is not inside a body.
+//
+// req is the request's number on the connection as fasthttp counts it
+// (RequestCtx.ConnRequestNum): the framer may be ahead, in a pipelined
+// request's body.
+func BodyOnSocket(c net.Conn, req uint64) (tc *net.TCPConn, passed, left int64, ok bool) {
+	sc, _ := c.(*strictConn)
+	if sc == nil || sc.err != nil || sc.skipped > 0 {
+		return nil, 0, 0, false
+	}
+	if tc = TCPConn(sc.Conn); tc == nil {
+		return nil, 0, 0, false
+	}
+	passed, left, ok = sc.f.inBody(req)
+	return tc, passed, left, ok
+}
+
+// BodyRead reports how many bytes of the request body being read on c
+// (request number req on the connection, as for BodyOnSocket) have gone
+// from the socket to fasthttp's reader so far; ok is false when that is
+// not known (not a plain HTTP/1.1 connection, or past that body). A caller
+// that has read fewer knows the rest waits in the reader: reading it does
+// not wait for the client.
+func BodyRead(c net.Conn, req uint64) (passed int64, ok bool) {
+	sc, _ := c.(*strictConn)
+	if sc == nil || sc.err != nil || sc.skipped > 0 {
+		return 0, false
+	}
+	return sc.f.bodyData(req)
+}
+
+// SkipBody records that the caller took the next n bytes of the request
+// body off c's socket itself (at most BodyOnSocket's left): the framer
+// moves past them, and c's next reads return n bytes without reading the
+// socket (their contents undefined), which the caller then reads through
+// fasthttp's body stream and discards, so that its count of the body
+// stays right and the connection can serve its next request.
+func SkipBody(c net.Conn, n int64) {
+	if sc, _ := c.(*strictConn); sc != nil && n > 0 {
+		sc.f.skip(n)
+		sc.skipped += n
+	}
 }
 
 func framedRead(r net.Conn, f *h1Framer, stuck *error, p []byte) (int, error) {

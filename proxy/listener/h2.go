@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -26,8 +27,10 @@ import (
 // bytes (the HTTP/2 connection preface means h2c with prior knowledge), or
 // by an HTTP/1.1 request asking to Upgrade to h2c. HTTP/1.1 connections go
 // to fasthttp (the fast path) untouched; HTTP/2 connections are served by
-// golang.org/x/net/http2, one goroutine per stream, each handed to the
-// proxy's stream handler.
+// weft's own HTTP/2 server (h2server.go: one reader goroutine per
+// connection, handlers on reused workers), or, when the listener's
+// http2.server says "x/net", by golang.org/x/net/http2 (one goroutine per
+// stream); either hands each stream to the proxy's stream handler.
 
 // preface is what every HTTP/2 client sends first (RFC 9113 §3.4).
 const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -83,10 +86,30 @@ type h2codec struct {
 	// idFloor numbers HTTP/2 connections apart from fasthttp's.
 	nextID atomic.Uint64
 
+	// weft's own server (h2server.go), unless x/net's was asked for.
+	weft      bool
+	cfg       *h2config
+	h2workers *h2workers
+	weftConns map[*h2conn]struct{}
+
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	closing bool
 	wg      sync.WaitGroup
+}
+
+// track adds (or removes) a connection weft's server serves, for drain.
+func (c *h2codec) track(sc *h2conn, add bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if add {
+		c.weftConns[sc] = struct{}{}
+		if c.closing {
+			go sc.drain() // shutdown began as it was accepted
+		}
+	} else {
+		delete(c.weftConns, sc)
+	}
 }
 
 func newH2Codec(o *H2Options, lim config.Limits, log *zap.Logger) *h2codec {
@@ -103,6 +126,19 @@ func newH2Codec(o *H2Options, lim config.Limits, log *zap.Logger) *h2codec {
 	}
 	workers := newWarmStacks(stallGuard{o.Handler, srv.WriteByteTimeout})
 	c := &h2codec{srv: srv, handler: workers, workers: workers, stats: o.Stats, log: log, conns: make(map[net.Conn]struct{})}
+	c.weft = s.Server != config.H2ServerXNet
+	c.cfg = &h2config{ // the same values as srv's
+		maxStreams:    uint32(orInt(s.MaxConcurrentStreams, 250)),
+		streamWindow:  int64(orInt(s.InitialStreamWindowSize, 1<<20)),
+		connWindow:    int64(orInt(s.InitialConnectionWindowSize, 4<<20)),
+		maxHeaderList: uint32(orInt(s.MaxHeaderListSize, orInt(lim.MaxHeaderBytes, DefaultMaxHeaderBytes))),
+		idleTimeout:   orDur(lim.IdleTimeout.D(), DefaultIdleTimeout),
+		pingAfter:     s.KeepaliveInterval.D(),
+		pingTimeout:   orDur(s.KeepaliveTimeout.D(), 20*time.Second),
+		writeTimeout:  orDur(lim.WriteTimeout.D(), DefaultWriteTimeout),
+	}
+	c.h2workers = newH2Workers(o.Handler)
+	c.weftConns = make(map[*h2conn]struct{})
 	if c.stats == nil {
 		c.stats = &H2Stats{}
 	}
@@ -146,6 +182,10 @@ func (c *h2codec) serve(conn net.Conn, tlsInfo *filter.TLSInfo, upgrade *http.Re
 	}
 	// Frames written on this connection leave in batches (x/net/http2
 	// flushes after nearly every frame).
+	if c.weft {
+		c.serveWeft(newFrameGuard(coalesce.Wrap(conn, c.cfg.writeTimeout)), ctx, upgrade, settings)
+		return
+	}
 	c.srv.ServeConn(newFrameGuard(coalesce.Wrap(conn, c.srv.WriteByteTimeout)), &http2.ServeConnOpts{
 		Context: ctx, BaseConfig: c.base, Handler: c.handler,
 		UpgradeRequest: upgrade, Settings: settings,
@@ -157,8 +197,16 @@ func (c *h2codec) serve(conn net.Conn, tlsInfo *filter.TLSInfo, upgrade *http.Re
 func (c *h2codec) shutdown(ctx context.Context) {
 	c.mu.Lock()
 	c.closing = true
+	weftConns := make([]*h2conn, 0, len(c.weftConns))
+	for sc := range c.weftConns {
+		weftConns = append(weftConns, sc)
+	}
 	c.mu.Unlock()
 	defer c.workers.stop()
+	defer c.h2workers.stop()
+	for _, sc := range weftConns {
+		sc.drain() // GOAWAY: streams in flight finish
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	cancel() // base serves no listener: Shutdown only runs the GOAWAY hooks
 	_ = c.base.Shutdown(sctx)
@@ -173,7 +221,14 @@ func (c *h2codec) shutdown(ctx context.Context) {
 	for conn := range c.conns {
 		_ = conn.Close()
 	}
+	weftConns = weftConns[:0]
+	for sc := range c.weftConns {
+		weftConns = append(weftConns, sc)
+	}
 	c.mu.Unlock()
+	for _, sc := range weftConns {
+		sc.close(errors.New("http2: drain timed out")) // its streams end
+	}
 	<-done
 }
 

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,13 @@ type Metrics struct {
 	cfgVersion *prometheus.GaugeVec
 	grpc       *prometheus.CounterVec
 	refused    *prometheus.CounterVec
+
+	// handles caches what Route and Cluster resolved, so a config reload
+	// does not look every label set up again (a weight change reloads
+	// the whole config); ForgetCluster drops a cluster's.
+	mu       sync.Mutex
+	routes   map[[3]string]*RouteStats
+	clusters map[string]*ClusterStats
 }
 
 // Latency buckets in seconds: 100µs to 10s.
@@ -71,6 +79,8 @@ func NewMetrics() *Metrics {
 		cfgVersion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_config_info", Help: "The config version in force (value 1).",
 		}, []string{"version"}),
+		routes:   map[[3]string]*RouteStats{},
+		clusters: map[string]*ClusterStats{},
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.active, m.upstreamRq, m.retries, m.timeouts,
 		m.failures, m.overflow, m.reloads, m.cfgVersion, m.grpc, m.refused,
@@ -93,12 +103,20 @@ type RouteStats struct {
 	labels [3]string
 }
 
-// Route resolves the handles for one (listener, route, cluster).
+// Route resolves the handles for one (listener, route, cluster), once:
+// every later call returns the same RouteStats.
 func (m *Metrics) Route(listener, route, cluster string) *RouteStats {
+	key := [3]string{listener, route, cluster}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rs := m.routes[key]; rs != nil {
+		return rs
+	}
 	rs := &RouteStats{latency: m.duration.WithLabelValues(listener, route, cluster), m: m, labels: [3]string{listener, route, cluster}}
 	for i, c := range [...]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx"} {
 		rs.byClass[i] = m.requests.WithLabelValues(listener, route, cluster, c)
 	}
+	m.routes[key] = rs
 	return rs
 }
 
@@ -136,9 +154,15 @@ type ClusterStats struct {
 	ConnectFailures, Resets, NoHealthy           prometheus.Counter
 }
 
-// Cluster resolves the handles for one cluster.
+// Cluster resolves the handles for one cluster, once: every later call
+// returns the same ClusterStats.
 func (m *Metrics) Cluster(name string) *ClusterStats {
-	return &ClusterStats{
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cs := m.clusters[name]; cs != nil {
+		return cs
+	}
+	cs := &ClusterStats{
 		Requests:        m.upstreamRq.WithLabelValues(name),
 		Retries:         m.retries.WithLabelValues(name),
 		Timeouts:        m.timeouts.WithLabelValues(name),
@@ -147,12 +171,24 @@ func (m *Metrics) Cluster(name string) *ClusterStats {
 		Resets:          m.failures.WithLabelValues(name, "reset"),
 		NoHealthy:       m.failures.WithLabelValues(name, "no_healthy_upstream"),
 	}
+	m.clusters[name] = cs
+	return cs
 }
 
 // ForgetCluster deletes every series labelled with a cluster the config no
 // longer has, so a scrape does not go on reporting it (and a re-added
 // cluster starts from zero, as Prometheus expects of a new series).
 func (m *Metrics) ForgetCluster(name string) {
+	// Under the lock: a handle resolved meanwhile would count into a
+	// deleted series.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.clusters, name)
+	for k := range m.routes {
+		if k[2] == name {
+			delete(m.routes, k)
+		}
+	}
 	l := prometheus.Labels{"cluster": name}
 	m.requests.DeletePartialMatch(l)
 	m.duration.DeletePartialMatch(l)

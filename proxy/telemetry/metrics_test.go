@@ -170,3 +170,37 @@ func TestRegistryHasRuntimeCollectors(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlesAreCachedUntilForgotten: Route and Cluster resolve a label set
+// once (a reload gets the same handles back), and ForgetCluster drops the
+// cached ones with the series, so a re-added cluster counts into a series
+// that is exported again, from zero.
+func TestHandlesAreCachedUntilForgotten(t *testing.T) {
+	m := NewMetrics()
+	rs, cs := m.Route("out", "r", "c"), m.Cluster("c")
+	if m.Route("out", "r", "c") != rs || m.Cluster("c") != cs {
+		t.Fatal("a second lookup resolved new handles")
+	}
+	if m.Route("out", "r", "d") == rs {
+		t.Fatal("another cluster's route got the same handles")
+	}
+	rs.Record(200, time.Millisecond)
+	cs.Requests.Inc()
+	labels := map[string]string{"listener": "out", "route": "r", "cluster": "c", "code_class": "2xx"}
+	if got := find(t, m, "weft_requests_total", labels).GetCounter().GetValue(); got != 1 {
+		t.Fatalf("requests: %v, want 1", got)
+	}
+	m.ForgetCluster("c")
+	rs2, cs2 := m.Route("out", "r", "c"), m.Cluster("c")
+	if rs2 == rs || cs2 == cs {
+		t.Fatal("handles of a forgotten cluster were handed out again")
+	}
+	rs2.Record(200, time.Millisecond)
+	cs2.Requests.Inc()
+	if got := find(t, m, "weft_requests_total", labels).GetCounter().GetValue(); got != 1 {
+		t.Fatalf("requests after the cluster came back: %v, want 1 (a new series)", got)
+	}
+	if got := find(t, m, "weft_upstream_requests_total", map[string]string{"cluster": "c"}).GetCounter().GetValue(); got != 1 {
+		t.Fatalf("upstream requests after the cluster came back: %v, want 1", got)
+	}
+}

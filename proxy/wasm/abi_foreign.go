@@ -28,6 +28,9 @@ func newForeignRegistry() *foreignRegistry {
 	r := &foreignRegistry{keys: newKeyCache(maxForeignKeys)}
 	r.funcs = map[string]foreignFunc{
 		foreignVerifySignature: r.verifySignature,
+		foreignJWSKeys:         r.jwsKeys,
+		foreignJWSVerify:       r.jwsVerify,
+		foreignEditHeaders:     foreignEditHeadersFunc,
 		"compress":             foreignCompress, // Envoy's (abi_foreign_zlib.go)
 		"uncompress":           foreignUncompress,
 		"declare_property":     foreignDeclareProperty, // Envoy's (abi_foreign_property.go)

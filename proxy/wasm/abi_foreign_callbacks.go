@@ -12,7 +12,10 @@ import "encoding/binary"
 // so the host acts as if it had. The bits hold for this stream and for the
 // streams of the same root context created in this VM after it, until the
 // guest says otherwise. proxy_on_context_create and proxy_on_delete are
-// always called.
+// called for every stream, except when a stream's filter declares
+// callbackNoContext: the root's later streams are then neither created nor
+// deleted in the guest (the stream declaring it was created, and is
+// deleted).
 const foreignStreamCallbacks = "weft.stream_callbacks"
 
 // Callback bits of weft.stream_callbacks.
@@ -27,6 +30,17 @@ const (
 	callbackDone
 
 	callbacksAll = 1<<iota - 1
+
+	// callbackNoContext: the guest keeps nothing per stream for this
+	// root (one filter value serves every stream, and it never pauses a
+	// stream but to answer it), so the root's later streams need no
+	// proxy_on_context_create nor proxy_on_delete: the guest answers a
+	// callback of a context it never saw with that value. Saves two of a
+	// request-headers filter's three entries into a Go guest.
+	callbackNoContext = 1 << 8
+
+	// callbacksKnown are the bits the host reads.
+	callbacksKnown = callbacksAll | callbackNoContext
 )
 
 // foreignSetStreamCallbacks is weft.stream_callbacks. Outside a stream's
@@ -37,8 +51,9 @@ func foreignSetStreamCallbacks(v *vm, args []byte) ([]byte, uint32) {
 	if !v.creating || f == nil || len(args) != 4 {
 		return nil, statusBadArgument
 	}
-	bits := uint16(binary.LittleEndian.Uint32(args) & callbacksAll)
-	f.callbacks = bits
+	bits := uint16(binary.LittleEndian.Uint32(args) & callbacksKnown)
+	// This stream was created: it is deleted too.
+	f.callbacks = bits &^ callbackNoContext
 	if r, ok := v.roots.Load(f.p.rootCtx); ok {
 		rs := r.(*rootState)
 		rs.callbacks, rs.callbacksSet = bits, true
@@ -50,10 +65,19 @@ func foreignSetStreamCallbacks(v *vm, args []byte) ([]byte, uint32) {
 // what the guest said last (weft.stream_callbacks), or every callback.
 // The caller holds v.mu.
 func (v *vm) streamCallbacks(p *Plugin) uint16 {
-	if r, ok := v.roots.Load(p.rootCtx); ok {
-		if rs := r.(*rootState); rs.callbacksSet {
-			return rs.callbacks
+	// Every stream asks: keep the root state found last (a VM serves one
+	// plugin, or a few), instead of a sync.Map lookup per stream.
+	rs := v.lastRoot
+	if rs == nil || rs.p != p {
+		r, ok := v.roots.Load(p.rootCtx)
+		if !ok {
+			return callbacksAll
 		}
+		rs = r.(*rootState)
+		v.lastRoot = rs
+	}
+	if rs.callbacksSet {
+		return rs.callbacks
 	}
 	return callbacksAll
 }

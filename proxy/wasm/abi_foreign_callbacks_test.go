@@ -116,3 +116,72 @@ func TestStreamCallbacksOnlyWhileCreating(t *testing.T) {
 		t.Errorf("the root's next streams start with %08b, want %08b", got, callbackLog)
 	}
 }
+
+// TestStreamCallbacksNoContext: a Weft-SDK filter that is a
+// sdk.StatelessFilter declares callbackNoContext on its first stream; the
+// root's later streams are neither created nor deleted in the guest (one
+// call each: request headers) and behave the same, local replies included,
+// overlapping streams too. A second such plugin sharing the VM keeps a
+// context per stream (the SDK gives the mode to one root per VM), and the
+// stream that declared it is deleted as it was created.
+func TestStreamCallbacksNoContext(t *testing.T) {
+	rt := newRuntime(t)
+	module := guestbuild.WeftSDK(t, "callbacks")
+	first := load(t, rt, PluginSpec{Name: "first", Module: module, PoolSize: 1, ShareVMs: true, PluginConfig: []byte("stateless")}, Env{})
+	second := load(t, rt, PluginSpec{Name: "second", Module: module, PoolSize: 1, ShareVMs: true, PluginConfig: []byte("stateless")}, Env{})
+	if first.group != second.group {
+		t.Fatal("the plugins do not share their VM")
+	}
+	run := func(p *Plugin, deny bool) (filter.Status, *filter.Stream, uint64, uint16) {
+		t.Helper()
+		s := newStream("/")
+		if deny {
+			s.Request.Header.Set("x-deny", "1")
+		}
+		before := p.events.acct.calls.Load()
+		f := p.NewStreamFilter(s)
+		bits := f.(*streamFilter).callbacks
+		st := f.OnRequestHeaders(s, true)
+		f.OnLog(s)
+		f.OnDone(s)
+		return st, s, p.events.acct.calls.Load() - before, bits
+	}
+	for i, c := range []struct {
+		p     *Plugin
+		deny  bool
+		calls uint64
+		bits  uint16
+	}{
+		{first, false, 3, callbackRequestHeaders},                     // declares
+		{first, false, 1, callbackRequestHeaders | callbackNoContext}, // no context
+		{first, true, 1, callbackRequestHeaders | callbackNoContext},  // a local reply
+		{first, false, 1, callbackRequestHeaders | callbackNoContext},
+		{second, false, 3, callbackRequestHeaders}, // another root of the VM
+		{second, false, 3, callbackRequestHeaders},
+	} {
+		st, s, calls, bits := run(c.p, c.deny)
+		if calls != c.calls || bits != c.bits {
+			t.Errorf("stream %d: %d guest calls, callbacks %09b; want %d, %09b", i, calls, bits, c.calls, c.bits)
+		}
+		switch {
+		case c.deny:
+			if st != filter.LocalReply || s.Response.StatusCode() != 403 {
+				t.Errorf("stream %d: %v, status %d; want a 403 local reply", i, st, s.Response.StatusCode())
+			}
+		case st != filter.Continue || string(s.Request.Header.Peek("x-weftsdk")) != "seen":
+			t.Errorf("stream %d: %v, x-weftsdk %q", i, st, s.Request.Header.Peek("x-weftsdk"))
+		}
+	}
+	// Overlapping streams of the stateless root.
+	s1, s2 := newStream("/"), newStream("/")
+	f1, f2 := first.NewStreamFilter(s1), first.NewStreamFilter(s2)
+	s2.Request.Header.Set("x-deny", "1")
+	if a, b := f1.OnRequestHeaders(s1, true), f2.OnRequestHeaders(s2, true); a != filter.Continue || b != filter.LocalReply {
+		t.Errorf("overlapping: %v, %v", a, b)
+	}
+	f2.OnDone(s2)
+	f1.OnDone(s1)
+	if got := string(s1.Request.Header.Peek("x-weftsdk")); got != "seen" {
+		t.Errorf("overlapping: x-weftsdk %q", got)
+	}
+}

@@ -157,11 +157,30 @@ func (h headers) all() iter.Seq2[[]byte, []byte] {
 	}
 }
 
-// count is the number of pairs in the map.
+// count is the number of pairs in the map: what all yields, counted
+// without building the pseudo-headers' values (every header callback
+// passes it, so it is on the path of every stream).
 func (h headers) count() int {
 	n := 0
-	for range h.all() {
-		n++
+	switch {
+	case h.empty:
+	case h.failure != nil:
+		n = 1
+	case h.req != nil:
+		n = 4 // :method, :path, :authority, :scheme
+		for k := range h.req.All() {
+			if len(k) == 4 && bytes.EqualFold(k, hostKey) {
+				continue
+			}
+			n++
+		}
+	case h.resp != nil:
+		if !h.trailer {
+			n = 1 // :status
+		}
+		for range h.resp.All() {
+			n++
+		}
 	}
 	return n
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/filter"
 )
@@ -365,6 +366,43 @@ func TestOriginForm(t *testing.T) {
 	} {
 		if got := string(originForm([]byte(in))); got != want {
 			t.Errorf("originForm(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// count, which every header callback passes the guest, is the number of
+// pairs the guest then reads from the map, whatever the map holds.
+func TestHeaderCountMatchesPairs(t *testing.T) {
+	s := newStream("/a?b=c", "X-One", "1", "Cookie", "a=b", "X-Dup", "1", "X-Dup", "2")
+	s.Request.Header.SetContentType("text/plain")
+	s.Request.Header.SetUserAgent("test")
+	noHost := newStream("/")
+	noHost.Request.Header.Del("Host")
+	resp := &fasthttp.ResponseHeader{}
+	resp.SetStatusCode(404)
+	resp.Add("X-R", "1")
+	resp.SetContentType("text/html")
+	resp.Add("Set-Cookie", "a=b")
+	trailers := &fasthttp.ResponseHeader{}
+	trailers.DisableNormalizing()
+	trailers.Add("grpc-status", "0")
+	trailers.Add("grpc-message", "ok")
+	for name, h := range map[string]headers{
+		"request":         {req: &s.Request.Header, fullReq: s.Request},
+		"request no host": {req: &noHost.Request.Header, fullReq: noHost.Request},
+		"https request":   {req: &s.Request.Header, fullReq: s.Request, https: true},
+		"response":        {resp: resp},
+		"empty response":  {resp: &fasthttp.ResponseHeader{}},
+		"trailers":        {resp: trailers, trailer: true},
+		"no trailers":     {empty: true},
+		"call failure":    {failure: []byte("timeout")},
+	} {
+		n := 0
+		for range h.all() {
+			n++
+		}
+		if got := h.count(); got != n || n == 0 && !h.empty {
+			t.Errorf("%s: count() = %d, all() yields %d", name, got, n)
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package wasm
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
@@ -21,13 +23,15 @@ func benchNoop(b *testing.B, trusted bool) {
 	s := newStream("/bench", "X-A", "1", "X-B", "2")
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		f := p.NewStreamFilter(s)
 		if f.OnRequestHeaders(s, true) != filter.Continue {
-			b.Fatal("not continue")
+			b.Fatalf("not continue (plugin events: %s)", eventSummary(p))
 		}
 		f.OnDone(s)
 	}
+	reportCPU(b, cpu0)
 }
 
 // BenchmarkHeaderFilter runs the header-editing filter's request callback
@@ -87,20 +91,36 @@ func TestHostCallsDoNotAllocate(t *testing.T) {
 // headers, log, done, delete. It is the per-filter cost `weft bench`
 // measures end to end, without the network.
 func BenchmarkGoGuestStream(b *testing.B) {
+	b.Run("deadline", func(b *testing.B) { benchGoGuestStream(b, false) })
+	b.Run("trusted", func(b *testing.B) { benchGoGuestStream(b, true) })
+}
+
+func benchGoGuestStream(b *testing.B, trusted bool) {
 	rt := newRuntime(b)
-	p := load(b, rt, PluginSpec{Module: guestbuild.GoSDK(b, "noop")}, Env{})
+	p := load(b, rt, PluginSpec{Module: guestbuild.GoSDK(b, "noop"), Trusted: trusted}, Env{})
 	s := newStream("/bench", "X-A", "1", "X-B", "2")
 	s.Response.SetStatusCode(200)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		f := p.NewStreamFilter(s)
 		ok := f.OnRequestHeaders(s, true) == filter.Continue && f.OnResponseHeaders(s, true) == filter.Continue
 		f.OnLog(s)
 		f.OnDone(s) // before failing: Close waits for the stream
 		if !ok {
-			b.Fatal("not continue")
+			b.Fatalf("not continue (plugin events: %s)", eventSummary(p))
 		}
+	}
+	reportCPU(b, cpu0)
+}
+
+// reportCPU reports the process's CPU per op since cpu0 (cpu-ns/op): on a
+// shared machine it moves less than ns/op, which counts the time the
+// benchmark waited for a CPU.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	if cpu := processCPU() - cpu0; cpu > 0 && cpu0 >= 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }
 
@@ -110,7 +130,7 @@ func BenchmarkGoGuestStream(b *testing.B) {
 // skips the others (weft.stream_callbacks).
 func BenchmarkWeftSDKStream(b *testing.B) {
 	module := guestbuild.WeftSDK(b, "callbacks")
-	for _, kind := range []string{"noop", "headers"} {
+	for _, kind := range []string{"noop", "headers", "stateless"} {
 		b.Run(kind, func(b *testing.B) {
 			rt := newRuntime(b)
 			p := load(b, rt, PluginSpec{Module: module, PluginConfig: []byte(kind)}, Env{})
@@ -118,15 +138,29 @@ func BenchmarkWeftSDKStream(b *testing.B) {
 			s.Response.SetStatusCode(200)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPU()
 			for i := 0; i < b.N; i++ {
 				f := p.NewStreamFilter(s)
 				ok := f.OnRequestHeaders(s, true) == filter.Continue && f.OnResponseHeaders(s, true) == filter.Continue
 				f.OnLog(s)
 				f.OnDone(s)
 				if !ok {
-					b.Fatal("not continue")
+					b.Fatalf("not continue (plugin events: %s)", eventSummary(p))
 				}
 			}
+			reportCPU(b, cpu0)
 		})
 	}
+}
+
+// eventSummary lists p's non-zero host events, to say why a benchmark's
+// stream did not continue.
+func eventSummary(p *Plugin) string {
+	out := ""
+	for i := range p.events.n {
+		if n := p.events.n[i].Load(); n != 0 {
+			out += fmt.Sprintf("%s=%d ", eventNames[i], n)
+		}
+	}
+	return out
 }

@@ -28,6 +28,9 @@ import (
 type vmGroup struct {
 	key   string
 	slots []*slot
+	// unbuilt counts the slots of a growing pool that never had a VM
+	// (GrowPool): pick builds one when every VM is busy.
+	unbuilt atomic.Int32
 
 	// mu guards members and is held while a VM of the group is built, so
 	// a VM is always built with every member's root context.
@@ -60,7 +63,7 @@ func (s PluginSpec) groupKey() string {
 	h := sha256.New()
 	mod := sha256.Sum256(s.Module)
 	h.Write(mod[:])
-	fmt.Fprintf(h, "|%q|%q|%d|%d|%d|%t", s.VMID, s.VMConfig, s.PoolSize, s.MemoryLimitPages, s.CallbackTimeout, s.Trusted)
+	fmt.Fprintf(h, "|%q|%q|%d|%t|%d|%d|%t", s.VMID, s.VMConfig, s.PoolSize, s.GrowPool, s.MemoryLimitPages, s.CallbackTimeout, s.Trusted)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -142,6 +145,7 @@ func (g *vmGroup) leader() *Plugin {
 // holds v.mu.
 func (v *vm) addRoot(p *Plugin) error {
 	v.roots.Store(p.rootCtx, &rootState{p: p})
+	v.forgetRoot(p)
 	v.enterRoot(p)
 	// Under the start deadline, as on_configure is when a VM starts.
 	v.starting.Store(true)
@@ -179,6 +183,15 @@ func (v *vm) endRoot(p *Plugin) {
 		}
 	}
 	v.roots.Delete(p.rootCtx)
+	v.forgetRoot(p)
+}
+
+// forgetRoot drops streamCallbacks' cached root state of p (its root
+// context was replaced or ended). The caller holds v.mu.
+func (v *vm) forgetRoot(p *Plugin) {
+	if v.lastRoot != nil && v.lastRoot.p == p {
+		v.lastRoot = nil
+	}
 }
 
 // root is p's root context state on v (nil when p has none there).
@@ -275,7 +288,7 @@ func (p *Plugin) leave() {
 			v.mu.Lock()
 			v.endRoot(p)
 			v.mu.Unlock()
-		} else {
+		} else if !s.unbuilt.Load() {
 			// p's own rebuild stopped with p; hand the slot to the others.
 			s.startRebuild(g.leader(), nil, false)
 		}

@@ -54,6 +54,11 @@ func newRuntime(t testing.TB) *Runtime {
 	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
 		log = zaptest.NewLogger(tt)
 	}
+	if tb, ok := t.(*testing.B); ok {
+		// A benchmark's stream that fails says why (a stopped call's
+		// error lists how the watchdog counted it).
+		log = zaptest.NewLogger(tb, zaptest.Level(zap.WarnLevel))
+	}
 	rt, err := NewRuntime(context.Background(), RuntimeOptions{Logger: log, CacheDir: guestbuild.CompileCacheDir(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -98,6 +98,10 @@ type slot struct {
 	// the last was. Guarded by mu.
 	strikes    int
 	lastStrike time.Time
+	// unbuilt: the slot of a growing pool has never had a VM; growing:
+	// its first VM is being built (guarded by mu).
+	unbuilt atomic.Bool
+	growing bool
 }
 
 // crashLoopWindow: a VM that breaks this soon after it started is part of
@@ -213,11 +217,19 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 		g.slots = make([]*slot, spec.PoolSize)
 		for i := range g.slots {
 			s := &slot{g: g, idx: i}
+			if i > 0 && spec.GrowPool {
+				s.unbuilt.Store(true)
+				g.unbuilt.Add(1)
+				g.slots[i] = s
+				continue
+			}
 			v, err := p.newVM(s)
 			if err != nil {
 				p.events.n[eventVMStartFailed].Add(1)
 				for _, s := range g.slots[:i] {
-					s.vm.Load().shutdown()
+					if v := s.vm.Load(); v != nil {
+						v.shutdown()
+					}
 				}
 				g.members = nil
 				g.dropLocked(rt)
@@ -253,7 +265,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	p.bg.Add(1)
 	go p.tickLoop()
 	rt.release.soon()
-	log.Info("wasm plugin loaded", zap.String("abi", abi.String()), zap.Int("vms", spec.PoolSize),
+	log.Info("wasm plugin loaded", zap.String("abi", abi.String()), zap.Int("vms", spec.PoolSize), zap.Bool("vms_on_demand", spec.GrowPool),
 		zap.Uint32("memory_limit_pages", spec.MemoryLimitPages))
 	return p, nil
 }
@@ -266,7 +278,9 @@ func (p *Plugin) Name() string { return p.spec.Name }
 func (p *Plugin) Key() string { return p.key }
 
 // pick binds a new stream to the least-loaded healthy VM (ties broken round
-// robin so idle pools spread streams).
+// robin so idle pools spread streams). A growing pool with no live VM
+// starts building one for the streams after this one (lockQueued grows it
+// when a stream has to wait for a busy VM).
 func (p *Plugin) pick() (*slot, *vm) {
 	n := len(p.slots)
 	start := int(p.rr.Add(1))
@@ -286,7 +300,26 @@ func (p *Plugin) pick() (*slot, *vm) {
 			}
 		}
 	}
+	if bestVM == nil && p.group.unbuilt.Load() > 0 {
+		p.grow()
+	}
 	return best, bestVM
+}
+
+// grow builds the first VM of one unbuilt slot of a growing pool, in the
+// background, as a replacement is built. It does nothing once the pool is
+// full.
+func (p *Plugin) grow() {
+	for _, s := range p.slots {
+		if s.unbuilt.CompareAndSwap(true, false) {
+			p.group.unbuilt.Add(-1)
+			s.mu.Lock()
+			s.growing = true
+			s.mu.Unlock()
+			s.startRebuild(p, nil, false)
+			return
+		}
+	}
 }
 
 // replace swaps out a broken VM: the slot is emptied at once and a new VM
@@ -358,6 +391,14 @@ func (s *slot) startRebuild(p *Plugin, old *vm, runaway bool) {
 				return
 			}
 			if err == nil {
+				s.mu.Lock()
+				grown := s.growing
+				s.growing = false
+				s.mu.Unlock()
+				if grown {
+					p.log.Info("wasm vm added to the pool", zap.Int("slot", s.idx))
+					return
+				}
 				p.events.n[eventVMReplaced].Add(1)
 				p.log.Info("wasm vm replaced", zap.Int("slot", s.idx))
 				return
@@ -541,6 +582,13 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	v.contexts[f.id] = f
 	v.enterStream(f)
 	f.callbacks = v.streamCallbacks(p)
+	if f.callbacks&callbackNoContext != 0 {
+		// The guest serves the root's streams without a context of
+		// their own (weft.stream_callbacks).
+		v.cur = nil
+		v.mu.Unlock()
+		return f
+	}
 	v.creating = true
 	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
 	v.creating = false

@@ -204,7 +204,7 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 					v.breakLocked(fmt.Errorf("proxy_on_done: %w", err))
 				}
 			}
-			if v.onDelete != nil && !v.broken {
+			if v.onDelete != nil && !v.broken && f.callbacks&callbackNoContext == 0 {
 				if _, err := v.invoke(v.onDelete, uint64(f.id)); err != nil {
 					v.breakLocked(fmt.Errorf("proxy_on_delete: %w", err))
 				}
@@ -453,13 +453,17 @@ func logFailure(err error) bool {
 const maxVMWaiters = 256
 
 // lockQueued takes v.mu for a stream. A busy VM is a wait, counted
-// (vm_busy); false when maxVMWaiters streams wait already.
+// (vm_busy), and makes a growing pool build one more VM (Plugin.grow);
+// false when maxVMWaiters streams wait already.
 func (v *vm) lockQueued(p *Plugin) bool {
 	if v.mu.TryLock() {
 		return true
 	}
 	ev := &p.events.n // the stream's plugin: v.p is the last callback's, read under v.mu
 	ev[eventVMBusy].Add(1)
+	if p.group.unbuilt.Load() > 0 { // a growing pool: streams contend, add a VM
+		p.grow()
+	}
 	if v.waiters.Add(1) > maxVMWaiters {
 		v.waiters.Add(-1)
 		ev[eventOverloaded].Add(1)

@@ -113,8 +113,11 @@ type vm struct {
 
 	// rootID is the root context whose plugin (p) host calls act for now:
 	// VMs may be shared (group.go); roots holds each plugin's root state.
-	rootID   uint32
-	roots    sync.Map // root context id → *rootState
+	rootID uint32
+	roots  sync.Map // root context id → *rootState
+	// lastRoot is the root state streamCallbacks found last (guarded by
+	// mu; dropped by forgetRoot when that root ends).
+	lastRoot *rootState
 	nextID   uint32
 	contexts map[uint32]*streamFilter
 	// cur is the stream context host calls act on (nil: the root context).
@@ -140,7 +143,11 @@ type vm struct {
 	propBuf []byte // reused property key buffer
 	// batchBuf is weft.get_properties' reused result.
 	batchBuf []byte
-	pairs    [][2][]byte // reused map parsing buffer
+	// jws holds the key sets of weft.jws_keys (abi_foreign_jws.go).
+	jws jwsState
+	// edits is weft.edit_headers' reused list.
+	edits []headerEdit
+	pairs [][2][]byte // reused map parsing buffer
 
 	onContextCreate, onVMStart, onConfigure, onTick, onDone, onDelete, onLog    *guestFunc
 	onReqHeaders, onReqBody, onRespHeaders, onRespBody, onHTTPCallResp, onQueue *guestFunc
@@ -322,9 +329,12 @@ func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
 
 func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 	st := v.stack[:g.stackWidth]
-	n := copy(st, args)
-	for i := n; i < len(st); i++ {
-		st[i] = 0
+	for i := range st { // a loop: copy's memmove costs more for 1–5 words
+		if i < len(args) {
+			st[i] = args[i]
+		} else {
+			st[i] = 0
+		}
 	}
 	trusted := v.p.spec.Trusted // no deadline: nothing could stop the call anyway
 	if !trusted {
@@ -349,6 +359,9 @@ func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 // explain turns wazero's error for a stopped call into ours.
 func (v *vm) explain(err error) error {
 	if v.timedOut.Load() {
+		if d := v.stopDetail.Load(); d != nil {
+			return fmt.Errorf("%w (%s): %w", errCallbackStuck, *d, err)
+		}
 		return fmt.Errorf("%w: %w", errCallbackStuck, err)
 	}
 	return err

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +76,9 @@ func Logger(t testing.TB) *zap.Logger {
 var (
 	controlsMu sync.Mutex
 	controls   = map[string]*server.Server{}
+	// adminTokens are the admin tokens replicas on one etcd (endpoints
+	// and prefix) share.
+	adminTokens = map[string]string{}
 )
 
 func controlAt(url string) *server.Server {
@@ -122,12 +127,40 @@ func StartControl(t testing.TB, o server.Options) *server.Server {
 	if o.WatchTimeout == 0 {
 		o.WatchTimeout = 5 * time.Second
 	}
+	// Replicas on one etcd share one admin token, made by the first: give
+	// the others a copy, as an operator would, so Do authenticates to
+	// each with its own AdminToken.
+	shareKey := ""
+	if o.Etcd != nil {
+		prefix := o.EtcdPrefix
+		if prefix == "" {
+			prefix = "/weft/"
+		}
+		eps := append([]string(nil), o.Etcd.Endpoints()...)
+		sort.Strings(eps)
+		shareKey = strings.Join(eps, ",") + " " + prefix
+		controlsMu.Lock()
+		tok := adminTokens[shareKey]
+		controlsMu.Unlock()
+		path := filepath.Join(o.DataDir, "admin.token")
+		if _, err := os.Stat(path); tok != "" && errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	s, err := server.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	controlsMu.Lock()
 	controls[s.URL()] = s
+	if shareKey != "" && s.AdminToken() != "" {
+		adminTokens[shareKey] = s.AdminToken()
+	}
 	controlsMu.Unlock()
 	t.Cleanup(func() {
 		controlsMu.Lock()

@@ -5,24 +5,31 @@
 // loop back-edge and starts a watcher goroutine on every call into the
 // guest: for a Go-SDK filter that is most of its cost per request.
 // Instrument instead adds two mutable i32 globals, the interrupt flag
-// (exported as GlobalName) and a countdown, and at the top of every loop
-// body
+// (exported as GlobalName) and a countdown (CountdownName), and at the top
+// of every loop body
 //
-//	global.get $interrupt          ;; the host's deadline set it: stop
-//	if  unreachable  end
 //	global.get $countdown          ;; every YieldEvery loop iterations,
-//	i32.const 1  i32.sub           ;; step out into Go once
-//	global.set $countdown
+//	i32.const 1  i32.sub           ;; or at once when the host set the
+//	global.set $countdown          ;; countdown to 1:
 //	global.get $countdown
 //	i32.eqz
 //	if
-//	  i32.const 0  memory.grow 0  drop
+//	  global.get $interrupt        ;; the host's deadline set it: stop
+//	  if  unreachable  end
+//	  i32.const 0  memory.grow 0  drop   ;; step out into Go once
 //	  i32.const YieldEvery  global.set $countdown
 //	end
 //
-// which compiled code runs inline (loads, an add and two branches). The host
-// sets the flag when a callback overruns its deadline; the guest traps at
-// its next loop iteration, and the host replaces the VM as for any trap.
+// which compiled code runs inline: a load, a subtraction, a store and a
+// branch (the second get reuses the value just set). The flag is read only
+// on the rare path, so a loop iteration reads one global, not two; in a Go
+// guest, whose runtime and maps loop a lot, that took half of what the
+// checks cost. The host stops a callback that overran its deadline by
+// setting the flag and then the countdown to 1: the guest traps at its next
+// loop iteration, and the host replaces the VM as for any trap. The
+// guest's decrement is not atomic with the host's store, so the host's 1
+// may be overwritten by the guest's own count; the flag is then seen at
+// the next regular step, at most YieldEvery iterations later.
 // The countdown matters as much: Go cannot preempt native code, so a guest
 // spinning without ever returning to Go would hold its thread through a
 // garbage collection's stop-the-world, and every goroutine, the deadline
@@ -144,13 +151,13 @@ func Instrument(module []byte) ([]byte, error) {
 	}
 	idx := uint32(importedGlobals + definedGlobals) // the flag; idx+1 is the countdown
 	count := idx + 1
-	check := appendU32([]byte{opGlobalGet}, idx)
-	check = append(check, 0x04, 0x40, 0x00, opEnd) // if (flag) unreachable end
-	check = appendU32(append(check, opGlobalGet), count)
+	check := appendU32([]byte{opGlobalGet}, count)
 	check = append(check, 0x41, 0x01, 0x6b, opGlobalSet) // i32.const 1 i32.sub global.set
 	check = appendU32(check, count)
 	check = appendU32(append(check, opGlobalGet), count)
-	check = append(check, 0x45, 0x04, 0x40)             // i32.eqz if
+	check = append(check, 0x45, 0x04, 0x40) // i32.eqz if
+	check = appendU32(append(check, opGlobalGet), idx)
+	check = append(check, 0x04, 0x40, 0x00, opEnd)      // if (flag) unreachable end
 	check = append(check, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0 memory.grow 0 drop
 	check = appendS32(append(check, 0x41), YieldEvery)
 	check = appendU32(append(check, opGlobalSet), count)

@@ -152,3 +152,59 @@ func FuzzInstrument(f *testing.F) {
 		}
 	})
 }
+
+// The flag is read where the countdown reaches zero: the host stops a
+// guest at its next loop iteration by setting the flag and then the
+// countdown to 1, and a flag alone is seen within YieldEvery iterations.
+func TestFlagIsReadWhenTheCountdownEnds(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "count.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (memory 1)
+  (func (export "count") (param i32) (result i32)
+    (local $i i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get 0)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+    (local.get $i)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, err := interrupt.Instrument(guestbuild.WAT(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false))
+	defer r.Close(ctx)
+	mod, err := r.Instantiate(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flag, ok1 := mod.ExportedGlobal(interrupt.GlobalName).(api.MutableGlobal)
+	countdown, ok2 := mod.ExportedGlobal(interrupt.CountdownName).(api.MutableGlobal)
+	if !ok1 || !ok2 {
+		t.Fatal("the flag or the countdown is not an exported mutable global")
+	}
+	count := mod.ExportedFunction("count")
+	// Flag and countdown 1: the first iteration traps.
+	flag.Set(1)
+	countdown.Set(1)
+	if _, err := count.Call(ctx, 5); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("flag and countdown 1: count ended with %v, want the unreachable trap", err)
+	}
+	// The flag alone: loops run until the countdown ends, then trap.
+	countdown.Set(interrupt.YieldEvery)
+	if res, err := count.Call(ctx, 5); err != nil || res[0] != 5 {
+		t.Fatalf("flag, countdown full: count(5) = %v, %v; want 5 (the flag waits for the countdown)", res, err)
+	}
+	if _, err := count.Call(ctx, 2*interrupt.YieldEvery); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("flag alone: count(2×YieldEvery) ended with %v, want the unreachable trap", err)
+	}
+	// Cleared: loops run as written again, through many steps out.
+	flag.Set(0)
+	if res, err := count.Call(ctx, 3*interrupt.YieldEvery); err != nil || res[0] != 3*interrupt.YieldEvery {
+		t.Fatalf("flag clear: count = %v, %v", res, err)
+	}
+}

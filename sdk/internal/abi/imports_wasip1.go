@@ -130,6 +130,28 @@ func ptr(b []byte) *byte {
 	return unsafe.SliceData(b)
 }
 
+// The return slots of host calls. Package variables, not locals: a local
+// whose address goes to a wasmimport function escapes to the heap, so each
+// call allocated its slots, and an allocation costs a Go guest more than the
+// call. The guest runs one callback at a time, and nothing between a host
+// call and the read of its slots calls the host (proxy_on_memory_allocate,
+// which may run during the call, does not), so one set serves every call.
+// Each is cleared before its call: a host that fails writes nothing.
+var (
+	retPtr *byte
+	retLen uint32
+	retCAS uint32
+	retU32 uint32
+	retU64 uint64
+)
+
+// takeReturned is returned(retPtr, retLen), dropping the slot's reference.
+func takeReturned() []byte {
+	p, n := retPtr, retLen
+	retPtr = nil
+	return returned(p, n)
+}
+
 // returned turns a (pointer, length) the host wrote into a slice. The bytes
 // were allocated by proxy_on_memory_allocate for this call alone, so the
 // slice owns them.
@@ -145,16 +167,16 @@ func Log(level uint32, msg string) uint32 { return proxyLog(level, msg) }
 
 // GetLogLevel is proxy_get_log_level.
 func GetLogLevel() (uint32, uint32) {
-	var l uint32
-	st := proxyGetLogLevel(&l)
-	return l, st
+	retU32 = 0
+	st := proxyGetLogLevel(&retU32)
+	return retU32, st
 }
 
 // CurrentTimeNanos is proxy_get_current_time_nanoseconds.
 func CurrentTimeNanos() uint64 {
-	var t uint64
-	proxyGetCurrentTimeNanoseconds(&t)
-	return t
+	retU64 = 0
+	proxyGetCurrentTimeNanoseconds(&retU64)
+	return retU64
 }
 
 // SetTickPeriod is proxy_set_tick_period_milliseconds.
@@ -162,10 +184,9 @@ func SetTickPeriod(ms uint32) uint32 { return proxySetTickPeriodMilliseconds(ms)
 
 // GetProperty is proxy_get_property; path is NUL-separated.
 func GetProperty(path []byte) ([]byte, uint32) {
-	var p *byte
-	var n uint32
-	st := proxyGetProperty(ptr(path), uint32(len(path)), unsafe.Pointer(&p), &n)
-	return returned(p, n), st
+	retPtr, retLen = nil, 0
+	st := proxyGetProperty(ptr(path), uint32(len(path)), unsafe.Pointer(&retPtr), &retLen)
+	return takeReturned(), st
 }
 
 // SetProperty is proxy_set_property.
@@ -175,10 +196,9 @@ func SetProperty(path, val []byte) uint32 {
 
 // GetHeaderMapPairs is proxy_get_header_map_pairs (a serialized map).
 func GetHeaderMapPairs(mapType uint32) ([]byte, uint32) {
-	var p *byte
-	var n uint32
-	st := proxyGetHeaderMapPairs(mapType, unsafe.Pointer(&p), &n)
-	return returned(p, n), st
+	retPtr, retLen = nil, 0
+	st := proxyGetHeaderMapPairs(mapType, unsafe.Pointer(&retPtr), &retLen)
+	return takeReturned(), st
 }
 
 // SetHeaderMapPairs is proxy_set_header_map_pairs.
@@ -188,10 +208,9 @@ func SetHeaderMapPairs(mapType uint32, data []byte) uint32 {
 
 // GetHeaderMapValue is proxy_get_header_map_value.
 func GetHeaderMapValue(mapType uint32, key string) ([]byte, uint32) {
-	var p *byte
-	var n uint32
-	st := proxyGetHeaderMapValue(mapType, key, unsafe.Pointer(&p), &n)
-	return returned(p, n), st
+	retPtr, retLen = nil, 0
+	st := proxyGetHeaderMapValue(mapType, key, unsafe.Pointer(&retPtr), &retLen)
+	return takeReturned(), st
 }
 
 // AddHeaderMapValue is proxy_add_header_map_value.
@@ -211,17 +230,16 @@ func RemoveHeaderMapValue(mapType uint32, key string) uint32 {
 
 // GetHeaderMapSize is proxy_get_header_map_size.
 func GetHeaderMapSize(mapType uint32) (uint32, uint32) {
-	var n uint32
-	st := proxyGetHeaderMapSize(mapType, &n)
-	return n, st
+	retU32 = 0
+	st := proxyGetHeaderMapSize(mapType, &retU32)
+	return retU32, st
 }
 
 // GetBufferBytes is proxy_get_buffer_bytes.
 func GetBufferBytes(bufferType, start, maxSize uint32) ([]byte, uint32) {
-	var p *byte
-	var n uint32
-	st := proxyGetBufferBytes(bufferType, start, maxSize, unsafe.Pointer(&p), &n)
-	return returned(p, n), st
+	retPtr, retLen = nil, 0
+	st := proxyGetBufferBytes(bufferType, start, maxSize, unsafe.Pointer(&retPtr), &retLen)
+	return takeReturned(), st
 }
 
 // SetBufferBytes is proxy_set_buffer_bytes.
@@ -242,24 +260,24 @@ func SendLocalResponse(status uint32, details string, body, headers []byte, grpc
 
 // HTTPCall is proxy_http_call; headers and trailers are serialized maps.
 func HTTPCall(cluster string, headers, body, trailers []byte, timeoutMS uint32) (uint32, uint32) {
-	var token uint32
+	retU32 = 0
 	st := proxyHTTPCall(cluster, ptr(headers), uint32(len(headers)), ptr(body), uint32(len(body)),
-		ptr(trailers), uint32(len(trailers)), timeoutMS, &token)
-	return token, st
+		ptr(trailers), uint32(len(trailers)), timeoutMS, &retU32)
+	return retU32, st
 }
 
 // GRPCCall is proxy_grpc_call; md is a serialized map, msg a protobuf message.
 func GRPCCall(cluster, service, method string, md, msg []byte, timeoutMS uint32) (uint32, uint32) {
-	var token uint32
-	st := proxyGRPCCall(cluster, service, method, ptr(md), uint32(len(md)), ptr(msg), uint32(len(msg)), timeoutMS, &token)
-	return token, st
+	retU32 = 0
+	st := proxyGRPCCall(cluster, service, method, ptr(md), uint32(len(md)), ptr(msg), uint32(len(msg)), timeoutMS, &retU32)
+	return retU32, st
 }
 
 // GRPCStream is proxy_grpc_stream.
 func GRPCStream(cluster, service, method string, md []byte) (uint32, uint32) {
-	var token uint32
-	st := proxyGRPCStream(cluster, service, method, ptr(md), uint32(len(md)), &token)
-	return token, st
+	retU32 = 0
+	st := proxyGRPCStream(cluster, service, method, ptr(md), uint32(len(md)), &retU32)
+	return retU32, st
 }
 
 // GRPCSend is proxy_grpc_send.
@@ -279,18 +297,17 @@ func GRPCClose(token uint32) uint32 { return proxyGRPCClose(token) }
 
 // GetStatus is proxy_get_status: the gRPC status of the call closing now.
 func GetStatus() (uint32, []byte, uint32) {
-	var code, n uint32
-	var p *byte
-	st := proxyGetStatus(&code, unsafe.Pointer(&p), &n)
-	return code, returned(p, n), st
+	retU32, retPtr, retLen = 0, nil, 0
+	st := proxyGetStatus(&retU32, unsafe.Pointer(&retPtr), &retLen)
+	return retU32, takeReturned(), st
 }
 
 // GetSharedData is proxy_get_shared_data.
 func GetSharedData(key string) ([]byte, uint32, uint32) {
-	var p *byte
-	var n, cas uint32
-	st := proxyGetSharedData(key, unsafe.Pointer(&p), &n, &cas)
-	return returned(p, n), cas, st
+	retPtr, retLen, retCAS = nil, 0, 0
+	st := proxyGetSharedData(key, unsafe.Pointer(&retPtr), &retLen, &retCAS)
+	cas := retCAS
+	return takeReturned(), cas, st
 }
 
 // SetSharedData is proxy_set_shared_data.
@@ -319,10 +336,9 @@ func EnqueueSharedQueue(id uint32, val []byte) uint32 {
 
 // DequeueSharedQueue is proxy_dequeue_shared_queue.
 func DequeueSharedQueue(id uint32) ([]byte, uint32) {
-	var p *byte
-	var n uint32
-	st := proxyDequeueSharedQueue(id, unsafe.Pointer(&p), &n)
-	return returned(p, n), st
+	retPtr, retLen = nil, 0
+	st := proxyDequeueSharedQueue(id, unsafe.Pointer(&retPtr), &retLen)
+	return takeReturned(), st
 }
 
 // DefineMetric is proxy_define_metric.
@@ -340,9 +356,9 @@ func RecordMetric(id uint32, value uint64) uint32 { return proxyRecordMetric(id,
 
 // GetMetric is proxy_get_metric.
 func GetMetric(id uint32) (uint64, uint32) {
-	var v uint64
-	st := proxyGetMetric(id, &v)
-	return v, st
+	retU64 = 0
+	st := proxyGetMetric(id, &retU64)
+	return retU64, st
 }
 
 // SetEffectiveContext is proxy_set_effective_context.
@@ -353,8 +369,7 @@ func Done() uint32 { return proxyDone() }
 
 // CallForeignFunction is proxy_call_foreign_function.
 func CallForeignFunction(name string, args []byte) ([]byte, uint32) {
-	var p *byte
-	var n uint32
-	st := proxyCallForeignFunction(name, ptr(args), uint32(len(args)), unsafe.Pointer(&p), &n)
-	return returned(p, n), st
+	retPtr, retLen = nil, 0
+	st := proxyCallForeignFunction(name, ptr(args), uint32(len(args)), unsafe.Pointer(&retPtr), &retLen)
+	return takeReturned(), st
 }

@@ -8,7 +8,11 @@
 //     x-weftsdk: seen;
 //   - "log": OnRequestHeaders as above and OnLog, which logs
 //     "weftsdk on_log" at error level;
-//   - "nil": the plugin makes no filter for the stream.
+//   - "nil": the plugin makes no filter for the stream;
+//   - "stateless": OnRequestHeaders as "headers" (and a 403 when the
+//     request has x-deny), from one value that says it is a
+//     sdk.StatelessFilter, so Weft creates no context for the plugin's
+//     later streams.
 package main
 
 import (
@@ -22,7 +26,7 @@ func main() {}
 func init() {
 	sdk.Register(func(cfg []byte) (sdk.Plugin, error) {
 		switch k := string(cfg); k {
-		case "noop", "headers", "log", "nil":
+		case "noop", "headers", "log", "nil", "stateless":
 			return plugin{kind: k}, nil
 		default:
 			return nil, fmt.Errorf("unknown filter kind %q", k)
@@ -40,6 +44,8 @@ func (p plugin) NewHTTPFilter(*sdk.Stream) sdk.HTTPFilter {
 		return headers{}
 	case "log":
 		return logged{}
+	case "stateless":
+		return stateless{}
 	}
 	return nil
 }
@@ -58,3 +64,15 @@ func (headers) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
 type logged struct{ headers }
 
 func (logged) OnLog(*sdk.Stream) { sdk.Errorf("weftsdk on_log") }
+
+type stateless struct{}
+
+func (stateless) Stateless() bool { return true }
+
+func (stateless) OnRequestHeaders(s *sdk.Stream, _ bool) sdk.Action {
+	if _, deny := s.RequestHeaders().Get("x-deny"); deny {
+		_ = s.SendLocalResponse(403, []byte("denied\n"), nil)
+		return sdk.Pause
+	}
+	return headers{}.OnRequestHeaders(s, false)
+}
