@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/sdk"
+
+	"github.com/weftmesh/weft/sdk/jsonscan"
 )
 
 // Weft's foreign functions that check a whole token in the host
@@ -204,7 +206,7 @@ func (h *hostJWS) parseResult(out []byte, cl claims) (claims, time.Time, bool) {
 		if uint64(n) > uint64(len(rest)) {
 			return nil, time.Time{}, false
 		}
-		cl = append(cl, member{name: name, raw: rest[:n:n]})
+		cl = append(cl, jsonscan.Member{Name: name, Raw: rest[:n:n]})
 		rest = rest[n:]
 	}
 	return cl, exp, len(rest) == 0
