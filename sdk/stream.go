@@ -22,6 +22,9 @@ type Stream struct {
 	phase  uint8
 	gone   bool
 	calls  int
+	// contextless is set on a stream the host created no context for:
+	// its filter is its root's shared one (callbackNoContext).
+	contextless bool
 }
 
 // ID is the stream's context id (unique within the VM while it lives).

@@ -32,6 +32,9 @@ type rootContext struct {
 	// shared serves the root's streams the host creates no context for
 	// (a StatelessFilter, declared with callbackNoContext).
 	shared HTTPFilter
+	// sharedHeaders is shared as a RequestHeadersFilter (nil: it is not
+	// one), asserted once instead of on every contextless request.
+	sharedHeaders RequestHeadersFilter
 }
 
 // pendingCall is an HTTP call waiting for its answer.
@@ -146,6 +149,7 @@ func onContextCreate(id, parent uint32) {
 	bits := callbacksOf(s.filter)
 	if stateless(s.filter) && (vm.noContext == nil || vm.noContext == r) {
 		r.shared = s.filter
+		r.sharedHeaders, _ = s.filter.(RequestHeadersFilter)
 		bits |= callbackNoContext
 	}
 	declareCallbacks(r, bits)
@@ -290,11 +294,14 @@ func streamFor(id uint32) *Stream {
 // (callbackNoContext). The Stream lives for this callback only.
 func contextless(id uint32) *Stream {
 	r := vm.noContext
-	if r == nil || r.shared == nil || vm.conns[id] != nil {
+	// A connection's id is never a contextless stream's; with no
+	// connections (an HTTP filter's VM) there is nothing to look up.
+	if r == nil || r.shared == nil || len(vm.conns) != 0 && vm.conns[id] != nil {
 		return nil
 	}
 	s := newStream(id, r.id)
 	s.filter = r.shared
+	s.contextless = true
 	return s
 }
 
@@ -304,7 +311,13 @@ func onRequestHeaders(id, n uint32, eos bool) (a uint32) {
 		return uint32(Continue)
 	}
 	s.phase = streamRequest
-	if f, ok := s.filter.(RequestHeadersFilter); ok {
+	var f RequestHeadersFilter
+	if s.contextless {
+		f = vm.noContext.sharedHeaders
+	} else {
+		f, _ = s.filter.(RequestHeadersFilter)
+	}
+	if f != nil {
 		defer recoverAction(s, "OnRequestHeaders", &a)
 		return uint32(f.OnRequestHeaders(s, eos))
 	}

@@ -159,8 +159,8 @@ func (s *Server) collectShared(grace time.Duration) ([]registry.Module, error) {
 // after the collector counted), and at its next lookup otherwise; a
 // module put there lets this replica compile a revision it could not for
 // want of it, at once rather than at the next commit.
-func (s *Server) followBlobs(ctx context.Context) {
-	s.gc.blobs.Watch(ctx, func(digest string, deleted bool) {
+func (s *Server) followBlobs(ctx context.Context, from int64) {
+	s.gc.blobs.Watch(ctx, from, func(digest string, deleted bool) {
 		if !deleted {
 			s.store.Retry()
 			return

@@ -328,10 +328,19 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}()
 	}
 	if s.gc.blobs != nil {
+		// From the revision now, so a module collected as Start returns
+		// is not missed while the watch is being set up.
+		rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
+		from, err := s.gc.blobs.Revision(rctx)
+		rcancel()
+		if err != nil {
+			s.cancel()
+			return fail(err)
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.followBlobs(ctx)
+			s.followBlobs(ctx, from)
 		}()
 	}
 	if o.ConfigDir != "" {

@@ -71,9 +71,9 @@ type NodeStatus struct {
 	Desired  string    `json:"desired_version,omitempty"`
 	Applied  string    `json:"applied_version,omitempty"`
 	InSync   bool      `json:"in_sync"`
-	LastAck  time.Time `json:"last_ack,omitempty"`
+	LastAck  time.Time `json:"last_ack,omitzero"`
 	LastNack *Nack     `json:"last_nack,omitempty"`
-	LastSeen time.Time `json:"last_seen,omitempty"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Watching is true while a watch request from the sidecar is open.
 	Watching bool   `json:"watching"`
 	Admin    string `json:"admin,omitempty"`

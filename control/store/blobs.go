@@ -132,17 +132,39 @@ func (b *EtcdBlobs) Delete(ctx context.Context, digest string) error {
 	return nil
 }
 
+// Revision is the store's revision now: Watch from it misses nothing that
+// happens after this call.
+func (b *EtcdBlobs) Revision(ctx context.Context) (int64, error) {
+	resp, err := b.cli.Get(ctx, b.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, etcdError("reading "+b.prefix, err)
+	}
+	return resp.Header.Revision, nil
+}
+
 // Watch calls fn for every blob that becomes whole (its meta key written;
-// deleted false) or is removed (deleted true), until ctx ends. After a
-// broken watch it starts again from the present, and reports a put with
-// an empty digest: something may have been missed meanwhile.
-func (b *EtcdBlobs) Watch(ctx context.Context, fn func(digest string, deleted bool)) {
+// deleted false) or is removed (deleted true) after revision from (0: from
+// the present), until ctx ends. A broken watch resumes after the last
+// revision it reported, so nothing is missed; only when etcd has compacted
+// that history away does it start again from the present, and then it
+// reports a put with an empty digest: something may have been missed.
+func (b *EtcdBlobs) Watch(ctx context.Context, from int64, fn func(digest string, deleted bool)) {
 	for ctx.Err() == nil {
-		for wr := range b.cli.Watch(clientv3.WithRequireLeader(ctx), b.prefix, clientv3.WithPrefix()) {
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if from > 0 {
+			opts = append(opts, clientv3.WithRev(from+1))
+		}
+		for wr := range b.cli.Watch(clientv3.WithRequireLeader(ctx), b.prefix, opts...) {
+			if wr.CompactRevision != 0 {
+				from = 0 // the history is gone: from the present, and say so
+				fn("", false)
+				break
+			}
 			if wr.Err() != nil {
 				break
 			}
 			for _, ev := range wr.Events {
+				from = ev.Kv.ModRevision
 				d, ok := strings.CutSuffix(strings.TrimPrefix(string(ev.Kv.Key), b.prefix), "/meta")
 				if !ok || strings.Contains(d, "/") {
 					continue
@@ -152,7 +174,6 @@ func (b *EtcdBlobs) Watch(ctx context.Context, fn func(digest string, deleted bo
 		}
 		if ctx.Err() == nil {
 			sleep(ctx, 100*time.Millisecond)
-			fn("", false)
 		}
 	}
 }

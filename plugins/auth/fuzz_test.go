@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/sdk/jsonscan"
 )
 
 // FuzzJWKS: any document parses into a usable key set or an error, never
@@ -154,7 +156,7 @@ func FuzzParseHeader(f *testing.F) {
 				valid = false
 			}
 		}
-		if bytes.Count(b, []byte("[")) > maxJSONDepth || bytes.Count(b, []byte("{")) > maxJSONDepth {
+		if bytes.Count(b, []byte("[")) > jsonscan.MaxDepth || bytes.Count(b, []byte("{")) > jsonscan.MaxDepth {
 			if ok && !valid {
 				t.Fatalf("parseHeader accepted %q", b)
 			}

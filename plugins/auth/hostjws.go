@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/sdk"
+
+	"github.com/weftmesh/weft/sdk/jsonscan"
 )
 
 // Weft's foreign functions that check a whole token in the host
@@ -40,8 +42,18 @@ type hostJWS struct {
 	cacheSize      int
 	header, prefix string
 	buf            []byte
+	// reqArgs are checkRequest's arguments for handle: version, handle,
+	// 0 for the host's clock, no token (the host reads the request's).
+	reqArgs [1 + 4 + 8]byte
 	// reqClaims holds the claims of checkRequest's token (not kept).
 	reqClaims claims
+	// last is checkRequest's last answer for a valid token from the
+	// host's cache (a copy), and what read made of it (lastClaims are
+	// views of last): the memo of the cached path.
+	last       []byte
+	lastClaims claims
+	lastErr    error
+	lastDone   bool
 	// answer is where the host writes weft.jws_verify's answers (u32
 	// length, then the answer): no call into the VM to allocate them.
 	answer []byte
@@ -71,13 +83,26 @@ func (h *hostJWS) checkRequest(v *validator, keys *keySet) (cl claims, present b
 	if h.state == hostAbsent || !h.register(v, keys) {
 		return nil, false, nil, false
 	}
-	b := append(h.buf[:0], hostJWSVersion)
-	b = binary.LittleEndian.AppendUint32(b, h.handle)
-	b = binary.LittleEndian.AppendUint64(b, 0) // the host's clock
-	h.buf = b
-	out, callErr := h.call(b)
+	out, callErr := h.call(h.reqArgs[:])
 	if callErr == nil && len(out) == 1 && out[0] == hostJWSNoToken {
 		return nil, false, nil, true
+	}
+	if callErr == nil && len(out) > 1 && out[0] == 0 && out[1]&2 != 0 {
+		// A valid token from the host's cache. The outcome of read is a
+		// function of the answer's bytes alone (the claims; the issuer
+		// and audiences checked are this plugin's), so the same answer
+		// as the last one (the same client's token, request after
+		// request) gets the same outcome without decoding it again.
+		if h.lastDone && bytes.Equal(out, h.last) {
+			return h.lastClaims, true, h.lastErr, true
+		}
+		h.last = append(h.last[:0], out...)
+		cl, _, err, done = h.read(v, h.last, nil, h.lastClaims[:0])
+		h.lastClaims, h.lastErr, h.lastDone = cl, err, done
+		if !done {
+			h.last = h.last[:0]
+		}
+		return cl, true, err, done
 	}
 	cl, _, err, done = h.read(v, out, callErr, h.reqClaims[:0])
 	if cl != nil {
@@ -181,7 +206,7 @@ func (h *hostJWS) parseResult(out []byte, cl claims) (claims, time.Time, bool) {
 		if uint64(n) > uint64(len(rest)) {
 			return nil, time.Time{}, false
 		}
-		cl = append(cl, member{name: name, raw: rest[:n:n]})
+		cl = append(cl, jsonscan.Member{Name: name, Raw: rest[:n:n]})
 		rest = rest[n:]
 	}
 	return cl, exp, len(rest) == 0
@@ -243,6 +268,8 @@ func (h *hostJWS) register(v *validator, keys *keySet) bool {
 	case err == nil && len(out) == 4:
 		h.state = hostOffered
 		h.handle = binary.LittleEndian.Uint32(out)
+		h.reqArgs = [1 + 4 + 8]byte{0: hostJWSVersion}
+		binary.LittleEndian.PutUint32(h.reqArgs[1:], h.handle)
 	case sdk.IsForeignFunctionMissing(err):
 		h.state = hostAbsent
 		sdk.Infof("auth: the host does not offer %s: tokens are decoded in the VM", hostJWSKeysFunc)

@@ -8,10 +8,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math/big"
-	"strconv"
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/weftmesh/weft/sdk/jsonscan"
 )
 
 // Validation failures. They are shown to clients (error_description) and
@@ -31,16 +32,11 @@ var (
 // claims are a validated token's claims: the payload's members, values
 // raw (decoded on use). A repeated name counts once, the last one, as with
 // encoding/json.
-type claims []member
+type claims []jsonscan.Member
 
 // get returns the raw value of claim name.
 func (c claims) get(name string) ([]byte, bool) {
-	for i := len(c) - 1; i >= 0; i-- {
-		if c[i].name == name {
-			return c[i].raw, true
-		}
-	}
-	return nil, false
+	return jsonscan.Lookup(c, name)
 }
 
 // header is a JOSE header.
@@ -52,20 +48,20 @@ type header struct {
 // parseHeader reads alg and kid from a JOSE header (both strings when
 // present).
 func parseHeader(b []byte) (header, bool) {
-	var buf [8]member
-	ms, ok := parseObject(b, buf[:0])
+	var buf [8]jsonscan.Member
+	ms, ok := jsonscan.Object(b, buf[:0])
 	if !ok {
 		return header{}, false
 	}
 	var h header
 	for _, m := range ms {
-		switch m.name {
+		switch m.Name {
 		case "alg":
-			if h.Alg, ok = rawString(m.raw); !ok {
+			if h.Alg, ok = jsonscan.String(m.Raw); !ok {
 				return header{}, false
 			}
 		case "kid":
-			if h.Kid, ok = rawString(m.raw); !ok {
+			if h.Kid, ok = jsonscan.String(m.Raw); !ok {
 				return header{}, false
 			}
 		}
@@ -162,7 +158,7 @@ func (v *validator) validate(token string, keys *keySet, now time.Time) (claims,
 	}
 	// The claims are kept (in the token cache): one allocation for a
 	// typical payload's members instead of the append's doublings.
-	ms, ok := parseObject(pb, make([]member, 0, 16))
+	ms, ok := jsonscan.Object(pb, make([]jsonscan.Member, 0, 16))
 	if !ok {
 		return nil, time.Time{}, errMalformed
 	}
@@ -272,34 +268,11 @@ func (c claims) time(name string) (time.Time, bool, error) {
 	if !ok {
 		return time.Time{}, false, nil
 	}
-	if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+	t, ok := jsonscan.NumericDate(raw)
+	if !ok {
 		return time.Time{}, false, errMalformed
 	}
-	if sec, ok := smallInt(raw); ok {
-		return time.Unix(sec, 0), true, nil // the common case: no allocation
-	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil {
-		return time.Time{}, false, errMalformed
-	}
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9)), true, nil
-}
-
-// smallInt parses raw when it is a non-negative integer of at most 15
-// digits (exactly what float parsing would give).
-func smallInt(raw []byte) (int64, bool) {
-	if len(raw) == 0 || len(raw) > 15 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range raw {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
+	return t, true, nil
 }
 
 // hasAudience reports whether aud (a string or an array) names one of want.
@@ -317,7 +290,7 @@ func (c claims) hasAudience(want []string) bool {
 		return match(raw)
 	}
 	found := false
-	rawArray(raw, func(e []byte) bool {
+	jsonscan.Array(raw, func(e []byte) bool {
 		found = match(e)
 		return !found
 	})
@@ -329,7 +302,7 @@ func rawEquals(raw []byte, s string) bool {
 	if len(raw) == len(s)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == s {
 		return true // the common case: no escapes
 	}
-	v, ok := rawString(raw)
+	v, ok := jsonscan.String(raw)
 	return ok && v == s
 }
 
@@ -343,14 +316,14 @@ func (c claims) headerValue(name string) (string, bool) {
 	}
 	switch b := raw[0]; {
 	case b == '"':
-		return rawString(raw)
+		return jsonscan.String(raw)
 	case b == 't' || b == 'f' || b == '-' || b >= '0' && b <= '9':
 		return string(raw), true
 	case b == '[':
 		var parts []string
 		all := true
-		rawArray(raw, func(e []byte) bool {
-			s, ok := rawString(e)
+		jsonscan.Array(raw, func(e []byte) bool {
+			s, ok := jsonscan.String(e)
 			if !ok {
 				all = false
 				return false

@@ -256,3 +256,34 @@ func TestDNSCloseDuringSlowLookup(t *testing.T) {
 		t.Fatalf("picked %s with no answer", e.Address())
 	}
 }
+
+// An answer that replaces every address of the last one (the same number
+// of addresses, none in common) is installed: the new set is not taken
+// for the old one position by position.
+func TestDNSAnswerReplacedWhole(t *testing.T) {
+	dns := newDNSServer(t)
+	dns.set(false, "127.0.0.2")
+	c := start(t, config.Cluster{Name: "dns",
+		DNS: &config.DNS{Name: "api.weft.test.", Port: 8080, Refresh: config.Duration(20 * time.Millisecond)},
+	}, Options{Resolver: dns.resolver()})
+	addrs := func() []string {
+		var a []string
+		for _, e := range c.Status().Endpoints {
+			a = append(a, e.Address)
+		}
+		return a
+	}
+	if got := addrs(); !slices.Equal(got, []string{"127.0.0.2:8080"}) {
+		t.Fatalf("after Start: %v", got)
+	}
+	dns.set(false, "127.0.0.3")
+	eventually(t, "the new address installed", func() bool { return slices.Equal(addrs(), []string{"127.0.0.3:8080"}) })
+	dns.set(false, "127.0.0.4", "127.0.0.5")
+	eventually(t, "two new addresses installed", func() bool {
+		return slices.Equal(addrs(), []string{"127.0.0.4:8080", "127.0.0.5:8080"})
+	})
+	dns.set(false, "127.0.0.6", "127.0.0.7")
+	eventually(t, "both replaced", func() bool {
+		return slices.Equal(addrs(), []string{"127.0.0.6:8080", "127.0.0.7:8080"})
+	})
+}

@@ -3,8 +3,11 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,6 +185,17 @@ func TestDecodeHealthResponse(t *testing.T) {
 		{"truncated varint", frame([]byte{1 << 3, 0x80}), 0, true},
 		{"length past end", frame([]byte{4<<3 | 2, 9, 'x'}), 0, true},
 		{"group wire type", frame([]byte{4<<3 | 3}), 0, true},
+		// Each wire type's value cut off at the very end of the message
+		// (nothing after the tag, one byte short), and exactly long
+		// enough as the last field.
+		{"varint missing", frame([]byte{1 << 3, 1, 1 << 3}), 0, true},
+		{"fixed64 one short", frame([]byte{1 << 3, 1, 3<<3 | 1, 1, 2, 3, 4, 5, 6, 7}), 0, true},
+		{"fixed64 last", frame([]byte{1 << 3, 1, 3<<3 | 1, 1, 2, 3, 4, 5, 6, 7, 8}), 1, false},
+		{"fixed32 one short", frame([]byte{1 << 3, 1, 5<<3 | 5, 1, 2, 3}), 0, true},
+		{"fixed32 last", frame([]byte{1 << 3, 1, 5<<3 | 5, 1, 2, 3, 4}), 1, false},
+		{"length missing", frame([]byte{1 << 3, 1, 4<<3 | 2}), 0, true},
+		{"length one past end", frame([]byte{1 << 3, 1, 4<<3 | 2, 2, 'x'}), 0, true},
+		{"length to the end", frame([]byte{1 << 3, 1, 4<<3 | 2, 1, 'x'}), 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,4 +231,118 @@ func FuzzDecodeHealthResponse(f *testing.F) {
 			t.Fatalf("% x: decoded status %d, protobuf says %d", msg, status, m.Status)
 		}
 	})
+}
+
+// rawGRPC is what rawGRPCHealth answers, and what it saw.
+type rawGRPC struct {
+	size   atomic.Int64 // of a SERVING answer, padded with an unknown field
+	answer atomic.Value // "" (SERVING), or a failure: see rawGRPCHealth
+	host   atomic.Value // the last check's :authority
+}
+
+// rawGRPCHealth serves Health/Check over h2c with net/http, answering as
+// a says, and records the :authority of each check.
+func rawGRPCHealth(t *testing.T, a *rawGRPC) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.host.Store(r.Host)
+		_, _ = io.Copy(io.Discard, r.Body)
+		// 5 bytes of frame, 2 of status, then field 4 with a 2-byte
+		// length and pad bytes.
+		pad := int(a.size.Load()) - 5 - 2 - 1 - 2
+		msg := []byte{1 << 3, grpcServing, 4<<3 | 2}
+		msg = binary.AppendUvarint(msg, uint64(pad))
+		msg = append(msg, bytes.Repeat([]byte{'p'}, pad)...)
+		frame := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
+		w.Header().Set("Content-Type", "application/grpc")
+		answer, _ := a.answer.Load().(string)
+		switch answer {
+		case "trailers-only": // an error answered in the headers alone
+			w.Header().Set("Grpc-Status", "12")
+			w.Header().Set("Grpc-Message", "no health here")
+			w.WriteHeader(200)
+		case "error in trailers":
+			w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+			w.WriteHeader(200)
+			w.Header().Set("Grpc-Status", "14")
+			w.Header().Set("Grpc-Message", "going down")
+		case "no status":
+			_, _ = w.Write(append(frame, msg...))
+		default:
+			w.Header().Set("Trailer", "Grpc-Status")
+			_, _ = w.Write(append(frame, msg...))
+			w.Header().Set("Grpc-Status", "0")
+		}
+	})}
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(ln)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// A check sends the configured host as :authority (else the endpoint's
+// address), and reads an answer of up to 1 KiB whole: 1024 bytes pass,
+// 1025 are refused as no HealthCheckResponse.
+func TestGRPCHealthCheckHostAndSizeBound(t *testing.T) {
+	var a rawGRPC
+	addr := rawGRPCHealth(t, &a)
+	for _, want := range []string{"", "health.weft.test"} {
+		hc := grpcChecks("")
+		hc.Interval = config.Duration(time.Hour) // only the checks below
+		hc.Timeout = config.Duration(30 * time.Second)
+		hc.Host = want
+		c := start(t, config.Cluster{Name: "g", Protocol: "http2", Endpoints: static(addr), HealthCheck: hc, PanicThreshold: -1}, Options{})
+		e := endpointByAddr(c, addr)
+		a.size.Store(1024)
+		if err := c.checkGRPC(e); err != nil {
+			t.Fatalf("host %q: a 1024-byte SERVING answer: %v", want, err)
+		}
+		if want == "" {
+			want = addr
+		}
+		if got := a.host.Load(); got != want {
+			t.Errorf("the check's :authority is %q, want %q", got, want)
+		}
+		a.size.Store(1025)
+		if err := c.checkGRPC(e); !errors.Is(err, errMalformedHealth) {
+			t.Fatalf("a 1025-byte answer: %v, want it refused as malformed", err)
+		}
+	}
+}
+
+// A failed check's error says the gRPC status and message, read from the
+// trailers or, for a trailers-only answer, the headers; an answer with no
+// status at all says so.
+func TestGRPCHealthCheckErrors(t *testing.T) {
+	var a rawGRPC
+	a.size.Store(64)
+	addr := rawGRPCHealth(t, &a)
+	hc := grpcChecks("")
+	hc.Interval = config.Duration(time.Hour)
+	hc.Timeout = config.Duration(30 * time.Second)
+	c := start(t, config.Cluster{Name: "g", Protocol: "http2", Endpoints: static(addr), HealthCheck: hc, PanicThreshold: -1}, Options{})
+	e := endpointByAddr(c, addr)
+	for answer, want := range map[string]string{
+		"trailers-only":     "grpc-status 12: no health here",
+		"error in trailers": "grpc-status 14: going down",
+		"no status":         "no grpc-status in the answer",
+	} {
+		a.answer.Store(answer)
+		err := c.checkGRPC(e)
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", answer, err, want)
+		}
+	}
 }

@@ -97,16 +97,24 @@ func TestDoStreamCloseEarlyClosesConn(t *testing.T) {
 // Chunk framing errors are errors, not a silently short body.
 func TestDoStreamBadChunks(t *testing.T) {
 	for _, tail := range []string{"zz\r\nhello\r\n", "5\r\nhelloXX", "5\r\nhel", "ffffffffffffffff\r\n"} {
+		// The bad chunk comes once the client has the headers: it is
+		// read from the stream, not with them.
+		proceed := make(chan struct{})
 		addr := rawServer(t, func(conn net.Conn) {
 			readRequest(conn)
 			_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-			time.Sleep(10 * time.Millisecond)
+			select {
+			case <-proceed:
+			case <-time.After(30 * time.Second):
+				return
+			}
 			_, _ = io.WriteString(conn, tail)
 		})
 		c := start(t, config.Cluster{Name: "s", Endpoints: static(addr)}, Options{})
 		e := c.Pick(0, false, nil)
 		req, resp := streamReq()
-		body, err := e.DoStream(req, resp, time.Now().Add(5*time.Second))
+		body, err := e.DoStream(req, resp, time.Now().Add(30*time.Second))
+		close(proceed)
 		if err != nil || body == nil {
 			t.Fatalf("%q: body %v, %v", tail, body, err)
 		}

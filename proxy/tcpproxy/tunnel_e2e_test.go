@@ -242,17 +242,20 @@ func TestTunnelUpstreamDeathClosesClient(t *testing.T) {
 }
 
 func TestTunnelIdleTimeout(t *testing.T) {
-	m := startTunnel(t, "300ms", "100")
+	const idle = time.Second
+	m := startTunnel(t, idle.String(), "100")
 	c := dial(t, m.aAddr, nil)
 	if got, err := roundTrip(c, "x"); err != nil || got != "x" {
 		t.Fatalf("round trip: %q %v", got, err)
 	}
-	// Traffic in one direction only, for longer than the idle timeout,
-	// keeps the connection: idle means no byte either way.
-	for i := 0; i < 8; i++ {
-		time.Sleep(100 * time.Millisecond)
+	// Traffic for twice the idle timeout keeps the connection: the
+	// timeout counts from the last byte, not from the connection's start.
+	// Round trips follow each other with no pause, so only a stall of a
+	// whole second between two of them (not a busy machine's scheduling)
+	// could let the timeout fire.
+	for i, start := 0, time.Now(); time.Since(start) < 2*idle; i++ {
 		if got, err := roundTrip(c, "y"); err != nil || got != "y" {
-			t.Fatalf("busy connection closed at %d: %q %v", i, got, err)
+			t.Fatalf("busy connection closed at round trip %d: %q %v", i, got, err)
 		}
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))

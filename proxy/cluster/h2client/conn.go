@@ -396,7 +396,13 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	}
 	if s := c.streams[f.StreamID]; s != nil {
 		if s.sendWindow+inc > maxWindow {
-			go s.reset(http2.ErrCodeFlowControl, errors.New("h2client: stream window overflow"))
+			// The stream ends with RST_STREAM FLOW_CONTROL_ERROR (RFC 9113
+			// section 6.9.1), the server told as well; not under c.mu,
+			// which both take.
+			go func() {
+				s.reset(http2.ErrCodeFlowControl, errors.New("h2client: stream window overflow"))
+				c.rst(s.id, http2.ErrCodeFlowControl)
+			}()
 			return nil
 		}
 		s.sendWindow += inc

@@ -56,7 +56,13 @@ func (s *Set) VerifyCached(token []byte, now time.Time, r *Result) Code {
 	h := maphash.Bytes(c.seed, token)
 	if e := c.m[h]; e != nil && bytes.Equal(e.token, token) {
 		if e.until.IsZero() || now.Before(e.until) {
+			// r keeps its own Values array: Verify appends a later
+			// token's values into it, which must not write into the
+			// entry (the next answer from the cache for this token
+			// would carry another token's claims).
+			vals := r.Values[:0]
 			*r = e.res
+			r.Values = append(vals, e.res.Values...)
 			r.Cached = true
 			return OK
 		}

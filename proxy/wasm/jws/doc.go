@@ -7,8 +7,9 @@
 // (proxy/wasm/abi_foreign_jws.go), so the auth plugin's Go guest does no
 // base64 or JSON work per new token. Its rules are the guest's
 // (plugins/auth/jwt.go), check for check and in the same order, so a token
-// gets the same answer whichever side checks it; where the two could differ
-// (a NumericDate too large for a time) this package refuses. It does not
+// gets the same answer whichever side checks it; both read the JSON with
+// sdk/jsonscan (NumericDates included), so they agree there by
+// construction. It does not
 // parse keys nor do the cryptography: a Key does (the host's parsed-key
 // cache), and it does not check iss or aud, which stay with the caller.
 package jws

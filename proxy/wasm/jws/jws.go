@@ -5,8 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
+
+	"github.com/weftmesh/weft/sdk/jsonscan"
 )
 
 // Code is the outcome of Verify. The guest turns each into its own error
@@ -43,9 +44,6 @@ const (
 	MaxAlgs   = 16
 	MaxClaims = 32
 	MaxKeys   = 256
-	// maxSeconds bounds a NumericDate: beyond it (31 million years) a
-	// value is refused as malformed rather than rounded into a time.
-	maxSeconds = 1e15
 )
 
 // Set is a key set with the rules tokens are checked by. It is immutable
@@ -61,7 +59,7 @@ type Set struct {
 	// Reused per Verify: decoded header, signature and payload, and the
 	// members found in them.
 	hdr, sig, payload []byte
-	members           []member
+	members           []jsonscan.Member
 
 	cache *tokenCache // nil: none (SetCache)
 }
@@ -137,7 +135,7 @@ func (s *Set) Verify(token []byte, now time.Time, r *Result) Code {
 	if s.payload, err = decode(s.payload, p64); err != nil {
 		return Malformed
 	}
-	ms, ok := parseObject(s.payload, s.members[:0])
+	ms, ok := jsonscan.Object(s.payload, s.members[:0])
 	s.members = ms[:0]
 	if !ok {
 		return Malformed
@@ -161,7 +159,7 @@ func (s *Set) Verify(token []byte, now time.Time, r *Result) Code {
 		r.ExpSec, r.ExpNsec = exp.Unix(), int64(exp.Nanosecond())
 	}
 	for _, c := range s.claims {
-		v, _ := lookup(ms, c)
+		v, _ := jsonscan.Lookup(ms, c)
 		r.Values = append(r.Values, v)
 	}
 	return OK
@@ -170,19 +168,19 @@ func (s *Set) Verify(token []byte, now time.Time, r *Result) Code {
 // header reads alg and kid (strings when present; the last of a repeated
 // name) from the decoded JOSE header.
 func (s *Set) header() (alg, kid string, ok bool) {
-	var buf [8]member
-	ms, ok := parseObject(s.hdr, buf[:0])
+	var buf [8]jsonscan.Member
+	ms, ok := jsonscan.Object(s.hdr, buf[:0])
 	if !ok {
 		return "", "", false
 	}
 	for _, m := range ms {
-		switch m.name {
+		switch m.Name {
 		case "alg":
-			if alg, ok = rawString(m.raw); !ok {
+			if alg, ok = jsonscan.String(m.Raw); !ok {
 				return "", "", false
 			}
 		case "kid":
-			if kid, ok = rawString(m.raw); !ok {
+			if kid, ok = jsonscan.String(m.Raw); !ok {
 				return "", "", false
 			}
 		}
@@ -246,37 +244,11 @@ func decode(dst, src []byte) ([]byte, error) {
 
 // numericDate reads a NumericDate claim (ok false: present but not a
 // number, or out of range).
-func numericDate(ms []member, name string) (t time.Time, present, ok bool) {
-	raw, found := lookup(ms, name)
+func numericDate(ms []jsonscan.Member, name string) (t time.Time, present, ok bool) {
+	raw, found := jsonscan.Lookup(ms, name)
 	if !found {
 		return time.Time{}, false, true
 	}
-	if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
-		return time.Time{}, true, false
-	}
-	if sec, ok := smallInt(raw); ok {
-		return time.Unix(sec, 0), true, true
-	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil || f != f || f > maxSeconds || f < -maxSeconds {
-		return time.Time{}, true, false
-	}
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9)), true, true
-}
-
-// smallInt parses raw when it is a non-negative integer of at most 15
-// digits.
-func smallInt(raw []byte) (int64, bool) {
-	if len(raw) == 0 || len(raw) > 15 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range raw {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
+	t, ok = jsonscan.NumericDate(raw)
+	return t, true, ok
 }

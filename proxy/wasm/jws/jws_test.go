@@ -337,3 +337,24 @@ func TestVerifyCached(t *testing.T) {
 		t.Errorf("a cache hit allocates %v times", n)
 	}
 }
+
+// TestVerifyCachedKeepsEachTokensClaims: a token checked after a cache hit
+// does not write its claims into the entry that hit (the Result shared the
+// entry's values): each cached token keeps answering its own claims.
+func TestVerifyCachedKeepsEachTokensClaims(t *testing.T) {
+	s, err := NewSet([]string{"HS256"}, time.Minute, []string{"sub"}, []string{""}, []Key{&countingKey{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetCache(16)
+	now := time.Unix(1_800_000_000, 0)
+	tok := func(sub string) []byte {
+		return []byte(b64.EncodeToString([]byte(`{"alg":"HS256"}`)) + "." + b64.EncodeToString([]byte(`{"sub":"`+sub+`"}`)) + ".AAAA")
+	}
+	var r Result
+	for i, sub := range []string{"a", "a", "b", "a", "b", "c", "a", "c", "b", "a"} {
+		if c := s.VerifyCached(tok(sub), now, &r); c != OK || len(r.Values) != 1 || string(r.Values[0]) != `"`+sub+`"` {
+			t.Fatalf("call %d (%s): code %d, values %q", i, sub, c, r.Values)
+		}
+	}
+}

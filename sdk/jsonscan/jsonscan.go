@@ -1,31 +1,51 @@
-package jws
+// Package jsonscan finds the members of one JSON object and leaves their
+// values raw, to be decoded when used. encoding/json decodes through
+// reflection and allocates per member, which in a Wasm guest costs more than
+// the work around it; this scanner allocates nothing for valid input without
+// escapes. It accepts exactly RFC 8259 JSON (nesting at most MaxDepth deep);
+// escaped names and strings go through encoding/json, so invalid UTF-8 in
+// them becomes U+FFFD as there.
+//
+// The auth plugin (a guest) and the host's JWS verifier (proxy/wasm/jws)
+// share it, so both read a token's claims the same way.
+package jsonscan
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 )
 
-// The JSON scanner of a token's header and payload: it finds the members of
-// one object and leaves their values raw. It accepts exactly what the auth
-// plugin's scanner accepts (plugins/auth/json.go): RFC 8259 syntax, values
-// nested at most maxDepth deep, names unescaped (invalid UTF-8 in an escaped
-// name becomes U+FFFD, as encoding/json does).
+// MaxDepth bounds nesting inside a member's value: deeper values are
+// refused.
+const MaxDepth = 32
 
-// maxDepth bounds nesting inside a member's value.
-const maxDepth = 32
-
-// member is one member of a JSON object: the name (unescaped) and the raw
-// value.
-type member struct {
-	name string
-	raw  []byte
+// Member is one member of a JSON object: the name (unescaped) and the raw
+// value (a valid JSON value, whitespace trimmed).
+type Member struct {
+	Name string
+	Raw  []byte
 }
 
-// parseObject appends the members of the JSON object b to dst, in order,
-// and reports whether b is exactly one valid JSON object (whitespace
-// around allowed). Names may point into b.
-func parseObject(b []byte, dst []member) ([]member, bool) {
+// Lookup returns the raw value of the last member named name (a repeated
+// name counts once, the last one, as with encoding/json).
+func Lookup(ms []Member, name string) ([]byte, bool) {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].Name == name {
+			return ms[i].Raw, true
+		}
+	}
+	return nil, false
+}
+
+// Object appends the members of the JSON object b to dst, in order, and
+// reports whether b is exactly one valid JSON object (RFC 8259; whitespace
+// around allowed). Names (and strings from String) may point into b: b must
+// not change while they are in use.
+func Object(b []byte, dst []Member) ([]Member, bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return dst, false
@@ -55,7 +75,7 @@ func parseObject(b []byte, dst []member) ([]member, bool) {
 		if vend < 0 {
 			return dst, false
 		}
-		dst = append(dst, member{name: name, raw: b[i:vend]})
+		dst = append(dst, Member{Name: name, Raw: b[i:vend]})
 		i = skipWS(b, vend)
 		if i >= len(b) {
 			return dst, false
@@ -69,17 +89,6 @@ func parseObject(b []byte, dst []member) ([]member, bool) {
 			return dst, false
 		}
 	}
-}
-
-// lookup returns the raw value of the last member named name (a repeated
-// name counts once, the last one, as with encoding/json).
-func lookup(ms []member, name string) ([]byte, bool) {
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].name == name {
-			return ms[i].raw, true
-		}
-	}
-	return nil, false
 }
 
 func skipWS(b []byte, i int) int {
@@ -107,7 +116,7 @@ func scanValue(b []byte, i, depth int) int {
 	case c == 'n':
 		return scanLiteral(b, i, "null")
 	case c == '[' || c == '{':
-		if depth >= maxDepth {
+		if depth >= MaxDepth {
 			return -1
 		}
 		return scanComposite(b, i, depth)
@@ -115,7 +124,7 @@ func scanValue(b []byte, i, depth int) int {
 	return -1
 }
 
-// scanComposite scans the array or object at b[i].
+// scanComposite scans an array or object at b[i].
 func scanComposite(b []byte, i, depth int) int {
 	obj := b[i] == '{'
 	closer := byte(']')
@@ -245,11 +254,14 @@ func scanLiteral(b []byte, i int, lit string) int {
 	return i + len(lit)
 }
 
-// stringValue decodes a scanned JSON string token (quotes included): a
-// view of tok when it has no escapes and is valid UTF-8, else through
-// encoding/json (rare).
+// stringValue decodes a scanned JSON string token (quotes included).
+// Strings without escapes are the bytes between the quotes; the rare
+// escaped ones go through encoding/json.
 func stringValue(tok []byte, escaped bool) (string, bool) {
 	if !escaped && utf8.Valid(tok) {
+		// A view, not a copy: an allocation costs more in the VM than
+		// the rest of a claim's parsing, and the callers' buffers (a
+		// decoded token or header) never change once parsed.
 		if len(tok) == 2 {
 			return "", true
 		}
@@ -262,17 +274,76 @@ func stringValue(tok []byte, escaped bool) (string, bool) {
 	return s, true
 }
 
-// rawString decodes raw when it is a JSON string.
-func rawString(raw []byte) (string, bool) {
+// String decodes raw when it is a JSON string.
+func String(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
-	escaped := false
-	for _, c := range raw {
-		if c == '\\' {
-			escaped = true
-			break
-		}
+	return stringValue(raw, strings.IndexByte(string(raw), '\\') >= 0)
+}
+
+// Array calls fn with each element of the JSON array raw until fn
+// returns false; it reports whether raw is an array.
+func Array(raw []byte, fn func(elem []byte) bool) bool {
+	if len(raw) == 0 || raw[0] != '[' {
+		return false
 	}
-	return stringValue(raw, escaped)
+	i := skipWS(raw, 1)
+	if i < len(raw) && raw[i] == ']' {
+		return true
+	}
+	for i < len(raw) {
+		end := scanValue(raw, i, 0)
+		if end < 0 {
+			return false
+		}
+		if !fn(raw[i:end]) {
+			return true
+		}
+		i = skipWS(raw, end)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipWS(raw, i+1)
+			continue
+		}
+		break
+	}
+	return true
+}
+
+// MaxSeconds bounds a NumericDate: beyond ±10^15 seconds (some 31 million
+// years) a date is refused rather than rounded.
+const MaxSeconds = 1e15
+
+// NumericDate reads an RFC 7519 NumericDate (seconds since the epoch, a JSON
+// number, fractions allowed). ok is false when raw is not a number or is out
+// of ±MaxSeconds.
+func NumericDate(raw []byte) (t time.Time, ok bool) {
+	if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return time.Time{}, false
+	}
+	if sec, ok := smallInt(raw); ok {
+		return time.Unix(sec, 0), true // the common case: no allocation
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f != f || f > MaxSeconds || f < -MaxSeconds {
+		return time.Time{}, false
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)), true
+}
+
+// smallInt parses raw when it is a non-negative integer of at most 15
+// digits (exactly what float parsing would give).
+func smallInt(raw []byte) (int64, bool) {
+	if len(raw) == 0 || len(raw) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range raw {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
