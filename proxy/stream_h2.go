@@ -18,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/proxy/cluster"
 	"github.com/weftmesh/weft/proxy/cluster/h2client"
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/httpheader"
 	"github.com/weftmesh/weft/proxy/listener"
 	"github.com/weftmesh/weft/proxy/resilience"
 	"github.com/weftmesh/weft/proxy/route"
@@ -840,7 +841,7 @@ func copyResponseHeaders(dst http.Header, src *fasthttp.ResponseHeader) {
 		if hopHeader(k) {
 			continue
 		}
-		key := headerKey(k)
+		key := httpheader.CanonicalKeyBytes(k)
 		dst[key] = append(dst[key], string(v))
 	}
 }
@@ -875,30 +876,6 @@ func asciiEqualFold(b []byte, lower string) bool {
 		}
 	}
 	return true
-}
-
-// headerKey is net/http's canonical key for header name k, without an
-// allocation for the names gRPC answers carry.
-func headerKey(k []byte) string {
-	switch string(k) {
-	case "content-type", "Content-Type":
-		return "Content-Type"
-	case "content-length", "Content-Length":
-		return "Content-Length"
-	case "grpc-status":
-		return "Grpc-Status"
-	case "grpc-message":
-		return "Grpc-Message"
-	case "grpc-encoding":
-		return "Grpc-Encoding"
-	case "grpc-accept-encoding":
-		return "Grpc-Accept-Encoding"
-	case "date", "Date":
-		return "Date"
-	case "server", "Server":
-		return "Server"
-	}
-	return http.CanonicalHeaderKey(string(k))
 }
 
 // trailerKey is the response writer's key that sends k as a trailer.

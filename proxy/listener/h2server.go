@@ -20,6 +20,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/proxy/httpheader"
 )
 
 // weft's own HTTP/2 server connection, built like its HTTP/2 client
@@ -752,7 +754,7 @@ func (c *h2conn) newRequest(s *h2stream, f *http2.MetaHeadersFrame) (*http.Reque
 			}
 			declared = n
 		}
-		k := c.canonical(hf.Name)
+		k := httpheader.CanonicalKey(hf.Name)
 		if vs := h[k]; len(vs) > 0 {
 			h[k] = append(vs, hf.Value)
 		} else {
@@ -809,34 +811,6 @@ func (c *h2conn) newRequest(s *h2stream, f *http2.MetaHeadersFrame) (*http.Reque
 		delete(h, "Trailer")
 	}
 	return req.WithContext(s), declared, nil
-}
-
-// canonical is net/http's key for a wire header name, without an
-// allocation for the names calls repeat (interned per connection).
-func (c *h2conn) canonical(name string) string {
-	switch name {
-	case "content-type":
-		return "Content-Type"
-	case "content-length":
-		return "Content-Length"
-	case "te":
-		return "Te"
-	case "user-agent":
-		return "User-Agent"
-	case "grpc-timeout":
-		return "Grpc-Timeout"
-	case "grpc-encoding":
-		return "Grpc-Encoding"
-	case "grpc-accept-encoding":
-		return "Grpc-Accept-Encoding"
-	case "accept":
-		return "Accept"
-	case "accept-encoding":
-		return "Accept-Encoding"
-	}
-	// Only the reader goroutine reads and writes names (the response
-	// side uses wireName, under wmu, with its own entries).
-	return http.CanonicalHeaderKey(name)
 }
 
 // onTrailers takes an open stream's trailers.

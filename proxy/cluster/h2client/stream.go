@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/proxy/httpheader"
 )
 
 // stream is one request and its response. Its fields below mu are guarded
@@ -532,7 +533,7 @@ func (s *stream) onHeaders(f *http2.MetaHeadersFrame) error {
 		}
 		t := make(http.Header, len(f.Fields))
 		for _, hf := range f.Fields {
-			k := canonical(hf.Name)
+			k := httpheader.CanonicalKey(hf.Name)
 			t[k] = append(t[k], hf.Value)
 		}
 		s.trailer = t
@@ -558,7 +559,7 @@ func (s *stream) onHeaders(f *http2.MetaHeadersFrame) error {
 	regular := f.RegularFields()
 	h := make(http.Header, len(regular))
 	for _, hf := range regular {
-		k := canonical(hf.Name)
+		k := httpheader.CanonicalKey(hf.Name)
 		h[k] = append(h[k], hf.Value)
 	}
 	resp := &http.Response{
@@ -597,27 +598,6 @@ func (s *stream) onHeaders(f *http2.MetaHeadersFrame) error {
 		s.maybeDone()
 	}
 	return nil
-}
-
-// canonical is the header key net/http would use for name.
-func canonical(name string) string {
-	switch name {
-	case "content-type":
-		return "Content-Type"
-	case "grpc-status":
-		return "Grpc-Status"
-	case "grpc-message":
-		return "Grpc-Message"
-	case "grpc-encoding":
-		return "Grpc-Encoding"
-	case "grpc-accept-encoding":
-		return "Grpc-Accept-Encoding"
-	case "content-length":
-		return "Content-Length"
-	case "date":
-		return "Date"
-	}
-	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 func statusText(code int) string {
