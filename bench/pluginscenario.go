@@ -65,9 +65,10 @@ func WeftPluginAuth() Scenario {
 
 // WeftPluginAuthRS256 runs the auth plugin validating an RS256 JWT (a
 // 2048-bit key generated at setup, inline JWKS) with its validated-token
-// cache off (cache_size -1): every request pays what a token never seen
-// before costs, the signature check (by the host, through
-// weft.verify_signature) and the guest's parsing.
+// cache off (cache_size -1, which also turns off the host's cache of valid
+// tokens): every request pays what a token never seen before costs, the
+// whole check by the host (weft.jws_verify: decoding, signature, exp/nbf)
+// and the guest's iss/aud checks.
 func WeftPluginAuthRS256() Scenario {
 	s := pluginScenario("auth", "JWT RS256, inline JWKS, token cache off: every request checked as a new token", false,
 		func(env *Env) (string, error) {
