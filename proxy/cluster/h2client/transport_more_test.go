@@ -126,3 +126,58 @@ func TestFailedRequestClosesBody(t *testing.T) {
 		t.Fatalf("RoundTrip without a body: %v, want the dial's error", err)
 	}
 }
+
+// With MaxConns 1 and a server allowing one stream, a second request
+// waits for the first's slot rather than dialing, goes once it frees,
+// and leaves no waiter counted; a connection the server closes leaves
+// the pool.
+func TestWaiterWokenAndClosedConnRemoved(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, dials := newTransport(t, addr, Config{MaxConns: 1})
+	resA := send(tr, "GET", "")
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1}); err != nil {
+		t.Fatal(err)
+	}
+	isHeaders := func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }
+	idA := p.readUntil(t, "the first request's HEADERS", isHeaders).Header().StreamID
+	waiters := func() int {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.waiters
+	}
+	resB := send(tr, "GET", "")
+	poll(t, "the second request waiting", func() bool { return waiters() != 0 || dials.Load() != 1 })
+	if n, d := waiters(), dials.Load(); n != 1 || d != 1 {
+		t.Fatalf("second request: %d waiters counted (want 1), %d dials (want 1)", n, d)
+	}
+	p.respond(t, idA)
+	if r := await(t, resA); r.err != nil {
+		t.Fatalf("first request: %v", r.err)
+	}
+	idB := p.readUntil(t, "the second request's HEADERS", isHeaders).Header().StreamID
+	p.respond(t, idB)
+	if r := await(t, resB); r.err != nil {
+		t.Fatalf("second request: %v", r.err)
+	}
+	if n, d := waiters(), dials.Load(); n != 0 || d != 1 {
+		t.Fatalf("after both requests: %d waiters counted (want 0), %d dials (want 1)", n, d)
+	}
+	if n := tr.NumConns(); n != 1 {
+		t.Fatalf("%d connections before the server closes its end, want 1", n)
+	}
+	_ = p.nc.Close()
+	poll(t, "the closed connection leaving the pool", func() bool { return tr.NumConns() == 0 })
+}
+
+// poll waits for cond, checking every few milliseconds, within wait.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
