@@ -1,0 +1,236 @@
+package h2client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// headers sends a HEADERS frame of name/value pairs on stream id.
+func (p *peer) headers(t *testing.T, id uint32, end bool, kv ...string) {
+	t.Helper()
+	p.hbuf.Reset()
+	for i := 0; i+1 < len(kv); i += 2 {
+		_ = p.henc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+	}
+	if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.hbuf.Bytes(), EndHeaders: true, EndStream: end}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// started is a connection whose server SETTINGS are sent, and the
+// stream ID of the request res carries.
+func started(t *testing.T, tr *Transport, peers <-chan *peer) (*peer, uint32) {
+	t.Helper()
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	h := p.readUntil(t, "the request's HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok })
+	return p, h.Header().StreamID
+}
+
+// roundTrip starts a GET on tr and returns its response (body unread)
+// or error on the channel.
+func roundTrip(tr *Transport, ctx context.Context) <-chan result {
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://weft.test/x", nil)
+	out := make(chan result, 1)
+	go func() {
+		resp, err := tr.RoundTrip(req)
+		out <- result{resp, err}
+	}()
+	return out
+}
+
+// The response's :status: interim answers (100, 103) are passed over for
+// the final one; 101, an interim answer ending the stream, and values
+// that are not three digits from 100 are errors. Status spells the code
+// and its text.
+func TestResponseStatus(t *testing.T) {
+	for _, tt := range []struct {
+		interim  []string // statuses sent first, without END_STREAM
+		status   string
+		end      bool // END_STREAM on the last HEADERS
+		want     string
+		wantCode int
+	}{
+		{nil, "200", true, "200 OK", 200},
+		{nil, "404", true, "404 Not Found", 404},
+		{[]string{"100"}, "200", true, "200 OK", 200},
+		{[]string{"100", "103"}, "204", true, "204 No Content", 204},
+		{nil, "101", false, "", 0},
+		{[]string{"100"}, "103", true, "", 0},
+		{nil, "099", true, "", 0},
+		{nil, "1000", true, "", 0},
+		{nil, "20", true, "", 0},
+		{nil, "abc", true, "", 0},
+	} {
+		name := strings.Join(append(tt.interim, tt.status), ",")
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{})
+		res := roundTrip(tr, context.Background())
+		p, id := started(t, tr, peers)
+		for _, st := range tt.interim {
+			p.headers(t, id, false, ":status", st)
+		}
+		p.headers(t, id, tt.end, ":status", tt.status)
+		r := await(t, res)
+		if tt.want == "" {
+			if r.err == nil {
+				r.resp.Body.Close()
+				t.Errorf("%s: answered %s, want an error", name, r.resp.Status)
+				continue
+			}
+			// The stream is reset as a protocol error.
+			rst := p.readUntil(t, "RST_STREAM", func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+			if rst.StreamID != id || rst.ErrCode != http2.ErrCodeProtocol {
+				t.Errorf("%s: %v, want RST_STREAM PROTOCOL_ERROR of stream %d", name, rst, id)
+			}
+			continue
+		}
+		if r.err != nil {
+			t.Errorf("%s: %v", name, r.err)
+			continue
+		}
+		r.resp.Body.Close()
+		if r.resp.Status != tt.want || r.resp.StatusCode != tt.wantCode {
+			t.Errorf("%s: Status %q, StatusCode %d, want %q, %d", name, r.resp.Status, r.resp.StatusCode, tt.want, tt.wantCode)
+		}
+	}
+}
+
+// ContentLength is the response's content-length when it has exactly
+// one that is a number from 0, 0 for headers that end the stream without
+// one, and -1 (unknown) otherwise.
+func TestResponseContentLength(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		kv   []string
+		end  bool
+		want int64
+	}{
+		{"one", []string{"content-length", "5"}, false, 5},
+		{"zero", []string{"content-length", "0"}, false, 0},
+		{"none", nil, false, -1},
+		{"none, stream ended", nil, true, 0},
+		{"two", []string{"content-length", "5", "content-length", "5"}, false, -1},
+		{"negative", []string{"content-length", "-1"}, false, -1},
+		{"not a number", []string{"content-length", "five"}, false, -1},
+	} {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{})
+		res := roundTrip(tr, context.Background())
+		p, id := started(t, tr, peers)
+		p.headers(t, id, tt.end, append([]string{":status", "200"}, tt.kv...)...)
+		r := await(t, res)
+		if r.err != nil {
+			t.Errorf("%s: %v", tt.name, r.err)
+			continue
+		}
+		if r.resp.ContentLength != tt.want {
+			t.Errorf("%s: ContentLength %d, want %d", tt.name, r.resp.ContentLength, tt.want)
+		}
+		r.resp.Body.Close()
+	}
+}
+
+// stallBody is a request body whose Read waits until it is closed.
+type stallBody struct {
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newStallBody() *stallBody { return &stallBody{closed: make(chan struct{})} }
+
+func (b *stallBody) Read([]byte) (int, error) {
+	<-b.closed
+	return 0, errors.New("stallBody: closed")
+}
+
+func (b *stallBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+// A server that answered in full and then resets the stream with
+// NO_ERROR wants no more of the request body (RFC 9113 section 8.1): the
+// answer stands, read to its EOF without error, and the request body
+// still being read is closed.
+func TestResetNoErrorAfterAnswer(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{})
+	body := newStallBody()
+	t.Cleanup(func() { _ = body.Close() })
+	req, _ := http.NewRequest("POST", "http://weft.test/x", body)
+	res := make(chan result, 1)
+	go func() {
+		resp, err := tr.RoundTrip(req)
+		res <- result{resp, err}
+	}()
+	p, id := started(t, tr, peers)
+	p.headers(t, id, false, ":status", "200")
+	if err := p.fr.WriteData(id, true, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.fr.WriteRSTStream(id, http2.ErrCodeNo); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t) // the client has read the RST_STREAM
+	r := await(t, res)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	b, err := io.ReadAll(r.resp.Body)
+	r.resp.Body.Close()
+	if err != nil || string(b) != "hello" {
+		t.Fatalf("body %q, %v; want hello and EOF", b, err)
+	}
+	select {
+	case <-body.closed:
+	case <-time.After(wait):
+		t.Fatal("the request body was not closed")
+	}
+}
+
+// A request whose context is cancelled with a cause fails with both the
+// context's error and the cause; without a cause, with the context's
+// error alone.
+func TestCancelCause(t *testing.T) {
+	cause := errors.New("the caller went away")
+	for _, withCause := range []bool{true, false} {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{})
+		ctx, cancel := context.WithCancelCause(context.Background())
+		res := roundTrip(tr, ctx)
+		p, id := started(t, tr, peers)
+		if withCause {
+			cancel(cause)
+		} else {
+			cancel(nil)
+		}
+		rst := p.readUntil(t, "RST_STREAM", func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+		if rst.StreamID != id || rst.ErrCode != http2.ErrCodeCancel {
+			t.Fatalf("%v, want RST_STREAM CANCEL of stream %d", rst, id)
+		}
+		r := await(t, res)
+		switch {
+		case r.err == nil:
+			r.resp.Body.Close()
+			t.Fatalf("cause %v: answered %s", withCause, r.resp.Status)
+		case !errors.Is(r.err, context.Canceled):
+			t.Fatalf("cause %v: %v, want context.Canceled", withCause, r.err)
+		case withCause && !errors.Is(r.err, cause):
+			t.Fatalf("%v, want the cause too", r.err)
+		case !withCause && r.err.Error() != context.Canceled.Error():
+			t.Fatalf("%q, want %q alone", r.err, context.Canceled)
+		}
+	}
+}
