@@ -1,6 +1,7 @@
 package h2client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -231,6 +232,69 @@ func TestCancelCause(t *testing.T) {
 			t.Fatalf("%v, want the cause too", r.err)
 		case !withCause && r.err.Error() != context.Canceled.Error():
 			t.Fatalf("%q, want %q alone", r.err, context.Canceled)
+		}
+	}
+}
+
+// Request trailers go in one HEADERS frame: a block of exactly the
+// server's frame size (16384 by default) goes, one byte more fails the
+// request and resets its stream.
+func TestRequestTrailersOneFrame(t *testing.T) {
+	// A value of '#' (a 12-bit Huffman code) is sent as it is, so the
+	// block grows by one byte per byte of the value; find the length
+	// whose block is exactly 16384 bytes.
+	const frame = 16384
+	blockLen := func(v string) int {
+		var b bytes.Buffer
+		_ = hpack.NewEncoder(&b).WriteField(hpack.HeaderField{Name: "x-big", Value: v})
+		return b.Len()
+	}
+	n := frame - 16
+	for blockLen(strings.Repeat("#", n)) < frame {
+		n++
+	}
+	if blockLen(strings.Repeat("#", n)) != frame || blockLen(strings.Repeat("#", n+1)) != frame+1 {
+		t.Fatalf("no value length gives a block of exactly %d bytes", frame)
+	}
+	for _, size := range []int{n, n + 1} {
+		addr, peers := rawServer(t, 4096)
+		tr, _ := newTransport(t, addr, Config{})
+		req, _ := http.NewRequest("POST", "http://weft.test/x", strings.NewReader("x"))
+		req.Trailer = http.Header{"X-Big": {strings.Repeat("#", size)}}
+		res := make(chan result, 1)
+		go func() {
+			resp, err := tr.RoundTrip(req)
+			res <- result{resp, err}
+		}()
+		p, id := started(t, tr, peers)
+		if d := p.readUntil(t, "the body", func(f http2.Frame) bool { _, ok := f.(*http2.DataFrame); return ok }).(*http2.DataFrame); string(d.Data()) != "x" || d.StreamEnded() {
+			t.Fatalf("trailer of %d bytes: DATA %q, END_STREAM %v; want x, and trailers to come", size, d.Data(), d.StreamEnded())
+		}
+		f := p.readUntil(t, "the trailers or RST_STREAM", func(f http2.Frame) bool {
+			switch f.(type) {
+			case *http2.MetaHeadersFrame, *http2.RSTStreamFrame:
+				return true
+			}
+			return false
+		})
+		if size == n {
+			h, ok := f.(*http2.MetaHeadersFrame)
+			if !ok || h.Header().Length != frame || !h.StreamEnded() || h.PseudoValue("status") != "" || len(h.Fields) != 1 || h.Fields[0].Value != req.Trailer.Get("X-Big") {
+				t.Fatalf("a block of %d bytes: %v, want the trailers in one HEADERS frame ending the stream", frame, f)
+			}
+			p.respond(t, id)
+			r := await(t, res)
+			if r.err != nil {
+				t.Fatalf("a block of %d bytes: %v", frame, r.err)
+			}
+			r.resp.Body.Close()
+			continue
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); !ok || rst.StreamID != id || rst.ErrCode != http2.ErrCodeCancel {
+			t.Fatalf("a block of %d bytes: %v, want RST_STREAM CANCEL of stream %d", frame+1, f, id)
+		}
+		if r := await(t, res); r.err == nil || !strings.Contains(r.err.Error(), "larger than one frame") {
+			t.Fatalf("a block of %d bytes: %+v, want the trailers refused", frame+1, r)
 		}
 	}
 }
