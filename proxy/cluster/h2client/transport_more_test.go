@@ -181,3 +181,36 @@ func poll(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A request waiting for a stream slot gives up when its context ends,
+// with the context's error, and is no longer counted as waiting.
+func TestWaiterGivesUpWithItsContext(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, dials := newTransport(t, addr, Config{MaxConns: 1})
+	resA := send(tr, "GET", "")
+	p := next(t, peers)
+	if err := p.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1}); err != nil {
+		t.Fatal(err)
+	}
+	idA := p.readUntil(t, "the first request's HEADERS", func(f http2.Frame) bool { _, ok := f.(*http2.MetaHeadersFrame); return ok }).Header().StreamID
+	waiters := func() int {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.waiters
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resB := roundTrip(tr, ctx)
+	poll(t, "the second request waiting", func() bool { return waiters() != 0 })
+	cancel()
+	if r := await(t, resB); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("the waiting request: %+v, want context.Canceled", r)
+	}
+	if n, d := waiters(), dials.Load(); n != 0 || d != 1 {
+		t.Fatalf("after it gave up: %d waiters counted (want 0), %d dials (want 1)", n, d)
+	}
+	p.respond(t, idA)
+	if r := await(t, resA); r.err != nil {
+		t.Fatalf("first request: %v", r.err)
+	}
+}
