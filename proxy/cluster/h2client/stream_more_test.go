@@ -298,3 +298,40 @@ func TestRequestTrailersOneFrame(t *testing.T) {
 		}
 	}
 }
+
+// A response body closed with data buffered and partly read credits the
+// connection with what was never read: with 32767 bytes buffered (half
+// of a 65535 window) and 100 read, Close returns the other 32667, and
+// the connection's WINDOW_UPDATE is exactly 32767.
+func TestCloseCreditsBufferedUnreadData(t *testing.T) {
+	addr, peers := rawServer(t, 4096)
+	tr, _ := newTransport(t, addr, Config{StreamWindow: 65535, ConnWindow: 65535})
+	res := roundTrip(tr, context.Background())
+	p, id := started(t, tr, peers)
+	p.headers(t, id, false, ":status", "200")
+	r := await(t, res)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for left := 32767; left > 0; left -= 10000 {
+		if err := p.fr.WriteData(id, false, bytes.Repeat([]byte{'d'}, min(left, 10000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.sync(t) // the client has buffered all of it
+	if _, err := io.ReadFull(r.resp.Body, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var updates []uint32
+	for _, f := range p.sync(t) {
+		if wu, ok := f.(*http2.WindowUpdateFrame); ok && wu.StreamID == 0 {
+			updates = append(updates, wu.Increment)
+		}
+	}
+	if len(updates) != 1 || updates[0] != 32767 {
+		t.Fatalf("connection WINDOW_UPDATEs %v after 100 of 32767 buffered bytes were read and the body closed, want [32767]", updates)
+	}
+}
