@@ -386,11 +386,20 @@ func lower(s string) string {
 // them).
 func (s *stream) writeBody() {
 	c, body := s.c, s.req.Body
-	_ = c
 	if !s.bodyState.CompareAndSwap(0, 1) {
 		return
 	}
 	defer s.closeReqBody()
+	// The stream may have ended before this goroutine ran (a full answer
+	// then RST_STREAM NO_ERROR, a reset): finish left the body alone, as
+	// nothing was reading it yet, so it is closed here, unread, rather
+	// than read by a goroutine that no stream waits for.
+	c.mu.Lock()
+	finished := s.finished
+	c.mu.Unlock()
+	if finished {
+		return
+	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
