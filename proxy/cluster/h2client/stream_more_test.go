@@ -143,15 +143,19 @@ func TestResponseContentLength(t *testing.T) {
 	}
 }
 
-// stallBody is a request body whose Read waits until it is closed.
+// stallBody is a request body whose Read waits until it is closed;
+// reading is closed at the first Read.
 type stallBody struct {
-	once   sync.Once
-	closed chan struct{}
+	once, first     sync.Once
+	reading, closed chan struct{}
 }
 
-func newStallBody() *stallBody { return &stallBody{closed: make(chan struct{})} }
+func newStallBody() *stallBody {
+	return &stallBody{reading: make(chan struct{}), closed: make(chan struct{})}
+}
 
 func (b *stallBody) Read([]byte) (int, error) {
+	b.first.Do(func() { close(b.reading) })
 	<-b.closed
 	return 0, errors.New("stallBody: closed")
 }
@@ -164,7 +168,7 @@ func (b *stallBody) Close() error {
 // A server that answered in full and then resets the stream with
 // NO_ERROR wants no more of the request body (RFC 9113 section 8.1): the
 // answer stands, read to its EOF without error, and the request body
-// still being read is closed.
+// the client is reading is closed.
 func TestResetNoErrorAfterAnswer(t *testing.T) {
 	addr, peers := rawServer(t, 4096)
 	tr, _ := newTransport(t, addr, Config{})
@@ -177,6 +181,13 @@ func TestResetNoErrorAfterAnswer(t *testing.T) {
 		res <- result{resp, err}
 	}()
 	p, id := started(t, tr, peers)
+	// The client's body writer is reading the body (waiting in Read)
+	// when the answer comes.
+	select {
+	case <-body.reading:
+	case <-time.After(wait):
+		t.Fatal("the request body was never read")
+	}
 	p.headers(t, id, false, ":status", "200")
 	if err := p.fr.WriteData(id, true, []byte("hello")); err != nil {
 		t.Fatal(err)
