@@ -36,9 +36,14 @@
 // timer included, would wait for it for ever. memory.grow by 0 pages is an
 // exit into Go in wazero's compiled code (it changes nothing): a safe point
 // every YieldEvery iterations. Code without loops ends on its own
-// (straight-line code) or by stack overflow (recursion), so loop headers
-// are where a guest can spin. A module needs a memory for this (every
-// Proxy-Wasm module has one).
+// (straight-line code) or by stack overflow (deep recursion), so loop
+// headers are where a guest can spin, with one exception this rewrite does
+// not cover: recursion that branches without going deep (fib(60) written
+// recursively) runs for ever within a bounded stack, never reaches a loop
+// header, so it is neither stopped nor steps out into Go, and the next
+// garbage collection's stop-the-world waits for it. Checking at function
+// entries too would cover it, at the cost of a check per call. A module
+// needs a memory for this (every Proxy-Wasm module has one).
 //
 // The rewrite is structural: it decodes every instruction, so branch
 // depths, indices and offsets keep their meaning (an if block opened and
