@@ -132,3 +132,23 @@ func TestProcessCPU(t *testing.T) {
 		}
 	}
 }
+
+// A filter that recurses for ever without a loop (a recursive fib) is
+// stopped by the default deadline like one spinning in a loop: the stream
+// fails closed, the stop is counted, and the VM is replaced. Without the
+// rewrite's check at the entry of recursive functions it never stops, and
+// the next garbage collection waits for it: the test binary hangs.
+func TestRecursiveGuestStoppedByDeadline(t *testing.T) {
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Module: wat(t, "recurse")}, Env{})
+	s := newStream("/")
+	if o := runStream(p, s); o.upstream || s.Response.StatusCode() != failStatus {
+		t.Fatalf("outcome %+v status %d: a recursing guest must fail the stream closed", o, s.Response.StatusCode())
+	}
+	if n := p.events.n[eventTimeout].Load(); n != 1 {
+		t.Errorf("callback timeouts = %d, want 1", n)
+	}
+	if !waitFor(func() bool { return p.slots[0].vm.Load() != nil }) {
+		t.Fatal("vm not replaced")
+	}
+}

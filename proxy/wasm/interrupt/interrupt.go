@@ -37,13 +37,17 @@
 // exit into Go in wazero's compiled code (it changes nothing): a safe point
 // every YieldEvery iterations. Code without loops ends on its own
 // (straight-line code) or by stack overflow (deep recursion), so loop
-// headers are where a guest can spin, with one exception this rewrite does
-// not cover: recursion that branches without going deep (fib(60) written
-// recursively) runs for ever within a bounded stack, never reaches a loop
-// header, so it is neither stopped nor steps out into Go, and the next
-// garbage collection's stop-the-world waits for it. Checking at function
-// entries too would cover it, at the cost of a check per call. A module
-// needs a memory for this (every Proxy-Wasm module has one).
+// headers are where a guest can spin, and recursion that branches without
+// going deep (fib(60) written recursively): it runs for ever within a
+// bounded stack and never reaches a loop header, so it would neither stop
+// nor step out into Go, and the next garbage collection's stop-the-world
+// would wait for it (the whole process stalls). The same check therefore
+// runs at the entry of every function that a cycle of direct calls
+// re-enters (the targets of the back edges of a walk of the call graph),
+// and only there: other calls cost nothing. Recursion only through
+// call_indirect or call_ref (function pointers, Go closures and interface
+// methods) is not covered. A module needs a memory for this (every
+// Proxy-Wasm module has one).
 //
 // The rewrite is structural: it decodes every instruction, so branch
 // depths, indices and offsets keep their meaning (an if block opened and
@@ -125,7 +129,7 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 		secs = append(secs, section{id: id, body: body})
 	}
-	importedGlobals := 0
+	importedFuncs, importedGlobals := 0, 0
 	definedGlobals := 0
 	hasMemory := false
 	for _, s := range secs {
@@ -133,11 +137,11 @@ func Instrument(module []byte) ([]byte, error) {
 		case secMemory:
 			hasMemory = true
 		case secImport:
-			n, mems, err := countImports(s.body)
+			fns, n, mems, err := countImports(s.body)
 			if err != nil {
 				return nil, err
 			}
-			importedGlobals = n
+			importedFuncs, importedGlobals = fns, n
 			hasMemory = hasMemory || mems > 0
 		case secGlobal:
 			sr := reader{b: s.body}
@@ -211,7 +215,7 @@ func Instrument(module []byte) ([]byte, error) {
 			emit(secExport, body)
 			haveExport = true
 		case secCode:
-			body, err := instrumentCode(s.body, check)
+			body, err := instrumentCode(s.body, check, uint32(importedFuncs))
 			if err != nil {
 				return nil, err
 			}
@@ -241,8 +245,8 @@ func appendToVec(body, entries []byte, k uint32) ([]byte, error) {
 	return append(out, entries...), nil
 }
 
-// countImports counts the imported globals and memories.
-func countImports(body []byte) (globals, memories int, err error) {
+// countImports counts the imported functions, globals and memories.
+func countImports(body []byte) (funcs, globals, memories int, err error) {
 	r := reader{b: body}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -251,6 +255,7 @@ func countImports(body []byte) (globals, memories int, err error) {
 		switch kind := r.byte(); kind {
 		case 0x00: // func
 			r.u32()
+			funcs++
 		case 0x01: // table
 			r.refType()
 			r.limits()
@@ -265,43 +270,130 @@ func countImports(body []byte) (globals, memories int, err error) {
 			r.byte()
 			r.u32()
 		default:
-			return 0, 0, fmt.Errorf("interrupt: import %d: unknown kind 0x%02x", i, kind)
+			return 0, 0, 0, fmt.Errorf("interrupt: import %d: unknown kind 0x%02x", i, kind)
 		}
 	}
 	if r.err != nil {
-		return 0, 0, fmt.Errorf("interrupt: import section: %w", r.err)
+		return 0, 0, 0, fmt.Errorf("interrupt: import section: %w", r.err)
 	}
-	return globals, memories, nil
+	return funcs, globals, memories, nil
 }
 
 // instrumentCode rewrites the code section: every function body gets the
-// check after the block type of each loop.
-func instrumentCode(body, check []byte) ([]byte, error) {
+// check after the block type of each loop, and at its entry the functions
+// that recursion through direct calls re-enters (recursive).
+func instrumentCode(body, check []byte, importedFuncs uint32) ([]byte, error) {
 	r := reader{b: body}
 	n := r.u32()
-	out := appendU32(nil, n)
-	var fn []byte
+	codes := make([][]byte, 0, min(n, 1<<16))
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
 		code := r.bytes(int(size))
 		if r.err != nil {
 			return nil, fmt.Errorf("interrupt: function %d: %w", i, r.err)
 		}
+		codes = append(codes, code)
+	}
+	if !r.done() {
+		return nil, errors.New("interrupt: code section has trailing bytes")
+	}
+	entry, err := recursive(codes, importedFuncs)
+	if err != nil {
+		return nil, err
+	}
+	out := appendU32(nil, n)
+	var fn []byte
+	for i, code := range codes {
 		var err error
-		fn, err = instrumentFunc(fn[:0], code, check)
+		fn, err = instrumentFunc(fn[:0], code, check, entry[i])
 		if err != nil {
 			return nil, fmt.Errorf("interrupt: function %d: %w", i, err)
 		}
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
-	if !r.done() {
-		return nil, errors.New("interrupt: code section has trailing bytes")
+	return out, nil
+}
+
+// recursive marks the functions that get the check at their entry: the
+// targets of the back edges of a depth-first walk of the direct call graph
+// (call, return_call), so every cycle of direct calls passes a check. A
+// guest that recurses without a loop (a recursive fib) is thus stopped and
+// steps out into Go like a loop; a function no cycle reaches pays nothing.
+// Cycles through call_indirect or call_ref are not covered.
+func recursive(codes [][]byte, importedFuncs uint32) ([]bool, error) {
+	calls := make([][]uint32, len(codes))
+	for i, code := range codes {
+		c, err := directCalls(code, importedFuncs, uint32(len(codes)))
+		if err != nil {
+			return nil, fmt.Errorf("interrupt: function %d: %w", i, err)
+		}
+		calls[i] = c
+	}
+	const (
+		white = iota
+		grey  // on the walk's path
+		black // done
+	)
+	color := make([]byte, len(codes))
+	entry := make([]bool, len(codes))
+	type frame struct{ f, next uint32 }
+	var stack []frame
+	for root := range codes {
+		if color[root] != white {
+			continue
+		}
+		color[root] = grey
+		stack = append(stack[:0], frame{f: uint32(root)})
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if int(top.next) == len(calls[top.f]) {
+				color[top.f] = black
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			g := calls[top.f][top.next]
+			top.next++
+			switch color[g] {
+			case grey: // a back edge: g is re-entered
+				entry[g] = true
+			case white:
+				color[g] = grey
+				stack = append(stack, frame{f: g})
+			}
+		}
+	}
+	return entry, nil
+}
+
+// directCalls lists the defined functions (by their index among the
+// defined ones) that code calls directly.
+func directCalls(code []byte, importedFuncs, defined uint32) ([]uint32, error) {
+	r := reader{b: code}
+	groups := r.u32()
+	for g := uint32(0); g < groups; g++ {
+		r.u32()
+		r.valType()
+	}
+	var out []uint32
+	for !r.done() {
+		start := r.i
+		op := r.byte()
+		if op == 0x10 || op == 0x12 { // call, return_call
+			if f := r.u32(); f >= importedFuncs && f-importedFuncs < defined {
+				out = append(out, f-importedFuncs)
+			}
+		} else if err := r.immediates(op); err != nil {
+			return nil, err
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("opcode 0x%02x at %d: %w", op, start, r.err)
+		}
 	}
 	return out, nil
 }
 
-func instrumentFunc(out, code, check []byte) ([]byte, error) {
+func instrumentFunc(out, code, check []byte, entry bool) ([]byte, error) {
 	r := reader{b: code}
 	groups := r.u32()
 	for g := uint32(0); g < groups; g++ {
@@ -312,6 +404,9 @@ func instrumentFunc(out, code, check []byte) ([]byte, error) {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	out = append(out, code[:r.i]...)
+	if entry {
+		out = append(out, check...)
+	}
 	for !r.done() {
 		start := r.i
 		op := r.byte()
