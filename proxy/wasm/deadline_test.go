@@ -67,15 +67,20 @@ func TestWatchdogHistory(t *testing.T) {
 }
 
 // A call that waits in a host function far longer than its deadline (a
-// 400 ms sleep in poll_oneoff under a 10 ms deadline) runs no guest code
+// 400 ms sleep in poll_oneoff under a 25 ms deadline) runs no guest code
 // meanwhile and is not stopped: the stream completes, nothing is counted
 // as a timeout, and the VM serves the next stream. The old watchdog
-// charged each such tick an eighth and stopped the call after 80 ms; the
+// charged each such tick an eighth and stopped the call after 200 ms; the
 // same ticks come from a guest thread the OS or Go did not schedule on a
-// loaded machine.
+// loaded machine. The deadline is above the most one tick can charge
+// (maxTickCredit), so a tick that catches the guest's few loop iterations
+// after its sleep cannot stop it on a busy machine.
 func TestHostCallWaitIsNotCharged(t *testing.T) {
+	if maxTickCredit >= 25*time.Millisecond {
+		t.Fatalf("maxTickCredit %v: raise the test's deadline above it", maxTickCredit)
+	}
 	rt := newRuntime(t)
-	p := load(t, rt, PluginSpec{Module: wat(t, "sleep"), VMConfig: []byte{'s'}, CallbackTimeout: 10 * time.Millisecond}, Env{})
+	p := load(t, rt, PluginSpec{Module: wat(t, "sleep"), VMConfig: []byte{'s'}, CallbackTimeout: 25 * time.Millisecond}, Env{})
 	v := p.slots[0].vm.Load()
 	for i := 0; i < 2; i++ {
 		s := newStream("/")
