@@ -147,6 +147,30 @@ func (cc *countedConn) Read(p []byte) (int, error) {
 	return cc.Conn.Read(p)
 }
 
+// SetDeadline sets both deadlines (lazily on a plain socket: sockio).
+func (cc *countedConn) SetDeadline(t time.Time) error {
+	if cc.sock != nil {
+		return cc.sock.SetDeadline(t)
+	}
+	return cc.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline (as SetDeadline).
+func (cc *countedConn) SetReadDeadline(t time.Time) error {
+	if cc.sock != nil {
+		return cc.sock.SetReadDeadline(t)
+	}
+	return cc.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline (as SetDeadline).
+func (cc *countedConn) SetWriteDeadline(t time.Time) error {
+	if cc.sock != nil {
+		return cc.sock.SetWriteDeadline(t)
+	}
+	return cc.Conn.SetWriteDeadline(t)
+}
+
 // write writes to the upstream.
 func (cc *countedConn) write(p []byte) (int, error) {
 	if cc.sock != nil {

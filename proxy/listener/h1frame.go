@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"time"
 
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/internal/sockio"
@@ -399,6 +400,40 @@ func (c *strictConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// SetDeadline sets the connection's deadlines (lazily on the plain
+// socket: sockio).
+func (c *strictConn) SetDeadline(t time.Time) error {
+	if s := c.socket(); s != nil {
+		return s.SetDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline (as SetDeadline).
+func (c *strictConn) SetReadDeadline(t time.Time) error {
+	if s := c.socket(); s != nil {
+		return s.SetReadDeadline(t)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline (as SetDeadline).
+func (c *strictConn) SetWriteDeadline(t time.Time) error {
+	if s := c.socket(); s != nil {
+		return s.SetWriteDeadline(t)
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// rawSocket is the plain TCP connection under c for a caller that reads
+// or writes it itself: c's deadlines are on it from now on.
+func (c *strictConn) rawSocket() *net.TCPConn {
+	if s := c.socket(); s != nil {
+		s.Settle()
+	}
+	return TCPConn(c.Conn)
+}
+
 // socket is the plain socket under c once the bytes read ahead for
 // protocol detection are gone (nil before, or over anything but TCP).
 func (c *strictConn) socket() *sockio.Socket {
@@ -436,7 +471,7 @@ func BodyOnSocket(c net.Conn, req uint64) (tc *net.TCPConn, passed, left int64, 
 	if sc == nil || sc.err != nil || sc.skipped > 0 {
 		return nil, 0, 0, false
 	}
-	if tc = TCPConn(sc.Conn); tc == nil {
+	if tc = sc.rawSocket(); tc == nil {
 		return nil, 0, 0, false
 	}
 	passed, left, ok = sc.f.inBody(req)

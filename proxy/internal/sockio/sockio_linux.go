@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -15,14 +16,20 @@ const Available = true
 // maxRW bounds one read or write, as internal/poll does.
 const maxRW = 1 << 30
 
-// Socket reads and writes one TCP connection (see the package doc). It is
-// not safe for concurrent reads, nor for concurrent writes; a read and a
-// write may run at once, as on a net.Conn.
+// Socket reads and writes one TCP connection (see the package doc). Like a
+// net.Conn, it may be used by several goroutines at once.
 type Socket struct {
 	tc *net.TCPConn
 	rc syscall.RawConn
 	r  op
 	w  op
+	// rmu and wmu serialise the reads and the writes (the descriptor's
+	// own locks are taken only inside the raw call, after op is filled).
+	rmu, wmu sync.Mutex
+
+	mu     sync.Mutex // guards rd, wd and eager: deadlines may be set from any goroutine
+	rd, wd deadline   // deadline_linux.go
+	eager  bool
 }
 
 // op is the state of one direction's call: the raw step reads it.
@@ -56,9 +63,14 @@ func (s *Socket) Read(p []byte) (int, error) {
 	if len(p) > maxRW {
 		p = p[:maxRW]
 	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	o := &s.r
 	o.p, o.n, o.errno = p, 0, 0
 	err := s.rc.Read(o.step)
+	for err != nil && timedOut(err) && s.rearm(&s.rd, false) {
+		err = s.rc.Read(o.step) // a deadline kept lazily fired: the caller's is later
+	}
 	n, errno := o.n, o.errno
 	o.p = nil
 	switch {
@@ -94,11 +106,16 @@ func (s *Socket) readStep(fd uintptr) bool {
 // Write writes all of p like net.TCPConn.Write: it waits for room in the
 // socket's buffer when it is full.
 func (s *Socket) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	o := &s.w
 	o.p, o.n, o.errno = p, 0, 0
 	var err error
 	if len(p) > 0 {
 		err = s.rc.Write(o.step)
+		for err != nil && timedOut(err) && s.rearm(&s.wd, true) {
+			err = s.rc.Write(o.step) // as in Read; o.n keeps what went
+		}
 	}
 	n, errno := o.n, o.errno
 	o.p = nil

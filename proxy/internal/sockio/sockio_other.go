@@ -5,6 +5,7 @@ package sockio
 import (
 	"net"
 	"syscall"
+	"time"
 )
 
 // Available reports whether Socket works on this platform.
@@ -27,3 +28,15 @@ func (*Socket) Write([]byte) (int, error) { return 0, syscall.ENOTSUP }
 
 // WriteRaw is never called on this platform.
 func WriteRaw(uintptr, []byte) (int, syscall.Errno) { return 0, syscall.ENOTSUP }
+
+// SetDeadline is never called on this platform.
+func (*Socket) SetDeadline(time.Time) error { return syscall.ENOTSUP }
+
+// SetReadDeadline is never called on this platform.
+func (*Socket) SetReadDeadline(time.Time) error { return syscall.ENOTSUP }
+
+// SetWriteDeadline is never called on this platform.
+func (*Socket) SetWriteDeadline(time.Time) error { return syscall.ENOTSUP }
+
+// Settle is never called on this platform.
+func (*Socket) Settle() {}

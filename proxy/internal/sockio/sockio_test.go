@@ -141,3 +141,91 @@ func TestReadAndWriteAllocateNothing(t *testing.T) {
 		t.Fatalf("%v allocations per round trip; want 0", allocs)
 	}
 }
+
+func TestLazyDeadlines(t *testing.T) {
+	a, b := pair(t)
+	s := socket(t, a)
+	buf := make([]byte, 8)
+	// A later deadline is kept lazily: the socket's earlier one fires,
+	// and Read goes on to the caller's.
+	start := time.Now()
+	if err := s.SetReadDeadline(start.Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetReadDeadline(start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		_, _ = b.Write([]byte("late"))
+	}()
+	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("Read = %q, %v; want the bytes sent after the first deadline", buf[:n], err)
+	}
+	// No deadline at all is later than any: the same.
+	if err := s.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetReadDeadline(time.Time{})
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_, _ = b.Write([]byte("later"))
+	}()
+	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "later" {
+		t.Fatalf("Read = %q, %v; want the bytes after a cleared deadline", buf[:n], err)
+	}
+	// The last deadline set is the one that stops a Read.
+	_ = s.SetReadDeadline(time.Now().Add(time.Hour))
+	_ = s.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	if _, err := s.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past an earlier deadline: %v; want a timeout", err)
+	}
+	// A deadline in the past stops a Read waiting in another goroutine at once.
+	_ = s.SetReadDeadline(time.Now().Add(time.Hour))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Read(buf)
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	_ = s.SetReadDeadline(time.Now())
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("interrupted Read: %v; want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a deadline set in the past did not stop the waiting Read")
+	}
+}
+
+func TestSettleSetsDeadlinesOnTheConnection(t *testing.T) {
+	a, _ := pair(t)
+	s := socket(t, a)
+	_ = s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_ = s.SetReadDeadline(time.Now().Add(time.Hour)) // kept lazily
+	s.Settle()
+	// A read on the connection itself now waits for the caller's hour, not
+	// the earlier deadline: it is still waiting when the earlier one passed.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := a.Read(make([]byte, 1))
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-errc:
+		t.Fatalf("the connection's own Read ended with %v at a deadline no caller wants", err)
+	default:
+	}
+	// From now on a deadline is set at once, later or not.
+	_ = s.SetReadDeadline(time.Now())
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read: %v; want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a deadline set after Settle did not reach the connection")
+	}
+}
