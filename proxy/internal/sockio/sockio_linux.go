@@ -87,7 +87,7 @@ func (s *Socket) Read(p []byte) (int, error) {
 func (s *Socket) readStep(fd uintptr) bool {
 	o := &s.r
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)), 0, 0, 0)
 		switch e {
 		case 0:
 			o.n = int(n)
@@ -132,7 +132,7 @@ func (s *Socket) writeStep(fd uintptr) bool {
 	o := &s.w
 	for o.n < len(o.p) {
 		k := min(len(o.p)-o.n, maxRW)
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(k))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(k), syscall.MSG_NOSIGNAL, 0, 0)
 		switch e {
 		case 0:
 			o.n += int(n)
@@ -151,7 +151,7 @@ func (s *Socket) writeStep(fd uintptr) bool {
 // bytes written, and EAGAIN when the buffer is full.
 func WriteRaw(fd uintptr, p []byte) (int, syscall.Errno) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(min(len(p), maxRW)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(min(len(p), maxRW)), syscall.MSG_NOSIGNAL, 0, 0)
 		if e == syscall.EINTR {
 			continue
 		}
