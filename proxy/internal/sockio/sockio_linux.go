@@ -7,7 +7,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // Available reports whether Socket works on this platform.
@@ -87,10 +86,10 @@ func (s *Socket) Read(p []byte) (int, error) {
 func (s *Socket) readStep(fd uintptr) bool {
 	o := &s.r
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)), 0, 0, 0)
+		n, e := recv(fd, o.p)
 		switch e {
 		case 0:
-			o.n = int(n)
+			o.n = n
 			return true
 		case syscall.EINTR:
 			continue
@@ -132,10 +131,10 @@ func (s *Socket) writeStep(fd uintptr) bool {
 	o := &s.w
 	for o.n < len(o.p) {
 		k := min(len(o.p)-o.n, maxRW)
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(k), syscall.MSG_NOSIGNAL, 0, 0)
+		n, e := send(fd, o.p[o.n:o.n+k])
 		switch e {
 		case 0:
-			o.n += int(n)
+			o.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false // the netpoller waits for writability
@@ -151,14 +150,14 @@ func (s *Socket) writeStep(fd uintptr) bool {
 // bytes written, and EAGAIN when the buffer is full.
 func WriteRaw(fd uintptr, p []byte) (int, syscall.Errno) {
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(min(len(p), maxRW)), syscall.MSG_NOSIGNAL, 0, 0)
+		n, e := send(fd, p[:min(len(p), maxRW)])
 		if e == syscall.EINTR {
 			continue
 		}
 		if e != 0 {
 			return 0, e
 		}
-		return int(n), 0
+		return n, 0
 	}
 }
 
