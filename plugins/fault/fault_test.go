@@ -219,6 +219,9 @@ filters:
 	}
 }
 
+// BenchmarkWasmNoFault is one request through the fault filter in the real
+// host with nothing injected (weft bench's weft-plugin-fault config), plus
+// the upstream round trip on loopback.
 func BenchmarkWasmNoFault(b *testing.B) {
 	h := filtertest.New(b, faultWasm(b), filtertest.Config{PluginConfig: []byte(`{"abort":{"percent":0,"status":503}}`)})
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -226,6 +229,7 @@ func BenchmarkWasmNoFault(b *testing.B) {
 	defer fasthttp.ReleaseResponse(resp)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		req.Reset()
 		resp.Reset()
@@ -234,5 +238,10 @@ func BenchmarkWasmNoFault(b *testing.B) {
 		if h.Serve(req, resp) || resp.StatusCode() != 200 {
 			b.Fatalf("status %d", resp.StatusCode())
 		}
+	}
+	// CPU per request (host, guest, harness and upstream), less sensitive
+	// than ns/op to other work on the machine.
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

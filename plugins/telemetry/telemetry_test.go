@@ -174,8 +174,19 @@ filters:
 	}
 }
 
-func BenchmarkWasmTelemetry(b *testing.B) {
-	h := filtertest.New(b, telemetryWasm(b), filtertest.Config{PluginConfig: []byte(`{}`)})
+// BenchmarkWasmTelemetry is one request through the telemetry filter with
+// its default config (counters by status code), in the real host, plus the
+// upstream round trip on loopback.
+func BenchmarkWasmTelemetry(b *testing.B) { benchTelemetry(b, `{}`) }
+
+// BenchmarkWasmTelemetryClasses is weft bench's weft-plugin-telemetry
+// config: status classes, no request logs.
+func BenchmarkWasmTelemetryClasses(b *testing.B) {
+	benchTelemetry(b, `{"prefix":"bench","status_classes":true,"sample_rate":0}`)
+}
+
+func benchTelemetry(b *testing.B, cfg string) {
+	h := filtertest.New(b, telemetryWasm(b), filtertest.Config{PluginConfig: []byte(cfg)})
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
