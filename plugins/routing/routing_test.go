@@ -132,6 +132,73 @@ func TestWasmRouting(t *testing.T) {
 	}
 }
 
+// countingDrawer counts the random numbers asked of it.
+type countingDrawer struct{ n int }
+
+func (d *countingDrawer) Uint64() uint64 { d.n++; return 7 }
+
+// TestDrawOnlyForRandomSplit: a request a rule or a sticky key decides
+// draws no random number; one the split decides at random draws one.
+func TestDrawOnlyForRandomSplit(t *testing.T) {
+	c, err := parseConfig([]byte(canary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		req   fakeReq
+		draws int
+		want  string
+	}{
+		{fakeReq{"x-canary": "always"}, 0, "v2"},
+		{fakeReq{"cookie": "ab=b"}, 0, "v3"},
+		{fakeReq{"x-user-id": "alice"}, 0, ""},
+		{fakeReq{}, 1, "v1"}, // 7 % 100 < 90
+	} {
+		var d countingDrawer
+		i := c.chooseIndex(tc.req, &d)
+		if i < 0 || d.n != tc.draws || (tc.want != "" && c.choices[i] != tc.want) {
+			t.Errorf("%v: choice %d (%v), %d draws; want %q, %d draws", tc.req, i, c.choices, d.n, tc.want, tc.draws)
+		}
+	}
+}
+
+// TestWasmStateless: the filter keeps nothing per stream, so after the
+// first stream each request enters the VM once, and each choice is
+// counted under its version.
+func TestWasmStateless(t *testing.T) {
+	h := filtertest.New(t, routingWasm(t), filtertest.Config{PluginConfig: []byte(
+		`{"rules":[{"header":{"name":"x-beta"},"version":"beta"}],"split":{"versions":[{"version":"v1","weight":1},{"version":"v2","weight":1}]}}`)})
+	version := func(hdrs ...[2]string) string {
+		res := h.Request(filtertest.Req{Headers: hdrs})
+		v, _ := res.UpstreamRequest.Header("x-weft-version")
+		return v
+	}
+	first := version() // the stream that declares the filter stateless
+	calls := h.GuestCalls()
+	counts := map[string]int{}
+	const n = 40
+	for i := 0; i < n; i++ {
+		hdrs := [][2]string{{"x-weft-version", "v9"}}
+		if i%4 == 0 {
+			hdrs = append(hdrs, [2]string{"x-beta", "1"})
+		}
+		counts[version(hdrs...)]++
+	}
+	if got := h.GuestCalls() - calls; got != n {
+		t.Errorf("%d requests made %v calls into the VM, want one each", n, got)
+	}
+	if counts["beta"] != n/4 || counts["v1"]+counts["v2"] != n-n/4 || counts["v9"] != 0 {
+		t.Errorf("versions %v", counts)
+	}
+	counts[first]++
+	for _, v := range []string{"beta", "v1", "v2"} {
+		m, err := h.Metric("routing_chosen_total{version=" + v + "}")
+		if counts[v] > 0 && (err != nil || m.Value != float64(counts[v])) {
+			t.Errorf("routing_chosen_total{version=%s} %+v, %v; chose it %d times", v, m, err, counts[v])
+		}
+	}
+}
+
 func TestProxyEndToEnd(t *testing.T) {
 	v1 := e2e.StartUpstream(t, "v1", nil)
 	v2 := e2e.StartUpstream(t, "v2", nil)
