@@ -112,6 +112,7 @@ func resetVM() {
 	vm.noContext = nil
 	noCallbacksHost = false
 	noEditHeadersHost = false
+	noRecordMetricsHost = false
 }
 
 // enter records that a callback for context id runs now: the host's
