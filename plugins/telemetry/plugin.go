@@ -21,6 +21,9 @@ type plugin struct {
 	respSize sdk.Histogram
 	latency  sdk.Histogram
 	sampled  sdk.Counter
+	// batch carries a stream's metric updates to the host in one call
+	// (weft.record_metrics on Weft).
+	batch sdk.MetricBatch
 
 	// logged is what OnLog reads, in one host call (props indexes it).
 	logged *sdk.PropertyQuery
@@ -213,18 +216,22 @@ func (p *plugin) record(s *sdk.Stream, f *filter) {
 		r = unknownRoute
 	}
 	rc := p.routeOf(r)
-	p.counter(rc, int(code)).Inc()
+	b := &p.batch
+	b.Inc(p.counter(rc, int(code)))
 	if n, ok := int64Value(v[propReqSize]); ok {
-		p.reqSize.Record(uint64(n))
+		b.Record(p.reqSize, uint64(n))
 	}
 	if n, ok := int64Value(v[propRespSize]); ok {
-		p.respSize.Record(uint64(n))
+		b.Record(p.respSize, uint64(n))
 	}
 	dur, _ := int64Value(v[propDuration])
-	p.latency.Record(uint64(dur / 1000))
+	b.Record(p.latency, uint64(dur/1000))
 	if f != nil && (f.sample || (p.cfg.LogErrors && code >= 500)) {
-		p.sampled.Inc()
+		b.Inc(p.sampled)
 		sdk.Log(sdk.LogInfo, logLine(f.method, f.path, int(code), dur/1000, rc.name, f.headers))
+	}
+	if err := b.Flush(); err != nil {
+		sdk.Debugf("telemetry: recording metrics: %v", err)
 	}
 	clear(v) // the values point into a buffer the next stream replaces
 }
