@@ -124,6 +124,7 @@ func resetVM() {
 	vm.noContext = nil
 	noCallbacksHost = false
 	noEditHeadersHost = false
+	noRecordMetricsHost = false
 }
 
 // enter records that a callback for context id runs now: the host's
