@@ -40,8 +40,10 @@ type ResponseBody interface {
 // nothing for the idle timeout.
 var ErrBodyIdle = errors.New("upstream response body: idle timeout")
 
-// errBadChunk is a malformed chunked body.
-var errBadChunk = fasthttp.ErrBrokenChunk{}
+// errBadChunk is a malformed chunked body. (fasthttp.ErrBrokenChunk{}
+// has a nil error inside: its Error panicked when fasthttp's server
+// logged why a streamed body failed, taking the process down.)
+var errBadChunk = errors.New("upstream response body: malformed chunk")
 
 // conn is what fasthttp's pooled connection (an unexported type) offers.
 type conn interface{ Conn() net.Conn }
