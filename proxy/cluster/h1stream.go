@@ -216,7 +216,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			b = &h1Body[C]{}
 		}
 		*b = h1Body[C]{e: e, hc: hc, cc: cc, br: br, h: &resp.Header, closeConn: closeConn, releaseConn: releaseConn,
-			left: cl, cl: cl, keep: keep, idle: idle}
+			left: cl, cl: cl, keep: keep, idle: idle, head: b.head[:0]}
 		if cl == -1 {
 			b.chunked, b.left = true, 0
 		}
@@ -560,6 +560,10 @@ type h1Body[C conn] struct {
 	err     error
 	idle    time.Duration
 	last    time.Time // when the read deadline was last pushed
+
+	head []byte    // a spliced chunked body's size line (SpliceChunksTo)
+	vec  [2][]byte // the backing of bufs, so that a write allocates nothing
+	bufs net.Buffers
 }
 
 func (b *h1Body[C]) ContentLength() int {
@@ -723,8 +727,8 @@ func (b *h1Body[C]) Close() error {
 	} else {
 		b.closeConn(b.hc, b.cc)
 	}
-	e := b.e
-	*b = h1Body[C]{}
+	e, head := b.e, b.head
+	*b = h1Body[C]{head: head[:0]}
 	h1BodyPool.Put(b)
 	e.done()
 	return nil

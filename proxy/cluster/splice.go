@@ -2,7 +2,11 @@ package cluster
 
 import (
 	"errors"
+	"io"
 	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
 )
 
 // Zero-copy response bodies. A Content-Length body that no filter reads
@@ -36,6 +40,13 @@ func IsWriteError(err error) bool {
 	var we *WriteError
 	return errors.As(err, &we)
 }
+
+// SplicedResponseBytes is how many response body bytes went through a
+// pipe since the process started (the tests' evidence that a splice path
+// ran).
+func SplicedResponseBytes() int64 { return splicedResponseBytes.Load() }
+
+var splicedResponseBytes atomic.Int64
 
 // spliceMin is the smallest body spliced: below it a pipe's two
 // syscalls and its setup cost more than the copies they save.
@@ -79,4 +90,145 @@ func (b *h1Body[C]) SpliceTo(dst *net.TCPConn, tick func()) (int64, bool, error)
 		b.err = err
 	}
 	return total, true, err
+}
+
+// ChunkSplicer is a chunked ResponseBody whose chunks' data can be moved
+// to a TCP connection in the kernel.
+type ChunkSplicer interface {
+	// SpliceChunksTo copies the rest of the body to dst as chunks of the
+	// upstream's sizes (size line, data, CRLF), up to its last chunk: the
+	// last chunk's line and the trailers, which are then in the response
+	// header as after Read's io.EOF, are the caller's to write. A chunk
+	// that fits the connection's reader is copied whole with its framing
+	// in one write; of a larger one, what the reader holds is written
+	// with its size line and the rest is spliced. ok, tick and the errors
+	// are SpliceTo's.
+	SpliceChunksTo(dst *net.TCPConn, tick func()) (n int64, ok bool, err error)
+}
+
+// SpliceChunksTo is ChunkSplicer's for an HTTP/1.1 chunked body.
+func (b *h1Body[C]) SpliceChunksTo(dst *net.TCPConn, tick func()) (int64, bool, error) {
+	if b.eof || b.err != nil || !b.chunked || !spliceOK {
+		return 0, false, nil
+	}
+	src := upstreamTCP(b.cc.Conn())
+	if src == nil {
+		return 0, false, nil
+	}
+	var p kpipe
+	defer p.close()
+	n, err := b.spliceChunks(&p, src, dst, tick)
+	if err != nil && !IsWriteError(err) {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			err = ErrBodyIdle
+		}
+		b.err = err
+	}
+	return n, true, err
+}
+
+// spliceChunks is SpliceChunksTo's loop. The CRLF that ends a chunk goes
+// to dst with the next chunk's size line (or alone before the last chunk),
+// so a chunk costs one write and, when it is spliced, two splices.
+func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (int64, error) {
+	var total int64
+	owed := false // the previous chunk's CRLF is still to write to dst
+	for {
+		if b.left > 0 {
+			// The rest of a chunk larger than the reader: spliced.
+			if !p.open {
+				if err := p.openPipe(); err != nil {
+					return total, &WriteError{Err: err}
+				}
+			}
+			_, out, err := p.move(src, dst, int64(b.left), func() { tick(); b.pushReadDeadline(src) })
+			b.left -= int(out)
+			total += out
+			splicedResponseBytes.Add(out)
+			if err != nil {
+				return total, err
+			}
+			b.pushReadDeadline(src)
+			if err := readCRLF(b.br); err != nil {
+				return total, err
+			}
+			owed = true
+			continue
+		}
+		if b.br.Buffered() == 0 {
+			b.pushReadDeadline(src)
+		}
+		size, err := readChunkSize(b.br)
+		if err != nil {
+			return total, err
+		}
+		head := b.head[:0]
+		if owed {
+			head = append(head, crlf...)
+		}
+		if size == 0 {
+			if owed {
+				tick()
+				if _, err := dst.Write(head); err != nil {
+					return total, &WriteError{Err: err}
+				}
+			}
+			if err := b.h.ReadTrailer(b.br); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return total, err
+			}
+			b.eof = true
+			return total, nil
+		}
+		head = strconv.AppendInt(head, int64(size), 16)
+		head = append(head, '\r', '\n')
+		b.head = head
+		whole := size <= b.br.Size()
+		var data []byte
+		if whole {
+			// The whole chunk, and its CRLF when it fits too, in memory.
+			if b.br.Buffered() < size {
+				b.pushReadDeadline(src)
+			}
+			data, err = b.br.Peek(size)
+			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return total, err
+			}
+		} else {
+			data, _ = b.br.Peek(b.br.Buffered())
+		}
+		tick()
+		b.vec = [2][]byte{head, data}
+		b.bufs = b.vec[:]
+		_, werr := b.bufs.WriteTo(dst)
+		_, _ = b.br.Discard(len(data))
+		total += int64(len(data))
+		if werr != nil {
+			return total, &WriteError{Err: werr}
+		}
+		b.left = size - len(data)
+		if whole {
+			b.pushReadDeadline(src)
+			if err := readCRLF(b.br); err != nil {
+				return total, err
+			}
+			owed = true
+		}
+	}
+}
+
+// pushReadDeadline moves src's read deadline ahead as the body's idle
+// bound asks, once a tenth of it has gone by.
+func (b *h1Body[C]) pushReadDeadline(src *net.TCPConn) {
+	if b.idle > 0 {
+		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
+			b.last = now
+			_ = src.SetReadDeadline(now.Add(b.idle))
+		}
+	}
 }

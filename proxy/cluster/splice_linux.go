@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"time"
 )
 
 const (
@@ -115,16 +114,9 @@ func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
 		return 0, &WriteError{Err: err}
 	}
 	defer p.close()
-	_, out, err := p.move(src, dst, int64(b.left), func() {
-		tick()
-		if b.idle > 0 {
-			if now := time.Now(); now.Sub(b.last) > b.idle/10 {
-				b.last = now
-				_ = src.SetReadDeadline(now.Add(b.idle))
-			}
-		}
-	})
+	_, out, err := p.move(src, dst, int64(b.left), func() { tick(); b.pushReadDeadline(src) })
 	b.left -= int(out)
+	splicedResponseBytes.Add(out)
 	if err != nil {
 		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() && !IsWriteError(err) {
 			err = ErrBodyIdle
