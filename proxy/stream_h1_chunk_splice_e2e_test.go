@@ -29,30 +29,35 @@ func TestH1SplicedChunkedDownload(t *testing.T) {
 		t.Skip("splice is Linux only")
 	}
 	sizes := []int{1, 100, 16 << 10, 16<<10 + 1, 300000, 7, 1 << 20, 16<<10 - 1, 40000}
+	for i := 0; i < 100; i++ { // small chunks, many to a read: gathered
+		sizes = append(sizes, 1+i*37%500)
+	}
+	sizes = append(sizes, 70000)
 	var body []byte
 	for i, n := range sizes {
 		for j := 0; j < n; j++ {
 			body = append(body, byte(i*31+j*7+j>>10))
 		}
 	}
-	answer := func(c net.Conn) {
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-		rest := body
-		for i, n := range sizes {
-			ext := ""
-			if i == 4 {
-				ext = ";name=value"
-			}
-			_, _ = fmt.Fprintf(c, "%x%s\r\n", n, ext)
-			_, _ = c.Write(rest[:n])
-			_, _ = io.WriteString(c, "\r\n")
-			rest = rest[n:]
+	// The answer goes in one write: how its pieces reach weft's reads
+	// varies, what the client gets does not.
+	var answer bytes.Buffer
+	answer.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+	rest := body
+	for i, n := range sizes {
+		ext := ""
+		if i == 4 || i == 50 {
+			ext = ";name=value"
 		}
-		_, _ = io.WriteString(c, "0\r\nX-Sum: end\r\n\r\n")
+		fmt.Fprintf(&answer, "%x%s\r\n", n, ext)
+		answer.Write(rest[:n])
+		answer.WriteString("\r\n")
+		rest = rest[n:]
 	}
+	answer.WriteString("0\r\nX-Sum: end\r\n\r\n")
 	addr := bodyUpstreamRaw(t, func(c net.Conn, br *bufio.Reader) {
 		for {
-			answer(c) // to the request read, then to the next one
+			_, _ = c.Write(answer.Bytes()) // to the request read, then to the next one
 			req, err := http.ReadRequest(br)
 			if err != nil {
 				return

@@ -216,7 +216,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			b = &h1Body[C]{}
 		}
 		*b = h1Body[C]{e: e, hc: hc, cc: cc, br: br, h: &resp.Header, closeConn: closeConn, releaseConn: releaseConn,
-			left: cl, cl: cl, keep: keep, idle: idle, head: b.head[:0]}
+			left: cl, cl: cl, keep: keep, idle: idle, head: b.head[:0], vec: b.vec[:0]}
 		if cl == -1 {
 			b.chunked, b.left = true, 0
 		}
@@ -561,9 +561,23 @@ type h1Body[C conn] struct {
 	idle    time.Duration
 	last    time.Time // when the read deadline was last pushed
 
-	head []byte    // a spliced chunked body's size line (SpliceChunksTo)
-	vec  [2][]byte // the backing of bufs, so that a write allocates nothing
-	bufs net.Buffers
+	head   []byte   // a spliced chunked body's size lines (SpliceChunksTo)
+	vec    [][]byte // what one writev of it sends, kept with head
+	bufs   net.Buffers
+	capped cappedReader // br's source once a chunk was spliced
+}
+
+// cappedReader reads at most max bytes a call from r (max 0: no cap).
+type cappedReader struct {
+	r   io.Reader
+	max int
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.max > 0 && len(p) > c.max {
+		p = p[:c.max]
+	}
+	return c.r.Read(p)
 }
 
 func (b *h1Body[C]) ContentLength() int {
@@ -673,7 +687,12 @@ func readChunkSize(br *bufio.Reader) (int, error) {
 		}
 		return 0, err
 	}
-	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+	return parseChunkSize(line[:len(line)-1])
+}
+
+// parseChunkSize parses a chunk-size line without its LF.
+func parseChunkSize(line []byte) (int, error) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i]
 	}
@@ -727,8 +746,8 @@ func (b *h1Body[C]) Close() error {
 	} else {
 		b.closeConn(b.hc, b.cc)
 	}
-	e, head := b.e, b.head
-	*b = h1Body[C]{head: head[:0]}
+	e, head, vec := b.e, b.head, b.vec
+	*b = h1Body[C]{head: head[:0], vec: vec[:0]}
 	h1BodyPool.Put(b)
 	e.done()
 	return nil

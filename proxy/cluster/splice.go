@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -129,10 +130,15 @@ func (b *h1Body[C]) SpliceChunksTo(dst *net.TCPConn, tick func()) (int64, bool, 
 
 // spliceChunks is SpliceChunksTo's loop. The CRLF that ends a chunk goes
 // to dst with the next chunk's size line (or alone before the last chunk),
-// so a chunk costs one write and, when it is spliced, two splices.
+// so a spliced chunk costs one write and two splices, and the whole chunks
+// the reader holds go out together in one writev.
 func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (int64, error) {
 	var total int64
 	owed := false // the previous chunk's CRLF is still to write to dst
+	if cap(b.head) < chunkHeadRoom {
+		b.head = make([]byte, 0, chunkHeadRoom)
+		b.vec = make([][]byte, 0, maxGathered*2)
+	}
 	for {
 		if b.left > 0 {
 			// The rest of a chunk larger than the reader: spliced.
@@ -148,6 +154,15 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 			if err != nil {
 				return total, err
 			}
+			// The next read brings this chunk's CRLF and the next size
+			// line: only a little more, so that a next large chunk's
+			// data stays on the socket for the pipe. The reader holds
+			// nothing now, and its source is ours until the body ends.
+			if b.capped.r == nil {
+				b.capped.r = b.cc.Conn()
+				b.br.Reset(&b.capped)
+			}
+			b.capped.max = cappedRead
 			b.pushReadDeadline(src)
 			if err := readCRLF(b.br); err != nil {
 				return total, err
@@ -184,42 +199,100 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		}
 		head = strconv.AppendInt(head, int64(size), 16)
 		head = append(head, '\r', '\n')
-		b.head = head
-		whole := size <= b.br.Size()
-		var data []byte
-		if whole {
-			// The whole chunk, and its CRLF when it fits too, in memory.
-			if b.br.Buffered() < size {
-				b.pushReadDeadline(src)
-			}
-			data, err = b.br.Peek(size)
+		if size > b.br.Size() {
+			// A large chunk: its size line and what the reader holds of
+			// it now, the rest spliced above.
+			data, _ := b.br.Peek(min(b.br.Buffered(), size))
+			b.vec = append(b.vec[:0], head, data)
+			n, err := b.writeVec(dst, tick, len(data))
+			total += n
 			if err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
 				return total, err
 			}
-		} else {
-			data, _ = b.br.Peek(b.br.Buffered())
+			b.left = size - len(data)
+			continue
 		}
-		tick()
-		b.vec = [2][]byte{head, data}
-		b.bufs = b.vec[:]
-		_, werr := b.bufs.WriteTo(dst)
-		_, _ = b.br.Discard(len(data))
-		total += int64(len(data))
-		if werr != nil {
-			return total, &WriteError{Err: werr}
-		}
-		b.left = size - len(data)
-		if whole {
+		// A chunk that fits the reader: whole, with those after it that
+		// the reader holds whole too.
+		b.capped.max = 0
+		if b.br.Buffered() < size {
 			b.pushReadDeadline(src)
-			if err := readCRLF(b.br); err != nil {
-				return total, err
-			}
-			owed = true
 		}
+		data, err := b.br.Peek(size)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return total, err
+		}
+		b.vec = append(b.vec[:0], head, data)
+		held, _ := b.br.Peek(b.br.Buffered())
+		used, k := b.gatherChunks(held[size:], len(head))
+		n, err := b.writeVec(dst, tick, size+used)
+		total += n - int64(used-k)
+		if err != nil {
+			return total, err
+		}
+		b.pushReadDeadline(src)
+		if err := readCRLF(b.br); err != nil {
+			return total, err
+		}
+		owed = true
 	}
+}
+
+const (
+	chunkHeadRoom = 512 // size lines of the chunks one writev gathers
+	maxGathered   = 16  // chunks one writev gathers at most
+	cappedRead    = 512 // the read after a spliced chunk (see spliceChunks)
+)
+
+// gatherChunks appends to b.vec the chunks that follow in held, each whole
+// with the CRLF that ends the one before: up to where held ends, a chunk
+// is not whole, the last chunk or a malformed line, which the caller then
+// reads as usual. It returns how many bytes of held they take (up to the
+// CRLF of the last one gathered, not included) and how many of those are
+// chunk data.
+func (b *h1Body[C]) gatherChunks(held []byte, headLen int) (used, data int) {
+	heads := b.head[:headLen] // the first chunk's line is in use
+	for len(b.vec) < cap(b.vec) {
+		rest := held[used:]
+		if len(rest) < 2 || rest[0] != '\r' || rest[1] != '\n' {
+			break
+		}
+		i := bytes.IndexByte(rest[2:], '\n')
+		if i < 0 {
+			break
+		}
+		size, err := parseChunkSize(rest[2 : 2+i])
+		line := 2 + i + 1
+		if err != nil || size == 0 || len(rest) < line+size || cap(heads)-len(heads) < 20 {
+			break
+		}
+		start := len(heads)
+		heads = append(heads, '\r', '\n')
+		heads = strconv.AppendInt(heads, int64(size), 16)
+		heads = append(heads, '\r', '\n')
+		b.vec = append(b.vec, heads[start:], rest[line:line+size])
+		used += line + size
+		data += size
+	}
+	return used, data
+}
+
+// writeVec writes b.vec to dst in one writev and then drops consumed
+// bytes from the reader. It returns the chunk data written: consumed less
+// the framing when the write is whole (the caller corrects for framing it
+// gathered).
+func (b *h1Body[C]) writeVec(dst *net.TCPConn, tick func(), consumed int) (int64, error) {
+	tick()
+	b.bufs = b.vec
+	_, err := b.bufs.WriteTo(dst)
+	_, _ = b.br.Discard(consumed)
+	if err != nil {
+		return int64(consumed), &WriteError{Err: err}
+	}
+	return int64(consumed), nil
 }
 
 // pushReadDeadline moves src's read deadline ahead as the body's idle
