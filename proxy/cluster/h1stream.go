@@ -398,7 +398,7 @@ func (f *flushReader) spliceNext(sp BodySplicer, tc *net.TCPConn, total int64) (
 		return 0, false, nil
 	}
 	if !f.pipe.open {
-		if err := f.pipe.openPipe(); err != nil {
+		if err := f.pipe.openPipe(src, tc); err != nil {
 			return 0, false, nil // no pipe: copy as before
 		}
 	}

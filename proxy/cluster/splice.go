@@ -143,7 +143,7 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		if b.left > 0 {
 			// The rest of a chunk larger than the reader: spliced.
 			if !p.open {
-				if err := p.openPipe(); err != nil {
+				if err := p.openPipe(src, dst); err != nil {
 					return total, &WriteError{Err: err}
 				}
 			}
