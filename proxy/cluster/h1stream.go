@@ -564,16 +564,22 @@ type h1Body[C conn] struct {
 	head   []byte   // a spliced chunked body's size lines (SpliceChunksTo)
 	vec    [][]byte // what one writev of it sends, kept with head
 	bufs   net.Buffers
-	capped cappedReader // br's source once a chunk was spliced
+	capped cappedReader  // rd's source
+	rd     *bufio.Reader // a spliced chunked body's reader, while it is spliced
 }
 
-// cappedReader reads at most max bytes a call from r (max 0: no cap).
+// cappedReader hands out what pre holds, then reads r, at most max bytes
+// a call (max 0: no cap).
 type cappedReader struct {
+	pre *bufio.Reader
 	r   io.Reader
 	max int
 }
 
 func (c *cappedReader) Read(p []byte) (int, error) {
+	if n := c.pre.Buffered(); n > 0 {
+		return c.pre.Read(p[:min(len(p), n)])
+	}
 	if c.max > 0 && len(p) > c.max {
 		p = p[:c.max]
 	}

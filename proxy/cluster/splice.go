@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -100,10 +102,11 @@ type ChunkSplicer interface {
 	// upstream's sizes (size line, data, CRLF), up to its last chunk: the
 	// last chunk's line and the trailers, which are then in the response
 	// header as after Read's io.EOF, are the caller's to write. A chunk
-	// that fits the connection's reader is copied whole with its framing
-	// in one write; of a larger one, what the reader holds is written
-	// with its size line and the rest is spliced. ok, tick and the errors
-	// are SpliceTo's.
+	// of up to 16 KiB, or one already read whole, is copied with its
+	// framing, together with the whole chunks read after it, in one
+	// writev; of a larger one, what was read is written with its size
+	// line and the rest is spliced. ok, tick and the errors are
+	// SpliceTo's.
 	SpliceChunksTo(dst *net.TCPConn, tick func()) (n int64, ok bool, err error)
 }
 
@@ -139,9 +142,25 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		b.head = make([]byte, 0, chunkHeadRoom)
 		b.vec = make([][]byte, 0, maxGathered*2)
 	}
+	// The body is read through a larger reader than the connection's: it
+	// takes what that one holds, then reads the socket (capped after a
+	// splice, see below), so that nothing of the body is in the
+	// connection's reader once it is empty.
+	b.capped = cappedReader{pre: b.br, r: b.cc.Conn()}
+	rd := chunkReaderPool.Get().(*bufio.Reader)
+	rd.Reset(&b.capped)
+	b.rd = rd
+	defer func() {
+		rd.Reset(nil)
+		chunkReaderPool.Put(rd)
+		b.rd = nil
+	}()
+	if n := b.br.Buffered(); n > 0 {
+		_, _ = rd.Peek(n) // all of it, in one read of pre
+	}
 	for {
 		if b.left > 0 {
-			// The rest of a chunk larger than the reader: spliced.
+			// The rest of a large chunk: spliced.
 			if !p.open {
 				if err := p.openPipe(src, dst); err != nil {
 					return total, &WriteError{Err: err}
@@ -156,24 +175,19 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 			}
 			// The next read brings this chunk's CRLF and the next size
 			// line: only a little more, so that a next large chunk's
-			// data stays on the socket for the pipe. The reader holds
-			// nothing now, and its source is ours until the body ends.
-			if b.capped.r == nil {
-				b.capped.r = b.cc.Conn()
-				b.br.Reset(&b.capped)
-			}
+			// data stays on the socket for the pipe.
 			b.capped.max = cappedRead
 			b.pushReadDeadline(src)
-			if err := readCRLF(b.br); err != nil {
+			if err := readCRLF(rd); err != nil {
 				return total, err
 			}
 			owed = true
 			continue
 		}
-		if b.br.Buffered() == 0 {
+		if rd.Buffered() == 0 {
 			b.pushReadDeadline(src)
 		}
-		size, err := readChunkSize(b.br)
+		size, err := readChunkSize(rd)
 		if err != nil {
 			return total, err
 		}
@@ -188,7 +202,7 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 					return total, &WriteError{Err: err}
 				}
 			}
-			if err := b.h.ReadTrailer(b.br); err != nil {
+			if err := b.h.ReadTrailer(rd); err != nil {
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
@@ -199,10 +213,10 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		}
 		head = strconv.AppendInt(head, int64(size), 16)
 		head = append(head, '\r', '\n')
-		if size > b.br.Size() {
+		if size > chunkCopyMax && size > rd.Buffered() {
 			// A large chunk: its size line and what the reader holds of
 			// it now, the rest spliced above.
-			data, _ := b.br.Peek(min(b.br.Buffered(), size))
+			data, _ := rd.Peek(rd.Buffered())
 			b.vec = append(b.vec[:0], head, data)
 			n, err := b.writeVec(dst, tick, len(data))
 			total += n
@@ -212,13 +226,13 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 			b.left = size - len(data)
 			continue
 		}
-		// A chunk that fits the reader: whole, with those after it that
-		// the reader holds whole too.
+		// A small chunk, or one the reader holds: whole, with those after
+		// it that the reader holds whole too.
 		b.capped.max = 0
-		if b.br.Buffered() < size {
+		if rd.Buffered() < size {
 			b.pushReadDeadline(src)
 		}
-		data, err := b.br.Peek(size)
+		data, err := rd.Peek(size)
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -226,7 +240,7 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 			return total, err
 		}
 		b.vec = append(b.vec[:0], head, data)
-		held, _ := b.br.Peek(b.br.Buffered())
+		held, _ := rd.Peek(rd.Buffered())
 		used, k := b.gatherChunks(held[size:], len(head))
 		n, err := b.writeVec(dst, tick, size+used)
 		total += n - int64(used-k)
@@ -234,17 +248,22 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 			return total, err
 		}
 		b.pushReadDeadline(src)
-		if err := readCRLF(b.br); err != nil {
+		if err := readCRLF(rd); err != nil {
 			return total, err
 		}
 		owed = true
 	}
 }
 
+// chunkReaderPool holds the readers of spliced chunked bodies.
+var chunkReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, chunkReadBuffer) }}
+
 const (
-	chunkHeadRoom = 512 // size lines of the chunks one writev gathers
-	maxGathered   = 16  // chunks one writev gathers at most
-	cappedRead    = 512 // the read after a spliced chunk (see spliceChunks)
+	chunkReadBuffer = 64 << 10 // a spliced chunked body's reader
+	chunkCopyMax    = 16 << 10 // larger chunks are spliced, less what is read already
+	chunkHeadRoom   = 512      // size lines of the chunks one writev gathers
+	maxGathered     = 16       // chunks one writev gathers at most
+	cappedRead      = 512      // the read after a spliced chunk (see spliceChunks)
 )
 
 // gatherChunks appends to b.vec the chunks that follow in held, each whole
@@ -288,7 +307,7 @@ func (b *h1Body[C]) writeVec(dst *net.TCPConn, tick func(), consumed int) (int64
 	tick()
 	b.bufs = b.vec
 	_, err := b.bufs.WriteTo(dst)
-	_, _ = b.br.Discard(consumed)
+	_, _ = b.rd.Discard(consumed)
 	if err != nil {
 		return int64(consumed), &WriteError{Err: err}
 	}
