@@ -119,7 +119,7 @@ type vm struct {
 	// mu; dropped by forgetRoot when that root ends).
 	lastRoot *rootState
 	nextID   uint32
-	contexts map[uint32]*streamFilter
+	contexts streamTable
 	// cur is the stream context host calls act on (nil: the root context).
 	cur *streamFilter
 	// creating is set during a stream's proxy_on_context_create.
@@ -178,7 +178,7 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // context and on_configure (on_vm_start once, on the first). The caller
 // holds s.g.mu.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
-	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, contexts: make(map[uint32]*streamFilter), started: time.Now()}
+	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, started: time.Now()}
 	v.ctx = context.WithValue(context.Background(), vmKey{}, v)
 	// Instantiation runs no guest code (no start function): only the
 	// calls below need the watchdog.
@@ -327,6 +327,16 @@ func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
 	return r, err
 }
 
+// invokeStream is invoke for a callback of stream f: the call is counted
+// in f and added to the plugin's count once, when the stream ends
+// (OnDone), instead of one atomic add per call.
+func (v *vm) invokeStream(f *streamFilter, g *guestFunc, args ...uint64) (uint64, error) {
+	r, err := v.call(g, args...)
+	f.calls++
+	v.accountMemory()
+	return r, err
+}
+
 func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 	st := v.stack[:g.stackWidth]
 	for i := range st { // a loop: copy's memmove costs more for 1–5 words
@@ -397,9 +407,7 @@ func (v *vm) breakLocked(cause error) {
 		p.events.n[eventTrap].Add(1)
 		p.log.Warn("wasm guest failed; replacing vm", zap.Error(cause))
 	}
-	for _, f := range v.contexts {
-		f.wakeLocked(outcomeFail)
-	}
+	v.contexts.each(func(f *streamFilter) { f.wakeLocked(outcomeFail) })
 	v.cancelGRPCLocked()
 	v.closeLocked()
 	if v.slot != nil {
