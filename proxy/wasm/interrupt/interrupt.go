@@ -172,6 +172,15 @@ func Instrument(module []byte) ([]byte, error) {
 	check = appendU32(append(check, opGlobalSet), count)
 	check = append(check, opEnd)
 
+	// The callback dispatcher (dispatch.go), unless the module's sections
+	// do not allow it or it has one already.
+	disp, hasDisp := newDispatcher(secs)
+	for _, s := range secs {
+		if s.id == secExport && bytes.Contains(s.body, []byte(DispatchName)) {
+			hasDisp = false
+		}
+	}
+
 	out := append([]byte(nil), module[:8]...)
 	haveGlobal, haveExport := false, false
 	emit := func(id byte, body []byte) {
@@ -188,6 +197,13 @@ func Instrument(module []byte) ([]byte, error) {
 	newExport = appendName(newExport, CountdownName)
 	newExport = append(newExport, kindGlobal)
 	newExport = appendU32(newExport, count)
+	nExports := uint32(2)
+	if hasDisp {
+		newExport = appendName(newExport, DispatchName)
+		newExport = append(newExport, kindFunc)
+		newExport = appendU32(newExport, disp.funcIdx)
+		nExports++
+	}
 	for _, s := range secs {
 		if s.id != secCustom {
 			if !haveGlobal && order(s.id) > order(secGlobal) {
@@ -195,7 +211,7 @@ func Instrument(module []byte) ([]byte, error) {
 				haveGlobal = true
 			}
 			if !haveExport && order(s.id) > order(secExport) {
-				emit(secExport, append([]byte{2}, newExport...))
+				emit(secExport, append(appendU32(nil, nExports), newExport...))
 				haveExport = true
 			}
 		}
@@ -208,7 +224,7 @@ func Instrument(module []byte) ([]byte, error) {
 			emit(secGlobal, body)
 			haveGlobal = true
 		case secExport:
-			body, err := appendToVec(s.body, newExport, 2)
+			body, err := appendToVec(s.body, newExport, nExports)
 			if err != nil {
 				return nil, fmt.Errorf("interrupt: export section: %w", err)
 			}
@@ -216,10 +232,26 @@ func Instrument(module []byte) ([]byte, error) {
 			haveExport = true
 		case secCode:
 			body, err := instrumentCode(s.body, check, uint32(importedFuncs))
+			if err == nil && hasDisp {
+				body, err = appendToVec(body, disp.body, 1)
+			}
 			if err != nil {
 				return nil, err
 			}
 			emit(secCode, body)
+		case secType, secFunc:
+			body := s.body
+			if hasDisp {
+				entry := disp.typeEntry
+				if s.id == secFunc {
+					entry = appendU32(nil, disp.typeIdx)
+				}
+				var err error
+				if body, err = appendToVec(body, entry, 1); err != nil {
+					return nil, fmt.Errorf("interrupt: section %d: %w", s.id, err)
+				}
+			}
+			emit(s.id, body)
 		default:
 			emit(s.id, s.body)
 		}
@@ -228,7 +260,7 @@ func Instrument(module []byte) ([]byte, error) {
 		emit(secGlobal, append([]byte{2}, newGlobal...))
 	}
 	if !haveExport {
-		emit(secExport, append([]byte{2}, newExport...))
+		emit(secExport, append(appendU32(nil, nExports), newExport...))
 	}
 	return out, nil
 }
