@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -603,4 +604,101 @@ func TestDoStreamPendingReleased(t *testing.T) {
 	if p, a := c.breakers.pending.Load(), e.Active(); p != 0 || a != 0 {
 		t.Fatalf("%d pending, %d active after both", p, a)
 	}
+}
+
+// A pooled connection the upstream reset (RST, not FIN) while it was idle:
+// the next request's write fails on it (or, should the reset come late,
+// its read finds nothing and it goes again), and the requests after it
+// work, two at once too: nothing of the failed try is left in the
+// client's pools.
+func TestDoStreamResetPooledConn(t *testing.T) {
+	answered := make(chan struct{}, 1)
+	reset := make(chan struct{}, 1)
+	hold := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	var first atomic.Bool
+	first.Store(true)
+	addr := rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		l, err := br.ReadString('\n')
+		for err == nil && l != "\r\n" {
+			l, err = br.ReadString('\n')
+		}
+		if err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if first.Swap(false) {
+			select {
+			case <-answered: // the client has the answer: reset the connection
+				_ = c.(*net.TCPConn).SetLinger(0)
+				_ = c.Close()
+				reset <- struct{}{}
+			case <-stop:
+			}
+			return
+		}
+		for { // later connections serve on
+			line, err := br.ReadString('\n')
+			for l := line; err == nil && l != "\r\n"; {
+				l, err = br.ReadString('\n')
+			}
+			if err != nil {
+				return
+			}
+			if !strings.Contains(line, "/hold") {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				continue
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+			select {
+			case <-hold:
+			case <-stop:
+				return
+			}
+			_, _ = io.WriteString(c, "ok")
+		}
+	})
+	t.Cleanup(func() { close(stop) }) // before the server's cleanup waits for it
+	c := start(t, config.Cluster{Name: "s", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	failed := 0
+	for i := range 4 {
+		req, resp := streamReq()
+		body, err := e.DoStream(req, resp, time.Now().Add(30*time.Second))
+		fasthttp.ReleaseRequest(req)
+		ok := err == nil && body == nil && string(resp.Body()) == "ok"
+		fasthttp.ReleaseResponse(resp)
+		switch {
+		case i == 1 && !ok:
+			if Classify(err) != Reset {
+				t.Fatalf("on the reset connection: %v, classified %v", err, Classify(err))
+			}
+			failed++
+		case !ok:
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if i == 0 {
+			answered <- struct{}{}
+			<-reset
+		}
+	}
+	// A body held open (its reader taken from the pool) while another
+	// request needs a reader of its own.
+	held, _ := streamGet(t, e, "/hold", nil)
+	if held == nil {
+		t.Fatal("/hold: no body to stream")
+	}
+	if body, resp := streamGet(t, e, "/", nil); body != nil || string(resp.Body()) != "ok" {
+		t.Fatalf("beside a held body: %v, %q", body != nil, resp.Body())
+	}
+	hold <- struct{}{}
+	if b, err := io.ReadAll(held); err != nil || string(b) != "ok" {
+		t.Fatalf("/hold: %q, %v", b, err)
+	}
+	_ = held.Close()
+	if n := c.stats.ConnectionsOpened.Load(); n != 3 {
+		t.Fatalf("%d connections opened, want 3", n)
+	}
+	t.Logf("the write on the reset connection failed: %v", failed == 1)
 }
