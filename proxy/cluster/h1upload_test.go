@@ -338,7 +338,7 @@ func TestDoStreamBodyReadErrors(t *testing.T) {
 		req.Header.SetMethod("POST")
 		rb, err := e.DoStreamBody(req, &piecesReader{pieces: ps, err: boom}, tc.size, resp, time.Now().Add(30*time.Second))
 		var be *BodyError
-		if rb != nil || !errors.As(err, &be) || !errors.Is(err, boom) {
+		if rb != nil || !errors.As(err, &be) || !errors.Is(err, boom) || err.Error() != "request body: client gone" {
 			t.Fatalf("%s: %v (%T), body %v: want a *BodyError wrapping the read's", tc.name, err, err, rb != nil)
 		}
 		if tc.sizes != nil {

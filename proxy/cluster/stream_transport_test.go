@@ -218,6 +218,13 @@ func TestRoundTripProtocols(t *testing.T) {
 			if got := c.UsesHTTP2(pc.h2down); got != (pc.want == "HTTP/2.0") {
 				t.Fatalf("UsesHTTP2(%v) = %v", pc.h2down, got)
 			}
+			// Surely HTTP/2: not auto over TLS, which ALPN decides.
+			if got, want := c.AlwaysHTTP2(pc.h2down), pc.want == "HTTP/2.0" && !(pc.protocol == "auto" && pc.tls); got != want {
+				t.Fatalf("AlwaysHTTP2(%v) = %v", pc.h2down, got)
+			}
+			if c.Protocol() != pc.protocol {
+				t.Fatalf("Protocol() = %q", c.Protocol())
+			}
 			for i := range 2 {
 				req := newStreamRequest(t, context.Background(), "POST", "hello")
 				req.Header.Set("X-Keep", "kept")
@@ -333,6 +340,14 @@ func TestRoundTripFailures(t *testing.T) {
 				t.Fatalf("untrusted: %v (%T)", err, err)
 			}
 		})
+	}
+}
+
+// A cluster with no protocol set speaks HTTP/1.1.
+func TestProtocolDefault(t *testing.T) {
+	c := start(t, config.Cluster{Name: "p", Endpoints: static("127.0.0.1:1")}, Options{})
+	if c.Protocol() != "http1" || c.UsesHTTP2(true) || c.AlwaysHTTP2(true) {
+		t.Fatalf("Protocol() %q, UsesHTTP2 %v, AlwaysHTTP2 %v", c.Protocol(), c.UsesHTTP2(true), c.AlwaysHTTP2(true))
 	}
 }
 
