@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -379,6 +380,7 @@ func TestDoStreamBodyLongerThanDeclared(t *testing.T) {
 		{[]int{10, 10, 1}, 20},
 		{[]int{10, 5, 10}, 20},
 		{[]int{21}, 20},
+		{[]int{5}, 0},
 	} {
 		ps, _ := pieces(tc.sizes...)
 		req, resp := streamReq()
@@ -461,6 +463,9 @@ func (b *socketBody) Read(p []byte) (int, error) {
 	b.left -= int64(n)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && b.left == 0 {
+		err = io.EOF // with the last bytes, as io.Reader allows
 	}
 	return n, err
 }
@@ -633,26 +638,202 @@ func TestDoStreamBodySpliceFailures(t *testing.T) {
 }
 
 // A chunked body's pieces already in memory (BodyHeld) go up as one
-// chunk, read without waiting and never asked for beyond what is held.
+// chunk, read without waiting and never asked for beyond what is held, up
+// to the 64 KiB of one read; a read that fails among them is the body's
+// error.
 func TestDoStreamBodyGathersHeldPieces(t *testing.T) {
 	addr, got := uploadServer(t)
 	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
 	e := c.Pick(0, false, nil)
+	for _, tc := range []struct {
+		size, held int
+		chunks     string
+	}{
+		// 1000 with the headers; then a read of 1000 and the 3000 held
+		// after it (three reads of 1000) in one chunk, the last bytes
+		// with io.EOF.
+		{5000, 3000, "[1000 4000]"},
+		// Everything held: one read's 64 KiB at a time.
+		{140000, 1 << 30, "[1000 65536 65536 7928]"},
+	} {
+		w, r := testClientSocket(t)
+		data := sendBody(t, w, tc.size, false)
+		// Held (in memory, say) but not offered on the socket.
+		body := &socketBody{src: r, left: int64(tc.size), maxRead: 1000, held: int64(tc.held)}
+		req, resp := streamReq()
+		req.Header.SetMethod("POST")
+		rb, err := e.DoStreamBody(req, body, -1, resp, time.Now().Add(30*time.Second))
+		up := received(t, got)
+		if up.err != nil || !bytes.Equal(up.body, data) {
+			t.Fatalf("%d: the upstream read %d bytes (%v)", tc.size, len(up.body), up.err)
+		}
+		uploadAnswer(t, rb, err, resp, tc.size)
+		if fmt.Sprint(up.chunks) != tc.chunks {
+			t.Fatalf("%d: chunks %v, want %s", tc.size, up.chunks, tc.chunks)
+		}
+	}
+
+	// The client goes away with 2000 of the 5000 bytes held still to come.
 	w, r := testClientSocket(t)
-	data := sendBody(t, w, 5000, false)
-	// Everything is held (in memory, say) but not offered on the socket.
-	body := &socketBody{src: r, left: 5000, maxRead: 1000, held: 3000}
+	sendBody(t, w, 3000, true)
+	body := &socketBody{src: r, left: 5000, maxRead: 1000, held: 4000}
 	req, resp := streamReq()
 	req.Header.SetMethod("POST")
 	rb, err := e.DoStreamBody(req, body, -1, resp, time.Now().Add(30*time.Second))
-	up := received(t, got)
-	if up.err != nil || !bytes.Equal(up.body, data) {
-		t.Fatalf("the upstream read %d bytes (%v)", len(up.body), up.err)
+	var be *BodyError
+	if rb != nil || !errors.As(err, &be) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("%v (%T): want a *BodyError", err, err)
 	}
-	uploadAnswer(t, rb, err, resp, 5000)
-	// 1000 with the headers; then a read of 1000 and the 3000 held after
-	// it (three reads of 1000) in one chunk.
-	if fmt.Sprint(up.chunks) != "[1000 4000]" {
-		t.Fatalf("chunks %v, want [1000 4000]", up.chunks)
+}
+
+// An upstream that stops reading an upload: the write gives up at the
+// cluster's idle timeout, whether the body is written from memory or
+// spliced from the client's socket, and the wait for an early answer that
+// follows ends at the deadline (the upstream's fault, not the body's).
+func TestDoStreamBodyUpstreamStopsReading(t *testing.T) {
+	for _, spliced := range []bool{false, true} {
+		t.Run(fmt.Sprint("spliced ", spliced), func(t *testing.T) {
+			if spliced && !spliceOK {
+				t.Skip("no splice on this OS")
+			}
+			stop := make(chan struct{})
+			addr := rawServer(t, func(c net.Conn) {
+				readRequest(c)
+				<-stop // reads nothing more, answers nothing
+			})
+			t.Cleanup(func() { close(stop) })
+			c := start(t, config.Cluster{Name: "u", Endpoints: static(addr), IdleTimeout: config.Duration(200 * time.Millisecond)}, Options{})
+			e := c.Pick(0, false, nil)
+			const size = 64 << 20 // far more than the sockets hold
+			var body io.Reader
+			if spliced {
+				w, r := testClientSocket(t)
+				sendBody(t, w, size, false)
+				body = &socketBody{src: r, left: size, maxRead: 1000, offer: true}
+			} else {
+				body = io.LimitReader(zeros{}, size)
+			}
+			req, resp := streamReq()
+			req.Header.SetMethod("POST")
+			done := make(chan error, 1)
+			go func() {
+				rb, err := e.DoStreamBody(req, body, size, resp, time.Now().Add(time.Second))
+				if rb != nil {
+					_ = rb.Close()
+					err = errors.New("an answer")
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err != fasthttp.ErrTimeout {
+					t.Fatalf("%v (%T): want fasthttp.ErrTimeout", err, err)
+				}
+			case <-time.After(30 * time.Second): // a safety net, not a measurement
+				t.Fatal("the upload did not give up")
+			}
+		})
+	}
+}
+
+// zeros is an endless body of zero bytes, 60000 at a time.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	n := min(len(p), 60000)
+	clear(p[:n])
+	return n, nil
+}
+
+// After an upload the wait for the answer is bounded: an upstream that
+// takes the whole body and never answers is a timeout.
+func TestDoStreamBodyAnswerDeadline(t *testing.T) {
+	stop := make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		if r := readUpRequest(bufio.NewReader(c)); r.err != nil {
+			return
+		}
+		<-stop
+	})
+	t.Cleanup(func() { close(stop) })
+	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	for _, size := range []int{5, -1} {
+		req, resp := streamReq()
+		req.Header.SetMethod("POST")
+		rb, err := e.DoStreamBody(req, strings.NewReader("hello"), size, resp, time.Now().Add(300*time.Millisecond))
+		if rb != nil || err != fasthttp.ErrTimeout {
+			t.Fatalf("size %d: %v, want fasthttp.ErrTimeout", size, err)
+		}
+	}
+	if e.Active() != 0 || e.Conns() != 0 {
+		t.Fatalf("%d active, %d connections", e.Active(), e.Conns())
+	}
+}
+
+// DoStream and DoStreamBody on an HTTP/1.1 cluster over TLS: the answer
+// streams and the upload arrives whole (neither the answer wait nor the
+// direct writes apply under TLS).
+func TestDoStreamOverTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*pki.server}})
+	big := strings.Repeat("t", 100<<10)
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if len(ctx.PostBody()) > 0 {
+			fmt.Fprintf(ctx, "got %d", len(ctx.PostBody()))
+			return
+		}
+		ctx.SetBodyString(big)
+	}, CloseOnShutdown: true, MaxIdleWorkerDuration: 50 * time.Millisecond}
+	done := make(chan struct{})
+	go func() {
+		_ = s.Serve(ln)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = s.Shutdown()
+		_ = ln.Close()
+		<-done
+	})
+	c := start(t, config.Cluster{Name: "t", Endpoints: static(ln.Addr().String()), TLS: &config.ClusterTLS{Mode: "mtls"}}, Options{TLS: pki.client()})
+	e := c.Pick(0, false, nil)
+	body, _ := streamGet(t, e, "/", nil)
+	if body == nil {
+		t.Fatal("no body to stream")
+	}
+	if b, err := io.ReadAll(body); err != nil || string(b) != big {
+		t.Fatalf("%d bytes, %v", len(b), err)
+	}
+	_ = body.Close()
+	for _, size := range []int{70000, -1} {
+		ps, all := pieces(10, 60000, 9990)
+		req, resp := streamReq()
+		req.Header.SetMethod("POST")
+		rb, err := e.DoStreamBody(req, &piecesReader{pieces: ps}, size, resp, time.Now().Add(30*time.Second))
+		uploadAnswer(t, rb, err, resp, len(all))
+	}
+	if n := c.stats.ConnectionsOpened.Load(); n != 1 {
+		t.Fatalf("%d connections opened, want 1 reused", n)
+	}
+}
+
+// An answer that cannot be parsed is neither a reset nor a timeout.
+func TestDoStreamMalformedAnswer(t *testing.T) {
+	addr := rawServer(t, func(c net.Conn) {
+		readRequest(c)
+		_, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n")
+	})
+	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	req, resp := streamReq()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	rb, err := e.DoStream(req, resp, time.Now().Add(30*time.Second))
+	if rb != nil || err == nil || Classify(err) != Other {
+		t.Fatalf("%v, classified %v: want Other", err, Classify(err))
 	}
 }
