@@ -704,7 +704,7 @@ func TestDoStreamBodyUpstreamStopsReading(t *testing.T) {
 			t.Cleanup(func() { close(stop) })
 			c := start(t, config.Cluster{Name: "u", Endpoints: static(addr), IdleTimeout: config.Duration(200 * time.Millisecond)}, Options{})
 			e := c.Pick(0, false, nil)
-			const size = 64 << 20 // far more than the sockets hold
+			const size = 32 << 20 // far more than the sockets hold
 			var body io.Reader
 			if spliced {
 				w, r := testClientSocket(t)
