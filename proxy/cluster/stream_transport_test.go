@@ -544,11 +544,6 @@ func streamH2(t *testing.T, tlsOn bool, idle time.Duration) (*Cluster, *Endpoint
 				_, _ = io.WriteString(w, "x")
 				fl.Flush()
 			}
-		case "/early":
-			// Answers before reading the upload, then waits for the
-			// transport to give the body up.
-			w.WriteHeader(401)
-			_, _ = io.WriteString(w, "denied")
 		default:
 			echo(w, r)
 		}
@@ -680,14 +675,14 @@ func TestDoStreamBodyOverHTTP2(t *testing.T) {
 	}
 }
 
-// abortBody is an upload whose client never sends more: a Read waits until
-// Abort (what the proxy's request body does when the transport gives it
-// up).
+// abortBody is an upload whose client never sends more: after its first
+// bytes, a Read waits until Abort (what the proxy's request body does when
+// the transport gives it up). waiting is closed once that Read began.
 type abortBody struct {
 	sent    bool
 	abort   chan struct{}
 	once    sync.Once
-	aborted chan struct{}
+	waiting chan struct{}
 }
 
 func (b *abortBody) Read(p []byte) (int, error) {
@@ -695,6 +690,7 @@ func (b *abortBody) Read(p []byte) (int, error) {
 		b.sent = true
 		return copy(p, "start"), nil
 	}
+	close(b.waiting)
 	select {
 	case <-b.abort:
 		return 0, errors.New("aborted")
@@ -705,15 +701,27 @@ func (b *abortBody) Read(p []byte) (int, error) {
 
 func (b *abortBody) Abort() { b.once.Do(func() { close(b.abort) }) }
 
-// An HTTP/2 upstream that answers before taking the whole upload: the
-// transport gives the body up, a Read waiting for the client is cut short
-// (Abort), and the answer is DoStreamBody's.
+// An HTTP/2 upstream that answers while the upload waits for its client:
+// the transport gives the body up, the waiting Read is cut short (Abort),
+// and the answer is DoStreamBody's.
 func TestDoStreamBodyOverHTTP2EarlyAnswer(t *testing.T) {
-	_, e, _ := streamH2(t, false, 0)
+	body := &abortBody{abort: make(chan struct{}), waiting: make(chan struct{})}
+	_, e, _ := startProtoCluster(t, protoCase{protocol: "http2"}, func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return
+		}
+		select { // the client's next read is waiting
+		case <-body.waiting:
+		case <-r.Context().Done():
+			return
+		}
+		w.WriteHeader(401)
+		_, _ = io.WriteString(w, "denied")
+	}, config.Cluster{})
 	req, resp := h2StreamReq("POST", "/early")
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	body := &abortBody{abort: make(chan struct{})}
 	rb, err := e.DoStreamBody(req, body, -1, resp, time.Now().Add(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
