@@ -4,6 +4,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/weftmesh/weft/proxy/internal/sockio"
 )
 
 // A request's last write and the wait for its answer, in one step. Go's
@@ -62,7 +64,7 @@ func (cc *countedConn) disarmAnswerWait() {
 func (cc *countedConn) Write(p []byte) (int, error) {
 	aw := cc.aw
 	if aw == nil || !aw.armed {
-		return cc.Conn.Write(p)
+		return cc.write(p)
 	}
 	aw.armed = false
 	aw.p, aw.n, aw.err, aw.wrote = p, 0, nil, false
@@ -76,7 +78,7 @@ func (cc *countedConn) Write(p []byte) (int, error) {
 	}
 	if n < len(p) {
 		// The socket's buffer was full: the rest the ordinary way.
-		k, err := cc.Conn.Write(p[n:])
+		k, err := cc.write(p[n:])
 		return n + k, err
 	}
 	return n, nil
@@ -90,7 +92,7 @@ func (aw *answerWait) writeThenWait(fd uintptr) bool {
 	}
 	aw.wrote = true
 	for aw.n < len(aw.p) {
-		k, err := syscall.Write(int(fd), aw.p[aw.n:])
+		k, err := writeFD(fd, aw.p[aw.n:])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -103,4 +105,17 @@ func (aw *answerWait) writeThenWait(fd uintptr) bool {
 		aw.n += k
 	}
 	return false
+}
+
+// writeFD writes once to a non-blocking socket: raw (sockio) where it
+// can, so the write hands no thread off.
+func writeFD(fd uintptr, p []byte) (int, error) {
+	if sockio.Available {
+		n, e := sockio.WriteRaw(fd, p)
+		if e != 0 {
+			return 0, e
+		}
+		return n, nil
+	}
+	return syscall.Write(int(fd), p)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/internal/sockio"
 )
 
 // Endpoint is one upstream address of a cluster with its keep-alive
@@ -119,7 +121,11 @@ func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	}
 	c.stats.ConnectionsOpened.Add(1)
 	e.conns.Add(1)
-	return &countedConn{Conn: conn, e: e}, nil
+	cc := &countedConn{Conn: conn, e: e}
+	if tc, ok := conn.(*net.TCPConn); ok && sockio.Available {
+		cc.sock = sockio.New(tc)
+	}
+	return cc, nil
 }
 
 // countedConn gives back its max_connections slot when closed.
@@ -128,6 +134,49 @@ type countedConn struct {
 	e      *Endpoint
 	closed atomic.Bool
 	aw     *answerWait // answerwait.go; nil until first used
+	// sock reads and writes a plain TCP connection without a thread
+	// hand-off per call (sockio); nil over anything else.
+	sock *sockio.Socket
+}
+
+// Read reads from the upstream.
+func (cc *countedConn) Read(p []byte) (int, error) {
+	if cc.sock != nil {
+		return cc.sock.Read(p)
+	}
+	return cc.Conn.Read(p)
+}
+
+// SetDeadline sets both deadlines (lazily on a plain socket: sockio).
+func (cc *countedConn) SetDeadline(t time.Time) error {
+	if cc.sock != nil {
+		return cc.sock.SetDeadline(t)
+	}
+	return cc.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline (as SetDeadline).
+func (cc *countedConn) SetReadDeadline(t time.Time) error {
+	if cc.sock != nil {
+		return cc.sock.SetReadDeadline(t)
+	}
+	return cc.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline (as SetDeadline).
+func (cc *countedConn) SetWriteDeadline(t time.Time) error {
+	if cc.sock != nil {
+		return cc.sock.SetWriteDeadline(t)
+	}
+	return cc.Conn.SetWriteDeadline(t)
+}
+
+// write writes to the upstream.
+func (cc *countedConn) write(p []byte) (int, error) {
+	if cc.sock != nil {
+		return cc.sock.Write(p)
+	}
+	return cc.Conn.Write(p)
 }
 
 // Close closes the connection and frees its slot once.

@@ -42,9 +42,14 @@ func IsWriteError(err error) bool {
 const spliceMin = 256 << 10
 
 // upstreamTCP is the plain TCP connection under a pooled upstream
-// connection (nil over TLS).
+// connection (nil over TLS), for a caller that reads or writes it itself:
+// the connection's deadlines are set on it at once from then on (not
+// kept lazily: sockio), so they bound the caller's calls.
 func upstreamTCP(c net.Conn) *net.TCPConn {
 	if cc, ok := c.(*countedConn); ok {
+		if cc.sock != nil {
+			cc.sock.Settle()
+		}
 		c = cc.Conn
 	}
 	tc, _ := c.(*net.TCPConn)

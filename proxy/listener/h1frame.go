@@ -3,9 +3,12 @@ package listener
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"time"
 
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/internal/sockio"
 )
 
 // A request head whose lines end with a bare LF: fasthttp parses such
@@ -370,6 +373,11 @@ type strictConn struct {
 	// right. Their contents are whatever p held: the caller that spliced
 	// them discards them.
 	skipped int64
+	// sock reads and writes the plain TCP socket under Conn once nothing
+	// is held before it (sockio: no thread hand-off per call); nil until
+	// then, or when there is none (noSock).
+	sock   *sockio.Socket
+	noSock bool
 }
 
 func (c *strictConn) Read(p []byte) (int, error) {
@@ -378,7 +386,71 @@ func (c *strictConn) Read(p []byte) (int, error) {
 		c.skipped -= int64(n)
 		return n, nil
 	}
+	if s := c.socket(); s != nil {
+		return framedRead(s, &c.f, &c.err, p)
+	}
 	return framedRead(c.Conn, &c.f, &c.err, p)
+}
+
+// Write writes to the client.
+func (c *strictConn) Write(p []byte) (int, error) {
+	if s := c.socket(); s != nil {
+		return s.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+
+// SetDeadline sets the connection's deadlines (lazily on the plain
+// socket: sockio).
+func (c *strictConn) SetDeadline(t time.Time) error {
+	if s := c.socket(); s != nil {
+		return s.SetDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline (as SetDeadline).
+func (c *strictConn) SetReadDeadline(t time.Time) error {
+	if s := c.socket(); s != nil {
+		return s.SetReadDeadline(t)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline (as SetDeadline).
+func (c *strictConn) SetWriteDeadline(t time.Time) error {
+	if s := c.socket(); s != nil {
+		return s.SetWriteDeadline(t)
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// rawSocket is the plain TCP connection under c for a caller that reads
+// or writes it itself: c's deadlines are on it from now on.
+func (c *strictConn) rawSocket() *net.TCPConn {
+	if s := c.socket(); s != nil {
+		s.Settle()
+	}
+	return TCPConn(c.Conn)
+}
+
+// socket is the plain socket under c once the bytes read ahead for
+// protocol detection are gone (nil before, or over anything but TCP).
+func (c *strictConn) socket() *sockio.Socket {
+	if c.sock != nil || c.noSock {
+		return c.sock
+	}
+	tc, held := tcpBelow(c.Conn)
+	switch {
+	case held:
+		return nil // not yet
+	case tc == nil || !sockio.Available:
+		c.noSock = true
+	default:
+		c.sock = sockio.New(tc)
+		c.noSock = c.sock == nil
+	}
+	return c.sock
 }
 
 // BodyOnSocket reports where the request body being read on c, a
@@ -399,7 +471,7 @@ func BodyOnSocket(c net.Conn, req uint64) (tc *net.TCPConn, passed, left int64, 
 	if sc == nil || sc.err != nil || sc.skipped > 0 {
 		return nil, 0, 0, false
 	}
-	if tc = TCPConn(sc.Conn); tc == nil {
+	if tc = sc.rawSocket(); tc == nil {
 		return nil, 0, 0, false
 	}
 	passed, left, ok = sc.f.inBody(req)
@@ -433,7 +505,7 @@ func SkipBody(c net.Conn, n int64) {
 	}
 }
 
-func framedRead(r net.Conn, f *h1Framer, stuck *error, p []byte) (int, error) {
+func framedRead(r io.Reader, f *h1Framer, stuck *error, p []byte) (int, error) {
 	if *stuck != nil {
 		return 0, *stuck
 	}
