@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -795,7 +796,10 @@ func TestDoStreamOverTLS(t *testing.T) {
 		close(done)
 	}()
 	t.Cleanup(func() {
-		_ = s.Shutdown()
+		// Bounded: a failed test may leave a connection busy.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.ShutdownWithContext(ctx)
 		_ = ln.Close()
 		<-done
 	})
