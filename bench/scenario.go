@@ -88,6 +88,7 @@ func DefaultScenarios() []Scenario {
 		WeftWasmTrusted(4),
 		WeftWasmWeftSDK(1),
 		WeftWasmWeftSDK(4),
+		WeftWasmWeftSDKNoop(1),
 		WeftWasmHogIdle(),
 		WeftWasmHog(),
 		WeftPluginAuth(),

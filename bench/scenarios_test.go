@@ -224,6 +224,20 @@ func TestWeftSDKScenario(t *testing.T) {
 	}
 }
 
+// A no-op filter written with Weft's SDK lets every request through
+// unchanged.
+func TestWeftSDKNoopScenario(t *testing.T) {
+	s := startScenario(t, WeftWasmWeftSDKNoop(1))
+	codes, body := s.get(s.url, 20)
+	s.wantOK(codes, body, 20)
+	if f := s.proxyConfig("weft"); len(f.Listeners[0].Filters) != 1 || f.Filters[0].Config != "noop" {
+		t.Fatalf("listener filters %v, filter config %q", f.Listeners[0].Filters, f.Filters[0].Config)
+	}
+	if n := s.metric("weft", `weft_wasm_events_total{event="trap"`); n != 0 {
+		t.Fatalf("the filter trapped %v times", n)
+	}
+}
+
 // Two sidecars chained: with mTLS, B refuses plaintext and A's config
 // pins B's SPIFFE ID; without, B answers plaintext.
 func TestTwoHopScenarios(t *testing.T) {

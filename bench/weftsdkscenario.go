@@ -15,9 +15,26 @@ import (
 // weft-wasm-N, the public Proxy-Wasm Go SDK's no-op, which gets every
 // callback.
 func WeftWasmWeftSDK(n int) Scenario {
+	return weftSDKScenario(fmt.Sprintf("weft-weftsdk-%d", n),
+		fmt.Sprintf("client → weft proxy with %d request-header Wasm filter(s) written with Weft's Go SDK → upstream", n),
+		n, "headers")
+}
+
+// WeftWasmWeftSDKNoop is WeftWasmWeftSDK with the guest configured "noop":
+// a filter that implements no callback, so the host enters the guest only
+// to create and delete each stream's context. Against weft-weftsdk-N it
+// tells the guest's per-stream cost from the header write's (the guest
+// call, and a request the proxy forwards with a header changed).
+func WeftWasmWeftSDKNoop(n int) Scenario {
+	return weftSDKScenario(fmt.Sprintf("weft-weftsdk-noop-%d", n),
+		fmt.Sprintf("client → weft proxy with %d no-op Wasm filter(s) written with Weft's Go SDK → upstream", n),
+		n, "noop")
+}
+
+func weftSDKScenario(name, desc string, n int, kind string) Scenario {
 	return Scenario{
-		Name:        fmt.Sprintf("weft-weftsdk-%d", n),
-		Description: fmt.Sprintf("client → weft proxy with %d request-header Wasm filter(s) written with Weft's Go SDK → upstream", n),
+		Name:        name,
+		Description: desc,
 		Compare:     "weft",
 		Setup: func(ctx context.Context, env *Env) (string, error) {
 			module, err := env.BuildGuest(ctx, ".", "./proxy/wasm/testdata/weftsdk/callbacks")
@@ -38,8 +55,8 @@ func WeftWasmWeftSDK(n int) Scenario {
 			}
 			cfg := WeftConfig(listen, admin, up)
 			for i := 0; i < n; i++ {
-				name := fmt.Sprintf("headers%d", i)
-				cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}, Config: "headers"})
+				name := fmt.Sprintf("%s%d", kind, i)
+				cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}, Config: config.RawConfig(kind)})
 				cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, name)
 			}
 			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {

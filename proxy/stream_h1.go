@@ -288,9 +288,10 @@ func (b *h1Body) SupportsBodyWriteTo() bool { return true }
 // h1CopyPool holds WriteTo's buffers, taken only while a body is copied.
 var h1CopyPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-// WriteTo copies the body to w through Read, or, for a Content-Length
-// body no filter reads between two plain TCP connections, splices it from
-// the upstream's socket to the client's (cluster.Splicer): the headers are
+// WriteTo copies the body to w through Read, or, for a body no filter
+// reads between two plain TCP connections, splices it from the upstream's
+// socket to the client's: a Content-Length body whole (cluster.Splicer),
+// a chunked one chunk by chunk (cluster.ChunkSplicer). The headers are
 // flushed already (ImmediateHeaderFlush), so nothing of fasthttp's writer
 // is bypassed.
 func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
@@ -299,30 +300,31 @@ func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
 			if dst := listener.TCPConn(b.ctx.Conn()); dst != nil {
 				n, ok, err := sp.SpliceTo(dst, b.pushWriteDeadline)
 				if ok {
-					b.sent += n
-					switch {
-					case err == nil:
-						b.done = true
-					case !cluster.IsWriteError(err):
-						b.fail(err)
-					}
-					return n, err
+					return b.spliced(n, err)
 				}
+			}
+		}
+	}
+	// A chunked body goes to a plain TCP client one writev per chunk (size
+	// line, data, CRLF): fasthttp's chunk writer, through its 4 KiB
+	// buffer, took three writes for each. Its buffer is empty (the headers
+	// were flushed, and nothing else goes through it until the body's
+	// end, when it writes the last chunk and the trailers). From a chunked
+	// upstream no filter reads, the chunks' data is spliced
+	// (cluster.ChunkSplicer), their framing written around it.
+	var dst *net.TCPConn
+	if b.chunked {
+		dst = listener.TCPConn(b.ctx.Conn())
+		if cs, ok := b.x.up.(cluster.ChunkSplicer); ok && dst != nil && !b.filtered {
+			n, ok, err := cs.SpliceChunksTo(dst, b.pushWriteDeadline)
+			if ok {
+				return b.spliced(n, err)
 			}
 		}
 	}
 	bp := h1CopyPool.Get().(*[]byte)
 	defer h1CopyPool.Put(bp)
 	buf := *bp
-	// A chunked body goes to a plain TCP client one writev per chunk (size
-	// line, data, CRLF): fasthttp's chunk writer, through its 4 KiB
-	// buffer, took three writes for each. Its buffer is empty (the headers
-	// were flushed, and nothing else goes through it until the body's
-	// end, when it writes the last chunk and the trailers).
-	var dst *net.TCPConn
-	if b.chunked {
-		dst = listener.TCPConn(b.ctx.Conn())
-	}
 	var total int64
 	for {
 		n, err := b.Read(buf)
@@ -345,6 +347,19 @@ func (b *h1Body) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// spliced records a body that went through a cluster.Splicer or
+// ChunkSplicer: n bytes, and who failed if it did not end.
+func (b *h1Body) spliced(n int64, err error) (int64, error) {
+	b.sent += n
+	switch {
+	case err == nil:
+		b.done = true
+	case !cluster.IsWriteError(err):
+		b.fail(err)
+	}
+	return n, err
 }
 
 // writeChunk writes p to the client as one chunk, in one writev.

@@ -547,3 +547,28 @@ func TestH1StreamToHTTP10Client(t *testing.T) {
 		t.Fatalf("%q %v: Transfer-Encoding %v, Content-Length %d", b, err, resp.TransferEncoding, resp.ContentLength)
 	}
 }
+
+// A chunk size that is not hex from the upstream ends the streamed answer
+// as the upstream's fault (UPE) after the chunks before it, and weft goes
+// on serving: the error fasthttp's server logs for the body once had a nil
+// error inside and panicked, taking the process down.
+func TestH1MalformedUpstreamChunk(t *testing.T) {
+	addr := bodyUpstream(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+	})
+	path := t.TempDir() + "/access.log"
+	cfg := strings.Replace(plainConfig, "    limits: {max_header_bytes: 4096, max_body_bytes: 1024}\n",
+		"    access_log: {enabled: true, path: "+path+", fields: [path, response_flags, bytes_sent]}\n", 1)
+	_, url := startProxy(t, cfg, map[string]string{"up": addr})
+	for i := 0; i < 2; i++ {
+		resp, _ := streamGet(t, url, "/bad")
+		got, err := io.ReadAll(resp.Body)
+		if err == nil || string(got) != "hello" {
+			t.Fatalf("request %d: %q, %v; want hello and the body cut short", i, got, err)
+		}
+	}
+	eventually(t, 10*time.Second, "two access log lines", func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), `"path":"/bad","response_flags":"UPE","bytes_sent":5`) == 2
+	})
+}

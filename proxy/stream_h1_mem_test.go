@@ -26,7 +26,9 @@ import (
 //
 //	WEFT_DOWNLOAD_FIGURES=100x100,1024 go test -count=1 -run TestH1DownloadFigures -v ./proxy/
 //
-// (100 clients × 100 MiB, then one 1024 MiB download).
+// (100 clients × 100 MiB, then one 1024 MiB download). With
+// WEFT_DOWNLOAD_CHUNK=KiB the upstream answers chunked, in chunks of that
+// size, instead of with a Content-Length.
 func TestH1DownloadFigures(t *testing.T) {
 	spec := os.Getenv("WEFT_DOWNLOAD_FIGURES")
 	if spec == "" {
@@ -37,10 +39,28 @@ func TestH1DownloadFigures(t *testing.T) {
 		t.Fatalf("WEFT_DOWNLOAD_FIGURES=%q: %v", spec, err)
 	}
 	block := []byte(strings.Repeat("0123456789abcdef", 4096)) // 64 KiB
+	chunk, _ := strconv.Atoi(os.Getenv("WEFT_DOWNLOAD_CHUNK"))
+	chunk <<= 10
+	if chunk > 0 {
+		block = []byte(strings.Repeat("0123456789abcdef", chunk/16))
+	}
 	addr := bodyUpstream(t, func(c net.Conn) {
 		size := int64(mib) << 20
 		if big > 0 && sizeFor.Load() != 0 {
 			size = sizeFor.Load()
+		}
+		if chunk > 0 {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+			for size > 0 {
+				b := block[:min(int64(len(block)), size)]
+				bufs := net.Buffers{[]byte(strconv.FormatInt(int64(len(b)), 16) + "\r\n"), b, []byte("\r\n")}
+				if _, err := bufs.WriteTo(c); err != nil {
+					return
+				}
+				size -= int64(len(b))
+			}
+			_, _ = io.WriteString(c, "0\r\n\r\n")
+			return
 		}
 		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", size)
 		for size > 0 {

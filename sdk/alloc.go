@@ -2,24 +2,30 @@ package sdk
 
 // In a Go guest an allocation costs hundreds of nanoseconds (measured under
 // wazero: 0.3–1.6 µs for 32 bytes, with or without the collector), as much
-// as a whole callback the host makes. The SDK makes the allocations it
-// must per stream from slabs: a value handed out is never reused (its slab
-// stays alive while anything points into it), so nothing changes for code
-// that keeps it, and most streams allocate nothing of the SDK's own.
+// as a whole callback the host makes, and allocation drives the collector
+// (every 4 MB: a cycle whose write barriers slow everything while it
+// marks). The SDK makes the allocations it must per stream from slabs: a
+// value handed out is never reused (its slab stays alive while anything
+// points into it), so nothing changes for code that keeps it. A stream
+// allocates 12 bytes of the SDK's own (its Stream handle).
 
-// slabStreams is how many Stream values one allocation makes.
-const slabStreams = 64
+// slabStreams is how many Stream handles one allocation makes (a handle
+// is 12 bytes without pointers; what else a stream needs is in a reused
+// record, streamRec): 12 KiB, so the guest's allocator runs once per
+// thousand streams (with 256 a slab's allocation was 2.5% of a stream).
+const slabStreams = 1024
 
 var streamSlab []Stream
 
-// newStream returns a fresh Stream for context id of root.
-func newStream(id, root uint32) *Stream {
+// newStream returns a fresh Stream for context id of root, whose record is
+// at slot.
+func newStream(id, root, slot uint32) *Stream {
 	if len(streamSlab) == 0 {
 		streamSlab = make([]Stream, slabStreams)
 	}
 	s := &streamSlab[0]
 	streamSlab = streamSlab[1:]
-	s.id, s.root = id, root
+	s.id, s.root, s.slot = id, root, slot
 	return s
 }
 

@@ -10,8 +10,8 @@ import (
 func TestSlabs(t *testing.T) {
 	seen := map[*Stream]bool{}
 	for i := range 3 * slabStreams {
-		s := newStream(uint32(i+1), 7)
-		if seen[s] || s.id != uint32(i+1) || s.root != 7 || s.filter != nil || s.gone {
+		s := newStream(uint32(i+1), 7, uint32(i))
+		if seen[s] || s.id != uint32(i+1) || s.root != 7 || s.slot != uint32(i) {
 			t.Fatalf("stream %d: reused or not fresh: %+v", i, *s)
 		}
 		seen[s] = true

@@ -40,7 +40,8 @@
 // HTTP call-out's answer (DispatchHTTPCall), a tick, or a queue
 // notification. Package functions cover shared data with CAS
 // (GetSharedData, SetSharedData), shared queues, metrics (NewCounter,
-// NewGauge, NewHistogram), logging (Infof, ...), the host clock (Now) and
+// NewGauge, NewHistogram; MetricBatch sends several updates in one host
+// call on Weft, weft.record_metrics), logging (Infof, ...), the host clock (Now) and
 // host-specific foreign functions (CallForeignFunction; Weft offers
 // "weft.verify_signature", other hosts answer IsForeignFunctionMissing).
 //

@@ -64,8 +64,8 @@ func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, timeout 
 // fetch several streams wait for). cb runs with the root context current;
 // resume waiting streams with Stream.Resume.
 func DispatchPluginHTTPCall(cluster string, headers [][2]string, body []byte, timeout time.Duration, cb func(*HTTPCallResponse)) (uint32, error) {
-	if s := vm.streams.get(vm.effective); s != nil {
-		activate(s.root)
+	if r := vm.streams.get(vm.effective); r != nil {
+		activate(r.s.root)
 	}
 	return DispatchHTTPCall(cluster, headers, body, timeout, cb)
 }

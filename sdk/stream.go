@@ -16,15 +16,9 @@ var ErrStreamGone = errors.New("sdk: stream is gone")
 // methods act on this stream from any callback of the VM (a call-out's
 // answer, a tick), not only from the stream's own callbacks.
 type Stream struct {
-	id     uint32
-	root   uint32
-	filter HTTPFilter
-	phase  uint8
-	gone   bool
-	calls  int
-	// contextless is set on a stream the host created no context for:
-	// its filter is its root's shared one (callbackNoContext).
-	contextless bool
+	id   uint32
+	root uint32
+	slot uint32 // of the stream's record (streamRec) while it lives
 }
 
 // ID is the stream's context id (unique within the VM while it lives).
@@ -33,12 +27,26 @@ func (s *Stream) ID() uint32 { return s.id }
 // RootID is the root context id of the plugin that filters the stream.
 func (s *Stream) RootID() uint32 { return s.root }
 
-// Filter returns the value the Plugin made for this stream.
-func (s *Stream) Filter() HTTPFilter { return s.filter }
+// Filter returns the value the Plugin made for this stream (nil once the
+// stream is gone).
+func (s *Stream) Filter() HTTPFilter {
+	if r := s.rec(); r != nil {
+		return r.filter
+	}
+	return nil
+}
+
+// rec returns s's record, nil once s is gone.
+func (s *Stream) rec() *streamRec {
+	if r := vm.streams.at(s.slot, s.id); r != nil && r.s == s {
+		return r
+	}
+	return nil
+}
 
 // use makes s the context host calls act on.
 func (s *Stream) use() error {
-	if s.gone {
+	if s.rec() == nil {
 		return ErrStreamGone
 	}
 	activate(s.id)
@@ -90,11 +98,12 @@ func (s *Stream) setBody(bt uint32, b []byte) error {
 
 // Resume continues a stream paused by a callback that returned Pause.
 func (s *Stream) Resume() error {
+	r := s.rec()
 	if err := s.use(); err != nil {
 		return err
 	}
 	st := uint32(streamRequest)
-	if s.phase == streamResponse {
+	if r.phase == streamResponse {
 		st = streamResponse
 	}
 	return statusErr(abi.ContinueStream(st))
@@ -102,10 +111,11 @@ func (s *Stream) Resume() error {
 
 // Close ends the stream abruptly (the client's connection is closed).
 func (s *Stream) Close() error {
+	r := s.rec()
 	if err := s.use(); err != nil {
 		return err
 	}
-	return statusErr(abi.CloseStream(uint32(s.phase)))
+	return statusErr(abi.CloseStream(uint32(r.phase)))
 }
 
 // SendLocalResponse answers the client from the filter: the request does not

@@ -31,10 +31,14 @@ type rootContext struct {
 	declared  bool
 	// shared serves the root's streams the host creates no context for
 	// (a StatelessFilter, declared with callbackNoContext).
-	shared HTTPFilter
-	// sharedHeaders is shared as a RequestHeadersFilter (nil: it is not
-	// one), asserted once instead of on every contextless request.
-	sharedHeaders RequestHeadersFilter
+	shared     HTTPFilter
+	sharedKind *filterKind
+	// network is the plugin as a NetworkPlugin (nil: it is not one).
+	network NetworkPlugin
+	// kind is the kind of the root's last stream filter, kinds every
+	// kind its streams had.
+	kind  *filterKind
+	kinds []*filterKind
 }
 
 // pendingCall is an HTTP call waiting for its answer.
@@ -49,10 +53,15 @@ var vm struct {
 	newPlugin func(root uint32, config []byte) (Plugin, error)
 	onVMStart func(vmConfig []byte) error
 	roots     map[uint32]*rootContext
+	lastRoot  *rootContext // the root rootOf found last
 	streams   streamTable
-	conns     map[uint32]*Connection
-	calls     map[uint32]pendingCall
-	grpc      map[uint32]*grpcPending
+	// contextless is the record of the stream a callback of the
+	// noContext root's runs for, contextlessStream its handle.
+	contextless       streamRec
+	contextlessStream Stream
+	conns             map[uint32]*Connection
+	calls             map[uint32]pendingCall
+	grpc              map[uint32]*grpcPending
 	// effective is the context host calls act on now.
 	effective uint32
 	vmConfig  []byte
@@ -102,7 +111,10 @@ func init() {
 
 func resetVM() {
 	vm.roots = make(map[uint32]*rootContext)
+	vm.lastRoot = nil
 	vm.streams = streamTable{}
+	vm.contextless = streamRec{}
+	vm.contextlessStream = Stream{slot: contextlessSlot}
 	vm.conns = make(map[uint32]*Connection)
 	vm.calls = make(map[uint32]pendingCall)
 	vm.grpc = make(map[uint32]*grpcPending)
@@ -112,6 +124,7 @@ func resetVM() {
 	vm.noContext = nil
 	noCallbacksHost = false
 	noEditHeadersHost = false
+	noRecordMetricsHost = false
 }
 
 // enter records that a callback for context id runs now: the host's
@@ -126,30 +139,47 @@ func activate(id uint32) {
 	}
 }
 
+// rootOf returns root context id's state (nil: id is no root).
+func rootOf(id uint32) *rootContext {
+	if r := vm.lastRoot; r != nil && r.id == id {
+		return r
+	}
+	r := vm.roots[id]
+	if r != nil {
+		vm.lastRoot = r
+	}
+	return r
+}
+
 func onContextCreate(id, parent uint32) {
 	enter(id)
 	if parent == 0 {
 		vm.roots[id] = &rootContext{id: id}
 		return
 	}
-	r := vm.roots[parent]
+	r := rootOf(parent)
 	// A connection of a tcp listener declares no stream callbacks: the
 	// host calls every network callback.
-	if r != nil && r.plugin != nil && newConnection(r, id) {
+	if r != nil && r.network != nil && newConnection(r, id) {
 		return
 	}
-	s := newStream(id, parent)
-	vm.streams.put(s)
+	rec, s := newStreamRec(id, parent)
 	if r == nil {
 		return
 	}
 	if r.plugin != nil {
-		newFilter(r.plugin, s)
+		newFilter(r.plugin, s, rec)
 	}
-	bits := callbacksOf(s.filter)
-	if stateless(s.filter) && (vm.noContext == nil || vm.noContext == r) {
-		r.shared = s.filter
-		r.sharedHeaders, _ = s.filter.(RequestHeadersFilter)
+	k := r.kindOf(rec.filter)
+	rec.kind = k
+	if k == nil {
+		declareCallbacks(r, 0)
+		return
+	}
+	bits := k.bits
+	if k.statelessType && stateless(rec.filter) && (vm.noContext == nil || vm.noContext == r) {
+		r.shared = rec.filter
+		r.sharedKind = k
 		bits |= callbackNoContext
 	}
 	declareCallbacks(r, bits)
@@ -172,9 +202,15 @@ func stateless(f HTTPFilter) (ok bool) {
 	return sf.Stateless()
 }
 
-func newFilter(p Plugin, s *Stream) {
-	defer recoverStream(s, "NewHTTPFilter")
-	s.filter = p.NewHTTPFilter(s)
+func newFilter(p Plugin, s *Stream, r *streamRec) {
+	ok := false
+	defer func() {
+		if !ok {
+			panicStream(recover(), s, "NewHTTPFilter")
+		}
+	}()
+	r.filter = p.NewHTTPFilter(s)
+	ok = true
 }
 
 func onVMStart(root, size uint32) (ok bool) {
@@ -248,12 +284,13 @@ func onConfigure(root, size uint32) (ok bool) {
 		return false
 	}
 	r.plugin = p
+	r.network, _ = p.(NetworkPlugin)
 	return true
 }
 
 func onTick(root uint32) {
 	enter(root)
-	r := vm.roots[root]
+	r := rootOf(root)
 	if r == nil || r.plugin == nil {
 		return
 	}
@@ -275,154 +312,206 @@ func onQueueReady(root, queue uint32) {
 	}
 }
 
-// streamFor enters a stream callback: it returns the stream if its filter
-// is set.
-func streamFor(id uint32) *Stream {
+// streamFor enters a stream callback: it returns the stream's record and
+// handle if its filter is set.
+func streamFor(id uint32) (*streamRec, *Stream) {
 	enter(id)
-	s := vm.streams.get(id)
-	if s == nil {
+	r := vm.streams.get(id)
+	if r == nil {
 		return contextless(id)
 	}
-	if s.filter == nil {
-		return nil
+	if r.kind == nil {
+		return nil, nil
 	}
-	return s
+	return r, r.s
 }
 
-// contextless returns a Stream for a callback of context id the host never
-// created: a stream of the root whose StatelessFilter serves such streams
-// (callbackNoContext). The Stream lives for this callback only.
-func contextless(id uint32) *Stream {
+// contextless returns the record and handle for a callback of context id
+// the host never created: a stream of the root whose StatelessFilter serves
+// such streams (callbackNoContext). They serve this callback only: the
+// next contextless callback reuses them.
+func contextless(id uint32) (*streamRec, *Stream) {
 	r := vm.noContext
 	// A connection's id is never a contextless stream's; with no
 	// connections (an HTTP filter's VM) there is nothing to look up.
 	if r == nil || r.shared == nil || len(vm.conns) != 0 && vm.conns[id] != nil {
-		return nil
+		return nil, nil
 	}
-	s := newStream(id, r.id)
-	s.filter = r.shared
-	s.contextless = true
-	return s
+	s := &vm.contextlessStream
+	s.id, s.root = id, r.id
+	rec := &vm.contextless
+	rec.s, rec.filter, rec.kind, rec.id, rec.contextless = s, r.shared, r.sharedKind, id, true
+	return rec, s
 }
 
 func onRequestHeaders(id, n uint32, eos bool) (a uint32) {
-	s := streamFor(id)
-	if s == nil {
+	r, s := streamFor(id)
+	if r == nil {
 		return uint32(Continue)
 	}
-	s.phase = streamRequest
-	var f RequestHeadersFilter
-	if s.contextless {
-		f = vm.noContext.sharedHeaders
-	} else {
-		f, _ = s.filter.(RequestHeadersFilter)
-	}
-	if f != nil {
-		defer recoverAction(s, "OnRequestHeaders", &a)
-		return uint32(f.OnRequestHeaders(s, eos))
+	r.phase = streamRequest
+	if tab := r.kind.tabs[cbRequestHeaders]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicAction(recover(), s, "OnRequestHeaders", &a)
+			}
+		}()
+		a = uint32(as[RequestHeadersFilter](tab, r.filter).OnRequestHeaders(s, eos))
+		ok = true
+		return a
 	}
 	return uint32(Continue)
 }
 
 func onRequestBody(id, size uint32, eos bool) (a uint32) {
-	s := streamFor(id)
-	if s == nil {
+	r, s := streamFor(id)
+	if r == nil {
 		return uint32(Continue)
 	}
-	s.phase = streamRequest
-	if f, ok := s.filter.(RequestBodyFilter); ok {
-		defer recoverAction(s, "OnRequestBody", &a)
-		return uint32(f.OnRequestBody(s, int(size), eos))
+	r.phase = streamRequest
+	if tab := r.kind.tabs[cbRequestBody]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicAction(recover(), s, "OnRequestBody", &a)
+			}
+		}()
+		a = uint32(as[RequestBodyFilter](tab, r.filter).OnRequestBody(s, int(size), eos))
+		ok = true
+		return a
 	}
 	return uint32(Continue)
 }
 
 func onRequestTrailers(id, n uint32) (a uint32) {
-	s := streamFor(id)
-	if s == nil {
+	r, s := streamFor(id)
+	if r == nil {
 		return uint32(Continue)
 	}
-	s.phase = streamRequest
-	if f, ok := s.filter.(RequestTrailersFilter); ok {
-		defer recoverAction(s, "OnRequestTrailers", &a)
-		return uint32(f.OnRequestTrailers(s, int(n)))
+	r.phase = streamRequest
+	if tab := r.kind.tabs[cbRequestTrailers]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicAction(recover(), s, "OnRequestTrailers", &a)
+			}
+		}()
+		a = uint32(as[RequestTrailersFilter](tab, r.filter).OnRequestTrailers(s, int(n)))
+		ok = true
+		return a
 	}
 	return uint32(Continue)
 }
 
 func onResponseHeaders(id, n uint32, eos bool) (a uint32) {
-	s := streamFor(id)
-	if s == nil {
+	r, s := streamFor(id)
+	if r == nil {
 		return uint32(Continue)
 	}
-	s.phase = streamResponse
-	if f, ok := s.filter.(ResponseHeadersFilter); ok {
-		defer recoverAction(s, "OnResponseHeaders", &a)
-		return uint32(f.OnResponseHeaders(s, eos))
+	r.phase = streamResponse
+	if tab := r.kind.tabs[cbResponseHeaders]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicAction(recover(), s, "OnResponseHeaders", &a)
+			}
+		}()
+		a = uint32(as[ResponseHeadersFilter](tab, r.filter).OnResponseHeaders(s, eos))
+		ok = true
+		return a
 	}
 	return uint32(Continue)
 }
 
 func onResponseBody(id, size uint32, eos bool) (a uint32) {
-	s := streamFor(id)
-	if s == nil {
+	r, s := streamFor(id)
+	if r == nil {
 		return uint32(Continue)
 	}
-	s.phase = streamResponse
-	if f, ok := s.filter.(ResponseBodyFilter); ok {
-		defer recoverAction(s, "OnResponseBody", &a)
-		return uint32(f.OnResponseBody(s, int(size), eos))
+	r.phase = streamResponse
+	if tab := r.kind.tabs[cbResponseBody]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicAction(recover(), s, "OnResponseBody", &a)
+			}
+		}()
+		a = uint32(as[ResponseBodyFilter](tab, r.filter).OnResponseBody(s, int(size), eos))
+		ok = true
+		return a
 	}
 	return uint32(Continue)
 }
 
 func onResponseTrailers(id, n uint32) (a uint32) {
-	s := streamFor(id)
-	if s == nil {
+	r, s := streamFor(id)
+	if r == nil {
 		return uint32(Continue)
 	}
-	s.phase = streamResponse
-	if f, ok := s.filter.(ResponseTrailersFilter); ok {
-		defer recoverAction(s, "OnResponseTrailers", &a)
-		return uint32(f.OnResponseTrailers(s, int(n)))
+	r.phase = streamResponse
+	if tab := r.kind.tabs[cbResponseTrailers]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicAction(recover(), s, "OnResponseTrailers", &a)
+			}
+		}()
+		a = uint32(as[ResponseTrailersFilter](tab, r.filter).OnResponseTrailers(s, int(n)))
+		ok = true
+		return a
 	}
 	return uint32(Continue)
 }
 
 func onLog(id uint32) {
-	if c := connFor(id); c != nil {
-		connLog(c)
+	if len(vm.conns) != 0 {
+		if c := connFor(id); c != nil {
+			connLog(c)
+			return
+		}
+	}
+	r, s := streamFor(id)
+	if r == nil {
 		return
 	}
-	s := streamFor(id)
-	if s == nil {
-		return
-	}
-	if f, ok := s.filter.(LogFilter); ok {
-		defer recoverStream(s, "OnLog")
-		f.OnLog(s)
+	if tab := r.kind.tabs[cbLog]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicStream(recover(), s, "OnLog")
+			}
+		}()
+		as[LogFilter](tab, r.filter).OnLog(s)
+		ok = true
 	}
 }
 
 func onDone(id uint32) bool {
 	enter(id)
-	if r := vm.roots[id]; r != nil {
-		if c, ok := r.plugin.(PluginCloser); ok {
-			defer recoverRoot("OnPluginDone")
-			c.OnPluginDone()
+	rec := vm.streams.get(id)
+	if rec == nil {
+		if r := rootOf(id); r != nil {
+			if c, ok := r.plugin.(PluginCloser); ok {
+				defer recoverRoot("OnPluginDone")
+				c.OnPluginDone()
+			}
+			return true
 		}
+		rec, _ = contextless(id)
+	}
+	if rec == nil || rec.kind == nil {
 		return true
 	}
-	s := vm.streams.get(id)
-	if s == nil {
-		s = contextless(id)
-	}
-	if s == nil || s.filter == nil {
-		return true
-	}
-	if f, ok := s.filter.(DoneFilter); ok {
-		defer recoverStream(s, "OnDone")
-		f.OnDone(s)
+	if tab := rec.kind.tabs[cbDone]; tab != nil {
+		ok := false
+		defer func() {
+			if !ok {
+				panicStream(recover(), rec.s, "OnDone")
+			}
+		}()
+		as[DoneFilter](tab, rec.filter).OnDone(rec.s)
+		ok = true
 	}
 	return true
 }
@@ -431,47 +520,55 @@ func onDelete(id uint32) {
 	if vm.effective == id {
 		vm.effective = 0
 	}
+	if s := vm.streams.get(id); s != nil {
+		if s.calls > 0 {
+			for tok, c := range vm.calls {
+				if c.ctx == id {
+					delete(vm.calls, tok)
+				}
+			}
+		}
+		endStream(s)
+		return
+	}
+	if len(vm.conns) != 0 {
+		if c := vm.conns[id]; c != nil {
+			delete(vm.conns, id)
+			c.gone = true
+			c.filter = nil
+			return
+		}
+	}
 	if r, ok := vm.roots[id]; ok {
 		if vm.noContext == r {
 			vm.noContext = nil
 		}
-		delete(vm.roots, id)
-		return
-	}
-	if c := vm.conns[id]; c != nil {
-		delete(vm.conns, id)
-		c.gone = true
-		c.filter = nil
-		return
-	}
-	s := vm.streams.get(id)
-	if s == nil {
-		return
-	}
-	vm.streams.remove(id)
-	s.gone = true
-	if s.calls > 0 {
-		for tok, c := range vm.calls {
-			if c.ctx == id {
-				delete(vm.calls, tok)
-			}
+		if vm.lastRoot == r {
+			vm.lastRoot = nil
 		}
+		delete(vm.roots, id)
 	}
-	s.filter = nil
 }
 
-// recoverAction turns a panic in a header/body callback into a 500 local
-// response, so one bad request does not take the VM down.
-func recoverAction(s *Stream, where string, a *uint32) {
-	if e := recover(); e != nil {
+// The hot callbacks defer a function that calls recover only when the
+// callback did not return (a panic): in a Go guest a deferred recover call
+// on every callback is a measurable part of a no-op stream.
+
+// panicAction turns a panic in a header/body callback (e, recovered by the
+// caller's deferred function; nil: none) into a 500 local response, so one
+// bad request does not take the VM down.
+func panicAction(e any, s *Stream, where string, a *uint32) {
+	if e != nil {
 		Criticalf("%s panicked: %v", where, e)
 		_ = s.SendLocalResponse(500, []byte("filter error\n"), nil)
 		*a = uint32(Pause)
 	}
 }
 
-func recoverStream(s *Stream, where string) {
-	if e := recover(); e != nil {
+// panicStream logs a panic in another stream callback (e, recovered by the
+// caller; nil: none).
+func panicStream(e any, s *Stream, where string) {
+	if e != nil {
 		Criticalf("stream %d: %s panicked: %v", s.id, where, e)
 	}
 }

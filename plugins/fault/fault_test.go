@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/plugins/internal/e2e"
+	"github.com/weftmesh/weft/sdk"
 	"github.com/weftmesh/weft/sdk/filtertest"
 	"github.com/weftmesh/weft/sdk/sdktest"
 )
@@ -104,6 +105,27 @@ func TestDelayedStreamGoneIsDropped(t *testing.T) {
 	}
 }
 
+// TestFilterStateless: without delays one filter value serves every
+// stream (sdk.StatelessFilter); a delay keeps its stream, so with delays
+// each stream has a filter (and a context) of its own.
+func TestFilterStateless(t *testing.T) {
+	for cfg, want := range map[string]bool{
+		`{"abort":{"percent":10,"status":503}}`:                                        true,
+		`{"delay":{"percent":10,"duration":"1s"}}`:                                     false,
+		`{"delay":{"percent":10,"duration":"1s"},"abort":{"percent":10,"status":503}}`: false,
+	} {
+		sdktest.New(t, sdktest.Options{PluginConfig: []byte(cfg)}) // a host for the constructor's calls
+		p, err := newPlugin([]byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := p.NewHTTPFilter(nil).(sdk.StatelessFilter)
+		if got := ok && f.Stateless(); got != want {
+			t.Errorf("%s: stateless %v, want %v", cfg, got, want)
+		}
+	}
+}
+
 func faultWasm(t testing.TB) []byte { return filtertest.BuildGo(t, "./plugins/fault") }
 
 func TestWasmAbortShare(t *testing.T) {
@@ -128,6 +150,41 @@ func TestWasmAbortShare(t *testing.T) {
 	}
 	if m, err := h.Metric("fault_aborts_total"); err != nil || int(m.Value) != aborted {
 		t.Errorf("fault_aborts_total %+v, counted %d", m, aborted)
+	}
+}
+
+// TestWasmAbortOnlyIsStateless: without delays the filter keeps nothing
+// per stream (sdk.StatelessFilter), so after the first stream each request
+// enters the VM once; aborts at 0% and 100% need no random number and
+// still decide every request alike.
+func TestWasmAbortOnlyIsStateless(t *testing.T) {
+	for _, tc := range []struct {
+		cfg     string
+		aborted bool
+	}{
+		{`{"abort":{"percent":0,"status":503}}`, false},
+		{`{"abort":{"percent":100,"status":503},"headers":[{"name":"x-chaos"}]}`, true},
+	} {
+		h := filtertest.New(t, faultWasm(t), filtertest.Config{PluginConfig: []byte(tc.cfg)})
+		h.Request(filtertest.Req{}) // the stream that declares the filter stateless
+		calls := h.GuestCalls()
+		const n = 20
+		for i := 0; i < n; i++ {
+			res := h.Request(filtertest.Req{Headers: [][2]string{{"x-chaos", "1"}}})
+			if got := res.Response.Status == 503 && res.UpstreamRequest == nil; got != tc.aborted {
+				t.Fatalf("%s: request %d: status %d, aborted %v", tc.cfg, i, res.Response.Status, got)
+			}
+		}
+		if got := h.GuestCalls() - calls; got != n {
+			t.Errorf("%s: %d requests made %v calls into the VM, want one each", tc.cfg, n, got)
+		}
+		want := 0.0
+		if tc.aborted {
+			want = n
+		}
+		if m, err := h.Metric("fault_aborts_total"); err != nil || m.Value != want {
+			t.Errorf("%s: fault_aborts_total %+v, %v; want %v", tc.cfg, m, err, want)
+		}
 	}
 }
 
@@ -219,6 +276,9 @@ filters:
 	}
 }
 
+// BenchmarkWasmNoFault is one request through the fault filter in the real
+// host with nothing injected (weft bench's weft-plugin-fault config), plus
+// the upstream round trip on loopback.
 func BenchmarkWasmNoFault(b *testing.B) {
 	h := filtertest.New(b, faultWasm(b), filtertest.Config{PluginConfig: []byte(`{"abort":{"percent":0,"status":503}}`)})
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -226,6 +286,7 @@ func BenchmarkWasmNoFault(b *testing.B) {
 	defer fasthttp.ReleaseResponse(resp)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		req.Reset()
 		resp.Reset()
@@ -234,5 +295,10 @@ func BenchmarkWasmNoFault(b *testing.B) {
 		if h.Serve(req, resp) || resp.StatusCode() != 200 {
 			b.Fatalf("status %d", resp.StatusCode())
 		}
+	}
+	// CPU per request (host, guest, harness and upstream), less sensitive
+	// than ns/op to other work on the machine.
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

@@ -7,9 +7,30 @@ type request interface {
 	header(name string) (string, bool)
 }
 
+// drawer gives the random number a split without a sticky key uses. It is
+// asked only when the split draws: a request a rule or a sticky key
+// decides costs no random number.
+type drawer interface{ Uint64() uint64 }
+
+// fixed is a drawer that always gives the same number.
+type fixed uint64
+
+func (f fixed) Uint64() uint64 { return uint64(f) }
+
 // choose returns the version for r (and false when none applies). draw is
 // a uniform random number used when the split is not sticky.
 func (c *Config) choose(r request, draw uint64) (string, bool) {
+	i := c.chooseIndex(r, fixed(draw))
+	if i < 0 {
+		return "", false
+	}
+	return c.choices[i], true
+}
+
+// chooseIndex is choose giving the index of the choice in c.choices (each
+// rule, then each split version, then the default), or -1; rnd is asked
+// for a number only when the split draws one.
+func (c *Config) chooseIndex(r request, rnd drawer) int {
 	var cookies string
 	var haveCookies, cookiesRead bool
 	cookie := func(name string) (string, bool) {
@@ -22,7 +43,7 @@ func (c *Config) choose(r request, draw uint64) (string, bool) {
 		}
 		return cookieValue(cookies, name)
 	}
-	for _, rule := range c.Rules {
+	for i, rule := range c.Rules {
 		var v string
 		var ok bool
 		var m *Match
@@ -34,7 +55,7 @@ func (c *Config) choose(r request, draw uint64) (string, bool) {
 			v, ok = cookie(m.Name)
 		}
 		if ok && (m.Value == "" || v == m.Value) {
-			return rule.Version, true
+			return i
 		}
 	}
 	if s := c.Split; s != nil {
@@ -45,28 +66,31 @@ func (c *Config) choose(r request, draw uint64) (string, bool) {
 		case s.StickyCookie != "":
 			key, sticky = cookie(s.StickyCookie)
 		}
+		var draw uint64
 		if sticky && key != "" {
 			draw = fnv1a(key)
+		} else {
+			draw = rnd.Uint64()
 		}
-		return pick(s.Versions, draw), true
+		return len(c.Rules) + pick(s.Versions, s.sum, draw)
 	}
 	if c.Default != "" {
-		return c.Default, true
+		return len(c.choices) - 1
 	}
-	return "", false
+	return -1
 }
 
-// pick maps draw onto the weights.
-func pick(ws []Weighted, draw uint64) string {
-	n := uint64(total(ws))
+// pick maps draw onto the weights (adding up to n) and returns the index
+// of the version chosen.
+func pick(ws []Weighted, n, draw uint64) int {
 	x := draw % n
-	for _, w := range ws {
+	for i, w := range ws {
 		if x < uint64(w.Weight) {
-			return w.Version
+			return i
 		}
 		x -= uint64(w.Weight)
 	}
-	return ws[len(ws)-1].Version
+	return len(ws) - 1
 }
 
 // fnv1a hashes a sticky key (FNV-1a 64, then a final mix so nearby keys

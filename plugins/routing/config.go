@@ -23,6 +23,10 @@ type Config struct {
 	// TrustIncoming keeps a version header the client sent (default false:
 	// it is removed, so clients cannot pick a version themselves).
 	TrustIncoming bool `json:"trust_incoming,omitempty"`
+
+	// choices are the versions chooseIndex picks from: each rule's, each
+	// split version's, then the default (when set).
+	choices []string
 }
 
 // Rule picks Version when its match holds.
@@ -50,6 +54,9 @@ type Split struct {
 	StickyCookie string `json:"sticky_cookie,omitempty"`
 	// Versions and their weights (any positive total).
 	Versions []Weighted `json:"versions"`
+
+	// sum is the weights' total.
+	sum uint64
 }
 
 // Weighted is one version's share.
@@ -113,9 +120,21 @@ func parseConfig(raw []byte) (*Config, error) {
 		if total(s.Versions) == 0 {
 			return nil, errors.New("config: split: weights add up to 0")
 		}
+		s.sum = uint64(total(s.Versions))
 	}
 	if c.Default != "" && !validVersion(c.Default) {
 		return nil, fmt.Errorf("config: default %q: want a token", c.Default)
+	}
+	for _, r := range c.Rules {
+		c.choices = append(c.choices, r.Version)
+	}
+	if s := c.Split; s != nil {
+		for _, w := range s.Versions {
+			c.choices = append(c.choices, w.Version)
+		}
+	}
+	if c.Default != "" {
+		c.choices = append(c.choices, c.Default)
 	}
 	return &c, nil
 }

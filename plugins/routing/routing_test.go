@@ -132,6 +132,73 @@ func TestWasmRouting(t *testing.T) {
 	}
 }
 
+// countingDrawer counts the random numbers asked of it.
+type countingDrawer struct{ n int }
+
+func (d *countingDrawer) Uint64() uint64 { d.n++; return 7 }
+
+// TestDrawOnlyForRandomSplit: a request a rule or a sticky key decides
+// draws no random number; one the split decides at random draws one.
+func TestDrawOnlyForRandomSplit(t *testing.T) {
+	c, err := parseConfig([]byte(canary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		req   fakeReq
+		draws int
+		want  string
+	}{
+		{fakeReq{"x-canary": "always"}, 0, "v2"},
+		{fakeReq{"cookie": "ab=b"}, 0, "v3"},
+		{fakeReq{"x-user-id": "alice"}, 0, ""},
+		{fakeReq{}, 1, "v1"}, // 7 % 100 < 90
+	} {
+		var d countingDrawer
+		i := c.chooseIndex(tc.req, &d)
+		if i < 0 || d.n != tc.draws || (tc.want != "" && c.choices[i] != tc.want) {
+			t.Errorf("%v: choice %d (%v), %d draws; want %q, %d draws", tc.req, i, c.choices, d.n, tc.want, tc.draws)
+		}
+	}
+}
+
+// TestWasmStateless: the filter keeps nothing per stream, so after the
+// first stream each request enters the VM once, and each choice is
+// counted under its version.
+func TestWasmStateless(t *testing.T) {
+	h := filtertest.New(t, routingWasm(t), filtertest.Config{PluginConfig: []byte(
+		`{"rules":[{"header":{"name":"x-beta"},"version":"beta"}],"split":{"versions":[{"version":"v1","weight":1},{"version":"v2","weight":1}]}}`)})
+	version := func(hdrs ...[2]string) string {
+		res := h.Request(filtertest.Req{Headers: hdrs})
+		v, _ := res.UpstreamRequest.Header("x-weft-version")
+		return v
+	}
+	first := version() // the stream that declares the filter stateless
+	calls := h.GuestCalls()
+	counts := map[string]int{}
+	const n = 40
+	for i := 0; i < n; i++ {
+		hdrs := [][2]string{{"x-weft-version", "v9"}}
+		if i%4 == 0 {
+			hdrs = append(hdrs, [2]string{"x-beta", "1"})
+		}
+		counts[version(hdrs...)]++
+	}
+	if got := h.GuestCalls() - calls; got != n {
+		t.Errorf("%d requests made %v calls into the VM, want one each", n, got)
+	}
+	if counts["beta"] != n/4 || counts["v1"]+counts["v2"] != n-n/4 || counts["v9"] != 0 {
+		t.Errorf("versions %v", counts)
+	}
+	counts[first]++
+	for _, v := range []string{"beta", "v1", "v2"} {
+		m, err := h.Metric("routing_chosen_total{version=" + v + "}")
+		if counts[v] > 0 && (err != nil || m.Value != float64(counts[v])) {
+			t.Errorf("routing_chosen_total{version=%s} %+v, %v; chose it %d times", v, m, err, counts[v])
+		}
+	}
+}
+
 func TestProxyEndToEnd(t *testing.T) {
 	v1 := e2e.StartUpstream(t, "v1", nil)
 	v2 := e2e.StartUpstream(t, "v2", nil)
@@ -189,21 +256,44 @@ filters:
 	}
 }
 
+// BenchmarkWasmSplit is one request through the routing filter with the
+// canary config (rules, then a split sticky on x-user-id).
 func BenchmarkWasmSplit(b *testing.B) {
-	h := filtertest.New(b, routingWasm(b), filtertest.Config{PluginConfig: []byte(canary)})
+	benchRouting(b, canary, "x-user-id", "alice")
+}
+
+// BenchmarkWasmRandomSplit is weft bench's weft-plugin-routing config: a
+// 90/10 split drawn at random for every request, no rule, no sticky key.
+func BenchmarkWasmRandomSplit(b *testing.B) {
+	benchRouting(b, `{"split":{"versions":[{"version":"v1","weight":90},{"version":"v2","weight":10}]}}`, "", "")
+}
+
+// benchRouting sends requests (with header name: value when name is set)
+// through the filter configured cfg, in the real host, plus the upstream
+// round trip on loopback.
+func benchRouting(b *testing.B, cfg, name, value string) {
+	h := filtertest.New(b, routingWasm(b), filtertest.Config{PluginConfig: []byte(cfg)})
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		req.Reset()
 		resp.Reset()
 		req.SetRequestURI("/")
 		req.Header.SetHost("reviews.test")
-		req.Header.Set("x-user-id", "alice")
+		if name != "" {
+			req.Header.Set(name, value)
+		}
 		if h.Serve(req, resp) || resp.StatusCode() != 200 {
 			b.Fatalf("status %d", resp.StatusCode())
 		}
+	}
+	// CPU per request (host, guest, harness and upstream), less sensitive
+	// than ns/op to other work on the machine.
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

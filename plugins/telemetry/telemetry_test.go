@@ -114,6 +114,48 @@ func TestWasmErrorsOnlyLogging(t *testing.T) {
 	}
 }
 
+// TestWasmStatelessMetrics: without request logs the filter is stateless
+// (sdk.StatelessFilter), so each request after the first enters the VM
+// once (on_log), and every status and size is still counted.
+func TestWasmStatelessMetrics(t *testing.T) {
+	for _, cfg := range []string{`{}`, `{"status_classes":true,"sample_rate":0}`} {
+		h := filtertest.New(t, telemetryWasm(t), filtertest.Config{
+			PluginConfig: []byte(cfg),
+			Upstream: func(ctx *fasthttp.RequestCtx) {
+				code, _ := strconv.Atoi(strings.TrimPrefix(string(ctx.Path()), "/"))
+				ctx.SetStatusCode(code)
+				ctx.SetBodyString(strings.Repeat("x", 10))
+			},
+		})
+		h.Request(filtertest.Req{Path: "/200"}) // the stream that declares the filter stateless
+		calls := h.GuestCalls()
+		paths := []string{"/200", "/404", "/404", "/200", "/503", "/200"}
+		for _, path := range paths {
+			h.Request(filtertest.Req{Method: "POST", Path: path, Body: "abc"})
+		}
+		if got := h.GuestCalls() - calls; got != float64(len(paths)) {
+			t.Errorf("%s: %d requests made %v calls into the VM, want one each", cfg, len(paths), got)
+		}
+		want := map[string]float64{"http_requests_total{route=filtertest,code=200}": 4,
+			"http_requests_total{route=filtertest,code=404}": 2, "http_requests_total{route=filtertest,code=503}": 1}
+		if strings.Contains(cfg, "status_classes") {
+			want = map[string]float64{"http_requests_total{route=filtertest,code=2xx}": 4,
+				"http_requests_total{route=filtertest,code=4xx}": 2, "http_requests_total{route=filtertest,code=5xx}": 1}
+		}
+		for name, n := range want {
+			if m, err := h.Metric(name); err != nil || m.Value != n {
+				t.Errorf("%s: %s = %+v, %v; want %v", cfg, name, m, err, n)
+			}
+		}
+		req, _ := h.Metric("http_request_bytes")
+		resp, _ := h.Metric("http_response_bytes")
+		lat, _ := h.Metric("http_request_duration_us")
+		if req.Count != 7 || req.Sum != 18 || resp.Count != 7 || resp.Sum != 70 || lat.Count != 7 {
+			t.Errorf("%s: histograms: request %+v response %+v latency %+v", cfg, req, resp, lat)
+		}
+	}
+}
+
 func TestProxyEndToEnd(t *testing.T) {
 	app := e2e.StartUpstream(t, "app", nil)
 	module := e2e.WriteModule(t, "telemetry", telemetryWasm(t))
@@ -149,6 +191,10 @@ filters:
 		}
 	}
 	c.Get(t, url+"/tea")
+	// Back to a route seen before another one (the last route is cached).
+	if r := c.Get(t, url+"/api/y"); r.Status != 200 {
+		t.Fatalf("api: %d", r.Status)
+	}
 	fams, err := p.Metrics().Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +212,7 @@ filters:
 			}
 		}
 	}
-	if got["edge_requests_total{route=api,code=200}"] != 3 {
+	if got["edge_requests_total{route=api,code=200}"] != 4 {
 		t.Errorf("proxy metrics: %v", got)
 	}
 	if got["edge_requests_total{route=teapot,code=418}"] != 1 {
@@ -174,8 +220,19 @@ filters:
 	}
 }
 
-func BenchmarkWasmTelemetry(b *testing.B) {
-	h := filtertest.New(b, telemetryWasm(b), filtertest.Config{PluginConfig: []byte(`{}`)})
+// BenchmarkWasmTelemetry is one request through the telemetry filter with
+// its default config (counters by status code), in the real host, plus the
+// upstream round trip on loopback.
+func BenchmarkWasmTelemetry(b *testing.B) { benchTelemetry(b, `{}`) }
+
+// BenchmarkWasmTelemetryClasses is weft bench's weft-plugin-telemetry
+// config: status classes, no request logs.
+func BenchmarkWasmTelemetryClasses(b *testing.B) {
+	benchTelemetry(b, `{"prefix":"bench","status_classes":true,"sample_rate":0}`)
+}
+
+func benchTelemetry(b *testing.B, cfg string) {
+	h := filtertest.New(b, telemetryWasm(b), filtertest.Config{PluginConfig: []byte(cfg)})
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)

@@ -118,7 +118,7 @@ func classifyOne(err error) (FailureKind, bool) {
 		return ConnectFailure, true
 	case fasthttp.ErrTimeout, os.ErrDeadlineExceeded:
 		return Timeout, true
-	case fasthttp.ErrConnectionClosed, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed:
+	case fasthttp.ErrConnectionClosed, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, errBadChunk:
 		return Reset, true
 	}
 	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {

@@ -40,8 +40,10 @@ type ResponseBody interface {
 // nothing for the idle timeout.
 var ErrBodyIdle = errors.New("upstream response body: idle timeout")
 
-// errBadChunk is a malformed chunked body.
-var errBadChunk = fasthttp.ErrBrokenChunk{}
+// errBadChunk is a malformed chunked body. (fasthttp.ErrBrokenChunk{}
+// has a nil error inside: its Error panicked when fasthttp's server
+// logged why a streamed body failed, taking the process down.)
+var errBadChunk = errors.New("upstream response body: malformed chunk")
 
 // conn is what fasthttp's pooled connection (an unexported type) offers.
 type conn interface{ Conn() net.Conn }
@@ -214,7 +216,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			b = &h1Body[C]{}
 		}
 		*b = h1Body[C]{e: e, hc: hc, cc: cc, br: br, h: &resp.Header, closeConn: closeConn, releaseConn: releaseConn,
-			left: cl, cl: cl, keep: keep, idle: idle}
+			left: cl, cl: cl, keep: keep, idle: idle, head: b.head[:0], vec: b.vec[:0]}
 		if cl == -1 {
 			b.chunked, b.left = true, 0
 		}
@@ -404,7 +406,7 @@ func (f *flushReader) spliceNext(sp BodySplicer, tc *net.TCPConn, total int64) (
 		return 0, false, nil
 	}
 	if !f.pipe.open {
-		if err := f.pipe.openPipe(); err != nil {
+		if err := f.pipe.openPipe(src, tc); err != nil {
 			return 0, false, nil // no pipe: copy as before
 		}
 	}
@@ -570,6 +572,30 @@ type h1Body[C conn] struct {
 	err     error
 	idle    time.Duration
 	last    time.Time // when the read deadline was last pushed
+
+	head   []byte   // a spliced chunked body's size lines (SpliceChunksTo)
+	vec    [][]byte // what one writev of it sends, kept with head
+	bufs   net.Buffers
+	capped cappedReader  // rd's source
+	rd     *bufio.Reader // a spliced chunked body's reader, while it is spliced
+}
+
+// cappedReader hands out what pre holds, then reads r, at most max bytes
+// a call (max 0: no cap).
+type cappedReader struct {
+	pre *bufio.Reader
+	r   io.Reader
+	max int
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if n := c.pre.Buffered(); n > 0 {
+		return c.pre.Read(p[:min(len(p), n)])
+	}
+	if c.max > 0 && len(p) > c.max {
+		p = p[:c.max]
+	}
+	return c.r.Read(p)
 }
 
 func (b *h1Body[C]) ContentLength() int {
@@ -679,7 +705,12 @@ func readChunkSize(br *bufio.Reader) (int, error) {
 		}
 		return 0, err
 	}
-	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+	return parseChunkSize(line[:len(line)-1])
+}
+
+// parseChunkSize parses a chunk-size line without its LF.
+func parseChunkSize(line []byte) (int, error) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i]
 	}
@@ -733,8 +764,8 @@ func (b *h1Body[C]) Close() error {
 	} else {
 		b.closeConn(b.hc, b.cc)
 	}
-	e := b.e
-	*b = h1Body[C]{}
+	e, head, vec := b.e, b.head, b.vec
+	*b = h1Body[C]{head: head[:0], vec: vec[:0]}
 	h1BodyPool.Put(b)
 	e.done()
 	return nil

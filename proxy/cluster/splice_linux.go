@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"time"
 )
 
 const (
@@ -23,9 +22,11 @@ type kpipe struct {
 	open bool
 }
 
-// openPipe opens the pipe, as large as splicePipeSize when the kernel
-// lets it grow.
-func (p *kpipe) openPipe() error {
+// openPipe opens the pipe for bytes from src to dst, as large as
+// splicePipeSize when the kernel lets it grow, and bounds the two
+// sockets' buffers if they are loopback (boundLoopback).
+func (p *kpipe) openPipe(src, dst *net.TCPConn) error {
+	boundLoopback(src, dst)
 	var fds [2]int
 	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
 		return os.NewSyscallError("pipe2", err)
@@ -111,20 +112,13 @@ func (p *kpipe) move(src, dst *net.TCPConn, n int64, before func()) (in, out int
 // read deadline ahead as the body's idle bound asks.
 func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
 	var p kpipe
-	if err := p.openPipe(); err != nil {
+	if err := p.openPipe(src, dst); err != nil {
 		return 0, &WriteError{Err: err}
 	}
 	defer p.close()
-	_, out, err := p.move(src, dst, int64(b.left), func() {
-		tick()
-		if b.idle > 0 {
-			if now := time.Now(); now.Sub(b.last) > b.idle/10 {
-				b.last = now
-				_ = src.SetReadDeadline(now.Add(b.idle))
-			}
-		}
-	})
+	_, out, err := p.move(src, dst, int64(b.left), func() { tick(); b.pushReadDeadline(src) })
 	b.left -= int(out)
+	splicedResponseBytes.Add(out)
 	if err != nil {
 		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() && !IsWriteError(err) {
 			err = ErrBodyIdle
@@ -133,4 +127,32 @@ func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
 	}
 	b.eof = true
 	return out, nil
+}
+
+// loopbackSocketBuffer is the socket buffer a spliced transfer asks of a
+// loopback peer's socket (the kernel doubles it): SO_RCVBUF where the
+// bytes come from, SO_SNDBUF where they go. Left to autotuning, a fast
+// loopback transfer grows them to megabytes, and the pages spliced
+// through weft sat so long in them that the receiving side's copy
+// missed the cache: a 1 GiB download cost weft's process and its client
+// about twice the CPU with the buffers autotuned (docs/benchmarks.md,
+// round 3). On loopback the round trip is microseconds, so 512 KiB in
+// flight does not bound throughput; a socket to another host keeps its
+// autotuned buffers (its round trip needs them).
+const loopbackSocketBuffer = 256 << 10
+
+// boundLoopback sets the buffers of a spliced transfer's loopback
+// sockets (loopbackSocketBuffer). They stay so for the connection's life.
+func boundLoopback(src, dst *net.TCPConn) {
+	if isLoopback(src) {
+		_ = src.SetReadBuffer(loopbackSocketBuffer)
+	}
+	if isLoopback(dst) {
+		_ = dst.SetWriteBuffer(loopbackSocketBuffer)
+	}
+}
+
+func isLoopback(c *net.TCPConn) bool {
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
 }

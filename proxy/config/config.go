@@ -479,9 +479,11 @@ type Filter struct {
 	PoolSize int `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
 	// MemoryLimit per VM, in MiB (default 64).
 	MemoryLimitMiB int `yaml:"memory_limit_mib,omitempty" json:"memory_limit_mib,omitempty"`
-	// CallbackTimeout bounds one call into the guest (default 50ms). Time
-	// the whole process was not scheduled is not charged to the guest, so a
-	// busy machine is not taken for a runaway guest.
+	// CallbackTimeout bounds one call into the guest (default 50ms): CPU
+	// in the guest's own code; time it waits in a host function or for a
+	// CPU is not charged, so a busy machine is not taken for a runaway
+	// guest. A call is also stopped after 200 × this of wall time (at least
+	// 10 s).
 	CallbackTimeout Duration `yaml:"callback_timeout,omitempty" json:"callback_timeout,omitempty"`
 	// Trusted runs the filter without a callback deadline: calls are several
 	// times cheaper, but a guest stuck in a loop holds its VM for good.

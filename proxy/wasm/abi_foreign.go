@@ -36,6 +36,7 @@ func newForeignRegistry() *foreignRegistry {
 		"declare_property":     foreignDeclareProperty, // Envoy's (abi_foreign_property.go)
 		foreignStreamCallbacks: foreignSetStreamCallbacks,
 		foreignGetProperties:   foreignGetPropertiesFunc,
+		foreignRecordMetrics:   foreignRecordMetricsFunc,
 	}
 	return r
 }

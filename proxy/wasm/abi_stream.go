@@ -118,8 +118,8 @@ func proxySetEffectiveContext(v *vm, st []uint64) uint32 {
 		v.enterRoot(r.(*rootState).p)
 		return statusOK
 	}
-	f, ok := v.contexts[id]
-	if !ok {
+	f := v.contexts.get(id)
+	if f == nil {
 		return statusBadArgument
 	}
 	v.enterStream(f)

@@ -40,8 +40,13 @@ type accounting struct {
 
 // account records one call into v's guest.
 func (v *vm) account() {
+	v.p.events.acct.calls.Add(1)
+	v.accountMemory()
+}
+
+// accountMemory records v's linear memory after a call.
+func (v *vm) accountMemory() {
 	a := &v.p.events.acct
-	a.calls.Add(1)
 	if v.mem == nil {
 		return
 	}

@@ -26,20 +26,35 @@ const maxTickCredit = 4 * watchdogTick
 // sixth of a no-op Go filter's cost). Each VM numbers its calls (callSeq,
 // odd while a call runs); at every tick the watchdog adds the time since
 // the last tick to a call it saw running at the last tick, and stops it
-// once that exceeds its deadline. A tick in which the guest ran no loop
-// iteration (its countdown did not move) is charged an eighth: a thread
-// the OS did not schedule on a busy machine is not taken for a spinning
-// guest. It runs only while VMs exist.
+// once that exceeds its deadline.
+//
+// The deadline is CPU the guest spent running its own code, so only what
+// the guest can have run is charged (tickCharge): a tick in which the guest ran
+// no loop iteration (its countdown did not move) is charged nothing, and
+// one in which it did is charged at most the CPU the whole process used.
+// A spinning guest runs loop iterations in every tick it gets a CPU (the
+// flag that stops it is read only at loop headers: package interrupt), so
+// it is stopped once it has spun for its deadline. A guest that made no iteration waited: in
+// a host function (a log line to a full pipe, a sleep, random_get), or for
+// a CPU (its thread not scheduled by the OS, or its goroutine by Go after
+// a step out into Go); none of that is spinning, and charging it stopped a
+// healthy no-op guest on a loaded machine. A call is also stopped after
+// wallLimit of wall time whatever it does (a guest sleeping in a loop).
+// It runs only while VMs exist.
 type watchdog struct {
 	mu      sync.Mutex
 	vms     map[*vm]*watchState // guarded by mu
 	running bool                // the goroutine is running; guarded by mu
+	// wallFor, when set (tests), is the wall limit of every call instead
+	// of wallLimit's; set before the first VM is added.
+	wallFor time.Duration
 }
 
 // watchState is what the watchdog knows of one VM's current call.
 type watchState struct {
 	seq   uint64        // the call seen running at the last tick (odd), or 0
-	spent time.Duration // its running time, as the watchdog counted it
+	spent time.Duration // its CPU time, as the watchdog counted it
+	wall  time.Duration // its wall time since the first tick that saw it
 	count uint64        // the guest's countdown at the last tick
 	// ticks are the last charges to the call, the latest at
 	// ticks-1 (mod len): what the error of a stopped call says.
@@ -57,7 +72,7 @@ type charge struct {
 const (
 	chargeClock byte = 'c' // the tick: the guest ran
 	chargeCPU   byte = 'p' // less: the process's CPU during the tick
-	chargeIdle  byte = 'i' // an eighth of the tick: the guest ran no iteration
+	chargeIdle  byte = 'i' // nothing: the guest ran no iteration (it waited)
 )
 
 func (st *watchState) note(d time.Duration, how byte) {
@@ -66,11 +81,16 @@ func (st *watchState) note(d time.Duration, how byte) {
 }
 
 // history says how a stopped call's time was counted, oldest tick first:
-// "14 ticks charged 52ms, last 8: clock 5ms cpu 1.2ms idle 625µs …". It
+// "14 ticks charged 52ms over 70ms, last 8: clock 5ms cpu 1.2ms idle 0s …",
+// after "wall limit: " when the call was stopped by its wall limit. It
 // allocates, once per stopped call.
-func (st *watchState) history() *string {
+func (st *watchState) history(wall bool) *string {
+	var b []byte
+	if wall {
+		b = append(b, "wall limit: "...)
+	}
 	n := min(st.ticks, len(st.last))
-	b := fmt.Appendf(nil, "%d ticks charged %v, last %d:", st.ticks, st.spent, n)
+	b = fmt.Appendf(b, "%d ticks charged %v over %v, last %d:", st.ticks, st.spent, st.wall, n)
 	for i := st.ticks - n; i < st.ticks; i++ {
 		c := st.last[i%len(st.last)]
 		name := "clock"
@@ -86,12 +106,26 @@ func (st *watchState) history() *string {
 	return &s
 }
 
-// idleShare is the part of a tick charged to a call whose guest ran no
-// loop iteration during it (its countdown did not move): its thread was
-// not scheduled (a busy machine), or it waits in a host function (a guest
-// sleeping in poll_oneoff). The first must not pass for a runaway, the
-// second must still end: it is stopped after idleShare × its deadline.
-const idleShare = 8
+// wallShare and minWallLimit make the wall-clock backstop of a call:
+// wallShare × its deadline, at least minWallLimit (10 s with the default
+// 50 ms deadline). It stops what the CPU deadline does not count, a guest
+// that waits for ever (a sleep in a loop), long after any healthy call has
+// ended: a call that waited 10 s has lost its client anyway. Wall time is
+// counted as ticks are (at most maxTickCredit a tick), so a process that
+// is not scheduled at all is not stopped by it either.
+const (
+	wallShare    = 200
+	minWallLimit = 10 * time.Second
+)
+
+// wallLimit is the wall time after which a call with deadline d is
+// stopped.
+func (w *watchdog) wallLimit(d time.Duration) time.Duration {
+	if w.wallFor > 0 {
+		return w.wallFor
+	}
+	return max(wallShare*d, minWallLimit)
+}
 
 // add starts watching v.
 func (w *watchdog) add(v *vm) {
@@ -126,25 +160,36 @@ func (w *watchdog) stop() {
 func (w *watchdog) loop() {
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
-	last, lastCPU := time.Now(), processCPU()
+	// lastCPU is the process's CPU at the last tick, -1 when that tick did
+	// not read it: the clock is read only at ticks that find a call
+	// running (a getrusage every tick was 0.2% of a loaded proxy's CPU
+	// samples, for ticks that almost always find every VM idle). A call
+	// is charged only at a tick after one that saw it running, which read
+	// the clock.
+	last, lastCPU := time.Now(), time.Duration(-1)
 	for now := range t.C {
 		credit := min(now.Sub(last), maxTickCredit)
-		cpu := processCPU()
-		procCPU := time.Duration(-1) // not known
-		if cpu >= 0 && lastCPU >= 0 {
-			procCPU = cpu - lastCPU
-		}
-		last, lastCPU = now, cpu
+		last = now
 		w.mu.Lock()
 		if len(w.vms) == 0 {
 			w.running = false
 			w.mu.Unlock()
 			return
 		}
+		procCPU := time.Duration(-1) // not known
+		if w.anyCallLocked() {
+			cpu := processCPU()
+			if cpu >= 0 && lastCPU >= 0 {
+				procCPU = cpu - lastCPU
+			}
+			lastCPU = cpu
+		} else {
+			lastCPU = -1
+		}
 		for v, st := range w.vms {
 			seq := v.callSeq.Load()
 			if seq&1 == 0 { // idle
-				st.seq, st.spent = 0, 0
+				st.seq, st.spent, st.wall = 0, 0, 0
 				continue
 			}
 			// Accounting samples here: a VM found in a call at a tick is
@@ -159,44 +204,54 @@ func (w *watchdog) loop() {
 				count = (*g).Get()
 			}
 			if seq != st.seq { // a call that began since the last tick
-				st.seq, st.spent, st.count, st.ticks = seq, 0, count, 0
+				st.seq, st.spent, st.wall, st.count, st.ticks = seq, 0, 0, count, 0
 				continue
 			}
-			var c time.Duration
-			how := chargeIdle
-			if count != st.count || v.countdown.Load() == nil {
-				c, how = ran(credit, procCPU)
-			} else {
-				c = credit / idleShare
-			}
+			c, how := tickCharge(count != st.count || v.countdown.Load() == nil, credit, procCPU)
 			st.spent += c
+			st.wall += credit
 			st.note(c, how)
 			st.count = count
-			if st.spent >= v.callLimit() {
-				v.stopDetail.Store(st.history())
+			limit := v.callLimit()
+			if wl := w.wallLimit(limit); st.spent >= limit || st.wall >= wl {
+				v.stopDetail.Store(st.history(st.spent < limit))
 				v.interruptCall(seq)
-				st.spent = 0 // once per call
+				st.spent, st.wall = 0, 0 // once per limit
 			}
 		}
 		w.mu.Unlock()
 	}
 }
 
-// ran is what a tick adds to a call whose guest ran loop iterations
-// during it: the tick (credit), or the CPU the whole process used during
-// it (procCPU) when that is less. On a machine with more runnable threads
-// than CPUs a guest thread runs in slices, and a call that needs a few
-// milliseconds of CPU (a Go guest's garbage collection, its first touch of
-// its memory) spans many ticks with progress in each: charged by the clock
-// alone, it passed for a runaway (a no-op Go guest in the micro-benchmarks
-// at load 25 on 2 cores). The guest's thread cannot have run longer than
-// its process, so a spinning guest is still charged at least what it ran.
-// The charge is never below an idle tick's (credit / idleShare): a guest
-// that sleeps in a host call between a few iterations, in an otherwise
-// idle process, is stopped as a guest blocked in one is.
-func ran(credit, procCPU time.Duration) (time.Duration, byte) {
-	if procCPU >= 0 && procCPU < credit {
-		return max(procCPU, credit/idleShare), chargeCPU
+// anyCallLocked reports whether a VM is in a call. The caller holds w.mu.
+func (w *watchdog) anyCallLocked() bool {
+	for v := range w.vms {
+		if v.callSeq.Load()&1 != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// tickCharge is what a tick of credit adds to a call's CPU time. A tick in
+// which the guest ran no loop iteration (progressed false; its countdown
+// did not move) adds nothing: the guest waited, in a host function or for
+// a CPU. One in which it did adds the tick, or the CPU the whole process
+// used during it (procCPU) when that is less. On a machine with more
+// runnable threads than CPUs a guest thread runs in slices, and a call
+// that needs a few milliseconds of CPU (a Go guest's garbage collection,
+// its first touch of its memory) spans many ticks with progress in each:
+// charged by the clock alone, it passed for a runaway (a no-op Go guest in
+// the micro-benchmarks at load 25 on 2 cores). The guest's thread cannot
+// have run longer than its process, so a spinning guest is still charged
+// at least what it ran. A module without a countdown (wazero's termination
+// checks) always progresses.
+func tickCharge(progressed bool, credit, procCPU time.Duration) (time.Duration, byte) {
+	switch {
+	case !progressed:
+		return 0, chargeIdle
+	case procCPU >= 0 && procCPU < credit:
+		return procCPU, chargeCPU
 	}
 	return credit, chargeClock
 }

@@ -70,7 +70,7 @@ func (p *Plugin) NewConnFilter(s *filter.Stream) *ConnFilter {
 	}
 	f.id = v.nextID
 	v.nextID++
-	v.contexts[f.id] = f
+	v.contexts.put(f)
 	v.enterStream(f)
 	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
 	v.cur = nil
@@ -110,7 +110,7 @@ func (c *ConnFilter) call(g *guestFunc, dir int, data []byte, args ...uint64) (u
 	f, v := c.f, c.f.v
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.broken || v.contexts[f.id] != f {
+	if v.broken || v.contexts.get(f.id) != f {
 		c.failed(errVMBroken)
 		return actionContinue, data, !c.dead
 	}
@@ -196,7 +196,7 @@ func (c *ConnFilter) OnDone() {
 	if f := c.f; f != nil {
 		v := f.v
 		v.mu.Lock()
-		if !v.broken && v.contexts[f.id] == f {
+		if !v.broken && v.contexts.get(f.id) == f {
 			v.enterStream(f)
 			for _, g := range []*guestFunc{v.onLog, v.onDone, v.onDelete} {
 				if g == nil || v.broken {
@@ -208,7 +208,7 @@ func (c *ConnFilter) OnDone() {
 			}
 			v.cur = nil
 		}
-		delete(v.contexts, f.id)
+		v.contexts.remove(f)
 		v.mu.Unlock()
 		f.slot.load.Add(-1)
 		c.f = nil

@@ -283,6 +283,12 @@ func (p *Plugin) Key() string { return p.key }
 // when a stream has to wait for a busy VM).
 func (p *Plugin) pick() (*slot, *vm) {
 	n := len(p.slots)
+	if n == 1 { // the default pool on one or two cores: nothing to choose
+		s := p.slots[0]
+		if v := s.vm.Load(); v != nil {
+			return s, v
+		}
+	}
 	start := int(p.rr.Add(1))
 	var best *slot
 	var bestVM *vm
@@ -579,7 +585,7 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 	}
 	f.id = v.nextID
 	v.nextID++
-	v.contexts[f.id] = f
+	v.contexts.put(f)
 	v.enterStream(f)
 	f.callbacks = v.streamCallbacks(p)
 	if f.callbacks&callbackNoContext != 0 {
@@ -590,7 +596,7 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 		return f
 	}
 	v.creating = true
-	_, err := v.invoke(v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
+	_, err := v.invokeStream(f, v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
 	v.creating = false
 	v.cur = nil
 	if err != nil {

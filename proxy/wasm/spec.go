@@ -20,9 +20,10 @@ import (
 const (
 	DefaultMemoryLimitPages = 1024 // 64 MiB
 	// DefaultCallbackTimeout bounds one call into a guest. A no-op Go
-	// filter's callback takes microseconds; the watchdog does not charge a
-	// guest for time the whole process was not scheduled (deadline.go), so
-	// a busy machine is not taken for a runaway guest.
+	// filter's callback takes microseconds; the watchdog charges a guest
+	// only CPU it can have used, not time it waited in a host function or
+	// for a CPU (deadline.go), so a busy machine is not taken for a
+	// runaway guest.
 	DefaultCallbackTimeout = 50 * time.Millisecond
 	// DefaultStartTimeout is the least a VM's start (_initialize,
 	// on_vm_start, on_configure) gets: twenty callback deadlines, at least

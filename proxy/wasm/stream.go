@@ -51,6 +51,9 @@ type streamFilter struct {
 	// held is the body the chain holds for this filter at its last body
 	// callback (what it buffered), counted in its plugin's host memory.
 	held int
+	// calls counts the stream's calls into the guest, added to the
+	// plugin's count when it ends (invokeStream).
+	calls uint32
 
 	// callbacks are the stream callbacks the guest needs
 	// (weft.stream_callbacks, abi_foreign_callbacks.go); the others
@@ -64,6 +67,7 @@ type streamFilter struct {
 	phase    uint8
 
 	paused     bool        // (mu) the stream goroutine waits on wake
+	waited     bool        // the stream paused once: wake may hold a late outcome
 	resumed    bool        // (mu) continue/close/local reply came before the callback returned
 	inCallback bool        // (mu) one of this stream's callbacks runs now
 	pending    uint8       // (mu) outcome decided while not paused
@@ -182,11 +186,11 @@ func (f *streamFilter) OnLog(s *filter.Stream) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.broken || v.contexts[f.id] != f {
+	if v.broken || v.contexts.get(f.id) != f {
 		return
 	}
 	v.enterStream(f)
-	if _, err := v.invoke(v.onLog, uint64(f.id)); err != nil {
+	if _, err := v.invokeStream(f, v.onLog, uint64(f.id)); err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_log: %w", err))
 	}
 	v.cur = nil
@@ -197,23 +201,26 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 	p := f.p
 	if v := f.v; v != nil {
 		v.mu.Lock()
-		if !v.broken && v.contexts[f.id] == f {
+		if !v.broken && v.contexts.get(f.id) == f {
 			v.enterStream(f)
 			if v.onDone != nil && f.callbacks&callbackDone != 0 {
-				if _, err := v.invoke(v.onDone, uint64(f.id)); err != nil {
+				if _, err := v.invokeStream(f, v.onDone, uint64(f.id)); err != nil {
 					v.breakLocked(fmt.Errorf("proxy_on_done: %w", err))
 				}
 			}
 			if v.onDelete != nil && !v.broken && f.callbacks&callbackNoContext == 0 {
-				if _, err := v.invoke(v.onDelete, uint64(f.id)); err != nil {
+				if _, err := v.invokeStream(f, v.onDelete, uint64(f.id)); err != nil {
 					v.breakLocked(fmt.Errorf("proxy_on_delete: %w", err))
 				}
 			}
 			v.cur = nil
 		}
-		delete(v.contexts, f.id)
+		v.contexts.remove(f)
 		v.mu.Unlock()
 		f.slot.load.Add(-1)
+		if f.calls > 0 {
+			p.events.acct.calls.Add(uint64(f.calls))
+		}
 	}
 	f.hold(0)
 	f.reset()
@@ -232,9 +239,15 @@ func (f *streamFilter) hold(n int) {
 }
 
 func (f *streamFilter) reset() {
-	wake, timer := f.wake, f.timer
+	wake, timer, waited := f.wake, f.timer, f.waited
 	*f = streamFilter{wake: wake, timer: timer}
 	f.local.headers = f.local.headers[:0]
+	if !waited {
+		// Only a paused stream is ever sent an outcome (wakeLocked): a
+		// stream that never paused has nothing to drain, and leaves the
+		// channel's cache lines alone.
+		return
+	}
 	select {
 	case <-f.wake:
 	default:
@@ -281,7 +294,7 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 	}
 	v.enterStream(f)
 	f.inCallback = true
-	action, err := v.invoke(g, uint64(f.id), a1, a2)
+	action, err := v.invokeStream(f, g, uint64(f.id), a1, a2)
 	f.inCallback = false
 	v.cur = nil
 	if err != nil {
@@ -309,7 +322,7 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 				v.mu.Unlock()
 				return filter.StopAndBuffer
 			}
-			f.paused = true
+			f.paused, f.waited = true, true
 			v.mu.Unlock()
 			outcome = f.waitResume()
 			v.mu.Lock()

@@ -72,6 +72,9 @@ type guestFunc struct {
 	f          api.Function
 	np, nr     int
 	stackWidth int
+	// via is the dispatcher's selector + 1 when the call goes through
+	// the module's weft_dispatch (0: called directly). See vm.dispatch.
+	via uint8
 }
 
 func lookup(mod api.Module, name string) *guestFunc {
@@ -119,7 +122,7 @@ type vm struct {
 	// mu; dropped by forgetRoot when that root ends).
 	lastRoot *rootState
 	nextID   uint32
-	contexts map[uint32]*streamFilter
+	contexts streamTable
 	// cur is the stream context host calls act on (nil: the root context).
 	cur *streamFilter
 	// creating is set during a stream's proxy_on_context_create.
@@ -163,6 +166,13 @@ type vm struct {
 	grpcCalls map[uint32]*grpcCall
 	grpc      *grpcState
 	malloc    *guestFunc
+	// dispatch is the module's weft_dispatch (package interrupt), through
+	// which the stream callbacks it covers are called: one wazero call
+	// engine, native stack and execution context for all of them, instead
+	// of one per exported function, so the seven entries of a request
+	// touch one of each (cold in cache between a request's callbacks).
+	// nil for a module without it (a trusted module is not rewritten).
+	dispatch *guestFunc
 }
 
 // lifecycleTimeout bounds _initialize, on_vm_start and on_configure, which
@@ -178,7 +188,7 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // context and on_configure (on_vm_start once, on the first). The caller
 // holds s.g.mu.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
-	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, contexts: make(map[uint32]*streamFilter), started: time.Now()}
+	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, started: time.Now()}
 	v.ctx = context.WithValue(context.Background(), vmKey{}, v)
 	// Instantiation runs no guest code (no start function): only the
 	// calls below need the watchdog.
@@ -246,6 +256,9 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v.onUpstreamData = lookup(mod, "proxy_on_upstream_data")
 	v.onDownstreamClose = lookup(mod, "proxy_on_downstream_connection_close")
 	v.onUpstreamClose = lookup(mod, "proxy_on_upstream_connection_close")
+	if p.interruptible {
+		v.useDispatcher(mod)
+	}
 	if v.malloc = lookup(mod, "proxy_on_memory_allocate"); v.malloc == nil {
 		v.malloc = lookup(mod, "malloc")
 	}
@@ -327,13 +340,40 @@ func (v *vm) invoke(g *guestFunc, args ...uint64) (uint64, error) {
 	return r, err
 }
 
+// invokeStream is invoke for a callback of stream f: the call is counted
+// in f and added to the plugin's count once, when the stream ends
+// (OnDone), instead of one atomic add per call.
+func (v *vm) invokeStream(f *streamFilter, g *guestFunc, args ...uint64) (uint64, error) {
+	r, err := v.call(g, args...)
+	f.calls++
+	v.accountMemory()
+	return r, err
+}
+
 func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
-	st := v.stack[:g.stackWidth]
-	for i := range st { // a loop: copy's memmove costs more for 1–5 words
-		if i < len(args) {
-			st[i] = args[i]
-		} else {
-			st[i] = 0
+	fn := g.f
+	var st []uint64
+	if g.via != 0 {
+		// weft_dispatch(selector, a, b, c): it passes on as many of a, b,
+		// c as the callback takes.
+		fn = v.dispatch.f
+		st = v.stack[:4]
+		st[0] = uint64(g.via - 1)
+		for i := 1; i < 4; i++ {
+			if i <= len(args) && i <= g.np {
+				st[i] = args[i-1]
+			} else {
+				st[i] = 0
+			}
+		}
+	} else {
+		st = v.stack[:g.stackWidth]
+		for i := range st { // a loop: copy's memmove costs more for 1–5 words
+			if i < len(args) {
+				st[i] = args[i]
+			} else {
+				st[i] = 0
+			}
 		}
 	}
 	trusted := v.p.spec.Trusted // no deadline: nothing could stop the call anyway
@@ -343,7 +383,7 @@ func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 		}
 		v.enter()
 	}
-	err := g.f.CallWithStack(v.ctx, st)
+	err := fn.CallWithStack(v.ctx, st)
 	if !trusted {
 		v.leave()
 	}
@@ -397,9 +437,7 @@ func (v *vm) breakLocked(cause error) {
 		p.events.n[eventTrap].Add(1)
 		p.log.Warn("wasm guest failed; replacing vm", zap.Error(cause))
 	}
-	for _, f := range v.contexts {
-		f.wakeLocked(outcomeFail)
-	}
+	v.contexts.each(func(f *streamFilter) { f.wakeLocked(outcomeFail) })
 	v.cancelGRPCLocked()
 	v.closeLocked()
 	if v.slot != nil {
@@ -443,4 +481,64 @@ func (w *guestLogWriter) Write(b []byte) (int, error) {
 		ce.Write(zap.ByteString("text", b))
 	}
 	return len(b), nil
+}
+
+// useDispatcher routes the stream callbacks weft_dispatch covers through
+// it (package interrupt adds it to a rewritten module). A callback is
+// routed only if its signature follows interrupt.Dispatchable, the rule
+// the dispatcher was built by; the others are called directly.
+func (v *vm) useDispatcher(mod api.Module) {
+	d := lookup(mod, interrupt.DispatchName)
+	if d == nil || d.np != 4 || d.nr != 1 {
+		return
+	}
+	for i, name := range interrupt.Dispatched {
+		g := v.streamCallback(name)
+		if g == nil {
+			continue
+		}
+		def := g.f.Definition()
+		if !interrupt.Dispatchable(valTypes(def.ParamTypes()), valTypes(def.ResultTypes())) {
+			continue
+		}
+		g.via = uint8(i + 1)
+		v.dispatch = d
+	}
+}
+
+// streamCallback is the looked-up callback of an export
+// interrupt.Dispatched names.
+func (v *vm) streamCallback(name string) *guestFunc {
+	switch name {
+	case "proxy_on_context_create":
+		return v.onContextCreate
+	case "proxy_on_request_headers":
+		return v.onReqHeaders
+	case "proxy_on_request_body":
+		return v.onReqBody
+	case "proxy_on_request_trailers":
+		return v.onReqTrailers
+	case "proxy_on_response_headers":
+		return v.onRespHeaders
+	case "proxy_on_response_body":
+		return v.onRespBody
+	case "proxy_on_response_trailers":
+		return v.onRespTrailers
+	case "proxy_on_log":
+		return v.onLog
+	case "proxy_on_done":
+		return v.onDone
+	case "proxy_on_delete":
+		return v.onDelete
+	}
+	return nil
+}
+
+// valTypes is a signature's types as Wasm's value type bytes.
+func valTypes(ts []api.ValueType) []byte {
+	b := make([]byte, len(ts))
+	for i, t := range ts {
+		b[i] = t
+	}
+	return b
 }

@@ -36,8 +36,17 @@
 // timer included, would wait for it for ever. memory.grow by 0 pages is an
 // exit into Go in wazero's compiled code (it changes nothing): a safe point
 // every YieldEvery iterations. Code without loops ends on its own
-// (straight-line code) or by stack overflow (recursion), so loop headers
-// are where a guest can spin. A module needs a memory for this (every
+// (straight-line code) or by stack overflow (deep recursion), so loop
+// headers are where a guest can spin, and recursion that branches without
+// going deep (fib(60) written recursively): it runs for ever within a
+// bounded stack and never reaches a loop header, so it would neither stop
+// nor step out into Go, and the next garbage collection's stop-the-world
+// would wait for it (the whole process stalls). The same check therefore
+// runs at the entry of every function that a cycle of direct calls
+// re-enters (the targets of the back edges of a walk of the call graph),
+// and only there: other calls cost nothing. Recursion only through
+// call_indirect or call_ref (function pointers, Go closures and interface
+// methods) is not covered. A module needs a memory for this (every
 // Proxy-Wasm module has one).
 //
 // The rewrite is structural: it decodes every instruction, so branch
@@ -120,7 +129,7 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 		secs = append(secs, section{id: id, body: body})
 	}
-	importedGlobals := 0
+	importedFuncs, importedGlobals := 0, 0
 	definedGlobals := 0
 	hasMemory := false
 	for _, s := range secs {
@@ -128,11 +137,11 @@ func Instrument(module []byte) ([]byte, error) {
 		case secMemory:
 			hasMemory = true
 		case secImport:
-			n, mems, err := countImports(s.body)
+			fns, n, mems, err := countImports(s.body)
 			if err != nil {
 				return nil, err
 			}
-			importedGlobals = n
+			importedFuncs, importedGlobals = fns, n
 			hasMemory = hasMemory || mems > 0
 		case secGlobal:
 			sr := reader{b: s.body}
@@ -163,6 +172,15 @@ func Instrument(module []byte) ([]byte, error) {
 	check = appendU32(append(check, opGlobalSet), count)
 	check = append(check, opEnd)
 
+	// The callback dispatcher (dispatch.go), unless the module's sections
+	// do not allow it or it has one already.
+	disp, hasDisp := newDispatcher(secs)
+	for _, s := range secs {
+		if s.id == secExport && bytes.Contains(s.body, []byte(DispatchName)) {
+			hasDisp = false
+		}
+	}
+
 	out := append([]byte(nil), module[:8]...)
 	haveGlobal, haveExport := false, false
 	emit := func(id byte, body []byte) {
@@ -179,6 +197,13 @@ func Instrument(module []byte) ([]byte, error) {
 	newExport = appendName(newExport, CountdownName)
 	newExport = append(newExport, kindGlobal)
 	newExport = appendU32(newExport, count)
+	nExports := uint32(2)
+	if hasDisp {
+		newExport = appendName(newExport, DispatchName)
+		newExport = append(newExport, kindFunc)
+		newExport = appendU32(newExport, disp.funcIdx)
+		nExports++
+	}
 	for _, s := range secs {
 		if s.id != secCustom {
 			if !haveGlobal && order(s.id) > order(secGlobal) {
@@ -186,7 +211,7 @@ func Instrument(module []byte) ([]byte, error) {
 				haveGlobal = true
 			}
 			if !haveExport && order(s.id) > order(secExport) {
-				emit(secExport, append([]byte{2}, newExport...))
+				emit(secExport, append(appendU32(nil, nExports), newExport...))
 				haveExport = true
 			}
 		}
@@ -199,18 +224,34 @@ func Instrument(module []byte) ([]byte, error) {
 			emit(secGlobal, body)
 			haveGlobal = true
 		case secExport:
-			body, err := appendToVec(s.body, newExport, 2)
+			body, err := appendToVec(s.body, newExport, nExports)
 			if err != nil {
 				return nil, fmt.Errorf("interrupt: export section: %w", err)
 			}
 			emit(secExport, body)
 			haveExport = true
 		case secCode:
-			body, err := instrumentCode(s.body, check)
+			body, err := instrumentCode(s.body, check, uint32(importedFuncs))
+			if err == nil && hasDisp {
+				body, err = appendToVec(body, disp.body, 1)
+			}
 			if err != nil {
 				return nil, err
 			}
 			emit(secCode, body)
+		case secType, secFunc:
+			body := s.body
+			if hasDisp {
+				entry := disp.typeEntry
+				if s.id == secFunc {
+					entry = appendU32(nil, disp.typeIdx)
+				}
+				var err error
+				if body, err = appendToVec(body, entry, 1); err != nil {
+					return nil, fmt.Errorf("interrupt: section %d: %w", s.id, err)
+				}
+			}
+			emit(s.id, body)
 		default:
 			emit(s.id, s.body)
 		}
@@ -219,7 +260,7 @@ func Instrument(module []byte) ([]byte, error) {
 		emit(secGlobal, append([]byte{2}, newGlobal...))
 	}
 	if !haveExport {
-		emit(secExport, append([]byte{2}, newExport...))
+		emit(secExport, append(appendU32(nil, nExports), newExport...))
 	}
 	return out, nil
 }
@@ -236,8 +277,8 @@ func appendToVec(body, entries []byte, k uint32) ([]byte, error) {
 	return append(out, entries...), nil
 }
 
-// countImports counts the imported globals and memories.
-func countImports(body []byte) (globals, memories int, err error) {
+// countImports counts the imported functions, globals and memories.
+func countImports(body []byte) (funcs, globals, memories int, err error) {
 	r := reader{b: body}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -246,6 +287,7 @@ func countImports(body []byte) (globals, memories int, err error) {
 		switch kind := r.byte(); kind {
 		case 0x00: // func
 			r.u32()
+			funcs++
 		case 0x01: // table
 			r.refType()
 			r.limits()
@@ -260,43 +302,130 @@ func countImports(body []byte) (globals, memories int, err error) {
 			r.byte()
 			r.u32()
 		default:
-			return 0, 0, fmt.Errorf("interrupt: import %d: unknown kind 0x%02x", i, kind)
+			return 0, 0, 0, fmt.Errorf("interrupt: import %d: unknown kind 0x%02x", i, kind)
 		}
 	}
 	if r.err != nil {
-		return 0, 0, fmt.Errorf("interrupt: import section: %w", r.err)
+		return 0, 0, 0, fmt.Errorf("interrupt: import section: %w", r.err)
 	}
-	return globals, memories, nil
+	return funcs, globals, memories, nil
 }
 
 // instrumentCode rewrites the code section: every function body gets the
-// check after the block type of each loop.
-func instrumentCode(body, check []byte) ([]byte, error) {
+// check after the block type of each loop, and at its entry the functions
+// that recursion through direct calls re-enters (recursive).
+func instrumentCode(body, check []byte, importedFuncs uint32) ([]byte, error) {
 	r := reader{b: body}
 	n := r.u32()
-	out := appendU32(nil, n)
-	var fn []byte
+	codes := make([][]byte, 0, min(n, 1<<16))
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
 		code := r.bytes(int(size))
 		if r.err != nil {
 			return nil, fmt.Errorf("interrupt: function %d: %w", i, r.err)
 		}
+		codes = append(codes, code)
+	}
+	if !r.done() {
+		return nil, errors.New("interrupt: code section has trailing bytes")
+	}
+	entry, err := recursive(codes, importedFuncs)
+	if err != nil {
+		return nil, err
+	}
+	out := appendU32(nil, n)
+	var fn []byte
+	for i, code := range codes {
 		var err error
-		fn, err = instrumentFunc(fn[:0], code, check)
+		fn, err = instrumentFunc(fn[:0], code, check, entry[i])
 		if err != nil {
 			return nil, fmt.Errorf("interrupt: function %d: %w", i, err)
 		}
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
-	if !r.done() {
-		return nil, errors.New("interrupt: code section has trailing bytes")
+	return out, nil
+}
+
+// recursive marks the functions that get the check at their entry: the
+// targets of the back edges of a depth-first walk of the direct call graph
+// (call, return_call), so every cycle of direct calls passes a check. A
+// guest that recurses without a loop (a recursive fib) is thus stopped and
+// steps out into Go like a loop; a function no cycle reaches pays nothing.
+// Cycles through call_indirect or call_ref are not covered.
+func recursive(codes [][]byte, importedFuncs uint32) ([]bool, error) {
+	calls := make([][]uint32, len(codes))
+	for i, code := range codes {
+		c, err := directCalls(code, importedFuncs, uint32(len(codes)))
+		if err != nil {
+			return nil, fmt.Errorf("interrupt: function %d: %w", i, err)
+		}
+		calls[i] = c
+	}
+	const (
+		white = iota
+		grey  // on the walk's path
+		black // done
+	)
+	color := make([]byte, len(codes))
+	entry := make([]bool, len(codes))
+	type frame struct{ f, next uint32 }
+	var stack []frame
+	for root := range codes {
+		if color[root] != white {
+			continue
+		}
+		color[root] = grey
+		stack = append(stack[:0], frame{f: uint32(root)})
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if int(top.next) == len(calls[top.f]) {
+				color[top.f] = black
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			g := calls[top.f][top.next]
+			top.next++
+			switch color[g] {
+			case grey: // a back edge: g is re-entered
+				entry[g] = true
+			case white:
+				color[g] = grey
+				stack = append(stack, frame{f: g})
+			}
+		}
+	}
+	return entry, nil
+}
+
+// directCalls lists the defined functions (by their index among the
+// defined ones) that code calls directly.
+func directCalls(code []byte, importedFuncs, defined uint32) ([]uint32, error) {
+	r := reader{b: code}
+	groups := r.u32()
+	for g := uint32(0); g < groups; g++ {
+		r.u32()
+		r.valType()
+	}
+	var out []uint32
+	for !r.done() {
+		start := r.i
+		op := r.byte()
+		if op == 0x10 || op == 0x12 { // call, return_call
+			if f := r.u32(); f >= importedFuncs && f-importedFuncs < defined {
+				out = append(out, f-importedFuncs)
+			}
+		} else if err := r.immediates(op); err != nil {
+			return nil, err
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("opcode 0x%02x at %d: %w", op, start, r.err)
+		}
 	}
 	return out, nil
 }
 
-func instrumentFunc(out, code, check []byte) ([]byte, error) {
+func instrumentFunc(out, code, check []byte, entry bool) ([]byte, error) {
 	r := reader{b: code}
 	groups := r.u32()
 	for g := uint32(0); g < groups; g++ {
@@ -307,6 +436,9 @@ func instrumentFunc(out, code, check []byte) ([]byte, error) {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	out = append(out, code[:r.i]...)
+	if entry {
+		out = append(out, check...)
+	}
 	for !r.done() {
 		start := r.i
 		op := r.byte()

@@ -208,3 +208,74 @@ func TestFlagIsReadWhenTheCountdownEnds(t *testing.T) {
 		t.Fatalf("flag clear: count = %v, %v", res, err)
 	}
 }
+
+// A guest that recurses without a loop and without going deep (a
+// recursive fib, a pair of mutually recursive functions) passes the check
+// at the entry of the function its cycle re-enters: results are unchanged
+// while the flag is clear, a garbage collection completes while it runs,
+// and the flag stops it.
+func TestFlagStopsARecursiveGuest(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "fib.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (import "env" "nothing" (func $nothing))
+  (memory 1)
+  (func $fib (export "fib") (param $n i64) (result i64)
+    (if (result i64) (i64.lt_u (local.get $n) (i64.const 2))
+      (then (local.get $n))
+      (else (i64.add
+        (call $fib (i64.sub (local.get $n) (i64.const 1)))
+        (call $fib (i64.sub (local.get $n) (i64.const 2)))))))
+  (func $ping (export "ping") (param $n i64) (result i64)
+    (if (result i64) (i64.eqz (local.get $n))
+      (then (i64.const 1))
+      (else (i64.add
+        (call $pong (i64.sub (local.get $n) (i64.const 1)))
+        (call $pong (i64.sub (local.get $n) (i64.const 1)))))))
+  (func $pong (param $n i64) (result i64)
+    (call $nothing)
+    (call $ping (local.get $n))))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, err := interrupt.Instrument(guestbuild.WAT(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false))
+	defer r.Close(ctx)
+	if _, err := r.NewHostModuleBuilder("env").NewFunctionBuilder().WithFunc(func() {}).Export("nothing").Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	compiled, err := r.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][2]uint64{"fib": {20, 6765}, "ping": {10, 1024}} {
+		// A module per case: one that trapped is replaced, as the host does.
+		mod, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		flag := mod.ExportedGlobal(interrupt.GlobalName).(api.MutableGlobal)
+		if res, err := mod.ExportedFunction(name).Call(ctx, want[0]); err != nil || res[0] != want[1] {
+			t.Fatalf("%s(%d) = %v, %v; want %d", name, want[0], res, err, want[1])
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := mod.ExportedFunction(name).Call(ctx, 90) // for ever, 90 frames deep
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond) // let it run: the test is that it stops, not when
+		runtime.GC()                      // waits for ever unless the guest steps out into Go
+		flag.Set(1)
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "unreachable") {
+				t.Fatalf("%s ended with %v, want the interrupt's unreachable trap", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the flag did not stop %s", name)
+		}
+	}
+}
