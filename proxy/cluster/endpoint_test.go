@@ -19,13 +19,18 @@ import (
 )
 
 // rawServer accepts TCP connections on 127.0.0.1:0 and hands each to h,
-// then closes it. It stops when the test ends.
+// then closes it. It stops when the test ends: the connections still open
+// are closed then (a handler reading a connection the client left open,
+// after a failure, does not hold the test up).
 func rawServer(t *testing.T, h func(net.Conn)) string {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	stopped := false
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -34,16 +39,35 @@ func rawServer(t *testing.T, h func(net.Conn)) string {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				_ = conn.Close()
+				return
+			}
+			conns[conn] = struct{}{}
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer conn.Close()
+				defer func() {
+					mu.Lock()
+					delete(conns, conn)
+					mu.Unlock()
+					_ = conn.Close()
+				}()
 				h(conn)
 			}()
 		}
 	}()
 	t.Cleanup(func() {
 		_ = ln.Close()
+		mu.Lock()
+		stopped = true
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	return ln.Addr().String()

@@ -319,8 +319,16 @@ func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 		}
 		if n > 0 {
 			p := (*bp)[:n]
+			if f.size >= 0 && total+int64(n) > f.size {
+				// More than the declared length: none of it goes, or the
+				// upstream would read it as the next request. (fasthttp's
+				// own writer cuts an overrun too, but counts only what went
+				// through it, not the direct writes.)
+				f.err = errBodyTooLong
+				return total, f.err
+			}
 			var werr error
-			if tc != nil && f.bw.Buffered() == 0 && (f.size < 0 || total+int64(n) <= f.size) {
+			if tc != nil && f.bw.Buffered() == 0 {
 				werr = f.writeDirect(tc, p)
 			} else {
 				_, werr = w.Write(p)
@@ -512,6 +520,10 @@ func (f *flushReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// errBodyTooLong is a streamed body that gave more than its declared
+// length.
+var errBodyTooLong = errors.New("longer than its Content-Length")
 
 // BodyError is a request body that could not be read from its source
 // (the downstream, or a filter that refused it) while it was being sent:

@@ -167,21 +167,13 @@ func (e *Endpoint) streamTransport(proto int) roundTripper {
 		st.t[proto] = t
 		return t
 	}
+	// net/http's transport is left with HTTP/1.1 (plaintext or TLS) and
+	// auto, which is TLS only (protoFor): plaintext connections are
+	// HTTP/1.1 ones, and TLS ones are dialed by DialTLSContext.
 	var p http.Protocols
-	var alpn []string
-	switch proto {
-	case protoHTTP1:
-		p.SetHTTP1(true)
-		alpn = []string{"http/1.1"}
-	case protoH2:
-		if c.tls != nil {
-			p.SetHTTP2(true)
-		} else {
-			p.SetUnencryptedHTTP2(true)
-		}
-		alpn = []string{"h2"}
-	case protoAuto:
-		p.SetHTTP1(true)
+	p.SetHTTP1(true)
+	alpn := []string{"http/1.1"}
+	if proto == protoAuto {
 		p.SetHTTP2(true)
 		alpn = []string{"h2", "http/1.1"}
 	}
@@ -194,14 +186,7 @@ func (e *Endpoint) streamTransport(proto int) roundTripper {
 		// Response headers bounded like the HTTP/1.1 pool's.
 		MaxResponseHeaderBytes: responseReadBuffer,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := e.dialContext(ctx)
-			if err != nil || proto == protoHTTP1 {
-				return conn, err
-			}
-			// net/http's HTTP/2 client writes a request's HEADERS and
-			// DATA in separate syscalls: batch them, and those of the
-			// connection's other streams.
-			return coalesce.Wrap(conn, 0), nil
+			return e.dialContext(ctx)
 		},
 		HTTP2: &http.HTTP2Config{
 			// A stream that stops reading does not stall its connection's
@@ -220,7 +205,10 @@ func (e *Endpoint) streamTransport(proto int) roundTripper {
 				return nil, err
 			}
 			if proto != protoHTTP1 {
-				conn = coalesce.Wrap(conn, 0) // as above, under TLS's records
+				// net/http's HTTP/2 client writes a request's HEADERS and
+				// DATA in separate syscalls: batch them, and those of the
+				// connection's other streams, under TLS's records.
+				conn = coalesce.Wrap(conn, 0)
 			}
 			tc := tls.Client(conn, cfg)
 			hctx, cancel := context.WithTimeout(ctx, c.s.ConnectTimeout)
