@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weftmesh/weft/plugins/internal/e2e"
 	"github.com/weftmesh/weft/sdk/filtertest"
 )
 
@@ -199,7 +200,7 @@ func benchAuthPath(b *testing.B, extra, alg, kid, path string) {
 	defer fasthttp.ReleaseResponse(resp)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := e2e.ProcessCPU()
 	for i := 0; i < b.N; i++ {
 		req.Reset()
 		resp.Reset()
@@ -212,7 +213,7 @@ func benchAuthPath(b *testing.B, extra, alg, kid, path string) {
 	}
 	// CPU per request, less sensitive than ns/op to other work on the
 	// machine; subtract BenchmarkWasmBypass's for the filter's own cost.
-	if cpu := processCPU() - cpu0; cpu > 0 {
+	if cpu := e2e.ProcessCPU() - cpu0; cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

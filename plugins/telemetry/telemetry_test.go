@@ -238,7 +238,7 @@ func benchTelemetry(b *testing.B, cfg string) {
 	defer fasthttp.ReleaseResponse(resp)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := e2e.ProcessCPU()
 	for i := 0; i < b.N; i++ {
 		req.Reset()
 		resp.Reset()
@@ -250,7 +250,7 @@ func benchTelemetry(b *testing.B, cfg string) {
 	}
 	// CPU per request (host, guest, harness and upstream), less sensitive
 	// than ns/op to other work on the machine.
-	if cpu := processCPU() - cpu0; cpu > 0 {
+	if cpu := e2e.ProcessCPU() - cpu0; cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }
