@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -74,5 +76,38 @@ func TestDoStreamBodySplicedSlowUpstreamNotCut(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("nothing was spliced")
+	}
+}
+
+// A spliced stretch longer than one pipe's worth takes from the client's
+// socket exactly the body's bytes, however much more the socket holds
+// (the next pipelined request stays there for the server to read).
+func TestDoStreamBodySpliceLeavesWhatFollows(t *testing.T) {
+	if !spliceOK {
+		t.Skip("no splice on this OS")
+	}
+	addr, got := uploadServer(t)
+	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	const rest, tail = 300 << 10, 4000 // rest: more than one 256 KiB step
+	total := 1000 + rest
+	w, r := testClientSocket(t)
+	data := sendBody(t, w, total+tail, false) // the body and what follows, in one write
+	body := &socketBody{src: r, left: int64(total), maxRead: 1000, offer: true}
+	req, resp := streamReq()
+	req.Header.SetMethod("POST")
+	rb, err := e.DoStreamBody(req, body, total, resp, time.Now().Add(30*time.Second))
+	up := received(t, got)
+	if up.err != nil || !bytes.Equal(up.body, data[:total]) {
+		t.Fatalf("the upstream read %d bytes (%v), want %d", len(up.body), up.err, total)
+	}
+	uploadAnswer(t, rb, err, resp, total)
+	if spliced, _, _ := body.splices(); fmt.Sprint(spliced) != fmt.Sprint([]int64{rest}) {
+		t.Fatalf("spliced %v, want [%d]", spliced, rest)
+	}
+	_ = r.SetReadDeadline(time.Now().Add(20 * time.Second)) // a safety net
+	left := make([]byte, tail)
+	if _, err := io.ReadFull(r, left); err != nil || !bytes.Equal(left, data[total:]) {
+		t.Fatalf("what followed the body: %v", err)
 	}
 }
