@@ -17,7 +17,7 @@ import (
 // the upstream's write deadline ahead, which reaches the socket at once
 // (the connection's lazily kept deadlines are settled before the splice
 // writes the socket itself).
-func TestDoStreamBodySplicedSlowUpstreamNotCut(t *testing.T) {
+func TestSplicedUploadSeesPushedDeadlines(t *testing.T) {
 	if !spliceOK {
 		t.Skip("no splice on this OS")
 	}

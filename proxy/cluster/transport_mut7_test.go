@@ -43,16 +43,16 @@ func TestDoStreamOverHTTP2UnknownLengthHeader(t *testing.T) {
 	}
 }
 
-// slowUpload sends "start", then waits in its second Read until release
+// slowH2Upload sends "start", then waits in its second Read until release
 // is closed (waiting is closed as that Read begins), then sends "rest" and
 // ends.
-type slowUpload struct {
+type slowH2Upload struct {
 	n       int
 	waiting chan struct{}
 	release chan struct{}
 }
 
-func (b *slowUpload) Read(p []byte) (int, error) {
+func (b *slowH2Upload) Read(p []byte) (int, error) {
 	b.n++
 	switch b.n {
 	case 1:
@@ -75,7 +75,7 @@ func (b *slowUpload) Read(p []byte) (int, error) {
 // filters would run after the caller moved on). The answer waits for the
 // whole body, which the upstream then echoes.
 func TestDoStreamBodyOverHTTP2WaitsForUpload(t *testing.T) {
-	body := &slowUpload{waiting: make(chan struct{}), release: make(chan struct{})}
+	body := &slowH2Upload{waiting: make(chan struct{}), release: make(chan struct{})}
 	flushed := make(chan struct{})
 	_, e, _ := startProtoCluster(t, protoCase{protocol: "http2"}, func(w http.ResponseWriter, r *http.Request) {
 		b := make([]byte, 5)
