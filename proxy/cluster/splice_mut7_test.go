@@ -3,9 +3,11 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,5 +111,39 @@ func TestDoStreamBodySpliceLeavesWhatFollows(t *testing.T) {
 	left := make([]byte, tail)
 	if _, err := io.ReadFull(r, left); err != nil || !bytes.Equal(left, data[total:]) {
 		t.Fatalf("what followed the body: %v", err)
+	}
+}
+
+// A client that resets its connection mid-splice: the splice's own error
+// (ECONNRESET, after the bytes that came before it) is what BodySpliced is
+// told and what DoStreamBody's *BodyError holds, not an end of stream.
+func TestDoStreamBodySpliceClientReset(t *testing.T) {
+	if !spliceOK {
+		t.Skip("no splice on this OS")
+	}
+	addr, got := uploadServer(t)
+	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	w, r := testClientSocket(t)
+	const sent = 1000 + 50000 // of the 200 KiB announced
+	if _, err := w.Write(bytes.Repeat([]byte{'r'}, sent)); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.(*net.TCPConn).SetLinger(0)
+	_ = w.Close() // RST, after the bytes already sent
+	body := &socketBody{src: r, left: 200 << 10, maxRead: 1000, offer: true}
+	req, resp := streamReq()
+	req.Header.SetMethod("POST")
+	rb, err := e.DoStreamBody(req, body, 200<<10, resp, time.Now().Add(30*time.Second))
+	var be *BodyError
+	if rb != nil || !errors.As(err, &be) || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("%v (%T), body %v: want a *BodyError of the client's reset", err, err, rb != nil)
+	}
+	spliced, errs, _ := body.splices()
+	if len(spliced) != 1 || spliced[0] != sent-1000 || !errors.Is(errs[0], syscall.ECONNRESET) {
+		t.Fatalf("spliced %v (%v), want [%d] and the client's reset", spliced, errs, sent-1000)
+	}
+	if up := received(t, got); up.err == nil {
+		t.Fatalf("the upstream read a whole request (%d bytes)", len(up.body))
 	}
 }
