@@ -3,10 +3,15 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -66,5 +71,46 @@ func TestDoStreamBodySplicedSlowUpstreamNotCut(t *testing.T) {
 				t.Fatal("nothing spliced")
 			}
 		})
+	}
+}
+
+// An upstream over TLS that stops reading an upload: the write gives up at
+// the cluster's idle timeout too. Over TLS every piece goes through the
+// buffered writer, and the deadline is the one set at its flush before
+// each read of the body (line 130 clears any other before the upload).
+func TestDoStreamBodyUpstreamStopsReadingTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	stop := make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{*pki.server}})
+		if tc.Handshake() != nil {
+			return
+		}
+		readRequest(tc)
+		<-stop // reads nothing more, answers nothing
+	})
+	t.Cleanup(func() { close(stop) })
+	c := start(t, config.Cluster{Name: "t", Endpoints: static(addr), TLS: &config.ClusterTLS{Mode: "mtls"},
+		IdleTimeout: config.Duration(200 * time.Millisecond)}, Options{TLS: pki.client()})
+	e := c.Pick(0, false, nil)
+	const size = 32 << 20 // far more than the sockets hold
+	req, resp := streamReq()
+	req.Header.SetMethod("POST")
+	done := make(chan error, 1)
+	go func() {
+		rb, err := e.DoStreamBody(req, io.LimitReader(zeros{}, size), size, resp, time.Now().Add(time.Second))
+		if rb != nil {
+			_ = rb.Close()
+			err = errors.New("an answer")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != fasthttp.ErrTimeout {
+			t.Fatalf("%v (%T): want fasthttp.ErrTimeout", err, err)
+		}
+	case <-time.After(30 * time.Second): // a safety net, not a measurement
+		t.Fatal("the upload did not give up")
 	}
 }
