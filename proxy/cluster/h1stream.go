@@ -331,6 +331,12 @@ func (f *flushReader) WriteTo(w io.Writer) (int64, error) {
 			if tc != nil && f.bw.Buffered() == 0 {
 				werr = f.writeDirect(tc, p)
 			} else {
+				// Through the writer (TLS, or behind what it holds): a
+				// large p goes straight on from it, so the idle bound is
+				// set here, not only at Read's flush.
+				if f.idle > 0 {
+					_ = f.cn.SetWriteDeadline(time.Now().Add(f.idle))
+				}
 				_, werr = w.Write(p)
 			}
 			if werr != nil {
