@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // grpc-go's interop cases (google.golang.org/grpc/interop) report a failed
@@ -148,7 +149,7 @@ func TestGRPCInteropThroughSidecar(t *testing.T) {
 // endpoint UNAVAILABLE, a route timeout DEADLINE_EXCEEDED.
 func TestGRPCLocalRepliesAreGRPCStatuses(t *testing.T) {
 	addr, _ := startGRPCServer(t)
-	dead := freePort(t)
+	dead := testserver.FreeAddr(t)
 	p, url := startProxy(t, `
 listeners:
   - name: main

@@ -42,23 +42,10 @@ clusters:
 `, addr, cluster, weightA, 100-weightA)
 }
 
-// freePort reserves a loopback port for a listener that must keep its
-// address across reloads.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 func TestHotReloadUnderLoadAndInvalidReload(t *testing.T) {
 	a, b, c := testserver.Start(t, "a"), testserver.Start(t, "b"), testserver.Start(t, "c")
 	vars := map[string]string{"a": a.Addr, "b": b.Addr, "c": c.Addr}
-	addr := freePort(t)
+	addr := testserver.FreeAddr(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, expand(reloadConfig(addr, "a", 100), vars))
 
@@ -128,7 +115,7 @@ func TestHotReloadUnderLoadAndInvalidReload(t *testing.T) {
 func TestReloadConfigMapSymlinkSwap(t *testing.T) {
 	a, b, c := testserver.Start(t, "a"), testserver.Start(t, "b"), testserver.Start(t, "c")
 	vars := map[string]string{"a": a.Addr, "b": b.Addr, "c": c.Addr}
-	addr := freePort(t)
+	addr := testserver.FreeAddr(t)
 	dir := t.TempDir()
 	// dir/..2026_1/weft.yaml, dir/..data -> ..2026_1, dir/weft.yaml -> ..data/weft.yaml
 	mk := func(name string, text string) {
@@ -283,7 +270,7 @@ func TestReloadKeepsAClusterAndItsRetryBudget(t *testing.T) {
 // reason instead of being ignored.
 func TestReloadLimits(t *testing.T) {
 	up := testserver.Start(t, "up")
-	addr := freePort(t)
+	addr := testserver.FreeAddr(t)
 	vars := map[string]string{"up": up.Addr}
 	base := strings.Replace(expand(plainConfig, vars), "127.0.0.1:0", addr, 1)
 	p, _ := startProxy(t, base, nil)
@@ -328,7 +315,7 @@ func TestReloadLimits(t *testing.T) {
 func TestReloadWithBusyNeighbour(t *testing.T) {
 	a, b, c := testserver.Start(t, "a"), testserver.Start(t, "b"), testserver.Start(t, "c")
 	vars := map[string]string{"a": a.Addr, "b": b.Addr, "c": c.Addr}
-	addr := freePort(t)
+	addr := testserver.FreeAddr(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, expand(reloadConfig(addr, "a", 100), vars))
 	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: time.Second})
@@ -405,7 +392,7 @@ func TestReloadOnModuleEdit(t *testing.T) {
 		t.Fatalf("wat2wasm: %v\n%s", err, b)
 	}
 	up := testserver.Start(t, "up")
-	addr := freePort(t)
+	addr := testserver.FreeAddr(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, fmt.Sprintf(`
 filters:

@@ -48,7 +48,7 @@ clusters:
 // serving and /config_dump's last_rejected names the filter.
 func TestWasmHotSwapUnderLoad(t *testing.T) {
 	up := testserver.Start(t, "up")
-	addr := freePort(t)
+	addr := testserver.FreeAddr(t)
 	dir := t.TempDir()
 	// Modules sit beside the config, named relative to it.
 	guestFile(t, dir, "setheader")

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // A Wasm network filter on a strict mTLS tcp listener runs on the
@@ -27,7 +28,7 @@ func TestNetworkFilterOnMTLSListener(t *testing.T) {
 	c := newCA(t)
 	echo := startEcho(t)
 	b := startProxy(t, meshIdentity(t, c, ordersID), filtered, map[string]string{
-		"addr": freeAddr(t), "log": filepath.Join(t.TempDir(), "access.log"), "app": echo.addr(), "idle": "30s"})
+		"addr": testserver.FreeAddr(t), "log": filepath.Join(t.TempDir(), "access.log"), "app": echo.addr(), "idle": "30s"})
 	a := startProxy(t, meshIdentity(t, c, webID), sidecarA, map[string]string{"b": b.ListenerAddr("tcp-in").String(), "maxconns": "100"})
 	conn := dial(t, a.ListenerAddr("tcp-out").String(), nil)
 	defer conn.Close()

@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/control/ca"
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // sidecarB is the server side: strict mTLS in, the echo app behind it, only
@@ -70,7 +69,7 @@ func startTunnel(t testing.TB, idle string, maxConns string) *tunnelMesh {
 	t.Helper()
 	c := newCA(t)
 	m := &tunnelMesh{ca: c, echo: startEcho(t), logPath: filepath.Join(t.TempDir(), "access.log")}
-	m.vars = map[string]string{"addr": freeAddr(t), "log": m.logPath, "app": m.echo.addr(), "idle": idle}
+	m.vars = map[string]string{"addr": testserver.FreeAddr(t), "log": m.logPath, "app": m.echo.addr(), "idle": idle}
 	m.b = startProxy(t, meshIdentity(t, c, ordersID), sidecarB, m.vars)
 	m.bAddr = m.b.ListenerAddr("tcp-in").String()
 	m.a = startProxy(t, meshIdentity(t, c, webID), sidecarA, map[string]string{"b": m.bAddr, "maxconns": maxConns})
@@ -350,32 +349,4 @@ listeners:
 	if got, err := roundTrip(old, "after refusal"); err != nil || got != "after refusal" {
 		t.Fatalf("open connection after a refused config: %q %v", got, err)
 	}
-}
-
-// freeAddr is a loopback address with a port free a moment ago (a config
-// swap keeps a socket only when the address is written the same). The port
-// is taken below the kernel's ephemeral range: a port from 127.0.0.1:0 is
-// in that range, where any outgoing connection on the machine (another test
-// package's) may take it before the proxy binds it ("address already in
-// use" in CI); below the range only an explicit bind can.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	const first = 10000
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		fmt.Sscan(string(b), &low)
-	}
-	for i := 0; i < 200 && low > first; i++ {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first+mrand.IntN(low-first)))
-		if err == nil {
-			defer ln.Close()
-			return ln.Addr().String()
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // example is one e2e-tested SDK example: its weft config (as its
@@ -88,7 +89,7 @@ func start(t *testing.T, sdkDir, out string, ex example) *harness {
 	vars["static"] = staticServer(t, "example body\n")
 	vars["primary"] = staticServer(t, "hello from primary!\n")
 	vars["canary"] = staticServer(t, "hello from canary!\n")
-	vars["free"] = freeAddr(t)
+	vars["free"] = testserver.FreeAddr(t)
 	text := ex.config
 	for k, v := range vars {
 		text = strings.ReplaceAll(text, "{{"+k+"}}", v)
@@ -160,18 +161,6 @@ func staticServer(t *testing.T, body string) string {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
-	return ln.Addr().String()
-}
-
-// freeAddr is a loopback address free now (for a listener another
-// listener's cluster must name before it starts).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	return ln.Addr().String()
 }
 
