@@ -8,30 +8,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // pair is a loopback TCP connection: the wrapped writing side and the
 // plain reading side.
 func pair(t *testing.T, timeout time.Duration) (net.Conn, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := <-accepted
-	if peer == nil {
-		t.Fatal("accept failed")
-	}
+	c, peer := testserver.TCPPair(t)
 	w := Wrap(c, timeout)
 	t.Cleanup(func() { _ = w.Close(); _ = peer.Close() })
 	return w, peer

@@ -8,32 +8,12 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // pair returns both ends of a loopback TCP connection, closed at cleanup.
-func pair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-accepted
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
-}
+func pair(t *testing.T) (*net.TCPConn, *net.TCPConn) { return testserver.TCPPair(t) }
 
 func socket(t *testing.T, c *net.TCPConn) *Socket {
 	t.Helper()
