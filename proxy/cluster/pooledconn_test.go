@@ -34,15 +34,19 @@ const (
 	// finOnRequest reads the next request, then closes without an answer:
 	// the close lands after the pool's check, as the request goes.
 	finOnRequest
-	// rstOnRequest reads the next request's head, then resets.
+	// rstOnRequest reads the next request's head (and readBody bytes of
+	// its body), then resets: the rest of a large body cannot be written.
 	rstOnRequest
 	// finFirst answers nothing on a new connection: it reads the first
 	// request and closes.
 	finFirst
+	// cutAnswer reads the next request and closes in the middle of the
+	// answer's head: part of the answer came.
+	cutAnswer
 )
 
 func (m staleMode) String() string {
-	return [...]string{"idle FIN", "idle RST", "FIN on the request", "RST on the request", "FIN on a new connection"}[m]
+	return [...]string{"idle FIN", "idle RST", "FIN on the request", "RST on the request", "FIN on a new connection", "FIN in the answer"}[m]
 }
 
 // staleUpstream is an upstream whose first connection ends by mode; its
@@ -97,14 +101,21 @@ func startStaleUpstream(t *testing.T, mode staleMode, readBody int64) *staleUpst
 	return u
 }
 
-// end closes the first connection as u.mode says, having read cl bytes
-// of the request's body, at most u.readBody when that is set.
+// end closes the first connection as u.mode says, having read the
+// request's body (cl bytes; at most u.readBody when that is set) for a
+// FIN, u.readBody bytes of it for an RST.
 func (u *staleUpstream) end(c net.Conn, br *bufio.Reader, cl int64, stop chan struct{}) {
-	if u.readBody > 0 {
-		cl = min(cl, u.readBody)
-	}
-	if u.mode == finOnRequest || u.mode == finFirst || u.mode == rstOnRequest {
+	switch u.mode {
+	case finOnRequest, finFirst:
+		if u.readBody > 0 {
+			cl = min(cl, u.readBody)
+		}
 		_, _ = io.CopyN(io.Discard, br, cl)
+	case rstOnRequest:
+		_, _ = io.CopyN(io.Discard, br, u.readBody)
+	case cutAnswer:
+		_, _ = io.CopyN(io.Discard, br, cl)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
 	}
 	if u.mode == idleRST || u.mode == rstOnRequest {
 		_ = c.(*net.TCPConn).SetLinger(0)
@@ -239,6 +250,7 @@ func TestPooledConnClosedByUpstream(t *testing.T) {
 			{finOnRequest, "PATCH", []byte("patch"), 0, false, 0, 0},
 			{rstOnRequest, "POST", big, 1 << 10, false, 0, 0},
 			{finFirst, "GET", nil, 0, false, 0, 0},
+			{cutAnswer, "GET", nil, 0, false, 0, 0},
 		} {
 			t.Run(fmt.Sprintf("%s/%s/%s", x.name, tc.mode, tc.method), func(t *testing.T) {
 				u := startStaleUpstream(t, tc.mode, tc.readBody)
