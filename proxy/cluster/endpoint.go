@@ -124,11 +124,13 @@ type countedConn struct {
 	// sock reads and writes a plain TCP connection without a thread
 	// hand-off per call (sockio); nil over anything else.
 	sock *sockio.Socket
-	// used is set once a request was sent on the connection; peek is
-	// the idle check's state (pooledconn.go). Only the request holding
-	// the connection touches them.
-	used bool
-	peek *idlePeek
+	// used is set once a request was sent on the connection, idleFrom
+	// when it last went back to the pool (since epoch), peek is the idle
+	// check's state (pooledconn.go). Only the request holding the
+	// connection touches them.
+	used     bool
+	idleFrom time.Duration
+	peek     *idlePeek
 }
 
 // Read reads from the upstream.

@@ -219,6 +219,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			}
 			hc.ReleaseReader(br)
 			if keep {
+				pooled(cn)
 				releaseConn(hc, cc)
 			} else {
 				closeConn(hc, cc)
@@ -235,6 +236,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			if err != nil || !keep {
 				closeConn(hc, cc)
 			} else {
+				pooled(cn)
 				releaseConn(hc, cc)
 			}
 			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
@@ -801,6 +803,7 @@ func (b *h1Body[C]) Close() error {
 	// A cluster replaced while the body streamed has closed its idle
 	// connections already: do not leave this one in its pool.
 	if b.eof && b.keep && b.err == nil && !b.e.c.closed.Load() {
+		pooled(b.cc.Conn())
 		b.releaseConn(b.hc, b.cc)
 	} else {
 		b.closeConn(b.hc, b.cc)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"crypto/tls"
 	"net"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -13,14 +14,19 @@ import (
 // it. Two defences, both in the HTTP/1.1 exchange (doH1), for Do and
 // DoStream alike:
 //
-//   - An idle connection is checked when it is taken from the pool: one
-//     non-blocking peek at its socket (peerGone). A connection the
-//     upstream closed (FIN) or reset (RST), or one that holds bytes nobody
-//     asked for (a 408 an upstream wrote before closing would otherwise be
-//     read as the next request's answer), is closed unused and the next
-//     one is taken, or a new one dialed. Nothing of the request was read
-//     or sent yet, so this holds for any method and any body. Counted in
-//     Stats.StaleConnsClosed.
+//   - A connection that sat idle in the pool for idleCheckAfter or more is
+//     checked when it is taken: one non-blocking peek at its socket
+//     (peerGone). A connection the upstream closed (FIN) or reset (RST),
+//     or one that holds bytes nobody asked for (a 408 an upstream wrote
+//     before closing would otherwise be read as the next request's
+//     answer), is closed unused and the next one is taken, or a new one
+//     dialed. Nothing of the request was read or sent yet, so this holds
+//     for any method and any body. Counted in Stats.StaleConnsClosed. A
+//     connection reused sooner is not checked: the peek is a system call
+//     (about 0.45µs of CPU, 2% of a proxied request), and an upstream's
+//     idle timeout is seconds long, so under load, when connections are
+//     reused within milliseconds, it would cost every request and find
+//     nothing.
 //   - The close can still land after the check, while the request is
 //     written. A request that then fails on a reused connection before any
 //     byte of its answer arrived (the write failed, or the read found the
@@ -53,9 +59,24 @@ func upstreamConn(cn net.Conn) *countedConn {
 	return nil
 }
 
+// idleCheckAfter is how long a connection sits idle in the pool before
+// it is checked when taken.
+const idleCheckAfter = 10 * time.Millisecond
+
+// epoch is where pooled's monotonic readings start.
+var epoch = time.Now()
+
+// pooled records that a connection goes back to the pool now.
+func pooled(cn net.Conn) {
+	if cc := upstreamConn(cn); cc != nil {
+		cc.idleFrom = time.Since(epoch) // the monotonic clock only
+	}
+}
+
 // takeConn readies a connection just taken from the pool for a request.
 // It reports whether an exchange ran on it before (reused) and whether it
-// is usable: false for a reused one peerGone finds closed.
+// is usable: false for a reused one that sat idle for idleCheckAfter and
+// that peerGone finds closed.
 func takeConn(cn net.Conn) (reused, usable bool) {
 	cc := upstreamConn(cn)
 	if cc == nil {
@@ -64,6 +85,9 @@ func takeConn(cn net.Conn) (reused, usable bool) {
 	if !cc.used {
 		cc.used = true
 		return false, true
+	}
+	if time.Since(epoch)-cc.idleFrom < idleCheckAfter {
+		return true, true
 	}
 	_, isTLS := cn.(*tls.Conn)
 	return true, !cc.peerGone(isTLS)

@@ -267,6 +267,7 @@ func TestPooledConnClosedByUpstream(t *testing.T) {
 				if tc.mode == idleFIN || tc.mode == idleRST {
 					u.closeNow <- struct{}{}
 					waitClientSees(t, <-u.closed, tc.mode == idleRST)
+					time.Sleep(idleCheckAfter) // idle long enough to be checked
 				}
 				resp, err := send(x, e, tc.method, tc.body)
 				defer fasthttp.ReleaseResponse(resp)
@@ -332,6 +333,7 @@ func TestPooledConnStreamedBody(t *testing.T) {
 			if tc.mode == idleFIN || tc.mode == idleRST {
 				u.closeNow <- struct{}{}
 				waitClientSees(t, <-u.closed, tc.mode == idleRST)
+				time.Sleep(idleCheckAfter) // idle long enough to be checked
 			}
 			// The body comes in two parts; the second only once the
 			// upstream ended the connection (in the modes that end it on
@@ -429,5 +431,22 @@ func TestPeerGone(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPeerGone is the pool's check on an idle connection that is
+// open: what it adds to each request on a reused connection.
+func BenchmarkPeerGone(b *testing.B) {
+	if !idleCheck {
+		b.Skip("no idle check on this platform")
+	}
+	c := start(b, config.Cluster{Name: "s", Endpoints: static("127.0.0.1:1")}, Options{})
+	client, _ := testserver.TCPPair(b)
+	cc := &countedConn{Conn: client, e: c.Pick(0, false, nil)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if cc.peerGone(false) {
+			b.Fatal("an open connection found gone")
+		}
 	}
 }
