@@ -301,7 +301,9 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 		classes:   mi.classes,
 	}
 	classOf := func(typeIdx uint32) uint32 {
-		if mi.gcTypes || typeIdx >= uint32(len(mi.typeClass)) {
+		// (A class past the count comes from a second type section: a
+		// malformed module, which wazero refuses anyway.)
+		if mi.gcTypes || typeIdx >= uint32(len(mi.typeClass)) || mi.typeClass[typeIdx] >= mi.classes {
 			return g.anyClass()
 		}
 		return mi.typeClass[typeIdx]
@@ -337,7 +339,7 @@ func (g *callGraph) readCalls(f uint32, code []byte, importedFuncs uint32, class
 	n := uint32(len(g.direct))
 	r := reader{b: code}
 	groups := r.u32()
-	for i := uint32(0); i < groups; i++ {
+	for i := uint32(0); i < groups && r.err == nil; i++ {
 		r.u32()
 		r.valType()
 	}

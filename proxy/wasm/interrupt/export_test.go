@@ -32,6 +32,9 @@ func Placement(module []byte) (PlacementStats, error) {
 	if r.err != nil {
 		return st, r.err
 	}
+	if code == nil {
+		return st, nil // nothing to instrument: Instrument leaves it too
+	}
 	cr := reader{b: code}
 	var codes [][]byte
 	for n := cr.u32(); n > 0 && cr.err == nil; n-- {

@@ -355,7 +355,7 @@ func instrumentCode(secs []section, body, check []byte) ([]byte, error) {
 func instrumentFunc(out, code, check []byte, entry bool, sites []bool) ([]byte, error) {
 	r := reader{b: code}
 	groups := r.u32()
-	for g := uint32(0); g < groups; g++ {
+	for g := uint32(0); g < groups && r.err == nil; g++ {
 		r.u32()
 		r.valType()
 	}

@@ -152,6 +152,9 @@ func TestRefusesWhatItCannotDecode(t *testing.T) {
 func FuzzInstrument(f *testing.F) {
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x05\x03\x01\x00\x01\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b"))
+	// A table with an element segment, a declarative one, a call_indirect
+	// and a table.set of a ref.func.
+	f.Add([]byte("\x00\x61\x73\x6d\x01\x00\x00\x00\x01\x09\x02\x60\x01\x7f\x01\x7f\x60\x00\x00\x03\x03\x02\x00\x01\x04\x04\x01\x70\x00\x02\x05\x03\x01\x00\x01\x09\x0b\x02\x00\x41\x00\x0b\x01\x00\x03\x00\x01\x00\x0a\x14\x02\x09\x00\x20\x00\x41\x00\x11\x00\x00\x0b\x08\x00\x41\x01\xd2\x00\x26\x00\x0b"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		out, err := interrupt.Instrument(b)
 		if err != nil {
@@ -159,6 +162,9 @@ func FuzzInstrument(f *testing.F) {
 		}
 		if len(out) < len(b) {
 			t.Fatalf("the rewrite shrank the module: %d -> %d", len(b), len(out))
+		}
+		if _, err := interrupt.Placement(b); err != nil {
+			t.Fatalf("rewritten, but: %v", err)
 		}
 	})
 }
