@@ -42,12 +42,13 @@
 // bounded stack and never reaches a loop header, so it would neither stop
 // nor step out into Go, and the next garbage collection's stop-the-world
 // would wait for it (the whole process stalls). The same check therefore
-// runs on every cycle of calls (callgraph.go): at the entry of every
-// function that a cycle of direct calls re-enters (the targets of the back
-// edges of a walk of the call graph), and just before every call_indirect
-// (function pointers, Go closures and interface methods) whose possible
-// targets, by type, can lead back to it; other calls cost nothing. A
-// module needs a memory for this (every Proxy-Wasm module has one).
+// runs on every cycle of calls that passes no function entering a loop
+// first (callgraph.go): at the entry of every function that a cycle of
+// direct calls re-enters (the targets of the back edges of a walk of the
+// call graph), and just before every call_indirect (function pointers, Go
+// closures and interface methods) whose possible targets, by type, can
+// lead back to it; other calls cost nothing. A module needs a memory for
+// this (every Proxy-Wasm module has one).
 //
 // The rewrite is structural: it decodes every instruction, so branch
 // depths, indices and offsets keep their meaning (an if block opened and
