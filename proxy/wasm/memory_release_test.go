@@ -76,4 +76,3 @@ func TestTrappedVMsReleaseMemory(t *testing.T) {
 		t.Errorf("%d compiled modules left after the plugin closed", n)
 	}
 }
-
