@@ -381,17 +381,25 @@ func (f *streamFilter) ensureCreated() (st filter.Status, ok bool) {
 // reported as the create's. The caller holds v.mu, with f entered.
 func (f *streamFilter) startLocked(v *vm, g *guestFunc, headers, eos uint64) (action uint64, skipped bool, err error) {
 	f.lazy = false
-	v.creating, v.combining = true, true
+	v.creating, v.combining, v.stopped = true, true, false
 	action, err = v.callCombined(interrupt.SelCreateRequestHeaders, uint64(f.id), uint64(f.p.rootCtx), headers<<1|eos)
 	v.creating, v.combining = false, false
-	if v.stageNow() != 0 { // the request headers ran
-		f.calls += 2
-		return action, false, err
-	}
-	f.calls++
+	// Which callbacks ran: the stage global says where a failed entry
+	// stopped; a healthy one ran both unless the host stopped it (the
+	// global is not read then: it is one more cold cache line).
 	if err != nil {
+		if v.stageNow() != 0 {
+			f.calls += 2
+			return 0, false, err
+		}
+		f.calls++
 		return 0, false, fmt.Errorf("proxy_on_context_create: %w", err)
 	}
+	if !v.stopped {
+		f.calls += 2
+		return action, false, nil
+	}
+	f.calls++
 	if f.callbacks&callbackRequestHeaders == 0 {
 		return 0, true, nil
 	}

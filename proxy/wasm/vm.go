@@ -183,8 +183,10 @@ type vm struct {
 	// combining is set while a SelCreateRequestHeaders call runs: the
 	// stage global then says whether the guest is in its context create.
 	combining bool
-	// stop is the dispatcher's stop global (interrupt.StopName).
-	stop api.MutableGlobal
+	// stop is the dispatcher's stop global (interrupt.StopName); stopped
+	// records that the host set it in the running call.
+	stop    api.MutableGlobal
+	stopped bool
 }
 
 // lifecycleTimeout bounds _initialize, on_vm_start and on_configure, which
@@ -573,6 +575,7 @@ func (v *vm) stageNow() uint32 {
 func (v *vm) stopCombined() {
 	if v.combining {
 		v.stop.Set(1)
+		v.stopped = true
 	}
 }
 
