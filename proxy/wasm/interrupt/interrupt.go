@@ -151,7 +151,7 @@ func Instrument(module []byte) ([]byte, error) {
 				return nil, fmt.Errorf("interrupt: global section: %w", sr.err)
 			}
 		case secExport:
-			if bytes.Contains(s.body, []byte(GlobalName)) || bytes.Contains(s.body, []byte(CountdownName)) {
+			if bytes.Contains(s.body, []byte(GlobalName)) || bytes.Contains(s.body, []byte(CountdownName)) || bytes.Contains(s.body, []byte(StageName)) || bytes.Contains(s.body, []byte(StopName)) {
 				return nil, errors.New("interrupt: the module already exports " + GlobalName)
 			}
 		}
@@ -159,8 +159,8 @@ func Instrument(module []byte) ([]byte, error) {
 	if !hasMemory {
 		return nil, errors.New("interrupt: the module has no memory")
 	}
-	idx := uint32(importedGlobals + definedGlobals) // the flag; idx+1 is the countdown
-	count := idx + 1
+	idx := uint32(importedGlobals + definedGlobals) // the flag; then the countdown, the stage, the stop flag
+	count, stage, stop := idx+1, idx+2, idx+3
 	check := appendU32([]byte{opGlobalGet}, count)
 	check = append(check, 0x41, 0x01, 0x6b, opGlobalSet) // i32.const 1 i32.sub global.set
 	check = appendU32(check, count)
@@ -175,7 +175,7 @@ func Instrument(module []byte) ([]byte, error) {
 
 	// The callback dispatcher (dispatch.go), unless the module's sections
 	// do not allow it or it has one already.
-	disp, hasDisp := newDispatcher(secs)
+	disp, hasDisp := newDispatcher(secs, stage, stop)
 	for _, s := range secs {
 		if s.id == secExport && bytes.Contains(s.body, []byte(DispatchName)) {
 			hasDisp = false
@@ -189,9 +189,11 @@ func Instrument(module []byte) ([]byte, error) {
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
-	// The new globals: the flag (mutable i32 0) and the countdown.
+	// The new globals: the flag (mutable i32 0), the countdown, and the
+	// dispatcher's stage and stop flag (mutable i32 0).
 	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, opEnd, 0x7f, 0x01}
 	newGlobal = append(appendS32(append(newGlobal, 0x41), YieldEvery), opEnd)
+	newGlobal = append(newGlobal, 0x7f, 0x01, 0x41, 0x00, opEnd, 0x7f, 0x01, 0x41, 0x00, opEnd)
 	newExport := appendName(nil, GlobalName)
 	newExport = append(newExport, kindGlobal)
 	newExport = appendU32(newExport, idx)
@@ -203,12 +205,18 @@ func Instrument(module []byte) ([]byte, error) {
 		newExport = appendName(newExport, DispatchName)
 		newExport = append(newExport, kindFunc)
 		newExport = appendU32(newExport, disp.funcIdx)
-		nExports++
+		newExport = appendName(newExport, StageName)
+		newExport = append(newExport, kindGlobal)
+		newExport = appendU32(newExport, stage)
+		newExport = appendName(newExport, StopName)
+		newExport = append(newExport, kindGlobal)
+		newExport = appendU32(newExport, stop)
+		nExports += 3
 	}
 	for _, s := range secs {
 		if s.id != secCustom {
 			if !haveGlobal && order(s.id) > order(secGlobal) {
-				emit(secGlobal, append([]byte{2}, newGlobal...))
+				emit(secGlobal, append([]byte{4}, newGlobal...))
 				haveGlobal = true
 			}
 			if !haveExport && order(s.id) > order(secExport) {
@@ -218,7 +226,7 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 		switch s.id {
 		case secGlobal:
-			body, err := appendToVec(s.body, newGlobal, 2)
+			body, err := appendToVec(s.body, newGlobal, 4)
 			if err != nil {
 				return nil, fmt.Errorf("interrupt: global section: %w", err)
 			}
@@ -258,7 +266,7 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 	}
 	if !haveGlobal {
-		emit(secGlobal, append([]byte{2}, newGlobal...))
+		emit(secGlobal, append([]byte{4}, newGlobal...))
 	}
 	if !haveExport {
 		emit(secExport, append(appendU32(nil, nExports), newExport...))
