@@ -1,0 +1,252 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// Uploads (DoStreamBody) in the cases the sixth round of mutation testing
+// found untested (docs/testing.md, "h1stream.go and dns.go, sixth round").
+
+// countReader reads r and closes reached once n bytes went by.
+type countReader struct {
+	r       io.Reader
+	n, read int
+	reached chan struct{}
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.read += k
+	if c.read >= c.n && c.reached != nil {
+		close(c.reached)
+		c.reached = nil
+	}
+	return k, err
+}
+
+// A client that pauses mid-upload, longer than the cluster's idle timeout,
+// while its body is spliced: the upload is not cut when it goes on. The
+// upstream's write deadline bounds how long the upstream takes a write,
+// not how long the client takes to send the bytes; the splice step that
+// waited for the client pushes it again before it writes.
+func TestDoStreamBodySplicedClientPauseNotCut(t *testing.T) {
+	if !spliceOK {
+		t.Skip("no splice on this OS")
+	}
+	const idle = time.Second
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprint("chunked ", chunked), func(t *testing.T) {
+			t.Parallel()
+			// 1000 bytes read with the headers, then a splice of the rest
+			// that waits for the client's second half.
+			const first, second = 1000 + 20<<10, 20 << 10
+			reached := make(chan struct{})
+			got := make(chan *upRequest, 1)
+			addr := rawServer(t, func(c net.Conn) {
+				r := readUpRequest(bufio.NewReader(&countReader{r: c, n: first, reached: reached}))
+				got <- r
+				if r.err == nil {
+					_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\ngot %d", len(fmt.Sprint("got ", len(r.body))), len(r.body))
+				}
+			})
+			c := start(t, config.Cluster{Name: "u", Endpoints: static(addr), IdleTimeout: config.Duration(idle)}, Options{})
+			e := c.Pick(0, false, nil)
+			w, r := testClientSocket(t)
+			data := make([]byte, first+second)
+			for i := range data {
+				data[i] = byte('a' + i%23)
+			}
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if _, err := w.Write(data[:first]); err != nil {
+					return
+				}
+				// Once the upstream has read (with the headers) as many
+				// bytes as the first half, the splice waits for the
+				// client: the client pauses longer than idle_timeout.
+				select {
+				case <-reached:
+				case <-stop:
+					return
+				}
+				select {
+				case <-time.After(idle + idle/2): // the client's pause: the scenario, not a measurement
+				case <-stop:
+					return
+				}
+				_, _ = w.Write(data[first:])
+				_ = w.(*net.TCPConn).CloseWrite()
+			}()
+			t.Cleanup(func() {
+				close(stop)
+				_ = w.Close()
+				<-done
+			})
+			body := &socketBody{src: r, left: first + second, maxRead: 1000, offer: true}
+			size := first + second
+			if chunked {
+				size = -1
+			}
+			req, resp := streamReq()
+			req.Header.SetMethod("POST")
+			rb, err := e.DoStreamBody(req, body, size, resp, time.Now().Add(15*time.Second)) // a safety net: a cut upload waits for an answer until then
+			if err != nil {
+				t.Fatalf("DoStreamBody: %v", err)
+			}
+			up := received(t, got)
+			if up.err != nil || !bytes.Equal(up.body, data) {
+				t.Fatalf("the upstream read %d bytes (%v), want %d", len(up.body), up.err, len(data))
+			}
+			uploadAnswer(t, rb, err, resp, len(data))
+			if spliced, errs, _ := body.splices(); fmt.Sprint(spliced) != fmt.Sprint([]int64{first + second - 1000}) || errs[0] != nil {
+				t.Fatalf("spliced %v (%v), want [%d] in one splice", spliced, errs, first+second-1000)
+			}
+		})
+	}
+}
+
+// A chunked client body offered a stretch at a time (as the proxy offers
+// a chunked client body one chunk at a time) is spliced stretch by
+// stretch, each one chunk upstream: after a stretch and its CRLF went up,
+// the next is spliced too, not read and written.
+func TestDoStreamBodyChunkedSplicedStretchByStretch(t *testing.T) {
+	if !spliceOK {
+		t.Skip("no splice on this OS")
+	}
+	addr, got := uploadServer(t)
+	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	const stretch = uploadSpliceMin + 4000
+	const total = 1000 + 3*stretch
+	w, r := testClientSocket(t)
+	data := sendBody(t, w, total, true)
+	body := &socketBody{src: r, left: total, maxRead: 1000, offer: true, most: stretch}
+	req, resp := streamReq()
+	req.Header.SetMethod("POST")
+	rb, err := e.DoStreamBody(req, body, -1, resp, time.Now().Add(30*time.Second))
+	up := received(t, got)
+	if up.err != nil || !bytes.Equal(up.body, data) {
+		t.Fatalf("the upstream read %d bytes (%v), want %d", len(up.body), up.err, total)
+	}
+	uploadAnswer(t, rb, err, resp, total)
+	spliced, errs, _ := body.splices()
+	if fmt.Sprint(spliced) != fmt.Sprint([]int64{stretch, stretch, stretch}) || errs[2] != nil {
+		t.Fatalf("spliced %v (%v), want three splices of %d", spliced, errs, stretch)
+	}
+	if fmt.Sprint(up.chunks) != fmt.Sprint([]int{1000, stretch, stretch, stretch}) {
+		t.Fatalf("chunks %v, want [1000 %d %d %d]", up.chunks, stretch, stretch, stretch)
+	}
+}
+
+// tcpListed reports whether /proc/net/tcp lists a socket from local port
+// lport to remote port rport (a reset socket is gone from it).
+func tcpListed(lport, rport int) (bool, error) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false, err
+	}
+	port := func(s string) int {
+		i := strings.LastIndexByte(s, ':')
+		p, _ := strconv.ParseInt(s[i+1:], 16, 32)
+		return int(p)
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 2 && port(f[1]) == lport && port(f[2]) == rport {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// An upstream that reset the connection before the upload's first flush:
+// the flush's error ends the upload there. The client's body is not read
+// on (its next bytes would have nowhere to go), and the error is the
+// upstream's, not a *BodyError.
+func TestDoStreamBodyNotReadOnAfterUpstreamReset(t *testing.T) {
+	if _, err := tcpListed(0, 0); err != nil {
+		t.Skipf("no /proc/net/tcp: %v", err)
+	}
+	ports := make(chan int, 1)
+	reset, stop := make(chan struct{}), make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		// Reset once the client is connected and has its first bytes
+		// (before, its connect could fail instead).
+		select {
+		case <-reset:
+		case <-stop:
+			return
+		}
+		_ = c.(*net.TCPConn).SetLinger(0) // close sends RST
+		ports <- c.RemoteAddr().(*net.TCPAddr).Port
+	})
+	t.Cleanup(func() { close(stop) })
+	serverPort := 0
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		serverPort, _ = strconv.Atoi(p)
+	}
+	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	ps, _ := pieces(100, 100)
+	reads := 0
+	var waitErr error
+	body := &piecesReader{pieces: ps, onRead: func(i int) error {
+		reads++
+		if i > 0 {
+			return errors.New("the body was read on after the upstream reset the connection")
+		}
+		// The first bytes: once the upstream has reset the connection,
+		// and this side has seen the reset.
+		close(reset)
+		var port int
+		select {
+		case port = <-ports:
+		case <-time.After(30 * time.Second): // a safety net, not a measurement
+			waitErr = errors.New("the upstream took no connection")
+			return waitErr
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			listed, err := tcpListed(port, serverPort)
+			if err != nil || !listed {
+				waitErr = err
+				return err
+			}
+			if time.Now().After(deadline) {
+				waitErr = errors.New("the connection was not reset")
+				return waitErr
+			}
+		}
+	}}
+	req, resp := streamReq()
+	req.Header.SetMethod("POST")
+	rb, err := e.DoStreamBody(req, body, 200, resp, time.Now().Add(30*time.Second))
+	if waitErr != nil {
+		t.Fatal(waitErr)
+	}
+	if rb != nil {
+		_ = rb.Close()
+		t.Fatalf("an answer (%d) from an upstream that reset the connection", resp.StatusCode())
+	}
+	var be *BodyError
+	if err == nil || errors.As(err, &be) {
+		t.Fatalf("%v (%T): want the upstream's error", err, err)
+	}
+	if reads != 1 {
+		t.Fatalf("the body was read %d times, want once (%v)", reads, err)
+	}
+	eventually(t, "no connection left", func() bool { return e.Conns() == 0 && e.Active() == 0 })
+}
