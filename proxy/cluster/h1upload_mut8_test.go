@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/weftmesh/weft/proxy/config"
 )
 
@@ -249,4 +251,94 @@ func TestDoStreamBodyNotReadOnAfterUpstreamReset(t *testing.T) {
 		t.Fatalf("the body was read %d times, want once (%v)", reads, err)
 	}
 	eventually(t, "no connection left", func() bool { return e.Conns() == 0 && e.Active() == 0 })
+}
+
+// doStreamIdle is DoStreamBody with idle as the idle bound, which the
+// cluster never passes as 0 (New makes 0 the 60 s default): doH1 takes 0
+// as no bound at all.
+func doStreamIdle(e *Endpoint, req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, idle time.Duration) (ResponseBody, error) {
+	if err := e.admit(); err != nil {
+		return nil, err
+	}
+	e.c.setScheme(req)
+	rb, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
+		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, time.Now().Add(20*time.Second), idle)
+	if rb == nil {
+		e.done()
+	}
+	return rb, err
+}
+
+// An idle bound of 0 is no bound: no read or write deadline is set, not
+// one that has already passed. An upload written from memory (through the
+// writer, then directly), a chunked one spliced from a client socket, and
+// an answer streamed off the connection all go through whole.
+func TestDoStreamZeroIdleIsNoBound(t *testing.T) {
+	t.Run("upload", func(t *testing.T) {
+		addr, got := uploadServer(t)
+		c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+		e := c.Pick(0, false, nil)
+		for _, size := range []int{9000, -1} {
+			ps, all := pieces(1000, 5000, 3000)
+			req, resp := streamReq()
+			req.Header.SetMethod("POST")
+			rb, err := doStreamIdle(e, req, &piecesReader{pieces: ps}, size, resp, 0)
+			if err != nil {
+				t.Fatalf("size %d: %v", size, err)
+			}
+			up := received(t, got)
+			if up.err != nil || !bytes.Equal(up.body, all) {
+				t.Fatalf("size %d: the upstream read %d bytes (%v), want %d", size, len(up.body), up.err, len(all))
+			}
+			uploadAnswer(t, rb, err, resp, len(all))
+		}
+	})
+	t.Run("spliced", func(t *testing.T) {
+		if !spliceOK {
+			t.Skip("no splice on this OS")
+		}
+		addr, got := uploadServer(t)
+		c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+		e := c.Pick(0, false, nil)
+		const total = 1000 + 40<<10
+		for _, size := range []int{total, -1} {
+			w, r := testClientSocket(t)
+			data := sendBody(t, w, total, true)
+			body := &socketBody{src: r, left: total, maxRead: 1000, offer: true}
+			req, resp := streamReq()
+			req.Header.SetMethod("POST")
+			rb, err := doStreamIdle(e, req, body, size, resp, 0)
+			if err != nil {
+				t.Fatalf("size %d: %v", size, err)
+			}
+			up := received(t, got)
+			if up.err != nil || !bytes.Equal(up.body, data) {
+				t.Fatalf("size %d: the upstream read %d bytes (%v), want %d", size, len(up.body), up.err, total)
+			}
+			uploadAnswer(t, rb, err, resp, total)
+			if spliced, _, _ := body.splices(); fmt.Sprint(spliced) != fmt.Sprint([]int64{total - 1000}) {
+				t.Fatalf("size %d: spliced %v, want [%d]", size, spliced, total-1000)
+			}
+		}
+	})
+	t.Run("answer", func(t *testing.T) {
+		big := bytes.Repeat([]byte("z"), 200<<10) // more than the reader's buffer
+		addr := rawServer(t, func(c net.Conn) {
+			readRequest(c)
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(big))
+			_, _ = c.Write(big)
+		})
+		c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+		e := c.Pick(0, false, nil)
+		req, resp := streamReq()
+		rb, err := doStreamIdle(e, req, nil, 0, resp, 0)
+		if err != nil || rb == nil {
+			t.Fatalf("%v, body %v: want a streamed body", err, rb != nil)
+		}
+		b, err := io.ReadAll(rb)
+		_ = rb.Close()
+		if err != nil || !bytes.Equal(b, big) {
+			t.Fatalf("read %d bytes (%v), want %d", len(b), err, len(big))
+		}
+	})
 }
