@@ -342,3 +342,91 @@ func TestDoStreamZeroIdleIsNoBound(t *testing.T) {
 		}
 	})
 }
+
+// A chunked answer spliced to a client socket (SpliceChunksTo, as the
+// proxy does): the client gets the upstream's chunks with their sizes, up
+// to the last chunk, whose line and trailers are left in the response
+// header for the caller; small chunks are copied, large ones spliced, and
+// what the connection's reader held before the splice is not lost (the
+// reader the chunks are read through takes it first, then the socket,
+// capped after a splice).
+func TestSpliceChunksToKeepsTheChunks(t *testing.T) {
+	if !spliceOK {
+		t.Skip("no splice on this OS")
+	}
+	// Forty small chunks, more than the connection's reader holds (the
+	// rest is read from the socket, uncapped, up to chunkReadBuffer); a
+	// large one, of which at most chunkReadBuffer is read, the rest
+	// spliced; two small ones, read after the splice in reads of at most
+	// cappedRead bytes, so that of the 1 MiB chunk after them at most
+	// that much is read, the rest spliced.
+	sizes := []int{5}
+	for range 39 {
+		sizes = append(sizes, 1000)
+	}
+	sizes = append(sizes, 200<<10, 7, 3, 1<<20, 11)
+	var chunks [][]byte
+	for i, n := range sizes {
+		chunks = append(chunks, bytes.Repeat([]byte{byte('a' + i)}, n))
+	}
+	var want []byte
+	data := 0
+	for _, c := range chunks {
+		want = fmt.Appendf(want, "%x\r\n%s\r\n", len(c), c)
+		data += len(c)
+	}
+	addr := rawServer(t, func(c net.Conn) {
+		readRequest(c)
+		// The head and the first small chunk in one write: the
+		// connection's reader holds them (and maybe more) when the
+		// splice starts.
+		out := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(chunks[0]), chunks[0])
+		if _, err := c.Write(out); err != nil {
+			return
+		}
+		for _, ch := range chunks[1:] {
+			if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(ch), ch); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(c, "0\r\nX-Sum: done\r\n\r\n")
+	})
+	c := start(t, config.Cluster{Name: "u", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	req, resp := streamReq()
+	rb, err := e.DoStream(req, resp, time.Now().Add(30*time.Second))
+	if err != nil || rb == nil {
+		t.Fatalf("%v, body %v: want a streamed body", err, rb != nil)
+	}
+	defer rb.Close()
+	cs, ok := rb.(ChunkSplicer)
+	if !ok {
+		t.Fatalf("%T is no ChunkSplicer", rb)
+	}
+	w, dst := testClientSocket(t)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(w)
+		got <- b
+	}()
+	before := SplicedResponseBytes()
+	n, ok, err := cs.SpliceChunksTo(dst, func() {})
+	spliced := SplicedResponseBytes() - before
+	_ = dst.CloseWrite()
+	b := <-got
+	if !ok || err != nil {
+		t.Fatalf("SpliceChunksTo: ok %v, %v", ok, err)
+	}
+	if !bytes.Equal(b, want) || n != int64(data) {
+		t.Fatalf("the client got %d bytes (n %d), want %d: the upstream's chunks (%d of data)", len(b), n, len(want), data)
+	}
+	if least := int64(200<<10-chunkReadBuffer) + 1<<20 - cappedRead; spliced < least {
+		t.Fatalf("%d bytes spliced, want at least %d", spliced, least)
+	}
+	if v := string(resp.Header.Peek("X-Sum")); v != "done" {
+		t.Fatalf("trailer X-Sum %q, want done", v)
+	}
+	if k, err := rb.Read(make([]byte, 10)); k != 0 || err != io.EOF {
+		t.Fatalf("Read after the splice: %d, %v; want io.EOF", k, err)
+	}
+}
