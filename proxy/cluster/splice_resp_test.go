@@ -591,3 +591,84 @@ func TestSpliceChunksClientReset(t *testing.T) {
 		t.Fatalf("SpliceChunksTo to a reset client: %d, %v, %v (%T); want a *WriteError of the reset", r.n, r.ok, r.err, r.err)
 	}
 }
+
+// An upstream that sends a body slowly but steadily, for longer than the
+// idle timeout with no pause near it: each step of the splice (or each
+// chunk) pushes the read deadline ahead, and the body arrives whole.
+func TestSpliceSlowBodyNotCut(t *testing.T) {
+	if !spliceOK {
+		t.Skip("no splice on this OS")
+	}
+	const idle = time.Second
+	const steps = 6 // pieces after the first, idle/3 apart
+	length := pattern(spliceMin+steps*1000, 18)
+	big := pattern(0x19000, 19)
+	var chunks []string
+	for i := range steps + 1 {
+		chunks = append(chunks, chunk(pattern(100, byte(i))))
+	}
+	for _, tc := range []struct {
+		name    string
+		head    string
+		body    []byte
+		chunked bool
+		wire    string // what the client gets, when not the body
+	}{
+		{name: "length", head: fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(length)), body: length},
+		{name: "chunks", head: chunkedHead, body: []byte(strings.Join(chunks, "")), chunked: true},
+		{name: "spliced chunk", head: chunkedHead, body: []byte(chunk(big)), chunked: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The first piece comes with the headers; each other one is
+			// sent idle/3 after the one before.
+			cut := len(tc.body) - steps*1000
+			if tc.name == "chunks" {
+				cut = len(chunks[0])
+			}
+			parts := []string{tc.head + string(tc.body[:cut])}
+			for i := range steps {
+				from, to := cut+i*1000, cut+(i+1)*1000
+				if tc.name == "chunks" {
+					from, to = len(chunks[0])*(i+1), len(chunks[0])*(i+2)
+				}
+				if i == steps-1 {
+					to = len(tc.body)
+				}
+				p := string(tc.body[from:to])
+				if i == steps-1 && tc.chunked {
+					p += "0\r\n\r\n"
+				}
+				parts = append(parts, p)
+			}
+			_, e, gate := spliceCluster(t, idle, parts)
+			rb, _ := streamGet(t, e, "/slow", nil)
+			t.Cleanup(func() { _ = rb.Close() })
+			stop := make(chan struct{})
+			paced := make(chan struct{})
+			go func() {
+				defer close(paced)
+				for range steps {
+					select {
+					case <-time.After(idle / 3): // the pace of a slow upstream, not a wait for a condition
+					case <-stop:
+						return
+					}
+					gate <- struct{}{}
+				}
+			}()
+			t.Cleanup(func() { close(stop); <-paced })
+			w, dst := testClientSocket(t)
+			got := readClient(t, w, len(tc.body))
+			r := runSplice(t, func() (int64, bool, error) {
+				if tc.chunked {
+					return rb.(ChunkSplicer).SpliceChunksTo(dst, func() {})
+				}
+				return rb.(Splicer).SpliceTo(dst, func() {})
+			})
+			if !r.ok || r.err != nil {
+				t.Fatalf("SpliceTo of a slow body: %d, %v, %v", r.n, r.ok, r.err)
+			}
+			clientGot(t, got, tc.body)
+		})
+	}
+}
