@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"github.com/weftmesh/weft/bench/proc"
 	"github.com/weftmesh/weft/bench/upstream"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
 // stopGrace is how long a stopped process may take before SIGKILL.
@@ -297,6 +297,15 @@ func (e *Env) WaitHTTP(ctx context.Context, url string, p *proc.Process, ok func
 	for {
 		err := fasthttp.DoTimeout(req, resp, time.Second)
 		if err == nil && ok(resp.StatusCode()) {
+			if p != nil {
+				select {
+				case <-p.Exited():
+					// Somebody else's server on that port answered.
+					return fmt.Errorf("scenario %q: %s exited (%v) but %s answered: another process holds the port; its log:\n%s",
+						e.name, p.Name(), p.ExitErr(), url, e.LogTail(p.Name(), 20))
+				default:
+				}
+			}
 			return nil
 		}
 		if err == nil {
@@ -327,18 +336,11 @@ func (e *Env) WaitHTTP(ctx context.Context, url string, p *proc.Process, ok func
 }
 
 // FreeAddr returns a loopback host:port that was free a moment ago, for a
-// server that must be told its address (a proxy's listener).
-func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	return addr, nil
-}
+// server that must be told its address (a proxy's listener). The port is
+// below the kernel's ephemeral range (loopback.FreeAddr): from 127.0.0.1:0,
+// another process's bind could take it before the proxy binds it, and the
+// harness's readiness probe would then be answered by that process.
+func FreeAddr() (string, error) { return loopback.FreeAddr() }
 
 // WeftConfig is the simplest proxy config: one listener on listen routing
 // everything to cluster "up" at upstreamAddr, with the admin server on

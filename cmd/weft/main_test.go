@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
 var (
@@ -45,13 +47,15 @@ func buildWeft(t *testing.T) string {
 	return filepath.Join(buildDir, "weft")
 }
 
+// freeAddr is a loopback address for a server that must be told its port
+// before it binds (loopback.FreeAddr: below the ephemeral range).
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func TestBinary(t *testing.T) {

@@ -18,16 +18,18 @@ import (
 
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
+// freeAddr is a loopback address for a server that must be told its port
+// before it binds (loopback.FreeAddr: below the ephemeral range).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func TestSidecarYAMLCarriesGRPC(t *testing.T) {

@@ -48,9 +48,12 @@ const (
 // stream the guest is creating.
 func foreignSetStreamCallbacks(v *vm, args []byte) ([]byte, uint32) {
 	f := v.cur
-	if !v.creating || f == nil || len(args) != 4 {
+	if !v.inCreate() || f == nil || len(args) != 4 {
 		return nil, statusBadArgument
 	}
+	// The host decides on the request headers after the create, with
+	// these bits (streamFilter.startLocked).
+	v.stopCombined()
 	bits := uint16(binary.LittleEndian.Uint32(args) & callbacksKnown)
 	// This stream was created: it is deleted too.
 	f.callbacks = bits &^ callbackNoContext

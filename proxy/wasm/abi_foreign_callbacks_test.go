@@ -50,10 +50,10 @@ func TestStreamCallbacksWeftSDK(t *testing.T) {
 			s := newStream("/")
 			before := p.events.acct.calls.Load()
 			f := p.NewStreamFilter(s)
+			req := f.OnRequestHeaders(s, true) // the context is created with its first callback
 			if got := f.(*streamFilter).callbacks; got != c.bits {
 				t.Errorf("%s stream %d: callbacks %08b, want %08b", c.kind, i, got, c.bits)
 			}
-			req := f.OnRequestHeaders(s, true)
 			s.Response.SetStatusCode(200)
 			resp := f.OnResponseHeaders(s, true)
 			f.OnLog(s)
@@ -140,8 +140,8 @@ func TestStreamCallbacksNoContext(t *testing.T) {
 		}
 		before := p.events.acct.calls.Load()
 		f := p.NewStreamFilter(s)
+		st := f.OnRequestHeaders(s, true) // the context is created with its first callback
 		bits := f.(*streamFilter).callbacks
-		st := f.OnRequestHeaders(s, true)
 		f.OnLog(s)
 		f.OnDone(s)
 		return st, s, p.events.acct.calls.Load() - before, bits

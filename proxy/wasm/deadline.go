@@ -56,6 +56,7 @@ type watchState struct {
 	spent time.Duration // its CPU time, as the watchdog counted it
 	wall  time.Duration // its wall time since the first tick that saw it
 	count uint64        // the guest's countdown at the last tick
+	stage uint32        // the call's stage at the last tick (vm.stageNow)
 	// ticks are the last charges to the call, the latest at
 	// ticks-1 (mod len): what the error of a stopped call says.
 	last  [8]charge
@@ -203,8 +204,9 @@ func (w *watchdog) loop() {
 			if g := v.countdown.Load(); g != nil {
 				count = (*g).Get()
 			}
-			if seq != st.seq { // a call that began since the last tick
-				st.seq, st.spent, st.wall, st.count, st.ticks = seq, 0, 0, count, 0
+			stage := v.stageNow()
+			if seq != st.seq || stage != st.stage { // a call, or a callback of a combined call, that began since the last tick
+				st.seq, st.stage, st.spent, st.wall, st.count, st.ticks = seq, stage, 0, 0, count, 0
 				continue
 			}
 			c, how := tickCharge(count != st.count || v.countdown.Load() == nil, credit, procCPU)
@@ -322,7 +324,11 @@ type vmDeadline struct {
 	interrupt atomic.Pointer[api.MutableGlobal]
 	// countdown is the module's loop countdown (nil without the flag).
 	countdown atomic.Pointer[api.Global]
-	running   atomic.Pointer[api.Module]
+	// stage is the dispatcher's stage global (nil without it): a call
+	// that runs several callbacks (vm.callCombined) changes it before
+	// each, and the watchdog counts each callback's time from zero.
+	stage   atomic.Pointer[api.MutableGlobal]
+	running atomic.Pointer[api.Module]
 	// stopDetail is how the watchdog counted the call it stopped last
 	// (watchState.history), for the error.
 	stopDetail atomic.Pointer[string]

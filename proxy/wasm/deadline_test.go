@@ -2,6 +2,8 @@ package wasm
 
 import (
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -155,5 +157,95 @@ func TestRecursiveGuestStoppedByDeadline(t *testing.T) {
 	}
 	if !waitFor(func() bool { return p.slots[0].vm.Load() != nil }) {
 		t.Fatal("vm not replaced")
+	}
+}
+
+// A filter that recurses for ever through call_indirect only (a function
+// pointer calling itself: an interface method or a closure in a compiled
+// guest) is stopped by the default deadline, under either failure policy:
+// the client gets the policy's answer (fail_closed: failStatus, the
+// upstream not asked; fail_open: the upstream's answer), the stop is
+// counted as a callback timeout, the VM is replaced, and streams of
+// another plugin complete while it runs. Without the rewrite's check
+// before indirect calls it never stops, and the next garbage collection
+// waits for it: the test binary hangs.
+func TestIndirectRecursionStoppedByDeadline(t *testing.T) {
+	for _, failOpen := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fail_closed", true: "fail_open"}[failOpen], func(t *testing.T) {
+			rt := newRuntime(t)
+			mod := wat(t, "recurse_indirect")
+			p := load(t, rt, PluginSpec{Name: "runaway", Module: mod, VMConfig: []byte{'r'}, FailOpen: failOpen}, Env{})
+			other := load(t, rt, PluginSpec{Name: "other", Module: mod, VMConfig: []byte{'-'}}, Env{})
+
+			// The other plugin's streams, all the while; those that began
+			// and ended within one runaway call are counted as overlapping.
+			var overlapped, otherOK, otherFailed atomic.Int64
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			var runaway atomic.Pointer[vm]
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					var seq uint64
+					if v := runaway.Load(); v != nil {
+						seq = v.callSeq.Load()
+					}
+					s := newStream("/other")
+					if o := runStream(other, s); !o.upstream || string(s.Request.Header.Peek("X-Ok")) != "yes" {
+						otherFailed.Add(1)
+						continue
+					}
+					otherOK.Add(1)
+					if v := runaway.Load(); seq&1 == 1 && v != nil && v.callSeq.Load() == seq {
+						overlapped.Add(1)
+					}
+				}
+			}()
+			halt := sync.OnceFunc(func() { close(stop); <-done })
+			t.Cleanup(halt)
+
+			// A stopped call replaces its VM; run runaway streams until one
+			// overlapped another plugin's stream (the first, but for a
+			// machine that did not schedule the other goroutine in time).
+			for attempt := 1; ; attempt++ {
+				old := p.slots[0].vm.Load()
+				runaway.Store(old)
+				s := newStream("/")
+				o := runStream(p, s)
+				switch {
+				case failOpen && (!o.upstream || s.Response.StatusCode() != 200):
+					t.Fatalf("outcome %+v status %d: a stopped fail_open filter must let the stream through", o, s.Response.StatusCode())
+				case !failOpen && (o.upstream || s.Response.StatusCode() != failStatus):
+					t.Fatalf("outcome %+v status %d: a stopped fail_closed filter must answer %d", o, s.Response.StatusCode(), failStatus)
+				case string(s.Request.Header.Peek("X-Ok")) == "yes":
+					t.Fatal("the runaway call ended on its own")
+				}
+				if n := p.events.n[eventTimeout].Load(); n != uint64(attempt) {
+					t.Fatalf("callback timeouts = %d after %d runaway streams", n, attempt)
+				}
+				if n, ev := p.events.n[eventFailOpen].Load(), p.events.n[eventFailClosed].Load(); failOpen && n != uint64(attempt) || !failOpen && ev != uint64(attempt) {
+					t.Errorf("fail_open events %d, fail_closed events %d after %d runaway streams", n, ev, attempt)
+				}
+				if !waitFor(func() bool { v := p.slots[0].vm.Load(); return v != nil && v != old }) {
+					t.Fatal("vm not replaced")
+				}
+				if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() >= uint64(attempt) }) {
+					t.Errorf("vm_replaced = %d after %d stops", p.events.n[eventVMReplaced].Load(), attempt)
+				}
+				if overlapped.Load() > 0 || attempt == 5 {
+					break
+				}
+			}
+			halt()
+			if overlapped.Load() == 0 || otherFailed.Load() != 0 {
+				t.Errorf("the other plugin's streams: %d completed, %d during a runaway call, %d failed",
+					otherOK.Load(), overlapped.Load(), otherFailed.Load())
+			}
+		})
 	}
 }

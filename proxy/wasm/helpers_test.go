@@ -160,3 +160,15 @@ func waitFor(cond func() bool) bool {
 	}
 	return false
 }
+
+// eventuallyTrue polls cond until it holds or max passes.
+func eventuallyTrue(t *testing.T, max time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(max)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, max)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -76,15 +76,3 @@ func TestTrappedVMsReleaseMemory(t *testing.T) {
 		t.Errorf("%d compiled modules left after the plugin closed", n)
 	}
 }
-
-// eventuallyTrue polls cond until it holds or max passes.
-func eventuallyTrue(t *testing.T, max time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(max)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, max)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -595,6 +595,14 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 		v.mu.Unlock()
 		return f
 	}
+	if v.startCombined {
+		// The guest's context is created at the stream's first callback,
+		// in the same entry as proxy_on_request_headers (streamFilter.call).
+		f.lazy = true
+		v.cur = nil
+		v.mu.Unlock()
+		return f
+	}
 	v.creating = true
 	_, err := v.invokeStream(f, v.onContextCreate, uint64(f.id), uint64(p.rootCtx))
 	v.creating = false

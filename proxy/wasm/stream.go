@@ -2,12 +2,14 @@ package wasm
 
 import (
 	"fmt"
+	"math/bits"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/wasm/interrupt"
 )
 
 // Outcomes that end a pause.
@@ -61,6 +63,14 @@ type streamFilter struct {
 	// created, on the stream's goroutine.
 	callbacks uint16
 
+	// lazy: the guest's context is still to be created (vm.startCombined):
+	// with the request headers in one entry (startLocked), or on its own
+	// before any other first callback (ensureCreated).
+	lazy bool
+	// logPending: OnLog was called on a VM whose log, done and delete are
+	// made in one entry, by OnDone (endLocked).
+	logPending bool
+
 	failNow  error // the stream could not get a working context
 	badWrite error // (mu) a header write refused in a callback (abi_headers_check.go)
 	skip     bool  // failed: no more header/body callbacks
@@ -93,6 +103,12 @@ func (f *streamFilter) OnRequestHeaders(s *filter.Stream, endOfStream bool) filt
 		f.failNow = nil
 		return f.fail(err)
 	}
+	if f.lazy && f.callbacks&callbackRequestHeaders == 0 {
+		// No request headers to make it with: create the context alone.
+		if st, ok := f.ensureCreated(); !ok {
+			return st
+		}
+	}
 	g := f.vOr(callbackRequestHeaders, func(v *vm) *guestFunc { return v.onReqHeaders })
 	if g == nil {
 		return f.run(nil, 0, 0)
@@ -116,12 +132,18 @@ func (f *streamFilter) OnRequestBody(s *filter.Stream, endOfStream bool) filter.
 		s.SendLocalReply(413, []byte("Payload Too Large"), nil)
 		return filter.LocalReply
 	}
+	if st, ok := f.ensureCreated(); !ok {
+		return st
+	}
 	return f.runData(f.vOr(callbackRequestBody, func(v *vm) *guestFunc { return v.onReqBody }), uint64(n), endOfStream)
 }
 
 // OnRequestTrailers runs proxy_on_request_trailers.
 func (f *streamFilter) OnRequestTrailers(s *filter.Stream) filter.Status {
 	f.phase = phaseRequest
+	if st, ok := f.ensureCreated(); !ok {
+		return st
+	}
 	g := f.vOr(callbackRequestTrailers, func(v *vm) *guestFunc { return v.onReqTrailers })
 	if g == nil {
 		return f.run(nil, 0, 0)
@@ -132,6 +154,9 @@ func (f *streamFilter) OnRequestTrailers(s *filter.Stream) filter.Status {
 // OnResponseTrailers runs proxy_on_response_trailers.
 func (f *streamFilter) OnResponseTrailers(s *filter.Stream) filter.Status {
 	f.phase = phaseResponse
+	if st, ok := f.ensureCreated(); !ok {
+		return st
+	}
 	g := f.vOr(callbackResponseTrailers, func(v *vm) *guestFunc { return v.onRespTrailers })
 	if g == nil {
 		return f.run(nil, 0, 0)
@@ -154,6 +179,9 @@ func (f *streamFilter) OnResponseHeaders(s *filter.Stream, endOfStream bool) fil
 		f.failNow = nil
 		return f.fail(err)
 	}
+	if st, ok := f.ensureCreated(); !ok {
+		return st
+	}
 	g := f.vOr(callbackResponseHeaders, func(v *vm) *guestFunc { return v.onRespHeaders })
 	if g == nil {
 		return f.run(nil, 0, 0)
@@ -175,13 +203,25 @@ func (f *streamFilter) OnResponseBody(s *filter.Stream, endOfStream bool) filter
 		s.SendLocalReply(500, []byte("Internal Server Error"), nil)
 		return filter.LocalReply
 	}
+	if st, ok := f.ensureCreated(); !ok {
+		return st
+	}
 	return f.runData(f.vOr(callbackResponseBody, func(v *vm) *guestFunc { return v.onRespBody }), uint64(n), endOfStream)
 }
 
-// OnLog runs proxy_on_log.
+// OnLog runs proxy_on_log, or leaves it to OnDone where log, done and
+// delete are made in one entry into the guest (vm.endCombined: the chain
+// calls OnDone right after every filter's OnLog).
 func (f *streamFilter) OnLog(s *filter.Stream) {
 	v := f.v
-	if v == nil || v.onLog == nil || f.callbacks&callbackLog == 0 {
+	if v == nil {
+		return
+	}
+	if v.endCombined {
+		f.logPending = true
+		return
+	}
+	if v.onLog == nil || f.callbacks&callbackLog == 0 {
 		return
 	}
 	v.mu.Lock()
@@ -201,7 +241,16 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 	p := f.p
 	if v := f.v; v != nil {
 		v.mu.Lock()
-		if !v.broken && v.contexts.get(f.id) == f {
+		if !v.broken && v.contexts.get(f.id) == f && f.lazy {
+			// No callback came before the end (the filter did not see the
+			// request): the context is created as it always is.
+			_ = f.createLocked(v)
+		}
+		if !v.broken && v.contexts.get(f.id) == f && v.endCombined {
+			v.enterStream(f)
+			f.endLocked(v)
+			v.cur = nil
+		} else if !v.broken && v.contexts.get(f.id) == f {
 			v.enterStream(f)
 			if v.onDone != nil && f.callbacks&callbackDone != 0 {
 				if _, err := v.invokeStream(f, v.onDone, uint64(f.id)); err != nil {
@@ -226,6 +275,136 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 	f.reset()
 	p.filters.Put(f)
 	p.active.leave()
+}
+
+// endLocked makes the stream's last callbacks, proxy_on_log (if OnLog
+// asked for it), proxy_on_done and proxy_on_delete, in one entry into the
+// guest (interrupt.SelEnd), in that order, each only if it would be made
+// on its own. A trap is reported as the callback's own (the stage global
+// names it) and the VM is replaced. When proxy_on_done answers false the
+// entry stops before proxy_on_delete, which the host then calls at once,
+// as it always has (as Envoy does for a stream's context; proxy_done is a
+// no-op). The caller holds v.mu, with f entered.
+func (f *streamFilter) endLocked(v *vm) {
+	var mask uint64
+	if f.logPending && v.onLog != nil && f.callbacks&callbackLog != 0 {
+		mask |= interrupt.EndLog
+	}
+	if v.onDone != nil && f.callbacks&callbackDone != 0 {
+		mask |= interrupt.EndDone
+	}
+	if v.onDelete != nil && f.callbacks&callbackNoContext == 0 {
+		mask |= interrupt.EndDelete
+	}
+	if mask == 0 {
+		return
+	}
+	r, err := v.callCombined(interrupt.SelEnd, uint64(f.id), mask, 0)
+	if err != nil {
+		stage := v.stageNow()
+		f.calls += endCallsRun(mask, stage)
+		v.breakLocked(fmt.Errorf("%s: %w", callbackName(stage), err))
+		return
+	}
+	f.calls += uint32(bits.OnesCount64(mask))
+	if r == 0 && mask&interrupt.EndDelete != 0 {
+		// proxy_on_done answered false.
+		f.calls--
+		if _, err := v.invokeStream(f, v.onDelete, uint64(f.id)); err != nil {
+			v.breakLocked(fmt.Errorf("proxy_on_delete: %w", err))
+		}
+	}
+}
+
+// endCallsRun is how many callbacks of a SelEnd entry with mask ran
+// (the one that failed included) when it failed at stage.
+func endCallsRun(mask uint64, stage uint32) uint32 {
+	n := uint32(0)
+	for _, e := range [...]struct {
+		bit uint64
+		sel uint32
+	}{{interrupt.EndLog, 7}, {interrupt.EndDone, 8}, {interrupt.EndDelete, 9}} {
+		if mask&e.bit != 0 && e.sel <= stage {
+			n++
+		}
+	}
+	return n
+}
+
+// createLocked makes the stream's proxy_on_context_create on its own
+// (f.lazy: deferred from NewStreamFilter), for a stream whose first
+// callback is not the request headers. A trap replaces the VM. The caller
+// holds v.mu and saw the VM healthy.
+func (f *streamFilter) createLocked(v *vm) error {
+	f.lazy = false
+	v.enterStream(f)
+	v.creating = true
+	_, err := v.invokeStream(f, v.onContextCreate, uint64(f.id), uint64(f.p.rootCtx))
+	v.creating = false
+	v.cur = nil
+	if err != nil {
+		err = fmt.Errorf("proxy_on_context_create: %w", err)
+		v.breakLocked(err)
+	}
+	return err
+}
+
+// ensureCreated creates the stream's guest context if that is still to
+// do, before a callback that cannot make it in the same entry. ok is false
+// when it failed: the stream then fails by the plugin's policy (st).
+func (f *streamFilter) ensureCreated() (st filter.Status, ok bool) {
+	if !f.lazy || f.skip || f.v == nil {
+		return filter.Continue, true
+	}
+	v := f.v
+	if !v.lockQueued(f.p) {
+		return f.fail(errOverloaded), false
+	}
+	if v.broken {
+		v.mu.Unlock()
+		return f.fail(errVMBroken), false
+	}
+	err := f.createLocked(v)
+	v.mu.Unlock()
+	if err != nil {
+		return f.fail(err), false
+	}
+	return filter.Continue, true
+}
+
+// startLocked makes the stream's proxy_on_context_create and its
+// proxy_on_request_headers (g) in one entry into the guest
+// (interrupt.SelCreateRequestHeaders). A guest that declares its callbacks
+// in the create (weft.stream_callbacks) stops the entry after it
+// (vm.stopCombined): the request headers are then made on their own if it
+// still wants them, or not at all (skipped). A trap in the create is
+// reported as the create's. The caller holds v.mu, with f entered.
+func (f *streamFilter) startLocked(v *vm, g *guestFunc, headers, eos uint64) (action uint64, skipped bool, err error) {
+	f.lazy = false
+	v.creating, v.combining, v.stopped = true, true, false
+	action, err = v.callCombined(interrupt.SelCreateRequestHeaders, uint64(f.id), uint64(f.p.rootCtx), headers<<1|eos)
+	v.creating, v.combining = false, false
+	// Which callbacks ran: the stage global says where a failed entry
+	// stopped; a healthy one ran both unless the host stopped it (the
+	// global is not read then: it is one more cold cache line).
+	if err != nil {
+		if v.stageNow() != 0 {
+			f.calls += 2
+			return 0, false, err
+		}
+		f.calls++
+		return 0, false, fmt.Errorf("proxy_on_context_create: %w", err)
+	}
+	if !v.stopped {
+		f.calls += 2
+		return action, false, nil
+	}
+	f.calls++
+	if f.callbacks&callbackRequestHeaders == 0 {
+		return 0, true, nil
+	}
+	action, err = v.invokeStream(f, g, uint64(f.id), headers, eos)
+	return action, false, err
 }
 
 // hold records that the chain holds n body bytes for this filter now (the
@@ -294,7 +473,20 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 	}
 	v.enterStream(f)
 	f.inCallback = true
-	action, err := v.invokeStream(f, g, uint64(f.id), a1, a2)
+	var action uint64
+	var err error
+	if f.lazy { // the request headers, with the context's create
+		var skipped bool
+		action, skipped, err = f.startLocked(v, g, a1, a2)
+		if skipped {
+			f.inCallback = false
+			v.cur = nil
+			v.mu.Unlock()
+			return filter.Continue
+		}
+	} else {
+		action, err = v.invokeStream(f, g, uint64(f.id), a1, a2)
+	}
 	f.inCallback = false
 	v.cur = nil
 	if err != nil {
@@ -399,8 +591,9 @@ func (f *streamFilter) wakeLocked(outcome uint8) {
 	switch {
 	case outcome == outcomeFail:
 	case outcome == outcomeContinue:
-		// A continue outside a callback of this stream resumes nothing.
-		if f.inCallback && f.pending == outcomeNone {
+		// A continue outside a callback of this stream resumes nothing
+		// (its context create is not one: vm.inCreate).
+		if f.inCallback && f.pending == outcomeNone && !f.v.inCreate() {
 			f.pending = outcome
 		}
 	default:

@@ -173,6 +173,20 @@ type vm struct {
 	// touch one of each (cold in cache between a request's callbacks).
 	// nil for a module without it (a trusted module is not rewritten).
 	dispatch *guestFunc
+	// startCombined: a stream's proxy_on_context_create and
+	// proxy_on_request_headers are made in one entry into the guest
+	// (interrupt.SelCreateRequestHeaders), the context created lazily at
+	// the stream's first callback; endCombined: its proxy_on_log,
+	// proxy_on_done and proxy_on_delete in one (interrupt.SelEnd). Set
+	// when the module's dispatcher has them (useDispatcher).
+	startCombined, endCombined bool
+	// combining is set while a SelCreateRequestHeaders call runs: the
+	// stage global then says whether the guest is in its context create.
+	combining bool
+	// stop is the dispatcher's stop global (interrupt.StopName); stopped
+	// records that the host set it in the running call.
+	stop    api.MutableGlobal
+	stopped bool
 }
 
 // lifecycleTimeout bounds _initialize, on_vm_start and on_configure, which
@@ -504,6 +518,79 @@ func (v *vm) useDispatcher(mod api.Module) {
 		g.via = uint8(i + 1)
 		v.dispatch = d
 	}
+	stage, ok1 := mod.ExportedGlobal(interrupt.StageName).(api.MutableGlobal)
+	stop, ok2 := mod.ExportedGlobal(interrupt.StopName).(api.MutableGlobal)
+	if v.dispatch == nil || !ok1 || !ok2 {
+		return
+	}
+	v.stage.Store(&stage)
+	v.stop = stop
+	// The dispatcher built each combined selector from the same rule
+	// (interrupt.Dispatchable) on the same signatures.
+	via := func(g *guestFunc) bool { return g != nil && g.via != 0 }
+	v.startCombined = via(v.onContextCreate) && via(v.onReqHeaders)
+	// Every one of log, done and delete the module has must go through
+	// SelEnd, so the three keep their order in one entry.
+	v.endCombined = (v.onLog == nil || via(v.onLog)) && (v.onDone == nil || via(v.onDone)) &&
+		(v.onDelete == nil || via(v.onDelete))
+}
+
+// callCombined makes one entry into the guest through weft_dispatch with
+// a combined selector (interrupt.SelCreateRequestHeaders, SelEnd), under
+// the deadline like any call: the watchdog sees one call, each callback
+// in it under its own deadline (it reads the stage global). The caller
+// holds v.mu.
+func (v *vm) callCombined(sel, a, b, c uint64) (uint64, error) {
+	st := v.stack[:4]
+	st[0], st[1], st[2], st[3] = sel, a, b, c
+	trusted := v.p.spec.Trusted
+	if !trusted {
+		if v.charged.Load() != v.p {
+			v.charged.Store(v.p)
+		}
+		v.enter()
+	}
+	err := v.dispatch.f.CallWithStack(v.ctx, st)
+	if !trusted {
+		v.leave()
+	}
+	v.accountMemory()
+	if err != nil {
+		return 0, v.explain(err)
+	}
+	return st[0], nil
+}
+
+// stageNow is the dispatcher's stage global: the selector of the
+// callback a combined call runs (or ran last); 0 without the global.
+func (v *vm) stageNow() uint32 {
+	if g := v.stage.Load(); g != nil {
+		return uint32((*g).Get())
+	}
+	return 0
+}
+
+// stopCombined asks the running SelCreateRequestHeaders call to return
+// after the context create. The caller holds v.mu.
+func (v *vm) stopCombined() {
+	if v.combining {
+		v.stop.Set(1)
+		v.stopped = true
+	}
+}
+
+// inCreate reports whether the guest runs a stream's
+// proxy_on_context_create now. The caller holds v.mu.
+func (v *vm) inCreate() bool {
+	return v.creating && (!v.combining || v.stageNow() == 0)
+}
+
+// callbackName is the export whose selector is sel.
+func callbackName(sel uint32) string {
+	if i := int(sel); i < len(interrupt.Dispatched) {
+		return interrupt.Dispatched[i]
+	}
+	return "weft_dispatch"
 }
 
 // streamCallback is the looked-up callback of an export

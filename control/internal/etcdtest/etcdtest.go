@@ -20,6 +20,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
 // Cluster is a running etcd cluster.
@@ -114,13 +116,14 @@ func start(t testing.TB, n int, o Options) (*Cluster, error) {
 	return c, nil
 }
 
+// freeAddr is a loopback address free right now, below the ephemeral range
+// (loopback.FreeAddr).
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func (m *Member) start(state string) error {

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/weftmesh/weft/control/internal/etcdtest"
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
 // Version is the Kubernetes release the tests run against; client-go,
@@ -175,7 +177,7 @@ func start(t testing.TB, bin, etcdURL, prefix string) (*Env, error) {
 	log := &lockedBuffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
@@ -402,13 +404,19 @@ current-context: test
 	return p
 }
 
+// freePort is a loopback port free right now, below the ephemeral range
+// (loopback.FreeAddr).
 func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(addr)
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

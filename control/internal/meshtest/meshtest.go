@@ -33,6 +33,7 @@ import (
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
 // Upstream is a real fasthttp server on 127.0.0.1 answering 200 with its
@@ -172,15 +173,15 @@ func StartControl(t testing.TB, o server.Options) *server.Server {
 	return s
 }
 
-// FreeAddr returns a loopback address with a port free right now.
+// FreeAddr returns a loopback address with a port free right now, below
+// the ephemeral range (loopback.FreeAddr).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // Sidecar is a real proxy kept in sync with a control plane.

@@ -2,12 +2,14 @@ package interrupt_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 	"github.com/weftmesh/weft/proxy/wasm/interrupt"
@@ -88,11 +90,126 @@ func TestDispatchCallsTheSelectedExport(t *testing.T) {
 			t.Errorf("%s through the dispatcher: %v, want an unreachable trap", name, err)
 		}
 	}
-	if _, err := d.Call(ctx, uint64(len(interrupt.Dispatched)), 0, 0, 0); err == nil {
+	if _, err := d.Call(ctx, interrupt.SelEnd+1, 0, 0, 0); err == nil {
 		t.Error("a selector past the list did not trap")
 	}
 	if !interrupt.Dispatchable([]byte{0x7f, 0x7f}, nil) || interrupt.Dispatchable([]byte{0x7e}, nil) ||
 		interrupt.Dispatchable([]byte{0x7f, 0x7f, 0x7f, 0x7f}, nil) || interrupt.Dispatchable(nil, []byte{0x7f, 0x7f}) {
 		t.Error("Dispatchable does not follow its rule")
+	}
+}
+
+// The combined selectors run their callbacks in order with the arguments
+// each takes, set the stage global before each, stop after context create
+// when the host sets the stop global, stop before on_delete when on_done answers
+// false, and leave the stage at the callback that trapped.
+func TestDispatchCombinedSelectors(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "seq.wat")
+	// Each callback appends a code to the host's trace: 1000*callback +
+	// its arguments; on_done answers false for context 66; on_log traps
+	// for context 99; the host's "stop" import sets the stop global when
+	// create's root is 5.
+	if err := os.WriteFile(src, []byte(`(module
+  (import "env" "trace" (func $trace (param i32)))
+  (import "env" "stop" (func $stop (param i32)))
+  (memory 1)
+  (func (export "proxy_on_context_create") (param i32 i32)
+    (call $trace (i32.add (i32.const 1000) (i32.add (i32.mul (local.get 0) (i32.const 10)) (local.get 1))))
+    (call $stop (local.get 1)))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $trace (i32.add (i32.const 2000) (i32.add (i32.mul (local.get 1) (i32.const 10)) (local.get 2))))
+    (i32.const 7))
+  (func (export "proxy_on_log") (param i32)
+    (if (i32.eq (local.get 0) (i32.const 99)) (then unreachable))
+    (call $trace (i32.add (i32.const 3000) (local.get 0))))
+  (func (export "proxy_on_done") (param i32) (result i32)
+    (call $trace (i32.add (i32.const 4000) (local.get 0)))
+    (i32.ne (local.get 0) (i32.const 66)))
+  (func (export "proxy_on_delete") (param i32)
+    (call $trace (i32.add (i32.const 5000) (local.get 0)))))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, err := interrupt.Instrument(guestbuild.WAT(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	var trace []uint32
+	var mod api.Module
+	global := func(name string) api.MutableGlobal {
+		g, ok := mod.ExportedGlobal(name).(api.MutableGlobal)
+		if !ok {
+			t.Fatalf("no mutable %s global", name)
+		}
+		return g
+	}
+	stage := func() api.MutableGlobal { return global(interrupt.StageName) }
+	if _, err := r.NewHostModuleBuilder("env").
+		NewFunctionBuilder().WithFunc(func(v uint32) { trace = append(trace, v) }).Export("trace").
+		NewFunctionBuilder().WithFunc(func(root uint32) {
+		if root == 5 {
+			global(interrupt.StopName).Set(1)
+		}
+	}).Export("stop").
+		Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if mod, err = r.Instantiate(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	d := mod.ExportedFunction(interrupt.DispatchName)
+	call := func(sel, a, b, c uint64) (uint64, []uint32, error) {
+		trace = nil
+		st := []uint64{sel, a, b, c}
+		err := d.CallWithStack(ctx, st)
+		return st[0], trace, err
+	}
+	check := func(what string, res uint64, got []uint32, err error, wantRes uint64, want ...uint32) {
+		t.Helper()
+		if err != nil || res != wantRes || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: result %d, trace %v, err %v; want %d, %v", what, res, got, err, wantRes, want)
+		}
+	}
+	// Create (context 4, root 1), then request headers (3 headers, end of stream).
+	res, got, err := call(interrupt.SelCreateRequestHeaders, 4, 1, 3<<1|1)
+	check("create+headers", res, got, err, 7, 1041, 2031)
+	if s := stage().Get(); s != 1 {
+		t.Errorf("stage after create+headers = %d, want 1 (request headers)", s)
+	}
+	res, got, err = call(interrupt.SelCreateRequestHeaders, 4, 2, 12<<1)
+	check("create+headers, not end of stream", res, got, err, 7, 1042, 2120)
+	// The host sets the stop global during create: request headers is not called.
+	res, got, err = call(interrupt.SelCreateRequestHeaders, 4, 5, 3<<1|1)
+	check("create+headers stopped after create", res, got, err, 0, 1045)
+	if s, stop := stage().Get(), global(interrupt.StopName).Get(); s != 0 || stop != 0 {
+		t.Errorf("after a stop: stage %d, stop %d; want 0 (create), 0 (cleared)", s, stop)
+	}
+	res, got, err = call(interrupt.SelCreateRequestHeaders, 4, 1, 3<<1|1)
+	check("create+headers after a stop", res, got, err, 7, 1041, 2031)
+	all := uint64(interrupt.EndLog | interrupt.EndDone | interrupt.EndDelete)
+	res, got, err = call(interrupt.SelEnd, 8, all, 0)
+	check("log+done+delete", res, got, err, 1, 3008, 4008, 5008)
+	if s := stage().Get(); s != 9 {
+		t.Errorf("stage after end = %d, want 9 (delete)", s)
+	}
+	res, got, err = call(interrupt.SelEnd, 8, interrupt.EndDone|interrupt.EndDelete, 0)
+	check("done+delete", res, got, err, 1, 4008, 5008)
+	res, got, err = call(interrupt.SelEnd, 8, interrupt.EndLog, 0)
+	check("log only", res, got, err, 1, 3008)
+	// on_done answers false: on_delete is left to the host.
+	res, got, err = call(interrupt.SelEnd, 66, all, 0)
+	check("done false", res, got, err, 0, 3066, 4066)
+	if s := stage().Get(); s != 8 {
+		t.Errorf("stage after a false on_done = %d, want 8 (done)", s)
+	}
+	// A trap in on_log: nothing after it runs, the stage names on_log.
+	if _, got, err = call(interrupt.SelEnd, 99, all, 0); err == nil || len(got) != 0 {
+		t.Errorf("trap in on_log: trace %v, err %v; want a trap and nothing run", got, err)
+	}
+	if s := stage().Get(); s != 7 {
+		t.Errorf("stage after a trap in on_log = %d, want 7 (log)", s)
 	}
 }

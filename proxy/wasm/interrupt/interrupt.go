@@ -42,12 +42,13 @@
 // bounded stack and never reaches a loop header, so it would neither stop
 // nor step out into Go, and the next garbage collection's stop-the-world
 // would wait for it (the whole process stalls). The same check therefore
-// runs at the entry of every function that a cycle of direct calls
-// re-enters (the targets of the back edges of a walk of the call graph),
-// and only there: other calls cost nothing. Recursion only through
-// call_indirect or call_ref (function pointers, Go closures and interface
-// methods) is not covered. A module needs a memory for this (every
-// Proxy-Wasm module has one).
+// runs on every cycle of calls that passes no function entering a loop
+// first (callgraph.go): at the entry of every function that a cycle of
+// direct calls re-enters (the targets of the back edges of a walk of the
+// call graph), and just before every call_indirect (function pointers, Go
+// closures and interface methods) whose possible targets, by type, can
+// lead back to it; other calls cost nothing. A module needs a memory for
+// this (every Proxy-Wasm module has one).
 //
 // The rewrite is structural: it decodes every instruction, so branch
 // depths, indices and offsets keep their meaning (an if block opened and
@@ -129,7 +130,7 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 		secs = append(secs, section{id: id, body: body})
 	}
-	importedFuncs, importedGlobals := 0, 0
+	importedGlobals := 0
 	definedGlobals := 0
 	hasMemory := false
 	for _, s := range secs {
@@ -137,11 +138,11 @@ func Instrument(module []byte) ([]byte, error) {
 		case secMemory:
 			hasMemory = true
 		case secImport:
-			fns, n, mems, err := countImports(s.body)
+			_, n, mems, err := countImports(s.body)
 			if err != nil {
 				return nil, err
 			}
-			importedFuncs, importedGlobals = fns, n
+			importedGlobals = n
 			hasMemory = hasMemory || mems > 0
 		case secGlobal:
 			sr := reader{b: s.body}
@@ -150,7 +151,7 @@ func Instrument(module []byte) ([]byte, error) {
 				return nil, fmt.Errorf("interrupt: global section: %w", sr.err)
 			}
 		case secExport:
-			if bytes.Contains(s.body, []byte(GlobalName)) || bytes.Contains(s.body, []byte(CountdownName)) {
+			if bytes.Contains(s.body, []byte(GlobalName)) || bytes.Contains(s.body, []byte(CountdownName)) || bytes.Contains(s.body, []byte(StageName)) || bytes.Contains(s.body, []byte(StopName)) {
 				return nil, errors.New("interrupt: the module already exports " + GlobalName)
 			}
 		}
@@ -158,8 +159,8 @@ func Instrument(module []byte) ([]byte, error) {
 	if !hasMemory {
 		return nil, errors.New("interrupt: the module has no memory")
 	}
-	idx := uint32(importedGlobals + definedGlobals) // the flag; idx+1 is the countdown
-	count := idx + 1
+	idx := uint32(importedGlobals + definedGlobals) // the flag; then the countdown, the stage, the stop flag
+	count, stage, stop := idx+1, idx+2, idx+3
 	check := appendU32([]byte{opGlobalGet}, count)
 	check = append(check, 0x41, 0x01, 0x6b, opGlobalSet) // i32.const 1 i32.sub global.set
 	check = appendU32(check, count)
@@ -174,7 +175,7 @@ func Instrument(module []byte) ([]byte, error) {
 
 	// The callback dispatcher (dispatch.go), unless the module's sections
 	// do not allow it or it has one already.
-	disp, hasDisp := newDispatcher(secs)
+	disp, hasDisp := newDispatcher(secs, stage, stop)
 	for _, s := range secs {
 		if s.id == secExport && bytes.Contains(s.body, []byte(DispatchName)) {
 			hasDisp = false
@@ -188,9 +189,11 @@ func Instrument(module []byte) ([]byte, error) {
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
-	// The new globals: the flag (mutable i32 0) and the countdown.
+	// The new globals: the flag (mutable i32 0), the countdown, and the
+	// dispatcher's stage and stop flag (mutable i32 0).
 	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, opEnd, 0x7f, 0x01}
 	newGlobal = append(appendS32(append(newGlobal, 0x41), YieldEvery), opEnd)
+	newGlobal = append(newGlobal, 0x7f, 0x01, 0x41, 0x00, opEnd, 0x7f, 0x01, 0x41, 0x00, opEnd)
 	newExport := appendName(nil, GlobalName)
 	newExport = append(newExport, kindGlobal)
 	newExport = appendU32(newExport, idx)
@@ -202,12 +205,18 @@ func Instrument(module []byte) ([]byte, error) {
 		newExport = appendName(newExport, DispatchName)
 		newExport = append(newExport, kindFunc)
 		newExport = appendU32(newExport, disp.funcIdx)
-		nExports++
+		newExport = appendName(newExport, StageName)
+		newExport = append(newExport, kindGlobal)
+		newExport = appendU32(newExport, stage)
+		newExport = appendName(newExport, StopName)
+		newExport = append(newExport, kindGlobal)
+		newExport = appendU32(newExport, stop)
+		nExports += 3
 	}
 	for _, s := range secs {
 		if s.id != secCustom {
 			if !haveGlobal && order(s.id) > order(secGlobal) {
-				emit(secGlobal, append([]byte{2}, newGlobal...))
+				emit(secGlobal, append([]byte{4}, newGlobal...))
 				haveGlobal = true
 			}
 			if !haveExport && order(s.id) > order(secExport) {
@@ -217,7 +226,7 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 		switch s.id {
 		case secGlobal:
-			body, err := appendToVec(s.body, newGlobal, 2)
+			body, err := appendToVec(s.body, newGlobal, 4)
 			if err != nil {
 				return nil, fmt.Errorf("interrupt: global section: %w", err)
 			}
@@ -231,7 +240,7 @@ func Instrument(module []byte) ([]byte, error) {
 			emit(secExport, body)
 			haveExport = true
 		case secCode:
-			body, err := instrumentCode(s.body, check, uint32(importedFuncs))
+			body, err := instrumentCode(secs, s.body, check)
 			if err == nil && hasDisp {
 				body, err = appendToVec(body, disp.body, 1)
 			}
@@ -257,7 +266,7 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 	}
 	if !haveGlobal {
-		emit(secGlobal, append([]byte{2}, newGlobal...))
+		emit(secGlobal, append([]byte{4}, newGlobal...))
 	}
 	if !haveExport {
 		emit(secExport, append(appendU32(nil, nExports), newExport...))
@@ -312,9 +321,10 @@ func countImports(body []byte) (funcs, globals, memories int, err error) {
 }
 
 // instrumentCode rewrites the code section: every function body gets the
-// check after the block type of each loop, and at its entry the functions
-// that recursion through direct calls re-enters (recursive).
-func instrumentCode(body, check []byte, importedFuncs uint32) ([]byte, error) {
+// check after the block type of each loop, and where the call graph places
+// it (callgraph.go): at the entry of the functions that recursion through
+// direct calls re-enters, before the indirect calls that can recurse.
+func instrumentCode(secs []section, body, check []byte) ([]byte, error) {
 	r := reader{b: body}
 	n := r.u32()
 	codes := make([][]byte, 0, min(n, 1<<16))
@@ -329,15 +339,16 @@ func instrumentCode(body, check []byte, importedFuncs uint32) ([]byte, error) {
 	if !r.done() {
 		return nil, errors.New("interrupt: code section has trailing bytes")
 	}
-	entry, err := recursive(codes, importedFuncs)
+	g, err := buildCallGraph(secs, codes)
 	if err != nil {
 		return nil, err
 	}
+	at := g.place()
 	out := appendU32(nil, n)
 	var fn []byte
 	for i, code := range codes {
 		var err error
-		fn, err = instrumentFunc(fn[:0], code, check, entry[i])
+		fn, err = instrumentFunc(fn[:0], code, check, at.entry[i], at.site[i])
 		if err != nil {
 			return nil, fmt.Errorf("interrupt: function %d: %w", i, err)
 		}
@@ -347,88 +358,13 @@ func instrumentCode(body, check []byte, importedFuncs uint32) ([]byte, error) {
 	return out, nil
 }
 
-// recursive marks the functions that get the check at their entry: the
-// targets of the back edges of a depth-first walk of the direct call graph
-// (call, return_call), so every cycle of direct calls passes a check. A
-// guest that recurses without a loop (a recursive fib) is thus stopped and
-// steps out into Go like a loop; a function no cycle reaches pays nothing.
-// Cycles through call_indirect or call_ref are not covered.
-func recursive(codes [][]byte, importedFuncs uint32) ([]bool, error) {
-	calls := make([][]uint32, len(codes))
-	for i, code := range codes {
-		c, err := directCalls(code, importedFuncs, uint32(len(codes)))
-		if err != nil {
-			return nil, fmt.Errorf("interrupt: function %d: %w", i, err)
-		}
-		calls[i] = c
-	}
-	const (
-		white = iota
-		grey  // on the walk's path
-		black // done
-	)
-	color := make([]byte, len(codes))
-	entry := make([]bool, len(codes))
-	type frame struct{ f, next uint32 }
-	var stack []frame
-	for root := range codes {
-		if color[root] != white {
-			continue
-		}
-		color[root] = grey
-		stack = append(stack[:0], frame{f: uint32(root)})
-		for len(stack) > 0 {
-			top := &stack[len(stack)-1]
-			if int(top.next) == len(calls[top.f]) {
-				color[top.f] = black
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			g := calls[top.f][top.next]
-			top.next++
-			switch color[g] {
-			case grey: // a back edge: g is re-entered
-				entry[g] = true
-			case white:
-				color[g] = grey
-				stack = append(stack, frame{f: g})
-			}
-		}
-	}
-	return entry, nil
-}
-
-// directCalls lists the defined functions (by their index among the
-// defined ones) that code calls directly.
-func directCalls(code []byte, importedFuncs, defined uint32) ([]uint32, error) {
+// instrumentFunc rewrites one body: the check after each loop's block
+// type, at the entry when entry is set, and before indirect call site i
+// (in code order) when sites[i] is set.
+func instrumentFunc(out, code, check []byte, entry bool, sites []bool) ([]byte, error) {
 	r := reader{b: code}
 	groups := r.u32()
-	for g := uint32(0); g < groups; g++ {
-		r.u32()
-		r.valType()
-	}
-	var out []uint32
-	for !r.done() {
-		start := r.i
-		op := r.byte()
-		if op == 0x10 || op == 0x12 { // call, return_call
-			if f := r.u32(); f >= importedFuncs && f-importedFuncs < defined {
-				out = append(out, f-importedFuncs)
-			}
-		} else if err := r.immediates(op); err != nil {
-			return nil, err
-		}
-		if r.err != nil {
-			return nil, fmt.Errorf("opcode 0x%02x at %d: %w", op, start, r.err)
-		}
-	}
-	return out, nil
-}
-
-func instrumentFunc(out, code, check []byte, entry bool) ([]byte, error) {
-	r := reader{b: code}
-	groups := r.u32()
-	for g := uint32(0); g < groups; g++ {
+	for g := uint32(0); g < groups && r.err == nil; g++ {
 		r.u32()
 		r.valType()
 	}
@@ -439,6 +375,7 @@ func instrumentFunc(out, code, check []byte, entry bool) ([]byte, error) {
 	if entry {
 		out = append(out, check...)
 	}
+	site := 0
 	for !r.done() {
 		start := r.i
 		op := r.byte()
@@ -447,6 +384,14 @@ func instrumentFunc(out, code, check []byte, entry bool) ([]byte, error) {
 		}
 		if r.err != nil {
 			return nil, fmt.Errorf("opcode 0x%02x at %d: %w", op, start, r.err)
+		}
+		if isIndirectCall(op) {
+			// The check leaves the operand stack as it found it, so it
+			// fits between the call's operands and the call.
+			if site < len(sites) && sites[site] {
+				out = append(out, check...)
+			}
+			site++
 		}
 		out = append(out, code[start:r.i]...)
 		if op == opLoop {

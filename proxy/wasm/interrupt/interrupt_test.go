@@ -3,6 +3,7 @@ package interrupt_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 	"github.com/weftmesh/weft/proxy/wasm/interrupt"
@@ -80,8 +82,9 @@ func TestFlagStopsASpinningGuest(t *testing.T) {
 }
 
 // Every guest the tests load is rewritten (none falls back to wazero's
-// termination checks), and the rewrite still compiles: WAT fixtures, a Go
-// guest built with the public Proxy-Wasm Go SDK and one with Weft's SDK.
+// termination checks), the rewrite still compiles, and its checks leave
+// no cycle of calls unchecked: WAT fixtures, a Go guest built with the
+// public Proxy-Wasm Go SDK and one with Weft's SDK.
 func TestInstrumentsEveryTestGuest(t *testing.T) {
 	mods := map[string][]byte{
 		"gosdk/noop":          guestbuild.GoSDK(t, "noop"),
@@ -105,6 +108,13 @@ func TestInstrumentsEveryTestGuest(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
+		}
+		// Every cycle of calls passes a check (verified apart from the
+		// placement's own computation).
+		if st, err := interrupt.Placement(m); err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if testing.Verbose() {
+			t.Logf("%s: %+v", name, st)
 		}
 		cm, err := r.CompileModule(ctx, code)
 		if err != nil {
@@ -142,6 +152,9 @@ func TestRefusesWhatItCannotDecode(t *testing.T) {
 func FuzzInstrument(f *testing.F) {
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x05\x03\x01\x00\x01\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b"))
+	// A table with an element segment, a declarative one, a call_indirect
+	// and a table.set of a ref.func.
+	f.Add([]byte("\x00\x61\x73\x6d\x01\x00\x00\x00\x01\x09\x02\x60\x01\x7f\x01\x7f\x60\x00\x00\x03\x03\x02\x00\x01\x04\x04\x01\x70\x00\x02\x05\x03\x01\x00\x01\x09\x0b\x02\x00\x41\x00\x0b\x01\x00\x03\x00\x01\x00\x0a\x14\x02\x09\x00\x20\x00\x41\x00\x11\x00\x00\x0b\x08\x00\x41\x01\xd2\x00\x26\x00\x0b"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		out, err := interrupt.Instrument(b)
 		if err != nil {
@@ -149,6 +162,9 @@ func FuzzInstrument(f *testing.F) {
 		}
 		if len(out) < len(b) {
 			t.Fatalf("the rewrite shrank the module: %d -> %d", len(b), len(out))
+		}
+		if _, err := interrupt.Placement(b); err != nil {
+			t.Fatalf("rewritten, but: %v", err)
 		}
 	})
 }
@@ -276,6 +292,230 @@ func TestFlagStopsARecursiveGuest(t *testing.T) {
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatalf("the flag did not stop %s", name)
+		}
+	}
+}
+
+// indirectWAT recurses for ever without a loop only through call_indirect,
+// in the ways compiled guests do: a function calling itself through a
+// table ($fib, a function pointer or interface method); a call whose type
+// is another, structurally equal, entry of the type section ($ping to
+// $pong, which calls $ping directly: call_indirect matches types by
+// structure); and through a second table filled at run time by table.init
+// from a passive segment and table.set of a ref.func ($late).
+const indirectWAT = `(module
+  (memory 1)
+  (type $t (func (param i64) (result i64)))
+  (type $same (func (param i64) (result i64)))
+  (table $fns 2 funcref)
+  (table $runtime 2 funcref)
+  (elem (table $fns) (i32.const 0) func $fib $pong)
+  (elem $passive func $late)
+  (elem declare func $late)
+  (func $fib (type $t)
+    (if (result i64) (i64.lt_u (local.get 0) (i64.const 2))
+      (then (local.get 0))
+      (else (i64.add
+        (call_indirect $fns (type $t) (i64.sub (local.get 0) (i64.const 1)) (i32.const 0))
+        (call_indirect $fns (type $t) (i64.sub (local.get 0) (i64.const 2)) (i32.const 0))))))
+  (func $ping (type $t)
+    (if (result i64) (i64.eqz (local.get 0))
+      (then (i64.const 1))
+      (else (i64.add
+        (call_indirect $fns (type $same) (i64.sub (local.get 0) (i64.const 1)) (i32.const 1))
+        (call_indirect $fns (type $same) (i64.sub (local.get 0) (i64.const 1)) (i32.const 1))))))
+  (func $pong (type $t) (call $ping (local.get 0)))
+  (func $late (type $t)
+    (if (result i64) (i64.lt_u (local.get 0) (i64.const 2))
+      (then (local.get 0))
+      (else (i64.add
+        (call_indirect $runtime (type $t) (i64.sub (local.get 0) (i64.const 1)) (i32.const 0))
+        (call_indirect $runtime (type $t) (i64.sub (local.get 0) (i64.const 2)) (i32.const 1))))))
+  (func (export "fill")
+    (table.init $runtime $passive (i32.const 0) (i32.const 0) (i32.const 1))
+    (table.set $runtime (i32.const 1) (ref.func $late)))
+  (export "fib" (func $fib))
+  (export "ping" (func $ping))
+  (export "late" (func $late)))`
+
+// stopsForEver calls fn(arg) of a fresh instance of compiled, where it
+// runs for ever, and checks that a garbage collection completes meanwhile
+// (the guest steps out into Go) and that the interrupt flag stops it with
+// its unreachable trap. A guest that passes no check hangs the test.
+func stopsForEver(t *testing.T, r wazero.Runtime, compiled wazero.CompiledModule, name, fn string, setup string, arg uint64) {
+	t.Helper()
+	ctx := context.Background()
+	mod, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close(ctx)
+	if setup != "" {
+		if _, err := mod.ExportedFunction(setup).Call(ctx); err != nil {
+			t.Fatalf("%s: %v", setup, err)
+		}
+	}
+	flag := mod.ExportedGlobal(interrupt.GlobalName).(api.MutableGlobal)
+	done := make(chan error, 1)
+	go func() {
+		_, err := mod.ExportedFunction(fn).Call(ctx, arg)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it run: the test is that it stops, not when
+	runtime.GC()                      // waits for ever unless the guest steps out into Go
+	flag.Set(1)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("%s ended with %v, want the interrupt's unreachable trap", name, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the flag did not stop %s", name)
+	}
+}
+
+// A guest recursing for ever through call_indirect only, without a loop
+// and without going deep, passes the check before the indirect call:
+// results are unchanged while the flag is clear, a garbage collection
+// completes while it runs, and the flag stops it. Before the call graph
+// took indirect calls in, the first GC hung this test.
+func TestFlagStopsAnIndirectlyRecursiveGuest(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "indirect.wat")
+	if err := os.WriteFile(src, []byte(indirectWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, err := interrupt.Instrument(guestbuild.WAT(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false))
+	defer r.Close(ctx)
+	compiled, err := r.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		fn, setup string
+		arg, want uint64
+	}{
+		{"fib", "", 20, 6765},
+		{"ping", "", 10, 1024},
+		{"late", "fill", 20, 6765},
+	} {
+		mod, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(c.fn+"-ok"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.setup != "" {
+			if _, err := mod.ExportedFunction(c.setup).Call(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if res, err := mod.ExportedFunction(c.fn).Call(ctx, c.arg); err != nil || res[0] != c.want {
+			t.Fatalf("%s(%d) = %v, %v; want %d", c.fn, c.arg, res, err, c.want)
+		}
+		_ = mod.Close(ctx)
+		stopsForEver(t, r, compiled, c.fn, c.fn, c.setup, 90) // 2^90 calls, 90 frames deep
+	}
+}
+
+// A guest that tail-calls itself through return_call_indirect runs for
+// ever in constant stack, like a loop with no loop header: it is stopped
+// too. Tail calls are not enabled in Weft's runtime (wazero has them as
+// an experiment); the rewrite handles them anyway.
+func TestFlagStopsAnIndirectTailCallLoop(t *testing.T) {
+	wat2wasm, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Skip("wat2wasm not installed")
+	}
+	dir := t.TempDir()
+	src, bin := filepath.Join(dir, "tail.wat"), filepath.Join(dir, "tail.wasm")
+	if err := os.WriteFile(src, []byte(`(module
+  (memory 1)
+  (type $t (func (param i64) (result i64)))
+  (table 1 funcref)
+  (elem (i32.const 0) $spin)
+  (func $spin (type $t)
+    (if (i64.eqz (local.get 0)) (then (return (i64.const 7))))
+    (return_call_indirect (type $t) (i64.sub (local.get 0) (i64.const 1)) (i32.const 0)))
+  (export "spin" (func $spin)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(wat2wasm, "--enable-tail-call", src, "-o", bin).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v: %s", err, out)
+	}
+	mod, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := interrupt.Instrument(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false).
+		WithCoreFeatures(api.CoreFeaturesV2|experimental.CoreFeaturesTailCall))
+	defer r.Close(ctx)
+	compiled, err := r.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := m.ExportedFunction("spin").Call(ctx, 3*interrupt.YieldEvery); err != nil || res[0] != 7 {
+		t.Fatalf("spin(3×YieldEvery) = %v, %v; want 7", res, err)
+	}
+	stopsForEver(t, r, compiled, "spin", "spin", "", 1<<62)
+}
+
+// Where the checks go on small modules: before every indirect call that
+// can recurse, and before no other; none in a function that enters a loop
+// first; a call whose type no tabled function has reaches none; an
+// exported function counts as tabled when the outside can fill a table.
+func TestPlacementOfIndirectCalls(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, wat       string
+		sites, checked  int
+		loopFirst, take int
+	}{
+		{"indirect", indirectWAT, 6, 6, 0, 3},
+		{"other type", `(module (memory 1)
+  (table 1 funcref) (elem (i32.const 0) $a)
+  (func $a (param i32) (result i32) (drop (call $b (i64.const 1))) (local.get 0))
+  (func $b (param i64) (result i64)
+    (drop (call_indirect (param i32) (result i32) (i32.const 1) (i32.const 0)))
+    (call_indirect (param i64) (result i64) (local.get 0) (i32.const 0))))`, 2, 1, 0, 1},
+		{"loop first", `(module (memory 1)
+  (table 1 funcref) (elem (i32.const 0) $a)
+  (func $a (param i32) (result i32)
+    (local $x i32) (local.set $x (local.get 0))
+    (block (loop (drop (call_indirect (param i32) (result i32) (local.get $x) (i32.const 0)))))
+    (local.get 0)))`, 1, 0, 1, 1},
+		{"exported table", `(module (memory 1)
+  (table (export "t") 1 funcref)
+  (func $e (export "e") (param i32) (result i32)
+    (call_indirect (param i32) (result i32) (local.get 0) (i32.const 0))))`, 1, 1, 0, 1},
+		{"own table", `(module (memory 1)
+  (table 1 funcref)
+  (func $e (export "e") (param i32) (result i32)
+    (call_indirect (param i32) (result i32) (local.get 0) (i32.const 0))))`, 1, 0, 0, 0},
+	} {
+		src := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".wat")
+		if err := os.WriteFile(src, []byte(c.wat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st, err := interrupt.Placement(guestbuild.WAT(t, src))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if st.IndirectSites != c.sites || st.CheckedSites != c.checked || st.LoopFirst != c.loopFirst || st.TakenFunctions != c.take || st.EntryChecks != 0 {
+			t.Errorf("%s: %+v; want %d sites, %d checked, %d loop-first, %d taken, no entry checks",
+				c.name, st, c.sites, c.checked, c.loopFirst, c.take)
 		}
 	}
 }

@@ -1,0 +1,178 @@
+package wasm
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/internal/guestbuild"
+)
+
+// streamCounts runs fn (one stream) on p's only VM and returns the
+// guest entries it made (calls into the guest: callSeq moves by two per
+// call), the callbacks it counted in calls_total, and the sequence guest's
+// trace of callbacks (testdata/sequence.wat), cleared before.
+func streamCounts(t *testing.T, p *Plugin, fn func()) (entries, calls uint64, trace uint32) {
+	t.Helper()
+	v := p.slots[0].vm.Load()
+	if v == nil {
+		t.Fatal("no vm")
+	}
+	tr, _ := v.mod.ExportedGlobal("trace").(api.MutableGlobal)
+	if tr != nil {
+		tr.Set(0) // the VM is idle: no stream runs
+	}
+	seq, before := v.callSeq.Load(), p.events.acct.calls.Load()
+	fn()
+	if tr != nil {
+		trace = uint32(tr.Get())
+	}
+	return (v.callSeq.Load() - seq) / 2, p.events.acct.calls.Load() - before, trace
+}
+
+// A stream's first two callbacks (context create, request headers) are one
+// entry into the guest and its last three (log, done, delete) another, in
+// the order and with the results of separate calls; calls_total still
+// counts every callback. When on_done answers false, on_delete is still
+// made at once (as Envoy does for a stream's context; proxy_done is a
+// no-op), in an entry of its own. A filter that did not see the request
+// gets its context created on its own before the end.
+func TestCombinedEntriesPerStream(t *testing.T) {
+	rt := newRuntime(t)
+	for _, c := range []struct {
+		mode           string
+		entries, calls uint64
+		trace          uint32
+	}{
+		{"-", 3, 6, 123456}, // create+request headers, response headers, log+done+delete
+		{"n", 4, 6, 123456}, // on_done false: delete on its own
+	} {
+		p := load(t, rt, PluginSpec{Name: "seq-" + c.mode, Module: wat(t, "sequence"), VMConfig: []byte(c.mode)}, Env{})
+		for i := range 2 {
+			var o outcome
+			s := newStream("/")
+			entries, calls, trace := streamCounts(t, p, func() { o = runStream(p, s) })
+			if entries != c.entries || calls != c.calls || trace != c.trace {
+				t.Errorf("mode %s stream %d: %d entries, %d callbacks counted, trace %d; want %d, %d, %d",
+					c.mode, i, entries, calls, trace, c.entries, c.calls, c.trace)
+			}
+			if !o.upstream || o.req != filter.Continue || o.resp != filter.Continue {
+				t.Errorf("mode %s stream %d: %+v", c.mode, i, o)
+			}
+		}
+		// The filter did not see the request (an earlier filter answered):
+		// only log and done, as the chain's Finish makes them.
+		entries, calls, trace := streamCounts(t, p, func() {
+			s := newStream("/")
+			f := p.NewStreamFilter(s)
+			f.OnLog(s)
+			f.OnDone(s)
+		})
+		want := uint64(2)
+		if c.mode == "n" {
+			want = 3
+		}
+		if entries != want || calls != 4 || trace != 1456 {
+			t.Errorf("mode %s, a stream with log and done only: %d entries, %d callbacks, trace %d; want %d, 4, 1456",
+				c.mode, entries, calls, trace, want)
+		}
+		if n := p.events.n[eventTrap].Load() + p.events.n[eventTimeout].Load(); n != 0 {
+			t.Errorf("mode %s: %d traps or timeouts", c.mode, n)
+		}
+	}
+
+	// The public Go SDK's no-op: seven callbacks, four entries (the
+	// response has a body).
+	p := load(t, rt, PluginSpec{Name: "gosdk", Module: guestbuild.GoSDK(t, "noop")}, Env{})
+	for i := range 2 {
+		s := newStream("/")
+		var o outcome
+		entries, calls, _ := streamCounts(t, p, func() { o = runStream(p, s) })
+		if entries != 4 || calls != 7 || !o.upstream || o.resp != filter.Continue {
+			t.Errorf("public SDK stream %d: %d entries, %d callbacks, %+v; want 4, 7, through", i, entries, calls, o)
+		}
+	}
+}
+
+// A trap in any callback of a combined entry is reported as that
+// callback's (the log line names it), counted, fails the stream by the
+// plugin's policy where the response is not final yet, and the VM is
+// replaced; the callbacks after it in the entry do not run. A callback
+// stuck in a loop inside a combined entry is stopped by the deadline.
+func TestCombinedEntryTraps(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	rt, err := NewRuntime(context.Background(), RuntimeOptions{Logger: zap.New(core), CacheDir: guestbuild.CompileCacheDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	for _, c := range []struct {
+		mode     string
+		callback string // named in the error
+		calls    uint64
+		trace    uint32
+		timeout  bool
+	}{
+		{"x", "proxy_on_context_create", 1, 1, false},
+		{"l", "proxy_on_log", 4, 1234, false},
+		{"d", "proxy_on_done", 5, 12345, false},
+		{"D", "proxy_on_delete", 6, 123456, false},
+		{"S", "proxy_on_done", 5, 12345, true},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			logs.TakeAll()
+			p := load(t, rt, PluginSpec{Name: "seq-" + c.mode, Module: wat(t, "sequence"), VMConfig: []byte(c.mode)}, Env{})
+			old := p.slots[0].vm.Load()
+			s := newStream("/")
+			var o outcome
+			before := p.events.acct.calls.Load()
+			_, _, trace := streamCounts(t, p, func() { o = runStream(p, s) })
+			if trace != c.trace {
+				t.Errorf("trace %d; want %d", trace, c.trace)
+			}
+			if c.mode == "x" {
+				// Fail closed (the default) before the upstream.
+				if o.upstream || o.req != filter.LocalReply || s.Response.StatusCode() != failStatus {
+					t.Errorf("a trap in the create: %+v, status %d; want a %d before the upstream", o, s.Response.StatusCode(), failStatus)
+				}
+			} else if !o.upstream || s.Response.StatusCode() != 200 {
+				t.Errorf("a trap after the response changed it: %+v, status %d", o, s.Response.StatusCode())
+			}
+			ev := eventTrap
+			if c.timeout {
+				ev = eventTimeout
+			}
+			if n := p.events.n[ev].Load(); n != 1 {
+				t.Errorf("%s counted %d times, want 1", eventNames[ev], n)
+			}
+			var msgs []string
+			for _, e := range logs.All() {
+				if err, _ := e.ContextMap()["error"].(string); err != "" {
+					msgs = append(msgs, err)
+				}
+			}
+			if len(msgs) == 0 || !strings.HasPrefix(msgs[0], c.callback+": ") {
+				t.Errorf("logged errors %q; want the first to begin with %q", msgs, c.callback+": ")
+			}
+			if !waitFor(func() bool { v := p.slots[0].vm.Load(); return v != nil && v != old }) {
+				t.Fatal("vm not replaced")
+			}
+			if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() != 0 }) {
+				t.Fatal("replacement not counted")
+			}
+			// The callbacks counted: the stream's, up to the one that
+			// failed, and the new VM's start (root context create and
+			// on_vm_start), counted before the replacement is.
+			if calls := p.events.acct.calls.Load() - before; calls != c.calls+2 {
+				t.Errorf("%d callbacks counted, want %d (the stream's) + 2 (the new VM's start)", calls, c.calls)
+			}
+		})
+	}
+}
