@@ -1,6 +1,7 @@
 package interrupt
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -417,18 +418,28 @@ func (mi *moduleInfo) read(s section) error {
 				mi.gcTypes = true
 				return nil
 			}
-			start := r.i
-			for k := r.u32(); k > 0 && r.err == nil; k-- {
-				r.valType()
+			// The key is the decoded signature, not its bytes: a count
+			// may be padded (LEB128), and call_indirect matches types
+			// by structure whatever their encoding.
+			var sig []byte
+			for range 2 { // parameters, then results
+				k := r.u32()
+				sig = binary.LittleEndian.AppendUint32(sig, k)
+				for ; k > 0 && r.err == nil; k-- {
+					if c := r.peek(); c == 0x63 || c == 0x64 {
+						// A typed reference: its heap type may be a type
+						// index (s33, also paddable) whose subtyping
+						// decides; classes are not known.
+						mi.gcTypes = true
+						return nil
+					}
+					sig = append(sig, r.byte())
+				}
 			}
-			for k := r.u32(); k > 0 && r.err == nil; k-- {
-				r.valType()
-			}
-			sig := string(s.body[start:r.i])
-			c, ok := classes[sig]
+			c, ok := classes[string(sig)]
 			if !ok {
 				c = uint32(len(classes))
-				classes[sig] = c
+				classes[string(sig)] = c
 			}
 			mi.typeClass = append(mi.typeClass, c)
 		}

@@ -1,6 +1,7 @@
 package interrupt_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -518,4 +519,69 @@ func TestPlacementOfIndirectCalls(t *testing.T) {
 				c.name, st, c.sites, c.checked, c.loopFirst, c.take)
 		}
 	}
+}
+
+// A type section may encode a count in more bytes than it needs (LEB128
+// allows padding, wazero accepts it): two types written differently are
+// still one signature, and call_indirect matches them. A guest recursing
+// through call_indirect of a padded copy of its own type is checked and
+// stopped like one using the same type entry. Before, signatures were
+// told apart by their bytes: the call site got no check and a GC waited
+// on the guest for ever.
+func TestIndirectCallThroughAPaddedTypeIsChecked(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "padded.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (memory 1)
+  (type $t (func (param i64) (result i64)))
+  (type $same (func (param i64) (result i64)))
+  (table 1 funcref)
+  (elem (i32.const 0) $fib)
+  (func $fib (type $t)
+    (if (result i64) (i64.lt_u (local.get 0) (i64.const 2))
+      (then (local.get 0))
+      (else (i64.add
+        (call_indirect (type $same) (i64.sub (local.get 0) (i64.const 1)) (i32.const 0))
+        (call_indirect (type $same) (i64.sub (local.get 0) (i64.const 2)) (i32.const 0))))))
+  (export "fib" (func $fib)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := guestbuild.WAT(t, src)
+	// The type section: 2 types, each 60 01 7e 01 7e; the second's
+	// parameter count is rewritten as 81 00 (1, padded to two bytes).
+	plain := []byte{0x01, 0x0b, 0x02, 0x60, 0x01, 0x7e, 0x01, 0x7e, 0x60, 0x01, 0x7e, 0x01, 0x7e}
+	i := bytes.Index(mod, plain)
+	if i < 0 {
+		t.Fatalf("type section not found in % x", mod)
+	}
+	padded := append([]byte(nil), mod[:i]...)
+	padded = append(padded, 0x01, 0x0c, 0x02, 0x60, 0x01, 0x7e, 0x01, 0x7e, 0x60, 0x81, 0x00, 0x7e, 0x01, 0x7e)
+	padded = append(padded, mod[i+len(plain):]...)
+
+	st, err := interrupt.Placement(padded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.IndirectSites != 2 || st.CheckedSites != 2 {
+		t.Fatalf("%+v; want both indirect call sites checked", st)
+	}
+	code, err := interrupt.Instrument(padded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false))
+	defer r.Close(ctx)
+	compiled, err := r.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := m.ExportedFunction("fib").Call(ctx, 20); err != nil || res[0] != 6765 {
+		t.Fatalf("fib(20) = %v, %v; want 6765 (wazero takes the padded type as the same)", res, err)
+	}
+	stopsForEver(t, r, compiled, "fib", "fib", "", 90)
 }
