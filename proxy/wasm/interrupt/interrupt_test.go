@@ -585,3 +585,49 @@ func TestIndirectCallThroughAPaddedTypeIsChecked(t *testing.T) {
 	}
 	stopsForEver(t, r, compiled, "fib", "fib", "", 90)
 }
+
+// The rewrite adds globals and a function past the module's own, so an
+// index just past them names them in the rewritten module: a module that
+// writes such a global (the flag, the countdown, the stage global, which
+// the watchdog reads to give each callback of a combined entry its own
+// deadline) or calls or takes such a function (weft_dispatch) is invalid
+// as written, and Instrument refuses it instead of making it valid.
+func TestRefusesIndicesPastTheModule(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "own.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (memory 1)
+  (global $g (mut i32) (i32.const 0))
+  (table 1 funcref)
+  (func $f (export "f")
+    (global.set $g (i32.const 7))
+    (call $f)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := guestbuild.WAT(t, src)
+	if _, err := interrupt.Instrument(mod); err != nil {
+		t.Fatalf("the module as written: %v", err)
+	}
+	// global.set 0 (24 00) and call 0 (10 00) in $f's body.
+	body := []byte{0x41, 0x07, 0x24, 0x00, 0x10, 0x00, 0x0b}
+	i := bytes.Index(mod, body)
+	if i < 0 {
+		t.Fatalf("body not found in % x", mod)
+	}
+	for _, c := range []struct {
+		name string
+		at   int
+		idx  byte
+	}{
+		{"global.set of the flag", 3, 1},
+		{"global.set of the stage", 3, 3},
+		{"global.set of the stop flag", 3, 4},
+		{"call of weft_dispatch", 5, 1},
+	} {
+		bad := append([]byte(nil), mod...)
+		bad[i+c.at] = c.idx
+		if _, err := interrupt.Instrument(bad); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("%s: Instrument = %v; want an out-of-range index refused", c.name, err)
+		}
+	}
+}
