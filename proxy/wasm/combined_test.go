@@ -176,3 +176,38 @@ func TestCombinedEntryTraps(t *testing.T) {
 		})
 	}
 }
+
+// A Weft-SDK guest declares its callbacks in the create
+// (weft.stream_callbacks): one that wants the request headers gets them in
+// the create's entry, so a request-headers filter costs two entries (create
+// and request headers; delete), and one that does not want them ends the
+// entry after the create. Before, a declaration (the SDK makes one in the
+// first stream of a root on a VM, the later ones inherit it) ended the
+// entry whatever it said, and the request headers took one more.
+func TestCombinedEntriesWeftSDK(t *testing.T) {
+	rt := newRuntime(t)
+	module := guestbuild.WeftSDK(t, "callbacks")
+	for _, c := range []struct {
+		kind           string
+		entries, calls uint64
+		header         string
+	}{
+		{"headers", 2, 3, "seen"}, // create+request headers, delete
+		{"log", 2, 4, "seen"},     // create+request headers, log+delete
+		{"noop", 2, 2, ""},        // create, delete
+	} {
+		p := load(t, rt, PluginSpec{Name: c.kind, Module: module, PoolSize: 1, PluginConfig: []byte(c.kind)}, Env{})
+		for i := range 2 { // the first stream declares; the others inherit
+			s := newStream("/")
+			var o outcome
+			entries, calls, _ := streamCounts(t, p, func() { o = runStream(p, s) })
+			if entries != c.entries || calls != c.calls || !o.upstream || o.req != filter.Continue {
+				t.Errorf("%s stream %d: %d entries, %d callbacks, %+v; want %d, %d, through",
+					c.kind, i, entries, calls, o, c.entries, c.calls)
+			}
+			if got := string(s.Request.Header.Peek("x-weftsdk")); got != c.header {
+				t.Errorf("%s stream %d: x-weftsdk %q, want %q", c.kind, i, got, c.header)
+			}
+		}
+	}
+}
