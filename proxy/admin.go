@@ -52,7 +52,8 @@ var (
 )
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEjections, descRefused, descHCFail, descCBReject, descConns, descHealthy, descConnsOpened} {
+	for _, d := range []*prometheus.Desc{descEjections, descRefused, descHCFail, descCBReject, descConns, descHealthy, descConnsOpened,
+		descStaleConns, descPooledRetries} {
 		ch <- d
 	}
 }
@@ -68,6 +69,16 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var descConnsOpened = prometheus.NewDesc("weft_upstream_connections_opened_total", "Upstream connections opened.", []string{"cluster"}, nil)
+
+// A pooled HTTP/1.1 connection the upstream closed while idle
+// (cluster/pooledconn.go): found so when taken, or broken under a request
+// that then went again on another connection.
+var (
+	descStaleConns = prometheus.NewDesc("weft_upstream_pooled_conns_stale_total",
+		"Pooled upstream connections found closed by the upstream when taken for a request, and closed unused.", []string{"cluster"}, nil)
+	descPooledRetries = prometheus.NewDesc("weft_upstream_pooled_conn_retries_total",
+		"Requests sent again on another connection after the reused one broke before any byte of the answer (not retries of the route's policy).", []string{"cluster"}, nil)
+)
 
 func collectCluster(ch chan<- prometheus.Metric, cs *clusterState) {
 	st := cs.c.Stats()
@@ -87,6 +98,8 @@ func collectCluster(ch chan<- prometheus.Metric, cs *clusterState) {
 		ch <- prometheus.MustNewConstMetric(descCBReject, prometheus.CounterValue, float64(l.v), n, l.limit)
 	}
 	ch <- prometheus.MustNewConstMetric(descConnsOpened, prometheus.CounterValue, float64(st.ConnectionsOpened.Load()), n)
+	ch <- prometheus.MustNewConstMetric(descStaleConns, prometheus.CounterValue, float64(st.StaleConnsClosed.Load()), n)
+	ch <- prometheus.MustNewConstMetric(descPooledRetries, prometheus.CounterValue, float64(st.PooledConnRetries.Load()), n)
 	status := cs.c.Status()
 	healthy := 0
 	for _, e := range status.Endpoints {

@@ -137,20 +137,20 @@ func TestH1DownloadFigures(t *testing.T) {
 		sizeFor.Store(int64(big) << 20)
 		defer sizeFor.Store(0)
 		mib = big
-		for _, target := range figureLegs(addr, proxyAddr) {
-			s := time.Now()
-			got, err := download(target.addr)
-			if err != nil || got != int64(big)<<20 {
-				t.Fatalf("%s: %d bytes, %v", target.name, got, err)
+		runFigureLegs(t, "download", big, addr, proxyAddr, func(target string) error {
+			got, err := download(target)
+			if err == nil && got != int64(big)<<20 {
+				err = fmt.Errorf("%d bytes", got)
 			}
-			t.Logf("one %d MiB download %s: %.0f MiB/s", big, target.name, float64(big)/time.Since(s).Seconds())
-		}
+			return err
+		})
 	}
 }
 
 // figureLegs is the order of the large transfers: direct, weft, direct,
-// weft; or, with WEFT_FIGURES_LEGS=direct or =weft, that one path once (to
-// count one transfer's syscalls, strace -c -f).
+// weft (WEFT_FIGURES_PAIRS=N: N such pairs); or, with
+// WEFT_FIGURES_LEGS=direct or =weft, that one path once (to count one
+// transfer's syscalls, strace -c -f).
 func figureLegs(direct, weft string) []struct{ name, addr string } {
 	switch os.Getenv("WEFT_FIGURES_LEGS") {
 	case "direct":
@@ -158,7 +158,64 @@ func figureLegs(direct, weft string) []struct{ name, addr string } {
 	case "weft":
 		return []struct{ name, addr string }{{"weft", weft}}
 	}
-	return []struct{ name, addr string }{{"direct", direct}, {"weft", weft}, {"direct", direct}, {"weft", weft}}
+	pairs := 2
+	if n, err := strconv.Atoi(os.Getenv("WEFT_FIGURES_PAIRS")); err == nil && n > 0 {
+		pairs = n
+	}
+	var legs []struct{ name, addr string }
+	for range pairs {
+		legs = append(legs, struct{ name, addr string }{"direct", direct}, struct{ name, addr string }{"weft", weft})
+	}
+	return legs
+}
+
+// runFigureLegs moves mib MiB once per leg of figureLegs with one, and
+// logs each leg's rate and the process's CPU time for it (client,
+// upstream and weft together: a weft leg's less the direct leg's is
+// weft's own), then, over the pairs, the median of each weft leg's rate
+// over the direct leg's just before it, which swings with the direct
+// leg from one transfer to the next on a shared machine.
+func runFigureLegs(t *testing.T, kind string, mib int, direct, weft string, one func(target string) error) {
+	t.Helper()
+	var ratios, own []float64
+	var lastRate, lastCPU float64
+	for _, leg := range figureLegs(direct, weft) {
+		cpu0, s := processCPU(), time.Now()
+		if err := one(leg.addr); err != nil {
+			t.Fatalf("%s: %v", leg.name, err)
+		}
+		rate := float64(mib) / time.Since(s).Seconds()
+		cpu := float64(processCPU()-cpu0) / float64(time.Millisecond) * 1024 / float64(mib)
+		t.Logf("one %d MiB %s %s: %.0f MiB/s, process CPU %.0f ms per GiB", mib, kind, leg.name, rate, cpu)
+		if leg.name == "direct" {
+			lastRate, lastCPU = rate, cpu
+		} else if lastRate > 0 {
+			ratios = append(ratios, 100*rate/lastRate)
+			own = append(own, cpu-lastCPU)
+			lastRate = 0
+		}
+	}
+	if len(ratios) > 0 {
+		t.Logf("%s, weft ÷ direct over %d pairs: %s%%, median %.0f%%; weft's own CPU per GiB: %s ms, median %.0f ms",
+			kind, len(ratios), figureList(ratios), figureMedian(ratios), figureList(own), figureMedian(own))
+	}
+}
+
+func figureMedian(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func figureList(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sizeFor overrides the figures upstream's body size (the large download).
@@ -353,13 +410,9 @@ func TestH1UploadFigures(t *testing.T) {
 		t.Fatal("uploads failed")
 	}
 	if big > 0 {
-		for _, target := range figureLegs(addr, proxyAddr) {
-			s := time.Now()
-			if err := send(target.addr, int64(big)<<20); err != nil {
-				t.Fatalf("%s: %v", target.name, err)
-			}
-			t.Logf("one %d MiB upload %s: %.0f MiB/s", big, target.name, float64(big)/time.Since(s).Seconds())
-		}
+		runFigureLegs(t, "upload", big, addr, proxyAddr, func(target string) error {
+			return send(target, int64(big)<<20)
+		})
 	}
 }
 

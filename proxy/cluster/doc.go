@@ -42,10 +42,12 @@
 //   - max_requests and max_retries are plain atomic counters the proxy
 //     acquires and releases around each request and retry.
 //
-// fasthttp's own retries are off except one: an idempotent request that
-// met a pooled connection the upstream closed while idle is sent once more
-// on a fresh connection (not one whose body streams: it is read once).
-// Every other retry is the route policy's.
+// Requests go through the pool's connections in doH1 (HostClient.Do and
+// its retries are not used). A connection that sat idle 10ms or more is
+// peeked at when taken and closed unused if the upstream closed it; a
+// replayable request that breaks on a reused connection before any byte of
+// its answer is sent once more on the next one (pooledconn.go). Every
+// other retry is the route policy's.
 //
 // # Active health checks
 //

@@ -1,9 +1,7 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -137,25 +135,19 @@ func TestHealthCheckExpectedStatusBounds(t *testing.T) {
 	}
 }
 
-// TestRetryStaleConn: fasthttp retries a request on a pooled connection
-// the upstream had closed (nothing read, connection closed, EOF) only when
-// the method is idempotent; any other error is not retried.
-func TestRetryStaleConn(t *testing.T) {
-	stale := []error{fasthttp.ErrNothingRead{}, &fasthttp.ErrNothingRead{}, fasthttp.ErrConnectionClosed, io.EOF}
-	other := []error{errors.New("boom"), io.ErrUnexpectedEOF, syscall.ECONNRESET}
-	for _, m := range []string{"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH"} {
+// TestReplayable: a request that broke on a stale pooled connection is
+// sent again only for an idempotent method (TRACE included, POST, PATCH
+// and CONNECT not) and never when its body streams from the client.
+func TestReplayable(t *testing.T) {
+	for _, m := range []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", "POST", "PATCH", "CONNECT", "QUERY"} {
 		var req fasthttp.Request
 		req.Header.SetMethod(m)
-		idempotent := m != "POST" && m != "PATCH"
-		for _, err := range stale {
-			if reset, retry := retryStaleConn(&req, 1, err); reset || retry != idempotent {
-				t.Errorf("%s after %T %v: retry %v, want %v", m, err, err, retry, idempotent)
-			}
+		want := m != "POST" && m != "PATCH" && m != "CONNECT" && m != "QUERY"
+		if got := replayable(&req, false); got != want {
+			t.Errorf("%s: replayable %v, want %v", m, got, want)
 		}
-		for _, err := range other {
-			if _, retry := retryStaleConn(&req, 1, err); retry {
-				t.Errorf("%s after %v: retried", m, err)
-			}
+		if replayable(&req, true) {
+			t.Errorf("%s with a streamed body: replayable", m)
 		}
 	}
 }

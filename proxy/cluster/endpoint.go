@@ -3,7 +3,6 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -71,26 +70,14 @@ func newEndpoint(c *Cluster, addr string, weight uint32) *Endpoint {
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
-		// Retries belong to the route's policy. The one exception is an
-		// idempotent request that met a pooled connection the upstream had
-		// closed while idle: it is sent again once on a new connection.
-		MaxIdemponentCallAttempts: 2,
-		RetryIfErr:                retryStaleConn,
+		// Requests go through doH1 on the pool's connections, not through
+		// HostClient.Do: its own retries never run. Retries belong to the
+		// route's policy, but for a request that met a pooled connection
+		// the upstream had closed (pooledconn.go).
+		MaxIdemponentCallAttempts: 1,
 	}
 	c.applyTLS(e.client)
 	return e
-}
-
-func retryStaleConn(req *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {
-	switch err.(type) {
-	case fasthttp.ErrNothingRead, *fasthttp.ErrNothingRead:
-	default:
-		if err != fasthttp.ErrConnectionClosed && err != io.EOF {
-			return false, false
-		}
-	}
-	h := &req.Header
-	return false, h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
 }
 
 // dialTimeout bounds a dial that has timeout left for it (0 or less: no
@@ -137,6 +124,13 @@ type countedConn struct {
 	// sock reads and writes a plain TCP connection without a thread
 	// hand-off per call (sockio); nil over anything else.
 	sock *sockio.Socket
+	// used is set once a request was sent on the connection, idleFrom
+	// when it last went back to the pool (since epoch), peek is the idle
+	// check's state (pooledconn.go). Only the request holding the
+	// connection touches them.
+	used     bool
+	idleFrom time.Duration
+	peek     *idlePeek
 }
 
 // Read reads from the upstream.
@@ -234,10 +228,10 @@ func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 		return e.doStream(req, resp, deadline)
 	}
 	c.setScheme(req)
-	if deadline.IsZero() {
-		return e.client.Do(req, resp)
-	}
-	return e.client.DoDeadline(req, resp, deadline)
+	req.URI().DisablePathNormalizing = true
+	_, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
+		(*fasthttp.HostClient).ReleaseConn, req, nil, 0, resp, deadline, 0, true)
+	return err
 }
 
 // admit counts a request active on the endpoint (least_request reads it)

@@ -64,9 +64,10 @@ func (e *Endpoint) DoStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 // -1, each read flushed upstream as it comes. req's own body is ignored
 // when body is not nil. The whole body is sent before the answer is read
 // (an upstream that answers early sees its answer only once the body has
-// gone). A streamed body is read once: a pooled connection that turns out
-// stale is not tried again here (the caller's retry policy decides, with
-// what it kept of the body).
+// gone). A streamed body is read once: a pooled connection found closed
+// before the body was touched is passed over, but one that breaks later is
+// not tried again here (the caller's retry policy decides, with what it
+// kept of the body; pooledconn.go).
 func (e *Endpoint) DoStreamBody(req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time) (ResponseBody, error) {
 	c := e.c
 	if err := e.admit(); err != nil {
@@ -85,7 +86,7 @@ func (e *Endpoint) DoStreamBody(req *fasthttp.Request, body io.Reader, size int,
 	c.setScheme(req)
 	req.URI().DisablePathNormalizing = true
 	rb, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
-		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, deadline, c.s.IdleTimeout)
+		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, deadline, c.s.IdleTimeout, false)
 	if rb == nil {
 		e.done()
 	}
@@ -101,14 +102,17 @@ func (e *Endpoint) done() {
 	}
 }
 
-// doH1 is DoStream's exchange on one pooled connection. It is generic only
-// to hold fasthttp's pooled connection, whose type is unexported: the
-// type parameter is inferred from the HostClient's methods.
+// doH1 is DoStream's and Do's exchange on one pooled connection. whole
+// (Do) reads the answer's body into resp under the deadline, and frees
+// the connection. It is generic only to hold fasthttp's pooled connection,
+// whose type is unexported: the type parameter is inferred from the
+// HostClient's methods.
 func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 	acquire func(*fasthttp.HostClient, time.Duration, bool) (C, error),
 	closeConn, releaseConn func(*fasthttp.HostClient, C),
-	req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time, idle time.Duration) (ResponseBody, error) {
-	for attempt := 0; ; attempt++ {
+	req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time, idle time.Duration, whole bool) (ResponseBody, error) {
+	retried := false
+	for {
 		var wait time.Duration
 		if !deadline.IsZero() {
 			if wait = time.Until(deadline); wait <= 0 {
@@ -120,6 +124,14 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			return nil, err
 		}
 		cn := cc.Conn()
+		reused, usable := takeConn(cn)
+		if !usable {
+			// Closed by the upstream while idle: nothing was sent, take
+			// the next connection (pooledconn.go).
+			closeConn(hc, cc)
+			e.c.stats.StaleConnsClosed.Add(1)
+			continue
+		}
 		bw := hc.AcquireWriter(cn)
 		if body != nil {
 			// A streamed body comes at the client's pace: the wait for
@@ -156,6 +168,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			// answer Envoy passes on too. Read it; the connection is done.
 			err = nil
 		}
+		wrote := err == nil
 		resp.Reset()
 		resp.Header.SetNoDefaultContentType(true) // forward what the upstream sent
 		resp.Header.DisableNormalizing()
@@ -175,9 +188,13 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
 				return nil, fasthttp.ErrTimeout
 			}
-			// A pooled connection the upstream closed while idle: an
-			// idempotent request goes again once on a new one (as Do).
-			if attempt == 0 && body == nil && staleConn(err) && idempotent(req) {
+			// A reused connection the upstream closed as the request went:
+			// nothing of the answer came (the write failed, or the first
+			// byte's read did: fasthttp reports that as io.EOF). A
+			// replayable request goes once more (pooledconn.go).
+			if reused && !retried && (!wrote || err == io.EOF) && replayable(req, body != nil) {
+				retried = true
+				e.c.stats.PooledConnRetries.Add(1)
 				continue
 			}
 			if err == io.EOF {
@@ -202,6 +219,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			}
 			hc.ReleaseReader(br)
 			if keep {
+				pooled(cn)
 				releaseConn(hc, cc)
 			} else {
 				closeConn(hc, cc)
@@ -210,6 +228,21 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 		}
 		if cl == -2 {
 			keep = false // the body ends when the upstream closes
+		}
+		if whole {
+			// Do: the rest of the body too, under the deadline still set.
+			err = readWholeBody(resp, br, cl)
+			hc.ReleaseReader(br)
+			if err != nil || !keep {
+				closeConn(hc, cc)
+			} else {
+				pooled(cn)
+				releaseConn(hc, cc)
+			}
+			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+				err = fasthttp.ErrTimeout
+			}
+			return nil, err
 		}
 		b, _ := h1BodyPool.Get().(*h1Body[C])
 		if b == nil {
@@ -225,6 +258,25 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 		_ = cn.SetReadDeadline(time.Time{})
 		return b, nil
 	}
+}
+
+// readWholeBody reads an answer's body of declared length cl (-1
+// chunked, then its trailers; -2 until the upstream closes) into resp, at
+// most maxResponseBodyBytes (more is fasthttp.ErrBodyTooLarge).
+func readWholeBody(resp *fasthttp.Response, br *bufio.Reader, cl int) error {
+	if err := resp.ReadBody(br, maxResponseBodyBytes); err != nil {
+		return err
+	}
+	if cl != -1 {
+		return nil
+	}
+	if err := resp.Header.ReadTrailer(br); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
 }
 
 // writeStreamed writes req with its body read from body: size bytes, or
@@ -544,21 +596,6 @@ func isBodyError(err error) bool {
 	return errors.As(err, &be)
 }
 
-func idempotent(req *fasthttp.Request) bool {
-	h := &req.Header
-	return h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete()
-}
-
-// staleConn is retryStaleConn's test: nothing came back on a connection
-// the upstream had closed.
-func staleConn(err error) bool {
-	switch err.(type) {
-	case fasthttp.ErrNothingRead, *fasthttp.ErrNothingRead:
-		return true
-	}
-	return err == fasthttp.ErrConnectionClosed || err == io.EOF
-}
-
 var h1BodyPool sync.Pool
 
 // h1Body reads one response body off its pooled connection.
@@ -766,6 +803,7 @@ func (b *h1Body[C]) Close() error {
 	// A cluster replaced while the body streamed has closed its idle
 	// connections already: do not leave this one in its pool.
 	if b.eof && b.keep && b.err == nil && !b.e.c.closed.Load() {
+		pooled(b.cc.Conn())
 		b.releaseConn(b.hc, b.cc)
 	} else {
 		b.closeConn(b.hc, b.cc)

@@ -29,6 +29,14 @@ type Stats struct {
 	ConnectionsOpened atomic.Uint64
 	// DNSFailures counts failed or empty DNS refreshes.
 	DNSFailures atomic.Uint64
+	// StaleConnsClosed counts pooled HTTP/1.1 connections found closed by
+	// the upstream (or holding bytes nobody asked for) when taken for a
+	// request, and closed unused (pooledconn.go).
+	StaleConnsClosed atomic.Uint64
+	// PooledConnRetries counts requests sent again on another connection
+	// because the reused one they went on broke before any byte of the
+	// answer came (pooledconn.go): not the route policy's retries.
+	PooledConnRetries atomic.Uint64
 }
 
 // ClusterStatus is a snapshot of a cluster for the admin /clusters page
