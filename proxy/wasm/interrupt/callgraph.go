@@ -283,6 +283,9 @@ type moduleInfo struct {
 	// globalRefs are the global indices its constant expressions read.
 	globals    uint32
 	globalRefs []uint32
+	// refGlobal says, per global index, whether it is a mutable global
+	// holding a reference (the outside may write one it exports).
+	refGlobal []bool
 }
 
 // buildCallGraph reads the module's calls: codes are the bodies of its
@@ -502,6 +505,7 @@ func (mi *moduleInfo) read(s section) error {
 				r.valType()
 				r.byte()
 				mi.globals++
+				mi.refGlobal = append(mi.refGlobal, false) // outsideTables already
 			case 0x04:
 				r.byte()
 				r.u32()
@@ -525,6 +529,10 @@ func (mi *moduleInfo) read(s section) error {
 				mi.exported = append(mi.exported, idx)
 			case 0x01: // a table: the host may fill it
 				mi.outsideTables = true
+			case kindGlobal: // a mutable funcref global: the host may set it
+				if idx < uint32(len(mi.refGlobal)) && mi.refGlobal[idx] {
+					mi.outsideTables = true
+				}
 			}
 		}
 	case secGlobal:
@@ -533,7 +541,8 @@ func (mi *moduleInfo) read(s section) error {
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			t := r.peek()
 			r.valType()
-			r.byte()
+			mutable := r.byte() == 1
+			mi.refGlobal = append(mi.refGlobal, mutable && !numeric(t))
 			mi.constExpr(&r, !numeric(t))
 		}
 	case secElem:

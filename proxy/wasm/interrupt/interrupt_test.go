@@ -501,6 +501,12 @@ func TestPlacementOfIndirectCalls(t *testing.T) {
   (table (export "t") 1 funcref)
   (func $e (export "e") (param i32) (result i32)
     (call_indirect (param i32) (result i32) (local.get 0) (i32.const 0))))`, 1, 1, 0, 1},
+		{"exported funcref global", `(module (memory 1)
+  (global $g (export "g") (mut funcref) (ref.null func))
+  (table $t 1 funcref)
+  (func $e (export "e") (param i32) (result i32)
+    (table.set $t (i32.const 0) (global.get $g))
+    (call_indirect (param i32) (result i32) (local.get 0) (i32.const 0))))`, 1, 1, 0, 1},
 		{"own table", `(module (memory 1)
   (table 1 funcref)
   (func $e (export "e") (param i32) (result i32)
