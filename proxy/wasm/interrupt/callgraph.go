@@ -1,6 +1,7 @@
 package interrupt
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -278,6 +279,13 @@ type moduleInfo struct {
 	exported      []uint32
 	outsideTables bool // the outside can put functions in a table
 	refs          []uint32
+	// globals counts the module's globals (imported and defined);
+	// globalRefs are the global indices its constant expressions read.
+	globals    uint32
+	globalRefs []uint32
+	// refGlobal says, per global index, whether it is a mutable global
+	// holding a reference (the outside may write one it exports).
+	refGlobal []bool
 }
 
 // buildCallGraph reads the module's calls: codes are the bodies of its
@@ -292,6 +300,23 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 	n := uint32(len(codes))
 	if uint32(len(mi.funcTypes)) != n {
 		return nil, fmt.Errorf("interrupt: %d function declarations for %d bodies", len(mi.funcTypes), n)
+	}
+	// The rewrite adds globals (the flag, the countdown, the stage and
+	// stop globals) and a function (weft_dispatch) past the module's own:
+	// an index past those in the module would name them once rewritten,
+	// and a guest could then clear its own flag, reset its deadline (the
+	// stage) or call the dispatcher. Such a module is invalid as it is;
+	// it is refused here rather than made valid.
+	funcs := mi.importedFuncs + n
+	for _, idx := range append(mi.refs, mi.exported...) {
+		if idx >= funcs {
+			return nil, fmt.Errorf("interrupt: function index %d out of range (%d functions)", idx, funcs)
+		}
+	}
+	for _, idx := range mi.globalRefs {
+		if idx >= mi.globals {
+			return nil, fmt.Errorf("interrupt: global index %d out of range (%d globals)", idx, mi.globals)
+		}
 	}
 	g := &callGraph{
 		direct:    make([][]uint32, n),
@@ -327,7 +352,7 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 	}
 	for f, code := range codes {
 		g.loopEntry[f] = loopFirst(code)
-		if err := g.readCalls(uint32(f), code, mi.importedFuncs, classOf, take); err != nil {
+		if err := g.readCalls(uint32(f), code, &mi, classOf, take); err != nil {
 			return nil, fmt.Errorf("interrupt: function %d: %w", f, err)
 		}
 	}
@@ -336,8 +361,9 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 
 // readCalls records f's direct calls, indirect call sites and ref.func
 // operands.
-func (g *callGraph) readCalls(f uint32, code []byte, importedFuncs uint32, classOf func(uint32) uint32, take func(uint32)) error {
+func (g *callGraph) readCalls(f uint32, code []byte, mi *moduleInfo, classOf func(uint32) uint32, take func(uint32)) error {
 	n := uint32(len(g.direct))
+	importedFuncs := mi.importedFuncs
 	r := reader{b: code}
 	groups := r.u32()
 	for i := uint32(0); i < groups && r.err == nil; i++ {
@@ -349,8 +375,16 @@ func (g *callGraph) readCalls(f uint32, code []byte, importedFuncs uint32, class
 		op := r.byte()
 		switch {
 		case op == opCall || op == 0x12: // call, return_call
-			if callee := r.u32(); callee >= importedFuncs && callee-importedFuncs < n {
+			callee := r.u32()
+			if callee >= importedFuncs+n && r.err == nil {
+				return fmt.Errorf("opcode 0x%02x at %d: function index %d out of range", op, start, callee)
+			}
+			if callee >= importedFuncs {
 				g.direct[f] = append(g.direct[f], callee-importedFuncs)
+			}
+		case op == opGlobalGet || op == opGlobalSet:
+			if idx := r.u32(); idx >= mi.globals && r.err == nil {
+				return fmt.Errorf("opcode 0x%02x at %d: global index %d out of range", op, start, idx)
 			}
 		case op == opCallIndirect || op == opReturnCallIndirect:
 			t := r.u32()
@@ -360,7 +394,11 @@ func (g *callGraph) readCalls(f uint32, code []byte, importedFuncs uint32, class
 			r.u32()
 			g.sites[f] = append(g.sites[f], g.anyClass())
 		case op == opRefFunc:
-			take(r.u32())
+			idx := r.u32()
+			if idx >= importedFuncs+n && r.err == nil {
+				return fmt.Errorf("opcode 0x%02x at %d: function index %d out of range", op, start, idx)
+			}
+			take(idx)
 		default:
 			if err := r.immediates(op); err != nil {
 				return err
@@ -417,18 +455,28 @@ func (mi *moduleInfo) read(s section) error {
 				mi.gcTypes = true
 				return nil
 			}
-			start := r.i
-			for k := r.u32(); k > 0 && r.err == nil; k-- {
-				r.valType()
+			// The key is the decoded signature, not its bytes: a count
+			// may be padded (LEB128), and call_indirect matches types
+			// by structure whatever their encoding.
+			var sig []byte
+			for range 2 { // parameters, then results
+				k := r.u32()
+				sig = binary.LittleEndian.AppendUint32(sig, k)
+				for ; k > 0 && r.err == nil; k-- {
+					if c := r.peek(); c == 0x63 || c == 0x64 {
+						// A typed reference: its heap type may be a type
+						// index (s33, also paddable) whose subtyping
+						// decides; classes are not known.
+						mi.gcTypes = true
+						return nil
+					}
+					sig = append(sig, r.byte())
+				}
 			}
-			for k := r.u32(); k > 0 && r.err == nil; k-- {
-				r.valType()
-			}
-			sig := string(s.body[start:r.i])
-			c, ok := classes[sig]
+			c, ok := classes[string(sig)]
 			if !ok {
 				c = uint32(len(classes))
-				classes[sig] = c
+				classes[string(sig)] = c
 			}
 			mi.typeClass = append(mi.typeClass, c)
 		}
@@ -456,6 +504,8 @@ func (mi *moduleInfo) read(s section) error {
 				}
 				r.valType()
 				r.byte()
+				mi.globals++
+				mi.refGlobal = append(mi.refGlobal, false) // outsideTables already
 			case 0x04:
 				r.byte()
 				r.u32()
@@ -479,14 +529,20 @@ func (mi *moduleInfo) read(s section) error {
 				mi.exported = append(mi.exported, idx)
 			case 0x01: // a table: the host may fill it
 				mi.outsideTables = true
+			case kindGlobal: // a mutable funcref global: the host may set it
+				if idx < uint32(len(mi.refGlobal)) && mi.refGlobal[idx] {
+					mi.outsideTables = true
+				}
 			}
 		}
 	case secGlobal:
 		n := r.u32()
+		mi.globals += n
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			t := r.peek()
 			r.valType()
-			r.byte()
+			mutable := r.byte() == 1
+			mi.refGlobal = append(mi.refGlobal, mutable && !numeric(t))
 			mi.constExpr(&r, !numeric(t))
 		}
 	case secElem:
@@ -539,7 +595,7 @@ func (mi *moduleInfo) constExpr(r *reader, refValued bool) {
 		case opRefFunc:
 			mi.refs = append(mi.refs, r.u32())
 		case opGlobalGet:
-			r.u32()
+			mi.globalRefs = append(mi.globalRefs, r.u32())
 			mi.outsideTables = mi.outsideTables || refValued
 		default:
 			if err := r.immediates(op); err != nil {
