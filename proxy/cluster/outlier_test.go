@@ -27,20 +27,8 @@ func sendAll(t *testing.T, c *Cluster, n int) map[string]int {
 }
 
 // returned reports whether e is back from its ejection in the view the
-// cluster balances over: the flag clears before the view is rebuilt
-// (outlier.go), and a test that goes on at the flag alone may still pick
-// from, or count usable endpoints in, the old view.
-func returned(c *Cluster, e *Endpoint) bool {
-	if e.ejected.Load() {
-		return false
-	}
-	for _, h := range c.view.Load().hosts {
-		if h == e {
-			return true
-		}
-	}
-	return false
-}
+// cluster balances over (inView).
+func returned(c *Cluster, e *Endpoint) bool { return !e.ejected.Load() && inView(c, e) }
 
 func TestOutlierEjectsAfterConsecutive5xxAndReturns(t *testing.T) {
 	var badCode, goodCode atomic.Int32
