@@ -141,7 +141,9 @@ func TestGRPCHealthCheckFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.setup()
 			c := start(t, config.Cluster{Name: "g", Protocol: "http2", Endpoints: static(tt.addr), HealthCheck: grpcChecks(tt.service), PanicThreshold: -1}, Options{})
-			eventually(t, "endpoint unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy })
+			eventually(t, "endpoint unhealthy", func() bool {
+				return !c.Status().Endpoints[0].Healthy && !inView(c, endpointByAddr(c, tt.addr))
+			})
 			if e := c.Pick(0, false, nil); e != nil {
 				t.Fatalf("picked %s, the only endpoint, while it is unhealthy", e.Address())
 			}
