@@ -98,12 +98,16 @@ func TestGRPCHealthCheckFollowsServingStatus(t *testing.T) {
 				t.Fatalf("%d checks of SERVING endpoints failed", got-before)
 			}
 			ha.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
-			eventually(t, "a unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy })
+			eventually(t, "a unhealthy", func() bool {
+				return !c.Status().Endpoints[0].Healthy && !inView(c, endpointByAddr(c, a))
+			})
 			if got := picks(c, 100); got[a] != 0 || got[b] != 100 {
 				t.Fatalf("traffic while a is NOT_SERVING: %v", got)
 			}
 			ha.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
-			eventually(t, "a healthy again", func() bool { return c.Status().Endpoints[0].Healthy })
+			eventually(t, "a healthy again", func() bool {
+				return c.Status().Endpoints[0].Healthy && inView(c, endpointByAddr(c, a))
+			})
 			if got := picks(c, 100); got[a] != 50 || got[b] != 50 {
 				t.Fatalf("traffic after a is SERVING again: %v", got)
 			}
