@@ -37,6 +37,17 @@ import (
 //     strongly connected component of the graph with a node per signature
 //     and without the functions checked at entry).
 //
+// A call to an imported function may also call the module back: the host
+// hands data to the guest through its exported allocator (proxy/wasm's
+// vm.alloc calls proxy_on_memory_allocate, or malloc, from host functions),
+// so every call to an import counts as a direct call of the allocator
+// exports (allocatorExports), and so does every indirect call when an
+// import may be in a table (the module puts one there, or the outside can). An allocator that calls a host function
+// handing over data then sits on a cycle of direct calls and gets a check
+// (the host also refuses to enter the allocator from inside it and traps
+// the call). In a Go guest these edges add no check: the cycles they close
+// already pass a loop-first function.
+//
 // Every cycle has a function checked at entry on it, or is made of direct
 // calls only (then a walk of them finds a back edge on it), or has an
 // indirect call on it whose site shares its component with its
@@ -57,6 +68,10 @@ const (
 	secElem              = 9
 )
 
+// allocatorExports are the exports a host may call from inside a host
+// function (proxy/wasm's vm.alloc looks them up in this order).
+var allocatorExports = []string{"proxy_on_memory_allocate", "malloc"}
+
 func isIndirectCall(op byte) bool {
 	return op == opCallIndirect || op == opReturnCallIndirect || op == opCallRef || op == opReturnCallRef
 }
@@ -74,6 +89,8 @@ type callGraph struct {
 	// functions an indirect call can reach.
 	class []uint32
 	taken []bool
+	// callsHost says which functions call an imported function.
+	callsHost []bool
 	// loopEntry says which functions enter a loop before anything else
 	// (loopFirst).
 	loopEntry []bool
@@ -277,6 +294,11 @@ type moduleInfo struct {
 	classes       uint32
 	gcTypes       bool // a type that is not a plain function type: classes are not known
 	exported      []uint32
+	// allocators are the defined functions exported as an allocator
+	// (allocatorExports), numbered among the defined ones; hostInTables
+	// says an indirect call may reach an imported function.
+	allocators    []uint32
+	hostInTables  bool
 	outsideTables bool // the outside can put functions in a table
 	refs          []uint32
 	// globals counts the module's globals (imported and defined);
@@ -313,6 +335,15 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 			return nil, fmt.Errorf("interrupt: function index %d out of range (%d functions)", idx, funcs)
 		}
 	}
+	mi.hostInTables = mi.outsideTables
+	for _, idx := range mi.refs {
+		mi.hostInTables = mi.hostInTables || idx < mi.importedFuncs
+	}
+	for _, idx := range mi.allocators {
+		if idx >= n { // (sections out of order: a malformed module)
+			return nil, fmt.Errorf("interrupt: allocator export %d out of range (%d functions)", idx, n)
+		}
+	}
 	for _, idx := range mi.globalRefs {
 		if idx >= mi.globals {
 			return nil, fmt.Errorf("interrupt: global index %d out of range (%d globals)", idx, mi.globals)
@@ -323,6 +354,7 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 		sites:     make([][]uint32, n),
 		class:     make([]uint32, n),
 		taken:     make([]bool, n),
+		callsHost: make([]bool, n),
 		loopEntry: make([]bool, n),
 		classes:   mi.classes,
 	}
@@ -356,11 +388,17 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 			return nil, fmt.Errorf("interrupt: function %d: %w", f, err)
 		}
 	}
+	// The host may call the allocator back from any host function.
+	for f := range codes {
+		if g.callsHost[f] || mi.hostInTables && len(g.sites[f]) > 0 {
+			g.direct[f] = append(g.direct[f], mi.allocators...)
+		}
+	}
 	return g, nil
 }
 
-// readCalls records f's direct calls, indirect call sites and ref.func
-// operands.
+// readCalls records f's direct calls, calls of imports, indirect call
+// sites and ref.func operands.
 func (g *callGraph) readCalls(f uint32, code []byte, mi *moduleInfo, classOf func(uint32) uint32, take func(uint32)) error {
 	n := uint32(len(g.direct))
 	importedFuncs := mi.importedFuncs
@@ -381,6 +419,8 @@ func (g *callGraph) readCalls(f uint32, code []byte, mi *moduleInfo, classOf fun
 			}
 			if callee >= importedFuncs {
 				g.direct[f] = append(g.direct[f], callee-importedFuncs)
+			} else {
+				g.callsHost[f] = true
 			}
 		case op == opGlobalGet || op == opGlobalSet:
 			if idx := r.u32(); idx >= mi.globals && r.err == nil {
@@ -399,6 +439,7 @@ func (g *callGraph) readCalls(f uint32, code []byte, mi *moduleInfo, classOf fun
 				return fmt.Errorf("opcode 0x%02x at %d: function index %d out of range", op, start, idx)
 			}
 			take(idx)
+			mi.hostInTables = mi.hostInTables || idx < importedFuncs
 		default:
 			if err := r.immediates(op); err != nil {
 				return err
@@ -521,12 +562,17 @@ func (mi *moduleInfo) read(s section) error {
 	case secExport:
 		n := r.u32()
 		for i := uint32(0); i < n && r.err == nil; i++ {
-			r.name()
+			name := r.bytes(int(r.u32()))
 			kind := r.byte()
 			idx := r.u32()
 			switch kind {
 			case kindFunc:
 				mi.exported = append(mi.exported, idx)
+				for _, a := range allocatorExports {
+					if string(name) == a && idx >= mi.importedFuncs {
+						mi.allocators = append(mi.allocators, idx-mi.importedFuncs)
+					}
+				}
 			case 0x01: // a table: the host may fill it
 				mi.outsideTables = true
 			case kindGlobal: // a mutable funcref global: the host may set it

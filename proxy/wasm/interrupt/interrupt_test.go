@@ -422,6 +422,107 @@ func TestFlagStopsAnIndirectlyRecursiveGuest(t *testing.T) {
 	}
 }
 
+// A guest whose allocator calls a host function that hands over data
+// (which the host allocates with that allocator, as Proxy-Wasm hosts do)
+// recurses guest → host → allocator → host … for ever with no loop and no
+// call cycle inside the module. The call graph counts every call to an
+// import as a possible call of the exported allocator, so the allocator
+// is checked at entry: results are unchanged while the flag is clear, and
+// the flag stops it. Before, nothing checked it: it ran on, each nested
+// host call growing the Go stack, until the process died of a stack
+// overflow.
+func TestFlagStopsAGuestReenteredThroughItsAllocator(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "alloc.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (import "env" "give" (func $give (param i32)))
+  (memory 1)
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (if (local.get 0) (then (call $give (i32.sub (local.get 0) (i32.const 1)))))
+    (i32.const 1024))
+  (func (export "start") (param i64) (result i64)
+    (call $give (i32.wrap_i64 (local.get 0)))
+    (local.get 0)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := guestbuild.WAT(t, src)
+	if st, err := interrupt.Placement(mod); err != nil || st.EntryChecks != 1 {
+		t.Fatalf("placement %+v, %v: want the allocator checked at entry", st, err)
+	}
+	code, err := interrupt.Instrument(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false))
+	defer r.Close(ctx)
+	// give(n) asks the guest's allocator for n bytes, as a host function
+	// returning data does; the allocator's trap fails the host call too.
+	_, err = r.NewHostModuleBuilder("env").NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			if _, err := m.ExportedFunction("proxy_on_memory_allocate").Call(ctx, stack[0]); err != nil {
+				panic(err)
+			}
+		}), []api.ValueType{api.ValueTypeI32}, nil).Export("give").Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled, err := r.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("alloc-ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := ok.ExportedFunction("start").Call(ctx, 50); err != nil || res[0] != 50 {
+		t.Fatalf("start(50) = %v, %v; want 50", res, err)
+	}
+	_ = ok.Close(ctx)
+	stopsForEver(t, r, compiled, "alloc", "start", "", 1<<31-1)
+}
+
+// A call to an import may call the allocator back (the host hands data
+// over through it): an allocator that can reach an import, directly or
+// through a table holding one, is checked at entry; one that calls nothing
+// is not, whoever else calls the host.
+func TestPlacementOfAllocatorReentry(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, wat string
+		entry     int
+	}{
+		{"direct", `(module (import "env" "h" (func $h))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (call $h) (i32.const 0)))`, 1},
+		{"malloc", `(module (import "env" "h" (func $h))
+  (func $f (call $h))
+  (func (export "malloc") (param i32) (result i32) (call $f) (i32.const 0)))`, 1},
+		{"through a table", `(module (import "env" "h" (func $h))
+  (table 1 funcref) (elem (i32.const 0) $h)
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (call_indirect (i32.const 0)) (i32.const 0)))`, 1},
+		{"through a table filled in code", `(module (import "env" "h" (func $h))
+  (table $t 1 funcref) (elem declare func $h)
+  (func (export "fill") (table.set $t (i32.const 0) (ref.func $h)))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (call_indirect (i32.const 0)) (i32.const 0)))`, 1},
+		{"not from the allocator", `(module (import "env" "h" (func $h))
+  (func (export "on") (call $h))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 0)))`, 0},
+		{"not an allocator", `(module (import "env" "h" (func $h))
+  (func (export "other") (param i32) (result i32) (call $h) (i32.const 0)))`, 0},
+	} {
+		src := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".wat")
+		if err := os.WriteFile(src, []byte(c.wat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st, err := interrupt.Placement(guestbuild.WAT(t, src))
+		if err != nil || st.EntryChecks != c.entry {
+			t.Errorf("%s: %+v, %v; want %d entry checks", c.name, st, err, c.entry)
+		}
+	}
+}
+
 // A guest that tail-calls itself through return_call_indirect runs for
 // ever in constant stack, like a loop with no loop header: it is stopped
 // too. Tail calls are not enabled in Weft's runtime (wazero has them as
