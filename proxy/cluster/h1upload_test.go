@@ -445,6 +445,7 @@ type socketBody struct {
 	offer   bool  // BodySocket offers src
 	over    int64 // BodySocket offers this many more than the body has
 	held    int64 // BodyHeld's answer, at most left
+	most    int64 // when > 0, BodySocket offers at most this many (one stretch of a chunked client body)
 
 	mu      sync.Mutex
 	spliced []int64 // BodySpliced's n, per call
@@ -474,6 +475,9 @@ func (b *socketBody) Read(p []byte) (int, error) {
 func (b *socketBody) BodySocket() (*net.TCPConn, int64, bool) {
 	if !b.offer || b.left == 0 {
 		return nil, 0, false
+	}
+	if b.most > 0 {
+		return b.src, min(b.left+b.over, b.most), true
 	}
 	return b.src, b.left + b.over, true
 }

@@ -47,10 +47,11 @@ func (p *kpipe) close() {
 }
 
 // move moves n bytes from src to dst through the pipe, calling before
-// ahead of each step (to push deadlines). in is what was taken from src,
-// out what reached dst (less than in only when dst failed). An error
-// from dst's side is a *WriteError; src closing before n bytes is
-// io.ErrUnexpectedEOF.
+// ahead of each step's read from src and again ahead of its write to dst
+// (to push deadlines: a wait for one side must not use up the other's
+// idle bound). in is what was taken from src, out what reached dst
+// (less than in only when dst failed). An error from dst's side is a
+// *WriteError; src closing before n bytes is io.ErrUnexpectedEOF.
 func (p *kpipe) move(src, dst *net.TCPConn, n int64, before func()) (in, out int64, err error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
@@ -83,6 +84,9 @@ func (p *kpipe) move(src, dst *net.TCPConn, n int64, before func()) (in, out int
 			return in, out, io.ErrUnexpectedEOF // the source closed mid-body
 		}
 		in += k
+		// Again before the write: the read may have waited on src for
+		// longer than dst's deadline, which bounds dst's own pace only.
+		before()
 		// Pipe -> destination socket.
 		for left := k; left > 0; {
 			var w int64
