@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
@@ -85,28 +84,5 @@ func TestAnswerWaitFullSocketPastDeadline(t *testing.T) {
 	b, rerr := io.ReadAll(up)
 	if rerr != nil || len(b) != n || !bytes.Equal(b, p[:n]) {
 		t.Fatalf("the upstream read %d bytes (%v), Write reported %d", len(b), rerr, n)
-	}
-}
-
-// kpipe's size is the pipe's real capacity: what the kernel granted of
-// splicePipeSize (or its default when it refused), as F_GETPIPE_SZ reads
-// it. A step moves at most that much.
-func TestPipeSizeIsTheKernels(t *testing.T) {
-	if !spliceOK {
-		t.Skip("no splice on this OS")
-	}
-	w, r := testClientSocket(t)
-	var p kpipe
-	if err := p.openPipe(r, w.(*net.TCPConn)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.close)
-	const fGetPipeSz = 1032 // F_GETPIPE_SZ
-	sz, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(p.w), fGetPipeSz, 0)
-	if e != 0 {
-		t.Fatal(e)
-	}
-	if p.size != int(sz) {
-		t.Fatalf("kpipe size %d, the kernel's %d", p.size, sz)
 	}
 }
