@@ -315,12 +315,27 @@ func TestRoundTripFailures(t *testing.T) {
 			// Silent past the deadline.
 			release := make(chan struct{})
 			_, e, _ = startProtoCluster(t, pc, func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("X-Warm") != "" {
+					return
+				}
 				select {
 				case <-release:
 				case <-r.Context().Done():
 				}
 			}, config.Cluster{})
 			t.Cleanup(func() { close(release) })
+			// The connection is set up first, with no deadline: under -race
+			// on a loaded machine a TLS handshake can outlast 100 ms, and a
+			// dial the deadline cuts is a ConnectFailure (the refused case
+			// above), not the silent upstream this part is about.
+			warm := newStreamRequest(t, context.Background(), "GET", "")
+			warm.Header.Set("X-Warm", "1")
+			resp, err := e.RoundTrip(warm, pc.h2down)
+			if err != nil {
+				t.Fatalf("warm-up: %v", err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			_, err = e.RoundTrip(newStreamRequest(t, ctx, "GET", ""), pc.h2down)
@@ -371,6 +386,14 @@ func TestRoundTripAnswerAfterDeadline(t *testing.T) {
 	for _, pc := range protoCases {
 		t.Run(pc.String(), func(t *testing.T) {
 			_, e, _ := startProtoCluster(t, pc, echo, config.Cluster{})
+			// Connected first, with no deadline: a dial the deadline cuts
+			// is a ConnectFailure (TestRoundTripFailures).
+			resp, err := e.RoundTrip(newStreamRequest(t, context.Background(), "GET", ""), pc.h2down)
+			if err != nil {
+				t.Fatalf("warm-up: %v", err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 			proto := e.c.protoFor(pc.h2down)
 			lt := &lateTransport{roundTripper: e.streamTransport(proto)}
 			e.streams.mu.Lock()
