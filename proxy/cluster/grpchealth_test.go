@@ -98,12 +98,16 @@ func TestGRPCHealthCheckFollowsServingStatus(t *testing.T) {
 				t.Fatalf("%d checks of SERVING endpoints failed", got-before)
 			}
 			ha.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
-			eventually(t, "a unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy })
+			eventually(t, "a unhealthy", func() bool {
+				return !c.Status().Endpoints[0].Healthy && !inView(c, endpointByAddr(c, a))
+			})
 			if got := picks(c, 100); got[a] != 0 || got[b] != 100 {
 				t.Fatalf("traffic while a is NOT_SERVING: %v", got)
 			}
 			ha.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
-			eventually(t, "a healthy again", func() bool { return c.Status().Endpoints[0].Healthy })
+			eventually(t, "a healthy again", func() bool {
+				return c.Status().Endpoints[0].Healthy && inView(c, endpointByAddr(c, a))
+			})
 			if got := picks(c, 100); got[a] != 50 || got[b] != 50 {
 				t.Fatalf("traffic after a is SERVING again: %v", got)
 			}
@@ -137,7 +141,9 @@ func TestGRPCHealthCheckFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.setup()
 			c := start(t, config.Cluster{Name: "g", Protocol: "http2", Endpoints: static(tt.addr), HealthCheck: grpcChecks(tt.service), PanicThreshold: -1}, Options{})
-			eventually(t, "endpoint unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy })
+			eventually(t, "endpoint unhealthy", func() bool {
+				return !c.Status().Endpoints[0].Healthy && !inView(c, endpointByAddr(c, tt.addr))
+			})
 			if e := c.Pick(0, false, nil); e != nil {
 				t.Fatalf("picked %s, the only endpoint, while it is unhealthy", e.Address())
 			}

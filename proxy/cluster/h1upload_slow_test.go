@@ -16,25 +16,26 @@ import (
 	"github.com/weftmesh/weft/proxy/config"
 )
 
-// slowReader reads at most 64 KiB at a time, after a pause of 5 ms: an
+// slowReader reads at most 32 KiB at a time, after a pause of 10 ms: an
 // upstream that takes an upload slowly but steadily.
 type slowReader struct{ c net.Conn }
 
 func (s slowReader) Read(p []byte) (int, error) {
-	time.Sleep(5 * time.Millisecond)
-	return s.c.Read(p[:min(len(p), 64<<10)])
+	time.Sleep(10 * time.Millisecond)
+	return s.c.Read(p[:min(len(p), 32<<10)])
 }
 
 // A spliced upload to an upstream that keeps reading is not cut, however
 // long it takes in all: the write deadline is pushed ahead at each splice
 // step, not only set once before the splice. The upload takes several
-// idle timeouts, each of its steps (at most the pipe's 256 KiB) far less
-// than one.
+// idle timeouts, each of its steps (at most the pipe's 256 KiB, 80 ms at
+// the upstream's pace) far less than one: a step may wait over 900 ms for
+// a CPU on a loaded machine before the bound is reached.
 func TestDoStreamBodySplicedSlowUpstreamNotCut(t *testing.T) {
 	if !spliceOK {
 		t.Skip("no splice on this OS")
 	}
-	const idle = 400 * time.Millisecond
+	const idle = time.Second
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprint("chunked ", chunked), func(t *testing.T) {
 			got := make(chan *upRequest, 1)
@@ -48,9 +49,9 @@ func TestDoStreamBodySplicedSlowUpstreamNotCut(t *testing.T) {
 			})
 			c := start(t, config.Cluster{Name: "u", Endpoints: static(addr), IdleTimeout: config.Duration(idle)}, Options{})
 			e := c.Pick(0, false, nil)
-			// At 64 KiB per 5 ms or slower (each Read sleeps first), 16 MiB
-			// take 1.28 s or more: over three idle timeouts.
-			const total = 16 << 20
+			// At 32 KiB per 10 ms or slower (each Read sleeps first), 8 MiB
+			// take 2.56 s or more: over two idle timeouts.
+			const total = 8 << 20
 			w, r := testClientSocket(t)
 			data := sendBody(t, w, total, true)
 			body := &socketBody{src: r, left: total, maxRead: 1000, offer: true}

@@ -57,7 +57,7 @@ func TestHealthCheckMarksUnhealthyAndBack(t *testing.T) {
 		t.Fatal("a healthy endpoint is marked unhealthy")
 	}
 	a.code.Store(503)
-	eventually(t, "a unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy })
+	eventually(t, "a unhealthy", func() bool { return !c.Status().Endpoints[0].Healthy && !inView(c, ea) })
 	if got := picks(c, 100); got[a.addr] != 0 || got[b.addr] != 100 {
 		t.Fatalf("traffic while a is unhealthy: %v", got)
 	}
@@ -65,7 +65,7 @@ func TestHealthCheckMarksUnhealthyAndBack(t *testing.T) {
 		t.Fatalf("health check failures counted: %d", c.Stats().HealthCheckFailures.Load())
 	}
 	a.code.Store(204)
-	eventually(t, "a healthy again", func() bool { return !ea.unhealthy.Load() })
+	eventually(t, "a healthy again", func() bool { return !ea.unhealthy.Load() && inView(c, ea) })
 	if got := picks(c, 100); got[a.addr] != 50 || got[b.addr] != 50 {
 		t.Fatalf("traffic after a recovered: %v", got)
 	}
@@ -83,7 +83,9 @@ func TestHealthCheckExpectedStatusesAndDeadEndpoint(t *testing.T) {
 	hc := fastChecks()
 	hc.ExpectedStatuses = []int{418}
 	c := start(t, config.Cluster{Name: "hc", Endpoints: static(a.addr, dead), HealthCheck: hc, PanicThreshold: -1}, Options{})
-	eventually(t, "dead endpoint unhealthy", func() bool { return !c.Status().Endpoints[1].Healthy })
+	eventually(t, "dead endpoint unhealthy", func() bool {
+		return !c.Status().Endpoints[1].Healthy && !inView(c, endpointByAddr(c, dead))
+	})
 	if !c.Status().Endpoints[0].Healthy {
 		t.Fatal("418 is expected but marked a unhealthy")
 	}

@@ -143,6 +143,19 @@ func eventually(t testing.TB, what string, cond func() bool) {
 }
 
 // endpointByAddr finds the current endpoint with address a.
+// inView reports whether e is in the view the cluster balances over. An
+// ejection's or a health check's flag changes before the view is rebuilt
+// (outlier.go, healthcheck.go): a test that goes on at the flag alone may
+// still pick from, or count usable endpoints in, the old view.
+func inView(c *Cluster, e *Endpoint) bool {
+	for _, h := range c.view.Load().hosts {
+		if h == e {
+			return true
+		}
+	}
+	return false
+}
+
 func endpointByAddr(c *Cluster, a string) *Endpoint {
 	for _, e := range c.view.Load().set.endpoints {
 		if e.addr == a {

@@ -26,6 +26,10 @@ func sendAll(t *testing.T, c *Cluster, n int) map[string]int {
 	return got
 }
 
+// returned reports whether e is back from its ejection in the view the
+// cluster balances over (inView).
+func returned(c *Cluster, e *Endpoint) bool { return !e.ejected.Load() && inView(c, e) }
+
 func TestOutlierEjectsAfterConsecutive5xxAndReturns(t *testing.T) {
 	var badCode, goodCode atomic.Int32
 	badCode.Store(500)
@@ -51,7 +55,7 @@ func TestOutlierEjectsAfterConsecutive5xxAndReturns(t *testing.T) {
 	if got := sendAll(t, c, 20); got[bad] != 0 {
 		t.Fatalf("ejected endpoint still gets traffic: %v", got)
 	}
-	eventually(t, "return from ejection", func() bool { return !eb.ejected.Load() })
+	eventually(t, "return from ejection", func() bool { return returned(c, eb) })
 	badCode.Store(200)
 	if got := sendAll(t, c, 20); got[bad] != 10 {
 		t.Fatalf("returned endpoint gets %v", got)
@@ -159,7 +163,7 @@ func TestOutlierEjectionTimeGrows(t *testing.T) {
 		if until.Before(before.Add(want)) || until.After(after.Add(want)) {
 			t.Fatalf("ejection %d lasts until %v, want now+%v", i+1, until.Sub(before), want)
 		}
-		eventually(t, "return", func() bool { return !e.ejected.Load() })
+		eventually(t, "return", func() bool { return returned(c, e) })
 	}
 	if got := c.Stats().Ejections.Load(); got != 4 {
 		t.Fatalf("ejections %d", got)
@@ -180,7 +184,7 @@ func TestOutlierMultiplierDecays(t *testing.T) {
 	if n := c.Stats().Ejections.Load(); n != 1 {
 		t.Fatalf("ejections = %d after one 500 with consecutive_5xx 1, want 1", n)
 	}
-	eventually(t, "return", func() bool { return !e.ejected.Load() })
+	eventually(t, "return", func() bool { return returned(c, e) })
 	eventually(t, "multiplier back to 0 after clean intervals", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -105,7 +105,8 @@ func vmFrom(ctx context.Context) *vm {
 	return v
 }
 
-// host wraps a host function body: it finds the VM and stores the status.
+// host wraps a host function body: it finds the VM and stores the status,
+// or traps the guest's call when the body raised v.trap.
 func host(f func(v *vm, stack []uint64) uint32) api.GoModuleFunc {
 	return func(ctx context.Context, _ api.Module, stack []uint64) {
 		v := vmFrom(ctx)
@@ -114,6 +115,10 @@ func host(f func(v *vm, stack []uint64) uint32) api.GoModuleFunc {
 			return
 		}
 		stack[0] = uint64(f(v, stack))
+		if err := v.trap; err != nil {
+			v.trap = nil
+			panic(err)
+		}
 	}
 }
 

@@ -51,10 +51,14 @@ func foreignSetStreamCallbacks(v *vm, args []byte) ([]byte, uint32) {
 	if !v.inCreate() || f == nil || len(args) != 4 {
 		return nil, statusBadArgument
 	}
-	// The host decides on the request headers after the create, with
-	// these bits (streamFilter.startLocked).
-	v.stopCombined()
 	bits := uint16(binary.LittleEndian.Uint32(args) & callbacksKnown)
+	if bits&callbackRequestHeaders == 0 {
+		// A create made with the request headers in one entry
+		// (streamFilter.startLocked) ends after the create: the guest
+		// does not want them. It goes on to them otherwise, as the host
+		// would anyway.
+		v.stopCombined()
+	}
 	// This stream was created: it is deleted too.
 	f.callbacks = bits &^ callbackNoContext
 	if r, ok := v.roots.Load(f.p.rootCtx); ok {

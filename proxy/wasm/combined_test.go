@@ -1,7 +1,10 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -174,5 +177,81 @@ func TestCombinedEntryTraps(t *testing.T) {
 				t.Errorf("%d callbacks counted, want %d (the stream's) + 2 (the new VM's start)", calls, c.calls)
 			}
 		})
+	}
+}
+
+// A Weft-SDK guest declares its callbacks in the create
+// (weft.stream_callbacks): one that wants the request headers gets them in
+// the create's entry, so a request-headers filter costs two entries (create
+// and request headers; delete), and one that does not want them ends the
+// entry after the create. Before, a declaration (the SDK makes one in the
+// first stream of a root on a VM, the later ones inherit it) ended the
+// entry whatever it said, and the request headers took one more.
+func TestCombinedEntriesWeftSDK(t *testing.T) {
+	rt := newRuntime(t)
+	module := guestbuild.WeftSDK(t, "callbacks")
+	for _, c := range []struct {
+		kind           string
+		entries, calls uint64
+		header         string
+	}{
+		{"headers", 2, 3, "seen"}, // create+request headers, delete
+		{"log", 2, 4, "seen"},     // create+request headers, log+delete
+		{"noop", 2, 2, ""},        // create, delete
+	} {
+		p := load(t, rt, PluginSpec{Name: c.kind, Module: module, PoolSize: 1, PluginConfig: []byte(c.kind)}, Env{})
+		for i := range 2 { // the first stream declares; the others inherit
+			s := newStream("/")
+			var o outcome
+			entries, calls, _ := streamCounts(t, p, func() { o = runStream(p, s) })
+			if entries != c.entries || calls != c.calls || !o.upstream || o.req != filter.Continue {
+				t.Errorf("%s stream %d: %d entries, %d callbacks, %+v; want %d, %d, through",
+					c.kind, i, entries, calls, o, c.entries, c.calls)
+			}
+			if got := string(s.Request.Header.Peek("x-weftsdk")); got != c.header {
+				t.Errorf("%s stream %d: x-weftsdk %q, want %q", c.kind, i, got, c.header)
+			}
+		}
+	}
+}
+
+// A module whose create and request headers are combined but whose end is
+// not (its proxy_on_log takes an i64: weft_dispatch cannot make it) still
+// creates a stream's context before its proxy_on_log when the filter did
+// not see the request. Before, on_log ran first, on a context the guest
+// had not been told of, and the create came after it.
+func TestLazyCreateBeforeASeparateLog(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "sequence.wat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `(func (export "proxy_on_log") (param i32)`
+	if !bytes.Contains(src, []byte(old)) {
+		t.Fatal("sequence.wat: proxy_on_log not found")
+	}
+	path := filepath.Join(t.TempDir(), "sequence_log64.wat")
+	if err := os.WriteFile(path, bytes.Replace(src, []byte(old), []byte(`(func (export "proxy_on_log") (param i64)`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rt := newRuntime(t)
+	p := load(t, rt, PluginSpec{Name: "log64", Module: guestbuild.WAT(t, path), VMConfig: []byte("-")}, Env{})
+	if v := p.slots[0].vm.Load(); !v.startCombined || v.endCombined {
+		t.Fatalf("startCombined %v, endCombined %v; want true, false", v.startCombined, v.endCombined)
+	}
+	_, calls, trace := streamCounts(t, p, func() {
+		s := newStream("/")
+		f := p.NewStreamFilter(s)
+		f.OnLog(s)
+		f.OnDone(s)
+	})
+	if trace != 1456 || calls != 4 {
+		t.Errorf("a stream with log and done only: trace %d, %d callbacks; want 1456 (create, log, done, delete), 4", trace, calls)
+	}
+	// A whole stream: create with the request headers, then each alone.
+	s := newStream("/")
+	var o outcome
+	_, _, trace = streamCounts(t, p, func() { o = runStream(p, s) })
+	if trace != 123456 || !o.upstream {
+		t.Errorf("a stream: trace %d, %+v; want 123456, through", trace, o)
 	}
 }

@@ -249,3 +249,83 @@ func TestIndirectRecursionStoppedByDeadline(t *testing.T) {
 		})
 	}
 }
+
+// A filter whose allocator asks the host for data (which the host hands
+// over through the allocator again) recurses guest → host → allocator →
+// host … for ever without a loop or a call cycle in the module, so no check
+// of the rewrite sees it. The host refuses to enter the allocator again
+// from inside it and traps the call, under either failure policy: the
+// client gets the policy's answer, the trap is counted (not as a timeout:
+// it ends the call at once), the VM is replaced and the replacement is
+// stopped the same way, and streams of another plugin complete meanwhile
+// (its allocator calls a host function that does not allocate, which
+// stays allowed, and the data it asks for arrives). Without the refusal the call never ends (nested host calls grow the Go
+// stack until the process dies).
+func TestAllocatorReentryTrapped(t *testing.T) {
+	for _, failOpen := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fail_closed", true: "fail_open"}[failOpen], func(t *testing.T) {
+			rt := newRuntime(t)
+			mod := wat(t, "alloc_reenter")
+			p := load(t, rt, PluginSpec{Name: "runaway", Module: mod, VMConfig: []byte{'r'}, FailOpen: failOpen}, Env{})
+			other := load(t, rt, PluginSpec{Name: "other", Module: mod, VMConfig: []byte{'a'}}, Env{})
+
+			var otherOK, otherFailed atomic.Int64
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					s := newStream("/other")
+					if o := runStream(other, s); !o.upstream || string(s.Request.Header.Peek("X-Ok")) != "yes" || string(s.Request.Header.Peek("X-Alloc")) != "yes" {
+						otherFailed.Add(1)
+					} else {
+						otherOK.Add(1)
+					}
+				}
+			}()
+			halt := sync.OnceFunc(func() { close(stop); <-done })
+			t.Cleanup(halt)
+
+			for attempt := 1; attempt <= 2; attempt++ {
+				old := p.slots[0].vm.Load()
+				s := newStream("/")
+				o := runStream(p, s)
+				switch {
+				case failOpen && (!o.upstream || s.Response.StatusCode() != 200):
+					t.Fatalf("outcome %+v status %d: a trapped fail_open filter must let the stream through", o, s.Response.StatusCode())
+				case !failOpen && (o.upstream || s.Response.StatusCode() != failStatus):
+					t.Fatalf("outcome %+v status %d: a trapped fail_closed filter must answer %d", o, s.Response.StatusCode(), failStatus)
+				case string(s.Request.Header.Peek("X-Ok")) == "yes":
+					t.Fatal("the re-entering call ended on its own")
+				}
+				if n := p.events.n[eventTrap].Load(); n != uint64(attempt) {
+					t.Fatalf("traps = %d after %d re-entering streams", n, attempt)
+				}
+				if n := p.events.n[eventTimeout].Load(); n != 0 {
+					t.Errorf("callback timeouts = %d, want 0 (the refusal ends the call, not the deadline)", n)
+				}
+				if n, ev := p.events.n[eventFailOpen].Load(), p.events.n[eventFailClosed].Load(); failOpen && n != uint64(attempt) || !failOpen && ev != uint64(attempt) {
+					t.Errorf("fail_open events %d, fail_closed events %d after %d streams", n, ev, attempt)
+				}
+				if !waitFor(func() bool { v := p.slots[0].vm.Load(); return v != nil && v != old }) {
+					t.Fatal("vm not replaced")
+				}
+				if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() >= uint64(attempt) }) {
+					t.Errorf("vm_replaced = %d after %d traps", p.events.n[eventVMReplaced].Load(), attempt)
+				}
+			}
+			if !waitFor(func() bool { return otherOK.Load() > 0 }) {
+				t.Error("no stream of the other plugin completed")
+			}
+			halt()
+			if otherFailed.Load() != 0 {
+				t.Errorf("the other plugin's streams: %d completed, %d failed", otherOK.Load(), otherFailed.Load())
+			}
+		})
+	}
+}

@@ -229,6 +229,11 @@ func (f *streamFilter) OnLog(s *filter.Stream) {
 	if v.broken || v.contexts.get(f.id) != f {
 		return
 	}
+	if f.lazy && f.createLocked(v) != nil {
+		// No callback came before (the filter did not see the request):
+		// the context is created before its log, as OnDone would.
+		return
+	}
 	v.enterStream(f)
 	if _, err := v.invokeStream(f, v.onLog, uint64(f.id)); err != nil {
 		v.breakLocked(fmt.Errorf("proxy_on_log: %w", err))

@@ -26,6 +26,7 @@ var (
 	errNoVM          = errors.New("no healthy vm")
 	errCallbackStuck = errors.New("callback deadline exceeded")
 	errOverloaded    = errors.New("too many streams wait for the vm")
+	errAllocReentry  = errors.New("guest allocator called a host function that allocates (re-entry refused)")
 )
 
 // abiVersion is the Proxy-Wasm ABI a module speaks.
@@ -113,6 +114,12 @@ type vm struct {
 	closed   bool         // guarded by mu
 	stack    [8]uint64
 	allocStk [2]uint64
+	// allocating is set while the guest's allocator runs for a host
+	// function (alloc). trap is an error a host function raises when it
+	// returns (host in abi.go): it fails the guest's call. Both are
+	// guarded by mu.
+	allocating bool
+	trap       error
 
 	// rootID is the root context whose plugin (p) host calls act for now:
 	// VMs may be shared (group.go); roots holds each plugin's root state.
@@ -423,9 +430,27 @@ func (v *vm) explain(err error) error {
 
 // alloc asks the guest for n bytes. It is called from host functions, so
 // it uses its own stack.
+//
+// It does not enter the allocator again from inside it: an allocator that
+// calls a host function handing over data (which allocates) would recurse
+// guest → host → allocator → host … for ever without a loop or a call cycle
+// in the module, so without passing the rewrite's check, growing the Go
+// stack until the process dies. No allocator needs that; the host function
+// fails and traps the guest's call (the VM is replaced, as after any trap),
+// and so does each host function around it.
 func (v *vm) alloc(n uint32) (uint32, bool) {
+	if v.allocating {
+		v.trap = errAllocReentry
+		return 0, false
+	}
+	v.allocating = true
 	v.allocStk[0] = uint64(n)
-	if err := v.malloc.f.CallWithStack(v.ctx, v.allocStk[:1]); err != nil {
+	err := v.malloc.f.CallWithStack(v.ctx, v.allocStk[:1])
+	v.allocating = false
+	if err != nil {
+		if errors.Is(err, errAllocReentry) {
+			v.trap = err
+		}
 		return 0, false
 	}
 	ptr := uint32(v.allocStk[0])

@@ -136,8 +136,9 @@ func (c *conn) onTimer() {
 	now := time.Now()
 	idle := len(c.streams) == 0 && c.slots == 0
 	if idle && now.Sub(c.idleSince) >= c.t.cfg.IdleTimeout {
+		streams, _ := c.markClosedLocked(errIdleClosed)
 		c.mu.Unlock()
-		c.goAwayAndClose(http2.ErrCodeNo, errors.New("h2client: idle connection closed"))
+		c.finishIdleClose(streams)
 		return
 	}
 	if idle && c.goingAway {
@@ -205,13 +206,37 @@ func (c *conn) release() {
 	}
 }
 
+// errIdleClosed ends a connection the pool closed for carrying no stream.
+var errIdleClosed = errors.New("h2client: idle connection closed")
+
+// closeIfIdle closes c when it carries no stream.
 func (c *conn) closeIfIdle() {
 	c.mu.Lock()
+	var streams []*stream
 	idle := c.slots == 0
+	if idle {
+		streams, idle = c.markClosedLocked(errIdleClosed)
+	}
 	c.mu.Unlock()
 	if idle {
-		c.goAwayAndClose(http2.ErrCodeNo, errors.New("h2client: idle connection closed"))
+		c.finishIdleClose(streams)
 	}
+}
+
+// finishIdleClose tells the server and tears down a connection that was
+// found idle and marked closed under one hold of c.mu. Deciding and
+// marking at once is what keeps requests safe: reserve takes c.mu too, so
+// a request either took a slot before (and c was not idle) or finds c
+// closed and goes to another connection; none can take c in between and
+// then fail because the pool closed it.
+func (c *conn) finishIdleClose(streams []*stream) {
+	if h := c.t.testHookIdleClose; h != nil {
+		h(c)
+	}
+	c.wmu.Lock()
+	_ = c.fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+	c.wmu.Unlock()
+	c.teardown(errIdleClosed, streams)
 }
 
 func (c *conn) goAwayAndClose(code http2.ErrCode, err error) {
@@ -224,9 +249,19 @@ func (c *conn) goAwayAndClose(code http2.ErrCode, err error) {
 // close ends the connection: every stream on it fails with err.
 func (c *conn) close(err error) {
 	c.mu.Lock()
+	streams, ok := c.markClosedLocked(err)
+	c.mu.Unlock()
+	if ok {
+		c.teardown(err, streams)
+	}
+}
+
+// markClosedLocked, called with c.mu held, marks c closed with err so that
+// from then on no new stream takes it; it returns the streams teardown
+// fails, and false when c was closed already.
+func (c *conn) markClosedLocked(err error) ([]*stream, bool) {
 	if c.closed {
-		c.mu.Unlock()
-		return
+		return nil, false
 	}
 	c.closed = true
 	c.err = err
@@ -234,7 +269,12 @@ func (c *conn) close(err error) {
 	for _, s := range c.streams {
 		streams = append(streams, s)
 	}
-	c.mu.Unlock()
+	return streams, true
+}
+
+// teardown, called without c.mu once markClosedLocked marked c closed,
+// leaves the pool, closes the socket and fails streams with err.
+func (c *conn) teardown(err error, streams []*stream) {
 	c.timer.Stop()
 	c.t.removeConn(c)
 	_ = c.nc.Close()

@@ -69,6 +69,10 @@ type Transport struct {
 	changed chan struct{} // closed (and replaced) when a stream slot may have freed
 	waiters int
 	closed  bool
+
+	// testHookIdleClose, set by tests before the first request, runs
+	// between the choice of an idle connection to close and its closing.
+	testHookIdleClose func(*conn)
 }
 
 // New returns a Transport.

@@ -1,6 +1,7 @@
 package interrupt
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -36,6 +37,17 @@ import (
 //     strongly connected component of the graph with a node per signature
 //     and without the functions checked at entry).
 //
+// A call to an imported function may also call the module back: the host
+// hands data to the guest through its exported allocator (proxy/wasm's
+// vm.alloc calls proxy_on_memory_allocate, or malloc, from host functions),
+// so every call to an import counts as a direct call of the allocator
+// exports (allocatorExports), and so does every indirect call when an
+// import may be in a table (the module puts one there, or the outside can). An allocator that calls a host function
+// handing over data then sits on a cycle of direct calls and gets a check
+// (the host also refuses to enter the allocator from inside it and traps
+// the call). In a Go guest these edges add no check: the cycles they close
+// already pass a loop-first function.
+//
 // Every cycle has a function checked at entry on it, or is made of direct
 // calls only (then a walk of them finds a back edge on it), or has an
 // indirect call on it whose site shares its component with its
@@ -56,6 +68,10 @@ const (
 	secElem              = 9
 )
 
+// allocatorExports are the exports a host may call from inside a host
+// function (proxy/wasm's vm.alloc looks them up in this order).
+var allocatorExports = []string{"proxy_on_memory_allocate", "malloc"}
+
 func isIndirectCall(op byte) bool {
 	return op == opCallIndirect || op == opReturnCallIndirect || op == opCallRef || op == opReturnCallRef
 }
@@ -73,6 +89,8 @@ type callGraph struct {
 	// functions an indirect call can reach.
 	class []uint32
 	taken []bool
+	// callsHost says which functions call an imported function.
+	callsHost []bool
 	// loopEntry says which functions enter a loop before anything else
 	// (loopFirst).
 	loopEntry []bool
@@ -276,8 +294,20 @@ type moduleInfo struct {
 	classes       uint32
 	gcTypes       bool // a type that is not a plain function type: classes are not known
 	exported      []uint32
+	// allocators are the defined functions exported as an allocator
+	// (allocatorExports), numbered among the defined ones; hostInTables
+	// says an indirect call may reach an imported function.
+	allocators    []uint32
+	hostInTables  bool
 	outsideTables bool // the outside can put functions in a table
 	refs          []uint32
+	// globals counts the module's globals (imported and defined);
+	// globalRefs are the global indices its constant expressions read.
+	globals    uint32
+	globalRefs []uint32
+	// refGlobal says, per global index, whether it is a mutable global
+	// holding a reference (the outside may write one it exports).
+	refGlobal []bool
 }
 
 // buildCallGraph reads the module's calls: codes are the bodies of its
@@ -293,11 +323,38 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 	if uint32(len(mi.funcTypes)) != n {
 		return nil, fmt.Errorf("interrupt: %d function declarations for %d bodies", len(mi.funcTypes), n)
 	}
+	// The rewrite adds globals (the flag, the countdown, the stage and
+	// stop globals) and a function (weft_dispatch) past the module's own:
+	// an index past those in the module would name them once rewritten,
+	// and a guest could then clear its own flag, reset its deadline (the
+	// stage) or call the dispatcher. Such a module is invalid as it is;
+	// it is refused here rather than made valid.
+	funcs := mi.importedFuncs + n
+	for _, idx := range append(mi.refs, mi.exported...) {
+		if idx >= funcs {
+			return nil, fmt.Errorf("interrupt: function index %d out of range (%d functions)", idx, funcs)
+		}
+	}
+	mi.hostInTables = mi.outsideTables
+	for _, idx := range mi.refs {
+		mi.hostInTables = mi.hostInTables || idx < mi.importedFuncs
+	}
+	for _, idx := range mi.allocators {
+		if idx >= n { // (sections out of order: a malformed module)
+			return nil, fmt.Errorf("interrupt: allocator export %d out of range (%d functions)", idx, n)
+		}
+	}
+	for _, idx := range mi.globalRefs {
+		if idx >= mi.globals {
+			return nil, fmt.Errorf("interrupt: global index %d out of range (%d globals)", idx, mi.globals)
+		}
+	}
 	g := &callGraph{
 		direct:    make([][]uint32, n),
 		sites:     make([][]uint32, n),
 		class:     make([]uint32, n),
 		taken:     make([]bool, n),
+		callsHost: make([]bool, n),
 		loopEntry: make([]bool, n),
 		classes:   mi.classes,
 	}
@@ -327,17 +384,24 @@ func buildCallGraph(secs []section, codes [][]byte) (*callGraph, error) {
 	}
 	for f, code := range codes {
 		g.loopEntry[f] = loopFirst(code)
-		if err := g.readCalls(uint32(f), code, mi.importedFuncs, classOf, take); err != nil {
+		if err := g.readCalls(uint32(f), code, &mi, classOf, take); err != nil {
 			return nil, fmt.Errorf("interrupt: function %d: %w", f, err)
+		}
+	}
+	// The host may call the allocator back from any host function.
+	for f := range codes {
+		if g.callsHost[f] || mi.hostInTables && len(g.sites[f]) > 0 {
+			g.direct[f] = append(g.direct[f], mi.allocators...)
 		}
 	}
 	return g, nil
 }
 
-// readCalls records f's direct calls, indirect call sites and ref.func
-// operands.
-func (g *callGraph) readCalls(f uint32, code []byte, importedFuncs uint32, classOf func(uint32) uint32, take func(uint32)) error {
+// readCalls records f's direct calls, calls of imports, indirect call
+// sites and ref.func operands.
+func (g *callGraph) readCalls(f uint32, code []byte, mi *moduleInfo, classOf func(uint32) uint32, take func(uint32)) error {
 	n := uint32(len(g.direct))
+	importedFuncs := mi.importedFuncs
 	r := reader{b: code}
 	groups := r.u32()
 	for i := uint32(0); i < groups && r.err == nil; i++ {
@@ -349,8 +413,18 @@ func (g *callGraph) readCalls(f uint32, code []byte, importedFuncs uint32, class
 		op := r.byte()
 		switch {
 		case op == opCall || op == 0x12: // call, return_call
-			if callee := r.u32(); callee >= importedFuncs && callee-importedFuncs < n {
+			callee := r.u32()
+			if callee >= importedFuncs+n && r.err == nil {
+				return fmt.Errorf("opcode 0x%02x at %d: function index %d out of range", op, start, callee)
+			}
+			if callee >= importedFuncs {
 				g.direct[f] = append(g.direct[f], callee-importedFuncs)
+			} else {
+				g.callsHost[f] = true
+			}
+		case op == opGlobalGet || op == opGlobalSet:
+			if idx := r.u32(); idx >= mi.globals && r.err == nil {
+				return fmt.Errorf("opcode 0x%02x at %d: global index %d out of range", op, start, idx)
 			}
 		case op == opCallIndirect || op == opReturnCallIndirect:
 			t := r.u32()
@@ -360,7 +434,12 @@ func (g *callGraph) readCalls(f uint32, code []byte, importedFuncs uint32, class
 			r.u32()
 			g.sites[f] = append(g.sites[f], g.anyClass())
 		case op == opRefFunc:
-			take(r.u32())
+			idx := r.u32()
+			if idx >= importedFuncs+n && r.err == nil {
+				return fmt.Errorf("opcode 0x%02x at %d: function index %d out of range", op, start, idx)
+			}
+			take(idx)
+			mi.hostInTables = mi.hostInTables || idx < importedFuncs
 		default:
 			if err := r.immediates(op); err != nil {
 				return err
@@ -417,18 +496,28 @@ func (mi *moduleInfo) read(s section) error {
 				mi.gcTypes = true
 				return nil
 			}
-			start := r.i
-			for k := r.u32(); k > 0 && r.err == nil; k-- {
-				r.valType()
+			// The key is the decoded signature, not its bytes: a count
+			// may be padded (LEB128), and call_indirect matches types
+			// by structure whatever their encoding.
+			var sig []byte
+			for range 2 { // parameters, then results
+				k := r.u32()
+				sig = binary.LittleEndian.AppendUint32(sig, k)
+				for ; k > 0 && r.err == nil; k-- {
+					if c := r.peek(); c == 0x63 || c == 0x64 {
+						// A typed reference: its heap type may be a type
+						// index (s33, also paddable) whose subtyping
+						// decides; classes are not known.
+						mi.gcTypes = true
+						return nil
+					}
+					sig = append(sig, r.byte())
+				}
 			}
-			for k := r.u32(); k > 0 && r.err == nil; k-- {
-				r.valType()
-			}
-			sig := string(s.body[start:r.i])
-			c, ok := classes[sig]
+			c, ok := classes[string(sig)]
 			if !ok {
 				c = uint32(len(classes))
-				classes[sig] = c
+				classes[string(sig)] = c
 			}
 			mi.typeClass = append(mi.typeClass, c)
 		}
@@ -456,6 +545,8 @@ func (mi *moduleInfo) read(s section) error {
 				}
 				r.valType()
 				r.byte()
+				mi.globals++
+				mi.refGlobal = append(mi.refGlobal, false) // outsideTables already
 			case 0x04:
 				r.byte()
 				r.u32()
@@ -471,22 +562,33 @@ func (mi *moduleInfo) read(s section) error {
 	case secExport:
 		n := r.u32()
 		for i := uint32(0); i < n && r.err == nil; i++ {
-			r.name()
+			name := r.bytes(int(r.u32()))
 			kind := r.byte()
 			idx := r.u32()
 			switch kind {
 			case kindFunc:
 				mi.exported = append(mi.exported, idx)
+				for _, a := range allocatorExports {
+					if string(name) == a && idx >= mi.importedFuncs {
+						mi.allocators = append(mi.allocators, idx-mi.importedFuncs)
+					}
+				}
 			case 0x01: // a table: the host may fill it
 				mi.outsideTables = true
+			case kindGlobal: // a mutable funcref global: the host may set it
+				if idx < uint32(len(mi.refGlobal)) && mi.refGlobal[idx] {
+					mi.outsideTables = true
+				}
 			}
 		}
 	case secGlobal:
 		n := r.u32()
+		mi.globals += n
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			t := r.peek()
 			r.valType()
-			r.byte()
+			mutable := r.byte() == 1
+			mi.refGlobal = append(mi.refGlobal, mutable && !numeric(t))
 			mi.constExpr(&r, !numeric(t))
 		}
 	case secElem:
@@ -539,7 +641,7 @@ func (mi *moduleInfo) constExpr(r *reader, refValued bool) {
 		case opRefFunc:
 			mi.refs = append(mi.refs, r.u32())
 		case opGlobalGet:
-			r.u32()
+			mi.globalRefs = append(mi.globalRefs, r.u32())
 			mi.outsideTables = mi.outsideTables || refValued
 		default:
 			if err := r.immediates(op); err != nil {

@@ -1,6 +1,7 @@
 package interrupt_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -421,6 +422,107 @@ func TestFlagStopsAnIndirectlyRecursiveGuest(t *testing.T) {
 	}
 }
 
+// A guest whose allocator calls a host function that hands over data
+// (which the host allocates with that allocator, as Proxy-Wasm hosts do)
+// recurses guest → host → allocator → host … for ever with no loop and no
+// call cycle inside the module. The call graph counts every call to an
+// import as a possible call of the exported allocator, so the allocator
+// is checked at entry: results are unchanged while the flag is clear, and
+// the flag stops it. Before, nothing checked it: it ran on, each nested
+// host call growing the Go stack, until the process died of a stack
+// overflow.
+func TestFlagStopsAGuestReenteredThroughItsAllocator(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "alloc.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (import "env" "give" (func $give (param i32)))
+  (memory 1)
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (if (local.get 0) (then (call $give (i32.sub (local.get 0) (i32.const 1)))))
+    (i32.const 1024))
+  (func (export "start") (param i64) (result i64)
+    (call $give (i32.wrap_i64 (local.get 0)))
+    (local.get 0)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := guestbuild.WAT(t, src)
+	if st, err := interrupt.Placement(mod); err != nil || st.EntryChecks != 1 {
+		t.Fatalf("placement %+v, %v: want the allocator checked at entry", st, err)
+	}
+	code, err := interrupt.Instrument(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false))
+	defer r.Close(ctx)
+	// give(n) asks the guest's allocator for n bytes, as a host function
+	// returning data does; the allocator's trap fails the host call too.
+	_, err = r.NewHostModuleBuilder("env").NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			if _, err := m.ExportedFunction("proxy_on_memory_allocate").Call(ctx, stack[0]); err != nil {
+				panic(err)
+			}
+		}), []api.ValueType{api.ValueTypeI32}, nil).Export("give").Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled, err := r.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("alloc-ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := ok.ExportedFunction("start").Call(ctx, 50); err != nil || res[0] != 50 {
+		t.Fatalf("start(50) = %v, %v; want 50", res, err)
+	}
+	_ = ok.Close(ctx)
+	stopsForEver(t, r, compiled, "alloc", "start", "", 1<<31-1)
+}
+
+// A call to an import may call the allocator back (the host hands data
+// over through it): an allocator that can reach an import, directly or
+// through a table holding one, is checked at entry; one that calls nothing
+// is not, whoever else calls the host.
+func TestPlacementOfAllocatorReentry(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, wat string
+		entry     int
+	}{
+		{"direct", `(module (import "env" "h" (func $h))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (call $h) (i32.const 0)))`, 1},
+		{"malloc", `(module (import "env" "h" (func $h))
+  (func $f (call $h))
+  (func (export "malloc") (param i32) (result i32) (call $f) (i32.const 0)))`, 1},
+		{"through a table", `(module (import "env" "h" (func $h))
+  (table 1 funcref) (elem (i32.const 0) $h)
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (call_indirect (i32.const 0)) (i32.const 0)))`, 1},
+		{"through a table filled in code", `(module (import "env" "h" (func $h))
+  (table $t 1 funcref) (elem declare func $h)
+  (func (export "fill") (table.set $t (i32.const 0) (ref.func $h)))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32)
+    (call_indirect (i32.const 0)) (i32.const 0)))`, 1},
+		{"not from the allocator", `(module (import "env" "h" (func $h))
+  (func (export "on") (call $h))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 0)))`, 0},
+		{"not an allocator", `(module (import "env" "h" (func $h))
+  (func (export "other") (param i32) (result i32) (call $h) (i32.const 0)))`, 0},
+	} {
+		src := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".wat")
+		if err := os.WriteFile(src, []byte(c.wat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st, err := interrupt.Placement(guestbuild.WAT(t, src))
+		if err != nil || st.EntryChecks != c.entry {
+			t.Errorf("%s: %+v, %v; want %d entry checks", c.name, st, err, c.entry)
+		}
+	}
+}
+
 // A guest that tail-calls itself through return_call_indirect runs for
 // ever in constant stack, like a loop with no loop header: it is stopped
 // too. Tail calls are not enabled in Weft's runtime (wazero has them as
@@ -500,6 +602,12 @@ func TestPlacementOfIndirectCalls(t *testing.T) {
   (table (export "t") 1 funcref)
   (func $e (export "e") (param i32) (result i32)
     (call_indirect (param i32) (result i32) (local.get 0) (i32.const 0))))`, 1, 1, 0, 1},
+		{"exported funcref global", `(module (memory 1)
+  (global $g (export "g") (mut funcref) (ref.null func))
+  (table $t 1 funcref)
+  (func $e (export "e") (param i32) (result i32)
+    (table.set $t (i32.const 0) (global.get $g))
+    (call_indirect (param i32) (result i32) (local.get 0) (i32.const 0))))`, 1, 1, 0, 1},
 		{"own table", `(module (memory 1)
   (table 1 funcref)
   (func $e (export "e") (param i32) (result i32)
@@ -516,6 +624,117 @@ func TestPlacementOfIndirectCalls(t *testing.T) {
 		if st.IndirectSites != c.sites || st.CheckedSites != c.checked || st.LoopFirst != c.loopFirst || st.TakenFunctions != c.take || st.EntryChecks != 0 {
 			t.Errorf("%s: %+v; want %d sites, %d checked, %d loop-first, %d taken, no entry checks",
 				c.name, st, c.sites, c.checked, c.loopFirst, c.take)
+		}
+	}
+}
+
+// A type section may encode a count in more bytes than it needs (LEB128
+// allows padding, wazero accepts it): two types written differently are
+// still one signature, and call_indirect matches them. A guest recursing
+// through call_indirect of a padded copy of its own type is checked and
+// stopped like one using the same type entry. Before, signatures were
+// told apart by their bytes: the call site got no check and a GC waited
+// on the guest for ever.
+func TestIndirectCallThroughAPaddedTypeIsChecked(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "padded.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (memory 1)
+  (type $t (func (param i64) (result i64)))
+  (type $same (func (param i64) (result i64)))
+  (table 1 funcref)
+  (elem (i32.const 0) $fib)
+  (func $fib (type $t)
+    (if (result i64) (i64.lt_u (local.get 0) (i64.const 2))
+      (then (local.get 0))
+      (else (i64.add
+        (call_indirect (type $same) (i64.sub (local.get 0) (i64.const 1)) (i32.const 0))
+        (call_indirect (type $same) (i64.sub (local.get 0) (i64.const 2)) (i32.const 0))))))
+  (export "fib" (func $fib)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := guestbuild.WAT(t, src)
+	// The type section: 2 types, each 60 01 7e 01 7e; the second's
+	// parameter count is rewritten as 81 00 (1, padded to two bytes).
+	plain := []byte{0x01, 0x0b, 0x02, 0x60, 0x01, 0x7e, 0x01, 0x7e, 0x60, 0x01, 0x7e, 0x01, 0x7e}
+	i := bytes.Index(mod, plain)
+	if i < 0 {
+		t.Fatalf("type section not found in % x", mod)
+	}
+	padded := append([]byte(nil), mod[:i]...)
+	padded = append(padded, 0x01, 0x0c, 0x02, 0x60, 0x01, 0x7e, 0x01, 0x7e, 0x60, 0x81, 0x00, 0x7e, 0x01, 0x7e)
+	padded = append(padded, mod[i+len(plain):]...)
+
+	st, err := interrupt.Placement(padded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.IndirectSites != 2 || st.CheckedSites != 2 {
+		t.Fatalf("%+v; want both indirect call sites checked", st)
+	}
+	code, err := interrupt.Instrument(padded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(false))
+	defer r.Close(ctx)
+	compiled, err := r.CompileModule(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := m.ExportedFunction("fib").Call(ctx, 20); err != nil || res[0] != 6765 {
+		t.Fatalf("fib(20) = %v, %v; want 6765 (wazero takes the padded type as the same)", res, err)
+	}
+	stopsForEver(t, r, compiled, "fib", "fib", "", 90)
+}
+
+// The rewrite adds globals and a function past the module's own, so an
+// index just past them names them in the rewritten module: a module that
+// writes such a global (the flag, the countdown, the stage global, which
+// the watchdog reads to give each callback of a combined entry its own
+// deadline) or calls or takes such a function (weft_dispatch) is invalid
+// as written, and Instrument refuses it instead of making it valid.
+func TestRefusesIndicesPastTheModule(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "own.wat")
+	if err := os.WriteFile(src, []byte(`(module
+  (memory 1)
+  (global $g (mut i32) (i32.const 0))
+  (table 1 funcref)
+  (func $f (export "f")
+    (global.set $g (i32.const 7))
+    (call $f)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := guestbuild.WAT(t, src)
+	if _, err := interrupt.Instrument(mod); err != nil {
+		t.Fatalf("the module as written: %v", err)
+	}
+	// global.set 0 (24 00) and call 0 (10 00) in $f's body.
+	body := []byte{0x41, 0x07, 0x24, 0x00, 0x10, 0x00, 0x0b}
+	i := bytes.Index(mod, body)
+	if i < 0 {
+		t.Fatalf("body not found in % x", mod)
+	}
+	for _, c := range []struct {
+		name string
+		at   int
+		idx  byte
+	}{
+		{"global.set of the flag", 3, 1},
+		{"global.set of the stage", 3, 3},
+		{"global.set of the stop flag", 3, 4},
+		{"call of weft_dispatch", 5, 1},
+	} {
+		bad := append([]byte(nil), mod...)
+		bad[i+c.at] = c.idx
+		if _, err := interrupt.Instrument(bad); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("%s: Instrument = %v; want an out-of-range index refused", c.name, err)
 		}
 	}
 }
