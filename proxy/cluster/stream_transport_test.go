@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,12 +315,27 @@ func TestRoundTripFailures(t *testing.T) {
 			// Silent past the deadline.
 			release := make(chan struct{})
 			_, e, _ = startProtoCluster(t, pc, func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("X-Warm") != "" {
+					return
+				}
 				select {
 				case <-release:
 				case <-r.Context().Done():
 				}
 			}, config.Cluster{})
 			t.Cleanup(func() { close(release) })
+			// The connection is set up first, with no deadline: under -race
+			// on a loaded machine a TLS handshake can outlast 100 ms, and a
+			// dial the deadline cuts is a ConnectFailure (the refused case
+			// above), not the silent upstream this part is about.
+			warm := newStreamRequest(t, context.Background(), "GET", "")
+			warm.Header.Set("X-Warm", "1")
+			resp, err := e.RoundTrip(warm, pc.h2down)
+			if err != nil {
+				t.Fatalf("warm-up: %v", err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			_, err = e.RoundTrip(newStreamRequest(t, ctx, "GET", ""), pc.h2down)
@@ -339,6 +355,67 @@ func TestRoundTripFailures(t *testing.T) {
 			if !errors.As(err, &de) || !errors.As(err, &ue) || e.Active() != 0 {
 				t.Fatalf("untrusted: %v (%T)", err, err)
 			}
+		})
+	}
+}
+
+// lateTransport is an endpoint's real transport whose answers reach
+// RoundTrip's caller only once the request's context has ended: the
+// interleaving of a loaded machine, where net/http returns a response
+// that raced the deadline (over HTTP/1.1 with TLS, one the upstream gave
+// because the cancellation's close_notify ended its handler's context).
+type lateTransport struct {
+	roundTripper
+	answered atomic.Bool
+}
+
+func (l *lateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.roundTripper.RoundTrip(req)
+	if err == nil {
+		l.answered.Store(true)
+		<-req.Context().Done()
+	}
+	return resp, err
+}
+
+// An answer that arrives once the request's deadline has passed is a
+// Timeout, never a success, and does not leave the request active
+// (TestRoundTripFailures failed under -race on a loaded machine with
+// "silent: <nil>, other, 1 active").
+func TestRoundTripAnswerAfterDeadline(t *testing.T) {
+	for _, pc := range protoCases {
+		t.Run(pc.String(), func(t *testing.T) {
+			_, e, _ := startProtoCluster(t, pc, echo, config.Cluster{})
+			// Connected first, with no deadline: a dial the deadline cuts
+			// is a ConnectFailure (TestRoundTripFailures).
+			resp, err := e.RoundTrip(newStreamRequest(t, context.Background(), "GET", ""), pc.h2down)
+			if err != nil {
+				t.Fatalf("warm-up: %v", err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			proto := e.c.protoFor(pc.h2down)
+			lt := &lateTransport{roundTripper: e.streamTransport(proto)}
+			e.streams.mu.Lock()
+			e.streams.t[proto] = lt
+			e.streams.mu.Unlock()
+			// The deadline must leave the upstream time to answer: longer
+			// ones when the machine is too loaded for that.
+			for _, d := range []time.Duration{250 * time.Millisecond, time.Second, 4 * time.Second, 16 * time.Second} {
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				resp, err := e.RoundTrip(newStreamRequest(t, ctx, "GET", ""), pc.h2down)
+				cancel()
+				if resp != nil {
+					_ = resp.Body.Close()
+				}
+				if !errors.Is(err, fasthttp.ErrTimeout) || Classify(err) != Timeout || e.Active() != 0 {
+					t.Fatalf("deadline %v: %v, %v, %d active", d, err, Classify(err), e.Active())
+				}
+				if lt.answered.Load() {
+					return
+				}
+			}
+			t.Fatal("the upstream never answered within 16s")
 		})
 	}
 }

@@ -127,6 +127,17 @@ func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, er
 	if err != nil {
 		return nil, classifyStreamErr(req.Context(), err)
 	}
+	if cerr := req.Context().Err(); cerr != nil {
+		// The deadline passed (or the caller gave up) before the answer
+		// reached us: it is not one. net/http hands back a response that
+		// raced its own cancellation, and over HTTP/1.1 with TLS that
+		// race is of its making: cancelling sends close_notify before the
+		// socket closes, the upstream takes it for the client's end,
+		// cancels its handler's context, and a handler that then returns
+		// answers 200, which the transport reads in between.
+		_ = resp.Body.Close()
+		return nil, classifyStreamErr(req.Context(), cerr)
+	}
 	return resp, nil
 }
 
