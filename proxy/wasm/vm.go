@@ -397,7 +397,20 @@ func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 			}
 		}
 	}
-	trusted := v.p.spec.Trusted // no deadline: nothing could stop the call anyway
+	if err := v.run(fn, st); err != nil {
+		return 0, v.explain(err)
+	}
+	if g.nr > 0 {
+		return st[0], nil
+	}
+	return 0, nil
+}
+
+// run makes one entry into the guest with its stack st, under the
+// deadline unless the plugin is trusted (nothing could stop its calls
+// anyway): the watchdog charges the call to v's plugin.
+func (v *vm) run(fn api.Function, st []uint64) error {
+	trusted := v.p.spec.Trusted
 	if !trusted {
 		if v.charged.Load() != v.p {
 			v.charged.Store(v.p)
@@ -408,13 +421,7 @@ func (v *vm) call(g *guestFunc, args ...uint64) (uint64, error) {
 	if !trusted {
 		v.leave()
 	}
-	if err != nil {
-		return 0, v.explain(err)
-	}
-	if g.nr > 0 {
-		return st[0], nil
-	}
-	return 0, nil
+	return err
 }
 
 // explain turns wazero's error for a stopped call into ours.
@@ -568,17 +575,7 @@ func (v *vm) useDispatcher(mod api.Module) {
 func (v *vm) callCombined(sel, a, b, c uint64) (uint64, error) {
 	st := v.stack[:4]
 	st[0], st[1], st[2], st[3] = sel, a, b, c
-	trusted := v.p.spec.Trusted
-	if !trusted {
-		if v.charged.Load() != v.p {
-			v.charged.Store(v.p)
-		}
-		v.enter()
-	}
-	err := v.dispatch.f.CallWithStack(v.ctx, st)
-	if !trusted {
-		v.leave()
-	}
+	err := v.run(v.dispatch.f, st)
 	v.accountMemory()
 	if err != nil {
 		return 0, v.explain(err)
