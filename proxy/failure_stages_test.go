@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,12 +42,7 @@ clusters:
 func TestFailurePolicyAtFetchAndCompile(t *testing.T) {
 	up := testserver.Start(t, "up")
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := ln.Addr().String() // a registry that is gone
-	ln.Close()
+	down := testserver.RefusedAddr(t) // a registry that is gone
 	corrupt := filepath.Join(dir, "corrupt.wasm")
 	os.WriteFile(corrupt, []byte("\x00asm\x01\x00\x00\x00garbage"), 0o644)
 	good := guestFile(t, dir, "setheader")

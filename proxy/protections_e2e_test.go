@@ -225,17 +225,8 @@ clusters:
 `
 
 // closedAddr is a loopback address nothing listens on: connecting to it is
-// refused at once.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+// refused at once, for the whole test.
+func closedAddr(t *testing.T) string { return testserver.RefusedAddr(t) }
 
 // TestLocalRepliesForMissingUpstream: a request the proxy cannot hand to an
 // upstream gets Envoy's answers: 503 with a body saying why, the UH or UF

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // Streamed HTTP/1.1 request bodies: raw clients write exactly the bytes a
@@ -412,12 +414,7 @@ func TestH1UploadEarlyAnswer(t *testing.T) {
 // goes to the other endpoint, whatever its method and length.
 func TestH1StreamedUploadAfterConnectFailure(t *testing.T) {
 	live := uploadUpstream(t, hashBody)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	_ = ln.Close() // refuses connections from now on
+	dead := testserver.RefusedAddr(t)
 	cfg := strings.Replace(uploadConfig, `endpoints: [{address: "{{up}}"}]`, `endpoints: [{address: "{{up}}"}, {address: "{{dead}}"}]`, 1)
 	vars := uploadVars(live)
 	vars["dead"] = dead

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/bench/upstream"
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
 func startUpstream(t *testing.T, cfg upstream.Config) *upstream.Server {
@@ -222,12 +223,11 @@ func TestStatusClassesAndErrors(t *testing.T) {
 	}
 
 	// A port nobody listens on: every request is refused.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, release, err := loopback.RefusedAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	defer release()
 	res, err = Run(context.Background(), Config{URL: "http://" + addr + "/", Connections: 2, Duration: time.Minute, MaxRequests: 20})
 	if err != nil {
 		t.Fatal(err)

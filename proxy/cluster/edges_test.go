@@ -13,23 +13,11 @@ import (
 	"github.com/weftmesh/weft/proxy/config"
 )
 
-// closedPort is a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestDialFailureFreesConnectionSlot: a refused connection gives its
 // max_connections slot back, so with max_connections 1 a live endpoint is
 // still reachable after a dead one refused a connection.
 func TestDialFailureFreesConnectionSlot(t *testing.T) {
-	dead := closedPort(t)
+	dead := closedAddr(t)
 	live := serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(200) })
 	c := start(t, config.Cluster{Name: "mc", Endpoints: static(dead, live), PanicThreshold: -1,
 		OutlierDetection: &config.OutlierDetection{Disabled: true},

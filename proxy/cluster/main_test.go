@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // TestMain fails the run when a goroutine outlives the tests by more than
@@ -74,16 +75,9 @@ func statusServer(t testing.TB, code *atomic.Int32) string {
 	return serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(int(code.Load())) })
 }
 
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+// closedAddr returns a loopback address nothing listens on for the whole
+// test.
+func closedAddr(t testing.TB) string { return testserver.RefusedAddr(t) }
 
 // logger is a zap logger writing to the test log, at warn and above.
 func logger(t testing.TB) *zap.Logger {

@@ -1,10 +1,12 @@
 package loopback
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -34,4 +36,34 @@ func TestFreeAddrBelowEphemeralRange(t *testing.T) {
 		}
 		ln.Close()
 	}
+}
+
+// A connection to the address is refused, and no listener can take its
+// port, until it is released.
+func TestRefusedAddrRefusesAndHoldsThePort(t *testing.T) {
+	addr, release, err := RefusedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("a connection to %s was accepted", addr)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s: %v; want connection refused", addr, err)
+		}
+	}
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Fatalf("a listener took %s while it was held", addr)
+	}
+	release()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("after release, binding %s: %v", addr, err)
+	}
+	ln.Close()
 }

@@ -8,17 +8,14 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // DispatchStatus names real failures of a real client: a refused
 // connection, a server that never answers, one that closes mid-answer.
 func TestDispatchStatusOfRealFailures(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testserver.RefusedAddr(t)
 
 	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
 	if err != nil {

@@ -18,3 +18,16 @@ func FreeAddr(t testing.TB) string {
 	}
 	return addr
 }
+
+// RefusedAddr is a loopback address that refuses connections for the rest
+// of the test (loopback.RefusedAddr): unlike a closed 127.0.0.1:0
+// listener's, its port cannot go to another server meanwhile.
+func RefusedAddr(t testing.TB) string {
+	t.Helper()
+	addr, release, err := loopback.RefusedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return addr
+}

@@ -2,7 +2,6 @@ package conformance_test
 
 import (
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/filter"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 	"github.com/weftmesh/weft/proxy/wasm"
 )
 
@@ -48,12 +48,7 @@ func TestHTTPCall(t *testing.T) {
 		}
 	})
 	// A port nothing listens on: calls to it fail to connect.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := ln.Addr().String()
-	ln.Close()
+	deadAddr := testserver.RefusedAddr(t)
 
 	cl := newClusters()
 	cl.Add("auth", auth.Addr)
