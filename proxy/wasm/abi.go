@@ -114,6 +114,13 @@ func host(f func(v *vm, stack []uint64) uint32) api.GoModuleFunc {
 			stack[0] = statusInternalFailure
 			return
 		}
+		if v.bodyNext && !v.stopped {
+			// A headers callback that calls the host may have changed
+			// what its body callback would see or whether it is made:
+			// that one is made on its own (streamFilter.OnResponse).
+			v.stop.Set(1)
+			v.stopped = true
+		}
 		stack[0] = uint64(f(v, stack))
 		if err := v.trap; err != nil {
 			v.trap = nil

@@ -187,6 +187,15 @@ type vm struct {
 	// proxy_on_done and proxy_on_delete in one (interrupt.SelEnd). Set
 	// when the module's dispatcher has them (useDispatcher).
 	startCombined, endCombined bool
+	// respCombined: a whole response's proxy_on_response_headers and
+	// proxy_on_response_body can be made in one entry
+	// (interrupt.SelResponseHeadersBody, streamFilter.OnResponse).
+	respCombined bool
+	// bodyNext is set while a SelResponseHeadersBody call runs: the
+	// guest's first host call in it sets the stop global (host, abi.go),
+	// so the body callback is made in that entry only after a headers
+	// callback that touched nothing of the host's.
+	bodyNext bool
 	// combining is set while a SelCreateRequestHeaders call runs: the
 	// stage global then says whether the guest is in its context create.
 	combining bool
@@ -561,6 +570,7 @@ func (v *vm) useDispatcher(mod api.Module) {
 	// (interrupt.Dispatchable) on the same signatures.
 	via := func(g *guestFunc) bool { return g != nil && g.via != 0 }
 	v.startCombined = via(v.onContextCreate) && via(v.onReqHeaders)
+	v.respCombined = via(v.onRespHeaders) && via(v.onRespBody)
 	// Every one of log, done and delete the module has must go through
 	// SelEnd, so the three keep their order in one entry.
 	v.endCombined = (v.onLog == nil || via(v.onLog)) && (v.onDone == nil || via(v.onDone)) &&
