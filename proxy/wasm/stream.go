@@ -359,6 +359,9 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 			}
 			v.cur = nil
 		}
+		if !v.broken {
+			v.accountMemory() // after the stream's entries (vm.callCombined)
+		}
 		v.contexts.remove(f)
 		v.mu.Unlock()
 		f.slot.load.Add(-1)
