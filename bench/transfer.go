@@ -31,7 +31,7 @@ import (
 // writes on a plain socket). It prints, per pair, each leg's MiB/s and the
 // ratio, and each process's CPU per GiB; then the medians. Issue 18's
 // figure: a 1 GiB transfer through weft at ≥ 80% of direct.
-func transferCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func transferCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("weft bench transfer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -96,8 +96,8 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	r := &runner{opts: Options{Pin: *pin, WeftBin: *weftBin, SelfBin: *selfBin, Logger: logger}, tmp: tmp}
 	env := &Env{Dir: tmp, Logger: logger, name: "transfer", r: r}
 	defer func() {
-		if err := env.close(); err != nil {
-			fmt.Fprintf(stderr, "weft bench transfer: stopping: %v\n", err)
+		if cerr := env.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("weft bench transfer: stopping: %w", cerr))
 		}
 	}()
 
