@@ -191,6 +191,11 @@ type transferLeg struct {
 	// CPU of each process over the transfer; weft's is zero on a direct leg
 	// (sampled anyway: an idle weft).
 	client, upstream, weft time.Duration
+	// retrans is how many TCP segments the host retransmitted during the
+	// transfer (/proc/net/snmp: every socket's, so only ours on a quiet
+	// machine); on loopback they are tail-loss probes fired because an ACK
+	// came late, i.e. a party was not running (-1: unknown).
+	retrans int64
 }
 
 func (m transferLeg) mibps() float64 {
@@ -226,6 +231,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	if err != nil {
 		return transferLeg{}, err
 	}
+	r0 := retransSegs()
 	p, err := proc.Start(spec)
 	if err != nil {
 		return transferLeg{}, err
@@ -242,6 +248,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 		return transferLeg{}, ctx.Err()
 	}
 	_ = p.Stop(stopGrace) // reaps; the client has exited
+	r1 := retransSegs()
 	u1, err := t.upstream.Usage()
 	if err != nil {
 		return transferLeg{}, err
@@ -262,7 +269,10 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	}
 	m := transferLeg{
 		elapsed: time.Duration(res.ElapsedNS), bytes: res.Bytes, client: time.Duration(res.CPUNS),
-		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU,
+		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1,
+	}
+	if r0 >= 0 && r1 >= r0 {
+		m.retrans = r1 - r0
 	}
 	if !viaWeft && m.weft > 20*time.Millisecond {
 		fmt.Fprintf(t.stderr, "note: weft used %v of CPU during a direct transfer\n", m.weft)
@@ -271,9 +281,9 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 }
 
 func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair) {
-	fmt.Fprintf(w, "\n%s, %d MiB each (CPU per GiB: /proc of the upstream and weft, getrusage of the client)\n\n", dir, size>>20)
-	fmt.Fprintln(w, "| pair | direct MiB/s | weft MiB/s | weft ÷ direct | direct CPU ms/GiB: client · upstream | weft leg CPU ms/GiB: client · upstream · weft |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|")
+	fmt.Fprintf(w, "\n%s, %d MiB each (CPU per GiB: /proc of the upstream and weft, getrusage of the client; retransmits: the host's, /proc/net/snmp)\n\n", dir, size>>20)
+	fmt.Fprintln(w, "| pair | direct MiB/s | weft MiB/s | weft ÷ direct | direct CPU ms/GiB: client · upstream | weft leg CPU ms/GiB: client · upstream · weft | TCP retransmits: direct · weft |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|---|")
 	var ratios, dRates, wRates, weftCPU, dTotal, wTotal []float64
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	for i, p := range res {
@@ -284,10 +294,11 @@ func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair)
 		weftCPU = append(weftCPU, ms(p.weft.perGiB(p.weft.weft)))
 		dTotal = append(dTotal, ms(p.direct.perGiB(p.direct.client+p.direct.upstream)))
 		wTotal = append(wTotal, ms(p.weft.perGiB(p.weft.client+p.weft.upstream+p.weft.weft)))
-		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f%% | %.0f · %.0f | %.0f · %.0f · %.0f |\n", i+1,
+		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f%% | %.0f · %.0f | %.0f · %.0f · %.0f | %s · %s |\n", i+1,
 			p.direct.mibps(), p.weft.mibps(), 100*ratio,
 			ms(p.direct.perGiB(p.direct.client)), ms(p.direct.perGiB(p.direct.upstream)),
-			ms(p.weft.perGiB(p.weft.client)), ms(p.weft.perGiB(p.weft.upstream)), ms(p.weft.perGiB(p.weft.weft)))
+			ms(p.weft.perGiB(p.weft.client)), ms(p.weft.perGiB(p.weft.upstream)), ms(p.weft.perGiB(p.weft.weft)),
+			count(p.direct.retrans), count(p.weft.retrans))
 	}
 	over := 0
 	for _, r := range ratios {
@@ -297,6 +308,14 @@ func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair)
 	}
 	fmt.Fprintf(w, "\n%s: weft ÷ direct median **%.0f%%** (%d of %d pairs ≥ 80%%); median MiB/s direct %.0f, weft %.0f; weft's own CPU %.0f ms/GiB (median); all processes %.0f ms/GiB direct, %.0f through weft (medians)\n",
 		dir, 100*medianOf(ratios), over, len(ratios), medianOf(dRates), medianOf(wRates), medianOf(weftCPU), medianOf(dTotal), medianOf(wTotal))
+}
+
+// count is n, or "?" when unknown (negative).
+func count(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 func medianOf(v []float64) float64 {
@@ -309,6 +328,35 @@ func medianOf(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// retransSegs is the host's TCP RetransSegs counter (-1 if unknown).
+func retransSegs() int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return -1
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RetransSegs" && i < len(f) {
+				v, err := strconv.ParseInt(f[i], 10, 64)
+				if err != nil {
+					return -1
+				}
+				return v
+			}
+		}
+	}
+	return -1
 }
 
 func loadAverage() string {
