@@ -194,7 +194,7 @@ func (f *runFlags) run(ctx context.Context, scenarios []Scenario, baseline strin
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newRunFlags("weft bench", stderr)
 	f.fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: weft bench [flags]\n       weft bench filter [flags] FILE.wasm\n       weft bench list | upstream [flags] | load [flags]\n\nRuns each scenario (see `weft bench list`) against the built-in upstream and writes\nreport.md, report.json and SVG charts to -out.\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: weft bench [flags]\n       weft bench filter [flags] FILE.wasm\n       weft bench list | upstream [flags] | load [flags]\n       weft bench transfer [flags]   (1 GiB transfers, direct vs weft, each party its own process)\n\nRuns each scenario (see `weft bench list`) against the built-in upstream and writes\nreport.md, report.json and SVG charts to -out.\n\nflags:\n")
 		f.fs.PrintDefaults()
 	}
 	scenarios := f.fs.String("scenarios", "", "comma-separated scenarios to run, or \"all\" (default: all; with -quick, the quick ones)")
