@@ -315,7 +315,9 @@ func TestMeasureHooksAndResultJSON(t *testing.T) {
 // subprocess's JSON result carries them.
 func TestFailureTimes(t *testing.T) {
 	up := startUpstream(t, upstream.Config{FailRate: 0.5})
-	res, err := Run(context.Background(), Config{URL: up.URL(), Connections: 2, Duration: 200 * time.Millisecond})
+	// Bounded by a count, not a 200 ms window a stalled machine might
+	// pass without a request.
+	res, err := Run(context.Background(), Config{URL: up.URL(), Connections: 2, Duration: time.Minute, MaxRequests: 40})
 	if err != nil {
 		t.Fatal(err)
 	}
