@@ -65,7 +65,8 @@ func TestPoolGrowsOnDemand(t *testing.T) {
 
 	// A stream that has to wait for a busy VM (its lock held, as by a
 	// call in progress) builds one more, until the pool is full.
-	// VMs the test holds locked. Whatever the outcome they are unlocked
+	//
+	// held are the VMs the test holds locked. Whatever the outcome they are unlocked
 	// before the cleanup above waits for begin, which waits for a VM.
 	var held []*vm
 	t.Cleanup(func() {
