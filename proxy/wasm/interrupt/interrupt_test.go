@@ -27,7 +27,7 @@ func TestFlagStopsASpinningGuest(t *testing.T) {
 	src := filepath.Join(dir, "spin.wat")
 	if err := os.WriteFile(src, []byte(`(module
   (memory 1)
-  (global $n (mut i32) (i32.const 0))
+  (global $n (export "n") (mut i32) (i32.const 0))
   (func (export "spin")
     (loop $l
       (global.set $n (i32.add (global.get $n) (i32.const 1)))
@@ -67,7 +67,14 @@ func TestFlagStopsASpinningGuest(t *testing.T) {
 		_, err := mod.ExportedFunction("spin").Call(ctx)
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let it spin: the test is that it stops, not when
+	// Wait until it spins (its counter moves), so that the collection
+	// and the flag below meet a running loop, not one yet to start.
+	n := mod.ExportedGlobal("n")
+	for deadline := time.Now().Add(10 * time.Second); n.Get() < 1000; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the loop has not started after 10s (counter %d)", n.Get())
+		}
+	}
 	// A garbage collection's stop-the-world completes while the guest
 	// spins (it steps out into Go every YieldEvery iterations); without
 	// that, this would wait for ever.
