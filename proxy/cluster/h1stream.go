@@ -619,25 +619,31 @@ type h1Body[C conn] struct {
 	head   []byte   // a spliced chunked body's size lines (SpliceChunksTo)
 	vec    [][]byte // what one writev of it sends, kept with head
 	bufs   net.Buffers
-	capped cappedReader  // rd's source
-	rd     *bufio.Reader // a spliced chunked body's reader, while it is spliced
+	capped cappedReader[C] // rd's source
+	rd     *bufio.Reader   // a spliced chunked body's reader, while it is spliced
 }
 
 // cappedReader hands out what pre holds, then reads r, at most max bytes
-// a call (max 0: no cap).
-type cappedReader struct {
-	pre *bufio.Reader
-	r   io.Reader
-	max int
+// a call (max 0: no cap). Before each read of r, the only reads that may
+// wait on the upstream, body pushes src's read deadline ahead: every wait
+// has its deadline set in this one place, just before it, whatever the
+// reader on top (a size line, chunk data, a CRLF, the trailers) asks for.
+type cappedReader[C conn] struct {
+	pre  *bufio.Reader
+	r    io.Reader
+	max  int
+	body *h1Body[C]
+	src  *net.TCPConn
 }
 
-func (c *cappedReader) Read(p []byte) (int, error) {
+func (c *cappedReader[C]) Read(p []byte) (int, error) {
 	if n := c.pre.Buffered(); n > 0 {
 		return c.pre.Read(p[:min(len(p), n)])
 	}
 	if c.max > 0 && len(p) > c.max {
 		p = p[:c.max]
 	}
+	c.body.pushReadDeadline(c.src)
 	return c.r.Read(p)
 }
 

@@ -150,8 +150,12 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 	// The body is read through a larger reader than the connection's: it
 	// takes what that one holds, then reads the socket (capped after a
 	// splice, see below), so that nothing of the body is in the
-	// connection's reader once it is empty.
-	b.capped = cappedReader{pre: b.br, r: b.cc.Conn()}
+	// connection's reader once it is empty: rd's first fill takes all of
+	// it (16 KiB at most, rd has 64). Every read of the socket through rd
+	// pushes the read deadline just before it (cappedReader), so none of
+	// the reads below (size line, data, CRLF, trailers) sets one itself;
+	// a splice step pushes its own (move's before).
+	b.capped = cappedReader[C]{pre: b.br, r: b.cc.Conn(), body: b, src: src}
 	rd := chunkReaderPool.Get().(*bufio.Reader)
 	rd.Reset(&b.capped)
 	b.rd = rd
@@ -160,9 +164,6 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		chunkReaderPool.Put(rd)
 		b.rd = nil
 	}()
-	if n := b.br.Buffered(); n > 0 {
-		_, _ = rd.Peek(n) // all of it, in one read of pre
-	}
 	for {
 		if b.left > 0 {
 			// The rest of a large chunk: spliced.
@@ -182,15 +183,11 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 			// line: only a little more, so that a next large chunk's
 			// data stays on the socket for the pipe.
 			b.capped.max = cappedRead
-			b.pushReadDeadline(src)
 			if err := readCRLF(rd); err != nil {
 				return total, err
 			}
 			owed = true
 			continue
-		}
-		if rd.Buffered() == 0 {
-			b.pushReadDeadline(src)
 		}
 		size, err := readChunkSize(rd)
 		if err != nil {
@@ -234,9 +231,6 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		// A small chunk, or one the reader holds: whole, with those after
 		// it that the reader holds whole too.
 		b.capped.max = 0
-		if rd.Buffered() < size {
-			b.pushReadDeadline(src)
-		}
 		data, err := rd.Peek(size)
 		if err != nil {
 			if err == io.EOF {
@@ -252,7 +246,6 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		if err != nil {
 			return total, err
 		}
-		b.pushReadDeadline(src)
 		if err := readCRLF(rd); err != nil {
 			return total, err
 		}
