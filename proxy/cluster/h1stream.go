@@ -664,15 +664,7 @@ func (b *h1Body[C]) Read(p []byte) (n int, err error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.idle > 0 && b.br.Buffered() == 0 {
-		// Push the read deadline ahead, but only once a tenth of the idle
-		// time has gone by: a fast body costs no clock read per chunk
-		// beyond time.Now.
-		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
-			b.last = now
-			_ = b.cc.Conn().SetReadDeadline(now.Add(b.idle))
-		}
-	}
+	b.pushRead()
 	switch {
 	case b.chunked:
 		n, err = b.readChunked(p)
@@ -709,6 +701,21 @@ func (b *h1Body[C]) Read(p []byte) (n int, err error) {
 	return n, err
 }
 
+// pushRead moves the connection's read deadline ahead as the idle bound
+// asks, once a tenth of it has gone by (a fast body costs a time.Now a
+// step, no syscall). It runs before each step of a read that may wait on
+// the socket, whatever the reader holds (part of a size line or CRLF
+// still needs the socket): a wait never runs under a deadline pushed
+// before an earlier wait, or before the consumer's pause between reads.
+func (b *h1Body[C]) pushRead() {
+	if b.idle > 0 {
+		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
+			b.last = now
+			_ = b.cc.Conn().SetReadDeadline(now.Add(b.idle))
+		}
+	}
+}
+
 // readChunked reads from a chunked body: at most the current chunk.
 func (b *h1Body[C]) readChunked(p []byte) (int, error) {
 	if b.left == 0 {
@@ -716,6 +723,7 @@ func (b *h1Body[C]) readChunked(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		b.pushRead()
 		if size == 0 {
 			if err := b.h.ReadTrailer(b.br); err != nil {
 				if err == io.EOF {
@@ -737,6 +745,7 @@ func (b *h1Body[C]) readChunked(p []byte) (int, error) {
 		return n, io.ErrUnexpectedEOF
 	}
 	if err == nil && b.left == 0 {
+		b.pushRead()
 		err = readCRLF(b.br)
 	}
 	return n, err
