@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -39,6 +40,16 @@ type ResponseBody interface {
 // ErrBodyIdle is the error of a streamed body's Read when the upstream sent
 // nothing for the idle timeout.
 var ErrBodyIdle = errors.New("upstream response body: idle timeout")
+
+// readTimedOut reports whether a body's read failed on its read deadline,
+// also when a parser wrapped the error in one of its own (fasthttp's
+// trailer reader does).
+func readTimedOut(err error) bool {
+	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		return true
+	}
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
 
 // errBadChunk is a malformed chunked body. (fasthttp.ErrBrokenChunk{}
 // has a nil error inside: its Error panicked when fasthttp's server
@@ -693,7 +704,7 @@ func (b *h1Body[C]) Read(p []byte) (n int, err error) {
 		}
 	}
 	if err != nil && err != io.EOF {
-		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		if readTimedOut(err) {
 			err = ErrBodyIdle
 		}
 		b.err = err

@@ -128,7 +128,7 @@ func (b *h1Body[C]) SpliceChunksTo(dst *net.TCPConn, tick func()) (int64, bool, 
 	defer p.close()
 	n, err := b.spliceChunks(&p, src, dst, tick)
 	if err != nil && !IsWriteError(err) {
-		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		if readTimedOut(err) {
 			err = ErrBodyIdle
 		}
 		b.err = err

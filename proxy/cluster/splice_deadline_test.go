@@ -108,3 +108,53 @@ func TestSpliceChunksEachWaitHasItsOwnDeadline(t *testing.T) {
 		})
 	}
 }
+
+// An upstream that stalls in the trailers, after a whole trailer line:
+// fasthttp's trailer reader wraps the read's timeout in an error of its
+// own, and it is still told as the idle timeout (ErrBodyIdle, which the
+// proxy logs as SI rather than a broken upstream), when spliced and when
+// read.
+func TestStallInTrailersIsIdle(t *testing.T) {
+	for _, spliced := range []bool{false, true} {
+		name := "read"
+		if spliced {
+			name = "spliced"
+			if !spliceOK {
+				continue
+			}
+		}
+		t.Run(name, func(t *testing.T) {
+			_, e, gate := spliceCluster(t, 300*time.Millisecond, []string{trailerHead + "5\r\nhello\r\n0\r\nX-T: v\r\n", "\r\n"})
+			rb, _ := streamGet(t, e, "/trailers", nil)
+			t.Cleanup(func() { _ = rb.Close() })
+			var err error
+			if spliced {
+				w, dst := testClientSocket(t)
+				go func() { _, _ = io.Copy(io.Discard, w) }() // ends with the socket's cleanup
+				r := runSplice(t, func() (int64, bool, error) { return rb.(ChunkSplicer).SpliceChunksTo(dst, func() {}) })
+				if !r.ok || r.n != 5 {
+					t.Fatalf("SpliceChunksTo: %d, %v, %v; want 5 bytes and an error", r.n, r.ok, r.err)
+				}
+				err = r.err
+			} else {
+				read := make(chan error, 1)
+				go func() {
+					_, err := io.ReadAll(rb)
+					read <- err
+				}()
+				select {
+				case err = <-read:
+				case <-time.After(30 * time.Second): // a safety net, not a measurement
+					t.Fatal("a body stalled in its trailers was not cut")
+				}
+			}
+			if err != ErrBodyIdle {
+				t.Fatalf("a body stalled in its trailers: %v, want ErrBodyIdle", err)
+			}
+			gate <- struct{}{} // the rest comes now: too late
+			if n, err := rb.Read(make([]byte, 8)); n != 0 || err != ErrBodyIdle {
+				t.Fatalf("a read after the idle timeout: %d, %v", n, err)
+			}
+		})
+	}
+}
