@@ -264,6 +264,11 @@ const (
 	cappedRead      = 512      // the read after a spliced chunk (see spliceChunks)
 )
 
+// chunkHeadRoom holds the size lines of maxGathered chunks, each at most
+// 19 bytes (CRLF, the 15 hex digits parseChunkSize takes, CRLF): the
+// build fails if it would not, so gatherChunks need not check its room.
+const _ = uint(chunkHeadRoom - maxGathered*19)
+
 // gatherChunks appends to b.vec the chunks that follow in held, each whole
 // with the CRLF that ends the one before: up to where held ends, a chunk
 // is not whole, the last chunk or a malformed line, which the caller then
@@ -283,7 +288,7 @@ func (b *h1Body[C]) gatherChunks(held []byte, headLen int) (used, data int) {
 		}
 		size, err := parseChunkSize(rest[2 : 2+i])
 		line := 2 + i + 1
-		if err != nil || size == 0 || len(rest) < line+size || cap(heads)-len(heads) < 20 {
+		if err != nil || size == 0 || len(rest) < line+size {
 			break
 		}
 		start := len(heads)
