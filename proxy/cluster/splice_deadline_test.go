@@ -1,9 +1,15 @@
 package cluster
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/config"
 )
 
 // Where a spliced chunked body's read deadline is set: every read of the
@@ -155,6 +161,56 @@ func TestStallInTrailersIsIdle(t *testing.T) {
 			if n, err := rb.Read(make([]byte, 8)); n != 0 || err != ErrBodyIdle {
 				t.Fatalf("a read after the idle timeout: %d, %v", n, err)
 			}
+		})
+	}
+}
+
+// A body spliced with an idle bound of 0 (doH1 is given none; the cluster
+// never passes 0, New makes it 60 s) sets no read deadline, rather than
+// one already past: a length body and a chunked one with a spliced chunk
+// go through whole.
+func TestSpliceZeroIdleIsNoBound(t *testing.T) {
+	if !spliceOK {
+		t.Skip("no splice on this OS")
+	}
+	length := pattern(spliceMin+5000, 31)
+	big := pattern(0x19000, 32)
+	for _, tc := range []struct {
+		name    string
+		answer  string
+		chunked bool
+		body    string // what the client gets
+	}{
+		{"length", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(length)) + string(length), false, string(length)},
+		{"chunked", chunkedHead + "5\r\nhello\r\n" + chunk(big) + "0\r\n\r\n", true, "5\r\nhello\r\n" + chunk(big)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawServer(t, func(c net.Conn) {
+				readRequest(c)
+				_, _ = io.WriteString(c, tc.answer)
+				_, _ = io.Copy(io.Discard, c) // until the client closes
+			})
+			c := start(t, config.Cluster{Name: "z", Endpoints: static(addr)}, Options{})
+			req, resp := streamReq()
+			t.Cleanup(func() { fasthttp.ReleaseResponse(resp) })
+			rb, err := doStreamIdle(c.Pick(0, false, nil), req, nil, 0, resp, 0)
+			fasthttp.ReleaseRequest(req)
+			if err != nil || rb == nil {
+				t.Fatalf("%v, body %v: want a streamed body", err, rb != nil)
+			}
+			t.Cleanup(func() { _ = rb.Close() })
+			w, dst := testClientSocket(t)
+			got := readClient(t, w, len(tc.body))
+			r := runSplice(t, func() (int64, bool, error) {
+				if tc.chunked {
+					return rb.(ChunkSplicer).SpliceChunksTo(dst, func() {})
+				}
+				return rb.(Splicer).SpliceTo(dst, func() {})
+			})
+			if !r.ok || r.err != nil {
+				t.Fatalf("splice with no idle bound: %d, %v, %v", r.n, r.ok, r.err)
+			}
+			clientGot(t, got, []byte(tc.body))
 		})
 	}
 }
