@@ -237,7 +237,7 @@ func dataOp(t *testing.T, v *vm, f *streamFilter, op uint8, a uint32, data []byt
 			if fn.name == name {
 				st := make([]uint64, max(len(args), 1))
 				copy(st, args)
-				fn.fn(v.ctx, v.mod, st)
+				fn.fn(&v.ctx, v.mod, st)
 				return uint32(st[0])
 			}
 		}
