@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -449,5 +450,59 @@ func TestControlCommand(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "| file store, 1 replica | 3 |") {
 		t.Fatalf("stdout:\n%s", stdout.String())
+	}
+}
+
+// `weft bench transfer` runs its pairs with every party its own process,
+// checks each transfer's length, prints both tables, and stops what it
+// started.
+func TestTransferCommand(t *testing.T) {
+	bin := weftForTest(t)
+	var stdout, stderr bytes.Buffer
+	args := []string{"transfer", "-weft-bin", bin, "-self-bin", os.Args[0], "-mib", "2", "-pairs", "2", "-io-size", "65536"}
+	if err := Command(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	for _, dir := range []string{"download", "upload"} {
+		if !strings.Contains(out, "\n"+dir+", 2 MiB each") || !strings.Contains(out, "\n"+dir+": weft ÷ direct median") {
+			t.Errorf("no %s table:\n%s", dir, out)
+		}
+		for _, leg := range []string{"direct", "weft"} {
+			for pair := 1; pair <= 2; pair++ {
+				if want := fmt.Sprintf("%s pair %d %s: ", dir, pair, leg); !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+		}
+	}
+	if err := Command(context.Background(), []string{"transfer", "-dir", "sideways"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), `"sideways" is not download or upload`) {
+		t.Fatalf("-dir sideways: %v", err)
+	}
+}
+
+// The transfer client fails a transfer that does not complete: an upload
+// larger than an unstreamed upstream accepts (it answers 413 or resets the
+// connection, whichever the client sees first).
+func TestTransferClientChecksTheAnswer(t *testing.T) {
+	s, err := upstream.Start(upstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	var stdout, stderr bytes.Buffer
+	args := []string{"transfer-client", "-addr", s.Addr(), "-dir", "upload", "-size", strconv.Itoa(5 << 20)}
+	err = Command(context.Background(), args, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "transfer-client: upload after") {
+		t.Fatalf("oversized upload: err = %v, stdout %q", err, stdout.String())
+	}
+	stdout.Reset()
+	args = []string{"transfer-client", "-addr", s.Addr(), "-dir", "download", "-size", strconv.Itoa(3 << 20)}
+	if err := Command(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	var res transferClientResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || res.Bytes != 3<<20 || res.ElapsedNS <= 0 {
+		t.Fatalf("download: %+v, %v (%q)", res, err, stdout.String())
 	}
 }

@@ -35,6 +35,7 @@ const (
 //	weft bench [flags]                      run scenarios and write the report
 //	weft bench filter [flags] FILE.wasm     weft with and without a filter
 //	weft bench control [flags]              control-plane propagation, CPU and memory
+//	weft bench transfer [flags]             1 GiB transfers, direct vs through weft, each party its own process
 //	weft bench list                         list the scenarios
 //	weft bench upstream [flags]             run the built-in upstream until interrupted
 //	weft bench load [flags]                 run the load generator once, print JSON
@@ -56,6 +57,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return filterCommand(ctx, args[1:], stdout, stderr)
 		case "control":
 			return controlCommand(ctx, args[1:], stdout, stderr)
+		case "transfer":
+			return transferCommand(ctx, args[1:], stdout, stderr)
+		case "transfer-client":
+			return transferClientCommand(ctx, args[1:], stdout, stderr)
 		case "list":
 			for _, s := range append(DefaultScenarios(), OnDemandScenarios()...) {
 				quick := " "
@@ -189,7 +194,7 @@ func (f *runFlags) run(ctx context.Context, scenarios []Scenario, baseline strin
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newRunFlags("weft bench", stderr)
 	f.fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: weft bench [flags]\n       weft bench filter [flags] FILE.wasm\n       weft bench list | upstream [flags] | load [flags]\n\nRuns each scenario (see `weft bench list`) against the built-in upstream and writes\nreport.md, report.json and SVG charts to -out.\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: weft bench [flags]\n       weft bench filter [flags] FILE.wasm\n       weft bench list | upstream [flags] | load [flags]\n       weft bench transfer [flags]   (1 GiB transfers, direct vs weft, each party its own process)\n\nRuns each scenario (see `weft bench list`) against the built-in upstream and writes\nreport.md, report.json and SVG charts to -out.\n\nflags:\n")
 		f.fs.PrintDefaults()
 	}
 	scenarios := f.fs.String("scenarios", "", "comma-separated scenarios to run, or \"all\" (default: all; with -quick, the quick ones)")
@@ -329,6 +334,7 @@ func upstreamCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.Float64Var(&cfg.FailRate, "fail-rate", 0, "share of requests answered 503 (0..1), spread evenly")
 	fs.DurationVar(&cfg.StallAfter, "stall-after", 0, "with -stall-for: stall once, this long after the first request")
 	fs.DurationVar(&cfg.StallFor, "stall-for", 0, "hold every request arriving during the stall window until it ends")
+	fs.BoolVar(&cfg.StreamRequests, "stream-requests", false, "stream request bodies to the handler (POST /?sink reads a body of any length and answers its byte count)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil

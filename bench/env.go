@@ -189,6 +189,7 @@ func upstreamFlags(addr string, cfg upstream.Config) []string {
 		"-fail-rate", strconv.FormatFloat(cfg.FailRate, 'g', -1, 64),
 		"-stall-after", cfg.StallAfter.String(),
 		"-stall-for", cfg.StallFor.String(),
+		"-stream-requests=" + strconv.FormatBool(cfg.StreamRequests),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
 	"github.com/weftmesh/weft/proxy/internal/testserver"
+	"github.com/weftmesh/weft/proxy/wasm"
 )
 
 // swapConfig is a listener with one filter "edge" whose module file (in
@@ -58,12 +59,14 @@ func TestWasmHotSwapUnderLoad(t *testing.T) {
 	}
 	path := writeConfig(t, dir, swapConfig(addr, up.Addr, "setheader.wasm", "x-tag=v1"))
 
-	// A module swap compiles the new module before it flips. Compiled code
-	// comes from the shared on-disk cache the real sidecar also keeps
-	// (-wasm-cache): precompile the modules this test swaps in, so the swap
-	// is timed, not wazero's compiler (8 s for a Go guest under -race).
+	// A module swap prepares (rewrites) and compiles the new module before
+	// it flips. Both come from the on-disk cache the real sidecar also
+	// keeps (-wasm-cache): precompile the modules this test swaps in, as
+	// `weft` would have on an earlier load, so the swap is timed, not the
+	// rewrite and wazero's compiler (seconds each for a Go guest under
+	// -race).
 	cache := guestbuild.CompileCacheDir(t)
-	guestbuild.Precompile(t, cache, filepath.Join(dir, "setheader.wasm"), filepath.Join(dir, "router.wasm"))
+	precompile(t, cache, filepath.Join(dir, "setheader.wasm"), filepath.Join(dir, "router.wasm"))
 	p, err := New(context.Background(), Options{Logger: testLogger(t), DrainTimeout: 2 * time.Second, WasmCacheDir: cache})
 	if err != nil {
 		t.Fatal(err)
@@ -187,4 +190,30 @@ func rejections(t testing.TB, p *Proxy) float64 {
 	t.Helper()
 	n, _ := metricValue(t, p, "weft_config_reloads_total", "result", "rejected")
 	return n
+}
+
+// precompile prepares and compiles the modules at paths into the cache dir
+// through the proxy's own Wasm runtime (wasm.Runtime.Precompile), so a
+// later load reads both back.
+func precompile(t *testing.T, dir string, paths ...string) {
+	t.Helper()
+	ctx := context.Background()
+	rt, err := wasm.NewRuntime(ctx, wasm.RuntimeOptions{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	for _, p := range paths {
+		code, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := rt.Precompile(ctx, wasm.PluginSpec{Name: filepath.Base(p), Module: code}); err != nil {
+			t.Fatalf("precompile %s: %v", p, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Logf("precompiled %s in %v (cached in %s)", filepath.Base(p), d.Round(time.Millisecond), dir)
+		}
+	}
 }

@@ -52,8 +52,12 @@ func countAtLeast(h *hdrhistogram.Histogram, min int64) int64 {
 func TestClosedLoopMeasuresKnownLatency(t *testing.T) {
 	up := startUpstream(t, upstream.Config{Delay: 20 * time.Millisecond})
 	res, err := Run(context.Background(), Config{
+		// The measured part ends at a count, not a clock: a run on a
+		// stalled machine still measures all 40 (the warm-up's half second
+		// is the only time the test depends on: at least one request must
+		// start in it).
 		Name: "delay20", URL: up.URL(), Connections: 4,
-		Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond,
+		Warmup: 500 * time.Millisecond, Duration: time.Minute, MaxRequests: 40,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -63,8 +67,8 @@ func TestClosedLoopMeasuresKnownLatency(t *testing.T) {
 	if res.Errors.Total() != 0 || res.Status.Non2xx() != 0 {
 		t.Fatalf("errors %+v, statuses %+v", res.Errors, res.Status)
 	}
-	if res.Requests == 0 || res.WarmupRequests == 0 {
-		t.Fatalf("requests=%d warm-up=%d, want both > 0", res.Requests, res.WarmupRequests)
+	if res.Requests != 40 || res.WarmupRequests == 0 {
+		t.Fatalf("requests=%d warm-up=%d, want 40 and > 0", res.Requests, res.WarmupRequests)
 	}
 	// Warm-up requests are not in the histogram.
 	if res.Latency.TotalCount() != res.Requests || res.Status.C2xx != res.Requests {
@@ -311,7 +315,9 @@ func TestMeasureHooksAndResultJSON(t *testing.T) {
 // subprocess's JSON result carries them.
 func TestFailureTimes(t *testing.T) {
 	up := startUpstream(t, upstream.Config{FailRate: 0.5})
-	res, err := Run(context.Background(), Config{URL: up.URL(), Connections: 2, Duration: 200 * time.Millisecond})
+	// Bounded by a count, not a 200 ms window a stalled machine might
+	// pass without a request.
+	res, err := Run(context.Background(), Config{URL: up.URL(), Connections: 2, Duration: time.Minute, MaxRequests: 40})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,11 @@ type Config struct {
 	// until that window ends. Zero StallFor disables it.
 	StallAfter time.Duration
 	StallFor   time.Duration
+	// StreamRequests streams request bodies to the handler instead of
+	// reading them whole first (fasthttp's StreamRequestBody), so that a
+	// POST to ?sink may send a body of any length (uploads). Off by
+	// default: the request scenarios keep fasthttp's ordinary server.
+	StreamRequests bool
 }
 
 // Server is a running upstream.
@@ -96,6 +101,7 @@ func newServer(cfg Config, now func() time.Time, sleep func(time.Duration)) (*Se
 		WriteTimeout:          time.Minute,
 		IdleTimeout:           time.Minute,
 		CloseOnShutdown:       true,
+		StreamRequestBody:     cfg.StreamRequests,
 	}
 	go func() { s.served <- s.srv.Serve(ln) }()
 	return s, nil
@@ -158,6 +164,26 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString("weft-bench upstream: injected failure\n")
 		return
 	}
+	if ctx.QueryArgs().Has("sink") {
+		// Uploads: read the request body to its end in large reads and
+		// answer with the byte count.
+		var n int64
+		var err error
+		if rs := ctx.RequestBodyStream(); rs != nil {
+			n, err = sink(rs)
+		} else {
+			// Not streaming: fasthttp has read the body already.
+			n = int64(len(ctx.PostBody()))
+		}
+		if err != nil {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetBodyString("sink: " + err.Error() + "\n")
+			return
+		}
+		ctx.SetContentType("text/plain")
+		ctx.SetBodyString(strconv.FormatInt(n, 10))
+		return
+	}
 	if v := ctx.QueryArgs().Peek("stream"); len(v) > 0 {
 		// A body of any length, written as it is read (downloads).
 		n, err := strconv.ParseInt(string(v), 10, 64)
@@ -202,6 +228,45 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	r.off = (r.off + n) % len(r.block)
 	r.left -= int64(n)
 	return n, nil
+}
+
+// WriteBlock is the most a streamed body (?stream=N) hands the connection
+// in one write, and what a sink (?sink) reads at once: large, as a server
+// sending a file would, so that the upstream's own syscalls are few.
+const WriteBlock = 256 << 10
+
+// WriteTo writes the rest in writes of up to WriteBlock bytes; fasthttp
+// uses it for a body stream, so each goes to the socket as it is (its
+// buffered writer passes a write larger than its buffer straight on).
+func (r *repeatReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for r.left > 0 {
+		n := min(int64(WriteBlock), r.left, int64(len(r.block)-r.off))
+		m, err := w.Write(r.block[r.off : r.off+int(n)])
+		total += int64(m)
+		r.off = (r.off + m) % len(r.block)
+		r.left -= int64(m)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// sink reads r to its end and returns how many bytes it had.
+func sink(r io.Reader) (int64, error) {
+	buf := make([]byte, WriteBlock)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // stall holds a request that arrives inside the one-off stall window until

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -62,9 +63,16 @@ func TestBodies(t *testing.T) {
 	if code, body := get(t, none.URL()); code != 200 || len(body) != 0 {
 		t.Fatalf("no body: %d, %d bytes", code, len(body))
 	}
-	// ?stream=N: a body of any length, written as it is read.
-	if code, body := get(t, s.URL()+"?stream=3000000"); code != 200 || len(body) != 3000000 || body[MaxBodySize] != 'a' {
+	// ?stream=N: a body of any length, written as it is read, in
+	// WriteBlock writes that wrap around the 1 MiB block.
+	code, body := get(t, s.URL()+"?stream=3000000")
+	if code != 200 || len(body) != 3000000 {
 		t.Fatalf("stream: %d, %d bytes", code, len(body))
+	}
+	for i, c := range body {
+		if want := 'a' + byte((i%MaxBodySize)%26); c != want {
+			t.Fatalf("stream: byte %d is %q, want %q", i, c, want)
+		}
 	}
 	if code, _ := get(t, s.URL()+"?stream=x"); code != 400 {
 		t.Fatalf("stream=x: %d", code)
@@ -225,5 +233,33 @@ func BenchmarkUpstream(b *testing.B) {
 		if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 			b.Fatal(err, resp.StatusCode())
 		}
+	}
+}
+
+// ?sink reads a POST body to its end and answers its length: streamed (any
+// length) with StreamRequests, whole (at most fasthttp's 4 MiB) without.
+func TestSink(t *testing.T) {
+	post := func(t *testing.T, url string, n int) (int, string) {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(url)
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.SetBody(make([]byte, n))
+		if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode(), string(resp.Body())
+	}
+	streamed := start(t, Config{StreamRequests: true})
+	for _, n := range []int{0, 1000, 6 << 20} {
+		if code, body := post(t, streamed.URL()+"?sink", n); code != 200 || body != strconv.Itoa(n) {
+			t.Errorf("streamed sink, %d bytes: %d %q", n, code, body)
+		}
+	}
+	whole := start(t, Config{})
+	if code, body := post(t, whole.URL()+"?sink", 1000); code != 200 || body != "1000" {
+		t.Errorf("sink, 1000 bytes: %d %q", code, body)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -39,6 +40,16 @@ type ResponseBody interface {
 // ErrBodyIdle is the error of a streamed body's Read when the upstream sent
 // nothing for the idle timeout.
 var ErrBodyIdle = errors.New("upstream response body: idle timeout")
+
+// readTimedOut reports whether a body's read failed on its read deadline,
+// also when a parser wrapped the error in one of its own (fasthttp's
+// trailer reader does).
+func readTimedOut(err error) bool {
+	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		return true
+	}
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
 
 // errBadChunk is a malformed chunked body. (fasthttp.ErrBrokenChunk{}
 // has a nil error inside: its Error panicked when fasthttp's server
@@ -619,25 +630,31 @@ type h1Body[C conn] struct {
 	head   []byte   // a spliced chunked body's size lines (SpliceChunksTo)
 	vec    [][]byte // what one writev of it sends, kept with head
 	bufs   net.Buffers
-	capped cappedReader  // rd's source
-	rd     *bufio.Reader // a spliced chunked body's reader, while it is spliced
+	capped cappedReader[C] // rd's source
+	rd     *bufio.Reader   // a spliced chunked body's reader, while it is spliced
 }
 
 // cappedReader hands out what pre holds, then reads r, at most max bytes
-// a call (max 0: no cap).
-type cappedReader struct {
-	pre *bufio.Reader
-	r   io.Reader
-	max int
+// a call (max 0: no cap). Before each read of r, the only reads that may
+// wait on the upstream, body pushes src's read deadline ahead: every wait
+// has its deadline set in this one place, just before it, whatever the
+// reader on top (a size line, chunk data, a CRLF, the trailers) asks for.
+type cappedReader[C conn] struct {
+	pre  *bufio.Reader
+	r    io.Reader
+	max  int
+	body *h1Body[C]
+	src  *net.TCPConn
 }
 
-func (c *cappedReader) Read(p []byte) (int, error) {
+func (c *cappedReader[C]) Read(p []byte) (int, error) {
 	if n := c.pre.Buffered(); n > 0 {
 		return c.pre.Read(p[:min(len(p), n)])
 	}
 	if c.max > 0 && len(p) > c.max {
 		p = p[:c.max]
 	}
+	c.body.pushReadDeadline(c.src)
 	return c.r.Read(p)
 }
 
@@ -658,15 +675,7 @@ func (b *h1Body[C]) Read(p []byte) (n int, err error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.idle > 0 && b.br.Buffered() == 0 {
-		// Push the read deadline ahead, but only once a tenth of the idle
-		// time has gone by: a fast body costs no clock read per chunk
-		// beyond time.Now.
-		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
-			b.last = now
-			_ = b.cc.Conn().SetReadDeadline(now.Add(b.idle))
-		}
-	}
+	b.pushRead()
 	switch {
 	case b.chunked:
 		n, err = b.readChunked(p)
@@ -695,12 +704,27 @@ func (b *h1Body[C]) Read(p []byte) (n int, err error) {
 		}
 	}
 	if err != nil && err != io.EOF {
-		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		if readTimedOut(err) {
 			err = ErrBodyIdle
 		}
 		b.err = err
 	}
 	return n, err
+}
+
+// pushRead moves the connection's read deadline ahead as the idle bound
+// asks, once a tenth of it has gone by (a fast body costs a time.Now a
+// step, no syscall). It runs before each step of a read that may wait on
+// the socket, whatever the reader holds (part of a size line or CRLF
+// still needs the socket): a wait never runs under a deadline pushed
+// before an earlier wait, or before the consumer's pause between reads.
+func (b *h1Body[C]) pushRead() {
+	if b.idle > 0 {
+		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
+			b.last = now
+			_ = b.cc.Conn().SetReadDeadline(now.Add(b.idle))
+		}
+	}
 }
 
 // readChunked reads from a chunked body: at most the current chunk.
@@ -710,6 +734,7 @@ func (b *h1Body[C]) readChunked(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		b.pushRead()
 		if size == 0 {
 			if err := b.h.ReadTrailer(b.br); err != nil {
 				if err == io.EOF {
@@ -731,6 +756,7 @@ func (b *h1Body[C]) readChunked(p []byte) (int, error) {
 		return n, io.ErrUnexpectedEOF
 	}
 	if err == nil && b.left == 0 {
+		b.pushRead()
 		err = readCRLF(b.br)
 	}
 	return n, err

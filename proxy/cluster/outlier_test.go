@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/weftmesh/weft/proxy/config"
 )
 
@@ -30,15 +34,50 @@ func sendAll(t *testing.T, c *Cluster, n int) map[string]int {
 // cluster balances over (inView).
 func returned(c *Cluster, e *Endpoint) bool { return !e.ejected.Load() && inView(c, e) }
 
+// observed is a logger that keeps the cluster's log entries (Info and
+// above) for the test to read: what was ejected, for how long, and what
+// came back, whatever the timing of the checks.
+func observed() (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	return zap.New(core), logs
+}
+
+// logged returns the entries with message msg about endpoint addr.
+func logged(logs *observer.ObservedLogs, msg, addr string) []observer.LoggedEntry {
+	var out []observer.LoggedEntry
+	for _, e := range logs.FilterMessage(msg).All() {
+		if e.ContextMap()["endpoint"] == addr {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// expire ends e's ejection now, as its timer does when the ejection time
+// is over, so a test can hold an ejection as long as its checks take and
+// still see the return.
+func expire(t *testing.T, c *Cluster, e *Endpoint) {
+	t.Helper()
+	c.mu.Lock()
+	tm := e.ejectTimer
+	c.mu.Unlock()
+	if tm == nil || !tm.Stop() {
+		t.Fatal("no ejection timer pending")
+	}
+	c.unEject(e)
+}
+
 func TestOutlierEjectsAfterConsecutive5xxAndReturns(t *testing.T) {
 	var badCode, goodCode atomic.Int32
 	badCode.Store(500)
 	goodCode.Store(200)
 	bad, good := statusServer(t, &badCode), statusServer(t, &goodCode)
 	c := start(t, config.Cluster{Name: "od", Endpoints: static(bad, good), OutlierDetection: &config.OutlierDetection{
-		Consecutive5xx:     3,
-		Interval:           config.Duration(time.Hour),
-		BaseEjectionTime:   config.Duration(150 * time.Millisecond),
+		Consecutive5xx: 3,
+		Interval:       config.Duration(time.Hour),
+		// Long enough that no check below can outlast it however loaded
+		// the machine: expire ends it when the checks are done.
+		BaseEjectionTime:   config.Duration(2 * time.Minute),
 		MaxEjectionPercent: 50,
 	}}, Options{})
 	eb := endpointByAddr(c, bad)
@@ -55,7 +94,10 @@ func TestOutlierEjectsAfterConsecutive5xxAndReturns(t *testing.T) {
 	if got := sendAll(t, c, 20); got[bad] != 0 {
 		t.Fatalf("ejected endpoint still gets traffic: %v", got)
 	}
-	eventually(t, "return from ejection", func() bool { return returned(c, eb) })
+	expire(t, c, eb)
+	if !returned(c, eb) {
+		t.Fatal("not back in rotation when its ejection ended")
+	}
 	badCode.Store(200)
 	if got := sendAll(t, c, 20); got[bad] != 10 {
 		t.Fatalf("returned endpoint gets %v", got)
@@ -150,20 +192,28 @@ func TestOutlierMaxEjectionPercent(t *testing.T) {
 
 func TestOutlierEjectionTimeGrows(t *testing.T) {
 	base, maxT := 60*time.Millisecond, 150*time.Millisecond
+	log, logs := observed()
 	c := start(t, config.Cluster{Name: "od", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
 		Consecutive5xx: 1, Interval: config.Duration(time.Hour), BaseEjectionTime: config.Duration(base),
 		MaxEjectionTime: config.Duration(maxT), MaxEjectionPercent: 50,
-	}}, Options{})
+	}}, Options{Logger: log})
 	e := c.view.Load().set.endpoints[0]
+	// Each ejection's length is read from its log entry, not from
+	// Status().EjectedUntil: the ejection may be over before Status runs
+	// on a loaded machine.
 	for i, want := range []time.Duration{base, 2 * base, maxT, maxT} {
-		before := time.Now()
 		e.Report(500, nil)
-		until := c.Status().Endpoints[0].EjectedUntil
-		after := time.Now()
-		if until.Before(before.Add(want)) || until.After(after.Add(want)) {
-			t.Fatalf("ejection %d lasts until %v, want now+%v", i+1, until.Sub(before), want)
+		ej := logged(logs, "endpoint ejected", e.Address())
+		if len(ej) != i+1 {
+			t.Fatalf("ejection %d: %d ejections logged", i+1, len(ej))
+		}
+		if d, n := ej[i].ContextMap()["for"], ej[i].ContextMap()["times"]; d != want || n != int64(i+1) {
+			t.Fatalf("ejection %d lasts %v (times %v), want %v (times %d)", i+1, d, n, want, i+1)
 		}
 		eventually(t, "return", func() bool { return returned(c, e) })
+	}
+	if n := len(logged(logs, "endpoint returned from ejection", e.Address())); n != 4 {
+		t.Fatalf("%d returns logged, want 4", n)
 	}
 	if got := c.Stats().Ejections.Load(); got != 4 {
 		t.Fatalf("ejections %d", got)
@@ -171,10 +221,11 @@ func TestOutlierEjectionTimeGrows(t *testing.T) {
 }
 
 func TestOutlierMultiplierDecays(t *testing.T) {
+	log, logs := observed()
 	c := start(t, config.Cluster{Name: "od", Endpoints: static("127.0.0.1:1", "127.0.0.1:2"), OutlierDetection: &config.OutlierDetection{
 		Consecutive5xx: 1, Interval: config.Duration(20 * time.Millisecond), BaseEjectionTime: config.Duration(30 * time.Millisecond),
 		MaxEjectionPercent: 50,
-	}}, Options{})
+	}}, Options{Logger: log})
 	e := c.view.Load().set.endpoints[0]
 	e.Report(500, nil)
 	// The ejection happens inside Report; its counter never goes back, so
@@ -185,6 +236,12 @@ func TestOutlierMultiplierDecays(t *testing.T) {
 		t.Fatalf("ejections = %d after one 500 with consecutive_5xx 1, want 1", n)
 	}
 	eventually(t, "return", func() bool { return returned(c, e) })
+	// The endpoint really was out: only an endpoint marked ejected is
+	// returned (and logged so) when its ejection time is over. Counting
+	// alone, an ejection that never took the endpoint out passes.
+	if n := len(logged(logs, "endpoint returned from ejection", e.Address())); n != 1 {
+		t.Fatalf("%d returns from ejection logged, want 1: the endpoint was never taken out", n)
+	}
 	eventually(t, "multiplier back to 0 after clean intervals", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()

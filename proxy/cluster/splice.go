@@ -128,7 +128,7 @@ func (b *h1Body[C]) SpliceChunksTo(dst *net.TCPConn, tick func()) (int64, bool, 
 	defer p.close()
 	n, err := b.spliceChunks(&p, src, dst, tick)
 	if err != nil && !IsWriteError(err) {
-		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		if readTimedOut(err) {
 			err = ErrBodyIdle
 		}
 		b.err = err
@@ -150,8 +150,12 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 	// The body is read through a larger reader than the connection's: it
 	// takes what that one holds, then reads the socket (capped after a
 	// splice, see below), so that nothing of the body is in the
-	// connection's reader once it is empty.
-	b.capped = cappedReader{pre: b.br, r: b.cc.Conn()}
+	// connection's reader once it is empty: rd's first fill takes all of
+	// it (16 KiB at most, rd has 64). Every read of the socket through rd
+	// pushes the read deadline just before it (cappedReader), so none of
+	// the reads below (size line, data, CRLF, trailers) sets one itself;
+	// a splice step pushes its own (move's before).
+	b.capped = cappedReader[C]{pre: b.br, r: b.cc.Conn(), body: b, src: src}
 	rd := chunkReaderPool.Get().(*bufio.Reader)
 	rd.Reset(&b.capped)
 	b.rd = rd
@@ -160,9 +164,6 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		chunkReaderPool.Put(rd)
 		b.rd = nil
 	}()
-	if n := b.br.Buffered(); n > 0 {
-		_, _ = rd.Peek(n) // all of it, in one read of pre
-	}
 	for {
 		if b.left > 0 {
 			// The rest of a large chunk: spliced.
@@ -182,15 +183,11 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 			// line: only a little more, so that a next large chunk's
 			// data stays on the socket for the pipe.
 			b.capped.max = cappedRead
-			b.pushReadDeadline(src)
 			if err := readCRLF(rd); err != nil {
 				return total, err
 			}
 			owed = true
 			continue
-		}
-		if rd.Buffered() == 0 {
-			b.pushReadDeadline(src)
 		}
 		size, err := readChunkSize(rd)
 		if err != nil {
@@ -234,9 +231,6 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		// A small chunk, or one the reader holds: whole, with those after
 		// it that the reader holds whole too.
 		b.capped.max = 0
-		if rd.Buffered() < size {
-			b.pushReadDeadline(src)
-		}
 		data, err := rd.Peek(size)
 		if err != nil {
 			if err == io.EOF {
@@ -252,7 +246,6 @@ func (b *h1Body[C]) spliceChunks(p *kpipe, src, dst *net.TCPConn, tick func()) (
 		if err != nil {
 			return total, err
 		}
-		b.pushReadDeadline(src)
 		if err := readCRLF(rd); err != nil {
 			return total, err
 		}
@@ -270,6 +263,11 @@ const (
 	maxGathered     = 16       // chunks one writev gathers at most
 	cappedRead      = 512      // the read after a spliced chunk (see spliceChunks)
 )
+
+// chunkHeadRoom holds the size lines of maxGathered chunks, each at most
+// 19 bytes (CRLF, the 15 hex digits parseChunkSize takes, CRLF): the
+// build fails if it would not, so gatherChunks need not check its room.
+const _ = uint(chunkHeadRoom - maxGathered*19)
 
 // gatherChunks appends to b.vec the chunks that follow in held, each whole
 // with the CRLF that ends the one before: up to where held ends, a chunk
@@ -290,7 +288,7 @@ func (b *h1Body[C]) gatherChunks(held []byte, headLen int) (used, data int) {
 		}
 		size, err := parseChunkSize(rest[2 : 2+i])
 		line := 2 + i + 1
-		if err != nil || size == 0 || len(rest) < line+size || cap(heads)-len(heads) < 20 {
+		if err != nil || size == 0 || len(rest) < line+size {
 			break
 		}
 		start := len(heads)

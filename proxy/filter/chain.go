@@ -161,8 +161,17 @@ func (c *Chain) Buffered(response bool) bool {
 // Encode runs the response callbacks, last filter first, for the filters
 // that saw the request: every filter's headers, then every filter's body.
 // A LocalReply replaces the response and ends the iteration.
+//
+// With one filter and a body, a filter that is a ResponseCombiner gets
+// both in one call (OnResponse): nothing runs between them then, so
+// nothing can tell.
 func (c *Chain) Encode(s *Stream) Status {
 	body := len(s.Response.Body()) > 0
+	if body && c.seen == 1 {
+		if rc, ok := c.At(0).(ResponseCombiner); ok {
+			return rc.OnResponse(s)
+		}
+	}
 	for i := c.seen - 1; i >= 0; i-- {
 		if c.At(i).OnResponseHeaders(s, !body && !s.ResponseBodyStreamed) == LocalReply {
 			return LocalReply

@@ -213,3 +213,51 @@ func TestChainTrailers(t *testing.T) {
 		t.Fatalf("\n got %v\nwant %v", *log, want)
 	}
 }
+
+// combiner is a rec that takes a whole response in one call.
+type combiner struct{ rec }
+
+func (c *combiner) OnResponse(s *Stream) Status {
+	return c.note("resp", s, fmt.Sprintf("(%s)", s.Response.Body()))
+}
+
+// TestChainOnResponse: a ResponseCombiner gets a response's headers and
+// body in one call only when it is the one filter that saw the request
+// and the body is there; with two filters each gets the two callbacks
+// (every filter's headers before any body), and without a body the
+// headers callback alone.
+func TestChainOnResponse(t *testing.T) {
+	run := func(n int, respBody string, from int) []string {
+		var c Chain
+		log := &[]string{}
+		s := newStream("", respBody)
+		for i := range n {
+			c.Add(factory{&combiner{rec{name: fmt.Sprintf("f%d", i), log: log}}}, s)
+		}
+		c.DecodeFrom(s, from)
+		*log = nil
+		if st := c.Encode(s); st != Continue {
+			t.Errorf("Encode: %v", st)
+		}
+		return *log
+	}
+	if got, want := run(1, "r", 0), split("f0.resp(r)"); !reflect.DeepEqual(got, want) {
+		t.Errorf("one filter:\n got %v\nwant %v", got, want)
+	}
+	if got, want := run(2, "r", 0), split("f1.resph(false) f0.resph(false) f1.respb(r,true) f0.respb(r,true)"); !reflect.DeepEqual(got, want) {
+		t.Errorf("two filters:\n got %v\nwant %v", got, want)
+	}
+	if got, want := run(1, "", 0), split("f0.resph(true)"); !reflect.DeepEqual(got, want) {
+		t.Errorf("no body:\n got %v\nwant %v", got, want)
+	}
+
+	// The combiner's answer is the chain's.
+	var c Chain
+	log := &[]string{}
+	s := newStream("", "r")
+	c.Add(factory{&combiner{rec{name: "f0", log: log, answer: map[string]Status{"resp": LocalReply}}}}, s)
+	c.DecodeFrom(s, 0)
+	if st := c.Encode(s); st != LocalReply {
+		t.Errorf("Encode after a combiner's LocalReply: %v", st)
+	}
+}

@@ -64,6 +64,20 @@ type StreamFilter interface {
 	OnDone(s *Stream)
 }
 
+// ResponseCombiner is a StreamFilter that can take a response's headers
+// and its whole body in one call, cheaper than two (a Wasm filter: one
+// entry into its guest instead of two).
+type ResponseCombiner interface {
+	// OnResponse does what OnResponseHeaders(s, false) and then, unless
+	// that answered LocalReply, OnResponseBody(s, true) do, and answers
+	// LocalReply if either did, Continue otherwise. The chain calls it
+	// instead of the two when the response's body is at hand whole and
+	// this filter is the only one that sees the response: with more, the
+	// chain makes every filter's headers callback before any body
+	// callback (as Envoy does), which one call per filter would reorder.
+	OnResponse(s *Stream) Status
+}
+
 // Stream is one request/response exchange as filters see it. The proxy owns
 // it; filters read and change Request and Response in place.
 type Stream struct {

@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"encoding/binary"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -101,8 +102,30 @@ type vmKey struct{}
 
 // vmFrom returns the VM a host call is made from.
 func vmFrom(ctx context.Context) *vm {
+	if c, ok := ctx.(*vmContext); ok {
+		return c.v
+	}
 	v, _ := ctx.Value(vmKey{}).(*vm)
 	return v
+}
+
+// vmContext is the context of a VM's calls into its guest, a field of the
+// VM: a call reads it beside its stack, where a context.WithValue would be
+// one more allocation to read (wazero looks a key up in it at every call),
+// and a host function finds its VM without a lookup. It is never done and
+// has no deadline: the watchdog stops a call that overruns (deadline.go).
+type vmContext struct{ v *vm }
+
+func (*vmContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*vmContext) Done() <-chan struct{}       { return nil }
+func (*vmContext) Err() error                  { return nil }
+
+// Value is the VM for vmKey, nil for any other key.
+func (c *vmContext) Value(key any) any {
+	if _, ok := key.(vmKey); ok {
+		return c.v
+	}
+	return nil
 }
 
 // host wraps a host function body: it finds the VM and stores the status,
@@ -113,6 +136,13 @@ func host(f func(v *vm, stack []uint64) uint32) api.GoModuleFunc {
 		if v == nil {
 			stack[0] = statusInternalFailure
 			return
+		}
+		if v.bodyNext && !v.stopped {
+			// A headers callback that calls the host may have changed
+			// what its body callback would see or whether it is made:
+			// that one is made on its own (streamFilter.OnResponse).
+			v.stop.Set(1)
+			v.stopped = true
 		}
 		stack[0] = uint64(f(v, stack))
 		if err := v.trap; err != nil {

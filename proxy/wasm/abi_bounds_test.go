@@ -300,7 +300,7 @@ func (h *hostEnv) rootCall(name string, args ...uint64) uint32 {
 	h.v.mu.Lock()
 	defer h.v.mu.Unlock()
 	h.v.cur = nil
-	fn.fn(h.v.ctx, h.v.mod, st)
+	fn.fn(&h.v.ctx, h.v.mod, st)
 	return uint32(st[0])
 }
 

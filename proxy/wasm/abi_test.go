@@ -65,7 +65,7 @@ func (h *hostEnv) call(name string, args ...uint64) uint32 {
 	h.v.mu.Lock()
 	defer h.v.mu.Unlock()
 	h.v.cur = h.f
-	fn.fn(h.v.ctx, h.v.mod, st)
+	fn.fn(&h.v.ctx, h.v.mod, st)
 	h.v.cur = nil
 	return uint32(st[0])
 }

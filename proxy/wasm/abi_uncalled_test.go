@@ -94,8 +94,9 @@ func TestNodeProperty(t *testing.T) {
 
 // TestResumeWithOlderStreamCalls runs the resume01 guest: a paused request
 // is resumed by proxy_continue_request or ended by proxy_close_stream from
-// the tick, and proxy_clear_route_cache and proxy_done answer OK (the guest
-// traps otherwise, which fails the stream).
+// the tick, a paused response is resumed by proxy_continue_response, and
+// proxy_clear_route_cache and proxy_done answer OK (the guest traps
+// otherwise, which fails the stream).
 func TestResumeWithOlderStreamCalls(t *testing.T) {
 	rt := newRuntime(t)
 	p := load(t, rt, PluginSpec{Module: wat(t, "resume01")}, Env{})
@@ -106,6 +107,10 @@ func TestResumeWithOlderStreamCalls(t *testing.T) {
 	o := runStream(p, s)
 	if o.req != filter.Continue || !o.upstream || s.Response.StatusCode() != 200 {
 		t.Fatalf("continue_request: outcome %+v, status %d %q; want the request resumed to the upstream",
+			o, s.Response.StatusCode(), s.Response.Body())
+	}
+	if o.resp != filter.Continue || string(s.Response.Body()) != "upstream" {
+		t.Fatalf("continue_response: outcome %+v, status %d %q; want the upstream's response resumed",
 			o, s.Response.StatusCode(), s.Response.Body())
 	}
 

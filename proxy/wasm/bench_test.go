@@ -70,11 +70,11 @@ func TestHostCallsDoNotAllocate(t *testing.T) {
 	v.cur = h.f
 	allocs := testing.AllocsPerRun(200, func() {
 		st = [8]uint64{mapRequestHeaders, kp, kn, vp, vn}
-		add(v.ctx, v.mod, st[:])
+		add(&v.ctx, v.mod, st[:])
 		st = [8]uint64{mapRequestHeaders, retLen}
-		size(v.ctx, v.mod, st[:])
+		size(&v.ctx, v.mod, st[:])
 		st = [8]uint64{mapRequestHeaders, kp, kn}
-		del(v.ctx, v.mod, st[:])
+		del(&v.ctx, v.mod, st[:])
 	})
 	v.cur = nil
 	if allocs != 0 {

@@ -255,3 +255,209 @@ func TestLazyCreateBeforeASeparateLog(t *testing.T) {
 		t.Errorf("a stream: trace %d, %+v; want 123456, through", trace, o)
 	}
 }
+
+// sequenceBody is testdata/sequence.wat with a response body callback
+// (code 7 in the trace) and more misbehaviours, by the VM configuration's
+// first byte:
+//
+//	h trap in response headers   b trap in response body
+//	H endless loop in headers    B endless loop in response body
+//	g response headers calls the host (proxy_get_buffer_bytes)
+func sequenceBody(t *testing.T) []byte {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", "sequence.wat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (call $note (i32.const 3))
+    (i32.const 0))`
+	if !bytes.Contains(src, []byte(old)) {
+		t.Fatal("sequence.wat: proxy_on_response_headers not found")
+	}
+	src = bytes.Replace(src, []byte(old), []byte(`  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (call $note (i32.const 3))
+    (if (i32.eq (global.get $mode) (i32.const 104)) (then unreachable))       ;; 'h'
+    (if (i32.eq (global.get $mode) (i32.const 72))                            ;; 'H'
+      (then (loop $forever (br $forever))))
+    (if (i32.eq (global.get $mode) (i32.const 103))                           ;; 'g'
+      (then (drop (call $getbuf (i32.const 6) (i32.const 0) (i32.const 1) (i32.const 2048) (i32.const 2052)))))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (call $note (i32.const 7))
+    (if (i32.eq (global.get $mode) (i32.const 98)) (then unreachable))        ;; 'b'
+    (if (i32.eq (global.get $mode) (i32.const 66))                            ;; 'B'
+      (then (loop $forever (br $forever))))
+    (i32.const 0))`), 1)
+	path := filepath.Join(t.TempDir(), "sequence_body.wat")
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return guestbuild.WAT(t, path)
+}
+
+// runChain runs one stream through a filter chain of ps's filters, as the
+// proxy does: the request callbacks, a 200 answer with a body from the
+// upstream (when the request went through), the response callbacks, log
+// and done.
+func runChain(s *filter.Stream, ps ...*Plugin) (o outcome) {
+	var c filter.Chain
+	for _, p := range ps {
+		c.Add(p, s)
+	}
+	o.req = c.DecodeFrom(s, 0)
+	if o.req == filter.Continue {
+		o.upstream = true
+		s.Response.SetStatusCode(200)
+		s.Response.Header.Set("Content-Type", "text/plain")
+		s.Response.SetBodyString("upstream")
+	}
+	o.resp = c.Encode(s)
+	c.Finish(s)
+	return o
+}
+
+// A response with its whole body, to a chain whose only filter is a Wasm
+// filter, is one entry for both response callbacks (headers, then body):
+// a stream is three entries. A headers callback that calls the host gets
+// its body callback in an entry of its own, as do the filters of a chain
+// of two (each filter's headers come before any filter's body). The
+// public Go SDK's no-op: three entries for its seven callbacks.
+func TestCombinedResponseEntries(t *testing.T) {
+	rt := newRuntime(t)
+	module := sequenceBody(t)
+	for _, c := range []struct {
+		mode           string
+		entries, calls uint64
+	}{
+		{"-", 3, 7}, // create+request headers, response headers+body, log+done+delete
+		{"g", 4, 7}, // the headers called the host: the body on its own
+	} {
+		p := load(t, rt, PluginSpec{Name: "seqbody-" + c.mode, Module: module, VMConfig: []byte(c.mode)}, Env{})
+		for i := range 2 {
+			s := newStream("/")
+			var o outcome
+			entries, calls, trace := streamCounts(t, p, func() { o = runChain(s, p) })
+			if entries != c.entries || calls != c.calls || trace != 1237456 {
+				t.Errorf("mode %s stream %d: %d entries, %d callbacks, trace %d; want %d, %d, 1237456",
+					c.mode, i, entries, calls, trace, c.entries, c.calls)
+			}
+			if !o.upstream || o.resp != filter.Continue || s.Response.StatusCode() != 200 || string(s.Response.Body()) != "upstream" {
+				t.Errorf("mode %s stream %d: %+v, status %d, body %q", c.mode, i, o, s.Response.StatusCode(), s.Response.Body())
+			}
+		}
+		if n := p.events.n[eventTrap].Load() + p.events.n[eventTimeout].Load(); n != 0 {
+			t.Errorf("mode %s: %d traps or timeouts", c.mode, n)
+		}
+		if v := p.slots[0].vm.Load(); v.stop.Get() != 0 {
+			t.Errorf("mode %s: the stop global left at %d", c.mode, v.stop.Get())
+		}
+	}
+
+	// Two filters: every filter's headers, then every filter's body, so
+	// neither combines them (4 entries each).
+	p1 := load(t, rt, PluginSpec{Name: "seqbody-1", Module: module, VMConfig: []byte("-")}, Env{})
+	p2 := load(t, rt, PluginSpec{Name: "seqbody-2", Module: module, VMConfig: []byte("-")}, Env{})
+	s := newStream("/")
+	var e2, c2 uint64
+	var t2 uint32
+	e1, c1, t1 := streamCounts(t, p1, func() {
+		e2, c2, t2 = streamCounts(t, p2, func() { runChain(s, p1, p2) })
+	})
+	if e1 != 4 || e2 != 4 || c1 != 7 || c2 != 7 || t1 != 1237456 || t2 != 1237456 {
+		t.Errorf("two filters: entries %d, %d; callbacks %d, %d; traces %d, %d; want 4, 4; 7, 7; 1237456 each",
+			e1, e2, c1, c2, t1, t2)
+	}
+
+	// The public Go SDK's no-op (its response body callback is made: the
+	// stream has a body).
+	p := load(t, rt, PluginSpec{Name: "gosdk", Module: guestbuild.GoSDK(t, "noop")}, Env{})
+	for i := range 2 {
+		s := newStream("/")
+		var o outcome
+		entries, calls, _ := streamCounts(t, p, func() { o = runChain(s, p) })
+		if entries != 3 || calls != 7 || !o.upstream || o.resp != filter.Continue {
+			t.Errorf("public SDK stream %d: %d entries, %d callbacks, %+v; want 3, 7, through", i, entries, calls, o)
+		}
+	}
+}
+
+// A trap or a loop in either callback of a response headers+body entry
+// is that callback's: named in the log, counted, the stream failed by the
+// plugin's policy (a 503 when closed, the upstream's answer when open),
+// the VM replaced, and the body callback not made after a failed headers
+// callback.
+func TestCombinedResponseTraps(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	rt, err := NewRuntime(context.Background(), RuntimeOptions{Logger: zap.New(core), CacheDir: guestbuild.CompileCacheDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	module := sequenceBody(t)
+	for _, c := range []struct {
+		mode     string
+		open     bool
+		callback string // named in the error
+		calls    uint64
+		trace    uint32
+		timeout  bool
+	}{
+		{"h", false, "proxy_on_response_headers", 3, 123, false},
+		{"b", false, "proxy_on_response_body", 4, 1237, false},
+		{"H", false, "proxy_on_response_headers", 3, 123, true},
+		{"B", false, "proxy_on_response_body", 4, 1237, true},
+		{"h", true, "proxy_on_response_headers", 3, 123, false},
+		{"B", true, "proxy_on_response_body", 4, 1237, true},
+	} {
+		name := c.mode
+		if c.open {
+			name += "-open"
+		}
+		t.Run(name, func(t *testing.T) {
+			logs.TakeAll()
+			p := load(t, rt, PluginSpec{Name: "seqbody-" + name, Module: module, VMConfig: []byte(c.mode), FailOpen: c.open}, Env{})
+			old := p.slots[0].vm.Load()
+			s := newStream("/")
+			var o outcome
+			before := p.events.acct.calls.Load()
+			entries, _, trace := streamCounts(t, p, func() { o = runChain(s, p) })
+			if trace != c.trace || entries != 2 {
+				t.Errorf("trace %d, %d entries; want %d, 2", trace, entries, c.trace)
+			}
+			switch {
+			case c.open:
+				if o.resp != filter.Continue || s.Response.StatusCode() != 200 || string(s.Response.Body()) != "upstream" {
+					t.Errorf("fail open: %+v, status %d, body %q; want the upstream's answer", o, s.Response.StatusCode(), s.Response.Body())
+				}
+			case o.resp != filter.LocalReply || s.Response.StatusCode() != failStatus:
+				t.Errorf("fail closed: %+v, status %d; want a %d", o, s.Response.StatusCode(), failStatus)
+			}
+			ev := eventTrap
+			if c.timeout {
+				ev = eventTimeout
+			}
+			if n := p.events.n[ev].Load(); n != 1 {
+				t.Errorf("%s counted %d times, want 1", eventNames[ev], n)
+			}
+			var msgs []string
+			for _, e := range logs.All() {
+				if err, _ := e.ContextMap()["error"].(string); err != "" {
+					msgs = append(msgs, err)
+				}
+			}
+			if len(msgs) == 0 || !strings.HasPrefix(msgs[0], c.callback+": ") {
+				t.Errorf("logged errors %q; want the first to begin with %q", msgs, c.callback+": ")
+			}
+			if !waitFor(func() bool { v := p.slots[0].vm.Load(); return v != nil && v != old }) {
+				t.Fatal("vm not replaced")
+			}
+			if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() != 0 }) {
+				t.Fatal("replacement not counted")
+			}
+			if calls := p.events.acct.calls.Load() - before; calls != c.calls+2 {
+				t.Errorf("%d callbacks counted, want %d (the stream's) + 2 (the new VM's start)", calls, c.calls)
+			}
+		})
+	}
+}

@@ -237,7 +237,7 @@ func dataOp(t *testing.T, v *vm, f *streamFilter, op uint8, a uint32, data []byt
 			if fn.name == name {
 				st := make([]uint64, max(len(args), 1))
 				copy(st, args)
-				fn.fn(v.ctx, v.mod, st)
+				fn.fn(&v.ctx, v.mod, st)
 				return uint32(st[0])
 			}
 		}
@@ -273,6 +273,9 @@ func dataOp(t *testing.T, v *vm, f *streamFilter, op uint8, a uint32, data []byt
 	case 1: // proxy_send_local_response
 		st := call("proxy_send_local_response", uint64(a), fuzzAuxAt+1, 1, fuzzAuxAt+2, 1, fuzzDataAt, n, uint64(0xffffffff))
 		pairs, ok := parseMap(nil, data)
+		for _, kv := range pairs {
+			ok = ok && checkPair(kv[0], kv[1], false) == nil // no CR, LF, NUL in a value, token names
+		}
 		switch {
 		case st == statusOK:
 			if !ok || a < 100 || a > 999 || f.local.status != int(a) || len(f.local.headers) != len(pairs) {
@@ -297,11 +300,18 @@ func dataOp(t *testing.T, v *vm, f *streamFilter, op uint8, a uint32, data []byt
 			}
 			return
 		}
+		// Accepted exactly when the three pseudo-headers are there and
+		// every pair is well formed (a :path starts with "/", an empty
+		// :authority stands for the cluster's name).
 		has := map[string]bool{}
+		wellFormed := true
 		for _, kv := range pairs {
 			has[string(kv[0])] = true
+			if !(string(kv[0]) == ":authority" && len(kv[1]) == 0) && checkPair(kv[0], kv[1], true) != nil {
+				wellFormed = false
+			}
 		}
-		if complete := has[":method"] && has[":path"] && has[":authority"]; complete != (st == statusOK) {
+		if complete := has[":method"] && has[":path"] && has[":authority"]; (complete && wellFormed) != (st == statusOK) {
 			t.Fatalf("http_call with headers %q: status %d", pairs, st)
 		}
 	case 3: // proxy_get_property

@@ -94,7 +94,7 @@ func FuzzHostCalls(f *testing.F) {
 			v.mem.Write(fuzzNameAt, []byte(foreignVerifySignature))
 			v.mem.Write(fuzzArgsAt, foreignArgs)
 			v.cur = f
-			fn.fn(v.ctx, v.mod, stack[:])
+			fn.fn(&v.ctx, v.mod, stack[:])
 			v.cur = nil
 			// The module's static data back as instantiated: the host may
 			// legally have written over it (a return pointer anywhere),

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/weftmesh/weft/proxy/filter"
 	"github.com/weftmesh/weft/proxy/internal/guestbuild"
@@ -557,4 +559,40 @@ func TestBusyVMQueueIsBounded(t *testing.T) {
 	if p.events.n[eventTrap].Load()+p.events.n[eventTimeout].Load() != 0 || p.slots[0].vm.Load() != v {
 		t.Error("an overloaded VM must not be replaced")
 	}
+}
+
+// A plugin closed while a stream is in flight (a reload replaced it) ends
+// its VMs once the stream is done; Runtime.Close waits for that, so no
+// guest call or log comes after Close returns (a test's logger panics on
+// a log after its test ended).
+func TestRuntimeCloseWaitsForClosingPlugins(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	rt, err := NewRuntime(context.Background(), RuntimeOptions{Logger: zap.New(core), CacheDir: guestbuild.CompileCacheDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rt.Load(context.Background(), PluginSpec{Name: "replaced", Module: guestbuild.GoSDK(t, "noop"), PoolSize: 1}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStream("/")
+	f := p.NewStreamFilter(s)
+	f.OnRequestHeaders(s, true)
+	p.Close() // drains in the background: the stream is still open
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		time.Sleep(50 * time.Millisecond) // let Close begin first
+		f.OnLog(s)
+		f.OnDone(s)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessage("wasm plugin closed").Len() != 1 {
+		t.Fatal("Runtime.Close returned before the replaced plugin ended its VMs")
+	}
+	<-ended
 }

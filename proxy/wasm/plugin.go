@@ -11,9 +11,6 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"github.com/weftmesh/weft/proxy/wasm/dataimage"
-	"github.com/weftmesh/weft/proxy/wasm/interrupt"
-
 	"github.com/weftmesh/weft/proxy/filter"
 )
 
@@ -163,25 +160,13 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec, env Env) (*Plugin,
 	// iteration, at the cost of a load and a branch per iteration instead
 	// of wazero's call into Go per iteration and goroutine per call. A
 	// module the rewrite cannot decode keeps wazero's termination checks.
-	code, interruptible := spec.Module, false
-	if !spec.Trusted {
-		if c, err := interrupt.Instrument(spec.Module); err == nil {
-			code, interruptible = c, true
-		} else {
-			rt.log.Info("wasm plugin: using wazero's termination checks", zap.String("plugin", spec.Name), zap.Error(err))
-		}
-	}
+	// A module whose data segments can start each VM's memory as a shared
+	// copy-on-write image leaves them out (package dataimage).
+	prep := rt.prepare(spec.Name, spec.Module, spec.Trusted)
+	code, image, interruptible := prep.code, prep.image, prep.interruptible
 	e, err := rt.engineFor(ctx, spec.MemoryLimitPages, spec.Trusted, interruptible)
 	if err != nil {
 		return nil, fmt.Errorf("wasm plugin %q: %w", spec.Name, err)
-	}
-	// A module whose data segments can start each VM's memory as a shared
-	// copy-on-write image leaves them out (package dataimage).
-	var image []byte
-	if imagesSupported {
-		if c, img, ok, _ := dataimage.Split(code); ok {
-			code, image = c, img
-		}
 	}
 	cm, img, sum, err := e.compile(ctx, code, image)
 	if err != nil {
@@ -526,7 +511,11 @@ func (p *Plugin) Close() {
 		return
 	}
 	p.active.close()
-	go p.drainAndClose()
+	p.rt.closers.Add(1)
+	go func() {
+		defer p.rt.closers.Done()
+		p.drainAndClose()
+	}()
 }
 
 // drainAndClose is Close's background part; tests call it directly to wait.

@@ -65,8 +65,16 @@ func TestPoolGrowsOnDemand(t *testing.T) {
 
 	// A stream that has to wait for a busy VM (its lock held, as by a
 	// call in progress) builds one more, until the pool is full.
+	//
+	// held are the VMs the test holds locked. Whatever the outcome they are unlocked
+	// before the cleanup above waits for begin, which waits for a VM.
+	var held []*vm
+	t.Cleanup(func() {
+		for _, v := range held {
+			v.mu.Unlock()
+		}
+	})
 	for want := 2; want <= size+1; want++ {
-		var held []*vm
 		for _, s := range p.slots {
 			if v := s.vm.Load(); v != nil {
 				v.mu.Lock()
@@ -90,6 +98,7 @@ func TestPoolGrowsOnDemand(t *testing.T) {
 		for _, v := range held {
 			v.mu.Unlock()
 		}
+		held = held[:0]
 		wg.Wait()
 	}
 	if n, u := builtVMs(p), p.group.unbuilt.Load(); n != size || u != 0 {

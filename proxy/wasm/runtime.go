@@ -27,6 +27,11 @@ type RuntimeOptions struct {
 type Runtime struct {
 	log   *zap.Logger
 	cache wazero.CompilationCache
+	// dir keeps compiled code and prepared modules across restarts
+	// (prepared.go); "" = memory only.
+	dir string
+	// preparations counts modules prepared (not read back from dir).
+	preparations atomic.Int64
 
 	mu     sync.Mutex
 	byPage map[engineKey]*engine // by memory limit in pages and trust
@@ -49,6 +54,8 @@ type Runtime struct {
 	shutdowns sync.RWMutex
 	// linear accounts for VMs' linear memories (memory_unix.go).
 	linear linearAccount
+	// closers counts plugins closing in the background (Plugin.Close).
+	closers sync.WaitGroup
 }
 
 // linearAccount counts the linear memories the Runtime's VMs allocated
@@ -97,6 +104,7 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	rt := &Runtime{
 		log:     log,
 		cache:   cache,
+		dir:     o.CacheDir,
 		byPage:  make(map[engineKey]*engine),
 		plugins: make(map[*Plugin]struct{}),
 		groups:  make(map[string]*vmGroup),
@@ -241,6 +249,18 @@ func (rt *Runtime) Close(ctx context.Context) error {
 		p.closing.Store(true)
 		p.active.close() // no new streams
 		p.stopBackground()
+	}
+	// Plugins closed earlier (replaced by a reload) end their VMs once
+	// their last stream is done: wait for them (within ctx), so none
+	// calls into a guest, or logs, after Close returns.
+	closed := make(chan struct{})
+	go func() {
+		rt.closers.Wait()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
 	}
 	rt.shutdowns.Lock()
 	defer rt.shutdowns.Unlock()

@@ -209,6 +209,96 @@ func (f *streamFilter) OnResponseBody(s *filter.Stream, endOfStream bool) filter
 	return f.runData(f.vOr(callbackResponseBody, func(v *vm) *guestFunc { return v.onRespBody }), uint64(n), endOfStream)
 }
 
+// OnResponse makes a whole response's callbacks: proxy_on_response_headers
+// (end_of_stream false) and, unless that answered LocalReply,
+// proxy_on_response_body with the whole body (end_of_stream true), as
+// OnResponseHeaders and OnResponseBody in turn would, with their results
+// (filter.ResponseCombiner: the chain calls it when this filter is the
+// only one that sees the response). Where the VM's dispatcher has
+// interrupt.SelResponseHeadersBody, both are one entry into the guest; the
+// body callback is made in it only if the headers callback answered
+// Continue without calling the host (any host call sets the stop global:
+// what it did, a local reply, a header or body write, a refused write,
+// decides as it always did, and the body callback is then made on its
+// own). A trap or an overrun deadline is the callback's own (the stage
+// global names it; the watchdog gives each its deadline).
+func (f *streamFilter) OnResponse(s *filter.Stream) filter.Status {
+	v := f.v
+	n := len(s.Response.Body())
+	const both = callbackResponseHeaders | callbackResponseBody
+	if v == nil || !v.respCombined || f.failNow != nil || f.lazy || f.skip || f.callbacks&both != both ||
+		n == 0 || n > f.p.spec.MaxBodyBytes {
+		return f.responseApart(s)
+	}
+	f.phase = phaseResponse
+	if !v.lockQueued(f.p) {
+		return f.fail(errOverloaded)
+	}
+	if v.broken {
+		v.mu.Unlock()
+		return f.fail(errVMBroken)
+	}
+	if f.pending != outcomeNone {
+		// An outcome waits for the stream's next callback (a local reply
+		// sent from a call-out's answer): the headers' alone.
+		v.mu.Unlock()
+		return f.responseApart(s)
+	}
+	held := f.held
+	f.hold(n)
+	v.enterStream(f)
+	f.inCallback = true
+	v.bodyNext, v.stopped = true, false
+	action, err := v.callCombined(interrupt.SelResponseHeadersBody, uint64(f.id),
+		uint64(headers{resp: &s.Response.Header}.count()), uint64(n)<<1|1)
+	v.bodyNext = false
+	bodyMade := err == nil && action == 0 && !v.stopped
+	if !bodyMade {
+		bodyMade = v.stageNow() == interrupt.StageResponseBody
+	}
+	if v.stopped {
+		v.stop.Set(0)
+		v.stopped = false
+	}
+	f.inCallback = false
+	v.cur = nil
+	if bodyMade {
+		// The headers callback answered Continue and called nothing of
+		// the host's: what after would make of it is Continue.
+		f.calls += 2
+		if err != nil {
+			err = fmt.Errorf("proxy_on_response_body: %w", err)
+		}
+		if f.after(action, err, false) == filter.LocalReply {
+			return filter.LocalReply
+		}
+		return filter.Continue
+	}
+	f.calls++
+	f.hold(held)
+	if err != nil {
+		err = fmt.Errorf("proxy_on_response_headers: %w", err)
+	}
+	if f.after(action, err, false) == filter.LocalReply {
+		return filter.LocalReply
+	}
+	if f.OnResponseBody(s, true) == filter.LocalReply {
+		return filter.LocalReply
+	}
+	return filter.Continue
+}
+
+// responseApart is OnResponse in two calls.
+func (f *streamFilter) responseApart(s *filter.Stream) filter.Status {
+	if f.OnResponseHeaders(s, false) == filter.LocalReply {
+		return filter.LocalReply
+	}
+	if f.OnResponseBody(s, true) == filter.LocalReply {
+		return filter.LocalReply
+	}
+	return filter.Continue
+}
+
 // OnLog runs proxy_on_log, or leaves it to OnDone where log, done and
 // delete are made in one entry into the guest (vm.endCombined: the chain
 // calls OnDone right after every filter's OnLog).
@@ -268,6 +358,9 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 				}
 			}
 			v.cur = nil
+		}
+		if !v.broken {
+			v.accountMemory() // after the stream's entries (vm.callCombined)
 		}
 		v.contexts.remove(f)
 		v.mu.Unlock()
@@ -494,6 +587,13 @@ func (f *streamFilter) call(g *guestFunc, a1, a2 uint64, mayBuffer bool) filter.
 	}
 	f.inCallback = false
 	v.cur = nil
+	return f.after(action, err, mayBuffer)
+}
+
+// after applies the result of a header/body callback (its action, or the
+// error that ended it). The caller holds v.mu, which after releases.
+func (f *streamFilter) after(action uint64, err error, mayBuffer bool) filter.Status {
+	v := f.v
 	if err != nil {
 		v.breakLocked(err)
 		v.mu.Unlock()
@@ -692,4 +792,7 @@ func b2u(b bool) uint64 {
 	return 0
 }
 
-var _ filter.StreamFilter = (*streamFilter)(nil)
+var (
+	_ filter.StreamFilter     = (*streamFilter)(nil)
+	_ filter.ResponseCombiner = (*streamFilter)(nil)
+)

@@ -102,17 +102,19 @@ type vm struct {
 	// VM can be reached (memory_unix.go).
 	linear any
 
-	// ctx carries the vm to host functions. It is never done: a call that
-	// overruns its deadline is stopped by the Runtime's watchdog
-	// (deadline.go), which sets the module's interrupt flag.
-	ctx context.Context
 	vmDeadline
 
-	mu       sync.Mutex
-	waiters  atomic.Int32 // streams waiting for mu (lockQueued)
-	broken   bool         // guarded by mu
-	closed   bool         // guarded by mu
-	stack    [8]uint64
+	mu      sync.Mutex
+	waiters atomic.Int32 // streams waiting for mu (lockQueued)
+	broken  bool         // guarded by mu
+	closed  bool         // guarded by mu
+	stack   [8]uint64
+	// ctx is the context of every call into the guest (vmContext): it
+	// carries the vm to host functions and is never done (a call that
+	// overruns its deadline is stopped by the Runtime's watchdog,
+	// deadline.go, which sets the module's interrupt flag). A field beside
+	// the call's stack, so an entry reads no other memory for it.
+	ctx      vmContext
 	allocStk [2]uint64
 	// allocating is set while the guest's allocator runs for a host
 	// function (alloc). trap is an error a host function raises when it
@@ -187,6 +189,15 @@ type vm struct {
 	// proxy_on_done and proxy_on_delete in one (interrupt.SelEnd). Set
 	// when the module's dispatcher has them (useDispatcher).
 	startCombined, endCombined bool
+	// respCombined: a whole response's proxy_on_response_headers and
+	// proxy_on_response_body can be made in one entry
+	// (interrupt.SelResponseHeadersBody, streamFilter.OnResponse).
+	respCombined bool
+	// bodyNext is set while a SelResponseHeadersBody call runs: the
+	// guest's first host call in it sets the stop global (host, abi.go),
+	// so the body callback is made in that entry only after a headers
+	// callback that touched nothing of the host's.
+	bodyNext bool
 	// combining is set while a SelCreateRequestHeaders call runs: the
 	// stage global then says whether the guest is in its context create.
 	combining bool
@@ -210,7 +221,7 @@ func (p *Plugin) lifecycleTimeout() time.Duration {
 // holds s.g.mu.
 func (p *Plugin) newVM(s *slot) (*vm, error) {
 	v := &vm{p: p, slot: s, nextID: nextIDAfter(s.g.members), rootID: p.rootCtx, nextToken: 1, started: time.Now()}
-	v.ctx = context.WithValue(context.Background(), vmKey{}, v)
+	v.ctx.v = v
 	// Instantiation runs no guest code (no start function): only the
 	// calls below need the watchdog.
 	fail := func(err error) (*vm, error) {
@@ -231,7 +242,7 @@ func (p *Plugin) newVM(s *slot) (*vm, error) {
 		WithStdout(&guestLogWriter{log: p.log, level: zap.InfoLevel}).
 		WithStderr(&guestLogWriter{log: p.log, level: zap.WarnLevel}).
 		WithArgs(p.spec.Name)
-	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(v.ctx, v.linearMemory(p.image)), p.compiled, cfg)
+	mod, err := p.engine.r.InstantiateModule(experimental.WithMemoryAllocator(&v.ctx, v.linearMemory(p.image)), p.compiled, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("instantiate: %w", v.explain(err)))
 	}
@@ -417,7 +428,7 @@ func (v *vm) run(fn api.Function, st []uint64) error {
 		}
 		v.enter()
 	}
-	err := fn.CallWithStack(v.ctx, st)
+	err := fn.CallWithStack(&v.ctx, st)
 	if !trusted {
 		v.leave()
 	}
@@ -452,7 +463,7 @@ func (v *vm) alloc(n uint32) (uint32, bool) {
 	}
 	v.allocating = true
 	v.allocStk[0] = uint64(n)
-	err := v.malloc.f.CallWithStack(v.ctx, v.allocStk[:1])
+	err := v.malloc.f.CallWithStack(&v.ctx, v.allocStk[:1])
 	v.allocating = false
 	if err != nil {
 		if errors.Is(err, errAllocReentry) {
@@ -561,6 +572,7 @@ func (v *vm) useDispatcher(mod api.Module) {
 	// (interrupt.Dispatchable) on the same signatures.
 	via := func(g *guestFunc) bool { return g != nil && g.via != 0 }
 	v.startCombined = via(v.onContextCreate) && via(v.onReqHeaders)
+	v.respCombined = via(v.onRespHeaders) && via(v.onRespBody)
 	// Every one of log, done and delete the module has must go through
 	// SelEnd, so the three keep their order in one entry.
 	v.endCombined = (v.onLog == nil || via(v.onLog)) && (v.onDone == nil || via(v.onDone)) &&
@@ -568,7 +580,8 @@ func (v *vm) useDispatcher(mod api.Module) {
 }
 
 // callCombined makes one entry into the guest through weft_dispatch with
-// a combined selector (interrupt.SelCreateRequestHeaders, SelEnd), under
+// a combined selector (interrupt.SelCreateRequestHeaders, SelEnd,
+// SelResponseHeadersBody: a stream's callbacks only), under
 // the deadline like any call: the watchdog sees one call, each callback
 // in it under its own deadline (it reads the stage global). The caller
 // holds v.mu.
@@ -576,7 +589,9 @@ func (v *vm) callCombined(sel, a, b, c uint64) (uint64, error) {
 	st := v.stack[:4]
 	st[0], st[1], st[2], st[3] = sel, a, b, c
 	err := v.run(v.dispatch.f, st)
-	v.accountMemory()
+	// The linear memory is accounted once per stream, when it ends
+	// (streamFilter.OnDone), not after each entry: one read of wazero's
+	// memory instance instead of three.
 	if err != nil {
 		return 0, v.explain(err)
 	}

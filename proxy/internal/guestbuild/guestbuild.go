@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-
-	"github.com/weftmesh/weft/proxy/wasm/interrupt"
 	"github.com/weftmesh/weft/sdk/wasmbuild"
 )
 
@@ -139,39 +136,4 @@ func CompileCacheDir(t testing.TB) string {
 		t.Fatalf("guestbuild: compile cache: %v", err)
 	}
 	return dir
-}
-
-// Precompile compiles the modules at paths into the compilation cache dir
-// the way the proxy compiles a filter that is not trusted (rewritten with
-// its interrupt flag, package interrupt, so its callback deadline can stop
-// it). A later load of the same module reads the machine code from dir
-// instead of compiling.
-func Precompile(t testing.TB, dir string, paths ...string) {
-	t.Helper()
-	ctx := context.Background()
-	cache, err := wazero.NewCompilationCacheWithDir(dir)
-	if err != nil {
-		t.Fatalf("guestbuild: compile cache %s: %v", dir, err)
-	}
-	defer cache.Close(ctx)
-	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
-	defer r.Close(ctx)
-	for _, p := range paths {
-		code, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c, err := interrupt.Instrument(code); err == nil {
-			code = c
-		} else {
-			t.Fatalf("guestbuild: precompile %s: %v", p, err)
-		}
-		start := time.Now()
-		if _, err := r.CompileModule(ctx, code); err != nil {
-			t.Fatalf("guestbuild: precompile %s: %v", p, err)
-		}
-		if d := time.Since(start); d > time.Second {
-			t.Logf("guestbuild: compiled %s in %v (cached in %s)", filepath.Base(p), d.Round(time.Millisecond), dir)
-		}
-	}
 }

@@ -30,11 +30,20 @@ var Dispatched = [...]string{
 // Selectors of the exports the combined selectors run (their index in
 // Dispatched, which is also what they set the stage global to).
 const (
-	selCreate         = 0
-	selRequestHeaders = 1
-	selLog            = 7
-	selDone           = 8
-	selDelete         = 9
+	selCreate          = 0
+	selRequestHeaders  = 1
+	selResponseHeaders = StageResponseHeaders
+	selResponseBody    = StageResponseBody
+	selLog             = 7
+	selDone            = 8
+	selDelete          = 9
+)
+
+// The stage global's values while SelResponseHeadersBody runs the
+// response headers and the response body callback.
+const (
+	StageResponseHeaders = 4
+	StageResponseBody    = 5
 )
 
 // Combined selectors: one entry into the guest that runs several stream
@@ -58,6 +67,16 @@ const (
 	// returns 1 otherwise. A bit whose export is missing or not
 	// Dispatchable traps (the host must not set it).
 	SelEnd = 11
+	// SelResponseHeadersBody(context_id, headers, body_size<<1 | end_of_stream):
+	// proxy_on_response_headers(context_id, headers, 0) (end_of_stream
+	// false: a body follows), then, only if it returned 0 (Continue) and
+	// the host did not set the stop global meanwhile,
+	// proxy_on_response_body(context_id, body_size, end_of_stream),
+	// returning the action of the last callback made (0 when stopped
+	// after the headers). The stage global tells which that was. The
+	// dispatcher does not clear the stop global: the host does. Built only
+	// when both exports are Dispatchable; otherwise the selector traps.
+	SelResponseHeadersBody = 12
 )
 
 // The combined selectors follow Dispatched's (a compile-time check).
@@ -114,6 +133,7 @@ const (
 	opReturn   = 0x0f
 	opCall     = 0x10
 	opLocalGet = 0x20
+	opLocalSet = 0x21
 	opI32Const = 0x41
 	opUnreach  = 0x00
 	blockEmpty = 0x40
@@ -301,9 +321,31 @@ func newDispatcher(secs []section, stage, stop uint32) (d dispatcher, ok bool) {
 		c = append(c, opEnd)
 	}
 	cases = append(cases, append(c, opI32Const, 1, opReturn))
+	// SelResponseHeadersBody. Local 4 holds the headers' action.
+	c = nil
+	rhIdx, rhFt, rhOK := callee(Dispatched[selResponseHeaders])
+	rbIdx, rbFt, rbOK := callee(Dispatched[selResponseBody])
+	if rhOK && rbOK {
+		c = setStage(c, selResponseHeaders)
+		c = call(c, rhIdx, rhFt, true, local(1), local(2), []byte{opI32Const, 0})
+		c = append(c, opLocalSet, 4)
+		// if (action) return action
+		c = append(c, opLocalGet, 4, opIf, blockEmpty, opLocalGet, 4, opReturn, opEnd)
+		// if (stop) return 0
+		c = appendU32(append(c, opGlobalGet), stop)
+		c = append(c, opIf, blockEmpty, opI32Const, 0, opReturn, opEnd)
+		c = setStage(c, selResponseBody)
+		c = call(c, rbIdx, rbFt, true, local(1),
+			[]byte{opLocalGet, 3, opI32Const, 1, opI32ShrU},
+			[]byte{opLocalGet, 3, opI32Const, 1, opI32And})
+		c = append(c, opReturn)
+	} else {
+		c = []byte{opUnreach}
+	}
+	cases = append(cases, c)
 
 	total := uint32(len(cases))
-	b := []byte{0} // no locals
+	b := []byte{1, 1, valI32} // one i32 local (SelResponseHeadersBody's action)
 	for i := uint32(0); i <= total; i++ {
 		b = append(b, opBlock, blockEmpty) // the default's block, then one per selector
 	}

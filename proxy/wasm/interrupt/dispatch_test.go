@@ -127,7 +127,16 @@ func TestDispatchCombinedSelectors(t *testing.T) {
     (call $trace (i32.add (i32.const 4000) (local.get 0)))
     (i32.ne (local.get 0) (i32.const 66)))
   (func (export "proxy_on_delete") (param i32)
-    (call $trace (i32.add (i32.const 5000) (local.get 0)))))`), 0o644); err != nil {
+    (call $trace (i32.add (i32.const 5000) (local.get 0))))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eq (local.get 0) (i32.const 98)) (then unreachable))
+    (call $trace (i32.add (i32.const 6000) (i32.add (i32.mul (local.get 1) (i32.const 10)) (local.get 2))))
+    (if (i32.eq (local.get 0) (i32.const 55)) (then (call $stop (i32.const 5))))
+    (i32.mul (i32.eq (local.get 0) (i32.const 77)) (i32.const 1)))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (if (i32.eq (local.get 0) (i32.const 97)) (then unreachable))
+    (call $trace (i32.add (i32.const 7000) (i32.add (i32.mul (local.get 1) (i32.const 10)) (local.get 2))))
+    (i32.mul (i32.eq (local.get 0) (i32.const 33)) (i32.const 3))))`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, err := interrupt.Instrument(guestbuild.WAT(t, src))
@@ -211,5 +220,42 @@ func TestDispatchCombinedSelectors(t *testing.T) {
 	}
 	if s := stage().Get(); s != 7 {
 		t.Errorf("stage after a trap in on_log = %d, want 7 (log)", s)
+	}
+
+	// Response headers (3 headers, end_of_stream false), then the body
+	// (64 bytes, end of stream) in one entry, the body's action returned.
+	res, got, err = call(interrupt.SelResponseHeadersBody, 8, 3, 64<<1|1)
+	check("response headers+body", res, got, err, 0, 6030, 7641)
+	if s := stage().Get(); s != 5 {
+		t.Errorf("stage after response headers+body = %d, want 5 (response body)", s)
+	}
+	res, got, err = call(interrupt.SelResponseHeadersBody, 33, 2, 5<<1)
+	check("response body answering 3", res, got, err, 3, 6020, 7050)
+	// The headers answer Pause: the body is not called, the headers' action is returned.
+	res, got, err = call(interrupt.SelResponseHeadersBody, 77, 3, 64<<1|1)
+	check("response headers pause", res, got, err, 1, 6030)
+	if s := stage().Get(); s != 4 {
+		t.Errorf("stage after a pausing response headers = %d, want 4 (response headers)", s)
+	}
+	// The host sets the stop global during the headers: the body is not
+	// called, 0 is returned and the stop global is left for the host.
+	res, got, err = call(interrupt.SelResponseHeadersBody, 55, 3, 64<<1|1)
+	check("response headers stopped", res, got, err, 0, 6030)
+	if s, stop := stage().Get(), global(interrupt.StopName).Get(); s != 4 || stop != 1 {
+		t.Errorf("after a stop: stage %d, stop %d; want 4 (response headers), 1 (left to the host)", s, stop)
+	}
+	global(interrupt.StopName).Set(0)
+	// A trap in either: the stage names it, nothing after it runs.
+	if _, got, err = call(interrupt.SelResponseHeadersBody, 98, 3, 64<<1|1); err == nil || len(got) != 0 {
+		t.Errorf("trap in response headers: trace %v, err %v; want a trap and nothing run", got, err)
+	}
+	if s := stage().Get(); s != 4 {
+		t.Errorf("stage after a trap in response headers = %d, want 4", s)
+	}
+	if _, got, err = call(interrupt.SelResponseHeadersBody, 97, 3, 64<<1|1); err == nil || fmt.Sprint(got) != "[6030]" {
+		t.Errorf("trap in response body: trace %v, err %v; want a trap after the headers", got, err)
+	}
+	if s := stage().Get(); s != 5 {
+		t.Errorf("stage after a trap in response body = %d, want 5", s)
 	}
 }

@@ -3,6 +3,7 @@ package interrupt_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,7 @@ func TestFlagStopsASpinningGuest(t *testing.T) {
 	src := filepath.Join(dir, "spin.wat")
 	if err := os.WriteFile(src, []byte(`(module
   (memory 1)
-  (global $n (mut i32) (i32.const 0))
+  (global $n (export "n") (mut i32) (i32.const 0))
   (func (export "spin")
     (loop $l
       (global.set $n (i32.add (global.get $n) (i32.const 1)))
@@ -66,7 +67,14 @@ func TestFlagStopsASpinningGuest(t *testing.T) {
 		_, err := mod.ExportedFunction("spin").Call(ctx)
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let it spin: the test is that it stops, not when
+	// Wait until it spins (its counter moves), so that the collection
+	// and the flag below meet a running loop, not one yet to start.
+	n := mod.ExportedGlobal("n")
+	for deadline := time.Now().Add(10 * time.Second); n.Get() < 1000; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the loop has not started after 10s (counter %d)", n.Get())
+		}
+	}
 	// A garbage collection's stop-the-world completes while the guest
 	// spins (it steps out into Go every YieldEvery iterations); without
 	// that, this would wait for ever.
@@ -458,8 +466,27 @@ func TestFlagStopsAGuestReenteredThroughItsAllocator(t *testing.T) {
 	defer r.Close(ctx)
 	// give(n) asks the guest's allocator for n bytes, as a host function
 	// returning data does; the allocator's trap fails the host call too.
+	// Every level of this recursion holds a host frame on the goroutine's
+	// stack, so it is stopped by depth, not by time: at stopAt levels give
+	// raises the flag as the watchdog does (flag, then countdown 1), and
+	// the allocator's entry check must trap at its next entry. Stopped by
+	// time, a loaded machine let it grow the Go stack to gigabytes (and Go
+	// kills the process past 1 GB); past giveUp levels the check has
+	// failed, and give ends the call with an error of its own.
+	const stopAt, giveUp = 1_000, 2_000
+	var depth, deepest int
 	_, err = r.NewHostModuleBuilder("env").NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			depth++
+			defer func() { depth-- }()
+			deepest = max(deepest, depth)
+			switch depth {
+			case stopAt:
+				m.ExportedGlobal(interrupt.GlobalName).(api.MutableGlobal).Set(1)
+				m.ExportedGlobal(interrupt.CountdownName).(api.MutableGlobal).Set(1)
+			case giveUp:
+				panic(fmt.Errorf("the raised flag did not stop the allocator's recursion after %d more levels", giveUp-stopAt))
+			}
 			if _, err := m.ExportedFunction("proxy_on_memory_allocate").Call(ctx, stack[0]); err != nil {
 				panic(err)
 			}
@@ -479,7 +506,18 @@ func TestFlagStopsAGuestReenteredThroughItsAllocator(t *testing.T) {
 		t.Fatalf("start(50) = %v, %v; want 50", res, err)
 	}
 	_ = ok.Close(ctx)
-	stopsForEver(t, r, compiled, "alloc", "start", "", 1<<31-1)
+	guest, err := r.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName("alloc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer guest.Close(ctx)
+	_, err = guest.ExportedFunction("start").Call(ctx, 1<<31-1)
+	if err == nil || !strings.Contains(err.Error(), "unreachable") || strings.Contains(err.Error(), "did not stop") {
+		t.Fatalf("the recursion ended with %v, want the interrupt's unreachable trap", err)
+	}
+	if deepest != stopAt {
+		t.Fatalf("the recursion went %d levels deep; the flag raised at %d should stop it at the allocator's next entry", deepest, stopAt)
+	}
 }
 
 // A call to an import may call the allocator back (the host hands data

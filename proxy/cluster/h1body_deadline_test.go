@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"io"
+	"testing"
+	"time"
+)
+
+// Where a streamed body's read deadline is set (h1Body.Read): each read
+// pushes it before it waits, whatever the connection's reader holds, since
+// a part of a size line or CRLF there still needs the socket.
+
+// An upstream whose first chunk-size line comes in part with the headers
+// (the reader holds "1") and then stalls is cut at the idle timeout: the
+// body was made with no read deadline and the reader was not empty, so a
+// read that pushes only when the reader is empty would wait for ever.
+func TestDoStreamStallInHeldSizeLineIsIdle(t *testing.T) {
+	_, e, gate := spliceCluster(t, 300*time.Millisecond, []string{chunkedHead + "1", "0\r\nx\r\n0\r\n\r\n"})
+	rb, _ := streamGet(t, e, "/held", nil)
+	t.Cleanup(func() { _ = rb.Close() })
+	read := make(chan error, 1)
+	go func() {
+		_, err := rb.Read(make([]byte, 64))
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err != ErrBodyIdle {
+			t.Fatalf("a body stalled in its first size line: %v, want ErrBodyIdle", err)
+		}
+	case <-time.After(30 * time.Second): // a safety net, not a measurement
+		t.Fatal("a body stalled in its first size line was not cut at the idle timeout")
+	}
+	gate <- struct{}{} // the rest comes now: too late
+	if n, err := rb.Read(make([]byte, 64)); n != 0 || err != ErrBodyIdle {
+		t.Fatalf("a read after the idle timeout: %d, %v", n, err)
+	}
+}
+
+// A consumer (the proxy's client) that pauses longer than the idle
+// timeout between two reads, while the reader holds part of the next
+// size line and the upstream has sent the rest: the next read pushes the
+// deadline before it reads the socket, and the body arrives whole. A
+// deadline left from before the pause has passed by then (the pause is
+// counted from after the first read returned), and Go refuses a read
+// past its deadline even with bytes waiting: such a read would be cut
+// with ErrBodyIdle although the upstream never paused.
+func TestDoStreamConsumerPauseNotCut(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	_, e, gate := spliceCluster(t, idle, []string{chunkedHead, "5\r\nhello\r\n5\r", "\nworld\r\n0\r\n\r\n"})
+	rb, _ := streamGet(t, e, "/pause", nil)
+	t.Cleanup(func() { _ = rb.Close() })
+	gate <- struct{}{}
+	p := make([]byte, 64)
+	n, err := rb.Read(p)
+	first := time.Now()
+	if err != nil || string(p[:n]) != "hello" {
+		t.Fatalf("first read: %q, %v; want hello", p[:n], err)
+	}
+	gate <- struct{}{}
+	// The consumer's pause: the scenario itself, not a wait for a
+	// condition. Any deadline the first read set has passed after it.
+	<-time.After(time.Until(first.Add(idle * 3 / 2)))
+	rest, err := io.ReadAll(rb)
+	if err != nil || string(rest) != "world" {
+		t.Fatalf("after the consumer's pause: %q, %v; want world and io.EOF", rest, err)
+	}
+}
