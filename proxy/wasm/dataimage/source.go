@@ -1,9 +1,10 @@
 package dataimage
 
 import (
-	"crypto/sha256"
 	"embed"
 	"sync"
+
+	"github.com/weftmesh/weft/proxy/internal/srcdigest"
 )
 
 // sources are the files whose code decides what Split writes.
@@ -17,17 +18,4 @@ var SourceFiles = []string{"dataimage.go", "source.go"}
 
 // Version identifies this split: a digest of the code that makes it (see
 // interrupt.Version).
-var Version = sync.OnceValue(func() [32]byte {
-	h := sha256.New()
-	for _, f := range SourceFiles {
-		b, err := sources.ReadFile(f)
-		if err != nil {
-			panic("dataimage: embedded source " + f + ": " + err.Error())
-		}
-		h.Write([]byte(f))
-		h.Write(b)
-	}
-	var v [32]byte
-	h.Sum(v[:0])
-	return v
-})
+var Version = sync.OnceValue(func() [32]byte { return srcdigest.Of(sources, SourceFiles) })

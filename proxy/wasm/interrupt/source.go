@@ -1,9 +1,10 @@
 package interrupt
 
 import (
-	"crypto/sha256"
 	"embed"
 	"sync"
+
+	"github.com/weftmesh/weft/proxy/internal/srcdigest"
 )
 
 // sources are the files whose code decides what Instrument writes.
@@ -18,17 +19,4 @@ var SourceFiles = []string{"interrupt.go", "callgraph.go", "dispatch.go", "sourc
 // Version identifies this rewrite: a digest of the code that makes it. A
 // host that keeps rewritten modules across restarts keys them by it, so a
 // changed rewrite never serves a module rewritten by an older one.
-var Version = sync.OnceValue(func() [32]byte {
-	h := sha256.New()
-	for _, f := range SourceFiles {
-		b, err := sources.ReadFile(f)
-		if err != nil {
-			panic("interrupt: embedded source " + f + ": " + err.Error())
-		}
-		h.Write([]byte(f))
-		h.Write(b)
-	}
-	var v [32]byte
-	h.Sum(v[:0])
-	return v
-})
+var Version = sync.OnceValue(func() [32]byte { return srcdigest.Of(sources, SourceFiles) })
