@@ -148,34 +148,7 @@ func TestCombinedEntryTraps(t *testing.T) {
 			} else if !o.upstream || s.Response.StatusCode() != 200 {
 				t.Errorf("a trap after the response changed it: %+v, status %d", o, s.Response.StatusCode())
 			}
-			ev := eventTrap
-			if c.timeout {
-				ev = eventTimeout
-			}
-			if n := p.events.n[ev].Load(); n != 1 {
-				t.Errorf("%s counted %d times, want 1", eventNames[ev], n)
-			}
-			var msgs []string
-			for _, e := range logs.All() {
-				if err, _ := e.ContextMap()["error"].(string); err != "" {
-					msgs = append(msgs, err)
-				}
-			}
-			if len(msgs) == 0 || !strings.HasPrefix(msgs[0], c.callback+": ") {
-				t.Errorf("logged errors %q; want the first to begin with %q", msgs, c.callback+": ")
-			}
-			if !waitFor(func() bool { v := p.slots[0].vm.Load(); return v != nil && v != old }) {
-				t.Fatal("vm not replaced")
-			}
-			if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() != 0 }) {
-				t.Fatal("replacement not counted")
-			}
-			// The callbacks counted: the stream's, up to the one that
-			// failed, and the new VM's start (root context create and
-			// on_vm_start), counted before the replacement is.
-			if calls := p.events.acct.calls.Load() - before; calls != c.calls+2 {
-				t.Errorf("%d callbacks counted, want %d (the stream's) + 2 (the new VM's start)", calls, c.calls)
-			}
+			checkCallbackFailed(t, p, logs, old, before, c.callback, c.timeout, c.calls)
 		})
 	}
 }
@@ -433,31 +406,42 @@ func TestCombinedResponseTraps(t *testing.T) {
 			case o.resp != filter.LocalReply || s.Response.StatusCode() != failStatus:
 				t.Errorf("fail closed: %+v, status %d; want a %d", o, s.Response.StatusCode(), failStatus)
 			}
-			ev := eventTrap
-			if c.timeout {
-				ev = eventTimeout
-			}
-			if n := p.events.n[ev].Load(); n != 1 {
-				t.Errorf("%s counted %d times, want 1", eventNames[ev], n)
-			}
-			var msgs []string
-			for _, e := range logs.All() {
-				if err, _ := e.ContextMap()["error"].(string); err != "" {
-					msgs = append(msgs, err)
-				}
-			}
-			if len(msgs) == 0 || !strings.HasPrefix(msgs[0], c.callback+": ") {
-				t.Errorf("logged errors %q; want the first to begin with %q", msgs, c.callback+": ")
-			}
-			if !waitFor(func() bool { v := p.slots[0].vm.Load(); return v != nil && v != old }) {
-				t.Fatal("vm not replaced")
-			}
-			if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() != 0 }) {
-				t.Fatal("replacement not counted")
-			}
-			if calls := p.events.acct.calls.Load() - before; calls != c.calls+2 {
-				t.Errorf("%d callbacks counted, want %d (the stream's) + 2 (the new VM's start)", calls, c.calls)
-			}
+			checkCallbackFailed(t, p, logs, old, before, c.callback, c.timeout, c.calls)
 		})
+	}
+}
+
+// checkCallbackFailed checks what a failed callback leaves: its trap or
+// timeout counted once, the first error logged naming the callback, the VM
+// (old) replaced and the replacement counted, and the callbacks counted
+// since before: the stream's (calls, up to the one that failed) and the
+// new VM's start (root context create and on_vm_start), counted before the
+// replacement is.
+func checkCallbackFailed(t *testing.T, p *Plugin, logs *observer.ObservedLogs, old *vm, before uint64, callback string, timeout bool, calls uint64) {
+	t.Helper()
+	ev := eventTrap
+	if timeout {
+		ev = eventTimeout
+	}
+	if n := p.events.n[ev].Load(); n != 1 {
+		t.Errorf("%s counted %d times, want 1", eventNames[ev], n)
+	}
+	var msgs []string
+	for _, e := range logs.All() {
+		if err, _ := e.ContextMap()["error"].(string); err != "" {
+			msgs = append(msgs, err)
+		}
+	}
+	if len(msgs) == 0 || !strings.HasPrefix(msgs[0], callback+": ") {
+		t.Errorf("logged errors %q; want the first to begin with %q", msgs, callback+": ")
+	}
+	if !waitFor(func() bool { v := p.slots[0].vm.Load(); return v != nil && v != old }) {
+		t.Fatal("vm not replaced")
+	}
+	if !waitFor(func() bool { return p.events.n[eventVMReplaced].Load() != 0 }) {
+		t.Fatal("replacement not counted")
+	}
+	if got := p.events.acct.calls.Load() - before; got != calls+2 {
+		t.Errorf("%d callbacks counted, want %d (the stream's) + 2 (the new VM's start)", got, calls)
 	}
 }

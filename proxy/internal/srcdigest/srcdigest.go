@@ -7,6 +7,10 @@ package srcdigest
 import (
 	"crypto/sha256"
 	"embed"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
 )
 
 // Of is the SHA-256 over each file's name and bytes, in the order given.
@@ -25,4 +29,27 @@ func Of(fsys embed.FS, files []string) [32]byte {
 	var v [32]byte
 	h.Sum(v[:0])
 	return v
+}
+
+// CheckListed reports an error unless files are exactly the non-test Go
+// files of dir: a source file added to a package and not to its list
+// would change the package's output without changing its digest.
+func CheckListed(dir string, files []string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var want []string
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go") {
+			want = append(want, n)
+		}
+	}
+	got := slices.Clone(files)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("the listed sources are %v, the package's files %v: list them (SourceFiles and the go:embed line)", got, want)
+	}
+	return nil
 }

@@ -26,3 +26,14 @@ func TestOf(t *testing.T) {
 	}()
 	Of(files, []string{"missing.go"})
 }
+
+func TestCheckListed(t *testing.T) {
+	if err := CheckListed(".", []string{"srcdigest.go"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]string{nil, {"srcdigest.go", "other.go"}, {"srcdigest_test.go"}} {
+		if CheckListed(".", bad) == nil {
+			t.Errorf("%v accepted as the package's sources", bad)
+		}
+	}
+}

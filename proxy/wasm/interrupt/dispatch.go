@@ -278,6 +278,10 @@ func newDispatcher(secs []section, stage, stop uint32) (d dispatcher, ok bool) {
 	var c []byte
 	cIdx, cFt, cOK := callee(Dispatched[selCreate])
 	hIdx, hFt, hOK := callee(Dispatched[selRequestHeaders])
+	// Local 3 packs a size and end_of_stream as size<<1 | eos: the two
+	// arguments of a headers or body callback.
+	sizeArg := []byte{opLocalGet, 3, opI32Const, 1, opI32ShrU}
+	eosArg := []byte{opLocalGet, 3, opI32Const, 1, opI32And}
 	if cOK && hOK {
 		c = setStage(c, selCreate)
 		c = call(c, cIdx, cFt, false, local(1), local(2))
@@ -288,8 +292,7 @@ func newDispatcher(secs []section, stage, stop uint32) (d dispatcher, ok bool) {
 		c = append(c, opI32Const, 0, opReturn, opEnd)
 		c = setStage(c, selRequestHeaders)
 		c = call(c, hIdx, hFt, true, local(1),
-			[]byte{opLocalGet, 3, opI32Const, 1, opI32ShrU},
-			[]byte{opLocalGet, 3, opI32Const, 1, opI32And})
+			sizeArg, eosArg)
 		c = append(c, opReturn)
 	} else {
 		c = []byte{opUnreach}
@@ -336,8 +339,7 @@ func newDispatcher(secs []section, stage, stop uint32) (d dispatcher, ok bool) {
 		c = append(c, opIf, blockEmpty, opI32Const, 0, opReturn, opEnd)
 		c = setStage(c, selResponseBody)
 		c = call(c, rbIdx, rbFt, true, local(1),
-			[]byte{opLocalGet, 3, opI32Const, 1, opI32ShrU},
-			[]byte{opLocalGet, 3, opI32Const, 1, opI32And})
+			sizeArg, eosArg)
 		c = append(c, opReturn)
 	} else {
 		c = []byte{opUnreach}
