@@ -50,6 +50,9 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	selfBin := fs.String("self-bin", "", "binary that runs `bench upstream` and `bench transfer-client` (default: this one)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "per transfer")
 	keep := fs.Bool("keep", false, "keep the temp dir with the config and process logs, and print its path")
+	remote := fs.Bool("remote-netns", false, "run the upstream in a network namespace of its own behind a veth pair (root; ip), as an upstream on another host: the client reaches weft on loopback, weft and the direct leg reach the upstream over the veth")
+	linkRate := fs.String("link-rate", "", "with -remote-netns: shape the veth to this rate in both directions with tc tbf (e.g. 25gbit, 10gbit, 1gbit; default unshaped)")
+	linkDelay := fs.Duration("link-delay", 0, "with -remote-netns: add this one-way delay on each side with tc netem (needs sch_netem)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -75,6 +78,10 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if len(directions) == 0 {
 		return errors.New("weft bench transfer: -dir: none selected")
 	}
+	link, err := parseLinkFlags(*remote, *linkRate, *linkDelay)
+	if err != nil {
+		return err
+	}
 	if *selfBin == "" {
 		self, err := os.Executable()
 		if err != nil {
@@ -93,6 +100,19 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	logger := newLogger(stderr, 0)
 	defer func() { _ = logger.Sync() }()
+	if link != nil {
+		// Registered before the processes' stop, so it runs after it: the
+		// namespace goes once nothing runs in it. An interrupt cancels ctx
+		// (Command's signal handling) and returns through here too.
+		defer func() {
+			if terr := link.teardown(); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}()
+		if err := link.setup(ctx, stderr); err != nil {
+			return err
+		}
+	}
 	r := &runner{opts: Options{Pin: *pin, WeftBin: *weftBin, SelfBin: *selfBin, Logger: logger}, tmp: tmp}
 	env := &Env{Dir: tmp, Logger: logger, name: "transfer", r: r}
 	defer func() {
@@ -103,7 +123,13 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 
 	// The upstream, then weft, each on its own CPUs when pinning.
 	r.opts.ServerCPUs = *upstreamCPUs
-	up, upAddr, err := env.StartUpstreamProcess(ctx, "upstream", upstream.Config{StreamRequests: true})
+	var up *proc.Process
+	var upAddr string
+	if link != nil {
+		up, upAddr, err = env.startRemoteUpstream(ctx, link, upstream.Config{StreamRequests: true})
+	} else {
+		up, upAddr, err = env.StartUpstreamProcess(ctx, "upstream", upstream.Config{StreamRequests: true})
+	}
 	if err != nil {
 		return err
 	}
@@ -129,7 +155,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 
 	t := &transferRun{
 		self: *selfBin, size: int64(*sizeMiB) << 20, ioSize: *ioSize, timeout: *timeout,
-		upstream: up, weft: weft, dir: tmp, stderr: stderr,
+		upstream: up, weft: weft, dir: tmp, stderr: stderr, remote: link != nil,
 	}
 	if *pin {
 		t.clientCPUs = *clientCPUs
@@ -140,6 +166,9 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stdout, "weft bench transfer: %d MiB per transfer, %d pairs, client I/O %d KiB, %s; load average %s\n",
 		*sizeMiB, *pairs, *ioSize>>10, placement, loadAverage())
+	if link != nil {
+		fmt.Fprintf(stdout, "%s; weft on 127.0.0.1\n", link.describe())
+	}
 	for _, d := range directions {
 		var res []transferPair
 		for i := 0; i < *pairs; i++ {
@@ -166,7 +195,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 			}
 			res = append(res, p)
 		}
-		writeTransferTable(stdout, d, t.size, res)
+		writeTransferTable(stdout, d, t.size, res, link != nil)
 	}
 	fmt.Fprintf(stdout, "load average after: %s\n", loadAverage())
 	return nil
@@ -182,6 +211,9 @@ type transferRun struct {
 	upstream, weft *proc.Process
 	dir            string
 	stderr         io.Writer
+	// remote: the upstream is in its own network namespace, whose TCP
+	// counters are its own (/proc/PID/net/snmp).
+	remote bool
 }
 
 // transferLeg is one measured transfer.
@@ -231,7 +263,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	if err != nil {
 		return transferLeg{}, err
 	}
-	r0 := retransSegs()
+	r0 := t.retrans()
 	p, err := proc.Start(spec)
 	if err != nil {
 		return transferLeg{}, err
@@ -248,7 +280,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 		return transferLeg{}, ctx.Err()
 	}
 	_ = p.Stop(stopGrace) // reaps; the client has exited
-	r1 := retransSegs()
+	r1 := t.retrans()
 	u1, err := t.upstream.Usage()
 	if err != nil {
 		return transferLeg{}, err
@@ -280,8 +312,27 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	return m, nil
 }
 
-func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair) {
-	fmt.Fprintf(w, "\n%s, %d MiB each (CPU per GiB: /proc of the upstream and weft, getrusage of the client; retransmits: the host's, /proc/net/snmp)\n\n", dir, size>>20)
+// retrans is the TCP segments retransmitted so far by the host's sockets
+// and, with the upstream in its own namespace, by the namespace's (-1 if
+// unknown).
+func (t *transferRun) retrans() int64 {
+	n := retransSegs("/proc/net/snmp")
+	if !t.remote || n < 0 {
+		return n
+	}
+	m := retransSegs(fmt.Sprintf("/proc/%d/net/snmp", t.upstream.PID()))
+	if m < 0 {
+		return -1
+	}
+	return n + m
+}
+
+func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair, remote bool) {
+	where := "the host's, /proc/net/snmp"
+	if remote {
+		where = "the host's and the upstream namespace's, /proc/net/snmp and /proc/UPSTREAM/net/snmp"
+	}
+	fmt.Fprintf(w, "\n%s, %d MiB each (CPU per GiB: /proc of the upstream and weft, getrusage of the client; retransmits: %s)\n\n", dir, size>>20, where)
 	fmt.Fprintln(w, "| pair | direct MiB/s | weft MiB/s | weft ÷ direct | direct CPU ms/GiB: client · upstream | weft leg CPU ms/GiB: client · upstream · weft | TCP retransmits: direct · weft |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|---|")
 	var ratios, dRates, wRates, weftCPU, dTotal, wTotal []float64
@@ -330,9 +381,10 @@ func medianOf(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// retransSegs is the host's TCP RetransSegs counter (-1 if unknown).
-func retransSegs() int64 {
-	b, err := os.ReadFile("/proc/net/snmp")
+// retransSegs is the TCP RetransSegs counter in an snmp file of /proc (a
+// network namespace's; -1 if unknown).
+func retransSegs(path string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1
 	}
