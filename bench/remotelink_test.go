@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,7 +41,7 @@ func TestParseLinkFlags(t *testing.T) {
 		{remote: false, rate: "10gbit", err: "-link-rate needs -remote-netns"},
 		{remote: false, delay: time.Millisecond, err: "-link-delay needs -remote-netns"},
 	} {
-		l, err := parseLinkFlags(c.remote, c.rate, c.delay)
+		l, err := parseLinkFlags(c.remote, c.rate, c.delay, true)
 		name := strconv.FormatBool(c.remote) + "/" + c.rate + "/" + c.delay.String()
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -75,6 +76,14 @@ func TestTransferRefusesBadLinkRate(t *testing.T) {
 	err = Command(context.Background(), []string{"transfer", "-link-rate", "10gbit"}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "-link-rate needs -remote-netns") {
 		t.Fatalf("without -remote-netns: err = %v", err)
+	}
+}
+
+func TestCPUMask(t *testing.T) {
+	for n, want := range map[int]string{1: "00000001", 2: "00000003", 32: "ffffffff", 33: "00000001,ffffffff", 64: "ffffffff,ffffffff"} {
+		if got := cpuMask(n); got != want {
+			t.Errorf("cpuMask(%d) = %q, want %q", n, got, want)
+		}
 	}
 }
 
@@ -220,7 +229,7 @@ func TestTransferRemoteNetns(t *testing.T) {
 	// so a table with both legs is 8 MiB moved each way.
 	for _, want := range []string{
 		"upstream in network namespace " + ns + " at 10.213.",
-		"link tbf 10gbit",
+		"RPS over all CPUs by flow hash), link tbf 10gbit",
 		"\ndownload, 8 MiB each",
 		"the upstream namespace's",
 		"\n| 1 | ",
@@ -273,6 +282,11 @@ func TestTransferRemoteNetnsInterrupted(t *testing.T) {
 	}
 	if !contains(netnsNames(t), ns) {
 		t.Fatalf("namespace %s not there during the run", ns)
+	}
+	dev := remoteDevPrefix + strconv.Itoa(os.Getpid())
+	hex := func(m string) string { return strings.TrimLeft(strings.ReplaceAll(strings.TrimSpace(m), ",", ""), "0") }
+	if b, err := os.ReadFile("/sys/class/net/" + dev + "/queues/rx-0/rps_cpus"); err != nil || hex(string(b)) != hex(cpuMask(runtime.NumCPU())) {
+		t.Errorf("%s's rps_cpus: %q, %v; want %s", dev, b, err, cpuMask(runtime.NumCPU()))
 	}
 	cancel()
 	select {

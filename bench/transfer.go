@@ -53,6 +53,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	remote := fs.Bool("remote-netns", false, "run the upstream in a network namespace of its own behind a veth pair (root; ip), as an upstream on another host: the client reaches weft on loopback, weft and the direct leg reach the upstream over the veth")
 	linkRate := fs.String("link-rate", "", "with -remote-netns: shape the veth to this rate in both directions with tc tbf (e.g. 25gbit, 10gbit, 1gbit; default unshaped)")
 	linkDelay := fs.Duration("link-delay", 0, "with -remote-netns: add this one-way delay on each side with tc netem (needs sch_netem)")
+	linkRPS := fs.Bool("link-rps", true, "with -remote-netns: steer each veth end's receive work by flow hash over all CPUs (RPS), as a NIC with RSS keeps a flow on one CPU; false: on the CPU that sent it, which a shaped veth reorders")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -78,7 +79,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if len(directions) == 0 {
 		return errors.New("weft bench transfer: -dir: none selected")
 	}
-	link, err := parseLinkFlags(*remote, *linkRate, *linkDelay)
+	link, err := parseLinkFlags(*remote, *linkRate, *linkDelay, *linkRPS)
 	if err != nil {
 		return err
 	}
@@ -228,6 +229,10 @@ type transferLeg struct {
 	// machine); on loopback they are tail-loss probes fired because an ACK
 	// came late, i.e. a party was not running (-1: unknown).
 	retrans int64
+	// host is the busy time of all CPUs during the transfer (/proc/stat:
+	// every process's, and softirq work charged to none, such as a
+	// steered packet's on an idle CPU); shown with -remote-netns.
+	host time.Duration
 }
 
 func (m transferLeg) mibps() float64 {
@@ -263,7 +268,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	if err != nil {
 		return transferLeg{}, err
 	}
-	r0 := t.retrans()
+	r0, h0 := t.retrans(), hostBusy()
 	p, err := proc.Start(spec)
 	if err != nil {
 		return transferLeg{}, err
@@ -280,7 +285,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 		return transferLeg{}, ctx.Err()
 	}
 	_ = p.Stop(stopGrace) // reaps; the client has exited
-	r1 := t.retrans()
+	r1, h1 := t.retrans(), hostBusy()
 	u1, err := t.upstream.Usage()
 	if err != nil {
 		return transferLeg{}, err
@@ -301,7 +306,10 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	}
 	m := transferLeg{
 		elapsed: time.Duration(res.ElapsedNS), bytes: res.Bytes, client: time.Duration(res.CPUNS),
-		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1,
+		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1, host: -1,
+	}
+	if h0 >= 0 && h1 >= h0 {
+		m.host = h1 - h0
 	}
 	if r0 >= 0 && r1 >= r0 {
 		m.retrans = r1 - r0
@@ -333,8 +341,12 @@ func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair,
 		where = "the host's and the upstream namespace's, /proc/net/snmp and /proc/UPSTREAM/net/snmp"
 	}
 	fmt.Fprintf(w, "\n%s, %d MiB each (CPU per GiB: /proc of the upstream and weft, getrusage of the client; retransmits: %s)\n\n", dir, size>>20, where)
-	fmt.Fprintln(w, "| pair | direct MiB/s | weft MiB/s | weft ÷ direct | direct CPU ms/GiB: client · upstream | weft leg CPU ms/GiB: client · upstream · weft | TCP retransmits: direct · weft |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|---|")
+	head, rule := "| pair | direct MiB/s | weft MiB/s | weft ÷ direct | direct CPU ms/GiB: client · upstream | weft leg CPU ms/GiB: client · upstream · weft | TCP retransmits: direct · weft |", "|---|---:|---:|---:|---|---|---|"
+	if remote {
+		head, rule = head+" all CPUs busy ms/GiB: direct · weft |", rule+"---|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
 	var ratios, dRates, wRates, weftCPU, dTotal, wTotal []float64
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	for i, p := range res {
@@ -345,11 +357,21 @@ func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair,
 		weftCPU = append(weftCPU, ms(p.weft.perGiB(p.weft.weft)))
 		dTotal = append(dTotal, ms(p.direct.perGiB(p.direct.client+p.direct.upstream)))
 		wTotal = append(wTotal, ms(p.weft.perGiB(p.weft.client+p.weft.upstream+p.weft.weft)))
-		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f%% | %.0f · %.0f | %.0f · %.0f · %.0f | %s · %s |\n", i+1,
+		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f%% | %.0f · %.0f | %.0f · %.0f · %.0f | %s · %s |", i+1,
 			p.direct.mibps(), p.weft.mibps(), 100*ratio,
 			ms(p.direct.perGiB(p.direct.client)), ms(p.direct.perGiB(p.direct.upstream)),
 			ms(p.weft.perGiB(p.weft.client)), ms(p.weft.perGiB(p.weft.upstream)), ms(p.weft.perGiB(p.weft.weft)),
 			count(p.direct.retrans), count(p.weft.retrans))
+		if remote {
+			busy := func(l transferLeg) string {
+				if l.host < 0 {
+					return "?"
+				}
+				return strconv.FormatFloat(ms(l.perGiB(l.host)), 'f', 0, 64)
+			}
+			fmt.Fprintf(w, " %s · %s |", busy(p.direct), busy(p.weft))
+		}
+		fmt.Fprintln(w)
 	}
 	over := 0
 	for _, r := range ratios {
@@ -409,6 +431,29 @@ func retransSegs(path string) int64 {
 		}
 	}
 	return -1
+}
+
+// hostBusy is the time all CPUs together spent not idle (user, nice,
+// system, irq, softirq; /proc/stat), or -1 if unknown.
+func hostBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return -1
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return -1
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
 func loadAverage() string {
