@@ -434,8 +434,14 @@ func (l *remoteLink) teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	if _, err := net.InterfaceByName(l.hostDev); err == nil {
-		if _, err := l.run(ctx, l.ipPath, "link", "delete", l.hostDev); err != nil {
+	// The kernel dismantles a deleted namespace's devices in the
+	// background; the host's end of the pair goes with it, a moment later.
+	deadline := time.Now().Add(10 * time.Second)
+	for l.hostDevExists() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l.hostDevExists() {
+		if _, err := l.run(ctx, l.ipPath, "link", "delete", l.hostDev); err != nil && l.hostDevExists() {
 			errs = append(errs, err)
 		}
 	}
@@ -443,6 +449,11 @@ func (l *remoteLink) teardown() error {
 		return fmt.Errorf("weft bench transfer: removing namespace %s: %w", l.ns, err)
 	}
 	return nil
+}
+
+func (l *remoteLink) hostDevExists() bool {
+	_, err := net.InterfaceByName(l.hostDev)
+	return err == nil
 }
 
 func (l *remoteLink) nsExists(ctx context.Context) bool {
