@@ -36,6 +36,11 @@ type remoteLink struct {
 	// CPU its timer or a sender runs, and veth hands each packet to that
 	// CPU's backlog (917 spurious retransmits in 3 GiB at 25gbit).
 	rps bool
+	// hostCPUs and nsCPUs, when set (-pin), are CPU lists RPS steers
+	// each end's receive work to instead of all CPUs: the host end's to
+	// the client's and weft's CPUs, the namespace end's to the
+	// upstream's, as two hosts each receive on their own CPUs.
+	hostCPUs, nsCPUs string
 
 	ns                string // the namespace's name, weft-remote-PID
 	hostDev, nsDev    string // the veth ends, weftrPID and weftrPIDn
@@ -340,12 +345,22 @@ func (l *remoteLink) setup(ctx context.Context, stderr io.Writer) (err error) {
 		}
 	}
 	if l.rps {
-		mask := cpuMask(runtime.NumCPU())
-		if err := os.WriteFile("/sys/class/net/"+l.hostDev+"/queues/rx-0/rps_cpus", []byte(mask), 0); err != nil {
+		hostMask, nsMask := cpuMask(runtime.NumCPU()), cpuMask(runtime.NumCPU())
+		if l.hostCPUs != "" {
+			if hostMask, err = cpuListMask(l.hostCPUs); err != nil {
+				return fmt.Errorf("weft bench transfer: -client-cpus, -weft-cpus: %w", err)
+			}
+		}
+		if l.nsCPUs != "" {
+			if nsMask, err = cpuListMask(l.nsCPUs); err != nil {
+				return fmt.Errorf("weft bench transfer: -upstream-cpus: %w", err)
+			}
+		}
+		if err := os.WriteFile("/sys/class/net/"+l.hostDev+"/queues/rx-0/rps_cpus", []byte(hostMask), 0); err != nil {
 			return fmt.Errorf("weft bench transfer: -link-rps: %w", err)
 		}
 		// The namespace's own sysfs is only visible from inside it.
-		if err := ip("netns", "exec", l.ns, "sh", "-c", `echo "$1" > "/sys/class/net/$2/queues/rx-0/rps_cpus"`, "sh", mask, l.nsDev); err != nil {
+		if err := ip("netns", "exec", l.ns, "sh", "-c", `echo "$1" > "/sys/class/net/$2/queues/rx-0/rps_cpus"`, "sh", nsMask, l.nsDev); err != nil {
 			return fmt.Errorf("weft bench transfer: -link-rps: %w", err)
 		}
 	}
@@ -381,6 +396,38 @@ func cpuMask(n int) string {
 		words = append([]string{fmt.Sprintf("%08x", w)}, words...)
 	}
 	return strings.Join(words, ",")
+}
+
+// cpuListMask is the rps_cpus mask of a CPU list as taskset takes it
+// ("1", "0,2-3").
+func cpuListMask(list string) (string, error) {
+	var cpus []int
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a || b >= 4096 {
+			return "", fmt.Errorf("CPU list %q: want CPUs and ranges like 0,2-3", list)
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	words := make([]uint32, (cpus[len(cpus)-1]+32)/32)
+	for _, c := range cpus {
+		if len(words) <= c/32 {
+			words = append(words, make([]uint32, c/32+1-len(words))...)
+		}
+		words[c/32] |= 1 << (c % 32)
+	}
+	var out []string
+	for i := len(words) - 1; i >= 0; i-- {
+		out = append(out, fmt.Sprintf("%08x", words[i]))
+	}
+	return strings.Join(out, ","), nil
 }
 
 // tbfBurst is the token bucket's depth for a rate: 100 µs of the rate,
@@ -482,8 +529,11 @@ func (l *remoteLink) wrap(path string, args []string) (string, []string) {
 // describe is the line the run prints about the link.
 func (l *remoteLink) describe() string {
 	rps := "RPS over all CPUs by flow hash"
-	if !l.rps {
+	switch {
+	case !l.rps:
 		rps = "no RPS"
+	case l.hostCPUs != "":
+		rps = fmt.Sprintf("RPS: the host end receives on CPUs %s, the namespace end on CPUs %s", l.hostCPUs, l.nsCPUs)
 	}
 	return fmt.Sprintf("upstream in network namespace %s at %s over a veth pair (host end %s %s; %s), link %s",
 		l.ns, l.upstreamAddr(), l.hostDev, l.hostAddr, rps, l.shapedDescription)

@@ -87,6 +87,19 @@ func TestCPUMask(t *testing.T) {
 	}
 }
 
+func TestCPUListMask(t *testing.T) {
+	for list, want := range map[string]string{"0": "00000001", "1": "00000002", "0,1": "00000003", "0-1,1": "00000003", "0,2-3": "0000000d", "33": "00000002,00000000", "31,0": "80000001"} {
+		if got, err := cpuListMask(list); err != nil || got != want {
+			t.Errorf("cpuListMask(%q) = %q, %v; want %q", list, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "2-1", "-1", "0,,1"} {
+		if got, err := cpuListMask(bad); err == nil {
+			t.Errorf("cpuListMask(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
 func TestFormatRateAndBurst(t *testing.T) {
 	for bits, want := range map[int64]string{10e9: "10gbit", 25e9: "25gbit", 1e9: "1gbit", 15e8: "1500mbit", 64e3: "64kbit", 12345: "12345bit"} {
 		if got := formatRate(bits); got != want {

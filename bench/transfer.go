@@ -101,6 +101,9 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	logger := newLogger(stderr, 0)
 	defer func() { _ = logger.Sync() }()
+	if link != nil && *pin {
+		link.hostCPUs, link.nsCPUs = *clientCPUs+","+*weftCPUs, *upstreamCPUs
+	}
 	if link != nil {
 		// Registered before the processes' stop, so it runs after it: the
 		// namespace goes once nothing runs in it. An interrupt cancels ctx
