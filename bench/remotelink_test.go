@@ -163,6 +163,14 @@ func needNetns(t *testing.T) {
 			t.Skipf("no %s: %v", tool, err)
 		}
 	}
+	// Root in a container may still lack CAP_NET_ADMIN or /run/netns.
+	probe := "weftprobe" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
+	}
+	if out, err := exec.Command("ip", "netns", "delete", probe).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns delete %s: %v: %s", probe, err, out)
+	}
 }
 
 func netnsNames(t *testing.T) []string {
