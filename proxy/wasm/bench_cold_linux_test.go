@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -31,6 +32,101 @@ func BenchmarkGoGuestStreamCold(b *testing.B) {
 	// callbacks return at once (it has no body callback: six entries).
 	b.Run("wat-hot", func(b *testing.B) { benchGoGuestStreamCold(b, wat(b, "noop"), 0) })
 	b.Run("wat-cold", func(b *testing.B) { benchGoGuestStreamCold(b, wat(b, "noop"), 4<<20) })
+}
+
+// BenchmarkGoGuestStreamLive is BenchmarkGoGuestStreamCold with many
+// requests in flight at once, as under load (`weft bench` keeps 64): each
+// op ends the oldest request's chain (response, log, done, delete) and
+// starts a new one in its place (create, request headers), so the guest's
+// context tables hold every live request's contexts, not one. A chain is
+// 1 or 4 filters of one module sharing a VM (the default): the public Go
+// SDK's no-op (gosdk) and Weft's SDK's ("weftsdk", configured "noop").
+// ids: the host's ids ever increasing (as Envoy's) or a finished stream's
+// id given to the next (EXPERIMENT).
+func BenchmarkGoGuestStreamLive(b *testing.B) {
+	for _, g := range []struct {
+		name   string
+		module func(testing.TB) []byte
+		config string
+	}{
+		{"gosdk", func(t testing.TB) []byte { return guestbuild.GoSDK(t, "noop") }, ""},
+		{"weftsdk", func(t testing.TB) []byte { return guestbuild.WeftSDK(t, "callbacks") }, "noop"},
+	} {
+		for _, filters := range []int{1, 4} {
+			for _, reuse := range []bool{false, true} {
+				ids := "new-ids"
+				if reuse {
+					ids = "reused-ids"
+				}
+				b.Run(fmt.Sprintf("%s/filters=%d/live=64/%s", g.name, filters, ids), func(b *testing.B) {
+					reuseStreamIDs = reuse
+					defer func() { reuseStreamIDs = false }()
+					benchGoGuestStreamLive(b, g.module(b), g.config, filters, 4<<20, 64)
+				})
+			}
+		}
+	}
+}
+
+func benchGoGuestStreamLive(b *testing.B, module []byte, config string, filters, evict, live int) {
+	rt := newRuntime(b)
+	plugins := make([]*Plugin, filters)
+	for i := range plugins {
+		plugins[i] = load(b, rt, PluginSpec{Name: fmt.Sprintf("f%d", i), Module: module, ShareVMs: true, PluginConfig: []byte(config)}, Env{})
+	}
+	streams := make([]*filter.Stream, live)
+	chains := make([]filter.Chain, live)
+	started := make([]bool, live)
+	for i := range streams {
+		s := newStream("/bench", "X-A", "1", "X-B", "2")
+		s.Response.SetStatusCode(200)
+		s.Response.SetBody([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
+		streams[i] = s
+	}
+	other := make([]byte, evict)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var clock time.Duration
+	for i := 0; i < 1000; i++ {
+		t0 := threadCPU()
+		clock += threadCPU() - t0
+	}
+	clock /= 1000
+	var in time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < len(other); j += 64 {
+			other[j]++
+		}
+		k := i % live
+		c, s := &chains[k], streams[k]
+		t0 := threadCPU()
+		ok := true
+		if started[k] {
+			ok = c.Encode(s) == filter.Continue
+			c.Finish(s)
+			c.Reset()
+		}
+		for _, p := range plugins {
+			c.Add(p, s)
+		}
+		ok = ok && c.DecodeFrom(s, 0) == filter.Continue
+		started[k] = true
+		in += threadCPU() - t0 - clock
+		if !ok {
+			b.Fatalf("not continue (plugin events: %s)", eventSummary(plugins[0]))
+		}
+	}
+	b.StopTimer()
+	for k := range chains {
+		if started[k] {
+			chains[k].Encode(streams[k])
+			chains[k].Finish(streams[k])
+			chains[k].Reset()
+		}
+	}
+	b.ReportMetric(float64(in.Nanoseconds())/float64(b.N), "request-cpu-ns/op")
 }
 
 func benchGoGuestStreamCold(b *testing.B, module []byte, evict int) {
