@@ -572,13 +572,8 @@ func (p *Plugin) NewStreamFilter(s *filter.Stream) filter.StreamFilter {
 		f.failNow = errVMBroken
 		return f
 	}
-	if n := len(v.freeIDs); n > 0 {
-		f.id = v.freeIDs[n-1]
-		v.freeIDs = v.freeIDs[:n-1]
-	} else {
-		f.id = v.nextID
-		v.nextID++
-	}
+	f.id = v.nextID
+	v.nextID++
 	v.contexts.put(f)
 	v.enterStream(f)
 	f.callbacks = v.streamCallbacks(p)

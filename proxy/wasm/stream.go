@@ -363,9 +363,6 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 			v.accountMemory() // after the stream's entries (vm.callCombined)
 		}
 		v.contexts.remove(f)
-		if reuseStreamIDs && !v.broken {
-			v.freeIDs = append(v.freeIDs, f.id)
-		}
 		v.mu.Unlock()
 		f.slot.load.Add(-1)
 		if f.calls > 0 {
@@ -377,9 +374,6 @@ func (f *streamFilter) OnDone(s *filter.Stream) {
 	p.filters.Put(f)
 	p.active.leave()
 }
-
-// reuseStreamIDs EXPERIMENT: give a finished stream's id to the next.
-var reuseStreamIDs = false
 
 // endLocked makes the stream's last callbacks, proxy_on_log (if OnLog
 // asked for it), proxy_on_done and proxy_on_delete, in one entry into the

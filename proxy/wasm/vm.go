@@ -131,7 +131,6 @@ type vm struct {
 	// mu; dropped by forgetRoot when that root ends).
 	lastRoot *rootState
 	nextID   uint32
-	freeIDs  []uint32 // EXPERIMENT reuseStreamIDs
 	contexts streamTable
 	// cur is the stream context host calls act on (nil: the root context).
 	cur *streamFilter
