@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -40,7 +41,8 @@ func BenchmarkGoGuestStreamCold(b *testing.B) {
 // starts a new one in its place (create, request headers), so the guest's
 // context tables hold every live request's contexts, not one. A chain is
 // 1 or 4 filters of one module sharing a VM (the default): the public Go
-// SDK's no-op (gosdk) and Weft's SDK's ("weftsdk", configured "noop").
+// SDK's no-op (gosdk), Weft's SDK's ("weftsdk", configured "noop") and
+// the WAT no-op (wat: the host's own path).
 // (Giving a finished stream's context id to the next one instead of ever
 // increasing ids was measured here and not kept: docs/benchmarks.md,
 // "Wasm cost, round 8".)
@@ -52,16 +54,23 @@ func BenchmarkGoGuestStreamLive(b *testing.B) {
 	}{
 		{"gosdk", func(t testing.TB) []byte { return guestbuild.GoSDK(t, "noop") }, ""},
 		{"weftsdk", func(t testing.TB) []byte { return guestbuild.WeftSDK(t, "callbacks") }, "noop"},
+		{"wat", func(t testing.TB) []byte { return wat(t, "noop") }, ""},
 	} {
 		for _, filters := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/filters=%d/live=64", g.name, filters), func(b *testing.B) {
-				benchGoGuestStreamLive(b, g.module(b), g.config, filters, 4<<20, 64)
+				benchGoGuestStreamLive(b, g.module(b), g.config, filters, 4<<20, 64, false)
+			})
+			// Requests ending in a random order, as they do (a slow
+			// upstream answer, a client that reads late): the live ids
+			// then span more than requests × filters.
+			b.Run(fmt.Sprintf("%s/filters=%d/live=64/random", g.name, filters), func(b *testing.B) {
+				benchGoGuestStreamLive(b, g.module(b), g.config, filters, 4<<20, 64, true)
 			})
 		}
 	}
 }
 
-func benchGoGuestStreamLive(b *testing.B, module []byte, config string, filters, evict, live int) {
+func benchGoGuestStreamLive(b *testing.B, module []byte, config string, filters, evict, live int, random bool) {
 	rt := newRuntime(b)
 	plugins := make([]*Plugin, filters)
 	for i := range plugins {
@@ -86,6 +95,7 @@ func benchGoGuestStreamLive(b *testing.B, module []byte, config string, filters,
 	}
 	clock /= 1000
 	var in time.Duration
+	pick := rand.New(rand.NewPCG(1, 2)) // the same order every run
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -93,6 +103,9 @@ func benchGoGuestStreamLive(b *testing.B, module []byte, config string, filters,
 			other[j]++
 		}
 		k := i % live
+		if random && i >= live {
+			k = pick.IntN(live)
+		}
 		c, s := &chains[k], streams[k]
 		t0 := threadCPU()
 		ok := true
