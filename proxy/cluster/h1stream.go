@@ -45,10 +45,7 @@ var ErrBodyIdle = errors.New("upstream response body: idle timeout")
 // also when a parser wrapped the error in one of its own (fasthttp's
 // trailer reader does).
 func readTimedOut(err error) bool {
-	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
-		return true
-	}
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	return isTimeout(err) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // errBadChunk is a malformed chunked body. (fasthttp.ErrBrokenChunk{}
@@ -196,7 +193,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 				hc.ReleaseReader(br)
 			}
 			closeConn(hc, cc)
-			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			if isTimeout(err) {
 				return nil, fasthttp.ErrTimeout
 			}
 			// A reused connection the upstream closed as the request went:
@@ -250,7 +247,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 				pooled(cn)
 				releaseConn(hc, cc)
 			}
-			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			if isTimeout(err) {
 				err = fasthttp.ErrTimeout
 			}
 			return nil, err
