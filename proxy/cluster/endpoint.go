@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -92,7 +93,18 @@ func dialTimeout(timeout, bound time.Duration) time.Duration {
 
 // dial opens one pooled connection. It enforces the cluster-wide
 // max_connections breaker and connect_timeout, and counts connections.
+// timeout is what the request has left (0: no deadline of its own).
 func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	return e.dialCtx(context.Background(), addr, timeout)
+}
+
+// dialCtx is dial, ended early also by ctx. A dial the request's own
+// deadline or ctx cut short, before connect_timeout, says nothing about
+// the endpoint: it fails with a dialCutError (a timeout of the request,
+// not a connect failure), so a short route or per-try timeout does not
+// feed outlier detection with healthy endpoints. A dial that connect_timeout
+// ended, or that was refused or unreachable, is a DialError.
+func (e *Endpoint) dialCtx(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
 	c := e.c
 	if n := c.breakers.connections.Add(1); n > c.s.MaxConnections {
 		c.breakers.connections.Add(-1)
@@ -101,9 +113,13 @@ func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
 			c.name, e.addr, c.s.MaxConnections, ErrOverflow)
 	}
 	d := net.Dialer{Timeout: dialTimeout(timeout, c.s.ConnectTimeout), Resolver: c.resolver}
-	conn, err := d.Dial("tcp", addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		c.breakers.connections.Add(-1)
+		requestBound := timeout > 0 && timeout < c.s.ConnectTimeout
+		if (isTimeout(err) || errors.Is(err, context.Canceled)) && (requestBound || ctx.Err() != nil) {
+			return nil, &dialCutError{addr: addr, err: err}
+		}
 		return nil, &DialError{Addr: addr, Err: err}
 	}
 	c.stats.ConnectionsOpened.Add(1)

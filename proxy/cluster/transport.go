@@ -285,10 +285,10 @@ func (e *Endpoint) dialContext(ctx context.Context) (net.Conn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 		if timeout <= 0 {
-			return nil, &DialError{Addr: e.addr, Err: context.DeadlineExceeded}
+			return nil, &dialCutError{addr: e.addr, err: context.DeadlineExceeded}
 		}
 	}
-	return e.dial(e.addr, timeout)
+	return e.dialCtx(ctx, e.addr, timeout)
 }
 
 func (e *Endpoint) closeStreamTransports() {
