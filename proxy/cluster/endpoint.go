@@ -147,10 +147,28 @@ type countedConn struct {
 	used     bool
 	idleFrom time.Duration
 	peek     *idlePeek
+	// While a streamed response body is read (h1stream.go), bodyIdle is
+	// its idle bound: each read of the socket first pushes the read
+	// deadline that far ahead, once a tenth of it has gone by since
+	// bodyPushed, so that every wait on the upstream has its own bound
+	// however many reads one size line, CRLF or trailer block takes.
+	bodyIdle   time.Duration
+	bodyPushed time.Time
+}
+
+// paceReads sets the idle bound each read pushes the deadline by (0: none).
+func (cc *countedConn) paceReads(idle time.Duration) {
+	cc.bodyIdle, cc.bodyPushed = idle, time.Time{}
 }
 
 // Read reads from the upstream.
 func (cc *countedConn) Read(p []byte) (int, error) {
+	if cc.bodyIdle > 0 {
+		if now := time.Now(); now.Sub(cc.bodyPushed) > cc.bodyIdle/10 {
+			cc.bodyPushed = now
+			_ = cc.SetReadDeadline(now.Add(cc.bodyIdle))
+		}
+	}
 	if cc.sock != nil {
 		return cc.sock.Read(p)
 	}
