@@ -359,11 +359,7 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 	if err != nil {
 		cancel(nil)
 		if errors.Is(context.Cause(ctx), errRouteTimeout) || errors.Is(err, errRouteTimeout) {
-			if !cluster.DialCut(err) {
-				// An endpoint that was still being dialed had less than
-				// connect_timeout: its dial is not its failure.
-				ep.Report(0, fasthttp.ErrTimeout)
-			}
+			ep.Report(0, fasthttp.ErrTimeout)
 			cs.stats.Timeouts.Inc()
 			return resilience.Timeout, 0, -1
 		}

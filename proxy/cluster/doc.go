@@ -61,11 +61,8 @@
 // # Failures
 //
 // Classify sorts Do's errors into ConnectFailure, Timeout, Reset, Overflow
-// and Other for the retry policy; a dial the request's own deadline or
-// cancellation cut before connect_timeout is a Timeout (DialCut), not a
-// connect failure. Report feeds outlier detection: 5xx statuses, and
-// connect failures, timeouts and resets (as gateway errors; a cut dial is
-// none of them);
+// and Other for the retry policy. Report feeds outlier detection: 5xx
+// statuses, and connect failures, timeouts and resets (as gateway errors);
 // consecutive_5xx or consecutive_gateway_errors in a row eject the
 // endpoint for base_ejection_time × times ejected (at most
 // max_ejection_time), never more than max_ejection_percent of the cluster

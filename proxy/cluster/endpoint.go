@@ -93,17 +93,16 @@ func dialTimeout(timeout, bound time.Duration) time.Duration {
 
 // dial opens one pooled connection. It enforces the cluster-wide
 // max_connections breaker and connect_timeout, and counts connections.
-// timeout is what the request has left (0: no deadline of its own).
 func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	return e.dialCtx(context.Background(), addr, timeout)
 }
 
-// dialCtx is dial, ended early also by ctx. A dial the request's own
-// deadline or ctx cut short, before connect_timeout, says nothing about
-// the endpoint: it fails with a dialCutError (a timeout of the request,
-// not a connect failure), so a short route or per-try timeout does not
-// feed outlier detection with healthy endpoints. A dial that connect_timeout
-// ended, or that was refused or unreachable, is a DialError.
+// dialCtx is dial, ended early also by ctx (a stream's request that was
+// cancelled or timed out stops its dial at once). Whatever ended it, a
+// dial that did not connect is the endpoint's connect failure (DialError):
+// an endpoint that does not answer a SYN within the time the request had,
+// as a host that vanished without a reset does, is retried elsewhere at
+// once and fed to outlier detection, not waited on by every request.
 func (e *Endpoint) dialCtx(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
 	c := e.c
 	if n := c.breakers.connections.Add(1); n > c.s.MaxConnections {
@@ -116,10 +115,6 @@ func (e *Endpoint) dialCtx(ctx context.Context, addr string, timeout time.Durati
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		c.breakers.connections.Add(-1)
-		requestBound := timeout > 0 && timeout < c.s.ConnectTimeout
-		if (isTimeout(err) || errors.Is(err, context.Canceled)) && (requestBound || ctx.Err() != nil) {
-			return nil, &dialCutError{addr: addr, err: err}
-		}
 		return nil, &DialError{Addr: addr, Err: err}
 	}
 	c.stats.ConnectionsOpened.Add(1)

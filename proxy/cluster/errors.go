@@ -68,42 +68,9 @@ func (e *DialError) Error() string { return "connect to " + e.Addr + ": " + e.Er
 // Unwrap returns the dialer's error.
 func (e *DialError) Unwrap() error { return e.Err }
 
-// dialCutError is a dial that the request's own deadline or cancellation
-// ended before the cluster's connect_timeout did: the request timed out
-// (or went away) while connecting. Classify calls it a Timeout, and Report
-// does not hold it against the endpoint, which may just have had less
-// time than connect_timeout to answer.
-type dialCutError struct {
-	addr string
-	err  error
-}
-
-func (e *dialCutError) Error() string {
-	return "connect to " + e.addr + ": cut by the request's deadline: " + e.err.Error()
-}
-func (e *dialCutError) Unwrap() error { return e.err }
-func (e *dialCutError) Timeout() bool { return true }
-
-// cutTimeout is what classify returns for a dialCutError: a Timeout to
-// everyone but Report. It never leaves the package.
-const cutTimeout FailureKind = 255
-
 // Classify tells what kind of failure err is. It walks the wrap chain
 // without allocating, so the data path may call it per attempt.
 func Classify(err error) FailureKind {
-	if k := classify(err); k != cutTimeout {
-		return k
-	}
-	return Timeout
-}
-
-// DialCut reports whether err is a dial that the request's own deadline
-// or cancellation ended before connect_timeout: a timeout of the request
-// that Report does not count against the endpoint.
-func DialCut(err error) bool { return classify(err) == cutTimeout }
-
-// classify is Classify, with a cut dial told apart (cutTimeout).
-func classify(err error) FailureKind {
 	for depth := 0; err != nil && depth < 16; depth++ {
 		if k, ok := classifyOne(err); ok {
 			return k
@@ -113,7 +80,7 @@ func classify(err error) FailureKind {
 			err = u.Unwrap()
 		case interface{ Unwrap() []error }:
 			for _, e := range u.Unwrap() {
-				if k := classify(e); k != Other {
+				if k := Classify(e); k != Other {
 					return k
 				}
 			}
@@ -128,8 +95,6 @@ func classify(err error) FailureKind {
 // classifyOne looks at one link of an error chain.
 func classifyOne(err error) (FailureKind, bool) {
 	switch e := err.(type) {
-	case *dialCutError:
-		return cutTimeout, true
 	case *DialError:
 		return ConnectFailure, true
 	case fasthttp.ErrNothingRead, *fasthttp.ErrNothingRead,

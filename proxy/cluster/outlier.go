@@ -51,13 +51,12 @@ func compileOutlier(o config.OutlierDetection) (*outlierSettings, error) {
 // Report feeds passive outlier detection with the outcome of one attempt
 // on this endpoint: the upstream's status code, or err when there was no
 // response. Connect failures, timeouts and resets count as gateway errors
-// (and as 5xx); overflow (a breaker refused the attempt) and a dial the
-// request's own deadline cut before connect_timeout (DialCut) count as
+// (and as 5xx); overflow (a breaker refused the attempt) counts as
 // nothing. Report does not allocate unless it ejects.
 func (e *Endpoint) Report(status int, err error) {
 	gateway, failed := false, false
 	if err != nil {
-		switch classify(err) {
+		switch Classify(err) {
 		case ConnectFailure, Timeout, Reset:
 			gateway, failed = true, true
 		default:

@@ -455,8 +455,7 @@ func TestHTTP2NeedsALPN(t *testing.T) {
 }
 
 // dialContext gives up at once on a context already past its deadline,
-// without dialing (a timeout of the request, not the endpoint's connect
-// failure: DialCut), and dials within one that is not.
+// without dialing, and dials within one that is not.
 func TestDialContextDeadline(t *testing.T) {
 	var addr string
 	addr = serve(t, identity(&addr))
@@ -465,7 +464,8 @@ func TestDialContextDeadline(t *testing.T) {
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	conn, err := e.dialContext(ctx)
-	if conn != nil || !DialCut(err) || Classify(err) != Timeout || !errors.Is(err, context.DeadlineExceeded) {
+	var de *DialError
+	if conn != nil || !errors.As(err, &de) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("%v, %v", conn, err)
 	}
 	if n := c.stats.ConnectionsOpened.Load(); n != 0 {

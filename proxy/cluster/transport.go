@@ -308,7 +308,7 @@ func (e *Endpoint) dialContext(ctx context.Context) (net.Conn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 		if timeout <= 0 {
-			return nil, &dialCutError{addr: e.addr, err: context.DeadlineExceeded}
+			return nil, &DialError{Addr: e.addr, Err: context.DeadlineExceeded}
 		}
 	}
 	return e.dialCtx(ctx, e.addr, timeout)
