@@ -49,6 +49,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	weftBin := fs.String("weft-bin", "", "weft binary for `weft proxy` (default: go build ./cmd/weft once)")
 	selfBin := fs.String("self-bin", "", "binary that runs `bench upstream` and `bench transfer-client` (default: this one)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "per transfer")
+	peerList := fs.String("peers", "", "also through these proxies, each a leg of every pair (comma-separated): "+strings.Join(transferPeers, ", "))
 	keep := fs.Bool("keep", false, "keep the temp dir with the config and process logs, and print its path")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -74,6 +75,10 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	if len(directions) == 0 {
 		return errors.New("weft bench transfer: -dir: none selected")
+	}
+	peers, err := parsePeers(*peerList)
+	if err != nil {
+		return err
 	}
 	if *selfBin == "" {
 		self, err := os.Executable()
@@ -127,6 +132,16 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 
+	// The peers share weft's CPUs when pinning: each stands where weft does.
+	peerAddr, peerProc := map[string]string{}, map[string]*proc.Process{}
+	for _, name := range peers {
+		addr, p, err := startTransferPeer(ctx, env, name, upAddr)
+		if err != nil {
+			return fmt.Errorf("weft bench transfer: -peers %s: %w", name, err)
+		}
+		peerAddr[name], peerProc[name] = addr, p
+	}
+
 	t := &transferRun{
 		self: *selfBin, size: int64(*sizeMiB) << 20, ioSize: *ioSize, timeout: *timeout,
 		upstream: up, weft: weft, dir: tmp, stderr: stderr,
@@ -142,31 +157,43 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		*sizeMiB, *pairs, *ioSize>>10, placement, loadAverage())
 	for _, d := range directions {
 		var res []transferPair
+		legs := append([]string{"direct", "weft"}, peers...)
 		for i := 0; i < *pairs; i++ {
-			order := []string{"direct", "weft"}
-			if i%2 == 1 {
-				order = []string{"weft", "direct"}
-			}
-			var p transferPair
+			// Each pair starts one leg later than the last: with direct and
+			// weft alone, direct first in odd pairs and weft first in even.
+			order := append(append([]string(nil), legs[i%len(legs):]...), legs[:i%len(legs)]...)
+			p := transferPair{peers: map[string]transferLeg{}}
 			for _, leg := range order {
-				addr := upAddr
-				if leg == "weft" {
+				var addr string
+				var via *proc.Process
+				switch leg {
+				case "direct":
+					addr = upAddr
+				case "weft":
 					addr = listen
+				default:
+					addr, via = peerAddr[leg], peerProc[leg]
 				}
-				m, err := t.one(ctx, d, addr, leg == "weft")
+				m, err := t.one(ctx, d, addr, leg == "weft", via)
 				if err != nil {
 					return fmt.Errorf("weft bench transfer: %s %s, pair %d: %w", d, leg, i+1, err)
 				}
 				fmt.Fprintf(stderr, "%s pair %d %s: %.0f MiB/s\n", d, i+1, leg, m.mibps())
-				if leg == "weft" {
-					p.weft = m
-				} else {
+				switch leg {
+				case "direct":
 					p.direct = m
+				case "weft":
+					p.weft = m
+				default:
+					p.peers[leg] = m
 				}
 			}
 			res = append(res, p)
 		}
 		writeTransferTable(stdout, d, t.size, res)
+		for _, name := range peers {
+			writePeerTable(stdout, d, name, res)
+		}
 	}
 	fmt.Fprintf(stdout, "load average after: %s\n", loadAverage())
 	return nil
@@ -196,6 +223,8 @@ type transferLeg struct {
 	// machine); on loopback they are tail-loss probes fired because an ACK
 	// came late, i.e. a party was not running (-1: unknown).
 	retrans int64
+	// peer is the CPU of the peer proxy a -peers leg went through.
+	peer time.Duration
 }
 
 func (m transferLeg) mibps() float64 {
@@ -207,7 +236,10 @@ func (m transferLeg) perGiB(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * float64(1<<30) / float64(m.bytes))
 }
 
-type transferPair struct{ direct, weft transferLeg }
+type transferPair struct {
+	direct, weft transferLeg
+	peers        map[string]transferLeg // -peers legs, by name
+}
 
 // transferClientResult is what `weft bench transfer-client` prints.
 type transferClientResult struct {
@@ -216,7 +248,9 @@ type transferClientResult struct {
 	CPUNS     int64 `json:"cpu_ns"`
 }
 
-func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (transferLeg, error) {
+// one runs one transfer to addr: the upstream, weft (viaWeft) or a peer
+// proxy (via, whose CPU it measures).
+func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, via *proc.Process) (transferLeg, error) {
 	var out, errb bytes.Buffer
 	spec := proc.Spec{
 		Name: "client", Path: t.self, Dir: t.dir, CPUs: t.clientCPUs, Stdout: &out, Stderr: &errb,
@@ -230,6 +264,12 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	w0, err := t.weft.Usage()
 	if err != nil {
 		return transferLeg{}, err
+	}
+	var v0 proc.Usage
+	if via != nil {
+		if v0, err = via.Usage(); err != nil {
+			return transferLeg{}, err
+		}
 	}
 	r0 := retransSegs()
 	p, err := proc.Start(spec)
@@ -257,6 +297,12 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	if err != nil {
 		return transferLeg{}, err
 	}
+	var v1 proc.Usage
+	if via != nil {
+		if v1, err = via.Usage(); err != nil {
+			return transferLeg{}, err
+		}
+	}
 	if err := p.ExitErr(); err != nil {
 		return transferLeg{}, fmt.Errorf("client: %v: %s", err, strings.TrimSpace(errb.String()))
 	}
@@ -269,7 +315,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	}
 	m := transferLeg{
 		elapsed: time.Duration(res.ElapsedNS), bytes: res.Bytes, client: time.Duration(res.CPUNS),
-		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1,
+		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1, peer: v1.CPU - v0.CPU,
 	}
 	if r0 >= 0 && r1 >= r0 {
 		m.retrans = r1 - r0
