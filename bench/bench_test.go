@@ -481,6 +481,52 @@ func TestTransferCommand(t *testing.T) {
 	}
 }
 
+// -peers puts nginx and HAProxy legs in every pair, each with its own
+// table, and refuses a name it does not know.
+func TestTransferCommandPeers(t *testing.T) {
+	for _, peer := range transferPeers {
+		if _, err := lookPeer(peer, "/usr/sbin/"+peer); err != nil {
+			t.Skip(err)
+		}
+	}
+	bin := weftForTest(t)
+	var stdout, stderr bytes.Buffer
+	args := []string{"transfer", "-weft-bin", bin, "-self-bin", os.Args[0], "-mib", "2", "-pairs", "3", "-io-size", "65536", "-peers", "nginx,haproxy"}
+	if err := Command(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	for _, dir := range []string{"download", "upload"} {
+		for _, peer := range transferPeers {
+			if !strings.Contains(out, "\n"+dir+" through "+peer+" (") || !strings.Contains(out, "\n"+dir+": "+peer+" ÷ direct median") {
+				t.Errorf("no %s table for %s:\n%s", dir, peer, out)
+			}
+		}
+		for pair := 1; pair <= 3; pair++ {
+			for _, leg := range []string{"direct", "weft", "nginx", "haproxy"} {
+				if want := fmt.Sprintf("%s pair %d %s: ", dir, pair, leg); !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+		}
+	}
+	// Each pair starts one leg later: the second pair's first leg is weft.
+	if i, j := strings.Index(stderr.String(), "download pair 2 weft: "), strings.Index(stderr.String(), "download pair 2 direct: "); i < 0 || j < 0 || i > j {
+		t.Errorf("pair 2 did not start with weft:\n%s", stderr.String())
+	}
+}
+
+func TestParsePeers(t *testing.T) {
+	if got, err := parsePeers(" nginx, haproxy ,"); err != nil || strings.Join(got, ",") != "nginx,haproxy" {
+		t.Fatalf("parsePeers: %v, %v", got, err)
+	}
+	for in, want := range map[string]string{"envoy": `-peers: "envoy" is not one of nginx, haproxy`, "nginx,nginx": `-peers: "nginx" named twice`} {
+		if _, err := parsePeers(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parsePeers(%q) = %v, want %q", in, err, want)
+		}
+	}
+}
+
 // The transfer client fails a transfer that does not complete: an upload
 // larger than an unstreamed upstream accepts (it answers 413 or resets the
 // connection, whichever the client sees first).

@@ -238,6 +238,74 @@ func TestWeftSDKNoopScenario(t *testing.T) {
 	}
 }
 
+// Four no-op filters written with Weft's SDK let every request through
+// unchanged, and each of them is entered for every request.
+func TestWeftSDKNoop4Scenario(t *testing.T) {
+	s := startScenario(t, WeftWasmWeftSDKNoop(4))
+	s.wantFilterCalls(4, 20, 0)
+	if f := s.proxyConfig("weft"); f.Filters[3].Config != "noop" {
+		t.Fatalf("filter config %q", f.Filters[3].Config)
+	}
+}
+
+// The WAT no-op's filters each get exactly their six callbacks a request
+// (context create, request and response headers, log, done, delete: it
+// exports no body callback) and let every request through unchanged.
+func TestWATNoopScenarios(t *testing.T) {
+	startScenario(t, WeftWasmWAT(1)).wantFilterCalls(1, 20, 6)
+	startScenario(t, WeftWasmWAT(4)).wantFilterCalls(4, 20, 6)
+}
+
+// The C no-op's filters each get the seven callbacks a request the public
+// Go SDK's no-op gets (create, request headers, response headers and body,
+// log, done, delete) and let every request through unchanged.
+func TestCNoopScenarios(t *testing.T) {
+	startScenario(t, WeftWasmC(1)).wantFilterCalls(1, 20, 7)
+	startScenario(t, WeftWasmC(4)).wantFilterCalls(4, 20, 7)
+}
+
+// wantFilterCalls sends n requests through the scenario's n filters and
+// checks that every answer is the upstream's, that no filter trapped, and
+// that each filter's weft_wasm_plugin_calls_total grew by perRequest
+// callbacks a request (by at least one a request when perRequest is 0). A
+// stream's calls are counted when it ends, just after its answer is sent,
+// so the count is polled until it is reached or a generous deadline passes.
+func (s *started) wantFilterCalls(filters, n int, perRequest float64) {
+	s.t.Helper()
+	cfg := s.proxyConfig("weft")
+	if len(cfg.Listeners[0].Filters) != filters {
+		s.t.Fatalf("listener filters %v, want %d", cfg.Listeners[0].Filters, filters)
+	}
+	calls := func(name string) float64 {
+		return s.metric("weft", `weft_wasm_plugin_calls_total{plugin="`+name+`"}`)
+	}
+	before := make([]float64, filters)
+	for i, name := range cfg.Listeners[0].Filters {
+		before[i] = calls(name)
+	}
+	codes, body := s.get(s.url, n)
+	s.wantOK(codes, body, n)
+	for i, name := range cfg.Listeners[0].Filters {
+		want := perRequest * float64(n)
+		var got float64
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got = calls(name) - before[i]
+			if (perRequest == 0 && got >= float64(n)) || (perRequest != 0 && got >= want) || time.Now().After(deadline) {
+				break
+			}
+		}
+		switch {
+		case perRequest == 0 && got < float64(n):
+			s.t.Fatalf("filter %s: %v callbacks for %d requests, want at least one each", name, got, n)
+		case perRequest != 0 && got != want:
+			s.t.Fatalf("filter %s: %v callbacks for %d requests, want %v (%v each)", name, got, n, want, perRequest)
+		}
+	}
+	if t := s.metric("weft", `weft_wasm_events_total{event="trap"`); t != 0 {
+		s.t.Fatalf("the filters trapped %v times", t)
+	}
+}
+
 // Two sidecars chained: with mTLS, B refuses plaintext and A's config
 // pins B's SPIFFE ID; without, B answers plaintext.
 func TestTwoHopScenarios(t *testing.T) {
@@ -371,7 +439,7 @@ func TestPeerScenarios(t *testing.T) {
 func TestFilterCommand(t *testing.T) {
 	weft := weftForTest(t)
 	r := testRunner(t, false, nil)
-	module, err := r.buildGuest(context.Background(), r.opts.Logger, ".", "./plugins/fault")
+	module, err := r.buildGuest(context.Background(), r.opts.Logger, ".", "./plugins/fault", goGuest("./plugins/fault"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	weftBin := fs.String("weft-bin", "", "weft binary for `weft proxy` (default: go build ./cmd/weft once)")
 	selfBin := fs.String("self-bin", "", "binary that runs `bench upstream` and `bench transfer-client` (default: this one)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "per transfer")
+	peerList := fs.String("peers", "", "also through these proxies, each a leg of every pair (comma-separated): "+strings.Join(transferPeers, ", "))
 	keep := fs.Bool("keep", false, "keep the temp dir with the config and process logs, and print its path")
 	remote := fs.Bool("remote-netns", false, "run the upstream in a network namespace of its own behind a veth pair (root; ip), as an upstream on another host: the client reaches weft on loopback, weft and the direct leg reach the upstream over the veth")
 	linkRate := fs.String("link-rate", "", "with -remote-netns: shape the veth to this rate in both directions with tc tbf (e.g. 25gbit, 10gbit, 1gbit; default unshaped)")
@@ -80,6 +81,10 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		return errors.New("weft bench transfer: -dir: none selected")
 	}
 	link, err := parseLinkFlags(*remote, *linkRate, *linkDelay, *linkRPS)
+	if err != nil {
+		return err
+	}
+	peers, err := parsePeers(*peerList)
 	if err != nil {
 		return err
 	}
@@ -157,6 +162,16 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 
+	// The peers share weft's CPUs when pinning: each stands where weft does.
+	peerAddr, peerProc := map[string]string{}, map[string]*proc.Process{}
+	for _, name := range peers {
+		addr, p, err := startTransferPeer(ctx, env, name, upAddr)
+		if err != nil {
+			return fmt.Errorf("weft bench transfer: -peers %s: %w", name, err)
+		}
+		peerAddr[name], peerProc[name] = addr, p
+	}
+
 	t := &transferRun{
 		self: *selfBin, size: int64(*sizeMiB) << 20, ioSize: *ioSize, timeout: *timeout,
 		upstream: up, weft: weft, dir: tmp, stderr: stderr, remote: link != nil,
@@ -175,31 +190,43 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	for _, d := range directions {
 		var res []transferPair
+		legs := append([]string{"direct", "weft"}, peers...)
 		for i := 0; i < *pairs; i++ {
-			order := []string{"direct", "weft"}
-			if i%2 == 1 {
-				order = []string{"weft", "direct"}
-			}
-			var p transferPair
+			// Each pair starts one leg later than the last: with direct and
+			// weft alone, direct first in odd pairs and weft first in even.
+			order := append(append([]string(nil), legs[i%len(legs):]...), legs[:i%len(legs)]...)
+			p := transferPair{peers: map[string]transferLeg{}}
 			for _, leg := range order {
-				addr := upAddr
-				if leg == "weft" {
+				var addr string
+				var via *proc.Process
+				switch leg {
+				case "direct":
+					addr = upAddr
+				case "weft":
 					addr = listen
+				default:
+					addr, via = peerAddr[leg], peerProc[leg]
 				}
-				m, err := t.one(ctx, d, addr, leg == "weft")
+				m, err := t.one(ctx, d, addr, leg == "weft", via)
 				if err != nil {
 					return fmt.Errorf("weft bench transfer: %s %s, pair %d: %w", d, leg, i+1, err)
 				}
 				fmt.Fprintf(stderr, "%s pair %d %s: %.0f MiB/s\n", d, i+1, leg, m.mibps())
-				if leg == "weft" {
-					p.weft = m
-				} else {
+				switch leg {
+				case "direct":
 					p.direct = m
+				case "weft":
+					p.weft = m
+				default:
+					p.peers[leg] = m
 				}
 			}
 			res = append(res, p)
 		}
 		writeTransferTable(stdout, d, t.size, res, link != nil)
+		for _, name := range peers {
+			writePeerTable(stdout, d, name, res)
+		}
 	}
 	fmt.Fprintf(stdout, "load average after: %s\n", loadAverage())
 	return nil
@@ -236,6 +263,8 @@ type transferLeg struct {
 	// every process's, and softirq work charged to none, such as a
 	// steered packet's on an idle CPU); shown with -remote-netns.
 	host time.Duration
+	// peer is the CPU of the peer proxy a -peers leg went through.
+	peer time.Duration
 }
 
 func (m transferLeg) mibps() float64 {
@@ -247,7 +276,10 @@ func (m transferLeg) perGiB(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * float64(1<<30) / float64(m.bytes))
 }
 
-type transferPair struct{ direct, weft transferLeg }
+type transferPair struct {
+	direct, weft transferLeg
+	peers        map[string]transferLeg // -peers legs, by name
+}
 
 // transferClientResult is what `weft bench transfer-client` prints.
 type transferClientResult struct {
@@ -256,7 +288,9 @@ type transferClientResult struct {
 	CPUNS     int64 `json:"cpu_ns"`
 }
 
-func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (transferLeg, error) {
+// one runs one transfer to addr: the upstream, weft (viaWeft) or a peer
+// proxy (via, whose CPU it measures).
+func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, via *proc.Process) (transferLeg, error) {
 	var out, errb bytes.Buffer
 	spec := proc.Spec{
 		Name: "client", Path: t.self, Dir: t.dir, CPUs: t.clientCPUs, Stdout: &out, Stderr: &errb,
@@ -270,6 +304,12 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	w0, err := t.weft.Usage()
 	if err != nil {
 		return transferLeg{}, err
+	}
+	var v0 proc.Usage
+	if via != nil {
+		if v0, err = via.Usage(); err != nil {
+			return transferLeg{}, err
+		}
 	}
 	r0, h0 := t.retrans(), hostBusy()
 	p, err := proc.Start(spec)
@@ -297,6 +337,12 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	if err != nil {
 		return transferLeg{}, err
 	}
+	var v1 proc.Usage
+	if via != nil {
+		if v1, err = via.Usage(); err != nil {
+			return transferLeg{}, err
+		}
+	}
 	if err := p.ExitErr(); err != nil {
 		return transferLeg{}, fmt.Errorf("client: %v: %s", err, strings.TrimSpace(errb.String()))
 	}
@@ -309,7 +355,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool) (
 	}
 	m := transferLeg{
 		elapsed: time.Duration(res.ElapsedNS), bytes: res.Bytes, client: time.Duration(res.CPUNS),
-		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1, host: -1,
+		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1, host: -1, peer: v1.CPU - v0.CPU,
 	}
 	if h0 >= 0 && h1 >= h0 {
 		m.host = h1 - h0

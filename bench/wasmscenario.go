@@ -83,18 +83,34 @@ func buildNoopGuest(ctx context.Context, env *Env) (string, error) {
 // the module's absolute path. Outside the source tree, or
 // without a Go toolchain, it returns a skip.
 func (e *Env) BuildGuest(ctx context.Context, dir, pkg string) (string, error) {
+	return e.buildModule(ctx, "go", dir, pkg, goGuest(pkg))
+}
+
+// goGuest builds the Go package pkg of the module at modDir.
+func goGuest(pkg string) func(ctx context.Context, root, modDir string) (wasmbuild.Module, error) {
+	return func(ctx context.Context, _, modDir string) (wasmbuild.Module, error) {
+		return wasmbuild.Go(ctx, wasmbuild.Options{Dir: modDir, Package: pkg})
+	}
+}
+
+// buildModule builds the guest source pkg (relative to dir, itself
+// relative to the weft module's root) of language lang with build (given
+// the module's root and dir made absolute), once per run, and returns the
+// module's absolute path. Outside the source tree, without the source or
+// without the language's toolchain, it returns a skip.
+func (e *Env) buildModule(ctx context.Context, lang, dir, pkg string, build func(ctx context.Context, root, modDir string) (wasmbuild.Module, error)) (string, error) {
 	e.r.guestsMu.Lock()
 	if e.r.guests == nil {
 		e.r.guests = map[string]*guestBuild{}
 	}
-	key := dir + "\x00" + pkg
+	key := lang + "\x00" + dir + "\x00" + pkg
 	b := e.r.guests[key]
 	if b == nil {
 		b = &guestBuild{}
 		e.r.guests[key] = b
 	}
 	e.r.guestsMu.Unlock()
-	b.once.Do(func() { b.path, b.err = e.r.buildGuest(ctx, e.Logger, dir, pkg) })
+	b.once.Do(func() { b.path, b.err = e.r.buildGuest(ctx, e.Logger, dir, pkg, build) })
 	if b.err != nil {
 		return "", fmt.Errorf("scenario %q: %w", e.name, b.err)
 	}
@@ -108,7 +124,7 @@ type guestBuild struct {
 	err  error
 }
 
-func (r *runner) buildGuest(ctx context.Context, log *zap.Logger, dir, pkg string) (string, error) {
+func (r *runner) buildGuest(ctx context.Context, log *zap.Logger, dir, pkg string, build func(ctx context.Context, root, modDir string) (wasmbuild.Module, error)) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", Skipf("the Wasm guest %s is built from the source tree: %v", pkg, err)
@@ -118,7 +134,7 @@ func (r *runner) buildGuest(ctx context.Context, log *zap.Logger, dir, pkg strin
 		return "", Skipf("no guest source: %v", err)
 	}
 	start := time.Now()
-	m, err := wasmbuild.Go(ctx, wasmbuild.Options{Dir: modDir, Package: pkg})
+	m, err := build(ctx, root, modDir)
 	if errors.Is(err, wasmbuild.ErrToolchainMissing) {
 		return "", Skipf("building the Wasm guest %s: %v", pkg, err)
 	}

@@ -52,22 +52,29 @@ func TestCommandOnEtcdWithTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errw syncBuffer
-	done := make(chan error, 1)
+	data := t.TempDir()
+	var ended error // set before finished is closed
+	finished := make(chan struct{})
 	go func() {
-		done <- control.Command(ctx, []string{"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-log-level", "warn",
+		defer close(finished)
+		ended = control.Command(ctx, []string{"-addr", "127.0.0.1:0", "-data", data, "-log-level", "warn",
 			"-store", "etcd://" + strings.Join(eps, ","), "-etcd-ca", files.CA, "-etcd-cert", files.ClientCert, "-etcd-key", files.ClientKey,
 			"-ca-encryption-key-file", keyFile}, &out, &errw)
 	}()
+	// The command stops whatever the outcome, before etcd's and the data
+	// directory's cleanups (registered earlier) run.
+	t.Cleanup(func() { cancel(); <-finished })
 	meshtest.Eventually(t, "the command to start on etcd", func() bool {
 		select {
-		case err := <-done:
-			t.Fatalf("the command ended: %v\n%s", err, errw.String())
+		case <-finished:
+			t.Fatalf("the command ended: %v\n%s", ended, errw.String())
 		default:
 		}
 		return strings.Contains(out.String(), "store etcd://") && strings.Contains(out.String(), "admin token")
 	})
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("shutdown: %v", err)
+	<-finished
+	if ended != nil {
+		t.Fatalf("shutdown: %v", ended)
 	}
 }

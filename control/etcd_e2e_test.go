@@ -241,6 +241,12 @@ func propagate(t *testing.T, write, watch *server.Server, v1, v2, name string, n
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// The load stops whatever the outcome (a t.Fatal runs defers too),
+	// before the deferred stop of this run's sidecars above: not in
+	// t.Cleanup, which would run only after the test's other runs.
+	var stopOnce sync.Once
+	stopLoad := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+	defer stopLoad()
 	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func() {
@@ -265,8 +271,6 @@ func propagate(t *testing.T, write, watch *server.Server, v1, v2, name string, n
 		w1 := []int{0, 100}[i%2]
 		t0 := time.Now()
 		if code, out := putRule(t, write.URL(), w1, 100-w1, 0); code != 200 {
-			close(stop)
-			wg.Wait()
 			t.Fatalf("%s: change %d: %d %s", name, i, code, out)
 		}
 		api = append(api, time.Since(t0))
@@ -274,16 +278,13 @@ func propagate(t *testing.T, write, watch *server.Server, v1, v2, name string, n
 		deadline := time.Now().Add(30 * time.Second)
 		for !allApplied(scs, want) {
 			if time.Now().After(deadline) {
-				close(stop)
-				wg.Wait()
 				t.Fatalf("%s: change %d (version %s) not applied everywhere after 30s", name, i, want)
 			}
 			time.Sleep(time.Millisecond)
 		}
 		took = append(took, time.Since(t0))
 	}
-	close(stop)
-	wg.Wait()
+	stopLoad()
 	if failed.Load() != 0 {
 		t.Fatalf("%s: %d of %d requests failed; first: %v", name, failed.Load(), total.Load(), firstErr.Load())
 	}

@@ -47,6 +47,11 @@ func TestPropagation(t *testing.T) {
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// The load stops when the test ends, whatever the outcome, before the
+	// sidecars' own cleanups (registered earlier) run.
+	var stopOnce sync.Once
+	stopLoad := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+	t.Cleanup(stopLoad)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
@@ -72,8 +77,6 @@ func TestPropagation(t *testing.T) {
 		w1 := []int{0, 100}[i%2]
 		t0 := time.Now()
 		if code, out := putRule(t, cp.URL(), w1, 100-w1, 0); code != 200 {
-			close(stop)
-			wg.Wait()
 			t.Fatalf("change %d: %d %s", i, code, out)
 		}
 		api = append(api, time.Since(t0))
@@ -83,16 +86,13 @@ func TestPropagation(t *testing.T) {
 		deadline := time.Now().Add(15 * time.Second)
 		for !allApplied(scs, want) {
 			if time.Now().After(deadline) {
-				close(stop)
-				wg.Wait()
 				t.Fatalf("change %d (version %s) not applied everywhere after 15s", i, want)
 			}
 			time.Sleep(time.Millisecond)
 		}
 		took = append(took, time.Since(t0))
 	}
-	close(stop)
-	wg.Wait()
+	stopLoad()
 
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
 	sort.Slice(api, func(i, j int) bool { return api[i] < api[j] })

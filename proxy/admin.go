@@ -77,7 +77,7 @@ var (
 	descStaleConns = prometheus.NewDesc("weft_upstream_pooled_conns_stale_total",
 		"Pooled upstream connections found closed by the upstream when taken for a request, and closed unused.", []string{"cluster"}, nil)
 	descPooledRetries = prometheus.NewDesc("weft_upstream_pooled_conn_retries_total",
-		"Requests sent again on another connection after the reused one broke before any byte of the answer (not retries of the route's policy).", []string{"cluster"}, nil)
+		"Requests sent again on another connection by the connection pool (a reused connection that broke before any byte of the answer, an HTTP/2 stream the upstream did not process): not retries of the route's policy.", []string{"cluster"}, nil)
 )
 
 func collectCluster(ch chan<- prometheus.Metric, cs *clusterState) {

@@ -208,6 +208,43 @@ func TestPooledConnClosedThroughProxy(t *testing.T) {
 	}
 }
 
+// The same through net/http's transport (an HTTP/2 client to an HTTP/1.1
+// cluster): the upstream closes the reused connection as the second GET
+// reaches it, the transport sends the GET again on a new connection by
+// its own rule, and that is counted as the HTTP/1.1 pool's re-send is
+// (weft_upstream_pooled_conn_retries_total), not as a retry of the
+// route's policy, and nothing is fed to outlier detection.
+func TestPooledConnClosedThroughProxyHTTP2Client(t *testing.T) {
+	u := startClosingUpstream(t, "FIN on the request", 0)
+	p, url := startProxy(t, pooledConnConfig, map[string]string{"up": u.addr})
+	c := h2cClient()
+	t.Cleanup(c.CloseIdleConnections)
+	for _, path := range []string{"/one", "/two"} {
+		resp, err := c.Get(url + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(body) != "ok" || resp.ProtoMajor != 2 {
+			t.Fatalf("GET %s: HTTP/%d %d %q %v, want HTTP/2 200 ok", path, resp.ProtoMajor, resp.StatusCode, body, err)
+		}
+	}
+	select {
+	case <-u.ended:
+	default:
+		t.Fatal("the upstream did not close the first connection on the second GET: the test proves nothing")
+	}
+	s := readPooledStats(t, p)
+	if s.retried != 1 || s.policyRetries != 0 || s.failures != 0 {
+		t.Fatalf("%v requests sent again, %v route-policy retries, %v failures fed to outlier detection: want 1, 0, 0",
+			s.retried, s.policyRetries, s.failures)
+	}
+	if n := u.conns.Load(); n != 2 {
+		t.Fatalf("%d upstream connections, want 2", n)
+	}
+}
+
 // A POST whose body streams from the client and was partly sent when the
 // upstream reset the reused connection is not sent again: the client gets
 // the reset's answer (502), and the upstream never sees a second try.

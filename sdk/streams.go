@@ -22,7 +22,16 @@ type streamRec struct {
 	contextless bool
 }
 
-const streamSlots = 64
+// streamSlots is how many consecutive context ids the table holds. A VM's
+// live streams are every request in flight times the filters sharing the
+// VM, each taking its own id (the host numbers them in order): four
+// filters with 64 requests in flight span ~256 ids, and with 64 slots
+// most streams went to the map (a map insert, delete and a 48-byte
+// record allocated per stream: +1.2 µs per filter end to end,
+// docs/benchmarks.md "Wasm cost, round 8"). A record is 48 bytes, so the
+// table is 48 KiB of the guest's zeroed memory, touched only as far as ids
+// reach.
+const streamSlots = 1024
 
 // Stream slots that are no index of streamTable.slots.
 const (

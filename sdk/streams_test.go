@@ -45,3 +45,36 @@ func TestStreamTable(t *testing.T) {
 		t.Errorf("a freed entry was not reused: slot %d", slot)
 	}
 }
+
+// TestStreamTableFourFilters: four filters sharing a VM with 64 requests in
+// flight, each request's streams taking four consecutive ids after the
+// roots' (the host's order) and the oldest request ending as a new one
+// starts, keep every stream in the array: none goes to the map.
+func TestStreamTableFourFilters(t *testing.T) {
+	const filters, inFlight = 4, 64
+	var tb streamTable
+	live := map[uint32]*streamRec{}
+	next := uint32(filters + 1) // the roots are 1..4
+	for req := 0; req < 10*inFlight; req++ {
+		if req >= inFlight {
+			// The oldest request in flight ends.
+			old := next - inFlight*filters
+			for id := old; id < old+filters; id++ {
+				tb.remove(live[id])
+				delete(live, id)
+			}
+		}
+		for f := 0; f < filters; f++ {
+			r, slot := tb.add(next)
+			if slot == overflowSlot {
+				t.Fatalf("request %d, stream %d: in the map with %d streams live", req, next, len(live))
+			}
+			r.s, r.id = &Stream{id: next, slot: slot}, next
+			live[next] = r
+			next++
+		}
+	}
+	if n := tb.len(); n != inFlight*filters || len(tb.more) != 0 {
+		t.Fatalf("len %d, %d in the map; want %d, none", tb.len(), len(tb.more), inFlight*filters)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,9 +196,16 @@ func TestEtcdReplicaKilledUnderWeightChanges(t *testing.T) {
 	if _, err := a.Apply(Change{Who: "t", Source: SourceAPI, Puts: res(t, web)}); err != nil {
 		t.Fatal(err)
 	}
-	seen := make(chan []int)
+	seen := make(chan []int, 1)
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	finished := make(chan struct{})
+	stopObserver := func() { stopOnce.Do(func() { close(stop) }); <-finished }
+	// The observer stops whatever the outcome, before the replicas'
+	// cleanups (registered earlier) run.
+	t.Cleanup(stopObserver)
 	go func() {
+		defer close(finished)
 		var ws []int
 		for {
 			changed := obs.Changed()
@@ -233,7 +241,7 @@ func TestEtcdReplicaKilledUnderWeightChanges(t *testing.T) {
 		lastRev = r.Revision
 	}
 	waitRev(t, obs, lastRev)
-	close(stop)
+	stopObserver()
 	ws := <-seen
 	for i := 1; i < len(ws); i++ {
 		if ws[i] < ws[i-1] {

@@ -3,16 +3,20 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/loopback"
 )
 
 // dnsServer is a tiny authoritative DNS server on 127.0.0.1 (UDP) that
@@ -109,20 +113,11 @@ func (s *dnsServer) answer(q []byte) []byte {
 
 func TestDNSRefresh(t *testing.T) {
 	// Real upstreams on 127.0.0.2-4 with one port, as a DNS name would give.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
-		l, err := net.Listen("tcp4", net.JoinHostPort(ip, strconv.Itoa(port)))
-		if err != nil {
-			t.Skipf("cannot listen on %s:%d: %v", ip, port, err)
-		}
-		_ = l.Close()
-		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		serveAt(t, addr, identity(&addr))
+	lns := listenShared(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
+	port := lns[0].Addr().(*net.TCPAddr).Port
+	for _, ln := range lns {
+		addr := ln.Addr().String()
+		serveOn(t, ln, identity(&addr))
 	}
 	dns := newDNSServer(t)
 	dns.set(false, "127.0.0.3", "127.0.0.2")
@@ -175,12 +170,44 @@ func TestDNSRefresh(t *testing.T) {
 	}
 }
 
-// serveAt is serve on a chosen address.
-func serveAt(t *testing.T, addr string, h fasthttp.RequestHandler) {
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
+// listenShared listens on one port on each of ips. The port is held
+// meanwhile: bound on 127.0.0.1 without listening (loopback.RefusedAddr),
+// so no listener on port 0 nor outgoing connection takes it between its
+// choice and the listens. (This test listened on 127.0.0.1:0, closed it
+// and listened again on the port: whoever came in between took it.) It
+// skips the test when the host cannot listen on those addresses.
+func listenShared(t *testing.T, ips ...string) []net.Listener {
+	for range 5 {
+		held, release, err := loopback.RefusedAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(held)
+		var lns []net.Listener
+		for _, ip := range ips {
+			l, err := net.Listen("tcp4", net.JoinHostPort(ip, port))
+			if err != nil {
+				if !errors.Is(err, syscall.EADDRINUSE) {
+					t.Skipf("cannot listen on %s: %v", ip, err)
+				}
+				break
+			}
+			lns = append(lns, l)
+		}
+		release()
+		if len(lns) == len(ips) {
+			return lns
+		}
+		for _, l := range lns {
+			_ = l.Close()
+		}
 	}
+	t.Skip("no port free on all of " + strings.Join(ips, ", ") + " in 5 tries")
+	return nil
+}
+
+// serveOn serves h on ln until the test ends.
+func serveOn(t *testing.T, ln net.Listener, h fasthttp.RequestHandler) {
 	s := &fasthttp.Server{Handler: h, CloseOnShutdown: true, MaxIdleWorkerDuration: 50 * time.Millisecond}
 	done := make(chan struct{})
 	go func() {

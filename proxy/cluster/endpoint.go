@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -93,6 +94,16 @@ func dialTimeout(timeout, bound time.Duration) time.Duration {
 // dial opens one pooled connection. It enforces the cluster-wide
 // max_connections breaker and connect_timeout, and counts connections.
 func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	return e.dialCtx(context.Background(), addr, timeout)
+}
+
+// dialCtx is dial, ended early also by ctx (a stream's request that was
+// cancelled or timed out stops its dial at once). Whatever ended it, a
+// dial that did not connect is the endpoint's connect failure (DialError):
+// an endpoint that does not answer a SYN within the time the request had,
+// as a host that vanished without a reset does, is retried elsewhere at
+// once and fed to outlier detection, not waited on by every request.
+func (e *Endpoint) dialCtx(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
 	c := e.c
 	if n := c.breakers.connections.Add(1); n > c.s.MaxConnections {
 		c.breakers.connections.Add(-1)
@@ -101,7 +112,7 @@ func (e *Endpoint) dial(addr string, timeout time.Duration) (net.Conn, error) {
 			c.name, e.addr, c.s.MaxConnections, ErrOverflow)
 	}
 	d := net.Dialer{Timeout: dialTimeout(timeout, c.s.ConnectTimeout), Resolver: c.resolver}
-	conn, err := d.Dial("tcp", addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		c.breakers.connections.Add(-1)
 		return nil, &DialError{Addr: addr, Err: err}
@@ -131,10 +142,28 @@ type countedConn struct {
 	used     bool
 	idleFrom time.Duration
 	peek     *idlePeek
+	// While a streamed response body is read (h1stream.go), bodyIdle is
+	// its idle bound: each read of the socket first pushes the read
+	// deadline that far ahead, once a tenth of it has gone by since
+	// bodyPushed, so that every wait on the upstream has its own bound
+	// however many reads one size line, CRLF or trailer block takes.
+	bodyIdle   time.Duration
+	bodyPushed time.Time
+}
+
+// paceReads sets the idle bound each read pushes the deadline by (0: none).
+func (cc *countedConn) paceReads(idle time.Duration) {
+	cc.bodyIdle, cc.bodyPushed = idle, time.Time{}
 }
 
 // Read reads from the upstream.
 func (cc *countedConn) Read(p []byte) (int, error) {
+	if cc.bodyIdle > 0 {
+		if now := time.Now(); now.Sub(cc.bodyPushed) > cc.bodyIdle/10 {
+			cc.bodyPushed = now
+			_ = cc.SetReadDeadline(now.Add(cc.bodyIdle))
+		}
+	}
 	if cc.sock != nil {
 		return cc.sock.Read(p)
 	}

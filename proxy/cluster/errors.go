@@ -121,8 +121,15 @@ func classifyOne(err error) (FailureKind, bool) {
 	case fasthttp.ErrConnectionClosed, io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, errBadChunk:
 		return Reset, true
 	}
-	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+	if isTimeout(err) {
 		return Timeout, true
 	}
 	return Other, false
+}
+
+// isTimeout reports whether err itself (not what it wraps) says it is a
+// timeout, as net's and os's deadline errors do.
+func isTimeout(err error) bool {
+	t, ok := err.(interface{ Timeout() bool })
+	return ok && t.Timeout()
 }

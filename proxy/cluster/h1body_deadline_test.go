@@ -66,3 +66,72 @@ func TestDoStreamConsumerPauseNotCut(t *testing.T) {
 		t.Fatalf("after the consumer's pause: %q, %v; want world and io.EOF", rest, err)
 	}
 }
+
+// The read path (not spliced) gives each wait on the upstream its own idle
+// bound, as the spliced one does (TestSpliceChunksEachWaitHasItsOwnDeadline):
+// a size line, a CRLF or the trailers sent a piece at a time, each pause
+// shorter than the idle timeout and all of them longer, arrive whole,
+// although one Read waits through several socket reads for them.
+func TestDoStreamEachWaitHasItsOwnDeadline(t *testing.T) {
+	const idle = 2 * time.Second
+	const pause = 1100 * time.Millisecond // two are 2.2 s
+	for _, tc := range []struct {
+		name  string
+		parts []string // the first with the headers
+		body  string
+	}{
+		{"size line byte by byte", []string{chunkedHead + "1", "0", "\r", "\n0123456789abcdef\r\n0\r\n\r\n"}, "0123456789abcdef"},
+		{"CRLF and next size line", []string{chunkedHead + "5\r\nhello", "\r", "\n5", "\r\nworld\r\n0\r\n\r\n"}, "helloworld"},
+		{"trailers", []string{trailerHead + "5\r\nhello\r\n0\r\n", "X-T: v\r\n", "\r\n"}, "hello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, e, gate := spliceCluster(t, idle, tc.parts)
+			rb, resp := streamGet(t, e, "/paced", nil)
+			t.Cleanup(func() { _ = rb.Close() })
+			stop := make(chan struct{})
+			paced := make(chan struct{})
+			go func() {
+				defer close(paced)
+				for range len(tc.parts) - 1 {
+					select {
+					case <-time.After(pause):
+					case <-stop:
+						return
+					}
+					gate <- struct{}{}
+				}
+			}()
+			t.Cleanup(func() { close(stop); <-paced })
+			got, err := io.ReadAll(rb)
+			if err != nil || string(got) != tc.body {
+				t.Fatalf("a paced body read: %q, %v; want %q whole", got, err, tc.body)
+			}
+			if tc.name == "trailers" && string(resp.Header.Peek("X-T")) != "v" {
+				t.Fatalf("trailer X-T %q, want v", resp.Header.Peek("X-T"))
+			}
+		})
+	}
+}
+
+// A size line sent a byte at a time that then stalls for longer than the
+// idle timeout is still cut (ErrBodyIdle), whatever came before the stall.
+func TestDoStreamStallAfterPacedBytesIsIdle(t *testing.T) {
+	_, e, gate := spliceCluster(t, 300*time.Millisecond, []string{chunkedHead + "1", "0", "\r\n0123456789abcdef\r\n0\r\n\r\n"})
+	rb, _ := streamGet(t, e, "/stall", nil)
+	t.Cleanup(func() { _ = rb.Close() })
+	read := make(chan error, 1)
+	go func() {
+		_, err := rb.Read(make([]byte, 64))
+		read <- err
+	}()
+	gate <- struct{}{} // "0", then nothing more
+	select {
+	case err := <-read:
+		if err != ErrBodyIdle {
+			t.Fatalf("a body stalled in its size line: %v, want ErrBodyIdle", err)
+		}
+	case <-time.After(30 * time.Second): // a safety net, not a measurement
+		t.Fatal("a body stalled in its size line was not cut at the idle timeout")
+	}
+}

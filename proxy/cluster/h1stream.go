@@ -45,10 +45,7 @@ var ErrBodyIdle = errors.New("upstream response body: idle timeout")
 // also when a parser wrapped the error in one of its own (fasthttp's
 // trailer reader does).
 func readTimedOut(err error) bool {
-	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
-		return true
-	}
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	return isTimeout(err) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // errBadChunk is a malformed chunked body. (fasthttp.ErrBrokenChunk{}
@@ -196,7 +193,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 				hc.ReleaseReader(br)
 			}
 			closeConn(hc, cc)
-			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			if isTimeout(err) {
 				return nil, fasthttp.ErrTimeout
 			}
 			// A reused connection the upstream closed as the request went:
@@ -250,7 +247,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 				pooled(cn)
 				releaseConn(hc, cc)
 			}
-			if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			if isTimeout(err) {
 				err = fasthttp.ErrTimeout
 			}
 			return nil, err
@@ -265,8 +262,14 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			b.chunked, b.left = true, 0
 		}
 		// The route deadline bounded the headers; the body has its idle
-		// bound, set per read.
+		// bound, set before each read of the socket: by the counted
+		// connection under cn (TLS or not), since one read of the body
+		// may take several (a size line, a CRLF, the trailers), or by
+		// pushRead where there is none.
 		_ = cn.SetReadDeadline(time.Time{})
+		if b.paced = countedUnder(cn); b.paced != nil {
+			b.paced.paceReads(idle)
+		}
 		return b, nil
 	}
 }
@@ -632,6 +635,19 @@ type h1Body[C conn] struct {
 	bufs   net.Buffers
 	capped cappedReader[C] // rd's source
 	rd     *bufio.Reader   // a spliced chunked body's reader, while it is spliced
+	// paced is the counted connection under cc, which pushes the read
+	// deadline before each socket read while the body is read (nil: none,
+	// pushRead does it per step).
+	paced *countedConn
+}
+
+// countedUnder is the counted connection c is or wraps (TLS), nil if none.
+func countedUnder(c net.Conn) *countedConn {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	cc, _ := c.(*countedConn)
+	return cc
 }
 
 // cappedReader hands out what pre holds, then reads r, at most max bytes
@@ -719,7 +735,7 @@ func (b *h1Body[C]) Read(p []byte) (n int, err error) {
 // still needs the socket): a wait never runs under a deadline pushed
 // before an earlier wait, or before the consumer's pause between reads.
 func (b *h1Body[C]) pushRead() {
-	if b.idle > 0 {
+	if b.idle > 0 && b.paced == nil {
 		if now := time.Now(); now.Sub(b.last) > b.idle/10 {
 			b.last = now
 			_ = b.cc.Conn().SetReadDeadline(now.Add(b.idle))
@@ -826,6 +842,9 @@ func (b *h1Body[C]) Close() error {
 		return nil
 	}
 	b.hc.ReleaseReader(b.br)
+	if b.paced != nil {
+		b.paced.paceReads(0) // the next request's reads are the route's
+	}
 	// A cluster replaced while the body streamed has closed its idle
 	// connections already: do not leave this one in its pool.
 	if b.eof && b.keep && b.err == nil && !b.e.c.closed.Load() {

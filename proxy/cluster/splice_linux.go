@@ -124,7 +124,7 @@ func (b *h1Body[C]) splice(src, dst *net.TCPConn, tick func()) (int64, error) {
 	b.left -= int(out)
 	splicedResponseBytes.Add(out)
 	if err != nil {
-		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() && !IsWriteError(err) {
+		if isTimeout(err) && !IsWriteError(err) {
 			err = ErrBodyIdle
 		}
 		return out, err

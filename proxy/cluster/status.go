@@ -35,7 +35,9 @@ type Stats struct {
 	StaleConnsClosed atomic.Uint64
 	// PooledConnRetries counts requests sent again on another connection
 	// because the reused one they went on broke before any byte of the
-	// answer came (pooledconn.go): not the route policy's retries.
+	// answer came (pooledconn.go, and net/http's transport by its own
+	// rule: countResends), or because an HTTP/2 upstream did not process
+	// their stream (h2client): not the route policy's retries.
 	PooledConnRetries atomic.Uint64
 }
 

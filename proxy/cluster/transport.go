@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,6 +124,9 @@ func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, er
 	if c.closed.Load() {
 		req.Close = true
 	}
+	if _, ok := t.(*http.Transport); ok {
+		req = e.countResends(req)
+	}
 	resp, err := t.RoundTrip(req)
 	if err != nil {
 		return nil, classifyStreamErr(req.Context(), err)
@@ -139,6 +143,22 @@ func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, er
 		return nil, classifyStreamErr(req.Context(), cerr)
 	}
 	return resp, nil
+}
+
+// countResends returns req traced so that each connection net/http's
+// transport takes for it after the first counts in PooledConnRetries: the
+// transport sends a request again on its own (a reused connection the
+// upstream closed as the request went, a GOAWAY), outside the route's
+// policy, as the HTTP/1.1 pool does (pooledconn.go), and is counted the
+// same. (weft's HTTP/2 client counts its own: Config.Resent.)
+func (e *Endpoint) countResends(req *http.Request) *http.Request {
+	var conns atomic.Int32
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+		if conns.Add(1) > 1 {
+			e.c.stats.PooledConnRetries.Add(1)
+		}
+	}}
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 }
 
 // activeBody ends the endpoint's active count when the body is closed.
@@ -253,6 +273,9 @@ func (e *Endpoint) h2Transport() *h2client.Transport {
 		// other streams for ever.
 		PingAfter:   30 * time.Second,
 		PingTimeout: 15 * time.Second,
+		// A stream the server did not process goes again on another
+		// connection, counted as the HTTP/1.1 pool's re-sends are.
+		Resent: func() { c.stats.PooledConnRetries.Add(1) },
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			conn, err := e.dialContext(ctx)
 			if err != nil {
@@ -288,7 +311,7 @@ func (e *Endpoint) dialContext(ctx context.Context) (net.Conn, error) {
 			return nil, &DialError{Addr: e.addr, Err: context.DeadlineExceeded}
 		}
 	}
-	return e.dial(e.addr, timeout)
+	return e.dialCtx(ctx, e.addr, timeout)
 }
 
 func (e *Endpoint) closeStreamTransports() {

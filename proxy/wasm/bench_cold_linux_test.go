@@ -1,6 +1,8 @@
 package wasm
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -31,6 +33,106 @@ func BenchmarkGoGuestStreamCold(b *testing.B) {
 	// callbacks return at once (it has no body callback: six entries).
 	b.Run("wat-hot", func(b *testing.B) { benchGoGuestStreamCold(b, wat(b, "noop"), 0) })
 	b.Run("wat-cold", func(b *testing.B) { benchGoGuestStreamCold(b, wat(b, "noop"), 4<<20) })
+}
+
+// BenchmarkGoGuestStreamLive is BenchmarkGoGuestStreamCold with many
+// requests in flight at once, as under load (`weft bench` keeps 64): each
+// op ends the oldest request's chain (response, log, done, delete) and
+// starts a new one in its place (create, request headers), so the guest's
+// context tables hold every live request's contexts, not one. A chain is
+// 1 or 4 filters of one module sharing a VM (the default): the public Go
+// SDK's no-op (gosdk), Weft's SDK's ("weftsdk", configured "noop") and
+// the WAT no-op (wat: the host's own path).
+// (Giving a finished stream's context id to the next one instead of ever
+// increasing ids was measured here and not kept: docs/benchmarks.md,
+// "Wasm cost, round 8".)
+func BenchmarkGoGuestStreamLive(b *testing.B) {
+	for _, g := range []struct {
+		name   string
+		module func(testing.TB) []byte
+		config string
+	}{
+		{"gosdk", func(t testing.TB) []byte { return guestbuild.GoSDK(t, "noop") }, ""},
+		{"weftsdk", func(t testing.TB) []byte { return guestbuild.WeftSDK(t, "callbacks") }, "noop"},
+		{"wat", func(t testing.TB) []byte { return wat(t, "noop") }, ""},
+	} {
+		for _, filters := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/filters=%d/live=64", g.name, filters), func(b *testing.B) {
+				benchGoGuestStreamLive(b, g.module(b), g.config, filters, 4<<20, 64, false)
+			})
+			// Requests ending in a random order, as they do (a slow
+			// upstream answer, a client that reads late): the live ids
+			// then span more than requests × filters.
+			b.Run(fmt.Sprintf("%s/filters=%d/live=64/random", g.name, filters), func(b *testing.B) {
+				benchGoGuestStreamLive(b, g.module(b), g.config, filters, 4<<20, 64, true)
+			})
+		}
+	}
+}
+
+func benchGoGuestStreamLive(b *testing.B, module []byte, config string, filters, evict, live int, random bool) {
+	rt := newRuntime(b)
+	plugins := make([]*Plugin, filters)
+	for i := range plugins {
+		plugins[i] = load(b, rt, PluginSpec{Name: fmt.Sprintf("f%d", i), Module: module, ShareVMs: true, PluginConfig: []byte(config)}, Env{})
+	}
+	streams := make([]*filter.Stream, live)
+	chains := make([]filter.Chain, live)
+	started := make([]bool, live)
+	for i := range streams {
+		s := newStream("/bench", "X-A", "1", "X-B", "2")
+		s.Response.SetStatusCode(200)
+		s.Response.SetBody([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
+		streams[i] = s
+	}
+	other := make([]byte, evict)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var clock time.Duration
+	for i := 0; i < 1000; i++ {
+		t0 := threadCPU()
+		clock += threadCPU() - t0
+	}
+	clock /= 1000
+	var in time.Duration
+	pick := rand.New(rand.NewPCG(1, 2)) // the same order every run
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < len(other); j += 64 {
+			other[j]++
+		}
+		k := i % live
+		if random && i >= live {
+			k = pick.IntN(live)
+		}
+		c, s := &chains[k], streams[k]
+		t0 := threadCPU()
+		ok := true
+		if started[k] {
+			ok = c.Encode(s) == filter.Continue
+			c.Finish(s)
+			c.Reset()
+		}
+		for _, p := range plugins {
+			c.Add(p, s)
+		}
+		ok = ok && c.DecodeFrom(s, 0) == filter.Continue
+		started[k] = true
+		in += threadCPU() - t0 - clock
+		if !ok {
+			b.Fatalf("not continue (plugin events: %s)", eventSummary(plugins[0]))
+		}
+	}
+	b.StopTimer()
+	for k := range chains {
+		if started[k] {
+			chains[k].Encode(streams[k])
+			chains[k].Finish(streams[k])
+			chains[k].Reset()
+		}
+	}
+	b.ReportMetric(float64(in.Nanoseconds())/float64(b.N), "request-cpu-ns/op")
 }
 
 func benchGoGuestStreamCold(b *testing.B, module []byte, evict int) {

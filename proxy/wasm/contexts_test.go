@@ -64,3 +64,42 @@ func TestStreamTable(t *testing.T) {
 		t.Error("a new stream did not take its free slot")
 	}
 }
+
+// TestStreamTableFourFilters: four filters sharing a VM with 64 requests in
+// flight, each request's streams taking four consecutive ids after the
+// roots' and the requests ending in a shuffled order within a window of
+// twice as many, keep every stream in the array: none goes to the map.
+func TestStreamTableFourFilters(t *testing.T) {
+	const filters, inFlight = 4, 64
+	var tb streamTable
+	var live [][]*streamFilter // requests in flight, oldest first
+	next := uint32(filters + 1)
+	for req := 0; req < 20*inFlight; req++ {
+		if len(live) == inFlight {
+			// One of the older half ends: not always the oldest.
+			i := (req * 7) % (inFlight / 2)
+			for _, f := range live[i] {
+				tb.remove(f)
+			}
+			live = append(live[:i], live[i+1:]...)
+		}
+		var r []*streamFilter
+		for i := 0; i < filters; i++ {
+			f := &streamFilter{id: next}
+			next++
+			tb.put(f)
+			r = append(r, f)
+		}
+		live = append(live, r)
+		if len(tb.more) != 0 {
+			t.Fatalf("request %d: %d streams in the map, %d live", req, len(tb.more), len(live)*filters)
+		}
+	}
+	for _, r := range live {
+		for _, f := range r {
+			if tb.get(f.id) != f {
+				t.Fatalf("stream %d not found", f.id)
+			}
+		}
+	}
+}

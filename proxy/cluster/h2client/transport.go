@@ -57,6 +57,10 @@ type Config struct {
 	// does not come in time (0: 30 s and 15 s).
 	PingAfter   time.Duration
 	PingTimeout time.Duration
+	// Resent, when set, is called each time RoundTrip sends a request
+	// again on another connection because the server did not process it
+	// (after its GOAWAY's last stream ID, or REFUSED_STREAM).
+	Resent func()
 }
 
 // Transport is an HTTP/2 client pool for one server address.
@@ -137,6 +141,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				r2 := *req
 				r2.Body = r.body
 				req = &r2
+			}
+			if t.cfg.Resent != nil {
+				t.cfg.Resent()
 			}
 			continue
 		}

@@ -49,7 +49,8 @@ func TestNewDefaults(t *testing.T) {
 // server's error, not the retry marker.
 func TestRefusedStreamRetriesBounded(t *testing.T) {
 	addr, peers := rawServer(t, 4096)
-	tr, _ := newTransport(t, addr, Config{})
+	var resent atomic.Int32
+	tr, _ := newTransport(t, addr, Config{Resent: func() { resent.Add(1) }})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://weft.test/x", nil)
@@ -88,6 +89,9 @@ func TestRefusedStreamRetriesBounded(t *testing.T) {
 	r := await(t, res)
 	if n := tries.Load(); n != 9 {
 		t.Fatalf("the request was sent %d times, want 9", n)
+	}
+	if n := resent.Load(); n != 8 {
+		t.Fatalf("Config.Resent called %d times, want 8 (each send after the first)", n)
 	}
 	var se http2.StreamError
 	if r.err == nil || !errors.As(r.err, &se) || se.Code != http2.ErrCodeRefusedStream {
