@@ -51,6 +51,10 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	timeout := fs.Duration("timeout", 5*time.Minute, "per transfer")
 	peerList := fs.String("peers", "", "also through these proxies, each a leg of every pair (comma-separated): "+strings.Join(transferPeers, ", "))
 	keep := fs.Bool("keep", false, "keep the temp dir with the config and process logs, and print its path")
+	remote := fs.Bool("remote-netns", false, "run the upstream in a network namespace of its own behind a veth pair (root; ip), as an upstream on another host: the client reaches weft on loopback, weft and the direct leg reach the upstream over the veth")
+	linkRate := fs.String("link-rate", "", "with -remote-netns: shape the veth to this rate in both directions with tc tbf (e.g. 25gbit, 10gbit, 1gbit; default unshaped)")
+	linkDelay := fs.Duration("link-delay", 0, "with -remote-netns: add this one-way delay on each side with tc netem (needs sch_netem)")
+	linkRPS := fs.Bool("link-rps", true, "with -remote-netns: steer each veth end's receive work by flow hash over all CPUs (RPS), as a NIC with RSS keeps a flow on one CPU; false: on the CPU that sent it, which a shaped veth reorders")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -76,6 +80,10 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if len(directions) == 0 {
 		return errors.New("weft bench transfer: -dir: none selected")
 	}
+	link, err := parseLinkFlags(*remote, *linkRate, *linkDelay, *linkRPS)
+	if err != nil {
+		return err
+	}
 	peers, err := parsePeers(*peerList)
 	if err != nil {
 		return err
@@ -98,6 +106,22 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	logger := newLogger(stderr, 0)
 	defer func() { _ = logger.Sync() }()
+	if link != nil && *pin {
+		link.hostCPUs, link.nsCPUs = *clientCPUs+","+*weftCPUs, *upstreamCPUs
+	}
+	if link != nil {
+		// Registered before the processes' stop, so it runs after it: the
+		// namespace goes once nothing runs in it. An interrupt cancels ctx
+		// (Command's signal handling) and returns through here too.
+		defer func() {
+			if terr := link.teardown(); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}()
+		if err := link.setup(ctx, stderr); err != nil {
+			return err
+		}
+	}
 	r := &runner{opts: Options{Pin: *pin, WeftBin: *weftBin, SelfBin: *selfBin, Logger: logger}, tmp: tmp}
 	env := &Env{Dir: tmp, Logger: logger, name: "transfer", r: r}
 	defer func() {
@@ -108,7 +132,13 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 
 	// The upstream, then weft, each on its own CPUs when pinning.
 	r.opts.ServerCPUs = *upstreamCPUs
-	up, upAddr, err := env.StartUpstreamProcess(ctx, "upstream", upstream.Config{StreamRequests: true})
+	var up *proc.Process
+	var upAddr string
+	if link != nil {
+		up, upAddr, err = env.startRemoteUpstream(ctx, link, upstream.Config{StreamRequests: true})
+	} else {
+		up, upAddr, err = env.StartUpstreamProcess(ctx, "upstream", upstream.Config{StreamRequests: true})
+	}
 	if err != nil {
 		return err
 	}
@@ -144,7 +174,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 
 	t := &transferRun{
 		self: *selfBin, size: int64(*sizeMiB) << 20, ioSize: *ioSize, timeout: *timeout,
-		upstream: up, weft: weft, dir: tmp, stderr: stderr,
+		upstream: up, weft: weft, dir: tmp, stderr: stderr, remote: link != nil,
 	}
 	if *pin {
 		t.clientCPUs = *clientCPUs
@@ -155,6 +185,9 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stdout, "weft bench transfer: %d MiB per transfer, %d pairs, client I/O %d KiB, %s; load average %s\n",
 		*sizeMiB, *pairs, *ioSize>>10, placement, loadAverage())
+	if link != nil {
+		fmt.Fprintf(stdout, "%s; weft on 127.0.0.1\n", link.describe())
+	}
 	for _, d := range directions {
 		var res []transferPair
 		legs := append([]string{"direct", "weft"}, peers...)
@@ -190,7 +223,7 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 			}
 			res = append(res, p)
 		}
-		writeTransferTable(stdout, d, t.size, res)
+		writeTransferTable(stdout, d, t.size, res, link != nil)
 		for _, name := range peers {
 			writePeerTable(stdout, d, name, res)
 		}
@@ -209,6 +242,9 @@ type transferRun struct {
 	upstream, weft *proc.Process
 	dir            string
 	stderr         io.Writer
+	// remote: the upstream is in its own network namespace, whose TCP
+	// counters are its own (/proc/PID/net/snmp).
+	remote bool
 }
 
 // transferLeg is one measured transfer.
@@ -223,6 +259,10 @@ type transferLeg struct {
 	// machine); on loopback they are tail-loss probes fired because an ACK
 	// came late, i.e. a party was not running (-1: unknown).
 	retrans int64
+	// host is the busy time of all CPUs during the transfer (/proc/stat:
+	// every process's, and softirq work charged to none, such as a
+	// steered packet's on an idle CPU); shown with -remote-netns.
+	host time.Duration
 	// peer is the CPU of the peer proxy a -peers leg went through.
 	peer time.Duration
 }
@@ -271,7 +311,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, v
 			return transferLeg{}, err
 		}
 	}
-	r0 := retransSegs()
+	r0, h0 := t.retrans(), hostBusy()
 	p, err := proc.Start(spec)
 	if err != nil {
 		return transferLeg{}, err
@@ -288,7 +328,7 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, v
 		return transferLeg{}, ctx.Err()
 	}
 	_ = p.Stop(stopGrace) // reaps; the client has exited
-	r1 := retransSegs()
+	r1, h1 := t.retrans(), hostBusy()
 	u1, err := t.upstream.Usage()
 	if err != nil {
 		return transferLeg{}, err
@@ -315,7 +355,10 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, v
 	}
 	m := transferLeg{
 		elapsed: time.Duration(res.ElapsedNS), bytes: res.Bytes, client: time.Duration(res.CPUNS),
-		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1, peer: v1.CPU - v0.CPU,
+		upstream: u1.CPU - u0.CPU, weft: w1.CPU - w0.CPU, retrans: -1, host: -1, peer: v1.CPU - v0.CPU,
+	}
+	if h0 >= 0 && h1 >= h0 {
+		m.host = h1 - h0
 	}
 	if r0 >= 0 && r1 >= r0 {
 		m.retrans = r1 - r0
@@ -326,10 +369,33 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, v
 	return m, nil
 }
 
-func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair) {
-	fmt.Fprintf(w, "\n%s, %d MiB each (CPU per GiB: /proc of the upstream and weft, getrusage of the client; retransmits: the host's, /proc/net/snmp)\n\n", dir, size>>20)
-	fmt.Fprintln(w, "| pair | direct MiB/s | weft MiB/s | weft ÷ direct | direct CPU ms/GiB: client · upstream | weft leg CPU ms/GiB: client · upstream · weft | TCP retransmits: direct · weft |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|---|")
+// retrans is the TCP segments retransmitted so far by the host's sockets
+// and, with the upstream in its own namespace, by the namespace's (-1 if
+// unknown).
+func (t *transferRun) retrans() int64 {
+	n := retransSegs("/proc/net/snmp")
+	if !t.remote || n < 0 {
+		return n
+	}
+	m := retransSegs(fmt.Sprintf("/proc/%d/net/snmp", t.upstream.PID()))
+	if m < 0 {
+		return -1
+	}
+	return n + m
+}
+
+func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair, remote bool) {
+	where := "the host's, /proc/net/snmp"
+	if remote {
+		where = "the host's and the upstream namespace's, /proc/net/snmp and /proc/UPSTREAM/net/snmp"
+	}
+	fmt.Fprintf(w, "\n%s, %d MiB each (CPU per GiB: /proc of the upstream and weft, getrusage of the client; retransmits: %s)\n\n", dir, size>>20, where)
+	head, rule := "| pair | direct MiB/s | weft MiB/s | weft ÷ direct | direct CPU ms/GiB: client · upstream | weft leg CPU ms/GiB: client · upstream · weft | TCP retransmits: direct · weft |", "|---|---:|---:|---:|---|---|---|"
+	if remote {
+		head, rule = head+" all CPUs busy ms/GiB: direct · weft |", rule+"---|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
 	var ratios, dRates, wRates, weftCPU, dTotal, wTotal []float64
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	for i, p := range res {
@@ -340,11 +406,21 @@ func writeTransferTable(w io.Writer, dir string, size int64, res []transferPair)
 		weftCPU = append(weftCPU, ms(p.weft.perGiB(p.weft.weft)))
 		dTotal = append(dTotal, ms(p.direct.perGiB(p.direct.client+p.direct.upstream)))
 		wTotal = append(wTotal, ms(p.weft.perGiB(p.weft.client+p.weft.upstream+p.weft.weft)))
-		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f%% | %.0f · %.0f | %.0f · %.0f · %.0f | %s · %s |\n", i+1,
+		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f%% | %.0f · %.0f | %.0f · %.0f · %.0f | %s · %s |", i+1,
 			p.direct.mibps(), p.weft.mibps(), 100*ratio,
 			ms(p.direct.perGiB(p.direct.client)), ms(p.direct.perGiB(p.direct.upstream)),
 			ms(p.weft.perGiB(p.weft.client)), ms(p.weft.perGiB(p.weft.upstream)), ms(p.weft.perGiB(p.weft.weft)),
 			count(p.direct.retrans), count(p.weft.retrans))
+		if remote {
+			busy := func(l transferLeg) string {
+				if l.host < 0 {
+					return "?"
+				}
+				return strconv.FormatFloat(ms(l.perGiB(l.host)), 'f', 0, 64)
+			}
+			fmt.Fprintf(w, " %s · %s |", busy(p.direct), busy(p.weft))
+		}
+		fmt.Fprintln(w)
 	}
 	over := 0
 	for _, r := range ratios {
@@ -376,9 +452,10 @@ func medianOf(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// retransSegs is the host's TCP RetransSegs counter (-1 if unknown).
-func retransSegs() int64 {
-	b, err := os.ReadFile("/proc/net/snmp")
+// retransSegs is the TCP RetransSegs counter in an snmp file of /proc (a
+// network namespace's; -1 if unknown).
+func retransSegs(path string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1
 	}
@@ -403,6 +480,29 @@ func retransSegs() int64 {
 		}
 	}
 	return -1
+}
+
+// hostBusy is the time all CPUs together spent not idle (user, nice,
+// system, irq, softirq; /proc/stat), or -1 if unknown.
+func hostBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return -1
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return -1
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
 func loadAverage() string {
