@@ -50,28 +50,9 @@ func leanScenario(name, desc string, n int, lang, dir, src string, build func(ct
 			if err != nil {
 				return "", err
 			}
-			up, err := env.StartUpstream(ctx, env.UpstreamConfig())
-			if err != nil {
-				return "", err
-			}
-			listen, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, up)
-			for i := 0; i < n; i++ {
-				name := fmt.Sprintf("noop%d", i)
-				cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}})
-				cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, name)
-			}
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
-				return "", err
-			}
-			return "http://" + listen + "/", nil
+			return env.startWeftWithFilters(ctx, n, func(i int) config.Filter {
+				return config.Filter{Name: fmt.Sprintf("noop%d", i), Module: config.Module{Path: module}}
+			})
 		},
 	}
 }

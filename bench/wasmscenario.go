@@ -44,30 +44,39 @@ func weftWasm(n int, trusted bool) Scenario {
 			if err != nil {
 				return "", err
 			}
-			up, err := env.StartUpstream(ctx, env.UpstreamConfig())
-			if err != nil {
-				return "", err
-			}
-			listen, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, up)
-			for i := 0; i < n; i++ {
-				name := fmt.Sprintf("noop%d", i)
-				cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}, Trusted: trusted})
-				cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, name)
-			}
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
-				return "", err
-			}
-			return "http://" + listen + "/", nil
+			return env.startWeftWithFilters(ctx, n, func(i int) config.Filter {
+				return config.Filter{Name: fmt.Sprintf("noop%d", i), Module: config.Module{Path: module}, Trusted: trusted}
+			})
 		},
 	}
+}
+
+// startWeftWithFilters starts the upstream and `weft proxy` in front of it
+// with n filters on its listener, filter(i) the i-th, and returns the
+// listener's URL.
+func (e *Env) startWeftWithFilters(ctx context.Context, n int, filter func(i int) config.Filter) (string, error) {
+	up, err := e.StartUpstream(ctx, e.UpstreamConfig())
+	if err != nil {
+		return "", err
+	}
+	listen, err := FreeAddr()
+	if err != nil {
+		return "", err
+	}
+	admin, err := FreeAddr()
+	if err != nil {
+		return "", err
+	}
+	cfg := WeftConfig(listen, admin, up)
+	for i := 0; i < n; i++ {
+		f := filter(i)
+		cfg.Filters = append(cfg.Filters, f)
+		cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, f.Name)
+	}
+	if _, err := e.StartWeft(ctx, "weft", cfg); err != nil {
+		return "", err
+	}
+	return "http://" + listen + "/", nil
 }
 
 // buildNoopGuest builds gosdk/noop (once per run) and returns the

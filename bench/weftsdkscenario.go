@@ -41,28 +41,9 @@ func weftSDKScenario(name, desc string, n int, kind string) Scenario {
 			if err != nil {
 				return "", err
 			}
-			up, err := env.StartUpstream(ctx, env.UpstreamConfig())
-			if err != nil {
-				return "", err
-			}
-			listen, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, up)
-			for i := 0; i < n; i++ {
-				name := fmt.Sprintf("%s%d", kind, i)
-				cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}, Config: config.RawConfig(kind)})
-				cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, name)
-			}
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
-				return "", err
-			}
-			return "http://" + listen + "/", nil
+			return env.startWeftWithFilters(ctx, n, func(i int) config.Filter {
+				return config.Filter{Name: fmt.Sprintf("%s%d", kind, i), Module: config.Module{Path: module}, Config: config.RawConfig(kind)}
+			})
 		},
 	}
 }
