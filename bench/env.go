@@ -365,6 +365,38 @@ func WeftConfig(listen, admin, upstreamAddr string) *config.Config {
 	}
 }
 
+// startWeftFor starts `weft proxy` ("weft") with WeftConfig in front of
+// the upstream at up, after edit (if set) changed the config, and returns
+// the listener's address and the process.
+func (e *Env) startWeftFor(ctx context.Context, up string, edit func(*config.Config)) (string, *proc.Process, error) {
+	listen, err := FreeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	admin, err := FreeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	cfg := WeftConfig(listen, admin, up)
+	if edit != nil {
+		edit(cfg)
+	}
+	p, err := e.StartWeft(ctx, "weft", cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	return listen, p, nil
+}
+
+// addFilters puts n filters on cfg's listener, filter(i) the i-th.
+func addFilters(cfg *config.Config, n int, filter func(i int) config.Filter) {
+	for i := 0; i < n; i++ {
+		f := filter(i)
+		cfg.Filters = append(cfg.Filters, f)
+		cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, f.Name)
+	}
+}
+
 // StartWeft writes cfg to Dir/NAME.yaml, checks it with config.Parse, runs
 // `weft proxy -c FILE` and waits for the admin server's /ready. The
 // process is measured like any StartProcess.

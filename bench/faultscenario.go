@@ -91,17 +91,10 @@ func killEndpoint(name, protocol, compare string, quick bool) Scenario {
 				return "", err
 			}
 			victim = a
-			listen, err := FreeAddr()
+			listen, _, err := env.startWeftFor(ctx, addrA, func(cfg *config.Config) {
+				cfg.Clusters[0].Endpoints = append(cfg.Clusters[0].Endpoints, config.Endpoint{Address: addrB})
+			})
 			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, addrA)
-			cfg.Clusters[0].Endpoints = append(cfg.Clusters[0].Endpoints, config.Endpoint{Address: addrB})
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
 				return "", err
 			}
 			return "http://" + listen + "/", nil

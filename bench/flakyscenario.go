@@ -62,21 +62,14 @@ func WeftRetryFlaky() Scenario {
 			if err != nil {
 				return "", err
 			}
-			listen, err := FreeAddr()
+			listen, _, err := env.startWeftFor(ctx, up, func(cfg *config.Config) {
+				cfg.Listeners[0].VirtualHosts[0].Routes[0].Route.Retry = &config.RetryPolicy{
+					Attempts:    RetryAttempts,
+					On:          []string{"gateway-error"},
+					BackoffBase: config.Duration(RetryBackoff),
+				}
+			})
 			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, up)
-			cfg.Listeners[0].VirtualHosts[0].Routes[0].Route.Retry = &config.RetryPolicy{
-				Attempts:    RetryAttempts,
-				On:          []string{"gateway-error"},
-				BackoffBase: config.Duration(RetryBackoff),
-			}
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
 				return "", err
 			}
 			return "http://" + listen + "/", nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/weftmesh/weft/bench/grpcload"
 	"github.com/weftmesh/weft/bench/loadgen"
+	"github.com/weftmesh/weft/proxy/config"
 )
 
 // The gRPC scenarios load the gRPC upstream (bench/grpcupstream, grpc-go)
@@ -131,17 +132,7 @@ func grpcWeftSetup(ctx context.Context, env *Env) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	listen, err := FreeAddr()
-	if err != nil {
-		return "", err
-	}
-	admin, err := FreeAddr()
-	if err != nil {
-		return "", err
-	}
-	cfg := WeftConfig(listen, admin, up)
-	cfg.Clusters[0].Protocol = "http2"
-	p, err := env.StartWeft(ctx, "weft", cfg)
+	listen, p, err := env.startWeftFor(ctx, up, func(cfg *config.Config) { cfg.Clusters[0].Protocol = "http2" })
 	if err != nil {
 		return "", err
 	}

@@ -51,22 +51,16 @@ func weftWasmHog(every int) Scenario {
 			if err != nil {
 				return "", err
 			}
-			listen, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, up)
-			cfg.Filters = append(cfg.Filters, config.Filter{
-				Name: "hog", Module: config.Module{Path: module}, VMConfig: config.RawConfig(vmConfig),
-				PoolSize: HogVMs, MemoryLimitMiB: HogMiB, CallbackTimeout: config.Duration(2 * time.Second),
-				FailurePolicy: "fail_open",
+			listen, _, err := env.startWeftFor(ctx, up, func(cfg *config.Config) {
+				addFilters(cfg, 1, func(int) config.Filter {
+					return config.Filter{
+						Name: "hog", Module: config.Module{Path: module}, VMConfig: config.RawConfig(vmConfig),
+						PoolSize: HogVMs, MemoryLimitMiB: HogMiB, CallbackTimeout: config.Duration(2 * time.Second),
+						FailurePolicy: "fail_open",
+					}
+				})
 			})
-			cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, "hog")
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
+			if err != nil {
 				return "", err
 			}
 			return "http://" + listen + "/", nil

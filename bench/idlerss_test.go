@@ -124,21 +124,11 @@ func startIdleWeft(t *testing.T, bin string, n int, pid *int) *started {
 		if err != nil {
 			return "", err
 		}
-		listen, err := FreeAddr()
-		if err != nil {
-			return "", err
-		}
-		admin, err := FreeAddr()
-		if err != nil {
-			return "", err
-		}
-		cfg := WeftConfig(listen, admin, up)
-		for i := 0; i < n; i++ {
-			name := fmt.Sprintf("noop%d", i)
-			cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}})
-			cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, name)
-		}
-		p, err := env.StartWeft(ctx, "weft", cfg)
+		listen, p, err := env.startWeftFor(ctx, up, func(cfg *config.Config) {
+			addFilters(cfg, n, func(i int) config.Filter {
+				return config.Filter{Name: fmt.Sprintf("noop%d", i), Module: config.Module{Path: module}}
+			})
+		})
 		if err != nil {
 			return "", err
 		}

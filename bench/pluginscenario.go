@@ -210,21 +210,13 @@ func startWeftWithFilter(ctx context.Context, env *Env, f config.Filter, routes 
 	if err != nil {
 		return "", err
 	}
-	listen, err := FreeAddr()
+	listen, _, err := env.startWeftFor(ctx, up, func(cfg *config.Config) {
+		if routes != nil {
+			routes(cfg)
+		}
+		addFilters(cfg, 1, func(int) config.Filter { return f })
+	})
 	if err != nil {
-		return "", err
-	}
-	admin, err := FreeAddr()
-	if err != nil {
-		return "", err
-	}
-	cfg := WeftConfig(listen, admin, up)
-	if routes != nil {
-		routes(cfg)
-	}
-	cfg.Filters = append(cfg.Filters, f)
-	cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, f.Name)
-	if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
 		return "", err
 	}
 	return "http://" + listen + "/", nil

@@ -159,15 +159,8 @@ func Weft() Scenario {
 			if err != nil {
 				return "", err
 			}
-			listen, err := FreeAddr()
+			listen, _, err := env.startWeftFor(ctx, up, nil)
 			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			if _, err := env.StartWeft(ctx, "weft", WeftConfig(listen, admin, up)); err != nil {
 				return "", err
 			}
 			return "http://" + listen + "/", nil

@@ -41,23 +41,14 @@ func weftTCP(filters int) Scenario {
 			if err != nil {
 				return "", err
 			}
-			listen, err := FreeAddr()
+			listen, _, err := env.startWeftFor(ctx, up, func(cfg *config.Config) {
+				l := &cfg.Listeners[0]
+				l.Protocol, l.VirtualHosts, l.TCP = "tcp", nil, &config.TCPProxy{Cluster: "up"}
+				addFilters(cfg, filters, func(i int) config.Filter {
+					return config.Filter{Name: fmt.Sprintf("noop%d", i), Module: config.Module{Path: module}}
+				})
+			})
 			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, up)
-			l := &cfg.Listeners[0]
-			l.Protocol, l.VirtualHosts, l.TCP = "tcp", nil, &config.TCPProxy{Cluster: "up"}
-			for i := 0; i < filters; i++ {
-				name := fmt.Sprintf("noop%d", i)
-				cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}})
-				l.Filters = append(l.Filters, name)
-			}
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
 				return "", err
 			}
 			return "http://" + listen + "/", nil

@@ -42,18 +42,11 @@ func WeftTracing(pct float64) Scenario {
 			if err != nil {
 				return "", err
 			}
-			listen, err := FreeAddr()
+			listen, _, err := env.startWeftFor(ctx, up, func(cfg *config.Config) {
+				p := pct
+				cfg.Tracing = config.Tracing{Enabled: true, SamplingPercent: &p, OTLPEndpoint: "http://" + ln.Addr().String() + "/v1/traces"}
+			})
 			if err != nil {
-				return "", err
-			}
-			admin, err := FreeAddr()
-			if err != nil {
-				return "", err
-			}
-			cfg := WeftConfig(listen, admin, up)
-			p := pct
-			cfg.Tracing = config.Tracing{Enabled: true, SamplingPercent: &p, OTLPEndpoint: "http://" + ln.Addr().String() + "/v1/traces"}
-			if _, err := env.StartWeft(ctx, "weft", cfg); err != nil {
 				return "", err
 			}
 			return "http://" + listen + "/", nil

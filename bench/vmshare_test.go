@@ -66,21 +66,11 @@ func measureVMs(t *testing.T, pool, n int, isolate bool, requests int) (idle, lo
 		if err != nil {
 			return "", err
 		}
-		listen, err := FreeAddr()
-		if err != nil {
-			return "", err
-		}
-		admin, err := FreeAddr()
-		if err != nil {
-			return "", err
-		}
-		cfg := WeftConfig(listen, admin, up)
-		for i := 0; i < n; i++ {
-			name := fmt.Sprintf("noop%d", i)
-			cfg.Filters = append(cfg.Filters, config.Filter{Name: name, Module: config.Module{Path: module}, PoolSize: pool, IsolateVM: isolate})
-			cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, name)
-		}
-		p, err := env.StartWeft(ctx, "weft", cfg)
+		listen, p, err := env.startWeftFor(ctx, up, func(cfg *config.Config) {
+			addFilters(cfg, n, func(i int) config.Filter {
+				return config.Filter{Name: fmt.Sprintf("noop%d", i), Module: config.Module{Path: module}, PoolSize: pool, IsolateVM: isolate}
+			})
+		})
 		if err != nil {
 			return "", err
 		}

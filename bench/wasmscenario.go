@@ -59,21 +59,8 @@ func (e *Env) startWeftWithFilters(ctx context.Context, n int, filter func(i int
 	if err != nil {
 		return "", err
 	}
-	listen, err := FreeAddr()
+	listen, _, err := e.startWeftFor(ctx, up, func(cfg *config.Config) { addFilters(cfg, n, filter) })
 	if err != nil {
-		return "", err
-	}
-	admin, err := FreeAddr()
-	if err != nil {
-		return "", err
-	}
-	cfg := WeftConfig(listen, admin, up)
-	for i := 0; i < n; i++ {
-		f := filter(i)
-		cfg.Filters = append(cfg.Filters, f)
-		cfg.Listeners[0].Filters = append(cfg.Listeners[0].Filters, f.Name)
-	}
-	if _, err := e.StartWeft(ctx, "weft", cfg); err != nil {
 		return "", err
 	}
 	return "http://" + listen + "/", nil
