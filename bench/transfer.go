@@ -142,22 +142,14 @@ func transferCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	listen, err := FreeAddr()
-	if err != nil {
-		return err
-	}
-	admin, err := FreeAddr()
-	if err != nil {
-		return err
-	}
-	cfg := WeftConfig(listen, admin, upAddr)
-	// A slow transfer on a loaded machine must not meet the 15 s default.
-	cfg.Listeners[0].VirtualHosts[0].Routes[0].Route.Timeout = config.Duration(time.Hour)
-	// An upload's Content-Length must be under the listener's body limit
-	// (4 MiB by default); a streamed body is never held whole.
-	cfg.Listeners[0].Limits.MaxBodyBytes = *sizeMiB<<20 + 1
 	r.opts.ServerCPUs = *weftCPUs
-	weft, err := env.StartWeft(ctx, "weft", cfg)
+	listen, weft, err := env.startWeftFor(ctx, upAddr, func(cfg *config.Config) {
+		// A slow transfer on a loaded machine must not meet the 15 s default.
+		cfg.Listeners[0].VirtualHosts[0].Routes[0].Route.Timeout = config.Duration(time.Hour)
+		// An upload's Content-Length must be under the listener's body limit
+		// (4 MiB by default); a streamed body is never held whole.
+		cfg.Listeners[0].Limits.MaxBodyBytes = *sizeMiB<<20 + 1
+	})
 	if err != nil {
 		return err
 	}
@@ -288,6 +280,20 @@ type transferClientResult struct {
 	CPUNS     int64 `json:"cpu_ns"`
 }
 
+// usage reads the upstream's, weft's and (if not nil) via's CPU so far.
+func (t *transferRun) usage(via *proc.Process) (up, weft, peer proc.Usage, err error) {
+	if up, err = t.upstream.Usage(); err != nil {
+		return
+	}
+	if weft, err = t.weft.Usage(); err != nil {
+		return
+	}
+	if via != nil {
+		peer, err = via.Usage()
+	}
+	return
+}
+
 // one runs one transfer to addr: the upstream, weft (viaWeft) or a peer
 // proxy (via, whose CPU it measures).
 func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, via *proc.Process) (transferLeg, error) {
@@ -297,19 +303,9 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, v
 		Args: []string{"bench", "transfer-client", "-addr", addr, "-dir", dir,
 			"-size", strconv.FormatInt(t.size, 10), "-io-size", strconv.Itoa(t.ioSize)},
 	}
-	u0, err := t.upstream.Usage()
+	u0, w0, v0, err := t.usage(via)
 	if err != nil {
 		return transferLeg{}, err
-	}
-	w0, err := t.weft.Usage()
-	if err != nil {
-		return transferLeg{}, err
-	}
-	var v0 proc.Usage
-	if via != nil {
-		if v0, err = via.Usage(); err != nil {
-			return transferLeg{}, err
-		}
 	}
 	r0, h0 := t.retrans(), hostBusy()
 	p, err := proc.Start(spec)
@@ -329,19 +325,9 @@ func (t *transferRun) one(ctx context.Context, dir, addr string, viaWeft bool, v
 	}
 	_ = p.Stop(stopGrace) // reaps; the client has exited
 	r1, h1 := t.retrans(), hostBusy()
-	u1, err := t.upstream.Usage()
+	u1, w1, v1, err := t.usage(via)
 	if err != nil {
 		return transferLeg{}, err
-	}
-	w1, err := t.weft.Usage()
-	if err != nil {
-		return transferLeg{}, err
-	}
-	var v1 proc.Usage
-	if via != nil {
-		if v1, err = via.Usage(); err != nil {
-			return transferLeg{}, err
-		}
 	}
 	if err := p.ExitErr(); err != nil {
 		return transferLeg{}, fmt.Errorf("client: %v: %s", err, strings.TrimSpace(errb.String()))
