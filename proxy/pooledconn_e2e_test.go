@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,49 +33,10 @@ type closingUpstream struct {
 
 func startClosingUpstream(t *testing.T, mode string, part int64) *closingUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &closingUpstream{addr: ln.Addr().String(), closeNow: make(chan struct{}, 1), ended: make(chan struct{}, 1)}
+	u := &closingUpstream{closeNow: make(chan struct{}, 1), ended: make(chan struct{}, 1)}
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(open, c)
-					mu.Unlock()
-					_ = c.Close()
-				}()
-				u.serve(c, u.conns.Add(1) == 1, mode, part, stop)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		_ = ln.Close()
-		mu.Lock()
-		for c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	u.addr = serveTCP(t, func(c net.Conn) { u.serve(c, u.conns.Add(1) == 1, mode, part, stop) })
+	t.Cleanup(func() { close(stop) }) // runs first: cleanups run last-in first-out
 	return u
 }
 
