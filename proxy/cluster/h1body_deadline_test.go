@@ -89,20 +89,7 @@ func TestDoStreamEachWaitHasItsOwnDeadline(t *testing.T) {
 			_, e, gate := spliceCluster(t, idle, tc.parts)
 			rb, resp := streamGet(t, e, "/paced", nil)
 			t.Cleanup(func() { _ = rb.Close() })
-			stop := make(chan struct{})
-			paced := make(chan struct{})
-			go func() {
-				defer close(paced)
-				for range len(tc.parts) - 1 {
-					select {
-					case <-time.After(pause):
-					case <-stop:
-						return
-					}
-					gate <- struct{}{}
-				}
-			}()
-			t.Cleanup(func() { close(stop); <-paced })
+			releaseEvery(t, gate, len(tc.parts)-1, pause)
 			got, err := io.ReadAll(rb)
 			if err != nil || string(got) != tc.body {
 				t.Fatalf("a paced body read: %q, %v; want %q whole", got, err, tc.body)

@@ -84,20 +84,7 @@ func TestSpliceChunksEachWaitHasItsOwnDeadline(t *testing.T) {
 			_, e, gate := spliceCluster(t, idle, tc.parts)
 			rb, resp := streamGet(t, e, "/paced", nil)
 			t.Cleanup(func() { _ = rb.Close() })
-			stop := make(chan struct{})
-			paced := make(chan struct{})
-			go func() {
-				defer close(paced)
-				for range len(tc.parts) - 1 {
-					select {
-					case <-time.After(pause):
-					case <-stop:
-						return
-					}
-					gate <- struct{}{}
-				}
-			}()
-			t.Cleanup(func() { close(stop); <-paced })
+			releaseEvery(t, gate, len(tc.parts)-1, pause)
 			w, dst := testClientSocket(t)
 			got := readClient(t, w, len(tc.body))
 			r := runSplice(t, func() (int64, bool, error) { return rb.(ChunkSplicer).SpliceChunksTo(dst, func() {}) })
@@ -213,4 +200,23 @@ func TestSpliceZeroIdleIsNoBound(t *testing.T) {
 			clientGot(t, got, []byte(tc.body))
 		})
 	}
+}
+
+// releaseEvery lets n pieces through gate, one every pause, and stops
+// (and is waited for) when the test ends.
+func releaseEvery(t *testing.T, gate chan<- struct{}, n int, pause time.Duration) {
+	stop := make(chan struct{})
+	paced := make(chan struct{})
+	go func() {
+		defer close(paced)
+		for range n {
+			select {
+			case <-time.After(pause):
+			case <-stop:
+				return
+			}
+			gate <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-paced })
 }
