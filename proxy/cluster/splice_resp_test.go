@@ -643,20 +643,7 @@ func TestSpliceSlowBodyNotCut(t *testing.T) {
 			_, e, gate := spliceCluster(t, idle, parts)
 			rb, _ := streamGet(t, e, "/slow", nil)
 			t.Cleanup(func() { _ = rb.Close() })
-			stop := make(chan struct{})
-			paced := make(chan struct{})
-			go func() {
-				defer close(paced)
-				for range steps {
-					select {
-					case <-time.After(idle / 3): // the pace of a slow upstream, not a wait for a condition
-					case <-stop:
-						return
-					}
-					gate <- struct{}{}
-				}
-			}()
-			t.Cleanup(func() { close(stop); <-paced })
+			releaseEvery(t, gate, steps, idle/3) // the pace of a slow upstream, not a wait for a condition
 			w, dst := testClientSocket(t)
 			got := readClient(t, w, len(tc.body))
 			r := runSplice(t, func() (int64, bool, error) {
