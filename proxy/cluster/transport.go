@@ -125,7 +125,9 @@ func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, er
 		req.Close = true
 	}
 	if _, ok := t.(*http.Transport); ok {
-		req = e.countResends(req)
+		rt := e.countResends()
+		defer rt.done()
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &rt.trace))
 	}
 	resp, err := t.RoundTrip(req)
 	if err != nil {
@@ -145,20 +147,44 @@ func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, er
 	return resp, nil
 }
 
-// countResends returns req traced so that each connection net/http's
-// transport takes for it after the first counts in PooledConnRetries: the
-// transport sends a request again on its own (a reused connection the
-// upstream closed as the request went, a GOAWAY), outside the route's
-// policy, as the HTTP/1.1 pool does (pooledconn.go), and is counted the
-// same. (weft's HTTP/2 client counts its own: Config.Resent.)
-func (e *Endpoint) countResends(req *http.Request) *http.Request {
-	var conns atomic.Int32
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
-		if conns.Add(1) > 1 {
-			e.c.stats.PooledConnRetries.Add(1)
-		}
-	}}
-	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+// resendTrace counts the connections net/http's transport takes for one
+// request: each after the first is a re-send the transport made on its own
+// (a reused connection the upstream closed as the request went, a GOAWAY),
+// outside the route's policy, counted in PooledConnRetries as the HTTP/1.1
+// pool's are (pooledconn.go; weft's HTTP/2 client counts its own:
+// Config.Resent). Pooled: every request through that transport has one,
+// and the trace's hook is bound once per pooled value.
+type resendTrace struct {
+	e     *Endpoint
+	conns atomic.Int32
+	trace httptrace.ClientTrace // only GotConn set, never changed after New
+}
+
+var resendTraces = sync.Pool{New: func() any {
+	rt := &resendTrace{}
+	rt.trace.GotConn = rt.gotConn
+	return rt
+}}
+
+// countResends is a trace for one request to e, to give back (done) once
+// RoundTrip returned: net/http takes every connection of a request, and so
+// calls GotConn, before RoundTrip returns.
+func (e *Endpoint) countResends() *resendTrace {
+	rt := resendTraces.Get().(*resendTrace)
+	rt.e = e
+	rt.conns.Store(0)
+	return rt
+}
+
+func (rt *resendTrace) gotConn(httptrace.GotConnInfo) {
+	if rt.conns.Add(1) > 1 {
+		rt.e.c.stats.PooledConnRetries.Add(1)
+	}
+}
+
+func (rt *resendTrace) done() {
+	rt.e = nil
+	resendTraces.Put(rt)
 }
 
 // activeBody ends the endpoint's active count when the body is closed.
