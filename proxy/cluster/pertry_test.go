@@ -156,3 +156,34 @@ func TestTryTimer(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+// A try with a per-try timeout over HTTP/1.1 allocates nothing more than
+// one without (TestDoStreamDoesNotAllocate): its deadline is computed,
+// not timed.
+func TestDoTryPerTryDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	addr := serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") })
+	c := start(t, config.Cluster{Name: "d", Endpoints: static(addr)}, Options{})
+	e := c.Pick(0, false, nil)
+	req, resp := streamReq()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	deadline := time.Now().Add(10 * time.Second)
+	allocs := testing.AllocsPerRun(200, func() {
+		body, err := e.DoTry(req, nil, 0, resp, deadline, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			_ = body.Close()
+		}
+		if string(resp.Body()) != "ok" {
+			t.Fatalf("answer %q", resp.Body())
+		}
+	})
+	if allocs >= 1 {
+		t.Fatalf("DoTry with a per-try timeout allocates %v times per request", allocs)
+	}
+}
