@@ -552,3 +552,29 @@ func TestTransferClientChecksTheAnswer(t *testing.T) {
 		t.Fatalf("download: %+v, %v (%q)", res, err, stdout.String())
 	}
 }
+
+// The reference proxies run as `bench ref-proxy` subprocesses, answer the
+// load, are measured like a peer and compared with nginx of the same run.
+func TestRunRefProxies(t *testing.T) {
+	var log pidLog
+	rep, err := Run(context.Background(), quickOptions(t, &log, Nginx(), RefProxy("epoll"), RefProxy("fasthttp")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]report.Scenario{}
+	for _, s := range rep.Scenarios {
+		byName[s.Name] = s
+	}
+	ng := byName["nginx"]
+	nginxRan := ng.OK()
+	for _, name := range []string{"ref-epoll", "ref-fasthttp"} {
+		s := byName[name]
+		if !s.OK() || s.Requests == 0 || s.Failed() != 0 || s.CPU == nil || s.CPU.Seconds <= 0 {
+			t.Fatalf("%s: %+v cpu %+v", name, s, s.CPU)
+		}
+		if s.Compare != "nginx" || (nginxRan && s.CompareCPURatio <= 0) {
+			t.Errorf("%s: compare %q, CPU ratio %v (nginx ran: %v)", name, s.Compare, s.CompareCPURatio, nginxRan)
+		}
+	}
+	log.assertGone(t)
+}

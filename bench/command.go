@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/weftmesh/weft/bench/grpcupstream"
 	"github.com/weftmesh/weft/bench/loadgen"
+	"github.com/weftmesh/weft/bench/refproxy"
 	"github.com/weftmesh/weft/bench/upstream"
 )
 
@@ -40,6 +42,7 @@ const (
 //	weft bench upstream [flags]             run the built-in upstream until interrupted
 //	weft bench load [flags]                 run the load generator once, print JSON
 //	weft bench grpc-upstream [flags]        run the gRPC upstream until interrupted
+//	weft bench ref-proxy [flags]            run a reference proxy (epoll loop or bare fasthttp) until interrupted
 //
 // It stops every process it started before returning, also on ctrl-C.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +56,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return loadCommand(ctx, args[1:], stdout, stderr)
 		case "grpc-upstream":
 			return grpcUpstreamCommand(ctx, args[1:], stdout, stderr)
+		case "ref-proxy":
+			return refProxyCommand(ctx, args[1:], stdout, stderr)
 		case "filter":
 			return filterCommand(ctx, args[1:], stdout, stderr)
 		case "control":
@@ -343,6 +348,25 @@ func upstreamCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	return upstream.Serve(ctx, cfg, func(addr string) {
 		fmt.Fprintf(stdout, "weft bench upstream: listening on %s\n", addr)
+	})
+}
+
+// refProxyCommand is `weft bench ref-proxy`: one of the reference proxies
+// of the ref-* scenarios, until interrupted.
+func refProxyCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("weft bench ref-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kind := fs.String("kind", "epoll", "epoll (a one-thread event loop in Go) or fasthttp (fasthttp's server and client, nothing else)")
+	listen := fs.String("listen", "127.0.0.1:0", "listen address")
+	up := fs.String("upstream", "", "upstream host:port")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	return refproxy.Serve(ctx, *kind, *listen, *up, func(a net.Addr) {
+		fmt.Fprintf(stdout, "weft bench ref-proxy: %s listening on %s\n", *kind, a)
 	})
 }
 

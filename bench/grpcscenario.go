@@ -150,6 +150,8 @@ var scenarioGroups = map[string][]string{
 	"download": {"direct-download", "weft-download"},
 	// tcp: the L4 path with and without network filters (tcpscenario.go).
 	"tcp": {"direct", "weft", "weft-tcp", "weft-tcp-wasm-1", "weft-tcp-wasm-4"},
+	// ref: weft beside nginx and the two reference proxies (peers.go).
+	"ref": {"weft", "nginx", "ref-epoll", "ref-fasthttp"},
 }
 
 // nginxGRPCConfig is nginx proxying gRPC: an h2c listener (HTTP/2 without

@@ -239,3 +239,44 @@ func lookPeer(name string, fallbacks ...string) (string, error) {
 	}
 	return "", Skipf("%s is not installed%s", name, hint)
 }
+
+// RefProxy proxies through a reference proxy of package refproxy, run as
+// `weft bench ref-proxy -kind KIND` in its own process: "ref-epoll", a
+// one-thread epoll event loop in Go (the shape of nginx and HAProxy), or
+// "ref-fasthttp", fasthttp's server handing requests to its HostClient
+// (what weft is built on, doing nothing else). They show what weft's CPU
+// per request is made of; they are not proxies to deploy.
+func RefProxy(kind string) Scenario {
+	what := map[string]string{
+		"epoll":    "a one-thread epoll event loop in Go",
+		"fasthttp": "fasthttp's server and HostClient, nothing else",
+	}[kind]
+	return Scenario{
+		Name:        "ref-" + kind,
+		Description: "client → reference proxy: " + what + " (a measuring stick, not a product) → upstream",
+		Compare:     "nginx",
+		Setup: func(ctx context.Context, env *Env) (string, error) {
+			up, err := env.StartUpstream(ctx, env.UpstreamConfig())
+			if err != nil {
+				return "", err
+			}
+			bin := env.r.opts.SelfBin
+			if bin == "" {
+				if bin, err = env.r.weftBinary(ctx); err != nil {
+					return "", err
+				}
+			}
+			listen, err := FreeAddr()
+			if err != nil {
+				return "", err
+			}
+			args := append(env.r.selfArgs("ref-proxy"), "-kind", kind, "-listen", listen, "-upstream", up)
+			p, err := env.StartProcess("ref-"+kind, bin, args...)
+			if err != nil {
+				return "", err
+			}
+			url := "http://" + listen + "/"
+			return url, env.WaitHTTP(ctx, url, p, nil)
+		},
+	}
+}

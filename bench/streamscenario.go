@@ -16,7 +16,7 @@ import (
 // The L4 ones ("tcp", tcpscenario.go) measure the tcp listener and its
 // network filters: weft bench -scenarios tcp.
 func OnDemandScenarios() []Scenario {
-	return []Scenario{DirectDownload(), WeftDownload(), WeftTCP(), WeftTCPWasm(1), WeftTCPWasm(4)}
+	return []Scenario{DirectDownload(), WeftDownload(), WeftTCP(), WeftTCPWasm(1), WeftTCPWasm(4), RefProxy("epoll"), RefProxy("fasthttp")}
 }
 
 // DownloadSize is the body each request of the download scenarios reads:
