@@ -208,7 +208,10 @@ func waitBackoff(pol *resilience.Policy, n int, deadline time.Time) {
 }
 
 // try sends one attempt to ep (nil: no usable endpoint) and classifies
-// its outcome.
+// its outcome. deadline (the route's) bounds all of it; perTry (0: none)
+// bounds it from when it has a connection and sent its request body
+// (cluster/pertry.go), so a slow connect is bounded by connect_timeout and
+// the route, not by the per-try timeout, as in Envoy.
 func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Response, s *filter.Stream,
 	ep *cluster.Endpoint, deadline time.Time, perTry time.Duration, up *cluster.ResponseBody, in *h1RequestBody) (resilience.Failure, int) {
 	if *up != nil {
@@ -221,18 +224,12 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 		return resilience.NoEndpoint, 0
 	}
 	s.UpstreamAddr = ep.Address()
-	d := deadline
-	if perTry > 0 {
-		if t := time.Now().Add(perTry); d.IsZero() || t.Before(d) {
-			d = t
-		}
-	}
 	cs.stats.Requests.Inc()
 	var body cluster.ResponseBody
 	var err error
 	if in != nil {
 		src, size := in.upstream()
-		body, err = ep.DoStreamBody(req, src, size, resp, d)
+		body, err = ep.DoTry(req, src, size, resp, deadline, perTry)
 		if in.broke() {
 			// The client's body failed, not the upstream: nothing to
 			// report against the endpoint.
@@ -242,7 +239,7 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 			return resilience.Reset, 0
 		}
 	} else {
-		body, err = ep.DoStream(req, resp, d)
+		body, err = ep.DoTry(req, nil, 0, resp, deadline, perTry)
 	}
 	*up = body
 	ep.Report(resp.StatusCode(), err)

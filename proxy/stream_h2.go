@@ -324,7 +324,10 @@ var errRouteTimeout = errors.New("upstream response headers timeout")
 
 // tryStream sends one attempt to ep (nil: no usable endpoint); on an
 // answer it leaves it in x.h2.upstream with its status and headers copied
-// into the stream's Response.
+// into the stream's Response. headerDeadline bounds the wait for the
+// answer's headers, connecting included; perTry (0: none) bounds it from
+// when the transport had a connection and sent the request whole, its
+// body to the end (cluster/pertry.go), as Envoy's per-try timeout.
 func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState, ep *cluster.Endpoint,
 	headerDeadline, callDeadline time.Time, perTry time.Duration) (resilience.Failure, int, int) {
 	s, h := &x.stream, x.h2
@@ -333,16 +336,14 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 		return resilience.NoEndpoint, 0, -1
 	}
 	s.UpstreamAddr = ep.Address()
-	d := headerDeadline
-	if perTry > 0 {
-		if t := time.Now().Add(perTry); d.IsZero() || t.Before(d) {
-			d = t
-		}
-	}
 	ctx, cancel := context.WithCancelCause(parent)
 	var timer *time.Timer
-	if !d.IsZero() {
-		timer = time.AfterFunc(time.Until(d), func() { cancel(errRouteTimeout) })
+	if !headerDeadline.IsZero() {
+		timer = time.AfterFunc(time.Until(headerDeadline), func() { cancel(errRouteTimeout) })
+	}
+	var tt *cluster.TryTimer
+	if perTry > 0 {
+		tt = cluster.NewTryTimer(perTry, func() { cancel(errRouteTimeout) })
 	}
 	out, err := h.outbound(ctx, s, callDeadline, cs.c.AlwaysHTTP2(true))
 	if err != nil {
@@ -350,9 +351,13 @@ func (p *Proxy) tryStream(parent context.Context, x *exchange, cs *clusterState,
 		return resilience.Reset, 0, -1
 	}
 	cs.stats.Requests.Inc()
-	resp, err := ep.RoundTrip(out, true)
-	if timer != nil && !timer.Stop() && err == nil {
-		// The timer fired as the headers arrived: the try timed out.
+	resp, err := ep.RoundTripTry(out, true, tt)
+	late := timer != nil && !timer.Stop()
+	if tt != nil && tt.Stop() {
+		late = true
+	}
+	if late && err == nil {
+		// A timer fired as the headers arrived: the try timed out.
 		_ = resp.Body.Close()
 		resp, err = nil, errRouteTimeout
 	}

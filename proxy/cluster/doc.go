@@ -11,7 +11,8 @@
 // # Data path
 //
 // Per request the proxy calls AcquireRequest, HashKey (ring_hash), Pick,
-// Endpoint.Do, Endpoint.Report and ReleaseRequest; a retry adds
+// Endpoint.DoTry (or RoundTripTry for a stream), Endpoint.Report and
+// ReleaseRequest; a retry adds
 // AcquireRetry/ReleaseRetry and passes the failed endpoint to Pick as
 // exclude. None of these allocate or take a lock shared by requests: Pick
 // reads an immutable view (published with an atomic pointer) that is
@@ -71,7 +72,8 @@
 // # What this package must not do
 //
 // It does not route, rewrite requests, retry, or apply timeouts of its own
-// beyond connect_timeout (the caller passes the deadline), and it does not
+// beyond connect_timeout (the caller passes the route's deadline and the
+// per-try timeout, which starts once a try has its connection: pertry.go), and it does not
 // speak any wire protocol but HTTP/1.1 (fasthttp) and HTTP/2 (net/http's
 // transport, transport.go); the gRPC it knows is the health check's. It
 // exports counters (Stats, Status) but registers no metrics and serves no

@@ -259,7 +259,7 @@ func (e *Endpoint) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 	c.setScheme(req)
 	req.URI().DisablePathNormalizing = true
 	_, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
-		(*fasthttp.HostClient).ReleaseConn, req, nil, 0, resp, deadline, 0, true)
+		(*fasthttp.HostClient).ReleaseConn, req, nil, 0, resp, deadline, 0, 0, true)
 	return err
 }
 

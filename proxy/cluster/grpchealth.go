@@ -157,7 +157,7 @@ func (c *Cluster) checkGRPC(e *Endpoint) error {
 	// h2down: protocol auto in plaintext speaks h2c, as gRPC needs. Not
 	// RoundTrip: a check is not a request of the cluster's traffic (it
 	// must not weigh in least_request's active counts).
-	resp, err := e.roundTrip(req, true)
+	resp, err := e.roundTrip(req, true, nil)
 	if err != nil {
 		return err
 	}

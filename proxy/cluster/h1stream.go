@@ -3,7 +3,9 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -67,6 +69,37 @@ func (e *Endpoint) DoStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 	return e.DoStreamBody(req, nil, 0, resp, deadline)
 }
 
+// DoTry is one try of the route's retry policy: DoStreamBody (body nil:
+// DoStream) with its per-try timeout. deadline (the route's) bounds the
+// whole try, the wait for a connection and its dial included (each dial
+// bounded by connect_timeout too); perTry (0: none) bounds the try from
+// when it has a usable connection and its request body, if it streams,
+// has been sent whole (pertry.go).
+func (e *Endpoint) DoTry(req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time, perTry time.Duration) (ResponseBody, error) {
+	c := e.c
+	if err := e.admit(); err != nil {
+		return nil, err
+	}
+	if c.closed.Load() {
+		req.SetConnectionClose()
+	}
+	if c.UsesHTTP2(false) {
+		rb, err := e.roundTripStream(req, body, size, resp, deadline, perTry)
+		if rb == nil {
+			e.done()
+		}
+		return rb, err
+	}
+	c.setScheme(req)
+	req.URI().DisablePathNormalizing = true
+	rb, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
+		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, deadline, perTry, c.s.IdleTimeout, false)
+	if rb == nil {
+		e.done()
+	}
+	return rb, err
+}
+
 // DoStreamBody is DoStream with the request body streamed from body
 // instead of req's: size bytes (Content-Length), or chunked when size is
 // -1, each read flushed upstream as it comes. req's own body is ignored
@@ -77,28 +110,7 @@ func (e *Endpoint) DoStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 // not tried again here (the caller's retry policy decides, with what it
 // kept of the body; pooledconn.go).
 func (e *Endpoint) DoStreamBody(req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time) (ResponseBody, error) {
-	c := e.c
-	if err := e.admit(); err != nil {
-		return nil, err
-	}
-	if c.closed.Load() {
-		req.SetConnectionClose()
-	}
-	if c.UsesHTTP2(false) {
-		rb, err := e.roundTripStream(req, body, size, resp, deadline)
-		if rb == nil {
-			e.done()
-		}
-		return rb, err
-	}
-	c.setScheme(req)
-	req.URI().DisablePathNormalizing = true
-	rb, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
-		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, deadline, c.s.IdleTimeout, false)
-	if rb == nil {
-		e.done()
-	}
-	return rb, err
+	return e.DoTry(req, body, size, resp, deadline, 0)
 }
 
 // done ends a request's activity on the endpoint (see admit): pending is
@@ -112,21 +124,29 @@ func (e *Endpoint) done() {
 
 // doH1 is DoStream's and Do's exchange on one pooled connection. whole
 // (Do) reads the answer's body into resp under the deadline, and frees
-// the connection. It is generic only to hold fasthttp's pooled connection,
+// the connection. deadline (zero: none) bounds it all; perTry (0: none)
+// bounds it from when it has its connection, and a streamed body has gone
+// (pertry.go). It is generic only to hold fasthttp's pooled connection,
 // whose type is unexported: the type parameter is inferred from the
 // HostClient's methods.
 func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 	acquire func(*fasthttp.HostClient, time.Duration, bool) (C, error),
 	closeConn, releaseConn func(*fasthttp.HostClient, C),
-	req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time, idle time.Duration, whole bool) (ResponseBody, error) {
+	req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time, perTry time.Duration,
+	idle time.Duration, whole bool) (ResponseBody, error) {
 	retried := false
+	var tryEnd time.Time // the per-try bound, once it started
 	for {
+		d := earlier(deadline, tryEnd) // this connection's deadline
 		var wait time.Duration
-		if !deadline.IsZero() {
-			if wait = time.Until(deadline); wait <= 0 {
+		if !d.IsZero() {
+			if wait = time.Until(d); wait <= 0 {
 				return nil, fasthttp.ErrTimeout
 			}
 		}
+		// The wait for a connection and its dial are bounded by the
+		// deadline (and each dial by connect_timeout), not the per-try
+		// bound, which has not started.
 		cc, err := acquire(hc, wait, req.ConnectionClose())
 		if err != nil {
 			return nil, err
@@ -140,20 +160,45 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			e.c.stats.StaleConnsClosed.Add(1)
 			continue
 		}
+		if perTry > 0 && tryEnd.IsZero() {
+			// The try has its connection, handshaken (a new TLS one
+			// here, as the dial does for the other transports): the
+			// per-try bound starts now, or after a streamed body.
+			now := time.Now()
+			if tc, ok := cn.(*tls.Conn); ok && !reused {
+				if err := e.handshake(tc, now, d); err != nil {
+					closeConn(hc, cc)
+					return nil, err
+				}
+				now = time.Now()
+			}
+			if body == nil {
+				tryEnd = now.Add(perTry)
+				d = earlier(d, tryEnd)
+			}
+		}
 		bw := hc.AcquireWriter(cn)
 		if body != nil {
 			// A streamed body comes at the client's pace: the wait for
 			// the answer gets what was left of the deadline when the body
 			// began (as Envoy's route timeout starts once the request is
-			// complete), and each write may take the idle timeout.
+			// complete), and each write may take the idle timeout. The
+			// per-try bound starts once the body has gone.
 			left := wait
 			_ = cn.SetDeadline(time.Time{})
 			err = writeStreamed(bw, cn, idle, req, body, size)
-			if !deadline.IsZero() {
-				deadline = time.Now().Add(left)
+			if !d.IsZero() || perTry > 0 {
+				now := time.Now()
+				if !d.IsZero() {
+					d = now.Add(left)
+				}
+				if perTry > 0 {
+					tryEnd = now.Add(perTry)
+					d = earlier(d, tryEnd)
+				}
 			}
 		} else {
-			_ = cn.SetDeadline(deadline) // zero clears a previous one
+			_ = cn.SetDeadline(d) // zero clears a previous one
 			err = req.Write(bw)
 		}
 		if err == nil {
@@ -167,7 +212,7 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 		}
 		hc.ReleaseWriter(bw)
 		if body != nil {
-			_ = cn.SetDeadline(deadline)
+			_ = cn.SetDeadline(d)
 		}
 		early := err != nil && body != nil && !isBodyError(err)
 		if early {
@@ -272,6 +317,27 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 		}
 		return b, nil
 	}
+}
+
+// earlier is the earlier of two deadlines (zero: none).
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// handshake completes the TLS handshake of a connection the pool just
+// dialed (fasthttp leaves it to the request's first write), bounded by
+// connect_timeout and deadline (zero: none), so that it is part of getting
+// the connection: its failure is the endpoint's connect failure, as a
+// failed dial is.
+func (e *Endpoint) handshake(tc *tls.Conn, now, deadline time.Time) error {
+	_ = tc.SetDeadline(earlier(now.Add(e.c.s.ConnectTimeout), deadline))
+	if err := tc.Handshake(); err != nil {
+		return &DialError{Addr: e.addr, Err: fmt.Errorf("tls: %w", err)}
+	}
+	return nil
 }
 
 // readWholeBody reads an answer's body of declared length cl (-1

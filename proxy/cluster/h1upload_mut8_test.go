@@ -262,7 +262,7 @@ func doStreamIdle(e *Endpoint, req *fasthttp.Request, body io.Reader, size int, 
 	}
 	e.c.setScheme(req)
 	rb, err := doH1(e, e.client, (*fasthttp.HostClient).AcquireConn, (*fasthttp.HostClient).CloseConn,
-		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, time.Now().Add(20*time.Second), idle, false)
+		(*fasthttp.HostClient).ReleaseConn, req, body, size, resp, time.Now().Add(20*time.Second), 0, idle, false)
 	if rb == nil {
 		e.done()
 	}

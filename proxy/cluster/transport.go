@@ -101,9 +101,16 @@ func (c *Cluster) protoFor(h2down bool) int {
 // resets the upstream stream. The endpoint counts the request as active
 // until the response body is closed (or RoundTrip fails).
 func (e *Endpoint) RoundTrip(req *http.Request, h2down bool) (*http.Response, error) {
+	return e.RoundTripTry(req, h2down, nil)
+}
+
+// RoundTripTry is RoundTrip for one try of the route's retry policy: tt,
+// when not nil, is its per-try timer, armed once the transport had a
+// connection and wrote the request whole (pertry.go). The caller stops it.
+func (e *Endpoint) RoundTripTry(req *http.Request, h2down bool, tt *TryTimer) (*http.Response, error) {
 	e.total.Add(1)
 	e.active.Add(1)
-	resp, err := e.roundTrip(req, h2down)
+	resp, err := e.roundTrip(req, h2down, tt)
 	if err != nil {
 		e.active.Add(-1)
 		return nil, err
@@ -112,7 +119,7 @@ func (e *Endpoint) RoundTrip(req *http.Request, h2down bool) (*http.Response, er
 	return resp, nil
 }
 
-func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, error) {
+func (e *Endpoint) roundTrip(req *http.Request, h2down bool, tt *TryTimer) (*http.Response, error) {
 	c := e.c
 	t := e.streamTransport(c.protoFor(h2down))
 	req.URL.Host = e.addr
@@ -127,7 +134,17 @@ func (e *Endpoint) roundTrip(req *http.Request, h2down bool) (*http.Response, er
 	if _, ok := t.(*http.Transport); ok {
 		rt := e.countResends()
 		defer rt.done()
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &rt.trace))
+		trace := &rt.trace
+		if tt != nil {
+			// A trace of its own: the transport may report the request
+			// written after RoundTrip returned (an answer that came before
+			// the body went), when the pooled one serves another request.
+			trace = &httptrace.ClientTrace{GotConn: rt.trace.GotConn, WroteRequest: tt.wroteRequest}
+		}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	} else if tt != nil {
+		// Weft's HTTP/2 client reports it the same way.
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{WroteRequest: tt.wroteRequest}))
 	}
 	resp, err := t.RoundTrip(req)
 	if err != nil {
@@ -377,7 +394,7 @@ func (e *Endpoint) doStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 		}
 		hr.Header.Add(string(k), string(v))
 	}
-	hresp, err := e.roundTrip(hr, false)
+	hresp, err := e.roundTrip(hr, false, nil)
 	if err != nil {
 		return err
 	}
@@ -411,13 +428,19 @@ func (e *Endpoint) doStream(req *fasthttp.Request, resp *fasthttp.Response, dead
 // (size bytes, -1 unknown) or, when body is nil, from req; the answer's
 // body is returned still streaming (nil when it is empty), its trailers
 // appended to resp's headers at its end, as DoStream's HTTP/1.1 bodies do.
-// deadline bounds the wait for the response headers only; then the body
-// may be silent for the cluster's idle_timeout between reads.
-func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time) (ResponseBody, error) {
+// deadline bounds the wait for the response headers only, and perTry (0:
+// none) that wait from when the request was written whole on a connection
+// (pertry.go); then the body may be silent for the cluster's idle_timeout
+// between reads.
+func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size int, resp *fasthttp.Response, deadline time.Time, perTry time.Duration) (ResponseBody, error) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	var headerTimer *time.Timer
 	if !deadline.IsZero() {
 		headerTimer = time.AfterFunc(time.Until(deadline), func() { cancel(fasthttp.ErrTimeout) })
+	}
+	var tt *TryTimer
+	if perTry > 0 {
+		tt = NewTryTimer(perTry, func() { cancel(fasthttp.ErrTimeout) })
 	}
 	var rd io.Reader = http.NoBody
 	length := int64(0)
@@ -451,7 +474,7 @@ func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size i
 		}
 		hr.Header.Add(string(k), string(v))
 	}
-	hresp, err := e.roundTrip(hr, false)
+	hresp, err := e.roundTrip(hr, false, tt)
 	if sent != nil {
 		// Half duplex, as on HTTP/1.1 upstreams: the answer goes on once
 		// the transport is done with the body (sent, or closed when the
@@ -459,7 +482,11 @@ func (e *Endpoint) roundTripStream(req *fasthttp.Request, body io.Reader, size i
 		// and its filters are never read again after the caller moved on.
 		<-sent.done
 	}
-	if headerTimer != nil && !headerTimer.Stop() && err == nil {
+	late := headerTimer != nil && !headerTimer.Stop()
+	if tt != nil && tt.Stop() {
+		late = true
+	}
+	if late && err == nil {
 		// The deadline passed as the headers arrived: the try timed out.
 		_ = hresp.Body.Close()
 		hresp, err = nil, fasthttp.ErrTimeout

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -116,6 +117,9 @@ func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 		c.close(fmt.Errorf("h2client: write: %w", err))
 		<-s.headers
 		return nil, s.errResult()
+	}
+	if !hasBody {
+		wroteRequest(req)
 	}
 	// AfterFunc registers with the context without a goroutine (and
 	// without making its Done channel, which Done would).
@@ -427,8 +431,18 @@ func (s *stream) writeBody() {
 		c.mu.Lock()
 		s.localDone = true
 		c.mu.Unlock()
+		wroteRequest(s.req)
 		s.maybeDone()
 		return
+	}
+}
+
+// wroteRequest tells the request's httptrace, if it has one, that the
+// request went whole (as net/http's transport does): its HEADERS, and
+// its body to END_STREAM.
+func wroteRequest(req *http.Request) {
+	if tr := httptrace.ContextClientTrace(req.Context()); tr != nil && tr.WroteRequest != nil {
+		tr.WroteRequest(httptrace.WroteRequestInfo{})
 	}
 }
 

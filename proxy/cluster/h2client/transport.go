@@ -23,6 +23,9 @@
 // response body closed early resets the stream), and trailers. When every
 // connection has as many streams as its server allows, the pool opens
 // another, up to MaxConns; beyond that requests wait for a free stream.
+// As net/http's transport does, it calls a request's httptrace
+// WroteRequest hook once the request went whole: its HEADERS, and its body
+// to END_STREAM (weft starts a try's per_try_timeout there).
 package h2client
 
 import (
