@@ -160,22 +160,22 @@ func doH1[C conn](e *Endpoint, hc *fasthttp.HostClient,
 			e.c.stats.StaleConnsClosed.Add(1)
 			continue
 		}
-		if perTry > 0 && tryEnd.IsZero() {
-			// The try has its connection, handshaken (a new TLS one
-			// here, as the dial does for the other transports): the
-			// per-try bound starts now, or after a streamed body.
-			now := time.Now()
-			if tc, ok := cn.(*tls.Conn); ok && !reused {
-				if err := e.handshake(tc, now, d); err != nil {
-					closeConn(hc, cc)
-					return nil, err
-				}
-				now = time.Now()
+		if tc, ok := cn.(*tls.Conn); ok && !reused {
+			// A new TLS connection is handshaken here, as the dial does
+			// for the other transports, not at the request's first
+			// write: its failure is the endpoint's connect failure (503,
+			// retried elsewhere at once), and the per-try bound below
+			// starts after it. One clock read per new connection.
+			if err := e.handshake(tc, time.Now(), d); err != nil {
+				closeConn(hc, cc)
+				return nil, err
 			}
-			if body == nil {
-				tryEnd = now.Add(perTry)
-				d = earlier(d, tryEnd)
-			}
+		}
+		if perTry > 0 && tryEnd.IsZero() && body == nil {
+			// The try has its connection: the per-try bound starts now
+			// (after a streamed body, below, when there is one).
+			tryEnd = time.Now().Add(perTry)
+			d = earlier(d, tryEnd)
 		}
 		bw := hc.AcquireWriter(cn)
 		if body != nil {
