@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/weftmesh/weft/bench/proc"
@@ -129,23 +128,6 @@ func formatRate(bits int64) string {
 	return strconv.FormatInt(bits, 10) + "bit"
 }
 
-// checkPrivileges refuses early and clearly what cannot work.
-func (l *remoteLink) checkPrivileges() error {
-	if os.Geteuid() != 0 {
-		return errors.New("weft bench transfer: -remote-netns needs root (it creates a network namespace, a veth pair and tc qdiscs)")
-	}
-	var err error
-	if l.ipPath, err = exec.LookPath("ip"); err != nil {
-		return fmt.Errorf("weft bench transfer: -remote-netns needs iproute2's ip: %w", err)
-	}
-	if l.rateBits > 0 || l.delay > 0 {
-		if l.tcPath, err = exec.LookPath("tc"); err != nil {
-			return fmt.Errorf("weft bench transfer: -link-rate and -link-delay need iproute2's tc: %w", err)
-		}
-	}
-	return nil
-}
-
 // run runs ip or tc with a deadline, its output in the error.
 func (l *remoteLink) run(ctx context.Context, path string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -210,11 +192,6 @@ func ownerPID(name, prefix string) (int, bool) {
 		return 0, false
 	}
 	return pid, true
-}
-
-func pidAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // pickSubnet takes the first /30 of remoteSubnet, from a place that

@@ -503,7 +503,7 @@ func TestH2BadInputSlowReader(t *testing.T) {
 
 	t.Run("TCP window shut", func(t *testing.T) {
 		d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+			return rc.Control(func(fd uintptr) { _ = setRcvBuf(fd, 4096) })
 		}}
 		r := dialRawH2(t, b.addr, d, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
 		r.must(r.fr.WriteWindowUpdate(0, 1<<31-1-65535))

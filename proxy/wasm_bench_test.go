@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +39,7 @@ func benchWasmHandler(b *testing.B, n int) {
 	serve, ctx, req := benchHandler(b, wasmBenchConfig(n, noop))
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := benchCPU()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		req.CopyTo(&ctx.Request)
 		ctx.Response.Reset()
@@ -49,20 +48,11 @@ func benchWasmHandler(b *testing.B, n int) {
 			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
-	if cpu := benchCPU() - cpu0; cpu > 0 {
+	if cpu := processCPU() - cpu0; cpu > 0 {
 		// The process's CPU per request (the upstream's included): on a
 		// shared machine it moves less than ns/op.
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
-}
-
-// benchCPU is the process's user and system CPU time so far.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkProxyHandlerWasm0(b *testing.B) { benchWasmHandler(b, 0) }

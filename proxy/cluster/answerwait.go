@@ -4,8 +4,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-
-	"github.com/weftmesh/weft/proxy/internal/sockio"
 )
 
 // A request's last write and the wait for its answer, in one step. Go's
@@ -19,6 +17,8 @@ import (
 // write, so the answer's arrival cannot be missed, and the goroutine
 // parks at once; the read that follows finds the answer. One read
 // syscall fewer per request, on the path every small request takes.
+// Unix only (answerwait_unix.go); elsewhere armAnswerWait declines and
+// the write is an ordinary one (answerwait_other.go).
 
 // answerWait is a connection's state for that step, made on its first
 // use and kept with the connection.
@@ -30,28 +30,6 @@ type answerWait struct {
 	err   error              // the write's error
 	wrote bool
 	armed bool // the next Write is a request's last
-}
-
-// armAnswerWait makes the connection's next Write a request's last: it
-// returns once the bytes are written and the answer can be read (or the
-// read deadline passed, or the connection broke: the read that follows
-// finds out). It reports false when the connection cannot (not plain
-// TCP); disarmAnswerWait undoes it when no Write came.
-func (cc *countedConn) armAnswerWait() bool {
-	if cc.aw == nil {
-		tc, ok := cc.Conn.(*net.TCPConn)
-		if !ok {
-			return false
-		}
-		rc, err := tc.SyscallConn()
-		if err != nil {
-			return false
-		}
-		cc.aw = &answerWait{rc: rc}
-		cc.aw.step = cc.aw.writeThenWait
-	}
-	cc.aw.armed = true
-	return true
 }
 
 func (cc *countedConn) disarmAnswerWait() {
@@ -105,17 +83,4 @@ func (aw *answerWait) writeThenWait(fd uintptr) bool {
 		aw.n += k
 	}
 	return false
-}
-
-// writeFD writes once to a non-blocking socket: raw (sockio) where it
-// can, so the write hands no thread off.
-func writeFD(fd uintptr, p []byte) (int, error) {
-	if sockio.Available {
-		n, e := sockio.WriteRaw(fd, p)
-		if e != 0 {
-			return 0, e
-		}
-		return n, nil
-	}
-	return syscall.Write(int(fd), p)
 }

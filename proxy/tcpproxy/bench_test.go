@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,15 +107,6 @@ clusters:
 	if n := testing.AllocsPerRun(300, step); n != 0 {
 		t.Fatalf("%v allocations per 16 KiB round trip, want 0", n)
 	}
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkNetworkFilterEcho sends 64 bytes and reads them back, one
