@@ -2,51 +2,25 @@ package cluster
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // silentAddr is a loopback address whose connects hang: a socket that
 // listens with no room in its accept queue (backlog 0, one connection
 // queued and never accepted), so the kernel drops further SYNs, as a host
-// that vanished without a reset does. It skips the test where connects to
+// that vanished without a reset does (testserver.SlowConnect, never
+// opened). It skips the test where connects to
 // it do not hang.
 func silentAddr(t *testing.T) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
-	filler, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = filler.Close() })
-	if probe, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-		_ = probe.Close()
-		t.Skip("connects to a full accept queue do not hang here")
-	}
-	return addr
+	return testserver.StartSlowConnect(t).Addr // never opened: every connect hangs
 }
 
 // A dial to an endpoint that does not answer ends with the request that
