@@ -249,6 +249,14 @@ func (p *Proxy) try(cs *clusterState, req *fasthttp.Request, resp *fasthttp.Resp
 	switch cluster.Classify(err) {
 	case cluster.ConnectFailure:
 		cs.stats.ConnectFailures.Inc()
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			// The route's timeout ended the connect: the endpoint's
+			// connect failure (reported above, so a silent endpoint is
+			// still ejected), and the request's timeout, answered 504 UT
+			// as Envoy does and as the stream transports do.
+			cs.stats.Timeouts.Inc()
+			return resilience.Timeout, 0
+		}
 		return resilience.ConnectFailure, 0
 	case cluster.Timeout:
 		cs.stats.Timeouts.Inc()

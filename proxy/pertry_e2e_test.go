@@ -360,3 +360,23 @@ func perTryPost(t *testing.T, c perTryCase, url, half string, pause func()) (int
 	}
 	return resp.StatusCode, string(b)
 }
+
+// A connect the route's timeout ends (the endpoint silent, connect_timeout
+// far off) answers the route's timeout, 504, on every transport, as in
+// Envoy; the endpoint still has its connect failure (cluster's
+// TestDialEndsWithItsRequest). Before, an HTTP/1.1 client to an HTTP/1.1
+// cluster got 503, a connect failure.
+func TestRouteTimeoutEndsConnect(t *testing.T) {
+	for _, c := range perTryCases {
+		t.Run(c.String(), func(t *testing.T) {
+			t.Parallel()
+			silent := testserver.StartSlowConnect(t) // never opened
+			cfg := strings.ReplaceAll(perTryConfig, "timeout: 20s", "timeout: 300ms")
+			_, url := startProxy(t, cfg, map[string]string{
+				"retry": "{on: [connect-failure]}", "endpoints": fmt.Sprintf("[{address: %q}]", silent.Addr)})
+			if st, body := perTryGet(t, c, url+"/"+c.cluster+"/x"); st != 504 {
+				t.Fatalf("a connect the route's 300ms timeout ended (connect_timeout 5s): %d %q, want 504", st, body)
+			}
+		})
+	}
+}
