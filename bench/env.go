@@ -457,7 +457,7 @@ func moduleRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("not inside the weft source tree (no go.mod of github.com/weftmesh/weft above the working directory); pass -weft-bin")
+			return "", errors.New("not inside the weft source tree (no go.mod of github.com/weftmesh/weft above the working directory)")
 		}
 		dir = parent
 	}

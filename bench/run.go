@@ -569,7 +569,7 @@ func (r *runner) weftBinary(ctx context.Context) (string, error) {
 				r.weftBin = self
 				return
 			}
-			r.weftErr = fmt.Errorf("weft binary: %w", err)
+			r.weftErr = fmt.Errorf("weft binary: %w; pass -weft-bin", err)
 			return
 		}
 		if !hasGoFiles(filepath.Join(root, "cmd", "weft")) {

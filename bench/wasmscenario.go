@@ -123,7 +123,7 @@ type guestBuild struct {
 func (r *runner) buildGuest(ctx context.Context, log *zap.Logger, dir, pkg string, build func(ctx context.Context, root, modDir string) (wasmbuild.Module, error)) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
-		return "", Skipf("the Wasm guest %s is built from the source tree: %v", pkg, err)
+		return "", Skipf("the Wasm guest %s is built from the source tree: %v; run weft bench from inside it", pkg, err)
 	}
 	modDir := filepath.Join(root, filepath.FromSlash(dir))
 	if _, err := os.Stat(filepath.Join(modDir, filepath.FromSlash(pkg))); err != nil {
