@@ -11,6 +11,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // refusingH2Upstream is an h2c upstream written with the frame layer: it
@@ -20,7 +22,7 @@ import (
 func refusingH2Upstream(t *testing.T) (addr string, streams *atomic.Int32) {
 	t.Helper()
 	streams = new(atomic.Int32)
-	return serveTCP(t, func(c net.Conn) { serveRefusingH2(c, streams) }), streams
+	return testserver.ServeTCP(t, func(c net.Conn) { serveRefusingH2(c, streams) }), streams
 }
 
 func serveRefusingH2(c net.Conn, streams *atomic.Int32) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 const networkFilterConfig = `
@@ -46,7 +48,7 @@ clusters:
 // in, EOF out) until the test ends.
 func startTCPEcho(t *testing.T) string {
 	t.Helper()
-	return serveTCP(t, func(c net.Conn) {
+	return testserver.ServeTCP(t, func(c net.Conn) {
 		if _, err := io.Copy(c, c); err == nil {
 			_ = c.(*net.TCPConn).CloseWrite()
 		}

@@ -89,16 +89,7 @@ func serveBoth(t *testing.T, ln net.Listener, h http.HandlerFunc) {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Protocols: &p, Handler: h}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
+	testserver.ServeHTTP(t, &http.Server{Protocols: &p, Handler: h}, ln)
 }
 
 // upstreamBoth serves h on a new loopback listener (see serveBoth).
@@ -126,12 +117,7 @@ func perTryGet(t *testing.T, c perTryCase, url string) (int, string) {
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err.Error()
-	}
-	return resp.StatusCode, string(b)
+	return statusBody(resp)
 }
 
 // (a) A connect that takes longer than per_try_timeout (a second: the
@@ -324,12 +310,7 @@ func perTryPost(t *testing.T, c perTryCase, url, half string, pause func()) (int
 			_ = pr.CloseWithError(err)
 			return 0, err.Error()
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return 0, err.Error()
-		}
-		return resp.StatusCode, string(b)
+		return statusBody(resp)
 	}
 	// HTTP/1.1 by hand: fasthttp's client sends a body in one go.
 	addr := strings.TrimPrefix(url, "http://")
@@ -353,12 +334,7 @@ func perTryPost(t *testing.T, c perTryCase, url, half string, pause func()) (int
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err.Error()
-	}
-	return resp.StatusCode, string(b)
+	return statusBody(resp)
 }
 
 // A connect the route's timeout ends (the endpoint silent, connect_timeout
@@ -379,4 +355,15 @@ func TestRouteTimeoutEndsConnect(t *testing.T) {
 			}
 		})
 	}
+}
+
+// statusBody reads resp's body whole and closes it: the status and body,
+// or 0 and the error when the body broke.
+func statusBody(resp *http.Response) (int, string) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(b)
 }

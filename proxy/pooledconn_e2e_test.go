@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // A pooled upstream connection the upstream closed while it sat idle, or
@@ -35,7 +37,7 @@ func startClosingUpstream(t *testing.T, mode string, part int64) *closingUpstrea
 	t.Helper()
 	u := &closingUpstream{closeNow: make(chan struct{}, 1), ended: make(chan struct{}, 1)}
 	stop := make(chan struct{})
-	u.addr = serveTCP(t, func(c net.Conn) { u.serve(c, u.conns.Add(1) == 1, mode, part, stop) })
+	u.addr = testserver.ServeTCP(t, func(c net.Conn) { u.serve(c, u.conns.Add(1) == 1, mode, part, stop) })
 	t.Cleanup(func() { close(stop) }) // runs first: cleanups run last-in first-out
 	return u
 }

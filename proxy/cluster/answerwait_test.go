@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // A request's last write waits for the answer inside a raw read
@@ -23,7 +24,7 @@ import (
 func TestDoStreamWaitsForAnswerAfterWrite(t *testing.T) {
 	long := strings.Repeat("v", 6000)
 	release := make(chan struct{})
-	addr := rawServer(t, func(conn net.Conn) {
+	addr := testserver.ServeTCP(t, func(conn net.Conn) {
 		br := bufio.NewReader(conn)
 		for {
 			r, err := http.ReadRequest(br)

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // Do reads the whole answer on doH1 (whole): a length, chunks and their
@@ -32,7 +33,7 @@ func TestDoWholeAnswers(t *testing.T) {
 		{"over the limit", "GET", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nxx", maxResponseBodyBytes+1), "", "", fasthttp.ErrBodyTooLarge, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, tc.answer)
 				if !tc.pooled {

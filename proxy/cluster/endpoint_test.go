@@ -16,62 +16,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
-
-// rawServer accepts TCP connections on 127.0.0.1:0 and hands each to h,
-// then closes it. It stops when the test ends: the connections still open
-// are closed then (a handler reading a connection the client left open,
-// after a failure, does not hold the test up).
-func rawServer(t *testing.T, h func(net.Conn)) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	stopped := false
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if stopped {
-				mu.Unlock()
-				_ = conn.Close()
-				return
-			}
-			conns[conn] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(conns, conn)
-					mu.Unlock()
-					_ = conn.Close()
-				}()
-				h(conn)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		stopped = true
-		for c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
 
 // readRequest consumes one request's head.
 func readRequest(conn net.Conn) {
@@ -93,28 +39,28 @@ func TestDoClassifiesFailures(t *testing.T) {
 	}{
 		{"closed port", func(t *testing.T) string { return closedAddr(t) }, time.Second, ConnectFailure},
 		{"closed mid-response", func(t *testing.T) string {
-			return rawServer(t, func(c net.Conn) {
+			return testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it")
 			})
 		}, 2 * time.Second, Reset},
 		{"closed before the first byte", func(t *testing.T) string {
-			return rawServer(t, func(c net.Conn) { readRequest(c) })
+			return testserver.ServeTCP(t, func(c net.Conn) { readRequest(c) })
 		}, 2 * time.Second, Reset},
 		{"closed mid-headers", func(t *testing.T) string {
-			return rawServer(t, func(c net.Conn) {
+			return testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
 			})
 		}, 2 * time.Second, Reset},
 		{"reset by peer", func(t *testing.T) string {
-			return rawServer(t, func(c net.Conn) {
+			return testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_ = c.(*net.TCPConn).SetLinger(0) // close sends RST
 			})
 		}, 2 * time.Second, Reset},
 		{"broken chunked body", func(t *testing.T) string {
-			return rawServer(t, func(c net.Conn) {
+			return testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort")
 			})
@@ -124,7 +70,7 @@ func TestDoClassifiesFailures(t *testing.T) {
 			return addr
 		}, 50 * time.Millisecond, Timeout},
 		{"garbage", func(t *testing.T) string {
-			return rawServer(t, func(c net.Conn) {
+			return testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n")
 			})

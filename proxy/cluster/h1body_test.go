@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // Streamed response bodies (DoStream) from HTTP/1.1 upstreams, read
@@ -27,7 +28,7 @@ import (
 func scriptServer(t *testing.T, answers ...[]string) (string, chan<- struct{}) {
 	gate := make(chan struct{}, 64)
 	stop := make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for _, parts := range answers {
 			for {
@@ -168,7 +169,7 @@ func TestDoStreamConnectionCloseNotReused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			heads := make(chan string, 4)
 			gate := make(chan struct{}, 1)
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				br := bufio.NewReader(c)
 				var head strings.Builder
 				for {
@@ -239,7 +240,7 @@ func TestDoStreamBodyCutShort(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gate := make(chan struct{}, 1)
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, tc.head)
 				select {
@@ -398,7 +399,7 @@ func TestDoStreamBodyIdleFromFirstRead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, tc.head)
 				<-release
@@ -438,7 +439,7 @@ func TestDoStreamSlowBodyNotCut(t *testing.T) {
 	const idle = time.Second
 	const steps = 6
 	next := make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		readRequest(c)
 		_, _ = io.WriteString(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", steps))
 		for range steps {
@@ -477,7 +478,7 @@ func TestDoStreamSlowBodyNotCut(t *testing.T) {
 // connection; no deadline at all waits as long as it takes.
 func TestDoStreamDeadlines(t *testing.T) {
 	release := make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		line, _ := br.ReadString('\n')
 		for l := line; l != "\r\n" && l != ""; {
@@ -565,7 +566,7 @@ func TestDoStreamResetPooledConn(t *testing.T) {
 	stop := make(chan struct{})
 	var first atomic.Bool
 	first.Store(true)
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		l, err := br.ReadString('\n')
 		for err == nil && l != "\r\n" {

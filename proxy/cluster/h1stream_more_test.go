@@ -11,13 +11,14 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // An upstream that answers a streamed upload before reading it (a 401,
 // then it closes) has its answer read, not the failed write's error: for
 // a body of known length and a chunked one. The connection is not reused.
 func TestDoStreamBodyEarlyAnswer(t *testing.T) {
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		readRequest(c)
 		_, _ = io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied")
 	})
@@ -81,7 +82,7 @@ func TestDoStreamEmptyBodiesFreeTheConnection(t *testing.T) {
 // chunked) leaves no connection in the pool: a POST after it, which is
 // not sent twice, gets a new connection and its answer.
 func TestDoStreamBodyUntilCloseIsNotReused(t *testing.T) {
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		line, _ := br.ReadString('\n')
 		for l := line; l != "\r\n" && l != ""; {
@@ -120,7 +121,7 @@ func TestDoStreamBodyUntilCloseIsNotReused(t *testing.T) {
 // A GET whose answer cannot be parsed is not sent again: only a pooled
 // connection the upstream had closed (nothing read back) is retried.
 func TestDoStreamBadAnswerNotRetried(t *testing.T) {
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		readRequest(c)
 		_, _ = io.WriteString(c, "HTTP/1.1 two hundred\r\n\r\n")
 	})
@@ -139,7 +140,7 @@ func TestDoStreamBadAnswerNotRetried(t *testing.T) {
 // connection is reused once it was read.
 func TestDoStreamShortBodyAfterHeadersKeepsConnection(t *testing.T) {
 	proceed := make(chan struct{}, 2)
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			l, err := br.ReadString('\n')
@@ -182,7 +183,7 @@ func TestDoStreamShortBodyAfterHeadersKeepsConnection(t *testing.T) {
 // the read fails instead of waiting for ever.
 func TestDoStreamStalledBodyCutAtIdleTimeout(t *testing.T) {
 	release := make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		readRequest(c)
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
 		<-release

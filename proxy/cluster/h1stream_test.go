@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 func streamReq() (*fasthttp.Request, *fasthttp.Response) {
@@ -100,7 +101,7 @@ func TestDoStreamBadChunks(t *testing.T) {
 		// The bad chunk comes once the client has the headers: it is
 		// read from the stream, not with them.
 		proceed := make(chan struct{})
-		addr := rawServer(t, func(conn net.Conn) {
+		addr := testserver.ServeTCP(t, func(conn net.Conn) {
 			readRequest(conn)
 			_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
 			select {
@@ -132,7 +133,7 @@ func TestDoStreamBadChunks(t *testing.T) {
 // closed goes again on a new one, as with Do.
 func TestDoStreamRetriesStaleConn(t *testing.T) {
 	closed := make(chan struct{}, 2)
-	addr := rawServer(t, func(conn net.Conn) {
+	addr := testserver.ServeTCP(t, func(conn net.Conn) {
 		readRequest(conn)
 		_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		// then close: the pooled connection is stale

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // Uploads (DoStreamBody) in the cases the sixth round of mutation testing
@@ -56,7 +57,7 @@ func TestDoStreamBodySplicedClientPauseNotCut(t *testing.T) {
 			const first, second = 1000 + 20<<10, 20 << 10
 			reached := make(chan struct{})
 			got := make(chan *upRequest, 1)
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				r := readUpRequest(bufio.NewReader(&countReader{r: c, n: first, reached: reached}))
 				got <- r
 				if r.err == nil {
@@ -185,7 +186,7 @@ func TestDoStreamBodyNotReadOnAfterUpstreamReset(t *testing.T) {
 	}
 	ports := make(chan int, 1)
 	reset, stop := make(chan struct{}), make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		// Reset once the client is connected and has its first bytes
 		// (before, its connect could fail instead).
 		select {
@@ -323,7 +324,7 @@ func TestDoStreamZeroIdleIsNoBound(t *testing.T) {
 	})
 	t.Run("answer", func(t *testing.T) {
 		big := bytes.Repeat([]byte("z"), 200<<10) // more than the reader's buffer
-		addr := rawServer(t, func(c net.Conn) {
+		addr := testserver.ServeTCP(t, func(c net.Conn) {
 			readRequest(c)
 			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(big))
 			_, _ = c.Write(big)
@@ -375,7 +376,7 @@ func TestSpliceChunksToKeepsTheChunks(t *testing.T) {
 		want = fmt.Appendf(want, "%x\r\n%s\r\n", len(c), c)
 		data += len(c)
 	}
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		readRequest(c)
 		// The head and the first small chunk in one write: the
 		// connection's reader holds them (and maybe more) when the

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // slowReader reads at most 32 KiB at a time, after a pause of 10 ms: an
@@ -39,7 +40,7 @@ func TestDoStreamBodySplicedSlowUpstreamNotCut(t *testing.T) {
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprint("chunked ", chunked), func(t *testing.T) {
 			got := make(chan *upRequest, 1)
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
 				r := readUpRequest(bufio.NewReaderSize(slowReader{c}, 64<<10))
 				got <- r
@@ -82,7 +83,7 @@ func TestDoStreamBodySplicedSlowUpstreamNotCut(t *testing.T) {
 func TestDoStreamBodyUpstreamStopsReadingTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	stop := make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{*pki.server}})
 		if tc.Handshake() != nil {
 			return

@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // Streamed request bodies (DoStreamBody) on HTTP/1.1 upstreams: what the
@@ -100,7 +101,7 @@ func readUpRequest(br *bufio.Reader) *upRequest {
 // error and the connection closed.
 func uploadServer(t *testing.T) (string, <-chan *upRequest) {
 	got := make(chan *upRequest, 64)
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			r := readUpRequest(br)
@@ -270,7 +271,7 @@ func TestDoStreamBodyHeadersWaitForFirstBytes(t *testing.T) {
 // has the previous one.
 func TestDoStreamBodyFlushedBeforeEachRead(t *testing.T) {
 	seen := make(chan int, 64) // body bytes the upstream has, as they come
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		tp := textproto.NewReader(br)
 		if _, err := tp.ReadLine(); err != nil {
@@ -360,7 +361,7 @@ func TestDoStreamBodyReadErrors(t *testing.T) {
 // that went straight to the socket.
 func TestDoStreamBodyLongerThanDeclared(t *testing.T) {
 	extra := make(chan int, 4)
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		r := readUpRequest(br)
 		if r.err != nil {
@@ -618,7 +619,7 @@ func TestDoStreamBodySpliceFailures(t *testing.T) {
 		}
 	})
 	t.Run("upstream", func(t *testing.T) {
-		addr := rawServer(t, func(c net.Conn) {
+		addr := testserver.ServeTCP(t, func(c net.Conn) {
 			readRequest(c)
 			_ = c.(*net.TCPConn).SetLinger(0) // close sends RST
 		})
@@ -702,7 +703,7 @@ func TestDoStreamBodyUpstreamStopsReading(t *testing.T) {
 				t.Skip("no splice on this OS")
 			}
 			stop := make(chan struct{})
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				<-stop // reads nothing more, answers nothing
 			})
@@ -754,7 +755,7 @@ func (zeros) Read(p []byte) (int, error) {
 // takes the whole body and never answers is a timeout.
 func TestDoStreamBodyAnswerDeadline(t *testing.T) {
 	stop := make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		if r := readUpRequest(bufio.NewReader(c)); r.err != nil {
 			return
 		}
@@ -831,7 +832,7 @@ func TestDoStreamOverTLS(t *testing.T) {
 
 // An answer that cannot be parsed is neither a reset nor a timeout.
 func TestDoStreamMalformedAnswer(t *testing.T) {
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		readRequest(c)
 		_, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n")
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // slowHandshakeListener holds each connection's first read (the client's
@@ -70,15 +71,7 @@ func TestPerTryStartsAfterTLSHandshake(t *testing.T) {
 			srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				_, _ = io.WriteString(w, "handshaken late")
 			})}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_ = srv.Serve(tln)
-			}()
-			t.Cleanup(func() {
-				_ = srv.Close()
-				<-done
-			})
+			testserver.ServeHTTP(t, srv, tln)
 			c := start(t, config.Cluster{Name: "t", Protocol: pc.protocol, Endpoints: static(addr),
 				TLS: &config.ClusterTLS{Mode: "mtls"}, ConnectTimeout: config.Duration(10 * time.Second)}, Options{TLS: pki.client()})
 			e := c.Pick(0, false, nil)

@@ -65,7 +65,7 @@ func startStaleUpstream(t *testing.T, mode staleMode, readBody int64) *staleUpst
 	u := &staleUpstream{mode: mode, readBody: readBody, closeNow: make(chan struct{}, 1),
 		closed: make(chan net.Conn, 1), bodies: make(chan int64, 16)}
 	stop := make(chan struct{})
-	u.addr = rawServer(t, func(c net.Conn) {
+	u.addr = testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		first := u.conns.Add(1) == 1
 		for n := 0; ; n++ {

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // Where a spliced chunked body's read deadline is set: every read of the
@@ -172,7 +173,7 @@ func TestSpliceZeroIdleIsNoBound(t *testing.T) {
 		{"chunked", chunkedHead + "5\r\nhello\r\n" + chunk(big) + "0\r\n\r\n", true, "5\r\nhello\r\n" + chunk(big)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, tc.answer)
 				_, _ = io.Copy(io.Discard, c) // until the client closes

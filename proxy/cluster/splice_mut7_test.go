@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // A spliced upload to an upstream that reads slowly but steadily lasts
@@ -24,7 +25,7 @@ func TestSplicedUploadSeesPushedDeadlines(t *testing.T) {
 		t.Skip("no splice on this OS")
 	}
 	const size = 3 << 20
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for { // the head
 			line, err := br.ReadString('\n')

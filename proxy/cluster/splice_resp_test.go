@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/internal/testserver"
 )
 
 // Response bodies spliced to a client's socket, as the proxy's HTTP/1.1
@@ -245,7 +246,7 @@ func TestSpliceToUpstreamCut(t *testing.T) {
 	}
 	const size, sent = 1 << 20, 400 << 10
 	data := pattern(sent, 5)
-	addr := rawServer(t, func(c net.Conn) {
+	addr := testserver.ServeTCP(t, func(c net.Conn) {
 		readRequest(c)
 		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", size, data)
 	})
@@ -545,7 +546,7 @@ func TestSpliceChunksUpstreamCut(t *testing.T) {
 		{"trailer line", chunkedHead + "5\r\nhello\r\n0\r\nX-T: v\r\n", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := rawServer(t, func(c net.Conn) {
+			addr := testserver.ServeTCP(t, func(c net.Conn) {
 				readRequest(c)
 				_, _ = io.WriteString(c, tc.wire)
 			})
