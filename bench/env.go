@@ -97,12 +97,9 @@ func (e *Env) StartUpstream(ctx context.Context, cfg upstream.Config) (string, e
 // a fault scenario can kill it; it returns the process and its host:port.
 // It is not measured, and is stopped after the run.
 func (e *Env) StartUpstreamProcess(ctx context.Context, name string, cfg upstream.Config) (*proc.Process, string, error) {
-	bin := e.r.opts.SelfBin
-	if bin == "" {
-		var err error
-		if bin, err = e.r.weftBinary(ctx); err != nil {
-			return nil, "", err
-		}
+	bin, err := e.r.selfBinary(ctx)
+	if err != nil {
+		return nil, "", err
 	}
 	addr, err := FreeAddr()
 	if err != nil {

@@ -244,11 +244,9 @@ func RefProxy(kind string) Scenario {
 			if err != nil {
 				return "", err
 			}
-			bin := env.r.opts.SelfBin
-			if bin == "" {
-				if bin, err = env.r.weftBinary(ctx); err != nil {
-					return "", err
-				}
+			bin, err := env.r.selfBinary(ctx)
+			if err != nil {
+				return "", err
 			}
 			listen, err := FreeAddr()
 			if err != nil {

@@ -521,12 +521,9 @@ func (l *remoteLink) describe() string {
 // so the PID, its CPU and its namespace's counters are the upstream's),
 // listening on the namespace's veth address.
 func (e *Env) startRemoteUpstream(ctx context.Context, l *remoteLink, cfg upstream.Config) (*proc.Process, string, error) {
-	bin := e.r.opts.SelfBin
-	if bin == "" {
-		var err error
-		if bin, err = e.r.weftBinary(ctx); err != nil {
-			return nil, "", err
-		}
+	bin, err := e.r.selfBinary(ctx)
+	if err != nil {
+		return nil, "", err
 	}
 	addr := l.upstreamAddr()
 	path, args := l.wrap(bin, append(e.r.selfArgs("upstream"), upstreamFlags(addr, cfg)...))

@@ -165,6 +165,16 @@ type runner struct {
 	guests   map[string]*guestBuild // by module dir and package
 }
 
+// selfBinary is the binary that runs `bench SUB` subprocesses outside the
+// load path (an upstream to kill, a reference proxy): SelfBin when set
+// (always when pinning), else the weft binary.
+func (r *runner) selfBinary(ctx context.Context) (string, error) {
+	if r.opts.SelfBin != "" {
+		return r.opts.SelfBin, nil
+	}
+	return r.weftBinary(ctx)
+}
+
 // selfArgs is the argument list that makes SelfBin run `bench SUB`.
 func (r *runner) selfArgs(sub string) []string { return []string{"bench", sub} }
 
